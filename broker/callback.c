@@ -1,0 +1,783 @@
+/*
+ * WeCom callback endpoints (see callback.h). Everything up to the Redis
+ * write is synchronous and pure; a request ends in exactly one reply: the
+ * echo, `success`, or a refusal with a one-line reason, a log line and a
+ * metric, and then no state has changed.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "callback.h"
+#include "config.h"
+#include "datakey.h"
+#include "httpd.h"
+#include "keyring.h"
+#include "keys.h"
+#include "log.h"
+#include "metrics.h"
+#include "query.h"
+#include "store.h"
+#include "wecom_crypto.h"
+#include "wecom_xml.h"
+
+#define MAX_QUERY_PARAMS 16
+#define NONCE_MAX        64
+#define TICKET_MAX       512
+
+struct cb_suite {
+    struct callback *cb;
+    const struct suite_conf *conf;
+    struct wecom_crypto *crypto;
+    unsigned char dk[KEYRING_KEY_LEN];
+    int dk_loaded;
+    int dk_loading;
+    unsigned long dk_generation; /* store generation the load started in */
+};
+
+struct callback {
+    const struct config *cfg;
+    const struct keyring *kr;
+    struct store *st;
+    struct cb_suite *suites;
+    size_t nsuites;
+};
+
+/* InfoTypes that go to the event stream; anything else is acknowledged,
+ * logged and counted only. */
+static const char *const queued_types[] = {
+    "create_auth",          "change_auth",
+    "cancel_auth",          "reset_permanent_code",
+    "change_contact",       "change_external_contact",
+    "change_external_chat", "change_external_tag",
+    "corp_arch_auth",
+};
+
+/* Writes the dedupe mark and the stream entry together, so an event is
+ * either queued and marked or neither. For data callbacks the receiving
+ * corp must be a known tenant. */
+static const char enqueue_lua[] =
+    "if ARGV[2] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then\n"
+    "  return -1\n"
+    "end\n"
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\n"
+    "return 1\n";
+
+/* Keeps the newest ticket by WeCom's TimeStamp: an older or equal one
+ * never overwrites, whichever instance it reaches. */
+static const char ticket_lua[] =
+    "local cur = redis.call('HGET', KEYS[1], 'ts')\n"
+    "if cur and tonumber(cur) >= tonumber(ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'ticket', ARGV[2],"
+    " 'at', ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "return 1\n";
+
+/* State of one POST waiting for Redis. */
+struct pending {
+    struct httpd_req *r;
+    struct cb_suite *su;
+    char info_type[32]; /* metric label: a queued type, suite_ticket or data */
+    int is_ticket;
+};
+
+/*---- Replies ----*/
+
+static void
+reject(struct httpd_req *r, const char *suite, int status,
+       const char *reason, const char *fmt, ...) BRK_PRINTF(5, 6);
+
+/*
+ * Refuse a request: one log line naming the reason, one metric, and a
+ * plain-text body "reason: detail". The detail never holds request bytes
+ * beyond what the code put there.
+ */
+static void
+reject(struct httpd_req *r, const char *suite, int status, const char *reason,
+       const char *fmt, ...)
+{
+    char detail[256], body[320], labels[160];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    log_req(LOG_LVL_WARN, r->id, "callback refused: %s %s%s%s: %d %s: %s",
+            httpd_method(r), r->route, suite ? " suite=" : "",
+            suite ? suite : "", status, reason, detail);
+    metrics_inc(METRICS_CALLBACK_REJECTIONS,
+                metrics_labels(labels, sizeof(labels), "suite",
+                               suite ? suite : "", "reason", reason, NULL));
+    snprintf(body, sizeof(body), "%s: %s\n", reason, detail);
+    httpd_reply_text(r, status, body);
+}
+
+/* Map a crypto error to (status, metric reason). */
+static void
+crypto_reject(struct httpd_req *r, const char *suite, enum brk_err err,
+              const char *what)
+{
+    int status = 400;
+    const char *reason = "bad_ciphertext";
+
+    switch (err) {
+    case BRK_ERR_WX_SIGNATURE:
+        status = 403;
+        reason = "bad_signature";
+        break;
+    case BRK_ERR_WX_RECEIVEID:
+        status = 403;
+        reason = "bad_receiveid";
+        break;
+    case BRK_ERR_WX_DECODE_B64:
+        reason = "bad_base64";
+        break;
+    case BRK_ERR_WX_BUFFER:
+        reason = "bad_buffer";
+        break;
+    case BRK_ERR_TOOBIG:
+        status = 413;
+        reason = "too_large";
+        break;
+    default:
+        break;
+    }
+    reject(r, suite, status, reason, "%s (%s, %d)", what, brk_strerror(err),
+           brk_err_wecom_code(err));
+}
+
+/*---- Request checks ----*/
+
+static int
+is_digits(const char *s, size_t maxlen)
+{
+    size_t n = 0;
+
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s; s++, n++)
+        if (*s < '0' || *s > '9' || n >= maxlen)
+            return 0;
+    return 1;
+}
+
+/*
+ * Check that each required parameter appears exactly once and that
+ * timestamp and nonce are sane. Replies and returns -1 on refusal.
+ */
+static int
+check_query(struct httpd_req *r, struct cb_suite *su, const struct query *q,
+            int want_echostr)
+{
+    static const char *const names[] = {"msg_signature", "timestamp", "nonce",
+                                        "echostr"};
+    size_t i, n = want_echostr ? 4 : 3, c;
+    const char *ts;
+    long long t, now, skew;
+
+    for (i = 0; i < n; i++) {
+        c = query_count(q, names[i]);
+        if (c != 1) {
+            reject(r, su->conf->suite_id, 400, "bad_query", "%s %s",
+                   names[i], c == 0 ? "missing" : "repeated");
+            return -1;
+        }
+    }
+    if (!want_echostr && query_count(q, "echostr") != 0) {
+        reject(r, su->conf->suite_id, 400, "bad_query",
+               "echostr on a POST");
+        return -1;
+    }
+    ts = query_get(q, "timestamp");
+    if (!is_digits(ts, 12)) {
+        reject(r, su->conf->suite_id, 400, "bad_timestamp",
+               "timestamp is not a number");
+        return -1;
+    }
+    t = strtoll(ts, NULL, 10);
+    now = (long long)time(NULL);
+    skew = su->cb->cfg->callback_max_skew;
+    if (t < now - skew || t > now + skew) {
+        reject(r, su->conf->suite_id, 400, "stale_timestamp",
+               "timestamp %lld is %lld s from now (max %lld)", t, t - now,
+               skew);
+        return -1;
+    }
+    if (strlen(query_get(q, "nonce")) > NONCE_MAX ||
+        query_get(q, "nonce")[0] == '\0') {
+        reject(r, su->conf->suite_id, 400, "bad_query",
+               "nonce empty or longer than %d", NONCE_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/*---- GET: URL verification ----*/
+
+static void
+handle_verify(struct httpd_req *r, struct cb_suite *su, const struct query *q)
+{
+    const char *accepted[2];
+    const char *echostr = query_get(q, "echostr");
+    char *msg = NULL, *rid = NULL;
+    size_t msglen = 0, which;
+    enum brk_err err;
+
+    err = wecom_crypto_verify(su->crypto, query_get(q, "msg_signature"),
+                              query_get(q, "timestamp"),
+                              query_get(q, "nonce"), echostr);
+    if (err) {
+        crypto_reject(r, su->conf->suite_id, err, "msg_signature mismatch");
+        goto out;
+    }
+    err = wecom_crypto_decrypt(su->crypto, echostr, strlen(echostr), &msg,
+                               &msglen, &rid);
+    if (err) {
+        crypto_reject(r, su->conf->suite_id, err, "echostr does not decrypt");
+        goto out;
+    }
+    /* WeCom has been seen to verify with the provider's corpid instead of
+     * the suite id; both are ours, so both are accepted */
+    accepted[0] = su->conf->suite_id;
+    accepted[1] = su->conf->provider_corpid;
+    err = wecom_crypto_check_receiveid(rid, accepted, 2, &which);
+    if (err) {
+        crypto_reject(r, su->conf->suite_id, err,
+                      "receiveid is neither the suite id nor provider_corpid");
+        goto out;
+    }
+    log_req(LOG_LVL_INFO, r->id,
+            "URL verification ok: suite=%s route=%s receiveid=%s",
+            su->conf->suite_id, r->route,
+            which == 0 ? "suite_id" : "provider_corpid");
+    httpd_reply(r, 200, "text/plain; charset=utf-8", msg, msglen);
+out:
+    brk_free_secret(msg, msglen);
+    brk_free(rid);
+}
+
+/*---- POST: events ----*/
+
+static void
+on_written(enum brk_err err, struct redisReply *reply, void *arg)
+{
+    struct pending *p = arg;
+    struct httpd_req *r = p->r;
+    const char *suite = p->su->conf->suite_id;
+    const char *result;
+    char labels[160];
+    struct timespec now;
+    double secs;
+
+    if (err || reply->type != REDIS_REPLY_INTEGER) {
+        metrics_inc(METRICS_REDIS_ERRORS,
+                    metrics_labels(labels, sizeof(labels), "kind",
+                                   err == BRK_ERR_TIMEOUT ? "timeout"
+                                                          : "error",
+                                   NULL));
+        reject(r, suite, 503, "store_unavailable",
+               "event not stored (%s%s%s); WeCom will retry",
+               brk_strerror(err), reply && reply->str ? ": " : "",
+               reply && reply->str ? reply->str : "");
+        goto out;
+    }
+    if (reply->integer < 0) {
+        reject(r, suite, 403, "unknown_tenant",
+               "receiveid is not a known tenant corpid (ValidateCorpidError,"
+               " -40005)");
+        goto out;
+    }
+    if (p->is_ticket)
+        result = reply->integer == 1 ? "stored" : "stale";
+    else
+        result = reply->integer == 1 ? "queued" : "duplicate";
+    if (p->is_ticket)
+        metrics_inc(METRICS_SUITE_TICKETS,
+                    metrics_labels(labels, sizeof(labels), "suite", suite,
+                                   "result", result, NULL));
+    metrics_inc(METRICS_CALLBACKS,
+                metrics_labels(labels, sizeof(labels), "suite", suite,
+                               "info_type", p->info_type, "result", result,
+                               NULL));
+    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s",
+            result, suite, p->info_type);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    secs = (double)(now.tv_sec - r->start.tv_sec) +
+           (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
+    metrics_observe(METRICS_CALLBACK_ACK_SECONDS, NULL, secs);
+    httpd_reply_text(r, 200, "success");
+out:
+    brk_free(p);
+}
+
+static int
+send_or_503(struct httpd_req *r, struct pending *p, int argc,
+            const char **argv)
+{
+    enum brk_err err;
+
+    err = store_cmd_argv(p->su->cb->st, on_written, p, argc, argv, NULL);
+    if (err) {
+        reject(r, p->su->conf->suite_id, 503, "store_unavailable",
+               "Redis is not available (%s); WeCom will retry",
+               brk_strerror(err));
+        brk_free(p);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+store_ticket(struct httpd_req *r, struct cb_suite *su,
+             const struct wecom_xml *ev)
+{
+    const char *ticket = wecom_xml_get(ev, "SuiteTicket");
+    const char *ts = wecom_xml_get(ev, "TimeStamp");
+    char key[KEYS_MAX], at[24], ttl[16];
+    char *sealed = NULL;
+    struct pending *p = NULL;
+    const char *argv[8];
+    enum brk_err err;
+
+    if (ticket == NULL || ticket[0] == '\0' || strlen(ticket) > TICKET_MAX ||
+        !is_digits(ts, 12)) {
+        reject(r, su->conf->suite_id, 400, "bad_event",
+               "suite_ticket without a SuiteTicket (1..%d bytes) and a "
+               "numeric TimeStamp",
+               TICKET_MAX);
+        return;
+    }
+    err = keys_suite_ticket(key, sizeof(key), su->cb->cfg->key_prefix,
+                            su->conf->suite_id);
+    /* bound to its key name, so a sealed ticket cannot be replayed under
+     * another suite */
+    if (!err)
+        err = keyring_seal(su->dk, key, ticket, strlen(ticket), &sealed,
+                           NULL);
+    p = err ? NULL : brk_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        reject(r, su->conf->suite_id, 503, "internal",
+               "cannot seal the ticket (%s)", brk_strerror(err));
+        goto out;
+    }
+    p->r = r;
+    p->su = su;
+    p->is_ticket = 1;
+    snprintf(p->info_type, sizeof(p->info_type), "suite_ticket");
+    snprintf(at, sizeof(at), "%lld", (long long)time(NULL));
+    snprintf(ttl, sizeof(ttl), "%d", CALLBACK_TICKET_TTL);
+    argv[0] = "EVAL";
+    argv[1] = ticket_lua;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = ts;
+    argv[5] = sealed;
+    argv[6] = at;
+    argv[7] = ttl;
+    send_or_503(r, p, 8, argv);
+out:
+    brk_free(sealed);
+}
+
+static void
+enqueue(struct httpd_req *r, struct cb_suite *su, const struct query *q,
+        const char *encrypt, const char *msg, size_t msglen, int data,
+        const char *corpid, const char *info_type)
+{
+    const struct config *cfg = su->cb->cfg;
+    char seen[KEYS_MAX], stream[KEYS_MAX], tenant[KEYS_MAX], hmac[65];
+    char ttl[16], rcv[24];
+    const char *parts[3];
+    const char *argv[24];
+    struct pending *p;
+    struct timespec now;
+    int argc = 0;
+
+    /* keyed hash: the content may be low-entropy (a mobile number) */
+    parts[0] = su->conf->suite_id;
+    parts[1] = data ? "data" : "callback";
+    parts[2] = msg;
+    (void)msglen;
+    keyring_index_hmac_parts(su->cb->kr, parts, 3, hmac);
+    if (keys_suite_seen(seen, sizeof(seen), cfg->key_prefix,
+                        su->conf->suite_id, hmac) ||
+        keys_suite_events(stream, sizeof(stream), cfg->key_prefix,
+                          su->conf->suite_id) ||
+        keys_tenant(tenant, sizeof(tenant), cfg->key_prefix,
+                    corpid ? corpid : su->conf->suite_id,
+                    su->conf->suite_id)) {
+        reject(r, su->conf->suite_id, 400, "bad_receiveid",
+               "receiveid too long");
+        return;
+    }
+    p = brk_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        reject(r, su->conf->suite_id, 503, "internal", "out of memory");
+        return;
+    }
+    p->r = r;
+    p->su = su;
+    snprintf(p->info_type, sizeof(p->info_type), "%s", info_type);
+    clock_gettime(CLOCK_REALTIME, &now);
+    snprintf(rcv, sizeof(rcv), "%lld",
+             (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    snprintf(ttl, sizeof(ttl), "%d", CALLBACK_SEEN_TTL);
+    argv[argc++] = "EVAL";
+    argv[argc++] = enqueue_lua;
+    argv[argc++] = "3";
+    argv[argc++] = seen;
+    argv[argc++] = stream;
+    argv[argc++] = tenant;
+    argv[argc++] = ttl;
+    argv[argc++] = data ? "1" : "0";
+    /* the event exactly as WeCom sent it: still encrypted */
+    argv[argc++] = "kind";
+    argv[argc++] = data ? "data" : "callback";
+    argv[argc++] = "msg_signature";
+    argv[argc++] = query_get(q, "msg_signature");
+    argv[argc++] = "timestamp";
+    argv[argc++] = query_get(q, "timestamp");
+    argv[argc++] = "nonce";
+    argv[argc++] = query_get(q, "nonce");
+    argv[argc++] = "encrypt";
+    argv[argc++] = encrypt;
+    argv[argc++] = "received_ms";
+    argv[argc++] = rcv;
+    send_or_503(r, p, argc, argv);
+}
+
+static const char *
+known_type(const char *t)
+{
+    size_t i;
+
+    if (t == NULL)
+        return NULL;
+    for (i = 0; i < nitems(queued_types); i++)
+        if (strcmp(t, queued_types[i]) == 0)
+            return queued_types[i];
+    return NULL;
+}
+
+static void
+handle_event(struct httpd_req *r, struct cb_suite *su, const struct query *q,
+             int data)
+{
+    struct wecom_xml *env = NULL, *ev = NULL;
+    struct brk_errinfo info = {"", 0, -1};
+    const char *encrypt, *accepted[1], *info_type, *sid, *known;
+    char *msg = NULL, *rid = NULL;
+    size_t msglen = 0, which, blen = httpd_body_len(r);
+    enum brk_err err;
+
+    if (blen > CALLBACK_MAX_BODY) {
+        reject(r, su->conf->suite_id, 413, "too_large",
+               "body of %zu bytes (max %d)", blen, CALLBACK_MAX_BODY);
+        goto out;
+    }
+    err = wecom_xml_parse(httpd_body(r), blen, NULL, &env, &info);
+    if (err) {
+        reject(r, su->conf->suite_id, 400, "bad_xml",
+               "body: %s at byte %ld (ParseXmlError, -40002)", info.msg,
+               info.offset);
+        goto out;
+    }
+    encrypt = wecom_xml_get(env, "Encrypt");
+    if (encrypt == NULL || encrypt[0] == '\0') {
+        reject(r, su->conf->suite_id, 400, "bad_xml",
+               "no Encrypt element (ParseXmlError, -40002)");
+        goto out;
+    }
+    err = wecom_crypto_verify(su->crypto, query_get(q, "msg_signature"),
+                              query_get(q, "timestamp"),
+                              query_get(q, "nonce"), encrypt);
+    if (err) {
+        crypto_reject(r, su->conf->suite_id, err, "msg_signature mismatch");
+        goto out;
+    }
+    err = wecom_crypto_decrypt(su->crypto, encrypt, strlen(encrypt), &msg,
+                               &msglen, &rid);
+    if (err) {
+        crypto_reject(r, su->conf->suite_id, err, "Encrypt does not decrypt");
+        goto out;
+    }
+    if (!data) {
+        accepted[0] = su->conf->suite_id;
+        err = wecom_crypto_check_receiveid(rid, accepted, 1, &which);
+        if (err) {
+            crypto_reject(r, su->conf->suite_id, err,
+                          "receiveid is not the suite id");
+            goto out;
+        }
+    }
+    err = wecom_xml_parse(msg, msglen, NULL, &ev, &info);
+    if (err) {
+        reject(r, su->conf->suite_id, 400, "bad_event",
+               "decrypted event: %s at byte %ld (ParseXmlError, -40002)",
+               info.msg, info.offset);
+        goto out;
+    }
+    if (data) {
+        /* messages and app events inside a tenant: the Lua script checks
+         * the corp is ours */
+        enqueue(r, su, q, encrypt, msg, msglen, 1, rid, "data");
+        goto out;
+    }
+    sid = wecom_xml_get(ev, "SuiteId");
+    if (sid == NULL || strcmp(sid, su->conf->suite_id) != 0) {
+        reject(r, su->conf->suite_id, 403, "suite_mismatch",
+               "SuiteId in the event is not the suite of the URL");
+        goto out;
+    }
+    info_type = wecom_xml_get(ev, "InfoType");
+    if (info_type == NULL || info_type[0] == '\0') {
+        reject(r, su->conf->suite_id, 400, "bad_event", "no InfoType");
+        goto out;
+    }
+    if (strcmp(info_type, "suite_ticket") == 0) {
+        if (!su->dk_loaded) {
+            reject(r, su->conf->suite_id, 503, "store_unavailable",
+                   "suite data key not loaded yet; WeCom will retry");
+            goto out;
+        }
+        store_ticket(r, su, ev);
+        goto out;
+    }
+    known = known_type(info_type);
+    if (known == NULL) {
+        char labels[160];
+
+        metrics_inc(METRICS_CALLBACKS,
+                    metrics_labels(labels, sizeof(labels), "suite",
+                                   su->conf->suite_id, "info_type", "other",
+                                   "result", "ignored", NULL));
+        log_req(LOG_LVL_WARN, r->id,
+                "callback acknowledged but not handled: suite=%s "
+                "unknown InfoType (%zu bytes)",
+                su->conf->suite_id, strlen(info_type));
+        httpd_reply_text(r, 200, "success");
+        goto out;
+    }
+    enqueue(r, su, q, encrypt, msg, msglen, 0, NULL, known);
+out:
+    wecom_xml_free(ev);
+    wecom_xml_free(env);
+    brk_free_secret(msg, msglen);
+    brk_free(rid);
+}
+
+/*---- Routing ----*/
+
+/* Split "/wecom/suite/{id}/{callback|data}"; -1 when the path is not ours. */
+static int
+parse_path(const char *path, char *suite, size_t len, int *data)
+{
+    static const char pre[] = "/wecom/suite/";
+    const char *p, *slash;
+
+    if (strncmp(path, pre, sizeof(pre) - 1) != 0)
+        return -1;
+    p = path + sizeof(pre) - 1;
+    slash = strchr(p, '/');
+    if (slash == NULL || slash == p || (size_t)(slash - p) >= len)
+        return -1;
+    if (strcmp(slash, "/callback") == 0)
+        *data = 0;
+    else if (strcmp(slash, "/data") == 0)
+        *data = 1;
+    else
+        return -1;
+    memcpy(suite, p, (size_t)(slash - p));
+    suite[slash - p] = '\0';
+    return 0;
+}
+
+void
+callback_handle(struct httpd_req *r, void *arg)
+{
+    struct callback *cb = arg;
+    struct cb_suite *su = NULL;
+    struct query *q = NULL;
+    char suite[80];
+    const char *method = httpd_method(r);
+    int data = 0, get;
+    size_t i;
+
+    if (parse_path(httpd_path(r), suite, sizeof(suite), &data) != 0) {
+        r->route = "other";
+        reject(r, NULL, 404, "not_found", "no such route");
+        goto out;
+    }
+    r->route = data ? "data" : "callback";
+    for (i = 0; i < cb->nsuites; i++)
+        if (strcmp(cb->suites[i].conf->suite_id, suite) == 0)
+            su = &cb->suites[i];
+    if (su == NULL) {
+        reject(r, NULL, 404, "unknown_suite", "no suite with this id");
+        goto out;
+    }
+    get = strcmp(method, "GET") == 0;
+    if (!get && strcmp(method, "POST") != 0) {
+        reject(r, su->conf->suite_id, 405, "method_not_allowed",
+               "use GET or POST");
+        goto out;
+    }
+    if (query_parse(httpd_raw_query(r), MAX_QUERY_PARAMS, &q) != BRK_OK) {
+        reject(r, su->conf->suite_id, 400, "bad_query",
+               "malformed query string");
+        goto out;
+    }
+    if (check_query(r, su, q, get) != 0)
+        goto out;
+    if (get)
+        handle_verify(r, su, q);
+    else
+        handle_event(r, su, q, data);
+out:
+    query_free(q);
+}
+
+/*---- Suite data keys ----*/
+
+static void load_key(struct cb_suite *su);
+
+static void
+on_key(enum brk_err err, const unsigned char *dk, void *arg)
+{
+    struct cb_suite *su = arg;
+
+    su->dk_loading = 0;
+    if (err) {
+        log_error("suite %s: data key not loaded: %s", su->conf->suite_id,
+                  brk_strerror(err));
+        return;
+    }
+    /* a load that straddled a reconnect is still the same stored key */
+    memcpy(su->dk, dk, KEYRING_KEY_LEN);
+    su->dk_loaded = 1;
+    log_debug("suite %s: data key loaded", su->conf->suite_id);
+}
+
+static void
+load_key(struct cb_suite *su)
+{
+    char key[KEYS_MAX], ctx[KEYS_MAX];
+    enum brk_err err;
+
+    if (su->dk_loaded || su->dk_loading)
+        return;
+    err = keys_suite_dk(key, sizeof(key), su->cb->cfg->key_prefix,
+                        su->conf->suite_id);
+    snprintf(ctx, sizeof(ctx), "suite:%s", su->conf->suite_id);
+    if (!err)
+        err = datakey_load(su->cb->st, su->cb->kr, key, ctx, 1, on_key, su);
+    if (err) {
+        log_warn("suite %s: cannot load data key now: %s",
+                 su->conf->suite_id, brk_strerror(err));
+        return;
+    }
+    su->dk_loading = 1;
+}
+
+void
+callback_store_up(struct callback *cb)
+{
+    size_t i;
+
+    for (i = 0; i < cb->nsuites; i++)
+        load_key(&cb->suites[i]);
+}
+
+void
+callback_store_down(struct callback *cb)
+{
+    size_t i;
+
+    /* the key may have changed while we could not see Redis */
+    for (i = 0; i < cb->nsuites; i++) {
+        brk_wipe(cb->suites[i].dk, KEYRING_KEY_LEN);
+        cb->suites[i].dk_loaded = 0;
+    }
+}
+
+int
+callback_keys_ready(const struct callback *cb)
+{
+    size_t i;
+
+    for (i = 0; i < cb->nsuites; i++)
+        if (!cb->suites[i].dk_loaded)
+            return 0;
+    return 1;
+}
+
+/*---- Lifetime ----*/
+
+/*
+ * Build per-suite crypto state (see callback.h). Returns BRK_OK,
+ * BRK_ERR_CONFIG (a suite's key is unusable), BRK_ERR_NOMEM.
+ */
+enum brk_err
+callback_new(const struct config *cfg, const struct keyring *kr,
+             struct store *st, struct callback **out)
+{
+    struct callback *cb;
+    enum brk_err err = BRK_OK;
+    size_t i;
+
+    cb = brk_calloc(1, sizeof(*cb));
+    if (cb == NULL)
+        return BRK_ERR_NOMEM;
+    cb->cfg = cfg;
+    cb->kr = kr;
+    cb->st = st;
+    cb->suites = brk_calloc(cfg->nsuites, sizeof(*cb->suites));
+    if (cb->suites == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto fail;
+    }
+    for (i = 0; i < cfg->nsuites; i++) {
+        cb->suites[i].cb = cb;
+        cb->suites[i].conf = &cfg->suites[i];
+        err = wecom_crypto_new(cfg->suites[i].token,
+                               cfg->suites[i].encoding_aes_key,
+                               &cb->suites[i].crypto);
+        if (err) {
+            log_error("suite %s: unusable token or encoding_aes_key: %s",
+                      cfg->suites[i].suite_id, brk_strerror(err));
+            err = BRK_ERR_CONFIG;
+            goto fail;
+        }
+        cb->nsuites++;
+    }
+    *out = cb;
+    return BRK_OK;
+fail:
+    callback_free(cb);
+    return err;
+}
+
+void
+callback_free(struct callback *cb)
+{
+    size_t i;
+
+    if (cb == NULL)
+        return;
+    for (i = 0; i < cb->nsuites; i++) {
+        wecom_crypto_free(cb->suites[i].crypto);
+        brk_wipe(cb->suites[i].dk, KEYRING_KEY_LEN);
+    }
+    brk_free(cb->suites);
+    brk_free(cb);
+}

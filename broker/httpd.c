@@ -1,0 +1,331 @@
+/*
+ * evhttp listeners (see httpd.h). Every reply goes through httpd_reply,
+ * which also counts the metric and the in-flight gauge.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/rand.h>
+
+#include "codec.h"
+#include "config.h"
+#include "httpd.h"
+#include "log.h"
+#include "metrics.h"
+
+#define MAX_LISTENERS   4
+#define HEADERS_MAX     (64 * 1024)
+#define READ_TIMEOUT_S  30
+
+struct httpd_listener {
+    struct httpd *h;
+    char name[16];
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    httpd_handler *handler;
+    void *arg;
+    unsigned inflight;
+};
+
+struct httpd {
+    struct event_base *base;
+    struct httpd_listener listeners[MAX_LISTENERS];
+    size_t nlisteners;
+    unsigned inflight;
+    int draining;
+    struct event *drain_timer;
+    void (*drain_done)(void *);
+    void *drain_arg;
+};
+
+enum brk_err
+httpd_new(struct event_base *base, struct httpd **out)
+{
+    struct httpd *h = brk_calloc(1, sizeof(*h));
+
+    if (h == NULL)
+        return BRK_ERR_NOMEM;
+    h->base = base;
+    *out = h;
+    return BRK_OK;
+}
+
+void
+httpd_free(struct httpd *h)
+{
+    size_t i;
+
+    if (h == NULL)
+        return;
+    for (i = 0; i < h->nlisteners; i++)
+        evhttp_free(h->listeners[i].http);
+    if (h->drain_timer != NULL)
+        event_free(h->drain_timer);
+    brk_free(h);
+}
+
+static void
+update_gauge(struct httpd_listener *l)
+{
+    char labels[64];
+
+    metrics_set(METRICS_INFLIGHT,
+                metrics_labels(labels, sizeof(labels), "listener", l->name,
+                               NULL),
+                (double)l->inflight);
+}
+
+static void
+maybe_drained(struct httpd *h)
+{
+    void (*done)(void *) = h->drain_done;
+
+    if (!h->draining || h->inflight > 0 || done == NULL)
+        return;
+    h->drain_done = NULL;
+    event_del(h->drain_timer);
+    done(h->drain_arg);
+}
+
+static void
+dispatch(struct evhttp_request *req, void *arg)
+{
+    struct httpd_listener *l = arg;
+    struct httpd_req *r;
+    unsigned char rnd[8];
+
+    r = brk_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        evhttp_send_error(req, 503, "Service Unavailable");
+        return;
+    }
+    r->req = req;
+    r->listener = l;
+    r->route = "other";
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        memset(rnd, 0, sizeof(rnd));
+    codec_hex_encode(rnd, sizeof(rnd), r->id);
+    l->inflight++;
+    l->h->inflight++;
+    update_gauge(l);
+    l->handler(r, l->arg);
+}
+
+void
+httpd_reply(struct httpd_req *r, int status, const char *content_type,
+            const char *body, size_t len)
+{
+    struct httpd_listener *l = r->listener;
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
+    struct evbuffer *buf = evhttp_request_get_output_buffer(r->req);
+    struct timespec now;
+    char labels[128], code[8];
+    double secs;
+
+    evhttp_add_header(hdr, "Content-Type", content_type);
+    evhttp_add_header(hdr, "X-Request-Id", r->id);
+    evhttp_add_header(hdr, "Cache-Control", "no-store");
+    if (l->h->draining)
+        evhttp_add_header(hdr, "Connection", "close");
+    if (len > 0)
+        evbuffer_add(buf, body, len);
+    /* libevent answers HEAD itself without the body */
+    evhttp_send_reply(r->req, status, NULL, NULL);
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    secs = (double)(now.tv_sec - r->start.tv_sec) +
+           (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
+    snprintf(code, sizeof(code), "%d", status);
+    metrics_inc(METRICS_HTTP_REQUESTS,
+                metrics_labels(labels, sizeof(labels), "listener", l->name,
+                               "route", r->route, "status", code, NULL));
+    metrics_observe(METRICS_HTTP_SECONDS,
+                    metrics_labels(labels, sizeof(labels), "listener",
+                                   l->name, "route", r->route, NULL),
+                    secs);
+    l->inflight--;
+    l->h->inflight--;
+    update_gauge(l);
+    brk_free(r);
+    maybe_drained(l->h);
+}
+
+void
+httpd_reply_text(struct httpd_req *r, int status, const char *body)
+{
+    httpd_reply(r, status, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+const char *
+httpd_path(const struct httpd_req *r)
+{
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->req);
+    const char *p = u ? evhttp_uri_get_path(u) : NULL;
+
+    return p ? p : "";
+}
+
+const char *
+httpd_raw_query(const struct httpd_req *r)
+{
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->req);
+
+    return u ? evhttp_uri_get_query(u) : NULL;
+}
+
+const char *
+httpd_method(const struct httpd_req *r)
+{
+    switch (evhttp_request_get_command(r->req)) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    default:
+        return "OTHER";
+    }
+}
+
+size_t
+httpd_body_len(const struct httpd_req *r)
+{
+    return evbuffer_get_length(evhttp_request_get_input_buffer(r->req));
+}
+
+const char *
+httpd_body(struct httpd_req *r)
+{
+    struct evbuffer *b = evhttp_request_get_input_buffer(r->req);
+
+    if (evbuffer_get_length(b) == 0)
+        return NULL;
+    return (const char *)evbuffer_pullup(b, -1);
+}
+
+/*
+ * Bind a listener (see httpd.h). Returns BRK_OK, BRK_ERR_CONFIG for a bad
+ * address, BRK_ERR_IO when binding fails, BRK_ERR_TOOBIG past the table.
+ */
+enum brk_err
+httpd_listen(struct httpd *h, const char *name, const char *hostport,
+             size_t max_body, httpd_handler *handler, void *arg)
+{
+    struct httpd_listener *l;
+    char host[256];
+    int port;
+
+    if (h->nlisteners == MAX_LISTENERS)
+        return BRK_ERR_TOOBIG;
+    if (config_parse_listen(hostport, host, sizeof(host), &port, 1))
+        return BRK_ERR_CONFIG;
+    l = &h->listeners[h->nlisteners];
+    memset(l, 0, sizeof(*l));
+    l->h = h;
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    l->handler = handler;
+    l->arg = arg;
+    l->http = evhttp_new(h->base);
+    if (l->http == NULL)
+        return BRK_ERR_NOMEM;
+    /* above our own limits, so the handler sees, logs and counts */
+    evhttp_set_max_body_size(l->http, (ev_ssize_t)(max_body * 4 + 4096));
+    evhttp_set_max_headers_size(l->http, HEADERS_MAX);
+    evhttp_set_timeout(l->http, READ_TIMEOUT_S);
+    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(l->http, dispatch, l);
+    l->sock = evhttp_bind_socket_with_handle(l->http, host, (ev_uint16_t)port);
+    if (l->sock == NULL) {
+        evhttp_free(l->http);
+        l->http = NULL;
+        return BRK_ERR_IO;
+    }
+    h->nlisteners++;
+    log_info("%s listener on %s:%d", name, host,
+             httpd_listener_port(h, name));
+    return BRK_OK;
+}
+
+int
+httpd_listener_port(const struct httpd *h, const char *name)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd;
+    size_t i;
+
+    for (i = 0; i < h->nlisteners; i++) {
+        if (strcmp(h->listeners[i].name, name) != 0 ||
+            h->listeners[i].sock == NULL)
+            continue;
+        fd = evhttp_bound_socket_get_fd(h->listeners[i].sock);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+            return -1;
+        if (ss.ss_family == AF_INET)
+            return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        if (ss.ss_family == AF_INET6)
+            return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return -1;
+}
+
+static void
+on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpd *h = arg;
+    void (*done)(void *) = h->drain_done;
+
+    (void)fd;
+    (void)what;
+    if (done == NULL)
+        return;
+    log_warn("drain timed out with %u request(s) in flight", h->inflight);
+    h->drain_done = NULL;
+    done(h->drain_arg);
+}
+
+void
+httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *),
+            void *arg)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    size_t i;
+
+    if (h->draining)
+        return;
+    h->draining = 1;
+    for (i = 0; i < h->nlisteners; i++) {
+        if (h->listeners[i].sock != NULL) {
+            evhttp_del_accept_socket(h->listeners[i].http,
+                                     h->listeners[i].sock);
+            h->listeners[i].sock = NULL;
+        }
+    }
+    h->drain_done = done;
+    h->drain_arg = arg;
+    h->drain_timer = evtimer_new(h->base, on_drain_timeout, h);
+    if (h->drain_timer != NULL)
+        evtimer_add(h->drain_timer, &tv);
+    log_info("stopped accepting; %u request(s) in flight", h->inflight);
+    maybe_drained(h);
+}
+
+unsigned
+httpd_inflight(const struct httpd *h)
+{
+    return h->inflight;
+}

@@ -1,0 +1,93 @@
+/*
+ * Internal listener routes (see internal_api.h). Replies are JSON in
+ * WeCom's errcode/errmsg shape except the operational endpoints, which
+ * follow their own conventions (plain "ok", Prometheus text).
+ */
+#include <string.h>
+
+#include "callback.h"
+#include "dynbuf.h"
+#include "httpd.h"
+#include "internal_api.h"
+#include "metrics.h"
+#include "store.h"
+
+static void
+json_reply(struct httpd_req *r, int status, const char *body)
+{
+    httpd_reply(r, status, "application/json; charset=utf-8", body,
+                strlen(body));
+}
+
+static void
+readyz(struct httpd_req *r, const struct internal_api *api)
+{
+    struct dynbuf d;
+    const char *reasons[4];
+    size_t n = 0, i;
+    char *body = NULL;
+
+    if (!store_is_up(api->st))
+        reasons[n++] = "redis unavailable";
+    else if (!callback_keys_ready(api->cb))
+        reasons[n++] = "suite data keys not loaded";
+    dynbuf_init(&d, 4096);
+    if (dynbuf_printf(&d, "{\"ready\":%s,\"reasons\":[",
+                      n ? "false" : "true"))
+        goto fail;
+    for (i = 0; i < n; i++)
+        if (dynbuf_printf(&d, "%s\"%s\"", i ? "," : "", reasons[i]))
+            goto fail;
+    if (dynbuf_add_str(&d, "]}") || dynbuf_take(&d, &body, NULL))
+        goto fail;
+    json_reply(r, n ? 503 : 200, body);
+    brk_free(body);
+    return;
+fail:
+    json_reply(r, 503, "{\"ready\":false,\"reasons\":[\"out of memory\"]}");
+}
+
+static void
+metrics(struct httpd_req *r, const struct internal_api *api)
+{
+    struct dynbuf d;
+    char *body = NULL;
+    size_t len = 0;
+
+    metrics_set(METRICS_REDIS_UP, NULL, store_is_up(api->st) ? 1 : 0);
+    dynbuf_init(&d, 8 * 1024 * 1024);
+    if (metrics_render(&d) || dynbuf_take(&d, &body, &len)) {
+        httpd_reply_text(r, 500, "metrics unavailable\n");
+        return;
+    }
+    httpd_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", body,
+                len);
+    brk_free(body);
+}
+
+void
+internal_api_handle(struct httpd_req *r, void *arg)
+{
+    const struct internal_api *api = arg;
+    const char *path = httpd_path(r);
+    const char *method = httpd_method(r);
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    if (strcmp(path, "/healthz") == 0 && get) {
+        r->route = "healthz";
+        httpd_reply_text(r, 200, "ok");
+    } else if (strcmp(path, "/readyz") == 0 && get) {
+        r->route = "readyz";
+        readyz(r, api);
+    } else if (strcmp(path, "/metrics") == 0 && get) {
+        r->route = "metrics";
+        metrics(r, api);
+    } else {
+        /* every undeclared path is refused the way WeCom refuses an API
+         * the caller may not use */
+        r->route = "other";
+        json_reply(r, 200,
+                   "{\"errcode\":48002,\"errmsg\":\"api forbidden: path not "
+                   "declared in scopes\"}");
+    }
+}

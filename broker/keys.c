@@ -1,0 +1,58 @@
+/*
+ * Redis key names (see keys.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "keys.h"
+
+static enum brk_err
+fmt(char *out, size_t len, const char *f, ...) BRK_PRINTF(3, 4);
+
+static enum brk_err
+fmt(char *out, size_t len, const char *f, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, f);
+    n = vsnprintf(out, len, f, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len)
+        return BRK_ERR_TOOBIG;
+    return BRK_OK;
+}
+
+enum brk_err
+keys_suite_dk(char *out, size_t len, const char *prefix, const char *suite)
+{
+    return fmt(out, len, "%s{%s}:dk", prefix, suite);
+}
+
+enum brk_err
+keys_suite_ticket(char *out, size_t len, const char *prefix,
+                  const char *suite)
+{
+    return fmt(out, len, "%s{%s}:ticket", prefix, suite);
+}
+
+enum brk_err
+keys_suite_events(char *out, size_t len, const char *prefix,
+                  const char *suite)
+{
+    return fmt(out, len, "%s{%s}:events", prefix, suite);
+}
+
+enum brk_err
+keys_suite_seen(char *out, size_t len, const char *prefix, const char *suite,
+                const char *hmac)
+{
+    return fmt(out, len, "%s{%s}:seen:%s", prefix, suite, hmac);
+}
+
+enum brk_err
+keys_tenant(char *out, size_t len, const char *prefix, const char *corpid,
+            const char *suite)
+{
+    return fmt(out, len, "%s{%s}:%s:tenant", prefix, corpid, suite);
+}

@@ -1,0 +1,308 @@
+/*
+ * wecom-broker: process entry and wiring only. Loads the configuration and
+ * keys, starts the embedded Redis when configured so, binds the listeners
+ * and runs one libevent loop until SIGTERM/SIGINT, then drains.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "callback.h"
+#include "config.h"
+#include "httpd.h"
+#include "internal_api.h"
+#include "keyring.h"
+#include "log.h"
+#include "metrics.h"
+#include "redis_embed.h"
+#include "store.h"
+
+#define DRAIN_TIMEOUT_MS   10000
+#define REDIS_CMD_TIMEOUT  800 /* ms: keeps an ack well inside WeCom's 1 s */
+#define REDIS_START_WAIT   30000
+#define INTERNAL_MAX_BODY  (1024 * 1024)
+
+struct daemon {
+    struct event_base *base;
+    struct config *cfg;
+    struct keyring *kr;
+    struct redis_embed *embed;
+    struct store *st;
+    struct callback *cb;
+    struct httpd *http;
+    struct internal_api api;
+    int exit_code;
+    int stopping;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: wecom-broker [-c FILE] [-t] [-h] [-V]\n"
+            "\n"
+            "Receives a WeCom third-party app's callbacks and serves internal\n"
+            "services a filtered, WeCom-compatible API.\n"
+            "\n"
+            "  -c FILE   configuration file (default ./broker.conf)\n"
+            "  -t        check the configuration, print \"configuration OK\" "
+            "and exit\n"
+            "  -h        show this help\n"
+            "  -V        print the version\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT stop after in-flight requests finish.\n");
+}
+
+static void
+on_drained(void *arg)
+{
+    struct daemon *d = arg;
+
+    event_base_loopexit(d->base, NULL);
+}
+
+static void
+begin_stop(struct daemon *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    log_info("stopping: %s", why);
+    httpd_drain(d->http, DRAIN_TIMEOUT_MS, on_drained, d);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    int status;
+    pid_t pid;
+
+    (void)what;
+    switch (sig) {
+    case SIGTERM:
+    case SIGINT:
+        begin_stop(d, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    case SIGHUP:
+        log_warn("SIGHUP: configuration reload is not supported yet; "
+                 "restart to apply changes");
+        break;
+    case SIGCHLD:
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (d->embed != NULL && pid == redis_embed_pid(d->embed)) {
+                redis_embed_reaped(d->embed);
+                log_error("embedded redis-server exited unexpectedly "
+                          "(status %d); stopping",
+                          WIFEXITED(status) ? WEXITSTATUS(status)
+                                            : 128 + WTERMSIG(status));
+                d->exit_code = 1;
+                begin_stop(d, "embedded Redis gone");
+            }
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+on_store_state(int up, void *arg)
+{
+    struct daemon *d = arg;
+
+    metrics_set(METRICS_REDIS_UP, NULL, up);
+    if (up) {
+        metrics_inc(METRICS_REDIS_CONNECTS, NULL);
+        callback_store_up(d->cb);
+    } else {
+        callback_store_down(d->cb);
+    }
+}
+
+static int
+load_keys(struct daemon *d, int embedded)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    unsigned generated = 0, insecure = 0;
+    enum brk_err err;
+
+    err = keyring_load(d->cfg->master_key_file, d->cfg->index_key_file,
+                       embedded, &d->kr, &generated, &insecure, &info);
+    if (err) {
+        log_error("keys: %s%s", info.msg,
+                  embedded ? ""
+                           : " (with an external Redis the key files are "
+                             "never generated: every instance must use the "
+                             "same files)");
+        return -1;
+    }
+    if (generated & KEYRING_FILE_MASTER)
+        log_warn("generated a new master key in %s: back it up; data "
+                 "sealed under it is unreadable without it",
+                 d->cfg->master_key_file);
+    if (generated & KEYRING_FILE_INDEX)
+        log_warn("generated a new index key in %s: back it up",
+                 d->cfg->index_key_file);
+    if (insecure & KEYRING_FILE_MASTER)
+        log_warn("%s is readable by group or others; chmod 600 it",
+                 d->cfg->master_key_file);
+    if (insecure & KEYRING_FILE_INDEX)
+        log_warn("%s is readable by group or others; chmod 600 it",
+                 d->cfg->index_key_file);
+    return 0;
+}
+
+static int
+start(struct daemon *d)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    char *url = NULL;
+    int embedded = d->cfg->redis[0] == '\0';
+    enum brk_err err;
+    int rc = -1;
+
+    if (load_keys(d, embedded) != 0)
+        goto out;
+    if (embedded) {
+        err = redis_embed_start(d->cfg->state_dir, REDIS_START_WAIT,
+                                &d->embed, &url, &info);
+        if (err) {
+            log_error("embedded Redis: %s", info.msg);
+            goto out;
+        }
+    }
+    d->base = event_base_new();
+    if (d->base == NULL) {
+        log_error("cannot create the event loop");
+        goto out;
+    }
+    err = store_new(d->base, embedded ? url : d->cfg->redis,
+                    REDIS_CMD_TIMEOUT, &d->st);
+    if (err) {
+        log_error("redis: bad URL");
+        goto out;
+    }
+    err = callback_new(d->cfg, d->kr, d->st, &d->cb);
+    if (err)
+        goto out;
+    store_set_state_cb(d->st, on_store_state, d);
+    d->api.st = d->st;
+    d->api.cb = d->cb;
+    if (httpd_new(d->base, &d->http) != BRK_OK)
+        goto out;
+    err = httpd_listen(d->http, "callback", d->cfg->callback_listen,
+                       CALLBACK_MAX_BODY, callback_handle, d->cb);
+    if (err) {
+        log_error("cannot listen on callback_listen %s: %s",
+                  d->cfg->callback_listen, strerror(errno));
+        goto out;
+    }
+    err = httpd_listen(d->http, "internal", d->cfg->internal_listen,
+                       INTERNAL_MAX_BODY, internal_api_handle, &d->api);
+    if (err) {
+        log_error("cannot listen on internal_listen %s: %s",
+                  d->cfg->internal_listen, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    brk_free(url);
+    return rc;
+}
+
+static void
+teardown(struct daemon *d)
+{
+    /* requests are drained; answer any Redis callback still pending
+     * before the state it points at goes away */
+    httpd_free(d->http);
+    store_free(d->st);
+    callback_free(d->cb);
+    redis_embed_stop(d->embed);
+    if (d->base != NULL)
+        event_base_free(d->base);
+    keyring_free(d->kr);
+    config_free(d->cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+    struct event *sigev[4] = {NULL, NULL, NULL, NULL};
+    struct daemon d;
+    struct brk_errinfo info = {"", 0, -1};
+    const char *path = "broker.conf";
+    char msg[512];
+    int ch, check = 0;
+    size_t i;
+
+    memset(&d, 0, sizeof(d));
+    log_set_ident("wecom-broker");
+    while ((ch = getopt(argc, argv, "c:thV")) != -1) {
+        switch (ch) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("wecom-broker %s\n", BROKER_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (config_load(path, &d.cfg, &info) != BRK_OK) {
+        config_format_error(path, &info, msg, sizeof(msg));
+        fprintf(stderr, "%s\n", msg);
+        return 1;
+    }
+    if (check) {
+        printf("configuration OK\n");
+        config_free(d.cfg);
+        return 0;
+    }
+    log_init((enum log_level)d.cfg->log_level, d.cfg->log_json);
+    signal(SIGPIPE, SIG_IGN);
+    if (start(&d) != 0) {
+        teardown(&d);
+        return 1;
+    }
+    for (i = 0; i < nitems(sigs); i++) {
+        sigev[i] = evsignal_new(d.base, sigs[i], on_signal, &d);
+        if (sigev[i] == NULL || evsignal_add(sigev[i], NULL) != 0) {
+            log_error("cannot install signal handlers");
+            d.exit_code = 1;
+            goto out;
+        }
+    }
+    log_info("wecom-broker %s ready to serve (%zu suite(s), redis %s)",
+             BROKER_VERSION, d.cfg->nsuites,
+             d.embed ? "embedded" : "external");
+    event_base_dispatch(d.base);
+    log_info("stopped");
+out:
+    for (i = 0; i < nitems(sigs); i++)
+        if (sigev[i] != NULL)
+            event_free(sigev[i]);
+    teardown(&d);
+    return d.exit_code;
+}

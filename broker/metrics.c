@@ -1,0 +1,248 @@
+/*
+ * Metrics registry and Prometheus text rendering (see metrics.h). Series
+ * live in a fixed-size open-addressing table: no allocation after the
+ * first observation of a series, and a hard cap on cardinality.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "metrics.h"
+
+#define MAX_SERIES 4096 /* power of two */
+#define LABELS_MAX 192
+
+enum family_type { T_COUNTER, T_GAUGE, T_HISTOGRAM };
+
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,   0.25,   0.5,   1,    2.5,   5};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+static const struct {
+    const char *name;
+    enum family_type type;
+    const char *help;
+} families[METRICS__COUNT] = {
+    [METRICS_HTTP_REQUESTS] = {"wecom_broker_http_requests_total", T_COUNTER,
+                               "HTTP requests answered, by listener, route "
+                               "and status."},
+    [METRICS_HTTP_SECONDS] = {"wecom_broker_http_request_duration_seconds",
+                              T_HISTOGRAM,
+                              "Time from request to reply, by listener and "
+                              "route."},
+    [METRICS_CALLBACKS] = {"wecom_broker_callbacks_total", T_COUNTER,
+                           "Verified WeCom callbacks, by suite, InfoType and "
+                           "result (queued, duplicate, stored, stale, "
+                           "ignored)."},
+    [METRICS_CALLBACK_REJECTIONS] = {"wecom_broker_callback_rejections_total",
+                                     T_COUNTER,
+                                     "Callbacks refused, by suite and "
+                                     "reason."},
+    [METRICS_CALLBACK_ACK_SECONDS] = {"wecom_broker_callback_ack_seconds",
+                                      T_HISTOGRAM,
+                                      "Time to acknowledge a POST callback "
+                                      "after making it durable."},
+    [METRICS_SUITE_TICKETS] = {"wecom_broker_suite_ticket_updates_total",
+                               T_COUNTER,
+                               "suite_ticket pushes, by suite and result "
+                               "(stored, stale)."},
+    [METRICS_REDIS_UP] = {"wecom_broker_redis_up", T_GAUGE,
+                          "1 while the Redis connection answers."},
+    [METRICS_REDIS_CONNECTS] = {"wecom_broker_redis_connects_total",
+                                T_COUNTER,
+                                "Redis connections established."},
+    [METRICS_REDIS_ERRORS] = {"wecom_broker_redis_errors_total", T_COUNTER,
+                              "Redis commands that failed, by kind."},
+    [METRICS_INFLIGHT] = {"wecom_broker_http_in_flight", T_GAUGE,
+                          "Requests being handled, by listener."},
+};
+
+struct series {
+    int used;
+    enum metrics_id id;
+    char labels[LABELS_MAX];
+    double value; /* counter/gauge value, histogram sum */
+    unsigned long count;
+    unsigned long bucket[NBUCKETS];
+};
+
+static struct series table[MAX_SERIES];
+static unsigned long dropped;
+
+static unsigned
+hash(enum metrics_id id, const char *labels)
+{
+    unsigned h = 2166136261u ^ (unsigned)id;
+
+    for (; *labels; labels++)
+        h = (h ^ (unsigned char)*labels) * 16777619u;
+    return h;
+}
+
+static struct series *
+lookup(enum metrics_id id, const char *labels)
+{
+    unsigned h, i, n;
+    struct series *s;
+
+    if (labels == NULL)
+        labels = "";
+    if (strlen(labels) >= LABELS_MAX) {
+        dropped++;
+        return NULL;
+    }
+    h = hash(id, labels);
+    for (n = 0; n < MAX_SERIES; n++) {
+        i = (h + n) & (MAX_SERIES - 1);
+        s = &table[i];
+        if (!s->used) {
+            s->used = 1;
+            s->id = id;
+            memcpy(s->labels, labels, strlen(labels) + 1);
+            return s;
+        }
+        if (s->id == id && strcmp(s->labels, labels) == 0)
+            return s;
+    }
+    dropped++;
+    return NULL;
+}
+
+void
+metrics_add(enum metrics_id id, const char *labels, double v)
+{
+    struct series *s = lookup(id, labels);
+
+    if (s != NULL)
+        s->value += v;
+}
+
+void
+metrics_inc(enum metrics_id id, const char *labels)
+{
+    metrics_add(id, labels, 1);
+}
+
+void
+metrics_set(enum metrics_id id, const char *labels, double v)
+{
+    struct series *s = lookup(id, labels);
+
+    if (s != NULL)
+        s->value = v;
+}
+
+void
+metrics_observe(enum metrics_id id, const char *labels, double v)
+{
+    struct series *s = lookup(id, labels);
+    size_t i;
+
+    if (s == NULL)
+        return;
+    s->value += v;
+    s->count++;
+    for (i = 0; i < NBUCKETS; i++)
+        if (v <= buckets[i])
+            s->bucket[i]++;
+}
+
+const char *
+metrics_labels(char *buf, size_t len, ...)
+{
+    va_list ap;
+    const char *k, *v;
+    size_t o = 0;
+    int first = 1;
+
+    buf[0] = '\0';
+    va_start(ap, len);
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        v = va_arg(ap, const char *);
+        if (v == NULL)
+            v = "";
+        if (o + strlen(k) + 4 >= len)
+            break;
+        o += (size_t)snprintf(buf + o, len - o, "%s%s=\"", first ? "" : ",",
+                              k);
+        first = 0;
+        for (; *v && o + 4 < len; v++) {
+            if (*v == '"' || *v == '\\') {
+                buf[o++] = '\\';
+                buf[o++] = *v;
+            } else if (*v == '\n') {
+                buf[o++] = '\\';
+                buf[o++] = 'n';
+            } else {
+                buf[o++] = *v;
+            }
+        }
+        buf[o++] = '"';
+        buf[o] = '\0';
+    }
+    va_end(ap);
+    return buf;
+}
+
+static enum brk_err
+render_series(struct dynbuf *out, const char *name, const struct series *s)
+{
+    const char *sep = s->labels[0] ? "," : "";
+    enum brk_err err;
+    size_t i;
+
+    if (families[s->id].type != T_HISTOGRAM) {
+        if (s->labels[0])
+            return dynbuf_printf(out, "%s{%s} %.17g\n", name, s->labels,
+                                 s->value);
+        return dynbuf_printf(out, "%s %.17g\n", name, s->value);
+    }
+    for (i = 0; i < NBUCKETS; i++) {
+        err = dynbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %lu\n", name,
+                            s->labels, sep, buckets[i], s->bucket[i]);
+        if (err)
+            return err;
+    }
+    err = dynbuf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name,
+                        s->labels, sep, s->count);
+    if (!err)
+        err = dynbuf_printf(out, "%s_sum%s%s%s %.17g\n%s_count%s%s%s %lu\n",
+                            name, s->labels[0] ? "{" : "", s->labels,
+                            s->labels[0] ? "}" : "", s->value, name,
+                            s->labels[0] ? "{" : "", s->labels,
+                            s->labels[0] ? "}" : "", s->count);
+    return err;
+}
+
+enum brk_err
+metrics_render(struct dynbuf *out)
+{
+    static const char *const tnames[] = {"counter", "gauge", "histogram"};
+    enum brk_err err = BRK_OK;
+    size_t f, i;
+
+    for (f = 0; f < METRICS__COUNT && !err; f++) {
+        err = dynbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
+                            families[f].name, families[f].help,
+                            families[f].name, tnames[families[f].type]);
+        for (i = 0; i < MAX_SERIES && !err; i++)
+            if (table[i].used && table[i].id == f)
+                err = render_series(out, families[f].name, &table[i]);
+    }
+    if (!err)
+        err = dynbuf_printf(out,
+                            "# HELP wecom_broker_metrics_dropped_total "
+                            "Observations lost to the series cap.\n"
+                            "# TYPE wecom_broker_metrics_dropped_total "
+                            "counter\nwecom_broker_metrics_dropped_total "
+                            "%lu\n",
+                            dropped);
+    return err;
+}
+
+void
+metrics_reset(void)
+{
+    memset(table, 0, sizeof(table));
+    dropped = 0;
+}

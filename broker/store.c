@@ -1,0 +1,515 @@
+/*
+ * Redis through hiredis async on libevent (see store.h). hiredis 0.14 has
+ * no command timeouts and no reconnect, so every command carries its own
+ * evtimer and a lost connection is re-dialled from a backoff timer.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "store.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define PING_EVERY_MS  1000
+
+struct store_cmd {
+    struct store *s;
+    store_reply_cb *cb; /* NULL once the caller has been answered */
+    void *arg;
+    struct event *timer;
+};
+
+struct store {
+    struct event_base *base;
+    struct store_url url;
+    long timeout_ms;
+    redisAsyncContext *ac; /* NULL while disconnected */
+    int up;
+    int ping_in_flight;
+    int freeing;
+    unsigned long generation;
+    long backoff_ms;
+    struct event *retry_timer;
+    struct event *ping_timer;
+    store_state_cb *state_cb;
+    void *state_arg;
+};
+
+static void store_connect(struct store *s);
+static void store_drop(struct store *s, const char *why);
+
+/*---- URL ----*/
+
+static enum brk_err
+copy_part(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (n >= cap)
+        return BRK_ERR_CONFIG;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return BRK_OK;
+}
+
+static enum brk_err
+parse_int(const char *s, size_t n, long lo, long hi, int *out)
+{
+    char buf[16], *end;
+    long v;
+
+    if (n == 0 || n >= sizeof(buf))
+        return BRK_ERR_CONFIG;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (buf[0] < '0' || buf[0] > '9')
+        return BRK_ERR_CONFIG;
+    errno = 0;
+    v = strtol(buf, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return BRK_ERR_CONFIG;
+    *out = (int)v;
+    return BRK_OK;
+}
+
+/*
+ * Parse redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N].
+ * Returns BRK_OK or BRK_ERR_CONFIG; out is written only on success.
+ */
+enum brk_err
+store_url_parse(const char *url, struct store_url *out)
+{
+    struct store_url u;
+    const char *p, *at, *hostend, *slash, *q;
+    const char *colon;
+
+    memset(&u, 0, sizeof(u));
+    if (strncmp(url, "unix://", 7) == 0) {
+        p = url + 7;
+        if (*p != '/')
+            return BRK_ERR_CONFIG;
+        q = strchr(p, '?');
+        if (copy_part(u.path, sizeof(u.path), p, q ? (size_t)(q - p)
+                                                   : strlen(p)))
+            return BRK_ERR_CONFIG;
+        if (q != NULL) {
+            if (strncmp(q, "?db=", 4) != 0 ||
+                parse_int(q + 4, strlen(q + 4), 0, 1000, &u.db))
+                return BRK_ERR_CONFIG;
+        }
+        *out = u;
+        return BRK_OK;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return BRK_ERR_CONFIG;
+    p = url + 8;
+    slash = strchr(p, '/');
+    at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
+    if (at == NULL)
+        at = strrchr(p, '@');
+    if (at != NULL && (slash == NULL || at < slash)) {
+        colon = memchr(p, ':', (size_t)(at - p));
+        if (colon == NULL)
+            return BRK_ERR_CONFIG;
+        if (copy_part(u.user, sizeof(u.user), p, (size_t)(colon - p)) ||
+            copy_part(u.password, sizeof(u.password), colon + 1,
+                      (size_t)(at - colon - 1)))
+            return BRK_ERR_CONFIG;
+        p = at + 1;
+    }
+    hostend = slash ? slash : p + strlen(p);
+    colon = memchr(p, ':', (size_t)(hostend - p));
+    u.port = 6379;
+    if (colon != NULL) {
+        if (parse_int(colon + 1, (size_t)(hostend - colon - 1), 1, 65535,
+                      &u.port))
+            return BRK_ERR_CONFIG;
+    } else {
+        colon = hostend;
+    }
+    if (colon == p || copy_part(u.host, sizeof(u.host), p,
+                                (size_t)(colon - p)))
+        return BRK_ERR_CONFIG;
+    if (slash != NULL && slash[1] != '\0') {
+        if (parse_int(slash + 1, strlen(slash + 1), 0, 1000, &u.db))
+            return BRK_ERR_CONFIG;
+    }
+    *out = u;
+    return BRK_OK;
+}
+
+/*---- Commands ----*/
+
+static void
+cmd_free(struct store_cmd *c)
+{
+    if (c->timer != NULL)
+        event_free(c->timer);
+    brk_free(c);
+}
+
+/* hiredis calls this exactly once per command: with a reply, or NULL when
+ * the context is torn down. */
+static void
+on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct store_cmd *c = privdata;
+    redisReply *reply = r;
+    store_reply_cb *cb = c->cb;
+    enum brk_err err;
+
+    (void)ac;
+    c->cb = NULL;
+    if (cb != NULL) {
+        if (reply == NULL)
+            err = c->s->freeing ? BRK_ERR_SHUTDOWN : BRK_ERR_STORE;
+        else if (reply->type == REDIS_REPLY_ERROR)
+            err = BRK_ERR_STORE;
+        else
+            err = BRK_OK;
+        cb(err, reply, c->arg);
+    }
+    cmd_free(c);
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_cmd *c = arg;
+    struct store *s = c->s;
+    store_reply_cb *cb = c->cb;
+
+    (void)fd;
+    (void)what;
+    if (cb == NULL)
+        return;
+    c->cb = NULL;
+    cb(BRK_ERR_TIMEOUT, NULL, c->arg);
+    /* replies come in order, so a stuck reply blocks every later one:
+     * start over on a fresh connection */
+    store_drop(s, "command timed out");
+}
+
+static enum brk_err
+send_cmd(struct store *s, store_reply_cb *cb, void *arg, int argc,
+         const char **argv, const size_t *argvlen)
+{
+    struct store_cmd *c;
+    struct timeval tv;
+
+    if (s->ac == NULL)
+        return BRK_ERR_STORE;
+    c = brk_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return BRK_ERR_NOMEM;
+    c->s = s;
+    c->cb = cb;
+    c->arg = arg;
+    c->timer = evtimer_new(s->base, on_timeout, c);
+    if (c->timer == NULL) {
+        brk_free(c);
+        return BRK_ERR_NOMEM;
+    }
+    if (redisAsyncCommandArgv(s->ac, on_reply, c, argc, argv, argvlen) !=
+        REDIS_OK) {
+        cmd_free(c);
+        return BRK_ERR_STORE;
+    }
+    tv.tv_sec = s->timeout_ms / 1000;
+    tv.tv_usec = (s->timeout_ms % 1000) * 1000;
+    evtimer_add(c->timer, &tv);
+    return BRK_OK;
+}
+
+/*
+ * Send a command (see store.h). Returns BRK_OK (cb will be called once),
+ * BRK_ERR_STORE when not connected, BRK_ERR_NOMEM.
+ */
+enum brk_err
+store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg, int argc,
+               const char **argv, const size_t *argvlen)
+{
+    if (!s->up)
+        return BRK_ERR_STORE;
+    return send_cmd(s, cb, arg, argc, argv, argvlen);
+}
+
+/*---- Connection state ----*/
+
+static void
+set_up(struct store *s, int up)
+{
+    if (s->up == up)
+        return;
+    s->up = up;
+    if (up)
+        s->generation++;
+    if (s->state_cb != NULL)
+        s->state_cb(up, s->state_arg);
+}
+
+static void
+schedule_retry(struct store *s)
+{
+    struct timeval tv;
+
+    if (s->freeing)
+        return;
+    tv.tv_sec = s->backoff_ms / 1000;
+    tv.tv_usec = (s->backoff_ms % 1000) * 1000;
+    evtimer_add(s->retry_timer, &tv);
+    log_debug("redis: reconnecting in %ld ms", s->backoff_ms);
+    s->backoff_ms *= 2;
+    if (s->backoff_ms > BACKOFF_MAX_MS)
+        s->backoff_ms = BACKOFF_MAX_MS;
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct store *s = ac->data;
+
+    if (s->ac != ac)
+        return;
+    s->ac = NULL;
+    s->ping_in_flight = 0;
+    if (s->up)
+        log_warn("redis: connection lost (%s)",
+                 status == REDIS_OK ? "closed" : ac->errstr);
+    set_up(s, 0);
+    schedule_retry(s);
+}
+
+/* Tear the connection down; hiredis answers every pending command with
+ * NULL and the backoff timer dials again. */
+static void
+store_drop(struct store *s, const char *why)
+{
+    redisAsyncContext *ac = s->ac;
+
+    if (ac == NULL)
+        return;
+    log_warn("redis: dropping connection: %s", why);
+    redisAsyncFree(ac);
+    if (s->ac == ac) { /* never connected: no disconnect callback ran */
+        s->ac = NULL;
+        s->ping_in_flight = 0;
+        set_up(s, 0);
+        schedule_retry(s);
+    }
+}
+
+static void
+on_handshake(enum brk_err err, struct redisReply *reply, void *arg)
+{
+    struct store *s = arg;
+
+    s->ping_in_flight = 0;
+    if (err) {
+        log_warn("redis: not ready: %s",
+                 reply && reply->str ? reply->str : brk_strerror(err));
+        /* e.g. LOADING, or a wrong password: try again later */
+        if (err == BRK_ERR_STORE && reply != NULL)
+            store_drop(s, "handshake refused");
+        return;
+    }
+    if (!s->up)
+        log_info("redis: connected");
+    s->backoff_ms = BACKOFF_MIN_MS;
+    set_up(s, 1);
+}
+
+static void
+on_auth(enum brk_err err, struct redisReply *reply, void *arg)
+{
+    (void)arg;
+    if (err)
+        log_error("redis: AUTH/SELECT failed: %s",
+                  reply && reply->str ? reply->str : brk_strerror(err));
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+    struct store *s = ac->data;
+    const char *ping[] = {"PING"};
+
+    if (s->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        log_debug("redis: connect failed: %s", ac->errstr);
+        /* hiredis frees the context after this returns */
+        s->ac = NULL;
+        schedule_retry(s);
+        return;
+    }
+    s->ping_in_flight = 1;
+    if (send_cmd(s, on_handshake, s, 1, ping, NULL) != BRK_OK) {
+        s->ping_in_flight = 0;
+        store_drop(s, "out of memory");
+    }
+}
+
+static void
+store_connect(struct store *s)
+{
+    redisAsyncContext *ac;
+    char db[16];
+    const char *argv[3];
+    int argc = 0;
+
+    if (s->url.path[0] != '\0')
+        ac = redisAsyncConnectUnix(s->url.path);
+    else
+        ac = redisAsyncConnect(s->url.host, s->url.port);
+    if (ac == NULL || ac->err) {
+        log_debug("redis: connect: %s", ac ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        schedule_retry(s);
+        return;
+    }
+    ac->data = s;
+    s->ac = ac;
+    if (redisLibeventAttach(ac, s->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        s->ac = NULL;
+        schedule_retry(s);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* queued now, sent first once the socket is writable */
+    if (s->url.password[0] != '\0') {
+        argv[argc++] = "AUTH";
+        if (s->url.user[0] != '\0')
+            argv[argc++] = s->url.user;
+        argv[argc++] = s->url.password;
+        if (send_cmd(s, on_auth, s, argc, argv, NULL) != BRK_OK)
+            goto fail;
+    }
+    if (s->url.db != 0) {
+        snprintf(db, sizeof(db), "%d", s->url.db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        if (send_cmd(s, on_auth, s, 2, argv, NULL) != BRK_OK)
+            goto fail;
+    }
+    return;
+fail:
+    store_drop(s, "out of memory");
+}
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    store_connect(arg);
+}
+
+static void
+on_ping_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct store *s = arg;
+    const char *ping[] = {"PING"};
+    struct timeval tv = {PING_EVERY_MS / 1000, (PING_EVERY_MS % 1000) * 1000};
+
+    (void)fd;
+    (void)what;
+    /* a health check, so a Redis that stopped answering is noticed even
+     * when no request is in flight */
+    if (s->up && !s->ping_in_flight) {
+        s->ping_in_flight = 1;
+        if (send_cmd(s, on_handshake, s, 1, ping, NULL) != BRK_OK)
+            s->ping_in_flight = 0;
+    }
+    evtimer_add(s->ping_timer, &tv);
+}
+
+/*
+ * Create the connection manager and start dialling (see store.h).
+ * Returns BRK_ERR_CONFIG for a bad URL, BRK_ERR_NOMEM. Owned: store_free.
+ */
+enum brk_err
+store_new(struct event_base *base, const char *url, long cmd_timeout_ms,
+          struct store **out)
+{
+    struct store *s = NULL;
+    struct timeval tv = {PING_EVERY_MS / 1000, (PING_EVERY_MS % 1000) * 1000};
+    enum brk_err err;
+
+    s = brk_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return BRK_ERR_NOMEM;
+    err = store_url_parse(url, &s->url);
+    if (err)
+        goto fail;
+    s->base = base;
+    s->timeout_ms = cmd_timeout_ms > 0 ? cmd_timeout_ms : 1000;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->retry_timer = evtimer_new(base, on_retry, s);
+    s->ping_timer = evtimer_new(base, on_ping_timer, s);
+    if (s->retry_timer == NULL || s->ping_timer == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto fail;
+    }
+    evtimer_add(s->ping_timer, &tv);
+    store_connect(s);
+    *out = s;
+    return BRK_OK;
+fail:
+    if (s->retry_timer)
+        event_free(s->retry_timer);
+    if (s->ping_timer)
+        event_free(s->ping_timer);
+    brk_wipe(&s->url, sizeof(s->url));
+    brk_free(s);
+    return err;
+}
+
+/* Disconnect and free; pending commands get BRK_ERR_SHUTDOWN. */
+void
+store_free(struct store *s)
+{
+    if (s == NULL)
+        return;
+    s->freeing = 1;
+    s->state_cb = NULL;
+    if (s->ac != NULL) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    event_free(s->retry_timer);
+    event_free(s->ping_timer);
+    brk_wipe(&s->url, sizeof(s->url));
+    brk_free(s);
+}
+
+void
+store_set_state_cb(struct store *s, store_state_cb *cb, void *arg)
+{
+    s->state_cb = cb;
+    s->state_arg = arg;
+}
+
+int
+store_is_up(const struct store *s)
+{
+    return s->up;
+}
+
+unsigned long
+store_generation(const struct store *s)
+{
+    return s->generation;
+}

@@ -1,0 +1,45 @@
+/*
+ * The callback listener: WeCom's URL verification (GET) and encrypted
+ * callbacks (POST) for each configured suite. A POST is verified,
+ * decrypted, checked, and made durable in Redis — still encrypted — before
+ * `success` is sent; workers decrypt it again when they process it.
+ */
+#ifndef CALLBACK_H
+#define CALLBACK_H
+
+#include "broker.h"
+
+struct config;
+struct keyring;
+struct store;
+struct httpd_req;
+struct callback;
+
+/* Hard bound on a callback body (SPEC: 413 above 64 KiB). */
+#define CALLBACK_MAX_BODY (64 * 1024)
+/* How long a dedupe mark of a processed event lives. */
+#define CALLBACK_SEEN_TTL 86400
+/* A suite_ticket lives 30 minutes. */
+#define CALLBACK_TICKET_TTL 1800
+
+/*
+ * Build the handler state for every suite of cfg. cfg, kr and st are
+ * borrowed and must outlive it. Returns BRK_ERR_CONFIG when a suite's
+ * EncodingAESKey is unusable. Owned: callback_free.
+ */
+enum brk_err callback_new(const struct config *cfg, const struct keyring *kr,
+                          struct store *st, struct callback **out) BRK_WUR;
+void callback_free(struct callback *cb);
+
+/* httpd_handler for the callback listener; arg is the struct callback. */
+void callback_handle(struct httpd_req *r, void *arg);
+
+/* Redis came up (again): (re)load the suites' data keys. */
+void callback_store_up(struct callback *cb);
+/* Redis went down: forget the loaded data keys. */
+void callback_store_down(struct callback *cb);
+
+/* Nonzero when every suite's data key is loaded. */
+int callback_keys_ready(const struct callback *cb);
+
+#endif /* CALLBACK_H */

@@ -1,0 +1,71 @@
+/*
+ * HTTP listeners on evhttp: request contexts with ids and timing, the only
+ * functions that send replies, limits, and draining for a graceful stop.
+ */
+#ifndef HTTPD_H
+#define HTTPD_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "broker.h"
+
+struct event_base;
+struct evhttp_request;
+struct httpd;
+struct httpd_listener;
+
+/* One request, from dispatch to reply. Borrowed by handlers until they
+ * call httpd_reply*, after which it is gone. */
+struct httpd_req {
+    struct evhttp_request *req;
+    struct httpd_listener *listener;
+    char id[17];             /* random hex request id, in logs and headers */
+    const char *route;       /* metric label set by the handler (static) */
+    struct timespec start;
+};
+
+/* Called for every request on a listener; must reply exactly once, now or
+ * later, through httpd_reply or httpd_reply_text. */
+typedef void httpd_handler(struct httpd_req *r, void *arg);
+
+enum brk_err httpd_new(struct event_base *base, struct httpd **out) BRK_WUR;
+void httpd_free(struct httpd *h);
+
+/*
+ * Listen on "host:port" under a name used in logs and metrics ("callback",
+ * "internal"). evhttp's own body limit is set above max_body so oversized
+ * requests still reach the handler, which refuses them itself (logged and
+ * counted). Returns BRK_ERR_IO when the address cannot be bound.
+ */
+enum brk_err httpd_listen(struct httpd *h, const char *name,
+                          const char *hostport, size_t max_body,
+                          httpd_handler *handler, void *arg) BRK_WUR;
+
+/* Port actually bound (useful with port 0). */
+int httpd_listener_port(const struct httpd *h, const char *name);
+
+/* Send a reply with body (copied) and free the request context. */
+void httpd_reply(struct httpd_req *r, int status, const char *content_type,
+                 const char *body, size_t len);
+/* httpd_reply with text/plain and a NUL-terminated body. */
+void httpd_reply_text(struct httpd_req *r, int status, const char *body);
+
+/* The request path without the query, borrowed. */
+const char *httpd_path(const struct httpd_req *r);
+/* The raw query string (not decoded) or NULL, borrowed. */
+const char *httpd_raw_query(const struct httpd_req *r);
+/* "GET", "POST", ... or "OTHER". */
+const char *httpd_method(const struct httpd_req *r);
+/* Body length, and a pointer to it linearised (borrowed; NULL if empty). */
+size_t httpd_body_len(const struct httpd_req *r);
+const char *httpd_body(struct httpd_req *r);
+
+/* Stop accepting, then call done(arg) once no request is in flight (or
+ * after timeout_ms). */
+void httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *),
+                 void *arg);
+/* Requests currently in flight across listeners. */
+unsigned httpd_inflight(const struct httpd *h);
+
+#endif /* HTTPD_H */

@@ -1,0 +1,20 @@
+/*
+ * The internal listener: /healthz, /readyz and /metrics now; the
+ * WeCom-compatible service API joins it.
+ */
+#ifndef INTERNAL_API_H
+#define INTERNAL_API_H
+
+struct store;
+struct callback;
+struct httpd_req;
+
+struct internal_api {
+    struct store *st;        /* borrowed */
+    struct callback *cb;     /* borrowed */
+};
+
+/* httpd_handler for the internal listener; arg is a struct internal_api. */
+void internal_api_handle(struct httpd_req *r, void *arg);
+
+#endif /* INTERNAL_API_H */

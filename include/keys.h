@@ -1,0 +1,31 @@
+/*
+ * The Redis key schema, in one place. Every key starts with key_prefix and
+ * carries a hash tag: {suite_id} for a suite's own keys, {corpid} for a
+ * tenant's, so a future Cluster deployment shards by tenant.
+ */
+#ifndef KEYS_H
+#define KEYS_H
+
+#include <stddef.h>
+
+#include "broker.h"
+
+#define KEYS_MAX 512
+
+/* <prefix>{<suite>}:dk — the suite's wrapped data key */
+enum brk_err keys_suite_dk(char *out, size_t len, const char *prefix,
+                           const char *suite) BRK_WUR;
+/* <prefix>{<suite>}:ticket — hash ts, ticket (sealed), at */
+enum brk_err keys_suite_ticket(char *out, size_t len, const char *prefix,
+                               const char *suite) BRK_WUR;
+/* <prefix>{<suite>}:events — stream of callbacks as WeCom sent them */
+enum brk_err keys_suite_events(char *out, size_t len, const char *prefix,
+                               const char *suite) BRK_WUR;
+/* <prefix>{<suite>}:seen:<hmac> — dedupe mark of one decrypted event */
+enum brk_err keys_suite_seen(char *out, size_t len, const char *prefix,
+                             const char *suite, const char *hmac) BRK_WUR;
+/* <prefix>{<corpid>}:<suite>:tenant — the tenant record (hash) */
+enum brk_err keys_tenant(char *out, size_t len, const char *prefix,
+                         const char *corpid, const char *suite) BRK_WUR;
+
+#endif /* KEYS_H */

@@ -1,0 +1,44 @@
+/*
+ * Process metrics in the Prometheus text format. Families are a fixed
+ * table; label values must come from bounded sets (configured suite ids,
+ * known InfoTypes, fixed reasons), never from raw request input.
+ */
+#ifndef METRICS_H
+#define METRICS_H
+
+#include "broker.h"
+#include "dynbuf.h"
+
+enum metrics_id {
+    METRICS_HTTP_REQUESTS,      /* {listener,route,status} */
+    METRICS_HTTP_SECONDS,       /* histogram {listener,route} */
+    METRICS_CALLBACKS,          /* {suite,info_type,result} */
+    METRICS_CALLBACK_REJECTIONS, /* {suite,reason} */
+    METRICS_CALLBACK_ACK_SECONDS, /* histogram, POST callbacks answered */
+    METRICS_SUITE_TICKETS,      /* {suite,result=stored|stale} */
+    METRICS_REDIS_UP,           /* gauge */
+    METRICS_REDIS_CONNECTS,     /* counter */
+    METRICS_REDIS_ERRORS,       /* {kind} */
+    METRICS_INFLIGHT,           /* gauge {listener} */
+    METRICS__COUNT
+};
+
+/* Add v to a counter series (created on first use). */
+void metrics_add(enum metrics_id id, const char *labels, double v);
+/* metrics_add(id, labels, 1). */
+void metrics_inc(enum metrics_id id, const char *labels);
+/* Set a gauge series. */
+void metrics_set(enum metrics_id id, const char *labels, double v);
+/* Record one observation (seconds) in a histogram series. */
+void metrics_observe(enum metrics_id id, const char *labels, double v);
+/*
+ * Build a label string k1="v1",k2="v2" from NULL-terminated key/value
+ * pairs into buf, escaping values. Truncates safely; returns buf.
+ */
+const char *metrics_labels(char *buf, size_t len, ...);
+/* Append every family in the text exposition format. */
+enum brk_err metrics_render(struct dynbuf *out) BRK_WUR;
+/* Forget every series (tests). */
+void metrics_reset(void);
+
+#endif /* METRICS_H */

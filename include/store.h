@@ -1,0 +1,66 @@
+/*
+ * The Redis connection: hiredis async on libevent, with what hiredis 0.14
+ * lacks added here — a deadline on every command, a health ping, and
+ * reconnection with exponential backoff.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+
+#include "broker.h"
+
+struct event_base;
+struct redisReply;
+struct store;
+
+/*
+ * Called exactly once per accepted command. err is BRK_OK with a reply,
+ * BRK_ERR_STORE with an error reply (reply->str says why) or with NULL when
+ * the connection was lost, or BRK_ERR_TIMEOUT with NULL. The reply is
+ * borrowed for the duration of the call.
+ */
+typedef void store_reply_cb(enum brk_err err, struct redisReply *reply,
+                            void *arg);
+
+/* Called when the connection comes up (up = 1) or goes down (up = 0). */
+typedef void store_state_cb(int up, void *arg);
+
+/*
+ * Parse url (redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N])
+ * and start connecting on base. Commands time out after cmd_timeout_ms.
+ * Returns BRK_ERR_CONFIG for a bad URL. Owned result: store_free.
+ */
+enum brk_err store_new(struct event_base *base, const char *url,
+                       long cmd_timeout_ms, struct store **out) BRK_WUR;
+/* Close the connection; pending commands get BRK_ERR_SHUTDOWN. */
+void store_free(struct store *s);
+/* Register the state callback (one; NULL clears it). */
+void store_set_state_cb(struct store *s, store_state_cb *cb, void *arg);
+/* Nonzero while connected and answering. */
+int store_is_up(const struct store *s);
+/* Times the connection has been (re)established. */
+unsigned long store_generation(const struct store *s);
+
+/*
+ * Send a command. On BRK_OK cb is called exactly once, never before this
+ * returns. On any other result (BRK_ERR_STORE: not connected) cb is never
+ * called. Arguments are copied.
+ */
+enum brk_err store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg,
+                            int argc, const char **argv,
+                            const size_t *argvlen) BRK_WUR;
+
+/* Parsed form of a Redis URL, for programs that connect synchronously. */
+struct store_url {
+    char host[256];
+    int port;        /* 0 for unix sockets */
+    char path[256];  /* unix socket path, "" for TCP */
+    char user[128];  /* ACL user, "" for the default user */
+    char password[256];
+    int db;
+};
+/* Parse a Redis URL as store_new does. BRK_ERR_CONFIG on a bad URL. */
+enum brk_err store_url_parse(const char *url, struct store_url *out) BRK_WUR;
+
+#endif /* STORE_H */

@@ -1,0 +1,71 @@
+/*
+ * Integration-test harness: a private redis-server on a unix socket, the
+ * real broker binary on loopback ports, HTTP through libcurl, Redis through
+ * hiredis. Everything lives in a temporary directory removed at the end.
+ */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+#define H_SUITE     "wwtestsuite00001"
+#define H_TOKEN     "QDG6eK3hXn2Ls8bVtEo"
+#define H_AESKEY    "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2A"
+#define H_SECRET    "s3cr3t-suite-secret-value-0001"
+#define H_PROVIDER  "wwtestprovider01"
+#define H_MASTER_HEX                                                           \
+    "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
+#define H_INDEX_HEX                                                            \
+    "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+struct harness {
+    char dir[256];
+    char redis_sock[320];
+    char conf[320];
+    char log[320];
+    pid_t redis_pid;
+    pid_t broker_pid;
+    int cb_port;
+    int int_port;
+};
+
+/* Make the temp dir and start redis-server; 0 on success. */
+int h_setup(struct harness *h);
+/* Stop everything and remove the temp dir. */
+void h_teardown(struct harness *h);
+/* (Re)start or stop only the redis-server. */
+int h_redis_start(struct harness *h);
+void h_redis_stop(struct harness *h);
+/* Write broker.conf; embedded nonzero leaves `redis` empty. extra is
+ * appended to [broker] (may be NULL). */
+int h_write_conf(struct harness *h, int embedded, const char *extra);
+/* Start bin/wecom-broker -c conf and wait until /readyz says ready. */
+int h_broker_start(struct harness *h);
+/* Send sig and wait for exit; returns the exit status or -1. */
+int h_broker_stop(struct harness *h, int sig);
+
+/* HTTP request; *body owned (free), may be NULL. Returns status or -1. */
+long h_http(const char *method, const char *url, const char *data,
+            size_t len, char **body);
+/* "http://127.0.0.1:PORT" + path for the callback / internal listener. */
+char *h_cb_url(const struct harness *h, const char *path_and_query);
+char *h_int_url(const struct harness *h, const char *path_and_query);
+
+/* A synchronous Redis connection to the test server (redisFree it). */
+redisContext *h_redis(const struct harness *h);
+/* Every key and its DUMP, sorted, as one string (free). */
+char *h_snapshot(const struct harness *h);
+/* Run a program, capture stdout into *out (free; may be NULL); returns the
+ * exit status. argv[0] is a path relative to the repository root. */
+int h_run(const char *const argv[], char **out);
+/* Read the whole file (free). */
+char *h_slurp(const char *path);
+/* Poll until fn(arg) is nonzero or ms pass; returns the last result. */
+int h_wait(int (*fn)(void *), void *arg, long ms);
+/* Milliseconds since an arbitrary start. */
+long h_now_ms(void);
+
+#endif /* HARNESS_H */
