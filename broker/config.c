@@ -137,29 +137,33 @@ struct load_ctx {
     int seen_suite[nitems(suite_opts)][FORM__COUNT];
 };
 
-static void fail(struct load_ctx *ctx, enum brk_err err, int line,
-                 const char *fmt, ...) BRK_PRINTF(4, 5);
+static enum brk_err fail(struct load_ctx *ctx, enum brk_err err, int line,
+                         const char *fmt, ...) BRK_PRINTF(4, 5);
 
-/* Record the first error only; later ones are consequences. */
-static void
+/*
+ * Record an error and return it. Only the first one counts: later ones
+ * are consequences, and the reader stops at the first.
+ */
+static enum brk_err
 fail(struct load_ctx *ctx, enum brk_err err, int line, const char *fmt, ...)
 {
     char msg[sizeof(((struct brk_errinfo *)NULL)->msg)];
     va_list ap;
 
     if (ctx->err != BRK_OK)
-        return;
+        return ctx->err;
     ctx->err = err;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     brk_errinfo_set(ctx->info, line, -1, "%s", msg);
+    return err;
 }
 
-static void
+static enum brk_err
 fail_nomem(struct load_ctx *ctx)
 {
-    fail(ctx, BRK_ERR_NOMEM, 0, "out of memory");
+    return fail(ctx, BRK_ERR_NOMEM, 0, "out of memory");
 }
 
 /*---- Small validators ----*/
@@ -371,66 +375,103 @@ config_redis_clear(struct config_redis *r)
         return;
     brk_free(r->host);
     brk_free(r->unix_path);
+    brk_free(r->user);
     brk_free_secret_str(r->password);
     memset(r, 0, sizeof(*r));
 }
 
+/* Digits only, within 0..max. */
+static int
+parse_db(const char *s, size_t n, long max, long *out)
+{
+    long v = 0;
+    size_t i;
+
+    if (n == 0 || n > 9)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /*
- * Split a non-empty redis value: "redis://[:password@]host:port[/db]"
- * (split at the last '@'; db 0 when absent) or "unix:///absolute/path".
- * Returns BRK_OK, BRK_ERR_INVAL or BRK_ERR_NOMEM. On success the caller
- * owns the strings in *out and releases them with config_redis_clear();
- * *out is untouched on error.
+ * Split a non-empty redis value, in the grammar the store accepts:
+ * "redis://[[user]:password@]host[:port][/db]" (port 6379 by default,
+ * no IPv6 literal, no '@' or '/' in the password) or
+ * "unix:///absolute/path[?db=N]"; db is 0..CONFIG_REDIS_MAX_DB. Returns
+ * BRK_OK, BRK_ERR_INVAL or BRK_ERR_NOMEM. On success the caller owns the
+ * strings in *out and releases them with config_redis_clear(); *out is
+ * untouched on error.
  */
 enum brk_err
 config_redis_parse(const char *url, struct config_redis *out)
 {
     struct config_redis r;
     char host[256];
-    const char *rest, *at, *slash, *hp;
-    size_t hpl;
-    long long db = 0;
+    const char *p, *at, *end, *colon, *q;
+    size_t n;
     enum brk_err err = BRK_ERR_INVAL;
 
     memset(&r, 0, sizeof(r));
     if (url == NULL || has_ctl(url))
         goto out;
     if (strncmp(url, "unix://", 7) == 0) {
-        rest = url + 7;
-        if (rest[0] != '/' || rest[1] == '\0' || strchr(rest, '?') != NULL)
+        p = url + 7;
+        q = strchr(p, '?');
+        n = q != NULL ? (size_t)(q - p) : strlen(p);
+        /* sun_path holds 108 bytes with the NUL */
+        if (p[0] != '/' || n < 2 || n > 107)
             goto out;
-        r.unix_path = brk_strdup(rest);
-        if (r.unix_path == NULL) {
-            err = BRK_ERR_NOMEM;
+        if (q != NULL &&
+            (strncmp(q, "?db=", 4) != 0 ||
+             parse_db(q + 4, strlen(q + 4), CONFIG_REDIS_MAX_DB, &r.db) != 0))
             goto out;
-        }
-        err = BRK_OK;
+        r.unix_path = brk_strndup(p, n);
+        err = r.unix_path != NULL ? BRK_OK : BRK_ERR_NOMEM;
         goto out;
     }
     if (strncmp(url, "redis://", 8) != 0)
         goto out;
-    rest = url + 8;
-    at = strrchr(rest, '@');
-    hp = rest;
+    p = url + 8;
+    end = p + strcspn(p, "/");
+    at = memchr(p, '@', (size_t)(end - p));
     if (at != NULL) {
-        /* spec form ":password@"; a user name is not supported */
-        if (rest[0] != ':' || at - rest < 2)
+        colon = memchr(p, ':', (size_t)(at - p));
+        /* one '@' only: the store splits at the first one */
+        if (colon == NULL || at == colon + 1 || (size_t)(colon - p) >= 128 ||
+            (size_t)(at - colon - 1) >= 256 ||
+            memchr(at + 1, '@', (size_t)(end - at - 1)) != NULL)
             goto out;
-        r.password = brk_strndup(rest + 1, (size_t)(at - rest - 1));
+        if (colon > p) {
+            r.user = brk_strndup(p, (size_t)(colon - p));
+            if (r.user == NULL) {
+                err = BRK_ERR_NOMEM;
+                goto out;
+            }
+        }
+        r.password = brk_strndup(colon + 1, (size_t)(at - colon - 1));
         if (r.password == NULL) {
             err = BRK_ERR_NOMEM;
             goto out;
         }
-        hp = at + 1;
+        p = at + 1;
     }
-    slash = strchr(hp, '/');
-    hpl = slash != NULL ? (size_t)(slash - hp) : strlen(hp);
-    if (split_hostport(hp, hpl, 1, 0, host, sizeof(host), &r.port) != BRK_OK)
+    if (p < end && *p == '[')
         goto out;
-    if (slash != NULL && (!isdigit((unsigned char)slash[1]) ||
-                          parse_ll(slash + 1, &db) != 0 || db > INT_MAX))
+    if (split_hostport(p, (size_t)(end - p), 0, 0, host, sizeof(host),
+                       &r.port) != BRK_OK)
         goto out;
-    r.db = (long)db;
+    if (memchr(p, ':', (size_t)(end - p)) == NULL)
+        r.port = 6379;
+    if (*end == '/' && end[1] != '\0' &&
+        parse_db(end + 1, strlen(end + 1), CONFIG_REDIS_MAX_DB, &r.db) != 0)
+        goto out;
     r.host = brk_strdup(host);
     if (r.host == NULL) {
         err = BRK_ERR_NOMEM;
@@ -569,7 +610,7 @@ out:
  * The content of a KEY_file secret, one trailing "\n" or "\r\n" removed.
  * Errors are recorded in ctx; *out is owned (brk_free_secret_str).
  */
-static void
+static enum brk_err
 read_secret_file(struct load_ctx *ctx, const char *key, const char *rel,
                  int line, char **out)
 {
@@ -630,6 +671,7 @@ out:
     brk_free_secret(s, cap);
     dynbuf_free(&d);
     brk_free(path);
+    return ctx->err;
 }
 
 /*---- Setting values ----*/
@@ -647,7 +689,7 @@ free_list(char **list)
 }
 
 /* Split a redirect_allow value into sc->redirect_allow. */
-static void
+static enum brk_err
 set_url_list(struct load_ctx *ctx, struct suite_conf *sc, const char *key,
              const char *v, int line)
 {
@@ -707,6 +749,7 @@ set_url_list(struct load_ctx *ctx, struct suite_conf *sc, const char *key,
 out:
     brk_free(item);
     free_list(list);
+    return ctx->err;
 }
 
 static int
@@ -733,25 +776,24 @@ opt_allows_empty(const struct opt *o)
 }
 
 /* Replace a string field with a copy of v (n bytes). */
-static void
+static enum brk_err
 store_str(struct load_ctx *ctx, const struct opt *o, char *base, const char *v,
           size_t n)
 {
     char **field = (char **)(void *)(base + o->off);
     char *copy = brk_strndup(v, n);
 
-    if (copy == NULL) {
-        fail_nomem(ctx);
-        return;
-    }
+    if (copy == NULL)
+        return fail_nomem(ctx);
     if (o->flags & OPT_F_SECRET)
         brk_free_secret_str(*field);
     else
         brk_free(*field);
     *field = copy;
+    return BRK_OK;
 }
 
-static void
+static enum brk_err
 set_number(struct load_ctx *ctx, const struct opt *o, char *base,
            const char *key, const char *v, int line)
 {
@@ -760,74 +802,65 @@ set_number(struct load_ctx *ctx, const struct opt *o, char *base,
 
     if (r == 0 && (n < o->min || n > o->max))
         r = -2;
-    if (r != 0) {
-        fail(ctx, BRK_ERR_CONFIG, line, "%s: %s (allowed %lld..%lld)", key,
-             r == -1 ? "not an integer" : "out of range", o->min, o->max);
-        return;
-    }
+    if (r != 0)
+        return fail(ctx, BRK_ERR_CONFIG, line, "%s: %s (allowed %lld..%lld)",
+                    key, r == -1 ? "not an integer" : "out of range", o->min,
+                    o->max);
     if (o->type == OPT_LONG)
         *(long *)(void *)(base + o->off) = (long)n;
     else if (o->type == OPT_LLONG)
         *(long long *)(void *)(base + o->off) = n;
     else
         *(int *)(void *)(base + o->off) = (int)n;
+    return BRK_OK;
 }
 
-static void
+static enum brk_err
 set_secret(struct load_ctx *ctx, const struct opt *o, char *base,
            const char *key, const char *v, int line)
 {
     size_t n = strlen(v), i;
 
-    if (n > CONFIG_MAX_SECRET_FILE || has_ctl(v)) {
-        fail(ctx, BRK_ERR_CONFIG, line,
-             "%s: value longer than %d bytes or holding a control character",
-             key, CONFIG_MAX_SECRET_FILE);
-        return;
-    }
+    if (n > CONFIG_MAX_SECRET_FILE || has_ctl(v))
+        return fail(
+            ctx, BRK_ERR_CONFIG, line,
+            "%s: value longer than %d bytes or holding a control character",
+            key, CONFIG_MAX_SECRET_FILE);
     if (o->type == OPT_AES_KEY) {
-        if (n != 43) {
-            fail(ctx, BRK_ERR_CONFIG, line,
-                 "%s: must be exactly 43 characters of [A-Za-z0-9] "
-                 "(got %zu)",
-                 key, n);
-            return;
-        }
+        if (n != 43)
+            return fail(ctx, BRK_ERR_CONFIG, line,
+                        "%s: must be exactly 43 characters of [A-Za-z0-9] "
+                        "(got %zu)",
+                        key, n);
         for (i = 0; i < n; i++) {
-            if (!isalnum((unsigned char)v[i])) {
-                fail(ctx, BRK_ERR_CONFIG, line,
-                     "%s: must be exactly 43 characters of [A-Za-z0-9] "
-                     "(character %zu is not)",
-                     key, i + 1);
-                return;
-            }
+            if (!isalnum((unsigned char)v[i]))
+                return fail(ctx, BRK_ERR_CONFIG, line,
+                            "%s: must be exactly 43 characters of [A-Za-z0-9] "
+                            "(character %zu is not)",
+                            key, i + 1);
         }
     }
     if (o->type == OPT_REDIS && n > 0) {
         struct config_redis r;
         enum brk_err err = config_redis_parse(v, &r);
 
-        if (err == BRK_ERR_NOMEM) {
-            fail_nomem(ctx);
-            return;
-        }
-        if (err) {
-            fail(ctx, BRK_ERR_CONFIG, line,
-                 "%s: expected redis://[:password@]host:port[/db] or "
-                 "unix:///path",
-                 key);
-            return;
-        }
+        if (err == BRK_ERR_NOMEM)
+            return fail_nomem(ctx);
+        if (err)
+            return fail(ctx, BRK_ERR_CONFIG, line,
+                        "%s: expected redis://[[user]:password@]host[:port]"
+                        "[/db] or unix:///path[?db=N]",
+                        key);
         config_redis_clear(&r);
     }
-    store_str(ctx, o, base, v, n);
+    return store_str(ctx, o, base, v, n);
 }
 
 /*
  * Validate v for option o and store it in base (a struct config or
  * struct suite_conf). key is the name as written, for messages.
  */
-static void
+static enum brk_err
 set_value(struct load_ctx *ctx, const struct opt *o, char *base,
           const char *key, const char *v, int line)
 {
@@ -839,101 +872,78 @@ set_value(struct load_ctx *ctx, const struct opt *o, char *base,
     int port;
     enum brk_err err;
 
-    if (n == 0 && !opt_allows_empty(o)) {
-        fail(ctx, BRK_ERR_CONFIG, line, "%s: empty value", key);
-        return;
-    }
+    if (n == 0 && !opt_allows_empty(o))
+        return fail(ctx, BRK_ERR_CONFIG, line, "%s: empty value", key);
     switch (o->type) {
     case OPT_LISTEN:
-        if (config_parse_listen(v, host, sizeof(host), &port, 0) != BRK_OK) {
-            fail(ctx, BRK_ERR_CONFIG, line,
-                 "%s: expected host:port or [ipv6]:port, port 1-65535", key);
-            return;
-        }
-        store_str(ctx, o, base, v, n);
-        break;
+        if (config_parse_listen(v, host, sizeof(host), &port, 0) != BRK_OK)
+            return fail(ctx, BRK_ERR_CONFIG, line,
+                        "%s: expected host:port or [ipv6]:port, port 1-65535",
+                        key);
+        return store_str(ctx, o, base, v, n);
     case OPT_PATH:
     case OPT_PATH_OPT:
-        if (n == 0) {
-            store_str(ctx, o, base, "", 0);
-            break;
-        }
+        if (n == 0)
+            return store_str(ctx, o, base, "", 0);
         err = path_resolve(ctx->cfg->dir, v, &path);
-        if (err == BRK_ERR_NOMEM) {
-            fail_nomem(ctx);
-            return;
-        }
-        if (err) {
-            fail(ctx, BRK_ERR_CONFIG, line, "%s: path too long", key);
-            return;
-        }
-        store_str(ctx, o, base, path, strlen(path));
+        if (err == BRK_ERR_NOMEM)
+            return fail_nomem(ctx);
+        if (err)
+            return fail(ctx, BRK_ERR_CONFIG, line, "%s: path too long", key);
+        err = store_str(ctx, o, base, path, strlen(path));
         brk_free(path);
-        break;
+        return err;
     case OPT_BASE_URL:
     case OPT_URL:
         why = url_problem(v, 0);
-        if (why != NULL) {
-            fail(ctx, BRK_ERR_CONFIG, line, "%s: %s", key, why);
-            return;
-        }
+        if (why != NULL)
+            return fail(ctx, BRK_ERR_CONFIG, line, "%s: %s", key, why);
         /* callers append "/path": keep "https://host", not "https://host/" */
         while (o->type == OPT_BASE_URL && n > 0 && v[n - 1] == '/')
             n--;
-        store_str(ctx, o, base, v, n);
-        break;
+        return store_str(ctx, o, base, v, n);
     case OPT_PREFIX:
         for (i = 0; i < n; i++)
             if (v[i] <= ' ' || v[i] >= 0x7f || v[i] == '{' || v[i] == '}')
                 break;
-        if (i < n || n > 64) {
-            fail(ctx, BRK_ERR_CONFIG, line,
-                 "%s: must be 1-64 printable characters without spaces or "
-                 "braces",
-                 key);
-            return;
-        }
-        store_str(ctx, o, base, v, n);
-        break;
+        if (i < n || n > 64)
+            return fail(
+                ctx, BRK_ERR_CONFIG, line,
+                "%s: must be 1-64 printable characters without spaces or "
+                "braces",
+                key);
+        return store_str(ctx, o, base, v, n);
     case OPT_LONG:
     case OPT_LLONG:
     case OPT_INT:
-        set_number(ctx, o, base, key, v, line);
-        break;
+        return set_number(ctx, o, base, key, v, line);
     case OPT_LOG_LEVEL:
-        if (log_level_parse(v, &lvl) != BRK_OK) {
-            fail(ctx, BRK_ERR_CONFIG, line,
-                 "%s: must be error, warn, info or debug", key);
-            return;
-        }
+        if (log_level_parse(v, &lvl) != BRK_OK)
+            return fail(ctx, BRK_ERR_CONFIG, line,
+                        "%s: must be error, warn, info or debug", key);
         *(int *)(void *)(base + o->off) = (int)lvl;
-        break;
+        return BRK_OK;
     case OPT_LOG_FORMAT:
-        if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
-            fail(ctx, BRK_ERR_CONFIG, line, "%s: must be json or text", key);
-            return;
-        }
+        if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0)
+            return fail(ctx, BRK_ERR_CONFIG, line, "%s: must be json or text",
+                        key);
         *(int *)(void *)(base + o->off) = strcmp(v, "json") == 0;
-        break;
+        return BRK_OK;
     case OPT_REDIS:
     case OPT_SECRET:
     case OPT_AES_KEY:
-        set_secret(ctx, o, base, key, v, line);
-        break;
+        return set_secret(ctx, o, base, key, v, line);
     case OPT_ID_OPT:
-        if (n > 0 && !is_valid_id(v, n)) {
-            fail(ctx, BRK_ERR_CONFIG, line,
-                 "%s: must be 1-%d characters of [A-Za-z0-9_-]", key,
-                 CONFIG_MAX_ID);
-            return;
-        }
-        if (n > 0)
-            store_str(ctx, o, base, v, n);
-        break;
+        if (n > 0 && !is_valid_id(v, n))
+            return fail(ctx, BRK_ERR_CONFIG, line,
+                        "%s: must be 1-%d characters of [A-Za-z0-9_-]", key,
+                        CONFIG_MAX_ID);
+        return n > 0 ? store_str(ctx, o, base, v, n) : BRK_OK;
     case OPT_URL_LIST:
-        set_url_list(ctx, (struct suite_conf *)(void *)base, key, v, line);
-        break;
+        return set_url_list(ctx, (struct suite_conf *)(void *)base, key, v,
+                            line);
     }
+    return BRK_OK;
 }
 
 /*---- Sections ----*/
@@ -945,7 +955,7 @@ suite_base(struct load_ctx *ctx)
 }
 
 /* Apply defaults to the suite section that just ended; check required. */
-static void
+static enum brk_err
 finish_suite(struct load_ctx *ctx)
 {
     struct suite_conf *sc = &ctx->cfg->suites[ctx->cfg->nsuites - 1];
@@ -964,9 +974,10 @@ finish_suite(struct load_ctx *ctx)
         else if (o->def != NULL)
             set_value(ctx, o, suite_base(ctx), o->name, o->def, 0);
     }
+    return ctx->err;
 }
 
-static void
+static enum brk_err
 start_suite(struct load_ctx *ctx, const char *id, size_t idlen)
 {
     struct config *cfg = ctx->cfg;
@@ -975,57 +986,49 @@ start_suite(struct load_ctx *ctx, const char *id, size_t idlen)
 
     for (i = 0; i < cfg->nsuites; i++) {
         if (strlen(cfg->suites[i].suite_id) == idlen &&
-            memcmp(cfg->suites[i].suite_id, id, idlen) == 0) {
-            fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
-                 "duplicate section [suite %s] (first on line %d)",
-                 cfg->suites[i].suite_id, cfg->suites[i].line);
-            return;
-        }
+            memcmp(cfg->suites[i].suite_id, id, idlen) == 0)
+            return fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
+                        "duplicate section [suite %s] (first on line %d)",
+                        cfg->suites[i].suite_id, cfg->suites[i].line);
     }
     if (cfg->nsuites == ctx->suites_cap) {
         cap = ctx->suites_cap ? ctx->suites_cap * 2 : 4;
         ns = brk_realloc(cfg->suites, cap * sizeof(*ns));
-        if (ns == NULL) {
-            fail_nomem(ctx);
-            return;
-        }
+        if (ns == NULL)
+            return fail_nomem(ctx);
         cfg->suites = ns;
         ctx->suites_cap = cap;
     }
     ns = &cfg->suites[cfg->nsuites];
     memset(ns, 0, sizeof(*ns));
     ns->suite_id = brk_strndup(id, idlen);
-    if (ns->suite_id == NULL) {
-        fail_nomem(ctx);
-        return;
-    }
+    if (ns->suite_id == NULL)
+        return fail_nomem(ctx);
     ns->line = ctx->lineno;
     cfg->nsuites++;
     memset(ctx->seen_suite, 0, sizeof(ctx->seen_suite));
     ctx->kind = SEC_SUITE;
+    return BRK_OK;
 }
 
 /* A "[...]" line: end the previous section and start the named one. */
-static void
+static enum brk_err
 section_header(struct load_ctx *ctx, const char *p, size_t len)
 {
     const char *rb = memchr(p, ']', len), *in, *id, *rest;
     size_t inl, idl, restl;
 
-    if (rb == NULL) {
-        fail(ctx, BRK_ERR_CONFIG, ctx->lineno, "section header without ']'");
-        return;
-    }
+    if (rb == NULL)
+        return fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
+                    "section header without ']'");
     rest = rb + 1;
     restl = len - (size_t)(rest - p);
     while (restl > 0 && (*rest == ' ' || *rest == '\t')) {
         rest++;
         restl--;
     }
-    if (restl > 0 && *rest != ';' && *rest != '#') {
-        fail(ctx, BRK_ERR_CONFIG, ctx->lineno, "text after ']'");
-        return;
-    }
+    if (restl > 0 && *rest != ';' && *rest != '#')
+        return fail(ctx, BRK_ERR_CONFIG, ctx->lineno, "text after ']'");
     in = p + 1;
     inl = (size_t)(rb - in);
     while (inl > 0 && (*in == ' ' || *in == '\t')) {
@@ -1034,20 +1037,16 @@ section_header(struct load_ctx *ctx, const char *p, size_t len)
     }
     while (inl > 0 && (in[inl - 1] == ' ' || in[inl - 1] == '\t'))
         inl--;
-    if (ctx->kind == SEC_SUITE)
-        finish_suite(ctx);
-    if (ctx->err != BRK_OK)
-        return;
+    if (ctx->kind == SEC_SUITE && finish_suite(ctx) != BRK_OK)
+        return ctx->err;
     if (inl == 6 && memcmp(in, "broker", 6) == 0) {
-        if (ctx->broker_line != 0) {
-            fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
-                 "duplicate section [broker] (first on line %d)",
-                 ctx->broker_line);
-            return;
-        }
+        if (ctx->broker_line != 0)
+            return fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
+                        "duplicate section [broker] (first on line %d)",
+                        ctx->broker_line);
         ctx->broker_line = ctx->lineno;
         ctx->kind = SEC_BROKER;
-        return;
+        return BRK_OK;
     }
     if (inl >= 5 && memcmp(in, "suite", 5) == 0 &&
         (inl == 5 || in[5] == ' ' || in[5] == '\t')) {
@@ -1057,19 +1056,17 @@ section_header(struct load_ctx *ctx, const char *p, size_t len)
             id++;
             idl--;
         }
-        if (!is_valid_id(id, idl)) {
-            fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
-                 "bad section [suite ID]: the ID must be 1-%d characters of "
-                 "[A-Za-z0-9_-]",
-                 CONFIG_MAX_ID);
-            return;
-        }
-        start_suite(ctx, id, idl);
-        return;
+        if (!is_valid_id(id, idl))
+            return fail(
+                ctx, BRK_ERR_CONFIG, ctx->lineno,
+                "bad section [suite ID]: the ID must be 1-%d characters of "
+                "[A-Za-z0-9_-]",
+                CONFIG_MAX_ID);
+        return start_suite(ctx, id, idl);
     }
-    fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
-         "unknown section [%.*s] (expected [broker] or [suite ID])",
-         (int)(inl > 40 ? 40 : inl), in);
+    return fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
+                "unknown section [%.*s] (expected [broker] or [suite ID])",
+                (int)(inl > 40 ? 40 : inl), in);
 }
 
 /*---- Lines ----*/
@@ -1081,31 +1078,26 @@ section_header(struct load_ctx *ctx, const char *p, size_t len)
  * value if multiline were on), and "key = value" lines use '=' before
  * any ':' or inline comment.
  */
-static void
+static enum brk_err
 check_line(struct load_ctx *ctx, const char *p, size_t len)
 {
     size_t i;
     int was_space = 0;
 
     for (i = 0; i < len; i++) {
-        if (((unsigned char)p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) {
-            fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
-                 "control character in line (column %zu)", i + 1);
-            return;
-        }
+        if (((unsigned char)p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+            return fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
+                        "control character in line (column %zu)", i + 1);
     }
     for (i = 0; i < len && (p[i] == ' ' || p[i] == '\t'); i++)
         ;
     if (i == len || p[i] == ';' || p[i] == '#')
-        return;
-    if (i > 0) {
-        fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
-             "indented line: continuation lines are not supported");
-        return;
-    }
+        return BRK_OK;
+    if (i > 0)
+        return fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
+                    "indented line: continuation lines are not supported");
     if (p[0] == '[') {
-        section_header(ctx, p, len);
-        return;
+        return section_header(ctx, p, len);
     }
     /* inih's split: the first '=' or ':' not inside an inline comment */
     for (i = 0; i < len; i++) {
@@ -1113,13 +1105,12 @@ check_line(struct load_ctx *ctx, const char *p, size_t len)
             break;
         was_space = p[i] == ' ' || p[i] == '\t';
     }
-    if (i == len || p[i] != '=') {
-        fail(ctx, BRK_ERR_CONFIG, ctx->lineno, "expected 'key = value'");
-        return;
-    }
+    if (i == len || p[i] != '=')
+        return fail(ctx, BRK_ERR_CONFIG, ctx->lineno, "expected 'key = value'");
     if (ctx->kind == SEC_NONE)
-        fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
-             "key before any section ([broker] or [suite ID])");
+        return fail(ctx, BRK_ERR_CONFIG, ctx->lineno,
+                    "key before any section ([broker] or [suite ID])");
+    return BRK_OK;
 }
 
 /*
@@ -1202,7 +1193,7 @@ is_env_name(const char *s)
     return i <= 128;
 }
 
-static void
+static enum brk_err
 handle_pair(struct load_ctx *ctx, const char *key, const char *value)
 {
     const struct opt *opts = suite_opts;
@@ -1215,10 +1206,8 @@ handle_pair(struct load_ctx *ctx, const char *key, const char *value)
     int idx, f, line = ctx->lineno;
     char *base;
 
-    if (ctx->kind == SEC_NONE) {
-        fail(ctx, BRK_ERR_CONFIG, line, "key before any section");
-        return;
-    }
+    if (ctx->kind == SEC_NONE)
+        return fail(ctx, BRK_ERR_CONFIG, line, "key before any section");
     if (ctx->kind == SEC_BROKER) {
         opts = broker_opts;
         nopts = nitems(broker_opts);
@@ -1228,38 +1217,30 @@ handle_pair(struct load_ctx *ctx, const char *key, const char *value)
         base = suite_base(ctx);
     }
     idx = find_opt(opts, nopts, key, &form);
-    if (idx < 0) {
-        if (!is_key_name(key))
-            fail(ctx, BRK_ERR_CONFIG, line, "invalid key name");
-        else if (ctx->kind == SEC_BROKER)
-            fail(ctx, BRK_ERR_CONFIG, line, "unknown key '%s' in [broker]",
-                 key);
-        else
-            fail(ctx, BRK_ERR_CONFIG, line, "unknown key '%s' in [suite %s]",
-                 key, ctx->cfg->suites[ctx->cfg->nsuites - 1].suite_id);
-        return;
-    }
+    if (idx < 0 && !is_key_name(key))
+        return fail(ctx, BRK_ERR_CONFIG, line, "invalid key name");
+    if (idx < 0 && ctx->kind == SEC_BROKER)
+        return fail(ctx, BRK_ERR_CONFIG, line, "unknown key '%s' in [broker]",
+                    key);
+    if (idx < 0)
+        return fail(ctx, BRK_ERR_CONFIG, line, "unknown key '%s' in [suite %s]",
+                    key, ctx->cfg->suites[ctx->cfg->nsuites - 1].suite_id);
     o = &opts[idx];
-    if (seen[idx][form]) {
-        fail(ctx, BRK_ERR_CONFIG, line,
-             "duplicate key '%s' (first set on line %d)", key, seen[idx][form]);
-        return;
-    }
+    if (seen[idx][form])
+        return fail(ctx, BRK_ERR_CONFIG, line,
+                    "duplicate key '%s' (first set on line %d)", key,
+                    seen[idx][form]);
     for (f = 0; f < FORM__COUNT; f++) {
-        if (seen[idx][f]) {
-            fail(ctx, BRK_ERR_CONFIG, line,
-                 "%s: %s%s already set on line %d (use only one of %s, "
-                 "%s_file, %s_env)",
-                 key, o->name, form_suffix[f], seen[idx][f], o->name, o->name,
-                 o->name);
-            return;
-        }
+        if (seen[idx][f])
+            return fail(ctx, BRK_ERR_CONFIG, line,
+                        "%s: %s%s already set on line %d (use only one of %s, "
+                        "%s_file, %s_env)",
+                        key, o->name, form_suffix[f], seen[idx][f], o->name,
+                        o->name, o->name);
     }
     seen[idx][form] = line;
-    if (form != FORM_INLINE && *value == '\0') {
-        fail(ctx, BRK_ERR_CONFIG, line, "%s: empty value", key);
-        return;
-    }
+    if (form != FORM_INLINE && *value == '\0')
+        return fail(ctx, BRK_ERR_CONFIG, line, "%s: empty value", key);
     if (form == FORM_FILE) {
         read_secret_file(ctx, key, value, line, &owned);
         v = owned;
@@ -1276,6 +1257,7 @@ handle_pair(struct load_ctx *ctx, const char *key, const char *value)
     if (ctx->err == BRK_OK)
         set_value(ctx, o, base, key, v, line);
     brk_free_secret_str(owned);
+    return ctx->err;
 }
 
 /* The ini_handler. inih's section name is ignored: see read_line. */
@@ -1293,7 +1275,7 @@ on_pair(void *user, const char *section, const char *name, const char *value)
 /*---- Loading ----*/
 
 /* After the last line: suites present, [broker] defaults, TLS pair. */
-static void
+static enum brk_err
 finish(struct load_ctx *ctx)
 {
     struct config *cfg = ctx->cfg;
@@ -1313,14 +1295,14 @@ finish(struct load_ctx *ctx)
     }
     if (ctx->err != BRK_OK ||
         (cfg->tls_cert_file[0] == '\0') == (cfg->tls_key_file[0] == '\0'))
-        return;
+        return ctx->err;
     /* point at the one that is set */
     set = cfg->tls_cert_file[0] != '\0' ? "tls_cert_file" : "tls_key_file";
     for (i = 0; i < nitems(broker_opts); i++)
         if (strcmp(broker_opts[i].name, set) == 0)
             line = ctx->seen_broker[i][FORM_INLINE];
-    fail(ctx, BRK_ERR_CONFIG, line,
-         "tls_cert_file and tls_key_file must be set together");
+    return fail(ctx, BRK_ERR_CONFIG, line,
+                "tls_cert_file and tls_key_file must be set together");
 }
 
 /* Process-wide inih settings; set on every load since anyone may change
@@ -1351,7 +1333,8 @@ ini_setup(void)
  * BRK_ERR_CONFIG when it is rejected, or BRK_ERR_NOMEM; on error info
  * (may be NULL) holds the line (0 when none) and the message, without the
  * "FILE:LINE: " prefix (see config_format_error) and never a secret. On
- * success *out is owned by the caller: free it with config_free().
+ * success *out is owned by the caller: free it with config_free(). Not
+ * thread-safe: it sets libinih's process-wide options on every call.
  */
 enum brk_err
 config_load(const char *path, struct config **out, struct brk_errinfo *info)

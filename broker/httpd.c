@@ -36,6 +36,7 @@ struct httpd {
     struct httpd_listener listeners[MAX_LISTENERS];
     size_t nlisteners;
     unsigned inflight;
+    unsigned closing; /* connections told to close, not yet closed */
     int draining;
     struct event *drain_timer;
     void (*drain_done)(void *);
@@ -84,7 +85,7 @@ maybe_drained(struct httpd *h)
 {
     void (*done)(void *) = h->drain_done;
 
-    if (!h->draining || h->inflight > 0 || done == NULL)
+    if (!h->draining || h->inflight > 0 || h->closing > 0 || done == NULL)
         return;
     h->drain_done = NULL;
     event_del(h->drain_timer);
@@ -116,6 +117,16 @@ dispatch(struct evhttp_request *req, void *arg)
     l->handler(r, l->arg);
 }
 
+static void
+on_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct httpd *h = arg;
+
+    (void)evcon;
+    h->closing--;
+    maybe_drained(h);
+}
+
 void
 httpd_reply(struct httpd_req *r, int status, const char *content_type,
             const char *body, size_t len)
@@ -130,8 +141,18 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
     evhttp_add_header(hdr, "Content-Type", content_type);
     evhttp_add_header(hdr, "X-Request-Id", r->id);
     evhttp_add_header(hdr, "Cache-Control", "no-store");
-    if (l->h->draining)
+    if (l->h->draining) {
+        /* finish only once the reply has left: libevent closes the
+         * connection after writing it */
+        struct evhttp_connection *evcon =
+            evhttp_request_get_connection(r->req);
+
         evhttp_add_header(hdr, "Connection", "close");
+        if (evcon != NULL) {
+            evhttp_connection_set_closecb(evcon, on_conn_closed, l->h);
+            l->h->closing++;
+        }
+    }
     if (len > 0)
         evbuffer_add(buf, body, len);
     /* libevent answers HEAD itself without the body */

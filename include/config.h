@@ -37,7 +37,8 @@ struct config {
     char *dir;  /* its directory (realpath); relative paths resolve here */
     /* "host:port" validated; IPv6 as [::1]:8080 */
     char *callback_listen, *internal_listen;
-    /* secret: "" = embedded; else redis://[:pw@]host:port[/db], unix:///p */
+    /* secret: "" = embedded, redis://[[user]:pw@]host[:port][/db] or
+     * unix:///path[?db=N] */
     char *redis;
     /* absolute after load; the tls pair may both be "" */
     char *state_dir, *scopes_dir, *master_key_file, *index_key_file,
@@ -55,16 +56,23 @@ struct config {
     size_t nsuites;
 };
 
+/* Highest database number accepted in a `redis` value. */
+#define CONFIG_REDIS_MAX_DB 1000
+
 /* A parsed `redis` value (see config_redis_parse). */
 struct config_redis {
-    char *host;      /* TCP host (IPv6 without brackets), NULL for unix */
-    int port;        /* TCP port, 0 for unix */
+    char *host;      /* TCP host name or IPv4 address, NULL for unix */
+    int port;        /* TCP port (6379 when not given), 0 for unix */
     char *unix_path; /* socket path, NULL for TCP */
     long db;         /* database number, 0 when not given */
+    char *user;      /* ACL user; NULL when none */
     char *password;  /* secret; NULL when none */
 };
 
-/* Load and validate a configuration file. */
+/*
+ * Load and validate a configuration file. Not thread-safe: libinih's
+ * settings are process-wide and set by every call.
+ */
 enum brk_err config_load(const char *path, struct config **out,
                          struct brk_errinfo *info) BRK_WUR;
 /* Free a configuration, wiping its secrets; NULL is a no-op. */

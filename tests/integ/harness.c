@@ -163,6 +163,13 @@ h_teardown(struct harness *h)
 int
 h_write_conf(struct harness *h, int embedded, const char *extra)
 {
+    return h_write_conf_to(h, h->conf, embedded, extra);
+}
+
+int
+h_write_conf_to(struct harness *h, const char *conf, int embedded,
+                const char *extra)
+{
     char path[400];
     FILE *f;
 
@@ -186,7 +193,7 @@ h_write_conf(struct harness *h, int embedded, const char *extra)
         fclose(f);
         chmod(path, 0600);
     }
-    f = fopen(h->conf, "w");
+    f = fopen(conf, "w");
     if (f == NULL)
         return -1;
     h->cb_port = free_port();
@@ -222,21 +229,30 @@ broker_ready(void *arg)
     return st == 200;
 }
 
-int
-h_broker_start(struct harness *h)
+pid_t
+h_spawn_broker(const char *conf, const char *logpath)
 {
     pid_t pid = fork();
 
     if (pid < 0)
-        return -1;
+        return 0;
     if (pid == 0) {
-        int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
         dup2(fd, 2);
-        execl("bin/wecom-broker", "wecom-broker", "-c", h->conf,
-              (char *)NULL);
+        execl("bin/wecom-broker", "wecom-broker", "-c", conf, (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+int
+h_broker_start(struct harness *h)
+{
+    pid_t pid = h_spawn_broker(h->conf, h->log);
+
+    if (pid == 0)
+        return -1;
     h->broker_pid = pid;
     return h_wait(broker_ready, h, 20000) ? 0 : -1;
 }
@@ -424,6 +440,7 @@ h_run(const char *const argv[], char **out)
     pid = fork();
     if (pid == 0) {
         dup2(fds[1], 1);
+        dup2(fds[1], 2);
         close(fds[0]);
         execv(argv[0], (char *const *)(uintptr_t)argv);
         _exit(127);

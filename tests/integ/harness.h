@@ -42,6 +42,12 @@ void h_redis_stop(struct harness *h);
 /* Write broker.conf; embedded nonzero leaves `redis` empty. extra is
  * appended to [broker] (may be NULL). */
 int h_write_conf(struct harness *h, int embedded, const char *extra);
+/* Same, to another file path and fresh ports (a second instance). */
+int h_write_conf_to(struct harness *h, const char *path, int embedded,
+                    const char *extra);
+/* Start another broker with conf; returns its pid (0 on failure) without
+ * waiting for readiness; its stderr goes to logpath. */
+pid_t h_spawn_broker(const char *conf, const char *logpath);
 /* Start bin/wecom-broker -c conf and wait until /readyz says ready. */
 int h_broker_start(struct harness *h);
 /* Send sig and wait for exit; returns the exit status or -1. */
@@ -58,7 +64,7 @@ char *h_int_url(const struct harness *h, const char *path_and_query);
 redisContext *h_redis(const struct harness *h);
 /* Every key and its DUMP, sorted, as one string (free). */
 char *h_snapshot(const struct harness *h);
-/* Run a program, capture stdout into *out (free; may be NULL); returns the
+/* Run a program, capture stdout and stderr into *out (free; may be NULL); returns the
  * exit status. argv[0] is a path relative to the repository root. */
 int h_run(const char *const argv[], char **out);
 /* Read the whole file (free). */
