@@ -15,7 +15,6 @@
 
 #include "callback.h"
 #include "config.h"
-#include "datakey.h"
 #include "httpd.h"
 #include "keyring.h"
 #include "keys.h"
@@ -23,6 +22,7 @@
 #include "metrics.h"
 #include "query.h"
 #include "store.h"
+#include "suites.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -30,22 +30,11 @@
 #define NONCE_MAX        64
 #define TICKET_MAX       512
 
-struct cb_suite {
-    struct callback *cb;
-    const struct suite_conf *conf;
-    struct wecom_crypto *crypto;
-    unsigned char dk[KEYRING_KEY_LEN];
-    int dk_loaded;
-    int dk_loading;
-    unsigned long dk_generation; /* store generation the load started in */
-};
-
 struct callback {
     const struct config *cfg;
     const struct keyring *kr;
     struct store *st;
-    struct cb_suite *suites;
-    size_t nsuites;
+    struct suites *suites;
 };
 
 /* InfoTypes that go to the event stream; anything else is acknowledged,
@@ -85,8 +74,9 @@ static const char ticket_lua[] =
 
 /* State of one POST waiting for Redis. */
 struct pending {
+    struct callback *cb;
     struct httpd_req *r;
-    struct cb_suite *su;
+    struct suite_rt *su;
     char info_type[32]; /* metric label: a queued type, suite_ticket or data */
     int is_ticket;
 };
@@ -176,8 +166,8 @@ is_digits(const char *s, size_t maxlen)
  * timestamp and nonce are sane. Replies and returns -1 on refusal.
  */
 static int
-check_query(struct httpd_req *r, struct cb_suite *su, const struct query *q,
-            int want_echostr)
+check_query(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
+            const struct query *q, int want_echostr)
 {
     static const char *const names[] = {"msg_signature", "timestamp", "nonce",
                                         "echostr"};
@@ -206,7 +196,7 @@ check_query(struct httpd_req *r, struct cb_suite *su, const struct query *q,
     }
     t = strtoll(ts, NULL, 10);
     now = (long long)time(NULL);
-    skew = su->cb->cfg->callback_max_skew;
+    skew = cb->cfg->callback_max_skew;
     if (t < now - skew || t > now + skew) {
         reject(r, su->conf->suite_id, 400, "stale_timestamp",
                "timestamp %lld is %lld s from now (max %lld)", t, t - now,
@@ -225,7 +215,7 @@ check_query(struct httpd_req *r, struct cb_suite *su, const struct query *q,
 /*---- GET: URL verification ----*/
 
 static void
-handle_verify(struct httpd_req *r, struct cb_suite *su, const struct query *q)
+handle_verify(struct httpd_req *r, struct suite_rt *su, const struct query *q)
 {
     const char *accepted[2];
     const char *echostr = query_get(q, "echostr");
@@ -326,7 +316,7 @@ send_or_503(struct httpd_req *r, struct pending *p, int argc,
 {
     enum brk_err err;
 
-    err = store_cmd_argv(p->su->cb->st, on_written, p, argc, argv, NULL);
+    err = store_cmd_argv(p->cb->st, on_written, p, argc, argv, NULL);
     if (err) {
         reject(r, p->su->conf->suite_id, 503, "store_unavailable",
                "Redis is not available (%s); WeCom will retry",
@@ -338,7 +328,7 @@ send_or_503(struct httpd_req *r, struct pending *p, int argc,
 }
 
 static void
-store_ticket(struct httpd_req *r, struct cb_suite *su,
+store_ticket(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
              const struct wecom_xml *ev)
 {
     const char *ticket = wecom_xml_get(ev, "SuiteTicket");
@@ -357,7 +347,7 @@ store_ticket(struct httpd_req *r, struct cb_suite *su,
                TICKET_MAX);
         return;
     }
-    err = keys_suite_ticket(key, sizeof(key), su->cb->cfg->key_prefix,
+    err = keys_suite_ticket(key, sizeof(key), cb->cfg->key_prefix,
                             su->conf->suite_id);
     /* bound to its key name, so a sealed ticket cannot be replayed under
      * another suite */
@@ -370,6 +360,7 @@ store_ticket(struct httpd_req *r, struct cb_suite *su,
                "cannot seal the ticket (%s)", brk_strerror(err));
         goto out;
     }
+    p->cb = cb;
     p->r = r;
     p->su = su;
     p->is_ticket = 1;
@@ -390,11 +381,12 @@ out:
 }
 
 static void
-enqueue(struct httpd_req *r, struct cb_suite *su, const struct query *q,
+enqueue(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
+        const struct query *q,
         const char *encrypt, const char *msg, size_t msglen, int data,
         const char *corpid, const char *info_type)
 {
-    const struct config *cfg = su->cb->cfg;
+    const struct config *cfg = cb->cfg;
     char seen[KEYS_MAX], stream[KEYS_MAX], tenant[KEYS_MAX], hmac[65];
     char ttl[16], rcv[24];
     const char *parts[3];
@@ -408,7 +400,7 @@ enqueue(struct httpd_req *r, struct cb_suite *su, const struct query *q,
     parts[1] = data ? "data" : "callback";
     parts[2] = msg;
     (void)msglen;
-    keyring_index_hmac_parts(su->cb->kr, parts, 3, hmac);
+    keyring_index_hmac_parts(cb->kr, parts, 3, hmac);
     if (keys_suite_seen(seen, sizeof(seen), cfg->key_prefix,
                         su->conf->suite_id, hmac) ||
         keys_suite_events(stream, sizeof(stream), cfg->key_prefix,
@@ -425,6 +417,7 @@ enqueue(struct httpd_req *r, struct cb_suite *su, const struct query *q,
         reject(r, su->conf->suite_id, 503, "internal", "out of memory");
         return;
     }
+    p->cb = cb;
     p->r = r;
     p->su = su;
     snprintf(p->info_type, sizeof(p->info_type), "%s", info_type);
@@ -470,8 +463,8 @@ known_type(const char *t)
 }
 
 static void
-handle_event(struct httpd_req *r, struct cb_suite *su, const struct query *q,
-             int data)
+handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
+             const struct query *q, int data)
 {
     struct wecom_xml *env = NULL, *ev = NULL;
     struct brk_errinfo info = {"", 0, -1};
@@ -530,7 +523,7 @@ handle_event(struct httpd_req *r, struct cb_suite *su, const struct query *q,
     if (data) {
         /* messages and app events inside a tenant: the Lua script checks
          * the corp is ours */
-        enqueue(r, su, q, encrypt, msg, msglen, 1, rid, "data");
+        enqueue(cb, r, su, q, encrypt, msg, msglen, 1, rid, "data");
         goto out;
     }
     sid = wecom_xml_get(ev, "SuiteId");
@@ -550,7 +543,7 @@ handle_event(struct httpd_req *r, struct cb_suite *su, const struct query *q,
                    "suite data key not loaded yet; WeCom will retry");
             goto out;
         }
-        store_ticket(r, su, ev);
+        store_ticket(cb, r, su, ev);
         goto out;
     }
     known = known_type(info_type);
@@ -568,7 +561,7 @@ handle_event(struct httpd_req *r, struct cb_suite *su, const struct query *q,
         httpd_reply_text(r, 200, "success");
         goto out;
     }
-    enqueue(r, su, q, encrypt, msg, msglen, 0, NULL, known);
+    enqueue(cb, r, su, q, encrypt, msg, msglen, 0, NULL, known);
 out:
     wecom_xml_free(ev);
     wecom_xml_free(env);
@@ -606,12 +599,11 @@ void
 callback_handle(struct httpd_req *r, void *arg)
 {
     struct callback *cb = arg;
-    struct cb_suite *su = NULL;
+    struct suite_rt *su = NULL;
     struct query *q = NULL;
     char suite[80];
     const char *method = httpd_method(r);
     int data = 0, get;
-    size_t i;
 
     if (parse_path(httpd_path(r), suite, sizeof(suite), &data) != 0) {
         r->route = "other";
@@ -619,9 +611,7 @@ callback_handle(struct httpd_req *r, void *arg)
         goto out;
     }
     r->route = data ? "data" : "callback";
-    for (i = 0; i < cb->nsuites; i++)
-        if (strcmp(cb->suites[i].conf->suite_id, suite) == 0)
-            su = &cb->suites[i];
+    su = suites_find(cb->suites, suite);
     if (su == NULL) {
         reject(r, NULL, 404, "unknown_suite", "no suite with this id");
         goto out;
@@ -637,103 +627,26 @@ callback_handle(struct httpd_req *r, void *arg)
                "malformed query string");
         goto out;
     }
-    if (check_query(r, su, q, get) != 0)
+    if (check_query(cb, r, su, q, get) != 0)
         goto out;
     if (get)
         handle_verify(r, su, q);
     else
-        handle_event(r, su, q, data);
+        handle_event(cb, r, su, q, data);
 out:
     query_free(q);
-}
-
-/*---- Suite data keys ----*/
-
-static void load_key(struct cb_suite *su);
-
-static void
-on_key(enum brk_err err, const unsigned char *dk, void *arg)
-{
-    struct cb_suite *su = arg;
-
-    su->dk_loading = 0;
-    if (err) {
-        log_error("suite %s: data key not loaded: %s", su->conf->suite_id,
-                  brk_strerror(err));
-        return;
-    }
-    /* a load that straddled a reconnect is still the same stored key */
-    memcpy(su->dk, dk, KEYRING_KEY_LEN);
-    su->dk_loaded = 1;
-    log_debug("suite %s: data key loaded", su->conf->suite_id);
-}
-
-static void
-load_key(struct cb_suite *su)
-{
-    char key[KEYS_MAX], ctx[KEYS_MAX];
-    enum brk_err err;
-
-    if (su->dk_loaded || su->dk_loading)
-        return;
-    err = keys_suite_dk(key, sizeof(key), su->cb->cfg->key_prefix,
-                        su->conf->suite_id);
-    snprintf(ctx, sizeof(ctx), "suite:%s", su->conf->suite_id);
-    if (!err)
-        err = datakey_load(su->cb->st, su->cb->kr, key, ctx, 1, on_key, su);
-    if (err) {
-        log_warn("suite %s: cannot load data key now: %s",
-                 su->conf->suite_id, brk_strerror(err));
-        return;
-    }
-    su->dk_loading = 1;
-}
-
-void
-callback_store_up(struct callback *cb)
-{
-    size_t i;
-
-    for (i = 0; i < cb->nsuites; i++)
-        load_key(&cb->suites[i]);
-}
-
-void
-callback_store_down(struct callback *cb)
-{
-    size_t i;
-
-    /* the key may have changed while we could not see Redis */
-    for (i = 0; i < cb->nsuites; i++) {
-        brk_wipe(cb->suites[i].dk, KEYRING_KEY_LEN);
-        cb->suites[i].dk_loaded = 0;
-    }
-}
-
-int
-callback_keys_ready(const struct callback *cb)
-{
-    size_t i;
-
-    for (i = 0; i < cb->nsuites; i++)
-        if (!cb->suites[i].dk_loaded)
-            return 0;
-    return 1;
 }
 
 /*---- Lifetime ----*/
 
 /*
- * Build per-suite crypto state (see callback.h). Returns BRK_OK,
- * BRK_ERR_CONFIG (a suite's key is unusable), BRK_ERR_NOMEM.
+ * Build the handler (see callback.h). Returns BRK_OK or BRK_ERR_NOMEM.
  */
 enum brk_err
 callback_new(const struct config *cfg, const struct keyring *kr,
-             struct store *st, struct callback **out)
+             struct store *st, struct suites *suites, struct callback **out)
 {
     struct callback *cb;
-    enum brk_err err = BRK_OK;
-    size_t i;
 
     cb = brk_calloc(1, sizeof(*cb));
     if (cb == NULL)
@@ -741,43 +654,13 @@ callback_new(const struct config *cfg, const struct keyring *kr,
     cb->cfg = cfg;
     cb->kr = kr;
     cb->st = st;
-    cb->suites = brk_calloc(cfg->nsuites, sizeof(*cb->suites));
-    if (cb->suites == NULL) {
-        err = BRK_ERR_NOMEM;
-        goto fail;
-    }
-    for (i = 0; i < cfg->nsuites; i++) {
-        cb->suites[i].cb = cb;
-        cb->suites[i].conf = &cfg->suites[i];
-        err = wecom_crypto_new(cfg->suites[i].token,
-                               cfg->suites[i].encoding_aes_key,
-                               &cb->suites[i].crypto);
-        if (err) {
-            log_error("suite %s: unusable token or encoding_aes_key: %s",
-                      cfg->suites[i].suite_id, brk_strerror(err));
-            err = BRK_ERR_CONFIG;
-            goto fail;
-        }
-        cb->nsuites++;
-    }
+    cb->suites = suites;
     *out = cb;
     return BRK_OK;
-fail:
-    callback_free(cb);
-    return err;
 }
 
 void
 callback_free(struct callback *cb)
 {
-    size_t i;
-
-    if (cb == NULL)
-        return;
-    for (i = 0; i < cb->nsuites; i++) {
-        wecom_crypto_free(cb->suites[i].crypto);
-        brk_wipe(cb->suites[i].dk, KEYRING_KEY_LEN);
-    }
-    brk_free(cb->suites);
     brk_free(cb);
 }

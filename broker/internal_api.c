@@ -5,12 +5,12 @@
  */
 #include <string.h>
 
-#include "callback.h"
 #include "dynbuf.h"
 #include "httpd.h"
 #include "internal_api.h"
 #include "metrics.h"
 #include "store.h"
+#include "suites.h"
 
 static void
 json_reply(struct httpd_req *r, int status, const char *body)
@@ -29,7 +29,7 @@ readyz(struct httpd_req *r, const struct internal_api *api)
 
     if (!store_is_up(api->st))
         reasons[n++] = "redis unavailable";
-    else if (!callback_keys_ready(api->cb))
+    else if (!suites_keys_ready(api->suites))
         reasons[n++] = "suite data keys not loaded";
     dynbuf_init(&d, 4096);
     if (dynbuf_printf(&d, "{\"ready\":%s,\"reasons\":[",

@@ -56,3 +56,36 @@ keys_tenant(char *out, size_t len, const char *prefix, const char *corpid,
 {
     return fmt(out, len, "%s{%s}:%s:tenant", prefix, corpid, suite);
 }
+
+enum brk_err
+keys_suite(char *out, size_t len, const char *prefix, const char *suite,
+           const char *what)
+{
+    return fmt(out, len, "%s{%s}:%s", prefix, suite, what);
+}
+
+enum brk_err
+keys_tenant_sub(char *out, size_t len, const char *prefix, const char *corpid,
+                const char *suite, const char *what)
+{
+    return fmt(out, len, "%s{%s}:%s:%s", prefix, corpid, suite, what);
+}
+
+enum brk_err
+keys_tenant_pattern(char *out, size_t len, const char *prefix,
+                    const char *corpid, const char *suite)
+{
+    return fmt(out, len, "%s{%s}:%s:*", prefix, corpid, suite);
+}
+
+enum brk_err
+keys_gone(char *out, size_t len, const char *prefix, const char *hmac)
+{
+    return fmt(out, len, "%s{%s}:gone", prefix, hmac);
+}
+
+enum brk_err
+keys_tenants(char *out, size_t len, const char *prefix)
+{
+    return fmt(out, len, "%stenants", prefix);
+}

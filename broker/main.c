@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "redis_embed.h"
 #include "store.h"
+#include "suites.h"
 
 #define DRAIN_TIMEOUT_MS   10000
 #define REDIS_CMD_TIMEOUT  800 /* ms: keeps an ack well inside WeCom's 1 s */
@@ -35,6 +36,7 @@ struct daemon {
     struct keyring *kr;
     struct redis_embed *embed;
     struct store *st;
+    struct suites *suites;
     struct callback *cb;
     struct httpd *http;
     struct internal_api api;
@@ -121,9 +123,9 @@ on_store_state(int up, void *arg)
     metrics_set(METRICS_REDIS_UP, NULL, up);
     if (up) {
         metrics_inc(METRICS_REDIS_CONNECTS, NULL);
-        callback_store_up(d->cb);
+        suites_store_up(d->suites);
     } else {
-        callback_store_down(d->cb);
+        suites_store_down(d->suites);
     }
 }
 
@@ -190,12 +192,15 @@ start(struct daemon *d)
         log_error("redis: bad URL");
         goto out;
     }
-    err = callback_new(d->cfg, d->kr, d->st, &d->cb);
+    err = suites_new(d->cfg, d->kr, d->st, &d->suites);
+    if (err)
+        goto out;
+    err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)
         goto out;
     store_set_state_cb(d->st, on_store_state, d);
     d->api.st = d->st;
-    d->api.cb = d->cb;
+    d->api.suites = d->suites;
     if (httpd_new(d->base, &d->http) != BRK_OK)
         goto out;
     err = httpd_listen(d->http, "callback", d->cfg->callback_listen,
@@ -226,6 +231,7 @@ teardown(struct daemon *d)
     httpd_free(d->http);
     store_free(d->st);
     callback_free(d->cb);
+    suites_free(d->suites);
     redis_embed_stop(d->embed);
     if (d->base != NULL)
         event_base_free(d->base);

@@ -31,6 +31,12 @@ enum brk_err {
     BRK_ERR_NOTFOUND,  /* the looked-up thing does not exist */
     BRK_ERR_CRYPTO,    /* sealing, unwrapping or a key failed */
     BRK_ERR_SHUTDOWN,  /* the operation was abandoned at exit */
+    BRK_ERR_UPSTREAM,          /* WeCom unreachable (connect/transport) */
+    BRK_ERR_UPSTREAM_TIMEOUT,  /* WeCom did not answer in time */
+    BRK_ERR_UPSTREAM_BAD,      /* WeCom answered something that is not the
+                                  expected JSON (or an HTTP error status) */
+    BRK_ERR_UPSTREAM_TOOBIG,   /* WeCom's body passed upstream_max_body */
+    BRK_ERR_WECOM,             /* WeCom answered with a non-zero errcode */
     BRK_ERR_WX_SIGNATURE,  /* -40001 ValidateSignatureError */
     BRK_ERR_WX_PARSE_XML,  /* -40002 ParseXmlError */
     BRK_ERR_WX_COMPUTE_SIG, /* -40003 ComputeSignatureError */

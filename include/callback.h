@@ -12,6 +12,7 @@
 struct config;
 struct keyring;
 struct store;
+struct suites;
 struct httpd_req;
 struct callback;
 
@@ -23,23 +24,16 @@ struct callback;
 #define CALLBACK_TICKET_TTL 1800
 
 /*
- * Build the handler state for every suite of cfg. cfg, kr and st are
- * borrowed and must outlive it. Returns BRK_ERR_CONFIG when a suite's
- * EncodingAESKey is unusable. Owned: callback_free.
+ * Build the handler. cfg, kr, st and suites are borrowed and must outlive
+ * it. Owned: callback_free.
  */
 enum brk_err callback_new(const struct config *cfg, const struct keyring *kr,
-                          struct store *st, struct callback **out) BRK_WUR;
+                          struct store *st, struct suites *suites,
+                          struct callback **out) BRK_WUR;
 void callback_free(struct callback *cb);
 
 /* httpd_handler for the callback listener; arg is the struct callback. */
 void callback_handle(struct httpd_req *r, void *arg);
 
-/* Redis came up (again): (re)load the suites' data keys. */
-void callback_store_up(struct callback *cb);
-/* Redis went down: forget the loaded data keys. */
-void callback_store_down(struct callback *cb);
-
-/* Nonzero when every suite's data key is loaded. */
-int callback_keys_ready(const struct callback *cb);
 
 #endif /* CALLBACK_H */

@@ -6,12 +6,12 @@
 #define INTERNAL_API_H
 
 struct store;
-struct callback;
+struct suites;
 struct httpd_req;
 
 struct internal_api {
     struct store *st;        /* borrowed */
-    struct callback *cb;     /* borrowed */
+    struct suites *suites;   /* borrowed */
 };
 
 /* httpd_handler for the internal listener; arg is a struct internal_api. */

@@ -28,4 +28,25 @@ enum brk_err keys_suite_seen(char *out, size_t len, const char *prefix,
 enum brk_err keys_tenant(char *out, size_t len, const char *prefix,
                          const char *corpid, const char *suite) BRK_WUR;
 
+/* <prefix>{<suite>}:<what> — any other key of a suite (token, lost,
+ * dead, attempts, authx:<hmac>, lock:<name>) */
+enum brk_err keys_suite(char *out, size_t len, const char *prefix,
+                        const char *suite, const char *what) BRK_WUR;
+/* <prefix>{<corpid>}:<suite>:<what> — any other key of a tenant (dk,
+ * token, dir:parents, dir:users, dir:tags, dir:dnames, lock:token) */
+enum brk_err keys_tenant_sub(char *out, size_t len, const char *prefix,
+                             const char *corpid, const char *suite,
+                             const char *what) BRK_WUR;
+/* <prefix>{<corpid>}:<suite>:* — a MATCH pattern for every key of a
+ * tenant (corpid and suite must not contain glob characters) */
+enum brk_err keys_tenant_pattern(char *out, size_t len, const char *prefix,
+                                 const char *corpid,
+                                 const char *suite) BRK_WUR;
+/* <prefix>{<hmac>}:gone — marker and deletion report of a purged tenant,
+ * named by an HMAC of (suite, corpid) so the corpid is not kept */
+enum brk_err keys_gone(char *out, size_t len, const char *prefix,
+                       const char *hmac) BRK_WUR;
+/* <prefix>tenants — set of "<suite> <corpid>" members, the tenant index */
+enum brk_err keys_tenants(char *out, size_t len, const char *prefix) BRK_WUR;
+
 #endif /* KEYS_H */
