@@ -2,6 +2,7 @@
  * Bounded growable buffer (see dynbuf.h).
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,7 +12,8 @@ void
 dynbuf_init(struct dynbuf *d, size_t limit)
 {
     memset(d, 0, sizeof(*d));
-    d->limit = limit;
+    /* keeps limit + 1 and the capacity doubling in grow() from wrapping */
+    d->limit = limit < SIZE_MAX / 2 ? limit : SIZE_MAX / 2;
 }
 
 void
@@ -120,8 +122,12 @@ dynbuf_printf(struct dynbuf *d, const char *fmt, ...)
         dynbuf_free(d);
         return BRK_ERR_INVAL;
     }
-    if ((size_t)n < sizeof(small))
-        return dynbuf_add(d, small, (size_t)n);
+    if ((size_t)n < sizeof(small)) {
+        err = dynbuf_add(d, small, (size_t)n);
+        if (d->secret)
+            brk_wipe(small, sizeof(small));
+        return err;
+    }
     big = brk_malloc((size_t)n + 1);
     if (big == NULL) {
         dynbuf_free(d);

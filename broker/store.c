@@ -3,11 +3,7 @@
  * no command timeouts and no reconnect, so every command carries its own
  * evtimer and a lost connection is re-dialled from a backoff timer.
  */
-#include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -15,6 +11,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "config.h"
 #include "log.h"
 #include "store.h"
 
@@ -31,7 +28,7 @@ struct store_cmd {
 
 struct store {
     struct event_base *base;
-    struct store_url url;
+    struct config_redis url;
     long timeout_ms;
     redisAsyncContext *ac; /* NULL while disconnected */
     int up;
@@ -47,104 +44,6 @@ struct store {
 
 static void store_connect(struct store *s);
 static void store_drop(struct store *s, const char *why);
-
-/*---- URL ----*/
-
-static enum brk_err
-copy_part(char *dst, size_t cap, const char *src, size_t n)
-{
-    if (n >= cap)
-        return BRK_ERR_CONFIG;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-    return BRK_OK;
-}
-
-static enum brk_err
-parse_int(const char *s, size_t n, long lo, long hi, int *out)
-{
-    char buf[16], *end;
-    long v;
-
-    if (n == 0 || n >= sizeof(buf))
-        return BRK_ERR_CONFIG;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    if (buf[0] < '0' || buf[0] > '9')
-        return BRK_ERR_CONFIG;
-    errno = 0;
-    v = strtol(buf, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return BRK_ERR_CONFIG;
-    *out = (int)v;
-    return BRK_OK;
-}
-
-/*
- * Parse redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N].
- * Returns BRK_OK or BRK_ERR_CONFIG; out is written only on success.
- */
-enum brk_err
-store_url_parse(const char *url, struct store_url *out)
-{
-    struct store_url u;
-    const char *p, *at, *hostend, *slash, *q;
-    const char *colon;
-
-    memset(&u, 0, sizeof(u));
-    if (strncmp(url, "unix://", 7) == 0) {
-        p = url + 7;
-        if (*p != '/')
-            return BRK_ERR_CONFIG;
-        q = strchr(p, '?');
-        if (copy_part(u.path, sizeof(u.path), p, q ? (size_t)(q - p)
-                                                   : strlen(p)))
-            return BRK_ERR_CONFIG;
-        if (q != NULL) {
-            if (strncmp(q, "?db=", 4) != 0 ||
-                parse_int(q + 4, strlen(q + 4), 0, 1000, &u.db))
-                return BRK_ERR_CONFIG;
-        }
-        *out = u;
-        return BRK_OK;
-    }
-    if (strncmp(url, "redis://", 8) != 0)
-        return BRK_ERR_CONFIG;
-    p = url + 8;
-    slash = strchr(p, '/');
-    at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
-    if (at == NULL)
-        at = strrchr(p, '@');
-    if (at != NULL && (slash == NULL || at < slash)) {
-        colon = memchr(p, ':', (size_t)(at - p));
-        if (colon == NULL)
-            return BRK_ERR_CONFIG;
-        if (copy_part(u.user, sizeof(u.user), p, (size_t)(colon - p)) ||
-            copy_part(u.password, sizeof(u.password), colon + 1,
-                      (size_t)(at - colon - 1)))
-            return BRK_ERR_CONFIG;
-        p = at + 1;
-    }
-    hostend = slash ? slash : p + strlen(p);
-    colon = memchr(p, ':', (size_t)(hostend - p));
-    u.port = 6379;
-    if (colon != NULL) {
-        if (parse_int(colon + 1, (size_t)(hostend - colon - 1), 1, 65535,
-                      &u.port))
-            return BRK_ERR_CONFIG;
-    } else {
-        colon = hostend;
-    }
-    if (colon == p || copy_part(u.host, sizeof(u.host), p,
-                                (size_t)(colon - p)))
-        return BRK_ERR_CONFIG;
-    if (slash != NULL && slash[1] != '\0') {
-        if (parse_int(slash + 1, strlen(slash + 1), 0, 1000, &u.db))
-            return BRK_ERR_CONFIG;
-    }
-    *out = u;
-    return BRK_OK;
-}
 
 /*---- Commands ----*/
 
@@ -366,8 +265,8 @@ store_connect(struct store *s)
     const char *argv[3];
     int argc = 0;
 
-    if (s->url.path[0] != '\0')
-        ac = redisAsyncConnectUnix(s->url.path);
+    if (s->url.unix_path != NULL)
+        ac = redisAsyncConnectUnix(s->url.unix_path);
     else
         ac = redisAsyncConnect(s->url.host, s->url.port);
     if (ac == NULL || ac->err) {
@@ -388,16 +287,16 @@ store_connect(struct store *s)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* queued now, sent first once the socket is writable */
-    if (s->url.password[0] != '\0') {
+    if (s->url.password != NULL) {
         argv[argc++] = "AUTH";
-        if (s->url.user[0] != '\0')
+        if (s->url.user != NULL)
             argv[argc++] = s->url.user;
         argv[argc++] = s->url.password;
         if (send_cmd(s, on_auth, s, argc, argv, NULL) != BRK_OK)
             goto fail;
     }
     if (s->url.db != 0) {
-        snprintf(db, sizeof(db), "%d", s->url.db);
+        snprintf(db, sizeof(db), "%ld", s->url.db);
         argv[0] = "SELECT";
         argv[1] = db;
         if (send_cmd(s, on_auth, s, 2, argv, NULL) != BRK_OK)
@@ -450,9 +349,11 @@ store_new(struct event_base *base, const char *url, long cmd_timeout_ms,
     s = brk_calloc(1, sizeof(*s));
     if (s == NULL)
         return BRK_ERR_NOMEM;
-    err = store_url_parse(url, &s->url);
-    if (err)
-        goto fail;
+    err = config_redis_parse(url, &s->url);
+    if (err) {
+        brk_free(s);
+        return err == BRK_ERR_NOMEM ? err : BRK_ERR_CONFIG;
+    }
     s->base = base;
     s->timeout_ms = cmd_timeout_ms > 0 ? cmd_timeout_ms : 1000;
     s->backoff_ms = BACKOFF_MIN_MS;
@@ -471,7 +372,7 @@ fail:
         event_free(s->retry_timer);
     if (s->ping_timer)
         event_free(s->ping_timer);
-    brk_wipe(&s->url, sizeof(s->url));
+    config_redis_clear(&s->url);
     brk_free(s);
     return err;
 }
@@ -491,7 +392,7 @@ store_free(struct store *s)
     }
     event_free(s->retry_timer);
     event_free(s->ping_timer);
-    brk_wipe(&s->url, sizeof(s->url));
+    config_redis_clear(&s->url);
     brk_free(s);
 }
 

@@ -13,7 +13,6 @@
 
 #include "config.h"
 #include "keys.h"
-#include "store.h"
 
 struct ctl {
     struct config *cfg;
@@ -46,7 +45,7 @@ usage(FILE *f)
 static int
 connect_redis(struct ctl *c)
 {
-    struct store_url u;
+    struct config_redis u;
     struct timeval tv = {3, 0};
     char url[600];
     redisReply *r;
@@ -58,13 +57,14 @@ connect_redis(struct ctl *c)
     else
         snprintf(url, sizeof(url), "unix://%s/redis.sock",
                  c->cfg->state_dir);
-    if (store_url_parse(url, &u) != BRK_OK) {
+    if (config_redis_parse(url, &u) != BRK_OK) {
         fprintf(stderr, "brokerctl: bad Redis URL\n");
         return -1;
     }
-    c->rc = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
-                      : redisConnectWithTimeout(u.host, u.port, tv);
+    c->rc = u.unix_path ? redisConnectUnixWithTimeout(u.unix_path, tv)
+                        : redisConnectWithTimeout(u.host, u.port, tv);
     if (c->rc == NULL || c->rc->err) {
+        config_redis_clear(&u);
         fprintf(stderr, "brokerctl: cannot reach Redis (%s)%s\n",
                 c->rc ? c->rc->errstr : "out of memory",
                 c->cfg->redis[0] ? ""
@@ -73,20 +73,21 @@ connect_redis(struct ctl *c)
         return -1;
     }
     redisSetTimeout(c->rc, tv);
-    if (u.password[0] != '\0') {
-        r = u.user[0] ? redisCommand(c->rc, "AUTH %s %s", u.user, u.password)
+    if (u.password != NULL) {
+        r = u.user ? redisCommand(c->rc, "AUTH %s %s", u.user, u.password)
                       : redisCommand(c->rc, "AUTH %s", u.password);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "brokerctl: Redis AUTH failed\n");
             if (r)
                 freeReplyObject(r);
+            config_redis_clear(&u);
             return -1;
         }
         freeReplyObject(r);
     }
     if (u.db != 0)
-        freeReplyObject(redisCommand(c->rc, "SELECT %d", u.db));
-    brk_wipe(&u, sizeof(u));
+        freeReplyObject(redisCommand(c->rc, "SELECT %ld", u.db));
+    config_redis_clear(&u);
     return 0;
 }
 

@@ -27,8 +27,8 @@ typedef void store_reply_cb(enum brk_err err, struct redisReply *reply,
 typedef void store_state_cb(int up, void *arg);
 
 /*
- * Parse url (redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N])
- * and start connecting on base. Commands time out after cmd_timeout_ms.
+ * Parse url (redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N],
+ * see config_redis_parse) and start connecting on base. Commands time out after cmd_timeout_ms.
  * Returns BRK_ERR_CONFIG for a bad URL. Owned result: store_free.
  */
 enum brk_err store_new(struct event_base *base, const char *url,
@@ -50,17 +50,5 @@ unsigned long store_generation(const struct store *s);
 enum brk_err store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg,
                             int argc, const char **argv,
                             const size_t *argvlen) BRK_WUR;
-
-/* Parsed form of a Redis URL, for programs that connect synchronously. */
-struct store_url {
-    char host[256];
-    int port;        /* 0 for unix sockets */
-    char path[256];  /* unix socket path, "" for TCP */
-    char user[128];  /* ACL user, "" for the default user */
-    char password[256];
-    int db;
-};
-/* Parse a Redis URL as store_new does. BRK_ERR_CONFIG on a bad URL. */
-enum brk_err store_url_parse(const char *url, struct store_url *out) BRK_WUR;
 
 #endif /* STORE_H */

@@ -1,0 +1,288 @@
+/*
+ * Tests for the Redis key schema: the exact name of every key, the hash
+ * tag each one carries, and refusal (never silent truncation) when the
+ * output buffer is too small.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "broker.h"
+#include "keys.h"
+
+#define HMAC "0123456789abcdef0123456789abcdef"
+
+/* One key function with uniform arguments, for the table-driven tests. */
+struct key_case {
+    const char *name;
+    enum brk_err (*make)(char *out, size_t len, const char *prefix,
+                         const char *a, const char *b, const char *c);
+    const char *prefix, *a, *b, *c;
+    const char *want;
+};
+
+static enum brk_err
+mk_dk(char *out, size_t len, const char *p, const char *a, const char *b,
+      const char *c)
+{
+    (void)b;
+    (void)c;
+    return keys_suite_dk(out, len, p, a);
+}
+
+static enum brk_err
+mk_ticket(char *out, size_t len, const char *p, const char *a, const char *b,
+          const char *c)
+{
+    (void)b;
+    (void)c;
+    return keys_suite_ticket(out, len, p, a);
+}
+
+static enum brk_err
+mk_events(char *out, size_t len, const char *p, const char *a, const char *b,
+          const char *c)
+{
+    (void)b;
+    (void)c;
+    return keys_suite_events(out, len, p, a);
+}
+
+static enum brk_err
+mk_seen(char *out, size_t len, const char *p, const char *a, const char *b,
+        const char *c)
+{
+    (void)c;
+    return keys_suite_seen(out, len, p, a, b);
+}
+
+static enum brk_err
+mk_tenant(char *out, size_t len, const char *p, const char *a, const char *b,
+          const char *c)
+{
+    (void)c;
+    return keys_tenant(out, len, p, a, b);
+}
+
+static const struct key_case cases[] = {
+    {"dk", mk_dk, "wb:", "ww1", NULL, NULL, "wb:{ww1}:dk"},
+    {"ticket", mk_ticket, "wb:", "ww1", NULL, NULL, "wb:{ww1}:ticket"},
+    {"events", mk_events, "wb:", "ww1", NULL, NULL, "wb:{ww1}:events"},
+    {"seen", mk_seen, "wb:", "ww1", HMAC, NULL, "wb:{ww1}:seen:" HMAC},
+    {"tenant", mk_tenant, "wb:", "corpA", "ww1", NULL, "wb:{corpA}:ww1:tenant"},
+};
+
+/*---- Exact names ----*/
+
+static void
+test_suite_dk(void **state)
+{
+    char out[KEYS_MAX];
+
+    (void)state;
+    assert_int_equal(keys_suite_dk(out, sizeof(out), "wb:", "ww1"), BRK_OK);
+    assert_string_equal(out, "wb:{ww1}:dk");
+}
+
+static void
+test_suite_ticket(void **state)
+{
+    char out[KEYS_MAX];
+
+    (void)state;
+    assert_int_equal(keys_suite_ticket(out, sizeof(out), "wb:", "ww1"), BRK_OK);
+    assert_string_equal(out, "wb:{ww1}:ticket");
+}
+
+static void
+test_suite_events(void **state)
+{
+    char out[KEYS_MAX];
+
+    (void)state;
+    assert_int_equal(keys_suite_events(out, sizeof(out), "wb:", "ww1"), BRK_OK);
+    assert_string_equal(out, "wb:{ww1}:events");
+}
+
+static void
+test_suite_seen(void **state)
+{
+    char out[KEYS_MAX];
+
+    (void)state;
+    assert_int_equal(keys_suite_seen(out, sizeof(out), "wb:", "ww1", HMAC),
+                     BRK_OK);
+    assert_string_equal(out, "wb:{ww1}:seen:" HMAC);
+}
+
+static void
+test_tenant(void **state)
+{
+    char out[KEYS_MAX];
+
+    (void)state;
+    assert_int_equal(keys_tenant(out, sizeof(out), "wb:", "corpA", "ww1"),
+                     BRK_OK);
+    assert_string_equal(out, "wb:{corpA}:ww1:tenant");
+}
+
+static void
+test_other_prefix(void **state)
+{
+    char out[KEYS_MAX];
+
+    (void)state;
+    assert_int_equal(keys_suite_events(out, sizeof(out), "prod:wb:", "s-2"),
+                     BRK_OK);
+    assert_string_equal(out, "prod:wb:{s-2}:events");
+    assert_int_equal(keys_tenant(out, sizeof(out), "", "c", "s"), BRK_OK);
+    assert_string_equal(out, "{c}:s:tenant");
+}
+
+/*---- Hash tags ----*/
+
+/* The first '{' ... '}' pair of a key, which is what Cluster hashes. */
+static void
+assert_hash_tag(const char *key, const char *tag)
+{
+    const char *l = strchr(key, '{'), *r;
+
+    assert_non_null(l);
+    r = strchr(l, '}');
+    assert_non_null(r);
+    assert_int_equal((size_t)(r - l - 1), strlen(tag));
+    assert_memory_equal(l + 1, tag, strlen(tag));
+}
+
+static void
+test_suite_keys_tagged_by_suite(void **state)
+{
+    char out[KEYS_MAX];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(
+            cases[i].make(out, sizeof(out), "wb:", "suiteX", HMAC, NULL),
+            BRK_OK);
+        assert_hash_tag(out, "suiteX");
+        assert_memory_equal(out, "wb:", 3);
+    }
+}
+
+static void
+test_tenant_keys_tagged_by_corpid(void **state)
+{
+    static const char *const corps[] = {"corpA", "wwa1b2c3d4e5f6", "x"};
+    char out[KEYS_MAX], tag[64];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < nitems(corps); i++) {
+        assert_int_equal(keys_tenant(out, sizeof(out), "wb:", corps[i], "ww1"),
+                         BRK_OK);
+        snprintf(tag, sizeof(tag), "{%s}", corps[i]);
+        assert_non_null(strstr(out, tag));
+        assert_hash_tag(out, corps[i]);
+        /* the suite id is not inside the tag */
+        assert_null(strstr(out, "{ww1}"));
+    }
+}
+
+/*---- Sizes ----*/
+
+static void
+test_exact_fit(void **state)
+{
+    char out[KEYS_MAX];
+    size_t i, need;
+
+    (void)state;
+    for (i = 0; i < nitems(cases); i++) {
+        need = strlen(cases[i].want) + 1;
+        memset(out, 'Z', sizeof(out));
+        assert_int_equal(cases[i].make(out, need, cases[i].prefix, cases[i].a,
+                                       cases[i].b, cases[i].c),
+                         BRK_OK);
+        assert_string_equal(out, cases[i].want);
+        assert_int_equal(out[need], 'Z');
+    }
+}
+
+static void
+test_one_short_toobig(void **state)
+{
+    char out[KEYS_MAX];
+    size_t i, need;
+    enum brk_err err;
+
+    (void)state;
+    for (i = 0; i < nitems(cases); i++) {
+        need = strlen(cases[i].want) + 1;
+        memset(out, 'Z', sizeof(out));
+        err = cases[i].make(out, need - 1, cases[i].prefix, cases[i].a,
+                            cases[i].b, cases[i].c);
+        if (err != BRK_ERR_TOOBIG)
+            print_error("%s: truncation not reported\n", cases[i].name);
+        assert_int_equal(err, BRK_ERR_TOOBIG);
+        /* nothing written past the given size */
+        assert_int_equal(out[need - 1], 'Z');
+    }
+}
+
+static void
+test_zero_length_toobig(void **state)
+{
+    char out[4] = "ZZZ";
+
+    (void)state;
+    assert_int_equal(keys_suite_dk(out, 0, "wb:", "ww1"), BRK_ERR_TOOBIG);
+    assert_int_equal(out[0], 'Z');
+    assert_int_equal(keys_tenant(out, 1, "wb:", "c", "s"), BRK_ERR_TOOBIG);
+}
+
+static void
+test_long_ids_toobig(void **state)
+{
+    char id[KEYS_MAX], out[KEYS_MAX];
+
+    (void)state;
+    memset(id, 'a', sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    assert_int_equal(keys_suite_events(out, sizeof(out), "wb:", id),
+                     BRK_ERR_TOOBIG);
+    assert_int_equal(keys_tenant(out, sizeof(out), "wb:", id, "s"),
+                     BRK_ERR_TOOBIG);
+    assert_int_equal(keys_suite_seen(out, sizeof(out), "wb:", "s", id),
+                     BRK_ERR_TOOBIG);
+    /* the longest id that fits KEYS_MAX */
+    id[KEYS_MAX - 1 - strlen("wb:{}:events")] = '\0';
+    assert_int_equal(keys_suite_events(out, sizeof(out), "wb:", id), BRK_OK);
+    assert_int_equal(strlen(out), KEYS_MAX - 1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_suite_dk),
+        cmocka_unit_test(test_suite_ticket),
+        cmocka_unit_test(test_suite_events),
+        cmocka_unit_test(test_suite_seen),
+        cmocka_unit_test(test_tenant),
+        cmocka_unit_test(test_other_prefix),
+        cmocka_unit_test(test_suite_keys_tagged_by_suite),
+        cmocka_unit_test(test_tenant_keys_tagged_by_corpid),
+        cmocka_unit_test(test_exact_fit),
+        cmocka_unit_test(test_one_short_toobig),
+        cmocka_unit_test(test_zero_length_toobig),
+        cmocka_unit_test(test_long_ids_toobig),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
