@@ -89,3 +89,26 @@ keys_tenants(char *out, size_t len, const char *prefix)
 {
     return fmt(out, len, "%stenants", prefix);
 }
+
+enum brk_err
+keys_seal_ctx(char *out, size_t len, const char *key, const char *field)
+{
+    return fmt(out, len, "%s#%s", key, field);
+}
+
+int
+keys_id_ok(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return 0;
+    for (; *s != '\0'; s++, n++) {
+        if (n >= 64)
+            return 0;
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return 0;
+    }
+    return n > 0;
+}

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <event2/event.h>
 
 #include "callback.h"
@@ -24,6 +25,9 @@
 #include "redis_embed.h"
 #include "store.h"
 #include "suites.h"
+#include "tokens.h"
+#include "wecom_api.h"
+#include "worker.h"
 
 #define DRAIN_TIMEOUT_MS   10000
 #define REDIS_CMD_TIMEOUT  800 /* ms: keeps an ack well inside WeCom's 1 s */
@@ -37,6 +41,9 @@ struct daemon {
     struct redis_embed *embed;
     struct store *st;
     struct suites *suites;
+    struct wecom_api *wx;
+    struct tokens *tok;
+    struct worker *worker;
     struct callback *cb;
     struct httpd *http;
     struct internal_api api;
@@ -77,6 +84,8 @@ begin_stop(struct daemon *d, const char *why)
         return;
     d->stopping = 1;
     log_info("stopping: %s", why);
+    if (d->worker != NULL)
+        worker_stop(d->worker);
     httpd_drain(d->http, DRAIN_TIMEOUT_MS, on_drained, d);
 }
 
@@ -121,9 +130,13 @@ on_store_state(int up, void *arg)
     struct daemon *d = arg;
 
     metrics_set(METRICS_REDIS_UP, NULL, up);
+    /* a message published while we were away is lost: start clean */
+    tokens_drop_cache(d->tok);
     if (up) {
         metrics_inc(METRICS_REDIS_CONNECTS, NULL);
         suites_store_up(d->suites);
+        if (!d->stopping)
+            worker_start(d->worker);
     } else {
         suites_store_down(d->suites);
     }
@@ -162,11 +175,25 @@ load_keys(struct daemon *d, int embedded)
     return 0;
 }
 
+/* Stable across restarts, distinct between instances: a restarted broker
+ * resumes its own unfinished events at once. */
+static void
+consumer_name(const struct daemon *d, char *out, size_t len)
+{
+    char host[64];
+
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, len, "%s/%s", host, d->cfg->internal_listen);
+}
+
 static int
 start(struct daemon *d)
 {
     struct brk_errinfo info = {"", 0, -1};
-    char *url = NULL;
+    struct wecom_api_opts api_opts;
+    char *url = NULL, consumer[128];
     int embedded = d->cfg->redis[0] == '\0';
     enum brk_err err;
     int rc = -1;
@@ -193,6 +220,24 @@ start(struct daemon *d)
         goto out;
     }
     err = suites_new(d->cfg, d->kr, d->st, &d->suites);
+    if (err)
+        goto out;
+    api_opts.base = d->cfg->wecom_api_base;
+    api_opts.timeout_ms = d->cfg->upstream_timeout_ms;
+    api_opts.max_body = (size_t)d->cfg->upstream_max_body;
+    api_opts.rate_per_key = d->cfg->upstream_rate_per_corp;
+    err = wecom_api_new(d->base, &api_opts, &d->wx);
+    if (err) {
+        log_error("cannot create the WeCom client: %s", brk_strerror(err));
+        goto out;
+    }
+    err = tokens_new(d->base, d->cfg, d->kr, d->st, d->suites, d->wx,
+                     &d->tok);
+    if (err)
+        goto out;
+    consumer_name(d, consumer, sizeof(consumer));
+    err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok,
+                     d->wx, consumer, &d->worker);
     if (err)
         goto out;
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
@@ -229,7 +274,14 @@ teardown(struct daemon *d)
     /* requests are drained; answer any Redis callback still pending
      * before the state it points at goes away */
     httpd_free(d->http);
+    if (d->worker != NULL)
+        worker_stop(d->worker);
+    /* each free answers what is pending on it with BRK_ERR_SHUTDOWN;
+     * the order lets every chain unwind into live objects */
+    wecom_api_free(d->wx);
     store_free(d->st);
+    tokens_free(d->tok);
+    worker_free(d->worker);
     callback_free(d->cb);
     suites_free(d->suites);
     redis_embed_stop(d->embed);
@@ -288,6 +340,7 @@ main(int argc, char **argv)
     }
     log_init((enum log_level)d.cfg->log_level, d.cfg->log_json);
     signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     if (start(&d) != 0) {
         teardown(&d);
         return 1;
@@ -310,5 +363,6 @@ out:
         if (sigev[i] != NULL)
             event_free(sigev[i]);
     teardown(&d);
+    curl_global_cleanup();
     return d.exit_code;
 }

@@ -55,6 +55,20 @@ static const struct {
                               "Redis commands that failed, by kind."},
     [METRICS_INFLIGHT] = {"wecom_broker_http_in_flight", T_GAUGE,
                           "Requests being handled, by listener."},
+    [METRICS_TOKEN_REFRESHES] = {"wecom_broker_token_refreshes_total",
+                                 T_COUNTER,
+                                 "Upstream token fetches, by kind (suite, "
+                                 "corp) and result."},
+    [METRICS_UPSTREAM_CALLS] = {"wecom_broker_upstream_calls_total",
+                                T_COUNTER,
+                                "WeCom API calls, by API and result."},
+    [METRICS_EVENTS] = {"wecom_broker_events_total", T_COUNTER,
+                        "Queued callbacks processed by the workers, by "
+                        "suite, InfoType and result."},
+    [METRICS_LOST_AUTHORIZATIONS] = {"wecom_broker_lost_authorizations_total",
+                                     T_COUNTER,
+                                     "AuthCodes that could not be exchanged "
+                                     "and had no stored result (40078)."},
 };
 
 struct series {

@@ -49,4 +49,11 @@ enum brk_err keys_gone(char *out, size_t len, const char *prefix,
 /* <prefix>tenants — set of "<suite> <corpid>" members, the tenant index */
 enum brk_err keys_tenants(char *out, size_t len, const char *prefix) BRK_WUR;
 
+/* "<key>#<field>": the sealing context of a field stored in a hash, so a
+ * sealed value opens only where it was written */
+enum brk_err keys_seal_ctx(char *out, size_t len, const char *key,
+                           const char *field) BRK_WUR;
+/* Nonzero if s is a usable id in key names: 1..64 of [A-Za-z0-9_-]. */
+int keys_id_ok(const char *s);
+
 #endif /* KEYS_H */

@@ -20,6 +20,10 @@ enum metrics_id {
     METRICS_REDIS_CONNECTS,     /* counter */
     METRICS_REDIS_ERRORS,       /* {kind} */
     METRICS_INFLIGHT,           /* gauge {listener} */
+    METRICS_TOKEN_REFRESHES,    /* {kind=suite|corp,result} */
+    METRICS_UPSTREAM_CALLS,     /* {api,result} */
+    METRICS_EVENTS,             /* {suite,info_type,result} worker outcomes */
+    METRICS_LOST_AUTHORIZATIONS, /* {suite} */
     METRICS__COUNT
 };
 

@@ -3,6 +3,7 @@
  *
  *   mock-wecom callback ...   sign, encrypt and send a callback the way
  *                             WeCom does (POST events, GET URL checks)
+ *   mock-wecom serve ...      the WeCom server API (serve.c)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,7 @@
 #include "codec.h"
 #include "config.h"
 #include "dynbuf.h"
+#include "serve.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -322,6 +324,7 @@ usage(FILE *f)
                "A WeCom simulator for tests and demos.\n"
                "\n"
                "  callback   sign, encrypt and send a callback to the broker\n"
+               "  serve      simulate the WeCom server API\n"
                "\n"
                "mock-wecom COMMAND --help shows a command's options.\n");
 }
@@ -335,6 +338,8 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "callback") == 0)
         return cmd_callback(argc - 1, argv + 1);
+    if (strcmp(argv[1], "serve") == 0)
+        return serve_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);

@@ -472,3 +472,106 @@ h_slurp(const char *path)
     fclose(f);
     return s.buf ? s.buf : calloc(1, 1);
 }
+
+pid_t
+h_spawn(const char *const argv[], const char *logpath)
+{
+    pid_t pid = fork();
+
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int
+h_stop(pid_t pid, int sig)
+{
+    int status = 0, i;
+
+    if (pid <= 0)
+        return -1;
+    kill(pid, sig);
+    for (i = 0; i < 1500; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+        usleep(20000);
+    }
+    if (i == 1500) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+struct mock_wait {
+    const char *port_file;
+    pid_t pid;
+    int port;
+};
+
+static int
+mock_answers(void *arg)
+{
+    struct mock_wait *w = arg;
+    char *txt, url[64], *body = NULL;
+    long st;
+
+    if (waitpid(w->pid, NULL, WNOHANG) == w->pid) {
+        w->pid = 0;
+        return 1; /* exited: stop waiting */
+    }
+    txt = h_slurp(w->port_file);
+    w->port = (int)strtol(txt, NULL, 10);
+    free(txt);
+    if (w->port <= 0)
+        return 0;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/__mock/corps", w->port);
+    st = h_http("GET", url, NULL, 0, &body);
+    free(body);
+    return st == 200;
+}
+
+pid_t
+h_mock_start(const char *dir, const char *const extra[], int *port)
+{
+    static int seq;
+    const char *argv[64];
+    char pf[400], log[400];
+    struct mock_wait w;
+    size_t n = 0, i;
+
+    snprintf(pf, sizeof(pf), "%s/mock-%d.port", dir, ++seq);
+    snprintf(log, sizeof(log), "%s/mock-%d.log", dir, seq);
+    unlink(pf);
+    argv[n++] = "bin/mock-wecom";
+    argv[n++] = "serve";
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--port-file";
+    argv[n++] = pf;
+    for (i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    memset(&w, 0, sizeof(w));
+    w.port_file = pf;
+    w.pid = h_spawn(argv, log);
+    if (w.pid == 0)
+        return 0;
+    if (!h_wait(mock_answers, &w, 10000) || w.pid == 0) {
+        if (w.pid > 0)
+            h_stop(w.pid, SIGKILL);
+        return 0;
+    }
+    *port = w.port;
+    return w.pid;
+}

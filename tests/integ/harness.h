@@ -74,4 +74,15 @@ int h_wait(int (*fn)(void *), void *arg, long ms);
 /* Milliseconds since an arbitrary start. */
 long h_now_ms(void);
 
+/* Start argv (argv[0] relative to the repository root) in the background,
+ * stdout and stderr appended to logpath; returns its pid or 0. */
+pid_t h_spawn(const char *const argv[], const char *logpath);
+/* Send sig to pid and reap it (SIGKILL after 30 s); returns the exit
+ * status, 128 + signal, or -1. */
+int h_stop(pid_t pid, int sig);
+/* Start bin/mock-wecom serve on 127.0.0.1, port 0, with extra arguments
+ * (NULL-terminated, may be NULL); its port file and log go under dir.
+ * Waits until it answers; returns its pid and *port, or 0. */
+pid_t h_mock_start(const char *dir, const char *const extra[], int *port);
+
 #endif /* HARNESS_H */

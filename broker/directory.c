@@ -1,0 +1,250 @@
+/*
+ * Directory parsing (see directory.h). Ids are validated: department and
+ * tag ids are positive integers, userids are 1..64 printable characters
+ * without spaces or commas (the stored department lists are
+ * comma-separated).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "directory.h"
+
+#define MAX_ENTRIES 2000000
+
+void
+dir_pairs_free(struct dir_pairs *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++) {
+        brk_free(p->field[i]);
+        brk_free(p->value[i]);
+    }
+    brk_free(p->field);
+    brk_free(p->value);
+    memset(p, 0, sizeof(*p));
+}
+
+static enum brk_err
+pairs_add(struct dir_pairs *p, const char *f, const char *v)
+{
+    char **nf, **nv;
+    size_t ncap;
+
+    if (p->n == p->cap) {
+        if (p->cap >= MAX_ENTRIES)
+            return BRK_ERR_TOOBIG;
+        ncap = p->cap ? p->cap * 2 : 64;
+        nf = brk_realloc(p->field, ncap * sizeof(*nf));
+        if (nf == NULL)
+            return BRK_ERR_NOMEM;
+        p->field = nf;
+        nv = brk_realloc(p->value, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return BRK_ERR_NOMEM;
+        p->value = nv;
+        p->cap = ncap;
+    }
+    p->field[p->n] = brk_strdup(f);
+    p->value[p->n] = brk_strdup(v);
+    if (p->field[p->n] == NULL || p->value[p->n] == NULL) {
+        brk_free(p->field[p->n]);
+        brk_free(p->value[p->n]);
+        return BRK_ERR_NOMEM;
+    }
+    p->n++;
+    return BRK_OK;
+}
+
+static int
+id_ok(const json_t *v, long *out)
+{
+    json_int_t i;
+
+    if (!json_is_integer(v))
+        return 0;
+    i = json_integer_value(v);
+    if (i < 0 || i > 4294967295LL)
+        return 0;
+    *out = (long)i;
+    return 1;
+}
+
+static int
+userid_ok(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++, n++)
+        if ((unsigned char)*s <= ' ' || *s == ',' || *s == 0x7f || n >= 64)
+            return 0;
+    return n > 0;
+}
+
+enum brk_err
+dir_parse_departments(const json_t *body, struct dir_pairs *out)
+{
+    const json_t *arr = json_object_get(body, "department_id"), *d;
+    char f[24], v[24];
+    long id, parent;
+    size_t i;
+    enum brk_err err;
+
+    if (!json_is_array(arr))
+        return BRK_ERR_UPSTREAM_BAD;
+    json_array_foreach(arr, i, d)
+    {
+        if (!id_ok(json_object_get(d, "id"), &id))
+            return BRK_ERR_UPSTREAM_BAD;
+        if (!id_ok(json_object_get(d, "parentid"), &parent))
+            parent = 0;
+        snprintf(f, sizeof(f), "%ld", id);
+        snprintf(v, sizeof(v), "%ld", parent);
+        err = pairs_add(out, f, v);
+        if (err)
+            return err;
+    }
+    return BRK_OK;
+}
+
+enum brk_err
+dir_merge_user_page(const json_t *body, json_t *users, char **cursor)
+{
+    const json_t *arr = json_object_get(body, "dept_user"), *u, *c, *cur;
+    const char *uid;
+    char dept[24], *nv;
+    long d;
+    size_t i, len;
+
+    if (!json_is_array(arr))
+        return BRK_ERR_UPSTREAM_BAD;
+    json_array_foreach(arr, i, u)
+    {
+        uid = json_string_value(json_object_get(u, "userid"));
+        if (uid == NULL || !userid_ok(uid) ||
+            !id_ok(json_object_get(u, "department"), &d))
+            return BRK_ERR_UPSTREAM_BAD;
+        snprintf(dept, sizeof(dept), "%ld", d);
+        cur = json_object_get(users, uid);
+        if (cur == NULL) {
+            if (json_object_set_new(users, uid, json_string(dept)) != 0)
+                return BRK_ERR_NOMEM;
+            continue;
+        }
+        len = json_string_length(cur) + strlen(dept) + 2;
+        if (len > 4096)
+            return BRK_ERR_UPSTREAM_BAD;
+        nv = brk_malloc(len);
+        if (nv == NULL)
+            return BRK_ERR_NOMEM;
+        snprintf(nv, len, "%s,%s", json_string_value(cur), dept);
+        if (json_object_set_new(users, uid, json_string(nv)) != 0) {
+            brk_free(nv);
+            return BRK_ERR_NOMEM;
+        }
+        brk_free(nv);
+    }
+    if (json_object_size(users) > MAX_ENTRIES)
+        return BRK_ERR_TOOBIG;
+    c = json_object_get(body, "next_cursor");
+    *cursor = NULL;
+    if (json_is_string(c) && json_string_length(c) > 0) {
+        if (json_string_length(c) > 512)
+            return BRK_ERR_UPSTREAM_BAD;
+        *cursor = brk_strdup(json_string_value(c));
+        if (*cursor == NULL)
+            return BRK_ERR_NOMEM;
+    }
+    return BRK_OK;
+}
+
+enum brk_err
+dir_pairs_from_map(const json_t *map, struct dir_pairs *out)
+{
+    const char *k;
+    const json_t *v;
+    enum brk_err err;
+
+    json_object_foreach((json_t *)(uintptr_t)map, k, v)
+    {
+        if (!json_is_string(v))
+            return BRK_ERR_INVAL;
+        err = pairs_add(out, k, json_string_value(v));
+        if (err)
+            return err;
+    }
+    return BRK_OK;
+}
+
+enum brk_err
+dir_tag_value(const json_t *body, char **out)
+{
+    const json_t *ul = json_object_get(body, "userlist");
+    const json_t *pl = json_object_get(body, "partylist"), *v;
+    json_t *users = json_array(), *parties = json_array(), *o = NULL;
+    const char *uid;
+    char *s = NULL;
+    long id;
+    size_t i;
+    enum brk_err err = BRK_ERR_UPSTREAM_BAD;
+
+    if (users == NULL || parties == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    if ((ul != NULL && !json_is_array(ul)) ||
+        (pl != NULL && !json_is_array(pl)))
+        goto out;
+    json_array_foreach(ul, i, v)
+    {
+        uid = json_string_value(json_object_get(v, "userid"));
+        if (uid == NULL || !userid_ok(uid))
+            goto out;
+        json_array_append_new(users, json_string(uid));
+    }
+    json_array_foreach(pl, i, v)
+    {
+        if (!id_ok(v, &id))
+            goto out;
+        json_array_append_new(parties, json_integer(id));
+    }
+    o = json_pack("{s:O, s:O}", "users", users, "parties", parties);
+    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (s == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    *out = brk_strdup(s);
+    err = *out ? BRK_OK : BRK_ERR_NOMEM;
+out:
+    free(s);
+    json_decref(o);
+    json_decref(users);
+    json_decref(parties);
+    return err;
+}
+
+enum brk_err
+dir_tag_ids(const json_t *body, long **ids, size_t *n)
+{
+    const json_t *arr = json_object_get(body, "taglist"), *t;
+    long *v;
+    size_t i;
+
+    if (!json_is_array(arr) || json_array_size(arr) > 100000)
+        return BRK_ERR_UPSTREAM_BAD;
+    v = brk_calloc(json_array_size(arr) + 1, sizeof(*v));
+    if (v == NULL)
+        return BRK_ERR_NOMEM;
+    json_array_foreach(arr, i, t)
+    {
+        if (!id_ok(json_object_get(t, "tagid"), &v[i])) {
+            brk_free(v);
+            return BRK_ERR_UPSTREAM_BAD;
+        }
+    }
+    *ids = v;
+    *n = json_array_size(arr);
+    return BRK_OK;
+}

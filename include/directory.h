@@ -1,0 +1,53 @@
+/*
+ * A tenant's directory as the broker keeps it in Redis (department
+ * parents, each member's departments, each tag's members and departments),
+ * built from WeCom's list responses. Pure: JSON in, field/value pairs out.
+ */
+#ifndef DIRECTORY_H
+#define DIRECTORY_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "broker.h"
+
+/* Field/value pairs ready for HSET. */
+struct dir_pairs {
+    char **field;
+    char **value;
+    size_t n;
+    size_t cap;
+};
+
+void dir_pairs_free(struct dir_pairs *p); /* frees the contents */
+
+/*
+ * department/simplelist {"department_id":[{"id","parentid",...}]} -> pairs
+ * id -> parentid (root's parent is "0"). BRK_ERR_UPSTREAM_BAD when the shape
+ * is wrong.
+ */
+enum brk_err dir_parse_departments(const json_t *body,
+                                   struct dir_pairs *out) BRK_WUR;
+
+/*
+ * Merge one page of user/list_id {"dept_user":[{"userid","department"}]}
+ * into the object users (userid -> "d1,d2"). Returns the next cursor
+ * through *cursor (owned, NULL when done).
+ */
+enum brk_err dir_merge_user_page(const json_t *body, json_t *users,
+                                 char **cursor) BRK_WUR;
+/* Pairs from an object of string values. */
+enum brk_err dir_pairs_from_map(const json_t *map,
+                                struct dir_pairs *out) BRK_WUR;
+
+/*
+ * tag/get {"userlist":[{"userid"}],"partylist":[ids]} -> the stored value
+ * {"users":[...],"parties":[...]} as compact JSON (owned, brk_free).
+ */
+enum brk_err dir_tag_value(const json_t *body, char **out) BRK_WUR;
+
+/* Ids of tag/list {"taglist":[{"tagid"}]} (owned array of longs). */
+enum brk_err dir_tag_ids(const json_t *body, long **ids, size_t *n) BRK_WUR;
+
+#endif /* DIRECTORY_H */

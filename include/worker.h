@@ -1,0 +1,44 @@
+/*
+ * Event workers: consume each suite's callback stream through a consumer
+ * group, decrypt each event only now, and apply it — install a tenant,
+ * re-read its grant, purge it, keep its directory current. An entry is
+ * acknowledged (and deleted) only after its work is stored; a failing one
+ * is retried with backoff and dead-lettered after event_max_attempts.
+ */
+#ifndef WORKER_H
+#define WORKER_H
+
+#include "broker.h"
+
+struct event_base;
+struct config;
+struct keyring;
+struct store;
+struct suites;
+struct tokens;
+struct wecom_api;
+struct worker;
+
+/* Stream consumer group shared by every instance. */
+#define WORKER_GROUP "workers"
+/* Redis channel of tenant-change notices ("<suite> <corpid>"). */
+#define WORKER_INVAL_CHANNEL "inval"
+
+/*
+ * consumer names this instance in the group (stable across restarts, so
+ * a restarted instance resumes its own unfinished entries at once).
+ * Everything borrowed must outlive the worker. Owned: worker_free.
+ */
+enum brk_err worker_new(struct event_base *base, const struct config *cfg,
+                        const struct keyring *kr, struct store *st,
+                        struct suites *suites, struct tokens *tok,
+                        struct wecom_api *api, const char *consumer,
+                        struct worker **out) BRK_WUR;
+/* Start (or resume after a Redis reconnect) polling the streams. */
+void worker_start(struct worker *w);
+/* Stop taking new entries; work in flight is abandoned at exit and
+ * resumed later from the pending list. */
+void worker_stop(struct worker *w);
+void worker_free(struct worker *w);
+
+#endif /* WORKER_H */
