@@ -99,9 +99,7 @@ run: all broker.conf
 	./bin/wecom-broker -c broker.conf
 
 demo: all
-	@echo "make demo: the end-to-end demo arrives with the service API."
-	@echo "Until then: 'make run' starts the broker with embedded Redis, and"
-	@echo "'bin/mock-wecom callback --help' shows how to send it a signed callback."
+	@sh scripts/demo.sh
 
 bench: all
 	@echo "make bench: the benchmark arrives with the filter core."

@@ -186,16 +186,17 @@ when(long long t, char *buf, size_t len)
     }
     gmtime_r(&tt, &tm);
     strftime(abs, sizeof(abs), "%Y-%m-%d %H:%M:%SZ", &tm);
-    if (ago < 0)
-        snprintf(buf, len, "in %llds (%s)", -ago, abs);
-    else if (ago < 120)
-        snprintf(buf, len, "%llds ago (%s)", ago, abs);
-    else if (ago < 7200)
-        snprintf(buf, len, "%lldm ago (%s)", ago / 60, abs);
-    else if (ago < 172800)
-        snprintf(buf, len, "%lldh ago (%s)", ago / 3600, abs);
+    long long d = ago < 0 ? -ago : ago;
+    const char *pre = ago < 0 ? "in " : "", *post = ago < 0 ? "" : " ago";
+
+    if (d < 120)
+        snprintf(buf, len, "%s%llds%s (%s)", pre, d, post, abs);
+    else if (d < 7200)
+        snprintf(buf, len, "%s%lldm%s (%s)", pre, d / 60, post, abs);
+    else if (d < 172800)
+        snprintf(buf, len, "%s%lldh%s (%s)", pre, d / 3600, post, abs);
     else
-        snprintf(buf, len, "%lldd ago (%s)", ago / 86400, abs);
+        snprintf(buf, len, "%s%lldd%s (%s)", pre, d / 86400, post, abs);
 }
 
 static void

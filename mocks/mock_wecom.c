@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <openssl/rand.h>
 
 #include "codec.h"
@@ -50,6 +51,11 @@ usage_callback(FILE *f)
         "  --echo TEXT        send a GET URL verification with TEXT as the\n"
         "                     plaintext echostr instead of an event\n"
         "  --print            print the request instead of sending it\n"
+        "  --from-mock URL    a running `mock-wecom serve`: fills in what\n"
+        "                     its tenants imply — SuiteTicket for\n"
+        "                     suite_ticket, a fresh AuthCode for create_auth\n"
+        "                     and reset_permanent_code (with --corp)\n"
+        "  --corp CORPID      the corp of the event (AuthCorpId)\n"
         "\n"
         "Exit status: 0 when the broker answered 200 with \"success\" (or the\n"
         "echoed TEXT), 1 otherwise, 2 on usage errors.\n");
@@ -58,6 +64,7 @@ usage_callback(FILE *f)
 struct cb_opts {
     const char *url, *conf, *suite, *token, *aes_key, *receiveid;
     const char *timestamp, *nonce, *echo;
+    const char *from_mock, *corp;
     int print;
 };
 
@@ -111,6 +118,107 @@ send_request(const char *url, const char *body, size_t bodylen,
     return ok ? 0 : 1;
 }
 
+/* GET or POST a simulator control endpoint; the JSON reply or NULL. */
+static json_t *
+mock_call(const char *base, const char *path, const char *body)
+{
+    CURL *c = curl_easy_init();
+    struct dynbuf reply;
+    char url[1024];
+    json_error_t jerr;
+    json_t *v = NULL;
+    long status = 0;
+
+    if (c == NULL)
+        return NULL;
+    dynbuf_init(&reply, 1 << 20);
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (status == 200 && reply.buf != NULL)
+        v = json_loads(reply.buf, 0, &jerr);
+    else
+        fprintf(stderr, "mock-wecom: %s answered %ld: %s\n", url, status,
+                reply.buf ? reply.buf : "");
+    dynbuf_free(&reply);
+    return v;
+}
+
+static int
+has_field(const char *const *keys, size_t nk, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < nk; i++)
+        if (strcmp(keys[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Add what the simulator's state implies and the command line left out. */
+static int
+fill_from_mock(const struct cb_opts *o, const char *info_type,
+               const char **keys, const char **vals, size_t *nk,
+               char fill[][600], size_t nfill)
+{
+    char path[256], body[512];
+    json_t *v;
+    const char *s;
+
+    (void)nfill;
+    if (o->from_mock != NULL && strcmp(info_type, "suite_ticket") == 0 &&
+        !has_field(keys, *nk, "SuiteTicket")) {
+        snprintf(path, sizeof(path), "/__mock/suite_ticket?suite_id=%s",
+                 o->suite ? o->suite : "");
+        v = mock_call(o->from_mock, path, NULL);
+        s = json_string_value(json_object_get(v, "suite_ticket"));
+        if (s == NULL) {
+            json_decref(v);
+            return -1;
+        }
+        snprintf(fill[0], 600, "%s", s);
+        keys[*nk] = "SuiteTicket";
+        vals[(*nk)++] = fill[0];
+        json_decref(v);
+    }
+    if (o->from_mock != NULL &&
+        (strcmp(info_type, "create_auth") == 0 ||
+         strcmp(info_type, "reset_permanent_code") == 0) &&
+        !has_field(keys, *nk, "AuthCode")) {
+        if (o->corp == NULL) {
+            fprintf(stderr, "mock-wecom: %s from the simulator needs "
+                            "--corp\n", info_type);
+            return -1;
+        }
+        snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
+                 o->suite ? o->suite : "", o->corp);
+        v = mock_call(o->from_mock, "/__mock/install", body);
+        s = json_string_value(json_object_get(v, "auth_code"));
+        if (s == NULL) {
+            json_decref(v);
+            return -1;
+        }
+        snprintf(fill[1], 600, "%s", s);
+        keys[*nk] = "AuthCode";
+        vals[(*nk)++] = fill[1];
+        json_decref(v);
+        return 0;
+    }
+    if (o->corp != NULL && strcmp(info_type, "suite_ticket") != 0 &&
+        !has_field(keys, *nk, "AuthCorpId")) {
+        keys[*nk] = "AuthCorpId";
+        vals[(*nk)++] = o->corp;
+    }
+    return 0;
+}
+
 static int
 cmd_callback(int argc, char **argv)
 {
@@ -124,6 +232,8 @@ cmd_callback(int argc, char **argv)
         {"nonce", required_argument, NULL, 'n'},
         {"echo", required_argument, NULL, 'e'},
         {"print", no_argument, NULL, 'p'},
+        {"from-mock", required_argument, NULL, 'm'},
+        {"corp", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -132,7 +242,8 @@ cmd_callback(int argc, char **argv)
     struct brk_errinfo info = {"", 0, -1};
     struct wecom_crypto *crypto = NULL;
     const struct suite_conf *sc;
-    const char *keys[MAX_FIELDS + 3], *vals[MAX_FIELDS + 3];
+    const char *keys[MAX_FIELDS + 5], *vals[MAX_FIELDS + 5];
+    char fill[2][600];
     char *fieldbuf[MAX_FIELDS];
     char tsbuf[24], noncebuf[24], sig[WECOM_CRYPTO_SIG_SIZE], msg[512];
     char *xml = NULL, *enc = NULL, *env = NULL, *url = NULL, *pct = NULL;
@@ -155,6 +266,8 @@ cmd_callback(int argc, char **argv)
         case 'n': o.nonce = optarg; break;
         case 'e': o.echo = optarg; break;
         case 'p': o.print = 1; break;
+        case 'm': o.from_mock = optarg; break;
+        case 'C': o.corp = optarg; break;
         case 'h': usage_callback(stdout); return 0;
         default: usage_callback(stderr); return 2;
         }
@@ -248,6 +361,10 @@ cmd_callback(int argc, char **argv)
             keys[nk] = fieldbuf[nf++];
             vals[nk++] = eq + 1;
         }
+        if ((o.from_mock != NULL || o.corp != NULL) &&
+            fill_from_mock(&o, info_type, keys, vals, &nk, fill,
+                           nitems(fill)) != 0)
+            goto out;
         if (wecom_xml_build(keys, vals, nk, &xml, &xmllen) != BRK_OK) {
             fprintf(stderr, "mock-wecom: bad field name\n");
             goto out;

@@ -283,20 +283,30 @@ h_broker_stop(struct harness *h, int sig)
 struct sink {
     char *buf;
     size_t len;
+    size_t cap;
 };
 
+/* Grows geometrically: bodies of tens of megabytes arrive in small
+ * chunks. */
 static size_t
 sink_write(char *p, size_t size, size_t n, void *arg)
 {
     struct sink *s = arg;
-    char *nb = realloc(s->buf, s->len + size * n + 1);
+    size_t need = s->len + size * n + 1, ncap = s->cap ? s->cap : 4096;
+    char *nb;
 
-    if (nb == NULL)
-        return 0;
-    memcpy(nb + s->len, p, size * n);
+    while (ncap < need)
+        ncap *= 2;
+    if (ncap != s->cap) {
+        nb = realloc(s->buf, ncap);
+        if (nb == NULL)
+            return 0;
+        s->buf = nb;
+        s->cap = ncap;
+    }
+    memcpy(s->buf + s->len, p, size * n);
     s->len += size * n;
-    nb[s->len] = '\0';
-    s->buf = nb;
+    s->buf[s->len] = '\0';
     return size * n;
 }
 
@@ -305,7 +315,7 @@ h_http(const char *method, const char *url, const char *data, size_t len,
        char **body)
 {
     CURL *c = curl_easy_init();
-    struct sink s = {NULL, 0};
+    struct sink s = {NULL, 0, 0};
     long status = -1;
 
     if (c == NULL)
@@ -430,7 +440,7 @@ int
 h_run(const char *const argv[], char **out)
 {
     int fds[2], status;
-    struct sink s = {NULL, 0};
+    struct sink s = {NULL, 0, 0};
     char buf[4096];
     ssize_t r;
     pid_t pid;
@@ -461,7 +471,7 @@ char *
 h_slurp(const char *path)
 {
     FILE *f = fopen(path, "r");
-    struct sink s = {NULL, 0};
+    struct sink s = {NULL, 0, 0};
     char buf[4096];
     size_t r;
 
