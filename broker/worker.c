@@ -870,6 +870,7 @@ stage_next(struct job *j)
         return;
     }
     if (j->dir_phase >= 3) {
+        dir_pairs_free(&tmp);
         activate(j);
         return;
     }

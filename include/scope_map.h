@@ -1,0 +1,163 @@
+/*
+ * Scope maps: for each WeCom endpoint the service API serves, the scope it
+ * requires, its request parameters (and which are range-checked subjects),
+ * and the response's field tree — every field tagged with the permission
+ * that allows it. Loaded from scopes/*.json (data, not code) into an
+ * immutable map. Pure: no I/O beyond reading the files.
+ *
+ * The response tree drives the streaming filter: a key the tree does not
+ * declare is removed (allow-list), a key whose permission the effective
+ * grant lacks is removed, and objects marked as records are dropped when
+ * their id is outside the visible range.
+ */
+#ifndef SCOPE_MAP_H
+#define SCOPE_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+/*---- Permissions ----*/
+
+/*
+ * Permission ids are small integers indexing the table of known
+ * permission names (scope_perm_name). Two pseudo-permissions:
+ * ALWAYS (structural fields: errcode, errmsg, cursors) and NEVER (fields
+ * WeCom documents but never returns to a third-party app, or that no
+ * service may see: removed whatever the grant).
+ */
+#define SCOPE_PERM_ALWAYS 0
+#define SCOPE_PERM_NEVER  1
+#define SCOPE_PERM_MAX    128
+
+/* A set of permission ids: the effective grant of one request. */
+struct scope_grant {
+    uint64_t bits[SCOPE_PERM_MAX / 64];
+};
+
+void scope_grant_clear(struct scope_grant *g);
+void scope_grant_add(struct scope_grant *g, int perm);
+int scope_grant_has(const struct scope_grant *g, int perm);
+/* g = a ∩ b */
+void scope_grant_intersect(struct scope_grant *g, const struct scope_grant *a,
+                           const struct scope_grant *b);
+
+/* Id of a permission name ("contact:base:base"), or -1 if unknown. */
+int scope_perm_id(const char *name);
+/* Name of a permission id (borrowed, static), or NULL. */
+const char *scope_perm_name(int id);
+/* Number of known permission ids (including ALWAYS and NEVER). */
+int scope_perm_count(void);
+
+/*
+ * Add every permission a name stands for: a permission string, or a coarse
+ * alias ("contacts.read", "member.sensitive", "external.customers") which
+ * expands in one declared place. BRK_ERR_NOTFOUND for an unknown name.
+ */
+enum brk_err scope_grant_add_name(struct scope_grant *g,
+                                  const char *name) BRK_WUR;
+/* Nonzero if name is a coarse alias. */
+int scope_is_alias(const char *name);
+
+/*---- Response trees ----*/
+
+enum scope_type {
+    SCOPE_T_STRING,
+    SCOPE_T_INTEGER, /* a JSON number without fraction or exponent */
+    SCOPE_T_NUMBER,  /* any JSON number */
+    SCOPE_T_BOOL,
+    SCOPE_T_OBJECT,
+    SCOPE_T_ARRAY,
+};
+
+/*
+ * What an object stands for, when the visible range decides whether it
+ * may be returned. A record's id is read from the key named by
+ * scope_node.record_id.
+ */
+enum scope_record {
+    SCOPE_REC_NONE = 0,
+    SCOPE_REC_MEMBER,      /* id: a userid */
+    SCOPE_REC_DEPARTMENT,  /* id: a department id (integer) */
+    SCOPE_REC_TAG,         /* id: a tag id (integer) */
+    SCOPE_REC_FOLLOW_USER, /* a customer's follow user; id: a userid */
+    SCOPE_REC_CHAT_MEMBER, /* a group-chat member; id: a userid; only
+                              internal members (type 1) are range-checked */
+    SCOPE_REC_CUSTOMER,    /* in range when any follow user is */
+    SCOPE_REC_CHAT,        /* id: the owner's userid */
+};
+
+struct scope_node {
+    char *name;               /* key in the parent object; NULL for items */
+    enum scope_type type;
+    int perm;                 /* permission id, SCOPE_PERM_ALWAYS/NEVER */
+    struct scope_node *fields; /* object: children sorted by name (strcmp) */
+    size_t nfields;
+    struct scope_node *items; /* array: the element node */
+    enum scope_record record; /* object: SCOPE_REC_NONE or a record kind */
+    char *record_id;          /* object record: key holding its id */
+};
+
+/* The child of an object node named name (len bytes), or NULL. */
+const struct scope_node *scope_node_field(const struct scope_node *obj,
+                                          const char *name, size_t len);
+
+/*---- Endpoints ----*/
+
+enum scope_param_kind {
+    SCOPE_P_PLAIN,       /* a parameter with no range meaning */
+    SCOPE_P_MEMBER,      /* userid */
+    SCOPE_P_DEPARTMENT,  /* department_id, id */
+    SCOPE_P_TAG,         /* tagid */
+    SCOPE_P_CUSTOMER,    /* external_userid */
+    SCOPE_P_CHAT,        /* chat_id */
+    SCOPE_P_MEMBER_LIST, /* userid_list, owner_filter.userid_list */
+};
+
+/* One declared request parameter (query for GET, body key for POST; a
+ * nested body key is written "owner_filter.userid_list"). */
+struct scope_param {
+    char *name;
+    enum scope_type type;
+    enum scope_param_kind kind;
+    int required;
+};
+
+struct scope_endpoint {
+    char *path;               /* "/cgi-bin/user/get" */
+    char *method;             /* "GET" or "POST" */
+    int scope;                /* permission the endpoint needs at all */
+    struct scope_param *params;
+    size_t nparams;
+    struct scope_node root;   /* the response object */
+    char *file;               /* file it came from (for messages) */
+};
+
+struct scope_map;
+
+/*
+ * Load every *.json file of dir (sorted by name). Strict: unknown keys,
+ * unknown permission names, bad types, duplicate paths (across files) are
+ * errors with the file and position in info->msg ("FILE:LINE:COL: msg").
+ * Owned result: scope_map_free.
+ */
+enum brk_err scope_map_load(const char *dir, struct scope_map **out,
+                            struct brk_errinfo *info) BRK_WUR;
+/* Load one file (lint, tests). */
+enum brk_err scope_map_load_file(const char *file, struct scope_map **out,
+                                 struct brk_errinfo *info) BRK_WUR;
+void scope_map_free(struct scope_map *m);
+
+/* The endpoint for path (no query), or NULL. Borrowed. */
+const struct scope_endpoint *scope_map_find(const struct scope_map *m,
+                                            const char *path);
+/* Number of endpoints, and the i-th (sorted by path). Borrowed. */
+size_t scope_map_count(const struct scope_map *m);
+const struct scope_endpoint *scope_map_at(const struct scope_map *m,
+                                          size_t i);
+/* The declared parameter called name, or NULL. */
+const struct scope_param *scope_endpoint_param(const struct scope_endpoint *e,
+                                               const char *name);
+
+#endif /* SCOPE_MAP_H */

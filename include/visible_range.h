@@ -1,0 +1,59 @@
+/*
+ * A tenant's visible range, resolved over its directory into a compact
+ * in-memory form that answers "may this member / department / tag be
+ * seen?" quickly, and can be cached. Pure: built from the JSON the broker
+ * keeps in Redis, no I/O.
+ *
+ * visible members: allow_user ∪ extra_user, members of any department in
+ *   the subtree of allow_party ∪ extra_party, members of allow_tag ∪
+ *   extra_tag, and members of any department in the subtree of those
+ *   tags' departments.
+ * visible departments: the subtrees of allow_party ∪ extra_party and of
+ *   the departments of allow_tag ∪ extra_tag.
+ * visible tags: allow_tag ∪ extra_tag.
+ * A service's own range narrows it: only members and departments also
+ * inside the subtrees of the service's departments remain; tags remain
+ * only when every member and department of the tag is still visible.
+ */
+#ifndef VISIBLE_RANGE_H
+#define VISIBLE_RANGE_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "broker.h"
+
+struct vrange;
+
+/*
+ * privilege: WeCom's privilege object (allow_party, allow_user,
+ * allow_tag, extra_*; missing lists are empty). parents: object
+ * "dept id" -> "parent id" (strings). users: object userid ->
+ * "d1,d2,..." (the member's departments). tags: object "tag id" ->
+ * {"users":[userid...],"parties":[id...]} (an object, or that JSON as a
+ * string). All borrowed. Cycles in parents are tolerated (each department
+ * visited once). Returns BRK_ERR_INVAL for malformed input (a wrong type
+ * anywhere: fail closed). Owned: vrange_free.
+ */
+enum brk_err vrange_build(const json_t *privilege, const json_t *parents,
+                          const json_t *users, const json_t *tags,
+                          struct vrange **out) BRK_WUR;
+
+/* Narrow to the subtrees of parties (a service's own range). n == 0
+ * leaves everything out. */
+enum brk_err vrange_narrow(struct vrange *v, const long *parties,
+                           size_t n) BRK_WUR;
+
+int vrange_has_member(const struct vrange *v, const char *userid,
+                      size_t len);
+int vrange_has_department(const struct vrange *v, long id);
+int vrange_has_tag(const struct vrange *v, long id);
+/* Counts, for brokerctl and metrics. */
+size_t vrange_members(const struct vrange *v);
+size_t vrange_departments(const struct vrange *v);
+/* Approximate bytes held (cache accounting). */
+size_t vrange_memory(const struct vrange *v);
+void vrange_free(struct vrange *v);
+
+#endif /* VISIBLE_RANGE_H */
