@@ -429,8 +429,16 @@ static void
 test_change_auth_narrows(void **state)
 {
     char *out = NULL;
+    redisContext *sub = h_redis(&H);
+    redisReply *r;
+    struct timeval tv = {20, 0};
 
     (void)state;
+    /* every instance learns of the new grant through this channel */
+    assert_non_null(sub);
+    r = redisCommand(sub, "SUBSCRIBE wb:inval");
+    assert_non_null(r);
+    freeReplyObject(r);
     assert_int_equal(sim("POST", "/__mock/privilege",
                           "{\"corpid\":\"" CORP1 "\",\"allow_party\":[3],"
                           "\"allow_user\":[],\"allow_tag\":[]}",
@@ -439,6 +447,13 @@ test_change_auth_narrows(void **state)
     free(out);
     corp_event(S1, "change_auth", CORP1, (long)time(NULL), NULL, NULL);
     assert_true(h_wait(parties_are_3, NULL, 30000));
+    redisSetTimeout(sub, tv);
+    assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[2]->str, S1 " " CORP1);
+    freeReplyObject(r);
+    redisFree(sub);
 }
 
 /* Every string held anywhere in Redis, with its key, one per line. */
@@ -821,6 +836,16 @@ test_token_refresh_single_flight(void **state)
     assert_string_equal(Sides[0].token, Sides[1].token);
     assert_int_equal(mock_count("/cgi-bin/service/get_corp_token"),
                      before + 1);
+    /* the corp token itself is never stored or logged in plaintext */
+    {
+        char *text = redis_text(), *log = h_slurp(H.log);
+
+        assert_true(strlen(Sides[0].token) >= 16);
+        assert_null(strstr(text, Sides[0].token));
+        assert_null(strstr(log, Sides[0].token));
+        free(text);
+        free(log);
+    }
     for (i = 0; i < 2; i++) {
         wecom_api_free(Sides[i].api);
         store_free(Sides[i].st);
