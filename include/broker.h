@@ -84,6 +84,12 @@ void brk_alloc_fail_at(unsigned long nth);
 /* Nonzero once an injected failure has happened since the last arm. */
 int brk_alloc_failed(void);
 
+/* Milliseconds of the monotonic clock (intervals, deadlines). */
+long long brk_mono_ms(void);
+/* Milliseconds since the epoch (timestamps stored or compared with
+ * other hosts). */
+long long brk_wall_ms(void);
+
 /* Overwrite a buffer holding secret material; never optimised out. */
 void brk_wipe(void *p, size_t n);
 /* brk_wipe then brk_free; NULL is a no-op. */
