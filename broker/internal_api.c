@@ -9,6 +9,7 @@
 #include "httpd.h"
 #include "internal_api.h"
 #include "metrics.h"
+#include "proxy.h"
 #include "store.h"
 #include "suites.h"
 
@@ -83,11 +84,6 @@ internal_api_handle(struct httpd_req *r, void *arg)
         r->route = "metrics";
         metrics(r, api);
     } else {
-        /* every undeclared path is refused the way WeCom refuses an API
-         * the caller may not use */
-        r->route = "other";
-        json_reply(r, 200,
-                   "{\"errcode\":48002,\"errmsg\":\"api forbidden: path not "
-                   "declared in scopes\"}");
+        proxy_handle(r, api->proxy);
     }
 }

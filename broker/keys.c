@@ -112,3 +112,31 @@ keys_id_ok(const char *s)
     }
     return n > 0;
 }
+
+enum brk_err
+keys_service(char *out, size_t len, const char *prefix, const char *id,
+             const char *what)
+{
+    if (what == NULL)
+        return fmt(out, len, "%ssvc:{%s}", prefix, id);
+    return fmt(out, len, "%ssvc:{%s}:%s", prefix, id, what);
+}
+
+enum brk_err
+keys_service_name(char *out, size_t len, const char *prefix,
+                  const char *name)
+{
+    return fmt(out, len, "%ssvcname:%s", prefix, name);
+}
+
+enum brk_err
+keys_services(char *out, size_t len, const char *prefix)
+{
+    return fmt(out, len, "%sservices", prefix);
+}
+
+enum brk_err
+keys_btoken(char *out, size_t len, const char *prefix, const char *hash)
+{
+    return fmt(out, len, "%sbtok:{%s}", prefix, hash);
+}

@@ -23,6 +23,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis_embed.h"
+#include "proxy.h"
+#include "scope_map.h"
 #include "store.h"
 #include "suites.h"
 #include "tokens.h"
@@ -40,6 +42,9 @@ struct daemon {
     struct keyring *kr;
     struct redis_embed *embed;
     struct store *st;
+    struct store *sub;       /* listens for change notices */
+    struct scope_map *scopes;
+    struct proxy *proxy;
     struct suites *suites;
     struct wecom_api *wx;
     struct tokens *tok;
@@ -132,6 +137,7 @@ on_store_state(int up, void *arg)
     metrics_set(METRICS_REDIS_UP, NULL, up);
     /* a message published while we were away is lost: start clean */
     tokens_drop_cache(d->tok);
+    proxy_drop_caches(d->proxy);
     if (up) {
         metrics_inc(METRICS_REDIS_CONNECTS, NULL);
         suites_store_up(d->suites);
@@ -140,6 +146,36 @@ on_store_state(int up, void *arg)
     } else {
         suites_store_down(d->suites);
     }
+}
+
+/* "<suite> <corpid>": a tenant changed on some instance. */
+static void
+on_change_notice(const char *msg, size_t len, void *arg)
+{
+    struct daemon *d = arg;
+    char suite[80], corp[80];
+    const char *sp = memchr(msg, ' ', len);
+
+    if (sp == NULL || (size_t)(sp - msg) >= sizeof(suite) ||
+        len - (size_t)(sp - msg) - 1 >= sizeof(corp))
+        return;
+    memcpy(suite, msg, (size_t)(sp - msg));
+    suite[sp - msg] = '\0';
+    memcpy(corp, sp + 1, len - (size_t)(sp - msg) - 1);
+    corp[len - (size_t)(sp - msg) - 1] = '\0';
+    tokens_forget_tenant(d->tok, suite, corp);
+    proxy_notice(d->proxy, msg, len);
+}
+
+static void
+on_sub_state(int up, void *arg)
+{
+    struct daemon *d = arg;
+
+    /* notices sent while we were not listening are lost */
+    (void)up;
+    tokens_drop_cache(d->tok);
+    proxy_drop_caches(d->proxy);
 }
 
 static int
@@ -193,13 +229,17 @@ start(struct daemon *d)
 {
     struct brk_errinfo info = {"", 0, -1};
     struct wecom_api_opts api_opts;
-    char *url = NULL, consumer[128];
+    char *url = NULL, consumer[128], channel[160];
     int embedded = d->cfg->redis[0] == '\0';
     enum brk_err err;
     int rc = -1;
 
     if (load_keys(d, embedded) != 0)
         goto out;
+    if (scope_map_load(d->cfg->scopes_dir, &d->scopes, &info) != BRK_OK) {
+        log_error("scopes: %s", info.msg);
+        goto out;
+    }
     if (embedded) {
         err = redis_embed_start(d->cfg->state_dir, REDIS_START_WAIT,
                                 &d->embed, &url, &info);
@@ -235,6 +275,11 @@ start(struct daemon *d)
                      &d->tok);
     if (err)
         goto out;
+    err = proxy_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok,
+                    d->wx, &d->proxy);
+    if (err)
+        goto out;
+    proxy_set_scopes(d->proxy, d->scopes);
     consumer_name(d, consumer, sizeof(consumer));
     err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok,
                      d->wx, consumer, &d->worker);
@@ -243,9 +288,17 @@ start(struct daemon *d)
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)
         goto out;
+    snprintf(channel, sizeof(channel), "%s%s", d->cfg->key_prefix,
+             WORKER_INVAL_CHANNEL);
+    err = store_new_subscriber(d->base, embedded ? url : d->cfg->redis,
+                               channel, on_change_notice, d, &d->sub);
+    if (err)
+        goto out;
+    store_set_state_cb(d->sub, on_sub_state, d);
     store_set_state_cb(d->st, on_store_state, d);
     d->api.st = d->st;
     d->api.suites = d->suites;
+    d->api.proxy = d->proxy;
     if (httpd_new(d->base, &d->http) != BRK_OK)
         goto out;
     err = httpd_listen(d->http, "callback", d->cfg->callback_listen,
@@ -274,11 +327,13 @@ teardown(struct daemon *d)
     /* requests are drained; answer any Redis callback still pending
      * before the state it points at goes away */
     httpd_free(d->http);
+    proxy_free(d->proxy);
     if (d->worker != NULL)
         worker_stop(d->worker);
     /* each free answers what is pending on it with BRK_ERR_SHUTDOWN;
      * the order lets every chain unwind into live objects */
     wecom_api_free(d->wx);
+    store_free(d->sub);
     store_free(d->st);
     tokens_free(d->tok);
     worker_free(d->worker);
@@ -288,6 +343,7 @@ teardown(struct daemon *d)
     if (d->base != NULL)
         event_base_free(d->base);
     keyring_free(d->kr);
+    scope_map_free(d->scopes);
     config_free(d->cfg);
 }
 
@@ -334,6 +390,16 @@ main(int argc, char **argv)
         return 1;
     }
     if (check) {
+        struct scope_map *sm = NULL;
+
+        /* the scope files are part of the configuration: a typo in one
+         * must fail the check, with its file, line and column */
+        if (scope_map_load(d.cfg->scopes_dir, &sm, &info) != BRK_OK) {
+            fprintf(stderr, "%s\n", info.msg);
+            config_free(d.cfg);
+            return 1;
+        }
+        scope_map_free(sm);
         printf("configuration OK\n");
         config_free(d.cfg);
         return 0;

@@ -69,6 +69,17 @@ static const struct {
                                      T_COUNTER,
                                      "AuthCodes that could not be exchanged "
                                      "and had no stored result (40078)."},
+    [METRICS_API_REQUESTS] = {"wecom_broker_api_requests_total", T_COUNTER,
+                              "Service API replies, by endpoint and "
+                              "errcode."},
+    [METRICS_FIELDS_STRIPPED] = {"wecom_broker_fields_stripped_total",
+                                 T_COUNTER,
+                                 "Keys removed from WeCom replies by the "
+                                 "filter."},
+    [METRICS_RECORDS_DROPPED] = {"wecom_broker_records_dropped_total",
+                                 T_COUNTER,
+                                 "Records removed from WeCom replies for "
+                                 "the visible range."},
 };
 
 struct series {

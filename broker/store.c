@@ -40,6 +40,9 @@ struct store {
     struct event *ping_timer;
     store_state_cb *state_cb;
     void *state_arg;
+    char *sub_channel;      /* subscriber connections only */
+    store_message_cb *sub_cb;
+    void *sub_arg;
 };
 
 static void store_connect(struct store *s);
@@ -136,6 +139,8 @@ enum brk_err
 store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg, int argc,
                const char **argv, const size_t *argvlen)
 {
+    if (s->sub_channel != NULL)
+        return BRK_ERR_INVAL;
     if (!s->up)
         return BRK_ERR_STORE;
     return send_cmd(s, cb, arg, argc, argv, argvlen);
@@ -235,6 +240,31 @@ on_auth(enum brk_err err, struct redisReply *reply, void *arg)
                   reply && reply->str ? reply->str : brk_strerror(err));
 }
 
+/* hiredis calls this for the SUBSCRIBE confirmation and for every message,
+ * with the same privdata; NULL when the connection goes away. */
+static void
+on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct store *s = privdata;
+    redisReply *reply = r;
+
+    (void)ac;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+        if (!s->up)
+            log_info("redis: subscribed to %s", s->sub_channel);
+        s->backoff_ms = BACKOFF_MIN_MS;
+        set_up(s, 1);
+    } else if (strcmp(reply->element[0]->str, "message") == 0 &&
+               reply->element[2]->type == REDIS_REPLY_STRING &&
+               s->sub_cb != NULL) {
+        s->sub_cb(reply->element[2]->str, reply->element[2]->len,
+                  s->sub_arg);
+    }
+}
+
 static void
 on_connect(const redisAsyncContext *ac, int status)
 {
@@ -248,6 +278,13 @@ on_connect(const redisAsyncContext *ac, int status)
         /* hiredis frees the context after this returns */
         s->ac = NULL;
         schedule_retry(s);
+        return;
+    }
+    if (s->sub_channel != NULL) {
+        /* a subscribed connection runs no other command, PING included */
+        if (redisAsyncCommand(s->ac, on_sub_message, s, "SUBSCRIBE %s",
+                              s->sub_channel) != REDIS_OK)
+            store_drop(s, "cannot subscribe");
         return;
     }
     s->ping_in_flight = 1;
@@ -326,7 +363,7 @@ on_ping_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     /* a health check, so a Redis that stopped answering is noticed even
      * when no request is in flight */
-    if (s->up && !s->ping_in_flight) {
+    if (s->up && !s->ping_in_flight && s->sub_channel == NULL) {
         s->ping_in_flight = 1;
         if (send_cmd(s, on_handshake, s, 1, ping, NULL) != BRK_OK)
             s->ping_in_flight = 0;
@@ -377,6 +414,33 @@ fail:
     return err;
 }
 
+/*
+ * A connection that only listens on channel (see store.h). Returns what
+ * store_new returns. Owned: store_free.
+ */
+enum brk_err
+store_new_subscriber(struct event_base *base, const char *url,
+                     const char *channel, store_message_cb *cb, void *arg,
+                     struct store **out)
+{
+    char *ch = brk_strdup(channel);
+    struct store *s = NULL;
+    enum brk_err err;
+
+    if (ch == NULL)
+        return BRK_ERR_NOMEM;
+    err = store_new(base, url, 1000, &s);
+    if (err) {
+        brk_free(ch);
+        return err;
+    }
+    s->sub_channel = ch;
+    s->sub_cb = cb;
+    s->sub_arg = arg;
+    *out = s;
+    return BRK_OK;
+}
+
 /* Disconnect and free; pending commands get BRK_ERR_SHUTDOWN. */
 void
 store_free(struct store *s)
@@ -393,6 +457,7 @@ store_free(struct store *s)
     event_free(s->retry_timer);
     event_free(s->ping_timer);
     config_redis_clear(&s->url);
+    brk_free(s->sub_channel);
     brk_free(s);
 }
 

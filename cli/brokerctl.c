@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <hiredis/hiredis.h>
@@ -16,6 +17,7 @@
 #include "config.h"
 #include "keyring.h"
 #include "keys.h"
+#include "scope_map.h"
 
 struct ctl {
     struct config *cfg;
@@ -31,6 +33,9 @@ struct command {
     const char *args;
     const char *help;
     int (*run)(struct ctl *c, int argc, char **argv);
+    /* 1: main neither loads the config nor connects to Redis; the command
+     * loads what it needs itself (load_config) */
+    int offline;
 };
 
 static const struct command commands[];
@@ -57,6 +62,23 @@ usage(FILE *f)
         fprintf(f, "  %-8s %-10s %s\n", commands[i].name, commands[i].args,
                 commands[i].help);
     fprintf(f, "\nExit status: 0 ok, 1 failure, 2 usage error.\n");
+}
+
+/* Load the configuration (-c, default ./broker.conf); 0 or 1. */
+static int
+load_config(struct ctl *c)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    char msg[512];
+
+    if (c->cfg != NULL)
+        return 0;
+    if (config_load(c->conf_path, &c->cfg, &info) != BRK_OK) {
+        config_format_error(c->conf_path, &info, msg, sizeof(msg));
+        fprintf(stderr, "brokerctl: %s\n", msg);
+        return 1;
+    }
+    return 0;
 }
 
 /*---- Redis helpers ----*/
@@ -626,14 +648,167 @@ cmd_suite(struct ctl *c, int argc, char **argv)
     return 0;
 }
 
+/*---- scopes ----*/
+
+/* Distinct files the endpoints came from. */
+static size_t
+count_files(const struct scope_map *m)
+{
+    size_t i, k, n = 0;
+
+    for (i = 0; i < scope_map_count(m); i++) {
+        for (k = 0; k < i; k++)
+            if (strcmp(scope_map_at(m, k)->file, scope_map_at(m, i)->file) ==
+                0)
+                break;
+        n += k == i;
+    }
+    return n;
+}
+
+/* A directory of scope files, or one file. */
+static enum brk_err
+load_scopes(const char *path, struct scope_map **m, struct brk_errinfo *info)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        return scope_map_load_file(path, m, info);
+    return scope_map_load(path, m, info);
+}
+
+static int
+scopes_lint(struct ctl *c, const char *path)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct scope_map *m = NULL;
+    json_t *o;
+
+    if (load_scopes(path, &m, &info) != BRK_OK) {
+        if (c->json) {
+            o = json_pack("{s:b, s:s, s:s}", "ok", 0, "path", path, "error",
+                          info.msg);
+            print_json(o);
+            json_decref(o);
+        } else {
+            fprintf(stderr, "%s\n", info.msg);
+        }
+        return 1;
+    }
+    if (c->json) {
+        o = json_pack("{s:b, s:s, s:I, s:I}", "ok", 1, "path", path,
+                      "endpoints", (json_int_t)scope_map_count(m), "files",
+                      (json_int_t)count_files(m));
+        print_json(o);
+        json_decref(o);
+    } else {
+        printf("scopes OK: %zu endpoint%s in %zu file%s (%s)\n",
+               scope_map_count(m), scope_map_count(m) == 1 ? "" : "s",
+               count_files(m), count_files(m) == 1 ? "" : "s", path);
+    }
+    scope_map_free(m);
+    return 0;
+}
+
+/* "userid*(member), cursor": * marks a required parameter. */
+static void
+params_summary(const struct scope_endpoint *e, char *buf, size_t len)
+{
+    size_t i, o = 0;
+    int w;
+
+    buf[0] = '\0';
+    for (i = 0; i < e->nparams && o < len; i++) {
+        const struct scope_param *p = &e->params[i];
+
+        w = snprintf(buf + o, len - o, "%s%s%s%s%s%s", i ? ", " : "",
+                     p->name, p->required ? "*" : "",
+                     p->kind != SCOPE_P_PLAIN ? "(" : "",
+                     p->kind != SCOPE_P_PLAIN ? scope_param_kind_name(p->kind)
+                                              : "",
+                     p->kind != SCOPE_P_PLAIN ? ")" : "");
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+}
+
+static int
+scopes_list(struct ctl *c)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct scope_map *m = NULL;
+    json_t *arr, *o, *ps;
+    char params[256];
+    size_t i, k;
+
+    if (load_config(c) != 0)
+        return 1;
+    if (scope_map_load(c->cfg->scopes_dir, &m, &info) != BRK_OK) {
+        fprintf(stderr, "%s\n", info.msg);
+        return 1;
+    }
+    arr = json_array();
+    if (!c->json)
+        printf("%-46s %-6s %-28s %s\n", "PATH", "METHOD", "SCOPE",
+               "PARAMETERS (* required, (subject) range-checked)");
+    for (i = 0; i < scope_map_count(m); i++) {
+        const struct scope_endpoint *e = scope_map_at(m, i);
+
+        if (!c->json) {
+            params_summary(e, params, sizeof(params));
+            printf("%-46s %-6s %-28s %s\n", e->path, e->method,
+                   scope_perm_name(e->scope), params);
+            continue;
+        }
+        ps = json_array();
+        for (k = 0; k < e->nparams; k++)
+            json_array_append_new(
+                ps, json_pack("{s:s, s:s, s:s, s:b}", "name",
+                              e->params[k].name, "type",
+                              scope_type_name(e->params[k].type), "subject",
+                              scope_param_kind_name(e->params[k].kind),
+                              "required", e->params[k].required));
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o}", "path", e->path, "method",
+                      e->method, "scope", scope_perm_name(e->scope), "file",
+                      e->file, "params", ps);
+        json_array_append_new(arr, o);
+    }
+    if (c->json)
+        print_json(arr);
+    json_decref(arr);
+    scope_map_free(m);
+    return 0;
+}
+
+/* scopes lint [DIR|FILE] | scopes list: never touches Redis. */
+static int
+cmd_scopes(struct ctl *c, int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "lint") == 0 && argc <= 2) {
+        if (argc == 2)
+            return scopes_lint(c, argv[1]);
+        if (load_config(c) != 0)
+            return 1;
+        return scopes_lint(c, c->cfg->scopes_dir);
+    }
+    if (argc == 1 && strcmp(argv[0], "list") == 0)
+        return scopes_list(c);
+    return 2;
+}
+
 static const struct command commands[] = {
     {"tenants", "", "list tenants (cancelled ones are not listed)",
-     cmd_tenants},
+     cmd_tenants, 0},
     {"tenant", "show CORPID",
-     "one tenant: grant, range, directory, token validity", cmd_tenant},
+     "one tenant: grant, range, directory, token validity", cmd_tenant,
+     0},
     {"suite", "", "per suite: ticket age, suite token, queue, dead letters",
-     cmd_suite},
-    {NULL, NULL, NULL, NULL},
+     cmd_suite, 0},
+    {"scopes", "lint|list",
+     "lint [DIR]: validate scope files; list: endpoints and scopes",
+     cmd_scopes, 1},
+    {NULL, NULL, NULL, NULL, 0},
 };
 
 int
@@ -647,9 +822,8 @@ main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct ctl c;
-    struct brk_errinfo info = {"", 0, -1};
     const struct command *cm = NULL;
-    char msg[512], *rest[8];
+    char *rest[8];
     int ch, rc = 1, nrest = 0, i;
 
     memset(&c, 0, sizeof(c));
@@ -694,11 +868,15 @@ main(int argc, char **argv)
             return 2;
         }
     }
-    if (config_load(c.conf_path, &c.cfg, &info) != BRK_OK) {
-        config_format_error(c.conf_path, &info, msg, sizeof(msg));
-        fprintf(stderr, "brokerctl: %s\n", msg);
-        return 1;
+    if (cm->offline) {
+        rc = cm->run(&c, nrest, rest);
+        if (rc == 2)
+            fprintf(stderr, "usage: brokerctl %s %s\n", cm->name, cm->args);
+        config_free(c.cfg);
+        return rc;
     }
+    if (load_config(&c) != 0)
+        return 1;
     if (c.suite != NULL && config_find_suite(c.cfg, c.suite) == NULL) {
         fprintf(stderr, "brokerctl: no [suite %s] in %s\n", c.suite,
                 c.conf_path);

@@ -1,17 +1,19 @@
 /*
- * The internal listener: /healthz, /readyz and /metrics now; the
- * WeCom-compatible service API joins it.
+ * The internal listener: /healthz, /readyz, /metrics, and the
+ * WeCom-compatible service API (proxy.h) for everything else.
  */
 #ifndef INTERNAL_API_H
 #define INTERNAL_API_H
 
 struct store;
 struct suites;
+struct proxy;
 struct httpd_req;
 
 struct internal_api {
     struct store *st;        /* borrowed */
     struct suites *suites;   /* borrowed */
+    struct proxy *proxy;     /* borrowed: the service API */
 };
 
 /* httpd_handler for the internal listener; arg is a struct internal_api. */

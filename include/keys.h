@@ -49,6 +49,19 @@ enum brk_err keys_gone(char *out, size_t len, const char *prefix,
 /* <prefix>tenants — set of "<suite> <corpid>" members, the tenant index */
 enum brk_err keys_tenants(char *out, size_t len, const char *prefix) BRK_WUR;
 
+/* <prefix>svc:{<id>} (what NULL) or <prefix>svc:{<id>}:<what> — a service
+ * record and its keys (dk, toks, cur:<corpid>) */
+enum brk_err keys_service(char *out, size_t len, const char *prefix,
+                          const char *id, const char *what) BRK_WUR;
+/* <prefix>svcname:<name> — the id of a service by name */
+enum brk_err keys_service_name(char *out, size_t len, const char *prefix,
+                               const char *name) BRK_WUR;
+/* <prefix>services — set of service ids */
+enum brk_err keys_services(char *out, size_t len, const char *prefix) BRK_WUR;
+/* <prefix>btok:{<hash>} — a broker token, named by its SHA-256 */
+enum brk_err keys_btoken(char *out, size_t len, const char *prefix,
+                         const char *hash) BRK_WUR;
+
 /* "<key>#<field>": the sealing context of a field stored in a hash, so a
  * sealed value opens only where it was written */
 enum brk_err keys_seal_ctx(char *out, size_t len, const char *key,

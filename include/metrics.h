@@ -24,6 +24,9 @@ enum metrics_id {
     METRICS_UPSTREAM_CALLS,     /* {api,result} */
     METRICS_EVENTS,             /* {suite,info_type,result} worker outcomes */
     METRICS_LOST_AUTHORIZATIONS, /* {suite} */
+    METRICS_API_REQUESTS,       /* {endpoint,errcode} service API replies */
+    METRICS_FIELDS_STRIPPED,    /* counter */
+    METRICS_RECORDS_DROPPED,    /* counter */
     METRICS__COUNT
 };
 

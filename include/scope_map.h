@@ -2,8 +2,8 @@
  * Scope maps: for each WeCom endpoint the service API serves, the scope it
  * requires, its request parameters (and which are range-checked subjects),
  * and the response's field tree — every field tagged with the permission
- * that allows it. Loaded from scopes/*.json (data, not code) into an
- * immutable map. Pure: no I/O beyond reading the files.
+ * that allows it. Loaded from the *.json files of scopes/ (data, not
+ * code) into an immutable map. Pure: no I/O beyond reading the files.
  *
  * The response tree drives the streaming filter: a key the tree does not
  * declare is removed (allow-list), a key whose permission the effective
@@ -159,5 +159,26 @@ const struct scope_endpoint *scope_map_at(const struct scope_map *m,
 /* The declared parameter called name, or NULL. */
 const struct scope_param *scope_endpoint_param(const struct scope_endpoint *e,
                                                const char *name);
+
+/*---- Limits and names ----*/
+
+/* Deepest response tree accepted (the root object is level 0); the
+ * filter's default nesting limit (32) stays above it. */
+#define SCOPE_MAX_DEPTH 24
+/* Largest scope file accepted, in bytes. */
+#define SCOPE_MAX_FILE (4L * 1024 * 1024)
+
+/* The spelling used in scope files ("string", "integer", "number",
+ * "boolean", "object", "array"); static, or NULL. */
+const char *scope_type_name(enum scope_type t);
+/* "member", "department", ... as in scope files; NULL for SCOPE_REC_NONE. */
+const char *scope_record_name(enum scope_record r);
+/* "plain", "member", "department", "tag", "customer", "chat",
+ * "member_list"; static, or NULL. */
+const char *scope_param_kind_name(enum scope_param_kind k);
+/* Number of coarse aliases, and the name of the i-th (static, or NULL
+ * past the end). */
+size_t scope_alias_count(void);
+const char *scope_alias_name(size_t i);
 
 #endif /* SCOPE_MAP_H */

@@ -26,6 +26,9 @@ typedef void store_reply_cb(enum brk_err err, struct redisReply *reply,
 /* Called when the connection comes up (up = 1) or goes down (up = 0). */
 typedef void store_state_cb(int up, void *arg);
 
+/* A message published on a subscribed channel; borrowed for the call. */
+typedef void store_message_cb(const char *msg, size_t len, void *arg);
+
 /*
  * Parse url (redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N],
  * see config_redis_parse) and start connecting on base. Commands time out after cmd_timeout_ms.
@@ -33,6 +36,15 @@ typedef void store_state_cb(int up, void *arg);
  */
 enum brk_err store_new(struct event_base *base, const char *url,
                        long cmd_timeout_ms, struct store **out) BRK_WUR;
+/*
+ * A connection that only subscribes to channel and calls cb for each
+ * message; it resubscribes after every reconnect (messages published
+ * while it was down are lost: watch its state to drop caches). Commands
+ * cannot be sent on it.
+ */
+enum brk_err store_new_subscriber(struct event_base *base, const char *url,
+                                  const char *channel, store_message_cb *cb,
+                                  void *arg, struct store **out) BRK_WUR;
 /* Close the connection; pending commands get BRK_ERR_SHUTDOWN. */
 void store_free(struct store *s);
 /* Register the state callback (one; NULL clears it). */

@@ -170,7 +170,8 @@ int
 h_write_conf_to(struct harness *h, const char *conf, int embedded,
                 const char *extra)
 {
-    char path[400];
+    char path[400], cwd[300];
+    int own_scopes = extra != NULL && strstr(extra, "scopes_dir") != NULL;
     FILE *f;
 
     if (!embedded) {
@@ -193,6 +194,9 @@ h_write_conf_to(struct harness *h, const char *conf, int embedded,
         fclose(f);
         chmod(path, 0600);
     }
+    /* tests run from the repository root, where scopes/ lives */
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return -1;
     f = fopen(conf, "w");
     if (f == NULL)
         return -1;
@@ -204,6 +208,7 @@ h_write_conf_to(struct harness *h, const char *conf, int embedded,
             "internal_listen = 127.0.0.1:%d\n"
             "redis = %s%s\n"
             "state_dir = ./var\n"
+            "%s%s%s"
             "log_level = debug\n"
             "log_format = text\n"
             "%s\n"
@@ -213,7 +218,10 @@ h_write_conf_to(struct harness *h, const char *conf, int embedded,
             "secret = " H_SECRET "\n"
             "provider_corpid = " H_PROVIDER "\n",
             h->cb_port, h->int_port, embedded ? "" : "unix://",
-            embedded ? "" : h->redis_sock, extra ? extra : "");
+            embedded ? "" : h->redis_sock,
+            /* the default scopes unless the caller names its own */
+            own_scopes ? "" : "scopes_dir = ", own_scopes ? "" : cwd,
+            own_scopes ? "" : "/scopes\n", extra ? extra : "");
     return fclose(f) == 0 ? 0 : -1;
 }
 

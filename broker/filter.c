@@ -1,0 +1,1400 @@
+/*
+ * The streaming allow-list filter (see filter.h). yajl events drive a stack
+ * of frames that follows the scope tree; what may pass is written straight
+ * into one output buffer by a small JSON writer. A record whose id is not
+ * known yet is written too and cut back to its mark when it turns out to
+ * be out of range, so nothing is copied twice and at most one undecided
+ * record is held beyond what will be returned.
+ */
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "filter.h"
+
+#define DEFAULT_MAX_DEPTH  32
+#define DEFAULT_MAX_OUTPUT ((size_t)64 * 1024 * 1024)
+#define DEFAULT_MAX_RECORD ((size_t)4 * 1024 * 1024)
+#define MAX_DEPTH_CAP      4096
+#define NO_HOLD            SIZE_MAX
+#define KEYS_LINEAR        16 /* keys of one object searched linearly */
+#define OUT_MIN_CAP        4096
+#define PRED_SIZE          256 /* entries of the next-key cache */
+
+/*---- State ----*/
+
+enum vtype { VT_STRING, VT_INTEGER, VT_REAL, VT_BOOL, VT_NULL, VT_OBJECT,
+             VT_ARRAY };
+
+/* What the key just read means to records being decided (bits). */
+enum key_role {
+    KR_ID = 1,     /* the record's id */
+    KR_ID_OBJ = 2, /* "a" of a two-level id "a.b" */
+    KR_SUB_ID = 4, /* "b" inside that object: the parent record's id */
+    KR_TYPE = 8,   /* a chat member's "type" */
+};
+
+enum rec_state { REC_PENDING, REC_KEEP, REC_DROP };
+
+/* One open object or array. */
+struct frame {
+    /* Declared node of this container, or NULL. Removed subtrees keep it
+     * only while a customer above still looks for its follow users. */
+    const struct scope_node *node;
+    const struct scope_node *kchild; /* object: node of the current key */
+    uint64_t seen;    /* declared fields seen, when nfields <= 64 */
+    size_t kbase;     /* first entry of this object in the key stack */
+    size_t tbase;     /* first byte of its key text */
+    /* record: output length before its comma, and the counts then */
+    size_t mark;
+    unsigned long save_stripped;
+    unsigned long save_dropped;
+    const char *id1, *id2; /* record id "id1" or "id1.id2" */
+    size_t id1len, id2len;
+    int cust;          /* index of the customer frame to credit, or -1 */
+    uint32_t last;     /* 1 + index of the last declared key, 0 at first */
+    unsigned char is_obj;
+    unsigned char emit;  /* this container is being written */
+    unsigned char wrote; /* an element was written (next needs a comma) */
+    unsigned char krole; /* enum key_role bits of the current key */
+    unsigned char rec;   /* enum scope_record evaluated here, or 0 */
+    unsigned char rec_emit; /* its decision changes the output */
+    unsigned char rec_state;
+    unsigned char parent_wrote; /* parent's wrote before this record */
+    unsigned char idobj; /* holds the id "b" of the parent record */
+};
+
+struct key_ent {
+    uint32_t hash;
+    uint32_t len;
+    size_t off;
+};
+
+/* Open-addressing index over the keys of one large object. */
+struct key_tab {
+    uint32_t *slot; /* entry index + 1, 0 = empty */
+    size_t size;    /* in use for the current object; 0 = none */
+    size_t cap;
+};
+
+/*
+ * Objects of one kind repeat their keys in one order: after field `last`
+ * of node came field `next` (name length nlen) last time.
+ */
+struct pred {
+    const struct scope_node *node;
+    uint32_t last, next;
+    size_t nlen;
+};
+
+/* Header of every block handed to yajl, so all can be freed after an
+ * allocation failure aborted a parse half-way. */
+union yblock {
+    struct {
+        union yblock *prev, *next;
+    } l;
+    max_align_t align;
+};
+
+struct filter {
+    const struct scope_node *root;
+    const struct scope_grant *grant;
+    filter_range_cb *in_range;
+    void *arg;
+    size_t max_depth, max_output, max_record;
+    size_t hard; /* no valid output is longer: max_output + max_record */
+
+    yajl_handle yh;
+    union yblock *yblocks;
+    jmp_buf jmp;
+    int jmp_armed;
+
+    struct frame *fr;
+    size_t depth;
+    struct key_tab *tabs; /* per depth */
+
+    char *out;
+    size_t len, cap;
+    size_t hold; /* mark of the outermost undecided record, or NO_HOLD */
+    unsigned long stripped, dropped;
+
+    struct pred pred[PRED_SIZE];
+
+    struct key_ent *ks;
+    size_t ks_len, ks_cap;
+    char *kt;
+    size_t kt_len, kt_cap;
+
+    /* escape scanner for \u surrogates (state across chunks) */
+    unsigned char sc_state, sc_n, sc_low;
+    unsigned sc_val;
+
+    enum brk_err err;
+    unsigned char started, done, finished, taken;
+};
+
+/*---- yajl allocations ----*/
+
+static void *
+y_nomem(struct filter *f)
+{
+    if (!f->err)
+        f->err = BRK_ERR_NOMEM;
+    /* yajl 2.1 does not check its allocations: never return NULL to it,
+     * leave the parse instead (every block is on f->yblocks) */
+    if (f->jmp_armed)
+        longjmp(f->jmp, 1);
+    abort();
+}
+
+static void
+y_link(struct filter *f, union yblock *b)
+{
+    b->l.prev = NULL;
+    b->l.next = f->yblocks;
+    if (f->yblocks != NULL)
+        f->yblocks->l.prev = b;
+    f->yblocks = b;
+}
+
+static void
+y_unlink(struct filter *f, union yblock *b)
+{
+    if (b->l.prev != NULL)
+        b->l.prev->l.next = b->l.next;
+    else
+        f->yblocks = b->l.next;
+    if (b->l.next != NULL)
+        b->l.next->l.prev = b->l.prev;
+}
+
+static void *
+y_malloc(void *ctx, size_t n)
+{
+    struct filter *f = ctx;
+    union yblock *b;
+
+    if (n > SIZE_MAX - sizeof(*b))
+        return y_nomem(f);
+    b = brk_malloc(sizeof(*b) + n);
+    if (b == NULL)
+        return y_nomem(f);
+    y_link(f, b);
+    return b + 1;
+}
+
+static void *
+y_realloc(void *ctx, void *p, size_t n)
+{
+    struct filter *f = ctx;
+    union yblock *b, *nb;
+
+    if (p == NULL)
+        return y_malloc(ctx, n);
+    if (n > SIZE_MAX - sizeof(*b))
+        return y_nomem(f);
+    b = (union yblock *)p - 1;
+    y_unlink(f, b);
+    nb = brk_realloc(b, sizeof(*b) + n);
+    if (nb == NULL) {
+        y_link(f, b);
+        return y_nomem(f);
+    }
+    y_link(f, nb);
+    return nb + 1;
+}
+
+static void
+y_free(void *ctx, void *p)
+{
+    struct filter *f = ctx;
+    union yblock *b;
+
+    if (p == NULL)
+        return;
+    b = (union yblock *)p - 1;
+    y_unlink(f, b);
+    brk_free(b);
+}
+
+/* After a longjmp the handle is half-updated: drop it without yajl. */
+static void
+y_abandon(struct filter *f)
+{
+    union yblock *b;
+
+    while ((b = f->yblocks) != NULL) {
+        f->yblocks = b->l.next;
+        brk_free(b);
+    }
+    f->yh = NULL;
+}
+
+/*---- Errors and small helpers ----*/
+
+/* Record the first error; callbacks return 0 to stop yajl. */
+static int
+fail(struct filter *f, enum brk_err err)
+{
+    if (!f->err)
+        f->err = err;
+    return 0;
+}
+
+static int
+perm_ok(const struct filter *f, int perm)
+{
+    if (perm == SCOPE_PERM_ALWAYS)
+        return 1;
+    if (perm <= SCOPE_PERM_NEVER || perm >= SCOPE_PERM_MAX)
+        return 0;
+    return (int)((f->grant->bits[perm / 64] >> (perm % 64)) & 1);
+}
+
+static int
+type_ok(enum scope_type t, enum vtype v)
+{
+    switch (t) {
+    case SCOPE_T_STRING:
+        return v == VT_STRING;
+    case SCOPE_T_INTEGER:
+        return v == VT_INTEGER;
+    case SCOPE_T_NUMBER:
+        return v == VT_INTEGER || v == VT_REAL;
+    case SCOPE_T_BOOL:
+        return v == VT_BOOL;
+    case SCOPE_T_OBJECT:
+        return v == VT_OBJECT;
+    case SCOPE_T_ARRAY:
+        return v == VT_ARRAY;
+    }
+    return 0;
+}
+
+/* The child of obj called key (len bytes), or NULL: fields are sorted by
+ * strcmp, which orders like memcmp with the shorter prefix first. */
+static const struct scope_node *
+field_find(const struct scope_node *obj, const char *key, size_t len)
+{
+    size_t lo = 0, hi = obj->nfields, mid, nl;
+    const struct scope_node *c;
+    int r;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        c = &obj->fields[mid];
+        nl = strlen(c->name);
+        r = memcmp(key, c->name, len < nl ? len : nl);
+        if (r == 0)
+            r = len < nl ? -1 : len > nl;
+        if (r == 0)
+            return c;
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* field_find through the next-key cache of frame t's node. */
+static const struct scope_node *
+field_lookup(struct filter *f, struct frame *t, const char *key, size_t len)
+{
+    const struct scope_node *node = t->node, *c;
+    struct pred *p;
+
+    p = &f->pred[(((uintptr_t)node >> 4) ^ (t->last * 37u)) %
+                 PRED_SIZE];
+    if (p->node == node && p->last == t->last && p->nlen == len &&
+        memcmp(node->fields[p->next].name, key, len) == 0) {
+        t->last = p->next + 1;
+        return &node->fields[p->next];
+    }
+    c = field_find(node, key, len);
+    if (c == NULL)
+        return NULL;
+    p->node = node;
+    p->last = t->last;
+    p->next = (uint32_t)(c - node->fields);
+    p->nlen = len;
+    t->last = p->next + 1;
+    return c;
+}
+
+static uint32_t
+key_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/*---- UTF-8 and the output writer ----*/
+
+/* Byte classes: 0 copied, 1 '"' or '\\', 2 other control, 3..5 lead of a
+ * 2..4-byte sequence, 6 never valid. */
+static const unsigned char cls[256] = {
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 00 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 10 */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 20 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 30 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 40 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 50 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 60 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 70 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, /* 80 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, /* 90 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, /* a0 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, /* b0 */
+    6, 6, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* c0 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* d0 */
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, /* e0 */
+    5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, /* f0 */
+};
+
+/*
+ * Length of the well-formed UTF-8 sequence at s[0] (a lead byte of class
+ * 3..5), or 0: no overlong forms, no surrogates, nothing above U+10FFFF
+ * (yajl checks less, and a reader downstream may check more).
+ */
+static size_t
+utf8_seq(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+
+    switch (cls[c]) {
+    case 3:
+        return avail >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    case 4:
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+        if (avail < 3 || s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80)
+            return 0;
+        return 3;
+    case 5:
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+        if (avail < 4 || s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80 ||
+            (s[3] & 0xc0) != 0x80)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static int
+utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0, k;
+
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        k = utf8_seq(s + i, n - i);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/*
+ * Write s as the inside of a JSON string at d, which has room for 6n
+ * bytes: '"' and '\\' escaped, control characters as \u00XX, UTF-8 kept.
+ * Returns the end, or NULL for malformed UTF-8.
+ */
+static char *
+escape_into(char *d, const unsigned char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i = 0, k;
+    unsigned char c;
+
+    while (i < n) {
+        c = s[i];
+        if (cls[c] == 0) {
+            *d++ = (char)c;
+            i++;
+            continue;
+        }
+        switch (cls[c]) {
+        case 1:
+            *d++ = '\\';
+            *d++ = (char)c;
+            i++;
+            break;
+        case 2:
+            memcpy(d, "\\u00", 4);
+            d[4] = hex[c >> 4];
+            d[5] = hex[c & 15];
+            d += 6;
+            i++;
+            break;
+        default:
+            k = utf8_seq(s + i, n - i);
+            if (k == 0)
+                return NULL;
+            memcpy(d, s + i, k);
+            d += k;
+            i += k;
+        }
+    }
+    return d;
+}
+
+/* Exact escaped length of s (validity is checked when writing). */
+static size_t
+escaped_len(const unsigned char *s, size_t n)
+{
+    size_t i, extra = 0;
+
+    for (i = 0; i < n; i++) {
+        if (cls[s[i]] == 1)
+            extra += 1;
+        else if (cls[s[i]] == 2)
+            extra += 5;
+    }
+    return n + extra;
+}
+
+/* Room for n more bytes (and the NUL kept after the output). */
+static int
+out_grow(struct filter *f, size_t n)
+{
+    size_t need, ncap;
+    char *p;
+
+    if (n > f->hard - f->len)
+        return fail(f, BRK_ERR_TOOBIG);
+    need = f->len + n + 1;
+    if (need <= f->cap)
+        return 1;
+    /* grow by a quarter: the output may be most of the memory in use */
+    ncap = f->cap + f->cap / 4;
+    if (ncap < OUT_MIN_CAP)
+        ncap = OUT_MIN_CAP;
+    if (ncap < need)
+        ncap = need;
+    if (ncap > f->hard + 1)
+        ncap = f->hard + 1;
+    p = brk_realloc(f->out, ncap);
+    if (p == NULL)
+        return fail(f, BRK_ERR_NOMEM);
+    f->out = p;
+    f->cap = ncap;
+    return 1;
+}
+
+#define OUT_ROOM(f, n) ((f)->cap - (f)->len > (n))
+
+/* The limits after a write: an undecided record may hold max_record
+ * bytes; otherwise the output is bounded by max_output. */
+static int
+out_check(struct filter *f)
+{
+    if (f->hold != NO_HOLD) {
+        if (f->len - f->hold > f->max_record)
+            return fail(f, BRK_ERR_TOOBIG);
+    } else if (f->len > f->max_output) {
+        return fail(f, BRK_ERR_TOOBIG);
+    }
+    return 1;
+}
+
+static int
+put_char(struct filter *f, char c)
+{
+    if (!OUT_ROOM(f, 1) && !out_grow(f, 1))
+        return 0;
+    f->out[f->len++] = c;
+    return 1;
+}
+
+static int
+put_mem(struct filter *f, const char *s, size_t n)
+{
+    if (!OUT_ROOM(f, n) && !out_grow(f, n))
+        return 0;
+    memcpy(f->out + f->len, s, n);
+    f->len += n;
+    return 1;
+}
+
+/* A quoted, escaped string; BRK_ERR_UPSTREAM_BAD for malformed UTF-8. */
+static int
+put_string(struct filter *f, const unsigned char *s, size_t n)
+{
+    char *end;
+
+    if (n > (SIZE_MAX - 8) / 6 || !OUT_ROOM(f, 6 * n + 2)) {
+        /* rare: size exactly so a long string near the limit fits */
+        if (!out_grow(f, escaped_len(s, n) + 2))
+            return 0;
+        if (!OUT_ROOM(f, 6 * n + 2)) {
+            if (!utf8_valid(s, n))
+                return fail(f, BRK_ERR_UPSTREAM_BAD);
+            f->out[f->len++] = '"';
+            end = escape_into(f->out + f->len, s, n);
+            f->len = (size_t)(end - f->out);
+            f->out[f->len++] = '"';
+            return 1;
+        }
+    }
+    f->out[f->len++] = '"';
+    end = escape_into(f->out + f->len, s, n);
+    if (end == NULL)
+        return fail(f, BRK_ERR_UPSTREAM_BAD);
+    f->len = (size_t)(end - f->out);
+    f->out[f->len++] = '"';
+    return 1;
+}
+
+/* The separator and, inside an object, the declared key of the element
+ * about to be written in frame t. */
+static int
+put_lead(struct filter *f, struct frame *t, const struct scope_node *n)
+{
+    if (t->wrote && !put_char(f, ','))
+        return 0;
+    t->wrote = 1;
+    if (!t->is_obj)
+        return 1;
+    return put_string(f, (const unsigned char *)n->name, strlen(n->name)) &&
+           put_char(f, ':');
+}
+
+/*---- Records ----*/
+
+/* Recompute the mark of the outermost record still undecided. */
+static void
+update_hold(struct filter *f)
+{
+    size_t i;
+
+    f->hold = NO_HOLD;
+    for (i = 0; i < f->depth; i++) {
+        if (f->fr[i].rec_emit && f->fr[i].rec_state == REC_PENDING) {
+            f->hold = f->fr[i].mark;
+            return;
+        }
+    }
+}
+
+static int
+rec_keep(struct filter *f, struct frame *r)
+{
+    r->rec_state = REC_KEEP;
+    update_hold(f);
+    /* what is no longer held is part of the output for good */
+    if ((f->hold == NO_HOLD ? f->len : f->hold) > f->max_output)
+        return fail(f, BRK_ERR_TOOBIG);
+    return 1;
+}
+
+/* Cut the record back out: its bytes, its comma, and what it counted. */
+static void
+rec_drop(struct filter *f, struct frame *r)
+{
+    size_t ri = (size_t)(r - f->fr), i;
+
+    f->len = r->mark;
+    f->fr[ri - 1].wrote = r->parent_wrote;
+    f->stripped = r->save_stripped;
+    f->dropped = r->save_dropped + 1;
+    r->rec_state = REC_DROP;
+    for (i = ri; i < f->depth; i++) {
+        f->fr[i].emit = 0;
+        if (i > ri)
+            f->fr[i].rec_emit = 0;
+    }
+    update_hold(f);
+}
+
+static int
+cust_pending(const struct filter *f, int ci)
+{
+    return ci >= 0 && f->fr[ci].rec_emit &&
+           f->fr[ci].rec_state == REC_PENDING;
+}
+
+/* Is this value a valid id of a record of that kind, in range? */
+static int
+id_ok(struct filter *f, int kind, enum vtype vt, const char *text,
+      size_t len)
+{
+    if (kind == SCOPE_REC_DEPARTMENT || kind == SCOPE_REC_TAG) {
+        if (vt != VT_INTEGER)
+            return 0;
+    } else if (vt != VT_STRING) {
+        return 0;
+    }
+    return f->in_range((enum scope_record)kind, text, len, f->arg) != 0;
+}
+
+/* A follow user in range: its customer is in range. */
+static int
+credit(struct filter *f, int ci)
+{
+    if (cust_pending(f, ci))
+        return rec_keep(f, &f->fr[ci]);
+    return 1;
+}
+
+/* The id of record r arrived. */
+static int
+rec_id(struct filter *f, struct frame *r, enum vtype vt, const char *text,
+       size_t len)
+{
+    int ok = id_ok(f, r->rec, vt, text, len);
+
+    if (r->rec == SCOPE_REC_FOLLOW_USER && ok && !credit(f, r->cust))
+        return 0;
+    if (!r->rec_emit || r->rec_state != REC_PENDING)
+        return 1;
+    if (ok)
+        return rec_keep(f, r);
+    /* an external chat member ("type": 2) may still follow */
+    if (r->rec != SCOPE_REC_CHAT_MEMBER)
+        rec_drop(f, r);
+    return 1;
+}
+
+static void
+rec_setup(struct frame *c, const struct scope_node *n)
+{
+    const char *rid = n->record_id, *dot;
+
+    c->rec = (unsigned char)n->record;
+    c->id1 = c->id2 = NULL;
+    c->id1len = c->id2len = 0;
+    if (rid == NULL || n->record == SCOPE_REC_CUSTOMER)
+        return;
+    dot = strchr(rid, '.');
+    c->id1 = rid;
+    if (dot == NULL) {
+        c->id1len = strlen(rid);
+    } else {
+        c->id1len = (size_t)(dot - rid);
+        c->id2 = dot + 1;
+        c->id2len = strlen(dot + 1);
+    }
+}
+
+/*---- Repeated keys ----*/
+
+static int
+keys_index(struct filter *f, struct frame *t, struct key_tab *tab,
+           size_t count)
+{
+    size_t size = 64, i, j;
+    uint32_t *slot;
+
+    while (size < 4 * count)
+        size *= 2;
+    if (size > tab->cap) {
+        slot = brk_realloc(tab->slot, size * sizeof(*slot));
+        if (slot == NULL)
+            return fail(f, BRK_ERR_NOMEM);
+        tab->slot = slot;
+        tab->cap = size;
+    }
+    memset(tab->slot, 0, size * sizeof(*tab->slot));
+    tab->size = size;
+    for (i = 0; i < count; i++) {
+        j = f->ks[t->kbase + i].hash & (size - 1);
+        while (tab->slot[j] != 0)
+            j = (j + 1) & (size - 1);
+        tab->slot[j] = (uint32_t)(i + 1);
+    }
+    return 1;
+}
+
+/* Add key to the keys of object t; BRK_ERR_UPSTREAM_BAD if present. */
+static int
+keys_add(struct filter *f, struct frame *t, const char *key, size_t len)
+{
+    struct key_tab *tab = &f->tabs[t - f->fr];
+    size_t count = f->ks_len - t->kbase, i, j, ncap;
+    uint32_t h = key_hash(key, len);
+    struct key_ent *e, *nks;
+    char *nkt;
+
+    if (len > UINT32_MAX || count >= UINT32_MAX - 1)
+        return fail(f, BRK_ERR_TOOBIG);
+    if (tab->size == 0) {
+        for (i = t->kbase; i < f->ks_len; i++) {
+            e = &f->ks[i];
+            if (e->hash == h && e->len == len &&
+                memcmp(f->kt + e->off, key, len) == 0)
+                return fail(f, BRK_ERR_UPSTREAM_BAD);
+        }
+    } else {
+        j = h & (tab->size - 1);
+        while (tab->slot[j] != 0) {
+            e = &f->ks[t->kbase + tab->slot[j] - 1];
+            if (e->hash == h && e->len == len &&
+                memcmp(f->kt + e->off, key, len) == 0)
+                return fail(f, BRK_ERR_UPSTREAM_BAD);
+            j = (j + 1) & (tab->size - 1);
+        }
+    }
+    if (f->ks_len == f->ks_cap) {
+        ncap = f->ks_cap ? f->ks_cap * 2 : 64;
+        nks = brk_realloc(f->ks, ncap * sizeof(*nks));
+        if (nks == NULL)
+            return fail(f, BRK_ERR_NOMEM);
+        f->ks = nks;
+        f->ks_cap = ncap;
+    }
+    if (len > f->kt_cap - f->kt_len) {
+        ncap = f->kt_cap ? f->kt_cap : 1024;
+        while (len > ncap - f->kt_len) {
+            if (ncap > SIZE_MAX / 2)
+                return fail(f, BRK_ERR_NOMEM);
+            ncap *= 2;
+        }
+        nkt = brk_realloc(f->kt, ncap);
+        if (nkt == NULL)
+            return fail(f, BRK_ERR_NOMEM);
+        f->kt = nkt;
+        f->kt_cap = ncap;
+    }
+    e = &f->ks[f->ks_len++];
+    e->hash = h;
+    e->len = (uint32_t)len;
+    e->off = f->kt_len;
+    memcpy(f->kt + f->kt_len, key, len);
+    f->kt_len += len;
+    count++;
+    if (count > KEYS_LINEAR && (tab->size == 0 || 2 * count > tab->size))
+        return keys_index(f, t, tab, count);
+    if (tab->size != 0) {
+        j = h & (tab->size - 1);
+        while (tab->slot[j] != 0)
+            j = (j + 1) & (tab->size - 1);
+        tab->slot[j] = (uint32_t)count;
+    }
+    return 1;
+}
+
+/*---- yajl callbacks ----*/
+
+static struct frame *
+top(struct filter *f)
+{
+    return &f->fr[f->depth - 1];
+}
+
+/* The declared node of the element now arriving in t, or NULL. */
+static const struct scope_node *
+declared(const struct frame *t)
+{
+    if (t->is_obj)
+        return t->kchild;
+    return t->node != NULL ? t->node->items : NULL;
+}
+
+/* The node to write the element now arriving in t with, or NULL when it
+ * is not written; a removal in a written container is counted. */
+static const struct scope_node *
+slot(struct filter *f, const struct frame *t, const struct scope_node *n,
+     enum vtype vt)
+{
+    if (!t->emit)
+        return NULL;
+    if (n == NULL || !perm_ok(f, n->perm) || !type_ok(n->type, vt)) {
+        f->stripped++;
+        return NULL;
+    }
+    return n;
+}
+
+/* The value of a key with a role in deciding a record. */
+static int
+role_scalar(struct filter *f, struct frame *t, enum vtype vt,
+            const char *text, size_t len)
+{
+    if ((t->krole & KR_SUB_ID) && !rec_id(f, t - 1, vt, text, len))
+        return 0;
+    if ((t->krole & KR_ID) && !rec_id(f, t, vt, text, len))
+        return 0;
+    if ((t->krole & KR_TYPE) && vt == VT_INTEGER && len == 1 &&
+        text[0] == '2' && t->rec_emit && t->rec_state == REC_PENDING)
+        return rec_keep(f, t);
+    return 1;
+}
+
+static int
+on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
+{
+    const struct scope_node *d, *n;
+    struct frame *t;
+    int ok;
+
+    if (f->depth == 0)
+        return fail(f, BRK_ERR_UPSTREAM_BAD);
+    t = top(f);
+    if (t->is_obj && t->krole != 0) {
+        if (vt == VT_STRING &&
+            !utf8_valid((const unsigned char *)text, len))
+            return fail(f, BRK_ERR_UPSTREAM_BAD);
+        if (!role_scalar(f, t, vt, text, len))
+            return 0;
+    }
+    d = declared(t);
+    n = slot(f, t, d, vt);
+    if (d != NULL && d->record != SCOPE_REC_NONE && !t->is_obj &&
+        f->in_range != NULL) {
+        /* an id list: each item is a record id */
+        ok = -1;
+        if (d->record == SCOPE_REC_FOLLOW_USER && cust_pending(f, t->cust)) {
+            ok = id_ok(f, d->record, vt, text, len);
+            if (ok && !credit(f, t->cust))
+                return 0;
+        }
+        if (n != NULL) {
+            if (ok < 0)
+                ok = id_ok(f, d->record, vt, text, len);
+            if (!ok) {
+                f->dropped++;
+                n = NULL;
+            }
+        }
+    }
+    if (n == NULL) {
+        if (vt == VT_STRING &&
+            !utf8_valid((const unsigned char *)text, len))
+            return fail(f, BRK_ERR_UPSTREAM_BAD);
+        return 1;
+    }
+    if (!put_lead(f, t, n))
+        return 0;
+    if (vt == VT_STRING) {
+        if (!put_string(f, (const unsigned char *)text, len))
+            return 0;
+    } else if (!put_mem(f, text, len)) {
+        return 0;
+    }
+    return out_check(f);
+}
+
+static int
+cb_null(void *ctx)
+{
+    return on_scalar(ctx, VT_NULL, "null", 4);
+}
+
+static int
+cb_boolean(void *ctx, int v)
+{
+    return on_scalar(ctx, VT_BOOL, v ? "true" : "false", v ? 4 : 5);
+}
+
+static int
+cb_number(void *ctx, const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')
+            return on_scalar(ctx, VT_REAL, s, len);
+    return on_scalar(ctx, VT_INTEGER, s, len);
+}
+
+static int
+cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+    return on_scalar(ctx, VT_STRING, (const char *)s, len);
+}
+
+static int
+on_start(struct filter *f, int is_obj)
+{
+    const struct scope_node *d, *n;
+    struct frame *t, *c;
+    enum vtype vt = is_obj ? VT_OBJECT : VT_ARRAY;
+    int pc;
+
+    if (f->depth == 0) {
+        /* the top level must be the one response object */
+        if (f->started || !is_obj)
+            return fail(f, BRK_ERR_UPSTREAM_BAD);
+        f->started = 1;
+        c = &f->fr[0];
+        memset(c, 0, sizeof(*c));
+        c->node = f->root;
+        c->is_obj = 1;
+        c->emit = 1;
+        c->cust = -1;
+        c->kbase = f->ks_len;
+        c->tbase = f->kt_len;
+        f->tabs[0].size = 0;
+        f->depth = 1;
+        return put_char(f, '{') && out_check(f);
+    }
+    if (f->depth >= f->max_depth)
+        return fail(f, BRK_ERR_UPSTREAM_BAD);
+    t = top(f);
+    d = declared(t);
+    if (d != NULL && !type_ok(d->type, vt))
+        d = NULL;
+    n = slot(f, t, d, vt);
+    pc = cust_pending(f, t->cust) ? t->cust : -1;
+    c = &f->fr[f->depth];
+    c->kchild = NULL;
+    c->seen = 0;
+    c->last = 0;
+    c->kbase = f->ks_len;
+    c->tbase = f->kt_len;
+    c->is_obj = (unsigned char)is_obj;
+    c->emit = n != NULL;
+    c->wrote = 0;
+    c->krole = 0;
+    c->rec = 0;
+    c->rec_emit = 0;
+    c->rec_state = REC_PENDING;
+    c->idobj = is_obj && t->is_obj && (t->krole & KR_ID_OBJ);
+    f->tabs[f->depth].size = 0;
+    if (n != NULL) {
+        c->node = n;
+        c->cust = pc;
+        if (is_obj && n->record != SCOPE_REC_NONE && f->in_range != NULL) {
+            rec_setup(c, n);
+            c->rec_emit = 1;
+            c->mark = f->len;
+            c->save_stripped = f->stripped;
+            c->save_dropped = f->dropped;
+            c->parent_wrote = t->wrote;
+            if (n->record == SCOPE_REC_CUSTOMER)
+                c->cust = (int)f->depth;
+            if (f->hold == NO_HOLD)
+                f->hold = c->mark;
+        }
+        f->depth++;
+        if (!put_lead(f, t, n) || !put_char(f, is_obj ? '{' : '['))
+            return 0;
+        return out_check(f);
+    }
+    /* not written: keep the node only where a customer's follow users
+     * may still be found; another customer starts its own search */
+    c->cust = d != NULL && is_obj && d->record == SCOPE_REC_CUSTOMER ? -1 : pc;
+    c->node = c->cust >= 0 ? d : NULL;
+    if (c->node != NULL && is_obj && d->record == SCOPE_REC_FOLLOW_USER)
+        rec_setup(c, d);
+    f->depth++;
+    return 1;
+}
+
+static int
+cb_start_map(void *ctx)
+{
+    return on_start(ctx, 1);
+}
+
+static int
+cb_start_array(void *ctx)
+{
+    return on_start(ctx, 0);
+}
+
+static int
+on_end(struct filter *f, char close)
+{
+    struct frame *t = top(f);
+
+    /* no id, no follow user in range, no "type": 2 */
+    if (t->rec_emit && t->rec_state == REC_PENDING)
+        rec_drop(f, t);
+    if (t->emit && !put_char(f, close))
+        return 0;
+    f->ks_len = t->kbase;
+    f->kt_len = t->tbase;
+    f->depth--;
+    if (f->depth == 0)
+        f->done = 1;
+    return out_check(f);
+}
+
+static int
+cb_end_map(void *ctx)
+{
+    return on_end(ctx, '}');
+}
+
+static int
+cb_end_array(void *ctx)
+{
+    return on_end(ctx, ']');
+}
+
+static int
+cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
+{
+    struct filter *f = ctx;
+    struct frame *t = top(f);
+    const char *key = (const char *)ukey;
+    const struct scope_node *c = NULL;
+    const struct frame *p;
+    uint64_t bit;
+
+    if (t->node != NULL)
+        c = field_lookup(f, t, key, len);
+    if (c != NULL && t->node->nfields <= 64) {
+        bit = (uint64_t)1 << (c - t->node->fields);
+        if (t->seen & bit)
+            return fail(f, BRK_ERR_UPSTREAM_BAD);
+        t->seen |= bit;
+    } else {
+        /* NUL cannot be part of a key anyone downstream compares */
+        if (c == NULL && (memchr(key, '\0', len) != NULL ||
+                          !utf8_valid(ukey, len)))
+            return fail(f, BRK_ERR_UPSTREAM_BAD);
+        if (!keys_add(f, t, key, len))
+            return 0;
+    }
+    t->kchild = c;
+    t->krole = 0;
+    if (t->rec != 0) {
+        if (t->id1 != NULL && len == t->id1len &&
+            memcmp(key, t->id1, len) == 0)
+            t->krole |= t->id2 != NULL ? KR_ID_OBJ : KR_ID;
+        if (t->rec == SCOPE_REC_CHAT_MEMBER && len == 4 &&
+            memcmp(key, "type", 4) == 0)
+            t->krole |= KR_TYPE;
+    }
+    if (t->idobj) {
+        p = t - 1;
+        if (len == p->id2len && memcmp(key, p->id2, len) == 0)
+            t->krole |= KR_SUB_ID;
+    }
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    cb_null,     cb_boolean,   NULL,         NULL,
+    cb_number,   cb_string,    cb_start_map, cb_map_key,
+    cb_end_map,  cb_start_array, cb_end_array,
+};
+
+/*---- Surrogate escapes ----*/
+
+/*
+ * yajl turns a lone high surrogate escape into '?' and pairs a high one
+ * with any following \u escape, so the raw text is checked for those
+ * escapes before yajl sees it. Backslashes only appear inside strings in
+ * valid JSON, where they pair up exactly as here.
+ */
+enum { SC_NORM, SC_BS, SC_HEX, SC_WANT_BS, SC_WANT_U };
+
+static int
+hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int
+scan_escapes(struct filter *f, const char *buf, size_t len)
+{
+    const char *p = buf, *end = buf + len, *q;
+    unsigned char c;
+    int h;
+
+    while (p < end) {
+        if (f->sc_state == SC_NORM) {
+            q = memchr(p, '\\', (size_t)(end - p));
+            if (q == NULL)
+                return 1;
+            p = q + 1;
+            f->sc_state = SC_BS;
+            continue;
+        }
+        c = (unsigned char)*p++;
+        switch (f->sc_state) {
+        case SC_BS:
+            if (c == 'u') {
+                f->sc_state = SC_HEX;
+                f->sc_n = 0;
+                f->sc_val = 0;
+            } else {
+                f->sc_state = SC_NORM;
+            }
+            break;
+        case SC_HEX:
+            h = hexval(c);
+            if (h < 0) {
+                f->sc_state = SC_NORM; /* yajl reports it */
+                break;
+            }
+            f->sc_val = f->sc_val * 16 + (unsigned)h;
+            if (++f->sc_n < 4)
+                break;
+            if (f->sc_low) {
+                f->sc_low = 0;
+                if (f->sc_val < 0xdc00 || f->sc_val > 0xdfff)
+                    return fail(f, BRK_ERR_UPSTREAM_BAD);
+                f->sc_state = SC_NORM;
+            } else if (f->sc_val >= 0xd800 && f->sc_val <= 0xdbff) {
+                f->sc_state = SC_WANT_BS;
+            } else if (f->sc_val >= 0xdc00 && f->sc_val <= 0xdfff) {
+                return fail(f, BRK_ERR_UPSTREAM_BAD);
+            } else {
+                f->sc_state = SC_NORM;
+            }
+            break;
+        case SC_WANT_BS:
+            if (c != '\\')
+                return fail(f, BRK_ERR_UPSTREAM_BAD);
+            f->sc_state = SC_WANT_U;
+            break;
+        case SC_WANT_U:
+            if (c != 'u')
+                return fail(f, BRK_ERR_UPSTREAM_BAD);
+            f->sc_state = SC_HEX;
+            f->sc_low = 1;
+            f->sc_n = 0;
+            f->sc_val = 0;
+            break;
+        }
+    }
+    return 1;
+}
+
+/*---- API ----*/
+
+/* The yajl handle, its allocations routed to brk_malloc through f. */
+static enum brk_err
+make_parser(struct filter *f)
+{
+    yajl_alloc_funcs afs = {y_malloc, y_realloc, y_free, NULL};
+
+    afs.ctx = f;
+    if (setjmp(f->jmp) != 0) {
+        y_abandon(f);
+        f->jmp_armed = 0;
+        return BRK_ERR_NOMEM;
+    }
+    f->jmp_armed = 1;
+    f->yh = yajl_alloc(&callbacks, &afs, f);
+    if (f->yh != NULL)
+        /* strings are checked here, more strictly than yajl does */
+        yajl_config(f->yh, yajl_dont_validate_strings, 1);
+    f->jmp_armed = 0;
+    return f->yh != NULL ? BRK_OK : BRK_ERR_NOMEM;
+}
+
+/*
+ * A filter writing what root declares and grant allows, asking in_range
+ * (NULL: everything in range) about records. root, grant and arg are
+ * borrowed and must outlive the filter; limits (NULL or zero fields:
+ * the defaults) is copied. Returns BRK_OK, BRK_ERR_INVAL for a NULL root
+ * or grant, BRK_ERR_NOMEM. Owned result: filter_free.
+ */
+enum brk_err
+filter_new(const struct scope_node *root, const struct scope_grant *grant,
+           filter_range_cb *in_range, void *arg,
+           const struct filter_limits *limits, struct filter **out)
+{
+    struct filter *f = NULL;
+    enum brk_err err = BRK_OK;
+
+    if (root == NULL || grant == NULL || out == NULL)
+        return BRK_ERR_INVAL;
+    f = brk_calloc(1, sizeof(*f));
+    if (f == NULL)
+        return BRK_ERR_NOMEM;
+    f->root = root;
+    f->grant = grant;
+    f->in_range = in_range;
+    f->arg = arg;
+    f->max_depth = DEFAULT_MAX_DEPTH;
+    f->max_output = DEFAULT_MAX_OUTPUT;
+    f->max_record = DEFAULT_MAX_RECORD;
+    if (limits != NULL) {
+        if (limits->max_depth != 0)
+            f->max_depth = limits->max_depth;
+        if (limits->max_output != 0)
+            f->max_output = limits->max_output;
+        if (limits->max_record != 0)
+            f->max_record = limits->max_record;
+    }
+    if (f->max_depth > MAX_DEPTH_CAP)
+        f->max_depth = MAX_DEPTH_CAP;
+    if (f->max_output > SIZE_MAX / 4)
+        f->max_output = SIZE_MAX / 4;
+    if (f->max_record > SIZE_MAX / 4)
+        f->max_record = SIZE_MAX / 4;
+    f->hard = f->max_output + f->max_record;
+    f->hold = NO_HOLD;
+    f->fr = brk_calloc(f->max_depth, sizeof(*f->fr));
+    f->tabs = brk_calloc(f->max_depth, sizeof(*f->tabs));
+    if (f->fr == NULL || f->tabs == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    err = make_parser(f);
+out:
+    if (err) {
+        filter_free(f);
+        return err;
+    }
+    *out = f;
+    return BRK_OK;
+}
+
+/* Map a finished yajl call to the filter's result. */
+static enum brk_err
+parse_result(struct filter *f, yajl_status st)
+{
+    if (st != yajl_status_ok && !f->err)
+        f->err = BRK_ERR_UPSTREAM_BAD;
+    return f->err;
+}
+
+/*
+ * Feed the next len bytes of the body (any split). Returns BRK_OK;
+ * BRK_ERR_UPSTREAM_BAD (malformed, repeated key, too deep, not an
+ * object), BRK_ERR_TOOBIG, BRK_ERR_NOMEM; once failed, the same error
+ * again. BRK_ERR_INVAL after filter_finish. buf is borrowed.
+ */
+enum brk_err
+filter_feed(struct filter *f, const char *buf, size_t len)
+{
+    yajl_status st;
+
+    if (f->err)
+        return f->err;
+    if (f->finished)
+        return BRK_ERR_INVAL;
+    if (len == 0)
+        return BRK_OK;
+    if (!scan_escapes(f, buf, len))
+        return f->err;
+    if (setjmp(f->jmp) != 0) {
+        y_abandon(f);
+        f->jmp_armed = 0;
+        return f->err;
+    }
+    f->jmp_armed = 1;
+    st = yajl_parse(f->yh, (const unsigned char *)buf, len);
+    f->jmp_armed = 0;
+    return parse_result(f, st);
+}
+
+/*
+ * The body is complete: check it ended as one whole object. Returns
+ * BRK_OK or an error as filter_feed (a truncated body is
+ * BRK_ERR_UPSTREAM_BAD); BRK_ERR_INVAL when called twice.
+ */
+enum brk_err
+filter_finish(struct filter *f)
+{
+    yajl_status st;
+
+    if (f->err)
+        return f->err;
+    if (f->finished)
+        return BRK_ERR_INVAL;
+    if (setjmp(f->jmp) != 0) {
+        y_abandon(f);
+        f->jmp_armed = 0;
+        return f->err;
+    }
+    f->jmp_armed = 1;
+    st = yajl_complete_parse(f->yh);
+    f->jmp_armed = 0;
+    if (parse_result(f, st))
+        return f->err;
+    if (!f->done || f->sc_state != SC_NORM)
+        return f->err = BRK_ERR_UPSTREAM_BAD;
+    if (f->len > f->max_output)
+        return f->err = BRK_ERR_TOOBIG;
+    f->finished = 1;
+    return BRK_OK;
+}
+
+/*
+ * Move the output out after a successful filter_finish: *out is owned
+ * (brk_free), NUL-terminated, *len its length. Returns BRK_OK, the
+ * filter's error, or BRK_ERR_INVAL before finish or when already taken.
+ */
+enum brk_err
+filter_take_output(struct filter *f, char **out, size_t *len)
+{
+    char *p;
+
+    if (f->err)
+        return f->err;
+    if (!f->finished || f->taken || f->out == NULL)
+        return BRK_ERR_INVAL;
+    /* give slack back; keeping the larger block is fine if this fails */
+    if (f->cap - f->len > 65536) {
+        p = brk_realloc(f->out, f->len + 1);
+        if (p != NULL) {
+            f->out = p;
+            f->cap = f->len + 1;
+        }
+    }
+    f->out[f->len] = '\0';
+    *out = f->out;
+    *len = f->len;
+    f->out = NULL;
+    f->cap = f->len = 0;
+    f->taken = 1;
+    return BRK_OK;
+}
+
+/* Keys removed so far (a removed subtree counts once). Cannot fail. */
+unsigned long
+filter_stripped(const struct filter *f)
+{
+    return f != NULL ? f->stripped : 0;
+}
+
+/* Records dropped for range so far. Cannot fail. */
+unsigned long
+filter_dropped(const struct filter *f)
+{
+    return f != NULL ? f->dropped : 0;
+}
+
+/* Free the filter and anything not taken; NULL is a no-op. */
+void
+filter_free(struct filter *f)
+{
+    size_t i;
+
+    if (f == NULL)
+        return;
+    if (f->yh != NULL)
+        yajl_free(f->yh);
+    y_abandon(f);
+    if (f->tabs != NULL)
+        for (i = 0; i < f->max_depth; i++)
+            brk_free(f->tabs[i].slot);
+    brk_free(f->tabs);
+    brk_free(f->fr);
+    brk_free(f->ks);
+    brk_free(f->kt);
+    brk_free(f->out);
+    brk_free(f);
+}

@@ -1,0 +1,1486 @@
+/*
+ * The service API (see proxy.h). A request is a chain of steps over one
+ * context; every step either continues or ends the request with exactly
+ * one reply through reply_error / reply_body. In steady state the chain
+ * touches Redis once (the audit entry): tokens, services, grants and
+ * ranges come from in-process caches that live at most cache_max_age and
+ * are dropped on change notices and reconnects.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "cache.h"
+#include "codec.h"
+#include "config.h"
+#include "dynbuf.h"
+#include "filter.h"
+#include "httpd.h"
+#include "keyring.h"
+#include "keys.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "query.h"
+#include "scope_map.h"
+#include "service.h"
+#include "store.h"
+#include "suites.h"
+#include "tokens.h"
+#include "visible_range.h"
+#include "wecom_api.h"
+
+#define MAX_PARAMS      32
+#define CACHE_ENTRIES   100000
+#define MAX_SUITES_TRY  16
+
+struct svc_rec {
+    int refs;
+    char id[SERVICE_ID_LEN + 1];
+    char name[SERVICE_NAME_MAX + 1];
+    char salt[SERVICE_SALT_LEN + 1];
+    char hash[SERVICE_HASH_LEN + 1];
+    long gen;
+    int revoked;
+    struct scope_grant grant;
+    char suite[80];
+    json_t *corps;   /* array of corpids, or NULL: any */
+    json_t *parties; /* object corpid -> [ids], or NULL */
+};
+
+struct tenant_rec {
+    int refs;
+    char status[32];
+    struct scope_grant grant;
+    json_t *priv, *parents, *users, *tags;
+    struct vrange *range;
+};
+
+/* A narrowed range shared by the cache and requests in flight. */
+struct range_ref {
+    int refs;
+    struct vrange *v;
+};
+
+struct tok_rec {
+    char svc[SERVICE_ID_LEN + 1];
+    long gen;
+    char suite[80];
+    char corp[80];
+    long long exp; /* seconds */
+};
+
+struct proxy {
+    struct event_base *base;
+    const struct config *cfg;
+    const struct keyring *kr;
+    struct store *st;
+    struct suites *suites;
+    struct tokens *tok;
+    struct wecom_api *api;
+    const struct scope_map *scopes;
+    struct cache *tokens;   /* token hash -> tok_rec */
+    struct cache *services; /* id -> svc_rec */
+    struct cache *tenants;  /* "suite corp" -> tenant_rec */
+    struct cache *ranges;   /* "suite corp svc" -> vrange (narrowed) */
+    unsigned inflight;
+};
+
+struct preq {
+    struct proxy *p;
+    struct httpd_req *r;
+    const struct scope_map *scopes;
+    struct query *q;
+    json_t *body;
+    char path[256];
+    int post;
+    /* who */
+    struct svc_rec *svc;
+    struct tenant_rec *ten;
+    const struct vrange *range;
+    struct range_ref *narrowed; /* holds range alive when narrowed */
+    struct tok_rec tr;
+    char token_hash[65];
+    /* what */
+    const struct scope_endpoint *ep;
+    struct scope_grant grant;
+    char *upstream_qs;
+    char *upstream_body;
+    char *corp_token;
+    int retried;
+    struct filter *filter;
+    /* gettoken */
+    size_t suite_i;
+    const char *secret;
+    size_t secret_len;
+};
+
+static void reply_error(struct preq *q, int http, long errcode,
+                        const char *fmt, ...) BRK_PRINTF(4, 5);
+
+/*---- Records ----*/
+
+static void
+svc_unref(void *v)
+{
+    struct svc_rec *s = v;
+
+    if (s == NULL || --s->refs > 0)
+        return;
+    json_decref(s->corps);
+    json_decref(s->parties);
+    brk_wipe(s->hash, sizeof(s->hash));
+    brk_free(s);
+}
+
+static void
+tenant_unref(void *v)
+{
+    struct tenant_rec *t = v;
+
+    if (t == NULL || --t->refs > 0)
+        return;
+    json_decref(t->priv);
+    json_decref(t->parents);
+    json_decref(t->users);
+    json_decref(t->tags);
+    vrange_free(t->range);
+    brk_free(t);
+}
+
+static void
+range_unref(void *v)
+{
+    struct range_ref *r = v;
+
+    if (r == NULL || --r->refs > 0)
+        return;
+    vrange_free(r->v);
+    brk_free(r);
+}
+
+/*---- Replies ----*/
+
+static void
+preq_free(struct preq *q)
+{
+    q->p->inflight--;
+    query_free(q->q);
+    json_decref(q->body);
+    svc_unref(q->svc);
+    tenant_unref(q->ten);
+    range_unref(q->narrowed);
+    brk_free(q->upstream_qs);
+    if (q->upstream_body != NULL) {
+        brk_wipe(q->upstream_body, strlen(q->upstream_body));
+        free(q->upstream_body);
+    }
+    brk_free_secret_str(q->corp_token);
+    filter_free(q->filter);
+    brk_free(q);
+}
+
+static void
+on_audit(enum brk_err err, struct redisReply *r, void *arg)
+{
+    (void)err;
+    (void)r;
+    (void)arg;
+}
+
+/* One audit entry per request: names and counts, never a value. */
+static void
+audit(struct preq *q, long errcode, unsigned long stripped,
+      unsigned long dropped)
+{
+    char key[KEYS_MAX], maxlen[24], now[24], code[24], s[24], d[24];
+    const char *argv[26];
+    int argc = 0;
+
+    snprintf(key, sizeof(key), "%saudit", q->p->cfg->key_prefix);
+    snprintf(maxlen, sizeof(maxlen), "%lld", q->p->cfg->audit_max_len);
+    snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
+    snprintf(code, sizeof(code), "%ld", errcode);
+    snprintf(s, sizeof(s), "%lu", stripped);
+    snprintf(d, sizeof(d), "%lu", dropped);
+    argv[argc++] = "XADD";
+    argv[argc++] = key;
+    argv[argc++] = "MAXLEN";
+    argv[argc++] = "~";
+    argv[argc++] = maxlen;
+    argv[argc++] = "*";
+    argv[argc++] = "type";
+    argv[argc++] = "request";
+    argv[argc++] = "req";
+    argv[argc++] = q->r->id;
+    argv[argc++] = "at";
+    argv[argc++] = now;
+    argv[argc++] = "service";
+    argv[argc++] = q->svc ? q->svc->name : "";
+    argv[argc++] = "corpid";
+    argv[argc++] = q->tr.corp;
+    argv[argc++] = "endpoint";
+    argv[argc++] = q->path;
+    argv[argc++] = "errcode";
+    argv[argc++] = code;
+    argv[argc++] = "stripped";
+    argv[argc++] = s;
+    argv[argc++] = "dropped";
+    argv[argc++] = d;
+    if (store_cmd_argv(q->p->st, on_audit, NULL, argc, argv, NULL))
+        log_req(LOG_LVL_WARN, q->r->id, "audit entry not written");
+}
+
+static void
+count_request(struct preq *q, long errcode)
+{
+    char labels[192], code[24];
+
+    snprintf(code, sizeof(code), "%ld", errcode);
+    metrics_inc(METRICS_API_REQUESTS,
+                metrics_labels(labels, sizeof(labels), "endpoint",
+                               q->ep ? q->ep->path : "other", "errcode", code,
+                               NULL));
+}
+
+static void
+reply_error(struct preq *q, int http, long errcode, const char *fmt, ...)
+{
+    char msg[256], body[400];
+    va_list ap;
+    json_t *s;
+    char *esc;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    s = json_string(msg);
+    esc = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    snprintf(body, sizeof(body), "{\"errcode\":%ld,\"errmsg\":%s}", errcode,
+             esc ? esc : "\"error\"");
+    free(esc);
+    json_decref(s);
+    log_req(errcode == -1 ? LOG_LVL_WARN : LOG_LVL_INFO, q->r->id,
+            "service API %s %s: errcode %ld: %s", q->svc ? q->svc->name : "-",
+            q->path, errcode, msg);
+    count_request(q, errcode);
+    if (q->svc != NULL)
+        audit(q, errcode, 0, 0);
+    httpd_reply(q->r, http, "application/json; charset=utf-8", body,
+                strlen(body));
+    preq_free(q);
+}
+
+/*---- Loading services, tokens and tenants ----*/
+
+typedef void preq_step(struct preq *q);
+
+static const char *
+pair_get(const struct redisReply *r, const char *field)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[i]->str, field) == 0 &&
+            r->element[i + 1]->type == REDIS_REPLY_STRING)
+            return r->element[i + 1]->str;
+    return NULL;
+}
+
+/* Build a service record from HGETALL; NULL if it is not a service. */
+static struct svc_rec *
+svc_from_reply(const char *id, const struct redisReply *r)
+{
+    struct svc_rec *s;
+    const char *name = pair_get(r, "name"), *salt = pair_get(r, "salt");
+    const char *hash = pair_get(r, "hash"), *scopes = pair_get(r, "scopes");
+    const char *v;
+    json_error_t jerr;
+    char *dup, *tok, *save = NULL;
+
+    if (name == NULL || salt == NULL || hash == NULL || scopes == NULL)
+        return NULL;
+    s = brk_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->refs = 1;
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    snprintf(s->salt, sizeof(s->salt), "%s", salt);
+    snprintf(s->hash, sizeof(s->hash), "%s", hash);
+    v = pair_get(r, "gen");
+    s->gen = v ? strtol(v, NULL, 10) : 0;
+    s->revoked = pair_get(r, "revoked_at") != NULL;
+    v = pair_get(r, "suite");
+    snprintf(s->suite, sizeof(s->suite), "%s", v ? v : "");
+    v = pair_get(r, "corps");
+    if (v != NULL && v[0] != '\0')
+        s->corps = json_loads(v, 0, &jerr);
+    v = pair_get(r, "parties");
+    if (v != NULL && v[0] != '\0')
+        s->parties = json_loads(v, 0, &jerr);
+    dup = brk_strdup(scopes);
+    if (dup == NULL) {
+        svc_unref(s);
+        return NULL;
+    }
+    scope_grant_clear(&s->grant);
+    for (tok = strtok_r(dup, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save))
+        if (scope_grant_add_name(&s->grant, tok) != BRK_OK)
+            log_warn("service %s: unknown scope %s ignored", s->name, tok);
+    brk_free(dup);
+    return s;
+}
+
+struct load_ctx {
+    struct preq *q;
+    preq_step *next;
+    char key[200];
+};
+
+static void
+on_service(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct load_ctx *c = arg;
+    struct preq *q = c->q;
+    preq_step *next = c->next;
+    struct svc_rec *s;
+    char id[SERVICE_ID_LEN + 1];
+
+    memcpy(id, c->key, sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    brk_free(c);
+    if (err) {
+        reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+    s = r->type == REDIS_REPLY_ARRAY ? svc_from_reply(id, r) : NULL;
+    if (s != NULL) {
+        s->refs++;
+        if (cache_put(q->p->services, id, s, brk_mono_ms()) != BRK_OK)
+            s->refs--; /* consumed (unref'd) by the failed put */
+    }
+    q->svc = s;
+    next(q);
+}
+
+/* Load the service id into q->svc (NULL when there is none), then next. */
+static void
+load_service(struct preq *q, const char *id, preq_step *next)
+{
+    struct svc_rec *s = cache_get(q->p->services, id, brk_mono_ms());
+    struct load_ctx *c;
+    char key[KEYS_MAX];
+    const char *argv[2];
+
+    if (s != NULL) {
+        s->refs++;
+        q->svc = s;
+        next(q);
+        return;
+    }
+    c = brk_calloc(1, sizeof(*c));
+    if (c == NULL ||
+        keys_service(key, sizeof(key), q->p->cfg->key_prefix, id, NULL)) {
+        brk_free(c);
+        reply_error(q, 503, -1, "out of memory");
+        return;
+    }
+    c->q = q;
+    c->next = next;
+    snprintf(c->key, sizeof(c->key), "%s", id);
+    argv[0] = "HGETALL";
+    argv[1] = key;
+    if (store_cmd_argv(q->p->st, on_service, c, 2, argv, NULL)) {
+        brk_free(c);
+        reply_error(q, 503, -1, "store unavailable");
+    }
+}
+
+/* Load every part of a tenant in one round trip. */
+static const char tenant_lua[] =
+    "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),"
+    " redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}\n";
+
+static json_t *
+pairs_object(const struct redisReply *r)
+{
+    json_t *o = json_object();
+    size_t i;
+
+    if (o == NULL || r->type != REDIS_REPLY_ARRAY)
+        return o;
+    for (i = 0; i + 1 < r->elements; i += 2)
+        json_object_set_new(o, r->element[i]->str,
+                            json_stringn(r->element[i + 1]->str,
+                                         r->element[i + 1]->len));
+    return o;
+}
+
+/* Permissions stored as [{"name","expires_at"}]: the unexpired ones. */
+static void
+grant_of(const char *perms, struct scope_grant *g)
+{
+    json_error_t jerr;
+    json_t *arr = perms ? json_loads(perms, 0, &jerr) : NULL, *v;
+    long long now = brk_wall_ms() / 1000;
+    size_t i;
+    int id;
+
+    scope_grant_clear(g);
+    json_array_foreach(arr, i, v)
+    {
+        json_int_t exp = json_integer_value(json_object_get(v, "expires_at"));
+        const char *name = json_string_value(json_object_get(v, "name"));
+
+        if (name == NULL || (exp != 0 && exp <= now))
+            continue;
+        id = scope_perm_id(name);
+        if (id > SCOPE_PERM_NEVER)
+            scope_grant_add(g, id);
+    }
+    json_decref(arr);
+}
+
+static struct tenant_rec *
+tenant_from_reply(const struct redisReply *r)
+{
+    struct tenant_rec *t;
+    const struct redisReply *h;
+    const char *status, *priv;
+    json_error_t jerr;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+        return NULL;
+    h = r->element[0];
+    status = pair_get(h, "status");
+    if (status == NULL)
+        return NULL;
+    t = brk_calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->refs = 1;
+    snprintf(t->status, sizeof(t->status), "%s", status);
+    grant_of(pair_get(h, "permissions"), &t->grant);
+    priv = pair_get(h, "privilege");
+    t->priv = json_loads(priv ? priv : "{}", 0, &jerr);
+    t->parents = pairs_object(r->element[1]);
+    t->users = pairs_object(r->element[2]);
+    t->tags = pairs_object(r->element[3]);
+    if (t->priv == NULL || t->parents == NULL || t->users == NULL ||
+        t->tags == NULL ||
+        vrange_build(t->priv, t->parents, t->users, t->tags, &t->range) !=
+            BRK_OK) {
+        /* fail closed: a tenant whose range cannot be built sees nothing */
+        log_warn("tenant range could not be built; treating it as empty");
+        t->range = NULL;
+    }
+    return t;
+}
+
+static void
+on_tenant(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct load_ctx *c = arg;
+    struct preq *q = c->q;
+    preq_step *next = c->next;
+    struct tenant_rec *t;
+    char key[200];
+
+    memcpy(key, c->key, sizeof(key));
+    brk_free(c);
+    if (err) {
+        reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+    t = tenant_from_reply(r);
+    if (t != NULL) {
+        t->refs++;
+        if (cache_put(q->p->tenants, key, t, brk_mono_ms()) != BRK_OK)
+            t->refs--;
+    }
+    q->ten = t;
+    next(q);
+}
+
+/* Load the tenant (suite, corp) of q->tr into q->ten (NULL: none). */
+static void
+load_tenant(struct preq *q, preq_step *next)
+{
+    const struct config *cfg = q->p->cfg;
+    char ck[200], keys[4][KEYS_MAX];
+    struct tenant_rec *t;
+    struct load_ctx *c;
+    const char *argv[7];
+
+    snprintf(ck, sizeof(ck), "%s %s", q->tr.suite, q->tr.corp);
+    t = cache_get(q->p->tenants, ck, brk_mono_ms());
+    if (t != NULL) {
+        t->refs++;
+        q->ten = t;
+        next(q);
+        return;
+    }
+    c = brk_calloc(1, sizeof(*c));
+    if (c == NULL ||
+        keys_tenant(keys[0], sizeof(keys[0]), cfg->key_prefix, q->tr.corp,
+                    q->tr.suite) ||
+        keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix,
+                        q->tr.corp, q->tr.suite, "dir:parents") ||
+        keys_tenant_sub(keys[2], sizeof(keys[2]), cfg->key_prefix,
+                        q->tr.corp, q->tr.suite, "dir:users") ||
+        keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix,
+                        q->tr.corp, q->tr.suite, "dir:tags")) {
+        brk_free(c);
+        reply_error(q, 503, -1, "out of memory");
+        return;
+    }
+    c->q = q;
+    c->next = next;
+    snprintf(c->key, sizeof(c->key), "%s", ck);
+    argv[0] = "EVAL";
+    argv[1] = tenant_lua;
+    argv[2] = "4";
+    argv[3] = keys[0];
+    argv[4] = keys[1];
+    argv[5] = keys[2];
+    argv[6] = keys[3];
+    if (store_cmd_argv(q->p->st, on_tenant, c, 7, argv, NULL)) {
+        brk_free(c);
+        reply_error(q, 503, -1, "store unavailable");
+    }
+}
+
+/*---- Checks shared by gettoken and the data path ----*/
+
+static int
+svc_allows_corp(const struct svc_rec *s, const char *corp)
+{
+    const json_t *v;
+    size_t i;
+
+    if (s->corps == NULL)
+        return 1;
+    json_array_foreach(s->corps, i, v)
+        if (json_is_string(v) && strcmp(json_string_value(v), corp) == 0)
+            return 1;
+    return 0;
+}
+
+/*---- gettoken ----*/
+
+/* Mints (or returns the current) token of (service, corp): the token
+ * itself is never stored, only derived from the stored nonce. */
+static const char gettoken_lua[] =
+    "local c = redis.call('HMGET', KEYS[1], 'nonce', 'iat', 'exp', 'gen')\n"
+    "local now = tonumber(ARGV[1])\n"
+    "if c[1] and c[4] == ARGV[5] and tonumber(c[3]) - now >"
+    " tonumber(ARGV[4]) then\n"
+    "  return {c[1], c[2], c[3]}\n"
+    "end\n"
+    "local exp = now + tonumber(ARGV[3])\n"
+    "redis.call('HSET', KEYS[1], 'nonce', ARGV[2], 'iat', ARGV[1],"
+    " 'exp', exp, 'gen', ARGV[5])\n"
+    "redis.call('EXPIREAT', KEYS[1], exp)\n"
+    "redis.call('HSET', KEYS[3], 'svc', ARGV[6], 'gen', ARGV[5], 'suite',"
+    " ARGV[7], 'corp', ARGV[8], 'exp', exp)\n"
+    "redis.call('EXPIREAT', KEYS[3], exp)\n"
+    "redis.call('SADD', KEYS[2], ARGV[9])\n"
+    "return {ARGV[2], ARGV[1], tostring(exp)}\n";
+
+/* The token of a (service, gen, suite, corp, nonce, iat): an HMAC under
+ * the index key, so every instance derives the same one. */
+static void
+derive_token(struct preq *q, const char *nonce, const char *iat, char *out)
+{
+    char gen[24], h[65];
+    const char *parts[7];
+    unsigned char raw[32];
+    size_t i;
+
+    snprintf(gen, sizeof(gen), "%ld", q->svc->gen);
+    parts[0] = "broker-token";
+    parts[1] = q->svc->id;
+    parts[2] = gen;
+    parts[3] = q->tr.suite;
+    parts[4] = q->tr.corp;
+    parts[5] = nonce;
+    parts[6] = iat;
+    keyring_index_hmac_parts(q->p->kr, parts, 7, h);
+    if (codec_hex_decode(h, 64, raw, sizeof(raw)) != BRK_OK)
+        memset(raw, 0, sizeof(raw));
+    for (i = 0; i < SERVICE_TOKEN_LEN; i++)
+        out[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                 "0123456789-_"[(raw[i % 32] >> (i / 32 * 2)) & 63];
+    out[SERVICE_TOKEN_LEN] = '\0';
+    brk_wipe(raw, sizeof(raw));
+    brk_wipe(h, sizeof(h));
+}
+
+static void
+on_gettoken(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct preq *q = arg;
+    char token[SERVICE_TOKEN_LEN + 1], body[256];
+    long long exp, now = brk_wall_ms() / 1000;
+
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+    derive_token(q, r->element[0]->str, r->element[1]->str, token);
+    exp = strtoll(r->element[2]->str, NULL, 10);
+    snprintf(body, sizeof(body),
+             "{\"errcode\":0,\"errmsg\":\"ok\",\"access_token\":\"%s\","
+             "\"expires_in\":%lld}",
+             token, exp - now);
+    brk_wipe(token, sizeof(token));
+    log_req(LOG_LVL_INFO, q->r->id, "gettoken: service %s corp %s",
+            q->svc->name, q->tr.corp);
+    count_request(q, 0);
+    audit(q, 0, 0, 0);
+    httpd_reply(q->r, 200, "application/json; charset=utf-8", body,
+                strlen(body));
+    brk_wipe(body, sizeof(body));
+    preq_free(q);
+}
+
+static void
+issue_token(struct preq *q)
+{
+    char cur[KEYS_MAX], toks[KEYS_MAX], btok[KEYS_MAX], what[200];
+    char now[24], ttl[24], reuse[24], gen[24];
+    char nonce[33], token[SERVICE_TOKEN_LEN + 1], h[65];
+    unsigned char rnd[16];
+    const char *argv[15];
+    const struct config *cfg = q->p->cfg;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        reply_error(q, 503, -1, "no randomness");
+        return;
+    }
+    codec_hex_encode(rnd, sizeof(rnd), nonce);
+    snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
+    snprintf(ttl, sizeof(ttl), "%d", PROXY_TOKEN_TTL);
+    snprintf(reuse, sizeof(reuse), "%d", PROXY_TOKEN_REUSE_S);
+    snprintf(gen, sizeof(gen), "%ld", q->svc->gen);
+    /* the hash of the token a fresh nonce would give, for the index */
+    derive_token(q, nonce, now, token);
+    service_token_hash(token, strlen(token), h);
+    brk_wipe(token, sizeof(token));
+    snprintf(what, sizeof(what), "cur:%s:%s", q->tr.suite, q->tr.corp);
+    if (keys_service(cur, sizeof(cur), cfg->key_prefix, q->svc->id, what) ||
+        keys_service(toks, sizeof(toks), cfg->key_prefix, q->svc->id,
+                     "toks") ||
+        keys_btoken(btok, sizeof(btok), cfg->key_prefix, h)) {
+        reply_error(q, 503, -1, "key names too long");
+        return;
+    }
+    argv[0] = "EVAL";
+    argv[1] = gettoken_lua;
+    argv[2] = "3";
+    argv[3] = cur;
+    argv[4] = toks;
+    argv[5] = btok;
+    argv[6] = now;
+    argv[7] = nonce;
+    argv[8] = ttl;
+    argv[9] = reuse;
+    argv[10] = gen;
+    argv[11] = q->svc->id;
+    argv[12] = q->tr.suite;
+    argv[13] = q->tr.corp;
+    argv[14] = h;
+    if (store_cmd_argv(q->p->st, on_gettoken, q, 15, argv, NULL))
+        reply_error(q, 503, -1, "store unavailable");
+}
+
+static void try_suite(struct preq *q);
+
+static void
+on_gettoken_tenant(struct preq *q)
+{
+    if (q->ten == NULL) {
+        q->suite_i++;
+        try_suite(q);
+        return;
+    }
+    if (!svc_allows_corp(q->svc, q->tr.corp) ||
+        strcmp(q->ten->status, "active") != 0) {
+        reply_error(q, 200, 48004,
+                    "authorization relation invalid: tenant %s or outside "
+                    "the service's corps",
+                    q->ten->status);
+        return;
+    }
+    issue_token(q);
+}
+
+/* Find the suite in which corpid is a tenant of the service's suite(s). */
+static void
+try_suite(struct preq *q)
+{
+    const struct config *cfg = q->p->cfg;
+
+    for (; q->suite_i < cfg->nsuites; q->suite_i++) {
+        const char *s = cfg->suites[q->suite_i].suite_id;
+
+        if (q->svc->suite[0] != '\0' && strcmp(q->svc->suite, s) != 0)
+            continue;
+        snprintf(q->tr.suite, sizeof(q->tr.suite), "%s", s);
+        load_tenant(q, on_gettoken_tenant);
+        return;
+    }
+    reply_error(q, 200, 40013, "invalid corpid: not a tenant of the service");
+}
+
+static void
+on_gettoken_service(struct preq *q)
+{
+    if (q->svc == NULL || q->svc->revoked ||
+        !service_secret_check(q->svc->salt, q->svc->hash, q->secret,
+                              q->secret_len)) {
+        svc_unref(q->svc);
+        q->svc = NULL; /* no audit entry for unknown callers */
+        reply_error(q, 200, 40001, "invalid credential: corpsecret");
+        return;
+    }
+    q->suite_i = 0;
+    try_suite(q);
+}
+
+static void
+gettoken(struct preq *q)
+{
+    const char *corp, *secret;
+    char id[SERVICE_ID_LEN + 1];
+
+    if (query_count(q->q, "corpid") != 1 ||
+        query_count(q->q, "corpsecret") != 1 || q->q->n != 2) {
+        reply_error(q, 200, 40035,
+                    "invalid parameter: gettoken takes corpid and "
+                    "corpsecret once each");
+        return;
+    }
+    corp = query_get(q->q, "corpid");
+    secret = query_get(q->q, "corpsecret");
+    if (!keys_id_ok(corp)) {
+        reply_error(q, 200, 40013, "invalid corpid");
+        return;
+    }
+    if (service_secret_split(secret, id, &q->secret, &q->secret_len)) {
+        reply_error(q, 200, 40001, "invalid credential: corpsecret");
+        return;
+    }
+    snprintf(q->tr.corp, sizeof(q->tr.corp), "%s", corp);
+    load_service(q, id, on_gettoken_service);
+}
+
+/*---- The data path ----*/
+
+static int
+in_range(enum scope_record kind, const char *id, size_t len, void *arg)
+{
+    const struct vrange *v = arg;
+    char buf[32], *end;
+    long n;
+
+    if (v == NULL)
+        return 0;
+    switch (kind) {
+    case SCOPE_REC_MEMBER:
+    case SCOPE_REC_FOLLOW_USER:
+    case SCOPE_REC_CHAT_MEMBER:
+    case SCOPE_REC_CHAT:
+        return vrange_has_member(v, id, len);
+    case SCOPE_REC_DEPARTMENT:
+    case SCOPE_REC_TAG:
+        if (len == 0 || len >= sizeof(buf))
+            return 0;
+        memcpy(buf, id, len);
+        buf[len] = '\0';
+        n = strtol(buf, &end, 10);
+        if (*end != '\0')
+            return 0;
+        return kind == SCOPE_REC_DEPARTMENT ? vrange_has_department(v, n)
+                                            : vrange_has_tag(v, n);
+    default:
+        return 0;
+    }
+}
+
+static void start_upstream(struct preq *q);
+
+static void
+reply_filtered(struct preq *q)
+{
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(q->r->req);
+    char *out = NULL, n[24];
+    size_t len = 0;
+    unsigned long stripped = filter_stripped(q->filter);
+    unsigned long dropped = filter_dropped(q->filter);
+    long errcode = 0;
+    json_t *v;
+    json_error_t jerr;
+
+    if (filter_take_output(q->filter, &out, &len) != BRK_OK) {
+        reply_error(q, 502, -1, "upstream reply could not be filtered");
+        return;
+    }
+    /* small replies may be WeCom errors: a refused corp token is
+     * refreshed and the call repeated once */
+    if (len < 512) {
+        v = json_loadb(out, len, 0, &jerr);
+        errcode = (long)json_integer_value(json_object_get(v, "errcode"));
+        json_decref(v);
+        if (tokens_is_corp_token_error(errcode) && !q->retried) {
+            q->retried = 1;
+            tokens_corp_rejected(q->p->tok, q->tr.suite, q->tr.corp,
+                                 q->corp_token);
+            brk_free(out);
+            filter_free(q->filter);
+            q->filter = NULL;
+            start_upstream(q);
+            return;
+        }
+    }
+    snprintf(n, sizeof(n), "%lu", stripped);
+    evhttp_add_header(hdr, "X-Broker-Stripped", n);
+    snprintf(n, sizeof(n), "%lu", dropped);
+    evhttp_add_header(hdr, "X-Broker-Dropped", n);
+    metrics_add(METRICS_FIELDS_STRIPPED, NULL, (double)stripped);
+    metrics_add(METRICS_RECORDS_DROPPED, NULL, (double)dropped);
+    count_request(q, errcode);
+    audit(q, errcode, stripped, dropped);
+    httpd_reply(q->r, 200, "application/json; charset=utf-8", out, len);
+    brk_free(out);
+    preq_free(q);
+}
+
+static int
+on_chunk(const char *data, size_t len, void *arg)
+{
+    struct preq *q = arg;
+    enum brk_err err = filter_feed(q->filter, data, len);
+
+    return err ? (int)err : 0;
+}
+
+static void
+on_upstream(const struct wecom_api_result *res, void *arg)
+{
+    struct preq *q = arg;
+    enum brk_err err = res->err;
+
+    if (err == BRK_OK)
+        err = filter_finish(q->filter);
+    switch (err) {
+    case BRK_OK:
+        reply_filtered(q);
+        return;
+    case BRK_ERR_UPSTREAM_TIMEOUT:
+        reply_error(q, 504, -1, "WeCom timed out");
+        return;
+    case BRK_ERR_UPSTREAM:
+        reply_error(q, 502, -1, "WeCom unreachable");
+        return;
+    case BRK_ERR_SHUTDOWN:
+        reply_error(q, 503, -1, "shutting down");
+        return;
+    default:
+        /* malformed, not JSON, too big, repeated keys: never the bytes */
+        reply_error(q, 502, -1, "WeCom replied with something unusable (%s)",
+                    brk_strerror(err));
+        return;
+    }
+}
+
+static void
+on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
+{
+    struct preq *q = arg;
+    char *enc = NULL, *url = NULL;
+    size_t n;
+
+    if (err) {
+        if (err == BRK_ERR_WECOM)
+            reply_error(q, 200, errcode, "WeCom refused the corp token");
+        else
+            reply_error(q, err == BRK_ERR_STORE ? 503 : 502, -1,
+                        "no corp token (%s)", brk_strerror(err));
+        return;
+    }
+    brk_free_secret_str(q->corp_token);
+    q->corp_token = brk_strdup(token);
+    n = strlen(token) * 3 + strlen(q->path) +
+        (q->upstream_qs ? strlen(q->upstream_qs) : 0) + 32;
+    enc = brk_malloc(strlen(token) * 3 + 1);
+    url = brk_malloc(n);
+    if (q->corp_token == NULL || enc == NULL || url == NULL) {
+        brk_free(enc);
+        brk_free(url);
+        reply_error(q, 503, -1, "out of memory");
+        return;
+    }
+    codec_pct_encode(token, enc);
+    snprintf(url, n, "%s?access_token=%s%s%s", q->path, enc,
+             q->upstream_qs && q->upstream_qs[0] ? "&" : "",
+             q->upstream_qs ? q->upstream_qs : "");
+    err = filter_new(&q->ep->root, &q->grant, in_range,
+                     (void *)(uintptr_t)q->range, NULL, &q->filter);
+    if (!err)
+        err = wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url,
+                               q->upstream_body, q->tr.corp, on_chunk,
+                               on_upstream, q);
+    brk_free_secret_str(enc);
+    brk_free_secret_str(url);
+    if (err)
+        reply_error(q, 503, -1, "cannot call WeCom (%s)", brk_strerror(err));
+}
+
+static void
+start_upstream(struct preq *q)
+{
+    if (tokens_corp(q->p->tok, q->tr.suite, q->tr.corp, on_corp_token, q))
+        reply_error(q, 503, -1, "no corp token");
+}
+
+/* Is a subject value in range? kind from the scope file. */
+static int
+subject_ok(const struct preq *q, enum scope_param_kind kind, const json_t *v)
+{
+    const struct vrange *r = q->range;
+    size_t i;
+    const json_t *e;
+
+    if (r == NULL)
+        return 0;
+    switch (kind) {
+    case SCOPE_P_MEMBER:
+        return json_is_string(v) &&
+               vrange_has_member(r, json_string_value(v),
+                                 json_string_length(v));
+    case SCOPE_P_DEPARTMENT:
+        return json_is_integer(v) &&
+               vrange_has_department(r, (long)json_integer_value(v));
+    case SCOPE_P_TAG:
+        return json_is_integer(v) &&
+               vrange_has_tag(r, (long)json_integer_value(v));
+    case SCOPE_P_MEMBER_LIST:
+        if (!json_is_array(v))
+            return 0;
+        json_array_foreach(v, i, e)
+            if (!json_is_string(e) ||
+                !vrange_has_member(r, json_string_value(e),
+                                   json_string_length(e)))
+                return 0;
+        return 1;
+    default:
+        /* customers and chats: decided on the reply (follow users, owner) */
+        return 1;
+    }
+}
+
+/* A query value as the JSON value its declared type says; NULL if it is
+ * not one. */
+static json_t *
+typed_value(const struct scope_param *p, const char *s)
+{
+    char *end;
+    long long n;
+
+    if (p->type == SCOPE_T_INTEGER) {
+        if (*s == '\0' || strlen(s) > 19)
+            return NULL;
+        n = strtoll(s, &end, 10);
+        return *end == '\0' ? json_integer(n) : NULL;
+    }
+    if (p->type == SCOPE_T_STRING)
+        return json_string(s);
+    return NULL;
+}
+
+/* GET: every parameter declared, once, well-typed; subjects in range.
+ * Builds the query passed upstream from declared parameters only. */
+static int
+check_query(struct preq *q)
+{
+    struct dynbuf qs;
+    const struct scope_param *p;
+    size_t i;
+    json_t *v;
+    char *enc;
+
+    dynbuf_init(&qs, 64 * 1024);
+    for (i = 0; i < q->q->n; i++) {
+        const char *name = q->q->params[i].name;
+
+        if (strcmp(name, "access_token") == 0)
+            continue;
+        p = scope_endpoint_param(q->ep, name);
+        if (p == NULL || query_count(q->q, name) != 1) {
+            dynbuf_free(&qs);
+            reply_error(q, 200, 40035, "invalid parameter: %s %s",
+                        p ? "repeated" : "undeclared", name);
+            return -1;
+        }
+        v = typed_value(p, q->q->params[i].value);
+        if (v == NULL) {
+            dynbuf_free(&qs);
+            reply_error(q, 200, 40035, "invalid parameter: %s", name);
+            return -1;
+        }
+        if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v)) {
+            json_decref(v);
+            dynbuf_free(&qs);
+            reply_error(q, 200, 60011,
+                        "no privilege to access/modify contact/party/agent");
+            return -1;
+        }
+        json_decref(v);
+        enc = brk_malloc(strlen(q->q->params[i].value) * 3 + 1);
+        if (enc == NULL) {
+            dynbuf_free(&qs);
+            reply_error(q, 503, -1, "out of memory");
+            return -1;
+        }
+        codec_pct_encode(q->q->params[i].value, enc);
+        if (dynbuf_printf(&qs, "%s%s=%s", qs.len ? "&" : "", name, enc)) {
+            brk_free(enc);
+            reply_error(q, 200, 40035, "invalid parameter: too long");
+            return -1;
+        }
+        brk_free(enc);
+    }
+    for (i = 0; i < q->ep->nparams; i++)
+        if (q->ep->params[i].required &&
+            query_count(q->q, q->ep->params[i].name) == 0 &&
+            !q->post) {
+            dynbuf_free(&qs);
+            reply_error(q, 200, 40035, "invalid parameter: %s missing",
+                        q->ep->params[i].name);
+            return -1;
+        }
+    if (dynbuf_take(&qs, &q->upstream_qs, NULL)) {
+        reply_error(q, 503, -1, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+type_matches(enum scope_type t, const json_t *v)
+{
+    switch (t) {
+    case SCOPE_T_STRING:
+        return json_is_string(v);
+    case SCOPE_T_INTEGER:
+        return json_is_integer(v);
+    case SCOPE_T_NUMBER:
+        return json_is_number(v);
+    case SCOPE_T_BOOL:
+        return json_is_boolean(v);
+    case SCOPE_T_OBJECT:
+        return json_is_object(v);
+    case SCOPE_T_ARRAY:
+        return json_is_array(v);
+    }
+    return 0;
+}
+
+/* POST: the body's keys (one level of nesting, "a.b") declared and typed;
+ * subjects in range; the body passed upstream is re-serialised from them. */
+static int
+check_body(struct preq *q)
+{
+    const char *k, *k2;
+    json_t *v, *v2, *out = json_object(), *sub;
+    const struct scope_param *p;
+    char name[160];
+
+    if (out == NULL) {
+        reply_error(q, 503, -1, "out of memory");
+        return -1;
+    }
+    json_object_foreach(q->body, k, v)
+    {
+        if (json_is_object(v) && scope_endpoint_param(q->ep, k) == NULL) {
+            sub = json_object();
+            json_object_foreach(v, k2, v2)
+            {
+                snprintf(name, sizeof(name), "%s.%s", k, k2);
+                p = scope_endpoint_param(q->ep, name);
+                if (p == NULL || !type_matches(p->type, v2))
+                    goto bad;
+                if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v2))
+                    goto range;
+                json_object_set(sub, k2, v2);
+            }
+            json_object_set_new(out, k, sub);
+            continue;
+        }
+        snprintf(name, sizeof(name), "%s", k);
+        p = scope_endpoint_param(q->ep, k);
+        if (p == NULL || !type_matches(p->type, v))
+            goto bad;
+        if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v))
+            goto range;
+        json_object_set(out, k, v);
+    }
+    q->upstream_body = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    if (q->upstream_body == NULL) {
+        reply_error(q, 503, -1, "out of memory");
+        return -1;
+    }
+    return 0;
+bad:
+    json_decref(out);
+    reply_error(q, 200, 40035, "invalid parameter: %s", name);
+    return -1;
+range:
+    json_decref(out);
+    reply_error(q, 200, 60011,
+                "no privilege to access/modify contact/party/agent");
+    return -1;
+}
+
+/* The tenant's range, narrowed by the service's own departments there. */
+static const struct vrange *
+effective_range(struct preq *q)
+{
+    const json_t *mine;
+    struct vrange *v = NULL;
+    struct range_ref *ref;
+    char key[200];
+    long parties[256];
+    size_t i, n = 0;
+    const json_t *e;
+
+    if (q->ten->range == NULL)
+        return NULL;
+    mine = q->svc->parties ? json_object_get(q->svc->parties, q->tr.corp)
+                           : NULL;
+    if (mine == NULL)
+        return q->ten->range;
+    snprintf(key, sizeof(key), "%s %s %s", q->tr.suite, q->tr.corp,
+             q->svc->id);
+    ref = cache_get(q->p->ranges, key, brk_mono_ms());
+    if (ref != NULL) {
+        ref->refs++;
+        q->narrowed = ref;
+        return ref->v;
+    }
+    json_array_foreach(mine, i, e)
+        if (json_is_integer(e) && n < nitems(parties))
+            parties[n++] = (long)json_integer_value(e);
+    if (vrange_build(q->ten->priv, q->ten->parents, q->ten->users,
+                     q->ten->tags, &v) != BRK_OK ||
+        vrange_narrow(v, parties, n) != BRK_OK) {
+        vrange_free(v);
+        return NULL;
+    }
+    ref = brk_calloc(1, sizeof(*ref));
+    if (ref == NULL) {
+        vrange_free(v);
+        return NULL;
+    }
+    ref->v = v;
+    ref->refs = 2; /* the cache's and ours */
+    q->narrowed = ref;
+    if (cache_put(q->p->ranges, key, ref, brk_mono_ms()) != BRK_OK)
+        ref->refs = 1; /* the failed put dropped the cache's */
+    return v;
+}
+
+static void
+on_data_tenant(struct preq *q)
+{
+    struct scope_grant tenant_svc;
+
+    if (q->ten == NULL || strcmp(q->ten->status, "active") != 0 ||
+        !svc_allows_corp(q->svc, q->tr.corp)) {
+        reply_error(q, 200, 48004, "authorization relation invalid");
+        return;
+    }
+    scope_grant_intersect(&tenant_svc, &q->ten->grant, &q->svc->grant);
+    q->grant = tenant_svc;
+    if (!scope_grant_has(&q->grant, q->ep->scope)) {
+        reply_error(q, 200, 48002,
+                    "api forbidden: the grant lacks %s",
+                    scope_perm_name(q->ep->scope));
+        return;
+    }
+    q->range = effective_range(q);
+    if (q->post ? check_body(q) : check_query(q))
+        return;
+    start_upstream(q);
+}
+
+static void
+on_data_service(struct preq *q)
+{
+    if (q->svc == NULL || q->svc->revoked || q->svc->gen != q->tr.gen) {
+        svc_unref(q->svc);
+        q->svc = NULL;
+        reply_error(q, 200, 40014, "invalid access_token");
+        return;
+    }
+    load_tenant(q, on_data_tenant);
+}
+
+static void
+have_token(struct preq *q)
+{
+    if (q->tr.exp <= brk_wall_ms() / 1000) {
+        reply_error(q, 200, 42001, "access_token expired");
+        return;
+    }
+    load_service(q, q->tr.svc, on_data_service);
+}
+
+static void
+on_btoken(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct preq *q = arg;
+    const char *svc, *gen, *suite, *corp, *exp;
+    struct tok_rec *t;
+
+    if (err) {
+        reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+    svc = pair_get(r, "svc");
+    gen = pair_get(r, "gen");
+    suite = pair_get(r, "suite");
+    corp = pair_get(r, "corp");
+    exp = pair_get(r, "exp");
+    if (svc == NULL || gen == NULL || suite == NULL || corp == NULL ||
+        exp == NULL) {
+        reply_error(q, 200, 40014, "invalid access_token");
+        return;
+    }
+    snprintf(q->tr.svc, sizeof(q->tr.svc), "%s", svc);
+    q->tr.gen = strtol(gen, NULL, 10);
+    snprintf(q->tr.suite, sizeof(q->tr.suite), "%s", suite);
+    snprintf(q->tr.corp, sizeof(q->tr.corp), "%s", corp);
+    q->tr.exp = strtoll(exp, NULL, 10);
+    t = brk_malloc(sizeof(*t));
+    if (t != NULL) {
+        *t = q->tr;
+        if (cache_put(q->p->tokens, q->token_hash, t, brk_mono_ms()))
+            log_debug("token cache full");
+    }
+    have_token(q);
+}
+
+static void
+data_path(struct preq *q)
+{
+    const char *tok;
+    struct tok_rec *t;
+    char key[KEYS_MAX];
+    const char *argv[2];
+
+    if (query_count(q->q, "access_token") == 0) {
+        reply_error(q, 200, 41001, "access_token missing");
+        return;
+    }
+    if (query_count(q->q, "access_token") > 1) {
+        reply_error(q, 200, 40035, "invalid parameter: access_token repeated");
+        return;
+    }
+    tok = query_get(q->q, "access_token");
+    if (strlen(tok) != SERVICE_TOKEN_LEN) {
+        reply_error(q, 200, 40014, "invalid access_token");
+        return;
+    }
+    service_token_hash(tok, strlen(tok), q->token_hash);
+    t = cache_get(q->p->tokens, q->token_hash, brk_mono_ms());
+    if (t != NULL) {
+        q->tr = *t;
+        have_token(q);
+        return;
+    }
+    if (keys_btoken(key, sizeof(key), q->p->cfg->key_prefix, q->token_hash)) {
+        reply_error(q, 503, -1, "key names too long");
+        return;
+    }
+    argv[0] = "HGETALL";
+    argv[1] = key;
+    if (store_cmd_argv(q->p->st, on_btoken, q, 2, argv, NULL))
+        reply_error(q, 503, -1, "store unavailable");
+}
+
+void
+proxy_handle(struct httpd_req *r, void *arg)
+{
+    struct proxy *p = arg;
+    struct preq *q;
+    const char *path = httpd_path(r), *method = httpd_method(r);
+    json_error_t jerr;
+    size_t blen;
+
+    r->route = "api";
+    q = brk_calloc(1, sizeof(*q));
+    if (q == NULL) {
+        httpd_reply_text(r, 503, "{\"errcode\":-1,\"errmsg\":\"busy\"}");
+        return;
+    }
+    q->p = p;
+    q->r = r;
+    q->scopes = p->scopes;
+    p->inflight++;
+    snprintf(q->path, sizeof(q->path), "%s", path);
+    if (strlen(path) >= sizeof(q->path) || strncmp(path, "/cgi-bin/", 9)) {
+        reply_error(q, 200, 48002, "api forbidden: not declared in scopes");
+        return;
+    }
+    if (query_parse(httpd_raw_query(r), MAX_PARAMS, &q->q) != BRK_OK) {
+        reply_error(q, 200, 40035, "invalid parameter: malformed query");
+        return;
+    }
+    if (strcmp(q->path, "/cgi-bin/gettoken") == 0) {
+        r->route = "gettoken";
+        if (strcmp(method, "GET") != 0) {
+            reply_error(q, 200, 40035, "invalid parameter: use GET");
+            return;
+        }
+        gettoken(q);
+        return;
+    }
+    q->post = strcmp(method, "POST") == 0;
+    if (!q->post && strcmp(method, "GET") != 0) {
+        reply_error(q, 200, 48002, "api forbidden: read APIs only");
+        return;
+    }
+    if (q->scopes == NULL) {
+        reply_error(q, 503, -1, "scope maps not loaded");
+        return;
+    }
+    /* undeclared paths and write APIs are refused before anything else */
+    q->ep = scope_map_find(q->scopes, q->path);
+    if (q->ep == NULL ||
+        strcmp(q->ep->method, q->post ? "POST" : "GET") != 0) {
+        q->ep = NULL;
+        reply_error(q, 200, 48002, "api forbidden: not declared in scopes");
+        return;
+    }
+    if (q->post) {
+        blen = httpd_body_len(r);
+        q->body = blen ? json_loadb(httpd_body(r), blen,
+                                    JSON_REJECT_DUPLICATES, &jerr)
+                       : json_object();
+        if (!json_is_object(q->body)) {
+            reply_error(q, 200, 40035, "invalid parameter: body is not a "
+                                       "JSON object");
+            return;
+        }
+    }
+    data_path(q);
+}
+
+/*---- Notices and lifetime ----*/
+
+void
+proxy_notice(struct proxy *p, const char *msg, size_t len)
+{
+    char buf[200];
+
+    if (len >= sizeof(buf))
+        return;
+    memcpy(buf, msg, len);
+    buf[len] = '\0';
+    if (strncmp(buf, "svc ", 4) == 0) {
+        cache_remove(p->services, buf + 4);
+        /* tokens name their service inside the value: start over */
+        cache_clear(p->tokens);
+        cache_clear(p->ranges);
+        return;
+    }
+    cache_remove(p->tenants, buf);
+    cache_remove_prefix(p->ranges, buf);
+}
+
+void
+proxy_drop_caches(struct proxy *p)
+{
+    cache_clear(p->tokens);
+    cache_clear(p->services);
+    cache_clear(p->tenants);
+    cache_clear(p->ranges);
+}
+
+void
+proxy_set_scopes(struct proxy *p, const struct scope_map *m)
+{
+    p->scopes = m;
+}
+
+unsigned
+proxy_inflight(const struct proxy *p)
+{
+    return p->inflight;
+}
+
+static void
+tok_free(void *v)
+{
+    brk_free(v);
+}
+
+enum brk_err
+proxy_new(struct event_base *base, const struct config *cfg,
+          const struct keyring *kr, struct store *st, struct suites *suites,
+          struct tokens *tok, struct wecom_api *api, struct proxy **out)
+{
+    struct proxy *p = brk_calloc(1, sizeof(*p));
+    long long age = cfg->cache_max_age * 1000LL;
+    enum brk_err err;
+
+    if (p == NULL)
+        return BRK_ERR_NOMEM;
+    p->base = base;
+    p->cfg = cfg;
+    p->kr = kr;
+    p->st = st;
+    p->suites = suites;
+    p->tok = tok;
+    p->api = api;
+    err = cache_new(CACHE_ENTRIES, age, tok_free, &p->tokens);
+    if (!err)
+        err = cache_new(10000, age, svc_unref, &p->services);
+    if (!err)
+        err = cache_new(10000, age, tenant_unref, &p->tenants);
+    if (!err)
+        err = cache_new(10000, age, range_unref, &p->ranges);
+    if (err) {
+        proxy_free(p);
+        return err;
+    }
+    *out = p;
+    return BRK_OK;
+}
+
+void
+proxy_free(struct proxy *p)
+{
+    if (p == NULL)
+        return;
+    cache_free(p->tokens);
+    cache_free(p->services);
+    cache_free(p->tenants);
+    cache_free(p->ranges);
+    brk_free(p);
+}
