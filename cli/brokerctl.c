@@ -19,14 +19,7 @@
 #include "keys.h"
 #include "scope_map.h"
 
-struct ctl {
-    struct config *cfg;
-    const char *conf_path;
-    const char *redis_url;
-    const char *suite;
-    int json;
-    redisContext *rc;
-};
+#include "ctl.h"
 
 struct command {
     const char *name;
@@ -137,8 +130,8 @@ out:
 }
 
 /* A command's reply, or NULL after printing why. */
-static redisReply *
-cmd(struct ctl *c, const char *fmt, ...)
+redisReply *
+ctl_cmd(struct ctl *c, const char *fmt, ...)
 {
     va_list ap;
     redisReply *r;
@@ -159,10 +152,10 @@ cmd(struct ctl *c, const char *fmt, ...)
 }
 
 /* HGETALL as a JSON object of strings (new reference) or NULL. */
-static json_t *
-hgetall(struct ctl *c, const char *key)
+json_t *
+ctl_hgetall(struct ctl *c, const char *key)
 {
-    redisReply *r = cmd(c, "HGETALL %s", key);
+    redisReply *r = ctl_cmd(c, "HGETALL %s", key);
     json_t *o;
     size_t i;
 
@@ -177,16 +170,16 @@ hgetall(struct ctl *c, const char *key)
     return o;
 }
 
-static const char *
-str_of(const json_t *o, const char *k, const char *dflt)
+const char *
+ctl_str_of(const json_t *o, const char *k, const char *dflt)
 {
     const char *v = json_string_value(json_object_get(o, k));
 
     return v ? v : dflt;
 }
 
-static long long
-num_of(const json_t *o, const char *k)
+long long
+ctl_num_of(const json_t *o, const char *k)
 {
     const char *v = json_string_value(json_object_get(o, k));
 
@@ -194,8 +187,8 @@ num_of(const json_t *o, const char *k)
 }
 
 /* "3m ago (2026-11-29 05:00:00Z)" for people. */
-static void
-when(long long t, char *buf, size_t len)
+void
+ctl_when(long long t, char *buf, size_t len)
 {
     struct tm tm;
     time_t tt = (time_t)t;
@@ -221,8 +214,8 @@ when(long long t, char *buf, size_t len)
         snprintf(buf, len, "%s%lldd%s (%s)", pre, d / 86400, post, abs);
 }
 
-static void
-print_json(json_t *v)
+void
+ctl_print_json(json_t *v)
 {
     char *s = json_dumps(v, JSON_COMPACT);
 
@@ -259,8 +252,8 @@ static json_t *
 tenant_json(const char *suite, const char *corp, const json_t *h, int full)
 {
     json_error_t jerr;
-    json_t *priv = json_loads(str_of(h, "privilege", "{}"), 0, &jerr);
-    json_t *perms = json_loads(str_of(h, "permissions", "[]"), 0, &jerr);
+    json_t *priv = json_loads(ctl_str_of(h, "privilege", "{}"), 0, &jerr);
+    json_t *perms = json_loads(ctl_str_of(h, "permissions", "[]"), 0, &jerr);
     json_t *o, *names = json_array(), *v;
     size_t i;
 
@@ -275,11 +268,11 @@ tenant_json(const char *suite, const char *corp, const json_t *h, int full)
     json_array_foreach(perms, i, v)
         json_array_append(names, json_object_get(v, "name"));
     o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "suite_id", suite,
-                  "corpid", corp, "corp_name", str_of(h, "corp_name", ""),
-                  "status", str_of(h, "status", "installing"), "level",
-                  (json_int_t)num_of(h, "level"), "authorized_at",
-                  (json_int_t)num_of(h, "authorized_at"), "updated_at",
-                  (json_int_t)num_of(h, "updated_at"));
+                  "corpid", corp, "corp_name", ctl_str_of(h, "corp_name", ""),
+                  "status", ctl_str_of(h, "status", "installing"), "level",
+                  (json_int_t)ctl_num_of(h, "level"), "authorized_at",
+                  (json_int_t)ctl_num_of(h, "authorized_at"), "updated_at",
+                  (json_int_t)ctl_num_of(h, "updated_at"));
     json_object_set_new(o, "visible", visible_of(priv));
     if (full) {
         json_object_set(o, "permissions", perms);
@@ -287,10 +280,10 @@ tenant_json(const char *suite, const char *corp, const json_t *h, int full)
         json_object_set_new(
             o, "directory",
             json_pack("{s:I, s:I, s:I, s:I}", "users",
-                      (json_int_t)num_of(h, "dir_users"), "departments",
-                      (json_int_t)num_of(h, "dir_departments"), "tags",
-                      (json_int_t)num_of(h, "dir_tags"), "synced_at",
-                      (json_int_t)num_of(h, "synced_at")));
+                      (json_int_t)ctl_num_of(h, "dir_users"), "departments",
+                      (json_int_t)ctl_num_of(h, "dir_departments"), "tags",
+                      (json_int_t)ctl_num_of(h, "dir_tags"), "synced_at",
+                      (json_int_t)ctl_num_of(h, "synced_at")));
         json_object_set_new(o, "data_sources",
                             json_pack("[s]", "third_party_app"));
     } else {
@@ -328,7 +321,7 @@ cmd_tenants(struct ctl *c, int argc, char **argv)
         return 2;
     if (keys_tenants(idx, sizeof(idx), c->cfg->key_prefix))
         return 1;
-    r = cmd(c, "SMEMBERS %s", idx);
+    r = ctl_cmd(c, "SMEMBERS %s", idx);
     if (r == NULL)
         return 1;
     for (i = 0; i < r->elements; i++) {
@@ -340,7 +333,7 @@ cmd_tenants(struct ctl *c, int argc, char **argv)
             continue;
         if (keys_tenant(key, sizeof(key), c->cfg->key_prefix, corp, suite))
             continue;
-        h = hgetall(c, key);
+        h = ctl_hgetall(c, key);
         if (h == NULL)
             break;
         json_array_append_new(out, tenant_json(suite, corp, h, 0));
@@ -348,7 +341,7 @@ cmd_tenants(struct ctl *c, int argc, char **argv)
     }
     freeReplyObject(r);
     if (c->json) {
-        print_json(out);
+        ctl_print_json(out);
     } else {
         printf("%-20s %-20s %-20s %-18s %-5s %-40s %-28s %-28s %s\n",
                "CORPID", "NAME", "SUITE", "STATUS", "LEVEL", "SCOPES",
@@ -366,13 +359,13 @@ cmd_tenants(struct ctl *c, int argc, char **argv)
                                       "%s%s", k ? "," : "",
                                       json_string_value(s));
             visible_summary(t, vis, sizeof(vis));
-            when(json_integer_value(json_object_get(t, "authorized_at")), a,
+            ctl_when(json_integer_value(json_object_get(t, "authorized_at")), a,
                  sizeof(a));
-            when(json_integer_value(json_object_get(t, "updated_at")), u,
+            ctl_when(json_integer_value(json_object_get(t, "updated_at")), u,
                  sizeof(u));
             printf("%-20s %-20s %-20s %-18s %-5lld %-40s %-28s %-28s %s\n",
-                   str_of(t, "corpid", ""), str_of(t, "corp_name", ""),
-                   str_of(t, "suite_id", ""), str_of(t, "status", ""),
+                   ctl_str_of(t, "corpid", ""), ctl_str_of(t, "corp_name", ""),
+                   ctl_str_of(t, "suite_id", ""), ctl_str_of(t, "status", ""),
                    (long long)json_integer_value(json_object_get(t, "level")),
                    sc, vis, a, u);
         }
@@ -398,7 +391,7 @@ suites_of(struct ctl *c, const char *corp, const char **found, size_t max)
             continue;
         if (keys_tenant(key, sizeof(key), c->cfg->key_prefix, corp, s))
             continue;
-        r = cmd(c, "EXISTS %s", key);
+        r = ctl_cmd(c, "EXISTS %s", key);
         if (r != NULL && r->integer == 1)
             found[n++] = s;
         if (r != NULL)
@@ -435,25 +428,25 @@ show_gone(struct ctl *c, const char *corp)
         keyring_index_hmac_parts(kr, parts, 3, h);
         if (keys_gone(key, sizeof(key), c->cfg->key_prefix, h))
             continue;
-        g = hgetall(c, key);
+        g = ctl_hgetall(c, key);
         if (g != NULL && json_object_size(g) > 0) {
-            report = json_loads(str_of(g, "report", "{}"), 0, &jerr);
+            report = json_loads(ctl_str_of(g, "report", "{}"), 0, &jerr);
             out = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "suite_id", s,
                             "corpid", corp, "status", "cancelled",
-                            "cancelled_event_ts", (json_int_t)num_of(g, "ts"),
-                            "purged_at", (json_int_t)num_of(g, "purged_at"),
+                            "cancelled_event_ts", (json_int_t)ctl_num_of(g, "ts"),
+                            "purged_at", (json_int_t)ctl_num_of(g, "purged_at"),
                             "deletion_report",
                             report ? report : json_object());
             if (c->json) {
-                print_json(out);
+                ctl_print_json(out);
             } else {
                 char w[64];
 
-                when(num_of(g, "purged_at"), w, sizeof(w));
+                ctl_when(ctl_num_of(g, "purged_at"), w, sizeof(w));
                 printf("corpid:          %s\nsuite:           %s\n"
                        "status:          cancelled (purged %s)\n"
                        "keys removed:    %s\n",
-                       corp, s, w, str_of(g, "report", "{}"));
+                       corp, s, w, ctl_str_of(g, "report", "{}"));
             }
             json_decref(out);
             rc = 0;
@@ -500,11 +493,11 @@ cmd_tenant(struct ctl *c, int argc, char **argv)
         keys_tenant_sub(tok, sizeof(tok), c->cfg->key_prefix, argv[1],
                         found[0], "token"))
         return 1;
-    h = hgetall(c, key);
+    h = ctl_hgetall(c, key);
     if (h == NULL)
         return 1;
     t = tenant_json(found[0], argv[1], h, 1);
-    r = cmd(c, "HGET %s exp", tok);
+    r = ctl_cmd(c, "HGET %s exp", tok);
     if (r != NULL && r->type == REDIS_REPLY_STRING)
         valid = strtoll(r->str, NULL, 10) / 1000;
     if (r != NULL)
@@ -512,17 +505,17 @@ cmd_tenant(struct ctl *c, int argc, char **argv)
     json_object_set_new(t, "token_valid_until",
                         valid ? json_integer(valid) : json_null());
     if (c->json) {
-        print_json(t);
+        ctl_print_json(t);
     } else {
         char a[64], u[64], tv[64], *priv, *vis;
         json_t *p;
         size_t i;
 
-        when(json_integer_value(json_object_get(t, "authorized_at")), a,
+        ctl_when(json_integer_value(json_object_get(t, "authorized_at")), a,
              sizeof(a));
-        when(json_integer_value(json_object_get(t, "updated_at")), u,
+        ctl_when(json_integer_value(json_object_get(t, "updated_at")), u,
              sizeof(u));
-        when(valid, tv, sizeof(tv));
+        ctl_when(valid, tv, sizeof(tv));
         vis = json_dumps(json_object_get(t, "visible"), JSON_COMPACT);
         priv = json_dumps(json_object_get(t, "privilege"), JSON_COMPACT);
         printf("corpid:        %s\nname:          %s\nsuite:         %s\n"
@@ -532,20 +525,20 @@ cmd_tenant(struct ctl *c, int argc, char **argv)
                "directory:     %lld users, %lld departments, %lld tags\n"
                "token valid:   %s\nsources:       third_party_app\n"
                "permissions:\n",
-               argv[1], str_of(t, "corp_name", ""), found[0],
-               str_of(t, "status", ""),
+               argv[1], ctl_str_of(t, "corp_name", ""), found[0],
+               ctl_str_of(t, "status", ""),
                (long long)json_integer_value(json_object_get(t, "level")), a,
                u, vis ? vis : "", priv ? priv : "",
-               (long long)num_of(h, "dir_users"),
-               (long long)num_of(h, "dir_departments"),
-               (long long)num_of(h, "dir_tags"), valid ? tv : "none cached");
+               (long long)ctl_num_of(h, "dir_users"),
+               (long long)ctl_num_of(h, "dir_departments"),
+               (long long)ctl_num_of(h, "dir_tags"), valid ? tv : "none cached");
         json_array_foreach(json_object_get(t, "permissions"), i, p)
         {
             long long exp =
                 json_integer_value(json_object_get(p, "expires_at"));
             char e[64];
 
-            when(exp, e, sizeof(e));
+            ctl_when(exp, e, sizeof(e));
             printf("  %-36s expires %s\n",
                    json_string_value(json_object_get(p, "name")),
                    exp ? e : "never");
@@ -563,7 +556,7 @@ cmd_tenant(struct ctl *c, int argc, char **argv)
 static long long
 count_of(struct ctl *c, const char *fmt, const char *key)
 {
-    redisReply *r = cmd(c, fmt, key);
+    redisReply *r = ctl_cmd(c, fmt, key);
     long long v = 0;
 
     if (r != NULL && r->type == REDIS_REPLY_INTEGER)
@@ -598,18 +591,18 @@ cmd_suite(struct ctl *c, int argc, char **argv)
             keys_suite(tok, sizeof(tok), c->cfg->key_prefix, id, "token") ||
             keys_suite(lk, sizeof(lk), c->cfg->key_prefix, id, "lost"))
             return 1;
-        tk = hgetall(c, key);
-        lost = hgetall(c, lk);
+        tk = ctl_hgetall(c, key);
+        lost = ctl_hgetall(c, lk);
         if (tk == NULL || lost == NULL) {
             json_decref(tk);
             json_decref(lost);
             return 1;
         }
-        ts = num_of(tk, "at");
+        ts = ctl_num_of(tk, "at");
         queued = count_of(c, "XLEN %s", ev);
         dl = count_of(c, "XLEN %s", dead);
         {
-            redisReply *r = cmd(c, "HGET %s exp", tok);
+            redisReply *r = ctl_cmd(c, "HGET %s exp", tok);
 
             exp = r && r->type == REDIS_REPLY_STRING
                       ? strtoll(r->str, NULL, 10) / 1000
@@ -624,26 +617,26 @@ cmd_suite(struct ctl *c, int argc, char **argv)
                       exp ? json_integer(exp) : json_null(),
                       "events_queued", (json_int_t)queued, "dead_letters",
                       (json_int_t)dl, "lost_authorizations",
-                      (json_int_t)num_of(lost, "count"));
+                      (json_int_t)ctl_num_of(lost, "count"));
         if (c->json) {
             json_array_append_new(arr, o);
         } else {
-            when(ts, age, sizeof(age));
-            when(exp, valid, sizeof(valid));
-            when(num_of(lost, "last_at"), lostat, sizeof(lostat));
+            ctl_when(ts, age, sizeof(age));
+            ctl_when(exp, valid, sizeof(valid));
+            ctl_when(ctl_num_of(lost, "last_at"), lostat, sizeof(lostat));
             printf("%-24s %-32s %-32s %-8lld %-6lld %lld%s%s\n", id,
                    ts ? age : "none (expired or never)",
                    exp ? valid : "none", queued, dl,
-                   (long long)num_of(lost, "count"),
-                   num_of(lost, "count") ? ", last " : "",
-                   num_of(lost, "count") ? lostat : "");
+                   (long long)ctl_num_of(lost, "count"),
+                   ctl_num_of(lost, "count") ? ", last " : "",
+                   ctl_num_of(lost, "count") ? lostat : "");
             json_decref(o);
         }
         json_decref(tk);
         json_decref(lost);
     }
     if (c->json)
-        print_json(arr);
+        ctl_print_json(arr);
     json_decref(arr);
     return 0;
 }
@@ -688,7 +681,7 @@ scopes_lint(struct ctl *c, const char *path)
         if (c->json) {
             o = json_pack("{s:b, s:s, s:s}", "ok", 0, "path", path, "error",
                           info.msg);
-            print_json(o);
+            ctl_print_json(o);
             json_decref(o);
         } else {
             fprintf(stderr, "%s\n", info.msg);
@@ -699,7 +692,7 @@ scopes_lint(struct ctl *c, const char *path)
         o = json_pack("{s:b, s:s, s:I, s:I}", "ok", 1, "path", path,
                       "endpoints", (json_int_t)scope_map_count(m), "files",
                       (json_int_t)count_files(m));
-        print_json(o);
+        ctl_print_json(o);
         json_decref(o);
     } else {
         printf("scopes OK: %zu endpoint%s in %zu file%s (%s)\n",
@@ -775,7 +768,7 @@ scopes_list(struct ctl *c)
         json_array_append_new(arr, o);
     }
     if (c->json)
-        print_json(arr);
+        ctl_print_json(arr);
     json_decref(arr);
     scope_map_free(m);
     return 0;
@@ -805,6 +798,9 @@ static const struct command commands[] = {
      0},
     {"suite", "", "per suite: ticket age, suite token, queue, dead letters",
      cmd_suite, 0},
+    {"service", "add|list|show|revoke|rotate",
+     "manage the internal services allowed to call the API", ctl_service,
+     0},
     {"scopes", "lint|list",
      "lint [DIR]: validate scope files; list: endpoints and scopes",
      cmd_scopes, 1},

@@ -1,0 +1,476 @@
+/*
+ * brokerctl service: create, list, show, revoke and rotate the internal
+ * services that may call the service API. A secret is printed once, at
+ * add and rotate; Redis keeps only its salted hash. Revoke and rotate end
+ * the service's tokens and tell every broker instance at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "keys.h"
+#include "scope_map.h"
+#include "service.h"
+#include "worker.h"
+
+/* Creates the service unless the name is taken. */
+static const char add_lua[] =
+    "if redis.call('SETNX', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
+    "redis.call('HSET', KEYS[2], 'name', ARGV[2], 'salt', ARGV[3],"
+    " 'hash', ARGV[4], 'scopes', ARGV[5], 'suite', ARGV[6], 'corps',"
+    " ARGV[7], 'parties', ARGV[8], 'gen', '0', 'created_at', ARGV[9],"
+    " 'updated_at', ARGV[9])\n"
+    "redis.call('SADD', KEYS[3], ARGV[1])\n"
+    "return 1\n";
+
+/* Ends every token of the service; with ARGV[2] set, installs a new
+ * secret (rotate), else marks the service revoked. */
+static const char end_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return -2 end\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  redis.call('DEL', ARGV[4] .. 'btok:{' .. h .. '}')\n"
+    "end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "if ARGV[2] ~= '' then\n"
+    "  redis.call('HSET', KEYS[1], 'salt', ARGV[2], 'hash', ARGV[3],"
+    " 'updated_at', ARGV[1])\n"
+    "  redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1],"
+    " 'updated_at', ARGV[1])\n"
+    "end\n"
+    "redis.call('PUBLISH', KEYS[3], ARGV[5])\n"
+    "return 1\n";
+
+static int
+usage_error(const char *msg)
+{
+    fprintf(stderr, "brokerctl: %s\n", msg);
+    fprintf(stderr,
+            "usage: brokerctl service add NAME --scopes A,B [--suite ID] "
+            "[--corps X,Y] [--parties CORPID:P,...]\n"
+            "       brokerctl service list | show NAME | revoke NAME | "
+            "rotate NAME\n");
+    return 2;
+}
+
+/* The id of a service by name into id; 0, or 1 after printing why. */
+static int
+id_of(struct ctl *c, const char *name, char *id)
+{
+    char key[KEYS_MAX];
+    redisReply *r;
+
+    if (!service_name_ok(name) ||
+        keys_service_name(key, sizeof(key), c->cfg->key_prefix, name)) {
+        fprintf(stderr, "brokerctl: no service called %s\n", name);
+        return 1;
+    }
+    r = ctl_cmd(c, "GET %s", key);
+    if (r == NULL)
+        return 1;
+    if (r->type != REDIS_REPLY_STRING || r->len != SERVICE_ID_LEN) {
+        fprintf(stderr, "brokerctl: no service called %s\n", name);
+        freeReplyObject(r);
+        return 1;
+    }
+    memcpy(id, r->str, SERVICE_ID_LEN + 1);
+    freeReplyObject(r);
+    return 0;
+}
+
+/* "A,B" -> JSON array of the parts, each checked by ok (NULL: none). */
+static json_t *
+split_list(const char *s, int (*ok)(const char *))
+{
+    json_t *arr = json_array();
+    char *dup = strdup(s), *tok, *save = NULL;
+
+    for (tok = strtok_r(dup, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (ok != NULL && !ok(tok)) {
+            json_decref(arr);
+            arr = NULL;
+            break;
+        }
+        json_array_append_new(arr, json_string(tok));
+    }
+    free(dup);
+    if (arr != NULL && json_array_size(arr) == 0) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    return arr;
+}
+
+/* "CORP:P,CORP:Q" -> {"CORP":[P,Q]}, or NULL when malformed. */
+static json_t *
+parse_parties(const char *s)
+{
+    json_t *o = json_object(), *list;
+    char *dup = strdup(s), *tok, *save = NULL, *colon, *end;
+    long id;
+
+    for (tok = strtok_r(dup, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        colon = strchr(tok, ':');
+        if (colon == NULL)
+            goto bad;
+        *colon = '\0';
+        id = strtol(colon + 1, &end, 10);
+        if (!keys_id_ok(tok) || *end != '\0' || colon[1] == '\0' || id < 0)
+            goto bad;
+        list = json_object_get(o, tok);
+        if (list == NULL) {
+            list = json_array();
+            json_object_set_new(o, tok, list);
+        }
+        json_array_append_new(list, json_integer(id));
+    }
+    free(dup);
+    if (json_object_size(o) == 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+bad:
+    free(dup);
+    json_decref(o);
+    return NULL;
+}
+
+static int
+scope_ok(const char *name)
+{
+    struct scope_grant g;
+
+    scope_grant_clear(&g);
+    return scope_grant_add_name(&g, name) == BRK_OK;
+}
+
+static int
+publish_channel(struct ctl *c, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s%s", c->cfg->key_prefix,
+                    WORKER_INVAL_CHANNEL) >= (int)len;
+}
+
+static int
+cmd_add(struct ctl *c, int argc, char **argv)
+{
+    const char *name, *scopes = NULL, *suite = NULL, *corps = NULL;
+    const char *parties = NULL;
+    char id[SERVICE_ID_LEN + 1], secret[SERVICE_SECRET_LEN + 1];
+    char salt[SERVICE_SALT_LEN + 1], hash[SERVICE_HASH_LEN + 1];
+    char kname[KEYS_MAX], ksvc[KEYS_MAX], kall[KEYS_MAX], now[24];
+    char full[SERVICE_ID_LEN + SERVICE_SECRET_LEN + 2];
+    json_t *sl = NULL, *cl = NULL, *pl = NULL, *out;
+    char *scopes_s = NULL, *corps_s = NULL, *parties_s = NULL;
+    redisReply *r = NULL;
+    int i, rc = 1;
+
+    if (argc < 1)
+        return usage_error("service add needs a NAME");
+    name = argv[0];
+    for (i = 1; i < argc; i++) {
+        const char **dst = NULL;
+
+        if (strcmp(argv[i], "--scopes") == 0)
+            dst = &scopes;
+        else if (strcmp(argv[i], "--suite") == 0)
+            dst = &suite;
+        else if (strcmp(argv[i], "--corps") == 0)
+            dst = &corps;
+        else if (strcmp(argv[i], "--parties") == 0)
+            dst = &parties;
+        if (dst == NULL || i + 1 >= argc)
+            return usage_error("unknown or incomplete option");
+        *dst = argv[++i];
+    }
+    if (suite == NULL)
+        suite = c->suite;
+    if (!service_name_ok(name))
+        return usage_error("a NAME is 1..64 of [A-Za-z0-9_.-]");
+    if (scopes == NULL || (sl = split_list(scopes, scope_ok)) == NULL)
+        return usage_error("--scopes takes known scopes, comma-separated "
+                           "(see brokerctl scopes list)");
+    if (suite != NULL && config_find_suite(c->cfg, suite) == NULL) {
+        json_decref(sl);
+        return usage_error("--suite names no configured suite");
+    }
+    if (corps != NULL && (cl = split_list(corps, keys_id_ok)) == NULL) {
+        json_decref(sl);
+        return usage_error("--corps takes corpids, comma-separated");
+    }
+    if (parties != NULL && (pl = parse_parties(parties)) == NULL) {
+        json_decref(sl);
+        json_decref(cl);
+        return usage_error("--parties takes CORPID:DEPARTMENT_ID,...");
+    }
+    if (service_credentials_new(id, secret, salt, hash) != BRK_OK ||
+        keys_service_name(kname, sizeof(kname), c->cfg->key_prefix, name) ||
+        keys_service(ksvc, sizeof(ksvc), c->cfg->key_prefix, id, NULL) ||
+        keys_services(kall, sizeof(kall), c->cfg->key_prefix))
+        goto out;
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    /* stored as given, "a,b", for the broker's quick parse */
+    scopes_s = strdup(scopes);
+    corps_s = cl ? json_dumps(cl, JSON_COMPACT) : strdup("");
+    parties_s = pl ? json_dumps(pl, JSON_COMPACT) : strdup("");
+    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s %s %s %s %s", add_lua,
+                kname, ksvc, kall, id, name, salt, hash, scopes_s,
+                suite ? suite : "", corps_s, parties_s, now);
+    if (r == NULL)
+        goto out;
+    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        fprintf(stderr, "brokerctl: a service called %s exists\n", name);
+        goto out;
+    }
+    snprintf(full, sizeof(full), "%s.%s", id, secret);
+    if (c->json) {
+        out = json_pack("{s:s, s:s}", "name", name, "secret", full);
+        ctl_print_json(out);
+        json_decref(out);
+    } else {
+        printf("service %s created (id %s)\n"
+               "secret, shown only now — store it in the service's secret "
+               "store:\n  %s\n",
+               name, id, full);
+    }
+    rc = 0;
+out:
+    brk_wipe(secret, sizeof(secret));
+    brk_wipe(full, sizeof(full));
+    if (r != NULL)
+        freeReplyObject(r);
+    free(scopes_s);
+    free(corps_s);
+    free(parties_s);
+    json_decref(sl);
+    json_decref(cl);
+    json_decref(pl);
+    return rc;
+}
+
+static json_t *
+service_json(struct ctl *c, const char *id)
+{
+    char key[KEYS_MAX], toks[KEYS_MAX];
+    json_t *h, *o, *v;
+    json_error_t jerr;
+    redisReply *r;
+
+    if (keys_service(key, sizeof(key), c->cfg->key_prefix, id, NULL) ||
+        keys_service(toks, sizeof(toks), c->cfg->key_prefix, id, "toks"))
+        return NULL;
+    h = ctl_hgetall(c, key);
+    if (h == NULL || json_object_size(h) == 0) {
+        json_decref(h);
+        return NULL;
+    }
+    v = split_list(ctl_str_of(h, "scopes", ""), NULL);
+    o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "name",
+                  ctl_str_of(h, "name", ""), "id", id, "scopes",
+                  v ? v : json_array(),
+                  "suite", ctl_str_of(h, "suite", ""), "status",
+                  json_object_get(h, "revoked_at") ? "revoked" : "active",
+                  "created_at", (json_int_t)ctl_num_of(h, "created_at"),
+                  "updated_at", (json_int_t)ctl_num_of(h, "updated_at"));
+    v = json_loads(ctl_str_of(h, "corps", ""), 0, &jerr);
+    json_object_set_new(o, "corps", v ? v : json_null());
+    v = json_loads(ctl_str_of(h, "parties", ""), 0, &jerr);
+    json_object_set_new(o, "parties", v ? v : json_null());
+    json_object_set_new(o, "secret_generation",
+                        json_integer(ctl_num_of(h, "gen")));
+    r = ctl_cmd(c, "SCARD %s", toks);
+    json_object_set_new(o, "tokens",
+                        json_integer(r && r->type == REDIS_REPLY_INTEGER
+                                         ? r->integer
+                                         : 0));
+    if (r != NULL)
+        freeReplyObject(r);
+    json_decref(h);
+    return o;
+}
+
+static char *
+joined(const json_t *arr)
+{
+    static char buf[512];
+    size_t i, o = 0;
+    const json_t *v;
+
+    buf[0] = '\0';
+    json_array_foreach(arr, i, v)
+        if (o < sizeof(buf))
+            o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s",
+                                  i ? "," : "", json_string_value(v));
+    return buf;
+}
+
+static int
+cmd_list(struct ctl *c)
+{
+    char key[KEYS_MAX], w[64];
+    redisReply *r;
+    json_t *all = json_array(), *s;
+    size_t i;
+
+    if (keys_services(key, sizeof(key), c->cfg->key_prefix))
+        return 1;
+    r = ctl_cmd(c, "SMEMBERS %s", key);
+    if (r == NULL)
+        return 1;
+    for (i = 0; i < r->elements; i++) {
+        s = service_json(c, r->element[i]->str);
+        if (s != NULL)
+            json_array_append_new(all, s);
+    }
+    freeReplyObject(r);
+    if (c->json) {
+        ctl_print_json(all);
+    } else {
+        printf("%-24s %-16s %-8s %-40s %-20s %s\n", "NAME", "ID", "STATUS",
+               "SCOPES", "SUITE", "CREATED");
+        json_array_foreach(all, i, s)
+        {
+            ctl_when(json_integer_value(json_object_get(s, "created_at")), w,
+                     sizeof(w));
+            printf("%-24s %-16s %-8s %-40s %-20s %s\n",
+                   ctl_str_of(s, "name", ""), ctl_str_of(s, "id", ""),
+                   ctl_str_of(s, "status", ""),
+                   joined(json_object_get(s, "scopes")),
+                   ctl_str_of(s, "suite", "")[0] ? ctl_str_of(s, "suite", "")
+                                                 : "(any)",
+                   w);
+        }
+    }
+    json_decref(all);
+    return 0;
+}
+
+static int
+cmd_show(struct ctl *c, const char *name)
+{
+    char id[SERVICE_ID_LEN + 1], cw[64], uw[64];
+    json_t *s;
+    char *corps, *parties;
+
+    if (id_of(c, name, id))
+        return 1;
+    s = service_json(c, id);
+    if (s == NULL) {
+        fprintf(stderr, "brokerctl: service %s has no record\n", name);
+        return 1;
+    }
+    if (c->json) {
+        ctl_print_json(s);
+    } else {
+        ctl_when(json_integer_value(json_object_get(s, "created_at")), cw,
+                 sizeof(cw));
+        ctl_when(json_integer_value(json_object_get(s, "updated_at")), uw,
+                 sizeof(uw));
+        corps = json_dumps(json_object_get(s, "corps"), JSON_ENCODE_ANY);
+        parties = json_dumps(json_object_get(s, "parties"), JSON_ENCODE_ANY);
+        printf("name:        %s\nid:          %s\nstatus:      %s\n"
+               "scopes:      %s\nsuite:       %s\ncorps:       %s\n"
+               "parties:     %s\ntokens:      %lld live\n"
+               "created:     %s\nupdated:     %s\n",
+               name, id, ctl_str_of(s, "status", ""),
+               joined(json_object_get(s, "scopes")),
+               ctl_str_of(s, "suite", "")[0] ? ctl_str_of(s, "suite", "")
+                                             : "(any)",
+               strcmp(corps ? corps : "null", "null") ? corps : "(any)",
+               strcmp(parties ? parties : "null", "null") ? parties
+                                                          : "(tenant's)",
+               (long long)json_integer_value(json_object_get(s, "tokens")),
+               cw, uw);
+        free(corps);
+        free(parties);
+    }
+    json_decref(s);
+    return 0;
+}
+
+static int
+cmd_end(struct ctl *c, const char *name, int rotate)
+{
+    char id[SERVICE_ID_LEN + 1], ksvc[KEYS_MAX], toks[KEYS_MAX], chan[160];
+    char secret[SERVICE_SECRET_LEN + 1] = "", salt[SERVICE_SALT_LEN + 1] = "";
+    char hash[SERVICE_HASH_LEN + 1] = "", now[24], msg[64];
+    char full[SERVICE_ID_LEN + SERVICE_SECRET_LEN + 2];
+    redisReply *r;
+    json_t *out;
+    int rc = 1;
+
+    if (id_of(c, name, id))
+        return 1;
+    if (keys_service(ksvc, sizeof(ksvc), c->cfg->key_prefix, id, NULL) ||
+        keys_service(toks, sizeof(toks), c->cfg->key_prefix, id, "toks") ||
+        publish_channel(c, chan, sizeof(chan)))
+        return 1;
+    if (rotate && service_secret_new(secret, salt, hash) != BRK_OK)
+        return 1;
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    snprintf(msg, sizeof(msg), "svc %s", id);
+    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s", end_lua, ksvc, toks,
+                chan, now, rotate ? salt : "", rotate ? hash : "",
+                c->cfg->key_prefix, msg);
+    if (r == NULL)
+        goto out;
+    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        fprintf(stderr, "brokerctl: service %s %s\n", name,
+                r->integer == -2 ? "is revoked" : "has no record");
+        goto out;
+    }
+    if (!rotate) {
+        if (c->json) {
+            out = json_pack("{s:s, s:s}", "name", name, "status", "revoked");
+            ctl_print_json(out);
+            json_decref(out);
+        } else {
+            printf("service %s revoked; its tokens no longer work\n", name);
+        }
+    } else {
+        snprintf(full, sizeof(full), "%s.%s", id, secret);
+        if (c->json) {
+            out = json_pack("{s:s, s:s}", "name", name, "secret", full);
+            ctl_print_json(out);
+            json_decref(out);
+        } else {
+            printf("service %s rotated; the old secret and its tokens no "
+                   "longer work\nnew secret, shown only now:\n  %s\n",
+                   name, full);
+        }
+        brk_wipe(full, sizeof(full));
+    }
+    rc = 0;
+out:
+    brk_wipe(secret, sizeof(secret));
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+int
+ctl_service(struct ctl *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return usage_error("service needs a verb");
+    if (strcmp(argv[0], "add") == 0)
+        return cmd_add(c, argc - 1, argv + 1);
+    if (strcmp(argv[0], "list") == 0 && argc == 1)
+        return cmd_list(c);
+    if (argc != 2)
+        return usage_error("service show|revoke|rotate take one NAME");
+    if (strcmp(argv[0], "show") == 0)
+        return cmd_show(c, argv[1]);
+    if (strcmp(argv[0], "revoke") == 0)
+        return cmd_end(c, argv[1], 0);
+    if (strcmp(argv[0], "rotate") == 0)
+        return cmd_end(c, argv[1], 1);
+    return usage_error("unknown service verb");
+}
