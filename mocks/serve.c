@@ -1688,10 +1688,39 @@ ctl_corps(struct server *s, struct call *k)
     reply_json(k, a);
 }
 
+/* A corp token minted directly, so a demo or a benchmark can read what
+ * WeCom itself would return (GET ?suite_id&corpid). */
+static void
+ctl_corp_token(struct server *s, struct call *k)
+{
+    int suite = suite_find(s, query_get(k->q, "suite_id"));
+    long corp = corp_find(s, query_get(k->q, "corpid"));
+    const struct token *t;
+
+    if (k->method != EVHTTP_REQ_GET) {
+        reply_mock_err(k, 405, "use GET");
+        return;
+    }
+    if (suite < 0 || corp < 0) {
+        reply_mock_err(k, 400, "unknown suite_id or corpid");
+        return;
+    }
+    t = token_mint(s, TOK_CORP, suite, corp, s->lifetime);
+    if (t == NULL) {
+        reply_mock_err(k, 500, "no token");
+        return;
+    }
+    k->errcode = 0;
+    if (dynbuf_printf(&k->out, "{\"access_token\":\"%s\",\"expires_in\":%ld}",
+                      t->s, s->lifetime))
+        k->status = 500;
+}
+
 static const struct {
     const char *path;
     void (*fn)(struct server *, struct call *);
 } controls[] = {
+    {"/__mock/corp_token", ctl_corp_token},
     {"/__mock/suite_ticket", ctl_suite_ticket},
     {"/__mock/install", ctl_install},
     {"/__mock/faults", ctl_faults},
@@ -2024,6 +2053,8 @@ usage(FILE *f)
         "  --quiet                 no per-request log lines on stderr\n"
         "\n"
         "Control endpoints:\n"
+        "  GET  /__mock/corp_token?suite_id=ID&corpid=C  a corp token (to\n"
+        "       read what WeCom itself returns)\n"
         "  GET  /__mock/suite_ticket?suite_id=ID  a fresh ticket (last 5 "
         "valid)\n"
         "  POST /__mock/install {suite_id,corpid[,state]}  -> {auth_code}\n"
