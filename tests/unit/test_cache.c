@@ -537,7 +537,7 @@ static void
 test_remove_prefix_only_matching(void **state)
 {
     static const char *const keys[] = {
-        "grant:c1:svc", "svc:c1", "grant:c1:", "grant:c10:svc",
+        "grant:c1:svc",   "svc:c1",  "grant:c1:",     "grant:c10:svc",
         "grant:c1:other", "grant:c", "xgrant:c1:svc", "GRANT:c1:svc",
     };
     static const int match[] = {1, 0, 1, 0, 1, 0, 0, 0};

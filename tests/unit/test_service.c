@@ -66,8 +66,7 @@ assert_shape(const char *s, size_t n, int (*ok)(const char *, size_t))
 
 /* hex(SHA-256(a || b)) computed here, without the module's code. */
 static void
-sha256_hex(const char *a, size_t alen, const char *b, size_t blen,
-           char out[65])
+sha256_hex(const char *a, size_t alen, const char *b, size_t blen, char out[65])
 {
     static const char digits[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -78,9 +77,8 @@ sha256_hex(const char *a, size_t alen, const char *b, size_t blen,
     assert_non_null(buf);
     memcpy(buf, a, alen);
     memcpy(buf + alen, b, blen);
-    assert_int_equal(EVP_Digest(buf, alen + blen, md, &mdlen, EVP_sha256(),
-                                NULL),
-                     1);
+    assert_int_equal(
+        EVP_Digest(buf, alen + blen, md, &mdlen, EVP_sha256(), NULL), 1);
     free(buf);
     assert_int_equal(mdlen, 32);
     for (i = 0; i < 32; i++) {
@@ -202,7 +200,7 @@ static void
 test_name_unicode(void **state)
 {
     (void)state;
-    assert_false(service_name_ok("caf\xc3\xa9"));             /* café */
+    assert_false(service_name_ok("caf\xc3\xa9"));              /* café */
     assert_false(service_name_ok("\xe5\x90\x8d\xe5\xad\x97")); /* 名字 */
     assert_false(service_name_ok("\xff"));
     assert_false(service_name_ok("a\xe2\x80\x8b")); /* zero-width space */
@@ -374,8 +372,7 @@ test_check_right_secret(void **state)
     (void)state;
     new_creds(&k);
     assert_int_equal(
-        service_secret_check(k.salt, k.hash, k.secret, SERVICE_SECRET_LEN),
-        1);
+        service_secret_check(k.salt, k.hash, k.secret, SERVICE_SECRET_LEN), 1);
 }
 
 static void
@@ -402,8 +399,8 @@ test_check_shorter_secret(void **state)
 
     (void)state;
     new_creds(&k);
-    assert_false(service_secret_check(k.salt, k.hash, k.secret,
-                                      SERVICE_SECRET_LEN - 1));
+    assert_false(
+        service_secret_check(k.salt, k.hash, k.secret, SERVICE_SECRET_LEN - 1));
     assert_false(service_secret_check(k.salt, k.hash, k.secret, 1));
 }
 
@@ -418,8 +415,8 @@ test_check_longer_secret(void **state)
     memcpy(longer, k.secret, SERVICE_SECRET_LEN);
     longer[SERVICE_SECRET_LEN] = 'x';
     longer[SERVICE_SECRET_LEN + 1] = '\0';
-    assert_false(service_secret_check(k.salt, k.hash, longer,
-                                      SERVICE_SECRET_LEN + 1));
+    assert_false(
+        service_secret_check(k.salt, k.hash, longer, SERVICE_SECRET_LEN + 1));
 }
 
 static void
@@ -442,8 +439,8 @@ test_check_other_salt(void **state)
     new_creds(&b);
     assert_false(
         service_secret_check(b.salt, a.hash, a.secret, SERVICE_SECRET_LEN));
-    assert_false(service_secret_check("", a.hash, a.secret,
-                                      SERVICE_SECRET_LEN));
+    assert_false(
+        service_secret_check("", a.hash, a.secret, SERVICE_SECRET_LEN));
 }
 
 static void
@@ -530,8 +527,7 @@ assert_split_rejects(const char *s)
 
     memset(id, CANARY, sizeof(id));
     memcpy(before, id, sizeof(id));
-    assert_int_equal(service_secret_split(s, id, &secret, &len),
-                     BRK_ERR_INVAL);
+    assert_int_equal(service_secret_split(s, id, &secret, &len), BRK_ERR_INVAL);
     assert_memory_equal(id, before, sizeof(id));
     assert_ptr_equal(secret, sentinel);
     assert_int_equal(len, 12345);
