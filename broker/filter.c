@@ -27,8 +27,15 @@
 
 /*---- State ----*/
 
-enum vtype { VT_STRING, VT_INTEGER, VT_REAL, VT_BOOL, VT_NULL, VT_OBJECT,
-             VT_ARRAY };
+enum vtype {
+    VT_STRING,
+    VT_INTEGER,
+    VT_REAL,
+    VT_BOOL,
+    VT_NULL,
+    VT_OBJECT,
+    VT_ARRAY
+};
 
 /* What the key just read means to records being decided (bits). */
 enum key_role {
@@ -46,26 +53,26 @@ struct frame {
      * only while a customer above still looks for its follow users. */
     const struct scope_node *node;
     const struct scope_node *kchild; /* object: node of the current key */
-    uint64_t seen;    /* declared fields seen, when nfields <= 64 */
-    size_t kbase;     /* first entry of this object in the key stack */
-    size_t tbase;     /* first byte of its key text */
+    uint64_t seen; /* declared fields seen, when nfields <= 64 */
+    size_t kbase;  /* first entry of this object in the key stack */
+    size_t tbase;  /* first byte of its key text */
     /* record: output length before its comma, and the counts then */
     size_t mark;
     unsigned long save_stripped;
     unsigned long save_dropped;
     const char *id1, *id2; /* record id "id1" or "id1.id2" */
     size_t id1len, id2len;
-    int cust;          /* index of the customer frame to credit, or -1 */
-    uint32_t last;     /* 1 + index of the last declared key, 0 at first */
+    int cust;      /* index of the customer frame to credit, or -1 */
+    uint32_t last; /* 1 + index of the last declared key, 0 at first */
     unsigned char is_obj;
-    unsigned char emit;  /* this container is being written */
-    unsigned char wrote; /* an element was written (next needs a comma) */
-    unsigned char krole; /* enum key_role bits of the current key */
-    unsigned char rec;   /* enum scope_record evaluated here, or 0 */
+    unsigned char emit;     /* this container is being written */
+    unsigned char wrote;    /* an element was written (next needs a comma) */
+    unsigned char krole;    /* enum key_role bits of the current key */
+    unsigned char rec;      /* enum scope_record evaluated here, or 0 */
     unsigned char rec_emit; /* its decision changes the output */
     unsigned char rec_state;
     unsigned char parent_wrote; /* parent's wrote before this record */
-    unsigned char idobj; /* holds the id "b" of the parent record */
+    unsigned char idobj;        /* holds the id "b" of the parent record */
 };
 
 struct key_ent {
@@ -132,6 +139,8 @@ struct filter {
     /* escape scanner for \u surrogates (state across chunks) */
     unsigned char sc_state, sc_n, sc_low;
     unsigned sc_val;
+
+    size_t tail; /* where the root ended in the chunk that ended it */
 
     enum brk_err err;
     unsigned char started, done, finished, taken;
@@ -308,8 +317,7 @@ field_lookup(struct filter *f, struct frame *t, const char *key, size_t len)
     const struct scope_node *node = t->node, *c;
     struct pred *p;
 
-    p = &f->pred[(((uintptr_t)node >> 4) ^ (t->last * 37u)) %
-                 PRED_SIZE];
+    p = &f->pred[(((uintptr_t)node >> 4) ^ (t->last * 37u)) % PRED_SIZE];
     if (p->node == node && p->last == t->last && p->nlen == len &&
         memcmp(node->fields[p->next].name, key, len) == 0) {
         t->last = p->next + 1;
@@ -398,8 +406,17 @@ static int
 utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0, k;
+    uint64_t w;
 
     while (i < n) {
+        /* ASCII eight bytes at a time */
+        if (n - i >= 8) {
+            memcpy(&w, s + i, 8);
+            if ((w & 0x8080808080808080ULL) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         if (s[i] < 0x80) {
             i++;
             continue;
@@ -627,14 +644,12 @@ rec_drop(struct filter *f, struct frame *r)
 static int
 cust_pending(const struct filter *f, int ci)
 {
-    return ci >= 0 && f->fr[ci].rec_emit &&
-           f->fr[ci].rec_state == REC_PENDING;
+    return ci >= 0 && f->fr[ci].rec_emit && f->fr[ci].rec_state == REC_PENDING;
 }
 
 /* Is this value a valid id of a record of that kind, in range? */
 static int
-id_ok(struct filter *f, int kind, enum vtype vt, const char *text,
-      size_t len)
+id_ok(struct filter *f, int kind, enum vtype vt, const char *text, size_t len)
 {
     if (kind == SCOPE_REC_DEPARTMENT || kind == SCOPE_REC_TAG) {
         if (vt != VT_INTEGER)
@@ -697,8 +712,7 @@ rec_setup(struct frame *c, const struct scope_node *n)
 /*---- Repeated keys ----*/
 
 static int
-keys_index(struct filter *f, struct frame *t, struct key_tab *tab,
-           size_t count)
+keys_index(struct filter *f, struct frame *t, struct key_tab *tab, size_t count)
 {
     size_t size = 64, i, j;
     uint32_t *slot;
@@ -777,7 +791,8 @@ keys_add(struct filter *f, struct frame *t, const char *key, size_t len)
     e->hash = h;
     e->len = (uint32_t)len;
     e->off = f->kt_len;
-    memcpy(f->kt + f->kt_len, key, len);
+    if (len > 0)
+        memcpy(f->kt + f->kt_len, key, len);
     f->kt_len += len;
     count++;
     if (count > KEYS_LINEAR && (tab->size == 0 || 2 * count > tab->size))
@@ -825,8 +840,8 @@ slot(struct filter *f, const struct frame *t, const struct scope_node *n,
 
 /* The value of a key with a role in deciding a record. */
 static int
-role_scalar(struct filter *f, struct frame *t, enum vtype vt,
-            const char *text, size_t len)
+role_scalar(struct filter *f, struct frame *t, enum vtype vt, const char *text,
+            size_t len)
 {
     if ((t->krole & KR_SUB_ID) && !rec_id(f, t - 1, vt, text, len))
         return 0;
@@ -849,8 +864,7 @@ on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
         return fail(f, BRK_ERR_UPSTREAM_BAD);
     t = top(f);
     if (t->is_obj && t->krole != 0) {
-        if (vt == VT_STRING &&
-            !utf8_valid((const unsigned char *)text, len))
+        if (vt == VT_STRING && !utf8_valid((const unsigned char *)text, len))
             return fail(f, BRK_ERR_UPSTREAM_BAD);
         if (!role_scalar(f, t, vt, text, len))
             return 0;
@@ -858,6 +872,7 @@ on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
     d = declared(t);
     n = slot(f, t, d, vt);
     if (d != NULL && d->record != SCOPE_REC_NONE && !t->is_obj &&
+        d->type != SCOPE_T_OBJECT && d->type != SCOPE_T_ARRAY &&
         f->in_range != NULL) {
         /* an id list: each item is a record id */
         ok = -1;
@@ -876,8 +891,7 @@ on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
         }
     }
     if (n == NULL) {
-        if (vt == VT_STRING &&
-            !utf8_valid((const unsigned char *)text, len))
+        if (vt == VT_STRING && !utf8_valid((const unsigned char *)text, len))
             return fail(f, BRK_ERR_UPSTREAM_BAD);
         return 1;
     }
@@ -1024,8 +1038,10 @@ on_end(struct filter *f, char close)
     f->ks_len = t->kbase;
     f->kt_len = t->tbase;
     f->depth--;
-    if (f->depth == 0)
+    if (f->depth == 0) {
         f->done = 1;
+        f->tail = yajl_get_bytes_consumed(f->yh);
+    }
     return out_check(f);
 }
 
@@ -1060,8 +1076,8 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
         t->seen |= bit;
     } else {
         /* NUL cannot be part of a key anyone downstream compares */
-        if (c == NULL && (memchr(key, '\0', len) != NULL ||
-                          !utf8_valid(ukey, len)))
+        if (c == NULL &&
+            (memchr(key, '\0', len) != NULL || !utf8_valid(ukey, len)))
             return fail(f, BRK_ERR_UPSTREAM_BAD);
         if (!keys_add(f, t, key, len))
             return 0;
@@ -1069,8 +1085,7 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
     t->kchild = c;
     t->krole = 0;
     if (t->rec != 0) {
-        if (t->id1 != NULL && len == t->id1len &&
-            memcmp(key, t->id1, len) == 0)
+        if (t->id1 != NULL && len == t->id1len && memcmp(key, t->id1, len) == 0)
             t->krole |= t->id2 != NULL ? KR_ID_OBJ : KR_ID;
         if (t->rec == SCOPE_REC_CHAT_MEMBER && len == 4 &&
             memcmp(key, "type", 4) == 0)
@@ -1085,9 +1100,9 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
 }
 
 static const yajl_callbacks callbacks = {
-    cb_null,     cb_boolean,   NULL,         NULL,
-    cb_number,   cb_string,    cb_start_map, cb_map_key,
-    cb_end_map,  cb_start_array, cb_end_array,
+    cb_null,    cb_boolean,     NULL,         NULL,
+    cb_number,  cb_string,      cb_start_map, cb_map_key,
+    cb_end_map, cb_start_array, cb_end_array,
 };
 
 /*---- Surrogate escapes ----*/
@@ -1110,6 +1125,21 @@ hexval(unsigned char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+/*
+ * Only whitespace may follow the root object. yajl misses an unfinished
+ * string there (its lexer waits for the rest, and finishing ignores it).
+ */
+static int
+only_whitespace(const char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            return 0;
+    return 1;
 }
 
 static int
@@ -1204,10 +1234,12 @@ make_parser(struct filter *f)
 
 /*
  * A filter writing what root declares and grant allows, asking in_range
- * (NULL: everything in range) about records. root, grant and arg are
- * borrowed and must outlive the filter; limits (NULL or zero fields:
- * the defaults) is copied. Returns BRK_OK, BRK_ERR_INVAL for a NULL root
- * or grant, BRK_ERR_NOMEM. Owned result: filter_free.
+ * about records (NULL: no record is checked or dropped). root, grant and
+ * arg are borrowed and must outlive the filter; limits (NULL, or zero
+ * fields, for the defaults) is copied. max_record counts the bytes written
+ * for a record while it is undecided, from its leading comma. Returns
+ * BRK_OK, BRK_ERR_INVAL for a NULL root or grant, BRK_ERR_NOMEM. Owned
+ * result: filter_free.
  */
 enum brk_err
 filter_new(const struct scope_node *root, const struct scope_grant *grant,
@@ -1287,6 +1319,11 @@ filter_feed(struct filter *f, const char *buf, size_t len)
         return BRK_ERR_INVAL;
     if (len == 0)
         return BRK_OK;
+    if (f->done) {
+        if (!only_whitespace(buf, len))
+            f->err = BRK_ERR_UPSTREAM_BAD;
+        return f->err;
+    }
     if (!scan_escapes(f, buf, len))
         return f->err;
     if (setjmp(f->jmp) != 0) {
@@ -1297,6 +1334,9 @@ filter_feed(struct filter *f, const char *buf, size_t len)
     f->jmp_armed = 1;
     st = yajl_parse(f->yh, (const unsigned char *)buf, len);
     f->jmp_armed = 0;
+    if (st == yajl_status_ok && f->done &&
+        (f->tail > len || !only_whitespace(buf + f->tail, len - f->tail)))
+        f->err = BRK_ERR_UPSTREAM_BAD;
     return parse_result(f, st);
 }
 

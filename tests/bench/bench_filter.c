@@ -5,15 +5,19 @@
  * doing the same projection, in one run. Prints MB/s (of input), the
  * ratio, and the peak memory of one filter run. Not part of `make test`.
  *
- *   bench_filter [ITERATIONS] [--scopes DIR] [--no-baseline]
+ *   bench_filter [ITERATIONS] [--scopes DIR | --builtin] [--grant NAME]...
+ *                [--no-baseline] [--jq]
  *
- * With --scopes the user/list tree comes from the scope files; otherwise
- * a built-in tree of the same shape (wecom-protocol §4.1) is used.
+ * The user/list tree comes from the scope files (DIR, default scopes/ of
+ * the working directory) when they are there, else from a built-in tree
+ * of the same shape (wecom-protocol §4.1). --jq also times jq doing the
+ * same projection (a program generated from the tree).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,10 +126,10 @@ builtin_tree(void)
     member_item.nfields = nitems(spec);
     member_item.record = SCOPE_REC_MEMBER;
     member_item.record_id = (char *)(uintptr_t) "userid";
-    root_fields[0] = (struct scope_node)LEAF("errcode", SCOPE_T_INTEGER,
-                                             SCOPE_PERM_ALWAYS);
-    root_fields[1] = (struct scope_node)LEAF("errmsg", SCOPE_T_STRING,
-                                             SCOPE_PERM_ALWAYS);
+    root_fields[0] =
+        (struct scope_node)LEAF("errcode", SCOPE_T_INTEGER, SCOPE_PERM_ALWAYS);
+    root_fields[1] =
+        (struct scope_node)LEAF("errmsg", SCOPE_T_STRING, SCOPE_PERM_ALWAYS);
     root_fields[2] = (struct scope_node)LEAF("userlist", SCOPE_T_ARRAY,
                                              perm("contact:base:base"));
     root_fields[2].items = &member_item;
@@ -161,7 +165,7 @@ idset_add(struct idset *s, const char *id)
 
     while (s->slot[j] != NULL)
         j = (j + 1) & (s->size - 1);
-    s->slot[j] = strdup(id);
+    s->slot[j] = brk_strdup(id);
 }
 
 static int
@@ -233,10 +237,11 @@ perm_granted(const struct scope_grant *g, int p)
     return scope_grant_has(g, p);
 }
 
-/* The same projection over a jansson tree: the baseline. */
+/* The same projection over a jansson tree: the baseline (member records
+ * only, as user/list has no other kind). */
 static json_t *
-tree_filter(const struct scope_node *n, json_t *v,
-            const struct scope_grant *g, struct idset *range)
+tree_filter(const struct scope_node *n, json_t *v, const struct scope_grant *g,
+            struct idset *range)
 {
     const char *k;
     json_t *x, *out, *id;
@@ -248,9 +253,8 @@ tree_filter(const struct scope_node *n, json_t *v,
             return NULL;
         if (n->record == SCOPE_REC_MEMBER) {
             id = json_object_get(v, n->record_id);
-            if (!json_is_string(id) ||
-                !idset_has(range, json_string_value(id),
-                           json_string_length(id)))
+            if (!json_is_string(id) || !idset_has(range, json_string_value(id),
+                                                  json_string_length(id)))
                 return NULL;
         }
         out = json_object();
@@ -280,6 +284,10 @@ tree_filter(const struct scope_node *n, json_t *v,
         }
         return out;
     }
+    if (n->record == SCOPE_REC_MEMBER &&
+        (!json_is_string(v) ||
+         !idset_has(range, json_string_value(v), json_string_length(v))))
+        return NULL;
     if ((n->type == SCOPE_T_STRING && json_is_string(v)) ||
         (n->type == SCOPE_T_INTEGER && json_is_integer(v)) ||
         (n->type == SCOPE_T_NUMBER && json_is_number(v)) ||
@@ -367,7 +375,7 @@ peak_kb(const struct scope_node *tree, const struct scope_grant *g,
         base = status_kb("VmRSS");
         o = run_filter(tree, g, range, in, len, &ol, &s, &d);
         peak = status_kb("VmHWM");
-        free(o);
+        brk_free(o);
         peak -= base;
         if (write(fd[1], &peak, sizeof(peak)) != sizeof(peak))
             _exit(1);
@@ -382,6 +390,147 @@ peak_kb(const struct scope_node *tree, const struct scope_grant *g,
     return kb;
 }
 
+/*---- jq, doing the same projection ----*/
+
+static void
+jq_put(struct dynbuf *d, const char *s)
+{
+    if (dynbuf_add_str(d, s) != BRK_OK)
+        exit(6);
+}
+
+/* A jq expression for node n's value under grant g (types not checked:
+ * the generated corp is well-typed). */
+static void
+jq_expr(const struct scope_node *n, const struct scope_grant *g,
+        struct dynbuf *d)
+{
+    const struct scope_node *c;
+    size_t i;
+    int first = 1;
+
+    if (n->type == SCOPE_T_ARRAY && n->items != NULL) {
+        jq_put(d, "map(");
+        if (n->items->record == SCOPE_REC_MEMBER &&
+            n->items->type == SCOPE_T_OBJECT) {
+            jq_put(d, "select($vis[.");
+            jq_put(d, n->items->record_id);
+            jq_put(d, " // \"\"] != null) | ");
+        } else if (n->items->record == SCOPE_REC_MEMBER) {
+            jq_put(d, "select($vis[.] != null) | ");
+        }
+        jq_expr(n->items, g, d);
+        jq_put(d, ")");
+        return;
+    }
+    if (n->type != SCOPE_T_OBJECT) {
+        jq_put(d, ".");
+        return;
+    }
+    jq_put(d, "with_entries(select(.key | IN(");
+    for (i = 0; i < n->nfields; i++) {
+        c = &n->fields[i];
+        if (!perm_granted(g, c->perm))
+            continue;
+        jq_put(d, first ? "\"" : ", \"");
+        jq_put(d, c->name);
+        jq_put(d, "\"");
+        first = 0;
+    }
+    jq_put(d, first ? "\"\")))" : ")))");
+    for (i = 0; i < n->nfields; i++) {
+        c = &n->fields[i];
+        if (!perm_granted(g, c->perm) ||
+            (c->type != SCOPE_T_OBJECT && c->type != SCOPE_T_ARRAY))
+            continue;
+        jq_put(d, " | if has(\"");
+        jq_put(d, c->name);
+        jq_put(d, "\") then .");
+        jq_put(d, c->name);
+        jq_put(d, " |= (");
+        jq_expr(c, g, d);
+        jq_put(d, ") else . end");
+    }
+}
+
+static int
+write_file(const char *path, const char *buf, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    int ok;
+
+    if (fp == NULL)
+        return 0;
+    ok = fwrite(buf, 1, len, fp) == len;
+    return fclose(fp) == 0 && ok;
+}
+
+/* Seconds jq takes, output to /dev/null; negative if it cannot run. */
+static double
+run_jq(const char *prog, const char *input, const char *visfile)
+{
+    double t0 = now();
+    int st;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        if (freopen("/dev/null", "w", stdout) == NULL)
+            _exit(127);
+        execlp("jq", "jq", "-c", "--slurpfile", "v", visfile, prog, input,
+               (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) ||
+        WEXITSTATUS(st) != 0)
+        return -1;
+    return now() - t0;
+}
+
+static double
+time_jq(const struct scope_node *tree, const struct scope_grant *g,
+        struct idset *range, const char *in, size_t len)
+{
+    char dir[] = "/tmp/bench_filter.XXXXXX", input[64], vis[64];
+    struct dynbuf prog, v;
+    double t = -1;
+    size_t i;
+
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    snprintf(input, sizeof(input), "%s/in.json", dir);
+    snprintf(vis, sizeof(vis), "%s/vis.json", dir);
+    dynbuf_init(&prog, 1 << 20);
+    dynbuf_init(&v, 1 << 24);
+    jq_put(&v, "{");
+    for (i = 0; i < range->size; i++) {
+        if (range->slot[i] == NULL)
+            continue;
+        jq_put(&v, v.len > 1 ? ",\"" : "\"");
+        jq_put(&v, range->slot[i]);
+        jq_put(&v, "\":1");
+    }
+    jq_put(&v, "}");
+    jq_put(&prog, "$v[0] as $vis | ");
+    jq_expr(tree, g, &prog);
+    if (write_file(input, in, len) && write_file(vis, v.buf, v.len))
+        t = run_jq(prog.buf, input, vis);
+    unlink(input);
+    unlink(vis);
+    rmdir(dir);
+    dynbuf_free(&prog);
+    dynbuf_free(&v);
+    return t;
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_filter [ITERATIONS] [--scopes DIR | --builtin] "
+            "[--grant NAME]... [--no-baseline] [--jq]\n");
+    exit(2);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -393,25 +542,43 @@ main(int argc, char **argv)
     struct brk_errinfo info;
     struct idset range;
     struct dynbuf in;
-    char uid[64], *out, *jout;
+    struct stat st;
+    char uid[64], *out, *jout, grants[256] = "";
     size_t outlen = 0, joutlen = 0;
     unsigned long stripped = 0, dropped = 0;
-    long i, iters = 10, visible = 0, kb;
-    double t0, tf, tj, mb;
-    int same = 0;
-    const char *scopes = NULL;
-    int baseline = 1;
+    long i, iters = 10, visible = 0, kb = -1;
+    double t0, tf, tj = 0, tq = -1, mb;
+    const char *scopes = "scopes";
+    int same = 0, baseline = 1, jq = 0, builtin = 0, ngrants = 0;
 
+    scope_grant_clear(&g);
     for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--scopes") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--scopes") == 0 && i + 1 < argc) {
             scopes = argv[++i];
-        else if (strcmp(argv[i], "--no-baseline") == 0)
+        } else if (strcmp(argv[i], "--builtin") == 0) {
+            builtin = 1;
+        } else if (strcmp(argv[i], "--grant") == 0 && i + 1 < argc) {
+            if (scope_grant_add_name(&g, argv[++i]) != BRK_OK) {
+                fprintf(stderr, "unknown permission %s\n", argv[i]);
+                return 2;
+            }
+            snprintf(grants + strlen(grants), sizeof(grants) - strlen(grants),
+                     "%s%s", ngrants++ ? "," : "", argv[i]);
+        } else if (strcmp(argv[i], "--no-baseline") == 0) {
             baseline = 0;
-        else
+        } else if (strcmp(argv[i], "--jq") == 0) {
+            jq = 1;
+        } else if (argv[i][0] >= '1' && argv[i][0] <= '9') {
             iters = strtol(argv[i], NULL, 10);
+        } else {
+            usage();
+        }
     }
-    if (iters < 1)
-        iters = 1;
+    if (ngrants == 0) {
+        if (scope_grant_add_name(&g, "contacts.read") != BRK_OK)
+            return 1;
+        snprintf(grants, sizeof(grants), "contacts.read");
+    }
     if (fixture_corp_new(20240601, 1, &sizes, &corp) != BRK_OK)
         return 1;
     dynbuf_init(&in, (size_t)1 << 30);
@@ -419,7 +586,7 @@ main(int argc, char **argv)
         return 1;
 
     range.size = 65536;
-    range.slot = calloc(range.size, sizeof(*range.slot));
+    range.slot = brk_calloc(range.size, sizeof(*range.slot));
     for (i = 0; i < fixture_corp_member_count(corp); i++) {
         if (fixture_member_userid(corp, i, uid, sizeof(uid)) != BRK_OK)
             return 1;
@@ -429,11 +596,8 @@ main(int argc, char **argv)
         }
     }
 
-    scope_grant_clear(&g);
-    if (scope_grant_add_name(&g, "contacts.read") != BRK_OK)
-        return 1;
-    tree = NULL;
-    if (scopes != NULL) {
+    /* the real scope files when they are there */
+    if (!builtin && stat(scopes, &st) == 0 && S_ISDIR(st.st_mode)) {
         const struct scope_endpoint *e;
 
         if (scope_map_load(scopes, &map, &info) != BRK_OK) {
@@ -447,11 +611,12 @@ main(int argc, char **argv)
         }
         tree = &e->root;
     } else {
+        builtin = 1;
         tree = builtin_tree();
     }
 
-    kb = baseline ? peak_kb(tree, &g, &range, in.buf, in.len) : -1;
-
+    if (baseline)
+        kb = peak_kb(tree, &g, &range, in.buf, in.len);
     out = run_filter(tree, &g, &range, in.buf, in.len, &outlen, &stripped,
                      &dropped);
     if (baseline) {
@@ -459,16 +624,14 @@ main(int argc, char **argv)
         same = same_json(out, outlen, jout, joutlen);
         free(jout);
     }
-    free(out);
+    brk_free(out);
     t0 = now();
     for (i = 0; i < iters; i++) {
-        out = run_filter(tree, &g, &range, in.buf, in.len, &outlen,
-                         &stripped, &dropped);
-        free(out);
+        out = run_filter(tree, &g, &range, in.buf, in.len, &outlen, &stripped,
+                         &dropped);
+        brk_free(out);
     }
     tf = (now() - t0) / (double)iters;
-
-    tj = 0;
     if (baseline) {
         t0 = now();
         for (i = 0; i < (iters + 4) / 5; i++) {
@@ -477,31 +640,36 @@ main(int argc, char **argv)
         }
         tj = (now() - t0) / (double)((iters + 4) / 5);
     }
+    if (jq)
+        tq = time_jq(tree, &g, &range, in.buf, in.len);
 
     mb = (double)in.len / 1e6;
     printf("input: user/list, %ld members (%ld in range), %.2f MB; "
-           "tree: %s; grant: contacts.read\n",
+           "tree: %s; grant: %s\n",
            fixture_corp_member_count(corp), visible, mb,
-           scopes ? scopes : "built-in");
-    printf("filter:  %8.1f MB/s  %7.2f ms  output %.2f MB  stripped %lu "
+           builtin ? "built-in" : scopes, grants);
+    printf("filter:  %8.1f MB/s  %8.2f ms  output %.2f MB  stripped %lu "
            "dropped %lu\n",
            mb / tf, tf * 1e3, (double)outlen / 1e6, stripped, dropped);
     if (baseline) {
-        printf("jansson: %8.1f MB/s  %7.2f ms  output %.2f MB (parse, "
-               "filter, dump)\n",
-               mb / tj, tj * 1e3, (double)joutlen / 1e6);
-        printf("ratio filter/jansson: %.1fx; outputs %s\n", tj / tf,
-               same ? "agree" : "DIFFER");
+        printf("jansson: %8.1f MB/s  %8.2f ms  (parse, filter, dump)  "
+               "filter is %.1fx faster; outputs %s\n",
+               mb / tj, tj * 1e3, tj / tf, same ? "agree" : "DIFFER");
         printf("peak memory of one filter run: %.2f MB (output %.2f MB)\n",
                (double)kb / 1024.0, (double)outlen / 1e6);
     }
+    if (jq && tq > 0)
+        printf("jq:      %8.1f MB/s  %8.2f ms  filter is %.1fx faster\n",
+               mb / tq, tq * 1e3, tq / tf);
+    else if (jq)
+        printf("jq: could not run\n");
     printf("target >= 150 MB/s: %s\n", mb / tf >= 150 ? "met" : "NOT MET");
 
     dynbuf_free(&in);
     fixture_corp_free(corp);
     scope_map_free(map);
     for (i = 0; i < (long)range.size; i++)
-        free(range.slot[i]);
-    free(range.slot);
+        brk_free(range.slot[i]);
+    brk_free(range.slot);
     return 0;
 }
