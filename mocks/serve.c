@@ -9,9 +9,16 @@
  * customers and chats to remove. Every reply also carries a
  * "mock_internal_note" field that no scope file declares.
  *
+ * It also plays the browser side of the two OAuth flows: the install page
+ * (the admin approves at once) and the member authorize page (the member
+ * consents at once), each answering 302 to the redirect_uri with a fresh
+ * single-use code, and the getuserinfo3rd / getuserdetail3rd calls that
+ * redeem them.
+ *
  * Control endpoints (/__mock/...) mint tickets and auth codes, inject
- * faults, change a corp's range or permissions, cancel an installation and
- * show the requests received. All state is in memory and bounded.
+ * faults, change a corp's range or permissions, cancel an installation,
+ * choose who approves or logs in and show the requests received. All
+ * state is in memory and bounded.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +72,12 @@
 #define HUGE_CHUNK      (256 * 1024)
 #define MAX_DELAY_MS    60000
 
+/* The OAuth pages and identity calls */
+#define OAUTH_CODE_TTL_S 300 /* member OAuth codes: 5 minutes */
+#define TICKET_TTL_S     1800
+#define OPENID_MAX       64
+#define REDIRECT_MAX     2048
+
 /*---- State --------------------------------------------------------------*/
 
 struct suite {
@@ -82,6 +96,7 @@ struct token {
     long corp; /* corp tokens only */
     int64_t expires_ms;
     int revoked;
+    int auth_type; /* pre-auth codes: from set_session_info, -1 unset */
 };
 
 struct auth_code {
@@ -91,6 +106,27 @@ struct auth_code {
     int64_t expires_ms;
     int used;
     char state[STATE_MAX + 1];
+};
+
+/* A member OAuth code from the authorize page (getuserinfo3rd). */
+struct oauth_code {
+    char s[TOKEN_LEN + 1];
+    int suite;
+    long corp;   /* -1: a non-member, known by openid only */
+    long member; /* index in the corp */
+    char openid[OPENID_MAX + 1];
+    int privateinfo; /* scope snsapi_privateinfo: a user_ticket comes too */
+    int64_t expires_ms;
+    int used;
+};
+
+/* A user_ticket minted by getuserinfo3rd (getuserdetail3rd). */
+struct user_ticket {
+    char s[TOKEN_LEN + 1];
+    int suite;
+    long corp;
+    long member;
+    int64_t expires_ms;
 };
 
 enum fault_body {
@@ -136,6 +172,16 @@ struct server {
     unsigned long ntokens; /* minted so far; ring index */
     struct auth_code codes[MAX_CODES];
     unsigned long ncodes;
+    struct oauth_code ocodes[MAX_CODES];
+    unsigned long nocodes;
+    struct user_ticket tickets[MAX_CODES];
+    unsigned long ntickets;
+    long install_corp; /* who approves on the install page */
+    long user_corp;    /* who logs in on the authorize page; -1: openid */
+    long user_member;
+    char user_openid[OPENID_MAX + 1];
+    int old_shape; /* the new getuserinfo3rd path answers the old way */
+    long ticket_lifetime;
     struct fault faults[MAX_FAULTS];
     size_t nfaults;
     struct logged logged[MAX_LOGGED];
@@ -277,6 +323,7 @@ static const struct {
 } errmsgs[] = {
     {-1, "system error"},
     {40014, "invalid access_token"},
+    {40029, "invalid code"},
     {40031, "invalid userid list"},
     {40032, "invalid userid list size"},
     {40050, "invalid chatid"},
@@ -298,6 +345,8 @@ static const struct {
     {43002, "require POST method"},
     {60111, "userid not found"},
     {60123, "invalid party id"},
+    {84014, "user ticket expired"},
+    {84015, "invalid user ticket"},
     {84061, "not external contact"},
 };
 
@@ -393,6 +442,7 @@ token_mint(struct server *s, int kind, int suite, long corp, long ttl_s)
     t->suite = suite;
     t->corp = corp;
     t->expires_ms = mono_ms() + (int64_t)ttl_s * 1000;
+    t->auth_type = -1;
     s->ntokens++;
     return t;
 }
@@ -474,6 +524,25 @@ check_permanent(struct server *s, struct call *k, long *corp)
     return 0;
 }
 
+/* A fresh auth code for installing suite in corp (state may be NULL,
+ * at most STATE_MAX chars); NULL when there is no randomness. */
+static struct auth_code *
+code_mint(struct server *s, int suite, long corp, const char *state)
+{
+    struct auth_code *a = &s->codes[s->ncodes % MAX_CODES];
+
+    memset(a, 0, sizeof(*a));
+    if (random_text(a->s, CODE_LEN) != 0)
+        return NULL;
+    s->ncodes++;
+    a->suite = suite;
+    a->corp = corp;
+    a->expires_ms = mono_ms() + AUTH_CODE_TTL_S * 1000L;
+    if (state != NULL)
+        memcpy(a->state, state, strlen(state) + 1);
+    return a;
+}
+
 /*---- Service API --------------------------------------------------------*/
 
 static void
@@ -532,16 +601,27 @@ api_pre_auth_code(struct server *s, struct call *k)
         k->status = 500;
 }
 
+/* Records session_info.auth_type (0 formal, the default; 1 test) on the
+ * pre-auth code; /__mock/pre_auth_code shows it. */
 static void
 api_session_info(struct server *s, struct call *k)
 {
     const char *code = jstr(k->json, "pre_auth_code");
-    const struct token *t = code ? token_find(s, TOK_PRE_AUTH, code) : NULL;
+    struct token *t = code ? token_find(s, TOK_PRE_AUTH, code) : NULL;
+    const json_t *si = json_object_get(k->json, "session_info");
+    const json_t *at = json_object_get(si, "auth_type");
 
     if (t == NULL || t->suite != k->suite || mono_ms() >= t->expires_ms) {
         reply_err(k, 40077);
         return;
     }
+    if ((si != NULL && !json_is_object(si)) ||
+        (at != NULL && (!json_is_integer(at) || json_integer_value(at) < 0 ||
+                        json_integer_value(at) > 1))) {
+        reply_err(k, 40058);
+        return;
+    }
+    t->auth_type = at != NULL ? (int)json_integer_value(at) : 0;
     reply_ok(k);
 }
 
@@ -979,6 +1059,341 @@ api_agent_get(struct server *s, struct call *k)
                  40056);
 }
 
+/*---- OAuth: browser pages and member identity -----------------------------*/
+
+/* A WeCom state: absent, or at most STATE_MAX of [A-Za-z0-9]. */
+static int
+wecom_state_ok(const char *st)
+{
+    size_t i;
+
+    for (i = 0; st != NULL && st[i] != '\0'; i++)
+        if (i == STATE_MAX ||
+            !((st[i] >= 'A' && st[i] <= 'Z') ||
+              (st[i] >= 'a' && st[i] <= 'z') || (st[i] >= '0' && st[i] <= '9')))
+            return 0;
+    return 1;
+}
+
+/* An absolute http(s) redirect_uri that fits a Location header: printable
+ * ASCII without spaces, and no fragment (the parameters go in the query). */
+static int
+redirect_ok(const char *u)
+{
+    size_t i;
+
+    if (u == NULL || (strncasecmp(u, "http://", 7) != 0 &&
+                      strncasecmp(u, "https://", 8) != 0))
+        return 0;
+    for (i = 0; u[i] != '\0'; i++)
+        if (i == REDIRECT_MAX || (unsigned char)u[i] <= 0x20 ||
+            (unsigned char)u[i] >= 0x7f || u[i] == '#')
+            return 0;
+    return 1;
+}
+
+/* A browser page's refusal: plain text, like WeCom's error pages. */
+static void
+page_err(struct call *k, int status, const char *msg)
+{
+    dynbuf_reset(&k->out);
+    k->status = status;
+    k->ctype = "text/plain; charset=utf-8";
+    if (dynbuf_printf(&k->out, "mock-wecom: %s\n", msg))
+        k->status = 500;
+}
+
+/* 302 to uri with params appended to its query; params are already
+ * URL-safe. */
+static void
+page_redirect(struct call *k, const char *uri, const char *params)
+{
+    struct dynbuf loc;
+
+    dynbuf_init(&loc, REDIRECT_MAX * 2);
+    if (dynbuf_printf(&loc, "%s%c%s", uri, strchr(uri, '?') ? '&' : '?',
+                      params) ||
+        dynbuf_add(&loc, "", 1) ||
+        evhttp_add_header(evhttp_request_get_output_headers(k->req), "Location",
+                          loc.buf) != 0) {
+        dynbuf_free(&loc);
+        page_err(k, 500, "cannot build the redirect");
+        return;
+    }
+    dynbuf_free(&loc);
+    k->status = 302;
+    k->ctype = "text/plain; charset=utf-8";
+    if (dynbuf_add_str(&k->out, "redirecting\n"))
+        k->status = 500;
+}
+
+/*
+ * GET /3rdapp/install?suite_id&pre_auth_code&redirect_uri&state: the
+ * admin of the corp chosen with /__mock/oauth_corp approves at once.
+ */
+static void
+page_install(struct server *s, struct call *k)
+{
+    const char *pre = query_get(k->q, "pre_auth_code");
+    const char *uri = query_get(k->q, "redirect_uri");
+    const char *state = query_get(k->q, "state");
+    int suite = suite_find(s, query_get(k->q, "suite_id"));
+    const struct token *t = pre ? token_find(s, TOK_PRE_AUTH, pre) : NULL;
+    const struct auth_code *a;
+    char params[CODE_LEN + STATE_MAX + 64];
+
+    if (suite < 0) {
+        page_err(k, 400, "unknown suite_id");
+        return;
+    }
+    if (t == NULL || t->suite != suite || mono_ms() >= t->expires_ms) {
+        page_err(k, 400, "unknown or expired pre_auth_code");
+        return;
+    }
+    if (!redirect_ok(uri) || !wecom_state_ok(state)) {
+        page_err(k, 400, "bad redirect_uri or state");
+        return;
+    }
+    a = code_mint(s, suite, s->install_corp, state);
+    if (a == NULL) {
+        page_err(k, 500, "no randomness");
+        return;
+    }
+    snprintf(params, sizeof(params), "auth_code=%s&expires_in=%d&state=%s",
+             a->s, AUTH_CODE_TTL_S, state ? state : "");
+    page_redirect(k, uri, params);
+}
+
+/*
+ * GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&
+ * scope&state: the member chosen with /__mock/oauth_user logs in and
+ * consents at once.
+ */
+static void
+page_authorize(struct server *s, struct call *k)
+{
+    const char *uri = query_get(k->q, "redirect_uri");
+    const char *state = query_get(k->q, "state");
+    const char *rt = query_get(k->q, "response_type");
+    const char *scope = query_get(k->q, "scope");
+    int suite = suite_find(s, query_get(k->q, "appid"));
+    struct oauth_code *o;
+    char params[TOKEN_LEN + STATE_MAX + 32];
+
+    if (suite < 0) {
+        page_err(k, 400, "unknown appid (the suite_id)");
+        return;
+    }
+    if (rt == NULL || strcmp(rt, "code") != 0 || scope == NULL ||
+        (strcmp(scope, "snsapi_base") != 0 &&
+         strcmp(scope, "snsapi_privateinfo") != 0)) {
+        page_err(k, 400,
+                 "want response_type=code and scope snsapi_base or "
+                 "snsapi_privateinfo");
+        return;
+    }
+    if (!redirect_ok(uri) || !wecom_state_ok(state)) {
+        page_err(k, 400, "bad redirect_uri or state");
+        return;
+    }
+    o = &s->ocodes[s->nocodes % MAX_CODES];
+    memset(o, 0, sizeof(*o));
+    if (random_text(o->s, TOKEN_LEN) != 0) {
+        page_err(k, 500, "no randomness");
+        return;
+    }
+    s->nocodes++;
+    o->suite = suite;
+    o->corp = s->user_corp;
+    o->member = s->user_member;
+    memcpy(o->openid, s->user_openid, sizeof(o->openid));
+    o->privateinfo = strcmp(scope, "snsapi_privateinfo") == 0;
+    o->expires_ms = mono_ms() + OAUTH_CODE_TTL_S * 1000L;
+    snprintf(params, sizeof(params), "code=%s&state=%s", o->s,
+             state ? state : "");
+    page_redirect(k, uri, params);
+}
+
+/* The member's user/get record (new reference), or NULL. */
+static json_t *
+member_json(const struct server *s, long corp, long member)
+{
+    char userid[128];
+    json_error_t jerr;
+    struct dynbuf d;
+    json_t *j = NULL;
+
+    dynbuf_init(&d, 1 << 20);
+    if (fixture_member_userid(s->corps[corp], member, userid, sizeof(userid)) ==
+            BRK_OK &&
+        fixture_render_user_get(s->corps[corp], userid, &d) == BRK_OK)
+        j = json_loadb(d.buf, d.len, 0, &jerr);
+    dynbuf_free(&d);
+    return j;
+}
+
+/*
+ * getuserinfo3rd, new path (lower-case keys, unless /__mock/oauth_shape
+ * chose "old") or old path (capitalised keys). A code is taken on first
+ * use, even when the reply is then lost. user_ticket and expires_in come
+ * only with scope snsapi_privateinfo, as WeCom documents.
+ */
+static void
+userinfo(struct server *s, struct call *k, int old)
+{
+    const char *code = query_get(k->q, "code");
+    struct oauth_code *o = NULL;
+    struct user_ticket *t = NULL;
+    json_t *u = NULL, *r;
+    size_t i;
+
+    for (i = 0; code != NULL && i < MAX_CODES; i++)
+        if (s->ocodes[i].s[0] != '\0' && same_secret(s->ocodes[i].s, code))
+            o = &s->ocodes[i];
+    if (o == NULL || o->used || o->suite != k->suite ||
+        mono_ms() >= o->expires_ms) {
+        reply_err(k, 40029);
+        return;
+    }
+    o->used = 1;
+    if (o->corp < 0) {
+        k->errcode = 0;
+        reply_json(k,
+                   old ? json_pack("{s:i,s:s,s:s,s:s}", "errcode", 0, "errmsg",
+                                   "ok", "OpenId", o->openid, "DeviceId", "")
+                       : json_pack("{s:i,s:s,s:s}", "errcode", 0, "errmsg",
+                                   "ok", "openid", o->openid));
+        return;
+    }
+    u = member_json(s, o->corp, o->member);
+    if (u == NULL) {
+        reply_err(k, -1);
+        k->status = 500;
+        return;
+    }
+    if (o->privateinfo) {
+        t = &s->tickets[s->ntickets % MAX_CODES];
+        memset(t, 0, sizeof(*t));
+        if (random_text(t->s, TOKEN_LEN) != 0) {
+            json_decref(u);
+            reply_err(k, -1);
+            return;
+        }
+        s->ntickets++;
+        t->suite = o->suite;
+        t->corp = o->corp;
+        t->member = o->member;
+        t->expires_ms = mono_ms() + (int64_t)s->ticket_lifetime * 1000;
+    }
+    if (old)
+        r = json_pack("{s:i,s:s,s:s,s:O?,s:s}", "errcode", 0, "errmsg", "ok",
+                      "CorpId", fixture_corp_id(s->corps[o->corp]), "UserId",
+                      json_object_get(u, "userid"), "DeviceId", "");
+    else
+        r = json_pack("{s:i,s:s,s:s,s:O?}", "errcode", 0, "errmsg", "ok",
+                      "corpid", fixture_corp_id(s->corps[o->corp]), "userid",
+                      json_object_get(u, "userid"));
+    if (r != NULL && t != NULL &&
+        (json_object_set_new(r, "user_ticket", json_string(t->s)) != 0 ||
+         json_object_set_new(r, "expires_in",
+                             json_integer(s->ticket_lifetime)) != 0)) {
+        json_decref(r);
+        r = NULL;
+    }
+    if (r != NULL && !old &&
+        json_object_set(r, "open_userid", json_object_get(u, "open_userid")) !=
+            0) {
+        json_decref(r);
+        r = NULL;
+    }
+    json_decref(u);
+    k->errcode = 0;
+    reply_json(k, r);
+}
+
+static void
+api_userinfo(struct server *s, struct call *k)
+{
+    userinfo(s, k, s->old_shape);
+}
+
+static void
+api_userinfo_old(struct server *s, struct call *k)
+{
+    userinfo(s, k, 1);
+}
+
+/* getuserdetail3rd: 84015 for an unknown ticket (or another suite's),
+ * 84014 for an expired one. name is the userid, as for every third-party
+ * app. */
+static void
+api_userdetail(struct server *s, struct call *k)
+{
+    const struct user_ticket *t = NULL;
+    const char *v;
+    json_t *u, *r;
+    size_t i;
+
+    if (jstring(k, "user_ticket", &v))
+        return;
+    for (i = 0; v != NULL && i < MAX_CODES; i++)
+        if (s->tickets[i].s[0] != '\0' && same_secret(s->tickets[i].s, v))
+            t = &s->tickets[i];
+    if (t == NULL || t->suite != k->suite) {
+        reply_err(k, 84015);
+        return;
+    }
+    if (mono_ms() >= t->expires_ms) {
+        reply_err(k, 84014);
+        return;
+    }
+    u = member_json(s, t->corp, t->member);
+    if (u == NULL) {
+        reply_err(k, -1);
+        k->status = 500;
+        return;
+    }
+    r = json_pack(
+        "{s:i,s:s,s:s,s:O?,s:O?,s:O?,s:O?,s:O?,s:s}", "errcode", 0, "errmsg",
+        "ok", "corpid", fixture_corp_id(s->corps[t->corp]), "userid",
+        json_object_get(u, "userid"), "name", json_object_get(u, "userid"),
+        "gender", json_object_get(u, "gender"), "avatar",
+        json_object_get(u, "avatar"), "qr_code", json_object_get(u, "qr_code"),
+        "mock_internal_note", "user detail from the mock");
+    json_decref(u);
+    k->errcode = 0;
+    reply_json(k, r);
+}
+
+/* Browser pages: GET only, answered with a redirect or a text page. */
+static const struct {
+    const char *path;
+    void (*fn)(struct server *, struct call *);
+} pages[] = {
+    {"/3rdapp/install", page_install},
+    {"/connect/oauth2/authorize", page_authorize},
+};
+
+/* 1 when k->path is a browser page (answered here), else 0. */
+static int
+page(struct server *s, struct call *k)
+{
+    size_t i;
+
+    for (i = 0; i < nitems(pages); i++) {
+        if (strcmp(pages[i].path, k->path) != 0)
+            continue;
+        if (k->method != EVHTTP_REQ_GET)
+            page_err(k, 405, "use GET");
+        else if (query_parse(k->rawq, MAX_QUERY_PARAM, &k->q) != BRK_OK)
+            page_err(k, 400, "malformed query");
+        else
+            pages[i].fn(s, k);
+        return 1;
+    }
+    return 0;
+}
+
 enum auth { AUTH_NONE, AUTH_SUITE, AUTH_CORP };
 
 static const struct route {
@@ -1001,6 +1416,12 @@ static const struct route {
      api_auth_info},
     {"/cgi-bin/service/get_corp_token", EVHTTP_REQ_POST, AUTH_SUITE,
      api_corp_token},
+    {"/cgi-bin/service/auth/getuserinfo3rd", EVHTTP_REQ_GET, AUTH_SUITE,
+     api_userinfo},
+    {"/cgi-bin/service/getuserinfo3rd", EVHTTP_REQ_GET, AUTH_SUITE,
+     api_userinfo_old},
+    {"/cgi-bin/service/auth/getuserdetail3rd", EVHTTP_REQ_POST, AUTH_SUITE,
+     api_userdetail},
     {"/cgi-bin/agent/get_permissions", EVHTTP_REQ_POST, AUTH_CORP,
      api_permissions},
     {"/cgi-bin/agent/get", EVHTTP_REQ_GET, AUTH_CORP, api_agent_get},
@@ -1056,6 +1477,8 @@ api(struct server *s, struct call *k)
     size_t i;
     long e;
 
+    if (page(s, k))
+        return;
     for (i = 0; i < nitems(routes); i++)
         if (strcmp(routes[i].path, k->path) == 0)
             r = &routes[i];
@@ -1271,7 +1694,7 @@ static void
 ctl_install(struct server *s, struct call *k)
 {
     static const char *const keys[] = {"suite_id", "corpid", "state", NULL};
-    struct auth_code *a;
+    const struct auth_code *a;
     const char *state;
     int suite;
     long corp;
@@ -1289,18 +1712,11 @@ ctl_install(struct server *s, struct call *k)
         reply_mock_err(k, 400, "state too long");
         return;
     }
-    a = &s->codes[s->ncodes % MAX_CODES];
-    memset(a, 0, sizeof(*a));
-    if (random_text(a->s, CODE_LEN) != 0) {
+    a = code_mint(s, suite, corp, state);
+    if (a == NULL) {
         reply_mock_err(k, 500, "no randomness");
         return;
     }
-    s->ncodes++;
-    a->suite = suite;
-    a->corp = corp;
-    a->expires_ms = mono_ms() + AUTH_CODE_TTL_S * 1000L;
-    if (state != NULL)
-        memcpy(a->state, state, strlen(state) + 1);
     k->errcode = 0;
     if (dynbuf_printf(&k->out, "{\"auth_code\":\"%s\"}", a->s))
         k->status = 500;
@@ -1716,6 +2132,127 @@ ctl_corp_token(struct server *s, struct call *k)
         k->status = 500;
 }
 
+/* POST {"corpid"}: the corp whose admin approves on the install page;
+ * {} goes back to the first corp. */
+static void
+ctl_oauth_corp(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"corpid", NULL};
+    const char *corpid;
+    long corp = 0;
+
+    if (control_body(k, keys))
+        return;
+    corpid = jstr(k->json, "corpid");
+    if (json_object_get(k->json, "corpid") != NULL &&
+        (corp = corp_find(s, corpid)) < 0) {
+        reply_mock_err(k, 400, "unknown corpid");
+        return;
+    }
+    s->install_corp = corp;
+    reply_ok(k);
+}
+
+/* An openid: 1..OPENID_MAX of [A-Za-z0-9_-]. */
+static int
+openid_ok(const char *v)
+{
+    size_t i;
+
+    if (v == NULL || *v == '\0')
+        return 0;
+    for (i = 0; v[i] != '\0'; i++)
+        if (i == OPENID_MAX ||
+            !((v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') ||
+              (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* POST {"corpid","userid"} (a member) or {"openid"} (a non-member): who
+ * logs in on the authorize page; {} goes back to the first member of the
+ * first corp. */
+static void
+ctl_oauth_user(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"corpid", "userid", "openid", NULL};
+    const char *corpid, *userid, *openid;
+    long corp = 0, member = 0;
+
+    if (control_body(k, keys))
+        return;
+    corpid = jstr(k->json, "corpid");
+    userid = jstr(k->json, "userid");
+    openid = jstr(k->json, "openid");
+    if (json_object_get(k->json, "openid") != NULL) {
+        if (json_object_size(k->json) != 1 || !openid_ok(openid)) {
+            reply_mock_err(k, 400, "openid alone, 1..64 of [A-Za-z0-9_-]");
+            return;
+        }
+        s->user_corp = -1;
+        s->user_member = -1;
+        memcpy(s->user_openid, openid, strlen(openid) + 1);
+        reply_ok(k);
+        return;
+    }
+    if (json_object_size(k->json) != 0) {
+        corp = corp_find(s, corpid);
+        member = corp < 0 || userid == NULL
+                     ? -1
+                     : fixture_member_index(s->corps[corp], userid);
+        if (member < 0) {
+            reply_mock_err(k, 400, "want a known corpid and userid");
+            return;
+        }
+    }
+    s->user_corp = corp;
+    s->user_member = member;
+    s->user_openid[0] = '\0';
+    reply_ok(k);
+}
+
+/* POST {"shape":"old"|"new"}: how the new getuserinfo3rd path answers. */
+static void
+ctl_oauth_shape(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"shape", NULL};
+    const char *shape;
+
+    if (control_body(k, keys))
+        return;
+    shape = jstr(k->json, "shape");
+    if (shape == NULL ||
+        (strcmp(shape, "old") != 0 && strcmp(shape, "new") != 0)) {
+        reply_mock_err(k, 400, "shape is old or new");
+        return;
+    }
+    s->old_shape = strcmp(shape, "old") == 0;
+    reply_ok(k);
+}
+
+/* GET ?pre_auth_code=C: its suite and the auth_type set_session_info
+ * recorded (null when it was not called). */
+static void
+ctl_pre_auth_code(struct server *s, struct call *k)
+{
+    const char *code = query_get(k->q, "pre_auth_code");
+    const struct token *t = code ? token_find(s, TOK_PRE_AUTH, code) : NULL;
+
+    if (k->method != EVHTTP_REQ_GET) {
+        reply_mock_err(k, 405, "use GET");
+        return;
+    }
+    if (t == NULL) {
+        reply_mock_err(k, 404, "unknown pre_auth_code");
+        return;
+    }
+    k->errcode = 0;
+    reply_json(k, json_pack("{s:i,s:s,s:s,s:o}", "errcode", 0, "errmsg", "ok",
+                            "suite_id", s->suites[t->suite].id, "auth_type",
+                            t->auth_type < 0 ? json_null()
+                                             : json_integer(t->auth_type)));
+}
+
 static const struct {
     const char *path;
     void (*fn)(struct server *, struct call *);
@@ -1730,6 +2267,10 @@ static const struct {
     {"/__mock/cancel", ctl_cancel},
     {"/__mock/requests", ctl_requests},
     {"/__mock/corps", ctl_corps},
+    {"/__mock/oauth_corp", ctl_oauth_corp},
+    {"/__mock/oauth_user", ctl_oauth_user},
+    {"/__mock/oauth_shape", ctl_oauth_shape},
+    {"/__mock/pre_auth_code", ctl_pre_auth_code},
 };
 
 static void
@@ -2027,7 +2568,7 @@ usage(FILE *f)
         "                        [--seed N] [--corps N] [--departments N]\n"
         "                        [--members N] [--tags N] [--customers N]\n"
         "                        [--chats N] [--token-lifetime SECONDS]\n"
-        "                        [--quiet]\n"
+        "                        [--ticket-lifetime SECONDS] [--quiet]\n"
         "\n"
         "Simulates WeCom's server API for third-party apps over generated\n"
         "enterprises (corpids wwmockcorp0001...), deterministic from the\n"
@@ -2050,6 +2591,7 @@ usage(FILE *f)
         "                          sizes per corp (default 12, 40, 4, 20, 5)\n"
         "  --token-lifetime S      suite and corp token lifetime (default "
         "7200)\n"
+        "  --ticket-lifetime S     OAuth user_ticket lifetime (default 1800)\n"
         "  --quiet                 no per-request log lines on stderr\n"
         "\n"
         "Control endpoints:\n"
@@ -2071,6 +2613,25 @@ usage(FILE *f)
         "  GET  /__mock/requests[?path=P]  API requests received (tokens\n"
         "       masked); DELETE clears\n"
         "  GET  /__mock/corps\n"
+        "  POST /__mock/oauth_corp {corpid}  who approves on the install page\n"
+        "       ({} = the first corp)\n"
+        "  POST /__mock/oauth_user {corpid,userid} or {openid}  who logs in\n"
+        "       on the authorize page ({} = the first member of the first "
+        "corp)\n"
+        "  POST /__mock/oauth_shape {shape:old|new}  old: the new\n"
+        "       getuserinfo3rd path answers with the old capitalised keys\n"
+        "  GET  /__mock/pre_auth_code?pre_auth_code=C  its suite and the\n"
+        "       auth_type set_session_info recorded\n"
+        "\n"
+        "Browser pages (GET; 302 to redirect_uri, 400 when refused):\n"
+        "  /3rdapp/install?suite_id&pre_auth_code&redirect_uri&state\n"
+        "       -> redirect_uri?auth_code=C&expires_in=600&state=S\n"
+        "  /connect/oauth2/authorize?appid&redirect_uri&response_type=code&\n"
+        "       scope=snsapi_base|snsapi_privateinfo&state\n"
+        "       -> redirect_uri?code=C&state=S (single use, 5 minutes)\n"
+        "  The codes are redeemed by get_permanent_code and by\n"
+        "  service/auth/getuserinfo3rd (or the old service/getuserinfo3rd);\n"
+        "  getuserdetail3rd takes the user_ticket of snsapi_privateinfo.\n"
         "\n"
         "Runs until SIGTERM or SIGINT.\n");
 }
@@ -2230,6 +2791,7 @@ parse_opts(struct server *s, struct opts *o, int argc, char **argv)
         {"customers", required_argument, NULL, 'E'},
         {"chats", required_argument, NULL, 'G'},
         {"token-lifetime", required_argument, NULL, 'L'},
+        {"ticket-lifetime", required_argument, NULL, 'U'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -2292,6 +2854,10 @@ parse_opts(struct server *s, struct opts *o, int argc, char **argv)
             rc = parse_size("token-lifetime", optarg, 1, 86400 * 365,
                             &s->lifetime);
             break;
+        case 'U':
+            rc = parse_size("ticket-lifetime", optarg, 1, 86400 * 365,
+                            &s->ticket_lifetime);
+            break;
         case 'q':
             s->quiet = 1;
             break;
@@ -2337,6 +2903,8 @@ server_free(struct server *s)
         log_drop_oldest(s);
     OPENSSL_cleanse(s->tokens, sizeof(s->tokens));
     OPENSSL_cleanse(s->codes, sizeof(s->codes));
+    OPENSSL_cleanse(s->ocodes, sizeof(s->ocodes));
+    OPENSSL_cleanse(s->tickets, sizeof(s->tickets));
     brk_free(s);
 }
 
@@ -2415,6 +2983,7 @@ serve_main(int argc, char **argv)
     if (s == NULL)
         return 1;
     s->lifetime = 7200;
+    s->ticket_lifetime = TICKET_TTL_S;
     rc = parse_opts(s, &o, argc, argv);
     if (rc != 0) {
         server_free(s);
