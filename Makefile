@@ -101,8 +101,20 @@ run: all broker.conf
 demo: all
 	@sh scripts/demo.sh
 
+# Benchmark programs: each tests/bench/NAME.c is one program. A program
+# that does not build is reported and left out; scripts/bench.sh says so.
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
+
+$(B)/bench/%: tests/bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) || \
+	    { rm -f $@; exit 1; }
+
 bench: all
-	@echo "make bench: the benchmark arrives with the filter core."
+	@$(MAKE) --no-print-directory -k $(BENCH_BIN) || \
+	    echo "make bench: some benchmark programs did not build" >&2
+	@sh scripts/bench.sh
 
 lint:
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|strncat|strtok|gets|atoi|atol|atof|rand|srand|localtime|gmtime|system|tmpnam|alloca)\s*\(' \
@@ -123,3 +135,49 @@ clean:
 	rm -rf $(B) bin
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+# Install under $(DESTDIR)$(PREFIX): the programs, the scope files, the
+# man pages, the example configuration with its state and key files under
+# $(STATEDIR) and its scopes_dir at the installed scopes, and the systemd
+# unit with its commands in $(PREFIX)/bin; the unit and the man pages name
+# $(PREFIX) where they say /usr/local. DESTDIR stages a package: it
+# prefixes where files go, never the paths written into them.
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+STATEDIR  ?= /var/lib/wecom-broker
+INSTALL   ?= install
+BINDIR     = $(PREFIX)/bin
+DATADIR    = $(PREFIX)/share/wecom-broker
+DOCDIR     = $(PREFIX)/share/doc/wecom-broker
+MAN8DIR    = $(PREFIX)/share/man/man8
+UNITDIR    = $(PREFIX)/lib/systemd/system
+MAN_PAGES := man/wecom-broker.8 man/brokerctl.8
+
+.PHONY: install uninstall
+
+install: $(PROGS)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/scopes \
+	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MAN8DIR) $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 scopes/*.json $(DESTDIR)$(DATADIR)/scopes/
+	$(INSTALL) -m 0644 scopes/README.md $(DESTDIR)$(DOCDIR)/scopes.md
+	for m in $(MAN_PAGES); do \
+	    sed 's|/usr/local/|$(PREFIX)/|g' $$m \
+	        >$(DESTDIR)$(MAN8DIR)/$${m#man/} && \
+	    chmod 0644 $(DESTDIR)$(MAN8DIR)/$${m#man/} || exit 1; \
+	done
+	sed -e 's|^state_dir = .*|state_dir = $(STATEDIR)|' \
+	    -e 's|^master_key_file = .*|master_key_file = $(STATEDIR)/master.key|' \
+	    -e 's|^index_key_file = .*|index_key_file = $(STATEDIR)/index.key|' \
+	    -e 's|^scopes_dir = .*|scopes_dir = $(DATADIR)/scopes|' \
+	    broker.conf.example >$(DESTDIR)$(DOCDIR)/broker.conf.example
+	chmod 0644 $(DESTDIR)$(DOCDIR)/broker.conf.example
+	sed 's|/usr/local/|$(PREFIX)/|g' packaging/wecom-broker.service \
+	    >$(DESTDIR)$(UNITDIR)/wecom-broker.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/wecom-broker.service
+
+uninstall:
+	rm -f $(PROGS:bin/%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(MAN_PAGES:man/%=$(DESTDIR)$(MAN8DIR)/%)
+	rm -f $(DESTDIR)$(UNITDIR)/wecom-broker.service
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)

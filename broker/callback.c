@@ -13,6 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "browser.h"
 #include "callback.h"
 #include "config.h"
 #include "httpd.h"
@@ -35,6 +36,7 @@ struct callback {
     const struct keyring *kr;
     struct store *st;
     struct suites *suites;
+    struct browser *browser; /* borrowed; NULL: no browser routes */
 };
 
 /* InfoTypes that go to the event stream; anything else is acknowledged,
@@ -571,6 +573,30 @@ out:
 
 /*---- Routing ----*/
 
+/* /wecom/suite/{id}/{install,install/done,oauth/...}: the browser flows.
+ * 0 when taken, -1 when the path is none of them. */
+static int
+browser_route(struct callback *cb, struct httpd_req *r)
+{
+    static const char pre[] = "/wecom/suite/";
+    const char *path = httpd_path(r), *p, *slash;
+    char suite[80];
+    struct suite_rt *su;
+
+    if (cb->browser == NULL || strncmp(path, pre, sizeof(pre) - 1) != 0)
+        return -1;
+    p = path + sizeof(pre) - 1;
+    slash = strchr(p, '/');
+    if (slash == NULL || slash == p || (size_t)(slash - p) >= sizeof(suite))
+        return -1;
+    memcpy(suite, p, (size_t)(slash - p));
+    suite[slash - p] = '\0';
+    su = suites_find(cb->suites, suite);
+    if (su == NULL)
+        return -1;
+    return browser_handle(cb->browser, r, su, slash + 1);
+}
+
 /* Split "/wecom/suite/{id}/{callback|data}"; -1 when the path is not ours. */
 static int
 parse_path(const char *path, char *suite, size_t len, int *data)
@@ -606,6 +632,8 @@ callback_handle(struct httpd_req *r, void *arg)
     int data = 0, get;
 
     if (parse_path(httpd_path(r), suite, sizeof(suite), &data) != 0) {
+        if (browser_route(cb, r) == 0)
+            goto out;
         r->route = "other";
         reject(r, NULL, 404, "not_found", "no such route");
         goto out;
@@ -659,8 +687,25 @@ callback_new(const struct config *cfg, const struct keyring *kr,
     return BRK_OK;
 }
 
+/*
+ * Use kr (borrowed) from now on, for the configuration reload. Work
+ * already started may still hold the previous keyring, so the caller
+ * keeps that one alive a while longer. Cannot fail.
+ */
+void
+callback_set_keyring(struct callback *cb, const struct keyring *kr)
+{
+    cb->kr = kr;
+}
+
 void
 callback_free(struct callback *cb)
 {
     brk_free(cb);
+}
+
+void
+callback_set_browser(struct callback *cb, struct browser *b)
+{
+    cb->browser = b;
 }

@@ -1,15 +1,23 @@
 /*
  * evhttp listeners (see httpd.h). Every reply goes through httpd_reply,
- * which also counts the metric and the in-flight gauge.
+ * which also counts the metric and the in-flight gauge. A listener may
+ * speak TLS through libevent_openssl bufferevents.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "codec.h"
 #include "config.h"
@@ -17,9 +25,17 @@
 #include "log.h"
 #include "metrics.h"
 
-#define MAX_LISTENERS   4
-#define HEADERS_MAX     (64 * 1024)
-#define READ_TIMEOUT_S  30
+#define MAX_LISTENERS  4
+#define HEADERS_MAX    (64 * 1024)
+#define READ_TIMEOUT_S 30
+/* Warn when the certificate has fewer days left than this. */
+#define TLS_EXPIRY_WARN_DAYS 14
+/* TLS 1.2 suites with forward secrecy and AEAD; 1.3 keeps its defaults. */
+#define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+
+struct httpd_tls {
+    SSL_CTX *ctx;
+};
 
 struct httpd_listener {
     struct httpd *h;
@@ -29,6 +45,7 @@ struct httpd_listener {
     httpd_handler *handler;
     void *arg;
     unsigned inflight;
+    struct httpd_tls *tls; /* NULL: plain HTTP */
 };
 
 struct httpd {
@@ -62,8 +79,10 @@ httpd_free(struct httpd *h)
 
     if (h == NULL)
         return;
-    for (i = 0; i < h->nlisteners; i++)
+    for (i = 0; i < h->nlisteners; i++) {
         evhttp_free(h->listeners[i].http);
+        httpd_tls_free(h->listeners[i].tls);
+    }
     if (h->drain_timer != NULL)
         event_free(h->drain_timer);
     brk_free(h);
@@ -74,10 +93,10 @@ update_gauge(struct httpd_listener *l)
 {
     char labels[64];
 
-    metrics_set(METRICS_INFLIGHT,
-                metrics_labels(labels, sizeof(labels), "listener", l->name,
-                               NULL),
-                (double)l->inflight);
+    metrics_set(
+        METRICS_INFLIGHT,
+        metrics_labels(labels, sizeof(labels), "listener", l->name, NULL),
+        (double)l->inflight);
 }
 
 static void
@@ -98,7 +117,19 @@ dispatch(struct evhttp_request *req, void *arg)
     struct httpd_listener *l = arg;
     struct httpd_req *r;
     unsigned char rnd[8];
+    struct evhttp_connection *evcon;
 
+    if (l->tls != NULL) {
+        /* fail closed: a connection that somehow is not TLS (see
+         * tls_bevcb) is never served */
+        evcon = evhttp_request_get_connection(req);
+        if (evcon == NULL ||
+            bufferevent_openssl_get_ssl(
+                evhttp_connection_get_bufferevent(evcon)) == NULL) {
+            evhttp_send_error(req, 400, "TLS required");
+            return;
+        }
+    }
     r = brk_calloc(1, sizeof(*r));
     if (r == NULL) {
         evhttp_send_error(req, 503, "Service Unavailable");
@@ -144,8 +175,7 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
     if (l->h->draining) {
         /* finish only once the reply has left: libevent closes the
          * connection after writing it */
-        struct evhttp_connection *evcon =
-            evhttp_request_get_connection(r->req);
+        struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
 
         evhttp_add_header(hdr, "Connection", "close");
         if (evcon != NULL) {
@@ -166,8 +196,8 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
                 metrics_labels(labels, sizeof(labels), "listener", l->name,
                                "route", r->route, "status", code, NULL));
     metrics_observe(METRICS_HTTP_SECONDS,
-                    metrics_labels(labels, sizeof(labels), "listener",
-                                   l->name, "route", r->route, NULL),
+                    metrics_labels(labels, sizeof(labels), "listener", l->name,
+                                   "route", r->route, NULL),
                     secs);
     l->inflight--;
     l->h->inflight--;
@@ -263,11 +293,10 @@ httpd_listen(struct httpd *h, const char *name, const char *hostport,
     evhttp_set_max_body_size(l->http, (ev_ssize_t)(max_body * 4 + 4096));
     evhttp_set_max_headers_size(l->http, HEADERS_MAX);
     evhttp_set_timeout(l->http, READ_TIMEOUT_S);
-    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(
+        l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                     EVHTTP_REQ_PATCH);
     evhttp_set_gencb(l->http, dispatch, l);
     l->sock = evhttp_bind_socket_with_handle(l->http, host, (ev_uint16_t)port);
     if (l->sock == NULL) {
@@ -276,8 +305,7 @@ httpd_listen(struct httpd *h, const char *name, const char *hostport,
         return BRK_ERR_IO;
     }
     h->nlisteners++;
-    log_info("%s listener on %s:%d", name, host,
-             httpd_listener_port(h, name));
+    log_info("%s listener on %s:%d", name, host, httpd_listener_port(h, name));
     return BRK_OK;
 }
 
@@ -304,6 +332,194 @@ httpd_listener_port(const struct httpd *h, const char *name)
     return -1;
 }
 
+/*---- TLS ----*/
+
+/* An encrypted key would otherwise make OpenSSL prompt on the terminal. */
+static int
+tls_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)arg;
+    return 0;
+}
+
+/* The first queued OpenSSL error in words; empties the queue. */
+static void
+tls_reason(char *buf, size_t len)
+{
+    unsigned long e = ERR_get_error();
+    const char *why = NULL;
+
+    if (e != 0 && ERR_SYSTEM_ERROR(e))
+        why = strerror(ERR_GET_REASON(e));
+    else if (e != 0)
+        why = ERR_reason_error_string(e);
+    snprintf(buf, len, "%s", why != NULL ? why : "unknown error");
+    ERR_clear_error();
+}
+
+static void
+tls_check_files(SSL_CTX *ctx, const char *cert_file, const char *key_file)
+{
+    const X509 *x = SSL_CTX_get0_certificate(ctx);
+    int days = 0, secs = 0;
+    struct stat st;
+
+    if (x != NULL && X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+        log_warn("tls_cert_file %s: the certificate is not valid yet",
+                 cert_file);
+    if (x != NULL &&
+        ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) == 1) {
+        if (days < 0 || secs < 0)
+            log_warn("tls_cert_file %s: the certificate has expired",
+                     cert_file);
+        else if (days == 0)
+            log_warn("tls_cert_file %s: the certificate expires within a "
+                     "day",
+                     cert_file);
+        else if (days < TLS_EXPIRY_WARN_DAYS)
+            log_warn("tls_cert_file %s: the certificate expires in %d "
+                     "day(s)",
+                     cert_file, days);
+    }
+    /* group-readable is the usual ssl-cert group arrangement; world is
+     * not */
+    if (stat(key_file, &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)))
+        log_warn("tls_key_file %s is readable by others; chmod o-rw it",
+                 key_file);
+}
+
+/*
+ * Build a server context (see httpd.h). Returns BRK_OK, BRK_ERR_CONFIG
+ * naming the file at fault, BRK_ERR_NOMEM. *out owned: httpd_tls_free.
+ */
+enum brk_err
+httpd_tls_load(const char *cert_file, const char *key_file,
+               struct httpd_tls **out, struct brk_errinfo *info)
+{
+    struct httpd_tls *t = NULL;
+    SSL_CTX *ctx = NULL;
+    enum brk_err err = BRK_ERR_CONFIG;
+    char why[120];
+
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_server_method());
+    t = brk_calloc(1, sizeof(*t));
+    if (ctx == NULL || t == NULL) {
+        brk_errinfo_set(info, 0, -1, "TLS: cannot create a context");
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
+        SSL_CTX_set_dh_auto(ctx, 1) != 1) {
+        tls_reason(why, sizeof(why));
+        brk_errinfo_set(info, 0, -1, "TLS: cannot configure: %s", why);
+        goto out;
+    }
+    /* compression leaks secrets (CRIME); renegotiation only costs us */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        tls_reason(why, sizeof(why));
+        brk_errinfo_set(info, 0, -1,
+                        "tls_cert_file %s: cannot load the certificate: %s",
+                        cert_file, why);
+        goto out;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        tls_reason(why, sizeof(why));
+        brk_errinfo_set(info, 0, -1,
+                        "tls_key_file %s: cannot load the private key (PEM, "
+                        "unencrypted, matching tls_cert_file): %s",
+                        key_file, why);
+        goto out;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        tls_reason(why, sizeof(why));
+        brk_errinfo_set(info, 0, -1,
+                        "tls_key_file %s does not match tls_cert_file %s",
+                        key_file, cert_file);
+        goto out;
+    }
+    tls_check_files(ctx, cert_file, key_file);
+    t->ctx = ctx;
+    ctx = NULL;
+    *out = t;
+    t = NULL;
+    err = BRK_OK;
+out:
+    SSL_CTX_free(ctx);
+    httpd_tls_free(t);
+    return err;
+}
+
+void
+httpd_tls_free(struct httpd_tls *t)
+{
+    if (t == NULL)
+        return;
+    /* SSL_CTX is reference-counted: open connections keep theirs */
+    SSL_CTX_free(t->ctx);
+    brk_free(t);
+}
+
+/* evhttp's constructor of each accepted connection's bufferevent. */
+static struct bufferevent *
+tls_bevcb(struct event_base *base, void *arg)
+{
+    struct httpd_listener *l = arg;
+    struct bufferevent *bev;
+    SSL *ssl;
+
+    ssl = SSL_new(l->tls->ctx);
+    if (ssl == NULL) {
+        /* evhttp falls back to a plain bufferevent, which dispatch
+         * refuses */
+        ERR_clear_error();
+        return NULL;
+    }
+    /* on failure libevent may already have freed ssl with the
+     * half-built bufferevent: freeing it here could be a double free */
+    bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        return NULL;
+    /* clients that close without close_notify are routine */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/*
+ * Switch a listener to TLS (see httpd.h). Consumes t (not NULL) on every
+ * path. Returns BRK_OK or BRK_ERR_NOTFOUND.
+ */
+enum brk_err
+httpd_set_tls(struct httpd *h, const char *name, struct httpd_tls *t)
+{
+    struct httpd_listener *l = NULL;
+    size_t i;
+
+    for (i = 0; i < h->nlisteners; i++)
+        if (strcmp(h->listeners[i].name, name) == 0)
+            l = &h->listeners[i];
+    if (l == NULL) {
+        httpd_tls_free(t);
+        return BRK_ERR_NOTFOUND;
+    }
+    httpd_tls_free(l->tls);
+    l->tls = t;
+    evhttp_set_bevcb(l->http, tls_bevcb, l);
+    return BRK_OK;
+}
+
+/*---- Draining ----*/
+
 static void
 on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -320,8 +536,7 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *),
-            void *arg)
+httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *), void *arg)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     size_t i;

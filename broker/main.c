@@ -1,7 +1,8 @@
 /*
  * wecom-broker: process entry and wiring only. Loads the configuration and
  * keys, starts the embedded Redis when configured so, binds the listeners
- * and runs one libevent loop until SIGTERM/SIGINT, then drains.
+ * and runs one libevent loop until SIGTERM/SIGINT, then drains. SIGHUP
+ * re-reads the configuration and swaps in what can change at run time.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "browser.h"
 #include "callback.h"
 #include "config.h"
 #include "httpd.h"
@@ -31,10 +33,23 @@
 #include "wecom_api.h"
 #include "worker.h"
 
-#define DRAIN_TIMEOUT_MS   10000
-#define REDIS_CMD_TIMEOUT  800 /* ms: keeps an ack well inside WeCom's 1 s */
-#define REDIS_START_WAIT   30000
-#define INTERNAL_MAX_BODY  (1024 * 1024)
+#define DRAIN_TIMEOUT_MS  10000
+#define REDIS_CMD_TIMEOUT 800 /* ms: keeps an ack well inside WeCom's 1 s */
+#define REDIS_START_WAIT  30000
+#define INTERNAL_MAX_BODY (1024 * 1024)
+/* A replaced keyring is freed this long after the swap: the work that may
+ * still hold it (a data-key load: at most three Redis commands, each with
+ * its REDIS_CMD_TIMEOUT) is long over by then. */
+#define KEYRING_GRACE_MS 60000
+#define RETIRED_POLL_MS  1000
+
+/* Something replaced by a reload that work in flight may still use. */
+struct retired {
+    struct retired *next;
+    struct scope_map *scopes; /* freed once no service request is open */
+    struct keyring *kr;       /* freed at due_ms */
+    long long due_ms;
+};
 
 struct daemon {
     struct event_base *base;
@@ -42,9 +57,10 @@ struct daemon {
     struct keyring *kr;
     struct redis_embed *embed;
     struct store *st;
-    struct store *sub;       /* listens for change notices */
+    struct store *sub; /* listens for change notices */
     struct scope_map *scopes;
     struct proxy *proxy;
+    struct browser *browser;
     struct suites *suites;
     struct wecom_api *wx;
     struct tokens *tok;
@@ -52,6 +68,8 @@ struct daemon {
     struct callback *cb;
     struct httpd *http;
     struct internal_api api;
+    struct retired *retired;
+    struct event *retired_timer;
     int exit_code;
     int stopping;
 };
@@ -71,7 +89,9 @@ usage(FILE *f)
             "  -h        show this help\n"
             "  -V        print the version\n"
             "\n"
-            "Signals: SIGTERM/SIGINT stop after in-flight requests finish.\n");
+            "Signals: SIGTERM/SIGINT stop after in-flight requests finish;\n"
+            "SIGHUP re-reads the configuration: scope maps, master keys,\n"
+            "the TLS certificate and log settings take effect at once.\n");
 }
 
 static void
@@ -94,6 +114,354 @@ begin_stop(struct daemon *d, const char *why)
     httpd_drain(d->http, DRAIN_TIMEOUT_MS, on_drained, d);
 }
 
+/*---- Reload (SIGHUP) ----*/
+
+static void
+sweep_retired(struct daemon *d, int all)
+{
+    struct retired **pp = &d->retired, *r;
+    long long now = brk_mono_ms();
+    struct timeval tv = {RETIRED_POLL_MS / 1000,
+                         (RETIRED_POLL_MS % 1000) * 1000};
+
+    while ((r = *pp) != NULL) {
+        /* a request keeps the map it started with until it ends */
+        if (r->scopes != NULL && (all || proxy_inflight(d->proxy) == 0)) {
+            scope_map_free(r->scopes);
+            r->scopes = NULL;
+            log_debug("reload: freed the replaced scope map");
+        }
+        if (r->kr != NULL && (all || now >= r->due_ms)) {
+            keyring_free(r->kr);
+            r->kr = NULL;
+            log_debug("reload: freed the replaced keyring");
+        }
+        if (r->scopes == NULL && r->kr == NULL) {
+            *pp = r->next;
+            brk_free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    if (d->retired != NULL && !all && d->retired_timer != NULL)
+        evtimer_add(d->retired_timer, &tv);
+}
+
+static void
+on_retired_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sweep_retired(arg, 0);
+}
+
+/* Keep sm or kr (consumed) until nothing can be using it any more. */
+static void
+retire(struct daemon *d, struct scope_map *sm, struct keyring *kr)
+{
+    struct retired *r = brk_calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        /* leaking beats freeing what a request may still read */
+        log_warn("reload: out of memory; a replaced %s stays allocated",
+                 sm != NULL ? "scope map" : "keyring");
+        return;
+    }
+    r->scopes = sm;
+    r->kr = kr;
+    r->due_ms = brk_mono_ms() + KEYRING_GRACE_MS;
+    r->next = d->retired;
+    d->retired = r;
+    if (d->retired_timer == NULL)
+        d->retired_timer = evtimer_new(d->base, on_retired_timer, d);
+    sweep_retired(d, 0);
+}
+
+static int
+str_differs(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") != 0;
+}
+
+/* Append name to a ", "-separated list in buf. */
+static void
+list_add(char *buf, size_t len, const char *name)
+{
+    size_t n = strlen(buf);
+
+    if (n + 1 < len)
+        snprintf(buf + n, len - n, "%s%s", n ? ", " : "", name);
+}
+
+/* Names of the settings the listeners and the store were built from:
+ * changing them needs a restart, so a reload that does is refused. */
+static void
+fixed_changes(const struct config *a, const struct config *b, char *buf,
+              size_t len)
+{
+    buf[0] = '\0';
+    if (str_differs(a->callback_listen, b->callback_listen))
+        list_add(buf, len, "callback_listen");
+    if (str_differs(a->internal_listen, b->internal_listen))
+        list_add(buf, len, "internal_listen");
+    if (str_differs(a->redis, b->redis))
+        list_add(buf, len, "redis");
+    if (str_differs(a->state_dir, b->state_dir))
+        list_add(buf, len, "state_dir");
+    if (str_differs(a->key_prefix, b->key_prefix))
+        list_add(buf, len, "key_prefix");
+    if ((a->tls_cert_file[0] == '\0') != (b->tls_cert_file[0] == '\0'))
+        list_add(buf, len, "TLS on/off (tls_cert_file, tls_key_file)");
+}
+
+static int
+suite_differs(const struct suite_conf *a, const struct suite_conf *b)
+{
+    size_t i;
+
+    if (str_differs(a->token, b->token) ||
+        str_differs(a->encoding_aes_key, b->encoding_aes_key) ||
+        str_differs(a->secret, b->secret) ||
+        str_differs(a->provider_corpid, b->provider_corpid) ||
+        a->auth_type != b->auth_type ||
+        a->nredirect_allow != b->nredirect_allow)
+        return 1;
+    for (i = 0; i < a->nredirect_allow; i++)
+        if (str_differs(a->redirect_allow[i], b->redirect_allow[i]))
+            return 1;
+    return 0;
+}
+
+/* Names of changed settings that the running modules read once: they
+ * keep their values until a restart. Never the values: some are secret. */
+static void
+restart_changes(const struct config *a, const struct config *b, char *buf,
+                size_t len)
+{
+    const struct suite_conf *sa;
+    char name[CONFIG_MAX_ID + 16];
+    size_t i;
+
+    buf[0] = '\0';
+    if (str_differs(a->wecom_api_base, b->wecom_api_base))
+        list_add(buf, len, "wecom_api_base");
+    if (str_differs(a->public_base_url, b->public_base_url))
+        list_add(buf, len, "public_base_url");
+    if (str_differs(a->wecom_install_url, b->wecom_install_url))
+        list_add(buf, len, "wecom_install_url");
+    if (str_differs(a->wecom_oauth_url, b->wecom_oauth_url))
+        list_add(buf, len, "wecom_oauth_url");
+    if (a->callback_max_skew != b->callback_max_skew)
+        list_add(buf, len, "callback_max_skew");
+    if (a->upstream_timeout_ms != b->upstream_timeout_ms)
+        list_add(buf, len, "upstream_timeout_ms");
+    if (a->upstream_max_body != b->upstream_max_body)
+        list_add(buf, len, "upstream_max_body");
+    if (a->upstream_rate_per_corp != b->upstream_rate_per_corp)
+        list_add(buf, len, "upstream_rate_per_corp");
+    if (a->audit_max_len != b->audit_max_len)
+        list_add(buf, len, "audit_max_len");
+    if (a->audit_max_age != b->audit_max_age)
+        list_add(buf, len, "audit_max_age");
+    if (a->cache_max_age != b->cache_max_age)
+        list_add(buf, len, "cache_max_age");
+    if (a->event_claim_idle != b->event_claim_idle)
+        list_add(buf, len, "event_claim_idle");
+    if (a->event_max_attempts != b->event_max_attempts)
+        list_add(buf, len, "event_max_attempts");
+    for (i = 0; i < b->nsuites; i++) {
+        sa = config_find_suite(a, b->suites[i].suite_id);
+        if (sa != NULL && !suite_differs(sa, &b->suites[i]))
+            continue;
+        snprintf(name, sizeof(name), "[suite %s]", b->suites[i].suite_id);
+        list_add(buf, len, name);
+    }
+    for (i = 0; i < a->nsuites; i++) {
+        if (config_find_suite(b, a->suites[i].suite_id) != NULL)
+            continue;
+        snprintf(name, sizeof(name), "[suite %s] (removed)",
+                 a->suites[i].suite_id);
+        list_add(buf, len, name);
+    }
+}
+
+/* "1,2,5": the master key versions of kr. */
+static void
+key_versions(const struct keyring *kr, char *buf, size_t len)
+{
+    size_t i, n = keyring_version_count(kr), o = 0;
+    int w;
+
+    buf[0] = '\0';
+    for (i = 0; i < n && o < len; i++) {
+        w = snprintf(buf + o, len - o, "%s%u", i ? "," : "",
+                     keyring_version_at(kr, i));
+        if (w < 0 || (size_t)w >= len - o) {
+            /* too many to list: say so rather than cut a number */
+            snprintf(buf, len, "%u..%u (%zu versions)",
+                     keyring_version_at(kr, 0), keyring_version_at(kr, n - 1),
+                     n);
+            return;
+        }
+        o += (size_t)w;
+    }
+}
+
+/* The index key keys stored HMACs and is never rotated. */
+static int
+same_index_key(const struct keyring *a, const struct keyring *b)
+{
+    static const char probe[] = "wecom-broker reload index key probe";
+    char ha[65], hb[65];
+
+    keyring_index_hmac(a, probe, sizeof(probe) - 1, ha);
+    keyring_index_hmac(b, probe, sizeof(probe) - 1, hb);
+    return strcmp(ha, hb) == 0;
+}
+
+/* Scope maps: the new ones, or the old ones kept. 0 when swapped. */
+static int
+reload_scopes(struct daemon *d, const struct config *nc, char *part, size_t len)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct scope_map *sm = NULL, *old = d->scopes;
+
+    if (scope_map_load(nc->scopes_dir, &sm, &info) != BRK_OK) {
+        log_error("reload: scopes: %s; the previous scope maps stay in use",
+                  info.msg);
+        snprintf(part, len, "scopes kept (%zu endpoints)",
+                 scope_map_count(old));
+        return -1;
+    }
+    d->scopes = sm;
+    proxy_set_scopes(d->proxy, sm);
+    retire(d, old, NULL);
+    snprintf(part, len, "scopes %zu endpoints", scope_map_count(sm));
+    return 0;
+}
+
+/* The master key file, never generated here. 0 when swapped. */
+static int
+reload_keys(struct daemon *d, const struct config *nc, char *part, size_t len)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct keyring *kr = NULL, *old = d->kr;
+    unsigned generated = 0, insecure = 0;
+    char versions[96];
+    size_t i;
+
+    if (keyring_load(nc->master_key_file, nc->index_key_file, 0, &kr,
+                     &generated, &insecure, &info) != BRK_OK) {
+        log_error("reload: keys: %s; the loaded keys stay in use", info.msg);
+        goto kept;
+    }
+    if (!same_index_key(old, kr)) {
+        log_error("reload: keys: %s holds a different index key; it is "
+                  "never rotated, so the loaded keys stay in use",
+                  nc->index_key_file);
+        keyring_free(kr);
+        goto kept;
+    }
+    if (insecure & KEYRING_FILE_MASTER)
+        log_warn("%s is readable by group or others; chmod 600 it",
+                 nc->master_key_file);
+    for (i = 0; i < keyring_version_count(old); i++)
+        if (!keyring_has_version(kr, keyring_version_at(old, i)))
+            log_warn("reload: master key version %u is gone from %s: data "
+                     "keys still wrapped under it no longer unwrap",
+                     keyring_version_at(old, i), nc->master_key_file);
+    if (keyring_current_version(kr) != keyring_current_version(old))
+        log_info("master key version %u is now current: new data keys are "
+                 "wrapped under it",
+                 keyring_current_version(kr));
+    /* every holder reads its pointer at each use; a data-key load already
+     * under way finishes with the old keyring, kept for a while */
+    d->kr = kr;
+    suites_set_keyring(d->suites, kr);
+    tokens_set_keyring(d->tok, kr);
+    worker_set_keyring(d->worker, kr);
+    proxy_set_keyring(d->proxy, kr);
+    callback_set_keyring(d->cb, kr);
+    browser_set_keyring(d->browser, kr);
+    retire(d, NULL, old);
+    key_versions(kr, versions, sizeof(versions));
+    snprintf(part, len, "keys versions %s", versions);
+    return 0;
+kept:
+    key_versions(old, versions, sizeof(versions));
+    snprintf(part, len, "keys kept (versions %s)", versions);
+    return -1;
+}
+
+/* A new certificate for new connections. 0 when swapped or off. */
+static int
+reload_tls(struct daemon *d, const struct config *nc, char *part, size_t len)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct httpd_tls *tls = NULL;
+
+    if (nc->tls_cert_file[0] == '\0') {
+        snprintf(part, len, "tls off");
+        return 0;
+    }
+    if (httpd_tls_load(nc->tls_cert_file, nc->tls_key_file, &tls, &info) !=
+        BRK_OK) {
+        log_error("reload: %s; new connections keep the previous "
+                  "certificate",
+                  info.msg);
+        snprintf(part, len, "tls kept");
+        return -1;
+    }
+    if (httpd_set_tls(d->http, "callback", tls) != BRK_OK) {
+        snprintf(part, len, "tls kept");
+        return -1;
+    }
+    snprintf(part, len, "tls reloaded");
+    return 0;
+}
+
+/*
+ * Re-read the configuration file. Refused as a whole when it does not
+ * parse or when settings the listeners or the store were built from
+ * changed; otherwise each reloadable part is swapped in on its own, and a
+ * part that fails keeps its previous state. One summary line either way.
+ */
+static void
+reload(struct daemon *d)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct config *nc = NULL;
+    char msg[512], fixed[256], later[512], scopes[64], keys[160], tls[32];
+    int failed = 0;
+
+    if (config_load(d->cfg->path, &nc, &info) != BRK_OK) {
+        config_format_error(d->cfg->path, &info, msg, sizeof(msg));
+        log_error("reload failed: %s; the running configuration stays", msg);
+        goto out;
+    }
+    fixed_changes(d->cfg, nc, fixed, sizeof(fixed));
+    if (fixed[0] != '\0') {
+        log_error("reload rejected: %s changed, which needs a restart; the "
+                  "running configuration stays",
+                  fixed);
+        goto out;
+    }
+    log_init((enum log_level)nc->log_level, nc->log_json);
+    failed |= reload_scopes(d, nc, scopes, sizeof(scopes));
+    failed |= reload_keys(d, nc, keys, sizeof(keys));
+    failed |= reload_tls(d, nc, tls, sizeof(tls));
+    restart_changes(d->cfg, nc, later, sizeof(later));
+    if (failed)
+        log_error("reload incomplete: %s, %s, %s (errors above)%s%s", scopes,
+                  keys, tls, later[0] ? "; needs a restart: " : "", later);
+    else
+        /* asked for by the operator: answered whatever log_level says */
+        log_emit(LOG_LVL_INFO, NULL, "reload: %s, %s, %s%s%s", scopes, keys,
+                 tls, later[0] ? "; needs a restart: " : "", later);
+out:
+    config_free(nc);
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -108,8 +476,10 @@ on_signal(evutil_socket_t sig, short what, void *arg)
         begin_stop(d, sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
     case SIGHUP:
-        log_warn("SIGHUP: configuration reload is not supported yet; "
-                 "restart to apply changes");
+        if (d->stopping)
+            log_warn("SIGHUP ignored: stopping");
+        else
+            reload(d);
         break;
     case SIGCHLD:
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -229,11 +599,20 @@ start(struct daemon *d)
 {
     struct brk_errinfo info = {"", 0, -1};
     struct wecom_api_opts api_opts;
+    struct httpd_tls *tls = NULL;
     char *url = NULL, consumer[128], channel[160];
     int embedded = d->cfg->redis[0] == '\0';
     enum brk_err err;
     int rc = -1;
 
+    /* a certificate that does not load fails the start, before anything
+     * else is set up */
+    if (d->cfg->tls_cert_file[0] != '\0' &&
+        httpd_tls_load(d->cfg->tls_cert_file, d->cfg->tls_key_file, &tls,
+                       &info) != BRK_OK) {
+        log_error("%s", info.msg);
+        goto out;
+    }
     if (load_keys(d, embedded) != 0)
         goto out;
     if (scope_map_load(d->cfg->scopes_dir, &d->scopes, &info) != BRK_OK) {
@@ -241,8 +620,8 @@ start(struct daemon *d)
         goto out;
     }
     if (embedded) {
-        err = redis_embed_start(d->cfg->state_dir, REDIS_START_WAIT,
-                                &d->embed, &url, &info);
+        err = redis_embed_start(d->cfg->state_dir, REDIS_START_WAIT, &d->embed,
+                                &url, &info);
         if (err) {
             log_error("embedded Redis: %s", info.msg);
             goto out;
@@ -253,8 +632,8 @@ start(struct daemon *d)
         log_error("cannot create the event loop");
         goto out;
     }
-    err = store_new(d->base, embedded ? url : d->cfg->redis,
-                    REDIS_CMD_TIMEOUT, &d->st);
+    err = store_new(d->base, embedded ? url : d->cfg->redis, REDIS_CMD_TIMEOUT,
+                    &d->st);
     if (err) {
         log_error("redis: bad URL");
         goto out;
@@ -271,27 +650,30 @@ start(struct daemon *d)
         log_error("cannot create the WeCom client: %s", brk_strerror(err));
         goto out;
     }
-    err = tokens_new(d->base, d->cfg, d->kr, d->st, d->suites, d->wx,
-                     &d->tok);
+    err = tokens_new(d->base, d->cfg, d->kr, d->st, d->suites, d->wx, &d->tok);
     if (err)
         goto out;
-    err = proxy_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok,
-                    d->wx, &d->proxy);
+    err = proxy_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
+                    &d->proxy);
     if (err)
         goto out;
     proxy_set_scopes(d->proxy, d->scopes);
     consumer_name(d, consumer, sizeof(consumer));
-    err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok,
-                     d->wx, consumer, &d->worker);
+    err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
+                     consumer, &d->worker);
     if (err)
         goto out;
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)
         goto out;
+    err = browser_new(d->cfg, d->kr, d->st, d->tok, d->wx, &d->browser);
+    if (err)
+        goto out;
+    callback_set_browser(d->cb, d->browser);
     snprintf(channel, sizeof(channel), "%s%s", d->cfg->key_prefix,
              WORKER_INVAL_CHANNEL);
-    err = store_new_subscriber(d->base, embedded ? url : d->cfg->redis,
-                               channel, on_change_notice, d, &d->sub);
+    err = store_new_subscriber(d->base, embedded ? url : d->cfg->redis, channel,
+                               on_change_notice, d, &d->sub);
     if (err)
         goto out;
     store_set_state_cb(d->sub, on_sub_state, d);
@@ -308,6 +690,14 @@ start(struct daemon *d)
                   d->cfg->callback_listen, strerror(errno));
         goto out;
     }
+    if (tls != NULL) {
+        /* the loop has not run yet: no connection was accepted plain */
+        err = httpd_set_tls(d->http, "callback", tls);
+        tls = NULL;
+        if (err)
+            goto out;
+        log_info("callback listener speaks HTTPS (%s)", d->cfg->tls_cert_file);
+    }
     err = httpd_listen(d->http, "internal", d->cfg->internal_listen,
                        INTERNAL_MAX_BODY, internal_api_handle, &d->api);
     if (err) {
@@ -317,6 +707,7 @@ start(struct daemon *d)
     }
     rc = 0;
 out:
+    httpd_tls_free(tls);
     brk_free(url);
     return rc;
 }
@@ -328,6 +719,7 @@ teardown(struct daemon *d)
      * before the state it points at goes away */
     httpd_free(d->http);
     proxy_free(d->proxy);
+    browser_free(d->browser);
     if (d->worker != NULL)
         worker_stop(d->worker);
     /* each free answers what is pending on it with BRK_ERR_SHUTDOWN;
@@ -340,11 +732,40 @@ teardown(struct daemon *d)
     callback_free(d->cb);
     suites_free(d->suites);
     redis_embed_stop(d->embed);
+    /* nothing is in flight any more */
+    sweep_retired(d, 1);
+    if (d->retired_timer != NULL)
+        event_free(d->retired_timer);
     if (d->base != NULL)
         event_base_free(d->base);
     keyring_free(d->kr);
     scope_map_free(d->scopes);
     config_free(d->cfg);
+}
+
+/* -t: the scope files and the TLS pair are part of the configuration: a
+ * typo in either fails the check, naming the file. */
+static int
+check_config(const struct config *cfg)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct scope_map *sm = NULL;
+    struct httpd_tls *tls = NULL;
+
+    if (scope_map_load(cfg->scopes_dir, &sm, &info) != BRK_OK) {
+        fprintf(stderr, "%s\n", info.msg);
+        return 1;
+    }
+    scope_map_free(sm);
+    if (cfg->tls_cert_file[0] != '\0' &&
+        httpd_tls_load(cfg->tls_cert_file, cfg->tls_key_file, &tls, &info) !=
+            BRK_OK) {
+        fprintf(stderr, "%s\n", info.msg);
+        return 1;
+    }
+    httpd_tls_free(tls);
+    printf("configuration OK\n");
+    return 0;
 }
 
 int
@@ -390,22 +811,14 @@ main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        struct scope_map *sm = NULL;
-
-        /* the scope files are part of the configuration: a typo in one
-         * must fail the check, with its file, line and column */
-        if (scope_map_load(d.cfg->scopes_dir, &sm, &info) != BRK_OK) {
-            fprintf(stderr, "%s\n", info.msg);
-            config_free(d.cfg);
-            return 1;
-        }
-        scope_map_free(sm);
-        printf("configuration OK\n");
+        ch = check_config(d.cfg);
         config_free(d.cfg);
-        return 0;
+        return ch;
     }
     log_init((enum log_level)d.cfg->log_level, d.cfg->log_json);
     signal(SIGPIPE, SIG_IGN);
+    /* until the loop handles it, a hangup must not kill the start */
+    signal(SIGHUP, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (start(&d) != 0) {
         teardown(&d);
@@ -420,8 +833,7 @@ main(int argc, char **argv)
         }
     }
     log_info("wecom-broker %s ready to serve (%zu suite(s), redis %s)",
-             BROKER_VERSION, d.cfg->nsuites,
-             d.embed ? "embedded" : "external");
+             BROKER_VERSION, d.cfg->nsuites, d.embed ? "embedded" : "external");
     event_base_dispatch(d.base);
     log_info("stopped");
 out:

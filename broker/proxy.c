@@ -21,6 +21,7 @@
 
 #include "cache.h"
 #include "codec.h"
+#include "datakey.h"
 #include "config.h"
 #include "dynbuf.h"
 #include "filter.h"
@@ -92,8 +93,11 @@ struct proxy {
     struct cache *services; /* id -> svc_rec */
     struct cache *tenants;  /* "suite corp" -> tenant_rec */
     struct cache *ranges;   /* "suite corp svc" -> vrange (narrowed) */
+    struct tload *loads;    /* tenant loads under way */
     unsigned inflight;
 };
+
+struct tload;
 
 struct preq {
     struct proxy *p;
@@ -103,6 +107,8 @@ struct preq {
     json_t *body;
     char path[256];
     int post;
+    int oauth;         /* 1 getuserinfo, 2 getuserdetail */
+    unsigned char tdk[KEYRING_KEY_LEN];
     /* who */
     struct svc_rec *svc;
     struct tenant_rec *ten;
@@ -118,6 +124,10 @@ struct preq {
     char *corp_token;
     int retried;
     struct filter *filter;
+    /* a customer or chat subject: in range only if the reply shows a
+     * record of this kind in range (a follow user, the chat's owner) */
+    enum scope_record must_see;
+    int seen;
     /* gettoken */
     size_t suite_i;
     const char *secret;
@@ -186,6 +196,7 @@ preq_free(struct preq *q)
     }
     brk_free_secret_str(q->corp_token);
     filter_free(q->filter);
+    brk_wipe(q->tdk, sizeof(q->tdk));
     brk_free(q);
 }
 
@@ -489,29 +500,54 @@ tenant_from_reply(const struct redisReply *r)
     return t;
 }
 
+/* One load of a tenant at a time: requests that miss the cache while a
+ * load is under way wait for it instead of loading it again. */
+struct tload_waiter {
+    struct preq *q;
+    preq_step *next;
+    struct tload_waiter *link;
+};
+
+struct tload {
+    struct proxy *p;
+    char key[200];
+    struct tload_waiter *waiters;
+    struct tload *link;
+};
+
 static void
 on_tenant(enum brk_err err, struct redisReply *r, void *arg)
 {
-    struct load_ctx *c = arg;
-    struct preq *q = c->q;
-    preq_step *next = c->next;
-    struct tenant_rec *t;
-    char key[200];
+    struct tload *l = arg, **pp;
+    struct proxy *p = l->p;
+    struct tload_waiter *w, *next;
+    struct tenant_rec *t = NULL;
 
-    memcpy(key, c->key, sizeof(key));
-    brk_free(c);
-    if (err) {
-        reply_error(q, 503, -1, "store unavailable");
-        return;
+    for (pp = &p->loads; *pp != l; pp = &(*pp)->link)
+        ;
+    *pp = l->link;
+    if (!err) {
+        t = tenant_from_reply(r);
+        if (t != NULL) {
+            t->refs++;
+            if (cache_put(p->tenants, l->key, t, brk_mono_ms()) != BRK_OK)
+                t->refs--;
+        }
     }
-    t = tenant_from_reply(r);
-    if (t != NULL) {
-        t->refs++;
-        if (cache_put(q->p->tenants, key, t, brk_mono_ms()) != BRK_OK)
-            t->refs--;
+    for (w = l->waiters; w != NULL; w = next) {
+        next = w->link;
+        if (err) {
+            reply_error(w->q, 503, -1, "store unavailable");
+        } else {
+            if (t != NULL)
+                t->refs++;
+            w->q->ten = t;
+            w->next(w->q);
+        }
+        brk_free(w);
     }
-    q->ten = t;
-    next(q);
+    tenant_unref(t); /* the load's own reference */
+    brk_free(l);
 }
 
 /* Load the tenant (suite, corp) of q->tr into q->ten (NULL: none). */
@@ -521,7 +557,8 @@ load_tenant(struct preq *q, preq_step *next)
     const struct config *cfg = q->p->cfg;
     char ck[200], keys[4][KEYS_MAX];
     struct tenant_rec *t;
-    struct load_ctx *c;
+    struct tload *l;
+    struct tload_waiter *w;
     const char *argv[7];
 
     snprintf(ck, sizeof(ck), "%s %s", q->tr.suite, q->tr.corp);
@@ -532,8 +569,21 @@ load_tenant(struct preq *q, preq_step *next)
         next(q);
         return;
     }
-    c = brk_calloc(1, sizeof(*c));
-    if (c == NULL ||
+    w = brk_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        reply_error(q, 503, -1, "out of memory");
+        return;
+    }
+    w->q = q;
+    w->next = next;
+    for (l = q->p->loads; l != NULL; l = l->link)
+        if (strcmp(l->key, ck) == 0) {
+            w->link = l->waiters;
+            l->waiters = w;
+            return;
+        }
+    l = brk_calloc(1, sizeof(*l));
+    if (l == NULL ||
         keys_tenant(keys[0], sizeof(keys[0]), cfg->key_prefix, q->tr.corp,
                     q->tr.suite) ||
         keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix,
@@ -542,13 +592,14 @@ load_tenant(struct preq *q, preq_step *next)
                         q->tr.corp, q->tr.suite, "dir:users") ||
         keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix,
                         q->tr.corp, q->tr.suite, "dir:tags")) {
-        brk_free(c);
+        brk_free(l);
+        brk_free(w);
         reply_error(q, 503, -1, "out of memory");
         return;
     }
-    c->q = q;
-    c->next = next;
-    snprintf(c->key, sizeof(c->key), "%s", ck);
+    l->p = q->p;
+    snprintf(l->key, sizeof(l->key), "%s", ck);
+    l->waiters = w;
     argv[0] = "EVAL";
     argv[1] = tenant_lua;
     argv[2] = "4";
@@ -556,10 +607,14 @@ load_tenant(struct preq *q, preq_step *next)
     argv[4] = keys[1];
     argv[5] = keys[2];
     argv[6] = keys[3];
-    if (store_cmd_argv(q->p->st, on_tenant, c, 7, argv, NULL)) {
-        brk_free(c);
+    if (store_cmd_argv(q->p->st, on_tenant, l, 7, argv, NULL)) {
+        brk_free(l);
+        brk_free(w);
         reply_error(q, 503, -1, "store unavailable");
+        return;
     }
+    l->link = q->p->loads;
+    q->p->loads = l;
 }
 
 /*---- Checks shared by gettoken and the data path ----*/
@@ -581,7 +636,9 @@ svc_allows_corp(const struct svc_rec *s, const char *corp)
 /*---- gettoken ----*/
 
 /* Mints (or returns the current) token of (service, corp): the token
- * itself is never stored, only derived from the stored nonce. */
+ * itself is never stored, only derived from the stored nonce. The token's
+ * record outlives exp by another TTL so that an expired token is told
+ * 42001, as WeCom does, rather than 40014. */
 static const char gettoken_lua[] =
     "local c = redis.call('HMGET', KEYS[1], 'nonce', 'iat', 'exp', 'gen')\n"
     "local now = tonumber(ARGV[1])\n"
@@ -595,8 +652,9 @@ static const char gettoken_lua[] =
     "redis.call('EXPIREAT', KEYS[1], exp)\n"
     "redis.call('HSET', KEYS[3], 'svc', ARGV[6], 'gen', ARGV[5], 'suite',"
     " ARGV[7], 'corp', ARGV[8], 'exp', exp)\n"
-    "redis.call('EXPIREAT', KEYS[3], exp)\n"
+    "redis.call('EXPIREAT', KEYS[3], exp + tonumber(ARGV[3]))\n"
     "redis.call('SADD', KEYS[2], ARGV[9])\n"
+    "redis.call('SADD', KEYS[4], ARGV[9])\n"
     "return {ARGV[2], ARGV[1], tostring(exp)}\n";
 
 /* The token of a (service, gen, suite, corp, nonce, iat): an HMAC under
@@ -659,11 +717,11 @@ on_gettoken(enum brk_err err, struct redisReply *r, void *arg)
 static void
 issue_token(struct preq *q)
 {
-    char cur[KEYS_MAX], toks[KEYS_MAX], btok[KEYS_MAX], what[200];
+    char cur[KEYS_MAX], toks[KEYS_MAX], ttoks[KEYS_MAX], btok[KEYS_MAX], what[200];
     char now[24], ttl[24], reuse[24], gen[24];
     char nonce[33], token[SERVICE_TOKEN_LEN + 1], h[65];
     unsigned char rnd[16];
-    const char *argv[15];
+    const char *argv[16];
     const struct config *cfg = q->p->cfg;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -679,8 +737,13 @@ issue_token(struct preq *q)
     derive_token(q, nonce, now, token);
     service_token_hash(token, strlen(token), h);
     brk_wipe(token, sizeof(token));
-    snprintf(what, sizeof(what), "cur:%s:%s", q->tr.suite, q->tr.corp);
-    if (keys_service(cur, sizeof(cur), cfg->key_prefix, q->svc->id, what) ||
+    /* the current token and the token index live under the tenant too,
+     * so a purge removes them with everything else of the tenant */
+    snprintf(what, sizeof(what), "svccur:%s", q->svc->id);
+    if (keys_tenant_sub(cur, sizeof(cur), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, what) ||
+        keys_tenant_sub(ttoks, sizeof(ttoks), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "btoks") ||
         keys_service(toks, sizeof(toks), cfg->key_prefix, q->svc->id,
                      "toks") ||
         keys_btoken(btok, sizeof(btok), cfg->key_prefix, h)) {
@@ -689,20 +752,21 @@ issue_token(struct preq *q)
     }
     argv[0] = "EVAL";
     argv[1] = gettoken_lua;
-    argv[2] = "3";
+    argv[2] = "4";
     argv[3] = cur;
     argv[4] = toks;
     argv[5] = btok;
-    argv[6] = now;
-    argv[7] = nonce;
-    argv[8] = ttl;
-    argv[9] = reuse;
-    argv[10] = gen;
-    argv[11] = q->svc->id;
-    argv[12] = q->tr.suite;
-    argv[13] = q->tr.corp;
-    argv[14] = h;
-    if (store_cmd_argv(q->p->st, on_gettoken, q, 15, argv, NULL))
+    argv[6] = ttoks;
+    argv[7] = now;
+    argv[8] = nonce;
+    argv[9] = ttl;
+    argv[10] = reuse;
+    argv[11] = gen;
+    argv[12] = q->svc->id;
+    argv[13] = q->tr.suite;
+    argv[14] = q->tr.corp;
+    argv[15] = h;
+    if (store_cmd_argv(q->p->st, on_gettoken, q, 16, argv, NULL))
         reply_error(q, 503, -1, "store unavailable");
 }
 
@@ -790,9 +854,9 @@ gettoken(struct preq *q)
 /*---- The data path ----*/
 
 static int
-in_range(enum scope_record kind, const char *id, size_t len, void *arg)
+range_has(const struct vrange *v, enum scope_record kind, const char *id,
+          size_t len)
 {
-    const struct vrange *v = arg;
     char buf[32], *end;
     long n;
 
@@ -820,6 +884,17 @@ in_range(enum scope_record kind, const char *id, size_t len, void *arg)
     }
 }
 
+static int
+in_range(enum scope_record kind, const char *id, size_t len, void *arg)
+{
+    struct preq *q = arg;
+    int in = range_has(q->range, kind, id, len);
+
+    if (in && kind == q->must_see)
+        q->seen = 1;
+    return in;
+}
+
 static void start_upstream(struct preq *q);
 
 static void
@@ -839,8 +914,9 @@ reply_filtered(struct preq *q)
         return;
     }
     /* small replies may be WeCom errors: a refused corp token is
-     * refreshed and the call repeated once */
-    if (len < 512) {
+     * refreshed and the call repeated once; a reply about a customer or
+     * chat that showed nothing of it in range is read whatever its size */
+    if (len < 512 || (q->must_see != SCOPE_REC_NONE && !q->seen)) {
         v = json_loadb(out, len, 0, &jerr);
         errcode = (long)json_integer_value(json_object_get(v, "errcode"));
         json_decref(v);
@@ -854,6 +930,12 @@ reply_filtered(struct preq *q)
             start_upstream(q);
             return;
         }
+    }
+    if (errcode == 0 && q->must_see != SCOPE_REC_NONE && !q->seen) {
+        brk_free(out);
+        reply_error(q, 200, 60011,
+                    "no privilege to access/modify contact/party/agent");
+        return;
     }
     snprintf(n, sizeof(n), "%lu", stripped);
     evhttp_add_header(hdr, "X-Broker-Stripped", n);
@@ -937,8 +1019,9 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
     snprintf(url, n, "%s?access_token=%s%s%s", q->path, enc,
              q->upstream_qs && q->upstream_qs[0] ? "&" : "",
              q->upstream_qs ? q->upstream_qs : "");
-    err = filter_new(&q->ep->root, &q->grant, in_range,
-                     (void *)(uintptr_t)q->range, NULL, &q->filter);
+    q->seen = 0;
+    err = filter_new(&q->ep->root, &q->grant, in_range, q, NULL,
+                     &q->filter);
     if (!err)
         err = wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url,
                                q->upstream_body, q->tr.corp, on_chunk,
@@ -954,6 +1037,16 @@ start_upstream(struct preq *q)
 {
     if (tokens_corp(q->p->tok, q->tr.suite, q->tr.corp, on_corp_token, q))
         reply_error(q, 503, -1, "no corp token");
+}
+
+/* What a customer or chat subject must show in range on the reply. */
+static void
+note_subject(struct preq *q, enum scope_param_kind kind)
+{
+    if (kind == SCOPE_P_CUSTOMER)
+        q->must_see = SCOPE_REC_FOLLOW_USER;
+    else if (kind == SCOPE_P_CHAT)
+        q->must_see = SCOPE_REC_CHAT;
 }
 
 /* Is a subject value in range? kind from the scope file. */
@@ -1048,6 +1141,7 @@ check_query(struct preq *q)
                         "no privilege to access/modify contact/party/agent");
             return -1;
         }
+        note_subject(q, p->kind);
         json_decref(v);
         enc = brk_malloc(strlen(q->q->params[i].value) * 3 + 1);
         if (enc == NULL) {
@@ -1093,8 +1187,18 @@ type_matches(enum scope_type t, const json_t *v)
         return json_is_boolean(v);
     case SCOPE_T_OBJECT:
         return json_is_object(v);
-    case SCOPE_T_ARRAY:
-        return json_is_array(v);
+    case SCOPE_T_ARRAY: {
+        /* a parameter array is a list of strings (scopes/README.md) */
+        size_t i;
+        const json_t *e;
+
+        if (!json_is_array(v))
+            return 0;
+        json_array_foreach(v, i, e)
+            if (!json_is_string(e))
+                return 0;
+        return 1;
+    }
     }
     return 0;
 }
@@ -1108,15 +1212,30 @@ check_body(struct preq *q)
     json_t *v, *v2, *out = json_object(), *sub;
     const struct scope_param *p;
     char name[160];
+    size_t i;
 
     if (out == NULL) {
         reply_error(q, 503, -1, "out of memory");
         return -1;
     }
+    /* a POST's parameters are its body's keys: nothing else but the
+     * token may come in the query */
+    if (q->q->n != query_count(q->q, "access_token")) {
+        json_decref(out);
+        reply_error(q, 200, 40035, "invalid parameter: %s",
+                    "a POST takes its parameters in the body");
+        return -1;
+    }
     json_object_foreach(q->body, k, v)
     {
         if (json_is_object(v) && scope_endpoint_param(q->ep, k) == NULL) {
+            /* held by out at once, so a refusal below frees it too */
             sub = json_object();
+            if (sub == NULL || json_object_set_new(out, k, sub) != 0) {
+                json_decref(out);
+                reply_error(q, 503, -1, "out of memory");
+                return -1;
+            }
             json_object_foreach(v, k2, v2)
             {
                 snprintf(name, sizeof(name), "%s.%s", k, k2);
@@ -1125,9 +1244,9 @@ check_body(struct preq *q)
                     goto bad;
                 if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v2))
                     goto range;
+                note_subject(q, p->kind);
                 json_object_set(sub, k2, v2);
             }
-            json_object_set_new(out, k, sub);
             continue;
         }
         snprintf(name, sizeof(name), "%s", k);
@@ -1136,7 +1255,27 @@ check_body(struct preq *q)
             goto bad;
         if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v))
             goto range;
+        note_subject(q, p->kind);
         json_object_set(out, k, v);
+    }
+    /* a required key must be there, and a required list not empty: an
+     * empty owner filter would list every chat of the tenant */
+    for (i = 0; i < q->ep->nparams; i++) {
+        const struct scope_param *rp = &q->ep->params[i];
+        const char *dot = strchr(rp->name, '.');
+
+        if (!rp->required)
+            continue;
+        snprintf(name, sizeof(name), "%s", rp->name);
+        if (dot != NULL) {
+            name[dot - rp->name] = '\0';
+            v = json_object_get(json_object_get(q->body, name), dot + 1);
+            snprintf(name, sizeof(name), "%s", rp->name);
+        } else {
+            v = json_object_get(q->body, rp->name);
+        }
+        if (v == NULL || (json_is_array(v) && json_array_size(v) == 0))
+            goto bad;
     }
     q->upstream_body = json_dumps(out, JSON_COMPACT);
     json_decref(out);
@@ -1204,6 +1343,282 @@ effective_range(struct preq *q)
     return v;
 }
 
+/*---- Member OAuth, service side ----*/
+
+/* The fields a member's consent can release, and what each needs. */
+static struct scope_node *detail_tree;
+
+static void
+node_set(struct scope_node *n, const char *name, enum scope_type t,
+         const char *perm)
+{
+    n->name = brk_strdup(name);
+    n->type = t;
+    n->perm = strcmp(perm, "always") == 0 ? SCOPE_PERM_ALWAYS
+              : strcmp(perm, "never") == 0 ? SCOPE_PERM_NEVER
+                                           : scope_perm_id(perm);
+    if (n->perm < 0)
+        n->perm = SCOPE_PERM_NEVER;
+}
+
+/* Built once, in code: these paths exist whatever scopes/ declares. */
+static struct scope_node *
+detail_root(void)
+{
+    static const struct {
+        const char *name, *perm;
+        enum scope_type type;
+    } f[] = {
+        /* sorted by name, for scope_node_field */
+        {"address", "contact:sensitive:address", SCOPE_T_STRING},
+        {"avatar", "contact:sensitive:avatar", SCOPE_T_STRING},
+        {"biz_mail", "contact:sensitive:biz_mail", SCOPE_T_STRING},
+        {"corpid", "always", SCOPE_T_STRING},
+        {"email", "contact:sensitive:email", SCOPE_T_STRING},
+        {"errcode", "always", SCOPE_T_INTEGER},
+        {"errmsg", "always", SCOPE_T_STRING},
+        {"gender", "contact:sensitive:gender", SCOPE_T_STRING},
+        {"mobile", "contact:sensitive:mobile", SCOPE_T_STRING},
+        {"name", "never", SCOPE_T_STRING},
+        {"open_userid", "contact:base:base", SCOPE_T_STRING},
+        {"qr_code", "contact:sensitive:qrcode", SCOPE_T_STRING},
+        {"userid", "contact:base:base", SCOPE_T_STRING},
+    };
+    struct scope_node *root;
+    size_t i;
+
+    if (detail_tree != NULL)
+        return detail_tree;
+    root = brk_calloc(1, sizeof(*root));
+    if (root == NULL)
+        return NULL;
+    root->type = SCOPE_T_OBJECT;
+    root->perm = SCOPE_PERM_ALWAYS;
+    root->fields = brk_calloc(nitems(f), sizeof(*root->fields));
+    if (root->fields == NULL) {
+        brk_free(root);
+        return NULL;
+    }
+    root->nfields = nitems(f);
+    for (i = 0; i < nitems(f); i++)
+        node_set(&root->fields[i], f[i].name, f[i].type, f[i].perm);
+    detail_tree = root;
+    return root;
+}
+
+static enum brk_err
+oauth_key(struct preq *q, const char *what, const char *secret, char *out)
+{
+    char h[65], w[120];
+
+    service_token_hash(secret, strlen(secret), h);
+    snprintf(w, sizeof(w), "%s:%s", what, h);
+    return keys_tenant_sub(out, KEYS_MAX, q->p->cfg->key_prefix, q->tr.corp,
+                           q->tr.suite, w);
+}
+
+static void
+reply_json_body(struct preq *q, const char *body)
+{
+    count_request(q, 0);
+    audit(q, 0, 0, 0);
+    httpd_reply(q->r, 200, "application/json; charset=utf-8", body,
+                strlen(body));
+    preq_free(q);
+}
+
+static const char take_code_lua[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then redis.call('DEL', KEYS[1]) end\n"
+    "return v\n";
+
+static void
+on_code(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct preq *q = arg;
+    char key[KEYS_MAX], ctx[KEYS_MAX + 8], *rec = NULL, *body = NULL;
+    size_t len = 0;
+    json_t *v = NULL, *out = NULL;
+    json_error_t jerr;
+    const char *user, *open, *ticket;
+
+    if (err) {
+        reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+    if (r->type != REDIS_REPLY_STRING ||
+        oauth_key(q, "oauth:code", query_get(q->q, "code"), key) ||
+        keys_seal_ctx(ctx, sizeof(ctx), key, "rec") ||
+        keyring_open(q->tdk, ctx, r->str, r->len, &rec, &len) ||
+        (v = json_loadb(rec, len, 0, &jerr)) == NULL) {
+        brk_free_secret(rec, len);
+        /* unknown, used, or another tenant's */
+        reply_error(q, 200, 40029, "invalid code");
+        return;
+    }
+    brk_free_secret(rec, len);
+    user = json_string_value(json_object_get(v, "userid"));
+    open = json_string_value(json_object_get(v, "openid"));
+    ticket = json_string_value(json_object_get(v, "user_ticket"));
+    if (user != NULL && user[0] != '\0') {
+        out = json_pack("{s:i, s:s, s:s}", "errcode", 0, "errmsg", "ok",
+                        "userid", user);
+        if (ticket != NULL && ticket[0] != '\0') {
+            json_object_set_new(out, "user_ticket", json_string(ticket));
+            json_object_set(out, "expires_in",
+                            json_object_get(v, "expires_in"));
+        }
+        if (open != NULL && open[0] != '\0')
+            json_object_set_new(out, "open_userid", json_string(open));
+    } else {
+        out = json_pack("{s:i, s:s, s:s}", "errcode", 0, "errmsg", "ok",
+                        "openid", open ? open : "");
+    }
+    body = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    json_decref(v);
+    if (body == NULL) {
+        reply_error(q, 503, -1, "out of memory");
+        return;
+    }
+    reply_json_body(q, body);
+    brk_wipe(body, strlen(body));
+    free(body);
+}
+
+static const char ticket_lua[] =
+    "local exp = redis.call('HGET', KEYS[1], 'exp')\n"
+    "if not exp then return {0} end\n"
+    "if tonumber(exp) <= tonumber(ARGV[1]) then return {1} end\n"
+    "local d = redis.call('GET', KEYS[2])\n"
+    "if not d then return {1} end\n"
+    "return {2, d}\n";
+
+static void
+on_ticket(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct preq *q = arg;
+    const char *ticket = json_string_value(json_object_get(q->body,
+                                                           "user_ticket"));
+    char key[KEYS_MAX], ctx[KEYS_MAX + 8], *fields = NULL;
+    size_t len = 0;
+    struct scope_node *root = detail_root();
+
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+    if (r->element[0]->integer == 0) {
+        reply_error(q, 200, 84015, "invalid user_ticket");
+        return;
+    }
+    if (r->element[0]->integer == 1 || r->elements < 2) {
+        reply_error(q, 200, 84014, "user_ticket expired");
+        return;
+    }
+    if (root == NULL || oauth_key(q, "oauth:detail", ticket, key) ||
+        keys_seal_ctx(ctx, sizeof(ctx), key, "fields") ||
+        keyring_open(q->tdk, ctx, r->element[1]->str, r->element[1]->len,
+                     &fields, &len)) {
+        reply_error(q, 200, 84015, "invalid user_ticket");
+        return;
+    }
+    /* filtered like any response: sensitive fields need the service's
+     * member.sensitive and the tenant's contact:sensitive:* grant */
+    if (filter_new(root, &q->grant, NULL, NULL, NULL, &q->filter) ||
+        filter_feed(q->filter, fields, len) || filter_finish(q->filter)) {
+        brk_free_secret(fields, len);
+        reply_error(q, 502, -1, "stored details unusable");
+        return;
+    }
+    brk_free_secret(fields, len);
+    reply_filtered(q);
+}
+
+static void
+on_oauth_tdk(enum brk_err err, const unsigned char *dk, void *arg)
+{
+    struct preq *q = arg;
+    char k1[KEYS_MAX], k2[KEYS_MAX], now[24];
+    const char *argv[6];
+    const char *code, *ticket;
+
+    if (err) {
+        reply_error(q, 200, 48004, "authorization relation invalid");
+        return;
+    }
+    memcpy(q->tdk, dk, KEYRING_KEY_LEN);
+    if (q->oauth == 1) {
+        code = query_get(q->q, "code");
+        if (oauth_key(q, "oauth:code", code, k1)) {
+            reply_error(q, 200, 40029, "invalid code");
+            return;
+        }
+        argv[0] = "EVAL";
+        argv[1] = take_code_lua;
+        argv[2] = "1";
+        argv[3] = k1;
+        if (store_cmd_argv(q->p->st, on_code, q, 4, argv, NULL))
+            reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+    ticket = json_string_value(json_object_get(q->body, "user_ticket"));
+    if (oauth_key(q, "oauth:ticket", ticket, k1) ||
+        oauth_key(q, "oauth:detail", ticket, k2)) {
+        reply_error(q, 200, 84015, "invalid user_ticket");
+        return;
+    }
+    snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
+    argv[0] = "EVAL";
+    argv[1] = ticket_lua;
+    argv[2] = "2";
+    argv[3] = k1;
+    argv[4] = k2;
+    argv[5] = now;
+    if (store_cmd_argv(q->p->st, on_ticket, q, 6, argv, NULL))
+        reply_error(q, 503, -1, "store unavailable");
+}
+
+/* getuserinfo / getuserdetail: codes and tickets minted by the broker at
+ * the member's login, bound to the tenant (any of its services). */
+static void
+oauth_service(struct preq *q)
+{
+    char key[KEYS_MAX], ctx[KEYS_MAX];
+    const char *v;
+
+    if (q->oauth == 1) {
+        v = query_get(q->q, "code");
+        if (query_count(q->q, "code") != 1 || q->q->n != 2 ||
+            strlen(v) != SERVICE_TOKEN_LEN) {
+            reply_error(q, 200, v && query_count(q->q, "code") == 1 &&
+                                        q->q->n == 2
+                                    ? 40029
+                                    : 40035,
+                        "invalid code");
+            return;
+        }
+    } else {
+        v = json_string_value(json_object_get(q->body, "user_ticket"));
+        if (v == NULL || json_object_size(q->body) != 1 || q->q->n != 1) {
+            reply_error(q, 200, 40035, "invalid parameter: user_ticket");
+            return;
+        }
+        if (strlen(v) != SERVICE_TOKEN_LEN) {
+            reply_error(q, 200, 84015, "invalid user_ticket");
+            return;
+        }
+    }
+    if (keys_tenant_sub(key, sizeof(key), q->p->cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "dk")) {
+        reply_error(q, 503, -1, "key names too long");
+        return;
+    }
+    snprintf(ctx, sizeof(ctx), "tenant:%s:%s", q->tr.suite, q->tr.corp);
+    if (datakey_load(q->p->st, q->p->kr, key, ctx, 0, on_oauth_tdk, q))
+        reply_error(q, 503, -1, "store unavailable");
+}
+
 static void
 on_data_tenant(struct preq *q)
 {
@@ -1216,6 +1631,10 @@ on_data_tenant(struct preq *q)
     }
     scope_grant_intersect(&tenant_svc, &q->ten->grant, &q->svc->grant);
     q->grant = tenant_svc;
+    if (q->oauth) {
+        oauth_service(q);
+        return;
+    }
     if (!scope_grant_has(&q->grant, q->ep->scope)) {
         reply_error(q, 200, 48002,
                     "api forbidden: the grant lacks %s",
@@ -1293,7 +1712,9 @@ data_path(struct preq *q)
     char key[KEYS_MAX];
     const char *argv[2];
 
-    if (query_count(q->q, "access_token") == 0) {
+    /* an empty token is none, as at WeCom */
+    if (query_count(q->q, "access_token") == 0 ||
+        query_get(q->q, "access_token")[0] == '\0') {
         reply_error(q, 200, 41001, "access_token missing");
         return;
     }
@@ -1367,6 +1788,29 @@ proxy_handle(struct httpd_req *r, void *arg)
     }
     if (q->scopes == NULL) {
         reply_error(q, 503, -1, "scope maps not loaded");
+        return;
+    }
+    if (strcmp(q->path, "/cgi-bin/auth/getuserinfo") == 0 ||
+        strcmp(q->path, "/cgi-bin/auth/getuserdetail") == 0) {
+        /* part of the service API whatever scopes/ declares */
+        q->oauth = strcmp(q->path, "/cgi-bin/auth/getuserinfo") == 0 ? 1 : 2;
+        r->route = q->oauth == 1 ? "getuserinfo" : "getuserdetail";
+        if (q->post != (q->oauth == 2)) {
+            reply_error(q, 200, 40035, "invalid parameter: wrong method");
+            return;
+        }
+        if (q->post) {
+            blen = httpd_body_len(r);
+            q->body = blen && blen < 4096
+                          ? json_loadb(httpd_body(r), blen,
+                                       JSON_REJECT_DUPLICATES, &jerr)
+                          : NULL;
+            if (!json_is_object(q->body)) {
+                reply_error(q, 200, 40035, "invalid parameter: body");
+                return;
+            }
+        }
+        data_path(q);
         return;
     }
     /* undeclared paths and write APIs are refused before anything else */
@@ -1473,11 +1917,31 @@ proxy_new(struct event_base *base, const struct config *cfg,
     return BRK_OK;
 }
 
+/*
+ * Use kr (borrowed) from now on, for the configuration reload. Work
+ * already started may still hold the previous keyring, so the caller
+ * keeps that one alive a while longer. Cannot fail.
+ */
+void
+proxy_set_keyring(struct proxy *p, const struct keyring *kr)
+{
+    p->kr = kr;
+}
+
 void
 proxy_free(struct proxy *p)
 {
+    size_t i;
+
     if (p == NULL)
         return;
+    if (detail_tree != NULL) {
+        for (i = 0; i < detail_tree->nfields; i++)
+            brk_free(detail_tree->fields[i].name);
+        brk_free(detail_tree->fields);
+        brk_free(detail_tree);
+        detail_tree = NULL;
+    }
     cache_free(p->tokens);
     cache_free(p->services);
     cache_free(p->tenants);

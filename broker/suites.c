@@ -135,6 +135,17 @@ fail:
     return err;
 }
 
+/*
+ * Use kr (borrowed) from now on, for the configuration reload. Work
+ * already started may still hold the previous keyring, so the caller
+ * keeps that one alive a while longer. Cannot fail.
+ */
+void
+suites_set_keyring(struct suites *s, const struct keyring *kr)
+{
+    s->kr = kr;
+}
+
 void
 suites_free(struct suites *s)
 {

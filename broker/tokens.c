@@ -178,28 +178,37 @@ on_released(enum brk_err err, struct redisReply *reply, void *arg)
     (void)arg;
 }
 
+static void release_lock(struct tok_entry *e);
+
 static void
 fail(struct tok_entry *e, enum brk_err err, long errcode, const char *why)
 {
-    const char *argv[4];
 
     log_warn("%s token for %s%s%s not available: %s (%s%s%ld)",
              kind_name(e), e->suite, e->kind == TOK_CORP ? "/" : "",
              e->corp, why, brk_strerror(err), errcode ? ", errcode " : "",
              errcode);
     count_refresh(e, "error");
-    if (e->have_lock) {
-        argv[0] = "EVAL";
-        argv[1] = release_lua;
-        argv[2] = "1";
-        argv[3] = e->lock;
-        e->have_lock = 0;
-        /* best effort: the lock also expires by itself */
-        if (store_cmd_argv(e->t->st, on_released, NULL, 4, argv, NULL) ==
-            BRK_OK)
-            (void)0;
-    }
+    release_lock(e);
     deliver(e, err, errcode);
+}
+
+static void
+release_lock(struct tok_entry *e)
+{
+    const char *argv[5];
+
+    if (!e->have_lock)
+        return;
+    argv[0] = "EVAL";
+    argv[1] = release_lua;
+    argv[2] = "1";
+    argv[3] = e->lock;
+    argv[4] = e->fence;
+    e->have_lock = 0;
+    /* best effort: the lock also expires by itself */
+    if (store_cmd_argv(e->t->st, on_released, NULL, 5, argv, NULL) != BRK_OK)
+        log_debug("token lock not released; it expires by itself");
 }
 
 static void
@@ -215,7 +224,7 @@ succeed(struct tok_entry *e, const char *token, long long exp_ms)
     e->token = copy;
     e->exp_ms = exp_ms;
     e->cached_ms = brk_mono_ms();
-    e->have_lock = 0;
+    release_lock(e);
     deliver(e, BRK_OK, 0);
 }
 
@@ -261,6 +270,16 @@ open_token(struct tok_entry *e, const unsigned char *dk, const char *sealed,
 
 static void try_lock(struct tok_entry *e);
 
+/* Nothing usable is stored: fetch if we hold the lock, else try for it. */
+static void
+on_miss(struct tok_entry *e)
+{
+    if (e->have_lock)
+        fetch(e);
+    else
+        try_lock(e);
+}
+
 static void
 use_stored(struct tok_entry *e, const char *sealed, size_t len,
            long long exp)
@@ -280,7 +299,7 @@ use_stored(struct tok_entry *e, const char *sealed, size_t len,
         /* unreadable: treat as absent and fetch a new one */
         log_warn("%s token for %s: stored value does not open; refreshing",
                  kind_name(e), e->suite);
-        try_lock(e);
+        on_miss(e);
         return;
     }
     succeed(e, tok, exp);
@@ -338,12 +357,12 @@ on_stored(enum brk_err err, struct redisReply *r, void *arg)
     }
     if (r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_STRING) {
-        try_lock(e);
+        on_miss(e);
         return;
     }
     exp = strtoll(r->element[1]->str, NULL, 10);
     if (exp - brk_wall_ms() <= TOKENS_REFRESH_MARGIN_S * 1000LL) {
-        try_lock(e);
+        on_miss(e);
         return;
     }
     if (e->kind == TOK_SUITE || e->dk_ok) {
@@ -396,8 +415,10 @@ on_lock(enum brk_err err, struct redisReply *r, void *arg)
         return;
     }
     if (r->type == REDIS_REPLY_STATUS) {
+        /* another instance may have stored a token and released the lock
+         * between our read and our lock: read once more before fetching */
         e->have_lock = 1;
-        fetch(e);
+        read_stored(e);
         return;
     }
     /* another instance is refreshing: wait for its result */
@@ -944,6 +965,17 @@ tokens_new(struct event_base *base, const struct config *cfg,
     t->api = api;
     *out = t;
     return BRK_OK;
+}
+
+/*
+ * Use kr (borrowed) from now on, for the configuration reload. Work
+ * already started may still hold the previous keyring, so the caller
+ * keeps that one alive a while longer. Cannot fail.
+ */
+void
+tokens_set_keyring(struct tokens *t, const struct keyring *kr)
+{
+    t->kr = kr;
 }
 
 void

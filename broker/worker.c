@@ -1737,13 +1737,43 @@ purge_scan(struct job *j)
     job_redis(j, 6, argv, NULL, on_scanned);
 }
 
+/* The tenant's broker tokens are named by hash, outside its keys: the
+ * tenant keeps their index, so they go too. */
+static const char btoks_lua[] =
+    "local n = 0\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  n = n + redis.call('UNLINK', ARGV[1] .. 'btok:{' .. h .. '}')\n"
+    "end\n"
+    "return n\n";
+
+static void
+on_btoks_deleted(struct job *j, struct redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER)
+        j->purged[2] += r->integer;
+    snprintf(j->scan_cursor, sizeof(j->scan_cursor), "0");
+    purge_scan(j);
+}
+
 static void
 on_dk_deleted(struct job *j, struct redisReply *r)
 {
+    char set[KEYS_MAX];
+    const char *argv[5];
+
     if (r->type == REDIS_REPLY_INTEGER)
         j->purged[0] += r->integer;
-    snprintf(j->scan_cursor, sizeof(j->scan_cursor), "0");
-    purge_scan(j);
+    if (keys_tenant_sub(set, sizeof(set), prefix(j), j->corp, suite_id(j),
+                        "btoks")) {
+        job_reject(j, "key names too long");
+        return;
+    }
+    argv[0] = "EVAL";
+    argv[1] = btoks_lua;
+    argv[2] = "1";
+    argv[3] = set;
+    argv[4] = prefix(j);
+    job_redis(j, 5, argv, NULL, on_btoks_deleted);
 }
 
 static void
@@ -1926,6 +1956,45 @@ external_event(struct job *j)
 
 /*---- Dispatch ----*/
 
+/* A provider-site install: the browser brought the AuthCode; it becomes
+ * the create_auth WeCom would have pushed. */
+static void
+install_event(struct job *j)
+{
+    char ctx[KEYS_MAX + 8], *code = NULL;
+    size_t len = 0;
+    const char *k[4] = {"SuiteId", "InfoType", "TimeStamp", "AuthCode"};
+    const char *v[4];
+    enum brk_err err;
+
+    if (!j->q->su->dk_loaded) {
+        job_fail(j, BRK_ERR_STORE, 0, "suite data key not loaded");
+        return;
+    }
+    if (keys_seal_ctx(ctx, sizeof(ctx), j->q->stream, "auth") ||
+        keyring_open(j->q->su->dk, ctx, j->enc, strlen(j->enc), &code,
+                     &len)) {
+        job_reject(j, "the sealed AuthCode does not open");
+        return;
+    }
+    v[0] = suite_id(j);
+    v[1] = "create_auth";
+    v[2] = j->ts;
+    v[3] = code;
+    err = wecom_xml_build(k, v, 4, &j->plain, &j->plainlen);
+    brk_free_secret(code, len);
+    if (!err)
+        err = wecom_xml_parse(j->plain, j->plainlen, NULL, &j->ev, NULL);
+    if (err) {
+        job_reject(j, brk_strerror(err));
+        return;
+    }
+    snprintf(j->info_label, sizeof(j->info_label), "create_auth");
+    j->event_ts = strtoll(j->ts, NULL, 10);
+    j->reset = 0;
+    start_exchange(j);
+}
+
 static const char *const known_types[] = {
     "create_auth",          "change_auth",
     "cancel_auth",          "reset_permanent_code",
@@ -1949,6 +2018,10 @@ job_dispatch(struct job *j)
     if (strcmp(j->kind, "data") == 0) {
         /* data callbacks are not forwarded in this version */
         job_done(j, "ignored");
+        return;
+    }
+    if (strcmp(j->kind, "install") == 0) {
+        install_event(j);
         return;
     }
     /* the stream is trusted only as far as WeCom's signature goes */
@@ -2056,10 +2129,18 @@ take_entry(struct squeue *q, const struct redisReply *e)
         return;
     }
     j->kind = field_of(e->element[1], "kind");
-    j->sig = field_of(e->element[1], "msg_signature");
-    j->ts = field_of(e->element[1], "timestamp");
-    j->nonce = field_of(e->element[1], "nonce");
-    j->enc = field_of(e->element[1], "encrypt");
+    if (j->kind != NULL && strcmp(j->kind, "install") == 0) {
+        /* a provider-site install: the AuthCode sealed, no envelope */
+        j->enc = field_of(e->element[1], "auth");
+        j->ts = field_of(e->element[1], "ts");
+        j->sig = brk_strdup("");
+        j->nonce = brk_strdup("");
+    } else {
+        j->sig = field_of(e->element[1], "msg_signature");
+        j->ts = field_of(e->element[1], "timestamp");
+        j->nonce = field_of(e->element[1], "nonce");
+        j->enc = field_of(e->element[1], "encrypt");
+    }
     if (!j->kind || !j->sig || !j->ts || !j->nonce || !j->enc) {
         job_reject(j, "stream entry lacks fields");
         return;
@@ -2279,6 +2360,17 @@ worker_new(struct event_base *base, const struct config *cfg,
     w->nq = suites->n;
     *out = w;
     return BRK_OK;
+}
+
+/*
+ * Use kr (borrowed) from now on, for the configuration reload. Work
+ * already started may still hold the previous keyring, so the caller
+ * keeps that one alive a while longer. Cannot fail.
+ */
+void
+worker_set_keyring(struct worker *w, const struct keyring *kr)
+{
+    w->kr = kr;
 }
 
 void

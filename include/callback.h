@@ -31,9 +31,15 @@ enum brk_err callback_new(const struct config *cfg, const struct keyring *kr,
                           struct store *st, struct suites *suites,
                           struct callback **out) BRK_WUR;
 void callback_free(struct callback *cb);
+/* Use kr (borrowed) from now on; see callback.c. */
+void callback_set_keyring(struct callback *cb, const struct keyring *kr);
 
 /* httpd_handler for the callback listener; arg is the struct callback. */
 void callback_handle(struct httpd_req *r, void *arg);
 
+
+struct browser;
+/* Serve the browser flows (browser.h) on this listener too. */
+void callback_set_browser(struct callback *cb, struct browser *b);
 
 #endif /* CALLBACK_H */

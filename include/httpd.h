@@ -14,14 +14,16 @@ struct event_base;
 struct evhttp_request;
 struct httpd;
 struct httpd_listener;
+/* A TLS server context built from a certificate chain and a key. */
+struct httpd_tls;
 
 /* One request, from dispatch to reply. Borrowed by handlers until they
  * call httpd_reply*, after which it is gone. */
 struct httpd_req {
     struct evhttp_request *req;
     struct httpd_listener *listener;
-    char id[17];             /* random hex request id, in logs and headers */
-    const char *route;       /* metric label set by the handler (static) */
+    char id[17];       /* random hex request id, in logs and headers */
+    const char *route; /* metric label set by the handler (static) */
     struct timespec start;
 };
 
@@ -44,6 +46,27 @@ enum brk_err httpd_listen(struct httpd *h, const char *name,
 
 /* Port actually bound (useful with port 0). */
 int httpd_listener_port(const struct httpd *h, const char *name);
+
+/*
+ * Build a TLS server context from PEM files: cert_file holds the
+ * certificate followed by any intermediates, key_file its private key
+ * (unencrypted). TLS 1.2 minimum, no compression, no renegotiation, the
+ * server's cipher order. BRK_ERR_CONFIG with info->msg naming the file
+ * and OpenSSL's reason; BRK_ERR_NOMEM. Owned: httpd_tls_free.
+ */
+enum brk_err httpd_tls_load(const char *cert_file, const char *key_file,
+                            struct httpd_tls **out,
+                            struct brk_errinfo *info) BRK_WUR;
+void httpd_tls_free(struct httpd_tls *t);
+
+/*
+ * Serve the listener called name over TLS with t (consumed on every
+ * path), replacing any previous context: connections accepted from now
+ * on use t, open ones keep theirs. Once set, the listener never serves
+ * plain HTTP. BRK_ERR_NOTFOUND for an unknown listener.
+ */
+enum brk_err httpd_set_tls(struct httpd *h, const char *name,
+                           struct httpd_tls *t) BRK_WUR;
 
 /* Send a reply with body (copied) and free the request context. */
 void httpd_reply(struct httpd_req *r, int status, const char *content_type,

@@ -35,6 +35,8 @@ enum brk_err proxy_new(struct event_base *base, const struct config *cfg,
                        struct suites *suites, struct tokens *tok,
                        struct wecom_api *api, struct proxy **out) BRK_WUR;
 void proxy_free(struct proxy *p);
+/* Use kr (borrowed) from now on; see proxy.c. */
+void proxy_set_keyring(struct proxy *p, const struct keyring *kr);
 
 /* Use this scope map from now on (borrowed; requests in flight keep the
  * one they started with until they finish, so swap only at idle or keep

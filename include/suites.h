@@ -41,6 +41,8 @@ struct suites {
 enum brk_err suites_new(const struct config *cfg, const struct keyring *kr,
                         struct store *st, struct suites **out) BRK_WUR;
 void suites_free(struct suites *s);
+/* Use kr (borrowed) from now on; see suites.c. */
+void suites_set_keyring(struct suites *s, const struct keyring *kr);
 /* The suite with that id, or NULL. Borrowed. */
 struct suite_rt *suites_find(struct suites *s, const char *suite_id);
 /* Redis is up (again): load every suite's data key. */

@@ -37,6 +37,8 @@ enum brk_err tokens_new(struct event_base *base, const struct config *cfg,
                         struct tokens **out) BRK_WUR;
 /* Waiters still queued get BRK_ERR_SHUTDOWN. */
 void tokens_free(struct tokens *t);
+/* Use kr (borrowed) from now on; see tokens.c. */
+void tokens_set_keyring(struct tokens *t, const struct keyring *kr);
 
 /* The suite's suite_access_token. BRK_OK: cb will be called; otherwise
  * (unknown suite, no memory) cb is never called. */

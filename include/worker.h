@@ -40,5 +40,7 @@ void worker_start(struct worker *w);
  * resumed later from the pending list. */
 void worker_stop(struct worker *w);
 void worker_free(struct worker *w);
+/* Use kr (borrowed) from now on; see worker.c. */
+void worker_set_keyring(struct worker *w, const struct keyring *kr);
 
 #endif /* WORKER_H */

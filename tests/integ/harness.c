@@ -318,9 +318,26 @@ sink_write(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+static long http_do(const char *method, const char *url, const char *data,
+                    size_t len, int tls, const char *cainfo, char **body);
+
 long
 h_http(const char *method, const char *url, const char *data, size_t len,
        char **body)
+{
+    return http_do(method, url, data, len, 0, NULL, body);
+}
+
+long
+h_https(const char *method, const char *url, const char *data, size_t len,
+        const char *cainfo, char **body)
+{
+    return http_do(method, url, data, len, 1, cainfo, body);
+}
+
+static long
+http_do(const char *method, const char *url, const char *data, size_t len,
+        int tls, const char *cainfo, char **body)
 {
     CURL *c = curl_easy_init();
     struct sink s = {NULL, 0, 0};
@@ -335,6 +352,12 @@ h_http(const char *method, const char *url, const char *data, size_t len,
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     /* send the URL exactly as given, '+' and all */
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (tls) {
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, cainfo ? 1L : 0L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, cainfo ? 2L : 0L);
+        if (cainfo != NULL)
+            curl_easy_setopt(c, CURLOPT_CAINFO, cainfo);
+    }
     if (data != NULL) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, data);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -364,6 +387,56 @@ char *
 h_cb_url(const struct harness *h, const char *pq)
 {
     return url_for(h->cb_port, pq);
+}
+
+char *
+h_cb_url_tls(const struct harness *h, const char *pq)
+{
+    size_t n = strlen(pq) + 64;
+    char *u = malloc(n);
+
+    if (u != NULL)
+        snprintf(u, n, "https://127.0.0.1:%d%s", h->cb_port, pq);
+    return u;
+}
+
+int
+h_free_port(void)
+{
+    return free_port();
+}
+
+size_t
+h_file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+struct log_wait {
+    const char *path;
+    size_t from;
+    const char *needle;
+};
+
+static int
+log_has(void *arg)
+{
+    struct log_wait *w = arg;
+    char *txt = h_slurp(w->path);
+    int found = strlen(txt) > w->from && strstr(txt + w->from, w->needle);
+
+    free(txt);
+    return found;
+}
+
+int
+h_log_wait(const char *path, size_t from, const char *needle, long ms)
+{
+    struct log_wait w = {path, from, needle};
+
+    return h_wait(log_has, &w, ms);
 }
 
 char *

@@ -56,6 +56,21 @@ int h_broker_stop(struct harness *h, int sig);
 /* HTTP request; *body owned (free), may be NULL. Returns status or -1. */
 long h_http(const char *method, const char *url, const char *data,
             size_t len, char **body);
+/* h_http over https:// with the server's certificate checked against the
+ * PEM file cainfo (name and chain); cainfo NULL checks nothing. Returns
+ * -1 when the handshake or the check fails. */
+long h_https(const char *method, const char *url, const char *data, size_t len,
+             const char *cainfo, char **body);
+/* "https://127.0.0.1:PORT" + path for the callback listener. */
+char *h_cb_url_tls(const struct harness *h, const char *path_and_query);
+/* A loopback TCP port free right now. */
+int h_free_port(void);
+/* Size of a file (0 when missing): an offset for h_log_wait. */
+size_t h_file_size(const char *path);
+/* Poll until needle appears in the file past byte from, or ms pass;
+ * returns 1 when it did. */
+int h_log_wait(const char *path, size_t from, const char *needle, long ms);
+
 /* "http://127.0.0.1:PORT" + path for the callback / internal listener. */
 char *h_cb_url(const struct harness *h, const char *path_and_query);
 char *h_int_url(const struct harness *h, const char *path_and_query);

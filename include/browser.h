@@ -1,0 +1,48 @@
+/*
+ * The browser flows on the callback listener: the provider-site install
+ * (/install, /install/done) and member OAuth (/oauth/authorize,
+ * /oauth/callback). Both use a broker-made state (id + MAC, kept in Redis
+ * ten minutes, accepted once, bound to flow and suite), check return URLs
+ * against the suite's redirect_allow, cap live states and rate-limit each
+ * client address. Every refusal is a 400 page with a one-line reason and
+ * changes nothing.
+ */
+#ifndef BROWSER_H
+#define BROWSER_H
+
+#include "broker.h"
+
+struct event_base;
+struct config;
+struct keyring;
+struct store;
+struct suites;
+struct suite_rt;
+struct tokens;
+struct wecom_api;
+struct httpd_req;
+struct browser;
+
+#define BROWSER_STATE_TTL    600   /* seconds a state lives */
+#define BROWSER_STATES_MAX   10000 /* live states per suite */
+#define BROWSER_RATE_PER_MIN 60    /* per client address, burst as much */
+#define BROWSER_CODE_TTL     300   /* a broker OAuth code lives 5 minutes */
+
+/* Everything borrowed must outlive it. Owned: browser_free. */
+enum brk_err browser_new(const struct config *cfg, const struct keyring *kr,
+                         struct store *st, struct tokens *tok,
+                         struct wecom_api *api,
+                         struct browser **out) BRK_WUR;
+void browser_free(struct browser *b);
+void browser_set_keyring(struct browser *b, const struct keyring *kr);
+
+/*
+ * Handle rest ("install", "install/done", "oauth/authorize",
+ * "oauth/callback") of /wecom/suite/{id}/ for su. Returns 0 when the
+ * request was taken (it will be answered), -1 when rest is no browser
+ * route (nothing was sent).
+ */
+int browser_handle(struct browser *b, struct httpd_req *r, struct suite_rt *su,
+                   const char *rest);
+
+#endif /* BROWSER_H */

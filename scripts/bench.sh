@@ -1,0 +1,435 @@
+#!/bin/sh
+# `make bench`: the performance targets of SPEC §9, measured in one run on
+# this machine and printed as one table of ratios.
+#
+#   1. filter: build/bench/bench_filter (MB/s, ×jansson, peak heap) and jq
+#      doing the same projection of the same input (build/bench/bench_jq_prep)
+#   2. proxy: user/get through the broker vs nginx proxy_pass to the same
+#      simulator, one worker each, the same wrk load
+#   3. a 20,000-member user/list through the broker: time, MB/s, peak RSS
+#   4. callbacks: `success` latency at a paced rate
+#
+# Everything runs in a temporary directory (embedded Redis, the WeCom
+# simulator, the broker, nginx) and stops at the end. Not part of
+# `make test`. Knobs (environment): BENCH_PORT_BASE (21400; four ports
+# from there), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNECTIONS
+# (32), BENCH_CALLBACK_RATE (200), BENCH_KEEP (non-empty: keep the
+# temporary directory).
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+BASE=${BENCH_PORT_BASE:-21400}
+CB=$BASE
+INT=$((BASE + 1))
+MOCK=$((BASE + 2))
+NGX=$((BASE + 3))
+SECS=${BENCH_SECONDS:-10}
+THREADS=${BENCH_THREADS:-2}
+CONNS=${BENCH_CONNECTIONS:-32}
+RATE=${BENCH_CALLBACK_RATE:-200}
+MEMBERS=20000
+SUITE=wwdemo0000suite01
+CORP=wwmockcorp0001
+MEMBER=u00003
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# ---- Tools ----------------------------------------------------------------
+
+missing=""
+need() { # need COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 || missing="$missing $2"
+}
+need curl curl
+need jq jq
+need wrk wrk
+need nginx nginx-light
+need redis-server redis-server
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        say "missing packages:$missing"
+        die "install them with: apt-get install$missing"
+    fi
+    say "installing:$missing"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends $missing >/dev/null ||
+        { apt-get update -q >/dev/null &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+              --no-install-recommends $missing >/dev/null; } ||
+        die "could not install:$missing"
+fi
+for p in bin/wecom-broker bin/brokerctl bin/mock-wecom; do
+    [ -x "$p" ] || die "$p is missing: run make first"
+done
+
+# ---- Environment ----------------------------------------------------------
+
+d=$(mktemp -d /tmp/wecom-broker-bench.XXXXXX)
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    for p in $pids; do wait "$p" 2>/dev/null || true; done
+    if [ -n "${BENCH_KEEP:-}" ]; then say "kept $d"; else rm -rf "$d"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# a copy of the programs, so a rebuild during the run cannot disturb it
+mkdir -p "$d/bin"
+cp bin/wecom-broker bin/brokerctl bin/mock-wecom "$d/bin/"
+B=$d/bin
+
+# curl exits 7 when nothing listens
+for p in $CB $INT $MOCK $NGX; do
+    rc=0
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || rc=$?
+    [ "$rc" -eq 7 ] ||
+        die "port $p is in use: set BENCH_PORT_BASE to a free range"
+done
+
+wait_for() { # wait_for DESCRIPTION COMMAND...
+    what=$1
+    shift
+    i=0
+    until "$@" >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ $i -gt 300 ]; then
+            say "timed out waiting for $what; broker log:"
+            tail -20 "$d/broker.log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+# field FILE KEY: the value of KEY=VALUE in a "BENCH ..." line
+field() { sed -n "/^BENCH /s/.* $2=\\([^ ]*\\).*/\\1/p" "$1"; }
+# calc [FORMAT] EXPR: awk arithmetic, printed with FORMAT (default %.2f)
+calc() {
+    if [ $# -gt 1 ]; then
+        fmt=$1
+        shift
+    else
+        fmt=%.2f
+    fi
+    awk "BEGIN { printf \"$fmt\", $1 }"
+}
+verdict() { # verdict CONDITION (awk): met / NOT MET
+    awk "BEGIN { exit !($1) }" && echo met || echo "NOT MET"
+}
+
+# ---- 1. Filter ------------------------------------------------------------
+
+F_MBS="" F_JANSSON="" F_PEAK="" F_OUT="" F_AGREE="" F_IN=""
+JQ_MBS="" JQ_SAME="" JQ_IN=""
+if [ -x build/bench/bench_filter ]; then
+    say "filter: build/bench/bench_filter"
+    if build/bench/bench_filter 10 --scopes scopes >"$d/filter.txt" \
+        2>"$d/filter.err"; then
+        F_IN=$(sed -n 's/^input:.* \([0-9.]*\) MB;.*/\1/p' "$d/filter.txt")
+        F_MBS=$(sed -n 's/^filter: *\([0-9.]*\) MB\/s.*/\1/p' "$d/filter.txt")
+        F_JANSSON=$(sed -n 's/^jansson: *\([0-9.]*\) MB\/s.*/\1/p' \
+            "$d/filter.txt")
+        F_PEAK=$(sed -n 's/^peak memory[^:]*: \([0-9.-]*\) MB.*/\1/p' \
+            "$d/filter.txt")
+        F_OUT=$(sed -n 's/^peak memory.*(output \([0-9.]*\) MB).*/\1/p' \
+            "$d/filter.txt")
+        F_AGREE=$(sed -n 's/^ratio.*outputs \([A-Za-z]*\).*/\1/p' \
+            "$d/filter.txt")
+    else
+        say "bench_filter failed:"
+        cat "$d/filter.err" >&2
+    fi
+fi
+if [ -x build/bench/bench_jq_prep ]; then
+    say "filter: jq doing the same projection"
+    mkdir -p "$d/jq"
+    build/bench/bench_jq_prep --scopes scopes "$d/jq" >"$d/jq/prep.txt"
+    JQ_IN=$(awk '{ print $2 }' "$d/jq/prep.txt")
+    best=""
+    for _ in 1 2; do
+        t0=$(date +%s.%N)
+        jq -c --slurpfile range "$d/jq/range.json" -f "$d/jq/project.jq" \
+            "$d/jq/input.json" >"$d/jq/jq.json"
+        t1=$(date +%s.%N)
+        t=$(calc "$t1 - $t0")
+        if [ -z "$best" ] || [ "$(verdict "$t < $best")" = met ]; then
+            best=$t
+        fi
+    done
+    JQ_MBS=$(calc %.1f "$JQ_IN / 1e6 / $best")
+    JQ_SAME=$(jq -n --slurpfile a "$d/jq/jq.json" \
+        --slurpfile b "$d/jq/filter.json" 'if $a == $b then "agree" else
+        "DIFFER" end' -r)
+    rm -f "$d/jq/input.json" "$d/jq/jq.json"
+fi
+
+# ---- Servers --------------------------------------------------------------
+
+say "starting the simulator ($MEMBERS members), the broker and nginx"
+sed -e "s/^callback_listen = .*/callback_listen = 127.0.0.1:$CB/" \
+    -e "s/^internal_listen = .*/internal_listen = 127.0.0.1:$INT/" \
+    -e "s|^wecom_api_base = .*|wecom_api_base = http://127.0.0.1:$MOCK|" \
+    -e "s|^scopes_dir = .*|scopes_dir = $ROOT/scopes|" \
+    -e "s/^upstream_rate_per_corp = .*/upstream_rate_per_corp = 100000/" \
+    -e "s/^log_format = .*/log_format = text/" \
+    broker.conf.example >"$d/broker.conf"
+
+"$B/mock-wecom" serve -c "$d/broker.conf" --listen "127.0.0.1:$MOCK" \
+    --members $MEMBERS --quiet >"$d/mock.log" 2>&1 &
+pids="$pids $!"
+"$B/wecom-broker" -c "$d/broker.conf" 2>"$d/broker.log" &
+BROKER=$!
+pids="$pids $BROKER"
+wait_for "the simulator" curl -sf "http://127.0.0.1:$MOCK/__mock/corps"
+wait_for "the broker" curl -sf "http://127.0.0.1:$INT/readyz"
+
+# The whole corp visible, so user/list of department 1 is all 20,000.
+curl -sf -X POST "http://127.0.0.1:$MOCK/__mock/privilege" -d "{\"corpid\":\
+\"$CORP\",\"allow_party\":[1],\"allow_user\":[],\"allow_tag\":[]}" >/dev/null
+send() {
+    "$B/mock-wecom" callback -c "$d/broker.conf" --suite "$SUITE" \
+        --from-mock "http://127.0.0.1:$MOCK" \
+        --url "http://127.0.0.1:$CB/wecom/suite/$SUITE/callback" "$@" \
+        >/dev/null
+}
+send suite_ticket
+send create_auth --corp "$CORP"
+wait_for "the install" sh -c "'$B/brokerctl' -c '$d/broker.conf' --json \
+    tenant show $CORP | grep -q '\"status\":\"active\"'"
+
+secret=$("$B/brokerctl" -c "$d/broker.conf" service add bench \
+    --scopes contacts.read --json | jq -r .secret)
+TOKEN=$(curl -sf "http://127.0.0.1:$INT/cgi-bin/gettoken?corpid=$CORP&\
+corpsecret=$secret" | jq -r .access_token)
+# the simulator's corp token, for nginx (the broker holds its own)
+CTOKEN=$(curl -sf "http://127.0.0.1:$MOCK/__mock/corp_token?suite_id=$SUITE&\
+corpid=$CORP" | jq -r .access_token)
+[ -n "$TOKEN" ] && [ "$TOKEN" != null ] || die "no broker token"
+[ -n "$CTOKEN" ] && [ "$CTOKEN" != null ] || die "no corp token"
+
+mkdir -p "$d/nginx"
+cat >"$d/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx/nginx.pid;
+error_log $d/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $d/nginx/body;
+    proxy_temp_path $d/nginx/proxy;
+    fastcgi_temp_path $d/nginx/fastcgi;
+    uwsgi_temp_path $d/nginx/uwsgi;
+    scgi_temp_path $d/nginx/scgi;
+    upstream wecom {
+        server 127.0.0.1:$MOCK;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGX;
+        location / {
+            proxy_pass http://wecom;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+nginx -c "$d/nginx/nginx.conf" -p "$d/nginx" 2>"$d/nginx.log" &
+pids="$pids $!"
+
+Q="/cgi-bin/user/get?userid=$MEMBER&access_token"
+B_URL="http://127.0.0.1:$INT$Q=$TOKEN"
+N_URL="http://127.0.0.1:$NGX$Q=$CTOKEN"
+wait_for "nginx" curl -sf "$N_URL"
+curl -sf "$B_URL" | grep -q '"errcode":0,' ||
+    die "the broker's user/get fails: $(curl -s "$B_URL")"
+curl -sf "$N_URL" | grep -q '"errcode":0,' ||
+    die "nginx's user/get fails: $(curl -s "$N_URL")"
+
+# ---- 3. user/list, 20,000 members -----------------------------------------
+
+# Before the proxy load: its heap would hide this request's growth.
+say "user/list: $MEMBERS members end to end"
+L_PATH="/cgi-bin/user/list?department_id=1&fetch_child=1"
+curl -sf -o "$d/raw.json" -w '%{size_download} %{time_total}\n' \
+    "http://127.0.0.1:$MOCK$L_PATH&access_token=$CTOKEN" >"$d/raw.txt"
+L_RAW=$(awk '{ print $1 }' "$d/raw.txt")
+L_RAWT=$(awk '{ print $2 }' "$d/raw.txt")
+L_N=$(jq '.userlist | length' "$d/raw.json")
+rm -f "$d/raw.json"
+rss_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$BROKER/status"; }
+L_RSS0=$(rss_kb VmRSS)
+# reset the high-water mark to the current resident size
+echo 5 >"/proc/$BROKER/clear_refs" 2>/dev/null || true
+: >"$d/list.txt"
+for _ in 1 2 3; do
+    curl -sf -o "$d/list.json" -D "$d/list.h" \
+        -w '%{size_download} %{time_total}\n' \
+        "http://127.0.0.1:$INT$L_PATH&access_token=$TOKEN" >>"$d/list.txt"
+done
+L_HWM=$(rss_kb VmHWM)
+L_OUT=$(awk 'END { print $1 }' "$d/list.txt")
+L_KEPT=$(jq '.userlist | length' "$d/list.json")
+L_ERR=$(jq '.errcode' "$d/list.json")
+[ "$L_ERR" = 0 ] ||
+    die "user/list through the broker: $(head -c 300 "$d/list.json")"
+L_DROP=$(tr -d '\r' <"$d/list.h" |
+    awk -F': ' 'tolower($1) == "x-broker-dropped" { print $2 }')
+L_STRIP=$(tr -d '\r' <"$d/list.h" |
+    awk -F': ' 'tolower($1) == "x-broker-stripped" { print $2 }')
+L_T=$(awk '{ print $2 }' "$d/list.txt" | sort -n | sed -n 2p)
+L_MS=$(calc %.0f "$L_T * 1000")
+L_MBS=$(calc %.1f "$L_RAW / 1e6 / $L_T")
+L_RAWMS=$(calc %.0f "$L_RAWT * 1000")
+L_GROW=$(calc "($L_HWM - $L_RSS0) / 1024")
+L_OUTMB=$(calc "$L_OUT / 1e6")
+
+# ---- 2. Proxy -------------------------------------------------------------
+
+WRK_CHECK=tests/bench/wrk_check.lua
+run_wrk() { # run_wrk OUT SECONDS URL
+    wrk -t"$THREADS" -c"$CONNS" -d"$2"s -s "$WRK_CHECK" "$3" \
+        -- '"errcode":0,' >"$1" 2>&1 || die "wrk failed: $(cat "$1")"
+}
+P_RSS0=$(rss_kb VmRSS)
+say "proxy: warming up"
+run_wrk "$d/warm-n.txt" 2 "$N_URL"
+run_wrk "$d/warm-b.txt" 2 "$B_URL"
+say "proxy: nginx proxy_pass, ${SECS}s"
+run_wrk "$d/nginx.txt" "$SECS" "$N_URL"
+say "proxy: broker, ${SECS}s"
+run_wrk "$d/broker.txt" "$SECS" "$B_URL"
+for f in nginx broker; do
+    b=$(field "$d/$f.txt" bad)
+    e=$(field "$d/$f.txt" errors)
+    [ -n "$b" ] || die "no result from wrk: $(cat "$d/$f.txt")"
+    [ "$b" = 0 ] && [ "$e" = 0 ] ||
+        say "WARNING: $f: $b replies without errcode 0, $e socket errors"
+done
+P_NREQ=$(field "$d/nginx.txt" requests)
+P_BREQ=$(field "$d/broker.txt" requests)
+P_NRPS=$(calc %.0f "$P_NREQ / $(field "$d/nginx.txt" seconds)")
+P_BRPS=$(calc %.0f "$P_BREQ / $(field "$d/broker.txt" seconds)")
+P_N50=$(calc "$(field "$d/nginx.txt" p50_us) / 1000")
+P_N99=$(calc "$(field "$d/nginx.txt" p99_us) / 1000")
+P_B50=$(calc "$(field "$d/broker.txt" p50_us) / 1000")
+P_B99=$(calc "$(field "$d/broker.txt" p99_us) / 1000")
+P_BAD="$(field "$d/broker.txt" bad)/$(field "$d/nginx.txt" bad)"
+P_RSS1=$(rss_kb VmRSS)
+
+# ---- 4. Callbacks ---------------------------------------------------------
+
+NCB=$((RATE * SECS))
+say "callbacks: signing $NCB change_contact events"
+# sign.sh MOCK CONF SUITE CORP URL USERID: one signed POST, "PATH<TAB>BODY"
+cat >"$d/sign.sh" <<'EOF'
+"$1" callback -c "$2" --suite "$3" --print --corp "$4" \
+    --url "$5" change_contact ChangeType=update_user UserID="$6" |
+    awk 'NR == 1 { sub("^http://[^/]*", "", $2); p = $2 }
+         NR == 3 { print p "\t" $0 }'
+EOF
+seq 1 "$NCB" | awk '{ printf "u%05d\n", $1 }' |
+    xargs -P "$(nproc)" -n 1 sh "$d/sign.sh" "$B/mock-wecom" \
+        "$d/broker.conf" "$SUITE" "$CORP" \
+        "http://127.0.0.1:$CB/wecom/suite/$SUITE/callback" >"$d/callbacks.tsv"
+[ "$(wc -l <"$d/callbacks.tsv")" -eq "$NCB" ] ||
+    die "signed $(wc -l <"$d/callbacks.tsv") of $NCB callbacks"
+CB_CONNS=10
+CB_PAUSE=$((CB_CONNS * 1000 / RATE))
+say "callbacks: $RATE/s for ${SECS}s"
+wrk -t1 -c$CB_CONNS -d"$SECS"s -s tests/bench/wrk_replay.lua \
+    "http://127.0.0.1:$CB/" -- "$d/callbacks.tsv" $CB_PAUSE \
+    >"$d/cb.txt" 2>&1 || die "wrk failed: $(cat "$d/cb.txt")"
+C_N=$(field "$d/cb.txt" requests)
+[ -n "$C_N" ] || die "no result from wrk: $(cat "$d/cb.txt")"
+C_RATE=$(calc %.0f "$C_N / $(field "$d/cb.txt" seconds)")
+C_50=$(calc "$(field "$d/cb.txt" p50_us) / 1000")
+C_99=$(calc "$(field "$d/cb.txt" p99_us) / 1000")
+C_BAD=$(field "$d/cb.txt" bad)
+
+# ---- Table ----------------------------------------------------------------
+
+row() { printf '%-2s %-27s %-17s %-20s %-10s %-18s %s\n' "$@"; }
+echo
+echo "wecom-broker benchmark: one run, $(nproc) CPUs, $(uname -sr)," \
+    "$(date -u '+%Y-%m-%d %H:%M UTC')"
+row "#" "measure" "broker" "baseline" "ratio" "target" "verdict"
+JQ_INMB=""
+[ -z "$JQ_IN" ] || JQ_INMB=$(calc "$JQ_IN / 1e6")
+if [ -n "$F_MBS" ]; then
+    row 1 "filter throughput" "$F_MBS MB/s" "-" "-" ">= 150 MB/s" \
+        "$(verdict "$F_MBS >= 150")"
+    if [ -z "$JQ_MBS" ]; then
+        row 1 "filter vs jq" "$F_MBS MB/s" "jq: not built" "-" ">= 10x" "-"
+    else
+        r=$(calc %.1f "$F_MBS / $JQ_MBS")
+        v=$(verdict "$r >= 10")
+        # a ratio of two different inputs or outputs means nothing
+        [ "$JQ_INMB" = "$F_IN" ] && [ "$JQ_SAME" = agree ] ||
+            v="? (inputs $F_IN/$JQ_INMB MB, outputs $JQ_SAME)"
+        row 1 "filter vs jq" "$F_MBS MB/s" "jq $JQ_MBS MB/s" "${r}x" \
+            ">= 10x" "$v"
+    fi
+    if [ -n "$F_JANSSON" ]; then
+        r=$(calc %.1f "$F_MBS / $F_JANSSON")
+        row 1 "filter vs jansson" "$F_MBS MB/s" "jansson $F_JANSSON MB/s" \
+            "${r}x" "-" "info"
+    fi
+    if [ -n "$F_PEAK" ] && [ -n "$F_OUT" ]; then
+        row 1 "filter peak heap" "$F_PEAK MB" "output $F_OUT MB" \
+            "$(calc %+.2f "$F_PEAK - $F_OUT") MB" "<= output + 16 MB" \
+            "$(verdict "$F_PEAK <= $F_OUT + 16")"
+    else
+        row 1 "filter peak heap" "?" "-" "-" "<= output + 16 MB" "-"
+    fi
+else
+    row 1 "filter throughput" "filter: not built" "-" "-" ">= 150 MB/s" "-"
+    row 1 "filter vs jq" "filter: not built" \
+        "${JQ_MBS:+jq $JQ_MBS MB/s}" "-" ">= 10x" "-"
+    row 1 "filter peak heap" "filter: not built" "-" "-" \
+        "<= output + 16 MB" "-"
+fi
+r=$(calc "$P_BRPS / $P_NRPS")
+row 2 "user/get requests/s" "$P_BRPS" "nginx $P_NRPS" "${r}x" ">= 0.8x" \
+    "$(verdict "$r >= 0.8")"
+row 2 "user/get p50 latency" "$P_B50 ms" "nginx $P_N50 ms" \
+    "$(calc %+.2f "$P_B50 - $P_N50") ms" "-" "info"
+row 2 "user/get p99 latency" "$P_B99 ms" "nginx $P_N99 ms" \
+    "$(calc %+.2f "$P_B99 - $P_N99") ms" "<= nginx + 1 ms" \
+    "$(verdict "$P_B99 <= $P_N99 + 1")"
+row 3 "user/list 20k, one request" "$L_MS ms" "simulator $L_RAWMS ms" \
+    "$(calc "$L_T * 1000 / $L_RAWMS")x" "-" "info"
+row 3 "user/list 20k, throughput" "$L_MBS MB/s" "-" "-" "-" "info"
+row 3 "user/list peak RSS growth" "$L_GROW MB" "output $L_OUTMB MB" \
+    "$(calc %+.2f "$L_GROW - $L_OUTMB") MB" "<= output + 16 MB" \
+    "$(verdict "$L_GROW <= $L_OUTMB + 16")"
+row 4 "callbacks success p50" "$C_50 ms" "-" "-" "-" "info"
+row 4 "callbacks success p99" "$C_99 ms" "-" "-" "<= 20 ms" \
+    "$(verdict "$C_99 <= 20")"
+echo
+echo "1: a generated user/list, ${JQ_INMB:-?} MB (bench_filter:" \
+    "${F_IN:-?} MB), 20,000 members, ~70% in range, contacts.read;" \
+    "outputs: filter/jansson ${F_AGREE:-?}, filter/jq ${JQ_SAME:-?};" \
+    "jq 1.6 best of 2 runs; peak heap: one filter run in a fresh child."
+echo "2: wrk -t$THREADS -c$CONNS -d${SECS}s after a 2 s warm-up each;" \
+    "broker: token check + upstream call + filter; nginx: 1 worker," \
+    "upstream keep-alive, passes the raw reply. Replies without" \
+    "errcode 0 (broker/nginx): $P_BAD. upstream_rate_per_corp raised" \
+    "to 100000 (the default 100/s would cap the broker). Broker RSS" \
+    "$(calc %.1f "$P_RSS0 / 1024") MB before the load," \
+    "$(calc %.1f "$P_RSS1 / 1024") MB after."
+echo "3: department 1 with fetch_child, the whole corp in range:" \
+    "$L_N members, $(calc "$L_RAW / 1e6") MB from the simulator" \
+    "($L_RAWMS ms direct), $L_KEPT members and $L_OUTMB MB out" \
+    "(X-Broker-Stripped $L_STRIP, X-Broker-Dropped $L_DROP); median" \
+    "of 3 requests; MB/s of upstream bytes; RSS high-water over the 3" \
+    "less RSS before ($(calc %.1f "$L_RSS0 / 1024") MB)."
+echo "4: $C_N distinct signed change_contact callbacks at $C_RATE/s" \
+    "(wrk -t1 -c$CB_CONNS, ${CB_PAUSE} ms pause per connection)," \
+    "queued and applied by the workers meanwhile; replies other than" \
+    "200 success: $C_BAD."
