@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -911,4 +912,362 @@ keyring_index_hmac_parts(const struct keyring *kr, const char *const *parts,
         mac_update(ctx, parts[i], len);
     }
     mac_end(ctx, out);
+}
+
+/*---- Versions ----*/
+
+/* Number of master key versions loaded (at least one). */
+size_t
+keyring_version_count(const struct keyring *kr)
+{
+    return kr->nmasters;
+}
+
+/* The i-th loaded version, ascending; i < keyring_version_count. */
+unsigned
+keyring_version_at(const struct keyring *kr, size_t i)
+{
+    assert(i < kr->nmasters);
+    return kr->masters[i].version;
+}
+
+/*
+ * The master version a keyring_wrap text names ("k<VERSION>."), read
+ * without unwrapping. Returns BRK_OK, or BRK_ERR_INVAL when the text is not
+ * of that form.
+ */
+enum brk_err
+keyring_wrapped_version(const char *wrapped, unsigned *version)
+{
+    const char *dot;
+    unsigned v;
+
+    if (wrapped == NULL || wrapped[0] != 'k')
+        return BRK_ERR_INVAL;
+    dot = strchr(wrapped + 1, '.');
+    if (dot == NULL ||
+        parse_version(wrapped + 1, (size_t)(dot - wrapped - 1), &v) != 0)
+        return BRK_ERR_INVAL;
+    *version = v;
+    return BRK_OK;
+}
+
+/*
+ * Unwrap a data key with whichever loaded version wrapped it and wrap it
+ * again under the current version, for the same context. The data key
+ * itself does not change, so values sealed under it stay readable.
+ * Returns BRK_OK, BRK_ERR_CRYPTO (see keyring_unwrap) or BRK_ERR_NOMEM.
+ * *out is owned, free it with brk_free.
+ */
+enum brk_err
+keyring_rewrap(const struct keyring *kr, const char *wrapped,
+               const char *context, char **out)
+{
+    unsigned char dk[KEYRING_KEY_LEN];
+    enum brk_err err;
+
+    err = keyring_unwrap(kr, wrapped, context, dk, NULL);
+    if (err == BRK_OK)
+        err = keyring_wrap(kr, dk, context, out);
+    brk_wipe(dk, sizeof(dk));
+    return err;
+}
+
+/*---- Key file maintenance ----*/
+
+/*
+ * The text of a rewritten master key file: every line kept as it was
+ * except the lines of drop (0: none); a bare key becomes "1 HEX"; with
+ * add nonzero, "ADD HEX" is appended. buf has been checked by
+ * parse_master_file, so a line that does not parse is a comment or blank.
+ */
+static enum brk_err
+master_text(const char *buf, size_t len, unsigned drop, unsigned add,
+            const unsigned char addkey[KEYRING_KEY_LEN], char **out,
+            size_t *outlen)
+{
+    unsigned char key[KEYRING_KEY_LEN];
+    const char *p = buf, *end = buf + len, *line, *eol, *s, *e;
+    size_t cap = len + 16 + 2 * (HEX_KEY_LEN + 16), o = 0;
+    unsigned version;
+    char *text;
+    int w;
+
+    text = brk_malloc(cap);
+    if (text == NULL)
+        return BRK_ERR_NOMEM;
+    while (p < end) {
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            eol = end;
+        line = s = p;
+        e = eol;
+        p = eol < end ? eol + 1 : end;
+        while (s < e && is_blank(*s))
+            s++;
+        while (e > s && is_blank(e[-1]))
+            e--;
+        if (s != e && *s != '#' &&
+            parse_master_line(s, (size_t)(e - s), &version, key) == NULL) {
+            if (version == 0) {
+                /* a bare key is version 1; spelled out once a second
+                 * version joins it */
+                memcpy(text + o, "1 ", 2);
+                o += 2;
+                memcpy(text + o, s, (size_t)(e - s));
+                o += (size_t)(e - s);
+                text[o++] = '\n';
+                continue;
+            }
+            if (version == drop)
+                continue;
+        }
+        memcpy(text + o, line, (size_t)(eol - line));
+        o += (size_t)(eol - line);
+        text[o++] = '\n';
+    }
+    brk_wipe(key, sizeof(key));
+    if (add != 0) {
+        w = snprintf(text + o, cap - o, "%u ", add);
+        assert(w > 0 && (size_t)w + HEX_KEY_LEN + 1 < cap - o);
+        o += (size_t)w;
+        codec_hex_encode(addkey, KEYRING_KEY_LEN, text + o);
+        o += HEX_KEY_LEN;
+        text[o++] = '\n';
+    }
+    *out = text;
+    *outlen = o;
+    return BRK_OK;
+}
+
+/*
+ * Write text to a temporary file beside path (mode 0600, path's owner),
+ * fsync it, rename it over path and fsync the directory, so a reader sees
+ * the old file or the new one, never a part.
+ */
+static enum brk_err
+replace_file(const char *path, const char *dir, const struct stat *old,
+             const char *text, size_t len, struct brk_errinfo *info)
+{
+    char *tmp = NULL;
+    size_t off = 0, plen = strlen(path);
+    ssize_t w;
+    int fd = -1, dfd = -1;
+    enum brk_err err = BRK_ERR_IO;
+
+    tmp = brk_malloc(plen + 12);
+    if (tmp == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmpXXXXXX", 11);
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        io_error(info, path, "cannot create a temporary file beside it", errno);
+        brk_free(tmp);
+        tmp = NULL;
+        goto out;
+    }
+    if (fchmod(fd, 0600) != 0) {
+        io_error(info, tmp, "cannot chmod", errno);
+        goto out;
+    }
+    /* run as root on the broker's file: keep it readable by the broker */
+    if ((old->st_uid != geteuid() || old->st_gid != getegid()) &&
+        fchown(fd, old->st_uid, old->st_gid) != 0) {
+        io_error(info, tmp, "cannot give it the key file's owner", errno);
+        goto out;
+    }
+    while (off < len) {
+        w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            io_error(info, tmp, "cannot write", errno);
+            goto out;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        io_error(info, tmp, "cannot sync", errno);
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        io_error(info, tmp, "cannot close", errno);
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        io_error(info, path, "cannot replace", errno);
+        goto out;
+    }
+    brk_free(tmp);
+    tmp = NULL;
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        io_error(info, dir, "cannot sync the directory", errno);
+        goto out;
+    }
+    err = BRK_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp != NULL)
+        unlink(tmp);
+    if (dfd >= 0)
+        close(dfd);
+    brk_free(tmp);
+    return err;
+}
+
+/*
+ * Read, check and rewrite the master key file under an exclusive lock on
+ * its directory (so two rewrites cannot lose each other's version): drop
+ * version drop, or add a version one above the highest (*added).
+ */
+static enum brk_err
+master_file_edit(const char *master_path, unsigned drop, unsigned *added,
+                 struct brk_errinfo *info)
+{
+    struct keyring *kr = NULL;
+    unsigned char key[KEYRING_KEY_LEN];
+    struct stat st;
+    char real[PATH_MAX], *dir = NULL, *slash, *buf = NULL, *text = NULL;
+    size_t len = 0, tlen = 0;
+    unsigned add = 0, cur;
+    int dfd = -1, loose;
+    enum brk_err err;
+
+    /* a symlinked key file is replaced at its target */
+    if (realpath(master_path, real) == NULL) {
+        io_error(info, master_path, "cannot resolve", errno);
+        err = BRK_ERR_IO;
+        goto out;
+    }
+    dir = brk_strdup(real);
+    if (dir == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || flock(dfd, LOCK_EX) != 0) {
+        io_error(info, dir, "cannot lock", errno);
+        err = BRK_ERR_IO;
+        goto out;
+    }
+    err = key_file_read(real, &buf, &len, &loose, info);
+    if (err == BRK_ERR_NOTFOUND) {
+        brk_errinfo_set(info, 0, -1, "%s: no such file", master_path);
+        err = BRK_ERR_IO;
+    }
+    if (err != BRK_OK)
+        goto out;
+    if (stat(real, &st) != 0) {
+        io_error(info, real, "cannot stat", errno);
+        err = BRK_ERR_IO;
+        goto out;
+    }
+    kr = brk_calloc(1, sizeof(*kr));
+    if (kr == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    err = parse_master_file(master_path, buf, len, kr, info);
+    if (err != BRK_OK)
+        goto out;
+    cur = kr->masters[kr->nmasters - 1].version;
+    if (drop != 0) {
+        if (master_find(kr, drop) == NULL) {
+            brk_errinfo_set(info, 0, -1, "%s: no version %u", master_path,
+                            drop);
+            err = BRK_ERR_NOTFOUND;
+            goto out;
+        }
+        if (drop == cur) {
+            brk_errinfo_set(info, 0, -1,
+                            "%s: version %u is the current version; "
+                            "rotate first",
+                            master_path, drop);
+            err = BRK_ERR_INVAL;
+            goto out;
+        }
+    } else {
+        if (cur >= KEYRING_VERSION_MAX) {
+            brk_errinfo_set(info, 0, -1, "%s: no version above %u", master_path,
+                            cur);
+            err = BRK_ERR_CONFIG;
+            goto out;
+        }
+        add = cur + 1;
+        err = keyring_dk_generate(key);
+        if (err != BRK_OK) {
+            brk_errinfo_set(info, 0, -1, "random generator failed");
+            goto out;
+        }
+    }
+    err = master_text(buf, len, drop, add, key, &text, &tlen);
+    if (err != BRK_OK)
+        goto out;
+    err = replace_file(real, dir, &st, text, tlen, info);
+    if (err != BRK_OK)
+        goto out;
+    if (added != NULL)
+        *added = add;
+out:
+    brk_wipe(key, sizeof(key));
+    brk_free_secret(text, tlen);
+    brk_free_secret(buf, len);
+    keyring_free(kr);
+    if (dfd >= 0)
+        close(dfd); /* releases the lock */
+    brk_free(dir);
+    return err;
+}
+
+/*
+ * Add a master key version to the file at master_path: one above the
+ * highest, with a fresh random key. The file is replaced atomically
+ * (temporary file, fsync, rename; mode 0600, the old file's owner);
+ * comments are kept, and a bare key is spelled out as version 1.
+ * Returns BRK_OK (*version set), BRK_ERR_IO, BRK_ERR_CONFIG (malformed
+ * file, or no version left above the highest), BRK_ERR_CRYPTO or
+ * BRK_ERR_NOMEM; info->msg says why.
+ */
+enum brk_err
+keyring_file_add_version(const char *master_path, unsigned *version,
+                         struct brk_errinfo *info)
+{
+    unsigned v = 0;
+    enum brk_err err;
+
+    err = master_file_edit(master_path, 0, &v, info);
+    if (err == BRK_OK)
+        *version = v;
+    return err;
+}
+
+/*
+ * Remove a master key version from the file at master_path, replaced as
+ * keyring_file_add_version does. Whether a data key still uses it is the
+ * caller's check. Returns BRK_OK, BRK_ERR_NOTFOUND (no such version),
+ * BRK_ERR_INVAL (it is the current, highest version, which includes the
+ * only one), BRK_ERR_IO, BRK_ERR_CONFIG or BRK_ERR_NOMEM; info->msg says
+ * why.
+ */
+enum brk_err
+keyring_file_remove_version(const char *master_path, unsigned version,
+                            struct brk_errinfo *info)
+{
+    if (version == 0) {
+        brk_errinfo_set(info, 0, -1, "%s: no version 0", master_path);
+        return BRK_ERR_NOTFOUND;
+    }
+    return master_file_edit(master_path, version, NULL, info);
 }

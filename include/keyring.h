@@ -86,4 +86,40 @@ void keyring_index_hmac_parts(const struct keyring *kr,
                               const char *const *parts, size_t nparts,
                               char out[65]);
 
+/*---- Versions and the key file (brokerctl key) ----*/
+
+/* Number of master key versions loaded (at least one). */
+size_t keyring_version_count(const struct keyring *kr);
+/* The i-th loaded version, ascending. */
+unsigned keyring_version_at(const struct keyring *kr, size_t i);
+/* The version a wrapped text names ("k<VERSION>."), without unwrapping;
+ * BRK_ERR_INVAL when malformed. */
+enum brk_err keyring_wrapped_version(const char *wrapped,
+                                     unsigned *version) BRK_WUR;
+/*
+ * Unwrap with the version that wrapped it, wrap under the current version
+ * (same data key, same context). BRK_ERR_CRYPTO as keyring_unwrap.
+ * *out owned, free with brk_free.
+ */
+enum brk_err keyring_rewrap(const struct keyring *kr, const char *wrapped,
+                            const char *context, char **out) BRK_WUR;
+/*
+ * Add a version one above the highest, with a fresh random key, to the
+ * master key file: replaced atomically (temporary file, fsync, rename,
+ * mode 0600, same owner) under a lock. *version gets the new version.
+ * BRK_ERR_IO, BRK_ERR_CONFIG, BRK_ERR_CRYPTO or BRK_ERR_NOMEM (info set).
+ */
+enum brk_err keyring_file_add_version(const char *master_path,
+                                      unsigned *version,
+                                      struct brk_errinfo *info) BRK_WUR;
+/*
+ * Remove a version from the master key file, replaced the same way.
+ * BRK_ERR_NOTFOUND (no such version), BRK_ERR_INVAL (the current version,
+ * or the only one), BRK_ERR_IO, BRK_ERR_CONFIG, BRK_ERR_NOMEM (info set).
+ * Whether a data key still uses it is the caller's check.
+ */
+enum brk_err keyring_file_remove_version(const char *master_path,
+                                         unsigned version,
+                                         struct brk_errinfo *info) BRK_WUR;
+
 #endif /* KEYRING_H */
