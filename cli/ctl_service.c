@@ -48,18 +48,13 @@ static const char end_lua[] =
 static int
 usage_error(const char *msg)
 {
-    fprintf(stderr, "brokerctl: %s\n", msg);
-    fprintf(stderr,
-            "usage: brokerctl service add NAME --scopes A,B [--suite ID] "
-            "[--corps X,Y] [--parties CORPID:P,...]\n"
-            "       brokerctl service list | show NAME | revoke NAME | "
-            "rotate NAME\n");
-    return 2;
+    return ctl_usage("%s", msg);
 }
 
-/* The id of a service by name into id; 0, or 1 after printing why. */
-static int
-id_of(struct ctl *c, const char *name, char *id)
+/* The id of a service by name into id (SERVICE_ID_LEN + 1 bytes); 0, or 1
+ * after printing why. */
+int
+ctl_service_id(struct ctl *c, const char *name, char *id)
 {
     char key[KEYS_MAX];
     redisReply *r;
@@ -87,7 +82,7 @@ static json_t *
 split_list(const char *s, int (*ok)(const char *))
 {
     json_t *arr = json_array();
-    char *dup = strdup(s), *tok, *save = NULL;
+    char *dup = ctl_xstrdup(s), *tok, *save = NULL;
 
     for (tok = strtok_r(dup, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
@@ -98,7 +93,7 @@ split_list(const char *s, int (*ok)(const char *))
         }
         json_array_append_new(arr, json_string(tok));
     }
-    free(dup);
+    brk_free(dup);
     if (arr != NULL && json_array_size(arr) == 0) {
         json_decref(arr);
         arr = NULL;
@@ -111,7 +106,7 @@ static json_t *
 parse_parties(const char *s)
 {
     json_t *o = json_object(), *list;
-    char *dup = strdup(s), *tok, *save = NULL, *colon, *end;
+    char *dup = ctl_xstrdup(s), *tok, *save = NULL, *colon, *end;
     long id;
 
     for (tok = strtok_r(dup, ",", &save); tok != NULL;
@@ -130,14 +125,14 @@ parse_parties(const char *s)
         }
         json_array_append_new(list, json_integer(id));
     }
-    free(dup);
+    brk_free(dup);
     if (json_object_size(o) == 0) {
         json_decref(o);
         return NULL;
     }
     return o;
 bad:
-    free(dup);
+    brk_free(dup);
     json_decref(o);
     return NULL;
 }
@@ -152,13 +147,6 @@ scope_ok(const char *name)
 }
 
 static int
-publish_channel(struct ctl *c, char *buf, size_t len)
-{
-    return snprintf(buf, len, "%s%s", c->cfg->key_prefix,
-                    WORKER_INVAL_CHANNEL) >= (int)len;
-}
-
-static int
 cmd_add(struct ctl *c, int argc, char **argv)
 {
     const char *name, *scopes = NULL, *suite = NULL, *corps = NULL;
@@ -168,7 +156,7 @@ cmd_add(struct ctl *c, int argc, char **argv)
     char kname[KEYS_MAX], ksvc[KEYS_MAX], kall[KEYS_MAX], now[24];
     char full[SERVICE_ID_LEN + SERVICE_SECRET_LEN + 2];
     json_t *sl = NULL, *cl = NULL, *pl = NULL, *out;
-    char *scopes_s = NULL, *corps_s = NULL, *parties_s = NULL;
+    char *corps_s = NULL, *parties_s = NULL;
     redisReply *r = NULL;
     int i, rc = 1;
 
@@ -217,12 +205,12 @@ cmd_add(struct ctl *c, int argc, char **argv)
         goto out;
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     /* stored as given, "a,b", for the broker's quick parse */
-    scopes_s = strdup(scopes);
-    corps_s = cl ? json_dumps(cl, JSON_COMPACT) : strdup("");
-    parties_s = pl ? json_dumps(pl, JSON_COMPACT) : strdup("");
+    corps_s = cl ? json_dumps(cl, JSON_COMPACT) : NULL;
+    parties_s = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
     r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s %s %s %s %s", add_lua,
-                kname, ksvc, kall, id, name, salt, hash, scopes_s,
-                suite ? suite : "", corps_s, parties_s, now);
+                kname, ksvc, kall, id, name, salt, hash, scopes,
+                suite ? suite : "", corps_s ? corps_s : "",
+                parties_s ? parties_s : "", now);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
@@ -246,8 +234,7 @@ out:
     brk_wipe(full, sizeof(full));
     if (r != NULL)
         freeReplyObject(r);
-    free(scopes_s);
-    free(corps_s);
+    free(corps_s); /* from jansson */
     free(parties_s);
     json_decref(sl);
     json_decref(cl);
@@ -274,8 +261,8 @@ service_json(struct ctl *c, const char *id)
     v = split_list(ctl_str_of(h, "scopes", ""), NULL);
     o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "name",
                   ctl_str_of(h, "name", ""), "id", id, "scopes",
-                  v ? v : json_array(),
-                  "suite", ctl_str_of(h, "suite", ""), "status",
+                  v ? v : json_array(), "suite", ctl_str_of(h, "suite", ""),
+                  "status",
                   json_object_get(h, "revoked_at") ? "revoked" : "active",
                   "created_at", (json_int_t)ctl_num_of(h, "created_at"),
                   "updated_at", (json_int_t)ctl_num_of(h, "updated_at"));
@@ -286,10 +273,9 @@ service_json(struct ctl *c, const char *id)
     json_object_set_new(o, "secret_generation",
                         json_integer(ctl_num_of(h, "gen")));
     r = ctl_cmd(c, "SCARD %s", toks);
-    json_object_set_new(o, "tokens",
-                        json_integer(r && r->type == REDIS_REPLY_INTEGER
-                                         ? r->integer
-                                         : 0));
+    json_object_set_new(
+        o, "tokens",
+        json_integer(r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0));
     if (r != NULL)
         freeReplyObject(r);
     json_decref(h);
@@ -304,10 +290,8 @@ joined(const json_t *arr)
     const json_t *v;
 
     buf[0] = '\0';
-    json_array_foreach(arr, i, v)
-        if (o < sizeof(buf))
-            o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s",
-                                  i ? "," : "", json_string_value(v));
+    json_array_foreach(arr, i, v) if (o < sizeof(buf)) o += (size_t)snprintf(
+        buf + o, sizeof(buf) - o, "%s%s", i ? "," : "", json_string_value(v));
     return buf;
 }
 
@@ -333,20 +317,26 @@ cmd_list(struct ctl *c)
     if (c->json) {
         ctl_print_json(all);
     } else {
-        printf("%-24s %-16s %-8s %-40s %-20s %s\n", "NAME", "ID", "STATUS",
-               "SCOPES", "SUITE", "CREATED");
+        static const char *const heads[] = {"NAME",   "ID",    "STATUS",
+                                            "SCOPES", "SUITE", "CREATED"};
+        struct ctl_table *t = ctl_table_new(6, heads);
+        const char *row[6];
+
         json_array_foreach(all, i, s)
         {
             ctl_when(json_integer_value(json_object_get(s, "created_at")), w,
                      sizeof(w));
-            printf("%-24s %-16s %-8s %-40s %-20s %s\n",
-                   ctl_str_of(s, "name", ""), ctl_str_of(s, "id", ""),
-                   ctl_str_of(s, "status", ""),
-                   joined(json_object_get(s, "scopes")),
-                   ctl_str_of(s, "suite", "")[0] ? ctl_str_of(s, "suite", "")
-                                                 : "(any)",
-                   w);
+            row[0] = ctl_str_of(s, "name", "");
+            row[1] = ctl_str_of(s, "id", "");
+            row[2] = ctl_str_of(s, "status", "");
+            row[3] = joined(json_object_get(s, "scopes"));
+            row[4] = ctl_str_of(s, "suite", "")[0] ? ctl_str_of(s, "suite", "")
+                                                   : "(any)";
+            row[5] = w;
+            ctl_table_add(t, row);
         }
+        ctl_table_print(t, stdout);
+        ctl_table_free(t);
     }
     json_decref(all);
     return 0;
@@ -359,7 +349,7 @@ cmd_show(struct ctl *c, const char *name)
     json_t *s;
     char *corps, *parties;
 
-    if (id_of(c, name, id))
+    if (ctl_service_id(c, name, id))
         return 1;
     s = service_json(c, id);
     if (s == NULL) {
@@ -386,8 +376,8 @@ cmd_show(struct ctl *c, const char *name)
                strcmp(corps ? corps : "null", "null") ? corps : "(any)",
                strcmp(parties ? parties : "null", "null") ? parties
                                                           : "(tenant's)",
-               (long long)json_integer_value(json_object_get(s, "tokens")),
-               cw, uw);
+               (long long)json_integer_value(json_object_get(s, "tokens")), cw,
+               uw);
         free(corps);
         free(parties);
     }
@@ -406,11 +396,11 @@ cmd_end(struct ctl *c, const char *name, int rotate)
     json_t *out;
     int rc = 1;
 
-    if (id_of(c, name, id))
+    if (ctl_service_id(c, name, id))
         return 1;
     if (keys_service(ksvc, sizeof(ksvc), c->cfg->key_prefix, id, NULL) ||
         keys_service(toks, sizeof(toks), c->cfg->key_prefix, id, "toks") ||
-        publish_channel(c, chan, sizeof(chan)))
+        ctl_inval_channel(c, chan, sizeof(chan)))
         return 1;
     if (rotate && service_secret_new(secret, salt, hash) != BRK_OK)
         return 1;
@@ -455,6 +445,7 @@ out:
     return rc;
 }
 
+/* service add|list|show|revoke|rotate: exit status as every command. */
 int
 ctl_service(struct ctl *c, int argc, char **argv)
 {

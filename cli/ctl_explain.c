@@ -1,0 +1,532 @@
+/*
+ * brokerctl explain CORPID SERVICE PATH: for one endpoint, every declared
+ * response field, whether the service receives it from that tenant, and
+ * why. It reasons the way the broker's service API does (broker/proxy.c):
+ * effective grant = the tenant's unexpired permissions ∩ the service's
+ * scopes; "always" fields pass, "never" fields are removed whatever the
+ * grant, a removed object or array takes its children with it, records
+ * outside the visible range are dropped, undeclared fields are removed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keys.h"
+#include "scope_map.h"
+#include "service.h"
+
+#include "ctl.h"
+
+#define PATH_CAP 1024
+
+struct explain {
+    struct ctl *c;
+    struct scope_grant tenant; /* unexpired permissions */
+    struct scope_grant service;
+    long long expires[SCOPE_PERM_MAX]; /* of granted ones; 0 never */
+    long long expired[SCOPE_PERM_MAX]; /* when a lapsed one ended */
+    const char *svc_scopes;
+    long refused; /* errcode the request gets first, or 0 */
+    char refusal[256];
+    json_t *rows; /* [{"field","type","kept","reason",...}] */
+    size_t kept, total;
+};
+
+/*---- Reasons ----*/
+
+static void
+perm_reason(const struct explain *x, int perm, int *kept, char *buf, size_t len)
+{
+    const char *name = scope_perm_name(perm);
+    int t = scope_grant_has(&x->tenant, perm);
+    int s = scope_grant_has(&x->service, perm);
+    char when[48], tpart[160] = "", spart[200] = "";
+
+    if (perm == SCOPE_PERM_ALWAYS) {
+        *kept = 1;
+        snprintf(buf, len, "always kept (WeCom's envelope and structure)");
+        return;
+    }
+    if (perm == SCOPE_PERM_NEVER) {
+        *kept = 0;
+        snprintf(buf, len, "never returned: removed whatever the grant");
+        return;
+    }
+    if (t && s) {
+        *kept = 1;
+        if (x->expires[perm] != 0) {
+            ctl_utc(x->expires[perm], when, sizeof(when));
+            snprintf(buf, len,
+                     "granted by the tenant (%s, until %s) and allowed for "
+                     "the service",
+                     name, when);
+        } else {
+            snprintf(buf, len,
+                     "granted by the tenant (%s) and allowed for the service",
+                     name);
+        }
+        return;
+    }
+    *kept = 0;
+    if (!t && x->expired[perm] != 0) {
+        ctl_utc(x->expired[perm], when, sizeof(when));
+        snprintf(tpart, sizeof(tpart),
+                 "not granted by the tenant (%s expired %s)", name, when);
+    } else if (!t) {
+        snprintf(tpart, sizeof(tpart), "not granted by the tenant (%s)", name);
+    }
+    if (!s)
+        snprintf(spart, sizeof(spart),
+                 "not allowed for the service (%s is not in its scopes: %s)",
+                 name, x->svc_scopes);
+    snprintf(buf, len, "%s%s%s", tpart, tpart[0] && spart[0] ? "; " : "",
+             spart);
+}
+
+/* "; outside the visible range ..." for a record node, into buf. */
+static void
+record_note(const struct scope_node *n, int items, char *buf, size_t len,
+            json_t *row)
+{
+    const char *kind = scope_record_name(n->record);
+
+    buf[0] = '\0';
+    if (n->record == SCOPE_REC_NONE || kind == NULL)
+        return;
+    if (n->record_id != NULL)
+        snprintf(buf, len,
+                 "; %s %s record%s, identified by %s: out of range ones "
+                 "are removed",
+                 items ? "each element is a" : "it is a", kind,
+                 n->record == SCOPE_REC_CUSTOMER
+                     ? " (in range when any follow user is)"
+                     : "",
+                 n->record_id);
+    else
+        snprintf(buf, len, "; %s %s id: out of range ones are removed",
+                 items ? "each element is a" : "it is a", kind);
+    json_object_set_new(
+        row, "record",
+        json_pack("{s:s, s:s?}", "kind", kind, "id", n->record_id));
+}
+
+static void
+add_row(struct explain *x, const char *path, const struct scope_node *n,
+        int parent_kept, const char *parent, int *kept_out)
+{
+    char reason[768], note[256] = "", full[1100];
+    const struct scope_node *rec = NULL;
+    json_t *row = json_object();
+    int kept = 0, items = 0;
+
+    if (!parent_kept) {
+        snprintf(reason, sizeof(reason), "removed with %s", parent);
+    } else {
+        perm_reason(x, n->perm, &kept, reason, sizeof(reason));
+    }
+    if (n->type == SCOPE_T_OBJECT && n->record != SCOPE_REC_NONE)
+        rec = n;
+    else if (n->type == SCOPE_T_ARRAY && n->items != NULL &&
+             n->items->record != SCOPE_REC_NONE) {
+        rec = n->items;
+        items = 1;
+    }
+    if (rec != NULL)
+        record_note(rec, items, note, sizeof(note), row);
+    if (x->refused && kept)
+        snprintf(full, sizeof(full), "request refused first (%ld); else %s%s",
+                 x->refused, reason, note);
+    else
+        snprintf(full, sizeof(full), "%s%s", reason, kept ? note : "");
+    x->total++;
+    x->kept += kept && !x->refused;
+    json_object_set_new(row, "field", json_string(path));
+    json_object_set_new(row, "type", json_string(scope_type_name(n->type)));
+    json_object_set_new(row, "kept", json_boolean(kept && !x->refused));
+    json_object_set_new(row, "reason", json_string(full));
+    json_array_append_new(x->rows, row);
+    *kept_out = kept;
+}
+
+/* Every named child of obj under prefix ("" at the root); parent names
+ * the removed ancestor when parent_kept is 0. */
+static void
+walk(struct explain *x, const struct scope_node *obj, const char *prefix,
+     int parent_kept, const char *parent)
+{
+    char path[PATH_CAP], sub[PATH_CAP];
+    const struct scope_node *ch, *inner;
+    size_t i, l;
+    int kept;
+
+    for (i = 0; i < obj->nfields; i++) {
+        ch = &obj->fields[i];
+        if (snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "",
+                     ch->name) >= (int)sizeof(path))
+            continue;
+        add_row(x, path, ch, parent_kept, parent, &kept);
+        /* the elements of an array (of arrays) of objects: "a[].b" */
+        memcpy(sub, path, strlen(path) + 1);
+        inner = ch;
+        while (inner->type == SCOPE_T_ARRAY && inner->items != NULL &&
+               (l = strlen(sub)) + 3 <= sizeof(sub)) {
+            inner = inner->items;
+            memcpy(sub + l, "[]", 3);
+        }
+        if (inner->type == SCOPE_T_OBJECT)
+            walk(x, inner, sub, parent_kept && kept,
+                 parent_kept ? path : parent);
+    }
+}
+
+/*---- Inputs ----*/
+
+/* The tenant's permissions [{"name","expires_at"}] into x, as the broker
+ * reads them: only unexpired ones count. */
+static void
+tenant_grant(struct explain *x, const char *perms, json_t *list)
+{
+    json_error_t jerr;
+    json_t *arr = json_loads(perms, 0, &jerr), *v;
+    long long now = (long long)time(NULL);
+    size_t i;
+    int id;
+
+    scope_grant_clear(&x->tenant);
+    json_array_foreach(arr, i, v)
+    {
+        long long exp = json_integer_value(json_object_get(v, "expires_at"));
+        const char *name = json_string_value(json_object_get(v, "name"));
+
+        if (name == NULL)
+            continue;
+        json_array_append(list, v);
+        id = scope_perm_id(name);
+        if (id <= SCOPE_PERM_NEVER)
+            continue;
+        if (exp != 0 && exp <= now) {
+            x->expired[id] = exp;
+            continue;
+        }
+        scope_grant_add(&x->tenant, id);
+        x->expires[id] = exp;
+    }
+    json_decref(arr);
+}
+
+static void
+service_grant(struct explain *x, const char *scopes)
+{
+    char *dup = ctl_xstrdup(scopes), *tok, *save = NULL;
+
+    scope_grant_clear(&x->service);
+    for (tok = strtok_r(dup, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save))
+        if (scope_grant_add_name(&x->service, tok) != BRK_OK)
+            fprintf(stderr,
+                    "brokerctl: the service's scope %s is unknown "
+                    "and ignored, as the broker does\n",
+                    tok);
+    brk_free(dup);
+}
+
+static int
+corp_allowed(const json_t *corps, const char *corp)
+{
+    const json_t *v;
+    size_t i;
+
+    if (!json_is_array(corps))
+        return 1;
+    json_array_foreach(corps, i,
+                       v) if (json_is_string(v) &&
+                              strcmp(json_string_value(v), corp) == 0) return 1;
+    return 0;
+}
+
+/* The first refusal the broker would answer, as it checks them. */
+static void
+refusal(struct explain *x, const json_t *svc, const char *suite,
+        const json_t *ten, const char *corp, const struct scope_endpoint *e)
+{
+    json_error_t jerr;
+    json_t *corps = json_loads(ctl_str_of(svc, "corps", ""), 0, &jerr);
+    const char *ss = ctl_str_of(svc, "suite", "");
+    const char *st = ctl_str_of(ten, "status", "installing");
+    int need = e->scope;
+
+    if (json_object_get(svc, "revoked_at") != NULL) {
+        x->refused = 40014;
+        snprintf(x->refusal, sizeof(x->refusal),
+                 "the service is revoked: its tokens are refused");
+    } else if (ss[0] != '\0' && strcmp(ss, suite) != 0) {
+        x->refused = 40013;
+        snprintf(x->refusal, sizeof(x->refusal),
+                 "the service is limited to suite %s; %s is a tenant of %s", ss,
+                 corp, suite);
+    } else if (strcmp(st, "active") != 0) {
+        x->refused = 48004;
+        snprintf(x->refusal, sizeof(x->refusal), "the tenant is %s", st);
+    } else if (!corp_allowed(corps, corp)) {
+        x->refused = 48004;
+        snprintf(x->refusal, sizeof(x->refusal),
+                 "%s is not among the service's --corps", corp);
+    } else if (!scope_grant_has(&x->tenant, need) ||
+               !scope_grant_has(&x->service, need)) {
+        x->refused = 48002;
+        snprintf(
+            x->refusal, sizeof(x->refusal),
+            "the endpoint needs %s, which is %s%s%s", scope_perm_name(need),
+            scope_grant_has(&x->tenant, need) ? ""
+                                              : "not granted by the tenant",
+            !scope_grant_has(&x->tenant, need) &&
+                    !scope_grant_has(&x->service, need)
+                ? " and "
+                : "",
+            scope_grant_has(&x->service, need) ? ""
+                                               : "not allowed for the service");
+    }
+    json_decref(corps);
+}
+
+/* "/cgi-bin/user/get" from "/cgi-bin/user/get?x", "user/get" or
+ * "cgi-bin/user/get". */
+static void
+normal_path(const char *in, char *out, size_t len)
+{
+    size_t n = strcspn(in, "?#");
+
+    while (n > 0 && in[0] == '/') {
+        in++;
+        n--;
+    }
+    if (n >= 8 && strncmp(in, "cgi-bin/", 8) == 0)
+        snprintf(out, len, "/%.*s", (int)n, in);
+    else
+        snprintf(out, len, "/cgi-bin/%.*s", (int)n, in);
+}
+
+/*---- Output ----*/
+
+/* "departments 2,5; members u1; tags 1" from WeCom's privilege object
+ * (allow_* and extra_* together). */
+static void
+range_text(const char *privilege, char *buf, size_t len)
+{
+    static const char *const names[] = {"departments", "members", "tags"};
+    static const char *const keys[][2] = {{"allow_party", "extra_party"},
+                                          {"allow_user", "extra_user"},
+                                          {"allow_tag", "extra_tag"}};
+    json_error_t jerr;
+    json_t *p = json_loads(privilege, 0, &jerr), *v;
+    size_t i, k, j, o = 0, n;
+    int w;
+
+    buf[0] = '\0';
+    for (i = 0; i < 3 && o < len; i++) {
+        w = snprintf(buf + o, len - o, "%s%s ", i ? "; " : "", names[i]);
+        o += w > 0 ? (size_t)w : 0;
+        n = 0;
+        for (k = 0; k < 2; k++)
+            json_array_foreach(json_object_get(p, keys[i][k]), j, v)
+            {
+                if (o >= len)
+                    break;
+                if (json_is_integer(v))
+                    w = snprintf(buf + o, len - o, "%s%lld", n ? "," : "",
+                                 (long long)json_integer_value(v));
+                else
+                    w = snprintf(buf + o, len - o, "%s%s", n ? "," : "",
+                                 json_string_value(v) ? json_string_value(v)
+                                                      : "?");
+                o += w > 0 ? (size_t)w : 0;
+                n++;
+            }
+        if (n == 0 && o < len) {
+            w = snprintf(buf + o, len - o, "none");
+            o += w > 0 ? (size_t)w : 0;
+        }
+    }
+    json_decref(p);
+}
+
+static void
+print_header(const struct explain *x, const struct scope_endpoint *e,
+             const char *corp, const char *suite, const json_t *ten,
+             const char *svc_name, const json_t *perms,
+             const json_t *svc_parties)
+{
+    char when[48], range[512];
+    const json_t *p;
+    size_t i;
+
+    printf("%s %s   scope %s   (%s)\n", e->method, e->path,
+           scope_perm_name(e->scope), e->file);
+    printf("tenant:   %s (", corp);
+    ctl_sanitize(stdout, ctl_str_of(ten, "corp_name", ""));
+    printf(") of suite %s, %s\n", suite,
+           ctl_str_of(ten, "status", "installing"));
+    printf("grants:   ");
+    if (json_array_size(perms) == 0)
+        printf("nothing");
+    json_array_foreach(perms, i, p)
+    {
+        long long exp = json_integer_value(json_object_get(p, "expires_at"));
+
+        ctl_utc(exp, when, sizeof(when));
+        printf("%s%s (%s%s)", i ? ", " : "",
+               json_string_value(json_object_get(p, "name")),
+               exp == 0
+                   ? "never expires"
+                   : (exp <= (long long)time(NULL) ? "expired " : "until "),
+               exp == 0 ? "" : when);
+    }
+    printf("\nservice:  %s, scopes %s\n", svc_name, x->svc_scopes);
+    range_text(ctl_str_of(ten, "privilege", "{}"), range, sizeof(range));
+    printf("range:    ");
+    ctl_sanitize(stdout, range);
+    printf("\n");
+    if (svc_parties != NULL) {
+        char *s = json_dumps(svc_parties, JSON_COMPACT);
+
+        printf("          narrowed by the service to the departments %s "
+               "and their subdepartments\n",
+               s ? s : "?");
+        free(s); /* from jansson */
+    }
+    if (x->refused)
+        printf("result:   refused with errcode %ld before WeCom is called: "
+               "%s\n\n",
+               x->refused, x->refusal);
+    else
+        printf("result:   served; %zu of %zu declared fields can reach the "
+               "service\n\n",
+               x->kept, x->total);
+}
+
+static void
+print_rows(const struct explain *x)
+{
+    static const char *const heads[] = {"FIELD", "TYPE", "KEPT", "WHY"};
+    struct ctl_table *t = ctl_table_new(4, heads);
+    const char *row[4];
+    const json_t *r;
+    size_t i;
+
+    json_array_foreach(x->rows, i, r)
+    {
+        row[0] = ctl_str_of(r, "field", "");
+        row[1] = ctl_str_of(r, "type", "");
+        row[2] = json_is_true(json_object_get(r, "kept")) ? "yes" : "no";
+        row[3] = ctl_str_of(r, "reason", "");
+        ctl_table_add(t, row);
+    }
+    ctl_table_print(t, stdout);
+    ctl_table_free(t);
+}
+
+/* The footer row: what the allow-list does with everything else. */
+static const char unknown_reason[] =
+    "unknown fields are removed: a field WeCom returns that the scope "
+    "files do not declare never reaches a service, nor does a value of "
+    "another type than declared";
+
+/* explain CORPID SERVICE PATH */
+int
+ctl_explain(struct ctl *c, int argc, char **argv)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct scope_map *m = NULL;
+    const struct scope_endpoint *e;
+    struct explain *x = NULL;
+    const char *found[16], *suite;
+    char path[PATH_CAP], id[SERVICE_ID_LEN + 1], key[KEYS_MAX];
+    json_t *svc = NULL, *ten = NULL, *perms = NULL, *parties = NULL;
+    json_error_t jerr;
+    size_t n, i;
+    int rc = 1;
+
+    if (argc != 3)
+        return ctl_usage("explain takes CORPID SERVICE PATH");
+    if (!keys_id_ok(argv[0]))
+        return ctl_usage("%s is not a corpid", argv[0]);
+    normal_path(argv[2], path, sizeof(path));
+    if (scope_map_load(c->cfg->scopes_dir, &m, &info) != BRK_OK) {
+        fprintf(stderr, "brokerctl: %s\n", info.msg);
+        return 1;
+    }
+    e = scope_map_find(m, path);
+    if (e == NULL) {
+        fprintf(stderr,
+                "brokerctl: %s is not declared in %s: every service gets "
+                "errcode 48002 for it (see brokerctl scopes list)\n",
+                path, c->cfg->scopes_dir);
+        goto out;
+    }
+    if (ctl_service_id(c, argv[1], id) != 0)
+        goto out;
+    if (keys_service(key, sizeof(key), c->cfg->key_prefix, id, NULL) ||
+        (svc = ctl_hgetall(c, key)) == NULL)
+        goto out;
+    if (json_object_size(svc) == 0) {
+        fprintf(stderr, "brokerctl: service %s has no record\n", argv[1]);
+        goto out;
+    }
+    n = ctl_suites_of(c, argv[0], found, nitems(found));
+    if (n > 1 && ctl_str_of(svc, "suite", "")[0] != '\0') {
+        /* the service's own suite decides */
+        for (i = 0; i < n; i++)
+            if (strcmp(found[i], ctl_str_of(svc, "suite", "")) == 0)
+                found[0] = found[i];
+        n = 1;
+    }
+    if (n == 0) {
+        fprintf(stderr,
+                "brokerctl: %s is not a tenant%s: no service "
+                "receives anything of it\n",
+                argv[0], c->suite ? " of that suite" : "");
+        goto out;
+    }
+    if (n > 1) {
+        rc = ctl_usage("%s installed several suites; give --suite", argv[0]);
+        goto out;
+    }
+    suite = found[0];
+    if (keys_tenant(key, sizeof(key), c->cfg->key_prefix, argv[0], suite) ||
+        (ten = ctl_hgetall(c, key)) == NULL)
+        goto out;
+    x = ctl_xmalloc(sizeof(*x));
+    memset(x, 0, sizeof(*x));
+    x->c = c;
+    x->rows = json_array();
+    x->svc_scopes = ctl_str_of(svc, "scopes", "");
+    perms = json_array();
+    tenant_grant(x, ctl_str_of(ten, "permissions", "[]"), perms);
+    service_grant(x, x->svc_scopes);
+    refusal(x, svc, suite, ten, argv[0], e);
+    walk(x, &e->root, "", 1, "");
+    parties = json_loads(ctl_str_of(svc, "parties", ""), 0, &jerr);
+    if (c->json) {
+        json_array_append_new(x->rows,
+                              json_pack("{s:s, s:b, s:s}", "field", "*", "kept",
+                                        0, "reason", unknown_reason));
+        ctl_print_json(x->rows);
+    } else {
+        print_header(x, e, argv[0], suite, ten, argv[1], perms,
+                     json_object_get(parties, argv[0]));
+        print_rows(x);
+        printf("\n* %s.\n", unknown_reason);
+    }
+    rc = 0;
+out:
+    if (x != NULL)
+        json_decref(x->rows);
+    brk_free(x);
+    json_decref(parties);
+    json_decref(perms);
+    json_decref(ten);
+    json_decref(svc);
+    scope_map_free(m);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/*
+ * brokerctl scopes lint|list: the scope files seen from the outside.
+ * Never touches Redis: lint needs no configuration at all when given a
+ * path.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "scope_map.h"
+
+#include "ctl.h"
+
+/* Distinct files the endpoints came from. */
+static size_t
+count_files(const struct scope_map *m)
+{
+    size_t i, k, n = 0;
+
+    for (i = 0; i < scope_map_count(m); i++) {
+        for (k = 0; k < i; k++)
+            if (strcmp(scope_map_at(m, k)->file, scope_map_at(m, i)->file) == 0)
+                break;
+        n += k == i;
+    }
+    return n;
+}
+
+/* A directory of scope files, or one file. */
+static enum brk_err
+load_scopes(const char *path, struct scope_map **m, struct brk_errinfo *info)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        return scope_map_load_file(path, m, info);
+    return scope_map_load(path, m, info);
+}
+
+static int
+scopes_lint(struct ctl *c, const char *path)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct scope_map *m = NULL;
+    json_t *o;
+
+    if (load_scopes(path, &m, &info) != BRK_OK) {
+        if (c->json) {
+            o = json_pack("{s:b, s:s, s:s}", "ok", 0, "path", path, "error",
+                          info.msg);
+            ctl_print_json(o);
+            json_decref(o);
+        } else {
+            fprintf(stderr, "%s\n", info.msg);
+        }
+        return 1;
+    }
+    if (c->json) {
+        o = json_pack("{s:b, s:s, s:I, s:I}", "ok", 1, "path", path,
+                      "endpoints", (json_int_t)scope_map_count(m), "files",
+                      (json_int_t)count_files(m));
+        ctl_print_json(o);
+        json_decref(o);
+    } else {
+        printf("scopes OK: %zu endpoint%s in %zu file%s (%s)\n",
+               scope_map_count(m), scope_map_count(m) == 1 ? "" : "s",
+               count_files(m), count_files(m) == 1 ? "" : "s", path);
+    }
+    scope_map_free(m);
+    return 0;
+}
+
+/* "userid*(member), cursor": * marks a required parameter. */
+static void
+params_summary(const struct scope_endpoint *e, char *buf, size_t len)
+{
+    size_t i, o = 0;
+    int w;
+
+    buf[0] = '\0';
+    for (i = 0; i < e->nparams && o < len; i++) {
+        const struct scope_param *p = &e->params[i];
+
+        w = snprintf(
+            buf + o, len - o, "%s%s%s%s%s%s", i ? ", " : "", p->name,
+            p->required ? "*" : "", p->kind != SCOPE_P_PLAIN ? "(" : "",
+            p->kind != SCOPE_P_PLAIN ? scope_param_kind_name(p->kind) : "",
+            p->kind != SCOPE_P_PLAIN ? ")" : "");
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+}
+
+static int
+scopes_list(struct ctl *c)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct scope_map *m = NULL;
+    struct ctl_table *t = NULL;
+    json_t *arr, *o, *ps;
+    char params[256];
+    size_t i, k;
+    static const char *const heads[] = {
+        "PATH", "METHOD", "SCOPE",
+        "PARAMETERS (* required, (subject) range-checked)"};
+
+    if (ctl_load_config(c) != 0)
+        return 1;
+    if (scope_map_load(c->cfg->scopes_dir, &m, &info) != BRK_OK) {
+        fprintf(stderr, "%s\n", info.msg);
+        return 1;
+    }
+    arr = json_array();
+    if (!c->json)
+        t = ctl_table_new(4, heads);
+    for (i = 0; i < scope_map_count(m); i++) {
+        const struct scope_endpoint *e = scope_map_at(m, i);
+
+        if (!c->json) {
+            const char *row[4];
+
+            params_summary(e, params, sizeof(params));
+            row[0] = e->path;
+            row[1] = e->method;
+            row[2] = scope_perm_name(e->scope);
+            row[3] = params;
+            ctl_table_add(t, row);
+            continue;
+        }
+        ps = json_array();
+        for (k = 0; k < e->nparams; k++)
+            json_array_append_new(
+                ps,
+                json_pack("{s:s, s:s, s:s, s:b}", "name", e->params[k].name,
+                          "type", scope_type_name(e->params[k].type), "subject",
+                          scope_param_kind_name(e->params[k].kind), "required",
+                          e->params[k].required));
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o}", "path", e->path, "method",
+                      e->method, "scope", scope_perm_name(e->scope), "file",
+                      e->file, "params", ps);
+        json_array_append_new(arr, o);
+    }
+    if (c->json)
+        ctl_print_json(arr);
+    else
+        ctl_table_print(t, stdout);
+    ctl_table_free(t);
+    json_decref(arr);
+    scope_map_free(m);
+    return 0;
+}
+
+/* scopes lint [DIR|FILE] | scopes list: never touches Redis. Exit
+ * status as every command. */
+int
+ctl_scopes(struct ctl *c, int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "lint") == 0 && argc <= 2) {
+        if (argc == 2)
+            return scopes_lint(c, argv[1]);
+        if (ctl_load_config(c) != 0)
+            return 1;
+        return scopes_lint(c, c->cfg->scopes_dir);
+    }
+    if (argc == 1 && strcmp(argv[0], "list") == 0)
+        return scopes_list(c);
+    return ctl_usage("scopes takes lint [DIR|FILE] or list");
+}
