@@ -23,6 +23,7 @@
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "purge.h"
 #include "store.h"
 #include "suites.h"
 #include "tokens.h"
@@ -1565,44 +1566,7 @@ on_change_state(struct job *j, struct redisReply *r)
 
 /*---- cancel_auth: purge ----*/
 
-static const char gone_lua[] =
-    "local e = redis.call('HGET', KEYS[2], 'event_ts')\n"
-    "if e and tonumber(e) > tonumber(ARGV[1]) then return -3 end\n"
-    "local g = redis.call('HGET', KEYS[1], 'ts')\n"
-    "if not g or tonumber(g) < tonumber(ARGV[1]) then\n"
-    "  redis.call('HSET', KEYS[1], 'ts', ARGV[1])\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'suite_id', ARGV[3], 'purged_at', ARGV[2])\n"
-    "return 1\n";
-
 static void purge_scan(struct job *j);
-
-static const char *const purge_kinds[6] = {"data_key", "tenant", "token",
-                                           "directory", "lock", "other"};
-
-static int
-purge_kind(const char *key)
-{
-    const char *p = strrchr(key, '}');
-
-    if (p == NULL)
-        return 5;
-    p = strchr(p + 2, ':'); /* after "}:<suite>" */
-    if (p == NULL)
-        return 5;
-    p++;
-    if (strcmp(p, "dk") == 0)
-        return 0;
-    if (strcmp(p, "tenant") == 0)
-        return 1;
-    if (strcmp(p, "token") == 0)
-        return 2;
-    if (strncmp(p, "dir:", 4) == 0)
-        return 3;
-    if (strncmp(p, "lock:", 5) == 0)
-        return 4;
-    return 5;
-}
 
 static void
 on_report(struct job *j, struct redisReply *r)
@@ -1631,10 +1595,10 @@ on_rewrite(struct job *j, struct redisReply *r)
         size_t o = 0, k;
 
         report[o++] = '{';
-        for (k = 0; k < nitems(purge_kinds); k++)
+        for (k = 0; k < nitems(purge_kind_names); k++)
             o += (size_t)snprintf(report + o, sizeof(report) - o,
                                   "%s\"%s\":%ld", k ? "," : "",
-                                  purge_kinds[k], j->purged[k]);
+                                  purge_kind_names[k], j->purged[k]);
         snprintf(report + o, sizeof(report) - o, "}");
     }
     if (gone_key(j, gone, sizeof(gone)) ||
@@ -1644,9 +1608,7 @@ on_rewrite(struct job *j, struct redisReply *r)
     }
     snprintf(member, sizeof(member), "%s %s", suite_id(j), j->corp);
     argv[0] = "EVAL";
-    argv[1] = "redis.call('SREM', KEYS[2], ARGV[1])\n"
-              "redis.call('HSET', KEYS[1], 'report', ARGV[2])\n"
-              "return 1\n";
+    argv[1] = purge_report_lua;
     argv[2] = "2";
     argv[3] = gone;
     argv[4] = idx;
@@ -1711,7 +1673,7 @@ on_scanned(struct job *j, struct redisReply *r)
     argv[argc++] = "UNLINK";
     for (i = 0; i < keys->elements; i++) {
         argv[argc++] = keys->element[i]->str;
-        j->purged[purge_kind(keys->element[i]->str)]++;
+        j->purged[purge_kind_of(keys->element[i]->str)]++;
     }
     job_redis(j, (int)argc, argv, NULL, on_deleted);
     brk_free(argv);
@@ -1737,15 +1699,6 @@ purge_scan(struct job *j)
     job_redis(j, 6, argv, NULL, on_scanned);
 }
 
-/* The tenant's broker tokens are named by hash, outside its keys: the
- * tenant keeps their index, so they go too. */
-static const char btoks_lua[] =
-    "local n = 0\n"
-    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  n = n + redis.call('UNLINK', ARGV[1] .. 'btok:{' .. h .. '}')\n"
-    "end\n"
-    "return n\n";
-
 static void
 on_btoks_deleted(struct job *j, struct redisReply *r)
 {
@@ -1769,7 +1722,7 @@ on_dk_deleted(struct job *j, struct redisReply *r)
         return;
     }
     argv[0] = "EVAL";
-    argv[1] = btoks_lua;
+    argv[1] = purge_btoks_lua;
     argv[2] = "1";
     argv[3] = set;
     argv[4] = prefix(j);
@@ -1814,7 +1767,7 @@ cancel(struct job *j)
     snprintf(ets, sizeof(ets), "%lld", j->event_ts);
     snprintf(now, sizeof(now), "%lld", wall_s());
     argv[0] = "EVAL";
-    argv[1] = gone_lua;
+    argv[1] = purge_gone_lua;
     argv[2] = "2";
     argv[3] = gone;
     argv[4] = j->tenant_key;

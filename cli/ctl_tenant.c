@@ -20,6 +20,7 @@
 #include "wecom_xml.h"
 
 #include "ctl.h"
+#include "purge.h"
 
 /*---- The tenant record as JSON ----*/
 
@@ -577,69 +578,8 @@ tenant_show(struct ctl *c, const char *corp)
 
 /*---- tenant purge ----*/
 
-/* Copied from broker/worker.c: the cancel marker, unless the tenant was
- * installed by an event newer than it (-3). */
-static const char gone_lua[] =
-    "local e = redis.call('HGET', KEYS[2], 'event_ts')\n"
-    "if e and tonumber(e) > tonumber(ARGV[1]) then return -3 end\n"
-    "local g = redis.call('HGET', KEYS[1], 'ts')\n"
-    "if not g or tonumber(g) < tonumber(ARGV[1]) then\n"
-    "  redis.call('HSET', KEYS[1], 'ts', ARGV[1])\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'suite_id', ARGV[3], 'purged_at', ARGV[2])\n"
-    "return 1\n";
-
-/* Copied from broker/worker.c: the index and the deletion report, last. */
-static const char report_lua[] = "redis.call('SREM', KEYS[2], ARGV[1])\n"
-                                 "redis.call('HSET', KEYS[1], 'report', "
-                                 "ARGV[2])\n"
-                                 "return 1\n";
-
-/* Copied from broker/worker.c: the tenant's broker tokens are named by
- * hash, outside its keys; the tenant keeps their index, so they go too. */
-static const char btoks_lua[] =
-    "local n = 0\n"
-    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  n = n + redis.call('UNLINK', ARGV[1] .. 'btok:{' .. h .. '}')\n"
-    "end\n"
-    "return n\n";
-
-/* The kinds of the deletion report, as the worker counts them. */
-enum purge_kind {
-    PK_DATA_KEY,
-    PK_TENANT,
-    PK_TOKEN,
-    PK_DIRECTORY,
-    PK_LOCK,
-    PK_OTHER,
-    PK_COUNT
-};
-
-static const char *const purge_kinds[PK_COUNT] = {
-    "data_key", "tenant", "token", "directory", "lock", "other"};
-
-/* The kind of a tenant key "<prefix>{corp}:<suite>:<what>", as the
- * worker counts it. */
-static enum purge_kind
-purge_kind(const char *key)
-{
-    const char *p = strrchr(key, '}');
-
-    if (p == NULL || p[1] != ':' || (p = strchr(p + 2, ':')) == NULL)
-        return PK_OTHER;
-    p++;
-    if (strcmp(p, "dk") == 0)
-        return PK_DATA_KEY;
-    if (strcmp(p, "tenant") == 0)
-        return PK_TENANT;
-    if (strcmp(p, "token") == 0)
-        return PK_TOKEN;
-    if (strncmp(p, "dir:", 4) == 0)
-        return PK_DIRECTORY;
-    if (strncmp(p, "lock:", 5) == 0)
-        return PK_LOCK;
-    return PK_OTHER;
-}
+/* The deletion report's kinds, as the worker counts them (purge.h). */
+enum { PK_DATA_KEY = 0, PK_TOKEN = 2, PK_COUNT = PURGE_KINDS };
 
 /* SCAN + UNLINK of every key matching pattern, counted by kind. */
 static int
@@ -670,7 +610,7 @@ unlink_matching(struct ctl *c, const char *pattern, long long *counts)
             argv[0] = "UNLINK";
             for (i = 0; i < keys->elements; i++) {
                 argv[i + 1] = keys->element[i]->str;
-                counts[purge_kind(keys->element[i]->str)]++;
+                counts[purge_kind_of(keys->element[i]->str)]++;
             }
             u = ctl_cmd_argv(c, (int)keys->elements + 1, argv);
             brk_free(argv);
@@ -805,8 +745,8 @@ tenant_purge(struct ctl *c, const char *corp)
     freeReplyObject(r);
     snprintf(now, sizeof(now), "%lld", t);
     snprintf(ts, sizeof(ts), "%lld", ets > t ? ets : t);
-    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s %s", gone_lua, gone, tkey, ts, now,
-                suite);
+    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s %s", purge_gone_lua, gone, tkey, ts,
+                now, suite);
     if (r == NULL)
         goto out;
     if (r->type == REDIS_REPLY_INTEGER && r->integer == -3) {
@@ -826,7 +766,8 @@ tenant_purge(struct ctl *c, const char *corp)
     if (r->type == REDIS_REPLY_INTEGER)
         counts[PK_DATA_KEY] += r->integer;
     freeReplyObject(r);
-    r = ctl_cmd(c, "EVAL %s 1 %s %s", btoks_lua, btoks, c->cfg->key_prefix);
+    r = ctl_cmd(c, "EVAL %s 1 %s %s", purge_btoks_lua, btoks,
+                c->cfg->key_prefix);
     if (r == NULL)
         goto out;
     if (r->type == REDIS_REPLY_INTEGER)
@@ -852,10 +793,10 @@ tenant_purge(struct ctl *c, const char *corp)
     report[o++] = '{';
     for (i = 0; i < PK_COUNT; i++)
         o += (size_t)snprintf(report + o, sizeof(report) - o, "%s\"%s\":%lld",
-                              i ? "," : "", purge_kinds[i], counts[i]);
+                              i ? "," : "", purge_kind_names[i], counts[i]);
     snprintf(report + o, sizeof(report) - o, "}");
     snprintf(member, sizeof(member), "%s %s", suite, corp);
-    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s", report_lua, gone, idx, member,
+    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s", purge_report_lua, gone, idx, member,
                 report);
     if (r == NULL)
         goto out;
