@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 
 #include "browser.h"
 #include "callback.h"
@@ -22,6 +23,7 @@
 #include "httpd.h"
 #include "internal_api.h"
 #include "keyring.h"
+#include "keys.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis_embed.h"
@@ -61,6 +63,7 @@ struct daemon {
     struct scope_map *scopes;
     struct proxy *proxy;
     struct browser *browser;
+    struct event *housekeeping;
     struct suites *suites;
     struct wecom_api *wx;
     struct tokens *tok;
@@ -462,6 +465,87 @@ out:
     config_free(nc);
 }
 
+/*---- Housekeeping: the ticket-age gauge and the audit trail's age bound ----*/
+
+#define HOUSEKEEPING_S 30
+
+struct ticket_probe {
+    struct daemon *d;
+    char suite[80];
+};
+
+static void
+on_ticket_at(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct ticket_probe *t = arg;
+    char labels[128];
+    long long at;
+
+    if (!err) {
+        at = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+        metrics_set(METRICS_TICKET_AGE,
+                    metrics_labels(labels, sizeof(labels), "suite", t->suite,
+                                   NULL),
+                    at < 0 ? -1.0 : (double)(brk_wall_ms() / 1000 - at));
+    }
+    brk_free(t);
+}
+
+static void
+on_trimmed(enum brk_err err, struct redisReply *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    if (err)
+        log_debug("audit trim failed: %s", brk_strerror(err));
+}
+
+static void
+on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct timeval tv = {HOUSEKEEPING_S, 0};
+    struct ticket_probe *t;
+    char key[KEYS_MAX], minid[40];
+    const char *argv[6];
+    size_t i;
+
+    (void)fd;
+    (void)what;
+    evtimer_add(d->housekeeping, &tv);
+    if (!store_is_up(d->st) || d->stopping)
+        return;
+    for (i = 0; i < d->cfg->nsuites; i++) {
+        t = brk_calloc(1, sizeof(*t));
+        if (t == NULL ||
+            keys_suite_ticket(key, sizeof(key), d->cfg->key_prefix,
+                              d->cfg->suites[i].suite_id)) {
+            brk_free(t);
+            continue;
+        }
+        t->d = d;
+        snprintf(t->suite, sizeof(t->suite), "%s",
+                 d->cfg->suites[i].suite_id);
+        argv[0] = "HGET";
+        argv[1] = key;
+        argv[2] = "at";
+        if (store_cmd_argv(d->st, on_ticket_at, t, 3, argv, NULL))
+            brk_free(t);
+    }
+    /* the audit trail is bounded by length at every write and by age
+     * here: entries older than audit_max_age go */
+    snprintf(key, sizeof(key), "%saudit", d->cfg->key_prefix);
+    snprintf(minid, sizeof(minid), "%lld-0",
+             brk_wall_ms() - d->cfg->audit_max_age * 1000LL);
+    argv[0] = "XTRIM";
+    argv[1] = key;
+    argv[2] = "MINID";
+    argv[3] = "~";
+    argv[4] = minid;
+    if (store_cmd_argv(d->st, on_trimmed, NULL, 5, argv, NULL))
+        log_debug("audit trim not sent");
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -832,6 +916,12 @@ main(int argc, char **argv)
             goto out;
         }
     }
+    d.housekeeping = evtimer_new(d.base, on_housekeeping, &d);
+    if (d.housekeeping != NULL) {
+        struct timeval tv = {1, 0};
+
+        evtimer_add(d.housekeeping, &tv);
+    }
     log_info("wecom-broker %s ready to serve (%zu suite(s), redis %s)",
              BROKER_VERSION, d.cfg->nsuites, d.embed ? "embedded" : "external");
     event_base_dispatch(d.base);
@@ -840,6 +930,8 @@ out:
     for (i = 0; i < nitems(sigs); i++)
         if (sigev[i] != NULL)
             event_free(sigev[i]);
+    if (d.housekeeping != NULL)
+        event_free(d.housekeeping);
     teardown(&d);
     curl_global_cleanup();
     return d.exit_code;

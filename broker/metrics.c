@@ -80,6 +80,10 @@ static const struct {
                                  T_COUNTER,
                                  "Records removed from WeCom replies for "
                                  "the visible range."},
+    [METRICS_TICKET_AGE] = {"wecom_broker_suite_ticket_age_seconds", T_GAUGE,
+                            "Age of each suite's newest suite_ticket (-1: "
+                            "none stored; WeCom pushes one every 10 "
+                            "minutes)."},
 };
 
 struct series {

@@ -27,6 +27,7 @@ enum metrics_id {
     METRICS_API_REQUESTS,       /* {endpoint,errcode} service API replies */
     METRICS_FIELDS_STRIPPED,    /* counter */
     METRICS_RECORDS_DROPPED,    /* counter */
+    METRICS_TICKET_AGE,         /* gauge {suite}: seconds, -1 when none */
     METRICS__COUNT
 };
 

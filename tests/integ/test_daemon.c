@@ -333,6 +333,93 @@ test_internal_unknown_path_refused(void **state)
     free(body);
 }
 
+/* Every line of /metrics is a comment or "name[{labels}] value", every
+ * sample's family is declared with HELP and TYPE first, and histograms
+ * are complete. */
+static void
+check_exposition(const char *text)
+{
+    char declared[64][96], line[1024], name[160], *sp, *brace;
+    size_t ndecl = 0, i, n;
+    const char *p = text, *nl;
+    int found, typed = 0;
+    double v;
+
+    while (*p != '\0') {
+        nl = strchr(p, '\n');
+        assert_non_null(nl); /* the text ends with a newline */
+        n = (size_t)(nl - p);
+        assert_true(n < sizeof(line));
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p = nl + 1;
+        if (strncmp(line, "# HELP ", 7) == 0)
+            continue;
+        if (strncmp(line, "# TYPE ", 7) == 0) {
+            assert_int_equal(sscanf(line + 7, "%95s", declared[ndecl]), 1);
+            sp = strchr(line + 7, ' ');
+            assert_non_null(sp);
+            assert_true(strcmp(sp + 1, "counter") == 0 ||
+                        strcmp(sp + 1, "gauge") == 0 ||
+                        strcmp(sp + 1, "histogram") == 0);
+            ndecl++;
+            typed++;
+            assert_true(ndecl < 64);
+            continue;
+        }
+        assert_int_not_equal(line[0], '#');
+        sp = strrchr(line, ' ');
+        assert_non_null(sp);
+        assert_int_equal(sscanf(sp + 1, "%lf", &v), 1);
+        snprintf(name, sizeof(name), "%.*s", (int)(sp - line), line);
+        brace = strchr(name, '{');
+        if (brace != NULL) {
+            assert_int_equal(name[strlen(name) - 1], '}');
+            *brace = '\0';
+        }
+        found = 0;
+        for (i = 0; i < ndecl; i++) {
+            size_t dl = strlen(declared[i]);
+
+            if (strncmp(name, declared[i], dl) == 0 &&
+                (name[dl] == '\0' || strcmp(name + dl, "_bucket") == 0 ||
+                 strcmp(name + dl, "_sum") == 0 ||
+                 strcmp(name + dl, "_count") == 0))
+                found = 1;
+        }
+        if (!found)
+            fprintf(stderr, "# undeclared sample: %s\n", line);
+        assert_true(found);
+    }
+    assert_true(typed >= 15);
+}
+
+static void
+test_metrics_exposition(void **state)
+{
+    char *body;
+
+    (void)state;
+    assert_int_equal(h_write_conf(&H, 0, NULL), 0);
+    assert_int_equal(h_broker_start(&H), 0);
+    /* a few requests so labelled series and histograms exist */
+    assert_int_equal(get("/healthz", &body), 200);
+    free(body);
+    assert_int_equal(get("/cgi-bin/user/get", &body), 200);
+    free(body);
+    usleep(1500000); /* the housekeeping pass sets the ticket-age gauge */
+    assert_int_equal(get("/metrics", &body), 200);
+    check_exposition(body);
+    assert_non_null(strstr(body, "wecom_broker_http_request_duration_seconds_"
+                                 "bucket{listener=\"internal\",route="
+                                 "\"healthz\",le=\"+Inf\"}"));
+    assert_non_null(strstr(body, "wecom_broker_suite_ticket_age_seconds{suite"
+                                 "=\"" H_SUITE "\"} -1"));
+    assert_non_null(strstr(body, "wecom_broker_redis_up 1"));
+    assert_non_null(strstr(body, "wecom_broker_api_requests_total{endpoint="));
+    free(body);
+}
+
 static char *
 event_xml(const char *code)
 {
@@ -467,6 +554,7 @@ main(void)
         cmocka_unit_test_teardown(test_readyz_follows_redis, stop_broker),
         cmocka_unit_test_teardown(test_internal_unknown_path_refused,
                                   stop_broker),
+        cmocka_unit_test_teardown(test_metrics_exposition, stop_broker),
         cmocka_unit_test_teardown(test_sigterm_finishes_inflight_request,
                                   stop_broker),
         cmocka_unit_test_teardown(test_hung_redis_gets_503_not_a_hang,
