@@ -14,6 +14,7 @@
 
 #include <yajl/yajl_parse.h>
 
+#include "dynbuf.h"
 #include "filter.h"
 
 #define DEFAULT_MAX_DEPTH  32
@@ -107,6 +108,10 @@ union yblock {
     max_align_t align;
 };
 
+#define NAMES_MAX   128
+#define UNKNOWN_MAX 16
+#define NAME_LEN    48
+
 struct filter {
     const struct scope_node *root;
     const struct scope_grant *grant;
@@ -144,6 +149,13 @@ struct filter {
 
     enum brk_err err;
     unsigned char started, done, finished, taken;
+
+    /* names for the audit trail: which keys were written and removed */
+    const struct scope_node *kept[NAMES_MAX], *rem[NAMES_MAX];
+    size_t nkept, nrem;
+    char unknown[UNKNOWN_MAX][NAME_LEN];
+    size_t nunknown;
+    char lastkey[NAME_LEN]; /* the last undeclared key, cut */
 };
 
 /*---- yajl allocations ----*/
@@ -823,6 +835,35 @@ declared(const struct frame *t)
     return t->node != NULL ? t->node->items : NULL;
 }
 
+static void
+note_node(const struct scope_node **set, size_t *n, const struct scope_node *x)
+{
+    size_t i;
+
+    for (i = 0; i < *n; i++)
+        if (set[i] == x)
+            return;
+    if (*n < NAMES_MAX)
+        set[(*n)++] = x;
+}
+
+/* A removed key: declared (its node) or not (its name, cut). */
+static void
+note_removed(struct filter *f, const struct scope_node *n)
+{
+    size_t i;
+
+    if (n != NULL) {
+        note_node(f->rem, &f->nrem, n);
+        return;
+    }
+    for (i = 0; i < f->nunknown; i++)
+        if (strcmp(f->unknown[i], f->lastkey) == 0)
+            return;
+    if (f->nunknown < UNKNOWN_MAX)
+        memcpy(f->unknown[f->nunknown++], f->lastkey, NAME_LEN);
+}
+
 /* The node to write the element now arriving in t with, or NULL when it
  * is not written; a removal in a written container is counted. */
 static const struct scope_node *
@@ -833,8 +874,12 @@ slot(struct filter *f, const struct frame *t, const struct scope_node *n,
         return NULL;
     if (n == NULL || !perm_ok(f, n->perm) || !type_ok(n->type, vt)) {
         f->stripped++;
+        if (t->is_obj)
+            note_removed(f, n);
         return NULL;
     }
+    if (t->is_obj)
+        note_node(f->kept, &f->nkept, n);
     return n;
 }
 
@@ -1081,6 +1126,16 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
             return fail(f, BRK_ERR_UPSTREAM_BAD);
         if (!keys_add(f, t, key, len))
             return 0;
+    }
+    if (c == NULL) {
+        /* kept for the audit's names; printable ASCII only */
+        size_t i, m = len < NAME_LEN - 1 ? len : NAME_LEN - 1;
+
+        for (i = 0; i < m; i++)
+            f->lastkey[i] = key[i] > ' ' && key[i] < 0x7f && key[i] != ','
+                                ? key[i]
+                                : '?';
+        f->lastkey[m] = '\0';
     }
     t->kchild = c;
     t->krole = 0;
@@ -1437,4 +1492,54 @@ filter_free(struct filter *f)
     brk_free(f->kt);
     brk_free(f->out);
     brk_free(f);
+}
+
+static enum brk_err
+names_of(const struct scope_node *const *set, size_t n, char **out)
+{
+    struct dynbuf d;
+    size_t i;
+
+    dynbuf_init(&d, 64 * 1024);
+    for (i = 0; i < n; i++)
+        if (set[i]->name != NULL &&
+            dynbuf_printf(&d, "%s%s", d.len ? "," : "", set[i]->name))
+            return BRK_ERR_NOMEM;
+    return dynbuf_take(&d, out, NULL);
+}
+
+/*
+ * Names of the keys written and of the keys removed so far (each once,
+ * comma-separated; undeclared keys as written, cut and made printable).
+ * Owned results, brk_free. Never a value.
+ */
+enum brk_err
+filter_names(const struct filter *f, char **kept, char **removed)
+{
+    struct dynbuf d;
+    char *k = NULL, *r = NULL;
+    size_t i;
+    enum brk_err err;
+
+    err = names_of(f->kept, f->nkept, &k);
+    if (!err)
+        err = names_of(f->rem, f->nrem, &r);
+    if (!err) {
+        dynbuf_init(&d, 64 * 1024);
+        err = dynbuf_add_str(&d, r);
+        for (i = 0; !err && i < f->nunknown; i++)
+            err = dynbuf_printf(&d, "%s%s", d.len ? "," : "", f->unknown[i]);
+        brk_free(r);
+        r = NULL;
+        if (!err)
+            err = dynbuf_take(&d, &r, NULL);
+    }
+    if (err) {
+        brk_free(k);
+        brk_free(r);
+        return err;
+    }
+    *kept = k;
+    *removed = r;
+    return BRK_OK;
 }

@@ -210,11 +210,11 @@ on_audit(enum brk_err err, struct redisReply *r, void *arg)
 
 /* One audit entry per request: names and counts, never a value. */
 static void
-audit(struct preq *q, long errcode, unsigned long stripped,
-      unsigned long dropped)
+audit_names(struct preq *q, long errcode, unsigned long stripped,
+            unsigned long dropped, const char *returned, const char *removed)
 {
     char key[KEYS_MAX], maxlen[24], now[24], code[24], s[24], d[24];
-    const char *argv[26];
+    const char *argv[30];
     int argc = 0;
 
     snprintf(key, sizeof(key), "%saudit", q->p->cfg->key_prefix);
@@ -247,8 +247,21 @@ audit(struct preq *q, long errcode, unsigned long stripped,
     argv[argc++] = s;
     argv[argc++] = "dropped";
     argv[argc++] = d;
+    if (returned != NULL) {
+        argv[argc++] = "returned";
+        argv[argc++] = returned;
+        argv[argc++] = "removed";
+        argv[argc++] = removed ? removed : "";
+    }
     if (store_cmd_argv(q->p->st, on_audit, NULL, argc, argv, NULL))
         log_req(LOG_LVL_WARN, q->r->id, "audit entry not written");
+}
+
+static void
+audit(struct preq *q, long errcode, unsigned long stripped,
+      unsigned long dropped)
+{
+    audit_names(q, errcode, stripped, dropped, NULL, NULL);
 }
 
 static void
@@ -944,7 +957,16 @@ reply_filtered(struct preq *q)
     metrics_add(METRICS_FIELDS_STRIPPED, NULL, (double)stripped);
     metrics_add(METRICS_RECORDS_DROPPED, NULL, (double)dropped);
     count_request(q, errcode);
-    audit(q, errcode, stripped, dropped);
+    {
+        char *kept = NULL, *removed = NULL;
+
+        /* names of the fields returned and removed, never a value */
+        if (filter_names(q->filter, &kept, &removed) != BRK_OK)
+            kept = removed = NULL;
+        audit_names(q, errcode, stripped, dropped, kept, removed);
+        brk_free(kept);
+        brk_free(removed);
+    }
     httpd_reply(q->r, 200, "application/json; charset=utf-8", out, len);
     brk_free(out);
     preq_free(q);

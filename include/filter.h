@@ -70,6 +70,10 @@ enum brk_err filter_take_output(struct filter *f, char **out,
 /* Keys removed and records dropped so far. */
 unsigned long filter_stripped(const struct filter *f);
 unsigned long filter_dropped(const struct filter *f);
+/* Names of the keys written and removed (each once, comma-separated),
+ * for the audit trail: never a value. Owned results, brk_free. */
+enum brk_err filter_names(const struct filter *f, char **kept,
+                          char **removed) BRK_WUR;
 void filter_free(struct filter *f);
 
 #endif /* FILTER_H */
