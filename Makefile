@@ -181,3 +181,88 @@ uninstall:
 	rm -f $(MAN_PAGES:man/%=$(DESTDIR)$(MAN8DIR)/%)
 	rm -f $(DESTDIR)$(UNITDIR)/wecom-broker.service
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
+
+# Headless Chromium through the browser flows (install, member login) to a
+# local page, then the service side with curl: tests/browser/run.sh. It
+# installs Debian's chromium when run as root and it is missing.
+.PHONY: test-browser
+
+$(B)/tests/browser_echo: tests/browser/echo_page.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+test-browser: all $(B)/tests/browser_echo
+	@sh tests/browser/run.sh
+
+# Fuzzing (one libFuzzer harness per parser, tests/fuzz/fuzz_TARGET.c,
+# with its corpus in tests/fuzz/corpus/TARGET). `make test` replays every
+# corpus through tests/unit/test_fuzz_corpus.c; `make fuzz-replay` does the
+# same with one gcc-built program per harness (tests/fuzz/standalone.c).
+# `make fuzz FUZZ_SECONDS=N` builds the broker sources and each harness
+# with clang, libFuzzer, ASan and UBSan into $(B)/fuzz and runs each
+# harness N seconds (default 60); new inputs go to $(B)/fuzz/work/TARGET,
+# crashes to $(B)/fuzz/crash-TARGET-*. FUZZ_TARGETS=... picks harnesses.
+.PHONY: fuzz fuzz-build fuzz-replay
+.SECONDARY: $(FUZZ_OBJ)
+
+FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth
+FUZZ_SECONDS   ?= 60
+FUZZ_CC        ?= clang
+FUZZ_FLAGS     ?=
+FUZZ_SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all \
+                  -fno-omit-frame-pointer
+FUZZ_CFLAGS     = -O1 -g -std=c11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) \
+                  $(FUZZ_SAN)
+FUZZ_OBJ       := $(LIB_SRC:%.c=$(B)/fuzz/obj/%.o)
+FUZZ_LIB       := $(B)/fuzz/libbroker-fuzz.a
+# longest input per harness, in bytes
+FUZZ_MAXLEN_envelope  := 16384
+FUZZ_MAXLEN_xml       := 8192
+FUZZ_MAXLEN_filter    := 8192
+FUZZ_MAXLEN_scope_map := 16384
+FUZZ_MAXLEN_config    := 8192
+FUZZ_MAXLEN_oauth     := 4096
+
+$(B)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) \
+	    $(LDLIBS)
+
+$(B)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/standalone.c \
+                    tests/fuzz/fuzz.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< \
+	    tests/fuzz/standalone.c $(LIB) $(LDLIBS)
+
+fuzz-replay: $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
+	@for t in $(FUZZ_TARGETS); do \
+	    printf '%s: ' $$t; \
+	    $(B)/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null || \
+	    { echo "make fuzz: $(FUZZ_CC) not found (apt-get install clang" \
+	        "libclang-rt-14-dev)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+
+# One harness: its work directory, its dictionary if any, its corpus.
+define fuzz_run
+mkdir -p $(B)/fuzz/work/$(1) && echo "fuzz $(1): $(FUZZ_SECONDS) s" && \
+$(B)/fuzz/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) \
+    -max_len=$(FUZZ_MAXLEN_$(1)) -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 \
+    $(if $(wildcard tests/fuzz/$(1).dict),-dict=tests/fuzz/$(1).dict) \
+    -artifact_prefix=$(B)/fuzz/crash-$(1)- $(FUZZ_FLAGS) \
+    $(B)/fuzz/work/$(1) tests/fuzz/corpus/$(1)
+endef
+
+fuzz: fuzz-build
+	@$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t)) && ) true

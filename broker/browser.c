@@ -222,6 +222,20 @@ param(struct breq *q, const char *name, int *bad)
     return n == 1 ? query_get(q->q, name) : NULL;
 }
 
+/* ret with params added to its query, before any fragment: a code behind
+ * '#' would never reach the caller's server. Nonzero when out is short. */
+static int
+return_with(char *out, size_t len, const char *ret, const char *params)
+{
+    const char *hash = strchr(ret, '#');
+    size_t base = hash ? (size_t)(hash - ret) : strlen(ret);
+    int n =
+        snprintf(out, len, "%.*s%c%s%s", (int)base, ret,
+                 memchr(ret, '?', base) ? '&' : '?', params, hash ? hash : "");
+
+    return n < 0 || (size_t)n >= len;
+}
+
 static int
 return_ok(const struct breq *q, const char *url)
 {
@@ -576,9 +590,8 @@ on_install_queued(struct breq *q, struct redisReply *r)
     log_req(LOG_LVL_INFO, q->r->id,
             "install confirmed by the browser: suite=%s; queued",
             q->su->conf->suite_id);
-    if (q->ret != NULL && q->ret[0] != '\0') {
-        snprintf(url, sizeof(url), "%s%cinstalled=1", q->ret,
-                 strchr(q->ret, '?') ? '&' : '?');
+    if (q->ret != NULL && q->ret[0] != '\0' &&
+        !return_with(url, sizeof(url), q->ret, "installed=1")) {
         redirect(q, url);
         return;
     }
@@ -771,17 +784,20 @@ static void
 on_login_saved(struct breq *q, struct redisReply *r)
 {
     struct login *l = q->login;
-    char url[OAUTH_RETURN_MAX + 512];
+    char url[OAUTH_RETURN_MAX + 512], params[512];
 
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
         page(q, 400, "Refused", "the app is not installed in this "
                                 "enterprise");
         return;
     }
-    snprintf(url, sizeof(url), "%s%ccode=%s&corpid=%s%s%s", q->ret,
-             strchr(q->ret, '?') ? '&' : '?', l->code, q->corp,
+    snprintf(params, sizeof(params), "code=%s&corpid=%s%s%s", l->code, q->corp,
              q->cstate && q->cstate[0] ? "&state=" : "",
              q->cstate && q->cstate[0] ? q->cstate : "");
+    if (return_with(url, sizeof(url), q->ret, params)) {
+        page(q, 503, "Try again", "the return URL is too long");
+        return;
+    }
     log_req(LOG_LVL_INFO, q->r->id, "member login: suite=%s corp=%s",
             q->su->conf->suite_id, q->corp);
     redirect(q, url);

@@ -89,6 +89,7 @@ struct job {
     char corp[80];
     char tenant_key[KEYS_MAX];
     int reset; /* reset_permanent_code: replace the code only */
+    int first_try; /* a browser's AuthCode, never sent to WeCom before */
     /* AuthCode exchange */
     char authx_key[KEYS_MAX];
     json_t *exchange;  /* the stored result of get_permanent_code */
@@ -1467,6 +1468,15 @@ on_exchange_error(struct job *j, long errcode)
 
     if (errcode != 40078)
         return 0;
+    if (j->first_try) {
+        /* anyone can reach /install/done: a code WeCom refuses on its
+         * first exchange was made up or used elsewhere, no lost reply */
+        log_warn("suite %s: WeCom refused the AuthCode a browser brought "
+                 "to /install/done (40078); nothing installed",
+                 suite_id(j));
+        job_done(j, "refused");
+        return 1;
+    }
     /* single use: a 40078 means it was exchanged before; if that result
      * is not stored, a reply was lost */
     if (keys_suite(lost, sizeof(lost), prefix(j), suite_id(j), "lost"))
@@ -1495,6 +1505,36 @@ exchange(struct job *j)
 }
 
 static void
+on_tried(struct job *j, struct redisReply *r)
+{
+    j->first_try = r->type == REDIS_REPLY_STATUS;
+    exchange(j);
+}
+
+/* A provider-site install's AuthCode is marked before its first exchange,
+ * so a 40078 can tell a lost reply (marked) from a code WeCom never issued
+ * (not marked), on any instance. */
+static void
+mark_tried(struct job *j)
+{
+    char key[KEYS_MAX];
+    const char *argv[6];
+
+    if ((size_t)snprintf(key, sizeof(key), "%s:tried", j->authx_key) >=
+        sizeof(key)) {
+        job_reject(j, "key names too long");
+        return;
+    }
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = "1";
+    argv[3] = "NX";
+    argv[4] = "EX";
+    argv[5] = "3600";
+    job_redis(j, 6, argv, NULL, on_tried);
+}
+
+static void
 open_exchange(struct job *j, struct redisReply *r)
 {
     char *text = NULL;
@@ -1503,7 +1543,10 @@ open_exchange(struct job *j, struct redisReply *r)
     json_error_t jerr;
 
     if (r->type != REDIS_REPLY_STRING) {
-        exchange(j);
+        if (strcmp(j->kind, "install") == 0)
+            mark_tried(j);
+        else
+            exchange(j);
         return;
     }
     if (keyring_open(j->q->su->dk, j->authx_key, r->str, r->len, &text,

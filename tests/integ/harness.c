@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -665,4 +667,382 @@ h_mock_start(const char *dir, const char *const extra[], int *port)
     }
     *port = w.port;
     return w.pid;
+}
+
+struct loc_sink {
+    char *loc;
+};
+
+/* Keeps the value of a Location header, trimmed of its line end. */
+static size_t
+loc_header(char *p, size_t size, size_t n, void *arg)
+{
+    struct loc_sink *l = arg;
+    size_t len = size * n, vlen;
+    const char *v;
+
+    if (len > 9 && strncasecmp(p, "Location:", 9) == 0) {
+        v = p + 9;
+        vlen = len - 9;
+        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+        }
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
+            vlen--;
+        free(l->loc);
+        l->loc = strndup(v, vlen);
+    }
+    return len;
+}
+
+long
+h_http_loc(const char *url, char **body, char **location)
+{
+    CURL *c = curl_easy_init();
+    struct sink s = {NULL, 0, 0};
+    struct loc_sink l = {NULL};
+    const char *hash = strchr(url, '#');
+    char *u = hash ? strndup(url, (size_t)(hash - url)) : strdup(url);
+    long status = -1;
+
+    if (c == NULL || u == NULL) {
+        if (c != NULL)
+            curl_easy_cleanup(c);
+        free(u);
+        return -1;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, u);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, loc_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &l);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    free(u);
+    if (body != NULL)
+        *body = s.buf ? s.buf : calloc(1, 1);
+    else
+        free(s.buf);
+    if (location != NULL)
+        *location = l.loc;
+    else
+        free(l.loc);
+    return status;
+}
+
+/*---- A TCP relay (see harness.h) ----*/
+
+struct h_relay {
+    int lfd;
+    int target;
+    pthread_t acceptor;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    int nconn;
+    char match[128];
+    int trickle_left;
+    size_t trickle_bytes;
+    long trickle_ms;
+    int recording;
+    struct sink rec;
+};
+
+struct relay_conn {
+    struct h_relay *r;
+    int c;
+    int s;
+};
+
+static int
+send_all(int fd, const char *p, size_t n)
+{
+    ssize_t w;
+
+    while (n > 0) {
+        w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void
+relay_note(struct h_relay *r, const char *p, size_t n)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->recording)
+        sink_write((char *)(uintptr_t)p, 1, n, &r->rec);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* A chunk from the client that starts a request: "METHOD /..." */
+static int
+request_start(const char *p, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n && i < 10 && p[i] >= 'A' && p[i] <= 'Z')
+        i++;
+    return i > 0 && i + 1 < n && p[i] == ' ' && p[i + 1] == '/';
+}
+
+/* Whether the first line of the request in p contains the match; takes
+ * one use of the trickle when it does. */
+static int
+relay_take_trickle(struct h_relay *r, const char *p, size_t n)
+{
+    const char *nl = memchr(p, '\n', n);
+    size_t line = nl ? (size_t)(nl - p) : n;
+    int yes = 0;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->trickle_left > 0 && r->match[0] != '\0' &&
+        memmem(p, line, r->match, strlen(r->match)) != NULL) {
+        r->trickle_left--;
+        yes = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return yes;
+}
+
+static int
+relay_connect(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *
+relay_conn_run(void *arg)
+{
+    struct relay_conn *k = arg;
+    struct h_relay *r = k->r;
+    static __thread char buf[65536];
+    struct sink pend = {NULL, 0, 0};
+    size_t bytes = 1;
+    long interval = 100, next = 0;
+    int trickle = 0, sclosed = 0, stop;
+    struct pollfd p[2];
+    ssize_t n;
+
+    k->s = relay_connect(r->target);
+    while (k->s >= 0) {
+        p[0].fd = k->c;
+        p[0].events = POLLIN;
+        p[1].fd = sclosed ? -1 : k->s;
+        p[1].events = POLLIN;
+        p[0].revents = p[1].revents = 0;
+        if (poll(p, 2, pend.len > 0 ? 10 : 100) < 0 && errno != EINTR)
+            break;
+        pthread_mutex_lock(&r->mu);
+        stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
+            break;
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            n = read(k->c, buf, sizeof(buf));
+            if (n <= 0)
+                break;
+            if (request_start(buf, (size_t)n)) {
+                trickle = relay_take_trickle(r, buf, (size_t)n);
+                pthread_mutex_lock(&r->mu);
+                bytes = r->trickle_bytes ? r->trickle_bytes : 1;
+                interval = r->trickle_ms;
+                pthread_mutex_unlock(&r->mu);
+            }
+            relay_note(r, buf, (size_t)n);
+            if (send_all(k->s, buf, (size_t)n) != 0)
+                break;
+        }
+        if (!sclosed && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            n = read(k->s, buf, sizeof(buf));
+            if (n <= 0) {
+                sclosed = 1;
+            } else {
+                relay_note(r, buf, (size_t)n);
+                if (trickle)
+                    sink_write(buf, 1, (size_t)n, &pend);
+                else if (send_all(k->c, buf, (size_t)n) != 0)
+                    break;
+            }
+        }
+        if (pend.len > 0 && h_now_ms() >= next) {
+            size_t m = pend.len < bytes ? pend.len : bytes;
+
+            if (send_all(k->c, pend.buf, m) != 0)
+                break;
+            memmove(pend.buf, pend.buf + m, pend.len - m);
+            pend.len -= m;
+            next = h_now_ms() + interval;
+        }
+        if (sclosed && pend.len == 0)
+            break;
+    }
+    free(pend.buf);
+    close(k->c);
+    if (k->s >= 0)
+        close(k->s);
+    pthread_mutex_lock(&r->mu);
+    r->nconn--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    free(k);
+    return NULL;
+}
+
+static void *
+relay_accept_run(void *arg)
+{
+    struct h_relay *r = arg;
+    struct relay_conn *k;
+    struct pollfd p;
+    pthread_t t;
+    int fd, stop;
+
+    for (;;) {
+        p.fd = r->lfd;
+        p.events = POLLIN;
+        p.revents = 0;
+        poll(&p, 1, 100);
+        pthread_mutex_lock(&r->mu);
+        stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
+            break;
+        if (!(p.revents & POLLIN))
+            continue;
+        fd = accept(r->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        k = calloc(1, sizeof(*k));
+        if (k == NULL) {
+            close(fd);
+            continue;
+        }
+        k->r = r;
+        k->c = fd;
+        k->s = -1;
+        pthread_mutex_lock(&r->mu);
+        r->nconn++;
+        pthread_mutex_unlock(&r->mu);
+        if (pthread_create(&t, NULL, relay_conn_run, k) != 0) {
+            close(fd);
+            free(k);
+            pthread_mutex_lock(&r->mu);
+            r->nconn--;
+            pthread_mutex_unlock(&r->mu);
+            continue;
+        }
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+struct h_relay *
+h_relay_start(int target, int *port)
+{
+    struct h_relay *r = calloc(1, sizeof(*r));
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int one = 1;
+
+    if (r == NULL)
+        return NULL;
+    r->target = target;
+    r->trickle_ms = 100;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (r->lfd < 0 ||
+        setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        bind(r->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        listen(r->lfd, 1024) != 0 ||
+        getsockname(r->lfd, (struct sockaddr *)&sa, &len) != 0 ||
+        pthread_create(&r->acceptor, NULL, relay_accept_run, r) != 0) {
+        if (r->lfd >= 0)
+            close(r->lfd);
+        free(r);
+        return NULL;
+    }
+    *port = ntohs(sa.sin_port);
+    return r;
+}
+
+void
+h_relay_stop(struct h_relay *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stop = 1;
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->acceptor, NULL);
+    pthread_mutex_lock(&r->mu);
+    while (r->nconn > 0)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    close(r->lfd);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r->rec.buf);
+    free(r);
+}
+
+void
+h_relay_trickle(struct h_relay *r, const char *match, int count, size_t bytes,
+                long interval_ms)
+{
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->match, sizeof(r->match), "%s", match ? match : "");
+    r->trickle_left = count;
+    r->trickle_bytes = bytes;
+    r->trickle_ms = interval_ms;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void
+h_relay_record(struct h_relay *r, int on)
+{
+    pthread_mutex_lock(&r->mu);
+    r->recording = on;
+    pthread_mutex_unlock(&r->mu);
+}
+
+char *
+h_relay_recorded(struct h_relay *r)
+{
+    char *out;
+
+    pthread_mutex_lock(&r->mu);
+    out = malloc(r->rec.len + 1);
+    if (out != NULL) {
+        if (r->rec.len > 0)
+            memcpy(out, r->rec.buf, r->rec.len);
+        out[r->rec.len] = '\0';
+    }
+    pthread_mutex_unlock(&r->mu);
+    return out;
 }

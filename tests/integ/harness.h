@@ -100,4 +100,27 @@ int h_stop(pid_t pid, int sig);
  * Waits until it answers; returns its pid and *port, or 0. */
 pid_t h_mock_start(const char *dir, const char *const extra[], int *port);
 
+/* GET url without following redirects (a '#fragment' is not sent); *body
+ * (free, may be NULL) and *location (free; NULL when the reply has no
+ * Location header). Returns the status or -1. */
+long h_http_loc(const char *url, char **body, char **location);
+
+/* A TCP relay on 127.0.0.1 run by threads of the test process: each
+ * connection to its port is forwarded to 127.0.0.1:target. It can record
+ * the bytes both ways (to find what a client sent and received) and
+ * trickle the replies to requests whose first line contains a string. */
+struct h_relay;
+/* Start it; its port into *port. NULL on failure. */
+struct h_relay *h_relay_start(int target, int *port);
+/* Stop it: close every connection, join the threads, free. */
+void h_relay_stop(struct h_relay *r);
+/* The next count replies to requests whose first line contains match
+ * arrive bytes at a time every interval_ms (count 0 turns it off). */
+void h_relay_trickle(struct h_relay *r, const char *match, int count,
+                     size_t bytes, long interval_ms);
+/* Start (on nonzero) or stop recording. */
+void h_relay_record(struct h_relay *r, int on);
+/* Everything recorded so far, both directions (free). */
+char *h_relay_recorded(struct h_relay *r);
+
 #endif /* HARNESS_H */
