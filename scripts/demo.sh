@@ -44,6 +44,10 @@ sed -e "s/^callback_listen = .*/callback_listen = 127.0.0.1:$CB/" \
     -e "s|^wecom_api_base = .*|wecom_api_base = http://127.0.0.1:$MOCK|" \
     -e "s/^log_format = .*/log_format = text/" \
     -e "s|^scopes_dir = .*|scopes_dir = $(pwd)/scopes|" \
+    -e "s|^public_base_url = .*|public_base_url = http://127.0.0.1:$CB|" \
+    -e "s|^wecom_install_url = .*|wecom_install_url = http://127.0.0.1:$MOCK/3rdapp/install|" \
+    -e "s|^wecom_oauth_url = .*|wecom_oauth_url = http://127.0.0.1:$MOCK/connect/oauth2/authorize|" \
+    -e "s|^redirect_allow = .*|redirect_allow = https://app.example/|" \
     broker.conf.example >"$d/broker.conf"
 
 step "Starting the WeCom simulator, then the broker (embedded Redis)"
@@ -58,6 +62,9 @@ curl -s "http://127.0.0.1:$INT/readyz"; echo
 step "WeCom pushes a suite_ticket (signed, AES-encrypted callback)"
 send suite_ticket
 ctl suite
+
+# this enterprise also grants member-sensitive fields (used further down)
+curl -s -X POST "http://127.0.0.1:$MOCK/__mock/permissions" -d "{\"corpid\":\"$CORP\",\"app_permissions\":[\"contact:base:base\",\"externalcontact:base:base\",\"contact:sensitive:gender\",\"contact:sensitive:avatar\",\"contact:sensitive:qrcode\"]}" >/dev/null
 
 step "An enterprise installs the app: WeCom pushes create_auth"
 send create_auth --corp "$CORP"
@@ -95,6 +102,27 @@ echo "would be counted in X-Broker-Dropped, removed fields in X-Broker-Stripped:
 grep -i '^X-Broker' "$d/hdr.txt"
 echo "and outside the range, the broker refuses before asking WeCom:"
 curl -s "http://127.0.0.1:$INT/cgi-bin/user/list?access_token=$TOKEN&department_id=1"; echo
+
+step "A member logs in and consents (OAuth snsapi_privateinfo)"
+loc() { curl -s -o /dev/null -w '%{redirect_url}' "$1" | sed 's/#.*//'; }
+L1=$(loc "http://127.0.0.1:$CB/wecom/suite/$SUITE/oauth/authorize?scope=snsapi_privateinfo&return=https://app.example/login&state=demo42")
+echo "broker -> WeCom's consent page: ${L1%%\?*}?…"
+L2=$(loc "$L1")
+echo "WeCom -> the broker's callback: ${L2%%\?*}?code=…&state=…"
+L3=$(loc "$L2")
+echo "broker -> the vendor's app: $(echo "$L3" | sed 's/code=[^&]*/code=…/')"
+CODE=$(echo "$L3" | sed 's/.*[?&]code=\([^&]*\).*/\1/')
+SEC2=$(ctl --json service add profile --scopes contacts.read,member.sensitive |
+    sed 's/.*"secret":"\([^"]*\)".*/\1/')
+TOK2=$(curl -s "http://127.0.0.1:$INT/cgi-bin/gettoken?corpid=$CORP&corpsecret=$SEC2" |
+    sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+INFO=$(curl -s "http://127.0.0.1:$INT/cgi-bin/auth/getuserinfo?access_token=$TOK2&code=$CODE")
+echo "getuserinfo: $(echo "$INFO" | sed 's/"user_ticket":"[^"]*"/"user_ticket":"…"/')"
+TICKET=$(echo "$INFO" | sed 's/.*"user_ticket":"\([^"]*\)".*/\1/')
+echo "getuserdetail for a service with member.sensitive:"
+curl -s -X POST "http://127.0.0.1:$INT/cgi-bin/auth/getuserdetail?access_token=$TOK2" -d "{\"user_ticket\":\"$TICKET\"}" | cut -c1-200; echo
+echo "the same ticket for the contacts.read-only service:"
+curl -s -X POST "http://127.0.0.1:$INT/cgi-bin/auth/getuserdetail?access_token=$TOKEN" -d "{\"user_ticket\":\"$TICKET\"}"; echo
 
 step "The admin narrows the visible range to department 3: change_auth"
 curl -s -X POST "http://127.0.0.1:$MOCK/__mock/privilege" \
