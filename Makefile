@@ -201,7 +201,10 @@ test-browser: all $(B)/tests/browser_echo
 # `make fuzz FUZZ_SECONDS=N` builds the broker sources and each harness
 # with clang, libFuzzer, ASan and UBSan into $(B)/fuzz and runs each
 # harness N seconds (default 60); new inputs go to $(B)/fuzz/work/TARGET,
-# crashes to $(B)/fuzz/crash-TARGET-*. FUZZ_TARGETS=... picks harnesses.
+# crashes to $(B)/fuzz/crash-TARGET-*. FUZZ_TARGETS=... picks harnesses;
+# to run several makes at once, run `make fuzz-build` first. What a run
+# found joins the corpus with: $(B)/fuzz/fuzz_TARGET -merge=1
+# tests/fuzz/corpus/TARGET $(B)/fuzz/work/TARGET
 .PHONY: fuzz fuzz-build fuzz-replay
 .SECONDARY: $(FUZZ_OBJ)
 
@@ -247,10 +250,20 @@ fuzz-replay: $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 	    $(B)/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+# clang and its libFuzzer runtime: installed with apt-get when missing and
+# run as root, else named.
 fuzz-build:
-	@command -v $(FUZZ_CC) >/dev/null || \
-	    { echo "make fuzz: $(FUZZ_CC) not found (apt-get install clang" \
-	        "libclang-rt-14-dev)" >&2; exit 1; }
+	@if ! command -v $(FUZZ_CC) >/dev/null || \
+	    ! echo 'int LLVMFuzzerTestOneInput(void *d, long n){return 0;}' | \
+	        $(FUZZ_CC) -x c -fsanitize=fuzzer,address,undefined \
+	        -o /dev/null - 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get install -y clang libclang-rt-14-dev || exit 1; \
+	    else \
+	        echo "make fuzz: needs clang with libFuzzer (apt-get install" \
+	            "clang libclang-rt-14-dev)" >&2; exit 1; \
+	    fi; \
+	fi
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 
 # One harness: its work directory, its dictionary if any, its corpus.

@@ -451,6 +451,11 @@ enqueue(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     send_or_503(r, p, argc, argv);
 }
 
+/* The envelope's Encrypt text may fill the whole body: the per-element
+ * default (16 KiB) would refuse a valid callback of 16..64 KiB. */
+static const struct wecom_xml_limits envelope_limits = {CALLBACK_MAX_BODY, 0, 0,
+                                                        CALLBACK_MAX_BODY};
+
 static const char *
 known_type(const char *t)
 {
@@ -480,7 +485,7 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
                "body of %zu bytes (max %d)", blen, CALLBACK_MAX_BODY);
         goto out;
     }
-    err = wecom_xml_parse(httpd_body(r), blen, NULL, &env, &info);
+    err = wecom_xml_parse(httpd_body(r), blen, &envelope_limits, &env, &info);
     if (err) {
         reject(r, su->conf->suite_id, 400, "bad_xml",
                "body: %s at byte %ld (ParseXmlError, -40002)", info.msg,

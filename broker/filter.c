@@ -786,7 +786,9 @@ keys_add(struct filter *f, struct frame *t, const char *key, size_t len)
         f->ks = nks;
         f->ks_cap = ncap;
     }
-    if (len > f->kt_cap - f->kt_len) {
+    /* allocated even for an empty first key: f->kt + off must not be
+     * arithmetic on NULL when the next empty key is compared */
+    if (f->kt == NULL || len > f->kt_cap - f->kt_len) {
         ncap = f->kt_cap ? f->kt_cap : 1024;
         while (len > ncap - f->kt_len) {
             if (ncap > SIZE_MAX / 2)
@@ -1166,7 +1168,10 @@ static const yajl_callbacks callbacks = {
  * yajl turns a lone high surrogate escape into '?' and pairs a high one
  * with any following \u escape, so the raw text is checked for those
  * escapes before yajl sees it. Backslashes only appear inside strings in
- * valid JSON, where they pair up exactly as here.
+ * valid JSON, where they pair up exactly as here. The scan returns the
+ * number of bytes before the one that shows an escape is bad (len when
+ * none is), and yajl still reads those: an error earlier in the body
+ * (output too big, a repeated key) wins however the body was split.
  */
 enum { SC_NORM, SC_BS, SC_HEX, SC_WANT_BS, SC_WANT_U };
 
@@ -1197,7 +1202,7 @@ only_whitespace(const char *p, size_t n)
     return 1;
 }
 
-static int
+static size_t
 scan_escapes(struct filter *f, const char *buf, size_t len)
 {
     const char *p = buf, *end = buf + len, *q;
@@ -1208,7 +1213,7 @@ scan_escapes(struct filter *f, const char *buf, size_t len)
         if (f->sc_state == SC_NORM) {
             q = memchr(p, '\\', (size_t)(end - p));
             if (q == NULL)
-                return 1;
+                return len;
             p = q + 1;
             f->sc_state = SC_BS;
             continue;
@@ -1236,24 +1241,24 @@ scan_escapes(struct filter *f, const char *buf, size_t len)
             if (f->sc_low) {
                 f->sc_low = 0;
                 if (f->sc_val < 0xdc00 || f->sc_val > 0xdfff)
-                    return fail(f, BRK_ERR_UPSTREAM_BAD);
+                    return (size_t)(p - 1 - buf);
                 f->sc_state = SC_NORM;
             } else if (f->sc_val >= 0xd800 && f->sc_val <= 0xdbff) {
                 f->sc_state = SC_WANT_BS;
             } else if (f->sc_val >= 0xdc00 && f->sc_val <= 0xdfff) {
-                return fail(f, BRK_ERR_UPSTREAM_BAD);
+                return (size_t)(p - 1 - buf);
             } else {
                 f->sc_state = SC_NORM;
             }
             break;
         case SC_WANT_BS:
             if (c != '\\')
-                return fail(f, BRK_ERR_UPSTREAM_BAD);
+                return (size_t)(p - 1 - buf);
             f->sc_state = SC_WANT_U;
             break;
         case SC_WANT_U:
             if (c != 'u')
-                return fail(f, BRK_ERR_UPSTREAM_BAD);
+                return (size_t)(p - 1 - buf);
             f->sc_state = SC_HEX;
             f->sc_low = 1;
             f->sc_n = 0;
@@ -1261,7 +1266,7 @@ scan_escapes(struct filter *f, const char *buf, size_t len)
             break;
         }
     }
-    return 1;
+    return len;
 }
 
 /*---- API ----*/
@@ -1367,6 +1372,7 @@ enum brk_err
 filter_feed(struct filter *f, const char *buf, size_t len)
 {
     yajl_status st;
+    size_t good;
 
     if (f->err)
         return f->err;
@@ -1379,18 +1385,20 @@ filter_feed(struct filter *f, const char *buf, size_t len)
             f->err = BRK_ERR_UPSTREAM_BAD;
         return f->err;
     }
-    if (!scan_escapes(f, buf, len))
-        return f->err;
+    good = scan_escapes(f, buf, len);
     if (setjmp(f->jmp) != 0) {
         y_abandon(f);
         f->jmp_armed = 0;
         return f->err;
     }
     f->jmp_armed = 1;
-    st = yajl_parse(f->yh, (const unsigned char *)buf, len);
+    st = yajl_parse(f->yh, (const unsigned char *)buf, good);
     f->jmp_armed = 0;
     if (st == yajl_status_ok && f->done &&
-        (f->tail > len || !only_whitespace(buf + f->tail, len - f->tail)))
+        (f->tail > good || !only_whitespace(buf + f->tail, good - f->tail)))
+        f->err = BRK_ERR_UPSTREAM_BAD;
+    /* a bad surrogate escape, unless yajl found an error before it */
+    if (good < len && !f->err)
         f->err = BRK_ERR_UPSTREAM_BAD;
     return parse_result(f, st);
 }
