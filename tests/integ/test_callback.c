@@ -414,6 +414,38 @@ test_create_auth_queued_encrypted(void **state)
 }
 
 static void
+test_large_event_accepted(void **state)
+{
+    /* ~20 KiB of event seals to an Encrypt of ~27 KiB: under the 64 KiB
+     * body cap, so it must be accepted, not refused for its size */
+    char *xml = create_auth_xml("AUTHCODE-LARGE-0004", now_s());
+    char *big, *body, *p;
+    size_t n = strlen(xml), i, k;
+
+    (void)state;
+    big = malloc(n + 4 * (5000 + 16) + 1);
+    assert_non_null(big);
+    p = strstr(xml, "</xml>");
+    assert_non_null(p);
+    memcpy(big, xml, (size_t)(p - xml));
+    k = (size_t)(p - xml);
+    for (i = 0; i < 4; i++) {
+        k += (size_t)sprintf(big + k, "<Pad%zu>", i);
+        memset(big + k, 'a', 5000);
+        k += 5000;
+        k += (size_t)sprintf(big + k, "</Pad%zu>", i);
+    }
+    strcpy(big + k, "</xml>");
+    assert_true(strlen(big) > 20000);
+    assert_int_equal(post_event(big, &body), 200);
+    assert_string_equal(body, "success");
+    free(body);
+    assert_int_equal(xlen(), 1);
+    free(big);
+    brk_free(xml);
+}
+
+static void
 test_redelivery_queued_once(void **state)
 {
     char *xml = create_auth_xml("AUTHCODE-REDELIVER-0002", now_s());
@@ -1045,6 +1077,7 @@ main(void)
         cmocka_unit_test_setup(test_ticket_stored_sealed, fresh),
         cmocka_unit_test_setup(test_ticket_older_never_overwrites, fresh),
         cmocka_unit_test_setup(test_create_auth_queued_encrypted, fresh),
+        cmocka_unit_test_setup(test_large_event_accepted, fresh),
         cmocka_unit_test_setup(test_redelivery_queued_once, fresh),
         cmocka_unit_test_setup(test_every_queued_type, fresh),
         cmocka_unit_test_setup(test_unknown_infotype_acked_not_queued, fresh),
