@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -28,6 +29,8 @@
 #define MAX_LISTENERS  4
 #define HEADERS_MAX    (64 * 1024)
 #define READ_TIMEOUT_S 30
+/* accept() out of descriptors: pause the listener this long */
+#define ACCEPT_PAUSE_MS 200
 /* Warn when the certificate has fewer days left than this. */
 #define TLS_EXPIRY_WARN_DAYS 14
 /* TLS 1.2 suites with forward secrecy and AEAD; 1.3 keeps its defaults. */
@@ -46,6 +49,8 @@ struct httpd_listener {
     void *arg;
     unsigned inflight;
     struct httpd_tls *tls; /* NULL: plain HTTP */
+    struct event *resume;  /* re-enables accepting after a pause */
+    unsigned long paused;  /* accept pauses so far */
 };
 
 struct httpd {
@@ -59,6 +64,8 @@ struct httpd {
     void (*drain_done)(void *);
     void *drain_arg;
 };
+
+static void accept_owner_set(struct httpd_listener *l, int on);
 
 enum brk_err
 httpd_new(struct event_base *base, struct httpd **out)
@@ -80,6 +87,9 @@ httpd_free(struct httpd *h)
     if (h == NULL)
         return;
     for (i = 0; i < h->nlisteners; i++) {
+        accept_owner_set(&h->listeners[i], 0);
+        if (h->listeners[i].resume != NULL)
+            event_free(h->listeners[i].resume);
         evhttp_free(h->listeners[i].http);
         httpd_tls_free(h->listeners[i].tls);
     }
@@ -264,6 +274,73 @@ httpd_body(struct httpd_req *r)
     return (const char *)evbuffer_pullup(b, -1);
 }
 
+/*---- Accept errors ----*/
+
+/* libevent gives the error callback the evhttp as its argument, not our
+ * listener: this maps one to the other (a process has a few listeners). */
+#define ACCEPT_OWNERS_MAX 16
+static struct httpd_listener *accept_owners[ACCEPT_OWNERS_MAX];
+
+static void
+accept_owner_set(struct httpd_listener *l, int on)
+{
+    size_t i;
+
+    for (i = 0; i < ACCEPT_OWNERS_MAX; i++) {
+        if (on && accept_owners[i] == NULL) {
+            accept_owners[i] = l;
+            return;
+        }
+        if (!on && accept_owners[i] == l)
+            accept_owners[i] = NULL;
+    }
+}
+
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpd_listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (l->sock != NULL)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(l->sock));
+}
+
+/*
+ * Out of descriptors (or kernel memory), accept() fails at once while the
+ * connection waits in the backlog, and libevent would call it again at
+ * once: a busy loop writing one warning per call. Pause accepting instead,
+ * with one warning per 100 pauses.
+ */
+static void
+on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    struct httpd_listener *l = NULL;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    size_t i;
+
+    for (i = 0; i < ACCEPT_OWNERS_MAX && l == NULL; i++)
+        if (accept_owners[i] != NULL && accept_owners[i]->http == arg)
+            l = accept_owners[i];
+    if (l == NULL)
+        return;
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        log_warn("%s listener: accept: %s", l->name,
+                 evutil_socket_error_to_string(err));
+        return;
+    }
+    if (l->paused++ % 100 == 0)
+        log_warn("%s listener: accept: %s; not accepting for %d ms "
+                 "(%lu pause(s))",
+                 l->name, evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS,
+                 l->paused);
+    evconnlistener_disable(lev);
+    if (l->resume == NULL || evtimer_add(l->resume, &tv) != 0)
+        evconnlistener_enable(lev);
+}
+
 /*
  * Bind a listener (see httpd.h). Returns BRK_OK, BRK_ERR_CONFIG for a bad
  * address, BRK_ERR_IO when binding fails, BRK_ERR_TOOBIG past the table.
@@ -304,6 +381,15 @@ httpd_listen(struct httpd *h, const char *name, const char *hostport,
         l->http = NULL;
         return BRK_ERR_IO;
     }
+    l->resume = evtimer_new(h->base, on_resume, l);
+    if (l->resume == NULL) {
+        evhttp_free(l->http);
+        l->http = NULL;
+        return BRK_ERR_NOMEM;
+    }
+    accept_owner_set(l, 1);
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->sock),
+                                on_accept_error);
     h->nlisteners++;
     log_info("%s listener on %s:%d", name, host, httpd_listener_port(h, name));
     return BRK_OK;
@@ -545,6 +631,8 @@ httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *), void *arg)
         return;
     h->draining = 1;
     for (i = 0; i < h->nlisteners; i++) {
+        if (h->listeners[i].resume != NULL)
+            event_del(h->listeners[i].resume);
         if (h->listeners[i].sock != NULL) {
             evhttp_del_accept_socket(h->listeners[i].http,
                                      h->listeners[i].sock);

@@ -735,6 +735,31 @@ h_http_loc(const char *url, char **body, char **location)
     return status;
 }
 
+int
+h_redis_start_aof(struct harness *h)
+{
+    char dir[300];
+    pid_t pid;
+
+    snprintf(dir, sizeof(dir), "%s/redis", h->dir);
+    mkdir(dir, 0700);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+
+        dup2(fd, 1);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket",
+               h->redis_sock, "--unixsocketperm", "700", "--dir", dir,
+               "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+               (char *)NULL);
+        _exit(127);
+    }
+    h->redis_pid = pid;
+    return h_wait(redis_answers, h, 10000) ? 0 : -1;
+}
+
 /*---- A TCP relay (see harness.h) ----*/
 
 struct h_relay {

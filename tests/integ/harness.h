@@ -105,6 +105,12 @@ pid_t h_mock_start(const char *dir, const char *const extra[], int *port);
  * Location header). Returns the status or -1. */
 long h_http_loc(const char *url, char **body, char **location);
 
+/* (Re)start redis-server like h_redis_start but with AOF on (appendfsync
+ * everysec, as the embedded Redis runs), loading the AOF an earlier such
+ * run (or CONFIG SET appendonly yes) left in the same directory: a
+ * SIGKILL of the server then loses nothing it answered. */
+int h_redis_start_aof(struct harness *h);
+
 /* A TCP relay on 127.0.0.1 run by threads of the test process: each
  * connection to its port is forwarded to 127.0.0.1:target. It can record
  * the bytes both ways (to find what a client sent and received) and
