@@ -420,22 +420,29 @@ test_large_event_accepted(void **state)
      * body cap, so it must be accepted, not refused for its size */
     char *xml = create_auth_xml("AUTHCODE-LARGE-0004", now_s());
     char *big, *body, *p;
-    size_t n = strlen(xml), i, k;
+    size_t n = strlen(xml), cap, i, k;
+    int w;
 
     (void)state;
-    big = malloc(n + 4 * (5000 + 16) + 1);
+    cap = n + 4 * (5000 + 16) + 1;
+    big = malloc(cap);
     assert_non_null(big);
     p = strstr(xml, "</xml>");
     assert_non_null(p);
-    memcpy(big, xml, (size_t)(p - xml));
     k = (size_t)(p - xml);
+    memcpy(big, xml, k);
     for (i = 0; i < 4; i++) {
-        k += (size_t)sprintf(big + k, "<Pad%zu>", i);
+        w = snprintf(big + k, cap - k, "<Pad%zu>", i);
+        assert_true(w > 0 && (size_t)w < cap - k);
+        k += (size_t)w;
         memset(big + k, 'a', 5000);
         k += 5000;
-        k += (size_t)sprintf(big + k, "</Pad%zu>", i);
+        w = snprintf(big + k, cap - k, "</Pad%zu>", i);
+        assert_true(w > 0 && (size_t)w < cap - k);
+        k += (size_t)w;
     }
-    strcpy(big + k, "</xml>");
+    w = snprintf(big + k, cap - k, "</xml>");
+    assert_true(w > 0 && (size_t)w < cap - k);
     assert_true(strlen(big) > 20000);
     assert_int_equal(post_event(big, &body), 200);
     assert_string_equal(body, "success");
