@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "simclient.h"
 #include "keyring.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -51,46 +52,6 @@ static char *Reader_secret, *Reader_tok; /* contacts.read */
 static char *Sens_secret;                /* contacts.read,member.sensitive */
 
 /*---- helpers ----*/
-
-static long
-sim(const char *method, const char *path, const char *body, char **out)
-{
-    char url[1024];
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", MockPort, path);
-    return h_http(method, url, body, body ? strlen(body) : 0, out);
-}
-
-static json_t *
-sim_json(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-
-    assert_int_equal(sim(method, path, body, &out), 200);
-    v = json_loads(out, 0, &e);
-    free(out);
-    assert_non_null(v);
-    return v;
-}
-
-static void
-sim_ok(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-
-    assert_int_equal(sim(method, path, body, &out), 200);
-    free(out);
-}
-
-static const char *
-str_of(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-
-    return s ? s : "";
-}
 
 /* Encrypt and POST an event as WeCom would, for suite. */
 static void
@@ -136,7 +97,7 @@ push_ticket(const char *suite)
     json_t *t;
 
     snprintf(path, sizeof(path), "/__mock/suite_ticket?suite_id=%s", suite);
-    t = sim_json("GET", path, NULL);
+    t = h_sim_json(MockPort, "GET", path, NULL);
     snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
     kv[0] = "SuiteId";
     kv[1] = suite;
@@ -145,7 +106,7 @@ push_ticket(const char *suite)
     kv[4] = "TimeStamp";
     kv[5] = ts;
     kv[6] = "SuiteTicket";
-    kv[7] = str_of(t, "suite_ticket");
+    kv[7] = h_str(t, "suite_ticket");
     post_event(suite, kv, 4);
     json_decref(t);
 }
@@ -159,12 +120,12 @@ install(const char *suite, const char *corp, long ts)
 
     snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
              suite, corp);
-    r = sim_json("POST", "/__mock/install", body);
+    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
     snprintf(tsb, sizeof(tsb), "%ld", ts);
     kv[0] = "SuiteId";
     kv[1] = suite;
     kv[2] = "AuthCode";
-    kv[3] = str_of(r, "auth_code");
+    kv[3] = h_str(r, "auth_code");
     kv[4] = "InfoType";
     kv[5] = "create_auth";
     kv[6] = "TimeStamp";
@@ -177,16 +138,6 @@ install(const char *suite, const char *corp, long ts)
 
 /* A TimeStamp after every earlier one: two events of the same content in
  * one second would be one event to the broker's deduplication. */
-static long
-next_ts(void)
-{
-    static long last;
-    long now = (long)time(NULL);
-
-    last = now > last ? now : last + 1;
-    return last;
-}
-
 static void
 corp_event(const char *suite, const char *type, const char *corp,
            const char *k1, const char *v1)
@@ -195,7 +146,7 @@ corp_event(const char *suite, const char *type, const char *corp,
     const char *kv[12];
     size_t n = 0;
 
-    snprintf(tsb, sizeof(tsb), "%ld", next_ts());
+    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
     kv[n++] = "SuiteId";
     kv[n++] = suite;
     kv[n++] = "InfoType";
@@ -299,7 +250,7 @@ has_status(void *arg)
 
     h_run(argv, &out);
     t = json_loads(out ? out : "", JSON_DISABLE_EOF_CHECK, &e);
-    ok = strcmp(str_of(t, "status"), w->status) == 0;
+    ok = strcmp(h_str(t, "status"), w->status) == 0;
     json_decref(t);
     free(out);
     return ok;
@@ -325,7 +276,7 @@ suite_field(const char *suite, const char *field)
     int rc;
 
     arr = ctlj(&rc, "suite", (char *)NULL);
-    json_array_foreach(arr, i, s) if (strcmp(str_of(s, "suite_id"), suite) == 0)
+    json_array_foreach(arr, i, s) if (strcmp(h_str(s, "suite_id"), suite) == 0)
         v = (long)json_integer_value(json_object_get(s, field));
     json_decref(arr);
     return v;
@@ -369,7 +320,7 @@ svc_add(const char *name, const char *scopes)
 
     v = ctlj(&rc, "service", "add", name, "--scopes", scopes, (char *)NULL);
     assert_int_equal(rc, 0);
-    s = strdup(str_of(v, "secret"));
+    s = strdup(h_str(v, "secret"));
     assert_non_null(strchr(s, '.'));
     json_decref(v);
     return s;
@@ -388,7 +339,7 @@ token_for(const char *secret, const char *corp)
     v = api(pq, &st);
     assert_int_equal(st, 200);
     assert_int_equal(json_integer_value(json_object_get(v, "errcode")), 0);
-    t = strdup(str_of(v, "access_token"));
+    t = strdup(h_str(v, "access_token"));
     json_decref(v);
     return t;
 }
@@ -595,7 +546,7 @@ clear_faults(void **state)
     char *out = NULL;
 
     (void)state;
-    sim("DELETE", "/__mock/faults", NULL, &out);
+    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
     free(out);
     return 0;
 }
@@ -1074,8 +1025,8 @@ find_tenant(json_t *arr, const char *suite, const char *corp)
     size_t i;
 
     json_array_foreach(arr, i,
-                       t) if (strcmp(str_of(t, "suite_id"), suite) == 0 &&
-                              strcmp(str_of(t, "corpid"), corp) == 0) return t;
+                       t) if (strcmp(h_str(t, "suite_id"), suite) == 0 &&
+                              strcmp(h_str(t, "corpid"), corp) == 0) return t;
     return NULL;
 }
 
@@ -1091,10 +1042,10 @@ test_tenants_json(void **state)
     assert_true(json_is_array(arr));
     t = find_tenant(arr, S1, CORP1);
     assert_non_null(t);
-    assert_string_equal(str_of(t, "status"), "active");
+    assert_string_equal(h_str(t, "status"), "active");
     assert_true(json_is_false(json_object_get(t, "reinstall_required")));
     assert_int_equal(json_integer_value(json_object_get(t, "dead_letters")), 0);
-    assert_true(strlen(str_of(t, "corp_name")) > 0);
+    assert_true(strlen(h_str(t, "corp_name")) > 0);
     assert_true(json_is_array(json_object_get(t, "scopes")));
     assert_non_null(find_tenant(arr, S2, CORP2));
     json_decref(arr);
@@ -1183,17 +1134,17 @@ test_tenants_reinstall_and_dead_letters(void **state)
     int rc;
 
     (void)state;
-    sim_ok("POST", "/__mock/faults",
-           "{\"path\":\"/cgi-bin/service/get_permanent_code\","
-           "\"count\":1,\"drop_reply\":true}");
+    h_sim_ok(MockPort, "POST", "/__mock/faults",
+             "{\"path\":\"/cgi-bin/service/get_permanent_code\","
+             "\"count\":1,\"drop_reply\":true}");
     install(S1, CORP4, (long)time(NULL));
     assert_true(h_wait(lost_recorded, NULL, 30000));
     corp_event(S1, "change_contact", CORP4, "ChangeType", "delete_user");
     wait_status(S1, CORP4, "reinstall_required");
 
-    sim_ok("POST", "/__mock/faults",
-           "{\"path\":\"/cgi-bin/service/get_auth_info\",\"count\":3,"
-           "\"errcode\":40084}");
+    h_sim_ok(MockPort, "POST", "/__mock/faults",
+             "{\"path\":\"/cgi-bin/service/get_auth_info\",\"count\":3,"
+             "\"errcode\":40084}");
     corp_event(S1, "change_auth", CORP1, NULL, NULL);
     assert_true(h_wait(dead_lettered, NULL, 60000));
 
@@ -1201,7 +1152,7 @@ test_tenants_reinstall_and_dead_letters(void **state)
     assert_int_equal(rc, 0);
     t = find_tenant(arr, S1, CORP4);
     assert_non_null(t);
-    assert_string_equal(str_of(t, "status"), "reinstall_required");
+    assert_string_equal(h_str(t, "status"), "reinstall_required");
     assert_true(json_is_true(json_object_get(t, "reinstall_required")));
     t = find_tenant(arr, S1, CORP1);
     assert_int_equal(json_integer_value(json_object_get(t, "dead_letters")), 1);
@@ -1239,7 +1190,7 @@ row_of(json_t *rows, const char *field)
     size_t i;
 
     json_array_foreach(rows, i,
-                       r) if (strcmp(str_of(r, "field"), field) == 0) return r;
+                       r) if (strcmp(h_str(r, "field"), field) == 0) return r;
     fprintf(stderr, "# no row for %s\n", field);
     fail();
     return NULL;
@@ -1251,9 +1202,9 @@ expect_row(json_t *rows, const char *field, int kept, const char *why)
     json_t *r = row_of(rows, field);
 
     if (json_is_true(json_object_get(r, "kept")) != kept ||
-        strstr(str_of(r, "reason"), why) == NULL) {
+        strstr(h_str(r, "reason"), why) == NULL) {
         fprintf(stderr, "# %s: kept %d, \"%s\"; wanted %d, \"%s\"\n", field,
-                json_is_true(json_object_get(r, "kept")), str_of(r, "reason"),
+                json_is_true(json_object_get(r, "kept")), h_str(r, "reason"),
                 kept, why);
         fail();
     }
@@ -1282,10 +1233,10 @@ test_explain_user_get_for_contacts_read(void **state)
     expect_row(rows, "extattr.attrs", 0, "removed with extattr");
     expect_row(rows, "extattr.attrs[].type", 0, "removed with extattr");
     last = json_array_get(rows, json_array_size(rows) - 1);
-    assert_string_equal(str_of(last, "field"), "*");
+    assert_string_equal(h_str(last, "field"), "*");
     assert_true(json_is_false(json_object_get(last, "kept")));
     assert_non_null(
-        strstr(str_of(last, "reason"), "unknown fields are removed"));
+        strstr(h_str(last, "reason"), "unknown fields are removed"));
     json_decref(rows);
 }
 
@@ -1321,9 +1272,9 @@ test_explain_records_and_table(void **state)
     assert_int_equal(rc, 0);
     r = row_of(rows, "userlist");
     assert_true(json_is_true(json_object_get(r, "kept")));
-    assert_non_null(strstr(str_of(r, "reason"), "out of range"));
-    assert_string_equal(str_of(json_object_get(r, "record"), "kind"), "member");
-    assert_string_equal(str_of(json_object_get(r, "record"), "id"), "userid");
+    assert_non_null(strstr(h_str(r, "reason"), "out of range"));
+    assert_string_equal(h_str(json_object_get(r, "record"), "kind"), "member");
+    assert_string_equal(h_str(json_object_get(r, "record"), "id"), "userid");
     expect_row(rows, "userlist[].mobile", 0, "never returned");
     expect_row(rows, "userlist[].userid", 1, "granted by the tenant");
     json_decref(rows);
@@ -1419,17 +1370,17 @@ test_audit_request_entry_without_values(void **state)
              Reader_tok);
     v = api(pq, &st);
     assert_int_equal(json_integer_value(json_object_get(v, "errcode")), 0);
-    ct = sim_json("GET", "/__mock/corp_token?suite_id=" S1 "&corpid=" CORP1,
-                  NULL);
+    ct = h_sim_json(MockPort, "GET",
+                    "/__mock/corp_token?suite_id=" S1 "&corpid=" CORP1, NULL);
     mock_user = NULL;
     json_array_foreach(json_object_get(v, "userlist"), i, e)
     {
         snprintf(pq, sizeof(pq), "/cgi-bin/user/get?access_token=%s&userid=%s",
-                 str_of(ct, "access_token"), str_of(e, "userid"));
-        mock_user = sim_json("GET", pq, NULL);
-        if (strlen(str_of(mock_user, "mobile")) > 5 &&
-            strlen(str_of(mock_user, "email")) > 5) {
-            snprintf(user, sizeof(user), "%s", str_of(e, "userid"));
+                 h_str(ct, "access_token"), h_str(e, "userid"));
+        mock_user = h_sim_json(MockPort, "GET", pq, NULL);
+        if (strlen(h_str(mock_user, "mobile")) > 5 &&
+            strlen(h_str(mock_user, "email")) > 5) {
+            snprintf(user, sizeof(user), "%s", h_str(e, "userid"));
             break;
         }
         json_decref(mock_user);
@@ -1438,8 +1389,8 @@ test_audit_request_entry_without_values(void **state)
     json_decref(ct);
     json_decref(v);
     assert_non_null(mock_user);
-    mobile = str_of(mock_user, "mobile");
-    email = str_of(mock_user, "email");
+    mobile = h_str(mock_user, "mobile");
+    email = h_str(mock_user, "email");
     snprintf(pq, sizeof(pq), "/cgi-bin/user/get?access_token=%s&userid=%s",
              Reader_tok, user);
     v = api(pq, &st);
@@ -1455,10 +1406,10 @@ test_audit_request_entry_without_values(void **state)
 
         e = json_loads(line, 0, &jerr);
         assert_non_null(e);
-        if (strcmp(str_of(e, "type"), "request") == 0 &&
-            strcmp(str_of(e, "endpoint"), "/cgi-bin/user/get") == 0 &&
-            strcmp(str_of(e, "service"), "reader") == 0 &&
-            strcmp(str_of(e, "corpid"), CORP1) == 0) {
+        if (strcmp(h_str(e, "type"), "request") == 0 &&
+            strcmp(h_str(e, "endpoint"), "/cgi-bin/user/get") == 0 &&
+            strcmp(h_str(e, "service"), "reader") == 0 &&
+            strcmp(h_str(e, "corpid"), CORP1) == 0) {
             assert_int_equal(json_integer_value(json_object_get(e, "errcode")),
                              0);
             assert_true(json_integer_value(json_object_get(e, "stripped")) > 0);
@@ -1502,8 +1453,8 @@ test_audit_filters(void **state)
         json_error_t jerr;
 
         e = json_loads(line, 0, &jerr);
-        assert_string_equal(str_of(e, "service"), "reader");
-        assert_string_equal(str_of(e, "corpid"), CORP1);
+        assert_string_equal(h_str(e, "service"), "reader");
+        assert_string_equal(h_str(e, "corpid"), CORP1);
         json_decref(e);
         n++;
     }
@@ -1662,9 +1613,9 @@ test_purge_leaves_nothing_of_the_tenant(void **state)
     o = ctlj(&rc, "--suite", S1, "tenant", "purge", CORP2, "--yes",
              (char *)NULL);
     assert_int_equal(rc, 0);
-    assert_string_equal(str_of(o, "status"), "cancelled");
-    assert_string_equal(str_of(o, "suite_id"), S1);
-    assert_true(strlen(str_of(o, "aof_rewrite")) > 0);
+    assert_string_equal(h_str(o, "status"), "cancelled");
+    assert_string_equal(h_str(o, "suite_id"), S1);
+    assert_true(strlen(h_str(o, "aof_rewrite")) > 0);
     purged_at = (long)json_integer_value(json_object_get(o, "purged_at"));
     assert_true(purged_at >= (long)time(NULL) - 30);
     rep = json_object_get(o, "deletion_report");
@@ -1708,7 +1659,7 @@ test_purge_leaves_nothing_of_the_tenant(void **state)
 
     /* shown as cancelled, not listed, the other suite untouched */
     o = tenant_show(S1, CORP2);
-    assert_string_equal(str_of(o, "status"), "cancelled");
+    assert_string_equal(h_str(o, "status"), "cancelled");
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(o, "deletion_report"), "data_key")),
                      1);
@@ -1824,11 +1775,12 @@ broker_reads_tenant(long party)
              "{\"corpid\":\"" CORP1 "\",\"allow_party\":[%ld],"
              "\"allow_user\":[],\"allow_tag\":[]}",
              party);
-    sim_ok("POST", "/__mock/privilege", body);
+    h_sim_ok(MockPort, "POST", "/__mock/privilege", body);
     corp_event(S1, "change_auth", CORP1, NULL, NULL);
     want_party = party;
     assert_true(h_wait(party_is, NULL, 30000));
-    sim_ok("POST", "/__mock/invalidate", "{\"corpid\":\"" CORP1 "\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/invalidate",
+             "{\"corpid\":\"" CORP1 "\"}");
     snprintf(pq, sizeof(pq),
              "/cgi-bin/user/simplelist?access_token=%s&department_id=%ld",
              Reader_tok, party);
@@ -1939,7 +1891,7 @@ test_key_rotate_add_only_then_rewrap_then_destroy(void **state)
     /* the broker, without version 1, still reads every tenant */
     reload_broker("2");
     o = tenant_show(S1, CORP1);
-    assert_string_equal(str_of(o, "status"), "active");
+    assert_string_equal(h_str(o, "status"), "active");
     json_decref(o);
     broker_reads_tenant(3);
 }

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "simclient.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -42,7 +43,6 @@ static struct wecom_crypto *C;
 static struct h_relay *Relay;
 static pid_t Mock, Bpid, Cpid; /* B and C: the storm only */
 static int MockPort, RelayPort;
-static long Last_ts;
 static char *Reader_secret, *Reader_tok;
 static unsigned long long Seed;
 
@@ -143,14 +143,6 @@ ecode(const struct resp *r)
     return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
 }
 
-static const char *
-str_of(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-
-    return s ? s : "";
-}
-
 #define EXPECT(r, st, code)                                                    \
     do {                                                                       \
         if ((r)->status != (st) || ecode(r) != (code))                         \
@@ -176,51 +168,16 @@ expect_member(int port)
 
     get_member(&r, port);
     EXPECT(&r, 200, 0);
-    assert_string_equal(str_of(r.json, "userid"), MEMBER);
+    assert_string_equal(h_str(r.json, "userid"), MEMBER);
     resp_free(&r);
 }
 
 /*---- The simulator ----*/
 
-static long
-sim(const char *method, const char *path, const char *body, char **out)
-{
-    char url[1024];
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", MockPort, path);
-    return h_http(method, url, body, body ? strlen(body) : 0, out);
-}
-
-static json_t *
-sim_json(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-
-    assert_int_equal(sim(method, path, body, &out), 200);
-    v = json_loads(out, 0, &e);
-    free(out);
-    assert_non_null(v);
-    return v;
-}
-
-static void
-sim_ok(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    long st = sim(method, path, body, &out);
-
-    if (st != 200)
-        fprintf(stderr, "# %s %s: %ld %s\n", method, path, st, out);
-    assert_int_equal(st, 200);
-    free(out);
-}
-
 static void
 fault(const char *json)
 {
-    sim_ok("POST", "/__mock/faults", json);
+    h_sim_ok(MockPort, "POST", "/__mock/faults", json);
 }
 
 static int
@@ -229,7 +186,7 @@ clear_faults(void **state)
     char *out = NULL;
 
     (void)state;
-    sim("DELETE", "/__mock/faults", NULL, &out);
+    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
     free(out);
     if (Relay != NULL)
         h_relay_trickle(Relay, NULL, 0, 0, 0);
@@ -246,7 +203,7 @@ mock_count(const char *path, const char *corp)
     size_t n = 0, i;
 
     snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = sim_json("GET", p, NULL);
+    v = h_sim_json(MockPort, "GET", p, NULL);
     json_array_foreach(v, i, e)
     {
         const char *c = json_string_value(
@@ -269,7 +226,7 @@ mock_times(const char *path, long long *t, size_t max)
     size_t n = 0, i;
 
     snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = sim_json("GET", p, NULL);
+    v = h_sim_json(MockPort, "GET", p, NULL);
     json_array_foreach(v, i, e)
     {
         if (n < max)
@@ -280,15 +237,6 @@ mock_times(const char *path, long long *t, size_t max)
 }
 
 /*---- Callbacks, as WeCom sends them ----*/
-
-static long
-next_ts(void)
-{
-    long now = (long)time(NULL);
-
-    Last_ts = now > Last_ts ? now : Last_ts + 1;
-    return Last_ts;
-}
 
 /* The signed envelope and query of an event (both owned). */
 static void
@@ -346,7 +294,7 @@ push_ticket(void)
     json_t *t;
     const char *kv[8];
 
-    t = sim_json("GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
+    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
     snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
     kv[0] = "SuiteId";
     kv[1] = S1;
@@ -355,7 +303,7 @@ push_ticket(void)
     kv[4] = "TimeStamp";
     kv[5] = ts;
     kv[6] = "SuiteTicket";
-    kv[7] = str_of(t, "suite_ticket");
+    kv[7] = h_str(t, "suite_ticket");
     post_event(kv, 4);
     json_decref(t);
 }
@@ -369,12 +317,12 @@ install(const char *corp)
 
     snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
              corp);
-    r = sim_json("POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", next_ts());
+    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
+    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
     kv[0] = "SuiteId";
     kv[1] = S1;
     kv[2] = "AuthCode";
-    kv[3] = str_of(r, "auth_code");
+    kv[3] = h_str(r, "auth_code");
     kv[4] = "InfoType";
     kv[5] = "create_auth";
     kv[6] = "TimeStamp";
@@ -392,7 +340,7 @@ corp_event(const char *type, const char *corp, const char *k1, const char *v1)
     const char *kv[12];
     size_t n = 0;
 
-    snprintf(tsb, sizeof(tsb), "%ld", next_ts());
+    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
     kv[n++] = "SuiteId";
     kv[n++] = S1;
     kv[n++] = "InfoType";
@@ -442,7 +390,7 @@ tenant_status(const char *corp, char *buf, size_t len)
     int rc;
     json_t *t = ctl(&rc, "tenant", "show", corp, (const char *)NULL);
 
-    snprintf(buf, len, "%s", rc == 0 ? str_of(t, "status") : "");
+    snprintf(buf, len, "%s", rc == 0 ? h_str(t, "status") : "");
     json_decref(t);
     return buf;
 }
@@ -481,8 +429,8 @@ suite_field(const char *field)
     size_t i;
     long v = -1;
 
-    json_array_foreach(arr, i, s) if (strcmp(str_of(s, "suite_id"), S1) == 0)
-        v = (long)json_integer_value(json_object_get(s, field));
+    json_array_foreach(arr, i, s) if (strcmp(h_str(s, "suite_id"), S1) == 0) v =
+        (long)json_integer_value(json_object_get(s, field));
     json_decref(arr);
     return v;
 }
@@ -496,7 +444,7 @@ svc_add(const char *name, const char *scopes)
     char *s;
 
     assert_int_equal(rc, 0);
-    s = strdup(str_of(v, "secret"));
+    s = strdup(h_str(v, "secret"));
     assert_non_null(strchr(s, '.'));
     json_decref(v);
     return s;
@@ -511,7 +459,7 @@ token_for(int port, const char *secret, const char *corp)
     call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
          corp, secret);
     EXPECT(&r, 200, 0);
-    t = strdup(str_of(r.json, "access_token"));
+    t = strdup(h_str(r.json, "access_token"));
     resp_free(&r);
     return t;
 }
@@ -784,7 +732,7 @@ test_data_path_faults(void **state)
     t0 = h_now_ms();
     get_member(&r, H.int_port);
     EXPECT(&r, 200, 0);
-    assert_string_equal(str_of(r.json, "userid"), MEMBER);
+    assert_string_equal(h_str(r.json, "userid"), MEMBER);
     assert_null(strstr(r.body, "mock_internal_note"));
     fprintf(stderr, "# slow body within the timeout: 200 in %ld ms\n",
             h_now_ms() - t0);
@@ -863,12 +811,12 @@ test_45009_passed_through_and_retried(void **state)
     fault("{\"path\":\"/cgi-bin/user/get\",\"errcode\":45009}");
     get_member(&r, H.int_port);
     EXPECT(&r, 200, 45009);
-    assert_true(strlen(str_of(r.json, "errmsg")) > 0);
+    assert_true(strlen(h_str(r.json, "errmsg")) > 0);
     assert_null(json_object_get(r.json, "userid"));
     resp_free(&r);
     expect_member(H.int_port);
     /* in the workers: retried, each time after a longer pause */
-    sim_ok("DELETE", "/__mock/requests", NULL);
+    h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
     fault("{\"path\":\"/cgi-bin/service/get_auth_info\",\"count\":3,"
           "\"errcode\":45009}");
     t0 = h_now_ms();
@@ -1029,9 +977,9 @@ slot_done(struct load *L, struct slot *s)
         /* gettoken: the current token while more than 5 minutes of it
          * remain */
         int ok = s->r.status == 200 && ecode(&s->r) == 0 &&
-                 (s->token ? strcmp(str_of(s->r.json, "access_token"),
+                 (s->token ? strcmp(h_str(s->r.json, "access_token"),
                                     Reader_tok) == 0
-                           : strcmp(str_of(s->r.json, "userid"), MEMBER) == 0);
+                           : strcmp(h_str(s->r.json, "userid"), MEMBER) == 0);
 
         if (ok) {
             L->svc_ok++;
@@ -1291,7 +1239,8 @@ test_token_storm_three_instances(void **state)
     for (i = 0; i < 3; i++)
         expect_member(ports[i]);
     before = mock_count("/cgi-bin/service/get_corp_token", CORP1);
-    sim_ok("POST", "/__mock/invalidate", "{\"corpid\":\"" CORP1 "\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/invalidate",
+             "{\"corpid\":\"" CORP1 "\"}");
     for (i = 0; i < N; i++) {
         snprintf(url, sizeof(url),
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
@@ -1313,7 +1262,7 @@ test_token_storm_three_instances(void **state)
         curl_easy_cleanup(easy[i]);
         resp_parse(&rs[i]);
         if (rs[i].status == 200 && ecode(&rs[i]) == 0 &&
-            strcmp(str_of(rs[i].json, "userid"), MEMBER) == 0)
+            strcmp(h_str(rs[i].json, "userid"), MEMBER) == 0)
             ok++;
         else if (ok + 5 > i)
             fprintf(stderr, "# storm %d: %ld %.200s\n", i, rs[i].status,
@@ -1368,11 +1317,11 @@ exchange_sent(void *arg)
 static void
 last_call(char *out, size_t len)
 {
-    json_t *v = sim_json("GET", "/__mock/requests", NULL);
+    json_t *v = h_sim_json(MockPort, "GET", "/__mock/requests", NULL);
     size_t n = json_array_size(v);
 
     snprintf(out, len, "%s",
-             n ? str_of(json_array_get(v, n - 1), "path") : "none");
+             n ? h_str(json_array_get(v, n - 1), "path") : "none");
     json_decref(v);
 }
 
@@ -1394,7 +1343,7 @@ test_sigkill_during_install(void **state)
         int lose = it == KILL_ITERS - 1;
 
         snprintf(corp, sizeof(corp), "wwmockcorp%04d", KILL_FIRST + it);
-        sim_ok("DELETE", "/__mock/requests", NULL);
+        h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
         if (lose) {
             fault("{\"path\":\"/cgi-bin/service/get_permanent_code\","
                   "\"delay_ms\":800}");
@@ -1464,10 +1413,10 @@ test_sigkill_during_install(void **state)
         snprintf(corp, sizeof(corp), "wwmockcorp%04d", KILL_FIRST + it);
         json_array_foreach(all, i, t)
         {
-            if (strcmp(str_of(t, "corpid"), corp) != 0)
+            if (strcmp(h_str(t, "corpid"), corp) != 0)
                 continue;
             n++;
-            assert_string_equal(str_of(t, "status"), "active");
+            assert_string_equal(h_str(t, "status"), "active");
         }
         assert_int_equal(n, 1);
         t = ctl(&rc, "tenant", "show", corp, (const char *)NULL);
@@ -1478,10 +1427,10 @@ test_sigkill_during_install(void **state)
     }
     json_array_foreach(all, i, t)
     {
-        if (strcmp(str_of(t, "status"), "active") != 0)
-            fprintf(stderr, "# tenant %s is %s\n", str_of(t, "corpid"),
-                    str_of(t, "status"));
-        assert_string_equal(str_of(t, "status"), "active");
+        if (strcmp(h_str(t, "status"), "active") != 0)
+            fprintf(stderr, "# tenant %s is %s\n", h_str(t, "corpid"),
+                    h_str(t, "status"));
+        assert_string_equal(h_str(t, "status"), "active");
     }
     json_decref(all);
     assert_int_equal(redis_int("XLEN wb:{" S1 "}:events"), 0);
@@ -1540,7 +1489,7 @@ test_sigterm_drains_inflight(void **state)
         curl_easy_cleanup(easy[i]);
         resp_parse(&rs[i]);
         EXPECT(&rs[i], 200, 0);
-        assert_string_equal(str_of(rs[i].json, "userid"), MEMBER);
+        assert_string_equal(h_str(rs[i].json, "userid"), MEMBER);
         resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);

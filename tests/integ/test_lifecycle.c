@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "harness.h"
+#include "simclient.h"
 #include "keyring.h"
 #include "log.h"
 #include "store.h"
@@ -47,29 +48,6 @@ static char Tickets[8][600];
 static int NTickets;
 
 /*---- helpers ----*/
-
-static long
-sim(const char *method, const char *path, const char *body, char **out)
-{
-    char url[512];
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", MockPort, path);
-    return h_http(method, url, body, body ? strlen(body) : 0, out);
-}
-
-static json_t *
-sim_json(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-
-    assert_int_equal(sim(method, path, body, &out), 200);
-    v = json_loads(out, 0, &e);
-    free(out);
-    assert_non_null(v);
-    return v;
-}
 
 /* Encrypt and POST an event as WeCom would, for suite. */
 static void
@@ -117,7 +95,7 @@ push_ticket(const char *suite)
     const char *kv[8];
 
     snprintf(path, sizeof(path), "/__mock/suite_ticket?suite_id=%s", suite);
-    t = sim_json("GET", path, NULL);
+    t = h_sim_json(MockPort, "GET", path, NULL);
     snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
     kv[0] = "SuiteId";
     kv[1] = suite;
@@ -143,7 +121,7 @@ install(const char *suite, const char *corp, long ts)
 
     snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
              suite, corp);
-    r = sim_json("POST", "/__mock/install", body);
+    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
     snprintf(tsb, sizeof(tsb), "%ld", ts);
     kv[0] = "SuiteId";
     kv[1] = suite;
@@ -288,7 +266,7 @@ mock_count(const char *path)
     size_t n;
 
     snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = sim_json("GET", p, NULL);
+    v = h_sim_json(MockPort, "GET", p, NULL);
     n = json_array_size(v);
     json_decref(v);
     return n;
@@ -361,7 +339,7 @@ clear_faults(void **state)
     char *out = NULL;
 
     (void)state;
-    sim("DELETE", "/__mock/faults", NULL, &out);
+    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
     free(out);
     return 0;
 }
@@ -439,7 +417,7 @@ test_change_auth_narrows(void **state)
     r = redisCommand(sub, "SUBSCRIBE wb:inval");
     assert_non_null(r);
     freeReplyObject(r);
-    assert_int_equal(sim("POST", "/__mock/privilege",
+    assert_int_equal(h_sim(MockPort, "POST", "/__mock/privilege",
                           "{\"corpid\":\"" CORP1 "\",\"allow_party\":[3],"
                           "\"allow_user\":[],\"allow_tag\":[]}",
                           &out),
@@ -522,7 +500,7 @@ redis_text(void)
 static void
 test_secrets_never_in_plaintext(void **state)
 {
-    json_t *reqs = sim_json("GET",
+    json_t *reqs = h_sim_json(MockPort, "GET",
                              "/__mock/requests?path=/cgi-bin/service/"
                              "get_corp_token",
                              NULL);
@@ -629,18 +607,18 @@ test_crash_while_retrying_then_recovers_once(void **state)
 
     (void)state;
     before = mock_count("/cgi-bin/service/get_permanent_code");
-    assert_int_equal(sim("POST", "/__mock/faults",
+    assert_int_equal(h_sim(MockPort, "POST", "/__mock/faults",
                           "{\"path\":\"/cgi-bin/service/get_permanent_code\","
                           "\"count\":1000,\"status\":502,\"body\":\"nonjson\"}",
                           &out),
                      200);
     free(out);
-    sim("DELETE", "/__mock/requests", NULL, &out);
+    h_sim(MockPort, "DELETE", "/__mock/requests", NULL, &out);
     free(out);
     install(S1, CORP2, (long)time(NULL));
     assert_true(h_wait(exchange_attempted_twice, NULL, 30000));
     assert_int_equal(h_broker_stop(&H, SIGKILL), 128 + SIGKILL);
-    sim("DELETE", "/__mock/faults", NULL, &out);
+    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
     free(out);
     after = mock_count("/cgi-bin/service/get_permanent_code");
     assert_int_equal(h_broker_start(&H), 0);
@@ -664,7 +642,7 @@ test_dropped_reply_lost_then_reinstall_required(void **state)
     char *out = NULL;
 
     (void)state;
-    assert_int_equal(sim("POST", "/__mock/faults",
+    assert_int_equal(h_sim(MockPort, "POST", "/__mock/faults",
                           "{\"path\":\"/cgi-bin/service/get_permanent_code\","
                           "\"count\":1,\"drop_reply\":true}",
                           &out),
@@ -700,8 +678,8 @@ test_upstream_faults_retry_then_dead_letter(void **state)
 
     (void)state;
     for (i = 0; i < nitems(faults); i++) {
-        assert_int_equal(sim("POST", "/__mock/faults", faults[i], &out),
-                         200);
+        assert_int_equal(
+            h_sim(MockPort, "POST", "/__mock/faults", faults[i], &out), 200);
         free(out);
     }
     install(S1, CORP4, (long)time(NULL));
@@ -819,7 +797,7 @@ test_token_refresh_single_flight(void **state)
     run_until(both_done);
     assert_string_equal(Sides[0].token, Sides[1].token);
     /* WeCom invalidates it; both instances see it fail at once */
-    assert_int_equal(sim("POST", "/__mock/invalidate",
+    assert_int_equal(h_sim(MockPort, "POST", "/__mock/invalidate",
                           "{\"corpid\":\"" CORP2 "\"}", &out),
                      200);
     free(out);

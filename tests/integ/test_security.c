@@ -32,6 +32,7 @@
 
 #include "codec.h"
 #include "harness.h"
+#include "simclient.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -48,7 +49,6 @@ static struct h_relay *Relay;
 static pid_t Mock, Bpid, Cpid;
 static int MockPort, RelayPort, Bport;
 static char Blog[400];
-static long Last_ts;
 static char *Reader_secret, *Reader_tok, *Narrow_secret, *Member_secret;
 
 /* Every secret seen during the run: must never show up where it should
@@ -215,14 +215,6 @@ ecode(const struct resp *r)
     return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
 }
 
-static const char *
-str_of(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-
-    return s ? s : "";
-}
-
 #define EXPECT(r, st, code)                                                    \
     do {                                                                       \
         if ((r)->status != (st) || ecode(r) != (code))                         \
@@ -257,51 +249,7 @@ param(const char *url, const char *name)
 
 /*---- The simulator ----*/
 
-static long
-sim(const char *method, const char *path, const char *body, char **out)
-{
-    char url[1024];
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", MockPort, path);
-    return h_http(method, url, body, body ? strlen(body) : 0, out);
-}
-
-static json_t *
-sim_json(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-
-    assert_int_equal(sim(method, path, body, &out), 200);
-    v = json_loads(out, 0, &e);
-    free(out);
-    assert_non_null(v);
-    return v;
-}
-
-static void
-sim_ok(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    long st = sim(method, path, body, &out);
-
-    if (st != 200)
-        fprintf(stderr, "# %s %s: %ld %s\n", method, path, st, out);
-    assert_int_equal(st, 200);
-    free(out);
-}
-
 /*---- Callbacks, as WeCom sends them ----*/
-
-static long
-next_ts(void)
-{
-    long now = (long)time(NULL);
-
-    Last_ts = now > Last_ts ? now : Last_ts + 1;
-    return Last_ts;
-}
 
 static void
 post_event(const char *const *kv, size_t npairs)
@@ -347,8 +295,8 @@ push_ticket(void)
     json_t *t;
     const char *kv[8];
 
-    t = sim_json("GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    secret_add("suite_ticket", str_of(t, "suite_ticket"));
+    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
+    secret_add("suite_ticket", h_str(t, "suite_ticket"));
     snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
     kv[0] = "SuiteId";
     kv[1] = S1;
@@ -357,7 +305,7 @@ push_ticket(void)
     kv[4] = "TimeStamp";
     kv[5] = ts;
     kv[6] = "SuiteTicket";
-    kv[7] = str_of(t, "suite_ticket");
+    kv[7] = h_str(t, "suite_ticket");
     post_event(kv, 4);
     json_decref(t);
 }
@@ -373,11 +321,11 @@ create_auth(const char *corp, const char *code)
     if (code == NULL) {
         snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
                  S1, corp);
-        r = sim_json("POST", "/__mock/install", body);
-        code = str_of(r, "auth_code");
+        r = h_sim_json(MockPort, "POST", "/__mock/install", body);
+        code = h_str(r, "auth_code");
     }
     secret_add("AuthCode", code);
-    snprintf(tsb, sizeof(tsb), "%ld", next_ts());
+    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
     kv[0] = "SuiteId";
     kv[1] = S1;
     kv[2] = "AuthCode";
@@ -446,7 +394,7 @@ has_status(void *arg)
     struct want *w = arg;
     int rc;
     json_t *t = ctl(&rc, "tenant", "show", w->corp, (const char *)NULL);
-    int ok = rc == 0 && strcmp(str_of(t, "status"), w->status) == 0;
+    int ok = rc == 0 && strcmp(h_str(t, "status"), w->status) == 0;
 
     json_decref(t);
     return ok;
@@ -473,7 +421,7 @@ svc_add(const char *name, const char *scopes, const char *opt, const char *val)
     char *out;
 
     assert_int_equal(rc, 0);
-    s = str_of(v, "secret");
+    s = h_str(v, "secret");
     assert_non_null(strchr(s, '.'));
     out = strdup(s);
     /* the part after the id is the secret */
@@ -491,7 +439,7 @@ token_for(int port, const char *secret, const char *corp)
     call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
          corp, secret);
     EXPECT(&r, 200, 0);
-    t = strdup(str_of(r.json, "access_token"));
+    t = strdup(h_str(r.json, "access_token"));
     secret_add("broker token", t);
     resp_free(&r);
     return t;
@@ -716,7 +664,7 @@ browser_install(const char *corp, const char *src)
     struct resp r;
 
     snprintf(body, sizeof(body), "{\"corpid\":\"%s\"}", corp);
-    sim_ok("POST", "/__mock/oauth_corp", body);
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_corp", body);
     snprintf(url, sizeof(url),
              "http://127.0.0.1:%d/wecom/suite/" S1
              "/install?return=https%%3A%%2F%%2Fapp.example%%2Freturn%%2Fx",
@@ -1882,7 +1830,7 @@ test_internal_http10_served(void **state)
     j = json_loads(raw_body(raw), 0, &e);
     assert_non_null(j);
     assert_int_equal(json_integer_value(json_object_get(j, "errcode")), 0);
-    assert_string_equal(str_of(j, "userid"), MEMBER);
+    assert_string_equal(h_str(j, "userid"), MEMBER);
     assert_null(json_object_get(j, "mock_internal_note"));
     json_decref(j);
     free(raw);
@@ -2237,7 +2185,7 @@ count_what(const char *what)
     size_t i, n = 0;
     json_t *e;
 
-    json_array_foreach(Secrets, i, e) n += strcmp(str_of(e, "what"), what) == 0;
+    json_array_foreach(Secrets, i, e) n += strcmp(h_str(e, "what"), what) == 0;
     return n;
 }
 
@@ -2317,13 +2265,13 @@ secrets_in(const char *where, const char *text, const char *allow)
 
     json_array_foreach(Secrets, i, e)
     {
-        const char *v = str_of(e, "value");
+        const char *v = h_str(e, "value");
 
-        if (allow != NULL && strcmp(str_of(e, "what"), allow) == 0)
+        if (allow != NULL && strcmp(h_str(e, "what"), allow) == 0)
             continue;
         if (strstr(text, v) != NULL) {
             fprintf(stderr, "# %s holds a %s: %.6s...\n", where,
-                    str_of(e, "what"), v);
+                    h_str(e, "what"), v);
             n++;
         }
     }
@@ -2346,8 +2294,8 @@ member_login(const char *src)
     char *tok;
     json_t *body;
 
-    sim_ok("POST", "/__mock/oauth_user",
-           "{\"corpid\":\"" CORP1 "\",\"userid\":\"" MEMBER "\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_user",
+             "{\"corpid\":\"" CORP1 "\",\"userid\":\"" MEMBER "\"}");
     snprintf(url, sizeof(url),
              "http://127.0.0.1:%d/wecom/suite/" S1 "/oauth/authorize?scope="
              "snsapi_privateinfo&return=https%%3A%%2F%%2Fapp.example%%2F"
@@ -2376,9 +2324,9 @@ member_login(const char *src)
     call(&r, H.int_port, "GET", NULL,
          "/cgi-bin/auth/getuserinfo?access_token=%s&code=%s", tok, code);
     EXPECT(&r, 200, 0);
-    assert_string_equal(str_of(r.json, "userid"), MEMBER);
-    secret_add("broker user_ticket", str_of(r.json, "user_ticket"));
-    body = json_pack("{s:s}", "user_ticket", str_of(r.json, "user_ticket"));
+    assert_string_equal(h_str(r.json, "userid"), MEMBER);
+    secret_add("broker user_ticket", h_str(r.json, "user_ticket"));
+    body = json_pack("{s:s}", "user_ticket", h_str(r.json, "user_ticket"));
     resp_free(&r);
     v = json_dumps(body, 0);
     call(&r, Bport, "POST", v, "/cgi-bin/auth/getuserdetail?access_token=%s",
@@ -2471,7 +2419,7 @@ test_no_secret_anywhere(void **state)
          Reader_tok);
     resp_free(&r);
     member_login("127.0.0.9");
-    snprintf(tsb, sizeof(tsb), "%ld", next_ts());
+    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
     kv[0] = "SuiteId";
     kv[1] = S1;
     kv[2] = "InfoType";
@@ -2490,9 +2438,9 @@ test_no_secret_anywhere(void **state)
     secret_add("member mobile (event)", "13912345678");
     secret_add("member email (event)", "zhang.secret@corp.example");
     /* WeCom fails every exchange of this one: it dead-letters */
-    sim_ok("POST", "/__mock/faults",
-           "{\"path\":\"/cgi-bin/service/get_permanent_code\","
-           "\"count\":2,\"status\":502,\"body\":\"nonjson\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/faults",
+             "{\"path\":\"/cgi-bin/service/get_permanent_code\","
+             "\"count\":2,\"status\":502,\"body\":\"nonjson\"}");
     create_auth(CORP3, NULL);
     {
         const char *rot[] = {"--json", "service", "rotate", "reader", NULL};
@@ -2503,7 +2451,7 @@ test_no_secret_anywhere(void **state)
         e = json_loads(m, JSON_DISABLE_EOF_CHECK, NULL);
         assert_non_null(e);
         secret_add("service secret (rotated)",
-                   strchr(str_of(e, "secret"), '.') + 1);
+                   strchr(h_str(e, "secret"), '.') + 1);
         assert_int_equal(
             secrets_in("service rotate", m, "service secret (rotated)"), 0);
         /* and the check sees a secret where there is one */
@@ -2537,14 +2485,14 @@ test_no_secret_anywhere(void **state)
     fprintf(stderr, "# secrets looked for: %zu (", json_array_size(Secrets));
     json_array_foreach(Secrets, i, e)
     {
-        const char *w = str_of(e, "what");
+        const char *w = h_str(e, "what");
         size_t k;
         int first = 1;
         json_t *o;
 
         json_array_foreach(Secrets, k, o)
         {
-            if (k < i && strcmp(str_of(o, "what"), w) == 0)
+            if (k < i && strcmp(h_str(o, "what"), w) == 0)
                 first = 0;
         }
         if (first)

@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "simclient.h"
 #include "service.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -44,7 +45,6 @@ static struct wecom_crypto *C;
 static pid_t Mock, Bpid, Cpid;
 static int MockPort, Aport, Bport;
 static char Bconf[400], Blog[400];
-static long Last_ts;
 
 /* Service secrets and tokens for CORP1. */
 static char *Reader_secret, *Reader_tok; /* contacts.read */
@@ -201,47 +201,10 @@ ecode(const struct resp *r)
 
 /*---- The simulator ----*/
 
-static long
-sim(const char *method, const char *path, const char *body, char **out)
-{
-    char url[1024];
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", MockPort, path);
-    return h_http(method, url, body, body ? strlen(body) : 0, out);
-}
-
-static json_t *
-sim_json(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-
-    assert_int_equal(sim(method, path, body, &out), 200);
-    v = json_loads(out, 0, &e);
-    if (v == NULL)
-        fprintf(stderr, "# %s: not JSON: %.200s\n", path, out);
-    free(out);
-    assert_non_null(v);
-    return v;
-}
-
-static void
-sim_ok(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    long st = sim(method, path, body, &out);
-
-    if (st != 200)
-        fprintf(stderr, "# %s %s: %ld %s\n", method, path, st, out);
-    assert_int_equal(st, 200);
-    free(out);
-}
-
 static void
 fault(const char *json)
 {
-    sim_ok("POST", "/__mock/faults", json);
+    h_sim_ok(MockPort, "POST", "/__mock/faults", json);
 }
 
 /* A data API of the simulator with our own corp token: what WeCom has,
@@ -255,7 +218,7 @@ direct(const char *method, const char *path, const char *query,
 
     snprintf(pq, sizeof(pq), "%s?access_token=%s%s%s", path, Corp_token,
              query ? "&" : "", query ? query : "");
-    v = sim_json(method, pq, body);
+    v = h_sim_json(MockPort, method, pq, body);
     if (json_integer_value(json_object_get(v, "errcode")) != 0) {
         char *s = json_dumps(v, 0);
 
@@ -275,7 +238,7 @@ mock_count(const char *path, const char *corp)
     size_t n = 0, i;
 
     snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = sim_json("GET", p, NULL);
+    v = h_sim_json(MockPort, "GET", p, NULL);
     json_array_foreach(v, i, e)
     {
         const char *c = json_string_value(
@@ -289,15 +252,6 @@ mock_count(const char *path, const char *corp)
 }
 
 /*---- Callbacks, as WeCom sends them ----*/
-
-static long
-next_ts(void)
-{
-    long now = (long)time(NULL);
-
-    Last_ts = now > Last_ts ? now : Last_ts + 1;
-    return Last_ts;
-}
 
 static void
 post_event(const char *const *kv, size_t npairs)
@@ -345,7 +299,7 @@ push_ticket(void)
     json_t *t;
     const char *kv[8];
 
-    t = sim_json("GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
+    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
     snprintf(ticket, sizeof(ticket), "%s",
              json_string_value(json_object_get(t, "suite_ticket")));
     json_decref(t);
@@ -371,8 +325,8 @@ install(const char *corp)
 
     snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
              corp);
-    r = sim_json("POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", next_ts());
+    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
+    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
     kv[0] = "SuiteId";
     kv[1] = S1;
     kv[2] = "AuthCode";
@@ -394,7 +348,7 @@ corp_event(const char *type, const char *corp, const char *k1, const char *v1)
     const char *kv[12];
     size_t n = 0;
 
-    snprintf(tsb, sizeof(tsb), "%ld", next_ts());
+    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
     kv[n++] = "SuiteId";
     kv[n++] = S1;
     kv[n++] = "InfoType";
@@ -451,14 +405,6 @@ tenant_show(const char *corp)
     return ctl(&rc, "tenant", "show", corp, (const char *)NULL);
 }
 
-static const char *
-str_of(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-
-    return s ? s : "";
-}
-
 struct want {
     const char *corp, *status;
 };
@@ -468,7 +414,7 @@ has_status(void *arg)
 {
     struct want *w = arg;
     json_t *t = tenant_show(w->corp);
-    int ok = strcmp(str_of(t, "status"), w->status) == 0;
+    int ok = strcmp(h_str(t, "status"), w->status) == 0;
 
     json_decref(t);
     return ok;
@@ -495,8 +441,8 @@ svc_add(const char *name, const char *scopes, const char *opt, const char *val)
     char *s;
 
     assert_int_equal(rc, 0);
-    assert_string_equal(str_of(v, "name"), name);
-    s = strdup(str_of(v, "secret"));
+    assert_string_equal(h_str(v, "name"), name);
+    s = strdup(h_str(v, "secret"));
     assert_non_null(strchr(s, '.'));
     json_decref(v);
     return s;
@@ -512,7 +458,7 @@ token_for(int port, const char *secret, const char *corp)
     call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
          corp, secret);
     EXPECT(&r, 200, 0);
-    t = strdup(str_of(r.json, "access_token"));
+    t = strdup(h_str(r.json, "access_token"));
     assert_int_equal(strlen(t), SERVICE_TOKEN_LEN);
     resp_free(&r);
     return t;
@@ -618,7 +564,7 @@ truth_compute(const json_t *priv)
             snprintf(q, sizeof(q), "tagid=%ld", tag);
             v = direct("GET", "/cgi-bin/tag/get", q, NULL);
             json_array_foreach(json_object_get(v, "userlist"), j, m)
-                json_object_set_new(T.in_users, str_of(m, "userid"),
+                json_object_set_new(T.in_users, h_str(m, "userid"),
                                     json_true());
             json_array_foreach(json_object_get(v, "partylist"), j, d)
                 mark_subtree(T.in_depts, T.depts, (long)json_integer_value(d));
@@ -630,7 +576,7 @@ truth_compute(const json_t *priv)
         json_array_foreach(json_object_get(m, "department"), j, d)
         {
             if (set_has_long(T.in_depts, (long)json_integer_value(d)))
-                json_object_set_new(T.in_users, str_of(m, "userid"),
+                json_object_set_new(T.in_users, h_str(m, "userid"),
                                     json_true());
         }
     }
@@ -646,29 +592,30 @@ direct_token(const char *ticket)
     char body[600], path[300];
     size_t i;
 
-    reqs = sim_json(
-        "GET", "/__mock/requests?path=/cgi-bin/service/get_auth_info", NULL);
+    reqs = h_sim_json(MockPort, "GET",
+                      "/__mock/requests?path=/cgi-bin/service/get_auth_info",
+                      NULL);
     json_array_foreach(reqs, i, e)
     {
         const json_t *b = json_object_get(e, "body");
 
-        if (strcmp(str_of(b, "auth_corpid"), CORP1) == 0)
-            pcode = str_of(b, "permanent_code");
+        if (strcmp(h_str(b, "auth_corpid"), CORP1) == 0)
+            pcode = h_str(b, "permanent_code");
     }
     assert_non_null(pcode);
     snprintf(body, sizeof(body),
              "{\"suite_id\":\"%s\",\"suite_secret\":\"%s\","
              "\"suite_ticket\":\"%s\"}",
              S1, H_SECRET, ticket);
-    st = sim_json("POST", "/cgi-bin/service/get_suite_token", body);
+    st = h_sim_json(MockPort, "POST", "/cgi-bin/service/get_suite_token", body);
     snprintf(path, sizeof(path),
              "/cgi-bin/service/get_corp_token?suite_access_token=%s",
-             str_of(st, "suite_access_token"));
+             h_str(st, "suite_access_token"));
     snprintf(body, sizeof(body),
              "{\"auth_corpid\":\"%s\",\"permanent_code\":\"%s\"}", CORP1,
              pcode);
-    ct = sim_json("POST", path, body);
-    snprintf(Corp_token, sizeof(Corp_token), "%s", str_of(ct, "access_token"));
+    ct = h_sim_json(MockPort, "POST", path, body);
+    snprintf(Corp_token, sizeof(Corp_token), "%s", h_str(ct, "access_token"));
     assert_true(strlen(Corp_token) > 16);
     json_decref(ct);
     json_decref(st);
@@ -686,7 +633,7 @@ pick_subjects(void)
     In_member[0] = Out_member[0] = '\0';
     json_array_foreach(T.members, i, m)
     {
-        const char *u = str_of(m, "userid");
+        const char *u = h_str(m, "userid");
 
         if (set_has(T.in_users, u) && In_member[0] == '\0' &&
             json_object_get(m, "mobile") != NULL)
@@ -751,13 +698,13 @@ pick_subjects(void)
         json_t *g;
 
         snprintf(body, sizeof(body), "{\"chat_id\":\"%s\"}",
-                 str_of(e, "chat_id"));
+                 h_str(e, "chat_id"));
         g = direct("POST", "/cgi-bin/externalcontact/groupchat/get", NULL,
                    body);
         m = json_object_get(g, "group_chat");
-        if (In_chat[0] == '\0' && set_has(T.in_users, str_of(m, "owner"))) {
-            snprintf(In_chat, sizeof(In_chat), "%s", str_of(e, "chat_id"));
-            snprintf(In_owner, sizeof(In_owner), "%s", str_of(m, "owner"));
+        if (In_chat[0] == '\0' && set_has(T.in_users, h_str(m, "owner"))) {
+            snprintf(In_chat, sizeof(In_chat), "%s", h_str(e, "chat_id"));
+            snprintf(In_owner, sizeof(In_owner), "%s", h_str(m, "owner"));
         }
         json_decref(g);
     }
@@ -854,10 +801,10 @@ setup(void **state)
     if (Mock == 0)
         return -1;
     /* CORP1 also grants contact:edit:all, which user/list_id needs */
-    sim_ok("POST", "/__mock/permissions",
-           "{\"corpid\":\"" CORP1 "\",\"app_permissions\":["
-           "\"contact:base:base\",\"externalcontact:base:base\","
-           "\"contact:edit:all\"]}");
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP1 "\",\"app_permissions\":["
+             "\"contact:base:base\",\"externalcontact:base:base\","
+             "\"contact:edit:all\"]}");
     if (h_write_conf(&H, 0, broker_extra(MockPort)) != 0 ||
         h_broker_start(&H) != 0)
         return -1;
@@ -916,7 +863,7 @@ clear_faults(void **state)
     char *out = NULL;
 
     (void)state;
-    sim("DELETE", "/__mock/faults", NULL, &out);
+    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
     free(out);
     return 0;
 }
@@ -933,14 +880,14 @@ test_gettoken_issues_and_reuses(void **state)
     call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
          CORP1, Reader_secret);
     EXPECT(&r, 200, 0);
-    assert_string_equal(str_of(r.json, "errmsg"), "ok");
+    assert_string_equal(h_str(r.json, "errmsg"), "ok");
     assert_true(json_integer_value(json_object_get(r.json, "expires_in")) >
                 7000);
     assert_true(json_integer_value(json_object_get(r.json, "expires_in")) <=
                 7200);
     /* like WeCom: the current token while more than 5 minutes remain, on
      * either instance */
-    assert_string_equal(str_of(r.json, "access_token"), Reader_tok);
+    assert_string_equal(h_str(r.json, "access_token"), Reader_tok);
     resp_free(&r);
     again = token_for(Bport, Reader_secret, CORP1);
     assert_string_equal(again, Reader_tok);
@@ -1591,7 +1538,7 @@ test_wecom_errcode_passed_through(void **state)
     call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
          Reader_tok, In_member);
     EXPECT(&r, 200, 60111);
-    assert_true(strlen(str_of(r.json, "errmsg")) > 0);
+    assert_true(strlen(h_str(r.json, "errmsg")) > 0);
     resp_free(&r);
     fault("{\"path\":\"/cgi-bin/tag/list\",\"count\":1,\"errcode\":45009}");
     call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
@@ -1673,8 +1620,8 @@ param_value(const char *name, char *out, size_t len)
 static void
 call_endpoint(struct resp *r, int port, const char *tok, const json_t *e)
 {
-    const char *path = str_of(e, "path"), *k;
-    int post = strcmp(str_of(e, "method"), "POST") == 0;
+    const char *path = h_str(e, "path"), *k;
+    int post = strcmp(h_str(e, "method"), "POST") == 0;
     char q[1024] = "", val[128];
     json_t *body = json_object(), *p;
     char *bs;
@@ -1682,7 +1629,7 @@ call_endpoint(struct resp *r, int port, const char *tok, const json_t *e)
 
     json_object_foreach(json_object_get(e, "params"), k, p)
     {
-        const char *type = str_of(p, "type");
+        const char *type = h_str(p, "type");
 
         if (!param_value(k, val, sizeof(val)))
             continue;
@@ -1781,10 +1728,10 @@ test_contacts_read_never_sees_sensitive_fields(void **state)
     (void)state;
     json_array_foreach(eps, i, e)
     {
-        const char *path = str_of(e, "path");
+        const char *path = h_str(e, "path");
 
         call_endpoint(&r, i % 2 ? Bport : Aport, Reader_tok, e);
-        if (!scope_in(str_of(e, "scope"), allowed)) {
+        if (!scope_in(h_str(e, "scope"), allowed)) {
             EXPECT(&r, 200, 48002);
             refused++;
             resp_free(&r);
@@ -1834,9 +1781,9 @@ test_customers_service_sees_no_undeclared_or_never_fields(void **state)
     (void)state;
     json_array_foreach(eps, i, e)
     {
-        const char *path = str_of(e, "path");
+        const char *path = h_str(e, "path");
 
-        if (!scope_in(str_of(e, "scope"), allowed))
+        if (!scope_in(h_str(e, "scope"), allowed))
             continue;
         call_endpoint(&r, i % 2 ? Aport : Bport, Crm_tok, e);
         if (r.status != 200 || ecode(&r) != 0)
@@ -2056,7 +2003,7 @@ test_list_id_rows_only_in_range(void **state)
         }
         json_array_foreach(json_object_get(up, "dept_user"), i, row)
         {
-            if (!set_has(T.in_users, str_of(row, "open_userid")))
+            if (!set_has(T.in_users, h_str(row, "open_userid")))
                 out++;
         }
         assert_int_equal(r.dropped, out);
@@ -2132,7 +2079,7 @@ test_follow_users_and_customers_only_in_range(void **state)
             /* a customer none of whose follow users is visible is out of
              * range: nothing of it may leave the broker */
             const char *name =
-                str_of(json_object_get(up, "external_contact"), "name");
+                h_str(json_object_get(up, "external_contact"), "name");
 
             EXPECT(&r, 200, 60011);
             if (json_object_get(r.json, "external_contact") != NULL ||
@@ -2173,19 +2120,19 @@ test_group_chats_only_in_range(void **state)
         long want = 0;
 
         snprintf(body, sizeof(body), "{\"chat_id\":\"%s\"}",
-                 str_of(e, "chat_id"));
+                 h_str(e, "chat_id"));
         up = direct("POST", "/cgi-bin/externalcontact/groupchat/get", NULL,
                     body);
         upc = json_object_get(up, "group_chat");
         call(&r, i % 2 ? Aport : Bport, "POST", body,
              "/cgi-bin/externalcontact/groupchat/get?access_token=%s", Crm_tok);
         g = json_object_get(r.json, "group_chat");
-        if (!set_has(T.in_users, str_of(upc, "owner"))) {
+        if (!set_has(T.in_users, h_str(upc, "owner"))) {
             /* a chat is in range when its owner is: chat_id is a subject
              * parameter, decided on the reply */
             EXPECT(&r, 200, 60011);
             assert_null(g);
-            assert_null(strstr(r.body, str_of(upc, "chat_id")));
+            assert_null(strstr(r.body, h_str(upc, "chat_id")));
             gone++;
         } else {
             EXPECT(&r, 200, 0);
@@ -2195,16 +2142,16 @@ test_group_chats_only_in_range(void **state)
                 long type =
                     (long)json_integer_value(json_object_get(m, "type"));
                 const char *inv =
-                    str_of(json_object_get(m, "invitor"), "userid");
+                    h_str(json_object_get(m, "invitor"), "userid");
 
-                if (type == 1 && !set_has(T.in_users, str_of(m, "userid")))
+                if (type == 1 && !set_has(T.in_users, h_str(m, "userid")))
                     want++;
                 else if (inv[0] != '\0' && !set_has(T.in_users, inv))
                     want++;
             }
             json_array_foreach(json_object_get(upc, "admin_list"), j, a)
             {
-                if (!set_has(T.in_users, str_of(a, "userid")))
+                if (!set_has(T.in_users, h_str(a, "userid")))
                     want++;
             }
             json_array_foreach(json_object_get(g, "member_list"), j, m)
@@ -2212,15 +2159,15 @@ test_group_chats_only_in_range(void **state)
                 const json_t *inv = json_object_get(m, "invitor");
 
                 if (json_integer_value(json_object_get(m, "type")) != 2)
-                    assert_true(set_has(T.in_users, str_of(m, "userid")));
+                    assert_true(set_has(T.in_users, h_str(m, "userid")));
                 if (inv != NULL)
-                    assert_true(set_has(T.in_users, str_of(inv, "userid")));
+                    assert_true(set_has(T.in_users, h_str(inv, "userid")));
             }
             json_array_foreach(json_object_get(g, "admin_list"), j, a)
-                assert_true(set_has(T.in_users, str_of(a, "userid")));
+                assert_true(set_has(T.in_users, h_str(a, "userid")));
             if (r.dropped != want)
                 fprintf(stderr, "# groupchat/get %s: dropped %ld, want %ld\n",
-                        str_of(e, "chat_id"), r.dropped, want);
+                        h_str(e, "chat_id"), r.dropped, want);
             assert_int_equal(r.dropped, want);
             kept++;
         }
@@ -2257,8 +2204,8 @@ test_service_parties_narrow_the_range(void **state)
             inside |= set_has_long(sub, (long)json_integer_value(d));
         }
         if (!inside && outside[0] == '\0' &&
-            set_has(T.in_users, str_of(m, "userid")))
-            snprintf(outside, sizeof(outside), "%s", str_of(m, "userid"));
+            set_has(T.in_users, h_str(m, "userid")))
+            snprintf(outside, sizeof(outside), "%s", h_str(m, "userid"));
     }
     assert_true(outside[0] != '\0');
     snprintf(parties, sizeof(parties), "%s:%ld", CORP1, dept);
@@ -2329,7 +2276,7 @@ test_directory_behind_wecom_fails_closed(void **state)
     assert_non_null(tag);
     json_array_foreach(T.members, i, m)
     {
-        const char *u = str_of(m, "userid");
+        const char *u = h_str(m, "userid");
         json_t *d;
         size_t j;
         int in2 = 0, tagged = 0;
@@ -2390,7 +2337,7 @@ test_directory_behind_wecom_fails_closed(void **state)
         {
             json_t *d;
 
-            if (strcmp(str_of(m, "userid"), gone) != 0)
+            if (strcmp(h_str(m, "userid"), gone) != 0)
                 continue;
             json_array_foreach(json_object_get(m, "department"), j, d)
             {
@@ -2540,10 +2487,10 @@ test_rotate_seen_by_second_instance(void **state)
             "instance after %ld ms\n",
             ms);
     assert_true(ms >= 0 && ms <= 1000);
-    assert_string_equal(str_of(v, "name"), "rotate-me");
-    assert_string_not_equal(str_of(v, "secret"), sec);
+    assert_string_equal(h_str(v, "name"), "rotate-me");
+    assert_string_not_equal(h_str(v, "secret"), sec);
     /* the new secret works everywhere, and its token is a new one */
-    tok2 = token_for(Bport, str_of(v, "secret"), CORP1);
+    tok2 = token_for(Bport, h_str(v, "secret"), CORP1);
     assert_string_not_equal(tok2, tok);
     assert_true(refused_on(Aport, tok2, 0));
     assert_true(refused_on(Bport, tok2, 0));
@@ -2628,7 +2575,7 @@ test_change_auth_narrowing_seen_by_second_instance(void **state)
         EXPECT(&r, 200, 0);
         resp_free(&r);
     }
-    sim_ok("POST", "/__mock/privilege", narrow_priv);
+    h_sim_ok(MockPort, "POST", "/__mock/privilege", narrow_priv);
     n.t0 = h_now_ms();
     corp_event("change_auth", CORP1, NULL, NULL);
     ms = poll_ms(narrowed_on_b, &n, n.t0);
@@ -2664,9 +2611,9 @@ test_change_auth_narrowing_seen_by_second_instance(void **state)
     }
     /* put the default range back */
     json_decref(priv);
-    sim_ok("POST", "/__mock/privilege",
-           "{\"corpid\":\"" CORP1 "\",\"allow_party\":[2],"
-           "\"allow_user\":[\"u00003\"],\"allow_tag\":[1]}");
+    h_sim_ok(MockPort, "POST", "/__mock/privilege",
+             "{\"corpid\":\"" CORP1 "\",\"allow_party\":[2],"
+             "\"allow_user\":[\"u00003\"],\"allow_tag\":[1]}");
     corp_event("change_auth", CORP1, NULL, NULL);
     assert_true(h_wait(restored, NULL, 30000));
     t = tenant_show(CORP1);
@@ -2740,7 +2687,8 @@ test_token_storm_two_instances(void **state)
     assert_true(refused_on(Aport, Reader_tok, 0));
     assert_true(refused_on(Bport, Reader_tok, 0));
     before = mock_count("/cgi-bin/service/get_corp_token", CORP1);
-    sim_ok("POST", "/__mock/invalidate", "{\"corpid\":\"" CORP1 "\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/invalidate",
+             "{\"corpid\":\"" CORP1 "\"}");
     for (i = 0; i < N; i++) {
         snprintf(url, sizeof(url),
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
@@ -2816,7 +2764,7 @@ test_plain_curl_client(void **state)
     v = json_loads(out, 0, &e);
     assert_non_null(v);
     assert_int_equal(json_integer_value(json_object_get(v, "errcode")), 0);
-    snprintf(tok, sizeof(tok), "%s", str_of(v, "access_token"));
+    snprintf(tok, sizeof(tok), "%s", h_str(v, "access_token"));
     json_decref(v);
     free(out);
     snprintf(url, sizeof(url),
@@ -2830,7 +2778,7 @@ test_plain_curl_client(void **state)
     v = json_loads(out, 0, &e);
     assert_non_null(v);
     assert_int_equal(json_integer_value(json_object_get(v, "errcode")), 0);
-    assert_string_equal(str_of(v, "userid"), In_member);
+    assert_string_equal(h_str(v, "userid"), In_member);
     assert_null(json_object_get(v, "mobile"));
     json_decref(v);
     free(out);
