@@ -16,6 +16,7 @@
 #include "browser.h"
 #include "callback.h"
 #include "config.h"
+#include "evqueue.h"
 #include "httpd.h"
 #include "keyring.h"
 #include "keys.h"
@@ -42,25 +43,10 @@ struct callback {
 /* InfoTypes that go to the event stream; anything else is acknowledged,
  * logged and counted only. */
 static const char *const queued_types[] = {
-    "create_auth",          "change_auth",
-    "cancel_auth",          "reset_permanent_code",
-    "change_contact",       "change_external_contact",
-    "change_external_chat", "change_external_tag",
-    "corp_arch_auth",
+    "create_auth",          "change_auth",         "cancel_auth",
+    "reset_permanent_code", "change_contact",      "change_external_contact",
+    "change_external_chat", "change_external_tag", "corp_arch_auth",
 };
-
-/* Writes the dedupe mark and the stream entry together, so an event is
- * either queued and marked or neither. For data callbacks the receiving
- * corp must be a known tenant. */
-static const char enqueue_lua[] =
-    "if ARGV[2] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then\n"
-    "  return -1\n"
-    "end\n"
-    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\n"
-    "return 1\n";
 
 /* Keeps the newest ticket by WeCom's TimeStamp: an older or equal one
  * never overwrites, whichever instance it reaches. */
@@ -81,13 +67,20 @@ struct pending {
     struct suite_rt *su;
     char info_type[32]; /* metric label: a queued type, suite_ticket or data */
     int is_ticket;
+    /* a data callback waits for the tenant check before it is queued (or
+     * dropped); the entry to write is kept until then */
+    int data;
+    int drop;
+    char corp[80];
+    char seen[KEYS_MAX];
+    char *kv[12];
+    size_t nkv;
 };
 
 /*---- Replies ----*/
 
-static void
-reject(struct httpd_req *r, const char *suite, int status,
-       const char *reason, const char *fmt, ...) BRK_PRINTF(5, 6);
+static void reject(struct httpd_req *r, const char *suite, int status,
+                   const char *reason, const char *fmt, ...) BRK_PRINTF(5, 6);
 
 /*
  * Refuse a request: one log line naming the reason, one metric, and a
@@ -180,14 +173,13 @@ check_query(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     for (i = 0; i < n; i++) {
         c = query_count(q, names[i]);
         if (c != 1) {
-            reject(r, su->conf->suite_id, 400, "bad_query", "%s %s",
-                   names[i], c == 0 ? "missing" : "repeated");
+            reject(r, su->conf->suite_id, 400, "bad_query", "%s %s", names[i],
+                   c == 0 ? "missing" : "repeated");
             return -1;
         }
     }
     if (!want_echostr && query_count(q, "echostr") != 0) {
-        reject(r, su->conf->suite_id, 400, "bad_query",
-               "echostr on a POST");
+        reject(r, su->conf->suite_id, 400, "bad_query", "echostr on a POST");
         return -1;
     }
     ts = query_get(q, "timestamp");
@@ -226,8 +218,8 @@ handle_verify(struct httpd_req *r, struct suite_rt *su, const struct query *q)
     enum brk_err err;
 
     err = wecom_crypto_verify(su->crypto, query_get(q, "msg_signature"),
-                              query_get(q, "timestamp"),
-                              query_get(q, "nonce"), echostr);
+                              query_get(q, "timestamp"), query_get(q, "nonce"),
+                              echostr);
     if (err) {
         crypto_reject(r, su->conf->suite_id, err, "msg_signature mismatch");
         goto out;
@@ -261,6 +253,16 @@ out:
 /*---- POST: events ----*/
 
 static void
+pending_free(struct pending *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->nkv; i++)
+        brk_free(p->kv[i]);
+    brk_free(p);
+}
+
+static void
 on_written(enum brk_err err, struct redisReply *reply, void *arg)
 {
     struct pending *p = arg;
@@ -274,12 +276,11 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
     if (err || reply->type != REDIS_REPLY_INTEGER) {
         metrics_inc(METRICS_REDIS_ERRORS,
                     metrics_labels(labels, sizeof(labels), "kind",
-                                   err == BRK_ERR_TIMEOUT ? "timeout"
-                                                          : "error",
+                                   err == BRK_ERR_TIMEOUT ? "timeout" : "error",
                                    NULL));
         reject(r, suite, 503, "store_unavailable",
-               "event not stored (%s%s%s); WeCom will retry",
-               brk_strerror(err), reply && reply->str ? ": " : "",
+               "event not stored (%s%s%s); WeCom will retry", brk_strerror(err),
+               reply && reply->str ? ": " : "",
                reply && reply->str ? reply->str : "");
         goto out;
     }
@@ -301,20 +302,19 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
                 metrics_labels(labels, sizeof(labels), "suite", suite,
                                "info_type", p->info_type, "result", result,
                                NULL));
-    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s",
-            result, suite, p->info_type);
+    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s", result,
+            suite, p->info_type);
     clock_gettime(CLOCK_MONOTONIC, &now);
     secs = (double)(now.tv_sec - r->start.tv_sec) +
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
     metrics_observe(METRICS_CALLBACK_ACK_SECONDS, NULL, secs);
     httpd_reply_text(r, 200, "success");
 out:
-    brk_free(p);
+    pending_free(p);
 }
 
 static int
-send_or_503(struct httpd_req *r, struct pending *p, int argc,
-            const char **argv)
+send_or_503(struct httpd_req *r, struct pending *p, int argc, const char **argv)
 {
     enum brk_err err;
 
@@ -323,7 +323,7 @@ send_or_503(struct httpd_req *r, struct pending *p, int argc,
         reject(r, p->su->conf->suite_id, 503, "store_unavailable",
                "Redis is not available (%s); WeCom will retry",
                brk_strerror(err));
-        brk_free(p);
+        pending_free(p);
         return -1;
     }
     return 0;
@@ -354,8 +354,7 @@ store_ticket(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     /* bound to its key name, so a sealed ticket cannot be replayed under
      * another suite */
     if (!err)
-        err = keyring_seal(su->dk, key, ticket, strlen(ticket), &sealed,
-                           NULL);
+        err = keyring_seal(su->dk, key, ticket, strlen(ticket), &sealed, NULL);
     p = err ? NULL : brk_calloc(1, sizeof(*p));
     if (p == NULL) {
         reject(r, su->conf->suite_id, 503, "internal",
@@ -382,73 +381,152 @@ out:
     brk_free(sealed);
 }
 
+static void on_tenant_checked(enum brk_err err, struct redisReply *reply,
+                              void *arg);
+
+/* Write p's entry: to its tenant's queue, or the suite stream. */
+static void
+push(struct pending *p)
+{
+    struct evq_keys k;
+    enum brk_err err;
+
+    err = evq_keys(&k, p->cb->cfg->key_prefix, p->su->conf->suite_id,
+                   p->corp[0] ? p->corp : NULL);
+    if (!err)
+        err = evq_push(p->cb->st, &k, p->corp[0] ? p->corp : NULL, p->seen,
+                       CALLBACK_SEEN_TTL, (const char *const *)p->kv, p->nkv,
+                       on_written, p);
+    if (err) {
+        reject(p->r, p->su->conf->suite_id, 503, "store_unavailable",
+               "Redis is not available (%s); WeCom will retry",
+               brk_strerror(err));
+        pending_free(p);
+    }
+}
+
+/* A data callback's corp is a tenant: queue it, or drop what no one may
+ * receive. */
+static void
+on_tenant_checked(enum brk_err err, struct redisReply *reply, void *arg)
+{
+    struct pending *p = arg;
+    char labels[160];
+
+    if (err || reply->type != REDIS_REPLY_INTEGER) {
+        on_written(err ? err : BRK_ERR_STORE, reply, p);
+        return;
+    }
+    if (reply->integer == 0) {
+        reject(p->r, p->su->conf->suite_id, 403, "unknown_tenant",
+               "receiveid is not a known tenant corpid (ValidateCorpidError,"
+               " -40005)");
+        pending_free(p);
+        return;
+    }
+    if (p->drop) {
+        /* members' messages and app events no service can receive: never
+         * kept for nobody */
+        metrics_inc(METRICS_CALLBACKS,
+                    metrics_labels(labels, sizeof(labels), "suite",
+                                   p->su->conf->suite_id, "info_type", "data",
+                                   "result", "dropped", NULL));
+        log_req(LOG_LVL_INFO, p->r->id,
+                "data callback acknowledged and dropped: suite=%s (no "
+                "service receives it)",
+                p->su->conf->suite_id);
+        httpd_reply_text(p->r, 200, "success");
+        pending_free(p);
+        return;
+    }
+    push(p);
+}
+
+/*
+ * Queue an event as WeCom sent it (still encrypted), with a dedupe mark
+ * keyed by its decrypted content. corp names the tenant queue (NULL: the
+ * suite stream, for events that name no corp yet). A data callback (data)
+ * is first checked to come from a tenant; drop acknowledges it without
+ * storing anything.
+ */
 static void
 enqueue(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
-        const struct query *q,
-        const char *encrypt, const char *msg, size_t msglen, int data,
-        const char *corpid, const char *info_type)
+        const struct query *q, const char *encrypt, const char *msg, int data,
+        int drop, const char *corp, const char *info_type)
 {
     const struct config *cfg = cb->cfg;
-    char seen[KEYS_MAX], stream[KEYS_MAX], tenant[KEYS_MAX], hmac[65];
-    char ttl[16], rcv[24];
-    const char *parts[3];
-    const char *argv[24];
+    char tenant[KEYS_MAX], hmac[65], rcv[24];
+    const char *parts[3], *argv[2];
+    const char *kv[12];
     struct pending *p;
-    struct timespec now;
-    int argc = 0;
+    size_t i, n = 0;
+    enum brk_err err;
 
     /* keyed hash: the content may be low-entropy (a mobile number) */
     parts[0] = su->conf->suite_id;
     parts[1] = data ? "data" : "callback";
     parts[2] = msg;
-    (void)msglen;
     keyring_index_hmac_parts(cb->kr, parts, 3, hmac);
-    if (keys_suite_seen(seen, sizeof(seen), cfg->key_prefix,
-                        su->conf->suite_id, hmac) ||
-        keys_suite_events(stream, sizeof(stream), cfg->key_prefix,
-                          su->conf->suite_id) ||
-        keys_tenant(tenant, sizeof(tenant), cfg->key_prefix,
-                    corpid ? corpid : su->conf->suite_id,
-                    su->conf->suite_id)) {
-        reject(r, su->conf->suite_id, 400, "bad_receiveid",
-               "receiveid too long");
-        return;
-    }
     p = brk_calloc(1, sizeof(*p));
     if (p == NULL) {
         reject(r, su->conf->suite_id, 503, "internal", "out of memory");
         return;
     }
+    if (keys_suite_seen(p->seen, sizeof(p->seen), cfg->key_prefix,
+                        su->conf->suite_id, hmac) ||
+        (corp != NULL && (!keys_id_ok(corp) ||
+                          keys_tenant(tenant, sizeof(tenant), cfg->key_prefix,
+                                      corp, su->conf->suite_id)))) {
+        reject(r, su->conf->suite_id, 400, "bad_receiveid",
+               "receiveid or AuthCorpId is no usable corpid");
+        brk_free(p);
+        return;
+    }
     p->cb = cb;
     p->r = r;
     p->su = su;
+    p->data = data;
+    p->drop = drop;
+    snprintf(p->corp, sizeof(p->corp), "%s", corp ? corp : "");
     snprintf(p->info_type, sizeof(p->info_type), "%s", info_type);
-    clock_gettime(CLOCK_REALTIME, &now);
-    snprintf(rcv, sizeof(rcv), "%lld",
-             (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
-    snprintf(ttl, sizeof(ttl), "%d", CALLBACK_SEEN_TTL);
-    argv[argc++] = "EVAL";
-    argv[argc++] = enqueue_lua;
-    argv[argc++] = "3";
-    argv[argc++] = seen;
-    argv[argc++] = stream;
-    argv[argc++] = tenant;
-    argv[argc++] = ttl;
-    argv[argc++] = data ? "1" : "0";
+    snprintf(rcv, sizeof(rcv), "%lld", brk_wall_ms());
     /* the event exactly as WeCom sent it: still encrypted */
-    argv[argc++] = "kind";
-    argv[argc++] = data ? "data" : "callback";
-    argv[argc++] = "msg_signature";
-    argv[argc++] = query_get(q, "msg_signature");
-    argv[argc++] = "timestamp";
-    argv[argc++] = query_get(q, "timestamp");
-    argv[argc++] = "nonce";
-    argv[argc++] = query_get(q, "nonce");
-    argv[argc++] = "encrypt";
-    argv[argc++] = encrypt;
-    argv[argc++] = "received_ms";
-    argv[argc++] = rcv;
-    send_or_503(r, p, argc, argv);
+    kv[n++] = "kind";
+    kv[n++] = data ? "data" : "callback";
+    kv[n++] = "msg_signature";
+    kv[n++] = query_get(q, "msg_signature");
+    kv[n++] = "timestamp";
+    kv[n++] = query_get(q, "timestamp");
+    kv[n++] = "nonce";
+    kv[n++] = query_get(q, "nonce");
+    kv[n++] = "encrypt";
+    kv[n++] = encrypt;
+    kv[n++] = "received_ms";
+    kv[n++] = rcv;
+    for (i = 0; i < n; i++) {
+        p->kv[i] = brk_strdup(kv[i]);
+        if (p->kv[i] == NULL)
+            break;
+        p->nkv++;
+    }
+    if (p->nkv != n) {
+        reject(r, su->conf->suite_id, 503, "internal", "out of memory");
+        pending_free(p);
+        return;
+    }
+    if (!data) {
+        push(p);
+        return;
+    }
+    argv[0] = "EXISTS";
+    argv[1] = tenant;
+    err = store_cmd_argv(cb->st, on_tenant_checked, p, 2, argv, NULL);
+    if (err) {
+        reject(r, su->conf->suite_id, 503, "store_unavailable",
+               "Redis is not available (%s); WeCom will retry",
+               brk_strerror(err));
+        pending_free(p);
+    }
 }
 
 /* The envelope's Encrypt text may fill the whole body: the per-element
@@ -475,7 +553,7 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
 {
     struct wecom_xml *env = NULL, *ev = NULL;
     struct brk_errinfo info = {"", 0, -1};
-    const char *encrypt, *accepted[1], *info_type, *sid, *known;
+    const char *encrypt, *accepted[1], *info_type, *sid, *known, *corp;
     char *msg = NULL, *rid = NULL;
     size_t msglen = 0, which, blen = httpd_body_len(r);
     enum brk_err err;
@@ -499,8 +577,8 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
         goto out;
     }
     err = wecom_crypto_verify(su->crypto, query_get(q, "msg_signature"),
-                              query_get(q, "timestamp"),
-                              query_get(q, "nonce"), encrypt);
+                              query_get(q, "timestamp"), query_get(q, "nonce"),
+                              encrypt);
     if (err) {
         crypto_reject(r, su->conf->suite_id, err, "msg_signature mismatch");
         goto out;
@@ -528,9 +606,14 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
         goto out;
     }
     if (data) {
-        /* messages and app events inside a tenant: the Lua script checks
-         * the corp is ours */
-        enqueue(cb, r, su, q, encrypt, msg, msglen, 1, rid, "data");
+        /* inside a tenant: the app's admin list changed is ours to
+         * apply; what members send waits for no one (no service receives
+         * data callbacks in this version) */
+        const char *event = wecom_xml_get(ev, "Event");
+        int admin = event != NULL && strcmp(event, "change_app_admin") == 0;
+
+        enqueue(cb, r, su, q, encrypt, msg, 1, !admin, rid,
+                admin ? "change_app_admin" : "data");
         goto out;
     }
     sid = wecom_xml_get(ev, "SuiteId");
@@ -568,7 +651,14 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
         httpd_reply_text(r, 200, "success");
         goto out;
     }
-    enqueue(cb, r, su, q, encrypt, msg, msglen, 0, NULL, known);
+    /* an event that names its corp waits in that tenant's queue; one with
+     * an AuthCode (or no usable corp) in the suite stream */
+    corp = wecom_xml_get(ev, "AuthCorpId");
+    if (strcmp(known, "create_auth") == 0 ||
+        strcmp(known, "reset_permanent_code") == 0 || corp == NULL ||
+        !keys_id_ok(corp))
+        corp = NULL;
+    enqueue(cb, r, su, q, encrypt, msg, 0, 0, corp, known);
 out:
     wecom_xml_free(ev);
     wecom_xml_free(env);

@@ -95,6 +95,7 @@ static const struct opt broker_opts[] = {
     {"cache_max_age", OPT_LONG, 0, B(cache_max_age), 0, 3600, "5"},
     {"event_claim_idle", OPT_LONG, 0, B(event_claim_idle), 1, 86400, "60"},
     {"event_max_attempts", OPT_LONG, 0, B(event_max_attempts), 1, 1000, "10"},
+    {"event_concurrency", OPT_LONG, 0, B(event_concurrency), 1, 4096, "32"},
     {"tls_cert_file", OPT_PATH_OPT, 0, B(tls_cert_file), 0, 0, ""},
     {"tls_key_file", OPT_PATH_OPT, 0, B(tls_key_file), 0, 0, ""},
     {"log_level", OPT_LOG_LEVEL, 0, B(log_level), 0, 0, "info"},

@@ -6,6 +6,7 @@
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "directory.h"
@@ -247,4 +248,52 @@ dir_tag_ids(const json_t *body, long **ids, size_t *n)
     *ids = v;
     *n = json_array_size(arr);
     return BRK_OK;
+}
+
+enum brk_err
+dir_admin_list(const json_t *body, char **out)
+{
+    const json_t *arr = json_object_get(body, "admin"), *a, *uid, *oid, *t;
+    json_t *list = NULL;
+    char *s = NULL;
+    size_t i;
+    enum brk_err err = BRK_ERR_UPSTREAM_BAD;
+
+    if (!json_is_array(arr) || json_array_size(arr) > DIR_MAX_ADMINS)
+        return BRK_ERR_UPSTREAM_BAD;
+    list = json_array();
+    if (list == NULL)
+        return BRK_ERR_NOMEM;
+    json_array_foreach(arr, i, a)
+    {
+        const char *id;
+        json_t *row;
+
+        uid = json_object_get(a, "userid");
+        oid = json_object_get(a, "open_userid");
+        t = json_object_get(a, "auth_type");
+        /* third-party rows name the member by userid (the provider-level
+         * id); older replies also carry open_userid */
+        id = json_is_string(uid) ? json_string_value(uid)
+                                 : json_string_value(oid);
+        if (id == NULL || !userid_ok(id) || (t != NULL && !json_is_integer(t)))
+            goto out;
+        row = json_pack("{s:s, s:I}", "userid", id, "auth_type",
+                        t ? json_integer_value(t) : (json_int_t)0);
+        if (row == NULL || json_array_append_new(list, row) != 0) {
+            err = BRK_ERR_NOMEM;
+            goto out;
+        }
+    }
+    s = json_dumps(list, JSON_COMPACT);
+    if (s == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    *out = brk_strdup(s);
+    free(s);
+    err = *out ? BRK_OK : BRK_ERR_NOMEM;
+out:
+    json_decref(list);
+    return err;
 }

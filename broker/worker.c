@@ -1,8 +1,18 @@
 /*
- * Event workers (see worker.h). Each suite's stream is consumed one entry
- * at a time, so a tenant's events apply in stream order; a job is a chain
- * of asynchronous steps (Redis, tokens, WeCom) ending in exactly one of:
- * done (acknowledged and deleted), retry later, or dead letter.
+ * Event workers (see worker.h and evqueue.h). A job is one queued event, a
+ * chain of asynchronous steps (Redis, tokens, WeCom) ending in exactly one
+ * of: done (acknowledged and deleted), retry later, or dead letter.
+ *
+ * Two sources feed jobs:
+ *  - the suite stream (events that name no corp yet: an AuthCode), read
+ *    through the consumer group, up to event_concurrency jobs at once, each
+ *    independent; once a job learns its corp it hands the event over to
+ *    that tenant's queue (evq_handover) and is done;
+ *  - tenant queues: a lane leases one tenant (evq_claim), works its queue
+ *    head first, one job at a time, and gives the tenant back when the
+ *    queue is empty (evq_release) or the job must wait (evq_backoff: a
+ *    tenant in backoff holds no lane). At most event_concurrency lanes per
+ *    instance, over all suites.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -19,6 +29,7 @@
 #include "config.h"
 #include "datakey.h"
 #include "directory.h"
+#include "evqueue.h"
 #include "keyring.h"
 #include "keys.h"
 #include "log.h"
@@ -32,12 +43,13 @@
 #include "wecom_xml.h"
 #include "worker.h"
 
-#define POLL_IDLE_MS     200
-#define AUTOCLAIM_MS     2000
-#define AUTHX_TTL_S      3600  /* an exchange result outlives its AuthCode */
-#define BACKOFF_BASE_MS  500
-#define HSET_CHUNK       500   /* field/value pairs per HSET */
-#define USER_PAGE        1000
+#define POLL_IDLE_MS    200
+#define AUTOCLAIM_MS    2000
+#define AUTHX_TTL_S     3600 /* an exchange result outlives its AuthCode */
+#define BACKOFF_BASE_MS 500
+#define USER_PAGE       1000
+#define CLAIM_BATCH     16  /* tenants leased per claim */
+#define HSET_CHUNK      500 /* field/value pairs per HSET */
 
 struct worker;
 struct job;
@@ -46,16 +58,40 @@ typedef void job_step(struct job *j);
 typedef void job_api_step(struct job *j, json_t *body);
 typedef void job_redis_step(struct job *j, struct redisReply *r);
 
-/* One suite's stream. */
+/* One suite: its stream, and the lanes working its tenants' queues. */
 struct squeue {
     struct worker *w;
     struct suite_rt *su;
     char stream[KEYS_MAX];
+    struct evq_keys k;
     int group_ready;
-    int own_pending_done; /* our own unfinished entries resumed */
-    struct job *cur;
+    char pending_from[48]; /* our own unfinished entries after this id;
+                              "" once they are all resumed */
+    int reading;           /* a read of the stream is in flight */
+    struct job *jobs;      /* suite-stream jobs in flight */
+    size_t njobs;
     struct event *poll;
     long long last_autoclaim;
+    struct lane *lanes;
+    struct event *claim;
+    int claiming;  /* a claim is in flight */
+    int reclaimed; /* our leases from before a restart were released */
+};
+
+/* One leased tenant of a suite: its queue is worked head first. */
+struct lane {
+    struct squeue *q;
+    struct lane *next, *prev;
+    struct evq_keys k;
+    char corp[80];
+    char seq[32]; /* the enqueue count when it was taken */
+    struct job *cur;
+    struct event *refresh;
+    struct event *step; /* a retry of the next step after a Redis error */
+    int refs;           /* 1 while listed, +1 per Redis step in flight */
+    int waiting;        /* a Redis step of the lane is in flight */
+    int ending;         /* given back (backoff or lease lost): no more jobs */
+    int dropped;        /* no longer listed */
 };
 
 struct worker {
@@ -69,6 +105,7 @@ struct worker {
     char consumer[128];
     struct squeue *q;
     size_t nq;
+    size_t nlanes; /* over all suites, <= event_concurrency */
     int running;
     int stopping;
 };
@@ -78,6 +115,8 @@ enum tok_use { TOK_SUITE_Q, TOK_CORP_Q };
 struct job {
     struct worker *w;
     struct squeue *q;
+    struct lane *lane;       /* NULL: a suite-stream job */
+    struct job *next, *prev; /* in q->jobs (suite-stream jobs) */
     char id[48];
     char *kind, *sig, *ts, *nonce, *enc; /* the entry, still encrypted */
     char *plain;
@@ -88,12 +127,13 @@ struct job {
     long long event_ts;
     char corp[80];
     char tenant_key[KEYS_MAX];
-    int reset; /* reset_permanent_code: replace the code only */
-    int first_try; /* a browser's AuthCode, never sent to WeCom before */
+    int reset;         /* reset_permanent_code: replace the code only */
+    long long agentid; /* the app's agent id in the corp */
+    int first_try;     /* a browser's AuthCode, never sent to WeCom before */
     /* AuthCode exchange */
     char authx_key[KEYS_MAX];
-    json_t *exchange;  /* the stored result of get_permanent_code */
-    char *pcode;       /* plaintext permanent code */
+    json_t *exchange; /* the stored result of get_permanent_code */
+    char *pcode;      /* plaintext permanent code */
     unsigned char tdk[KEYRING_KEY_LEN];
     int tdk_ok;
     /* re-read grant */
@@ -213,12 +253,33 @@ job_free(struct job *j)
     brk_free(j);
 }
 
+static void lane_next(struct lane *l);
+static void lane_drop(struct lane *l);
+static void lane_backoff(struct lane *l, long long delay_ms);
+
+/* The job is over, whatever its result: free it and let its source go on. */
 static void
 job_end(struct job *j)
 {
     struct squeue *q = j->q;
+    struct lane *l = j->lane;
 
-    q->cur = NULL;
+    if (l != NULL) {
+        l->cur = NULL;
+        job_free(j);
+        if (q->w->stopping || l->ending)
+            lane_drop(l);
+        else
+            lane_next(l);
+        return;
+    }
+    if (j->prev != NULL)
+        j->prev->next = j->next;
+    else
+        q->jobs = j->next;
+    if (j->next != NULL)
+        j->next->prev = j->prev;
+    q->njobs--;
     job_free(j);
     if (!q->w->stopping)
         squeue_poll_soon(q, 0);
@@ -293,8 +354,7 @@ on_api(const struct wecom_api_result *res, void *arg)
         /* the token went bad: expire it if still current, retry once */
         j->api_retried = 1;
         if (j->api_tok == TOK_CORP_Q)
-            tokens_corp_rejected(j->w->tok, suite_id(j), j->corp,
-                                 j->api_token);
+            tokens_corp_rejected(j->w->tok, suite_id(j), j->corp, j->api_token);
         else
             tokens_suite_rejected(j->w->tok, suite_id(j), j->api_token);
         api_with_token(j);
@@ -340,10 +400,9 @@ on_api_token(enum brk_err err, const char *token, long errcode, void *arg)
         return;
     }
     codec_pct_encode(token, enc);
-    snprintf(url, n, "%s%c%s=%s", j->api_path,
-             strchr(j->api_path, '?') ? '&' : '?',
-             j->api_tok == TOK_CORP_Q ? "access_token" : "suite_access_token",
-             enc);
+    snprintf(
+        url, n, "%s%c%s=%s", j->api_path, strchr(j->api_path, '?') ? '&' : '?',
+        j->api_tok == TOK_CORP_Q ? "access_token" : "suite_access_token", enc);
     err = wecom_api_call(j->w->api, j->api_method, url, j->api_body,
                          j->corp[0] ? j->corp : NULL, on_api, j);
     brk_free_secret_str(enc);
@@ -381,8 +440,8 @@ wipe_json_string(json_t *obj, const char *key)
  * JSON object, consumed; NULL for GET).
  */
 static void
-job_api(struct job *j, const char *name, const char *method,
-        const char *path, enum tok_use tok, json_t *req, job_api_step *next)
+job_api(struct job *j, const char *name, const char *method, const char *path,
+        enum tok_use tok, json_t *req, job_api_step *next)
 {
     snprintf(j->api_name, sizeof(j->api_name), "%s", name);
     snprintf(j->api_method, sizeof(j->api_method), "%s", method);
@@ -408,11 +467,10 @@ job_api(struct job *j, const char *name, const char *method,
 
 /*---- Ending: done, retry, dead letter ----*/
 
-static const char ack_lua[] =
-    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[2])\n"
-    "return 1\n";
+static const char ack_lua[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+                              "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+                              "redis.call('HDEL', KEYS[2], ARGV[2])\n"
+                              "return 1\n";
 
 static const char dead_lua[] =
     "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])\n"
@@ -439,8 +497,15 @@ job_done(struct job *j, const char *result)
     const char *argv[7];
 
     count_event(j, result);
-    log_info("event %s done: suite=%s info_type=%s result=%s", j->id,
-             suite_id(j), j->info_label[0] ? j->info_label : "-", result);
+    log_info("event %s done: suite=%s%s%s info_type=%s result=%s", j->id,
+             suite_id(j), j->lane ? " corp=" : "", j->lane ? j->lane->corp : "",
+             j->info_label[0] ? j->info_label : "-", result);
+    if (j->lane != NULL) {
+        j->redis_next = on_acked;
+        if (evq_ack(j->w->st, &j->lane->k, j->id, on_redis, j) != BRK_OK)
+            job_end(j);
+        return;
+    }
     if (keys_suite(attempts, sizeof(attempts), prefix(j), suite_id(j),
                    "attempts")) {
         job_end(j);
@@ -463,10 +528,19 @@ dead_letter(struct job *j, const char *reason)
     const char *argv[10];
 
     count_event(j, "dead_letter");
-    log_error("event %s dead-lettered after %d attempt(s): suite=%s "
+    log_error("event %s dead-lettered after %d attempt(s): suite=%s%s%s "
               "info_type=%s: %s",
-              j->id, j->attempts, suite_id(j),
+              j->id, j->attempts, suite_id(j), j->lane ? " corp=" : "",
+              j->lane ? j->lane->corp : "",
               j->info_label[0] ? j->info_label : "-", reason);
+    if (j->lane != NULL) {
+        /* on failure the entry stays queued and is tried again later */
+        j->redis_next = on_acked;
+        if (evq_dead(j->w->st, &j->lane->k, j->lane->corp, j->id, reason,
+                     j->attempts, on_redis, j) != BRK_OK)
+            job_end(j);
+        return;
+    }
     if (keys_suite(attempts, sizeof(attempts), prefix(j), suite_id(j),
                    "attempts") ||
         keys_suite(dead, sizeof(dead), prefix(j), suite_id(j), "dead")) {
@@ -529,18 +603,28 @@ on_attempt_counted(enum brk_err err, struct redisReply *r, void *arg)
         brk_free(f);
         return;
     }
-    backoff = (long long)BACKOFF_BASE_MS << (j->attempts > 10 ? 10
-                                                              : j->attempts - 1);
-    /* stay well inside the claim window so no other instance takes it */
+    backoff = (long long)BACKOFF_BASE_MS
+              << (j->attempts > 10 ? 10 : j->attempts - 1);
+    /* a suite-stream job stays well inside the claim window so no other
+     * instance takes it; a tenant (which gives its lease back meanwhile)
+     * keeps the same pace, so event_claim_idle sets both */
     if (backoff > j->w->cfg->event_claim_idle * 1000LL / 3)
         backoff = j->w->cfg->event_claim_idle * 1000LL / 3;
     if (backoff < 50)
         backoff = 50;
-    log_warn("event %s attempt %d failed, retrying in %lld ms: suite=%s "
+    log_warn("event %s attempt %d failed, retrying in %lld ms: suite=%s%s%s "
              "info_type=%s: %s",
-             j->id, j->attempts, backoff, suite_id(j),
+             j->id, j->attempts, backoff, suite_id(j), j->lane ? " corp=" : "",
+             j->lane ? j->lane->corp : "",
              j->info_label[0] ? j->info_label : "-", f->reason);
     count_event(j, "retry");
+    if (j->lane != NULL) {
+        /* the tenant waits out its backoff without holding a lane */
+        lane_backoff(j->lane, backoff);
+        brk_free(f);
+        job_end(j);
+        return;
+    }
     tv.tv_sec = backoff / 1000;
     tv.tv_usec = (backoff % 1000) * 1000;
     evtimer_add(j->retry, &tv);
@@ -573,6 +657,12 @@ job_fail(struct job *j, enum brk_err err, long errcode, const char *fmt, ...)
     if (errcode != 0 && n < sizeof(f->reason))
         snprintf(f->reason + n, sizeof(f->reason) - n, " (errcode %ld)",
                  errcode);
+    if (j->lane != NULL) {
+        if (evq_count_attempt(j->w->st, &j->lane->k, j->id, on_attempt_counted,
+                              f) != BRK_OK)
+            on_attempt_counted(BRK_ERR_STORE, NULL, f);
+        return;
+    }
     if (keys_suite(attempts, sizeof(attempts), prefix(j), suite_id(j),
                    "attempts")) {
         brk_free(f);
@@ -608,8 +698,8 @@ static void
 on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
     struct job *j = arg;
-    const char *argv[] = {"XCLAIM", j->q->stream, WORKER_GROUP,
-                          j->w->consumer, "0", j->id, "JUSTID"};
+    const char *argv[] = {"XCLAIM", j->q->stream, WORKER_GROUP, j->w->consumer,
+                          "0",      j->id,        "JUSTID"};
     long ms = j->w->cfg->event_claim_idle * 1000 / 3;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
@@ -684,8 +774,7 @@ audit(struct job *j, const char *event, const char *const *kv, size_t n)
 }
 
 static enum brk_err
-seal_field(struct job *j, const char *field, const char *value,
-           char **out)
+seal_field(struct job *j, const char *field, const char *value, char **out)
 {
     char ctx[KEYS_MAX + 16];
 
@@ -725,8 +814,8 @@ dir_users_page(struct job *j)
 
     if (req != NULL && j->cursor != NULL)
         json_object_set_new(req, "cursor", json_string(j->cursor));
-    job_api(j, "user/list_id", "POST", "/cgi-bin/user/list_id", TOK_CORP_Q,
-            req, dir_on_users);
+    job_api(j, "user/list_id", "POST", "/cgi-bin/user/list_id", TOK_CORP_Q, req,
+            dir_on_users);
 }
 
 static void
@@ -919,8 +1008,8 @@ permissions_json(struct job *j)
                 exp = json_integer_value(json_object_get(e, "expire_time"));
         }
         json_array_append_new(out, json_pack("{s:s, s:I}", "name",
-                                             json_string_value(v),
-                                             "expires_at", exp));
+                                             json_string_value(v), "expires_at",
+                                             exp));
     }
     s = json_dumps(out, JSON_COMPACT);
     json_decref(out);
@@ -1052,8 +1141,8 @@ finish_grant(struct job *j)
 
     /* a staged copy left by an interrupted attempt must not mix in */
     for (i = 0; i < 3; i++) {
-        if (keys_tenant_sub(base, sizeof(base), prefix(j), j->corp,
-                            suite_id(j), dir_names[i])) {
+        if (keys_tenant_sub(base, sizeof(base), prefix(j), j->corp, suite_id(j),
+                            dir_names[i])) {
             job_reject(j, "key names too long");
             return;
         }
@@ -1364,6 +1453,41 @@ on_tdk_for_install(struct job *j, struct redisReply *r)
     brk_free(sealed);
 }
 
+/*---- Handing an event over to its tenant's queue ----*/
+
+static void
+on_handed_over(struct job *j, struct redisReply *r)
+{
+    (void)r;
+    count_event(j, "handed_over");
+    log_info("event %s handed over to the queue of corp %s: suite=%s "
+             "info_type=%s",
+             j->id, j->corp, suite_id(j), j->info_label);
+    job_end(j);
+}
+
+/*
+ * A suite-stream job that knows its corp now: move the event (kv, name and
+ * value pairs) to that tenant's queue, so it takes its place in the
+ * tenant's order, and acknowledge it here in the same step.
+ */
+static void
+handover(struct job *j, const char *const *kv, size_t nkv)
+{
+    struct evq_keys k;
+    enum brk_err err;
+
+    err = evq_keys(&k, prefix(j), suite_id(j), j->corp);
+    if (err) {
+        job_reject(j, "key names too long");
+        return;
+    }
+    j->redis_next = on_handed_over;
+    err = evq_handover(j->w->st, &k, j->corp, j->id, kv, nkv, on_redis, j);
+    if (err)
+        job_fail(j, err, 0, "Redis unavailable");
+}
+
 /* The exchange result is known: install (or replace the code). */
 static void
 have_exchange(struct job *j)
@@ -1383,6 +1507,23 @@ have_exchange(struct job *j)
     if (keys_tenant(j->tenant_key, sizeof(j->tenant_key), prefix(j), j->corp,
                     suite_id(j))) {
         job_reject(j, "key names too long");
+        return;
+    }
+    if (j->lane == NULL) {
+        /* the corp is known: the rest runs in the tenant's order */
+        char ets[24], rcv[24];
+        const char *kv[10] = {
+            "kind",        "authx", "authx", j->authx_key,
+            "ts",          ets,     "reset", j->reset ? "1" : "0",
+            "received_ms", rcv};
+
+        snprintf(ets, sizeof(ets), "%lld", j->event_ts);
+        snprintf(rcv, sizeof(rcv), "%lld", brk_wall_ms());
+        handover(j, kv, nitems(kv));
+        return;
+    }
+    if (strcmp(j->corp, j->lane->corp) != 0) {
+        job_reject(j, "the exchange result names another corp");
         return;
     }
     j->pcode = brk_strdup(pc);
@@ -1408,9 +1549,8 @@ on_exchanged(struct job *j, json_t *body)
 
     /* stored before anything else: the AuthCode works only once */
     text = json_dumps(body, JSON_COMPACT);
-    if (text == NULL ||
-        keyring_seal(j->q->su->dk, j->authx_key, text, strlen(text), &sealed,
-                     NULL)) {
+    if (text == NULL || keyring_seal(j->q->su->dk, j->authx_key, text,
+                                     strlen(text), &sealed, NULL)) {
         if (text != NULL)
             brk_wipe(text, strlen(text));
         free(text);
@@ -1450,9 +1590,9 @@ on_lost_recorded(struct job *j, struct redisReply *r)
         job_redis(j, 2, argv, NULL, open_exchange);
         return;
     }
-    metrics_inc(METRICS_LOST_AUTHORIZATIONS,
-                metrics_labels(labels, sizeof(labels), "suite", suite_id(j),
-                               NULL));
+    metrics_inc(
+        METRICS_LOST_AUTHORIZATIONS,
+        metrics_labels(labels, sizeof(labels), "suite", suite_id(j), NULL));
     log_error("suite %s: lost_authorization: an AuthCode was already used "
               "(40078) and no result of its exchange is stored; the corp "
               "will show as reinstall_required when it sends events",
@@ -1543,14 +1683,16 @@ open_exchange(struct job *j, struct redisReply *r)
     json_error_t jerr;
 
     if (r->type != REDIS_REPLY_STRING) {
-        if (strcmp(j->kind, "install") == 0)
+        if (strcmp(j->kind, "authx") == 0)
+            job_reject(j, "the stored exchange result expired before the "
+                          "tenant's queue reached it");
+        else if (strcmp(j->kind, "install") == 0)
             mark_tried(j);
         else
             exchange(j);
         return;
     }
-    if (keyring_open(j->q->su->dk, j->authx_key, r->str, r->len, &text,
-                     &len)) {
+    if (keyring_open(j->q->su->dk, j->authx_key, r->str, r->len, &text, &len)) {
         job_fail(j, BRK_ERR_CRYPTO, 0, "stored exchange result does not open");
         return;
     }
@@ -1587,8 +1729,8 @@ start_exchange(struct job *j)
     parts[2] = code;
     keyring_index_hmac_parts(j->w->kr, parts, 3, h);
     snprintf(what, sizeof(what), "authx:%s", h);
-    if (keys_suite(j->authx_key, sizeof(j->authx_key), prefix(j),
-                   suite_id(j), what)) {
+    if (keys_suite(j->authx_key, sizeof(j->authx_key), prefix(j), suite_id(j),
+                   what)) {
         job_reject(j, "key names too long");
         return;
     }
@@ -1701,8 +1843,7 @@ on_scanned(struct job *j, struct redisReply *r)
         job_fail(j, BRK_ERR_STORE, 0, "unexpected SCAN reply");
         return;
     }
-    snprintf(j->scan_cursor, sizeof(j->scan_cursor), "%s",
-             r->element[0]->str);
+    snprintf(j->scan_cursor, sizeof(j->scan_cursor), "%s", r->element[0]->str);
     keys = r->element[1];
     if (keys->elements == 0) {
         on_deleted(j, NULL);
@@ -1931,8 +2072,8 @@ external_event(struct job *j)
 {
     const char *kv[12];
     size_t n = 0;
-    static const char *const ids[] = {"ChangeType", "UserID",
-                                      "ExternalUserID", "ChatId", "Id"};
+    static const char *const ids[] = {"ChangeType", "UserID", "ExternalUserID",
+                                      "ChatId", "Id"};
     size_t i;
 
     kv[n++] = "info_type";
@@ -1968,8 +2109,7 @@ install_event(struct job *j)
         return;
     }
     if (keys_seal_ctx(ctx, sizeof(ctx), j->q->stream, "auth") ||
-        keyring_open(j->q->su->dk, ctx, j->enc, strlen(j->enc), &code,
-                     &len)) {
+        keyring_open(j->q->su->dk, ctx, j->enc, strlen(j->enc), &code, &len)) {
         job_reject(j, "the sealed AuthCode does not open");
         return;
     }
@@ -1991,12 +2131,165 @@ install_event(struct job *j)
     start_exchange(j);
 }
 
+/* An install handed over to the tenant's queue: its exchange result is
+ * stored; go on from there in the tenant's order. */
+static void
+authx_event(struct job *j)
+{
+    const char *argv[2];
+
+    if (j->lane == NULL || strlen(j->enc) >= sizeof(j->authx_key)) {
+        job_reject(j, "a handed-over install outside a tenant's queue");
+        return;
+    }
+    j->reset = strcmp(j->nonce, "1") == 0;
+    snprintf(j->info_label, sizeof(j->info_label), "%s",
+             j->reset ? "reset_permanent_code" : "create_auth");
+    j->event_ts = strtoll(j->ts, NULL, 10);
+    if (j->event_ts <= 0) {
+        job_reject(j, "handed-over install without a TimeStamp");
+        return;
+    }
+    snprintf(j->authx_key, sizeof(j->authx_key), "%s", j->enc);
+    argv[0] = "GET";
+    argv[1] = j->authx_key;
+    job_redis(j, 2, argv, NULL, open_exchange);
+}
+
+/*---- Data callbacks: the app's admins ----*/
+
+static void
+on_admins_stored(struct job *j, struct redisReply *r)
+{
+    const char *kv[2] = {"info_type", "change_app_admin"};
+
+    if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+        job_done(j, "not_a_tenant");
+        return;
+    }
+    audit(j, "admins_stored", kv, 2);
+    publish_change(j);
+    job_done(j, "stored");
+}
+
+/* Stored only while the tenant exists, so a purge is never undone. */
+static const char admins_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "redis.call('HSET', KEYS[1], 'admins', ARGV[1], 'admins_at', ARGV[2])\n"
+    "return 1\n";
+
+static void
+on_admin_list(struct job *j, json_t *body)
+{
+    char *admins = NULL, now[24];
+    const char *argv[6];
+    enum brk_err err;
+
+    err = dir_admin_list(body, &admins);
+    if (err) {
+        job_fail(j, err, 0, "agent/get_admin_list: unexpected reply");
+        return;
+    }
+    snprintf(now, sizeof(now), "%lld", wall_s());
+    argv[0] = "EVAL";
+    argv[1] = admins_lua;
+    argv[2] = "1";
+    argv[3] = j->tenant_key;
+    argv[4] = admins;
+    argv[5] = now;
+    job_redis(j, 6, argv, NULL, on_admins_stored);
+    brk_free(admins);
+}
+
+static void
+on_admin_state(struct job *j, struct redisReply *r)
+{
+    char path[96];
+    const char *status;
+    long long ets, gone;
+    json_t *req;
+
+    if (state_of(r, &status, &ets, &gone) != 0) {
+        job_fail(j, BRK_ERR_STORE, 0, "unexpected tenant state reply");
+        return;
+    }
+    if (strcmp(status, "active") != 0) {
+        job_done(j, status[0] ? "not_active" : "not_a_tenant");
+        return;
+    }
+    snprintf(path, sizeof(path), "/cgi-bin/agent/get_admin_list");
+    req = json_pack("{s:I}", "agentid", (json_int_t)j->agentid);
+    job_api(j, "agent/get_admin_list", "POST", path, TOK_CORP_Q, req,
+            on_admin_list);
+}
+
+static void
+on_agentid(struct job *j, struct redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING) {
+        job_done(j, "not_a_tenant");
+        return;
+    }
+    j->agentid = strtoll(r->str, NULL, 10);
+    tenant_state(j, on_admin_state);
+}
+
+/*
+ * A data callback in a tenant's queue (receiveid the corp). Only the
+ * change of the app's admins is queued in this version: re-read them.
+ */
+static void
+data_event(struct job *j)
+{
+    struct suite_rt *su = j->q->su;
+    const char *rid_ok[1], *event;
+    const char *argv[3];
+    char *rid = NULL;
+    size_t which;
+    enum brk_err err;
+
+    if (j->lane == NULL) {
+        /* queued by an earlier version, for no one */
+        job_done(j, "ignored");
+        return;
+    }
+    rid_ok[0] = j->lane->corp;
+    err = wecom_crypto_verify(su->crypto, j->sig, j->ts, j->nonce, j->enc);
+    if (!err)
+        err = wecom_crypto_decrypt(su->crypto, j->enc, strlen(j->enc),
+                                   &j->plain, &j->plainlen, &rid);
+    if (!err)
+        err = wecom_crypto_check_receiveid(rid, rid_ok, 1, &which);
+    brk_free(rid);
+    if (!err)
+        err = wecom_xml_parse(j->plain, j->plainlen, NULL, &j->ev, NULL);
+    if (err) {
+        job_reject(j, brk_strerror(err));
+        return;
+    }
+    event = wecom_xml_get(j->ev, "Event");
+    if (event == NULL || strcmp(event, "change_app_admin") != 0) {
+        job_done(j, "ignored");
+        return;
+    }
+    snprintf(j->info_label, sizeof(j->info_label), "change_app_admin");
+    snprintf(j->corp, sizeof(j->corp), "%s", j->lane->corp);
+    j->event_ts = brk_wall_ms() / 1000;
+    if (keys_tenant(j->tenant_key, sizeof(j->tenant_key), prefix(j), j->corp,
+                    suite_id(j))) {
+        job_reject(j, "key names too long");
+        return;
+    }
+    argv[0] = "HGET";
+    argv[1] = j->tenant_key;
+    argv[2] = "agentid";
+    job_redis(j, 3, argv, NULL, on_agentid);
+}
+
 static const char *const known_types[] = {
-    "create_auth",          "change_auth",
-    "cancel_auth",          "reset_permanent_code",
-    "change_contact",       "change_external_contact",
-    "change_external_chat", "change_external_tag",
-    "corp_arch_auth",
+    "create_auth",          "change_auth",         "cancel_auth",
+    "reset_permanent_code", "change_contact",      "change_external_contact",
+    "change_external_chat", "change_external_tag", "corp_arch_auth",
 };
 
 static void
@@ -2012,12 +2305,15 @@ job_dispatch(struct job *j)
     snprintf(j->info_label, sizeof(j->info_label), "%s",
              strcmp(j->kind, "data") == 0 ? "data" : "unknown");
     if (strcmp(j->kind, "data") == 0) {
-        /* data callbacks are not forwarded in this version */
-        job_done(j, "ignored");
+        data_event(j);
         return;
     }
     if (strcmp(j->kind, "install") == 0) {
         install_event(j);
+        return;
+    }
+    if (strcmp(j->kind, "authx") == 0) {
+        authx_event(j);
         return;
     }
     /* the stream is trusted only as far as WeCom's signature goes */
@@ -2066,6 +2362,21 @@ job_dispatch(struct job *j)
         job_reject(j, "key names too long");
         return;
     }
+    if (j->lane == NULL) {
+        /* queued before tenants had queues of their own */
+        char rcv[24];
+        const char *kv[12] = {"kind",      j->kind, "msg_signature", j->sig,
+                              "timestamp", j->ts,   "nonce",         j->nonce,
+                              "encrypt",   j->enc,  "received_ms",   rcv};
+
+        snprintf(rcv, sizeof(rcv), "%lld", brk_wall_ms());
+        handover(j, kv, nitems(kv));
+        return;
+    }
+    if (strcmp(j->corp, j->lane->corp) != 0) {
+        job_reject(j, "event names another corp than its queue");
+        return;
+    }
     if (strcmp(j->info_label, "cancel_auth") == 0)
         cancel(j);
     else if (strcmp(j->info_label, "change_contact") == 0)
@@ -2092,9 +2403,10 @@ field_of(const struct redisReply *fields, const char *name)
     return NULL;
 }
 
-/* Start a job for one stream entry [id, [f, v, ...]]. */
+/* Start a job for one entry [id, [f, v, ...]] of the suite stream (l
+ * NULL) or of l's tenant queue. */
 static void
-take_entry(struct squeue *q, const struct redisReply *e)
+take_entry(struct squeue *q, struct lane *l, const struct redisReply *e)
 {
     struct job *j;
     long ms = q->w->cfg->event_claim_idle * 1000 / 3;
@@ -2103,21 +2415,32 @@ take_entry(struct squeue *q, const struct redisReply *e)
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
         e->element[0]->type != REDIS_REPLY_STRING ||
         e->element[0]->len >= sizeof(j->id))
-        return;
+        goto fail;
     j = brk_calloc(1, sizeof(*j));
     if (j == NULL)
-        return;
+        goto fail;
     j->w = q->w;
     j->q = q;
+    j->lane = l;
     memcpy(j->id, e->element[0]->str, e->element[0]->len + 1);
-    q->cur = j;
+    if (l != NULL) {
+        l->cur = j;
+    } else {
+        j->next = q->jobs;
+        if (q->jobs != NULL)
+            q->jobs->prev = j;
+        q->jobs = j;
+        q->njobs++;
+    }
     j->retry = evtimer_new(q->w->base, on_retry, j);
     j->keepalive = evtimer_new(q->w->base, on_keepalive, j);
     if (j->retry == NULL || j->keepalive == NULL) {
         job_end(j);
         return;
     }
-    evtimer_add(j->keepalive, &tv);
+    /* a lane keeps its lease fresh itself */
+    if (l == NULL)
+        evtimer_add(j->keepalive, &tv);
     if (e->element[1]->type != REDIS_REPLY_ARRAY) {
         /* deleted while pending: just acknowledge it */
         snprintf(j->info_label, sizeof(j->info_label), "unknown");
@@ -2131,6 +2454,12 @@ take_entry(struct squeue *q, const struct redisReply *e)
         j->ts = field_of(e->element[1], "ts");
         j->sig = brk_strdup("");
         j->nonce = brk_strdup("");
+    } else if (j->kind != NULL && strcmp(j->kind, "authx") == 0) {
+        /* an install handed over: the exchange result waits under enc */
+        j->enc = field_of(e->element[1], "authx");
+        j->ts = field_of(e->element[1], "ts");
+        j->nonce = field_of(e->element[1], "reset");
+        j->sig = brk_strdup("");
     } else {
         j->sig = field_of(e->element[1], "msg_signature");
         j->ts = field_of(e->element[1], "timestamp");
@@ -2138,18 +2467,35 @@ take_entry(struct squeue *q, const struct redisReply *e)
         j->enc = field_of(e->element[1], "encrypt");
     }
     if (!j->kind || !j->sig || !j->ts || !j->nonce || !j->enc) {
-        job_reject(j, "stream entry lacks fields");
+        job_reject(j, "queue entry lacks fields");
         return;
     }
     job_dispatch(j);
+    return;
+fail:
+    if (l != NULL)
+        lane_drop(l);
+}
+
+/*---- The suite stream ----*/
+
+static unsigned
+slots_for_jobs(const struct squeue *q)
+{
+    long max = q->w->cfg->event_concurrency;
+
+    return q->njobs >= (size_t)max ? 0 : (unsigned)((size_t)max - q->njobs);
 }
 
 static void
 on_read(enum brk_err err, struct redisReply *r, void *arg)
 {
     struct squeue *q = arg;
-    const struct redisReply *entries = NULL;
+    const struct redisReply *entries = NULL, *last;
+    int history = q->pending_from[0] != '\0';
+    size_t i, asked;
 
+    q->reading = 0;
     if (q->w->stopping)
         return;
     if (err) {
@@ -2164,22 +2510,59 @@ on_read(enum brk_err err, struct redisReply *r, void *arg)
         r->element[0]->type == REDIS_REPLY_ARRAY &&
         r->element[0]->elements == 2)
         entries = r->element[0]->element[1];
+    asked = slots_for_jobs(q);
     if (entries == NULL || entries->elements == 0) {
-        q->own_pending_done = 1;
+        q->pending_from[0] = '\0';
         squeue_poll_soon(q, POLL_IDLE_MS);
         return;
     }
-    take_entry(q, entries->element[0]);
-    if (q->cur == NULL)
-        squeue_poll_soon(q, POLL_IDLE_MS);
+    if (history) {
+        /* our own entries from before a restart: go on after the last */
+        last = entries->element[entries->elements - 1];
+        if (last->type == REDIS_REPLY_ARRAY && last->elements == 2 &&
+            last->element[0]->type == REDIS_REPLY_STRING &&
+            last->element[0]->len < sizeof(q->pending_from))
+            snprintf(q->pending_from, sizeof(q->pending_from), "%s",
+                     last->element[0]->str);
+        else
+            q->pending_from[0] = '\0';
+    }
+    for (i = 0; i < entries->elements; i++)
+        take_entry(q, NULL, entries->element[i]);
+    squeue_poll_soon(q, entries->elements >= asked ? 0 : POLL_IDLE_MS);
+}
+
+static void
+read_stream(struct squeue *q)
+{
+    const char *argv[9];
+    char count[16];
+
+    snprintf(count, sizeof(count), "%u", slots_for_jobs(q));
+    argv[0] = "XREADGROUP";
+    argv[1] = "GROUP";
+    argv[2] = WORKER_GROUP;
+    argv[3] = q->w->consumer;
+    argv[4] = "COUNT";
+    argv[5] = count;
+    argv[6] = "STREAMS";
+    argv[7] = q->stream;
+    /* first our own unfinished entries (a restart), then new ones */
+    argv[8] = q->pending_from[0] ? q->pending_from : ">";
+    q->reading = 1;
+    if (store_cmd_argv(q->w->st, on_read, q, 9, argv, NULL)) {
+        q->reading = 0;
+        squeue_poll_soon(q, 1000);
+    }
 }
 
 static void
 on_autoclaim(enum brk_err err, struct redisReply *r, void *arg)
 {
     struct squeue *q = arg;
-    const char *argv[9];
+    size_t i;
 
+    q->reading = 0;
     if (q->w->stopping)
         return;
     if (err && r != NULL && r->str != NULL &&
@@ -2192,25 +2575,16 @@ on_autoclaim(enum brk_err err, struct redisReply *r, void *arg)
     if (!err && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
         r->element[1]->type == REDIS_REPLY_ARRAY &&
         r->element[1]->elements > 0) {
-        log_info("suite %s: took over an event left unfinished by another "
-                 "instance",
-                 q->su->conf->suite_id);
-        take_entry(q, r->element[1]->element[0]);
-        if (q->cur != NULL)
-            return;
+        log_info("suite %s: took over %zu event(s) left unfinished by "
+                 "another instance",
+                 q->su->conf->suite_id, r->element[1]->elements);
+        for (i = 0; i < r->element[1]->elements; i++)
+            take_entry(q, NULL, r->element[1]->element[i]);
     }
-    argv[0] = "XREADGROUP";
-    argv[1] = "GROUP";
-    argv[2] = WORKER_GROUP;
-    argv[3] = q->w->consumer;
-    argv[4] = "COUNT";
-    argv[5] = "1";
-    argv[6] = "STREAMS";
-    argv[7] = q->stream;
-    /* first our own unfinished entries (a restart), then new ones */
-    argv[8] = q->own_pending_done ? ">" : "0";
-    if (store_cmd_argv(q->w->st, on_read, q, 9, argv, NULL))
-        squeue_poll_soon(q, 1000);
+    if (slots_for_jobs(q) > 0)
+        read_stream(q);
+    else
+        squeue_poll_soon(q, POLL_IDLE_MS);
 }
 
 static void
@@ -2218,10 +2592,11 @@ on_group(enum brk_err err, struct redisReply *r, void *arg)
 {
     struct squeue *q = arg;
 
+    q->reading = 0;
     if (q->w->stopping)
         return;
-    if (!err || (r != NULL && r->str != NULL &&
-                 strncmp(r->str, "BUSYGROUP", 9) == 0))
+    if (!err ||
+        (r != NULL && r->str != NULL && strncmp(r->str, "BUSYGROUP", 9) == 0))
         q->group_ready = 1;
     else
         log_warn("suite %s: cannot create the consumer group: %s",
@@ -2235,18 +2610,21 @@ on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct squeue *q = arg;
     struct worker *w = q->w;
-    char idle[24];
+    char idle[24], count[16];
     const char *argv[9];
     enum brk_err err;
 
     (void)fd;
     (void)what;
-    if (w->stopping || !w->running || q->cur != NULL)
+    if (w->stopping || !w->running || q->reading)
         return;
+    if (slots_for_jobs(q) == 0)
+        return; /* a job's end polls again */
     if (!store_is_up(w->st) || !q->su->dk_loaded) {
         squeue_poll_soon(q, 500);
         return;
     }
+    q->reading = 1;
     if (!q->group_ready) {
         argv[0] = "XGROUP";
         argv[1] = "CREATE";
@@ -2255,14 +2633,16 @@ on_poll(evutil_socket_t fd, short what, void *arg)
         argv[4] = "0";
         argv[5] = "MKSTREAM";
         err = store_cmd_argv(w->st, on_group, q, 6, argv, NULL);
-        if (err)
+        if (err) {
+            q->reading = 0;
             squeue_poll_soon(q, 1000);
+        }
         return;
     }
     if (brk_mono_ms() - q->last_autoclaim >= AUTOCLAIM_MS) {
         q->last_autoclaim = brk_mono_ms();
-        snprintf(idle, sizeof(idle), "%lld",
-                 w->cfg->event_claim_idle * 1000LL);
+        snprintf(idle, sizeof(idle), "%lld", w->cfg->event_claim_idle * 1000LL);
+        snprintf(count, sizeof(count), "%u", slots_for_jobs(q));
         argv[0] = "XAUTOCLAIM";
         argv[1] = q->stream;
         argv[2] = WORKER_GROUP;
@@ -2270,14 +2650,16 @@ on_poll(evutil_socket_t fd, short what, void *arg)
         argv[4] = idle;
         argv[5] = "0-0";
         argv[6] = "COUNT";
-        argv[7] = "1";
+        argv[7] = count;
         err = store_cmd_argv(w->st, on_autoclaim, q, 8, argv, NULL);
-    } else {
-        err = BRK_OK;
-        on_autoclaim(BRK_ERR_NOTFOUND, NULL, q);
+        if (err) {
+            q->reading = 0;
+            squeue_poll_soon(q, 1000);
+        }
+        return;
     }
-    if (err)
-        squeue_poll_soon(q, 1000);
+    q->reading = 0;
+    read_stream(q);
 }
 
 static void
@@ -2286,6 +2668,343 @@ squeue_poll_soon(struct squeue *q, long ms)
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     evtimer_add(q->poll, &tv);
+}
+
+/*---- Tenant queues: lanes ----*/
+
+static void claim_soon(struct squeue *q, long ms);
+
+static void
+lane_unref(struct lane *l)
+{
+    if (--l->refs > 0)
+        return;
+    if (l->refresh != NULL)
+        event_free(l->refresh);
+    if (l->step != NULL)
+        event_free(l->step);
+    brk_free(l);
+}
+
+/* Forget the lane here (its lease is given back, or runs out). */
+static void
+lane_drop(struct lane *l)
+{
+    struct squeue *q = l->q;
+
+    if (l->dropped)
+        return;
+    l->dropped = 1;
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        q->lanes = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+    q->w->nlanes--;
+    evtimer_del(l->refresh);
+    evtimer_del(l->step);
+    if (!q->w->stopping)
+        claim_soon(q, 0);
+    lane_unref(l);
+}
+
+static void
+on_lane_backoff(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct lane *l = arg;
+
+    (void)r;
+    if (err && err != BRK_ERR_SHUTDOWN)
+        log_warn("suite %s corp %s: backoff not recorded (%s); the lease "
+                 "runs out instead",
+                 l->q->su->conf->suite_id, l->corp, brk_strerror(err));
+    lane_unref(l);
+}
+
+static void
+lane_backoff(struct lane *l, long long delay_ms)
+{
+    l->ending = 1;
+    l->refs++;
+    if (evq_backoff(l->q->w->st, &l->k, l->corp, l->q->w->consumer, delay_ms,
+                    on_lane_backoff, l) != BRK_OK)
+        lane_unref(l);
+}
+
+static void
+on_released(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct lane *l = arg;
+
+    (void)r;
+    l->waiting = 0;
+    if (err && err != BRK_ERR_SHUTDOWN)
+        log_warn("suite %s corp %s: lease not given back (%s); it runs out",
+                 l->q->su->conf->suite_id, l->corp, brk_strerror(err));
+    lane_drop(l);
+    lane_unref(l);
+}
+
+static void
+on_head(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct lane *l = arg;
+    struct timeval tv = {0, 500 * 1000};
+
+    l->waiting = 0;
+    if (l->dropped || l->q->w->stopping) {
+        lane_drop(l);
+        lane_unref(l);
+        return;
+    }
+    if (err || r->type != REDIS_REPLY_ARRAY) {
+        evtimer_add(l->step, &tv);
+        lane_unref(l);
+        return;
+    }
+    if (r->elements == 0) {
+        /* empty: give the tenant back unless something came meanwhile */
+        l->waiting = 1;
+        if (evq_release(l->q->w->st, &l->k, l->corp, l->seq, l->q->w->consumer,
+                        on_released, l) != BRK_OK) {
+            l->waiting = 0;
+            lane_drop(l);
+            lane_unref(l);
+        }
+        return;
+    }
+    take_entry(l->q, l, r->element[0]);
+    lane_unref(l);
+}
+
+/* Work the head of the lane's queue, or give the tenant back. */
+static void
+lane_next(struct lane *l)
+{
+    struct timeval tv = {0, 500 * 1000};
+
+    if (l->dropped || l->waiting || l->cur != NULL)
+        return;
+    if (l->q->w->stopping || l->ending) {
+        lane_drop(l);
+        return;
+    }
+    l->refs++;
+    l->waiting = 1;
+    if (evq_head(l->q->w->st, &l->k, on_head, l) != BRK_OK) {
+        l->waiting = 0;
+        l->refs--;
+        evtimer_add(l->step, &tv);
+    }
+}
+
+static void
+on_lane_step(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    lane_next(arg);
+}
+
+static void
+on_refreshed(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct lane *l = arg;
+
+    if (!err && r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
+        !l->dropped) {
+        log_warn("suite %s corp %s: the tenant's lease was lost (this "
+                 "instance stalled?); finishing the current event only",
+                 l->q->su->conf->suite_id, l->corp);
+        l->ending = 1;
+    }
+    lane_unref(l);
+}
+
+static void
+on_lane_refresh(evutil_socket_t fd, short what, void *arg)
+{
+    struct lane *l = arg;
+    long long lease = l->q->w->cfg->event_claim_idle * 1000LL;
+    struct timeval tv = {(long)(lease / 3000), (long)(lease / 3 % 1000) * 1000};
+
+    (void)fd;
+    (void)what;
+    if (l->dropped || l->q->w->stopping)
+        return;
+    l->refs++;
+    if (evq_refresh(l->q->w->st, &l->k, l->corp, l->q->w->consumer, lease,
+                    on_refreshed, l) != BRK_OK)
+        l->refs--;
+    evtimer_add(l->refresh, &tv);
+}
+
+static struct lane *
+lane_find(const struct squeue *q, const char *corp)
+{
+    struct lane *l;
+
+    for (l = q->lanes; l != NULL; l = l->next)
+        if (strcmp(l->corp, corp) == 0)
+            return l;
+    return NULL;
+}
+
+/* A tenant was leased to us: start working its queue. */
+static void
+lane_start(struct squeue *q, const char *corp, const char *seq,
+           const char *prev)
+{
+    struct worker *w = q->w;
+    long long lease = w->cfg->event_claim_idle * 1000LL;
+    struct timeval tv = {(long)(lease / 3000), (long)(lease / 3 % 1000) * 1000};
+    struct lane *l;
+
+    if (lane_find(q, corp) != NULL)
+        return; /* ours already: the claim renewed its lease */
+    l = brk_calloc(1, sizeof(*l));
+    if (l == NULL || strlen(corp) >= sizeof(l->corp) ||
+        strlen(seq) >= sizeof(l->seq) ||
+        evq_keys(&l->k, w->cfg->key_prefix, q->su->conf->suite_id, corp)) {
+        /* the lease runs out and another try comes later */
+        log_warn("suite %s: cannot work a leased tenant (out of memory or "
+                 "an unusable corpid)",
+                 q->su->conf->suite_id);
+        brk_free(l);
+        return;
+    }
+    l->q = q;
+    l->refs = 1;
+    snprintf(l->corp, sizeof(l->corp), "%s", corp);
+    snprintf(l->seq, sizeof(l->seq), "%s", seq);
+    l->refresh = evtimer_new(w->base, on_lane_refresh, l);
+    l->step = evtimer_new(w->base, on_lane_step, l);
+    if (l->refresh == NULL || l->step == NULL) {
+        lane_unref(l);
+        return;
+    }
+    if (prev[0] != '\0' && strcmp(prev, w->consumer) != 0)
+        log_info("suite %s corp %s: took over the tenant's queue from %s "
+                 "(its lease ran out)",
+                 q->su->conf->suite_id, corp, prev);
+    l->next = q->lanes;
+    if (q->lanes != NULL)
+        q->lanes->prev = l;
+    q->lanes = l;
+    w->nlanes++;
+    evtimer_add(l->refresh, &tv);
+    lane_next(l);
+}
+
+static unsigned
+slots_for_lanes(const struct worker *w)
+{
+    long max = w->cfg->event_concurrency;
+
+    return w->nlanes >= (size_t)max ? 0 : (unsigned)((size_t)max - w->nlanes);
+}
+
+static void
+on_claimed(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct squeue *q = arg;
+    size_t i, got = 0;
+
+    q->claiming = 0;
+    if (q->w->stopping)
+        return;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements % 3 != 0) {
+        claim_soon(q, 1000);
+        return;
+    }
+    for (i = 0; i + 2 < r->elements; i += 3) {
+        if (r->element[i]->type != REDIS_REPLY_STRING ||
+            r->element[i + 1]->type != REDIS_REPLY_STRING ||
+            r->element[i + 2]->type != REDIS_REPLY_STRING)
+            continue;
+        lane_start(q, r->element[i]->str, r->element[i + 1]->str,
+                   r->element[i + 2]->str);
+        got++;
+    }
+    claim_soon(q, got >= CLAIM_BATCH ? 0 : POLL_IDLE_MS);
+}
+
+static void
+on_reclaimed(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct squeue *q = arg;
+
+    q->claiming = 0;
+    if (q->w->stopping)
+        return;
+    if (!err) {
+        q->reclaimed = 1;
+        if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+            log_info("suite %s: resuming %lld tenant queue(s) this instance "
+                     "held before",
+                     q->su->conf->suite_id, r->integer);
+    }
+    claim_soon(q, err ? 1000 : 0);
+}
+
+static void
+on_claim(evutil_socket_t fd, short what, void *arg)
+{
+    struct squeue *q = arg;
+    struct worker *w = q->w;
+    const char *keep[40];
+    struct lane *l;
+    unsigned slots, n = 0;
+    enum brk_err err;
+
+    (void)fd;
+    (void)what;
+    if (w->stopping || !w->running || q->claiming)
+        return;
+    if (!store_is_up(w->st) || !q->su->dk_loaded) {
+        claim_soon(q, 500);
+        return;
+    }
+    if (!q->reclaimed) {
+        /* leases this instance held before a restart or a lost
+         * connection, except those of lanes still working here */
+        for (l = q->lanes; l != NULL && n < nitems(keep); l = l->next)
+            keep[n++] = l->corp;
+        if (l != NULL) {
+            /* too many to name: let our old leases run out instead */
+            q->reclaimed = 1;
+            claim_soon(q, 0);
+            return;
+        }
+        q->claiming = 1;
+        err = evq_reclaim_own(w->st, &q->k, w->consumer, keep, n, on_reclaimed,
+                              q);
+        if (err) {
+            q->claiming = 0;
+            claim_soon(q, 1000);
+        }
+        return;
+    }
+    slots = slots_for_lanes(w);
+    if (slots == 0)
+        return; /* a lane's end claims again */
+    q->claiming = 1;
+    err =
+        evq_claim(w->st, &q->k, w->consumer, w->cfg->event_claim_idle * 1000LL,
+                  slots < CLAIM_BATCH ? slots : CLAIM_BATCH, on_claimed, q);
+    if (err) {
+        q->claiming = 0;
+        claim_soon(q, 1000);
+    }
+}
+
+static void
+claim_soon(struct squeue *q, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    evtimer_add(q->claim, &tv);
 }
 
 /*---- Lifetime ----*/
@@ -2297,9 +3016,16 @@ worker_start(struct worker *w)
 
     w->running = 1;
     for (i = 0; i < w->nq; i++) {
-        w->q[i].group_ready = 0;
-        if (w->q[i].cur == NULL)
-            squeue_poll_soon(&w->q[i], 0);
+        struct squeue *q = &w->q[i];
+
+        q->group_ready = 0;
+        q->reading = 0;
+        q->claiming = 0;
+        /* after a lost connection: our leases of tenants no lane works on
+         * any more are released before claiming again */
+        q->reclaimed = 0;
+        squeue_poll_soon(q, 0);
+        claim_soon(q, 0);
     }
 }
 
@@ -2344,11 +3070,15 @@ worker_new(struct event_base *base, const struct config *cfg,
 
         q->w = w;
         q->su = &suites->v[i];
-        err = keys_suite_events(q->stream, sizeof(q->stream),
-                                cfg->key_prefix, q->su->conf->suite_id);
+        snprintf(q->pending_from, sizeof(q->pending_from), "0");
+        err = keys_suite_events(q->stream, sizeof(q->stream), cfg->key_prefix,
+                                q->su->conf->suite_id);
+        if (!err)
+            err = evq_keys(&q->k, cfg->key_prefix, q->su->conf->suite_id, NULL);
         q->poll = err ? NULL : evtimer_new(base, on_poll, q);
-        if (q->poll == NULL) {
-            w->nq = i;
+        q->claim = err ? NULL : evtimer_new(base, on_claim, q);
+        if (q->poll == NULL || q->claim == NULL) {
+            w->nq = i + 1;
             worker_free(w);
             return err ? err : BRK_ERR_NOMEM;
         }
@@ -2378,9 +3108,24 @@ worker_free(struct worker *w)
         return;
     w->stopping = 1;
     for (i = 0; i < w->nq; i++) {
-        if (w->q[i].cur != NULL)
-            job_free(w->q[i].cur);
-        event_free(w->q[i].poll);
+        struct squeue *q = &w->q[i];
+        struct job *j;
+        struct lane *l;
+
+        while ((j = q->jobs) != NULL) {
+            q->jobs = j->next;
+            job_free(j);
+        }
+        while ((l = q->lanes) != NULL) {
+            if (l->cur != NULL)
+                job_free(l->cur);
+            l->cur = NULL;
+            lane_drop(l);
+        }
+        if (q->poll != NULL)
+            event_free(q->poll);
+        if (q->claim != NULL)
+            event_free(q->claim);
     }
     brk_free(w->q);
     brk_free(w);

@@ -84,8 +84,10 @@ static const struct command commands[] = {
      "suite",
      "For each configured suite: when the last suite_ticket arrived (WeCom\n"
      "pushes one every 10 minutes; the broker needs one younger than 30\n"
-     "minutes), until when the suite token is valid, how many events wait\n"
-     "in the stream, how many were dead-lettered, and the authorizations\n"
+     "minutes), until when the suite token is valid, what waits (events\n"
+     "that name no corp yet in the suite stream, plus tenants whose own\n"
+     "queue holds events), how many were dead-lettered, and the\n"
+     "authorizations\n"
      "whose reply was lost (their corps must install the app again).",
      "brokerctl -c broker.conf suite\n"
      "brokerctl -c broker.conf --json suite",

@@ -160,7 +160,15 @@ dead_corp(const struct wecom_crypto *wc, const char *suite,
     const char *id;
     size_t msglen = 0;
     int rc = -1;
+    const char *named = entry_field(fields, "corp");
 
+    /* an entry of a tenant's queue: the broker wrote which tenant */
+    if (named != NULL) {
+        if (!keys_id_ok(named))
+            return -1;
+        snprintf(corp, len, "%s", named);
+        return 0;
+    }
     if (kind == NULL || sig == NULL || ts == NULL || nonce == NULL ||
         enc == NULL)
         return -1;
@@ -881,7 +889,8 @@ ctl_suite(struct ctl *c, int argc, char **argv)
     struct ctl_table *tb = NULL;
     json_t *arr = json_array(), *tk = NULL, *lost = NULL, *o;
     char key[KEYS_MAX], ev[KEYS_MAX], dead[KEYS_MAX], tok[KEYS_MAX];
-    char lk[KEYS_MAX], age[64], valid[64], lostat[64], q[24], d[24];
+    char rk[KEYS_MAX], lk[KEYS_MAX], age[64], valid[64], lostat[64], q[24],
+        d[24];
     char la[128];
     const char *row[6];
     long long ts, queued, dl, exp, nlost;
@@ -911,7 +920,11 @@ ctl_suite(struct ctl *c, int argc, char **argv)
         if (tk == NULL || lost == NULL)
             goto out;
         ts = ctl_num_of(tk, "at");
+        /* the suite stream, plus every tenant with a queue waiting */
         queued = count_of(c, "XLEN %s", ev);
+        if (keys_suite(rk, sizeof(rk), c->cfg->key_prefix, id, "ready"))
+            goto out;
+        queued += count_of(c, "ZCARD %s", rk);
         dl = count_of(c, "XLEN %s", dead);
         nlost = ctl_num_of(lost, "count");
         r = ctl_cmd(c, "HGET %s exp", tok);

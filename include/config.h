@@ -49,6 +49,7 @@ struct config {
     char *key_prefix; /* non-empty, printable, no spaces/braces */
     long callback_max_skew, upstream_timeout_ms, upstream_rate_per_corp,
         cache_max_age, event_claim_idle, event_max_attempts;
+    long event_concurrency; /* tenants worked on at once per instance */
     long long upstream_max_body, audit_max_len, audit_max_age;
     int log_level; /* enum log_level from log.h */
     int log_json;  /* log_format json=1, text=0 */

@@ -50,4 +50,14 @@ enum brk_err dir_tag_value(const json_t *body, char **out) BRK_WUR;
 /* Ids of tag/list {"taglist":[{"tagid"}]} (owned array of longs). */
 enum brk_err dir_tag_ids(const json_t *body, long **ids, size_t *n) BRK_WUR;
 
+/* Admins one app may have, at most. */
+#define DIR_MAX_ADMINS 1000
+
+/*
+ * agent/get_admin_list {"admin":[{"userid","auth_type"}]} -> the stored
+ * value [{"userid","auth_type"}] as compact JSON (owned, brk_free).
+ * BRK_ERR_UPSTREAM_BAD for a reply of another shape.
+ */
+enum brk_err dir_admin_list(const json_t *body, char **out) BRK_WUR;
+
 #endif /* DIRECTORY_H */

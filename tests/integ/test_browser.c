@@ -618,7 +618,9 @@ static int
 events_drained(void *arg)
 {
     (void)arg;
-    return redis_int("XLEN %s", "wb:{" S1 "}:events") == 0;
+    /* the suite stream, and every tenant's own queue */
+    return redis_int("XLEN %s", "wb:{" S1 "}:events") == 0 &&
+           redis_int("ZCARD %s", "wb:{" S1 "}:ready") == 0;
 }
 
 /* Wait until the workers have taken every event (acknowledged entries are

@@ -1,0 +1,223 @@
+/*
+ * Integration tests' side of WeCom for tenant work (see tenantclient.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "broker.h"
+#include "simclient.h"
+#include "tenantclient.h"
+#include "wecom_crypto.h"
+#include "wecom_xml.h"
+
+static struct harness *H;
+static struct wecom_crypto *C;
+static int MockPort, Target;
+
+void
+tc_init(struct harness *h, int mock_port)
+{
+    H = h;
+    MockPort = mock_port;
+    Target = 0;
+    if (C == NULL)
+        assert_int_equal(wecom_crypto_new(H_TOKEN, H_AESKEY, &C), BRK_OK);
+}
+
+void
+tc_done(void)
+{
+    wecom_crypto_free(C);
+    C = NULL;
+}
+
+void
+tc_target(int cb_port)
+{
+    Target = cb_port;
+}
+
+void
+tc_post_event(const char *suite, const char *const *kv, size_t npairs)
+{
+    const char *k[24], *v[24], *ek[] = {"ToUserName", "Encrypt"}, *evv[2];
+    char *xml, *enc, *env, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
+    char q[512], url[600], ts[24], nonce[24];
+    static unsigned seq;
+    size_t len, i;
+
+    assert_true(npairs <= 24);
+    for (i = 0; i < npairs; i++) {
+        k[i] = kv[2 * i];
+        v[i] = kv[2 * i + 1];
+    }
+    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
+    assert_int_equal(wecom_crypto_encrypt(C, xml, len, suite, &enc), BRK_OK);
+    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
+    snprintf(nonce, sizeof(nonce), "tc%u", ++seq);
+    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
+    evv[0] = suite;
+    evv[1] = enc;
+    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
+    snprintf(q, sizeof(q),
+             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
+             "&nonce=%s",
+             suite, sig, ts, nonce);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s",
+             Target ? Target : H->cb_port, q);
+    assert_int_equal(h_http("POST", url, env, len, &body), 200);
+    assert_string_equal(body, "success");
+    free(body);
+    brk_free(env);
+    brk_free(enc);
+    brk_free(xml);
+}
+
+void
+tc_push_ticket(const char *suite)
+{
+    char path[128], ts[24];
+    json_t *t;
+    const char *kv[8];
+
+    snprintf(path, sizeof(path), "/__mock/suite_ticket?suite_id=%s", suite);
+    t = h_sim_json(MockPort, "GET", path, NULL);
+    snprintf(ts, sizeof(ts), "%ld", h_next_ts());
+    kv[0] = "SuiteId";
+    kv[1] = suite;
+    kv[2] = "InfoType";
+    kv[3] = "suite_ticket";
+    kv[4] = "TimeStamp";
+    kv[5] = ts;
+    kv[6] = "SuiteTicket";
+    kv[7] = json_string_value(json_object_get(t, "suite_ticket"));
+    tc_post_event(suite, kv, 4);
+    json_decref(t);
+}
+
+void
+tc_install(const char *suite, const char *corp, long ts)
+{
+    char body[256], tsb[24];
+    json_t *r;
+    const char *kv[10];
+
+    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
+             suite, corp);
+    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
+    snprintf(tsb, sizeof(tsb), "%ld", ts);
+    kv[0] = "SuiteId";
+    kv[1] = suite;
+    kv[2] = "AuthCode";
+    kv[3] = json_string_value(json_object_get(r, "auth_code"));
+    kv[4] = "InfoType";
+    kv[5] = "create_auth";
+    kv[6] = "TimeStamp";
+    kv[7] = tsb;
+    kv[8] = "State";
+    kv[9] = "";
+    tc_post_event(suite, kv, 5);
+    json_decref(r);
+}
+
+void
+tc_corp_event(const char *suite, const char *type, const char *corp, long ts,
+              const char *k1, const char *v1)
+{
+    char tsb[24];
+    const char *kv[12];
+    size_t n = 0;
+
+    snprintf(tsb, sizeof(tsb), "%ld", ts);
+    kv[n++] = "SuiteId";
+    kv[n++] = suite;
+    kv[n++] = "InfoType";
+    kv[n++] = type;
+    kv[n++] = "TimeStamp";
+    kv[n++] = tsb;
+    kv[n++] = "AuthCorpId";
+    kv[n++] = corp;
+    if (k1 != NULL) {
+        kv[n++] = k1;
+        kv[n++] = v1;
+    }
+    tc_post_event(suite, kv, n / 2);
+}
+
+json_t *
+tc_ctl_json(const char *a1, const char *a2, const char *a3, const char *suite)
+{
+    const char *argv[12];
+    char *out = NULL;
+    json_error_t e;
+    json_t *v = NULL;
+    size_t n = 0;
+
+    argv[n++] = "bin/brokerctl";
+    argv[n++] = "-c";
+    argv[n++] = H->conf;
+    argv[n++] = "--json";
+    if (suite != NULL) {
+        argv[n++] = "--suite";
+        argv[n++] = suite;
+    }
+    argv[n++] = a1;
+    if (a2 != NULL)
+        argv[n++] = a2;
+    if (a3 != NULL)
+        argv[n++] = a3;
+    argv[n] = NULL;
+    if (h_run(argv, &out) == 0)
+        v = json_loads(out, 0, &e);
+    free(out);
+    return v;
+}
+
+char *
+tc_status(const char *suite, const char *corp)
+{
+    json_t *t = tc_ctl_json("tenant", "show", corp, suite);
+    const char *s = json_string_value(json_object_get(t, "status"));
+    char *out = strdup(s ? s : "");
+
+    json_decref(t);
+    assert_non_null(out);
+    return out;
+}
+
+struct want {
+    const char *suite, *corp, *status;
+};
+
+static int
+has_status(void *arg)
+{
+    struct want *w = arg;
+    char *s = tc_status(w->suite, w->corp);
+    int ok = strcmp(s, w->status) == 0;
+
+    free(s);
+    return ok;
+}
+
+void
+tc_wait_status(const char *suite, const char *corp, const char *status, long ms)
+{
+    struct want w = {suite, corp, status};
+    char *s;
+
+    if (h_wait(has_status, &w, ms))
+        return;
+    s = tc_status(suite, corp);
+    fprintf(stderr, "# %s/%s never became %s (is \"%s\")\n", suite, corp,
+            status, s);
+    free(s);
+    fail();
+}

@@ -1,0 +1,43 @@
+/*
+ * Integration tests' side of WeCom for tenant work: signed, encrypted
+ * callbacks to a broker, installs through the simulator, and brokerctl's
+ * view of a tenant. One client per test program (tc_init).
+ */
+#ifndef TENANTCLIENT_H
+#define TENANTCLIENT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+/* Use harness h (its callback listener and config) and the simulator on
+ * mock_port; the suites' token and key are H_TOKEN and H_AESKEY. */
+void tc_init(struct harness *h, int mock_port);
+void tc_done(void);
+/* Send callbacks to another broker's callback port from now on (0: the
+ * harness's own). */
+void tc_target(int cb_port);
+
+/* Encrypt and POST an event (npairs name/value pairs) as WeCom would;
+ * asserts `success`. */
+void tc_post_event(const char *suite, const char *const *kv, size_t npairs);
+/* A fresh suite_ticket from the simulator, pushed to the broker. */
+void tc_push_ticket(const char *suite);
+/* The simulator mints an AuthCode for corp; create_auth is pushed. */
+void tc_install(const char *suite, const char *corp, long ts);
+/* An event naming corp (AuthCorpId), with one optional extra field. */
+void tc_corp_event(const char *suite, const char *type, const char *corp,
+                   long ts, const char *k1, const char *v1);
+/* brokerctl -c CONF --json [--suite S] A1 [A2 [A3]], parsed (NULL when it
+ * fails). */
+json_t *tc_ctl_json(const char *a1, const char *a2, const char *a3,
+                    const char *suite);
+/* The tenant's status per `brokerctl tenant show`, "" when none (free). */
+char *tc_status(const char *suite, const char *corp);
+/* Poll until the tenant's status is status, failing the test after ms. */
+void tc_wait_status(const char *suite, const char *corp, const char *status,
+                    long ms);
+
+#endif
