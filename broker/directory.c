@@ -185,62 +185,66 @@ dir_pairs_from_map(const json_t *map, struct dir_pairs *out)
     return BRK_OK;
 }
 
+/*
+ * tag/get -> {"users":[...],"parties":[...]} as compact JSON, written by
+ * hand: jansson 2.14's json_dumps ignores a failed append of an object
+ * key and can return malformed text when memory runs out. Userids are
+ * checked (no control characters), so only '"' and '\\' need escaping.
+ * BRK_ERR_UPSTREAM_BAD for a wrong shape, BRK_ERR_NOMEM; *out (owned,
+ * brk_free) is written only on success.
+ */
 enum brk_err
 dir_tag_value(const json_t *body, char **out)
 {
     const json_t *ul = json_object_get(body, "userlist");
     const json_t *pl = json_object_get(body, "partylist"), *v;
-    json_t *users = json_array(), *parties = json_array(), *o = NULL;
     const char *uid;
-    char *s = NULL, *copy;
-    long id;
-    size_t i;
-    enum brk_err err = BRK_ERR_UPSTREAM_BAD;
+    char *text;
+    size_t i, cap = 32, o;
+    long id = 0;
 
-    if (users == NULL || parties == NULL) {
-        err = BRK_ERR_NOMEM;
-        goto out;
-    }
     if ((ul != NULL && !json_is_array(ul)) ||
         (pl != NULL && !json_is_array(pl)))
-        goto out;
+        return BRK_ERR_UPSTREAM_BAD;
     json_array_foreach(ul, i, v)
     {
         uid = json_string_value(json_object_get(v, "userid"));
         if (uid == NULL || !dir_is_userid(uid))
-            goto out;
-        if (json_array_append_new(users, json_string(uid)) != 0) {
-            err = BRK_ERR_NOMEM;
-            goto out;
-        }
+            return BRK_ERR_UPSTREAM_BAD;
+        cap += 2 * strlen(uid) + 3;
     }
     json_array_foreach(pl, i, v)
     {
         if (!dir_parse_id(v, &id))
-            goto out;
-        if (json_array_append_new(parties, json_integer(id)) != 0) {
-            err = BRK_ERR_NOMEM;
-            goto out;
+            return BRK_ERR_UPSTREAM_BAD;
+        cap += 11;
+    }
+    text = brk_malloc(cap);
+    if (text == NULL)
+        return BRK_ERR_NOMEM;
+    o = (size_t)snprintf(text, cap, "{\"users\":[");
+    json_array_foreach(ul, i, v)
+    {
+        if (i > 0)
+            text[o++] = ',';
+        text[o++] = '"';
+        for (uid = json_string_value(json_object_get(v, "userid")); *uid;
+             uid++) {
+            if (*uid == '"' || *uid == '\\')
+                text[o++] = '\\';
+            text[o++] = *uid;
         }
+        text[o++] = '"';
     }
-    o = json_pack("{s:O, s:O}", "users", users, "parties", parties);
-    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s == NULL) {
-        err = BRK_ERR_NOMEM;
-        goto out;
+    o += (size_t)snprintf(text + o, cap - o, "],\"parties\":[");
+    json_array_foreach(pl, i, v)
+    {
+        (void)dir_parse_id(v, &id);
+        o += (size_t)snprintf(text + o, cap - o, "%s%ld", i ? "," : "", id);
     }
-    copy = brk_strdup(s);
-    err = BRK_ERR_NOMEM;
-    if (copy == NULL)
-        goto out;
-    *out = copy;
-    err = BRK_OK;
-out:
-    free(s);
-    json_decref(o);
-    json_decref(users);
-    json_decref(parties);
-    return err;
+    snprintf(text + o, cap - o, "]}");
+    *out = text;
+    return BRK_OK;
 }
 
 enum brk_err
