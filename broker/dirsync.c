@@ -194,19 +194,21 @@ member_merge(struct dirsync *ds, const char *uid, const uint32_t *ids, size_t n)
 {
     uint32_t *all = NULL;
     const json_t *cur = json_object_get(ds->users, uid);
-    const char *s;
+    const char *s = cur ? json_string_value(cur) : "";
     char *text = NULL, *end;
-    size_t na = 0, i, off = 0, cap;
+    size_t na = 0, i, off = 0, cap, nold = 0;
     unsigned long v;
     enum brk_err err = BRK_ERR_NOMEM;
 
     if (cur == NULL && json_object_size(ds->users) >= DIRSYNC_MAX_MEMBERS)
         return BRK_ERR_TOOBIG;
-    all = brk_malloc((n + DIRSYNC_MAX_MEMBER_DEPTS) * sizeof(*all));
+    for (i = 0; s[i] != '\0'; i++)
+        nold += s[i] == ',';
+    all = brk_malloc((nold + 1 + n) * sizeof(*all));
     if (all == NULL)
         goto out;
     /* the stored text is ours: digits separated by commas */
-    for (s = cur ? json_string_value(cur) : ""; *s != '\0'; s = end) {
+    for (; *s != '\0'; s = end) {
         v = strtoul(s, &end, 10);
         all[na++] = (uint32_t)v;
         if (*end == ',')

@@ -18,6 +18,7 @@
 
 #include "broker.h"
 #include "dirsync.h"
+#include "visible_range.h"
 
 #define KEY_MAX 2300
 #define LOG_MAX 256
@@ -179,6 +180,7 @@ expect_result(const struct dirsync *ds, const char *parents, const char *users,
 {
     struct dir_pairs p = {0};
     json_t *u = NULL, *t = NULL, *got_p, *got_t, *want;
+    struct vrange *vr = NULL;
     const char *k;
     json_t *v;
     size_t i;
@@ -208,6 +210,11 @@ expect_result(const struct dirsync *ds, const char *parents, const char *users,
     }
     want = jq(tags);
     assert_true(json_equal(got_t, want));
+    json_decref(want);
+    /* the visible-range resolver takes the result as it is */
+    want = jq("{}");
+    assert_int_equal(vrange_build(want, got_p, u, t, &vr), BRK_OK);
+    vrange_free(vr);
     json_decref(want);
     json_decref(got_p);
     json_decref(got_t);
@@ -1211,6 +1218,96 @@ test_new_bounds(void **state)
     json_decref(priv);
 }
 
+/*---- Size ----*/
+
+#define BIG_DEPTS   5000
+#define BIG_PER_DEP 20
+
+static json_t *
+big_row(long m, long d1, long d2)
+{
+    char uid[24];
+
+    snprintf(uid, sizeof(uid), "u%ld", m);
+    return d2 ? json_pack("{s:s, s:[I, I]}", "userid", uid, "department",
+                          (json_int_t)d1, (json_int_t)d2)
+              : json_pack("{s:s, s:[I]}", "userid", uid, "department",
+                          (json_int_t)d1);
+}
+
+/* The members of department d: its own 20 (every tenth also in the next
+ * department) and the tenth ones of the department before it. */
+static json_t *
+big_members(long d)
+{
+    json_t *rows = json_array();
+    long m, k, prev = d == 1 ? BIG_DEPTS : d - 1;
+
+    for (k = 0; k < BIG_PER_DEP; k++) {
+        m = (d - 1) * BIG_PER_DEP + k;
+        json_array_append_new(
+            rows, big_row(m, d, k % 10 == 0 ? d % BIG_DEPTS + 1 : 0));
+    }
+    for (k = 0; k < BIG_PER_DEP; k += 10)
+        json_array_append_new(rows,
+                              big_row((prev - 1) * BIG_PER_DEP + k, prev, d));
+    return json_pack("{s:o}", "userlist", rows);
+}
+
+/* 5,000 departments and 100,000 members: one call per department, eight
+ * at a time, every member with both departments. */
+static void
+test_size_5000_departments(void **state)
+{
+    struct dirsync *ds =
+        plan_new("{'privilege':{'level':1,'allow_party':[1]}}", perm_read);
+    struct dirsync_call c[DIRSYNC_MAX_INFLIGHT];
+    struct dir_pairs p = {0};
+    json_t *tree = json_array(), *body, *u = NULL, *t = NULL;
+    size_t n = 0, most = 0;
+    long d;
+
+    (void)state;
+    for (d = 1; d <= BIG_DEPTS; d++)
+        json_array_append_new(tree, json_pack("{s:I, s:I}", "id", (json_int_t)d,
+                                              "parentid", (json_int_t)(d / 2)));
+    body = json_pack("{s:o}", "department_id", tree);
+    assert_int_equal(dirsync_next(ds, &c[0]), BRK_OK);
+    assert_int_equal(dirsync_reply(ds, c[0].id, body), BRK_OK);
+    json_decref(body);
+    for (;;) {
+        while (n < DIRSYNC_MAX_INFLIGHT && dirsync_next(ds, &c[n]) == BRK_OK)
+            n++;
+        if (n > most)
+            most = n;
+        if (n == 0)
+            break;
+        n--;
+        assert_int_equal(sscanf(c[n].path_query,
+                                "/cgi-bin/user/simplelist?department_id=%ld",
+                                &d),
+                         1);
+        body = big_members(d);
+        assert_int_equal(dirsync_reply(ds, c[n].id, body), BRK_OK);
+        json_decref(body);
+    }
+    assert_int_equal(most, DIRSYNC_MAX_INFLIGHT);
+    assert_true(dirsync_done(ds));
+    assert_int_equal(dirsync_calls(ds), BIG_DEPTS + 1);
+    assert_int_equal(dirsync_result(ds, &p, &u, &t), BRK_OK);
+    assert_int_equal(p.n, BIG_DEPTS);
+    assert_int_equal(json_object_size(u), BIG_DEPTS * BIG_PER_DEP);
+    assert_string_equal(json_string_value(json_object_get(u, "u0")), "1,2");
+    assert_string_equal(json_string_value(json_object_get(u, "u1")), "1");
+    assert_string_equal(json_string_value(json_object_get(u, "u99980")),
+                        "1,5000");
+    assert_int_equal(json_object_size(t), 0);
+    dir_pairs_free(&p);
+    json_decref(u);
+    json_decref(t);
+    dirsync_free(ds);
+}
+
 /*---- Allocation failures ----*/
 
 struct scenario {
@@ -1360,6 +1457,7 @@ main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_new_refuses_bad_grant),
         cmocka_unit_test(test_new_bounds),
+        cmocka_unit_test(test_size_5000_departments),
         cmocka_unit_test(test_alloc_failures_mixed),
         cmocka_unit_test(test_alloc_failures_member_auth),
         cmocka_unit_test(test_alloc_failures_range_only),
