@@ -27,8 +27,12 @@ dir_pairs_free(struct dir_pairs *p)
     memset(p, 0, sizeof(*p));
 }
 
-static enum brk_err
-pairs_add(struct dir_pairs *p, const char *f, const char *v)
+/*
+ * Append copies of f and v. BRK_ERR_TOOBIG past 2,000,000 pairs,
+ * BRK_ERR_NOMEM; on failure p keeps the pairs it had.
+ */
+enum brk_err
+dir_pairs_add(struct dir_pairs *p, const char *f, const char *v)
 {
     char **nf, **nv;
     size_t ncap;
@@ -58,8 +62,10 @@ pairs_add(struct dir_pairs *p, const char *f, const char *v)
     return BRK_OK;
 }
 
-static int
-id_ok(const json_t *v, long *out)
+/* 1 and the id in *out when v is a JSON integer in 0..4294967295, else 0
+ * (*out untouched). */
+int
+dir_parse_id(const json_t *v, long *out)
 {
     json_int_t i;
 
@@ -72,8 +78,10 @@ id_ok(const json_t *v, long *out)
     return 1;
 }
 
-static int
-userid_ok(const char *s)
+/* 1 when s is 1..64 bytes, none of them a control character, space,
+ * comma or DEL (the stored department lists are comma-separated). */
+int
+dir_is_userid(const char *s)
 {
     size_t n = 0;
 
@@ -96,13 +104,13 @@ dir_parse_departments(const json_t *body, struct dir_pairs *out)
         return BRK_ERR_UPSTREAM_BAD;
     json_array_foreach(arr, i, d)
     {
-        if (!id_ok(json_object_get(d, "id"), &id))
+        if (!dir_parse_id(json_object_get(d, "id"), &id))
             return BRK_ERR_UPSTREAM_BAD;
-        if (!id_ok(json_object_get(d, "parentid"), &parent))
+        if (!dir_parse_id(json_object_get(d, "parentid"), &parent))
             parent = 0;
         snprintf(f, sizeof(f), "%ld", id);
         snprintf(v, sizeof(v), "%ld", parent);
-        err = pairs_add(out, f, v);
+        err = dir_pairs_add(out, f, v);
         if (err)
             return err;
     }
@@ -123,8 +131,8 @@ dir_merge_user_page(const json_t *body, json_t *users, char **cursor)
     json_array_foreach(arr, i, u)
     {
         uid = json_string_value(json_object_get(u, "userid"));
-        if (uid == NULL || !userid_ok(uid) ||
-            !id_ok(json_object_get(u, "department"), &d))
+        if (uid == NULL || !dir_is_userid(uid) ||
+            !dir_parse_id(json_object_get(u, "department"), &d))
             return BRK_ERR_UPSTREAM_BAD;
         snprintf(dept, sizeof(dept), "%ld", d);
         cur = json_object_get(users, uid);
@@ -171,59 +179,73 @@ dir_pairs_from_map(const json_t *map, struct dir_pairs *out)
     {
         if (!json_is_string(v))
             return BRK_ERR_INVAL;
-        err = pairs_add(out, k, json_string_value(v));
+        err = dir_pairs_add(out, k, json_string_value(v));
         if (err)
             return err;
     }
     return BRK_OK;
 }
 
+/*
+ * tag/get -> {"users":[...],"parties":[...]} as compact JSON, written by
+ * hand: jansson 2.14's json_dumps ignores a failed append of an object
+ * key and can return malformed text when memory runs out. Userids are
+ * checked (no control characters), so only '"' and '\\' need escaping.
+ * BRK_ERR_UPSTREAM_BAD for a wrong shape, BRK_ERR_NOMEM; *out (owned,
+ * brk_free) is written only on success.
+ */
 enum brk_err
 dir_tag_value(const json_t *body, char **out)
 {
     const json_t *ul = json_object_get(body, "userlist");
     const json_t *pl = json_object_get(body, "partylist"), *v;
-    json_t *users = json_array(), *parties = json_array(), *o = NULL;
     const char *uid;
-    char *s = NULL;
-    long id;
-    size_t i;
-    enum brk_err err = BRK_ERR_UPSTREAM_BAD;
+    char *text;
+    size_t i, cap = 32, o;
+    long id = 0;
 
-    if (users == NULL || parties == NULL) {
-        err = BRK_ERR_NOMEM;
-        goto out;
-    }
     if ((ul != NULL && !json_is_array(ul)) ||
         (pl != NULL && !json_is_array(pl)))
-        goto out;
+        return BRK_ERR_UPSTREAM_BAD;
     json_array_foreach(ul, i, v)
     {
         uid = json_string_value(json_object_get(v, "userid"));
-        if (uid == NULL || !userid_ok(uid))
-            goto out;
-        json_array_append_new(users, json_string(uid));
+        if (uid == NULL || !dir_is_userid(uid))
+            return BRK_ERR_UPSTREAM_BAD;
+        cap += 2 * strlen(uid) + 3;
     }
     json_array_foreach(pl, i, v)
     {
-        if (!id_ok(v, &id))
-            goto out;
-        json_array_append_new(parties, json_integer(id));
+        if (!dir_parse_id(v, &id))
+            return BRK_ERR_UPSTREAM_BAD;
+        cap += 11;
     }
-    o = json_pack("{s:O, s:O}", "users", users, "parties", parties);
-    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s == NULL) {
-        err = BRK_ERR_NOMEM;
-        goto out;
+    text = brk_malloc(cap);
+    if (text == NULL)
+        return BRK_ERR_NOMEM;
+    o = (size_t)snprintf(text, cap, "{\"users\":[");
+    json_array_foreach(ul, i, v)
+    {
+        if (i > 0)
+            text[o++] = ',';
+        text[o++] = '"';
+        for (uid = json_string_value(json_object_get(v, "userid")); *uid;
+             uid++) {
+            if (*uid == '"' || *uid == '\\')
+                text[o++] = '\\';
+            text[o++] = *uid;
+        }
+        text[o++] = '"';
     }
-    *out = brk_strdup(s);
-    err = *out ? BRK_OK : BRK_ERR_NOMEM;
-out:
-    free(s);
-    json_decref(o);
-    json_decref(users);
-    json_decref(parties);
-    return err;
+    o += (size_t)snprintf(text + o, cap - o, "],\"parties\":[");
+    json_array_foreach(pl, i, v)
+    {
+        (void)dir_parse_id(v, &id);
+        o += (size_t)snprintf(text + o, cap - o, "%s%ld", i ? "," : "", id);
+    }
+    snprintf(text + o, cap - o, "]}");
+    *out = text;
+    return BRK_OK;
 }
 
 enum brk_err
@@ -240,7 +262,7 @@ dir_tag_ids(const json_t *body, long **ids, size_t *n)
         return BRK_ERR_NOMEM;
     json_array_foreach(arr, i, t)
     {
-        if (!id_ok(json_object_get(t, "tagid"), &v[i])) {
+        if (!dir_parse_id(json_object_get(t, "tagid"), &v[i])) {
             brk_free(v);
             return BRK_ERR_UPSTREAM_BAD;
         }

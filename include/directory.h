@@ -21,6 +21,15 @@ struct dir_pairs {
 };
 
 void dir_pairs_free(struct dir_pairs *p); /* frees the contents */
+/* Append copies of field and value. */
+enum brk_err dir_pairs_add(struct dir_pairs *p, const char *field,
+                           const char *value) BRK_WUR;
+
+/* The validators every directory reply goes through: an id is a JSON
+ * integer in 0..4294967295; a userid is 1..64 bytes without control
+ * characters, spaces or commas. */
+int dir_parse_id(const json_t *v, long *out);
+int dir_is_userid(const char *s);
 
 /*
  * department/simplelist {"department_id":[{"id","parentid",...}]} -> pairs

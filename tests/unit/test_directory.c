@@ -1,0 +1,208 @@
+/*
+ * Tests for the directory parsers' shared pieces: the id and userid
+ * validators, dir_pairs_add, and dir_tag_value under allocation failures
+ * (a failed append must not drop a member silently).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "broker.h"
+#include "directory.h"
+
+static void
+test_parse_id(void **state)
+{
+    static const char *const bad[] = {"-1",  "4294967296", "\"1\"", "1.0",
+                                      "1e3", "null",       "true",  "[1]"};
+    json_t *v;
+    long id;
+    size_t i;
+
+    (void)state;
+    v = json_integer(0);
+    assert_int_equal(dir_parse_id(v, &id), 1);
+    assert_int_equal(id, 0);
+    json_decref(v);
+    v = json_integer(4294967295LL);
+    assert_int_equal(dir_parse_id(v, &id), 1);
+    assert_int_equal(id, 4294967295L);
+    json_decref(v);
+    for (i = 0; i < nitems(bad); i++) {
+        v = json_loads(bad[i], JSON_DECODE_ANY, NULL);
+        assert_non_null(v);
+        id = -7;
+        assert_int_equal(dir_parse_id(v, &id), 0);
+        assert_int_equal(id, -7);
+        json_decref(v);
+    }
+    assert_int_equal(dir_parse_id(NULL, &id), 0);
+}
+
+static void
+test_is_userid(void **state)
+{
+    char s[80];
+
+    (void)state;
+    assert_true(dir_is_userid("zhangsan"));
+    assert_true(dir_is_userid("wo+x/y&z"));
+    assert_true(dir_is_userid("\xe5\xbc\xa0\xe4\xb8\x89"));
+    assert_false(dir_is_userid(""));
+    assert_false(dir_is_userid("a b"));
+    assert_false(dir_is_userid("a,b"));
+    assert_false(dir_is_userid("a\tb"));
+    assert_false(dir_is_userid("a\x7f"));
+    memset(s, 'a', 64);
+    s[64] = '\0';
+    assert_true(dir_is_userid(s));
+    s[64] = 'a';
+    s[65] = '\0';
+    assert_false(dir_is_userid(s));
+}
+
+static void
+test_pairs_add_failure_keeps_pairs(void **state)
+{
+    struct dir_pairs p = {0};
+    char f[16];
+    unsigned long n;
+    size_t i, want = 0;
+    enum brk_err err;
+
+    (void)state;
+    /* 64 pairs fill the first block; the 65th grows it */
+    for (i = 0; i < 64; i++) {
+        snprintf(f, sizeof(f), "%zu", i);
+        assert_int_equal(dir_pairs_add(&p, f, "1"), BRK_OK);
+    }
+    for (n = 1; n < 10; n++) {
+        brk_alloc_fail_at(n);
+        err = dir_pairs_add(&p, "x", "y");
+        brk_alloc_fail_at(0);
+        if (err == BRK_OK) {
+            want = 65;
+            break;
+        }
+        assert_int_equal(err, BRK_ERR_NOMEM);
+        assert_int_equal(p.n, 64);
+        assert_string_equal(p.field[63], "63");
+    }
+    assert_int_equal(p.n, want);
+    assert_string_equal(p.field[64], "x");
+    assert_string_equal(p.value[64], "y");
+    dir_pairs_free(&p);
+    assert_int_equal(p.n, 0);
+}
+
+static void
+test_tag_value_alloc_failures(void **state)
+{
+    static const char text[] =
+        "{\"userlist\":[{\"userid\":\"a\"},{\"userid\":\"b\"},"
+        "{\"userid\":\"c\"}],\"partylist\":[4,5]}";
+    json_t *body = json_loads(text, 0, NULL);
+    char *const sentinel = (char *)(uintptr_t)0x5a5a;
+    char *out;
+    unsigned long n;
+    enum brk_err err = BRK_ERR_NOMEM;
+
+    (void)state;
+    assert_non_null(body);
+    for (n = 1; n < 1000; n++) {
+        out = sentinel;
+        brk_alloc_fail_at(n);
+        err = dir_tag_value(body, &out);
+        if (err == BRK_OK) {
+            /* a success means nothing failed: no member dropped */
+            assert_false(brk_alloc_failed());
+            brk_alloc_fail_at(0);
+            break;
+        }
+        brk_alloc_fail_at(0);
+        assert_int_equal(err, BRK_ERR_NOMEM);
+        assert_ptr_equal(out, sentinel);
+    }
+    assert_int_equal(err, BRK_OK);
+    assert_true(n >= 2);
+    assert_string_equal(out,
+                        "{\"users\":[\"a\",\"b\",\"c\"],\"parties\":[4,5]}");
+    brk_free(out);
+    json_decref(body);
+}
+
+/* The stored value is JSON that says what the reply said, escapes and
+ * all; missing lists are empty; a wrong shape is refused. */
+static void
+test_tag_value_text(void **state)
+{
+    static const struct {
+        const char *body, *users, *parties;
+    } ok[] = {
+        {"{\"userlist\":[{\"userid\":\"q\\\"x\\\\y\"},"
+         "{\"userid\":\"\u5f20\"}],\"partylist\":[0,4294967295]}",
+         "[\"q\\\"x\\\\y\",\"\u5f20\"]", "[0,4294967295]"},
+        {"{}", "[]", "[]"},
+        {"{\"userlist\":[],\"partylist\":[7]}", "[]", "[7]"},
+    };
+    static const char *const bad[] = {
+        "{\"userlist\":{}}",
+        "{\"partylist\":3}",
+        "{\"userlist\":[{\"userid\":\"a b\"}]}",
+        "{\"userlist\":[\"a\"]}",
+        "{\"partylist\":[-1]}",
+        "{\"partylist\":[\"1\"]}",
+    };
+    json_t *body, *got, *want;
+    char *out, text[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < nitems(ok); i++) {
+        body = json_loads(ok[i].body, 0, NULL);
+        assert_non_null(body);
+        assert_int_equal(dir_tag_value(body, &out), BRK_OK);
+        got = json_loads(out, JSON_REJECT_DUPLICATES, NULL);
+        assert_non_null(got);
+        snprintf(text, sizeof(text), "{\"users\":%s,\"parties\":%s}",
+                 ok[i].users, ok[i].parties);
+        want = json_loads(text, 0, NULL);
+        assert_non_null(want);
+        assert_true(json_equal(got, want));
+        json_decref(got);
+        json_decref(want);
+        json_decref(body);
+        brk_free(out);
+    }
+    for (i = 0; i < nitems(bad); i++) {
+        body = json_loads(bad[i], 0, NULL);
+        assert_non_null(body);
+        out = NULL;
+        assert_int_equal(dir_tag_value(body, &out), BRK_ERR_UPSTREAM_BAD);
+        assert_null(out);
+        json_decref(body);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_id),
+        cmocka_unit_test(test_is_userid),
+        cmocka_unit_test(test_pairs_add_failure_keeps_pairs),
+        cmocka_unit_test(test_tag_value_alloc_failures),
+        cmocka_unit_test(test_tag_value_text),
+    };
+
+    /* jansson allocates through brk_malloc, so its arrays fail too */
+    json_set_alloc_funcs(brk_malloc, brk_free);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
