@@ -298,7 +298,7 @@ dir_admin_list(const json_t *body, char **out)
          * id); older replies also carry open_userid */
         id = json_is_string(uid) ? json_string_value(uid)
                                  : json_string_value(oid);
-        if (id == NULL || !userid_ok(id) || (t != NULL && !json_is_integer(t)))
+        if (id == NULL || !dir_is_userid(id) || (t != NULL && !json_is_integer(t)))
             goto out;
         row = json_pack("{s:s, s:I}", "userid", id, "auth_type",
                         t ? json_integer_value(t) : (json_int_t)0);

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "datakey.h"
 #include "directory.h"
+#include "dirsync.h"
 #include "evqueue.h"
 #include "keyring.h"
 #include "keys.h"
@@ -140,12 +141,15 @@ struct job {
     json_t *auth_info;
     json_t *permissions;
     /* directory */
+    struct dirsync *sync;
+    unsigned sync_inflight;
+    int sync_shutdown;
+    enum brk_err sync_err; /* the first failure of the sync */
+    long sync_errcode;
+    char sync_why[200];
     struct dir_pairs parents;
     json_t *users;
     json_t *tags;
-    long *tag_ids;
-    size_t ntags, tag_i;
-    char *cursor;
     size_t dir_i;
     int dir_phase;
     /* purge */
@@ -217,11 +221,11 @@ job_reset_state(struct job *j)
     j->users = NULL;
     json_decref(j->tags);
     j->tags = NULL;
-    brk_free(j->tag_ids);
-    j->tag_ids = NULL;
-    j->ntags = j->tag_i = 0;
-    brk_free(j->cursor);
-    j->cursor = NULL;
+    dirsync_free(j->sync);
+    j->sync = NULL;
+    j->sync_inflight = 0;
+    j->sync_shutdown = 0;
+    j->sync_err = BRK_OK;
     j->dir_i = 0;
     j->dir_phase = 0;
     brk_free(j->api_path);
@@ -785,113 +789,251 @@ seal_field(struct job *j, const char *field, const char *value, char **out)
 
 /*---- Directory sync (shared by install and change_auth) ----*/
 
-static void dir_next_tag(struct job *j);
-static void dir_users_page(struct job *j);
+/*
+ * The sync is planned by dirsync.c from the grant just read; here its
+ * calls are made, up to DIRSYNC_MAX_INFLIGHT at once, each with the
+ * tenant's corp token. The job goes on (finish_grant) only when every
+ * call is answered; any failure fails the whole sync, so a partial
+ * directory is never staged.
+ */
+struct sync_call {
+    struct job *j;
+    unsigned id;
+    char api[48];
+    char method[8];
+    char *path;
+    char *body;
+    char *token;
+    int retried;
+};
+
 static void finish_grant(struct job *j);
+static void sync_pump(struct job *j);
+static void sync_call_start(struct sync_call *c);
 
 static void
-dir_on_users(struct job *j, json_t *body)
+sync_call_free(struct sync_call *c)
 {
-    enum brk_err err;
+    brk_free(c->path);
+    if (c->body != NULL)
+        brk_wipe(c->body, strlen(c->body));
+    brk_free(c->body);
+    brk_free_secret_str(c->token);
+    brk_free(c);
+}
 
-    brk_free(j->cursor);
-    j->cursor = NULL;
-    err = dir_merge_user_page(body, j->users, &j->cursor);
-    if (err) {
-        job_fail(j, err, 0, "user/list_id: unexpected reply");
+/* Record the sync's first failure; the job fails once nothing is in
+ * flight. */
+static void
+sync_failed(struct job *j, enum brk_err err, long errcode, const char *what)
+{
+    if (j->sync_err != BRK_OK)
+        return;
+    j->sync_err = err ? err : BRK_ERR_UPSTREAM_BAD;
+    j->sync_errcode = errcode;
+    snprintf(j->sync_why, sizeof(j->sync_why), "%s", what);
+}
+
+/* A call came back (c already freed): go on, finish, or fail. */
+static void
+sync_settle(struct job *j)
+{
+    j->sync_inflight--;
+    if (j->sync_shutdown) {
+        if (j->sync_inflight == 0)
+            job_end(j);
         return;
     }
-    if (j->cursor != NULL)
-        dir_users_page(j);
-    else
-        finish_grant(j);
-}
-
-static void
-dir_users_page(struct job *j)
-{
-    json_t *req = json_pack("{s:i}", "limit", USER_PAGE);
-
-    if (req != NULL && j->cursor != NULL)
-        json_object_set_new(req, "cursor", json_string(j->cursor));
-    job_api(j, "user/list_id", "POST", "/cgi-bin/user/list_id", TOK_CORP_Q, req,
-            dir_on_users);
-}
-
-static void
-dir_on_tag(struct job *j, json_t *body)
-{
-    char id[24], *value = NULL;
-    enum brk_err err;
-
-    err = dir_tag_value(body, &value);
-    if (err) {
-        job_fail(j, err, 0, "tag/get: unexpected reply");
+    if (j->sync_err == BRK_OK && dirsync_status(j->sync) != BRK_OK)
+        sync_failed(j, dirsync_status(j->sync), 0,
+                    "directory sync: unexpected reply");
+    if (j->sync_err != BRK_OK) {
+        if (j->sync_inflight == 0)
+            job_fail(j, j->sync_err, j->sync_errcode, "%s", j->sync_why);
         return;
     }
-    snprintf(id, sizeof(id), "%ld", j->tag_ids[j->tag_i]);
-    json_object_set_new(j->tags, id, json_string(value));
-    brk_free(value);
-    j->tag_i++;
-    dir_next_tag(j);
+    sync_pump(j);
 }
 
 static void
-dir_next_tag(struct job *j)
+on_sync_api(const struct wecom_api_result *res, void *arg)
 {
-    char path[96];
+    struct sync_call *c = arg;
+    struct job *j = c->j;
+    char labels[160], why[200];
+    enum brk_err err;
 
-    if (j->tag_i >= j->ntags) {
-        j->users = json_object();
-        if (j->users == NULL) {
-            job_fail(j, BRK_ERR_NOMEM, 0, "out of memory");
-            return;
+    metrics_inc(METRICS_UPSTREAM_CALLS,
+                metrics_labels(labels, sizeof(labels), "api", c->api,
+                               "result", brk_strerror(res->err), NULL));
+    if (res->err == BRK_ERR_SHUTDOWN) {
+        j->sync_shutdown = 1;
+        sync_call_free(c);
+        sync_settle(j);
+        return;
+    }
+    if (res->err == BRK_ERR_WECOM && !c->retried &&
+        tokens_is_corp_token_error(res->errcode)) {
+        /* the token went bad: expire it if still current, retry once */
+        c->retried = 1;
+        tokens_corp_rejected(j->w->tok, suite_id(j), j->corp, c->token);
+        sync_call_start(c);
+        return;
+    }
+    if (res->err == BRK_ERR_WECOM) {
+        err = dirsync_error(j->sync, c->id, res->errcode);
+        if (err) {
+            snprintf(why, sizeof(why), "%s: %s", c->api,
+                     res->errmsg ? res->errmsg : "WeCom error");
+            sync_failed(j, err, res->errcode, why);
         }
-        dir_users_page(j);
-        return;
+    } else if (res->err) {
+        snprintf(why, sizeof(why), "%s: %s", c->api, brk_strerror(res->err));
+        sync_failed(j, res->err, 0, why);
+    } else {
+        err = dirsync_reply(j->sync, c->id, res->body);
+        if (err) {
+            snprintf(why, sizeof(why), "%s: unexpected reply", c->api);
+            sync_failed(j, err, 0, why);
+        }
     }
-    snprintf(path, sizeof(path), "/cgi-bin/tag/get?tagid=%ld",
-             j->tag_ids[j->tag_i]);
-    job_api(j, "tag/get", "GET", path, TOK_CORP_Q, NULL, dir_on_tag);
+    sync_call_free(c);
+    sync_settle(j);
 }
 
 static void
-dir_on_taglist(struct job *j, json_t *body)
+on_sync_token(enum brk_err err, const char *token, long errcode, void *arg)
 {
-    enum brk_err err = dir_tag_ids(body, &j->tag_ids, &j->ntags);
+    struct sync_call *c = arg;
+    struct job *j = c->j;
+    char *enc = NULL, *url = NULL;
+    size_t n;
 
-    if (err) {
-        job_fail(j, err, 0, "tag/list: unexpected reply");
+    if (err == BRK_ERR_SHUTDOWN) {
+        j->sync_shutdown = 1;
+        sync_call_free(c);
+        sync_settle(j);
         return;
     }
-    j->tags = json_object();
-    if (j->tags == NULL) {
-        job_fail(j, BRK_ERR_NOMEM, 0, "out of memory");
-        return;
+    if (err)
+        goto fail;
+    brk_free_secret_str(c->token);
+    c->token = brk_strdup(token);
+    n = strlen(token) * 3 + strlen(c->path) + 64;
+    enc = brk_malloc(strlen(token) * 3 + 1);
+    url = brk_malloc(n);
+    if (c->token == NULL || enc == NULL || url == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto fail;
     }
-    j->tag_i = 0;
-    dir_next_tag(j);
+    codec_pct_encode(token, enc);
+    snprintf(url, n, "%s%caccess_token=%s", c->path,
+             strchr(c->path, '?') ? '&' : '?', enc);
+    err = wecom_api_call(j->w->api, c->method, url, c->body, j->corp,
+                         on_sync_api, c);
+    brk_free_secret_str(enc);
+    brk_free_secret_str(url);
+    if (!err)
+        return;
+fail:
+    brk_free_secret_str(enc);
+    brk_free_secret_str(url);
+    sync_failed(j, err, errcode, "directory sync: no corp token");
+    sync_call_free(c);
+    sync_settle(j);
 }
 
 static void
-dir_on_departments(struct job *j, json_t *body)
+sync_call_start(struct sync_call *c)
 {
-    enum brk_err err = dir_parse_departments(body, &j->parents);
+    enum brk_err err;
 
+    err = tokens_corp(c->j->w->tok, suite_id(c->j), c->j->corp, on_sync_token,
+                      c);
     if (err) {
-        job_fail(j, err, 0, "department/simplelist: unexpected reply");
+        struct job *j = c->j;
+
+        sync_failed(j, err, 0, "directory sync: no corp token");
+        sync_call_free(c);
+        sync_settle(j);
+    }
+}
+
+/* Start every call the plan allows now; finish when it is complete. */
+static void
+sync_pump(struct job *j)
+{
+    struct dirsync_call call;
+    struct sync_call *c;
+
+    while (j->sync_err == BRK_OK &&
+           j->sync_inflight < DIRSYNC_MAX_INFLIGHT &&
+           dirsync_next(j->sync, &call) == BRK_OK) {
+        c = brk_calloc(1, sizeof(*c));
+        if (c != NULL) {
+            c->j = j;
+            c->id = call.id;
+            snprintf(c->api, sizeof(c->api), "%s", call.api);
+            snprintf(c->method, sizeof(c->method), "%s", call.method);
+            c->path = brk_strdup(call.path_query);
+            c->body = call.body ? brk_strdup(call.body) : NULL;
+        }
+        if (c == NULL || c->path == NULL ||
+            (call.body != NULL && c->body == NULL)) {
+            if (c != NULL)
+                sync_call_free(c);
+            sync_failed(j, BRK_ERR_NOMEM, 0, "out of memory");
+            break;
+        }
+        j->sync_inflight++;
+        sync_call_start(c);
+    }
+    if (j->sync_inflight > 0)
+        return;
+    if (j->sync_err != BRK_OK) {
+        job_fail(j, j->sync_err, j->sync_errcode, "%s", j->sync_why);
         return;
     }
-    job_api(j, "tag/list", "GET", "/cgi-bin/tag/list", TOK_CORP_Q, NULL,
-            dir_on_taglist);
+    if (!dirsync_done(j->sync)) {
+        job_fail(j, BRK_ERR_UPSTREAM_BAD, 0,
+                 "directory sync: stalled with calls unanswered");
+        return;
+    }
+    dir_pairs_free(&j->parents);
+    json_decref(j->users);
+    json_decref(j->tags);
+    j->users = j->tags = NULL;
+    if (dirsync_result(j->sync, &j->parents, &j->users, &j->tags)) {
+        job_fail(j, BRK_ERR_NOMEM, 0, "directory sync: no result");
+        return;
+    }
+    log_info("tenant %s of suite %s: directory synced (%s plan, %u calls, "
+             "%zu members, %zu departments, %zu tags)",
+             j->corp, suite_id(j), dirsync_plan(j->sync),
+             dirsync_calls(j->sync), json_object_size(j->users), j->parents.n,
+             json_object_size(j->tags));
+    finish_grant(j);
 }
 
 static void
 dir_sync(struct job *j)
 {
-    dir_pairs_free(&j->parents);
-    job_api(j, "department/simplelist", "GET", "/cgi-bin/department/simplelist",
-            TOK_CORP_Q, NULL, dir_on_departments);
+    const json_t *agent = json_array_get(
+        json_object_get(json_object_get(j->auth_info, "auth_info"), "agent"),
+        0);
+    enum brk_err err;
+
+    dirsync_free(j->sync);
+    j->sync = NULL;
+    j->sync_err = BRK_OK;
+    j->sync_inflight = 0;
+    err = dirsync_new(agent, j->permissions, &j->sync);
+    if (err) {
+        job_fail(j, err, 0, "directory sync: the grant cannot be planned "
+                            "(get_auth_info without an agent?)");
+        return;
+    }
+    sync_pump(j);
 }
 
 /*---- Writing the grant and directory ----*/

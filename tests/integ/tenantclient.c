@@ -221,3 +221,126 @@ tc_wait_status(const char *suite, const char *corp, const char *status, long ms)
     free(s);
     fail();
 }
+
+/* GET path on the simulator with the corp token; the reply or NULL. */
+static json_t *
+sim_get(const char *path, const char *token)
+{
+    char p[512], *out = NULL;
+    json_error_t e;
+    json_t *v = NULL;
+
+    snprintf(p, sizeof(p), "%s%caccess_token=%s", path,
+             strchr(path, '?') ? '&' : '?', token);
+    if (h_sim(MockPort, "GET", p, NULL, &out) == 200)
+        v = json_loads(out, 0, &e);
+    free(out);
+    if (v != NULL && json_integer_value(json_object_get(v, "errcode")) != 0) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static void
+add_longs(json_t *set, const json_t *arr)
+{
+    const json_t *v;
+    size_t i;
+    char k[24];
+
+    json_array_foreach(arr, i, v)
+    {
+        snprintf(k, sizeof(k), "%lld", (long long)json_integer_value(v));
+        json_object_set_new(set, k, json_true());
+    }
+}
+
+long
+tc_expected_members(const char *suite, const char *corp)
+{
+    char path[256];
+    json_t *t = tc_ctl_json("tenant", "show", corp, suite), *tok = NULL;
+    json_t *priv, *depts = NULL, *parties = json_object();
+    json_t *members = json_object(), *r, *v, *row;
+    const char *token, *key, *lists[2] = {"allow_tag", "extra_tag"};
+    size_t i, k, before;
+    long n = -1;
+
+    priv = json_object_get(t, "privilege");
+    snprintf(path, sizeof(path), "/__mock/corp_token?suite_id=%s&corpid=%s",
+             suite, corp);
+    tok = h_sim_json(MockPort, "GET", path, NULL);
+    token = json_string_value(json_object_get(tok, "access_token"));
+    if (priv == NULL || token == NULL)
+        goto out;
+    depts = sim_get("/cgi-bin/department/simplelist", token);
+    if (depts == NULL)
+        goto out;
+    add_longs(parties, json_object_get(priv, "allow_party"));
+    add_longs(parties, json_object_get(priv, "extra_party"));
+    for (k = 0; k < 2; k++)
+        json_array_foreach(json_object_get(priv, lists[k]), i, v)
+        {
+            snprintf(path, sizeof(path), "/cgi-bin/tag/get?tagid=%lld",
+                     (long long)json_integer_value(v));
+            r = sim_get(path, token);
+            if (r == NULL)
+                goto out;
+            add_longs(parties, json_object_get(r, "partylist"));
+            json_array_foreach(json_object_get(r, "userlist"), i, row)
+                json_object_set_new(
+                    members, json_string_value(json_object_get(row, "userid")),
+                    json_true());
+            json_decref(r);
+        }
+    /* the subtrees: add children until nothing changes */
+    do {
+        before = json_object_size(parties);
+        json_array_foreach(json_object_get(depts, "department_id"), i, row)
+        {
+            char id[24], parent[24];
+
+            snprintf(id, sizeof(id), "%lld",
+                     (long long)json_integer_value(json_object_get(row, "id")));
+            snprintf(parent, sizeof(parent), "%lld",
+                     (long long)json_integer_value(
+                         json_object_get(row, "parentid")));
+            if (json_object_get(parties, parent) != NULL)
+                json_object_set_new(parties, id, json_true());
+        }
+    } while (json_object_size(parties) != before);
+    json_object_foreach(parties, key, v)
+    {
+        snprintf(path, sizeof(path), "/cgi-bin/user/simplelist?department_id=%s",
+                 key);
+        r = sim_get(path, token);
+        if (r == NULL)
+            continue; /* a department that is no longer there */
+        json_array_foreach(json_object_get(r, "userlist"), i, row)
+            json_object_set_new(
+                members, json_string_value(json_object_get(row, "userid")),
+                json_true());
+        json_decref(r);
+    }
+    for (k = 0; k < 2; k++)
+        json_array_foreach(
+            json_object_get(priv, k ? "extra_user" : "allow_user"), i, v)
+        {
+            snprintf(path, sizeof(path), "/cgi-bin/user/get?userid=%s",
+                     json_string_value(v));
+            r = sim_get(path, token);
+            if (r != NULL)
+                json_object_set_new(members, json_string_value(v),
+                                    json_true());
+            json_decref(r);
+        }
+    n = (long)json_object_size(members);
+out:
+    json_decref(t);
+    json_decref(tok);
+    json_decref(depts);
+    json_decref(parties);
+    json_decref(members);
+    return n;
+}

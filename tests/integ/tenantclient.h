@@ -40,4 +40,13 @@ char *tc_status(const char *suite, const char *corp);
 void tc_wait_status(const char *suite, const char *corp, const char *status,
                     long ms);
 
+/*
+ * The members a tenant's directory must hold, worked out independently of
+ * the broker from the simulator's own replies (its corp token, the
+ * department tree, the tags' members and departments, each department's
+ * members, the named members) and the privilege the broker stored (as
+ * `brokerctl tenant show` prints it). Returns the count, -1 on failure.
+ */
+long tc_expected_members(const char *suite, const char *corp);
+
 #endif

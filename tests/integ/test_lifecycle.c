@@ -23,6 +23,7 @@
 #include "config.h"
 #include "harness.h"
 #include "simclient.h"
+#include "tenantclient.h"
 #include "keyring.h"
 #include "log.h"
 #include "store.h"
@@ -303,6 +304,7 @@ setup(void **state)
     Mock = h_mock_start(H.dir, extra, &MockPort);
     if (Mock == 0)
         return -1;
+    tc_init(&H, MockPort);
     snprintf(broker, sizeof(broker),
              "wecom_api_base = http://127.0.0.1:%d\n"
              "event_claim_idle = 3\n"
@@ -374,11 +376,17 @@ test_install_flow(void **state)
             base = 1;
     assert_true(base);
     assert_true(json_is_object(json_object_get(t, "privilege")));
+    /* the members of the range, not the whole corp (40) */
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(t, "directory"), "users")),
-                     40);
+                     tc_expected_members(S1, CORP1));
     assert_true(json_integer_value(json_object_get(
-                    json_object_get(t, "directory"), "departments")) >= 3);
+                    json_object_get(t, "directory"), "users")) < 40);
+    /* department 2's subtree and the tag's departments, not all 12 */
+    assert_true(json_integer_value(json_object_get(
+                    json_object_get(t, "directory"), "departments")) >= 1);
+    assert_true(json_integer_value(json_object_get(
+                    json_object_get(t, "directory"), "departments")) < 12);
     assert_string_equal(json_string_value(json_object_get(t, "corp_name")),
                         json_string_value(json_object_get(t, "corp_name")));
     json_decref(t);
