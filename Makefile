@@ -208,7 +208,7 @@ test-browser: all $(B)/tests/browser_echo
 .PHONY: fuzz fuzz-build fuzz-replay
 .SECONDARY: $(FUZZ_OBJ)
 
-FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth
+FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth dirsync
 FUZZ_SECONDS   ?= 60
 FUZZ_CC        ?= clang
 FUZZ_FLAGS     ?=

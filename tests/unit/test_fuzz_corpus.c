@@ -55,6 +55,10 @@ static char current[4096];
 #include "../fuzz/fuzz_oauth.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_dirsync
+#include "../fuzz/fuzz_dirsync.c"
+#undef LLVMFuzzerTestOneInput
+
 typedef int fuzz_entry(const uint8_t *data, size_t size);
 
 /* Read path whole into an owned buffer (one spare byte); NULL on error. */
@@ -157,6 +161,13 @@ test_corpus_oauth(void **state)
     replay("oauth", fuzz_one_oauth);
 }
 
+static void
+test_corpus_dirsync(void **state)
+{
+    (void)state;
+    replay("dirsync", fuzz_one_dirsync);
+}
+
 int
 main(void)
 {
@@ -167,6 +178,7 @@ main(void)
         cmocka_unit_test(test_corpus_scope_map),
         cmocka_unit_test(test_corpus_config),
         cmocka_unit_test(test_corpus_oauth),
+        cmocka_unit_test(test_corpus_dirsync),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
