@@ -81,7 +81,9 @@ budget_lease_granted(struct budget_lease *l, long long window, long got,
 {
     long max = budget_block_max(limit);
 
-    if (got <= 0 || window < l->window)
+    /* one request per lease is under way at a time, so a grant for an
+     * older window means the clock stepped back: it is the one to use */
+    if (got <= 0)
         return;
     if (window != l->window) {
         l->window = window;

@@ -19,11 +19,7 @@ struct budget;
 
 /* Who calls: a service request may use all of a budget; background work
  * (directory sync, event work) at most half of each (corpid, API) one. */
-enum budget_class {
-    BUDGET_SERVICE = 0,
-    BUDGET_BACKGROUND,
-    BUDGET__CLASSES
-};
+enum budget_class { BUDGET_SERVICE = 0, BUDGET_BACKGROUND, BUDGET__CLASSES };
 
 /* What budget_take decided. */
 enum budget_result {
@@ -46,13 +42,13 @@ typedef void budget_cb(enum budget_result res, void *arg);
 #define BUDGET_PAUSE_MS 60000
 
 struct budget_opts {
-    const char *key_prefix; /* every Redis key starts with it */
-    const char *channel;    /* full name of the change-notice channel */
-    long per_corp;          /* calls per minute per (corpid, API) */
-    long per_corp_hour;     /* calls per hour per (corpid, API) */
-    long per_api;           /* calls per minute per API, all tenants */
-    long per_api_hour;      /* calls per hour per API, all tenants */
-    unsigned long max_entries; /* (corpid, API) pairs kept; 0: 65536 */
+    const char *key_prefix;    /* every Redis key starts with it */
+    const char *channel;       /* full name of the change-notice channel */
+    long per_corp;             /* calls per minute per (corpid, API) */
+    long per_corp_hour;        /* calls per hour per (corpid, API) */
+    long per_api;              /* calls per minute per API, all tenants */
+    long per_api_hour;         /* calls per hour per API, all tenants */
+    unsigned long max_entries; /* (corpid, API) pairs kept; 0: 32768 */
 };
 
 /* Create the budget on base over st (both borrowed, must outlive it).
@@ -87,6 +83,9 @@ void budget_report(struct budget *b, const char *corpid, const char *api,
 void budget_notice(struct budget *b, const char *msg, size_t len);
 /* Drop every lease and local refusal (Redis reconnected). */
 void budget_reset(struct budget *b);
+
+/* (corpid, API) and API entries kept in this process; cannot fail. */
+unsigned long budget_entries(const struct budget *b);
 
 /* The errcode a service gets for res: 0, 45009, 45033 or -1. */
 long budget_errcode(enum budget_result res);

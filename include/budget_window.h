@@ -55,8 +55,8 @@ int budget_lease_has(const struct budget_lease *l, long long window);
 long budget_lease_want(const struct budget_lease *l, long limit,
                        unsigned long waiting);
 /* got units (>= 0) were granted for window at now_ms (monotonic): add
- * them and size the next block from how long the previous lease lasted.
- * A grant for a window older than the lease's is dropped. */
+ * them (a grant for another window replaces what is held) and size the
+ * next block from how long the previous lease lasted. */
 void budget_lease_granted(struct budget_lease *l, long long window, long got,
                           long limit, long long now_ms);
 /* The shared budget is spent until wall ms until. */
