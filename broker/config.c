@@ -86,8 +86,17 @@ static const struct opt broker_opts[] = {
      "5000"},
     {"upstream_max_body", OPT_LLONG, 0, B(upstream_max_body), 1024,
      1024LL * 1024 * 1024, "67108864"},
+    /* calls per window, shared by every instance (budget.c); WeCom allows
+     * 10,000/min and 150,000/h per corp and API, 40,000/min and
+     * 1,200,000/h per provider address and API */
     {"upstream_rate_per_corp", OPT_LONG, 0, B(upstream_rate_per_corp), 1,
-     100000, "100"},
+     1000000, "9000"},
+    {"upstream_rate_per_corp_hour", OPT_LONG, 0, B(upstream_rate_per_corp_hour),
+     1, 100000000, "140000"},
+    {"upstream_rate_per_api", OPT_LONG, 0, B(upstream_rate_per_api), 1,
+     10000000, "36000"},
+    {"upstream_rate_per_api_hour", OPT_LONG, 0, B(upstream_rate_per_api_hour),
+     1, 1000000000, "1100000"},
     {"audit_max_len", OPT_LLONG, 0, B(audit_max_len), 1000, 1000000000LL,
      "1000000"},
     {"audit_max_age", OPT_LLONG, 0, B(audit_max_age), 60, 10LL * 365 * 86400,

@@ -140,3 +140,24 @@ keys_btoken(char *out, size_t len, const char *prefix, const char *hash)
 {
     return fmt(out, len, "%sbtok:{%s}", prefix, hash);
 }
+
+enum brk_err
+keys_budget_corp(char *out, size_t len, const char *prefix, const char *corpid,
+                 const char *api, const char *what)
+{
+    return fmt(out, len, "%s{%s}:budget:%s:%s", prefix, corpid, api, what);
+}
+
+enum brk_err
+keys_budget_pattern(char *out, size_t len, const char *prefix,
+                    const char *corpid)
+{
+    return fmt(out, len, "%s{%s}:budget:*", prefix, corpid);
+}
+
+enum brk_err
+keys_budget_api(char *out, size_t len, const char *prefix, const char *api,
+                const char *what)
+{
+    return fmt(out, len, "%s{api:%s}:budget:%s", prefix, api, what);
+}

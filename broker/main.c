@@ -18,6 +18,7 @@
 #include <hiredis/hiredis.h>
 
 #include "browser.h"
+#include "budget.h"
 #include "callback.h"
 #include "config.h"
 #include "httpd.h"
@@ -66,6 +67,7 @@ struct daemon {
     struct event *housekeeping;
     struct suites *suites;
     struct wecom_api *wx;
+    struct budget *budget;
     struct tokens *tok;
     struct worker *worker;
     struct callback *cb;
@@ -262,6 +264,12 @@ restart_changes(const struct config *a, const struct config *b, char *buf,
         list_add(buf, len, "upstream_max_body");
     if (a->upstream_rate_per_corp != b->upstream_rate_per_corp)
         list_add(buf, len, "upstream_rate_per_corp");
+    if (a->upstream_rate_per_corp_hour != b->upstream_rate_per_corp_hour)
+        list_add(buf, len, "upstream_rate_per_corp_hour");
+    if (a->upstream_rate_per_api != b->upstream_rate_per_api)
+        list_add(buf, len, "upstream_rate_per_api");
+    if (a->upstream_rate_per_api_hour != b->upstream_rate_per_api_hour)
+        list_add(buf, len, "upstream_rate_per_api_hour");
     if (a->audit_max_len != b->audit_max_len)
         list_add(buf, len, "audit_max_len");
     if (a->audit_max_age != b->audit_max_age)
@@ -602,14 +610,20 @@ on_store_state(int up, void *arg)
     }
 }
 
-/* "<suite> <corpid>": a tenant changed on some instance. */
+/* "<suite> <corpid>": a tenant changed on some instance; or the upstream
+ * budget's "budget pause ...". */
 static void
 on_change_notice(const char *msg, size_t len, void *arg)
 {
     struct daemon *d = arg;
     char suite[80], corp[80];
     const char *sp = memchr(msg, ' ', len);
+    size_t blen = strlen(BUDGET_NOTICE_PREFIX);
 
+    if (len >= blen && memcmp(msg, BUDGET_NOTICE_PREFIX, blen) == 0) {
+        budget_notice(d->budget, msg, len);
+        return;
+    }
     if (sp == NULL || (size_t)(sp - msg) >= sizeof(suite) ||
         len - (size_t)(sp - msg) - 1 >= sizeof(corp))
         return;
@@ -630,6 +644,7 @@ on_sub_state(int up, void *arg)
     (void)up;
     tokens_drop_cache(d->tok);
     proxy_drop_caches(d->proxy);
+    budget_reset(d->budget);
 }
 
 static int
@@ -683,6 +698,7 @@ start(struct daemon *d)
 {
     struct brk_errinfo info = {"", 0, -1};
     struct wecom_api_opts api_opts;
+    struct budget_opts budget_opts;
     struct httpd_tls *tls = NULL;
     char *url = NULL, consumer[128], channel[160];
     int embedded = d->cfg->redis[0] == '\0';
@@ -728,7 +744,9 @@ start(struct daemon *d)
     api_opts.base = d->cfg->wecom_api_base;
     api_opts.timeout_ms = d->cfg->upstream_timeout_ms;
     api_opts.max_body = (size_t)d->cfg->upstream_max_body;
-    api_opts.rate_per_key = d->cfg->upstream_rate_per_corp;
+    /* the shared budget (below) limits WeCom calls, not a per-process
+     * bucket */
+    api_opts.rate_per_key = 0;
     err = wecom_api_new(d->base, &api_opts, &d->wx);
     if (err) {
         log_error("cannot create the WeCom client: %s", brk_strerror(err));
@@ -737,16 +755,30 @@ start(struct daemon *d)
     err = tokens_new(d->base, d->cfg, d->kr, d->st, d->suites, d->wx, &d->tok);
     if (err)
         goto out;
+    snprintf(channel, sizeof(channel), "%s%s", d->cfg->key_prefix,
+             WORKER_INVAL_CHANNEL);
+    memset(&budget_opts, 0, sizeof(budget_opts));
+    budget_opts.key_prefix = d->cfg->key_prefix;
+    budget_opts.channel = channel;
+    budget_opts.per_corp = d->cfg->upstream_rate_per_corp;
+    budget_opts.per_corp_hour = d->cfg->upstream_rate_per_corp_hour;
+    budget_opts.per_api = d->cfg->upstream_rate_per_api;
+    budget_opts.per_api_hour = d->cfg->upstream_rate_per_api_hour;
+    err = budget_new(d->base, d->st, &budget_opts, &d->budget);
+    if (err)
+        goto out;
     err = proxy_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
                     &d->proxy);
     if (err)
         goto out;
+    proxy_set_budget(d->proxy, d->budget);
     proxy_set_scopes(d->proxy, d->scopes);
     consumer_name(d, consumer, sizeof(consumer));
     err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
                      consumer, &d->worker);
     if (err)
         goto out;
+    worker_set_budget(d->worker, d->budget);
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)
         goto out;
@@ -754,8 +786,6 @@ start(struct daemon *d)
     if (err)
         goto out;
     callback_set_browser(d->cb, d->browser);
-    snprintf(channel, sizeof(channel), "%s%s", d->cfg->key_prefix,
-             WORKER_INVAL_CHANNEL);
     err = store_new_subscriber(d->base, embedded ? url : d->cfg->redis, channel,
                                on_change_notice, d, &d->sub);
     if (err)
@@ -809,6 +839,9 @@ teardown(struct daemon *d)
     /* each free answers what is pending on it with BRK_ERR_SHUTDOWN;
      * the order lets every chain unwind into live objects */
     wecom_api_free(d->wx);
+    /* after the calls it allowed have ended, before the store answers
+     * its own commands */
+    budget_free(d->budget);
     store_free(d->sub);
     store_free(d->st);
     tokens_free(d->tok);

@@ -84,6 +84,28 @@ static const struct {
                             "Age of each suite's newest suite_ticket (-1: "
                             "none stored; WeCom pushes one every 10 "
                             "minutes)."},
+    [METRICS_BUDGET_GRANTS] = {"wecom_broker_budget_grants_total", T_COUNTER,
+                               "WeCom calls the shared upstream budget "
+                               "allowed, by class (service, background)."},
+    [METRICS_BUDGET_REFUSALS] = {"wecom_broker_budget_refusals_total",
+                                 T_COUNTER,
+                                 "WeCom calls refused before reaching WeCom, "
+                                 "by class and reason (corp_minute, "
+                                 "corp_hour, api_minute, api_hour, paused, "
+                                 "busy, unavailable)."},
+    [METRICS_BUDGET_PAUSES] = {"wecom_broker_budget_pauses_total", T_COUNTER,
+                               "45009 answers from WeCom, each pausing its "
+                               "(tenant, API) on every instance, by API."},
+    [METRICS_BUDGET_CONCURRENCY] = {"wecom_broker_budget_concurrency_cuts_"
+                                    "total",
+                                    T_COUNTER,
+                                    "45033 answers from WeCom, each halving "
+                                    "the calls its (tenant, API) may have "
+                                    "under way here, by API."},
+    [METRICS_BUDGET_LEASES] = {"wecom_broker_budget_leases_total", T_COUNTER,
+                               "Blocks of calls asked of the shared budget "
+                               "in Redis, by scope (corp, api) and result "
+                               "(granted, spent, paused, error)."},
 };
 
 struct series {

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
+#include "budget.h"
 #include "cache.h"
 #include "codec.h"
 #include "datakey.h"
@@ -88,6 +89,7 @@ struct proxy {
     struct suites *suites;
     struct tokens *tok;
     struct wecom_api *api;
+    struct budget *budget; /* NULL: every WeCom call is refused */
     const struct scope_map *scopes;
     struct cache *tokens;   /* token hash -> tok_rec */
     struct cache *services; /* id -> svc_rec */
@@ -123,6 +125,7 @@ struct preq {
     char *upstream_body;
     char *corp_token;
     int retried;
+    int budget_held; /* a call the budget allowed, not yet reported */
     struct filter *filter;
     /* a customer or chat subject: in range only if the reply shows a
      * record of this kind in range (a follow user, the chat's owner) */
@@ -180,9 +183,22 @@ range_unref(void *v)
 
 /*---- Replies ----*/
 
+/* Tell the budget how the call it allowed ended (errcode -1: no answer
+ * from WeCom, or no call); once per allowed call. */
+static void
+budget_done(struct preq *q, long errcode)
+{
+    if (!q->budget_held)
+        return;
+    q->budget_held = 0;
+    budget_report(q->p->budget, q->tr.corp, q->path + strlen("/cgi-bin/"),
+                  errcode);
+}
+
 static void
 preq_free(struct preq *q)
 {
+    budget_done(q, -1);
     q->p->inflight--;
     query_free(q->q);
     json_decref(q->body);
@@ -933,16 +949,17 @@ reply_filtered(struct preq *q)
         v = json_loadb(out, len, 0, &jerr);
         errcode = (long)json_integer_value(json_object_get(v, "errcode"));
         json_decref(v);
-        if (tokens_is_corp_token_error(errcode) && !q->retried) {
-            q->retried = 1;
-            tokens_corp_rejected(q->p->tok, q->tr.suite, q->tr.corp,
-                                 q->corp_token);
-            brk_free(out);
-            filter_free(q->filter);
-            q->filter = NULL;
-            start_upstream(q);
-            return;
-        }
+    }
+    /* a 45009 or 45033 is the budget's business too */
+    budget_done(q, errcode);
+    if (tokens_is_corp_token_error(errcode) && !q->retried) {
+        q->retried = 1;
+        tokens_corp_rejected(q->p->tok, q->tr.suite, q->tr.corp, q->corp_token);
+        brk_free(out);
+        filter_free(q->filter);
+        q->filter = NULL;
+        start_upstream(q);
+        return;
     }
     if (errcode == 0 && q->must_see != SCOPE_REC_NONE && !q->seen) {
         brk_free(out);
@@ -1045,9 +1062,9 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
     err = filter_new(&q->ep->root, &q->grant, in_range, q, NULL,
                      &q->filter);
     if (!err)
-        err = wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url,
-                               q->upstream_body, q->tr.corp, on_chunk,
-                               on_upstream, q);
+        err =
+            wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url,
+                             q->upstream_body, NULL, on_chunk, on_upstream, q);
     brk_free_secret_str(enc);
     brk_free_secret_str(url);
     if (err)
@@ -1055,10 +1072,41 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
 }
 
 static void
+on_budget(enum budget_result res, void *arg)
+{
+    struct preq *q = arg;
+
+    switch (res) {
+    case BUDGET_OK:
+        q->budget_held = 1;
+        if (tokens_corp(q->p->tok, q->tr.suite, q->tr.corp, on_corp_token, q))
+            reply_error(q, 503, -1, "no corp token");
+        return;
+    case BUDGET_SPENT:
+        reply_error(q, 200, 45009, "api freq out of limit");
+        return;
+    case BUDGET_PAUSED:
+        reply_error(q, 200, 45009,
+                    "api freq out of limit (paused after WeCom's 45009)");
+        return;
+    case BUDGET_BUSY:
+        reply_error(q, 200, 45033, "api concurrent out of limit");
+        return;
+    default:
+        reply_error(q, 503, -1, "store unavailable");
+        return;
+    }
+}
+
+/* Every WeCom call, a retry too, is first allowed by the shared budget:
+ * a spent one is answered at once, without calling WeCom. */
+static void
 start_upstream(struct preq *q)
 {
-    if (tokens_corp(q->p->tok, q->tr.suite, q->tr.corp, on_corp_token, q))
-        reply_error(q, 503, -1, "no corp token");
+    if (q->p->budget == NULL ||
+        budget_take(q->p->budget, q->tr.corp, q->path + strlen("/cgi-bin/"),
+                    BUDGET_SERVICE, on_budget, q) != BRK_OK)
+        reply_error(q, 503, -1, "no upstream budget");
 }
 
 /* What a customer or chat subject must show in range on the reply. */
@@ -1886,6 +1934,14 @@ proxy_drop_caches(struct proxy *p)
     cache_clear(p->services);
     cache_clear(p->tenants);
     cache_clear(p->ranges);
+}
+
+/* Use b (borrowed, must outlive the proxy) for every WeCom call; until
+ * set, data calls are refused (-1, 503). Cannot fail. */
+void
+proxy_set_budget(struct proxy *p, struct budget *b)
+{
+    p->budget = b;
 }
 
 void

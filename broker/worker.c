@@ -25,6 +25,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "budget.h"
 #include "codec.h"
 #include "config.h"
 #include "datakey.h"
@@ -103,6 +104,7 @@ struct worker {
     struct suites *suites;
     struct tokens *tok;
     struct wecom_api *api;
+    struct budget *budget; /* NULL: calls are not budgeted */
     char consumer[128];
     struct squeue *q;
     size_t nq;
@@ -154,6 +156,7 @@ struct job {
     int dir_phase;
     /* purge */
     char scan_cursor[32];
+    int purge_budget; /* scanning the corp's budget counters */
     long purged[6];
     /* a WeCom call in progress */
     char api_name[64];
@@ -163,6 +166,7 @@ struct job {
     enum tok_use api_tok;
     char *api_token;
     int api_retried;
+    int api_budgeted; /* a budget grant awaits its report */
     job_api_step *api_next;
     /* optional: handles a WeCom errcode itself (returns nonzero) */
     int (*api_on_wecom)(struct job *j, long errcode);
@@ -237,6 +241,7 @@ job_reset_state(struct job *j)
     brk_free_secret_str(j->api_token);
     j->api_token = NULL;
     memset(j->purged, 0, sizeof(j->purged));
+    j->purge_budget = 0;
     j->reset = 0;
     j->corp[0] = '\0';
 }
@@ -257,6 +262,7 @@ job_free(struct job *j)
     brk_free(j);
 }
 
+static void job_budget_report(struct job *j, long errcode);
 static void lane_next(struct lane *l);
 static void lane_drop(struct lane *l);
 static void lane_backoff(struct lane *l, long long delay_ms);
@@ -268,6 +274,7 @@ job_end(struct job *j)
     struct squeue *q = j->q;
     struct lane *l = j->lane;
 
+    job_budget_report(j, -1);
     if (l != NULL) {
         l->cur = NULL;
         job_free(j);
@@ -343,6 +350,9 @@ on_api(const struct wecom_api_result *res, void *arg)
     char labels[160];
 
     j->api_on_wecom = NULL;
+    job_budget_report(j, res->err == BRK_OK            ? 0
+                         : res->err == BRK_ERR_WECOM ? res->errcode
+                                                     : -1);
     metrics_inc(METRICS_UPSTREAM_CALLS,
                 metrics_labels(labels, sizeof(labels), "api", j->api_name,
                                "result", brk_strerror(res->err), NULL));
@@ -411,8 +421,38 @@ on_api_token(enum brk_err err, const char *token, long errcode, void *arg)
                          j->corp[0] ? j->corp : NULL, on_api, j);
     brk_free_secret_str(enc);
     brk_free_secret_str(url);
-    if (err)
+    if (err) {
+        job_budget_report(j, -1);
         job_fail(j, err, 0, "%s: cannot start the call", j->api_name);
+    }
+}
+
+/* After a budget grant, report how the call went, exactly once. */
+static void
+job_budget_report(struct job *j, long errcode)
+{
+    if (!j->api_budgeted || j->w->budget == NULL)
+        return;
+    j->api_budgeted = 0;
+    budget_report(j->w->budget, j->corp, j->api_name, errcode);
+}
+
+static void
+on_job_budget(enum budget_result res, void *arg)
+{
+    struct job *j = arg;
+    enum brk_err err;
+
+    if (res != BUDGET_OK) {
+        /* background work waits for the budget: a retry, not a refusal */
+        job_fail(j, BRK_ERR_WECOM, budget_errcode(res), "%s: upstream budget %s",
+                 j->api_name, budget_result_name(res));
+        return;
+    }
+    j->api_budgeted = 1;
+    err = tokens_corp(j->w->tok, suite_id(j), j->corp, on_api_token, j);
+    if (err)
+        job_fail(j, err, 0, "%s: no token", j->api_name);
 }
 
 static void
@@ -420,6 +460,16 @@ api_with_token(struct job *j)
 {
     enum brk_err err;
 
+    if (j->api_tok == TOK_CORP_Q && j->w->budget != NULL) {
+        /* corp calls draw on the tenant's shared budget (half of it at
+         * most for background work) */
+        err = budget_take(j->w->budget, j->corp, j->api_name,
+                          BUDGET_BACKGROUND, on_job_budget, j);
+        if (err)
+            job_fail(j, err, 0, "%s: upstream budget unavailable",
+                     j->api_name);
+        return;
+    }
     if (j->api_tok == TOK_CORP_Q)
         err = tokens_corp(j->w->tok, suite_id(j), j->corp, on_api_token, j);
     else
@@ -644,6 +694,7 @@ job_fail(struct job *j, enum brk_err err, long errcode, const char *fmt, ...)
     va_list ap;
     size_t n;
 
+    job_budget_report(j, -1);
     if (j->w->stopping || err == BRK_ERR_SHUTDOWN) {
         job_end(j);
         return;
@@ -805,10 +856,12 @@ struct sync_call {
     char *body;
     char *token;
     int retried;
+    int budgeted; /* a budget grant awaits its report */
 };
 
 static void finish_grant(struct job *j);
 static void sync_pump(struct job *j);
+static void sync_budget_report(struct sync_call *c, long errcode);
 static void sync_call_start(struct sync_call *c);
 
 static void
@@ -863,6 +916,9 @@ on_sync_api(const struct wecom_api_result *res, void *arg)
     char labels[160], why[200];
     enum brk_err err;
 
+    sync_budget_report(c, res->err == BRK_OK            ? 0
+                          : res->err == BRK_ERR_WECOM ? res->errcode
+                                                      : -1);
     metrics_inc(METRICS_UPSTREAM_CALLS,
                 metrics_labels(labels, sizeof(labels), "api", c->api,
                                "result", brk_strerror(res->err), NULL));
@@ -910,6 +966,7 @@ on_sync_token(enum brk_err err, const char *token, long errcode, void *arg)
     size_t n;
 
     if (err == BRK_ERR_SHUTDOWN) {
+        sync_budget_report(c, -1);
         j->sync_shutdown = 1;
         sync_call_free(c);
         sync_settle(j);
@@ -938,13 +995,23 @@ on_sync_token(enum brk_err err, const char *token, long errcode, void *arg)
 fail:
     brk_free_secret_str(enc);
     brk_free_secret_str(url);
+    sync_budget_report(c, -1);
     sync_failed(j, err, errcode, "directory sync: no corp token");
     sync_call_free(c);
     sync_settle(j);
 }
 
 static void
-sync_call_start(struct sync_call *c)
+sync_budget_report(struct sync_call *c, long errcode)
+{
+    if (!c->budgeted || c->j->w->budget == NULL)
+        return;
+    c->budgeted = 0;
+    budget_report(c->j->w->budget, c->j->corp, c->api, errcode);
+}
+
+static void
+sync_call_token(struct sync_call *c)
 {
     enum brk_err err;
 
@@ -953,7 +1020,49 @@ sync_call_start(struct sync_call *c)
     if (err) {
         struct job *j = c->j;
 
+        sync_budget_report(c, -1);
         sync_failed(j, err, 0, "directory sync: no corp token");
+        sync_call_free(c);
+        sync_settle(j);
+    }
+}
+
+static void
+on_sync_budget(enum budget_result res, void *arg)
+{
+    struct sync_call *c = arg;
+    struct job *j = c->j;
+    char why[120];
+
+    if (res != BUDGET_OK) {
+        /* the sync waits for the budget: the job backs off and retries */
+        snprintf(why, sizeof(why), "directory sync: %s: upstream budget %s",
+                 c->api, budget_result_name(res));
+        sync_failed(j, BRK_ERR_WECOM, budget_errcode(res), why);
+        sync_call_free(c);
+        sync_settle(j);
+        return;
+    }
+    c->budgeted = 1;
+    sync_call_token(c);
+}
+
+/* Each call draws on the tenant's shared budget (at most half of it for a
+ * sync), then gets the corp token. */
+static void
+sync_call_start(struct sync_call *c)
+{
+    struct job *j = c->j;
+    enum brk_err err;
+
+    if (j->w->budget == NULL) {
+        sync_call_token(c);
+        return;
+    }
+    err = budget_take(j->w->budget, j->corp, c->api, BUDGET_BACKGROUND,
+                      on_sync_budget, c);
+    if (err) {
+        sync_failed(j, err, 0, "directory sync: upstream budget unavailable");
         sync_call_free(c);
         sync_settle(j);
     }
@@ -1967,10 +2076,15 @@ static void
 on_deleted(struct job *j, struct redisReply *r)
 {
     (void)r;
-    if (strcmp(j->scan_cursor, "0") == 0)
-        purge_finish(j);
-    else
+    if (strcmp(j->scan_cursor, "0") != 0) {
         purge_scan(j);
+    } else if (!j->purge_budget) {
+        /* then the corp's budget counters */
+        j->purge_budget = 1;
+        purge_scan(j);
+    } else {
+        purge_finish(j);
+    }
 }
 
 static void
@@ -2011,8 +2125,11 @@ purge_scan(struct job *j)
     char pattern[KEYS_MAX];
     const char *argv[6];
 
-    if (keys_tenant_pattern(pattern, sizeof(pattern), prefix(j), j->corp,
-                            suite_id(j))) {
+    if (j->purge_budget ? keys_budget_pattern(pattern, sizeof(pattern),
+                                              prefix(j), j->corp)
+                        : keys_tenant_pattern(pattern, sizeof(pattern),
+                                              prefix(j), j->corp,
+                                              suite_id(j))) {
         job_reject(j, "key names too long");
         return;
     }
@@ -3175,6 +3292,8 @@ void
 worker_stop(struct worker *w)
 {
     w->stopping = 1;
+    /* the budget is freed before the work in flight unwinds */
+    w->budget = NULL;
 }
 
 /*
@@ -3235,6 +3354,12 @@ worker_new(struct event_base *base, const struct config *cfg,
  * already started may still hold the previous keyring, so the caller
  * keeps that one alive a while longer. Cannot fail.
  */
+void
+worker_set_budget(struct worker *w, struct budget *b)
+{
+    w->budget = b;
+}
+
 void
 worker_set_keyring(struct worker *w, const struct keyring *kr)
 {

@@ -784,6 +784,10 @@ tenant_purge(struct ctl *c, const char *corp)
     r = NULL;
     if (unlink_matching(c, pat, counts) != 0)
         goto out;
+    /* the corp's budget counters (counts only) */
+    if (keys_budget_pattern(pat, sizeof(pat), c->cfg->key_prefix, corp) ||
+        unlink_matching(c, pat, counts) != 0)
+        goto out;
     /* "already in progress" is fine: that rewrite, or the next, drops the
      * values */
     r = redisCommand(c->rc, "BGREWRITEAOF");

@@ -47,9 +47,13 @@ struct config {
     char *wecom_api_base, *public_base_url, *wecom_install_url,
         *wecom_oauth_url;
     char *key_prefix; /* non-empty, printable, no spaces/braces */
-    long callback_max_skew, upstream_timeout_ms, upstream_rate_per_corp,
-        cache_max_age, event_claim_idle, event_max_attempts;
+    long callback_max_skew, upstream_timeout_ms, cache_max_age,
+        event_claim_idle, event_max_attempts;
     long event_concurrency; /* tenants worked on at once per instance */
+    /* the shared upstream budget (budget.h): calls per minute and per
+     * hour per (corpid, API), and per API over every tenant */
+    long upstream_rate_per_corp, upstream_rate_per_corp_hour,
+        upstream_rate_per_api, upstream_rate_per_api_hour;
     long long upstream_max_body, audit_max_len, audit_max_age;
     int log_level; /* enum log_level from log.h */
     int log_json;  /* log_format json=1, text=0 */

@@ -62,6 +62,21 @@ enum brk_err keys_services(char *out, size_t len, const char *prefix) BRK_WUR;
 enum brk_err keys_btoken(char *out, size_t len, const char *prefix,
                          const char *hash) BRK_WUR;
 
+/* <prefix>{<corpid>}:budget:<api>:<what> — the upstream budget of one
+ * (corpid, API): m<N> and h<N> (calls in minute and hour window N, a hash
+ * of all and bg), pause (WeCom answered 45009) */
+enum brk_err keys_budget_corp(char *out, size_t len, const char *prefix,
+                              const char *corpid, const char *api,
+                              const char *what) BRK_WUR;
+/* <prefix>{<corpid>}:budget:* — a MATCH pattern for the corp's budget
+ * counters (purged with a tenant of the corp: counts only) */
+enum brk_err keys_budget_pattern(char *out, size_t len, const char *prefix,
+                                 const char *corpid) BRK_WUR;
+/* <prefix>{api:<api>}:budget:<what> — the budget of one API over every
+ * tenant: m<N>, h<N> as above */
+enum brk_err keys_budget_api(char *out, size_t len, const char *prefix,
+                             const char *api, const char *what) BRK_WUR;
+
 /* "<key>#<field>": the sealing context of a field stored in a hash, so a
  * sealed value opens only where it was written */
 enum brk_err keys_seal_ctx(char *out, size_t len, const char *key,

@@ -28,6 +28,11 @@ enum metrics_id {
     METRICS_FIELDS_STRIPPED,    /* counter */
     METRICS_RECORDS_DROPPED,    /* counter */
     METRICS_TICKET_AGE,         /* gauge {suite}: seconds, -1 when none */
+    METRICS_BUDGET_GRANTS,      /* {class} upstream calls allowed */
+    METRICS_BUDGET_REFUSALS,    /* {class,reason} upstream calls refused */
+    METRICS_BUDGET_PAUSES,      /* {api} 45009 from WeCom: paused 60 s */
+    METRICS_BUDGET_CONCURRENCY, /* {api} 45033 from WeCom: fewer at once */
+    METRICS_BUDGET_LEASES,      /* {scope,result} blocks asked of Redis */
     METRICS__COUNT
 };
 

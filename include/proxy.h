@@ -14,6 +14,7 @@
 #include "broker.h"
 
 struct event_base;
+struct budget;
 struct config;
 struct keyring;
 struct store;
@@ -37,6 +38,10 @@ enum brk_err proxy_new(struct event_base *base, const struct config *cfg,
 void proxy_free(struct proxy *p);
 /* Use kr (borrowed) from now on; see proxy.c. */
 void proxy_set_keyring(struct proxy *p, const struct keyring *kr);
+
+/* Use this budget (borrowed) for every WeCom call; unset, calls are
+ * refused with -1/503. */
+void proxy_set_budget(struct proxy *p, struct budget *b);
 
 /* Use this scope map from now on (borrowed; requests in flight keep the
  * one they started with until they finish, so swap only at idle or keep

@@ -18,6 +18,7 @@ struct suites;
 struct tokens;
 struct wecom_api;
 struct worker;
+struct budget;
 
 /* Stream consumer group shared by every instance. */
 #define WORKER_GROUP "workers"
@@ -40,6 +41,9 @@ void worker_start(struct worker *w);
  * resumed later from the pending list. */
 void worker_stop(struct worker *w);
 void worker_free(struct worker *w);
+/* Draw every corp-token call on b (borrowed; NULL: none), as background
+ * work: at most half of a tenant's budget. */
+void worker_set_budget(struct worker *w, struct budget *b);
 /* Use kr (borrowed) from now on; see worker.c. */
 void worker_set_keyring(struct worker *w, const struct keyring *kr);
 

@@ -174,7 +174,10 @@ sed -e "s/^callback_listen = .*/callback_listen = 127.0.0.1:$CB/" \
     -e "s/^internal_listen = .*/internal_listen = 127.0.0.1:$INT/" \
     -e "s|^wecom_api_base = .*|wecom_api_base = http://127.0.0.1:$MOCK|" \
     -e "s|^scopes_dir = .*|scopes_dir = $ROOT/scopes|" \
-    -e "s/^upstream_rate_per_corp = .*/upstream_rate_per_corp = 100000/" \
+    -e "s/^upstream_rate_per_corp = .*/upstream_rate_per_corp = 1000000/" \
+    -e "s/^upstream_rate_per_corp_hour = .*/upstream_rate_per_corp_hour = 100000000/" \
+    -e "s/^upstream_rate_per_api = .*/upstream_rate_per_api = 10000000/" \
+    -e "s/^upstream_rate_per_api_hour = .*/upstream_rate_per_api_hour = 1000000000/" \
     -e "s/^log_format = .*/log_format = text/" \
     broker.conf.example >"$d/broker.conf"
 
@@ -419,8 +422,9 @@ echo "1: a generated user/list, ${JQ_INMB:-?} MB (bench_filter:" \
 echo "2: wrk -t$THREADS -c$CONNS -d${SECS}s after a 2 s warm-up each;" \
     "broker: token check + upstream call + filter; nginx: 1 worker," \
     "upstream keep-alive, passes the raw reply. Replies without" \
-    "errcode 0 (broker/nginx): $P_BAD. upstream_rate_per_corp raised" \
-    "to 100000 (the default 100/s would cap the broker). Broker RSS" \
+    "errcode 0 (broker/nginx): $P_BAD. The upstream_rate_* budgets" \
+    "raised to their maximum (the defaults would cap the broker at" \
+    "9,000 calls a minute). Broker RSS" \
     "$(calc %.1f "$P_RSS0 / 1024") MB before the load," \
     "$(calc %.1f "$P_RSS1 / 1024") MB after."
 echo "3: department 1 with fetch_child, the whole corp in range:" \

@@ -262,7 +262,7 @@ tc_expected_members(const char *suite, const char *corp)
     char path[256];
     json_t *t = tc_ctl_json("tenant", "show", corp, suite), *tok = NULL;
     json_t *priv, *depts = NULL, *parties = json_object();
-    json_t *members = json_object(), *r, *v, *row;
+    json_t *members = json_object(), *named = json_object(), *r, *v, *row;
     const char *token, *key, *lists[2] = {"allow_tag", "extra_tag"};
     size_t i, k, before;
     long n = -1;
@@ -290,7 +290,7 @@ tc_expected_members(const char *suite, const char *corp)
             add_longs(parties, json_object_get(r, "partylist"));
             json_array_foreach(json_object_get(r, "userlist"), i, row)
                 json_object_set_new(
-                    members, json_string_value(json_object_get(row, "userid")),
+                    named, json_string_value(json_object_get(row, "userid")),
                     json_true());
             json_decref(r);
         }
@@ -326,15 +326,20 @@ tc_expected_members(const char *suite, const char *corp)
     for (k = 0; k < 2; k++)
         json_array_foreach(
             json_object_get(priv, k ? "extra_user" : "allow_user"), i, v)
-        {
-            snprintf(path, sizeof(path), "/cgi-bin/user/get?userid=%s",
-                     json_string_value(v));
-            r = sim_get(path, token);
-            if (r != NULL)
-                json_object_set_new(members, json_string_value(v),
-                                    json_true());
-            json_decref(r);
-        }
+            json_object_set_new(named, json_string_value(v), json_true());
+    /* a member named by the range or a tag and seen in no department of
+     * it: a directory entry only with departments WeCom shows the app
+     * (without any, the range alone makes it visible) */
+    json_object_foreach(named, key, v)
+    {
+        if (json_object_get(members, key) != NULL)
+            continue;
+        snprintf(path, sizeof(path), "/cgi-bin/user/get?userid=%s", key);
+        r = sim_get(path, token);
+        if (r != NULL && json_array_size(json_object_get(r, "department")) > 0)
+            json_object_set_new(members, key, json_true());
+        json_decref(r);
+    }
     n = (long)json_object_size(members);
 out:
     json_decref(t);
@@ -342,5 +347,6 @@ out:
     json_decref(depts);
     json_decref(parties);
     json_decref(members);
+    json_decref(named);
     return n;
 }

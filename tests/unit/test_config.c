@@ -271,7 +271,10 @@ check_broker_defaults(const struct config *cfg)
     assert_string_equal(cfg->key_prefix, "wb:");
     assert_int_equal(cfg->upstream_timeout_ms, 5000);
     assert_int_equal(cfg->upstream_max_body, 67108864);
-    assert_int_equal(cfg->upstream_rate_per_corp, 100);
+    assert_int_equal(cfg->upstream_rate_per_corp, 9000);
+    assert_int_equal(cfg->upstream_rate_per_corp_hour, 140000);
+    assert_int_equal(cfg->upstream_rate_per_api, 36000);
+    assert_int_equal(cfg->upstream_rate_per_api_hour, 1100000);
     assert_int_equal(cfg->audit_max_len, 1000000);
     assert_int_equal(cfg->audit_max_age, 15552000);
     assert_int_equal(cfg->cache_max_age, 5);
@@ -346,6 +349,9 @@ test_every_key_parsed(void **state)
         "upstream_timeout_ms = 2500\n"
         "upstream_max_body = 1048576\n"
         "upstream_rate_per_corp = 40\n"
+        "upstream_rate_per_corp_hour = 41\n"
+        "upstream_rate_per_api = 42\n"
+        "upstream_rate_per_api_hour = 43\n"
         "audit_max_len = 5000\n"
         "audit_max_age = 86400\n"
         "cache_max_age = 0\n"
@@ -380,6 +386,9 @@ test_every_key_parsed(void **state)
     assert_int_equal(cfg->upstream_timeout_ms, 2500);
     assert_int_equal(cfg->upstream_max_body, 1048576);
     assert_int_equal(cfg->upstream_rate_per_corp, 40);
+    assert_int_equal(cfg->upstream_rate_per_corp_hour, 41);
+    assert_int_equal(cfg->upstream_rate_per_api, 42);
+    assert_int_equal(cfg->upstream_rate_per_api_hour, 43);
     assert_int_equal(cfg->audit_max_len, 5000);
     assert_int_equal(cfg->audit_max_age, 86400);
     assert_int_equal(cfg->cache_max_age, 0);
@@ -392,7 +401,7 @@ test_every_key_parsed(void **state)
     assert_int_equal(cfg->nsuites, 1);
     sc = &cfg->suites[0];
     assert_string_equal(sc->suite_id, "wwsuiteA");
-    assert_int_equal(sc->line, 28);
+    assert_int_equal(sc->line, 31);
     assert_string_equal(sc->provider_corpid, "wwprovider01");
     assert_int_equal(sc->auth_type, 1);
     assert_int_equal(sc->nredirect_allow, 2);
@@ -933,7 +942,10 @@ test_number_bounds(void **state)
         {"callback_max_skew", "1", "86400", "0", "86401"},
         {"upstream_timeout_ms", "100", "600000", "99", "600001"},
         {"upstream_max_body", "1024", "1073741824", "1023", "1073741825"},
-        {"upstream_rate_per_corp", "1", "100000", "0", "100001"},
+        {"upstream_rate_per_corp", "1", "1000000", "0", "1000001"},
+        {"upstream_rate_per_corp_hour", "1", "100000000", "0", "100000001"},
+        {"upstream_rate_per_api", "1", "10000000", "0", "10000001"},
+        {"upstream_rate_per_api_hour", "1", "1000000000", "0", "1000000001"},
         {"audit_max_len", "1000", "1000000000", "999", "1000000001"},
         {"audit_max_age", "60", "315360000", "59", "315360001"},
         {"cache_max_age", "0", "3600", "-1", "3601"},
@@ -1690,6 +1702,9 @@ test_example_sets_every_key(void **state)
         "upstream_timeout_ms",
         "upstream_max_body",
         "upstream_rate_per_corp",
+        "upstream_rate_per_corp_hour",
+        "upstream_rate_per_api",
+        "upstream_rate_per_api_hour",
         "audit_max_len",
         "audit_max_age",
         "cache_max_age",

@@ -37,6 +37,11 @@ static const struct {
     {"wecom_broker_redis_connects_total", "counter"},
     {"wecom_broker_redis_errors_total", "counter"},
     {"wecom_broker_http_in_flight", "gauge"},
+    {"wecom_broker_budget_grants_total", "counter"},
+    {"wecom_broker_budget_refusals_total", "counter"},
+    {"wecom_broker_budget_pauses_total", "counter"},
+    {"wecom_broker_budget_concurrency_cuts_total", "counter"},
+    {"wecom_broker_budget_leases_total", "counter"},
     {DROPPED, "counter"},
 };
 
