@@ -2390,6 +2390,36 @@ install_event(struct job *j)
     start_exchange(j);
 }
 
+/*
+ * Verify, decrypt and parse the job's event, which must be sealed for
+ * receiveid: the queue is trusted only as far as WeCom's signature goes.
+ * 0, or -1 after rejecting the job.
+ */
+static int
+open_event(struct job *j, const char *receiveid)
+{
+    struct suite_rt *su = j->q->su;
+    const char *rid_ok[1] = {receiveid};
+    char *rid = NULL;
+    size_t which;
+    enum brk_err err;
+
+    err = wecom_crypto_verify(su->crypto, j->sig, j->ts, j->nonce, j->enc);
+    if (!err)
+        err = wecom_crypto_decrypt(su->crypto, j->enc, strlen(j->enc),
+                                   &j->plain, &j->plainlen, &rid);
+    if (!err)
+        err = wecom_crypto_check_receiveid(rid, rid_ok, 1, &which);
+    brk_free(rid);
+    if (!err)
+        err = wecom_xml_parse(j->plain, j->plainlen, NULL, &j->ev, NULL);
+    if (err) {
+        job_reject(j, brk_strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
 /* An install handed over to the tenant's queue: its exchange result is
  * stored; go on from there in the tenant's order. */
 static void
@@ -2500,32 +2530,16 @@ on_agentid(struct job *j, struct redisReply *r)
 static void
 data_event(struct job *j)
 {
-    struct suite_rt *su = j->q->su;
-    const char *rid_ok[1], *event;
+    const char *event;
     const char *argv[3];
-    char *rid = NULL;
-    size_t which;
-    enum brk_err err;
 
     if (j->lane == NULL) {
         /* queued by an earlier version, for no one */
         job_done(j, "ignored");
         return;
     }
-    rid_ok[0] = j->lane->corp;
-    err = wecom_crypto_verify(su->crypto, j->sig, j->ts, j->nonce, j->enc);
-    if (!err)
-        err = wecom_crypto_decrypt(su->crypto, j->enc, strlen(j->enc),
-                                   &j->plain, &j->plainlen, &rid);
-    if (!err)
-        err = wecom_crypto_check_receiveid(rid, rid_ok, 1, &which);
-    brk_free(rid);
-    if (!err)
-        err = wecom_xml_parse(j->plain, j->plainlen, NULL, &j->ev, NULL);
-    if (err) {
-        job_reject(j, brk_strerror(err));
+    if (open_event(j, j->lane->corp) != 0)
         return;
-    }
     event = wecom_xml_get(j->ev, "Event");
     if (event == NULL || strcmp(event, "change_app_admin") != 0) {
         job_done(j, "ignored");
@@ -2555,11 +2569,8 @@ static void
 job_dispatch(struct job *j)
 {
     struct suite_rt *su = j->q->su;
-    const char *rid_ok[1] = {su->conf->suite_id};
     const char *ts, *corp;
-    char *rid = NULL;
-    size_t which, i;
-    enum brk_err err;
+    size_t i;
 
     snprintf(j->info_label, sizeof(j->info_label), "%s",
              strcmp(j->kind, "data") == 0 ? "data" : "unknown");
@@ -2575,20 +2586,8 @@ job_dispatch(struct job *j)
         authx_event(j);
         return;
     }
-    /* the stream is trusted only as far as WeCom's signature goes */
-    err = wecom_crypto_verify(su->crypto, j->sig, j->ts, j->nonce, j->enc);
-    if (!err)
-        err = wecom_crypto_decrypt(su->crypto, j->enc, strlen(j->enc),
-                                   &j->plain, &j->plainlen, &rid);
-    if (!err)
-        err = wecom_crypto_check_receiveid(rid, rid_ok, 1, &which);
-    brk_free(rid);
-    if (!err)
-        err = wecom_xml_parse(j->plain, j->plainlen, NULL, &j->ev, NULL);
-    if (err) {
-        job_reject(j, brk_strerror(err));
+    if (open_event(j, su->conf->suite_id) != 0)
         return;
-    }
     j->info_type = wecom_xml_get(j->ev, "InfoType");
     for (i = 0; j->info_type != NULL && i < nitems(known_types); i++)
         if (strcmp(j->info_type, known_types[i]) == 0)
