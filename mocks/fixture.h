@@ -38,8 +38,9 @@
 /* WeCom's refusals (wecom-protocol §5.2) that fixture_check answers. */
 #define FIXTURE_E_FORBIDDEN 48002L /* API not allowed by the grant */
 #define FIXTURE_E_RANGE     60011L /* record outside the visible range */
-#define FIXTURE_E_TOO_WIDE  81017L /* groupchat/list unfiltered, range > 1000  \
-                                    */
+#define FIXTURE_E_TOO_WIDE                                                     \
+    81017L /* groupchat/list unfiltered, range > 1000                          \
+            */
 
 struct fixture_sizes {
     long departments; /* >= 3: ids 1 (root), 2 and 3 are always present */
@@ -219,7 +220,9 @@ long fixture_check(const struct fixture_corp *c, enum fixture_api api,
  * to out. They return BRK_OK, BRK_ERR_NOTFOUND when the named record does
  * not exist, BRK_ERR_INVAL for a malformed parameter (bad cursor, limit out
  * of range), or dynbuf's BRK_ERR_NOMEM / BRK_ERR_TOOBIG (out is then freed).
- * On an error other than a dynbuf one, out is unchanged.
+ * On an error other than a dynbuf one, out is unchanged. A strict corp's
+ * renderers hold the records of the visible range only, in the
+ * third-party shapes; they do not refuse (fixture_check does).
  */
 
 /* service/get_permanent_code v1: corp token, permanent code, full corp
@@ -269,7 +272,8 @@ enum brk_err fixture_render_user_list(const struct fixture_corp *c,
                                       long department_id, int fetch_child,
                                       struct dynbuf *out) BRK_WUR;
 /* user/list_id: one row per (member, department) from cursor (NULL or ""
- * = start), at most limit (1..10000) rows; next_cursor "" when done. */
+ * = start), at most limit (1..10000) rows; next_cursor "" when done.
+ * Strict rows name the member by open_userid only. */
 enum brk_err fixture_render_user_list_id(const struct fixture_corp *c,
                                          const char *cursor, long limit,
                                          struct dynbuf *out) BRK_WUR;
@@ -282,7 +286,8 @@ enum brk_err fixture_render_member_auth(const struct fixture_corp *c,
                                         int userid_rows,
                                         struct dynbuf *out) BRK_WUR;
 /* department/list and department/simplelist: the subtree of id, or every
- * department when id is 0. */
+ * department when id is 0; strict: of the range's departments (all of them
+ * with corp_arch:base:base or contacts edit), named by their id. */
 enum brk_err fixture_render_department_list(const struct fixture_corp *c,
                                             long id,
                                             struct dynbuf *out) BRK_WUR;
@@ -292,12 +297,15 @@ enum brk_err fixture_render_department_simplelist(const struct fixture_corp *c,
 /* department/get?id. */
 enum brk_err fixture_render_department_get(const struct fixture_corp *c,
                                            long id, struct dynbuf *out) BRK_WUR;
-/* tag/list and tag/get?tagid. */
+/* tag/list and tag/get?tagid; strict: the tags the app created, and
+ * userlist without names holding members in the range. */
 enum brk_err fixture_render_tag_list(const struct fixture_corp *c,
                                      struct dynbuf *out) BRK_WUR;
 enum brk_err fixture_render_tag_get(const struct fixture_corp *c, long tagid,
                                     struct dynbuf *out) BRK_WUR;
-/* externalcontact/get_follow_user_list: members following a customer. */
+/* externalcontact/get_follow_user_list: members following a customer
+ * (strict: in the range). Strict customers have no avatar or unionid and
+ * gender 0, strict follow users and chat owners are in the range. */
 enum brk_err fixture_render_follow_user_list(const struct fixture_corp *c,
                                              struct dynbuf *out) BRK_WUR;
 /* externalcontact/list?userid: NOTFOUND for an unknown member; a member
