@@ -166,6 +166,19 @@ struct fixture_corp {
     char **perm;
     size_t nperm;
     long perm_expiry;
+    int strict;
+    long auth_mode;
+    long *auth_mem; /* member indexes, in the order given */
+    size_t nauth_mem;
+    long *app_tag; /* tag ids the app created */
+    size_t napp_tag;
+    long *admin; /* member indexes, with admin_type[k] */
+    long *admin_type;
+    size_t nadmin;
+    /* the visible range, recomputed whenever the grant changes */
+    unsigned char *vis_dept; /* [id - 1]: in the range's subtrees */
+    unsigned char *vis_mem;  /* [i]: member in the range */
+    long nvis_mem;
 };
 
 /*---- Hashing and the PRNG -----------------------------------------------*/
@@ -470,16 +483,148 @@ member_in_marks(const struct fixture_corp *c, long i, const unsigned char *m)
     return 0;
 }
 
-/*---- Generation ---------------------------------------------------------*/
+/*---- The grant ----------------------------------------------------------*/
+
+/* What the corp's app permissions allow (wecom-protocol §2.10). */
+struct grant {
+    int contacts; /* contact:base:base or contact:edit:all */
+    int edit;     /* contact:edit:all: the contacts app */
+    int arch;     /* corp_arch:base:base: every department id */
+    int leader;   /* corp_arch:member:direct_leader */
+    int external; /* externalcontact:base:base */
+    int gender, avatar, qrcode, mobile, email, biz_mail, address;
+};
 
 static int
-sizes_ok(const struct fixture_sizes *s)
+perm_in(char *const *perm, size_t n, const char *name)
 {
-    return s->departments >= 3 && s->departments <= FIXTURE_MAX_DEPARTMENTS &&
-           s->members >= 3 && s->members <= FIXTURE_MAX_MEMBERS &&
-           s->tags >= 1 && s->tags <= FIXTURE_MAX_TAGS && s->customers >= 0 &&
-           s->customers <= FIXTURE_MAX_CUSTOMERS && s->chats >= 0 &&
-           s->chats <= FIXTURE_MAX_CHATS;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(perm[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void
+grant_of(const struct fixture_corp *c, struct grant *g)
+{
+    g->edit = perm_in(c->perm, c->nperm, "contact:edit:all");
+    g->contacts = g->edit || perm_in(c->perm, c->nperm, "contact:base:base");
+    g->arch = perm_in(c->perm, c->nperm, "corp_arch:base:base");
+    g->leader = perm_in(c->perm, c->nperm, "corp_arch:member:direct_leader");
+    g->external = perm_in(c->perm, c->nperm, "externalcontact:base:base");
+    g->gender = perm_in(c->perm, c->nperm, "contact:sensitive:gender");
+    g->avatar = perm_in(c->perm, c->nperm, "contact:sensitive:avatar");
+    g->qrcode = perm_in(c->perm, c->nperm, "contact:sensitive:qrcode");
+    g->mobile = perm_in(c->perm, c->nperm, "contact:sensitive:mobile");
+    g->email = perm_in(c->perm, c->nperm, "contact:sensitive:email");
+    g->biz_mail = perm_in(c->perm, c->nperm, "contact:sensitive:biz_mail");
+    g->address = perm_in(c->perm, c->nperm, "contact:sensitive:address");
+}
+
+static void
+mark_parties(const struct fixture_corp *c, unsigned char *vd, const long *v,
+             size_t n)
+{
+    size_t k;
+
+    for (k = 0; k < n; k++)
+        if (v[k] >= 1 && v[k] <= c->sz.departments)
+            vd[v[k] - 1] = 1;
+}
+
+static void
+mark_tag_parties(const struct fixture_corp *c, unsigned char *vd, const long *v,
+                 size_t n)
+{
+    size_t k;
+
+    for (k = 0; k < n; k++)
+        if (v[k] >= 1 && v[k] <= c->sz.tags)
+            mark_parties(c, vd, c->tag[v[k] - 1].party,
+                         c->tag[v[k] - 1].nparty);
+}
+
+static void
+mark_users(const struct fixture_corp *c, unsigned char *vm, char *const *v,
+           size_t n)
+{
+    size_t k;
+
+    for (k = 0; k < n; k++) {
+        long m = member_find(c, v[k]);
+
+        if (m >= 0)
+            vm[m] = 1;
+    }
+}
+
+static void
+mark_tag_users(const struct fixture_corp *c, unsigned char *vm, const long *v,
+               size_t n)
+{
+    size_t k;
+    int u;
+
+    for (k = 0; k < n; k++)
+        if (v[k] >= 1 && v[k] <= c->sz.tags)
+            for (u = 0; u < c->tag[v[k] - 1].nuser; u++)
+                vm[c->tag[v[k] - 1].user[u]] = 1;
+}
+
+/*
+ * The visible range of privilege p as marks over departments and members
+ * (wecom-protocol §3.3): the subtrees of allow_party, extra_party and the
+ * departments of allow_tag and extra_tag; their members, the listed
+ * members and the tags' members. In member authorization (mode) the range
+ * is the members am[0..nam) and department 1. Both marks owned (brk_free);
+ * BRK_ERR_NOMEM.
+ */
+static enum brk_err
+range_build(const struct fixture_corp *c, const struct fixture_privilege *p,
+            long mode, const long *am, size_t nam, unsigned char **vd_out,
+            unsigned char **vm_out, long *nvis)
+{
+    unsigned char *vd = brk_calloc((size_t)c->sz.departments, 1);
+    unsigned char *vm = brk_calloc((size_t)c->sz.members, 1);
+    enum brk_err err = BRK_ERR_NOMEM;
+    long j, i, n = 0;
+    size_t k;
+
+    if (vd == NULL || vm == NULL)
+        goto out;
+    if (mode == FIXTURE_AUTH_MEMBER) {
+        vd[0] = 1;
+        for (k = 0; k < nam; k++)
+            vm[am[k]] = 1;
+    } else {
+        mark_parties(c, vd, p->allow_party, p->nallow_party);
+        mark_parties(c, vd, p->extra_party, p->nextra_party);
+        mark_tag_parties(c, vd, p->allow_tag, p->nallow_tag);
+        mark_tag_parties(c, vd, p->extra_tag, p->nextra_tag);
+        /* parents have smaller ids: one pass closes the subtrees */
+        for (j = 1; j < c->sz.departments; j++)
+            if (c->dept[j].parentid > 0 && vd[c->dept[j].parentid - 1])
+                vd[j] = 1;
+        for (i = 0; i < c->sz.members; i++)
+            vm[i] = (unsigned char)member_in_marks(c, i, vd);
+        mark_users(c, vm, p->allow_user, p->nallow_user);
+        mark_users(c, vm, p->extra_user, p->nextra_user);
+        mark_tag_users(c, vm, p->allow_tag, p->nallow_tag);
+        mark_tag_users(c, vm, p->extra_tag, p->nextra_tag);
+    }
+    for (i = 0; i < c->sz.members; i++)
+        n += vm[i];
+    *vd_out = vd;
+    *vm_out = vm;
+    *nvis = n;
+    vd = vm = NULL;
+    err = BRK_OK;
+out:
+    brk_free(vd);
+    brk_free(vm);
+    return err;
 }
 
 static int
@@ -491,6 +636,55 @@ has_long(const long *v, size_t n, long x)
         if (v[i] == x)
             return 1;
     return 0;
+}
+
+/* tag/get may read the tag: in the range or created by the app. */
+static int
+tag_allowed(const struct fixture_corp *c, long t)
+{
+    const struct fixture_privilege *p = &c->priv;
+
+    if (has_long(c->app_tag, c->napp_tag, t))
+        return 1;
+    return c->auth_mode != FIXTURE_AUTH_MEMBER &&
+           (has_long(p->allow_tag, p->nallow_tag, t) ||
+            has_long(p->extra_tag, p->nextra_tag, t));
+}
+
+/* The app sees department id (1-based) in department lists: in the range,
+ * or every department for the contacts app and with corp_arch. */
+static int
+dept_listed(const struct fixture_corp *c, const struct grant *g, long id)
+{
+    return g->edit || g->arch || c->vis_dept[id - 1];
+}
+
+/* Member i is in department id as user/simplelist sees it: in member
+ * authorization every member hangs off department 1. */
+static int
+member_in_dept(const struct fixture_corp *c, long i, long id)
+{
+    const struct f_member *u = &c->mem[i];
+    int k;
+
+    if (c->strict && c->auth_mode == FIXTURE_AUTH_MEMBER)
+        return id == 1;
+    for (k = 0; k < u->ndept; k++)
+        if (u->dept[k] == id)
+            return 1;
+    return 0;
+}
+
+/*---- Generation ---------------------------------------------------------*/
+
+static int
+sizes_ok(const struct fixture_sizes *s)
+{
+    return s->departments >= 3 && s->departments <= FIXTURE_MAX_DEPARTMENTS &&
+           s->members >= 3 && s->members <= FIXTURE_MAX_MEMBERS &&
+           s->tags >= 1 && s->tags <= FIXTURE_MAX_TAGS && s->customers >= 0 &&
+           s->customers <= FIXTURE_MAX_CUSTOMERS && s->chats >= 0 &&
+           s->chats <= FIXTURE_MAX_CHATS;
 }
 
 static void
@@ -743,6 +937,8 @@ fixture_corp_new(uint64_t seed, long index, const struct fixture_sizes *sizes,
     long allow_party = 2, allow_tag = 1;
     char user3[16];
     char *allow_user[] = {user3};
+    static const char *const admin[] = {"u00001"};
+    static const long admin_type[] = {1};
     uint64_t rs;
     enum brk_err err = BRK_ERR_NOMEM;
     size_t nc, nk;
@@ -802,6 +998,9 @@ fixture_corp_new(uint64_t seed, long index, const struct fixture_sizes *sizes,
                                        FIXTURE_PERM_EXPIRY);
     if (err)
         goto out;
+    err = fixture_corp_set_admins(c, admin, admin_type, 1);
+    if (err)
+        goto out;
     *out = c;
     c = NULL;
 out:
@@ -816,6 +1015,12 @@ fixture_corp_free(struct fixture_corp *c)
         return;
     privilege_clear(&c->priv);
     perms_clear(c->perm, c->nperm);
+    brk_free(c->auth_mem);
+    brk_free(c->app_tag);
+    brk_free(c->admin);
+    brk_free(c->admin_type);
+    brk_free(c->vis_dept);
+    brk_free(c->vis_mem);
     brk_free(c->dept);
     brk_free(c->mem);
     brk_free(c->tag);
@@ -950,15 +1155,18 @@ dup_strs(char *const *v, size_t n, char ***out)
 }
 
 /*
- * Replace the visible range with a deep copy of p. Returns BRK_OK or
- * BRK_ERR_NOMEM (the old range stays).
+ * Replace the visible range with a deep copy of p and recompute which
+ * departments and members it covers. Returns BRK_OK or BRK_ERR_NOMEM (the
+ * old range stays).
  */
 enum brk_err
 fixture_corp_set_privilege(struct fixture_corp *c,
                            const struct fixture_privilege *p)
 {
     struct fixture_privilege n;
+    unsigned char *vd, *vm;
     enum brk_err err;
+    long nvis;
 
     memset(&n, 0, sizeof(n));
     n.level = p->level;
@@ -988,9 +1196,18 @@ fixture_corp_set_privilege(struct fixture_corp *c,
     err = dup_strs(p->extra_user, p->nextra_user, &n.extra_user);
     if (err)
         goto out;
+    err = range_build(c, &n, c->auth_mode, c->auth_mem, c->nauth_mem, &vd, &vm,
+                      &nvis);
+    if (err)
+        goto out;
     privilege_clear(&c->priv);
     c->priv = n;
     memset(&n, 0, sizeof(n));
+    brk_free(c->vis_dept);
+    brk_free(c->vis_mem);
+    c->vis_dept = vd;
+    c->vis_mem = vm;
+    c->nvis_mem = nvis;
 out:
     privilege_clear(&n);
     return err;
@@ -1023,10 +1240,331 @@ fixture_corp_set_permissions(struct fixture_corp *c, const char *const *names,
     c->nperm = n;
     c->perm_expiry = expire_time;
     v = NULL;
+    /* the level says the same as the contacts permission */
+    if (perm_in(c->perm, n, "contact:edit:all"))
+        c->priv.level = 3;
+    else if (perm_in(c->perm, n, "contact:base:base"))
+        c->priv.level = 1;
+    else if (perm_in(c->perm, n, "contact:base:single_user"))
+        c->priv.level = 4;
     err = BRK_OK;
 out:
     perms_clear(v, i);
     return err;
+}
+
+static int
+is_contact_level(const char *name)
+{
+    return strcmp(name, "contact:base:base") == 0 ||
+           strcmp(name, "contact:edit:all") == 0 ||
+           strcmp(name, "contact:base:single_user") == 0;
+}
+
+/*
+ * Set the level; 1, 3 and 4 also replace the contacts permission with the
+ * one they stand for. Returns BRK_OK or BRK_ERR_NOMEM (nothing changed).
+ */
+enum brk_err
+fixture_corp_set_level(struct fixture_corp *c, long level)
+{
+    const char *want = level == 1   ? "contact:base:base"
+                       : level == 3 ? "contact:edit:all"
+                       : level == 4 ? "contact:base:single_user"
+                                    : NULL;
+    const char **names;
+    size_t i, n = 0;
+    enum brk_err err;
+
+    if (want == NULL) {
+        c->priv.level = level;
+        return BRK_OK;
+    }
+    names = brk_calloc(c->nperm + 1, sizeof(*names));
+    if (names == NULL)
+        return BRK_ERR_NOMEM;
+    for (i = 0; i < c->nperm; i++)
+        if (!is_contact_level(c->perm[i]))
+            names[n++] = c->perm[i];
+    names[n++] = want;
+    /* copies every name before it frees the old ones */
+    err = fixture_corp_set_permissions(c, names, n, c->perm_expiry);
+    brk_free(names);
+    if (err == BRK_OK)
+        c->priv.level = level;
+    return err;
+}
+
+/* Whether the corp granted permission name. */
+int
+fixture_corp_has_permission(const struct fixture_corp *c, const char *name)
+{
+    return perm_in(c->perm, c->nperm, name);
+}
+
+/*
+ * Set the authorization mode and, for member authorization, who
+ * authorized. Returns BRK_OK, BRK_ERR_INVAL (bad mode, unknown userid, too
+ * many) or BRK_ERR_NOMEM; the old state stays on error.
+ */
+enum brk_err
+fixture_corp_set_auth_mode(struct fixture_corp *c, long mode,
+                           const char *const *userids, size_t n)
+{
+    unsigned char *seen = NULL, *vd = NULL, *vm = NULL;
+    long *am = NULL, nvis;
+    size_t i, nam = 0;
+    enum brk_err err = BRK_ERR_INVAL;
+
+    if ((mode != FIXTURE_AUTH_ADMIN && mode != FIXTURE_AUTH_MEMBER) ||
+        n > FIXTURE_MAX_AUTH_MEMBERS)
+        return BRK_ERR_INVAL;
+    seen = brk_calloc((size_t)c->sz.members, 1);
+    am = brk_calloc(n ? n : 1, sizeof(*am));
+    if (seen == NULL || am == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        long m = member_find(c, userids[i]);
+
+        if (m < 0)
+            goto out;
+        if (!seen[m])
+            am[nam++] = m;
+        seen[m] = 1;
+    }
+    err = range_build(c, &c->priv, mode, am, nam, &vd, &vm, &nvis);
+    if (err)
+        goto out;
+    brk_free(c->auth_mem);
+    c->auth_mem = am;
+    c->nauth_mem = nam;
+    c->auth_mode = mode;
+    am = NULL;
+    brk_free(c->vis_dept);
+    brk_free(c->vis_mem);
+    c->vis_dept = vd;
+    c->vis_mem = vm;
+    c->nvis_mem = nvis;
+out:
+    brk_free(seen);
+    brk_free(am);
+    return err;
+}
+
+long
+fixture_corp_auth_mode(const struct fixture_corp *c)
+{
+    return c->auth_mode;
+}
+
+/* Replace the app-created tags. BRK_OK, BRK_ERR_INVAL (unknown tag, too
+ * many) or BRK_ERR_NOMEM; the old set stays on error. */
+enum brk_err
+fixture_corp_set_app_tags(struct fixture_corp *c, const long *tagids, size_t n)
+{
+    long *v = NULL;
+    size_t i;
+    enum brk_err err;
+
+    if (n > FIXTURE_MAX_APP_TAGS)
+        return BRK_ERR_INVAL;
+    for (i = 0; i < n; i++)
+        if (tagids[i] < 1 || tagids[i] > c->sz.tags)
+            return BRK_ERR_INVAL;
+    err = dup_longs(tagids, n, &v);
+    if (err)
+        return err;
+    brk_free(c->app_tag);
+    c->app_tag = v;
+    c->napp_tag = n;
+    return BRK_OK;
+}
+
+/* Replace the app's admins. BRK_OK, BRK_ERR_INVAL (unknown userid, bad
+ * auth_type, too many) or BRK_ERR_NOMEM; the old list stays on error. */
+enum brk_err
+fixture_corp_set_admins(struct fixture_corp *c, const char *const *userids,
+                        const long *auth_types, size_t n)
+{
+    long *who = NULL, *type = NULL;
+    size_t i;
+    enum brk_err err = BRK_ERR_NOMEM;
+
+    if (n > FIXTURE_MAX_ADMINS)
+        return BRK_ERR_INVAL;
+    who = brk_calloc(n ? n : 1, sizeof(*who));
+    type = brk_calloc(n ? n : 1, sizeof(*type));
+    if (who == NULL || type == NULL)
+        goto out;
+    err = BRK_ERR_INVAL;
+    for (i = 0; i < n; i++) {
+        who[i] = member_find(c, userids[i]);
+        type[i] = auth_types[i];
+        if (who[i] < 0 || (type[i] != 0 && type[i] != 1))
+            goto out;
+    }
+    brk_free(c->admin);
+    brk_free(c->admin_type);
+    c->admin = who;
+    c->admin_type = type;
+    c->nadmin = n;
+    who = type = NULL;
+    err = BRK_OK;
+out:
+    brk_free(who);
+    brk_free(type);
+    return err;
+}
+
+void
+fixture_corp_set_strict(struct fixture_corp *c, int strict)
+{
+    c->strict = strict != 0;
+}
+
+int
+fixture_corp_is_strict(const struct fixture_corp *c)
+{
+    return c->strict;
+}
+
+long
+fixture_corp_visible_members(const struct fixture_corp *c)
+{
+    return c->nvis_mem;
+}
+
+/*---- What WeCom refuses -------------------------------------------------*/
+
+/* 0 when member userid is unknown (the renderer answers) or visible. */
+static long
+user_range(const struct fixture_corp *c, const char *userid)
+{
+    long m = member_find(c, userid);
+
+    return m >= 0 && !c->vis_mem[m] ? FIXTURE_E_RANGE : 0;
+}
+
+static int
+dept_known(const struct fixture_corp *c, long id)
+{
+    return id >= 1 && id <= c->sz.departments;
+}
+
+static long
+check_contacts(const struct fixture_corp *c, const struct grant *g,
+               enum fixture_api api, const struct fixture_args *a)
+{
+    long id = a->num;
+
+    switch (api) {
+    case FIXTURE_API_USER_GET:
+        return !g->contacts ? FIXTURE_E_FORBIDDEN : user_range(c, a->id);
+    case FIXTURE_API_USER_SIMPLELIST:
+    case FIXTURE_API_USER_LIST:
+        /* corp_arch and the contacts app list every department but see
+         * the members of the range only */
+        if (!g->contacts)
+            return FIXTURE_E_FORBIDDEN;
+        return dept_known(c, id) && !c->vis_dept[id - 1] ? FIXTURE_E_RANGE : 0;
+    case FIXTURE_API_USER_LIST_ID:
+        /* "必须是通讯录编辑授权才可调用" (wecom-protocol §4.4) */
+        return g->edit ? 0 : FIXTURE_E_FORBIDDEN;
+    case FIXTURE_API_USER_MEMBER_AUTH:
+        /* WeCom documents no code for an admin-installed app: 48002, the
+         * code for an API this app's grant does not open */
+        return c->auth_mode == FIXTURE_AUTH_MEMBER ? 0 : FIXTURE_E_FORBIDDEN;
+    case FIXTURE_API_DEPARTMENT_LIST:
+    case FIXTURE_API_DEPARTMENT_SIMPLE:
+    case FIXTURE_API_DEPARTMENT_GET:
+        if (!g->contacts && !g->arch)
+            return FIXTURE_E_FORBIDDEN;
+        return dept_known(c, id) && !dept_listed(c, g, id) ? FIXTURE_E_RANGE
+                                                           : 0;
+    case FIXTURE_API_TAG_LIST:
+        return g->contacts ? 0 : FIXTURE_E_FORBIDDEN;
+    case FIXTURE_API_TAG_GET:
+        if (!g->contacts)
+            return FIXTURE_E_FORBIDDEN;
+        return a->num >= 1 && a->num <= c->sz.tags && !tag_allowed(c, a->num)
+                   ? FIXTURE_E_RANGE
+                   : 0;
+    default:
+        return 0;
+    }
+}
+
+static long
+check_external(const struct fixture_corp *c, enum fixture_api api,
+               const struct fixture_args *a)
+{
+    long i, hit;
+    size_t k;
+    int f;
+
+    switch (api) {
+    case FIXTURE_API_EXTERNAL_LIST:
+        return user_range(c, a->id);
+    case FIXTURE_API_EXTERNAL_GET:
+        /* a customer none of whose follow users the app can see */
+        i = idx_find(c->cust_by_id, c->sz.customers, a->id);
+        for (f = 0; i >= 0 && f < c->cust[i].nfollow; f++)
+            if (c->vis_mem[c->cust[i].follow[f].member])
+                return 0;
+        return i >= 0 ? FIXTURE_E_RANGE : 0;
+    case FIXTURE_API_EXTERNAL_BATCH:
+        /* WeCom answers per member: members outside the range give no
+         * rows; only a list with none inside is refused */
+        for (k = 0; k < a->nids; k++) {
+            hit = member_find(c, a->ids[k]);
+            if (hit >= 0 && c->vis_mem[hit])
+                return 0;
+        }
+        return FIXTURE_E_RANGE;
+    case FIXTURE_API_GROUPCHAT_LIST:
+        if (a->nids == 0)
+            return c->nvis_mem > 1000 ? FIXTURE_E_TOO_WIDE : 0;
+        for (k = 0; k < a->nids; k++) {
+            hit = member_find(c, a->ids[k]);
+            if (hit < 0 || !c->vis_mem[hit])
+                return FIXTURE_E_RANGE;
+        }
+        return 0;
+    case FIXTURE_API_GROUPCHAT_GET:
+        i = idx_find(c->chat_by_id, c->sz.chats, a->id);
+        return i >= 0 && !c->vis_mem[c->chat[i].owner] ? FIXTURE_E_RANGE : 0;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * WeCom's answer to a call under the grant: 0, or the errcode it refuses
+ * with (see fixture.h). The permission comes first, then the range.
+ */
+long
+fixture_check(const struct fixture_corp *c, enum fixture_api api,
+              const struct fixture_args *a)
+{
+    struct grant g;
+
+    if (!c->strict)
+        return 0;
+    grant_of(c, &g);
+    switch (api) {
+    case FIXTURE_API_FOLLOW_USERS:
+    case FIXTURE_API_EXTERNAL_LIST:
+    case FIXTURE_API_EXTERNAL_GET:
+    case FIXTURE_API_EXTERNAL_BATCH:
+    case FIXTURE_API_GROUPCHAT_LIST:
+    case FIXTURE_API_GROUPCHAT_GET:
+        /* 客户基础信息 gates every customer-contact read */
+        return g.external ? check_external(c, api, a) : FIXTURE_E_FORBIDDEN;
+    default:
+        return check_contacts(c, &g, api, a);
+    }
 }
 
 /*---- Record renderers ---------------------------------------------------*/
@@ -1094,76 +1632,153 @@ put_attrs(struct jw *w, const char *key, uint64_t h, long id, int n)
     jw_close(w, 0);
 }
 
+/* The departments flagged in show; [1] in member authorization. */
 static void
-put_depts(struct jw *w, const struct f_member *u)
+put_depts(struct jw *w, const struct f_member *u, const unsigned char *show,
+          int mauth)
 {
     int k;
 
     jw_open(w, "department", 0);
-    for (k = 0; k < u->ndept; k++)
-        jw_long(w, NULL, u->dept[k]);
+    if (mauth)
+        jw_long(w, NULL, 1);
+    for (k = 0; !mauth && k < u->ndept; k++)
+        if (show[k])
+            jw_long(w, NULL, u->dept[k]);
     jw_close(w, 0);
 }
 
-/* The user/get object's fields (without braces). */
+/*
+ * A member as WeCom shows it (g NULL: leaky, every field, the self-built
+ * shape). To a third-party app (wecom-protocol §4.1), by field:
+ *
+ *   field                      read-only app        contacts app
+ *                              (contact:base:base)  (contact:edit:all)
+ *   userid, open_userid,       yes                  yes
+ *   status
+ *   name                       the userid           the name
+ *   department, order,         the member's departments in the range; all
+ *   main_department            of them with corp_arch:base:base and for the
+ *                              contacts app; in member authorization
+ *                              department [1], main_department 1, no order
+ *   gender                     "0"                  with contact:sensitive:
+ *                                                   gender, else "0"
+ *   avatar, thumb_avatar       -                    with ...:avatar
+ *   qr_code                    -                    with ...:qrcode
+ *   mobile, email, biz_mail,   -                    with ...:mobile, :email,
+ *   address                                         :biz_mail, :address
+ *   position, telephone,       -                    yes
+ *   alias, extattr,
+ *   external_position,
+ *   external_profile,
+ *   is_leader_in_dept
+ *   direct_leader              with corp_arch:      yes
+ *                              member:direct_leader
+ *                              (leaders in the range only)
+ *
+ * A read-only app never gets a sensitive field from user/get, whatever
+ * contact:sensitive:* it holds: §4.1 routes the real values through OAuth
+ * (snsapi_privateinfo, getuserdetail3rd), which those permissions open.
+ * The contacts app needs them too, since WeCom withdrew exactly these
+ * fields from user/get in 2022 (§4.1).
+ */
 static void
-put_user_fields(struct jw *w, const struct fixture_corp *c, long i)
+put_user_fields(struct jw *w, const struct fixture_corp *c, long i,
+                const struct grant *g)
 {
     const struct f_member *u = &c->mem[i];
     const char *py = PICK(surname, attr(u->h, 3))[1];
     uint64_t h = u->h;
     /* like real directories, most members have few custom attributes */
     int rich = i < 3 || attr(h, 18) % 4 == 0;
+    int all = g == NULL, edit = all || g->edit;
+    int mauth = !all && c->auth_mode == FIXTURE_AUTH_MEMBER;
+    unsigned char show[3] = {0, 0, 0};
     int k;
 
+    for (k = 0; k < u->ndept; k++)
+        show[k] = (unsigned char)(all || g->edit || g->arch ||
+                                  c->vis_dept[u->dept[k] - 1]);
     jw_userid(w, "userid", i);
-    put_member_name(w, "name", h);
-    put_depts(w, u);
-    jw_open(w, "order", 0);
-    for (k = 0; k < u->ndept; k++)
-        jw_long(w, NULL, u->order[k]);
-    jw_close(w, 0);
-    jw_str(w, "position", PICK(position, attr(h, 6)));
-    jw_strf(w, "mobile", "13%09" PRIu64, attr(h, 7) % 1000000000u);
-    jw_str(w, "gender", attr(h, 8) % 2 ? "1" : "2");
-    jw_strf(w, "email", "%s%ld@mockcorp%04ld.example.com", py, i + 1, c->index);
-    jw_strf(w, "biz_mail", "%s%ld@%s.wecom.work", py, i + 1, c->corpid);
-    jw_open(w, "is_leader_in_dept", 0);
-    for (k = 0; k < u->ndept; k++)
-        jw_long(w, NULL, (u->leader_mask >> k) & 1);
-    jw_close(w, 0);
-    jw_open(w, "direct_leader", 0);
-    if (u->direct_leader >= 0)
-        jw_userid(w, NULL, u->direct_leader);
-    jw_close(w, 0);
-    jw_strf(w, "avatar", "https://wework.qpic.cn/wwpic/mock%016" PRIx64 "/0",
-            attr(h, 9));
-    jw_strf(w, "thumb_avatar",
-            "https://wework.qpic.cn/wwpic/mock%016" PRIx64 "/100", attr(h, 9));
-    jw_strf(w, "telephone", "020-%08" PRIu64, attr(h, 12) % 100000000u);
-    jw_strf(w, "alias", "%s%ld", py, i + 1);
-    jw_strf(w, "address", "%s市%s%" PRIu64 "号", PICK(city, attr(h, 13))[0],
-            PICK(street, attr(h, 14)), attr(h, 15) % 999 + 1);
+    if (edit)
+        put_member_name(w, "name", h);
+    else
+        jw_userid(w, "name", i);
+    put_depts(w, u, show, mauth);
+    if (!mauth) {
+        jw_open(w, "order", 0);
+        for (k = 0; k < u->ndept; k++)
+            if (show[k])
+                jw_long(w, NULL, u->order[k]);
+        jw_close(w, 0);
+    }
+    if (edit)
+        jw_str(w, "position", PICK(position, attr(h, 6)));
+    if (all || (edit && g->mobile))
+        jw_strf(w, "mobile", "13%09" PRIu64, attr(h, 7) % 1000000000u);
+    jw_str(w, "gender",
+           all || (edit && g->gender) ? (attr(h, 8) % 2 ? "1" : "2") : "0");
+    if (all || (edit && g->email))
+        jw_strf(w, "email", "%s%ld@mockcorp%04ld.example.com", py, i + 1,
+                c->index);
+    if (all || (edit && g->biz_mail))
+        jw_strf(w, "biz_mail", "%s%ld@%s.wecom.work", py, i + 1, c->corpid);
+    if (edit && !mauth) {
+        jw_open(w, "is_leader_in_dept", 0);
+        for (k = 0; k < u->ndept; k++)
+            if (show[k])
+                jw_long(w, NULL, (u->leader_mask >> k) & 1);
+        jw_close(w, 0);
+    }
+    if (edit || g->leader) {
+        jw_open(w, "direct_leader", 0);
+        if (u->direct_leader >= 0 && (all || c->vis_mem[u->direct_leader]))
+            jw_userid(w, NULL, u->direct_leader);
+        jw_close(w, 0);
+    }
+    if (all || (edit && g->avatar)) {
+        jw_strf(w, "avatar",
+                "https://wework.qpic.cn/wwpic/mock%016" PRIx64 "/0",
+                attr(h, 9));
+        jw_strf(w, "thumb_avatar",
+                "https://wework.qpic.cn/wwpic/mock%016" PRIx64 "/100",
+                attr(h, 9));
+    }
+    if (edit) {
+        jw_strf(w, "telephone", "020-%08" PRIu64, attr(h, 12) % 100000000u);
+        jw_strf(w, "alias", "%s%ld", py, i + 1);
+    }
+    if (all || (edit && g->address))
+        jw_strf(w, "address", "%s市%s%" PRIu64 "号", PICK(city, attr(h, 13))[0],
+                PICK(street, attr(h, 14)), attr(h, 15) % 999 + 1);
     put_open_userid(w, u);
-    jw_long(w, "main_department", u->dept[0]);
-    jw_open(w, "extattr", 1);
-    put_attrs(w, "attrs", h, i + 1, rich ? 2 : 1);
-    jw_close(w, 1);
+    if (mauth)
+        jw_long(w, "main_department", 1);
+    else if (show[0])
+        jw_long(w, "main_department", u->dept[0]);
+    if (edit) {
+        jw_open(w, "extattr", 1);
+        put_attrs(w, "attrs", h, i + 1, rich ? 2 : 1);
+        jw_close(w, 1);
+    }
     jw_long(w, "status", u->status);
-    jw_strf(
-        w, "qr_code",
-        "https://open.work.weixin.qq.com/wwopen/userQRCode?vcode=vc%016" PRIx64,
-        attr(h, 16));
-    jw_str(w, "external_position", PICK(position, attr(h, 6)));
-    jw_open(w, "external_profile", 1);
-    jw_str(w, "external_corp_name", c->name);
-    jw_open(w, "wechat_channels", 1);
-    put_member_name(w, "nickname", attr(h, 17));
-    jw_long(w, "status", 1);
-    jw_close(w, 1);
-    put_attrs(w, "external_attr", h, i + 1, rich ? 3 : 0);
-    jw_str(w, "mock_internal_note", "profile reviewed by HR");
-    jw_close(w, 1);
+    if (all || (edit && g->qrcode))
+        jw_strf(w, "qr_code",
+                "https://open.work.weixin.qq.com/wwopen/userQRCode?vcode=vc%"
+                "016" PRIx64,
+                attr(h, 16));
+    if (edit) {
+        jw_str(w, "external_position", PICK(position, attr(h, 6)));
+        jw_open(w, "external_profile", 1);
+        jw_str(w, "external_corp_name", c->name);
+        jw_open(w, "wechat_channels", 1);
+        put_member_name(w, "nickname", attr(h, 17));
+        jw_long(w, "status", 1);
+        jw_close(w, 1);
+        put_attrs(w, "external_attr", h, i + 1, rich ? 3 : 0);
+        jw_str(w, "mock_internal_note", "profile reviewed by HR");
+        jw_close(w, 1);
+    }
 }
 
 static void
@@ -1175,28 +1790,50 @@ put_member_note(struct jw *w, long i)
     jw_strf(w, "mock_internal_note", "内部备注: %s 绩效待评估", buf);
 }
 
+/* A user/simplelist row: {userid, name, department, open_userid}; name
+ * is the userid for all but the contacts app (g NULL: leaky). */
 static void
-put_simple_user(struct jw *w, const struct fixture_corp *c, long i)
+put_simple_user(struct jw *w, const struct fixture_corp *c, long i,
+                const struct grant *g)
 {
+    const struct f_member *u = &c->mem[i];
+    unsigned char show[3] = {0, 0, 0};
+    int k;
+
+    for (k = 0; k < u->ndept; k++)
+        show[k] = (unsigned char)(g == NULL || g->edit || g->arch ||
+                                  c->vis_dept[u->dept[k] - 1]);
     jw_open(w, NULL, 1);
     jw_userid(w, "userid", i);
-    put_member_name(w, "name", c->mem[i].h);
-    put_depts(w, &c->mem[i]);
-    put_open_userid(w, &c->mem[i]);
+    if (g == NULL || g->edit)
+        put_member_name(w, "name", u->h);
+    else
+        jw_userid(w, "name", i);
+    put_depts(w, u, show, g != NULL && c->auth_mode == FIXTURE_AUTH_MEMBER);
+    put_open_userid(w, u);
     put_member_note(w, i);
     jw_close(w, 1);
 }
 
-/* A department object under key (NULL inside arrays). */
+enum dept_what { DEPT_SIMPLE, DEPT_LIST, DEPT_GET };
+
+/*
+ * A department object under key (NULL inside arrays). For a third-party
+ * app (g not NULL; wecom-protocol §4.5) name is the id in department/list
+ * and absent from department/get, name_en absent, real names and
+ * department_leader for the contacts app only (department/get never names
+ * a department), leaders in the range only.
+ */
 static void
 put_dept(struct jw *w, const struct fixture_corp *c, const char *key, long id,
-         int full)
+         enum dept_what what, const struct grant *g)
 {
     const struct f_dept *d = &c->dept[id - 1];
+    int names = g == NULL || (g->edit && what == DEPT_LIST);
 
     jw_open(w, key, 1);
     jw_long(w, "id", id);
-    if (full) {
+    if (what != DEPT_SIMPLE && names) {
         if (id == 1) {
             jw_str(w, "name", c->name);
             jw_str(w, "name_en", "Headquarters");
@@ -1206,8 +1843,12 @@ put_dept(struct jw *w, const struct fixture_corp *c, const char *key, long id,
             jw_strf(w, "name_en", "%s%ld", PICK(dept_name, attr(d->h, 2))[1],
                     id);
         }
+    } else if (what == DEPT_LIST) {
+        jw_strf(w, "name", "%ld", id);
+    }
+    if (what != DEPT_SIMPLE && (g == NULL || g->edit)) {
         jw_open(w, "department_leader", 0);
-        if (d->leader >= 0)
+        if (d->leader >= 0 && (g == NULL || c->vis_mem[d->leader]))
             jw_userid(w, NULL, d->leader);
         jw_close(w, 0);
     }
@@ -1217,8 +1858,10 @@ put_dept(struct jw *w, const struct fixture_corp *c, const char *key, long id,
     jw_close(w, 1);
 }
 
+/* A customer; for a third-party app (strict) without avatar and unionid
+ * and with gender 0 (wecom-protocol §4.7). */
 static void
-put_external_contact(struct jw *w, const struct f_customer *e)
+put_external_contact(struct jw *w, const struct f_customer *e, int strict)
 {
     uint64_t h = e->h;
 
@@ -1226,11 +1869,13 @@ put_external_contact(struct jw *w, const struct f_customer *e)
     jw_str(w, "external_userid", e->id);
     put_member_name(w, "name", attr(h, 1));
     jw_long(w, "type", e->type);
-    jw_strf(w, "avatar", "https://p.qlogo.cn/mmhead/mock%016" PRIx64 "/0",
-            attr(h, 2));
-    jw_long(w, "gender", (long)(attr(h, 3) % 3));
-    jw_strf(w, "unionid", "oz%016" PRIx64 "%010" PRIx64, attr(h, 4),
-            attr(h, 5) >> 24);
+    if (!strict)
+        jw_strf(w, "avatar", "https://p.qlogo.cn/mmhead/mock%016" PRIx64 "/0",
+                attr(h, 2));
+    jw_long(w, "gender", strict ? 0 : (long)(attr(h, 3) % 3));
+    if (!strict)
+        jw_strf(w, "unionid", "oz%016" PRIx64 "%010" PRIx64, attr(h, 4),
+                attr(h, 5) >> 24);
     if (e->type == 2) {
         jw_str(w, "position", PICK(position, attr(h, 6)));
         jw_str(w, "corp_name", PICK(brand, attr(h, 7)));
@@ -1408,7 +2053,7 @@ put_agent_auth(struct jw *w, const struct fixture_corp *c)
     jw_str(w, "round_logo_url", "https://p.qlogo.cn/bizmail/mockapp/100");
     jw_str(w, "square_logo_url", "https://p.qlogo.cn/bizmail/mockapp/0");
     jw_long(w, "appid", 1);
-    jw_long(w, "auth_mode", 0);
+    jw_long(w, "auth_mode", c->auth_mode);
     jw_bool(w, "is_customized_app", 0);
     jw_bool(w, "auth_from_thirdapp", 0);
     put_privilege(w, &c->priv);
@@ -1558,12 +2203,44 @@ fixture_render_agent_get(const struct fixture_corp *c, long agentid,
     return jw_end(&w, "agent from the mock");
 }
 
+/*
+ * Render agent/get_admin_list: the app's admins with their open_userid and
+ * auth_type. BRK_OK or a dynbuf error.
+ */
+enum brk_err
+fixture_render_admin_list(const struct fixture_corp *c, struct dynbuf *out)
+{
+    struct jw w;
+    size_t k;
+
+    jw_begin(&w, out, 1);
+    jw_open(&w, "admin", 0);
+    for (k = 0; k < c->nadmin; k++) {
+        jw_open(&w, NULL, 1);
+        jw_userid(&w, "userid", c->admin[k]);
+        put_open_userid(&w, &c->mem[c->admin[k]]);
+        jw_long(&w, "auth_type", c->admin_type[k]);
+        jw_close(&w, 1);
+    }
+    jw_close(&w, 0);
+    return jw_end(&w, "admins from the mock");
+}
+
 /*---- Contacts -----------------------------------------------------------*/
 
-/* Render user/get. BRK_ERR_NOTFOUND for an unknown userid. */
-enum brk_err
-fixture_render_user_get(const struct fixture_corp *c, const char *userid,
-                        struct dynbuf *out)
+/* The grant a reply is shaped by: NULL renders leaky. */
+static const struct grant *
+shape_of(const struct fixture_corp *c, struct grant *g)
+{
+    if (!c->strict)
+        return NULL;
+    grant_of(c, g);
+    return g;
+}
+
+static enum brk_err
+render_user(const struct fixture_corp *c, const char *userid,
+            const struct grant *g, struct dynbuf *out)
 {
     long i = member_find(c, userid);
     struct jw w;
@@ -1572,9 +2249,28 @@ fixture_render_user_get(const struct fixture_corp *c, const char *userid,
     if (i < 0)
         return BRK_ERR_NOTFOUND;
     jw_begin(&w, out, 1);
-    put_user_fields(&w, c, i);
+    put_user_fields(&w, c, i, g);
     snprintf(note, sizeof(note), "内部备注: %s 绩效待评估", userid);
     return jw_end(&w, note);
+}
+
+/* Render user/get. BRK_ERR_NOTFOUND for an unknown userid. */
+enum brk_err
+fixture_render_user_get(const struct fixture_corp *c, const char *userid,
+                        struct dynbuf *out)
+{
+    struct grant g;
+
+    return render_user(c, userid, shape_of(c, &g), out);
+}
+
+/* Render the member's whole self-built record, strict or not.
+ * BRK_ERR_NOTFOUND for an unknown userid. */
+enum brk_err
+fixture_render_user_record(const struct fixture_corp *c, const char *userid,
+                           struct dynbuf *out)
+{
+    return render_user(c, userid, NULL, out);
 }
 
 static enum brk_err
@@ -1582,13 +2278,18 @@ render_users(const struct fixture_corp *c, long department_id, int fetch_child,
              int full, struct dynbuf *out)
 {
     unsigned char *marks = NULL;
+    const struct grant *gp;
+    struct grant g;
     struct jw w;
     long i;
 
     if (department_id < 1 || department_id > c->sz.departments)
         return BRK_ERR_NOTFOUND;
-    marks = fetch_child ? subtree_marks(c, department_id)
-                        : brk_calloc((size_t)c->sz.departments, 1);
+    gp = shape_of(c, &g);
+    /* third-party apps lost fetch_child: one department per call */
+    marks = fetch_child && gp == NULL
+                ? subtree_marks(c, department_id)
+                : brk_calloc((size_t)c->sz.departments, 1);
     if (marks == NULL) {
         dynbuf_free(out);
         return BRK_ERR_NOMEM;
@@ -1597,15 +2298,16 @@ render_users(const struct fixture_corp *c, long department_id, int fetch_child,
     jw_begin(&w, out, 1);
     jw_open(&w, "userlist", 0);
     for (i = 0; i < c->sz.members && w.err == BRK_OK; i++) {
-        if (!member_in_marks(c, i, marks))
+        if (gp != NULL ? !c->vis_mem[i] || !member_in_dept(c, i, department_id)
+                       : !member_in_marks(c, i, marks))
             continue;
         if (full) {
             jw_open(&w, NULL, 1);
-            put_user_fields(&w, c, i);
+            put_user_fields(&w, c, i, gp);
             put_member_note(&w, i);
             jw_close(&w, 1);
         } else {
-            put_simple_user(&w, c, i);
+            put_simple_user(&w, c, i, gp);
         }
     }
     jw_close(&w, 0);
@@ -1623,8 +2325,9 @@ fixture_render_user_simplelist(const struct fixture_corp *c, long department_id,
 }
 
 /*
- * Render user/list: every field of every member of the department (or its
- * subtree). BRK_ERR_NOTFOUND for an unknown department.
+ * Render user/list: the members of the department (leaky: of its subtree
+ * with fetch_child) with every field the app may see. BRK_ERR_NOTFOUND for
+ * an unknown department.
  */
 enum brk_err
 fixture_render_user_list(const struct fixture_corp *c, long department_id,
@@ -1633,17 +2336,33 @@ fixture_render_user_list(const struct fixture_corp *c, long department_id,
     return render_users(c, department_id, fetch_child, 1, out);
 }
 
-/* Render user/list_id. BRK_ERR_INVAL for a bad cursor or limit. */
+/* The departments of member i a list_id row names: those the app sees
+ * (every one for the contacts app that may call it; all when leaky). */
+static int
+list_id_dept(const struct fixture_corp *c, const struct grant *g, long i, int k)
+{
+    return g == NULL || dept_listed(c, g, c->mem[i].dept[k]);
+}
+
+/*
+ * Render user/list_id: one row per (member, department); third-party rows
+ * name the member by open_userid only (wecom-protocol §4.4), for members in
+ * the range. BRK_ERR_INVAL for a bad cursor or limit.
+ */
 enum brk_err
 fixture_render_user_list_id(const struct fixture_corp *c, const char *cursor,
                             long limit, struct dynbuf *out)
 {
     long total = 0, off, row = 0, sent = 0, i;
+    const struct grant *gp;
+    struct grant g;
     struct jw w;
     int k;
 
+    gp = shape_of(c, &g);
     for (i = 0; i < c->sz.members; i++)
-        total += c->mem[i].ndept;
+        for (k = 0; (gp == NULL || c->vis_mem[i]) && k < c->mem[i].ndept; k++)
+            total += list_id_dept(c, gp, i, k);
     off = cursor_parse(cursor, total);
     if (off < 0 || limit < 1 || limit > 10000)
         return BRK_ERR_INVAL;
@@ -1653,11 +2372,14 @@ fixture_render_user_list_id(const struct fixture_corp *c, const char *cursor,
     for (i = 0; i < c->sz.members && sent < limit; i++) {
         const struct f_member *u = &c->mem[i];
 
-        for (k = 0; k < u->ndept && sent < limit; k++, row++) {
-            if (row < off)
+        if (gp != NULL && !c->vis_mem[i])
+            continue;
+        for (k = 0; k < u->ndept && sent < limit; k++) {
+            if (!list_id_dept(c, gp, i, k) || row++ < off)
                 continue;
             jw_open(&w, NULL, 1);
-            jw_userid(&w, "userid", i);
+            if (gp == NULL)
+                jw_userid(&w, "userid", i);
             put_open_userid(&w, u);
             jw_long(&w, "department", u->dept[k]);
             put_member_note(&w, i);
@@ -1669,37 +2391,77 @@ fixture_render_user_list_id(const struct fixture_corp *c, const char *cursor,
     return jw_end(&w, "id list from the mock");
 }
 
+/*
+ * Render user/list_member_auth: the members who authorized the app, in the
+ * order they were given, paged like list_id. BRK_ERR_INVAL for a bad
+ * cursor or limit.
+ */
+enum brk_err
+fixture_render_member_auth(const struct fixture_corp *c, const char *cursor,
+                           long limit, int userid_rows, struct dynbuf *out)
+{
+    long total = c->strict ? (long)c->nauth_mem : c->sz.members, off, r;
+    struct jw w;
+
+    off = cursor_parse(cursor, total);
+    if (off < 0 || limit < 1 || limit > 10000)
+        return BRK_ERR_INVAL;
+    jw_begin(&w, out, 1);
+    jw_open(&w, "member_auth_list", 0);
+    for (r = off; r < total && r < off + limit; r++) {
+        long i = c->strict ? c->auth_mem[r] : r;
+
+        jw_open(&w, NULL, 1);
+        if (!c->strict || userid_rows)
+            jw_userid(&w, "userid", i);
+        if (!c->strict || !userid_rows)
+            put_open_userid(&w, &c->mem[i]);
+        put_member_note(&w, i);
+        jw_close(&w, 1);
+    }
+    jw_close(&w, 0);
+    jw_cursor(&w, off + limit < total ? off + limit : -1);
+    return jw_end(&w, "authorized members from the mock");
+}
+
 static enum brk_err
-render_depts(const struct fixture_corp *c, long id, int full,
+render_depts(const struct fixture_corp *c, long id, enum dept_what what,
              struct dynbuf *out)
 {
     unsigned char *marks;
+    const struct grant *gp;
+    struct grant g;
     struct jw w;
     long j;
 
     if (id < 0 || id > c->sz.departments)
         return BRK_ERR_NOTFOUND;
+    gp = shape_of(c, &g);
     marks = subtree_marks(c, id);
     if (marks == NULL) {
         dynbuf_free(out);
         return BRK_ERR_NOMEM;
     }
     jw_begin(&w, out, 1);
-    jw_open(&w, full ? "department" : "department_id", 0);
+    jw_open(&w, what == DEPT_LIST ? "department" : "department_id", 0);
     for (j = 0; j < c->sz.departments; j++)
-        if (marks[j])
-            put_dept(&w, c, NULL, j + 1, full);
+        if (marks[j] && (gp == NULL || dept_listed(c, gp, j + 1)))
+            put_dept(&w, c, NULL, j + 1, what, gp);
     jw_close(&w, 0);
     brk_free(marks);
     return jw_end(&w, "departments from the mock");
 }
 
-/* Render department/list (id 0: all). BRK_ERR_NOTFOUND for an unknown id. */
+/*
+ * Render department/list (id 0: all): for a third-party app only the
+ * departments of the range, or every one with corp_arch:base:base or for
+ * the contacts app. BRK_ERR_NOTFOUND for an unknown id.
+ */
 enum brk_err
 fixture_render_department_list(const struct fixture_corp *c, long id,
                                struct dynbuf *out)
 {
-    return render_depts(c, id, 1, out);
+    return render_depts(c, id, DEPT_LIST, out);
 }
 
 /* Render department/simplelist (see fixture_render_department_list). */
@@ -1707,7 +2469,7 @@ enum brk_err
 fixture_render_department_simplelist(const struct fixture_corp *c, long id,
                                      struct dynbuf *out)
 {
-    return render_depts(c, id, 0, out);
+    return render_depts(c, id, DEPT_SIMPLE, out);
 }
 
 /* Render department/get. BRK_ERR_NOTFOUND for an unknown id. */
@@ -1715,12 +2477,13 @@ enum brk_err
 fixture_render_department_get(const struct fixture_corp *c, long id,
                               struct dynbuf *out)
 {
+    struct grant g;
     struct jw w;
 
     if (id < 1 || id > c->sz.departments)
         return BRK_ERR_NOTFOUND;
     jw_begin(&w, out, 1);
-    put_dept(&w, c, "department", id, 1);
+    put_dept(&w, c, "department", id, DEPT_GET, shape_of(c, &g));
     return jw_end(&w, "department from the mock");
 }
 
@@ -1733,7 +2496,8 @@ put_tag_name(struct jw *w, long t)
         jw_strf(w, "tagname", "%s%ld", tag_name[(t - 1) % nitems(tag_name)], t);
 }
 
-/* Render tag/list. BRK_OK or a dynbuf error. */
+/* Render tag/list: every tag (leaky) or the tags the app created. BRK_OK
+ * or a dynbuf error. */
 enum brk_err
 fixture_render_tag_list(const struct fixture_corp *c, struct dynbuf *out)
 {
@@ -1743,6 +2507,8 @@ fixture_render_tag_list(const struct fixture_corp *c, struct dynbuf *out)
     jw_begin(&w, out, 1);
     jw_open(&w, "taglist", 0);
     for (t = 1; t <= c->sz.tags; t++) {
+        if (c->strict && !has_long(c->app_tag, c->napp_tag, t))
+            continue;
         jw_open(&w, NULL, 1);
         jw_long(&w, "tagid", t);
         put_tag_name(&w, t);
@@ -1753,7 +2519,8 @@ fixture_render_tag_list(const struct fixture_corp *c, struct dynbuf *out)
     return jw_end(&w, "tags from the mock");
 }
 
-/* Render tag/get. BRK_ERR_NOTFOUND for an unknown tagid. */
+/* Render tag/get; a third-party app's userlist holds the tag's members in
+ * the range, without names. BRK_ERR_NOTFOUND for an unknown tagid. */
 enum brk_err
 fixture_render_tag_get(const struct fixture_corp *c, long tagid,
                        struct dynbuf *out)
@@ -1769,9 +2536,12 @@ fixture_render_tag_get(const struct fixture_corp *c, long tagid,
     put_tag_name(&w, tagid);
     jw_open(&w, "userlist", 0);
     for (k = 0; k < g->nuser; k++) {
+        if (c->strict && !c->vis_mem[g->user[k]])
+            continue;
         jw_open(&w, NULL, 1);
         jw_userid(&w, "userid", g->user[k]);
-        put_member_name(&w, "name", c->mem[g->user[k]].h);
+        if (!c->strict)
+            put_member_name(&w, "name", c->mem[g->user[k]].h);
         put_member_note(&w, g->user[k]);
         jw_close(&w, 1);
     }
@@ -1782,7 +2552,15 @@ fixture_render_tag_get(const struct fixture_corp *c, long tagid,
 
 /*---- External contacts --------------------------------------------------*/
 
-/* Render get_follow_user_list. BRK_OK or a dynbuf error. */
+/* The app sees member m as a follow user or owner. */
+static int
+sees(const struct fixture_corp *c, long m)
+{
+    return !c->strict || c->vis_mem[m];
+}
+
+/* Render get_follow_user_list: members following a customer (strict: in
+ * the range). BRK_OK or a dynbuf error. */
 enum brk_err
 fixture_render_follow_user_list(const struct fixture_corp *c,
                                 struct dynbuf *out)
@@ -1793,7 +2571,7 @@ fixture_render_follow_user_list(const struct fixture_corp *c,
     jw_begin(&w, out, 1);
     jw_open(&w, "follow_user", 0);
     for (i = 0; i < c->sz.members; i++)
-        if (c->mem[i].follows)
+        if (c->mem[i].follows && sees(c, i))
             jw_userid(&w, NULL, i);
     jw_close(&w, 0);
     return jw_end(&w, "follow users from the mock");
@@ -1821,7 +2599,8 @@ fixture_render_external_list(const struct fixture_corp *c, const char *userid,
     return jw_end(&w, "customers from the mock");
 }
 
-/* Render externalcontact/get. BRK_ERR_NOTFOUND for an unknown id. */
+/* Render externalcontact/get; a third-party app sees the follow users in
+ * its range. BRK_ERR_NOTFOUND for an unknown id. */
 enum brk_err
 fixture_render_external_get(const struct fixture_corp *c,
                             const char *external_userid, struct dynbuf *out)
@@ -1835,10 +2614,11 @@ fixture_render_external_get(const struct fixture_corp *c,
         return BRK_ERR_NOTFOUND;
     e = &c->cust[i];
     jw_begin(&w, out, 1);
-    put_external_contact(&w, e);
+    put_external_contact(&w, e, c->strict);
     jw_open(&w, "follow_user", 0);
     for (k = 0; k < e->nfollow; k++)
-        put_follow(&w, c, e, &e->follow[k], 0);
+        if (sees(c, e->follow[k].member))
+            put_follow(&w, c, e, &e->follow[k], 0);
     jw_close(&w, 0);
     jw_str(&w, "next_cursor", "");
     return jw_end(&w, "customer from the mock");
@@ -1846,7 +2626,8 @@ fixture_render_external_get(const struct fixture_corp *c,
 
 /*
  * Render externalcontact/batch/get_by_user. The cursor counts positions in
- * the sequence of (customer, follow slot) pairs. BRK_ERR_INVAL for a bad
+ * the sequence of (customer, follow slot) pairs; a third-party app gets
+ * the pairs of requested members in its range. BRK_ERR_INVAL for a bad
  * cursor or limit; BRK_ERR_NOMEM.
  */
 enum brk_err
@@ -1872,7 +2653,7 @@ fixture_render_external_batch(const struct fixture_corp *c,
     for (i = 0; i < n; i++) {
         long m = member_find(c, userids[i]);
 
-        if (m >= 0)
+        if (m >= 0 && sees(c, m))
             want[m] = 1;
     }
     jw_begin(&w, out, 1);
@@ -1888,7 +2669,7 @@ fixture_render_external_batch(const struct fixture_corp *c,
             break;
         }
         jw_open(&w, NULL, 1);
-        put_external_contact(&w, e);
+        put_external_contact(&w, e, c->strict);
         put_follow(&w, c, e, &e->follow[k], 1);
         jw_str(&w, "mock_internal_note", "pair exported by the mock");
         jw_close(&w, 1);
@@ -1907,15 +2688,16 @@ owner_wanted(const struct fixture_corp *c, long owner,
     size_t i;
 
     if (n == 0)
-        return 1;
+        return sees(c, owner);
     for (i = 0; i < n; i++)
         if (member_find(c, owners[i]) == owner)
             return 1;
     return 0;
 }
 
-/* Render externalcontact/groupchat/list. BRK_ERR_INVAL for a bad cursor or
- * limit. */
+/* Render externalcontact/groupchat/list; unfiltered, a third-party app
+ * gets the chats whose owner is in its range. BRK_ERR_INVAL for a bad
+ * cursor or limit. */
 enum brk_err
 fixture_render_groupchat_list(const struct fixture_corp *c, long status_filter,
                               const char *const *owners, size_t n,
@@ -1984,8 +2766,10 @@ fixture_render_groupchat_get(const struct fixture_corp *c, const char *chat_id,
 
             jw_str(&w, "userid", e->id);
             jw_long(&w, "type", 2);
-            jw_strf(&w, "unionid", "oz%016" PRIx64 "%010" PRIx64, attr(e->h, 4),
-                    attr(e->h, 5) >> 24);
+            /* unionid: third-party apps cannot get it (§4.7) */
+            if (!c->strict)
+                jw_strf(&w, "unionid", "oz%016" PRIx64 "%010" PRIx64,
+                        attr(e->h, 4), attr(e->h, 5) >> 24);
         } else {
             jw_userid(&w, "userid", m->idx);
             jw_long(&w, "type", 1);

@@ -25,6 +25,23 @@
 /* Expiry (unix seconds) of the default app permissions: far future. */
 #define FIXTURE_PERM_EXPIRY 4102444800L
 
+/* auth_info.agent[].auth_mode: the corp's admin installed the app, or its
+ * members authorized it one by one (wecom-protocol §2.7). */
+#define FIXTURE_AUTH_ADMIN  0
+#define FIXTURE_AUTH_MEMBER 1
+
+/* Upper bounds of the grant lists fixture_corp_set_* accept. */
+#define FIXTURE_MAX_AUTH_MEMBERS 100000
+#define FIXTURE_MAX_APP_TAGS     1000
+#define FIXTURE_MAX_ADMINS       100
+
+/* WeCom's refusals (wecom-protocol §5.2) that fixture_check answers. */
+#define FIXTURE_E_FORBIDDEN 48002L /* API not allowed by the grant */
+#define FIXTURE_E_RANGE     60011L /* record outside the visible range */
+#define FIXTURE_E_TOO_WIDE                                                     \
+    81017L /* groupchat/list unfiltered, range > 1000                          \
+            */
+
 struct fixture_sizes {
     long departments; /* >= 3: ids 1 (root), 2 and 3 are always present */
     long members;     /* >= 3 */
@@ -63,9 +80,11 @@ struct fixture_corp;
 
 /*
  * Generate corp number index (1-based; corpid "wwmockcorp%04d") from seed
- * and sizes. Default range: allow_party [2], allow_user [one member outside
- * department 2's subtree], allow_tag [1]; default permissions
- * contact:base:base and externalcontact:base:base. Returns BRK_OK,
+ * and sizes. Default grant: level 1, allow_party [2], allow_user [one
+ * member outside department 2's subtree], allow_tag [1]; permissions
+ * contact:base:base and externalcontact:base:base; auth_mode 0; no
+ * app-created tags; one app admin, u00001 with auth_type 1. A new corp
+ * renders leaky (see fixture_corp_set_strict). Returns BRK_OK,
  * BRK_ERR_INVAL for sizes outside the bounds or index < 1, BRK_ERR_NOMEM.
  * *out is owned: free with fixture_corp_free.
  */
@@ -107,13 +126,103 @@ enum brk_err fixture_corp_set_permissions(struct fixture_corp *c,
                                           const char *const *names, size_t n,
                                           long expire_time) BRK_WUR;
 
+/* Replace the privilege level and keep the contacts permission in step:
+ * level 1, 3 or 4 replaces whichever of contact:base:base,
+ * contact:edit:all and contact:base:single_user the corp holds with the
+ * one the level stands for (wecom-protocol §3.1); other levels change the
+ * level only. BRK_ERR_NOMEM leaves both unchanged. */
+enum brk_err fixture_corp_set_level(struct fixture_corp *c, long level) BRK_WUR;
+/* Whether the corp granted the app permission name (e.g.
+ * "contact:edit:all"). */
+int fixture_corp_has_permission(const struct fixture_corp *c, const char *name);
+
+/*
+ * How the app was authorized: mode FIXTURE_AUTH_ADMIN or
+ * FIXTURE_AUTH_MEMBER, and for member authorization the members who
+ * authorized it (userids[0..n), n <= FIXTURE_MAX_AUTH_MEMBERS; repeats are
+ * kept once). In member authorization those members are the whole visible
+ * range: the six lists are still rendered but not applied, and the app
+ * sees one department, 1. BRK_ERR_INVAL for another mode or an unknown
+ * userid, BRK_ERR_NOMEM; the old state stays on error.
+ */
+enum brk_err fixture_corp_set_auth_mode(struct fixture_corp *c, long mode,
+                                        const char *const *userids,
+                                        size_t n) BRK_WUR;
+long fixture_corp_auth_mode(const struct fixture_corp *c);
+/* The tags the app created itself (tag/list shows only these; tag/get
+ * allows them outside the range). BRK_ERR_INVAL for an unknown tagid or n
+ * over FIXTURE_MAX_APP_TAGS, BRK_ERR_NOMEM; the old set stays on error. */
+enum brk_err fixture_corp_set_app_tags(struct fixture_corp *c,
+                                       const long *tagids, size_t n) BRK_WUR;
+/* The app's admins (agent/get_admin_list): userids[i] with auth_types[i]
+ * (0 message permission, 1 management permission). BRK_ERR_INVAL for an
+ * unknown userid, another auth_type or n over FIXTURE_MAX_ADMINS,
+ * BRK_ERR_NOMEM; the old list stays on error. */
+enum brk_err fixture_corp_set_admins(struct fixture_corp *c,
+                                     const char *const *userids,
+                                     const long *auth_types, size_t n) BRK_WUR;
+
+/*
+ * Strict (nonzero) or leaky (0) replies. Strict follows WeCom for a
+ * third-party app: fixture_check refuses what the grant does not allow,
+ * lists hold only records in the visible range, and records have the
+ * third-party shape (fixture.c, "Third-party shapes"). Leaky answers every
+ * call with every record in the self-built shape, every field filled.
+ * Cannot fail.
+ */
+void fixture_corp_set_strict(struct fixture_corp *c, int strict);
+int fixture_corp_is_strict(const struct fixture_corp *c);
+/* Members in the visible range. */
+long fixture_corp_visible_members(const struct fixture_corp *c);
+
+/* The data APIs fixture_check judges. */
+enum fixture_api {
+    FIXTURE_API_USER_GET,          /* id: userid */
+    FIXTURE_API_USER_SIMPLELIST,   /* num: department_id */
+    FIXTURE_API_USER_LIST,         /* num: department_id */
+    FIXTURE_API_USER_LIST_ID,      /* - */
+    FIXTURE_API_USER_MEMBER_AUTH,  /* - */
+    FIXTURE_API_DEPARTMENT_LIST,   /* num: id, 0 when not given */
+    FIXTURE_API_DEPARTMENT_SIMPLE, /* num: id, 0 when not given */
+    FIXTURE_API_DEPARTMENT_GET,    /* num: id */
+    FIXTURE_API_TAG_LIST,          /* - */
+    FIXTURE_API_TAG_GET,           /* num: tagid */
+    FIXTURE_API_FOLLOW_USERS,      /* - */
+    FIXTURE_API_EXTERNAL_LIST,     /* id: userid */
+    FIXTURE_API_EXTERNAL_GET,      /* id: external_userid */
+    FIXTURE_API_EXTERNAL_BATCH,    /* ids: userid_list */
+    FIXTURE_API_GROUPCHAT_LIST,    /* ids: owner_filter.userid_list */
+    FIXTURE_API_GROUPCHAT_GET,     /* id: chat_id */
+};
+
+/* The record parameters of a call (borrowed; unused ones NULL/0). */
+struct fixture_args {
+    const char *id;
+    long num;
+    const char *const *ids;
+    size_t nids;
+};
+
+/*
+ * WeCom's errcode for the call under the corp's grant, 0 when WeCom would
+ * answer it (always 0 for a leaky corp): FIXTURE_E_FORBIDDEN when the app
+ * lacks the API's permission, FIXTURE_E_RANGE for a record outside the
+ * visible range, FIXTURE_E_TOO_WIDE for an unfiltered groupchat/list over
+ * a range of more than 1000 members. Records that do not exist are left to
+ * the renderers (they answer BRK_ERR_NOTFOUND). Cannot fail.
+ */
+long fixture_check(const struct fixture_corp *c, enum fixture_api api,
+                   const struct fixture_args *a);
+
 /*
  * Renderers. Each appends one complete reply (errcode 0, errmsg "ok", and a
  * "mock_internal_note" no scope file declares, also inside nested records)
  * to out. They return BRK_OK, BRK_ERR_NOTFOUND when the named record does
  * not exist, BRK_ERR_INVAL for a malformed parameter (bad cursor, limit out
  * of range), or dynbuf's BRK_ERR_NOMEM / BRK_ERR_TOOBIG (out is then freed).
- * On an error other than a dynbuf one, out is unchanged.
+ * On an error other than a dynbuf one, out is unchanged. A strict corp's
+ * renderers hold the records of the visible range only, in the
+ * third-party shapes; they do not refuse (fixture_check does).
  */
 
 /* service/get_permanent_code v1: corp token, permanent code, full corp
@@ -140,12 +249,22 @@ enum brk_err fixture_render_permissions(const struct fixture_corp *c,
 enum brk_err fixture_render_agent_get(const struct fixture_corp *c,
                                       long agentid, struct dynbuf *out) BRK_WUR;
 
+/* agent/get_admin_list: {"admin":[{userid, open_userid, auth_type}]}. */
+enum brk_err fixture_render_admin_list(const struct fixture_corp *c,
+                                       struct dynbuf *out) BRK_WUR;
+
 /* user/get?userid. */
 enum brk_err fixture_render_user_get(const struct fixture_corp *c,
                                      const char *userid,
                                      struct dynbuf *out) BRK_WUR;
-/* user/simplelist and user/list: members of department_id, or of its whole
- * subtree when fetch_child is nonzero. */
+/* The member's whole record in the self-built shape whatever the mode,
+ * for the OAuth identity calls that pick fields from it. */
+enum brk_err fixture_render_user_record(const struct fixture_corp *c,
+                                        const char *userid,
+                                        struct dynbuf *out) BRK_WUR;
+/* user/simplelist and user/list: members of department_id, or (leaky only:
+ * third-party apps lost fetch_child) of its whole subtree when fetch_child
+ * is nonzero. */
 enum brk_err fixture_render_user_simplelist(const struct fixture_corp *c,
                                             long department_id, int fetch_child,
                                             struct dynbuf *out) BRK_WUR;
@@ -153,12 +272,22 @@ enum brk_err fixture_render_user_list(const struct fixture_corp *c,
                                       long department_id, int fetch_child,
                                       struct dynbuf *out) BRK_WUR;
 /* user/list_id: one row per (member, department) from cursor (NULL or ""
- * = start), at most limit (1..10000) rows; next_cursor "" when done. */
+ * = start), at most limit (1..10000) rows; next_cursor "" when done.
+ * Strict rows name the member by open_userid only. */
 enum brk_err fixture_render_user_list_id(const struct fixture_corp *c,
                                          const char *cursor, long limit,
                                          struct dynbuf *out) BRK_WUR;
+/* user/list_member_auth: the members who authorized the app, from cursor,
+ * at most limit (1..10000) rows of {"open_userid"} (or {"userid"} when
+ * userid_rows, the other reading of an unconfirmed shape) in
+ * member_auth_list; leaky: every member, with both ids. */
+enum brk_err fixture_render_member_auth(const struct fixture_corp *c,
+                                        const char *cursor, long limit,
+                                        int userid_rows,
+                                        struct dynbuf *out) BRK_WUR;
 /* department/list and department/simplelist: the subtree of id, or every
- * department when id is 0. */
+ * department when id is 0; strict: of the range's departments (all of them
+ * with corp_arch:base:base or contacts edit), named by their id. */
 enum brk_err fixture_render_department_list(const struct fixture_corp *c,
                                             long id,
                                             struct dynbuf *out) BRK_WUR;
@@ -168,12 +297,15 @@ enum brk_err fixture_render_department_simplelist(const struct fixture_corp *c,
 /* department/get?id. */
 enum brk_err fixture_render_department_get(const struct fixture_corp *c,
                                            long id, struct dynbuf *out) BRK_WUR;
-/* tag/list and tag/get?tagid. */
+/* tag/list and tag/get?tagid; strict: the tags the app created, and
+ * userlist without names holding members in the range. */
 enum brk_err fixture_render_tag_list(const struct fixture_corp *c,
                                      struct dynbuf *out) BRK_WUR;
 enum brk_err fixture_render_tag_get(const struct fixture_corp *c, long tagid,
                                     struct dynbuf *out) BRK_WUR;
-/* externalcontact/get_follow_user_list: members following a customer. */
+/* externalcontact/get_follow_user_list: members following a customer
+ * (strict: in the range). Strict customers have no avatar or unionid and
+ * gender 0, strict follow users and chat owners are in the range. */
 enum brk_err fixture_render_follow_user_list(const struct fixture_corp *c,
                                              struct dynbuf *out) BRK_WUR;
 /* externalcontact/list?userid: NOTFOUND for an unknown member; a member

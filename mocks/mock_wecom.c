@@ -28,7 +28,8 @@
 static void
 usage_callback(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: mock-wecom callback --url URL (-c FILE --suite ID |\n"
         "                  --token T --aes-key K [--suite ID]) [options]\n"
         "                  INFOTYPE [Field=Value ...]\n"
@@ -38,9 +39,17 @@ usage_callback(FILE *f)
         "with msg_signature, timestamp and nonce, and prints the reply.\n"
         "INFOTYPE \"-\" leaves out SuiteId and InfoType (data callbacks).\n"
         "A Field named TimeStamp or SuiteId replaces the default one.\n"
+        "INFOTYPE change_app_admin sends the data callback WeCom sends when\n"
+        "the app's admins change (to the /data URL; needs --corp): <xml>\n"
+        "<ToUserName>CORPID</ToUserName><FromUserName>sys</FromUserName>\n"
+        "<CreateTime/><MsgType>event</MsgType><Event>change_app_admin\n"
+        "</Event><AgentID/>Field...</xml>, receiveid the corpid, AgentID in\n"
+        "the envelope too; a Field of the same name replaces a default.\n"
         "\n"
-        "  --url URL          e.g. http://127.0.0.1:8080/wecom/suite/ID/callback\n"
-        "  -c FILE            read token and encoding_aes_key of --suite from a\n"
+        "  --url URL          e.g. "
+        "http://127.0.0.1:8080/wecom/suite/ID/callback\n"
+        "  -c FILE            read token and encoding_aes_key of --suite from "
+        "a\n"
         "                     broker configuration file\n"
         "  --suite ID         suite id (SuiteId field, default receiveid)\n"
         "  --token T          callback Token\n"
@@ -55,7 +64,9 @@ usage_callback(FILE *f)
         "                     its tenants imply — SuiteTicket for\n"
         "                     suite_ticket, a fresh AuthCode for create_auth\n"
         "                     and reset_permanent_code (with --corp)\n"
-        "  --corp CORPID      the corp of the event (AuthCorpId)\n"
+        "  --corp CORPID      the corp of the event (AuthCorpId; ToUserName\n"
+        "                     and receiveid of change_app_admin)\n"
+        "  --agentid N        AgentID of change_app_admin (default 1000002)\n"
         "\n"
         "Exit status: 0 when the broker answered 200 with \"success\" (or the\n"
         "echoed TEXT), 1 otherwise, 2 on usage errors.\n");
@@ -64,7 +75,7 @@ usage_callback(FILE *f)
 struct cb_opts {
     const char *url, *conf, *suite, *token, *aes_key, *receiveid;
     const char *timestamp, *nonce, *echo;
-    const char *from_mock, *corp;
+    const char *from_mock, *corp, *agentid;
     int print;
 };
 
@@ -193,8 +204,10 @@ fill_from_mock(const struct cb_opts *o, const char *info_type,
          strcmp(info_type, "reset_permanent_code") == 0) &&
         !has_field(keys, *nk, "AuthCode")) {
         if (o->corp == NULL) {
-            fprintf(stderr, "mock-wecom: %s from the simulator needs "
-                            "--corp\n", info_type);
+            fprintf(stderr,
+                    "mock-wecom: %s from the simulator needs "
+                    "--corp\n",
+                    info_type);
             return -1;
         }
         snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
@@ -219,6 +232,30 @@ fill_from_mock(const struct cb_opts *o, const char *info_type,
     return 0;
 }
 
+/* Whether argv[from..argc) has a Field=Value named name. */
+static int
+arg_field(char **argv, int from, int argc, const char *name)
+{
+    size_t n = strlen(name);
+    int i;
+
+    for (i = from; i < argc; i++)
+        if (strncmp(argv[i], name, n) == 0 && argv[i][n] == '=')
+            return 1;
+    return 0;
+}
+
+static int
+agentid_ok(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++)
+        if (i == 10 || s[i] < '0' || s[i] > '9')
+            return 0;
+    return i > 0;
+}
+
 static int
 cmd_callback(int argc, char **argv)
 {
@@ -234,6 +271,7 @@ cmd_callback(int argc, char **argv)
         {"print", no_argument, NULL, 'p'},
         {"from-mock", required_argument, NULL, 'm'},
         {"corp", required_argument, NULL, 'C'},
+        {"agentid", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -250,30 +288,73 @@ cmd_callback(int argc, char **argv)
     const char *info_type, *ts_field = NULL;
     size_t xmllen = 0, envlen = 0, nk = 0, nf = 0, i;
     unsigned char rnd[4];
-    int ch, rc = 2;
+    int ch, rc = 2, data_event = 0;
 
     memset(&o, 0, sizeof(o));
     optind = 1;
     while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'u': o.url = optarg; break;
-        case 'c': o.conf = optarg; break;
-        case 's': o.suite = optarg; break;
-        case 'T': o.token = optarg; break;
-        case 'k': o.aes_key = optarg; break;
-        case 'r': o.receiveid = optarg; break;
-        case 't': o.timestamp = optarg; break;
-        case 'n': o.nonce = optarg; break;
-        case 'e': o.echo = optarg; break;
-        case 'p': o.print = 1; break;
-        case 'm': o.from_mock = optarg; break;
-        case 'C': o.corp = optarg; break;
-        case 'h': usage_callback(stdout); return 0;
-        default: usage_callback(stderr); return 2;
+        case 'u':
+            o.url = optarg;
+            break;
+        case 'c':
+            o.conf = optarg;
+            break;
+        case 's':
+            o.suite = optarg;
+            break;
+        case 'T':
+            o.token = optarg;
+            break;
+        case 'k':
+            o.aes_key = optarg;
+            break;
+        case 'r':
+            o.receiveid = optarg;
+            break;
+        case 't':
+            o.timestamp = optarg;
+            break;
+        case 'n':
+            o.nonce = optarg;
+            break;
+        case 'e':
+            o.echo = optarg;
+            break;
+        case 'p':
+            o.print = 1;
+            break;
+        case 'm':
+            o.from_mock = optarg;
+            break;
+        case 'C':
+            o.corp = optarg;
+            break;
+        case 'a':
+            o.agentid = optarg;
+            break;
+        case 'h':
+            usage_callback(stdout);
+            return 0;
+        default:
+            usage_callback(stderr);
+            return 2;
         }
     }
     if (o.url == NULL || (o.echo == NULL && optind >= argc)) {
         usage_callback(stderr);
+        return 2;
+    }
+    data_event =
+        o.echo == NULL && strcmp(argv[optind], "change_app_admin") == 0;
+    if (data_event && o.corp == NULL) {
+        fprintf(stderr, "mock-wecom: change_app_admin needs --corp\n");
+        return 2;
+    }
+    if (o.agentid == NULL)
+        o.agentid = "1000002";
+    if (!agentid_ok(o.agentid)) {
+        fprintf(stderr, "mock-wecom: --agentid wants a number\n");
         return 2;
     }
     if (o.conf != NULL) {
@@ -319,7 +400,7 @@ cmd_callback(int argc, char **argv)
         o.nonce = noncebuf;
     }
     if (o.receiveid == NULL)
-        o.receiveid = o.suite;
+        o.receiveid = data_event ? o.corp : o.suite;
     if (o.receiveid == NULL) {
         fprintf(stderr, "mock-wecom: give --suite or --receiveid\n");
         goto out;
@@ -333,7 +414,21 @@ cmd_callback(int argc, char **argv)
         for (i = optind; i < (size_t)argc; i++)
             if (strncmp(argv[i], "TimeStamp=", 10) == 0)
                 ts_field = argv[i] + 10;
-        if (strcmp(info_type, "-") != 0) {
+        if (data_event) {
+            /* a data callback names the corp, not the suite */
+            static const char *const dk[] = {"ToUserName", "FromUserName",
+                                             "CreateTime", "MsgType",
+                                             "Event",      "AgentID"};
+            const char *dv[] = {
+                o.corp,   "sys", o.timestamp, "event", "change_app_admin",
+                o.agentid};
+
+            for (i = 0; i < nitems(dk); i++)
+                if (!arg_field(argv, optind, argc, dk[i])) {
+                    keys[nk] = dk[i];
+                    vals[nk++] = dv[i];
+                }
+        } else if (strcmp(info_type, "-") != 0) {
             if (o.suite != NULL) {
                 keys[nk] = "SuiteId";
                 vals[nk++] = o.suite;
@@ -347,21 +442,23 @@ cmd_callback(int argc, char **argv)
             char *eq = strchr(argv[optind], '=');
 
             if (eq == NULL || nf == MAX_FIELDS) {
-                fprintf(stderr, "mock-wecom: field %s is not Name=Value (or "
-                                "too many fields)\n", argv[optind]);
+                fprintf(stderr,
+                        "mock-wecom: field %s is not Name=Value (or "
+                        "too many fields)\n",
+                        argv[optind]);
                 goto out;
             }
             if (strncmp(argv[optind], "TimeStamp=", 10) == 0 &&
-                strcmp(info_type, "-") != 0)
+                strcmp(info_type, "-") != 0 && !data_event)
                 continue;
-            fieldbuf[nf] = brk_strndup(argv[optind],
-                                       (size_t)(eq - argv[optind]));
+            fieldbuf[nf] =
+                brk_strndup(argv[optind], (size_t)(eq - argv[optind]));
             if (fieldbuf[nf] == NULL)
                 goto out;
             keys[nk] = fieldbuf[nf++];
             vals[nk++] = eq + 1;
         }
-        if ((o.from_mock != NULL || o.corp != NULL) &&
+        if (!data_event && (o.from_mock != NULL || o.corp != NULL) &&
             fill_from_mock(&o, info_type, keys, vals, &nk, fill,
                            nitems(fill)) != 0)
             goto out;
@@ -385,8 +482,7 @@ cmd_callback(int argc, char **argv)
         dynbuf_init(&u, 1 << 20);
         if (pct == NULL ||
             dynbuf_printf(&u, "%s%cmsg_signature=%s&timestamp=%s", o.url,
-                          strchr(o.url, '?') ? '&' : '?', sig,
-                          o.timestamp))
+                          strchr(o.url, '?') ? '&' : '?', sig, o.timestamp))
             goto out;
         codec_pct_encode(o.nonce, pct);
         if (dynbuf_printf(&u, "&nonce=%s", pct))
@@ -401,7 +497,7 @@ cmd_callback(int argc, char **argv)
     }
     if (o.echo == NULL) {
         const char *ek[] = {"ToUserName", "Encrypt", "AgentID"};
-        const char *ev[] = {o.receiveid, enc, ""};
+        const char *ev[] = {o.receiveid, enc, data_event ? o.agentid : ""};
 
         if (wecom_xml_build(ek, ev, 3, &env, &envlen) != BRK_OK)
             goto out;

@@ -4,10 +4,15 @@
  * codes, permanent codes and corp tokens like WeCom and serves the data
  * APIs from generated enterprises (fixture.c).
  *
- * It deliberately returns ALL records of a corp: it does not apply the
- * app's visible range, so a broker in front of it has out-of-range members,
- * customers and chats to remove. Every reply also carries a
- * "mock_internal_note" field that no scope file declares.
+ * By default it answers like WeCom answers a third-party app: each corp
+ * holds the grant WeCom would (app permissions, privilege level, the six
+ * range lists, auth_mode and who authorized, the tags the app created, the
+ * app's admins), each API checks its documented permission and the range
+ * (fixture_check) and replies in the third-party shapes. --leaky or
+ * /__mock/leaky restores the generous simulator (every record, every
+ * field, no checks) for tests of the broker's own defences. Every reply
+ * carries a "mock_internal_note" field no scope file declares, standing
+ * for what WeCom may add without notice.
  *
  * It also plays the browser side of the two OAuth flows: the install page
  * (the admin approves at once) and the member authorize page (the member
@@ -16,9 +21,9 @@
  * redeem them.
  *
  * Control endpoints (/__mock/...) mint tickets and auth codes, inject
- * faults, change a corp's range or permissions, cancel an installation,
- * choose who approves or logs in and show the requests received. All
- * state is in memory and bounded.
+ * faults and latency, change a corp's grant or mode, cancel an
+ * installation, choose who approves or logs in and show the requests
+ * received. All state is in memory and bounded.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -181,6 +186,8 @@ struct server {
     long user_member;
     char user_openid[OPENID_MAX + 1];
     int old_shape; /* the new getuserinfo3rd path answers the old way */
+    int member_auth_userid; /* list_member_auth rows carry userid */
+    long latency_ms;        /* added to every API reply */
     long ticket_lifetime;
     struct fault faults[MAX_FAULTS];
     size_t nfaults;
@@ -343,16 +350,21 @@ static const struct {
     {42009, "suite_access_token expired"},
     {43001, "require GET method"},
     {43002, "require POST method"},
+    {48002, "api forbidden"},
+    {60011, "no privilege to access/modify contact/party/agent "},
     {60111, "userid not found"},
     {60123, "invalid party id"},
     {84014, "user ticket expired"},
     {84015, "invalid user ticket"},
+    {81017, "visible range too large, owner_filter required"},
     {84061, "not external contact"},
+    {301002, "no permission to operate the specified agent"},
 };
 
-/* A WeCom error reply; the errmsg carries WeCom's hint suffix. */
+/* A WeCom error reply; the errmsg carries WeCom's hint suffix. extra
+ * (may be NULL) is JSON text of further members, starting with a comma. */
 static void
-reply_err(struct call *k, long code)
+reply_err_with(struct call *k, long code, const char *extra)
 {
     const char *msg = "mock fault";
     size_t i;
@@ -362,12 +374,19 @@ reply_err(struct call *k, long code)
             msg = errmsgs[i].msg;
     dynbuf_reset(&k->out);
     k->errcode = code;
-    if (dynbuf_printf(&k->out,
-                      "{\"errcode\":%ld,\"errmsg\":\"%s, hint: [mock], from "
-                      "ip: 127.0.0.1, more info at "
-                      "https://open.work.weixin.qq.com/devtool/query?e=%ld\"}",
-                      code, msg, code))
+    if (dynbuf_printf(
+            &k->out,
+            "{\"errcode\":%ld,\"errmsg\":\"%s, hint: [mock], from "
+            "ip: 127.0.0.1, more info at "
+            "https://open.work.weixin.qq.com/devtool/query?e=%ld\"%s}",
+            code, msg, code, extra ? extra : ""))
         k->status = 500;
+}
+
+static void
+reply_err(struct call *k, long code)
+{
+    reply_err_with(k, code, NULL);
 }
 
 /* A control-endpoint error: HTTP status and a plain errmsg. */
@@ -828,6 +847,25 @@ corp_of(const struct server *s, const struct call *k)
     return s->corps[k->corp];
 }
 
+/* Refuse the call as WeCom would under the corp's grant; 1 when refused
+ * (the reply is written). */
+static int
+refused(struct server *s, struct call *k, enum fixture_api api, const char *id,
+        long num, const char *const *ids, size_t nids)
+{
+    const struct fixture_args a = {id, num, ids, nids};
+    long e = fixture_check(corp_of(s, k), api, &a);
+
+    if (e == 0)
+        return 0;
+    /* WeCom keeps the empty data members in this refusal (§5.1) */
+    reply_err_with(k, e,
+                   api == FIXTURE_API_EXTERNAL_GET && e == FIXTURE_E_RANGE
+                       ? ",\"external_contact\":{},\"follow_user\":[]"
+                       : NULL);
+    return 1;
+}
+
 static void
 api_user_get(struct server *s, struct call *k)
 {
@@ -837,6 +875,8 @@ api_user_get(struct server *s, struct call *k)
         reply_err(k, 40058);
         return;
     }
+    if (refused(s, k, FIXTURE_API_USER_GET, id, 0, NULL, 0))
+        return;
     reply_render(k, fixture_render_user_get(corp_of(s, k), id, &k->out), 60111);
 }
 
@@ -849,6 +889,10 @@ users(struct server *s, struct call *k, int full)
     if (qlong(k, "department_id", 1, FIXTURE_MAX_DEPARTMENTS + 1L, NULL,
               &dept) ||
         qlong(k, "fetch_child", 0, 1, &zero, &child))
+        return;
+    if (refused(s, k,
+                full ? FIXTURE_API_USER_LIST : FIXTURE_API_USER_SIMPLELIST,
+                NULL, dept, NULL, 0))
         return;
     if (full)
         reply_render(
@@ -883,9 +927,29 @@ api_user_list_id(struct server *s, struct call *k)
     if (jstring(k, "cursor", &cursor) ||
         jlong(k, "limit", 1, 10000, 10000, &limit))
         return;
+    if (refused(s, k, FIXTURE_API_USER_LIST_ID, NULL, 0, NULL, 0))
+        return;
     reply_render(
         k, fixture_render_user_list_id(corp_of(s, k), cursor, limit, &k->out),
         -1);
+}
+
+/* user/list_member_auth: {"cursor","limit"} like list_id. */
+static void
+api_member_auth(struct server *s, struct call *k)
+{
+    const char *cursor;
+    long limit;
+
+    if (jstring(k, "cursor", &cursor) ||
+        jlong(k, "limit", 1, 10000, 10000, &limit))
+        return;
+    if (refused(s, k, FIXTURE_API_USER_MEMBER_AUTH, NULL, 0, NULL, 0))
+        return;
+    reply_render(k,
+                 fixture_render_member_auth(corp_of(s, k), cursor, limit,
+                                            s->member_auth_userid, &k->out),
+                 -1);
 }
 
 static void
@@ -895,6 +959,11 @@ depts(struct server *s, struct call *k, int full)
     long id;
 
     if (qlong(k, "id", 1, FIXTURE_MAX_DEPARTMENTS + 1L, &all, &id))
+        return;
+    if (refused(s, k,
+                full ? FIXTURE_API_DEPARTMENT_LIST
+                     : FIXTURE_API_DEPARTMENT_SIMPLE,
+                NULL, id, NULL, 0))
         return;
     if (full)
         reply_render(k,
@@ -925,6 +994,8 @@ api_department_get(struct server *s, struct call *k)
 
     if (qlong(k, "id", 1, FIXTURE_MAX_DEPARTMENTS + 1L, NULL, &id))
         return;
+    if (refused(s, k, FIXTURE_API_DEPARTMENT_GET, NULL, id, NULL, 0))
+        return;
     reply_render(k, fixture_render_department_get(corp_of(s, k), id, &k->out),
                  60123);
 }
@@ -932,6 +1003,8 @@ api_department_get(struct server *s, struct call *k)
 static void
 api_tag_list(struct server *s, struct call *k)
 {
+    if (refused(s, k, FIXTURE_API_TAG_LIST, NULL, 0, NULL, 0))
+        return;
     reply_render(k, fixture_render_tag_list(corp_of(s, k), &k->out), -1);
 }
 
@@ -942,12 +1015,16 @@ api_tag_get(struct server *s, struct call *k)
 
     if (qlong(k, "tagid", 1, FIXTURE_MAX_TAGS + 1L, NULL, &id))
         return;
+    if (refused(s, k, FIXTURE_API_TAG_GET, NULL, id, NULL, 0))
+        return;
     reply_render(k, fixture_render_tag_get(corp_of(s, k), id, &k->out), 40068);
 }
 
 static void
 api_follow_users(struct server *s, struct call *k)
 {
+    if (refused(s, k, FIXTURE_API_FOLLOW_USERS, NULL, 0, NULL, 0))
+        return;
     reply_render(k, fixture_render_follow_user_list(corp_of(s, k), &k->out),
                  -1);
 }
@@ -961,6 +1038,8 @@ api_external_list(struct server *s, struct call *k)
         reply_err(k, 40058);
         return;
     }
+    if (refused(s, k, FIXTURE_API_EXTERNAL_LIST, id, 0, NULL, 0))
+        return;
     if (fixture_member_index(corp_of(s, k), id) < 0) {
         reply_err(k, 60111);
         return;
@@ -978,6 +1057,8 @@ api_external_get(struct server *s, struct call *k)
         reply_err(k, 40058);
         return;
     }
+    if (refused(s, k, FIXTURE_API_EXTERNAL_GET, id, 0, NULL, 0))
+        return;
     /* 40096 for something that is no external_userid at all, 84061 for
      * a well-formed one this corp does not know */
     reply_render(
@@ -997,10 +1078,11 @@ api_external_batch(struct server *s, struct call *k)
         return;
     if (jstrings(k, json_object_get(k->json, "userid_list"), 100, 1, &ids, &n))
         return;
-    reply_render(k,
-                 fixture_render_external_batch(corp_of(s, k), ids, n, cursor,
-                                               limit, &k->out),
-                 -1);
+    if (!refused(s, k, FIXTURE_API_EXTERNAL_BATCH, NULL, 0, ids, n))
+        reply_render(k,
+                     fixture_render_external_batch(corp_of(s, k), ids, n,
+                                                   cursor, limit, &k->out),
+                     -1);
     brk_free(ids);
 }
 
@@ -1024,10 +1106,11 @@ api_groupchat_list(struct server *s, struct call *k)
     if (of != NULL &&
         jstrings(k, json_object_get(of, "userid_list"), 100, 0, &ids, &n))
         return;
-    reply_render(k,
-                 fixture_render_groupchat_list(corp_of(s, k), status, ids, n,
-                                               cursor, limit, &k->out),
-                 -1);
+    if (!refused(s, k, FIXTURE_API_GROUPCHAT_LIST, NULL, 0, ids, n))
+        reply_render(k,
+                     fixture_render_groupchat_list(corp_of(s, k), status, ids,
+                                                   n, cursor, limit, &k->out),
+                     -1);
     brk_free(ids);
 }
 
@@ -1043,6 +1126,8 @@ api_groupchat_get(struct server *s, struct call *k)
         reply_err(k, 40058);
         return;
     }
+    if (refused(s, k, FIXTURE_API_GROUPCHAT_GET, id, 0, NULL, 0))
+        return;
     reply_render(
         k, fixture_render_groupchat_get(corp_of(s, k), id, (int)need, &k->out),
         40050);
@@ -1057,6 +1142,22 @@ api_agent_get(struct server *s, struct call *k)
         return;
     reply_render(k, fixture_render_agent_get(corp_of(s, k), id, &k->out),
                  40056);
+}
+
+/* agent/get_admin_list {"agentid"}: the body may name the app's agent (or
+ * none); another agent is 301002, as for a token of another app. */
+static void
+api_admin_list(struct server *s, struct call *k)
+{
+    long id;
+
+    if (jlong(k, "agentid", 0, 1L << 30, FIXTURE_AGENTID, &id))
+        return;
+    if (id != FIXTURE_AGENTID) {
+        reply_err(k, 301002);
+        return;
+    }
+    reply_render(k, fixture_render_admin_list(corp_of(s, k), &k->out), -1);
 }
 
 /*---- OAuth: browser pages and member identity -----------------------------*/
@@ -1226,7 +1327,7 @@ member_json(const struct server *s, long corp, long member)
     dynbuf_init(&d, 1 << 20);
     if (fixture_member_userid(s->corps[corp], member, userid, sizeof(userid)) ==
             BRK_OK &&
-        fixture_render_user_get(s->corps[corp], userid, &d) == BRK_OK)
+        fixture_render_user_record(s->corps[corp], userid, &d) == BRK_OK)
         j = json_loadb(d.buf, d.len, 0, &jerr);
     dynbuf_free(&d);
     return j;
@@ -1323,6 +1424,25 @@ api_userinfo_old(struct server *s, struct call *k)
     userinfo(s, k, 1);
 }
 
+/*
+ * The member consented to privateinfo, but WeCom hands over a sensitive
+ * value only when the corp granted the app its permission (成员敏感信息):
+ * gender "0", avatar and qr_code absent otherwise. 0, or -1 when out of
+ * memory.
+ */
+static int
+strip_unconsented(const struct fixture_corp *c, json_t *r)
+{
+    if (!fixture_corp_has_permission(c, "contact:sensitive:gender") &&
+        json_object_set_new(r, "gender", json_string("0")) != 0)
+        return -1;
+    if (!fixture_corp_has_permission(c, "contact:sensitive:avatar"))
+        json_object_del(r, "avatar");
+    if (!fixture_corp_has_permission(c, "contact:sensitive:qrcode"))
+        json_object_del(r, "qr_code");
+    return 0;
+}
+
 /* getuserdetail3rd: 84015 for an unknown ticket (or another suite's),
  * 84014 for an expired one. name is the userid, as for every third-party
  * app. */
@@ -1330,6 +1450,7 @@ static void
 api_userdetail(struct server *s, struct call *k)
 {
     const struct user_ticket *t = NULL;
+    const struct fixture_corp *c;
     const char *v;
     json_t *u, *r;
     size_t i;
@@ -1347,6 +1468,7 @@ api_userdetail(struct server *s, struct call *k)
         reply_err(k, 84014);
         return;
     }
+    c = s->corps[t->corp];
     u = member_json(s, t->corp, t->member);
     if (u == NULL) {
         reply_err(k, -1);
@@ -1355,12 +1477,17 @@ api_userdetail(struct server *s, struct call *k)
     }
     r = json_pack(
         "{s:i,s:s,s:s,s:O?,s:O?,s:O?,s:O?,s:O?,s:s}", "errcode", 0, "errmsg",
-        "ok", "corpid", fixture_corp_id(s->corps[t->corp]), "userid",
+        "ok", "corpid", fixture_corp_id(c), "userid",
         json_object_get(u, "userid"), "name", json_object_get(u, "userid"),
         "gender", json_object_get(u, "gender"), "avatar",
         json_object_get(u, "avatar"), "qr_code", json_object_get(u, "qr_code"),
         "mock_internal_note", "user detail from the mock");
     json_decref(u);
+    if (r != NULL && fixture_corp_is_strict(c) &&
+        strip_unconsented(c, r) != 0) {
+        json_decref(r);
+        r = NULL;
+    }
     k->errcode = 0;
     reply_json(k, r);
 }
@@ -1425,11 +1552,15 @@ static const struct route {
     {"/cgi-bin/agent/get_permissions", EVHTTP_REQ_POST, AUTH_CORP,
      api_permissions},
     {"/cgi-bin/agent/get", EVHTTP_REQ_GET, AUTH_CORP, api_agent_get},
+    {"/cgi-bin/agent/get_admin_list", EVHTTP_REQ_POST, AUTH_CORP,
+     api_admin_list},
     {"/cgi-bin/user/get", EVHTTP_REQ_GET, AUTH_CORP, api_user_get},
     {"/cgi-bin/user/simplelist", EVHTTP_REQ_GET, AUTH_CORP,
      api_user_simplelist},
     {"/cgi-bin/user/list", EVHTTP_REQ_GET, AUTH_CORP, api_user_list},
     {"/cgi-bin/user/list_id", EVHTTP_REQ_POST, AUTH_CORP, api_user_list_id},
+    {"/cgi-bin/user/list_member_auth", EVHTTP_REQ_POST, AUTH_CORP,
+     api_member_auth},
     {"/cgi-bin/department/list", EVHTTP_REQ_GET, AUTH_CORP,
      api_department_list},
     {"/cgi-bin/department/simplelist", EVHTTP_REQ_GET, AUTH_CORP,
@@ -1951,8 +2082,9 @@ ctl_privilege(struct server *s, struct call *k)
     static const char *const keys[] = {"corpid",     "level",     "allow_party",
                                        "allow_user", "allow_tag", "extra_party",
                                        "extra_user", "extra_tag", NULL};
+    const json_t *lv;
     struct fixture_privilege p;
-    long corp, level = 1;
+    long corp;
     int bad;
 
     if (control_body(k, keys))
@@ -1962,15 +2094,15 @@ ctl_privilege(struct server *s, struct call *k)
         reply_mock_err(k, 400, "unknown corpid");
         return;
     }
-    if (json_object_get(k->json, "level") != NULL) {
-        if (!json_is_integer(json_object_get(k->json, "level"))) {
-            reply_mock_err(k, 400, "level must be an integer");
-            return;
-        }
-        level = (long)json_integer_value(json_object_get(k->json, "level"));
+    lv = json_object_get(k->json, "level");
+    if (lv != NULL && (!json_is_integer(lv) || json_integer_value(lv) < 0 ||
+                       json_integer_value(lv) > 5)) {
+        reply_mock_err(k, 400, "level must be an integer in 0..5");
+        return;
     }
     memset(&p, 0, sizeof(p));
-    p.level = level;
+    /* without a level the level (and the contacts permission) stay */
+    p.level = fixture_corp_privilege(s->corps[corp])->level;
     bad = json_longs(json_object_get(k->json, "allow_party"), &p.allow_party,
                      &p.nallow_party) ||
           json_strs(json_object_get(k->json, "allow_user"), &p.allow_user,
@@ -1985,7 +2117,10 @@ ctl_privilege(struct server *s, struct call *k)
                      &p.nextra_tag);
     if (bad)
         reply_mock_err(k, 400, "allow_*/extra_* must be arrays of ids");
-    else if (fixture_corp_set_privilege(s->corps[corp], &p) != BRK_OK)
+    else if (fixture_corp_set_privilege(s->corps[corp], &p) != BRK_OK ||
+             (lv != NULL &&
+              fixture_corp_set_level(s->corps[corp],
+                                     (long)json_integer_value(lv)) != BRK_OK))
         reply_mock_err(k, 500, "out of memory");
     else
         reply_ok(k);
@@ -2027,6 +2162,225 @@ ctl_permissions(struct server *s, struct call *k)
     else
         reply_ok(k);
     brk_free(names);
+}
+
+/* POST {"corpid","auth_mode":0|1[,"members":[userid...]]}: how the app was
+ * authorized; members (who authorized) only with auth_mode 1. */
+static void
+ctl_auth_mode(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"corpid", "auth_mode", "members", NULL};
+    const json_t *mode, *mem;
+    char **ids = NULL;
+    size_t n = 0;
+    long corp;
+    enum brk_err err;
+
+    if (control_body(k, keys))
+        return;
+    corp = corp_find(s, jstr(k->json, "corpid"));
+    mode = json_object_get(k->json, "auth_mode");
+    mem = json_object_get(k->json, "members");
+    if (corp < 0 || !json_is_integer(mode) ||
+        (json_integer_value(mode) != FIXTURE_AUTH_ADMIN &&
+         json_integer_value(mode) != FIXTURE_AUTH_MEMBER)) {
+        reply_mock_err(k, 400, "want a known corpid and auth_mode 0 or 1");
+        return;
+    }
+    if (mem != NULL && json_integer_value(mode) != FIXTURE_AUTH_MEMBER) {
+        reply_mock_err(k, 400, "members only with auth_mode 1");
+        return;
+    }
+    if (json_strs(mem, &ids, &n) != 0) {
+        brk_free(ids);
+        reply_mock_err(k, 400, "members must be an array of userids");
+        return;
+    }
+    err = fixture_corp_set_auth_mode(s->corps[corp],
+                                     (long)json_integer_value(mode),
+                                     (const char *const *)ids, n);
+    brk_free(ids);
+    if (err == BRK_ERR_INVAL)
+        reply_mock_err(k, 400, "unknown member or too many");
+    else if (err != BRK_OK)
+        reply_mock_err(k, 500, "out of memory");
+    else
+        reply_ok(k);
+}
+
+/* POST {"corpid","tagids":[...]}: the tags the app created. */
+static void
+ctl_app_tags(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"corpid", "tagids", NULL};
+    const json_t *tags;
+    long *ids = NULL, corp;
+    size_t n = 0;
+    enum brk_err err;
+
+    if (control_body(k, keys))
+        return;
+    corp = corp_find(s, jstr(k->json, "corpid"));
+    tags = json_object_get(k->json, "tagids");
+    if (corp < 0 || tags == NULL || json_longs(tags, &ids, &n) != 0) {
+        brk_free(ids);
+        reply_mock_err(k, 400,
+                       "want a known corpid and tagids, an array of "
+                       "ids");
+        return;
+    }
+    err = fixture_corp_set_app_tags(s->corps[corp], ids, n);
+    brk_free(ids);
+    if (err == BRK_ERR_INVAL)
+        reply_mock_err(k, 400, "unknown tagid or too many");
+    else if (err != BRK_OK)
+        reply_mock_err(k, 500, "out of memory");
+    else
+        reply_ok(k);
+}
+
+/* POST {"corpid","admins":[{"userid","auth_type"}...]}: the app's admins
+ * (auth_type 0 or 1, default 1). */
+static void
+ctl_admins(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"corpid", "admins", NULL};
+    static const char *const admin_keys[] = {"userid", "auth_type", NULL};
+    json_t *arr, *a;
+    const json_t *t;
+    const char **ids = NULL;
+    long *types = NULL, corp;
+    size_t n, i;
+    enum brk_err err = BRK_ERR_INVAL;
+
+    if (control_body(k, keys))
+        return;
+    corp = corp_find(s, jstr(k->json, "corpid"));
+    arr = json_object_get(k->json, "admins");
+    if (corp < 0 || !json_is_array(arr) ||
+        json_array_size(arr) > FIXTURE_MAX_ADMINS) {
+        reply_mock_err(k, 400, "want a known corpid and admins, an array");
+        return;
+    }
+    n = json_array_size(arr);
+    ids = brk_calloc(n ? n : 1, sizeof(*ids));
+    types = brk_calloc(n ? n : 1, sizeof(*types));
+    if (ids == NULL || types == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    json_array_foreach(arr, i, a)
+    {
+        t = json_object_get(a, "auth_type");
+        ids[i] = jstr(a, "userid");
+        if (!json_is_object(a) || only_keys(a, admin_keys) != 0 ||
+            ids[i] == NULL || (t != NULL && !json_is_integer(t)))
+            goto out;
+        types[i] = t != NULL ? (long)json_integer_value(t) : 1;
+    }
+    err = fixture_corp_set_admins(s->corps[corp], ids, types, n);
+out:
+    brk_free(ids);
+    brk_free(types);
+    if (err == BRK_ERR_INVAL)
+        reply_mock_err(k, 400,
+                       "admins are {userid, auth_type 0|1} of known members");
+    else if (err != BRK_OK)
+        reply_mock_err(k, 500, "out of memory");
+    else
+        reply_ok(k);
+}
+
+/*
+ * POST {"leaky":true|false[,"corpid"]}: one corp, or every corp, answers
+ * leaky (every record, every field, no checks) or strict. GET shows each
+ * corp's mode.
+ */
+static void
+ctl_leaky(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"corpid", "leaky", NULL};
+    const json_t *v;
+    json_t *o;
+    long corp = -1, i;
+
+    if (k->method == EVHTTP_REQ_GET) {
+        o = json_object();
+        for (i = 0; o != NULL && i < s->ncorps; i++)
+            if (json_object_set_new(
+                    o, fixture_corp_id(s->corps[i]),
+                    json_boolean(!fixture_corp_is_strict(s->corps[i]))) != 0) {
+                json_decref(o);
+                o = NULL;
+            }
+        k->errcode = 0;
+        reply_json(k, o ? json_pack("{s:i,s:s,s:o}", "errcode", 0, "errmsg",
+                                    "ok", "leaky", o)
+                        : NULL);
+        return;
+    }
+    if (control_body(k, keys))
+        return;
+    v = json_object_get(k->json, "leaky");
+    if (json_object_get(k->json, "corpid") != NULL &&
+        (corp = corp_find(s, jstr(k->json, "corpid"))) < 0) {
+        reply_mock_err(k, 400, "unknown corpid");
+        return;
+    }
+    if (!json_is_boolean(v)) {
+        reply_mock_err(k, 400, "leaky must be true or false");
+        return;
+    }
+    for (i = 0; i < s->ncorps; i++)
+        if (corp < 0 || corp == i)
+            fixture_corp_set_strict(s->corps[i], !json_is_true(v));
+    reply_ok(k);
+}
+
+/* POST {"ms":N}: latency added to every API reply (0..60000); GET shows
+ * it. */
+static void
+ctl_latency(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"ms", NULL};
+    const json_t *v;
+
+    if (k->method == EVHTTP_REQ_GET) {
+        k->errcode = 0;
+        reply_json(k, json_pack("{s:i,s:s,s:I}", "errcode", 0, "errmsg", "ok",
+                                "ms", (json_int_t)s->latency_ms));
+        return;
+    }
+    if (control_body(k, keys))
+        return;
+    v = json_object_get(k->json, "ms");
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > MAX_DELAY_MS) {
+        reply_mock_err(k, 400, "ms must be an integer in 0..60000");
+        return;
+    }
+    s->latency_ms = (long)json_integer_value(v);
+    reply_ok(k);
+}
+
+/* POST {"shape":"open_userid"|"userid"}: the key of list_member_auth's
+ * rows, whose shape WeCom's documents leave unconfirmed. */
+static void
+ctl_member_auth_shape(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"shape", NULL};
+    const char *shape;
+
+    if (control_body(k, keys))
+        return;
+    shape = jstr(k->json, "shape");
+    if (shape == NULL ||
+        (strcmp(shape, "open_userid") != 0 && strcmp(shape, "userid") != 0)) {
+        reply_mock_err(k, 400, "shape is open_userid or userid");
+        return;
+    }
+    s->member_auth_userid = strcmp(shape, "userid") == 0;
+    reply_ok(k);
 }
 
 static void
@@ -2264,6 +2618,12 @@ static const struct {
     {"/__mock/invalidate", ctl_invalidate},
     {"/__mock/privilege", ctl_privilege},
     {"/__mock/permissions", ctl_permissions},
+    {"/__mock/auth_mode", ctl_auth_mode},
+    {"/__mock/app_tags", ctl_app_tags},
+    {"/__mock/admins", ctl_admins},
+    {"/__mock/leaky", ctl_leaky},
+    {"/__mock/latency", ctl_latency},
+    {"/__mock/member_auth_shape", ctl_member_auth_shape},
     {"/__mock/cancel", ctl_cancel},
     {"/__mock/requests", ctl_requests},
     {"/__mock/corps", ctl_corps},
@@ -2442,17 +2802,23 @@ log_line(const struct server *s, const struct call *k, const struct fault *f)
                 f != NULL ? ")" : "");
 }
 
+/*
+ * Send the reply: now, or after the fault's delay plus latency_ms on an
+ * evtimer (the loop keeps serving meanwhile), dropped or streamed as the
+ * fault f (may be NULL) says.
+ */
 static void
-finish(struct server *s, struct call *k, const struct fault *f)
+finish(struct server *s, struct call *k, const struct fault *f, long latency_ms)
 {
+    long delay_ms = (f != NULL ? f->delay_ms : 0) + latency_ms;
     struct pending *p = NULL;
     struct timeval tv;
 
     if (k->status >= 500 && k->out.buf == NULL)
         k->ctype = "text/plain";
     log_line(s, k, f);
-    if (f == NULL ||
-        (f->delay_ms == 0 && !f->drop_reply && f->body != FB_HUGE)) {
+    if (delay_ms == 0 &&
+        (f == NULL || (!f->drop_reply && f->body != FB_HUGE))) {
         send_now(k->req, k->status, k->ctype, k->out.buf, k->out.len);
         return;
     }
@@ -2466,16 +2832,16 @@ finish(struct server *s, struct call *k, const struct fault *f)
     p->evcon = evhttp_request_get_connection(k->req);
     p->status = k->status;
     p->ctype = k->ctype;
-    p->drop = f->drop_reply;
-    p->huge = f->body == FB_HUGE;
+    p->drop = f != NULL && f->drop_reply;
+    p->huge = f != NULL && f->body == FB_HUGE;
     evhttp_connection_set_closecb(p->evcon, on_conn_close, p);
-    if (f->delay_ms == 0) {
+    if (delay_ms == 0) {
         deliver(p);
         return;
     }
     p->timer = evtimer_new(s->base, on_timer, p);
-    tv.tv_sec = f->delay_ms / 1000;
-    tv.tv_usec = (f->delay_ms % 1000) * 1000;
+    tv.tv_sec = delay_ms / 1000;
+    tv.tv_usec = (delay_ms % 1000) * 1000;
     if (p->timer == NULL || evtimer_add(p->timer, &tv) != 0)
         deliver(p);
 }
@@ -2538,7 +2904,7 @@ on_request(struct evhttp_request *req, void *arg)
     dynbuf_init(&k.out, REPLY_LIMIT);
     if (strncmp(k.path, "/__mock/", 8) == 0) {
         control(s, &k);
-        finish(s, &k, NULL);
+        finish(s, &k, NULL, 0);
         goto out;
     }
     record(s, &k);
@@ -2549,7 +2915,7 @@ on_request(struct evhttp_request *req, void *arg)
         api(s, &k);
     if (faulted && f.status != 0)
         k.status = f.status;
-    finish(s, &k, faulted ? &f : NULL);
+    finish(s, &k, faulted ? &f : NULL, s->latency_ms);
 out:
     dynbuf_free(&k.out);
     query_free(k.q);
@@ -2568,16 +2934,23 @@ usage(FILE *f)
         "                        [--seed N] [--corps N] [--departments N]\n"
         "                        [--members N] [--tags N] [--customers N]\n"
         "                        [--chats N] [--token-lifetime SECONDS]\n"
-        "                        [--ticket-lifetime SECONDS] [--quiet]\n"
+        "                        [--ticket-lifetime SECONDS] [--leaky]\n"
+        "                        [--latency MS] [--quiet]\n"
         "\n"
         "Simulates WeCom's server API for third-party apps over generated\n"
         "enterprises (corpids wwmockcorp0001...), deterministic from the\n"
         "seed. Point the broker's wecom_api_base at it.\n"
         "\n"
-        "The simulator returns ALL records of a corp: it does not apply the\n"
-        "app's visible range (default: allow_party [2], allow_user [u00003],\n"
-        "allow_tag [1]), so the broker has out-of-range records to remove.\n"
-        "Every reply carries a \"mock_internal_note\" no scope declares.\n"
+        "Strict by default: each corp holds a third-party app's grant\n"
+        "(default: level 1 with contact:base:base and externalcontact:\n"
+        "base:base; allow_party [2], allow_user [u00003], allow_tag [1];\n"
+        "auth_mode 0; no app-created tags; admin u00001) and each API\n"
+        "refuses what WeCom refuses (48002 without the permission, 60011\n"
+        "outside the range) and answers in the third-party shapes.\n"
+        "--leaky instead returns every record with every field and checks\n"
+        "nothing (it does not apply the range), for the broker's own\n"
+        "defences. Every reply carries a \"mock_internal_note\" no scope\n"
+        "declares.\n"
         "\n"
         "  --listen HOST:PORT      default " LISTEN_DEFAULT
         "; port 0 picks one\n"
@@ -2592,6 +2965,8 @@ usage(FILE *f)
         "  --token-lifetime S      suite and corp token lifetime (default "
         "7200)\n"
         "  --ticket-lifetime S     OAuth user_ticket lifetime (default 1800)\n"
+        "  --leaky                 every corp leaky (see /__mock/leaky)\n"
+        "  --latency MS            add MS to every API reply (0..60000)\n"
         "  --quiet                 no per-request log lines on stderr\n"
         "\n"
         "Control endpoints:\n"
@@ -2607,8 +2982,20 @@ usage(FILE *f)
         "       connection without replying\n"
         "  POST /__mock/invalidate {corpid} or {suite_id}  revoke tokens\n"
         "  POST /__mock/privilege {corpid,allow_party,allow_user,allow_tag,\n"
-        "       extra_*,level}\n"
+        "       extra_*[,level]}  absent lists are empty; level 1|3|4 also\n"
+        "       sets contact:base:base|contact:edit:all|contact:base:\n"
+        "       single_user, absent keeps the level\n"
         "  POST /__mock/permissions {corpid,app_permissions[,expire_time]}\n"
+        "       the level follows the contact:* permission given\n"
+        "  POST /__mock/auth_mode {corpid,auth_mode:0|1[,members]}  member\n"
+        "       authorization: the members who authorized are the range\n"
+        "  POST /__mock/app_tags {corpid,tagids}  tags the app created\n"
+        "  POST /__mock/admins {corpid,admins:[{userid,auth_type}]}\n"
+        "  POST /__mock/leaky {leaky:true|false[,corpid]}  every corp or\n"
+        "       one; GET shows each corp's mode\n"
+        "  POST /__mock/latency {ms}  added to every API reply; GET shows it\n"
+        "  POST /__mock/member_auth_shape {shape:open_userid|userid}  the\n"
+        "       key of user/list_member_auth's rows\n"
         "  POST /__mock/cancel {suite_id,corpid}  revoke the permanent code\n"
         "  GET  /__mock/requests[?path=P]  API requests received (tokens\n"
         "       masked); DELETE clears\n"
@@ -2763,6 +3150,7 @@ struct opts {
     uint64_t seed;
     long corps;
     struct fixture_sizes sz;
+    int leaky;
 };
 
 static int
@@ -2792,6 +3180,8 @@ parse_opts(struct server *s, struct opts *o, int argc, char **argv)
         {"chats", required_argument, NULL, 'G'},
         {"token-lifetime", required_argument, NULL, 'L'},
         {"ticket-lifetime", required_argument, NULL, 'U'},
+        {"leaky", no_argument, NULL, 'K'},
+        {"latency", required_argument, NULL, 'A'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -2857,6 +3247,12 @@ parse_opts(struct server *s, struct opts *o, int argc, char **argv)
         case 'U':
             rc = parse_size("ticket-lifetime", optarg, 1, 86400 * 365,
                             &s->ticket_lifetime);
+            break;
+        case 'K':
+            o->leaky = 1;
+            break;
+        case 'A':
+            rc = parse_size("latency", optarg, 0, MAX_DELAY_MS, &s->latency_ms);
             break;
         case 'q':
             s->quiet = 1;
@@ -2972,7 +3368,7 @@ out:
 int
 serve_main(int argc, char **argv)
 {
-    struct opts o = {LISTEN_DEFAULT, NULL, 1, 1, FIXTURE_SIZES_DEFAULT};
+    struct opts o = {LISTEN_DEFAULT, NULL, 1, 1, FIXTURE_SIZES_DEFAULT, 0};
     struct server *s = NULL;
     struct sigaction sa;
     long i;
@@ -2997,8 +3393,11 @@ serve_main(int argc, char **argv)
     s->perm =
         brk_calloc((size_t)o.corps * (size_t)s->nsuites, sizeof(*s->perm));
     rc = s->corps == NULL || s->perm == NULL;
-    for (i = 0; rc == 0 && i < o.corps; i++)
+    for (i = 0; rc == 0 && i < o.corps; i++) {
         rc = fixture_corp_new(o.seed, i + 1, &o.sz, &s->corps[i]) != BRK_OK;
+        if (rc == 0)
+            fixture_corp_set_strict(s->corps[i], !o.leaky);
+    }
     if (rc != 0) {
         fprintf(stderr, "mock-wecom: cannot generate the corps\n");
         server_free(s);

@@ -416,6 +416,7 @@ reset(void **state)
     post_ok(Port, "/__mock/oauth_corp", "{}");
     post_ok(Port, "/__mock/oauth_user", "{}");
     post_ok(Port, "/__mock/oauth_shape", "{\"shape\":\"new\"}");
+    post_ok(Port, "/__mock/leaky", "{\"leaky\":false}");
     return 0;
 }
 
@@ -999,6 +1000,9 @@ test_userdetail_shape(void **state)
     json_t *j, *u;
 
     (void)state;
+    /* every field of the member, to compare with; the strict simulator
+     * withholds what the corp did not grant (test_mock_serve.c) */
+    post_ok(Port, "/__mock/leaky", "{\"leaky\":true}");
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
     post_ok(Port, "/__mock/oauth_user",
             "{\"corpid\":\"" CORP2 "\",\"userid\":\"u00004\"}");

@@ -1,6 +1,8 @@
 /*
  * mock-wecom serve over HTTP: the WeCom service and data APIs it
- * simulates, its token rules, fault injection and control endpoints.
+ * simulates, its token rules, fault injection and control endpoints, and
+ * the grant it enforces: what WeCom refuses a third-party app, the
+ * third-party shapes, leaky mode and latency.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +21,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "wecom_crypto.h"
 
 #define SUITE_A  "wwsuiteA"
 #define SECRET_A "secretA"
@@ -256,6 +259,87 @@ clear_faults(void)
 
     assert_int_equal(errcode(j), 0);
     json_decref(j);
+}
+
+static void __attribute__((format(printf, 2, 3)))
+postf(const char *path, const char *fmt, ...)
+{
+    char body[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof(body), fmt, ap);
+    va_end(ap);
+    post_ok(path, body);
+}
+
+/* Both corps back to the default grant, strict, no latency or faults. */
+static int
+reset(void **state)
+{
+    static const char *const corps[] = {CORP1, CORP2};
+    size_t i;
+
+    (void)state;
+    clear_faults();
+    post_ok("/__mock/leaky", "{\"leaky\":false}");
+    post_ok("/__mock/latency", "{\"ms\":0}");
+    post_ok("/__mock/member_auth_shape", "{\"shape\":\"open_userid\"}");
+    for (i = 0; i < 2; i++) {
+        postf("/__mock/privilege",
+              "{\"corpid\":\"%s\",\"level\":1,\"allow_party\":[2],"
+              "\"allow_user\":[\"u00003\"],\"allow_tag\":[1]}",
+              corps[i]);
+        postf("/__mock/permissions",
+              "{\"corpid\":\"%s\",\"app_permissions\":"
+              "[\"contact:base:base\",\"externalcontact:base:base\"]}",
+              corps[i]);
+        postf("/__mock/auth_mode", "{\"corpid\":\"%s\",\"auth_mode\":0}",
+              corps[i]);
+        postf("/__mock/app_tags", "{\"corpid\":\"%s\",\"tagids\":[]}",
+              corps[i]);
+        postf("/__mock/admins",
+              "{\"corpid\":\"%s\",\"admins\":[{\"userid\":\"u00001\","
+              "\"auth_type\":1}]}",
+              corps[i]);
+    }
+    return 0;
+}
+
+/* The default grant, every corp leaky: every record, every field. */
+static int
+leaky(void **state)
+{
+    reset(state);
+    post_ok("/__mock/leaky", "{\"leaky\":true}");
+    return 0;
+}
+
+/* The default grant with contacts edit (level 3). */
+static int
+edit(void **state)
+{
+    reset(state);
+    post_ok("/__mock/privilege",
+            "{\"corpid\":\"" CORP1 "\",\"level\":3,\"allow_party\":[2],"
+            "\"allow_user\":[\"u00003\"],\"allow_tag\":[1]}");
+    return 0;
+}
+
+/* Everything granted: the whole corp, edit, corp_arch, customers. */
+static int
+everything(void **state)
+{
+    reset(state);
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"contact:edit:all\",\"corp_arch:base:base\","
+            "\"externalcontact:base:base\"]}");
+    post_ok("/__mock/privilege",
+            "{\"corpid\":\"" CORP1 "\",\"allow_party\":[1],"
+            "\"allow_tag\":[1,2,3,4]}");
+    post_ok("/__mock/app_tags", "{\"corpid\":\"" CORP1 "\",\"tagids\":[1,2]}");
+    return 0;
 }
 
 /*---- setup ----*/
@@ -1542,6 +1626,1134 @@ test_install_refuses_unknown(void **state)
     json_decref(j);
 }
 
+/*---- what WeCom refuses (strict, the default) ----*/
+
+/* errcode of a data call, the reply freed. */
+static long __attribute__((format(printf, 4, 5)))
+code_of(const struct sess *s, const char *method, const char *body,
+        const char *fmt, ...)
+{
+    char pq[1024];
+    va_list ap;
+    json_t *j;
+    long e;
+
+    va_start(ap, fmt);
+    vsnprintf(pq, sizeof(pq), fmt, ap);
+    va_end(ap);
+    j = data(s, method, body, "%s", pq);
+    e = errcode(j);
+    if (e != 0)
+        assert_non_null(strstr(str(j, "errmsg"), "hint"));
+    json_decref(j);
+    return e;
+}
+
+/* The agent object of get_auth_info (new reference). */
+static json_t *
+auth_agent(const struct sess *s, const char *corpid)
+{
+    json_t *j = with_permanent(Port, "get_auth_info", s->sat, corpid, s->pc);
+    json_t *a = json_array_get(
+        json_object_get(json_object_get(j, "auth_info"), "agent"), 0);
+
+    assert_int_equal(errcode(j), 0);
+    json_incref(a);
+    json_decref(j);
+    return a;
+}
+
+/* The keys of o are exactly want (NULL-terminated). */
+static void
+exact_keys(const json_t *o, const char *const *want)
+{
+    size_t n = 0, i;
+
+    for (i = 0; want[i] != NULL; i++)
+        if (json_object_get(o, want[i]) == NULL)
+            fail_msg("no member %s", want[i]);
+    n = i;
+    assert_int_equal(json_object_size(o), n);
+}
+
+/* The first customer id and chat id that follow / belong to userid, read
+ * from a leaky corp (restored to strict after). */
+static void
+records_of(const struct sess *s, const char *userid, char *ext, size_t ecap,
+           char *chat, size_t ccap)
+{
+    char body[256];
+    json_t *j;
+
+    post_ok("/__mock/leaky", "{\"leaky\":true}");
+    j = data(s, "GET", NULL, "/cgi-bin/externalcontact/list?userid=%s", userid);
+    copy_str(ext, ecap,
+             json_string_value(
+                 json_array_get(json_object_get(j, "external_userid"), 0)));
+    json_decref(j);
+    snprintf(body, sizeof(body),
+             "{\"limit\":100,\"owner_filter\":{\"userid_list\":[\"%s\"]}}",
+             userid);
+    j = data(s, "POST", body, "/cgi-bin/externalcontact/groupchat/list");
+    copy_str(chat, ccap,
+             str(json_array_get(json_object_get(j, "group_chat_list"), 0),
+                 "chat_id"));
+    json_decref(j);
+    post_ok("/__mock/leaky", "{\"leaky\":false}");
+}
+
+static void
+test_strict_is_the_default(void **state)
+{
+    struct sess s;
+    json_t *j;
+    long st;
+
+    (void)state;
+    j = jcall(Port, "GET", NULL, &st, "/__mock/leaky");
+    assert_int_equal(st, 200);
+    assert_true(
+        json_is_false(json_object_get(json_object_get(j, "leaky"), CORP1)));
+    assert_true(
+        json_is_false(json_object_get(json_object_get(j, "leaky"), CORP2)));
+    json_decref(j);
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00002");
+    assert_int_equal(errcode(j), 60011);
+    assert_non_null(strstr(str(j, "errmsg"), "no privilege to access"));
+    assert_null(json_object_get(j, "userid"));
+    json_decref(j);
+}
+
+/* The read-only app's install called user/list_id and the tests were
+ * green: WeCom refuses it without contacts edit. */
+static void
+test_list_id_needs_edit(void **state)
+{
+    static const char *const row_keys[] = {"open_userid", "department",
+                                           "mock_internal_note", NULL};
+    char cursor[64] = "", body[128];
+    struct sess s;
+    json_t *j, *a, *r, *opens;
+    size_t got = 0, want = 0, i, pages = 0;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    assert_int_equal(code_of(&s, "POST", "{}", "/cgi-bin/user/list_id"), 48002);
+    /* contacts edit, through the level */
+    post_ok("/__mock/privilege",
+            "{\"corpid\":\"" CORP1 "\",\"level\":3,\"allow_party\":[1]}");
+    a = auth_agent(&s, CORP1);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(a, "privilege"), "level")),
+                     3);
+    json_decref(a);
+    j = data(&s, "POST", NULL, "/cgi-bin/agent/get_permissions");
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(j, "app_permissions"), 1)),
+                        "contact:edit:all");
+    json_decref(j);
+    /* the whole corp is in range: one row per (member, department) */
+    post_ok("/__mock/leaky", "{\"leaky\":true}");
+    j = data(&s, "GET", NULL,
+             "/cgi-bin/user/list?department_id=1&fetch_child=1");
+    opens = json_object();
+    json_array_foreach(json_object_get(j, "userlist"), i, r)
+    {
+        want += json_array_size(json_object_get(r, "department"));
+        json_object_set(opens, str(r, "open_userid"), json_true());
+    }
+    json_decref(j);
+    post_ok("/__mock/leaky", "{\"leaky\":false}");
+    do {
+        snprintf(body, sizeof(body), "{\"cursor\":\"%s\",\"limit\":9}", cursor);
+        j = data(&s, "POST", body, "/cgi-bin/user/list_id");
+        assert_int_equal(errcode(j), 0);
+        json_array_foreach(json_object_get(j, "dept_user"), i, r)
+        {
+            exact_keys(r, row_keys);
+            assert_non_null(json_object_get(opens, str(r, "open_userid")));
+        }
+        got += json_array_size(json_object_get(j, "dept_user"));
+        copy_str(cursor, sizeof(cursor), str(j, "next_cursor"));
+        json_decref(j);
+        assert_true(++pages < 100);
+    } while (cursor[0] != '\0');
+    assert_int_equal(got, want);
+    assert_true(pages > 1);
+    json_decref(opens);
+    /* the permission alone carries the level too */
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"contact:base:base\",\"externalcontact:base:base\"]}");
+    assert_int_equal(code_of(&s, "POST", "{}", "/cgi-bin/user/list_id"), 48002);
+    a = auth_agent(&s, CORP1);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(a, "privilege"), "level")),
+                     1);
+    json_decref(a);
+}
+
+static const struct {
+    const char *method, *path, *body;
+} contacts_calls[] =
+    {
+        {"GET", "/cgi-bin/user/get?userid=u00001", NULL},
+        {"GET", "/cgi-bin/user/simplelist?department_id=2", NULL},
+        {"GET", "/cgi-bin/user/list?department_id=2", NULL},
+        {"GET", "/cgi-bin/tag/list", NULL},
+        {"GET", "/cgi-bin/tag/get?tagid=1", NULL},
+},
+  dept_calls[] =
+      {
+          {"GET", "/cgi-bin/department/list", NULL},
+          {"GET", "/cgi-bin/department/simplelist", NULL},
+          {"GET", "/cgi-bin/department/get?id=2", NULL},
+},
+  external_calls[] = {
+      {"GET", "/cgi-bin/externalcontact/get_follow_user_list", NULL},
+      {"GET", "/cgi-bin/externalcontact/list?userid=u00001", NULL},
+      {"GET", "/cgi-bin/externalcontact/get?external_userid=%s", NULL},
+      {"POST", "/cgi-bin/externalcontact/batch/get_by_user",
+       "{\"userid_list\":[\"u00001\"]}"},
+      {"POST", "/cgi-bin/externalcontact/groupchat/list", "{\"limit\":10}"},
+      {"POST", "/cgi-bin/externalcontact/groupchat/get",
+       "{\"chat_id\":\"%s\"}"},
+};
+
+/* Run calls[0..n) expecting code; %s in a path is ext, in a body chat. */
+static void
+expect_all(const struct sess *s, const char *ext, const char *chat, size_t n,
+           const char *const method[], const char *const path[],
+           const char *const body[], long code)
+{
+    char p[512], b[256];
+    size_t i;
+    long got;
+
+    for (i = 0; i < n; i++) {
+        subst(p, sizeof(p), path[i], ext);
+        if (body[i] != NULL)
+            subst(b, sizeof(b), body[i], chat);
+        got = code_of(s, method[i], body[i] ? b : NULL, "%s", p);
+        if (got != code)
+            fail_msg("%s: errcode %ld, want %ld", p, got, code);
+    }
+}
+
+#define EXPECT(s, ext, chat, calls, code)                                      \
+    do {                                                                       \
+        const char *m_[16], *p_[16], *b_[16];                                  \
+        size_t i_;                                                             \
+        for (i_ = 0; i_ < sizeof(calls) / sizeof(calls[0]); i_++) {            \
+            m_[i_] = calls[i_].method;                                         \
+            p_[i_] = calls[i_].path;                                           \
+            b_[i_] = calls[i_].body;                                           \
+        }                                                                      \
+        expect_all(s, ext, chat, i_, m_, p_, b_, code);                        \
+    } while (0)
+
+static void
+test_permissions_gate_the_apis(void **state)
+{
+    char ext[64], chat[64];
+    struct sess s;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    records_of(&s, "u00001", ext, sizeof(ext), chat, sizeof(chat));
+    EXPECT(&s, ext, chat, contacts_calls, 0);
+    EXPECT(&s, ext, chat, dept_calls, 0);
+    EXPECT(&s, ext, chat, external_calls, 0);
+    /* customers only */
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"externalcontact:base:base\"]}");
+    EXPECT(&s, ext, chat, contacts_calls, 48002);
+    EXPECT(&s, ext, chat, dept_calls, 48002);
+    EXPECT(&s, ext, chat, external_calls, 0);
+    /* 组织架构信息 opens the department APIs, not the members */
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"corp_arch:base:base\"]}");
+    EXPECT(&s, ext, chat, contacts_calls, 48002);
+    EXPECT(&s, ext, chat, dept_calls, 0);
+    EXPECT(&s, ext, chat, external_calls, 48002);
+    /* contacts only */
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"contact:base:base\"]}");
+    EXPECT(&s, ext, chat, contacts_calls, 0);
+    EXPECT(&s, ext, chat, external_calls, 48002);
+    /* nothing at all; a leaky corp answers anyway */
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":[]}");
+    EXPECT(&s, ext, chat, dept_calls, 48002);
+    post_ok("/__mock/leaky", "{\"leaky\":true,\"corpid\":\"" CORP1 "\"}");
+    EXPECT(&s, ext, chat, contacts_calls, 0);
+    EXPECT(&s, ext, chat, dept_calls, 0);
+    EXPECT(&s, ext, chat, external_calls, 0);
+}
+
+static void
+test_range_refusals(void **state)
+{
+    char ext2[64], chat2[64], ext1[64], chat1[64], body[256];
+    struct sess s;
+    json_t *j, *r;
+    size_t i;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    records_of(&s, "u00002", ext2, sizeof(ext2), chat2, sizeof(chat2));
+    records_of(&s, "u00001", ext1, sizeof(ext1), chat1, sizeof(chat1));
+    /* u00001 in department 2, u00003 named in allow_user; u00002 out */
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/get?userid=%s", "u00001"), 0);
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/get?userid=%s", "u00003"), 0);
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/get?userid=%s", "u00002"),
+        60011);
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/simplelist?department_id=3"),
+        60011);
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/list?department_id=3"), 60011);
+    assert_int_equal(code_of(&s, "GET", NULL, "/cgi-bin/department/get?id=3"),
+                     60011);
+    assert_int_equal(code_of(&s, "GET", NULL, "/cgi-bin/department/list?id=3"),
+                     60011);
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/department/simplelist?id=3"), 60011);
+    /* tags: the range's, or the app's own */
+    assert_int_equal(code_of(&s, "GET", NULL, "/cgi-bin/tag/get?tagid=2"),
+                     60011);
+    post_ok("/__mock/app_tags", "{\"corpid\":\"" CORP1 "\",\"tagids\":[2]}");
+    assert_int_equal(code_of(&s, "GET", NULL, "/cgi-bin/tag/get?tagid=2"), 0);
+    /* customers and chats of a member outside the range */
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/externalcontact/list?userid=u00002"),
+        60011);
+    j = data(&s, "GET", NULL, "/cgi-bin/externalcontact/get?external_userid=%s",
+             ext2);
+    assert_int_equal(errcode(j), 60011);
+    /* WeCom keeps the empty members in this refusal */
+    assert_int_equal(json_object_size(json_object_get(j, "external_contact")),
+                     0);
+    assert_int_equal(json_array_size(json_object_get(j, "follow_user")), 0);
+    json_decref(j);
+    assert_int_equal(code_of(&s, "POST", "{\"userid_list\":[\"u00002\"]}",
+                             "/cgi-bin/externalcontact/batch/get_by_user"),
+                     60011);
+    /* per member: the rows of the member in range only */
+    j = data(&s, "POST", "{\"userid_list\":[\"u00002\",\"u00001\"]}",
+             "/cgi-bin/externalcontact/batch/get_by_user");
+    assert_int_equal(errcode(j), 0);
+    assert_true(json_array_size(json_object_get(j, "external_contact_list")) >
+                0);
+    json_array_foreach(json_object_get(j, "external_contact_list"), i, r)
+    {
+        assert_string_equal(str(json_object_get(r, "follow_info"), "userid"),
+                            "u00001");
+    }
+    json_decref(j);
+    assert_int_equal(code_of(&s, "POST",
+                             "{\"limit\":10,\"owner_filter\":{\"userid_list\":"
+                             "[\"u00001\",\"u00002\"]}}",
+                             "/cgi-bin/externalcontact/groupchat/list"),
+                     60011);
+    snprintf(body, sizeof(body), "{\"chat_id\":\"%s\"}", chat2);
+    assert_int_equal(
+        code_of(&s, "POST", body, "/cgi-bin/externalcontact/groupchat/get"),
+        60011);
+    snprintf(body, sizeof(body), "{\"chat_id\":\"%s\"}", chat1);
+    assert_int_equal(
+        code_of(&s, "POST", body, "/cgi-bin/externalcontact/groupchat/get"), 0);
+    /* unfiltered: the chats of owners in range, not u00002's */
+    j = data(&s, "POST", "{\"limit\":100}",
+             "/cgi-bin/externalcontact/groupchat/list");
+    json_array_foreach(json_object_get(j, "group_chat_list"), i, r)
+    {
+        assert_string_not_equal(str(r, "chat_id"), chat2);
+    }
+    json_decref(j);
+}
+
+static void
+test_groupchat_list_too_wide(void **state)
+{
+    static const char *const extra[] = {"--suite", SUITE_A ":" SECRET_A,
+                                        "--members", "1100", NULL};
+    struct sess s;
+    pid_t pid;
+    int port = 0;
+    json_t *j;
+    long st;
+
+    (void)state;
+    pid = h_mock_start(Dir, extra, &port);
+    assert_true(pid > 0);
+    sess_open(port, SUITE_A, SECRET_A, CORP1, &s);
+    j = jcall(port, "POST", "{\"corpid\":\"" CORP1 "\",\"allow_party\":[1]}",
+              &st, "/__mock/privilege");
+    assert_int_equal(st, 200);
+    json_decref(j);
+    j = jcall(port, "POST", "{\"limit\":10}", &st,
+              "/cgi-bin/externalcontact/groupchat/list?access_token=%s", s.ct);
+    assert_int_equal(errcode(j), 81017);
+    json_decref(j);
+    j = jcall(port, "POST",
+              "{\"limit\":10,\"owner_filter\":{\"userid_list\":[\"u00001\"]}}",
+              &st, "/cgi-bin/externalcontact/groupchat/list?access_token=%s",
+              s.ct);
+    assert_int_equal(errcode(j), 0);
+    json_decref(j);
+    assert_int_equal(h_stop(pid, SIGTERM), 0);
+}
+
+static void
+test_departments_in_range_or_all_with_corp_arch(void **state)
+{
+    struct sess s;
+    json_t *j, *d;
+    size_t i, n_range, n_all;
+    char id[24];
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    j = data(&s, "GET", NULL, "/cgi-bin/department/list");
+    n_range = json_array_size(json_object_get(j, "department"));
+    json_array_foreach(json_object_get(j, "department"), i, d)
+    {
+        /* no names for third-party apps: the id in their place */
+        snprintf(id, sizeof(id), "%lld",
+                 json_integer_value(json_object_get(d, "id")));
+        assert_string_equal(str(d, "name"), id);
+        assert_null(json_object_get(d, "name_en"));
+        assert_null(json_object_get(d, "department_leader"));
+        assert_int_not_equal(json_integer_value(json_object_get(d, "id")), 3);
+    }
+    json_decref(j);
+    j = data(&s, "GET", NULL, "/cgi-bin/department/get?id=2");
+    exact_keys(json_object_get(j, "department"),
+               (const char *const[]){"id", "parentid", "order",
+                                     "mock_internal_note", NULL});
+    json_decref(j);
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"contact:base:base\",\"corp_arch:base:base\"]}");
+    j = data(&s, "GET", NULL, "/cgi-bin/department/simplelist");
+    n_all = json_array_size(json_object_get(j, "department_id"));
+    json_decref(j);
+    assert_int_equal(n_all, 12);
+    assert_true(n_range < n_all);
+    assert_int_equal(code_of(&s, "GET", NULL, "/cgi-bin/department/get?id=3"),
+                     0);
+    /* every department id, but not their members */
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/simplelist?department_id=3"),
+        60011);
+}
+
+static const char *const ro_user_keys[] = {"errcode",
+                                           "errmsg",
+                                           "userid",
+                                           "name",
+                                           "department",
+                                           "order",
+                                           "gender",
+                                           "open_userid",
+                                           "main_department",
+                                           "status",
+                                           "mock_internal_note",
+                                           NULL};
+
+static void
+test_read_only_user_shape(void **state)
+{
+    static const char *const simple_keys[] = {
+        "userid", "name", "department", "open_userid", "mock_internal_note",
+        NULL};
+    struct sess s;
+    json_t *j, *u;
+    size_t i;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
+    exact_keys(j, ro_user_keys);
+    assert_string_equal(str(j, "name"), "u00001");
+    assert_string_equal(str(j, "gender"), "0");
+    json_decref(j);
+    /* member-sensitive permissions open OAuth, not user/get */
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"contact:base:base\",\"contact:sensitive:avatar\","
+            "\"contact:sensitive:gender\",\"contact:sensitive:mobile\","
+            "\"contact:sensitive:qrcode\",\"contact:sensitive:email\"]}");
+    j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
+    exact_keys(j, ro_user_keys);
+    json_decref(j);
+    j = data(&s, "GET", NULL, "/cgi-bin/user/list?department_id=2");
+    assert_true(json_array_size(json_object_get(j, "userlist")) > 0);
+    json_array_foreach(json_object_get(j, "userlist"), i, u)
+    {
+        assert_string_equal(str(u, "name"), str(u, "userid"));
+        assert_null(json_object_get(u, "mobile"));
+        assert_null(json_object_get(u, "avatar"));
+        assert_null(json_object_get(u, "position"));
+    }
+    json_decref(j);
+    j = data(&s, "GET", NULL, "/cgi-bin/user/simplelist?department_id=2");
+    json_array_foreach(json_object_get(j, "userlist"), i, u)
+    {
+        exact_keys(u, simple_keys);
+        assert_string_equal(str(u, "name"), str(u, "userid"));
+    }
+    json_decref(j);
+    j = data(&s, "GET", NULL, "/cgi-bin/tag/get?tagid=1");
+    json_array_foreach(json_object_get(j, "userlist"), i, u)
+    {
+        assert_null(json_object_get(u, "name"));
+    }
+    json_decref(j);
+}
+
+static void
+test_contacts_app_user_shape(void **state)
+{
+    static const char *const never[] = {"mobile", "email",   "biz_mail",
+                                        "avatar", "qr_code", "address"};
+    struct sess s;
+    json_t *j, *d;
+    size_t i;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
+    assert_string_not_equal(str(j, "name"), "u00001");
+    assert_non_null(json_object_get(j, "position"));
+    assert_non_null(json_object_get(j, "extattr"));
+    assert_non_null(json_object_get(j, "is_leader_in_dept"));
+    assert_string_equal(str(j, "gender"), "0");
+    for (i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+        if (json_object_get(j, never[i]) != NULL)
+            fail_msg("%s without its contact:sensitive permission", never[i]);
+    json_decref(j);
+    post_ok("/__mock/permissions",
+            "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+            "[\"contact:edit:all\",\"contact:sensitive:avatar\","
+            "\"contact:sensitive:gender\",\"contact:sensitive:mobile\"]}");
+    j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
+    assert_non_null(json_object_get(j, "mobile"));
+    assert_non_null(json_object_get(j, "avatar"));
+    assert_string_not_equal(str(j, "gender"), "0");
+    assert_null(json_object_get(j, "email"));
+    assert_null(json_object_get(j, "qr_code"));
+    json_decref(j);
+    /* department/list names for the contacts app; department/get never */
+    j = data(&s, "GET", NULL, "/cgi-bin/department/list");
+    d = json_array_get(json_object_get(j, "department"), 0);
+    assert_non_null(json_object_get(d, "name_en"));
+    assert_non_null(json_object_get(d, "department_leader"));
+    json_decref(j);
+    j = data(&s, "GET", NULL, "/cgi-bin/department/get?id=1");
+    assert_null(json_object_get(json_object_get(j, "department"), "name"));
+    json_decref(j);
+}
+
+static void
+test_customer_shape(void **state)
+{
+    char ext[64], chat[64], body[256];
+    struct sess s;
+    json_t *j, *m;
+    size_t i;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    records_of(&s, "u00001", ext, sizeof(ext), chat, sizeof(chat));
+    j = data(&s, "GET", NULL, "/cgi-bin/externalcontact/get?external_userid=%s",
+             ext);
+    m = json_object_get(j, "external_contact");
+    assert_null(json_object_get(m, "avatar"));
+    assert_null(json_object_get(m, "unionid"));
+    assert_int_equal(json_integer_value(json_object_get(m, "gender")), 0);
+    json_decref(j);
+    snprintf(body, sizeof(body), "{\"chat_id\":\"%s\"}", chat);
+    j = data(&s, "POST", body, "/cgi-bin/externalcontact/groupchat/get");
+    json_array_foreach(
+        json_object_get(json_object_get(j, "group_chat"), "member_list"), i, m)
+    {
+        assert_null(json_object_get(m, "unionid"));
+    }
+    json_decref(j);
+}
+
+static void
+test_fetch_child_is_gone(void **state)
+{
+    struct sess s;
+    json_t *j, *u, *v;
+    size_t i, k, strict_n;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    post_ok("/__mock/privilege",
+            "{\"corpid\":\"" CORP1 "\",\"allow_party\":[1]}");
+    j = data(&s, "GET", NULL,
+             "/cgi-bin/user/simplelist?department_id=1&fetch_child=1");
+    strict_n = json_array_size(json_object_get(j, "userlist"));
+    json_array_foreach(json_object_get(j, "userlist"), i, u)
+    {
+        int in1 = 0;
+
+        json_array_foreach(json_object_get(u, "department"), k, v)
+        {
+            in1 |= json_integer_value(v) == 1;
+        }
+        assert_true(in1);
+    }
+    json_decref(j);
+    assert_true(strict_n > 0 && strict_n < 40);
+}
+
+static void
+test_member_authorization(void **state)
+{
+    char code[256], sat[128], open5[128];
+    struct sess s;
+    json_t *j, *a, *r;
+    size_t i;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    assert_int_equal(
+        code_of(&s, "POST", "{}", "/cgi-bin/user/list_member_auth"), 48002);
+    post_ok("/__mock/auth_mode",
+            "{\"corpid\":\"" CORP1 "\",\"auth_mode\":1,"
+            "\"members\":[\"u00005\",\"u00007\",\"u00005\"]}");
+    a = auth_agent(&s, CORP1);
+    assert_int_equal(json_integer_value(json_object_get(a, "auth_mode")), 1);
+    json_decref(a);
+    /* a new install says so too */
+    suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
+    install(Port, SUITE_A, CORP1, code, sizeof(code));
+    j = exchange(Port, sat, code, 0);
+    assert_int_equal(
+        json_integer_value(json_object_get(
+            json_array_get(
+                json_object_get(json_object_get(j, "auth_info"), "agent"), 0),
+            "auth_mode")),
+        1);
+    json_decref(j);
+    /* the members who authorized are the range; departments are [1] */
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001"), 60011);
+    j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00005");
+    assert_int_equal(errcode(j), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "department")), 1);
+    assert_int_equal(
+        json_integer_value(json_array_get(json_object_get(j, "department"), 0)),
+        1);
+    assert_null(json_object_get(j, "order"));
+    copy_str(open5, sizeof(open5), str(j, "open_userid"));
+    json_decref(j);
+    j = data(&s, "GET", NULL, "/cgi-bin/user/simplelist?department_id=1");
+    assert_int_equal(json_array_size(json_object_get(j, "userlist")), 2);
+    json_array_foreach(json_object_get(j, "userlist"), i, r)
+    {
+        assert_int_equal(json_integer_value(json_array_get(
+                             json_object_get(r, "department"), 0)),
+                         1);
+    }
+    json_decref(j);
+    /* two pages of one row of open_userid */
+    j = data(&s, "POST", "{\"limit\":1}", "/cgi-bin/user/list_member_auth");
+    assert_int_equal(errcode(j), 0);
+    r = json_array_get(json_object_get(j, "member_auth_list"), 0);
+    exact_keys(
+        r, (const char *const[]){"open_userid", "mock_internal_note", NULL});
+    assert_string_equal(str(r, "open_userid"), open5);
+    assert_string_not_equal(str(j, "next_cursor"), "");
+    {
+        char body[128];
+
+        snprintf(body, sizeof(body), "{\"limit\":1,\"cursor\":\"%s\"}",
+                 str(j, "next_cursor"));
+        json_decref(j);
+        j = data(&s, "POST", body, "/cgi-bin/user/list_member_auth");
+    }
+    assert_int_equal(json_array_size(json_object_get(j, "member_auth_list")),
+                     1);
+    assert_string_equal(str(j, "next_cursor"), "");
+    json_decref(j);
+    /* the other reading of the unconfirmed shape */
+    post_ok("/__mock/member_auth_shape", "{\"shape\":\"userid\"}");
+    j = data(&s, "POST", "{}", "/cgi-bin/user/list_member_auth");
+    r = json_array_get(json_object_get(j, "member_auth_list"), 1);
+    exact_keys(r, (const char *const[]){"userid", "mock_internal_note", NULL});
+    assert_string_equal(str(r, "userid"), "u00007");
+    json_decref(j);
+    assert_int_equal(code_of(&s, "POST", "{\"cursor\":\"bogus\"}",
+                             "/cgi-bin/user/list_member_auth"),
+                     40058);
+    assert_int_equal(code_of(&s, "GET", NULL, "/cgi-bin/user/list_member_auth"),
+                     43002);
+}
+
+static void
+test_admin_list(void **state)
+{
+    struct sess s;
+    json_t *j, *a, *u;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    j = data(&s, "POST", "{}", "/cgi-bin/agent/get_admin_list");
+    assert_int_equal(errcode(j), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "admin")), 1);
+    a = json_array_get(json_object_get(j, "admin"), 0);
+    exact_keys(
+        a, (const char *const[]){"userid", "open_userid", "auth_type", NULL});
+    assert_string_equal(str(a, "userid"), "u00001");
+    assert_int_equal(json_integer_value(json_object_get(a, "auth_type")), 1);
+    u = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
+    assert_string_equal(str(a, "open_userid"), str(u, "open_userid"));
+    json_decref(u);
+    json_decref(j);
+    post_ok("/__mock/admins",
+            "{\"corpid\":\"" CORP1 "\",\"admins\":[{\"userid\":\"u00002\","
+            "\"auth_type\":0},{\"userid\":\"u00009\"}]}");
+    j = data(&s, "POST", "{\"agentid\":1000002}",
+             "/cgi-bin/agent/get_admin_list");
+    assert_int_equal(json_array_size(json_object_get(j, "admin")), 2);
+    a = json_array_get(json_object_get(j, "admin"), 0);
+    assert_string_equal(str(a, "userid"), "u00002");
+    assert_int_equal(json_integer_value(json_object_get(a, "auth_type")), 0);
+    a = json_array_get(json_object_get(j, "admin"), 1);
+    assert_int_equal(json_integer_value(json_object_get(a, "auth_type")), 1);
+    json_decref(j);
+    assert_int_equal(code_of(&s, "POST", "{\"agentid\":1000003}",
+                             "/cgi-bin/agent/get_admin_list"),
+                     301002);
+    assert_int_equal(code_of(&s, "GET", NULL, "/cgi-bin/agent/get_admin_list"),
+                     43002);
+}
+
+/* The simulator's change_app_admin: a data callback sealed for the corp. */
+static void
+test_change_app_admin_callback(void **state)
+{
+    const char *argv[] = {"bin/mock-wecom",
+                          "callback",
+                          "--print",
+                          "--url",
+                          "http://127.0.0.1:1/wecom/suite/" SUITE_A "/data",
+                          "--token",
+                          H_TOKEN,
+                          "--aes-key",
+                          H_AESKEY,
+                          "--corp",
+                          CORP1,
+                          "--agentid",
+                          "1000002",
+                          "change_app_admin",
+                          NULL};
+    const char *nocorp[] = {
+        "bin/mock-wecom", "callback",         "--print", "--url",
+        "http://x/",      "--token",          H_TOKEN,   "--aes-key",
+        H_AESKEY,         "change_app_admin", NULL};
+    struct wecom_crypto *wc = NULL;
+    char *out = NULL, *enc, *end, *msg = NULL, *rid = NULL;
+    size_t mlen;
+
+    (void)state;
+    assert_int_equal(h_run(argv, &out), 0);
+    assert_non_null(strstr(out, "/data?msg_signature="));
+    assert_non_null(
+        strstr(out, "<ToUserName><![CDATA[" CORP1 "]]></ToUserName><Encrypt>"));
+    assert_non_null(
+        strstr(out, "<AgentID><![CDATA[1000002]]></AgentID></xml>"));
+    enc = strstr(out, "<Encrypt><![CDATA[");
+    assert_non_null(enc);
+    enc += strlen("<Encrypt><![CDATA[");
+    end = strstr(enc, "]]>");
+    assert_non_null(end);
+    assert_int_equal(wecom_crypto_new(H_TOKEN, H_AESKEY, &wc), BRK_OK);
+    assert_int_equal(
+        wecom_crypto_decrypt(wc, enc, (size_t)(end - enc), &msg, &mlen, &rid),
+        BRK_OK);
+    /* receiveid: the corp, as for every data callback */
+    assert_string_equal(rid, CORP1);
+    assert_non_null(
+        strstr(msg, "<FromUserName><![CDATA[sys]]></FromUserName>"));
+    assert_non_null(strstr(msg, "<MsgType><![CDATA[event]]></MsgType>"));
+    assert_non_null(strstr(msg, "<Event><![CDATA[change_app_admin]]></Event>"));
+    assert_non_null(strstr(msg, "<ToUserName><![CDATA[" CORP1 "]]>"));
+    assert_non_null(strstr(msg, "<AgentID><![CDATA[1000002]]></AgentID>"));
+    assert_non_null(strstr(msg, "<CreateTime>"));
+    assert_null(strstr(msg, "InfoType"));
+    assert_null(strstr(msg, "SuiteId"));
+    brk_free(msg);
+    brk_free(rid);
+    wecom_crypto_free(wc);
+    free(out);
+    assert_int_equal(h_run(nocorp, &out), 2);
+    assert_non_null(strstr(out, "needs --corp"));
+    free(out);
+}
+
+/*---- leaky mode and latency ----*/
+
+static void
+test_leaky_per_corp_and_global(void **state)
+{
+    struct sess s1, s2;
+    json_t *j;
+    long st;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s1);
+    sess_open(Port, SUITE_A, SECRET_A, CORP2, &s2);
+    post_ok("/__mock/leaky", "{\"corpid\":\"" CORP2 "\",\"leaky\":true}");
+    j = jcall(Port, "GET", NULL, &st, "/__mock/leaky");
+    assert_true(
+        json_is_false(json_object_get(json_object_get(j, "leaky"), CORP1)));
+    assert_true(
+        json_is_true(json_object_get(json_object_get(j, "leaky"), CORP2)));
+    json_decref(j);
+    assert_int_equal(
+        code_of(&s1, "GET", NULL, "/cgi-bin/user/get?userid=u00002"), 60011);
+    /* leaky: outside the range, every field, the real name */
+    j = data(&s2, "GET", NULL, "/cgi-bin/user/get?userid=u00002");
+    assert_int_equal(errcode(j), 0);
+    assert_non_null(json_object_get(j, "mobile"));
+    assert_non_null(json_object_get(j, "email"));
+    assert_string_not_equal(str(j, "name"), "u00002");
+    json_decref(j);
+    j = data(&s2, "POST", "{\"limit\":1}", "/cgi-bin/user/list_id");
+    assert_int_equal(errcode(j), 0);
+    assert_non_null(json_object_get(
+        json_array_get(json_object_get(j, "dept_user"), 0), "userid"));
+    json_decref(j);
+    /* every corp at once, and back */
+    post_ok("/__mock/leaky", "{\"leaky\":true}");
+    assert_int_equal(
+        code_of(&s1, "GET", NULL, "/cgi-bin/user/get?userid=u00002"), 0);
+    post_ok("/__mock/leaky", "{\"leaky\":false}");
+    assert_int_equal(
+        code_of(&s1, "GET", NULL, "/cgi-bin/user/get?userid=u00002"), 60011);
+    assert_int_equal(
+        code_of(&s2, "GET", NULL, "/cgi-bin/user/get?userid=u00002"), 60011);
+}
+
+static void
+test_leaky_flag(void **state)
+{
+    static const char *const extra[] = {"--suite", SUITE_A ":" SECRET_A,
+                                        "--leaky", NULL};
+    struct sess s;
+    json_t *j;
+    pid_t pid;
+    int port = 0;
+    long st;
+
+    (void)state;
+    pid = h_mock_start(Dir, extra, &port);
+    assert_true(pid > 0);
+    j = jcall(port, "GET", NULL, &st, "/__mock/leaky");
+    assert_true(
+        json_is_true(json_object_get(json_object_get(j, "leaky"), CORP1)));
+    json_decref(j);
+    sess_open(port, SUITE_A, SECRET_A, CORP1, &s);
+    j = jcall(port, "GET", NULL, &st,
+              "/cgi-bin/user/get?userid=u00002&access_token=%s", s.ct);
+    assert_int_equal(errcode(j), 0);
+    assert_non_null(json_object_get(j, "mobile"));
+    json_decref(j);
+    assert_int_equal(h_stop(pid, SIGTERM), 0);
+}
+
+/* n concurrent GETs of url; returns the milliseconds until all ended. */
+static long
+concurrent_ms(const char *url, int n)
+{
+    CURLM *m = curl_multi_init();
+    CURL *e[8];
+    long t0 = h_now_ms(), status;
+    int running = 0, i, done = 0;
+    CURLMsg *msg;
+    FILE *null = fopen("/dev/null", "w");
+
+    assert_true(n <= 8);
+    assert_non_null(null);
+    for (i = 0; i < n; i++) {
+        e[i] = curl_easy_init();
+        curl_easy_setopt(e[i], CURLOPT_URL, url);
+        curl_easy_setopt(e[i], CURLOPT_WRITEDATA, null);
+        curl_easy_setopt(e[i], CURLOPT_TIMEOUT_MS, 10000L);
+        curl_multi_add_handle(m, e[i]);
+    }
+    do {
+        curl_multi_perform(m, &running);
+        if (running)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+        while ((msg = curl_multi_info_read(m, &i)) != NULL)
+            if (msg->msg == CURLMSG_DONE) {
+                assert_int_equal(msg->data.result, CURLE_OK);
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE,
+                                  &status);
+                assert_int_equal(status, 200);
+                done++;
+            }
+    } while (running);
+    t0 = h_now_ms() - t0;
+    assert_int_equal(done, n);
+    for (i = 0; i < n; i++) {
+        curl_multi_remove_handle(m, e[i]);
+        curl_easy_cleanup(e[i]);
+    }
+    curl_multi_cleanup(m);
+    fclose(null);
+    return t0;
+}
+
+static void
+test_latency(void **state)
+{
+    static const char *const extra[] = {"--suite", SUITE_A ":" SECRET_A,
+                                        "--latency", "250", NULL};
+    char url[512];
+    struct sess s;
+    json_t *j;
+    pid_t pid;
+    int port = 0;
+    long t0, t, st;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    post_ok("/__mock/latency", "{\"ms\":400}");
+    j = jcall(Port, "GET", NULL, &st, "/__mock/latency");
+    assert_int_equal(json_integer_value(json_object_get(j, "ms")), 400);
+    json_decref(j);
+    t0 = h_now_ms();
+    j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
+    t = h_now_ms() - t0;
+    assert_int_equal(errcode(j), 0);
+    json_decref(j);
+    if (t < 390)
+        fail_msg("an API reply came after %ld ms", t);
+    /* refusals wait too: every API call */
+    t0 = h_now_ms();
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00002"), 60011);
+    assert_true(h_now_ms() - t0 >= 390);
+    /* control calls do not */
+    t0 = h_now_ms();
+    j = jcall(Port, "GET", NULL, &st, "/__mock/latency");
+    json_decref(j);
+    assert_true(h_now_ms() - t0 < 390);
+    /* the loop keeps serving: five at once take far less than five times */
+    snprintf(url, sizeof(url),
+             "http://127.0.0.1:%d/cgi-bin/user/get?userid=u00001&"
+             "access_token=%s",
+             Port, s.ct);
+    t = concurrent_ms(url, 5);
+    if (t < 390 || t > 1500)
+        fail_msg("five concurrent calls took %ld ms", t);
+    post_ok("/__mock/latency", "{\"ms\":0}");
+    t0 = h_now_ms();
+    json_decref(data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001"));
+    assert_true(h_now_ms() - t0 < 390);
+    /* from the command line */
+    pid = h_mock_start(Dir, extra, &port);
+    assert_true(pid > 0);
+    j = jcall(port, "GET", NULL, &st, "/__mock/latency");
+    assert_int_equal(json_integer_value(json_object_get(j, "ms")), 250);
+    json_decref(j);
+    t0 = h_now_ms();
+    j = jcall(port, "GET", NULL, &st, "/cgi-bin/tag/list?access_token=nope");
+    assert_int_equal(errcode(j), 40014);
+    json_decref(j);
+    assert_true(h_now_ms() - t0 >= 240);
+    assert_int_equal(h_stop(pid, SIGTERM), 0);
+}
+
+/* Every grant control refuses malformed input with 400 and changes
+ * nothing. */
+static void
+test_grant_controls_refuse_hostile_input(void **state)
+{
+    static const struct {
+        const char *path, *body;
+    } bad[] = {
+        {"/__mock/leaky", "{\"leaky\":1}"},
+        {"/__mock/leaky", "{\"leaky\":\"true\"}"},
+        {"/__mock/leaky", "{}"},
+        {"/__mock/leaky", "{\"leaky\":true,\"corpid\":\"wwnope\"}"},
+        {"/__mock/leaky", "{\"leaky\":true,\"corpid\":7}"},
+        {"/__mock/leaky", "{\"leaky\":true,\"typo\":1}"},
+        {"/__mock/leaky", "[true]"},
+        {"/__mock/latency", "{\"ms\":-1}"},
+        {"/__mock/latency", "{\"ms\":60001}"},
+        {"/__mock/latency", "{\"ms\":1.5}"},
+        {"/__mock/latency", "{\"ms\":\"10\"}"},
+        {"/__mock/latency", "{\"ms\":99999999999999999999}"},
+        {"/__mock/latency", "not json"},
+        {"/__mock/member_auth_shape", "{\"shape\":\"name\"}"},
+        {"/__mock/member_auth_shape", "{}"},
+        {"/__mock/auth_mode", "{\"corpid\":\"" CORP1 "\",\"auth_mode\":2}"},
+        {"/__mock/auth_mode", "{\"corpid\":\"" CORP1 "\"}"},
+        {"/__mock/auth_mode", "{\"corpid\":\"wwnope\",\"auth_mode\":1}"},
+        {"/__mock/auth_mode",
+         "{\"corpid\":\"" CORP1 "\",\"auth_mode\":1,\"members\":[\"u99999\"]}"},
+        {"/__mock/auth_mode",
+         "{\"corpid\":\"" CORP1 "\",\"auth_mode\":1,\"members\":[5]}"},
+        {"/__mock/auth_mode",
+         "{\"corpid\":\"" CORP1 "\",\"auth_mode\":1,\"members\":\"u00001\"}"},
+        {"/__mock/auth_mode",
+         "{\"corpid\":\"" CORP1 "\",\"auth_mode\":0,\"members\":[\"u00001\"]}"},
+        {"/__mock/app_tags", "{\"corpid\":\"" CORP1 "\",\"tagids\":[99]}"},
+        {"/__mock/app_tags", "{\"corpid\":\"" CORP1 "\",\"tagids\":[0]}"},
+        {"/__mock/app_tags", "{\"corpid\":\"" CORP1 "\",\"tagids\":[\"1\"]}"},
+        {"/__mock/app_tags", "{\"corpid\":\"" CORP1 "\"}"},
+        {"/__mock/admins", "{\"corpid\":\"" CORP1 "\",\"admins\":{}}"},
+        {"/__mock/admins",
+         "{\"corpid\":\"" CORP1 "\",\"admins\":[{\"userid\":\"u99999\"}]}"},
+        {"/__mock/admins",
+         "{\"corpid\":\"" CORP1 "\",\"admins\":[{\"userid\":\"u00002\","
+         "\"auth_type\":2}]}"},
+        {"/__mock/admins",
+         "{\"corpid\":\"" CORP1 "\",\"admins\":[{\"userid\":\"u00002\","
+         "\"role\":1}]}"},
+        {"/__mock/admins",
+         "{\"corpid\":\"" CORP1 "\",\"admins\":[\"u00002\"]}"},
+        {"/__mock/admins", "{\"corpid\":\"" CORP1 "\",\"admins\":[{}]}"},
+        {"/__mock/privilege", "{\"corpid\":\"" CORP1 "\",\"level\":9}"},
+        {"/__mock/privilege", "{\"corpid\":\"" CORP1 "\",\"level\":\"3\"}"},
+        {"/__mock/privilege", "{\"corpid\":\"" CORP1 "\",\"level\":-1}"},
+        {"/__mock/permissions",
+         "{\"corpid\":\"" CORP1 "\",\"app_permissions\":[1]}"},
+    };
+    char big[64 * 1024];
+    struct sess s;
+    size_t i, o;
+    json_t *j, *a;
+    long st;
+
+    (void)state;
+    sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        j = jcall(Port, "POST", bad[i].body, &st, "%s", bad[i].path);
+        if (st != 400)
+            fail_msg("%s %s: HTTP %ld", bad[i].path, bad[i].body, st);
+        assert_int_equal(errcode(j), -1);
+        json_decref(j);
+    }
+    /* too many admins */
+    o = (size_t)snprintf(big, sizeof(big),
+                         "{\"corpid\":\"" CORP1 "\",\"admins\":[");
+    for (i = 0; i < 101; i++)
+        o += (size_t)snprintf(big + o, sizeof(big) - o,
+                              "%s{\"userid\":\"u00001\"}", i ? "," : "");
+    snprintf(big + o, sizeof(big) - o, "]}");
+    j = jcall(Port, "POST", big, &st, "/__mock/admins");
+    assert_int_equal(st, 400);
+    json_decref(j);
+    /* wrong methods */
+    j = jcall(Port, "DELETE", NULL, &st, "/__mock/leaky");
+    assert_int_equal(st, 400);
+    json_decref(j);
+    j = jcall(Port, "GET", NULL, &st, "/__mock/auth_mode");
+    assert_int_equal(st, 400);
+    json_decref(j);
+    /* nothing changed */
+    j = jcall(Port, "GET", NULL, &st, "/__mock/latency");
+    assert_int_equal(json_integer_value(json_object_get(j, "ms")), 0);
+    json_decref(j);
+    j = jcall(Port, "GET", NULL, &st, "/__mock/leaky");
+    assert_true(
+        json_is_false(json_object_get(json_object_get(j, "leaky"), CORP1)));
+    json_decref(j);
+    a = auth_agent(&s, CORP1);
+    assert_int_equal(json_integer_value(json_object_get(a, "auth_mode")), 0);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(a, "privilege"), "level")),
+                     1);
+    json_decref(a);
+    j = data(&s, "POST", "{}", "/cgi-bin/agent/get_admin_list");
+    assert_int_equal(json_array_size(json_object_get(j, "admin")), 1);
+    json_decref(j);
+    j = data(&s, "GET", NULL, "/cgi-bin/tag/list");
+    assert_int_equal(json_array_size(json_object_get(j, "taglist")), 0);
+    json_decref(j);
+    assert_int_equal(
+        code_of(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00002"), 60011);
+}
+
+/* getuserdetail3rd hands over what the corp granted, gender "0" without. */
+static void
+test_userdetail_needs_sensitive_permissions(void **state)
+{
+    char sat[128], url[1024], code[128], body[256], *loc = NULL, *out = NULL;
+    const char *p;
+    json_t *j;
+    long st;
+    int round;
+
+    (void)state;
+    suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
+    post_ok("/__mock/oauth_user",
+            "{\"corpid\":\"" CORP1 "\",\"userid\":\"u00001\"}");
+    for (round = 0; round < 2; round++) {
+        if (round == 1)
+            post_ok("/__mock/permissions",
+                    "{\"corpid\":\"" CORP1 "\",\"app_permissions\":"
+                    "[\"contact:base:base\",\"contact:sensitive:gender\","
+                    "\"contact:sensitive:avatar\"]}");
+        snprintf(url, sizeof(url),
+                 "http://127.0.0.1:%d/connect/oauth2/authorize?appid=" SUITE_A
+                 "&redirect_uri=https%%3A%%2F%%2Fapp.example.com%%2Fcb&"
+                 "response_type=code&scope=snsapi_privateinfo&state=s1",
+                 Port);
+        assert_int_equal(h_http_loc(url, &out, &loc), 302);
+        free(out);
+        p = strstr(loc, "code=");
+        assert_non_null(p);
+        p += 5;
+        assert_true(strcspn(p, "&") < sizeof(code));
+        memcpy(code, p, strcspn(p, "&"));
+        code[strcspn(p, "&")] = '\0';
+        free(loc);
+        j = jcall(Port, "GET", NULL, &st,
+                  "/cgi-bin/service/auth/getuserinfo3rd?suite_access_token=%s&"
+                  "code=%s",
+                  sat, code);
+        snprintf(body, sizeof(body), "{\"user_ticket\":\"%s\"}",
+                 str(j, "user_ticket"));
+        json_decref(j);
+        j = jcall(
+            Port, "POST", body, &st,
+            "/cgi-bin/service/auth/getuserdetail3rd?suite_access_token=%s",
+            sat);
+        assert_int_equal(errcode(j), 0);
+        assert_string_equal(str(j, "name"), "u00001");
+        if (round == 0) {
+            assert_string_equal(str(j, "gender"), "0");
+            assert_null(json_object_get(j, "avatar"));
+            assert_null(json_object_get(j, "qr_code"));
+        } else {
+            assert_string_not_equal(str(j, "gender"), "0");
+            assert_non_null(json_object_get(j, "avatar"));
+            assert_null(json_object_get(j, "qr_code"));
+        }
+        json_decref(j);
+    }
+    post_ok("/__mock/oauth_user", "{}");
+}
+
 /*---- determinism and command line ----*/
 
 static char *
@@ -1562,12 +2774,14 @@ user_list_bytes(int port)
 static void
 test_same_seed_same_bytes(void **state)
 {
-    static const char *const a[] = {"--suite", SUITE_A ":" SECRET_A, "--seed",
-                                    "42",      "--members",          "60",
-                                    NULL};
-    static const char *const b[] = {"--suite", SUITE_A ":" SECRET_A, "--seed",
-                                    "43",      "--members",          "60",
-                                    NULL};
+    static const char *const a[] = {"--suite",   SUITE_A ":" SECRET_A,
+                                    "--seed",    "42",
+                                    "--members", "60",
+                                    "--leaky",   NULL};
+    static const char *const b[] = {"--suite",   SUITE_A ":" SECRET_A,
+                                    "--seed",    "43",
+                                    "--members", "60",
+                                    "--leaky",   NULL};
     char *one, *two, *three;
     pid_t p1, p2, p3;
     int port1, port2, port3;
@@ -1602,18 +2816,33 @@ test_command_line(void **state)
     static const char *const badlisten[] = {
         "bin/mock-wecom", "serve", "--suite", "a:b", "--listen", "nope", NULL};
     static const char *const top[] = {"bin/mock-wecom", "--help", NULL};
+    static const char *const badlat[] = {
+        "bin/mock-wecom", "serve", "--suite", "a:b",
+        "--latency",      "60001", NULL};
+    static const char *const neglat[] = {
+        "bin/mock-wecom", "serve", "--suite", "a:b", "--latency", "-5", NULL};
     char *out = NULL;
 
     (void)state;
     assert_int_equal(h_run(help, &out), 0);
+    assert_non_null(strstr(out, "Strict by default"));
     assert_non_null(strstr(out, "does not apply"));
     assert_non_null(strstr(out, "/__mock/faults"));
+    assert_non_null(strstr(out, "--leaky"));
+    assert_non_null(strstr(out, "--latency MS"));
+    assert_non_null(strstr(out, "/__mock/leaky"));
+    assert_non_null(strstr(out, "/__mock/auth_mode"));
+    assert_non_null(strstr(out, "/__mock/member_auth_shape"));
     free(out);
     assert_int_equal(h_run(nosuite, &out), 2);
     free(out);
     assert_int_equal(h_run(badsize, &out), 2);
     free(out);
     assert_int_equal(h_run(badlisten, &out), 2);
+    free(out);
+    assert_int_equal(h_run(badlat, &out), 2);
+    free(out);
+    assert_int_equal(h_run(neglat, &out), 2);
     free(out);
     assert_int_equal(h_run(top, &out), 0);
     assert_non_null(strstr(out, "serve"));
@@ -1652,49 +2881,75 @@ test_suites_from_broker_config(void **state)
     assert_int_equal(h_stop(pid, SIGTERM), 0);
 }
 
+#define S(f) cmocka_unit_test_setup(f, reset)
+#define L(f) cmocka_unit_test_setup(f, leaky)
+#define E(f) cmocka_unit_test_setup(f, edit)
+#define A(f) cmocka_unit_test_setup(f, everything)
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ticket_to_suite_token_without_errcode),
-        cmocka_unit_test(test_suite_token_wrong_secret),
-        cmocka_unit_test(test_suite_token_unknown_suite),
-        cmocka_unit_test(test_suite_token_old_ticket),
-        cmocka_unit_test(test_permanent_code_v1_shape),
-        cmocka_unit_test(test_permanent_code_second_exchange),
-        cmocka_unit_test(test_auth_code_of_other_suite),
-        cmocka_unit_test(test_permanent_code_v2_shape),
-        cmocka_unit_test(test_get_auth_info_privilege),
-        cmocka_unit_test(test_get_auth_info_foreign_code),
-        cmocka_unit_test(test_corp_token_without_errcode),
-        cmocka_unit_test(test_pre_auth_and_session_info),
-        cmocka_unit_test(test_token_missing),
-        cmocka_unit_test(test_token_unknown),
-        cmocka_unit_test(test_token_expired),
-        cmocka_unit_test(test_data_paths_answer_with_note),
-        cmocka_unit_test(test_user_has_every_documented_field),
-        cmocka_unit_test(test_user_list_has_members_outside_range),
-        cmocka_unit_test(test_unknown_ids),
-        cmocka_unit_test(test_unknown_path_404),
-        cmocka_unit_test(test_list_id_pages_cover_every_row),
-        cmocka_unit_test(test_batch_and_groupchat_pagination),
-        cmocka_unit_test(test_fault_delay),
-        cmocka_unit_test(test_fault_status_keeps_body),
-        cmocka_unit_test(test_fault_errcode_count),
-        cmocka_unit_test(test_fault_malformed_nonjson_empty),
-        cmocka_unit_test(test_fault_huge),
-        cmocka_unit_test(test_fault_drop_reply_consumes_code),
-        cmocka_unit_test(test_fault_bad_requests_refused),
-        cmocka_unit_test(test_invalidate),
-        cmocka_unit_test(test_privilege_change_visible),
-        cmocka_unit_test(test_permissions_change_visible),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_requests_recorded_and_masked),
-        cmocka_unit_test(test_corps_listed),
-        cmocka_unit_test(test_install_refuses_unknown),
-        cmocka_unit_test(test_same_seed_same_bytes),
-        cmocka_unit_test(test_command_line),
-        cmocka_unit_test(test_suites_from_broker_config),
+        S(test_ticket_to_suite_token_without_errcode),
+        S(test_suite_token_wrong_secret),
+        S(test_suite_token_unknown_suite),
+        S(test_suite_token_old_ticket),
+        S(test_permanent_code_v1_shape),
+        S(test_permanent_code_second_exchange),
+        S(test_auth_code_of_other_suite),
+        S(test_permanent_code_v2_shape),
+        S(test_get_auth_info_privilege),
+        S(test_get_auth_info_foreign_code),
+        S(test_corp_token_without_errcode),
+        S(test_pre_auth_and_session_info),
+        S(test_token_missing),
+        S(test_token_unknown),
+        S(test_token_expired),
+        L(test_data_paths_answer_with_note),
+        A(test_data_paths_answer_with_note),
+        L(test_user_has_every_documented_field),
+        L(test_user_list_has_members_outside_range),
+        L(test_unknown_ids),
+        E(test_unknown_ids),
+        S(test_unknown_path_404),
+        L(test_list_id_pages_cover_every_row),
+        L(test_batch_and_groupchat_pagination),
+        A(test_batch_and_groupchat_pagination),
+        S(test_fault_delay),
+        S(test_fault_status_keeps_body),
+        S(test_fault_errcode_count),
+        L(test_fault_malformed_nonjson_empty),
+        S(test_fault_huge),
+        S(test_fault_drop_reply_consumes_code),
+        S(test_fault_bad_requests_refused),
+        S(test_invalidate),
+        S(test_privilege_change_visible),
+        S(test_permissions_change_visible),
+        S(test_cancel),
+        S(test_requests_recorded_and_masked),
+        S(test_corps_listed),
+        S(test_install_refuses_unknown),
+        S(test_strict_is_the_default),
+        S(test_list_id_needs_edit),
+        S(test_permissions_gate_the_apis),
+        S(test_range_refusals),
+        S(test_groupchat_list_too_wide),
+        S(test_departments_in_range_or_all_with_corp_arch),
+        S(test_read_only_user_shape),
+        E(test_contacts_app_user_shape),
+        S(test_customer_shape),
+        S(test_fetch_child_is_gone),
+        S(test_member_authorization),
+        S(test_admin_list),
+        S(test_change_app_admin_callback),
+        S(test_leaky_per_corp_and_global),
+        S(test_leaky_flag),
+        S(test_latency),
+        S(test_grant_controls_refuse_hostile_input),
+        S(test_userdetail_needs_sensitive_permissions),
+        S(test_same_seed_same_bytes),
+        S(test_command_line),
+        S(test_suites_from_broker_config),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
