@@ -54,7 +54,7 @@ tenant_json(const char *suite, const char *corp, const json_t *h, int full)
     json_error_t jerr;
     json_t *priv = json_loads(ctl_str_of(h, "privilege", "{}"), 0, &jerr);
     json_t *perms = json_loads(ctl_str_of(h, "permissions", "[]"), 0, &jerr);
-    json_t *o, *names = json_array(), *v;
+    json_t *o, *names = json_array(), *v, *admins;
     size_t i;
 
     if (!json_is_object(priv)) {
@@ -86,6 +86,14 @@ tenant_json(const char *suite, const char *corp, const json_t *h, int full)
                       (json_int_t)ctl_num_of(h, "synced_at")));
         json_object_set_new(o, "data_sources",
                             json_pack("[s]", "third_party_app"));
+        /* the app's admins as WeCom last listed them (change_app_admin);
+         * [] until then, and for a value that does not parse */
+        admins = json_loads(ctl_str_of(h, "admins", "[]"), 0, &jerr);
+        if (!json_is_array(admins)) {
+            json_decref(admins);
+            admins = json_array();
+        }
+        json_object_set_new(o, "admins", admins);
     } else {
         json_object_set(o, "scopes", names);
     }
@@ -559,12 +567,14 @@ tenant_show(struct ctl *c, const char *corp)
                "visible:       %s\nprivilege:     %s\n"
                "directory:     %lld users, %lld departments, %lld tags\n"
                "token valid:   %s\nsources:       third_party_app\n"
+               "admins:        %zu\n"
                "permissions:\n",
                found[0], ctl_str_of(t, "status", ""),
                (long long)json_integer_value(json_object_get(t, "level")), a, u,
                vis ? vis : "", priv ? priv : "", ctl_num_of(h, "dir_users"),
                ctl_num_of(h, "dir_departments"), ctl_num_of(h, "dir_tags"),
-               valid ? tv : "none cached");
+               valid ? tv : "none cached",
+               json_array_size(json_object_get(t, "admins")));
         json_array_foreach(json_object_get(t, "permissions"), i, p)
         {
             long long exp =

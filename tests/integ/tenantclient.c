@@ -44,8 +44,27 @@ tc_target(int cb_port)
     Target = cb_port;
 }
 
+static void post_sealed(const char *suite, const char *route,
+                        const char *receiveid, const char *const *kv,
+                        size_t npairs);
+
 void
 tc_post_event(const char *suite, const char *const *kv, size_t npairs)
+{
+    post_sealed(suite, "callback", suite, kv, npairs);
+}
+
+void
+tc_post_data(const char *suite, const char *corp, const char *const *kv,
+             size_t npairs)
+{
+    post_sealed(suite, "data", corp, kv, npairs);
+}
+
+/* Encrypt for receiveid and POST to /wecom/suite/SUITE/ROUTE. */
+static void
+post_sealed(const char *suite, const char *route, const char *receiveid,
+            const char *const *kv, size_t npairs)
 {
     const char *k[24], *v[24], *ek[] = {"ToUserName", "Encrypt"}, *evv[2];
     char *xml, *enc, *env, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
@@ -59,17 +78,18 @@ tc_post_event(const char *suite, const char *const *kv, size_t npairs)
         v[i] = kv[2 * i + 1];
     }
     assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, suite, &enc), BRK_OK);
+    assert_int_equal(wecom_crypto_encrypt(C, xml, len, receiveid, &enc),
+                     BRK_OK);
     snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
     snprintf(nonce, sizeof(nonce), "tc%u", ++seq);
     assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = suite;
+    evv[0] = receiveid;
     evv[1] = enc;
     assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
     snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
+             "/wecom/suite/%s/%s?msg_signature=%s&timestamp=%s"
              "&nonce=%s",
-             suite, sig, ts, nonce);
+             suite, route, sig, ts, nonce);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s",
              Target ? Target : H->cb_port, q);
     assert_int_equal(h_http("POST", url, env, len, &body), 200);

@@ -23,6 +23,10 @@ void tc_target(int cb_port);
 /* Encrypt and POST an event (npairs name/value pairs) as WeCom would;
  * asserts `success`. */
 void tc_post_event(const char *suite, const char *const *kv, size_t npairs);
+/* The same as a data callback of corp (receiveid the corpid) to
+ * /wecom/suite/SUITE/data; asserts `success`. */
+void tc_post_data(const char *suite, const char *corp, const char *const *kv,
+                  size_t npairs);
 /* A fresh suite_ticket from the simulator, pushed to the broker. */
 void tc_push_ticket(const char *suite);
 /* The simulator mints an AuthCode for corp; create_auth is pushed. */

@@ -39,16 +39,17 @@ static char SecondConf[400], SecondLog[400];
 
 /*---- helpers ----*/
 
-/* Sum of wecom_broker_events_total series with this result, on the
+/* Sum of the series of metric name with this result, on the
  * internal listener at port. */
 static long
-events_with(int port, const char *result)
+metric_sum(int port, const char *name, const char *result)
 {
-    char url[128], want[64], *body = NULL, *line, *save = NULL;
+    char url[128], want[64], head[96], *body = NULL, *line, *save = NULL;
     long sum = 0;
 
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
     snprintf(want, sizeof(want), "result=\"%s\"", result);
+    snprintf(head, sizeof(head), "%s{", name);
     if (h_http("GET", url, NULL, 0, &body) != 200) {
         free(body);
         return -1;
@@ -57,13 +58,19 @@ events_with(int port, const char *result)
          line = strtok_r(NULL, "\n", &save)) {
         char *sp;
 
-        if (strncmp(line, "wecom_broker_events_total{", 26) != 0 ||
+        if (strncmp(line, head, strlen(head)) != 0 ||
             strstr(line, want) == NULL || (sp = strrchr(line, ' ')) == NULL)
             continue;
         sum += strtol(sp + 1, NULL, 10);
     }
     free(body);
     return sum;
+}
+
+static long
+events_with(int port, const char *result)
+{
+    return metric_sum(port, "wecom_broker_events_total", result);
 }
 
 static int
@@ -195,6 +202,66 @@ test_failing_tenant_delays_no_other(void **state)
     assert_true(redis_int("XLEN %s", "wb:{" S1 "}:q:" CORP1) >= 1);
 }
 
+static int
+admins_stored(void *arg)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+    int ok;
+
+    (void)arg;
+    assert_non_null(c);
+    r = redisCommand(c, "HGET wb:{" CORP2 "}:" S1 ":tenant admins");
+    ok = r != NULL && r->type == REDIS_REPLY_STRING &&
+         strstr(r->str, "\"u00002\"") != NULL &&
+         strstr(r->str, "\"u00005\"") != NULL;
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+static void
+test_data_callbacks(void **state)
+{
+    char ts[24];
+    const char *admin[] = {"ToUserName", CORP2,          "FromUserName", "sys",
+                           "CreateTime", ts,             "MsgType",      "event",
+                           "Event",      "change_app_admin", "AgentID",  "1000002"};
+    const char *text[] = {"ToUserName", CORP2,  "FromUserName", "u00001",
+                          "CreateTime", ts,     "MsgType",      "text",
+                          "Content",    "hello", "MsgId",       "1",
+                          "AgentID",    "1000002"};
+    long dropped;
+
+    (void)state;
+    /* the app's admins changed: the broker re-reads them */
+    h_sim_ok(MockPort, "POST", "/__mock/admins",
+             "{\"corpid\":\"" CORP2 "\",\"admins\":[{\"userid\":\"u00002\","
+             "\"auth_type\":1},{\"userid\":\"u00005\",\"auth_type\":0}]}");
+    snprintf(ts, sizeof(ts), "%ld", h_next_ts());
+    tc_post_data(S1, CORP2, admin, 6);
+    assert_true(h_wait(admins_stored, NULL, 20000));
+    {
+        json_t *t = tc_ctl_json("tenant", "show", CORP2, S1);
+
+        assert_int_equal(json_array_size(json_object_get(t, "admins")), 2);
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(t, "admins"), 0),
+                                "userid")),
+                            "u00002");
+        json_decref(t);
+    }
+    /* what a member sends is acknowledged and kept for no one */
+    dropped = metric_sum(H.int_port, "wecom_broker_callbacks_total", "dropped");
+    snprintf(ts, sizeof(ts), "%ld", h_next_ts());
+    tc_post_data(S1, CORP2, text, 7);
+    assert_int_equal(
+        metric_sum(H.int_port, "wecom_broker_callbacks_total", "dropped"),
+        dropped + 1);
+    assert_int_equal(redis_int("EXISTS %s", "wb:{" S1 "}:q:" CORP2), 0);
+}
+
 struct drained {
     long want;
 };
@@ -293,6 +360,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failing_tenant_delays_no_other),
+        cmocka_unit_test(test_data_callbacks),
         cmocka_unit_test(test_thousand_tenants_two_instances),
     };
 
