@@ -248,12 +248,10 @@ arg_field(char **argv, int from, int argc, const char *name)
 static int
 agentid_ok(const char *s)
 {
-    size_t i;
+    size_t n = strspn(s, "0123456789");
 
-    for (i = 0; s[i] != '\0'; i++)
-        if (i == 10 || s[i] < '0' || s[i] > '9')
-            return 0;
-    return i > 0;
+    /* 1..10 digits, nothing else */
+    return n > 0 && n <= 10 && s[n] == '\0';
 }
 
 static int
