@@ -115,6 +115,24 @@ struct worker {
 
 enum tok_use { TOK_SUITE_Q, TOK_CORP_Q };
 
+/* One WeCom call of a directory sync (see dir_sync). */
+struct sync_call {
+    struct job *j;
+    unsigned id;
+    char api[48];
+    char method[8];
+    char *path;
+    char *body;
+    char *token;
+    int retried;
+    int budgeted; /* a budget grant awaits its report */
+    int waits;    /* times it waited for the budget or for WeCom */
+    struct event *wait;
+    struct sync_call *next_waiting; /* in j->sync_waiting */
+};
+
+static void sync_call_free(struct sync_call *c);
+
 struct job {
     struct worker *w;
     struct squeue *q;
@@ -144,6 +162,7 @@ struct job {
     json_t *permissions;
     /* directory */
     struct dirsync *sync;
+    struct sync_call *sync_waiting; /* calls waiting to be tried again */
     unsigned sync_inflight;
     int sync_shutdown;
     enum brk_err sync_err; /* the first failure of the sync */
@@ -225,6 +244,12 @@ job_reset_state(struct job *j)
     j->users = NULL;
     json_decref(j->tags);
     j->tags = NULL;
+    while (j->sync_waiting != NULL) {
+        struct sync_call *c = j->sync_waiting;
+
+        j->sync_waiting = c->next_waiting;
+        sync_call_free(c);
+    }
     dirsync_free(j->sync);
     j->sync = NULL;
     j->sync_inflight = 0;
@@ -847,17 +872,12 @@ seal_field(struct job *j, const char *field, const char *value, char **out)
  * call is answered; any failure fails the whole sync, so a partial
  * directory is never staged.
  */
-struct sync_call {
-    struct job *j;
-    unsigned id;
-    char api[48];
-    char method[8];
-    char *path;
-    char *body;
-    char *token;
-    int retried;
-    int budgeted; /* a budget grant awaits its report */
-};
+
+/* A call waits this long when the budget is spent or WeCom says it is
+ * busy, at most this many times (about three minutes): a large tenant's
+ * sync spans several budget windows instead of failing in the first. */
+#define SYNC_WAIT_MS    1000
+#define SYNC_WAITS_MAX  180
 
 static void finish_grant(struct job *j);
 static void sync_pump(struct job *j);
@@ -867,6 +887,8 @@ static void sync_call_start(struct sync_call *c);
 static void
 sync_call_free(struct sync_call *c)
 {
+    if (c->wait != NULL)
+        event_free(c->wait);
     brk_free(c->path);
     if (c->body != NULL)
         brk_wipe(c->body, strlen(c->body));
@@ -909,6 +931,50 @@ sync_settle(struct job *j)
 }
 
 static void
+on_sync_wait(evutil_socket_t fd, short what, void *arg)
+{
+    struct sync_call *c = arg, **pp;
+    struct job *j = c->j;
+
+    (void)fd;
+    (void)what;
+    for (pp = &j->sync_waiting; *pp != NULL; pp = &(*pp)->next_waiting)
+        if (*pp == c) {
+            *pp = c->next_waiting;
+            break;
+        }
+    c->next_waiting = NULL;
+    if (j->w->stopping) {
+        j->sync_shutdown = 1;
+        sync_call_free(c);
+        sync_settle(j);
+        return;
+    }
+    sync_call_start(c);
+}
+
+/* Try the call again later, unchanged (the planner still counts it
+ * outstanding); 0, or -1 when it has waited enough. */
+static int
+sync_call_wait(struct sync_call *c)
+{
+    struct job *j = c->j;
+    struct timeval tv = {SYNC_WAIT_MS / 1000, (SYNC_WAIT_MS % 1000) * 1000};
+
+    if (c->waits >= SYNC_WAITS_MAX || j->sync_err != BRK_OK)
+        return -1;
+    if (c->wait == NULL)
+        c->wait = evtimer_new(j->w->base, on_sync_wait, c);
+    if (c->wait == NULL)
+        return -1;
+    c->waits++;
+    c->next_waiting = j->sync_waiting;
+    j->sync_waiting = c;
+    evtimer_add(c->wait, &tv);
+    return 0;
+}
+
+static void
 on_sync_api(const struct wecom_api_result *res, void *arg)
 {
     struct sync_call *c = arg;
@@ -936,6 +1002,11 @@ on_sync_api(const struct wecom_api_result *res, void *arg)
         sync_call_start(c);
         return;
     }
+    if (res->err == BRK_ERR_WECOM &&
+        (res->errcode == 45009 || res->errcode == 45033 ||
+         res->errcode == -1) &&
+        sync_call_wait(c) == 0)
+        return; /* over WeCom's limit or busy: the call waits its turn */
     if (res->err == BRK_ERR_WECOM) {
         err = dirsync_error(j->sync, c->id, res->errcode);
         if (err) {
@@ -1034,8 +1105,10 @@ on_sync_budget(enum budget_result res, void *arg)
     struct job *j = c->j;
     char why[120];
 
+    if ((res == BUDGET_SPENT || res == BUDGET_PAUSED || res == BUDGET_BUSY) &&
+        sync_call_wait(c) == 0)
+        return; /* the budget's next window, or a free slot */
     if (res != BUDGET_OK) {
-        /* the sync waits for the budget: the job backs off and retries */
         snprintf(why, sizeof(why), "directory sync: %s: upstream budget %s",
                  c->api, budget_result_name(res));
         sync_failed(j, BRK_ERR_WECOM, budget_errcode(res), why);

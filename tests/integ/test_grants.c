@@ -338,6 +338,30 @@ test_authorized_by_member_userid_rows(void **state)
              "{\"shape\":\"open_userid\"}");
 }
 
+static void
+test_sync_waits_out_wecom_limits(void **state)
+{
+    char c[32];
+    json_t *t;
+
+    (void)state;
+    next_corp(c, sizeof(c));
+    CTL("/__mock/privilege",
+        "{\"corpid\":\"%s\",\"allow_party\":[1]}", c);
+    /* WeCom says "too many concurrent calls" three times mid-sync: those
+     * calls wait and are tried again; the sync is not started over */
+    h_sim_ok(MockPort, "POST", "/__mock/faults",
+             "{\"path\":\"/cgi-bin/user/simplelist\",\"count\":3,"
+             "\"errcode\":45033}");
+    t = install_and_show(c);
+    assert_int_equal(calls_to("/cgi-bin/service/get_auth_info"), 1);
+    assert_int_equal(calls_to("/cgi-bin/department/simplelist"), 1);
+    assert_int_equal(dir_users(t), tc_expected_members(S1, c));
+    report("whole corp, 45033 x3", t);
+    json_decref(t);
+    h_sim_ok(MockPort, "DELETE", "/__mock/faults", NULL);
+}
+
 int
 main(void)
 {
@@ -350,6 +374,7 @@ main(void)
         cmocka_unit_test(test_range_of_tags_only),
         cmocka_unit_test(test_authorized_by_member),
         cmocka_unit_test(test_authorized_by_member_userid_rows),
+        cmocka_unit_test(test_sync_waits_out_wecom_limits),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
