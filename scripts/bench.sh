@@ -8,11 +8,14 @@
 #      simulator, one worker each, the same wrk load
 #   3. a 20,000-member user/list through the broker: time, MB/s, peak RSS
 #   4. callbacks: `success` latency at a paced rate
+#   5. the directory sync of a 5,000-department, 100,000-member tenant at
+#      the default upstream budget, 50 ms of simulator latency per call,
+#      and the Redis memory its directory takes per member
 #
 # Everything runs in a temporary directory (embedded Redis, the WeCom
 # simulator, the broker, nginx) and stops at the end. Not part of
-# `make test`. Knobs (environment): BENCH_PORT_BASE (21400; four ports
-# from there), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNECTIONS
+# `make test`. Knobs (environment): BENCH_PORT_BASE (21400; seven ports
+# from there), BENCH_SYNC (non-empty by default; empty skips row 5), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNECTIONS
 # (32), BENCH_CALLBACK_RATE (200), BENCH_KEEP (non-empty: keep the
 # temporary directory).
 set -eu
@@ -24,6 +27,9 @@ CB=$BASE
 INT=$((BASE + 1))
 MOCK=$((BASE + 2))
 NGX=$((BASE + 3))
+S_CB=$((BASE + 4))
+S_INT=$((BASE + 5))
+S_MOCK=$((BASE + 6))
 SECS=${BENCH_SECONDS:-10}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-32}
@@ -83,7 +89,7 @@ cp bin/wecom-broker bin/brokerctl bin/mock-wecom "$d/bin/"
 B=$d/bin
 
 # curl exits 7 when nothing listens
-for p in $CB $INT $MOCK $NGX; do
+for p in $CB $INT $MOCK $NGX $S_CB $S_INT $S_MOCK; do
     rc=0
     curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || rc=$?
     [ "$rc" -eq 7 ] ||
@@ -181,8 +187,10 @@ sed -e "s/^callback_listen = .*/callback_listen = 127.0.0.1:$CB/" \
     -e "s/^log_format = .*/log_format = text/" \
     broker.conf.example >"$d/broker.conf"
 
+# leaky: department 1 with fetch_child and every field, what the
+# filter's speed is measured on
 "$B/mock-wecom" serve -c "$d/broker.conf" --listen "127.0.0.1:$MOCK" \
-    --members $MEMBERS --quiet >"$d/mock.log" 2>&1 &
+    --members $MEMBERS --leaky --quiet >"$d/mock.log" 2>&1 &
 pids="$pids $!"
 "$B/wecom-broker" -c "$d/broker.conf" 2>"$d/broker.log" &
 BROKER=$!
@@ -355,6 +363,64 @@ C_50=$(calc "$(field "$d/cb.txt" p50_us) / 1000")
 C_99=$(calc "$(field "$d/cb.txt" p99_us) / 1000")
 C_BAD=$(field "$d/cb.txt" bad)
 
+# ---- 5. Directory sync ----------------------------------------------------
+
+Y_S="" Y_CALLS="" Y_MEMBERS="" Y_DEPTS="" Y_BPM=""
+if [ -n "${BENCH_SYNC-1}" ]; then
+    say "sync: 5,000 departments, 100,000 members, 50 ms a call"
+    mkdir -p "$d/sync"
+    # the defaults of broker.conf.example: the budget is the default one
+    sed -e "s/^callback_listen = .*/callback_listen = 127.0.0.1:$S_CB/" \
+        -e "s/^internal_listen = .*/internal_listen = 127.0.0.1:$S_INT/" \
+        -e "s|^wecom_api_base = .*|wecom_api_base = http://127.0.0.1:$S_MOCK|" \
+        -e "s|^scopes_dir = .*|scopes_dir = $ROOT/scopes|" \
+        -e "s|^state_dir = .*|state_dir = $d/sync/var|" \
+        -e "s|^master_key_file = .*|master_key_file = $d/sync/var/master.key|" \
+        -e "s|^index_key_file = .*|index_key_file = $d/sync/var/index.key|" \
+        -e "s/^log_format = .*/log_format = text/" \
+        broker.conf.example >"$d/sync/broker.conf"
+    "$B/mock-wecom" serve -c "$d/sync/broker.conf" \
+        --listen "127.0.0.1:$S_MOCK" --departments 5000 --members 100000 \
+        --tags 4 --customers 0 --chats 0 --latency 50 --quiet \
+        >"$d/sync/mock.log" 2>&1 &
+    pids="$pids $!"
+    "$B/wecom-broker" -c "$d/sync/broker.conf" 2>"$d/sync/broker.log" &
+    pids="$pids $!"
+    wait_for "the sync simulator" curl -sf "http://127.0.0.1:$S_MOCK/__mock/corps"
+    wait_for "the sync broker" curl -sf "http://127.0.0.1:$S_INT/readyz"
+    SOCK=$(find "$d/sync/var" -name '*.sock' | head -1)
+    used() { redis-cli -s "$SOCK" INFO memory |
+        sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
+    curl -sf -X POST "http://127.0.0.1:$S_MOCK/__mock/privilege" -d \
+        "{\"corpid\":\"$CORP\",\"allow_party\":[1]}" >/dev/null
+    ssend() {
+        "$B/mock-wecom" callback -c "$d/sync/broker.conf" --suite "$SUITE" \
+            --from-mock "http://127.0.0.1:$S_MOCK" \
+            --url "http://127.0.0.1:$S_CB/wecom/suite/$SUITE/callback" "$@" \
+            >/dev/null
+    }
+    ssend suite_ticket
+    MEM0=$(used)
+    t0=$(date +%s.%N)
+    ssend create_auth --corp "$CORP"
+    i=0
+    until "$B/brokerctl" -c "$d/sync/broker.conf" --json tenant show "$CORP" \
+        2>/dev/null | grep -q '"status":"active"'; do
+        i=$((i + 1))
+        [ $i -lt 1800 ] || { say "sync: not active after 6 minutes"; break; }
+        sleep 0.2
+    done
+    t1=$(date +%s.%N)
+    Y_S=$(calc %.1f "$t1 - $t0")
+    show=$("$B/brokerctl" -c "$d/sync/broker.conf" --json tenant show "$CORP")
+    Y_MEMBERS=$(echo "$show" | jq -r .directory.users)
+    Y_DEPTS=$(echo "$show" | jq -r .directory.departments)
+    Y_CALLS=$(curl -sf "http://127.0.0.1:$S_MOCK/__mock/requests" | jq length)
+    MEM1=$(used)
+    [ "${Y_MEMBERS:-0}" -gt 0 ] &&
+        Y_BPM=$(calc %.0f "($MEM1 - $MEM0) / $Y_MEMBERS")
+fi
+
 # ---- Table ----------------------------------------------------------------
 
 row() { printf '%-2s %-27s %-17s %-20s %-10s %-18s %s\n' "$@"; }
@@ -414,6 +480,12 @@ row 3 "user/list peak RSS growth" "$L_GROW MB" "output $L_OUTMB MB" \
 row 4 "callbacks success p50" "$C_50 ms" "-" "-" "-" "info"
 row 4 "callbacks success p99" "$C_99 ms" "-" "-" "<= 20 ms" \
     "$(verdict "$C_99 <= 20")"
+if [ -n "$Y_S" ]; then
+    row 5 "sync 5k depts, 100k members" "$Y_S s" "-" "-" "<= 300 s" \
+        "$(verdict "$Y_S <= 300")"
+    row 5 "Redis per member (directory)" "${Y_BPM:-?} bytes" "-" "-" "-" \
+        "info"
+fi
 echo
 echo "1: a generated user/list, ${JQ_INMB:-?} MB (bench_filter:" \
     "${F_IN:-?} MB), 20,000 members, ~70% in range, contacts.read;" \
@@ -437,3 +509,9 @@ echo "4: $C_N distinct signed change_contact callbacks at $C_RATE/s" \
     "(wrk -t1 -c$CB_CONNS, ${CB_PAUSE} ms pause per connection)," \
     "queued and applied by the workers meanwhile; replies other than" \
     "200 success: $C_BAD."
+[ -z "$Y_S" ] || echo "5: create_auth to active against a simulator of" \
+    "5,000 departments and 100,000 members, the whole corp in range," \
+    "50 ms added to every call; the default upstream budget (a sync uses" \
+    "at most half, 8 calls in flight); $Y_MEMBERS members and $Y_DEPTS" \
+    "departments stored; $Y_CALLS calls to the simulator; Redis" \
+    "used_memory growth over the install divided by members."
