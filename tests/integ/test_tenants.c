@@ -29,6 +29,7 @@
 #define CORP1   "wwmockcorp0001"
 #define CORP2   "wwmockcorp0002"
 #define CORP3   "wwmockcorp0003"
+#define CORP4   "wwmockcorp0004"
 #define NCORPS  1000
 #define NEVENTS 1000
 
@@ -262,6 +263,80 @@ test_data_callbacks(void **state)
     assert_int_equal(redis_int("EXISTS %s", "wb:{" S1 "}:q:" CORP2), 0);
 }
 
+static int
+hexists_member(const char *key, const char *field)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+    int v = -1;
+
+    assert_non_null(c);
+    r = redisCommand(c, "HEXISTS %s %s", key, field);
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+        v = (int)r->integer;
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+static int
+installing(void *arg)
+{
+    char *s = tc_status(S1, arg);
+    int ok = strcmp(s, "installing") == 0;
+
+    free(s);
+    return ok;
+}
+
+static int
+queue_empty(void *arg)
+{
+    (void)arg;
+    return redis_int("EXISTS %s", "wb:{" S1 "}:q:" CORP4) == 0;
+}
+
+static void
+test_contact_change_during_sync_applies_after(void **state)
+{
+    char corp4[] = CORP4;
+    long t0;
+
+    (void)state;
+    /* the whole corp in range, each WeCom call slow: the sync takes a
+     * while, and a member leaves meanwhile */
+    h_sim_ok(MockPort, "POST", "/__mock/privilege",
+             "{\"corpid\":\"" CORP4 "\",\"allow_party\":[1]}");
+    h_sim_ok(MockPort, "POST", "/__mock/latency", "{\"ms\":300}");
+    t0 = h_now_ms();
+    tc_install(S1, CORP4, h_next_ts());
+    assert_true(h_wait(installing, corp4, 20000));
+    {
+        /* the event names its member */
+        const char *kv[] = {"SuiteId",    S1,          "InfoType",
+                            "change_contact", "TimeStamp", NULL,
+                            "AuthCorpId", CORP4,       "ChangeType",
+                            "delete_user", "UserID",   "u00005"};
+        char ts[24];
+
+        snprintf(ts, sizeof(ts), "%ld", h_next_ts());
+        kv[5] = ts;
+        tc_post_event(S1, kv, 6);
+    }
+    tc_wait_status(S1, CORP4, "active", 30000);
+    assert_true(h_wait(queue_empty, NULL, 20000));
+    h_sim_ok(MockPort, "POST", "/__mock/latency", "{\"ms\":0}");
+    fprintf(stderr, "# install with a change_contact during its sync: %ld ms\n",
+            h_now_ms() - t0);
+    /* the sync read u00005 (WeCom still lists it); the deletion, queued
+     * behind the install, came after and removed it */
+    assert_int_equal(
+        hexists_member("wb:{" CORP4 "}:" S1 ":dir:users", "u00001"), 1);
+    assert_int_equal(
+        hexists_member("wb:{" CORP4 "}:" S1 ":dir:users", "u00005"), 0);
+}
+
 struct drained {
     long want;
 };
@@ -323,7 +398,7 @@ test_thousand_tenants_two_instances(void **state)
     snprintf(ts0, sizeof(ts0), "%ld", h_next_ts());
     t0 = h_now_ms();
     for (i = 0; i < NEVENTS; i++) {
-        snprintf(corp, sizeof(corp), "wwmockcorp%04d", 4 + i % (NCORPS - 3));
+        snprintf(corp, sizeof(corp), "wwmockcorp%04d", 5 + i % (NCORPS - 4));
         snprintf(tsb, sizeof(tsb), "%ld", strtol(ts0, NULL, 10) + i);
         kv[0] = "SuiteId";
         kv[1] = S1;
@@ -345,7 +420,7 @@ test_thousand_tenants_two_instances(void **state)
     fprintf(stderr,
             "# %d events of %d tenants drained by two instances in %ld ms "
             "(%ld + %ld)\n",
-            NEVENTS, NCORPS - 3, h_now_ms() - t0, a, b);
+            NEVENTS, NCORPS - 4, h_now_ms() - t0, a, b);
     assert_int_equal(a + b, NEVENTS);
     assert_true(a > 0 && b > 0);
     /* nothing left behind: no queue, no lease, nothing ready */
@@ -361,6 +436,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failing_tenant_delays_no_other),
         cmocka_unit_test(test_data_callbacks),
+        cmocka_unit_test(test_contact_change_during_sync_applies_after),
         cmocka_unit_test(test_thousand_tenants_two_instances),
     };
 
