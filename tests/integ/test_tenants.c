@@ -430,6 +430,59 @@ test_thousand_tenants_two_instances(void **state)
     assert_int_equal(redis_int("ZCARD %s", "wb:{" S1 "}:ready"), 1);
 }
 
+static char LeaseOwner[256];
+
+static int
+leased(void *arg)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+    int ok = 0;
+
+    assert_non_null(c);
+    r = redisCommand(c, "HGET wb:{" S1 "}:lease %s", (const char *)arg);
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        snprintf(LeaseOwner, sizeof(LeaseOwner), "%s", r->str);
+        ok = 1;
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* The instance working a tenant dies mid-install: another takes the
+ * tenant over once its lease runs out, and the install completes once. */
+static void
+test_dead_instance_tenant_taken_over(void **state)
+{
+    char corp5[] = "wwmockcorp0005", port[24];
+    long t0;
+    int second_held;
+
+    (void)state;
+    h_sim_ok(MockPort, "POST", "/__mock/latency", "{\"ms\":700}");
+    tc_install(S1, corp5, h_next_ts());
+    assert_true(h_wait(leased, corp5, 20000));
+    snprintf(port, sizeof(port), ":%d", SecondInt);
+    second_held = strstr(LeaseOwner, port) != NULL;
+    t0 = h_now_ms();
+    if (second_held) {
+        assert_int_equal(h_stop(Second, SIGKILL), 128 + SIGKILL);
+        Second = 0;
+    } else {
+        h_broker_stop(&H, SIGKILL);
+    }
+    h_sim_ok(MockPort, "POST", "/__mock/latency", "{\"ms\":0}");
+    tc_wait_status(S1, corp5, "active", 30000);
+    fprintf(stderr, "# %s instance killed holding the tenant; the other "
+                    "completed the install %ld ms later (lease: "
+                    "event_claim_idle = 3 s)\n",
+            second_held ? "second" : "first", h_now_ms() - t0);
+    assert_int_equal(
+        redis_int("HEXISTS %s " "wwmockcorp0005", "wb:{" S1 "}:lease"), 0);
+}
+
 int
 main(void)
 {
@@ -438,6 +491,7 @@ main(void)
         cmocka_unit_test(test_data_callbacks),
         cmocka_unit_test(test_contact_change_during_sync_applies_after),
         cmocka_unit_test(test_thousand_tenants_two_instances),
+        cmocka_unit_test(test_dead_instance_tenant_taken_over),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
