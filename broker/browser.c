@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "oauth.h"
 #include "query.h"
+#include "record.h"
 #include "service.h"
 #include "store.h"
 #include "suites.h"
@@ -352,17 +353,6 @@ save_state(struct breq *q, const char *flow, const char *const *pairs,
     redis_step(q, argc, argv, next);
 }
 
-static const char *
-pair_get(const struct redisReply *r, const char *field)
-{
-    size_t i;
-
-    for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        if (strcmp(r->element[i]->str, field) == 0)
-            return r->element[i + 1]->str;
-    return NULL;
-}
-
 /*---- Provider-site install ----*/
 
 static void
@@ -599,21 +589,45 @@ on_install_queued(struct breq *q, struct redisReply *r)
          "the app is installed; it is ready within a few seconds");
 }
 
+/*
+ * The state read back (and deleted) from Redis, for flow: the stored
+ * record decoded and its return URL and caller state checked again, since
+ * what Redis holds is not trusted to widen anything. Returns 0, or -1
+ * after the refusal page.
+ */
+static int
+state_of(struct breq *q, struct redisReply *r, const char *flow,
+         struct record_state *st)
+{
+    enum brk_err err = record_state_decode(r, st);
+
+    if (err == BRK_ERR_NOTFOUND || (!err && strcmp(st->flow, flow) != 0)) {
+        page(q, 400, "Refused", "the state is unknown, expired or used");
+        return -1;
+    }
+    if (err || (st->ret[0] != '\0' && !return_ok(q, st->ret)) ||
+        !oauth_caller_state_ok(st->cstate)) {
+        log_req(LOG_LVL_WARN, q->r->id, "stored state unusable (%s)",
+                brk_strerror(err ? err : BRK_ERR_INVAL));
+        page(q, 400, "Refused", "the state is unusable");
+        return -1;
+    }
+    return 0;
+}
+
 static void
 on_install_state(struct breq *q, struct redisReply *r)
 {
-    const char *flow = pair_get(r, "flow"), *ret = pair_get(r, "return");
+    struct record_state st;
     const char *code = query_get(q->q, "auth_code");
     char seen[KEYS_MAX], stream[KEYS_MAX], ctx[KEYS_MAX + 8], h[65], what[80];
     char ts[24], *sealed = NULL;
     const char *parts[3];
     const char *argv[14];
 
-    if (flow == NULL || strcmp(flow, "install") != 0) {
-        page(q, 400, "Refused", "the state is unknown, expired or used");
+    if (state_of(q, r, "install", &st))
         return;
-    }
-    if (ret != NULL && ret[0] != '\0' && (q->ret = brk_strdup(ret)) == NULL) {
+    if (st.ret[0] != '\0' && (q->ret = brk_strdup(st.ret)) == NULL) {
         page(q, 503, "Try again", "out of memory");
         return;
     }
@@ -811,7 +825,7 @@ save_login(struct breq *q)
     char tkey[KEYS_MAX], ctx[KEYS_MAX + 16], h[65], ttl[24], exp[24];
     char dttl[24], *rec = NULL, *sealed_rec = NULL, *sealed_detail = NULL;
     char *detail = NULL;
-    json_t *o;
+    struct record_oauth_code cr;
     const char *argv[16];
     long life = q->expires_in > 0 && q->expires_in < 86400 ? q->expires_in
                                                             : 1800;
@@ -824,11 +838,13 @@ save_login(struct breq *q)
         return;
     }
     /* the record a service redeems with the code */
-    o = json_pack("{s:s, s:s, s:s, s:I}", "userid", q->userid, "openid",
-                  q->openid, "user_ticket", l->ticket, "expires_in",
-                  (json_int_t)(q->user_ticket ? life : 0));
-    rec = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    snprintf(cr.userid, sizeof(cr.userid), "%s", q->userid);
+    snprintf(cr.openid, sizeof(cr.openid), "%s", q->openid);
+    memcpy(cr.user_ticket, l->ticket, sizeof(cr.user_ticket));
+    cr.expires_in = q->user_ticket ? life : 0;
+    if (record_oauth_code_encode(&cr, &rec) != BRK_OK)
+        rec = NULL;
+    brk_wipe(&cr, sizeof(cr));
     if (q->detail != NULL)
         detail = json_dumps(q->detail, JSON_COMPACT);
     service_token_hash(l->code, strlen(l->code), h);
@@ -879,9 +895,7 @@ fail:
     brk_free(l);
     page(q, 503, "Try again", "the login could not be recorded");
 out:
-    if (rec != NULL)
-        brk_wipe(rec, strlen(rec));
-    free(rec);
+    brk_free_secret_str(rec);
     if (detail != NULL)
         brk_wipe(detail, strlen(detail));
     free(detail);
@@ -1042,17 +1056,13 @@ on_suite_token_oauth(enum brk_err err, const char *token, long errcode,
 static void
 on_oauth_state(struct breq *q, struct redisReply *r)
 {
-    const char *flow = pair_get(r, "flow"), *ret = pair_get(r, "return");
-    const char *cs = pair_get(r, "cstate"), *scope = pair_get(r, "scope");
+    struct record_state st;
 
-    if (flow == NULL || strcmp(flow, "oauth") != 0 || ret == NULL ||
-        scope == NULL) {
-        page(q, 400, "Refused", "the state is unknown, expired or used");
+    if (state_of(q, r, "oauth", &st))
         return;
-    }
-    q->ret = brk_strdup(ret);
-    q->cstate = brk_strdup(cs ? cs : "");
-    snprintf(q->scope, sizeof(q->scope), "%s", scope);
+    q->ret = brk_strdup(st.ret);
+    q->cstate = brk_strdup(st.cstate);
+    snprintf(q->scope, sizeof(q->scope), "%s", st.scope);
     if (q->ret == NULL || q->cstate == NULL) {
         page(q, 503, "Try again", "out of memory");
         return;
