@@ -1274,6 +1274,14 @@ oauth_key(struct preq *q, const char *what, const char *secret, char *out)
                            q->tr.suite, w);
 }
 
+/* Is the member userid (len bytes) in the range this request sees? */
+static int
+member_in_range(const struct preq *q, const char *userid, size_t len)
+{
+    return q->range != NULL && len > 0 &&
+           vrange_has_member(q->range, userid, len);
+}
+
 static void
 reply_json_body(struct preq *q, const char *body)
 {
@@ -1317,6 +1325,15 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
         reply_unusable(q, "OAuth code", err);
         return;
     }
+    /* a member outside the range this service sees: nothing of them,
+     * as for any subject (a non-member has no place in any range) */
+    if (c.userid[0] != '\0' &&
+        !member_in_range(q, c.userid, strlen(c.userid))) {
+        brk_wipe(&c, sizeof(c));
+        reply_error(q, 200, 60011,
+                    "no privilege to access/modify contact/party/agent");
+        return;
+    }
     if (c.userid[0] != '\0') {
         out = json_pack("{s:i, s:s, s:s}", "errcode", 0, "errmsg", "ok",
                         "userid", c.userid);
@@ -1349,13 +1366,14 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     free(body);
 }
 
+/* {0}: never issued; {1}: expired; {2, fields, userid}. */
 static const char ticket_lua[] =
-    "local exp = redis.call('HGET', KEYS[1], 'exp')\n"
-    "if not exp then return {0} end\n"
-    "if tonumber(exp) <= tonumber(ARGV[1]) then return {1} end\n"
+    "local t = redis.call('HMGET', KEYS[1], 'exp', 'userid')\n"
+    "if not t[1] then return {0} end\n"
+    "if tonumber(t[1]) <= tonumber(ARGV[1]) then return {1} end\n"
     "local d = redis.call('GET', KEYS[2])\n"
     "if not d then return {1} end\n"
-    "return {2, d}\n";
+    "return {2, d, t[2] or ''}\n";
 
 static void
 on_ticket(enum brk_err err, struct redisReply *r, void *arg)
@@ -1367,7 +1385,8 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
     size_t len = 0;
     struct scope_node *root = detail_root();
 
-    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
         reply_error(q, 503, -1, "store unavailable");
         return;
     }
@@ -1375,8 +1394,20 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
         reply_error(q, 200, 84015, "invalid user_ticket");
         return;
     }
-    if (r->element[0]->integer == 1 || r->elements < 2) {
+    if (r->element[0]->integer == 1) {
         reply_error(q, 200, 84014, "user_ticket expired");
+        return;
+    }
+    if (r->elements != 3 || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[2]->type != REDIS_REPLY_STRING) {
+        reply_unusable(q, "user_ticket", BRK_ERR_INVAL);
+        return;
+    }
+    /* the member must be in the range this service sees, like any
+     * subject */
+    if (!member_in_range(q, r->element[2]->str, r->element[2]->len)) {
+        reply_error(q, 200, 60011,
+                    "no privilege to access/modify contact/party/agent");
         return;
     }
     if (root == NULL || oauth_key(q, "oauth:detail", ticket, key) ||
@@ -1495,11 +1526,7 @@ on_data_tenant(struct preq *q)
     }
     scope_grant_intersect(&tenant_svc, &q->ten->grant, &q->svc->grant);
     q->grant = tenant_svc;
-    if (q->oauth) {
-        oauth_service(q);
-        return;
-    }
-    if (!scope_grant_has(&q->grant, q->ep->scope)) {
+    if (!q->oauth && !scope_grant_has(&q->grant, q->ep->scope)) {
         reply_error(q, 200, 48002,
                     "api forbidden: the grant lacks %s",
                     scope_perm_name(q->ep->scope));
@@ -1508,6 +1535,10 @@ on_data_tenant(struct preq *q)
     err = effective_range(q);
     if (err) {
         reply_unusable(q, "service range", err);
+        return;
+    }
+    if (q->oauth) {
+        oauth_service(q);
         return;
     }
     if (q->post ? check_body(q) : check_query(q))

@@ -191,6 +191,28 @@ ecode(const struct resp *r)
         assert_int_equal(ecode(r), (code));                                    \
     } while (0)
 
+/* The single value of name in url's query (owned, decoded), or NULL. */
+static char *
+param(const char *url, const char *name)
+{
+    const char *q = strchr(url, '?'), *p;
+    size_t n = strlen(name), len;
+    char *raw, *out;
+
+    for (p = q; p != NULL; p = strchr(p + 1, '&')) {
+        if (strncmp(p + 1, name, n) != 0 || p[1 + n] != '=')
+            continue;
+        len = strcspn(p + 2 + n, "&#");
+        raw = strndup(p + 2 + n, len);
+        out = malloc(len + 1);
+        assert_int_equal(codec_pct_decode(raw, len, out, &len), BRK_OK);
+        out[len] = '\0';
+        free(raw);
+        return out;
+    }
+    return NULL;
+}
+
 /*---- Callbacks, as WeCom sends them ----*/
 
 static void
@@ -774,6 +796,124 @@ test_state_return_damaged(void **state)
     resp_free(&r);
 }
 
+/*---- 2. Member OAuth answers for members in range only ----*/
+
+/* userid of CORP1 logs in with consent from src; the broker's code the
+ * return URL gets (owned). */
+static char *
+member_login(const char *userid, const char *src)
+{
+    char url[2048], body[160], *code;
+    struct resp r;
+
+    snprintf(body, sizeof(body), "{\"corpid\":\"" CORP1 "\",\"userid\":\"%s\"}",
+             userid);
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_user", body);
+    snprintf(url, sizeof(url),
+             "http://127.0.0.1:%d/wecom/suite/" S1
+             "/oauth/authorize?scope=snsapi_privateinfo&return=%s",
+             H.cb_port, RET_ENC);
+    fetch(&r, "GET", url, NULL, src);
+    assert_int_equal(r.status, 302);
+    snprintf(url, sizeof(url), "%s", r.loc);
+    resp_free(&r);
+    fetch(&r, "GET", url, NULL, src);
+    assert_int_equal(r.status, 302);
+    snprintf(url, sizeof(url), "%s", r.loc);
+    resp_free(&r);
+    fetch(&r, "GET", url, NULL, src);
+    if (r.status != 302)
+        fprintf(stderr, "# login of %s: %ld %s\n", userid, r.status,
+                r.body ? r.body : "");
+    assert_int_equal(r.status, 302);
+    code = param(r.loc, "code");
+    assert_non_null(code);
+    resp_free(&r);
+    return code;
+}
+
+/* getuserinfo with code for tok: the reply (resp_free it). */
+static void
+userinfo(struct resp *r, const char *tok, const char *code)
+{
+    call(r, H.int_port, "GET", NULL,
+         "/cgi-bin/auth/getuserinfo?access_token=%s&code=%s", tok, code);
+}
+
+static void
+userdetail(struct resp *r, const char *tok, const char *ticket)
+{
+    char body[200];
+
+    snprintf(body, sizeof(body), "{\"user_ticket\":\"%s\"}", ticket);
+    call(r, H.int_port, "POST", body,
+         "/cgi-bin/auth/getuserdetail?access_token=%s", tok);
+}
+
+static void
+test_oauth_service_range(void **state)
+{
+    char *wide =
+        svc_add("oauth-wide", "contacts.read,member.sensitive", NULL, NULL);
+    char *narrow = svc_add("oauth-narrow", "contacts.read,member.sensitive",
+                           "--parties", CORP1 ":2");
+    char *wtok = token_for(wide, CORP1), *ntok = token_for(narrow, CORP1);
+    char *code, *ticket;
+    struct resp r;
+
+    (void)state;
+    /* in department 2: both services */
+    code = member_login(IN_DEPT, "127.0.0.21");
+    userinfo(&r, ntok, code);
+    EXPECT(&r, 200, 0);
+    assert_string_equal(h_str(r.json, "userid"), IN_DEPT);
+    ticket = strdup(h_str(r.json, "user_ticket"));
+    resp_free(&r);
+    userdetail(&r, ntok, ticket);
+    EXPECT(&r, 200, 0);
+    assert_string_equal(h_str(r.json, "userid"), IN_DEPT);
+    resp_free(&r);
+    free(ticket);
+    free(code);
+    /* in the tenant's range, outside the narrowed service's: that
+     * service learns nothing, neither with the code nor the ticket */
+    code = member_login(OUT_DEPT, "127.0.0.21");
+    userinfo(&r, ntok, code);
+    EXPECT(&r, 200, 60011);
+    assert_null(json_object_get(r.json, "userid"));
+    assert_null(json_object_get(r.json, "user_ticket"));
+    resp_free(&r);
+    free(code);
+    code = member_login(OUT_DEPT, "127.0.0.21");
+    userinfo(&r, wtok, code);
+    EXPECT(&r, 200, 0);
+    assert_string_equal(h_str(r.json, "userid"), OUT_DEPT);
+    ticket = strdup(h_str(r.json, "user_ticket"));
+    resp_free(&r);
+    userdetail(&r, ntok, ticket);
+    EXPECT(&r, 200, 60011);
+    assert_null(json_object_get(r.json, "userid"));
+    assert_null(json_object_get(r.json, "mobile"));
+    resp_free(&r);
+    userdetail(&r, wtok, ticket);
+    EXPECT(&r, 200, 0);
+    assert_string_equal(h_str(r.json, "userid"), OUT_DEPT);
+    resp_free(&r);
+    free(ticket);
+    free(code);
+    /* outside the tenant's own range: no service learns anything */
+    code = member_login(OUT_RANGE, "127.0.0.21");
+    userinfo(&r, wtok, code);
+    EXPECT(&r, 200, 60011);
+    assert_null(json_object_get(r.json, "userid"));
+    resp_free(&r);
+    free(code);
+    free(wtok);
+    free(ntok);
+    free(wide);
+    free(narrow);
+}
+
 int
 main(void)
 {
@@ -788,6 +928,7 @@ main(void)
         cmocka_unit_test(test_directory_damaged),
         cmocka_unit_test(test_generation_damaged),
         cmocka_unit_test(test_state_return_damaged),
+        cmocka_unit_test(test_oauth_service_range),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
