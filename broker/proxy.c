@@ -123,6 +123,13 @@ tenant_unref(void *v)
     record_tenant_unref(v);
 }
 
+static struct range_ref *
+range_ref(struct range_ref *r)
+{
+    r->refs++;
+    return r;
+}
+
 static void
 range_unref(void *v)
 {
@@ -301,11 +308,10 @@ on_service(enum brk_err err, struct redisReply *r, void *arg)
         reply_unusable(q, "service", err);
         return;
     }
-    if (s != NULL) {
-        s->refs++;
-        if (cache_put(q->p->services, id, s, brk_mono_ms()) != BRK_OK)
-            s->refs--; /* consumed (unref'd) by the failed put */
-    }
+    /* the cache's own reference: a failed put has dropped it already */
+    if (s != NULL &&
+        cache_put(q->p->services, id, record_service_ref(s), brk_mono_ms()))
+        log_debug("service cache: entry not kept");
     q->svc = s;
     next(q);
 }
@@ -382,11 +388,10 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
             log_warn("tenant %s: stored record unusable (%s)", l->key,
                      brk_strerror(derr));
     }
-    if (t != NULL) {
-        t->refs++;
-        if (cache_put(p->tenants, l->key, t, brk_mono_ms()) != BRK_OK)
-            t->refs--;
-    }
+    /* the cache's own reference: a failed put has dropped it already */
+    if (t != NULL &&
+        cache_put(p->tenants, l->key, record_tenant_ref(t), brk_mono_ms()))
+        log_debug("tenant cache: entry not kept");
     for (w = l->waiters; w != NULL; w = next) {
         next = w->link;
         if (err) {
@@ -1177,8 +1182,7 @@ effective_range(struct preq *q)
              q->svc->id);
     ref = cache_get(q->p->ranges, key, brk_mono_ms());
     if (ref != NULL) {
-        ref->refs++;
-        q->narrowed = ref;
+        q->narrowed = range_ref(ref);
         q->range = ref->v;
         return BRK_OK;
     }
@@ -1192,11 +1196,13 @@ effective_range(struct preq *q)
         return err ? err : BRK_ERR_NOMEM;
     }
     ref->v = v;
-    ref->refs = 2; /* the cache's and ours */
-    q->narrowed = ref;
+    ref->refs = 1; /* ours */
+    q->narrowed = range_ref(ref);
     q->range = v;
-    if (cache_put(q->p->ranges, key, ref, brk_mono_ms()) != BRK_OK)
-        ref->refs = 1; /* the failed put dropped the cache's */
+    /* the cache's own reference: a failed put has dropped it already */
+    if (cache_put(q->p->ranges, key, range_ref(ref), brk_mono_ms()))
+        log_debug("range cache: entry not kept");
+    range_unref(ref);
     return BRK_OK;
 }
 
