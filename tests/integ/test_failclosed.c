@@ -799,7 +799,7 @@ test_state_return_damaged(void **state)
 /*---- 2. Member OAuth answers for members in range only ----*/
 
 /* userid of CORP1 logs in with consent from src; the broker's code the
- * return URL gets (owned). */
+ * return URL receives (owned). */
 static char *
 member_login(const char *userid, const char *src)
 {
