@@ -21,8 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,7 +51,7 @@
 
 static struct harness H;
 static struct wecom_crypto *C;
-static pid_t Mock;
+static pid_t Mock, Flood; /* Flood: a broker with few descriptors */
 static int MockPort;
 static char *Reader_secret, *Reader_tok;
 
@@ -562,6 +564,8 @@ teardown(void **state)
     wecom_crypto_free(C);
     if (H.broker_pid > 0)
         h_broker_stop(&H, SIGKILL);
+    if (Flood > 0)
+        h_stop(Flood, SIGKILL);
     if (Mock > 0)
         h_stop(Mock, SIGTERM);
     free(Reader_secret);
@@ -914,6 +918,197 @@ test_oauth_service_range(void **state)
     free(narrow);
 }
 
+/*---- 4. Slow and numerous clients ----*/
+
+/* A connection to 127.0.0.1:port from the loopback address src. */
+static int
+tcp_from(const char *src, int port)
+{
+    struct sockaddr_in sa, me;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&me, 0, sizeof(me));
+    me.sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, src, &me.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* An unfinished request: a header line that never ends. */
+static void
+send_partial(int fd)
+{
+    static const char head[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: ";
+
+    (void)send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL);
+}
+
+/* Nonzero when the server has closed fd (EOF or reset), waiting up to
+ * ms. */
+static int
+closed_by_server(int fd, long ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char buf[256];
+    ssize_t n;
+
+    if (poll(&p, 1, (int)ms) <= 0)
+        return 0;
+    n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* A client that sends a byte of its header every 500 ms is closed once
+ * the request's deadline passes, however steadily it sends. */
+static void
+test_slow_request_has_a_deadline(void **state)
+{
+    long t0 = h_now_ms(), closed_at = -1;
+    int fd = tcp_from("127.0.0.40", H.cb_port), fd2;
+
+    (void)state;
+    send_partial(fd);
+    fd2 = tcp_from("127.0.0.40", H.int_port);
+    send_partial(fd2);
+    while (h_now_ms() - t0 < 20000) {
+        if (send(fd, "a", 1, MSG_NOSIGNAL) != 1 || closed_by_server(fd, 500)) {
+            closed_at = h_now_ms() - t0;
+            break;
+        }
+        (void)send(fd2, "a", 1, MSG_NOSIGNAL);
+    }
+    fprintf(stderr, "# a byte every 500 ms: closed after %ld ms\n", closed_at);
+    assert_true(closed_at > 0);
+    assert_true(closed_at < 16000);
+    /* the internal listener has one too */
+    assert_true(closed_by_server(fd2, 3000) ||
+                send(fd2, "a", 1, MSG_NOSIGNAL) != 1);
+    close(fd);
+    close(fd2);
+}
+
+/* One address holds at most so many connections to the public listener;
+ * the ones beyond are closed at once, other addresses are served. */
+static void
+test_connections_per_address(void **state)
+{
+    enum { N = 100 };
+    int fds[N], i, closed = 0;
+    struct resp r;
+    char url[200];
+
+    (void)state;
+    for (i = 0; i < N; i++) {
+        fds[i] = tcp_from("127.0.0.41", H.cb_port);
+        send_partial(fds[i]);
+    }
+    for (i = 0; i < N; i++)
+        closed += closed_by_server(fds[i], i < 2 ? 1000 : 50);
+    fprintf(stderr, "# %d connections from one address: %d closed\n", N,
+            closed);
+    assert_true(closed >= N - 64);
+    assert_true(closed < N);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", H.cb_port);
+    fetch(&r, "GET", url, NULL, "127.0.0.42");
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    for (i = 0; i < N; i++)
+        close(fds[i]);
+    /* not on the internal listener: services share hosts */
+    for (i = 0; i < N; i++) {
+        fds[i] = tcp_from("127.0.0.41", H.int_port);
+        send_partial(fds[i]);
+    }
+    closed = 0;
+    for (i = 0; i < N; i++)
+        closed += closed_by_server(fds[i], i < 2 ? 1000 : 20);
+    assert_int_equal(closed, 0);
+    for (i = 0; i < N; i++)
+        close(fds[i]);
+}
+
+static int
+healthz_on(void *arg)
+{
+    char url[64], *body = NULL;
+    long st;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", *(int *)arg);
+    st = h_http("GET", url, NULL, 0, &body);
+    free(body);
+    return st == 200;
+}
+
+/* A broker with 256 descriptors: as many unfinished requests on the
+ * public listener as it has descriptors, from several addresses, leave
+ * the internal listener, Redis and WeCom calls working. */
+static void
+test_public_flood_leaves_internal(void **state)
+{
+    enum { ADDRS = 8, PER = 40, N = ADDRS * PER };
+    char conf[400], log[400], src[32], *tok;
+    int fds[N], cb, ip, port_cb, port_int, i;
+    struct rlimit old, low;
+    struct resp r;
+    long t0;
+    pid_t pid;
+
+    (void)state;
+    snprintf(conf, sizeof(conf), "%s/broker-flood.conf", H.dir);
+    snprintf(log, sizeof(log), "%s/broker-flood.log", H.dir);
+    cb = H.cb_port;
+    ip = H.int_port;
+    assert_int_equal(h_write_conf_to(&H, conf, 0, broker_extra()), 0);
+    assert_int_equal(finish_conf(conf, H.cb_port), 0);
+    port_cb = H.cb_port;
+    port_int = H.int_port;
+    H.cb_port = cb;
+    H.int_port = ip;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    pid = Flood = h_spawn_broker(conf, log);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(pid > 0);
+    assert_true(h_wait(healthz_on, &port_int, 20000));
+    for (i = 0; i < N; i++) {
+        snprintf(src, sizeof(src), "127.0.1.%d", 1 + i % ADDRS);
+        fds[i] = tcp_from(src, port_cb);
+        send_partial(fds[i]);
+    }
+    usleep(500000);
+    t0 = h_now_ms();
+    assert_true(h_wait(healthz_on, &port_int, 3000));
+    fprintf(stderr,
+            "# %d unfinished requests on the public listener: "
+            "the internal one answered in %ld ms\n",
+            N, h_now_ms() - t0);
+    /* Redis and WeCom from that instance */
+    call(&r, port_int, "GET", NULL, "/readyz");
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    call(&r, port_int, "GET", NULL,
+         "/cgi-bin/gettoken?corpid=" CORP1 "&corpsecret=%s", Reader_secret);
+    EXPECT(&r, 200, 0);
+    tok = strdup(h_str(r.json, "access_token"));
+    resp_free(&r);
+    call(&r, port_int, "GET", NULL, USER_GET, tok, IN_DEPT);
+    EXPECT(&r, 200, 0);
+    resp_free(&r);
+    free(tok);
+    for (i = 0; i < N; i++)
+        close(fds[i]);
+    assert_int_equal(h_stop(pid, SIGTERM), 0);
+    Flood = 0;
+}
+
 int
 main(void)
 {
@@ -929,6 +1124,9 @@ main(void)
         cmocka_unit_test(test_generation_damaged),
         cmocka_unit_test(test_state_return_damaged),
         cmocka_unit_test(test_oauth_service_range),
+        cmocka_unit_test(test_slow_request_has_a_deadline),
+        cmocka_unit_test(test_connections_per_address),
+        cmocka_unit_test(test_public_flood_leaves_internal),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
