@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -26,6 +27,7 @@
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "oauth.h"
 #include "query.h"
 #include "record.h"
@@ -43,7 +45,8 @@ struct browser {
     struct store *st;
     struct tokens *tok;
     struct wecom_api *api;
-    struct cache *rate; /* client address -> struct bucket */
+    struct cache *rate;           /* client address key -> struct bucket */
+    struct netaddr_list *trusted; /* trusted_proxies */
 };
 
 struct bucket {
@@ -77,6 +80,8 @@ struct breq {
     char *detail_path; /* getuserdetail3rd path with the suite token */
     char stok[1600];   /* the suite token, percent-encoded (secret) */
     struct login *login;
+    char client[NETADDR_KEY_MAX]; /* the client's budget key */
+    char client_h[65];            /* and its keyed hash, for Redis */
 };
 
 /*---- Replies ----*/
@@ -176,21 +181,67 @@ bucket_free(void *v)
     brk_free(v);
 }
 
+/*
+ * The client of q into q->client (its budget key) and q->client_h: the
+ * TCP peer, or behind a trusted proxy the address it appended to
+ * X-Forwarded-For (every such header, in order). Returns BRK_OK,
+ * BRK_ERR_INVAL when the proxy's header names no usable address.
+ */
+static enum brk_err
+client_of(struct breq *q)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(q->r->req);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(q->r->req);
+    const struct sockaddr *sa = c ? evhttp_connection_get_addr(c) : NULL;
+    struct netaddr peer, client;
+    struct evkeyval *h;
+    struct dynbuf xff;
+    const char *parts[2];
+    enum brk_err err = BRK_OK;
+    int any = 0;
+
+    if (sa == NULL || netaddr_from_sockaddr(sa,
+                                            sa->sa_family == AF_INET6
+                                                ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in),
+                                            &peer) != BRK_OK) {
+        /* no peer to speak of (a unix socket): one shared budget */
+        snprintf(q->client, sizeof(q->client), "?");
+        goto hash;
+    }
+    dynbuf_init(&xff, 8192);
+    /* every X-Forwarded-For header, in order (evkeyvalq is a TAILQ) */
+    for (h = netaddr_list_has(q->b->trusted, &peer) ? in->tqh_first : NULL;
+         h != NULL && !err; h = h->next.tqe_next) {
+        if (strcasecmp(h->key, "X-Forwarded-For") != 0)
+            continue;
+        if (dynbuf_printf(&xff, "%s%s", any ? "," : "", h->value))
+            err = BRK_ERR_INVAL;
+        any = 1;
+    }
+    if (!err)
+        err =
+            netaddr_client(&peer, any ? xff.buf : NULL, q->b->trusted, &client);
+    dynbuf_free(&xff);
+    if (err)
+        return err;
+    netaddr_key(&client, q->client);
+hash:
+    /* Redis keys name a keyed hash of it, never the address */
+    parts[0] = "browser-client";
+    parts[1] = q->client;
+    keyring_index_hmac_parts(q->b->kr, parts, 2, q->client_h);
+    return BRK_OK;
+}
+
 /* Nonzero when the client may go on: a token bucket per address. */
 static int
-rate_ok(struct browser *b, struct httpd_req *r)
+rate_ok(struct browser *b, const char *addr)
 {
-    struct evhttp_connection *c = evhttp_request_get_connection(r->req);
-    const char *addr = NULL;
-    ev_uint16_t port = 0;
     struct bucket *k;
     long long now = brk_mono_ms();
     double rate = BROWSER_RATE_PER_MIN / 60000.0;
 
-    if (c != NULL)
-        evhttp_connection_get_peer(c, (char **)(uintptr_t)&addr, &port);
-    if (addr == NULL)
-        addr = "?";
     k = cache_get(b->rate, addr, now);
     if (k == NULL) {
         k = brk_calloc(1, sizeof(*k));
@@ -247,20 +298,36 @@ return_ok(const struct breq *q, const char *url)
 
 /*---- State in Redis ----*/
 
+/*
+ * Live states are counted per client address (KEYS[3]) and per suite
+ * (KEYS[2], a bound on memory): -1 when the address holds its share, 0
+ * when the suite is full, 1 when saved. The state names its address's
+ * set so that taking it frees the place.
+ */
 static const char save_lua[] =
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])\n"
+    "if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return -1 end\n"
     "if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 5))\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 6))\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
-    "redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]),"
-    " ARGV[4])\n"
+    "local exp = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
+    "redis.call('ZADD', KEYS[2], exp, ARGV[4])\n"
+    "redis.call('ZADD', KEYS[3], exp, ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[2])\n"
     "return 1\n";
 
-/* Accepted once: read and delete together. */
+/* Accepted once: read and delete together, and free its places. The
+ * address's set is named by the state (same hash tag as KEYS). */
 static const char take_lua[] =
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "for i = 1, #h - 1, 2 do\n"
+    "  if h[i] == 'client' and string.match(h[i + 1], '^%x+$') then\n"
+    "    redis.call('ZREM', ARGV[2] .. h[i + 1], ARGV[1])\n"
+    "  end\n"
+    "end\n"
     "return h\n";
 
 static enum brk_err
@@ -275,6 +342,18 @@ state_keys(struct breq *q, char *hkey, char *zkey)
                    q->su->conf->suite_id, "oauth:live"))
         return BRK_ERR_TOOBIG;
     return BRK_OK;
+}
+
+/* The set of live states of the client address whose keyed hash is h
+ * ("" : the prefix of such names). */
+static enum brk_err
+client_states_key(struct breq *q, const char *h, char *out)
+{
+    char what[96];
+
+    snprintf(what, sizeof(what), "oauth:live:%s", h);
+    return keys_suite(out, KEYS_MAX, q->b->cfg->key_prefix,
+                      q->su->conf->suite_id, what);
 }
 
 typedef void breq_step(struct breq *q, struct redisReply *r);
@@ -321,36 +400,59 @@ static void
 save_state(struct breq *q, const char *flow, const char *const *pairs,
            size_t npairs, breq_step *next)
 {
-    char hkey[KEYS_MAX], zkey[KEYS_MAX], now[24], ttl[16], cap[16];
+    char hkey[KEYS_MAX], zkey[KEYS_MAX], ckey[KEYS_MAX], now[24], ttl[16];
+    char cap[16], acap[16];
     const char *argv[32];
     int argc = 0;
     size_t i;
 
     if (oauth_state_new(q->b->kr, flow, q->su->conf->suite_id, q->state,
                         q->id) ||
-        state_keys(q, hkey, zkey)) {
+        state_keys(q, hkey, zkey) || client_states_key(q, q->client_h, ckey)) {
         page(q, 503, "Try again", "no state could be made");
         return;
     }
     snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
     snprintf(ttl, sizeof(ttl), "%d", BROWSER_STATE_TTL);
     snprintf(cap, sizeof(cap), "%d", BROWSER_STATES_MAX);
+    snprintf(acap, sizeof(acap), "%d", BROWSER_STATES_PER_ADDR);
     argv[argc++] = "EVAL";
     argv[argc++] = save_lua;
-    argv[argc++] = "2";
+    argv[argc++] = "3";
     argv[argc++] = hkey;
     argv[argc++] = zkey;
+    argv[argc++] = ckey;
     argv[argc++] = now;
     argv[argc++] = ttl;
     argv[argc++] = cap;
     argv[argc++] = q->id;
+    argv[argc++] = acap;
     argv[argc++] = "flow";
     argv[argc++] = flow;
+    argv[argc++] = "client";
+    argv[argc++] = q->client_h;
     for (i = 0; i < npairs && argc + 2 <= (int)nitems(argv); i++) {
         argv[argc++] = pairs[2 * i];
         argv[argc++] = pairs[2 * i + 1];
     }
     redis_step(q, argc, argv, next);
+}
+
+/* The answer of save_lua: 0 when saved, else -1 after a 429 page. */
+static int
+saved_or_refused(struct breq *q, const struct redisReply *r, const char *what)
+{
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == -1)
+        page(q, 429, "Slow down",
+             "too many %s in progress from this address; finish or wait a "
+             "few minutes",
+             what);
+    else
+        page(q, 429, "Try again later",
+             "too many %s are in progress; try again in a few minutes", what);
+    return -1;
 }
 
 /*---- Provider-site install ----*/
@@ -362,11 +464,8 @@ on_install_saved(struct breq *q, struct redisReply *r)
     char done[512], *enc_done = NULL;
     struct dynbuf u;
 
-    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
-        page(q, 429, "Too many installs in progress",
-             "too many installs are in progress; try again in a few minutes");
+    if (saved_or_refused(q, r, "installs"))
         return;
-    }
     snprintf(done, sizeof(done), "%s/wecom/suite/%s/install/done",
              cfg->public_base_url, q->su->conf->suite_id);
     enc_done = brk_malloc(strlen(done) * 3 + 1);
@@ -668,15 +767,15 @@ on_install_state(struct breq *q, struct redisReply *r)
 static void
 take_state(struct breq *q, const char *flow, breq_step *next)
 {
-    char hkey[KEYS_MAX], zkey[KEYS_MAX];
-    const char *argv[6];
+    char hkey[KEYS_MAX], zkey[KEYS_MAX], ckey[KEYS_MAX];
+    const char *argv[7];
     int bad = 0;
     const char *state = param(q, "state", &bad);
 
     if (bad || state == NULL ||
         oauth_state_check(q->b->kr, flow, q->su->conf->suite_id, state,
                           q->id) ||
-        state_keys(q, hkey, zkey)) {
+        state_keys(q, hkey, zkey) || client_states_key(q, "", ckey)) {
         page(q, 400, "Refused", "the state is missing, forged or of another "
                                 "flow");
         return;
@@ -687,7 +786,8 @@ take_state(struct breq *q, const char *flow, breq_step *next)
     argv[3] = hkey;
     argv[4] = zkey;
     argv[5] = q->id;
-    redis_step(q, 6, argv, next);
+    argv[6] = ckey;
+    redis_step(q, 7, argv, next);
 }
 
 static void
@@ -713,11 +813,8 @@ on_authorize_saved(struct breq *q, struct redisReply *r)
     char cb[512], enc[1600];
     struct dynbuf u;
 
-    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
-        page(q, 429, "Too many logins in progress",
-             "too many logins are in progress; try again in a few minutes");
+    if (saved_or_refused(q, r, "logins"))
         return;
-    }
     snprintf(cb, sizeof(cb), "%s/wecom/suite/%s/oauth/callback",
              cfg->public_base_url, q->su->conf->suite_id);
     codec_pct_encode(cb, enc);
@@ -1124,7 +1221,11 @@ browser_handle(struct browser *b, struct httpd_req *r, struct suite_rt *su,
         page(q, 405, "Refused", "use GET");
         return 0;
     }
-    if (limited && !rate_ok(b, r)) {
+    if (client_of(q) != BRK_OK) {
+        page(q, 400, "Refused", "X-Forwarded-For names no client address");
+        return 0;
+    }
+    if (limited && !rate_ok(b, q->client)) {
         page(q, 429, "Slow down", "too many requests from this address");
         return 0;
     }
@@ -1157,11 +1258,23 @@ browser_new(const struct config *cfg, const struct keyring *kr,
     b->st = st;
     b->tok = tok;
     b->api = api;
-    err = cache_new(100000, 60000, bucket_free, &b->rate);
+    err = netaddr_list_parse(cfg->trusted_proxies ? cfg->trusted_proxies : "",
+                             &b->trusted, NULL);
+    if (err == BRK_ERR_INVAL || err == BRK_ERR_TOOBIG)
+        err = BRK_ERR_CONFIG;
+    if (!err)
+        err = cache_new(100000, 60000, bucket_free, &b->rate);
     if (err) {
+        netaddr_list_free(b->trusted);
         brk_free(b);
         return err;
     }
+    httpd_set_trusted_proxies(b->trusted);
+    if (netaddr_list_count(b->trusted) > 0)
+        log_info("browser routes: the client address of requests from %zu "
+                 "trusted prox%s is read from X-Forwarded-For",
+                 netaddr_list_count(b->trusted),
+                 netaddr_list_count(b->trusted) == 1 ? "y" : "ies");
     *out = b;
     return BRK_OK;
 }
@@ -1171,6 +1284,8 @@ browser_free(struct browser *b)
 {
     if (b == NULL)
         return;
+    httpd_set_trusted_proxies(NULL);
+    netaddr_list_free(b->trusted);
     cache_free(b->rate);
     brk_free(b);
 }

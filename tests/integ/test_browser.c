@@ -1628,9 +1628,9 @@ test_live_states_capped(void **state)
     (void)state;
     assert_non_null(c);
     snprintf(zkey, sizeof(zkey), "wb:{%s}:oauth:live", S1);
-    for (i = 0; i < 10000; i++)
-        redisAppendCommand(c, "ZADD %s %lld fill%05d", zkey, until, i);
-    for (i = 0; i < 10000; i++) {
+    for (i = 0; i < 100000; i++)
+        redisAppendCommand(c, "ZADD %s %lld fill%06d", zkey, until, i);
+    for (i = 0; i < 100000; i++) {
         assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
         freeReplyObject(r);
     }

@@ -52,6 +52,7 @@
 static struct harness H;
 static struct wecom_crypto *C;
 static pid_t Mock, Flood; /* Flood: a broker with few descriptors */
+static pid_t Proxied;     /* a broker behind a trusted proxy */
 static int MockPort;
 static char *Reader_secret, *Reader_tok;
 
@@ -566,6 +567,8 @@ teardown(void **state)
         h_broker_stop(&H, SIGKILL);
     if (Flood > 0)
         h_stop(Flood, SIGKILL);
+    if (Proxied > 0)
+        h_stop(Proxied, SIGKILL);
     if (Mock > 0)
         h_stop(Mock, SIGTERM);
     free(Reader_secret);
@@ -1109,6 +1112,116 @@ test_public_flood_leaves_internal(void **state)
     Flood = 0;
 }
 
+/*---- 5. Per-address budgets on the browser routes ----*/
+
+#define AUTHORIZE_PATH "/wecom/suite/" S1 "/oauth/authorize?scope=snsapi_base"
+
+/* GET /oauth/authorize on port from src, with X-Forwarded-For xff (may be
+ * NULL): the status. */
+static long
+authorize_from(int port, const char *src, const char *xff)
+{
+    char url[512], hdr[128];
+    struct resp r;
+    long st;
+
+    snprintf(url, sizeof(url),
+             "http://127.0.0.1:%d" AUTHORIZE_PATH "&return=%s", port, RET_ENC);
+    if (xff != NULL)
+        snprintf(hdr, sizeof(hdr), "X-Forwarded-For: %s", xff);
+    fetch_h(&r, "GET", url, NULL, src, xff != NULL ? hdr : NULL);
+    st = r.status;
+    resp_free(&r);
+    return st;
+}
+
+/* Live states are budgeted per client address: one address holds only
+ * so many, and states held by others (here: as many as the whole suite
+ * could hold before) do not refuse a new address. */
+static void
+test_live_states_per_address(void **state)
+{
+    redisContext *c;
+    redisReply *rep;
+    int i, ok = 0, refused = 0;
+
+    (void)state;
+    for (i = 0; i < 58; i++) {
+        long st = authorize_from(H.cb_port, "127.0.0.50", NULL);
+
+        ok += st == 302;
+        refused += st == 429;
+    }
+    fprintf(stderr,
+            "# 58 logins started from one address: %d states, "
+            "%d refused\n",
+            ok, refused);
+    assert_int_equal(ok, 50);
+    assert_int_equal(refused, 8);
+    /* the suite holds 10,000 live states of other addresses */
+    c = h_redis(&H);
+    assert_non_null(c);
+    for (i = 0; i < 10000; i++)
+        redisAppendCommand(c, "ZADD wb:{" S1 "}:oauth:live %lld other%05d",
+                           (long long)time(NULL) + 600, i);
+    for (i = 0; i < 10000; i++) {
+        assert_int_equal(redisGetReply(c, (void **)&rep), REDIS_OK);
+        freeReplyObject(rep);
+    }
+    redisFree(c);
+    assert_int_equal(authorize_from(H.cb_port, "127.0.0.51", NULL), 302);
+    rcmd_ok("DEL wb:{" S1 "}:oauth:live");
+}
+
+/* Behind a trusted proxy, the client is the address the proxy appended
+ * to X-Forwarded-For; from anyone else the header is ignored. */
+static void
+test_trusted_proxy_client_address(void **state)
+{
+    char conf[400], log[400], extra[1200];
+    int cb, ip, port_cb, port_int, i, n429;
+
+    (void)state;
+    snprintf(conf, sizeof(conf), "%s/broker-proxied.conf", H.dir);
+    snprintf(log, sizeof(log), "%s/broker-proxied.log", H.dir);
+    cb = H.cb_port;
+    ip = H.int_port;
+    snprintf(extra, sizeof(extra), "%strusted_proxies = 127.0.0.60, ::1\n",
+             broker_extra());
+    assert_int_equal(h_write_conf_to(&H, conf, 0, extra), 0);
+    assert_int_equal(finish_conf(conf, H.cb_port), 0);
+    port_cb = H.cb_port;
+    port_int = H.int_port;
+    H.cb_port = cb;
+    H.int_port = ip;
+    Proxied = h_spawn_broker(conf, log);
+    assert_true(Proxied > 0);
+    assert_true(h_wait(healthz_on, &port_int, 20000));
+    /* one client behind the proxy spends its own budget (60 a minute) */
+    for (i = 0, n429 = 0; i < 61; i++)
+        n429 += authorize_from(port_cb, "127.0.0.60",
+                               "6.6.6.6, 198.51.100.1") == 429;
+    assert_true(n429 >= 1);
+    /* another client behind the same proxy is not slowed by it, nor by
+     * what the first one wrote into the header */
+    assert_int_equal(authorize_from(port_cb, "127.0.0.60", "198.51.100.2"),
+                     302);
+    assert_int_equal(
+        authorize_from(port_cb, "127.0.0.60", "198.51.100.1, 198.51.100.3"),
+        302);
+    /* a proxy that sends no usable client address is refused */
+    assert_int_equal(authorize_from(port_cb, "127.0.0.60", "unknown"), 400);
+    /* from an untrusted peer the header is the client's own: one bucket */
+    for (i = 0, n429 = 0; i < 61; i++)
+        n429 += authorize_from(port_cb, "127.0.0.61",
+                               i % 2 ? "198.51.100.4" : "198.51.100.5") == 429;
+    assert_true(n429 >= 1);
+    assert_int_equal(authorize_from(port_cb, "127.0.0.61", "198.51.100.6"),
+                     429);
+    assert_int_equal(h_stop(Proxied, SIGTERM), 0);
+    Proxied = 0;
+}
+
 int
 main(void)
 {
@@ -1127,6 +1240,8 @@ main(void)
         cmocka_unit_test(test_slow_request_has_a_deadline),
         cmocka_unit_test(test_connections_per_address),
         cmocka_unit_test(test_public_flood_leaves_internal),
+        cmocka_unit_test(test_live_states_per_address),
+        cmocka_unit_test(test_trusted_proxy_client_address),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -2132,15 +2132,16 @@ test_browser_routes_rate_limited_and_capped(void **state)
     fetch(&r, "GET", url, NULL, "127.0.0.5");
     assert_int_equal(r.status, 302);
     resp_free(&r);
-    /* the cap on live states: fill up to it, then nobody gets a new
-     * one, from any address, and nothing is stored */
+    /* the cap on live states of the suite (a bound on memory): fill up
+     * to it, then nobody gets a new one, from any address, and nothing
+     * is stored */
     c = h_redis(&H);
     assert_non_null(c);
     live = redis_int("ZCARD wb:{" S1 "}:oauth:live");
-    for (i = 0; i < 10000 - live; i++)
-        redisAppendCommand(c, "ZADD wb:{" S1 "}:oauth:live %lld fill%05d",
+    for (i = 0; i < 100000 - live; i++)
+        redisAppendCommand(c, "ZADD wb:{" S1 "}:oauth:live %lld fill%06d",
                            (long long)time(NULL) + 600, i);
-    for (i = 0; i < 10000 - live; i++) {
+    for (i = 0; i < 100000 - live; i++) {
         assert_int_equal(redisGetReply(c, (void **)&rep), REDIS_OK);
         freeReplyObject(rep);
     }
@@ -2158,11 +2159,11 @@ test_browser_routes_rate_limited_and_capped(void **state)
     resp_free(&r);
     free(url);
     assert_int_equal(redis_count_keys("wb:{" S1 "}:oauth:state:*"), states0);
-    assert_int_equal(redis_int("ZCARD wb:{" S1 "}:oauth:live"), 10000);
+    assert_int_equal(redis_int("ZCARD wb:{" S1 "}:oauth:live"), 100000);
     /* room again */
-    for (i = 0; i < 10000 - live; i++)
-        redisAppendCommand(c, "ZREM wb:{" S1 "}:oauth:live fill%05d", i);
-    for (i = 0; i < 10000 - live; i++) {
+    for (i = 0; i < 100000 - live; i++)
+        redisAppendCommand(c, "ZREM wb:{" S1 "}:oauth:live fill%06d", i);
+    for (i = 0; i < 100000 - live; i++) {
         assert_int_equal(redisGetReply(c, (void **)&rep), REDIS_OK);
         freeReplyObject(rep);
     }
