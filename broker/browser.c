@@ -317,15 +317,28 @@ static const char save_lua[] =
     "redis.call('EXPIRE', KEYS[3], ARGV[2])\n"
     "return 1\n";
 
-/* Accepted once: read and delete together, and free its places. The
- * address's set is named by the state (same hash tag as KEYS). */
+/*
+ * Accepted once: read and delete together, and free its places. The
+ * address's set is named by the state (same hash tag as KEYS). With a
+ * budget (KEYS[3] counting, ARGV[3] at most, per ARGV[4] seconds), a
+ * client that has spent it gets -1 and the state is left alone; an
+ * install state taken spends one.
+ */
 static const char take_lua[] =
+    "if ARGV[3] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') >="
+    " tonumber(ARGV[3]) then\n"
+    "  return -1\n"
+    "end\n"
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "for i = 1, #h - 1, 2 do\n"
     "  if h[i] == 'client' and string.match(h[i + 1], '^%x+$') then\n"
     "    redis.call('ZREM', ARGV[2] .. h[i + 1], ARGV[1])\n"
+    "  end\n"
+    "  if ARGV[3] ~= '' and h[i] == 'flow' and h[i + 1] == 'install' and\n"
+    "     redis.call('INCR', KEYS[3]) == 1 then\n"
+    "    redis.call('EXPIRE', KEYS[3], ARGV[4])\n"
     "  end\n"
     "end\n"
     "return h\n";
@@ -698,7 +711,14 @@ static int
 state_of(struct breq *q, struct redisReply *r, const char *flow,
          struct record_state *st)
 {
-    enum brk_err err = record_state_decode(r, st);
+    enum brk_err err;
+
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == -1) {
+        page(q, 429, "Slow down",
+             "too many installs from this address; try again later");
+        return -1;
+    }
+    err = record_state_decode(r, st);
 
     if (err == BRK_ERR_NOTFOUND || (!err && strcmp(st->flow, flow) != 0)) {
         page(q, 400, "Refused", "the state is unknown, expired or used");
@@ -764,30 +784,41 @@ on_install_state(struct breq *q, struct redisReply *r)
     brk_free(sealed);
 }
 
+/* Take the state of flow given in the request, then next. Installs are
+ * budgeted per client address (the one completing them). */
 static void
 take_state(struct breq *q, const char *flow, breq_step *next)
 {
-    char hkey[KEYS_MAX], zkey[KEYS_MAX], ckey[KEYS_MAX];
-    const char *argv[7];
-    int bad = 0;
+    char hkey[KEYS_MAX], zkey[KEYS_MAX], ckey[KEYS_MAX], bkey[KEYS_MAX];
+    char what[96], cap[16], window[16];
+    const char *argv[10];
+    int bad = 0, install = strcmp(flow, "install") == 0;
     const char *state = param(q, "state", &bad);
 
+    snprintf(what, sizeof(what), "installs:%s", q->client_h);
+    snprintf(cap, sizeof(cap), "%d", BROWSER_INSTALLS_PER_ADDR);
+    snprintf(window, sizeof(window), "%d", BROWSER_INSTALLS_WINDOW);
     if (bad || state == NULL ||
         oauth_state_check(q->b->kr, flow, q->su->conf->suite_id, state,
                           q->id) ||
-        state_keys(q, hkey, zkey) || client_states_key(q, "", ckey)) {
+        state_keys(q, hkey, zkey) || client_states_key(q, "", ckey) ||
+        keys_suite(bkey, sizeof(bkey), q->b->cfg->key_prefix,
+                   q->su->conf->suite_id, what)) {
         page(q, 400, "Refused", "the state is missing, forged or of another "
                                 "flow");
         return;
     }
     argv[0] = "EVAL";
     argv[1] = take_lua;
-    argv[2] = "2";
+    argv[2] = "3";
     argv[3] = hkey;
     argv[4] = zkey;
-    argv[5] = q->id;
-    argv[6] = ckey;
-    redis_step(q, 7, argv, next);
+    argv[5] = bkey;
+    argv[6] = q->id;
+    argv[7] = ckey;
+    argv[8] = install ? cap : "";
+    argv[9] = window;
+    redis_step(q, 10, argv, next);
 }
 
 static void

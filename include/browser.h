@@ -33,6 +33,10 @@ struct browser;
 #define BROWSER_STATES_MAX   100000
 #define BROWSER_RATE_PER_MIN 60  /* per client address, burst as much */
 #define BROWSER_CODE_TTL     300 /* a broker OAuth code lives 5 minutes */
+/* provider-site installs one client address may complete (each queues
+ * an AuthCode the workers exchange with WeCom) per window */
+#define BROWSER_INSTALLS_PER_ADDR 10
+#define BROWSER_INSTALLS_WINDOW   3600 /* seconds */
 
 /* Everything borrowed must outlive it. It also hands the configured
  * trusted proxies to the listeners (httpd_set_trusted_proxies) until

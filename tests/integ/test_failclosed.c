@@ -1222,6 +1222,75 @@ test_trusted_proxy_client_address(void **state)
     Proxied = 0;
 }
 
+/*---- 6. What one address can queue from the provider site ----*/
+
+/* /install from src, then /install/done with auth_code code and the
+ * state the broker made: the status of the latter. */
+static long
+install_done_from(const char *src, const char *code)
+{
+    char url[1024], *st;
+    struct resp r;
+    long status;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/wecom/suite/" S1 "/install",
+             H.cb_port);
+    fetch(&r, "GET", url, NULL, src);
+    assert_int_equal(r.status, 302);
+    st = param(r.loc, "state");
+    assert_non_null(st);
+    resp_free(&r);
+    snprintf(url, sizeof(url),
+             "http://127.0.0.1:%d/wecom/suite/" S1
+             "/install/done?auth_code=%s&state=%s",
+             H.cb_port, code, st);
+    free(st);
+    fetch(&r, "GET", url, NULL, src);
+    status = r.status;
+    resp_free(&r);
+    return status;
+}
+
+static long long
+events_len(void)
+{
+    redisReply *x = rcmd("XLEN wb:{" S1 "}:events");
+    long long n = x->type == REDIS_REPLY_INTEGER ? x->integer : -1;
+
+    freeReplyObject(x);
+    return n;
+}
+
+static void
+test_installs_queued_per_address(void **state)
+{
+    char code[64];
+    long long before;
+    int i, queued = 0, refused = 0;
+    long st;
+
+    (void)state;
+    before = events_len();
+    for (i = 0; i < 14; i++) {
+        snprintf(code, sizeof(code), "junk-auth-code-%d-%ld", i,
+                 (long)time(NULL));
+        st = install_done_from("127.0.0.70", code);
+        queued += st == 200;
+        refused += st == 429;
+    }
+    fprintf(stderr,
+            "# 14 provider-site installs from one address: %d "
+            "queued, %d refused\n",
+            queued, refused);
+    assert_int_equal(queued, 10);
+    assert_int_equal(refused, 4);
+    assert_int_equal(events_len() - before, 10);
+    /* another address queues its own */
+    snprintf(code, sizeof(code), "junk-auth-code-x-%ld", (long)time(NULL));
+    assert_int_equal(install_done_from("127.0.0.71", code), 200);
+    assert_int_equal(events_len() - before, 11);
+}
+
 int
 main(void)
 {
@@ -1242,6 +1311,7 @@ main(void)
         cmocka_unit_test(test_public_flood_leaves_internal),
         cmocka_unit_test(test_live_states_per_address),
         cmocka_unit_test(test_trusted_proxy_client_address),
+        cmocka_unit_test(test_installs_queued_per_address),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
