@@ -945,19 +945,25 @@ subject_ok(const struct preq *q, enum scope_param_kind kind, const json_t *v)
     }
 }
 
-/* A query value as the JSON value its declared type says; NULL if it is
- * not one. */
+/*
+ * A query value as the JSON value its declared type says; NULL if it is
+ * not one. An integer must be written the one way it is forwarded ("2";
+ * not " 2", "+2", "02" or "-0"), so WeCom is asked about what was
+ * checked.
+ */
 static json_t *
 typed_value(const struct scope_param *p, const char *s)
 {
-    char *end;
+    const char *d = s[0] == '-' ? s + 1 : s;
     long long n;
 
     if (p->type == SCOPE_T_INTEGER) {
-        if (*s == '\0' || strlen(s) > 19)
+        if (*d == '\0' || strlen(d) > 18 ||
+            strspn(d, "0123456789") != strlen(d) ||
+            (d[0] == '0' && (d[1] != '\0' || d != s)))
             return NULL;
-        n = strtoll(s, &end, 10);
-        return *end == '\0' ? json_integer(n) : NULL;
+        n = strtoll(s, NULL, 10);
+        return json_integer(n);
     }
     if (p->type == SCOPE_T_STRING)
         return json_string(s);
@@ -973,7 +979,7 @@ check_query(struct preq *q)
     const struct scope_param *p;
     size_t i;
     json_t *v;
-    char *enc;
+    char *enc, num[24] = "";
 
     dynbuf_init(&qs, 64 * 1024);
     for (i = 0; i < q->q->n; i++) {
@@ -1002,6 +1008,10 @@ check_query(struct preq *q)
             return -1;
         }
         note_subject(q, p->kind);
+        /* what goes upstream is the value that was checked */
+        if (json_is_integer(v))
+            snprintf(num, sizeof(num), "%lld",
+                     (long long)json_integer_value(v));
         json_decref(v);
         enc = brk_malloc(strlen(q->q->params[i].value) * 3 + 1);
         if (enc == NULL) {
@@ -1009,7 +1019,8 @@ check_query(struct preq *q)
             reply_error(q, 503, -1, "out of memory");
             return -1;
         }
-        codec_pct_encode(q->q->params[i].value, enc);
+        codec_pct_encode(
+            p->type == SCOPE_T_INTEGER ? num : q->q->params[i].value, enc);
         if (dynbuf_printf(&qs, "%s%s=%s", qs.len ? "&" : "", name, enc)) {
             brk_free(enc);
             reply_error(q, 200, 40035, "invalid parameter: too long");

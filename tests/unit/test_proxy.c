@@ -527,6 +527,77 @@ test_service_shared_through_failed_cache_put(void **state)
     }
 }
 
+/*---- 7. Integer subjects reach WeCom as they were checked ----*/
+
+/* GET path?query through a tenant in range; the upstream URL into url
+ * (empty when WeCom was not called) and the errcode (0 when called). */
+static long
+upstream_of(const char *path, const char *query, char *url, size_t len)
+{
+    struct treq t;
+    struct proxy *p;
+    long code = 0;
+    size_t i;
+
+    reset_fakes();
+    p = proxy_for_test();
+    start(p, &t, path, query);
+    if (!t.replied) {
+        answer_token();
+        answer_service("");
+        answer_tenant();
+        give_corp_tokens();
+    }
+    url[0] = '\0';
+    if (ncalls > 0)
+        snprintf(url, len, "%s", calls[0].url);
+    for (i = 0; i < ncalls; i++)
+        finish_call(i, NULL);
+    assert_true(t.replied);
+    if (ncalls == 0)
+        code = errcode_of(&t);
+    proxy_free(p);
+    return code;
+}
+
+static void
+test_integer_subjects_forwarded_as_checked(void **state)
+{
+    static const char *const bad[] = {
+        "%202",
+        "+2",
+        "02",
+        "2%20",
+        "0x2",
+        "-0",
+        "%2B2",
+        "00",
+        "2.0",
+        "",
+        "99999999999999999999",
+    };
+    char url[1024], q[128];
+    size_t i;
+
+    (void)state;
+    assert_int_equal(upstream_of("/cgi-bin/user/simplelist",
+                                 "department_id=2&fetch_child=1", url,
+                                 sizeof(url)),
+                     0);
+    assert_non_null(strstr(url, "department_id=2&fetch_child=1"));
+    for (i = 0; i < nitems(bad); i++) {
+        snprintf(q, sizeof(q), "department_id=%s", bad[i]);
+        if (upstream_of("/cgi-bin/user/simplelist", q, url, sizeof(url)) !=
+            40035)
+            fail_msg("department_id=%s reached WeCom as %s", bad[i], url);
+        assert_string_equal(url, "");
+        snprintf(q, sizeof(q), "department_id=2&fetch_child=%s", bad[i]);
+        assert_int_equal(
+            upstream_of("/cgi-bin/user/simplelist", q, url, sizeof(url)),
+            40035);
+    }
+}
+
 int
 main(void)
 {
@@ -534,6 +605,7 @@ main(void)
         cmocka_unit_test(test_tenant_shared_through_failed_cache_put),
         cmocka_unit_test(test_narrowed_range_shared_through_failed_cache_put),
         cmocka_unit_test(test_service_shared_through_failed_cache_put),
+        cmocka_unit_test(test_integer_subjects_forwarded_as_checked),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
