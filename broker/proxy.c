@@ -66,12 +66,17 @@ struct proxy {
     struct cache *ranges;   /* "suite corp svc" -> vrange (narrowed) */
     struct tload *loads;    /* tenant loads under way */
     unsigned inflight;
+    /* bumped by every change notice and reconnect: a record read before
+     * the latest one may serve the request that read it, but is not
+     * cached, so a revoked service or token never serves again */
+    unsigned long gen;
 };
 
 struct tload;
 
 struct preq {
     struct proxy *p;
+    unsigned long gen; /* p->gen when the request arrived */
     struct httpd_req *r;
     const struct scope_map *scopes;
     struct query *q;
@@ -309,7 +314,7 @@ on_service(enum brk_err err, struct redisReply *r, void *arg)
         return;
     }
     /* the cache's own reference: a failed put has dropped it already */
-    if (s != NULL &&
+    if (s != NULL && q->gen == q->p->gen &&
         cache_put(q->p->services, id, record_service_ref(s), brk_mono_ms()))
         log_debug("service cache: entry not kept");
     q->svc = s;
@@ -363,6 +368,7 @@ struct tload_waiter {
 
 struct tload {
     struct proxy *p;
+    unsigned long gen; /* p->gen when the load started */
     char key[200];
     struct tload_waiter *waiters;
     struct tload *link;
@@ -389,7 +395,7 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
                      brk_strerror(derr));
     }
     /* the cache's own reference: a failed put has dropped it already */
-    if (t != NULL &&
+    if (t != NULL && l->gen == p->gen &&
         cache_put(p->tenants, l->key, record_tenant_ref(t), brk_mono_ms()))
         log_debug("tenant cache: entry not kept");
     for (w = l->waiters; w != NULL; w = next) {
@@ -455,6 +461,7 @@ load_tenant(struct preq *q, preq_step *next)
         return;
     }
     l->p = q->p;
+    l->gen = q->p->gen;
     snprintf(l->key, sizeof(l->key), "%s", ck);
     l->waiters = w;
     argv[0] = "EVAL";
@@ -1211,7 +1218,8 @@ effective_range(struct preq *q)
     q->narrowed = range_ref(ref);
     q->range = v;
     /* the cache's own reference: a failed put has dropped it already */
-    if (cache_put(q->p->ranges, key, range_ref(ref), brk_mono_ms()))
+    if (q->gen == q->p->gen &&
+        cache_put(q->p->ranges, key, range_ref(ref), brk_mono_ms()))
         log_debug("range cache: entry not kept");
     range_unref(ref);
     return BRK_OK;
@@ -1604,7 +1612,7 @@ on_btoken(enum brk_err err, struct redisReply *r, void *arg)
         reply_unusable(q, "token", err);
         return;
     }
-    t = brk_malloc(sizeof(*t));
+    t = q->gen == q->p->gen ? brk_malloc(sizeof(*t)) : NULL;
     if (t != NULL) {
         *t = q->tr;
         if (cache_put(q->p->tokens, q->token_hash, t, brk_mono_ms()))
@@ -1669,6 +1677,7 @@ proxy_handle(struct httpd_req *r, void *arg)
         return;
     }
     q->p = p;
+    q->gen = p->gen;
     q->r = r;
     q->scopes = p->scopes;
     p->inflight++;
@@ -1751,6 +1760,7 @@ proxy_notice(struct proxy *p, const char *msg, size_t len)
 {
     char buf[200];
 
+    p->gen++;
     if (len >= sizeof(buf))
         return;
     memcpy(buf, msg, len);
@@ -1769,6 +1779,7 @@ proxy_notice(struct proxy *p, const char *msg, size_t len)
 void
 proxy_drop_caches(struct proxy *p)
 {
+    p->gen++;
     cache_clear(p->tokens);
     cache_clear(p->services);
     cache_clear(p->tenants);

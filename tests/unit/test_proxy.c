@@ -598,6 +598,97 @@ test_integer_subjects_forwarded_as_checked(void **state)
     }
 }
 
+/*---- 9. A reply read before a change notice is not cached after it ----*/
+
+/* The change notice for the service (a revoke or rotate). */
+static void
+notice_service(struct proxy *p)
+{
+    static const char msg[] = "svc " SVC_ID;
+
+    proxy_notice(p, msg, sizeof(msg) - 1);
+}
+
+/* Finish everything request t started, whatever it waits for. */
+static void
+drain(struct treq *t)
+{
+    size_t i;
+
+    if (pending("EVAL", ":tenant") >= 0)
+        answer_tenant();
+    give_corp_tokens();
+    for (i = 0; i < ncalls; i++)
+        finish_call(i, NULL);
+    ncalls = 0;
+    assert_true(t->replied);
+}
+
+static void
+test_no_stale_cache_after_notice(void **state)
+{
+    struct treq a, b;
+    struct proxy *p;
+
+    (void)state;
+    /* the service record read before its revoke */
+    reset_fakes();
+    p = proxy_for_test();
+    start(p, &a, "/cgi-bin/user/get", "userid=u1");
+    answer_token();
+    assert_true(pending("HGETALL", "svc:") >= 0);
+    notice_service(p);
+    answer_service("");
+    drain(&a);
+    start(p, &b, "/cgi-bin/user/get", "userid=u1");
+    /* the notice dropped the tokens too */
+    answer_token();
+    /* read again, not taken from the cache: and now it is revoked */
+    assert_true(pending("HGETALL", "svc:") >= 0);
+    {
+        const char *kv[] = {"name", "svc", "salt",       SALT,
+                            "hash", HASH,  "scopes",     "contacts.read",
+                            "gen",  "0",   "revoked_at", "1700000000"};
+        char buf[2048] = "";
+
+        resp_hash(buf, sizeof(buf), kv, nitems(kv));
+        answer(pending("HGETALL", "svc:"), buf);
+    }
+    assert_true(b.replied);
+    assert_int_equal(errcode_of(&b), 40014);
+    proxy_free(p);
+
+    /* the token record read before the revoke deleted it */
+    reset_fakes();
+    p = proxy_for_test();
+    start(p, &a, "/cgi-bin/user/get", "userid=u1");
+    assert_true(pending("HGETALL", "btok") >= 0);
+    notice_service(p);
+    answer_token();
+    answer_service("");
+    drain(&a);
+    start(p, &b, "/cgi-bin/user/get", "userid=u1");
+    assert_true(pending("HGETALL", "btok") >= 0);
+    answer(pending("HGETALL", "btok"), "*0\r\n");
+    assert_true(b.replied);
+    assert_int_equal(errcode_of(&b), 40014);
+    proxy_free(p);
+
+    /* the tenant read before it changed */
+    reset_fakes();
+    p = proxy_for_test();
+    start(p, &a, "/cgi-bin/user/get", "userid=u1");
+    answer_token();
+    answer_service("");
+    assert_true(pending("EVAL", ":tenant") >= 0);
+    proxy_notice(p, SUITE " " CORP, strlen(SUITE " " CORP));
+    drain(&a);
+    start(p, &b, "/cgi-bin/user/get", "userid=u1");
+    assert_true(pending("EVAL", ":tenant") >= 0);
+    drain(&b);
+    proxy_free(p);
+}
+
 int
 main(void)
 {
@@ -606,6 +697,7 @@ main(void)
         cmocka_unit_test(test_narrowed_range_shared_through_failed_cache_put),
         cmocka_unit_test(test_service_shared_through_failed_cache_put),
         cmocka_unit_test(test_integer_subjects_forwarded_as_checked),
+        cmocka_unit_test(test_no_stale_cache_after_notice),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
