@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -26,8 +27,10 @@
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "oauth.h"
 #include "query.h"
+#include "record.h"
 #include "service.h"
 #include "store.h"
 #include "suites.h"
@@ -42,7 +45,8 @@ struct browser {
     struct store *st;
     struct tokens *tok;
     struct wecom_api *api;
-    struct cache *rate; /* client address -> struct bucket */
+    struct cache *rate;           /* client address key -> struct bucket */
+    struct netaddr_list *trusted; /* trusted_proxies */
 };
 
 struct bucket {
@@ -76,6 +80,8 @@ struct breq {
     char *detail_path; /* getuserdetail3rd path with the suite token */
     char stok[1600];   /* the suite token, percent-encoded (secret) */
     struct login *login;
+    char client[NETADDR_KEY_MAX]; /* the client's budget key */
+    char client_h[65];            /* and its keyed hash, for Redis */
 };
 
 /*---- Replies ----*/
@@ -175,21 +181,67 @@ bucket_free(void *v)
     brk_free(v);
 }
 
+/*
+ * The client of q into q->client (its budget key) and q->client_h: the
+ * TCP peer, or behind a trusted proxy the address it appended to
+ * X-Forwarded-For (every such header, in order). Returns BRK_OK,
+ * BRK_ERR_INVAL when the proxy's header names no usable address.
+ */
+static enum brk_err
+client_of(struct breq *q)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(q->r->req);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(q->r->req);
+    const struct sockaddr *sa = c ? evhttp_connection_get_addr(c) : NULL;
+    struct netaddr peer, client;
+    struct evkeyval *h;
+    struct dynbuf xff;
+    const char *parts[2];
+    enum brk_err err = BRK_OK;
+    int any = 0;
+
+    if (sa == NULL || netaddr_from_sockaddr(sa,
+                                            sa->sa_family == AF_INET6
+                                                ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in),
+                                            &peer) != BRK_OK) {
+        /* no peer to speak of (a unix socket): one shared budget */
+        snprintf(q->client, sizeof(q->client), "?");
+        goto hash;
+    }
+    dynbuf_init(&xff, 8192);
+    /* every X-Forwarded-For header, in order (evkeyvalq is a TAILQ) */
+    for (h = netaddr_list_has(q->b->trusted, &peer) ? in->tqh_first : NULL;
+         h != NULL && !err; h = h->next.tqe_next) {
+        if (strcasecmp(h->key, "X-Forwarded-For") != 0)
+            continue;
+        if (dynbuf_printf(&xff, "%s%s", any ? "," : "", h->value))
+            err = BRK_ERR_INVAL;
+        any = 1;
+    }
+    if (!err)
+        err =
+            netaddr_client(&peer, any ? xff.buf : NULL, q->b->trusted, &client);
+    dynbuf_free(&xff);
+    if (err)
+        return err;
+    netaddr_key(&client, q->client);
+hash:
+    /* Redis keys name a keyed hash of it, never the address */
+    parts[0] = "browser-client";
+    parts[1] = q->client;
+    keyring_index_hmac_parts(q->b->kr, parts, 2, q->client_h);
+    return BRK_OK;
+}
+
 /* Nonzero when the client may go on: a token bucket per address. */
 static int
-rate_ok(struct browser *b, struct httpd_req *r)
+rate_ok(struct browser *b, const char *addr)
 {
-    struct evhttp_connection *c = evhttp_request_get_connection(r->req);
-    const char *addr = NULL;
-    ev_uint16_t port = 0;
     struct bucket *k;
     long long now = brk_mono_ms();
     double rate = BROWSER_RATE_PER_MIN / 60000.0;
 
-    if (c != NULL)
-        evhttp_connection_get_peer(c, (char **)(uintptr_t)&addr, &port);
-    if (addr == NULL)
-        addr = "?";
     k = cache_get(b->rate, addr, now);
     if (k == NULL) {
         k = brk_calloc(1, sizeof(*k));
@@ -246,20 +298,49 @@ return_ok(const struct breq *q, const char *url)
 
 /*---- State in Redis ----*/
 
+/*
+ * Live states are counted per client address (KEYS[3]) and per suite
+ * (KEYS[2], a bound on memory): -1 when the address holds its share, 0
+ * when the suite is full, 1 when saved. The state names its address's
+ * set so that taking it frees the place.
+ */
 static const char save_lua[] =
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])\n"
+    "if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return -1 end\n"
     "if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 5))\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 6))\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
-    "redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]),"
-    " ARGV[4])\n"
+    "local exp = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
+    "redis.call('ZADD', KEYS[2], exp, ARGV[4])\n"
+    "redis.call('ZADD', KEYS[3], exp, ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[2])\n"
     "return 1\n";
 
-/* Accepted once: read and delete together. */
+/*
+ * Accepted once: read and delete together, and free its places. The
+ * address's set is named by the state (same hash tag as KEYS). With a
+ * budget (KEYS[3] counting, ARGV[3] at most, per ARGV[4] seconds), a
+ * client that has spent it gets -1 and the state is left alone; an
+ * install state taken spends one.
+ */
 static const char take_lua[] =
+    "if ARGV[3] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') >="
+    " tonumber(ARGV[3]) then\n"
+    "  return -1\n"
+    "end\n"
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "for i = 1, #h - 1, 2 do\n"
+    "  if h[i] == 'client' and string.match(h[i + 1], '^%x+$') then\n"
+    "    redis.call('ZREM', ARGV[2] .. h[i + 1], ARGV[1])\n"
+    "  end\n"
+    "  if ARGV[3] ~= '' and h[i] == 'flow' and h[i + 1] == 'install' and\n"
+    "     redis.call('INCR', KEYS[3]) == 1 then\n"
+    "    redis.call('EXPIRE', KEYS[3], ARGV[4])\n"
+    "  end\n"
+    "end\n"
     "return h\n";
 
 static enum brk_err
@@ -274,6 +355,18 @@ state_keys(struct breq *q, char *hkey, char *zkey)
                    q->su->conf->suite_id, "oauth:live"))
         return BRK_ERR_TOOBIG;
     return BRK_OK;
+}
+
+/* The set of live states of the client address whose keyed hash is h
+ * ("" : the prefix of such names). */
+static enum brk_err
+client_states_key(struct breq *q, const char *h, char *out)
+{
+    char what[96];
+
+    snprintf(what, sizeof(what), "oauth:live:%s", h);
+    return keys_suite(out, KEYS_MAX, q->b->cfg->key_prefix,
+                      q->su->conf->suite_id, what);
 }
 
 typedef void breq_step(struct breq *q, struct redisReply *r);
@@ -320,31 +413,37 @@ static void
 save_state(struct breq *q, const char *flow, const char *const *pairs,
            size_t npairs, breq_step *next)
 {
-    char hkey[KEYS_MAX], zkey[KEYS_MAX], now[24], ttl[16], cap[16];
+    char hkey[KEYS_MAX], zkey[KEYS_MAX], ckey[KEYS_MAX], now[24], ttl[16];
+    char cap[16], acap[16];
     const char *argv[32];
     int argc = 0;
     size_t i;
 
     if (oauth_state_new(q->b->kr, flow, q->su->conf->suite_id, q->state,
                         q->id) ||
-        state_keys(q, hkey, zkey)) {
+        state_keys(q, hkey, zkey) || client_states_key(q, q->client_h, ckey)) {
         page(q, 503, "Try again", "no state could be made");
         return;
     }
     snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
     snprintf(ttl, sizeof(ttl), "%d", BROWSER_STATE_TTL);
     snprintf(cap, sizeof(cap), "%d", BROWSER_STATES_MAX);
+    snprintf(acap, sizeof(acap), "%d", BROWSER_STATES_PER_ADDR);
     argv[argc++] = "EVAL";
     argv[argc++] = save_lua;
-    argv[argc++] = "2";
+    argv[argc++] = "3";
     argv[argc++] = hkey;
     argv[argc++] = zkey;
+    argv[argc++] = ckey;
     argv[argc++] = now;
     argv[argc++] = ttl;
     argv[argc++] = cap;
     argv[argc++] = q->id;
+    argv[argc++] = acap;
     argv[argc++] = "flow";
     argv[argc++] = flow;
+    argv[argc++] = "client";
+    argv[argc++] = q->client_h;
     for (i = 0; i < npairs && argc + 2 <= (int)nitems(argv); i++) {
         argv[argc++] = pairs[2 * i];
         argv[argc++] = pairs[2 * i + 1];
@@ -352,15 +451,21 @@ save_state(struct breq *q, const char *flow, const char *const *pairs,
     redis_step(q, argc, argv, next);
 }
 
-static const char *
-pair_get(const struct redisReply *r, const char *field)
+/* The answer of save_lua: 0 when saved, else -1 after a 429 page. */
+static int
+saved_or_refused(struct breq *q, const struct redisReply *r, const char *what)
 {
-    size_t i;
-
-    for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        if (strcmp(r->element[i]->str, field) == 0)
-            return r->element[i + 1]->str;
-    return NULL;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == -1)
+        page(q, 429, "Slow down",
+             "too many %s in progress from this address; finish or wait a "
+             "few minutes",
+             what);
+    else
+        page(q, 429, "Try again later",
+             "too many %s are in progress; try again in a few minutes", what);
+    return -1;
 }
 
 /*---- Provider-site install ----*/
@@ -372,11 +477,8 @@ on_install_saved(struct breq *q, struct redisReply *r)
     char done[512], *enc_done = NULL;
     struct dynbuf u;
 
-    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
-        page(q, 429, "Too many installs in progress",
-             "too many installs are in progress; try again in a few minutes");
+    if (saved_or_refused(q, r, "installs"))
         return;
-    }
     snprintf(done, sizeof(done), "%s/wecom/suite/%s/install/done",
              cfg->public_base_url, q->su->conf->suite_id);
     enc_done = brk_malloc(strlen(done) * 3 + 1);
@@ -599,21 +701,52 @@ on_install_queued(struct breq *q, struct redisReply *r)
          "the app is installed; it is ready within a few seconds");
 }
 
+/*
+ * The state read back (and deleted) from Redis, for flow: the stored
+ * record decoded and its return URL and caller state checked again, since
+ * what Redis holds is not trusted to widen anything. Returns 0, or -1
+ * after the refusal page.
+ */
+static int
+state_of(struct breq *q, struct redisReply *r, const char *flow,
+         struct record_state *st)
+{
+    enum brk_err err;
+
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == -1) {
+        page(q, 429, "Slow down",
+             "too many installs from this address; try again later");
+        return -1;
+    }
+    err = record_state_decode(r, st);
+
+    if (err == BRK_ERR_NOTFOUND || (!err && strcmp(st->flow, flow) != 0)) {
+        page(q, 400, "Refused", "the state is unknown, expired or used");
+        return -1;
+    }
+    if (err || (st->ret[0] != '\0' && !return_ok(q, st->ret)) ||
+        !oauth_caller_state_ok(st->cstate)) {
+        log_req(LOG_LVL_WARN, q->r->id, "stored state unusable (%s)",
+                brk_strerror(err ? err : BRK_ERR_INVAL));
+        page(q, 400, "Refused", "the state is unusable");
+        return -1;
+    }
+    return 0;
+}
+
 static void
 on_install_state(struct breq *q, struct redisReply *r)
 {
-    const char *flow = pair_get(r, "flow"), *ret = pair_get(r, "return");
+    struct record_state st;
     const char *code = query_get(q->q, "auth_code");
     char seen[KEYS_MAX], stream[KEYS_MAX], ctx[KEYS_MAX + 8], h[65], what[80];
     char ts[24], *sealed = NULL;
     const char *parts[3];
     const char *argv[14];
 
-    if (flow == NULL || strcmp(flow, "install") != 0) {
-        page(q, 400, "Refused", "the state is unknown, expired or used");
+    if (state_of(q, r, "install", &st))
         return;
-    }
-    if (ret != NULL && ret[0] != '\0' && (q->ret = brk_strdup(ret)) == NULL) {
+    if (st.ret[0] != '\0' && (q->ret = brk_strdup(st.ret)) == NULL) {
         page(q, 503, "Try again", "out of memory");
         return;
     }
@@ -651,29 +784,41 @@ on_install_state(struct breq *q, struct redisReply *r)
     brk_free(sealed);
 }
 
+/* Take the state of flow given in the request, then next. Installs are
+ * budgeted per client address (the one completing them). */
 static void
 take_state(struct breq *q, const char *flow, breq_step *next)
 {
-    char hkey[KEYS_MAX], zkey[KEYS_MAX];
-    const char *argv[6];
-    int bad = 0;
+    char hkey[KEYS_MAX], zkey[KEYS_MAX], ckey[KEYS_MAX], bkey[KEYS_MAX];
+    char what[96], cap[16], window[16];
+    const char *argv[10];
+    int bad = 0, install = strcmp(flow, "install") == 0;
     const char *state = param(q, "state", &bad);
 
+    snprintf(what, sizeof(what), "installs:%s", q->client_h);
+    snprintf(cap, sizeof(cap), "%d", BROWSER_INSTALLS_PER_ADDR);
+    snprintf(window, sizeof(window), "%d", BROWSER_INSTALLS_WINDOW);
     if (bad || state == NULL ||
         oauth_state_check(q->b->kr, flow, q->su->conf->suite_id, state,
                           q->id) ||
-        state_keys(q, hkey, zkey)) {
+        state_keys(q, hkey, zkey) || client_states_key(q, "", ckey) ||
+        keys_suite(bkey, sizeof(bkey), q->b->cfg->key_prefix,
+                   q->su->conf->suite_id, what)) {
         page(q, 400, "Refused", "the state is missing, forged or of another "
                                 "flow");
         return;
     }
     argv[0] = "EVAL";
     argv[1] = take_lua;
-    argv[2] = "2";
+    argv[2] = "3";
     argv[3] = hkey;
     argv[4] = zkey;
-    argv[5] = q->id;
-    redis_step(q, 6, argv, next);
+    argv[5] = bkey;
+    argv[6] = q->id;
+    argv[7] = ckey;
+    argv[8] = install ? cap : "";
+    argv[9] = window;
+    redis_step(q, 10, argv, next);
 }
 
 static void
@@ -699,11 +844,8 @@ on_authorize_saved(struct breq *q, struct redisReply *r)
     char cb[512], enc[1600];
     struct dynbuf u;
 
-    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
-        page(q, 429, "Too many logins in progress",
-             "too many logins are in progress; try again in a few minutes");
+    if (saved_or_refused(q, r, "logins"))
         return;
-    }
     snprintf(cb, sizeof(cb), "%s/wecom/suite/%s/oauth/callback",
              cfg->public_base_url, q->su->conf->suite_id);
     codec_pct_encode(cb, enc);
@@ -811,7 +953,7 @@ save_login(struct breq *q)
     char tkey[KEYS_MAX], ctx[KEYS_MAX + 16], h[65], ttl[24], exp[24];
     char dttl[24], *rec = NULL, *sealed_rec = NULL, *sealed_detail = NULL;
     char *detail = NULL;
-    json_t *o;
+    struct record_oauth_code cr;
     const char *argv[16];
     long life = q->expires_in > 0 && q->expires_in < 86400 ? q->expires_in
                                                             : 1800;
@@ -824,11 +966,13 @@ save_login(struct breq *q)
         return;
     }
     /* the record a service redeems with the code */
-    o = json_pack("{s:s, s:s, s:s, s:I}", "userid", q->userid, "openid",
-                  q->openid, "user_ticket", l->ticket, "expires_in",
-                  (json_int_t)(q->user_ticket ? life : 0));
-    rec = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    snprintf(cr.userid, sizeof(cr.userid), "%s", q->userid);
+    snprintf(cr.openid, sizeof(cr.openid), "%s", q->openid);
+    memcpy(cr.user_ticket, l->ticket, sizeof(cr.user_ticket));
+    cr.expires_in = q->user_ticket ? life : 0;
+    if (record_oauth_code_encode(&cr, &rec) != BRK_OK)
+        rec = NULL;
+    brk_wipe(&cr, sizeof(cr));
     if (q->detail != NULL)
         detail = json_dumps(q->detail, JSON_COMPACT);
     service_token_hash(l->code, strlen(l->code), h);
@@ -879,9 +1023,7 @@ fail:
     brk_free(l);
     page(q, 503, "Try again", "the login could not be recorded");
 out:
-    if (rec != NULL)
-        brk_wipe(rec, strlen(rec));
-    free(rec);
+    brk_free_secret_str(rec);
     if (detail != NULL)
         brk_wipe(detail, strlen(detail));
     free(detail);
@@ -1042,17 +1184,13 @@ on_suite_token_oauth(enum brk_err err, const char *token, long errcode,
 static void
 on_oauth_state(struct breq *q, struct redisReply *r)
 {
-    const char *flow = pair_get(r, "flow"), *ret = pair_get(r, "return");
-    const char *cs = pair_get(r, "cstate"), *scope = pair_get(r, "scope");
+    struct record_state st;
 
-    if (flow == NULL || strcmp(flow, "oauth") != 0 || ret == NULL ||
-        scope == NULL) {
-        page(q, 400, "Refused", "the state is unknown, expired or used");
+    if (state_of(q, r, "oauth", &st))
         return;
-    }
-    q->ret = brk_strdup(ret);
-    q->cstate = brk_strdup(cs ? cs : "");
-    snprintf(q->scope, sizeof(q->scope), "%s", scope);
+    q->ret = brk_strdup(st.ret);
+    q->cstate = brk_strdup(st.cstate);
+    snprintf(q->scope, sizeof(q->scope), "%s", st.scope);
     if (q->ret == NULL || q->cstate == NULL) {
         page(q, 503, "Try again", "out of memory");
         return;
@@ -1114,7 +1252,11 @@ browser_handle(struct browser *b, struct httpd_req *r, struct suite_rt *su,
         page(q, 405, "Refused", "use GET");
         return 0;
     }
-    if (limited && !rate_ok(b, r)) {
+    if (client_of(q) != BRK_OK) {
+        page(q, 400, "Refused", "X-Forwarded-For names no client address");
+        return 0;
+    }
+    if (limited && !rate_ok(b, q->client)) {
         page(q, 429, "Slow down", "too many requests from this address");
         return 0;
     }
@@ -1147,11 +1289,23 @@ browser_new(const struct config *cfg, const struct keyring *kr,
     b->st = st;
     b->tok = tok;
     b->api = api;
-    err = cache_new(100000, 60000, bucket_free, &b->rate);
+    err = netaddr_list_parse(cfg->trusted_proxies ? cfg->trusted_proxies : "",
+                             &b->trusted, NULL);
+    if (err == BRK_ERR_INVAL || err == BRK_ERR_TOOBIG)
+        err = BRK_ERR_CONFIG;
+    if (!err)
+        err = cache_new(100000, 60000, bucket_free, &b->rate);
     if (err) {
+        netaddr_list_free(b->trusted);
         brk_free(b);
         return err;
     }
+    httpd_set_trusted_proxies(b->trusted);
+    if (netaddr_list_count(b->trusted) > 0)
+        log_info("browser routes: the client address of requests from %zu "
+                 "trusted prox%s is read from X-Forwarded-For",
+                 netaddr_list_count(b->trusted),
+                 netaddr_list_count(b->trusted) == 1 ? "y" : "ies");
     *out = b;
     return BRK_OK;
 }
@@ -1161,6 +1315,8 @@ browser_free(struct browser *b)
 {
     if (b == NULL)
         return;
+    httpd_set_trusted_proxies(NULL);
+    netaddr_list_free(b->trusted);
     cache_free(b->rate);
     brk_free(b);
 }

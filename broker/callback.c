@@ -29,8 +29,6 @@
 #include "wecom_xml.h"
 
 #define MAX_QUERY_PARAMS 16
-#define NONCE_MAX        64
-#define TICKET_MAX       512
 
 struct callback {
     const struct config *cfg;
@@ -43,9 +41,11 @@ struct callback {
 /* InfoTypes that go to the event stream; anything else is acknowledged,
  * logged and counted only. */
 static const char *const queued_types[] = {
-    "create_auth",          "change_auth",         "cancel_auth",
-    "reset_permanent_code", "change_contact",      "change_external_contact",
-    "change_external_chat", "change_external_tag", "corp_arch_auth",
+    "create_auth",          "change_auth",
+    "cancel_auth",          "reset_permanent_code",
+    "change_contact",       "change_external_contact",
+    "change_external_chat", "change_external_tag",
+    "corp_arch_auth",
 };
 
 /* Keeps the newest ticket by WeCom's TimeStamp: an older or equal one
@@ -77,10 +77,24 @@ struct pending {
     size_t nkv;
 };
 
+static const char *
+known_type(const char *t)
+{
+    size_t i;
+
+    if (t == NULL)
+        return NULL;
+    for (i = 0; i < nitems(queued_types); i++)
+        if (strcmp(t, queued_types[i]) == 0)
+            return queued_types[i];
+    return NULL;
+}
+
 /*---- Replies ----*/
 
-static void reject(struct httpd_req *r, const char *suite, int status,
-                   const char *reason, const char *fmt, ...) BRK_PRINTF(5, 6);
+static void
+reject(struct httpd_req *r, const char *suite, int status,
+       const char *reason, const char *fmt, ...) BRK_PRINTF(5, 6);
 
 /*
  * Refuse a request: one log line naming the reason, one metric, and a
@@ -107,10 +121,25 @@ reject(struct httpd_req *r, const char *suite, int status, const char *reason,
     httpd_reply_text(r, status, body);
 }
 
-/* Map a crypto error to (status, metric reason). */
+static void refuse(struct callback_refusal *why, int status, const char *reason,
+                   const char *fmt, ...) BRK_PRINTF(4, 5);
+
 static void
-crypto_reject(struct httpd_req *r, const char *suite, enum brk_err err,
-              const char *what)
+refuse(struct callback_refusal *why, int status, const char *reason,
+       const char *fmt, ...)
+{
+    va_list ap;
+
+    why->status = status;
+    why->reason = reason;
+    va_start(ap, fmt);
+    vsnprintf(why->detail, sizeof(why->detail), fmt, ap);
+    va_end(ap);
+}
+
+/* A crypto error as (status, metric reason). */
+static void
+refuse_crypto(struct callback_refusal *why, enum brk_err err, const char *what)
 {
     int status = 400;
     const char *reason = "bad_ciphertext";
@@ -137,8 +166,16 @@ crypto_reject(struct httpd_req *r, const char *suite, enum brk_err err,
     default:
         break;
     }
-    reject(r, suite, status, reason, "%s (%s, %d)", what, brk_strerror(err),
+    refuse(why, status, reason, "%s (%s, %d)", what, brk_strerror(err),
            brk_err_wecom_code(err));
+}
+
+/* Answer a refusal. */
+static void
+reject_why(struct httpd_req *r, const char *suite,
+           const struct callback_refusal *why)
+{
+    reject(r, suite, why->status, why->reason, "%s", why->detail);
 }
 
 /*---- Request checks ----*/
@@ -157,53 +194,192 @@ is_digits(const char *s, size_t maxlen)
 }
 
 /*
- * Check that each required parameter appears exactly once and that
- * timestamp and nonce are sane. Replies and returns -1 on refusal.
+ * The query's checks (see callback.h). Returns 0, or -1 with *why filled.
+ * Pure: the clock is the caller's.
  */
-static int
-check_query(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
-            const struct query *q, int want_echostr)
+int
+callback_check_query(const struct query *q, int get, long long now,
+                     long long max_skew, struct callback_refusal *why)
 {
     static const char *const names[] = {"msg_signature", "timestamp", "nonce",
                                         "echostr"};
-    size_t i, n = want_echostr ? 4 : 3, c;
-    const char *ts;
-    long long t, now, skew;
+    size_t i, n = get ? 4 : 3, c;
+    const char *ts, *nonce;
+    long long t;
 
     for (i = 0; i < n; i++) {
         c = query_count(q, names[i]);
         if (c != 1) {
-            reject(r, su->conf->suite_id, 400, "bad_query", "%s %s", names[i],
+            refuse(why, 400, "bad_query", "%s %s", names[i],
                    c == 0 ? "missing" : "repeated");
             return -1;
         }
     }
-    if (!want_echostr && query_count(q, "echostr") != 0) {
-        reject(r, su->conf->suite_id, 400, "bad_query", "echostr on a POST");
+    if (!get && query_count(q, "echostr") != 0) {
+        refuse(why, 400, "bad_query", "echostr on a POST");
         return -1;
     }
     ts = query_get(q, "timestamp");
     if (!is_digits(ts, 12)) {
-        reject(r, su->conf->suite_id, 400, "bad_timestamp",
-               "timestamp is not a number");
+        refuse(why, 400, "bad_timestamp", "timestamp is not a number");
         return -1;
     }
     t = strtoll(ts, NULL, 10);
-    now = (long long)time(NULL);
-    skew = cb->cfg->callback_max_skew;
-    if (t < now - skew || t > now + skew) {
-        reject(r, su->conf->suite_id, 400, "stale_timestamp",
+    if (t < now - max_skew || t > now + max_skew) {
+        refuse(why, 400, "stale_timestamp",
                "timestamp %lld is %lld s from now (max %lld)", t, t - now,
-               skew);
+               max_skew);
         return -1;
     }
-    if (strlen(query_get(q, "nonce")) > NONCE_MAX ||
-        query_get(q, "nonce")[0] == '\0') {
-        reject(r, su->conf->suite_id, 400, "bad_query",
-               "nonce empty or longer than %d", NONCE_MAX);
+    nonce = query_get(q, "nonce");
+    if (strlen(nonce) > CALLBACK_NONCE_MAX || nonce[0] == '\0') {
+        refuse(why, 400, "bad_query", "nonce empty or longer than %d",
+               CALLBACK_NONCE_MAX);
         return -1;
     }
     return 0;
+}
+
+void
+callback_msg_clear(struct callback_msg *m)
+{
+    wecom_xml_free(m->ev);
+    wecom_xml_free(m->env);
+    brk_free_secret(m->msg, m->msglen);
+    brk_free(m->receiveid);
+    memset(m, 0, sizeof(*m));
+}
+
+/* The envelope's Encrypt text may fill the whole body: the per-element
+ * default (16 KiB) would refuse a valid callback of 16..64 KiB. */
+static const struct wecom_xml_limits envelope_limits = {CALLBACK_MAX_BODY, 0, 0,
+                                                        CALLBACK_MAX_BODY};
+
+/*
+ * Open a callback (see callback.h). Returns BRK_OK, or the error of the
+ * step that refused with *why filled; *out is cleared on failure. Pure.
+ */
+enum brk_err
+callback_open(const struct wecom_crypto *c, const struct query *q, int get,
+              int data, const char *suite_id, const char *provider_corpid,
+              const char *body, size_t blen, struct callback_msg *out,
+              struct callback_refusal *why)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    struct callback_msg m;
+    const char *accepted[2];
+    enum brk_err err;
+
+    memset(&m, 0, sizeof(m));
+    if (get) {
+        m.encrypt = query_get(q, "echostr");
+    } else {
+        if (blen > CALLBACK_MAX_BODY) {
+            refuse(why, 413, "too_large", "body of %zu bytes (max %d)", blen,
+                   CALLBACK_MAX_BODY);
+            err = BRK_ERR_TOOBIG;
+            goto fail;
+        }
+        err = wecom_xml_parse(body, blen, &envelope_limits, &m.env, &info);
+        if (err) {
+            refuse(why, 400, "bad_xml",
+                   "body: %s at byte %ld (ParseXmlError, -40002)", info.msg,
+                   info.offset);
+            goto fail;
+        }
+        m.encrypt = wecom_xml_get(m.env, "Encrypt");
+        if (m.encrypt == NULL || m.encrypt[0] == '\0') {
+            refuse(why, 400, "bad_xml",
+                   "no Encrypt element (ParseXmlError, -40002)");
+            err = BRK_ERR_WX_PARSE_XML;
+            goto fail;
+        }
+    }
+    err = wecom_crypto_verify(c, query_get(q, "msg_signature"),
+                              query_get(q, "timestamp"), query_get(q, "nonce"),
+                              m.encrypt);
+    if (err) {
+        refuse_crypto(why, err, "msg_signature mismatch");
+        goto fail;
+    }
+    err = wecom_crypto_decrypt(c, m.encrypt, strlen(m.encrypt), &m.msg,
+                               &m.msglen, &m.receiveid);
+    if (err) {
+        refuse_crypto(why, err,
+                      get ? "echostr does not decrypt"
+                          : "Encrypt does not decrypt");
+        goto fail;
+    }
+    /* WeCom has been seen to verify with the provider's corpid instead of
+     * the suite id; both are ours, so both are accepted there. Data
+     * callbacks are sealed for the tenant's corp: checked against Redis. */
+    accepted[0] = suite_id;
+    accepted[1] = provider_corpid;
+    if (get || !data) {
+        err = wecom_crypto_check_receiveid(m.receiveid, accepted, get ? 2 : 1,
+                                           &m.which);
+        if (err) {
+            refuse_crypto(why, err,
+                          get ? "receiveid is neither the suite id nor "
+                                "provider_corpid"
+                              : "receiveid is not the suite id");
+            goto fail;
+        }
+    }
+    if (!get) {
+        err = wecom_xml_parse(m.msg, m.msglen, NULL, &m.ev, &info);
+        if (err) {
+            refuse(why, 400, "bad_event",
+                   "decrypted event: %s at byte %ld (ParseXmlError, -40002)",
+                   info.msg, info.offset);
+            goto fail;
+        }
+    }
+    *out = m;
+    return BRK_OK;
+fail:
+    callback_msg_clear(&m);
+    memset(out, 0, sizeof(*out));
+    return err;
+}
+
+/*
+ * The type of a command event (see callback.h). Returns BRK_OK or
+ * BRK_ERR_INVAL with *why filled. Pure.
+ */
+enum brk_err
+callback_event_type(const struct wecom_xml *ev, const char *suite_id,
+                    const char **type, struct callback_refusal *why)
+{
+    const char *sid = wecom_xml_get(ev, "SuiteId");
+    const char *info_type = wecom_xml_get(ev, "InfoType");
+    const char *ticket, *ts;
+
+    if (sid == NULL || strcmp(sid, suite_id) != 0) {
+        refuse(why, 403, "suite_mismatch",
+               "SuiteId in the event is not the suite of the URL");
+        return BRK_ERR_INVAL;
+    }
+    if (info_type == NULL || info_type[0] == '\0') {
+        refuse(why, 400, "bad_event", "no InfoType");
+        return BRK_ERR_INVAL;
+    }
+    if (strcmp(info_type, "suite_ticket") == 0) {
+        ticket = wecom_xml_get(ev, "SuiteTicket");
+        ts = wecom_xml_get(ev, "TimeStamp");
+        if (ticket == NULL || ticket[0] == '\0' ||
+            strlen(ticket) > CALLBACK_TICKET_MAX || !is_digits(ts, 12)) {
+            refuse(why, 400, "bad_event",
+                   "suite_ticket without a SuiteTicket (1..%d bytes) and a "
+                   "numeric TimeStamp",
+                   CALLBACK_TICKET_MAX);
+            return BRK_ERR_INVAL;
+        }
+        *type = "suite_ticket";
+        return BRK_OK;
+    }
+    *type = known_type(info_type);
+    return BRK_OK;
 }
 
 /*---- GET: URL verification ----*/
@@ -211,43 +387,20 @@ check_query(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
 static void
 handle_verify(struct httpd_req *r, struct suite_rt *su, const struct query *q)
 {
-    const char *accepted[2];
-    const char *echostr = query_get(q, "echostr");
-    char *msg = NULL, *rid = NULL;
-    size_t msglen = 0, which;
-    enum brk_err err;
+    struct callback_refusal why;
+    struct callback_msg m;
 
-    err = wecom_crypto_verify(su->crypto, query_get(q, "msg_signature"),
-                              query_get(q, "timestamp"), query_get(q, "nonce"),
-                              echostr);
-    if (err) {
-        crypto_reject(r, su->conf->suite_id, err, "msg_signature mismatch");
-        goto out;
-    }
-    err = wecom_crypto_decrypt(su->crypto, echostr, strlen(echostr), &msg,
-                               &msglen, &rid);
-    if (err) {
-        crypto_reject(r, su->conf->suite_id, err, "echostr does not decrypt");
-        goto out;
-    }
-    /* WeCom has been seen to verify with the provider's corpid instead of
-     * the suite id; both are ours, so both are accepted */
-    accepted[0] = su->conf->suite_id;
-    accepted[1] = su->conf->provider_corpid;
-    err = wecom_crypto_check_receiveid(rid, accepted, 2, &which);
-    if (err) {
-        crypto_reject(r, su->conf->suite_id, err,
-                      "receiveid is neither the suite id nor provider_corpid");
-        goto out;
+    if (callback_open(su->crypto, q, 1, 0, su->conf->suite_id,
+                      su->conf->provider_corpid, NULL, 0, &m, &why)) {
+        reject_why(r, su->conf->suite_id, &why);
+        return;
     }
     log_req(LOG_LVL_INFO, r->id,
             "URL verification ok: suite=%s route=%s receiveid=%s",
             su->conf->suite_id, r->route,
-            which == 0 ? "suite_id" : "provider_corpid");
-    httpd_reply(r, 200, "text/plain; charset=utf-8", msg, msglen);
-out:
-    brk_free_secret(msg, msglen);
-    brk_free(rid);
+            m.which == 0 ? "suite_id" : "provider_corpid");
+    httpd_reply(r, 200, "text/plain; charset=utf-8", m.msg, m.msglen);
+    callback_msg_clear(&m);
 }
 
 /*---- POST: events ----*/
@@ -276,11 +429,12 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
     if (err || reply->type != REDIS_REPLY_INTEGER) {
         metrics_inc(METRICS_REDIS_ERRORS,
                     metrics_labels(labels, sizeof(labels), "kind",
-                                   err == BRK_ERR_TIMEOUT ? "timeout" : "error",
+                                   err == BRK_ERR_TIMEOUT ? "timeout"
+                                                          : "error",
                                    NULL));
         reject(r, suite, 503, "store_unavailable",
-               "event not stored (%s%s%s); WeCom will retry", brk_strerror(err),
-               reply && reply->str ? ": " : "",
+               "event not stored (%s%s%s); WeCom will retry",
+               brk_strerror(err), reply && reply->str ? ": " : "",
                reply && reply->str ? reply->str : "");
         goto out;
     }
@@ -302,8 +456,8 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
                 metrics_labels(labels, sizeof(labels), "suite", suite,
                                "info_type", p->info_type, "result", result,
                                NULL));
-    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s", result,
-            suite, p->info_type);
+    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s",
+            result, suite, p->info_type);
     clock_gettime(CLOCK_MONOTONIC, &now);
     secs = (double)(now.tv_sec - r->start.tv_sec) +
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
@@ -314,7 +468,8 @@ out:
 }
 
 static int
-send_or_503(struct httpd_req *r, struct pending *p, int argc, const char **argv)
+send_or_503(struct httpd_req *r, struct pending *p, int argc,
+            const char **argv)
 {
     enum brk_err err;
 
@@ -341,20 +496,14 @@ store_ticket(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     const char *argv[8];
     enum brk_err err;
 
-    if (ticket == NULL || ticket[0] == '\0' || strlen(ticket) > TICKET_MAX ||
-        !is_digits(ts, 12)) {
-        reject(r, su->conf->suite_id, 400, "bad_event",
-               "suite_ticket without a SuiteTicket (1..%d bytes) and a "
-               "numeric TimeStamp",
-               TICKET_MAX);
-        return;
-    }
+    /* its shape was checked by callback_event_type */
     err = keys_suite_ticket(key, sizeof(key), cb->cfg->key_prefix,
                             su->conf->suite_id);
     /* bound to its key name, so a sealed ticket cannot be replayed under
      * another suite */
     if (!err)
-        err = keyring_seal(su->dk, key, ticket, strlen(ticket), &sealed, NULL);
+        err = keyring_seal(su->dk, key, ticket, strlen(ticket), &sealed,
+                           NULL);
     p = err ? NULL : brk_calloc(1, sizeof(*p));
     if (p == NULL) {
         reject(r, su->conf->suite_id, 503, "internal",
@@ -529,117 +678,46 @@ enqueue(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     }
 }
 
-/* The envelope's Encrypt text may fill the whole body: the per-element
- * default (16 KiB) would refuse a valid callback of 16..64 KiB. */
-static const struct wecom_xml_limits envelope_limits = {CALLBACK_MAX_BODY, 0, 0,
-                                                        CALLBACK_MAX_BODY};
-
-static const char *
-known_type(const char *t)
-{
-    size_t i;
-
-    if (t == NULL)
-        return NULL;
-    for (i = 0; i < nitems(queued_types); i++)
-        if (strcmp(t, queued_types[i]) == 0)
-            return queued_types[i];
-    return NULL;
-}
-
 static void
 handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
              const struct query *q, int data)
 {
-    struct wecom_xml *env = NULL, *ev = NULL;
-    struct brk_errinfo info = {"", 0, -1};
-    const char *encrypt, *accepted[1], *info_type, *sid, *known, *corp;
-    char *msg = NULL, *rid = NULL;
-    size_t msglen = 0, which, blen = httpd_body_len(r);
-    enum brk_err err;
+    struct callback_refusal why;
+    struct callback_msg m;
+    const char *type = NULL, *corp;
+    char labels[160];
 
-    if (blen > CALLBACK_MAX_BODY) {
-        reject(r, su->conf->suite_id, 413, "too_large",
-               "body of %zu bytes (max %d)", blen, CALLBACK_MAX_BODY);
-        goto out;
-    }
-    err = wecom_xml_parse(httpd_body(r), blen, &envelope_limits, &env, &info);
-    if (err) {
-        reject(r, su->conf->suite_id, 400, "bad_xml",
-               "body: %s at byte %ld (ParseXmlError, -40002)", info.msg,
-               info.offset);
-        goto out;
-    }
-    encrypt = wecom_xml_get(env, "Encrypt");
-    if (encrypt == NULL || encrypt[0] == '\0') {
-        reject(r, su->conf->suite_id, 400, "bad_xml",
-               "no Encrypt element (ParseXmlError, -40002)");
-        goto out;
-    }
-    err = wecom_crypto_verify(su->crypto, query_get(q, "msg_signature"),
-                              query_get(q, "timestamp"), query_get(q, "nonce"),
-                              encrypt);
-    if (err) {
-        crypto_reject(r, su->conf->suite_id, err, "msg_signature mismatch");
-        goto out;
-    }
-    err = wecom_crypto_decrypt(su->crypto, encrypt, strlen(encrypt), &msg,
-                               &msglen, &rid);
-    if (err) {
-        crypto_reject(r, su->conf->suite_id, err, "Encrypt does not decrypt");
-        goto out;
-    }
-    if (!data) {
-        accepted[0] = su->conf->suite_id;
-        err = wecom_crypto_check_receiveid(rid, accepted, 1, &which);
-        if (err) {
-            crypto_reject(r, su->conf->suite_id, err,
-                          "receiveid is not the suite id");
-            goto out;
-        }
-    }
-    err = wecom_xml_parse(msg, msglen, NULL, &ev, &info);
-    if (err) {
-        reject(r, su->conf->suite_id, 400, "bad_event",
-               "decrypted event: %s at byte %ld (ParseXmlError, -40002)",
-               info.msg, info.offset);
-        goto out;
+    if (callback_open(su->crypto, q, 0, data, su->conf->suite_id,
+                      su->conf->provider_corpid, httpd_body(r),
+                      httpd_body_len(r), &m, &why)) {
+        reject_why(r, su->conf->suite_id, &why);
+        return;
     }
     if (data) {
         /* inside a tenant: the app's admin list changed is ours to
          * apply; what members send waits for no one (no service receives
          * data callbacks in this version) */
-        const char *event = wecom_xml_get(ev, "Event");
+        const char *event = wecom_xml_get(m.ev, "Event");
         int admin = event != NULL && strcmp(event, "change_app_admin") == 0;
 
-        enqueue(cb, r, su, q, encrypt, msg, 1, !admin, rid,
+        enqueue(cb, r, su, q, m.encrypt, m.msg, 1, !admin, m.receiveid,
                 admin ? "change_app_admin" : "data");
         goto out;
     }
-    sid = wecom_xml_get(ev, "SuiteId");
-    if (sid == NULL || strcmp(sid, su->conf->suite_id) != 0) {
-        reject(r, su->conf->suite_id, 403, "suite_mismatch",
-               "SuiteId in the event is not the suite of the URL");
+    if (callback_event_type(m.ev, su->conf->suite_id, &type, &why)) {
+        reject_why(r, su->conf->suite_id, &why);
         goto out;
     }
-    info_type = wecom_xml_get(ev, "InfoType");
-    if (info_type == NULL || info_type[0] == '\0') {
-        reject(r, su->conf->suite_id, 400, "bad_event", "no InfoType");
-        goto out;
-    }
-    if (strcmp(info_type, "suite_ticket") == 0) {
+    if (type != NULL && strcmp(type, "suite_ticket") == 0) {
         if (!su->dk_loaded) {
             reject(r, su->conf->suite_id, 503, "store_unavailable",
                    "suite data key not loaded yet; WeCom will retry");
             goto out;
         }
-        store_ticket(cb, r, su, ev);
+        store_ticket(cb, r, su, m.ev);
         goto out;
     }
-    known = known_type(info_type);
-    if (known == NULL) {
-        char labels[160];
-
+    if (type == NULL) {
         metrics_inc(METRICS_CALLBACKS,
                     metrics_labels(labels, sizeof(labels), "suite",
                                    su->conf->suite_id, "info_type", "other",
@@ -647,23 +725,20 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
         log_req(LOG_LVL_WARN, r->id,
                 "callback acknowledged but not handled: suite=%s "
                 "unknown InfoType (%zu bytes)",
-                su->conf->suite_id, strlen(info_type));
+                su->conf->suite_id, strlen(wecom_xml_get(m.ev, "InfoType")));
         httpd_reply_text(r, 200, "success");
         goto out;
     }
     /* an event that names its corp waits in that tenant's queue; one with
      * an AuthCode (or no usable corp) in the suite stream */
-    corp = wecom_xml_get(ev, "AuthCorpId");
-    if (strcmp(known, "create_auth") == 0 ||
-        strcmp(known, "reset_permanent_code") == 0 || corp == NULL ||
+    corp = wecom_xml_get(m.ev, "AuthCorpId");
+    if (strcmp(type, "create_auth") == 0 ||
+        strcmp(type, "reset_permanent_code") == 0 || corp == NULL ||
         !keys_id_ok(corp))
         corp = NULL;
-    enqueue(cb, r, su, q, encrypt, msg, 0, 0, corp, known);
+    enqueue(cb, r, su, q, m.encrypt, m.msg, 0, 0, corp, type);
 out:
-    wecom_xml_free(ev);
-    wecom_xml_free(env);
-    brk_free_secret(msg, msglen);
-    brk_free(rid);
+    callback_msg_clear(&m);
 }
 
 /*---- Routing ----*/
@@ -722,6 +797,7 @@ callback_handle(struct httpd_req *r, void *arg)
     struct callback *cb = arg;
     struct suite_rt *su = NULL;
     struct query *q = NULL;
+    struct callback_refusal why;
     char suite[80];
     const char *method = httpd_method(r);
     int data = 0, get;
@@ -750,8 +826,11 @@ callback_handle(struct httpd_req *r, void *arg)
                "malformed query string");
         goto out;
     }
-    if (check_query(cb, r, su, q, get) != 0)
+    if (callback_check_query(q, get, (long long)time(NULL),
+                             cb->cfg->callback_max_skew, &why) != 0) {
+        reject_why(r, su->conf->suite_id, &why);
         goto out;
+    }
     if (get)
         handle_verify(r, su, q);
     else

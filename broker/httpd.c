@@ -4,8 +4,11 @@
  * speak TLS through libevent_openssl bufferevents.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <event2/buffer.h>
@@ -20,17 +23,21 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "cache.h"
 #include "codec.h"
 #include "config.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 
 #define MAX_LISTENERS  4
 #define HEADERS_MAX    (64 * 1024)
 #define READ_TIMEOUT_S 30
 /* accept() out of descriptors: pause the listener this long */
 #define ACCEPT_PAUSE_MS 200
+/* How often connections that never completed a request are checked. */
+#define SWEEP_MS 1000
 /* Warn when the certificate has fewer days left than this. */
 #define TLS_EXPIRY_WARN_DAYS 14
 /* TLS 1.2 suites with forward secrecy and AEAD; 1.3 keeps its defaults. */
@@ -38,6 +45,28 @@
 
 struct httpd_tls {
     SSL_CTX *ctx;
+};
+
+/*
+ * A connection we track, from accept until it closes. Its bufferevent is
+ * ours (made in conn_bevcb) but owned by evhttp; we learn the socket once
+ * evhttp has set it, and the connection (to hear of its close) once a
+ * request on it is complete. A connection that closes before that is
+ * noticed by the sweep, or when its descriptor is accepted again: the
+ * socket's inode tells a reused descriptor from the one we admitted.
+ */
+struct conn {
+    struct httpd_listener *l;
+    struct bufferevent *bev; /* a reference while pending, then identity */
+    evutil_socket_t fd;
+    ino_t ino;
+    char addr[NETADDR_KEY_MAX];      /* "" when not counted per address */
+    struct evhttp_connection *evcon; /* once a request is complete */
+    struct event *deadline;          /* for the request being read */
+    int pending;                     /* accepted, not yet admitted */
+    int closing;                     /* counted in h->closing */
+    struct conn *prev, *next;        /* every connection of the listener */
+    struct conn *pnext;              /* the pending ones */
 };
 
 struct httpd_listener {
@@ -51,6 +80,14 @@ struct httpd_listener {
     struct httpd_tls *tls; /* NULL: plain HTTP */
     struct event *resume;  /* re-enables accepting after a pause */
     unsigned long paused;  /* accept pauses so far */
+    struct event *admit;   /* admits the connections just accepted */
+    struct conn *conns;    /* every tracked connection */
+    struct conn *pending;  /* accepted, not yet admitted */
+    size_t nconns, max_conns;
+    size_t per_addr_max;    /* 0: no cap per client address */
+    struct cache *per_addr; /* address key -> size_t count */
+    int full;               /* not accepting: at max_conns */
+    unsigned long refused;  /* connections closed by a cap or deadline */
 };
 
 struct httpd {
@@ -63,9 +100,17 @@ struct httpd {
     struct event *drain_timer;
     void (*drain_done)(void *);
     void *drain_arg;
+    struct conn **by_fd; /* tracked connections by descriptor */
+    size_t nby_fd;
+    struct event *sweep;
 };
 
+/* The trusted proxies, process-wide (see httpd.h); borrowed. */
+static const struct netaddr_list *httpd_trusted;
+
 static void accept_owner_set(struct httpd_listener *l, int on);
+static void conn_forget(struct conn *c);
+static void conns_free(struct httpd_listener *l);
 
 enum brk_err
 httpd_new(struct event_base *base, struct httpd **out)
@@ -87,15 +132,34 @@ httpd_free(struct httpd *h)
     if (h == NULL)
         return;
     for (i = 0; i < h->nlisteners; i++) {
-        accept_owner_set(&h->listeners[i], 0);
-        if (h->listeners[i].resume != NULL)
-            event_free(h->listeners[i].resume);
-        evhttp_free(h->listeners[i].http);
-        httpd_tls_free(h->listeners[i].tls);
+        struct httpd_listener *l = &h->listeners[i];
+
+        accept_owner_set(l, 0);
+        if (l->resume != NULL)
+            event_free(l->resume);
+        if (l->admit != NULL)
+            event_free(l->admit);
+        /* evhttp closes its connections and tells us of each; its
+         * listening socket goes with it */
+        l->sock = NULL;
+        evhttp_free(l->http);
+        conns_free(l);
+        cache_free(l->per_addr);
+        httpd_tls_free(l->tls);
     }
     if (h->drain_timer != NULL)
         event_free(h->drain_timer);
+    if (h->sweep != NULL)
+        event_free(h->sweep);
+    brk_free(h->by_fd);
     brk_free(h);
+}
+
+/* Process-wide trusted proxies (see httpd.h). Cannot fail. */
+void
+httpd_set_trusted_proxies(const struct netaddr_list *l)
+{
+    httpd_trusted = l;
 }
 
 static void
@@ -121,6 +185,325 @@ maybe_drained(struct httpd *h)
     done(h->drain_arg);
 }
 
+/*---- Connections: caps, deadlines ----*/
+
+static struct conn *
+conn_of_fd(struct httpd *h, evutil_socket_t fd)
+{
+    if (fd < 0 || (size_t)fd >= h->nby_fd)
+        return NULL;
+    return h->by_fd[fd];
+}
+
+/* The inode of the socket fd, or 0 when fd is not open. */
+static ino_t
+fd_inode(evutil_socket_t fd)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Nonzero when c's descriptor is still the socket we admitted. */
+static int
+conn_alive(const struct conn *c)
+{
+    return c->fd >= 0 && c->ino != 0 && fd_inode(c->fd) == c->ino;
+}
+
+/* Accept again once below the cap (unless paused or draining). */
+static void
+listener_refill(struct httpd_listener *l)
+{
+    if (!l->full || l->nconns >= l->max_conns || l->sock == NULL)
+        return;
+    l->full = 0;
+    if (!evtimer_pending(l->resume, NULL))
+        evconnlistener_enable(evhttp_bound_socket_get_listener(l->sock));
+}
+
+/* Stop counting c and free it. */
+static void
+conn_forget(struct conn *c)
+{
+    struct httpd_listener *l = c->l;
+    struct httpd *h = l->h;
+    size_t *n;
+    struct conn **pp;
+
+    if (c->pending) {
+        for (pp = &l->pending; *pp != c; pp = &(*pp)->pnext)
+            ;
+        *pp = c->pnext;
+        bufferevent_decref(c->bev);
+    }
+    if (c->addr[0] != '\0') {
+        n = cache_get(l->per_addr, c->addr, 0);
+        if (n != NULL && --*n == 0)
+            cache_remove(l->per_addr, c->addr);
+    }
+    if (conn_of_fd(h, c->fd) == c)
+        h->by_fd[c->fd] = NULL;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    l->nconns--;
+    if (c->closing) {
+        h->closing--;
+        maybe_drained(h);
+    }
+    if (c->deadline != NULL)
+        event_free(c->deadline);
+    brk_free(c);
+    listener_refill(l);
+}
+
+static void
+on_conn_closed_tracked(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    conn_forget(arg);
+}
+
+/* One warning per 100 refusals, with the reason. */
+static void
+conn_refused(struct httpd_listener *l, const char *reason)
+{
+    char labels[128];
+
+    if (l->refused++ % 100 == 0)
+        log_warn("%s listener: closing a connection: %s (%lu so far)", l->name,
+                 reason, l->refused);
+    if (l->per_addr_max > 0)
+        metrics_inc(METRICS_CALLBACK_REJECTIONS,
+                    metrics_labels(labels, sizeof(labels), "suite", "",
+                                   "reason", reason, NULL));
+}
+
+/* The request being read on c passed its deadline: close the socket's
+ * both ways, so evhttp sees the end of it and frees the connection. */
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (!conn_alive(c)) {
+        conn_forget(c);
+        return;
+    }
+    conn_refused(c->l, "request_deadline");
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+static void
+deadline_arm(struct conn *c)
+{
+    struct timeval tv = {HTTPD_REQUEST_DEADLINE_S, 0};
+
+    if (c->deadline != NULL)
+        evtimer_add(c->deadline, &tv);
+}
+
+/* The connection of a complete request: no deadline while it is served,
+ * and its close is heard from now on. */
+static void
+conn_dispatched(struct httpd_listener *l, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct conn *c;
+
+    if (evcon == NULL)
+        return;
+    c = conn_of_fd(l->h,
+                   bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)));
+    if (c == NULL || c->l != l)
+        return;
+    if (c->deadline != NULL)
+        evtimer_del(c->deadline);
+    if (c->evcon == NULL) {
+        c->evcon = evcon;
+        evhttp_connection_set_closecb(evcon, on_conn_closed_tracked, c);
+    }
+}
+
+/* A reply has been queued on req: the next request on its connection
+ * gets a deadline of its own. Returns the tracked connection or NULL. */
+static struct conn *
+conn_replied(struct httpd_listener *l, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct conn *c;
+
+    if (evcon == NULL)
+        return NULL;
+    c = conn_of_fd(l->h,
+                   bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)));
+    if (c == NULL || c->evcon != evcon)
+        return NULL;
+    deadline_arm(c);
+    return c;
+}
+
+/*
+ * Admit the connections evhttp has just set up: learn their socket and
+ * client, enforce the caps, start the deadline of their first request.
+ * Runs before any of them is read.
+ */
+static void
+on_admit(evutil_socket_t unused, short what, void *arg)
+{
+    struct httpd_listener *l = arg;
+    struct httpd *h = l->h;
+    struct conn *c, *old;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    struct netaddr peer;
+    bufferevent_data_cb readcb = NULL;
+    size_t *n;
+
+    (void)unused;
+    (void)what;
+    while ((c = l->pending) != NULL) {
+        l->pending = c->pnext;
+        c->pnext = NULL;
+        c->pending = 0;
+        /* evhttp drops the callbacks of a bufferevent it has freed */
+        bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
+        c->fd = readcb != NULL ? bufferevent_getfd(c->bev) : -1;
+        bufferevent_decref(c->bev);
+        c->ino = c->fd >= 0 ? fd_inode(c->fd) : 0;
+        if (c->ino == 0 || (size_t)c->fd >= h->nby_fd) {
+            c->fd = -1;
+            conn_forget(c);
+            continue;
+        }
+        /* a descriptor closed before anything was complete on it, and
+         * accepted again */
+        old = conn_of_fd(h, c->fd);
+        if (old != NULL)
+            conn_forget(old);
+        h->by_fd[c->fd] = c;
+        sslen = sizeof(ss);
+        if (l->per_addr_max > 0 &&
+            getpeername(c->fd, (struct sockaddr *)&ss, &sslen) == 0 &&
+            netaddr_from_sockaddr((struct sockaddr *)&ss, sslen, &peer) ==
+                BRK_OK &&
+            !netaddr_list_has(httpd_trusted, &peer)) {
+            netaddr_key(&peer, c->addr);
+            n = cache_get(l->per_addr, c->addr, 0);
+            if (n != NULL && *n >= l->per_addr_max) {
+                c->addr[0] = '\0';
+                conn_refused(l, "too_many_connections");
+                shutdown(c->fd, SHUT_RDWR);
+                continue;
+            }
+            if (n == NULL) {
+                n = brk_calloc(1, sizeof(*n));
+                if (n == NULL ||
+                    cache_put(l->per_addr, c->addr, n, 0) != BRK_OK) {
+                    /* not counted: refused rather than let through */
+                    c->addr[0] = '\0';
+                    shutdown(c->fd, SHUT_RDWR);
+                    continue;
+                }
+            }
+            ++*n;
+        }
+        deadline_arm(c);
+    }
+}
+
+/*
+ * evhttp's constructor of each accepted connection's bufferevent: TLS or
+ * plain, and tracked. The socket is not set yet; on_admit reads it.
+ */
+static struct bufferevent *
+conn_bevcb(struct event_base *base, void *arg)
+{
+    struct httpd_listener *l = arg;
+    struct bufferevent *bev;
+    struct conn *c;
+    SSL *ssl;
+
+    if (l->tls != NULL) {
+        ssl = SSL_new(l->tls->ctx);
+        if (ssl == NULL) {
+            /* evhttp falls back to a plain bufferevent, which dispatch
+             * refuses */
+            ERR_clear_error();
+            return NULL;
+        }
+        /* on failure libevent may already have freed ssl with the
+         * half-built bufferevent: freeing it here could be a double
+         * free */
+        bev = bufferevent_openssl_socket_new(
+            base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL)
+            return NULL;
+        /* clients that close without close_notify are routine */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL)
+            return NULL;
+    }
+    c = brk_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return bev; /* served, not counted */
+    c->l = l;
+    c->bev = bev;
+    c->fd = -1;
+    c->pending = 1;
+    c->deadline = evtimer_new(l->h->base, on_deadline, c);
+    /* held until on_admit: evhttp frees it if setting it up fails */
+    bufferevent_incref(bev);
+    c->next = l->conns;
+    if (l->conns != NULL)
+        l->conns->prev = c;
+    l->conns = c;
+    c->pnext = l->pending;
+    l->pending = c;
+    if (++l->nconns >= l->max_conns && l->sock != NULL) {
+        /* the rest wait in the kernel's backlog */
+        l->full = 1;
+        evconnlistener_disable(evhttp_bound_socket_get_listener(l->sock));
+    }
+    event_active(l->admit, EV_TIMEOUT, 0);
+    return bev;
+}
+
+/* Forget the connections that closed before a request was complete on
+ * them (their close is not heard otherwise). */
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpd *h = arg;
+    struct conn *c, *next;
+    size_t i;
+
+    (void)fd;
+    (void)what;
+    for (i = 0; i < h->nlisteners; i++)
+        for (c = h->listeners[i].conns; c != NULL; c = next) {
+            next = c->next;
+            if (!c->pending && c->evcon == NULL && !conn_alive(c))
+                conn_forget(c);
+        }
+}
+
+/* At exit, after evhttp_free: whatever it did not report closed. */
+static void
+conns_free(struct httpd_listener *l)
+{
+    while (l->conns != NULL)
+        conn_forget(l->conns);
+}
+
 static void
 dispatch(struct evhttp_request *req, void *arg)
 {
@@ -131,7 +514,7 @@ dispatch(struct evhttp_request *req, void *arg)
 
     if (l->tls != NULL) {
         /* fail closed: a connection that somehow is not TLS (see
-         * tls_bevcb) is never served */
+         * conn_bevcb) is never served */
         evcon = evhttp_request_get_connection(req);
         if (evcon == NULL ||
             bufferevent_openssl_get_ssl(
@@ -145,6 +528,7 @@ dispatch(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 503, "Service Unavailable");
         return;
     }
+    conn_dispatched(l, req);
     r->req = req;
     r->listener = l;
     r->route = "other";
@@ -178,17 +562,22 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
     struct timespec now;
     char labels[128], code[8];
     double secs;
+    struct conn *c;
 
     evhttp_add_header(hdr, "Content-Type", content_type);
     evhttp_add_header(hdr, "X-Request-Id", r->id);
     evhttp_add_header(hdr, "Cache-Control", "no-store");
+    c = conn_replied(l, r->req);
     if (l->h->draining) {
         /* finish only once the reply has left: libevent closes the
          * connection after writing it */
         struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
 
         evhttp_add_header(hdr, "Connection", "close");
-        if (evcon != NULL) {
+        if (c != NULL && !c->closing) {
+            c->closing = 1;
+            l->h->closing++;
+        } else if (c == NULL && evcon != NULL) {
             evhttp_connection_set_closecb(evcon, on_conn_closed, l->h);
             l->h->closing++;
         }
@@ -303,7 +692,7 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (l->sock != NULL)
+    if (l->sock != NULL && !l->full)
         evconnlistener_enable(evhttp_bound_socket_get_listener(l->sock));
 }
 
@@ -339,6 +728,56 @@ on_accept_error(struct evconnlistener *lev, void *arg)
     evconnlistener_disable(lev);
     if (l->resume == NULL || evtimer_add(l->resume, &tv) != 0)
         evconnlistener_enable(lev);
+}
+
+/*
+ * The connection caps of a new listener from the descriptor limit: the
+ * public listener may hold half of the descriptors, the internal one a
+ * quarter, so a flood of either leaves a quarter to the other listener,
+ * Redis, WeCom calls and files. The public one also caps each client
+ * address. Also sizes the table of connections by descriptor.
+ */
+static enum brk_err
+listener_limits(struct httpd *h, struct httpd_listener *l, const char *name)
+{
+    struct rlimit rl;
+    size_t nofile = 1024, want;
+    void *p;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        nofile = (size_t)rl.rlim_cur;
+    if (nofile > HTTPD_FD_TABLE_MAX)
+        nofile = HTTPD_FD_TABLE_MAX;
+    if (nofile < 64)
+        nofile = 64;
+    if (strcmp(name, HTTPD_PUBLIC_LISTENER) == 0) {
+        l->max_conns = nofile / 2;
+        l->per_addr_max = HTTPD_PER_ADDR_MAX < l->max_conns / 4
+                              ? HTTPD_PER_ADDR_MAX
+                              : l->max_conns / 4;
+        if (cache_new(l->max_conns + 1, LLONG_MAX / 2, brk_free,
+                      &l->per_addr) != BRK_OK)
+            return BRK_ERR_NOMEM;
+    } else {
+        l->max_conns = nofile / 4;
+    }
+    want = nofile;
+    if (want > h->nby_fd) {
+        p = brk_realloc(h->by_fd, want * sizeof(*h->by_fd));
+        if (p == NULL)
+            return BRK_ERR_NOMEM;
+        h->by_fd = p;
+        memset(h->by_fd + h->nby_fd, 0, (want - h->nby_fd) * sizeof(*h->by_fd));
+        h->nby_fd = want;
+    }
+    if (h->sweep == NULL) {
+        struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
+
+        h->sweep = event_new(h->base, -1, EV_PERSIST, on_sweep, h);
+        if (h->sweep == NULL || event_add(h->sweep, &tv) != 0)
+            return BRK_ERR_NOMEM;
+    }
+    return BRK_OK;
 }
 
 /*
@@ -382,16 +821,30 @@ httpd_listen(struct httpd *h, const char *name, const char *hostport,
         return BRK_ERR_IO;
     }
     l->resume = evtimer_new(h->base, on_resume, l);
-    if (l->resume == NULL) {
+    l->admit = event_new(h->base, -1, 0, on_admit, l);
+    if (l->resume == NULL || l->admit == NULL ||
+        listener_limits(h, l, name) != BRK_OK) {
+        if (l->resume != NULL)
+            event_free(l->resume);
+        if (l->admit != NULL)
+            event_free(l->admit);
         evhttp_free(l->http);
-        l->http = NULL;
+        memset(l, 0, sizeof(*l));
         return BRK_ERR_NOMEM;
     }
+    evhttp_set_bevcb(l->http, conn_bevcb, l);
     accept_owner_set(l, 1);
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->sock),
                                 on_accept_error);
     h->nlisteners++;
-    log_info("%s listener on %s:%d", name, host, httpd_listener_port(h, name));
+    if (l->per_addr_max > 0)
+        log_info("%s listener on %s:%d (at most %zu connections, %zu per "
+                 "client address)",
+                 name, host, httpd_listener_port(h, name), l->max_conns,
+                 l->per_addr_max);
+    else
+        log_info("%s listener on %s:%d (at most %zu connections)", name, host,
+                 httpd_listener_port(h, name), l->max_conns);
     return BRK_OK;
 }
 
@@ -555,32 +1008,6 @@ httpd_tls_free(struct httpd_tls *t)
     brk_free(t);
 }
 
-/* evhttp's constructor of each accepted connection's bufferevent. */
-static struct bufferevent *
-tls_bevcb(struct event_base *base, void *arg)
-{
-    struct httpd_listener *l = arg;
-    struct bufferevent *bev;
-    SSL *ssl;
-
-    ssl = SSL_new(l->tls->ctx);
-    if (ssl == NULL) {
-        /* evhttp falls back to a plain bufferevent, which dispatch
-         * refuses */
-        ERR_clear_error();
-        return NULL;
-    }
-    /* on failure libevent may already have freed ssl with the
-     * half-built bufferevent: freeing it here could be a double free */
-    bev = bufferevent_openssl_socket_new(
-        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL)
-        return NULL;
-    /* clients that close without close_notify are routine */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
 /*
  * Switch a listener to TLS (see httpd.h). Consumes t (not NULL) on every
  * path. Returns BRK_OK or BRK_ERR_NOTFOUND.
@@ -600,7 +1027,6 @@ httpd_set_tls(struct httpd *h, const char *name, struct httpd_tls *t)
     }
     httpd_tls_free(l->tls);
     l->tls = t;
-    evhttp_set_bevcb(l->http, tls_bevcb, l);
     return BRK_OK;
 }
 

@@ -372,6 +372,54 @@ url_parse(const char *u, struct url_view *v)
     return 0;
 }
 
+/*
+ * Nonzero when rest (a URL's query and fragment) names, as a parameter,
+ * one of the names the broker appends to return URLs (code, corpid,
+ * state, installed): the caller could not tell them from the broker's.
+ * Every part between '?', '&' and '#' is a candidate, its name (up to
+ * '=') percent-decoded and compared in any case; a fragment may hold a
+ * client-side query too.
+ */
+static int
+hex_val(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : c - 'A' + 10;
+}
+
+static int
+presets_broker_names(const char *rest)
+{
+    static const char *const names[] = {"code", "corpid", "state", "installed"};
+    char name[16];
+    const char *p = rest, *e;
+    size_t n, i, k;
+
+    while (*p != '\0') {
+        p++; /* the separator */
+        e = p + strcspn(p, "?&#");
+        n = strcspn(p, "=?&#");
+        /* escapes were checked well-formed; longer names match none */
+        for (i = 0, k = 0; i < n && k < sizeof(name) - 1; k++) {
+            if (p[i] == '%' && i + 2 < n && is_hex((unsigned char)p[i + 1]) &&
+                is_hex((unsigned char)p[i + 2])) {
+                name[k] = (char)(hex_val(p[i + 1]) * 16 + hex_val(p[i + 2]));
+                i += 3;
+            } else {
+                name[k] = p[i++];
+            }
+        }
+        name[k] = '\0';
+        if (i == n)
+            for (i = 0; i < nitems(names); i++)
+                if (strcasecmp(name, names[i]) == 0)
+                    return 1;
+        p = e;
+    }
+    return 0;
+}
+
 /* The path of an entry allows the path of a URL: entry "/app" allows
  * "/app" and "/app/...", entry "/app/" (or "/") anything below it. */
 static int
@@ -398,7 +446,7 @@ oauth_return_allowed(const char *url, char *const *allow, size_t n)
     struct url_view v, e;
     size_t i;
 
-    if (url_parse(url, &v) != 0)
+    if (url_parse(url, &v) != 0 || presets_broker_names(v.rest))
         return 0;
     for (i = 0; allow != NULL && i < n; i++) {
         if (url_parse(allow[i], &e) != 0 || *e.rest != '\0')

@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "query.h"
+#include "record.h"
 #include "scope_map.h"
 #include "service.h"
 #include "store.h"
@@ -45,40 +46,10 @@
 #define CACHE_ENTRIES   100000
 #define MAX_SUITES_TRY  16
 
-struct svc_rec {
-    int refs;
-    char id[SERVICE_ID_LEN + 1];
-    char name[SERVICE_NAME_MAX + 1];
-    char salt[SERVICE_SALT_LEN + 1];
-    char hash[SERVICE_HASH_LEN + 1];
-    long gen;
-    int revoked;
-    struct scope_grant grant;
-    char suite[80];
-    json_t *corps;   /* array of corpids, or NULL: any */
-    json_t *parties; /* object corpid -> [ids], or NULL */
-};
-
-struct tenant_rec {
-    int refs;
-    char status[32];
-    struct scope_grant grant;
-    json_t *priv, *parents, *users, *tags;
-    struct vrange *range;
-};
-
 /* A narrowed range shared by the cache and requests in flight. */
 struct range_ref {
     int refs;
     struct vrange *v;
-};
-
-struct tok_rec {
-    char svc[SERVICE_ID_LEN + 1];
-    long gen;
-    char suite[80];
-    char corp[80];
-    long long exp; /* seconds */
 };
 
 struct proxy {
@@ -91,18 +62,23 @@ struct proxy {
     struct wecom_api *api;
     struct budget *budget; /* NULL: every WeCom call is refused */
     const struct scope_map *scopes;
-    struct cache *tokens;   /* token hash -> tok_rec */
-    struct cache *services; /* id -> svc_rec */
-    struct cache *tenants;  /* "suite corp" -> tenant_rec */
+    struct cache *tokens;   /* token hash -> record_token */
+    struct cache *services; /* id -> record_service */
+    struct cache *tenants;  /* "suite corp" -> record_tenant */
     struct cache *ranges;   /* "suite corp svc" -> vrange (narrowed) */
     struct tload *loads;    /* tenant loads under way */
     unsigned inflight;
+    /* bumped by every change notice and reconnect: a record read before
+     * the latest one may serve the request that read it, but is not
+     * cached, so a revoked service or token never serves again */
+    unsigned long gen;
 };
 
 struct tload;
 
 struct preq {
     struct proxy *p;
+    unsigned long gen; /* p->gen when the request arrived */
     struct httpd_req *r;
     const struct scope_map *scopes;
     struct query *q;
@@ -112,11 +88,11 @@ struct preq {
     int oauth;         /* 1 getuserinfo, 2 getuserdetail */
     unsigned char tdk[KEYRING_KEY_LEN];
     /* who */
-    struct svc_rec *svc;
-    struct tenant_rec *ten;
+    struct record_service *svc;
+    struct record_tenant *ten;
     const struct vrange *range;
     struct range_ref *narrowed; /* holds range alive when narrowed */
-    struct tok_rec tr;
+    struct record_token tr;
     char token_hash[65];
     /* what */
     const struct scope_endpoint *ep;
@@ -142,32 +118,24 @@ static void reply_error(struct preq *q, int http, long errcode,
 
 /*---- Records ----*/
 
+/* The caches' destructors. */
 static void
 svc_unref(void *v)
 {
-    struct svc_rec *s = v;
-
-    if (s == NULL || --s->refs > 0)
-        return;
-    json_decref(s->corps);
-    json_decref(s->parties);
-    brk_wipe(s->hash, sizeof(s->hash));
-    brk_free(s);
+    record_service_unref(v);
 }
 
 static void
 tenant_unref(void *v)
 {
-    struct tenant_rec *t = v;
+    record_tenant_unref(v);
+}
 
-    if (t == NULL || --t->refs > 0)
-        return;
-    json_decref(t->priv);
-    json_decref(t->parents);
-    json_decref(t->users);
-    json_decref(t->tags);
-    vrange_free(t->range);
-    brk_free(t);
+static struct range_ref *
+range_ref(struct range_ref *r)
+{
+    r->refs++;
+    return r;
 }
 
 static void
@@ -202,8 +170,8 @@ preq_free(struct preq *q)
     q->p->inflight--;
     query_free(q->q);
     json_decref(q->body);
-    svc_unref(q->svc);
-    tenant_unref(q->ten);
+    record_service_unref(q->svc);
+    record_tenant_unref(q->ten);
     range_unref(q->narrowed);
     brk_free(q->upstream_qs);
     if (q->upstream_body != NULL) {
@@ -324,70 +292,21 @@ reply_error(struct preq *q, int http, long errcode, const char *fmt, ...)
 
 typedef void preq_step(struct preq *q);
 
-static const char *
-pair_get(const struct redisReply *r, const char *field)
-{
-    size_t i;
-
-    for (i = 0; i + 1 < r->elements; i += 2)
-        if (r->element[i]->type == REDIS_REPLY_STRING &&
-            strcmp(r->element[i]->str, field) == 0 &&
-            r->element[i + 1]->type == REDIS_REPLY_STRING)
-            return r->element[i + 1]->str;
-    return NULL;
-}
-
-/* Build a service record from HGETALL; NULL if it is not a service. */
-static struct svc_rec *
-svc_from_reply(const char *id, const struct redisReply *r)
-{
-    struct svc_rec *s;
-    const char *name = pair_get(r, "name"), *salt = pair_get(r, "salt");
-    const char *hash = pair_get(r, "hash"), *scopes = pair_get(r, "scopes");
-    const char *v;
-    json_error_t jerr;
-    char *dup, *tok, *save = NULL;
-
-    if (name == NULL || salt == NULL || hash == NULL || scopes == NULL)
-        return NULL;
-    s = brk_calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->refs = 1;
-    snprintf(s->id, sizeof(s->id), "%s", id);
-    snprintf(s->name, sizeof(s->name), "%s", name);
-    snprintf(s->salt, sizeof(s->salt), "%s", salt);
-    snprintf(s->hash, sizeof(s->hash), "%s", hash);
-    v = pair_get(r, "gen");
-    s->gen = v ? strtol(v, NULL, 10) : 0;
-    s->revoked = pair_get(r, "revoked_at") != NULL;
-    v = pair_get(r, "suite");
-    snprintf(s->suite, sizeof(s->suite), "%s", v ? v : "");
-    v = pair_get(r, "corps");
-    if (v != NULL && v[0] != '\0')
-        s->corps = json_loads(v, 0, &jerr);
-    v = pair_get(r, "parties");
-    if (v != NULL && v[0] != '\0')
-        s->parties = json_loads(v, 0, &jerr);
-    dup = brk_strdup(scopes);
-    if (dup == NULL) {
-        svc_unref(s);
-        return NULL;
-    }
-    scope_grant_clear(&s->grant);
-    for (tok = strtok_r(dup, ",", &save); tok != NULL;
-         tok = strtok_r(NULL, ",", &save))
-        if (scope_grant_add_name(&s->grant, tok) != BRK_OK)
-            log_warn("service %s: unknown scope %s ignored", s->name, tok);
-    brk_free(dup);
-    return s;
-}
-
 struct load_ctx {
     struct preq *q;
     preq_step *next;
     char key[200];
 };
+
+/* A stored record that is damaged or could not be read: the request is
+ * refused, never served with a wider default. */
+static void
+reply_unusable(struct preq *q, const char *what, enum brk_err err)
+{
+    log_req(LOG_LVL_WARN, q->r->id, "stored %s record unusable (%s)", what,
+            brk_strerror(err));
+    reply_error(q, 503, -1, "stored record unusable");
+}
 
 static void
 on_service(enum brk_err err, struct redisReply *r, void *arg)
@@ -395,7 +314,7 @@ on_service(enum brk_err err, struct redisReply *r, void *arg)
     struct load_ctx *c = arg;
     struct preq *q = c->q;
     preq_step *next = c->next;
-    struct svc_rec *s;
+    struct record_service *s = NULL;
     char id[SERVICE_ID_LEN + 1];
 
     memcpy(id, c->key, sizeof(id) - 1);
@@ -405,12 +324,15 @@ on_service(enum brk_err err, struct redisReply *r, void *arg)
         reply_error(q, 503, -1, "store unavailable");
         return;
     }
-    s = r->type == REDIS_REPLY_ARRAY ? svc_from_reply(id, r) : NULL;
-    if (s != NULL) {
-        s->refs++;
-        if (cache_put(q->p->services, id, s, brk_mono_ms()) != BRK_OK)
-            s->refs--; /* consumed (unref'd) by the failed put */
+    err = record_service_decode(id, r, &s);
+    if (err && err != BRK_ERR_NOTFOUND) {
+        reply_unusable(q, "service", err);
+        return;
     }
+    /* the cache's own reference: a failed put has dropped it already */
+    if (s != NULL && q->gen == q->p->gen &&
+        cache_put(q->p->services, id, record_service_ref(s), brk_mono_ms()))
+        log_debug("service cache: entry not kept");
     q->svc = s;
     next(q);
 }
@@ -419,14 +341,13 @@ on_service(enum brk_err err, struct redisReply *r, void *arg)
 static void
 load_service(struct preq *q, const char *id, preq_step *next)
 {
-    struct svc_rec *s = cache_get(q->p->services, id, brk_mono_ms());
+    struct record_service *s = cache_get(q->p->services, id, brk_mono_ms());
     struct load_ctx *c;
     char key[KEYS_MAX];
     const char *argv[2];
 
     if (s != NULL) {
-        s->refs++;
-        q->svc = s;
+        q->svc = record_service_ref(s);
         next(q);
         return;
     }
@@ -453,82 +374,6 @@ static const char tenant_lua[] =
     "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),"
     " redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}\n";
 
-static json_t *
-pairs_object(const struct redisReply *r)
-{
-    json_t *o = json_object();
-    size_t i;
-
-    if (o == NULL || r->type != REDIS_REPLY_ARRAY)
-        return o;
-    for (i = 0; i + 1 < r->elements; i += 2)
-        json_object_set_new(o, r->element[i]->str,
-                            json_stringn(r->element[i + 1]->str,
-                                         r->element[i + 1]->len));
-    return o;
-}
-
-/* Permissions stored as [{"name","expires_at"}]: the unexpired ones. */
-static void
-grant_of(const char *perms, struct scope_grant *g)
-{
-    json_error_t jerr;
-    json_t *arr = perms ? json_loads(perms, 0, &jerr) : NULL, *v;
-    long long now = brk_wall_ms() / 1000;
-    size_t i;
-    int id;
-
-    scope_grant_clear(g);
-    json_array_foreach(arr, i, v)
-    {
-        json_int_t exp = json_integer_value(json_object_get(v, "expires_at"));
-        const char *name = json_string_value(json_object_get(v, "name"));
-
-        if (name == NULL || (exp != 0 && exp <= now))
-            continue;
-        id = scope_perm_id(name);
-        if (id > SCOPE_PERM_NEVER)
-            scope_grant_add(g, id);
-    }
-    json_decref(arr);
-}
-
-static struct tenant_rec *
-tenant_from_reply(const struct redisReply *r)
-{
-    struct tenant_rec *t;
-    const struct redisReply *h;
-    const char *status, *priv;
-    json_error_t jerr;
-
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
-        return NULL;
-    h = r->element[0];
-    status = pair_get(h, "status");
-    if (status == NULL)
-        return NULL;
-    t = brk_calloc(1, sizeof(*t));
-    if (t == NULL)
-        return NULL;
-    t->refs = 1;
-    snprintf(t->status, sizeof(t->status), "%s", status);
-    grant_of(pair_get(h, "permissions"), &t->grant);
-    priv = pair_get(h, "privilege");
-    t->priv = json_loads(priv ? priv : "{}", 0, &jerr);
-    t->parents = pairs_object(r->element[1]);
-    t->users = pairs_object(r->element[2]);
-    t->tags = pairs_object(r->element[3]);
-    if (t->priv == NULL || t->parents == NULL || t->users == NULL ||
-        t->tags == NULL ||
-        vrange_build(t->priv, t->parents, t->users, t->tags, &t->range) !=
-            BRK_OK) {
-        /* fail closed: a tenant whose range cannot be built sees nothing */
-        log_warn("tenant range could not be built; treating it as empty");
-        t->range = NULL;
-    }
-    return t;
-}
-
 /* One load of a tenant at a time: requests that miss the cache while a
  * load is under way wait for it instead of loading it again. */
 struct tload_waiter {
@@ -539,6 +384,7 @@ struct tload_waiter {
 
 struct tload {
     struct proxy *p;
+    unsigned long gen; /* p->gen when the load started */
     char key[200];
     struct tload_waiter *waiters;
     struct tload *link;
@@ -550,32 +396,37 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
     struct tload *l = arg, **pp;
     struct proxy *p = l->p;
     struct tload_waiter *w, *next;
-    struct tenant_rec *t = NULL;
+    struct record_tenant *t = NULL;
+    enum brk_err derr = BRK_OK;
 
     for (pp = &p->loads; *pp != l; pp = &(*pp)->link)
         ;
     *pp = l->link;
     if (!err) {
-        t = tenant_from_reply(r);
-        if (t != NULL) {
-            t->refs++;
-            if (cache_put(p->tenants, l->key, t, brk_mono_ms()) != BRK_OK)
-                t->refs--;
-        }
+        derr = record_tenant_decode(r, brk_wall_ms() / 1000, &t);
+        if (derr == BRK_ERR_NOTFOUND)
+            derr = BRK_OK;
+        else if (derr)
+            log_warn("tenant %s: stored record unusable (%s)", l->key,
+                     brk_strerror(derr));
     }
+    /* the cache's own reference: a failed put has dropped it already */
+    if (t != NULL && l->gen == p->gen &&
+        cache_put(p->tenants, l->key, record_tenant_ref(t), brk_mono_ms()))
+        log_debug("tenant cache: entry not kept");
     for (w = l->waiters; w != NULL; w = next) {
         next = w->link;
         if (err) {
             reply_error(w->q, 503, -1, "store unavailable");
+        } else if (derr) {
+            reply_error(w->q, 503, -1, "stored record unusable");
         } else {
-            if (t != NULL)
-                t->refs++;
-            w->q->ten = t;
+            w->q->ten = t != NULL ? record_tenant_ref(t) : NULL;
             w->next(w->q);
         }
         brk_free(w);
     }
-    tenant_unref(t); /* the load's own reference */
+    record_tenant_unref(t); /* the load's own reference */
     brk_free(l);
 }
 
@@ -585,7 +436,7 @@ load_tenant(struct preq *q, preq_step *next)
 {
     const struct config *cfg = q->p->cfg;
     char ck[200], keys[4][KEYS_MAX];
-    struct tenant_rec *t;
+    struct record_tenant *t;
     struct tload *l;
     struct tload_waiter *w;
     const char *argv[7];
@@ -593,8 +444,7 @@ load_tenant(struct preq *q, preq_step *next)
     snprintf(ck, sizeof(ck), "%s %s", q->tr.suite, q->tr.corp);
     t = cache_get(q->p->tenants, ck, brk_mono_ms());
     if (t != NULL) {
-        t->refs++;
-        q->ten = t;
+        q->ten = record_tenant_ref(t);
         next(q);
         return;
     }
@@ -627,6 +477,7 @@ load_tenant(struct preq *q, preq_step *next)
         return;
     }
     l->p = q->p;
+    l->gen = q->p->gen;
     snprintf(l->key, sizeof(l->key), "%s", ck);
     l->waiters = w;
     argv[0] = "EVAL";
@@ -644,22 +495,6 @@ load_tenant(struct preq *q, preq_step *next)
     }
     l->link = q->p->loads;
     q->p->loads = l;
-}
-
-/*---- Checks shared by gettoken and the data path ----*/
-
-static int
-svc_allows_corp(const struct svc_rec *s, const char *corp)
-{
-    const json_t *v;
-    size_t i;
-
-    if (s->corps == NULL)
-        return 1;
-    json_array_foreach(s->corps, i, v)
-        if (json_is_string(v) && strcmp(json_string_value(v), corp) == 0)
-            return 1;
-    return 0;
 }
 
 /*---- gettoken ----*/
@@ -720,14 +555,25 @@ on_gettoken(enum brk_err err, struct redisReply *r, void *arg)
 {
     struct preq *q = arg;
     char token[SERVICE_TOKEN_LEN + 1], body[256];
-    long long exp, now = brk_wall_ms() / 1000;
+    long long exp, iat, now = brk_wall_ms() / 1000;
 
     if (err || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
         reply_error(q, 503, -1, "store unavailable");
         return;
     }
+    /* the current token's nonce (32 hex), issue time and expiry */
+    if (r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[2]->type != REDIS_REPLY_STRING || r->element[0]->len != 32 ||
+        strspn(r->element[0]->str, "0123456789abcdef") != 32 ||
+        record_parse_uint(r->element[1]->str, INT64_MAX / 1000, &iat) !=
+            BRK_OK ||
+        record_parse_uint(r->element[2]->str, INT64_MAX / 1000, &exp) !=
+            BRK_OK) {
+        reply_unusable(q, "current token", BRK_ERR_INVAL);
+        return;
+    }
     derive_token(q, r->element[0]->str, r->element[1]->str, token);
-    exp = strtoll(r->element[2]->str, NULL, 10);
     snprintf(body, sizeof(body),
              "{\"errcode\":0,\"errmsg\":\"ok\",\"access_token\":\"%s\","
              "\"expires_in\":%lld}",
@@ -809,8 +655,7 @@ on_gettoken_tenant(struct preq *q)
         try_suite(q);
         return;
     }
-    if (!svc_allows_corp(q->svc, q->tr.corp) ||
-        strcmp(q->ten->status, "active") != 0) {
+    if (!record_service_allows_corp(q->svc, q->tr.corp) || !q->ten->active) {
         reply_error(q, 200, 48004,
                     "authorization relation invalid: tenant %s or outside "
                     "the service's corps",
@@ -844,7 +689,7 @@ on_gettoken_service(struct preq *q)
     if (q->svc == NULL || q->svc->revoked ||
         !service_secret_check(q->svc->salt, q->svc->hash, q->secret,
                               q->secret_len)) {
-        svc_unref(q->svc);
+        record_service_unref(q->svc);
         q->svc = NULL; /* no audit entry for unknown callers */
         reply_error(q, 200, 40001, "invalid credential: corpsecret");
         return;
@@ -1155,19 +1000,25 @@ subject_ok(const struct preq *q, enum scope_param_kind kind, const json_t *v)
     }
 }
 
-/* A query value as the JSON value its declared type says; NULL if it is
- * not one. */
+/*
+ * A query value as the JSON value its declared type says; NULL if it is
+ * not one. An integer must be written the one way it is forwarded ("2";
+ * not " 2", "+2", "02" or "-0"), so WeCom is asked about what was
+ * checked.
+ */
 static json_t *
 typed_value(const struct scope_param *p, const char *s)
 {
-    char *end;
+    const char *d = s[0] == '-' ? s + 1 : s;
     long long n;
 
     if (p->type == SCOPE_T_INTEGER) {
-        if (*s == '\0' || strlen(s) > 19)
+        if (*d == '\0' || strlen(d) > 18 ||
+            strspn(d, "0123456789") != strlen(d) ||
+            (d[0] == '0' && (d[1] != '\0' || d != s)))
             return NULL;
-        n = strtoll(s, &end, 10);
-        return *end == '\0' ? json_integer(n) : NULL;
+        n = strtoll(s, NULL, 10);
+        return json_integer(n);
     }
     if (p->type == SCOPE_T_STRING)
         return json_string(s);
@@ -1183,7 +1034,7 @@ check_query(struct preq *q)
     const struct scope_param *p;
     size_t i;
     json_t *v;
-    char *enc;
+    char *enc, num[24] = "";
 
     dynbuf_init(&qs, 64 * 1024);
     for (i = 0; i < q->q->n; i++) {
@@ -1212,6 +1063,10 @@ check_query(struct preq *q)
             return -1;
         }
         note_subject(q, p->kind);
+        /* what goes upstream is the value that was checked */
+        if (json_is_integer(v))
+            snprintf(num, sizeof(num), "%lld",
+                     (long long)json_integer_value(v));
         json_decref(v);
         enc = brk_malloc(strlen(q->q->params[i].value) * 3 + 1);
         if (enc == NULL) {
@@ -1219,7 +1074,8 @@ check_query(struct preq *q)
             reply_error(q, 503, -1, "out of memory");
             return -1;
         }
-        codec_pct_encode(q->q->params[i].value, enc);
+        codec_pct_encode(
+            p->type == SCOPE_T_INTEGER ? num : q->q->params[i].value, enc);
         if (dynbuf_printf(&qs, "%s%s=%s", qs.len ? "&" : "", name, enc)) {
             brk_free(enc);
             reply_error(q, 200, 40035, "invalid parameter: too long");
@@ -1365,52 +1221,56 @@ range:
     return -1;
 }
 
-/* The tenant's range, narrowed by the service's own departments there. */
-static const struct vrange *
+/*
+ * The tenant's range, narrowed by the service's own departments there,
+ * into q->range (borrowed from the tenant, or from q->narrowed). Returns
+ * BRK_OK, BRK_ERR_INVAL when the service's departments name the corp in
+ * other letter cases only, or what building the narrowed range returned
+ * (BRK_ERR_NOMEM...): the request is then refused.
+ */
+static enum brk_err
 effective_range(struct preq *q)
 {
-    const json_t *mine;
+    const struct record_parties *mine = NULL;
     struct vrange *v = NULL;
     struct range_ref *ref;
     char key[200];
-    long parties[256];
-    size_t i, n = 0;
-    const json_t *e;
+    enum brk_err err;
 
-    if (q->ten->range == NULL)
-        return NULL;
-    mine = q->svc->parties ? json_object_get(q->svc->parties, q->tr.corp)
-                           : NULL;
-    if (mine == NULL)
-        return q->ten->range;
+    err = record_service_parties(q->svc, q->tr.corp, &mine);
+    if (err)
+        return err;
+    if (mine == NULL) {
+        q->range = q->ten->range;
+        return BRK_OK;
+    }
     snprintf(key, sizeof(key), "%s %s %s", q->tr.suite, q->tr.corp,
              q->svc->id);
     ref = cache_get(q->p->ranges, key, brk_mono_ms());
     if (ref != NULL) {
-        ref->refs++;
-        q->narrowed = ref;
-        return ref->v;
+        q->narrowed = range_ref(ref);
+        q->range = ref->v;
+        return BRK_OK;
     }
-    json_array_foreach(mine, i, e)
-        if (json_is_integer(e) && n < nitems(parties))
-            parties[n++] = (long)json_integer_value(e);
-    if (vrange_build(q->ten->priv, q->ten->parents, q->ten->users,
-                     q->ten->tags, &v) != BRK_OK ||
-        vrange_narrow(v, parties, n) != BRK_OK) {
-        vrange_free(v);
-        return NULL;
-    }
-    ref = brk_calloc(1, sizeof(*ref));
+    err = vrange_build(q->ten->priv, q->ten->parents, q->ten->users,
+                       q->ten->tags, &v);
+    if (!err)
+        err = vrange_narrow(v, mine->ids, mine->n);
+    ref = err ? NULL : brk_calloc(1, sizeof(*ref));
     if (ref == NULL) {
         vrange_free(v);
-        return NULL;
+        return err ? err : BRK_ERR_NOMEM;
     }
     ref->v = v;
-    ref->refs = 2; /* the cache's and ours */
-    q->narrowed = ref;
-    if (cache_put(q->p->ranges, key, ref, brk_mono_ms()) != BRK_OK)
-        ref->refs = 1; /* the failed put dropped the cache's */
-    return v;
+    ref->refs = 1; /* ours */
+    q->narrowed = range_ref(ref);
+    q->range = v;
+    /* the cache's own reference: a failed put has dropped it already */
+    if (q->gen == q->p->gen &&
+        cache_put(q->p->ranges, key, range_ref(ref), brk_mono_ms()))
+        log_debug("range cache: entry not kept");
+    range_unref(ref);
+    return BRK_OK;
 }
 
 /*---- Member OAuth, service side ----*/
@@ -1487,6 +1347,14 @@ oauth_key(struct preq *q, const char *what, const char *secret, char *out)
                            q->tr.suite, w);
 }
 
+/* Is the member userid (len bytes) in the range this request sees? */
+static int
+member_in_range(const struct preq *q, const char *userid, size_t len)
+{
+    return q->range != NULL && len > 0 &&
+           vrange_has_member(q->range, userid, len);
+}
+
 static void
 reply_json_body(struct preq *q, const char *body)
 {
@@ -1508,9 +1376,8 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     struct preq *q = arg;
     char key[KEYS_MAX], ctx[KEYS_MAX + 8], *rec = NULL, *body = NULL;
     size_t len = 0;
-    json_t *v = NULL, *out = NULL;
-    json_error_t jerr;
-    const char *user, *open, *ticket;
+    json_t *out = NULL;
+    struct record_oauth_code c;
 
     if (err) {
         reply_error(q, 503, -1, "store unavailable");
@@ -1519,34 +1386,50 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     if (r->type != REDIS_REPLY_STRING ||
         oauth_key(q, "oauth:code", query_get(q->q, "code"), key) ||
         keys_seal_ctx(ctx, sizeof(ctx), key, "rec") ||
-        keyring_open(q->tdk, ctx, r->str, r->len, &rec, &len) ||
-        (v = json_loadb(rec, len, 0, &jerr)) == NULL) {
+        keyring_open(q->tdk, ctx, r->str, r->len, &rec, &len)) {
         brk_free_secret(rec, len);
         /* unknown, used, or another tenant's */
         reply_error(q, 200, 40029, "invalid code");
         return;
     }
+    err = record_oauth_code_decode(rec, len, &c);
     brk_free_secret(rec, len);
-    user = json_string_value(json_object_get(v, "userid"));
-    open = json_string_value(json_object_get(v, "openid"));
-    ticket = json_string_value(json_object_get(v, "user_ticket"));
-    if (user != NULL && user[0] != '\0') {
+    if (err) {
+        reply_unusable(q, "OAuth code", err);
+        return;
+    }
+    /* a member outside the range this service sees: nothing of them,
+     * as for any subject (a non-member has no place in any range) */
+    if (c.userid[0] != '\0' &&
+        !member_in_range(q, c.userid, strlen(c.userid))) {
+        brk_wipe(&c, sizeof(c));
+        reply_error(q, 200, 60011,
+                    "no privilege to access/modify contact/party/agent");
+        return;
+    }
+    if (c.userid[0] != '\0') {
         out = json_pack("{s:i, s:s, s:s}", "errcode", 0, "errmsg", "ok",
-                        "userid", user);
-        if (ticket != NULL && ticket[0] != '\0') {
-            json_object_set_new(out, "user_ticket", json_string(ticket));
-            json_object_set(out, "expires_in",
-                            json_object_get(v, "expires_in"));
+                        "userid", c.userid);
+        if (out != NULL && c.user_ticket[0] != '\0' &&
+            (json_object_set_new(out, "user_ticket",
+                                 json_string(c.user_ticket)) ||
+             json_object_set_new(out, "expires_in",
+                                 json_integer(c.expires_in)))) {
+            json_decref(out);
+            out = NULL;
         }
-        if (open != NULL && open[0] != '\0')
-            json_object_set_new(out, "open_userid", json_string(open));
+        if (out != NULL && c.openid[0] != '\0' &&
+            json_object_set_new(out, "open_userid", json_string(c.openid))) {
+            json_decref(out);
+            out = NULL;
+        }
     } else {
         out = json_pack("{s:i, s:s, s:s}", "errcode", 0, "errmsg", "ok",
-                        "openid", open ? open : "");
+                        "openid", c.openid);
     }
+    brk_wipe(&c, sizeof(c));
     body = out ? json_dumps(out, JSON_COMPACT) : NULL;
     json_decref(out);
-    json_decref(v);
     if (body == NULL) {
         reply_error(q, 503, -1, "out of memory");
         return;
@@ -1556,13 +1439,14 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     free(body);
 }
 
+/* {0}: never issued; {1}: expired; {2, fields, userid}. */
 static const char ticket_lua[] =
-    "local exp = redis.call('HGET', KEYS[1], 'exp')\n"
-    "if not exp then return {0} end\n"
-    "if tonumber(exp) <= tonumber(ARGV[1]) then return {1} end\n"
+    "local t = redis.call('HMGET', KEYS[1], 'exp', 'userid')\n"
+    "if not t[1] then return {0} end\n"
+    "if tonumber(t[1]) <= tonumber(ARGV[1]) then return {1} end\n"
     "local d = redis.call('GET', KEYS[2])\n"
     "if not d then return {1} end\n"
-    "return {2, d}\n";
+    "return {2, d, t[2] or ''}\n";
 
 static void
 on_ticket(enum brk_err err, struct redisReply *r, void *arg)
@@ -1574,7 +1458,8 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
     size_t len = 0;
     struct scope_node *root = detail_root();
 
-    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
         reply_error(q, 503, -1, "store unavailable");
         return;
     }
@@ -1582,8 +1467,20 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
         reply_error(q, 200, 84015, "invalid user_ticket");
         return;
     }
-    if (r->element[0]->integer == 1 || r->elements < 2) {
+    if (r->element[0]->integer == 1) {
         reply_error(q, 200, 84014, "user_ticket expired");
+        return;
+    }
+    if (r->elements != 3 || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[2]->type != REDIS_REPLY_STRING) {
+        reply_unusable(q, "user_ticket", BRK_ERR_INVAL);
+        return;
+    }
+    /* the member must be in the range this service sees, like any
+     * subject */
+    if (!member_in_range(q, r->element[2]->str, r->element[2]->len)) {
+        reply_error(q, 200, 60011,
+                    "no privilege to access/modify contact/party/agent");
         return;
     }
     if (root == NULL || oauth_key(q, "oauth:detail", ticket, key) ||
@@ -1693,25 +1590,30 @@ static void
 on_data_tenant(struct preq *q)
 {
     struct scope_grant tenant_svc;
+    enum brk_err err;
 
-    if (q->ten == NULL || strcmp(q->ten->status, "active") != 0 ||
-        !svc_allows_corp(q->svc, q->tr.corp)) {
+    if (q->ten == NULL || !q->ten->active ||
+        !record_service_allows_corp(q->svc, q->tr.corp)) {
         reply_error(q, 200, 48004, "authorization relation invalid");
         return;
     }
     scope_grant_intersect(&tenant_svc, &q->ten->grant, &q->svc->grant);
     q->grant = tenant_svc;
-    if (q->oauth) {
-        oauth_service(q);
-        return;
-    }
-    if (!scope_grant_has(&q->grant, q->ep->scope)) {
+    if (!q->oauth && !scope_grant_has(&q->grant, q->ep->scope)) {
         reply_error(q, 200, 48002,
                     "api forbidden: the grant lacks %s",
                     scope_perm_name(q->ep->scope));
         return;
     }
-    q->range = effective_range(q);
+    err = effective_range(q);
+    if (err) {
+        reply_unusable(q, "service range", err);
+        return;
+    }
+    if (q->oauth) {
+        oauth_service(q);
+        return;
+    }
     if (q->post ? check_body(q) : check_query(q))
         return;
     start_upstream(q);
@@ -1721,7 +1623,7 @@ static void
 on_data_service(struct preq *q)
 {
     if (q->svc == NULL || q->svc->revoked || q->svc->gen != q->tr.gen) {
-        svc_unref(q->svc);
+        record_service_unref(q->svc);
         q->svc = NULL;
         reply_error(q, 200, 40014, "invalid access_token");
         return;
@@ -1743,29 +1645,22 @@ static void
 on_btoken(enum brk_err err, struct redisReply *r, void *arg)
 {
     struct preq *q = arg;
-    const char *svc, *gen, *suite, *corp, *exp;
-    struct tok_rec *t;
+    struct record_token *t;
 
     if (err) {
         reply_error(q, 503, -1, "store unavailable");
         return;
     }
-    svc = pair_get(r, "svc");
-    gen = pair_get(r, "gen");
-    suite = pair_get(r, "suite");
-    corp = pair_get(r, "corp");
-    exp = pair_get(r, "exp");
-    if (svc == NULL || gen == NULL || suite == NULL || corp == NULL ||
-        exp == NULL) {
+    err = record_token_decode(r, &q->tr);
+    if (err == BRK_ERR_NOTFOUND) {
         reply_error(q, 200, 40014, "invalid access_token");
         return;
     }
-    snprintf(q->tr.svc, sizeof(q->tr.svc), "%s", svc);
-    q->tr.gen = strtol(gen, NULL, 10);
-    snprintf(q->tr.suite, sizeof(q->tr.suite), "%s", suite);
-    snprintf(q->tr.corp, sizeof(q->tr.corp), "%s", corp);
-    q->tr.exp = strtoll(exp, NULL, 10);
-    t = brk_malloc(sizeof(*t));
+    if (err) {
+        reply_unusable(q, "token", err);
+        return;
+    }
+    t = q->gen == q->p->gen ? brk_malloc(sizeof(*t)) : NULL;
     if (t != NULL) {
         *t = q->tr;
         if (cache_put(q->p->tokens, q->token_hash, t, brk_mono_ms()))
@@ -1778,7 +1673,7 @@ static void
 data_path(struct preq *q)
 {
     const char *tok;
-    struct tok_rec *t;
+    struct record_token *t;
     char key[KEYS_MAX];
     const char *argv[2];
 
@@ -1830,6 +1725,7 @@ proxy_handle(struct httpd_req *r, void *arg)
         return;
     }
     q->p = p;
+    q->gen = p->gen;
     q->r = r;
     q->scopes = p->scopes;
     p->inflight++;
@@ -1912,6 +1808,7 @@ proxy_notice(struct proxy *p, const char *msg, size_t len)
 {
     char buf[200];
 
+    p->gen++;
     if (len >= sizeof(buf))
         return;
     memcpy(buf, msg, len);
@@ -1930,6 +1827,7 @@ proxy_notice(struct proxy *p, const char *msg, size_t len)
 void
 proxy_drop_caches(struct proxy *p)
 {
+    p->gen++;
     cache_clear(p->tokens);
     cache_clear(p->services);
     cache_clear(p->tenants);

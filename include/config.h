@@ -47,6 +47,9 @@ struct config {
     char *wecom_api_base, *public_base_url, *wecom_install_url,
         *wecom_oauth_url;
     char *key_prefix; /* non-empty, printable, no spaces/braces */
+    /* comma-separated addresses and CIDR prefixes whose X-Forwarded-For
+     * names the client on the browser routes; "" for none */
+    char *trusted_proxies;
     long callback_max_skew, upstream_timeout_ms, cache_max_age,
         event_claim_idle, event_max_attempts;
     long event_concurrency; /* tenants worked on at once per instance */

@@ -31,8 +31,36 @@ struct httpd_req {
  * later, through httpd_reply or httpd_reply_text. */
 typedef void httpd_handler(struct httpd_req *r, void *arg);
 
+/*
+ * Connection limits. Every request must arrive whole (headers and body)
+ * within HTTPD_REQUEST_DEADLINE_S of its connection being accepted or of
+ * the previous reply on it; otherwise the connection is closed. A
+ * listener holds at most a share of the process's descriptors (RLIMIT_NOFILE
+ * at listen time): the public one half, any other a quarter, the rest kept
+ * for Redis, WeCom calls and files; beyond it, new connections wait in the
+ * kernel's backlog. The public listener (the one named
+ * HTTPD_PUBLIC_LISTENER) also closes, at once, connections from a client
+ * address (IPv4, or the /64 of IPv6) that already holds
+ * HTTPD_PER_ADDR_MAX, unless the address is a trusted proxy.
+ */
+#define HTTPD_REQUEST_DEADLINE_S 10
+#define HTTPD_PER_ADDR_MAX       64
+#define HTTPD_PUBLIC_LISTENER    "callback"
+/* Descriptors tracked at most (a larger limit is treated as this). */
+#define HTTPD_FD_TABLE_MAX (1 << 20)
+
+struct netaddr_list;
+
 enum brk_err httpd_new(struct event_base *base, struct httpd **out) BRK_WUR;
 void httpd_free(struct httpd *h);
+
+/*
+ * The trusted proxies (trusted_proxies) for every listener of the process:
+ * their connections are not capped per address, since they carry many
+ * clients. l is borrowed and must outlive the listeners; NULL: none.
+ * Cannot fail.
+ */
+void httpd_set_trusted_proxies(const struct netaddr_list *l);
 
 /*
  * Listen on "host:port" under a name used in logs and metrics ("callback",

@@ -55,7 +55,9 @@ enum brk_err oauth_state_check(const struct keyring *kr, const char *flow,
  * backslashes, non-ASCII...), userinfo, '%' in the authority, missing
  * hosts, trailing dots, IPv6 literals other than the entry's, a query or
  * fragment without a path, dot or empty path segments, %2F and %5C in the
- * path and malformed escapes. See oauth.c for the details.
+ * path, malformed escapes, and a query or fragment naming a parameter the
+ * broker appends (code, corpid, state, installed; decoded, any case). See
+ * oauth.c for the details.
  */
 int oauth_return_allowed(const char *url, char *const *allow, size_t n);
 

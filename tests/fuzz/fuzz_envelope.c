@@ -1,9 +1,9 @@
 /*
- * Fuzz the callback path that runs before Redis, as callback.c runs it:
- * query string (query_parse and the parameter checks), outer XML
- * (wecom_xml_parse, the Encrypt element), signature (wecom_crypto_verify),
- * decryption (wecom_crypto_decrypt), the receiveid check, the inner event
- * XML and its fields, and the Redis key names built from them.
+ * Fuzz the callback path that runs before Redis with callback.c's own
+ * checks: query_parse and callback_check_query, then callback_open
+ * (outer XML and its Encrypt element, signature, decryption, receiveid,
+ * inner event XML) and callback_event_type, and the Redis key names built
+ * from what they accept.
  *
  * The first byte picks a suite (fixed Token and EncodingAESKey: the
  * integration tests' and the two protocol test vectors'), the route
@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "callback.h"
 #include "codec.h"
 #include "keys.h"
 #include "query.h"
@@ -40,9 +41,7 @@
 
 /* as callback.c */
 #define ENV_MAX_QUERY_PARAMS 16
-#define ENV_NONCE_MAX        64
-#define ENV_TICKET_MAX       512
-#define ENV_MAX_BODY         (64 * 1024)
+#define ENV_MAX_BODY         CALLBACK_MAX_BODY
 /* the harness's clock and callback_max_skew: both vectors fall inside */
 #define ENV_NOW  1583968000LL
 #define ENV_SKEW 30000LL
@@ -94,61 +93,15 @@ struct env_expect {
     const char *receiveid; /* sealed receiveid */
 };
 
-static int
-env_is_digits(const char *s, size_t maxlen)
-{
-    size_t n = 0;
-
-    if (s == NULL || *s == '\0')
-        return 0;
-    for (; *s; s++, n++)
-        if (*s < '0' || *s > '9' || n >= maxlen)
-            return 0;
-    return 1;
-}
-
-/* callback.c's check_query with the harness's clock: 0 when acceptable. */
-static int
-env_check_query(const struct query *q, int get)
-{
-    static const char *const names[] = {"msg_signature", "timestamp", "nonce",
-                                        "echostr"};
-    size_t i, n = get ? 4 : 3;
-    const char *ts, *nonce;
-    long long t;
-
-    for (i = 0; i < n; i++)
-        if (query_count(q, names[i]) != 1)
-            return -1;
-    if (!get && query_count(q, "echostr") != 0)
-        return -1;
-    ts = query_get(q, "timestamp");
-    if (!env_is_digits(ts, 12))
-        return -1;
-    t = strtoll(ts, NULL, 10);
-    if (t < ENV_NOW - ENV_SKEW || t > ENV_NOW + ENV_SKEW)
-        return -1;
-    nonce = query_get(q, "nonce");
-    if (nonce[0] == '\0' || strlen(nonce) > ENV_NONCE_MAX)
-        return -1;
-    return 0;
-}
-
-/* The checks on a decrypted command event, as handle_event makes them. */
+/* A decrypted event through callback_event_type, and the key names
+ * handle_event then builds. */
 static void
 env_event(const struct env_suite *su, const struct wecom_xml *ev, int data,
           const char *rid)
 {
-    static const char *const queued[] = {
-        "create_auth",          "change_auth",
-        "cancel_auth",          "reset_permanent_code",
-        "change_contact",       "change_external_contact",
-        "change_external_chat", "change_external_tag",
-        "corp_arch_auth",
-    };
+    struct callback_refusal why;
     char seen[KEYS_MAX], stream[KEYS_MAX], tenant[KEYS_MAX], hmac[65];
-    const char *sid, *info_type, *ticket, *ts;
-    size_t i;
+    const char *type = NULL, *sid, *it, *ticket, *ts;
 
     /* the seen key carries an HMAC; any 64 hex digits do here */
     memset(hmac, 'a', 64);
@@ -163,27 +116,28 @@ env_event(const struct env_suite *su, const struct wecom_xml *ev, int data,
             FUZZ_CHECK(strlen(tenant) < sizeof(tenant));
         return;
     }
+    if (callback_event_type(ev, su->suite_id, &type, &why) != BRK_OK) {
+        FUZZ_CHECK(why.status >= 400 && why.reason != NULL);
+        return;
+    }
+    /* what it accepted has the shape it promised */
     sid = wecom_xml_get(ev, "SuiteId");
-    if (sid == NULL || strcmp(sid, su->suite_id) != 0)
+    it = wecom_xml_get(ev, "InfoType");
+    FUZZ_CHECK(sid != NULL && strcmp(sid, su->suite_id) == 0);
+    FUZZ_CHECK(it != NULL && it[0] != '\0');
+    if (type == NULL)
         return;
-    info_type = wecom_xml_get(ev, "InfoType");
-    if (info_type == NULL || info_type[0] == '\0')
-        return;
-    if (strcmp(info_type, "suite_ticket") == 0) {
+    FUZZ_CHECK(strcmp(type, it) == 0);
+    if (strcmp(type, "suite_ticket") == 0) {
         ticket = wecom_xml_get(ev, "SuiteTicket");
         ts = wecom_xml_get(ev, "TimeStamp");
-        if (ticket == NULL || ticket[0] == '\0' ||
-            strlen(ticket) > ENV_TICKET_MAX || !env_is_digits(ts, 12))
-            return;
+        FUZZ_CHECK(ticket != NULL && ticket[0] != '\0' &&
+                   strlen(ticket) <= CALLBACK_TICKET_MAX);
+        FUZZ_CHECK(ts != NULL && strspn(ts, "0123456789") == strlen(ts));
         FUZZ_CHECK(keys_suite_ticket(seen, sizeof(seen), "wb:", su->suite_id) ==
                    BRK_OK);
         return;
     }
-    for (i = 0; i < nitems(queued); i++)
-        if (strcmp(info_type, queued[i]) == 0)
-            break;
-    if (i == nitems(queued))
-        return;
     FUZZ_CHECK(keys_suite_seen(seen, sizeof(seen), "wb:", su->suite_id, hmac) ==
                BRK_OK);
     FUZZ_CHECK(keys_suite_events(stream, sizeof(stream), "wb:", su->suite_id) ==
@@ -199,84 +153,55 @@ env_request(size_t si, int get, int data, const char *rawq, const char *body,
             size_t bodylen, const struct env_expect *want)
 {
     const struct env_suite *su = &env_suites[si];
-    struct wecom_crypto *c = env_crypto[si];
     struct query *q = NULL;
-    struct wecom_xml *env = NULL, *ev = NULL;
-    struct brk_errinfo info = {"", 0, -1};
-    const char *encrypt, *accepted[2];
-    char *msg = NULL, *rid = NULL;
-    size_t msglen = 0, which = 0;
+    struct callback_refusal why;
+    struct callback_msg m;
     enum brk_err err;
 
+    memset(&m, 0, sizeof(m));
     err = query_parse(rawq, ENV_MAX_QUERY_PARAMS, &q);
     if (err) {
         FUZZ_CHECK(!want->signed_ok);
         goto out;
     }
-    if (env_check_query(q, get) != 0) {
+    if (callback_check_query(q, get, ENV_NOW, ENV_SKEW, &why) != 0) {
+        FUZZ_CHECK(why.status == 400 && why.reason != NULL);
         err = BRK_ERR_INVAL;
         goto out;
     }
-    if (get) {
-        encrypt = query_get(q, "echostr");
-    } else {
-        if (bodylen > ENV_MAX_BODY) {
-            err = BRK_ERR_TOOBIG;
-            goto out;
-        }
-        err = wecom_xml_parse(body, bodylen, &env_limits, &env, &info);
-        if (err) {
-            FUZZ_CHECK(want->msg == NULL);
-            goto out;
-        }
-        encrypt = wecom_xml_get(env, "Encrypt");
-        if (encrypt == NULL || encrypt[0] == '\0') {
-            err = BRK_ERR_INVAL;
-            goto out;
-        }
-    }
-    err = wecom_crypto_verify(c, query_get(q, "msg_signature"),
-                              query_get(q, "timestamp"), query_get(q, "nonce"),
-                              encrypt);
-    FUZZ_CHECK(err == BRK_OK || !want->signed_ok);
-    if (err)
-        goto out;
-    err =
-        wecom_crypto_decrypt(c, encrypt, strlen(encrypt), &msg, &msglen, &rid);
-    if (want->msg != NULL) {
-        FUZZ_CHECK(err == BRK_OK);
-        FUZZ_CHECK(msglen == want->msglen &&
-                   memcmp(msg, want->msg, msglen) == 0);
-        FUZZ_CHECK(strcmp(rid, want->receiveid) == 0);
-    }
+    err = callback_open(env_crypto[si], q, get, data, su->suite_id,
+                        su->provider_corpid, body, bodylen, &m, &why);
     if (err) {
-        FUZZ_CHECK(msg == NULL && rid == NULL);
+        FUZZ_CHECK(m.msg == NULL && m.receiveid == NULL && m.env == NULL &&
+                   m.ev == NULL);
+        FUZZ_CHECK(why.status >= 400 && why.status < 500 && why.reason != NULL);
+        /* a signature we made never fails, nor does what we sealed */
+        FUZZ_CHECK(!want->signed_ok || err != BRK_ERR_WX_SIGNATURE);
+        FUZZ_CHECK(want->msg == NULL || err == BRK_ERR_WX_PARSE_XML ||
+                   err == BRK_ERR_WX_RECEIVEID || err == BRK_ERR_TOOBIG ||
+                   (!get && strcmp(why.reason, "bad_event") == 0));
         goto out;
     }
-    FUZZ_CHECK(msg[msglen] == '\0' && rid[0] != '\0');
-    accepted[0] = su->suite_id;
-    accepted[1] = su->provider_corpid;
+    FUZZ_CHECK(m.encrypt != NULL && m.encrypt[0] != '\0');
+    FUZZ_CHECK(m.msg[m.msglen] == '\0' && m.receiveid[0] != '\0');
+    if (want->msg != NULL) {
+        FUZZ_CHECK(m.msglen == want->msglen &&
+                   memcmp(m.msg, want->msg, m.msglen) == 0);
+        FUZZ_CHECK(strcmp(m.receiveid, want->receiveid) == 0);
+    }
     if (get) {
-        err = wecom_crypto_check_receiveid(rid, accepted, 2, &which);
-        if (err == BRK_OK)
-            FUZZ_CHECK(strcmp(rid, accepted[which]) == 0);
+        FUZZ_CHECK(m.which < 2);
+        FUZZ_CHECK(strcmp(m.receiveid,
+                          m.which == 0 ? su->suite_id : su->provider_corpid) ==
+                   0);
         goto out;
     }
-    if (!data) {
-        err = wecom_crypto_check_receiveid(rid, accepted, 1, &which);
-        if (err)
-            goto out;
-        FUZZ_CHECK(which == 0 && strcmp(rid, su->suite_id) == 0);
-    }
-    err = wecom_xml_parse(msg, msglen, NULL, &ev, &info);
-    if (err)
-        goto out;
-    env_event(su, ev, data, rid);
+    FUZZ_CHECK(m.ev != NULL && m.env != NULL);
+    if (!data)
+        FUZZ_CHECK(strcmp(m.receiveid, su->suite_id) == 0);
+    env_event(su, m.ev, data, m.receiveid);
 out:
-    wecom_xml_free(ev);
-    wecom_xml_free(env);
-    brk_free_secret(msg, msglen);
-    brk_free(rid);
+    callback_msg_clear(&m);
     query_free(q);
     return err;
 }

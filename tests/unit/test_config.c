@@ -1714,6 +1714,7 @@ test_example_sets_every_key(void **state)
         "tls_key_file",
         "log_level",
         "log_format",
+        "trusted_proxies",
         "token",
         "encoding_aes_key",
         "secret",

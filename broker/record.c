@@ -1,0 +1,845 @@
+/*
+ * Stored records, decoded in one place (see record.h). Every decoder
+ * checks the whole record before it hands anything out: a field that is
+ * missing, does not parse, or parses to another shape refuses the record,
+ * and so does running out of memory on the way. Fields a decoder does not
+ * know are ignored, so a newer brokerctl may add some.
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "keys.h"
+#include "record.h"
+#include "visible_range.h"
+
+/*---- Helpers ----*/
+
+enum brk_err
+record_parse_uint(const char *s, long long max, long long *out)
+{
+    long long v = 0;
+    size_t i;
+
+    if (s == NULL || s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
+        return BRK_ERR_INVAL;
+    for (i = 0; s[i] != '\0'; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (max - (s[i] - '0')) / 10)
+            return BRK_ERR_INVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return BRK_OK;
+}
+
+/* Nonzero when r is a hash as HGETALL returns it: pairs of strings. */
+static int
+is_hash(const struct redisReply *r)
+{
+    size_t i;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0)
+        return 0;
+    for (i = 0; i < r->elements; i++)
+        if (r->element[i] == NULL || r->element[i]->type != REDIS_REPLY_STRING)
+            return 0;
+    return 1;
+}
+
+/*
+ * The value of field in hash r, or NULL when absent. *bad is set when the
+ * value holds a NUL byte (it could not be used as the string it names).
+ */
+static const char *
+hash_get(const struct redisReply *r, const char *field, int *bad)
+{
+    const struct redisReply *v;
+    size_t i;
+
+    for (i = 0; i + 1 < r->elements; i += 2) {
+        if (strcmp(r->element[i]->str, field) != 0)
+            continue;
+        v = r->element[i + 1];
+        if (strlen(v->str) != v->len)
+            *bad = 1;
+        return v->str;
+    }
+    return NULL;
+}
+
+static int
+is_hex(const char *s, size_t n)
+{
+    size_t i;
+
+    if (strlen(s) != n)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Copy an id (keys_id_ok) into out[RECORD_ID_MAX + 1]; nonzero if it is
+ * none. */
+static int
+copy_id(char *out, const char *s)
+{
+    if (!keys_id_ok(s) || strlen(s) > RECORD_ID_MAX)
+        return -1;
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
+/* Copy s into out[cap] whole; nonzero when it does not fit. */
+static int
+copy_str(char *out, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n >= cap)
+        return -1;
+    memcpy(out, s, n + 1);
+    return 0;
+}
+
+/*---- A strict reader for the JSON the broker writes itself ----*/
+
+/*
+ * The stored corps, parties, permissions and OAuth codes are read here
+ * rather than with jansson: jansson 2.14 drops bytes of a string when an
+ * allocation fails while it lexes (and still succeeds), and a corpid one
+ * letter short would leave a service unnarrowed. This reader allocates
+ * nothing and accepts only what the encoders write: no escapes, no
+ * control characters, integers without fractions or exponents.
+ */
+struct jread {
+    const char *p, *end;
+};
+
+static void
+jr_ws(struct jread *j)
+{
+    while (j->p < j->end &&
+           (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+/* Consume c (after white space); nonzero when it is not next. */
+static int
+jr_char(struct jread *j, char c)
+{
+    jr_ws(j);
+    if (j->p >= j->end || *j->p != c)
+        return -1;
+    j->p++;
+    return 0;
+}
+
+/* Nonzero when c is next (after white space); nothing consumed. */
+static int
+jr_peek(struct jread *j, char c)
+{
+    jr_ws(j);
+    return j->p < j->end && *j->p == c;
+}
+
+/* A string without escapes or control characters into out[cap]. */
+static int
+jr_string(struct jread *j, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    if (jr_char(j, '"'))
+        return -1;
+    for (; j->p < j->end && *j->p != '"'; j->p++) {
+        if ((unsigned char)*j->p < 0x20 || *j->p == '\\' || n + 1 >= cap)
+            return -1;
+        out[n++] = *j->p;
+    }
+    if (j->p >= j->end)
+        return -1;
+    j->p++;
+    out[n] = '\0';
+    return 0;
+}
+
+/* An integer in 0..max (JSON: no sign, no leading zero). */
+static int
+jr_uint(struct jread *j, long long max, long long *out)
+{
+    char digits[24];
+    size_t n = 0;
+
+    jr_ws(j);
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        if (n + 1 >= sizeof(digits))
+            return -1;
+        digits[n++] = *j->p++;
+    }
+    digits[n] = '\0';
+    /* "1.5", "1e3" and "-1" stop at a character no list allows here */
+    return record_parse_uint(digits, max, out) == BRK_OK ? 0 : -1;
+}
+
+/* Nothing but white space left. */
+static int
+jr_done(struct jread *j)
+{
+    jr_ws(j);
+    return j->p == j->end ? 0 : -1;
+}
+
+/*
+ * Consume open (after white space) and count the elements of the array or
+ * object it starts (commas at its own depth, plus one), for sizing; the
+ * elements are read afterwards. Nonzero when open is not next.
+ */
+static int
+jr_open(struct jread *j, char open, size_t *count)
+{
+    const char *p;
+    size_t n = 1;
+    int depth = 0, in_str = 0;
+
+    jr_ws(j);
+    if (j->p >= j->end || *j->p != open)
+        return -1;
+    for (p = j->p; p < j->end; p++) {
+        if (in_str) {
+            in_str = *p != '"';
+            continue;
+        }
+        if (*p == '"')
+            in_str = 1;
+        else if (*p == '[' || *p == '{')
+            depth++;
+        else if ((*p == ']' || *p == '}') && --depth == 0)
+            break;
+        else if (*p == ',' && depth == 1)
+            n++;
+    }
+    j->p++;
+    *count = n;
+    return 0;
+}
+
+/*---- Services ----*/
+
+struct record_service *
+record_service_ref(struct record_service *s)
+{
+    s->refs++;
+    return s;
+}
+
+void
+record_service_unref(struct record_service *s)
+{
+    size_t i;
+
+    if (s == NULL || --s->refs > 0)
+        return;
+    for (i = 0; i < s->nparties; i++)
+        brk_free(s->parties[i].ids);
+    brk_free(s->parties);
+    brk_free(s->corps);
+    brk_wipe(s->hash, sizeof(s->hash));
+    brk_free(s);
+}
+
+/* The comma-separated scope names into g: every one known, at least one. */
+static enum brk_err
+scopes_decode(const char *s, struct scope_grant *g)
+{
+    char name[128];
+    const char *p = s, *comma;
+    size_t n, count = 0;
+
+    scope_grant_clear(g);
+    for (;;) {
+        comma = strchr(p, ',');
+        n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == 0 || n >= sizeof(name))
+            return BRK_ERR_INVAL;
+        memcpy(name, p, n);
+        name[n] = '\0';
+        if (scope_grant_add_name(g, name) != BRK_OK)
+            return BRK_ERR_INVAL;
+        count++;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return count > 0 ? BRK_OK : BRK_ERR_INVAL;
+}
+
+/* corps: a non-empty array of corpids. */
+static enum brk_err
+corps_decode(const char *text, struct record_service *s)
+{
+    struct jread j = {text, text + strlen(text)};
+    size_t cap;
+
+    if (jr_open(&j, '[', &cap) || jr_peek(&j, ']'))
+        return BRK_ERR_INVAL;
+    s->corps = brk_calloc(cap, sizeof(*s->corps));
+    if (s->corps == NULL)
+        return BRK_ERR_NOMEM;
+    do {
+        if (s->ncorps == cap ||
+            jr_string(&j, s->corps[s->ncorps], sizeof(s->corps[0])) ||
+            !keys_id_ok(s->corps[s->ncorps]))
+            return BRK_ERR_INVAL;
+        s->ncorps++;
+    } while (jr_char(&j, ',') == 0);
+    if (jr_char(&j, ']') || jr_done(&j))
+        return BRK_ERR_INVAL;
+    return BRK_OK;
+}
+
+/* parties: a non-empty object corpid -> array of department ids; one
+ * spelling per corp. */
+static enum brk_err
+parties_decode(const char *text, struct record_service *s)
+{
+    struct jread j = {text, text + strlen(text)};
+    struct record_parties *p;
+    size_t cap, idcap, k;
+    long long id;
+
+    if (jr_open(&j, '{', &cap) || jr_peek(&j, '}'))
+        return BRK_ERR_INVAL;
+    s->parties = brk_calloc(cap, sizeof(*s->parties));
+    if (s->parties == NULL)
+        return BRK_ERR_NOMEM;
+    do {
+        if (s->nparties == cap)
+            return BRK_ERR_INVAL;
+        p = &s->parties[s->nparties];
+        if (jr_string(&j, p->corp, sizeof(p->corp)) || !keys_id_ok(p->corp) ||
+            jr_char(&j, ':') || jr_open(&j, '[', &idcap))
+            return BRK_ERR_INVAL;
+        /* two spellings of one corp would leave one of them unnarrowed */
+        for (k = 0; k < s->nparties; k++)
+            if (strcasecmp(s->parties[k].corp, p->corp) == 0)
+                return BRK_ERR_INVAL;
+        s->nparties++;
+        p->ids = brk_calloc(idcap, sizeof(*p->ids));
+        if (p->ids == NULL)
+            return BRK_ERR_NOMEM;
+        if (!jr_peek(&j, ']'))
+            do {
+                if (p->n == idcap || jr_uint(&j, UINT32_MAX, &id))
+                    return BRK_ERR_INVAL;
+                p->ids[p->n++] = (long)id;
+            } while (jr_char(&j, ',') == 0);
+        if (jr_char(&j, ']'))
+            return BRK_ERR_INVAL;
+    } while (jr_char(&j, ',') == 0);
+    if (jr_char(&j, '}') || jr_done(&j))
+        return BRK_ERR_INVAL;
+    return BRK_OK;
+}
+
+/*
+ * Decode a service (see record.h). Returns BRK_OK, BRK_ERR_NOTFOUND,
+ * BRK_ERR_INVAL or BRK_ERR_NOMEM; *out (one reference) only on success.
+ */
+enum brk_err
+record_service_decode(const char *id, const struct redisReply *r,
+                      struct record_service **out)
+{
+    struct record_service *s = NULL;
+    const char *name, *salt, *hash, *scopes, *gen, *suite, *corps, *parties;
+    long long g;
+    enum brk_err err = BRK_ERR_INVAL;
+    int bad = 0;
+
+    if (!is_hash(r))
+        return BRK_ERR_INVAL;
+    if (r->elements == 0)
+        return BRK_ERR_NOTFOUND;
+    name = hash_get(r, "name", &bad);
+    salt = hash_get(r, "salt", &bad);
+    hash = hash_get(r, "hash", &bad);
+    scopes = hash_get(r, "scopes", &bad);
+    gen = hash_get(r, "gen", &bad);
+    suite = hash_get(r, "suite", &bad);
+    corps = hash_get(r, "corps", &bad);
+    parties = hash_get(r, "parties", &bad);
+    if (bad || name == NULL || salt == NULL || hash == NULL || scopes == NULL ||
+        gen == NULL || id == NULL || !is_hex(id, SERVICE_ID_LEN) ||
+        !service_name_ok(name) || !is_hex(salt, SERVICE_SALT_LEN) ||
+        !is_hex(hash, SERVICE_HASH_LEN) ||
+        record_parse_uint(gen, LONG_MAX, &g) != BRK_OK)
+        return BRK_ERR_INVAL;
+    s = brk_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return BRK_ERR_NOMEM;
+    s->refs = 1;
+    memcpy(s->id, id, SERVICE_ID_LEN + 1);
+    memcpy(s->name, name, strlen(name) + 1);
+    memcpy(s->salt, salt, SERVICE_SALT_LEN + 1);
+    memcpy(s->hash, hash, SERVICE_HASH_LEN + 1);
+    s->gen = (long)g;
+    s->revoked = hash_get(r, "revoked_at", &bad) != NULL;
+    if (suite != NULL && suite[0] != '\0' && copy_id(s->suite, suite))
+        goto out;
+    err = scopes_decode(scopes, &s->grant);
+    if (err)
+        goto out;
+    s->any_corp = corps == NULL || corps[0] == '\0';
+    if (!s->any_corp) {
+        err = corps_decode(corps, s);
+        if (err)
+            goto out;
+    }
+    if (parties != NULL && parties[0] != '\0') {
+        err = parties_decode(parties, s);
+        if (err)
+            goto out;
+    }
+    *out = s;
+    s = NULL;
+    err = BRK_OK;
+out:
+    record_service_unref(s);
+    return err;
+}
+
+int
+record_service_allows_corp(const struct record_service *s, const char *corp)
+{
+    size_t i;
+
+    if (s->any_corp)
+        return 1;
+    for (i = 0; i < s->ncorps; i++)
+        if (strcmp(s->corps[i], corp) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * The service's departments in corp (see record.h). Returns BRK_OK with
+ * *out (NULL: none there), or BRK_ERR_INVAL when they name corp in other
+ * letter cases only: an entry meant for this corp that would not narrow
+ * it.
+ */
+enum brk_err
+record_service_parties(const struct record_service *s, const char *corp,
+                       const struct record_parties **out)
+{
+    size_t i;
+
+    for (i = 0; i < s->nparties; i++) {
+        if (strcmp(s->parties[i].corp, corp) == 0) {
+            *out = &s->parties[i];
+            return BRK_OK;
+        }
+        if (strcasecmp(s->parties[i].corp, corp) == 0)
+            return BRK_ERR_INVAL;
+    }
+    *out = NULL;
+    return BRK_OK;
+}
+
+/* Owned JSON text of v (consumed), as brk_malloc memory. */
+static enum brk_err
+dump_owned(json_t *v, char **out)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    char *d = s ? brk_strdup(s) : NULL;
+
+    free(s); /* jansson's allocator */
+    json_decref(v);
+    if (d == NULL)
+        return BRK_ERR_NOMEM;
+    *out = d;
+    return BRK_OK;
+}
+
+/*
+ * The stored corps of a service (see record.h). Returns BRK_OK,
+ * BRK_ERR_INVAL or BRK_ERR_NOMEM; *out owned (brk_free).
+ */
+enum brk_err
+record_corps_encode(const char *const *corps, size_t n, char **out)
+{
+    json_t *a;
+    size_t i;
+
+    if (n == 0)
+        return BRK_ERR_INVAL;
+    for (i = 0; i < n; i++)
+        if (!keys_id_ok(corps[i]))
+            return BRK_ERR_INVAL;
+    a = json_array();
+    for (i = 0; a != NULL && i < n; i++)
+        if (json_array_append_new(a, json_string(corps[i])) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    return dump_owned(a, out);
+}
+
+/*
+ * The stored parties of a service (see record.h). Returns BRK_OK,
+ * BRK_ERR_INVAL or BRK_ERR_NOMEM; *out owned (brk_free).
+ */
+enum brk_err
+record_parties_encode(const struct record_parties *p, size_t n, char **out)
+{
+    json_t *o, *list;
+    size_t i, k;
+
+    if (n == 0)
+        return BRK_ERR_INVAL;
+    for (i = 0; i < n; i++) {
+        if (!keys_id_ok(p[i].corp))
+            return BRK_ERR_INVAL;
+        for (k = 0; k < p[i].n; k++)
+            if (p[i].ids[k] < 0 || (unsigned long)p[i].ids[k] > UINT32_MAX)
+                return BRK_ERR_INVAL;
+        for (k = 0; k < i; k++)
+            if (strcasecmp(p[k].corp, p[i].corp) == 0)
+                return BRK_ERR_INVAL;
+    }
+    o = json_object();
+    for (i = 0; o != NULL && i < n; i++) {
+        list = json_array();
+        for (k = 0; list != NULL && k < p[i].n; k++)
+            if (json_array_append_new(list, json_integer(p[i].ids[k])) != 0) {
+                json_decref(list);
+                list = NULL;
+            }
+        if (list == NULL || json_object_set_new(o, p[i].corp, list) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    return dump_owned(o, out);
+}
+
+/*---- Broker tokens ----*/
+
+/*
+ * Decode a broker token (see record.h). Returns BRK_OK, BRK_ERR_NOTFOUND
+ * or BRK_ERR_INVAL; *out written only on success.
+ */
+enum brk_err
+record_token_decode(const struct redisReply *r, struct record_token *out)
+{
+    struct record_token t;
+    const char *svc, *gen, *suite, *corp, *exp;
+    long long g, e;
+    int bad = 0;
+
+    if (!is_hash(r))
+        return BRK_ERR_INVAL;
+    if (r->elements == 0)
+        return BRK_ERR_NOTFOUND;
+    svc = hash_get(r, "svc", &bad);
+    gen = hash_get(r, "gen", &bad);
+    suite = hash_get(r, "suite", &bad);
+    corp = hash_get(r, "corp", &bad);
+    exp = hash_get(r, "exp", &bad);
+    if (bad || svc == NULL || gen == NULL || suite == NULL || corp == NULL ||
+        exp == NULL || !is_hex(svc, SERVICE_ID_LEN) ||
+        record_parse_uint(gen, LONG_MAX, &g) != BRK_OK ||
+        record_parse_uint(exp, INT64_MAX / 1000, &e) != BRK_OK ||
+        copy_id(t.suite, suite) || copy_id(t.corp, corp))
+        return BRK_ERR_INVAL;
+    memcpy(t.svc, svc, SERVICE_ID_LEN + 1);
+    t.gen = (long)g;
+    t.exp = e;
+    *out = t;
+    return BRK_OK;
+}
+
+/*---- Tenants ----*/
+
+struct record_tenant *
+record_tenant_ref(struct record_tenant *t)
+{
+    t->refs++;
+    return t;
+}
+
+void
+record_tenant_unref(struct record_tenant *t)
+{
+    if (t == NULL || --t->refs > 0)
+        return;
+    json_decref(t->priv);
+    json_decref(t->parents);
+    json_decref(t->users);
+    json_decref(t->tags);
+    vrange_free(t->range);
+    brk_free(t);
+}
+
+/* The unexpired permissions of [{"name","expires_at"}] into g. */
+static enum brk_err
+grant_decode(const char *text, long long now_s, struct scope_grant *g)
+{
+    struct jread j = {text, text + strlen(text)};
+    char key[16], name[160];
+    long long exp = 0;
+    int have_name, have_exp, id;
+
+    scope_grant_clear(g);
+    if (jr_char(&j, '['))
+        return BRK_ERR_INVAL;
+    if (jr_peek(&j, ']'))
+        goto end;
+    do {
+        if (jr_char(&j, '{'))
+            return BRK_ERR_INVAL;
+        have_name = have_exp = 0;
+        do {
+            if (jr_string(&j, key, sizeof(key)) || jr_char(&j, ':'))
+                return BRK_ERR_INVAL;
+            if (strcmp(key, "name") == 0 && !have_name) {
+                if (jr_string(&j, name, sizeof(name)))
+                    return BRK_ERR_INVAL;
+                have_name = 1;
+            } else if (strcmp(key, "expires_at") == 0 && !have_exp) {
+                if (jr_uint(&j, INT64_MAX, &exp))
+                    return BRK_ERR_INVAL;
+                have_exp = 1;
+            } else {
+                return BRK_ERR_INVAL;
+            }
+        } while (jr_char(&j, ',') == 0);
+        if (jr_char(&j, '}') || !have_name || !have_exp)
+            return BRK_ERR_INVAL;
+        if (exp != 0 && exp <= now_s)
+            continue;
+        /* a permission WeCom has and this broker does not know grants
+         * nothing */
+        id = scope_perm_id(name);
+        if (id > SCOPE_PERM_NEVER)
+            scope_grant_add(g, id);
+    } while (jr_char(&j, ',') == 0);
+end:
+    if (jr_char(&j, ']') || jr_done(&j))
+        return BRK_ERR_INVAL;
+    return BRK_OK;
+}
+
+/* A hash of strings as a JSON object of strings (new reference). */
+static enum brk_err
+hash_object(const struct redisReply *r, json_t **out)
+{
+    json_t *o, *v;
+    size_t i;
+
+    if (!is_hash(r))
+        return BRK_ERR_INVAL;
+    o = json_object();
+    if (o == NULL)
+        return BRK_ERR_NOMEM;
+    for (i = 0; i + 1 < r->elements; i += 2) {
+        if (strlen(r->element[i]->str) != r->element[i]->len) {
+            json_decref(o);
+            return BRK_ERR_INVAL;
+        }
+        /* the values' shapes are the range resolver's to check */
+        v = json_stringn_nocheck(r->element[i + 1]->str,
+                                 r->element[i + 1]->len);
+        if (v == NULL || json_object_set_new(o, r->element[i]->str, v) != 0) {
+            json_decref(o);
+            return BRK_ERR_NOMEM;
+        }
+    }
+    *out = o;
+    return BRK_OK;
+}
+
+/*
+ * Decode a tenant (see record.h). Returns BRK_OK, BRK_ERR_NOTFOUND,
+ * BRK_ERR_INVAL, BRK_ERR_TOOBIG or BRK_ERR_NOMEM; *out (one reference)
+ * only on success.
+ */
+enum brk_err
+record_tenant_decode(const struct redisReply *r, long long now_s,
+                     struct record_tenant **out)
+{
+    struct record_tenant *t = NULL;
+    const struct redisReply *h;
+    const char *status, *perms, *priv;
+    enum brk_err err = BRK_ERR_INVAL;
+    int bad = 0;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+        !is_hash(r->element[0]))
+        return BRK_ERR_INVAL;
+    h = r->element[0];
+    if (h->elements == 0)
+        return BRK_ERR_NOTFOUND;
+    status = hash_get(h, "status", &bad);
+    perms = hash_get(h, "permissions", &bad);
+    priv = hash_get(h, "privilege", &bad);
+    if (bad || status == NULL || status[0] == '\0')
+        return BRK_ERR_INVAL;
+    t = brk_calloc(1, sizeof(*t));
+    if (t == NULL)
+        return BRK_ERR_NOMEM;
+    t->refs = 1;
+    if (copy_str(t->status, sizeof(t->status), status))
+        goto out;
+    t->active = strcmp(status, "active") == 0;
+    if (t->active) {
+        if (perms == NULL || priv == NULL)
+            goto out;
+        err = grant_decode(perms, now_s, &t->grant);
+        if (!err) {
+            json_error_t jerr;
+
+            /* WeCom's own object, for the range resolver: its values are
+             * checked there */
+            t->priv = json_loads(priv, JSON_REJECT_DUPLICATES, &jerr);
+            if (t->priv == NULL || !json_is_object(t->priv))
+                err = t->priv == NULL &&
+                              json_error_code(&jerr) == json_error_out_of_memory
+                          ? BRK_ERR_NOMEM
+                          : BRK_ERR_INVAL;
+        }
+        if (!err)
+            err = hash_object(r->element[1], &t->parents);
+        if (!err)
+            err = hash_object(r->element[2], &t->users);
+        if (!err)
+            err = hash_object(r->element[3], &t->tags);
+        if (!err)
+            err =
+                vrange_build(t->priv, t->parents, t->users, t->tags, &t->range);
+        if (err)
+            goto out;
+    }
+    *out = t;
+    t = NULL;
+    err = BRK_OK;
+out:
+    record_tenant_unref(t);
+    return err;
+}
+
+/*---- Browser flows ----*/
+
+/*
+ * Decode a state (see record.h). Returns BRK_OK, BRK_ERR_NOTFOUND or
+ * BRK_ERR_INVAL; *out written only on success.
+ */
+enum brk_err
+record_state_decode(const struct redisReply *r, struct record_state *out)
+{
+    const char *flow, *ret, *cs, *scope;
+    int bad = 0, oauth;
+
+    if (!is_hash(r))
+        return BRK_ERR_INVAL;
+    if (r->elements == 0)
+        return BRK_ERR_NOTFOUND;
+    flow = hash_get(r, "flow", &bad);
+    ret = hash_get(r, "return", &bad);
+    cs = hash_get(r, "cstate", &bad);
+    scope = hash_get(r, "scope", &bad);
+    if (bad || flow == NULL || ret == NULL)
+        return BRK_ERR_INVAL;
+    oauth = strcmp(flow, "oauth") == 0;
+    if (!oauth && strcmp(flow, "install") != 0)
+        return BRK_ERR_INVAL;
+    if (oauth && (ret[0] == '\0' || cs == NULL || scope == NULL ||
+                  (strcmp(scope, "snsapi_base") != 0 &&
+                   strcmp(scope, "snsapi_privateinfo") != 0)))
+        return BRK_ERR_INVAL;
+    if (copy_str(out->ret, sizeof(out->ret), ret) ||
+        copy_str(out->cstate, sizeof(out->cstate), oauth ? cs : "") ||
+        copy_str(out->scope, sizeof(out->scope), oauth ? scope : ""))
+        return BRK_ERR_INVAL;
+    memcpy(out->flow, flow, strlen(flow) + 1);
+    return BRK_OK;
+}
+
+/*
+ * The stored JSON of an OAuth code (see record.h). Returns BRK_OK,
+ * BRK_ERR_INVAL or BRK_ERR_NOMEM; *out owned (brk_free_secret_str).
+ */
+enum brk_err
+record_oauth_code_encode(const struct record_oauth_code *c, char **out)
+{
+    json_t *o;
+    size_t tl = strlen(c->user_ticket);
+
+    if ((c->userid[0] == '\0' && c->openid[0] == '\0') ||
+        (tl != 0 && tl != SERVICE_TOKEN_LEN) || c->expires_in < 0)
+        return BRK_ERR_INVAL;
+    o = json_pack("{s:s, s:s, s:s, s:I}", "userid", c->userid, "openid",
+                  c->openid, "user_ticket", c->user_ticket, "expires_in",
+                  (json_int_t)c->expires_in);
+    return dump_owned(o, out);
+}
+
+/*
+ * Decode the stored JSON of an OAuth code (see record.h). Returns BRK_OK
+ * or BRK_ERR_INVAL; *out written only on success.
+ */
+enum brk_err
+record_oauth_code_decode(const char *json, size_t len,
+                         struct record_oauth_code *out)
+{
+    struct record_oauth_code c;
+    struct jread j = {json, json + len};
+    char key[16];
+    int seen = 0, bit;
+    enum brk_err err = BRK_ERR_INVAL;
+    size_t tl;
+
+    memset(&c, 0, sizeof(c));
+    if (memchr(json, '\0', len) != NULL || jr_char(&j, '{'))
+        goto out;
+    do {
+        if (jr_string(&j, key, sizeof(key)) || jr_char(&j, ':'))
+            goto out;
+        if (strcmp(key, "userid") == 0) {
+            bit = 1;
+            if (jr_string(&j, c.userid, sizeof(c.userid)))
+                goto out;
+        } else if (strcmp(key, "openid") == 0) {
+            bit = 2;
+            if (jr_string(&j, c.openid, sizeof(c.openid)))
+                goto out;
+        } else if (strcmp(key, "user_ticket") == 0) {
+            bit = 4;
+            if (jr_string(&j, c.user_ticket, sizeof(c.user_ticket)))
+                goto out;
+        } else if (strcmp(key, "expires_in") == 0) {
+            bit = 8;
+            if (jr_uint(&j, INT64_MAX, &c.expires_in))
+                goto out;
+        } else {
+            goto out;
+        }
+        if (seen & bit)
+            goto out;
+        seen |= bit;
+    } while (jr_char(&j, ',') == 0);
+    if (jr_char(&j, '}') || jr_done(&j) || seen != 15)
+        goto out;
+    tl = strlen(c.user_ticket);
+    if ((c.userid[0] == '\0' && c.openid[0] == '\0') ||
+        (tl != 0 && tl != SERVICE_TOKEN_LEN))
+        goto out;
+    *out = c;
+    err = BRK_OK;
+out:
+    brk_wipe(&c, sizeof(c));
+    return err;
+}
