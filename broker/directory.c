@@ -281,7 +281,10 @@ dir_admin_list(const json_t *body, char **out)
     size_t i;
     enum brk_err err = BRK_ERR_UPSTREAM_BAD;
 
-    if (!json_is_array(arr) || json_array_size(arr) > DIR_MAX_ADMINS)
+    /* an app authorized by its members has no admin list: WeCom leaves
+     * "admin" out of the reply (D:100072), which means none */
+    if ((arr != NULL && !json_is_array(arr)) ||
+        json_array_size(arr) > DIR_MAX_ADMINS)
         return BRK_ERR_UPSTREAM_BAD;
     list = json_array();
     if (list == NULL)
@@ -298,7 +301,8 @@ dir_admin_list(const json_t *body, char **out)
          * id); older replies also carry open_userid */
         id = json_is_string(uid) ? json_string_value(uid)
                                  : json_string_value(oid);
-        if (id == NULL || !dir_is_userid(id) || (t != NULL && !json_is_integer(t)))
+        if (id == NULL || !dir_is_userid(id) ||
+            (t != NULL && !json_is_integer(t)))
             goto out;
         row = json_pack("{s:s, s:I}", "userid", id, "auth_type",
                         t ? json_integer_value(t) : (json_int_t)0);

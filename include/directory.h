@@ -64,8 +64,11 @@ enum brk_err dir_tag_ids(const json_t *body, long **ids, size_t *n) BRK_WUR;
 
 /*
  * agent/get_admin_list {"admin":[{"userid","auth_type"}]} -> the stored
- * value [{"userid","auth_type"}] as compact JSON (owned, brk_free).
- * BRK_ERR_UPSTREAM_BAD for a reply of another shape.
+ * value [{"userid","auth_type"}] as compact JSON (owned, brk_free). A row
+ * names its admin by userid, else by open_userid (the older reply);
+ * auth_type may be absent (0). No "admin" at all (an app authorized by
+ * its members) is no admins: "[]". BRK_ERR_UPSTREAM_BAD for a reply of
+ * another shape.
  */
 enum brk_err dir_admin_list(const json_t *body, char **out) BRK_WUR;
 

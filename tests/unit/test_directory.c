@@ -191,6 +191,77 @@ test_tag_value_text(void **state)
     }
 }
 
+/* agent/get_admin_list in its shapes: rows by userid (the current reply)
+ * or open_userid (the older one); no "admin" under member authorization
+ * is no admins; a wrong shape is refused. */
+static void
+test_admin_list(void **state)
+{
+    static const struct {
+        const char *body, *want;
+    } ok[] = {
+        {"{\"errcode\":0,\"errmsg\":\"ok\",\"admin\":[{\"userid\":"
+         "\"woAAAA\",\"auth_type\":1},{\"userid\":\"woBBBB\","
+         "\"auth_type\":0}]}",
+         "[{\"userid\":\"woAAAA\",\"auth_type\":1},"
+         "{\"userid\":\"woBBBB\",\"auth_type\":0}]"},
+        {"{\"admin\":[{\"userid\":\"zhangsan\",\"open_userid\":\"woCC\","
+         "\"auth_type\":1}]}",
+         "[{\"userid\":\"zhangsan\",\"auth_type\":1}]"},
+        {"{\"admin\":[{\"open_userid\":\"woDD\"}]}",
+         "[{\"userid\":\"woDD\",\"auth_type\":0}]"},
+        {"{\"admin\":[]}", "[]"},
+        /* member authorization: WeCom returns no admin list */
+        {"{\"errcode\":0,\"errmsg\":\"ok\"}", "[]"},
+    };
+    static const char *const bad[] = {
+        "{\"admin\":{}}",
+        "{\"admin\":null}",
+        "{\"admin\":[\"woAAAA\"]}",
+        "{\"admin\":[{}]}",
+        "{\"admin\":[{\"userid\":5}]}",
+        "{\"admin\":[{\"userid\":\"a b\"}]}",
+        "{\"admin\":[{\"userid\":\"woAAAA\",\"auth_type\":\"1\"}]}",
+    };
+    json_t *body, *got, *want, *many;
+    char *out;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < nitems(ok); i++) {
+        body = json_loads(ok[i].body, 0, NULL);
+        assert_non_null(body);
+        out = NULL;
+        assert_int_equal(dir_admin_list(body, &out), BRK_OK);
+        got = json_loads(out, JSON_REJECT_DUPLICATES, NULL);
+        want = json_loads(ok[i].want, 0, NULL);
+        assert_non_null(got);
+        assert_non_null(want);
+        assert_true(json_equal(got, want));
+        json_decref(got);
+        json_decref(want);
+        json_decref(body);
+        brk_free(out);
+    }
+    for (i = 0; i < nitems(bad); i++) {
+        body = json_loads(bad[i], 0, NULL);
+        assert_non_null(body);
+        out = NULL;
+        assert_int_equal(dir_admin_list(body, &out), BRK_ERR_UPSTREAM_BAD);
+        assert_null(out);
+        json_decref(body);
+    }
+    /* more admins than an app may have */
+    many = json_array();
+    for (i = 0; i <= DIR_MAX_ADMINS; i++)
+        json_array_append_new(many, json_pack("{s:s}", "userid", "wo"));
+    body = json_pack("{s:o}", "admin", many);
+    out = NULL;
+    assert_int_equal(dir_admin_list(body, &out), BRK_ERR_UPSTREAM_BAD);
+    assert_null(out);
+    json_decref(body);
+}
+
 int
 main(void)
 {
@@ -200,6 +271,7 @@ main(void)
         cmocka_unit_test(test_pairs_add_failure_keeps_pairs),
         cmocka_unit_test(test_tag_value_alloc_failures),
         cmocka_unit_test(test_tag_value_text),
+        cmocka_unit_test(test_admin_list),
     };
 
     /* jansson allocates through brk_malloc, so its arrays fail too */
