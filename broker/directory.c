@@ -130,7 +130,9 @@ dir_merge_user_page(const json_t *body, json_t *users, char **cursor)
         return BRK_ERR_UPSTREAM_BAD;
     json_array_foreach(arr, i, u)
     {
-        uid = json_string_value(json_object_get(u, "userid"));
+        /* a third-party app's rows name the member by open_userid only
+         * (wecom-protocol §4.4); "userid" is the self-built shape */
+        uid = json_string_value(json_object_get(u, "open_userid"));
         if (uid == NULL || !dir_is_userid(uid) ||
             !dir_parse_id(json_object_get(u, "department"), &d))
             return BRK_ERR_UPSTREAM_BAD;

@@ -40,9 +40,10 @@ enum brk_err dir_parse_departments(const json_t *body,
                                    struct dir_pairs *out) BRK_WUR;
 
 /*
- * Merge one page of user/list_id {"dept_user":[{"userid","department"}]}
- * into the object users (userid -> "d1,d2"). Returns the next cursor
- * through *cursor (owned, NULL when done).
+ * Merge one page of user/list_id in its third-party shape
+ * {"dept_user":[{"open_userid","department"}]} into the object users
+ * (open_userid -> "d1,d2"); a row without an open_userid is refused.
+ * Returns the next cursor through *cursor (owned, NULL when done).
  */
 enum brk_err dir_merge_user_page(const json_t *body, json_t *users,
                                  char **cursor) BRK_WUR;

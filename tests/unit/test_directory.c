@@ -262,6 +262,62 @@ test_admin_list(void **state)
     json_decref(body);
 }
 
+/* user/list_id as WeCom answers a third-party app: one row per (member,
+ * department), the member named by open_userid only (§4.4). */
+static void
+test_list_id_page(void **state)
+{
+    static const char *const bad[] = {
+        "{\"dept_user\":[{\"userid\":\"zhangsan\",\"department\":1}]}",
+        "{\"dept_user\":[{\"open_userid\":5,\"department\":1}]}",
+        "{\"dept_user\":[{\"open_userid\":\"wo A\",\"department\":1}]}",
+        "{\"dept_user\":[{\"open_userid\":\"woA\",\"department\":\"1\"}]}",
+        "{\"dept_user\":[{\"open_userid\":\"woA\"}]}",
+        "{\"dept_user\":{}}",
+        "{}",
+    };
+    json_t *body, *users, *want;
+    char *cursor = NULL;
+    size_t i;
+
+    (void)state;
+    users = json_object();
+    body = json_loads(
+        "{\"errcode\":0,\"errmsg\":\"ok\",\"next_cursor\":\"aaaa\","
+        "\"dept_user\":[{\"open_userid\":\"woAAAA\",\"department\":1},"
+        "{\"open_userid\":\"woAAAA\",\"department\":2},"
+        "{\"open_userid\":\"woBBBB\",\"department\":2}]}",
+        0, NULL);
+    assert_non_null(body);
+    assert_int_equal(dir_merge_user_page(body, users, &cursor), BRK_OK);
+    assert_string_equal(cursor, "aaaa");
+    brk_free(cursor);
+    json_decref(body);
+    body = json_loads("{\"next_cursor\":\"\",\"dept_user\":[{"
+                      "\"open_userid\":\"woCCCC\",\"department\":3}]}",
+                      0, NULL);
+    assert_non_null(body);
+    cursor = (char *)(uintptr_t)1;
+    assert_int_equal(dir_merge_user_page(body, users, &cursor), BRK_OK);
+    assert_null(cursor);
+    json_decref(body);
+    want = json_loads("{\"woAAAA\":\"1,2\",\"woBBBB\":\"2\","
+                      "\"woCCCC\":\"3\"}",
+                      0, NULL);
+    assert_true(json_equal(users, want));
+    json_decref(want);
+    for (i = 0; i < nitems(bad); i++) {
+        body = json_loads(bad[i], 0, NULL);
+        assert_non_null(body);
+        cursor = NULL;
+        assert_int_equal(dir_merge_user_page(body, users, &cursor),
+                         BRK_ERR_UPSTREAM_BAD);
+        assert_null(cursor);
+        json_decref(body);
+    }
+    json_decref(users);
+}
+
 int
 main(void)
 {
@@ -272,6 +328,7 @@ main(void)
         cmocka_unit_test(test_tag_value_alloc_failures),
         cmocka_unit_test(test_tag_value_text),
         cmocka_unit_test(test_admin_list),
+        cmocka_unit_test(test_list_id_page),
     };
 
     /* jansson allocates through brk_malloc, so its arrays fail too */
