@@ -2295,8 +2295,9 @@ cancel(struct job *j)
 
 /*---- change_contact ----*/
 
-/* Applies one contact change to the directory. Tags are JSON values
- * edited with cjson. */
+/* Applies one contact change to the directory. A tag's value is written
+ * by hand, like dir_tag_value writes it: cjson encodes an empty list as
+ * an object, which the visible range refuses. */
 static const char contact_lua[] =
     "local t = ARGV[1]\n"
     "if t == 'create_user' or t == 'update_user' then\n"
@@ -2321,18 +2322,24 @@ static const char contact_lua[] =
     "  local cur = redis.call('HGET', KEYS[3], ARGV[7])\n"
     "  local v = {users = {}, parties = {}}\n"
     "  if cur then v = cjson.decode(cur) end\n"
-    "  local function edit(list, add, del, num)\n"
-    "    local set, out = {}, {}\n"
-    "    for _, x in ipairs(list) do set[tostring(x)] = x end\n"
-    "    for x in string.gmatch(add, '[^,]+') do\n"
-    "      set[x] = num and tonumber(x) or x end\n"
-    "    for x in string.gmatch(del, '[^,]+') do set[x] = nil end\n"
-    "    for _, x in pairs(set) do table.insert(out, x) end\n"
-    "    return out\n"
+    "  local function edit(list, add, del, quote)\n"
+    "    local gone, seen, out = {}, {}, {}\n"
+    "    for x in string.gmatch(del, '[^,]+') do gone[x] = true end\n"
+    "    local function put(x)\n"
+    "      if not gone[x] and not seen[x] then\n"
+    "        seen[x] = true\n"
+    "        table.insert(out, quote and cjson.encode(x) or x)\n"
+    "      end\n"
+    "    end\n"
+    "    if type(list) == 'table' then\n"
+    "      for _, x in ipairs(list) do put(tostring(x)) end\n"
+    "    end\n"
+    "    for x in string.gmatch(add, '[^,]+') do put(x) end\n"
+    "    return '[' .. table.concat(out, ',') .. ']'\n"
     "  end\n"
-    "  v.users = edit(v.users or {}, ARGV[8], ARGV[9], false)\n"
-    "  v.parties = edit(v.parties or {}, ARGV[10], ARGV[11], true)\n"
-    "  redis.call('HSET', KEYS[3], ARGV[7], cjson.encode(v))\n"
+    "  redis.call('HSET', KEYS[3], ARGV[7], '{\"users\":' ..\n"
+    "    edit(v.users, ARGV[8], ARGV[9], true) .. ',\"parties\":' ..\n"
+    "    edit(v.parties, ARGV[10], ARGV[11], false) .. '}')\n"
     "else\n"
     "  return 0\n"
     "end\n"
