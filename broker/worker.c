@@ -2371,10 +2371,20 @@ on_contact_state(struct job *j, struct redisReply *r)
 {
     char keys[3][KEYS_MAX], now[24];
     const char *argv[19];
+    struct dir_contact c;
     int i;
 
     if (tenant_gate(j, r) != 0)
         return;
+    if (dir_contact_read(j->ev, &c) != BRK_OK) {
+        /* a change the directory cannot apply is never guessed at, nor
+         * lost: the directory is read again from WeCom instead */
+        log_warn("event %s: change_contact %s of corp %s names no usable "
+                 "id; the directory is synced again",
+                 j->id, field_or_empty(j, "ChangeType"), j->corp);
+        load_tdk(j, 0, on_tdk_for_pcode);
+        return;
+    }
     for (i = 0; i < 3; i++)
         if (keys_tenant_sub(keys[i], sizeof(keys[i]), prefix(j), j->corp,
                             suite_id(j), dir_names[i])) {
@@ -2389,17 +2399,17 @@ on_contact_state(struct job *j, struct redisReply *r)
     argv[4] = keys[1];
     argv[5] = keys[2];
     argv[6] = j->tenant_key;
-    argv[7] = field_or_empty(j, "ChangeType");
-    argv[8] = field_or_empty(j, "UserID");
-    argv[9] = field_or_empty(j, "NewUserID");
-    argv[10] = field_or_empty(j, "Department");
-    argv[11] = field_or_empty(j, "Id");
-    argv[12] = field_or_empty(j, "ParentId");
-    argv[13] = field_or_empty(j, "TagId");
-    argv[14] = field_or_empty(j, "AddUserItems");
-    argv[15] = field_or_empty(j, "DelUserItems");
-    argv[16] = field_or_empty(j, "AddPartyItems");
-    argv[17] = field_or_empty(j, "DelPartyItems");
+    argv[7] = c.type;
+    argv[8] = c.user;
+    argv[9] = c.new_user;
+    argv[10] = c.depts;
+    argv[11] = c.party;
+    argv[12] = c.parent;
+    argv[13] = c.tag;
+    argv[14] = c.add_users;
+    argv[15] = c.del_users;
+    argv[16] = c.add_parties;
+    argv[17] = c.del_parties;
     argv[18] = now;
     job_redis(j, 19, argv, NULL, on_contact_applied);
 }

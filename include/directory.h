@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "broker.h"
+#include "wecom_xml.h"
 
 /* Field/value pairs ready for HSET. */
 struct dir_pairs {
@@ -72,5 +73,33 @@ enum brk_err dir_tag_ids(const json_t *body, long **ids, size_t *n) BRK_WUR;
  * another shape.
  */
 enum brk_err dir_admin_list(const json_t *body, char **out) BRK_WUR;
+
+/*
+ * What a change_contact event (wecom-protocol §2.14) changes in the
+ * directory. Every string is borrowed from the event; "" when absent.
+ */
+struct dir_contact {
+    const char *type;     /* ChangeType */
+    const char *user;     /* UserID, or OpenUserID when it has none */
+    const char *new_user; /* NewUserID */
+    const char *depts;    /* Department: "d1,d2" */
+    const char *party;    /* Id */
+    const char *parent;   /* ParentId */
+    const char *tag;      /* TagId */
+    const char *add_users, *del_users, *add_parties, *del_parties;
+};
+
+/*
+ * Read change_contact event ev into *out (written only on success).
+ * Which fields a third-party app receives is not documented, so a member
+ * is named by UserID, else by OpenUserID. BRK_ERR_UPSTREAM_BAD when the
+ * event lacks the id its ChangeType needs (a member without either id, a
+ * department without Id, update_tag without TagId) or holds a malformed
+ * one: userids as dir_is_userid, ids and comma-separated id lists in
+ * decimal without leading zeros, 1..4294967295 (a ParentId may be 0).
+ * A ChangeType the directory does not keep reads as that type alone.
+ */
+enum brk_err dir_contact_read(const struct wecom_xml *ev,
+                              struct dir_contact *out) BRK_WUR;
 
 #endif /* DIRECTORY_H */

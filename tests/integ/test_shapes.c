@@ -296,6 +296,20 @@ join(const json_t *a, char *buf, size_t len)
     }
 }
 
+static size_t
+calls_to(const char *path)
+{
+    char p[256];
+    json_t *v;
+    size_t n;
+
+    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
+    v = h_sim_json(MockPort, "GET", p, NULL);
+    n = json_array_size(v);
+    json_decref(v);
+    return n;
+}
+
 /*---- agent/get_admin_list ----*/
 
 /* An app the members authorized has no admin list: WeCom's reply leaves
@@ -369,12 +383,75 @@ test_update_tag_lists(void **state)
     assert_int_equal(service_user_get(c, "u00003"), 0);
 }
 
+/* Which ids a third-party app's change_contact carries is not documented:
+ * a member named by OpenUserID alone is applied under that id, never
+ * under an empty one (which broke the whole range). */
+static void
+test_member_named_by_open_userid(void **state)
+{
+    char c[32], *v;
+    const char *create[] = {"ChangeType",      "create_user", "OpenUserID",
+                            "woNewMember0001", "Department",  "2"};
+    const char *move[] = {"ChangeType", "update_user",     "UserID",     "",
+                          "OpenUserID", "woNewMember0001", "Department", "2,3"};
+    const char *gone[] = {"ChangeType", "delete_user", "OpenUserID",
+                          "woNewMember0001"};
+
+    (void)state;
+    next_corp(c, sizeof(c));
+    install(c);
+    contact_change(c, create, 3);
+    v = dir_field(c, "users", "woNewMember0001");
+    assert_non_null(v);
+    assert_string_equal(v, "2");
+    free(v);
+    assert_null(dir_field(c, "users", ""));
+    assert_int_equal(service_user_get(c, "u00003"), 0);
+    contact_change(c, move, 4);
+    v = dir_field(c, "users", "woNewMember0001");
+    assert_non_null(v);
+    assert_string_equal(v, "2,3");
+    free(v);
+    contact_change(c, gone, 2);
+    assert_null(dir_field(c, "users", "woNewMember0001"));
+    assert_int_equal(service_user_get(c, "u00003"), 0);
+}
+
+/* A change the directory cannot apply (no member id, a malformed
+ * department list) is not guessed at: the tenant's directory is synced
+ * again from WeCom, and the range stays whole. */
+static void
+test_unreadable_change_syncs_again(void **state)
+{
+    char c[32];
+    const char *no_id[] = {"ChangeType", "update_user", "Department", "2"};
+    const char *bad_depts[] = {"ChangeType", "update_user", "UserID",
+                               "u00003",     "Department",  "2,x"};
+
+    (void)state;
+    next_corp(c, sizeof(c));
+    install(c);
+    h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
+    contact_change(c, no_id, 2);
+    assert_int_equal(calls_to("/cgi-bin/service/get_auth_info"), 1);
+    assert_true(calls_to("/cgi-bin/department/simplelist") >= 1);
+    assert_null(dir_field(c, "users", ""));
+    assert_int_equal(service_user_get(c, "u00003"), 0);
+    h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
+    contact_change(c, bad_depts, 3);
+    assert_int_equal(calls_to("/cgi-bin/service/get_auth_info"), 1);
+    assert_int_equal(service_user_get(c, "u00003"), 0);
+    tc_wait_status(S1, c, "active", 1000);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admins_of_app_authorized_by_member),
         cmocka_unit_test(test_update_tag_lists),
+        cmocka_unit_test(test_member_named_by_open_userid),
+        cmocka_unit_test(test_unreadable_change_syncs_again),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -318,6 +318,122 @@ test_list_id_page(void **state)
     json_decref(users);
 }
 
+/* An event of the given name/value pairs (NULL-terminated), parsed. */
+static struct wecom_xml *
+event_of(const char *const *kv)
+{
+    const char *k[16], *v[16];
+    struct wecom_xml *x = NULL;
+    char *text = NULL;
+    size_t n = 0, len = 0;
+
+    for (; kv[2 * n] != NULL; n++) {
+        assert_true(n < 16);
+        k[n] = kv[2 * n];
+        v[n] = kv[2 * n + 1];
+    }
+    assert_int_equal(wecom_xml_build(k, v, n, &text, &len), BRK_OK);
+    assert_int_equal(wecom_xml_parse(text, len, NULL, &x, NULL), BRK_OK);
+    brk_free(text);
+    return x;
+}
+
+/* change_contact as a third-party app may get it: a member named by
+ * UserID, or by OpenUserID alone; ids and lists checked. */
+static void
+test_contact_read(void **state)
+{
+    static const char *const ok[][24] = {
+        {"ChangeType", "create_user", "UserID", "zhangsan", "OpenUserID",
+         "woAAAA", "Department", "1,2,3", NULL},
+        {"ChangeType", "create_user", "OpenUserID", "woAAAA", "Department",
+         "4294967295", NULL},
+        {"ChangeType", "update_user", "UserID", "", "OpenUserID", "woBBBB",
+         "NewUserID", "lisi", NULL},
+        {"ChangeType", "delete_user", "UserID", "zhangsan", NULL},
+        {"ChangeType", "create_party", "Id", "7", "ParentId", "1", "Name", "7",
+         NULL},
+        {"ChangeType", "update_party", "Id", "1", "ParentId", "0", NULL},
+        {"ChangeType", "delete_party", "Id", "7", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "AddUserItems", "a,b",
+         "DelUserItems", "c", "AddPartyItems", "2,3", "DelPartyItems", "4",
+         NULL},
+        {"ChangeType", "update_tag", "TagId", "3", NULL},
+        {"ChangeType", "some_new_type", "UserID", "a b", NULL},
+    };
+    static const char *const want[][11] = {
+        {"create_user", "zhangsan", "", "1,2,3", "", "", "", "", "", "", ""},
+        {"create_user", "woAAAA", "", "4294967295", "", "", "", "", "", "", ""},
+        {"update_user", "woBBBB", "lisi", "", "", "", "", "", "", "", ""},
+        {"delete_user", "zhangsan", "", "", "", "", "", "", "", "", ""},
+        {"create_party", "", "", "", "7", "1", "", "", "", "", ""},
+        {"update_party", "", "", "", "1", "0", "", "", "", "", ""},
+        {"delete_party", "", "", "", "7", "", "", "", "", "", ""},
+        {"update_tag", "", "", "", "", "", "3", "a,b", "c", "2,3", "4"},
+        {"update_tag", "", "", "", "", "", "3", "", "", "", ""},
+        {"some_new_type", "", "", "", "", "", "", "", "", "", ""},
+    };
+    static const char *const bad[][12] = {
+        {"ChangeType", "create_user", "Department", "1", NULL},
+        {"ChangeType", "delete_user", "UserID", "", "OpenUserID", "", NULL},
+        {"ChangeType", "update_user", "UserID", "a b", NULL},
+        {"ChangeType", "update_user", "UserID", "a", "NewUserID", "b,c", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "1,,2",
+         NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "01", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "0", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "4294967296",
+         NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "1,", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "1, 2",
+         NULL},
+        {"ChangeType", "create_party", "ParentId", "1", NULL},
+        {"ChangeType", "update_party", "Id", "0", NULL},
+        {"ChangeType", "update_party", "Id", "2", "ParentId", "-1", NULL},
+        {"ChangeType", "delete_party", "Id", "x", NULL},
+        {"ChangeType", "update_tag", "AddUserItems", "a", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "AddPartyItems", "2,abc",
+         NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "AddUserItems", "u1,", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "DelUserItems", "a b", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "DelPartyItems", ",4", NULL},
+    };
+    struct dir_contact c, untouched;
+    struct wecom_xml *x;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < nitems(ok); i++) {
+        const char *got[11];
+        size_t k;
+
+        x = event_of(ok[i]);
+        assert_int_equal(dir_contact_read(x, &c), BRK_OK);
+        got[0] = c.type;
+        got[1] = c.user;
+        got[2] = c.new_user;
+        got[3] = c.depts;
+        got[4] = c.party;
+        got[5] = c.parent;
+        got[6] = c.tag;
+        got[7] = c.add_users;
+        got[8] = c.del_users;
+        got[9] = c.add_parties;
+        got[10] = c.del_parties;
+        for (k = 0; k < nitems(got); k++)
+            assert_string_equal(got[k], want[i][k]);
+        wecom_xml_free(x);
+    }
+    for (i = 0; i < nitems(bad); i++) {
+        x = event_of(bad[i]);
+        memset(&untouched, 0x5a, sizeof(untouched));
+        c = untouched;
+        assert_int_equal(dir_contact_read(x, &c), BRK_ERR_UPSTREAM_BAD);
+        assert_memory_equal(&c, &untouched, sizeof(c));
+        wecom_xml_free(x);
+    }
+}
+
 int
 main(void)
 {
@@ -329,6 +445,7 @@ main(void)
         cmocka_unit_test(test_tag_value_text),
         cmocka_unit_test(test_admin_list),
         cmocka_unit_test(test_list_id_page),
+        cmocka_unit_test(test_contact_read),
     };
 
     /* jansson allocates through brk_malloc, so its arrays fail too */
