@@ -1100,7 +1100,9 @@ on_userinfo(const struct wecom_api_result *res, void *arg)
     /* both reply shapes: the current lower-case one and the old one */
     corp = either(res->body, "corpid", "CorpId");
     user = either(res->body, "userid", "UserId");
-    open = either(res->body, "openid", "OpenId");
+    /* a member's open_userid (the current reply only); openid and OpenId
+     * name a non-member, who is refused below */
+    open = json_string_value(json_object_get(res->body, "open_userid"));
     ticket = json_string_value(json_object_get(res->body, "user_ticket"));
     if (user != NULL && (corp == NULL || !keys_id_ok(corp) ||
                          strlen(user) >= sizeof(q->userid))) {
@@ -1116,7 +1118,7 @@ on_userinfo(const struct wecom_api_result *res, void *arg)
     }
     snprintf(q->corp, sizeof(q->corp), "%s", corp);
     snprintf(q->userid, sizeof(q->userid), "%s", user);
-    if (open != NULL)
+    if (open != NULL && strlen(open) < sizeof(q->openid))
         snprintf(q->openid, sizeof(q->openid), "%s", open);
     else
         q->openid[0] = '\0';

@@ -130,7 +130,9 @@ dir_merge_user_page(const json_t *body, json_t *users, char **cursor)
         return BRK_ERR_UPSTREAM_BAD;
     json_array_foreach(arr, i, u)
     {
-        uid = json_string_value(json_object_get(u, "userid"));
+        /* a third-party app's rows name the member by open_userid only
+         * (wecom-protocol §4.4); "userid" is the self-built shape */
+        uid = json_string_value(json_object_get(u, "open_userid"));
         if (uid == NULL || !dir_is_userid(uid) ||
             !dir_parse_id(json_object_get(u, "department"), &d))
             return BRK_ERR_UPSTREAM_BAD;
@@ -281,7 +283,10 @@ dir_admin_list(const json_t *body, char **out)
     size_t i;
     enum brk_err err = BRK_ERR_UPSTREAM_BAD;
 
-    if (!json_is_array(arr) || json_array_size(arr) > DIR_MAX_ADMINS)
+    /* an app authorized by its members has no admin list: WeCom leaves
+     * "admin" out of the reply (D:100072), which means none */
+    if ((arr != NULL && !json_is_array(arr)) ||
+        json_array_size(arr) > DIR_MAX_ADMINS)
         return BRK_ERR_UPSTREAM_BAD;
     list = json_array();
     if (list == NULL)
@@ -298,7 +303,8 @@ dir_admin_list(const json_t *body, char **out)
          * id); older replies also carry open_userid */
         id = json_is_string(uid) ? json_string_value(uid)
                                  : json_string_value(oid);
-        if (id == NULL || !dir_is_userid(id) || (t != NULL && !json_is_integer(t)))
+        if (id == NULL || !dir_is_userid(id) ||
+            (t != NULL && !json_is_integer(t)))
             goto out;
         row = json_pack("{s:s, s:I}", "userid", id, "auth_type",
                         t ? json_integer_value(t) : (json_int_t)0);
@@ -318,4 +324,110 @@ dir_admin_list(const json_t *body, char **out)
 out:
     json_decref(list);
     return err;
+}
+
+/*---- change_contact ----*/
+
+/* 1 when s[0..n) is an id min..4294967295 in decimal without leading
+ * zeros (the visible range reads ids that way). */
+static int
+id_text_ok(const char *s, size_t n, unsigned long long min)
+{
+    unsigned long long x = 0;
+    size_t i;
+
+    if (n == 0 || n > 10 || (s[0] == '0' && n > 1))
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        x = x * 10 + (unsigned long long)(s[i] - '0');
+    }
+    return x >= min && x <= 4294967295ULL;
+}
+
+/* 1 when s is "" or items separated by single commas, each an id (ids)
+ * or a userid. */
+static int
+list_ok(const char *s, int ids)
+{
+    char item[72];
+    const char *end;
+    size_t n;
+
+    while (*s != '\0') {
+        end = strchr(s, ',');
+        n = end != NULL ? (size_t)(end - s) : strlen(s);
+        if (ids) {
+            if (!id_text_ok(s, n, 1))
+                return 0;
+        } else {
+            if (n == 0 || n >= sizeof(item))
+                return 0;
+            memcpy(item, s, n);
+            item[n] = '\0';
+            if (!dir_is_userid(item))
+                return 0;
+        }
+        if (end == NULL)
+            return 1;
+        s = end + 1;
+        if (*s == '\0')
+            return 0;
+    }
+    return 1;
+}
+
+static const char *
+field(const struct wecom_xml *ev, const char *name)
+{
+    const char *v = wecom_xml_get(ev, name);
+
+    return v != NULL ? v : "";
+}
+
+enum brk_err
+dir_contact_read(const struct wecom_xml *ev, struct dir_contact *out)
+{
+    struct dir_contact c;
+    const char *t;
+    int user_ev, party_ev;
+
+    memset(&c, 0, sizeof(c));
+    c.type = t = field(ev, "ChangeType");
+    c.user = c.new_user = c.depts = c.party = c.parent = c.tag = "";
+    c.add_users = c.del_users = c.add_parties = c.del_parties = "";
+    user_ev = strcmp(t, "create_user") == 0 || strcmp(t, "update_user") == 0 ||
+              strcmp(t, "delete_user") == 0;
+    party_ev = strcmp(t, "create_party") == 0 ||
+               strcmp(t, "update_party") == 0 || strcmp(t, "delete_party") == 0;
+    if (user_ev) {
+        c.user = field(ev, "UserID");
+        if (c.user[0] == '\0')
+            c.user = field(ev, "OpenUserID");
+        c.new_user = field(ev, "NewUserID");
+        c.depts = field(ev, "Department");
+        if (!dir_is_userid(c.user) ||
+            (c.new_user[0] != '\0' && !dir_is_userid(c.new_user)) ||
+            !list_ok(c.depts, 1))
+            return BRK_ERR_UPSTREAM_BAD;
+    } else if (party_ev) {
+        c.party = field(ev, "Id");
+        c.parent = field(ev, "ParentId");
+        if (!id_text_ok(c.party, strlen(c.party), 1) ||
+            (c.parent[0] != '\0' && !id_text_ok(c.parent, strlen(c.parent), 0)))
+            return BRK_ERR_UPSTREAM_BAD;
+    } else if (strcmp(t, "update_tag") == 0) {
+        c.tag = field(ev, "TagId");
+        c.add_users = field(ev, "AddUserItems");
+        c.del_users = field(ev, "DelUserItems");
+        c.add_parties = field(ev, "AddPartyItems");
+        c.del_parties = field(ev, "DelPartyItems");
+        if (!id_text_ok(c.tag, strlen(c.tag), 1) || !list_ok(c.add_users, 0) ||
+            !list_ok(c.del_users, 0) || !list_ok(c.add_parties, 1) ||
+            !list_ok(c.del_parties, 1))
+            return BRK_ERR_UPSTREAM_BAD;
+    }
+    *out = c;
+    return BRK_OK;
 }

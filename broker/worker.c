@@ -2295,8 +2295,9 @@ cancel(struct job *j)
 
 /*---- change_contact ----*/
 
-/* Applies one contact change to the directory. Tags are JSON values
- * edited with cjson. */
+/* Applies one contact change to the directory. A tag's value is written
+ * by hand, like dir_tag_value writes it: cjson encodes an empty list as
+ * an object, which the visible range refuses. */
 static const char contact_lua[] =
     "local t = ARGV[1]\n"
     "if t == 'create_user' or t == 'update_user' then\n"
@@ -2321,18 +2322,24 @@ static const char contact_lua[] =
     "  local cur = redis.call('HGET', KEYS[3], ARGV[7])\n"
     "  local v = {users = {}, parties = {}}\n"
     "  if cur then v = cjson.decode(cur) end\n"
-    "  local function edit(list, add, del, num)\n"
-    "    local set, out = {}, {}\n"
-    "    for _, x in ipairs(list) do set[tostring(x)] = x end\n"
-    "    for x in string.gmatch(add, '[^,]+') do\n"
-    "      set[x] = num and tonumber(x) or x end\n"
-    "    for x in string.gmatch(del, '[^,]+') do set[x] = nil end\n"
-    "    for _, x in pairs(set) do table.insert(out, x) end\n"
-    "    return out\n"
+    "  local function edit(list, add, del, quote)\n"
+    "    local gone, seen, out = {}, {}, {}\n"
+    "    for x in string.gmatch(del, '[^,]+') do gone[x] = true end\n"
+    "    local function put(x)\n"
+    "      if not gone[x] and not seen[x] then\n"
+    "        seen[x] = true\n"
+    "        table.insert(out, quote and cjson.encode(x) or x)\n"
+    "      end\n"
+    "    end\n"
+    "    if type(list) == 'table' then\n"
+    "      for _, x in ipairs(list) do put(tostring(x)) end\n"
+    "    end\n"
+    "    for x in string.gmatch(add, '[^,]+') do put(x) end\n"
+    "    return '[' .. table.concat(out, ',') .. ']'\n"
     "  end\n"
-    "  v.users = edit(v.users or {}, ARGV[8], ARGV[9], false)\n"
-    "  v.parties = edit(v.parties or {}, ARGV[10], ARGV[11], true)\n"
-    "  redis.call('HSET', KEYS[3], ARGV[7], cjson.encode(v))\n"
+    "  redis.call('HSET', KEYS[3], ARGV[7], '{\"users\":' ..\n"
+    "    edit(v.users, ARGV[8], ARGV[9], true) .. ',\"parties\":' ..\n"
+    "    edit(v.parties, ARGV[10], ARGV[11], false) .. '}')\n"
     "else\n"
     "  return 0\n"
     "end\n"
@@ -2364,10 +2371,20 @@ on_contact_state(struct job *j, struct redisReply *r)
 {
     char keys[3][KEYS_MAX], now[24];
     const char *argv[19];
+    struct dir_contact c;
     int i;
 
     if (tenant_gate(j, r) != 0)
         return;
+    if (dir_contact_read(j->ev, &c) != BRK_OK) {
+        /* a change the directory cannot apply is never guessed at, nor
+         * lost: the directory is read again from WeCom instead */
+        log_warn("event %s: change_contact %s of corp %s names no usable "
+                 "id; the directory is synced again",
+                 j->id, field_or_empty(j, "ChangeType"), j->corp);
+        load_tdk(j, 0, on_tdk_for_pcode);
+        return;
+    }
     for (i = 0; i < 3; i++)
         if (keys_tenant_sub(keys[i], sizeof(keys[i]), prefix(j), j->corp,
                             suite_id(j), dir_names[i])) {
@@ -2382,17 +2399,17 @@ on_contact_state(struct job *j, struct redisReply *r)
     argv[4] = keys[1];
     argv[5] = keys[2];
     argv[6] = j->tenant_key;
-    argv[7] = field_or_empty(j, "ChangeType");
-    argv[8] = field_or_empty(j, "UserID");
-    argv[9] = field_or_empty(j, "NewUserID");
-    argv[10] = field_or_empty(j, "Department");
-    argv[11] = field_or_empty(j, "Id");
-    argv[12] = field_or_empty(j, "ParentId");
-    argv[13] = field_or_empty(j, "TagId");
-    argv[14] = field_or_empty(j, "AddUserItems");
-    argv[15] = field_or_empty(j, "DelUserItems");
-    argv[16] = field_or_empty(j, "AddPartyItems");
-    argv[17] = field_or_empty(j, "DelPartyItems");
+    argv[7] = c.type;
+    argv[8] = c.user;
+    argv[9] = c.new_user;
+    argv[10] = c.depts;
+    argv[11] = c.party;
+    argv[12] = c.parent;
+    argv[13] = c.tag;
+    argv[14] = c.add_users;
+    argv[15] = c.del_users;
+    argv[16] = c.add_parties;
+    argv[17] = c.del_parties;
     argv[18] = now;
     job_redis(j, 19, argv, NULL, on_contact_applied);
 }

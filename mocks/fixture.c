@@ -2205,7 +2205,9 @@ fixture_render_agent_get(const struct fixture_corp *c, long agentid,
 
 /*
  * Render agent/get_admin_list: the app's admins with their open_userid and
- * auth_type. BRK_OK or a dynbuf error.
+ * auth_type; a strict corp that authorized the app by member gets no
+ * admin list at all (D:100072: 成员授权模式下,不返回管理员列表). BRK_OK
+ * or a dynbuf error.
  */
 enum brk_err
 fixture_render_admin_list(const struct fixture_corp *c, struct dynbuf *out)
@@ -2214,6 +2216,8 @@ fixture_render_admin_list(const struct fixture_corp *c, struct dynbuf *out)
     size_t k;
 
     jw_begin(&w, out, 1);
+    if (c->strict && c->auth_mode == FIXTURE_AUTH_MEMBER)
+        return jw_end(&w, "admins from the mock");
     jw_open(&w, "admin", 0);
     for (k = 0; k < c->nadmin; k++) {
         jw_open(&w, NULL, 1);

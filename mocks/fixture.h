@@ -249,7 +249,8 @@ enum brk_err fixture_render_permissions(const struct fixture_corp *c,
 enum brk_err fixture_render_agent_get(const struct fixture_corp *c,
                                       long agentid, struct dynbuf *out) BRK_WUR;
 
-/* agent/get_admin_list: {"admin":[{userid, open_userid, auth_type}]}. */
+/* agent/get_admin_list: {"admin":[{userid, open_userid, auth_type}]};
+ * no "admin" for a strict corp authorized by member. */
 enum brk_err fixture_render_admin_list(const struct fixture_corp *c,
                                        struct dynbuf *out) BRK_WUR;
 

@@ -1151,6 +1151,37 @@ test_old_reply_shape_logs_in(void **state)
     free(code);
 }
 
+/* getuserinfo3rd names a member by userid and by open_userid (the
+ * provider-wide id); a service's getuserinfo carries both, and the old
+ * capitalised reply, which has no open_userid, leaves it out. */
+static void
+test_login_carries_open_userid(void **state)
+{
+    char *code;
+    json_t *v, *truth;
+
+    (void)state;
+    services();
+    code = login("snsapi_base", NULL, CORP1);
+    v = userinfo(Tok_b1, code);
+    EXPECT_ERRCODE(v, 0);
+    truth = member_truth(CORP1, str_of(v, "userid"));
+    assert_true(str_of(truth, "open_userid")[0] != '\0');
+    assert_string_equal(str_of(v, "open_userid"), str_of(truth, "open_userid"));
+    assert_null(json_object_get(v, "openid"));
+    json_decref(truth);
+    json_decref(v);
+    free(code);
+    sim_ok("POST", "/__mock/oauth_shape", "{\"shape\":\"old\"}");
+    code = login("snsapi_base", NULL, CORP1);
+    v = userinfo(Tok_b1, code);
+    EXPECT_ERRCODE(v, 0);
+    assert_true(str_of(v, "userid")[0] != '\0');
+    assert_null(json_object_get(v, "open_userid"));
+    json_decref(v);
+    free(code);
+}
+
 static void
 test_other_member_of_another_tenant(void **state)
 {
@@ -1726,6 +1757,7 @@ main(void)
         cmocka_unit_test_setup(test_privateinfo_login_and_detail, reset_sim),
         cmocka_unit_test_setup(test_base_login_has_no_ticket, reset_sim),
         cmocka_unit_test_setup(test_old_reply_shape_logs_in, reset_sim),
+        cmocka_unit_test_setup(test_login_carries_open_userid, reset_sim),
         cmocka_unit_test_setup(test_other_member_of_another_tenant, reset_sim),
         cmocka_unit_test_setup(test_return_url_query_and_fragment, reset_sim),
         cmocka_unit_test_setup(test_non_member_is_refused, reset_sim),

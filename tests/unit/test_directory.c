@@ -191,6 +191,249 @@ test_tag_value_text(void **state)
     }
 }
 
+/* agent/get_admin_list in its shapes: rows by userid (the current reply)
+ * or open_userid (the older one); no "admin" under member authorization
+ * is no admins; a wrong shape is refused. */
+static void
+test_admin_list(void **state)
+{
+    static const struct {
+        const char *body, *want;
+    } ok[] = {
+        {"{\"errcode\":0,\"errmsg\":\"ok\",\"admin\":[{\"userid\":"
+         "\"woAAAA\",\"auth_type\":1},{\"userid\":\"woBBBB\","
+         "\"auth_type\":0}]}",
+         "[{\"userid\":\"woAAAA\",\"auth_type\":1},"
+         "{\"userid\":\"woBBBB\",\"auth_type\":0}]"},
+        {"{\"admin\":[{\"userid\":\"zhangsan\",\"open_userid\":\"woCC\","
+         "\"auth_type\":1}]}",
+         "[{\"userid\":\"zhangsan\",\"auth_type\":1}]"},
+        {"{\"admin\":[{\"open_userid\":\"woDD\"}]}",
+         "[{\"userid\":\"woDD\",\"auth_type\":0}]"},
+        {"{\"admin\":[]}", "[]"},
+        /* member authorization: WeCom returns no admin list */
+        {"{\"errcode\":0,\"errmsg\":\"ok\"}", "[]"},
+    };
+    static const char *const bad[] = {
+        "{\"admin\":{}}",
+        "{\"admin\":null}",
+        "{\"admin\":[\"woAAAA\"]}",
+        "{\"admin\":[{}]}",
+        "{\"admin\":[{\"userid\":5}]}",
+        "{\"admin\":[{\"userid\":\"a b\"}]}",
+        "{\"admin\":[{\"userid\":\"woAAAA\",\"auth_type\":\"1\"}]}",
+    };
+    json_t *body, *got, *want, *many;
+    char *out;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < nitems(ok); i++) {
+        body = json_loads(ok[i].body, 0, NULL);
+        assert_non_null(body);
+        out = NULL;
+        assert_int_equal(dir_admin_list(body, &out), BRK_OK);
+        got = json_loads(out, JSON_REJECT_DUPLICATES, NULL);
+        want = json_loads(ok[i].want, 0, NULL);
+        assert_non_null(got);
+        assert_non_null(want);
+        assert_true(json_equal(got, want));
+        json_decref(got);
+        json_decref(want);
+        json_decref(body);
+        brk_free(out);
+    }
+    for (i = 0; i < nitems(bad); i++) {
+        body = json_loads(bad[i], 0, NULL);
+        assert_non_null(body);
+        out = NULL;
+        assert_int_equal(dir_admin_list(body, &out), BRK_ERR_UPSTREAM_BAD);
+        assert_null(out);
+        json_decref(body);
+    }
+    /* more admins than an app may have */
+    many = json_array();
+    for (i = 0; i <= DIR_MAX_ADMINS; i++)
+        json_array_append_new(many, json_pack("{s:s}", "userid", "wo"));
+    body = json_pack("{s:o}", "admin", many);
+    out = NULL;
+    assert_int_equal(dir_admin_list(body, &out), BRK_ERR_UPSTREAM_BAD);
+    assert_null(out);
+    json_decref(body);
+}
+
+/* user/list_id as WeCom answers a third-party app: one row per (member,
+ * department), the member named by open_userid only (§4.4). */
+static void
+test_list_id_page(void **state)
+{
+    static const char *const bad[] = {
+        "{\"dept_user\":[{\"userid\":\"zhangsan\",\"department\":1}]}",
+        "{\"dept_user\":[{\"open_userid\":5,\"department\":1}]}",
+        "{\"dept_user\":[{\"open_userid\":\"wo A\",\"department\":1}]}",
+        "{\"dept_user\":[{\"open_userid\":\"woA\",\"department\":\"1\"}]}",
+        "{\"dept_user\":[{\"open_userid\":\"woA\"}]}",
+        "{\"dept_user\":{}}",
+        "{}",
+    };
+    json_t *body, *users, *want;
+    char *cursor = NULL;
+    size_t i;
+
+    (void)state;
+    users = json_object();
+    body = json_loads(
+        "{\"errcode\":0,\"errmsg\":\"ok\",\"next_cursor\":\"aaaa\","
+        "\"dept_user\":[{\"open_userid\":\"woAAAA\",\"department\":1},"
+        "{\"open_userid\":\"woAAAA\",\"department\":2},"
+        "{\"open_userid\":\"woBBBB\",\"department\":2}]}",
+        0, NULL);
+    assert_non_null(body);
+    assert_int_equal(dir_merge_user_page(body, users, &cursor), BRK_OK);
+    assert_string_equal(cursor, "aaaa");
+    brk_free(cursor);
+    json_decref(body);
+    body = json_loads("{\"next_cursor\":\"\",\"dept_user\":[{"
+                      "\"open_userid\":\"woCCCC\",\"department\":3}]}",
+                      0, NULL);
+    assert_non_null(body);
+    cursor = (char *)(uintptr_t)1;
+    assert_int_equal(dir_merge_user_page(body, users, &cursor), BRK_OK);
+    assert_null(cursor);
+    json_decref(body);
+    want = json_loads("{\"woAAAA\":\"1,2\",\"woBBBB\":\"2\","
+                      "\"woCCCC\":\"3\"}",
+                      0, NULL);
+    assert_true(json_equal(users, want));
+    json_decref(want);
+    for (i = 0; i < nitems(bad); i++) {
+        body = json_loads(bad[i], 0, NULL);
+        assert_non_null(body);
+        cursor = NULL;
+        assert_int_equal(dir_merge_user_page(body, users, &cursor),
+                         BRK_ERR_UPSTREAM_BAD);
+        assert_null(cursor);
+        json_decref(body);
+    }
+    json_decref(users);
+}
+
+/* An event of the given name/value pairs (NULL-terminated), parsed. */
+static struct wecom_xml *
+event_of(const char *const *kv)
+{
+    const char *k[16], *v[16];
+    struct wecom_xml *x = NULL;
+    char *text = NULL;
+    size_t n = 0, len = 0;
+
+    for (; kv[2 * n] != NULL; n++) {
+        assert_true(n < 16);
+        k[n] = kv[2 * n];
+        v[n] = kv[2 * n + 1];
+    }
+    assert_int_equal(wecom_xml_build(k, v, n, &text, &len), BRK_OK);
+    assert_int_equal(wecom_xml_parse(text, len, NULL, &x, NULL), BRK_OK);
+    brk_free(text);
+    return x;
+}
+
+/* change_contact as a third-party app may get it: a member named by
+ * UserID, or by OpenUserID alone; ids and lists checked. */
+static void
+test_contact_read(void **state)
+{
+    static const char *const ok[][24] = {
+        {"ChangeType", "create_user", "UserID", "zhangsan", "OpenUserID",
+         "woAAAA", "Department", "1,2,3", NULL},
+        {"ChangeType", "create_user", "OpenUserID", "woAAAA", "Department",
+         "4294967295", NULL},
+        {"ChangeType", "update_user", "UserID", "", "OpenUserID", "woBBBB",
+         "NewUserID", "lisi", NULL},
+        {"ChangeType", "delete_user", "UserID", "zhangsan", NULL},
+        {"ChangeType", "create_party", "Id", "7", "ParentId", "1", "Name", "7",
+         NULL},
+        {"ChangeType", "update_party", "Id", "1", "ParentId", "0", NULL},
+        {"ChangeType", "delete_party", "Id", "7", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "AddUserItems", "a,b",
+         "DelUserItems", "c", "AddPartyItems", "2,3", "DelPartyItems", "4",
+         NULL},
+        {"ChangeType", "update_tag", "TagId", "3", NULL},
+        {"ChangeType", "some_new_type", "UserID", "a b", NULL},
+    };
+    static const char *const want[][11] = {
+        {"create_user", "zhangsan", "", "1,2,3", "", "", "", "", "", "", ""},
+        {"create_user", "woAAAA", "", "4294967295", "", "", "", "", "", "", ""},
+        {"update_user", "woBBBB", "lisi", "", "", "", "", "", "", "", ""},
+        {"delete_user", "zhangsan", "", "", "", "", "", "", "", "", ""},
+        {"create_party", "", "", "", "7", "1", "", "", "", "", ""},
+        {"update_party", "", "", "", "1", "0", "", "", "", "", ""},
+        {"delete_party", "", "", "", "7", "", "", "", "", "", ""},
+        {"update_tag", "", "", "", "", "", "3", "a,b", "c", "2,3", "4"},
+        {"update_tag", "", "", "", "", "", "3", "", "", "", ""},
+        {"some_new_type", "", "", "", "", "", "", "", "", "", ""},
+    };
+    static const char *const bad[][12] = {
+        {"ChangeType", "create_user", "Department", "1", NULL},
+        {"ChangeType", "delete_user", "UserID", "", "OpenUserID", "", NULL},
+        {"ChangeType", "update_user", "UserID", "a b", NULL},
+        {"ChangeType", "update_user", "UserID", "a", "NewUserID", "b,c", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "1,,2",
+         NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "01", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "0", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "4294967296",
+         NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "1,", NULL},
+        {"ChangeType", "create_user", "UserID", "a", "Department", "1, 2",
+         NULL},
+        {"ChangeType", "create_party", "ParentId", "1", NULL},
+        {"ChangeType", "update_party", "Id", "0", NULL},
+        {"ChangeType", "update_party", "Id", "2", "ParentId", "-1", NULL},
+        {"ChangeType", "delete_party", "Id", "x", NULL},
+        {"ChangeType", "update_tag", "AddUserItems", "a", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "AddPartyItems", "2,abc",
+         NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "AddUserItems", "u1,", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "DelUserItems", "a b", NULL},
+        {"ChangeType", "update_tag", "TagId", "3", "DelPartyItems", ",4", NULL},
+    };
+    struct dir_contact c, untouched;
+    struct wecom_xml *x;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < nitems(ok); i++) {
+        const char *got[11];
+        size_t k;
+
+        x = event_of(ok[i]);
+        assert_int_equal(dir_contact_read(x, &c), BRK_OK);
+        got[0] = c.type;
+        got[1] = c.user;
+        got[2] = c.new_user;
+        got[3] = c.depts;
+        got[4] = c.party;
+        got[5] = c.parent;
+        got[6] = c.tag;
+        got[7] = c.add_users;
+        got[8] = c.del_users;
+        got[9] = c.add_parties;
+        got[10] = c.del_parties;
+        for (k = 0; k < nitems(got); k++)
+            assert_string_equal(got[k], want[i][k]);
+        wecom_xml_free(x);
+    }
+    for (i = 0; i < nitems(bad); i++) {
+        x = event_of(bad[i]);
+        memset(&untouched, 0x5a, sizeof(untouched));
+        c = untouched;
+        assert_int_equal(dir_contact_read(x, &c), BRK_ERR_UPSTREAM_BAD);
+        assert_memory_equal(&c, &untouched, sizeof(c));
+        wecom_xml_free(x);
+    }
+}
+
 int
 main(void)
 {
@@ -200,6 +443,9 @@ main(void)
         cmocka_unit_test(test_pairs_add_failure_keeps_pairs),
         cmocka_unit_test(test_tag_value_alloc_failures),
         cmocka_unit_test(test_tag_value_text),
+        cmocka_unit_test(test_admin_list),
+        cmocka_unit_test(test_list_id_page),
+        cmocka_unit_test(test_contact_read),
     };
 
     /* jansson allocates through brk_malloc, so its arrays fail too */

@@ -1273,11 +1273,16 @@ test_member_authorization(void **state)
                      BRK_ERR_INVAL);
     assert_int_equal(fixture_render_member_auth(c, NULL, 0, 0, &d),
                      BRK_ERR_INVAL);
-    /* leaky: every member, both ids */
+    /* WeCom lists no admins of an app authorized by member */
+    RENDERED(fixture_render_admin_list(c, &d));
+    assert_null(json_object_get(j, "admin"));
+    /* leaky: every member, both ids; the admins too */
     fixture_corp_set_strict(c, 0);
     RENDERED(fixture_render_member_auth(c, NULL, 10000, 0, &d));
     assert_int_equal(json_array_size(json_object_get(j, "member_auth_list")),
                      40);
+    RENDERED(fixture_render_admin_list(c, &d));
+    assert_int_equal(json_array_size(json_object_get(j, "admin")), 1);
     json_decref(u);
     json_decref(j);
     dynbuf_free(&d);
