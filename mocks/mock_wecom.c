@@ -245,15 +245,13 @@ arg_field(char **argv, int from, int argc, const char *name)
     return 0;
 }
 
+/* An AgentID: 1 to 10 digits. */
 static int
 agentid_ok(const char *s)
 {
-    size_t i;
+    size_t n = strlen(s);
 
-    for (i = 0; s[i] != '\0'; i++)
-        if (i == 10 || s[i] < '0' || s[i] > '9')
-            return 0;
-    return i > 0;
+    return n > 0 && n <= 10 && strspn(s, "0123456789") == n;
 }
 
 static int
