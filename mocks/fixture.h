@@ -321,7 +321,9 @@ enum brk_err fixture_render_external_get(const struct fixture_corp *c,
                                          struct dynbuf *out) BRK_WUR;
 /* externalcontact/batch/get_by_user: pairs (customer, follow user) whose
  * follow user is in userids[0..n) (unknown ids are skipped), from cursor,
- * at most limit (1..100). */
+ * at most limit (1..100). Strict: WeCom answers per member, so members
+ * outside the range give no pairs; fixture_check refuses (60011) only a
+ * list with no member in the range. */
 enum brk_err fixture_render_external_batch(const struct fixture_corp *c,
                                            const char *const *userids, size_t n,
                                            const char *cursor, long limit,

@@ -245,6 +245,7 @@ arg_field(char **argv, int from, int argc, const char *name)
     return 0;
 }
 
+/* An AgentID: 1 to 10 digits. */
 static int
 agentid_ok(const char *s)
 {

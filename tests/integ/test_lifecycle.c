@@ -346,6 +346,30 @@ clear_faults(void **state)
     return 0;
 }
 
+/* The simulator leaky (every record, every field), strict again after:
+ * for a test that expects the whole corp from WeCom. */
+static int
+sim_leaky(void **state)
+{
+    char *out = NULL;
+
+    (void)state;
+    h_sim(MockPort, "POST", "/__mock/leaky", "{\"leaky\":true}", &out);
+    free(out);
+    return 0;
+}
+
+static int
+sim_strict(void **state)
+{
+    char *out = NULL;
+
+    (void)state;
+    h_sim(MockPort, "POST", "/__mock/leaky", "{\"leaky\":false}", &out);
+    free(out);
+    return 0;
+}
+
 /*---- install, change, secrets ----*/
 
 static void
@@ -858,7 +882,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_install_flow),
+        cmocka_unit_test_setup_teardown(test_install_flow, sim_leaky,
+                                        sim_strict),
         cmocka_unit_test(test_change_auth_narrows),
         cmocka_unit_test(test_secrets_never_in_plaintext),
         cmocka_unit_test(test_cancel_purges_only_that_suite),

@@ -2365,6 +2365,11 @@ test_change_app_admin_callback(void **state)
         "bin/mock-wecom", "callback",         "--print", "--url",
         "http://x/",      "--token",          H_TOKEN,   "--aes-key",
         H_AESKEY,         "change_app_admin", NULL};
+    const char *badagent[] = {
+        "bin/mock-wecom", "callback",         "--print", "--url",
+        "http://x/",      "--token",          H_TOKEN,   "--aes-key",
+        H_AESKEY,         "--corp",           CORP1,     "--agentid",
+        "10000020000",    "change_app_admin", NULL};
     struct wecom_crypto *wc = NULL;
     char *out = NULL, *enc, *end, *msg = NULL, *rid = NULL;
     size_t mlen;
@@ -2402,6 +2407,9 @@ test_change_app_admin_callback(void **state)
     free(out);
     assert_int_equal(h_run(nocorp, &out), 2);
     assert_non_null(strstr(out, "needs --corp"));
+    free(out);
+    assert_int_equal(h_run(badagent, &out), 2);
+    assert_non_null(strstr(out, "--agentid wants a number"));
     free(out);
 }
 

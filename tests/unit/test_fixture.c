@@ -740,7 +740,7 @@ test_check_range_matches_the_formula(void **state)
         expected_range(c, vd, vm);
         nvis = 0;
         for (i = 0; i < c->sz.members; i++) {
-            char id[16];
+            char id[32];
 
             fmt_userid(id, sizeof(id), i);
             assert_int_equal(chk(c, FIXTURE_API_USER_GET, id, 0),
