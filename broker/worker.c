@@ -3438,17 +3438,19 @@ worker_new(struct event_base *base, const struct config *cfg,
     return BRK_OK;
 }
 
-/*
- * Use kr (borrowed) from now on, for the configuration reload. Work
- * already started may still hold the previous keyring, so the caller
- * keeps that one alive a while longer. Cannot fail.
- */
+/* Use b (borrowed, must outlive the worker's work) for corp calls; see
+ * worker.h. Cannot fail. */
 void
 worker_set_budget(struct worker *w, struct budget *b)
 {
     w->budget = b;
 }
 
+/*
+ * Use kr (borrowed) from now on, for the configuration reload. Work
+ * already started may still hold the previous keyring, so the caller
+ * keeps that one alive a while longer. Cannot fail.
+ */
 void
 worker_set_keyring(struct worker *w, const struct keyring *kr)
 {
