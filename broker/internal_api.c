@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "audit.h"
 #include "dynbuf.h"
 #include "httpd.h"
 #include "internal_api.h"
@@ -32,6 +33,8 @@ readyz(struct httpd_req *r, const struct internal_api *api)
         reasons[n++] = "redis unavailable";
     else if (!suites_keys_ready(api->suites))
         reasons[n++] = "suite data keys not loaded";
+    if (api->audit != NULL && !audit_file_ok(api->audit))
+        reasons[n++] = "audit_file not writable";
     dynbuf_init(&d, 4096);
     if (dynbuf_printf(&d, "{\"ready\":%s,\"reasons\":[",
                       n ? "false" : "true"))

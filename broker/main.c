@@ -22,6 +22,7 @@
 #include "callback.h"
 #include "config.h"
 #include "httpd.h"
+#include "audit.h"
 #include "internal_api.h"
 #include "keyring.h"
 #include "keys.h"
@@ -68,6 +69,7 @@ struct daemon {
     struct suites *suites;
     struct wecom_api *wx;
     struct budget *budget;
+    struct audit *audit;
     struct tokens *tok;
     struct worker *worker;
     struct callback *cb;
@@ -461,6 +463,9 @@ reload(struct daemon *d)
     failed |= reload_scopes(d, nc, scopes, sizeof(scopes));
     failed |= reload_keys(d, nc, keys, sizeof(keys));
     failed |= reload_tls(d, nc, tls, sizeof(tls));
+    /* logrotate moved the file, or the path changed: open it anew */
+    if (d->audit != NULL && audit_reopen(d->audit, nc->audit_file) != BRK_OK)
+        failed = 1;
     restart_changes(d->cfg, nc, later, sizeof(later));
     if (failed)
         log_error("reload incomplete: %s, %s, %s (errors above)%s%s", scopes,
@@ -767,11 +772,22 @@ start(struct daemon *d)
     err = budget_new(d->base, d->st, &budget_opts, &d->budget);
     if (err)
         goto out;
+    /* an unwritable audit_file is no reason to stop: logged, counted, a
+     * readyz reason, tried again at the next SIGHUP and write */
+    err = audit_new(d->st, d->cfg->key_prefix, d->cfg->audit_max_len,
+                    d->cfg->audit_file, &d->audit);
+    if (err && err != BRK_ERR_IO)
+        goto out;
+    if (d->cfg->audit_file[0] == '\0')
+        log_warn("audit_file is not set: the audit trail lasts only "
+                 "audit_max_age (%lld s) in Redis",
+                 d->cfg->audit_max_age);
     err = proxy_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
                     &d->proxy);
     if (err)
         goto out;
     proxy_set_budget(d->proxy, d->budget);
+    proxy_set_audit(d->proxy, d->audit);
     proxy_set_scopes(d->proxy, d->scopes);
     consumer_name(d, consumer, sizeof(consumer));
     err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
@@ -779,6 +795,7 @@ start(struct daemon *d)
     if (err)
         goto out;
     worker_set_budget(d->worker, d->budget);
+    worker_set_audit(d->worker, d->audit);
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)
         goto out;
@@ -795,6 +812,7 @@ start(struct daemon *d)
     d->api.st = d->st;
     d->api.suites = d->suites;
     d->api.proxy = d->proxy;
+    d->api.audit = d->audit;
     if (httpd_new(d->base, &d->http) != BRK_OK)
         goto out;
     err = httpd_listen(d->http, "callback", d->cfg->callback_listen,
@@ -846,6 +864,7 @@ teardown(struct daemon *d)
     store_free(d->st);
     tokens_free(d->tok);
     worker_free(d->worker);
+    audit_free(d->audit);
     callback_free(d->cb);
     suites_free(d->suites);
     redis_embed_stop(d->embed);
@@ -881,6 +900,12 @@ check_config(const struct config *cfg)
         return 1;
     }
     httpd_tls_free(tls);
+    if (cfg->audit_file[0] == '\0')
+        fprintf(stderr,
+                "%s: warning: audit_file is not set: the audit trail lasts "
+                "only audit_max_age (%lld s) in Redis; SPEC's 180 days need "
+                "audit_file\n",
+                cfg->path, cfg->audit_max_age);
     printf("configuration OK\n");
     return 0;
 }

@@ -106,6 +106,9 @@ static const struct {
                                "Blocks of calls asked of the shared budget "
                                "in Redis, by scope (corp, api) and result "
                                "(granted, spent, paused, error)."},
+    [METRICS_AUDIT_WRITES] = {"wecom_broker_audit_writes_total", T_COUNTER,
+                              "Audit entries written, by sink (redis, file) "
+                              "and result (ok, error)."},
 };
 
 struct series {

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
+#include "audit.h"
 #include "budget.h"
 #include "cache.h"
 #include "codec.h"
@@ -61,6 +62,7 @@ struct proxy {
     struct tokens *tok;
     struct wecom_api *api;
     struct budget *budget; /* NULL: every WeCom call is refused */
+    struct audit *audit;   /* NULL: no audit trail (tests) */
     const struct scope_map *scopes;
     struct cache *tokens;   /* token hash -> record_token */
     struct cache *services; /* id -> record_service */
@@ -185,60 +187,43 @@ preq_free(struct preq *q)
 }
 
 static void
-on_audit(enum brk_err err, struct redisReply *r, void *arg)
-{
-    (void)err;
-    (void)r;
-    (void)arg;
-}
-
-/* One audit entry per request: names and counts, never a value. */
-static void
 audit_names(struct preq *q, long errcode, unsigned long stripped,
             unsigned long dropped, const char *returned, const char *removed)
 {
-    char key[KEYS_MAX], maxlen[24], now[24], code[24], s[24], d[24];
-    const char *argv[30];
-    int argc = 0;
+    char now[24], code[24], sn[24], dn[24];
+    const char *kv[24];
+    size_t n = 0;
 
-    snprintf(key, sizeof(key), "%saudit", q->p->cfg->key_prefix);
-    snprintf(maxlen, sizeof(maxlen), "%lld", q->p->cfg->audit_max_len);
     snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
     snprintf(code, sizeof(code), "%ld", errcode);
-    snprintf(s, sizeof(s), "%lu", stripped);
-    snprintf(d, sizeof(d), "%lu", dropped);
-    argv[argc++] = "XADD";
-    argv[argc++] = key;
-    argv[argc++] = "MAXLEN";
-    argv[argc++] = "~";
-    argv[argc++] = maxlen;
-    argv[argc++] = "*";
-    argv[argc++] = "type";
-    argv[argc++] = "request";
-    argv[argc++] = "req";
-    argv[argc++] = q->r->id;
-    argv[argc++] = "at";
-    argv[argc++] = now;
-    argv[argc++] = "service";
-    argv[argc++] = q->svc ? q->svc->name : "";
-    argv[argc++] = "corpid";
-    argv[argc++] = q->tr.corp;
-    argv[argc++] = "endpoint";
-    argv[argc++] = q->path;
-    argv[argc++] = "errcode";
-    argv[argc++] = code;
-    argv[argc++] = "stripped";
-    argv[argc++] = s;
-    argv[argc++] = "dropped";
-    argv[argc++] = d;
+    snprintf(sn, sizeof(sn), "%lu", stripped);
+    snprintf(dn, sizeof(dn), "%lu", dropped);
+    kv[n++] = "type";
+    kv[n++] = "request";
+    kv[n++] = "req";
+    kv[n++] = q->r->id;
+    kv[n++] = "at";
+    kv[n++] = now;
+    kv[n++] = "service";
+    kv[n++] = q->svc ? q->svc->name : "";
+    kv[n++] = "corpid";
+    kv[n++] = q->tr.corp;
+    kv[n++] = "endpoint";
+    kv[n++] = q->path;
+    kv[n++] = "errcode";
+    kv[n++] = code;
+    kv[n++] = "stripped";
+    kv[n++] = sn;
+    kv[n++] = "dropped";
+    kv[n++] = dn;
     if (returned != NULL) {
-        argv[argc++] = "returned";
-        argv[argc++] = returned;
-        argv[argc++] = "removed";
-        argv[argc++] = removed ? removed : "";
+        kv[n++] = "returned";
+        kv[n++] = returned;
+        kv[n++] = "removed";
+        kv[n++] = removed ? removed : "";
     }
-    if (store_cmd_argv(q->p->st, on_audit, NULL, argc, argv, NULL))
-        log_req(LOG_LVL_WARN, q->r->id, "audit entry not written");
+    if (q->p->audit != NULL)
+        audit_append(q->p->audit, q->r->id, kv, n);
 }
 
 static void
@@ -1840,6 +1825,13 @@ void
 proxy_set_budget(struct proxy *p, struct budget *b)
 {
     p->budget = b;
+}
+
+/* Write the audit trail through a (borrowed). Cannot fail. */
+void
+proxy_set_audit(struct proxy *p, struct audit *a)
+{
+    p->audit = a;
 }
 
 void

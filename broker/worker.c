@@ -25,6 +25,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "audit.h"
 #include "budget.h"
 #include "codec.h"
 #include "config.h"
@@ -105,6 +106,7 @@ struct worker {
     struct tokens *tok;
     struct wecom_api *api;
     struct budget *budget; /* NULL: calls are not budgeted */
+    struct audit *audit;   /* NULL: no audit trail */
     char consumer[128];
     struct squeue *q;
     size_t nq;
@@ -821,36 +823,28 @@ publish_change(struct job *j)
 static void
 audit(struct job *j, const char *event, const char *const *kv, size_t n)
 {
-    char key[KEYS_MAX], maxlen[24], now[24];
-    const char *argv[32];
-    int argc = 0;
-    size_t i;
+    char now[24];
+    const char *e[32];
+    size_t m = 0, i;
 
-    snprintf(key, sizeof(key), "%saudit", prefix(j));
-    snprintf(maxlen, sizeof(maxlen), "%lld", j->w->cfg->audit_max_len);
+    if (j->w->audit == NULL)
+        return;
     snprintf(now, sizeof(now), "%lld", wall_s());
-    argv[argc++] = "XADD";
-    argv[argc++] = key;
-    argv[argc++] = "MAXLEN";
-    argv[argc++] = "~";
-    argv[argc++] = maxlen;
-    argv[argc++] = "*";
-    argv[argc++] = "type";
-    argv[argc++] = "lifecycle";
-    argv[argc++] = "event";
-    argv[argc++] = event;
-    argv[argc++] = "suite";
-    argv[argc++] = suite_id(j);
-    argv[argc++] = "corpid";
-    argv[argc++] = j->corp;
-    argv[argc++] = "at";
-    argv[argc++] = now;
-    for (i = 0; i + 1 < n && argc + 2 <= (int)nitems(argv); i += 2) {
-        argv[argc++] = kv[i];
-        argv[argc++] = kv[i + 1];
+    e[m++] = "type";
+    e[m++] = "lifecycle";
+    e[m++] = "event";
+    e[m++] = event;
+    e[m++] = "suite";
+    e[m++] = suite_id(j);
+    e[m++] = "corpid";
+    e[m++] = j->corp;
+    e[m++] = "at";
+    e[m++] = now;
+    for (i = 0; i + 1 < n && m + 2 <= nitems(e); i += 2) {
+        e[m++] = kv[i];
+        e[m++] = kv[i + 1];
     }
-    if (store_cmd_argv(j->w->st, on_keepalive_reply, NULL, argc, argv, NULL))
-        log_warn("audit entry for %s not written", event);
+    audit_append(j->w->audit, NULL, e, m);
 }
 
 static enum brk_err
@@ -3381,8 +3375,10 @@ void
 worker_stop(struct worker *w)
 {
     w->stopping = 1;
-    /* the budget is freed before the work in flight unwinds */
+    /* the budget is freed before the work in flight unwinds; the audit
+     * trail is left alone from now on */
     w->budget = NULL;
+    w->audit = NULL;
 }
 
 /*
@@ -3436,6 +3432,13 @@ worker_new(struct event_base *base, const struct config *cfg,
     w->nq = suites->n;
     *out = w;
     return BRK_OK;
+}
+
+/* Write lifecycle entries through a (borrowed). Cannot fail. */
+void
+worker_set_audit(struct worker *w, struct audit *a)
+{
+    w->audit = a;
 }
 
 /* Use b (borrowed, must outlive the worker's work) for corp calls; see

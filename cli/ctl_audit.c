@@ -281,6 +281,45 @@ service_exists(struct ctl *c, const char *name)
     return yes;
 }
 
+/*
+ * Redis keeps only the recent trail (audit_max_age, audit_max_len): when
+ * entries were trimmed away and the oldest left is younger than the window
+ * asked for, say so on stderr; audit_file holds the rest.
+ */
+static void
+say_if_trimmed(struct ctl *c, const char *key, long long since)
+{
+    redisReply *r = ctl_cmd(c, "XINFO STREAM %s", key);
+    long long len = -1, added = -1, first = -1, now = (long long)time(NULL);
+    size_t i;
+
+    if (r == NULL)
+        return;
+    for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(k->str, "length") == 0 && v->type == REDIS_REPLY_INTEGER)
+            len = v->integer;
+        else if (strcmp(k->str, "entries-added") == 0 &&
+                 v->type == REDIS_REPLY_INTEGER)
+            added = v->integer;
+        else if (strcmp(k->str, "first-entry") == 0 &&
+                 v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
+                 v->element[0]->type == REDIS_REPLY_STRING)
+            first = strtoll(v->element[0]->str, NULL, 10) / 1000;
+    }
+    freeReplyObject(r);
+    if (len < 0 || added <= len)
+        return; /* nothing was ever trimmed (or an older Redis) */
+    if (first < 0 || first > now - since)
+        fprintf(stderr,
+                "brokerctl: the Redis trail was trimmed and starts %s; "
+                "older entries are only in audit_file\n",
+                first < 0 ? "empty" : "after --since");
+}
+
 /* audit [--corp C] [--service S] [--since 10m] [--follow] */
 int
 ctl_audit(struct ctl *c, int argc, char **argv)
@@ -321,6 +360,8 @@ ctl_audit(struct ctl *c, int argc, char **argv)
     else
         snprintf(start, sizeof(start), "-");
     snprintf(last, sizeof(last), "%s", a.since > 0 ? start : "0-0");
+    if (a.since > 0)
+        say_if_trimmed(c, key, a.since);
     if (!c->json)
         print_head();
     for (;;) {

@@ -43,6 +43,8 @@ struct config {
     /* absolute after load; the tls pair may both be "" */
     char *state_dir, *scopes_dir, *master_key_file, *index_key_file,
         *tls_cert_file, *tls_key_file;
+    /* "" or absolute: where the audit trail is also appended */
+    char *audit_file;
     /* http:// or https://; the two base URLs carry no trailing '/' */
     char *wecom_api_base, *public_base_url, *wecom_install_url,
         *wecom_oauth_url;

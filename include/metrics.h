@@ -33,6 +33,7 @@ enum metrics_id {
     METRICS_BUDGET_PAUSES,      /* {api} 45009 from WeCom: paused 60 s */
     METRICS_BUDGET_CONCURRENCY, /* {api} 45033 from WeCom: fewer at once */
     METRICS_BUDGET_LEASES,      /* {scope,result} blocks asked of Redis */
+    METRICS_AUDIT_WRITES,       /* {sink=redis|file,result} audit entries */
     METRICS__COUNT
 };
 

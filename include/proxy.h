@@ -42,6 +42,9 @@ void proxy_set_keyring(struct proxy *p, const struct keyring *kr);
 /* Use this budget (borrowed) for every WeCom call; unset, calls are
  * refused with -1/503. */
 void proxy_set_budget(struct proxy *p, struct budget *b);
+/* Write the audit trail through a (borrowed; NULL: none). */
+struct audit;
+void proxy_set_audit(struct proxy *p, struct audit *a);
 
 /* Use this scope map from now on (borrowed; requests in flight keep the
  * one they started with until they finish, so swap only at idle or keep

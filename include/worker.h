@@ -44,6 +44,9 @@ void worker_free(struct worker *w);
 /* Draw every corp-token call on b (borrowed; NULL: none), as background
  * work: at most half of a tenant's budget. */
 void worker_set_budget(struct worker *w, struct budget *b);
+/* Write lifecycle audit entries through a (borrowed; NULL: none). */
+struct audit;
+void worker_set_audit(struct worker *w, struct audit *a);
 /* Use kr (borrowed) from now on; see worker.c. */
 void worker_set_keyring(struct worker *w, const struct keyring *kr);
 

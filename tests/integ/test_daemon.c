@@ -129,6 +129,18 @@ test_check_mode_ok(void **state)
     (void)state;
     assert_int_equal(h_write_conf(&H, 0, NULL), 0);
     assert_int_equal(h_run(argv, &out), 0);
+    /* without audit_file the trail lasts only audit_max_age: said so */
+    assert_non_null(strstr(out, "warning: audit_file is not set"));
+    assert_non_null(strstr(out, "configuration OK\n"));
+    free(out);
+    {
+        char extra[600];
+
+        snprintf(extra, sizeof(extra), "audit_file = %s/audit.jsonl\n",
+                 H.dir);
+        assert_int_equal(h_write_conf(&H, 0, extra), 0);
+    }
+    assert_int_equal(h_run(argv, &out), 0);
     assert_string_equal(out, "configuration OK\n");
     free(out);
 }

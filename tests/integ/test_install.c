@@ -318,7 +318,7 @@ test_installed_broker_accepts_example(void **state)
     /* -t loads scopes_dir too: this fails if it does not point at the
      * installed scope files */
     rc = h_run(argv, &out);
-    if (rc != 0 || strcmp(out, "configuration OK\n") != 0)
+    if (rc != 0 || strstr(out, "configuration OK\n") == NULL)
         fail_msg("wecom-broker -t exited %d: %s", rc, out);
     free(out);
 }

@@ -310,7 +310,7 @@ test_check_mode_loads_scopes(void **state)
     (void)state;
     write_conf_with_scopes(repo_scopes);
     assert_int_equal(h_run(argv, &out), 0);
-    assert_string_equal(out, "configuration OK\n");
+    assert_non_null(strstr(out, "configuration OK\n"));
     free(out);
 }
 

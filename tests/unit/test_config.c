@@ -276,10 +276,12 @@ check_broker_defaults(const struct config *cfg)
     assert_int_equal(cfg->upstream_rate_per_api, 36000);
     assert_int_equal(cfg->upstream_rate_per_api_hour, 1100000);
     assert_int_equal(cfg->audit_max_len, 1000000);
-    assert_int_equal(cfg->audit_max_age, 15552000);
+    assert_int_equal(cfg->audit_max_age, 86400);
     assert_int_equal(cfg->cache_max_age, 5);
     assert_int_equal(cfg->event_claim_idle, 60);
     assert_int_equal(cfg->event_max_attempts, 10);
+    assert_int_equal(cfg->event_concurrency, 32);
+    assert_string_equal(cfg->audit_file, "");
     assert_string_equal(cfg->tls_cert_file, "");
     assert_string_equal(cfg->tls_key_file, "");
     assert_int_equal(cfg->log_level, LOG_LVL_INFO);
@@ -357,6 +359,7 @@ test_every_key_parsed(void **state)
         "cache_max_age = 0\n"
         "event_claim_idle = 30\n"
         "event_max_attempts = 3\n"
+        "audit_file = audit/trail.jsonl\n"
         "tls_cert_file = tls/cert.pem\n"
         "tls_key_file = ./tls/key.pem\n"
         "log_level = debug\n"
@@ -396,12 +399,13 @@ test_every_key_parsed(void **state)
     assert_int_equal(cfg->event_max_attempts, 3);
     expect_path(cfg->tls_cert_file, "tls/cert.pem");
     expect_path(cfg->tls_key_file, "tls/key.pem");
+    expect_path(cfg->audit_file, "audit/trail.jsonl");
     assert_int_equal(cfg->log_level, LOG_LVL_DEBUG);
     assert_int_equal(cfg->log_json, 0);
     assert_int_equal(cfg->nsuites, 1);
     sc = &cfg->suites[0];
     assert_string_equal(sc->suite_id, "wwsuiteA");
-    assert_int_equal(sc->line, 31);
+    assert_int_equal(sc->line, 32);
     assert_string_equal(sc->provider_corpid, "wwprovider01");
     assert_int_equal(sc->auth_type, 1);
     assert_int_equal(sc->nredirect_allow, 2);
@@ -1707,6 +1711,8 @@ test_example_sets_every_key(void **state)
         "upstream_rate_per_api_hour",
         "audit_max_len",
         "audit_max_age",
+        "audit_file",
+        "event_concurrency",
         "cache_max_age",
         "event_claim_idle",
         "event_max_attempts",

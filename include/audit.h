@@ -1,0 +1,51 @@
+/*
+ * The audit trail: every entry goes to the Redis stream <prefix>audit
+ * (bounded by audit_max_len, trimmed by age elsewhere) and, with
+ * audit_file set, is also appended to that file as one JSON line, which is
+ * what keeps the trail for months (SPEC §7). A file that cannot be written
+ * is logged, counted and reported (audit_file_ok) while the Redis trail
+ * keeps every entry and requests go on being served. Field names and
+ * values only, never a personal value: callers pass names and ids.
+ */
+#ifndef AUDIT_H
+#define AUDIT_H
+
+#include <stddef.h>
+
+#include "broker.h"
+
+struct store;
+struct audit;
+
+#define AUDIT_MAX_FIELDS 24 /* name/value pairs per entry */
+
+/* key_prefix and max_len as configured; path "" for no file. The file is
+ * opened (created 0600) now. Owned: audit_free. BRK_ERR_IO when the file
+ * cannot be opened is not fatal: the result is still written to *out and
+ * the file is tried again at the next audit_reopen. */
+enum brk_err audit_new(struct store *st, const char *key_prefix,
+                       long long max_len, const char *path,
+                       struct audit **out) BRK_WUR;
+void audit_free(struct audit *a);
+
+/* Append one entry of nkv/2 name/value pairs ("type" among them). Never
+ * fails the caller: a Redis or file failure is logged and counted. req is
+ * a request id for the log, or NULL. */
+void audit_append(struct audit *a, const char *req, const char *const *kv,
+                  size_t nkv);
+
+/* Close and open the file again (logrotate's SIGHUP), or switch to path
+ * (NULL: the same). BRK_ERR_IO when it cannot be opened. */
+enum brk_err audit_reopen(struct audit *a, const char *path) BRK_WUR;
+
+/* Nonzero unless a file is configured and its last write or open failed. */
+int audit_file_ok(const struct audit *a);
+
+/* One entry as a JSON line {"at":N,"name":"value",...}\n into buf (len
+ * bytes): "at" is the entry's own numeric "at" field when it has one, else
+ * at_ms in seconds. The length, or 0 when it does not fit or a name
+ * repeats. Pure. */
+size_t audit_json_line(long long at_ms, const char *const *kv, size_t nkv,
+                       char *buf, size_t len);
+
+#endif /* AUDIT_H */
