@@ -27,6 +27,7 @@
 #include "dynbuf.h"
 #include "errcodes.h"
 #include "filter.h"
+#include "grant.h"
 #include "httpd.h"
 #include "keyring.h"
 #include "keys.h"
@@ -98,6 +99,7 @@ struct preq {
     /* what */
     const struct scope_endpoint *ep;
     struct scope_grant grant;
+    enum grant_refusal why;
     char *upstream_qs;
     char *upstream_body;
     char *corp_token;
@@ -511,6 +513,24 @@ load_tenant(struct preq *q, preq_step *next)
     q->p->loads = l;
 }
 
+/*---- The grant ----*/
+
+/* The grant's decision for q's service and tenant, a token of generation
+ * token_gen (-1: none yet) and the scope need: the refusal (also in
+ * q->why), and q->grant the effective grant. */
+static enum grant_refusal
+decide(struct preq *q, long token_gen, int need)
+{
+    struct grant_ask a = {q->svc,     token_gen, q->tr.suite,
+                          q->tr.corp, q->ten,    need};
+    struct grant_verdict v;
+
+    grant_decide(&a, &v);
+    q->grant = v.effective;
+    q->why = v.why;
+    return v.why;
+}
+
 /*---- gettoken ----*/
 
 /* Mints (or returns the current) token of (service, corp): the token
@@ -669,8 +689,8 @@ on_gettoken_tenant(struct preq *q)
         try_suite(q);
         return;
     }
-    if (!record_service_allows_corp(q->svc, q->tr.corp) || !q->ten->active) {
-        reply_error(q, ERRCODE_NOT_AUTHORIZED,
+    if (decide(q, -1, SCOPE_PERM_ALWAYS)) {
+        reply_error(q, grant_errcode(q->why),
                     "authorization relation invalid: tenant %s or outside "
                     "the service's corps",
                     q->ten->status);
@@ -694,7 +714,8 @@ try_suite(struct preq *q)
         load_tenant(q, on_gettoken_tenant);
         return;
     }
-    reply_error(q, ERRCODE_INVALID_CORPID, "invalid corpid: not a tenant of the service");
+    reply_error(q, ERRCODE_INVALID_CORPID,
+                "invalid corpid: not a tenant of the service");
 }
 
 static void
@@ -705,7 +726,8 @@ on_gettoken_service(struct preq *q)
                               q->secret_len)) {
         record_service_unref(q->svc);
         q->svc = NULL; /* no audit entry for unknown callers */
-        reply_error(q, ERRCODE_INVALID_SECRET, "invalid credential: corpsecret");
+        reply_error(q, ERRCODE_INVALID_SECRET,
+                    "invalid credential: corpsecret");
         return;
     }
     q->suite_i = 0;
@@ -732,7 +754,8 @@ gettoken(struct preq *q)
         return;
     }
     if (service_secret_split(secret, id, &q->secret, &q->secret_len)) {
-        reply_error(q, ERRCODE_INVALID_SECRET, "invalid credential: corpsecret");
+        reply_error(q, ERRCODE_INVALID_SECRET,
+                    "invalid credential: corpsecret");
         return;
     }
     snprintf(q->tr.corp, sizeof(q->tr.corp), "%s", corp);
@@ -798,7 +821,8 @@ reply_filtered(struct preq *q)
     json_error_t jerr;
 
     if (filter_take_output(q->filter, &out, &len) != BRK_OK) {
-        reply_error(q, ERRCODE_BAD_GATEWAY, "upstream reply could not be filtered");
+        reply_error(q, ERRCODE_BAD_GATEWAY,
+                    "upstream reply could not be filtered");
         return;
     }
     /* small replies may be WeCom errors: a refused corp token is
@@ -880,7 +904,8 @@ on_upstream(const struct wecom_api_result *res, void *arg)
         return;
     default:
         /* malformed, not JSON, too big, repeated keys: never the bytes */
-        reply_error(q, ERRCODE_BAD_GATEWAY, "WeCom replied with something unusable (%s)",
+        reply_error(q, ERRCODE_BAD_GATEWAY,
+                    "WeCom replied with something unusable (%s)",
                     brk_strerror(err));
         return;
     }
@@ -929,7 +954,8 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
     brk_free_secret_str(enc);
     brk_free_secret_str(url);
     if (err)
-        reply_error(q, ERRCODE_UNAVAILABLE, "cannot call WeCom (%s)", brk_strerror(err));
+        reply_error(q, ERRCODE_UNAVAILABLE, "cannot call WeCom (%s)",
+                    brk_strerror(err));
 }
 
 static void
@@ -1061,14 +1087,16 @@ check_query(struct preq *q)
         p = scope_endpoint_param(q->ep, name);
         if (p == NULL || query_count(q->q, name) != 1) {
             dynbuf_free(&qs);
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: %s %s",
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: %s %s",
                         p ? "repeated" : "undeclared", name);
             return -1;
         }
         v = typed_value(p, q->q->params[i].value);
         if (v == NULL) {
             dynbuf_free(&qs);
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: %s", name);
+            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: %s",
+                        name);
             return -1;
         }
         if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v)) {
@@ -1094,7 +1122,8 @@ check_query(struct preq *q)
             p->type == SCOPE_T_INTEGER ? num : q->q->params[i].value, enc);
         if (dynbuf_printf(&qs, "%s%s=%s", qs.len ? "&" : "", name, enc)) {
             brk_free(enc);
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: too long");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: too long");
             return -1;
         }
         brk_free(enc);
@@ -1104,8 +1133,8 @@ check_query(struct preq *q)
             query_count(q->q, q->ep->params[i].name) == 0 &&
             !q->post) {
             dynbuf_free(&qs);
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: %s missing",
-                        q->ep->params[i].name);
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: %s missing", q->ep->params[i].name);
             return -1;
         }
     if (dynbuf_take(&qs, &q->upstream_qs, NULL)) {
@@ -1527,7 +1556,8 @@ on_oauth_tdk(enum brk_err err, const unsigned char *dk, void *arg)
     const char *code, *ticket;
 
     if (err) {
-        reply_error(q, ERRCODE_NOT_AUTHORIZED, "authorization relation invalid");
+        reply_error(q, ERRCODE_NOT_AUTHORIZED,
+                    "authorization relation invalid");
         return;
     }
     memcpy(q->tdk, dk, KEYRING_KEY_LEN);
@@ -1584,7 +1614,8 @@ oauth_service(struct preq *q)
     } else {
         v = json_string_value(json_object_get(q->body, "user_ticket"));
         if (v == NULL || json_object_size(q->body) != 1 || q->q->n != 1) {
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: user_ticket");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: user_ticket");
             return;
         }
         if (strlen(v) != SERVICE_TOKEN_LEN) {
@@ -1605,20 +1636,20 @@ oauth_service(struct preq *q)
 static void
 on_data_tenant(struct preq *q)
 {
-    struct scope_grant tenant_svc;
     enum brk_err err;
 
-    if (q->ten == NULL || !q->ten->active ||
-        !record_service_allows_corp(q->svc, q->tr.corp)) {
-        reply_error(q, ERRCODE_NOT_AUTHORIZED, "authorization relation invalid");
-        return;
-    }
-    scope_grant_intersect(&tenant_svc, &q->ten->grant, &q->svc->grant);
-    q->grant = tenant_svc;
-    if (!q->oauth && !scope_grant_has(&q->grant, q->ep->scope)) {
-        reply_error(q, ERRCODE_API_FORBIDDEN,
+    switch (decide(q, q->tr.gen, q->oauth ? SCOPE_PERM_ALWAYS : q->ep->scope)) {
+    case GRANT_ALLOWED:
+        break;
+    case GRANT_TENANT_LACKS:
+    case GRANT_SERVICE_LACKS:
+    case GRANT_BOTH_LACK:
+        reply_error(q, grant_errcode(q->why),
                     "api forbidden: the grant lacks %s",
                     scope_perm_name(q->ep->scope));
+        return;
+    default:
+        reply_error(q, grant_errcode(q->why), "authorization relation invalid");
         return;
     }
     err = effective_range(q);
@@ -1638,10 +1669,14 @@ on_data_tenant(struct preq *q)
 static void
 on_data_service(struct preq *q)
 {
-    if (q->svc == NULL || q->svc->revoked || q->svc->gen != q->tr.gen) {
+    struct grant_ask a = {q->svc, q->tr.gen, NULL, NULL, NULL, 0};
+    struct grant_verdict v;
+
+    grant_decide(&a, &v);
+    if (v.why != GRANT_ALLOWED) {
         record_service_unref(q->svc);
         q->svc = NULL;
-        reply_error(q, ERRCODE_INVALID_TOKEN, "invalid access_token");
+        reply_error(q, v.code, "invalid access_token");
         return;
     }
     load_tenant(q, on_data_tenant);
@@ -1700,7 +1735,8 @@ data_path(struct preq *q)
         return;
     }
     if (query_count(q->q, "access_token") > 1) {
-        reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: access_token repeated");
+        reply_error(q, ERRCODE_INVALID_PARAMETER,
+                    "invalid parameter: access_token repeated");
         return;
     }
     tok = query_get(q->q, "access_token");
@@ -1747,17 +1783,20 @@ proxy_handle(struct httpd_req *r, void *arg)
     p->inflight++;
     snprintf(q->path, sizeof(q->path), "%s", path);
     if (strlen(path) >= sizeof(q->path) || strncmp(path, "/cgi-bin/", 9)) {
-        reply_error(q, ERRCODE_API_FORBIDDEN, "api forbidden: not declared in scopes");
+        reply_error(q, ERRCODE_API_FORBIDDEN,
+                    "api forbidden: not declared in scopes");
         return;
     }
     if (query_parse(httpd_raw_query(r), MAX_PARAMS, &q->q) != BRK_OK) {
-        reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: malformed query");
+        reply_error(q, ERRCODE_INVALID_PARAMETER,
+                    "invalid parameter: malformed query");
         return;
     }
     if (strcmp(q->path, "/cgi-bin/gettoken") == 0) {
         r->route = "gettoken";
         if (strcmp(method, "GET") != 0) {
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: use GET");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: use GET");
             return;
         }
         gettoken(q);
@@ -1778,7 +1817,8 @@ proxy_handle(struct httpd_req *r, void *arg)
         q->oauth = strcmp(q->path, "/cgi-bin/auth/getuserinfo") == 0 ? 1 : 2;
         r->route = q->oauth == 1 ? "getuserinfo" : "getuserdetail";
         if (q->post != (q->oauth == 2)) {
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: wrong method");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: wrong method");
             return;
         }
         if (q->post) {
@@ -1788,7 +1828,8 @@ proxy_handle(struct httpd_req *r, void *arg)
                                        JSON_REJECT_DUPLICATES, &jerr)
                           : NULL;
             if (!json_is_object(q->body)) {
-                reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: body");
+                reply_error(q, ERRCODE_INVALID_PARAMETER,
+                            "invalid parameter: body");
                 return;
             }
         }
@@ -1800,7 +1841,8 @@ proxy_handle(struct httpd_req *r, void *arg)
     if (q->ep == NULL ||
         strcmp(q->ep->method, q->post ? "POST" : "GET") != 0) {
         q->ep = NULL;
-        reply_error(q, ERRCODE_API_FORBIDDEN, "api forbidden: not declared in scopes");
+        reply_error(q, ERRCODE_API_FORBIDDEN,
+                    "api forbidden: not declared in scopes");
         return;
     }
     if (q->post) {
@@ -1809,8 +1851,9 @@ proxy_handle(struct httpd_req *r, void *arg)
                                     JSON_REJECT_DUPLICATES, &jerr)
                        : json_object();
         if (!json_is_object(q->body)) {
-            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: body is not a "
-                                       "JSON object");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: body is not a "
+                        "JSON object");
             return;
         }
     }
