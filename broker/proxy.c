@@ -26,7 +26,9 @@
 #include "datakey.h"
 #include "config.h"
 #include "dynbuf.h"
+#include "errcodes.h"
 #include "filter.h"
+#include "grant.h"
 #include "httpd.h"
 #include "keyring.h"
 #include "keys.h"
@@ -99,6 +101,7 @@ struct preq {
     /* what */
     const struct scope_endpoint *ep;
     struct scope_grant grant;
+    enum grant_refusal why;
     char *upstream_qs;
     char *upstream_body;
     char *corp_token;
@@ -115,8 +118,8 @@ struct preq {
     size_t secret_len;
 };
 
-static void reply_error(struct preq *q, int http, long errcode,
-                        const char *fmt, ...) BRK_PRINTF(4, 5);
+static void reply_error(struct preq *q, enum errcode e, const char *fmt, ...)
+    BRK_PRINTF(3, 4);
 
 /*---- Records ----*/
 
@@ -245,23 +248,17 @@ count_request(struct preq *q, long errcode)
                                NULL));
 }
 
+/* The one place an error reply is built: errcode and HTTP status from
+ * the table (errcodes.h), errmsg from msg. */
 static void
-reply_error(struct preq *q, int http, long errcode, const char *fmt, ...)
+reply_send(struct preq *q, int http, long errcode, const char *msg)
 {
-    char msg[256], body[400];
-    va_list ap;
-    json_t *s;
-    char *esc;
+    char body[400];
 
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    s = json_string(msg);
-    esc = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-    snprintf(body, sizeof(body), "{\"errcode\":%ld,\"errmsg\":%s}", errcode,
-             esc ? esc : "\"error\"");
-    free(esc);
-    json_decref(s);
+    if (errcodes_body(errcode, msg, body, sizeof(body)) != BRK_OK &&
+        errcodes_body(errcode, "error", body, sizeof(body)) != BRK_OK)
+        snprintf(body, sizeof(body), "{\"errcode\":%ld,\"errmsg\":\"error\"}",
+                 errcode);
     log_req(errcode == -1 ? LOG_LVL_WARN : LOG_LVL_INFO, q->r->id,
             "service API %s %s: errcode %ld: %s", q->svc ? q->svc->name : "-",
             q->path, errcode, msg);
@@ -271,6 +268,25 @@ reply_error(struct preq *q, int http, long errcode, const char *fmt, ...)
     httpd_reply(q->r, http, "application/json; charset=utf-8", body,
                 strlen(body));
     preq_free(q);
+}
+
+static void
+reply_error(struct preq *q, enum errcode e, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    reply_send(q, errcodes_http(e), errcodes_code(e), msg);
+}
+
+/* WeCom's own error, passed on as WeCom answered it. */
+static void
+reply_relay(struct preq *q, long errcode, const char *msg)
+{
+    reply_send(q, errcodes_http(ERRCODE_OK), errcode, msg);
 }
 
 /*---- Loading services, tokens and tenants ----*/
@@ -290,7 +306,7 @@ reply_unusable(struct preq *q, const char *what, enum brk_err err)
 {
     log_req(LOG_LVL_WARN, q->r->id, "stored %s record unusable (%s)", what,
             brk_strerror(err));
-    reply_error(q, 503, -1, "stored record unusable");
+    reply_error(q, ERRCODE_UNAVAILABLE, "stored record unusable");
 }
 
 static void
@@ -306,7 +322,7 @@ on_service(enum brk_err err, struct redisReply *r, void *arg)
     id[sizeof(id) - 1] = '\0';
     brk_free(c);
     if (err) {
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
     err = record_service_decode(id, r, &s);
@@ -340,7 +356,7 @@ load_service(struct preq *q, const char *id, preq_step *next)
     if (c == NULL ||
         keys_service(key, sizeof(key), q->p->cfg->key_prefix, id, NULL)) {
         brk_free(c);
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return;
     }
     c->q = q;
@@ -350,7 +366,7 @@ load_service(struct preq *q, const char *id, preq_step *next)
     argv[1] = key;
     if (store_cmd_argv(q->p->st, on_service, c, 2, argv, NULL)) {
         brk_free(c);
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
     }
 }
 
@@ -402,9 +418,9 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
     for (w = l->waiters; w != NULL; w = next) {
         next = w->link;
         if (err) {
-            reply_error(w->q, 503, -1, "store unavailable");
+            reply_error(w->q, ERRCODE_UNAVAILABLE, "store unavailable");
         } else if (derr) {
-            reply_error(w->q, 503, -1, "stored record unusable");
+            reply_error(w->q, ERRCODE_UNAVAILABLE, "stored record unusable");
         } else {
             w->q->ten = t != NULL ? record_tenant_ref(t) : NULL;
             w->next(w->q);
@@ -435,7 +451,7 @@ load_tenant(struct preq *q, preq_step *next)
     }
     w = brk_calloc(1, sizeof(*w));
     if (w == NULL) {
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return;
     }
     w->q = q;
@@ -458,7 +474,7 @@ load_tenant(struct preq *q, preq_step *next)
                         q->tr.corp, q->tr.suite, "dir:tags")) {
         brk_free(l);
         brk_free(w);
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return;
     }
     l->p = q->p;
@@ -475,11 +491,29 @@ load_tenant(struct preq *q, preq_step *next)
     if (store_cmd_argv(q->p->st, on_tenant, l, 7, argv, NULL)) {
         brk_free(l);
         brk_free(w);
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
     l->link = q->p->loads;
     q->p->loads = l;
+}
+
+/*---- The grant ----*/
+
+/* The grant's decision for q's service and tenant, a token of generation
+ * token_gen (-1: none yet) and the scope need: the refusal (also in
+ * q->why), and q->grant the effective grant. */
+static enum grant_refusal
+decide(struct preq *q, long token_gen, int need)
+{
+    struct grant_ask a = {q->svc,     token_gen, q->tr.suite,
+                          q->tr.corp, q->ten,    need};
+    struct grant_verdict v;
+
+    grant_decide(&a, &v);
+    q->grant = v.effective;
+    q->why = v.why;
+    return v.why;
 }
 
 /*---- gettoken ----*/
@@ -543,7 +577,7 @@ on_gettoken(enum brk_err err, struct redisReply *r, void *arg)
     long long exp, iat, now = brk_wall_ms() / 1000;
 
     if (err || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
     /* the current token's nonce (32 hex), issue time and expiry */
@@ -585,7 +619,7 @@ issue_token(struct preq *q)
     const struct config *cfg = q->p->cfg;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        reply_error(q, 503, -1, "no randomness");
+        reply_error(q, ERRCODE_UNAVAILABLE, "no randomness");
         return;
     }
     codec_hex_encode(rnd, sizeof(rnd), nonce);
@@ -607,7 +641,7 @@ issue_token(struct preq *q)
         keys_service(toks, sizeof(toks), cfg->key_prefix, q->svc->id,
                      "toks") ||
         keys_btoken(btok, sizeof(btok), cfg->key_prefix, h)) {
-        reply_error(q, 503, -1, "key names too long");
+        reply_error(q, ERRCODE_UNAVAILABLE, "key names too long");
         return;
     }
     argv[0] = "EVAL";
@@ -627,7 +661,7 @@ issue_token(struct preq *q)
     argv[14] = q->tr.corp;
     argv[15] = h;
     if (store_cmd_argv(q->p->st, on_gettoken, q, 16, argv, NULL))
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
 }
 
 static void try_suite(struct preq *q);
@@ -640,8 +674,8 @@ on_gettoken_tenant(struct preq *q)
         try_suite(q);
         return;
     }
-    if (!record_service_allows_corp(q->svc, q->tr.corp) || !q->ten->active) {
-        reply_error(q, 200, 48004,
+    if (decide(q, -1, SCOPE_PERM_ALWAYS)) {
+        reply_error(q, grant_errcode(q->why),
                     "authorization relation invalid: tenant %s or outside "
                     "the service's corps",
                     q->ten->status);
@@ -665,7 +699,8 @@ try_suite(struct preq *q)
         load_tenant(q, on_gettoken_tenant);
         return;
     }
-    reply_error(q, 200, 40013, "invalid corpid: not a tenant of the service");
+    reply_error(q, ERRCODE_INVALID_CORPID,
+                "invalid corpid: not a tenant of the service");
 }
 
 static void
@@ -676,7 +711,8 @@ on_gettoken_service(struct preq *q)
                               q->secret_len)) {
         record_service_unref(q->svc);
         q->svc = NULL; /* no audit entry for unknown callers */
-        reply_error(q, 200, 40001, "invalid credential: corpsecret");
+        reply_error(q, ERRCODE_INVALID_SECRET,
+                    "invalid credential: corpsecret");
         return;
     }
     q->suite_i = 0;
@@ -691,7 +727,7 @@ gettoken(struct preq *q)
 
     if (query_count(q->q, "corpid") != 1 ||
         query_count(q->q, "corpsecret") != 1 || q->q->n != 2) {
-        reply_error(q, 200, 40035,
+        reply_error(q, ERRCODE_INVALID_PARAMETER,
                     "invalid parameter: gettoken takes corpid and "
                     "corpsecret once each");
         return;
@@ -699,11 +735,12 @@ gettoken(struct preq *q)
     corp = query_get(q->q, "corpid");
     secret = query_get(q->q, "corpsecret");
     if (!keys_id_ok(corp)) {
-        reply_error(q, 200, 40013, "invalid corpid");
+        reply_error(q, ERRCODE_INVALID_CORPID, "invalid corpid");
         return;
     }
     if (service_secret_split(secret, id, &q->secret, &q->secret_len)) {
-        reply_error(q, 200, 40001, "invalid credential: corpsecret");
+        reply_error(q, ERRCODE_INVALID_SECRET,
+                    "invalid credential: corpsecret");
         return;
     }
     snprintf(q->tr.corp, sizeof(q->tr.corp), "%s", corp);
@@ -769,7 +806,8 @@ reply_filtered(struct preq *q)
     json_error_t jerr;
 
     if (filter_take_output(q->filter, &out, &len) != BRK_OK) {
-        reply_error(q, 502, -1, "upstream reply could not be filtered");
+        reply_error(q, ERRCODE_BAD_GATEWAY,
+                    "upstream reply could not be filtered");
         return;
     }
     /* small replies may be WeCom errors: a refused corp token is
@@ -793,7 +831,7 @@ reply_filtered(struct preq *q)
     }
     if (errcode == 0 && q->must_see != SCOPE_REC_NONE && !q->seen) {
         brk_free(out);
-        reply_error(q, 200, 60011,
+        reply_error(q, ERRCODE_OUT_OF_RANGE,
                     "no privilege to access/modify contact/party/agent");
         return;
     }
@@ -841,17 +879,18 @@ on_upstream(const struct wecom_api_result *res, void *arg)
         reply_filtered(q);
         return;
     case BRK_ERR_UPSTREAM_TIMEOUT:
-        reply_error(q, 504, -1, "WeCom timed out");
+        reply_error(q, ERRCODE_GATEWAY_TIMEOUT, "WeCom timed out");
         return;
     case BRK_ERR_UPSTREAM:
-        reply_error(q, 502, -1, "WeCom unreachable");
+        reply_error(q, ERRCODE_BAD_GATEWAY, "WeCom unreachable");
         return;
     case BRK_ERR_SHUTDOWN:
-        reply_error(q, 503, -1, "shutting down");
+        reply_error(q, ERRCODE_UNAVAILABLE, "shutting down");
         return;
     default:
         /* malformed, not JSON, too big, repeated keys: never the bytes */
-        reply_error(q, 502, -1, "WeCom replied with something unusable (%s)",
+        reply_error(q, ERRCODE_BAD_GATEWAY,
+                    "WeCom replied with something unusable (%s)",
                     brk_strerror(err));
         return;
     }
@@ -866,9 +905,11 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
 
     if (err) {
         if (err == BRK_ERR_WECOM)
-            reply_error(q, 200, errcode, "WeCom refused the corp token");
+            reply_relay(q, errcode, "WeCom refused the corp token");
         else
-            reply_error(q, err == BRK_ERR_STORE ? 503 : 502, -1,
+            reply_error(q,
+                        err == BRK_ERR_STORE ? ERRCODE_UNAVAILABLE
+                                             : ERRCODE_BAD_GATEWAY,
                         "no corp token (%s)", brk_strerror(err));
         return;
     }
@@ -881,7 +922,7 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
     if (q->corp_token == NULL || enc == NULL || url == NULL) {
         brk_free(enc);
         brk_free(url);
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return;
     }
     codec_pct_encode(token, enc);
@@ -898,7 +939,8 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
     brk_free_secret_str(enc);
     brk_free_secret_str(url);
     if (err)
-        reply_error(q, 503, -1, "cannot call WeCom (%s)", brk_strerror(err));
+        reply_error(q, ERRCODE_UNAVAILABLE, "cannot call WeCom (%s)",
+                    brk_strerror(err));
 }
 
 static void
@@ -910,20 +952,20 @@ on_budget(enum budget_result res, void *arg)
     case BUDGET_OK:
         q->budget_held = 1;
         if (tokens_corp(q->p->tok, q->tr.suite, q->tr.corp, on_corp_token, q))
-            reply_error(q, 503, -1, "no corp token");
+            reply_error(q, ERRCODE_UNAVAILABLE, "no corp token");
         return;
     case BUDGET_SPENT:
-        reply_error(q, 200, 45009, "api freq out of limit");
+        reply_error(q, ERRCODE_FREQ_LIMIT, "api freq out of limit");
         return;
     case BUDGET_PAUSED:
-        reply_error(q, 200, 45009,
+        reply_error(q, ERRCODE_FREQ_LIMIT,
                     "api freq out of limit (paused after WeCom's 45009)");
         return;
     case BUDGET_BUSY:
-        reply_error(q, 200, 45033, "api concurrent out of limit");
+        reply_error(q, ERRCODE_CONCURRENT_LIMIT, "api concurrent out of limit");
         return;
     default:
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
 }
@@ -936,7 +978,7 @@ start_upstream(struct preq *q)
     if (q->p->budget == NULL ||
         budget_take(q->p->budget, q->tr.corp, q->path + strlen("/cgi-bin/"),
                     BUDGET_SERVICE, on_budget, q) != BRK_OK)
-        reply_error(q, 503, -1, "no upstream budget");
+        reply_error(q, ERRCODE_UNAVAILABLE, "no upstream budget");
 }
 
 /* What a customer or chat subject must show in range on the reply. */
@@ -1030,20 +1072,22 @@ check_query(struct preq *q)
         p = scope_endpoint_param(q->ep, name);
         if (p == NULL || query_count(q->q, name) != 1) {
             dynbuf_free(&qs);
-            reply_error(q, 200, 40035, "invalid parameter: %s %s",
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: %s %s",
                         p ? "repeated" : "undeclared", name);
             return -1;
         }
         v = typed_value(p, q->q->params[i].value);
         if (v == NULL) {
             dynbuf_free(&qs);
-            reply_error(q, 200, 40035, "invalid parameter: %s", name);
+            reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: %s",
+                        name);
             return -1;
         }
         if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v)) {
             json_decref(v);
             dynbuf_free(&qs);
-            reply_error(q, 200, 60011,
+            reply_error(q, ERRCODE_OUT_OF_RANGE,
                         "no privilege to access/modify contact/party/agent");
             return -1;
         }
@@ -1056,14 +1100,15 @@ check_query(struct preq *q)
         enc = brk_malloc(strlen(q->q->params[i].value) * 3 + 1);
         if (enc == NULL) {
             dynbuf_free(&qs);
-            reply_error(q, 503, -1, "out of memory");
+            reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
             return -1;
         }
         codec_pct_encode(
             p->type == SCOPE_T_INTEGER ? num : q->q->params[i].value, enc);
         if (dynbuf_printf(&qs, "%s%s=%s", qs.len ? "&" : "", name, enc)) {
             brk_free(enc);
-            reply_error(q, 200, 40035, "invalid parameter: too long");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: too long");
             return -1;
         }
         brk_free(enc);
@@ -1073,12 +1118,12 @@ check_query(struct preq *q)
             query_count(q->q, q->ep->params[i].name) == 0 &&
             !q->post) {
             dynbuf_free(&qs);
-            reply_error(q, 200, 40035, "invalid parameter: %s missing",
-                        q->ep->params[i].name);
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: %s missing", q->ep->params[i].name);
             return -1;
         }
     if (dynbuf_take(&qs, &q->upstream_qs, NULL)) {
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return -1;
     }
     return 0;
@@ -1126,14 +1171,14 @@ check_body(struct preq *q)
     size_t i;
 
     if (out == NULL) {
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return -1;
     }
     /* a POST's parameters are its body's keys: nothing else but the
      * token may come in the query */
     if (q->q->n != query_count(q->q, "access_token")) {
         json_decref(out);
-        reply_error(q, 200, 40035, "invalid parameter: %s",
+        reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: %s",
                     "a POST takes its parameters in the body");
         return -1;
     }
@@ -1144,7 +1189,7 @@ check_body(struct preq *q)
             sub = json_object();
             if (sub == NULL || json_object_set_new(out, k, sub) != 0) {
                 json_decref(out);
-                reply_error(q, 503, -1, "out of memory");
+                reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
                 return -1;
             }
             json_object_foreach(v, k2, v2)
@@ -1191,17 +1236,17 @@ check_body(struct preq *q)
     q->upstream_body = json_dumps(out, JSON_COMPACT);
     json_decref(out);
     if (q->upstream_body == NULL) {
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return -1;
     }
     return 0;
 bad:
     json_decref(out);
-    reply_error(q, 200, 40035, "invalid parameter: %s", name);
+    reply_error(q, ERRCODE_INVALID_PARAMETER, "invalid parameter: %s", name);
     return -1;
 range:
     json_decref(out);
-    reply_error(q, 200, 60011,
+    reply_error(q, ERRCODE_OUT_OF_RANGE,
                 "no privilege to access/modify contact/party/agent");
     return -1;
 }
@@ -1365,7 +1410,7 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     struct record_oauth_code c;
 
     if (err) {
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
     if (r->type != REDIS_REPLY_STRING ||
@@ -1374,7 +1419,7 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
         keyring_open(q->tdk, ctx, r->str, r->len, &rec, &len)) {
         brk_free_secret(rec, len);
         /* unknown, used, or another tenant's */
-        reply_error(q, 200, 40029, "invalid code");
+        reply_error(q, ERRCODE_INVALID_CODE, "invalid code");
         return;
     }
     err = record_oauth_code_decode(rec, len, &c);
@@ -1388,7 +1433,7 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     if (c.userid[0] != '\0' &&
         !member_in_range(q, c.userid, strlen(c.userid))) {
         brk_wipe(&c, sizeof(c));
-        reply_error(q, 200, 60011,
+        reply_error(q, ERRCODE_OUT_OF_RANGE,
                     "no privilege to access/modify contact/party/agent");
         return;
     }
@@ -1416,7 +1461,7 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     body = out ? json_dumps(out, JSON_COMPACT) : NULL;
     json_decref(out);
     if (body == NULL) {
-        reply_error(q, 503, -1, "out of memory");
+        reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
         return;
     }
     reply_json_body(q, body);
@@ -1445,15 +1490,15 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
 
     if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         r->element[0]->type != REDIS_REPLY_INTEGER) {
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
     if (r->element[0]->integer == 0) {
-        reply_error(q, 200, 84015, "invalid user_ticket");
+        reply_error(q, ERRCODE_INVALID_TICKET, "invalid user_ticket");
         return;
     }
     if (r->element[0]->integer == 1) {
-        reply_error(q, 200, 84014, "user_ticket expired");
+        reply_error(q, ERRCODE_TICKET_EXPIRED, "user_ticket expired");
         return;
     }
     if (r->elements != 3 || r->element[1]->type != REDIS_REPLY_STRING ||
@@ -1464,7 +1509,7 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
     /* the member must be in the range this service sees, like any
      * subject */
     if (!member_in_range(q, r->element[2]->str, r->element[2]->len)) {
-        reply_error(q, 200, 60011,
+        reply_error(q, ERRCODE_OUT_OF_RANGE,
                     "no privilege to access/modify contact/party/agent");
         return;
     }
@@ -1472,7 +1517,7 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
         keys_seal_ctx(ctx, sizeof(ctx), key, "fields") ||
         keyring_open(q->tdk, ctx, r->element[1]->str, r->element[1]->len,
                      &fields, &len)) {
-        reply_error(q, 200, 84015, "invalid user_ticket");
+        reply_error(q, ERRCODE_INVALID_TICKET, "invalid user_ticket");
         return;
     }
     /* filtered like any response: sensitive fields need the service's
@@ -1480,7 +1525,7 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
     if (filter_new(root, &q->grant, NULL, NULL, NULL, &q->filter) ||
         filter_feed(q->filter, fields, len) || filter_finish(q->filter)) {
         brk_free_secret(fields, len);
-        reply_error(q, 502, -1, "stored details unusable");
+        reply_error(q, ERRCODE_BAD_GATEWAY, "stored details unusable");
         return;
     }
     brk_free_secret(fields, len);
@@ -1496,14 +1541,15 @@ on_oauth_tdk(enum brk_err err, const unsigned char *dk, void *arg)
     const char *code, *ticket;
 
     if (err) {
-        reply_error(q, 200, 48004, "authorization relation invalid");
+        reply_error(q, ERRCODE_NOT_AUTHORIZED,
+                    "authorization relation invalid");
         return;
     }
     memcpy(q->tdk, dk, KEYRING_KEY_LEN);
     if (q->oauth == 1) {
         code = query_get(q->q, "code");
         if (oauth_key(q, "oauth:code", code, k1)) {
-            reply_error(q, 200, 40029, "invalid code");
+            reply_error(q, ERRCODE_INVALID_CODE, "invalid code");
             return;
         }
         argv[0] = "EVAL";
@@ -1511,13 +1557,13 @@ on_oauth_tdk(enum brk_err err, const unsigned char *dk, void *arg)
         argv[2] = "1";
         argv[3] = k1;
         if (store_cmd_argv(q->p->st, on_code, q, 4, argv, NULL))
-            reply_error(q, 503, -1, "store unavailable");
+            reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
     ticket = json_string_value(json_object_get(q->body, "user_ticket"));
     if (oauth_key(q, "oauth:ticket", ticket, k1) ||
         oauth_key(q, "oauth:detail", ticket, k2)) {
-        reply_error(q, 200, 84015, "invalid user_ticket");
+        reply_error(q, ERRCODE_INVALID_TICKET, "invalid user_ticket");
         return;
     }
     snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
@@ -1528,7 +1574,7 @@ on_oauth_tdk(enum brk_err err, const unsigned char *dk, void *arg)
     argv[4] = k2;
     argv[5] = now;
     if (store_cmd_argv(q->p->st, on_ticket, q, 6, argv, NULL))
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
 }
 
 /* getuserinfo / getuserdetail: codes and tickets minted by the broker at
@@ -1543,51 +1589,52 @@ oauth_service(struct preq *q)
         v = query_get(q->q, "code");
         if (query_count(q->q, "code") != 1 || q->q->n != 2 ||
             strlen(v) != SERVICE_TOKEN_LEN) {
-            reply_error(q, 200, v && query_count(q->q, "code") == 1 &&
-                                        q->q->n == 2
-                                    ? 40029
-                                    : 40035,
+            reply_error(q,
+                        v && query_count(q->q, "code") == 1 && q->q->n == 2
+                            ? ERRCODE_INVALID_CODE
+                            : ERRCODE_INVALID_PARAMETER,
                         "invalid code");
             return;
         }
     } else {
         v = json_string_value(json_object_get(q->body, "user_ticket"));
         if (v == NULL || json_object_size(q->body) != 1 || q->q->n != 1) {
-            reply_error(q, 200, 40035, "invalid parameter: user_ticket");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: user_ticket");
             return;
         }
         if (strlen(v) != SERVICE_TOKEN_LEN) {
-            reply_error(q, 200, 84015, "invalid user_ticket");
+            reply_error(q, ERRCODE_INVALID_TICKET, "invalid user_ticket");
             return;
         }
     }
     if (keys_tenant_sub(key, sizeof(key), q->p->cfg->key_prefix, q->tr.corp,
                         q->tr.suite, "dk")) {
-        reply_error(q, 503, -1, "key names too long");
+        reply_error(q, ERRCODE_UNAVAILABLE, "key names too long");
         return;
     }
     snprintf(ctx, sizeof(ctx), "tenant:%s:%s", q->tr.suite, q->tr.corp);
     if (datakey_load(q->p->st, q->p->kr, key, ctx, 0, on_oauth_tdk, q))
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
 }
 
 static void
 on_data_tenant(struct preq *q)
 {
-    struct scope_grant tenant_svc;
     enum brk_err err;
 
-    if (q->ten == NULL || !q->ten->active ||
-        !record_service_allows_corp(q->svc, q->tr.corp)) {
-        reply_error(q, 200, 48004, "authorization relation invalid");
-        return;
-    }
-    scope_grant_intersect(&tenant_svc, &q->ten->grant, &q->svc->grant);
-    q->grant = tenant_svc;
-    if (!q->oauth && !scope_grant_has(&q->grant, q->ep->scope)) {
-        reply_error(q, 200, 48002,
+    switch (decide(q, q->tr.gen, q->oauth ? SCOPE_PERM_ALWAYS : q->ep->scope)) {
+    case GRANT_ALLOWED:
+        break;
+    case GRANT_TENANT_LACKS:
+    case GRANT_SERVICE_LACKS:
+    case GRANT_BOTH_LACK:
+        reply_error(q, grant_errcode(q->why),
                     "api forbidden: the grant lacks %s",
                     scope_perm_name(q->ep->scope));
+        return;
+    default:
+        reply_error(q, grant_errcode(q->why), "authorization relation invalid");
         return;
     }
     err = effective_range(q);
@@ -1607,10 +1654,14 @@ on_data_tenant(struct preq *q)
 static void
 on_data_service(struct preq *q)
 {
-    if (q->svc == NULL || q->svc->revoked || q->svc->gen != q->tr.gen) {
+    struct grant_ask a = {q->svc, q->tr.gen, NULL, NULL, NULL, 0};
+    struct grant_verdict v;
+
+    grant_decide(&a, &v);
+    if (v.why != GRANT_ALLOWED) {
         record_service_unref(q->svc);
         q->svc = NULL;
-        reply_error(q, 200, 40014, "invalid access_token");
+        reply_error(q, v.code, "invalid access_token");
         return;
     }
     load_tenant(q, on_data_tenant);
@@ -1620,7 +1671,7 @@ static void
 have_token(struct preq *q)
 {
     if (q->tr.exp <= brk_wall_ms() / 1000) {
-        reply_error(q, 200, 42001, "access_token expired");
+        reply_error(q, ERRCODE_TOKEN_EXPIRED, "access_token expired");
         return;
     }
     load_service(q, q->tr.svc, on_data_service);
@@ -1633,12 +1684,12 @@ on_btoken(enum brk_err err, struct redisReply *r, void *arg)
     struct record_token *t;
 
     if (err) {
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
     err = record_token_decode(r, &q->tr);
     if (err == BRK_ERR_NOTFOUND) {
-        reply_error(q, 200, 40014, "invalid access_token");
+        reply_error(q, ERRCODE_INVALID_TOKEN, "invalid access_token");
         return;
     }
     if (err) {
@@ -1665,16 +1716,17 @@ data_path(struct preq *q)
     /* an empty token is none, as at WeCom */
     if (query_count(q->q, "access_token") == 0 ||
         query_get(q->q, "access_token")[0] == '\0') {
-        reply_error(q, 200, 41001, "access_token missing");
+        reply_error(q, ERRCODE_TOKEN_MISSING, "access_token missing");
         return;
     }
     if (query_count(q->q, "access_token") > 1) {
-        reply_error(q, 200, 40035, "invalid parameter: access_token repeated");
+        reply_error(q, ERRCODE_INVALID_PARAMETER,
+                    "invalid parameter: access_token repeated");
         return;
     }
     tok = query_get(q->q, "access_token");
     if (strlen(tok) != SERVICE_TOKEN_LEN) {
-        reply_error(q, 200, 40014, "invalid access_token");
+        reply_error(q, ERRCODE_INVALID_TOKEN, "invalid access_token");
         return;
     }
     service_token_hash(tok, strlen(tok), q->token_hash);
@@ -1685,13 +1737,13 @@ data_path(struct preq *q)
         return;
     }
     if (keys_btoken(key, sizeof(key), q->p->cfg->key_prefix, q->token_hash)) {
-        reply_error(q, 503, -1, "key names too long");
+        reply_error(q, ERRCODE_UNAVAILABLE, "key names too long");
         return;
     }
     argv[0] = "HGETALL";
     argv[1] = key;
     if (store_cmd_argv(q->p->st, on_btoken, q, 2, argv, NULL))
-        reply_error(q, 503, -1, "store unavailable");
+        reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
 }
 
 void
@@ -1716,17 +1768,20 @@ proxy_handle(struct httpd_req *r, void *arg)
     p->inflight++;
     snprintf(q->path, sizeof(q->path), "%s", path);
     if (strlen(path) >= sizeof(q->path) || strncmp(path, "/cgi-bin/", 9)) {
-        reply_error(q, 200, 48002, "api forbidden: not declared in scopes");
+        reply_error(q, ERRCODE_API_FORBIDDEN,
+                    "api forbidden: not declared in scopes");
         return;
     }
     if (query_parse(httpd_raw_query(r), MAX_PARAMS, &q->q) != BRK_OK) {
-        reply_error(q, 200, 40035, "invalid parameter: malformed query");
+        reply_error(q, ERRCODE_INVALID_PARAMETER,
+                    "invalid parameter: malformed query");
         return;
     }
     if (strcmp(q->path, "/cgi-bin/gettoken") == 0) {
         r->route = "gettoken";
         if (strcmp(method, "GET") != 0) {
-            reply_error(q, 200, 40035, "invalid parameter: use GET");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: use GET");
             return;
         }
         gettoken(q);
@@ -1734,11 +1789,11 @@ proxy_handle(struct httpd_req *r, void *arg)
     }
     q->post = strcmp(method, "POST") == 0;
     if (!q->post && strcmp(method, "GET") != 0) {
-        reply_error(q, 200, 48002, "api forbidden: read APIs only");
+        reply_error(q, ERRCODE_API_FORBIDDEN, "api forbidden: read APIs only");
         return;
     }
     if (q->scopes == NULL) {
-        reply_error(q, 503, -1, "scope maps not loaded");
+        reply_error(q, ERRCODE_UNAVAILABLE, "scope maps not loaded");
         return;
     }
     if (strcmp(q->path, "/cgi-bin/auth/getuserinfo") == 0 ||
@@ -1747,7 +1802,8 @@ proxy_handle(struct httpd_req *r, void *arg)
         q->oauth = strcmp(q->path, "/cgi-bin/auth/getuserinfo") == 0 ? 1 : 2;
         r->route = q->oauth == 1 ? "getuserinfo" : "getuserdetail";
         if (q->post != (q->oauth == 2)) {
-            reply_error(q, 200, 40035, "invalid parameter: wrong method");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: wrong method");
             return;
         }
         if (q->post) {
@@ -1757,7 +1813,8 @@ proxy_handle(struct httpd_req *r, void *arg)
                                        JSON_REJECT_DUPLICATES, &jerr)
                           : NULL;
             if (!json_is_object(q->body)) {
-                reply_error(q, 200, 40035, "invalid parameter: body");
+                reply_error(q, ERRCODE_INVALID_PARAMETER,
+                            "invalid parameter: body");
                 return;
             }
         }
@@ -1769,7 +1826,8 @@ proxy_handle(struct httpd_req *r, void *arg)
     if (q->ep == NULL ||
         strcmp(q->ep->method, q->post ? "POST" : "GET") != 0) {
         q->ep = NULL;
-        reply_error(q, 200, 48002, "api forbidden: not declared in scopes");
+        reply_error(q, ERRCODE_API_FORBIDDEN,
+                    "api forbidden: not declared in scopes");
         return;
     }
     if (q->post) {
@@ -1778,8 +1836,9 @@ proxy_handle(struct httpd_req *r, void *arg)
                                     JSON_REJECT_DUPLICATES, &jerr)
                        : json_object();
         if (!json_is_object(q->body)) {
-            reply_error(q, 200, 40035, "invalid parameter: body is not a "
-                                       "JSON object");
+            reply_error(q, ERRCODE_INVALID_PARAMETER,
+                        "invalid parameter: body is not a "
+                        "JSON object");
             return;
         }
     }

@@ -1,7 +1,8 @@
 /*
  * brokerctl explain CORPID SERVICE PATH: for one endpoint, every declared
  * response field, whether the service receives it from that tenant, and
- * why. It reasons the way the broker's service API does (broker/proxy.c):
+ * why. The records are read through the broker's decoders (record.h) and
+ * every decision is the grant's (grant.h), the one the service API asks:
  * effective grant = the tenant's unexpired permissions ∩ the service's
  * scopes; "always" fields pass, "never" fields are removed whatever the
  * grant, a removed object or array takes its children with it, records
@@ -12,7 +13,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <hiredis/hiredis.h>
+
+#include "errcodes.h"
+#include "grant.h"
 #include "keys.h"
+#include "record.h"
 #include "scope_map.h"
 #include "service.h"
 
@@ -22,8 +28,9 @@
 
 struct explain {
     struct ctl *c;
-    struct scope_grant tenant; /* unexpired permissions */
-    struct scope_grant service;
+    const struct scope_grant *tenant;  /* unexpired permissions */
+    const struct scope_grant *service; /* borrowed from the records */
+    struct scope_grant none;           /* a tenant with no record */
     long long expires[SCOPE_PERM_MAX]; /* of granted ones; 0 never */
     long long expired[SCOPE_PERM_MAX]; /* when a lapsed one ended */
     const char *svc_scopes;
@@ -39,22 +46,19 @@ static void
 perm_reason(const struct explain *x, int perm, int *kept, char *buf, size_t len)
 {
     const char *name = scope_perm_name(perm);
-    int t = scope_grant_has(&x->tenant, perm);
-    int s = scope_grant_has(&x->service, perm);
+    enum grant_field f = grant_field(x->tenant, x->service, perm);
     char when[48], tpart[160] = "", spart[200] = "";
 
-    if (perm == SCOPE_PERM_ALWAYS) {
-        *kept = 1;
+    *kept = grant_field_kept(f);
+    if (f == GRANT_FIELD_ALWAYS) {
         snprintf(buf, len, "always kept (WeCom's envelope and structure)");
         return;
     }
-    if (perm == SCOPE_PERM_NEVER) {
-        *kept = 0;
+    if (f == GRANT_FIELD_NEVER) {
         snprintf(buf, len, "never returned: removed whatever the grant");
         return;
     }
-    if (t && s) {
-        *kept = 1;
+    if (f == GRANT_FIELD_KEPT) {
         if (x->expires[perm] != 0) {
             ctl_utc(x->expires[perm], when, sizeof(when));
             snprintf(buf, len,
@@ -68,15 +72,14 @@ perm_reason(const struct explain *x, int perm, int *kept, char *buf, size_t len)
         }
         return;
     }
-    *kept = 0;
-    if (!t && x->expired[perm] != 0) {
+    if (f != GRANT_FIELD_SERVICE_LACKS && x->expired[perm] != 0) {
         ctl_utc(x->expired[perm], when, sizeof(when));
         snprintf(tpart, sizeof(tpart),
                  "not granted by the tenant (%s expired %s)", name, when);
-    } else if (!t) {
+    } else if (f != GRANT_FIELD_SERVICE_LACKS) {
         snprintf(tpart, sizeof(tpart), "not granted by the tenant (%s)", name);
     }
-    if (!s)
+    if (f != GRANT_FIELD_TENANT_LACKS)
         snprintf(spart, sizeof(spart),
                  "not allowed for the service (%s is not in its scopes: %s)",
                  name, x->svc_scopes);
@@ -182,10 +185,11 @@ walk(struct explain *x, const struct scope_node *obj, const char *prefix,
 
 /*---- Inputs ----*/
 
-/* The tenant's permissions [{"name","expires_at"}] into x, as the broker
- * reads them: only unexpired ones count. */
+/* The tenant's permissions [{"name","expires_at"}] into list, and when
+ * each one expires or expired into x, for the reasons shown: which ones
+ * count is the decoded record's (record_tenant_decode). */
 static void
-tenant_grant(struct explain *x, const char *perms, json_t *list)
+tenant_expiry(struct explain *x, const char *perms, json_t *list)
 {
     json_error_t jerr;
     json_t *arr = json_loads(perms, 0, &jerr), *v;
@@ -193,7 +197,6 @@ tenant_grant(struct explain *x, const char *perms, json_t *list)
     size_t i;
     int id;
 
-    scope_grant_clear(&x->tenant);
     json_array_foreach(arr, i, v)
     {
         long long exp = json_integer_value(json_object_get(v, "expires_at"));
@@ -205,89 +208,61 @@ tenant_grant(struct explain *x, const char *perms, json_t *list)
         id = scope_perm_id(name);
         if (id <= SCOPE_PERM_NEVER)
             continue;
-        if (exp != 0 && exp <= now) {
+        if (exp != 0 && exp <= now)
             x->expired[id] = exp;
-            continue;
-        }
-        scope_grant_add(&x->tenant, id);
-        x->expires[id] = exp;
+        else
+            x->expires[id] = exp;
     }
     json_decref(arr);
 }
 
+/* The first refusal the broker would answer, as the grant decides it. */
 static void
-service_grant(struct explain *x, const char *scopes)
+refusal(struct explain *x, const struct record_service *svc,
+        const struct record_tenant *ten, const char *suite, const char *corp,
+        const struct scope_endpoint *e)
 {
-    char *dup = ctl_xstrdup(scopes), *tok, *save = NULL;
+    struct grant_ask a = {svc, -1, suite, corp, ten, e->scope};
+    struct grant_verdict v;
+    int need = e->scope, tn, sv;
 
-    scope_grant_clear(&x->service);
-    for (tok = strtok_r(dup, ",", &save); tok != NULL;
-         tok = strtok_r(NULL, ",", &save))
-        if (scope_grant_add_name(&x->service, tok) != BRK_OK)
-            fprintf(stderr,
-                    "brokerctl: the service's scope %s is unknown "
-                    "and ignored, as the broker does\n",
-                    tok);
-    brk_free(dup);
-}
-
-static int
-corp_allowed(const json_t *corps, const char *corp)
-{
-    const json_t *v;
-    size_t i;
-
-    if (!json_is_array(corps))
-        return 1;
-    json_array_foreach(corps, i,
-                       v) if (json_is_string(v) &&
-                              strcmp(json_string_value(v), corp) == 0) return 1;
-    return 0;
-}
-
-/* The first refusal the broker would answer, as it checks them. */
-static void
-refusal(struct explain *x, const json_t *svc, const char *suite,
-        const json_t *ten, const char *corp, const struct scope_endpoint *e)
-{
-    json_error_t jerr;
-    json_t *corps = json_loads(ctl_str_of(svc, "corps", ""), 0, &jerr);
-    const char *ss = ctl_str_of(svc, "suite", "");
-    const char *st = ctl_str_of(ten, "status", "installing");
-    int need = e->scope;
-
-    if (json_object_get(svc, "revoked_at") != NULL) {
-        x->refused = 40014;
+    grant_decide(&a, &v);
+    x->refused = errcodes_code(v.code);
+    tn = v.why != GRANT_TENANT_LACKS && v.why != GRANT_BOTH_LACK;
+    sv = v.why != GRANT_SERVICE_LACKS && v.why != GRANT_BOTH_LACK;
+    switch (v.why) {
+    case GRANT_ALLOWED:
+        break;
+    case GRANT_NO_SERVICE:
+    case GRANT_REVOKED:
         snprintf(x->refusal, sizeof(x->refusal),
                  "the service is revoked: its tokens are refused");
-    } else if (ss[0] != '\0' && strcmp(ss, suite) != 0) {
-        x->refused = 40013;
+        break;
+    case GRANT_OTHER_SUITE:
         snprintf(x->refusal, sizeof(x->refusal),
-                 "the service is limited to suite %s; %s is a tenant of %s", ss,
+                 "the service is limited to suite %s; %s is a tenant of %s",
+                 svc->suite, corp, suite);
+        break;
+    case GRANT_NO_TENANT:
+        snprintf(x->refusal, sizeof(x->refusal), "%s is not a tenant of %s",
                  corp, suite);
-    } else if (strcmp(st, "active") != 0) {
-        x->refused = 48004;
-        snprintf(x->refusal, sizeof(x->refusal), "the tenant is %s", st);
-    } else if (!corp_allowed(corps, corp)) {
-        x->refused = 48004;
+        break;
+    case GRANT_INACTIVE:
+        snprintf(x->refusal, sizeof(x->refusal), "the tenant is %s",
+                 ten->status);
+        break;
+    case GRANT_CORP:
         snprintf(x->refusal, sizeof(x->refusal),
                  "%s is not among the service's --corps", corp);
-    } else if (!scope_grant_has(&x->tenant, need) ||
-               !scope_grant_has(&x->service, need)) {
-        x->refused = 48002;
-        snprintf(
-            x->refusal, sizeof(x->refusal),
-            "the endpoint needs %s, which is %s%s%s", scope_perm_name(need),
-            scope_grant_has(&x->tenant, need) ? ""
-                                              : "not granted by the tenant",
-            !scope_grant_has(&x->tenant, need) &&
-                    !scope_grant_has(&x->service, need)
-                ? " and "
-                : "",
-            scope_grant_has(&x->service, need) ? ""
-                                               : "not allowed for the service");
+        break;
+    default:
+        snprintf(x->refusal, sizeof(x->refusal),
+                 "the endpoint needs %s, which is %s%s%s",
+                 scope_perm_name(need), tn ? "" : "not granted by the tenant",
+                 !tn && !sv ? " and " : "",
+                 sv ? "" : "not allowed for the service");
+        break;
     }
-    json_decref(corps);
 }
 
 /* "/cgi-bin/user/get" from "/cgi-bin/user/get?x", "user/get" or
@@ -355,7 +330,7 @@ static void
 print_header(const struct explain *x, const struct scope_endpoint *e,
              const char *corp, const char *suite, const json_t *ten,
              const char *svc_name, const json_t *perms,
-             const json_t *svc_parties)
+             const struct record_parties *parties)
 {
     char when[48], range[512];
     const json_t *p;
@@ -387,13 +362,11 @@ print_header(const struct explain *x, const struct scope_endpoint *e,
     printf("range:    ");
     ctl_sanitize(stdout, range);
     printf("\n");
-    if (svc_parties != NULL) {
-        char *s = json_dumps(svc_parties, JSON_COMPACT);
-
-        printf("          narrowed by the service to the departments %s "
-               "and their subdepartments\n",
-               s ? s : "?");
-        free(s); /* from jansson */
+    if (parties != NULL) {
+        printf("          narrowed by the service to the departments [");
+        for (i = 0; i < parties->n; i++)
+            printf("%s%ld", i ? "," : "", parties->ids[i]);
+        printf("] and their subdepartments\n");
     }
     if (x->refused)
         printf("result:   refused with errcode %ld before WeCom is called: "
@@ -432,6 +405,74 @@ static const char unknown_reason[] =
     "files do not declare never reaches a service, nor does a value of "
     "another type than declared";
 
+/* The service's record through the broker's decoder, into *out; 1 when
+ * there is none or it is unusable (said on stderr). */
+static int
+load_service(struct ctl *c, const char *id, const char *name,
+             struct record_service **out)
+{
+    char key[KEYS_MAX];
+    redisReply *r;
+    enum brk_err err;
+
+    if (keys_service(key, sizeof(key), c->cfg->key_prefix, id, NULL) ||
+        (r = ctl_cmd(c, "HGETALL %s", key)) == NULL)
+        return 1;
+    err = record_service_decode(id, r, out);
+    freeReplyObject(r);
+    if (err == BRK_ERR_NOTFOUND)
+        fprintf(stderr, "brokerctl: service %s has no record\n", name);
+    else if (err)
+        fprintf(stderr,
+                "brokerctl: service %s: stored record unusable (%s): the "
+                "broker refuses its requests (errcode %ld)\n",
+                name, brk_strerror(err), errcodes_code(ERRCODE_UNAVAILABLE));
+    return err != BRK_OK;
+}
+
+/* The tenant's record (its hash and directory) through the broker's
+ * decoder, as of now: *out NULL when it is not a tenant; 1 when it is
+ * unusable (said on stderr). */
+static int
+load_tenant(struct ctl *c, const char *corp, const char *suite,
+            struct record_tenant **out)
+{
+    static const char *const subs[] = {"dir:parents", "dir:users", "dir:tags"};
+    char key[KEYS_MAX];
+    redisReply *parts[4] = {NULL, NULL, NULL, NULL}, all;
+    enum brk_err err = BRK_ERR_NOMEM;
+    size_t i;
+    int rc = 1;
+
+    *out = NULL;
+    for (i = 0; i < nitems(parts); i++) {
+        if ((i == 0 ? keys_tenant(key, sizeof(key), c->cfg->key_prefix, corp,
+                                  suite)
+                    : keys_tenant_sub(key, sizeof(key), c->cfg->key_prefix,
+                                      corp, suite, subs[i - 1])) ||
+            (parts[i] = ctl_cmd(c, "HGETALL %s", key)) == NULL)
+            goto out;
+    }
+    memset(&all, 0, sizeof(all));
+    all.type = REDIS_REPLY_ARRAY;
+    all.elements = nitems(parts);
+    all.element = parts;
+    err = record_tenant_decode(&all, (long long)time(NULL), out);
+    if (err == BRK_ERR_NOTFOUND)
+        err = BRK_OK;
+    if (err)
+        fprintf(stderr,
+                "brokerctl: tenant %s: stored record unusable (%s): the "
+                "broker refuses its requests (errcode %ld)\n",
+                corp, brk_strerror(err), errcodes_code(ERRCODE_UNAVAILABLE));
+    rc = err != BRK_OK;
+out:
+    for (i = 0; i < nitems(parts); i++)
+        if (parts[i] != NULL)
+            freeReplyObject(parts[i]);
+    return rc;
+}
+
 /* explain CORPID SERVICE PATH */
 int
 ctl_explain(struct ctl *c, int argc, char **argv)
@@ -439,11 +480,13 @@ ctl_explain(struct ctl *c, int argc, char **argv)
     struct brk_errinfo info = {"", 0, -1};
     struct scope_map *m = NULL;
     const struct scope_endpoint *e;
+    const struct record_parties *parties = NULL;
+    struct record_service *rs = NULL;
+    struct record_tenant *rt = NULL;
     struct explain *x = NULL;
     const char *found[16], *suite;
     char path[PATH_CAP], id[SERVICE_ID_LEN + 1], key[KEYS_MAX];
-    json_t *svc = NULL, *ten = NULL, *perms = NULL, *parties = NULL;
-    json_error_t jerr;
+    json_t *svc = NULL, *ten = NULL, *perms = NULL;
     size_t n, i;
     int rc = 1;
 
@@ -460,24 +503,22 @@ ctl_explain(struct ctl *c, int argc, char **argv)
     if (e == NULL) {
         fprintf(stderr,
                 "brokerctl: %s is not declared in %s: every service gets "
-                "errcode 48002 for it (see brokerctl scopes list)\n",
-                path, c->cfg->scopes_dir);
+                "errcode %ld for it (see brokerctl scopes list)\n",
+                path, c->cfg->scopes_dir, errcodes_code(ERRCODE_API_FORBIDDEN));
         goto out;
     }
-    if (ctl_service_id(c, argv[1], id) != 0)
+    if (ctl_service_id(c, argv[1], id) != 0 ||
+        load_service(c, id, argv[1], &rs) != 0)
         goto out;
+    /* the raw hash: what is shown (the scopes as ops wrote them) */
     if (keys_service(key, sizeof(key), c->cfg->key_prefix, id, NULL) ||
         (svc = ctl_hgetall(c, key)) == NULL)
         goto out;
-    if (json_object_size(svc) == 0) {
-        fprintf(stderr, "brokerctl: service %s has no record\n", argv[1]);
-        goto out;
-    }
     n = ctl_suites_of(c, argv[0], found, nitems(found));
-    if (n > 1 && ctl_str_of(svc, "suite", "")[0] != '\0') {
+    if (n > 1 && rs->suite[0] != '\0') {
         /* the service's own suite decides */
         for (i = 0; i < n; i++)
-            if (strcmp(found[i], ctl_str_of(svc, "suite", "")) == 0)
+            if (strcmp(found[i], rs->suite) == 0)
                 found[0] = found[i];
         n = 1;
     }
@@ -493,28 +534,36 @@ ctl_explain(struct ctl *c, int argc, char **argv)
         goto out;
     }
     suite = found[0];
+    if (load_tenant(c, argv[0], suite, &rt) != 0)
+        goto out;
     if (keys_tenant(key, sizeof(key), c->cfg->key_prefix, argv[0], suite) ||
         (ten = ctl_hgetall(c, key)) == NULL)
         goto out;
+    if (record_service_parties(rs, argv[0], &parties) != BRK_OK) {
+        fprintf(stderr,
+                "brokerctl: service %s: its --parties name %s in other "
+                "letter cases: the broker refuses its requests\n",
+                argv[1], argv[0]);
+        goto out;
+    }
     x = ctl_xmalloc(sizeof(*x));
     memset(x, 0, sizeof(*x));
     x->c = c;
     x->rows = json_array();
     x->svc_scopes = ctl_str_of(svc, "scopes", "");
+    x->service = &rs->grant;
+    x->tenant = rt != NULL ? &rt->grant : &x->none;
     perms = json_array();
-    tenant_grant(x, ctl_str_of(ten, "permissions", "[]"), perms);
-    service_grant(x, x->svc_scopes);
-    refusal(x, svc, suite, ten, argv[0], e);
+    tenant_expiry(x, ctl_str_of(ten, "permissions", "[]"), perms);
+    refusal(x, rs, rt, suite, argv[0], e);
     walk(x, &e->root, "", 1, "");
-    parties = json_loads(ctl_str_of(svc, "parties", ""), 0, &jerr);
     if (c->json) {
         json_array_append_new(x->rows,
                               json_pack("{s:s, s:b, s:s}", "field", "*", "kept",
                                         0, "reason", unknown_reason));
         ctl_print_json(x->rows);
     } else {
-        print_header(x, e, argv[0], suite, ten, argv[1], perms,
-                     json_object_get(parties, argv[0]));
+        print_header(x, e, argv[0], suite, ten, argv[1], perms, parties);
         print_rows(x);
         printf("\n* %s.\n", unknown_reason);
     }
@@ -523,10 +572,11 @@ out:
     if (x != NULL)
         json_decref(x->rows);
     brk_free(x);
-    json_decref(parties);
     json_decref(perms);
     json_decref(ten);
     json_decref(svc);
+    record_tenant_unref(rt);
+    record_service_unref(rs);
     scope_map_free(m);
     return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "ctl.h"
 #include "keys.h"
+#include "record.h"
 #include "scope_map.h"
 #include "service.h"
 #include "worker.h"
@@ -242,12 +243,39 @@ out:
     return rc;
 }
 
+/* The service's corps and parties as the broker reads them (its record
+ * decoder), into o; null for any corp, for no parties. */
+static void
+record_json(const struct record_service *rs, json_t *o)
+{
+    json_t *corps = json_null(), *parties = json_null(), *ids;
+    size_t i, k;
+
+    if (rs != NULL && !rs->any_corp) {
+        corps = json_array();
+        for (i = 0; i < rs->ncorps; i++)
+            json_array_append_new(corps, json_string(rs->corps[i]));
+    }
+    if (rs != NULL && rs->nparties > 0) {
+        parties = json_object();
+        for (i = 0; i < rs->nparties; i++) {
+            ids = json_array();
+            for (k = 0; k < rs->parties[i].n; k++)
+                json_array_append_new(ids, json_integer(rs->parties[i].ids[k]));
+            json_object_set_new(parties, rs->parties[i].corp, ids);
+        }
+    }
+    json_object_set_new(o, "corps", corps);
+    json_object_set_new(o, "parties", parties);
+}
+
 static json_t *
 service_json(struct ctl *c, const char *id)
 {
     char key[KEYS_MAX], toks[KEYS_MAX];
+    struct record_service *rs = NULL;
+    enum brk_err err = BRK_ERR_STORE;
     json_t *h, *o, *v;
-    json_error_t jerr;
     redisReply *r;
 
     if (keys_service(key, sizeof(key), c->cfg->key_prefix, id, NULL) ||
@@ -258,18 +286,23 @@ service_json(struct ctl *c, const char *id)
         json_decref(h);
         return NULL;
     }
+    r = ctl_cmd(c, "HGETALL %s", key);
+    if (r != NULL) {
+        err = record_service_decode(id, r, &rs);
+        freeReplyObject(r);
+    }
     v = split_list(ctl_str_of(h, "scopes", ""), NULL);
     o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "name",
                   ctl_str_of(h, "name", ""), "id", id, "scopes",
                   v ? v : json_array(), "suite", ctl_str_of(h, "suite", ""),
                   "status",
-                  json_object_get(h, "revoked_at") ? "revoked" : "active",
+                  err           ? "unusable"
+                  : rs->revoked ? "revoked"
+                                : "active",
                   "created_at", (json_int_t)ctl_num_of(h, "created_at"),
                   "updated_at", (json_int_t)ctl_num_of(h, "updated_at"));
-    v = json_loads(ctl_str_of(h, "corps", ""), 0, &jerr);
-    json_object_set_new(o, "corps", v ? v : json_null());
-    v = json_loads(ctl_str_of(h, "parties", ""), 0, &jerr);
-    json_object_set_new(o, "parties", v ? v : json_null());
+    record_json(rs, o);
+    record_service_unref(rs);
     json_object_set_new(o, "secret_generation",
                         json_integer(ctl_num_of(h, "gen")));
     r = ctl_cmd(c, "SCARD %s", toks);

@@ -8,7 +8,8 @@
  * The response tree drives the streaming filter: a key the tree does not
  * declare is removed (allow-list), a key whose permission the effective
  * grant lacks is removed, and objects marked as records are dropped when
- * their id is outside the visible range.
+ * their id is outside the visible range. Permission names and grants are
+ * grant.h's.
  */
 #ifndef SCOPE_MAP_H
 #define SCOPE_MAP_H
@@ -17,48 +18,7 @@
 #include <stdint.h>
 
 #include "broker.h"
-
-/*---- Permissions ----*/
-
-/*
- * Permission ids are small integers indexing the table of known
- * permission names (scope_perm_name). Two pseudo-permissions:
- * ALWAYS (structural fields: errcode, errmsg, cursors) and NEVER (fields
- * WeCom documents but never returns to a third-party app, or that no
- * service may see: removed whatever the grant).
- */
-#define SCOPE_PERM_ALWAYS 0
-#define SCOPE_PERM_NEVER  1
-#define SCOPE_PERM_MAX    128
-
-/* A set of permission ids: the effective grant of one request. */
-struct scope_grant {
-    uint64_t bits[SCOPE_PERM_MAX / 64];
-};
-
-void scope_grant_clear(struct scope_grant *g);
-void scope_grant_add(struct scope_grant *g, int perm);
-int scope_grant_has(const struct scope_grant *g, int perm);
-/* g = a ∩ b */
-void scope_grant_intersect(struct scope_grant *g, const struct scope_grant *a,
-                           const struct scope_grant *b);
-
-/* Id of a permission name ("contact:base:base"), or -1 if unknown. */
-int scope_perm_id(const char *name);
-/* Name of a permission id (borrowed, static), or NULL. */
-const char *scope_perm_name(int id);
-/* Number of known permission ids (including ALWAYS and NEVER). */
-int scope_perm_count(void);
-
-/*
- * Add every permission a name stands for: a permission string, or a coarse
- * alias ("contacts.read", "member.sensitive", "external.customers") which
- * expands in one declared place. BRK_ERR_NOTFOUND for an unknown name.
- */
-enum brk_err scope_grant_add_name(struct scope_grant *g,
-                                  const char *name) BRK_WUR;
-/* Nonzero if name is a coarse alias. */
-int scope_is_alias(const char *name);
+#include "grant.h"
 
 /*---- Response trees ----*/
 
@@ -176,9 +136,5 @@ const char *scope_record_name(enum scope_record r);
 /* "plain", "member", "department", "tag", "customer", "chat",
  * "member_list"; static, or NULL. */
 const char *scope_param_kind_name(enum scope_param_kind k);
-/* Number of coarse aliases, and the name of the i-th (static, or NULL
- * past the end). */
-size_t scope_alias_count(void);
-const char *scope_alias_name(size_t i);
 
 #endif /* SCOPE_MAP_H */
