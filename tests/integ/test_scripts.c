@@ -216,27 +216,18 @@ on_reply(enum brk_err err, struct redisReply *r, void *arg)
     res->integer = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -99;
 }
 
-static int
-until(int (*cond)(void *), void *arg, long ms)
-{
-    long end = h_now_ms() + ms;
-
-    while (!cond(arg) && h_now_ms() < end) {
-        event_base_loop(Base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        usleep(1000);
-    }
-    return cond(arg);
-}
-
+/* h_wait conditions that run the event loop between looks */
 static int
 is_up(void *arg)
 {
+    event_base_loop(Base, EVLOOP_NONBLOCK);
     return store_is_up(arg);
 }
 
 static int
 answered(void *arg)
 {
+    event_base_loop(Base, EVLOOP_NONBLOCK);
     return ((struct result *)arg)->calls > 0;
 }
 
@@ -262,6 +253,10 @@ test_store_loads_then_falls_back_to_eval(void **state)
                            "lock", "f1"};
     const char *bad[4] = {"EVAL", scripts_text(SCRIPT_TOKEN_LOCK_RELEASE), "2",
                           "lock"};
+    const char *fake[3] = {"EVAL",
+                           "redis.call('INCR', 'fake-tries')\n"
+                           "return redis.error_reply('NOSCRIPT not really')\n",
+                           "0"};
     int i;
 
     (void)state;
@@ -270,7 +265,7 @@ test_store_loads_then_falls_back_to_eval(void **state)
     cmd("SCRIPT FLUSH");
     snprintf(url, sizeof(url), "unix://%s", H.redis_sock);
     assert_int_equal(store_new(Base, url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
+    assert_true(h_wait(is_up, s, 5000));
     /* up means every script is in Redis's cache */
     for (i = 0; i < SCRIPT_COUNT; i++)
         assert_int_equal(loaded((enum script_id)i), 1);
@@ -279,7 +274,7 @@ test_store_loads_then_falls_back_to_eval(void **state)
     assert_int_equal(loaded(SCRIPT_TOKEN_LOCK_RELEASE), 0);
     cmd("SET lock f1");
     assert_int_equal(store_cmd_argv(s, on_reply, &r, 5, argv, NULL), BRK_OK);
-    assert_true(until(answered, &r, 5000));
+    assert_true(h_wait(answered, &r, 5000));
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.err, BRK_OK);
     assert_int_equal(r.integer, 1);
@@ -290,7 +285,7 @@ test_store_loads_then_falls_back_to_eval(void **state)
     /* by digest now; an error of the script's own is the caller's */
     memset(&r, 0, sizeof(r));
     assert_int_equal(store_cmd_argv(s, on_reply, &r, 4, bad, NULL), BRK_OK);
-    assert_true(until(answered, &r, 5000));
+    assert_true(h_wait(answered, &r, 5000));
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.err, BRK_ERR_STORE);
 
@@ -298,10 +293,26 @@ test_store_loads_then_falls_back_to_eval(void **state)
     cmd("SCRIPT FLUSH");
     memset(&r, 0, sizeof(r));
     assert_int_equal(store_cmd_argv(s, on_reply, &r, 5, argv, NULL), BRK_OK);
-    assert_true(until(answered, &r, 5000));
+    assert_true(h_wait(answered, &r, 5000));
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.err, BRK_OK);
     assert_int_equal(r.integer, 0);
+
+    /* a script whose own error reads NOSCRIPT: unknown, it is sent as
+     * EVAL once and runs once; loaded (by that EVAL), it runs by digest,
+     * then once more as EVAL, and each call is answered once */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(store_cmd_argv(s, on_reply, &r, 3, fake, NULL), BRK_OK);
+    assert_true(h_wait(answered, &r, 5000));
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, BRK_ERR_STORE);
+    assert_string_equal(cmds("GET fake-tries"), "1");
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(store_cmd_argv(s, on_reply, &r, 3, fake, NULL), BRK_OK);
+    assert_true(h_wait(answered, &r, 5000));
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, BRK_ERR_STORE);
+    assert_string_equal(cmds("GET fake-tries"), "3");
     store_free(s);
     event_base_free(Base);
     Base = NULL;
