@@ -31,6 +31,7 @@
 #include "oauth.h"
 #include "query.h"
 #include "record.h"
+#include "scripts.h"
 #include "service.h"
 #include "store.h"
 #include "suites.h"
@@ -298,51 +299,6 @@ return_ok(const struct breq *q, const char *url)
 
 /*---- State in Redis ----*/
 
-/*
- * Live states are counted per client address (KEYS[3]) and per suite
- * (KEYS[2], a bound on memory): -1 when the address holds its share, 0
- * when the suite is full, 1 when saved. The state names its address's
- * set so that taking it frees the place.
- */
-static const char save_lua[] =
-    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])\n"
-    "if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return -1 end\n"
-    "if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 6))\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
-    "local exp = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
-    "redis.call('ZADD', KEYS[2], exp, ARGV[4])\n"
-    "redis.call('ZADD', KEYS[3], exp, ARGV[4])\n"
-    "redis.call('EXPIRE', KEYS[3], ARGV[2])\n"
-    "return 1\n";
-
-/*
- * Accepted once: read and delete together, and free its places. The
- * address's set is named by the state (same hash tag as KEYS). With a
- * budget (KEYS[3] counting, ARGV[3] at most, per ARGV[4] seconds), a
- * client that has spent it gets -1 and the state is left alone; an
- * install state taken spends one.
- */
-static const char take_lua[] =
-    "if ARGV[3] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') >="
-    " tonumber(ARGV[3]) then\n"
-    "  return -1\n"
-    "end\n"
-    "local h = redis.call('HGETALL', KEYS[1])\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "for i = 1, #h - 1, 2 do\n"
-    "  if h[i] == 'client' and string.match(h[i + 1], '^%x+$') then\n"
-    "    redis.call('ZREM', ARGV[2] .. h[i + 1], ARGV[1])\n"
-    "  end\n"
-    "  if ARGV[3] ~= '' and h[i] == 'flow' and h[i + 1] == 'install' and\n"
-    "     redis.call('INCR', KEYS[3]) == 1 then\n"
-    "    redis.call('EXPIRE', KEYS[3], ARGV[4])\n"
-    "  end\n"
-    "end\n"
-    "return h\n";
-
 static enum brk_err
 state_keys(struct breq *q, char *hkey, char *zkey)
 {
@@ -430,7 +386,7 @@ save_state(struct breq *q, const char *flow, const char *const *pairs,
     snprintf(cap, sizeof(cap), "%d", BROWSER_STATES_MAX);
     snprintf(acap, sizeof(acap), "%d", BROWSER_STATES_PER_ADDR);
     argv[argc++] = "EVAL";
-    argv[argc++] = save_lua;
+    argv[argc++] = scripts_text(SCRIPT_BROWSER_STATE_SAVE);
     argv[argc++] = "3";
     argv[argc++] = hkey;
     argv[argc++] = zkey;
@@ -451,7 +407,8 @@ save_state(struct breq *q, const char *flow, const char *const *pairs,
     redis_step(q, argc, argv, next);
 }
 
-/* The answer of save_lua: 0 when saved, else -1 after a 429 page. */
+/* The answer of SCRIPT_BROWSER_STATE_SAVE: 0 when saved, else -1 after a
+ * 429 page. */
 static int
 saved_or_refused(struct breq *q, const struct redisReply *r, const char *what)
 {
@@ -674,15 +631,6 @@ install_start(struct breq *q)
     redis_step(q, 2, argv, on_preauth_cached);
 }
 
-/* The AuthCode joins the durable path of create_auth: sealed under the
- * suite's key in its event stream, deduplicated like callbacks. */
-static const char enqueue_lua[] =
-    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))\n"
-    "return 1\n";
-
 static void
 on_install_queued(struct breq *q, struct redisReply *r)
 {
@@ -767,7 +715,7 @@ on_install_state(struct breq *q, struct redisReply *r)
     }
     snprintf(ts, sizeof(ts), "%lld", brk_wall_ms() / 1000);
     argv[0] = "EVAL";
-    argv[1] = enqueue_lua;
+    argv[1] = scripts_text(SCRIPT_AUTHCODE_ENQUEUE);
     argv[2] = "2";
     argv[3] = seen;
     argv[4] = stream;
@@ -809,7 +757,7 @@ take_state(struct breq *q, const char *flow, breq_step *next)
         return;
     }
     argv[0] = "EVAL";
-    argv[1] = take_lua;
+    argv[1] = scripts_text(SCRIPT_BROWSER_STATE_TAKE);
     argv[2] = "3";
     argv[3] = hkey;
     argv[4] = zkey;
@@ -908,20 +856,6 @@ tenant_key(struct breq *q, const char *what, const char *h, char *out)
                            q->su->conf->suite_id, w);
 }
 
-/* The member's identity (and consented fields) are stored; the browser
- * goes back to the caller with a broker code for them. */
-static const char login_lua[] =
-    "if redis.call('HGET', KEYS[4], 'status') ~= 'active' then return 0 end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
-    "if ARGV[3] ~= '' then\n"
-    "  redis.call('HSET', KEYS[2], 'userid', ARGV[5], 'exp', ARGV[6])\n"
-    "  redis.call('EXPIRE', KEYS[2], ARGV[7])\n"
-    "  if ARGV[4] ~= '' then\n"
-    "    redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[8])\n"
-    "  end\n"
-    "end\n"
-    "return 1\n";
-
 static void
 on_login_saved(struct breq *q, struct redisReply *r)
 {
@@ -995,7 +929,7 @@ save_login(struct breq *q)
     snprintf(exp, sizeof(exp), "%lld", brk_wall_ms() / 1000 + life);
     snprintf(dttl, sizeof(dttl), "%ld", life);
     argv[0] = "EVAL";
-    argv[1] = login_lua;
+    argv[1] = scripts_text(SCRIPT_MEMBER_LOGIN_STORE);
     argv[2] = "4";
     argv[3] = kcode;
     argv[4] = kticket;

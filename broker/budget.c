@@ -34,6 +34,7 @@
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "scripts.h"
 #include "store.h"
 
 #define MAX_ENTRIES_DEF 32768UL
@@ -130,46 +131,6 @@ struct lreq {
     enum budget_class cls;
     long long window, hour;
 };
-
-/*
- * Grant up to ARGV[1] calls of minute hash KEYS[1] and hour hash KEYS[2]
- * unless KEYS[3] (a pause) exists: never past ARGV[2] a minute and
- * ARGV[3] an hour, nor, for background work (ARGV[4] = 1), past ARGV[5]
- * and ARGV[6] of it. Returns {granted, why, pause_ms}: why 0 granted,
- * 1 the minute or 2 the hour is spent, 3 paused for pause_ms.
- */
-static const char lease_lua[] =
-    "local p = redis.call('PTTL', KEYS[3])\n"
-    "if p == -1 then p = tonumber(ARGV[9]) end\n"
-    "if p > 0 then return {0, 3, p} end\n"
-    "local want = tonumber(ARGV[1])\n"
-    "local bg = ARGV[4] == '1'\n"
-    "local m = redis.call('HMGET', KEYS[1], 'all', 'bg')\n"
-    "local h = redis.call('HMGET', KEYS[2], 'all', 'bg')\n"
-    "local rm = tonumber(ARGV[2]) - (tonumber(m[1]) or 0)\n"
-    "local rh = tonumber(ARGV[3]) - (tonumber(h[1]) or 0)\n"
-    "if bg then\n"
-    "  rm = math.min(rm, tonumber(ARGV[5]) - (tonumber(m[2]) or 0))\n"
-    "  rh = math.min(rh, tonumber(ARGV[6]) - (tonumber(h[2]) or 0))\n"
-    "end\n"
-    "if rh <= 0 then return {0, 2, 0} end\n"
-    "if rm <= 0 then return {0, 1, 0} end\n"
-    "local g = math.min(want, rm, rh)\n"
-    "redis.call('HINCRBY', KEYS[1], 'all', g)\n"
-    "redis.call('HINCRBY', KEYS[2], 'all', g)\n"
-    "if bg then\n"
-    "  redis.call('HINCRBY', KEYS[1], 'bg', g)\n"
-    "  redis.call('HINCRBY', KEYS[2], 'bg', g)\n"
-    "end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[7])\n"
-    "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
-    "return {g, 0, 0}\n";
-
-/* Pause KEYS[1] for ARGV[1] ms and say so on channel ARGV[2]. */
-static const char pause_lua[] =
-    "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
-    "redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
-    "return 1\n";
 
 static void decide(struct budget *b, struct take *t);
 static void destroy(struct budget *b);
@@ -481,7 +442,7 @@ lease_request(struct budget *b, struct entry *e, struct slot *s,
     snprintf(a_th, sizeof(a_th), "%lld", TTL_HOUR_MS);
     snprintf(a_pause, sizeof(a_pause), "%d", BUDGET_PAUSE_MS);
     argv[0] = "EVAL";
-    argv[1] = lease_lua;
+    argv[1] = scripts_text(SCRIPT_BUDGET_LEASE);
     argv[2] = "3";
     argv[3] = km;
     argv[4] = kh;
@@ -812,7 +773,7 @@ pause_everywhere(struct budget *b, struct entry *e)
                          "pause") != BRK_OK)
         return;
     argv[0] = "EVAL";
-    argv[1] = pause_lua;
+    argv[1] = scripts_text(SCRIPT_BUDGET_PAUSE);
     argv[2] = "1";
     argv[3] = key;
     argv[4] = ms;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "query.h"
+#include "scripts.h"
 #include "store.h"
 #include "suites.h"
 #include "wecom_crypto.h"
@@ -47,18 +48,6 @@ static const char *const queued_types[] = {
     "change_external_chat", "change_external_tag",
     "corp_arch_auth",
 };
-
-/* Keeps the newest ticket by WeCom's TimeStamp: an older or equal one
- * never overwrites, whichever instance it reaches. */
-static const char ticket_lua[] =
-    "local cur = redis.call('HGET', KEYS[1], 'ts')\n"
-    "if cur and tonumber(cur) >= tonumber(ARGV[1]) then\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'ticket', ARGV[2],"
-    " 'at', ARGV[3])\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-    "return 1\n";
 
 /* State of one POST waiting for Redis. */
 struct pending {
@@ -518,7 +507,7 @@ store_ticket(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     snprintf(at, sizeof(at), "%lld", (long long)time(NULL));
     snprintf(ttl, sizeof(ttl), "%d", CALLBACK_TICKET_TTL);
     argv[0] = "EVAL";
-    argv[1] = ticket_lua;
+    argv[1] = scripts_text(SCRIPT_SUITE_TICKET_STORE);
     argv[2] = "1";
     argv[3] = key;
     argv[4] = ts;

@@ -6,112 +6,9 @@
 #include <string.h>
 
 #include "evqueue.h"
+#include "scripts.h"
 
 #define MAX_FIELDS 24 /* name/value pairs of one entry */
-
-/* The server's clock in ms, as a string ZADD takes without rounding. */
-#define LUA_NOW                                                                \
-    "local t = redis.call('TIME')\n"                                           \
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"  \
-    "local function ms(x) return string.format('%.0f', x) end\n"
-
-/* KEYS seen, stream, ready, seq; ARGV ttl, corp ('' = suite stream),
- * fields... */
-static const char push_lua[] =
-    LUA_NOW "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
-            "  return 0\n"
-            "end\n"
-            "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\n"
-            "if ARGV[2] ~= '' then\n"
-            "  redis.call('HINCRBY', KEYS[4], ARGV[2], 1)\n"
-            "  redis.call('ZADD', KEYS[3], 'NX', ms(now), ARGV[2])\n"
-            "end\n"
-            "return 1\n";
-
-/* KEYS events, attempts, q, ready, seq; ARGV group, id, corp, fields... */
-static const char handover_lua[] =
-    LUA_NOW "redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))\n"
-            "redis.call('HINCRBY', KEYS[5], ARGV[3], 1)\n"
-            "redis.call('ZADD', KEYS[4], 'NX', ms(now), ARGV[3])\n"
-            "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-            "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-            "redis.call('HDEL', KEYS[2], ARGV[2])\n"
-            "return 1\n";
-
-/* KEYS ready, lease, seq; ARGV lease_ms, me, max */
-static const char claim_lua[] =
-    LUA_NOW "local c = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms(now),"
-            " 'LIMIT', 0, tonumber(ARGV[3]))\n"
-            "local out = {}\n"
-            "for _, corp in ipairs(c) do\n"
-            "  local prev = redis.call('HGET', KEYS[2], corp) or ''\n"
-            "  redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[1])), corp)\n"
-            "  redis.call('HSET', KEYS[2], corp, ARGV[2])\n"
-            "  out[#out + 1] = corp\n"
-            "  out[#out + 1] = redis.call('HGET', KEYS[3], corp) or '0'\n"
-            "  out[#out + 1] = prev\n"
-            "end\n"
-            "return out\n";
-
-/* KEYS ready, lease; ARGV me, corps to keep... */
-static const char reclaim_lua[] =
-    LUA_NOW "local keep = {}\n"
-            "for i = 2, #ARGV do keep[ARGV[i]] = true end\n"
-            "local h = redis.call('HGETALL', KEYS[2])\n"
-            "local n = 0\n"
-            "for i = 1, #h, 2 do\n"
-            "  if h[i + 1] == ARGV[1] and not keep[h[i]] then\n"
-            "    redis.call('HDEL', KEYS[2], h[i])\n"
-            "    redis.call('ZADD', KEYS[1], ms(now), h[i])\n"
-            "    n = n + 1\n"
-            "  end\n"
-            "end\n"
-            "return n\n";
-
-/* KEYS ready, lease; ARGV corp, me, lease_ms */
-static const char refresh_lua[] = LUA_NOW
-    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('ZADD', KEYS[1], 'XX', ms(now + tonumber(ARGV[3])),"
-    " ARGV[1])\n"
-    "return 1\n";
-
-/* KEYS ready, lease, seq, q, qa; ARGV corp, seq, me */
-static const char release_lua[] = LUA_NOW
-    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return 0 end\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "local s = redis.call('HGET', KEYS[3], ARGV[1]) or '0'\n"
-    "if s == ARGV[2] and redis.call('XLEN', KEYS[4]) == 0 then\n"
-    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
-    "  redis.call('HDEL', KEYS[3], ARGV[1])\n"
-    "  redis.call('DEL', KEYS[4], KEYS[5])\n"
-    "  return 1\n"
-    "end\n"
-    "redis.call('ZADD', KEYS[1], ms(now), ARGV[1])\n"
-    "return 2\n";
-
-/* KEYS ready, lease; ARGV corp, me, delay_ms */
-static const char backoff_lua[] = LUA_NOW
-    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[3])), ARGV[1])\n"
-    "return 1\n";
-
-/* KEYS q, qa; ARGV id */
-static const char ack_lua[] = "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-                              "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-                              "return 1\n";
-
-/* KEYS q, qa, dead; ARGV id, reason, attempts, corp */
-static const char dead_lua[] =
-    "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])\n"
-    "local f = {}\n"
-    "if e[1] then f = e[1][2] end\n"
-    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id',"
-    " ARGV[1], 'reason', ARGV[2], 'attempts', ARGV[3], 'corp', ARGV[4],"
-    " unpack(f))\n"
-    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "return 1\n";
 
 static enum brk_err
 fmt(char *out, size_t len, const char *prefix, const char *suite,
@@ -189,7 +86,8 @@ evq_push(struct store *st, const struct evq_keys *k, const char *corp,
     args[1] = corp != NULL ? corp : "";
     for (i = 0; i < nkv; i++)
         args[2 + i] = kv[i];
-    return eval(st, cb, arg, push_lua, keys, 4, args, 2 + nkv);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_PUSH), keys, 4, args,
+                2 + nkv);
 }
 
 enum brk_err
@@ -212,7 +110,8 @@ evq_handover(struct store *st, const struct evq_keys *k, const char *corp,
     args[2] = corp;
     for (i = 0; i < nkv; i++)
         args[3 + i] = kv[i];
-    return eval(st, cb, arg, handover_lua, keys, 5, args, 3 + nkv);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_HANDOVER), keys, 5, args,
+                3 + nkv);
 }
 
 enum brk_err
@@ -225,7 +124,7 @@ evq_claim(struct store *st, const struct evq_keys *k, const char *me,
 
     snprintf(ms, sizeof(ms), "%lld", lease_ms);
     snprintf(n, sizeof(n), "%u", max);
-    return eval(st, cb, arg, claim_lua, keys, 3, args, 3);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_CLAIM), keys, 3, args, 3);
 }
 
 enum brk_err
@@ -241,7 +140,8 @@ evq_reclaim_own(struct store *st, const struct evq_keys *k, const char *me,
     args[0] = me;
     for (i = 0; i < nkeep; i++)
         args[1 + i] = keep[i];
-    return eval(st, cb, arg, reclaim_lua, keys, 2, args, 1 + nkeep);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_RECLAIM), keys, 2, args,
+                1 + nkeep);
 }
 
 enum brk_err
@@ -253,7 +153,8 @@ evq_refresh(struct store *st, const struct evq_keys *k, const char *corp,
     const char *args[3] = {corp, me, ms};
 
     snprintf(ms, sizeof(ms), "%lld", lease_ms);
-    return eval(st, cb, arg, refresh_lua, keys, 2, args, 3);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_REFRESH), keys, 2, args,
+                3);
 }
 
 enum brk_err
@@ -265,7 +166,8 @@ evq_release(struct store *st, const struct evq_keys *k, const char *corp,
 
     if (!k->q[0])
         return BRK_ERR_INVAL;
-    return eval(st, cb, arg, release_lua, keys, 5, args, 3);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_RELEASE), keys, 5, args,
+                3);
 }
 
 enum brk_err
@@ -277,7 +179,8 @@ evq_backoff(struct store *st, const struct evq_keys *k, const char *corp,
     const char *args[3] = {corp, me, ms};
 
     snprintf(ms, sizeof(ms), "%lld", delay_ms < 0 ? 0 : delay_ms);
-    return eval(st, cb, arg, backoff_lua, keys, 2, args, 3);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_BACKOFF), keys, 2, args,
+                3);
 }
 
 enum brk_err
@@ -310,7 +213,8 @@ evq_ack(struct store *st, const struct evq_keys *k, const char *id,
 
     if (!k->q[0])
         return BRK_ERR_INVAL;
-    return eval(st, cb, arg, ack_lua, keys, 2, &id, 1);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_TENANT_ACK), keys, 2, &id,
+                1);
 }
 
 enum brk_err
@@ -325,5 +229,6 @@ evq_dead(struct store *st, const struct evq_keys *k, const char *corp,
     if (!k->q[0])
         return BRK_ERR_INVAL;
     snprintf(n, sizeof(n), "%d", attempts);
-    return eval(st, cb, arg, dead_lua, keys, 3, args, 4);
+    return eval(st, cb, arg, scripts_text(SCRIPT_EVQ_TENANT_DEAD), keys, 3,
+                args, 4);
 }

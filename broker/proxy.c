@@ -38,6 +38,7 @@
 #include "query.h"
 #include "record.h"
 #include "scope_map.h"
+#include "scripts.h"
 #include "service.h"
 #include "store.h"
 #include "suites.h"
@@ -370,11 +371,6 @@ load_service(struct preq *q, const char *id, preq_step *next)
     }
 }
 
-/* Load every part of a tenant in one round trip. */
-static const char tenant_lua[] =
-    "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),"
-    " redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}\n";
-
 /* One load of a tenant at a time: requests that miss the cache while a
  * load is under way wait for it instead of loading it again. */
 struct tload_waiter {
@@ -482,7 +478,7 @@ load_tenant(struct preq *q, preq_step *next)
     snprintf(l->key, sizeof(l->key), "%s", ck);
     l->waiters = w;
     argv[0] = "EVAL";
-    argv[1] = tenant_lua;
+    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
     argv[2] = "4";
     argv[3] = keys[0];
     argv[4] = keys[1];
@@ -517,28 +513,6 @@ decide(struct preq *q, long token_gen, int need)
 }
 
 /*---- gettoken ----*/
-
-/* Mints (or returns the current) token of (service, corp): the token
- * itself is never stored, only derived from the stored nonce. The token's
- * record outlives exp by another TTL so that an expired token is told
- * 42001, as WeCom does, rather than 40014. */
-static const char gettoken_lua[] =
-    "local c = redis.call('HMGET', KEYS[1], 'nonce', 'iat', 'exp', 'gen')\n"
-    "local now = tonumber(ARGV[1])\n"
-    "if c[1] and c[4] == ARGV[5] and tonumber(c[3]) - now >"
-    " tonumber(ARGV[4]) then\n"
-    "  return {c[1], c[2], c[3]}\n"
-    "end\n"
-    "local exp = now + tonumber(ARGV[3])\n"
-    "redis.call('HSET', KEYS[1], 'nonce', ARGV[2], 'iat', ARGV[1],"
-    " 'exp', exp, 'gen', ARGV[5])\n"
-    "redis.call('EXPIREAT', KEYS[1], exp)\n"
-    "redis.call('HSET', KEYS[3], 'svc', ARGV[6], 'gen', ARGV[5], 'suite',"
-    " ARGV[7], 'corp', ARGV[8], 'exp', exp)\n"
-    "redis.call('EXPIREAT', KEYS[3], exp + tonumber(ARGV[3]))\n"
-    "redis.call('SADD', KEYS[2], ARGV[9])\n"
-    "redis.call('SADD', KEYS[4], ARGV[9])\n"
-    "return {ARGV[2], ARGV[1], tostring(exp)}\n";
 
 /* The token of a (service, gen, suite, corp, nonce, iat): an HMAC under
  * the index key, so every instance derives the same one. */
@@ -645,7 +619,7 @@ issue_token(struct preq *q)
         return;
     }
     argv[0] = "EVAL";
-    argv[1] = gettoken_lua;
+    argv[1] = scripts_text(SCRIPT_SERVICE_TOKEN_MINT);
     argv[2] = "4";
     argv[3] = cur;
     argv[4] = toks;
@@ -1395,11 +1369,6 @@ reply_json_body(struct preq *q, const char *body)
     preq_free(q);
 }
 
-static const char take_code_lua[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if v then redis.call('DEL', KEYS[1]) end\n"
-    "return v\n";
-
 static void
 on_code(enum brk_err err, struct redisReply *r, void *arg)
 {
@@ -1468,15 +1437,6 @@ on_code(enum brk_err err, struct redisReply *r, void *arg)
     brk_wipe(body, strlen(body));
     free(body);
 }
-
-/* {0}: never issued; {1}: expired; {2, fields, userid}. */
-static const char ticket_lua[] =
-    "local t = redis.call('HMGET', KEYS[1], 'exp', 'userid')\n"
-    "if not t[1] then return {0} end\n"
-    "if tonumber(t[1]) <= tonumber(ARGV[1]) then return {1} end\n"
-    "local d = redis.call('GET', KEYS[2])\n"
-    "if not d then return {1} end\n"
-    "return {2, d, t[2] or ''}\n";
 
 static void
 on_ticket(enum brk_err err, struct redisReply *r, void *arg)
@@ -1553,7 +1513,7 @@ on_oauth_tdk(enum brk_err err, const unsigned char *dk, void *arg)
             return;
         }
         argv[0] = "EVAL";
-        argv[1] = take_code_lua;
+        argv[1] = scripts_text(SCRIPT_OAUTH_CODE_TAKE);
         argv[2] = "1";
         argv[3] = k1;
         if (store_cmd_argv(q->p->st, on_code, q, 4, argv, NULL))
@@ -1568,7 +1528,7 @@ on_oauth_tdk(enum brk_err err, const unsigned char *dk, void *arg)
     }
     snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
     argv[0] = "EVAL";
-    argv[1] = ticket_lua;
+    argv[1] = scripts_text(SCRIPT_MEMBER_TICKET_READ);
     argv[2] = "2";
     argv[3] = k1;
     argv[4] = k2;

@@ -5,30 +5,6 @@
 
 #include "purge.h"
 
-const char purge_gone_lua[] =
-    "local e = redis.call('HGET', KEYS[2], 'event_ts')\n"
-    "if e and tonumber(e) > tonumber(ARGV[1]) then return -3 end\n"
-    "local g = redis.call('HGET', KEYS[1], 'ts')\n"
-    "if not g or tonumber(g) < tonumber(ARGV[1]) then\n"
-    "  redis.call('HSET', KEYS[1], 'ts', ARGV[1])\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'suite_id', ARGV[3], 'purged_at', ARGV[2])\n"
-    "return 1\n";
-
-/* The tenant's broker tokens are named by hash, outside its keys; the
- * tenant keeps their index, so they go too. */
-const char purge_btoks_lua[] =
-    "local n = 0\n"
-    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  n = n + redis.call('UNLINK', ARGV[1] .. 'btok:{' .. h .. '}')\n"
-    "end\n"
-    "return n\n";
-
-const char purge_report_lua[] = "redis.call('SREM', KEYS[2], ARGV[1])\n"
-                                "redis.call('HSET', KEYS[1], 'report', "
-                                "ARGV[2])\n"
-                                "return 1\n";
-
 const char *const purge_kind_names[PURGE_KINDS] = {
     "data_key", "tenant", "token", "directory", "lock", "other"};
 

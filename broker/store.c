@@ -1,7 +1,10 @@
 /*
  * Redis through hiredis async on libevent (see store.h). hiredis 0.14 has
  * no command timeouts and no reconnect, so every command carries its own
- * evtimer and a lost connection is re-dialled from a backoff timer.
+ * evtimer and a lost connection is re-dialled from a backoff timer. An
+ * EVAL is sent as EVALSHA of its script, loaded when the connection comes
+ * up, and sent again as EVAL when Redis answers NOSCRIPT (a restart or a
+ * failover empties its script cache).
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "scripts.h"
 #include "store.h"
 
 #define BACKOFF_MIN_MS 100
@@ -24,6 +28,8 @@ struct store_cmd {
     store_reply_cb *cb; /* NULL once the caller has been answered */
     void *arg;
     struct event *timer;
+    char *eval;      /* an EVAL sent as EVALSHA: the EVAL, hiredis-formatted */
+    size_t eval_len; /* (redisFreeCommand), until its reply */
 };
 
 struct store {
@@ -55,6 +61,8 @@ cmd_free(struct store_cmd *c)
 {
     if (c->timer != NULL)
         event_free(c->timer);
+    if (c->eval != NULL)
+        redisFreeCommand(c->eval);
     brk_free(c);
 }
 
@@ -69,6 +77,21 @@ on_reply(redisAsyncContext *ac, void *r, void *privdata)
     enum brk_err err;
 
     (void)ac;
+    if (cb != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+        c->eval != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+        c->s->ac != NULL) {
+        /* not loaded (yet, or any more): send the script itself, which
+         * loads it; the command's deadline still runs */
+        char *eval = c->eval;
+
+        c->eval = NULL;
+        if (redisAsyncFormattedCommand(c->s->ac, on_reply, c, eval,
+                                       c->eval_len) == REDIS_OK) {
+            redisFreeCommand(eval);
+            return;
+        }
+        redisFreeCommand(eval);
+    }
     c->cb = NULL;
     if (cb != NULL) {
         if (reply == NULL)
@@ -100,12 +123,64 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
     store_drop(s, "command timed out");
 }
 
+/*
+ * Send "EVAL script numkeys ..." as "EVALSHA digest numkeys ...", keeping
+ * the EVAL formatted in c for a NOSCRIPT answer. Returns BRK_ERR_NOMEM,
+ * BRK_ERR_CRYPTO (no digest) or BRK_ERR_STORE, else BRK_OK.
+ */
+static enum brk_err
+send_evalsha(struct store *s, struct store_cmd *c, int argc, const char **argv,
+             const size_t *argvlen)
+{
+    char sha[SCRIPTS_SHA1_HEX + 1];
+    const char **sargv = NULL;
+    size_t *slen = NULL;
+    enum brk_err err;
+    int len, i;
+
+    err = scripts_sha1(argv[1], argvlen ? argvlen[1] : strlen(argv[1]), sha);
+    if (err)
+        return err;
+    len = redisFormatCommandArgv(&c->eval, argc, argv, argvlen);
+    sargv = brk_calloc((size_t)argc, sizeof(*sargv));
+    slen = brk_calloc((size_t)argc, sizeof(*slen));
+    if (len < 0 || sargv == NULL || slen == NULL) {
+        err = BRK_ERR_NOMEM;
+        goto out;
+    }
+    c->eval_len = (size_t)len;
+    sargv[0] = "EVALSHA";
+    slen[0] = 7;
+    sargv[1] = sha;
+    slen[1] = SCRIPTS_SHA1_HEX;
+    for (i = 2; i < argc; i++) {
+        sargv[i] = argv[i];
+        slen[i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    err =
+        redisAsyncCommandArgv(s->ac, on_reply, c, argc, sargv, slen) == REDIS_OK
+            ? BRK_OK
+            : BRK_ERR_STORE;
+out:
+    brk_free(sargv);
+    brk_free(slen);
+    return err;
+}
+
+static int
+is_eval(int argc, const char **argv, const size_t *argvlen)
+{
+    return argc >= 3 && (argvlen == NULL || argvlen[0] == 4) &&
+           strncmp(argv[0], "EVAL", 5) == 0;
+}
+
 static enum brk_err
 send_cmd(struct store *s, store_reply_cb *cb, void *arg, int argc,
          const char **argv, const size_t *argvlen)
 {
     struct store_cmd *c;
     struct timeval tv;
+    enum brk_err err;
 
     if (s->ac == NULL)
         return BRK_ERR_STORE;
@@ -120,10 +195,16 @@ send_cmd(struct store *s, store_reply_cb *cb, void *arg, int argc,
         brk_free(c);
         return BRK_ERR_NOMEM;
     }
-    if (redisAsyncCommandArgv(s->ac, on_reply, c, argc, argv, argvlen) !=
-        REDIS_OK) {
+    if (is_eval(argc, argv, argvlen))
+        err = send_evalsha(s, c, argc, argv, argvlen);
+    else
+        err = redisAsyncCommandArgv(s->ac, on_reply, c, argc, argv, argvlen) ==
+                      REDIS_OK
+                  ? BRK_OK
+                  : BRK_ERR_STORE;
+    if (err) {
         cmd_free(c);
-        return BRK_ERR_STORE;
+        return err;
     }
     tv.tv_sec = s->timeout_ms / 1000;
     tv.tv_usec = (s->timeout_ms % 1000) * 1000;
@@ -212,6 +293,31 @@ store_drop(struct store *s, const char *why)
 }
 
 static void
+on_script_loaded(enum brk_err err, struct redisReply *reply, void *arg)
+{
+    (void)arg;
+    /* not fatal: an EVALSHA that finds no script is sent again as EVAL */
+    if (err)
+        log_warn("redis: SCRIPT LOAD failed: %s",
+                 reply && reply->str ? reply->str : brk_strerror(err));
+}
+
+/* Queue every script's SCRIPT LOAD ahead of the handshake PING, so the
+ * connection is up only once they are in. */
+static void
+load_scripts(struct store *s)
+{
+    const char *argv[3] = {"SCRIPT", "LOAD", NULL};
+    int i;
+
+    for (i = 0; i < SCRIPT_COUNT; i++) {
+        argv[2] = scripts_text((enum script_id)i);
+        if (send_cmd(s, on_script_loaded, s, 3, argv, NULL) != BRK_OK)
+            return;
+    }
+}
+
+static void
 on_handshake(enum brk_err err, struct redisReply *reply, void *arg)
 {
     struct store *s = arg;
@@ -287,6 +393,7 @@ on_connect(const redisAsyncContext *ac, int status)
             store_drop(s, "cannot subscribe");
         return;
     }
+    load_scripts(s);
     s->ping_in_flight = 1;
     if (send_cmd(s, on_handshake, s, 1, ping, NULL) != BRK_OK) {
         s->ping_in_flight = 0;

@@ -24,6 +24,7 @@
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "scripts.h"
 #include "store.h"
 #include "suites.h"
 #include "tokens.h"
@@ -74,26 +75,6 @@ struct tokens {
     struct tok_entry *entries;
     int freeing;
 };
-
-static const char store_lua[] =
-    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'tok', ARGV[2], 'exp', ARGV[3],"
-    " 'fp', ARGV[4])\n"
-    "redis.call('PEXPIREAT', KEYS[1], ARGV[3])\n"
-    "redis.call('DEL', KEYS[2])\n"
-    "return 1\n";
-
-static const char release_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "return 0\n";
-
-static const char reject_lua[] =
-    "if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] then\n"
-    "  return redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "return 0\n";
 
 static void read_stored(struct tok_entry *e);
 static void fetch(struct tok_entry *e);
@@ -201,7 +182,7 @@ release_lock(struct tok_entry *e)
     if (!e->have_lock)
         return;
     argv[0] = "EVAL";
-    argv[1] = release_lua;
+    argv[1] = scripts_text(SCRIPT_TOKEN_LOCK_RELEASE);
     argv[2] = "1";
     argv[3] = e->lock;
     argv[4] = e->fence;
@@ -512,7 +493,7 @@ store_fetched(struct tok_entry *e, const char *token, long expires_in)
     snprintf(exp, sizeof(exp), "%lld", exp_ms);
     fingerprint(e->t, token, fp);
     argv[0] = "EVAL";
-    argv[1] = store_lua;
+    argv[1] = scripts_text(SCRIPT_ACCESS_TOKEN_STORE);
     argv[2] = "2";
     argv[3] = e->key;
     argv[4] = e->lock;
@@ -902,7 +883,7 @@ rejected(struct tokens *t, enum tok_kind kind, const char *suite,
         cache_clear(e);
     fingerprint(t, token, fp);
     argv[0] = "EVAL";
-    argv[1] = reject_lua;
+    argv[1] = scripts_text(SCRIPT_ACCESS_TOKEN_REJECT);
     argv[2] = "1";
     argv[3] = e->key;
     argv[4] = fp;

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "purge.h"
+#include "scripts.h"
 #include "store.h"
 #include "suites.h"
 #include "tokens.h"
@@ -548,22 +549,6 @@ job_api(struct job *j, const char *name, const char *method, const char *path,
 
 /*---- Ending: done, retry, dead letter ----*/
 
-static const char ack_lua[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-                              "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-                              "redis.call('HDEL', KEYS[2], ARGV[2])\n"
-                              "return 1\n";
-
-static const char dead_lua[] =
-    "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])\n"
-    "local f = {}\n"
-    "if e[1] then f = e[1][2] end\n"
-    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id',"
-    " ARGV[2], 'reason', ARGV[3], 'attempts', ARGV[4], unpack(f))\n"
-    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[2])\n"
-    "return 1\n";
-
 static void
 on_acked(struct job *j, struct redisReply *r)
 {
@@ -593,7 +578,7 @@ job_done(struct job *j, const char *result)
         return;
     }
     argv[0] = "EVAL";
-    argv[1] = ack_lua;
+    argv[1] = scripts_text(SCRIPT_STREAM_ACK);
     argv[2] = "2";
     argv[3] = j->q->stream;
     argv[4] = attempts;
@@ -630,7 +615,7 @@ dead_letter(struct job *j, const char *reason)
     }
     snprintf(n, sizeof(n), "%d", j->attempts);
     argv[0] = "EVAL";
-    argv[1] = dead_lua;
+    argv[1] = scripts_text(SCRIPT_STREAM_DEAD);
     argv[2] = "3";
     argv[3] = j->q->stream;
     argv[4] = attempts;
@@ -1214,20 +1199,6 @@ dir_sync(struct job *j)
 
 /*---- Writing the grant and directory ----*/
 
-/* Replaces the live directory with the staged one and records the grant,
- * in one step, so readers never see half of either. */
-static const char activate_lua[] =
-    "for i = 1, 3 do\n"
-    "  if redis.call('EXISTS', KEYS[i + 3]) == 1 then\n"
-    "    redis.call('RENAME', KEYS[i + 3], KEYS[i])\n"
-    "  else\n"
-    "    redis.call('DEL', KEYS[i])\n"
-    "  end\n"
-    "end\n"
-    "if redis.call('EXISTS', KEYS[7]) == 0 then return -1 end\n"
-    "redis.call('HSET', KEYS[7], unpack(ARGV))\n"
-    "return 1\n";
-
 static const char *const dir_names[3] = {"dir:parents", "dir:users",
                                          "dir:tags"};
 
@@ -1384,7 +1355,7 @@ activate(struct job *j)
     snprintf(agentid, sizeof(agentid), "%lld",
              (long long)json_integer_value(json_object_get(agent, "agentid")));
     argv[argc++] = "EVAL";
-    argv[argc++] = activate_lua;
+    argv[argc++] = scripts_text(SCRIPT_DIRECTORY_ACTIVATE);
     argv[argc++] = "7";
     for (i = 0; i < 3; i++)
         argv[argc++] = live[i];
@@ -1566,15 +1537,6 @@ on_tdk_for_pcode(struct job *j, struct redisReply *r)
 
 /*---- Ordering and reinstall bookkeeping ----*/
 
-static const char reinstall_lua[] =
-    "local lost = redis.call('HGET', KEYS[2], 'count')\n"
-    "if not lost or tonumber(lost) == 0 then return 0 end\n"
-    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'reinstall_required',"
-    " 'updated_at', ARGV[1], 'event_ts', ARGV[2])\n"
-    "redis.call('SADD', KEYS[3], ARGV[3])\n"
-    "return 1\n";
-
 static void
 on_reinstall(struct job *j, struct redisReply *r)
 {
@@ -1606,7 +1568,7 @@ not_a_tenant(struct job *j)
     snprintf(ets, sizeof(ets), "%lld", j->event_ts);
     snprintf(member, sizeof(member), "%s %s", suite_id(j), j->corp);
     argv[0] = "EVAL";
-    argv[1] = reinstall_lua;
+    argv[1] = scripts_text(SCRIPT_TENANT_REINSTALL_MARK);
     argv[2] = "3";
     argv[3] = j->tenant_key;
     argv[4] = lost;
@@ -1616,13 +1578,6 @@ not_a_tenant(struct job *j)
     argv[8] = member;
     job_redis(j, 9, argv, NULL, on_reinstall);
 }
-
-/* Returns the status and event_ts of the tenant, and the cancel marker's
- * TimeStamp (or -1) in one round trip. */
-static const char state_lua[] =
-    "local s = redis.call('HMGET', KEYS[1], 'status', 'event_ts')\n"
-    "local g = redis.call('HGET', KEYS[2], 'ts')\n"
-    "return {s[1] or '', s[2] or '0', g or '-1'}\n";
 
 static void
 tenant_state(struct job *j, job_redis_step *next)
@@ -1635,14 +1590,15 @@ tenant_state(struct job *j, job_redis_step *next)
         return;
     }
     argv[0] = "EVAL";
-    argv[1] = state_lua;
+    argv[1] = scripts_text(SCRIPT_TENANT_STATE_READ);
     argv[2] = "2";
     argv[3] = j->tenant_key;
     argv[4] = gone;
     job_redis(j, 5, argv, NULL, next);
 }
 
-/* Parse state_lua's reply; nonzero when the event predates the cancel. */
+/* Parse SCRIPT_TENANT_STATE_READ's reply; nonzero when the event predates
+ * the cancel. */
 static int
 state_of(const struct redisReply *r, const char **status, long long *ets,
          long long *gone_ts)
@@ -1657,7 +1613,7 @@ state_of(const struct redisReply *r, const char **status, long long *ets,
 }
 
 /*
- * Gate an event on the tenant's state (state_lua's reply): 0 to go on;
+ * Gate an event on the tenant's state (SCRIPT_TENANT_STATE_READ's reply): 0 to go on;
  * otherwise the job has been ended (stale, not a tenant, or failed).
  */
 static int
@@ -1682,27 +1638,6 @@ tenant_gate(struct job *j, const struct redisReply *r)
 }
 
 /*---- create_auth / reset_permanent_code ----*/
-
-static const char install_lua[] =
-    "local g = redis.call('HGET', KEYS[2], 'ts')\n"
-    "if g and tonumber(g) >= tonumber(ARGV[1]) then return -2 end\n"
-    "local e = redis.call('HGET', KEYS[1], 'event_ts')\n"
-    "if e and tonumber(e) > tonumber(ARGV[1]) then return -3 end\n"
-    "local st = redis.call('HGET', KEYS[1], 'status')\n"
-    "if ARGV[5] == '1' then\n"
-    "  if not st or st == 'reinstall_required' then return -4 end\n"
-    "  redis.call('HSET', KEYS[1], 'pcode', ARGV[2], 'updated_at', ARGV[4])\n"
-    "  return 1\n"
-    "end\n"
-    "if not st or st == 'reinstall_required' then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'installing')\n"
-    "end\n"
-    "redis.call('HSETNX', KEYS[1], 'authorized_at', ARGV[4])\n"
-    "redis.call('HSET', KEYS[1], 'pcode', ARGV[2], 'corp_name', ARGV[3],"
-    " 'updated_at', ARGV[4], 'event_ts', ARGV[1], 'suite_id', ARGV[7],"
-    " 'corpid', ARGV[8])\n"
-    "redis.call('SADD', KEYS[3], ARGV[6])\n"
-    "return 1\n";
 
 static void
 on_installed(struct job *j, struct redisReply *r)
@@ -1754,7 +1689,7 @@ on_tdk_for_install(struct job *j, struct redisReply *r)
     snprintf(now, sizeof(now), "%lld", wall_s());
     snprintf(member, sizeof(member), "%s %s", suite_id(j), j->corp);
     argv[0] = "EVAL";
-    argv[1] = install_lua;
+    argv[1] = scripts_text(SCRIPT_TENANT_INSTALL);
     argv[2] = "3";
     argv[3] = j->tenant_key;
     argv[4] = gone;
@@ -1888,12 +1823,6 @@ on_exchanged(struct job *j, json_t *body)
     brk_free(sealed);
 }
 
-static const char lost_lua[] =
-    "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end\n"
-    "redis.call('HINCRBY', KEYS[1], 'count', 1)\n"
-    "redis.call('HSET', KEYS[1], 'last_at', ARGV[1])\n"
-    "return 1\n";
-
 static void open_exchange(struct job *j, struct redisReply *r);
 
 static void
@@ -1941,7 +1870,7 @@ on_exchange_error(struct job *j, long errcode)
         return 0;
     snprintf(now, sizeof(now), "%lld", wall_s());
     argv[0] = "EVAL";
-    argv[1] = lost_lua;
+    argv[1] = scripts_text(SCRIPT_TENANT_LOST_COUNT);
     argv[2] = "2";
     argv[3] = lost;
     argv[4] = j->authx_key;
@@ -2111,7 +2040,7 @@ on_rewrite(struct job *j, struct redisReply *r)
     }
     snprintf(member, sizeof(member), "%s %s", suite_id(j), j->corp);
     argv[0] = "EVAL";
-    argv[1] = purge_report_lua;
+    argv[1] = scripts_text(SCRIPT_PURGE_REPORT);
     argv[2] = "2";
     argv[3] = gone;
     argv[4] = idx;
@@ -2232,7 +2161,7 @@ on_dk_deleted(struct job *j, struct redisReply *r)
         return;
     }
     argv[0] = "EVAL";
-    argv[1] = purge_btoks_lua;
+    argv[1] = scripts_text(SCRIPT_PURGE_BROKER_TOKENS);
     argv[2] = "1";
     argv[3] = set;
     argv[4] = prefix(j);
@@ -2277,7 +2206,7 @@ cancel(struct job *j)
     snprintf(ets, sizeof(ets), "%lld", j->event_ts);
     snprintf(now, sizeof(now), "%lld", wall_s());
     argv[0] = "EVAL";
-    argv[1] = purge_gone_lua;
+    argv[1] = scripts_text(SCRIPT_PURGE_MARK_GONE);
     argv[2] = "2";
     argv[3] = gone;
     argv[4] = j->tenant_key;
@@ -2288,57 +2217,6 @@ cancel(struct job *j)
 }
 
 /*---- change_contact ----*/
-
-/* Applies one contact change to the directory. A tag's value is written
- * by hand, like dir_tag_value writes it: cjson encodes an empty list as
- * an object, which the visible range refuses. */
-static const char contact_lua[] =
-    "local t = ARGV[1]\n"
-    "if t == 'create_user' or t == 'update_user' then\n"
-    "  local uid = ARGV[2]\n"
-    "  if ARGV[3] ~= '' and ARGV[3] ~= uid then\n"
-    "    local old = redis.call('HGET', KEYS[2], uid)\n"
-    "    redis.call('HDEL', KEYS[2], uid)\n"
-    "    uid = ARGV[3]\n"
-    "    if old and ARGV[4] == '' then redis.call('HSET', KEYS[2], uid, old)"
-    " end\n"
-    "  end\n"
-    "  if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], uid, ARGV[4]) end\n"
-    "elseif t == 'delete_user' then\n"
-    "  redis.call('HDEL', KEYS[2], ARGV[2])\n"
-    "elseif t == 'create_party' or t == 'update_party' then\n"
-    "  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])\n"
-    "  elseif t == 'create_party' then"
-    " redis.call('HSET', KEYS[1], ARGV[5], '1') end\n"
-    "elseif t == 'delete_party' then\n"
-    "  redis.call('HDEL', KEYS[1], ARGV[5])\n"
-    "elseif t == 'update_tag' then\n"
-    "  local cur = redis.call('HGET', KEYS[3], ARGV[7])\n"
-    "  local v = {users = {}, parties = {}}\n"
-    "  if cur then v = cjson.decode(cur) end\n"
-    "  local function edit(list, add, del, quote)\n"
-    "    local gone, seen, out = {}, {}, {}\n"
-    "    for x in string.gmatch(del, '[^,]+') do gone[x] = true end\n"
-    "    local function put(x)\n"
-    "      if not gone[x] and not seen[x] then\n"
-    "        seen[x] = true\n"
-    "        table.insert(out, quote and cjson.encode(x) or x)\n"
-    "      end\n"
-    "    end\n"
-    "    if type(list) == 'table' then\n"
-    "      for _, x in ipairs(list) do put(tostring(x)) end\n"
-    "    end\n"
-    "    for x in string.gmatch(add, '[^,]+') do put(x) end\n"
-    "    return '[' .. table.concat(out, ',') .. ']'\n"
-    "  end\n"
-    "  redis.call('HSET', KEYS[3], ARGV[7], '{\"users\":' ..\n"
-    "    edit(v.users, ARGV[8], ARGV[9], true) .. ',\"parties\":' ..\n"
-    "    edit(v.parties, ARGV[10], ARGV[11], false) .. '}')\n"
-    "else\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('HSET', KEYS[4], 'updated_at', ARGV[12])\n"
-    "return 1\n";
 
 static const char *
 field_or_empty(const struct job *j, const char *name)
@@ -2387,7 +2265,7 @@ on_contact_state(struct job *j, struct redisReply *r)
         }
     snprintf(now, sizeof(now), "%lld", wall_s());
     argv[0] = "EVAL";
-    argv[1] = contact_lua;
+    argv[1] = scripts_text(SCRIPT_CONTACT_APPLY);
     argv[2] = "4";
     argv[3] = keys[0];
     argv[4] = keys[1];
@@ -2545,12 +2423,6 @@ on_admins_stored(struct job *j, struct redisReply *r)
     job_done(j, "stored");
 }
 
-/* Stored only while the tenant exists, so a purge is never undone. */
-static const char admins_lua[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
-    "redis.call('HSET', KEYS[1], 'admins', ARGV[1], 'admins_at', ARGV[2])\n"
-    "return 1\n";
-
 static void
 on_admin_list(struct job *j, json_t *body)
 {
@@ -2565,7 +2437,7 @@ on_admin_list(struct job *j, json_t *body)
     }
     snprintf(now, sizeof(now), "%lld", wall_s());
     argv[0] = "EVAL";
-    argv[1] = admins_lua;
+    argv[1] = scripts_text(SCRIPT_TENANT_ADMINS_STORE);
     argv[2] = "1";
     argv[3] = j->tenant_key;
     argv[4] = admins;

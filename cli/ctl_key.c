@@ -12,17 +12,9 @@
 
 #include "keyring.h"
 #include "keys.h"
+#include "scripts.h"
 
 #include "ctl.h"
-
-/* Replaces a wrapped key only if it still holds what was read, keeping
- * its expiry (Redis before 6.0 has no KEEPTTL). */
-static const char swap_lua[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "local ttl = redis.call('PTTL', KEYS[1])\n"
-    "redis.call('SET', KEYS[1], ARGV[2])\n"
-    "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
-    "return 1\n";
 
 /* Called for each data key with its wrapped text; nonzero stops. */
 typedef int dk_visit(struct ctl *c, const char *key, const char *wrapped,
@@ -310,7 +302,8 @@ rewrap_one(struct ctl *c, const char *key, const char *wrapped, void *arg)
             w->failed++;
             break;
         }
-        r = ctl_cmd(c, "EVAL %s 1 %s %s %s", swap_lua, key, cur, fresh);
+        r = ctl_cmd(c, "EVAL %s 1 %s %s %s", scripts_text(SCRIPT_KEY_SWAP), key,
+                    cur, fresh);
         brk_free(fresh);
         fresh = NULL;
         if (r == NULL) {

@@ -13,38 +13,9 @@
 #include "keys.h"
 #include "record.h"
 #include "scope_map.h"
+#include "scripts.h"
 #include "service.h"
 #include "worker.h"
-
-/* Creates the service unless the name is taken. */
-static const char add_lua[] =
-    "if redis.call('SETNX', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
-    "redis.call('HSET', KEYS[2], 'name', ARGV[2], 'salt', ARGV[3],"
-    " 'hash', ARGV[4], 'scopes', ARGV[5], 'suite', ARGV[6], 'corps',"
-    " ARGV[7], 'parties', ARGV[8], 'gen', '0', 'created_at', ARGV[9],"
-    " 'updated_at', ARGV[9])\n"
-    "redis.call('SADD', KEYS[3], ARGV[1])\n"
-    "return 1\n";
-
-/* Ends every token of the service; with ARGV[2] set, installs a new
- * secret (rotate), else marks the service revoked. */
-static const char end_lua[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
-    "if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return -2 end\n"
-    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-    "  redis.call('DEL', ARGV[4] .. 'btok:{' .. h .. '}')\n"
-    "end\n"
-    "redis.call('DEL', KEYS[2])\n"
-    "if ARGV[2] ~= '' then\n"
-    "  redis.call('HSET', KEYS[1], 'salt', ARGV[2], 'hash', ARGV[3],"
-    " 'updated_at', ARGV[1])\n"
-    "  redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
-    "else\n"
-    "  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1],"
-    " 'updated_at', ARGV[1])\n"
-    "end\n"
-    "redis.call('PUBLISH', KEYS[3], ARGV[5])\n"
-    "return 1\n";
 
 static int
 usage_error(const char *msg)
@@ -208,9 +179,9 @@ cmd_add(struct ctl *c, int argc, char **argv)
     /* stored as given, "a,b", for the broker's quick parse */
     corps_s = cl ? json_dumps(cl, JSON_COMPACT) : NULL;
     parties_s = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
-    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s %s %s %s %s", add_lua,
-                kname, ksvc, kall, id, name, salt, hash, scopes,
-                suite ? suite : "", corps_s ? corps_s : "",
+    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s %s %s %s %s",
+                scripts_text(SCRIPT_SERVICE_ADD), kname, ksvc, kall, id, name,
+                salt, hash, scopes, suite ? suite : "", corps_s ? corps_s : "",
                 parties_s ? parties_s : "", now);
     if (r == NULL)
         goto out;
@@ -439,9 +410,10 @@ cmd_end(struct ctl *c, const char *name, int rotate)
         return 1;
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     snprintf(msg, sizeof(msg), "svc %s", id);
-    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s", end_lua, ksvc, toks,
-                chan, now, rotate ? salt : "", rotate ? hash : "",
-                c->cfg->key_prefix, msg);
+    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s",
+                scripts_text(SCRIPT_SERVICE_END), ksvc, toks, chan, now,
+                rotate ? salt : "", rotate ? hash : "", c->cfg->key_prefix,
+                msg);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {

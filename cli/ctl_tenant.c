@@ -16,6 +16,7 @@
 
 #include "keyring.h"
 #include "keys.h"
+#include "scripts.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -662,9 +663,7 @@ has_remains(struct ctl *c, const char *suite, const char *corp)
         return 0;
     snprintf(member, sizeof(member), "%s %s", suite, corp);
     r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s", /* one round trip */
-                "return redis.call('EXISTS', KEYS[1], KEYS[3]) +"
-                " redis.call('SISMEMBER', KEYS[2], ARGV[1])",
-                key, idx, dk, member);
+                scripts_text(SCRIPT_TENANT_EXISTS), key, idx, dk, member);
     if (r != NULL && r->type == REDIS_REPLY_INTEGER)
         yes = r->integer > 0;
     if (r != NULL)
@@ -763,8 +762,9 @@ tenant_purge(struct ctl *c, const char *corp)
     freeReplyObject(r);
     snprintf(now, sizeof(now), "%lld", t);
     snprintf(ts, sizeof(ts), "%lld", ets > t ? ets : t);
-    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s %s", purge_gone_lua, gone, tkey, ts,
-                now, suite);
+    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s %s",
+                scripts_text(SCRIPT_PURGE_MARK_GONE), gone, tkey, ts, now,
+                suite);
     if (r == NULL)
         goto out;
     if (r->type == REDIS_REPLY_INTEGER && r->integer == -3) {
@@ -784,8 +784,8 @@ tenant_purge(struct ctl *c, const char *corp)
     if (r->type == REDIS_REPLY_INTEGER)
         counts[PK_DATA_KEY] += r->integer;
     freeReplyObject(r);
-    r = ctl_cmd(c, "EVAL %s 1 %s %s", purge_btoks_lua, btoks,
-                c->cfg->key_prefix);
+    r = ctl_cmd(c, "EVAL %s 1 %s %s", scripts_text(SCRIPT_PURGE_BROKER_TOKENS),
+                btoks, c->cfg->key_prefix);
     if (r == NULL)
         goto out;
     if (r->type == REDIS_REPLY_INTEGER)
@@ -818,8 +818,8 @@ tenant_purge(struct ctl *c, const char *corp)
                               i ? "," : "", purge_kind_names[i], counts[i]);
     snprintf(report + o, sizeof(report) - o, "}");
     snprintf(member, sizeof(member), "%s %s", suite, corp);
-    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s", purge_report_lua, gone, idx, member,
-                report);
+    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s", scripts_text(SCRIPT_PURGE_REPORT),
+                gone, idx, member, report);
     if (r == NULL)
         goto out;
     freeReplyObject(r);

@@ -2,19 +2,11 @@
  * The purge of a tenant, as both the workers (cancel_auth) and brokerctl
  * (tenant purge) run it, in this order: the cancel marker, the data key,
  * the tenant's broker tokens, every key of the tenant, an AOF rewrite, the
- * index entry and the deletion report. The Lua steps are shared so the two
- * cannot drift apart.
+ * index entry and the deletion report. The Lua steps are shared (scripts.h:
+ * SCRIPT_PURGE_*) so the two cannot drift apart.
  */
 #ifndef PURGE_H
 #define PURGE_H
-
-/* KEYS: marker, tenant; ARGV: event ts, now, suite. -3 when the tenant was
- * installed by an event newer than ts, else 1. */
-extern const char purge_gone_lua[];
-/* KEYS: the tenant's token index; ARGV: key prefix. Tokens removed. */
-extern const char purge_btoks_lua[];
-/* KEYS: marker, tenant index; ARGV: "suite corpid", report JSON. */
-extern const char purge_report_lua[];
 
 /* Kinds of the deletion report, by the key's last part. */
 #define PURGE_KINDS 6

@@ -57,7 +57,9 @@ unsigned long store_generation(const struct store *s);
 /*
  * Send a command. On BRK_OK cb is called exactly once, never before this
  * returns. On any other result (BRK_ERR_STORE: not connected) cb is never
- * called. Arguments are copied.
+ * called. Arguments are copied. "EVAL script numkeys ..." (script from
+ * scripts.h) goes as EVALSHA of the script, and again as EVAL when Redis
+ * does not know the digest: the reply is the script's either way.
  */
 enum brk_err store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg,
                             int argc, const char **argv,

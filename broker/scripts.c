@@ -1,0 +1,702 @@
+/*
+ * The Lua scripts (see scripts.h), grouped by the module that runs them.
+ * Every script declares the keys it touches in KEYS, except where its
+ * comment says otherwise.
+ */
+#include <stdio.h>
+
+#include <openssl/evp.h>
+
+#include "scripts.h"
+
+/* The server's clock in ms, as a string ZADD takes without rounding. */
+#define LUA_NOW                                                                \
+    "local t = redis.call('TIME')\n"                                           \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"  \
+    "local function ms(x) return string.format('%.0f', x) end\n"
+
+/*
+ * The event queues (evqueue.c): a suite's event stream and per-tenant queues,
+ * leased to one instance at a time. Time is Redis's own (TIME), so instances
+ * with skewed clocks agree on leases and backoffs.
+ */
+
+/* Appends an event unless its seen marker exists.
+ * KEYS: seen marker, stream (the suite's events, or the tenant's queue),
+ *       ready zset, seq hash. ARGV: marker ttl (s), corp ('' = the suite
+ *       stream), field/value pairs. Returns 0 when seen before, else 1; a
+ *       tenant's queue gets its seq counted and the tenant made ready. */
+static const char evq_push_lua[] =
+    LUA_NOW "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
+            "  return 0\n"
+            "end\n"
+            "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\n"
+            "if ARGV[2] ~= '' then\n"
+            "  redis.call('HINCRBY', KEYS[4], ARGV[2], 1)\n"
+            "  redis.call('ZADD', KEYS[3], 'NX', ms(now), ARGV[2])\n"
+            "end\n"
+            "return 1\n";
+
+/* Moves an entry of the suite stream to the tenant's queue.
+ * KEYS: events stream, attempts hash, tenant queue, ready zset, seq hash.
+ * ARGV: group, entry id, corp, field/value pairs. Returns 1. */
+static const char evq_handover_lua[] =
+    LUA_NOW "redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))\n"
+            "redis.call('HINCRBY', KEYS[5], ARGV[3], 1)\n"
+            "redis.call('ZADD', KEYS[4], 'NX', ms(now), ARGV[3])\n"
+            "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+            "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+            "redis.call('HDEL', KEYS[2], ARGV[2])\n"
+            "return 1\n";
+
+/* Leases up to ARGV[3] ready tenants to this instance.
+ * KEYS: ready zset, lease hash, seq hash. ARGV: lease ms, me, max.
+ * Returns {corp, seq, previous holder ('' = none)} flattened, per tenant. */
+static const char evq_claim_lua[] =
+    LUA_NOW "local c = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms(now),"
+            " 'LIMIT', 0, tonumber(ARGV[3]))\n"
+            "local out = {}\n"
+            "for _, corp in ipairs(c) do\n"
+            "  local prev = redis.call('HGET', KEYS[2], corp) or ''\n"
+            "  redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[1])), corp)\n"
+            "  redis.call('HSET', KEYS[2], corp, ARGV[2])\n"
+            "  out[#out + 1] = corp\n"
+            "  out[#out + 1] = redis.call('HGET', KEYS[3], corp) or '0'\n"
+            "  out[#out + 1] = prev\n"
+            "end\n"
+            "return out\n";
+
+/* Gives back every lease of mine except the tenants named.
+ * KEYS: ready zset, lease hash. ARGV: me, corps to keep... Returns the
+ * count given back (made ready now). */
+static const char evq_reclaim_lua[] =
+    LUA_NOW "local keep = {}\n"
+            "for i = 2, #ARGV do keep[ARGV[i]] = true end\n"
+            "local h = redis.call('HGETALL', KEYS[2])\n"
+            "local n = 0\n"
+            "for i = 1, #h, 2 do\n"
+            "  if h[i + 1] == ARGV[1] and not keep[h[i]] then\n"
+            "    redis.call('HDEL', KEYS[2], h[i])\n"
+            "    redis.call('ZADD', KEYS[1], ms(now), h[i])\n"
+            "    n = n + 1\n"
+            "  end\n"
+            "end\n"
+            "return n\n";
+
+/* Extends my lease of a tenant.
+ * KEYS: ready zset, lease hash. ARGV: corp, me, lease ms. Returns 0 when
+ * the lease is not mine, else 1. */
+static const char evq_refresh_lua[] = LUA_NOW
+    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('ZADD', KEYS[1], 'XX', ms(now + tonumber(ARGV[3])),"
+    " ARGV[1])\n"
+    "return 1\n";
+
+/* Ends my lease; an emptied queue whose seq is unchanged is
+ * dropped, else the tenant is ready again.
+ * KEYS: ready zset, lease hash, seq hash, queue, queue attempts.
+ * ARGV: corp, seq seen at claim, me. Returns 0 (not mine), 1 (dropped) or
+ * 2 (ready again). */
+static const char evq_release_lua[] = LUA_NOW
+    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return 0 end\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "local s = redis.call('HGET', KEYS[3], ARGV[1]) or '0'\n"
+    "if s == ARGV[2] and redis.call('XLEN', KEYS[4]) == 0 then\n"
+    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "  redis.call('HDEL', KEYS[3], ARGV[1])\n"
+    "  redis.call('DEL', KEYS[4], KEYS[5])\n"
+    "  return 1\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[1], ms(now), ARGV[1])\n"
+    "return 2\n";
+
+/* Ends my lease and makes the tenant ready after a delay.
+ * KEYS: ready zset, lease hash. ARGV: corp, me, delay ms. Returns 0 when
+ * the lease is not mine, else 1. */
+static const char evq_backoff_lua[] = LUA_NOW
+    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[3])), ARGV[1])\n"
+    "return 1\n";
+
+/* Drops a handled entry of a tenant's queue.
+ * KEYS: queue, queue attempts. ARGV: entry id. Returns 1. */
+static const char evq_tenant_ack_lua[] =
+    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+
+/* Moves an entry of a tenant's queue to the dead letters.
+ * KEYS: queue, queue attempts, dead stream. ARGV: entry id, reason,
+ * attempts, corp. Returns 1. */
+static const char evq_tenant_dead_lua[] =
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])\n"
+    "local f = {}\n"
+    "if e[1] then f = e[1][2] end\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id',"
+    " ARGV[1], 'reason', ARGV[2], 'attempts', ARGV[3], 'corp', ARGV[4],"
+    " unpack(f))\n"
+    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+
+/*---- The suite's event stream read by consumer group (worker.c) ----*/
+
+/* Acknowledges and drops a handled entry.
+ * KEYS: stream, attempts hash. ARGV: group, entry id. Returns 1. */
+static const char stream_ack_lua[] =
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[2])\n"
+    "return 1\n";
+
+/* Moves an entry to the dead letters and acknowledges it.
+ * KEYS: stream, attempts hash, dead stream. ARGV: group, entry id, reason,
+ * attempts. Returns 1. */
+static const char stream_dead_lua[] =
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])\n"
+    "local f = {}\n"
+    "if e[1] then f = e[1][2] end\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id',"
+    " ARGV[2], 'reason', ARGV[3], 'attempts', ARGV[4], unpack(f))\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[2])\n"
+    "return 1\n";
+
+/*---- Suite tickets and access tokens (callback.c, tokens.c) ----*/
+
+/* Keeps the newest suite ticket by WeCom's TimeStamp:
+ * an older or equal one never overwrites, whichever instance it reaches.
+ * KEYS: ticket hash. ARGV: ts, sealed ticket, received at, ttl (s).
+ * Returns 1 when stored, 0 when older. */
+static const char suite_ticket_store_lua[] =
+    "local cur = redis.call('HGET', KEYS[1], 'ts')\n"
+    "if cur and tonumber(cur) >= tonumber(ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'ticket', ARGV[2],"
+    " 'at', ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "return 1\n";
+
+/* Stores a fetched token only while the fetch lock is
+ * still held under our fence, and frees the lock.
+ * KEYS: token hash, lock. ARGV: fence, sealed token, expiry (ms epoch),
+ * fingerprint. Returns 1 when stored, 0 when the lock was lost. */
+static const char access_token_store_lua[] =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'tok', ARGV[2], 'exp', ARGV[3],"
+    " 'fp', ARGV[4])\n"
+    "redis.call('PEXPIREAT', KEYS[1], ARGV[3])\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "return 1\n";
+
+/* Frees the fetch lock if it is still ours.
+ * KEYS: lock. ARGV: fence. Returns 1 when freed, else 0. */
+static const char token_lock_release_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n";
+
+/* Drops the stored token if it is the one WeCom
+ * refused (by fingerprint), not a newer one.
+ * KEYS: token hash. ARGV: fingerprint. Returns 1 when dropped, else 0. */
+static const char access_token_reject_lua[] =
+    "if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n";
+
+/*---- Call budgets (budget.c) ----*/
+
+/* Grants up to ARGV[1] calls of minute hash KEYS[1] and hour
+ * hash KEYS[2] unless KEYS[3] (a pause) exists: never past ARGV[2] a
+ * minute and ARGV[3] an hour, nor, for background work (ARGV[4] = 1),
+ * past ARGV[5] and ARGV[6] of it; ARGV[7], ARGV[8]: the windows' ttl (ms);
+ * ARGV[9]: the pause assumed for a pause without ttl (ms). Returns
+ * {granted, why, pause_ms}: why 0 granted, 1 the minute or 2 the hour is
+ * spent, 3 paused for pause_ms. */
+static const char budget_lease_lua[] =
+    "local p = redis.call('PTTL', KEYS[3])\n"
+    "if p == -1 then p = tonumber(ARGV[9]) end\n"
+    "if p > 0 then return {0, 3, p} end\n"
+    "local want = tonumber(ARGV[1])\n"
+    "local bg = ARGV[4] == '1'\n"
+    "local m = redis.call('HMGET', KEYS[1], 'all', 'bg')\n"
+    "local h = redis.call('HMGET', KEYS[2], 'all', 'bg')\n"
+    "local rm = tonumber(ARGV[2]) - (tonumber(m[1]) or 0)\n"
+    "local rh = tonumber(ARGV[3]) - (tonumber(h[1]) or 0)\n"
+    "if bg then\n"
+    "  rm = math.min(rm, tonumber(ARGV[5]) - (tonumber(m[2]) or 0))\n"
+    "  rh = math.min(rh, tonumber(ARGV[6]) - (tonumber(h[2]) or 0))\n"
+    "end\n"
+    "if rh <= 0 then return {0, 2, 0} end\n"
+    "if rm <= 0 then return {0, 1, 0} end\n"
+    "local g = math.min(want, rm, rh)\n"
+    "redis.call('HINCRBY', KEYS[1], 'all', g)\n"
+    "redis.call('HINCRBY', KEYS[2], 'all', g)\n"
+    "if bg then\n"
+    "  redis.call('HINCRBY', KEYS[1], 'bg', g)\n"
+    "  redis.call('HINCRBY', KEYS[2], 'bg', g)\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[7])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
+    "return {g, 0, 0}\n";
+
+/* Pauses a budget and says so.
+ * KEYS: pause key. ARGV: ms, channel, message. Returns 1. */
+static const char budget_pause_lua[] =
+    "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
+    "redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+    "return 1\n";
+
+/*---- A tenant's lifecycle and directory (worker.c) ----*/
+
+/* Replaces the live directory with the staged one
+ * and records the grant, in one step, so readers never see half of either.
+ * KEYS: live users, parties, tags; staged users, parties, tags; tenant.
+ * ARGV: the tenant's field/value pairs. Returns -1 when the tenant is
+ * gone (the directory is replaced all the same), else 1. */
+static const char directory_activate_lua[] =
+    "for i = 1, 3 do\n"
+    "  if redis.call('EXISTS', KEYS[i + 3]) == 1 then\n"
+    "    redis.call('RENAME', KEYS[i + 3], KEYS[i])\n"
+    "  else\n"
+    "    redis.call('DEL', KEYS[i])\n"
+    "  end\n"
+    "end\n"
+    "if redis.call('EXISTS', KEYS[7]) == 0 then return -1 end\n"
+    "redis.call('HSET', KEYS[7], unpack(ARGV))\n"
+    "return 1\n";
+
+/* Records that a tenant whose install was lost
+ * must be installed again, unless it exists.
+ * KEYS: tenant, lost counter, tenant index. ARGV: now, event ts, index
+ * member. Returns 1 when marked, else 0. */
+static const char tenant_reinstall_mark_lua[] =
+    "local lost = redis.call('HGET', KEYS[2], 'count')\n"
+    "if not lost or tonumber(lost) == 0 then return 0 end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'reinstall_required',"
+    " 'updated_at', ARGV[1], 'event_ts', ARGV[2])\n"
+    "redis.call('SADD', KEYS[3], ARGV[3])\n"
+    "return 1\n";
+
+/* The status and event_ts of the tenant, and the
+ * cancel marker's TimeStamp, in one round trip.
+ * KEYS: tenant, cancel marker. Returns {status or '', event_ts or '0',
+ * marker ts or '-1'}. */
+static const char tenant_state_read_lua[] =
+    "local s = redis.call('HMGET', KEYS[1], 'status', 'event_ts')\n"
+    "local g = redis.call('HGET', KEYS[2], 'ts')\n"
+    "return {s[1] or '', s[2] or '0', g or '-1'}\n";
+
+/* Records an install (create_auth) or a new permanent
+ * code (reset, ARGV[5] = 1), in the order of WeCom's TimeStamps.
+ * KEYS: tenant, cancel marker, tenant index. ARGV: event ts, sealed code,
+ * corp name, now, reset, index member, suite, corp. Returns -2 when
+ * cancelled at or after ts, -3 when a newer event installed it, -4 for a
+ * reset of no tenant, else 1. */
+static const char tenant_install_lua[] =
+    "local g = redis.call('HGET', KEYS[2], 'ts')\n"
+    "if g and tonumber(g) >= tonumber(ARGV[1]) then return -2 end\n"
+    "local e = redis.call('HGET', KEYS[1], 'event_ts')\n"
+    "if e and tonumber(e) > tonumber(ARGV[1]) then return -3 end\n"
+    "local st = redis.call('HGET', KEYS[1], 'status')\n"
+    "if ARGV[5] == '1' then\n"
+    "  if not st or st == 'reinstall_required' then return -4 end\n"
+    "  redis.call('HSET', KEYS[1], 'pcode', ARGV[2], 'updated_at', ARGV[4])\n"
+    "  return 1\n"
+    "end\n"
+    "if not st or st == 'reinstall_required' then\n"
+    "  redis.call('HSET', KEYS[1], 'status', 'installing')\n"
+    "end\n"
+    "redis.call('HSETNX', KEYS[1], 'authorized_at', ARGV[4])\n"
+    "redis.call('HSET', KEYS[1], 'pcode', ARGV[2], 'corp_name', ARGV[3],"
+    " 'updated_at', ARGV[4], 'event_ts', ARGV[1], 'suite_id', ARGV[7],"
+    " 'corpid', ARGV[8])\n"
+    "redis.call('SADD', KEYS[3], ARGV[6])\n"
+    "return 1\n";
+
+/* Counts an install whose exchange was lost, unless
+ * the exchange is still pending.
+ * KEYS: lost counter, pending exchange. ARGV: now. Returns 1 when
+ * counted, else 0. */
+static const char tenant_lost_count_lua[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end\n"
+    "redis.call('HINCRBY', KEYS[1], 'count', 1)\n"
+    "redis.call('HSET', KEYS[1], 'last_at', ARGV[1])\n"
+    "return 1\n";
+
+/* Applies one change_contact to the directory. A tag's
+ * value is written by hand, like dir_tag_value writes it: cjson encodes an
+ * empty list as an object, which the visible range refuses.
+ * KEYS: users, parties, tags, tenant. ARGV: change type, userid, new
+ * userid, user's departments, party id, party's parent, tag id, users
+ * added, users removed, parties added, parties removed, now. Returns 0
+ * for an unknown type, else 1. */
+static const char contact_apply_lua[] =
+    "local t = ARGV[1]\n"
+    "if t == 'create_user' or t == 'update_user' then\n"
+    "  local uid = ARGV[2]\n"
+    "  if ARGV[3] ~= '' and ARGV[3] ~= uid then\n"
+    "    local old = redis.call('HGET', KEYS[2], uid)\n"
+    "    redis.call('HDEL', KEYS[2], uid)\n"
+    "    uid = ARGV[3]\n"
+    "    if old and ARGV[4] == '' then redis.call('HSET', KEYS[2], uid, old)"
+    " end\n"
+    "  end\n"
+    "  if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], uid, ARGV[4]) end\n"
+    "elseif t == 'delete_user' then\n"
+    "  redis.call('HDEL', KEYS[2], ARGV[2])\n"
+    "elseif t == 'create_party' or t == 'update_party' then\n"
+    "  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])\n"
+    "  elseif t == 'create_party' then"
+    " redis.call('HSET', KEYS[1], ARGV[5], '1') end\n"
+    "elseif t == 'delete_party' then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[5])\n"
+    "elseif t == 'update_tag' then\n"
+    "  local cur = redis.call('HGET', KEYS[3], ARGV[7])\n"
+    "  local v = {users = {}, parties = {}}\n"
+    "  if cur then v = cjson.decode(cur) end\n"
+    "  local function edit(list, add, del, quote)\n"
+    "    local gone, seen, out = {}, {}, {}\n"
+    "    for x in string.gmatch(del, '[^,]+') do gone[x] = true end\n"
+    "    local function put(x)\n"
+    "      if not gone[x] and not seen[x] then\n"
+    "        seen[x] = true\n"
+    "        table.insert(out, quote and cjson.encode(x) or x)\n"
+    "      end\n"
+    "    end\n"
+    "    if type(list) == 'table' then\n"
+    "      for _, x in ipairs(list) do put(tostring(x)) end\n"
+    "    end\n"
+    "    for x in string.gmatch(add, '[^,]+') do put(x) end\n"
+    "    return '[' .. table.concat(out, ',') .. ']'\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[3], ARGV[7], '{\"users\":' ..\n"
+    "    edit(v.users, ARGV[8], ARGV[9], true) .. ',\"parties\":' ..\n"
+    "    edit(v.parties, ARGV[10], ARGV[11], false) .. '}')\n"
+    "else\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[4], 'updated_at', ARGV[12])\n"
+    "return 1\n";
+
+/* Stores the admin list only while the tenant
+ * exists, so a purge is never undone.
+ * KEYS: tenant. ARGV: admins JSON, now. Returns -1 without a tenant,
+ * else 1. */
+static const char tenant_admins_store_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "redis.call('HSET', KEYS[1], 'admins', ARGV[1], 'admins_at', ARGV[2])\n"
+    "return 1\n";
+
+/*
+ * The purge of a tenant, shared by the workers (cancel_auth) and brokerctl
+ * (tenant purge) so the two cannot drift apart (purge.h).
+ */
+
+/* Sets the cancel marker unless a newer event installed
+ * the tenant.
+ * KEYS: cancel marker, tenant. ARGV: event ts, now, suite. Returns -3
+ * when the tenant was installed by an event newer than ts, else 1. */
+static const char purge_mark_gone_lua[] =
+    "local e = redis.call('HGET', KEYS[2], 'event_ts')\n"
+    "if e and tonumber(e) > tonumber(ARGV[1]) then return -3 end\n"
+    "local g = redis.call('HGET', KEYS[1], 'ts')\n"
+    "if not g or tonumber(g) < tonumber(ARGV[1]) then\n"
+    "  redis.call('HSET', KEYS[1], 'ts', ARGV[1])\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'suite_id', ARGV[3], 'purged_at', ARGV[2])\n"
+    "return 1\n";
+
+/* Unlinks the tenant's broker tokens, which are
+ * named by hash outside its keys (so not declared in KEYS).
+ * KEYS: the tenant's token index. ARGV: key prefix. Returns the count
+ * removed. */
+static const char purge_broker_tokens_lua[] =
+    "local n = 0\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  n = n + redis.call('UNLINK', ARGV[1] .. 'btok:{' .. h .. '}')\n"
+    "end\n"
+    "return n\n";
+
+/* Ends a purge: drops the index entry, keeps the report.
+ * KEYS: cancel marker, tenant index. ARGV: "suite corpid", report JSON.
+ * Returns 1. */
+static const char purge_report_lua[] = "redis.call('SREM', KEYS[2], ARGV[1])\n"
+                                       "redis.call('HSET', KEYS[1], 'report', "
+                                       "ARGV[2])\n"
+                                       "return 1\n";
+
+/*---- The service API (proxy.c) ----*/
+
+/* Loads every part of a tenant in one round trip.
+ * KEYS: tenant, users, parties, tags. Returns the four HGETALLs. */
+static const char tenant_load_lua[] =
+    "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),"
+    " redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}\n";
+
+/* Mints (or returns the current) token of (service,
+ * corp): the token itself is never stored, only derived from the stored
+ * nonce. The token's record outlives exp by another TTL so that an
+ * expired token is told 42001, as WeCom does, rather than 40014.
+ * KEYS: current token, service's token index, token record, tenant's
+ * token index. ARGV: now, nonce, ttl, reuse margin, service gen, service,
+ * suite, corp, token hash. Returns {nonce, iat, exp}. */
+static const char service_token_mint_lua[] =
+    "local c = redis.call('HMGET', KEYS[1], 'nonce', 'iat', 'exp', 'gen')\n"
+    "local now = tonumber(ARGV[1])\n"
+    "if c[1] and c[4] == ARGV[5] and tonumber(c[3]) - now >"
+    " tonumber(ARGV[4]) then\n"
+    "  return {c[1], c[2], c[3]}\n"
+    "end\n"
+    "local exp = now + tonumber(ARGV[3])\n"
+    "redis.call('HSET', KEYS[1], 'nonce', ARGV[2], 'iat', ARGV[1],"
+    " 'exp', exp, 'gen', ARGV[5])\n"
+    "redis.call('EXPIREAT', KEYS[1], exp)\n"
+    "redis.call('HSET', KEYS[3], 'svc', ARGV[6], 'gen', ARGV[5], 'suite',"
+    " ARGV[7], 'corp', ARGV[8], 'exp', exp)\n"
+    "redis.call('EXPIREAT', KEYS[3], exp + tonumber(ARGV[3]))\n"
+    "redis.call('SADD', KEYS[2], ARGV[9])\n"
+    "redis.call('SADD', KEYS[4], ARGV[9])\n"
+    "return {ARGV[2], ARGV[1], tostring(exp)}\n";
+
+/* Reads and deletes a broker OAuth code (once).
+ * KEYS: code. Returns the record or nil. */
+static const char oauth_code_take_lua[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then redis.call('DEL', KEYS[1]) end\n"
+    "return v\n";
+
+/* Reads a member's user_ticket and its fields.
+ * KEYS: ticket, detail. ARGV: now. Returns {0}: never issued; {1}:
+ * expired; {2, sealed fields, userid}. */
+static const char member_ticket_read_lua[] =
+    "local t = redis.call('HMGET', KEYS[1], 'exp', 'userid')\n"
+    "if not t[1] then return {0} end\n"
+    "if tonumber(t[1]) <= tonumber(ARGV[1]) then return {1} end\n"
+    "local d = redis.call('GET', KEYS[2])\n"
+    "if not d then return {1} end\n"
+    "return {2, d, t[2] or ''}\n";
+
+/*---- The browser flows (browser.c) ----*/
+
+/* Saves an OAuth state. Live states are counted per
+ * client address (KEYS[3]) and per suite (KEYS[2], a bound on memory).
+ * KEYS: state, suite's live states, address's live states. ARGV: now,
+ * ttl, suite cap, state id, address cap, field/value pairs. Returns -1
+ * when the address holds its share, 0 when the suite is full, 1 when
+ * saved. The state names its address's set so that taking it frees the
+ * place. */
+static const char browser_state_save_lua[] =
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])\n"
+    "if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return -1 end\n"
+    "if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 6))\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
+    "local exp = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
+    "redis.call('ZADD', KEYS[2], exp, ARGV[4])\n"
+    "redis.call('ZADD', KEYS[3], exp, ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[2])\n"
+    "return 1\n";
+
+/* Takes an OAuth state once: read and delete
+ * together, and free its places. The address's set is named by the state
+ * (same hash tag as KEYS, not declared). With a budget (ARGV[3] set), a
+ * client that has spent it gets -1 and the state is left alone; an
+ * install state taken spends one.
+ * KEYS: state, suite's live states, install budget counter. ARGV: state
+ * id, address set prefix, budget cap ('' = none), budget window (s).
+ * Returns -1 or the state's HGETALL (empty when unknown). */
+static const char browser_state_take_lua[] =
+    "if ARGV[3] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') >="
+    " tonumber(ARGV[3]) then\n"
+    "  return -1\n"
+    "end\n"
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "for i = 1, #h - 1, 2 do\n"
+    "  if h[i] == 'client' and string.match(h[i + 1], '^%x+$') then\n"
+    "    redis.call('ZREM', ARGV[2] .. h[i + 1], ARGV[1])\n"
+    "  end\n"
+    "  if ARGV[3] ~= '' and h[i] == 'flow' and h[i + 1] == 'install' and\n"
+    "     redis.call('INCR', KEYS[3]) == 1 then\n"
+    "    redis.call('EXPIRE', KEYS[3], ARGV[4])\n"
+    "  end\n"
+    "end\n"
+    "return h\n";
+
+/* The AuthCode joins the durable path of create_auth:
+ * sealed under the suite's key in its event stream, deduplicated like
+ * callbacks. KEYS: seen marker, events stream. ARGV: marker ttl (s),
+ * field/value pairs. Returns 0 when seen before, else 1. */
+static const char authcode_enqueue_lua[] =
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))\n"
+    "return 1\n";
+
+/* Stores a member's identity (and consented fields)
+ * under a broker code while the tenant is active.
+ * KEYS: code, ticket, detail, tenant. ARGV: sealed record, code ttl,
+ * user_ticket ('' = none), sealed fields, userid, ticket exp, ticket ttl,
+ * detail ttl. Returns 0 when the tenant is not active, else 1. */
+static const char member_login_store_lua[] =
+    "if redis.call('HGET', KEYS[4], 'status') ~= 'active' then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+    "if ARGV[3] ~= '' then\n"
+    "  redis.call('HSET', KEYS[2], 'userid', ARGV[5], 'exp', ARGV[6])\n"
+    "  redis.call('EXPIRE', KEYS[2], ARGV[7])\n"
+    "  if ARGV[4] ~= '' then\n"
+    "    redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[8])\n"
+    "  end\n"
+    "end\n"
+    "return 1\n";
+
+/*---- brokerctl (cli/), which simply EVALs ----*/
+
+/* Replaces a wrapped key only if it still holds what was read,
+ * keeping its expiry (Redis before 6.0 has no KEEPTTL).
+ * KEYS: key. ARGV: value read, new value. Returns 1 when replaced, else
+ * 0. */
+static const char key_swap_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "local ttl = redis.call('PTTL', KEYS[1])\n"
+    "redis.call('SET', KEYS[1], ARGV[2])\n"
+    "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
+    "return 1\n";
+
+/* Creates a service unless the name is taken.
+ * KEYS: name, service, service index. ARGV: id, name, salt, hash, scopes,
+ * suite, corps, parties, now. Returns 0 when the name is taken, else 1. */
+static const char service_add_lua[] =
+    "if redis.call('SETNX', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
+    "redis.call('HSET', KEYS[2], 'name', ARGV[2], 'salt', ARGV[3],"
+    " 'hash', ARGV[4], 'scopes', ARGV[5], 'suite', ARGV[6], 'corps',"
+    " ARGV[7], 'parties', ARGV[8], 'gen', '0', 'created_at', ARGV[9],"
+    " 'updated_at', ARGV[9])\n"
+    "redis.call('SADD', KEYS[3], ARGV[1])\n"
+    "return 1\n";
+
+/* Ends every token of a service; with ARGV[2] set, installs
+ * a new secret (rotate), else marks the service revoked, and says so.
+ * KEYS: service, service's token index, change channel. ARGV: now, salt
+ * ('' = revoke), hash, key prefix, message. Returns -1 without a service,
+ * -2 when revoked already, else 1. */
+static const char service_end_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return -2 end\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  redis.call('DEL', ARGV[4] .. 'btok:{' .. h .. '}')\n"
+    "end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "if ARGV[2] ~= '' then\n"
+    "  redis.call('HSET', KEYS[1], 'salt', ARGV[2], 'hash', ARGV[3],"
+    " 'updated_at', ARGV[1])\n"
+    "  redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1],"
+    " 'updated_at', ARGV[1])\n"
+    "end\n"
+    "redis.call('PUBLISH', KEYS[3], ARGV[5])\n"
+    "return 1\n";
+
+/* Whether anything of a tenant is left.
+ * KEYS: tenant, tenant index, data key. ARGV: index member. Returns the
+ * count of what exists (0 when nothing). */
+static const char tenant_exists_lua[] =
+    "return redis.call('EXISTS', KEYS[1], KEYS[3]) +"
+    " redis.call('SISMEMBER', KEYS[2], ARGV[1])\n";
+
+static const struct {
+    const char *name;
+    const char *text;
+} scripts[SCRIPT_COUNT] = {
+    [SCRIPT_EVQ_PUSH] = {"evq_push", evq_push_lua},
+    [SCRIPT_EVQ_HANDOVER] = {"evq_handover", evq_handover_lua},
+    [SCRIPT_EVQ_CLAIM] = {"evq_claim", evq_claim_lua},
+    [SCRIPT_EVQ_RECLAIM] = {"evq_reclaim", evq_reclaim_lua},
+    [SCRIPT_EVQ_REFRESH] = {"evq_refresh", evq_refresh_lua},
+    [SCRIPT_EVQ_RELEASE] = {"evq_release", evq_release_lua},
+    [SCRIPT_EVQ_BACKOFF] = {"evq_backoff", evq_backoff_lua},
+    [SCRIPT_EVQ_TENANT_ACK] = {"evq_tenant_ack", evq_tenant_ack_lua},
+    [SCRIPT_EVQ_TENANT_DEAD] = {"evq_tenant_dead", evq_tenant_dead_lua},
+    [SCRIPT_STREAM_ACK] = {"stream_ack", stream_ack_lua},
+    [SCRIPT_STREAM_DEAD] = {"stream_dead", stream_dead_lua},
+    [SCRIPT_SUITE_TICKET_STORE] = {"suite_ticket_store",
+                                   suite_ticket_store_lua},
+    [SCRIPT_ACCESS_TOKEN_STORE] = {"access_token_store",
+                                   access_token_store_lua},
+    [SCRIPT_TOKEN_LOCK_RELEASE] = {"token_lock_release",
+                                   token_lock_release_lua},
+    [SCRIPT_ACCESS_TOKEN_REJECT] = {"access_token_reject",
+                                    access_token_reject_lua},
+    [SCRIPT_BUDGET_LEASE] = {"budget_lease", budget_lease_lua},
+    [SCRIPT_BUDGET_PAUSE] = {"budget_pause", budget_pause_lua},
+    [SCRIPT_DIRECTORY_ACTIVATE] = {"directory_activate",
+                                   directory_activate_lua},
+    [SCRIPT_TENANT_REINSTALL_MARK] = {"tenant_reinstall_mark",
+                                      tenant_reinstall_mark_lua},
+    [SCRIPT_TENANT_STATE_READ] = {"tenant_state_read", tenant_state_read_lua},
+    [SCRIPT_TENANT_INSTALL] = {"tenant_install", tenant_install_lua},
+    [SCRIPT_TENANT_LOST_COUNT] = {"tenant_lost_count", tenant_lost_count_lua},
+    [SCRIPT_CONTACT_APPLY] = {"contact_apply", contact_apply_lua},
+    [SCRIPT_TENANT_ADMINS_STORE] = {"tenant_admins_store",
+                                    tenant_admins_store_lua},
+    [SCRIPT_PURGE_MARK_GONE] = {"purge_mark_gone", purge_mark_gone_lua},
+    [SCRIPT_PURGE_BROKER_TOKENS] = {"purge_broker_tokens",
+                                    purge_broker_tokens_lua},
+    [SCRIPT_PURGE_REPORT] = {"purge_report", purge_report_lua},
+    [SCRIPT_TENANT_LOAD] = {"tenant_load", tenant_load_lua},
+    [SCRIPT_SERVICE_TOKEN_MINT] = {"service_token_mint",
+                                   service_token_mint_lua},
+    [SCRIPT_OAUTH_CODE_TAKE] = {"oauth_code_take", oauth_code_take_lua},
+    [SCRIPT_MEMBER_TICKET_READ] = {"member_ticket_read",
+                                   member_ticket_read_lua},
+    [SCRIPT_BROWSER_STATE_SAVE] = {"browser_state_save",
+                                   browser_state_save_lua},
+    [SCRIPT_BROWSER_STATE_TAKE] = {"browser_state_take",
+                                   browser_state_take_lua},
+    [SCRIPT_AUTHCODE_ENQUEUE] = {"authcode_enqueue", authcode_enqueue_lua},
+    [SCRIPT_MEMBER_LOGIN_STORE] = {"member_login_store",
+                                   member_login_store_lua},
+    [SCRIPT_KEY_SWAP] = {"key_swap", key_swap_lua},
+    [SCRIPT_SERVICE_ADD] = {"service_add", service_add_lua},
+    [SCRIPT_SERVICE_END] = {"service_end", service_end_lua},
+    [SCRIPT_TENANT_EXISTS] = {"tenant_exists", tenant_exists_lua},
+};
+
+const char *
+scripts_text(enum script_id id)
+{
+    return (unsigned)id < SCRIPT_COUNT ? scripts[id].text : NULL;
+}
+
+const char *
+scripts_name(enum script_id id)
+{
+    return (unsigned)id < SCRIPT_COUNT ? scripts[id].name : NULL;
+}
+
+/* The digest Redis gives the script (SCRIPT LOAD, EVALSHA). Returns
+ * BRK_ERR_CRYPTO when OpenSSL cannot compute it. */
+enum brk_err
+scripts_sha1(const char *text, size_t len, char out[SCRIPTS_SHA1_HEX + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0, i;
+
+    if (EVP_Digest(text, len, md, &n, EVP_sha1(), NULL) != 1 ||
+        n * 2 != SCRIPTS_SHA1_HEX)
+        return BRK_ERR_CRYPTO;
+    for (i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return BRK_OK;
+}
