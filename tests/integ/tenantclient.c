@@ -100,9 +100,10 @@ post_sealed(const char *suite, const char *route, const char *receiveid,
     brk_free(xml);
 }
 
-void
+const char *
 tc_push_ticket(const char *suite)
 {
+    static char ticket[200];
     char path[128], ts[24];
     json_t *t;
     const char *kv[8];
@@ -117,9 +118,12 @@ tc_push_ticket(const char *suite)
     kv[4] = "TimeStamp";
     kv[5] = ts;
     kv[6] = "SuiteTicket";
-    kv[7] = json_string_value(json_object_get(t, "suite_ticket"));
-    tc_post_event(suite, kv, 4);
+    snprintf(ticket, sizeof(ticket), "%s",
+             json_string_value(json_object_get(t, "suite_ticket")));
     json_decref(t);
+    kv[7] = ticket;
+    tc_post_event(suite, kv, 4);
+    return ticket;
 }
 
 void
@@ -197,6 +201,159 @@ tc_ctl_json(const char *a1, const char *a2, const char *a3, const char *suite)
     if (h_run(argv, &out) == 0)
         v = json_loads(out, 0, &e);
     free(out);
+    return v;
+}
+
+json_t *
+tc_ctl(int *rc, ...)
+{
+    const char *argv[24], *a;
+    char *out = NULL;
+    json_error_t e;
+    json_t *v;
+    size_t n = 0;
+    va_list ap;
+
+    argv[n++] = "bin/brokerctl";
+    argv[n++] = "-c";
+    argv[n++] = H->conf;
+    argv[n++] = "--json";
+    va_start(ap, rc);
+    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    *rc = h_run(argv, &out);
+    v = json_loads(out ? out : "", JSON_DISABLE_EOF_CHECK, &e);
+    if (*rc != 0 && n > 4 && strcmp(argv[4], "tenant") != 0)
+        fprintf(stderr, "# brokerctl %s %s: exit %d: %.600s\n", argv[4],
+                n > 5 ? argv[5] : "", *rc, out ? out : "");
+    free(out);
+    return v;
+}
+
+char *
+tc_svc_add(const char *name, const char *scopes, const char *opt,
+           const char *val)
+{
+    int rc;
+    json_t *v = tc_ctl(&rc, "service", "add", name, "--scopes", scopes, opt,
+                       val, (const char *)NULL);
+    char *s;
+
+    assert_int_equal(rc, 0);
+    assert_string_equal(h_str(v, "name"), name);
+    s = strdup(h_str(v, "secret"));
+    assert_non_null(s);
+    assert_non_null(strchr(s, '.'));
+    json_decref(v);
+    return s;
+}
+
+char *
+tc_token_for(int port, const char *secret, const char *corp)
+{
+    char url[512], *body = NULL, *t;
+    json_error_t e;
+    json_t *v;
+    long st;
+
+    snprintf(url, sizeof(url),
+             "http://127.0.0.1:%d/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+             port ? port : H->int_port, corp, secret);
+    st = h_http("GET", url, NULL, 0, &body);
+    v = json_loads(body ? body : "", 0, &e);
+    if (st != 200 || json_integer_value(json_object_get(v, "errcode")) != 0 ||
+        !json_is_integer(json_object_get(v, "errcode")))
+        fprintf(stderr, "# gettoken %s: %ld: %.300s\n", corp, st,
+                body ? body : "(no body)");
+    assert_int_equal(st, 200);
+    assert_true(json_is_integer(json_object_get(v, "errcode")));
+    assert_int_equal(json_integer_value(json_object_get(v, "errcode")), 0);
+    t = strdup(h_str(v, "access_token"));
+    assert_non_null(t);
+    assert_true(t[0] != '\0');
+    json_decref(v);
+    free(body);
+    return t;
+}
+
+long
+tc_suite_field(const char *suite, const char *field)
+{
+    int rc;
+    json_t *arr = tc_ctl(&rc, "suite", (const char *)NULL), *s;
+    size_t i;
+    long v = -1;
+
+    json_array_foreach(arr, i, s)
+    {
+        if (strcmp(h_str(s, "suite_id"), suite) == 0)
+            v = (long)json_integer_value(json_object_get(s, field));
+    }
+    json_decref(arr);
+    return v;
+}
+
+size_t
+tc_mock_count(const char *path, const char *corp)
+{
+    char p[256];
+    json_t *v, *e;
+    size_t n = 0, i;
+
+    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
+    v = h_sim_json(MockPort, "GET", p, NULL);
+    json_array_foreach(v, i, e)
+    {
+        const char *c = json_string_value(
+            json_object_get(json_object_get(e, "body"), "auth_corpid"));
+
+        if (corp == NULL || (c != NULL && strcmp(c, corp) == 0))
+            n++;
+    }
+    json_decref(v);
+    return n;
+}
+
+int
+tc_clear_faults(void **state)
+{
+    char *out = NULL;
+
+    (void)state;
+    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
+    free(out);
+    return 0;
+}
+
+int
+tc_sim_leaky(void **state)
+{
+    (void)state;
+    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":true}");
+    return 0;
+}
+
+int
+tc_sim_strict(void **state)
+{
+    (void)state;
+    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":false}");
+    return 0;
+}
+
+long
+tc_metric(const char *series)
+{
+    char *url = h_int_url(H, "/metrics"), *body = NULL, *p;
+    long v = 0;
+
+    if (h_http("GET", url, NULL, 0, &body) == 200 &&
+        (p = strstr(body, series)) != NULL)
+        v = strtol(p + strlen(series) + 1, NULL, 10);
+    free(url);
+    free(body);
     return v;
 }
 
@@ -332,8 +489,8 @@ tc_expected_members(const char *suite, const char *corp)
     } while (json_object_size(parties) != before);
     json_object_foreach(parties, key, v)
     {
-        snprintf(path, sizeof(path), "/cgi-bin/user/simplelist?department_id=%s",
-                 key);
+        snprintf(path, sizeof(path),
+                 "/cgi-bin/user/simplelist?department_id=%s", key);
         r = sim_get(path, token);
         if (r == NULL)
             continue; /* a department that is no longer there */
