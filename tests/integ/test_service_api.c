@@ -27,6 +27,7 @@
 
 #include "harness.h"
 #include "simclient.h"
+#include "tenantclient.h"
 #include "service.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -41,7 +42,6 @@
 #define APP_NAME "\"name\":\"模拟应用\""
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock, Bpid, Cpid;
 static int MockPort, Aport, Bport;
 static char Bconf[400], Blog[400];
@@ -229,239 +229,16 @@ direct(const char *method, const char *path, const char *query,
     return v;
 }
 
-/* Requests the simulator received on path whose body names corp. */
-static size_t
-mock_count(const char *path, const char *corp)
-{
-    char p[256];
-    json_t *v, *e;
-    size_t n = 0, i;
-
-    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = h_sim_json(MockPort, "GET", p, NULL);
-    json_array_foreach(v, i, e)
-    {
-        const char *c = json_string_value(
-            json_object_get(json_object_get(e, "body"), "auth_corpid"));
-
-        if (corp == NULL || (c != NULL && strcmp(c, corp) == 0))
-            n++;
-    }
-    json_decref(v);
-    return n;
-}
-
 /*---- Callbacks, as WeCom sends them ----*/
 
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, S1, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "s%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = S1;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             S1, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
-/* A fresh suite ticket, pushed to the broker; returned (static). */
-static const char *
-push_ticket(void)
-{
-    static char ticket[200];
-    char ts[24];
-    json_t *t;
-    const char *kv[8];
-
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ticket, sizeof(ticket), "%s",
-             json_string_value(json_object_get(t, "suite_ticket")));
-    json_decref(t);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = ticket;
-    post_event(kv, 4);
-    return ticket;
-}
-
-static void
-install(const char *corp)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
-             corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "AuthCode";
-    kv[3] = json_string_value(json_object_get(r, "auth_code"));
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(kv, 5);
-    json_decref(r);
-}
-
-static void
-corp_event(const char *type, const char *corp, const char *k1, const char *v1)
-{
-    char tsb[24];
-    const char *kv[12];
-    size_t n = 0;
-
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[n++] = "SuiteId";
-    kv[n++] = S1;
-    kv[n++] = "InfoType";
-    kv[n++] = type;
-    kv[n++] = "TimeStamp";
-    kv[n++] = tsb;
-    kv[n++] = "AuthCorpId";
-    kv[n++] = corp;
-    if (k1 != NULL) {
-        kv[n++] = k1;
-        kv[n++] = v1;
-    }
-    post_event(kv, n / 2);
-}
-
 /*---- brokerctl ----*/
-
-/* brokerctl -c CONF --json ARGS... (NULL-terminated); exit status into
- * *rc; stdout parsed, NULL when not JSON. */
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[16];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    if (*rc != 0 && strcmp(argv[4], "tenant") != 0)
-        fprintf(stderr, "# brokerctl %s %s: exit %d: %s\n", argv[4],
-                n > 5 ? argv[5] : "", *rc, out);
-    free(out);
-    return v;
-}
 
 static json_t *
 tenant_show(const char *corp)
 {
     int rc;
 
-    return ctl(&rc, "tenant", "show", corp, (const char *)NULL);
-}
-
-struct want {
-    const char *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    json_t *t = tenant_show(w->corp);
-    int ok = strcmp(h_str(t, "status"), w->status) == 0;
-
-    json_decref(t);
-    return ok;
-}
-
-static void
-wait_status(const char *corp, const char *status)
-{
-    struct want w = {corp, status};
-
-    if (!h_wait(has_status, &w, 30000)) {
-        fprintf(stderr, "# %s never became %s\n", corp, status);
-        fail();
-    }
-}
-
-/* brokerctl service add NAME --scopes S [opt val]; the secret (owned). */
-static char *
-svc_add(const char *name, const char *scopes, const char *opt, const char *val)
-{
-    int rc;
-    json_t *v = ctl(&rc, "service", "add", name, "--scopes", scopes, opt, val,
-                    (const char *)NULL);
-    char *s;
-
-    assert_int_equal(rc, 0);
-    assert_string_equal(h_str(v, "name"), name);
-    s = strdup(h_str(v, "secret"));
-    assert_non_null(strchr(s, '.'));
-    json_decref(v);
-    return s;
-}
-
-/* gettoken on port; the token (owned), asserting success. */
-static char *
-token_for(int port, const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    assert_int_equal(strlen(t), SERVICE_TOKEN_LEN);
-    resp_free(&r);
-    return t;
+    return tc_ctl(&rc, "tenant", "show", corp, (const char *)NULL);
 }
 
 /*---- Ground truth ----*/
@@ -790,8 +567,8 @@ setup(void **state)
     /* an upstream that sends too much (every record, every field): what
      * this suite checks is the broker's own filtering, its defence when
      * WeCom returns more than the grant allows */
-    const char *extra[] = {"--suite", S1 ":" H_SECRET, "--corps",
-                           "6",       "--quiet",       "--leaky", NULL};
+    const char *extra[] = {"--suite", S1 ":" H_SECRET, "--corps", "6",
+                           "--quiet", "--leaky",       NULL};
     const char *ticket;
     json_t *t;
 
@@ -819,23 +596,24 @@ setup(void **state)
     Bpid = h_spawn_broker(Bconf, Blog);
     if (Bpid == 0 || !h_wait(b_ready, NULL, 20000))
         return -1;
-    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
-        return -1;
-    ticket = push_ticket();
-    install(CORP1);
-    install(CORP2);
-    wait_status(CORP1, "active");
-    wait_status(CORP2, "active");
+    tc_init(&H, MockPort);
+    ticket = tc_push_ticket(S1);
+    tc_install(S1, CORP1, h_next_ts());
+    tc_install(S1, CORP2, h_next_ts());
+    tc_wait_status(S1, CORP1, "active", 30000);
+    tc_wait_status(S1, CORP2, "active", 30000);
     direct_token(ticket);
     t = tenant_show(CORP1);
     truth_compute(json_object_get(t, "privilege"));
     json_decref(t);
     pick_subjects();
-    Reader_secret = svc_add("reader", "contacts.read", NULL, NULL);
-    Crm_secret = svc_add("crm", "contacts.read,external.customers", NULL, NULL);
-    Sdk_secret = svc_add("sdk", "contacts.read,contact:edit:all", NULL, NULL);
-    Reader_tok = token_for(Aport, Reader_secret, CORP1);
-    Crm_tok = token_for(Aport, Crm_secret, CORP1);
+    Reader_secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
+    Crm_secret =
+        tc_svc_add("crm", "contacts.read,external.customers", NULL, NULL);
+    Sdk_secret =
+        tc_svc_add("sdk", "contacts.read,contact:edit:all", NULL, NULL);
+    Reader_tok = tc_token_for(Aport, Reader_secret, CORP1);
+    Crm_tok = tc_token_for(Aport, Crm_secret, CORP1);
     return 0;
 }
 
@@ -843,7 +621,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    wecom_crypto_free(C);
+    tc_done();
     if (Cpid > 0)
         h_stop(Cpid, SIGKILL);
     if (Bpid > 0)
@@ -857,17 +635,6 @@ teardown(void **state)
     free(Crm_tok);
     free(Sdk_secret);
     h_teardown(&H);
-    return 0;
-}
-
-static int
-clear_faults(void **state)
-{
-    char *out = NULL;
-
-    (void)state;
-    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
-    free(out);
     return 0;
 }
 
@@ -892,7 +659,7 @@ test_gettoken_issues_and_reuses(void **state)
      * either instance */
     assert_string_equal(h_str(r.json, "access_token"), Reader_tok);
     resp_free(&r);
-    again = token_for(Bport, Reader_secret, CORP1);
+    again = tc_token_for(Bport, Reader_secret, CORP1);
     assert_string_equal(again, Reader_tok);
     free(again);
     /* the corp token itself is never handed out */
@@ -966,18 +733,18 @@ static int refused_on(int port, const char *tok, long want);
 static void
 test_40014_revoked_service_token(void **state)
 {
-    char *sec = svc_add("gone-soon", "contacts.read", NULL, NULL), *tok;
+    char *sec = tc_svc_add("gone-soon", "contacts.read", NULL, NULL), *tok;
     struct resp r;
     json_t *v;
     long t0;
     int rc;
 
     (void)state;
-    tok = token_for(Aport, sec, CORP1);
+    tok = tc_token_for(Aport, sec, CORP1);
     call(&r, Aport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
     EXPECT(&r, 200, 0);
     resp_free(&r);
-    v = ctl(&rc, "service", "revoke", "gone-soon", (const char *)NULL);
+    v = tc_ctl(&rc, "service", "revoke", "gone-soon", (const char *)NULL);
     assert_int_equal(rc, 0);
     json_decref(v);
     /* SPEC: revoke takes effect on every instance within 1 s */
@@ -1008,7 +775,7 @@ btok_key(const char *tok, char *key, size_t len)
 static void
 test_42001_expired_token(void **state)
 {
-    char *sec = svc_add("short-lived", "contacts.read", NULL, NULL), *tok;
+    char *sec = tc_svc_add("short-lived", "contacts.read", NULL, NULL), *tok;
     char key[128];
     redisContext *c = h_redis(&H);
     redisReply *x;
@@ -1017,7 +784,7 @@ test_42001_expired_token(void **state)
 
     (void)state;
     assert_non_null(c);
-    tok = token_for(Aport, sec, CORP1);
+    tok = tc_token_for(Aport, sec, CORP1);
     btok_key(tok, key, sizeof(key));
     x = redisCommand(c, "HGET %s exp", key);
     assert_int_equal(x->type, REDIS_REPLY_STRING);
@@ -1117,7 +884,7 @@ test_40013_gettoken_not_a_tenant(void **state)
 static void
 test_48004_outside_service_corps(void **state)
 {
-    char *sec = svc_add("corp2-only", "contacts.read", "--corps", CORP2);
+    char *sec = tc_svc_add("corp2-only", "contacts.read", "--corps", CORP2);
     char *tok;
     struct resp r;
 
@@ -1127,7 +894,7 @@ test_48004_outside_service_corps(void **state)
     EXPECT(&r, 200, 48004);
     assert_null(json_object_get(r.json, "access_token"));
     resp_free(&r);
-    tok = token_for(Bport, sec, CORP2);
+    tok = tc_token_for(Bport, sec, CORP2);
     call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
     EXPECT(&r, 200, 0);
     resp_free(&r);
@@ -1144,8 +911,8 @@ test_48004_installing_tenant(void **state)
     /* get_auth_info keeps failing: the tenant stays "installing" */
     fault("{\"path\":\"/cgi-bin/service/get_auth_info\",\"count\":1000,"
           "\"errcode\":-1}");
-    install(CORP3);
-    wait_status(CORP3, "installing");
+    tc_install(S1, CORP3, h_next_ts());
+    tc_wait_status(S1, CORP3, "installing", 30000);
     call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
          CORP3, Reader_secret);
     EXPECT(&r, 200, 48004);
@@ -1156,7 +923,7 @@ static int
 lost_recorded(void *arg)
 {
     int rc;
-    json_t *arr = ctl(&rc, "suite", (const char *)NULL), *s;
+    json_t *arr = tc_ctl(&rc, "suite", (const char *)NULL), *s;
     size_t i;
     long v = 0;
 
@@ -1178,10 +945,11 @@ test_48004_reinstall_required(void **state)
     (void)state;
     fault("{\"path\":\"/cgi-bin/service/get_permanent_code\",\"count\":1,"
           "\"drop_reply\":true}");
-    install(CORP4);
+    tc_install(S1, CORP4, h_next_ts());
     assert_true(h_wait(lost_recorded, NULL, 30000));
-    corp_event("change_contact", CORP4, "ChangeType", "delete_user");
-    wait_status(CORP4, "reinstall_required");
+    tc_corp_event(S1, "change_contact", CORP4, h_next_ts(), "ChangeType",
+                  "delete_user");
+    tc_wait_status(S1, CORP4, "reinstall_required", 30000);
     call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
          CORP4, Reader_secret);
     EXPECT(&r, 200, 48004);
@@ -1212,16 +980,17 @@ expect_refused(const char *tok, const struct refusal *t, size_t n, long code)
         snprintf(p, sizeof(p), "%.*s",
                  (int)(q ? (size_t)(q - t[i].path) : strlen(t[i].path)),
                  t[i].path);
-        before = mock_count(p, NULL);
+        before = tc_mock_count(p, NULL);
         call(&r, i % 2 ? Bport : Aport, t[i].method, t[i].body,
              "%s%caccess_token=%s", t[i].path, q ? '&' : '?', tok);
         /* refused, and before WeCom is called */
         if (r.status != 200 || ecode(&r) != code ||
-            mock_count(p, NULL) != before) {
+            tc_mock_count(p, NULL) != before) {
             fprintf(stderr, "# %s %s %s: want %ld, got %ld %.200s%s\n",
                     t[i].method, t[i].path, t[i].body ? t[i].body : "", code,
                     r.status, r.body ? r.body : "",
-                    mock_count(p, NULL) != before ? " (WeCom was called)" : "");
+                    tc_mock_count(p, NULL) != before ? " (WeCom was called)"
+                                                     : "");
             bad++;
         }
         resp_free(&r);
@@ -1346,9 +1115,10 @@ test_48002_undeclared_write_or_ungranted(void **state)
     };
     struct refusal reader_lacks[4];
     char p[4][128], b[4][128];
-    char *sens_sec = svc_add("sensitive-only", "member.sensitive", NULL, NULL);
-    char *sens_tok = token_for(Aport, sens_sec, CORP1);
-    char *sdk2 = token_for(Aport, Sdk_secret, CORP2);
+    char *sens_sec =
+        tc_svc_add("sensitive-only", "member.sensitive", NULL, NULL);
+    char *sens_tok = tc_token_for(Aport, sens_sec, CORP1);
+    char *sdk2 = tc_token_for(Aport, Sdk_secret, CORP2);
     struct refusal sens[2] = {{"GET", p[3], NULL},
                               {"GET", "/cgi-bin/tag/list", NULL}};
 
@@ -1432,7 +1202,7 @@ expect_upstream_error(const char *fault_json, const char *path, long status,
     struct resp r;
     size_t i;
 
-    clear_faults(NULL);
+    tc_clear_faults(NULL);
     fault(fault_json);
     call(&r, Aport, "GET", NULL, "%s%saccess_token=%s", path,
          strchr(path, '?') ? "&" : "?", Reader_tok);
@@ -1448,7 +1218,7 @@ expect_upstream_error(const char *fault_json, const char *path, long status,
             fail();
         }
     resp_free(&r);
-    clear_faults(NULL);
+    tc_clear_faults(NULL);
 }
 
 static void
@@ -1546,7 +1316,7 @@ test_wecom_errcode_passed_through(void **state)
     resp_free(&r);
     /* a 45009 pauses that tenant's API on every instance for WeCom's
      * 60 s (SPEC §5): a tenant and an API no later test calls */
-    tok2 = token_for(Bport, Reader_secret, CORP2);
+    tok2 = tc_token_for(Bport, Reader_secret, CORP2);
     fault("{\"path\":\"/cgi-bin/department/list\",\"count\":1,"
           "\"errcode\":45009}");
     call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
@@ -1984,7 +1754,7 @@ test_departments_tags_only_in_range(void **state)
 static void
 test_list_id_rows_only_in_range(void **state)
 {
-    char *tok = token_for(Aport, Sdk_secret, CORP1);
+    char *tok = tc_token_for(Aport, Sdk_secret, CORP1);
     json_t *up, *upids, *ids;
     struct resp r;
 
@@ -2218,8 +1988,8 @@ test_service_parties_narrow_the_range(void **state)
     }
     assert_true(outside[0] != '\0');
     snprintf(parties, sizeof(parties), "%s:%ld", CORP1, dept);
-    sec = svc_add("one-department", "contacts.read", "--parties", parties);
-    tok = token_for(Bport, sec, CORP1);
+    sec = tc_svc_add("one-department", "contacts.read", "--parties", parties);
+    tok = tc_token_for(Bport, sec, CORP1);
     /* visible to the tenant, not to this service */
     call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
          Reader_tok, outside);
@@ -2449,8 +2219,8 @@ b_refuses_both(void *arg)
 static void
 test_revoke_seen_by_second_instance(void **state)
 {
-    char *sec = svc_add("revoke-me", "contacts.read", NULL, NULL);
-    char *tok = token_for(Aport, sec, CORP1);
+    char *sec = tc_svc_add("revoke-me", "contacts.read", NULL, NULL);
+    char *tok = tc_token_for(Aport, sec, CORP1);
     struct both b = {tok, sec};
     json_t *v;
     long t0, ms;
@@ -2461,7 +2231,7 @@ test_revoke_seen_by_second_instance(void **state)
     assert_true(refused_on(Bport, tok, 0));
     assert_true(refused_on(Bport, tok, 0));
     t0 = h_now_ms();
-    v = ctl(&rc, "service", "revoke", "revoke-me", (const char *)NULL);
+    v = tc_ctl(&rc, "service", "revoke", "revoke-me", (const char *)NULL);
     assert_int_equal(rc, 0);
     json_decref(v);
     ms = poll_ms(b_refuses_both, &b, t0);
@@ -2478,8 +2248,8 @@ test_revoke_seen_by_second_instance(void **state)
 static void
 test_rotate_seen_by_second_instance(void **state)
 {
-    char *sec = svc_add("rotate-me", "contacts.read", NULL, NULL);
-    char *tok = token_for(Aport, sec, CORP1), *tok2;
+    char *sec = tc_svc_add("rotate-me", "contacts.read", NULL, NULL);
+    char *tok = tc_token_for(Aport, sec, CORP1), *tok2;
     struct both b = {tok, sec};
     json_t *v;
     long t0, ms;
@@ -2488,7 +2258,7 @@ test_rotate_seen_by_second_instance(void **state)
     (void)state;
     assert_true(refused_on(Bport, tok, 0));
     t0 = h_now_ms();
-    v = ctl(&rc, "service", "rotate", "rotate-me", (const char *)NULL);
+    v = tc_ctl(&rc, "service", "rotate", "rotate-me", (const char *)NULL);
     assert_int_equal(rc, 0);
     ms = poll_ms(b_refuses_both, &b, t0);
     fprintf(stderr,
@@ -2499,7 +2269,7 @@ test_rotate_seen_by_second_instance(void **state)
     assert_string_equal(h_str(v, "name"), "rotate-me");
     assert_string_not_equal(h_str(v, "secret"), sec);
     /* the new secret works everywhere, and its token is a new one */
-    tok2 = token_for(Bport, h_str(v, "secret"), CORP1);
+    tok2 = tc_token_for(Bport, h_str(v, "secret"), CORP1);
     assert_string_not_equal(tok2, tok);
     assert_true(refused_on(Aport, tok2, 0));
     assert_true(refused_on(Bport, tok2, 0));
@@ -2586,7 +2356,7 @@ test_change_auth_narrowing_seen_by_second_instance(void **state)
     }
     h_sim_ok(MockPort, "POST", "/__mock/privilege", narrow_priv);
     n.t0 = h_now_ms();
-    corp_event("change_auth", CORP1, NULL, NULL);
+    tc_corp_event(S1, "change_auth", CORP1, h_next_ts(), NULL, NULL);
     ms = poll_ms(narrowed_on_b, &n, n.t0);
     fprintf(stderr,
             "# change_auth: narrowed range applied on the second instance "
@@ -2623,7 +2393,7 @@ test_change_auth_narrowing_seen_by_second_instance(void **state)
     h_sim_ok(MockPort, "POST", "/__mock/privilege",
              "{\"corpid\":\"" CORP1 "\",\"allow_party\":[2],"
              "\"allow_user\":[\"u00003\"],\"allow_tag\":[1]}");
-    corp_event("change_auth", CORP1, NULL, NULL);
+    tc_corp_event(S1, "change_auth", CORP1, h_next_ts(), NULL, NULL);
     assert_true(h_wait(restored, NULL, 30000));
     t = tenant_show(CORP1);
     truth_compute(json_object_get(t, "privilege"));
@@ -2646,7 +2416,7 @@ both_refuse_48004(void *arg)
 static void
 test_cancelled_tenant_tokens_refused(void **state)
 {
-    char *tok = token_for(Bport, Reader_secret, CORP2);
+    char *tok = tc_token_for(Bport, Reader_secret, CORP2);
     struct cancel_ctx c = {tok};
     struct resp r;
     long t0, ms;
@@ -2655,7 +2425,7 @@ test_cancelled_tenant_tokens_refused(void **state)
     assert_true(refused_on(Aport, tok, 0));
     assert_true(refused_on(Bport, tok, 0));
     t0 = h_now_ms();
-    corp_event("cancel_auth", CORP2, NULL, NULL);
+    tc_corp_event(S1, "cancel_auth", CORP2, h_next_ts(), NULL, NULL);
     ms = poll_ms(both_refuse_48004, &c, t0);
     fprintf(stderr,
             "# cancel_auth: tokens of the cancelled tenant refused on both "
@@ -2695,7 +2465,7 @@ test_token_storm_two_instances(void **state)
     /* both instances hold the current corp token */
     assert_true(refused_on(Aport, Reader_tok, 0));
     assert_true(refused_on(Bport, Reader_tok, 0));
-    before = mock_count("/cgi-bin/service/get_corp_token", CORP1);
+    before = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
     h_sim_ok(MockPort, "POST", "/__mock/invalidate",
              "{\"corpid\":\"" CORP1 "\"}");
     for (i = 0; i < N; i++) {
@@ -2727,7 +2497,7 @@ test_token_storm_two_instances(void **state)
         resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);
-    after = mock_count("/cgi-bin/service/get_corp_token", CORP1);
+    after = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
     fprintf(stderr,
             "# storm: %d/%d answered with data in %ld ms; get_corp_token "
             "calls for the corp: %zu\n",
@@ -2736,7 +2506,7 @@ test_token_storm_two_instances(void **state)
     assert_int_equal(after - before, 1);
     /* our own token was revoked with the rest: take a fresh one */
     {
-        const char *ticket = push_ticket();
+        const char *ticket = tc_push_ticket(S1);
 
         direct_token(ticket);
     }
@@ -2881,18 +2651,21 @@ main(void)
         cmocka_unit_test(test_40001_gettoken_bad_credentials),
         cmocka_unit_test(test_40013_gettoken_not_a_tenant),
         cmocka_unit_test(test_48004_outside_service_corps),
-        cmocka_unit_test_teardown(test_48004_installing_tenant, clear_faults),
-        cmocka_unit_test_teardown(test_48004_reinstall_required, clear_faults),
+        cmocka_unit_test_teardown(test_48004_installing_tenant,
+                                  tc_clear_faults),
+        cmocka_unit_test_teardown(test_48004_reinstall_required,
+                                  tc_clear_faults),
         cmocka_unit_test(test_40035_bad_parameters_get),
         cmocka_unit_test(test_40035_bad_parameters_post),
         cmocka_unit_test(test_48002_undeclared_write_or_ungranted),
         cmocka_unit_test(test_60011_subject_out_of_range),
-        cmocka_unit_test_teardown(test_504_upstream_timeout, clear_faults),
-        cmocka_unit_test_teardown(test_502_upstream_unreachable, clear_faults),
+        cmocka_unit_test_teardown(test_504_upstream_timeout, tc_clear_faults),
+        cmocka_unit_test_teardown(test_502_upstream_unreachable,
+                                  tc_clear_faults),
         cmocka_unit_test_teardown(test_502_upstream_garbage_never_passed,
-                                  clear_faults),
+                                  tc_clear_faults),
         cmocka_unit_test_teardown(test_wecom_errcode_passed_through,
-                                  clear_faults),
+                                  tc_clear_faults),
         cmocka_unit_test(test_contacts_read_never_sees_sensitive_fields),
         cmocka_unit_test(
             test_customers_service_sees_no_undeclared_or_never_fields),
