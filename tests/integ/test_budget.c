@@ -34,6 +34,7 @@
 #include "metrics.h"
 #include "service.h"
 #include "simclient.h"
+#include "tenantclient.h"
 #include "store.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -48,7 +49,6 @@
 #define PER_CORP 20
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock, Bpid;
 static int MockPort, Aport, Bport;
 static char Bconf[400], Blog[400];
@@ -865,151 +865,15 @@ fault(const char *json)
 }
 
 static int
-clear_faults(void **state)
-{
-    char *out = NULL;
-
-    (void)state;
-    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
-    free(out);
-    return 0;
-}
-
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, S1, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "b%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = S1;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             S1, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
-static void
-push_ticket(void)
-{
-    char ts[24], ticket[200];
-    json_t *t;
-    const char *kv[8];
-
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ticket, sizeof(ticket), "%s", h_str(t, "suite_ticket"));
-    json_decref(t);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = ticket;
-    post_event(kv, 4);
-}
-
-static void
-install(const char *corp)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
-             corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "AuthCode";
-    kv[3] = h_str(r, "auth_code");
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(kv, 5);
-    json_decref(r);
-}
-
-/* brokerctl -c CONF --json ARGS... (NULL-terminated); stdout parsed. */
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[16];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    free(out);
-    return v;
-}
-
-static int
 is_active(void *arg)
 {
     int rc;
     json_t *t =
-        ctl(&rc, "tenant", "show", (const char *)arg, (const char *)NULL);
+        tc_ctl(&rc, "tenant", "show", (const char *)arg, (const char *)NULL);
     int ok = strcmp(h_str(t, "status"), "active") == 0;
 
     json_decref(t);
     return ok;
-}
-
-static char *
-token_for(int port, const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    get(&r, port, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s", corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    assert_int_equal(strlen(t), SERVICE_TOKEN_LEN);
-    resp_free(&r);
-    return t;
 }
 
 static const char *
@@ -1077,21 +941,20 @@ setup(void **state)
     Bpid = h_spawn_broker(Bconf, Blog);
     if (Bpid == 0 || !h_wait(b_ready, NULL, 20000))
         return -1;
-    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
-        return -1;
-    push_ticket();
-    install(CORP1);
-    install(CORP2);
+    tc_init(&H, MockPort);
+    tc_push_ticket(S1);
+    tc_install(S1, CORP1, h_next_ts());
+    tc_install(S1, CORP2, h_next_ts());
     if (!h_wait(is_active, corp1, 30000) || !h_wait(is_active, corp2, 30000))
         return -1;
-    v = ctl(&rc, "service", "add", "reader", "--scopes", "contacts.read",
-            (const char *)NULL);
+    v = tc_ctl(&rc, "service", "add", "reader", "--scopes", "contacts.read",
+               (const char *)NULL);
     if (rc != 0)
         return -1;
     Reader_secret = strdup(h_str(v, "secret"));
     json_decref(v);
-    Tok1 = token_for(Aport, Reader_secret, CORP1);
-    Tok2 = token_for(Aport, Reader_secret, CORP2);
+    Tok1 = tc_token_for(Aport, Reader_secret, CORP1);
+    Tok2 = tc_token_for(Aport, Reader_secret, CORP2);
     return 0;
 }
 
@@ -1099,7 +962,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    wecom_crypto_free(C);
+    tc_done();
     if (Bpid > 0)
         h_stop(Bpid, SIGKILL);
     if (Mock > 0)
@@ -1308,11 +1171,11 @@ main(void)
         cmocka_unit_test_setup(test_hostile_input_refused, direct_setup),
         cmocka_unit_test_setup(test_free_answers_waiting_takes, direct_setup),
         cmocka_unit_test_setup_teardown(test_brokers_spend_one_budget,
-                                        direct_setup, clear_faults),
+                                        direct_setup, tc_clear_faults),
         cmocka_unit_test_teardown(test_wecom_45009_pauses_every_instance,
-                                  clear_faults),
+                                  tc_clear_faults),
         cmocka_unit_test_teardown(test_wecom_45033_lowers_concurrency,
-                                  clear_faults),
+                                  tc_clear_faults),
         /* Redis restarts empty: these come last */
         cmocka_unit_test(test_redis_down_fails_closed),
         cmocka_unit_test_setup(test_redis_down_refuses, direct_setup),

@@ -35,6 +35,7 @@
 #include "harness.h"
 #include "service.h"
 #include "simclient.h"
+#include "tenantclient.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -50,7 +51,6 @@
 #define NOTICE_CHAN "wb:inval"
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock, Flood; /* Flood: a broker with few descriptors */
 static pid_t Proxied;     /* a broker behind a trusted proxy */
 static int MockPort;
@@ -218,173 +218,7 @@ param(const char *url, const char *name)
 
 /*---- Callbacks, as WeCom sends them ----*/
 
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, S1, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "f%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = S1;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             S1, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
-static void
-push_ticket(void)
-{
-    char ts[24];
-    json_t *t;
-    const char *kv[8];
-
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = h_str(t, "suite_ticket");
-    post_event(kv, 4);
-    json_decref(t);
-}
-
-static void
-create_auth(const char *corp)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
-             corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "AuthCode";
-    kv[3] = h_str(r, "auth_code");
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(kv, 5);
-    json_decref(r);
-}
-
 /*---- brokerctl and Redis ----*/
-
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[24];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    free(out);
-    return v;
-}
-
-struct want {
-    const char *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    int rc;
-    json_t *t = ctl(&rc, "tenant", "show", w->corp, (const char *)NULL);
-    int ok = rc == 0 && strcmp(h_str(t, "status"), w->status) == 0;
-
-    json_decref(t);
-    return ok;
-}
-
-static void
-wait_status(const char *corp, const char *status)
-{
-    struct want w = {corp, status};
-
-    if (!h_wait(has_status, &w, 30000)) {
-        fprintf(stderr, "# %s never became %s\n", corp, status);
-        fail();
-    }
-}
-
-/* brokerctl service add NAME --scopes S [opt val]: the secret (owned). */
-static char *
-svc_add(const char *name, const char *scopes, const char *opt, const char *val)
-{
-    int rc;
-    json_t *v = ctl(&rc, "service", "add", name, "--scopes", scopes, opt, val,
-                    (const char *)NULL);
-    char *s;
-
-    assert_int_equal(rc, 0);
-    s = strdup(h_str(v, "secret"));
-    assert_non_null(strchr(s, '.'));
-    json_decref(v);
-    return s;
-}
-
-static char *
-token_for(const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    call(&r, H.int_port, "GET", NULL,
-         "/cgi-bin/gettoken?corpid=%s&corpsecret=%s", corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    resp_free(&r);
-    return t;
-}
 
 /* A Redis command; the reply (freeReplyObject it). */
 static redisReply *
@@ -553,8 +387,7 @@ setup(void **state)
     if (h_write_conf(&H, 0, broker_extra()) != 0 ||
         finish_conf(H.conf, H.cb_port) != 0 || h_broker_start(&H) != 0)
         return -1;
-    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
-        return -1;
+    tc_init(&H, MockPort);
     return 0;
 }
 
@@ -562,7 +395,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    wecom_crypto_free(C);
+    tc_done();
     if (H.broker_pid > 0)
         h_broker_stop(&H, SIGKILL);
     if (Flood > 0)
@@ -583,13 +416,13 @@ static void
 test_tenants(void **state)
 {
     (void)state;
-    push_ticket();
-    create_auth(CORP1);
-    create_auth(CORP2);
-    wait_status(CORP1, "active");
-    wait_status(CORP2, "active");
-    Reader_secret = svc_add("reader", "contacts.read", NULL, NULL);
-    Reader_tok = token_for(Reader_secret, CORP1);
+    tc_push_ticket(S1);
+    tc_install(S1, CORP1, h_next_ts());
+    tc_install(S1, CORP2, h_next_ts());
+    tc_wait_status(S1, CORP1, "active", 30000);
+    tc_wait_status(S1, CORP2, "active", 30000);
+    Reader_secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
+    Reader_tok = tc_token_for(0, Reader_secret, CORP1);
 }
 
 /*---- 1. Stored records that do not parse refuse ----*/
@@ -602,7 +435,7 @@ test_tenants(void **state)
 static void
 corps_refused(const char *name, const char *bad)
 {
-    char *sec = svc_add(name, "contacts.read", "--corps", CORP1);
+    char *sec = tc_svc_add(name, "contacts.read", "--corps", CORP1);
     struct resp r;
 
     svc_field_set(sec, "corps", bad);
@@ -640,8 +473,8 @@ test_corps_wrong_shape(void **state)
 static void
 parties_refused(const char *name, const char *bad)
 {
-    char *sec = svc_add(name, "contacts.read", "--parties", CORP1 ":2");
-    char *tok = token_for(sec, CORP1);
+    char *sec = tc_svc_add(name, "contacts.read", "--parties", CORP1 ":2");
+    char *tok = tc_token_for(0, sec, CORP1);
     struct resp r;
 
     call(&r, H.int_port, "GET", NULL, USER_GET, tok, OUT_DEPT);
@@ -682,7 +515,7 @@ tenant_refused(const char *what, const char *field, const char *bad)
     char key[200], *old;
     redisReply *x;
     struct resp r;
-    char *tok = token_for(Reader_secret, CORP2);
+    char *tok = tc_token_for(0, Reader_secret, CORP2);
 
     tenant_key(key, sizeof(key), CORP2, what);
     expect_code(0, DEPT_LIST, tok, "");
@@ -738,8 +571,8 @@ test_directory_damaged(void **state)
 static void
 test_generation_damaged(void **state)
 {
-    char *sec = svc_add("gen-damaged", "contacts.read", NULL, NULL);
-    char *tok = token_for(sec, CORP1), h[65], key[200];
+    char *sec = tc_svc_add("gen-damaged", "contacts.read", NULL, NULL);
+    char *tok = tc_token_for(0, sec, CORP1), h[65], key[200];
     struct resp r;
 
     (void)state;
@@ -861,10 +694,11 @@ static void
 test_oauth_service_range(void **state)
 {
     char *wide =
-        svc_add("oauth-wide", "contacts.read,member.sensitive", NULL, NULL);
-    char *narrow = svc_add("oauth-narrow", "contacts.read,member.sensitive",
-                           "--parties", CORP1 ":2");
-    char *wtok = token_for(wide, CORP1), *ntok = token_for(narrow, CORP1);
+        tc_svc_add("oauth-wide", "contacts.read,member.sensitive", NULL, NULL);
+    char *narrow = tc_svc_add("oauth-narrow", "contacts.read,member.sensitive",
+                              "--parties", CORP1 ":2");
+    char *wtok = tc_token_for(0, wide, CORP1),
+         *ntok = tc_token_for(0, narrow, CORP1);
     char *code, *ticket;
     struct resp r;
 

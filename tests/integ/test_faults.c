@@ -194,29 +194,6 @@ clear_faults(void **state)
     return 0;
 }
 
-/* Requests the simulator received on path; with corp, only those whose
- * body names it as auth_corpid. */
-static size_t
-mock_count(const char *path, const char *corp)
-{
-    char p[256];
-    json_t *v, *e;
-    size_t n = 0, i;
-
-    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = h_sim_json(MockPort, "GET", p, NULL);
-    json_array_foreach(v, i, e)
-    {
-        const char *c = json_string_value(
-            json_object_get(json_object_get(e, "body"), "auth_corpid"));
-
-        if (corp == NULL || (c != NULL && strcmp(c, corp) == 0))
-            n++;
-    }
-    json_decref(v);
-    return n;
-}
-
 /* Arrival times (ms) of the requests the simulator received on path;
  * returns how many (at most max). */
 static size_t
@@ -272,217 +249,17 @@ build_event(const char *const *kv, size_t npairs, char **env, size_t *envlen,
     brk_free(xml);
 }
 
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    char *env, *pq, *url, *body = NULL;
-    size_t len;
-
-    build_event(kv, npairs, &env, &len, &pq);
-    url = h_cb_url(&H, pq);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    free(pq);
-    brk_free(env);
-}
-
-static void
-push_ticket(void)
-{
-    char ts[24];
-    json_t *t;
-    const char *kv[8];
-
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = h_str(t, "suite_ticket");
-    post_event(kv, 4);
-    json_decref(t);
-}
-
-static void
-install(const char *corp)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
-             corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "AuthCode";
-    kv[3] = h_str(r, "auth_code");
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(kv, 5);
-    json_decref(r);
-}
-
-static void
-corp_event(const char *type, const char *corp, const char *k1, const char *v1)
-{
-    char tsb[24];
-    const char *kv[12];
-    size_t n = 0;
-
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[n++] = "SuiteId";
-    kv[n++] = S1;
-    kv[n++] = "InfoType";
-    kv[n++] = type;
-    kv[n++] = "TimeStamp";
-    kv[n++] = tsb;
-    kv[n++] = "AuthCorpId";
-    kv[n++] = corp;
-    if (k1 != NULL) {
-        kv[n++] = k1;
-        kv[n++] = v1;
-    }
-    post_event(kv, n / 2);
-}
-
 /*---- brokerctl and Redis ----*/
-
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[16];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    free(out);
-    return v;
-}
 
 static const char *
 tenant_status(const char *corp, char *buf, size_t len)
 {
     int rc;
-    json_t *t = ctl(&rc, "tenant", "show", corp, (const char *)NULL);
+    json_t *t = tc_ctl(&rc, "tenant", "show", corp, (const char *)NULL);
 
     snprintf(buf, len, "%s", rc == 0 ? h_str(t, "status") : "");
     json_decref(t);
     return buf;
-}
-
-struct want {
-    const char *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    char buf[64];
-
-    return strcmp(tenant_status(w->corp, buf, sizeof(buf)), w->status) == 0;
-}
-
-static void
-wait_status(const char *corp, const char *status, long ms)
-{
-    struct want w = {corp, status};
-    char buf[64];
-
-    if (!h_wait(has_status, &w, ms)) {
-        fprintf(stderr, "# %s never became %s (is %s)\n", corp, status,
-                tenant_status(corp, buf, sizeof(buf)));
-        fail();
-    }
-}
-
-static long
-suite_field(const char *field)
-{
-    int rc;
-    json_t *arr = ctl(&rc, "suite", (const char *)NULL), *s;
-    size_t i;
-    long v = -1;
-
-    json_array_foreach(arr, i, s) if (strcmp(h_str(s, "suite_id"), S1) == 0) v =
-        (long)json_integer_value(json_object_get(s, field));
-    json_decref(arr);
-    return v;
-}
-
-static char *
-svc_add(const char *name, const char *scopes)
-{
-    int rc;
-    json_t *v = ctl(&rc, "service", "add", name, "--scopes", scopes,
-                    (const char *)NULL);
-    char *s;
-
-    assert_int_equal(rc, 0);
-    s = strdup(h_str(v, "secret"));
-    assert_non_null(strchr(s, '.'));
-    json_decref(v);
-    return s;
-}
-
-static char *
-token_for(int port, const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    resp_free(&r);
-    return t;
-}
-
-static long long
-redis_int(const char *fmt, ...)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *r;
-    va_list ap;
-    long long v = -1;
-
-    assert_non_null(c);
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
-        v = r->integer;
-    if (r != NULL)
-        freeReplyObject(r);
-    redisFree(c);
-    return v;
 }
 
 /* A graceful Redis restart keeps the data: SHUTDOWN SAVE writes the
@@ -625,6 +402,8 @@ setup(void **state)
     if (Mock == 0)
         return -1;
     tc_init(&H, MockPort);
+    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
+        return -1;
     /* the main instance reaches WeCom through the relay */
     Relay = h_relay_start(MockPort, &RelayPort);
     if (Relay == NULL)
@@ -632,13 +411,11 @@ setup(void **state)
     if (h_write_conf(&H, 0, broker_extra(RelayPort)) != 0 ||
         h_broker_start(&H) != 0)
         return -1;
-    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
-        return -1;
-    push_ticket();
-    install(CORP1);
-    wait_status(CORP1, "active", 30000);
-    Reader_secret = svc_add("reader", "contacts.read");
-    Reader_tok = token_for(H.int_port, Reader_secret, CORP1);
+    tc_push_ticket(S1);
+    tc_install(S1, CORP1, h_next_ts());
+    tc_wait_status(S1, CORP1, "active", 30000);
+    Reader_secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
+    Reader_tok = tc_token_for(H.int_port, Reader_secret, CORP1);
     return 0;
 }
 
@@ -647,6 +424,7 @@ teardown(void **state)
 {
     (void)state;
     wecom_crypto_free(C);
+    tc_done();
     if (Bpid > 0)
         h_stop(Bpid, SIGKILL);
     if (Cpid > 0)
@@ -769,8 +547,8 @@ test_install_path_faults(void **state)
         fault(faults[i]);
     /* and a slow body on the directory, past the timeout */
     h_relay_trickle(Relay, "/cgi-bin/tag/get", 1, 8, 100);
-    before = mock_count("/cgi-bin/service/get_permanent_code", NULL);
-    install(CORP2);
+    before = tc_mock_count("/cgi-bin/service/get_permanent_code", NULL);
+    tc_install(S1, CORP2, h_next_ts());
     /* never active on a half-read grant or directory */
     while (h_now_ms() - t0 < 60000 &&
            strcmp(tenant_status(CORP2, buf, sizeof(buf)), "active") != 0)
@@ -782,9 +560,9 @@ test_install_path_faults(void **state)
             nitems(faults), h_now_ms() - t0);
     /* the AuthCode was exchanged once; the retries used the stored
      * result */
-    assert_int_equal(mock_count("/cgi-bin/service/get_permanent_code", NULL),
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_permanent_code", NULL),
                      before + 1);
-    t = ctl(&rc, "tenant", "show", CORP2, (const char *)NULL);
+    t = tc_ctl(&rc, "tenant", "show", CORP2, (const char *)NULL);
     assert_int_equal(rc, 0);
     /* the whole directory of the range, as a fault-free reading gives */
     clear_faults(NULL);
@@ -799,7 +577,7 @@ test_install_path_faults(void **state)
         assert_non_null(strstr(log, "upstream_malformed"));
         free(log);
     }
-    assert_int_equal(suite_field("dead_letters"), 0);
+    assert_int_equal(tc_suite_field(S1, "dead_letters"), 0);
 }
 
 /*---- 45009 ----*/
@@ -829,8 +607,8 @@ test_45009_passed_through_and_retried(void **state)
     fault("{\"path\":\"/cgi-bin/service/get_auth_info\",\"count\":3,"
           "\"errcode\":45009}");
     t0 = h_now_ms();
-    install(CORP3);
-    wait_status(CORP3, "active", 30000);
+    tc_install(S1, CORP3, h_next_ts());
+    tc_wait_status(S1, CORP3, "active", 30000);
     n = mock_times("/cgi-bin/service/get_auth_info", t, 8);
     fprintf(stderr, "# 45009 three times: active after %ld ms; pauses:",
             h_now_ms() - t0);
@@ -1208,7 +986,7 @@ redis_outage_under_load(int hard)
             "load; processed more than once: %d\n",
             acked, h_now_ms() - ms, k.doubled);
     free(L.acked);
-    assert_int_equal(suite_field("dead_letters"), 0);
+    assert_int_equal(tc_suite_field(S1, "dead_letters"), 0);
     expect_member(H.int_port);
 }
 
@@ -1247,7 +1025,7 @@ test_token_storm_three_instances(void **state)
     /* each holds the current corp token */
     for (i = 0; i < 3; i++)
         expect_member(ports[i]);
-    before = mock_count("/cgi-bin/service/get_corp_token", CORP1);
+    before = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
     h_sim_ok(MockPort, "POST", "/__mock/invalidate",
              "{\"corpid\":\"" CORP1 "\"}");
     for (i = 0; i < N; i++) {
@@ -1279,7 +1057,7 @@ test_token_storm_three_instances(void **state)
         resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);
-    after = mock_count("/cgi-bin/service/get_corp_token", CORP1);
+    after = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
     fprintf(stderr,
             "# storm over three instances: %d/%d answered with data in %ld "
             "ms; get_corp_token calls: %zu\n",
@@ -1308,7 +1086,7 @@ settled(void *arg)
 
     if (strcmp(tenant_status(s->corp, buf, sizeof(buf)), "active") == 0)
         return 1;
-    if (suite_field("lost_authorizations") > s->lost0) {
+    if (tc_suite_field(S1, "lost_authorizations") > s->lost0) {
         s->lost = 1;
         return 1;
     }
@@ -1319,7 +1097,7 @@ static int
 exchange_sent(void *arg)
 {
     (void)arg;
-    return mock_count("/cgi-bin/service/get_permanent_code", NULL) >= 1;
+    return tc_mock_count("/cgi-bin/service/get_permanent_code", NULL) >= 1;
 }
 
 /* The path of the last request the simulator received, or "none". */
@@ -1367,9 +1145,9 @@ test_sigkill_during_install(void **state)
             fault("{\"path\":\"/cgi-bin/user/list_id\",\"delay_ms\":150}");
         }
         s.corp = corp;
-        s.lost0 = suite_field("lost_authorizations");
+        s.lost0 = tc_suite_field(S1, "lost_authorizations");
         s.lost = 0;
-        install(corp);
+        tc_install(S1, corp, h_next_ts());
         t0 = h_now_ms();
         if (lose) {
             assert_true(h_wait(exchange_sent, NULL, 10000));
@@ -1384,7 +1162,7 @@ test_sigkill_during_install(void **state)
         clear_faults(NULL);
         assert_int_equal(h_broker_start(&H), 0);
         assert_true(h_wait(settled, &s, 30000));
-        exch = mock_count("/cgi-bin/service/get_permanent_code", NULL);
+        exch = tc_mock_count("/cgi-bin/service/get_permanent_code", NULL);
         fprintf(stderr,
                 "# kill %d, %ld ms after the ack, last WeCom call %s: %s; "
                 "get_permanent_code calls %zu\n",
@@ -1403,17 +1181,18 @@ test_sigkill_during_install(void **state)
 
             assert_string_equal(tenant_status(corp, buf, sizeof(buf)), "");
         }
-        corp_event("change_contact", corp, "ChangeType", "update_user");
-        wait_status(corp, "reinstall_required", 30000);
-        install(corp);
-        wait_status(corp, "active", 30000);
+        tc_corp_event(S1, "change_contact", corp, h_next_ts(), "ChangeType",
+                      "update_user");
+        tc_wait_status(S1, corp, "reinstall_required", 30000);
+        tc_install(S1, corp, h_next_ts());
+        tc_wait_status(S1, corp, "active", 30000);
         assert_int_equal(
-            mock_count("/cgi-bin/service/get_permanent_code", NULL), 3);
+            tc_mock_count("/cgi-bin/service/get_permanent_code", NULL), 3);
     }
     assert_true(nlost >= 1);
     /* the end state: each tenant listed once, active, with its whole
      * directory; nothing half-installed; nothing left in the stream */
-    all = ctl(&rc, "tenants", (const char *)NULL);
+    all = tc_ctl(&rc, "tenants", (const char *)NULL);
     assert_int_equal(rc, 0);
     for (it = 0; it < KILL_ITERS; it++) {
         char corp[32];
@@ -1428,7 +1207,7 @@ test_sigkill_during_install(void **state)
             assert_string_equal(h_str(t, "status"), "active");
         }
         assert_int_equal(n, 1);
-        t = ctl(&rc, "tenant", "show", corp, (const char *)NULL);
+        t = tc_ctl(&rc, "tenant", "show", corp, (const char *)NULL);
         assert_int_equal(json_integer_value(json_object_get(
                              json_object_get(t, "directory"), "users")),
                          tc_expected_members(S1, corp));
@@ -1442,8 +1221,8 @@ test_sigkill_during_install(void **state)
         assert_string_equal(h_str(t, "status"), "active");
     }
     json_decref(all);
-    assert_int_equal(redis_int("XLEN wb:{" S1 "}:events"), 0);
-    assert_int_equal(suite_field("dead_letters"), 0);
+    assert_int_equal(h_redis_int(&H, "XLEN wb:{" S1 "}:events"), 0);
+    assert_int_equal(tc_suite_field(S1, "dead_letters"), 0);
 }
 
 /*---- SIGTERM drains the requests in flight ----*/

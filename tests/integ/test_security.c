@@ -34,6 +34,7 @@
 #include "codec.h"
 #include "harness.h"
 #include "simclient.h"
+#include "tenantclient.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -252,63 +253,30 @@ param(const char *url, const char *name)
 
 /*---- Callbacks, as WeCom sends them ----*/
 
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, S1, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "s%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = S1;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             S1, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
+/* The shared helpers, each secret they see remembered to look for. */
 static void
 push_ticket(void)
 {
-    char ts[24];
-    json_t *t;
-    const char *kv[8];
+    secret_add("suite_ticket", tc_push_ticket(S1));
+}
 
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    secret_add("suite_ticket", h_str(t, "suite_ticket"));
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = h_str(t, "suite_ticket");
-    post_event(kv, 4);
-    json_decref(t);
+static char *
+svc_add(const char *name, const char *scopes, const char *opt, const char *val)
+{
+    char *s = tc_svc_add(name, scopes, opt, val);
+
+    /* the part after the id is the secret */
+    secret_add("service secret", strchr(s, '.') + 1);
+    return s;
+}
+
+static char *
+token_for(int port, const char *secret, const char *corp)
+{
+    char *t = tc_token_for(port, secret, corp);
+
+    secret_add("broker token", t);
+    return t;
 }
 
 /* create_auth with code (NULL: a fresh one from the simulator for corp). */
@@ -337,7 +305,7 @@ create_auth(const char *corp, const char *code)
     kv[7] = tsb;
     kv[8] = "State";
     kv[9] = "";
-    post_event(kv, 5);
+    tc_post_event(S1, kv, 5);
     json_decref(r);
 }
 
@@ -382,87 +350,6 @@ ctl(int *rc, ...)
     out = ctl_text(rc, args);
     v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
     free(out);
-    return v;
-}
-
-struct want {
-    const char *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    int rc;
-    json_t *t = ctl(&rc, "tenant", "show", w->corp, (const char *)NULL);
-    int ok = rc == 0 && strcmp(h_str(t, "status"), w->status) == 0;
-
-    json_decref(t);
-    return ok;
-}
-
-static void
-wait_status(const char *corp, const char *status)
-{
-    struct want w = {corp, status};
-
-    if (!h_wait(has_status, &w, 30000)) {
-        fprintf(stderr, "# %s never became %s\n", corp, status);
-        fail();
-    }
-}
-
-static char *
-svc_add(const char *name, const char *scopes, const char *opt, const char *val)
-{
-    int rc;
-    json_t *v = ctl(&rc, "service", "add", name, "--scopes", scopes, opt, val,
-                    (const char *)NULL);
-    const char *s;
-    char *out;
-
-    assert_int_equal(rc, 0);
-    s = h_str(v, "secret");
-    assert_non_null(strchr(s, '.'));
-    out = strdup(s);
-    /* the part after the id is the secret */
-    secret_add("service secret", strchr(s, '.') + 1);
-    json_decref(v);
-    return out;
-}
-
-static char *
-token_for(int port, const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    secret_add("broker token", t);
-    resp_free(&r);
-    return t;
-}
-
-static long long
-redis_int(const char *fmt, ...)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *r;
-    va_list ap;
-    long long v = -1;
-
-    assert_non_null(c);
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
-        v = r->integer;
-    if (r != NULL)
-        freeReplyObject(r);
-    redisFree(c);
     return v;
 }
 
@@ -752,6 +639,7 @@ setup(void **state)
     Bpid = h_spawn_broker(bconf, Blog);
     if (Bpid == 0 || !h_wait(b_ready, NULL, 20000))
         return -1;
+    tc_init(&H, MockPort);
     if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
         return -1;
     return 0;
@@ -762,6 +650,7 @@ teardown(void **state)
 {
     (void)state;
     wecom_crypto_free(C);
+    tc_done();
     if (Bpid > 0)
         h_stop(Bpid, SIGKILL);
     if (Cpid > 0)
@@ -790,9 +679,9 @@ test_tenants_and_services(void **state)
     (void)state;
     push_ticket();
     create_auth(CORP1, NULL);
-    wait_status(CORP1, "active");
+    tc_wait_status(S1, CORP1, "active", 30000);
     code = browser_install(CORP2, "127.0.0.2");
-    wait_status(CORP2, "active");
+    tc_wait_status(S1, CORP2, "active", 30000);
     free(code);
     Reader_secret = svc_add("reader", "contacts.read", NULL, NULL);
     Narrow_secret = svc_add("narrow", "contacts.read", "--corps", CORP1);
@@ -2105,7 +1994,7 @@ test_browser_routes_rate_limited_and_capped(void **state)
     char *url;
 
     (void)state;
-    live0 = redis_int("ZCARD wb:{" S1 "}:oauth:live");
+    live0 = h_redis_int(&H, "ZCARD wb:{" S1 "}:oauth:live");
     states0 = redis_count_keys("wb:{" S1 "}:oauth:state:*");
     flood(AUTHORIZE, "127.0.0.3", 200, &f);
     fprintf(stderr,
@@ -2115,7 +2004,7 @@ test_browser_routes_rate_limited_and_capped(void **state)
     assert_int_equal(f.other, 0);
     assert_true(f.n302 <= 62 && f.n302 >= 50);
     assert_int_equal(f.n302 + f.n429, 200);
-    live = redis_int("ZCARD wb:{" S1 "}:oauth:live");
+    live = h_redis_int(&H, "ZCARD wb:{" S1 "}:oauth:live");
     /* one state per redirect, none for a refusal */
     assert_int_equal(live - live0, f.n302);
     assert_int_equal(redis_count_keys("wb:{" S1 "}:oauth:state:*") - states0,
@@ -2137,7 +2026,7 @@ test_browser_routes_rate_limited_and_capped(void **state)
      * is stored */
     c = h_redis(&H);
     assert_non_null(c);
-    live = redis_int("ZCARD wb:{" S1 "}:oauth:live");
+    live = h_redis_int(&H, "ZCARD wb:{" S1 "}:oauth:live");
     for (i = 0; i < 100000 - live; i++)
         redisAppendCommand(c, "ZADD wb:{" S1 "}:oauth:live %lld fill%06d",
                            (long long)time(NULL) + 600, i);
@@ -2159,7 +2048,7 @@ test_browser_routes_rate_limited_and_capped(void **state)
     resp_free(&r);
     free(url);
     assert_int_equal(redis_count_keys("wb:{" S1 "}:oauth:state:*"), states0);
-    assert_int_equal(redis_int("ZCARD wb:{" S1 "}:oauth:live"), 100000);
+    assert_int_equal(h_redis_int(&H, "ZCARD wb:{" S1 "}:oauth:live"), 100000);
     /* room again */
     for (i = 0; i < 100000 - live; i++)
         redisAppendCommand(c, "ZREM wb:{" S1 "}:oauth:live fill%06d", i);
@@ -2466,7 +2355,7 @@ test_no_secret_anywhere(void **state)
     kv[11] = "13912345678";
     kv[12] = "Email";
     kv[13] = "zhang.secret@corp.example";
-    post_event(kv, 7);
+    tc_post_event(S1, kv, 7);
     secret_add("member mobile (event)", "13912345678");
     secret_add("member email (event)", "zhang.secret@corp.example");
     /* WeCom fails every exchange of this one: it dead-letters */
