@@ -26,6 +26,7 @@
 
 #include "harness.h"
 #include "simclient.h"
+#include "svcclient.h"
 #include "tenantclient.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -49,128 +50,23 @@ static unsigned long long Seed;
 
 /*---- HTTP ----*/
 
-struct resp {
-    long status;
-    char *body;
-    size_t len;
-    json_t *json;
-};
-
-static size_t
-body_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t add = size * n;
-    char *nb = realloc(r->body, r->len + add + 1);
-
-    if (nb == NULL)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, add);
-    r->len += add;
-    r->body[r->len] = '\0';
-    return add;
-}
-
-static void
-resp_init(struct resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->status = -1;
-}
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    resp_init(r);
-}
-
-static void
-resp_parse(struct resp *r)
-{
-    json_error_t e;
-
-    if (r->body != NULL)
-        r->json = json_loadb(r->body, r->len, 0, &e);
-}
-
-static CURL *
-easy_for(const char *method, const char *url, const char *body, size_t blen,
-         struct resp *r)
-{
-    CURL *c = curl_easy_init();
-
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    }
-    return c;
-}
-
-static void __attribute__((format(printf, 5, 6)))
-call(struct resp *r, int port, const char *method, const char *body,
-     const char *fmt, ...)
-{
-    char pq[4096], url[4200];
-    va_list ap;
-    CURL *c;
-
-    va_start(ap, fmt);
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    va_end(ap);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, pq);
-    resp_init(r);
-    c = easy_for(method, url, body, body ? strlen(body) : 0, r);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_cleanup(c);
-    resp_parse(r);
-}
-
-static long
-ecode(const struct resp *r)
-{
-    json_t *v = json_object_get(r->json, "errcode");
-
-    return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
-}
-
-#define EXPECT(r, st, code)                                                    \
-    do {                                                                       \
-        if ((r)->status != (st) || ecode(r) != (code))                         \
-            fprintf(stderr, "# %s:%d: want %d/%ld, got %ld: %.300s\n",         \
-                    __FILE__, __LINE__, (int)(st), (long)(code), (r)->status,  \
-                    (r)->body ? (r)->body : "(no body)");                      \
-        assert_int_equal((r)->status, (st));                                   \
-        assert_int_equal(ecode(r), (code));                                    \
-    } while (0)
-
 /* user/get of MEMBER through the broker at port. */
 static void
-get_member(struct resp *r, int port)
+get_member(struct sc_resp *r, int port)
 {
-    call(r, port, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, MEMBER);
+    sc_call(r, port, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
+            Reader_tok, MEMBER);
 }
 
 static void
 expect_member(int port)
 {
-    struct resp r;
+    struct sc_resp r;
 
     get_member(&r, port);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), MEMBER);
-    resp_free(&r);
+    sc_resp_free(&r);
 }
 
 /*---- The simulator ----*/
@@ -445,22 +341,22 @@ teardown(void **state)
 static void
 expect_data_fault(const char *fault_json, long status)
 {
-    struct resp r;
+    struct sc_resp r;
     long t0 = h_now_ms();
 
     if (fault_json != NULL)
         fault(fault_json);
     get_member(&r, H.int_port);
-    if (r.status != status || ecode(&r) != -1)
+    if (r.status != status || sc_ecode(&r) != -1)
         fprintf(stderr, "# fault %s: got %ld %.200s\n",
                 fault_json ? fault_json : "(relay)", r.status, r.body);
-    EXPECT(&r, status, -1);
+    SC_EXPECT(&r, status, -1);
     /* an error of the broker's own, never WeCom's bytes */
     assert_null(strstr(r.body, MEMBER));
     assert_null(strstr(r.body, "mock_internal_note"));
     assert_null(strstr(r.body, "html"));
     assert_true(r.len < 400);
-    resp_free(&r);
+    sc_resp_free(&r);
     fprintf(stderr, "# %-60.60s -> %ld in %ld ms\n",
             fault_json ? fault_json : "(slow body)", status, h_now_ms() - t0);
     clear_faults(NULL);
@@ -471,7 +367,7 @@ expect_data_fault(const char *fault_json, long status)
 static void
 test_data_path_faults(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     long t0;
 
     (void)state;
@@ -513,13 +409,13 @@ test_data_path_faults(void **state)
     h_relay_trickle(Relay, "/cgi-bin/user/get", 1, 256, 150);
     t0 = h_now_ms();
     get_member(&r, H.int_port);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), MEMBER);
     assert_null(strstr(r.body, "mock_internal_note"));
     fprintf(stderr, "# slow body within the timeout: 200 in %ld ms\n",
             h_now_ms() - t0);
     assert_true(h_now_ms() - t0 >= 150);
-    resp_free(&r);
+    sc_resp_free(&r);
 }
 
 /*---- WeCom's failures on the install path ----*/
@@ -585,7 +481,7 @@ test_install_path_faults(void **state)
 static void
 test_45009_passed_through_and_retried(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     long long t[8];
     size_t n, i;
     long t0;
@@ -595,12 +491,12 @@ test_45009_passed_through_and_retried(void **state)
      * tenant's tag/list then rests for WeCom's 60 s on every instance
      * (SPEC §5), its other APIs go on */
     fault("{\"path\":\"/cgi-bin/tag/list\",\"errcode\":45009}");
-    call(&r, H.int_port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
-         Reader_tok);
-    EXPECT(&r, 200, 45009);
+    sc_call(&r, H.int_port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
+            Reader_tok);
+    SC_EXPECT(&r, 200, 45009);
     assert_true(strlen(h_str(r.json, "errmsg")) > 0);
     assert_null(json_object_get(r.json, "taglist"));
-    resp_free(&r);
+    sc_resp_free(&r);
     expect_member(H.int_port);
     /* in the workers: retried, each time after a longer pause */
     h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
@@ -635,7 +531,7 @@ enum { SLOTS = 8 };
 
 struct slot {
     CURL *e;
-    struct resp r;
+    struct sc_resp r;
     int busy;
     int cb;     /* a callback, else a service request */
     int token;  /* a service request: gettoken, else user/get */
@@ -666,7 +562,7 @@ slot_start(struct load *L, struct slot *s)
     char url[600], *pq, *env;
     size_t len;
 
-    resp_init(&s->r);
+    sc_resp_init(&s->r);
     s->t0 = h_now_ms();
     if (s->cb) {
         char uid[32], tsb[24];
@@ -693,19 +589,19 @@ slot_start(struct load *L, struct slot *s)
         s->env = env;
         snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", H.cb_port, pq);
         free(pq);
-        s->e = easy_for("POST", url, env, len, &s->r);
+        s->e = sc_easy(&s->r, "POST", url, env, len, NULL);
     } else if (s->token) {
         snprintf(url, sizeof(url),
                  "http://127.0.0.1:%d/cgi-bin/gettoken?corpid=%s"
                  "&corpsecret=%s",
                  H.int_port, CORP1, Reader_secret);
-        s->e = easy_for("GET", url, NULL, 0, &s->r);
+        s->e = sc_easy(&s->r, "GET", url, NULL, 0, NULL);
     } else {
         snprintf(url, sizeof(url),
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
                  "&userid=%s",
                  H.int_port, Reader_tok, MEMBER);
-        s->e = easy_for("GET", url, NULL, 0, &s->r);
+        s->e = sc_easy(&s->r, "GET", url, NULL, 0, NULL);
     }
     curl_easy_setopt(s->e, CURLOPT_PRIVATE, s);
     curl_multi_add_handle(L->m, s->e);
@@ -723,7 +619,7 @@ slot_done(struct load *L, struct slot *s)
     curl_easy_getinfo(s->e, CURLINFO_RESPONSE_CODE, &s->r.status);
     curl_multi_remove_handle(L->m, s->e);
     curl_easy_cleanup(s->e);
-    resp_parse(&s->r);
+    sc_resp_parse(&s->r);
     if (s->cb) {
         int ok = s->r.status == 200 && s->r.body != NULL &&
                  strcmp(s->r.body, "success") == 0;
@@ -763,7 +659,7 @@ slot_done(struct load *L, struct slot *s)
     } else {
         /* gettoken: the current token while more than 5 minutes of it
          * remain */
-        int ok = s->r.status == 200 && ecode(&s->r) == 0 &&
+        int ok = s->r.status == 200 && sc_ecode(&s->r) == 0 &&
                  (s->token ? strcmp(h_str(s->r.json, "access_token"),
                                     Reader_tok) == 0
                            : strcmp(h_str(s->r.json, "userid"), MEMBER) == 0);
@@ -772,7 +668,7 @@ slot_done(struct load *L, struct slot *s)
             L->svc_ok++;
             if (after && L->svc_back == 0)
                 L->svc_back = t1;
-        } else if (s->r.status == 503 && ecode(&s->r) == -1) {
+        } else if (s->r.status == 503 && sc_ecode(&s->r) == -1) {
             L->svc_503++;
         } else {
             L->odd++;
@@ -789,7 +685,7 @@ slot_done(struct load *L, struct slot *s)
             if (s->r.status != 503)
                 fprintf(stderr, "# service while Redis was down: %ld %s\n",
                         s->r.status, s->r.body ? s->r.body : "");
-            EXPECT(&s->r, 503, -1);
+            SC_EXPECT(&s->r, 503, -1);
         }
     }
     /* after recovery, everything succeeds */
@@ -800,7 +696,7 @@ slot_done(struct load *L, struct slot *s)
                     s->r.body ? s->r.body : "");
         assert_int_equal(s->r.status, 200);
     }
-    resp_free(&s->r);
+    sc_resp_free(&s->r);
     s->busy = 0;
     /* a steady rate: about 100 requests per second per slot */
     s->next = t1 + 10;
@@ -1010,7 +906,7 @@ static void
 test_token_storm_three_instances(void **state)
 {
     enum { N = 300 };
-    static struct resp rs[N];
+    static struct sc_resp rs[N];
     CURL *easy[N];
     CURLM *m = curl_multi_init();
     int ports[3], running = 1, i, ok = 0;
@@ -1033,8 +929,8 @@ test_token_storm_three_instances(void **state)
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
                  "&userid=%s",
                  ports[i % 3], Reader_tok, MEMBER);
-        resp_init(&rs[i]);
-        easy[i] = easy_for("GET", url, NULL, 0, &rs[i]);
+        sc_resp_init(&rs[i]);
+        easy[i] = sc_easy(&rs[i], "GET", url, NULL, 0, NULL);
         curl_multi_add_handle(m, easy[i]);
     }
     t0 = h_now_ms();
@@ -1047,14 +943,14 @@ test_token_storm_three_instances(void **state)
         curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
         curl_multi_remove_handle(m, easy[i]);
         curl_easy_cleanup(easy[i]);
-        resp_parse(&rs[i]);
-        if (rs[i].status == 200 && ecode(&rs[i]) == 0 &&
+        sc_resp_parse(&rs[i]);
+        if (rs[i].status == 200 && sc_ecode(&rs[i]) == 0 &&
             strcmp(h_str(rs[i].json, "userid"), MEMBER) == 0)
             ok++;
         else if (ok + 5 > i)
             fprintf(stderr, "# storm %d: %ld %.200s\n", i, rs[i].status,
                     rs[i].body ? rs[i].body : "");
-        resp_free(&rs[i]);
+        sc_resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);
     after = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
@@ -1231,7 +1127,7 @@ static void
 test_sigterm_drains_inflight(void **state)
 {
     enum { N = 6 };
-    static struct resp rs[N];
+    static struct sc_resp rs[N];
     CURL *easy[N];
     CURLM *m = curl_multi_init();
     int running = 1, i, rc;
@@ -1247,8 +1143,8 @@ test_sigterm_drains_inflight(void **state)
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
                  "&userid=%s",
                  H.int_port, Reader_tok, MEMBER);
-        resp_init(&rs[i]);
-        easy[i] = easy_for("GET", url, NULL, 0, &rs[i]);
+        sc_resp_init(&rs[i]);
+        easy[i] = sc_easy(&rs[i], "GET", url, NULL, 0, NULL);
         curl_multi_add_handle(m, easy[i]);
     }
     t0 = h_now_ms();
@@ -1275,10 +1171,10 @@ test_sigterm_drains_inflight(void **state)
         curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
         curl_multi_remove_handle(m, easy[i]);
         curl_easy_cleanup(easy[i]);
-        resp_parse(&rs[i]);
-        EXPECT(&rs[i], 200, 0);
+        sc_resp_parse(&rs[i]);
+        SC_EXPECT(&rs[i], 200, 0);
         assert_string_equal(h_str(rs[i].json, "userid"), MEMBER);
-        resp_free(&rs[i]);
+        sc_resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);
     fprintf(stderr,

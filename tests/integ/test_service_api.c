@@ -27,6 +27,7 @@
 
 #include "harness.h"
 #include "simclient.h"
+#include "svcclient.h"
 #include "tenantclient.h"
 #include "service.h"
 #include "wecom_crypto.h"
@@ -73,131 +74,6 @@ static char In_owner[32];
 static long Out_dept, Out_tag;
 
 /*---- HTTP ----*/
-
-struct resp {
-    long status;
-    char *body;
-    size_t len;
-    long stripped, dropped; /* -1 when the header is absent */
-    json_t *json;
-};
-
-static size_t
-body_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t add = size * n;
-    char *nb = realloc(r->body, r->len + add + 1);
-
-    if (nb == NULL)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, add);
-    r->len += add;
-    r->body[r->len] = '\0';
-    return add;
-}
-
-static size_t
-hdr_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t len = size * n;
-
-    if (len > 18 && strncasecmp(p, "X-Broker-Stripped:", 18) == 0)
-        r->stripped = strtol(p + 18, NULL, 10);
-    else if (len > 17 && strncasecmp(p, "X-Broker-Dropped:", 17) == 0)
-        r->dropped = strtol(p + 17, NULL, 10);
-    return len;
-}
-
-static void
-resp_init(struct resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->status = -1;
-    r->stripped = -1;
-    r->dropped = -1;
-}
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    resp_init(r);
-}
-
-static CURL *
-easy_for(const char *method, const char *url, const char *body, struct resp *r)
-{
-    CURL *c = curl_easy_init();
-
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hdr_cb);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)strlen(body));
-    }
-    return c;
-}
-
-static void
-resp_parse(struct resp *r)
-{
-    json_error_t e;
-
-    if (r->body != NULL)
-        r->json = json_loadb(r->body, r->len, 0, &e);
-}
-
-/* One request to port; r is filled (resp_free it). */
-static void __attribute__((format(printf, 5, 6)))
-call(struct resp *r, int port, const char *method, const char *body,
-     const char *fmt, ...)
-{
-    char pq[4096], url[4200];
-    va_list ap;
-    CURL *c;
-
-    va_start(ap, fmt);
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    va_end(ap);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, pq);
-    resp_init(r);
-    c = easy_for(method, url, body, r);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_cleanup(c);
-    resp_parse(r);
-}
-
-static long
-ecode(const struct resp *r)
-{
-    json_t *v = json_object_get(r->json, "errcode");
-
-    return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
-}
-
-/* Assert HTTP status and errcode, printing the reply when they differ. */
-#define EXPECT(r, st, code)                                                    \
-    do {                                                                       \
-        if ((r)->status != (st) || ecode(r) != (code))                         \
-            fprintf(stderr, "# %s:%d: want %d/%ld, got %ld: %.300s\n",         \
-                    __FILE__, __LINE__, (int)(st), (long)(code), (r)->status,  \
-                    (r)->body ? (r)->body : "(no body)");                      \
-        assert_int_equal((r)->status, (st));                                   \
-        assert_int_equal(ecode(r), (code));                                    \
-    } while (0)
 
 /*---- The simulator ----*/
 
@@ -643,13 +519,13 @@ teardown(void **state)
 static void
 test_gettoken_issues_and_reuses(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     char *again;
 
     (void)state;
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, Reader_secret);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, Reader_secret);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "errmsg"), "ok");
     assert_true(json_integer_value(json_object_get(r.json, "expires_in")) >
                 7000);
@@ -658,15 +534,15 @@ test_gettoken_issues_and_reuses(void **state)
     /* like WeCom: the current token while more than 5 minutes remain, on
      * either instance */
     assert_string_equal(h_str(r.json, "access_token"), Reader_tok);
-    resp_free(&r);
+    sc_resp_free(&r);
     again = tc_token_for(Bport, Reader_secret, CORP1);
     assert_string_equal(again, Reader_tok);
     free(again);
     /* the corp token itself is never handed out */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, Reader_secret);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, Reader_secret);
     assert_null(strstr(r.body, Corp_token));
-    resp_free(&r);
+    sc_resp_free(&r);
 }
 
 /*---- The error table, row by row ----*/
@@ -674,58 +550,60 @@ test_gettoken_issues_and_reuses(void **state)
 static void
 test_41001_no_access_token(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?userid=%s", In_member);
-    EXPECT(&r, 200, 41001);
-    resp_free(&r);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/department/list");
-    EXPECT(&r, 200, 41001);
-    resp_free(&r);
-    call(&r, Aport, "POST", "{\"limit\":10}", "/cgi-bin/user/list_id");
-    EXPECT(&r, 200, 41001);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?userid=%s", In_member);
+    SC_EXPECT(&r, 200, 41001);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/department/list");
+    SC_EXPECT(&r, 200, 41001);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "POST", "{\"limit\":10}", "/cgi-bin/user/list_id");
+    SC_EXPECT(&r, 200, 41001);
+    sc_resp_free(&r);
     /* an empty one is none, as at WeCom */
-    call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=");
-    EXPECT(&r, 200, 41001);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=");
+    SC_EXPECT(&r, 200, 41001);
+    sc_resp_free(&r);
 }
 
 static void
 test_40014_unknown_token(void **state)
 {
     char fake[SERVICE_TOKEN_LEN + 1];
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     memset(fake, 'A', SERVICE_TOKEN_LEN);
     fake[SERVICE_TOKEN_LEN] = '\0';
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         fake, In_member);
-    EXPECT(&r, 200, 40014);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", fake, In_member);
+    SC_EXPECT(&r, 200, 40014);
+    sc_resp_free(&r);
     /* a token one character off */
     memcpy(fake, Reader_tok, sizeof(fake));
     fake[10] = fake[10] == 'x' ? 'y' : 'x';
-    call(&r, Bport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         fake, In_member);
-    EXPECT(&r, 200, 40014);
-    resp_free(&r);
-    call(&r, Aport, "GET", NULL,
-         "/cgi-bin/user/get?access_token=short&userid=%s", In_member);
-    EXPECT(&r, 200, 40014);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", fake, In_member);
+    SC_EXPECT(&r, 200, 40014);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=short&userid=%s", In_member);
+    SC_EXPECT(&r, 200, 40014);
+    sc_resp_free(&r);
     /* WeCom's own corp token is no broker token */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Corp_token, In_member);
-    EXPECT(&r, 200, 40014);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Corp_token,
+            In_member);
+    SC_EXPECT(&r, 200, 40014);
+    sc_resp_free(&r);
     /* the real one works */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, In_member);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+            In_member);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
 }
 
 static int refused_on(int port, const char *tok, long want);
@@ -734,16 +612,16 @@ static void
 test_40014_revoked_service_token(void **state)
 {
     char *sec = tc_svc_add("gone-soon", "contacts.read", NULL, NULL), *tok;
-    struct resp r;
+    struct sc_resp r;
     json_t *v;
     long t0;
     int rc;
 
     (void)state;
     tok = tc_token_for(Aport, sec, CORP1);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     v = tc_ctl(&rc, "service", "revoke", "gone-soon", (const char *)NULL);
     assert_int_equal(rc, 0);
     json_decref(v);
@@ -751,13 +629,13 @@ test_40014_revoked_service_token(void **state)
     t0 = h_now_ms();
     while (!refused_on(Aport, tok, 40014) && h_now_ms() - t0 < 1000)
         usleep(5000);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
-    EXPECT(&r, 200, 40014);
-    resp_free(&r);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, sec);
-    EXPECT(&r, 200, 40001);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
+    SC_EXPECT(&r, 200, 40014);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, sec);
+    SC_EXPECT(&r, 200, 40001);
+    sc_resp_free(&r);
     free(tok);
     free(sec);
 }
@@ -780,7 +658,7 @@ test_42001_expired_token(void **state)
     redisContext *c = h_redis(&H);
     redisReply *x;
     long long exp, ttl, shift, now = (long long)time(NULL);
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     assert_non_null(c);
@@ -805,13 +683,13 @@ test_42001_expired_token(void **state)
         x = redisCommand(c, "DEL %s", key);
     freeReplyObject(x);
     /* never used before on either instance, so nothing is cached */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         tok, In_member);
-    EXPECT(&r, 200, 42001);
-    resp_free(&r);
-    call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
-    EXPECT(&r, 200, 42001);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", tok, In_member);
+    SC_EXPECT(&r, 200, 42001);
+    sc_resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
+    SC_EXPECT(&r, 200, 42001);
+    sc_resp_free(&r);
     redisFree(c);
     free(tok);
     free(sec);
@@ -827,7 +705,7 @@ test_40001_gettoken_bad_credentials(void **state)
         ".",
     };
     char wrong[256], *dot;
-    struct resp r;
+    struct sc_resp r;
     size_t i;
 
     (void)state;
@@ -835,50 +713,50 @@ test_40001_gettoken_bad_credentials(void **state)
     snprintf(wrong, sizeof(wrong), "%s", Reader_secret);
     dot = strchr(wrong, '.');
     dot[1] = dot[1] == 'x' ? 'y' : 'x';
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, wrong);
-    EXPECT(&r, 200, 40001);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, wrong);
+    SC_EXPECT(&r, 200, 40001);
     assert_null(json_object_get(r.json, "access_token"));
-    resp_free(&r);
-    call(&r, Bport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, wrong);
-    EXPECT(&r, 200, 40001);
-    resp_free(&r);
+    sc_resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, wrong);
+    SC_EXPECT(&r, 200, 40001);
+    sc_resp_free(&r);
     /* a secret of another service's id */
     snprintf(wrong, sizeof(wrong), "%.*s%s",
              (int)(strchr(Crm_secret, '.') - Crm_secret), Crm_secret,
              strchr(Reader_secret, '.'));
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, wrong);
-    EXPECT(&r, 200, 40001);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, wrong);
+    SC_EXPECT(&r, 200, 40001);
+    sc_resp_free(&r);
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        call(&r, Aport, "GET", NULL,
-             "/cgi-bin/gettoken?corpid=%s&corpsecret=%s", CORP1, bad[i]);
-        EXPECT(&r, 200, 40001);
-        resp_free(&r);
+        sc_call(&r, Aport, "GET", NULL,
+                "/cgi-bin/gettoken?corpid=%s&corpsecret=%s", CORP1, bad[i]);
+        SC_EXPECT(&r, 200, 40001);
+        sc_resp_free(&r);
     }
 }
 
 static void
 test_40013_gettoken_not_a_tenant(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     /* a corp the simulator knows but that never installed the app */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP6, Reader_secret);
-    EXPECT(&r, 200, 40013);
-    resp_free(&r);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         "wwnosuchcorp", Reader_secret);
-    EXPECT(&r, 200, 40013);
-    resp_free(&r);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         "bad%20corp%2F..", Reader_secret);
-    EXPECT(&r, 200, 40013);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP6, Reader_secret);
+    SC_EXPECT(&r, 200, 40013);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            "wwnosuchcorp", Reader_secret);
+    SC_EXPECT(&r, 200, 40013);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            "bad%20corp%2F..", Reader_secret);
+    SC_EXPECT(&r, 200, 40013);
+    sc_resp_free(&r);
 }
 
 static void
@@ -886,18 +764,18 @@ test_48004_outside_service_corps(void **state)
 {
     char *sec = tc_svc_add("corp2-only", "contacts.read", "--corps", CORP2);
     char *tok;
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, sec);
-    EXPECT(&r, 200, 48004);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, sec);
+    SC_EXPECT(&r, 200, 48004);
     assert_null(json_object_get(r.json, "access_token"));
-    resp_free(&r);
+    sc_resp_free(&r);
     tok = tc_token_for(Bport, sec, CORP2);
-    call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     free(tok);
     free(sec);
 }
@@ -905,7 +783,7 @@ test_48004_outside_service_corps(void **state)
 static void
 test_48004_installing_tenant(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     /* get_auth_info keeps failing: the tenant stays "installing" */
@@ -913,10 +791,10 @@ test_48004_installing_tenant(void **state)
           "\"errcode\":-1}");
     tc_install(S1, CORP3, h_next_ts());
     tc_wait_status(S1, CORP3, "installing", 30000);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP3, Reader_secret);
-    EXPECT(&r, 200, 48004);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP3, Reader_secret);
+    SC_EXPECT(&r, 200, 48004);
+    sc_resp_free(&r);
 }
 
 static int
@@ -940,7 +818,7 @@ lost_recorded(void *arg)
 static void
 test_48004_reinstall_required(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     fault("{\"path\":\"/cgi-bin/service/get_permanent_code\",\"count\":1,"
@@ -950,14 +828,14 @@ test_48004_reinstall_required(void **state)
     tc_corp_event(S1, "change_contact", CORP4, h_next_ts(), "ChangeType",
                   "delete_user");
     tc_wait_status(S1, CORP4, "reinstall_required", 30000);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP4, Reader_secret);
-    EXPECT(&r, 200, 48004);
-    resp_free(&r);
-    call(&r, Bport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP4, Reader_secret);
-    EXPECT(&r, 200, 48004);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP4, Reader_secret);
+    SC_EXPECT(&r, 200, 48004);
+    sc_resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP4, Reader_secret);
+    SC_EXPECT(&r, 200, 48004);
+    sc_resp_free(&r);
 }
 
 /* Each request refused with code, and the simulator never asked. */
@@ -971,7 +849,7 @@ static void
 expect_refused(const char *tok, const struct refusal *t, size_t n, long code)
 {
     size_t i, before, bad = 0;
-    struct resp r;
+    struct sc_resp r;
 
     for (i = 0; i < n; i++) {
         char p[128];
@@ -981,10 +859,10 @@ expect_refused(const char *tok, const struct refusal *t, size_t n, long code)
                  (int)(q ? (size_t)(q - t[i].path) : strlen(t[i].path)),
                  t[i].path);
         before = tc_mock_count(p, NULL);
-        call(&r, i % 2 ? Bport : Aport, t[i].method, t[i].body,
-             "%s%caccess_token=%s", t[i].path, q ? '&' : '?', tok);
+        sc_call(&r, i % 2 ? Bport : Aport, t[i].method, t[i].body,
+                "%s%caccess_token=%s", t[i].path, q ? '&' : '?', tok);
         /* refused, and before WeCom is called */
-        if (r.status != 200 || ecode(&r) != code ||
+        if (r.status != 200 || sc_ecode(&r) != code ||
             tc_mock_count(p, NULL) != before) {
             fprintf(stderr, "# %s %s %s: want %ld, got %ld %.200s%s\n",
                     t[i].method, t[i].path, t[i].body ? t[i].body : "", code,
@@ -993,7 +871,7 @@ expect_refused(const char *tok, const struct refusal *t, size_t n, long code)
                                                      : "");
             bad++;
         }
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     assert_int_equal(bad, 0);
 }
@@ -1033,13 +911,13 @@ test_40035_bad_parameters_get(void **state)
     expect_refused(Reader_tok, t, n, 40035);
     /* access_token itself repeated */
     {
-        struct resp r;
+        struct sc_resp r;
 
-        call(&r, Aport, "GET", NULL,
-             "/cgi-bin/tag/list?access_token=%s&access_token=%s", Reader_tok,
-             Reader_tok);
-        EXPECT(&r, 200, 40035);
-        resp_free(&r);
+        sc_call(&r, Aport, "GET", NULL,
+                "/cgi-bin/tag/list?access_token=%s&access_token=%s", Reader_tok,
+                Reader_tok);
+        SC_EXPECT(&r, 200, 40035);
+        sc_resp_free(&r);
     }
     (void)i;
 }
@@ -1199,17 +1077,17 @@ static void
 expect_upstream_error(const char *fault_json, const char *path, long status,
                       const char *const *absent)
 {
-    struct resp r;
+    struct sc_resp r;
     size_t i;
 
     tc_clear_faults(NULL);
     fault(fault_json);
-    call(&r, Aport, "GET", NULL, "%s%saccess_token=%s", path,
-         strchr(path, '?') ? "&" : "?", Reader_tok);
+    sc_call(&r, Aport, "GET", NULL, "%s%saccess_token=%s", path,
+            strchr(path, '?') ? "&" : "?", Reader_tok);
     if (r.status != status)
         fprintf(stderr, "# fault %s: got %ld %.200s\n", fault_json, r.status,
                 r.body);
-    EXPECT(&r, status, -1);
+    SC_EXPECT(&r, status, -1);
     assert_true(r.len < 400);
     for (i = 0; absent != NULL && absent[i] != NULL; i++)
         if (strstr(r.body, absent[i]) != NULL) {
@@ -1217,7 +1095,7 @@ expect_upstream_error(const char *fault_json, const char *path, long status,
                     r.body);
             fail();
         }
-    resp_free(&r);
+    sc_resp_free(&r);
     tc_clear_faults(NULL);
 }
 
@@ -1240,7 +1118,7 @@ test_502_upstream_unreachable(void **state)
 {
     char conf[400], log[400];
     int port, cport;
-    struct resp r;
+    struct sc_resp r;
     long t0;
 
     (void)state;
@@ -1260,15 +1138,16 @@ test_502_upstream_unreachable(void **state)
     t0 = h_now_ms();
     while (!broker_ready_at(port) && h_now_ms() - t0 < 20000)
         usleep(20000);
-    call(&r, port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
-         Reader_tok);
-    EXPECT(&r, 502, -1);
+    sc_call(&r, port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
+            Reader_tok);
+    SC_EXPECT(&r, 502, -1);
     assert_null(strstr(r.body, "tagname"));
-    resp_free(&r);
-    call(&r, port, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, In_member);
-    EXPECT(&r, 502, -1);
-    resp_free(&r);
+    sc_resp_free(&r);
+    sc_call(&r, port, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+            In_member);
+    SC_EXPECT(&r, 502, -1);
+    sc_resp_free(&r);
     assert_int_equal(h_stop(Cpid, SIGTERM), 0);
     Cpid = 0;
 }
@@ -1304,31 +1183,33 @@ test_502_upstream_garbage_never_passed(void **state)
 static void
 test_wecom_errcode_passed_through(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     char *tok2;
 
     (void)state;
     fault("{\"path\":\"/cgi-bin/user/get\",\"count\":1,\"errcode\":60111}");
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, In_member);
-    EXPECT(&r, 200, 60111);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+            In_member);
+    SC_EXPECT(&r, 200, 60111);
     assert_true(strlen(h_str(r.json, "errmsg")) > 0);
-    resp_free(&r);
+    sc_resp_free(&r);
     /* a 45009 pauses that tenant's API on every instance for WeCom's
      * 60 s (SPEC §5): a tenant and an API no later test calls */
     tok2 = tc_token_for(Bport, Reader_secret, CORP2);
     fault("{\"path\":\"/cgi-bin/department/list\",\"count\":1,"
           "\"errcode\":45009}");
-    call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
-         tok2);
-    EXPECT(&r, 200, 45009);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            tok2);
+    SC_EXPECT(&r, 200, 45009);
+    sc_resp_free(&r);
     free(tok2);
     /* and the next call of another API is normal */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, In_member);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+            In_member);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
 }
 
 /*---- The field filter over every declared endpoint ----*/
@@ -1397,7 +1278,7 @@ param_value(const char *name, char *out, size_t len)
 
 /* Call endpoint e through port with tok, every parameter we can fill. */
 static void
-call_endpoint(struct resp *r, int port, const char *tok, const json_t *e)
+call_endpoint(struct sc_resp *r, int port, const char *tok, const json_t *e)
 {
     const char *path = h_str(e, "path"), *k;
     int post = strcmp(h_str(e, "method"), "POST") == 0;
@@ -1429,8 +1310,8 @@ call_endpoint(struct resp *r, int port, const char *tok, const json_t *e)
         }
     }
     bs = json_dumps(body, JSON_COMPACT);
-    call(r, port, post ? "POST" : "GET", post ? bs : NULL,
-         "%s?access_token=%s%s", path, tok, q);
+    sc_call(r, port, post ? "POST" : "GET", post ? bs : NULL,
+            "%s?access_token=%s%s", path, tok, q);
     free(bs);
     json_decref(body);
 }
@@ -1502,7 +1383,7 @@ test_contacts_read_never_sees_sensitive_fields(void **state)
         "wework.qpic.cn/wwpic"};
     json_t *eps = load_endpoints(), *e;
     size_t i, k, served = 0, refused = 0;
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     json_array_foreach(eps, i, e)
@@ -1511,14 +1392,14 @@ test_contacts_read_never_sees_sensitive_fields(void **state)
 
         call_endpoint(&r, i % 2 ? Bport : Aport, Reader_tok, e);
         if (!scope_in(h_str(e, "scope"), allowed)) {
-            EXPECT(&r, 200, 48002);
+            SC_EXPECT(&r, 200, 48002);
             refused++;
-            resp_free(&r);
+            sc_resp_free(&r);
             continue;
         }
-        if (r.status != 200 || ecode(&r) != 0)
+        if (r.status != 200 || sc_ecode(&r) != 0)
             fprintf(stderr, "# %s: %ld %.300s\n", path, r.status, r.body);
-        EXPECT(&r, 200, 0);
+        SC_EXPECT(&r, 200, 0);
         for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
             assert_absent(path, r.body, keys[k]);
         /* a member's name never; agent/get's own name is the app's */
@@ -1533,7 +1414,7 @@ test_contacts_read_never_sees_sensitive_fields(void **state)
         assert_true(r.stripped > 0);
         assert_true(r.dropped >= 0);
         served++;
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     fprintf(stderr, "# contacts.read: %zu endpoints served, %zu refused\n",
             served, refused);
@@ -1555,7 +1436,7 @@ test_customers_service_sees_no_undeclared_or_never_fields(void **state)
         "p.qlogo.cn/mmhead",  "@mockcorp"};
     json_t *eps = load_endpoints(), *e;
     size_t i, k, served = 0;
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     json_array_foreach(eps, i, e)
@@ -1565,15 +1446,15 @@ test_customers_service_sees_no_undeclared_or_never_fields(void **state)
         if (!scope_in(h_str(e, "scope"), allowed))
             continue;
         call_endpoint(&r, i % 2 ? Aport : Bport, Crm_tok, e);
-        if (r.status != 200 || ecode(&r) != 0)
+        if (r.status != 200 || sc_ecode(&r) != 0)
             fprintf(stderr, "# %s: %ld %.300s\n", path, r.status, r.body);
-        EXPECT(&r, 200, 0);
+        SC_EXPECT(&r, 200, 0);
         for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
             assert_absent(path, r.body, keys[k]);
         assert_no_member_secrets(path, r.body);
         assert_true(r.stripped > 0);
         served++;
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     assert_true(served >= 15);
     json_decref(eps);
@@ -1606,7 +1487,7 @@ ids_of(const json_t *arr, const char *idkey)
 
 /* Reply ids == upstream ids ∩ range, and X-Broker-Dropped the rest. */
 static void
-expect_ids(const char *what, const struct resp *r, json_t *reply_ids,
+expect_ids(const char *what, const struct sc_resp *r, json_t *reply_ids,
            json_t *upstream_ids, const json_t *range)
 {
     const char *k;
@@ -1642,7 +1523,7 @@ test_user_lists_only_in_range(void **state)
                                         "/cgi-bin/user/simplelist"};
     const char *k;
     json_t *v, *up, *upids, *ids;
-    struct resp r;
+    struct sc_resp r;
     size_t i;
     char q[64];
 
@@ -1654,15 +1535,15 @@ test_user_lists_only_in_range(void **state)
                      i / 2 ? "&fetch_child=1" : "");
             up = direct("GET", paths[i % 2], q, NULL);
             upids = ids_of(json_object_get(up, "userlist"), "userid");
-            call(&r, i % 2 ? Aport : Bport, "GET", NULL,
-                 "%s?access_token=%s&%s", paths[i % 2], Reader_tok, q);
-            EXPECT(&r, 200, 0);
+            sc_call(&r, i % 2 ? Aport : Bport, "GET", NULL,
+                    "%s?access_token=%s&%s", paths[i % 2], Reader_tok, q);
+            SC_EXPECT(&r, 200, 0);
             ids = ids_of(json_object_get(r.json, "userlist"), "userid");
             expect_ids(paths[i % 2], &r, ids, upids, T.in_users);
             json_decref(ids);
             json_decref(upids);
             json_decref(up);
-            resp_free(&r);
+            sc_resp_free(&r);
         }
     }
 }
@@ -1671,7 +1552,7 @@ static void
 test_departments_tags_only_in_range(void **state)
 {
     json_t *up, *upids, *ids;
-    struct resp r;
+    struct sc_resp r;
     char q[64];
     const char *k;
     json_t *v;
@@ -1680,49 +1561,49 @@ test_departments_tags_only_in_range(void **state)
     /* the whole tree: WeCom lists every department */
     up = direct("GET", "/cgi-bin/department/simplelist", NULL, NULL);
     upids = ids_of(json_object_get(up, "department_id"), "id");
-    call(&r, Aport, "GET", NULL,
-         "/cgi-bin/department/simplelist?access_token=%s", Reader_tok);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/department/simplelist?access_token=%s", Reader_tok);
+    SC_EXPECT(&r, 200, 0);
     ids = ids_of(json_object_get(r.json, "department_id"), "id");
     expect_ids("department/simplelist", &r, ids, upids, T.in_depts);
     assert_true(r.dropped > 0);
     json_decref(ids);
     json_decref(upids);
     json_decref(up);
-    resp_free(&r);
+    sc_resp_free(&r);
     up = direct("GET", "/cgi-bin/department/list", NULL, NULL);
     upids = ids_of(json_object_get(up, "department"), "id");
-    call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
-         Reader_tok);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Reader_tok);
+    SC_EXPECT(&r, 200, 0);
     ids = ids_of(json_object_get(r.json, "department"), "id");
     expect_ids("department/list", &r, ids, upids, T.in_depts);
     json_decref(ids);
     json_decref(upids);
     json_decref(up);
-    resp_free(&r);
+    sc_resp_free(&r);
     /* tags */
     up = direct("GET", "/cgi-bin/tag/list", NULL, NULL);
     upids = ids_of(json_object_get(up, "taglist"), "tagid");
-    call(&r, Aport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
-         Reader_tok);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
+            Reader_tok);
+    SC_EXPECT(&r, 200, 0);
     ids = ids_of(json_object_get(r.json, "taglist"), "tagid");
     expect_ids("tag/list", &r, ids, upids, T.in_tags);
     assert_true(r.dropped > 0);
     json_decref(ids);
     json_decref(upids);
     json_decref(up);
-    resp_free(&r);
+    sc_resp_free(&r);
     /* tag members */
     json_object_foreach(T.in_tags, k, v)
     {
         snprintf(q, sizeof(q), "tagid=%s", k);
         up = direct("GET", "/cgi-bin/tag/get", q, NULL);
         upids = ids_of(json_object_get(up, "userlist"), "userid");
-        call(&r, Bport, "GET", NULL, "/cgi-bin/tag/get?access_token=%s&%s",
-             Reader_tok, q);
-        EXPECT(&r, 200, 0);
+        sc_call(&r, Bport, "GET", NULL, "/cgi-bin/tag/get?access_token=%s&%s",
+                Reader_tok, q);
+        SC_EXPECT(&r, 200, 0);
         ids = ids_of(json_object_get(r.json, "userlist"), "userid");
         {
             /* tag parties are department records: they count too */
@@ -1747,7 +1628,7 @@ test_departments_tags_only_in_range(void **state)
         json_decref(ids);
         json_decref(upids);
         json_decref(up);
-        resp_free(&r);
+        sc_resp_free(&r);
     }
 }
 
@@ -1756,14 +1637,14 @@ test_list_id_rows_only_in_range(void **state)
 {
     char *tok = tc_token_for(Aport, Sdk_secret, CORP1);
     json_t *up, *upids, *ids;
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     up = direct("POST", "/cgi-bin/user/list_id", NULL, "{\"limit\":10000}");
     upids = ids_of(json_object_get(up, "dept_user"), "open_userid");
-    call(&r, Bport, "POST", "{\"limit\":10000}",
-         "/cgi-bin/user/list_id?access_token=%s", tok);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Bport, "POST", "{\"limit\":10000}",
+            "/cgi-bin/user/list_id?access_token=%s", tok);
+    SC_EXPECT(&r, 200, 0);
     ids = ids_of(json_object_get(r.json, "dept_user"), "open_userid");
     /* rows are (member, department) pairs: compare ids, count rows */
     {
@@ -1791,7 +1672,7 @@ test_list_id_rows_only_in_range(void **state)
     json_decref(ids);
     json_decref(upids);
     json_decref(up);
-    resp_free(&r);
+    sc_resp_free(&r);
     free(tok);
 }
 
@@ -1799,7 +1680,7 @@ static void
 test_follow_users_and_customers_only_in_range(void **state)
 {
     json_t *up, *upids, *ids, *e, *customers = json_object();
-    struct resp r;
+    struct sc_resp r;
     char q[128];
     const char *k, *id;
     json_t *v;
@@ -1810,15 +1691,15 @@ test_follow_users_and_customers_only_in_range(void **state)
     up = direct("GET", "/cgi-bin/externalcontact/get_follow_user_list", NULL,
                 NULL);
     upids = ids_of(json_object_get(up, "follow_user"), NULL);
-    call(&r, Aport, "GET", NULL,
-         "/cgi-bin/externalcontact/get_follow_user_list?access_token=%s",
-         Crm_tok);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/externalcontact/get_follow_user_list?access_token=%s",
+            Crm_tok);
+    SC_EXPECT(&r, 200, 0);
     ids = ids_of(json_object_get(r.json, "follow_user"), NULL);
     expect_ids("get_follow_user_list", &r, ids, upids, T.in_users);
     assert_true(r.dropped > 0);
     json_decref(ids);
-    resp_free(&r);
+    sc_resp_free(&r);
     /* every customer of every follow user, as WeCom has them */
     json_object_foreach(upids, k, v)
     {
@@ -1845,10 +1726,10 @@ test_follow_users_and_customers_only_in_range(void **state)
         {
             any_in |= set_has(T.in_users, k);
         }
-        call(&r, (shown + hidden) % 2 ? Aport : Bport, "GET", NULL,
-             "/cgi-bin/externalcontact/get?access_token=%s&%s", Crm_tok, q);
+        sc_call(&r, (shown + hidden) % 2 ? Aport : Bport, "GET", NULL,
+                "/cgi-bin/externalcontact/get?access_token=%s&%s", Crm_tok, q);
         if (any_in) {
-            EXPECT(&r, 200, 0);
+            SC_EXPECT(&r, 200, 0);
             ids = ids_of(json_object_get(r.json, "follow_user"), "userid");
             expect_ids("externalcontact/get", &r, ids, upids, T.in_users);
             assert_non_null(json_object_get(r.json, "external_contact"));
@@ -1860,7 +1741,7 @@ test_follow_users_and_customers_only_in_range(void **state)
             const char *name =
                 h_str(json_object_get(up, "external_contact"), "name");
 
-            EXPECT(&r, 200, 60011);
+            SC_EXPECT(&r, 200, 60011);
             if (json_object_get(r.json, "external_contact") != NULL ||
                 (name[0] != '\0' && strstr(r.body, name) != NULL)) {
                 fprintf(stderr,
@@ -1873,7 +1754,7 @@ test_follow_users_and_customers_only_in_range(void **state)
         }
         json_decref(upids);
         json_decref(up);
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     fprintf(stderr, "# customers: %ld in range, %ld out of range\n", shown,
             hidden);
@@ -1885,7 +1766,7 @@ static void
 test_group_chats_only_in_range(void **state)
 {
     json_t *list, *e, *g, *m, *a;
-    struct resp r;
+    struct sc_resp r;
     char body[200];
     size_t i, j;
     long kept = 0, gone = 0;
@@ -1903,18 +1784,19 @@ test_group_chats_only_in_range(void **state)
         up = direct("POST", "/cgi-bin/externalcontact/groupchat/get", NULL,
                     body);
         upc = json_object_get(up, "group_chat");
-        call(&r, i % 2 ? Aport : Bport, "POST", body,
-             "/cgi-bin/externalcontact/groupchat/get?access_token=%s", Crm_tok);
+        sc_call(&r, i % 2 ? Aport : Bport, "POST", body,
+                "/cgi-bin/externalcontact/groupchat/get?access_token=%s",
+                Crm_tok);
         g = json_object_get(r.json, "group_chat");
         if (!set_has(T.in_users, h_str(upc, "owner"))) {
             /* a chat is in range when its owner is: chat_id is a subject
              * parameter, decided on the reply */
-            EXPECT(&r, 200, 60011);
+            SC_EXPECT(&r, 200, 60011);
             assert_null(g);
             assert_null(strstr(r.body, h_str(upc, "chat_id")));
             gone++;
         } else {
-            EXPECT(&r, 200, 0);
+            SC_EXPECT(&r, 200, 0);
             assert_non_null(g);
             json_array_foreach(json_object_get(upc, "member_list"), j, m)
             {
@@ -1951,7 +1833,7 @@ test_group_chats_only_in_range(void **state)
             kept++;
         }
         json_decref(up);
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     fprintf(stderr, "# chats: %ld in range, %ld out of range\n", kept, gone);
     assert_true(kept > 0);
@@ -1965,7 +1847,7 @@ test_service_parties_narrow_the_range(void **state)
     json_t *sub = json_object(), *m, *d, *ids, *v;
     char *sec, *tok, parties[64], outside[32] = "";
     const char *u;
-    struct resp r;
+    struct sc_resp r;
     long dept;
     size_t i, j;
 
@@ -1991,18 +1873,19 @@ test_service_parties_narrow_the_range(void **state)
     sec = tc_svc_add("one-department", "contacts.read", "--parties", parties);
     tok = tc_token_for(Bport, sec, CORP1);
     /* visible to the tenant, not to this service */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, outside);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         tok, outside);
-    EXPECT(&r, 200, 60011);
-    resp_free(&r);
-    call(&r, Aport, "GET", NULL,
-         "/cgi-bin/user/list?access_token=%s&department_id=%ld&fetch_child=1",
-         tok, dept);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok, outside);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", tok, outside);
+    SC_EXPECT(&r, 200, 60011);
+    sc_resp_free(&r);
+    sc_call(
+        &r, Aport, "GET", NULL,
+        "/cgi-bin/user/list?access_token=%s&department_id=%ld&fetch_child=1",
+        tok, dept);
+    SC_EXPECT(&r, 200, 0);
     ids = ids_of(json_object_get(r.json, "userlist"), "userid");
     assert_true(json_object_size(ids) > 0);
     json_object_foreach(ids, u, v)
@@ -2011,18 +1894,18 @@ test_service_parties_narrow_the_range(void **state)
     }
     assert_false(set_has(ids, outside));
     json_decref(ids);
-    resp_free(&r);
+    sc_resp_free(&r);
     /* the department tree shows only the service's part */
-    call(&r, Bport, "GET", NULL,
-         "/cgi-bin/department/simplelist?access_token=%s", tok);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Bport, "GET", NULL,
+            "/cgi-bin/department/simplelist?access_token=%s", tok);
+    SC_EXPECT(&r, 200, 0);
     ids = ids_of(json_object_get(r.json, "department_id"), "id");
     json_object_foreach(ids, u, v)
     {
         assert_true(set_has(sub, u));
     }
     json_decref(ids);
-    resp_free(&r);
+    sc_resp_free(&r);
     json_decref(sub);
     free(tok);
     free(sec);
@@ -2041,7 +1924,7 @@ test_directory_behind_wecom_fails_closed(void **state)
     char victim[32] = "", *old_dept = NULL, *old_tag = NULL, q[80];
     json_t *m, *tag, *users, *nu, *e;
     json_error_t err;
-    struct resp r;
+    struct sc_resp r;
     size_t i;
 
     (void)state;
@@ -2084,23 +1967,23 @@ test_directory_behind_wecom_fails_closed(void **state)
     x = redisCommand(c, "PUBLISH wb:inval %s", S1 " " CORP1);
     freeReplyObject(x);
     usleep(200 * 1000);
-    call(&r, Aport, "GET", NULL,
-         "/cgi-bin/user/list?access_token=%s&department_id=2", Reader_tok);
-    EXPECT(&r, 200, 0);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/list?access_token=%s&department_id=2", Reader_tok);
+    SC_EXPECT(&r, 200, 0);
     assert_null(strstr(r.body, victim));
     assert_int_equal(r.dropped, 1);
-    resp_free(&r);
-    call(&r, Bport, "GET", NULL,
-         "/cgi-bin/user/simplelist?access_token=%s&department_id=2",
-         Reader_tok);
-    EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL,
+            "/cgi-bin/user/simplelist?access_token=%s&department_id=2",
+            Reader_tok);
+    SC_EXPECT(&r, 200, 0);
     assert_null(strstr(r.body, victim));
     assert_int_equal(r.dropped, 1);
-    resp_free(&r);
-    call(&r, Bport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, victim);
-    EXPECT(&r, 200, 60011);
-    resp_free(&r);
+    sc_resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok, victim);
+    SC_EXPECT(&r, 200, 60011);
+    sc_resp_free(&r);
     /* and a tag member the broker does not know of yet */
     users = json_object_get(tag, "users");
     nu = json_array();
@@ -2133,9 +2016,9 @@ test_directory_behind_wecom_fails_closed(void **state)
         x = redisCommand(c, "PUBLISH wb:inval %s", S1 " " CORP1);
         freeReplyObject(x);
         usleep(200 * 1000);
-        call(&r, Aport, "GET", NULL, "/cgi-bin/tag/get?access_token=%s&tagid=1",
-             Reader_tok);
-        EXPECT(&r, 200, 0);
+        sc_call(&r, Aport, "GET", NULL,
+                "/cgi-bin/tag/get?access_token=%s&tagid=1", Reader_tok);
+        SC_EXPECT(&r, 200, 0);
         if (!visible_anyway) {
             snprintf(q, sizeof(q), "\"%s\"", gone);
             assert_null(strstr(r.body, q));
@@ -2143,7 +2026,7 @@ test_directory_behind_wecom_fails_closed(void **state)
         }
         fprintf(stderr, "# directory lag: %s dropped from tag/get (%ld)\n",
                 gone, r.dropped);
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     json_decref(nu);
     /* restore */
@@ -2154,10 +2037,10 @@ test_directory_behind_wecom_fails_closed(void **state)
     x = redisCommand(c, "PUBLISH wb:inval %s", S1 " " CORP1);
     freeReplyObject(x);
     usleep(200 * 1000);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, victim);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok, victim);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     json_decref(tag);
     free(old_dept);
     free(old_tag);
@@ -2169,25 +2052,25 @@ test_directory_behind_wecom_fails_closed(void **state)
 static int
 refused_on(int port, const char *tok, long want)
 {
-    struct resp r;
+    struct sc_resp r;
     long code;
 
-    call(&r, port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
-    code = ecode(&r);
-    resp_free(&r);
+    sc_call(&r, port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s", tok);
+    code = sc_ecode(&r);
+    sc_resp_free(&r);
     return code == want;
 }
 
 static int
 secret_refused_on(int port, const char *secret)
 {
-    struct resp r;
+    struct sc_resp r;
     long code;
 
-    call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, secret);
-    code = ecode(&r);
-    resp_free(&r);
+    sc_call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, secret);
+    code = sc_ecode(&r);
+    sc_resp_free(&r);
     return code == 40001;
 }
 
@@ -2290,7 +2173,7 @@ static int
 narrowed_on_b(void *arg)
 {
     struct narrow *n = arg;
-    struct resp r;
+    struct sc_resp r;
     long code;
 
     if (n->stored_ms < 0) {
@@ -2302,10 +2185,11 @@ narrowed_on_b(void *arg)
             n->stored_ms = h_now_ms() - n->t0;
         json_decref(t);
     }
-    call(&r, Bport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, n->member);
-    code = ecode(&r);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+            n->member);
+    code = sc_ecode(&r);
+    sc_resp_free(&r);
     return code == 60011;
 }
 
@@ -2347,12 +2231,13 @@ test_change_auth_narrowing_seen_by_second_instance(void **state)
     n.member = member;
     /* warm B: member is visible now */
     {
-        struct resp r;
+        struct sc_resp r;
 
-        call(&r, Bport, "GET", NULL,
-             "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok, member);
-        EXPECT(&r, 200, 0);
-        resp_free(&r);
+        sc_call(&r, Bport, "GET", NULL,
+                "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+                member);
+        SC_EXPECT(&r, 200, 0);
+        sc_resp_free(&r);
     }
     h_sim_ok(MockPort, "POST", "/__mock/privilege", narrow_priv);
     n.t0 = h_now_ms();
@@ -2367,26 +2252,27 @@ test_change_auth_narrowing_seen_by_second_instance(void **state)
     assert_true(n.stored_ms < 0 || ms - n.stored_ms <= 1000);
     /* the lists follow the new range on both instances */
     {
-        struct resp r;
+        struct sc_resp r;
         json_t *ids;
         const char *u;
 
-        call(&r, Aport, "GET", NULL,
-             "/cgi-bin/user/list?access_token=%s&department_id=3"
-             "&fetch_child=1",
-             Reader_tok);
-        EXPECT(&r, 200, 0);
+        sc_call(&r, Aport, "GET", NULL,
+                "/cgi-bin/user/list?access_token=%s&department_id=3"
+                "&fetch_child=1",
+                Reader_tok);
+        SC_EXPECT(&r, 200, 0);
         ids = ids_of(json_object_get(r.json, "userlist"), "userid");
         json_object_foreach(ids, u, v)
         {
             assert_true(set_has(T.in_users, u));
         }
         json_decref(ids);
-        resp_free(&r);
-        call(&r, Aport, "GET", NULL,
-             "/cgi-bin/user/list?access_token=%s&department_id=2", Reader_tok);
-        EXPECT(&r, 200, T.in_depts && set_has(T.in_depts, "2") ? 0 : 60011);
-        resp_free(&r);
+        sc_resp_free(&r);
+        sc_call(&r, Aport, "GET", NULL,
+                "/cgi-bin/user/list?access_token=%s&department_id=2",
+                Reader_tok);
+        SC_EXPECT(&r, 200, T.in_depts && set_has(T.in_depts, "2") ? 0 : 60011);
+        sc_resp_free(&r);
     }
     /* put the default range back */
     json_decref(priv);
@@ -2418,7 +2304,7 @@ test_cancelled_tenant_tokens_refused(void **state)
 {
     char *tok = tc_token_for(Bport, Reader_secret, CORP2);
     struct cancel_ctx c = {tok};
-    struct resp r;
+    struct sc_resp r;
     long t0, ms;
 
     (void)state;
@@ -2432,18 +2318,18 @@ test_cancelled_tenant_tokens_refused(void **state)
             "instances %ld ms after the callback was acknowledged\n",
             ms);
     assert_true(ms >= 0);
-    call(&r, Aport, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         tok, In_member);
-    EXPECT(&r, 200, 48004);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", tok, In_member);
+    SC_EXPECT(&r, 200, 48004);
+    sc_resp_free(&r);
     /* and no new token for it */
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP2, Reader_secret);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP2, Reader_secret);
     fprintf(stderr, "# gettoken for the cancelled tenant: errcode %ld\n",
-            ecode(&r));
-    assert_true(ecode(&r) == 48004 || ecode(&r) == 40013);
+            sc_ecode(&r));
+    assert_true(sc_ecode(&r) == 48004 || sc_ecode(&r) == 40013);
     assert_null(json_object_get(r.json, "access_token"));
-    resp_free(&r);
+    sc_resp_free(&r);
     free(tok);
 }
 
@@ -2453,7 +2339,7 @@ static void
 test_token_storm_two_instances(void **state)
 {
     enum { N = 200 };
-    static struct resp rs[N];
+    static struct sc_resp rs[N];
     CURL *easy[N];
     CURLM *m = curl_multi_init();
     char url[512];
@@ -2473,8 +2359,8 @@ test_token_storm_two_instances(void **state)
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
                  "&userid=%s",
                  i % 2 ? Bport : Aport, Reader_tok, In_member);
-        resp_init(&rs[i]);
-        easy[i] = easy_for("GET", url, NULL, &rs[i]);
+        sc_resp_init(&rs[i]);
+        easy[i] = sc_easy(&rs[i], "GET", url, NULL, 0, NULL);
         curl_multi_add_handle(m, easy[i]);
     }
     t0 = h_now_ms();
@@ -2487,14 +2373,14 @@ test_token_storm_two_instances(void **state)
         curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
         curl_multi_remove_handle(m, easy[i]);
         curl_easy_cleanup(easy[i]);
-        resp_parse(&rs[i]);
-        if (rs[i].status == 200 && ecode(&rs[i]) == 0 &&
+        sc_resp_parse(&rs[i]);
+        if (rs[i].status == 200 && sc_ecode(&rs[i]) == 0 &&
             strstr(rs[i].body, In_member) != NULL)
             ok++;
         else if (ok + 5 > i)
             fprintf(stderr, "# storm %d: %ld %.200s\n", i, rs[i].status,
                     rs[i].body ? rs[i].body : "");
-        resp_free(&rs[i]);
+        sc_resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);
     after = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
@@ -2593,40 +2479,40 @@ test_plain_curl_client(void **state)
 static void
 test_redis_down_fails_closed(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     int i;
 
     (void)state;
     /* everything cached and warm on both instances */
     for (i = 0; i < 2; i++) {
-        call(&r, i ? Bport : Aport, "GET", NULL,
-             "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
-             In_member);
-        EXPECT(&r, 200, 0);
-        resp_free(&r);
+        sc_call(&r, i ? Bport : Aport, "GET", NULL,
+                "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+                In_member);
+        SC_EXPECT(&r, 200, 0);
+        sc_resp_free(&r);
     }
     h_redis_stop(&H);
     for (i = 0; i < 10; i++) {
-        call(&r, i % 2 ? Bport : Aport, "GET", NULL,
-             "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
-             In_member);
+        sc_call(&r, i % 2 ? Bport : Aport, "GET", NULL,
+                "/cgi-bin/user/get?access_token=%s&userid=%s", Reader_tok,
+                In_member);
         if (r.status != 503)
             fprintf(stderr, "# redis down, request %d: %ld %.200s\n", i,
                     r.status, r.body);
-        EXPECT(&r, 503, -1);
+        SC_EXPECT(&r, 503, -1);
         assert_null(strstr(r.body, In_member));
         assert_null(json_object_get(r.json, "userid"));
-        resp_free(&r);
+        sc_resp_free(&r);
     }
-    call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         CORP1, Reader_secret);
-    EXPECT(&r, 503, -1);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+            CORP1, Reader_secret);
+    SC_EXPECT(&r, 503, -1);
     assert_null(json_object_get(r.json, "access_token"));
-    resp_free(&r);
-    call(&r, Bport, "POST", "{\"limit\":10}",
-         "/cgi-bin/user/list_id?access_token=%s", Reader_tok);
-    EXPECT(&r, 503, -1);
-    resp_free(&r);
+    sc_resp_free(&r);
+    sc_call(&r, Bport, "POST", "{\"limit\":10}",
+            "/cgi-bin/user/list_id?access_token=%s", Reader_tok);
+    SC_EXPECT(&r, 503, -1);
+    sc_resp_free(&r);
     assert_int_equal(h_redis_start(&H), 0);
 }
 
