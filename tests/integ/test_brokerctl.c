@@ -1270,6 +1270,23 @@ file_has(void *arg)
     return yes;
 }
 
+/* A Redis client (the follower) is blocked reading the audit stream. */
+static int
+follower_blocked(void *arg)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r = c ? redisCommand(c, "CLIENT LIST") : NULL;
+    int yes = r != NULL && r->type == REDIS_REPLY_STRING &&
+              strstr(r->str, " cmd=xread ") != NULL;
+
+    (void)arg;
+    if (r != NULL)
+        freeReplyObject(r);
+    if (c != NULL)
+        redisFree(c);
+    return yes;
+}
+
 static void
 test_audit_follow_until_interrupted(void **state)
 {
@@ -1286,7 +1303,9 @@ test_audit_follow_until_interrupted(void **state)
     snprintf(log, sizeof(log), "%s/follow.log", H.dir);
     pid = h_spawn(argv, log);
     assert_true(pid > 0);
-    usleep(300000);
+    /* the entry must be a new one, seen by the follow and not by the
+     * first read of the trail */
+    assert_true(h_wait(follower_blocked, NULL, 10000));
     t = tc_token_for(0, Sens_secret, CORP1);
     g.path = log;
     g.what = "\"endpoint\":\"/cgi-bin/gettoken\"";
