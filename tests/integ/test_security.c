@@ -456,6 +456,10 @@ browser_install(const char *corp, const char *src)
     return code;
 }
 
+/* The tenants (one installed from the browser) and the services: the
+ * group's starting point. */
+static void tenants_ready(void);
+
 static int
 setup(void **state)
 {
@@ -502,6 +506,7 @@ setup(void **state)
     tc_init(&H, MockPort);
     if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
         return -1;
+    tenants_ready();
     return 0;
 }
 
@@ -529,14 +534,13 @@ teardown(void **state)
     return 0;
 }
 
-/*---- Installs and services (the first test; the others use them) ----*/
+/*---- Installs and services (set up once for the group) ----*/
 
 static void
-test_tenants_and_services(void **state)
+tenants_ready(void)
 {
     char *code;
 
-    (void)state;
     push_ticket();
     create_auth(CORP1, NULL);
     tc_wait_status(S1, CORP1, "active", 30000);
@@ -2366,7 +2370,6 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tenants_and_services),
         cmocka_unit_test(test_token_bound_to_its_tenant),
         cmocka_unit_test(test_revoked_token_refused_on_every_instance),
         cmocka_unit_test(test_callback_listener_routes),
