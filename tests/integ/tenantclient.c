@@ -357,6 +357,90 @@ tc_metric(const char *series)
     return v;
 }
 
+struct text {
+    char *s;
+    size_t len, cap;
+};
+
+static void
+text_add(struct text *t, const char *s, size_t n)
+{
+    while (t->len + n + 2 > t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 1 << 20;
+        t->s = realloc(t->s, t->cap);
+        assert_non_null(t->s);
+    }
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len++] = '\n';
+    t->s[t->len] = '\0';
+}
+
+/* The strings of one reply: its own, its elements', and a stream entry's
+ * fields and values. */
+static void
+text_add_reply(struct text *t, const redisReply *v)
+{
+    size_t k, m;
+
+    if (v->type == REDIS_REPLY_STRING)
+        text_add(t, v->str, v->len);
+    for (k = 0; v->type == REDIS_REPLY_ARRAY && k < v->elements; k++) {
+        const redisReply *e = v->element[k];
+
+        if (e->type == REDIS_REPLY_STRING)
+            text_add(t, e->str, e->len);
+        else if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+                 e->element[1]->type == REDIS_REPLY_ARRAY)
+            for (m = 0; m < e->element[1]->elements; m++)
+                text_add(t, e->element[1]->element[m]->str,
+                         e->element[1]->element[m]->len);
+    }
+}
+
+char *
+tc_redis_text(void)
+{
+    static const char *const by_type[][2] = {
+        {"string", "GET %b"},       {"hash", "HGETALL %b"},
+        {"set", "SMEMBERS %b"},     {"zset", "ZRANGE %b 0 -1 WITHSCORES"},
+        {"list", "LRANGE %b 0 -1"}, {"stream", "XRANGE %b - +"},
+    };
+    redisContext *c = h_redis(H);
+    redisReply *keys, *ty, *v;
+    struct text t = {NULL, 0, 0};
+    size_t i, k;
+
+    assert_non_null(c);
+    text_add(&t, "", 0);
+    keys = redisCommand(c, "KEYS *");
+    assert_non_null(keys);
+    for (i = 0; i < keys->elements; i++) {
+        const char *key = keys->element[i]->str;
+        size_t kl = keys->element[i]->len;
+
+        text_add(&t, key, kl);
+        ty = redisCommand(c, "TYPE %b", key, kl);
+        assert_non_null(ty);
+        v = NULL;
+        for (k = 0; k < sizeof(by_type) / sizeof(by_type[0]); k++)
+            if (strcmp(ty->str, by_type[k][0]) == 0)
+                v = redisCommand(c, by_type[k][1], key, kl);
+        if (v == NULL && strcmp(ty->str, "none") != 0) {
+            fprintf(stderr, "# unexpected Redis type %s of %s\n", ty->str, key);
+            fail();
+        }
+        if (v != NULL) {
+            text_add_reply(&t, v);
+            freeReplyObject(v);
+        }
+        freeReplyObject(ty);
+    }
+    freeReplyObject(keys);
+    redisFree(c);
+    return t.s;
+}
+
 char *
 tc_status(const char *suite, const char *corp)
 {

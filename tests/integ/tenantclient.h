@@ -66,6 +66,11 @@ int tc_sim_strict(void **state);
  * labels, as printed), 0 when absent. */
 long tc_metric(const char *series);
 
+/* Every key and every string Redis holds (values of every type, zset
+ * scores, stream fields), one per line (owned): to look for a secret
+ * stored in the clear. An unexpected Redis type fails the test. */
+char *tc_redis_text(void);
+
 /* The tenant's status per `brokerctl tenant show`, "" when none (free). */
 char *tc_status(const char *suite, const char *corp);
 /* Poll until the tenant's status is status, failing the test after ms. */

@@ -138,70 +138,6 @@ api(const char *pq, long *status)
     return v;
 }
 
-/* Every key and every string Redis holds, one per line (free). */
-static char *
-redis_text(void)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *keys, *t, *v;
-    size_t i, k, m, cap = 1 << 20, len = 0;
-    char *out = calloc(1, cap);
-
-#define ADD(s, n)                                                              \
-    do {                                                                       \
-        while (len + (n) + 2 > cap)                                            \
-            out = realloc(out, cap *= 2);                                      \
-        memcpy(out + len, (s), (n));                                           \
-        len += (n);                                                            \
-        out[len++] = '\n';                                                     \
-        out[len] = '\0';                                                       \
-    } while (0)
-
-    keys = redisCommand(c, "KEYS *");
-    for (i = 0; i < keys->elements; i++) {
-        const char *key = keys->element[i]->str;
-
-        ADD(key, strlen(key));
-        t = redisCommand(c, "TYPE %s", key);
-        if (strcmp(t->str, "string") == 0)
-            v = redisCommand(c, "GET %s", key);
-        else if (strcmp(t->str, "hash") == 0)
-            v = redisCommand(c, "HGETALL %s", key);
-        else if (strcmp(t->str, "set") == 0)
-            v = redisCommand(c, "SMEMBERS %s", key);
-        else if (strcmp(t->str, "zset") == 0)
-            v = redisCommand(c, "ZRANGE %s 0 -1", key);
-        else if (strcmp(t->str, "list") == 0)
-            v = redisCommand(c, "LRANGE %s 0 -1", key);
-        else if (strcmp(t->str, "stream") == 0)
-            v = redisCommand(c, "XRANGE %s - +", key);
-        else
-            v = NULL;
-        if (v != NULL && v->type == REDIS_REPLY_STRING)
-            ADD(v->str, v->len);
-        for (k = 0;
-             v != NULL && v->type == REDIS_REPLY_ARRAY && k < v->elements;
-             k++) {
-            redisReply *e = v->element[k];
-
-            if (e->type == REDIS_REPLY_STRING)
-                ADD(e->str, e->len);
-            else if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-                     e->element[1]->type == REDIS_REPLY_ARRAY)
-                for (m = 0; m < e->element[1]->elements; m++)
-                    ADD(e->element[1]->element[m]->str,
-                        e->element[1]->element[m]->len);
-        }
-        if (v != NULL)
-            freeReplyObject(v);
-        freeReplyObject(t);
-    }
-#undef ADD
-    freeReplyObject(keys);
-    redisFree(c);
-    return out;
-}
-
 /* Display columns of s, computed independently of ctl_width: a code
  * point of the CJK, Hangul and fullwidth blocks counts 2, others 1. */
 static size_t
@@ -1444,7 +1380,7 @@ test_purge_leaves_nothing_of_the_tenant(void **state)
 
     /* nothing of (S1, CORP2) left: only S2's installation and the audit
      * trail name the corp */
-    text = redis_text();
+    text = tc_redis_text();
     for (line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
         if (strstr(line, CORP2) == NULL)

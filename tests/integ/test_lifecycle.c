@@ -219,69 +219,6 @@ test_change_auth_narrows(void **state)
     redisFree(sub);
 }
 
-/* Every string held anywhere in Redis, with its key, one per line. */
-static char *
-redis_text(void)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *keys, *t, *v;
-    size_t i, k, cap = 1 << 20, len = 0;
-    char *out = calloc(1, cap);
-
-#define ADD(s, n)                                                              \
-    do {                                                                       \
-        while (len + (n) + 2 > cap)                                            \
-            out = realloc(out, cap *= 2);                                      \
-        memcpy(out + len, (s), (n));                                           \
-        len += (n);                                                            \
-        out[len++] = '\n';                                                     \
-        out[len] = '\0';                                                       \
-    } while (0)
-
-    keys = redisCommand(c, "KEYS *");
-    for (i = 0; i < keys->elements; i++) {
-        const char *key = keys->element[i]->str;
-
-        ADD(key, strlen(key));
-        t = redisCommand(c, "TYPE %s", key);
-        if (strcmp(t->str, "string") == 0)
-            v = redisCommand(c, "GET %s", key);
-        else if (strcmp(t->str, "hash") == 0)
-            v = redisCommand(c, "HGETALL %s", key);
-        else if (strcmp(t->str, "set") == 0)
-            v = redisCommand(c, "SMEMBERS %s", key);
-        else if (strcmp(t->str, "stream") == 0)
-            v = redisCommand(c, "XRANGE %s - +", key);
-        else
-            v = NULL;
-        if (v != NULL && v->type == REDIS_REPLY_STRING)
-            ADD(v->str, v->len);
-        for (k = 0;
-             v != NULL && v->type == REDIS_REPLY_ARRAY && k < v->elements;
-             k++) {
-            redisReply *e = v->element[k];
-
-            if (e->type == REDIS_REPLY_STRING)
-                ADD(e->str, e->len);
-            else if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-                     e->element[1]->type == REDIS_REPLY_ARRAY) {
-                size_t m;
-
-                for (m = 0; m < e->element[1]->elements; m++)
-                    ADD(e->element[1]->element[m]->str,
-                        e->element[1]->element[m]->len);
-            }
-        }
-        if (v != NULL)
-            freeReplyObject(v);
-        freeReplyObject(t);
-    }
-#undef ADD
-    freeReplyObject(keys);
-    redisFree(c);
-    return out;
-}
-
 static void
 test_secrets_never_in_plaintext(void **state)
 {
@@ -297,7 +234,7 @@ test_secrets_never_in_plaintext(void **state)
     (void)state;
     assert_non_null(pcode);
     assert_true(strlen(pcode) >= 16);
-    text = redis_text();
+    text = tc_redis_text();
     log = h_slurp(H.log);
     url = h_int_url(&H, "/metrics");
     assert_int_equal(h_http("GET", url, NULL, 0, &metrics), 200);
@@ -346,7 +283,7 @@ test_cancel_purges_only_that_suite(void **state)
     json_decref(t);
     /* nothing of (S1, CORP1) left: only S2's installation and the audit
      * trail may name the corp */
-    text = redis_text();
+    text = tc_redis_text();
     for (line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
         if (strstr(line, CORP1) == NULL)
@@ -599,7 +536,7 @@ test_token_refresh_single_flight(void **state)
                      before + 1);
     /* the corp token itself is never stored or logged in plaintext */
     {
-        char *text = redis_text(), *log = h_slurp(H.log);
+        char *text = tc_redis_text(), *log = h_slurp(H.log);
 
         assert_true(strlen(Sides[0].token) >= 16);
         assert_null(strstr(text, Sides[0].token));

@@ -1972,71 +1972,6 @@ count_what(const char *what)
     return n;
 }
 
-/* Every string held anywhere in Redis, key names included. */
-static char *
-redis_text(void)
-{
-    static const char *const by_type[][2] = {
-        {"string", "GET %b"},       {"hash", "HGETALL %b"},
-        {"set", "SMEMBERS %b"},     {"zset", "ZRANGE %b 0 -1 WITHSCORES"},
-        {"list", "LRANGE %b 0 -1"}, {"stream", "XRANGE %b - +"},
-    };
-    redisContext *c = h_redis(&H);
-    redisReply *keys, *t, *v;
-    size_t i, k, m, cap = 1 << 20, len = 0, ty;
-    char *out = calloc(1, cap);
-
-#define ADD(s, n)                                                              \
-    do {                                                                       \
-        while (len + (n) + 2 > cap)                                            \
-            out = xrealloc(out, cap *= 2);                                     \
-        memcpy(out + len, (s), (n));                                           \
-        len += (n);                                                            \
-        out[len++] = '\n';                                                     \
-        out[len] = '\0';                                                       \
-    } while (0)
-
-    assert_non_null(c);
-    keys = redisCommand(c, "KEYS *");
-    for (i = 0; i < keys->elements; i++) {
-        const char *key = keys->element[i]->str;
-        size_t kl = keys->element[i]->len;
-
-        ADD(key, kl);
-        t = redisCommand(c, "TYPE %b", key, kl);
-        v = NULL;
-        for (ty = 0; ty < nitems(by_type); ty++)
-            if (strcmp(t->str, by_type[ty][0]) == 0)
-                v = redisCommand(c, by_type[ty][1], key, kl);
-        if (v == NULL && strcmp(t->str, "none") != 0) {
-            fprintf(stderr, "# unexpected Redis type %s of %s\n", t->str, key);
-            fail();
-        }
-        if (v != NULL && v->type == REDIS_REPLY_STRING)
-            ADD(v->str, v->len);
-        for (k = 0;
-             v != NULL && v->type == REDIS_REPLY_ARRAY && k < v->elements;
-             k++) {
-            redisReply *e = v->element[k];
-
-            if (e->type == REDIS_REPLY_STRING)
-                ADD(e->str, e->len);
-            else if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-                     e->element[1]->type == REDIS_REPLY_ARRAY)
-                for (m = 0; m < e->element[1]->elements; m++)
-                    ADD(e->element[1]->element[m]->str,
-                        e->element[1]->element[m]->len);
-        }
-        if (v != NULL)
-            freeReplyObject(v);
-        freeReplyObject(t);
-    }
-#undef ADD
-    freeReplyObject(keys);
-    redisFree(c);
-    return out;
-}
-
 /* How many of the secrets are in text, each named on stderr; where
  * names the place, allow a kind of secret it may hold (NULL: none). */
 static int
@@ -2350,7 +2285,7 @@ test_no_secret_anywhere(void **state)
         }
     }
     /* Redis: every key and every value, streams included */
-    text = redis_text();
+    text = tc_redis_text();
     assert_true(strlen(text) > 1000);
     no_secret_in("Redis", text);
     free(text);
