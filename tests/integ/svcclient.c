@@ -115,6 +115,17 @@ sc_easy(struct sc_resp *r, const char *method, const char *url,
 }
 
 void
+sc_resp_done(CURL *c, struct sc_resp *r)
+{
+    long st = 0;
+
+    if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st) == CURLE_OK &&
+        st != 0)
+        r->status = st;
+    sc_resp_parse(r);
+}
+
+void
 sc_perform(CURL *c, struct sc_resp *r)
 {
     if (curl_easy_perform(c) == CURLE_OK)

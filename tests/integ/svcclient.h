@@ -32,6 +32,9 @@ void sc_resp_parse(struct sc_resp *r);
  * and cleans it up (or sc_perform). */
 CURL *sc_easy(struct sc_resp *r, const char *method, const char *url,
               const char *body, size_t blen, const char *src);
+/* After c's transfer (a multi handle's, say): r->status from c, the body
+ * parsed; c is left to the caller. */
+void sc_resp_done(CURL *c, struct sc_resp *r);
 /* Perform c, set r->status, clean c up and parse the body. */
 void sc_perform(CURL *c, struct sc_resp *r);
 /* One request to url from src with one extra header hdr (both may be

@@ -34,6 +34,7 @@
 #include "metrics.h"
 #include "service.h"
 #include "simclient.h"
+#include "svcclient.h"
 #include "tenantclient.h"
 #include "store.h"
 #include "wecom_crypto.h"
@@ -690,98 +691,6 @@ test_redis_down_refuses(void **state)
 
 /*---- Two brokers ----*/
 
-struct resp {
-    long status;
-    char *body;
-    size_t len;
-    json_t *json;
-};
-
-static size_t
-body_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t add = size * n;
-    char *nb = realloc(r->body, r->len + add + 1);
-
-    if (nb == NULL)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, add);
-    r->len += add;
-    r->body[r->len] = '\0';
-    return add;
-}
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-static CURL *
-easy_for(const char *url, struct resp *r)
-{
-    CURL *c = curl_easy_init();
-
-    assert_non_null(c);
-    memset(r, 0, sizeof(*r));
-    r->status = -1;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    return c;
-}
-
-static void
-resp_done(CURL *c, struct resp *r)
-{
-    json_error_t e;
-
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    if (r->body != NULL)
-        r->json = json_loadb(r->body, r->len, 0, &e);
-}
-
-static long
-ecode(const struct resp *r)
-{
-    json_t *v = json_object_get(r->json, "errcode");
-
-    return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
-}
-
-/* GET port + path_query; r filled (resp_free it). */
-static void __attribute__((format(printf, 3, 4)))
-get(struct resp *r, int port, const char *fmt, ...)
-{
-    char pq[2048], url[2100];
-    va_list ap;
-    CURL *c;
-
-    va_start(ap, fmt);
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    va_end(ap);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, pq);
-    c = easy_for(url, r);
-    if (curl_easy_perform(c) == CURLE_OK)
-        resp_done(c, r);
-    curl_easy_cleanup(c);
-}
-
-#define EXPECT(r, st, code)                                                    \
-    do {                                                                       \
-        if ((r)->status != (st) || ecode(r) != (code))                         \
-            fprintf(stderr, "# %s:%d: want %d/%ld, got %ld: %.300s\n",         \
-                    __FILE__, __LINE__, (int)(st), (long)(code), (r)->status,  \
-                    (r)->body ? (r)->body : "(no body)");                      \
-        assert_int_equal((r)->status, (st));                                   \
-        assert_int_equal(ecode(r), (code));                                    \
-    } while (0)
-
 #define NPAR 64
 
 /* n GETs of path_query at once, alternating between the two brokers;
@@ -793,7 +702,7 @@ struct tally {
 static void
 hammer(const char *pq, int n, struct tally *t)
 {
-    struct resp r[NPAR];
+    struct sc_resp r[NPAR];
     CURL *e[NPAR];
     CURLM *m = curl_multi_init();
     char url[2100];
@@ -804,7 +713,7 @@ hammer(const char *pq, int n, struct tally *t)
     for (i = 0; i < n; i++) {
         snprintf(url, sizeof(url), "http://127.0.0.1:%d%s",
                  i % 2 ? Bport : Aport, pq);
-        e[i] = easy_for(url, &r[i]);
+        e[i] = sc_easy(&r[i], "GET", url, NULL, 0, NULL);
         curl_multi_add_handle(m, e[i]);
     }
     while (running) {
@@ -813,12 +722,12 @@ hammer(const char *pq, int n, struct tally *t)
             curl_multi_poll(m, NULL, 0, 100, NULL);
     }
     for (i = 0; i < n; i++) {
-        resp_done(e[i], &r[i]);
-        if (r[i].status == 200 && ecode(&r[i]) == 0)
+        sc_resp_done(e[i], &r[i]);
+        if (r[i].status == 200 && sc_ecode(&r[i]) == 0)
             t->ok++;
-        else if (r[i].status == 200 && ecode(&r[i]) == 45009)
+        else if (r[i].status == 200 && sc_ecode(&r[i]) == 45009)
             t->e45009++;
-        else if (r[i].status == 200 && ecode(&r[i]) == 45033)
+        else if (r[i].status == 200 && sc_ecode(&r[i]) == 45033)
             t->e45033++;
         else {
             fprintf(stderr, "# %ld %.200s\n", r[i].status, r[i].body);
@@ -826,7 +735,7 @@ hammer(const char *pq, int n, struct tally *t)
         }
         curl_multi_remove_handle(m, e[i]);
         curl_easy_cleanup(e[i]);
-        resp_free(&r[i]);
+        sc_resp_free(&r[i]);
     }
     curl_multi_cleanup(m);
 }
@@ -980,7 +889,7 @@ static void
 test_brokers_spend_one_budget(void **state)
 {
     struct tally t;
-    struct resp r;
+    struct sc_resp r;
     char pq[512];
     size_t max, calls, before;
     char *metrics = NULL, *url;
@@ -1008,17 +917,18 @@ test_brokers_spend_one_budget(void **state)
     assert_int_equal(t.e45009, 30);
     assert_int_equal(t.other, 0);
     /* refused at once, without calling WeCom */
-    get(&r, Bport, "%s", pq);
-    EXPECT(&r, 200, 45009);
+    sc_call(&r, Bport, "GET", NULL, "%s", pq);
+    SC_EXPECT(&r, 200, 45009);
     assert_true(strlen(h_str(r.json, "errmsg")) > 0);
     assert_null(json_object_get(r.json, "userid"));
-    resp_free(&r);
+    sc_resp_free(&r);
     assert_int_equal(mock_calls("/cgi-bin/user/get", NULL), PER_CORP);
     /* another tenant has its own budget */
     before = mock_calls("/cgi-bin/user/get", NULL);
-    get(&r, Aport, "/cgi-bin/user/get?access_token=%s&userid=%s", Tok2, MEMBER);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Tok2, MEMBER);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     assert_int_equal(mock_calls("/cgi-bin/user/get", NULL), before + 1);
     /* and the refusals are counted */
     url = h_int_url(&H, "/metrics");
@@ -1035,36 +945,40 @@ test_brokers_spend_one_budget(void **state)
 static void
 test_wecom_45009_pauses_every_instance(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     size_t before;
     int i;
 
     (void)state;
-    get(&r, Bport, "/cgi-bin/department/list?access_token=%s", Tok1);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok1);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     fault("{\"path\":\"/cgi-bin/department/list\",\"count\":1,"
           "\"errcode\":45009}");
-    get(&r, Aport, "/cgi-bin/department/list?access_token=%s", Tok1);
-    EXPECT(&r, 200, 45009);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok1);
+    SC_EXPECT(&r, 200, 45009);
+    sc_resp_free(&r);
     before = mock_calls("/cgi-bin/department/list", NULL);
     /* the other instance, and this one, refuse without calling WeCom */
     for (i = 0; i < 4; i++) {
-        get(&r, i % 2 ? Aport : Bport,
-            "/cgi-bin/department/list?access_token=%s", Tok1);
-        EXPECT(&r, 200, 45009);
+        sc_call(&r, i % 2 ? Aport : Bport, "GET", NULL,
+                "/cgi-bin/department/list?access_token=%s", Tok1);
+        SC_EXPECT(&r, 200, 45009);
         assert_null(json_object_get(r.json, "department"));
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     assert_int_equal(mock_calls("/cgi-bin/department/list", NULL), before);
     /* another tenant is not paused */
-    get(&r, Bport, "/cgi-bin/department/list?access_token=%s", Tok2);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
-    get(&r, Aport, "/cgi-bin/department/list?access_token=%s", Tok2);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok2);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok2);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     assert_int_equal(mock_calls("/cgi-bin/department/list", NULL), before + 2);
 }
 
@@ -1072,7 +986,7 @@ static void
 test_wecom_45033_lowers_concurrency(void **state)
 {
     struct tally t;
-    struct resp r;
+    struct sc_resp r;
     char pq[512];
     size_t before;
 
@@ -1081,15 +995,15 @@ test_wecom_45033_lowers_concurrency(void **state)
              Tok2, MEMBER);
     fault("{\"path\":\"/cgi-bin/user/get\",\"count\":1,"
           "\"errcode\":45033}");
-    get(&r, Aport, "%s", pq);
-    EXPECT(&r, 200, 45033);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "%s", pq);
+    SC_EXPECT(&r, 200, 45033);
+    sc_resp_free(&r);
     /* one at a time now, on this instance: slow calls make them overlap */
     fault("{\"path\":\"/cgi-bin/user/get\",\"count\":10,"
           "\"delay_ms\":1500}");
     before = mock_calls("/cgi-bin/user/get", NULL);
     {
-        struct resp rr[4];
+        struct sc_resp rr[4];
         CURL *e[4];
         CURLM *m = curl_multi_init();
         char url[700];
@@ -1098,7 +1012,7 @@ test_wecom_45033_lowers_concurrency(void **state)
         memset(&t, 0, sizeof(t));
         snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", Aport, pq);
         for (i = 0; i < 4; i++) {
-            e[i] = easy_for(url, &rr[i]);
+            e[i] = sc_easy(&rr[i], "GET", url, NULL, 0, NULL);
             curl_multi_add_handle(m, e[i]);
         }
         while (running) {
@@ -1107,16 +1021,16 @@ test_wecom_45033_lowers_concurrency(void **state)
                 curl_multi_poll(m, NULL, 0, 100, NULL);
         }
         for (i = 0; i < 4; i++) {
-            resp_done(e[i], &rr[i]);
-            if (ecode(&rr[i]) == 0)
+            sc_resp_done(e[i], &rr[i]);
+            if (sc_ecode(&rr[i]) == 0)
                 t.ok++;
-            else if (ecode(&rr[i]) == 45033)
+            else if (sc_ecode(&rr[i]) == 45033)
                 t.e45033++;
             else
                 t.other++;
             curl_multi_remove_handle(m, e[i]);
             curl_easy_cleanup(e[i]);
-            resp_free(&rr[i]);
+            sc_resp_free(&rr[i]);
         }
         curl_multi_cleanup(m);
     }
@@ -1130,25 +1044,25 @@ test_wecom_45033_lowers_concurrency(void **state)
 static void
 test_redis_down_fails_closed(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     size_t before;
     int i;
 
     (void)state;
     for (i = 0; i < 2; i++) {
-        get(&r, i ? Bport : Aport, "/cgi-bin/department/list?access_token=%s",
-            Tok2);
-        EXPECT(&r, 200, 0);
-        resp_free(&r);
+        sc_call(&r, i ? Bport : Aport, "GET", NULL,
+                "/cgi-bin/department/list?access_token=%s", Tok2);
+        SC_EXPECT(&r, 200, 0);
+        sc_resp_free(&r);
     }
     before = mock_calls("/cgi-bin/department/list", NULL);
     h_redis_stop(&H);
     for (i = 0; i < 6; i++) {
-        get(&r, i % 2 ? Bport : Aport,
-            "/cgi-bin/department/list?access_token=%s", Tok2);
-        EXPECT(&r, 503, -1);
+        sc_call(&r, i % 2 ? Bport : Aport, "GET", NULL,
+                "/cgi-bin/department/list?access_token=%s", Tok2);
+        SC_EXPECT(&r, 503, -1);
         assert_null(json_object_get(r.json, "department"));
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     assert_int_equal(h_redis_start(&H), 0);
     /* not one call reached WeCom while the budget was out of reach */
