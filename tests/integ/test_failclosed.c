@@ -789,6 +789,8 @@ test_public_flood_leaves_internal(void **state)
         fds[i] = tcp_from(src, port_cb);
         send_partial(fds[i]);
     }
+    /* pacing: half-sent requests show nowhere outside the broker; this
+     * lets it accept them before the internal listener is timed */
     usleep(500000);
     t0 = h_now_ms();
     assert_true(h_wait(healthz_on, &port_int, 3000));

@@ -1029,6 +1029,7 @@ test_ticket_expiry(void **state)
     j = userdetail(port, sat, ticket);
     assert_int_equal(h_errcode(j), 0);
     json_decref(j);
+    /* pacing: the point is the ticket's 1 s lifetime passing */
     usleep(1300 * 1000);
     j = userdetail(port, sat, ticket);
     assert_int_equal(h_errcode(j), 84014);

@@ -685,6 +685,7 @@ test_token_expired(void **state)
                 "/cgi-bin/user/get?access_token=%s&userid=u00001", s.ct);
     assert_int_equal(h_errcode(j), 0);
     json_decref(j);
+    /* pacing: the point is the token's 1 s lifetime passing */
     usleep(1100 * 1000);
     j = h_jcall(port, "GET", NULL, NULL,
                 "/cgi-bin/user/get?access_token=%s&userid=u00001", s.ct);

@@ -1766,10 +1766,13 @@ test_descriptor_exhaustion_no_spin(void **state)
         fds[i] = tcp_connect(port_cb);
         send(fds[i], head, sizeof(head) - 1, MSG_NOSIGNAL);
     }
+    /* pacing: the broker has nothing to show for a half-sent request; this
+     * lets every connection be accepted before the measurement */
     usleep(300000);
     lines0 = count_lines(log);
     ticks = cpu_ticks(pid);
     t0 = h_now_ms();
+    /* pacing: the measurement window for CPU time and log lines */
     usleep(1000000);
     ticks = cpu_ticks(pid) - ticks;
     lines = count_lines(log) - lines0;
