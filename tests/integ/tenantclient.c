@@ -279,6 +279,27 @@ tc_token_for(int port, const char *secret, const char *corp)
 }
 
 long
+tc_user_get_errcode(const char *secret, const char *corp, const char *userid)
+{
+    char *tok = tc_token_for(0, secret, corp), path[600], *url, *body = NULL;
+    json_error_t e;
+    json_t *v;
+    long code;
+
+    snprintf(path, sizeof(path), "/cgi-bin/user/get?access_token=%s&userid=%s",
+             tok, userid);
+    free(tok);
+    url = h_int_url(H, path);
+    assert_int_equal(h_http("GET", url, NULL, 0, &body), 200);
+    free(url);
+    v = json_loads(body ? body : "", 0, &e);
+    free(body);
+    code = (long)json_integer_value(json_object_get(v, "errcode"));
+    json_decref(v);
+    return code;
+}
+
+long
 tc_suite_field(const char *suite, const char *field)
 {
     int rc;

@@ -50,6 +50,10 @@ char *tc_svc_add(const char *name, const char *scopes, const char *opt,
 /* gettoken for corp with secret on port (0: the harness's internal
  * listener); asserts errcode 0; the access token (owned). */
 char *tc_token_for(int port, const char *secret, const char *corp);
+/* user/get of userid in corp for the service with secret (a fresh token
+ * through gettoken): the reply's errcode, asserting HTTP 200. */
+long tc_user_get_errcode(const char *secret, const char *corp,
+                         const char *userid);
 /* field of suite in `brokerctl suite`, -1 when absent. */
 long tc_suite_field(const char *suite, const char *field);
 /* Requests the simulator received on path; with corp, only those whose
