@@ -54,22 +54,10 @@ setup(void **state)
     tc_init(&H, MockPort);
     tc_push_ticket(S1);
     {
-        const char *argv[] = {"bin/brokerctl", "-c",  H.conf,   "--json",
-                              "service",       "add", "reader", "--scopes",
-                              "contacts.read", NULL};
-        char *out = NULL;
-        json_error_t e;
-        json_t *v;
+        char *secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
 
-        if (h_run(argv, &out) != 0)
-            return -1;
-        v = json_loads(out, 0, &e);
-        free(out);
-        if (json_string_value(json_object_get(v, "secret")) == NULL)
-            return -1;
-        snprintf(Secret, sizeof(Secret), "%s",
-                 json_string_value(json_object_get(v, "secret")));
-        json_decref(v);
+        snprintf(Secret, sizeof(Secret), "%s", secret);
+        free(secret);
     }
     return 0;
 }
