@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,8 +96,8 @@ h_redis_start(struct harness *h)
 
         dup2(fd, 1);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket",
-               h->redis_sock, "--unixsocketperm", "700", "--dir", dir,
-               "--save", "", "--appendonly", "no", (char *)NULL);
+               h->redis_sock, "--unixsocketperm", "700", "--dir", dir, "--save",
+               "", "--appendonly", "no", (char *)NULL);
         _exit(127);
     }
     h->redis_pid = pid;
@@ -460,6 +461,29 @@ h_redis(const struct harness *h)
     return c;
 }
 
+long long
+h_redis_int(const struct harness *h, const char *fmt, ...)
+{
+    redisContext *c = h_redis(h);
+    redisReply *r;
+    va_list ap;
+    long long v = -1;
+
+    if (c == NULL)
+        return -1;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+        v = r->integer;
+    else if (r != NULL && r->type == REDIS_REPLY_ARRAY)
+        v = (long long)r->elements;
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -751,8 +775,8 @@ h_redis_start_aof(struct harness *h)
 
         dup2(fd, 1);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket",
-               h->redis_sock, "--unixsocketperm", "700", "--dir", dir,
-               "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+               h->redis_sock, "--unixsocketperm", "700", "--dir", dir, "--save",
+               "", "--appendonly", "yes", "--appendfsync", "everysec",
                (char *)NULL);
         _exit(127);
     }

@@ -11,11 +11,11 @@
 
 #include <hiredis/hiredis.h>
 
-#define H_SUITE     "wwtestsuite00001"
-#define H_TOKEN     "QDG6eK3hXn2Ls8bVtEo"
-#define H_AESKEY    "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2A"
-#define H_SECRET    "s3cr3t-suite-secret-value-0001"
-#define H_PROVIDER  "wwtestprovider01"
+#define H_SUITE    "wwtestsuite00001"
+#define H_TOKEN    "QDG6eK3hXn2Ls8bVtEo"
+#define H_AESKEY   "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2A"
+#define H_SECRET   "s3cr3t-suite-secret-value-0001"
+#define H_PROVIDER "wwtestprovider01"
 #define H_MASTER_HEX                                                           \
     "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
 #define H_INDEX_HEX                                                            \
@@ -54,8 +54,8 @@ int h_broker_start(struct harness *h);
 int h_broker_stop(struct harness *h, int sig);
 
 /* HTTP request; *body owned (free), may be NULL. Returns status or -1. */
-long h_http(const char *method, const char *url, const char *data,
-            size_t len, char **body);
+long h_http(const char *method, const char *url, const char *data, size_t len,
+            char **body);
 /* h_http over https:// with the server's certificate checked against the
  * PEM file cainfo (name and chain); cainfo NULL checks nothing. Returns
  * -1 when the handshake or the check fails. */
@@ -77,10 +77,14 @@ char *h_int_url(const struct harness *h, const char *path_and_query);
 
 /* A synchronous Redis connection to the test server (redisFree it). */
 redisContext *h_redis(const struct harness *h);
+/* A Redis command (hiredis format) on a fresh connection: an integer
+ * reply's value, an array reply's length, else -1. */
+long long h_redis_int(const struct harness *h, const char *fmt, ...);
 /* Every key and its DUMP, sorted, as one string (free). */
 char *h_snapshot(const struct harness *h);
-/* Run a program, capture stdout and stderr into *out (free; may be NULL); returns the
- * exit status. argv[0] is a path relative to the repository root. */
+/* Run a program, capture stdout and stderr into *out (free; may be NULL);
+ * returns the exit status. argv[0] is a path relative to the repository root.
+ */
 int h_run(const char *const argv[], char **out);
 /* Read the whole file (free). */
 char *h_slurp(const char *path);

@@ -100,9 +100,10 @@ post_sealed(const char *suite, const char *route, const char *receiveid,
     brk_free(xml);
 }
 
-void
+const char *
 tc_push_ticket(const char *suite)
 {
+    static char ticket[200];
     char path[128], ts[24];
     json_t *t;
     const char *kv[8];
@@ -117,9 +118,12 @@ tc_push_ticket(const char *suite)
     kv[4] = "TimeStamp";
     kv[5] = ts;
     kv[6] = "SuiteTicket";
-    kv[7] = json_string_value(json_object_get(t, "suite_ticket"));
-    tc_post_event(suite, kv, 4);
+    snprintf(ticket, sizeof(ticket), "%s",
+             json_string_value(json_object_get(t, "suite_ticket")));
     json_decref(t);
+    kv[7] = ticket;
+    tc_post_event(suite, kv, 4);
+    return ticket;
 }
 
 void
@@ -198,6 +202,264 @@ tc_ctl_json(const char *a1, const char *a2, const char *a3, const char *suite)
         v = json_loads(out, 0, &e);
     free(out);
     return v;
+}
+
+json_t *
+tc_ctl(int *rc, ...)
+{
+    const char *argv[24], *a;
+    char *out = NULL;
+    json_error_t e;
+    json_t *v;
+    size_t n = 0;
+    va_list ap;
+
+    argv[n++] = "bin/brokerctl";
+    argv[n++] = "-c";
+    argv[n++] = H->conf;
+    argv[n++] = "--json";
+    va_start(ap, rc);
+    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    *rc = h_run(argv, &out);
+    v = json_loads(out ? out : "", JSON_DISABLE_EOF_CHECK, &e);
+    if (*rc != 0 && n > 4 && strcmp(argv[4], "tenant") != 0)
+        fprintf(stderr, "# brokerctl %s %s: exit %d: %.600s\n", argv[4],
+                n > 5 ? argv[5] : "", *rc, out ? out : "");
+    free(out);
+    return v;
+}
+
+char *
+tc_svc_add(const char *name, const char *scopes, const char *opt,
+           const char *val)
+{
+    int rc;
+    json_t *v = tc_ctl(&rc, "service", "add", name, "--scopes", scopes, opt,
+                       val, (const char *)NULL);
+    char *s;
+
+    assert_int_equal(rc, 0);
+    assert_string_equal(h_str(v, "name"), name);
+    s = strdup(h_str(v, "secret"));
+    assert_non_null(s);
+    assert_non_null(strchr(s, '.'));
+    json_decref(v);
+    return s;
+}
+
+char *
+tc_token_for(int port, const char *secret, const char *corp)
+{
+    char url[512], *body = NULL, *t;
+    json_error_t e;
+    json_t *v;
+    long st;
+
+    snprintf(url, sizeof(url),
+             "http://127.0.0.1:%d/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
+             port ? port : H->int_port, corp, secret);
+    st = h_http("GET", url, NULL, 0, &body);
+    v = json_loads(body ? body : "", 0, &e);
+    if (st != 200 || json_integer_value(json_object_get(v, "errcode")) != 0 ||
+        !json_is_integer(json_object_get(v, "errcode")))
+        fprintf(stderr, "# gettoken %s: %ld: %.300s\n", corp, st,
+                body ? body : "(no body)");
+    assert_int_equal(st, 200);
+    assert_true(json_is_integer(json_object_get(v, "errcode")));
+    assert_int_equal(json_integer_value(json_object_get(v, "errcode")), 0);
+    t = strdup(h_str(v, "access_token"));
+    assert_non_null(t);
+    assert_true(t[0] != '\0');
+    json_decref(v);
+    free(body);
+    return t;
+}
+
+long
+tc_user_get_errcode(const char *secret, const char *corp, const char *userid)
+{
+    char *tok = tc_token_for(0, secret, corp), path[600], *url, *body = NULL;
+    json_error_t e;
+    json_t *v;
+    long code;
+
+    snprintf(path, sizeof(path), "/cgi-bin/user/get?access_token=%s&userid=%s",
+             tok, userid);
+    free(tok);
+    url = h_int_url(H, path);
+    assert_int_equal(h_http("GET", url, NULL, 0, &body), 200);
+    free(url);
+    v = json_loads(body ? body : "", 0, &e);
+    free(body);
+    code = (long)json_integer_value(json_object_get(v, "errcode"));
+    json_decref(v);
+    return code;
+}
+
+long
+tc_suite_field(const char *suite, const char *field)
+{
+    int rc;
+    json_t *arr = tc_ctl(&rc, "suite", (const char *)NULL), *s;
+    size_t i;
+    long v = -1;
+
+    json_array_foreach(arr, i, s)
+    {
+        if (strcmp(h_str(s, "suite_id"), suite) == 0)
+            v = (long)json_integer_value(json_object_get(s, field));
+    }
+    json_decref(arr);
+    return v;
+}
+
+size_t
+tc_mock_count(const char *path, const char *corp)
+{
+    char p[256];
+    json_t *v, *e;
+    size_t n = 0, i;
+
+    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
+    v = h_sim_json(MockPort, "GET", p, NULL);
+    json_array_foreach(v, i, e)
+    {
+        const char *c = json_string_value(
+            json_object_get(json_object_get(e, "body"), "auth_corpid"));
+
+        if (corp == NULL || (c != NULL && strcmp(c, corp) == 0))
+            n++;
+    }
+    json_decref(v);
+    return n;
+}
+
+int
+tc_clear_faults(void **state)
+{
+    char *out = NULL;
+
+    (void)state;
+    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
+    free(out);
+    return 0;
+}
+
+int
+tc_sim_leaky(void **state)
+{
+    (void)state;
+    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":true}");
+    return 0;
+}
+
+int
+tc_sim_strict(void **state)
+{
+    (void)state;
+    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":false}");
+    return 0;
+}
+
+long
+tc_metric(const char *series)
+{
+    char *url = h_int_url(H, "/metrics"), *body = NULL, *p;
+    long v = 0;
+
+    if (h_http("GET", url, NULL, 0, &body) == 200 &&
+        (p = strstr(body, series)) != NULL)
+        v = strtol(p + strlen(series) + 1, NULL, 10);
+    free(url);
+    free(body);
+    return v;
+}
+
+struct text {
+    char *s;
+    size_t len, cap;
+};
+
+static void
+text_add(struct text *t, const char *s, size_t n)
+{
+    while (t->len + n + 2 > t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 1 << 20;
+        t->s = realloc(t->s, t->cap);
+        assert_non_null(t->s);
+    }
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len++] = '\n';
+    t->s[t->len] = '\0';
+}
+
+/* The strings of one reply: its own, its elements', and a stream entry's
+ * fields and values. */
+static void
+text_add_reply(struct text *t, const redisReply *v)
+{
+    size_t k, m;
+
+    if (v->type == REDIS_REPLY_STRING)
+        text_add(t, v->str, v->len);
+    for (k = 0; v->type == REDIS_REPLY_ARRAY && k < v->elements; k++) {
+        const redisReply *e = v->element[k];
+
+        if (e->type == REDIS_REPLY_STRING)
+            text_add(t, e->str, e->len);
+        else if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+                 e->element[1]->type == REDIS_REPLY_ARRAY)
+            for (m = 0; m < e->element[1]->elements; m++)
+                text_add(t, e->element[1]->element[m]->str,
+                         e->element[1]->element[m]->len);
+    }
+}
+
+char *
+tc_redis_text(void)
+{
+    static const char *const by_type[][2] = {
+        {"string", "GET %b"},       {"hash", "HGETALL %b"},
+        {"set", "SMEMBERS %b"},     {"zset", "ZRANGE %b 0 -1 WITHSCORES"},
+        {"list", "LRANGE %b 0 -1"}, {"stream", "XRANGE %b - +"},
+    };
+    redisContext *c = h_redis(H);
+    redisReply *keys, *ty, *v;
+    struct text t = {NULL, 0, 0};
+    size_t i, k;
+
+    assert_non_null(c);
+    text_add(&t, "", 0);
+    keys = redisCommand(c, "KEYS *");
+    assert_non_null(keys);
+    for (i = 0; i < keys->elements; i++) {
+        const char *key = keys->element[i]->str;
+        size_t kl = keys->element[i]->len;
+
+        text_add(&t, key, kl);
+        ty = redisCommand(c, "TYPE %b", key, kl);
+        assert_non_null(ty);
+        v = NULL;
+        for (k = 0; k < sizeof(by_type) / sizeof(by_type[0]); k++)
+            if (strcmp(ty->str, by_type[k][0]) == 0)
+                v = redisCommand(c, by_type[k][1], key, kl);
+        if (v == NULL && strcmp(ty->str, "none") != 0) {
+            fprintf(stderr, "# unexpected Redis type %s of %s\n", ty->str, key);
+            fail();
+        }
+        if (v != NULL) {
+            text_add_reply(&t, v);
+            freeReplyObject(v);
+        }
+        freeReplyObject(ty);
+    }
+    freeReplyObject(keys);
+    redisFree(c);
+    return t.s;
 }
 
 char *
@@ -332,8 +594,8 @@ tc_expected_members(const char *suite, const char *corp)
     } while (json_object_size(parties) != before);
     json_object_foreach(parties, key, v)
     {
-        snprintf(path, sizeof(path), "/cgi-bin/user/simplelist?department_id=%s",
-                 key);
+        snprintf(path, sizeof(path),
+                 "/cgi-bin/user/simplelist?department_id=%s", key);
         r = sim_get(path, token);
         if (r == NULL)
             continue; /* a department that is no longer there */

@@ -28,6 +28,7 @@
 
 #include "harness.h"
 #include "simclient.h"
+#include "tenantclient.h"
 #include "keyring.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -45,122 +46,12 @@
 #define CORP5 "wwmockcorp0005" /* never installed */
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock;
 static int MockPort;
 static char *Reader_secret, *Reader_tok; /* contacts.read */
 static char *Sens_secret;                /* contacts.read,member.sensitive */
 
 /*---- helpers ----*/
-
-/* Encrypt and POST an event as WeCom would, for suite. */
-static void
-post_event(const char *suite, const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24], *ek[] = {"ToUserName", "Encrypt"}, *evv[2];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, suite, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "c%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = suite;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             suite, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
-static void
-push_ticket(const char *suite)
-{
-    char path[128], ts[24];
-    const char *kv[8];
-    json_t *t;
-
-    snprintf(path, sizeof(path), "/__mock/suite_ticket?suite_id=%s", suite);
-    t = h_sim_json(MockPort, "GET", path, NULL);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = suite;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = h_str(t, "suite_ticket");
-    post_event(suite, kv, 4);
-    json_decref(t);
-}
-
-static void
-install(const char *suite, const char *corp, long ts)
-{
-    char body[256], tsb[24];
-    const char *kv[10];
-    json_t *r;
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
-             suite, corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", ts);
-    kv[0] = "SuiteId";
-    kv[1] = suite;
-    kv[2] = "AuthCode";
-    kv[3] = h_str(r, "auth_code");
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(suite, kv, 5);
-    json_decref(r);
-}
-
-/* A TimeStamp after every earlier one: two events of the same content in
- * one second would be one event to the broker's deduplication. */
-static void
-corp_event(const char *suite, const char *type, const char *corp,
-           const char *k1, const char *v1)
-{
-    char tsb[24];
-    const char *kv[12];
-    size_t n = 0;
-
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[n++] = "SuiteId";
-    kv[n++] = suite;
-    kv[n++] = "InfoType";
-    kv[n++] = type;
-    kv[n++] = "TimeStamp";
-    kv[n++] = tsb;
-    kv[n++] = "AuthCorpId";
-    kv[n++] = corp;
-    if (k1 != NULL) {
-        kv[n++] = k1;
-        kv[n++] = v1;
-    }
-    post_event(suite, kv, n / 2);
-}
 
 /* brokerctl -c CONF ARGS... (NULL-terminated): its exit status; stdout
  * and stderr into *out (free). */
@@ -232,70 +123,6 @@ tenant_show(const char *suite, const char *corp)
     return ctlj(&rc, "--suite", suite, "tenant", "show", corp, (char *)NULL);
 }
 
-struct want {
-    const char *suite, *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    char *out = NULL;
-    const char *argv[] = {"bin/brokerctl", "-c",     H.conf,   "--json",
-                          "--suite",       w->suite, "tenant", "show",
-                          w->corp,         NULL};
-    json_error_t e;
-    json_t *t;
-    int ok;
-
-    h_run(argv, &out);
-    t = json_loads(out ? out : "", JSON_DISABLE_EOF_CHECK, &e);
-    ok = strcmp(h_str(t, "status"), w->status) == 0;
-    json_decref(t);
-    free(out);
-    return ok;
-}
-
-static void
-wait_status(const char *suite, const char *corp, const char *status)
-{
-    struct want w = {suite, corp, status};
-
-    if (!h_wait(has_status, &w, 30000)) {
-        fprintf(stderr, "# %s/%s never became %s\n", suite, corp, status);
-        fail();
-    }
-}
-
-static long
-suite_field(const char *suite, const char *field)
-{
-    json_t *arr, *s;
-    size_t i;
-    long v = -1;
-    int rc;
-
-    arr = ctlj(&rc, "suite", (char *)NULL);
-    json_array_foreach(arr, i, s) if (strcmp(h_str(s, "suite_id"), suite) == 0)
-        v = (long)json_integer_value(json_object_get(s, field));
-    json_decref(arr);
-    return v;
-}
-
-static long
-metric(const char *series)
-{
-    char *url = h_int_url(&H, "/metrics"), *body = NULL, *p;
-    long v = 0;
-
-    if (h_http("GET", url, NULL, 0, &body) == 200 &&
-        (p = strstr(body, series)) != NULL)
-        v = strtol(p + strlen(series) + 1, NULL, 10);
-    free(url);
-    free(body);
-    return v;
-}
-
 /* A service API call on the internal listener; body parsed. */
 static json_t *
 api(const char *pq, long *status)
@@ -309,103 +136,6 @@ api(const char *pq, long *status)
     free(url);
     free(body);
     return v;
-}
-
-static char *
-svc_add(const char *name, const char *scopes)
-{
-    json_t *v;
-    char *s;
-    int rc;
-
-    v = ctlj(&rc, "service", "add", name, "--scopes", scopes, (char *)NULL);
-    assert_int_equal(rc, 0);
-    s = strdup(h_str(v, "secret"));
-    assert_non_null(strchr(s, '.'));
-    json_decref(v);
-    return s;
-}
-
-static char *
-token_for(const char *secret, const char *corp)
-{
-    char pq[300];
-    long st;
-    json_t *v;
-    char *t;
-
-    snprintf(pq, sizeof(pq), "/cgi-bin/gettoken?corpid=%s&corpsecret=%s", corp,
-             secret);
-    v = api(pq, &st);
-    assert_int_equal(st, 200);
-    assert_int_equal(json_integer_value(json_object_get(v, "errcode")), 0);
-    t = strdup(h_str(v, "access_token"));
-    json_decref(v);
-    return t;
-}
-
-/* Every key and every string Redis holds, one per line (free). */
-static char *
-redis_text(void)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *keys, *t, *v;
-    size_t i, k, m, cap = 1 << 20, len = 0;
-    char *out = calloc(1, cap);
-
-#define ADD(s, n)                                                              \
-    do {                                                                       \
-        while (len + (n) + 2 > cap)                                            \
-            out = realloc(out, cap *= 2);                                      \
-        memcpy(out + len, (s), (n));                                           \
-        len += (n);                                                            \
-        out[len++] = '\n';                                                     \
-        out[len] = '\0';                                                       \
-    } while (0)
-
-    keys = redisCommand(c, "KEYS *");
-    for (i = 0; i < keys->elements; i++) {
-        const char *key = keys->element[i]->str;
-
-        ADD(key, strlen(key));
-        t = redisCommand(c, "TYPE %s", key);
-        if (strcmp(t->str, "string") == 0)
-            v = redisCommand(c, "GET %s", key);
-        else if (strcmp(t->str, "hash") == 0)
-            v = redisCommand(c, "HGETALL %s", key);
-        else if (strcmp(t->str, "set") == 0)
-            v = redisCommand(c, "SMEMBERS %s", key);
-        else if (strcmp(t->str, "zset") == 0)
-            v = redisCommand(c, "ZRANGE %s 0 -1", key);
-        else if (strcmp(t->str, "list") == 0)
-            v = redisCommand(c, "LRANGE %s 0 -1", key);
-        else if (strcmp(t->str, "stream") == 0)
-            v = redisCommand(c, "XRANGE %s - +", key);
-        else
-            v = NULL;
-        if (v != NULL && v->type == REDIS_REPLY_STRING)
-            ADD(v->str, v->len);
-        for (k = 0;
-             v != NULL && v->type == REDIS_REPLY_ARRAY && k < v->elements;
-             k++) {
-            redisReply *e = v->element[k];
-
-            if (e->type == REDIS_REPLY_STRING)
-                ADD(e->str, e->len);
-            else if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-                     e->element[1]->type == REDIS_REPLY_ARRAY)
-                for (m = 0; m < e->element[1]->elements; m++)
-                    ADD(e->element[1]->element[m]->str,
-                        e->element[1]->element[m]->len);
-        }
-        if (v != NULL)
-            freeReplyObject(v);
-        freeReplyObject(t);
-    }
-#undef ADD
-    freeReplyObject(keys);
-    redisFree(c);
-    return out;
 }
 
 /* Display columns of s, computed independently of ctl_width: a code
@@ -485,6 +215,10 @@ reload_broker(const char *versions)
 
 /*---- fixtures ----*/
 
+/* Every tenant of the group active, the services and a token made: the
+ * group's starting point. */
+static void tenants_ready(void);
+
 static int
 setup(void **state)
 {
@@ -514,15 +248,16 @@ setup(void **state)
     fprintf(f, "\n[suite " S2 "]\ntoken = " H_TOKEN
                "\nencoding_aes_key = " H_AESKEY "\nsecret = " SEC2 "\n");
     fclose(f);
-    if (h_broker_start(&H) != 0 ||
-        wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
+    if (h_broker_start(&H) != 0)
         return -1;
-    push_ticket(S1);
-    push_ticket(S2);
-    install(S1, CORP1, (long)time(NULL));
-    install(S1, CORP2, (long)time(NULL));
-    install(S2, CORP2, (long)time(NULL));
-    install(S1, CORP3, (long)time(NULL));
+    tc_init(&H, MockPort);
+    tc_push_ticket(S1);
+    tc_push_ticket(S2);
+    tc_install(S1, CORP1, (long)time(NULL));
+    tc_install(S1, CORP2, (long)time(NULL));
+    tc_install(S2, CORP2, (long)time(NULL));
+    tc_install(S1, CORP3, (long)time(NULL));
+    tenants_ready();
     return 0;
 }
 
@@ -530,42 +265,13 @@ static int
 teardown(void **state)
 {
     (void)state;
-    wecom_crypto_free(C);
+    tc_done();
     if (Mock > 0)
         h_stop(Mock, SIGTERM);
     free(Reader_secret);
     free(Reader_tok);
     free(Sens_secret);
     h_teardown(&H);
-    return 0;
-}
-
-static int
-clear_faults(void **state)
-{
-    char *out = NULL;
-
-    (void)state;
-    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
-    free(out);
-    return 0;
-}
-
-/* The simulator leaky (every record, every field) for a test that needs
- * WeCom to send what the broker must remove, strict again after. */
-static int
-sim_leaky(void **state)
-{
-    (void)state;
-    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":true}");
-    return 0;
-}
-
-static int
-sim_strict(void **state)
-{
-    (void)state;
-    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":false}");
     return 0;
 }
 
@@ -1024,16 +730,16 @@ test_audit_bad_since(void **state)
 /*---- tenants ----*/
 
 static void
-test_installs_become_active(void **state)
+tenants_ready(void)
 {
-    (void)state;
-    wait_status(S1, CORP1, "active");
-    wait_status(S1, CORP2, "active");
-    wait_status(S2, CORP2, "active");
-    wait_status(S1, CORP3, "active");
-    Reader_secret = svc_add("reader", "contacts.read");
-    Sens_secret = svc_add("sens", "contacts.read,member.sensitive");
-    Reader_tok = token_for(Reader_secret, CORP1);
+    tc_wait_status(S1, CORP1, "active", 30000);
+    tc_wait_status(S1, CORP2, "active", 30000);
+    tc_wait_status(S2, CORP2, "active", 30000);
+    tc_wait_status(S1, CORP3, "active", 30000);
+    Reader_secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
+    Sens_secret =
+        tc_svc_add("sens", "contacts.read,member.sensitive", NULL, NULL);
+    Reader_tok = tc_token_for(0, Reader_secret, CORP1);
 }
 
 static json_t *
@@ -1131,14 +837,14 @@ static int
 lost_recorded(void *arg)
 {
     (void)arg;
-    return suite_field(S1, "lost_authorizations") >= 1;
+    return tc_suite_field(S1, "lost_authorizations") >= 1;
 }
 
 static int
 dead_lettered(void *arg)
 {
     (void)arg;
-    return suite_field(S1, "dead_letters") >= 1;
+    return tc_suite_field(S1, "dead_letters") >= 1;
 }
 
 /* A lost authorization makes CORP4 reinstall_required; a change_auth of
@@ -1155,15 +861,16 @@ test_tenants_reinstall_and_dead_letters(void **state)
     h_sim_ok(MockPort, "POST", "/__mock/faults",
              "{\"path\":\"/cgi-bin/service/get_permanent_code\","
              "\"count\":1,\"drop_reply\":true}");
-    install(S1, CORP4, (long)time(NULL));
+    tc_install(S1, CORP4, (long)time(NULL));
     assert_true(h_wait(lost_recorded, NULL, 30000));
-    corp_event(S1, "change_contact", CORP4, "ChangeType", "delete_user");
-    wait_status(S1, CORP4, "reinstall_required");
+    tc_corp_event(S1, "change_contact", CORP4, h_next_ts(), "ChangeType",
+                  "delete_user");
+    tc_wait_status(S1, CORP4, "reinstall_required", 30000);
 
     h_sim_ok(MockPort, "POST", "/__mock/faults",
              "{\"path\":\"/cgi-bin/service/get_auth_info\",\"count\":3,"
              "\"errcode\":40084}");
-    corp_event(S1, "change_auth", CORP1, NULL, NULL);
+    tc_corp_event(S1, "change_auth", CORP1, h_next_ts(), NULL, NULL);
     assert_true(h_wait(dead_lettered, NULL, 60000));
 
     arr = ctlj(&rc, "tenants", (char *)NULL);
@@ -1503,6 +1210,23 @@ file_has(void *arg)
     return yes;
 }
 
+/* A Redis client (the follower) is blocked reading the audit stream. */
+static int
+follower_blocked(void *arg)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r = c ? redisCommand(c, "CLIENT LIST") : NULL;
+    int yes = r != NULL && r->type == REDIS_REPLY_STRING &&
+              strstr(r->str, " cmd=xread ") != NULL;
+
+    (void)arg;
+    if (r != NULL)
+        freeReplyObject(r);
+    if (c != NULL)
+        redisFree(c);
+    return yes;
+}
+
 static void
 test_audit_follow_until_interrupted(void **state)
 {
@@ -1519,8 +1243,10 @@ test_audit_follow_until_interrupted(void **state)
     snprintf(log, sizeof(log), "%s/follow.log", H.dir);
     pid = h_spawn(argv, log);
     assert_true(pid > 0);
-    usleep(300000);
-    t = token_for(Sens_secret, CORP1);
+    /* the entry must be a new one, seen by the follow and not by the
+     * first read of the trail */
+    assert_true(h_wait(follower_blocked, NULL, 10000));
+    t = tc_token_for(0, Sens_secret, CORP1);
     g.path = log;
     g.what = "\"endpoint\":\"/cgi-bin/gettoken\"";
     assert_true(h_wait(file_has, &g, 10000));
@@ -1550,7 +1276,7 @@ test_purge_refusals(void **state)
         ctl(&out, "--suite", S1, "tenant", "purge", CORP2, (char *)NULL), 2);
     expect_in(out, "nothing done without --yes");
     free(out);
-    wait_status(S1, CORP2, "active");
+    tc_wait_status(S1, CORP2, "active", 30000);
     assert_int_equal(ctl(&out, "tenant", "purge", CORP5, "--yes", (char *)NULL),
                      1);
     expect_in(out, CORP5 " is not a tenant");
@@ -1564,8 +1290,9 @@ static int
 stale_dropped(void *arg)
 {
     (void)arg;
-    return metric("wecom_broker_events_total{suite=\"" S1
-                  "\",info_type=\"create_auth\",result=\"stale_dropped\"}") > 0;
+    return tc_metric("wecom_broker_events_total{suite=\"" S1
+                     "\",info_type=\"create_auth\",result=\"stale_dropped\"}") >
+           0;
 }
 
 static const char *Probe;
@@ -1621,8 +1348,8 @@ test_purge_leaves_nothing_of_the_tenant(void **state)
     int rc;
 
     (void)state;
-    secret = svc_add("purgesvc", "contacts.read");
-    tok = token_for(secret, CORP2);
+    secret = tc_svc_add("purgesvc", "contacts.read", NULL, NULL);
+    tok = tc_token_for(0, secret, CORP2);
     assert_int_equal(btokens_of(S1, CORP2), 1);
     assert_non_null(sub);
     r = redisCommand(sub, "SUBSCRIBE wb:inval");
@@ -1653,7 +1380,7 @@ test_purge_leaves_nothing_of_the_tenant(void **state)
 
     /* nothing of (S1, CORP2) left: only S2's installation and the audit
      * trail name the corp */
-    text = redis_text();
+    text = tc_redis_text();
     for (line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
         if (strstr(line, CORP2) == NULL)
@@ -1686,7 +1413,7 @@ test_purge_leaves_nothing_of_the_tenant(void **state)
     assert_null(find_tenant(arr, S1, CORP2));
     assert_non_null(find_tenant(arr, S2, CORP2));
     json_decref(arr);
-    wait_status(S2, CORP2, "active");
+    tc_wait_status(S2, CORP2, "active", 30000);
 
     /* recorded in the audit trail */
     assert_int_equal(
@@ -1697,11 +1424,11 @@ test_purge_leaves_nothing_of_the_tenant(void **state)
 
     /* a create_auth WeCom sent before the purge is dropped; a newer one
      * installs the corp again */
-    install(S1, CORP2, purged_at - 100);
+    tc_install(S1, CORP2, purged_at - 100);
     assert_true(h_wait(stale_dropped, NULL, 30000));
-    wait_status(S1, CORP2, "cancelled");
-    install(S1, CORP2, purged_at + 2);
-    wait_status(S1, CORP2, "active");
+    tc_wait_status(S1, CORP2, "cancelled", 30000);
+    tc_install(S1, CORP2, purged_at + 2);
+    tc_wait_status(S1, CORP2, "active", 30000);
     free(tok);
     free(secret);
 }
@@ -1794,7 +1521,7 @@ broker_reads_tenant(long party)
              "\"allow_user\":[],\"allow_tag\":[]}",
              party);
     h_sim_ok(MockPort, "POST", "/__mock/privilege", body);
-    corp_event(S1, "change_auth", CORP1, NULL, NULL);
+    tc_corp_event(S1, "change_auth", CORP1, h_next_ts(), NULL, NULL);
     want_party = party;
     assert_true(h_wait(party_is, NULL, 30000));
     h_sim_ok(MockPort, "POST", "/__mock/invalidate",
@@ -1968,13 +1695,12 @@ main(void)
         cmocka_unit_test(test_help_lists_every_command),
         cmocka_unit_test(test_help_service_shows_every_verb_with_examples),
         cmocka_unit_test(test_help_unknown_is_usage_error),
-        cmocka_unit_test(test_installs_become_active),
         cmocka_unit_test(test_usage_errors_exit_2),
         cmocka_unit_test(test_audit_bad_since),
         cmocka_unit_test(test_tenants_json),
         cmocka_unit_test(test_tenants_table_aligned_by_display_width),
         cmocka_unit_test_teardown(test_tenants_reinstall_and_dead_letters,
-                                  clear_faults),
+                                  tc_clear_faults),
         cmocka_unit_test(test_tenant_show_unknown_corp),
         cmocka_unit_test(test_explain_user_get_for_contacts_read),
         cmocka_unit_test(test_explain_not_granted_by_tenant),
@@ -1982,7 +1708,7 @@ main(void)
         cmocka_unit_test(test_explain_refusals),
         cmocka_unit_test(test_explain_errors),
         cmocka_unit_test_setup_teardown(test_audit_request_entry_without_values,
-                                        sim_leaky, sim_strict),
+                                        tc_sim_leaky, tc_sim_strict),
         cmocka_unit_test(test_audit_filters),
         cmocka_unit_test(test_audit_follow_until_interrupted),
         cmocka_unit_test(test_purge_refusals),

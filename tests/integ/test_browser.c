@@ -26,6 +26,8 @@
 
 #include "codec.h"
 #include "harness.h"
+#include "simclient.h"
+#include "tenantclient.h"
 #include "query.h"
 #include "service.h"
 #include "wecom_crypto.h"
@@ -42,7 +44,6 @@
 #define TICKET_LIFE "2"
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock;
 static int MockPort, LocalPort;
 static char Pre_auth[600];
@@ -234,65 +235,6 @@ public_base(char *out, size_t len)
 
 /*---- The simulator ----*/
 
-static long
-sim(const char *method, const char *path, const char *body, char **out)
-{
-    char url[1024];
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", MockPort, path);
-    return h_http(method, url, body, body ? strlen(body) : 0, out);
-}
-
-static json_t *
-sim_json(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-
-    assert_int_equal(sim(method, path, body, &out), 200);
-    v = json_loads(out, 0, &e);
-    if (v == NULL)
-        fprintf(stderr, "# %s: not JSON: %.200s\n", path, out);
-    free(out);
-    assert_non_null(v);
-    return v;
-}
-
-static void
-sim_ok(const char *method, const char *path, const char *body)
-{
-    char *out = NULL;
-    long st = sim(method, path, body, &out);
-
-    if (st != 200)
-        fprintf(stderr, "# %s %s: %ld %s\n", method, path, st, out);
-    assert_int_equal(st, 200);
-    free(out);
-}
-
-static size_t
-mock_count(const char *path)
-{
-    char p[256];
-    json_t *v;
-    size_t n;
-
-    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = sim_json("GET", p, NULL);
-    n = json_array_size(v);
-    json_decref(v);
-    return n;
-}
-
-static const char *
-str_of(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-
-    return s ? s : "";
-}
-
 /* What WeCom itself has for a member: user/get with our own corp token. */
 static json_t *
 member_truth(const char *corp, const char *userid)
@@ -302,147 +244,18 @@ member_truth(const char *corp, const char *userid)
 
     snprintf(p, sizeof(p), "/__mock/corp_token?suite_id=%s&corpid=%s", S1,
              corp);
-    t = sim_json("GET", p, NULL);
+    t = h_sim_json(MockPort, "GET", p, NULL);
     snprintf(p, sizeof(p), "/cgi-bin/user/get?access_token=%s&userid=%s",
-             str_of(t, "access_token"), userid);
+             h_str(t, "access_token"), userid);
     json_decref(t);
-    u = sim_json("GET", p, NULL);
+    u = h_sim_json(MockPort, "GET", p, NULL);
     assert_int_equal(json_integer_value(json_object_get(u, "errcode")), 0);
     return u;
 }
 
 /*---- Callbacks, as WeCom sends them (for the suite ticket) ----*/
 
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    const char *k[8], *v[8];
-    char *xml, *encr, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, S1, &encr), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "b%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, encr, sig), BRK_OK);
-    evv[0] = S1;
-    evv[1] = encr;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             S1, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(encr);
-    brk_free(xml);
-}
-
-static void
-push_ticket(void)
-{
-    char ts[24];
-    json_t *t;
-    const char *kv[8];
-
-    t = sim_json("GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = str_of(t, "suite_ticket");
-    post_event(kv, 4);
-    json_decref(t);
-}
-
 /*---- brokerctl ----*/
-
-/* brokerctl -c CONF --json --suite S1 ARGS... (NULL-terminated). */
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[20];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    argv[n++] = "--suite";
-    argv[n++] = S1;
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 19)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    free(out);
-    return v;
-}
-
-struct want {
-    const char *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    int rc;
-    json_t *t = ctl(&rc, "tenant", "show", w->corp, (const char *)NULL);
-    int ok = rc == 0 && strcmp(str_of(t, "status"), w->status) == 0;
-
-    json_decref(t);
-    return ok;
-}
-
-static void
-wait_status(const char *corp, const char *status)
-{
-    struct want w = {corp, status};
-
-    if (!h_wait(has_status, &w, 30000)) {
-        fprintf(stderr, "# %s never became %s\n", corp, status);
-        fail();
-    }
-}
-
-static char *
-svc_add(const char *name, const char *scopes)
-{
-    int rc;
-    json_t *v = ctl(&rc, "service", "add", name, "--scopes", scopes,
-                    (const char *)NULL);
-    char *s;
-
-    assert_int_equal(rc, 0);
-    s = strdup(str_of(v, "secret"));
-    assert_non_null(strchr(s, '.'));
-    json_decref(v);
-    return s;
-}
 
 /*---- The service API ----*/
 
@@ -493,19 +306,6 @@ errcode(const json_t *v)
         assert_int_equal(errcode(v), (code));                                  \
     } while (0)
 
-static char *
-token_for(const char *secret, const char *corp)
-{
-    json_t *v = api("GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-                    corp, secret);
-    char *t;
-
-    EXPECT_ERRCODE(v, 0);
-    t = strdup(str_of(v, "access_token"));
-    json_decref(v);
-    return t;
-}
-
 static json_t *
 userinfo(const char *tok, const char *code)
 {
@@ -524,24 +324,6 @@ userdetail(const char *tok, const char *ticket)
 }
 
 /*---- Redis ----*/
-
-static long long
-redis_int(const char *fmt, const char *arg)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *r;
-    long long v;
-
-    assert_non_null(c);
-    r = redisCommand(c, fmt, arg);
-    assert_non_null(r);
-    v = r->type == REDIS_REPLY_INTEGER ? r->integer
-        : r->type == REDIS_REPLY_ARRAY ? (long long)r->elements
-                                       : -1;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
-}
 
 /* The snapshot without the lines of keys containing any of skip
  * (NULL-terminated): for refusals that consume their state. */
@@ -619,8 +401,8 @@ events_drained(void *arg)
 {
     (void)arg;
     /* the suite stream, and every tenant's own queue */
-    return redis_int("XLEN %s", "wb:{" S1 "}:events") == 0 &&
-           redis_int("ZCARD %s", "wb:{" S1 "}:ready") == 0;
+    return h_redis_int(&H, "XLEN %s", "wb:{" S1 "}:events") == 0 &&
+           h_redis_int(&H, "ZCARD %s", "wb:{" S1 "}:ready") == 0;
 }
 
 /* Wait until the workers have taken every event (acknowledged entries are
@@ -638,7 +420,13 @@ state_alive(const char *state)
     char key[200];
 
     snprintf(key, sizeof(key), "wb:{%s}:oauth:state:%.32s", S1, state);
-    return redis_int("EXISTS %s", key) == 1;
+    return h_redis_int(&H, "EXISTS %s", key) == 1;
+}
+
+static int
+state_gone(void *arg)
+{
+    return !state_alive(arg);
 }
 
 /*---- The flows, step by step ----*/
@@ -844,7 +632,8 @@ setup(void **state)
     LocalPort = h_free_port();
     if (write_conf() != 0 || h_broker_start(&H) != 0)
         return -1;
-    return wecom_crypto_new(H_TOKEN, H_AESKEY, &C) == BRK_OK ? 0 : -1;
+    tc_init(&H, MockPort);
+    return 0;
 }
 
 static int
@@ -860,7 +649,7 @@ teardown(void **state)
         fprintf(stderr, "# the broker exited with %d; see %s\n", st, H.log);
         rc = -1;
     }
-    wecom_crypto_free(C);
+    tc_done();
     free(Sec_a);
     free(Sec_b);
     free(Tok_a1);
@@ -879,10 +668,10 @@ static int
 reset_sim(void **state)
 {
     (void)state;
-    sim_ok("POST", "/__mock/oauth_user", "{}");
-    sim_ok("POST", "/__mock/oauth_corp", "{}");
-    sim_ok("POST", "/__mock/oauth_shape", "{\"shape\":\"new\"}");
-    sim_ok("POST", "/__mock/leaky", "{\"leaky\":false}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_user", "{}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_corp", "{}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_shape", "{\"shape\":\"new\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":false}");
     return 0;
 }
 
@@ -892,7 +681,7 @@ static int
 reset_sim_leaky(void **state)
 {
     reset_sim(state);
-    sim_ok("POST", "/__mock/leaky", "{\"leaky\":true}");
+    h_sim_ok(MockPort, "POST", "/__mock/leaky", "{\"leaky\":true}");
     return 0;
 }
 
@@ -907,11 +696,11 @@ test_install_from_provider_site(void **state)
 
     (void)state;
     /* the sensitive fields members may consent to, granted at install */
-    sim_ok("POST", "/__mock/permissions",
-           "{\"corpid\":\"" CORP1 "\",\"app_permissions\":["
-           "\"contact:base:base\",\"contact:sensitive:gender\","
-           "\"contact:sensitive:avatar\",\"contact:sensitive:qrcode\"]}");
-    push_ticket();
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP1 "\",\"app_permissions\":["
+             "\"contact:base:base\",\"contact:sensitive:gender\","
+             "\"contact:sensitive:avatar\",\"contact:sensitive:qrcode\"]}");
+    tc_push_ticket(S1);
     done = install_to_done(RET_X, st, Pre_auth);
     assert_true(state_alive(st));
     get(&h, done);
@@ -920,20 +709,21 @@ test_install_from_provider_site(void **state)
     assert_true(h.loc[strlen(RET_X)] == '\0' || h.loc[strlen(RET_X)] == '?');
     hop_free(&h);
     assert_false(state_alive(st));
-    wait_status(CORP1, "active");
+    tc_wait_status(S1, CORP1, "active", 30000);
     wait_drained();
     /* set_session_info recorded the suite's auth_type (1: test) */
     snprintf(path, sizeof(path), "/__mock/pre_auth_code?pre_auth_code=%s",
              Pre_auth);
-    p = sim_json("GET", path, NULL);
-    assert_string_equal(str_of(p, "suite_id"), S1);
+    p = h_sim_json(MockPort, "GET", path, NULL);
+    assert_string_equal(h_str(p, "suite_id"), S1);
     assert_true(json_is_integer(json_object_get(p, "auth_type")));
     assert_int_equal(json_integer_value(json_object_get(p, "auth_type")), 1);
     json_decref(p);
     /* no create_auth was pushed: the browser brought the AuthCode */
-    assert_int_equal(mock_count("/cgi-bin/service/get_permanent_code") +
-                         mock_count("/cgi-bin/service/v2/get_permanent_code"),
-                     1);
+    assert_int_equal(
+        tc_mock_count("/cgi-bin/service/get_permanent_code", NULL) +
+            tc_mock_count("/cgi-bin/service/v2/get_permanent_code", NULL),
+        1);
 }
 
 static void
@@ -943,12 +733,15 @@ test_install_reuses_pre_auth_code(void **state)
     struct hop h;
 
     (void)state;
-    sim_ok("POST", "/__mock/oauth_corp", "{\"corpid\":\"" CORP2 "\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_corp",
+             "{\"corpid\":\"" CORP2 "\"}");
     done = install_to_done(NULL, st, pre);
     /* the same pre_auth_code, fetched and configured once */
     assert_string_equal(pre, Pre_auth);
-    assert_int_equal(mock_count("/cgi-bin/service/get_pre_auth_code"), 1);
-    assert_int_equal(mock_count("/cgi-bin/service/set_session_info"), 1);
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_pre_auth_code", NULL),
+                     1);
+    assert_int_equal(tc_mock_count("/cgi-bin/service/set_session_info", NULL),
+                     1);
     get(&h, done);
     free(done);
     /* no return URL: a small page says it is installed */
@@ -956,7 +749,7 @@ test_install_reuses_pre_auth_code(void **state)
     assert_non_null(strstr(h.body, "installed"));
     assert_null(h.loc);
     hop_free(&h);
-    wait_status(CORP2, "active");
+    tc_wait_status(S1, CORP2, "active", 30000);
     wait_drained();
 }
 
@@ -967,11 +760,11 @@ services(void)
 {
     if (Sec_a != NULL)
         return;
-    Sec_a = svc_add("oauth-a", "contacts.read,member.sensitive");
-    Sec_b = svc_add("oauth-b", "contacts.read");
-    Tok_a1 = token_for(Sec_a, CORP1);
-    Tok_b1 = token_for(Sec_b, CORP1);
-    Tok_a2 = token_for(Sec_a, CORP2);
+    Sec_a = tc_svc_add("oauth-a", "contacts.read,member.sensitive", NULL, NULL);
+    Sec_b = tc_svc_add("oauth-b", "contacts.read", NULL, NULL);
+    Tok_a1 = tc_token_for(0, Sec_a, CORP1);
+    Tok_b1 = tc_token_for(0, Sec_b, CORP1);
+    Tok_a2 = tc_token_for(0, Sec_a, CORP2);
 }
 
 /* Whether any value of the oauth keys (strings, hash fields and values)
@@ -1022,7 +815,21 @@ static int
 detail_gone(void *arg)
 {
     (void)arg;
-    return redis_int("KEYS %s", "*oauth:detail*") == 0;
+    return h_redis_int(&H, "KEYS %s", "*oauth:detail*") == 0;
+}
+
+static const char *Expiring_ticket;
+
+/* The broker answers 84014 (expired) for Expiring_ticket. */
+static int
+ticket_expired(void *arg)
+{
+    json_t *v = userdetail(Tok_a1, Expiring_ticket);
+    int gone = errcode(v) == 84014;
+
+    (void)arg;
+    json_decref(v);
+    return gone;
 }
 
 static void
@@ -1043,9 +850,9 @@ test_privateinfo_login_and_detail(void **state)
     json_decref(v);
     v = userinfo(Tok_a1, code);
     EXPECT_ERRCODE(v, 0);
-    snprintf(user, sizeof(user), "%s", str_of(v, "userid"));
+    snprintf(user, sizeof(user), "%s", h_str(v, "userid"));
     assert_true(user[0] != '\0');
-    ticket = strdup(str_of(v, "user_ticket"));
+    ticket = strdup(h_str(v, "user_ticket"));
     assert_int_equal(strlen(ticket), SERVICE_TOKEN_LEN);
     life = (long)json_integer_value(json_object_get(v, "expires_in"));
     assert_true(life > 0 && life <= strtol(TICKET_LIFE, NULL, 10));
@@ -1063,8 +870,8 @@ test_privateinfo_login_and_detail(void **state)
     truth = member_truth(CORP1, user);
     EXPECT_ERRCODE(a, 0);
     EXPECT_ERRCODE(b, 0);
-    assert_string_equal(str_of(a, "userid"), user);
-    assert_string_equal(str_of(b, "userid"), user);
+    assert_string_equal(h_str(a, "userid"), user);
+    assert_string_equal(h_str(b, "userid"), user);
     for (i = 0; i < sizeof(sens) / sizeof(sens[0]); i++) {
         const json_t *t = json_object_get(truth, sens[i]);
 
@@ -1078,8 +885,8 @@ test_privateinfo_login_and_detail(void **state)
     expect_no_extras(a);
     expect_no_extras(b);
     /* the consented fields are sealed in Redis, the ticket only hashed */
-    assert_false(oauth_values_have(str_of(truth, "avatar")));
-    assert_false(oauth_values_have(str_of(truth, "qr_code")));
+    assert_false(oauth_values_have(h_str(truth, "avatar")));
+    assert_false(oauth_values_have(h_str(truth, "qr_code")));
     assert_false(oauth_values_have(ticket));
     assert_true(oauth_values_have(user)); /* the check can see */
     json_decref(a);
@@ -1091,10 +898,8 @@ test_privateinfo_login_and_detail(void **state)
     EXPECT_ERRCODE(v, 84015);
     json_decref(v);
     /* past its lifetime: expired, and the details are gone */
-    sleep((unsigned)life + 1);
-    v = userdetail(Tok_a1, ticket);
-    EXPECT_ERRCODE(v, 84014);
-    json_decref(v);
+    Expiring_ticket = ticket;
+    assert_true(h_wait(ticket_expired, NULL, (life + 5) * 1000));
     assert_true(h_wait(detail_gone, NULL, 3000));
     free(ticket);
     free(code);
@@ -1112,7 +917,7 @@ test_base_login_has_no_ticket(void **state)
     code = login("snsapi_base", NULL, CORP1);
     v = userinfo(Tok_b1, code);
     EXPECT_ERRCODE(v, 0);
-    assert_true(str_of(v, "userid")[0] != '\0');
+    assert_true(h_str(v, "userid")[0] != '\0');
     assert_null(json_object_get(v, "user_ticket"));
     assert_null(json_object_get(v, "expires_in"));
     json_decref(v);
@@ -1135,22 +940,22 @@ test_old_reply_shape_logs_in(void **state)
 
     (void)state;
     services();
-    sim_ok("POST", "/__mock/oauth_shape", "{\"shape\":\"old\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_shape", "{\"shape\":\"old\"}");
     code = login("snsapi_base", "old1", CORP1);
     v = userinfo(Tok_a1, code);
     EXPECT_ERRCODE(v, 0);
-    assert_true(str_of(v, "userid")[0] != '\0');
+    assert_true(h_str(v, "userid")[0] != '\0');
     json_decref(v);
     free(code);
     /* with consent, the old shape still carries a ticket */
     code = login("snsapi_privateinfo", NULL, CORP1);
     v = userinfo(Tok_a1, code);
     EXPECT_ERRCODE(v, 0);
-    ticket = strdup(str_of(v, "user_ticket"));
+    ticket = strdup(h_str(v, "user_ticket"));
     assert_int_equal(strlen(ticket), SERVICE_TOKEN_LEN);
     d = userdetail(Tok_a1, ticket);
     EXPECT_ERRCODE(d, 0);
-    assert_string_equal(str_of(d, "userid"), str_of(v, "userid"));
+    assert_string_equal(h_str(d, "userid"), h_str(v, "userid"));
     assert_non_null(json_object_get(d, "gender"));
     json_decref(d);
     json_decref(v);
@@ -1172,18 +977,18 @@ test_login_carries_open_userid(void **state)
     code = login("snsapi_base", NULL, CORP1);
     v = userinfo(Tok_b1, code);
     EXPECT_ERRCODE(v, 0);
-    truth = member_truth(CORP1, str_of(v, "userid"));
-    assert_true(str_of(truth, "open_userid")[0] != '\0');
-    assert_string_equal(str_of(v, "open_userid"), str_of(truth, "open_userid"));
+    truth = member_truth(CORP1, h_str(v, "userid"));
+    assert_true(h_str(truth, "open_userid")[0] != '\0');
+    assert_string_equal(h_str(v, "open_userid"), h_str(truth, "open_userid"));
     assert_null(json_object_get(v, "openid"));
     json_decref(truth);
     json_decref(v);
     free(code);
-    sim_ok("POST", "/__mock/oauth_shape", "{\"shape\":\"old\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_shape", "{\"shape\":\"old\"}");
     code = login("snsapi_base", NULL, CORP1);
     v = userinfo(Tok_b1, code);
     EXPECT_ERRCODE(v, 0);
-    assert_true(str_of(v, "userid")[0] != '\0');
+    assert_true(h_str(v, "userid")[0] != '\0');
     assert_null(json_object_get(v, "open_userid"));
     json_decref(v);
     free(code);
@@ -1198,19 +1003,19 @@ test_other_member_of_another_tenant(void **state)
     (void)state;
     services();
     /* a member of CORP2 logs in: the code is CORP2's */
-    t = sim_json("GET", "/__mock/corp_token?suite_id=" S1 "&corpid=" CORP2,
-                 NULL);
+    t = h_sim_json(MockPort, "GET",
+                   "/__mock/corp_token?suite_id=" S1 "&corpid=" CORP2, NULL);
     snprintf(p, sizeof(p),
              "/cgi-bin/user/simplelist?access_token=%s&department_id=1"
              "&fetch_child=1",
-             str_of(t, "access_token"));
+             h_str(t, "access_token"));
     json_decref(t);
-    u = sim_json("GET", p, NULL);
+    u = h_sim_json(MockPort, "GET", p, NULL);
     snprintf(
         body, sizeof(body), "{\"corpid\":\"" CORP2 "\",\"userid\":\"%s\"}",
-        str_of(json_array_get(json_object_get(u, "userlist"), 0), "userid"));
+        h_str(json_array_get(json_object_get(u, "userlist"), 0), "userid"));
     json_decref(u);
-    sim_ok("POST", "/__mock/oauth_user", body);
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_user", body);
     code = login("snsapi_base", NULL, CORP2);
     v = userinfo(Tok_a1, code); /* CORP1's token */
     EXPECT_ERRCODE(v, 40029);
@@ -1281,7 +1086,8 @@ test_non_member_is_refused(void **state)
     struct hop h;
 
     (void)state;
-    sim_ok("POST", "/__mock/oauth_user", "{\"openid\":\"oNonMember0001\"}");
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_user",
+             "{\"openid\":\"oNonMember0001\"}");
     cb = login_to_callback("snsapi_base", RET_CB, "nm", st);
     before = snap_without(skip);
     get(&h, cb);
@@ -1377,9 +1183,8 @@ test_expired_state(void **state)
     (void)state;
     cb = login_to_callback("snsapi_base", RET_CB, NULL, st);
     snprintf(key, sizeof(key), "wb:{%s}:oauth:state:%.32s", S1, st);
-    assert_int_equal(redis_int("PEXPIRE %s 1", key), 1);
-    usleep(50000);
-    assert_false(state_alive(st));
+    assert_int_equal(h_redis_int(&H, "PEXPIRE %s 1", key), 1);
+    assert_true(h_wait(state_gone, st, 3000));
     before = snap_without(skip);
     get(&h, cb);
     after = snap_without(skip);
@@ -1495,7 +1300,7 @@ test_wecom_rejects_code(void **state)
 
     (void)state;
     fresh_state("oauth", st);
-    calls = mock_count("/cgi-bin/service/auth/getuserinfo3rd");
+    calls = tc_mock_count("/cgi-bin/service/auth/getuserinfo3rd", NULL);
     before = snap_without(skip);
     get_cb(&h,
            "/wecom/suite/" S1 "/oauth/callback?code=MadeUpCode0001&state=%s",
@@ -1504,8 +1309,8 @@ test_wecom_rejects_code(void **state)
     EXPECT_PAGE(&h, 400, "WeCom rejected");
     expect_same(before, after);
     hop_free(&h);
-    assert_int_equal(mock_count("/cgi-bin/service/auth/getuserinfo3rd"),
-                     calls + 1);
+    assert_int_equal(
+        tc_mock_count("/cgi-bin/service/auth/getuserinfo3rd", NULL), calls + 1);
     /* the state was spent on it */
     assert_false(state_alive(st));
     snprintf(pq, sizeof(pq),
@@ -1514,20 +1319,6 @@ test_wecom_rejects_code(void **state)
     refused_strict(pq, "unknown, expired or used");
     free(before);
     free(after);
-}
-
-static long
-suite_field(const char *field)
-{
-    int rc;
-    json_t *arr = ctl(&rc, "suite", (const char *)NULL), *e;
-    size_t i;
-    long v = -1;
-
-    json_array_foreach(arr, i, e) if (strcmp(str_of(e, "suite_id"), S1) == 0)
-        v = (long)json_integer_value(json_object_get(e, field));
-    json_decref(arr);
-    return v;
 }
 
 /* Anyone may get an install state; an AuthCode the browser brings is not
@@ -1543,8 +1334,8 @@ test_install_done_with_made_up_auth_code(void **state)
     const char *const skip[] = {"oauth:state:", "oauth:live", ":events",
                                 "seen:",        ":tried",     "attempts",
                                 ":installs:",   NULL};
-    long lost = suite_field("lost_authorizations");
-    long dead = suite_field("dead_letters");
+    long lost = tc_suite_field(S1, "lost_authorizations");
+    long dead = tc_suite_field(S1, "dead_letters");
     size_t calls, from = h_file_size(H.log);
     struct hop h;
 
@@ -1552,7 +1343,7 @@ test_install_done_with_made_up_auth_code(void **state)
     assert_true(lost >= 0 && dead >= 0);
     done = install_to_done(NULL, st, pre);
     free(done);
-    calls = mock_count("/cgi-bin/service/get_permanent_code");
+    calls = tc_mock_count("/cgi-bin/service/get_permanent_code", NULL);
     wait_drained();
     before = snap_without(skip);
     get_cb(&h,
@@ -1564,10 +1355,10 @@ test_install_done_with_made_up_auth_code(void **state)
     assert_true(h_log_wait(H.log, from, "refused the AuthCode", 10000));
     wait_drained();
     after = snap_without(skip);
-    assert_int_equal(mock_count("/cgi-bin/service/get_permanent_code"),
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_permanent_code", NULL),
                      calls + 1);
-    assert_int_equal(suite_field("lost_authorizations"), lost);
-    assert_int_equal(suite_field("dead_letters"), dead);
+    assert_int_equal(tc_suite_field(S1, "lost_authorizations"), lost);
+    assert_int_equal(tc_suite_field(S1, "dead_letters"), dead);
     expect_same(before, after);
     free(before);
     free(after);

@@ -34,6 +34,8 @@
 #include "metrics.h"
 #include "service.h"
 #include "simclient.h"
+#include "svcclient.h"
+#include "tenantclient.h"
 #include "store.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -48,7 +50,6 @@
 #define PER_CORP 20
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock, Bpid;
 static int MockPort, Aport, Bport;
 static char Bconf[400], Blog[400];
@@ -690,98 +691,6 @@ test_redis_down_refuses(void **state)
 
 /*---- Two brokers ----*/
 
-struct resp {
-    long status;
-    char *body;
-    size_t len;
-    json_t *json;
-};
-
-static size_t
-body_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t add = size * n;
-    char *nb = realloc(r->body, r->len + add + 1);
-
-    if (nb == NULL)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, add);
-    r->len += add;
-    r->body[r->len] = '\0';
-    return add;
-}
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-static CURL *
-easy_for(const char *url, struct resp *r)
-{
-    CURL *c = curl_easy_init();
-
-    assert_non_null(c);
-    memset(r, 0, sizeof(*r));
-    r->status = -1;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    return c;
-}
-
-static void
-resp_done(CURL *c, struct resp *r)
-{
-    json_error_t e;
-
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    if (r->body != NULL)
-        r->json = json_loadb(r->body, r->len, 0, &e);
-}
-
-static long
-ecode(const struct resp *r)
-{
-    json_t *v = json_object_get(r->json, "errcode");
-
-    return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
-}
-
-/* GET port + path_query; r filled (resp_free it). */
-static void __attribute__((format(printf, 3, 4)))
-get(struct resp *r, int port, const char *fmt, ...)
-{
-    char pq[2048], url[2100];
-    va_list ap;
-    CURL *c;
-
-    va_start(ap, fmt);
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    va_end(ap);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, pq);
-    c = easy_for(url, r);
-    if (curl_easy_perform(c) == CURLE_OK)
-        resp_done(c, r);
-    curl_easy_cleanup(c);
-}
-
-#define EXPECT(r, st, code)                                                    \
-    do {                                                                       \
-        if ((r)->status != (st) || ecode(r) != (code))                         \
-            fprintf(stderr, "# %s:%d: want %d/%ld, got %ld: %.300s\n",         \
-                    __FILE__, __LINE__, (int)(st), (long)(code), (r)->status,  \
-                    (r)->body ? (r)->body : "(no body)");                      \
-        assert_int_equal((r)->status, (st));                                   \
-        assert_int_equal(ecode(r), (code));                                    \
-    } while (0)
-
 #define NPAR 64
 
 /* n GETs of path_query at once, alternating between the two brokers;
@@ -793,7 +702,7 @@ struct tally {
 static void
 hammer(const char *pq, int n, struct tally *t)
 {
-    struct resp r[NPAR];
+    struct sc_resp r[NPAR];
     CURL *e[NPAR];
     CURLM *m = curl_multi_init();
     char url[2100];
@@ -804,7 +713,7 @@ hammer(const char *pq, int n, struct tally *t)
     for (i = 0; i < n; i++) {
         snprintf(url, sizeof(url), "http://127.0.0.1:%d%s",
                  i % 2 ? Bport : Aport, pq);
-        e[i] = easy_for(url, &r[i]);
+        e[i] = sc_easy(&r[i], "GET", url, NULL, 0, NULL);
         curl_multi_add_handle(m, e[i]);
     }
     while (running) {
@@ -813,12 +722,12 @@ hammer(const char *pq, int n, struct tally *t)
             curl_multi_poll(m, NULL, 0, 100, NULL);
     }
     for (i = 0; i < n; i++) {
-        resp_done(e[i], &r[i]);
-        if (r[i].status == 200 && ecode(&r[i]) == 0)
+        sc_resp_done(e[i], &r[i]);
+        if (r[i].status == 200 && sc_ecode(&r[i]) == 0)
             t->ok++;
-        else if (r[i].status == 200 && ecode(&r[i]) == 45009)
+        else if (r[i].status == 200 && sc_ecode(&r[i]) == 45009)
             t->e45009++;
-        else if (r[i].status == 200 && ecode(&r[i]) == 45033)
+        else if (r[i].status == 200 && sc_ecode(&r[i]) == 45033)
             t->e45033++;
         else {
             fprintf(stderr, "# %ld %.200s\n", r[i].status, r[i].body);
@@ -826,7 +735,7 @@ hammer(const char *pq, int n, struct tally *t)
         }
         curl_multi_remove_handle(m, e[i]);
         curl_easy_cleanup(e[i]);
-        resp_free(&r[i]);
+        sc_resp_free(&r[i]);
     }
     curl_multi_cleanup(m);
 }
@@ -865,151 +774,15 @@ fault(const char *json)
 }
 
 static int
-clear_faults(void **state)
-{
-    char *out = NULL;
-
-    (void)state;
-    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
-    free(out);
-    return 0;
-}
-
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, S1, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "b%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = S1;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             S1, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
-static void
-push_ticket(void)
-{
-    char ts[24], ticket[200];
-    json_t *t;
-    const char *kv[8];
-
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ticket, sizeof(ticket), "%s", h_str(t, "suite_ticket"));
-    json_decref(t);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = ticket;
-    post_event(kv, 4);
-}
-
-static void
-install(const char *corp)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
-             corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "AuthCode";
-    kv[3] = h_str(r, "auth_code");
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(kv, 5);
-    json_decref(r);
-}
-
-/* brokerctl -c CONF --json ARGS... (NULL-terminated); stdout parsed. */
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[16];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    free(out);
-    return v;
-}
-
-static int
 is_active(void *arg)
 {
     int rc;
     json_t *t =
-        ctl(&rc, "tenant", "show", (const char *)arg, (const char *)NULL);
+        tc_ctl(&rc, "tenant", "show", (const char *)arg, (const char *)NULL);
     int ok = strcmp(h_str(t, "status"), "active") == 0;
 
     json_decref(t);
     return ok;
-}
-
-static char *
-token_for(int port, const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    get(&r, port, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s", corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    assert_int_equal(strlen(t), SERVICE_TOKEN_LEN);
-    resp_free(&r);
-    return t;
 }
 
 static const char *
@@ -1077,21 +850,20 @@ setup(void **state)
     Bpid = h_spawn_broker(Bconf, Blog);
     if (Bpid == 0 || !h_wait(b_ready, NULL, 20000))
         return -1;
-    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
-        return -1;
-    push_ticket();
-    install(CORP1);
-    install(CORP2);
+    tc_init(&H, MockPort);
+    tc_push_ticket(S1);
+    tc_install(S1, CORP1, h_next_ts());
+    tc_install(S1, CORP2, h_next_ts());
     if (!h_wait(is_active, corp1, 30000) || !h_wait(is_active, corp2, 30000))
         return -1;
-    v = ctl(&rc, "service", "add", "reader", "--scopes", "contacts.read",
-            (const char *)NULL);
+    v = tc_ctl(&rc, "service", "add", "reader", "--scopes", "contacts.read",
+               (const char *)NULL);
     if (rc != 0)
         return -1;
     Reader_secret = strdup(h_str(v, "secret"));
     json_decref(v);
-    Tok1 = token_for(Aport, Reader_secret, CORP1);
-    Tok2 = token_for(Aport, Reader_secret, CORP2);
+    Tok1 = tc_token_for(Aport, Reader_secret, CORP1);
+    Tok2 = tc_token_for(Aport, Reader_secret, CORP2);
     return 0;
 }
 
@@ -1099,7 +871,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    wecom_crypto_free(C);
+    tc_done();
     if (Bpid > 0)
         h_stop(Bpid, SIGKILL);
     if (Mock > 0)
@@ -1117,7 +889,7 @@ static void
 test_brokers_spend_one_budget(void **state)
 {
     struct tally t;
-    struct resp r;
+    struct sc_resp r;
     char pq[512];
     size_t max, calls, before;
     char *metrics = NULL, *url;
@@ -1145,17 +917,18 @@ test_brokers_spend_one_budget(void **state)
     assert_int_equal(t.e45009, 30);
     assert_int_equal(t.other, 0);
     /* refused at once, without calling WeCom */
-    get(&r, Bport, "%s", pq);
-    EXPECT(&r, 200, 45009);
+    sc_call(&r, Bport, "GET", NULL, "%s", pq);
+    SC_EXPECT(&r, 200, 45009);
     assert_true(strlen(h_str(r.json, "errmsg")) > 0);
     assert_null(json_object_get(r.json, "userid"));
-    resp_free(&r);
+    sc_resp_free(&r);
     assert_int_equal(mock_calls("/cgi-bin/user/get", NULL), PER_CORP);
     /* another tenant has its own budget */
     before = mock_calls("/cgi-bin/user/get", NULL);
-    get(&r, Aport, "/cgi-bin/user/get?access_token=%s&userid=%s", Tok2, MEMBER);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL,
+            "/cgi-bin/user/get?access_token=%s&userid=%s", Tok2, MEMBER);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     assert_int_equal(mock_calls("/cgi-bin/user/get", NULL), before + 1);
     /* and the refusals are counted */
     url = h_int_url(&H, "/metrics");
@@ -1172,36 +945,40 @@ test_brokers_spend_one_budget(void **state)
 static void
 test_wecom_45009_pauses_every_instance(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     size_t before;
     int i;
 
     (void)state;
-    get(&r, Bport, "/cgi-bin/department/list?access_token=%s", Tok1);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok1);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     fault("{\"path\":\"/cgi-bin/department/list\",\"count\":1,"
           "\"errcode\":45009}");
-    get(&r, Aport, "/cgi-bin/department/list?access_token=%s", Tok1);
-    EXPECT(&r, 200, 45009);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok1);
+    SC_EXPECT(&r, 200, 45009);
+    sc_resp_free(&r);
     before = mock_calls("/cgi-bin/department/list", NULL);
     /* the other instance, and this one, refuse without calling WeCom */
     for (i = 0; i < 4; i++) {
-        get(&r, i % 2 ? Aport : Bport,
-            "/cgi-bin/department/list?access_token=%s", Tok1);
-        EXPECT(&r, 200, 45009);
+        sc_call(&r, i % 2 ? Aport : Bport, "GET", NULL,
+                "/cgi-bin/department/list?access_token=%s", Tok1);
+        SC_EXPECT(&r, 200, 45009);
         assert_null(json_object_get(r.json, "department"));
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     assert_int_equal(mock_calls("/cgi-bin/department/list", NULL), before);
     /* another tenant is not paused */
-    get(&r, Bport, "/cgi-bin/department/list?access_token=%s", Tok2);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
-    get(&r, Aport, "/cgi-bin/department/list?access_token=%s", Tok2);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok2);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok2);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     assert_int_equal(mock_calls("/cgi-bin/department/list", NULL), before + 2);
 }
 
@@ -1209,7 +986,7 @@ static void
 test_wecom_45033_lowers_concurrency(void **state)
 {
     struct tally t;
-    struct resp r;
+    struct sc_resp r;
     char pq[512];
     size_t before;
 
@@ -1218,15 +995,15 @@ test_wecom_45033_lowers_concurrency(void **state)
              Tok2, MEMBER);
     fault("{\"path\":\"/cgi-bin/user/get\",\"count\":1,"
           "\"errcode\":45033}");
-    get(&r, Aport, "%s", pq);
-    EXPECT(&r, 200, 45033);
-    resp_free(&r);
+    sc_call(&r, Aport, "GET", NULL, "%s", pq);
+    SC_EXPECT(&r, 200, 45033);
+    sc_resp_free(&r);
     /* one at a time now, on this instance: slow calls make them overlap */
     fault("{\"path\":\"/cgi-bin/user/get\",\"count\":10,"
           "\"delay_ms\":1500}");
     before = mock_calls("/cgi-bin/user/get", NULL);
     {
-        struct resp rr[4];
+        struct sc_resp rr[4];
         CURL *e[4];
         CURLM *m = curl_multi_init();
         char url[700];
@@ -1235,7 +1012,7 @@ test_wecom_45033_lowers_concurrency(void **state)
         memset(&t, 0, sizeof(t));
         snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", Aport, pq);
         for (i = 0; i < 4; i++) {
-            e[i] = easy_for(url, &rr[i]);
+            e[i] = sc_easy(&rr[i], "GET", url, NULL, 0, NULL);
             curl_multi_add_handle(m, e[i]);
         }
         while (running) {
@@ -1244,16 +1021,16 @@ test_wecom_45033_lowers_concurrency(void **state)
                 curl_multi_poll(m, NULL, 0, 100, NULL);
         }
         for (i = 0; i < 4; i++) {
-            resp_done(e[i], &rr[i]);
-            if (ecode(&rr[i]) == 0)
+            sc_resp_done(e[i], &rr[i]);
+            if (sc_ecode(&rr[i]) == 0)
                 t.ok++;
-            else if (ecode(&rr[i]) == 45033)
+            else if (sc_ecode(&rr[i]) == 45033)
                 t.e45033++;
             else
                 t.other++;
             curl_multi_remove_handle(m, e[i]);
             curl_easy_cleanup(e[i]);
-            resp_free(&rr[i]);
+            sc_resp_free(&rr[i]);
         }
         curl_multi_cleanup(m);
     }
@@ -1267,25 +1044,25 @@ test_wecom_45033_lowers_concurrency(void **state)
 static void
 test_redis_down_fails_closed(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     size_t before;
     int i;
 
     (void)state;
     for (i = 0; i < 2; i++) {
-        get(&r, i ? Bport : Aport, "/cgi-bin/department/list?access_token=%s",
-            Tok2);
-        EXPECT(&r, 200, 0);
-        resp_free(&r);
+        sc_call(&r, i ? Bport : Aport, "GET", NULL,
+                "/cgi-bin/department/list?access_token=%s", Tok2);
+        SC_EXPECT(&r, 200, 0);
+        sc_resp_free(&r);
     }
     before = mock_calls("/cgi-bin/department/list", NULL);
     h_redis_stop(&H);
     for (i = 0; i < 6; i++) {
-        get(&r, i % 2 ? Bport : Aport,
-            "/cgi-bin/department/list?access_token=%s", Tok2);
-        EXPECT(&r, 503, -1);
+        sc_call(&r, i % 2 ? Bport : Aport, "GET", NULL,
+                "/cgi-bin/department/list?access_token=%s", Tok2);
+        SC_EXPECT(&r, 503, -1);
         assert_null(json_object_get(r.json, "department"));
-        resp_free(&r);
+        sc_resp_free(&r);
     }
     assert_int_equal(h_redis_start(&H), 0);
     /* not one call reached WeCom while the budget was out of reach */
@@ -1308,11 +1085,11 @@ main(void)
         cmocka_unit_test_setup(test_hostile_input_refused, direct_setup),
         cmocka_unit_test_setup(test_free_answers_waiting_takes, direct_setup),
         cmocka_unit_test_setup_teardown(test_brokers_spend_one_budget,
-                                        direct_setup, clear_faults),
+                                        direct_setup, tc_clear_faults),
         cmocka_unit_test_teardown(test_wecom_45009_pauses_every_instance,
-                                  clear_faults),
+                                  tc_clear_faults),
         cmocka_unit_test_teardown(test_wecom_45033_lowers_concurrency,
-                                  clear_faults),
+                                  tc_clear_faults),
         /* Redis restarts empty: these come last */
         cmocka_unit_test(test_redis_down_fails_closed),
         cmocka_unit_test_setup(test_redis_down_refuses, direct_setup),

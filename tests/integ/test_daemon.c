@@ -239,9 +239,17 @@ static void
 test_embedded_data_survives_restart(void **state)
 {
     char url[256], *out;
-    const char *argv[] = {"bin/mock-wecom", "callback", "--url", url, "-c",
-                          H.conf, "--suite", H_SUITE, "create_auth",
-                          "AuthCode=persist-me", NULL};
+    const char *argv[] = {"bin/mock-wecom",
+                          "callback",
+                          "--url",
+                          url,
+                          "-c",
+                          H.conf,
+                          "--suite",
+                          H_SUITE,
+                          "create_auth",
+                          "AuthCode=persist-me",
+                          NULL};
     redisContext *c;
     redisReply *r;
     char sock[400];
@@ -251,8 +259,7 @@ test_embedded_data_survives_restart(void **state)
     assert_int_equal(h_write_conf(&H, 1, NULL), 0);
     assert_int_equal(h_broker_start(&H), 0);
     snprintf(url, sizeof(url),
-             "http://127.0.0.1:%d/wecom/suite/" H_SUITE "/callback",
-             H.cb_port);
+             "http://127.0.0.1:%d/wecom/suite/" H_SUITE "/callback", H.cb_port);
     assert_int_equal(h_run(argv, &out), 0);
     free(out);
     assert_int_equal(h_broker_stop(&H, SIGTERM), 0);
@@ -322,8 +329,8 @@ test_readyz_follows_redis(void **state)
     h_redis_stop(&H);
     assert_true(h_wait(readyz_is, (void *)(intptr_t)503, 10000));
     assert_int_equal(get("/readyz", &body), 503);
-    assert_string_equal(body,
-                        "{\"ready\":false,\"reasons\":[\"redis unavailable\"]}");
+    assert_string_equal(
+        body, "{\"ready\":false,\"reasons\":[\"redis unavailable\"]}");
     free(body);
     /* liveness does not depend on Redis */
     assert_int_equal(get("/healthz", &body), 200);
@@ -406,6 +413,21 @@ check_exposition(const char *text)
     assert_true(typed >= 15);
 }
 
+#define TICKET_AGE                                                             \
+    "wecom_broker_suite_ticket_age_seconds{suite=\"" H_SUITE "\"} -1"
+
+/* /metrics holds the ticket-age gauge. */
+static int
+metrics_have(void *arg)
+{
+    char *body = NULL;
+    int ok = get("/metrics", &body) == 200 && strstr(body, TICKET_AGE) != NULL;
+
+    (void)arg;
+    free(body);
+    return ok;
+}
+
 static void
 test_metrics_exposition(void **state)
 {
@@ -419,14 +441,14 @@ test_metrics_exposition(void **state)
     free(body);
     assert_int_equal(get("/cgi-bin/user/get", &body), 200);
     free(body);
-    usleep(1500000); /* the housekeeping pass sets the ticket-age gauge */
+    /* the housekeeping pass sets the ticket-age gauge */
+    assert_true(h_wait(metrics_have, NULL, 10000));
     assert_int_equal(get("/metrics", &body), 200);
     check_exposition(body);
     assert_non_null(strstr(body, "wecom_broker_http_request_duration_seconds_"
                                  "bucket{listener=\"internal\",route="
                                  "\"healthz\",le=\"+Inf\"}"));
-    assert_non_null(strstr(body, "wecom_broker_suite_ticket_age_seconds{suite"
-                                 "=\"" H_SUITE "\"} -1"));
+    assert_non_null(strstr(body, TICKET_AGE));
     assert_non_null(strstr(body, "wecom_broker_redis_up 1"));
     assert_non_null(strstr(body, "wecom_broker_api_requests_total{endpoint="));
     free(body);
@@ -450,14 +472,13 @@ static int
 send_event(const char *code)
 {
     char url[256], field[128], *out;
-    const char *argv[] = {"bin/mock-wecom", "callback", "--url", url, "-c",
-                          H.conf, "--suite", H_SUITE, "create_auth", field,
-                          NULL};
+    const char *argv[] = {
+        "bin/mock-wecom", "callback", "--url",       url,   "-c", H.conf,
+        "--suite",        H_SUITE,    "create_auth", field, NULL};
     int rc;
 
     snprintf(url, sizeof(url),
-             "http://127.0.0.1:%d/wecom/suite/" H_SUITE "/callback",
-             H.cb_port);
+             "http://127.0.0.1:%d/wecom/suite/" H_SUITE "/callback", H.cb_port);
     snprintf(field, sizeof(field), "AuthCode=%s", code);
     rc = h_run(argv, &out);
     if (rc != 0)
@@ -495,6 +516,9 @@ test_sigterm_finishes_inflight_request(void **state)
     client = fork();
     if (client == 0)
         _exit(send_event("inflight-at-sigterm") == 0 ? 0 : 1);
+    /* pacing, not waiting for a state: a request stalled on the paused
+     * Redis shows nowhere outside the broker; this lets it arrive well
+     * inside the 600 ms pause */
     usleep(200000);
     rc = h_broker_stop(&H, SIGTERM);
     waitpid(client, &status, 0);
@@ -557,8 +581,8 @@ main(void)
         cmocka_unit_test(test_usage_and_version),
         cmocka_unit_test_teardown(test_embedded_ready_then_clean_stop,
                                   stop_broker),
-        cmocka_unit_test_teardown(test_embedded_child_dies_with_sigkilled_broker,
-                                  stop_broker),
+        cmocka_unit_test_teardown(
+            test_embedded_child_dies_with_sigkilled_broker, stop_broker),
         cmocka_unit_test_teardown(test_embedded_data_survives_restart,
                                   stop_broker),
         cmocka_unit_test_teardown(test_embedded_second_broker_refused,

@@ -35,6 +35,8 @@
 #include "harness.h"
 #include "service.h"
 #include "simclient.h"
+#include "svcclient.h"
+#include "tenantclient.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
@@ -50,149 +52,12 @@
 #define NOTICE_CHAN "wb:inval"
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock, Flood; /* Flood: a broker with few descriptors */
 static pid_t Proxied;     /* a broker behind a trusted proxy */
 static int MockPort;
 static char *Reader_secret, *Reader_tok;
 
 /*---- HTTP ----*/
-
-struct resp {
-    long status;
-    char *body;
-    size_t len;
-    char *loc;
-    json_t *json;
-};
-
-static size_t
-body_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t add = size * n;
-    char *nb = realloc(r->body, r->len + add + 1);
-
-    if (nb == NULL)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, add);
-    r->len += add;
-    r->body[r->len] = '\0';
-    return add;
-}
-
-static size_t
-hdr_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t len = size * n;
-
-    if (len > 10 && strncasecmp(p, "Location: ", 10) == 0) {
-        free(r->loc);
-        r->loc = strndup(p + 10, len - 10);
-        r->loc[strcspn(r->loc, "\r\n")] = '\0';
-    }
-    return len;
-}
-
-static void
-resp_init(struct resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->status = -1;
-}
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    free(r->loc);
-    json_decref(r->json);
-    resp_init(r);
-}
-
-/* One request from src (NULL: any local address) with extra header hdr
- * (may be NULL); redirects are not followed, a '#' fragment not sent. */
-static void
-fetch_h(struct resp *r, const char *method, const char *url, const char *body,
-        const char *src, const char *hdr)
-{
-    CURL *c = curl_easy_init();
-    const char *hash = strchr(url, '#');
-    struct curl_slist *hl = NULL;
-    json_error_t e;
-    char u[8192];
-
-    assert_non_null(c);
-    resp_init(r);
-    snprintf(u, sizeof(u), "%.*s", hash ? (int)(hash - url) : (int)strlen(url),
-             url);
-    curl_easy_setopt(c, CURLOPT_URL, u);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hdr_cb);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    if (src != NULL)
-        curl_easy_setopt(c, CURLOPT_INTERFACE, src);
-    if (hdr != NULL) {
-        hl = curl_slist_append(NULL, hdr);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    }
-    if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)strlen(body));
-    }
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hl);
-    if (r->body != NULL)
-        r->json = json_loadb(r->body, r->len, 0, &e);
-}
-
-static void
-fetch(struct resp *r, const char *method, const char *url, const char *body,
-      const char *src)
-{
-    fetch_h(r, method, url, body, src, NULL);
-}
-
-static void __attribute__((format(printf, 5, 6)))
-call(struct resp *r, int port, const char *method, const char *body,
-     const char *fmt, ...)
-{
-    char pq[4096], url[4200];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    va_end(ap);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, pq);
-    fetch(r, method, url, body, NULL);
-}
-
-static long
-ecode(const struct resp *r)
-{
-    json_t *v = json_object_get(r->json, "errcode");
-
-    return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
-}
-
-#define EXPECT(r, st, code)                                                    \
-    do {                                                                       \
-        if ((r)->status != (st) || ecode(r) != (code))                         \
-            fprintf(stderr, "# %s:%d: want %d/%ld, got %ld: %.300s\n",         \
-                    __FILE__, __LINE__, (int)(st), (long)(code), (r)->status,  \
-                    (r)->body ? (r)->body : "(no body)");                      \
-        assert_int_equal((r)->status, (st));                                   \
-        assert_int_equal(ecode(r), (code));                                    \
-    } while (0)
 
 /* The single value of name in url's query (owned, decoded), or NULL. */
 static char *
@@ -218,173 +83,7 @@ param(const char *url, const char *name)
 
 /*---- Callbacks, as WeCom sends them ----*/
 
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, S1, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "f%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = S1;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             S1, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
-static void
-push_ticket(void)
-{
-    char ts[24];
-    json_t *t;
-    const char *kv[8];
-
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = h_str(t, "suite_ticket");
-    post_event(kv, 4);
-    json_decref(t);
-}
-
-static void
-create_auth(const char *corp)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
-             corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "AuthCode";
-    kv[3] = h_str(r, "auth_code");
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(kv, 5);
-    json_decref(r);
-}
-
 /*---- brokerctl and Redis ----*/
-
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[24];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    free(out);
-    return v;
-}
-
-struct want {
-    const char *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    int rc;
-    json_t *t = ctl(&rc, "tenant", "show", w->corp, (const char *)NULL);
-    int ok = rc == 0 && strcmp(h_str(t, "status"), w->status) == 0;
-
-    json_decref(t);
-    return ok;
-}
-
-static void
-wait_status(const char *corp, const char *status)
-{
-    struct want w = {corp, status};
-
-    if (!h_wait(has_status, &w, 30000)) {
-        fprintf(stderr, "# %s never became %s\n", corp, status);
-        fail();
-    }
-}
-
-/* brokerctl service add NAME --scopes S [opt val]: the secret (owned). */
-static char *
-svc_add(const char *name, const char *scopes, const char *opt, const char *val)
-{
-    int rc;
-    json_t *v = ctl(&rc, "service", "add", name, "--scopes", scopes, opt, val,
-                    (const char *)NULL);
-    char *s;
-
-    assert_int_equal(rc, 0);
-    s = strdup(h_str(v, "secret"));
-    assert_non_null(strchr(s, '.'));
-    json_decref(v);
-    return s;
-}
-
-static char *
-token_for(const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    call(&r, H.int_port, "GET", NULL,
-         "/cgi-bin/gettoken?corpid=%s&corpsecret=%s", corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    resp_free(&r);
-    return t;
-}
 
 /* A Redis command; the reply (freeReplyObject it). */
 static redisReply *
@@ -469,12 +168,12 @@ static int
 poll_one(void *arg)
 {
     struct poll_req *p = arg;
-    struct resp r;
+    struct sc_resp r;
 
-    call(&r, H.int_port, "GET", NULL, "%s", p->path);
-    p->got = ecode(&r);
+    sc_call(&r, H.int_port, "GET", NULL, "%s", p->path);
+    p->got = sc_ecode(&r);
     p->status = r.status;
-    resp_free(&r);
+    sc_resp_free(&r);
     return p->got == p->code;
 }
 
@@ -536,6 +235,10 @@ finish_conf(const char *conf, int cb_port)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* The tenants installed, a service and its token: the group's starting
+ * point. */
+static void tenants_ready(void);
+
 static int
 setup(void **state)
 {
@@ -553,8 +256,8 @@ setup(void **state)
     if (h_write_conf(&H, 0, broker_extra()) != 0 ||
         finish_conf(H.conf, H.cb_port) != 0 || h_broker_start(&H) != 0)
         return -1;
-    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
-        return -1;
+    tc_init(&H, MockPort);
+    tenants_ready();
     return 0;
 }
 
@@ -562,7 +265,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    wecom_crypto_free(C);
+    tc_done();
     if (H.broker_pid > 0)
         h_broker_stop(&H, SIGKILL);
     if (Flood > 0)
@@ -577,19 +280,18 @@ teardown(void **state)
     return 0;
 }
 
-/*---- Installs (the first test; the others use them) ----*/
+/*---- Installs (set up once for the group) ----*/
 
 static void
-test_tenants(void **state)
+tenants_ready(void)
 {
-    (void)state;
-    push_ticket();
-    create_auth(CORP1);
-    create_auth(CORP2);
-    wait_status(CORP1, "active");
-    wait_status(CORP2, "active");
-    Reader_secret = svc_add("reader", "contacts.read", NULL, NULL);
-    Reader_tok = token_for(Reader_secret, CORP1);
+    tc_push_ticket(S1);
+    tc_install(S1, CORP1, h_next_ts());
+    tc_install(S1, CORP2, h_next_ts());
+    tc_wait_status(S1, CORP1, "active", 30000);
+    tc_wait_status(S1, CORP2, "active", 30000);
+    Reader_secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
+    Reader_tok = tc_token_for(0, Reader_secret, CORP1);
 }
 
 /*---- 1. Stored records that do not parse refuse ----*/
@@ -602,20 +304,20 @@ test_tenants(void **state)
 static void
 corps_refused(const char *name, const char *bad)
 {
-    char *sec = svc_add(name, "contacts.read", "--corps", CORP1);
-    struct resp r;
+    char *sec = tc_svc_add(name, "contacts.read", "--corps", CORP1);
+    struct sc_resp r;
 
     svc_field_set(sec, "corps", bad);
-    call(&r, H.int_port, "GET", NULL,
-         "/cgi-bin/gettoken?corpid=" CORP2 "&corpsecret=%s", sec);
-    EXPECT(&r, 503, -1);
+    sc_call(&r, H.int_port, "GET", NULL,
+            "/cgi-bin/gettoken?corpid=" CORP2 "&corpsecret=%s", sec);
+    SC_EXPECT(&r, 503, -1);
     assert_null(json_object_get(r.json, "access_token"));
-    resp_free(&r);
+    sc_resp_free(&r);
     /* nor for the corp it names */
-    call(&r, H.int_port, "GET", NULL,
-         "/cgi-bin/gettoken?corpid=" CORP1 "&corpsecret=%s", sec);
-    EXPECT(&r, 503, -1);
-    resp_free(&r);
+    sc_call(&r, H.int_port, "GET", NULL,
+            "/cgi-bin/gettoken?corpid=" CORP1 "&corpsecret=%s", sec);
+    SC_EXPECT(&r, 503, -1);
+    sc_resp_free(&r);
     free(sec);
 }
 
@@ -640,19 +342,19 @@ test_corps_wrong_shape(void **state)
 static void
 parties_refused(const char *name, const char *bad)
 {
-    char *sec = svc_add(name, "contacts.read", "--parties", CORP1 ":2");
-    char *tok = token_for(sec, CORP1);
-    struct resp r;
+    char *sec = tc_svc_add(name, "contacts.read", "--parties", CORP1 ":2");
+    char *tok = tc_token_for(0, sec, CORP1);
+    struct sc_resp r;
 
-    call(&r, H.int_port, "GET", NULL, USER_GET, tok, OUT_DEPT);
-    EXPECT(&r, 200, 60011);
-    resp_free(&r);
+    sc_call(&r, H.int_port, "GET", NULL, USER_GET, tok, OUT_DEPT);
+    SC_EXPECT(&r, 200, 60011);
+    sc_resp_free(&r);
     svc_field_set(sec, "parties", bad);
     expect_code(-1, USER_GET, tok, OUT_DEPT);
-    call(&r, H.int_port, "GET", NULL, USER_GET, tok, IN_DEPT);
-    EXPECT(&r, 503, -1);
+    sc_call(&r, H.int_port, "GET", NULL, USER_GET, tok, IN_DEPT);
+    SC_EXPECT(&r, 503, -1);
     assert_null(json_object_get(r.json, "userid"));
-    resp_free(&r);
+    sc_resp_free(&r);
     free(tok);
     free(sec);
 }
@@ -681,8 +383,8 @@ tenant_refused(const char *what, const char *field, const char *bad)
 {
     char key[200], *old;
     redisReply *x;
-    struct resp r;
-    char *tok = token_for(Reader_secret, CORP2);
+    struct sc_resp r;
+    char *tok = tc_token_for(0, Reader_secret, CORP2);
 
     tenant_key(key, sizeof(key), CORP2, what);
     expect_code(0, DEPT_LIST, tok, "");
@@ -693,13 +395,13 @@ tenant_refused(const char *what, const char *field, const char *bad)
     rcmd_ok("HSET %s %s %s", key, field, bad);
     notice("%s", S1 " " CORP2);
     expect_code(-1, DEPT_LIST, tok, "");
-    call(&r, H.int_port, "GET", NULL, DEPT_LIST, tok, "");
-    EXPECT(&r, 503, -1);
+    sc_call(&r, H.int_port, "GET", NULL, DEPT_LIST, tok, "");
+    SC_EXPECT(&r, 503, -1);
     assert_null(json_object_get(r.json, "department"));
-    resp_free(&r);
-    call(&r, H.int_port, "GET", NULL, USER_GET, tok, IN_DEPT);
-    EXPECT(&r, 503, -1);
-    resp_free(&r);
+    sc_resp_free(&r);
+    sc_call(&r, H.int_port, "GET", NULL, USER_GET, tok, IN_DEPT);
+    SC_EXPECT(&r, 503, -1);
+    sc_resp_free(&r);
     rcmd_ok("HSET %s %s %s", key, field, old);
     notice("%s", S1 " " CORP2);
     expect_code(0, DEPT_LIST, tok, "");
@@ -738,14 +440,14 @@ test_directory_damaged(void **state)
 static void
 test_generation_damaged(void **state)
 {
-    char *sec = svc_add("gen-damaged", "contacts.read", NULL, NULL);
-    char *tok = token_for(sec, CORP1), h[65], key[200];
-    struct resp r;
+    char *sec = tc_svc_add("gen-damaged", "contacts.read", NULL, NULL);
+    char *tok = tc_token_for(0, sec, CORP1), h[65], key[200];
+    struct sc_resp r;
 
     (void)state;
-    call(&r, H.int_port, "GET", NULL, USER_GET, tok, IN_DEPT);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_call(&r, H.int_port, "GET", NULL, USER_GET, tok, IN_DEPT);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     /* "0abc" read as a number is 0, the service's generation */
     service_token_hash(tok, strlen(tok), h);
     snprintf(key, sizeof(key), "wb:btok:{%s}", h);
@@ -755,10 +457,10 @@ test_generation_damaged(void **state)
     rcmd_ok("HSET %s gen 0", key);
     svc_field_set(sec, "gen", "0junk");
     expect_code(-1, USER_GET, tok, IN_DEPT);
-    call(&r, H.int_port, "GET", NULL,
-         "/cgi-bin/gettoken?corpid=" CORP1 "&corpsecret=%s", sec);
-    EXPECT(&r, 503, -1);
-    resp_free(&r);
+    sc_call(&r, H.int_port, "GET", NULL,
+            "/cgi-bin/gettoken?corpid=" CORP1 "&corpsecret=%s", sec);
+    SC_EXPECT(&r, 503, -1);
+    sc_resp_free(&r);
     free(tok);
     free(sec);
 }
@@ -769,7 +471,7 @@ static void
 test_state_return_damaged(void **state)
 {
     char url[1024];
-    struct resp r;
+    struct sc_resp r;
     redisReply *keys;
     size_t i;
 
@@ -785,22 +487,22 @@ test_state_return_damaged(void **state)
              "http://127.0.0.1:%d/wecom/suite/" S1
              "/oauth/authorize?scope=snsapi_base&return=%s",
              H.cb_port, RET_ENC);
-    fetch(&r, "GET", url, NULL, "127.0.0.20");
+    sc_fetch(&r, "GET", url, NULL, "127.0.0.20", NULL);
     assert_int_equal(r.status, 302);
     snprintf(url, sizeof(url), "%s", r.loc);
-    resp_free(&r);
+    sc_resp_free(&r);
     keys = rcmd("KEYS wb:{" S1 "}:oauth:state:*");
     assert_int_equal(keys->elements, 1);
     rcmd_ok("HSET %s return https://evil.example/", keys->element[0]->str);
     freeReplyObject(keys);
-    fetch(&r, "GET", url, NULL, "127.0.0.20");
+    sc_fetch(&r, "GET", url, NULL, "127.0.0.20", NULL);
     assert_int_equal(r.status, 302);
     snprintf(url, sizeof(url), "%s", r.loc);
-    resp_free(&r);
-    fetch(&r, "GET", url, NULL, "127.0.0.20");
+    sc_resp_free(&r);
+    sc_fetch(&r, "GET", url, NULL, "127.0.0.20", NULL);
     assert_int_equal(r.status, 400);
     assert_null(r.loc);
-    resp_free(&r);
+    sc_resp_free(&r);
 }
 
 /*---- 2. Member OAuth answers for members in range only ----*/
@@ -811,7 +513,7 @@ static char *
 member_login(const char *userid, const char *src)
 {
     char url[2048], body[160], *code;
-    struct resp r;
+    struct sc_resp r;
 
     snprintf(body, sizeof(body), "{\"corpid\":\"" CORP1 "\",\"userid\":\"%s\"}",
              userid);
@@ -820,100 +522,101 @@ member_login(const char *userid, const char *src)
              "http://127.0.0.1:%d/wecom/suite/" S1
              "/oauth/authorize?scope=snsapi_privateinfo&return=%s",
              H.cb_port, RET_ENC);
-    fetch(&r, "GET", url, NULL, src);
+    sc_fetch(&r, "GET", url, NULL, src, NULL);
     assert_int_equal(r.status, 302);
     snprintf(url, sizeof(url), "%s", r.loc);
-    resp_free(&r);
-    fetch(&r, "GET", url, NULL, src);
+    sc_resp_free(&r);
+    sc_fetch(&r, "GET", url, NULL, src, NULL);
     assert_int_equal(r.status, 302);
     snprintf(url, sizeof(url), "%s", r.loc);
-    resp_free(&r);
-    fetch(&r, "GET", url, NULL, src);
+    sc_resp_free(&r);
+    sc_fetch(&r, "GET", url, NULL, src, NULL);
     if (r.status != 302)
         fprintf(stderr, "# login of %s: %ld %s\n", userid, r.status,
                 r.body ? r.body : "");
     assert_int_equal(r.status, 302);
     code = param(r.loc, "code");
     assert_non_null(code);
-    resp_free(&r);
+    sc_resp_free(&r);
     return code;
 }
 
 /* getuserinfo with code for tok: the reply (resp_free it). */
 static void
-userinfo(struct resp *r, const char *tok, const char *code)
+userinfo(struct sc_resp *r, const char *tok, const char *code)
 {
-    call(r, H.int_port, "GET", NULL,
-         "/cgi-bin/auth/getuserinfo?access_token=%s&code=%s", tok, code);
+    sc_call(r, H.int_port, "GET", NULL,
+            "/cgi-bin/auth/getuserinfo?access_token=%s&code=%s", tok, code);
 }
 
 static void
-userdetail(struct resp *r, const char *tok, const char *ticket)
+userdetail(struct sc_resp *r, const char *tok, const char *ticket)
 {
     char body[200];
 
     snprintf(body, sizeof(body), "{\"user_ticket\":\"%s\"}", ticket);
-    call(r, H.int_port, "POST", body,
-         "/cgi-bin/auth/getuserdetail?access_token=%s", tok);
+    sc_call(r, H.int_port, "POST", body,
+            "/cgi-bin/auth/getuserdetail?access_token=%s", tok);
 }
 
 static void
 test_oauth_service_range(void **state)
 {
     char *wide =
-        svc_add("oauth-wide", "contacts.read,member.sensitive", NULL, NULL);
-    char *narrow = svc_add("oauth-narrow", "contacts.read,member.sensitive",
-                           "--parties", CORP1 ":2");
-    char *wtok = token_for(wide, CORP1), *ntok = token_for(narrow, CORP1);
+        tc_svc_add("oauth-wide", "contacts.read,member.sensitive", NULL, NULL);
+    char *narrow = tc_svc_add("oauth-narrow", "contacts.read,member.sensitive",
+                              "--parties", CORP1 ":2");
+    char *wtok = tc_token_for(0, wide, CORP1),
+         *ntok = tc_token_for(0, narrow, CORP1);
     char *code, *ticket;
-    struct resp r;
+    struct sc_resp r;
 
     (void)state;
     /* in department 2: both services */
     code = member_login(IN_DEPT, "127.0.0.21");
     userinfo(&r, ntok, code);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), IN_DEPT);
     ticket = strdup(h_str(r.json, "user_ticket"));
-    resp_free(&r);
+    sc_resp_free(&r);
     userdetail(&r, ntok, ticket);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), IN_DEPT);
-    resp_free(&r);
+    sc_resp_free(&r);
     free(ticket);
     free(code);
     /* in the tenant's range, outside the narrowed service's: that
      * service learns nothing, neither with the code nor the ticket */
     code = member_login(OUT_DEPT, "127.0.0.21");
     userinfo(&r, ntok, code);
-    EXPECT(&r, 200, 60011);
+    SC_EXPECT(&r, 200, 60011);
     assert_null(json_object_get(r.json, "userid"));
     assert_null(json_object_get(r.json, "user_ticket"));
-    resp_free(&r);
+    sc_resp_free(&r);
     free(code);
     code = member_login(OUT_DEPT, "127.0.0.21");
     userinfo(&r, wtok, code);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), OUT_DEPT);
     ticket = strdup(h_str(r.json, "user_ticket"));
-    resp_free(&r);
+    sc_resp_free(&r);
     userdetail(&r, ntok, ticket);
-    EXPECT(&r, 200, 60011);
+    SC_EXPECT(&r, 200, 60011);
     assert_null(json_object_get(r.json, "userid"));
     assert_null(json_object_get(r.json, "mobile"));
-    resp_free(&r);
+    sc_resp_free(&r);
     userdetail(&r, wtok, ticket);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), OUT_DEPT);
-    resp_free(&r);
+    sc_resp_free(&r);
     free(ticket);
     free(code);
     /* outside the tenant's own range: no service learns anything */
     code = member_login(OUT_RANGE, "127.0.0.21");
     userinfo(&r, wtok, code);
-    EXPECT(&r, 200, 60011);
+    SC_EXPECT(&r, 200, 60011);
     assert_null(json_object_get(r.json, "userid"));
-    resp_free(&r);
+    sc_resp_free(&r);
     free(code);
     free(wtok);
     free(ntok);
@@ -1003,7 +706,7 @@ test_connections_per_address(void **state)
 {
     enum { N = 100 };
     int fds[N], i, closed = 0;
-    struct resp r;
+    struct sc_resp r;
     char url[200];
 
     (void)state;
@@ -1018,9 +721,9 @@ test_connections_per_address(void **state)
     assert_true(closed >= N - 64);
     assert_true(closed < N);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", H.cb_port);
-    fetch(&r, "GET", url, NULL, "127.0.0.42");
+    sc_fetch(&r, "GET", url, NULL, "127.0.0.42", NULL);
     assert_int_equal(r.status, 404);
-    resp_free(&r);
+    sc_resp_free(&r);
     for (i = 0; i < N; i++)
         close(fds[i]);
     /* not on the internal listener: services share hosts */
@@ -1058,7 +761,7 @@ test_public_flood_leaves_internal(void **state)
     char conf[400], log[400], src[32], *tok;
     int fds[N], cb, ip, port_cb, port_int, i;
     struct rlimit old, low;
-    struct resp r;
+    struct sc_resp r;
     long t0;
     pid_t pid;
 
@@ -1086,6 +789,8 @@ test_public_flood_leaves_internal(void **state)
         fds[i] = tcp_from(src, port_cb);
         send_partial(fds[i]);
     }
+    /* pacing: half-sent requests show nowhere outside the broker; this
+     * lets it accept them before the internal listener is timed */
     usleep(500000);
     t0 = h_now_ms();
     assert_true(h_wait(healthz_on, &port_int, 3000));
@@ -1094,17 +799,17 @@ test_public_flood_leaves_internal(void **state)
             "the internal one answered in %ld ms\n",
             N, h_now_ms() - t0);
     /* Redis and WeCom from that instance */
-    call(&r, port_int, "GET", NULL, "/readyz");
+    sc_call(&r, port_int, "GET", NULL, "/readyz");
     assert_int_equal(r.status, 200);
-    resp_free(&r);
-    call(&r, port_int, "GET", NULL,
-         "/cgi-bin/gettoken?corpid=" CORP1 "&corpsecret=%s", Reader_secret);
-    EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
+    sc_call(&r, port_int, "GET", NULL,
+            "/cgi-bin/gettoken?corpid=" CORP1 "&corpsecret=%s", Reader_secret);
+    SC_EXPECT(&r, 200, 0);
     tok = strdup(h_str(r.json, "access_token"));
-    resp_free(&r);
-    call(&r, port_int, "GET", NULL, USER_GET, tok, IN_DEPT);
-    EXPECT(&r, 200, 0);
-    resp_free(&r);
+    sc_resp_free(&r);
+    sc_call(&r, port_int, "GET", NULL, USER_GET, tok, IN_DEPT);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
     free(tok);
     for (i = 0; i < N; i++)
         close(fds[i]);
@@ -1122,16 +827,16 @@ static long
 authorize_from(int port, const char *src, const char *xff)
 {
     char url[512], hdr[128];
-    struct resp r;
+    struct sc_resp r;
     long st;
 
     snprintf(url, sizeof(url),
              "http://127.0.0.1:%d" AUTHORIZE_PATH "&return=%s", port, RET_ENC);
     if (xff != NULL)
         snprintf(hdr, sizeof(hdr), "X-Forwarded-For: %s", xff);
-    fetch_h(&r, "GET", url, NULL, src, xff != NULL ? hdr : NULL);
+    sc_fetch(&r, "GET", url, NULL, src, xff != NULL ? hdr : NULL);
     st = r.status;
-    resp_free(&r);
+    sc_resp_free(&r);
     return st;
 }
 
@@ -1230,24 +935,24 @@ static long
 install_done_from(const char *src, const char *code)
 {
     char url[1024], *st;
-    struct resp r;
+    struct sc_resp r;
     long status;
 
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/wecom/suite/" S1 "/install",
              H.cb_port);
-    fetch(&r, "GET", url, NULL, src);
+    sc_fetch(&r, "GET", url, NULL, src, NULL);
     assert_int_equal(r.status, 302);
     st = param(r.loc, "state");
     assert_non_null(st);
-    resp_free(&r);
+    sc_resp_free(&r);
     snprintf(url, sizeof(url),
              "http://127.0.0.1:%d/wecom/suite/" S1
              "/install/done?auth_code=%s&state=%s",
              H.cb_port, code, st);
     free(st);
-    fetch(&r, "GET", url, NULL, src);
+    sc_fetch(&r, "GET", url, NULL, src, NULL);
     status = r.status;
-    resp_free(&r);
+    sc_resp_free(&r);
     return status;
 }
 
@@ -1300,7 +1005,6 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tenants),
         cmocka_unit_test(test_corps_truncated),
         cmocka_unit_test(test_corps_wrong_shape),
         cmocka_unit_test(test_parties_truncated),

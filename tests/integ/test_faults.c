@@ -26,6 +26,7 @@
 
 #include "harness.h"
 #include "simclient.h"
+#include "svcclient.h"
 #include "tenantclient.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -49,128 +50,23 @@ static unsigned long long Seed;
 
 /*---- HTTP ----*/
 
-struct resp {
-    long status;
-    char *body;
-    size_t len;
-    json_t *json;
-};
-
-static size_t
-body_cb(char *p, size_t size, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t add = size * n;
-    char *nb = realloc(r->body, r->len + add + 1);
-
-    if (nb == NULL)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, add);
-    r->len += add;
-    r->body[r->len] = '\0';
-    return add;
-}
-
-static void
-resp_init(struct resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->status = -1;
-}
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    resp_init(r);
-}
-
-static void
-resp_parse(struct resp *r)
-{
-    json_error_t e;
-
-    if (r->body != NULL)
-        r->json = json_loadb(r->body, r->len, 0, &e);
-}
-
-static CURL *
-easy_for(const char *method, const char *url, const char *body, size_t blen,
-         struct resp *r)
-{
-    CURL *c = curl_easy_init();
-
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    }
-    return c;
-}
-
-static void __attribute__((format(printf, 5, 6)))
-call(struct resp *r, int port, const char *method, const char *body,
-     const char *fmt, ...)
-{
-    char pq[4096], url[4200];
-    va_list ap;
-    CURL *c;
-
-    va_start(ap, fmt);
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    va_end(ap);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, pq);
-    resp_init(r);
-    c = easy_for(method, url, body, body ? strlen(body) : 0, r);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_cleanup(c);
-    resp_parse(r);
-}
-
-static long
-ecode(const struct resp *r)
-{
-    json_t *v = json_object_get(r->json, "errcode");
-
-    return json_is_integer(v) ? (long)json_integer_value(v) : -9999;
-}
-
-#define EXPECT(r, st, code)                                                    \
-    do {                                                                       \
-        if ((r)->status != (st) || ecode(r) != (code))                         \
-            fprintf(stderr, "# %s:%d: want %d/%ld, got %ld: %.300s\n",         \
-                    __FILE__, __LINE__, (int)(st), (long)(code), (r)->status,  \
-                    (r)->body ? (r)->body : "(no body)");                      \
-        assert_int_equal((r)->status, (st));                                   \
-        assert_int_equal(ecode(r), (code));                                    \
-    } while (0)
-
 /* user/get of MEMBER through the broker at port. */
 static void
-get_member(struct resp *r, int port)
+get_member(struct sc_resp *r, int port)
 {
-    call(r, port, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
-         Reader_tok, MEMBER);
+    sc_call(r, port, "GET", NULL, "/cgi-bin/user/get?access_token=%s&userid=%s",
+            Reader_tok, MEMBER);
 }
 
 static void
 expect_member(int port)
 {
-    struct resp r;
+    struct sc_resp r;
 
     get_member(&r, port);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), MEMBER);
-    resp_free(&r);
+    sc_resp_free(&r);
 }
 
 /*---- The simulator ----*/
@@ -192,29 +88,6 @@ clear_faults(void **state)
     if (Relay != NULL)
         h_relay_trickle(Relay, NULL, 0, 0, 0);
     return 0;
-}
-
-/* Requests the simulator received on path; with corp, only those whose
- * body names it as auth_corpid. */
-static size_t
-mock_count(const char *path, const char *corp)
-{
-    char p[256];
-    json_t *v, *e;
-    size_t n = 0, i;
-
-    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = h_sim_json(MockPort, "GET", p, NULL);
-    json_array_foreach(v, i, e)
-    {
-        const char *c = json_string_value(
-            json_object_get(json_object_get(e, "body"), "auth_corpid"));
-
-        if (corp == NULL || (c != NULL && strcmp(c, corp) == 0))
-            n++;
-    }
-    json_decref(v);
-    return n;
 }
 
 /* Arrival times (ms) of the requests the simulator received on path;
@@ -272,217 +145,17 @@ build_event(const char *const *kv, size_t npairs, char **env, size_t *envlen,
     brk_free(xml);
 }
 
-static void
-post_event(const char *const *kv, size_t npairs)
-{
-    char *env, *pq, *url, *body = NULL;
-    size_t len;
-
-    build_event(kv, npairs, &env, &len, &pq);
-    url = h_cb_url(&H, pq);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    free(pq);
-    brk_free(env);
-}
-
-static void
-push_ticket(void)
-{
-    char ts[24];
-    json_t *t;
-    const char *kv[8];
-
-    t = h_sim_json(MockPort, "GET", "/__mock/suite_ticket?suite_id=" S1, NULL);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = h_str(t, "suite_ticket");
-    post_event(kv, 4);
-    json_decref(t);
-}
-
-static void
-install(const char *corp)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}", S1,
-             corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[0] = "SuiteId";
-    kv[1] = S1;
-    kv[2] = "AuthCode";
-    kv[3] = h_str(r, "auth_code");
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(kv, 5);
-    json_decref(r);
-}
-
-static void
-corp_event(const char *type, const char *corp, const char *k1, const char *v1)
-{
-    char tsb[24];
-    const char *kv[12];
-    size_t n = 0;
-
-    snprintf(tsb, sizeof(tsb), "%ld", h_next_ts());
-    kv[n++] = "SuiteId";
-    kv[n++] = S1;
-    kv[n++] = "InfoType";
-    kv[n++] = type;
-    kv[n++] = "TimeStamp";
-    kv[n++] = tsb;
-    kv[n++] = "AuthCorpId";
-    kv[n++] = corp;
-    if (k1 != NULL) {
-        kv[n++] = k1;
-        kv[n++] = v1;
-    }
-    post_event(kv, n / 2);
-}
-
 /*---- brokerctl and Redis ----*/
-
-static json_t *
-ctl(int *rc, ...)
-{
-    const char *argv[16];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v;
-    size_t n = 0;
-    va_list ap;
-    const char *a;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    va_start(ap, rc);
-    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    *rc = h_run(argv, &out);
-    v = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
-    free(out);
-    return v;
-}
 
 static const char *
 tenant_status(const char *corp, char *buf, size_t len)
 {
     int rc;
-    json_t *t = ctl(&rc, "tenant", "show", corp, (const char *)NULL);
+    json_t *t = tc_ctl(&rc, "tenant", "show", corp, (const char *)NULL);
 
     snprintf(buf, len, "%s", rc == 0 ? h_str(t, "status") : "");
     json_decref(t);
     return buf;
-}
-
-struct want {
-    const char *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    char buf[64];
-
-    return strcmp(tenant_status(w->corp, buf, sizeof(buf)), w->status) == 0;
-}
-
-static void
-wait_status(const char *corp, const char *status, long ms)
-{
-    struct want w = {corp, status};
-    char buf[64];
-
-    if (!h_wait(has_status, &w, ms)) {
-        fprintf(stderr, "# %s never became %s (is %s)\n", corp, status,
-                tenant_status(corp, buf, sizeof(buf)));
-        fail();
-    }
-}
-
-static long
-suite_field(const char *field)
-{
-    int rc;
-    json_t *arr = ctl(&rc, "suite", (const char *)NULL), *s;
-    size_t i;
-    long v = -1;
-
-    json_array_foreach(arr, i, s) if (strcmp(h_str(s, "suite_id"), S1) == 0) v =
-        (long)json_integer_value(json_object_get(s, field));
-    json_decref(arr);
-    return v;
-}
-
-static char *
-svc_add(const char *name, const char *scopes)
-{
-    int rc;
-    json_t *v = ctl(&rc, "service", "add", name, "--scopes", scopes,
-                    (const char *)NULL);
-    char *s;
-
-    assert_int_equal(rc, 0);
-    s = strdup(h_str(v, "secret"));
-    assert_non_null(strchr(s, '.'));
-    json_decref(v);
-    return s;
-}
-
-static char *
-token_for(int port, const char *secret, const char *corp)
-{
-    struct resp r;
-    char *t;
-
-    call(&r, port, "GET", NULL, "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-         corp, secret);
-    EXPECT(&r, 200, 0);
-    t = strdup(h_str(r.json, "access_token"));
-    resp_free(&r);
-    return t;
-}
-
-static long long
-redis_int(const char *fmt, ...)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *r;
-    va_list ap;
-    long long v = -1;
-
-    assert_non_null(c);
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
-        v = r->integer;
-    if (r != NULL)
-        freeReplyObject(r);
-    redisFree(c);
-    return v;
 }
 
 /* A graceful Redis restart keeps the data: SHUTDOWN SAVE writes the
@@ -625,6 +298,8 @@ setup(void **state)
     if (Mock == 0)
         return -1;
     tc_init(&H, MockPort);
+    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
+        return -1;
     /* the main instance reaches WeCom through the relay */
     Relay = h_relay_start(MockPort, &RelayPort);
     if (Relay == NULL)
@@ -632,13 +307,11 @@ setup(void **state)
     if (h_write_conf(&H, 0, broker_extra(RelayPort)) != 0 ||
         h_broker_start(&H) != 0)
         return -1;
-    if (wecom_crypto_new(H_TOKEN, H_AESKEY, &C) != BRK_OK)
-        return -1;
-    push_ticket();
-    install(CORP1);
-    wait_status(CORP1, "active", 30000);
-    Reader_secret = svc_add("reader", "contacts.read");
-    Reader_tok = token_for(H.int_port, Reader_secret, CORP1);
+    tc_push_ticket(S1);
+    tc_install(S1, CORP1, h_next_ts());
+    tc_wait_status(S1, CORP1, "active", 30000);
+    Reader_secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
+    Reader_tok = tc_token_for(H.int_port, Reader_secret, CORP1);
     return 0;
 }
 
@@ -647,6 +320,7 @@ teardown(void **state)
 {
     (void)state;
     wecom_crypto_free(C);
+    tc_done();
     if (Bpid > 0)
         h_stop(Bpid, SIGKILL);
     if (Cpid > 0)
@@ -667,22 +341,22 @@ teardown(void **state)
 static void
 expect_data_fault(const char *fault_json, long status)
 {
-    struct resp r;
+    struct sc_resp r;
     long t0 = h_now_ms();
 
     if (fault_json != NULL)
         fault(fault_json);
     get_member(&r, H.int_port);
-    if (r.status != status || ecode(&r) != -1)
+    if (r.status != status || sc_ecode(&r) != -1)
         fprintf(stderr, "# fault %s: got %ld %.200s\n",
                 fault_json ? fault_json : "(relay)", r.status, r.body);
-    EXPECT(&r, status, -1);
+    SC_EXPECT(&r, status, -1);
     /* an error of the broker's own, never WeCom's bytes */
     assert_null(strstr(r.body, MEMBER));
     assert_null(strstr(r.body, "mock_internal_note"));
     assert_null(strstr(r.body, "html"));
     assert_true(r.len < 400);
-    resp_free(&r);
+    sc_resp_free(&r);
     fprintf(stderr, "# %-60.60s -> %ld in %ld ms\n",
             fault_json ? fault_json : "(slow body)", status, h_now_ms() - t0);
     clear_faults(NULL);
@@ -693,7 +367,7 @@ expect_data_fault(const char *fault_json, long status)
 static void
 test_data_path_faults(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     long t0;
 
     (void)state;
@@ -735,13 +409,13 @@ test_data_path_faults(void **state)
     h_relay_trickle(Relay, "/cgi-bin/user/get", 1, 256, 150);
     t0 = h_now_ms();
     get_member(&r, H.int_port);
-    EXPECT(&r, 200, 0);
+    SC_EXPECT(&r, 200, 0);
     assert_string_equal(h_str(r.json, "userid"), MEMBER);
     assert_null(strstr(r.body, "mock_internal_note"));
     fprintf(stderr, "# slow body within the timeout: 200 in %ld ms\n",
             h_now_ms() - t0);
     assert_true(h_now_ms() - t0 >= 150);
-    resp_free(&r);
+    sc_resp_free(&r);
 }
 
 /*---- WeCom's failures on the install path ----*/
@@ -769,8 +443,8 @@ test_install_path_faults(void **state)
         fault(faults[i]);
     /* and a slow body on the directory, past the timeout */
     h_relay_trickle(Relay, "/cgi-bin/tag/get", 1, 8, 100);
-    before = mock_count("/cgi-bin/service/get_permanent_code", NULL);
-    install(CORP2);
+    before = tc_mock_count("/cgi-bin/service/get_permanent_code", NULL);
+    tc_install(S1, CORP2, h_next_ts());
     /* never active on a half-read grant or directory */
     while (h_now_ms() - t0 < 60000 &&
            strcmp(tenant_status(CORP2, buf, sizeof(buf)), "active") != 0)
@@ -782,9 +456,9 @@ test_install_path_faults(void **state)
             nitems(faults), h_now_ms() - t0);
     /* the AuthCode was exchanged once; the retries used the stored
      * result */
-    assert_int_equal(mock_count("/cgi-bin/service/get_permanent_code", NULL),
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_permanent_code", NULL),
                      before + 1);
-    t = ctl(&rc, "tenant", "show", CORP2, (const char *)NULL);
+    t = tc_ctl(&rc, "tenant", "show", CORP2, (const char *)NULL);
     assert_int_equal(rc, 0);
     /* the whole directory of the range, as a fault-free reading gives */
     clear_faults(NULL);
@@ -799,7 +473,7 @@ test_install_path_faults(void **state)
         assert_non_null(strstr(log, "upstream_malformed"));
         free(log);
     }
-    assert_int_equal(suite_field("dead_letters"), 0);
+    assert_int_equal(tc_suite_field(S1, "dead_letters"), 0);
 }
 
 /*---- 45009 ----*/
@@ -807,7 +481,7 @@ test_install_path_faults(void **state)
 static void
 test_45009_passed_through_and_retried(void **state)
 {
-    struct resp r;
+    struct sc_resp r;
     long long t[8];
     size_t n, i;
     long t0;
@@ -817,20 +491,20 @@ test_45009_passed_through_and_retried(void **state)
      * tenant's tag/list then rests for WeCom's 60 s on every instance
      * (SPEC §5), its other APIs go on */
     fault("{\"path\":\"/cgi-bin/tag/list\",\"errcode\":45009}");
-    call(&r, H.int_port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
-         Reader_tok);
-    EXPECT(&r, 200, 45009);
+    sc_call(&r, H.int_port, "GET", NULL, "/cgi-bin/tag/list?access_token=%s",
+            Reader_tok);
+    SC_EXPECT(&r, 200, 45009);
     assert_true(strlen(h_str(r.json, "errmsg")) > 0);
     assert_null(json_object_get(r.json, "taglist"));
-    resp_free(&r);
+    sc_resp_free(&r);
     expect_member(H.int_port);
     /* in the workers: retried, each time after a longer pause */
     h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
     fault("{\"path\":\"/cgi-bin/service/get_auth_info\",\"count\":3,"
           "\"errcode\":45009}");
     t0 = h_now_ms();
-    install(CORP3);
-    wait_status(CORP3, "active", 30000);
+    tc_install(S1, CORP3, h_next_ts());
+    tc_wait_status(S1, CORP3, "active", 30000);
     n = mock_times("/cgi-bin/service/get_auth_info", t, 8);
     fprintf(stderr, "# 45009 three times: active after %ld ms; pauses:",
             h_now_ms() - t0);
@@ -857,7 +531,7 @@ enum { SLOTS = 8 };
 
 struct slot {
     CURL *e;
-    struct resp r;
+    struct sc_resp r;
     int busy;
     int cb;     /* a callback, else a service request */
     int token;  /* a service request: gettoken, else user/get */
@@ -888,7 +562,7 @@ slot_start(struct load *L, struct slot *s)
     char url[600], *pq, *env;
     size_t len;
 
-    resp_init(&s->r);
+    sc_resp_init(&s->r);
     s->t0 = h_now_ms();
     if (s->cb) {
         char uid[32], tsb[24];
@@ -915,19 +589,19 @@ slot_start(struct load *L, struct slot *s)
         s->env = env;
         snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", H.cb_port, pq);
         free(pq);
-        s->e = easy_for("POST", url, env, len, &s->r);
+        s->e = sc_easy(&s->r, "POST", url, env, len, NULL);
     } else if (s->token) {
         snprintf(url, sizeof(url),
                  "http://127.0.0.1:%d/cgi-bin/gettoken?corpid=%s"
                  "&corpsecret=%s",
                  H.int_port, CORP1, Reader_secret);
-        s->e = easy_for("GET", url, NULL, 0, &s->r);
+        s->e = sc_easy(&s->r, "GET", url, NULL, 0, NULL);
     } else {
         snprintf(url, sizeof(url),
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
                  "&userid=%s",
                  H.int_port, Reader_tok, MEMBER);
-        s->e = easy_for("GET", url, NULL, 0, &s->r);
+        s->e = sc_easy(&s->r, "GET", url, NULL, 0, NULL);
     }
     curl_easy_setopt(s->e, CURLOPT_PRIVATE, s);
     curl_multi_add_handle(L->m, s->e);
@@ -945,7 +619,7 @@ slot_done(struct load *L, struct slot *s)
     curl_easy_getinfo(s->e, CURLINFO_RESPONSE_CODE, &s->r.status);
     curl_multi_remove_handle(L->m, s->e);
     curl_easy_cleanup(s->e);
-    resp_parse(&s->r);
+    sc_resp_parse(&s->r);
     if (s->cb) {
         int ok = s->r.status == 200 && s->r.body != NULL &&
                  strcmp(s->r.body, "success") == 0;
@@ -985,7 +659,7 @@ slot_done(struct load *L, struct slot *s)
     } else {
         /* gettoken: the current token while more than 5 minutes of it
          * remain */
-        int ok = s->r.status == 200 && ecode(&s->r) == 0 &&
+        int ok = s->r.status == 200 && sc_ecode(&s->r) == 0 &&
                  (s->token ? strcmp(h_str(s->r.json, "access_token"),
                                     Reader_tok) == 0
                            : strcmp(h_str(s->r.json, "userid"), MEMBER) == 0);
@@ -994,7 +668,7 @@ slot_done(struct load *L, struct slot *s)
             L->svc_ok++;
             if (after && L->svc_back == 0)
                 L->svc_back = t1;
-        } else if (s->r.status == 503 && ecode(&s->r) == -1) {
+        } else if (s->r.status == 503 && sc_ecode(&s->r) == -1) {
             L->svc_503++;
         } else {
             L->odd++;
@@ -1011,7 +685,7 @@ slot_done(struct load *L, struct slot *s)
             if (s->r.status != 503)
                 fprintf(stderr, "# service while Redis was down: %ld %s\n",
                         s->r.status, s->r.body ? s->r.body : "");
-            EXPECT(&s->r, 503, -1);
+            SC_EXPECT(&s->r, 503, -1);
         }
     }
     /* after recovery, everything succeeds */
@@ -1022,7 +696,7 @@ slot_done(struct load *L, struct slot *s)
                     s->r.body ? s->r.body : "");
         assert_int_equal(s->r.status, 200);
     }
-    resp_free(&s->r);
+    sc_resp_free(&s->r);
     s->busy = 0;
     /* a steady rate: about 100 requests per second per slot */
     s->next = t1 + 10;
@@ -1208,7 +882,7 @@ redis_outage_under_load(int hard)
             "load; processed more than once: %d\n",
             acked, h_now_ms() - ms, k.doubled);
     free(L.acked);
-    assert_int_equal(suite_field("dead_letters"), 0);
+    assert_int_equal(tc_suite_field(S1, "dead_letters"), 0);
     expect_member(H.int_port);
 }
 
@@ -1232,7 +906,7 @@ static void
 test_token_storm_three_instances(void **state)
 {
     enum { N = 300 };
-    static struct resp rs[N];
+    static struct sc_resp rs[N];
     CURL *easy[N];
     CURLM *m = curl_multi_init();
     int ports[3], running = 1, i, ok = 0;
@@ -1247,7 +921,7 @@ test_token_storm_three_instances(void **state)
     /* each holds the current corp token */
     for (i = 0; i < 3; i++)
         expect_member(ports[i]);
-    before = mock_count("/cgi-bin/service/get_corp_token", CORP1);
+    before = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
     h_sim_ok(MockPort, "POST", "/__mock/invalidate",
              "{\"corpid\":\"" CORP1 "\"}");
     for (i = 0; i < N; i++) {
@@ -1255,8 +929,8 @@ test_token_storm_three_instances(void **state)
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
                  "&userid=%s",
                  ports[i % 3], Reader_tok, MEMBER);
-        resp_init(&rs[i]);
-        easy[i] = easy_for("GET", url, NULL, 0, &rs[i]);
+        sc_resp_init(&rs[i]);
+        easy[i] = sc_easy(&rs[i], "GET", url, NULL, 0, NULL);
         curl_multi_add_handle(m, easy[i]);
     }
     t0 = h_now_ms();
@@ -1269,17 +943,17 @@ test_token_storm_three_instances(void **state)
         curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
         curl_multi_remove_handle(m, easy[i]);
         curl_easy_cleanup(easy[i]);
-        resp_parse(&rs[i]);
-        if (rs[i].status == 200 && ecode(&rs[i]) == 0 &&
+        sc_resp_parse(&rs[i]);
+        if (rs[i].status == 200 && sc_ecode(&rs[i]) == 0 &&
             strcmp(h_str(rs[i].json, "userid"), MEMBER) == 0)
             ok++;
         else if (ok + 5 > i)
             fprintf(stderr, "# storm %d: %ld %.200s\n", i, rs[i].status,
                     rs[i].body ? rs[i].body : "");
-        resp_free(&rs[i]);
+        sc_resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);
-    after = mock_count("/cgi-bin/service/get_corp_token", CORP1);
+    after = tc_mock_count("/cgi-bin/service/get_corp_token", CORP1);
     fprintf(stderr,
             "# storm over three instances: %d/%d answered with data in %ld "
             "ms; get_corp_token calls: %zu\n",
@@ -1308,7 +982,7 @@ settled(void *arg)
 
     if (strcmp(tenant_status(s->corp, buf, sizeof(buf)), "active") == 0)
         return 1;
-    if (suite_field("lost_authorizations") > s->lost0) {
+    if (tc_suite_field(S1, "lost_authorizations") > s->lost0) {
         s->lost = 1;
         return 1;
     }
@@ -1319,7 +993,7 @@ static int
 exchange_sent(void *arg)
 {
     (void)arg;
-    return mock_count("/cgi-bin/service/get_permanent_code", NULL) >= 1;
+    return tc_mock_count("/cgi-bin/service/get_permanent_code", NULL) >= 1;
 }
 
 /* The path of the last request the simulator received, or "none". */
@@ -1367,9 +1041,9 @@ test_sigkill_during_install(void **state)
             fault("{\"path\":\"/cgi-bin/user/list_id\",\"delay_ms\":150}");
         }
         s.corp = corp;
-        s.lost0 = suite_field("lost_authorizations");
+        s.lost0 = tc_suite_field(S1, "lost_authorizations");
         s.lost = 0;
-        install(corp);
+        tc_install(S1, corp, h_next_ts());
         t0 = h_now_ms();
         if (lose) {
             assert_true(h_wait(exchange_sent, NULL, 10000));
@@ -1384,7 +1058,7 @@ test_sigkill_during_install(void **state)
         clear_faults(NULL);
         assert_int_equal(h_broker_start(&H), 0);
         assert_true(h_wait(settled, &s, 30000));
-        exch = mock_count("/cgi-bin/service/get_permanent_code", NULL);
+        exch = tc_mock_count("/cgi-bin/service/get_permanent_code", NULL);
         fprintf(stderr,
                 "# kill %d, %ld ms after the ack, last WeCom call %s: %s; "
                 "get_permanent_code calls %zu\n",
@@ -1403,17 +1077,18 @@ test_sigkill_during_install(void **state)
 
             assert_string_equal(tenant_status(corp, buf, sizeof(buf)), "");
         }
-        corp_event("change_contact", corp, "ChangeType", "update_user");
-        wait_status(corp, "reinstall_required", 30000);
-        install(corp);
-        wait_status(corp, "active", 30000);
+        tc_corp_event(S1, "change_contact", corp, h_next_ts(), "ChangeType",
+                      "update_user");
+        tc_wait_status(S1, corp, "reinstall_required", 30000);
+        tc_install(S1, corp, h_next_ts());
+        tc_wait_status(S1, corp, "active", 30000);
         assert_int_equal(
-            mock_count("/cgi-bin/service/get_permanent_code", NULL), 3);
+            tc_mock_count("/cgi-bin/service/get_permanent_code", NULL), 3);
     }
     assert_true(nlost >= 1);
     /* the end state: each tenant listed once, active, with its whole
      * directory; nothing half-installed; nothing left in the stream */
-    all = ctl(&rc, "tenants", (const char *)NULL);
+    all = tc_ctl(&rc, "tenants", (const char *)NULL);
     assert_int_equal(rc, 0);
     for (it = 0; it < KILL_ITERS; it++) {
         char corp[32];
@@ -1428,7 +1103,7 @@ test_sigkill_during_install(void **state)
             assert_string_equal(h_str(t, "status"), "active");
         }
         assert_int_equal(n, 1);
-        t = ctl(&rc, "tenant", "show", corp, (const char *)NULL);
+        t = tc_ctl(&rc, "tenant", "show", corp, (const char *)NULL);
         assert_int_equal(json_integer_value(json_object_get(
                              json_object_get(t, "directory"), "users")),
                          tc_expected_members(S1, corp));
@@ -1442,17 +1117,30 @@ test_sigkill_during_install(void **state)
         assert_string_equal(h_str(t, "status"), "active");
     }
     json_decref(all);
-    assert_int_equal(redis_int("XLEN wb:{" S1 "}:events"), 0);
-    assert_int_equal(suite_field("dead_letters"), 0);
+    assert_int_equal(h_redis_int(&H, "XLEN wb:{" S1 "}:events"), 0);
+    assert_int_equal(tc_suite_field(S1, "dead_letters"), 0);
 }
 
 /*---- SIGTERM drains the requests in flight ----*/
+
+/* The internal listener refuses connections. */
+static int
+healthz_refused(void *arg)
+{
+    char *hz = h_int_url(&H, "/healthz"), *body = NULL;
+    int refused = h_http("GET", hz, NULL, 0, &body) == -1;
+
+    (void)arg;
+    free(hz);
+    free(body);
+    return refused;
+}
 
 static void
 test_sigterm_drains_inflight(void **state)
 {
     enum { N = 6 };
-    static struct resp rs[N];
+    static struct sc_resp rs[N];
     CURL *easy[N];
     CURLM *m = curl_multi_init();
     int running = 1, i, rc;
@@ -1468,8 +1156,8 @@ test_sigterm_drains_inflight(void **state)
                  "http://127.0.0.1:%d/cgi-bin/user/get?access_token=%s"
                  "&userid=%s",
                  H.int_port, Reader_tok, MEMBER);
-        resp_init(&rs[i]);
-        easy[i] = easy_for("GET", url, NULL, 0, &rs[i]);
+        sc_resp_init(&rs[i]);
+        easy[i] = sc_easy(&rs[i], "GET", url, NULL, 0, NULL);
         curl_multi_add_handle(m, easy[i]);
     }
     t0 = h_now_ms();
@@ -1478,15 +1166,8 @@ test_sigterm_drains_inflight(void **state)
         curl_multi_poll(m, NULL, 0, 20, NULL);
     }
     kill(pid, SIGTERM);
-    usleep(100000);
-    {
-        /* it no longer accepts while it drains */
-        char *hz = h_int_url(&H, "/healthz"), *body = NULL;
-
-        assert_int_equal(h_http("GET", hz, NULL, 0, &body), -1);
-        free(hz);
-        free(body);
-    }
+    /* it no longer accepts while it drains */
+    assert_true(h_wait(healthz_refused, NULL, 5000));
     while (running) {
         curl_multi_perform(m, &running);
         if (running)
@@ -1496,10 +1177,10 @@ test_sigterm_drains_inflight(void **state)
         curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
         curl_multi_remove_handle(m, easy[i]);
         curl_easy_cleanup(easy[i]);
-        resp_parse(&rs[i]);
-        EXPECT(&rs[i], 200, 0);
+        sc_resp_parse(&rs[i]);
+        SC_EXPECT(&rs[i], 200, 0);
         assert_string_equal(h_str(rs[i].json, "userid"), MEMBER);
-        resp_free(&rs[i]);
+        sc_resp_free(&rs[i]);
     }
     curl_multi_cleanup(m);
     fprintf(stderr,

@@ -27,14 +27,15 @@
 static struct harness H;
 static pid_t Mock;
 static int MockPort;
-static int Shape; /* a fresh corp per test */
+static int Shape;        /* a fresh corp per test */
 static char Secret[256]; /* a service allowed contacts.read */
 
 static int
 setup(void **state)
 {
-    const char *extra[] = {"--suite", S1 ":" H_SECRET, "--corps", "10",
-                           "--members", "60", "--departments", "15", NULL};
+    const char *extra[] = {
+        "--suite", S1 ":" H_SECRET, "--corps", "10", "--members",
+        "60",      "--departments", "15",      NULL};
     char broker[256];
 
     (void)state;
@@ -53,56 +54,12 @@ setup(void **state)
     tc_init(&H, MockPort);
     tc_push_ticket(S1);
     {
-        const char *argv[] = {"bin/brokerctl", "-c",       H.conf,
-                              "--json",        "service",  "add",
-                              "reader",        "--scopes", "contacts.read",
-                              NULL};
-        char *out = NULL;
-        json_error_t e;
-        json_t *v;
+        char *secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
 
-        if (h_run(argv, &out) != 0)
-            return -1;
-        v = json_loads(out, 0, &e);
-        free(out);
-        if (json_string_value(json_object_get(v, "secret")) == NULL)
-            return -1;
-        snprintf(Secret, sizeof(Secret), "%s",
-                 json_string_value(json_object_get(v, "secret")));
-        json_decref(v);
+        snprintf(Secret, sizeof(Secret), "%s", secret);
+        free(secret);
     }
     return 0;
-}
-
-/* The errcode the service gets for user/get of userid in corp. */
-static long
-service_user_get(const char *corp, const char *userid)
-{
-    char path[600], *url, *body = NULL;
-    json_error_t e;
-    json_t *v;
-    long code;
-
-    snprintf(path, sizeof(path), "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-             corp, Secret);
-    url = h_int_url(&H, path);
-    assert_int_equal(h_http("GET", url, NULL, 0, &body), 200);
-    free(url);
-    v = json_loads(body, 0, &e);
-    free(body);
-    assert_non_null(json_string_value(json_object_get(v, "access_token")));
-    snprintf(path, sizeof(path), "/cgi-bin/user/get?access_token=%s&userid=%s",
-             json_string_value(json_object_get(v, "access_token")), userid);
-    json_decref(v);
-    url = h_int_url(&H, path);
-    body = NULL;
-    assert_int_equal(h_http("GET", url, NULL, 0, &body), 200);
-    free(url);
-    v = json_loads(body, 0, &e);
-    free(body);
-    code = (long)json_integer_value(json_object_get(v, "errcode"));
-    json_decref(v);
-    return code;
 }
 
 static int
@@ -153,20 +110,6 @@ dir_users(const json_t *t)
         json_object_get(json_object_get(t, "directory"), "users"));
 }
 
-static size_t
-calls_to(const char *path)
-{
-    char p[256];
-    json_t *v;
-    size_t n;
-
-    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = h_sim_json(MockPort, "GET", p, NULL);
-    n = json_array_size(v);
-    json_decref(v);
-    return n;
-}
-
 static void
 report(const char *shape, const json_t *t)
 {
@@ -190,7 +133,7 @@ test_contacts_read_only(void **state)
     assert_int_equal(dir_users(t), tc_expected_members(S1, c));
     assert_true(dir_users(t) > 0);
     /* the call WeCom refuses to a read-only app was never made */
-    assert_int_equal(calls_to("/cgi-bin/user/list_id"), 0);
+    assert_int_equal(tc_mock_count("/cgi-bin/user/list_id", NULL), 0);
     report("contacts read-only", t);
     json_decref(t);
 }
@@ -228,8 +171,8 @@ test_external_contacts_only(void **state)
         c);
     t = install_and_show(c);
     /* no contacts permission: no contacts API was called at all */
-    assert_int_equal(calls_to("/cgi-bin/user/simplelist"), 0);
-    assert_int_equal(calls_to("/cgi-bin/department/simplelist"), 0);
+    assert_int_equal(tc_mock_count("/cgi-bin/user/simplelist", NULL), 0);
+    assert_int_equal(tc_mock_count("/cgi-bin/department/simplelist", NULL), 0);
     report("external contacts only", t);
     json_decref(t);
 }
@@ -264,13 +207,13 @@ test_range_of_members_only(void **state)
     CTL("/__mock/privilege",
         "{\"corpid\":\"%s\",\"allow_user\":[\"u00003\",\"u00007\"]}", c);
     t = install_and_show(c);
-    assert_int_equal(calls_to("/cgi-bin/user/get"), 2);
+    assert_int_equal(tc_mock_count("/cgi-bin/user/get", NULL), 2);
     assert_int_equal(dir_users(t), tc_expected_members(S1, c));
     /* the named members are in range (WeCom shows the app none of their
      * departments, so the range alone holds them); others are not */
-    assert_int_equal(service_user_get(c, "u00003"), 0);
-    assert_int_equal(service_user_get(c, "u00007"), 0);
-    assert_int_equal(service_user_get(c, "u00004"), 60011);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00007"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00004"), 60011);
     report("range of members only", t);
     json_decref(t);
 }
@@ -310,7 +253,7 @@ test_authorized_by_member(void **state)
         c);
     t = install_and_show(c);
     assert_int_equal(dir_users(t), 3);
-    assert_true(calls_to("/cgi-bin/user/list_member_auth") >= 1);
+    assert_true(tc_mock_count("/cgi-bin/user/list_member_auth", NULL) >= 1);
     report("authorized by member", t);
     json_decref(t);
 }
@@ -346,16 +289,15 @@ test_sync_waits_out_wecom_limits(void **state)
 
     (void)state;
     next_corp(c, sizeof(c));
-    CTL("/__mock/privilege",
-        "{\"corpid\":\"%s\",\"allow_party\":[1]}", c);
+    CTL("/__mock/privilege", "{\"corpid\":\"%s\",\"allow_party\":[1]}", c);
     /* WeCom says "too many concurrent calls" three times mid-sync: those
      * calls wait and are tried again; the sync is not started over */
     h_sim_ok(MockPort, "POST", "/__mock/faults",
              "{\"path\":\"/cgi-bin/user/simplelist\",\"count\":3,"
              "\"errcode\":45033}");
     t = install_and_show(c);
-    assert_int_equal(calls_to("/cgi-bin/service/get_auth_info"), 1);
-    assert_int_equal(calls_to("/cgi-bin/department/simplelist"), 1);
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_auth_info", NULL), 1);
+    assert_int_equal(tc_mock_count("/cgi-bin/department/simplelist", NULL), 1);
     assert_int_equal(dir_users(t), tc_expected_members(S1, c));
     report("whole corp, 45033 x3", t);
     json_decref(t);

@@ -33,16 +33,15 @@
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
 
-#define S1     H_SUITE
-#define S2     "wwtestsuite00002"
-#define SEC2   "second-suite-secret-0002"
-#define CORP1  "wwmockcorp0001"
-#define CORP2  "wwmockcorp0002"
-#define CORP3  "wwmockcorp0003"
-#define CORP4  "wwmockcorp0004"
+#define S1    H_SUITE
+#define S2    "wwtestsuite00002"
+#define SEC2  "second-suite-secret-0002"
+#define CORP1 "wwmockcorp0001"
+#define CORP2 "wwmockcorp0002"
+#define CORP3 "wwmockcorp0003"
+#define CORP4 "wwmockcorp0004"
 
 static struct harness H;
-static struct wecom_crypto *C;
 static pid_t Mock;
 static int MockPort;
 static char Tickets[8][600];
@@ -50,194 +49,14 @@ static int NTickets;
 
 /*---- helpers ----*/
 
-/* Encrypt and POST an event as WeCom would, for suite. */
-static void
-post_event(const char *suite, const char *const *kv, size_t npairs)
-{
-    const char *k[24], *v[24];
-    char *xml, *enc, *env, *url, *body = NULL, sig[WECOM_CRYPTO_SIG_SIZE];
-    char q[512], ts[24], nonce[24];
-    static unsigned seq;
-    size_t len, i;
-    const char *ek[] = {"ToUserName", "Encrypt"};
-    const char *evv[2];
-
-    for (i = 0; i < npairs; i++) {
-        k[i] = kv[2 * i];
-        v[i] = kv[2 * i + 1];
-    }
-    assert_int_equal(wecom_xml_build(k, v, npairs, &xml, &len), BRK_OK);
-    assert_int_equal(wecom_crypto_encrypt(C, xml, len, suite, &enc), BRK_OK);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    snprintf(nonce, sizeof(nonce), "%u", ++seq);
-    assert_int_equal(wecom_crypto_sign(C, ts, nonce, enc, sig), BRK_OK);
-    evv[0] = suite;
-    evv[1] = enc;
-    assert_int_equal(wecom_xml_build(ek, evv, 2, &env, &len), BRK_OK);
-    snprintf(q, sizeof(q),
-             "/wecom/suite/%s/callback?msg_signature=%s&timestamp=%s"
-             "&nonce=%s",
-             suite, sig, ts, nonce);
-    url = h_cb_url(&H, q);
-    assert_int_equal(h_http("POST", url, env, len, &body), 200);
-    assert_string_equal(body, "success");
-    free(body);
-    free(url);
-    brk_free(env);
-    brk_free(enc);
-    brk_free(xml);
-}
-
+/* A fresh suite ticket pushed, remembered to look for leaks of it. */
 static void
 push_ticket(const char *suite)
 {
-    char path[128], ts[24];
-    json_t *t;
-    const char *kv[8];
+    const char *t = tc_push_ticket(suite);
 
-    snprintf(path, sizeof(path), "/__mock/suite_ticket?suite_id=%s", suite);
-    t = h_sim_json(MockPort, "GET", path, NULL);
-    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
-    kv[0] = "SuiteId";
-    kv[1] = suite;
-    kv[2] = "InfoType";
-    kv[3] = "suite_ticket";
-    kv[4] = "TimeStamp";
-    kv[5] = ts;
-    kv[6] = "SuiteTicket";
-    kv[7] = json_string_value(json_object_get(t, "suite_ticket"));
     if (NTickets < 8)
-        snprintf(Tickets[NTickets++], sizeof(Tickets[0]), "%s", kv[7]);
-    post_event(suite, kv, 4);
-    json_decref(t);
-}
-
-/* Have the simulator mint an AuthCode and push create_auth with it. */
-static void
-install(const char *suite, const char *corp, long ts)
-{
-    char body[256], tsb[24];
-    json_t *r;
-    const char *kv[10];
-
-    snprintf(body, sizeof(body), "{\"suite_id\":\"%s\",\"corpid\":\"%s\"}",
-             suite, corp);
-    r = h_sim_json(MockPort, "POST", "/__mock/install", body);
-    snprintf(tsb, sizeof(tsb), "%ld", ts);
-    kv[0] = "SuiteId";
-    kv[1] = suite;
-    kv[2] = "AuthCode";
-    kv[3] = json_string_value(json_object_get(r, "auth_code"));
-    kv[4] = "InfoType";
-    kv[5] = "create_auth";
-    kv[6] = "TimeStamp";
-    kv[7] = tsb;
-    kv[8] = "State";
-    kv[9] = "";
-    post_event(suite, kv, 5);
-    json_decref(r);
-}
-
-static void
-corp_event(const char *suite, const char *type, const char *corp, long ts,
-           const char *k1, const char *v1)
-{
-    char tsb[24];
-    const char *kv[12];
-    size_t n = 0;
-
-    snprintf(tsb, sizeof(tsb), "%ld", ts);
-    kv[n++] = "SuiteId";
-    kv[n++] = suite;
-    kv[n++] = "InfoType";
-    kv[n++] = type;
-    kv[n++] = "TimeStamp";
-    kv[n++] = tsb;
-    kv[n++] = "AuthCorpId";
-    kv[n++] = corp;
-    if (k1 != NULL) {
-        kv[n++] = k1;
-        kv[n++] = v1;
-    }
-    post_event(suite, kv, n / 2);
-}
-
-/* brokerctl ARGS --json, parsed; NULL when it fails. */
-static json_t *
-ctl_json(const char *a1, const char *a2, const char *a3, const char *suite)
-{
-    const char *argv[12];
-    char *out = NULL;
-    json_error_t e;
-    json_t *v = NULL;
-    size_t n = 0;
-
-    argv[n++] = "bin/brokerctl";
-    argv[n++] = "-c";
-    argv[n++] = H.conf;
-    argv[n++] = "--json";
-    if (suite != NULL) {
-        argv[n++] = "--suite";
-        argv[n++] = suite;
-    }
-    argv[n++] = a1;
-    if (a2 != NULL)
-        argv[n++] = a2;
-    if (a3 != NULL)
-        argv[n++] = a3;
-    argv[n] = NULL;
-    if (h_run(argv, &out) == 0)
-        v = json_loads(out, 0, &e);
-    free(out);
-    return v;
-}
-
-struct want {
-    const char *suite, *corp, *status;
-};
-
-static int
-has_status(void *arg)
-{
-    struct want *w = arg;
-    json_t *t = ctl_json("tenant", "show", w->corp, w->suite);
-    int ok = t != NULL &&
-             strcmp(json_string_value(json_object_get(t, "status")) ? json_string_value(json_object_get(t, "status")) : "",
-                    w->status) == 0;
-
-    json_decref(t);
-    return ok;
-}
-
-static void
-wait_status(const char *suite, const char *corp, const char *status)
-{
-    struct want w = {suite, corp, status};
-
-    if (!h_wait(has_status, &w, 30000)) {
-        json_t *t = ctl_json("tenant", "show", corp, suite);
-        char *s = t ? json_dumps(t, 0) : NULL;
-
-        fprintf(stderr, "# %s/%s never became %s: %s\n", suite, corp, status,
-                s ? s : "(no tenant)");
-        free(s);
-        json_decref(t);
-        fail();
-    }
-}
-
-static long
-metric(const char *series)
-{
-    char *url = h_int_url(&H, "/metrics"), *body = NULL, *p;
-    long v = 0;
-
-    if (h_http("GET", url, NULL, 0, &body) == 200 &&
-        (p = strstr(body, series)) != NULL)
-        v = strtol(p + strlen(series) + 1, NULL, 10);
-    free(url);
-    free(body);
-    return v;
+        snprintf(Tickets[NTickets++], sizeof(Tickets[0]), "%s", t);
 }
 
 static const char *metric_wanted;
@@ -246,7 +65,7 @@ static int
 metric_positive(void *arg)
 {
     (void)arg;
-    return metric(metric_wanted) > 0;
+    return tc_metric(metric_wanted) > 0;
 }
 
 static void
@@ -259,42 +78,14 @@ wait_metric(const char *series)
     }
 }
 
-static size_t
-mock_count(const char *path)
-{
-    char p[256];
-    json_t *v;
-    size_t n;
-
-    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = h_sim_json(MockPort, "GET", p, NULL);
-    n = json_array_size(v);
-    json_decref(v);
-    return n;
-}
-
-static long
-suite_field(const char *suite, const char *field)
-{
-    json_t *arr = ctl_json("suite", NULL, NULL, NULL), *s;
-    size_t i;
-    long v = -1;
-
-    json_array_foreach(arr, i, s)
-        if (strcmp(json_string_value(json_object_get(s, "suite_id")), suite) ==
-            0)
-            v = (long)json_integer_value(json_object_get(s, field));
-    json_decref(arr);
-    return v;
-}
-
 /*---- fixtures ----*/
 
 static int
 setup(void **state)
 {
-    const char *extra[] = {"--suite", S1 ":" H_SECRET, "--suite",
-                           S2 ":" SEC2, "--corps", "6", NULL};
+    const char *extra[] = {"--suite",   S1 ":" H_SECRET, "--suite",
+                           S2 ":" SEC2, "--corps",       "6",
+                           NULL};
     char broker[512];
     FILE *f;
 
@@ -316,57 +107,20 @@ setup(void **state)
     f = fopen(H.conf, "a");
     if (f == NULL)
         return -1;
-    fprintf(f, "\n[suite " S2 "]\ntoken = " H_TOKEN "\nencoding_aes_key = "
-               H_AESKEY "\nsecret = " SEC2 "\n");
+    fprintf(f, "\n[suite " S2 "]\ntoken = " H_TOKEN
+               "\nencoding_aes_key = " H_AESKEY "\nsecret = " SEC2 "\n");
     fclose(f);
-    if (h_broker_start(&H) != 0)
-        return -1;
-    return wecom_crypto_new(H_TOKEN, H_AESKEY, &C) == BRK_OK ? 0 : -1;
+    return h_broker_start(&H);
 }
 
 static int
 teardown(void **state)
 {
     (void)state;
-    wecom_crypto_free(C);
+    tc_done();
     if (Mock > 0)
         h_stop(Mock, SIGTERM);
     h_teardown(&H);
-    return 0;
-}
-
-static int
-clear_faults(void **state)
-{
-    char *out = NULL;
-
-    (void)state;
-    h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
-    free(out);
-    return 0;
-}
-
-/* The simulator leaky (every record, every field), strict again after:
- * for a test that expects the whole corp from WeCom. */
-static int
-sim_leaky(void **state)
-{
-    char *out = NULL;
-
-    (void)state;
-    h_sim(MockPort, "POST", "/__mock/leaky", "{\"leaky\":true}", &out);
-    free(out);
-    return 0;
-}
-
-static int
-sim_strict(void **state)
-{
-    char *out = NULL;
-
-    (void)state;
-    h_sim(MockPort, "POST", "/__mock/leaky", "{\"leaky\":false}", &out);
-    free(out);
     return 0;
 }
 
@@ -381,9 +135,9 @@ test_install_flow(void **state)
 
     (void)state;
     push_ticket(S1);
-    install(S1, CORP1, (long)time(NULL));
-    wait_status(S1, CORP1, "active");
-    t = ctl_json("tenant", "show", CORP1, S1);
+    tc_install(S1, CORP1, (long)time(NULL));
+    tc_wait_status(S1, CORP1, "active", 30000);
+    t = tc_ctl_json("tenant", "show", CORP1, S1);
     assert_non_null(t);
     assert_int_equal(json_integer_value(json_object_get(t, "level")), 1);
     vis = json_object_get(t, "visible");
@@ -394,10 +148,9 @@ test_install_flow(void **state)
     assert_int_equal(json_array_size(json_object_get(vis, "tags")), 1);
     assert_int_equal(json_array_size(json_object_get(vis, "users")), 1);
     perms = json_object_get(t, "permissions");
-    json_array_foreach(perms, i, p)
-        if (strcmp(json_string_value(json_object_get(p, "name")),
-                   "contact:base:base") == 0)
-            base = 1;
+    json_array_foreach(
+        perms, i, p) if (strcmp(json_string_value(json_object_get(p, "name")),
+                                "contact:base:base") == 0) base = 1;
     assert_true(base);
     assert_true(json_is_object(json_object_get(t, "privilege")));
     /* the members of the range, not the whole corp (40) */
@@ -415,7 +168,7 @@ test_install_flow(void **state)
                         json_string_value(json_object_get(t, "corp_name")));
     json_decref(t);
     /* and it is listed */
-    t = ctl_json("tenants", NULL, NULL, NULL);
+    t = tc_ctl_json("tenants", NULL, NULL, NULL);
     assert_true(json_array_size(t) >= 1);
     json_decref(t);
 }
@@ -423,12 +176,12 @@ test_install_flow(void **state)
 static int
 parties_are_3(void *arg)
 {
-    json_t *t = ctl_json("tenant", "show", CORP1, S1);
+    json_t *t = tc_ctl_json("tenant", "show", CORP1, S1);
     json_t *p = json_object_get(json_object_get(t, "visible"), "parties");
     int ok = json_array_size(p) == 1 &&
              json_integer_value(json_array_get(p, 0)) == 3 &&
-             json_array_size(json_object_get(json_object_get(t, "visible"),
-                                             "users")) == 0;
+             json_array_size(
+                 json_object_get(json_object_get(t, "visible"), "users")) == 0;
 
     (void)arg;
     json_decref(t);
@@ -450,12 +203,12 @@ test_change_auth_narrows(void **state)
     assert_non_null(r);
     freeReplyObject(r);
     assert_int_equal(h_sim(MockPort, "POST", "/__mock/privilege",
-                          "{\"corpid\":\"" CORP1 "\",\"allow_party\":[3],"
-                          "\"allow_user\":[],\"allow_tag\":[]}",
-                          &out),
+                           "{\"corpid\":\"" CORP1 "\",\"allow_party\":[3],"
+                           "\"allow_user\":[],\"allow_tag\":[]}",
+                           &out),
                      200);
     free(out);
-    corp_event(S1, "change_auth", CORP1, (long)time(NULL), NULL, NULL);
+    tc_corp_event(S1, "change_auth", CORP1, (long)time(NULL), NULL, NULL);
     assert_true(h_wait(parties_are_3, NULL, 30000));
     redisSetTimeout(sub, tv);
     assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
@@ -466,76 +219,13 @@ test_change_auth_narrows(void **state)
     redisFree(sub);
 }
 
-/* Every string held anywhere in Redis, with its key, one per line. */
-static char *
-redis_text(void)
-{
-    redisContext *c = h_redis(&H);
-    redisReply *keys, *t, *v;
-    size_t i, k, cap = 1 << 20, len = 0;
-    char *out = calloc(1, cap);
-
-#define ADD(s, n)                                                              \
-    do {                                                                       \
-        while (len + (n) + 2 > cap)                                            \
-            out = realloc(out, cap *= 2);                                      \
-        memcpy(out + len, (s), (n));                                           \
-        len += (n);                                                            \
-        out[len++] = '\n';                                                     \
-        out[len] = '\0';                                                       \
-    } while (0)
-
-    keys = redisCommand(c, "KEYS *");
-    for (i = 0; i < keys->elements; i++) {
-        const char *key = keys->element[i]->str;
-
-        ADD(key, strlen(key));
-        t = redisCommand(c, "TYPE %s", key);
-        if (strcmp(t->str, "string") == 0)
-            v = redisCommand(c, "GET %s", key);
-        else if (strcmp(t->str, "hash") == 0)
-            v = redisCommand(c, "HGETALL %s", key);
-        else if (strcmp(t->str, "set") == 0)
-            v = redisCommand(c, "SMEMBERS %s", key);
-        else if (strcmp(t->str, "stream") == 0)
-            v = redisCommand(c, "XRANGE %s - +", key);
-        else
-            v = NULL;
-        if (v != NULL && v->type == REDIS_REPLY_STRING)
-            ADD(v->str, v->len);
-        for (k = 0; v != NULL && v->type == REDIS_REPLY_ARRAY &&
-                    k < v->elements;
-             k++) {
-            redisReply *e = v->element[k];
-
-            if (e->type == REDIS_REPLY_STRING)
-                ADD(e->str, e->len);
-            else if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-                     e->element[1]->type == REDIS_REPLY_ARRAY) {
-                size_t m;
-
-                for (m = 0; m < e->element[1]->elements; m++)
-                    ADD(e->element[1]->element[m]->str,
-                        e->element[1]->element[m]->len);
-            }
-        }
-        if (v != NULL)
-            freeReplyObject(v);
-        freeReplyObject(t);
-    }
-#undef ADD
-    freeReplyObject(keys);
-    redisFree(c);
-    return out;
-}
-
 static void
 test_secrets_never_in_plaintext(void **state)
 {
     json_t *reqs = h_sim_json(MockPort, "GET",
-                             "/__mock/requests?path=/cgi-bin/service/"
-                             "get_corp_token",
-                             NULL);
+                              "/__mock/requests?path=/cgi-bin/service/"
+                              "get_corp_token",
+                              NULL);
     const char *pcode = json_string_value(json_object_get(
         json_object_get(json_array_get(reqs, 0), "body"), "permanent_code"));
     char *text, *log, *url, *metrics = NULL;
@@ -544,7 +234,7 @@ test_secrets_never_in_plaintext(void **state)
     (void)state;
     assert_non_null(pcode);
     assert_true(strlen(pcode) >= 16);
-    text = redis_text();
+    text = tc_redis_text();
     log = h_slurp(H.log);
     url = h_int_url(&H, "/metrics");
     assert_int_equal(h_http("GET", url, NULL, 0, &metrics), 200);
@@ -578,12 +268,12 @@ test_cancel_purges_only_that_suite(void **state)
 
     (void)state;
     push_ticket(S2);
-    install(S2, CORP1, (long)time(NULL));
-    wait_status(S2, CORP1, "active");
+    tc_install(S2, CORP1, (long)time(NULL));
+    tc_wait_status(S2, CORP1, "active", 30000);
     Cancel_ts = (long)time(NULL);
-    corp_event(S1, "cancel_auth", CORP1, Cancel_ts, NULL, NULL);
-    wait_status(S1, CORP1, "cancelled");
-    t = ctl_json("tenant", "show", CORP1, S1);
+    tc_corp_event(S1, "cancel_auth", CORP1, Cancel_ts, NULL, NULL);
+    tc_wait_status(S1, CORP1, "cancelled", 30000);
+    t = tc_ctl_json("tenant", "show", CORP1, S1);
     assert_non_null(json_object_get(t, "deletion_report"));
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(t, "deletion_report"), "data_key")),
@@ -593,7 +283,7 @@ test_cancel_purges_only_that_suite(void **state)
     json_decref(t);
     /* nothing of (S1, CORP1) left: only S2's installation and the audit
      * trail may name the corp */
-    text = redis_text();
+    text = tc_redis_text();
     for (line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
         if (strstr(line, CORP1) == NULL)
@@ -607,19 +297,19 @@ test_cancel_purges_only_that_suite(void **state)
     }
     free(text);
     /* the other suite's installation is untouched */
-    wait_status(S2, CORP1, "active");
+    tc_wait_status(S2, CORP1, "active", 30000);
 }
 
 static void
 test_late_create_auth_stays_cancelled_newer_reinstalls(void **state)
 {
     (void)state;
-    install(S1, CORP1, Cancel_ts - 100);
+    tc_install(S1, CORP1, Cancel_ts - 100);
     wait_metric("wecom_broker_events_total{suite=\"" S1
                 "\",info_type=\"create_auth\",result=\"stale_dropped\"}");
-    wait_status(S1, CORP1, "cancelled");
-    install(S1, CORP1, Cancel_ts + 1);
-    wait_status(S1, CORP1, "active");
+    tc_wait_status(S1, CORP1, "cancelled", 30000);
+    tc_install(S1, CORP1, Cancel_ts + 1);
+    tc_wait_status(S1, CORP1, "active", 30000);
 }
 
 /*---- crash safety and faults ----*/
@@ -628,7 +318,7 @@ static int
 exchange_attempted_twice(void *arg)
 {
     (void)arg;
-    return mock_count("/cgi-bin/service/get_permanent_code") >= 2;
+    return tc_mock_count("/cgi-bin/service/get_permanent_code", NULL) >= 2;
 }
 
 static void
@@ -638,25 +328,26 @@ test_crash_while_retrying_then_recovers_once(void **state)
     size_t before, after;
 
     (void)state;
-    before = mock_count("/cgi-bin/service/get_permanent_code");
-    assert_int_equal(h_sim(MockPort, "POST", "/__mock/faults",
-                          "{\"path\":\"/cgi-bin/service/get_permanent_code\","
-                          "\"count\":1000,\"status\":502,\"body\":\"nonjson\"}",
-                          &out),
-                     200);
+    before = tc_mock_count("/cgi-bin/service/get_permanent_code", NULL);
+    assert_int_equal(
+        h_sim(MockPort, "POST", "/__mock/faults",
+              "{\"path\":\"/cgi-bin/service/get_permanent_code\","
+              "\"count\":1000,\"status\":502,\"body\":\"nonjson\"}",
+              &out),
+        200);
     free(out);
     h_sim(MockPort, "DELETE", "/__mock/requests", NULL, &out);
     free(out);
-    install(S1, CORP2, (long)time(NULL));
+    tc_install(S1, CORP2, (long)time(NULL));
     assert_true(h_wait(exchange_attempted_twice, NULL, 30000));
     assert_int_equal(h_broker_stop(&H, SIGKILL), 128 + SIGKILL);
     h_sim(MockPort, "DELETE", "/__mock/faults", NULL, &out);
     free(out);
-    after = mock_count("/cgi-bin/service/get_permanent_code");
+    after = tc_mock_count("/cgi-bin/service/get_permanent_code", NULL);
     assert_int_equal(h_broker_start(&H), 0);
-    wait_status(S1, CORP2, "active");
+    tc_wait_status(S1, CORP2, "active", 30000);
     /* exactly one more exchange: the one that worked */
-    assert_int_equal(mock_count("/cgi-bin/service/get_permanent_code"),
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_permanent_code", NULL),
                      after + 1);
     (void)before;
 }
@@ -665,7 +356,7 @@ static int
 lost_recorded(void *arg)
 {
     (void)arg;
-    return suite_field(S1, "lost_authorizations") >= 1;
+    return tc_suite_field(S1, "lost_authorizations") >= 1;
 }
 
 static void
@@ -675,23 +366,23 @@ test_dropped_reply_lost_then_reinstall_required(void **state)
 
     (void)state;
     assert_int_equal(h_sim(MockPort, "POST", "/__mock/faults",
-                          "{\"path\":\"/cgi-bin/service/get_permanent_code\","
-                          "\"count\":1,\"drop_reply\":true}",
-                          &out),
+                           "{\"path\":\"/cgi-bin/service/get_permanent_code\","
+                           "\"count\":1,\"drop_reply\":true}",
+                           &out),
                      200);
     free(out);
-    install(S1, CORP3, (long)time(NULL));
+    tc_install(S1, CORP3, (long)time(NULL));
     assert_true(h_wait(lost_recorded, NULL, 30000));
-    corp_event(S1, "change_contact", CORP3, (long)time(NULL), "ChangeType",
-               "delete_user");
-    wait_status(S1, CORP3, "reinstall_required");
+    tc_corp_event(S1, "change_contact", CORP3, (long)time(NULL), "ChangeType",
+                  "delete_user");
+    tc_wait_status(S1, CORP3, "reinstall_required", 30000);
 }
 
 static int
 dead_lettered(void *arg)
 {
     (void)arg;
-    return suite_field(S1, "dead_letters") >= 1;
+    return tc_suite_field(S1, "dead_letters") >= 1;
 }
 
 static void
@@ -714,10 +405,10 @@ test_upstream_faults_retry_then_dead_letter(void **state)
             h_sim(MockPort, "POST", "/__mock/faults", faults[i], &out), 200);
         free(out);
     }
-    install(S1, CORP4, (long)time(NULL));
+    tc_install(S1, CORP4, (long)time(NULL));
     assert_true(h_wait(dead_lettered, NULL, 60000));
     /* never active with a half-read grant */
-    t = ctl_json("tenant", "show", CORP4, S1);
+    t = tc_ctl_json("tenant", "show", CORP4, S1);
     assert_non_null(t);
     assert_string_equal(json_string_value(json_object_get(t, "status")),
                         "installing");
@@ -795,8 +486,8 @@ test_token_refresh_single_flight(void **state)
     (void)state;
     log_init(LOG_LVL_WARN, 0);
     assert_int_equal(config_load(H.conf, &cfg, &info), BRK_OK);
-    assert_int_equal(keyring_load(cfg->master_key_file, cfg->index_key_file,
-                                  0, &kr, NULL, NULL, &info),
+    assert_int_equal(keyring_load(cfg->master_key_file, cfg->index_key_file, 0,
+                                  &kr, NULL, NULL, &info),
                      BRK_OK);
     Base = event_base_new();
     snprintf(url, sizeof(url), "unix://%s", H.redis_sock);
@@ -810,9 +501,8 @@ test_token_refresh_single_flight(void **state)
         assert_int_equal(suites_new(cfg, kr, Sides[k].st, &Sides[k].suites),
                          BRK_OK);
         assert_int_equal(wecom_api_new(Base, &o, &Sides[k].api), BRK_OK);
-        assert_int_equal(tokens_new(Base, cfg, kr, Sides[k].st,
-                                    Sides[k].suites, Sides[k].api,
-                                    &Sides[k].tok),
+        assert_int_equal(tokens_new(Base, cfg, kr, Sides[k].st, Sides[k].suites,
+                                    Sides[k].api, &Sides[k].tok),
                          BRK_OK);
     }
     /* wait for both connections, then load the suites' keys */
@@ -823,32 +513,30 @@ test_token_refresh_single_flight(void **state)
     run_until(both_ready);
     /* both get the stored token */
     for (k = 0; k < 2; k++)
-        assert_int_equal(tokens_corp(Sides[k].tok, S1, CORP2, on_tok,
-                                     &Sides[k]),
-                         BRK_OK);
+        assert_int_equal(
+            tokens_corp(Sides[k].tok, S1, CORP2, on_tok, &Sides[k]), BRK_OK);
     run_until(both_done);
     assert_string_equal(Sides[0].token, Sides[1].token);
     /* WeCom invalidates it; both instances see it fail at once */
     assert_int_equal(h_sim(MockPort, "POST", "/__mock/invalidate",
-                          "{\"corpid\":\"" CORP2 "\"}", &out),
+                           "{\"corpid\":\"" CORP2 "\"}", &out),
                      200);
     free(out);
-    before = mock_count("/cgi-bin/service/get_corp_token");
+    before = tc_mock_count("/cgi-bin/service/get_corp_token", NULL);
     for (k = 0; k < 2; k++) {
         tokens_corp_rejected(Sides[k].tok, S1, CORP2, Sides[k].token);
         Sides[k].done = 0;
     }
     for (k = 0; k < 2; k++)
-        assert_int_equal(tokens_corp(Sides[k].tok, S1, CORP2, on_tok,
-                                     &Sides[k]),
-                         BRK_OK);
+        assert_int_equal(
+            tokens_corp(Sides[k].tok, S1, CORP2, on_tok, &Sides[k]), BRK_OK);
     run_until(both_done);
     assert_string_equal(Sides[0].token, Sides[1].token);
-    assert_int_equal(mock_count("/cgi-bin/service/get_corp_token"),
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_corp_token", NULL),
                      before + 1);
     /* the corp token itself is never stored or logged in plaintext */
     {
-        char *text = redis_text(), *log = h_slurp(H.log);
+        char *text = tc_redis_text(), *log = h_slurp(H.log);
 
         assert_true(strlen(Sides[0].token) >= 16);
         assert_null(strstr(text, Sides[0].token));
@@ -882,19 +570,20 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_install_flow, sim_leaky,
-                                        sim_strict),
+        cmocka_unit_test_setup_teardown(test_install_flow, tc_sim_leaky,
+                                        tc_sim_strict),
         cmocka_unit_test(test_change_auth_narrows),
         cmocka_unit_test(test_secrets_never_in_plaintext),
         cmocka_unit_test(test_cancel_purges_only_that_suite),
-        cmocka_unit_test(test_late_create_auth_stays_cancelled_newer_reinstalls),
+        cmocka_unit_test(
+            test_late_create_auth_stays_cancelled_newer_reinstalls),
         cmocka_unit_test_teardown(test_crash_while_retrying_then_recovers_once,
-                                  clear_faults),
+                                  tc_clear_faults),
         cmocka_unit_test(test_token_refresh_single_flight),
-        cmocka_unit_test_teardown(test_dropped_reply_lost_then_reinstall_required,
-                                  clear_faults),
+        cmocka_unit_test_teardown(
+            test_dropped_reply_lost_then_reinstall_required, tc_clear_faults),
         cmocka_unit_test_teardown(test_upstream_faults_retry_then_dead_letter,
-                                  clear_faults),
+                                  tc_clear_faults),
         cmocka_unit_test(test_broker_stops_cleanly),
     };
 

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "simclient.h"
 
 #define SUITE_A  "wwsuiteA"
 #define SECRET_A "secretA"
@@ -36,68 +37,6 @@ static pid_t Pid;
 static int Port;
 
 /*---- helpers ----*/
-
-static char *
-vurl(int port, const char *fmt, va_list ap)
-{
-    char pq[4096], *u = malloc(4200);
-
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    assert_non_null(u);
-    snprintf(u, 4200, "http://127.0.0.1:%d%s", port, pq);
-    return u;
-}
-
-/* Request whose reply must be JSON; *status gets the HTTP status. */
-static json_t *__attribute__((format(printf, 5, 6)))
-jcall(int port, const char *method, const char *body, long *status,
-      const char *fmt, ...)
-{
-    json_error_t err;
-    va_list ap;
-    char *u, *out = NULL;
-    json_t *j;
-    long st;
-
-    va_start(ap, fmt);
-    u = vurl(port, fmt, ap);
-    va_end(ap);
-    st = h_http(method, u, body, body ? strlen(body) : 0, &out);
-    free(u);
-    if (status != NULL)
-        *status = st;
-    j = json_loads(out, JSON_REJECT_DUPLICATES, &err);
-    if (j == NULL)
-        fail_msg("not JSON (HTTP %ld): %.200s", st, out);
-    free(out);
-    return j;
-}
-
-static long
-errcode(const json_t *j)
-{
-    const json_t *e = json_object_get(j, "errcode");
-
-    assert_true(json_is_integer(e));
-    return (long)json_integer_value(e);
-}
-
-static const char *
-str(const json_t *j, const char *key)
-{
-    const char *s = json_string_value(json_object_get(j, key));
-
-    if (s == NULL)
-        fail_msg("no string member %s", key);
-    return s;
-}
-
-static void
-copy_str(char *dst, size_t cap, const char *src)
-{
-    assert_true(strlen(src) < cap);
-    memcpy(dst, src, strlen(src) + 1);
-}
 
 /* The object has exactly these keys (NULL-terminated). */
 static void
@@ -115,11 +54,11 @@ static void
 post_ok(int port, const char *path, const char *body)
 {
     long st;
-    json_t *j = jcall(port, "POST", body, &st, "%s", path);
+    json_t *j = h_jcall(port, "POST", body, &st, "%s", path);
 
     if (st != 200)
         fail_msg("%s %s: HTTP %ld", path, body, st);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
@@ -127,7 +66,7 @@ static void
 post_refused(int port, const char *path, const char *body)
 {
     long st;
-    json_t *j = jcall(port, "POST", body, &st, "%s", path);
+    json_t *j = h_jcall(port, "POST", body, &st, "%s", path);
 
     if (st != 400)
         fail_msg("%s %s: HTTP %ld, want 400", path, body, st);
@@ -143,18 +82,18 @@ suite_token(int port, const char *suite, const char *secret, char *out,
     char tk[128];
     long st;
 
-    j = jcall(port, "GET", NULL, &st, "/__mock/suite_ticket?suite_id=%s",
-              suite);
+    j = h_jcall(port, "GET", NULL, &st, "/__mock/suite_ticket?suite_id=%s",
+                suite);
     assert_int_equal(st, 200);
-    copy_str(tk, sizeof(tk), str(j, "suite_ticket"));
+    h_copy_str(tk, sizeof(tk), h_need_str(j, "suite_ticket"));
     json_decref(j);
     b = json_pack("{s:s,s:s,s:s}", "suite_id", suite, "suite_secret", secret,
                   "suite_ticket", tk);
     body = json_dumps(b, JSON_COMPACT);
-    j = jcall(port, "POST", body, NULL, "/cgi-bin/service/get_suite_token");
+    j = h_jcall(port, "POST", body, NULL, "/cgi-bin/service/get_suite_token");
     free(body);
     json_decref(b);
-    copy_str(out, cap, str(j, "suite_access_token"));
+    h_copy_str(out, cap, h_need_str(j, "suite_access_token"));
     json_decref(j);
 }
 
@@ -162,13 +101,13 @@ static void
 pre_auth(int port, const char *sat, char *out, size_t cap)
 {
     long st;
-    json_t *j =
-        jcall(port, "GET", NULL, &st,
-              "/cgi-bin/service/get_pre_auth_code?suite_access_token=%s", sat);
+    json_t *j = h_jcall(
+        port, "GET", NULL, &st,
+        "/cgi-bin/service/get_pre_auth_code?suite_access_token=%s", sat);
 
     assert_int_equal(st, 200);
-    assert_int_equal(errcode(j), 0);
-    copy_str(out, cap, str(j, "pre_auth_code"));
+    assert_int_equal(h_errcode(j), 0);
+    h_copy_str(out, cap, h_need_str(j, "pre_auth_code"));
     json_decref(j);
 }
 
@@ -210,14 +149,15 @@ page_call(int port, const char *method, struct page *p, const char *fmt, ...)
 {
     va_list ap;
     CURL *c = curl_easy_init();
-    char *u;
+    char pq[4096], u[4200];
 
     memset(p, 0, sizeof(*p));
     p->status = -1;
     assert_non_null(c);
     va_start(ap, fmt);
-    u = vurl(port, fmt, ap);
+    vsnprintf(pq, sizeof(pq), fmt, ap);
     va_end(ap);
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d%s", port, pq);
     curl_easy_setopt(c, CURLOPT_URL, u);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
@@ -228,7 +168,6 @@ page_call(int port, const char *method, struct page *p, const char *fmt, ...)
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &p->status);
     curl_easy_cleanup(c);
-    free(u);
 }
 
 /* The value of name in the query of url; 0 when found. */
@@ -287,12 +226,14 @@ exchange_corp(int port, const char *sat, const char *code, char *out,
     json_t *j;
 
     snprintf(body, sizeof(body), "{\"auth_code\":\"%s\"}", code);
-    j = jcall(port, "POST", body, NULL,
-              "/cgi-bin/service/get_permanent_code?suite_access_token=%s", sat);
-    if (errcode(j) == 0)
-        copy_str(out, cap, str(json_object_get(j, "auth_corp_info"), "corpid"));
+    j = h_jcall(port, "POST", body, NULL,
+                "/cgi-bin/service/get_permanent_code?suite_access_token=%s",
+                sat);
+    if (h_errcode(j) == 0)
+        h_copy_str(out, cap,
+                   h_need_str(json_object_get(j, "auth_corp_info"), "corpid"));
     else
-        snprintf(out, cap, "%ld", errcode(j));
+        snprintf(out, cap, "%ld", h_errcode(j));
     json_decref(j);
 }
 
@@ -319,8 +260,8 @@ static json_t *
 userinfo(int port, const char *path, const char *sat, const char *code)
 {
     long st;
-    json_t *j = jcall(port, "GET", NULL, &st,
-                      "%s?suite_access_token=%s&code=%s", path, sat, code);
+    json_t *j = h_jcall(port, "GET", NULL, &st,
+                        "%s?suite_access_token=%s&code=%s", path, sat, code);
 
     assert_int_equal(st, 200);
     return j;
@@ -335,10 +276,10 @@ userdetail(int port, const char *sat, const char *ticket)
     char body[256];
 
     snprintf(body, sizeof(body), "{\"user_ticket\":\"%s\"}", ticket);
-    return jcall(port, "POST", body, NULL,
-                 "/cgi-bin/service/auth/getuserdetail3rd?"
-                 "suite_access_token=%s",
-                 sat);
+    return h_jcall(port, "POST", body, NULL,
+                   "/cgi-bin/service/auth/getuserdetail3rd?"
+                   "suite_access_token=%s",
+                   sat);
 }
 
 /* user/get of userid in corpid, read with a corp token minted directly. */
@@ -348,13 +289,13 @@ user_get(const char *corpid, const char *userid)
     char ct[128];
     json_t *j;
 
-    j = jcall(Port, "GET", NULL, NULL,
-              "/__mock/corp_token?suite_id=%s&corpid=%s", SUITE_A, corpid);
-    copy_str(ct, sizeof(ct), str(j, "access_token"));
+    j = h_jcall(Port, "GET", NULL, NULL,
+                "/__mock/corp_token?suite_id=%s&corpid=%s", SUITE_A, corpid);
+    h_copy_str(ct, sizeof(ct), h_need_str(j, "access_token"));
     json_decref(j);
-    j = jcall(Port, "GET", NULL, NULL,
-              "/cgi-bin/user/get?access_token=%s&userid=%s", ct, userid);
-    assert_int_equal(errcode(j), 0);
+    j = h_jcall(Port, "GET", NULL, NULL,
+                "/cgi-bin/user/get?access_token=%s&userid=%s", ct, userid);
+    assert_int_equal(h_errcode(j), 0);
     return j;
 }
 
@@ -432,12 +373,13 @@ test_pre_auth_code_shape(void **state)
 
     (void)state;
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
-    j = jcall(Port, "GET", NULL, NULL,
-              "/cgi-bin/service/get_pre_auth_code?suite_access_token=%s", sat);
+    j = h_jcall(Port, "GET", NULL, NULL,
+                "/cgi-bin/service/get_pre_auth_code?suite_access_token=%s",
+                sat);
     exact_keys(j, keys);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(j, "errmsg"), "ok");
-    assert_true(strlen(str(j, "pre_auth_code")) >= 32);
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(h_need_str(j, "errmsg"), "ok");
+    assert_true(strlen(h_need_str(j, "pre_auth_code")) >= 32);
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")),
                      1200);
     json_decref(j);
@@ -449,21 +391,21 @@ test_pre_auth_code_bad_token(void **state)
     json_t *j;
 
     (void)state;
-    j = jcall(Port, "GET", NULL, NULL,
-              "/cgi-bin/service/get_pre_auth_code?suite_access_token=nope");
-    assert_int_equal(errcode(j), 40082);
+    j = h_jcall(Port, "GET", NULL, NULL,
+                "/cgi-bin/service/get_pre_auth_code?suite_access_token=nope");
+    assert_int_equal(h_errcode(j), 40082);
     json_decref(j);
-    j = jcall(Port, "GET", NULL, NULL, "/cgi-bin/service/get_pre_auth_code");
-    assert_int_equal(errcode(j), 41001);
+    j = h_jcall(Port, "GET", NULL, NULL, "/cgi-bin/service/get_pre_auth_code");
+    assert_int_equal(h_errcode(j), 41001);
     json_decref(j);
 }
 
 static json_t *
 session_info(const char *sat, const char *body)
 {
-    return jcall(Port, "POST", body, NULL,
-                 "/cgi-bin/service/set_session_info?suite_access_token=%s",
-                 sat);
+    return h_jcall(Port, "POST", body, NULL,
+                   "/cgi-bin/service/set_session_info?suite_access_token=%s",
+                   sat);
 }
 
 /* The auth_type recorded on pre (-1: null). */
@@ -471,12 +413,12 @@ static long
 recorded_auth_type(const char *pre)
 {
     long st, v;
-    json_t *j = jcall(Port, "GET", NULL, &st,
-                      "/__mock/pre_auth_code?pre_auth_code=%s", pre);
+    json_t *j = h_jcall(Port, "GET", NULL, &st,
+                        "/__mock/pre_auth_code?pre_auth_code=%s", pre);
     const json_t *at = json_object_get(j, "auth_type");
 
     assert_int_equal(st, 200);
-    assert_string_equal(str(j, "suite_id"), SUITE_A);
+    assert_string_equal(h_need_str(j, "suite_id"), SUITE_A);
     assert_non_null(at);
     v = json_is_null(at) ? -1 : (long)json_integer_value(at);
     json_decref(j);
@@ -498,8 +440,8 @@ test_session_info_records_auth_type(void **state)
              "{\"pre_auth_code\":\"%s\",\"session_info\":{\"auth_type\":1}}",
              pre);
     j = session_info(sat, body);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(j, "errmsg"), "ok");
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(h_need_str(j, "errmsg"), "ok");
     json_decref(j);
     assert_int_equal(recorded_auth_type(pre), 1);
     /* per code: the other one is untouched */
@@ -508,13 +450,13 @@ test_session_info_records_auth_type(void **state)
              "{\"pre_auth_code\":\"%s\",\"session_info\":{\"auth_type\":0}}",
              pre);
     j = session_info(sat, body);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     assert_int_equal(recorded_auth_type(pre), 0);
     /* without session_info: formal (0), WeCom's default */
     snprintf(body, sizeof(body), "{\"pre_auth_code\":\"%s\"}", pre2);
     j = session_info(sat, body);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     assert_int_equal(recorded_auth_type(pre2), 0);
 }
@@ -534,12 +476,12 @@ test_session_info_refusals(void **state)
              "{\"pre_auth_code\":\"%s\",\"session_info\":{\"auth_type\":2}}",
              pre);
     j = session_info(sat, body);
-    assert_int_equal(errcode(j), 40058);
+    assert_int_equal(h_errcode(j), 40058);
     json_decref(j);
     snprintf(body, sizeof(body),
              "{\"pre_auth_code\":\"%s\",\"session_info\":[1]}", pre);
     j = session_info(sat, body);
-    assert_int_equal(errcode(j), 40058);
+    assert_int_equal(h_errcode(j), 40058);
     json_decref(j);
     assert_int_equal(recorded_auth_type(pre), -1);
     /* another suite's pre-auth code */
@@ -547,12 +489,13 @@ test_session_info_refusals(void **state)
              "{\"pre_auth_code\":\"%s\",\"session_info\":{\"auth_type\":1}}",
              pre);
     j = session_info(satb, body);
-    assert_int_equal(errcode(j), 40077);
+    assert_int_equal(h_errcode(j), 40077);
     json_decref(j);
     j = session_info(sat, "{\"pre_auth_code\":\"nope\"}");
-    assert_int_equal(errcode(j), 40077);
+    assert_int_equal(h_errcode(j), 40077);
     json_decref(j);
-    j = jcall(Port, "GET", NULL, &st, "/__mock/pre_auth_code?pre_auth_code=x");
+    j = h_jcall(Port, "GET", NULL, &st,
+                "/__mock/pre_auth_code?pre_auth_code=x");
     assert_int_equal(st, 404);
     json_decref(j);
 }
@@ -714,10 +657,10 @@ test_authorize_default_member_base(void **state)
     j = userinfo(Port, NEW_PATH, sat, code);
     /* snsapi_base: identity only, no user_ticket */
     exact_keys(j, keys);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(j, "errmsg"), "ok");
-    assert_string_equal(str(j, "corpid"), CORP1);
-    assert_string_equal(str(j, "userid"), "u00001");
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(h_need_str(j, "errmsg"), "ok");
+    assert_string_equal(h_need_str(j, "corpid"), CORP1);
+    assert_string_equal(h_need_str(j, "userid"), "u00001");
     u = user_get(CORP1, "u00001");
     same_member_field(u, j, "open_userid");
     json_decref(u);
@@ -740,9 +683,9 @@ test_authorize_privateinfo_new_shape(void **state)
     login(Port, SUITE_A, "snsapi_privateinfo", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, sat, code);
     exact_keys(j, keys);
-    assert_string_equal(str(j, "corpid"), CORP2);
-    assert_string_equal(str(j, "userid"), "u00003");
-    assert_true(strlen(str(j, "user_ticket")) >= 32);
+    assert_string_equal(h_need_str(j, "corpid"), CORP2);
+    assert_string_equal(h_need_str(j, "userid"), "u00003");
+    assert_true(strlen(h_need_str(j, "user_ticket")) >= 32);
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")),
                      1800);
     json_decref(j);
@@ -763,13 +706,13 @@ test_authorize_non_member(void **state)
     login(Port, SUITE_A, "snsapi_privateinfo", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, sat, code);
     exact_keys(j, keys);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(j, "openid"), "oMockVisitor_1");
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(h_need_str(j, "openid"), "oMockVisitor_1");
     json_decref(j);
     login(Port, SUITE_A, "snsapi_base", code, sizeof(code));
     j = userinfo(Port, OLD_PATH, sat, code);
     exact_keys(j, old);
-    assert_string_equal(str(j, "OpenId"), "oMockVisitor_1");
+    assert_string_equal(h_need_str(j, "OpenId"), "oMockVisitor_1");
     json_decref(j);
 }
 
@@ -791,9 +734,9 @@ test_old_path_old_shape(void **state)
     login(Port, SUITE_A, "snsapi_privateinfo", code, sizeof(code));
     j = userinfo(Port, OLD_PATH, sat, code);
     exact_keys(j, priv);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(j, "CorpId"), CORP1);
-    assert_string_equal(str(j, "UserId"), "u00002");
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(h_need_str(j, "CorpId"), CORP1);
+    assert_string_equal(h_need_str(j, "UserId"), "u00002");
     json_decref(j);
     login(Port, SUITE_A, "snsapi_base", code, sizeof(code));
     j = userinfo(Port, OLD_PATH, sat, code);
@@ -812,8 +755,8 @@ test_oauth_shape_switch(void **state)
     post_ok(Port, "/__mock/oauth_shape", "{\"shape\":\"old\"}");
     login(Port, SUITE_A, "snsapi_privateinfo", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, sat, code);
-    assert_string_equal(str(j, "UserId"), "u00001");
-    assert_string_equal(str(j, "CorpId"), CORP1);
+    assert_string_equal(h_need_str(j, "UserId"), "u00001");
+    assert_string_equal(h_need_str(j, "CorpId"), CORP1);
     assert_non_null(json_object_get(j, "user_ticket"));
     assert_null(json_object_get(j, "userid"));
     assert_null(json_object_get(j, "open_userid"));
@@ -821,7 +764,7 @@ test_oauth_shape_switch(void **state)
     post_ok(Port, "/__mock/oauth_shape", "{\"shape\":\"new\"}");
     login(Port, SUITE_A, "snsapi_base", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, sat, code);
-    assert_string_equal(str(j, "userid"), "u00001");
+    assert_string_equal(h_need_str(j, "userid"), "u00001");
     assert_null(json_object_get(j, "UserId"));
     json_decref(j);
     post_refused(Port, "/__mock/oauth_shape", "{\"shape\":\"older\"}");
@@ -838,14 +781,14 @@ test_code_single_use(void **state)
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
     login(Port, SUITE_A, "snsapi_base", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, sat, code);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     j = userinfo(Port, NEW_PATH, sat, code);
-    assert_int_equal(errcode(j), 40029);
+    assert_int_equal(h_errcode(j), 40029);
     json_decref(j);
     /* the old path shares the codes */
     j = userinfo(Port, OLD_PATH, sat, code);
-    assert_int_equal(errcode(j), 40029);
+    assert_int_equal(h_errcode(j), 40029);
     json_decref(j);
 }
 
@@ -859,19 +802,20 @@ test_code_unknown_foreign_missing(void **state)
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
     suite_token(Port, SUITE_B, SECRET_B, satb, sizeof(satb));
     j = userinfo(Port, NEW_PATH, sat, "nope");
-    assert_int_equal(errcode(j), 40029);
+    assert_int_equal(h_errcode(j), 40029);
     json_decref(j);
-    j = jcall(Port, "GET", NULL, NULL, NEW_PATH "?suite_access_token=%s", sat);
-    assert_int_equal(errcode(j), 40029);
+    j = h_jcall(Port, "GET", NULL, NULL, NEW_PATH "?suite_access_token=%s",
+                sat);
+    assert_int_equal(h_errcode(j), 40029);
     json_decref(j);
     /* a code for suite A is not suite B's */
     login(Port, SUITE_A, "snsapi_base", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, satb, code);
-    assert_int_equal(errcode(j), 40029);
+    assert_int_equal(h_errcode(j), 40029);
     json_decref(j);
     login(Port, SUITE_B, "snsapi_base", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, satb, code);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
@@ -884,11 +828,11 @@ test_userinfo_bad_token(void **state)
     (void)state;
     login(Port, SUITE_A, "snsapi_base", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, "nope", code);
-    assert_int_equal(errcode(j), 40082);
+    assert_int_equal(h_errcode(j), 40082);
     json_decref(j);
-    j = jcall(Port, "POST", "{}", NULL,
-              NEW_PATH "?suite_access_token=nope&code=%s", code);
-    assert_int_equal(errcode(j), 43001);
+    j = h_jcall(Port, "POST", "{}", NULL,
+                NEW_PATH "?suite_access_token=nope&code=%s", code);
+    assert_int_equal(h_errcode(j), 43001);
     json_decref(j);
 }
 
@@ -984,7 +928,7 @@ privateinfo_ticket(const char *sat, char *ticket, size_t cap)
 
     login(Port, SUITE_A, "snsapi_privateinfo", code, sizeof(code));
     j = userinfo(Port, NEW_PATH, sat, code);
-    copy_str(ticket, cap, str(j, "user_ticket"));
+    h_copy_str(ticket, cap, h_need_str(j, "user_ticket"));
     json_decref(j);
 }
 
@@ -1009,11 +953,11 @@ test_userdetail_shape(void **state)
     privateinfo_ticket(sat, ticket, sizeof(ticket));
     j = userdetail(Port, sat, ticket);
     exact_keys(j, keys);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(j, "corpid"), CORP2);
-    assert_string_equal(str(j, "userid"), "u00004");
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(h_need_str(j, "corpid"), CORP2);
+    assert_string_equal(h_need_str(j, "userid"), "u00004");
     /* for third-party apps name is the userid */
-    assert_string_equal(str(j, "name"), "u00004");
+    assert_string_equal(h_need_str(j, "name"), "u00004");
     u = user_get(CORP2, "u00004");
     same_member_field(u, j, "gender");
     same_member_field(u, j, "avatar");
@@ -1022,7 +966,7 @@ test_userdetail_shape(void **state)
     json_decref(j);
     /* a ticket is not single use */
     j = userdetail(Port, sat, ticket);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
@@ -1036,24 +980,24 @@ test_userdetail_unknown_ticket(void **state)
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
     suite_token(Port, SUITE_B, SECRET_B, satb, sizeof(satb));
     j = userdetail(Port, sat, "nope");
-    assert_int_equal(errcode(j), 84015);
+    assert_int_equal(h_errcode(j), 84015);
     json_decref(j);
-    j = jcall(Port, "POST", "{}", NULL,
-              "/cgi-bin/service/auth/getuserdetail3rd?suite_access_token=%s",
-              sat);
-    assert_int_equal(errcode(j), 84015);
+    j = h_jcall(Port, "POST", "{}", NULL,
+                "/cgi-bin/service/auth/getuserdetail3rd?suite_access_token=%s",
+                sat);
+    assert_int_equal(h_errcode(j), 84015);
     json_decref(j);
     privateinfo_ticket(sat, ticket, sizeof(ticket));
     j = userdetail(Port, satb, ticket);
-    assert_int_equal(errcode(j), 84015);
+    assert_int_equal(h_errcode(j), 84015);
     json_decref(j);
     j = userdetail(Port, "nope", ticket);
-    assert_int_equal(errcode(j), 40082);
+    assert_int_equal(h_errcode(j), 40082);
     json_decref(j);
-    j = jcall(Port, "POST", "{\"user_ticket\":7}", NULL,
-              "/cgi-bin/service/auth/getuserdetail3rd?suite_access_token=%s",
-              sat);
-    assert_int_equal(errcode(j), 40058);
+    j = h_jcall(Port, "POST", "{\"user_ticket\":7}", NULL,
+                "/cgi-bin/service/auth/getuserdetail3rd?suite_access_token=%s",
+                sat);
+    assert_int_equal(h_errcode(j), 40058);
     json_decref(j);
 }
 
@@ -1080,18 +1024,19 @@ test_ticket_expiry(void **state)
     assert_int_equal(loc_param(p.location, "code", code, sizeof(code)), 0);
     j = userinfo(port, NEW_PATH, sat, code);
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 1);
-    copy_str(ticket, sizeof(ticket), str(j, "user_ticket"));
+    h_copy_str(ticket, sizeof(ticket), h_need_str(j, "user_ticket"));
     json_decref(j);
     j = userdetail(port, sat, ticket);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
+    /* pacing: the point is the ticket's 1 s lifetime passing */
     usleep(1300 * 1000);
     j = userdetail(port, sat, ticket);
-    assert_int_equal(errcode(j), 84014);
+    assert_int_equal(h_errcode(j), 84014);
     json_decref(j);
     /* an unknown one is still "invalid", not "expired" */
     j = userdetail(port, sat, "nope");
-    assert_int_equal(errcode(j), 84015);
+    assert_int_equal(h_errcode(j), 84015);
     json_decref(j);
     assert_int_equal(h_stop(pid, SIGTERM), 0);
 }
@@ -1102,7 +1047,7 @@ test_ticket_expiry(void **state)
 static json_t *
 requests(const char *path)
 {
-    return jcall(Port, "GET", NULL, NULL, "/__mock/requests?path=%s", path);
+    return h_jcall(Port, "GET", NULL, NULL, "/__mock/requests?path=%s", path);
 }
 
 static void
@@ -1113,7 +1058,7 @@ test_requests_recorded(void **state)
 
     (void)state;
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
-    j = jcall(Port, "DELETE", NULL, NULL, "/__mock/requests");
+    j = h_jcall(Port, "DELETE", NULL, NULL, "/__mock/requests");
     json_decref(j);
     install_page(Port, SUITE_A, sat, "rec", code, sizeof(code));
     pre_auth(Port, sat, pre, sizeof(pre));
@@ -1129,24 +1074,24 @@ test_requests_recorded(void **state)
     j = requests("/3rdapp/install");
     assert_int_equal(json_array_size(j), 1);
     r = json_array_get(j, 0);
-    assert_string_equal(str(r, "method"), "GET");
-    assert_non_null(strstr(str(r, "query"), "state=rec"));
+    assert_string_equal(h_need_str(r, "method"), "GET");
+    assert_non_null(strstr(h_need_str(r, "query"), "state=rec"));
     json_decref(j);
     j = requests("/connect/oauth2/authorize");
     assert_int_equal(json_array_size(j), 1);
-    assert_non_null(
-        strstr(str(json_array_get(j, 0), "query"), "scope=snsapi_privateinfo"));
+    assert_non_null(strstr(h_need_str(json_array_get(j, 0), "query"),
+                           "scope=snsapi_privateinfo"));
     json_decref(j);
     j = requests(NEW_PATH);
     assert_int_equal(json_array_size(j), 1);
     r = json_array_get(j, 0);
-    assert_non_null(strstr(str(r, "query"), "suite_access_token=***"));
-    assert_null(strstr(str(r, "query"), sat));
+    assert_non_null(strstr(h_need_str(r, "query"), "suite_access_token=***"));
+    assert_null(strstr(h_need_str(r, "query"), sat));
     json_decref(j);
     j = requests("/cgi-bin/service/auth/getuserdetail3rd");
     assert_int_equal(json_array_size(j), 1);
     r = json_object_get(json_array_get(j, 0), "body");
-    assert_string_equal(str(r, "user_ticket"), ticket);
+    assert_string_equal(h_need_str(r, "user_ticket"), ticket);
     json_decref(j);
     j = requests("/cgi-bin/service/set_session_info");
     assert_int_equal(json_array_size(j), 1);

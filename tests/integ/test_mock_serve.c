@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "simclient.h"
 #include "wecom_crypto.h"
 
 #define SUITE_A  "wwsuiteA"
@@ -36,96 +37,17 @@ static int Port;
 
 /*---- helpers ----*/
 
-static char *
-vurl(int port, const char *fmt, va_list ap)
-{
-    char pq[2048], *u = malloc(2200);
-
-    vsnprintf(pq, sizeof(pq), fmt, ap);
-    assert_non_null(u);
-    snprintf(u, 2200, "http://127.0.0.1:%d%s", port, pq);
-    return u;
-}
-
-/* Raw request; *out owned (free). */
-static long __attribute__((format(printf, 5, 6)))
-raw(int port, const char *method, const char *body, char **out, const char *fmt,
-    ...)
-{
-    va_list ap;
-    char *u;
-    long st;
-
-    va_start(ap, fmt);
-    u = vurl(port, fmt, ap);
-    va_end(ap);
-    st = h_http(method, u, body, body ? strlen(body) : 0, out);
-    free(u);
-    return st;
-}
-
-/* Request whose reply must be a JSON value; *status gets the HTTP status. */
-static json_t *__attribute__((format(printf, 5, 6)))
-jcall(int port, const char *method, const char *body, long *status,
-      const char *fmt, ...)
-{
-    json_error_t err;
-    va_list ap;
-    char *u, *out = NULL;
-    json_t *j;
-    long st;
-
-    va_start(ap, fmt);
-    u = vurl(port, fmt, ap);
-    va_end(ap);
-    st = h_http(method, u, body, body ? strlen(body) : 0, &out);
-    free(u);
-    if (status != NULL)
-        *status = st;
-    j = json_loads(out, JSON_REJECT_DUPLICATES, &err);
-    if (j == NULL)
-        fail_msg("not JSON (HTTP %ld): %.200s", st, out);
-    free(out);
-    return j;
-}
-
-static long
-errcode(const json_t *j)
-{
-    const json_t *e = json_object_get(j, "errcode");
-
-    assert_true(json_is_integer(e));
-    return (long)json_integer_value(e);
-}
-
-static const char *
-str(const json_t *j, const char *key)
-{
-    const char *s = json_string_value(json_object_get(j, key));
-
-    if (s == NULL)
-        fail_msg("no string member %s", key);
-    return s;
-}
-
-static void
-copy_str(char *dst, size_t cap, const char *src)
-{
-    assert_true(strlen(src) < cap);
-    memcpy(dst, src, strlen(src) + 1);
-}
-
 static void
 ticket(int port, const char *suite, char *out, size_t cap)
 {
     long st;
-    json_t *j = jcall(port, "GET", NULL, &st,
-                      "/__mock/suite_ticket?suite_id=%s", suite);
+    json_t *j = h_jcall(port, "GET", NULL, &st,
+                        "/__mock/suite_ticket?suite_id=%s", suite);
 
     assert_int_equal(st, 200);
     assert_true(json_integer_value(json_object_get(j, "timestamp")) >
                 1600000000);
-    copy_str(out, cap, str(j, "suite_ticket"));
+    h_copy_str(out, cap, h_need_str(j, "suite_ticket"));
     json_decref(j);
 }
 
@@ -137,7 +59,7 @@ suite_token_call(int port, const char *suite, const char *secret,
                           secret, "suite_ticket", tk);
     char *body = json_dumps(b, JSON_COMPACT);
     json_t *j =
-        jcall(port, "POST", body, NULL, "/cgi-bin/service/get_suite_token");
+        h_jcall(port, "POST", body, NULL, "/cgi-bin/service/get_suite_token");
 
     free(body);
     json_decref(b);
@@ -153,7 +75,7 @@ suite_token(int port, const char *suite, const char *secret, char *out,
 
     ticket(port, suite, tk, sizeof(tk));
     j = suite_token_call(port, suite, secret, tk);
-    copy_str(out, cap, str(j, "suite_access_token"));
+    h_copy_str(out, cap, h_need_str(j, "suite_access_token"));
     json_decref(j);
 }
 
@@ -167,9 +89,9 @@ install(int port, const char *suite, const char *corpid, char *out, size_t cap)
     snprintf(body, sizeof(body),
              "{\"suite_id\":\"%s\",\"corpid\":\"%s\",\"state\":\"st-%s\"}",
              suite, corpid, corpid);
-    j = jcall(port, "POST", body, &st, "/__mock/install");
+    j = h_jcall(port, "POST", body, &st, "/__mock/install");
     assert_int_equal(st, 200);
-    copy_str(out, cap, str(j, "auth_code"));
+    h_copy_str(out, cap, h_need_str(j, "auth_code"));
     assert_true(strlen(out) >= 64);
     json_decref(j);
 }
@@ -180,9 +102,10 @@ exchange(int port, const char *sat, const char *code, int v2)
     char body[512];
 
     snprintf(body, sizeof(body), "{\"auth_code\":\"%s\"}", code);
-    return jcall(port, "POST", body, NULL,
-                 "/cgi-bin/service/%sget_permanent_code?suite_access_token=%s",
-                 v2 ? "v2/" : "", sat);
+    return h_jcall(
+        port, "POST", body, NULL,
+        "/cgi-bin/service/%sget_permanent_code?suite_access_token=%s",
+        v2 ? "v2/" : "", sat);
 }
 
 static json_t *
@@ -193,8 +116,8 @@ with_permanent(int port, const char *api, const char *sat, const char *corpid,
 
     snprintf(body, sizeof(body),
              "{\"auth_corpid\":\"%s\",\"permanent_code\":\"%s\"}", corpid, pc);
-    return jcall(port, "POST", body, NULL,
-                 "/cgi-bin/service/%s?suite_access_token=%s", api, sat);
+    return h_jcall(port, "POST", body, NULL,
+                   "/cgi-bin/service/%s?suite_access_token=%s", api, sat);
 }
 
 struct sess {
@@ -214,9 +137,9 @@ sess_open(int port, const char *suite, const char *secret, const char *corpid,
     suite_token(port, suite, secret, s->sat, sizeof(s->sat));
     install(port, suite, corpid, code, sizeof(code));
     j = exchange(port, s->sat, code, 0);
-    assert_int_equal(errcode(j), 0);
-    copy_str(s->pc, sizeof(s->pc), str(j, "permanent_code"));
-    copy_str(s->ct, sizeof(s->ct), str(j, "access_token"));
+    assert_int_equal(h_errcode(j), 0);
+    h_copy_str(s->pc, sizeof(s->pc), h_need_str(j, "permanent_code"));
+    h_copy_str(s->ct, sizeof(s->ct), h_need_str(j, "access_token"));
     json_decref(j);
 }
 
@@ -235,7 +158,7 @@ data(const struct sess *s, const char *method, const char *body,
     va_end(ap);
     snprintf(path, sizeof(path), "%s%caccess_token=%s", pq,
              strchr(pq, '?') ? '&' : '?', s->ct);
-    j = jcall(Port, method, body, &st, "%s", path);
+    j = h_jcall(Port, method, body, &st, "%s", path);
     assert_int_equal(st, 200);
     return j;
 }
@@ -244,20 +167,20 @@ static void
 post_ok(const char *path, const char *body)
 {
     long st;
-    json_t *j = jcall(Port, "POST", body, &st, "%s", path);
+    json_t *j = h_jcall(Port, "POST", body, &st, "%s", path);
 
     if (st != 200)
         fail_msg("%s %s: HTTP %ld", path, body, st);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
 static void
 clear_faults(void)
 {
-    json_t *j = jcall(Port, "DELETE", NULL, NULL, "/__mock/faults");
+    json_t *j = h_jcall(Port, "DELETE", NULL, NULL, "/__mock/faults");
 
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
@@ -400,7 +323,7 @@ test_ticket_to_suite_token_without_errcode(void **state)
     j = suite_token_call(Port, SUITE_A, SECRET_A, tk);
     assert_null(json_object_get(j, "errcode"));
     assert_null(json_object_get(j, "errmsg"));
-    assert_true(strlen(str(j, "suite_access_token")) >= 40);
+    assert_true(strlen(h_need_str(j, "suite_access_token")) >= 40);
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")),
                      7200);
     json_decref(j);
@@ -415,12 +338,12 @@ test_suite_token_wrong_secret(void **state)
     (void)state;
     ticket(Port, SUITE_A, tk, sizeof(tk));
     j = suite_token_call(Port, SUITE_A, "secretX", tk);
-    assert_int_equal(errcode(j), 40080);
+    assert_int_equal(h_errcode(j), 40080);
     assert_null(json_object_get(j, "suite_access_token"));
     json_decref(j);
     /* another suite's secret is wrong too */
     j = suite_token_call(Port, SUITE_A, SECRET_B, tk);
-    assert_int_equal(errcode(j), 40080);
+    assert_int_equal(h_errcode(j), 40080);
     json_decref(j);
 }
 
@@ -433,7 +356,7 @@ test_suite_token_unknown_suite(void **state)
     (void)state;
     ticket(Port, SUITE_A, tk, sizeof(tk));
     j = suite_token_call(Port, "wwnosuchsuite", SECRET_A, tk);
-    assert_int_equal(errcode(j), 40083);
+    assert_int_equal(h_errcode(j), 40083);
     json_decref(j);
 }
 
@@ -451,18 +374,18 @@ test_suite_token_old_ticket(void **state)
         ticket(Port, SUITE_A, tk, sizeof(tk));
     /* six minted: the first fell out of the last five */
     j = suite_token_call(Port, SUITE_A, SECRET_A, first);
-    assert_int_equal(errcode(j), 40085);
+    assert_int_equal(h_errcode(j), 40085);
     json_decref(j);
     j = suite_token_call(Port, SUITE_A, SECRET_A, second);
     assert_null(json_object_get(j, "errcode"));
     json_decref(j);
     j = suite_token_call(Port, SUITE_A, SECRET_A, "never-minted");
-    assert_int_equal(errcode(j), 40085);
+    assert_int_equal(h_errcode(j), 40085);
     json_decref(j);
     /* a ticket of suite B is no ticket of suite A */
     ticket(Port, SUITE_B, tk, sizeof(tk));
     j = suite_token_call(Port, SUITE_A, SECRET_A, tk);
-    assert_int_equal(errcode(j), 40085);
+    assert_int_equal(h_errcode(j), 40085);
     json_decref(j);
 }
 
@@ -479,18 +402,18 @@ test_permanent_code_v1_shape(void **state)
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
     install(Port, SUITE_A, CORP1, code, sizeof(code));
     j = exchange(Port, sat, code, 0);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(j, "errmsg"), "ok");
-    assert_true(strlen(str(j, "access_token")) >= 40);
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(h_need_str(j, "errmsg"), "ok");
+    assert_true(strlen(h_need_str(j, "access_token")) >= 40);
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")),
                      7200);
-    assert_true(strlen(str(j, "permanent_code")) >= 40);
-    assert_string_equal(str(j, "state"), "st-" CORP1);
+    assert_true(strlen(h_need_str(j, "permanent_code")) >= 40);
+    assert_string_equal(h_need_str(j, "state"), "st-" CORP1);
     corp = json_object_get(j, "auth_corp_info");
-    assert_string_equal(str(corp, "corpid"), CORP1);
-    assert_non_null(strstr(str(corp, "corp_name"), "模拟企业1"));
-    assert_string_equal(str(corp, "corp_type"), "verified");
-    assert_non_null(strstr(str(corp, "corp_full_name"), "有限公司"));
+    assert_string_equal(h_need_str(corp, "corpid"), CORP1);
+    assert_non_null(strstr(h_need_str(corp, "corp_name"), "模拟企业1"));
+    assert_string_equal(h_need_str(corp, "corp_type"), "verified");
+    assert_non_null(strstr(h_need_str(corp, "corp_full_name"), "有限公司"));
     assert_true(json_is_integer(json_object_get(corp, "subject_type")));
     assert_true(json_is_integer(json_object_get(corp, "verified_end_time")));
     assert_true(json_is_integer(json_object_get(corp, "corp_user_max")));
@@ -507,8 +430,8 @@ test_permanent_code_v1_shape(void **state)
                          json_object_get(priv, "allow_party"), 0)),
                      2);
     assert_true(json_is_array(json_object_get(priv, "extra_user")));
-    assert_string_equal(str(json_object_get(j, "auth_user_info"), "userid"),
-                        "u00001");
+    assert_string_equal(
+        h_need_str(json_object_get(j, "auth_user_info"), "userid"), "u00001");
     ed = json_array_get(
         json_object_get(json_object_get(j, "edition_info"), "agent"), 0);
     assert_int_equal(json_integer_value(json_object_get(ed, "app_status")), 3);
@@ -526,24 +449,24 @@ test_permanent_code_second_exchange(void **state)
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
     install(Port, SUITE_A, CORP1, code, sizeof(code));
     j = exchange(Port, sat, code, 0);
-    assert_int_equal(errcode(j), 0);
-    copy_str(pc, sizeof(pc), str(j, "permanent_code"));
+    assert_int_equal(h_errcode(j), 0);
+    h_copy_str(pc, sizeof(pc), h_need_str(j, "permanent_code"));
     json_decref(j);
     j = exchange(Port, sat, code, 0);
-    assert_int_equal(errcode(j), 40078);
+    assert_int_equal(h_errcode(j), 40078);
     assert_null(json_object_get(j, "permanent_code"));
     json_decref(j);
     j = exchange(Port, sat, code, 1);
-    assert_int_equal(errcode(j), 40078);
+    assert_int_equal(h_errcode(j), 40078);
     json_decref(j);
     /* a new install of the same pair gets the same permanent code */
     install(Port, SUITE_A, CORP1, code, sizeof(code));
     j = exchange(Port, sat, code, 0);
-    assert_string_equal(str(j, "permanent_code"), pc);
+    assert_string_equal(h_need_str(j, "permanent_code"), pc);
     json_decref(j);
     /* never minted */
     j = exchange(Port, sat, "x", 0);
-    assert_int_equal(errcode(j), 40078);
+    assert_int_equal(h_errcode(j), 40078);
     json_decref(j);
 }
 
@@ -558,11 +481,11 @@ test_auth_code_of_other_suite(void **state)
     suite_token(Port, SUITE_B, SECRET_B, satB, sizeof(satB));
     install(Port, SUITE_A, CORP1, code, sizeof(code));
     j = exchange(Port, satB, code, 0);
-    assert_int_equal(errcode(j), 40078);
+    assert_int_equal(h_errcode(j), 40078);
     json_decref(j);
     /* the refused attempt did not consume it */
     j = exchange(Port, satA, code, 0);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
@@ -577,7 +500,7 @@ test_permanent_code_v2_shape(void **state)
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
     install(Port, SUITE_A, CORP2, code, sizeof(code));
     j = exchange(Port, sat, code, 1);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_object_foreach(j, key, v)
     {
         if (strcmp(key, "errcode") && strcmp(key, "errmsg") &&
@@ -586,14 +509,14 @@ test_permanent_code_v2_shape(void **state)
             strcmp(key, "mock_internal_note"))
             fail_msg("unexpected v2 member %s", key);
     }
-    assert_true(strlen(str(j, "permanent_code")) >= 40);
+    assert_true(strlen(h_need_str(j, "permanent_code")) >= 40);
     v = json_object_get(j, "auth_corp_info");
     assert_int_equal(json_object_size(v), 2);
-    assert_string_equal(str(v, "corpid"), CORP2);
+    assert_string_equal(h_need_str(v, "corpid"), CORP2);
     assert_non_null(json_object_get(v, "corp_name"));
-    assert_string_equal(str(json_object_get(j, "auth_user_info"), "userid"),
-                        "u00001");
-    assert_string_equal(str(j, "state"), "st-" CORP2);
+    assert_string_equal(
+        h_need_str(json_object_get(j, "auth_user_info"), "userid"), "u00001");
+    assert_string_equal(h_need_str(j, "state"), "st-" CORP2);
     json_decref(j);
 }
 
@@ -607,9 +530,9 @@ test_get_auth_info_privilege(void **state)
     (void)state;
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     j = with_permanent(Port, "get_auth_info", s.sat, CORP1, s.pc);
-    assert_int_equal(errcode(j), 0);
-    assert_string_equal(str(json_object_get(j, "auth_corp_info"), "corpid"),
-                        CORP1);
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_equal(
+        h_need_str(json_object_get(j, "auth_corp_info"), "corpid"), CORP1);
     priv = json_object_get(
         json_array_get(
             json_object_get(json_object_get(j, "auth_info"), "agent"), 0),
@@ -637,14 +560,14 @@ test_get_auth_info_foreign_code(void **state)
     suite_token(Port, SUITE_B, SECRET_B, satB, sizeof(satB));
     /* suite A's code with suite B's token */
     j = with_permanent(Port, "get_auth_info", satB, CORP1, a.pc);
-    assert_int_equal(errcode(j), 40084);
+    assert_int_equal(h_errcode(j), 40084);
     json_decref(j);
     /* the right code for another corp */
     j = with_permanent(Port, "get_auth_info", a.sat, CORP2, a.pc);
-    assert_int_equal(errcode(j), 40084);
+    assert_int_equal(h_errcode(j), 40084);
     json_decref(j);
     j = with_permanent(Port, "get_corp_token", a.sat, CORP1, "wrong");
-    assert_int_equal(errcode(j), 40084);
+    assert_int_equal(h_errcode(j), 40084);
     json_decref(j);
 }
 
@@ -660,14 +583,14 @@ test_corp_token_without_errcode(void **state)
     j = with_permanent(Port, "get_corp_token", s.sat, CORP1, s.pc);
     assert_null(json_object_get(j, "errcode"));
     assert_null(json_object_get(j, "errmsg"));
-    assert_true(strlen(str(j, "access_token")) >= 40);
+    assert_true(strlen(h_need_str(j, "access_token")) >= 40);
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")),
                      7200);
-    copy_str(ct, sizeof(ct), str(j, "access_token"));
+    h_copy_str(ct, sizeof(ct), h_need_str(j, "access_token"));
     json_decref(j);
-    copy_str(s.ct, sizeof(s.ct), ct);
+    h_copy_str(s.ct, sizeof(s.ct), ct);
     d = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
-    assert_int_equal(errcode(d), 0);
+    assert_int_equal(h_errcode(d), 0);
     json_decref(d);
 }
 
@@ -680,20 +603,21 @@ test_pre_auth_and_session_info(void **state)
 
     (void)state;
     suite_token(Port, SUITE_A, SECRET_A, sat, sizeof(sat));
-    j = jcall(Port, "GET", NULL, &st,
-              "/cgi-bin/service/get_pre_auth_code?suite_access_token=%s", sat);
-    assert_int_equal(errcode(j), 0);
+    j = h_jcall(Port, "GET", NULL, &st,
+                "/cgi-bin/service/get_pre_auth_code?suite_access_token=%s",
+                sat);
+    assert_int_equal(h_errcode(j), 0);
     snprintf(body, sizeof(body),
              "{\"pre_auth_code\":\"%s\",\"session_info\":{\"auth_type\":1}}",
-             str(j, "pre_auth_code"));
+             h_need_str(j, "pre_auth_code"));
     json_decref(j);
-    j = jcall(Port, "POST", body, &st,
-              "/cgi-bin/service/set_session_info?suite_access_token=%s", sat);
-    assert_int_equal(errcode(j), 0);
+    j = h_jcall(Port, "POST", body, &st,
+                "/cgi-bin/service/set_session_info?suite_access_token=%s", sat);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
-    j = jcall(Port, "POST", "{\"pre_auth_code\":\"nope\"}", &st,
-              "/cgi-bin/service/set_session_info?suite_access_token=%s", sat);
-    assert_int_equal(errcode(j), 40077);
+    j = h_jcall(Port, "POST", "{\"pre_auth_code\":\"nope\"}", &st,
+                "/cgi-bin/service/set_session_info?suite_access_token=%s", sat);
+    assert_int_equal(h_errcode(j), 40077);
     json_decref(j);
 }
 
@@ -705,15 +629,15 @@ test_token_missing(void **state)
     json_t *j;
 
     (void)state;
-    j = jcall(Port, "GET", NULL, NULL, "/cgi-bin/user/get?userid=u00001");
-    assert_int_equal(errcode(j), 41001);
+    j = h_jcall(Port, "GET", NULL, NULL, "/cgi-bin/user/get?userid=u00001");
+    assert_int_equal(h_errcode(j), 41001);
     json_decref(j);
-    j = jcall(Port, "GET", NULL, NULL,
-              "/cgi-bin/user/get?access_token=&userid=u00001");
-    assert_int_equal(errcode(j), 41001);
+    j = h_jcall(Port, "GET", NULL, NULL,
+                "/cgi-bin/user/get?access_token=&userid=u00001");
+    assert_int_equal(h_errcode(j), 41001);
     json_decref(j);
-    j = jcall(Port, "POST", "{}", NULL, "/cgi-bin/service/get_corp_token");
-    assert_int_equal(errcode(j), 41001);
+    j = h_jcall(Port, "POST", "{}", NULL, "/cgi-bin/service/get_corp_token");
+    assert_int_equal(h_errcode(j), 41001);
     json_decref(j);
 }
 
@@ -724,22 +648,22 @@ test_token_unknown(void **state)
     json_t *j;
 
     (void)state;
-    j = jcall(Port, "GET", NULL, NULL,
-              "/cgi-bin/user/get?access_token=bogus&userid=u00001");
-    assert_int_equal(errcode(j), 40014);
+    j = h_jcall(Port, "GET", NULL, NULL,
+                "/cgi-bin/user/get?access_token=bogus&userid=u00001");
+    assert_int_equal(h_errcode(j), 40014);
     json_decref(j);
-    j = jcall(Port, "POST", "{}", NULL,
-              "/cgi-bin/service/get_corp_token?suite_access_token=bogus");
-    assert_int_equal(errcode(j), 40082);
+    j = h_jcall(Port, "POST", "{}", NULL,
+                "/cgi-bin/service/get_corp_token?suite_access_token=bogus");
+    assert_int_equal(h_errcode(j), 40082);
     json_decref(j);
     /* a suite token is no corp token, nor the reverse */
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
-    j = jcall(Port, "GET", NULL, NULL,
-              "/cgi-bin/user/get?access_token=%s&userid=u00001", s.sat);
-    assert_int_equal(errcode(j), 40014);
+    j = h_jcall(Port, "GET", NULL, NULL,
+                "/cgi-bin/user/get?access_token=%s&userid=u00001", s.sat);
+    assert_int_equal(h_errcode(j), 40014);
     json_decref(j);
     j = with_permanent(Port, "get_corp_token", s.ct, CORP1, s.pc);
-    assert_int_equal(errcode(j), 40082);
+    assert_int_equal(h_errcode(j), 40082);
     json_decref(j);
 }
 
@@ -757,17 +681,18 @@ test_token_expired(void **state)
     pid = h_mock_start(Dir, extra, &port);
     assert_true(pid > 0);
     sess_open(port, SUITE_A, SECRET_A, CORP1, &s);
-    j = jcall(port, "GET", NULL, NULL,
-              "/cgi-bin/user/get?access_token=%s&userid=u00001", s.ct);
-    assert_int_equal(errcode(j), 0);
+    j = h_jcall(port, "GET", NULL, NULL,
+                "/cgi-bin/user/get?access_token=%s&userid=u00001", s.ct);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
+    /* pacing: the point is the token's 1 s lifetime passing */
     usleep(1100 * 1000);
-    j = jcall(port, "GET", NULL, NULL,
-              "/cgi-bin/user/get?access_token=%s&userid=u00001", s.ct);
-    assert_int_equal(errcode(j), 42001);
+    j = h_jcall(port, "GET", NULL, NULL,
+                "/cgi-bin/user/get?access_token=%s&userid=u00001", s.ct);
+    assert_int_equal(h_errcode(j), 42001);
     json_decref(j);
     j = with_permanent(port, "get_corp_token", s.sat, CORP1, s.pc);
-    assert_int_equal(errcode(j), 42009);
+    assert_int_equal(h_errcode(j), 42009);
     json_decref(j);
     assert_int_equal(h_stop(pid, SIGTERM), 0);
 }
@@ -848,15 +773,16 @@ test_data_paths_answer_with_note(void **state)
     (void)state;
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     j = data(&s, "GET", NULL, "/cgi-bin/externalcontact/list?userid=u00001");
-    copy_str(ext, sizeof(ext),
-             json_string_value(
-                 json_array_get(json_object_get(j, "external_userid"), 0)));
+    h_copy_str(ext, sizeof(ext),
+               json_string_value(
+                   json_array_get(json_object_get(j, "external_userid"), 0)));
     json_decref(j);
     j = data(&s, "POST", "{\"limit\":10}",
              "/cgi-bin/externalcontact/groupchat/list");
-    copy_str(chat, sizeof(chat),
-             str(json_array_get(json_object_get(j, "group_chat_list"), 0),
-                 "chat_id"));
+    h_copy_str(
+        chat, sizeof(chat),
+        h_need_str(json_array_get(json_object_get(j, "group_chat_list"), 0),
+                   "chat_id"));
     json_decref(j);
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char body[256];
@@ -869,9 +795,9 @@ test_data_paths_answer_with_note(void **state)
         if (cases[i].body != NULL)
             subst(body, sizeof(body), cases[i].body, chat);
         j = data(&s, cases[i].method, cases[i].body ? body : NULL, "%s", path);
-        if (errcode(j) != 0)
-            fail_msg("%s: errcode %ld", path, errcode(j));
-        assert_string_equal(str(j, "errmsg"), "ok");
+        if (h_errcode(j) != 0)
+            fail_msg("%s: errcode %ld", path, h_errcode(j));
+        assert_string_equal(h_need_str(j, "errmsg"), "ok");
         if (json_object_get(j, "mock_internal_note") == NULL)
             fail_msg("%s: no mock_internal_note", path);
         if (cases[i].nested != NULL)
@@ -988,7 +914,7 @@ test_user_list_has_members_outside_range(void **state)
     json_array_foreach(json_object_get(tag, "userlist"), i, v)
     {
         assert_true(ntu < 64);
-        tag_users[ntu++] = str(v, "userid");
+        tag_users[ntu++] = h_need_str(v, "userid");
     }
     depts = data(&s, "GET", NULL, "/cgi-bin/department/list");
     users = data(&s, "GET", NULL,
@@ -996,7 +922,7 @@ test_user_list_has_members_outside_range(void **state)
     assert_int_equal(json_array_size(json_object_get(users, "userlist")), 40);
     json_array_foreach(json_object_get(users, "userlist"), i, u)
     {
-        const char *id = str(u, "userid");
+        const char *id = h_need_str(u, "userid");
         int vis = 0;
 
         json_array_foreach(json_object_get(priv, "allow_user"), k, v)
@@ -1071,10 +997,10 @@ test_unknown_ids(void **state)
         json_t *j =
             data(&s, cases[i].method, cases[i].body, "%s", cases[i].path);
 
-        if (errcode(j) != cases[i].code)
-            fail_msg("%s: errcode %ld, want %ld", cases[i].path, errcode(j),
+        if (h_errcode(j) != cases[i].code)
+            fail_msg("%s: errcode %ld, want %ld", cases[i].path, h_errcode(j),
                      cases[i].code);
-        assert_non_null(strstr(str(j, "errmsg"), "hint"));
+        assert_non_null(strstr(h_need_str(j, "errmsg"), "hint"));
         json_decref(j);
     }
 }
@@ -1086,12 +1012,12 @@ test_unknown_path_404(void **state)
     json_t *j;
 
     (void)state;
-    j = jcall(Port, "GET", NULL, &st, "/cgi-bin/user/delete?userid=u00001");
+    j = h_jcall(Port, "GET", NULL, &st, "/cgi-bin/user/delete?userid=u00001");
     assert_int_equal(st, 404);
-    assert_int_equal(errcode(j), -1);
-    assert_string_equal(str(j, "errmsg"), "mock: unknown path");
+    assert_int_equal(h_errcode(j), -1);
+    assert_string_equal(h_need_str(j, "errmsg"), "mock: unknown path");
     json_decref(j);
-    j = jcall(Port, "GET", NULL, &st, "/__mock/nothing");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/nothing");
     assert_int_equal(st, 404);
     json_decref(j);
 }
@@ -1116,10 +1042,10 @@ test_list_id_pages_cover_every_row(void **state)
     do {
         snprintf(body, sizeof(body), "{\"cursor\":\"%s\",\"limit\":7}", cursor);
         j = data(&s, "POST", body, "/cgi-bin/user/list_id");
-        assert_int_equal(errcode(j), 0);
+        assert_int_equal(h_errcode(j), 0);
         got += json_array_size(json_object_get(j, "dept_user"));
         assert_true(json_array_size(json_object_get(j, "dept_user")) <= 7);
-        copy_str(cursor, sizeof(cursor), str(j, "next_cursor"));
+        h_copy_str(cursor, sizeof(cursor), h_need_str(j, "next_cursor"));
         json_decref(j);
         assert_true(++pages < 100);
     } while (cursor[0] != '\0');
@@ -1158,11 +1084,11 @@ test_batch_and_groupchat_pagination(void **state)
         snprintf(page, sizeof(page), "%s,\"cursor\":\"%s\"}", body, cursor);
         j = data(&s, "POST", page,
                  "/cgi-bin/externalcontact/batch/get_by_user");
-        assert_int_equal(errcode(j), 0);
+        assert_int_equal(h_errcode(j), 0);
         n = json_array_size(json_object_get(j, "external_contact_list"));
         assert_true(n <= 4);
         got += n;
-        copy_str(cursor, sizeof(cursor), str(j, "next_cursor"));
+        h_copy_str(cursor, sizeof(cursor), h_need_str(j, "next_cursor"));
         json_decref(j);
     } while (cursor[0] != '\0');
     assert_int_equal(got, want);
@@ -1173,7 +1099,7 @@ test_batch_and_groupchat_pagination(void **state)
         snprintf(body, sizeof(body), "{\"limit\":2,\"cursor\":\"%s\"}", cursor);
         j = data(&s, "POST", body, "/cgi-bin/externalcontact/groupchat/list");
         got += json_array_size(json_object_get(j, "group_chat_list"));
-        copy_str(cursor, sizeof(cursor), str(j, "next_cursor"));
+        h_copy_str(cursor, sizeof(cursor), h_need_str(j, "next_cursor"));
         json_decref(j);
     } while (cursor[0] != '\0');
     assert_int_equal(got, 5);
@@ -1202,7 +1128,7 @@ test_fault_delay(void **state)
     t0 = h_now_ms();
     j = data(&s, "GET", NULL, "/cgi-bin/tag/list");
     assert_true(h_now_ms() - t0 >= 380);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     t0 = h_now_ms();
     j = data(&s, "GET", NULL, "/cgi-bin/tag/list");
@@ -1222,10 +1148,10 @@ test_fault_status_keeps_body(void **state)
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     post_ok("/__mock/faults", "{\"path\":\"/cgi-bin/tag/list\","
                               "\"status\":503}");
-    j = jcall(Port, "GET", NULL, &st, "/cgi-bin/tag/list?access_token=%s",
-              s.ct);
+    j = h_jcall(Port, "GET", NULL, &st, "/cgi-bin/tag/list?access_token=%s",
+                s.ct);
     assert_int_equal(st, 503);
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
@@ -1243,11 +1169,11 @@ test_fault_errcode_count(void **state)
                               "\"errcode\":45009,\"count\":2}");
     /* another path is untouched */
     j = data(&s, "GET", NULL, "/cgi-bin/tag/list");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     for (i = 0; i < 3; i++) {
         j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
-        assert_int_equal(errcode(j), i < 2 ? 45009 : 0);
+        assert_int_equal(h_errcode(j), i < 2 ? 45009 : 0);
         json_decref(j);
     }
 }
@@ -1270,26 +1196,26 @@ test_fault_malformed_nonjson_empty(void **state)
                               "\"body\":\"nonjson\"}");
     post_ok("/__mock/faults", "{\"path\":\"/cgi-bin/user/list\","
                               "\"body\":\"empty\"}");
-    st = raw(Port, "GET", NULL, &out,
-             "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
+    st = h_rawf(Port, "GET", NULL, &out,
+                "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
     assert_int_equal(st, 200);
     assert_true(strlen(out) > 0 && out[0] == '{');
     j = json_loads(out, 0, &err);
     assert_null(j);
     free(out);
-    st = raw(Port, "GET", NULL, &out,
-             "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
+    st = h_rawf(Port, "GET", NULL, &out,
+                "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
     assert_int_equal(st, 200);
     assert_int_equal(out[0], '<');
     free(out);
-    st = raw(Port, "GET", NULL, &out,
-             "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
+    st = h_rawf(Port, "GET", NULL, &out,
+                "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
     assert_int_equal(st, 200);
     assert_int_equal(strlen(out), 0);
     free(out);
     /* the queue is empty again */
     j = data(&s, "GET", NULL, "/cgi-bin/user/list?department_id=1");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
 }
 
@@ -1306,8 +1232,8 @@ test_fault_huge(void **state)
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     post_ok("/__mock/faults", "{\"path\":\"/cgi-bin/user/list\","
                               "\"body\":\"huge\"}");
-    st = raw(Port, "GET", NULL, &out,
-             "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
+    st = h_rawf(Port, "GET", NULL, &out,
+                "/cgi-bin/user/list?access_token=%s&department_id=1", s.ct);
     assert_int_equal(st, 200);
     n = strlen(out);
     assert_true(n > 70L * 1000 * 1000);
@@ -1334,14 +1260,14 @@ test_fault_drop_reply_consumes_code(void **state)
         char body[512];
 
         snprintf(body, sizeof(body), "{\"auth_code\":\"%s\"}", code);
-        st = raw(Port, "POST", body, &out,
-                 "/cgi-bin/service/get_permanent_code?suite_access_token=%s",
-                 sat);
+        st = h_rawf(Port, "POST", body, &out,
+                    "/cgi-bin/service/get_permanent_code?suite_access_token=%s",
+                    sat);
     }
     assert_int_equal(st, -1);
     free(out);
     j = exchange(Port, sat, code, 0);
-    assert_int_equal(errcode(j), 40078);
+    assert_int_equal(h_errcode(j), 40078);
     json_decref(j);
 }
 
@@ -1366,22 +1292,22 @@ test_fault_bad_requests_refused(void **state)
     (void)state;
     clear_faults();
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        j = jcall(Port, "POST", bad[i], &st, "/__mock/faults");
+        j = h_jcall(Port, "POST", bad[i], &st, "/__mock/faults");
         if (st != 400)
             fail_msg("%s: HTTP %ld", bad[i], st);
         json_decref(j);
     }
-    j = jcall(Port, "GET", NULL, &st, "/__mock/faults");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/faults");
     assert_int_equal(json_array_size(j), 0);
     json_decref(j);
     /* DELETE clears what was queued */
     post_ok("/__mock/faults", "{\"path\":\"/cgi-bin/tag/list\","
                               "\"errcode\":1}");
-    j = jcall(Port, "GET", NULL, &st, "/__mock/faults");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/faults");
     assert_int_equal(json_array_size(j), 1);
     json_decref(j);
     clear_faults();
-    j = jcall(Port, "GET", NULL, &st, "/__mock/faults");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/faults");
     assert_int_equal(json_array_size(j), 0);
     json_decref(j);
 }
@@ -1400,27 +1326,27 @@ test_invalidate(void **state)
     snprintf(body, sizeof(body), "{\"corpid\":\"%s\"}", CORP1);
     post_ok("/__mock/invalidate", body);
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
-    assert_int_equal(errcode(j), 40014);
+    assert_int_equal(h_errcode(j), 40014);
     json_decref(j);
     /* a fresh corp token works */
     j = with_permanent(Port, "get_corp_token", s.sat, CORP1, s.pc);
-    copy_str(s.ct, sizeof(s.ct), str(j, "access_token"));
+    h_copy_str(s.ct, sizeof(s.ct), h_need_str(j, "access_token"));
     json_decref(j);
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     /* suite tokens */
     snprintf(body, sizeof(body), "{\"suite_id\":\"%s\"}", SUITE_A);
     post_ok("/__mock/invalidate", body);
     j = with_permanent(Port, "get_corp_token", s.sat, CORP1, s.pc);
-    assert_int_equal(errcode(j), 40082);
+    assert_int_equal(h_errcode(j), 40082);
     json_decref(j);
     /* unknown corp */
     {
         long st;
 
-        j = jcall(Port, "POST", "{\"corpid\":\"wwnope\"}", &st,
-                  "/__mock/invalidate");
+        j = h_jcall(Port, "POST", "{\"corpid\":\"wwnope\"}", &st,
+                    "/__mock/invalidate");
         assert_int_equal(st, 400);
         json_decref(j);
     }
@@ -1469,9 +1395,9 @@ test_privilege_change_visible(void **state)
     {
         long st;
 
-        j = jcall(Port, "POST",
-                  "{\"corpid\":\"" CORP1 "\",\"allow_party\":[\"x\"]}", &st,
-                  "/__mock/privilege");
+        j = h_jcall(Port, "POST",
+                    "{\"corpid\":\"" CORP1 "\",\"allow_party\":[\"x\"]}", &st,
+                    "/__mock/privilege");
         assert_int_equal(st, 400);
         json_decref(j);
     }
@@ -1520,20 +1446,20 @@ test_cancel(void **state)
              SUITE_B, CORP2);
     post_ok("/__mock/cancel", body);
     j = with_permanent(Port, "get_corp_token", s.sat, CORP2, s.pc);
-    assert_int_equal(errcode(j), 40084);
+    assert_int_equal(h_errcode(j), 40084);
     json_decref(j);
     j = with_permanent(Port, "get_auth_info", s.sat, CORP2, s.pc);
-    assert_int_equal(errcode(j), 40084);
+    assert_int_equal(h_errcode(j), 40084);
     json_decref(j);
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
-    assert_int_equal(errcode(j), 40014);
+    assert_int_equal(h_errcode(j), 40014);
     json_decref(j);
     /* a new install gets a new permanent code */
-    copy_str(old_pc, sizeof(old_pc), s.pc);
+    h_copy_str(old_pc, sizeof(old_pc), s.pc);
     install(Port, SUITE_B, CORP2, code, sizeof(code));
     j = exchange(Port, s.sat, code, 0);
-    assert_int_equal(errcode(j), 0);
-    assert_string_not_equal(str(j, "permanent_code"), old_pc);
+    assert_int_equal(h_errcode(j), 0);
+    assert_string_not_equal(h_need_str(j, "permanent_code"), old_pc);
     json_decref(j);
 }
 
@@ -1547,42 +1473,45 @@ test_requests_recorded_and_masked(void **state)
 
     (void)state;
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
-    j = jcall(Port, "DELETE", NULL, &st, "/__mock/requests");
+    j = h_jcall(Port, "DELETE", NULL, &st, "/__mock/requests");
     assert_int_equal(st, 200);
     json_decref(j);
     json_decref(data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001"));
     json_decref(data(&s, "POST", "{\"limit\":3}", "/cgi-bin/user/list_id"));
     json_decref(with_permanent(Port, "get_corp_token", s.sat, CORP1, s.pc));
 
-    j = jcall(Port, "GET", NULL, &st, "/__mock/requests");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/requests");
     assert_int_equal(json_array_size(j), 3);
     dump = json_dumps(j, JSON_COMPACT);
     assert_null(strstr(dump, s.ct));
     assert_null(strstr(dump, s.sat));
     free(dump);
     e = json_array_get(j, 0);
-    assert_string_equal(str(e, "method"), "GET");
-    assert_string_equal(str(e, "path"), "/cgi-bin/user/get");
-    assert_string_equal(str(e, "query"), "userid=u00001&access_token=***");
+    assert_string_equal(h_need_str(e, "method"), "GET");
+    assert_string_equal(h_need_str(e, "path"), "/cgi-bin/user/get");
+    assert_string_equal(h_need_str(e, "query"),
+                        "userid=u00001&access_token=***");
     assert_true(json_is_null(json_object_get(e, "body")));
     assert_true(json_integer_value(json_object_get(e, "ts_ms")) >
                 1600000000000LL);
     e = json_array_get(j, 1);
-    assert_string_equal(str(e, "method"), "POST");
+    assert_string_equal(h_need_str(e, "method"), "POST");
     assert_int_equal(json_integer_value(
                          json_object_get(json_object_get(e, "body"), "limit")),
                      3);
     e = json_array_get(j, 2);
-    assert_string_equal(str(e, "query"), "suite_access_token=***");
-    assert_string_equal(str(json_object_get(e, "body"), "auth_corpid"), CORP1);
+    assert_string_equal(h_need_str(e, "query"), "suite_access_token=***");
+    assert_string_equal(h_need_str(json_object_get(e, "body"), "auth_corpid"),
+                        CORP1);
     json_decref(j);
 
-    j = jcall(Port, "GET", NULL, &st,
-              "/__mock/requests?path=/cgi-bin/user/list_id");
+    j = h_jcall(Port, "GET", NULL, &st,
+                "/__mock/requests?path=/cgi-bin/user/list_id");
     assert_int_equal(json_array_size(j), 1);
     json_decref(j);
     /* control calls are not API requests */
-    j = jcall(Port, "GET", NULL, &st, "/__mock/requests?path=/__mock/requests");
+    j = h_jcall(Port, "GET", NULL, &st,
+                "/__mock/requests?path=/__mock/requests");
     assert_int_equal(json_array_size(j), 0);
     json_decref(j);
 }
@@ -1594,13 +1523,13 @@ test_corps_listed(void **state)
     json_t *j;
 
     (void)state;
-    j = jcall(Port, "GET", NULL, &st, "/__mock/corps");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/corps");
     assert_int_equal(st, 200);
     assert_int_equal(json_array_size(j), 2);
-    assert_string_equal(str(json_array_get(j, 0), "corpid"), CORP1);
-    assert_string_equal(str(json_array_get(j, 1), "corpid"), CORP2);
+    assert_string_equal(h_need_str(json_array_get(j, 0), "corpid"), CORP1);
+    assert_string_equal(h_need_str(json_array_get(j, 1), "corpid"), CORP2);
     assert_non_null(
-        strstr(str(json_array_get(j, 1), "corp_name"), "模拟企业2"));
+        strstr(h_need_str(json_array_get(j, 1), "corp_name"), "模拟企业2"));
     json_decref(j);
 }
 
@@ -1611,17 +1540,17 @@ test_install_refuses_unknown(void **state)
     json_t *j;
 
     (void)state;
-    j = jcall(Port, "POST",
-              "{\"suite_id\":\"" SUITE_A "\",\"corpid\":\"wwnotgenerated\"}",
-              &st, "/__mock/install");
+    j = h_jcall(Port, "POST",
+                "{\"suite_id\":\"" SUITE_A "\",\"corpid\":\"wwnotgenerated\"}",
+                &st, "/__mock/install");
     assert_int_equal(st, 400);
     json_decref(j);
-    j = jcall(Port, "POST",
-              "{\"suite_id\":\"wwnope\",\"corpid\":\"" CORP1 "\"}", &st,
-              "/__mock/install");
+    j = h_jcall(Port, "POST",
+                "{\"suite_id\":\"wwnope\",\"corpid\":\"" CORP1 "\"}", &st,
+                "/__mock/install");
     assert_int_equal(st, 400);
     json_decref(j);
-    j = jcall(Port, "GET", NULL, &st, "/__mock/suite_ticket?suite_id=wwnope");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/suite_ticket?suite_id=wwnope");
     assert_int_equal(st, 404);
     json_decref(j);
 }
@@ -1642,9 +1571,9 @@ code_of(const struct sess *s, const char *method, const char *body,
     vsnprintf(pq, sizeof(pq), fmt, ap);
     va_end(ap);
     j = data(s, method, body, "%s", pq);
-    e = errcode(j);
+    e = h_errcode(j);
     if (e != 0)
-        assert_non_null(strstr(str(j, "errmsg"), "hint"));
+        assert_non_null(strstr(h_need_str(j, "errmsg"), "hint"));
     json_decref(j);
     return e;
 }
@@ -1657,7 +1586,7 @@ auth_agent(const struct sess *s, const char *corpid)
     json_t *a = json_array_get(
         json_object_get(json_object_get(j, "auth_info"), "agent"), 0);
 
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_incref(a);
     json_decref(j);
     return a;
@@ -1687,17 +1616,18 @@ records_of(const struct sess *s, const char *userid, char *ext, size_t ecap,
 
     post_ok("/__mock/leaky", "{\"leaky\":true}");
     j = data(s, "GET", NULL, "/cgi-bin/externalcontact/list?userid=%s", userid);
-    copy_str(ext, ecap,
-             json_string_value(
-                 json_array_get(json_object_get(j, "external_userid"), 0)));
+    h_copy_str(ext, ecap,
+               json_string_value(
+                   json_array_get(json_object_get(j, "external_userid"), 0)));
     json_decref(j);
     snprintf(body, sizeof(body),
              "{\"limit\":100,\"owner_filter\":{\"userid_list\":[\"%s\"]}}",
              userid);
     j = data(s, "POST", body, "/cgi-bin/externalcontact/groupchat/list");
-    copy_str(chat, ccap,
-             str(json_array_get(json_object_get(j, "group_chat_list"), 0),
-                 "chat_id"));
+    h_copy_str(
+        chat, ccap,
+        h_need_str(json_array_get(json_object_get(j, "group_chat_list"), 0),
+                   "chat_id"));
     json_decref(j);
     post_ok("/__mock/leaky", "{\"leaky\":false}");
 }
@@ -1710,7 +1640,7 @@ test_strict_is_the_default(void **state)
     long st;
 
     (void)state;
-    j = jcall(Port, "GET", NULL, &st, "/__mock/leaky");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/leaky");
     assert_int_equal(st, 200);
     assert_true(
         json_is_false(json_object_get(json_object_get(j, "leaky"), CORP1)));
@@ -1719,8 +1649,8 @@ test_strict_is_the_default(void **state)
     json_decref(j);
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00002");
-    assert_int_equal(errcode(j), 60011);
-    assert_non_null(strstr(str(j, "errmsg"), "no privilege to access"));
+    assert_int_equal(h_errcode(j), 60011);
+    assert_non_null(strstr(h_need_str(j, "errmsg"), "no privilege to access"));
     assert_null(json_object_get(j, "userid"));
     json_decref(j);
 }
@@ -1761,21 +1691,22 @@ test_list_id_needs_edit(void **state)
     json_array_foreach(json_object_get(j, "userlist"), i, r)
     {
         want += json_array_size(json_object_get(r, "department"));
-        json_object_set(opens, str(r, "open_userid"), json_true());
+        json_object_set(opens, h_need_str(r, "open_userid"), json_true());
     }
     json_decref(j);
     post_ok("/__mock/leaky", "{\"leaky\":false}");
     do {
         snprintf(body, sizeof(body), "{\"cursor\":\"%s\",\"limit\":9}", cursor);
         j = data(&s, "POST", body, "/cgi-bin/user/list_id");
-        assert_int_equal(errcode(j), 0);
+        assert_int_equal(h_errcode(j), 0);
         json_array_foreach(json_object_get(j, "dept_user"), i, r)
         {
             exact_keys(r, row_keys);
-            assert_non_null(json_object_get(opens, str(r, "open_userid")));
+            assert_non_null(
+                json_object_get(opens, h_need_str(r, "open_userid")));
         }
         got += json_array_size(json_object_get(j, "dept_user"));
-        copy_str(cursor, sizeof(cursor), str(j, "next_cursor"));
+        h_copy_str(cursor, sizeof(cursor), h_need_str(j, "next_cursor"));
         json_decref(j);
         assert_true(++pages < 100);
     } while (cursor[0] != '\0');
@@ -1937,7 +1868,7 @@ test_range_refusals(void **state)
         60011);
     j = data(&s, "GET", NULL, "/cgi-bin/externalcontact/get?external_userid=%s",
              ext2);
-    assert_int_equal(errcode(j), 60011);
+    assert_int_equal(h_errcode(j), 60011);
     /* WeCom keeps the empty members in this refusal */
     assert_int_equal(json_object_size(json_object_get(j, "external_contact")),
                      0);
@@ -1949,13 +1880,13 @@ test_range_refusals(void **state)
     /* per member: the rows of the member in range only */
     j = data(&s, "POST", "{\"userid_list\":[\"u00002\",\"u00001\"]}",
              "/cgi-bin/externalcontact/batch/get_by_user");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     assert_true(json_array_size(json_object_get(j, "external_contact_list")) >
                 0);
     json_array_foreach(json_object_get(j, "external_contact_list"), i, r)
     {
-        assert_string_equal(str(json_object_get(r, "follow_info"), "userid"),
-                            "u00001");
+        assert_string_equal(
+            h_need_str(json_object_get(r, "follow_info"), "userid"), "u00001");
     }
     json_decref(j);
     assert_int_equal(code_of(&s, "POST",
@@ -1975,7 +1906,7 @@ test_range_refusals(void **state)
              "/cgi-bin/externalcontact/groupchat/list");
     json_array_foreach(json_object_get(j, "group_chat_list"), i, r)
     {
-        assert_string_not_equal(str(r, "chat_id"), chat2);
+        assert_string_not_equal(h_need_str(r, "chat_id"), chat2);
     }
     json_decref(j);
 }
@@ -1995,19 +1926,20 @@ test_groupchat_list_too_wide(void **state)
     pid = h_mock_start(Dir, extra, &port);
     assert_true(pid > 0);
     sess_open(port, SUITE_A, SECRET_A, CORP1, &s);
-    j = jcall(port, "POST", "{\"corpid\":\"" CORP1 "\",\"allow_party\":[1]}",
-              &st, "/__mock/privilege");
+    j = h_jcall(port, "POST", "{\"corpid\":\"" CORP1 "\",\"allow_party\":[1]}",
+                &st, "/__mock/privilege");
     assert_int_equal(st, 200);
     json_decref(j);
-    j = jcall(port, "POST", "{\"limit\":10}", &st,
-              "/cgi-bin/externalcontact/groupchat/list?access_token=%s", s.ct);
-    assert_int_equal(errcode(j), 81017);
+    j = h_jcall(port, "POST", "{\"limit\":10}", &st,
+                "/cgi-bin/externalcontact/groupchat/list?access_token=%s",
+                s.ct);
+    assert_int_equal(h_errcode(j), 81017);
     json_decref(j);
-    j = jcall(port, "POST",
-              "{\"limit\":10,\"owner_filter\":{\"userid_list\":[\"u00001\"]}}",
-              &st, "/cgi-bin/externalcontact/groupchat/list?access_token=%s",
-              s.ct);
-    assert_int_equal(errcode(j), 0);
+    j = h_jcall(
+        port, "POST",
+        "{\"limit\":10,\"owner_filter\":{\"userid_list\":[\"u00001\"]}}", &st,
+        "/cgi-bin/externalcontact/groupchat/list?access_token=%s", s.ct);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     assert_int_equal(h_stop(pid, SIGTERM), 0);
 }
@@ -2029,7 +1961,7 @@ test_departments_in_range_or_all_with_corp_arch(void **state)
         /* no names for third-party apps: the id in their place */
         snprintf(id, sizeof(id), "%lld",
                  json_integer_value(json_object_get(d, "id")));
-        assert_string_equal(str(d, "name"), id);
+        assert_string_equal(h_need_str(d, "name"), id);
         assert_null(json_object_get(d, "name_en"));
         assert_null(json_object_get(d, "department_leader"));
         assert_int_not_equal(json_integer_value(json_object_get(d, "id")), 3);
@@ -2083,8 +2015,8 @@ test_read_only_user_shape(void **state)
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
     exact_keys(j, ro_user_keys);
-    assert_string_equal(str(j, "name"), "u00001");
-    assert_string_equal(str(j, "gender"), "0");
+    assert_string_equal(h_need_str(j, "name"), "u00001");
+    assert_string_equal(h_need_str(j, "gender"), "0");
     json_decref(j);
     /* member-sensitive permissions open OAuth, not user/get */
     post_ok("/__mock/permissions",
@@ -2099,7 +2031,7 @@ test_read_only_user_shape(void **state)
     assert_true(json_array_size(json_object_get(j, "userlist")) > 0);
     json_array_foreach(json_object_get(j, "userlist"), i, u)
     {
-        assert_string_equal(str(u, "name"), str(u, "userid"));
+        assert_string_equal(h_need_str(u, "name"), h_need_str(u, "userid"));
         assert_null(json_object_get(u, "mobile"));
         assert_null(json_object_get(u, "avatar"));
         assert_null(json_object_get(u, "position"));
@@ -2109,7 +2041,7 @@ test_read_only_user_shape(void **state)
     json_array_foreach(json_object_get(j, "userlist"), i, u)
     {
         exact_keys(u, simple_keys);
-        assert_string_equal(str(u, "name"), str(u, "userid"));
+        assert_string_equal(h_need_str(u, "name"), h_need_str(u, "userid"));
     }
     json_decref(j);
     j = data(&s, "GET", NULL, "/cgi-bin/tag/get?tagid=1");
@@ -2132,11 +2064,11 @@ test_contacts_app_user_shape(void **state)
     (void)state;
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
-    assert_string_not_equal(str(j, "name"), "u00001");
+    assert_string_not_equal(h_need_str(j, "name"), "u00001");
     assert_non_null(json_object_get(j, "position"));
     assert_non_null(json_object_get(j, "extattr"));
     assert_non_null(json_object_get(j, "is_leader_in_dept"));
-    assert_string_equal(str(j, "gender"), "0");
+    assert_string_equal(h_need_str(j, "gender"), "0");
     for (i = 0; i < sizeof(never) / sizeof(never[0]); i++)
         if (json_object_get(j, never[i]) != NULL)
             fail_msg("%s without its contact:sensitive permission", never[i]);
@@ -2148,7 +2080,7 @@ test_contacts_app_user_shape(void **state)
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
     assert_non_null(json_object_get(j, "mobile"));
     assert_non_null(json_object_get(j, "avatar"));
-    assert_string_not_equal(str(j, "gender"), "0");
+    assert_string_not_equal(h_need_str(j, "gender"), "0");
     assert_null(json_object_get(j, "email"));
     assert_null(json_object_get(j, "qr_code"));
     json_decref(j);
@@ -2252,13 +2184,13 @@ test_member_authorization(void **state)
     assert_int_equal(
         code_of(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001"), 60011);
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00005");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     assert_int_equal(json_array_size(json_object_get(j, "department")), 1);
     assert_int_equal(
         json_integer_value(json_array_get(json_object_get(j, "department"), 0)),
         1);
     assert_null(json_object_get(j, "order"));
-    copy_str(open5, sizeof(open5), str(j, "open_userid"));
+    h_copy_str(open5, sizeof(open5), h_need_str(j, "open_userid"));
     json_decref(j);
     j = data(&s, "GET", NULL, "/cgi-bin/user/simplelist?department_id=1");
     assert_int_equal(json_array_size(json_object_get(j, "userlist")), 2);
@@ -2271,30 +2203,30 @@ test_member_authorization(void **state)
     json_decref(j);
     /* two pages of one row of open_userid */
     j = data(&s, "POST", "{\"limit\":1}", "/cgi-bin/user/list_member_auth");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     r = json_array_get(json_object_get(j, "member_auth_list"), 0);
     exact_keys(
         r, (const char *const[]){"open_userid", "mock_internal_note", NULL});
-    assert_string_equal(str(r, "open_userid"), open5);
-    assert_string_not_equal(str(j, "next_cursor"), "");
+    assert_string_equal(h_need_str(r, "open_userid"), open5);
+    assert_string_not_equal(h_need_str(j, "next_cursor"), "");
     {
         char body[128];
 
         snprintf(body, sizeof(body), "{\"limit\":1,\"cursor\":\"%s\"}",
-                 str(j, "next_cursor"));
+                 h_need_str(j, "next_cursor"));
         json_decref(j);
         j = data(&s, "POST", body, "/cgi-bin/user/list_member_auth");
     }
     assert_int_equal(json_array_size(json_object_get(j, "member_auth_list")),
                      1);
-    assert_string_equal(str(j, "next_cursor"), "");
+    assert_string_equal(h_need_str(j, "next_cursor"), "");
     json_decref(j);
     /* the other reading of the unconfirmed shape */
     post_ok("/__mock/member_auth_shape", "{\"shape\":\"userid\"}");
     j = data(&s, "POST", "{}", "/cgi-bin/user/list_member_auth");
     r = json_array_get(json_object_get(j, "member_auth_list"), 1);
     exact_keys(r, (const char *const[]){"userid", "mock_internal_note", NULL});
-    assert_string_equal(str(r, "userid"), "u00007");
+    assert_string_equal(h_need_str(r, "userid"), "u00007");
     json_decref(j);
     assert_int_equal(code_of(&s, "POST", "{\"cursor\":\"bogus\"}",
                              "/cgi-bin/user/list_member_auth"),
@@ -2312,15 +2244,16 @@ test_admin_list(void **state)
     (void)state;
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     j = data(&s, "POST", "{}", "/cgi-bin/agent/get_admin_list");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     assert_int_equal(json_array_size(json_object_get(j, "admin")), 1);
     a = json_array_get(json_object_get(j, "admin"), 0);
     exact_keys(
         a, (const char *const[]){"userid", "open_userid", "auth_type", NULL});
-    assert_string_equal(str(a, "userid"), "u00001");
+    assert_string_equal(h_need_str(a, "userid"), "u00001");
     assert_int_equal(json_integer_value(json_object_get(a, "auth_type")), 1);
     u = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
-    assert_string_equal(str(a, "open_userid"), str(u, "open_userid"));
+    assert_string_equal(h_need_str(a, "open_userid"),
+                        h_need_str(u, "open_userid"));
     json_decref(u);
     json_decref(j);
     post_ok("/__mock/admins",
@@ -2330,7 +2263,7 @@ test_admin_list(void **state)
              "/cgi-bin/agent/get_admin_list");
     assert_int_equal(json_array_size(json_object_get(j, "admin")), 2);
     a = json_array_get(json_object_get(j, "admin"), 0);
-    assert_string_equal(str(a, "userid"), "u00002");
+    assert_string_equal(h_need_str(a, "userid"), "u00002");
     assert_int_equal(json_integer_value(json_object_get(a, "auth_type")), 0);
     a = json_array_get(json_object_get(j, "admin"), 1);
     assert_int_equal(json_integer_value(json_object_get(a, "auth_type")), 1);
@@ -2426,7 +2359,7 @@ test_leaky_per_corp_and_global(void **state)
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s1);
     sess_open(Port, SUITE_A, SECRET_A, CORP2, &s2);
     post_ok("/__mock/leaky", "{\"corpid\":\"" CORP2 "\",\"leaky\":true}");
-    j = jcall(Port, "GET", NULL, &st, "/__mock/leaky");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/leaky");
     assert_true(
         json_is_false(json_object_get(json_object_get(j, "leaky"), CORP1)));
     assert_true(
@@ -2436,13 +2369,13 @@ test_leaky_per_corp_and_global(void **state)
         code_of(&s1, "GET", NULL, "/cgi-bin/user/get?userid=u00002"), 60011);
     /* leaky: outside the range, every field, the real name */
     j = data(&s2, "GET", NULL, "/cgi-bin/user/get?userid=u00002");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     assert_non_null(json_object_get(j, "mobile"));
     assert_non_null(json_object_get(j, "email"));
-    assert_string_not_equal(str(j, "name"), "u00002");
+    assert_string_not_equal(h_need_str(j, "name"), "u00002");
     json_decref(j);
     j = data(&s2, "POST", "{\"limit\":1}", "/cgi-bin/user/list_id");
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     assert_non_null(json_object_get(
         json_array_get(json_object_get(j, "dept_user"), 0), "userid"));
     json_decref(j);
@@ -2471,14 +2404,14 @@ test_leaky_flag(void **state)
     (void)state;
     pid = h_mock_start(Dir, extra, &port);
     assert_true(pid > 0);
-    j = jcall(port, "GET", NULL, &st, "/__mock/leaky");
+    j = h_jcall(port, "GET", NULL, &st, "/__mock/leaky");
     assert_true(
         json_is_true(json_object_get(json_object_get(j, "leaky"), CORP1)));
     json_decref(j);
     sess_open(port, SUITE_A, SECRET_A, CORP1, &s);
-    j = jcall(port, "GET", NULL, &st,
-              "/cgi-bin/user/get?userid=u00002&access_token=%s", s.ct);
-    assert_int_equal(errcode(j), 0);
+    j = h_jcall(port, "GET", NULL, &st,
+                "/cgi-bin/user/get?userid=u00002&access_token=%s", s.ct);
+    assert_int_equal(h_errcode(j), 0);
     assert_non_null(json_object_get(j, "mobile"));
     json_decref(j);
     assert_int_equal(h_stop(pid, SIGTERM), 0);
@@ -2543,13 +2476,13 @@ test_latency(void **state)
     (void)state;
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     post_ok("/__mock/latency", "{\"ms\":400}");
-    j = jcall(Port, "GET", NULL, &st, "/__mock/latency");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/latency");
     assert_int_equal(json_integer_value(json_object_get(j, "ms")), 400);
     json_decref(j);
     t0 = h_now_ms();
     j = data(&s, "GET", NULL, "/cgi-bin/user/get?userid=u00001");
     t = h_now_ms() - t0;
-    assert_int_equal(errcode(j), 0);
+    assert_int_equal(h_errcode(j), 0);
     json_decref(j);
     if (t < 390)
         fail_msg("an API reply came after %ld ms", t);
@@ -2560,7 +2493,7 @@ test_latency(void **state)
     assert_true(h_now_ms() - t0 >= 390);
     /* control calls do not */
     t0 = h_now_ms();
-    j = jcall(Port, "GET", NULL, &st, "/__mock/latency");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/latency");
     json_decref(j);
     assert_true(h_now_ms() - t0 < 390);
     /* the loop keeps serving: five at once take far less than five times */
@@ -2578,12 +2511,12 @@ test_latency(void **state)
     /* from the command line */
     pid = h_mock_start(Dir, extra, &port);
     assert_true(pid > 0);
-    j = jcall(port, "GET", NULL, &st, "/__mock/latency");
+    j = h_jcall(port, "GET", NULL, &st, "/__mock/latency");
     assert_int_equal(json_integer_value(json_object_get(j, "ms")), 250);
     json_decref(j);
     t0 = h_now_ms();
-    j = jcall(port, "GET", NULL, &st, "/cgi-bin/tag/list?access_token=nope");
-    assert_int_equal(errcode(j), 40014);
+    j = h_jcall(port, "GET", NULL, &st, "/cgi-bin/tag/list?access_token=nope");
+    assert_int_equal(h_errcode(j), 40014);
     json_decref(j);
     assert_true(h_now_ms() - t0 >= 240);
     assert_int_equal(h_stop(pid, SIGTERM), 0);
@@ -2654,10 +2587,10 @@ test_grant_controls_refuse_hostile_input(void **state)
     (void)state;
     sess_open(Port, SUITE_A, SECRET_A, CORP1, &s);
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        j = jcall(Port, "POST", bad[i].body, &st, "%s", bad[i].path);
+        j = h_jcall(Port, "POST", bad[i].body, &st, "%s", bad[i].path);
         if (st != 400)
             fail_msg("%s %s: HTTP %ld", bad[i].path, bad[i].body, st);
-        assert_int_equal(errcode(j), -1);
+        assert_int_equal(h_errcode(j), -1);
         json_decref(j);
     }
     /* too many admins */
@@ -2667,21 +2600,21 @@ test_grant_controls_refuse_hostile_input(void **state)
         o += (size_t)snprintf(big + o, sizeof(big) - o,
                               "%s{\"userid\":\"u00001\"}", i ? "," : "");
     snprintf(big + o, sizeof(big) - o, "]}");
-    j = jcall(Port, "POST", big, &st, "/__mock/admins");
+    j = h_jcall(Port, "POST", big, &st, "/__mock/admins");
     assert_int_equal(st, 400);
     json_decref(j);
     /* wrong methods */
-    j = jcall(Port, "DELETE", NULL, &st, "/__mock/leaky");
+    j = h_jcall(Port, "DELETE", NULL, &st, "/__mock/leaky");
     assert_int_equal(st, 400);
     json_decref(j);
-    j = jcall(Port, "GET", NULL, &st, "/__mock/auth_mode");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/auth_mode");
     assert_int_equal(st, 400);
     json_decref(j);
     /* nothing changed */
-    j = jcall(Port, "GET", NULL, &st, "/__mock/latency");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/latency");
     assert_int_equal(json_integer_value(json_object_get(j, "ms")), 0);
     json_decref(j);
-    j = jcall(Port, "GET", NULL, &st, "/__mock/leaky");
+    j = h_jcall(Port, "GET", NULL, &st, "/__mock/leaky");
     assert_true(
         json_is_false(json_object_get(json_object_get(j, "leaky"), CORP1)));
     json_decref(j);
@@ -2735,25 +2668,26 @@ test_userdetail_needs_sensitive_permissions(void **state)
         memcpy(code, p, strcspn(p, "&"));
         code[strcspn(p, "&")] = '\0';
         free(loc);
-        j = jcall(Port, "GET", NULL, &st,
-                  "/cgi-bin/service/auth/getuserinfo3rd?suite_access_token=%s&"
-                  "code=%s",
-                  sat, code);
+        j = h_jcall(
+            Port, "GET", NULL, &st,
+            "/cgi-bin/service/auth/getuserinfo3rd?suite_access_token=%s&"
+            "code=%s",
+            sat, code);
         snprintf(body, sizeof(body), "{\"user_ticket\":\"%s\"}",
-                 str(j, "user_ticket"));
+                 h_need_str(j, "user_ticket"));
         json_decref(j);
-        j = jcall(
+        j = h_jcall(
             Port, "POST", body, &st,
             "/cgi-bin/service/auth/getuserdetail3rd?suite_access_token=%s",
             sat);
-        assert_int_equal(errcode(j), 0);
-        assert_string_equal(str(j, "name"), "u00001");
+        assert_int_equal(h_errcode(j), 0);
+        assert_string_equal(h_need_str(j, "name"), "u00001");
         if (round == 0) {
-            assert_string_equal(str(j, "gender"), "0");
+            assert_string_equal(h_need_str(j, "gender"), "0");
             assert_null(json_object_get(j, "avatar"));
             assert_null(json_object_get(j, "qr_code"));
         } else {
-            assert_string_not_equal(str(j, "gender"), "0");
+            assert_string_not_equal(h_need_str(j, "gender"), "0");
             assert_non_null(json_object_get(j, "avatar"));
             assert_null(json_object_get(j, "qr_code"));
         }
@@ -2771,10 +2705,10 @@ user_list_bytes(int port)
     char *out = NULL;
 
     sess_open(port, SUITE_A, SECRET_A, CORP1, &s);
-    assert_int_equal(raw(port, "GET", NULL, &out,
-                         "/cgi-bin/user/list?access_token=%s&department_id=1"
-                         "&fetch_child=1",
-                         s.ct),
+    assert_int_equal(h_rawf(port, "GET", NULL, &out,
+                            "/cgi-bin/user/list?access_token=%s&department_id=1"
+                            "&fetch_child=1",
+                            s.ct),
                      200);
     return out;
 }

@@ -55,22 +55,10 @@ setup(void **state)
     tc_init(&H, MockPort);
     tc_push_ticket(S1);
     {
-        const char *argv[] = {"bin/brokerctl", "-c",  H.conf,   "--json",
-                              "service",       "add", "reader", "--scopes",
-                              "contacts.read", NULL};
-        char *out = NULL;
-        json_error_t e;
-        json_t *v;
+        char *secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
 
-        if (h_run(argv, &out) != 0)
-            return -1;
-        v = json_loads(out, 0, &e);
-        free(out);
-        if (json_string_value(json_object_get(v, "secret")) == NULL)
-            return -1;
-        snprintf(Secret, sizeof(Secret), "%s",
-                 json_string_value(json_object_get(v, "secret")));
-        json_decref(v);
+        snprintf(Secret, sizeof(Secret), "%s", secret);
+        free(secret);
     }
     return 0;
 }
@@ -142,37 +130,6 @@ field_is(void *arg)
 
     free(v);
     return ok;
-}
-
-/* The errcode the service gets for user/get of userid in corp. */
-static long
-service_user_get(const char *corp, const char *userid)
-{
-    char path[600], *url, *body = NULL;
-    json_error_t e;
-    json_t *v;
-    long code;
-
-    snprintf(path, sizeof(path), "/cgi-bin/gettoken?corpid=%s&corpsecret=%s",
-             corp, Secret);
-    url = h_int_url(&H, path);
-    assert_int_equal(h_http("GET", url, NULL, 0, &body), 200);
-    free(url);
-    v = json_loads(body, 0, &e);
-    free(body);
-    assert_non_null(json_string_value(json_object_get(v, "access_token")));
-    snprintf(path, sizeof(path), "/cgi-bin/user/get?access_token=%s&userid=%s",
-             json_string_value(json_object_get(v, "access_token")), userid);
-    json_decref(v);
-    url = h_int_url(&H, path);
-    body = NULL;
-    assert_int_equal(h_http("GET", url, NULL, 0, &body), 200);
-    free(url);
-    v = json_loads(body, 0, &e);
-    free(body);
-    code = (long)json_integer_value(json_object_get(v, "errcode"));
-    json_decref(v);
-    return code;
 }
 
 /* Events of info_type that ended with result, per the metrics. */
@@ -296,20 +253,6 @@ join(const json_t *a, char *buf, size_t len)
     }
 }
 
-static size_t
-calls_to(const char *path)
-{
-    char p[256];
-    json_t *v;
-    size_t n;
-
-    snprintf(p, sizeof(p), "/__mock/requests?path=%s", path);
-    v = h_sim_json(MockPort, "GET", p, NULL);
-    n = json_array_size(v);
-    json_decref(v);
-    return n;
-}
-
 /*---- agent/get_admin_list ----*/
 
 /* An app the members authorized has no admin list: WeCom's reply leaves
@@ -364,7 +307,7 @@ test_update_tag_lists(void **state)
     /* the default grant: allow_party [2], allow_user [u00003],
      * allow_tag [1] */
     install(c);
-    assert_int_equal(service_user_get(c, "u00003"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
     v = dir_field(c, "tags", "1");
     assert_non_null(v);
     tag = json_loads(v, 0, NULL);
@@ -376,11 +319,11 @@ test_update_tag_lists(void **state)
     /* every member and department leaves the tag */
     contact_change(c, del, 4);
     expect_tag(c, "1", "{\"users\":[],\"parties\":[]}");
-    assert_int_equal(service_user_get(c, "u00003"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
     /* a tag the directory did not hold */
     contact_change(c, add, 3);
     expect_tag(c, "3", "{\"users\":[\"u00009\"],\"parties\":[]}");
-    assert_int_equal(service_user_get(c, "u00003"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
 }
 
 /* Which ids a third-party app's change_contact carries is not documented:
@@ -406,7 +349,7 @@ test_member_named_by_open_userid(void **state)
     assert_string_equal(v, "2");
     free(v);
     assert_null(dir_field(c, "users", ""));
-    assert_int_equal(service_user_get(c, "u00003"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
     contact_change(c, move, 4);
     v = dir_field(c, "users", "woNewMember0001");
     assert_non_null(v);
@@ -414,7 +357,7 @@ test_member_named_by_open_userid(void **state)
     free(v);
     contact_change(c, gone, 2);
     assert_null(dir_field(c, "users", "woNewMember0001"));
-    assert_int_equal(service_user_get(c, "u00003"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
 }
 
 /* A change the directory cannot apply (no member id, a malformed
@@ -433,14 +376,14 @@ test_unreadable_change_syncs_again(void **state)
     install(c);
     h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
     contact_change(c, no_id, 2);
-    assert_int_equal(calls_to("/cgi-bin/service/get_auth_info"), 1);
-    assert_true(calls_to("/cgi-bin/department/simplelist") >= 1);
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_auth_info", NULL), 1);
+    assert_true(tc_mock_count("/cgi-bin/department/simplelist", NULL) >= 1);
     assert_null(dir_field(c, "users", ""));
-    assert_int_equal(service_user_get(c, "u00003"), 0);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
     h_sim_ok(MockPort, "DELETE", "/__mock/requests", NULL);
     contact_change(c, bad_depts, 3);
-    assert_int_equal(calls_to("/cgi-bin/service/get_auth_info"), 1);
-    assert_int_equal(service_user_get(c, "u00003"), 0);
+    assert_int_equal(tc_mock_count("/cgi-bin/service/get_auth_info", NULL), 1);
+    assert_int_equal(tc_user_get_errcode(Secret, c, "u00003"), 0);
     tc_wait_status(S1, c, "active", 1000);
 }
 

@@ -816,6 +816,8 @@ test_reload_keeps_map_of_request_in_flight(void **state)
 
         _exit(st > 0 ? 0 : 1);
     }
+    /* pacing: a request stalled on the stopped Redis shows nowhere outside
+     * the broker; this lets it arrive before the reload */
     usleep(300000);
     from = h_file_size(H.log);
     log = reload_log();
