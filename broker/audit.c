@@ -148,8 +148,8 @@ put_escaped(char *buf, size_t len, size_t *o, const char *s)
 }
 
 size_t
-audit_json_line(long long at_ms, const char *const *kv, size_t nkv,
-                char *buf, size_t len)
+audit_json_line(long long at_ms, const char *const *kv, size_t nkv, char *buf,
+                size_t len)
 {
     size_t o = 0, i, k;
     int n;
@@ -210,8 +210,7 @@ on_xadd(enum brk_err err, struct redisReply *r, void *arg)
 }
 
 static void
-write_file(struct audit *a, const char *req, const char *const *kv,
-           size_t nkv)
+write_file(struct audit *a, const char *req, const char *const *kv, size_t nkv)
 {
     char line[LINE_MAX_BYTES];
     size_t n = audit_json_line(brk_wall_ms(), kv, nkv, line, sizeof(line));
@@ -236,8 +235,9 @@ write_file(struct audit *a, const char *req, const char *const *kv,
                 "audit_file %s: entry not written (%s); the Redis trail "
                 "keeps it",
                 a->path,
-                n == 0 ? "entry too large" : w < 0 ? strerror(errno)
-                                                   : "short write");
+                n == 0  ? "entry too large"
+                : w < 0 ? strerror(errno)
+                        : "short write");
     }
 }
 

@@ -67,8 +67,8 @@ struct breq {
     struct query *q;
     char state[OAUTH_STATE_LEN + 1];
     char id[OAUTH_ID_LEN + 1];
-    char *ret;        /* return URL (owned) */
-    char *cstate;     /* caller's state (owned) */
+    char *ret;    /* return URL (owned) */
+    char *cstate; /* caller's state (owned) */
     char scope[24];
     char corp[80];
     char userid[80];
@@ -112,11 +112,21 @@ html_escape(struct dynbuf *d, const char *s)
 
     for (; *s; s++) {
         switch (*s) {
-        case '<': e = "&lt;"; break;
-        case '>': e = "&gt;"; break;
-        case '&': e = "&amp;"; break;
-        case '"': e = "&quot;"; break;
-        case '\'': e = "&#39;"; break;
+        case '<':
+            e = "&lt;";
+            break;
+        case '>':
+            e = "&gt;";
+            break;
+        case '&':
+            e = "&amp;";
+            break;
+        case '"':
+            e = "&quot;";
+            break;
+        case '\'':
+            e = "&#39;";
+            break;
         default:
             c[0] = *s;
             e = c;
@@ -129,9 +139,8 @@ html_escape(struct dynbuf *d, const char *s)
 }
 
 /* A small page; for refusals, status 400 and a one-line reason. */
-static void
-page(struct breq *q, int status, const char *title, const char *fmt, ...)
-    BRK_PRINTF(4, 5);
+static void page(struct breq *q, int status, const char *title, const char *fmt,
+                 ...) BRK_PRINTF(4, 5);
 
 static void
 page(struct breq *q, int status, const char *title, const char *fmt, ...)
@@ -148,8 +157,8 @@ page(struct breq *q, int status, const char *title, const char *fmt, ...)
                 q->r->route, status, msg);
         metrics_inc(METRICS_CALLBACK_REJECTIONS,
                     metrics_labels(labels, sizeof(labels), "suite",
-                                   q->su->conf->suite_id, "reason",
-                                   q->r->route, NULL));
+                                   q->su->conf->suite_id, "reason", q->r->route,
+                                   NULL));
     }
     dynbuf_init(&d, 16384);
     if (dynbuf_add_str(&d, "<!doctype html><meta charset=utf-8><title>") ||
@@ -157,8 +166,8 @@ page(struct breq *q, int status, const char *title, const char *fmt, ...)
         html_escape(&d, title) || dynbuf_add_str(&d, "</h1><p>") ||
         html_escape(&d, msg) || dynbuf_add_str(&d, "</p>\n"))
         dynbuf_free(&d); /* an empty page still carries the status */
-    httpd_reply(q->r, status, "text/html; charset=utf-8",
-                d.buf ? d.buf : "", d.buf ? d.len : 0);
+    httpd_reply(q->r, status, "text/html; charset=utf-8", d.buf ? d.buf : "",
+                d.buf ? d.len : 0);
     dynbuf_free(&d);
     breq_free(q);
 }
@@ -305,10 +314,10 @@ state_keys(struct breq *q, char *hkey, char *zkey)
     char what[80];
 
     snprintf(what, sizeof(what), "oauth:state:%s", q->id);
-    if (keys_suite(hkey, KEYS_MAX, q->b->cfg->key_prefix,
-                   q->su->conf->suite_id, what) ||
-        keys_suite(zkey, KEYS_MAX, q->b->cfg->key_prefix,
-                   q->su->conf->suite_id, "oauth:live"))
+    if (keys_suite(hkey, KEYS_MAX, q->b->cfg->key_prefix, q->su->conf->suite_id,
+                   what) ||
+        keys_suite(zkey, KEYS_MAX, q->b->cfg->key_prefix, q->su->conf->suite_id,
+                   "oauth:live"))
         return BRK_ERR_TOOBIG;
     return BRK_OK;
 }
@@ -445,7 +454,8 @@ on_install_saved(struct breq *q, struct redisReply *r)
         return;
     }
     codec_pct_encode(done, enc_done);
-    if (dynbuf_printf(&u, "%s%csuite_id=%s&pre_auth_code=", cfg->wecom_install_url,
+    if (dynbuf_printf(&u,
+                      "%s%csuite_id=%s&pre_auth_code=", cfg->wecom_install_url,
                       strchr(cfg->wecom_install_url, '?') ? '&' : '?',
                       q->su->conf->suite_id)) {
         brk_free(enc_done);
@@ -497,16 +507,15 @@ on_session_info(const struct wecom_api_result *res, void *arg)
     const char *argv[5];
 
     if (res->err) {
-        page(q, 502, "WeCom is not answering",
-             "set_session_info failed (%s)", brk_strerror(res->err));
+        page(q, 502, "WeCom is not answering", "set_session_info failed (%s)",
+             brk_strerror(res->err));
         return;
     }
     if (keys_suite(key, sizeof(key), q->b->cfg->key_prefix,
                    q->su->conf->suite_id, "preauth") ||
-        keys_seal_ctx(ctx, sizeof(ctx), key, "code") ||
-        !q->su->dk_loaded ||
-        keyring_seal(q->su->dk, ctx, q->pre_auth, strlen(q->pre_auth),
-                     &sealed, NULL)) {
+        keys_seal_ctx(ctx, sizeof(ctx), key, "code") || !q->su->dk_loaded ||
+        keyring_seal(q->su->dk, ctx, q->pre_auth, strlen(q->pre_auth), &sealed,
+                     NULL)) {
         install_redirect(q); /* usable, just not cached */
         return;
     }
@@ -533,13 +542,13 @@ on_pre_auth_code(const struct wecom_api_result *res, void *arg)
 
     code = json_string_value(json_object_get(res->body, "pre_auth_code"));
     if (res->err || code == NULL || strlen(code) > 512) {
-        page(q, 502, "WeCom is not answering",
-             "no pre_auth_code (%s)", brk_strerror(res->err));
+        page(q, 502, "WeCom is not answering", "no pre_auth_code (%s)",
+             brk_strerror(res->err));
         return;
     }
     q->pre_auth = brk_strdup(code);
-    q->expires_in = (long)json_integer_value(
-        json_object_get(res->body, "expires_in"));
+    q->expires_in =
+        (long)json_integer_value(json_object_get(res->body, "expires_in"));
     req = json_pack("{s:s, s:{s:i}}", "pre_auth_code", code, "session_info",
                     "auth_type", q->su->conf->auth_type);
     body = req ? json_dumps(req, JSON_COMPACT) : NULL;
@@ -555,8 +564,8 @@ on_pre_auth_code(const struct wecom_api_result *res, void *arg)
     snprintf(path, sizeof(q->stok) + 80,
              "/cgi-bin/service/set_session_info?suite_access_token=%s",
              q->stok);
-    err = wecom_api_call(q->b->api, "POST", path, body, NULL, on_session_info,
-                         q);
+    err =
+        wecom_api_call(q->b->api, "POST", path, body, NULL, on_session_info, q);
     free(body);
     brk_free_secret_str(path);
     if (err)
@@ -571,16 +580,15 @@ on_suite_token_install(enum brk_err err, const char *token, long errcode,
     char path[1700];
 
     if (err || strlen(token) > 512) {
-        page(q, 502, "WeCom is not answering",
-             "no suite token (%s, %ld)", brk_strerror(err), errcode);
+        page(q, 502, "WeCom is not answering", "no suite token (%s, %ld)",
+             brk_strerror(err), errcode);
         return;
     }
     codec_pct_encode(token, q->stok); /* kept for set_session_info */
     snprintf(path, sizeof(path),
              "/cgi-bin/service/get_pre_auth_code?suite_access_token=%s",
              q->stok);
-    if (wecom_api_call(q->b->api, "GET", path, NULL, NULL, on_pre_auth_code,
-                       q))
+    if (wecom_api_call(q->b->api, "GET", path, NULL, NULL, on_pre_auth_code, q))
         page(q, 503, "Try again", "cannot call WeCom");
     brk_wipe(path, sizeof(path));
 }
@@ -752,8 +760,9 @@ take_state(struct breq *q, const char *flow, breq_step *next)
         state_keys(q, hkey, zkey) || client_states_key(q, "", ckey) ||
         keys_suite(bkey, sizeof(bkey), q->b->cfg->key_prefix,
                    q->su->conf->suite_id, what)) {
-        page(q, 400, "Refused", "the state is missing, forged or of another "
-                                "flow");
+        page(q, 400, "Refused",
+             "the state is missing, forged or of another "
+             "flow");
         return;
     }
     argv[0] = "EVAL";
@@ -815,14 +824,16 @@ static void
 authorize(struct breq *q)
 {
     int bad = 0;
-    const char *scope = param(q, "scope", &bad), *ret = param(q, "return", &bad);
+    const char *scope = param(q, "scope", &bad),
+               *ret = param(q, "return", &bad);
     const char *cs = param(q, "state", &bad);
     const char *pairs[6];
 
     if (bad || scope == NULL ||
         (strcmp(scope, "snsapi_base") && strcmp(scope, "snsapi_privateinfo"))) {
-        page(q, 400, "Refused", "scope must be snsapi_base or "
-                                "snsapi_privateinfo, once");
+        page(q, 400, "Refused",
+             "scope must be snsapi_base or "
+             "snsapi_privateinfo, once");
         return;
     }
     if (!return_ok(q, ret)) {
@@ -863,8 +874,9 @@ on_login_saved(struct breq *q, struct redisReply *r)
     char url[OAUTH_RETURN_MAX + 512], params[512];
 
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
-        page(q, 400, "Refused", "the app is not installed in this "
-                                "enterprise");
+        page(q, 400, "Refused",
+             "the app is not installed in this "
+             "enterprise");
         return;
     }
     snprintf(params, sizeof(params), "code=%s&corpid=%s%s%s", l->code, q->corp,
@@ -889,8 +901,8 @@ save_login(struct breq *q)
     char *detail = NULL;
     struct record_oauth_code cr;
     const char *argv[16];
-    long life = q->expires_in > 0 && q->expires_in < 86400 ? q->expires_in
-                                                            : 1800;
+    long life =
+        q->expires_in > 0 && q->expires_in < 86400 ? q->expires_in : 1800;
 
     l = brk_calloc(1, sizeof(*l));
     if (l == NULL || service_token_new(l->code) ||
@@ -920,10 +932,9 @@ save_login(struct breq *q)
         keys_tenant(tkey, sizeof(tkey), q->b->cfg->key_prefix, q->corp,
                     q->su->conf->suite_id))
         goto fail;
-    if (detail != NULL &&
-        (keys_seal_ctx(ctx, sizeof(ctx), kdetail, "fields") ||
-         keyring_seal(q->tdk, ctx, detail, strlen(detail), &sealed_detail,
-                      NULL)))
+    if (detail != NULL && (keys_seal_ctx(ctx, sizeof(ctx), kdetail, "fields") ||
+                           keyring_seal(q->tdk, ctx, detail, strlen(detail),
+                                        &sealed_detail, NULL)))
         goto fail;
     snprintf(ttl, sizeof(ttl), "%d", BROWSER_CODE_TTL);
     snprintf(exp, sizeof(exp), "%lld", brk_wall_ms() / 1000 + life);
@@ -971,8 +982,9 @@ on_tdk(enum brk_err err, const unsigned char *dk, void *arg)
     struct breq *q = arg;
 
     if (err) {
-        page(q, 400, "Refused", "the app is not installed in this "
-                                "enterprise");
+        page(q, 400, "Refused",
+             "the app is not installed in this "
+             "enterprise");
         return;
     }
     memcpy(q->tdk, dk, KEYRING_KEY_LEN);
@@ -988,8 +1000,7 @@ load_tdk(struct breq *q)
         page(q, 400, "Refused", "bad corp");
         return;
     }
-    snprintf(ctx, sizeof(ctx), "tenant:%s:%s", q->su->conf->suite_id,
-             q->corp);
+    snprintf(ctx, sizeof(ctx), "tenant:%s:%s", q->su->conf->suite_id, q->corp);
     if (datakey_load(q->b->st, q->b->kr, key, ctx, 0, on_tdk, q))
         page(q, 503, "Try again", "the store is unavailable");
 }
@@ -1000,8 +1011,9 @@ on_detail(const struct wecom_api_result *res, void *arg)
     struct breq *q = arg;
 
     if (res->err) {
-        page(q, 400, "Refused", "WeCom did not release the member's "
-                                "details (%s)",
+        page(q, 400, "Refused",
+             "WeCom did not release the member's "
+             "details (%s)",
              brk_strerror(res->err));
         return;
     }
@@ -1131,8 +1143,7 @@ on_oauth_state(struct breq *q, struct redisReply *r)
         page(q, 503, "Try again", "out of memory");
         return;
     }
-    if (tokens_suite(q->b->tok, q->su->conf->suite_id, on_suite_token_oauth,
-                     q))
+    if (tokens_suite(q->b->tok, q->su->conf->suite_id, on_suite_token_oauth, q))
         page(q, 503, "Try again", "no suite token");
 }
 

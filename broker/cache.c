@@ -11,8 +11,8 @@ struct centry {
     void *value;
     long long at;
     unsigned hash;
-    struct centry *chain;           /* bucket chain */
-    struct centry *older, *newer;   /* insertion order */
+    struct centry *chain;         /* bucket chain */
+    struct centry *older, *newer; /* insertion order */
 };
 
 struct cache {

@@ -42,11 +42,9 @@ struct callback {
 /* InfoTypes that go to the event stream; anything else is acknowledged,
  * logged and counted only. */
 static const char *const queued_types[] = {
-    "create_auth",          "change_auth",
-    "cancel_auth",          "reset_permanent_code",
-    "change_contact",       "change_external_contact",
-    "change_external_chat", "change_external_tag",
-    "corp_arch_auth",
+    "create_auth",          "change_auth",         "cancel_auth",
+    "reset_permanent_code", "change_contact",      "change_external_contact",
+    "change_external_chat", "change_external_tag", "corp_arch_auth",
 };
 
 /* State of one POST waiting for Redis. */
@@ -81,9 +79,8 @@ known_type(const char *t)
 
 /*---- Replies ----*/
 
-static void
-reject(struct httpd_req *r, const char *suite, int status,
-       const char *reason, const char *fmt, ...) BRK_PRINTF(5, 6);
+static void reject(struct httpd_req *r, const char *suite, int status,
+                   const char *reason, const char *fmt, ...) BRK_PRINTF(5, 6);
 
 /*
  * Refuse a request: one log line naming the reason, one metric, and a
@@ -418,12 +415,11 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
     if (err || reply->type != REDIS_REPLY_INTEGER) {
         metrics_inc(METRICS_REDIS_ERRORS,
                     metrics_labels(labels, sizeof(labels), "kind",
-                                   err == BRK_ERR_TIMEOUT ? "timeout"
-                                                          : "error",
+                                   err == BRK_ERR_TIMEOUT ? "timeout" : "error",
                                    NULL));
         reject(r, suite, 503, "store_unavailable",
-               "event not stored (%s%s%s); WeCom will retry",
-               brk_strerror(err), reply && reply->str ? ": " : "",
+               "event not stored (%s%s%s); WeCom will retry", brk_strerror(err),
+               reply && reply->str ? ": " : "",
                reply && reply->str ? reply->str : "");
         goto out;
     }
@@ -445,8 +441,8 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
                 metrics_labels(labels, sizeof(labels), "suite", suite,
                                "info_type", p->info_type, "result", result,
                                NULL));
-    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s",
-            result, suite, p->info_type);
+    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s", result,
+            suite, p->info_type);
     clock_gettime(CLOCK_MONOTONIC, &now);
     secs = (double)(now.tv_sec - r->start.tv_sec) +
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
@@ -457,8 +453,7 @@ out:
 }
 
 static int
-send_or_503(struct httpd_req *r, struct pending *p, int argc,
-            const char **argv)
+send_or_503(struct httpd_req *r, struct pending *p, int argc, const char **argv)
 {
     enum brk_err err;
 
@@ -491,8 +486,7 @@ store_ticket(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     /* bound to its key name, so a sealed ticket cannot be replayed under
      * another suite */
     if (!err)
-        err = keyring_seal(su->dk, key, ticket, strlen(ticket), &sealed,
-                           NULL);
+        err = keyring_seal(su->dk, key, ticket, strlen(ticket), &sealed, NULL);
     p = err ? NULL : brk_calloc(1, sizeof(*p));
     if (p == NULL) {
         reject(r, su->conf->suite_id, 503, "internal",

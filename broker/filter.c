@@ -1134,9 +1134,8 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
         size_t i, m = len < NAME_LEN - 1 ? len : NAME_LEN - 1;
 
         for (i = 0; i < m; i++)
-            f->lastkey[i] = key[i] > ' ' && key[i] < 0x7f && key[i] != ','
-                                ? key[i]
-                                : '?';
+            f->lastkey[i] =
+                key[i] > ' ' && key[i] < 0x7f && key[i] != ',' ? key[i] : '?';
         f->lastkey[m] = '\0';
     }
     t->kchild = c;

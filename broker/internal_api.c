@@ -36,8 +36,7 @@ readyz(struct httpd_req *r, const struct internal_api *api)
     if (api->audit != NULL && !audit_file_ok(api->audit))
         reasons[n++] = "audit_file not writable";
     dynbuf_init(&d, 4096);
-    if (dynbuf_printf(&d, "{\"ready\":%s,\"reasons\":[",
-                      n ? "false" : "true"))
+    if (dynbuf_printf(&d, "{\"ready\":%s,\"reasons\":[", n ? "false" : "true"))
         goto fail;
     for (i = 0; i < n; i++)
         if (dynbuf_printf(&d, "%s\"%s\"", i ? "," : "", reasons[i]))
@@ -64,8 +63,7 @@ metrics(struct httpd_req *r, const struct internal_api *api)
         httpd_reply_text(r, 500, "metrics unavailable\n");
         return;
     }
-    httpd_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", body,
-                len);
+    httpd_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
     brk_free(body);
 }
 

@@ -6,8 +6,8 @@
 
 #include "keys.h"
 
-static enum brk_err
-fmt(char *out, size_t len, const char *f, ...) BRK_PRINTF(3, 4);
+static enum brk_err fmt(char *out, size_t len, const char *f, ...)
+    BRK_PRINTF(3, 4);
 
 static enum brk_err
 fmt(char *out, size_t len, const char *f, ...)
@@ -30,15 +30,13 @@ keys_suite_dk(char *out, size_t len, const char *prefix, const char *suite)
 }
 
 enum brk_err
-keys_suite_ticket(char *out, size_t len, const char *prefix,
-                  const char *suite)
+keys_suite_ticket(char *out, size_t len, const char *prefix, const char *suite)
 {
     return fmt(out, len, "%s{%s}:ticket", prefix, suite);
 }
 
 enum brk_err
-keys_suite_events(char *out, size_t len, const char *prefix,
-                  const char *suite)
+keys_suite_events(char *out, size_t len, const char *prefix, const char *suite)
 {
     return fmt(out, len, "%s{%s}:events", prefix, suite);
 }
@@ -123,8 +121,7 @@ keys_service(char *out, size_t len, const char *prefix, const char *id,
 }
 
 enum brk_err
-keys_service_name(char *out, size_t len, const char *prefix,
-                  const char *name)
+keys_service_name(char *out, size_t len, const char *prefix, const char *name)
 {
     return fmt(out, len, "%ssvcname:%s", prefix, name);
 }

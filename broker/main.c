@@ -496,10 +496,10 @@ on_ticket_at(enum brk_err err, struct redisReply *r, void *arg)
 
     if (!err) {
         at = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
-        metrics_set(METRICS_TICKET_AGE,
-                    metrics_labels(labels, sizeof(labels), "suite", t->suite,
-                                   NULL),
-                    at < 0 ? -1.0 : (double)(brk_wall_ms() / 1000 - at));
+        metrics_set(
+            METRICS_TICKET_AGE,
+            metrics_labels(labels, sizeof(labels), "suite", t->suite, NULL),
+            at < 0 ? -1.0 : (double)(brk_wall_ms() / 1000 - at));
     }
     brk_free(t);
 }
@@ -530,15 +530,13 @@ on_housekeeping(evutil_socket_t fd, short what, void *arg)
         return;
     for (i = 0; i < d->cfg->nsuites; i++) {
         t = brk_calloc(1, sizeof(*t));
-        if (t == NULL ||
-            keys_suite_ticket(key, sizeof(key), d->cfg->key_prefix,
-                              d->cfg->suites[i].suite_id)) {
+        if (t == NULL || keys_suite_ticket(key, sizeof(key), d->cfg->key_prefix,
+                                           d->cfg->suites[i].suite_id)) {
             brk_free(t);
             continue;
         }
         t->d = d;
-        snprintf(t->suite, sizeof(t->suite), "%s",
-                 d->cfg->suites[i].suite_id);
+        snprintf(t->suite, sizeof(t->suite), "%s", d->cfg->suites[i].suite_id);
         argv[0] = "HGET";
         argv[1] = key;
         argv[2] = "at";

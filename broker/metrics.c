@@ -48,8 +48,7 @@ static const struct {
                                "(stored, stale)."},
     [METRICS_REDIS_UP] = {"wecom_broker_redis_up", T_GAUGE,
                           "1 while the Redis connection answers."},
-    [METRICS_REDIS_CONNECTS] = {"wecom_broker_redis_connects_total",
-                                T_COUNTER,
+    [METRICS_REDIS_CONNECTS] = {"wecom_broker_redis_connects_total", T_COUNTER,
                                 "Redis connections established."},
     [METRICS_REDIS_ERRORS] = {"wecom_broker_redis_errors_total", T_COUNTER,
                               "Redis commands that failed, by kind."},
@@ -59,8 +58,7 @@ static const struct {
                                  T_COUNTER,
                                  "Upstream token fetches, by kind (suite, "
                                  "corp) and result."},
-    [METRICS_UPSTREAM_CALLS] = {"wecom_broker_upstream_calls_total",
-                                T_COUNTER,
+    [METRICS_UPSTREAM_CALLS] = {"wecom_broker_upstream_calls_total", T_COUNTER,
                                 "WeCom API calls, by API and result."},
     [METRICS_EVENTS] = {"wecom_broker_events_total", T_COUNTER,
                         "Queued callbacks processed by the workers, by "
@@ -217,8 +215,7 @@ metrics_labels(char *buf, size_t len, ...)
             v = "";
         if (o + strlen(k) + 4 >= len)
             break;
-        o += (size_t)snprintf(buf + o, len - o, "%s%s=\"", first ? "" : ",",
-                              k);
+        o += (size_t)snprintf(buf + o, len - o, "%s%s=\"", first ? "" : ",", k);
         first = 0;
         for (; *v && o + 4 < len; v++) {
             if (*v == '"' || *v == '\\') {

@@ -46,9 +46,9 @@
 #include "visible_range.h"
 #include "wecom_api.h"
 
-#define MAX_PARAMS      32
-#define CACHE_ENTRIES   100000
-#define MAX_SUITES_TRY  16
+#define MAX_PARAMS     32
+#define CACHE_ENTRIES  100000
+#define MAX_SUITES_TRY 16
 
 /* A narrowed range shared by the cache and requests in flight. */
 struct range_ref {
@@ -90,7 +90,7 @@ struct preq {
     json_t *body;
     char path[256];
     int post;
-    int oauth;         /* 1 getuserinfo, 2 getuserdetail */
+    int oauth; /* 1 getuserinfo, 2 getuserdetail */
     unsigned char tdk[KEYRING_KEY_LEN];
     /* who */
     struct record_service *svc;
@@ -462,12 +462,12 @@ load_tenant(struct preq *q, preq_step *next)
     if (l == NULL ||
         keys_tenant(keys[0], sizeof(keys[0]), cfg->key_prefix, q->tr.corp,
                     q->tr.suite) ||
-        keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix,
-                        q->tr.corp, q->tr.suite, "dir:parents") ||
-        keys_tenant_sub(keys[2], sizeof(keys[2]), cfg->key_prefix,
-                        q->tr.corp, q->tr.suite, "dir:users") ||
-        keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix,
-                        q->tr.corp, q->tr.suite, "dir:tags")) {
+        keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "dir:parents") ||
+        keys_tenant_sub(keys[2], sizeof(keys[2]), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "dir:users") ||
+        keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "dir:tags")) {
         brk_free(l);
         brk_free(w);
         reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
@@ -585,7 +585,8 @@ on_gettoken(enum brk_err err, struct redisReply *r, void *arg)
 static void
 issue_token(struct preq *q)
 {
-    char cur[KEYS_MAX], toks[KEYS_MAX], ttoks[KEYS_MAX], btok[KEYS_MAX], what[200];
+    char cur[KEYS_MAX], toks[KEYS_MAX], ttoks[KEYS_MAX], btok[KEYS_MAX],
+        what[200];
     char now[24], ttl[24], reuse[24], gen[24];
     char nonce[33], token[SERVICE_TOKEN_LEN + 1], h[65];
     unsigned char rnd[16];
@@ -612,8 +613,7 @@ issue_token(struct preq *q)
                         q->tr.suite, what) ||
         keys_tenant_sub(ttoks, sizeof(ttoks), cfg->key_prefix, q->tr.corp,
                         q->tr.suite, "btoks") ||
-        keys_service(toks, sizeof(toks), cfg->key_prefix, q->svc->id,
-                     "toks") ||
+        keys_service(toks, sizeof(toks), cfg->key_prefix, q->svc->id, "toks") ||
         keys_btoken(btok, sizeof(btok), cfg->key_prefix, h)) {
         reply_error(q, ERRCODE_UNAVAILABLE, "key names too long");
         return;
@@ -904,8 +904,7 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
              q->upstream_qs && q->upstream_qs[0] ? "&" : "",
              q->upstream_qs ? q->upstream_qs : "");
     q->seen = 0;
-    err = filter_new(&q->ep->root, &q->grant, in_range, q, NULL,
-                     &q->filter);
+    err = filter_new(&q->ep->root, &q->grant, in_range, q, NULL, &q->filter);
     if (!err)
         err =
             wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url,
@@ -977,9 +976,8 @@ subject_ok(const struct preq *q, enum scope_param_kind kind, const json_t *v)
         return 0;
     switch (kind) {
     case SCOPE_P_MEMBER:
-        return json_is_string(v) &&
-               vrange_has_member(r, json_string_value(v),
-                                 json_string_length(v));
+        return json_is_string(v) && vrange_has_member(r, json_string_value(v),
+                                                      json_string_length(v));
     case SCOPE_P_DEPARTMENT:
         return json_is_integer(v) &&
                vrange_has_department(r, (long)json_integer_value(v));
@@ -989,11 +987,10 @@ subject_ok(const struct preq *q, enum scope_param_kind kind, const json_t *v)
     case SCOPE_P_MEMBER_LIST:
         if (!json_is_array(v))
             return 0;
-        json_array_foreach(v, i, e)
-            if (!json_is_string(e) ||
-                !vrange_has_member(r, json_string_value(e),
-                                   json_string_length(e)))
-                return 0;
+        json_array_foreach(
+            v, i, e) if (!json_is_string(e) ||
+                         !vrange_has_member(r, json_string_value(e),
+                                            json_string_length(e))) return 0;
         return 1;
     default:
         /* customers and chats: decided on the reply (follow users, owner) */
@@ -1089,8 +1086,7 @@ check_query(struct preq *q)
     }
     for (i = 0; i < q->ep->nparams; i++)
         if (q->ep->params[i].required &&
-            query_count(q->q, q->ep->params[i].name) == 0 &&
-            !q->post) {
+            query_count(q->q, q->ep->params[i].name) == 0 && !q->post) {
             dynbuf_free(&qs);
             reply_error(q, ERRCODE_INVALID_PARAMETER,
                         "invalid parameter: %s missing", q->ep->params[i].name);
@@ -1124,9 +1120,7 @@ type_matches(enum scope_type t, const json_t *v)
 
         if (!json_is_array(v))
             return 0;
-        json_array_foreach(v, i, e)
-            if (!json_is_string(e))
-                return 0;
+        json_array_foreach(v, i, e) if (!json_is_string(e)) return 0;
         return 1;
     }
     }
@@ -1248,8 +1242,7 @@ effective_range(struct preq *q)
         q->range = q->ten->range;
         return BRK_OK;
     }
-    snprintf(key, sizeof(key), "%s %s %s", q->tr.suite, q->tr.corp,
-             q->svc->id);
+    snprintf(key, sizeof(key), "%s %s %s", q->tr.suite, q->tr.corp, q->svc->id);
     ref = cache_get(q->p->ranges, key, brk_mono_ms());
     if (ref != NULL) {
         q->narrowed = range_ref(ref);
@@ -1288,7 +1281,7 @@ node_set(struct scope_node *n, const char *name, enum scope_type t,
 {
     n->name = brk_strdup(name);
     n->type = t;
-    n->perm = strcmp(perm, "always") == 0 ? SCOPE_PERM_ALWAYS
+    n->perm = strcmp(perm, "always") == 0  ? SCOPE_PERM_ALWAYS
               : strcmp(perm, "never") == 0 ? SCOPE_PERM_NEVER
                                            : scope_perm_id(perm);
     if (n->perm < 0)
@@ -1442,8 +1435,8 @@ static void
 on_ticket(enum brk_err err, struct redisReply *r, void *arg)
 {
     struct preq *q = arg;
-    const char *ticket = json_string_value(json_object_get(q->body,
-                                                           "user_ticket"));
+    const char *ticket =
+        json_string_value(json_object_get(q->body, "user_ticket"));
     char key[KEYS_MAX], ctx[KEYS_MAX + 8], *fields = NULL;
     size_t len = 0;
     struct scope_node *root = detail_root();
@@ -1783,8 +1776,7 @@ proxy_handle(struct httpd_req *r, void *arg)
     }
     /* undeclared paths and write APIs are refused before anything else */
     q->ep = scope_map_find(q->scopes, q->path);
-    if (q->ep == NULL ||
-        strcmp(q->ep->method, q->post ? "POST" : "GET") != 0) {
+    if (q->ep == NULL || strcmp(q->ep->method, q->post ? "POST" : "GET") != 0) {
         q->ep = NULL;
         reply_error(q, ERRCODE_API_FORBIDDEN,
                     "api forbidden: not declared in scopes");
@@ -1792,8 +1784,8 @@ proxy_handle(struct httpd_req *r, void *arg)
     }
     if (q->post) {
         blen = httpd_body_len(r);
-        q->body = blen ? json_loadb(httpd_body(r), blen,
-                                    JSON_REJECT_DUPLICATES, &jerr)
+        q->body = blen ? json_loadb(httpd_body(r), blen, JSON_REJECT_DUPLICATES,
+                                    &jerr)
                        : json_object();
         if (!json_is_object(q->body)) {
             reply_error(q, ERRCODE_INVALID_PARAMETER,

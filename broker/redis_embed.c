@@ -19,7 +19,7 @@
 #include "redis_embed.h"
 
 struct redis_embed {
-    pid_t pid;      /* 0 once reaped */
+    pid_t pid; /* 0 once reaped */
     int lock_fd;
     char sock[256];
 };
@@ -49,20 +49,30 @@ ping(const char *sock)
 }
 
 static void
-child_exec(const char *dir, const char *sock, const char *logfile,
-           pid_t parent)
+child_exec(const char *dir, const char *sock, const char *logfile, pid_t parent)
 {
-    const char *argv[] = {"redis-server",   "--port",
-                          "0",              "--unixsocket",
-                          sock,             "--unixsocketperm",
-                          "700",            "--dir",
-                          dir,              "--appendonly",
-                          "yes",            "--appendfsync",
-                          "everysec",       "--save",
-                          "",               "--daemonize",
-                          "no",             "--logfile",
-                          logfile,          "--protected-mode",
-                          "yes",            NULL};
+    const char *argv[] = {"redis-server",
+                          "--port",
+                          "0",
+                          "--unixsocket",
+                          sock,
+                          "--unixsocketperm",
+                          "700",
+                          "--dir",
+                          dir,
+                          "--appendonly",
+                          "yes",
+                          "--appendfsync",
+                          "everysec",
+                          "--save",
+                          "",
+                          "--daemonize",
+                          "no",
+                          "--logfile",
+                          logfile,
+                          "--protected-mode",
+                          "yes",
+                          NULL};
     sigset_t none;
 
     /* die with the broker, even when it is killed with SIGKILL; SIGTERM
@@ -85,9 +95,8 @@ child_exec(const char *dir, const char *sock, const char *logfile,
  * BRK_ERR_IO, BRK_ERR_TIMEOUT, BRK_ERR_NOMEM.
  */
 enum brk_err
-redis_embed_start(const char *state_dir, long wait_ms,
-                  struct redis_embed **out, char **url,
-                  struct brk_errinfo *info)
+redis_embed_start(const char *state_dir, long wait_ms, struct redis_embed **out,
+                  char **url, struct brk_errinfo *info)
 {
     struct redis_embed *re = NULL;
     char lockpath[512], logfile[512], urlbuf[300];

@@ -23,8 +23,8 @@ service_name_ok(const char *name)
             return 0;
         if (!((*name >= 'a' && *name <= 'z') ||
               (*name >= 'A' && *name <= 'Z') ||
-              (*name >= '0' && *name <= '9') || *name == '_' ||
-              *name == '.' || *name == '-'))
+              (*name >= '0' && *name <= '9') || *name == '_' || *name == '.' ||
+              *name == '-'))
             return 0;
     }
     return n > 0;
@@ -100,8 +100,7 @@ service_credentials_new(char *id, char *secret, char *salt, char *hash)
 }
 
 enum brk_err
-service_secret_split(const char *s, char *id, const char **secret,
-                     size_t *len)
+service_secret_split(const char *s, char *id, const char **secret, size_t *len)
 {
     const char *dot = strchr(s, '.');
     size_t i, n;

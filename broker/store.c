@@ -46,7 +46,7 @@ struct store {
     struct event *ping_timer;
     store_state_cb *state_cb;
     void *state_arg;
-    char *sub_channel;      /* subscriber connections only */
+    char *sub_channel; /* subscriber connections only */
     store_message_cb *sub_cb;
     void *sub_arg;
 };
@@ -366,8 +366,7 @@ on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
     } else if (strcmp(reply->element[0]->str, "message") == 0 &&
                reply->element[2]->type == REDIS_REPLY_STRING &&
                s->sub_cb != NULL) {
-        s->sub_cb(reply->element[2]->str, reply->element[2]->len,
-                  s->sub_arg);
+        s->sub_cb(reply->element[2]->str, reply->element[2]->len, s->sub_arg);
     }
 }
 

@@ -39,11 +39,11 @@ load_key(struct suite_rt *su)
                         su->conf->suite_id);
     snprintf(ctx, sizeof(ctx), "suite:%s", su->conf->suite_id);
     if (!err)
-        err = datakey_load(su->owner->st, su->owner->kr, key, ctx, 1, on_key,
-                           su);
+        err =
+            datakey_load(su->owner->st, su->owner->kr, key, ctx, 1, on_key, su);
     if (err) {
-        log_warn("suite %s: cannot load data key now: %s",
-                 su->conf->suite_id, brk_strerror(err));
+        log_warn("suite %s: cannot load data key now: %s", su->conf->suite_id,
+                 brk_strerror(err));
         return;
     }
     su->dk_loading = 1;
@@ -96,8 +96,8 @@ suites_find(struct suites *s, const char *suite_id)
  * BRK_ERR_NOMEM.
  */
 enum brk_err
-suites_new(const struct config *cfg, const struct keyring *kr,
-           struct store *st, struct suites **out)
+suites_new(const struct config *cfg, const struct keyring *kr, struct store *st,
+           struct suites **out)
 {
     struct suites *s;
     enum brk_err err = BRK_OK;
@@ -117,9 +117,9 @@ suites_new(const struct config *cfg, const struct keyring *kr,
     for (i = 0; i < cfg->nsuites; i++) {
         s->v[i].owner = s;
         s->v[i].conf = &cfg->suites[i];
-        err = wecom_crypto_new(cfg->suites[i].token,
-                               cfg->suites[i].encoding_aes_key,
-                               &s->v[i].crypto);
+        err =
+            wecom_crypto_new(cfg->suites[i].token,
+                             cfg->suites[i].encoding_aes_key, &s->v[i].crypto);
         if (err) {
             log_error("suite %s: unusable token or encoding_aes_key: %s",
                       cfg->suites[i].suite_id, brk_strerror(err));

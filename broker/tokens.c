@@ -30,9 +30,9 @@
 #include "tokens.h"
 #include "wecom_api.h"
 
-#define POLL_MS      100
-#define WAIT_MAX_MS  (TOKENS_LOCK_MS + 5000)
-#define TOKEN_MAX    2048
+#define POLL_MS     100
+#define WAIT_MAX_MS (TOKENS_LOCK_MS + 5000)
+#define TOKEN_MAX   2048
 
 enum tok_kind { TOK_SUITE, TOK_CORP };
 
@@ -47,20 +47,20 @@ struct tok_entry {
     enum tok_kind kind;
     char suite[80];
     char corp[80];
-    char key[KEYS_MAX];  /* token hash: tok (sealed), exp (ms), fp */
+    char key[KEYS_MAX]; /* token hash: tok (sealed), exp (ms), fp */
     char lock[KEYS_MAX];
     char *token;         /* cached plaintext */
     long long exp_ms;    /* wall-clock expiry */
     long long cached_ms; /* monotonic time it was cached */
     struct waiter *waiters;
-    int busy;            /* a refresh chain is running */
+    int busy; /* a refresh chain is running */
     int have_lock;
     int suite_retried;
     long long wait_until;
     char fence[33];
     unsigned char dk[KEYRING_KEY_LEN]; /* tenant data key (corp) */
     int dk_ok;
-    char *suite_token;   /* corp chain: the suite token used */
+    char *suite_token; /* corp chain: the suite token used */
     struct event *timer;
     struct tok_entry *next;
 };
@@ -165,10 +165,9 @@ static void
 fail(struct tok_entry *e, enum brk_err err, long errcode, const char *why)
 {
 
-    log_warn("%s token for %s%s%s not available: %s (%s%s%ld)",
-             kind_name(e), e->suite, e->kind == TOK_CORP ? "/" : "",
-             e->corp, why, brk_strerror(err), errcode ? ", errcode " : "",
-             errcode);
+    log_warn("%s token for %s%s%s not available: %s (%s%s%ld)", kind_name(e),
+             e->suite, e->kind == TOK_CORP ? "/" : "", e->corp, why,
+             brk_strerror(err), errcode ? ", errcode " : "", errcode);
     count_refresh(e, "error");
     release_lock(e);
     deliver(e, err, errcode);
@@ -246,7 +245,7 @@ open_token(struct tok_entry *e, const unsigned char *dk, const char *sealed,
     size_t ptlen;
 
     return keyring_open(dk, e->key, sealed, len, out, &ptlen) == BRK_OK ? 0
-                                                                         : -1;
+                                                                        : -1;
 }
 
 static void try_lock(struct tok_entry *e);
@@ -262,8 +261,7 @@ on_miss(struct tok_entry *e)
 }
 
 static void
-use_stored(struct tok_entry *e, const char *sealed, size_t len,
-           long long exp)
+use_stored(struct tok_entry *e, const char *sealed, size_t len, long long exp)
 {
     struct suite_rt *su;
     char *tok = NULL;
@@ -446,8 +444,8 @@ on_written(enum brk_err err, struct redisReply *r, void *arg)
     struct tok_entry *e = w->e;
 
     if (err)
-        log_warn("%s token for %s: fetched but not stored (%s)",
-                 kind_name(e), e->suite, brk_strerror(err));
+        log_warn("%s token for %s: fetched but not stored (%s)", kind_name(e),
+                 e->suite, brk_strerror(err));
     else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
         log_warn("%s token for %s: refresh lock expired before the write; "
                  "token used here only",
@@ -590,8 +588,8 @@ fetch_suite(struct tok_entry *e)
     const char *argv[] = {"HGET", tkey, "ticket"};
     enum brk_err err;
 
-    err = keys_suite_ticket(tkey, sizeof(tkey), e->t->cfg->key_prefix,
-                            e->suite);
+    err =
+        keys_suite_ticket(tkey, sizeof(tkey), e->t->cfg->key_prefix, e->suite);
     if (!err)
         err = store_cmd_argv(e->t->st, on_ticket, e, 3, argv, NULL);
     if (err)
@@ -607,8 +605,7 @@ on_corp_token_api(const struct wecom_api_result *res, void *arg)
     json_t *tok, *exp;
 
     if (res->err == BRK_ERR_WECOM &&
-        (res->errcode == 40082 || res->errcode == 42009) &&
-        !e->suite_retried) {
+        (res->errcode == 40082 || res->errcode == 42009) && !e->suite_retried) {
         /* the suite token went bad: forget it and try once more */
         e->suite_retried = 1;
         tokens_suite_rejected(e->t, e->suite, e->suite_token);
@@ -803,12 +800,11 @@ get_entry(struct tokens *t, enum tok_kind kind, const char *suite,
             err = keys_suite(e->lock, sizeof(e->lock), t->cfg->key_prefix,
                              suite, "lock:token");
     } else {
-        err = keys_tenant_sub(e->key, sizeof(e->key), t->cfg->key_prefix,
-                              corp, suite, "token");
+        err = keys_tenant_sub(e->key, sizeof(e->key), t->cfg->key_prefix, corp,
+                              suite, "token");
         if (!err)
-            err = keys_tenant_sub(e->lock, sizeof(e->lock),
-                                  t->cfg->key_prefix, corp, suite,
-                                  "lock:token");
+            err = keys_tenant_sub(e->lock, sizeof(e->lock), t->cfg->key_prefix,
+                                  corp, suite, "lock:token");
     }
     e->timer = err ? NULL : evtimer_new(t->base, on_timer, e);
     if (e->timer == NULL) {
@@ -894,15 +890,14 @@ rejected(struct tokens *t, enum tok_kind kind, const char *suite,
 }
 
 void
-tokens_corp_rejected(struct tokens *t, const char *suite_id,
-                     const char *corpid, const char *token)
+tokens_corp_rejected(struct tokens *t, const char *suite_id, const char *corpid,
+                     const char *token)
 {
     rejected(t, TOK_CORP, suite_id, corpid, token);
 }
 
 void
-tokens_suite_rejected(struct tokens *t, const char *suite_id,
-                      const char *token)
+tokens_suite_rejected(struct tokens *t, const char *suite_id, const char *token)
 {
     rejected(t, TOK_SUITE, suite_id, "", token);
 }
@@ -917,8 +912,7 @@ tokens_drop_cache(struct tokens *t)
 }
 
 void
-tokens_forget_tenant(struct tokens *t, const char *suite_id,
-                     const char *corpid)
+tokens_forget_tenant(struct tokens *t, const char *suite_id, const char *corpid)
 {
     struct tok_entry *e = find_entry(t, TOK_CORP, suite_id, corpid);
 

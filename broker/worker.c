@@ -378,7 +378,7 @@ on_api(const struct wecom_api_result *res, void *arg)
     char labels[160];
 
     j->api_on_wecom = NULL;
-    job_budget_report(j, res->err == BRK_OK            ? 0
+    job_budget_report(j, res->err == BRK_OK          ? 0
                          : res->err == BRK_ERR_WECOM ? res->errcode
                                                      : -1);
     metrics_inc(METRICS_UPSTREAM_CALLS,
@@ -473,8 +473,9 @@ on_job_budget(enum budget_result res, void *arg)
 
     if (res != BUDGET_OK) {
         /* background work waits for the budget: a retry, not a refusal */
-        job_fail(j, BRK_ERR_WECOM, budget_errcode(res), "%s: upstream budget %s",
-                 j->api_name, budget_result_name(res));
+        job_fail(j, BRK_ERR_WECOM, budget_errcode(res),
+                 "%s: upstream budget %s", j->api_name,
+                 budget_result_name(res));
         return;
     }
     j->api_budgeted = 1;
@@ -491,11 +492,10 @@ api_with_token(struct job *j)
     if (j->api_tok == TOK_CORP_Q && j->w->budget != NULL) {
         /* corp calls draw on the tenant's shared budget (half of it at
          * most for background work) */
-        err = budget_take(j->w->budget, j->corp, j->api_name,
-                          BUDGET_BACKGROUND, on_job_budget, j);
+        err = budget_take(j->w->budget, j->corp, j->api_name, BUDGET_BACKGROUND,
+                          on_job_budget, j);
         if (err)
-            job_fail(j, err, 0, "%s: upstream budget unavailable",
-                     j->api_name);
+            job_fail(j, err, 0, "%s: upstream budget unavailable", j->api_name);
         return;
     }
     if (j->api_tok == TOK_CORP_Q)
@@ -855,8 +855,8 @@ seal_field(struct job *j, const char *field, const char *value, char **out)
 /* A call waits this long when the budget is spent or WeCom says it is
  * busy, at most this many times (about three minutes): a large tenant's
  * sync spans several budget windows instead of failing in the first. */
-#define SYNC_WAIT_MS    1000
-#define SYNC_WAITS_MAX  180
+#define SYNC_WAIT_MS   1000
+#define SYNC_WAITS_MAX 180
 
 static void finish_grant(struct job *j);
 static void sync_pump(struct job *j);
@@ -961,12 +961,12 @@ on_sync_api(const struct wecom_api_result *res, void *arg)
     char labels[160], why[200];
     enum brk_err err;
 
-    sync_budget_report(c, res->err == BRK_OK            ? 0
+    sync_budget_report(c, res->err == BRK_OK          ? 0
                           : res->err == BRK_ERR_WECOM ? res->errcode
                                                       : -1);
     metrics_inc(METRICS_UPSTREAM_CALLS,
-                metrics_labels(labels, sizeof(labels), "api", c->api,
-                               "result", brk_strerror(res->err), NULL));
+                metrics_labels(labels, sizeof(labels), "api", c->api, "result",
+                               brk_strerror(res->err), NULL));
     if (res->err == BRK_ERR_SHUTDOWN) {
         j->sync_shutdown = 1;
         sync_call_free(c);
@@ -1065,8 +1065,8 @@ sync_call_token(struct sync_call *c)
 {
     enum brk_err err;
 
-    err = tokens_corp(c->j->w->tok, suite_id(c->j), c->j->corp, on_sync_token,
-                      c);
+    err =
+        tokens_corp(c->j->w->tok, suite_id(c->j), c->j->corp, on_sync_token, c);
     if (err) {
         struct job *j = c->j;
 
@@ -1127,8 +1127,7 @@ sync_pump(struct job *j)
     struct dirsync_call call;
     struct sync_call *c;
 
-    while (j->sync_err == BRK_OK &&
-           j->sync_inflight < DIRSYNC_MAX_INFLIGHT &&
+    while (j->sync_err == BRK_OK && j->sync_inflight < DIRSYNC_MAX_INFLIGHT &&
            dirsync_next(j->sync, &call) == BRK_OK) {
         c = brk_calloc(1, sizeof(*c));
         if (c != NULL) {
@@ -1190,8 +1189,9 @@ dir_sync(struct job *j)
     j->sync_inflight = 0;
     err = dirsync_new(agent, j->permissions, &j->sync);
     if (err) {
-        job_fail(j, err, 0, "directory sync: the grant cannot be planned "
-                            "(get_auth_info without an agent?)");
+        job_fail(j, err, 0,
+                 "directory sync: the grant cannot be planned "
+                 "(get_auth_info without an agent?)");
         return;
     }
     sync_pump(j);
@@ -1613,8 +1613,8 @@ state_of(const struct redisReply *r, const char **status, long long *ets,
 }
 
 /*
- * Gate an event on the tenant's state (SCRIPT_TENANT_STATE_READ's reply): 0 to go on;
- * otherwise the job has been ended (stale, not a tenant, or failed).
+ * Gate an event on the tenant's state (SCRIPT_TENANT_STATE_READ's reply): 0 to
+ * go on; otherwise the job has been ended (stale, not a tenant, or failed).
  */
 static int
 tenant_gate(struct job *j, const struct redisReply *r)
@@ -2121,11 +2121,10 @@ purge_scan(struct job *j)
     char pattern[KEYS_MAX];
     const char *argv[6];
 
-    if (j->purge_budget ? keys_budget_pattern(pattern, sizeof(pattern),
-                                              prefix(j), j->corp)
-                        : keys_tenant_pattern(pattern, sizeof(pattern),
-                                              prefix(j), j->corp,
-                                              suite_id(j))) {
+    if (j->purge_budget
+            ? keys_budget_pattern(pattern, sizeof(pattern), prefix(j), j->corp)
+            : keys_tenant_pattern(pattern, sizeof(pattern), prefix(j), j->corp,
+                                  suite_id(j))) {
         job_reject(j, "key names too long");
         return;
     }

@@ -22,32 +22,32 @@
 enum brk_err {
     BRK_OK = 0,
     BRK_ERR_NOMEM,
-    BRK_ERR_INVAL,     /* malformed input */
-    BRK_ERR_TOOBIG,    /* input over a configured bound */
-    BRK_ERR_IO,        /* file or socket error; errno is meaningful */
-    BRK_ERR_CONFIG,    /* configuration rejected */
-    BRK_ERR_STORE,     /* Redis unavailable or replied with an error */
-    BRK_ERR_TIMEOUT,   /* an operation passed its deadline */
-    BRK_ERR_NOTFOUND,  /* the looked-up thing does not exist */
-    BRK_ERR_CRYPTO,    /* sealing, unwrapping or a key failed */
-    BRK_ERR_SHUTDOWN,  /* the operation was abandoned at exit */
-    BRK_ERR_UPSTREAM,          /* WeCom unreachable (connect/transport) */
-    BRK_ERR_UPSTREAM_TIMEOUT,  /* WeCom did not answer in time */
-    BRK_ERR_UPSTREAM_BAD,      /* WeCom answered something that is not the
-                                  expected JSON (or an HTTP error status) */
-    BRK_ERR_UPSTREAM_TOOBIG,   /* WeCom's body passed upstream_max_body */
-    BRK_ERR_WECOM,             /* WeCom answered with a non-zero errcode */
-    BRK_ERR_WX_SIGNATURE,  /* -40001 ValidateSignatureError */
-    BRK_ERR_WX_PARSE_XML,  /* -40002 ParseXmlError */
-    BRK_ERR_WX_COMPUTE_SIG, /* -40003 ComputeSignatureError */
-    BRK_ERR_WX_AES_KEY,    /* -40004 IllegalAesKey */
-    BRK_ERR_WX_RECEIVEID,  /* -40005 ValidateCorpidError */
-    BRK_ERR_WX_ENCRYPT,    /* -40006 EncryptAESError */
-    BRK_ERR_WX_DECRYPT,    /* -40007 DecryptAESError */
-    BRK_ERR_WX_BUFFER,     /* -40008 IllegalBuffer */
-    BRK_ERR_WX_ENCODE_B64, /* -40009 EncodeBase64Error */
-    BRK_ERR_WX_DECODE_B64, /* -40010 DecodeBase64Error */
-    BRK_ERR_WX_GEN_XML,    /* -40011 GenReturnXmlError */
+    BRK_ERR_INVAL,            /* malformed input */
+    BRK_ERR_TOOBIG,           /* input over a configured bound */
+    BRK_ERR_IO,               /* file or socket error; errno is meaningful */
+    BRK_ERR_CONFIG,           /* configuration rejected */
+    BRK_ERR_STORE,            /* Redis unavailable or replied with an error */
+    BRK_ERR_TIMEOUT,          /* an operation passed its deadline */
+    BRK_ERR_NOTFOUND,         /* the looked-up thing does not exist */
+    BRK_ERR_CRYPTO,           /* sealing, unwrapping or a key failed */
+    BRK_ERR_SHUTDOWN,         /* the operation was abandoned at exit */
+    BRK_ERR_UPSTREAM,         /* WeCom unreachable (connect/transport) */
+    BRK_ERR_UPSTREAM_TIMEOUT, /* WeCom did not answer in time */
+    BRK_ERR_UPSTREAM_BAD,     /* WeCom answered something that is not the
+                                 expected JSON (or an HTTP error status) */
+    BRK_ERR_UPSTREAM_TOOBIG,  /* WeCom's body passed upstream_max_body */
+    BRK_ERR_WECOM,            /* WeCom answered with a non-zero errcode */
+    BRK_ERR_WX_SIGNATURE,     /* -40001 ValidateSignatureError */
+    BRK_ERR_WX_PARSE_XML,     /* -40002 ParseXmlError */
+    BRK_ERR_WX_COMPUTE_SIG,   /* -40003 ComputeSignatureError */
+    BRK_ERR_WX_AES_KEY,       /* -40004 IllegalAesKey */
+    BRK_ERR_WX_RECEIVEID,     /* -40005 ValidateCorpidError */
+    BRK_ERR_WX_ENCRYPT,       /* -40006 EncryptAESError */
+    BRK_ERR_WX_DECRYPT,       /* -40007 DecryptAESError */
+    BRK_ERR_WX_BUFFER,        /* -40008 IllegalBuffer */
+    BRK_ERR_WX_ENCODE_B64,    /* -40009 EncodeBase64Error */
+    BRK_ERR_WX_DECODE_B64,    /* -40010 DecodeBase64Error */
+    BRK_ERR_WX_GEN_XML,       /* -40011 GenReturnXmlError */
     BRK_ERR__COUNT
 };
 

@@ -44,8 +44,7 @@ struct browser;
  * Owned: browser_free. */
 enum brk_err browser_new(const struct config *cfg, const struct keyring *kr,
                          struct store *st, struct tokens *tok,
-                         struct wecom_api *api,
-                         struct browser **out) BRK_WUR;
+                         struct wecom_api *api, struct browser **out) BRK_WUR;
 void browser_free(struct browser *b);
 void browser_set_keyring(struct browser *b, const struct keyring *kr);
 

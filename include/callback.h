@@ -102,7 +102,6 @@ void callback_set_keyring(struct callback *cb, const struct keyring *kr);
 /* httpd_handler for the callback listener; arg is the struct callback. */
 void callback_handle(struct httpd_req *r, void *arg);
 
-
 struct browser;
 /* Serve the browser flows (browser.h) on this listener too. */
 void callback_set_browser(struct callback *cb, struct browser *b);

@@ -10,11 +10,11 @@
 #include "broker.h"
 
 struct dynbuf {
-    char *buf;     /* always NUL-terminated when non-NULL */
+    char *buf; /* always NUL-terminated when non-NULL */
     size_t len;
     size_t cap;
-    size_t limit;  /* appends that would pass it fail with BRK_ERR_TOOBIG */
-    int secret;    /* wipe on free and on growth */
+    size_t limit; /* appends that would pass it fail with BRK_ERR_TOOBIG */
+    int secret;   /* wipe on free and on growth */
 };
 
 /* Initialise an empty buffer that may hold up to limit bytes. */

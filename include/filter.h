@@ -37,14 +37,14 @@
 
 /* 1 if the id of a record of that kind is in the visible range, else 0.
  * Department and tag ids are passed as their decimal text. */
-typedef int filter_range_cb(enum scope_record kind, const char *id,
-                            size_t len, void *arg);
+typedef int filter_range_cb(enum scope_record kind, const char *id, size_t len,
+                            void *arg);
 
 struct filter_limits {
-    size_t max_depth;   /* default 32 */
-    size_t max_output;  /* default 64 MiB */
-    size_t max_record;  /* bytes buffered for one undecided record;
-                           default 4 MiB */
+    size_t max_depth;  /* default 32 */
+    size_t max_output; /* default 64 MiB */
+    size_t max_record; /* bytes buffered for one undecided record;
+                          default 4 MiB */
 };
 
 struct filter;
@@ -60,8 +60,7 @@ enum brk_err filter_new(const struct scope_node *root,
                         struct filter **out) BRK_WUR;
 /* Feed the next chunk (any split, down to one byte). After an error every
  * later call returns the same error. */
-enum brk_err filter_feed(struct filter *f, const char *buf,
-                         size_t len) BRK_WUR;
+enum brk_err filter_feed(struct filter *f, const char *buf, size_t len) BRK_WUR;
 /* The input is complete: check it ended well. */
 enum brk_err filter_finish(struct filter *f) BRK_WUR;
 /* After a successful finish: move the output out (owned, brk_free). */

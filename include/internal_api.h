@@ -12,10 +12,10 @@ struct audit;
 struct httpd_req;
 
 struct internal_api {
-    struct store *st;        /* borrowed */
-    struct suites *suites;   /* borrowed */
-    struct proxy *proxy;     /* borrowed: the service API */
-    struct audit *audit;     /* borrowed; NULL: no audit file to watch */
+    struct store *st;      /* borrowed */
+    struct suites *suites; /* borrowed */
+    struct proxy *proxy;   /* borrowed: the service API */
+    struct audit *audit;   /* borrowed; NULL: no audit file to watch */
 };
 
 /* httpd_handler for the internal listener; arg is a struct internal_api. */

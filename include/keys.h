@@ -40,8 +40,7 @@ enum brk_err keys_tenant_sub(char *out, size_t len, const char *prefix,
 /* <prefix>{<corpid>}:<suite>:* — a MATCH pattern for every key of a
  * tenant (corpid and suite must not contain glob characters) */
 enum brk_err keys_tenant_pattern(char *out, size_t len, const char *prefix,
-                                 const char *corpid,
-                                 const char *suite) BRK_WUR;
+                                 const char *corpid, const char *suite) BRK_WUR;
 /* <prefix>{<hmac>}:gone — marker and deletion report of a purged tenant,
  * named by an HMAC of (suite, corpid) so the corpid is not kept */
 enum brk_err keys_gone(char *out, size_t len, const char *prefix,

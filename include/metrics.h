@@ -10,30 +10,30 @@
 #include "dynbuf.h"
 
 enum metrics_id {
-    METRICS_HTTP_REQUESTS,      /* {listener,route,status} */
-    METRICS_HTTP_SECONDS,       /* histogram {listener,route} */
-    METRICS_CALLBACKS,          /* {suite,info_type,result} */
-    METRICS_CALLBACK_REJECTIONS, /* {suite,reason} */
+    METRICS_HTTP_REQUESTS,        /* {listener,route,status} */
+    METRICS_HTTP_SECONDS,         /* histogram {listener,route} */
+    METRICS_CALLBACKS,            /* {suite,info_type,result} */
+    METRICS_CALLBACK_REJECTIONS,  /* {suite,reason} */
     METRICS_CALLBACK_ACK_SECONDS, /* histogram, POST callbacks answered */
-    METRICS_SUITE_TICKETS,      /* {suite,result=stored|stale} */
-    METRICS_REDIS_UP,           /* gauge */
-    METRICS_REDIS_CONNECTS,     /* counter */
-    METRICS_REDIS_ERRORS,       /* {kind} */
-    METRICS_INFLIGHT,           /* gauge {listener} */
-    METRICS_TOKEN_REFRESHES,    /* {kind=suite|corp,result} */
-    METRICS_UPSTREAM_CALLS,     /* {api,result} */
-    METRICS_EVENTS,             /* {suite,info_type,result} worker outcomes */
-    METRICS_LOST_AUTHORIZATIONS, /* {suite} */
-    METRICS_API_REQUESTS,       /* {endpoint,errcode} service API replies */
-    METRICS_FIELDS_STRIPPED,    /* counter */
-    METRICS_RECORDS_DROPPED,    /* counter */
-    METRICS_TICKET_AGE,         /* gauge {suite}: seconds, -1 when none */
-    METRICS_BUDGET_GRANTS,      /* {class} upstream calls allowed */
-    METRICS_BUDGET_REFUSALS,    /* {class,reason} upstream calls refused */
-    METRICS_BUDGET_PAUSES,      /* {api} 45009 from WeCom: paused 60 s */
-    METRICS_BUDGET_CONCURRENCY, /* {api} 45033 from WeCom: fewer at once */
-    METRICS_BUDGET_LEASES,      /* {scope,result} blocks asked of Redis */
-    METRICS_AUDIT_WRITES,       /* {sink=redis|file,result} audit entries */
+    METRICS_SUITE_TICKETS,        /* {suite,result=stored|stale} */
+    METRICS_REDIS_UP,             /* gauge */
+    METRICS_REDIS_CONNECTS,       /* counter */
+    METRICS_REDIS_ERRORS,         /* {kind} */
+    METRICS_INFLIGHT,             /* gauge {listener} */
+    METRICS_TOKEN_REFRESHES,      /* {kind=suite|corp,result} */
+    METRICS_UPSTREAM_CALLS,       /* {api,result} */
+    METRICS_EVENTS,               /* {suite,info_type,result} worker outcomes */
+    METRICS_LOST_AUTHORIZATIONS,  /* {suite} */
+    METRICS_API_REQUESTS,         /* {endpoint,errcode} service API replies */
+    METRICS_FIELDS_STRIPPED,      /* counter */
+    METRICS_RECORDS_DROPPED,      /* counter */
+    METRICS_TICKET_AGE,           /* gauge {suite}: seconds, -1 when none */
+    METRICS_BUDGET_GRANTS,        /* {class} upstream calls allowed */
+    METRICS_BUDGET_REFUSALS,      /* {class,reason} upstream calls refused */
+    METRICS_BUDGET_PAUSES,        /* {api} 45009 from WeCom: paused 60 s */
+    METRICS_BUDGET_CONCURRENCY,   /* {api} 45033 from WeCom: fewer at once */
+    METRICS_BUDGET_LEASES,        /* {scope,result} blocks asked of Redis */
+    METRICS_AUDIT_WRITES,         /* {sink=redis|file,result} audit entries */
     METRICS__COUNT
 };
 

@@ -49,9 +49,9 @@ enum scope_record {
 };
 
 struct scope_node {
-    char *name;               /* key in the parent object; NULL for items */
+    char *name; /* key in the parent object; NULL for items */
     enum scope_type type;
-    int perm;                 /* permission id, SCOPE_PERM_ALWAYS/NEVER */
+    int perm;                  /* permission id, SCOPE_PERM_ALWAYS/NEVER */
     struct scope_node *fields; /* object: children sorted by name (strcmp) */
     size_t nfields;
     struct scope_node *items; /* array: the element node */
@@ -85,13 +85,13 @@ struct scope_param {
 };
 
 struct scope_endpoint {
-    char *path;               /* "/cgi-bin/user/get" */
-    char *method;             /* "GET" or "POST" */
-    int scope;                /* permission the endpoint needs at all */
+    char *path;   /* "/cgi-bin/user/get" */
+    char *method; /* "GET" or "POST" */
+    int scope;    /* permission the endpoint needs at all */
     struct scope_param *params;
     size_t nparams;
-    struct scope_node root;   /* the response object */
-    char *file;               /* file it came from (for messages) */
+    struct scope_node root; /* the response object */
+    char *file;             /* file it came from (for messages) */
 };
 
 struct scope_map;
@@ -114,8 +114,7 @@ const struct scope_endpoint *scope_map_find(const struct scope_map *m,
                                             const char *path);
 /* Number of endpoints, and the i-th (sorted by path). Borrowed. */
 size_t scope_map_count(const struct scope_map *m);
-const struct scope_endpoint *scope_map_at(const struct scope_map *m,
-                                          size_t i);
+const struct scope_endpoint *scope_map_at(const struct scope_map *m, size_t i);
 /* The declared parameter called name, or NULL. */
 const struct scope_param *scope_endpoint_param(const struct scope_endpoint *e,
                                                const char *name);

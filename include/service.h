@@ -31,8 +31,7 @@ int service_name_ok(const char *name);
 enum brk_err service_credentials_new(char *id, char *secret, char *salt,
                                      char *hash) BRK_WUR;
 /* Fresh secret, salt and hash for an existing id (rotation). */
-enum brk_err service_secret_new(char *secret, char *salt,
-                                char *hash) BRK_WUR;
+enum brk_err service_secret_new(char *secret, char *salt, char *hash) BRK_WUR;
 
 /* hash = hex(SHA-256(salt_hex_bytes || secret)). */
 void service_secret_hash(const char *salt, const char *secret, size_t len,
@@ -43,8 +42,8 @@ void service_secret_hash(const char *salt, const char *secret, size_t len,
  * id[SERVICE_ID_LEN+1], *secret and *len point into s. BRK_ERR_INVAL when
  * the shape is wrong.
  */
-enum brk_err service_secret_split(const char *s, char *id,
-                                  const char **secret, size_t *len) BRK_WUR;
+enum brk_err service_secret_split(const char *s, char *id, const char **secret,
+                                  size_t *len) BRK_WUR;
 
 /* Compare secret with the stored salted hash in constant time: 1 equal. */
 int service_secret_check(const char *salt, const char *stored_hash,

@@ -31,8 +31,9 @@ typedef void store_message_cb(const char *msg, size_t len, void *arg);
 
 /*
  * Parse url (redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N],
- * see config_redis_parse) and start connecting on base. Commands time out after cmd_timeout_ms.
- * Returns BRK_ERR_CONFIG for a bad URL. Owned result: store_free.
+ * see config_redis_parse) and start connecting on base. Commands time out after
+ * cmd_timeout_ms. Returns BRK_ERR_CONFIG for a bad URL. Owned result:
+ * store_free.
  */
 enum brk_err store_new(struct event_base *base, const char *url,
                        long cmd_timeout_ms, struct store **out) BRK_WUR;

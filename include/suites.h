@@ -17,7 +17,7 @@ struct suite_conf;
 struct wecom_crypto;
 
 struct suite_rt {
-    const struct suite_conf *conf;   /* borrowed from the config */
+    const struct suite_conf *conf; /* borrowed from the config */
     struct wecom_crypto *crypto;
     unsigned char dk[KEYRING_KEY_LEN];
     int dk_loaded;

@@ -42,12 +42,11 @@ void tokens_set_keyring(struct tokens *t, const struct keyring *kr);
 
 /* The suite's suite_access_token. BRK_OK: cb will be called; otherwise
  * (unknown suite, no memory) cb is never called. */
-enum brk_err tokens_suite(struct tokens *t, const char *suite_id,
-                          tokens_cb *cb, void *arg) BRK_WUR;
+enum brk_err tokens_suite(struct tokens *t, const char *suite_id, tokens_cb *cb,
+                          void *arg) BRK_WUR;
 /* The tenant's corp access_token. */
 enum brk_err tokens_corp(struct tokens *t, const char *suite_id,
-                         const char *corpid, tokens_cb *cb,
-                         void *arg) BRK_WUR;
+                         const char *corpid, tokens_cb *cb, void *arg) BRK_WUR;
 
 /*
  * WeCom refused token (40014, 42001, 40001 for corp tokens; 40082, 42009

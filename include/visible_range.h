@@ -45,8 +45,7 @@ enum brk_err vrange_build(const json_t *privilege, const json_t *parents,
 enum brk_err vrange_narrow(struct vrange *v, const long *parties,
                            size_t n) BRK_WUR;
 
-int vrange_has_member(const struct vrange *v, const char *userid,
-                      size_t len);
+int vrange_has_member(const struct vrange *v, const char *userid, size_t len);
 int vrange_has_department(const struct vrange *v, long id);
 int vrange_has_tag(const struct vrange *v, long id);
 /* Counts, for brokerctl and metrics. */

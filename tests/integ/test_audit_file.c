@@ -140,9 +140,9 @@ static int
 setup(void **state)
 {
     char extra[600], *out = NULL;
-    const char *argv[] = {"bin/brokerctl", "-c",    H.conf, "--json",
-                          "service",       "add",   "auditor",
-                          "--scopes",      "contacts.read", NULL};
+    const char *argv[] = {"bin/brokerctl", "-c",  H.conf,    "--json",
+                          "service",       "add", "auditor", "--scopes",
+                          "contacts.read", NULL};
     json_error_t e;
     json_t *v;
 
@@ -258,8 +258,8 @@ test_unwritable_file_is_a_readyz_reason(void **state)
 static void
 test_ctl_says_when_since_reaches_past_redis(void **state)
 {
-    const char *argv[] = {"bin/brokerctl", "-c", H.conf, "audit", "--since",
-                          "1d", NULL};
+    const char *argv[] = {"bin/brokerctl", "-c", H.conf, "audit",
+                          "--since",       "1d", NULL};
     char *out = NULL;
 
     (void)state;

@@ -136,8 +136,7 @@ test_check_mode_ok(void **state)
     {
         char extra[600];
 
-        snprintf(extra, sizeof(extra), "audit_file = %s/audit.jsonl\n",
-                 H.dir);
+        snprintf(extra, sizeof(extra), "audit_file = %s/audit.jsonl\n", H.dir);
         assert_int_equal(h_write_conf(&H, 0, extra), 0);
     }
     assert_int_equal(h_run(argv, &out), 0);

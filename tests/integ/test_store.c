@@ -49,8 +49,7 @@ until(int (*cond)(void *), void *arg, long ms)
 {
     long end = h_now_ms() + ms;
 
-    while (!cond(arg) && h_now_ms() < end)
-    {
+    while (!cond(arg) && h_now_ms() < end) {
         event_base_loop(Base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         usleep(1000);
     }
@@ -227,9 +226,9 @@ test_subscriber_resubscribes(void **state)
     struct result r = {0};
 
     (void)state;
-    assert_int_equal(store_new_subscriber(Base, Url, "store-test", on_message,
-                                          NULL, &s),
-                     BRK_OK);
+    assert_int_equal(
+        store_new_subscriber(Base, Url, "store-test", on_message, NULL, &s),
+        BRK_OK);
     assert_true(until(is_up, s, 5000));
     /* no commands on a subscribed connection */
     assert_int_equal(store_cmd_argv(s, on_reply, &r, 1, ping, NULL),

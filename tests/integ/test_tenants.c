@@ -226,12 +226,13 @@ static void
 test_data_callbacks(void **state)
 {
     char ts[24];
-    const char *admin[] = {"ToUserName", CORP2,          "FromUserName", "sys",
-                           "CreateTime", ts,             "MsgType",      "event",
-                           "Event",      "change_app_admin", "AgentID",  "1000002"};
-    const char *text[] = {"ToUserName", CORP2,  "FromUserName", "u00001",
-                          "CreateTime", ts,     "MsgType",      "text",
-                          "Content",    "hello", "MsgId",       "1",
+    const char *admin[] = {
+        "ToUserName", CORP2,     "FromUserName", "sys",   "CreateTime",
+        ts,           "MsgType", "event",        "Event", "change_app_admin",
+        "AgentID",    "1000002"};
+    const char *text[] = {"ToUserName", CORP2,    "FromUserName", "u00001",
+                          "CreateTime", ts,       "MsgType",      "text",
+                          "Content",    "hello",  "MsgId",        "1",
                           "AgentID",    "1000002"};
     long dropped;
 
@@ -247,10 +248,10 @@ test_data_callbacks(void **state)
         json_t *t = tc_ctl_json("tenant", "show", CORP2, S1);
 
         assert_int_equal(json_array_size(json_object_get(t, "admins")), 2);
-        assert_string_equal(json_string_value(json_object_get(
-                                json_array_get(json_object_get(t, "admins"), 0),
-                                "userid")),
-                            "u00002");
+        assert_string_equal(
+            json_string_value(json_object_get(
+                json_array_get(json_object_get(t, "admins"), 0), "userid")),
+            "u00002");
         json_decref(t);
     }
     /* what a member sends is acknowledged and kept for no one */
@@ -314,10 +315,10 @@ test_contact_change_during_sync_applies_after(void **state)
     assert_true(h_wait(installing, corp4, 20000));
     {
         /* the event names its member */
-        const char *kv[] = {"SuiteId",    S1,          "InfoType",
+        const char *kv[] = {"SuiteId",        S1,          "InfoType",
                             "change_contact", "TimeStamp", NULL,
-                            "AuthCorpId", CORP4,       "ChangeType",
-                            "delete_user", "UserID",   "u00005"};
+                            "AuthCorpId",     CORP4,       "ChangeType",
+                            "delete_user",    "UserID",    "u00005"};
         char ts[24];
 
         snprintf(ts, sizeof(ts), "%ld", h_next_ts());
@@ -475,12 +476,15 @@ test_dead_instance_tenant_taken_over(void **state)
     }
     h_sim_ok(MockPort, "POST", "/__mock/latency", "{\"ms\":0}");
     tc_wait_status(S1, corp5, "active", 30000);
-    fprintf(stderr, "# %s instance killed holding the tenant; the other "
-                    "completed the install %ld ms later (lease: "
-                    "event_claim_idle = 3 s)\n",
+    fprintf(stderr,
+            "# %s instance killed holding the tenant; the other "
+            "completed the install %ld ms later (lease: "
+            "event_claim_idle = 3 s)\n",
             second_held ? "second" : "first", h_now_ms() - t0);
-    assert_int_equal(
-        redis_int("HEXISTS %s " "wwmockcorp0005", "wb:{" S1 "}:lease"), 0);
+    assert_int_equal(redis_int("HEXISTS %s "
+                               "wwmockcorp0005",
+                               "wb:{" S1 "}:lease"),
+                     0);
 }
 
 int

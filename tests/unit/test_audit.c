@@ -17,8 +17,9 @@
 static void
 test_line_is_json_with_hostile_values(void **state)
 {
-    const char *kv[] = {"type",     "request", "endpoint",
-                        "/cgi-bin/\"x\\y\n\t\x01\x7f", "corpid", "企业"};
+    const char *kv[] = {"type",     "request",
+                        "endpoint", "/cgi-bin/\"x\\y\n\t\x01\x7f",
+                        "corpid",   "企业"};
     char buf[512];
     size_t n;
     json_t *v;
@@ -53,8 +54,7 @@ test_own_time_used(void **state)
     assert_true(audit_json_line(1, kv, 4, buf, sizeof(buf)) > 0);
     v = json_loads(buf, JSON_REJECT_DUPLICATES, &e);
     assert_non_null(v);
-    assert_int_equal(json_integer_value(json_object_get(v, "at")),
-                     1712345678);
+    assert_int_equal(json_integer_value(json_object_get(v, "at")), 1712345678);
     json_decref(v);
     /* a non-numeric "at" gives way to the line's own time: one "at" */
     kv[3] = "soon";

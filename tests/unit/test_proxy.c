@@ -3,11 +3,11 @@
  * this program defines the store, the token manager, the WeCom client and
  * the HTTP front itself, so the linker takes these instead of
  * libbroker.a's, and the test answers each Redis command and WeCom call
- * when it chooses; the shared upstream budget allows every call. Covered: references to shared tenant and service
- * records when a cache insert fails for lack of memory (every allocation
- * failing in turn, with two requests waiting on one tenant load), the
- * form in which checked subject parameters reach WeCom, and a reply read
- * before a change notice never being cached after it.
+ * when it chooses; the shared upstream budget allows every call. Covered:
+ * references to shared tenant and service records when a cache insert fails for
+ * lack of memory (every allocation failing in turn, with two requests waiting
+ * on one tenant load), the form in which checked subject parameters reach
+ * WeCom, and a reply read before a change notice never being cached after it.
  */
 #include <stdarg.h>
 #include <stddef.h>
