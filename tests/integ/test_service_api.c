@@ -845,6 +845,15 @@ struct refusal {
     const char *body; /* POST */
 };
 
+/* No tenant queue is being worked on or waiting. */
+static int
+workers_idle(void *arg)
+{
+    (void)arg;
+    return h_redis_int(&H, "HLEN wb:{%s}:lease", S1) == 0 &&
+           h_redis_int(&H, "ZCARD wb:{%s}:ready", S1) == 0;
+}
+
 static void
 expect_refused(const char *tok, const struct refusal *t, size_t n, long code)
 {
@@ -858,6 +867,9 @@ expect_refused(const char *tok, const struct refusal *t, size_t n, long code)
         snprintf(p, sizeof(p), "%.*s",
                  (int)(q ? (size_t)(q - t[i].path) : strlen(t[i].path)),
                  t[i].path);
+        /* no tenant's events in flight: a directory sync would call the
+         * same paths */
+        assert_true(h_wait(workers_idle, NULL, 30000));
         before = tc_mock_count(p, NULL);
         sc_call(&r, i % 2 ? Bport : Aport, t[i].method, t[i].body,
                 "%s%caccess_token=%s", t[i].path, q ? '&' : '?', tok);
