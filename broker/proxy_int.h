@@ -1,0 +1,137 @@
+/*
+ * Internals of the service API shared by its sources: proxy.c (routing,
+ * replies, the upstream call, lifetime), proxy_records.c (services,
+ * tenants, ranges and their caches), proxy_gettoken.c, proxy_params.c
+ * (parameter checks) and proxy_oauth.c (member OAuth, service side).
+ * Included only by those files; everything else goes through proxy.h.
+ */
+#ifndef BROKER_PROXY_INT_H
+#define BROKER_PROXY_INT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "errcodes.h"
+#include "grant.h"
+#include "httpd.h"
+#include "keyring.h"
+#include "proxy.h"
+#include "query.h"
+#include "record.h"
+#include "scope_map.h"
+#include "visible_range.h"
+
+/* A narrowed range shared by the cache and requests in flight. */
+struct range_ref {
+    int refs;
+    struct vrange *v;
+};
+
+struct proxy {
+    struct event_base *base;
+    const struct config *cfg;
+    const struct keyring *kr;
+    struct store *st;
+    struct suites *suites;
+    struct tokens *tok;
+    struct wecom_api *api;
+    struct budget *budget; /* NULL: every WeCom call is refused */
+    struct audit *audit;   /* NULL: no audit trail (tests) */
+    const struct scope_map *scopes;
+    struct cache *tokens;   /* token hash -> record_token */
+    struct cache *services; /* id -> record_service */
+    struct cache *tenants;  /* "suite corp" -> record_tenant */
+    struct cache *ranges;   /* "suite corp svc" -> vrange (narrowed) */
+    struct tload *loads;    /* tenant loads under way */
+    unsigned inflight;
+    /* bumped by every change notice and reconnect: a record read before
+     * the latest one may serve the request that read it, but is not
+     * cached, so a revoked service or token never serves again */
+    unsigned long gen;
+};
+
+struct tload;
+
+struct preq {
+    struct proxy *p;
+    unsigned long gen; /* p->gen when the request arrived */
+    struct httpd_req *r;
+    const struct scope_map *scopes;
+    struct query *q;
+    json_t *body;
+    char path[256];
+    int post;
+    int oauth; /* 1 getuserinfo, 2 getuserdetail */
+    unsigned char tdk[KEYRING_KEY_LEN];
+    /* who */
+    struct record_service *svc;
+    struct record_tenant *ten;
+    const struct vrange *range;
+    struct range_ref *narrowed; /* holds range alive when narrowed */
+    struct record_token tr;
+    char token_hash[65];
+    /* what */
+    const struct scope_endpoint *ep;
+    struct scope_grant grant;
+    enum grant_refusal why;
+    char *upstream_qs;
+    char *upstream_body;
+    char *corp_token;
+    int retried;
+    int budget_held; /* a call the budget allowed, not yet reported */
+    struct filter *filter;
+    /* a customer or chat subject: in range only if the reply shows a
+     * record of this kind in range (a follow user, the chat's owner) */
+    enum scope_record must_see;
+    int seen;
+    /* gettoken */
+    size_t suite_i;
+    const char *secret;
+    size_t secret_len;
+};
+
+/* One step of a request's chain: it continues or replies. */
+typedef void preq_step(struct preq *q);
+
+/*---- Replies (proxy.c): each ends the request and frees q ----*/
+
+void proxy_reply_error(struct preq *q, enum errcode e, const char *fmt, ...)
+    BRK_PRINTF(3, 4);
+void proxy_reply_unusable(struct preq *q, const char *what, enum brk_err err);
+void proxy_reply_filtered(struct preq *q);
+/* what a reply records besides: the request counter, the audit entry */
+void proxy_count_request(struct preq *q, long errcode);
+void proxy_audit(struct preq *q, long errcode, unsigned long stripped,
+                 unsigned long dropped);
+void proxy_preq_free(struct preq *q);
+
+/*---- Records and caches (proxy_records.c) ----*/
+
+/* the caches' destructors */
+void proxy_svc_unref(void *v);
+void proxy_tenant_unref(void *v);
+void proxy_range_unref(void *v);
+void proxy_load_service(struct preq *q, const char *id, preq_step *next);
+void proxy_load_tenant(struct preq *q, preq_step *next);
+enum grant_refusal proxy_decide(struct preq *q, long token_gen, int need);
+enum brk_err proxy_effective_range(struct preq *q);
+
+/*---- gettoken (proxy_gettoken.c) ----*/
+
+void proxy_gettoken(struct preq *q);
+
+/*---- Parameter checks (proxy_params.c) ----*/
+
+/* They never reply: ERRCODE_OK, or the errcode to refuse the request
+ * with and its errmsg in msg (msglen bytes). */
+enum errcode proxy_check_query(struct preq *q, char *msg, size_t msglen);
+enum errcode proxy_check_body(struct preq *q, char *msg, size_t msglen);
+
+/*---- Member OAuth, service side (proxy_oauth.c) ----*/
+
+void proxy_oauth_service(struct preq *q);
+/* frees the fields tree built on first use; cannot fail */
+void proxy_oauth_free(void);
+
+#endif

@@ -1,0 +1,326 @@
+/*
+ * The service API's records (see proxy_int.h): services, tenants and
+ * narrowed ranges, read from Redis or from the in-process caches, and
+ * the grant's decision over them.
+ *
+ * The chains, in order:
+ *   proxy_load_service -> [cache hit -> next]
+ *                       | HGETALL service -> on_service -> next
+ *   proxy_load_tenant  -> [cache hit -> next]
+ *                       | [a load under way: wait for it]
+ *                       | EVAL tenant load -> on_tenant -> each waiter's next
+ *   proxy_decide, proxy_effective_range: synchronous, no reply
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cache.h"
+#include "config.h"
+#include "grant.h"
+#include "keys.h"
+#include "log.h"
+#include "proxy_int.h"
+#include "record.h"
+#include "scripts.h"
+#include "service.h"
+#include "store.h"
+#include "visible_range.h"
+
+/*---- Records ----*/
+
+/* The caches' destructors. */
+void
+proxy_svc_unref(void *v)
+{
+    record_service_unref(v);
+}
+
+void
+proxy_tenant_unref(void *v)
+{
+    record_tenant_unref(v);
+}
+
+static struct range_ref *
+range_ref(struct range_ref *r)
+{
+    r->refs++;
+    return r;
+}
+
+void
+proxy_range_unref(void *v)
+{
+    struct range_ref *r = v;
+
+    if (r == NULL || --r->refs > 0)
+        return;
+    vrange_free(r->v);
+    brk_free(r);
+}
+
+/*---- Loading services and tenants ----*/
+
+struct load_ctx {
+    struct preq *q;
+    preq_step *next;
+    char key[200];
+};
+
+static void
+on_service(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct load_ctx *c = arg;
+    struct preq *q = c->q;
+    preq_step *next = c->next;
+    struct record_service *s = NULL;
+    char id[SERVICE_ID_LEN + 1];
+
+    memcpy(id, c->key, sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    brk_free(c);
+    if (err) {
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
+        return;
+    }
+    err = record_service_decode(id, r, &s);
+    if (err && err != BRK_ERR_NOTFOUND) {
+        proxy_reply_unusable(q, "service", err);
+        return;
+    }
+    /* the cache's own reference: a failed put has dropped it already */
+    if (s != NULL && q->gen == q->p->gen &&
+        cache_put(q->p->services, id, record_service_ref(s), brk_mono_ms()))
+        log_debug("service cache: entry not kept");
+    q->svc = s;
+    next(q);
+}
+
+/* Load the service id into q->svc (NULL when there is none), then next. */
+void
+proxy_load_service(struct preq *q, const char *id, preq_step *next)
+{
+    struct record_service *s = cache_get(q->p->services, id, brk_mono_ms());
+    struct load_ctx *c;
+    char key[KEYS_MAX];
+    const char *argv[2];
+
+    if (s != NULL) {
+        q->svc = record_service_ref(s);
+        next(q);
+        return;
+    }
+    c = brk_calloc(1, sizeof(*c));
+    if (c == NULL ||
+        keys_service(key, sizeof(key), q->p->cfg->key_prefix, id, NULL)) {
+        brk_free(c);
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    c->q = q;
+    c->next = next;
+    snprintf(c->key, sizeof(c->key), "%s", id);
+    argv[0] = "HGETALL";
+    argv[1] = key;
+    if (store_cmd_argv(q->p->st, on_service, c, 2, argv, NULL)) {
+        brk_free(c);
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
+    }
+}
+
+/* One load of a tenant at a time: requests that miss the cache while a
+ * load is under way wait for it instead of loading it again. */
+struct tload_waiter {
+    struct preq *q;
+    preq_step *next;
+    struct tload_waiter *link;
+};
+
+struct tload {
+    struct proxy *p;
+    unsigned long gen; /* p->gen when the load started */
+    char key[200];
+    struct tload_waiter *waiters;
+    struct tload *link;
+};
+
+static void
+on_tenant(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct tload *l = arg, **pp;
+    struct proxy *p = l->p;
+    struct tload_waiter *w, *next;
+    struct record_tenant *t = NULL;
+    enum brk_err derr = BRK_OK;
+
+    for (pp = &p->loads; *pp != l; pp = &(*pp)->link)
+        ;
+    *pp = l->link;
+    if (!err) {
+        derr = record_tenant_decode(r, brk_wall_ms() / 1000, &t);
+        if (derr == BRK_ERR_NOTFOUND)
+            derr = BRK_OK;
+        else if (derr)
+            log_warn("tenant %s: stored record unusable (%s)", l->key,
+                     brk_strerror(derr));
+    }
+    /* the cache's own reference: a failed put has dropped it already */
+    if (t != NULL && l->gen == p->gen &&
+        cache_put(p->tenants, l->key, record_tenant_ref(t), brk_mono_ms()))
+        log_debug("tenant cache: entry not kept");
+    for (w = l->waiters; w != NULL; w = next) {
+        next = w->link;
+        if (err) {
+            proxy_reply_error(w->q, ERRCODE_UNAVAILABLE, "store unavailable");
+        } else if (derr) {
+            proxy_reply_error(w->q, ERRCODE_UNAVAILABLE,
+                              "stored record unusable");
+        } else {
+            w->q->ten = t != NULL ? record_tenant_ref(t) : NULL;
+            w->next(w->q);
+        }
+        brk_free(w);
+    }
+    record_tenant_unref(t); /* the load's own reference */
+    brk_free(l);
+}
+
+/* Load the tenant (suite, corp) of q->tr into q->ten (NULL: none). */
+void
+proxy_load_tenant(struct preq *q, preq_step *next)
+{
+    const struct config *cfg = q->p->cfg;
+    char ck[200], keys[4][KEYS_MAX];
+    struct record_tenant *t;
+    struct tload *l;
+    struct tload_waiter *w;
+    const char *argv[7];
+
+    snprintf(ck, sizeof(ck), "%s %s", q->tr.suite, q->tr.corp);
+    t = cache_get(q->p->tenants, ck, brk_mono_ms());
+    if (t != NULL) {
+        q->ten = record_tenant_ref(t);
+        next(q);
+        return;
+    }
+    w = brk_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    w->q = q;
+    w->next = next;
+    for (l = q->p->loads; l != NULL; l = l->link)
+        if (strcmp(l->key, ck) == 0) {
+            w->link = l->waiters;
+            l->waiters = w;
+            return;
+        }
+    l = brk_calloc(1, sizeof(*l));
+    if (l == NULL ||
+        keys_tenant(keys[0], sizeof(keys[0]), cfg->key_prefix, q->tr.corp,
+                    q->tr.suite) ||
+        keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "dir:parents") ||
+        keys_tenant_sub(keys[2], sizeof(keys[2]), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "dir:users") ||
+        keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix, q->tr.corp,
+                        q->tr.suite, "dir:tags")) {
+        brk_free(l);
+        brk_free(w);
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    l->p = q->p;
+    l->gen = q->p->gen;
+    snprintf(l->key, sizeof(l->key), "%s", ck);
+    l->waiters = w;
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
+    argv[2] = "4";
+    argv[3] = keys[0];
+    argv[4] = keys[1];
+    argv[5] = keys[2];
+    argv[6] = keys[3];
+    if (store_cmd_argv(q->p->st, on_tenant, l, 7, argv, NULL)) {
+        brk_free(l);
+        brk_free(w);
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
+        return;
+    }
+    l->link = q->p->loads;
+    q->p->loads = l;
+}
+
+/*---- The grant ----*/
+
+/* The grant's decision for q's service and tenant, a token of generation
+ * token_gen (-1: none yet) and the scope need: the refusal (also in
+ * q->why), and q->grant the effective grant. */
+enum grant_refusal
+proxy_decide(struct preq *q, long token_gen, int need)
+{
+    struct grant_ask a = {q->svc,     token_gen, q->tr.suite,
+                          q->tr.corp, q->ten,    need};
+    struct grant_verdict v;
+
+    grant_decide(&a, &v);
+    q->grant = v.effective;
+    q->why = v.why;
+    return v.why;
+}
+
+/*---- The range ----*/
+
+/*
+ * The tenant's range, narrowed by the service's own departments there,
+ * into q->range (borrowed from the tenant, or from q->narrowed). Returns
+ * BRK_OK, BRK_ERR_INVAL when the service's departments name the corp in
+ * other letter cases only, or what building the narrowed range returned
+ * (BRK_ERR_NOMEM...): the request is then refused.
+ */
+enum brk_err
+proxy_effective_range(struct preq *q)
+{
+    const struct record_parties *mine = NULL;
+    struct vrange *v = NULL;
+    struct range_ref *ref;
+    char key[200];
+    enum brk_err err;
+
+    err = record_service_parties(q->svc, q->tr.corp, &mine);
+    if (err)
+        return err;
+    if (mine == NULL) {
+        q->range = q->ten->range;
+        return BRK_OK;
+    }
+    snprintf(key, sizeof(key), "%s %s %s", q->tr.suite, q->tr.corp, q->svc->id);
+    ref = cache_get(q->p->ranges, key, brk_mono_ms());
+    if (ref != NULL) {
+        q->narrowed = range_ref(ref);
+        q->range = ref->v;
+        return BRK_OK;
+    }
+    err = vrange_build(q->ten->priv, q->ten->parents, q->ten->users,
+                       q->ten->tags, &v);
+    if (!err)
+        err = vrange_narrow(v, mine->ids, mine->n);
+    ref = err ? NULL : brk_calloc(1, sizeof(*ref));
+    if (ref == NULL) {
+        vrange_free(v);
+        return err ? err : BRK_ERR_NOMEM;
+    }
+    ref->v = v;
+    ref->refs = 1; /* ours */
+    q->narrowed = range_ref(ref);
+    q->range = v;
+    /* the cache's own reference: a failed put has dropped it already */
+    if (q->gen == q->p->gen &&
+        cache_put(q->p->ranges, key, range_ref(ref), brk_mono_ms()))
+        log_debug("range cache: entry not kept");
+    proxy_range_unref(ref);
+    return BRK_OK;
+}
