@@ -20,9 +20,9 @@
  *                 on_autoclaim -> take_entry -> job_dispatch
  *   tenant queues: on_claim -> on_claimed -> lane_start -> lane_next ->
  *                  on_head -> take_entry -> job_dispatch
- *   job_dispatch -> open_event -> the event's chain (worker_install.c,
+ *   job_dispatch -> worker_open_event -> the event's chain (worker_install.c,
  *                   worker_purge.c, worker_events.c), whose steps go
- *                   through worker_job_redis -> on_redis and
+ *                   through worker_job_redis -> worker_on_redis and
  *                   worker_job_api -> on_job_budget -> on_api_token ->
  *                   on_api, and end in one of
  *   worker_job_done -> on_acked -> worker_job_end -> lane_next (or the
