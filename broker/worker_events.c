@@ -1,0 +1,218 @@
+/*
+ * Event workers: directory, external contact and data events of a tenant
+ * (see worker.c for the engine).
+ * The callback chains run here, in order:
+ *   change_contact: worker_tenant_state -> worker_on_contact_state ->
+ *     on_contact_applied -> worker_job_done
+ *   change_external_*: worker_external_event -> worker_job_done
+ *   data (change_app_admin): worker_data_event -> worker_open_event ->
+ *     on_agentid -> worker_tenant_state -> on_admin_state ->
+ *     agent/get_admin_list -> on_admin_list -> on_admins_stored ->
+ *     worker_job_done
+ */
+
+#include "worker_int.h"
+
+/*---- change_contact ----*/
+
+static const char *
+field_or_empty(const struct job *j, const char *name)
+{
+    const char *v = wecom_xml_get(j->ev, name);
+
+    return v ? v : "";
+}
+
+static void
+on_contact_applied(struct job *j, struct redisReply *r)
+{
+    const char *ct = field_or_empty(j, "ChangeType");
+    const char *kv[4] = {"info_type", "change_contact", "change_type", ct};
+
+    (void)r;
+    worker_publish_change(j);
+    worker_audit(j, "directory_changed", kv, 4);
+    worker_job_done(j, "stored");
+}
+
+void
+worker_on_contact_state(struct job *j, struct redisReply *r)
+{
+    char keys[3][KEYS_MAX], now[24];
+    const char *argv[19];
+    struct dir_contact c;
+    int i;
+
+    if (worker_tenant_gate(j, r) != 0)
+        return;
+    if (dir_contact_read(j->ev, &c) != BRK_OK) {
+        /* a change the directory cannot apply is never guessed at, nor
+         * lost: the directory is read again from WeCom instead */
+        log_warn("event %s: change_contact %s of corp %s names no usable "
+                 "id; the directory is synced again",
+                 j->id, field_or_empty(j, "ChangeType"), j->corp);
+        worker_load_tdk(j, 0, worker_on_tdk_for_pcode);
+        return;
+    }
+    for (i = 0; i < 3; i++)
+        if (keys_tenant_sub(keys[i], sizeof(keys[i]), worker_prefix(j), j->corp,
+                            worker_suite_id(j), worker_dir_names[i])) {
+            worker_job_reject(j, "key names too long");
+            return;
+        }
+    snprintf(now, sizeof(now), "%lld", worker_wall_s());
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_CONTACT_APPLY);
+    argv[2] = "4";
+    argv[3] = keys[0];
+    argv[4] = keys[1];
+    argv[5] = keys[2];
+    argv[6] = j->tenant_key;
+    argv[7] = c.type;
+    argv[8] = c.user;
+    argv[9] = c.new_user;
+    argv[10] = c.depts;
+    argv[11] = c.party;
+    argv[12] = c.parent;
+    argv[13] = c.tag;
+    argv[14] = c.add_users;
+    argv[15] = c.del_users;
+    argv[16] = c.add_parties;
+    argv[17] = c.del_parties;
+    argv[18] = now;
+    worker_job_redis(j, 19, argv, NULL, on_contact_applied);
+}
+
+/*---- external contact events: audit only ----*/
+
+void
+worker_external_event(struct job *j)
+{
+    const char *kv[12];
+    size_t n = 0;
+    static const char *const ids[] = {"ChangeType", "UserID", "ExternalUserID",
+                                      "ChatId", "Id"};
+    size_t i;
+
+    kv[n++] = "info_type";
+    kv[n++] = j->info_label;
+    for (i = 0; i < nitems(ids); i++) {
+        const char *v = wecom_xml_get(j->ev, ids[i]);
+
+        if (v != NULL && strlen(v) <= 128) {
+            kv[n++] = ids[i];
+            kv[n++] = v;
+        }
+    }
+    worker_audit(j, "external_change", kv, n);
+    worker_publish_change(j);
+    worker_job_done(j, "recorded");
+}
+
+/*---- Data callbacks: the app's admins ----*/
+
+static void
+on_admins_stored(struct job *j, struct redisReply *r)
+{
+    const char *kv[2] = {"info_type", "change_app_admin"};
+
+    if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+        worker_job_done(j, "not_a_tenant");
+        return;
+    }
+    worker_audit(j, "admins_stored", kv, 2);
+    worker_publish_change(j);
+    worker_job_done(j, "stored");
+}
+
+static void
+on_admin_list(struct job *j, json_t *body)
+{
+    char *admins = NULL, now[24];
+    const char *argv[6];
+    enum brk_err err;
+
+    err = dir_admin_list(body, &admins);
+    if (err) {
+        worker_job_fail(j, err, 0, "agent/get_admin_list: unexpected reply");
+        return;
+    }
+    snprintf(now, sizeof(now), "%lld", worker_wall_s());
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_TENANT_ADMINS_STORE);
+    argv[2] = "1";
+    argv[3] = j->tenant_key;
+    argv[4] = admins;
+    argv[5] = now;
+    worker_job_redis(j, 6, argv, NULL, on_admins_stored);
+    brk_free(admins);
+}
+
+static void
+on_admin_state(struct job *j, struct redisReply *r)
+{
+    char path[96];
+    const char *status;
+    long long ets, gone;
+    json_t *req;
+
+    if (worker_state_of(r, &status, &ets, &gone) != 0) {
+        worker_job_fail(j, BRK_ERR_STORE, 0, "unexpected tenant state reply");
+        return;
+    }
+    if (strcmp(status, "active") != 0) {
+        worker_job_done(j, status[0] ? "not_active" : "not_a_tenant");
+        return;
+    }
+    snprintf(path, sizeof(path), "/cgi-bin/agent/get_admin_list");
+    req = json_pack("{s:I}", "agentid", (json_int_t)j->agentid);
+    worker_job_api(j, "agent/get_admin_list", "POST", path, TOK_CORP_Q, req,
+                   on_admin_list);
+}
+
+static void
+on_agentid(struct job *j, struct redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING) {
+        worker_job_done(j, "not_a_tenant");
+        return;
+    }
+    j->agentid = strtoll(r->str, NULL, 10);
+    worker_tenant_state(j, on_admin_state);
+}
+
+/*
+ * A data callback in a tenant's queue (receiveid the corp). Only the
+ * change of the app's admins is queued in this version: re-read them.
+ */
+void
+worker_data_event(struct job *j)
+{
+    const char *event;
+    const char *argv[3];
+
+    if (j->lane == NULL) {
+        /* queued by an earlier version, for no one */
+        worker_job_done(j, "ignored");
+        return;
+    }
+    if (worker_open_event(j, j->lane->corp) != 0)
+        return;
+    event = wecom_xml_get(j->ev, "Event");
+    if (event == NULL || strcmp(event, "change_app_admin") != 0) {
+        worker_job_done(j, "ignored");
+        return;
+    }
+    snprintf(j->info_label, sizeof(j->info_label), "change_app_admin");
+    snprintf(j->corp, sizeof(j->corp), "%s", j->lane->corp);
+    j->event_ts = brk_wall_ms() / 1000;
+    if (keys_tenant(j->tenant_key, sizeof(j->tenant_key), worker_prefix(j),
+                    j->corp, worker_suite_id(j))) {
+        worker_job_reject(j, "key names too long");
+        return;
+    }
+    argv[0] = "HGET";
+    argv[1] = j->tenant_key;
+    argv[2] = "agentid";
+    worker_job_redis(j, 3, argv, NULL, on_agentid);
+}
