@@ -2363,24 +2363,35 @@ ctl_latency(struct server *s, struct call *k)
     reply_ok(k);
 }
 
+/* A control body {"shape": one or other}: *is_other set (0 for one, 1 for
+ * other) and 0, or -1 after a 400 naming both. */
+static int
+shape_switch(struct call *k, const char *one, const char *other, int *is_other)
+{
+    static const char *const keys[] = {"shape", NULL};
+    const char *shape;
+    char msg[96];
+
+    if (control_body(k, keys))
+        return -1;
+    shape = jstr(k->json, "shape");
+    if (shape == NULL ||
+        (strcmp(shape, one) != 0 && strcmp(shape, other) != 0)) {
+        snprintf(msg, sizeof(msg), "shape is %s or %s", one, other);
+        reply_mock_err(k, 400, msg);
+        return -1;
+    }
+    *is_other = strcmp(shape, other) == 0;
+    return 0;
+}
+
 /* POST {"shape":"open_userid"|"userid"}: the key of list_member_auth's
  * rows, whose shape WeCom's documents leave unconfirmed. */
 static void
 ctl_member_auth_shape(struct server *s, struct call *k)
 {
-    static const char *const keys[] = {"shape", NULL};
-    const char *shape;
-
-    if (control_body(k, keys))
-        return;
-    shape = jstr(k->json, "shape");
-    if (shape == NULL ||
-        (strcmp(shape, "open_userid") != 0 && strcmp(shape, "userid") != 0)) {
-        reply_mock_err(k, 400, "shape is open_userid or userid");
-        return;
-    }
-    s->member_auth_userid = strcmp(shape, "userid") == 0;
-    reply_ok(k);
+    if (shape_switch(k, "open_userid", "userid", &s->member_auth_userid) == 0)
+        reply_ok(k);
 }
 
 static void
@@ -2569,19 +2580,12 @@ ctl_oauth_user(struct server *s, struct call *k)
 static void
 ctl_oauth_shape(struct server *s, struct call *k)
 {
-    static const char *const keys[] = {"shape", NULL};
-    const char *shape;
+    int is_new;
 
-    if (control_body(k, keys))
-        return;
-    shape = jstr(k->json, "shape");
-    if (shape == NULL ||
-        (strcmp(shape, "old") != 0 && strcmp(shape, "new") != 0)) {
-        reply_mock_err(k, 400, "shape is old or new");
-        return;
+    if (shape_switch(k, "old", "new", &is_new) == 0) {
+        s->old_shape = !is_new;
+        reply_ok(k);
     }
-    s->old_shape = strcmp(shape, "old") == 0;
-    reply_ok(k);
 }
 
 /* GET ?pre_auth_code=C: its suite and the auth_type set_session_info

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -631,4 +632,42 @@ out:
     json_decref(members);
     json_decref(named);
     return n;
+}
+
+int
+tc_world_start(struct harness *h, pid_t *mock, int *mock_port, char *secret,
+               size_t len)
+{
+    const char *extra[] = {
+        "--suite", H_SUITE ":" H_SECRET, "--corps", "10", "--members",
+        "60",      "--departments",      "15",      NULL};
+    char broker[256], *sec;
+
+    if (h_setup(h) != 0)
+        return -1;
+    *mock = h_mock_start(h->dir, extra, mock_port);
+    if (*mock == 0)
+        return -1;
+    snprintf(broker, sizeof(broker),
+             "wecom_api_base = http://127.0.0.1:%d\n"
+             "event_claim_idle = 3\n"
+             "event_max_attempts = 3\n",
+             *mock_port);
+    if (h_write_conf(h, 0, broker) != 0 || h_broker_start(h) != 0)
+        return -1;
+    tc_init(h, *mock_port);
+    tc_push_ticket(H_SUITE);
+    sec = tc_svc_add("reader", "contacts.read", NULL, NULL);
+    snprintf(secret, len, "%s", sec);
+    free(sec);
+    return 0;
+}
+
+void
+tc_world_stop(struct harness *h, pid_t mock)
+{
+    tc_done();
+    if (mock > 0)
+        h_stop(mock, SIGTERM);
+    h_teardown(h);
 }

@@ -7,6 +7,7 @@
 #define TENANTCLIENT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -89,5 +90,15 @@ void tc_wait_status(const char *suite, const char *corp, const char *status,
  * `brokerctl tenant show` prints it). Returns the count, -1 on failure.
  */
 long tc_expected_members(const char *suite, const char *corp);
+
+/*
+ * A world for grant-shape tests: harness h, the simulator (10 corps of 60
+ * members in 15 departments, strict), a broker on it (claim idle 3 s, 3
+ * attempts), a suite ticket pushed and a service "reader" allowed
+ * contacts.read, whose secret goes to secret. 0, or -1.
+ */
+int tc_world_start(struct harness *h, pid_t *mock, int *mock_port,
+                   char *secret, size_t len);
+void tc_world_stop(struct harness *h, pid_t mock);
 
 #endif

@@ -33,43 +33,15 @@ static char Secret[256]; /* a service allowed contacts.read */
 static int
 setup(void **state)
 {
-    const char *extra[] = {
-        "--suite", S1 ":" H_SECRET, "--corps", "10", "--members",
-        "60",      "--departments", "15",      NULL};
-    char broker[256];
-
     (void)state;
-    if (h_setup(&H) != 0)
-        return -1;
-    Mock = h_mock_start(H.dir, extra, &MockPort);
-    if (Mock == 0)
-        return -1;
-    snprintf(broker, sizeof(broker),
-             "wecom_api_base = http://127.0.0.1:%d\n"
-             "event_claim_idle = 3\n"
-             "event_max_attempts = 3\n",
-             MockPort);
-    if (h_write_conf(&H, 0, broker) != 0 || h_broker_start(&H) != 0)
-        return -1;
-    tc_init(&H, MockPort);
-    tc_push_ticket(S1);
-    {
-        char *secret = tc_svc_add("reader", "contacts.read", NULL, NULL);
-
-        snprintf(Secret, sizeof(Secret), "%s", secret);
-        free(secret);
-    }
-    return 0;
+    return tc_world_start(&H, &Mock, &MockPort, Secret, sizeof(Secret));
 }
 
 static int
 teardown(void **state)
 {
     (void)state;
-    tc_done();
-    if (Mock > 0)
-        h_stop(Mock, SIGTERM);
-    h_teardown(&H);
+    tc_world_stop(&H, Mock);
     return 0;
 }
 
