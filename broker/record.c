@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "capability.h"
 #include "keys.h"
 #include "record.h"
 #include "visible_range.h"
@@ -356,6 +357,7 @@ record_service_decode(const char *id, const struct redisReply *r,
 {
     struct record_service *s = NULL;
     const char *name, *salt, *hash, *scopes, *gen, *suite, *corps, *parties;
+    const char *caps;
     long long g;
     enum brk_err err = BRK_ERR_INVAL;
     int bad = 0;
@@ -372,6 +374,7 @@ record_service_decode(const char *id, const struct redisReply *r,
     suite = hash_get(r, "suite", &bad);
     corps = hash_get(r, "corps", &bad);
     parties = hash_get(r, "parties", &bad);
+    caps = hash_get(r, "capabilities", &bad);
     if (bad || name == NULL || salt == NULL || hash == NULL || scopes == NULL ||
         gen == NULL || id == NULL || !is_hex(id, SERVICE_ID_LEN) ||
         !service_name_ok(name) || !is_hex(salt, SERVICE_SALT_LEN) ||
@@ -391,6 +394,10 @@ record_service_decode(const char *id, const struct redisReply *r,
     if (suite != NULL && suite[0] != '\0' && copy_id(s->suite, suite))
         goto out;
     err = scopes_decode(scopes, &s->grant);
+    if (err)
+        goto out;
+    /* absent: a service stored before capabilities existed has none */
+    err = capability_parse(caps != NULL ? caps : "", &s->caps);
     if (err)
         goto out;
     s->any_corp = corps == NULL || corps[0] == '\0';

@@ -575,13 +575,14 @@ static const char key_swap_lua[] =
 
 /* Creates a service unless the name is taken.
  * KEYS: name, service, service index. ARGV: id, name, salt, hash, scopes,
- * suite, corps, parties, now. Returns 0 when the name is taken, else 1. */
+ * suite, corps, parties, now, capabilities. Returns 0 when the name is
+ * taken, else 1. */
 static const char service_add_lua[] =
     "if redis.call('SETNX', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
     "redis.call('HSET', KEYS[2], 'name', ARGV[2], 'salt', ARGV[3],"
     " 'hash', ARGV[4], 'scopes', ARGV[5], 'suite', ARGV[6], 'corps',"
     " ARGV[7], 'parties', ARGV[8], 'gen', '0', 'created_at', ARGV[9],"
-    " 'updated_at', ARGV[9])\n"
+    " 'updated_at', ARGV[9], 'capabilities', ARGV[10])\n"
     "redis.call('SADD', KEYS[3], ARGV[1])\n"
     "return 1\n";
 

@@ -94,7 +94,7 @@ static const struct command commands[] = {
      ctl_suite, 0},
     {"service", "manage the internal services allowed to call the API",
      "service add NAME --scopes A,B [--suite ID] [--corps X,Y] "
-     "[--parties CORPID:P,...]\n"
+     "[--parties CORPID:P,...] [--capabilities C,...]\n"
      "service list\n"
      "service show NAME\n"
      "service revoke NAME\n"
@@ -104,6 +104,10 @@ static const struct command commands[] = {
      "`brokerctl scopes list`), optionally limited to one suite, to some\n"
      "corps, and to some departments of a corp. Prints its secret,\n"
      "ID.SECRET, once: Redis keeps only a salted hash.\n"
+     "--capabilities: what ops allow it to do besides reading, never\n"
+     "implied by a scope: external.write, external.welcome (at most one\n"
+     "service per tenant: refused when another could serve the same\n"
+     "tenant), external.message, messages (data callbacks).\n"
      "list, show: the services, their scopes, limits and live tokens.\n"
      "revoke: ends the service and every token it holds.\n"
      "rotate: prints a new secret and ends the old one and its tokens.\n"

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "capability.h"
 #include "ctl.h"
 #include "keys.h"
 #include "record.h"
@@ -118,12 +119,94 @@ scope_ok(const char *name)
     return scope_grant_add_name(&g, name) == BRK_OK;
 }
 
+/* Nonzero when a service of (suite, corps) could serve a tenant s serves:
+ * their suites meet ("" is any) and so do their corps (NULL is any). */
+static int
+overlaps(const struct record_service *s, const char *suite, const json_t *corps)
+{
+    const json_t *v;
+    size_t i, k;
+
+    if (s->suite[0] != '\0' && suite != NULL && suite[0] != '\0' &&
+        strcmp(s->suite, suite) != 0)
+        return 0;
+    if (s->any_corp || corps == NULL)
+        return 1;
+    json_array_foreach(
+        corps, i, v) for (k = 0; k < s->ncorps;
+                          k++) if (strcmp(s->corps[k], json_string_value(v)) ==
+                                   0) return 1;
+    return 0;
+}
+
+/*
+ * external.welcome is held by at most one service per tenant (SPEC §5b):
+ * 0 when no live service holding it could serve a tenant the new one
+ * would, else 1 after saying which does. A service whose record does not
+ * decode is counted as overlapping: in doubt, refuse.
+ */
+static int
+welcome_taken(struct ctl *c, const char *suite, const json_t *corps)
+{
+    char key[KEYS_MAX];
+    struct record_service *s;
+    redisReply *all, *r;
+    size_t i;
+    int taken = 0;
+
+    if (keys_services(key, sizeof(key), c->cfg->key_prefix))
+        return 1;
+    all = ctl_cmd(c, "SMEMBERS %s", key);
+    if (all == NULL)
+        return 1;
+    for (i = 0; i < all->elements && !taken; i++) {
+        const char *id = all->element[i]->str;
+
+        if (keys_service(key, sizeof(key), c->cfg->key_prefix, id, NULL)) {
+            taken = 1;
+            break;
+        }
+        r = ctl_cmd(c, "HGETALL %s", key);
+        if (r == NULL) {
+            taken = 1;
+            break;
+        }
+        s = NULL;
+        switch (record_service_decode(id, r, &s)) {
+        case BRK_OK:
+            if (!s->revoked && (s->caps & CAP_EXTERNAL_WELCOME) != 0 &&
+                overlaps(s, suite, corps)) {
+                fprintf(stderr,
+                        "brokerctl: service %s already holds external.welcome "
+                        "for tenants this one would serve\n",
+                        s->name);
+                taken = 1;
+            }
+            break;
+        case BRK_ERR_NOTFOUND:
+            break;
+        default:
+            fprintf(stderr,
+                    "brokerctl: service id %s has a record that does not "
+                    "decode; cannot tell whether it holds external.welcome\n",
+                    id);
+            taken = 1;
+        }
+        record_service_unref(s);
+        freeReplyObject(r);
+    }
+    freeReplyObject(all);
+    return taken;
+}
+
 static int
 cmd_add(struct ctl *c, int argc, char **argv)
 {
     const char *name, *scopes = NULL, *suite = NULL, *corps = NULL;
-    const char *parties = NULL;
+    const char *parties = NULL, *capabilities = NULL;
     char id[SERVICE_ID_LEN + 1], secret[SERVICE_SECRET_LEN + 1];
+    char caps_s[CAPABILITY_LIST_MAX];
+    unsigned caps = 0;
     char salt[SERVICE_SALT_LEN + 1], hash[SERVICE_HASH_LEN + 1];
     char kname[KEYS_MAX], ksvc[KEYS_MAX], kall[KEYS_MAX], now[24];
     char full[SERVICE_ID_LEN + SERVICE_SECRET_LEN + 2];
@@ -146,6 +229,8 @@ cmd_add(struct ctl *c, int argc, char **argv)
             dst = &corps;
         else if (strcmp(argv[i], "--parties") == 0)
             dst = &parties;
+        else if (strcmp(argv[i], "--capabilities") == 0)
+            dst = &capabilities;
         if (dst == NULL || i + 1 >= argc)
             return usage_error("unknown or incomplete option");
         *dst = argv[++i];
@@ -157,6 +242,14 @@ cmd_add(struct ctl *c, int argc, char **argv)
     if (scopes == NULL || (sl = split_list(scopes, scope_ok)) == NULL)
         return usage_error("--scopes takes known scopes, comma-separated "
                            "(see brokerctl scopes list)");
+    if (capabilities != NULL &&
+        (capabilities[0] == '\0' ||
+         capability_parse(capabilities, &caps) != BRK_OK)) {
+        json_decref(sl);
+        return usage_error("--capabilities takes external.write, "
+                           "external.welcome, external.message, messages, "
+                           "comma-separated, each once");
+    }
     if (suite != NULL && config_find_suite(c->cfg, suite) == NULL) {
         json_decref(sl);
         return usage_error("--suite names no configured suite");
@@ -170,6 +263,9 @@ cmd_add(struct ctl *c, int argc, char **argv)
         json_decref(cl);
         return usage_error("--parties takes CORPID:DEPARTMENT_ID,...");
     }
+    if ((caps & CAP_EXTERNAL_WELCOME) != 0 && welcome_taken(c, suite, cl))
+        goto out;
+    capability_format(caps, caps_s, sizeof(caps_s));
     if (service_credentials_new(id, secret, salt, hash) != BRK_OK ||
         keys_service_name(kname, sizeof(kname), c->cfg->key_prefix, name) ||
         keys_service(ksvc, sizeof(ksvc), c->cfg->key_prefix, id, NULL) ||
@@ -179,10 +275,10 @@ cmd_add(struct ctl *c, int argc, char **argv)
     /* stored as given, "a,b", for the broker's quick parse */
     corps_s = cl ? json_dumps(cl, JSON_COMPACT) : NULL;
     parties_s = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
-    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s %s %s %s %s",
+    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s %s %s %s %s %s",
                 scripts_text(SCRIPT_SERVICE_ADD), kname, ksvc, kall, id, name,
                 salt, hash, scopes, suite ? suite : "", corps_s ? corps_s : "",
-                parties_s ? parties_s : "", now);
+                parties_s ? parties_s : "", now, caps_s);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
@@ -219,8 +315,9 @@ out:
 static void
 record_json(const struct record_service *rs, json_t *o)
 {
-    json_t *corps = json_null(), *parties = json_null(), *ids;
+    json_t *corps = json_null(), *parties = json_null(), *ids, *caps;
     size_t i, k;
+    unsigned bit;
 
     if (rs != NULL && !rs->any_corp) {
         corps = json_array();
@@ -238,6 +335,11 @@ record_json(const struct record_service *rs, json_t *o)
     }
     json_object_set_new(o, "corps", corps);
     json_object_set_new(o, "parties", parties);
+    caps = json_array();
+    for (bit = 1; rs != NULL && bit <= CAP_ALL; bit <<= 1)
+        if ((rs->caps & bit) != 0)
+            json_array_append_new(caps, json_string(capability_name(bit)));
+    json_object_set_new(o, "capabilities", caps);
 }
 
 static json_t *
@@ -349,7 +451,7 @@ cmd_list(struct ctl *c)
 static int
 cmd_show(struct ctl *c, const char *name)
 {
-    char id[SERVICE_ID_LEN + 1], cw[64], uw[64];
+    char id[SERVICE_ID_LEN + 1], cw[64], uw[64], caps[CAPABILITY_LIST_MAX];
     json_t *s;
     char *corps, *parties;
 
@@ -369,19 +471,25 @@ cmd_show(struct ctl *c, const char *name)
                  sizeof(uw));
         corps = json_dumps(json_object_get(s, "corps"), JSON_ENCODE_ANY);
         parties = json_dumps(json_object_get(s, "parties"), JSON_ENCODE_ANY);
-        printf("name:        %s\nid:          %s\nstatus:      %s\n"
-               "scopes:      %s\nsuite:       %s\ncorps:       %s\n"
-               "parties:     %s\ntokens:      %lld live\n"
-               "created:     %s\nupdated:     %s\n",
-               name, id, ctl_str_of(s, "status", ""),
-               joined(json_object_get(s, "scopes")),
-               ctl_str_of(s, "suite", "")[0] ? ctl_str_of(s, "suite", "")
-                                             : "(any)",
-               strcmp(corps ? corps : "null", "null") ? corps : "(any)",
-               strcmp(parties ? parties : "null", "null") ? parties
-                                                          : "(tenant's)",
-               (long long)json_integer_value(json_object_get(s, "tokens")), cw,
-               uw);
+        /* joined() has one buffer: the capabilities' own copy first */
+        snprintf(caps, sizeof(caps), "%s",
+                 json_array_size(json_object_get(s, "capabilities"))
+                     ? joined(json_object_get(s, "capabilities"))
+                     : "(none)");
+        printf(
+            "name:        %s\nid:          %s\nstatus:      %s\n"
+            "scopes:      %s\nsuite:       %s\ncorps:       %s\n"
+            "parties:     %s\ncapabilities: %s\n"
+            "tokens:      %lld live\n"
+            "created:     %s\nupdated:     %s\n",
+            name, id, ctl_str_of(s, "status", ""),
+            joined(json_object_get(s, "scopes")),
+            ctl_str_of(s, "suite", "")[0] ? ctl_str_of(s, "suite", "")
+                                          : "(any)",
+            strcmp(corps ? corps : "null", "null") ? corps : "(any)",
+            strcmp(parties ? parties : "null", "null") ? parties : "(tenant's)",
+            caps, (long long)json_integer_value(json_object_get(s, "tokens")),
+            cw, uw);
         free(corps);
         free(parties);
     }

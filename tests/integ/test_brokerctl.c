@@ -1680,6 +1680,124 @@ test_key_rotate_rewraps_everything(void **state)
     json_decref(o);
 }
 
+/* Capabilities are stored as given and shown; external.welcome is held
+ * by at most one live service per tenant, whichever way two services
+ * would meet (any corp, a shared corp, any suite), and a record that
+ * does not decode counts as holding it. */
+static void
+test_service_capabilities(void **state)
+{
+    static const char *const bad[] = {"", "bogus", "messages,messages",
+                                      "messages,", "External.write"};
+    char *out = NULL;
+    json_t *v, *caps;
+    size_t i;
+    int rc;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ctl(&out, "service", "add", "capbad", "--scopes",
+                             "contacts.read", "--capabilities", bad[i],
+                             (char *)NULL),
+                         2);
+        expect_in(out, "--capabilities takes");
+        free(out);
+    }
+    assert_int_equal(ctl(&out, "service", "show", "capbad", (char *)NULL), 1);
+    free(out);
+
+    assert_int_equal(ctl(&out, "service", "add", "welA", "--scopes",
+                         "external.customers", "--suite", S1, "--corps",
+                         "wwcapcorp01,wwcapcorp02", "--capabilities",
+                         "messages,external.welcome", (char *)NULL),
+                     0);
+    free(out);
+    v = ctlj(&rc, "service", "show", "welA", (char *)NULL);
+    assert_int_equal(rc, 0);
+    caps = json_object_get(v, "capabilities");
+    assert_int_equal(json_array_size(caps), 2);
+    assert_string_equal(json_string_value(json_array_get(caps, 0)),
+                        "external.welcome");
+    assert_string_equal(json_string_value(json_array_get(caps, 1)), "messages");
+    json_decref(v);
+    assert_int_equal(ctl(&out, "service", "show", "welA", (char *)NULL), 0);
+    expect_in(out, "capabilities: external.welcome,messages");
+    free(out);
+
+    /* another corp, another suite: no tenant in common */
+    assert_int_equal(ctl(&out, "service", "add", "welB", "--scopes",
+                         "external.customers", "--suite", S1, "--corps",
+                         "wwcapcorp03", "--capabilities", "external.welcome",
+                         (char *)NULL),
+                     0);
+    free(out);
+    assert_int_equal(ctl(&out, "service", "add", "welS2", "--scopes",
+                         "external.customers", "--suite", S2, "--capabilities",
+                         "external.welcome", (char *)NULL),
+                     0);
+    free(out);
+    /* meeting welA through a shared corp, any corp, or any suite */
+    assert_int_equal(ctl(&out, "service", "add", "welC", "--scopes",
+                         "external.customers", "--suite", S1, "--corps",
+                         "wwcapcorp09,wwcapcorp02", "--capabilities",
+                         "external.welcome", (char *)NULL),
+                     1);
+    expect_in(out, "service welA already holds external.welcome");
+    free(out);
+    assert_int_equal(ctl(&out, "service", "add", "welC", "--scopes",
+                         "external.customers", "--suite", S1, "--capabilities",
+                         "external.welcome", (char *)NULL),
+                     1);
+    free(out);
+    assert_int_equal(ctl(&out, "service", "add", "welC", "--scopes",
+                         "external.customers", "--capabilities",
+                         "external.welcome", "--corps", "wwcapcorp01",
+                         (char *)NULL),
+                     1);
+    free(out);
+    assert_int_equal(ctl(&out, "service", "show", "welC", (char *)NULL), 1);
+    free(out);
+    /* without the capability the same service is fine */
+    assert_int_equal(ctl(&out, "service", "add", "welC", "--scopes",
+                         "external.customers", "--suite", S1, "--corps",
+                         "wwcapcorp02", "--capabilities", "external.write",
+                         (char *)NULL),
+                     0);
+    free(out);
+    /* revoked services hold nothing */
+    assert_int_equal(ctl(&out, "service", "revoke", "welA", (char *)NULL), 0);
+    free(out);
+    assert_int_equal(ctl(&out, "service", "add", "welD", "--scopes",
+                         "external.customers", "--suite", S1, "--corps",
+                         "wwcapcorp02", "--capabilities", "external.welcome",
+                         (char *)NULL),
+                     0);
+    free(out);
+    /* a record that does not decode: in doubt, refused */
+    assert_int_equal(ctl(&out, "service", "add", "welE", "--scopes",
+                         "external.customers", "--suite", S1, "--corps",
+                         "wwcapcorp07", (char *)NULL),
+                     0);
+    free(out);
+    v = ctlj(&rc, "service", "show", "welE", (char *)NULL);
+    assert_int_equal(
+        h_redis_int(&H, "HSET %ssvc:{%s} capabilities bogus",
+                    "wb:", json_string_value(json_object_get(v, "id"))),
+        0);
+    json_decref(v);
+    assert_int_equal(ctl(&out, "service", "add", "welF", "--scopes",
+                         "external.customers", "--suite", S1, "--corps",
+                         "wwcapcorp08", "--capabilities", "external.welcome",
+                         (char *)NULL),
+                     1);
+    expect_in(out, "does not decode");
+    free(out);
+    v = ctlj(&rc, "service", "show", "welE", (char *)NULL);
+    assert_string_equal(json_string_value(json_object_get(v, "status")),
+                        "unusable");
+    json_decref(v);
+}
+
 int
 main(void)
 {
@@ -1717,6 +1835,7 @@ main(void)
         cmocka_unit_test(test_key_list_and_destroy_refusals),
         cmocka_unit_test(test_key_rotate_add_only_then_rewrap_then_destroy),
         cmocka_unit_test(test_key_rotate_rewraps_everything),
+        cmocka_unit_test(test_service_capabilities),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

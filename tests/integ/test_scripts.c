@@ -1044,13 +1044,15 @@ test_cli_scripts(void **state)
     assert_int_equal(cmdi("PTTL k2"), -1);
 
     assert_int_equal(EVI(SCRIPT_SERVICE_ADD, 3, "name", "svc", "all", "id1",
-                         "n", "salt", "hash", "[]", "s", "[]", "[]", "5"),
+                         "n", "salt", "hash", "[]", "s", "[]", "[]", "5",
+                         "messages"),
                      1);
     assert_string_equal(cmds("GET name"), "id1");
     assert_string_equal(cmds("HGET svc gen"), "0");
+    assert_string_equal(cmds("HGET svc capabilities"), "messages");
     assert_int_equal(cmdi("SISMEMBER all id1"), 1);
     assert_int_equal(EVI(SCRIPT_SERVICE_ADD, 3, "name", "svc2", "all", "id2",
-                         "n", "salt", "hash", "[]", "s", "[]", "[]", "5"),
+                         "n", "salt", "hash", "[]", "s", "[]", "[]", "5", ""),
                      0);
     assert_int_equal(cmdi("EXISTS svc2"), 0);
 

@@ -22,6 +22,7 @@
 
 #include "broker.h"
 #include "cache.h"
+#include "capability.h"
 #include "record.h"
 #include "visible_range.h"
 
@@ -223,6 +224,16 @@ test_service_valid(void **state)
     record_service_unref(s);
     s = svc_ok("scopes", "contacts.read,member.sensitive");
     record_service_unref(s);
+    /* capabilities: absent or "" is none; names in any order */
+    s = svc_ok(NULL, NULL);
+    assert_int_equal(s->caps, 0);
+    record_service_unref(s);
+    s = svc_ok("capabilities", "");
+    assert_int_equal(s->caps, 0);
+    record_service_unref(s);
+    s = svc_ok("capabilities", "messages,external.write");
+    assert_int_equal(s->caps, CAP_MESSAGES | CAP_EXTERNAL_WRITE);
+    record_service_unref(s);
     /* white space as JSON allows it */
     s = svc_ok("corps", " [ \"" CORP "\" ,\n\"wwcorp0002\" ] ");
     assert_int_equal(s->ncorps, 2);
@@ -265,6 +276,13 @@ test_service_refusals(void **state)
         {"gen", "0x10"},
         {"gen", "99999999999999999999"},
         {"suite", "a/b"},
+        /* capabilities that do not parse grant nothing: refused */
+        {"capabilities", "external.write,"},
+        {"capabilities", ",messages"},
+        {"capabilities", "messages,messages"},
+        {"capabilities", "external.Write"},
+        {"capabilities", "external.write messages"},
+        {"capabilities", "all"},
         /* corps: truncated, another shape, empty */
         {"corps", "[\"" CORP "\""},
         {"corps", "[\"" CORP "\","},
