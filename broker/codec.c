@@ -106,8 +106,8 @@ codec_hex_encode(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int
-hex_val(unsigned char c)
+int
+codec_hex_val(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -127,8 +127,8 @@ codec_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t n)
     if (inlen != 2 * n)
         return BRK_ERR_INVAL;
     for (i = 0; i < n; i++) {
-        hi = hex_val((unsigned char)in[2 * i]);
-        lo = hex_val((unsigned char)in[2 * i + 1]);
+        hi = codec_hex_val((unsigned char)in[2 * i]);
+        lo = codec_hex_val((unsigned char)in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return BRK_ERR_INVAL;
         out[i] = (unsigned char)(hi << 4 | lo);
@@ -146,8 +146,8 @@ codec_pct_decode(const char *in, size_t n, char *out, size_t *outlen)
         if (in[i] == '%') {
             if (n - i < 3)
                 return BRK_ERR_INVAL;
-            hi = hex_val((unsigned char)in[i + 1]);
-            lo = hex_val((unsigned char)in[i + 2]);
+            hi = codec_hex_val((unsigned char)in[i + 1]);
+            lo = codec_hex_val((unsigned char)in[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return BRK_ERR_INVAL;
             out[o++] = (char)(hi << 4 | lo);

@@ -14,6 +14,7 @@
 
 #include <yajl/yajl_parse.h>
 
+#include "codec.h"
 #include "dynbuf.h"
 #include "filter.h"
 
@@ -1174,18 +1175,6 @@ static const yajl_callbacks callbacks = {
  */
 enum { SC_NORM, SC_BS, SC_HEX, SC_WANT_BS, SC_WANT_U };
 
-static int
-hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * Only whitespace may follow the root object. yajl misses an unfinished
  * string there (its lexer waits for the rest, and finishing ignores it).
@@ -1229,7 +1218,7 @@ scan_escapes(struct filter *f, const char *buf, size_t len)
             }
             break;
         case SC_HEX:
-            h = hexval(c);
+            h = codec_hex_val(c);
             if (h < 0) {
                 f->sc_state = SC_NORM; /* yajl reports it */
                 break;

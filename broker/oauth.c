@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "codec.h"
 #include "keyring.h"
 #include "oauth.h"
 
@@ -381,14 +382,6 @@ url_parse(const char *u, struct url_view *v)
  * client-side query too.
  */
 static int
-hex_val(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                  : c - 'A' + 10;
-}
-
-static int
 presets_broker_names(const char *rest)
 {
     static const char *const names[] = {"code", "corpid", "state", "installed"};
@@ -404,7 +397,8 @@ presets_broker_names(const char *rest)
         for (i = 0, k = 0; i < n && k < sizeof(name) - 1; k++) {
             if (p[i] == '%' && i + 2 < n && is_hex((unsigned char)p[i + 1]) &&
                 is_hex((unsigned char)p[i + 2])) {
-                name[k] = (char)(hex_val(p[i + 1]) * 16 + hex_val(p[i + 2]));
+                name[k] = (char)(codec_hex_val((unsigned char)p[i + 1]) * 16 +
+                                 codec_hex_val((unsigned char)p[i + 2]));
                 i += 3;
             } else {
                 name[k] = p[i++];

@@ -25,6 +25,9 @@ void codec_b64_encode(const unsigned char *in, size_t n, char *out);
 enum brk_err codec_b64_decode(const char *in, size_t n, unsigned char *out,
                               size_t cap, size_t *outlen) BRK_WUR;
 
+/* The value of one hex digit (either case), or -1 for any other byte. */
+int codec_hex_val(unsigned char c);
+
 /* Hex-encode n bytes into out (2n+1 bytes). Cannot fail. */
 void codec_hex_encode(const unsigned char *in, size_t n, char *out);
 

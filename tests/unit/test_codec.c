@@ -338,6 +338,22 @@ test_hex_encode(void **state)
     assert_string_equal(out, "");
 }
 
+/* Every byte value: the digits' values in either case, -1 for the rest. */
+static void
+test_hex_val_every_byte(void **state)
+{
+    int c, want;
+
+    (void)state;
+    for (c = 0; c < 256; c++) {
+        want = c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
+        assert_int_equal(codec_hex_val((unsigned char)c), want);
+    }
+}
+
 static void
 test_hex_round_trip(void **state)
 {
@@ -541,6 +557,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hex_val_every_byte),
         cmocka_unit_test(test_b64_rfc4648_vectors),
         cmocka_unit_test(test_b64_round_trip_random),
         cmocka_unit_test(test_b64_all_byte_values),
