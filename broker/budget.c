@@ -31,6 +31,7 @@
 
 #include "budget.h"
 #include "budget_window.h"
+#include "errcodes.h"
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
@@ -145,9 +146,9 @@ budget_errcode(enum budget_result res)
         return 0;
     case BUDGET_SPENT:
     case BUDGET_PAUSED:
-        return 45009;
+        return WECOM_ERR_FREQ_LIMIT;
     case BUDGET_BUSY:
-        return 45033;
+        return WECOM_ERR_CONCURRENT_LIMIT;
     default:
         return -1;
     }
@@ -802,20 +803,21 @@ budget_report(struct budget *b, const char *corpid, const char *api,
     if (b == NULL || b->closing || !keys_id_ok(corpid) || !api_ok(api))
         return;
     e = entry_get(b, corpid, api,
-                  wecom_errcode == 45009 || wecom_errcode == 45033);
+                  wecom_errcode == WECOM_ERR_FREQ_LIMIT ||
+                      wecom_errcode == WECOM_ERR_CONCURRENT_LIMIT);
     if (e == NULL)
         return;
     was = e->inflight;
     if (e->inflight > 0)
         e->inflight--;
-    if (wecom_errcode == 45009) {
+    if (wecom_errcode == WECOM_ERR_FREQ_LIMIT) {
         log_warn("budget: WeCom answered 45009 for %s %s: paused %d s on "
                  "every instance",
                  corpid, api, BUDGET_PAUSE_MS / 1000);
         metrics_inc(METRICS_BUDGET_PAUSES,
                     metrics_labels(labels, sizeof(labels), "api", api, NULL));
         pause_everywhere(b, e);
-    } else if (wecom_errcode == 45033) {
+    } else if (wecom_errcode == WECOM_ERR_CONCURRENT_LIMIT) {
         budget_conc_lower(&e->conc, was > 0 ? was : 1, brk_mono_ms());
         log_warn("budget: WeCom answered 45033 for %s %s: at most %ld at "
                  "once here",

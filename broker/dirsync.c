@@ -14,6 +14,7 @@
 
 #include "codec.h"
 #include "dirsync.h"
+#include "errcodes.h"
 
 /* Bound on range departments plus tag departments (before dedup). */
 #define DS_MAX_ROOTS 1000000
@@ -1006,16 +1007,18 @@ dirsync_error(struct dirsync *ds, unsigned id, long errcode)
         return ds->fail;
     switch (kind) {
     case K_USER:
-        ok = errcode == 60111 || errcode == 60011;
+        ok = errcode == WECOM_ERR_USER_NOT_FOUND ||
+             errcode == WECOM_ERR_NO_PRIVILEGE;
         break;
     case K_DEPT_USERS:
-        ok = errcode == 60003 || errcode == 60123;
+        ok = errcode == WECOM_ERR_DEPT_NOT_FOUND ||
+             errcode == WECOM_ERR_DEPT_NOT_FOUND_ID;
         d = dept_find(ds, (uint32_t)s->num);
         if (ok && d != NULL)
             d->gone = 1;
         break;
     case K_TAG:
-        ok = errcode == 40068;
+        ok = errcode == WECOM_ERR_INVALID_TAGID;
         break;
     default:
         break;

@@ -97,3 +97,10 @@ out:
     json_decref(s);
     return err;
 }
+
+int
+errcodes_suite_token_refused(long code)
+{
+    return code == WECOM_ERR_INVALID_SUITE_TOKEN ||
+           code == WECOM_ERR_SUITE_TOKEN_EXPIRED;
+}

@@ -20,6 +20,7 @@
 #include "codec.h"
 #include "config.h"
 #include "datakey.h"
+#include "errcodes.h"
 #include "keyring.h"
 #include "keys.h"
 #include "log.h"
@@ -605,7 +606,7 @@ on_corp_token_api(const struct wecom_api_result *res, void *arg)
     json_t *tok, *exp;
 
     if (res->err == BRK_ERR_WECOM &&
-        (res->errcode == 40082 || res->errcode == 42009) && !e->suite_retried) {
+        errcodes_suite_token_refused(res->errcode) && !e->suite_retried) {
         /* the suite token went bad: forget it and try once more */
         e->suite_retried = 1;
         tokens_suite_rejected(e->t, e->suite, e->suite_token);
@@ -862,7 +863,9 @@ tokens_corp(struct tokens *t, const char *suite_id, const char *corpid,
 int
 tokens_is_corp_token_error(long errcode)
 {
-    return errcode == 40014 || errcode == 42001 || errcode == 40001;
+    return errcode == WECOM_ERR_INVALID_TOKEN ||
+           errcode == WECOM_ERR_TOKEN_EXPIRED ||
+           errcode == WECOM_ERR_INVALID_SECRET;
 }
 
 static void

@@ -32,6 +32,7 @@
  * Each step lives in one file; worker_int.h lists what they share.
  */
 
+#include "errcodes.h"
 #include "worker_int.h"
 
 static void squeue_poll_soon(struct squeue *q, long ms);
@@ -226,7 +227,7 @@ on_api(const struct wecom_api_result *res, void *arg)
         ((j->api_tok == TOK_CORP_Q &&
           tokens_is_corp_token_error(res->errcode)) ||
          (j->api_tok == TOK_SUITE_Q &&
-          (res->errcode == 40082 || res->errcode == 42009)))) {
+          errcodes_suite_token_refused(res->errcode)))) {
         /* the token went bad: expire it if still current, retry once */
         j->api_retried = 1;
         if (j->api_tok == TOK_CORP_Q)

@@ -23,6 +23,7 @@
  *     on_activated -> worker_job_done
  */
 
+#include "errcodes.h"
 #include "worker_int.h"
 
 /*---- Directory sync (shared by install and change_auth) ----*/
@@ -165,8 +166,9 @@ on_sync_api(const struct wecom_api_result *res, void *arg)
         return;
     }
     if (res->err == BRK_ERR_WECOM &&
-        (res->errcode == 45009 || res->errcode == 45033 ||
-         res->errcode == -1) &&
+        (res->errcode == WECOM_ERR_FREQ_LIMIT ||
+         res->errcode == WECOM_ERR_CONCURRENT_LIMIT ||
+         res->errcode == WECOM_ERR_BUSY) &&
         sync_call_wait(c) == 0)
         return; /* over WeCom's limit or busy: the call waits its turn */
     if (res->err == BRK_ERR_WECOM) {
@@ -1042,7 +1044,7 @@ on_exchange_error(struct job *j, long errcode)
     char lost[KEYS_MAX], now[24];
     const char *argv[7];
 
-    if (errcode != 40078)
+    if (errcode != WECOM_ERR_INVALID_AUTH_CODE)
         return 0;
     if (j->first_try) {
         /* anyone can reach /install/done: a code WeCom refuses on its

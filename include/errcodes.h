@@ -33,6 +33,32 @@ enum errcode {
     ERRCODE__COUNT
 };
 
+/*
+ * Errcodes WeCom answers with that the broker acts on (wecom-protocol.md
+ * §9), named so that each rule reads as what it means. Not replies of the
+ * broker's own: those are enum errcode above.
+ */
+enum wecom_errcode {
+    WECOM_ERR_BUSY = -1,                 /* system busy: retry */
+    WECOM_ERR_INVALID_SECRET = 40001,    /* corp token: secret mismatch */
+    WECOM_ERR_INVALID_TOKEN = 40014,     /* access_token invalid */
+    WECOM_ERR_INVALID_TAGID = 40068,     /* tag gone */
+    WECOM_ERR_INVALID_AUTH_CODE = 40078, /* AuthCode used or made up */
+    WECOM_ERR_INVALID_SUITE_TOKEN = 40082,
+    WECOM_ERR_TOKEN_EXPIRED = 42001,
+    WECOM_ERR_SUITE_TOKEN_EXPIRED = 42009,
+    WECOM_ERR_FREQ_LIMIT = 45009,       /* over a minute or hour budget */
+    WECOM_ERR_CONCURRENT_LIMIT = 45033, /* too many calls at once */
+    WECOM_ERR_DEPT_NOT_FOUND = 60003,
+    WECOM_ERR_NO_PRIVILEGE = 60011, /* outside the visible range */
+    WECOM_ERR_USER_NOT_FOUND = 60111,
+    WECOM_ERR_DEPT_NOT_FOUND_ID = 60123, /* the same, for an id */
+};
+
+/* Nonzero when WeCom refused a suite token (40082, 42009): forget it and
+ * fetch another. */
+int errcodes_suite_token_refused(long code);
+
 /* The errcode WeCom's JSON carries (0, -1, 40014, ...). */
 long errcodes_code(enum errcode e);
 /* The HTTP status the reply is sent with. */

@@ -130,6 +130,21 @@ test_body_refusals_leave_buf(void **state)
     assert_true(n > 1);
 }
 
+/* The suite-token refusals, and nothing next to them. */
+static void
+test_suite_token_refused(void **state)
+{
+    (void)state;
+    assert_true(errcodes_suite_token_refused(40082));
+    assert_true(errcodes_suite_token_refused(42009));
+    assert_false(errcodes_suite_token_refused(42001));
+    assert_false(errcodes_suite_token_refused(40014));
+    assert_false(errcodes_suite_token_refused(0));
+    assert_false(errcodes_suite_token_refused(-1));
+    assert_int_equal(WECOM_ERR_FREQ_LIMIT, 45009);
+    assert_int_equal(WECOM_ERR_NO_PRIVILEGE, 60011);
+}
+
 int
 main(void)
 {
@@ -138,6 +153,7 @@ main(void)
         cmocka_unit_test(test_out_of_range_fails_closed),
         cmocka_unit_test(test_body_escapes),
         cmocka_unit_test(test_body_refusals_leave_buf),
+        cmocka_unit_test(test_suite_token_refused),
     };
 
     /* jansson's allocations fail with ours */
