@@ -3,7 +3,8 @@
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 
 PKGS      := libevent libevent_openssl libcurl jansson hiredis openssl expat \
-             yajl inih cmocka
+             yajl inih
+TEST_PKGS := cmocka
 CC        ?= cc
 WERROR    ?= 1
 SANITIZE  ?=
@@ -15,8 +16,20 @@ ifeq ($(WERROR),1)
 WARN      += -Werror
 endif
 
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# pkg-config runs once, when a recipe first needs the flags (after `deps`
+# has had its chance to install what is missing); a package it does not
+# find stops the build with its name instead of a compiler error later.
+PKG_MISSING = $(strip $(foreach p,$(PKGS) $(TEST_PKGS),\
+                $(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
+pkg_flags   = $(if $(PKG_MISSING),$(error pkg-config does not find: \
+                $(PKG_MISSING); run `make deps` as root or install their \
+                -dev packages),$(shell pkg-config $(1) $(2)))
+PKG_CFLAGS  = $(eval PKG_CFLAGS := \
+                $(call pkg_flags,--cflags,$(PKGS) $(TEST_PKGS)))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $(call pkg_flags,--libs,$(PKGS)))$(PKG_LIBS)
+# only the test programs link the test framework
+TEST_LIBS   = $(eval TEST_LIBS := \
+                $(call pkg_flags,--libs,$(TEST_PKGS)))$(TEST_LIBS)
 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) -MMD -MP
@@ -41,13 +54,13 @@ HARN_OBJ  := $(patsubst %.c,$(B)/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/
 PROGS     := bin/wecom-broker bin/brokerctl bin/mock-wecom
 
 .PHONY: all deps test unit integ check run demo bench clean lint format \
-        format-check
+        format-check valgrind
 
 all: deps $(PROGS)
 
 # Install missing Debian packages (as root) or say which ones are missing.
 deps:
-	@pkg-config --exists $(PKGS) && command -v redis-server >/dev/null || \
+	@pkg-config --exists $(PKGS) $(TEST_PKGS) && command -v redis-server >/dev/null || \
 	    sh scripts/install-deps.sh
 
 $(B)/%.o: %.c
@@ -72,14 +85,20 @@ bin/mock-wecom: $(MOCK_OBJ) $(LIB)
 
 $(B)/tests/%: $(B)/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 $(B)/tests/integ_%: $(B)/tests/integ/%.o $(HARN_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 test: all $(UNIT_BIN) $(INTEG_BIN)
 	@sh tests/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
+
+# The integration suites with every broker process under valgrind's
+# memcheck (tests/soak/valgrind.sh; SUITES=... picks others). Not part of
+# `make test`: it takes minutes.
+valgrind: all $(INTEG_BIN)
+	@sh tests/soak/valgrind.sh $(SUITES)
 
 unit: all $(UNIT_BIN)
 	@sh tests/run-tests.sh $(UNIT_BIN)

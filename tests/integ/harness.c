@@ -249,12 +249,35 @@ h_spawn_broker(const char *conf, const char *logpath)
         return 0;
     if (pid == 0) {
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        /* WB_TEST_BROKER_WRAP: a command the broker runs under (make
+         * valgrind), words split at spaces */
+        const char *wrap = getenv("WB_TEST_BROKER_WRAP");
+        char *argv[24], *words = wrap ? strdup(wrap) : NULL, *save = NULL;
+        char *conf_copy = strdup(conf), prog[] = "bin/wecom-broker",
+             copt[] = "-c";
+        size_t n = 0;
 
         dup2(fd, 2);
-        execl("bin/wecom-broker", "wecom-broker", "-c", conf, (char *)NULL);
+        for (char *w = words ? strtok_r(words, " ", &save) : NULL;
+             w != NULL && n < 19; w = strtok_r(NULL, " ", &save))
+            argv[n++] = w;
+        argv[n++] = prog;
+        argv[n++] = copt;
+        argv[n++] = conf_copy;
+        argv[n] = NULL;
+        execvp(argv[0], argv);
         _exit(127);
     }
     return pid;
+}
+
+long
+h_slow(void)
+{
+    const char *s = getenv("WB_TEST_SLOW");
+    long f = s ? strtol(s, NULL, 10) : 1;
+
+    return f >= 1 && f <= 100 ? f : 1;
 }
 
 int
@@ -265,7 +288,7 @@ h_broker_start(struct harness *h)
     if (pid == 0)
         return -1;
     h->broker_pid = pid;
-    return h_wait(broker_ready, h, 20000) ? 0 : -1;
+    return h_wait(broker_ready, h, 20000 * h_slow()) ? 0 : -1;
 }
 
 int

@@ -48,6 +48,10 @@ int h_write_conf_to(struct harness *h, const char *path, int embedded,
 /* Start another broker with conf; returns its pid (0 on failure) without
  * waiting for readiness; its stderr goes to logpath. */
 pid_t h_spawn_broker(const char *conf, const char *logpath);
+/* How many times slower the broker runs than natively (WB_TEST_SLOW,
+ * 1..100, default 1: set under valgrind); deadlines that wait on the
+ * broker may scale by it. */
+long h_slow(void);
 /* Start bin/wecom-broker -c conf and wait until /readyz says ready. */
 int h_broker_start(struct harness *h);
 /* Send sig and wait for exit; returns the exit status or -1. */
