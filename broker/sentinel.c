@@ -239,12 +239,14 @@ enum brk_err
 sentinel_parse_switch(const char *msg, size_t len, const char *master,
                       char *host, size_t hostlen, int *port)
 {
-    const char *p = msg, *end = msg + len, *w[5];
+    const char *p, *end, *w[5];
     size_t n[5];
     int i, old, nport;
 
     if (msg == NULL || master == NULL || hostlen == 0)
         return BRK_ERR_INVAL;
+    p = msg;
+    end = msg + len;
     for (i = 0; i < 5; i++)
         if (!next_word(&p, end, &w[i], &n[i]))
             return BRK_ERR_INVAL;
@@ -268,11 +270,13 @@ enum brk_err
 sentinel_info_long(const char *info, size_t len, const char *name, long *out)
 {
     size_t nl = name != NULL ? strlen(name) : 0, i;
-    const char *p = info, *end = info + len, *eol, *v;
+    const char *p, *end, *eol, *v;
     long long x = 0;
 
     if (info == NULL || nl == 0)
         return BRK_ERR_INVAL;
+    p = info;
+    end = info + len;
     while (p < end) {
         eol = memchr(p, '\n', (size_t)(end - p));
         if (eol == NULL)

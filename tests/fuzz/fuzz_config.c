@@ -80,9 +80,8 @@ cfg_check(const struct config *cfg)
     if (cfg->redis[0] != '\0') {
         FUZZ_CHECK(config_redis_parse(cfg->redis, &r) == BRK_OK);
         /* exactly one form: TCP, unix socket, or sentinels */
-        FUZZ_CHECK((r.host != NULL) + (r.unix_path != NULL) +
-                       (r.master != NULL) ==
-                   1);
+        FUZZ_CHECK(
+            (r.host != NULL) + (r.unix_path != NULL) + (r.master != NULL) == 1);
         FUZZ_CHECK((r.master != NULL) ==
                    (r.nsentinels >= 1 && r.nsentinels <= SENTINEL_MAX_NODES));
         for (i = 0; i < r.nsentinels; i++)

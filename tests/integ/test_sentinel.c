@@ -239,9 +239,9 @@ sentinels_settled(void *arg)
              r != NULL && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
              i += 2) {
             if (strcmp(r->element[i]->str, "num-slaves") == 0)
-                slaves = atoi(r->element[i + 1]->str);
+                slaves = (int)strtol(r->element[i + 1]->str, NULL, 10);
             if (strcmp(r->element[i]->str, "num-other-sentinels") == 0)
-                others = atoi(r->element[i + 1]->str);
+                others = (int)strtol(r->element[i + 1]->str, NULL, 10);
         }
         ok = slaves == 1 && others == 2;
         if (r != NULL)
