@@ -31,12 +31,20 @@
 
 #define MAX_QUERY_PARAMS 16
 
+/* WAIT's bound: an ack still leaves WeCom's 1 s with room to spare. */
+#define ACK_WAIT_MS "200"
+
 struct callback {
     const struct config *cfg;
     const struct keyring *kr;
     struct store *st;
     struct suites *suites;
     struct browser *browser; /* borrowed; NULL: no browser routes */
+    /* borrowed; NULL unless redis_min_replica_acks >= 1: the connection
+     * that makes events durable and then WAITs for them, used for nothing
+     * else so its WAIT covers exactly those writes */
+    struct store *ack_st;
+    long min_acks;
 };
 
 /* InfoTypes that go to the event stream; anything else is acknowledged,
@@ -62,6 +70,7 @@ struct pending {
     char seen[KEYS_MAX];
     char *kv[12];
     size_t nkv;
+    const char *result; /* static: what the write did, once it is done */
 };
 
 static const char *
@@ -401,6 +410,71 @@ pending_free(struct pending *p)
     brk_free(p);
 }
 
+/* The write is durable (and replicated, when asked for): `success`. */
+static void
+acknowledge(struct pending *p)
+{
+    struct httpd_req *r = p->r;
+    const char *suite = p->su->conf->suite_id;
+    char labels[160];
+    struct timespec now;
+    double secs;
+
+    if (p->is_ticket)
+        metrics_inc(METRICS_SUITE_TICKETS,
+                    metrics_labels(labels, sizeof(labels), "suite", suite,
+                                   "result", p->result, NULL));
+    metrics_inc(METRICS_CALLBACKS,
+                metrics_labels(labels, sizeof(labels), "suite", suite,
+                               "info_type", p->info_type, "result", p->result,
+                               NULL));
+    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s",
+            p->result, suite, p->info_type);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    secs = (double)(now.tv_sec - r->start.tv_sec) +
+           (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
+    metrics_observe(METRICS_CALLBACK_ACK_SECONDS, NULL, secs);
+    httpd_reply_text(r, 200, "success");
+}
+
+/* WAIT's answer: how many replicas have every write of the ack connection
+ * so far, this event's included. */
+static void
+on_waited(enum brk_err err, struct redisReply *reply, void *arg)
+{
+    struct pending *p = arg;
+    char labels[64];
+    const char *outcome;
+
+    if (err || reply->type != REDIS_REPLY_INTEGER)
+        outcome = "error";
+    else if (reply->integer < p->cb->min_acks)
+        outcome = "short";
+    else
+        outcome = "ok";
+    metrics_inc(METRICS_REDIS_WAITS, metrics_labels(labels, sizeof(labels),
+                                                    "result", outcome, NULL));
+    if (outcome[0] == 'o') {
+        acknowledge(p);
+    } else if (outcome[0] == 's') {
+        /* stored, not replicated: WeCom retries, the retry is a duplicate
+         * of the stored event and is WAITed for again */
+        reject(
+            p->r, p->su->conf->suite_id, 503, "store_unavailable",
+            "event stored but confirmed by %lld of %ld replicas in " ACK_WAIT_MS
+            " ms; WeCom will retry",
+            reply->integer, p->cb->min_acks);
+    } else {
+        reject(p->r, p->su->conf->suite_id, 503, "store_unavailable",
+               "event stored but not confirmed by replicas (%s%s%s); WeCom "
+               "will retry",
+               brk_strerror(err ? err : BRK_ERR_STORE),
+               reply && reply->str ? ": " : "",
+               reply && reply->str ? reply->str : "");
+    }
+    pending_free(p);
+}
+
 static void
 on_written(enum brk_err err, struct redisReply *reply, void *arg)
 {
@@ -409,8 +483,6 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
     const char *suite = p->su->conf->suite_id;
     const char *result;
     char labels[160];
-    struct timespec now;
-    double secs;
 
     if (err || reply->type != REDIS_REPLY_INTEGER) {
         metrics_inc(METRICS_REDIS_ERRORS,
@@ -433,23 +505,38 @@ on_written(enum brk_err err, struct redisReply *reply, void *arg)
         result = reply->integer == 1 ? "stored" : "stale";
     else
         result = reply->integer == 1 ? "queued" : "duplicate";
-    if (p->is_ticket)
-        metrics_inc(METRICS_SUITE_TICKETS,
-                    metrics_labels(labels, sizeof(labels), "suite", suite,
-                                   "result", result, NULL));
-    metrics_inc(METRICS_CALLBACKS,
-                metrics_labels(labels, sizeof(labels), "suite", suite,
-                               "info_type", p->info_type, "result", result,
-                               NULL));
-    log_req(LOG_LVL_INFO, r->id, "callback %s: suite=%s info_type=%s", result,
-            suite, p->info_type);
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    secs = (double)(now.tv_sec - r->start.tv_sec) +
-           (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
-    metrics_observe(METRICS_CALLBACK_ACK_SECONDS, NULL, secs);
-    httpd_reply_text(r, 200, "success");
+    p->result = result;
+    if (p->cb->ack_st != NULL) {
+        /* on the connection that wrote: WAIT counts replicas holding its
+         * writes. A duplicate is waited for too — its first copy came
+         * through here and may not have reached a replica yet */
+        const char *argv[3] = {"WAIT", NULL, ACK_WAIT_MS};
+        char n[24];
+
+        snprintf(n, sizeof(n), "%ld", p->cb->min_acks);
+        argv[1] = n;
+        err = store_cmd_argv(p->cb->ack_st, on_waited, p, 3, argv, NULL);
+        if (err == BRK_OK)
+            return;
+        metrics_inc(
+            METRICS_REDIS_WAITS,
+            metrics_labels(labels, sizeof(labels), "result", "error", NULL));
+        reject(r, suite, 503, "store_unavailable",
+               "event stored but not confirmed by replicas (%s); WeCom will "
+               "retry",
+               brk_strerror(err));
+        goto out;
+    }
+    acknowledge(p);
 out:
     pending_free(p);
+}
+
+/* Where an event is written: the ack connection when WAIT is on. */
+static struct store *
+write_store(const struct callback *cb)
+{
+    return cb->ack_st != NULL ? cb->ack_st : cb->st;
 }
 
 static int
@@ -457,7 +544,7 @@ send_or_503(struct httpd_req *r, struct pending *p, int argc, const char **argv)
 {
     enum brk_err err;
 
-    err = store_cmd_argv(p->cb->st, on_written, p, argc, argv, NULL);
+    err = store_cmd_argv(write_store(p->cb), on_written, p, argc, argv, NULL);
     if (err) {
         reject(r, p->su->conf->suite_id, 503, "store_unavailable",
                "Redis is not available (%s); WeCom will retry",
@@ -526,9 +613,9 @@ push(struct pending *p)
     err = evq_keys(&k, p->cb->cfg->key_prefix, p->su->conf->suite_id,
                    p->corp[0] ? p->corp : NULL);
     if (!err)
-        err = evq_push(p->cb->st, &k, p->corp[0] ? p->corp : NULL, p->seen,
-                       CALLBACK_SEEN_TTL, (const char *const *)p->kv, p->nkv,
-                       on_written, p);
+        err = evq_push(write_store(p->cb), &k, p->corp[0] ? p->corp : NULL,
+                       p->seen, CALLBACK_SEEN_TTL, (const char *const *)p->kv,
+                       p->nkv, on_written, p);
     if (err) {
         reject(p->r, p->su->conf->suite_id, 503, "store_unavailable",
                "Redis is not available (%s); WeCom will retry",
@@ -865,4 +952,16 @@ void
 callback_set_browser(struct callback *cb, struct browser *b)
 {
     cb->browser = b;
+}
+
+/*
+ * From now on write events on ack_st (borrowed, a connection used for
+ * nothing else) and acknowledge one only when WAIT min_acks says that
+ * many replicas hold it. ack_st NULL or min_acks < 1 turns it off.
+ */
+void
+callback_set_ack_store(struct callback *cb, struct store *ack_st, long min_acks)
+{
+    cb->ack_st = min_acks >= 1 ? ack_st : NULL;
+    cb->min_acks = min_acks;
 }

@@ -23,6 +23,7 @@
 #include "dynbuf.h"
 #include "log.h"
 #include "netaddr.h"
+#include "sentinel.h"
 
 /*---- The option table ----*/
 
@@ -107,6 +108,8 @@ static const struct opt broker_opts[] = {
     {"event_claim_idle", OPT_LONG, 0, B(event_claim_idle), 1, 86400, "60"},
     {"event_max_attempts", OPT_LONG, 0, B(event_max_attempts), 1, 1000, "10"},
     {"event_concurrency", OPT_LONG, 0, B(event_concurrency), 1, 4096, "32"},
+    {"redis_min_replica_acks", OPT_LONG, 0, B(redis_min_replica_acks), 0, 16,
+     "0"},
     {"tls_cert_file", OPT_PATH_OPT, 0, B(tls_cert_file), 0, 0, ""},
     {"audit_file", OPT_PATH_OPT, 0, B(audit_file), 0, 0, ""},
     {"tls_key_file", OPT_PATH_OPT, 0, B(tls_key_file), 0, 0, ""},
@@ -385,12 +388,18 @@ config_parse_listen(const char *s, char *host, size_t hostlen, int *port,
 void
 config_redis_clear(struct config_redis *r)
 {
+    size_t i;
+
     if (r == NULL)
         return;
     brk_free(r->host);
     brk_free(r->unix_path);
     brk_free(r->user);
     brk_free_secret_str(r->password);
+    brk_free(r->master);
+    for (i = 0; i < r->nsentinels; i++)
+        brk_free(r->sentinels[i].host);
+    brk_free(r->sentinels);
     memset(r, 0, sizeof(*r));
 }
 
@@ -450,6 +459,8 @@ config_redis_parse(const char *url, struct config_redis *out)
         err = r.unix_path != NULL ? BRK_OK : BRK_ERR_NOMEM;
         goto out;
     }
+    if (strncmp(url, "sentinel://", 11) == 0)
+        return sentinel_url_parse(url, out);
     if (strncmp(url, "redis://", 8) != 0)
         goto out;
     p = url + 8;
@@ -886,7 +897,9 @@ set_secret(struct load_ctx *ctx, const struct opt *o, char *base,
         if (err)
             return fail(ctx, BRK_ERR_CONFIG, line,
                         "%s: expected redis://[[user]:password@]host[:port]"
-                        "[/db] or unix:///path[?db=N]",
+                        "[/db], unix:///path[?db=N] or sentinel://"
+                        "[[user]:password@]host[:port][,host[:port]...]"
+                        "/MASTER[/db]",
                         key);
         config_redis_clear(&r);
     }

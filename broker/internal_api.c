@@ -3,6 +3,7 @@
  * WeCom's errcode/errmsg shape except the operational endpoints, which
  * follow their own conventions (plain "ok", Prometheus text).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "audit.h"
@@ -25,14 +26,26 @@ static void
 readyz(struct httpd_req *r, const struct internal_api *api)
 {
     struct dynbuf d;
-    const char *reasons[4];
+    const char *reasons[5];
     size_t n = 0, i;
-    char *body = NULL;
+    char *body = NULL, replicas[96];
 
-    if (!store_is_up(api->st))
+    if (!store_is_up(api->st) ||
+        (api->ack_st != NULL && !store_is_up(api->ack_st)))
         reasons[n++] = "redis unavailable";
     else if (!suites_keys_ready(api->suites))
         reasons[n++] = "suite data keys not loaded";
+    if (api->min_replica_acks > 0 && api->replicas < api->min_replica_acks) {
+        if (api->replicas < 0)
+            snprintf(replicas, sizeof(replicas),
+                     "redis replicas unknown, redis_min_replica_acks %ld",
+                     api->min_replica_acks);
+        else
+            snprintf(replicas, sizeof(replicas),
+                     "redis replicas %ld < redis_min_replica_acks %ld",
+                     api->replicas, api->min_replica_acks);
+        reasons[n++] = replicas;
+    }
     if (api->audit != NULL && !audit_file_ok(api->audit))
         reasons[n++] = "audit_file not writable";
     dynbuf_init(&d, 4096);

@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "keys.h"
 
@@ -76,10 +77,49 @@ keys_tenant_pattern(char *out, size_t len, const char *prefix,
     return fmt(out, len, "%s{%s}:%s:*", prefix, corpid, suite);
 }
 
-enum brk_err
-keys_gone(char *out, size_t len, const char *prefix, const char *hmac)
+/* CRC16-CCITT (XMODEM), as Redis Cluster maps keys to slots. */
+static unsigned
+crc16(const char *buf, size_t len)
 {
-    return fmt(out, len, "%s{%s}:gone", prefix, hmac);
+    unsigned crc = 0;
+    size_t i;
+    int b;
+
+    for (i = 0; i < len; i++) {
+        crc ^= (unsigned)(unsigned char)buf[i] << 8;
+        for (b = 0; b < 8; b++)
+            crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff
+                               : (crc << 1) & 0xffff;
+    }
+    return crc;
+}
+
+enum brk_err
+keys_slot_tag(char *out, size_t len, const char *id)
+{
+    unsigned want = crc16(id, strlen(id)) & 16383, n;
+    char tag[16];
+
+    /* the first "s<hex>" in that slot: every slot has one below 2^20, so
+     * the search ends (and gives the same tag on every instance) */
+    for (n = 0; n < (1u << 20); n++) {
+        snprintf(tag, sizeof(tag), "s%x", n);
+        if ((crc16(tag, strlen(tag)) & 16383) == want)
+            return fmt(out, len, "%s", tag);
+    }
+    return BRK_ERR_INVAL;
+}
+
+enum brk_err
+keys_gone(char *out, size_t len, const char *prefix, const char *corpid,
+          const char *hmac)
+{
+    char tag[16];
+    enum brk_err err = keys_slot_tag(tag, sizeof(tag), corpid);
+
+    if (err)
+        return err;
+    return fmt(out, len, "%s{%s}:gone:%s", prefix, tag, hmac);
 }
 
 enum brk_err

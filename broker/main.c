@@ -29,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis_embed.h"
+#include "sentinel.h"
 #include "proxy.h"
 #include "scope_map.h"
 #include "store.h"
@@ -62,6 +63,10 @@ struct daemon {
     struct redis_embed *embed;
     struct store *st;
     struct store *sub; /* listens for change notices */
+    /* redis_min_replica_acks >= 1: events are written and WAITed for on
+     * their own connection; INFO replication is polled for readyz */
+    struct store *ack_st;
+    struct event *replica_timer;
     struct scope_map *scopes;
     struct proxy *proxy;
     struct browser *browser;
@@ -213,6 +218,8 @@ fixed_changes(const struct config *a, const struct config *b, char *buf,
         list_add(buf, len, "internal_listen");
     if (str_differs(a->redis, b->redis))
         list_add(buf, len, "redis");
+    if (a->redis_min_replica_acks != b->redis_min_replica_acks)
+        list_add(buf, len, "redis_min_replica_acks");
     if (str_differs(a->state_dir, b->state_dir))
         list_add(buf, len, "state_dir");
     if (str_differs(a->key_prefix, b->key_prefix))
@@ -594,6 +601,39 @@ on_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+#define REPLICA_POLL_MS 1000
+
+static void
+on_replica_info(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct daemon *d = arg;
+    long n = -1;
+
+    if (err == BRK_ERR_SHUTDOWN)
+        return;
+    if (err || r->type != REDIS_REPLY_STRING ||
+        sentinel_info_long(r->str, r->len, "connected_slaves", &n) != BRK_OK)
+        n = -1;
+    d->api.replicas = n;
+    metrics_set(METRICS_REDIS_REPLICAS, NULL, (double)n);
+}
+
+/* Once a second: how many replicas the primary has, for readyz. */
+static void
+on_replica_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    const char *argv[2] = {"INFO", "replication"};
+    struct timeval tv = {REPLICA_POLL_MS / 1000,
+                         (REPLICA_POLL_MS % 1000) * 1000};
+
+    (void)fd;
+    (void)what;
+    evtimer_add(d->replica_timer, &tv);
+    if (store_cmd_argv(d->st, on_replica_info, d, 2, argv, NULL) != BRK_OK)
+        d->api.replicas = -1;
+}
+
 static void
 on_store_state(int up, void *arg)
 {
@@ -797,6 +837,23 @@ start(struct daemon *d)
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)
         goto out;
+    if (d->cfg->redis_min_replica_acks > 0) {
+        struct timeval now = {0, 0};
+
+        err = store_new(d->base, embedded ? url : d->cfg->redis,
+                        REDIS_CMD_TIMEOUT, &d->ack_st);
+        if (err)
+            goto out;
+        callback_set_ack_store(d->cb, d->ack_st,
+                               d->cfg->redis_min_replica_acks);
+        d->replica_timer = evtimer_new(d->base, on_replica_timer, d);
+        if (d->replica_timer == NULL)
+            goto out;
+        evtimer_add(d->replica_timer, &now);
+    }
+    d->api.min_replica_acks = d->cfg->redis_min_replica_acks;
+    d->api.replicas = -1;
+    d->api.ack_st = d->ack_st;
     err = browser_new(d->cfg, d->kr, d->st, d->tok, d->wx, &d->browser);
     if (err)
         goto out;
@@ -859,7 +916,10 @@ teardown(struct daemon *d)
      * its own commands */
     budget_free(d->budget);
     store_free(d->sub);
+    store_free(d->ack_st);
     store_free(d->st);
+    if (d->replica_timer != NULL)
+        event_free(d->replica_timer);
     tokens_free(d->tok);
     worker_free(d->worker);
     audit_free(d->audit);

@@ -107,6 +107,13 @@ static const struct {
     [METRICS_AUDIT_WRITES] = {"wecom_broker_audit_writes_total", T_COUNTER,
                               "Audit entries written, by sink (redis, file) "
                               "and result (ok, error)."},
+    [METRICS_REDIS_WAITS] = {"wecom_broker_redis_waits_total", T_COUNTER,
+                             "WAITs for replicas before a callback is "
+                             "acknowledged, by result (ok, short, error)."},
+    [METRICS_REDIS_REPLICAS] = {"wecom_broker_redis_replicas", T_GAUGE,
+                                "Replicas connected to the primary (INFO "
+                                "replication), polled with "
+                                "redis_min_replica_acks set; -1 unknown."},
 };
 
 struct series {

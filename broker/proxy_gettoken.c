@@ -6,8 +6,10 @@
  *   proxy_gettoken -> proxy_load_service -> on_gettoken_service
  *     -> try_suite -> proxy_load_tenant -> on_gettoken_tenant
  *        (not a tenant there: try_suite with the next suite)
- *     -> proxy_decide -> issue_token -> EVAL token mint -> on_gettoken
- *     -> the reply
+ *     -> proxy_decide -> issue_token -> EVAL token mint (reuse only)
+ *        (none to reuse: HSET + EXPIREAT of the token's record -> SADD to
+ *        the service's index -> EVAL token mint (write), one slot each)
+ *     -> on_gettoken -> the reply
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -100,60 +102,165 @@ on_gettoken(enum brk_err err, struct redisReply *r, void *arg)
     proxy_preq_free(q);
 }
 
+/* A mint in steps (see the script): what each step needs. Owned by the
+ * chain; freed before the reply. */
+struct mint {
+    struct preq *q;
+    char cur[KEYS_MAX], toks[KEYS_MAX], ttoks[KEYS_MAX], btok[KEYS_MAX];
+    char now[24], ttl[24], reuse[24], gen[24], exp[24], keep[24];
+    char nonce[33], h[65];
+};
+
+static enum brk_err
+mint_eval(struct mint *m, int write, store_reply_cb *cb)
+{
+    const char *argv[12];
+
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_SERVICE_TOKEN_MINT);
+    argv[2] = "2";
+    argv[3] = m->cur;
+    argv[4] = m->ttoks;
+    argv[5] = m->now;
+    argv[6] = m->nonce;
+    argv[7] = m->ttl;
+    argv[8] = m->reuse;
+    argv[9] = m->gen;
+    argv[10] = m->h;
+    argv[11] = write ? "1" : "0";
+    return store_cmd_argv(m->q->p->st, cb, m, 12, argv, NULL);
+}
+
+/* The last step: the reply, whatever the mint said. */
+static void
+on_minted(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct mint *m = arg;
+    struct preq *q = m->q;
+
+    brk_free(m);
+    on_gettoken(err, r, q);
+}
+
+static void
+mint_fail(struct mint *m, const char *why)
+{
+    struct preq *q = m->q;
+
+    brk_free(m);
+    proxy_reply_error(q, ERRCODE_UNAVAILABLE, "%s", why);
+}
+
+static void
+on_indexed(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct mint *m = arg;
+
+    (void)r;
+    if (err || mint_eval(m, 1, on_minted) != BRK_OK)
+        mint_fail(m, "store unavailable");
+}
+
+static void
+on_record_expiry(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct mint *m = arg;
+    const char *argv[3] = {"SADD", m->toks, m->h};
+
+    /* 1: the record is there (its HSET went first on this connection) */
+    if (err || r->type != REDIS_REPLY_INTEGER || r->integer != 1 ||
+        store_cmd_argv(m->q->p->st, on_indexed, m, 3, argv, NULL) != BRK_OK)
+        mint_fail(m, "store unavailable");
+}
+
+static void
+on_record_set(enum brk_err err, struct redisReply *r, void *arg)
+{
+    (void)err;
+    (void)r;
+    (void)arg; /* judged by the EXPIREAT after it */
+}
+
+/* No current token: the record of the one the fresh nonce gives, in its
+ * own slot, before the nonce can become current. */
+static void
+on_mint_checked(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct mint *m = arg;
+    struct preq *q = m->q;
+    const char *hset[12], *expire[3] = {"EXPIREAT", m->btok, m->keep};
+
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements != 0) {
+        brk_free(m);
+        on_gettoken(err, r, q);
+        return;
+    }
+    hset[0] = "HSET";
+    hset[1] = m->btok;
+    hset[2] = "svc";
+    hset[3] = q->svc->id;
+    hset[4] = "gen";
+    hset[5] = m->gen;
+    hset[6] = "suite";
+    hset[7] = q->tr.suite;
+    hset[8] = "corp";
+    hset[9] = q->tr.corp;
+    hset[10] = "exp";
+    hset[11] = m->exp;
+    if (store_cmd_argv(q->p->st, on_record_set, m, 12, hset, NULL) != BRK_OK ||
+        store_cmd_argv(q->p->st, on_record_expiry, m, 3, expire, NULL) !=
+            BRK_OK)
+        mint_fail(m, "store unavailable");
+}
+
 static void
 issue_token(struct preq *q)
 {
-    char cur[KEYS_MAX], toks[KEYS_MAX], ttoks[KEYS_MAX], btok[KEYS_MAX],
-        what[200];
-    char now[24], ttl[24], reuse[24], gen[24];
-    char nonce[33], token[SERVICE_TOKEN_LEN + 1], h[65];
+    char what[200], token[SERVICE_TOKEN_LEN + 1];
     unsigned char rnd[16];
-    const char *argv[16];
     const struct config *cfg = q->p->cfg;
+    struct mint *m;
+    long long now;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         proxy_reply_error(q, ERRCODE_UNAVAILABLE, "no randomness");
         return;
     }
-    codec_hex_encode(rnd, sizeof(rnd), nonce);
-    snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
-    snprintf(ttl, sizeof(ttl), "%d", PROXY_TOKEN_TTL);
-    snprintf(reuse, sizeof(reuse), "%d", PROXY_TOKEN_REUSE_S);
-    snprintf(gen, sizeof(gen), "%ld", q->svc->gen);
+    m = brk_calloc(1, sizeof(*m));
+    if (m == NULL) {
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    m->q = q;
+    codec_hex_encode(rnd, sizeof(rnd), m->nonce);
+    now = brk_wall_ms() / 1000;
+    snprintf(m->now, sizeof(m->now), "%lld", now);
+    snprintf(m->ttl, sizeof(m->ttl), "%d", PROXY_TOKEN_TTL);
+    snprintf(m->reuse, sizeof(m->reuse), "%d", PROXY_TOKEN_REUSE_S);
+    snprintf(m->gen, sizeof(m->gen), "%ld", q->svc->gen);
+    /* the record outlives exp by another TTL, so that an expired token is
+     * told 42001, as WeCom does, rather than 40014 */
+    snprintf(m->exp, sizeof(m->exp), "%lld", now + PROXY_TOKEN_TTL);
+    snprintf(m->keep, sizeof(m->keep), "%lld", now + 2LL * PROXY_TOKEN_TTL);
     /* the hash of the token a fresh nonce would give, for the index */
-    derive_token(q, nonce, now, token);
-    service_token_hash(token, strlen(token), h);
+    derive_token(q, m->nonce, m->now, token);
+    service_token_hash(token, strlen(token), m->h);
     brk_wipe(token, sizeof(token));
     /* the current token and the token index live under the tenant too,
      * so a purge removes them with everything else of the tenant */
     snprintf(what, sizeof(what), "svccur:%s", q->svc->id);
-    if (keys_tenant_sub(cur, sizeof(cur), cfg->key_prefix, q->tr.corp,
+    if (keys_tenant_sub(m->cur, sizeof(m->cur), cfg->key_prefix, q->tr.corp,
                         q->tr.suite, what) ||
-        keys_tenant_sub(ttoks, sizeof(ttoks), cfg->key_prefix, q->tr.corp,
+        keys_tenant_sub(m->ttoks, sizeof(m->ttoks), cfg->key_prefix, q->tr.corp,
                         q->tr.suite, "btoks") ||
-        keys_service(toks, sizeof(toks), cfg->key_prefix, q->svc->id, "toks") ||
-        keys_btoken(btok, sizeof(btok), cfg->key_prefix, h)) {
-        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "key names too long");
+        keys_service(m->toks, sizeof(m->toks), cfg->key_prefix, q->svc->id,
+                     "toks") ||
+        keys_btoken(m->btok, sizeof(m->btok), cfg->key_prefix, m->h)) {
+        mint_fail(m, "key names too long");
         return;
     }
-    argv[0] = "EVAL";
-    argv[1] = scripts_text(SCRIPT_SERVICE_TOKEN_MINT);
-    argv[2] = "4";
-    argv[3] = cur;
-    argv[4] = toks;
-    argv[5] = btok;
-    argv[6] = ttoks;
-    argv[7] = now;
-    argv[8] = nonce;
-    argv[9] = ttl;
-    argv[10] = reuse;
-    argv[11] = gen;
-    argv[12] = q->svc->id;
-    argv[13] = q->tr.suite;
-    argv[14] = q->tr.corp;
-    argv[15] = h;
-    if (store_cmd_argv(q->p->st, on_gettoken, q, 16, argv, NULL))
-        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
+    if (mint_eval(m, 0, on_mint_checked) != BRK_OK)
+        mint_fail(m, "store unavailable");
 }
 
 static void try_suite(struct preq *q);

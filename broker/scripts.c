@@ -272,20 +272,20 @@ static const char directory_activate_lua[] =
     "return 1\n";
 
 /* Records that a tenant whose install was lost
- * must be installed again, unless it exists.
- * KEYS: tenant, lost counter, tenant index. ARGV: now, event ts, index
- * member. Returns 1 when marked, else 0. */
+ * must be installed again, unless it exists. One slot: the caller reads
+ * the suite's lost counter first (it only grows, so reading it apart
+ * changes nothing) and adds the tenant to the global index after a 1 (an
+ * index entry is a listing, added again when the event is retried).
+ * KEYS: tenant. ARGV: now, event ts. Returns 1 when marked, else 0. */
 static const char tenant_reinstall_mark_lua[] =
-    "local lost = redis.call('HGET', KEYS[2], 'count')\n"
-    "if not lost or tonumber(lost) == 0 then return 0 end\n"
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', 'reinstall_required',"
     " 'updated_at', ARGV[1], 'event_ts', ARGV[2])\n"
-    "redis.call('SADD', KEYS[3], ARGV[3])\n"
     "return 1\n";
 
 /* The status and event_ts of the tenant, and the
- * cancel marker's TimeStamp, in one round trip.
+ * cancel marker's TimeStamp, in one round trip (the marker is tagged into
+ * the tenant's slot, keys_gone).
  * KEYS: tenant, cancel marker. Returns {status or '', event_ts or '0',
  * marker ts or '-1'}. */
 static const char tenant_state_read_lua[] =
@@ -294,11 +294,15 @@ static const char tenant_state_read_lua[] =
     "return {s[1] or '', s[2] or '0', g or '-1'}\n";
 
 /* Records an install (create_auth) or a new permanent
- * code (reset, ARGV[5] = 1), in the order of WeCom's TimeStamps.
- * KEYS: tenant, cancel marker, tenant index. ARGV: event ts, sealed code,
- * corp name, now, reset, index member, suite, corp. Returns -2 when
- * cancelled at or after ts, -3 when a newer event installed it, -4 for a
- * reset of no tenant, else 1. */
+ * code (reset, ARGV[5] = 1), in the order of WeCom's TimeStamps. The
+ * marker shares the tenant's slot, so the ordering against a cancel stays
+ * atomic; the global index is the caller's next step after a 1 (a listing:
+ * a retried event adds it again, and `brokerctl tenants` skips a member
+ * whose record is gone).
+ * KEYS: tenant, cancel marker. ARGV: event ts, sealed code, corp name,
+ * now, reset, (unused), suite, corp. Returns -2 when cancelled at or
+ * after ts, -3 when a newer event installed it, -4 for a reset of no
+ * tenant, else 1. */
 static const char tenant_install_lua[] =
     "local g = redis.call('HGET', KEYS[2], 'ts')\n"
     "if g and tonumber(g) >= tonumber(ARGV[1]) then return -2 end\n"
@@ -317,7 +321,6 @@ static const char tenant_install_lua[] =
     "redis.call('HSET', KEYS[1], 'pcode', ARGV[2], 'corp_name', ARGV[3],"
     " 'updated_at', ARGV[4], 'event_ts', ARGV[1], 'suite_id', ARGV[7],"
     " 'corpid', ARGV[8])\n"
-    "redis.call('SADD', KEYS[3], ARGV[6])\n"
     "return 1\n";
 
 /* Counts an install whose exchange was lost, unless
@@ -400,7 +403,7 @@ static const char tenant_admins_store_lua[] =
  */
 
 /* Sets the cancel marker unless a newer event installed
- * the tenant.
+ * the tenant (one slot: keys_gone tags the marker into the tenant's).
  * KEYS: cancel marker, tenant. ARGV: event ts, now, suite. Returns -3
  * when the tenant was installed by an event newer than ts, else 1. */
 static const char purge_mark_gone_lua[] =
@@ -424,13 +427,13 @@ static const char purge_broker_tokens_lua[] =
     "end\n"
     "return n\n";
 
-/* Ends a purge: drops the index entry, keeps the report.
- * KEYS: cancel marker, tenant index. ARGV: "suite corpid", report JSON.
- * Returns 1. */
-static const char purge_report_lua[] = "redis.call('SREM', KEYS[2], ARGV[1])\n"
-                                       "redis.call('HSET', KEYS[1], 'report', "
-                                       "ARGV[2])\n"
-                                       "return 1\n";
+/* Ends a purge: keeps the report. The caller has removed the index
+ * entry before (its own step in the index's slot): a purge interrupted
+ * between the two has no report yet and is run again.
+ * KEYS: cancel marker. ARGV: report JSON. Returns 1. */
+static const char purge_report_lua[] =
+    "redis.call('HSET', KEYS[1], 'report', ARGV[1])\n"
+    "return 1\n";
 
 /*---- The service API (proxy.c) ----*/
 
@@ -440,13 +443,18 @@ static const char tenant_load_lua[] =
     "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),"
     " redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}\n";
 
-/* Mints (or returns the current) token of (service,
- * corp): the token itself is never stored, only derived from the stored
- * nonce. The token's record outlives exp by another TTL so that an
- * expired token is told 42001, as WeCom does, rather than 40014.
- * KEYS: current token, service's token index, token record, tenant's
- * token index. ARGV: now, nonce, ttl, reuse margin, service gen, service,
- * suite, corp, token hash. Returns {nonce, iat, exp}. */
+/* Returns the current token of (service, corp), or
+ * (ARGV[7] = 1) makes the fresh nonce current: the token itself is never
+ * stored, only derived from the stored nonce. One slot, the tenant's: the
+ * token's own record (btok:{hash}, its own slot) and the service's token
+ * index are written by the caller between a first call that found no
+ * current token (ARGV[7] = 0, writes nothing) and the second, so a
+ * current nonce always has its record; if another caller minted
+ * meanwhile, the second call returns that token and the caller's record
+ * expires unused.
+ * KEYS: current token, tenant's token index. ARGV: now, nonce, ttl, reuse
+ * margin, service gen, token hash, write. Returns {nonce, iat, exp}, or
+ * {} when ARGV[7] = 0 and there is no current token to reuse. */
 static const char service_token_mint_lua[] =
     "local c = redis.call('HMGET', KEYS[1], 'nonce', 'iat', 'exp', 'gen')\n"
     "local now = tonumber(ARGV[1])\n"
@@ -454,15 +462,12 @@ static const char service_token_mint_lua[] =
     " tonumber(ARGV[4]) then\n"
     "  return {c[1], c[2], c[3]}\n"
     "end\n"
+    "if ARGV[7] ~= '1' then return {} end\n"
     "local exp = now + tonumber(ARGV[3])\n"
     "redis.call('HSET', KEYS[1], 'nonce', ARGV[2], 'iat', ARGV[1],"
     " 'exp', exp, 'gen', ARGV[5])\n"
     "redis.call('EXPIREAT', KEYS[1], exp)\n"
-    "redis.call('HSET', KEYS[3], 'svc', ARGV[6], 'gen', ARGV[5], 'suite',"
-    " ARGV[7], 'corp', ARGV[8], 'exp', exp)\n"
-    "redis.call('EXPIREAT', KEYS[3], exp + tonumber(ARGV[3]))\n"
-    "redis.call('SADD', KEYS[2], ARGV[9])\n"
-    "redis.call('SADD', KEYS[4], ARGV[9])\n"
+    "redis.call('SADD', KEYS[2], ARGV[6])\n"
     "return {ARGV[2], ARGV[1], tostring(exp)}\n";
 
 /* Reads and deletes a broker OAuth code (once).
@@ -573,24 +578,28 @@ static const char key_swap_lua[] =
     "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
     "return 1\n";
 
-/* Creates a service unless the name is taken.
- * KEYS: name, service, service index. ARGV: id, name, salt, hash, scopes,
- * suite, corps, parties, now, capabilities. Returns 0 when the name is
- * taken, else 1. */
+/* Writes a new service's record, the first of three steps in three slots
+ * (brokerctl service add): the record under its fresh random id, which
+ * nothing names yet; then SETNX of the name (taken: the record is
+ * deleted); then the id into the service index. A step that fails leaves
+ * at worst an unnamed record or a named service missing from `service
+ * list` — never a name pointing at nothing.
+ * KEYS: service. ARGV: id, name, salt, hash, scopes, suite, corps,
+ * parties, now, capabilities. Returns 0 when the id exists, else 1. */
 static const char service_add_lua[] =
-    "if redis.call('SETNX', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
-    "redis.call('HSET', KEYS[2], 'name', ARGV[2], 'salt', ARGV[3],"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'name', ARGV[2], 'salt', ARGV[3],"
     " 'hash', ARGV[4], 'scopes', ARGV[5], 'suite', ARGV[6], 'corps',"
     " ARGV[7], 'parties', ARGV[8], 'gen', '0', 'created_at', ARGV[9],"
     " 'updated_at', ARGV[9], 'capabilities', ARGV[10])\n"
-    "redis.call('SADD', KEYS[3], ARGV[1])\n"
     "return 1\n";
 
 /* Ends every token of a service; with ARGV[2] set, installs
- * a new secret (rotate), else marks the service revoked, and says so.
- * KEYS: service, service's token index, change channel. ARGV: now, salt
- * ('' = revoke), hash, key prefix, message. Returns -1 without a service,
- * -2 when revoked already, else 1. */
+ * a new secret (rotate), else marks the service revoked, and says so. The
+ * channel is no key, so it comes in ARGV.
+ * KEYS: service, service's token index. ARGV: now, salt ('' = revoke),
+ * hash, key prefix, message, change channel. Returns -1 without a
+ * service, -2 when revoked already, else 1. */
 static const char service_end_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
     "if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return -2 end\n"
@@ -606,15 +615,14 @@ static const char service_end_lua[] =
     "  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1],"
     " 'updated_at', ARGV[1])\n"
     "end\n"
-    "redis.call('PUBLISH', KEYS[3], ARGV[5])\n"
+    "redis.call('PUBLISH', ARGV[6], ARGV[5])\n"
     "return 1\n";
 
-/* Whether anything of a tenant is left.
- * KEYS: tenant, tenant index, data key. ARGV: index member. Returns the
- * count of what exists (0 when nothing). */
+/* Whether the tenant's record or data key is left (the global index
+ * entry is asked apart: another slot).
+ * KEYS: tenant, data key. Returns the count of what exists. */
 static const char tenant_exists_lua[] =
-    "return redis.call('EXISTS', KEYS[1], KEYS[3]) +"
-    " redis.call('SISMEMBER', KEYS[2], ARGV[1])\n";
+    "return redis.call('EXISTS', KEYS[1], KEYS[2])\n";
 
 static const struct {
     const char *name;

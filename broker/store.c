@@ -5,6 +5,13 @@
  * EVAL is sent as EVALSHA of its script, loaded when the connection comes
  * up, and sent again as EVAL when Redis answers NOSCRIPT (a restart or a
  * failover empties its script cache).
+ *
+ * With a sentinel:// URL the address to dial comes from the sentinels
+ * (the Sentinel client protocol: ask each in turn, check ROLE on what it
+ * names), and is asked again whenever the connection is lost, a write is
+ * answered READONLY, ROLE stops saying master, or a sentinel publishes
+ * +switch-master for our master. A command is never retried elsewhere:
+ * its caller gets the error and fails closed.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,11 +24,19 @@
 #include "config.h"
 #include "log.h"
 #include "scripts.h"
+#include "sentinel.h"
 #include "store.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define PING_EVERY_MS  1000
+/* With sentinels a primary comes back at another address, not after a
+ * long outage: re-ask at least this often */
+#define BACKOFF_MAX_SENTINEL_MS 1000
+/* connect + answer of one sentinel; the next one is asked after it */
+#define SENTINEL_TIMEOUT_MS 300
+/* before the +switch-master subscription is tried on the next sentinel */
+#define WATCH_RETRY_MS 500
 
 struct store_cmd {
     struct store *s;
@@ -49,6 +64,16 @@ struct store {
     char *sub_channel; /* subscriber connections only */
     store_message_cb *sub_cb;
     void *sub_arg;
+    /* sentinel:// only */
+    char node_host[SENTINEL_HOST_MAX]; /* the primary a sentinel named */
+    int node_port;
+    redisAsyncContext *disc; /* asking a sentinel; NULL when not */
+    size_t disc_next;        /* the sentinel to ask next */
+    size_t disc_left;        /* sentinels still to ask in this round */
+    struct event *disc_timer;
+    redisAsyncContext *watch; /* SUBSCRIBEd to +switch-master; or NULL */
+    size_t watch_next;
+    struct event *watch_timer;
 };
 
 static void store_connect(struct store *s);
@@ -66,6 +91,14 @@ cmd_free(struct store_cmd *c)
     brk_free(c);
 }
 
+/* An error a replica gives a write, directly or from inside a script. */
+static int
+is_readonly(const char *msg)
+{
+    return msg != NULL && (strncmp(msg, "READONLY", 8) == 0 ||
+                           strstr(msg, "READONLY You can't write") != NULL);
+}
+
 /* hiredis calls this exactly once per command: with a reply, or NULL when
  * the context is torn down. */
 static void
@@ -76,7 +109,6 @@ on_reply(redisAsyncContext *ac, void *r, void *privdata)
     store_reply_cb *cb = c->cb;
     enum brk_err err;
 
-    (void)ac;
     if (cb != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR &&
         c->eval != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
         c->s->ac != NULL) {
@@ -102,6 +134,11 @@ on_reply(redisAsyncContext *ac, void *r, void *privdata)
             err = BRK_OK;
         cb(err, reply, c->arg);
     }
+    /* a write reached a replica (a failover we have not heard of yet):
+     * the caller got the error; find the primary again */
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+        is_readonly(reply->str) && c->s->ac == ac && !c->s->freeing)
+        store_drop(c->s, "a write was answered READONLY");
     cmd_free(c);
 }
 
@@ -255,6 +292,8 @@ schedule_retry(struct store *s)
     s->backoff_ms *= 2;
     if (s->backoff_ms > BACKOFF_MAX_MS)
         s->backoff_ms = BACKOFF_MAX_MS;
+    if (s->url.master != NULL && s->backoff_ms > BACKOFF_MAX_SENTINEL_MS)
+        s->backoff_ms = BACKOFF_MAX_SENTINEL_MS;
 }
 
 static void
@@ -317,6 +356,20 @@ load_scripts(struct store *s)
     }
 }
 
+/* A ROLE reply that says master. */
+static int
+reply_is_master(const redisReply *reply)
+{
+    const redisReply *e;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements < 1)
+        return 0;
+    e = reply->element[0];
+    return (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS) &&
+           sentinel_role_is_master(e->str, e->len);
+}
+
 static void
 on_handshake(enum brk_err err, struct redisReply *reply, void *arg)
 {
@@ -329,6 +382,12 @@ on_handshake(enum brk_err err, struct redisReply *reply, void *arg)
         /* e.g. LOADING, or a wrong password: try again later */
         if (err == BRK_ERR_STORE && reply != NULL)
             store_drop(s, "handshake refused");
+        return;
+    }
+    /* with sentinels the handshake and the health check are ROLE: a
+     * primary demoted under us is left at once */
+    if (s->url.master != NULL && !reply_is_master(reply)) {
+        store_drop(s, "the node is not the primary (ROLE)");
         return;
     }
     if (!s->up)
@@ -370,11 +429,59 @@ on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
+/* The connection is to the server to use: subscribe, or load the scripts
+ * and send the handshake that makes it up. */
+static void
+start_session(struct store *s)
+{
+    const char *ping[] = {"PING"};
+    const char *role[] = {"ROLE"};
+
+    if (s->sub_channel != NULL) {
+        /* a subscribed connection runs no other command, PING included */
+        if (redisAsyncCommand(s->ac, on_sub_message, s, "SUBSCRIBE %s",
+                              s->sub_channel) != REDIS_OK)
+            store_drop(s, "cannot subscribe");
+        return;
+    }
+    load_scripts(s);
+    s->ping_in_flight = 1;
+    if (send_cmd(s, on_handshake, s, 1, s->url.master ? role : ping, NULL) !=
+        BRK_OK) {
+        s->ping_in_flight = 0;
+        store_drop(s, "out of memory");
+    }
+}
+
+/* The first ROLE on a node a sentinel named: nothing else is sent to it
+ * unless it is the primary. */
+static void
+on_first_role(enum brk_err err, struct redisReply *reply, void *arg)
+{
+    struct store *s = arg;
+
+    if (err == BRK_ERR_SHUTDOWN || (err && reply == NULL))
+        return; /* the connection is gone or going: its own path retries */
+    if (err || !reply_is_master(reply)) {
+        log_warn("redis: %s:%d is not the primary (%s); asking the "
+                 "sentinels again",
+                 s->node_host, s->node_port,
+                 err && reply->str ? reply->str
+                 : reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                         reply->element[0]->str != NULL
+                     ? reply->element[0]->str
+                     : "no role");
+        store_drop(s, "not the primary");
+        return;
+    }
+    start_session(s);
+}
+
 static void
 on_connect(const redisAsyncContext *ac, int status)
 {
     struct store *s = ac->data;
-    const char *ping[] = {"PING"};
+    const char *role[] = {"ROLE"};
 
     if (s->ac != ac)
         return;
@@ -385,23 +492,17 @@ on_connect(const redisAsyncContext *ac, int status)
         schedule_retry(s);
         return;
     }
-    if (s->sub_channel != NULL) {
-        /* a subscribed connection runs no other command, PING included */
-        if (redisAsyncCommand(s->ac, on_sub_message, s, "SUBSCRIBE %s",
-                              s->sub_channel) != REDIS_OK)
-            store_drop(s, "cannot subscribe");
+    if (s->url.master != NULL) {
+        if (send_cmd(s, on_first_role, s, 1, role, NULL) != BRK_OK)
+            store_drop(s, "out of memory");
         return;
     }
-    load_scripts(s);
-    s->ping_in_flight = 1;
-    if (send_cmd(s, on_handshake, s, 1, ping, NULL) != BRK_OK) {
-        s->ping_in_flight = 0;
-        store_drop(s, "out of memory");
-    }
+    start_session(s);
 }
 
+/* Dial the data node: the URL's, or the one a sentinel named. */
 static void
-store_connect(struct store *s)
+dial(struct store *s)
 {
     redisAsyncContext *ac;
     char db[16];
@@ -410,6 +511,8 @@ store_connect(struct store *s)
 
     if (s->url.unix_path != NULL)
         ac = redisAsyncConnectUnix(s->url.unix_path);
+    else if (s->url.master != NULL)
+        ac = redisAsyncConnect(s->node_host, s->node_port);
     else
         ac = redisAsyncConnect(s->url.host, s->url.port);
     if (ac == NULL || ac->err) {
@@ -450,6 +553,261 @@ fail:
     store_drop(s, "out of memory");
 }
 
+/*---- Sentinels ----*/
+
+static void discover_next(struct store *s);
+
+/* Stop asking the current sentinel. Not from inside its connect callback
+ * (hiredis frees that context itself). */
+static void
+disc_close(struct store *s)
+{
+    redisAsyncContext *ac = s->disc;
+
+    evtimer_del(s->disc_timer);
+    if (ac == NULL)
+        return;
+    s->disc = NULL;
+    redisAsyncFree(ac);
+}
+
+/* The answer of one sentinel (NULL: its connection went away). */
+static void
+on_disc_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct store *s = privdata;
+    redisReply *reply = r;
+    const char *el[2] = {NULL, NULL};
+    size_t len[2] = {0, 0}, i, n = 0;
+    char host[SENTINEL_HOST_MAX];
+    int port = 0;
+
+    if (s->disc != ac)
+        return; /* closed by us, or by a timeout */
+    if (reply == NULL) {
+        /* hiredis is tearing the context down: it frees it */
+        s->disc = NULL;
+        evtimer_del(s->disc_timer);
+        discover_next(s);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        n = reply->elements;
+        for (i = 0; i < n && i < 2; i++) {
+            if (reply->element[i]->type == REDIS_REPLY_STRING) {
+                el[i] = reply->element[i]->str;
+                len[i] = reply->element[i]->len;
+            }
+        }
+    }
+    disc_close(s); /* freed once this callback returns */
+    if (sentinel_parse_master_addr(n, el, len, host, sizeof(host), &port) !=
+        BRK_OK) {
+        log_warn("redis: a sentinel gave no usable address for %s (%s)",
+                 s->url.master,
+                 reply->type == REDIS_REPLY_ERROR && reply->str ? reply->str
+                 : reply->type == REDIS_REPLY_NIL ? "unknown master"
+                                                  : "unexpected reply");
+        discover_next(s);
+        return;
+    }
+    if (strcmp(host, s->node_host) != 0 || port != s->node_port)
+        log_info("redis: the sentinels name %s:%d as the primary of %s", host,
+                 port, s->url.master);
+    snprintf(s->node_host, sizeof(s->node_host), "%s", host);
+    s->node_port = port;
+    dial(s);
+}
+
+static void
+on_disc_connect(const redisAsyncContext *ac, int status)
+{
+    struct store *s = ac->data;
+
+    if (s->disc != ac || status == REDIS_OK)
+        return;
+    log_debug("redis: sentinel unreachable: %s", ac->errstr);
+    /* hiredis frees the context after this returns */
+    s->disc = NULL;
+    evtimer_del(s->disc_timer);
+    discover_next(s);
+}
+
+static void
+on_disc_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct store *s = arg;
+
+    (void)fd;
+    (void)what;
+    log_debug("redis: a sentinel did not answer in %d ms", SENTINEL_TIMEOUT_MS);
+    disc_close(s);
+    discover_next(s);
+}
+
+/* Ask the next sentinel of this round, or give up until the backoff timer
+ * starts another round. */
+static void
+discover_next(struct store *s)
+{
+    const struct config_redis_node *node;
+    struct timeval tv = {0, SENTINEL_TIMEOUT_MS * 1000};
+    redisAsyncContext *ac;
+
+    if (s->freeing)
+        return;
+    while (s->disc_left > 0) {
+        s->disc_left--;
+        node = &s->url.sentinels[s->disc_next++ % s->url.nsentinels];
+        ac = redisAsyncConnect(node->host, node->port);
+        if (ac == NULL || ac->err) {
+            if (ac != NULL)
+                redisAsyncFree(ac);
+            continue;
+        }
+        ac->data = s;
+        if (redisLibeventAttach(ac, s->base) != REDIS_OK ||
+            redisAsyncCommand(ac, on_disc_reply, s,
+                              "SENTINEL get-master-addr-by-name %s",
+                              s->url.master) != REDIS_OK) {
+            redisAsyncFree(ac);
+            continue;
+        }
+        redisAsyncSetConnectCallback(ac, on_disc_connect);
+        s->disc = ac;
+        evtimer_add(s->disc_timer, &tv);
+        return;
+    }
+    log_warn("redis: no sentinel named a usable primary for %s", s->url.master);
+    schedule_retry(s);
+}
+
+/* A failover a sentinel announced for our master: find it now rather than
+ * after the backoff. */
+static void
+on_switch(struct store *s, const char *host, int port)
+{
+    struct timeval now = {0, 0};
+
+    log_info("redis: sentinel: %s switched to %s:%d", s->url.master, host,
+             port);
+    if (s->ac != NULL && strcmp(host, s->node_host) == 0 &&
+        port == s->node_port)
+        return;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    if (s->ac != NULL)
+        store_drop(s, "failover announced by a sentinel");
+    if (s->ac == NULL && s->disc == NULL) {
+        evtimer_del(s->retry_timer);
+        evtimer_add(s->retry_timer, &now);
+    }
+}
+
+static void watch_retry(struct store *s);
+
+/* The +switch-master subscription: its confirmation and its messages;
+ * NULL when the connection goes away. */
+static void
+on_watch_msg(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct store *s = privdata;
+    redisReply *reply = r;
+    char host[SENTINEL_HOST_MAX];
+    int port = 0;
+
+    if (s->watch != ac || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(reply->element[0]->str, "message") != 0 ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    if (sentinel_parse_switch(reply->element[2]->str, reply->element[2]->len,
+                              s->url.master, host, sizeof(host),
+                              &port) == BRK_OK)
+        on_switch(s, host, port);
+}
+
+static void
+on_watch_connect(const redisAsyncContext *ac, int status)
+{
+    struct store *s = ac->data;
+
+    if (s->watch != ac || status == REDIS_OK)
+        return;
+    s->watch = NULL; /* hiredis frees it */
+    watch_retry(s);
+}
+
+static void
+on_watch_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct store *s = ac->data;
+
+    (void)status;
+    if (s->watch != ac)
+        return;
+    s->watch = NULL;
+    watch_retry(s);
+}
+
+static void
+watch_start(struct store *s)
+{
+    const struct config_redis_node *node;
+    redisAsyncContext *ac;
+
+    node = &s->url.sentinels[s->watch_next++ % s->url.nsentinels];
+    ac = redisAsyncConnect(node->host, node->port);
+    if (ac == NULL || ac->err) {
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        watch_retry(s);
+        return;
+    }
+    ac->data = s;
+    if (redisLibeventAttach(ac, s->base) != REDIS_OK ||
+        redisAsyncCommand(ac, on_watch_msg, s, "SUBSCRIBE +switch-master") !=
+            REDIS_OK) {
+        redisAsyncFree(ac);
+        watch_retry(s);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_watch_connect);
+    redisAsyncSetDisconnectCallback(ac, on_watch_disconnect);
+    s->watch = ac;
+}
+
+static void
+watch_retry(struct store *s)
+{
+    struct timeval tv = {WATCH_RETRY_MS / 1000, (WATCH_RETRY_MS % 1000) * 1000};
+
+    if (!s->freeing)
+        evtimer_add(s->watch_timer, &tv);
+}
+
+static void
+on_watch_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    watch_start(arg);
+}
+
+/*---- Dialling ----*/
+
+static void
+store_connect(struct store *s)
+{
+    if (s->url.master == NULL) {
+        dial(s);
+        return;
+    }
+    if (s->disc != NULL)
+        return; /* a round is under way */
+    s->disc_left = s->url.nsentinels;
+    discover_next(s);
+}
+
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
@@ -463,6 +821,7 @@ on_ping_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct store *s = arg;
     const char *ping[] = {"PING"};
+    const char *role[] = {"ROLE"};
     struct timeval tv = {PING_EVERY_MS / 1000, (PING_EVERY_MS % 1000) * 1000};
 
     (void)fd;
@@ -471,7 +830,8 @@ on_ping_timer(evutil_socket_t fd, short what, void *arg)
      * when no request is in flight */
     if (s->up && !s->ping_in_flight && s->sub_channel == NULL) {
         s->ping_in_flight = 1;
-        if (send_cmd(s, on_handshake, s, 1, ping, NULL) != BRK_OK)
+        if (send_cmd(s, on_handshake, s, 1, s->url.master ? role : ping,
+                     NULL) != BRK_OK)
             s->ping_in_flight = 0;
     }
     evtimer_add(s->ping_timer, &tv);
@@ -506,6 +866,15 @@ store_new(struct event_base *base, const char *url, long cmd_timeout_ms,
         err = BRK_ERR_NOMEM;
         goto fail;
     }
+    if (s->url.master != NULL) {
+        s->disc_timer = evtimer_new(base, on_disc_timeout, s);
+        s->watch_timer = evtimer_new(base, on_watch_timer, s);
+        if (s->disc_timer == NULL || s->watch_timer == NULL) {
+            err = BRK_ERR_NOMEM;
+            goto fail;
+        }
+        watch_start(s);
+    }
     evtimer_add(s->ping_timer, &tv);
     store_connect(s);
     *out = s;
@@ -515,6 +884,10 @@ fail:
         event_free(s->retry_timer);
     if (s->ping_timer)
         event_free(s->ping_timer);
+    if (s->disc_timer)
+        event_free(s->disc_timer);
+    if (s->watch_timer)
+        event_free(s->watch_timer);
     config_redis_clear(&s->url);
     brk_free(s);
     return err;
@@ -560,8 +933,19 @@ store_free(struct store *s)
         s->ac = NULL;
         redisAsyncFree(ac);
     }
+    if (s->disc_timer != NULL)
+        disc_close(s);
+    if (s->watch != NULL) {
+        redisAsyncContext *ac = s->watch;
+        s->watch = NULL;
+        redisAsyncFree(ac);
+    }
     event_free(s->retry_timer);
     event_free(s->ping_timer);
+    if (s->disc_timer != NULL)
+        event_free(s->disc_timer);
+    if (s->watch_timer != NULL)
+        event_free(s->watch_timer);
     config_redis_clear(&s->url);
     brk_free(s->sub_channel);
     brk_free(s);

@@ -629,7 +629,7 @@ worker_gone_key(struct job *j, char *out, size_t len)
     char h[65];
 
     keyring_index_hmac_parts(j->w->kr, parts, 3, h);
-    return keys_gone(out, len, worker_prefix(j), h);
+    return keys_gone(out, len, worker_prefix(j), j->corp, h);
 }
 
 void

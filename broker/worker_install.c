@@ -723,47 +723,83 @@ worker_on_tdk_for_pcode(struct job *j, struct redisReply *r)
 
 /*---- Ordering and reinstall bookkeeping ----*/
 
+/* "SUITE CORPID" into member, the tenant index into idx; nonzero when
+ * the names do not fit. */
+static int
+index_entry(struct job *j, char *idx, size_t ilen, char *member, size_t mlen)
+{
+    int n = snprintf(member, mlen, "%s %s", worker_suite_id(j), j->corp);
+
+    return n < 0 || (size_t)n >= mlen ||
+           keys_tenants(idx, ilen, worker_prefix(j)) != BRK_OK;
+}
+
+static void
+on_reinstall_indexed(struct job *j, struct redisReply *r)
+{
+    (void)r;
+    log_warn("suite %s: corp %s sends events but is not a tenant, and "
+             "an authorization was lost earlier: marked "
+             "reinstall_required",
+             worker_suite_id(j), j->corp);
+    worker_audit(j, "reinstall_required", NULL, 0);
+    worker_job_done(j, "reinstall_required");
+}
+
 static void
 on_reinstall(struct job *j, struct redisReply *r)
 {
+    char idx[KEYS_MAX], member[200];
+    const char *argv[3] = {"SADD", idx, member};
+
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
-        log_warn("suite %s: corp %s sends events but is not a tenant, and "
-                 "an authorization was lost earlier: marked "
-                 "reinstall_required",
-                 worker_suite_id(j), j->corp);
-        worker_audit(j, "reinstall_required", NULL, 0);
-        worker_job_done(j, "reinstall_required");
+        /* the index is another slot: its own step (see the script) */
+        if (index_entry(j, idx, sizeof(idx), member, sizeof(member))) {
+            worker_job_reject(j, "key names too long");
+            return;
+        }
+        worker_job_redis(j, 3, argv, NULL, on_reinstall_indexed);
         return;
     }
     worker_job_done(j, "not_a_tenant");
 }
 
-/* An event for a corp that is not a tenant. */
+/* The suite's lost counter: without a lost install, nothing to mark. */
 static void
-not_a_tenant(struct job *j)
+on_lost_count(struct job *j, struct redisReply *r)
 {
-    char lost[KEYS_MAX], idx[KEYS_MAX], now[24], ets[24], member[200];
-    const char *argv[10];
+    char now[24], ets[24];
+    const char *argv[6];
 
-    if (keys_suite(lost, sizeof(lost), worker_prefix(j), worker_suite_id(j),
-                   "lost") ||
-        keys_tenants(idx, sizeof(idx), worker_prefix(j))) {
+    if (r->type != REDIS_REPLY_STRING || strtoll(r->str, NULL, 10) <= 0) {
         worker_job_done(j, "not_a_tenant");
         return;
     }
     snprintf(now, sizeof(now), "%lld", worker_wall_s());
     snprintf(ets, sizeof(ets), "%lld", j->event_ts);
-    snprintf(member, sizeof(member), "%s %s", worker_suite_id(j), j->corp);
     argv[0] = "EVAL";
     argv[1] = scripts_text(SCRIPT_TENANT_REINSTALL_MARK);
-    argv[2] = "3";
+    argv[2] = "1";
     argv[3] = j->tenant_key;
-    argv[4] = lost;
-    argv[5] = idx;
-    argv[6] = now;
-    argv[7] = ets;
-    argv[8] = member;
-    worker_job_redis(j, 9, argv, NULL, on_reinstall);
+    argv[4] = now;
+    argv[5] = ets;
+    worker_job_redis(j, 6, argv, NULL, on_reinstall);
+}
+
+/* An event for a corp that is not a tenant: marked reinstall_required if
+ * an install of the suite was lost. */
+static void
+not_a_tenant(struct job *j)
+{
+    char lost[KEYS_MAX];
+    const char *argv[3] = {"HGET", lost, "count"};
+
+    if (keys_suite(lost, sizeof(lost), worker_prefix(j), worker_suite_id(j),
+                   "lost")) {
+        worker_job_done(j, "not_a_tenant");
+        return;
+    }
+    worker_job_redis(j, 3, argv, NULL, on_lost_count);
 }
 
 void
@@ -827,9 +863,21 @@ worker_tenant_gate(struct job *j, const struct redisReply *r)
 /*---- create_auth / reset_permanent_code ----*/
 
 static void
+on_install_indexed(struct job *j, struct redisReply *r)
+{
+    const char *kv[2] = {"info_type", j->info_label};
+
+    (void)r;
+    worker_audit(j, "installing", kv, 2);
+    reread_grant(j);
+}
+
+static void
 on_installed(struct job *j, struct redisReply *r)
 {
     const char *kv[2] = {"info_type", j->info_label};
+    char idx[KEYS_MAX], member[200];
+    const char *argv[3] = {"SADD", idx, member};
 
     if (r->type != REDIS_REPLY_INTEGER) {
         worker_job_fail(j, BRK_ERR_STORE, 0,
@@ -853,8 +901,12 @@ on_installed(struct job *j, struct redisReply *r)
         worker_job_done(j, "stored");
         return;
     }
-    worker_audit(j, "installing", kv, 2);
-    reread_grant(j);
+    /* the global index is another slot: its own step (see the script) */
+    if (index_entry(j, idx, sizeof(idx), member, sizeof(member))) {
+        worker_job_reject(j, "key names too long");
+        return;
+    }
+    worker_job_redis(j, 3, argv, NULL, on_install_indexed);
 }
 
 static void
@@ -862,35 +914,32 @@ on_tdk_for_install(struct job *j, struct redisReply *r)
 {
     const json_t *corp = json_object_get(j->exchange, "auth_corp_info");
     const char *name = json_string_value(json_object_get(corp, "corp_name"));
-    char gone[KEYS_MAX], idx[KEYS_MAX], ets[24], now[24], member[200];
+    char gone[KEYS_MAX], ets[24], now[24];
     char *sealed = NULL;
-    const char *argv[14];
+    const char *argv[13];
 
     (void)r;
     if (worker_gone_key(j, gone, sizeof(gone)) ||
-        keys_tenants(idx, sizeof(idx), worker_prefix(j)) ||
         worker_seal_field(j, "pcode", j->pcode, &sealed)) {
         worker_job_fail(j, BRK_ERR_CRYPTO, 0, "cannot seal the permanent code");
         return;
     }
     snprintf(ets, sizeof(ets), "%lld", j->event_ts);
     snprintf(now, sizeof(now), "%lld", worker_wall_s());
-    snprintf(member, sizeof(member), "%s %s", worker_suite_id(j), j->corp);
     argv[0] = "EVAL";
     argv[1] = scripts_text(SCRIPT_TENANT_INSTALL);
-    argv[2] = "3";
+    argv[2] = "2";
     argv[3] = j->tenant_key;
     argv[4] = gone;
-    argv[5] = idx;
-    argv[6] = ets;
-    argv[7] = sealed;
-    argv[8] = name && strlen(name) < 256 ? name : "";
-    argv[9] = now;
-    argv[10] = j->reset ? "1" : "0";
-    argv[11] = member;
-    argv[12] = worker_suite_id(j);
-    argv[13] = j->corp;
-    worker_job_redis(j, 14, argv, NULL, on_installed);
+    argv[5] = ets;
+    argv[6] = sealed;
+    argv[7] = name && strlen(name) < 256 ? name : "";
+    argv[8] = now;
+    argv[9] = j->reset ? "1" : "0";
+    argv[10] = "";
+    argv[11] = worker_suite_id(j);
+    argv[12] = j->corp;
+    worker_job_redis(j, 13, argv, NULL, on_installed);
     brk_free(sealed);
 }
 

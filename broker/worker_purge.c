@@ -30,11 +30,12 @@ on_report(struct job *j, struct redisReply *r)
     worker_job_done(j, "purged");
 }
 
+/* Out of the index: the report, which marks the purge complete. */
 static void
-on_rewrite(struct job *j, struct redisReply *r)
+on_unindexed(struct job *j, struct redisReply *r)
 {
-    char gone[KEYS_MAX], idx[KEYS_MAX], member[200], report[256];
-    const char *argv[10];
+    char gone[KEYS_MAX], report[256];
+    const char *argv[5];
 
     (void)r;
     {
@@ -47,20 +48,35 @@ on_rewrite(struct job *j, struct redisReply *r)
                                   purge_kind_names[k], j->purged[k]);
         snprintf(report + o, sizeof(report) - o, "}");
     }
-    if (worker_gone_key(j, gone, sizeof(gone)) ||
+    if (worker_gone_key(j, gone, sizeof(gone))) {
+        worker_job_reject(j, "key names too long");
+        return;
+    }
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_PURGE_REPORT);
+    argv[2] = "1";
+    argv[3] = gone;
+    argv[4] = report;
+    worker_job_redis(j, 5, argv, NULL, on_report);
+}
+
+/* The index entry first, on its own (another slot than the marker): a
+ * purge stopped between the two has no report and runs again. */
+static void
+on_rewrite(struct job *j, struct redisReply *r)
+{
+    char idx[KEYS_MAX], member[200];
+    const char *argv[3] = {"SREM", idx, member};
+    int n;
+
+    (void)r;
+    n = snprintf(member, sizeof(member), "%s %s", worker_suite_id(j), j->corp);
+    if (n < 0 || (size_t)n >= sizeof(member) ||
         keys_tenants(idx, sizeof(idx), worker_prefix(j))) {
         worker_job_reject(j, "key names too long");
         return;
     }
-    snprintf(member, sizeof(member), "%s %s", worker_suite_id(j), j->corp);
-    argv[0] = "EVAL";
-    argv[1] = scripts_text(SCRIPT_PURGE_REPORT);
-    argv[2] = "2";
-    argv[3] = gone;
-    argv[4] = idx;
-    argv[5] = member;
-    argv[6] = report;
-    worker_job_redis(j, 7, argv, NULL, on_report);
+    worker_job_redis(j, 3, argv, NULL, on_unindexed);
 }
 
 static void

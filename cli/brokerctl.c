@@ -309,7 +309,6 @@ connect_redis(struct ctl *c)
     struct config_redis u;
     struct timeval tv = {3, 0};
     char url[600];
-    redisReply *r;
     int rc = -1;
 
     if (c->redis_url != NULL)
@@ -322,34 +321,8 @@ connect_redis(struct ctl *c)
         fprintf(stderr, "brokerctl: bad Redis URL\n");
         return -1;
     }
-    c->rc = u.unix_path ? redisConnectUnixWithTimeout(u.unix_path, tv)
-                        : redisConnectWithTimeout(u.host, u.port, tv);
-    if (c->rc == NULL || c->rc->err) {
-        fprintf(stderr, "brokerctl: cannot reach Redis (%s)%s\n",
-                c->rc ? c->rc->errstr : "out of memory",
-                c->cfg->redis[0] ? ""
-                                 : "; with embedded Redis the broker must "
-                                   "be running");
+    if (ctl_redis_connect(c, &u, tv) != 0)
         goto out;
-    }
-    redisSetTimeout(c->rc, tv);
-    if (u.password != NULL) {
-        r = u.user ? redisCommand(c->rc, "AUTH %s %s", u.user, u.password)
-                   : redisCommand(c->rc, "AUTH %s", u.password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "brokerctl: Redis AUTH failed\n");
-            if (r)
-                freeReplyObject(r);
-            goto out;
-        }
-        freeReplyObject(r);
-    }
-    if (u.db != 0) {
-        r = ctl_cmd(c, "SELECT %ld", u.db);
-        if (r == NULL)
-            goto out;
-        freeReplyObject(r);
-    }
     rc = 0;
 out:
     config_redis_clear(&u);

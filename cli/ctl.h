@@ -32,6 +32,11 @@ typedef int ctl_run(struct ctl *c, int argc, char **argv);
 
 /*---- ctl_util.c ----*/
 
+/* Connect c->rc to the Redis of u (sentinel:// included), AUTH and SELECT;
+ * 0, or -1 after printing why. */
+int ctl_redis_connect(struct ctl *c, const struct config_redis *u,
+                      struct timeval tv);
+
 /* Memory for the CLI: brk_malloc & co, exiting with a message when out of
  * memory (a command cannot do anything useful without it). Owned results,
  * free with brk_free. */

@@ -275,16 +275,31 @@ cmd_add(struct ctl *c, int argc, char **argv)
     /* stored as given, "a,b", for the broker's quick parse */
     corps_s = cl ? json_dumps(cl, JSON_COMPACT) : NULL;
     parties_s = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
-    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s %s %s %s %s %s",
-                scripts_text(SCRIPT_SERVICE_ADD), kname, ksvc, kall, id, name,
-                salt, hash, scopes, suite ? suite : "", corps_s ? corps_s : "",
+    /* three slots, three steps (see the script): record, name, index */
+    r = ctl_cmd(c, "EVAL %s 1 %s %s %s %s %s %s %s %s %s %s %s",
+                scripts_text(SCRIPT_SERVICE_ADD), ksvc, id, name, salt, hash,
+                scopes, suite ? suite : "", corps_s ? corps_s : "",
                 parties_s ? parties_s : "", now, caps_s);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        fprintf(stderr, "brokerctl: service id %s exists; try again\n", id);
+        goto out;
+    }
+    freeReplyObject(r);
+    r = ctl_cmd(c, "SETNX %s %s", kname, id);
+    if (r == NULL)
+        goto out;
+    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        freeReplyObject(r);
+        r = ctl_cmd(c, "DEL %s", ksvc);
         fprintf(stderr, "brokerctl: a service called %s exists\n", name);
         goto out;
     }
+    freeReplyObject(r);
+    r = ctl_cmd(c, "SADD %s %s", kall, id);
+    if (r == NULL)
+        goto out;
     snprintf(full, sizeof(full), "%s.%s", id, secret);
     if (c->json) {
         out = json_pack("{s:s, s:s}", "name", name, "secret", full);
@@ -518,10 +533,10 @@ cmd_end(struct ctl *c, const char *name, int rotate)
         return 1;
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     snprintf(msg, sizeof(msg), "svc %s", id);
-    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s %s %s %s %s",
-                scripts_text(SCRIPT_SERVICE_END), ksvc, toks, chan, now,
-                rotate ? salt : "", rotate ? hash : "", c->cfg->key_prefix,
-                msg);
+    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s %s %s %s %s",
+                scripts_text(SCRIPT_SERVICE_END), ksvc, toks, now,
+                rotate ? salt : "", rotate ? hash : "", c->cfg->key_prefix, msg,
+                chan);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {

@@ -433,7 +433,7 @@ gone_key(struct ctl *c, const char *suite, const char *corp, char *key,
     char h[65];
 
     keyring_index_hmac_parts(c->kr, parts, 3, h);
-    return keys_gone(key, len, c->cfg->key_prefix, h) != BRK_OK;
+    return keys_gone(key, len, c->cfg->key_prefix, corp, h) != BRK_OK;
 }
 
 /* The purged tenant's marker as JSON (new reference), or NULL. */
@@ -662,8 +662,14 @@ has_remains(struct ctl *c, const char *suite, const char *corp)
         keys_tenant_sub(dk, sizeof(dk), c->cfg->key_prefix, corp, suite, "dk"))
         return 0;
     snprintf(member, sizeof(member), "%s %s", suite, corp);
-    r = ctl_cmd(c, "EVAL %s 3 %s %s %s %s", /* one round trip */
-                scripts_text(SCRIPT_TENANT_EXISTS), key, idx, dk, member);
+    /* the tenant's slot, then the index's */
+    r = ctl_cmd(c, "EVAL %s 2 %s %s", scripts_text(SCRIPT_TENANT_EXISTS), key,
+                dk);
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+        yes = r->integer > 0;
+    if (r != NULL)
+        freeReplyObject(r);
+    r = yes ? NULL : ctl_cmd(c, "SISMEMBER %s %s", idx, member);
     if (r != NULL && r->type == REDIS_REPLY_INTEGER)
         yes = r->integer > 0;
     if (r != NULL)
@@ -818,8 +824,13 @@ tenant_purge(struct ctl *c, const char *corp)
                               i ? "," : "", purge_kind_names[i], counts[i]);
     snprintf(report + o, sizeof(report) - o, "}");
     snprintf(member, sizeof(member), "%s %s", suite, corp);
-    r = ctl_cmd(c, "EVAL %s 2 %s %s %s %s", scripts_text(SCRIPT_PURGE_REPORT),
-                gone, idx, member, report);
+    /* the index (its own slot) first; the report marks the purge done */
+    r = ctl_cmd(c, "SREM %s %s", idx, member);
+    if (r == NULL)
+        goto out;
+    freeReplyObject(r);
+    r = ctl_cmd(c, "EVAL %s 1 %s %s", scripts_text(SCRIPT_PURGE_REPORT), gone,
+                report);
     if (r == NULL)
         goto out;
     freeReplyObject(r);

@@ -12,6 +12,7 @@
 #include "broker.h"
 #include "keyring.h"
 #include "keys.h"
+#include "sentinel.h"
 #include "worker.h"
 
 #include "ctl.h"
@@ -100,6 +101,134 @@ checked(struct ctl *c, redisReply *r)
         return NULL;
     }
     return r;
+}
+
+/* Each sentinel gets this long to connect and answer. */
+#define CTL_SENTINEL_TIMEOUT_MS 300
+
+/* AUTH on a fresh connection to a data node; 0, or -1 after printing why. */
+static int
+auth(redisContext *rc, const struct config_redis *u)
+{
+    redisReply *r;
+    int ok;
+
+    if (u->password == NULL)
+        return 0;
+    r = u->user ? redisCommand(rc, "AUTH %s %s", u->user, u->password)
+                : redisCommand(rc, "AUTH %s", u->password);
+    ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+    if (r != NULL)
+        freeReplyObject(r);
+    if (!ok)
+        fprintf(stderr, "brokerctl: Redis AUTH failed\n");
+    return ok ? 0 : -1;
+}
+
+/* The primary one sentinel names, connected, authenticated and checked
+ * with ROLE; NULL when that sentinel does not lead to one. */
+static redisContext *
+via_sentinel(const struct config_redis *u, const struct config_redis_node *n,
+             struct timeval tv)
+{
+    struct timeval stv = {0, CTL_SENTINEL_TIMEOUT_MS * 1000};
+    char host[SENTINEL_HOST_MAX];
+    const char *el[2] = {NULL, NULL};
+    size_t len[2] = {0, 0}, i, cnt = 0;
+    redisContext *sc, *rc = NULL;
+    redisReply *r;
+    int port = 0, ok;
+
+    sc = redisConnectWithTimeout(n->host, n->port, stv);
+    if (sc == NULL || sc->err)
+        goto out;
+    redisSetTimeout(sc, stv);
+    r = redisCommand(sc, "SENTINEL get-master-addr-by-name %s", u->master);
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY) {
+        cnt = r->elements;
+        for (i = 0; i < cnt && i < 2; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING) {
+                el[i] = r->element[i]->str;
+                len[i] = r->element[i]->len;
+            }
+    }
+    ok = r != NULL && sentinel_parse_master_addr(cnt, el, len, host,
+                                                 sizeof(host), &port) == BRK_OK;
+    if (r != NULL)
+        freeReplyObject(r);
+    if (!ok)
+        goto out;
+    rc = redisConnectWithTimeout(host, port, tv);
+    if (rc == NULL || rc->err || redisSetTimeout(rc, tv) != REDIS_OK ||
+        auth(rc, u) != 0)
+        goto fail;
+    r = redisCommand(rc, "ROLE");
+    ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+         r->element[0]->type == REDIS_REPLY_STRING &&
+         sentinel_role_is_master(r->element[0]->str, r->element[0]->len);
+    if (r != NULL)
+        freeReplyObject(r);
+    if (ok)
+        goto out;
+    fprintf(stderr,
+            "brokerctl: %s:%d, named by a sentinel, is not the "
+            "primary\n",
+            host, port);
+fail:
+    if (rc != NULL)
+        redisFree(rc);
+    rc = NULL;
+out:
+    if (sc != NULL)
+        redisFree(sc);
+    return rc;
+}
+
+/*
+ * Connect to the Redis of u (sentinel://: the primary the sentinels name,
+ * asked in turn, checked with ROLE), authenticate and select its
+ * database. 0 with c->rc set, or -1 after printing why (c->rc may then
+ * hold a failed context; main frees it).
+ */
+int
+ctl_redis_connect(struct ctl *c, const struct config_redis *u,
+                  struct timeval tv)
+{
+    redisReply *r;
+    size_t i;
+
+    if (u->master != NULL) {
+        for (i = 0; i < u->nsentinels && c->rc == NULL; i++)
+            c->rc = via_sentinel(u, &u->sentinels[i], tv);
+        if (c->rc == NULL) {
+            fprintf(stderr,
+                    "brokerctl: cannot reach Redis: no sentinel named a "
+                    "reachable primary for %s\n",
+                    u->master);
+            return -1;
+        }
+    } else {
+        c->rc = u->unix_path ? redisConnectUnixWithTimeout(u->unix_path, tv)
+                             : redisConnectWithTimeout(u->host, u->port, tv);
+        if (c->rc == NULL || c->rc->err) {
+            fprintf(stderr, "brokerctl: cannot reach Redis (%s)%s\n",
+                    c->rc ? c->rc->errstr : "out of memory",
+                    c->cfg == NULL || c->cfg->redis[0]
+                        ? ""
+                        : "; with embedded Redis the broker must be running");
+            return -1;
+        }
+        redisSetTimeout(c->rc, tv);
+        if (auth(c->rc, u) != 0)
+            return -1;
+    }
+    if (u->db != 0) {
+        r = ctl_cmd(c, "SELECT %ld", u->db);
+        if (r == NULL)
+            return -1;
+        freeReplyObject(r);
+    }
+    return 0;
 }
 
 /* A command's reply (freeReplyObject), or NULL after printing why. */

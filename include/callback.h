@@ -105,5 +105,12 @@ void callback_handle(struct httpd_req *r, void *arg);
 struct browser;
 /* Serve the browser flows (browser.h) on this listener too. */
 void callback_set_browser(struct callback *cb, struct browser *b);
+/*
+ * With min_acks >= 1, write events on ack_st (borrowed; a connection used
+ * for nothing else) and answer WeCom `success` only once WAIT min_acks 200
+ * on it confirms them, else 503 (see SPEC §7). NULL/0 turns it off.
+ */
+void callback_set_ack_store(struct callback *cb, struct store *ack_st,
+                            long min_acks);
 
 #endif /* CALLBACK_H */

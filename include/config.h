@@ -37,8 +37,9 @@ struct config {
     char *dir;  /* its directory (realpath); relative paths resolve here */
     /* "host:port" validated; IPv6 as [::1]:8080 */
     char *callback_listen, *internal_listen;
-    /* secret: "" = embedded, redis://[[user]:pw@]host[:port][/db] or
-     * unix:///path[?db=N] */
+    /* secret: "" = embedded, redis://[[user]:pw@]host[:port][/db],
+     * unix:///path[?db=N] or sentinel://[[user]:pw@]h[:p][,h[:p]...]/NAME
+     * [/db] */
     char *redis;
     /* absolute after load; the tls pair may both be "" */
     char *state_dir, *scopes_dir, *master_key_file, *index_key_file,
@@ -55,6 +56,9 @@ struct config {
     long callback_max_skew, upstream_timeout_ms, cache_max_age,
         event_claim_idle, event_max_attempts;
     long event_concurrency; /* tenants worked on at once per instance */
+    /* replicas that must confirm an event (WAIT) before WeCom gets
+     * `success`; 0 = off */
+    long redis_min_replica_acks;
     /* the shared upstream budget (budget.h): calls per minute and per
      * hour per (corpid, API), and per API over every tenant */
     long upstream_rate_per_corp, upstream_rate_per_corp_hour,
@@ -69,6 +73,12 @@ struct config {
 /* Highest database number accepted in a `redis` value. */
 #define CONFIG_REDIS_MAX_DB 1000
 
+/* A sentinel of a `sentinel://` value. */
+struct config_redis_node {
+    char *host;
+    int port;
+};
+
 /* A parsed `redis` value (see config_redis_parse). */
 struct config_redis {
     char *host;      /* TCP host name or IPv4 address, NULL for unix */
@@ -77,6 +87,11 @@ struct config_redis {
     long db;         /* database number, 0 when not given */
     char *user;      /* ACL user; NULL when none */
     char *password;  /* secret; NULL when none */
+    /* sentinel:// only (host and unix_path NULL): the name the sentinels
+     * know the primary by, and the sentinels to ask */
+    char *master;
+    struct config_redis_node *sentinels;
+    size_t nsentinels;
 };
 
 /*

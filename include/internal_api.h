@@ -16,6 +16,9 @@ struct internal_api {
     struct suites *suites; /* borrowed */
     struct proxy *proxy;   /* borrowed: the service API */
     struct audit *audit;   /* borrowed; NULL: no audit file to watch */
+    struct store *ack_st;  /* borrowed; NULL unless min_replica_acks >= 1 */
+    long min_replica_acks; /* redis_min_replica_acks */
+    long replicas;         /* connected replicas last seen, -1 unknown */
 };
 
 /* httpd_handler for the internal listener; arg is a struct internal_api. */

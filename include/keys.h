@@ -41,10 +41,15 @@ enum brk_err keys_tenant_sub(char *out, size_t len, const char *prefix,
  * tenant (corpid and suite must not contain glob characters) */
 enum brk_err keys_tenant_pattern(char *out, size_t len, const char *prefix,
                                  const char *corpid, const char *suite) BRK_WUR;
-/* <prefix>{<hmac>}:gone — marker and deletion report of a purged tenant,
- * named by an HMAC of (suite, corpid) so the corpid is not kept */
+/* <prefix>{<slot tag of corpid>}:gone:<hmac> — marker and deletion report
+ * of a purged tenant, named by an HMAC of (suite, corpid) so the corpid is
+ * not kept, in the corp's Cluster slot so that the scripts reading it with
+ * the tenant touch one slot */
 enum brk_err keys_gone(char *out, size_t len, const char *prefix,
-                       const char *hmac) BRK_WUR;
+                       const char *corpid, const char *hmac) BRK_WUR;
+/* A hash tag ("s<hex>", at most 6 characters) in the same Cluster slot as
+ * id, which it does not name: it tells only id's slot (14 bits of a CRC). */
+enum brk_err keys_slot_tag(char *out, size_t len, const char *id) BRK_WUR;
 /* <prefix>tenants — set of "<suite> <corpid>" members, the tenant index */
 enum brk_err keys_tenants(char *out, size_t len, const char *prefix) BRK_WUR;
 

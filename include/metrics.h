@@ -34,6 +34,8 @@ enum metrics_id {
     METRICS_BUDGET_CONCURRENCY,   /* {api} 45033 from WeCom: fewer at once */
     METRICS_BUDGET_LEASES,        /* {scope,result} blocks asked of Redis */
     METRICS_AUDIT_WRITES,         /* {sink=redis|file,result} audit entries */
+    METRICS_REDIS_WAITS,          /* {result=ok|short|error} WAIT before ack */
+    METRICS_REDIS_REPLICAS,       /* gauge: connected replicas, -1 unknown */
     METRICS__COUNT
 };
 

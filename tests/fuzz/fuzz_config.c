@@ -15,6 +15,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "sentinel.h"
 
 #include "fuzz.h"
 
@@ -78,7 +79,17 @@ cfg_check(const struct config *cfg)
                                    &port, 0) == BRK_OK);
     if (cfg->redis[0] != '\0') {
         FUZZ_CHECK(config_redis_parse(cfg->redis, &r) == BRK_OK);
-        FUZZ_CHECK((r.host == NULL) != (r.unix_path == NULL));
+        /* exactly one form: TCP, unix socket, or sentinels */
+        FUZZ_CHECK(
+            (r.host != NULL) + (r.unix_path != NULL) + (r.master != NULL) == 1);
+        FUZZ_CHECK((r.master != NULL) ==
+                   (r.nsentinels >= 1 && r.nsentinels <= SENTINEL_MAX_NODES));
+        for (i = 0; i < r.nsentinels; i++)
+            FUZZ_CHECK(r.sentinels[i].host != NULL &&
+                       r.sentinels[i].port >= 1 &&
+                       r.sentinels[i].port <= 65535);
+        FUZZ_CHECK(cfg->redis_min_replica_acks >= 0 &&
+                   cfg->redis_min_replica_acks <= 16);
         config_redis_clear(&r);
     }
     for (i = 0; i < nitems(paths); i++)

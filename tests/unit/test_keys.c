@@ -266,11 +266,71 @@ test_long_ids_toobig(void **state)
     assert_int_equal(strlen(out), KEYS_MAX - 1);
 }
 
+/* CRC16-CCITT (XMODEM), written apart from keys.c's, as Cluster hashes. */
+static unsigned
+slot(const char *key)
+{
+    const char *o = strchr(key, '{'), *c;
+    size_t n = strlen(key), i;
+    unsigned crc = 0;
+    int b;
+
+    if (o != NULL && (c = strchr(o + 1, '}')) != NULL && c > o + 1) {
+        key = o + 1;
+        n = (size_t)(c - o - 1);
+    }
+    for (i = 0; i < n; i++) {
+        crc ^= (unsigned)(unsigned char)key[i] << 8;
+        for (b = 0; b < 8; b++)
+            crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff
+                               : (crc << 1) & 0xffff;
+    }
+    return crc & 16383;
+}
+
+/* The cancel marker sits in the tenant's slot without naming the corp. */
+static void
+test_gone_in_the_tenant_slot(void **state)
+{
+    static const char *const corps[] = {"wwcorp42", "ww0", "wx9f8e7d6c5b4a",
+                                        "corpA", "a-b_c"};
+    char gone[KEYS_MAX], tenant[KEYS_MAX], tag[16];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(corps) / sizeof(corps[0]); i++) {
+        assert_int_equal(keys_gone(gone, sizeof(gone), "wb:", corps[i], HMAC),
+                         BRK_OK);
+        assert_int_equal(
+            keys_tenant(tenant, sizeof(tenant), "wb:", corps[i], "ww1"),
+            BRK_OK);
+        assert_int_equal(slot(gone), slot(tenant));
+        assert_null(strstr(gone, corps[i]));
+        assert_non_null(strstr(gone, ":gone:" HMAC));
+        assert_int_equal(keys_slot_tag(tag, sizeof(tag), corps[i]), BRK_OK);
+        assert_true(strlen(tag) <= 6);
+        assert_int_equal(tag[0], 's');
+    }
+    /* fixed names: every instance and brokerctl find the same marker */
+    assert_int_equal(keys_gone(gone, sizeof(gone), "wb:", "wwcorp42", "ab"),
+                     BRK_OK);
+    assert_int_equal(keys_slot_tag(tag, sizeof(tag), "wwcorp42"), BRK_OK);
+    {
+        char want[64];
+
+        snprintf(want, sizeof(want), "wb:{%s}:gone:ab", tag);
+        assert_string_equal(gone, want);
+    }
+    assert_int_equal(keys_gone(gone, 10, "wb:", "wwcorp42", HMAC),
+                     BRK_ERR_TOOBIG);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_suite_dk),
+        cmocka_unit_test(test_gone_in_the_tenant_slot),
         cmocka_unit_test(test_suite_ticket),
         cmocka_unit_test(test_suite_events),
         cmocka_unit_test(test_suite_seen),
