@@ -97,7 +97,7 @@ test_lint_shipped_scopes(void **state)
     (void)state;
     assert_int_equal(h_run(argv, &out), 0);
     assert_non_null(strstr(out, "scopes OK: "));
-    assert_non_null(strstr(out, " endpoints in "));
+    assert_non_null(strstr(out, " endpoints and "));
     free(out);
 }
 
