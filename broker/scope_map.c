@@ -1353,7 +1353,9 @@ static enum brk_err
 finish(struct scope_map *m, struct scope_map **out, struct brk_errinfo *info)
 {
     (void)info;
-    qsort(m->eps, m->n, sizeof(m->eps[0]), endpoint_cmp);
+    /* a file of events alone has no endpoint array */
+    if (m->n > 1)
+        qsort(m->eps, m->n, sizeof(m->eps[0]), endpoint_cmp);
     scope_events_set_sort(m->evs);
     *out = m;
     return BRK_OK;
