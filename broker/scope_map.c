@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "scope_map.h"
+#include "scope_map_int.h"
 
 /*---- Names ----*/
 
@@ -89,6 +90,7 @@ name_index(const char *const *names, size_t n, const char *s)
 struct scope_map {
     struct scope_endpoint *eps; /* sorted by path once loaded */
     size_t n, cap;
+    struct scope_event_set *evs; /* scope_events.c's; NULL: none */
 };
 
 /* Compare a counted name with a NUL-terminated one, in strcmp order. */
@@ -174,6 +176,7 @@ scope_map_free(struct scope_map *m)
     for (i = 0; i < m->n; i++)
         endpoint_clear(&m->eps[i]);
     brk_free(m->eps);
+    scope_events_set_free(m->evs);
     brk_free(m);
 }
 
@@ -480,6 +483,7 @@ struct loader {
     size_t nsteps;
     struct brk_errinfo *info;
     struct scope_map *map;
+    int event_tree; /* reading an event's tree (scope_events.c) */
 };
 
 static void
@@ -781,6 +785,13 @@ load_record(struct loader *ld, struct scope_node *n, int item, const char *rec,
                                   "%s ids are integers; declare the items "
                                   "as integer",
                                   rec);
+        } else if (r == SCOPE_REC_CHAT_MEMBER && ld->event_tree) {
+            /* an event lists chat members by id alone; the range
+             * callback tells a member from a customer */
+            if (n->type != SCOPE_T_STRING)
+                return ld_fail_at(ld, "record",
+                                  "chat_member ids are strings; declare "
+                                  "the items as string");
         } else {
             return ld_fail_at(ld, "record", "a %s record must be an object",
                               rec);
@@ -844,6 +855,8 @@ load_node(struct loader *ld, const json_t *j, struct scope_node *n, int item,
             items = v;
         else if (strcmp(k, "fields") == 0)
             fields = v;
+        else if (ld->event_tree)
+            err = scope_events_node_key(ld, k, v, n);
         else
             err = ld_fail(ld, "unknown key \"%s\"", k);
         if (err)
@@ -1173,7 +1186,7 @@ static enum brk_err
 load_doc(struct loader *ld, const json_t *doc)
 {
     const char *k, *note = NULL;
-    const json_t *v, *eps = NULL, *ep;
+    const json_t *v, *eps = NULL, *ep, *evs = NULL;
     struct scope_map *m = ld->map;
     struct scope_endpoint *grown;
     enum brk_err err;
@@ -1187,6 +1200,8 @@ load_doc(struct loader *ld, const json_t *doc)
         err = BRK_OK;
         if (strcmp(k, "endpoints") == 0)
             eps = v;
+        else if (strcmp(k, "events") == 0)
+            evs = v;
         else if (strcmp(k, "note") == 0)
             err = str_key(ld, k, v, &note);
         else
@@ -1195,8 +1210,17 @@ load_doc(struct loader *ld, const json_t *doc)
             return err;
         pop(ld);
     }
+    if (evs != NULL) {
+        push_key(ld, "events");
+        err = scope_events_load(ld, evs);
+        if (err)
+            return err;
+        pop(ld);
+        if (eps == NULL)
+            return BRK_OK;
+    }
     if (eps == NULL)
-        return ld_fail(ld, "missing \"endpoints\"");
+        return ld_fail(ld, "missing \"endpoints\" (or \"events\")");
     push_key(ld, "endpoints");
     if (!json_is_array(eps) || json_array_size(eps) == 0)
         return ld_fail(ld, "\"endpoints\" must be a non-empty array");
@@ -1329,7 +1353,10 @@ static enum brk_err
 finish(struct scope_map *m, struct scope_map **out, struct brk_errinfo *info)
 {
     (void)info;
-    qsort(m->eps, m->n, sizeof(m->eps[0]), endpoint_cmp);
+    /* a file of events alone has no endpoint array */
+    if (m->n > 1)
+        qsort(m->eps, m->n, sizeof(m->eps[0]), endpoint_cmp);
+    scope_events_set_sort(m->evs);
     *out = m;
     return BRK_OK;
 }
@@ -1469,4 +1496,95 @@ out:
     brk_free(path);
     brk_free(base);
     return err;
+}
+
+/*---- Shared with scope_events.c (scope_map_int.h) ----*/
+
+void
+scope_ld_push_key(struct loader *ld, const char *key)
+{
+    push_key(ld, key);
+}
+
+void
+scope_ld_push_index(struct loader *ld, size_t index)
+{
+    push_index(ld, index);
+}
+
+void
+scope_ld_pop(struct loader *ld)
+{
+    pop(ld);
+}
+
+enum brk_err
+scope_ld_fail(struct loader *ld, const char *fmt, ...)
+{
+    char msg[160];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return ld_fail(ld, "%s", msg);
+}
+
+enum brk_err
+scope_ld_nomem(struct loader *ld)
+{
+    return nomem(ld->info);
+}
+
+enum brk_err
+scope_ld_str(struct loader *ld, const char *key, const json_t *v,
+             const char **out)
+{
+    return str_key(ld, key, v, out);
+}
+
+enum brk_err
+scope_ld_perm(struct loader *ld, const char *key, const char *name, int *out)
+{
+    return perm_of(ld, key, name, out);
+}
+
+/* The fields of an event tree into root (an object at level 0), with the
+ * event-only node keys allowed. */
+enum brk_err
+scope_ld_event_fields(struct loader *ld, const json_t *map,
+                      struct scope_node *root)
+{
+    enum brk_err err;
+
+    root->type = SCOPE_T_OBJECT;
+    root->perm = SCOPE_PERM_ALWAYS;
+    ld->event_tree = 1;
+    err = load_fields(ld, map, root, 1);
+    ld->event_tree = 0;
+    return err;
+}
+
+void
+scope_ld_node_clear(struct scope_node *n)
+{
+    node_clear(n);
+}
+
+const char *
+scope_ld_file(const struct loader *ld)
+{
+    return ld->file;
+}
+
+struct scope_event_set **
+scope_ld_events(struct loader *ld)
+{
+    return &ld->map->evs;
+}
+
+const struct scope_event_set *
+scope_map_event_set(const struct scope_map *m)
+{
+    return m != NULL ? m->evs : NULL;
 }

@@ -796,6 +796,17 @@ add_cdata(struct dynbuf *d, const char *v)
 }
 
 /*
+ * Append v (NUL-terminated) to d as CDATA that wecom_xml_parse reads back
+ * as v: a value holding "]]>" cannot end the section early. Returns BRK_OK
+ * or dynbuf's error.
+ */
+enum brk_err
+wecom_xml_add_cdata(struct dynbuf *d, const char *v)
+{
+    return add_cdata(d, v);
+}
+
+/*
  * Build "<xml><K1><![CDATA[V1]]></K1>...</xml>" from n key/value pairs, in
  * order, such that wecom_xml_parse reads back the same values. Keys must
  * match [A-Za-z_][A-Za-z0-9_]* and values must be UTF-8 text without

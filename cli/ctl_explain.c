@@ -15,10 +15,13 @@
 
 #include <hiredis/hiredis.h>
 
+#include "capability.h"
 #include "errcodes.h"
+#include "evfilter.h"
 #include "grant.h"
 #include "keys.h"
 #include "record.h"
+#include "scope_events.h"
 #include "scope_map.h"
 #include "service.h"
 
@@ -36,6 +39,9 @@ struct explain {
     const char *svc_scopes;
     long refused; /* errcode the request gets first, or 0 */
     char refusal[256];
+    /* an event: the filter's ask, and the reason it is not delivered */
+    const struct evfilter_ask *ask;
+    enum evfilter_reason ev_why;
     json_t *rows; /* [{"field","type","kept","reason",...}] */
     size_t kept, total;
 };
@@ -114,6 +120,44 @@ record_note(const struct scope_node *n, int items, char *buf, size_t len,
         json_pack("{s:s, s:s?}", "kind", kind, "id", n->record_id));
 }
 
+/* What an event field adds to its permission's reason: the capability
+ * it needs (the filter's own test), that it names the event's subject, or
+ * that WeCom writes the list as one text. */
+static void
+event_note(const struct explain *x, const struct scope_node *n, int *kept,
+           char *buf, size_t len)
+{
+    char cap[CAPABILITY_LIST_MAX];
+    size_t o = strlen(buf);
+
+    if (n->cap != 0 && o < len) {
+        capability_format(n->cap, cap, sizeof(cap));
+        if (*kept && !evfilter_field_kept(n, x->ask, NULL)) {
+            *kept = 0;
+            snprintf(buf, len,
+                     "removed: the service does not hold the capability %s "
+                     "(the permission alone is not enough)",
+                     cap);
+        } else {
+            snprintf(buf + o, len - o, "; needs the capability %s", cap);
+        }
+        o = strlen(buf);
+    }
+    if (n->subject != SCOPE_REC_NONE && o < len)
+        snprintf(buf + o, len - o,
+                 "; names the event's %s: delivered only when it is in the "
+                 "service's range%s",
+                 scope_record_name(n->subject),
+                 n->subject == SCOPE_REC_CHAT
+                     ? " (checked for services with a range of their own)"
+                     : "");
+    else if (n->separator != 0 && o < len)
+        snprintf(buf + o, len - o,
+                 "; WeCom writes it as one text, \"%c\" "
+                 "between items",
+                 n->separator);
+}
+
 static void
 add_row(struct explain *x, const char *path, const struct scope_node *n,
         int parent_kept, const char *parent, int *kept_out)
@@ -121,12 +165,14 @@ add_row(struct explain *x, const char *path, const struct scope_node *n,
     char reason[768], note[256] = "", full[1100];
     const struct scope_node *rec = NULL;
     json_t *row = json_object();
-    int kept = 0, items = 0;
+    int kept = 0, items = 0, kept_shown;
 
     if (!parent_kept) {
         snprintf(reason, sizeof(reason), "removed with %s", parent);
     } else {
         perm_reason(x, n->perm, &kept, reason, sizeof(reason));
+        if (x->ask != NULL)
+            event_note(x, n, &kept, reason, sizeof(reason));
     }
     if (n->type == SCOPE_T_OBJECT && n->record != SCOPE_REC_NONE)
         rec = n;
@@ -137,16 +183,23 @@ add_row(struct explain *x, const char *path, const struct scope_node *n,
     }
     if (rec != NULL)
         record_note(rec, items, note, sizeof(note), row);
-    if (x->refused && kept)
+    if (x->ask != NULL && x->ev_why != EVFILTER_DELIVER && kept)
+        snprintf(full, sizeof(full), "event not delivered (%s); else %s%s",
+                 evfilter_reason_name(x->ev_why), reason, note);
+    else if (x->refused && kept)
         snprintf(full, sizeof(full), "request refused first (%ld); else %s%s",
                  x->refused, reason, note);
     else
         snprintf(full, sizeof(full), "%s%s", reason, kept ? note : "");
     x->total++;
-    x->kept += kept && !x->refused;
+    if (x->ask != NULL && x->ev_why != EVFILTER_DELIVER)
+        kept_shown = 0;
+    else
+        kept_shown = kept && !x->refused;
+    x->kept += kept_shown;
     json_object_set_new(row, "field", json_string(path));
     json_object_set_new(row, "type", json_string(scope_type_name(n->type)));
-    json_object_set_new(row, "kept", json_boolean(kept && !x->refused));
+    json_object_set_new(row, "kept", json_boolean(kept_shown));
     json_object_set_new(row, "reason", json_string(full));
     json_array_append_new(x->rows, row);
     *kept_out = kept;
@@ -220,11 +273,11 @@ tenant_expiry(struct explain *x, const char *perms, json_t *list)
 static void
 refusal(struct explain *x, const struct record_service *svc,
         const struct record_tenant *ten, const char *suite, const char *corp,
-        const struct scope_endpoint *e)
+        int need, const char *what)
 {
-    struct grant_ask a = {svc, -1, suite, corp, ten, e->scope};
+    struct grant_ask a = {svc, -1, suite, corp, ten, need};
     struct grant_verdict v;
-    int need = e->scope, tn, sv;
+    int tn, sv;
 
     grant_decide(&a, &v);
     x->refused = errcodes_code(v.code);
@@ -256,11 +309,10 @@ refusal(struct explain *x, const struct record_service *svc,
                  "%s is not among the service's --corps", corp);
         break;
     default:
-        snprintf(x->refusal, sizeof(x->refusal),
-                 "the endpoint needs %s, which is %s%s%s",
-                 scope_perm_name(need), tn ? "" : "not granted by the tenant",
-                 !tn && !sv ? " and " : "",
-                 sv ? "" : "not allowed for the service");
+        snprintf(
+            x->refusal, sizeof(x->refusal), "the %s needs %s, which is %s%s%s",
+            what, scope_perm_name(need), tn ? "" : "not granted by the tenant",
+            !tn && !sv ? " and " : "", sv ? "" : "not allowed for the service");
         break;
     }
 }
@@ -326,18 +378,16 @@ range_text(const char *privilege, char *buf, size_t len)
     json_decref(p);
 }
 
+/* The lines between the title and the result: who asks, of whom. */
 static void
-print_header(const struct explain *x, const struct scope_endpoint *e,
-             const char *corp, const char *suite, const json_t *ten,
-             const char *svc_name, const json_t *perms,
-             const struct record_parties *parties)
+print_parties(const struct explain *x, const char *corp, const char *suite,
+              const json_t *ten, const char *svc_name, const json_t *perms,
+              const struct record_parties *parties)
 {
     char when[48], range[512];
     const json_t *p;
     size_t i;
 
-    printf("%s %s   scope %s   (%s)\n", e->method, e->path,
-           scope_perm_name(e->scope), e->file);
     printf("tenant:   %s (", corp);
     ctl_sanitize(stdout, ctl_str_of(ten, "corp_name", ""));
     printf(") of suite %s, %s\n", suite,
@@ -368,6 +418,17 @@ print_header(const struct explain *x, const struct scope_endpoint *e,
             printf("%s%ld", i ? "," : "", parties->ids[i]);
         printf("] and their subdepartments\n");
     }
+}
+
+static void
+print_header(const struct explain *x, const struct scope_endpoint *e,
+             const char *corp, const char *suite, const json_t *ten,
+             const char *svc_name, const json_t *perms,
+             const struct record_parties *parties)
+{
+    printf("%s %s   scope %s   (%s)\n", e->method, e->path,
+           scope_perm_name(e->scope), e->file);
+    print_parties(x, corp, suite, ten, svc_name, perms, parties);
     if (x->refused)
         printf("result:   refused with errcode %ld before WeCom is called: "
                "%s\n\n",
@@ -376,6 +437,72 @@ print_header(const struct explain *x, const struct scope_endpoint *e,
         printf("result:   served; %zu of %zu declared fields can reach the "
                "service\n\n",
                x->kept, x->total);
+}
+
+static void
+print_event_header(const struct explain *x, const struct scope_event *ev,
+                   const char *corp, const char *suite, const json_t *ten,
+                   const char *svc_name, const json_t *perms,
+                   const struct record_parties *parties)
+{
+    char cap[CAPABILITY_LIST_MAX], held[CAPABILITY_LIST_MAX];
+
+    capability_format(ev->cap, cap, sizeof(cap));
+    capability_format(x->ask->caps, held, sizeof(held));
+    printf("event:%s (%s callback)   scope %s   capability %s   (%s)\n",
+           ev->name, scope_callback_name(ev->callback),
+           scope_perm_name(ev->scope), cap[0] ? cap : "none", ev->file);
+    print_parties(x, corp, suite, ten, svc_name, perms, parties);
+    printf("          capabilities %s\n", held[0] ? held : "none");
+    if (x->ev_why != EVFILTER_DELIVER)
+        printf("result:   not delivered (%s): %s\n\n",
+               evfilter_reason_name(x->ev_why), x->refusal);
+    else
+        printf("result:   delivered %s; %zu of %zu declared fields reach the "
+               "service\n\n",
+               ev->whole_tenant ? "(a whole-tenant event)"
+                                : "when its subject is in the service's range",
+               x->kept, x->total);
+}
+
+/*
+ * The event-level decision for the service: the grant's refusals first
+ * (service, suite, tenant, corp, scope), then the filter's own
+ * (evfilter_decide: capability, whole-tenant events). Fills *ask for the
+ * field rows; x->ev_why and x->refusal say why it is not delivered.
+ */
+static void
+explain_event(struct explain *x, const struct record_service *rs,
+              const struct record_tenant *rt, const char *suite,
+              const char *corp, const struct scope_event *ev,
+              const struct record_parties *parties, struct evfilter_ask *ask)
+{
+    char cap[CAPABILITY_LIST_MAX];
+
+    memset(ask, 0, sizeof(*ask));
+    ask->callback = ev->callback;
+    ask->corpid = corp;
+    ask->tenant = x->tenant;
+    ask->service = x->service;
+    ask->caps = rs->caps;
+    ask->own_range = parties != NULL;
+    x->ask = ask;
+    refusal(x, rs, rt, suite, corp, ev->scope, "event");
+    x->ev_why = evfilter_decide(ev, ask, NULL);
+    if (x->refused && x->ev_why == EVFILTER_DELIVER)
+        x->ev_why = EVFILTER_PERMISSION;
+    x->refused = 0;
+    if (x->ev_why == EVFILTER_CAPABILITY) {
+        capability_format(ev->cap, cap, sizeof(cap));
+        snprintf(x->refusal, sizeof(x->refusal),
+                 "the event needs the capability %s, which ops did not give "
+                 "the service",
+                 cap);
+    } else if (x->ev_why == EVFILTER_NARROWED) {
+        snprintf(x->refusal, sizeof(x->refusal),
+                 "the event concerns the whole tenant and the service has a "
+                 "range of its own (--parties)");
+    }
 }
 
 static void
@@ -479,11 +606,13 @@ ctl_explain(struct ctl *c, int argc, char **argv)
 {
     struct brk_errinfo info = {"", 0, -1};
     struct scope_map *m = NULL;
-    const struct scope_endpoint *e;
     const struct record_parties *parties = NULL;
     struct record_service *rs = NULL;
     struct record_tenant *rt = NULL;
     struct explain *x = NULL;
+    const struct scope_endpoint *e = NULL;
+    const struct scope_event *ev = NULL;
+    struct evfilter_ask ask;
     const char *found[16], *suite;
     char path[PATH_CAP], id[SERVICE_ID_LEN + 1], key[KEYS_MAX];
     json_t *svc = NULL, *ten = NULL, *perms = NULL;
@@ -491,7 +620,8 @@ ctl_explain(struct ctl *c, int argc, char **argv)
     int rc = 1;
 
     if (argc != 3)
-        return ctl_usage("explain takes CORPID SERVICE PATH");
+        return ctl_usage("explain takes CORPID SERVICE PATH or "
+                         "event:INFOTYPE[/CHANGETYPE]");
     if (!keys_id_ok(argv[0]))
         return ctl_usage("%s is not a corpid", argv[0]);
     normal_path(argv[2], path, sizeof(path));
@@ -499,8 +629,16 @@ ctl_explain(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "brokerctl: %s\n", info.msg);
         return 1;
     }
-    e = scope_map_find(m, path);
-    if (e == NULL) {
+    if (strncmp(argv[2], "event:", 6) == 0) {
+        ev = scope_events_lookup(m, argv[2]);
+        if (ev == NULL) {
+            fprintf(stderr,
+                    "brokerctl: %s is not declared in %s: it is delivered to "
+                    "no service (see brokerctl scopes list)\n",
+                    argv[2], c->cfg->scopes_dir);
+            goto out;
+        }
+    } else if ((e = scope_map_find(m, path)) == NULL) {
         fprintf(stderr,
                 "brokerctl: %s is not declared in %s: every service gets "
                 "errcode %ld for it (see brokerctl scopes list)\n",
@@ -555,15 +693,24 @@ ctl_explain(struct ctl *c, int argc, char **argv)
     x->tenant = rt != NULL ? &rt->grant : &x->none;
     perms = json_array();
     tenant_expiry(x, ctl_str_of(ten, "permissions", "[]"), perms);
-    refusal(x, rs, rt, suite, argv[0], e);
-    walk(x, &e->root, "", 1, "");
+    if (ev != NULL) {
+        explain_event(x, rs, rt, suite, argv[0], ev, parties, &ask);
+        walk(x, &ev->root, "", 1, "");
+    } else {
+        refusal(x, rs, rt, suite, argv[0], e->scope, "endpoint");
+        walk(x, &e->root, "", 1, "");
+    }
     if (c->json) {
         json_array_append_new(x->rows,
                               json_pack("{s:s, s:b, s:s}", "field", "*", "kept",
                                         0, "reason", unknown_reason));
         ctl_print_json(x->rows);
     } else {
-        print_header(x, e, argv[0], suite, ten, argv[1], perms, parties);
+        if (ev != NULL)
+            print_event_header(x, ev, argv[0], suite, ten, argv[1], perms,
+                               parties);
+        else
+            print_header(x, e, argv[0], suite, ten, argv[1], perms, parties);
         print_rows(x);
         printf("\n* %s.\n", unknown_reason);
     }

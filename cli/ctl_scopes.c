@@ -7,19 +7,30 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "capability.h"
+#include "scope_events.h"
 #include "scope_map.h"
 
 #include "ctl.h"
 
-/* Distinct files the endpoints came from. */
+/* The file of the i-th declaration: endpoints first, then events. */
+static const char *
+decl_file(const struct scope_map *m, size_t i)
+{
+    size_t ne = scope_map_count(m);
+
+    return i < ne ? scope_map_at(m, i)->file : scope_events_at(m, i - ne)->file;
+}
+
+/* Distinct files the endpoints and events came from. */
 static size_t
 count_files(const struct scope_map *m)
 {
-    size_t i, k, n = 0;
+    size_t i, k, n = 0, all = scope_map_count(m) + scope_events_count(m);
 
-    for (i = 0; i < scope_map_count(m); i++) {
+    for (i = 0; i < all; i++) {
         for (k = 0; k < i; k++)
-            if (strcmp(scope_map_at(m, k)->file, scope_map_at(m, i)->file) == 0)
+            if (strcmp(decl_file(m, k), decl_file(m, i)) == 0)
                 break;
         n += k == i;
     }
@@ -56,14 +67,17 @@ scopes_lint(struct ctl *c, const char *path)
         return 1;
     }
     if (c->json) {
-        o = json_pack("{s:b, s:s, s:I, s:I}", "ok", 1, "path", path,
-                      "endpoints", (json_int_t)scope_map_count(m), "files",
+        o = json_pack("{s:b, s:s, s:I, s:I, s:I}", "ok", 1, "path", path,
+                      "endpoints", (json_int_t)scope_map_count(m), "events",
+                      (json_int_t)scope_events_count(m), "files",
                       (json_int_t)count_files(m));
         ctl_print_json(o);
         json_decref(o);
     } else {
-        printf("scopes OK: %zu endpoint%s in %zu file%s (%s)\n",
+        printf("scopes OK: %zu endpoint%s and %zu event%s in %zu file%s "
+               "(%s)\n",
                scope_map_count(m), scope_map_count(m) == 1 ? "" : "s",
+               scope_events_count(m), scope_events_count(m) == 1 ? "" : "s",
                count_files(m), count_files(m) == 1 ? "" : "s", path);
     }
     scope_map_free(m);
@@ -89,6 +103,77 @@ params_summary(const struct scope_endpoint *e, char *buf, size_t len)
         if (w < 0)
             break;
         o += (size_t)w;
+    }
+}
+
+/* The subject fields of an event tree: "UserID(member)", and into arr. */
+static void
+subjects_summary(const struct scope_node *n, const char *prefix, char *buf,
+                 size_t len, size_t *o, json_t *arr)
+{
+    char path[256];
+    size_t i;
+    int w;
+
+    for (i = 0; i < n->nfields; i++) {
+        const struct scope_node *f = &n->fields[i];
+
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "",
+                 f->name);
+        if (f->subject != SCOPE_REC_NONE) {
+            if (*o < len) {
+                w = snprintf(buf + *o, len - *o, "%s%s(%s)", *o ? ", " : "",
+                             path, scope_record_name(f->subject));
+                *o += w > 0 ? (size_t)w : 0;
+            }
+            json_array_append_new(
+                arr, json_pack("{s:s, s:s}", "field", path, "subject",
+                               scope_record_name(f->subject)));
+        }
+        if (f->type == SCOPE_T_OBJECT)
+            subjects_summary(f, path, buf, len, o, arr);
+    }
+}
+
+/* The events of m: into the table t, or as objects appended to arr. */
+static void
+list_events(const struct scope_map *m, struct ctl_table *t, json_t *arr)
+{
+    char subj[256], cap[CAPABILITY_LIST_MAX], name[SCOPE_EVENT_NAME_MAX + 8];
+    const struct scope_event *e;
+    json_t *subjects;
+    size_t i, o;
+
+    for (i = 0; i < scope_events_count(m); i++) {
+        e = scope_events_at(m, i);
+        o = 0;
+        subj[0] = '\0';
+        subjects = json_array();
+        subjects_summary(&e->root, "", subj, sizeof(subj), &o, subjects);
+        capability_format(e->cap, cap, sizeof(cap));
+        snprintf(name, sizeof(name), "event:%s", e->name);
+        if (t != NULL) {
+            const char *row[5];
+
+            row[0] = name;
+            row[1] = scope_callback_name(e->callback);
+            row[2] = scope_perm_name(e->scope);
+            row[3] = cap[0] ? cap : "-";
+            row[4] = e->whole_tenant ? "none: only services without a "
+                                       "range of their own"
+                     : subj[0]       ? subj
+                                     : "none";
+            ctl_table_add(t, row);
+            json_decref(subjects);
+            continue;
+        }
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:o, s:b, s:s}", "path",
+                           name, "event", e->name, "callback",
+                           scope_callback_name(e->callback), "scope",
+                           scope_perm_name(e->scope), "capability",
+                           cap[0] ? cap : NULL, "subjects", subjects,
+                           "whole_tenant", e->whole_tenant, "file", e->file));
     }
 }
 
@@ -141,10 +226,23 @@ scopes_list(struct ctl *c)
                       e->file, "params", ps);
         json_array_append_new(arr, o);
     }
-    if (c->json)
+    if (c->json) {
+        list_events(m, NULL, arr);
         ctl_print_json(arr);
-    else
+    } else {
         ctl_table_print(t, stdout);
+        if (scope_events_count(m) > 0) {
+            static const char *const eheads[] = {"EVENT", "CALLBACK", "SCOPE",
+                                                 "CAPABILITY",
+                                                 "SUBJECTS (range-checked)"};
+
+            ctl_table_free(t);
+            t = ctl_table_new(5, eheads);
+            list_events(m, t, NULL);
+            printf("\n");
+            ctl_table_print(t, stdout);
+        }
+    }
     ctl_table_free(t);
     json_decref(arr);
     scope_map_free(m);

@@ -57,6 +57,10 @@ struct scope_node {
     struct scope_node *items; /* array: the element node */
     enum scope_record record; /* object: SCOPE_REC_NONE or a record kind */
     char *record_id;          /* object record: key holding its id */
+    /* event trees only (scope_events.h); zero in endpoint trees */
+    enum scope_record subject; /* a scalar naming the event's subject */
+    char separator;            /* array written as one text, e.g. "1,2,3" */
+    unsigned cap;              /* enum capability bits the field needs */
 };
 
 /* The child of an object node named name (len bytes), or NULL. */

@@ -51,6 +51,11 @@ const struct wecom_xml_node *wecom_xml_child(const struct wecom_xml_node *node,
                                              const char *name);
 /* Text of the direct child name of the root, or NULL (borrowed). */
 const char *wecom_xml_get(const struct wecom_xml *x, const char *name);
+struct dynbuf;
+
+/* Append v as CDATA that reads back as v ("]]>" split, CR as &#13;). */
+enum brk_err wecom_xml_add_cdata(struct dynbuf *d, const char *v) BRK_WUR;
+
 /* Build "<xml><K><![CDATA[V]]></K>...</xml>" from n pairs. */
 enum brk_err wecom_xml_build(const char *const *keys, const char *const *values,
                              size_t n, char **out, size_t *outlen) BRK_WUR;

@@ -1075,6 +1075,119 @@ test_explain_errors(void **state)
     free(out);
 }
 
+/*---- explain of an event ----*/
+
+static void
+test_explain_event_fields(void **state)
+{
+    json_t *rows, *last;
+    char *out;
+    int rc;
+
+    (void)state;
+    rows = ctlj(&rc, "explain", CORP1, "reader",
+                "event:change_contact/create_user", (char *)NULL);
+    assert_int_equal(rc, 0);
+    expect_row(rows, "SuiteId", 1, "always kept");
+    expect_row(rows, "UserID", 1, "granted by the tenant (contact:base:base");
+    expect_row(rows, "UserID", 1,
+               "names the event's member: delivered only when it is in the "
+               "service's range");
+    expect_row(rows, "Mobile", 0, "never returned");
+    expect_row(rows, "Gender", 0,
+               "not allowed for the service (contact:sensitive:gender is "
+               "not in its scopes: contacts.read)");
+    expect_row(rows, "DirectLeader", 0, "not allowed for the service");
+    expect_row(rows, "Department", 1, "one text, \",\" between items");
+    expect_row(rows, "ExtAttr[].Name", 0, "removed with ExtAttr");
+    last = json_array_get(rows, json_array_size(rows) - 1);
+    assert_string_equal(h_str(last, "field"), "*");
+    json_decref(rows);
+
+    assert_int_equal(ctl(&out, "explain", CORP1, "reader",
+                         "event:change_contact/create_user", (char *)NULL),
+                     0);
+    expect_in(out, "event:change_contact/create_user (command callback)");
+    expect_in(out, "capability none");
+    expect_in(out, "result:   delivered when its subject is in the service's "
+                   "range;");
+    expect_in(out, "\nMobile ");
+    free(out);
+}
+
+static void
+test_explain_event_refusals(void **state)
+{
+    json_t *rows;
+    char *out;
+    char *sec;
+    int rc;
+
+    (void)state;
+    /* contacts.read does not open customer events */
+    rows = ctlj(&rc, "explain", CORP1, "reader",
+                "event:change_external_contact/add_external_contact",
+                (char *)NULL);
+    assert_int_equal(rc, 0);
+    expect_row(rows, "SuiteId", 0, "event not delivered (permission)");
+    expect_row(rows, "UserID", 0, "not allowed for the service");
+    json_decref(rows);
+    /* the WelcomeCode needs the capability besides the permission */
+    sec = tc_svc_add("evcust", "external.customers", NULL, NULL);
+    free(sec);
+    rows = ctlj(&rc, "explain", CORP1, "evcust",
+                "event:change_external_contact/add_external_contact",
+                (char *)NULL);
+    assert_int_equal(rc, 0);
+    expect_row(rows, "UserID", 1, "names the event's follow_user");
+    expect_row(rows, "WelcomeCode", 0,
+               "the service does not hold the capability external.welcome");
+    json_decref(rows);
+    /* the one external.welcome service of this tenant only */
+    assert_int_equal(ctl(&out, "service", "add", "evwelcome", "--scopes",
+                         "external.customers", "--suite", S1, "--corps", CORP1,
+                         "--capabilities", "external.welcome", (char *)NULL),
+                     0);
+    free(out);
+    rows = ctlj(&rc, "explain", CORP1, "evwelcome",
+                "change_external_contact/add_external_contact", (char *)NULL);
+    /* without the event: prefix it is a path, and no such endpoint */
+    assert_int_equal(rc, 1);
+    json_decref(rows);
+    rows = ctlj(&rc, "explain", CORP1, "evwelcome",
+                "event:change_external_contact/add_external_contact",
+                (char *)NULL);
+    assert_int_equal(rc, 0);
+    expect_row(rows, "WelcomeCode", 1, "needs the capability external.welcome");
+    json_decref(rows);
+    /* a whole-tenant event and a service with a range of its own */
+    sec = tc_svc_add("evnarrow", "external.customers", "--parties", CORP1 ":2");
+    free(sec);
+    assert_int_equal(ctl(&out, "explain", CORP1, "evnarrow",
+                         "event:change_external_tag/create", (char *)NULL),
+                     0);
+    expect_in(out, "result:   not delivered (narrowed)");
+    free(out);
+    assert_int_equal(ctl(&out, "explain", CORP1, "evcust",
+                         "event:change_external_tag/create", (char *)NULL),
+                     0);
+    expect_in(out, "result:   delivered (a whole-tenant event)");
+    free(out);
+    /* data callbacks need the messages capability */
+    assert_int_equal(
+        ctl(&out, "explain", CORP1, "reader", "event:text", (char *)NULL), 0);
+    expect_in(out, "result:   not delivered (capability): the event needs "
+                   "the capability messages");
+    free(out);
+    /* an event nobody declared */
+    assert_int_equal(ctl(&out, "explain", CORP1, "reader", "event:suite_ticket",
+                         (char *)NULL),
+                     1);
+    expect_in(out, "event:suite_ticket is not declared");
+    expect_in(out, "delivered to no service");
+    free(out);
+}
+
 /*---- audit ----*/
 
 static void
@@ -1825,6 +1938,8 @@ main(void)
         cmocka_unit_test(test_explain_records_and_table),
         cmocka_unit_test(test_explain_refusals),
         cmocka_unit_test(test_explain_errors),
+        cmocka_unit_test(test_explain_event_fields),
+        cmocka_unit_test(test_explain_event_refusals),
         cmocka_unit_test_setup_teardown(test_audit_request_entry_without_values,
                                         tc_sim_leaky, tc_sim_strict),
         cmocka_unit_test(test_audit_filters),

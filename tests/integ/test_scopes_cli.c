@@ -97,7 +97,32 @@ test_lint_shipped_scopes(void **state)
     (void)state;
     assert_int_equal(h_run(argv, &out), 0);
     assert_non_null(strstr(out, "scopes OK: "));
-    assert_non_null(strstr(out, " endpoints in "));
+    assert_non_null(strstr(out, " endpoints and "));
+    free(out);
+}
+
+/* A mistake in an event is reported at its position, like an endpoint's. */
+static void
+test_lint_broken_event(void **state)
+{
+    static const char text[] =
+        "{\"events\": [{\"event\": \"x\", \"scope\": \"always\",\n"
+        " \"fields\": {\"SuiteId\": {\"type\": \"string\", \"perm\": "
+        "\"always\", \"subject\": \"planet\"}}}]}\n";
+    char path[PATH_MAX], want[PATH_MAX + 64], *out;
+    const char *argv[] = {"bin/brokerctl", "scopes", "lint", path, NULL};
+    FILE *f;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/events-bad.json", H.dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(h_run(argv, &out), 1);
+    snprintf(want, sizeof(want), "%s:2:61: unknown subject \"planet\"", path);
+    if (strstr(out, want) == NULL)
+        fail_msg("got \"%s\", want \"%s\"", out, want);
     free(out);
 }
 
@@ -171,7 +196,8 @@ test_lint_json(void **state)
     assert_non_null(j);
     assert_true(json_is_true(json_object_get(j, "ok")));
     assert_true(json_integer_value(json_object_get(j, "endpoints")) >= 16);
-    assert_true(json_integer_value(json_object_get(j, "files")) >= 5);
+    assert_true(json_integer_value(json_object_get(j, "events")) >= 25);
+    assert_true(json_integer_value(json_object_get(j, "files")) >= 6);
     json_decref(j);
     free(out);
 
@@ -263,6 +289,11 @@ test_list_table_and_json(void **state)
     assert_non_null(strstr(out, "/cgi-bin/user/get "));
     assert_non_null(strstr(out, "userid*(member)"));
     assert_non_null(strstr(out, "/cgi-bin/externalcontact/groupchat/get"));
+    assert_non_null(strstr(out, "\nEVENT "));
+    assert_non_null(strstr(out, "event:change_contact/create_user "));
+    assert_non_null(strstr(out, "UserID(member)"));
+    assert_non_null(strstr(out, "event:text "));
+    assert_non_null(strstr(out, " messages "));
     free(out);
 
     assert_int_equal(h_run(js, &out), 0);
@@ -278,6 +309,23 @@ test_list_table_and_json(void **state)
     assert_non_null(found);
     assert_string_equal(json_string_value(json_object_get(found, "method")),
                         "POST");
+    /* the events follow the endpoints */
+    found = NULL;
+    json_array_foreach(j, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "path")),
+                   "event:change_external_contact/add_external_contact") == 0)
+            found = e;
+    }
+    assert_non_null(found);
+    assert_string_equal(json_string_value(json_object_get(found, "scope")),
+                        "externalcontact:base:base");
+    assert_string_equal(json_string_value(json_object_get(found, "callback")),
+                        "command");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(found, "subjects"), 0), "subject")),
+        "follow_user");
     assert_string_equal(json_string_value(json_object_get(found, "scope")),
                         "externalcontact:base:base");
     json_decref(j);
@@ -350,6 +398,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lint_shipped_scopes),
+        cmocka_unit_test(test_lint_broken_event),
         cmocka_unit_test(test_lint_needs_no_config_or_redis),
         cmocka_unit_test(test_lint_broken_dir_names_file),
         cmocka_unit_test(test_lint_one_file),

@@ -59,6 +59,10 @@ static char current[4096];
 #include "../fuzz/fuzz_dirsync.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_evfilter
+#include "../fuzz/fuzz_evfilter.c"
+#undef LLVMFuzzerTestOneInput
+
 typedef int fuzz_entry(const uint8_t *data, size_t size);
 
 /* Read path whole into an owned buffer (one spare byte); NULL on error. */
@@ -168,6 +172,13 @@ test_corpus_dirsync(void **state)
     replay("dirsync", fuzz_one_dirsync);
 }
 
+static void
+test_corpus_evfilter(void **state)
+{
+    (void)state;
+    replay("evfilter", fuzz_one_evfilter);
+}
+
 int
 main(void)
 {
@@ -179,6 +190,7 @@ main(void)
         cmocka_unit_test(test_corpus_config),
         cmocka_unit_test(test_corpus_oauth),
         cmocka_unit_test(test_corpus_dirsync),
+        cmocka_unit_test(test_corpus_evfilter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
