@@ -107,6 +107,17 @@ static const struct {
     [METRICS_AUDIT_WRITES] = {"wecom_broker_audit_writes_total", T_COUNTER,
                               "Audit entries written, by sink (redis, file) "
                               "and result (ok, error)."},
+    [METRICS_DELIVERIES] = {"wecom_broker_deliveries_total", T_COUNTER,
+                            "Event delivery attempts to services, by service "
+                            "and result (delivered, retry, dead_letter, "
+                            "dropped)."},
+    [METRICS_DELIVERY_SECONDS] = {"wecom_broker_delivery_seconds", T_HISTOGRAM,
+                                  "Time from the event's acknowledgement to "
+                                  "WeCom to its receipt by the service, by "
+                                  "service."},
+    [METRICS_DELIVERY_BACKLOG] = {"wecom_broker_delivery_backlog", T_GAUGE,
+                                  "Deliveries queued for a service, dead "
+                                  "letters not counted, by service."},
 };
 
 struct series {

@@ -55,6 +55,7 @@ struct config {
     long callback_max_skew, upstream_timeout_ms, cache_max_age,
         event_claim_idle, event_max_attempts;
     long event_concurrency; /* tenants worked on at once per instance */
+    long delivery_max_age;  /* seconds an event delivery is retried */
     /* the shared upstream budget (budget.h): calls per minute and per
      * hour per (corpid, API), and per API over every tenant */
     long upstream_rate_per_corp, upstream_rate_per_corp_hour,

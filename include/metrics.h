@@ -34,6 +34,9 @@ enum metrics_id {
     METRICS_BUDGET_CONCURRENCY,   /* {api} 45033 from WeCom: fewer at once */
     METRICS_BUDGET_LEASES,        /* {scope,result} blocks asked of Redis */
     METRICS_AUDIT_WRITES,         /* {sink=redis|file,result} audit entries */
+    METRICS_DELIVERIES,           /* {service,result} event deliveries */
+    METRICS_DELIVERY_SECONDS,     /* histogram {service}: ack to receipt */
+    METRICS_DELIVERY_BACKLOG,     /* gauge {service}: queued deliveries */
     METRICS__COUNT
 };
 
