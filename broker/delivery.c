@@ -40,17 +40,18 @@
 #include "wecom_api.h"
 #include "wecom_crypto.h"
 
-#define TICK_MS       100   /* how often ready queues are looked for */
-#define SERVICES_MS   1000  /* how often the services are read again */
-#define BACKLOG_MS    5000  /* how often the backlog gauges are computed */
-#define LEASE_MS      30000 /* a (service, tenant) lease; > a send */
-#define REFRESH_MS    10000 /* a lane renews its lease this often */
-#define SEEN_TTL_S    (8 * 86400)
-#define CLAIM_MAX     16
-#define ENTRY_FIELDS  16 /* name/value pairs of a queue entry */
-#define MAX_SERVICES  4096
-#define BACKLOG_PEEK  1000 /* tenants counted per service and round */
+#define TICK_MS             100  /* how often ready queues are looked for */
+#define SERVICES_MS         1000 /* how often the services are read again */
+#define BACKLOG_MS          5000 /* how often the backlog gauges are computed */
+#define LEASE_MS            30000 /* a (service, tenant) lease; > a send */
+#define REFRESH_MS          10000 /* a lane renews its lease this often */
+#define SEEN_TTL_S          (8 * 86400)
+#define CLAIM_MAX           16
+#define ENTRY_FIELDS        16 /* name/value pairs of a queue entry */
+#define MAX_SERVICES        4096
+#define BACKLOG_PEEK        1000 /* tenants counted per service and round */
 #define UNDECODABLE_WAIT_MS 5000
+#define STALE_WAIT_MS       200 /* a service read before its entry was queued */
 
 struct dsvc;
 
@@ -77,12 +78,12 @@ struct dsvc {
     struct dsvc *next;
     char id[SERVICE_ID_LEN + 1];
     struct delivery_keys k;
-    int listed;      /* in the last listing of the services */
-    int loading;     /* its records are being read */
-    int claiming;    /* a claim is in flight */
-    int reclaimed;   /* our leases from before a restart were released */
-    int state;       /* 0 not read yet, 1 sendable, -1 off or revoked,
-                        -2 does not decode (hold its queues) */
+    int listed;    /* in the last listing of the services */
+    int loading;   /* its records are being read */
+    int claiming;  /* a claim is in flight */
+    int reclaimed; /* our leases from before a restart were released */
+    int state;     /* 0 not read yet, 1 sendable, -1 off or revoked,
+                      -2 does not decode (hold its queues) */
     long long loaded_ms;
     struct record_service *rec;
     struct record_delivery dlv;
@@ -354,8 +355,7 @@ on_fan_members(enum brk_err err, struct redisReply *r, void *arg)
         if (e->type != REDIS_REPLY_STRING || e->len != SERVICE_ID_LEN ||
             keys_service(ksvc, sizeof(ksvc), d->cfg->key_prefix, e->str,
                          NULL) ||
-            keys_service(kdlv, sizeof(kdlv), d->cfg->key_prefix, e->str,
-                         "dlv"))
+            keys_service(kdlv, sizeof(kdlv), d->cfg->key_prefix, e->str, "dlv"))
             continue;
         fs->f = f;
         memcpy(fs->id, e->str, SERVICE_ID_LEN + 1);
@@ -468,8 +468,7 @@ delivery_route(struct delivery *d, const struct delivery_event *ev,
     if (d == NULL || ev == NULL || ev->info_type == NULL || cb == NULL)
         return BRK_ERR_INVAL;
     if (delivery_is_lifecycle(ev->info_type))
-        return delivery_fanout(d, ev, delivery_decide_lifecycle, NULL, cb,
-                               arg);
+        return delivery_fanout(d, ev, delivery_decide_lifecycle, NULL, cb, arg);
     /*
      * change_contact, change_external_* and data callbacks are routed
      * here once the event filter lands: a decision per service
@@ -550,8 +549,7 @@ on_purge_members(enum brk_err err, struct redisReply *r, void *arg)
         const redisReply *e = r->element[i];
 
         if (e->type != REDIS_REPLY_STRING ||
-            delivery_keys_member(&k, p->d->cfg->key_prefix, e->str,
-                                 p->member))
+            delivery_keys_member(&k, p->d->cfg->key_prefix, e->str, p->member))
             continue;
         keys[0] = k.q;
         keys[1] = k.qa;
@@ -688,7 +686,8 @@ svc_loaded(struct dsvc *s, const redisReply *svc_reply, const redisReply *r)
     err = record_service_decode(s->id, svc_reply, &rec);
     if (err == BRK_OK)
         err = record_delivery_decode(r, &dlv);
-    if (err == BRK_ERR_NOTFOUND || (err == BRK_OK && (rec->revoked || !dlv.on))) {
+    if (err == BRK_ERR_NOTFOUND ||
+        (err == BRK_OK && (rec->revoked || !dlv.on))) {
         svc_set_state(s, -1, rec, NULL);
         s->loading = 0;
         return;
@@ -766,8 +765,7 @@ on_services(enum brk_err err, struct redisReply *r, void *arg)
             s = brk_calloc(1, sizeof(*s));
             if (s == NULL)
                 continue;
-            if (delivery_keys(&s->k, d->cfg->key_prefix, e->str, NULL,
-                              NULL)) {
+            if (delivery_keys(&s->k, d->cfg->key_prefix, e->str, NULL, NULL)) {
                 brk_free(s);
                 continue;
             }
@@ -815,10 +813,10 @@ backlog_settle(struct backlog *b)
     if (--b->pending > 0)
         return;
     b->s->backlog = b->n;
-    metrics_set(METRICS_DELIVERY_BACKLOG,
-                metrics_labels(labels, sizeof(labels), "service",
-                               svc_name(b->s), NULL),
-                (double)b->n);
+    metrics_set(
+        METRICS_DELIVERY_BACKLOG,
+        metrics_labels(labels, sizeof(labels), "service", svc_name(b->s), NULL),
+        (double)b->n);
     brk_free(b);
 }
 
@@ -961,8 +959,8 @@ on_lane_cmd(enum brk_err err, struct redisReply *r, void *arg)
 /* Run a script for the lane; on failure to send, next gets the error at
  * once. */
 static void
-lane_eval(struct lane *l, enum script_id id, const char *const *keys,
-          int nkeys, const char *const *args, size_t nargs, lane_step *next)
+lane_eval(struct lane *l, enum script_id id, const char *const *keys, int nkeys,
+          const char *const *args, size_t nargs, lane_step *next)
 {
     struct lane_cmd *c = brk_calloc(1, sizeof(*c));
     enum brk_err err = BRK_ERR_NOMEM;
@@ -1223,7 +1221,7 @@ on_sent(enum brk_err err, long status, const char *body, size_t len,
     }
     if (err)
         snprintf(l->status, sizeof(l->status), "%s",
-                 err == BRK_ERR_UPSTREAM_TIMEOUT ? "timeout"
+                 err == BRK_ERR_UPSTREAM_TIMEOUT  ? "timeout"
                  : err == BRK_ERR_UPSTREAM_TOOBIG ? "reply_too_long"
                                                   : "no_reply");
     else
@@ -1254,9 +1252,8 @@ notice_xml(const struct lane *l, char *out, size_t len)
     int n;
 
     if (suite == NULL || corp == NULL || it == NULL || ts == NULL ||
-        !keys_id_ok(suite) || !keys_id_ok(corp) ||
-        !delivery_is_lifecycle(it) || ts[0] == '\0' ||
-        strspn(ts, "0123456789") != strlen(ts))
+        !keys_id_ok(suite) || !keys_id_ok(corp) || !delivery_is_lifecycle(it) ||
+        ts[0] == '\0' || strspn(ts, "0123456789") != strlen(ts))
         return BRK_ERR_INVAL;
     n = snprintf(out, len,
                  "<xml><SuiteId><![CDATA[%s]]></SuiteId>"
@@ -1353,6 +1350,8 @@ static void
 on_head(struct lane *l, enum brk_err err, redisReply *r)
 {
     const redisReply *e, *f;
+    const char *at;
+    long long queued;
     size_t i;
 
     if (err || l->ending || l->s->d->stopping) {
@@ -1391,16 +1390,28 @@ on_head(struct lane *l, enum brk_err err, redisReply *r)
     }
     l->attempts = 0;
     l->status[0] = '\0';
+    at = entry_get(l, "at");
+    queued = at ? strtoll(at, NULL, 10) : 0;
     switch (l->s->state) {
     case 1:
         lane_send(l);
         break;
     case -1:
-        /* delivery off, or the service revoked: what waits goes nowhere */
-        lane_drop_entry(l, "the service's delivery is off or revoked");
+        /* delivery off, or the service revoked, as read after the entry
+         * was queued: what waits goes nowhere */
+        if (l->s->loaded_ms > queued) {
+            lane_drop_entry(l, "the service's delivery is off or revoked");
+            break;
+        }
+        /* read before: read it again first */
+        l->s->loaded_ms = 0;
+        lane_backoff(l, STALE_WAIT_MS);
+        break;
+    case 0:
+        lane_backoff(l, STALE_WAIT_MS);
         break;
     default:
-        /* not read yet, or in doubt: wait without sending */
+        /* in doubt: wait without sending */
         lane_backoff(l, UNDECODABLE_WAIT_MS);
         break;
     }
@@ -1563,6 +1574,8 @@ on_tick(evutil_socket_t fd, short what, void *arg)
             continue;
         if (backlog)
             backlog_measure(s);
+        if (s->loaded_ms == 0)
+            svc_load(s);
         /* a service not read yet, off or in doubt is still claimed: its
          * queues are dropped or held by the lane */
         if (s->state != 0 || s->lanes > 0)
@@ -1580,8 +1593,8 @@ delivery_new(struct event_base *base, const struct config *cfg,
     struct delivery *d;
     enum brk_err err;
 
-    if (base == NULL || cfg == NULL || kr == NULL || st == NULL ||
-        me == NULL || out == NULL)
+    if (base == NULL || cfg == NULL || kr == NULL || st == NULL || me == NULL ||
+        out == NULL)
         return BRK_ERR_INVAL;
     d = brk_calloc(1, sizeof(*d));
     if (d == NULL)

@@ -354,9 +354,9 @@ parties_decode(const char *text, struct record_service *s)
 enum brk_err
 record_delivery_decode(const struct redisReply *r, struct record_delivery *out)
 {
-    static const char *const fields[] = {"url",      "events", "suite",
-                                         "on",       "since_ms", "gen",
-                                         "token",    "key",    "updated_at"};
+    static const char *const fields[] = {"url",   "events",   "suite",
+                                         "on",    "since_ms", "gen",
+                                         "token", "key",      "updated_at"};
     const char *v[nitems(fields)];
     struct record_delivery d;
     long long since, gen, upd;

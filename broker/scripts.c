@@ -664,9 +664,8 @@ static const char dlv_set_lua[] =
 
 /* Reads a service and its delivery setting in one step.
  * KEYS: service, delivery. Returns {HGETALL service, HGETALL delivery}. */
-static const char dlv_read_lua[] =
-    "return {redis.call('HGETALL', KEYS[1]),"
-    " redis.call('HGETALL', KEYS[2])}\n";
+static const char dlv_read_lua[] = "return {redis.call('HGETALL', KEYS[1]),"
+                                   " redis.call('HGETALL', KEYS[2])}\n";
 
 /* Queues one event for a service, once, if its delivery is on and was
  * stored before the event was acknowledged.

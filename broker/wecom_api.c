@@ -285,7 +285,8 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
         x->received += n;
         err = dynbuf_add(&x->resp, ptr, n);
         if (err) {
-            x->write_err = err == BRK_ERR_TOOBIG ? BRK_ERR_UPSTREAM_TOOBIG : err;
+            x->write_err =
+                err == BRK_ERR_TOOBIG ? BRK_ERR_UPSTREAM_TOOBIG : err;
             return 0;
         }
         return n;
@@ -455,8 +456,8 @@ xfer_complete(struct xfer *x, enum brk_err err)
         /* the reply outlives the transfer until the callback returns */
         memset(&x->resp, 0, sizeof(x->resp));
         xfer_free(x);
-        pcb(err, status, body_buf.buf != NULL ? body_buf.buf : "",
-            body_buf.len, secs, arg);
+        pcb(err, status, body_buf.buf != NULL ? body_buf.buf : "", body_buf.len,
+            secs, arg);
         dynbuf_free(&body_buf);
         return;
     }

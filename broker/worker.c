@@ -941,8 +941,9 @@ take_entry(struct squeue *q, struct lane *l, const struct redisReply *e)
 
         j->received_ms = rcv ? strtoll(rcv, NULL, 10) : 0;
         brk_free(rcv);
-        /* else the entry's id: when it was stored */
-        if (j->received_ms <= 0)
+        /* else the entry's id: when it was stored (a value in seconds,
+         * as older installs wrote it, too) */
+        if (j->received_ms < 100000000000LL)
             j->received_ms = strtoll(j->id, NULL, 10);
     }
     if (!j->kind || !j->sig || !j->ts || !j->nonce || !j->enc) {

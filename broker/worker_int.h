@@ -100,8 +100,8 @@ struct worker {
     struct suites *suites;
     struct tokens *tok;
     struct wecom_api *api;
-    struct budget *budget; /* NULL: calls are not budgeted */
-    struct audit *audit;   /* NULL: no audit trail */
+    struct budget *budget;     /* NULL: calls are not budgeted */
+    struct audit *audit;       /* NULL: no audit trail */
     struct delivery *delivery; /* NULL: events go to no service */
     char consumer[128];
     struct squeue *q;

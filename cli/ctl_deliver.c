@@ -192,20 +192,19 @@ ctl_service_deliver(struct ctl *c, int argc, char **argv)
     snprintf(now_ms, sizeof(now_ms), "%lld", brk_wall_ms());
     snprintf(now_s, sizeof(now_s), "%lld", (long long)time(NULL));
     {
-        const char *argv2[13] = {
-            "EVAL",
-            scripts_text(SCRIPT_DLV_SET),
-            "2",
-            ksvc,
-            k.dlv,
-            op,
-            url ? url : "",
-            events ? events : "",
-            c->suite ? c->suite : "",
-            st ? st : "",
-            sk ? sk : "",
-            now_ms,
-            now_s};
+        const char *argv2[13] = {"EVAL",
+                                 scripts_text(SCRIPT_DLV_SET),
+                                 "2",
+                                 ksvc,
+                                 k.dlv,
+                                 op,
+                                 url ? url : "",
+                                 events ? events : "",
+                                 c->suite ? c->suite : "",
+                                 st ? st : "",
+                                 sk ? sk : "",
+                                 now_ms,
+                                 now_s};
 
         r = ctl_cmd_argv(c, 13, argv2);
     }
@@ -223,15 +222,18 @@ ctl_service_deliver(struct ctl *c, int argc, char **argv)
     }
     if (rotate && url != NULL && r->integer == 1) {
         /* set kept the stored key: rotate it too */
-        const char *argv3[13] = {"EVAL", scripts_text(SCRIPT_DLV_SET), "2",
-                                 ksvc,   k.dlv,  "rotate", "", "", "", st, sk,
-                                 now_ms, now_s};
+        const char *argv3[13] = {"EVAL", scripts_text(SCRIPT_DLV_SET),
+                                 "2",    ksvc,
+                                 k.dlv,  "rotate",
+                                 "",     "",
+                                 "",     st,
+                                 sk,     now_ms,
+                                 now_s};
 
         freeReplyObject(r);
         r = ctl_cmd_argv(c, 13, argv3);
         if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 2) {
-            fprintf(stderr, "brokerctl: the key of %s was not rotated\n",
-                    name);
+            fprintf(stderr, "brokerctl: the key of %s was not rotated\n", name);
             goto out;
         }
     }
@@ -396,15 +398,14 @@ ctl_deliveries(struct ctl *c, int argc, char **argv)
         const char *member = r->element[e]->str, *colon;
 
         if (r->element[e]->type != REDIS_REPLY_STRING ||
-            delivery_keys_member(&t, c->cfg->key_prefix, id, member) !=
-                BRK_OK)
+            delivery_keys_member(&t, c->cfg->key_prefix, id, member) != BRK_OK)
             continue;
         if (retry) {
-            const char *argv2[10] = {"EVAL",       scripts_text(SCRIPT_DLV_RETRY),
-                                     "5",          t.dead,
-                                     t.q,          t.ready,
-                                     t.seq,        t.tenants,
-                                     member,       now};
+            const char *argv2[10] = {"EVAL", scripts_text(SCRIPT_DLV_RETRY),
+                                     "5",    t.dead,
+                                     t.q,    t.ready,
+                                     t.seq,  t.tenants,
+                                     member, now};
             redisReply *x = ctl_cmd_argv(c, 10, argv2);
 
             if (x == NULL) {
@@ -448,13 +449,12 @@ ctl_deliveries(struct ctl *c, int argc, char **argv)
 
         if (retry)
             printf("%lld dead letter(s) queued again\n", retried);
-        printf("service %s: %lld queued, %lld dead\n", argv[0], backlog,
-               dead);
+        printf("service %s: %lld queued, %lld dead\n", argv[0], backlog, dead);
         json_array_foreach(tenants, e, v)
         {
-            snprintf(b, sizeof(b), "%lld",
-                     (long long)json_integer_value(
-                         json_object_get(v, "backlog")));
+            snprintf(
+                b, sizeof(b), "%lld",
+                (long long)json_integer_value(json_object_get(v, "backlog")));
             snprintf(d, sizeof(d), "%lld",
                      (long long)json_integer_value(json_object_get(v, "dead")));
             snprintf(w, sizeof(w), "%llds",
@@ -498,11 +498,11 @@ ctl_deliveries_purge(struct ctl *c, const char *suite, const char *corp)
                                  member) != BRK_OK)
             continue;
         {
-            const char *argv2[11] = {"EVAL", scripts_text(SCRIPT_DLV_PURGE),
-                                     "7",    t.q,
-                                     t.qa,   t.dead,
+            const char *argv2[11] = {"EVAL",  scripts_text(SCRIPT_DLV_PURGE),
+                                     "7",     t.q,
+                                     t.qa,    t.dead,
                                      t.ready, t.lease,
-                                     t.seq,  t.tenants,
+                                     t.seq,   t.tenants,
                                      member};
 
             x = ctl_cmd_argv(c, 11, argv2);

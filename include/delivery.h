@@ -73,8 +73,7 @@ typedef int delivery_decide_fn(const struct delivery_event *ev,
 
 /* Called exactly once. */
 typedef void delivery_done_cb(enum brk_err err, void *arg);
-typedef void delivery_purged_cb(enum brk_err err, long long removed,
-                                void *arg);
+typedef void delivery_purged_cb(enum brk_err err, long long removed, void *arg);
 
 /*
  * me names this instance in leases (stable across restarts). Everything

@@ -69,8 +69,8 @@ enum brk_err wecom_api_stream(struct wecom_api *api, const char *method,
  * max_reply bytes. Redirects are not followed.
  */
 struct wecom_api_post {
-    const char *url;          /* http:// or https://, printable ASCII */
-    const char *content_type; /* e.g. "text/xml" */
+    const char *url;            /* http:// or https://, printable ASCII */
+    const char *content_type;   /* e.g. "text/xml" */
     const char *const *headers; /* "Name: value" lines (copied) */
     size_t nheaders;
     const char *body; /* copied */
