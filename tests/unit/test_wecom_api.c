@@ -665,6 +665,7 @@ test_new_rejects_bad_options(void **state)
         wecom_api_call(api, "GET", "/x", NULL, NULL, on_result, NULL),
         BRK_ERR_INVAL);
     wecom_api_free(api);
+    api = (struct wecom_api *)fx; /* the sentinel again */
     o.base = fx->url;
     o.timeout_ms = 0;
     assert_int_equal(wecom_api_new(fx->base, &o, &api), BRK_ERR_INVAL);
