@@ -696,7 +696,7 @@ on_install_state(struct breq *q, struct redisReply *r)
     struct record_state st;
     const char *code = query_get(q->q, "auth_code");
     char seen[KEYS_MAX], stream[KEYS_MAX], ctx[KEYS_MAX + 8], h[65], what[80];
-    char ts[24], *sealed = NULL;
+    char ts[24], rcv[24], *sealed = NULL;
     const char *parts[3];
     const char *argv[14];
 
@@ -722,6 +722,7 @@ on_install_state(struct breq *q, struct redisReply *r)
         return;
     }
     snprintf(ts, sizeof(ts), "%lld", brk_wall_ms() / 1000);
+    snprintf(rcv, sizeof(rcv), "%lld", brk_wall_ms());
     argv[0] = "EVAL";
     argv[1] = scripts_text(SCRIPT_AUTHCODE_ENQUEUE);
     argv[2] = "2";
@@ -735,7 +736,7 @@ on_install_state(struct breq *q, struct redisReply *r)
     argv[10] = "ts";
     argv[11] = ts;
     argv[12] = "received_ms";
-    argv[13] = ts;
+    argv[13] = rcv;
     redis_step(q, 14, argv, on_install_queued);
     brk_free(sealed);
 }

@@ -110,6 +110,9 @@ static const struct opt broker_opts[] = {
     {"event_concurrency", OPT_LONG, 0, B(event_concurrency), 1, 4096, "32"},
     {"redis_min_replica_acks", OPT_LONG, 0, B(redis_min_replica_acks), 0, 16,
      "0"},
+    /* then the delivery is dead-lettered for that service (SPEC §6b) */
+    {"delivery_max_age", OPT_LONG, 0, B(delivery_max_age), 1, 30L * 86400,
+     "86400"},
     {"tls_cert_file", OPT_PATH_OPT, 0, B(tls_cert_file), 0, 0, ""},
     {"audit_file", OPT_PATH_OPT, 0, B(audit_file), 0, 0, ""},
     {"tls_key_file", OPT_PATH_OPT, 0, B(tls_key_file), 0, 0, ""},

@@ -21,6 +21,7 @@
 #include "budget.h"
 #include "callback.h"
 #include "config.h"
+#include "delivery.h"
 #include "httpd.h"
 #include "audit.h"
 #include "internal_api.h"
@@ -77,6 +78,7 @@ struct daemon {
     struct audit *audit;
     struct tokens *tok;
     struct worker *worker;
+    struct delivery *dlv;
     struct callback *cb;
     struct httpd *http;
     struct internal_api api;
@@ -123,6 +125,7 @@ begin_stop(struct daemon *d, const char *why)
     log_info("stopping: %s", why);
     if (d->worker != NULL)
         worker_stop(d->worker);
+    delivery_stop(d->dlv);
     httpd_drain(d->http, DRAIN_TIMEOUT_MS, on_drained, d);
 }
 
@@ -400,6 +403,7 @@ reload_keys(struct daemon *d, const struct config *nc, char *part, size_t len)
     suites_set_keyring(d->suites, kr);
     tokens_set_keyring(d->tok, kr);
     worker_set_keyring(d->worker, kr);
+    delivery_set_keyring(d->dlv, kr);
     proxy_set_keyring(d->proxy, kr);
     callback_set_keyring(d->cb, kr);
     browser_set_keyring(d->browser, kr);
@@ -646,8 +650,10 @@ on_store_state(int up, void *arg)
     if (up) {
         metrics_inc(METRICS_REDIS_CONNECTS, NULL);
         suites_store_up(d->suites);
-        if (!d->stopping)
+        if (!d->stopping) {
             worker_start(d->worker);
+            delivery_start(d->dlv);
+        }
     } else {
         suites_store_down(d->suites);
     }
@@ -834,6 +840,11 @@ start(struct daemon *d)
         goto out;
     worker_set_budget(d->worker, d->budget);
     worker_set_audit(d->worker, d->audit);
+    err = delivery_new(d->base, d->cfg, d->kr, d->st, consumer, &d->dlv);
+    if (err)
+        goto out;
+    delivery_set_audit(d->dlv, d->audit);
+    worker_set_delivery(d->worker, d->dlv);
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)
         goto out;
@@ -909,6 +920,7 @@ teardown(struct daemon *d)
     browser_free(d->browser);
     if (d->worker != NULL)
         worker_stop(d->worker);
+    delivery_stop(d->dlv);
     /* each free answers what is pending on it with BRK_ERR_SHUTDOWN;
      * the order lets every chain unwind into live objects */
     wecom_api_free(d->wx);
@@ -922,6 +934,8 @@ teardown(struct daemon *d)
         event_free(d->replica_timer);
     tokens_free(d->tok);
     worker_free(d->worker);
+    /* its sends end here; its Redis steps ended with the store */
+    delivery_free(d->dlv);
     audit_free(d->audit);
     callback_free(d->cb);
     suites_free(d->suites);

@@ -114,6 +114,17 @@ static const struct {
                                 "Replicas connected to the primary (INFO "
                                 "replication), polled with "
                                 "redis_min_replica_acks set; -1 unknown."},
+    [METRICS_DELIVERIES] = {"wecom_broker_deliveries_total", T_COUNTER,
+                            "Event delivery attempts to services, by service "
+                            "and result (delivered, retry, dead_letter, "
+                            "dropped)."},
+    [METRICS_DELIVERY_SECONDS] = {"wecom_broker_delivery_seconds", T_HISTOGRAM,
+                                  "Time from the event's acknowledgement to "
+                                  "WeCom to its receipt by the service, by "
+                                  "service."},
+    [METRICS_DELIVERY_BACKLOG] = {"wecom_broker_delivery_backlog", T_GAUGE,
+                                  "Deliveries queued for a service, dead "
+                                  "letters not counted, by service."},
 };
 
 struct series {

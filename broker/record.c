@@ -348,6 +348,57 @@ parties_decode(const char *text, struct record_service *s)
 }
 
 /*
+ * Decode a service's delivery setting (see record.h). Returns BRK_OK,
+ * BRK_ERR_NOTFOUND or BRK_ERR_INVAL; *out only on success.
+ */
+enum brk_err
+record_delivery_decode(const struct redisReply *r, struct record_delivery *out)
+{
+    static const char *const fields[] = {"url",   "events",   "suite",
+                                         "on",    "since_ms", "gen",
+                                         "token", "key",      "updated_at"};
+    const char *v[nitems(fields)];
+    struct record_delivery d;
+    long long since, gen, upd;
+    size_t i;
+    int bad = 0;
+
+    if (!is_hash(r))
+        return BRK_ERR_INVAL;
+    if (r->elements == 0)
+        return BRK_ERR_NOTFOUND;
+    /* exactly these fields: one this code does not know could be meant
+     * to narrow what is delivered */
+    if (r->elements != 2 * nitems(fields))
+        return BRK_ERR_INVAL;
+    for (i = 0; i < nitems(fields); i++) {
+        v[i] = hash_get(r, fields[i], &bad);
+        /* with the count above, every field found means none repeats */
+        if (v[i] == NULL || bad)
+            return BRK_ERR_INVAL;
+    }
+    memset(&d, 0, sizeof(d));
+    if (!delivery_url_ok(v[0]) || copy_str(d.url, sizeof(d.url), v[0]) ||
+        (v[1][0] != '\0' && delivery_events_check(v[1]) != BRK_OK) ||
+        copy_str(d.events, sizeof(d.events), v[1]) ||
+        (v[2][0] != '\0' && copy_id(d.suite, v[2])) ||
+        (strcmp(v[3], "0") != 0 && strcmp(v[3], "1") != 0) ||
+        record_parse_uint(v[4], LLONG_MAX, &since) != BRK_OK ||
+        record_parse_uint(v[5], LONG_MAX, &gen) != BRK_OK || gen < 1 ||
+        record_parse_uint(v[8], LLONG_MAX, &upd) != BRK_OK)
+        return BRK_ERR_INVAL;
+    for (i = 6; i <= 7; i++)
+        if (strncmp(v[i], "s1.", 3) != 0 ||
+            copy_str(i == 6 ? d.token : d.key, RECORD_SEALED_MAX + 1, v[i]))
+            return BRK_ERR_INVAL;
+    d.on = v[3][0] == '1';
+    d.since_ms = since;
+    d.gen = (long)gen;
+    *out = d;
+    return BRK_OK;
+}
+
+/*
  * Decode a service (see record.h). Returns BRK_OK, BRK_ERR_NOTFOUND,
  * BRK_ERR_INVAL or BRK_ERR_NOMEM; *out (one reference) only on success.
  */

@@ -624,6 +624,150 @@ static const char service_end_lua[] =
 static const char tenant_exists_lua[] =
     "return redis.call('EXISTS', KEYS[1], KEYS[2])\n";
 
+/*---- Event delivery to services (delivery.c, brokerctl) ----*/
+
+/*
+ * Every key of these is a service's (delivery_def.h), under its hash
+ * tag. A tenant is named in them by the member "<suite>:<corp>". Leases,
+ * claims and backoffs of a service's queues run the evq_* scripts above
+ * with the service's keys.
+ */
+
+/* Stores a service's delivery setting.
+ * KEYS: service, delivery. ARGV: op ('set', 'rotate', 'off'), url,
+ * events, suite, sealed token, sealed key (both '' = none offered), now
+ * ms, now s. 'set' keeps the stored token and key, or stores those
+ * offered when there are none; 'rotate' stores those offered; a setting
+ * turned on counts events from now. Returns -1 (no service), -2
+ * (revoked), -3 (no delivery to rotate or stop), -4 (nothing offered for
+ * a key that must be stored), 1 (done, the key kept) or 2 (done, the key
+ * offered stored). */
+static const char dlv_set_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return -2 "
+    "end\n"
+    "local has = redis.call('HEXISTS', KEYS[2], 'token') == 1\n"
+    "if ARGV[1] == 'off' then\n"
+    "  if not has then return -3 end\n"
+    "  redis.call('HSET', KEYS[2], 'on', '0', 'updated_at', ARGV[8])\n"
+    "  return 1\n"
+    "end\n"
+    "if ARGV[1] == 'rotate' and not has then return -3 end\n"
+    "local store = ARGV[1] == 'rotate' or not has\n"
+    "if store and ARGV[5] == '' then return -4 end\n"
+    "if ARGV[1] == 'set' then\n"
+    "  if redis.call('HGET', KEYS[2], 'on') ~= '1' then\n"
+    "    redis.call('HSET', KEYS[2], 'since_ms', ARGV[7], 'on', '1')\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[2], 'url', ARGV[2], 'events', ARGV[3],"
+    " 'suite', ARGV[4])\n"
+    "end\n"
+    "if store then\n"
+    "  redis.call('HSET', KEYS[2], 'token', ARGV[5], 'key', ARGV[6])\n"
+    "  redis.call('HINCRBY', KEYS[2], 'gen', 1)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[2], 'updated_at', ARGV[8])\n"
+    "if store then return 2 end\n"
+    "return 1\n";
+
+/* Reads a service and its delivery setting in one step.
+ * KEYS: service, delivery. Returns {HGETALL service, HGETALL delivery}. */
+static const char dlv_read_lua[] = "return {redis.call('HGETALL', KEYS[1]),"
+                                   " redis.call('HGETALL', KEYS[2])}\n";
+
+/* Queues one event for a service, once, if its delivery is on and was
+ * stored before the event was acknowledged.
+ * KEYS: delivery, seen marker, queue, ready zset, seq hash, tenants set.
+ * ARGV: marker ttl (s), member, acknowledged at (ms), field/value pairs.
+ * Returns -1 (delivery off or newer than the event), 0 (queued before) or
+ * 1. */
+static const char dlv_push_lua[] =
+    LUA_NOW "if redis.call('HGET', KEYS[1], 'on') ~= '1' or"
+            " tonumber(redis.call('HGET', KEYS[1], 'since_ms') or 'x') == nil"
+            " or tonumber(redis.call('HGET', KEYS[1], 'since_ms')) >"
+            " tonumber(ARGV[3]) then return -1 end\n"
+            "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then"
+            " return 0 end\n"
+            "redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))\n"
+            "redis.call('HINCRBY', KEYS[5], ARGV[2], 1)\n"
+            "redis.call('ZADD', KEYS[4], 'NX', ms(now), ARGV[2])\n"
+            "redis.call('SADD', KEYS[6], ARGV[2])\n"
+            "return 1\n";
+
+/* Ends my lease of a (service, tenant) queue; an emptied queue whose seq
+ * is unchanged is dropped (and the tenant forgotten when it has no dead
+ * letters either), else it is ready again.
+ * KEYS: ready zset, lease hash, seq hash, queue, queue attempts, dead
+ * stream, tenants set. ARGV: member, seq seen at claim, me. Returns 0
+ * (not mine), 1 (dropped) or 2 (ready again). */
+static const char dlv_release_lua[] = LUA_NOW
+    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return 0 end\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "local s = redis.call('HGET', KEYS[3], ARGV[1]) or '0'\n"
+    "if s == ARGV[2] and redis.call('XLEN', KEYS[4]) == 0 then\n"
+    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "  redis.call('HDEL', KEYS[3], ARGV[1])\n"
+    "  redis.call('DEL', KEYS[4], KEYS[5])\n"
+    "  if redis.call('EXISTS', KEYS[6]) == 0 then\n"
+    "    redis.call('SREM', KEYS[7], ARGV[1])\n"
+    "  end\n"
+    "  return 1\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[1], ms(now), ARGV[1])\n"
+    "return 2\n";
+
+/* Moves the head of a (service, tenant) queue to its dead letters.
+ * KEYS: queue, queue attempts, dead stream. ARGV: entry id, reason,
+ * attempts. Returns 1. */
+static const char dlv_dead_lua[] =
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])\n"
+    "if e[1] then\n"
+    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id',"
+    " ARGV[1], 'reason', ARGV[2], 'attempts', ARGV[3], unpack(e[1][2]))\n"
+    "end\n"
+    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+
+/* Queues a tenant's dead letters again, after what is queued, their age
+ * counted from now.
+ * KEYS: dead stream, queue, ready zset, seq hash, tenants set. ARGV:
+ * member, now (ms). Returns the number queued. */
+static const char dlv_retry_lua[] =
+    LUA_NOW "local d = redis.call('XRANGE', KEYS[1], '-', '+')\n"
+            "for _, e in ipairs(d) do\n"
+            "  local f, out = e[2], {}\n"
+            "  for i = 1, #f, 2 do\n"
+            "    local k = f[i]\n"
+            "    if k ~= 'id' and k ~= 'reason' and k ~= 'attempts' then\n"
+            "      if k == 'at' then f[i + 1] = ARGV[2] end\n"
+            "      out[#out + 1] = k\n"
+            "      out[#out + 1] = f[i + 1]\n"
+            "    end\n"
+            "  end\n"
+            "  redis.call('XADD', KEYS[2], '*', unpack(out))\n"
+            "  redis.call('HINCRBY', KEYS[4], ARGV[1], 1)\n"
+            "end\n"
+            "redis.call('DEL', KEYS[1])\n"
+            "if #d > 0 then\n"
+            "  redis.call('ZADD', KEYS[3], 'NX', ms(now), ARGV[1])\n"
+            "  redis.call('SADD', KEYS[5], ARGV[1])\n"
+            "end\n"
+            "return #d\n";
+
+/* Removes a tenant's pending deliveries and dead letters for a service
+ * (a purge).
+ * KEYS: queue, queue attempts, dead stream, ready zset, lease hash, seq
+ * hash, tenants set. ARGV: member. Returns the entries removed. */
+static const char dlv_purge_lua[] =
+    "local n = redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[3])\n"
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
+    "redis.call('ZREM', KEYS[4], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[5], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[6], ARGV[1])\n"
+    "redis.call('SREM', KEYS[7], ARGV[1])\n"
+    "return n\n";
+
 static const struct {
     const char *name;
     const char *text;
@@ -680,6 +824,13 @@ static const struct {
     [SCRIPT_SERVICE_ADD] = {"service_add", service_add_lua},
     [SCRIPT_SERVICE_END] = {"service_end", service_end_lua},
     [SCRIPT_TENANT_EXISTS] = {"tenant_exists", tenant_exists_lua},
+    [SCRIPT_DLV_SET] = {"dlv_set", dlv_set_lua},
+    [SCRIPT_DLV_READ] = {"dlv_read", dlv_read_lua},
+    [SCRIPT_DLV_PUSH] = {"dlv_push", dlv_push_lua},
+    [SCRIPT_DLV_RELEASE] = {"dlv_release", dlv_release_lua},
+    [SCRIPT_DLV_DEAD] = {"dlv_dead", dlv_dead_lua},
+    [SCRIPT_DLV_RETRY] = {"dlv_retry", dlv_retry_lua},
+    [SCRIPT_DLV_PURGE] = {"dlv_purge", dlv_purge_lua},
 };
 
 const char *

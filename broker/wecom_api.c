@@ -50,6 +50,8 @@ struct xfer {
     size_t path_len; /* the path part of the URL after the base, for logs */
     struct dynbuf resp;
     wecom_api_chunk_cb *on_data;
+    wecom_api_post_cb *post_cb; /* a wecom_api_post: cb unused */
+    size_t max_reply;
     wecom_api_cb *cb;
     void *arg;
     enum brk_err pending_err; /* fail from the timer instead of starting */
@@ -274,6 +276,21 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 
     if (n == 0)
         return 0;
+    if (x->post_cb != NULL) {
+        /* a receiver's reply of any status, bounded */
+        if (n > x->max_reply - x->received) {
+            x->write_err = BRK_ERR_UPSTREAM_TOOBIG;
+            return 0;
+        }
+        x->received += n;
+        err = dynbuf_add(&x->resp, ptr, n);
+        if (err) {
+            x->write_err =
+                err == BRK_ERR_TOOBIG ? BRK_ERR_UPSTREAM_TOOBIG : err;
+            return 0;
+        }
+        return n;
+    }
     /* an error page is not data: do not buffer or forward it */
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     if (status != 200) {
@@ -423,6 +440,27 @@ xfer_complete(struct xfer *x, enum brk_err err)
         curl_multi_remove_handle(api->multi, x->easy);
         x->running = 0;
     }
+    if (x->post_cb != NULL) {
+        wecom_api_post_cb *pcb = x->post_cb;
+        double secs = x->started > 0 ? now_s() - x->started : 0;
+        long status = x->status;
+        struct dynbuf body_buf = x->resp;
+
+        if (err != BRK_OK && err != BRK_ERR_SHUTDOWN)
+            log_debug("wecom_api: POST to a receiver: %s (%s) status=%ld",
+                      brk_strerror(err),
+                      x->curl_code != CURLE_OK
+                          ? curl_easy_strerror(x->curl_code)
+                          : "-",
+                      status);
+        /* the reply outlives the transfer until the callback returns */
+        memset(&x->resp, 0, sizeof(x->resp));
+        xfer_free(x);
+        pcb(err, status, body_buf.buf != NULL ? body_buf.buf : "", body_buf.len,
+            secs, arg);
+        dynbuf_free(&body_buf);
+        return;
+    }
     memset(&res, 0, sizeof(res));
     if (err == BRK_OK && x->status != 200)
         err = BRK_ERR_UPSTREAM_BAD;
@@ -451,13 +489,15 @@ xfer_setup(struct xfer *x, int post)
     e = x->easy = curl_easy_init();
     if (e == NULL)
         return BRK_ERR_NOMEM;
-    x->headers = curl_slist_append(NULL, "Expect:");
+    x->headers = curl_slist_append(x->headers, "Expect:");
     if (x->headers == NULL)
         return BRK_ERR_NOMEM;
-    x->headers = curl_slist_append(x->headers, "Accept: application/json");
-    if (x->headers == NULL)
+    if (x->post_cb != NULL) {
+        /* a wecom_api_post's own headers were added by the caller */
+    } else if ((x->headers = curl_slist_append(
+                    x->headers, "Accept: application/json")) == NULL) {
         return BRK_ERR_NOMEM;
-    if (post) {
+    } else if (post) {
         /* also for an empty body: curl would say form-urlencoded */
         x->headers =
             curl_slist_append(x->headers, "Content-Type: application/json");
@@ -541,6 +581,8 @@ xfer_begin(struct wecom_api *api, const char *method, const char *path_query,
         return BRK_ERR_INVAL;
     if (api->freeing || api->free_pending)
         return BRK_ERR_SHUTDOWN;
+    if (api->base_url == NULL)
+        return BRK_ERR_INVAL;
     if (strcmp(method, "GET") == 0)
         post = 0;
     else if (strcmp(method, "POST") == 0)
@@ -854,13 +896,13 @@ wecom_api_new(struct event_base *base, const struct wecom_api_opts *opts,
     enum brk_err err = BRK_ERR_NOMEM;
     size_t len;
 
-    if (base == NULL || opts == NULL || out == NULL || opts->base == NULL ||
-        opts->timeout_ms <= 0 || opts->max_body == 0 || opts->rate_per_key < 0)
+    if (base == NULL || opts == NULL || out == NULL || opts->timeout_ms <= 0 ||
+        opts->max_body == 0 || opts->rate_per_key < 0)
         return BRK_ERR_INVAL;
-    len = strlen(opts->base);
+    len = opts->base != NULL ? strlen(opts->base) : 0;
     while (len > 0 && opts->base[len - 1] == '/')
         len--;
-    if (!base_url_ok(opts->base, len))
+    if (opts->base != NULL && !base_url_ok(opts->base, len))
         return BRK_ERR_INVAL;
 
     api = brk_calloc(1, sizeof(*api));
@@ -872,9 +914,11 @@ wecom_api_new(struct event_base *base, const struct wecom_api_opts *opts,
     api->rate = opts->rate_per_key;
     api->rate_max_keys =
         opts->rate_max_keys ? opts->rate_max_keys : RATE_MAX_KEYS_DEF;
-    api->base_url = brk_strndup(opts->base, len);
-    if (api->base_url == NULL)
-        goto out;
+    if (opts->base != NULL) {
+        api->base_url = brk_strndup(opts->base, len);
+        if (api->base_url == NULL)
+            goto out;
+    }
     api->base_len = len;
     api->timer = evtimer_new(base, on_timeout, api);
     if (api->timer == NULL)
@@ -965,6 +1009,83 @@ wecom_api_stream(struct wecom_api *api, const char *method,
         return BRK_ERR_INVAL;
     return xfer_begin(api, method, path_query, json_body, rate_key, on_data,
                       done, arg);
+}
+
+/*
+ * Start a POST to an absolute URL (see wecom_api.h). The reply of any
+ * status is kept, up to p->max_reply bytes; the client's timeout bounds
+ * connect and total time. Returns BRK_OK (cb runs exactly once, from the
+ * event loop), BRK_ERR_INVAL, BRK_ERR_NOMEM, BRK_ERR_SHUTDOWN or
+ * BRK_ERR_IO.
+ */
+enum brk_err
+wecom_api_post(struct wecom_api *api, const struct wecom_api_post *p,
+               wecom_api_post_cb *cb, void *arg)
+{
+    struct xfer *x = NULL;
+    struct timeval tv = {0, 0};
+    char ct[128];
+    enum brk_err err = BRK_ERR_NOMEM;
+    size_t i, n;
+
+    if (api == NULL || p == NULL || cb == NULL || p->url == NULL ||
+        p->content_type == NULL || p->max_reply == 0 ||
+        (p->body == NULL && p->len > 0) ||
+        snprintf(ct, sizeof(ct), "Content-Type: %s", p->content_type) >=
+            (int)sizeof(ct))
+        return BRK_ERR_INVAL;
+    if (api->freeing || api->free_pending)
+        return BRK_ERR_SHUTDOWN;
+    n = strlen(p->url);
+    if (!base_url_ok(p->url, strcspn(p->url, "?")))
+        return BRK_ERR_INVAL;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)p->url[i] <= 0x20 ||
+            (unsigned char)p->url[i] >= 0x7f || p->url[i] == '#')
+            return BRK_ERR_INVAL;
+    x = brk_calloc(1, sizeof(*x));
+    if (x == NULL)
+        return BRK_ERR_NOMEM;
+    x->api = api;
+    x->method = "POST";
+    x->post_cb = cb;
+    x->max_reply = p->max_reply;
+    x->arg = arg;
+    dynbuf_init(&x->resp, p->max_reply + 1);
+    x->url = brk_strdup(p->url);
+    x->body = brk_malloc(p->len + 1);
+    x->timer = evtimer_new(api->base, on_xfer_timer, x);
+    if (x->url == NULL || x->body == NULL || x->timer == NULL)
+        goto out;
+    if (p->len > 0)
+        memcpy(x->body, p->body, p->len);
+    x->body[p->len] = '\0';
+    x->body_len = p->len;
+    x->path_len = strcspn(x->url, "?");
+    x->headers = curl_slist_append(NULL, ct);
+    for (i = 0; x->headers != NULL && i < p->nheaders; i++)
+        if (curl_slist_append(x->headers, p->headers[i]) == NULL)
+            goto out;
+    if (x->headers == NULL)
+        goto out;
+    err = xfer_setup(x, 1);
+    if (err)
+        goto out;
+    if (!api->in_curl) {
+        err = xfer_start(x);
+        if (err)
+            x->pending_err = err;
+    }
+    if (!x->running && evtimer_add(x->timer, &tv) != 0) {
+        err = BRK_ERR_IO;
+        goto out;
+    }
+    xfer_link(api, x);
+    x = NULL;
+    err = BRK_OK;
+out:
+    xfer_free(x);
+    return err;
 }
 
 /* Calls accepted whose callback has not run yet; cannot fail. */

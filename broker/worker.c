@@ -675,6 +675,59 @@ worker_audit(struct job *j, const char *event, const char *const *kv, size_t n)
     audit_append(j->w->audit, NULL, e, m);
 }
 
+static void
+on_delivered(enum brk_err err, void *arg)
+{
+    struct job *j = arg;
+    const char *result = j->deliver_result;
+
+    j->deliver_result = NULL;
+    if (err) {
+        worker_job_fail(j, err, 0, "cannot queue the event for services: %s",
+                        brk_strerror(err));
+        return;
+    }
+    worker_job_done(j, result);
+}
+
+/*
+ * The event took effect (result says how): hand it to the delivery to
+ * services (delivery_route), then end the job as done. An event that
+ * cannot be queued is retried like any failed step; queueing twice is
+ * harmless (one copy per service and event).
+ */
+void
+worker_deliver(struct job *j, const char *result)
+{
+    struct delivery_event ev;
+    const char *ct = j->ev ? wecom_xml_get(j->ev, "ChangeType") : NULL;
+    char ts[24];
+    enum brk_err err;
+
+    if (j->w->delivery == NULL || j->corp[0] == '\0') {
+        worker_job_done(j, result);
+        return;
+    }
+    snprintf(ts, sizeof(ts), "%lld", j->event_ts);
+    memset(&ev, 0, sizeof(ev));
+    ev.suite = worker_suite_id(j);
+    ev.corp = j->corp;
+    ev.info_type = j->info_label;
+    ev.change_type = ct;
+    ev.timestamp = ts;
+    ev.src_id = j->id;
+    ev.received_ms = j->received_ms;
+    /* create_auth's AuthCode is never delivered; its AuthCorpId is added */
+    ev.removed = strcmp(j->info_label, "create_auth") == 0 ? "AuthCode" : "";
+    j->deliver_result = result;
+    err = delivery_route(j->w->delivery, &ev, on_delivered, j);
+    if (err) {
+        j->deliver_result = NULL;
+        worker_job_fail(j, err, 0, "cannot queue the event for services: %s",
+                        brk_strerror(err));
+    }
+}
+
 enum brk_err
 worker_seal_field(struct job *j, const char *field, const char *value,
                   char **out)
@@ -786,7 +839,8 @@ job_dispatch(struct job *j)
                               "timestamp", j->ts,   "nonce",         j->nonce,
                               "encrypt",   j->enc,  "received_ms",   rcv};
 
-        snprintf(rcv, sizeof(rcv), "%lld", brk_wall_ms());
+        snprintf(rcv, sizeof(rcv), "%lld",
+                 j->received_ms > 0 ? j->received_ms : brk_wall_ms());
         worker_handover(j, kv, nitems(kv));
         return;
     }
@@ -882,6 +936,16 @@ take_entry(struct squeue *q, struct lane *l, const struct redisReply *e)
         j->ts = field_of(e->element[1], "timestamp");
         j->nonce = field_of(e->element[1], "nonce");
         j->enc = field_of(e->element[1], "encrypt");
+    }
+    {
+        char *rcv = field_of(e->element[1], "received_ms");
+
+        j->received_ms = rcv ? strtoll(rcv, NULL, 10) : 0;
+        brk_free(rcv);
+        /* else the entry's id: when it was stored (a value in seconds,
+         * as older installs wrote it, too) */
+        if (j->received_ms < 100000000000LL)
+            j->received_ms = strtoll(j->id, NULL, 10);
     }
     if (!j->kind || !j->sig || !j->ts || !j->nonce || !j->enc) {
         worker_job_reject(j, "queue entry lacks fields");
@@ -1514,6 +1578,13 @@ void
 worker_set_audit(struct worker *w, struct audit *a)
 {
     w->audit = a;
+}
+
+/* Hand the events that took effect to d; see worker.h. Cannot fail. */
+void
+worker_set_delivery(struct worker *w, struct delivery *d)
+{
+    w->delivery = d;
 }
 
 /* Use b (borrowed, must outlive the worker's work) for corp calls; see

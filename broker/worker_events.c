@@ -3,8 +3,9 @@
  * (see worker.c for the engine).
  * The callback chains run here, in order:
  *   change_contact: worker_tenant_state -> worker_on_contact_state ->
- *     on_contact_applied -> worker_job_done
- *   change_external_*: worker_external_event -> worker_job_done
+ *     on_contact_applied -> worker_deliver -> worker_job_done
+ *   change_external_*: worker_external_event -> worker_deliver ->
+ *     worker_job_done (worker_deliver hands each to delivery_route)
  *   data (change_app_admin): worker_data_event -> worker_open_event ->
  *     on_agentid -> worker_tenant_state -> on_admin_state ->
  *     agent/get_admin_list -> on_admin_list -> on_admins_stored ->
@@ -32,7 +33,7 @@ on_contact_applied(struct job *j, struct redisReply *r)
     (void)r;
     worker_publish_change(j);
     worker_audit(j, "directory_changed", kv, 4);
-    worker_job_done(j, "stored");
+    worker_deliver(j, "stored");
 }
 
 void
@@ -106,7 +107,7 @@ worker_external_event(struct job *j)
     }
     worker_audit(j, "external_change", kv, n);
     worker_publish_change(j);
-    worker_job_done(j, "recorded");
+    worker_deliver(j, "recorded");
 }
 
 /*---- Data callbacks: the app's admins ----*/

@@ -20,7 +20,7 @@
  *     sync_pump -> sync_call_start -> on_sync_budget -> on_sync_token ->
  *     on_sync_api (-> on_sync_wait, again) -> sync_settle -> finish_grant ->
  *     on_stage_cleared -> stage_next -> on_staged (per chunk) -> activate ->
- *     on_activated -> worker_job_done
+ *     on_activated -> worker_deliver -> worker_job_done
  */
 
 #include "errcodes.h"
@@ -594,7 +594,8 @@ on_activated(struct job *j, struct redisReply *r)
     tokens_forget_tenant(j->w->tok, worker_suite_id(j), j->corp);
     worker_publish_change(j);
     worker_audit(j, "grant_stored", kv, 2);
-    worker_job_done(j, "stored");
+    /* create_auth once active, change_auth once the grant is stored */
+    worker_deliver(j, "stored");
 }
 
 static void
@@ -1010,7 +1011,9 @@ have_exchange(struct job *j)
             "received_ms", rcv};
 
         snprintf(ets, sizeof(ets), "%lld", j->event_ts);
-        snprintf(rcv, sizeof(rcv), "%lld", brk_wall_ms());
+        /* when WeCom (or the browser) got its answer, not now */
+        snprintf(rcv, sizeof(rcv), "%lld",
+                 j->received_ms > 0 ? j->received_ms : brk_wall_ms());
         worker_handover(j, kv, nitems(kv));
         return;
     }

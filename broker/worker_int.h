@@ -23,6 +23,7 @@
 #include "codec.h"
 #include "config.h"
 #include "datakey.h"
+#include "delivery.h"
 #include "directory.h"
 #include "dirsync.h"
 #include "evqueue.h"
@@ -99,8 +100,9 @@ struct worker {
     struct suites *suites;
     struct tokens *tok;
     struct wecom_api *api;
-    struct budget *budget; /* NULL: calls are not budgeted */
-    struct audit *audit;   /* NULL: no audit trail */
+    struct budget *budget;     /* NULL: calls are not budgeted */
+    struct audit *audit;       /* NULL: no audit trail */
+    struct delivery *delivery; /* NULL: events go to no service */
     char consumer[128];
     struct squeue *q;
     size_t nq;
@@ -140,6 +142,7 @@ struct job {
     const char *info_type;
     char info_label[32];
     long long event_ts;
+    long long received_ms; /* acknowledged to WeCom (0: unknown) */
     char corp[80];
     char tenant_key[KEYS_MAX];
     int reset;         /* reset_permanent_code: replace the code only */
@@ -187,6 +190,7 @@ struct job {
     struct event *retry;
     struct event *keepalive;
     int attempts;
+    const char *deliver_result; /* static: the result once delivered */
 };
 
 /* worker.c: job lifetime, shared steps, dispatch */
@@ -207,6 +211,7 @@ void worker_job_fail(struct job *j, enum brk_err err, long errcode,
 void worker_job_reject(struct job *j, const char *reason);
 enum brk_err worker_gone_key(struct job *j, char *out, size_t len);
 void worker_publish_change(struct job *j);
+void worker_deliver(struct job *j, const char *result);
 void worker_audit(struct job *j, const char *event, const char *const *kv,
                   size_t n);
 enum brk_err worker_seal_field(struct job *j, const char *field,

@@ -4,8 +4,9 @@
  * The callback chain run here, in order:
  *   worker_cancel -> on_gone_marked -> on_dk_deleted -> on_btoks_deleted ->
  *   purge_scan -> on_scanned -> on_deleted (-> purge_scan, per SCAN page,
- *   tenant keys then budget counters) -> purge_finish -> on_rewrite_reply
- *   -> on_rewrite -> on_report -> worker_job_done
+ *   tenant keys then budget counters) -> purge_deliveries ->
+ *   on_deliveries_purged -> purge_finish -> on_rewrite_reply -> on_rewrite
+ *   -> on_report -> worker_deliver -> worker_job_done
  */
 
 #include "worker_int.h"
@@ -27,7 +28,8 @@ on_report(struct job *j, struct redisReply *r)
              "token=%ld directory=%ld lock=%ld other=%ld",
              worker_suite_id(j), j->corp, j->purged[0], j->purged[1],
              j->purged[2], j->purged[3], j->purged[4], j->purged[5]);
-    worker_job_done(j, "purged");
+    /* cancel_auth goes to the services after the purge */
+    worker_deliver(j, "purged");
 }
 
 /* Out of the index: the report, which marks the purge complete. */
@@ -99,6 +101,35 @@ purge_finish(struct job *j)
 }
 
 static void
+on_deliveries_purged(enum brk_err err, long long removed, void *arg)
+{
+    struct job *j = arg;
+
+    if (err) {
+        worker_job_fail(j, err, 0, "cannot purge the tenant's deliveries");
+        return;
+    }
+    j->purged[5] += (long)removed;
+    purge_finish(j);
+}
+
+/* The tenant's pending deliveries and dead letters, for every service. */
+static void
+purge_deliveries(struct job *j)
+{
+    enum brk_err err;
+
+    if (j->w->delivery == NULL) {
+        purge_finish(j);
+        return;
+    }
+    err = delivery_purge_tenant(j->w->delivery, worker_suite_id(j), j->corp,
+                                on_deliveries_purged, j);
+    if (err)
+        worker_job_fail(j, err, 0, "cannot purge the tenant's deliveries");
+}
+
+static void
 on_deleted(struct job *j, struct redisReply *r)
 {
     (void)r;
@@ -109,7 +140,7 @@ on_deleted(struct job *j, struct redisReply *r)
         j->purge_budget = 1;
         purge_scan(j);
     } else {
-        purge_finish(j);
+        purge_deliveries(j);
     }
 }
 

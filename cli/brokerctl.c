@@ -98,7 +98,10 @@ static const struct command commands[] = {
      "service list\n"
      "service show NAME\n"
      "service revoke NAME\n"
-     "service rotate NAME",
+     "service rotate NAME\n"
+     "service deliver NAME --url URL [--events A,B] [--suite ID] "
+     "[--rotate-key]\n"
+     "service deliver NAME --off | --rotate-key",
      "add: creates a service allowed the given scopes (permissions or the\n"
      "aliases contacts.read, member.sensitive, external.customers; see\n"
      "`brokerctl scopes list`), optionally limited to one suite, to some\n"
@@ -112,8 +115,18 @@ static const struct command commands[] = {
      "revoke: ends the service and every token it holds.\n"
      "rotate: prints a new secret and ends the old one and its tokens.\n"
      "Revoke and rotate take effect on every instance within 1 s.\n"
+     "deliver: where the service receives the events it is allowed, in\n"
+     "WeCom's callback format. The first time, prints a callback token\n"
+     "and an EncodingAESKey, once; a new --url keeps them; --rotate-key\n"
+     "prints new ones. --events narrows the events (InfoType or\n"
+     "InfoType/ChangeType, comma-separated; default every event its grant\n"
+     "allows); --suite narrows them to one suite. --off stops delivery\n"
+     "(what is queued is dropped). Events are queued from the moment the\n"
+     "setting is stored. `service show` shows the URL, events and status.\n"
      "\n"
-     "--json: add and rotate print {\"name\",\"secret\"}.",
+     "--json: add and rotate print {\"name\",\"secret\"}; deliver prints\n"
+     "{\"suite_id\",\"token\",\"encoding_aes_key\"} when it made a key\n"
+     "(suite_id empty when the service spans suites).",
      "brokerctl -c broker.conf service add crm --scopes contacts.read\n"
      "brokerctl -c broker.conf service add sales --scopes "
      "contacts.read,external.customers --corps wwa1b2c3d4e5f6 --parties "
@@ -121,8 +134,23 @@ static const struct command commands[] = {
      "brokerctl -c broker.conf service list\n"
      "brokerctl -c broker.conf service show crm\n"
      "brokerctl -c broker.conf service rotate crm\n"
-     "brokerctl -c broker.conf service revoke crm",
+     "brokerctl -c broker.conf service revoke crm\n"
+     "brokerctl -c broker.conf service deliver crm --url "
+     "https://crm.internal/wecom/events --events create_auth,cancel_auth",
      ctl_service, 0},
+    {"deliveries", "a service's event delivery backlog and dead letters",
+     "deliveries NAME [--retry]",
+     "Per tenant: deliveries queued for the service, dead letters (events\n"
+     "not delivered within delivery_max_age), and the age of the oldest\n"
+     "one. --retry queues the dead letters again (their age counted from\n"
+     "now).\n"
+     "\n"
+     "--json: {\"service\",\"backlog\",\"dead\",\"tenants\":[{\"corpid\",\n"
+     "\"suite\",\"backlog\",\"dead\",\"oldest_age_s\"}]} (and \"retried\"\n"
+     "with --retry).",
+     "brokerctl -c broker.conf deliveries crm\n"
+     "brokerctl -c broker.conf deliveries crm --retry --json",
+     ctl_deliveries, 0},
     {"key", "master key versions: list, rotate, re-wrap, destroy",
      "key list\n"
      "key rotate [--add-only]\n"

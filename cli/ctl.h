@@ -112,6 +112,15 @@ int ctl_service(struct ctl *c, int argc, char **argv);
 /* The id of a service by name into id (SERVICE_ID_LEN + 1 bytes); 0, or 1
  * after printing why. */
 int ctl_service_id(struct ctl *c, const char *name, char *id);
+/* ctl_deliver.c: service deliver, deliveries */
+int ctl_service_deliver(struct ctl *c, int argc, char **argv);
+int ctl_deliveries(struct ctl *c, int argc, char **argv);
+/* The delivery part of `service show` (new reference; null when none). */
+json_t *ctl_delivery_json(struct ctl *c, const char *id);
+/* Remove a tenant's deliveries for every service: the entries removed,
+ * or -1 after printing why. */
+long long ctl_deliveries_purge(struct ctl *c, const char *suite,
+                               const char *corp);
 /* ctl_key.c */
 int ctl_key(struct ctl *c, int argc, char **argv);
 /* ctl_explain.c */

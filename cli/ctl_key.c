@@ -1,7 +1,8 @@
 /*
  * brokerctl key list|rotate|rewrap|destroy: master key versions and the
  * data keys they wrap. Data keys live at <prefix>{SUITE}:dk (wrapped for
- * "suite:SUITE") and <prefix>{CORP}:SUITE:dk ("tenant:SUITE:CORP"); a
+ * "suite:SUITE"), <prefix>{CORP}:SUITE:dk ("tenant:SUITE:CORP") and
+ * <prefix>svc:{ID}:dk ("service:ID", sealing delivery keys); a
  * wrapped key reads "k<VERSION>.<base64>". Re-wrapping changes only the
  * wrapping: the data key, and every value sealed under it, stay.
  */
@@ -53,7 +54,21 @@ dk_context(struct ctl *c, const char *key, char *ctx, size_t len)
     char owner[80], suite[80];
     size_t n;
 
-    if (strncmp(key, c->cfg->key_prefix, plen) != 0 || *p != '{')
+    if (strncmp(key, c->cfg->key_prefix, plen) != 0)
+        return -1;
+    if (strncmp(p, "svc:{", 5) == 0) {
+        /* a service's: "svc:{ID}:dk" -> "service:ID" (delivery_def.h) */
+        close = strchr(p + 5, '}');
+        if (close == NULL || strcmp(close, "}:dk") != 0 ||
+            (n = (size_t)(close - p - 5)) == 0 || n >= sizeof(owner))
+            return -1;
+        memcpy(owner, p + 5, n);
+        owner[n] = '\0';
+        if (!keys_id_ok(owner))
+            return -1;
+        return snprintf(ctx, len, "service:%s", owner) >= (int)len ? -1 : 0;
+    }
+    if (*p != '{')
         return -1;
     close = strchr(p, '}');
     if (close == NULL || (n = (size_t)(close - p - 1)) == 0 ||

@@ -391,6 +391,7 @@ service_json(struct ctl *c, const char *id)
                   "updated_at", (json_int_t)ctl_num_of(h, "updated_at"));
     record_json(rs, o);
     record_service_unref(rs);
+    json_object_set_new(o, "delivery", ctl_delivery_json(c, id));
     json_object_set_new(o, "secret_generation",
                         json_integer(ctl_num_of(h, "gen")));
     r = ctl_cmd(c, "SCARD %s", toks);
@@ -467,6 +468,7 @@ static int
 cmd_show(struct ctl *c, const char *name)
 {
     char id[SERVICE_ID_LEN + 1], cw[64], uw[64], caps[CAPABILITY_LIST_MAX];
+    char dlv[3200];
     json_t *s;
     char *corps, *parties;
 
@@ -484,6 +486,20 @@ cmd_show(struct ctl *c, const char *name)
                  sizeof(cw));
         ctl_when(json_integer_value(json_object_get(s, "updated_at")), uw,
                  sizeof(uw));
+        {
+            const json_t *d = json_object_get(s, "delivery");
+
+            if (!json_is_object(d))
+                snprintf(dlv, sizeof(dlv), "(none)");
+            else if (json_object_get(d, "url") == NULL)
+                snprintf(dlv, sizeof(dlv), "%s", ctl_str_of(d, "status", ""));
+            else
+                snprintf(dlv, sizeof(dlv), "%s to %s, events %s%s%s",
+                         ctl_str_of(d, "status", ""), ctl_str_of(d, "url", ""),
+                         ctl_str_of(d, "events", ""),
+                         ctl_str_of(d, "suite", "")[0] ? ", suite " : "",
+                         ctl_str_of(d, "suite", ""));
+        }
         corps = json_dumps(json_object_get(s, "corps"), JSON_ENCODE_ANY);
         parties = json_dumps(json_object_get(s, "parties"), JSON_ENCODE_ANY);
         /* joined() has one buffer: the capabilities' own copy first */
@@ -496,6 +512,7 @@ cmd_show(struct ctl *c, const char *name)
             "scopes:      %s\nsuite:       %s\ncorps:       %s\n"
             "parties:     %s\ncapabilities: %s\n"
             "tokens:      %lld live\n"
+            "delivery:    %s\n"
             "created:     %s\nupdated:     %s\n",
             name, id, ctl_str_of(s, "status", ""),
             joined(json_object_get(s, "scopes")),
@@ -504,7 +521,7 @@ cmd_show(struct ctl *c, const char *name)
             strcmp(corps ? corps : "null", "null") ? corps : "(any)",
             strcmp(parties ? parties : "null", "null") ? parties : "(tenant's)",
             caps, (long long)json_integer_value(json_object_get(s, "tokens")),
-            cw, uw);
+            dlv, cw, uw);
         free(corps);
         free(parties);
     }
@@ -583,6 +600,8 @@ ctl_service(struct ctl *c, int argc, char **argv)
         return cmd_add(c, argc - 1, argv + 1);
     if (strcmp(argv[0], "list") == 0 && argc == 1)
         return cmd_list(c);
+    if (strcmp(argv[0], "deliver") == 0)
+        return ctl_service_deliver(c, argc - 1, argv + 1);
     if (argc != 2)
         return usage_error("service show|revoke|rotate take one NAME");
     if (strcmp(argv[0], "show") == 0)

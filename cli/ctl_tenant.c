@@ -804,6 +804,14 @@ tenant_purge(struct ctl *c, const char *corp)
     if (keys_budget_pattern(pat, sizeof(pat), c->cfg->key_prefix, corp) ||
         unlink_matching(c, pat, counts) != 0)
         goto out;
+    /* its pending deliveries and dead letters, for every service */
+    {
+        long long dn = ctl_deliveries_purge(c, suite, corp);
+
+        if (dn < 0)
+            goto out;
+        counts[PK_COUNT - 1] += dn;
+    }
     /* "already in progress" is fine: that rewrite, or the next, drops the
      * values */
     r = redisCommand(c->rc, "BGREWRITEAOF");

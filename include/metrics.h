@@ -36,6 +36,9 @@ enum metrics_id {
     METRICS_AUDIT_WRITES,         /* {sink=redis|file,result} audit entries */
     METRICS_REDIS_WAITS,          /* {result=ok|short|error} WAIT before ack */
     METRICS_REDIS_REPLICAS,       /* gauge: connected replicas, -1 unknown */
+    METRICS_DELIVERIES,           /* {service,result} event deliveries */
+    METRICS_DELIVERY_SECONDS,     /* histogram {service}: ack to receipt */
+    METRICS_DELIVERY_BACKLOG,     /* gauge {service}: queued deliveries */
     METRICS__COUNT
 };
 

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "broker.h"
+#include "delivery_def.h"
 #include "oauth.h"
 #include "scope_map.h"
 #include "service.h"
@@ -102,6 +103,35 @@ enum brk_err record_corps_encode(const char *const *corps, size_t n,
                                  char **out) BRK_WUR;
 enum brk_err record_parties_encode(const struct record_parties *p, size_t n,
                                    char **out) BRK_WUR;
+
+/*---- A service's event delivery (SPEC §6b) ----*/
+
+/* Longest sealed token or key (keyring_seal of at most 64 bytes). */
+#define RECORD_SEALED_MAX 256
+
+struct record_delivery {
+    char url[DELIVERY_URL_MAX + 1];
+    char events[DELIVERY_EVENTS_MAX]; /* "" for every event */
+    char suite[RECORD_ID_MAX + 1];    /* "" for every suite of the service */
+    int on;
+    long long since_ms; /* events acknowledged from then on are queued */
+    long gen;           /* key generation: 1 at the first, +1 per rotation */
+    char token[RECORD_SEALED_MAX + 1]; /* sealed under the service's data
+                                          key, context "<dlv key>#token" */
+    char key[RECORD_SEALED_MAX + 1];   /* the same, "#key" */
+};
+
+/*
+ * Decode the HGETALL reply of <prefix>svc:{id}:dlv: exactly the fields
+ * url (delivery_url_ok), events ("" or delivery_events_check), suite (""
+ * or an id), on ("0" or "1"), since_ms, gen (decimal integers), token and
+ * key (sealed: "s1." and at most RECORD_SEALED_MAX bytes) and
+ * updated_at. BRK_OK with *out, BRK_ERR_NOTFOUND for an empty reply,
+ * BRK_ERR_INVAL for anything else: a setting in doubt delivers nothing.
+ * Allocates nothing.
+ */
+enum brk_err record_delivery_decode(const struct redisReply *r,
+                                    struct record_delivery *out) BRK_WUR;
 
 /*---- Broker tokens ----*/
 

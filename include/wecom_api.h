@@ -16,7 +16,8 @@ struct event_base;
 struct wecom_api;
 
 struct wecom_api_opts {
-    const char *base;  /* e.g. "https://qyapi.weixin.qq.com" (no query) */
+    const char *base;  /* e.g. "https://qyapi.weixin.qq.com" (no query);
+                          NULL: a client for wecom_api_post only */
     long timeout_ms;   /* connect + total, per call; > 0 */
     size_t max_body;   /* larger bodies: BRK_ERR_UPSTREAM_TOOBIG; > 0 */
     long rate_per_key; /* calls/s per rate key (burst = rate); 0: none */
@@ -61,6 +62,36 @@ enum brk_err wecom_api_stream(struct wecom_api *api, const char *method,
                               const char *path_query, const char *json_body,
                               const char *rate_key, wecom_api_chunk_cb *on_data,
                               wecom_api_cb *done, void *arg) BRK_WUR;
+
+/*
+ * A POST to an absolute URL that is not WeCom's (a service's event
+ * receiver): the body as given, the reply kept raw, never parsed, at most
+ * max_reply bytes. Redirects are not followed.
+ */
+struct wecom_api_post {
+    const char *url;            /* http:// or https://, printable ASCII */
+    const char *content_type;   /* e.g. "text/xml" */
+    const char *const *headers; /* "Name: value" lines (copied) */
+    size_t nheaders;
+    const char *body; /* copied */
+    size_t len;
+    size_t max_reply; /* > 0 */
+};
+
+/* The reply: status 0 when none; body borrowed for the call (NUL
+ * terminated; "" when none). err: BRK_OK for any complete HTTP reply,
+ * BRK_ERR_UPSTREAM_TIMEOUT, BRK_ERR_UPSTREAM_TOOBIG (a longer reply),
+ * BRK_ERR_UPSTREAM (connect, TLS, reset), BRK_ERR_UPSTREAM_BAD,
+ * BRK_ERR_NOMEM, BRK_ERR_SHUTDOWN. */
+typedef void wecom_api_post_cb(enum brk_err err, long status, const char *body,
+                               size_t len, double seconds, void *arg);
+
+/* Start a POST; cb runs exactly once, never before this returns. Returns
+ * BRK_ERR_INVAL for a bad URL or options (cb never runs), BRK_ERR_NOMEM,
+ * BRK_ERR_SHUTDOWN. */
+enum brk_err wecom_api_post(struct wecom_api *api,
+                            const struct wecom_api_post *p,
+                            wecom_api_post_cb *cb, void *arg) BRK_WUR;
 
 /* Calls accepted whose callback has not run yet. */
 unsigned wecom_api_inflight(const struct wecom_api *api);

@@ -47,6 +47,10 @@ void worker_set_budget(struct worker *w, struct budget *b);
 /* Write lifecycle audit entries through a (borrowed; NULL: none). */
 struct audit;
 void worker_set_audit(struct worker *w, struct audit *a);
+/* Hand the events that took effect to d (borrowed; NULL: none), the
+ * event delivery to services. */
+struct delivery;
+void worker_set_delivery(struct worker *w, struct delivery *d);
 /* Use kr (borrowed) from now on; see worker.c. */
 void worker_set_keyring(struct worker *w, const struct keyring *kr);
 

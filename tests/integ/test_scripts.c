@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "delivery_def.h"
 #include "evqueue.h"
 #include "harness.h"
 #include "keys.h"
@@ -1326,6 +1327,52 @@ test_keys_share_a_slot(void **state)
     s = add(t, &n, SCRIPT_TENANT_EXISTS);
     OK(keys_tenant(K(s), KEYS_MAX, P, CORP, SUITE));
     OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "dk"));
+
+    /* a service's delivery: every key under the service's hash tag */
+    {
+        struct delivery_keys dk;
+
+        OK(delivery_keys(&dk, P, "svc1", SUITE, CORP));
+        s = add(t, &n, SCRIPT_DLV_SET, 1);
+        OK(keys_service(K(s), KEYS_MAX, P, "svc1", NULL));
+        snprintf(K(s), KEYS_MAX, "%s", dk.dlv);
+        s = add(t, &n, SCRIPT_DLV_READ, 1);
+        OK(keys_service(K(s), KEYS_MAX, P, "svc1", NULL));
+        snprintf(K(s), KEYS_MAX, "%s", dk.dlv);
+        s = add(t, &n, SCRIPT_DLV_PUSH, 1);
+        snprintf(K(s), KEYS_MAX, "%s", dk.dlv);
+        OK(delivery_seen_key(K(s), KEYS_MAX, P, "svc1", "ab12"));
+        snprintf(K(s), KEYS_MAX, "%s", dk.q);
+        snprintf(K(s), KEYS_MAX, "%s", dk.ready);
+        snprintf(K(s), KEYS_MAX, "%s", dk.seq);
+        snprintf(K(s), KEYS_MAX, "%s", dk.tenants);
+        s = add(t, &n, SCRIPT_DLV_RELEASE, 1);
+        snprintf(K(s), KEYS_MAX, "%s", dk.ready);
+        snprintf(K(s), KEYS_MAX, "%s", dk.lease);
+        snprintf(K(s), KEYS_MAX, "%s", dk.seq);
+        snprintf(K(s), KEYS_MAX, "%s", dk.q);
+        snprintf(K(s), KEYS_MAX, "%s", dk.qa);
+        snprintf(K(s), KEYS_MAX, "%s", dk.dead);
+        snprintf(K(s), KEYS_MAX, "%s", dk.tenants);
+        s = add(t, &n, SCRIPT_DLV_DEAD, 1);
+        snprintf(K(s), KEYS_MAX, "%s", dk.q);
+        snprintf(K(s), KEYS_MAX, "%s", dk.qa);
+        snprintf(K(s), KEYS_MAX, "%s", dk.dead);
+        s = add(t, &n, SCRIPT_DLV_RETRY, 1);
+        snprintf(K(s), KEYS_MAX, "%s", dk.dead);
+        snprintf(K(s), KEYS_MAX, "%s", dk.q);
+        snprintf(K(s), KEYS_MAX, "%s", dk.ready);
+        snprintf(K(s), KEYS_MAX, "%s", dk.seq);
+        snprintf(K(s), KEYS_MAX, "%s", dk.tenants);
+        s = add(t, &n, SCRIPT_DLV_PURGE, 1);
+        snprintf(K(s), KEYS_MAX, "%s", dk.q);
+        snprintf(K(s), KEYS_MAX, "%s", dk.qa);
+        snprintf(K(s), KEYS_MAX, "%s", dk.dead);
+        snprintf(K(s), KEYS_MAX, "%s", dk.ready);
+        snprintf(K(s), KEYS_MAX, "%s", dk.lease);
+        snprintf(K(s), KEYS_MAX, "%s", dk.seq);
+        snprintf(K(s), KEYS_MAX, "%s", dk.tenants);
+    }
 
     for (i = 0; i < n; i++) {
         int got = distinct_slots(&t[i]);

@@ -93,6 +93,97 @@ hash_reply(const char *const *kv)
     return resp(buf, len);
 }
 
+/*---- Delivery settings ----*/
+
+/* A valid delivery hash with field f set to v (NULL: removed; a field not
+ * among them: added). */
+static enum brk_err
+dlv_decode(const char *f, const char *v, struct record_delivery *out)
+{
+    const char *kv[24] = {
+        "url",        "http://127.0.0.1:9/cb",
+        "events",     "create_auth,change_contact/create_user",
+        "suite",      "",
+        "on",         "1",
+        "since_ms",   "1700000000000",
+        "gen",        "1",
+        "token",      "s1.AAAA",
+        "key",        "s1.BBBB",
+        "updated_at", "1700000000"};
+    size_t i, n = 18;
+    redisReply *r;
+    enum brk_err err;
+
+    for (i = 0; f != NULL && i < n; i += 2) {
+        if (strcmp(kv[i], f) == 0) {
+            if (v == NULL) {
+                kv[i] = kv[n - 2];
+                kv[i + 1] = kv[n - 1];
+                n -= 2;
+            } else {
+                kv[i + 1] = v;
+            }
+            break;
+        }
+    }
+    if (f != NULL && i >= n && v != NULL) {
+        kv[n++] = f;
+        kv[n++] = v;
+    }
+    kv[n] = NULL;
+    r = hash_reply(kv);
+    err = record_delivery_decode(r, out);
+    freeReplyObject(r);
+    return err;
+}
+
+static void
+test_delivery_setting(void **state)
+{
+    struct record_delivery d;
+    static const char *const bad[][2] = {
+        {"url", "ftp://h/x"},
+        {"url", "http://u:p@h/"},
+        {"url", NULL},
+        {"events", "nope"},
+        {"events", "create_auth,create_auth"},
+        {"suite", "a b"},
+        {"on", "yes"},
+        {"on", NULL},
+        {"since_ms", "-1"},
+        {"since_ms", "01"},
+        {"gen", "0"},
+        {"token", "plain"},
+        {"key", NULL},
+        {"updated_at", "x"},
+        {"colour", "blue"},
+    };
+    size_t i;
+
+    (void)state;
+    assert_int_equal(dlv_decode(NULL, NULL, &d), BRK_OK);
+    assert_string_equal(d.url, "http://127.0.0.1:9/cb");
+    assert_true(d.on);
+    assert_int_equal(d.gen, 1);
+    assert_int_equal(d.since_ms, 1700000000000LL);
+    assert_int_equal(dlv_decode("on", "0", &d), BRK_OK);
+    assert_false(d.on);
+    assert_int_equal(dlv_decode("events", "", &d), BRK_OK);
+    assert_string_equal(d.events, "");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&d, 0x5a, sizeof(d));
+        if (dlv_decode(bad[i][0], bad[i][1], &d) != BRK_ERR_INVAL)
+            fprintf(stderr, "# case %zu: %s\n", i, bad[i][0]);
+        assert_int_equal(dlv_decode(bad[i][0], bad[i][1], &d), BRK_ERR_INVAL);
+    }
+    {
+        redisReply *r = resp_s("*0\r\n");
+
+        assert_int_equal(record_delivery_decode(r, &d), BRK_ERR_NOTFOUND);
+        freeReplyObject(r);
+    }
+}
+
 /*---- Services ----*/
 
 /* A valid service hash with one field replaced (or removed, value NULL,
@@ -942,6 +1033,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_delivery_setting),
         cmocka_unit_test(test_service_valid),
         cmocka_unit_test(test_service_refusals),
         cmocka_unit_test(test_service_reply_shapes),

@@ -658,8 +658,14 @@ test_new_rejects_bad_options(void **state)
         o.base = bad_bases[i];
         assert_int_equal(wecom_api_new(fx->base, &o, &api), BRK_ERR_INVAL);
     }
+    /* no base: a client for wecom_api_post only */
     o.base = NULL;
-    assert_int_equal(wecom_api_new(fx->base, &o, &api), BRK_ERR_INVAL);
+    assert_int_equal(wecom_api_new(fx->base, &o, &api), BRK_OK);
+    assert_int_equal(
+        wecom_api_call(api, "GET", "/x", NULL, NULL, on_result, NULL),
+        BRK_ERR_INVAL);
+    wecom_api_free(api);
+    api = (struct wecom_api *)fx; /* the sentinel again */
     o.base = fx->url;
     o.timeout_ms = 0;
     assert_int_equal(wecom_api_new(fx->base, &o, &api), BRK_ERR_INVAL);

@@ -1,0 +1,1050 @@
+/*
+ * Event delivery to services end to end: real redis-server, the WeCom
+ * simulator and the broker over loopback, and receivers run by this test
+ * that check each delivery exactly as a service's WeCom callback code
+ * would — the signature and the decryption written here from WeCom's
+ * published algorithm with OpenSSL, not with the broker's own crypto.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "harness.h"
+#include "simclient.h"
+#include "tenantclient.h"
+
+#define S1        H_SUITE
+#define S2        "wwtestsuite00002"
+#define CORP1     "wwmockcorp0001"
+#define CORP2     "wwmockcorp0002"
+#define CORP3     "wwmockcorp0003"
+#define CORP4     "wwmockcorp0004"
+#define CORP5     "wwmockcorp0005"
+#define CORP6     "wwmockcorp0006"
+#define MAX_AGE   6 /* delivery_max_age of the broker under test */
+#define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+static struct harness H;
+static pid_t Mock;
+static int MockPort;
+
+/*---- A receiver, as a service runs one ----*/
+
+enum mode { M_OK, M_OK_NL, M_GARBAGE, M_REDIRECT, M_HANG, M_500 };
+
+struct hit {
+    char info_type[32], corp[80], suite[80], event_id[64], nonce[64];
+    char sig[64];
+    int verified; /* signature and decryption as WeCom's code checks */
+    int has_authcode;
+    long long at_ms; /* when it arrived */
+};
+
+struct rcv {
+    int port, lfd;
+    pthread_t th;
+    volatile int stop;
+    volatile enum mode mode;
+    char token[64], aes[64];
+    pthread_mutex_t mu;
+    struct hit hits[256];
+    int nhits;
+    int requests;
+};
+
+static int
+b64dec(const char *in, size_t n, unsigned char *out, size_t cap, size_t *len)
+{
+    int k;
+    size_t pad = 0;
+
+    if (n == 0 || n % 4 != 0 || (n / 4) * 3 > cap)
+        return -1;
+    k = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    if (k < 0)
+        return -1;
+    if (in[n - 1] == '=')
+        pad++;
+    if (in[n - 2] == '=')
+        pad++;
+    *len = (size_t)k - pad;
+    return 0;
+}
+
+static int
+cmpstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* WeCom's msg_signature: SHA-1 of the sorted token, timestamp, nonce and
+ * ciphertext, lower-case hex. */
+static void
+sign(const char *token, const char *ts, const char *nonce, const char *enc,
+     char out[41])
+{
+    const char *v[4] = {token, ts, nonce, enc};
+    unsigned char md[20];
+    unsigned int n = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int i;
+
+    qsort(v, 4, sizeof(v[0]), cmpstr);
+    EVP_DigestInit_ex(c, EVP_sha1(), NULL);
+    for (i = 0; i < 4; i++)
+        EVP_DigestUpdate(c, v[i], strlen(v[i]));
+    EVP_DigestFinal_ex(c, md, &n);
+    EVP_MD_CTX_free(c);
+    for (i = 0; i < 20; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Decrypt as WeCom's sample does: AES-256-CBC, IV the key's first 16
+ * bytes, PKCS#7 to 32, random(16) | be32 len | msg | receiveid. msg
+ * (cap bytes) gets the message; 0 when receiveid equals want. */
+static int
+decrypt(const char *aeskey, const char *enc, const char *want, char *msg,
+        size_t cap)
+{
+    char k64[80];
+    unsigned char key[48], *ct = NULL, *pt = NULL;
+    size_t klen = 0, clen = 0, len;
+    int outl = 0, fin = 0, rc = -1;
+    unsigned pad, mlen;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+
+    snprintf(k64, sizeof(k64), "%s=", aeskey);
+    if (strlen(aeskey) != 43 || b64dec(k64, 44, key, sizeof(key), &klen) ||
+        klen != 32)
+        goto out;
+    ct = malloc(strlen(enc));
+    pt = malloc(strlen(enc) + 32);
+    if (b64dec(enc, strlen(enc), ct, strlen(enc), &clen) || clen % 32 != 0)
+        goto out;
+    EVP_DecryptInit_ex(c, EVP_aes_256_cbc(), NULL, key, key);
+    EVP_CIPHER_CTX_set_padding(c, 0);
+    if (EVP_DecryptUpdate(c, pt, &outl, ct, (int)clen) != 1 ||
+        EVP_DecryptFinal_ex(c, pt + outl, &fin) != 1)
+        goto out;
+    len = (size_t)(outl + fin);
+    pad = pt[len - 1];
+    if (pad < 1 || pad > 32 || len < pad + 20)
+        goto out;
+    len -= pad;
+    mlen = (unsigned)pt[16] << 24 | (unsigned)pt[17] << 16 |
+           (unsigned)pt[18] << 8 | pt[19];
+    if (20 + (size_t)mlen > len || mlen >= cap)
+        goto out;
+    memcpy(msg, pt + 20, mlen);
+    msg[mlen] = '\0';
+    if (len - 20 - mlen != strlen(want) ||
+        memcmp(pt + 20 + mlen, want, strlen(want)) != 0)
+        goto out;
+    rc = 0;
+out:
+    EVP_CIPHER_CTX_free(c);
+    free(ct);
+    free(pt);
+    return rc;
+}
+
+/* The text of <name> in xml (CDATA or plain) into out. */
+static int
+xml_text(const char *xml, const char *name, char *out, size_t cap)
+{
+    char open[64], close[64];
+    const char *a, *b;
+    size_t n;
+
+    snprintf(open, sizeof(open), "<%s>", name);
+    snprintf(close, sizeof(close), "</%s>", name);
+    a = strstr(xml, open);
+    if (a == NULL)
+        return -1;
+    a += strlen(open);
+    b = strstr(a, close);
+    if (b == NULL)
+        return -1;
+    if (strncmp(a, "<![CDATA[", 9) == 0 && b - a >= 12 &&
+        strncmp(b - 3, "]]>", 3) == 0) {
+        a += 9;
+        b -= 3;
+    }
+    n = (size_t)(b - a);
+    if (n >= cap)
+        return -1;
+    memcpy(out, a, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* The value of query parameter name in the request line's target. */
+static int
+query_param(const char *target, const char *name, char *out, size_t cap)
+{
+    const char *q = strchr(target, '?'), *p;
+    size_t n = strlen(name), m;
+
+    if (q == NULL)
+        return -1;
+    for (p = q + 1; *p != '\0' && *p != ' ';) {
+        m = strcspn(p, "& ");
+        if (m > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            if (m - n - 1 >= cap)
+                return -1;
+            memcpy(out, p + n + 1, m - n - 1);
+            out[m - n - 1] = '\0';
+            return 0;
+        }
+        p += m;
+        if (*p == '&')
+            p++;
+    }
+    return -1;
+}
+
+static void
+handle(struct rcv *r, int fd)
+{
+    char buf[65536], msg[8192], enc[16384], to[128], *hdr_end, *cl, *eid;
+    struct hit h;
+    size_t got = 0, body_len = 0, need;
+    ssize_t k;
+    const char *reply;
+    char out[512];
+    long long deadline;
+
+    memset(&h, 0, sizeof(h));
+    while (got < sizeof(buf) - 1) {
+        k = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (k <= 0)
+            return;
+        got += (size_t)k;
+        buf[got] = '\0';
+        hdr_end = strstr(buf, "\r\n\r\n");
+        if (hdr_end == NULL)
+            continue;
+        cl = strcasestr(buf, "\r\nContent-Length:");
+        body_len = cl ? strtoul(cl + 17, NULL, 10) : 0;
+        need = (size_t)(hdr_end + 4 - buf) + body_len;
+        if (got >= need)
+            break;
+    }
+    hdr_end = strstr(buf, "\r\n\r\n");
+    if (hdr_end == NULL)
+        return;
+    h.at_ms = h_now_ms();
+    eid = strcasestr(buf, "\r\nX-Broker-Event-Id: ");
+    if (eid != NULL)
+        sscanf(eid + 21, "%63[0-9a-f]", h.event_id);
+    {
+        char ts[64], calc[41];
+
+        if (query_param(buf, "msg_signature", h.sig, sizeof(h.sig)) == 0 &&
+            query_param(buf, "timestamp", ts, sizeof(ts)) == 0 &&
+            query_param(buf, "nonce", h.nonce, sizeof(h.nonce)) == 0 &&
+            xml_text(hdr_end + 4, "Encrypt", enc, sizeof(enc)) == 0 &&
+            xml_text(hdr_end + 4, "ToUserName", to, sizeof(to)) == 0 &&
+            labs(strtol(ts, NULL, 10) - (long)time(NULL)) < 60) {
+            sign(r->token, ts, h.nonce, enc, calc);
+            if (strcmp(calc, h.sig) == 0 &&
+                decrypt(r->aes, enc, to, msg, sizeof(msg)) == 0 &&
+                xml_text(msg, "SuiteId", h.suite, sizeof(h.suite)) == 0 &&
+                strcmp(h.suite, to) == 0 &&
+                xml_text(msg, "InfoType", h.info_type, sizeof(h.info_type)) ==
+                    0 &&
+                xml_text(msg, "AuthCorpId", h.corp, sizeof(h.corp)) == 0) {
+                h.verified = 1;
+                h.has_authcode = strstr(msg, "AuthCode") != NULL;
+            }
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    r->requests++;
+    if (r->nhits < (int)NITEMS(r->hits))
+        r->hits[r->nhits++] = h;
+    pthread_mutex_unlock(&r->mu);
+    if (!h.verified && (r->mode == M_OK || r->mode == M_OK_NL)) {
+        /* what a service's WeCom code does with a bad signature */
+        snprintf(out, sizeof(out),
+                 "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
+                 "Connection: close\r\n\r\n");
+        (void)!write(fd, out, strlen(out));
+        return;
+    }
+    switch (r->mode) {
+    case M_OK:
+        reply = "success";
+        break;
+    case M_OK_NL:
+        reply = "success\r\n";
+        break;
+    case M_GARBAGE:
+        reply = "{\"errcode\":0} success?";
+        break;
+    case M_500:
+        snprintf(out, sizeof(out),
+                 "HTTP/1.1 500 Oops\r\nContent-Length: 7\r\n"
+                 "Connection: close\r\n\r\nsuccess");
+        (void)!write(fd, out, strlen(out));
+        return;
+    case M_REDIRECT:
+        snprintf(out, sizeof(out),
+                 "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\n"
+                 "Content-Length: 7\r\nConnection: close\r\n\r\nsuccess");
+        (void)!write(fd, out, strlen(out));
+        return;
+    case M_HANG:
+    default:
+        /* never answers: the broker must give up by itself */
+        deadline = h_now_ms() + 15000;
+        while (!r->stop && h_now_ms() < deadline)
+            usleep(20000);
+        return;
+    }
+    snprintf(out, sizeof(out),
+             "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n"
+             "\r\n%s",
+             strlen(reply), reply);
+    (void)!write(fd, out, strlen(out));
+}
+
+static void *
+rcv_main(void *arg)
+{
+    struct rcv *r = arg;
+    struct pollfd p;
+    int fd;
+
+    while (!r->stop) {
+        p.fd = r->lfd;
+        p.events = POLLIN;
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        fd = accept(r->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        handle(r, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* Listen on port (0: any) and serve in a thread. */
+static struct rcv *
+rcv_start(int port, enum mode mode)
+{
+    struct rcv *r = calloc(1, sizeof(*r));
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    int one = 1;
+
+    assert_non_null(r);
+    pthread_mutex_init(&r->mu, NULL);
+    r->mode = mode;
+    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    assert_int_equal(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(r->lfd, 64), 0);
+    getsockname(r->lfd, (struct sockaddr *)&a, &al);
+    r->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&r->th, NULL, rcv_main, r), 0);
+    return r;
+}
+
+static void
+rcv_stop(struct rcv *r)
+{
+    if (r == NULL)
+        return;
+    r->stop = 1;
+    pthread_join(r->th, NULL);
+    close(r->lfd);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+/* Verified deliveries of info_type for corp so far. */
+static int
+rcv_count(struct rcv *r, const char *info_type, const char *corp)
+{
+    int i, n = 0;
+
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < r->nhits; i++)
+        if (r->hits[i].verified &&
+            (info_type == NULL ||
+             strcmp(r->hits[i].info_type, info_type) == 0) &&
+            (corp == NULL || strcmp(r->hits[i].corp, corp) == 0))
+            n++;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static int
+rcv_unverified(struct rcv *r)
+{
+    int i, n = 0;
+
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < r->nhits; i++)
+        n += !r->hits[i].verified;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static int
+rcv_requests(struct rcv *r)
+{
+    int n;
+
+    pthread_mutex_lock(&r->mu);
+    n = r->requests;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+struct want {
+    struct rcv *r;
+    const char *it, *corp;
+    int n;
+};
+
+static int
+have(void *arg)
+{
+    struct want *w = arg;
+
+    return rcv_count(w->r, w->it, w->corp) >= w->n;
+}
+
+static int
+wait_for(struct rcv *r, const char *it, const char *corp, int n, long ms)
+{
+    struct want w = {r, it, corp, n};
+
+    return h_wait(have, &w, ms);
+}
+
+static int
+requests_at_least(void *arg)
+{
+    struct want *w = arg;
+
+    return rcv_requests(w->r) >= w->n;
+}
+
+/*---- brokerctl ----*/
+
+/* service deliver NAME --url http://127.0.0.1:PORT/cb [extra...]: the
+ * token and key into r (asserting success). */
+static void
+deliver(struct rcv *r, const char *name, int port, const char *a1,
+        const char *a2)
+{
+    char url[128];
+    int rc;
+    json_t *v;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/wecom/cb?svc=%s", port,
+             name);
+    v = tc_ctl(&rc, "service", "deliver", name, "--url", url, a1, a2,
+               (const char *)NULL);
+    assert_int_equal(rc, 0);
+    assert_non_null(v);
+    assert_int_equal(strlen(h_str(v, "encoding_aes_key")), 43);
+    assert_int_equal(strspn(h_str(v, "encoding_aes_key"),
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx"
+                            "yz0123456789"),
+                     43);
+    assert_true(strlen(h_str(v, "token")) >= 16);
+    if (r != NULL) {
+        snprintf(r->token, sizeof(r->token), "%s", h_str(v, "token"));
+        snprintf(r->aes, sizeof(r->aes), "%s", h_str(v, "encoding_aes_key"));
+    }
+    json_decref(v);
+}
+
+/* The end of the broker's log, when a test is about to fail. */
+static void
+dump_log(void)
+{
+    char *log = h_slurp(H.log);
+    size_t n = log ? strlen(log) : 0;
+
+    fprintf(stderr, "# broker log:\n%s\n",
+            log ? log + (n > 3000 ? n - 3000 : 0) : "-");
+    free(log);
+}
+
+static json_t *
+deliveries(const char *name, const char *opt)
+{
+    int rc;
+    json_t *v = tc_ctl(&rc, "deliveries", name, opt, (const char *)NULL);
+
+    assert_int_equal(rc, 0);
+    assert_non_null(v);
+    return v;
+}
+
+static long long
+jint(const json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+/*---- Fixture ----*/
+
+static int
+setup(void **state)
+{
+    const char *extra[] = {
+        "--suite", H_SUITE ":" H_SECRET, "--corps", "6", "--members",
+        "20",      "--departments",      "4",       NULL};
+    char conf[1024];
+    FILE *f;
+
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (h_setup(&H) != 0)
+        return -1;
+    Mock = h_mock_start(H.dir, extra, &MockPort);
+    if (Mock == 0)
+        return -1;
+    snprintf(conf, sizeof(conf),
+             "wecom_api_base = http://127.0.0.1:%d\n"
+             "wecom_install_url = http://127.0.0.1:%d/3rdapp/install\n"
+             "event_claim_idle = 3\n"
+             "event_max_attempts = 3\n"
+             "delivery_max_age = %d\n",
+             MockPort, MockPort, MAX_AGE);
+    if (h_write_conf(&H, 0, conf) != 0)
+        return -1;
+    /* a second suite, for a service of another suite */
+    f = fopen(H.conf, "a");
+    if (f == NULL)
+        return -1;
+    fprintf(f, "\n[suite " S2 "]\ntoken = " H_TOKEN
+               "\nencoding_aes_key = " H_AESKEY
+               "\nsecret = second-suite-secret-0002\n");
+    fclose(f);
+    if (h_broker_start(&H) != 0)
+        return -1;
+    tc_init(&H, MockPort);
+    tc_push_ticket(S1);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    tc_done();
+    if (Mock > 0)
+        h_stop(Mock, SIGTERM);
+    h_teardown(&H);
+    return 0;
+}
+
+/*---- Tests ----*/
+
+static void
+test_deliver_refuses_hostile_arguments(void **state)
+{
+    static const char *const bad[][4] = {
+        {"--url", "ftp://127.0.0.1/x", NULL, NULL},
+        {"--url", "http://user:pw@127.0.0.1/x", NULL, NULL},
+        {"--url", "http://127.0.0.1/x#frag", NULL, NULL},
+        {"--url", "http://127.0.0.1/a b", NULL, NULL},
+        {"--url", "http:///nohost", NULL, NULL},
+        {"--url", "http://127.0.0.1:99999999/x", NULL, NULL},
+        {"--url", "", NULL, NULL},
+        {"--url", "http://127.0.0.1/x", "--events", "no_such_event"},
+        {"--url", "http://127.0.0.1/x", "--events", "create_auth,create_auth"},
+        {"--url", "http://127.0.0.1/x", "--events", "change_contact/nope"},
+        {"--url", "http://127.0.0.1/x", "--events", ""},
+        {"--url", "http://127.0.0.1/x", "--events", "create_auth,"},
+        {"--off", "--url", "http://127.0.0.1/x", NULL},
+        {"--events", "create_auth", NULL, NULL},
+        {"--bogus", NULL, NULL, NULL},
+        {NULL, NULL, NULL, NULL},
+    };
+    char longurl[2200], *sec, dlvk[128], dkk[128];
+    size_t i;
+    int rc;
+    json_t *v;
+
+    (void)state;
+    sec = tc_svc_add("hostile", "contacts.read", NULL, NULL);
+    free(sec);
+    {
+        json_t *sh =
+            tc_ctl(&rc, "service", "show", "hostile", (const char *)NULL);
+
+        snprintf(dlvk, sizeof(dlvk), "wb:svc:{%s}:dlv", h_str(sh, "id"));
+        snprintf(dkk, sizeof(dkk), "wb:svc:{%s}:dk", h_str(sh, "id"));
+        json_decref(sh);
+    }
+    for (i = 0; i < NITEMS(bad); i++) {
+        v = tc_ctl(&rc, "service", "deliver", "hostile", bad[i][0], bad[i][1],
+                   bad[i][2], bad[i][3], (const char *)NULL);
+        json_decref(v);
+        if (rc != 2)
+            fprintf(stderr, "# case %zu: exit %d\n", i, rc);
+        assert_int_equal(rc, 2);
+    }
+    memset(longurl, 'a', sizeof(longurl));
+    memcpy(longurl, "http://h/", 9);
+    longurl[sizeof(longurl) - 1] = '\0';
+    v = tc_ctl(&rc, "service", "deliver", "hostile", "--url", longurl,
+               (const char *)NULL);
+    json_decref(v);
+    assert_int_equal(rc, 2);
+    /* a service that is not there: a failure, not a usage error */
+    v = tc_ctl(&rc, "service", "deliver", "nosuch", "--url",
+               "http://127.0.0.1/x", (const char *)NULL);
+    json_decref(v);
+    assert_int_equal(rc, 1);
+    /* --off or --rotate-key with nothing set */
+    v = tc_ctl(&rc, "service", "deliver", "hostile", "--off",
+               (const char *)NULL);
+    json_decref(v);
+    assert_int_equal(rc, 1);
+    /* nothing stored: neither a setting nor a data key for it */
+    assert_int_equal(h_redis_int(&H, "EXISTS %s", dlvk), 0);
+    assert_int_equal(h_redis_int(&H, "EXISTS %s", dkk), 0);
+}
+
+/* Lifecycle notices reach the services allowed the tenant and no other,
+ * in order, verified as WeCom's own code verifies them. */
+static void
+test_lifecycle_notices_reach_subscribed_services(void **state)
+{
+    struct rcv *all = rcv_start(0, M_OK), *chg = rcv_start(0, M_OK_NL);
+    struct rcv *none = rcv_start(0, M_OK), *other = rcv_start(0, M_OK);
+    struct rcv *rev = rcv_start(0, M_OK), *s2 = rcv_start(0, M_OK);
+    char *sec, *text, *log;
+    json_t *v;
+    int rc, i;
+    long long t0;
+    struct hit seq[3];
+
+    (void)state;
+    sec = tc_svc_add("all", "contacts.read", NULL, NULL);
+    free(sec);
+    sec = tc_svc_add("chg", "contacts.read", NULL, NULL);
+    free(sec);
+    sec = tc_svc_add("quiet", "contacts.read", NULL, NULL);
+    free(sec);
+    sec = tc_svc_add("other", "contacts.read", "--corps", CORP4);
+    free(sec);
+    sec = tc_svc_add("gone", "contacts.read", NULL, NULL);
+    free(sec);
+    sec = tc_svc_add("suite2", "contacts.read", "--suite", S2);
+    free(sec);
+    deliver(all, "all", all->port, NULL, NULL);
+    deliver(chg, "chg", chg->port, "--events", "change_auth");
+    deliver(other, "other", other->port, NULL, NULL);
+    deliver(rev, "gone", rev->port, NULL, NULL);
+    deliver(s2, "suite2", s2->port, NULL, NULL);
+    (void)none; /* "quiet" has no delivery: it gets nothing */
+    v = tc_ctl(&rc, "service", "revoke", "gone", (const char *)NULL);
+    assert_int_equal(rc, 0);
+    json_decref(v);
+    /* show: the URL, events and status, never the token or key */
+    v = tc_ctl(&rc, "service", "show", "chg", (const char *)NULL);
+    assert_int_equal(rc, 0);
+    text = json_dumps(v, 0);
+    assert_non_null(strstr(text, "change_auth"));
+    assert_non_null(strstr(text, "\"status\": \"on\""));
+    assert_null(strstr(text, chg->token));
+    assert_null(strstr(text, chg->aes));
+    free(text);
+    json_decref(v);
+
+    t0 = h_now_ms();
+    tc_install(S1, CORP1, (long)time(NULL));
+    tc_wait_status(S1, CORP1, "active", 30000);
+    assert_true(wait_for(all, "create_auth", CORP1, 1, 10000));
+    tc_corp_event(S1, "change_auth", CORP1, (long)time(NULL) + 1, NULL, NULL);
+    assert_true(wait_for(all, "change_auth", CORP1, 1, 20000));
+    assert_true(wait_for(chg, "change_auth", CORP1, 1, 10000));
+    tc_corp_event(S1, "cancel_auth", CORP1, (long)time(NULL) + 2, NULL, NULL);
+    assert_true(wait_for(all, "cancel_auth", CORP1, 1, 20000));
+    /* the purge came first */
+    text = tc_status(S1, CORP1);
+    assert_string_not_equal(text, "active");
+    free(text);
+    fprintf(stderr, "# create_auth to cancel_auth received in %lld ms\n",
+            h_now_ms() - t0);
+    /* in WeCom's order, each once, no AuthCode, every one verified */
+    pthread_mutex_lock(&all->mu);
+    assert_int_equal(all->nhits, 3);
+    for (i = 0; i < 3; i++)
+        seq[i] = all->hits[i];
+    pthread_mutex_unlock(&all->mu);
+    assert_string_equal(seq[0].info_type, "create_auth");
+    assert_string_equal(seq[1].info_type, "change_auth");
+    assert_string_equal(seq[2].info_type, "cancel_auth");
+    for (i = 0; i < 3; i++) {
+        assert_true(seq[i].verified);
+        assert_false(seq[i].has_authcode);
+        assert_string_equal(seq[i].suite, S1);
+        assert_int_equal(strlen(seq[i].event_id), 32);
+    }
+    assert_string_not_equal(seq[0].event_id, seq[1].event_id);
+    /* --events change_auth: that one only (its "success\r\n" counts) */
+    assert_int_equal(rcv_count(chg, NULL, NULL), 1);
+    assert_int_equal(rcv_requests(chg), 1);
+    /* one more event to a subscribed service proves the others had their
+     * chance: nothing reached them */
+    assert_int_equal(rcv_requests(none), 0);
+    assert_int_equal(rcv_requests(other), 0);
+    assert_int_equal(rcv_requests(rev), 0);
+    assert_int_equal(rcv_requests(s2), 0);
+    assert_int_equal(rcv_unverified(all), 0);
+    /* audited with names only; counted */
+    text = tc_redis_text();
+    assert_non_null(strstr(text, "SuiteId,AuthCorpId,InfoType,TimeStamp"));
+    free(text);
+    assert_true(tc_metric("wecom_broker_deliveries_total{service=\"all\","
+                          "result=\"delivered\"}") >= 3);
+    /* neither the token nor the key anywhere in the log or in Redis */
+    log = h_slurp(H.log);
+    text = tc_redis_text();
+    assert_null(strstr(log, all->token));
+    assert_null(strstr(log, all->aes));
+    assert_null(strstr(text, all->token));
+    assert_null(strstr(text, all->aes));
+    free(log);
+    free(text);
+    rcv_stop(all);
+    rcv_stop(chg);
+    rcv_stop(none);
+    rcv_stop(other);
+    rcv_stop(rev);
+    rcv_stop(s2);
+    v = tc_ctl(&rc, "service", "deliver", "all", "--off", (const char *)NULL);
+    json_decref(v);
+    v = tc_ctl(&rc, "service", "deliver", "chg", "--off", (const char *)NULL);
+    json_decref(v);
+}
+
+/* The provider-site install (no create_auth pushed by WeCom) notifies
+ * too, once the tenant is active. */
+static void
+test_browser_install_notifies(void **state)
+{
+    struct rcv *r = rcv_start(0, M_OK);
+    char url[2048], *body = NULL, *loc = NULL, *loc2 = NULL, *sec;
+    long st;
+
+    (void)state;
+    sec = tc_svc_add("browser", "contacts.read", NULL, NULL);
+    free(sec);
+    deliver(r, "browser", r->port, "--events", "create_auth");
+    /* the simulator's admin installing is CORP6's */
+    h_sim_ok(MockPort, "POST", "/__mock/oauth_corp",
+             "{\"corpid\":\"" CORP6 "\"}");
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/wecom/suite/%s/install",
+             H.cb_port, S1);
+    st = h_http_loc(url, &body, &loc);
+    free(body);
+    assert_int_equal(st, 302);
+    assert_non_null(loc);
+    /* the simulator's admin approves and sends the browser back */
+    st = h_http_loc(loc, &body, &loc2);
+    free(body);
+    free(loc);
+    assert_int_equal(st, 302);
+    assert_non_null(loc2);
+    /* public_base_url is not this listener: go to the same path here */
+    {
+        const char *p = strstr(loc2, "/wecom/suite/");
+
+        assert_non_null(p);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", H.cb_port, p);
+    }
+    free(loc2);
+    st = h_http_loc(url, &body, &loc);
+    if (st != 200 && st != 302)
+        fprintf(stderr, "# install/done %s: %ld %s\n", url, st, body);
+    free(body);
+    free(loc);
+    assert_true(st == 200 || st == 302);
+    if (!wait_for(r, "create_auth", CORP6, 1, 30000)) {
+        fprintf(stderr, "# hits %d corp %s\n", r->nhits,
+                r->nhits ? r->hits[0].corp : "-");
+        dump_log();
+        fail();
+    }
+    assert_int_equal(rcv_unverified(r), 0);
+    pthread_mutex_lock(&r->mu);
+    assert_false(r->hits[0].has_authcode);
+    assert_string_equal(r->hits[0].corp, CORP6);
+    pthread_mutex_unlock(&r->mu);
+    rcv_stop(r);
+    {
+        int rc;
+
+        json_decref(tc_ctl(&rc, "service", "deliver", "browser", "--off",
+                           (const char *)NULL));
+        assert_int_equal(rc, 0);
+    }
+}
+
+/* Receivers that hang, answer garbage, redirect or are down get nothing
+ * counted as delivered, and delay no healthy service. */
+static void
+test_hostile_receivers_delay_no_other(void **state)
+{
+    struct rcv *ok = rcv_start(0, M_OK), *hang = rcv_start(0, M_HANG);
+    struct rcv *junk = rcv_start(0, M_GARBAGE),
+               *redir = rcv_start(0, M_REDIRECT);
+    struct rcv *err5 = rcv_start(0, M_500);
+    int down_port = h_free_port(), rc, i;
+    char *sec;
+    struct want w;
+    json_t *v;
+    long long t0, took;
+    const char *names[] = {"h_ok",    "h_hang", "h_junk",
+                           "h_redir", "h_500",  "h_down"};
+    struct rcv *rs[] = {ok, hang, junk, redir, err5, NULL};
+
+    (void)state;
+    for (i = 0; i < 6; i++) {
+        sec = tc_svc_add(names[i], "contacts.read", "--corps", CORP2);
+        free(sec);
+        deliver(rs[i], names[i], rs[i] ? rs[i]->port : down_port, NULL, NULL);
+    }
+    tc_install(S1, CORP2, (long)time(NULL));
+    tc_wait_status(S1, CORP2, "active", 30000);
+    t0 = h_now_ms();
+    assert_true(wait_for(ok, "create_auth", CORP2, 1, 10000));
+    /* a second event while the others fail: the healthy one gets it at
+     * once, whatever the others are doing */
+    w.r = junk;
+    w.n = 2;
+    if (!h_wait(requests_at_least, &w, 10000)) {
+        fprintf(stderr, "# junk requests %d\n", rcv_requests(junk));
+        dump_log();
+        fail();
+    }
+    t0 = h_now_ms();
+    tc_corp_event(S1, "change_auth", CORP2, (long)time(NULL) + 1, NULL, NULL);
+    assert_true(wait_for(ok, "change_auth", CORP2, 1, 20000));
+    took = h_now_ms() - t0;
+    fprintf(stderr,
+            "# change_auth reached the healthy service %lld ms after "
+            "the callback, five failing services beside it\n",
+            took);
+    /* the grant re-read and directory sync are part of that time */
+    assert_true(took < 10000);
+    /* the failing ones were tried, and again with fresh signatures */
+    w.n = 1;
+    w.r = hang;
+    assert_true(h_wait(requests_at_least, &w, 10000));
+    w.n = 2;
+    w.r = redir;
+    assert_true(h_wait(requests_at_least, &w, 10000));
+    w.r = err5;
+    assert_true(h_wait(requests_at_least, &w, 10000));
+    pthread_mutex_lock(&junk->mu);
+    assert_true(junk->nhits >= 2);
+    assert_true(junk->hits[0].verified && junk->hits[1].verified);
+    assert_string_equal(junk->hits[0].event_id, junk->hits[1].event_id);
+    assert_string_not_equal(junk->hits[0].nonce, junk->hits[1].nonce);
+    assert_string_not_equal(junk->hits[0].sig, junk->hits[1].sig);
+    pthread_mutex_unlock(&junk->mu);
+    /* none of them counts as delivered: still queued */
+    v = deliveries("h_junk", NULL);
+    assert_true(jint(v, "backlog") + jint(v, "dead") >= 1);
+    json_decref(v);
+    v = deliveries("h_ok", NULL);
+    assert_int_equal(jint(v, "backlog"), 0);
+    json_decref(v);
+    assert_true(tc_metric("wecom_broker_deliveries_total{service=\"h_junk\","
+                          "result=\"retry\"}") >= 1);
+    /* past delivery_max_age: dead letters, shown per tenant */
+    {
+        long long deadline = h_now_ms() + (MAX_AGE + 25) * 1000LL;
+        long long dead = 0;
+
+        while (h_now_ms() < deadline) {
+            v = deliveries("h_down", NULL);
+            dead = jint(v, "dead");
+            json_decref(v);
+            if (dead >= 2)
+                break;
+            usleep(200000); /* polling brokerctl: pacing, with a deadline */
+        }
+        if (dead < 2) {
+            dump_log();
+        }
+        assert_true(dead >= 2);
+    }
+    v = deliveries("h_down", NULL);
+    {
+        json_t *t = json_array_get(json_object_get(v, "tenants"), 0);
+
+        assert_string_equal(h_str(t, "corpid"), CORP2);
+        assert_true(jint(t, "dead") >= 2);
+        assert_true(jint(t, "oldest_age_s") >= 1);
+    }
+    json_decref(v);
+    /* the receiver comes up: --retry delivers what was dead, in order */
+    rs[5] = rcv_start(down_port, M_OK);
+    {
+        int r2;
+        json_t *x = tc_ctl(&r2, "service", "deliver", "h_down", "--rotate-key",
+                           (const char *)NULL);
+
+        assert_int_equal(r2, 0);
+        snprintf(rs[5]->token, sizeof(rs[5]->token), "%s", h_str(x, "token"));
+        snprintf(rs[5]->aes, sizeof(rs[5]->aes), "%s",
+                 h_str(x, "encoding_aes_key"));
+        json_decref(x);
+    }
+    v = deliveries("h_down", "--retry");
+    assert_true(jint(v, "retried") >= 2);
+    json_decref(v);
+    if (!wait_for(rs[5], "create_auth", CORP2, 1, 10000)) {
+        fprintf(stderr, "# requests %d unverified %d\n", rcv_requests(rs[5]),
+                rcv_unverified(rs[5]));
+        dump_log();
+        fail();
+    }
+    assert_true(wait_for(rs[5], "change_auth", CORP2, 1, 10000));
+    /* in order; a first attempt may still carry the key rotated away
+     * (settings are read again every second), refused like any bad
+     * signature */
+    pthread_mutex_lock(&rs[5]->mu);
+    for (i = 0; i < rs[5]->nhits && !rs[5]->hits[i].verified; i++)
+        ;
+    assert_true(i < rs[5]->nhits);
+    assert_string_equal(rs[5]->hits[i].info_type, "create_auth");
+    pthread_mutex_unlock(&rs[5]->mu);
+    /* the rest: purged with the tenant, pending and dead alike */
+    v = tc_ctl(&rc, "tenant", "purge", CORP2, "--yes", (const char *)NULL);
+    assert_int_equal(rc, 0);
+    json_decref(v);
+    for (i = 1; i < 5; i++) {
+        v = deliveries(names[i], NULL);
+        assert_int_equal(jint(v, "backlog"), 0);
+        assert_int_equal(jint(v, "dead"), 0);
+        json_decref(v);
+    }
+    for (i = 0; i < 6; i++)
+        rcv_stop(rs[i]);
+}
+
+/* A receiver down, then up within delivery_max_age: delivered after the
+ * backoff; and a cancel_auth purges what waits for that tenant before it
+ * is queued itself. */
+static void
+test_down_then_up_and_purge(void **state)
+{
+    int port = h_free_port(), rc, n_change;
+    struct rcv *r;
+    char *sec, tok[64], aes[64];
+    json_t *v;
+
+    (void)state;
+    sec = tc_svc_add("flaky", "contacts.read", "--corps", CORP3);
+    free(sec);
+    {
+        char url[128];
+
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/cb", port);
+        v = tc_ctl(&rc, "service", "deliver", "flaky", "--url", url,
+                   (const char *)NULL);
+        assert_int_equal(rc, 0);
+        snprintf(tok, sizeof(tok), "%s", h_str(v, "token"));
+        snprintf(aes, sizeof(aes), "%s", h_str(v, "encoding_aes_key"));
+        json_decref(v);
+        /* a new --url keeps the key */
+        v = tc_ctl(&rc, "service", "deliver", "flaky", "--url", url,
+                   (const char *)NULL);
+        assert_int_equal(rc, 0);
+        assert_null(json_object_get(v, "token"));
+        json_decref(v);
+    }
+    tc_install(S1, CORP3, (long)time(NULL));
+    tc_wait_status(S1, CORP3, "active", 30000);
+    {
+        long long deadline = h_now_ms() + 10000, n = 0;
+
+        while (h_now_ms() < deadline && n == 0) {
+            v = deliveries("flaky", NULL);
+            n = jint(v, "backlog");
+            json_decref(v);
+            if (n == 0)
+                usleep(100000); /* pacing, with a deadline */
+        }
+        assert_int_equal(n, 1);
+    }
+    r = rcv_start(port, M_OK);
+    snprintf(r->token, sizeof(r->token), "%s", tok);
+    snprintf(r->aes, sizeof(r->aes), "%s", aes);
+    assert_true(wait_for(r, "create_auth", CORP3, 1, MAX_AGE * 1000));
+    assert_int_equal(rcv_unverified(r), 0);
+    /* cancel_auth with the receiver failing meanwhile: the queue holds
+     * change_auth; the purge drops it, then cancel_auth is queued */
+    r->mode = M_500;
+    tc_corp_event(S1, "change_auth", CORP3, (long)time(NULL) + 1, NULL, NULL);
+    {
+        struct want w = {r, NULL, NULL, 2};
+
+        assert_true(h_wait(requests_at_least, &w, 20000));
+    }
+    tc_corp_event(S1, "cancel_auth", CORP3, (long)time(NULL) + 2, NULL, NULL);
+    /* still failing until cancel_auth, queued after the purge, is tried:
+     * change_auth cannot get through before */
+    assert_true(wait_for(r, "cancel_auth", CORP3, 1, 20000));
+    n_change = rcv_count(r, "change_auth", CORP3);
+    r->mode = M_OK;
+    assert_true(wait_for(r, "cancel_auth", CORP3, 2, 20000));
+    /* the purge dropped it: never tried again */
+    assert_int_equal(rcv_count(r, "change_auth", CORP3), n_change);
+    v = deliveries("flaky", NULL);
+    assert_int_equal(jint(v, "backlog"), 0);
+    json_decref(v);
+    rcv_stop(r);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deliver_refuses_hostile_arguments),
+        cmocka_unit_test(test_lifecycle_notices_reach_subscribed_services),
+        cmocka_unit_test(test_browser_install_notifies),
+        cmocka_unit_test(test_down_then_up_and_purge),
+        cmocka_unit_test(test_hostile_receivers_delay_no_other),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
