@@ -121,7 +121,7 @@ bench: all
 # install times, p99 on the big tenant, broker RSS, purge time. Not part
 # of `make test`.
 .PHONY: bench-scale
-bench-scale: all $(B)/bench/bench_scale
+bench-scale: all $(B)/bench/bench_scale $(B)/bench/bench_tenant_mem
 	@sh scripts/bench-scale.sh
 
 lint:
