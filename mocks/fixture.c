@@ -943,7 +943,8 @@ fixture_corp_new(uint64_t seed, long index, const struct fixture_sizes *sizes,
     enum brk_err err = BRK_ERR_NOMEM;
     size_t nc, nk;
 
-    if (sizes == NULL || !sizes_ok(sizes) || index < 1 || index > 9999)
+    if (sizes == NULL || !sizes_ok(sizes) || index < 1 ||
+        index > FIXTURE_MAX_CORPS)
         return BRK_ERR_INVAL;
     c = brk_calloc(1, sizeof(*c));
     if (c == NULL)

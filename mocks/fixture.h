@@ -18,6 +18,8 @@
 #define FIXTURE_MAX_TAGS        10000
 #define FIXTURE_MAX_CUSTOMERS   1000000
 #define FIXTURE_MAX_CHATS       100000
+/* Highest corp index: corpids run wwmockcorp0001..wwmockcorp99999. */
+#define FIXTURE_MAX_CORPS 99999
 
 /* The agent id of the suite's app in every generated corp. */
 #define FIXTURE_AGENTID 1000002L
@@ -79,7 +81,8 @@ struct fixture_privilege {
 struct fixture_corp;
 
 /*
- * Generate corp number index (1-based; corpid "wwmockcorp%04d") from seed
+ * Generate corp number index (1..FIXTURE_MAX_CORPS; corpid
+ * "wwmockcorp%04d", five digits from 10000 on) from seed
  * and sizes. Default grant: level 1, allow_party [2], allow_user [one
  * member outside department 2's subtree], allow_tag [1]; permissions
  * contact:base:base and externalcontact:base:base; auth_mode 0; no

@@ -59,9 +59,9 @@
 #define MAX_HEADERS     (64 * 1024)
 #define MAX_QUERY_PARAM 64
 #define MAX_SUITES      16
-#define MAX_CORPS       1000
+#define MAX_CORPS       20000
 #define TICKETS_KEPT    5
-#define MAX_TOKENS      4096
+#define MAX_TOKENS      65536 /* a corp token each for the scale bench */
 #define MAX_CODES       1024
 #define MAX_FAULTS      256
 #define MAX_LOGGED      10000
@@ -2940,6 +2940,9 @@ usage(FILE *f)
         "                        [--chats N] [--token-lifetime SECONDS]\n"
         "                        [--ticket-lifetime SECONDS] [--leaky]\n"
         "                        [--latency MS] [--quiet]\n"
+        "                        [--members-spread MIN:MAX]\n"
+        "                        [--big-corp MEMBERS:DEPARTMENTS] "
+        "[--range-all]\n"
         "\n"
         "Simulates WeCom's server API for third-party apps over generated\n"
         "enterprises (corpids wwmockcorp0001...), deterministic from the\n"
@@ -2972,6 +2975,13 @@ usage(FILE *f)
         "  --leaky                 every corp leaky (see /__mock/leaky)\n"
         "  --latency MS            add MS to every API reply (0..60000)\n"
         "  --quiet                 no per-request log lines on stderr\n"
+        "  --members-spread MIN:MAX  each corp's member count drawn from\n"
+        "                          the seed in MIN..MAX, with one department\n"
+        "                          per 15 members (at least 3)\n"
+        "  --big-corp M:D          one more corp, the last, of M members\n"
+        "                          in D departments\n"
+        "  --range-all             every corp's visible range is the whole\n"
+        "                          corp (allow_party [1])\n"
         "\n"
         "Control endpoints:\n"
         "  GET  /__mock/corp_token?suite_id=ID&corpid=C  a corp token (to\n"
@@ -3149,12 +3159,20 @@ on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(arg);
 }
 
+/* Populations for the scale bench, on top of --corps' uniform ones. */
+struct scale_opts {
+    long spread_min, spread_max;       /* members per corp; 0: --members */
+    long big_members, big_departments; /* one more corp; 0: none */
+    int range_all;                     /* each range the whole corp */
+};
+
 struct opts {
     const char *listen, *port_file;
     uint64_t seed;
     long corps;
     struct fixture_sizes sz;
     int leaky;
+    struct scale_opts scale;
 };
 
 static int
@@ -3166,6 +3184,125 @@ parse_size(const char *name, const char *v, long min, long max, long *out)
         return -1;
     }
     return 0;
+}
+
+/*---- Populations for the scale bench ------------------------------------*/
+
+/* "A:B" with A in amin..amax and B in bmin..bmax. */
+static int
+scale_parse_pair(const char *name, const char *v, long amin, long amax,
+                 long bmin, long bmax, long *a, long *b)
+{
+    const char *colon = strchr(v, ':');
+    char first[32];
+    size_t n = colon ? (size_t)(colon - v) : 0;
+
+    if (colon == NULL || n == 0 || n >= sizeof(first)) {
+        fprintf(stderr, "mock-wecom: --%s wants A:B\n", name);
+        return -1;
+    }
+    memcpy(first, v, n);
+    first[n] = '\0';
+    return parse_size(name, first, amin, amax, a) != 0 ||
+                   parse_size(name, colon + 1, bmin, bmax, b) != 0
+               ? -1
+               : 0;
+}
+
+/* --members-spread MIN:MAX */
+static int
+scale_parse_spread(struct scale_opts *sc, const char *v)
+{
+    if (scale_parse_pair("members-spread", v, 3, FIXTURE_MAX_MEMBERS, 3,
+                         FIXTURE_MAX_MEMBERS, &sc->spread_min,
+                         &sc->spread_max) != 0)
+        return -1;
+    if (sc->spread_min > sc->spread_max) {
+        fprintf(stderr, "mock-wecom: --members-spread wants MIN <= MAX\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* --big-corp MEMBERS:DEPARTMENTS */
+static int
+scale_parse_big(struct scale_opts *sc, const char *v)
+{
+    return scale_parse_pair("big-corp", v, 3, FIXTURE_MAX_MEMBERS, 3,
+                            FIXTURE_MAX_DEPARTMENTS, &sc->big_members,
+                            &sc->big_departments);
+}
+
+/* Corps to generate: --corps, and the big one after them. */
+static long
+scale_ncorps(const struct opts *o)
+{
+    return o->corps + (o->scale.big_members > 0);
+}
+
+/* A stable draw in 0..n-1 from (seed, index): splitmix64's finaliser. */
+static long
+scale_draw(uint64_t seed, long index, long n)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + (uint64_t)index;
+
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return (long)(x % (uint64_t)n);
+}
+
+/* The sizes of corp index (1-based): the big corp last; with a spread, a
+ * member count drawn from MIN..MAX and one department per 15 members (at
+ * least 3); otherwise --members and --departments. */
+static void
+scale_corp_sizes(const struct opts *o, long index, struct fixture_sizes *sz)
+{
+    const struct scale_opts *sc = &o->scale;
+
+    *sz = o->sz;
+    if (sc->big_members > 0 && index == o->corps + 1) {
+        sz->members = sc->big_members;
+        sz->departments = sc->big_departments;
+    } else if (sc->spread_max > 0) {
+        sz->members =
+            sc->spread_min +
+            scale_draw(o->seed, index, sc->spread_max - sc->spread_min + 1);
+        sz->departments = sz->members / 15 < 3 ? 3 : sz->members / 15;
+    }
+}
+
+/* Corp index (1-based) as the options ask: its sizes, strict or leaky,
+ * and with --range-all the whole corp in range (allow_party [1]). */
+static enum brk_err
+scale_corp_new(const struct opts *o, long index, struct fixture_corp **out)
+{
+    long root = 1; /* set_privilege copies it */
+    struct fixture_sizes sz;
+    struct fixture_privilege p;
+    struct fixture_corp *c = NULL;
+    enum brk_err err;
+
+    scale_corp_sizes(o, index, &sz);
+    err = fixture_corp_new(o->seed, index, &sz, &c);
+    if (err)
+        return err;
+    fixture_corp_set_strict(c, !o->leaky);
+    if (o->scale.range_all) {
+        memset(&p, 0, sizeof(p));
+        p.level = fixture_corp_privilege(c)->level;
+        p.allow_party = &root;
+        p.nallow_party = 1;
+        err = fixture_corp_set_privilege(c, &p);
+        if (err) {
+            fixture_corp_free(c);
+            return err;
+        }
+    }
+    *out = c;
+    return BRK_OK;
 }
 
 static int
@@ -3187,6 +3324,9 @@ parse_opts(struct server *s, struct opts *o, int argc, char **argv)
         {"leaky", no_argument, NULL, 'K'},
         {"latency", required_argument, NULL, 'A'},
         {"quiet", no_argument, NULL, 'q'},
+        {"members-spread", required_argument, NULL, 'm'},
+        {"big-corp", required_argument, NULL, 'B'},
+        {"range-all", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -3260,6 +3400,15 @@ parse_opts(struct server *s, struct opts *o, int argc, char **argv)
             break;
         case 'q':
             s->quiet = 1;
+            break;
+        case 'm':
+            rc = scale_parse_spread(&o->scale, optarg);
+            break;
+        case 'B':
+            rc = scale_parse_big(&o->scale, optarg);
+            break;
+        case 'R':
+            o->scale.range_all = 1;
             break;
         case 'h':
             usage(stdout);
@@ -3372,7 +3521,8 @@ out:
 int
 serve_main(int argc, char **argv)
 {
-    struct opts o = {LISTEN_DEFAULT, NULL, 1, 1, FIXTURE_SIZES_DEFAULT, 0};
+    struct opts o = {LISTEN_DEFAULT, NULL, 1, 1, FIXTURE_SIZES_DEFAULT, 0,
+                     {0, 0, 0, 0, 0}};
     struct server *s = NULL;
     struct sigaction sa;
     long i;
@@ -3392,16 +3542,13 @@ serve_main(int argc, char **argv)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    s->ncorps = o.corps;
-    s->corps = brk_calloc((size_t)o.corps, sizeof(*s->corps));
+    s->ncorps = scale_ncorps(&o);
+    s->corps = brk_calloc((size_t)s->ncorps, sizeof(*s->corps));
     s->perm =
-        brk_calloc((size_t)o.corps * (size_t)s->nsuites, sizeof(*s->perm));
+        brk_calloc((size_t)s->ncorps * (size_t)s->nsuites, sizeof(*s->perm));
     rc = s->corps == NULL || s->perm == NULL;
-    for (i = 0; rc == 0 && i < o.corps; i++) {
-        rc = fixture_corp_new(o.seed, i + 1, &o.sz, &s->corps[i]) != BRK_OK;
-        if (rc == 0)
-            fixture_corp_set_strict(s->corps[i], !o.leaky);
-    }
+    for (i = 0; rc == 0 && i < s->ncorps; i++)
+        rc = scale_corp_new(&o, i + 1, &s->corps[i]) != BRK_OK;
     if (rc != 0) {
         fprintf(stderr, "mock-wecom: cannot generate the corps\n");
         server_free(s);

@@ -91,10 +91,29 @@ test_new_rejects_bad_sizes(void **state)
         assert_null(c);
     }
     assert_int_equal(fixture_corp_new(1, 0, &small, &c), BRK_ERR_INVAL);
-    assert_int_equal(fixture_corp_new(1, 10000, &small, &c), BRK_ERR_INVAL);
+    assert_int_equal(fixture_corp_new(1, FIXTURE_MAX_CORPS + 1, &small, &c),
+                     BRK_ERR_INVAL);
     assert_int_equal(fixture_corp_new(1, 1, NULL, &c), BRK_ERR_INVAL);
     assert_null(c);
     fixture_corp_free(NULL);
+}
+
+/* Corps past 9999 (the scale bench's 10,001) get five-digit ids. */
+static void
+test_five_digit_corp_index(void **state)
+{
+    const struct fixture_sizes tiny = {3, 3, 1, 0, 0};
+    struct fixture_corp *c = NULL;
+
+    (void)state;
+    assert_int_equal(fixture_corp_new(1, 10001, &tiny, &c), BRK_OK);
+    assert_string_equal(fixture_corp_id(c), "wwmockcorp10001");
+    fixture_corp_free(c);
+    c = NULL;
+    assert_int_equal(fixture_corp_new(1, FIXTURE_MAX_CORPS, &tiny, &c),
+                     BRK_OK);
+    assert_string_equal(fixture_corp_id(c), "wwmockcorp99999");
+    fixture_corp_free(c);
 }
 
 static void
@@ -1541,6 +1560,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_rejects_bad_sizes),
+        cmocka_unit_test(test_five_digit_corp_index),
         cmocka_unit_test(test_minimum_sizes_work),
         cmocka_unit_test(test_same_seed_same_bytes),
         cmocka_unit_test(test_default_range_leaves_members_out),
