@@ -657,6 +657,10 @@ proxy_handle(struct httpd_req *r, void *arg)
                           "api forbidden: not declared in scopes");
         return;
     }
+    if (q->ep->write) {
+        proxy_write(q);
+        return;
+    }
     if (q->post) {
         blen = httpd_body_len(r);
         q->body = blen ? json_loadb(httpd_body(r), blen, JSON_REJECT_DUPLICATES,

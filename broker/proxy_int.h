@@ -128,6 +128,12 @@ void proxy_gettoken(struct preq *q);
 enum errcode proxy_check_query(struct preq *q, char *msg, size_t msglen);
 enum errcode proxy_check_body(struct preq *q, char *msg, size_t msglen);
 
+/*---- Writes (proxy_write.c) ----*/
+
+/* A request for a write endpoint (q->ep->write): the whole chain of
+ * SPEC §5b; replies exactly once. */
+void proxy_write(struct preq *q);
+
 /*---- Member OAuth, service side (proxy_oauth.c) ----*/
 
 void proxy_oauth_service(struct preq *q);
