@@ -208,7 +208,8 @@ test-browser: all $(B)/tests/browser_echo
 .PHONY: fuzz fuzz-build fuzz-replay
 .SECONDARY: $(FUZZ_OBJ)
 
-FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth dirsync
+FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth dirsync \
+                  write_check
 FUZZ_SECONDS   ?= 60
 FUZZ_CC        ?= clang
 FUZZ_FLAGS     ?=
@@ -225,6 +226,7 @@ FUZZ_MAXLEN_filter    := 8192
 FUZZ_MAXLEN_scope_map := 16384
 FUZZ_MAXLEN_config    := 8192
 FUZZ_MAXLEN_oauth     := 4096
+FUZZ_MAXLEN_write_check := 8192
 
 $(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -1270,8 +1270,7 @@ limit_of(struct loader *ld, const char *key, const json_t *v, long *out)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 1 ||
         json_integer_value(v) > 1000000)
-        return ld_fail_at(ld, key, "\"%s\" must be an integer 1..1000000",
-                          key);
+        return ld_fail_at(ld, key, "\"%s\" must be an integer 1..1000000", key);
     *out = (long)json_integer_value(v);
     return BRK_OK;
 }
@@ -1380,8 +1379,7 @@ load_body_node(struct loader *ld, const json_t *j, struct scope_body *b,
                 b->required = json_is_true(v);
         } else if (strcmp(k, "max_len") == 0 || strcmp(k, "max_items") == 0) {
             pop(ld);
-            err = limit_of(ld, k, v,
-                           k[4] == 'l' ? &b->max_len : &b->max_items);
+            err = limit_of(ld, k, v, k[4] == 'l' ? &b->max_len : &b->max_items);
             push_key(ld, k);
         } else
             err = ld_fail(ld, "unknown key \"%s\"", k);
@@ -1407,8 +1405,7 @@ load_body_node(struct loader *ld, const json_t *j, struct scope_body *b,
     if (subject != NULL) {
         sj = subject_of(subject, &list);
         if (sj <= SCOPE_S_NONE)
-            return ld_fail_at(ld, "subject", "unknown subject \"%s\"",
-                              subject);
+            return ld_fail_at(ld, "subject", "unknown subject \"%s\"", subject);
         if (list != (b->type == SCOPE_T_ARRAY))
             return ld_fail_at(ld, "subject",
                               list ? "a list subject is for arrays"
@@ -1455,8 +1452,8 @@ load_body_node(struct loader *ld, const json_t *j, struct scope_body *b,
     if (list)
         return BRK_OK;
     if (sj != SCOPE_S_NONE) {
-        if (b->type != (sj == SCOPE_S_DEPARTMENT ? SCOPE_T_INTEGER
-                                                 : SCOPE_T_STRING))
+        if (b->type !=
+            (sj == SCOPE_S_DEPARTMENT ? SCOPE_T_INTEGER : SCOPE_T_STRING))
             return ld_fail_at(ld, "type", "a %s must be %s", subject,
                               sj == SCOPE_S_DEPARTMENT ? "integer" : "string");
         b->subject = (enum scope_subject)sj;
@@ -1537,10 +1534,10 @@ load_write(struct loader *ld, const json_t *j, struct scope_endpoint *e)
     e->write = 1;
     e->capability = capability_bit(json_string_value(cap));
     if (cr != NULL) {
-        c = json_is_string(cr) ? name_index(creates_names,
-                                            nitems(creates_names),
-                                            json_string_value(cr))
-                               : -1;
+        c = json_is_string(cr)
+                ? name_index(creates_names, nitems(creates_names),
+                             json_string_value(cr))
+                : -1;
         if (c <= SCOPE_C_NONE)
             return ld_fail_at(ld, "creates",
                               "\"creates\" is \"corp_tag\" or "

@@ -439,8 +439,10 @@ body_walk(struct explain *x, const struct scope_body *b, const char *prefix)
             o += snprintf(why + o, sizeof(why) - (size_t)o,
                           "; at most %ld items", f->max_items);
         if (leaf->nenum && o > 0 && (size_t)o < sizeof(why))
-            o += snprintf(why + o, sizeof(why) - (size_t)o, "; %zu allowed "
-                          "values", leaf->nenum);
+            o += snprintf(why + o, sizeof(why) - (size_t)o,
+                          "; %zu allowed "
+                          "values",
+                          leaf->nenum);
         if (leaf->subject != SCOPE_S_NONE && o > 0 && (size_t)o < sizeof(why))
             snprintf(why + o, sizeof(why) - (size_t)o, "; names a %s: %s",
                      scope_subject_name(leaf->subject),
@@ -451,12 +453,12 @@ body_walk(struct explain *x, const struct scope_body *b, const char *prefix)
                          ? "delivered to this service, within 20 s, once "
                            "(41050/41051)"
                          : "in the service's range (60011)");
-        json_array_append_new(
-            x->rows, json_pack("{s:s, s:s, s:b, s:s, s:b}", "field", field,
-                               "type", scope_type_name(f->type), "kept", 1,
-                               "reason", why, "body", 1));
-        if (f->type == SCOPE_T_OBJECT || (f->type == SCOPE_T_ARRAY &&
-                                          f->items->type == SCOPE_T_OBJECT)) {
+        json_array_append_new(x->rows,
+                              json_pack("{s:s, s:s, s:b, s:s, s:b}", "field",
+                                        field, "type", scope_type_name(f->type),
+                                        "kept", 1, "reason", why, "body", 1));
+        if (f->type == SCOPE_T_OBJECT ||
+            (f->type == SCOPE_T_ARRAY && f->items->type == SCOPE_T_OBJECT)) {
             snprintf(field, sizeof(field), "%s%s%s.", prefix, f->name,
                      f->type == SCOPE_T_ARRAY ? "[]" : "");
             body_walk(x, f->type == SCOPE_T_ARRAY ? f->items : f, field);

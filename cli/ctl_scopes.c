@@ -106,9 +106,8 @@ body_summary(const struct scope_endpoint *e, char *buf, size_t len)
         enum scope_subject sj =
             b->items != NULL ? b->items->subject : b->subject;
 
-        w = snprintf(buf + o, len - o, "%s%s%s%s%s%s%s", i ? ", " : "",
-                     b->name, b->required ? "*" : "",
-                     sj != SCOPE_S_NONE ? "(" : "",
+        w = snprintf(buf + o, len - o, "%s%s%s%s%s%s%s", i ? ", " : "", b->name,
+                     b->required ? "*" : "", sj != SCOPE_S_NONE ? "(" : "",
                      sj != SCOPE_S_NONE ? scope_subject_name(sj) : "",
                      sj != SCOPE_S_NONE && b->items != NULL ? "_list" : "",
                      sj != SCOPE_S_NONE ? ")" : "");
@@ -193,8 +192,8 @@ scopes_list(struct ctl *c)
                       e->path, "method", e->method, "scope",
                       scope_perm_name(e->scope), "file", e->file, "params", ps,
                       "write", e->write, "capability",
-                      e->write ? capability_name(e->capability) : NULL,
-                      "body", e->write ? body_json(e) : NULL);
+                      e->write ? capability_name(e->capability) : NULL, "body",
+                      e->write ? body_json(e) : NULL);
         json_array_append_new(arr, o);
     }
     if (c->json)

@@ -47,6 +47,10 @@ static char current[4096];
 #include "../fuzz/fuzz_scope_map.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_write_check
+#include "../fuzz/fuzz_write_check.c"
+#undef LLVMFuzzerTestOneInput
+
 #define LLVMFuzzerTestOneInput fuzz_one_config
 #include "../fuzz/fuzz_config.c"
 #undef LLVMFuzzerTestOneInput
@@ -168,6 +172,13 @@ test_corpus_dirsync(void **state)
     replay("dirsync", fuzz_one_dirsync);
 }
 
+static void
+test_corpus_write_check(void **state)
+{
+    (void)state;
+    replay("write_check", fuzz_one_write_check);
+}
+
 int
 main(void)
 {
@@ -179,6 +190,7 @@ main(void)
         cmocka_unit_test(test_corpus_config),
         cmocka_unit_test(test_corpus_oauth),
         cmocka_unit_test(test_corpus_dirsync),
+        cmocka_unit_test(test_corpus_write_check),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

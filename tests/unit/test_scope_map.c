@@ -1028,8 +1028,7 @@ test_write_refusals(void **state)
     expect_mini_error("w_badcap.json",
                       WMINI("\"write\": true, \"capability\": \"external.rw\",",
                             "\"a\": {\"type\": \"string\"}"),
-                      "\"capability\"",
-                      "unknown capability \"external.rw\"");
+                      "\"capability\"", "unknown capability \"external.rw\"");
     expect_mini_error(
         "w_readbody.json",
         WMINI("\"capability\": \"external.write\",",
