@@ -107,6 +107,9 @@ static const struct {
     [METRICS_AUDIT_WRITES] = {"wecom_broker_audit_writes_total", T_COUNTER,
                               "Audit entries written, by sink (redis, file) "
                               "and result (ok, error)."},
+    [METRICS_WRITES] = {"wecom_broker_writes_total", T_COUNTER,
+                        "Service writes, by endpoint, result (refused, "
+                        "replayed, forwarded) and errcode."},
 };
 
 struct series {

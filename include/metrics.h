@@ -34,6 +34,7 @@ enum metrics_id {
     METRICS_BUDGET_CONCURRENCY,   /* {api} 45033 from WeCom: fewer at once */
     METRICS_BUDGET_LEASES,        /* {scope,result} blocks asked of Redis */
     METRICS_AUDIT_WRITES,         /* {sink=redis|file,result} audit entries */
+    METRICS_WRITES, /* {endpoint,result,errcode} service writes (§5b) */
     METRICS__COUNT
 };
 
