@@ -350,16 +350,17 @@ subject_of(const struct preq *q, enum scope_subject kind)
     return NULL;
 }
 
+/* EVAL script id on key with the arguments a1.. up to the first NULL. */
 static int
 eval_one(struct preq *q, enum script_id id, const char *key, const char *a1,
          const char *a2, const char *a3, store_reply_cb *cb)
 {
     const char *argv[7] = {"EVAL", scripts_text(id), "1", key, a1, a2, a3};
+    int argc = 4;
 
-    return store_cmd_argv(q->p->st, cb, q, a3 != NULL ? 7 : 6, argv, NULL) ==
-                   BRK_OK
-               ? 0
-               : -1;
+    while (argc < 7 && argv[argc] != NULL)
+        argc++;
+    return store_cmd_argv(q->p->st, cb, q, argc, argv, NULL) == BRK_OK ? 0 : -1;
 }
 
 /* The next store step that applies, or the call to WeCom. */

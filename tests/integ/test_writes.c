@@ -684,6 +684,67 @@ test_audit(void **state)
                           "errcode=\"0\"}") == 1);
 }
 
+/*---- The service's write rate ----*/
+
+static void
+test_write_rate(void **state)
+{
+    char *sec, tok[128], body[256];
+    json_t *v;
+    int rc;
+
+    (void)state;
+    v = tc_ctl(&rc, "service", "add", "slow", "--scopes", WSCOPES,
+               "--capabilities", "external.write", "--write-rate", "2/min",
+               (const char *)NULL);
+    assert_int_equal(rc, 0);
+    sec = strdup(h_str(v, "secret"));
+    json_decref(v);
+    json_decref(tc_ctl(&rc, "service", "add", "bad", "--scopes", WSCOPES,
+                       "--write-rate", "0/min", (const char *)NULL));
+    assert_int_equal(rc, 2);
+    token(sec, tok);
+    snprintf(body, sizeof(body),
+             "{\"userid\":\"u00001\",\"external_userid\":\"%s\","
+             "\"remark\":\"r\"}",
+             Cust);
+    json_decref(served(tok, "remark", body, NULL));
+    json_decref(served(tok, "remark", body, NULL));
+    /* unless the minute turned in between: then the third is the first */
+    if (brk_wall_ms() % 60000 > 2000)
+        refused(tok, "remark", body, NULL, 200, 45009);
+    free(sec);
+}
+
+/*---- Purge ----*/
+
+static int
+key_gone(const char *pattern)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r = redisCommand(c, "KEYS %s", pattern);
+    int gone = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 0;
+
+    freeReplyObject(r);
+    redisFree(c);
+    return gone;
+}
+
+static void
+test_purge_removes_write_state(void **state)
+{
+    int rc;
+
+    (void)state;
+    /* the index, the creators, the codes and the keys are the tenant's */
+    assert_false(key_gone("wb:{" CORP "}:*:wr:cust"));
+    assert_false(key_gone("wb:{" CORP "}:*:wr:owner"));
+    json_decref(
+        tc_ctl(&rc, "tenant", "purge", CORP, "--yes", (const char *)NULL));
+    assert_int_equal(rc, 0);
+    assert_true(key_gone("wb:{" CORP "}:*"));
+}
+
 int
 main(void)
 {
@@ -696,6 +757,8 @@ main(void)
         cmocka_unit_test(test_welcome_code),
         cmocka_unit_test(test_idempotency),
         cmocka_unit_test(test_audit),
+        cmocka_unit_test(test_write_rate),
+        cmocka_unit_test(test_purge_removes_write_state),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
