@@ -684,6 +684,51 @@ test_audit(void **state)
                           "errcode=\"0\"}") == 1);
 }
 
+/*---- brokerctl ----*/
+
+static void
+test_scopes_list_and_explain(void **state)
+{
+    json_t *a, *e;
+    size_t i;
+    int rc, seen = 0, body_row = 0;
+
+    (void)state;
+    a = tc_ctl(&rc, "scopes", "list", (const char *)NULL);
+    assert_int_equal(rc, 0);
+    json_array_foreach(a, i, e)
+    {
+        const char *p = h_str(e, "path");
+
+        if (strcmp(p, EXT "mark_tag") == 0) {
+            assert_true(json_is_true(json_object_get(e, "write")));
+            assert_string_equal(h_str(e, "capability"), "external.write");
+            assert_true(json_array_size(json_object_get(e, "body")) >= 4);
+            seen++;
+        }
+        if (strcmp(p, "/cgi-bin/user/get") == 0) {
+            assert_false(json_is_true(json_object_get(e, "write")));
+            assert_true(json_object_get(e, "body") == NULL ||
+                        json_is_null(json_object_get(e, "body")));
+            seen++;
+        }
+    }
+    json_decref(a);
+    assert_int_equal(seen, 2);
+    a = tc_ctl(&rc, "explain", CORP, "writer", EXT "remark",
+               (const char *)NULL);
+    assert_int_equal(rc, 0);
+    json_array_foreach(a, i, e)
+    {
+        if (strcmp(h_str(e, "field"), "body:external_userid") == 0) {
+            assert_non_null(strstr(h_str(e, "reason"), "customer"));
+            body_row = 1;
+        }
+    }
+    json_decref(a);
+    assert_true(body_row);
+}
+
 /*---- The service's write rate ----*/
 
 static void
@@ -757,6 +802,7 @@ main(void)
         cmocka_unit_test(test_welcome_code),
         cmocka_unit_test(test_idempotency),
         cmocka_unit_test(test_audit),
+        cmocka_unit_test(test_scopes_list_and_explain),
         cmocka_unit_test(test_write_rate),
         cmocka_unit_test(test_purge_removes_write_state),
     };
