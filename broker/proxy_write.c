@@ -392,7 +392,7 @@ step(struct preq *q)
         /* fall through */
     case ST_IDEM:
         if (w->idem[0] != '\0') {
-            snprintf(lim, sizeof(lim), "%d", IDEM_TTL_S);
+            snprintf(lim, sizeof(lim), "%d", IDEM_PENDING_S);
             if (eval_one(q, SCRIPT_IDEM_BEGIN, w->idem, w->sha, lim, NULL,
                          on_idem))
                 goto fail;
@@ -670,7 +670,8 @@ void
 proxy_write_replied(struct preq *q, const char *out, size_t len)
 {
     struct pwrite *w = q->wr;
-    const char *argv[6];
+    const char *argv[7];
+    char ttl[16];
     json_error_t jerr;
     json_t *v;
     long code;
@@ -700,16 +701,18 @@ proxy_write_replied(struct preq *q, const char *out, size_t len)
     /* a success is kept for the key's retries; anything else releases the
      * key, so a retry is a new write, as without one */
     if (w->idem_held && code == 0 && len < 16384) {
+        snprintf(ttl, sizeof(ttl), "%d", IDEM_TTL_S);
         argv[0] = "EVAL";
         argv[1] = scripts_text(SCRIPT_IDEM_FINISH);
         argv[2] = "1";
         argv[3] = w->idem;
         argv[4] = w->sha;
         argv[5] = out;
-        if (store_cmd_argv(q->p->st, NULL, NULL, 6, argv,
+        argv[6] = ttl;
+        if (store_cmd_argv(q->p->st, NULL, NULL, 7, argv,
                            (const size_t[]){4, strlen(argv[1]), 1,
-                                            strlen(w->idem), 64, len}) ==
-            BRK_OK)
+                                            strlen(w->idem), 64, len,
+                                            strlen(ttl)}) == BRK_OK)
             w->idem_held = 0;
     }
 }

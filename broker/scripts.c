@@ -691,7 +691,8 @@ static const char welcome_take_lua[] =
     "return 0\n";
 
 /* Starts an idempotent write. KEYS: the key's record. ARGV: SHA-256 of
- * the body, time to live (s). Returns {'new'} (recorded as pending),
+ * the body, time to live while pending (s: short, so a write whose broker
+ * died does not hold its key for a day). Returns {'new'} (recorded as pending),
  * {'conflict'} (another body), {'pending'} (the same body is under way)
  * or {'done', reply}. */
 static const char idem_begin_lua[] =
@@ -705,13 +706,17 @@ static const char idem_begin_lua[] =
     "if not v[2] then return {'pending'} end\n"
     "return {'done', v[2]}\n";
 
-/* Ends an idempotent write: stores its reply, or with ARGV[2] '' forgets
- * the key (the write may be tried again). KEYS: the key's record. ARGV:
- * SHA-256 of the body, reply. Returns 1 when it was the body's. */
+/* Ends an idempotent write: stores its reply for ARGV[3] seconds, or with
+ * ARGV[2] '' forgets the key (the write may be tried again). KEYS: the
+ * key's record. ARGV: SHA-256 of the body, reply, time to live (s).
+ * Returns 1 when it was the body's. */
 static const char idem_finish_lua[] =
     "if redis.call('HGET', KEYS[1], 'sha') ~= ARGV[1] then return 0 end\n"
     "if ARGV[2] == '' then redis.call('DEL', KEYS[1])\n"
-    "else redis.call('HSET', KEYS[1], 'reply', ARGV[2]) end\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], 'reply', ARGV[2])\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+    "end\n"
     "return 1\n";
 
 /* Counts a service's write in its current minute. KEYS: the minute's

@@ -29,6 +29,9 @@
 #define WELCOME_WINDOW_MS 20000
 /* How long an idempotency key holds its reply. */
 #define IDEM_TTL_S 86400
+/* How long it is held while its write is under way: past the longest a
+ * write can take, so a broker that died mid-write frees it soon. */
+#define IDEM_PENDING_S 120
 /* Most (customer, follow user) pairs one call records. */
 #define CUSTIDX_MAX_PAIRS 1000
 

@@ -1124,13 +1124,15 @@ test_write_scripts(void **state)
     assert_string_equal(r->element[0]->str, "pending");
     r = EVR(SCRIPT_IDEM_BEGIN, 1, "ik", "h2", "100");
     assert_string_equal(r->element[0]->str, "conflict");
-    assert_int_equal(EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h2", "x"), 0);
-    assert_int_equal(EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h1", "{\"errcode\":0}"),
-                     1);
+    assert_true(cmdi("TTL ik") <= 100);
+    assert_int_equal(EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h2", "x", "86400"), 0);
+    assert_int_equal(
+        EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h1", "{\"errcode\":0}", "86400"), 1);
+    assert_true(cmdi("TTL ik") > 100);
     r = EVR(SCRIPT_IDEM_BEGIN, 1, "ik", "h1", "100");
     assert_string_equal(r->element[0]->str, "done");
     assert_string_equal(r->element[1]->str, "{\"errcode\":0}");
-    assert_int_equal(EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h1", ""), 1);
+    assert_int_equal(EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h1", "", "1"), 1);
     assert_int_equal(cmdi("EXISTS ik"), 0);
     /* a write rate of 2 a minute */
     assert_int_equal(EVI(SCRIPT_WRITE_RATE, 1, "wr", "2"), 1);
