@@ -236,7 +236,7 @@ test-browser: all $(B)/tests/browser_echo
 .SECONDARY: $(FUZZ_OBJ)
 
 FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth dirsync \
-                  evfilter
+                  evfilter write_check
 FUZZ_SECONDS   ?= 60
 FUZZ_CC        ?= clang
 FUZZ_FLAGS     ?=
@@ -254,6 +254,7 @@ FUZZ_MAXLEN_scope_map := 16384
 FUZZ_MAXLEN_config    := 8192
 FUZZ_MAXLEN_oauth     := 4096
 FUZZ_MAXLEN_evfilter  := 8192
+FUZZ_MAXLEN_write_check := 8192
 
 $(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)

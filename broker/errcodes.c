@@ -26,7 +26,10 @@ static const struct row rows[] = {
     [ERRCODE_INVALID_TOKEN] = {40014, 200, "invalid access_token"},
     [ERRCODE_INVALID_CODE] = {40029, 200, "invalid code"},
     [ERRCODE_INVALID_PARAMETER] = {40035, 200, "invalid parameter"},
+    [ERRCODE_INVALID_VALUE] = {40058, 200, "invalid parameter"},
     [ERRCODE_TOKEN_MISSING] = {41001, 200, "access_token missing"},
+    [ERRCODE_WELCOME_INVALID] = {41050, 200, "invalid welcome_code"},
+    [ERRCODE_WELCOME_USED] = {41051, 200, "welcome_code already used"},
     [ERRCODE_TOKEN_EXPIRED] = {42001, 200, "access_token expired"},
     [ERRCODE_FREQ_LIMIT] = {45009, 200, "api freq out of limit"},
     [ERRCODE_CONCURRENT_LIMIT] = {45033, 200, "api concurrent out of limit"},
@@ -37,6 +40,9 @@ static const struct row rows[] = {
                               "contact/party/agent"},
     [ERRCODE_TICKET_EXPIRED] = {84014, 200, "user_ticket expired"},
     [ERRCODE_INVALID_TICKET] = {84015, 200, "invalid user_ticket"},
+    [ERRCODE_IDEMPOTENCY_CONFLICT] = {-1, 409,
+                                      "idempotency key reused with "
+                                      "another body"},
 };
 
 _Static_assert(nitems(rows) == ERRCODE__COUNT, "one row per errcode");

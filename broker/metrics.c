@@ -125,6 +125,9 @@ static const struct {
     [METRICS_DELIVERY_BACKLOG] = {"wecom_broker_delivery_backlog", T_GAUGE,
                                   "Deliveries queued for a service, dead "
                                   "letters not counted, by service."},
+    [METRICS_WRITES] = {"wecom_broker_writes_total", T_COUNTER,
+                        "Service writes, by endpoint, result (refused, "
+                        "replayed, forwarded) and errcode."},
 };
 
 struct series {

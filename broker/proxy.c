@@ -16,10 +16,11 @@
  *           proxy_decide, proxy_effective_range
  *        -> proxy_oauth_service                   (proxy_oauth.c)
  *         | proxy_check_query / proxy_check_body  (proxy_params.c)
- *        -> start_upstream -> budget_take -> on_budget
+ *        -> proxy_start_upstream -> budget_take -> on_budget
  *        -> tokens_corp -> on_corp_token -> wecom_api_stream
  *        -> on_chunk ... -> on_upstream -> proxy_reply_filtered
- *           (a refused corp token: start_upstream once more)
+ *           (a refused corp token: proxy_start_upstream once more)
+ *     (a write: proxy_write_tenant, proxy_write.c, after the tenant)
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,6 +77,7 @@ void
 proxy_preq_free(struct preq *q)
 {
     budget_done(q, -1);
+    proxy_write_free(q);
     q->p->inflight--;
     query_free(q->q);
     json_decref(q->body);
@@ -98,7 +100,7 @@ audit_names(struct preq *q, long errcode, unsigned long stripped,
             unsigned long dropped, const char *returned, const char *removed)
 {
     char now[24], code[24], sn[24], dn[24];
-    const char *kv[24];
+    const char *kv[32];
     size_t n = 0;
 
     snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
@@ -106,7 +108,7 @@ audit_names(struct preq *q, long errcode, unsigned long stripped,
     snprintf(sn, sizeof(sn), "%lu", stripped);
     snprintf(dn, sizeof(dn), "%lu", dropped);
     kv[n++] = "type";
-    kv[n++] = "request";
+    kv[n++] = q->ep != NULL && q->ep->write ? "write" : "request";
     kv[n++] = "req";
     kv[n++] = q->r->id;
     kv[n++] = "at";
@@ -129,6 +131,7 @@ audit_names(struct preq *q, long errcode, unsigned long stripped,
         kv[n++] = "removed";
         kv[n++] = removed ? removed : "";
     }
+    n = proxy_write_audit(q, kv, n);
     if (q->p->audit != NULL)
         audit_append(q->p->audit, q->r->id, kv, n);
 }
@@ -247,8 +250,6 @@ in_range(enum scope_record kind, const char *id, size_t len, void *arg)
     return in;
 }
 
-static void start_upstream(struct preq *q);
-
 void
 proxy_reply_filtered(struct preq *q)
 {
@@ -282,7 +283,7 @@ proxy_reply_filtered(struct preq *q)
         brk_free(out);
         filter_free(q->filter);
         q->filter = NULL;
-        start_upstream(q);
+        proxy_start_upstream(q);
         return;
     }
     if (errcode == 0 && q->must_see != SCOPE_REC_NONE && !q->seen) {
@@ -297,6 +298,7 @@ proxy_reply_filtered(struct preq *q)
     evhttp_add_header(hdr, "X-Broker-Dropped", n);
     metrics_add(METRICS_FIELDS_STRIPPED, NULL, (double)stripped);
     metrics_add(METRICS_RECORDS_DROPPED, NULL, (double)dropped);
+    proxy_write_replied(q, out, len);
     proxy_count_request(q, errcode);
     {
         char *kept = NULL, *removed = NULL;
@@ -428,8 +430,8 @@ on_budget(enum budget_result res, void *arg)
 
 /* Every WeCom call, a retry too, is first allowed by the shared budget:
  * a spent one is answered at once, without calling WeCom. */
-static void
-start_upstream(struct preq *q)
+void
+proxy_start_upstream(struct preq *q)
 {
     if (q->p->budget == NULL ||
         budget_take(q->p->budget, q->tr.corp, q->path + strlen("/cgi-bin/"),
@@ -444,6 +446,10 @@ on_data_tenant(struct preq *q)
     enum errcode e;
     char msg[256];
 
+    if (q->ep != NULL && q->ep->write) {
+        proxy_write_tenant(q);
+        return;
+    }
     switch (proxy_decide(q, q->tr.gen,
                          q->oauth ? SCOPE_PERM_ALWAYS : q->ep->scope)) {
     case GRANT_ALLOWED:
@@ -475,7 +481,7 @@ on_data_tenant(struct preq *q)
         proxy_reply_error(q, e, "%s", msg);
         return;
     }
-    start_upstream(q);
+    proxy_start_upstream(q);
 }
 
 static void
@@ -655,6 +661,11 @@ proxy_handle(struct httpd_req *r, void *arg)
         q->ep = NULL;
         proxy_reply_error(q, ERRCODE_API_FORBIDDEN,
                           "api forbidden: not declared in scopes");
+        return;
+    }
+    /* a write's body is checked whole once the caller is known */
+    if (q->ep->write) {
+        data_path(q);
         return;
     }
     if (q->post) {

@@ -85,6 +85,7 @@ struct preq {
      * record of this kind in range (a follow user, the chat's owner) */
     enum scope_record must_see;
     int seen;
+    struct pwrite *wr; /* a write's state (proxy_write.c); NULL else */
     /* gettoken */
     size_t suite_i;
     const char *secret;
@@ -105,6 +106,8 @@ void proxy_count_request(struct preq *q, long errcode);
 void proxy_audit(struct preq *q, long errcode, unsigned long stripped,
                  unsigned long dropped);
 void proxy_preq_free(struct preq *q);
+/* The upstream call (budget, corp token, WeCom, filter), replying. */
+void proxy_start_upstream(struct preq *q);
 
 /*---- Records and caches (proxy_records.c) ----*/
 
@@ -127,6 +130,23 @@ void proxy_gettoken(struct preq *q);
  * with and its errmsg in msg (msglen bytes). */
 enum errcode proxy_check_query(struct preq *q, char *msg, size_t msglen);
 enum errcode proxy_check_body(struct preq *q, char *msg, size_t msglen);
+
+/*---- Writes (proxy_write.c) ----*/
+
+struct pwrite;
+
+/* A write endpoint's request once its service and tenant are loaded: the
+ * rest of the chain of SPEC §5b; replies exactly once. */
+void proxy_write_tenant(struct preq *q);
+/* A filtered reply about to be sent (out, len): a write's creators and
+ * idempotent reply are stored; a customer read feeds the customer index.
+ * Sends nothing to the service; cannot fail. */
+void proxy_write_replied(struct preq *q, const char *out, size_t len);
+/* The write's audit fields (body key names, body SHA-256) appended to kv
+ * at n; returns the new n (at most 4 more). */
+size_t proxy_write_audit(const struct preq *q, const char **kv, size_t n);
+/* Frees q->wr, releasing an idempotency key left pending. */
+void proxy_write_free(struct preq *q);
 
 /*---- Member OAuth, service side (proxy_oauth.c) ----*/
 

@@ -408,8 +408,8 @@ record_service_decode(const char *id, const struct redisReply *r,
 {
     struct record_service *s = NULL;
     const char *name, *salt, *hash, *scopes, *gen, *suite, *corps, *parties;
-    const char *caps;
-    long long g;
+    const char *caps, *wrate;
+    long long g, wr = 0;
     enum brk_err err = BRK_ERR_INVAL;
     int bad = 0;
 
@@ -426,6 +426,11 @@ record_service_decode(const char *id, const struct redisReply *r,
     corps = hash_get(r, "corps", &bad);
     parties = hash_get(r, "parties", &bad);
     caps = hash_get(r, "capabilities", &bad);
+    wrate = hash_get(r, "write_rate", &bad);
+    /* a rate that does not parse refuses the service, never unlimits it */
+    if (wrate != NULL &&
+        (record_parse_uint(wrate, 1000000, &wr) != BRK_OK || wr == 0))
+        return BRK_ERR_INVAL;
     if (bad || name == NULL || salt == NULL || hash == NULL || scopes == NULL ||
         gen == NULL || id == NULL || !is_hex(id, SERVICE_ID_LEN) ||
         !service_name_ok(name) || !is_hex(salt, SERVICE_SALT_LEN) ||
@@ -448,6 +453,7 @@ record_service_decode(const char *id, const struct redisReply *r,
     if (err)
         goto out;
     /* absent: a service stored before capabilities existed has none */
+    s->write_rate = (long)wr;
     err = capability_parse(caps != NULL ? caps : "", &s->caps);
     if (err)
         goto out;

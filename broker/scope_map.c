@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "capability.h"
 #include "scope_map.h"
 #include "scope_map_int.h"
 
@@ -150,6 +151,8 @@ node_clear(struct scope_node *n)
     memset(n, 0, sizeof(*n));
 }
 
+static void scope_body_clear(struct scope_body *b);
+
 static void
 endpoint_clear(struct scope_endpoint *e)
 {
@@ -161,6 +164,7 @@ endpoint_clear(struct scope_endpoint *e)
         brk_free(e->params[i].name);
     brk_free(e->params);
     node_clear(&e->root);
+    scope_body_clear(&e->body);
     brk_free(e->file);
     memset(e, 0, sizeof(*e));
 }
@@ -1104,6 +1108,9 @@ check_envelope(struct loader *ld, const struct scope_node *root)
     return BRK_OK;
 }
 
+static enum brk_err load_write(struct loader *ld, const json_t *j,
+                               struct scope_endpoint *e);
+
 static enum brk_err
 load_endpoint(struct loader *ld, const json_t *j, struct scope_endpoint *e)
 {
@@ -1132,6 +1139,9 @@ load_endpoint(struct loader *ld, const json_t *j, struct scope_endpoint *e)
             params = v;
         else if (strcmp(k, "response") == 0)
             response = v;
+        else if (strcmp(k, "write") == 0 || strcmp(k, "capability") == 0 ||
+                 strcmp(k, "body") == 0 || strcmp(k, "creates") == 0)
+            ; /* load_write reads them */
         else
             err = ld_fail(ld, "unknown key \"%s\"", k);
         if (err)
@@ -1162,9 +1172,14 @@ load_endpoint(struct loader *ld, const json_t *j, struct scope_endpoint *e)
     e->file = brk_strdup(ld->file);
     if (e->path == NULL || e->method == NULL || e->file == NULL)
         return nomem(ld->info);
+    err = load_write(ld, j, e);
+    if (err)
+        return err;
     if (params != NULL) {
         push_key(ld, "params");
-        err = load_params(ld, params, e, method[0] == 'G');
+        /* a write's parameters are its query's: its body is declared
+         * apart */
+        err = load_params(ld, params, e, method[0] == 'G' || e->write);
         if (err)
             return err;
         pop(ld);
@@ -1176,6 +1191,375 @@ load_endpoint(struct loader *ld, const json_t *j, struct scope_endpoint *e)
     if (err)
         return err;
     err = check_envelope(ld, &e->root);
+    if (err)
+        return err;
+    pop(ld);
+    return BRK_OK;
+}
+
+/*---- Write endpoints ----*/
+
+static const char *const subject_names[] = {
+    [SCOPE_S_NONE] = NULL,
+    [SCOPE_S_MEMBER] = "member",
+    [SCOPE_S_DEPARTMENT] = "department",
+    [SCOPE_S_CUSTOMER] = "customer",
+    [SCOPE_S_CHAT] = "chat",
+    [SCOPE_S_CORP_TAG] = "corp_tag",
+    [SCOPE_S_CONTACT_WAY] = "contact_way",
+    [SCOPE_S_WELCOME_CODE] = "welcome_code",
+};
+
+static const char *const creates_names[] = {
+    [SCOPE_C_NONE] = NULL,
+    [SCOPE_C_CORP_TAG] = "corp_tag",
+    [SCOPE_C_CONTACT_WAY] = "contact_way",
+};
+
+const char *
+scope_subject_name(enum scope_subject sj)
+{
+    if ((unsigned)sj >= nitems(subject_names))
+        return NULL;
+    return subject_names[sj];
+}
+
+static void
+scope_body_clear(struct scope_body *b)
+{
+    size_t i;
+
+    if (b == NULL)
+        return;
+    for (i = 0; i < b->nfields; i++)
+        scope_body_clear(&b->fields[i]);
+    brk_free(b->fields);
+    if (b->items != NULL) {
+        scope_body_clear(b->items);
+        brk_free(b->items);
+    }
+    for (i = 0; b->enum_s != NULL && i < b->nenum; i++)
+        brk_free(b->enum_s[i]);
+    brk_free(b->enum_s);
+    brk_free(b->enum_i);
+    brk_free(b->name);
+    memset(b, 0, sizeof(*b));
+}
+
+/* The child of a body object called name (len bytes), or NULL. */
+const struct scope_body *
+scope_body_field(const struct scope_body *obj, const char *name, size_t len)
+{
+    size_t lo = 0, hi, mid;
+    int c;
+
+    if (obj == NULL || name == NULL || obj->type != SCOPE_T_OBJECT)
+        return NULL;
+    hi = obj->nfields;
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        c = name_cmp(name, len, obj->fields[mid].name);
+        if (c == 0)
+            return &obj->fields[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+static int
+body_name_cmp(const void *a, const void *b)
+{
+    const struct scope_body *x = a, *y = b;
+
+    return strcmp(x->name, y->name);
+}
+
+/* A positive integer limit ("max_len", "max_items"). */
+static enum brk_err
+limit_of(struct loader *ld, const char *key, const json_t *v, long *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > 1000000)
+        return ld_fail_at(ld, key, "\"%s\" must be an integer 1..1000000", key);
+    *out = (long)json_integer_value(v);
+    return BRK_OK;
+}
+
+/* "enum": a non-empty array of distinct values of the node's type. */
+static enum brk_err
+load_enum(struct loader *ld, const json_t *v, struct scope_body *b)
+{
+    size_t i, k, n;
+    const json_t *e;
+
+    if (b->type != SCOPE_T_STRING && b->type != SCOPE_T_INTEGER)
+        return ld_fail_at(ld, "enum", "\"enum\" is for strings and integers");
+    n = json_is_array(v) ? json_array_size(v) : 0;
+    if (n == 0 || n > SCOPE_ENUM_MAX)
+        return ld_fail_at(ld, "enum", "\"enum\" must list 1..%d values",
+                          SCOPE_ENUM_MAX);
+    if (b->type == SCOPE_T_STRING)
+        b->enum_s = brk_calloc(n, sizeof(*b->enum_s));
+    else
+        b->enum_i = brk_calloc(n, sizeof(*b->enum_i));
+    if (b->enum_s == NULL && b->enum_i == NULL)
+        return nomem(ld->info);
+    json_array_foreach(v, i, e)
+    {
+        if (b->type == SCOPE_T_STRING ? !json_is_string(e)
+                                      : !json_is_integer(e))
+            return ld_fail_at(ld, "enum", "enum values must be %ss",
+                              type_names[b->type]);
+        for (k = 0; k < i; k++)
+            if (b->type == SCOPE_T_STRING
+                    ? strcmp(b->enum_s[k], json_string_value(e)) == 0
+                    : b->enum_i[k] == (long long)json_integer_value(e))
+                return ld_fail_at(ld, "enum", "enum value repeated");
+        if (b->type == SCOPE_T_STRING) {
+            b->enum_s[i] = brk_strdup(json_string_value(e));
+            if (b->enum_s[i] == NULL)
+                return nomem(ld->info);
+        } else {
+            b->enum_i[i] = (long long)json_integer_value(e);
+        }
+        b->nenum = i + 1;
+    }
+    return BRK_OK;
+}
+
+/* "member" or "member_list" ...: the subject and whether it is a list. */
+static int
+subject_of(const char *s, int *list)
+{
+    static const char suffix[] = "_list";
+    char head[32];
+    size_t len = strlen(s), sl = sizeof(suffix) - 1;
+
+    *list = 0;
+    if (len > sl && strcmp(s + len - sl, suffix) == 0 &&
+        len - sl < sizeof(head)) {
+        memcpy(head, s, len - sl);
+        head[len - sl] = '\0';
+        *list = 1;
+        return name_index(subject_names, nitems(subject_names), head);
+    }
+    return name_index(subject_names, nitems(subject_names), s);
+}
+
+static enum brk_err load_body_fields(struct loader *ld, const json_t *map,
+                                     struct scope_body *b, int depth);
+
+/* One body node. item: an array's element (no name, never "required"). */
+static enum brk_err
+load_body_node(struct loader *ld, const json_t *j, struct scope_body *b,
+               int item, int depth)
+{
+    const char *k, *tname = NULL, *subject = NULL, *note = NULL;
+    const json_t *v, *items = NULL, *fields = NULL, *en = NULL;
+    enum brk_err err;
+    int t, sj = SCOPE_S_NONE, list = 0;
+
+    if (!json_is_object(j))
+        return ld_fail(ld, "a body key is an object: {\"type\": ...}");
+    if (depth > SCOPE_BODY_MAX_DEPTH)
+        return ld_fail(ld, "body tree deeper than %d levels",
+                       SCOPE_BODY_MAX_DEPTH);
+    json_object_foreach((json_t *)(uintptr_t)j, k, v)
+    {
+        push_key(ld, k);
+        err = BRK_OK;
+        if (strcmp(k, "type") == 0)
+            err = str_key(ld, k, v, &tname);
+        else if (strcmp(k, "subject") == 0)
+            err = str_key(ld, k, v, &subject);
+        else if (strcmp(k, "note") == 0)
+            err = str_key(ld, k, v, &note);
+        else if (strcmp(k, "items") == 0)
+            items = v;
+        else if (strcmp(k, "fields") == 0)
+            fields = v;
+        else if (strcmp(k, "enum") == 0)
+            en = v;
+        else if (strcmp(k, "required") == 0) {
+            if (item)
+                err = ld_fail(ld, "array items cannot be \"required\"");
+            else if (!json_is_boolean(v))
+                err = ld_fail(ld, "\"required\" must be true or false");
+            else
+                b->required = json_is_true(v);
+        } else if (strcmp(k, "max_len") == 0 || strcmp(k, "max_items") == 0) {
+            pop(ld);
+            err = limit_of(ld, k, v, k[4] == 'l' ? &b->max_len : &b->max_items);
+            push_key(ld, k);
+        } else
+            err = ld_fail(ld, "unknown key \"%s\"", k);
+        if (err)
+            return err;
+        pop(ld);
+    }
+    if (tname == NULL)
+        return ld_fail(ld, "missing \"type\"");
+    t = name_index(type_names, nitems(type_names), tname);
+    if (t < 0)
+        return ld_fail_at(ld, "type", "unknown type \"%s\"", tname);
+    b->type = (enum scope_type)t;
+    if (b->max_len != 0 && b->type != SCOPE_T_STRING)
+        return ld_fail_at(ld, "max_len", "\"max_len\" is for strings");
+    if (b->max_items != 0 && b->type != SCOPE_T_ARRAY)
+        return ld_fail_at(ld, "max_items", "\"max_items\" is for arrays");
+    if (en != NULL) {
+        err = load_enum(ld, en, b);
+        if (err)
+            return err;
+    }
+    if (subject != NULL) {
+        sj = subject_of(subject, &list);
+        if (sj <= SCOPE_S_NONE)
+            return ld_fail_at(ld, "subject", "unknown subject \"%s\"", subject);
+        if (list != (b->type == SCOPE_T_ARRAY))
+            return ld_fail_at(ld, "subject",
+                              list ? "a list subject is for arrays"
+                                   : "an array takes a list subject "
+                                     "(\"member_list\")");
+    }
+    if (b->type == SCOPE_T_ARRAY) {
+        if (items == NULL)
+            return ld_fail(ld, "an array needs \"items\"");
+        b->items = brk_calloc(1, sizeof(*b->items));
+        if (b->items == NULL)
+            return nomem(ld->info);
+        push_key(ld, "items");
+        err = load_body_node(ld, items, b->items, 1, depth + 1);
+        if (err)
+            return err;
+        pop(ld);
+        if (list) {
+            /* the list mark is the items' subject */
+            if (b->items->subject != SCOPE_S_NONE ||
+                (b->items->type != SCOPE_T_STRING &&
+                 b->items->type != SCOPE_T_INTEGER))
+                return ld_fail_at(ld, "subject",
+                                  "a list subject needs scalar items "
+                                  "without a subject of their own");
+            b->items->subject = (enum scope_subject)sj;
+            sj = SCOPE_S_NONE;
+            b->items->required = 0;
+        }
+    } else if (items != NULL) {
+        return ld_fail_at(ld, "items", "\"items\" is only for arrays");
+    }
+    if (b->type == SCOPE_T_OBJECT) {
+        if (fields == NULL)
+            return ld_fail(ld, "a body object declares its \"fields\"");
+        push_key(ld, "fields");
+        err = load_body_fields(ld, fields, b, depth + 1);
+        if (err)
+            return err;
+        pop(ld);
+    } else if (fields != NULL) {
+        return ld_fail_at(ld, "fields", "\"fields\" is only for objects");
+    }
+    if (list)
+        return BRK_OK;
+    if (sj != SCOPE_S_NONE) {
+        if (b->type !=
+            (sj == SCOPE_S_DEPARTMENT ? SCOPE_T_INTEGER : SCOPE_T_STRING))
+            return ld_fail_at(ld, "type", "a %s must be %s", subject,
+                              sj == SCOPE_S_DEPARTMENT ? "integer" : "string");
+        b->subject = (enum scope_subject)sj;
+    }
+    return BRK_OK;
+}
+
+static enum brk_err
+load_body_fields(struct loader *ld, const json_t *map, struct scope_body *b,
+                 int depth)
+{
+    const char *k;
+    const json_t *v;
+    size_t count;
+    enum brk_err err;
+
+    if (!json_is_object(map) || json_object_size(map) == 0)
+        return ld_fail(ld, "expected a non-empty object of name: key");
+    count = json_object_size(map);
+    b->fields = brk_calloc(count, sizeof(b->fields[0]));
+    if (b->fields == NULL)
+        return nomem(ld->info);
+    json_object_foreach((json_t *)(uintptr_t)map, k, v)
+    {
+        push_key(ld, k);
+        if (!valid_name(k))
+            return ld_fail(ld, "bad body key \"%s\"", k);
+        b->fields[b->nfields].name = brk_strdup(k);
+        b->nfields++;
+        if (b->fields[b->nfields - 1].name == NULL)
+            return nomem(ld->info);
+        err = load_body_node(ld, v, &b->fields[b->nfields - 1], 0, depth);
+        if (err)
+            return err;
+        pop(ld);
+    }
+    qsort(b->fields, b->nfields, sizeof(b->fields[0]), body_name_cmp);
+    return BRK_OK;
+}
+
+/*
+ * The write keys of an endpoint object j: "write": true with "capability"
+ * (one capability name), "body" (the request body's keys) and optionally
+ * "creates"; none of them on a read.
+ */
+static enum brk_err
+load_write(struct loader *ld, const json_t *j, struct scope_endpoint *e)
+{
+    const json_t *w = json_object_get(j, "write");
+    const json_t *cap = json_object_get(j, "capability");
+    const json_t *body = json_object_get(j, "body");
+    const json_t *cr = json_object_get(j, "creates");
+    const char *method = json_string_value(json_object_get(j, "method"));
+    enum brk_err err;
+    int c;
+
+    if (w != NULL && !json_is_boolean(w))
+        return ld_fail_at(ld, "write", "\"write\" must be true or false");
+    if (w == NULL || !json_is_true(w)) {
+        if (cap != NULL || body != NULL || cr != NULL)
+            return ld_fail_at(ld,
+                              cap    ? "capability"
+                              : body ? "body"
+                                     : "creates",
+                              "only a write (\"write\": true) declares "
+                              "\"capability\", \"body\" or \"creates\"");
+        return BRK_OK;
+    }
+    if (method == NULL || strcmp(method, "POST") != 0)
+        return ld_fail_at(ld, "method", "a write is a POST");
+    if (cap == NULL || body == NULL)
+        return ld_fail(ld, "a write declares \"%s\"",
+                       cap == NULL ? "capability" : "body");
+    if (!json_is_string(cap) ||
+        capability_name(capability_bit(json_string_value(cap))) == NULL)
+        return ld_fail_at(ld, "capability", "unknown capability \"%s\"",
+                          json_is_string(cap) ? json_string_value(cap) : "?");
+    e->write = 1;
+    e->capability = capability_bit(json_string_value(cap));
+    if (cr != NULL) {
+        c = json_is_string(cr)
+                ? name_index(creates_names, nitems(creates_names),
+                             json_string_value(cr))
+                : -1;
+        if (c <= SCOPE_C_NONE)
+            return ld_fail_at(ld, "creates",
+                              "\"creates\" is \"corp_tag\" or "
+                              "\"contact_way\"");
+        e->creates = (enum scope_creates)c;
+    }
+    e->body.type = SCOPE_T_OBJECT;
+    push_key(ld, "body");
+    err = load_body_fields(ld, body, &e->body, 1);
     if (err)
         return err;
     pop(ld);

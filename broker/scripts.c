@@ -585,13 +585,17 @@ static const char key_swap_lua[] =
  * at worst an unnamed record or a named service missing from `service
  * list` — never a name pointing at nothing.
  * KEYS: service. ARGV: id, name, salt, hash, scopes, suite, corps,
- * parties, now, capabilities. Returns 0 when the id exists, else 1. */
+ * parties, now, capabilities, and optionally the write rate per minute
+ * ("": none). Returns 0 when the id exists, else 1. */
 static const char service_add_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'name', ARGV[2], 'salt', ARGV[3],"
     " 'hash', ARGV[4], 'scopes', ARGV[5], 'suite', ARGV[6], 'corps',"
     " ARGV[7], 'parties', ARGV[8], 'gen', '0', 'created_at', ARGV[9],"
     " 'updated_at', ARGV[9], 'capabilities', ARGV[10])\n"
+    "if ARGV[11] and ARGV[11] ~= '' then\n"
+    "  redis.call('HSET', KEYS[1], 'write_rate', ARGV[11])\n"
+    "end\n"
     "return 1\n";
 
 /* Ends every token of a service; with ARGV[2] set, installs
@@ -768,6 +772,116 @@ static const char dlv_purge_lua[] =
     "redis.call('SREM', KEYS[7], ARGV[1])\n"
     "return n\n";
 
+/*---- Writes (write_store.c) ----*/
+
+/* Adds follow users to customers in a tenant's customer index, each
+ * customer's value being its follow users' userids joined by spaces (at
+ * most 4096 bytes: a follow user past it is not added, so that customer
+ * is out of range for that member's services — closed, not open).
+ * KEYS: the index hash. ARGV: pairs of external_userid, userid. Returns
+ * the number of pairs added. */
+static const char custidx_add_lua[] =
+    "local n = 0\n"
+    "for i = 1, #ARGV - 1, 2 do\n"
+    "  local c, u = ARGV[i], ARGV[i + 1]\n"
+    "  local v = redis.call('HGET', KEYS[1], c)\n"
+    "  if not v then\n"
+    "    redis.call('HSET', KEYS[1], c, u)\n"
+    "    n = n + 1\n"
+    "  else\n"
+    "    local found = false\n"
+    "    for w in string.gmatch(v, '%S+') do\n"
+    "      if w == u then found = true break end\n"
+    "    end\n"
+    "    if not found and #v + #u + 1 <= 4096 then\n"
+    "      redis.call('HSET', KEYS[1], c, v .. ' ' .. u)\n"
+    "      n = n + 1\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* Removes follow users from customers (a userid '' removes the customer).
+ * KEYS: the index hash. ARGV: pairs of external_userid, userid. Returns
+ * the number of pairs that changed something. */
+static const char custidx_del_lua[] =
+    "local n = 0\n"
+    "for i = 1, #ARGV - 1, 2 do\n"
+    "  local c, u = ARGV[i], ARGV[i + 1]\n"
+    "  local v = redis.call('HGET', KEYS[1], c)\n"
+    "  if v then\n"
+    "    local keep = {}\n"
+    "    for w in string.gmatch(v, '%S+') do\n"
+    "      if u ~= '' and w ~= u then keep[#keep + 1] = w end\n"
+    "    end\n"
+    "    if #keep == 0 then redis.call('HDEL', KEYS[1], c)\n"
+    "    else redis.call('HSET', KEYS[1], c, table.concat(keep, ' ')) end\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* Records which service a WelcomeCode (by its hash) was delivered to.
+ * KEYS: the code's key. ARGV: service id, WeCom's push time (ms), time to
+ * live (ms). Returns 1. */
+static const char welcome_record_lua[] =
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('HSET', KEYS[1], 'svc', ARGV[1], 'at', ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "return 1\n";
+
+/* Takes a WelcomeCode for a service, once. KEYS: the code's key. ARGV:
+ * service id, now (ms), window (ms). Returns 0 when taken now, 41050
+ * when unknown, another service's or past the window, 41051 when used. */
+static const char welcome_take_lua[] =
+    "local v = redis.call('HMGET', KEYS[1], 'svc', 'at', 'used')\n"
+    "if not v[1] or v[1] ~= ARGV[1] or not v[2] then return 41050 end\n"
+    "if tonumber(ARGV[2]) - tonumber(v[2]) > tonumber(ARGV[3]) then\n"
+    "  return 41050\n"
+    "end\n"
+    "if v[3] then return 41051 end\n"
+    "redis.call('HSET', KEYS[1], 'used', ARGV[2])\n"
+    "return 0\n";
+
+/* Starts an idempotent write. KEYS: the key's record. ARGV: SHA-256 of
+ * the body, time to live while pending (s: short, so a write whose broker
+ * died does not hold its key for a day). Returns {'new'} (recorded as pending),
+ * {'conflict'} (another body), {'pending'} (the same body is under way)
+ * or {'done', reply}. */
+static const char idem_begin_lua[] =
+    "local v = redis.call('HMGET', KEYS[1], 'sha', 'reply')\n"
+    "if not v[1] then\n"
+    "  redis.call('HSET', KEYS[1], 'sha', ARGV[1])\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
+    "  return {'new'}\n"
+    "end\n"
+    "if v[1] ~= ARGV[1] then return {'conflict'} end\n"
+    "if not v[2] then return {'pending'} end\n"
+    "return {'done', v[2]}\n";
+
+/* Ends an idempotent write: stores its reply for ARGV[3] seconds, or with
+ * ARGV[2] '' forgets the key (the write may be tried again). KEYS: the
+ * key's record. ARGV: SHA-256 of the body, reply, time to live (s).
+ * Returns 1 when it was the body's. */
+static const char idem_finish_lua[] =
+    "if redis.call('HGET', KEYS[1], 'sha') ~= ARGV[1] then return 0 end\n"
+    "if ARGV[2] == '' then redis.call('DEL', KEYS[1])\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], 'reply', ARGV[2])\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+    "end\n"
+    "return 1\n";
+
+/* Counts a service's write in its current minute. KEYS: the minute's
+ * counter. ARGV: the limit. Returns 1 when within it, else 0 (and the
+ * write is not counted). */
+static const char write_rate_lua[] =
+    "local n = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if n >= tonumber(ARGV[1]) then return 0 end\n"
+    "redis.call('INCR', KEYS[1])\n"
+    "redis.call('EXPIRE', KEYS[1], 120)\n"
+    "return 1\n";
+
 static const struct {
     const char *name;
     const char *text;
@@ -831,6 +945,13 @@ static const struct {
     [SCRIPT_DLV_DEAD] = {"dlv_dead", dlv_dead_lua},
     [SCRIPT_DLV_RETRY] = {"dlv_retry", dlv_retry_lua},
     [SCRIPT_DLV_PURGE] = {"dlv_purge", dlv_purge_lua},
+    [SCRIPT_CUSTIDX_ADD] = {"custidx_add", custidx_add_lua},
+    [SCRIPT_CUSTIDX_DEL] = {"custidx_del", custidx_del_lua},
+    [SCRIPT_WELCOME_RECORD] = {"welcome_record", welcome_record_lua},
+    [SCRIPT_WELCOME_TAKE] = {"welcome_take", welcome_take_lua},
+    [SCRIPT_IDEM_BEGIN] = {"idem_begin", idem_begin_lua},
+    [SCRIPT_IDEM_FINISH] = {"idem_finish", idem_finish_lua},
+    [SCRIPT_WRITE_RATE] = {"write_rate", write_rate_lua},
 };
 
 const char *

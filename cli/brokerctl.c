@@ -94,7 +94,7 @@ static const struct command commands[] = {
      ctl_suite, 0},
     {"service", "manage the internal services allowed to call the API",
      "service add NAME --scopes A,B [--suite ID] [--corps X,Y] "
-     "[--parties CORPID:P,...] [--capabilities C,...]\n"
+     "[--parties CORPID:P,...] [--capabilities C,...] [--write-rate N/min]\n"
      "service list\n"
      "service show NAME\n"
      "service revoke NAME\n"
@@ -111,6 +111,9 @@ static const struct command commands[] = {
      "implied by a scope: external.write, external.welcome (at most one\n"
      "service per tenant: refused when another could serve the same\n"
      "tenant), external.message, messages (data callbacks).\n"
+     "--write-rate N/min: the most writes a minute the service may make\n"
+     "over all its tenants (45009 past it); writes also draw on the shared\n"
+     "upstream budget.\n"
      "list, show: the services, their scopes, limits and live tokens.\n"
      "revoke: ends the service and every token it holds.\n"
      "rotate: prints a new secret and ends the old one and its tokens.\n"

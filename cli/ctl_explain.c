@@ -273,7 +273,7 @@ tenant_expiry(struct explain *x, const char *perms, json_t *list)
 static void
 refusal(struct explain *x, const struct record_service *svc,
         const struct record_tenant *ten, const char *suite, const char *corp,
-        int need, const char *what)
+        int need, const char *what, unsigned write_cap)
 {
     struct grant_ask a = {svc, -1, suite, corp, ten, need};
     struct grant_verdict v;
@@ -281,6 +281,18 @@ refusal(struct explain *x, const struct record_service *svc,
 
     grant_decide(&a, &v);
     x->refused = errcodes_code(v.code);
+    /* a write's capability is checked once the tenant is known, before
+     * its permission (the service API's order) */
+    if (write_cap != 0 &&
+        (v.why == GRANT_ALLOWED || v.why >= GRANT_TENANT_LACKS) &&
+        (svc->caps & write_cap) == 0) {
+        x->refused = errcodes_code(ERRCODE_API_FORBIDDEN);
+        snprintf(x->refusal, sizeof(x->refusal),
+                 "the write needs the capability %s, which ops did not "
+                 "grant the service",
+                 capability_name(write_cap));
+        return;
+    }
     tn = v.why != GRANT_TENANT_LACKS && v.why != GRANT_BOTH_LACK;
     sv = v.why != GRANT_SERVICE_LACKS && v.why != GRANT_BOTH_LACK;
     switch (v.why) {
@@ -429,6 +441,11 @@ print_header(const struct explain *x, const struct scope_endpoint *e,
     printf("%s %s   scope %s   (%s)\n", e->method, e->path,
            scope_perm_name(e->scope), e->file);
     print_parties(x, corp, suite, ten, svc_name, perms, parties);
+    if (e->write)
+        printf("write:    needs the capability %s; body keys are checked "
+               "(undeclared or repeated 40035, bad value 40058) and only "
+               "declared ones are forwarded (rows body:...)\n",
+               capability_name(e->capability));
     if (x->refused)
         printf("result:   refused with errcode %ld before WeCom is called: "
                "%s\n\n",
@@ -487,7 +504,7 @@ explain_event(struct explain *x, const struct record_service *rs,
     ask->caps = rs->caps;
     ask->own_range = parties != NULL;
     x->ask = ask;
-    refusal(x, rs, rt, suite, corp, ev->scope, "event");
+    refusal(x, rs, rt, suite, corp, ev->scope, "event", 0);
     x->ev_why = evfilter_decide(ev, ask, NULL);
     if (x->refused && x->ev_why == EVFILTER_DELIVER)
         x->ev_why = EVFILTER_PERMISSION;
@@ -524,6 +541,56 @@ print_rows(const struct explain *x)
     }
     ctl_table_print(t, stdout);
     ctl_table_free(t);
+}
+
+/* One row per declared body key of a write, at any depth: what the
+ * broker checks before WeCom is called, and that it is forwarded. */
+static void
+body_walk(struct explain *x, const struct scope_body *b, const char *prefix)
+{
+    char field[PATH_CAP], why[400];
+    const struct scope_body *f, *leaf;
+    size_t i;
+    int o;
+
+    for (i = 0; i < b->nfields; i++) {
+        f = &b->fields[i];
+        snprintf(field, sizeof(field), "body:%s%s", prefix, f->name);
+        leaf = f->type == SCOPE_T_ARRAY ? f->items : f;
+        o = snprintf(why, sizeof(why), "forwarded%s",
+                     f->required ? "; required" : "");
+        if (f->max_len && o > 0 && (size_t)o < sizeof(why))
+            o += snprintf(why + o, sizeof(why) - (size_t)o,
+                          "; at most %ld characters", f->max_len);
+        if (f->max_items && o > 0 && (size_t)o < sizeof(why))
+            o += snprintf(why + o, sizeof(why) - (size_t)o,
+                          "; at most %ld items", f->max_items);
+        if (leaf->nenum && o > 0 && (size_t)o < sizeof(why))
+            o += snprintf(why + o, sizeof(why) - (size_t)o,
+                          "; %zu allowed "
+                          "values",
+                          leaf->nenum);
+        if (leaf->subject != SCOPE_S_NONE && o > 0 && (size_t)o < sizeof(why))
+            snprintf(why + o, sizeof(why) - (size_t)o, "; names a %s: %s",
+                     scope_subject_name(leaf->subject),
+                     leaf->subject == SCOPE_S_CORP_TAG ||
+                             leaf->subject == SCOPE_S_CONTACT_WAY
+                         ? "only the service that created it (48002)"
+                     : leaf->subject == SCOPE_S_WELCOME_CODE
+                         ? "delivered to this service, within 20 s, once "
+                           "(41050/41051)"
+                         : "in the service's range (60011)");
+        json_array_append_new(x->rows,
+                              json_pack("{s:s, s:s, s:b, s:s, s:b}", "field",
+                                        field, "type", scope_type_name(f->type),
+                                        "kept", 1, "reason", why, "body", 1));
+        if (f->type == SCOPE_T_OBJECT ||
+            (f->type == SCOPE_T_ARRAY && f->items->type == SCOPE_T_OBJECT)) {
+            snprintf(field, sizeof(field), "%s%s%s.", prefix, f->name,
+                     f->type == SCOPE_T_ARRAY ? "[]" : "");
+            body_walk(x, f->type == SCOPE_T_ARRAY ? f->items : f, field);
+        }
+    }
 }
 
 /* The footer row: what the allow-list does with everything else. */
@@ -697,7 +764,10 @@ ctl_explain(struct ctl *c, int argc, char **argv)
         explain_event(x, rs, rt, suite, argv[0], ev, parties, &ask);
         walk(x, &ev->root, "", 1, "");
     } else {
-        refusal(x, rs, rt, suite, argv[0], e->scope, "endpoint");
+        refusal(x, rs, rt, suite, argv[0], e->scope, "endpoint",
+                e->write ? e->capability : 0);
+        if (e->write)
+            body_walk(x, &e->body, "");
         walk(x, &e->root, "", 1, "");
     }
     if (c->json) {

@@ -177,6 +177,50 @@ list_events(const struct scope_map *m, struct ctl_table *t, json_t *arr)
     }
 }
 
+/* A write's body keys, top level: "userid*(member), remark". */
+static void
+body_summary(const struct scope_endpoint *e, char *buf, size_t len)
+{
+    size_t i, o = 0;
+    int w;
+
+    buf[0] = '\0';
+    for (i = 0; i < e->body.nfields && o < len; i++) {
+        const struct scope_body *b = &e->body.fields[i];
+        enum scope_subject sj =
+            b->items != NULL ? b->items->subject : b->subject;
+
+        w = snprintf(buf + o, len - o, "%s%s%s%s%s%s%s", i ? ", " : "", b->name,
+                     b->required ? "*" : "", sj != SCOPE_S_NONE ? "(" : "",
+                     sj != SCOPE_S_NONE ? scope_subject_name(sj) : "",
+                     sj != SCOPE_S_NONE && b->items != NULL ? "_list" : "",
+                     sj != SCOPE_S_NONE ? ")" : "");
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+}
+
+/* The declared body keys of a write, top level, as JSON. */
+static json_t *
+body_json(const struct scope_endpoint *e)
+{
+    json_t *a = json_array();
+    size_t i;
+
+    for (i = 0; a != NULL && i < e->body.nfields; i++) {
+        const struct scope_body *b = &e->body.fields[i];
+        enum scope_subject sj =
+            b->items != NULL ? b->items->subject : b->subject;
+
+        json_array_append_new(
+            a, json_pack("{s:s, s:s, s:s?, s:b}", "name", b->name, "type",
+                         scope_type_name(b->type), "subject",
+                         scope_subject_name(sj), "required", b->required));
+    }
+    return a;
+}
+
 static int
 scopes_list(struct ctl *c)
 {
@@ -184,11 +228,12 @@ scopes_list(struct ctl *c)
     struct scope_map *m = NULL;
     struct ctl_table *t = NULL;
     json_t *arr, *o, *ps;
-    char params[256];
+    char params[512], cap[CAPABILITY_LIST_MAX];
     size_t i, k;
     static const char *const heads[] = {
         "PATH", "METHOD", "SCOPE",
-        "PARAMETERS (* required, (subject) range-checked)"};
+        "PARAMETERS (* required, (subject) range-checked)",
+        "WRITE (capability)"};
 
     if (ctl_load_config(c) != 0)
         return 1;
@@ -198,18 +243,24 @@ scopes_list(struct ctl *c)
     }
     arr = json_array();
     if (!c->json)
-        t = ctl_table_new(4, heads);
+        t = ctl_table_new(5, heads);
     for (i = 0; i < scope_map_count(m); i++) {
         const struct scope_endpoint *e = scope_map_at(m, i);
 
         if (!c->json) {
-            const char *row[4];
+            const char *row[5];
 
-            params_summary(e, params, sizeof(params));
+            /* a write's parameters are its body's keys */
+            if (e->write)
+                body_summary(e, params, sizeof(params));
+            else
+                params_summary(e, params, sizeof(params));
+            capability_format(e->capability, cap, sizeof(cap));
             row[0] = e->path;
             row[1] = e->method;
             row[2] = scope_perm_name(e->scope);
             row[3] = params;
+            row[4] = e->write ? cap : "-";
             ctl_table_add(t, row);
             continue;
         }
@@ -221,9 +272,12 @@ scopes_list(struct ctl *c)
                           "type", scope_type_name(e->params[k].type), "subject",
                           scope_param_kind_name(e->params[k].kind), "required",
                           e->params[k].required));
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o}", "path", e->path, "method",
-                      e->method, "scope", scope_perm_name(e->scope), "file",
-                      e->file, "params", ps);
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:s?, s:o?}", "path",
+                      e->path, "method", e->method, "scope",
+                      scope_perm_name(e->scope), "file", e->file, "params", ps,
+                      "write", e->write, "capability",
+                      e->write ? capability_name(e->capability) : NULL, "body",
+                      e->write ? body_json(e) : NULL);
         json_array_append_new(arr, o);
     }
     if (c->json) {

@@ -199,12 +199,30 @@ welcome_taken(struct ctl *c, const char *suite, const json_t *corps)
     return taken;
 }
 
+/* "N/min" (or "N"), N in 1..1000000, into its stored form (decimal N);
+ * 0, or -1 when it is not one. */
+static int
+write_rate_parse(const char *s, char *out, size_t len)
+{
+    size_t n = strspn(s, "0123456789");
+    long long v;
+
+    if (n == 0 || n > 7 || s[0] == '0' ||
+        (s[n] != '\0' && strcmp(s + n, "/min") != 0))
+        return -1;
+    v = strtoll(s, NULL, 10);
+    if (v < 1 || v > 1000000)
+        return -1;
+    snprintf(out, len, "%lld", v);
+    return 0;
+}
+
 static int
 cmd_add(struct ctl *c, int argc, char **argv)
 {
     const char *name, *scopes = NULL, *suite = NULL, *corps = NULL;
-    const char *parties = NULL, *capabilities = NULL;
-    char id[SERVICE_ID_LEN + 1], secret[SERVICE_SECRET_LEN + 1];
+    const char *parties = NULL, *capabilities = NULL, *wrate = NULL;
+    char id[SERVICE_ID_LEN + 1], secret[SERVICE_SECRET_LEN + 1], rate[16] = "";
     char caps_s[CAPABILITY_LIST_MAX];
     unsigned caps = 0;
     char salt[SERVICE_SALT_LEN + 1], hash[SERVICE_HASH_LEN + 1];
@@ -231,6 +249,8 @@ cmd_add(struct ctl *c, int argc, char **argv)
             dst = &parties;
         else if (strcmp(argv[i], "--capabilities") == 0)
             dst = &capabilities;
+        else if (strcmp(argv[i], "--write-rate") == 0)
+            dst = &wrate;
         if (dst == NULL || i + 1 >= argc)
             return usage_error("unknown or incomplete option");
         *dst = argv[++i];
@@ -249,6 +269,10 @@ cmd_add(struct ctl *c, int argc, char **argv)
         return usage_error("--capabilities takes external.write, "
                            "external.welcome, external.message, messages, "
                            "comma-separated, each once");
+    }
+    if (wrate != NULL && write_rate_parse(wrate, rate, sizeof(rate)) != 0) {
+        json_decref(sl);
+        return usage_error("--write-rate takes N/min, N from 1 to 1000000");
     }
     if (suite != NULL && config_find_suite(c->cfg, suite) == NULL) {
         json_decref(sl);
@@ -276,10 +300,10 @@ cmd_add(struct ctl *c, int argc, char **argv)
     corps_s = cl ? json_dumps(cl, JSON_COMPACT) : NULL;
     parties_s = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
     /* three slots, three steps (see the script): record, name, index */
-    r = ctl_cmd(c, "EVAL %s 1 %s %s %s %s %s %s %s %s %s %s %s",
+    r = ctl_cmd(c, "EVAL %s 1 %s %s %s %s %s %s %s %s %s %s %s %s",
                 scripts_text(SCRIPT_SERVICE_ADD), ksvc, id, name, salt, hash,
                 scopes, suite ? suite : "", corps_s ? corps_s : "",
-                parties_s ? parties_s : "", now, caps_s);
+                parties_s ? parties_s : "", now, caps_s, rate);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
@@ -355,6 +379,11 @@ record_json(const struct record_service *rs, json_t *o)
         if ((rs->caps & bit) != 0)
             json_array_append_new(caps, json_string(capability_name(bit)));
     json_object_set_new(o, "capabilities", caps);
+    /* writes a minute; null: none of its own */
+    json_object_set_new(o, "write_rate",
+                        rs != NULL && rs->write_rate > 0
+                            ? json_integer(rs->write_rate)
+                            : json_null());
 }
 
 static json_t *

@@ -59,7 +59,7 @@ struct config {
     /* replicas that must confirm an event (WAIT) before WeCom gets
      * `success`; 0 = off */
     long redis_min_replica_acks;
-    long delivery_max_age;  /* seconds an event delivery is retried */
+    long delivery_max_age; /* seconds an event delivery is retried */
     /* the shared upstream budget (budget.h): calls per minute and per
      * hour per (corpid, API), and per API over every tenant */
     long upstream_rate_per_corp, upstream_rate_per_corp_hour,

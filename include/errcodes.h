@@ -21,7 +21,10 @@ enum errcode {
     ERRCODE_INVALID_TOKEN,     /* 40014: unknown or revoked broker token */
     ERRCODE_INVALID_CODE,      /* 40029: OAuth code */
     ERRCODE_INVALID_PARAMETER, /* 40035 */
+    ERRCODE_INVALID_VALUE,     /* 40058: a write body's bad value (§5b) */
     ERRCODE_TOKEN_MISSING,     /* 41001 */
+    ERRCODE_WELCOME_INVALID,   /* 41050: WelcomeCode invalid or expired */
+    ERRCODE_WELCOME_USED,      /* 41051: WelcomeCode already used */
     ERRCODE_TOKEN_EXPIRED,     /* 42001 */
     ERRCODE_FREQ_LIMIT,        /* 45009 */
     ERRCODE_CONCURRENT_LIMIT,  /* 45033 */
@@ -30,6 +33,8 @@ enum errcode {
     ERRCODE_OUT_OF_RANGE,      /* 60011: subject outside the visible range */
     ERRCODE_TICKET_EXPIRED,    /* 84014 */
     ERRCODE_INVALID_TICKET,    /* 84015 */
+    ERRCODE_IDEMPOTENCY_CONFLICT, /* -1, 409: a key reused with another
+                                     body (§5b) */
     ERRCODE__COUNT
 };
 

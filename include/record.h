@@ -53,6 +53,7 @@ struct record_service {
     int revoked;
     struct scope_grant grant;      /* what ops allowed it */
     unsigned caps;                 /* enum capability bits ops granted */
+    long write_rate;               /* writes a minute; 0: no limit of its own */
     char suite[RECORD_ID_MAX + 1]; /* "" for any suite */
     int any_corp;                  /* no --corps */
     char (*corps)[RECORD_ID_MAX + 1];
@@ -68,10 +69,11 @@ struct record_service {
  * any corp, else a JSON array of corpids, at least one), parties ("" for
  * none, else a JSON object corpid -> array of department ids), optional
  * revoked_at, created_at, updated_at, capabilities (absent or "" for
- * none, else capability names as capability_parse reads them). Returns BRK_OK
- * with *out (one reference: record_service_unref), BRK_ERR_NOTFOUND for an
- * empty reply, BRK_ERR_INVAL for anything else that is not exactly that shape,
- * BRK_ERR_NOMEM.
+ * none, else capability names as capability_parse reads them), write_rate
+ * (absent: none; else a decimal integer 1..1000000, writes a minute). Returns
+ * BRK_OK with *out (one reference: record_service_unref), BRK_ERR_NOTFOUND for
+ * an empty reply, BRK_ERR_INVAL for anything else that is not exactly that
+ * shape, BRK_ERR_NOMEM.
  */
 enum brk_err record_service_decode(const char *id, const struct redisReply *r,
                                    struct record_service **out) BRK_WUR;

@@ -88,6 +88,51 @@ struct scope_param {
     int required;
 };
 
+/*---- Write bodies (SPEC §5b) ----*/
+
+/*
+ * What a value of a write body names. The checker (write_check.h) reports
+ * every subject found, at any depth; the service API decides each against
+ * the range or the record it belongs to before WeCom is called.
+ */
+enum scope_subject {
+    SCOPE_S_NONE = 0,
+    SCOPE_S_MEMBER,       /* a userid (string) */
+    SCOPE_S_DEPARTMENT,   /* a department id (integer) */
+    SCOPE_S_CUSTOMER,     /* an external_userid (string) */
+    SCOPE_S_CHAT,         /* a chat_id (string) */
+    SCOPE_S_CORP_TAG,     /* a corp tag or tag group id this service made */
+    SCOPE_S_CONTACT_WAY,  /* a contact way config_id this service made */
+    SCOPE_S_WELCOME_CODE, /* a WelcomeCode delivered to this service */
+};
+
+/* The body's limits of one key (WeCom's, where it sets them). */
+struct scope_body {
+    char *name; /* key in the parent object; NULL for items and the root */
+    enum scope_type type;
+    int required;
+    long max_len;   /* strings: most characters (UTF-8); 0: no limit */
+    long max_items; /* arrays: most elements; 0: no limit */
+    enum scope_subject subject; /* scalars only (a list mark is on items) */
+    char **enum_s;              /* strings: the allowed values, or NULL */
+    long long *enum_i;          /* integers: the allowed values, or NULL */
+    size_t nenum;
+    struct scope_body *fields; /* object: children sorted by name */
+    size_t nfields;
+    struct scope_body *items; /* array: the element */
+};
+
+/* The child of a body object called name (len bytes), or NULL. */
+const struct scope_body *scope_body_field(const struct scope_body *obj,
+                                          const char *name, size_t len);
+
+/* What a write's reply creates, recorded as this service's. */
+enum scope_creates {
+    SCOPE_C_NONE = 0,
+    SCOPE_C_CORP_TAG,    /* tag_group.group_id, tag_group.tag[].id */
+    SCOPE_C_CONTACT_WAY, /* config_id */
+};
+
 struct scope_endpoint {
     char *path;   /* "/cgi-bin/user/get" */
     char *method; /* "GET" or "POST" */
@@ -96,6 +141,13 @@ struct scope_endpoint {
     size_t nparams;
     struct scope_node root; /* the response object */
     char *file;             /* file it came from (for messages) */
+    /* writes ("write": true): the capability ops must have granted (one
+     * enum capability bit), the request body, what the reply creates;
+     * params of a write are query parameters */
+    int write;
+    unsigned capability;
+    struct scope_body body;
+    enum scope_creates creates;
 };
 
 struct scope_map;
@@ -136,6 +188,13 @@ const struct scope_param *scope_endpoint_param(const struct scope_endpoint *e,
 const char *scope_type_name(enum scope_type t);
 /* "member", "department", ... as in scope files; NULL for SCOPE_REC_NONE. */
 const char *scope_record_name(enum scope_record r);
+/* "member", "department", "customer", "chat", "corp_tag", "contact_way",
+ * "welcome_code" as in scope files; NULL for SCOPE_S_NONE. */
+const char *scope_subject_name(enum scope_subject s);
+/* Deepest body tree accepted (the root object is level 0). */
+#define SCOPE_BODY_MAX_DEPTH 8
+/* Most values one enum may list. */
+#define SCOPE_ENUM_MAX 64
 /* "plain", "member", "department", "tag", "customer", "chat",
  * "member_list"; static, or NULL. */
 const char *scope_param_kind_name(enum scope_param_kind k);

@@ -2808,3 +2808,57 @@ fixture_render_groupchat_get(const struct fixture_corp *c, const char *chat_id,
     jw_close(&w, 1);
     return jw_end(&w, "chat from the mock");
 }
+
+/*---- Writes -------------------------------------------------------------*/
+
+/* 1 when userid is a member in the app's visible range (always for a
+ * leaky corp), 0 when outside it, -1 when no such member. */
+int
+fixture_member_visible(const struct fixture_corp *c, const char *userid)
+{
+    long m = member_find(c, userid);
+
+    if (m < 0)
+        return -1;
+    return !c->strict || c->vis_mem[m];
+}
+
+/* 1 when department id is in the app's visible range (always for a leaky
+ * corp), 0 when outside it, -1 when no such department. */
+int
+fixture_department_visible(const struct fixture_corp *c, long id)
+{
+    if (!dept_known(c, id))
+        return -1;
+    return !c->strict || c->vis_dept[id - 1];
+}
+
+/* 1 when the member userid follows the customer, 0 when not, -1 when no
+ * such customer. */
+int
+fixture_customer_follower(const struct fixture_corp *c, const char *ext,
+                          const char *userid)
+{
+    long i = idx_find(c->cust_by_id, c->sz.customers, ext);
+    long m = member_find(c, userid);
+    int f;
+
+    if (i < 0)
+        return -1;
+    for (f = 0; m >= 0 && f < c->cust[i].nfollow; f++)
+        if (c->cust[i].follow[f].member == m)
+            return 1;
+    return 0;
+}
+
+/* 1 when id is one of the corp tags the corp's admin made (not the app). */
+int
+fixture_corp_tag_known(const struct fixture_corp *c, const char *id)
+{
+    int k;
+
+    for (k = 0; id != NULL && k < NCTAG; k++)
+        if (strcmp(c->ctag_id[k], id) == 0)
+            return 1;
+    return 0;
+}

@@ -343,4 +343,18 @@ enum brk_err fixture_render_groupchat_get(const struct fixture_corp *c,
                                           const char *chat_id, int need_name,
                                           struct dynbuf *out) BRK_WUR;
 
+/*---- Writes (serve_write.c) ----*/
+
+/* 1 when userid is a member in the app's visible range (always for a
+ * leaky corp), 0 outside it, -1 when no such member. */
+int fixture_member_visible(const struct fixture_corp *c, const char *userid);
+/* The same for a department id. */
+int fixture_department_visible(const struct fixture_corp *c, long id);
+/* 1 when the member userid follows the customer ext, 0 when not, -1 when
+ * no such customer. */
+int fixture_customer_follower(const struct fixture_corp *c, const char *ext,
+                              const char *userid);
+/* 1 when id is one of the corp tags the corp's admin made (not the app). */
+int fixture_corp_tag_known(const struct fixture_corp *c, const char *id);
+
 #endif /* FIXTURE_H */

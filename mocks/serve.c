@@ -53,6 +53,7 @@
 #include "fixture.h"
 #include "query.h"
 #include "serve.h"
+#include "serve_write.h"
 
 #define LISTEN_DEFAULT  "127.0.0.1:9000"
 #define MAX_BODY        (1024 * 1024)
@@ -196,6 +197,7 @@ struct server {
     size_t log_bytes;
     long lifetime;
     int quiet;
+    struct mock_writes *writes; /* the customer write APIs' state */
 };
 
 /* One API or control call being answered. */
@@ -1523,6 +1525,31 @@ page(struct server *s, struct call *k)
 
 enum auth { AUTH_NONE, AUTH_SUITE, AUTH_CORP };
 
+/* The customer write APIs (serve_write.c), with WeCom's rules. */
+static void
+api_write(struct server *s, struct call *k)
+{
+    json_t *extra = NULL, *r;
+    long e = mock_write_call(s->writes, corp_of(s, k), k->corp, k->path,
+                             k->json, &extra);
+
+    if (e != 0) {
+        reply_err(k, e);
+        if (e == -1)
+            k->status = 500;
+        return;
+    }
+    r = json_pack("{s:i,s:s,s:s}", "errcode", 0, "errmsg", "ok",
+                  "mock_internal_note", "write");
+    if (r != NULL && extra != NULL && json_object_update(r, extra) != 0) {
+        json_decref(r);
+        r = NULL;
+    }
+    json_decref(extra);
+    k->errcode = 0;
+    reply_json(k, r);
+}
+
 static const struct route {
     const char *path;
     enum evhttp_cmd_type method;
@@ -1580,6 +1607,29 @@ static const struct route {
      api_groupchat_list},
     {"/cgi-bin/externalcontact/groupchat/get", EVHTTP_REQ_POST, AUTH_CORP,
      api_groupchat_get},
+    {"/cgi-bin/externalcontact/remark", EVHTTP_REQ_POST, AUTH_CORP, api_write},
+    {"/cgi-bin/externalcontact/mark_tag", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/get_corp_tag_list", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/add_corp_tag", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/edit_corp_tag", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/del_corp_tag", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/send_welcome_msg", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/add_msg_template", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/add_contact_way", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/get_contact_way", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/update_contact_way", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
+    {"/cgi-bin/externalcontact/del_contact_way", EVHTTP_REQ_POST, AUTH_CORP,
+     api_write},
 };
 
 /* Parse the body of a POST as a JSON object ("" is {}); 0 on success. */
@@ -2418,6 +2468,29 @@ ctl_cancel(struct server *s, struct call *k)
     reply_ok(k);
 }
 
+/* Mint a WelcomeCode as WeCom pushes one with add_external_contact:
+ * {"corpid"} -> {"welcome_code"}, valid 20 s, once. */
+static void
+ctl_welcome_code(struct server *s, struct call *k)
+{
+    static const char *const keys[] = {"corpid", NULL};
+    char code[80];
+    long corp;
+
+    if (control_body(k, keys))
+        return;
+    corp = corp_find(s, jstr(k->json, "corpid"));
+    if (corp < 0) {
+        reply_mock_err(k, 400, "unknown corpid");
+        return;
+    }
+    if (mock_write_welcome_code(s->writes, corp, code, sizeof(code))) {
+        reply_mock_err(k, 500, "no code");
+        return;
+    }
+    reply_json(k, json_pack("{s:s}", "welcome_code", code));
+}
+
 static void
 ctl_requests(struct server *s, struct call *k)
 {
@@ -2635,6 +2708,7 @@ static const struct {
     {"/__mock/oauth_user", ctl_oauth_user},
     {"/__mock/oauth_shape", ctl_oauth_shape},
     {"/__mock/pre_auth_code", ctl_pre_auth_code},
+    {"/__mock/welcome_code", ctl_welcome_code},
 };
 
 static void
@@ -3023,6 +3097,8 @@ usage(FILE *f)
         "       getuserinfo3rd path answers with the old capitalised keys\n"
         "  GET  /__mock/pre_auth_code?pre_auth_code=C  its suite and the\n"
         "       auth_type set_session_info recorded\n"
+        "  POST /__mock/welcome_code {corpid}  mint a WelcomeCode (20 s,\n"
+        "       once) as WeCom pushes one with add_external_contact\n"
         "\n"
         "Browser pages (GET; 302 to redirect_uri, 400 when refused):\n"
         "  /3rdapp/install?suite_id&pre_auth_code&redirect_uri&state\n"
@@ -3444,6 +3520,7 @@ server_free(struct server *s)
     for (i = 0; s->perm != NULL && i < s->ncorps * s->nsuites; i++)
         brk_free_secret_str(s->perm[i]);
     brk_free(s->perm);
+    mock_writes_free(s->writes);
     for (j = 0; j < s->nsuites; j++) {
         brk_free(s->suites[j].id);
         brk_free_secret_str(s->suites[j].secret);
@@ -3546,7 +3623,8 @@ serve_main(int argc, char **argv)
     s->corps = brk_calloc((size_t)s->ncorps, sizeof(*s->corps));
     s->perm =
         brk_calloc((size_t)s->ncorps * (size_t)s->nsuites, sizeof(*s->perm));
-    rc = s->corps == NULL || s->perm == NULL;
+    rc = s->corps == NULL || s->perm == NULL ||
+         mock_writes_new(&s->writes) != BRK_OK;
     for (i = 0; rc == 0 && i < s->ncorps; i++)
         rc = scale_corp_new(&o, i + 1, &s->corps[i]) != BRK_OK;
     if (rc != 0) {

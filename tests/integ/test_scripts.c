@@ -1079,6 +1079,62 @@ test_cli_scripts(void **state)
     assert_int_equal(EVI(SCRIPT_TENANT_EXISTS, 2, "tenant", "dk"), 2);
 }
 
+/*---- Writes ----*/
+
+static void
+test_write_scripts(void **state)
+{
+    redisReply *r;
+
+    (void)state;
+    /* the customer index: pairs added once each, removed one by one */
+    assert_int_equal(EVI(SCRIPT_CUSTIDX_ADD, 1, "ci", "c1", "u1", "c1", "u2",
+                         "c1", "u1", "c2", "u3"),
+                     3);
+    assert_string_equal(cmds("HGET ci c1"), "u1 u2");
+    assert_int_equal(EVI(SCRIPT_CUSTIDX_DEL, 1, "ci", "c1", "u1"), 1);
+    assert_string_equal(cmds("HGET ci c1"), "u2");
+    assert_int_equal(EVI(SCRIPT_CUSTIDX_DEL, 1, "ci", "c1", "u2", "c2", ""), 2);
+    assert_int_equal(cmdi("EXISTS ci"), 0);
+    /* a WelcomeCode: its service, inside the window, once */
+    assert_int_equal(EVI(SCRIPT_WELCOME_RECORD, 1, "wc", "s1", "1000", "60000"),
+                     1);
+    assert_true(cmdi("PTTL wc") > 0);
+    assert_int_equal(EVI(SCRIPT_WELCOME_TAKE, 1, "wc", "s2", "2000", "20000"),
+                     41050);
+    assert_int_equal(EVI(SCRIPT_WELCOME_TAKE, 1, "wc", "s1", "21001", "20000"),
+                     41050);
+    assert_int_equal(EVI(SCRIPT_WELCOME_TAKE, 1, "wc", "s1", "2000", "20000"),
+                     0);
+    assert_int_equal(EVI(SCRIPT_WELCOME_TAKE, 1, "wc", "s1", "2001", "20000"),
+                     41051);
+    assert_int_equal(EVI(SCRIPT_WELCOME_TAKE, 1, "none", "s1", "1", "20000"),
+                     41050);
+    /* an idempotency key: new, pending, another body, done, released */
+    r = EVR(SCRIPT_IDEM_BEGIN, 1, "ik", "h1", "100");
+    assert_string_equal(r->element[0]->str, "new");
+    r = EVR(SCRIPT_IDEM_BEGIN, 1, "ik", "h1", "100");
+    assert_string_equal(r->element[0]->str, "pending");
+    r = EVR(SCRIPT_IDEM_BEGIN, 1, "ik", "h2", "100");
+    assert_string_equal(r->element[0]->str, "conflict");
+    assert_true(cmdi("TTL ik") <= 100);
+    assert_int_equal(EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h2", "x", "86400"), 0);
+    assert_int_equal(
+        EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h1", "{\"errcode\":0}", "86400"), 1);
+    assert_true(cmdi("TTL ik") > 100);
+    r = EVR(SCRIPT_IDEM_BEGIN, 1, "ik", "h1", "100");
+    assert_string_equal(r->element[0]->str, "done");
+    assert_string_equal(r->element[1]->str, "{\"errcode\":0}");
+    assert_int_equal(EVI(SCRIPT_IDEM_FINISH, 1, "ik", "h1", "", "1"), 1);
+    assert_int_equal(cmdi("EXISTS ik"), 0);
+    /* a write rate of 2 a minute */
+    assert_int_equal(EVI(SCRIPT_WRITE_RATE, 1, "wr", "2"), 1);
+    assert_int_equal(EVI(SCRIPT_WRITE_RATE, 1, "wr", "2"), 1);
+    assert_int_equal(EVI(SCRIPT_WRITE_RATE, 1, "wr", "2"), 0);
+    assert_string_equal(cmds("GET wr"), "2");
+    assert_true(cmdi("TTL wr") > 0);
+}
+
 /*---- Hash slots ----*/
 
 /* CRC16-CCITT (XMODEM), as Redis Cluster computes key slots. */
@@ -1327,6 +1383,21 @@ test_keys_share_a_slot(void **state)
     s = add(t, &n, SCRIPT_TENANT_EXISTS);
     OK(keys_tenant(K(s), KEYS_MAX, P, CORP, SUITE));
     OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "dk"));
+    /* writes: each script one key of the tenant */
+    s = add(t, &n, SCRIPT_CUSTIDX_ADD);
+    OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "wr:cust"));
+    s = add(t, &n, SCRIPT_CUSTIDX_DEL);
+    OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "wr:cust"));
+    s = add(t, &n, SCRIPT_WELCOME_RECORD);
+    OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "wr:welcome:ab"));
+    s = add(t, &n, SCRIPT_WELCOME_TAKE);
+    OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "wr:welcome:ab"));
+    s = add(t, &n, SCRIPT_IDEM_BEGIN);
+    OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "wr:idem:ab"));
+    s = add(t, &n, SCRIPT_IDEM_FINISH);
+    OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "wr:idem:ab"));
+    s = add(t, &n, SCRIPT_WRITE_RATE);
+    OK(keys_service(K(s), KEYS_MAX, P, "svc1", "wrate:1"));
 
     /* a service's delivery: every key under the service's hash tag */
     {
@@ -1398,6 +1469,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc16_known_slots),
         cmocka_unit_test(test_keys_share_a_slot),
+        cmocka_unit_test_setup(test_write_scripts, flush),
         cmocka_unit_test_setup(test_names_unique_and_digests_match_redis,
                                flush),
         cmocka_unit_test_setup(test_store_loads_then_falls_back_to_eval, flush),

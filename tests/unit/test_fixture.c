@@ -110,8 +110,7 @@ test_five_digit_corp_index(void **state)
     assert_string_equal(fixture_corp_id(c), "wwmockcorp10001");
     fixture_corp_free(c);
     c = NULL;
-    assert_int_equal(fixture_corp_new(1, FIXTURE_MAX_CORPS, &tiny, &c),
-                     BRK_OK);
+    assert_int_equal(fixture_corp_new(1, FIXTURE_MAX_CORPS, &tiny, &c), BRK_OK);
     assert_string_equal(fixture_corp_id(c), "wwmockcorp99999");
     fixture_corp_free(c);
 }

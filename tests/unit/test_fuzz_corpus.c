@@ -47,6 +47,10 @@ static char current[4096];
 #include "../fuzz/fuzz_scope_map.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_write_check
+#include "../fuzz/fuzz_write_check.c"
+#undef LLVMFuzzerTestOneInput
+
 #define LLVMFuzzerTestOneInput fuzz_one_config
 #include "../fuzz/fuzz_config.c"
 #undef LLVMFuzzerTestOneInput
@@ -179,6 +183,13 @@ test_corpus_evfilter(void **state)
     replay("evfilter", fuzz_one_evfilter);
 }
 
+static void
+test_corpus_write_check(void **state)
+{
+    (void)state;
+    replay("write_check", fuzz_one_write_check);
+}
+
 int
 main(void)
 {
@@ -191,6 +202,7 @@ main(void)
         cmocka_unit_test(test_corpus_oauth),
         cmocka_unit_test(test_corpus_dirsync),
         cmocka_unit_test(test_corpus_evfilter),
+        cmocka_unit_test(test_corpus_write_check),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

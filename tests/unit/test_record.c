@@ -325,6 +325,13 @@ test_service_valid(void **state)
     s = svc_ok("capabilities", "messages,external.write");
     assert_int_equal(s->caps, CAP_MESSAGES | CAP_EXTERNAL_WRITE);
     record_service_unref(s);
+    /* a write rate: absent is none of its own */
+    s = svc_ok(NULL, NULL);
+    assert_int_equal(s->write_rate, 0);
+    record_service_unref(s);
+    s = svc_ok("write_rate", "30");
+    assert_int_equal(s->write_rate, 30);
+    record_service_unref(s);
     /* white space as JSON allows it */
     s = svc_ok("corps", " [ \"" CORP "\" ,\n\"wwcorp0002\" ] ");
     assert_int_equal(s->ncorps, 2);
@@ -374,6 +381,12 @@ test_service_refusals(void **state)
         {"capabilities", "external.Write"},
         {"capabilities", "external.write messages"},
         {"capabilities", "all"},
+        /* a write rate that does not parse never unlimits: refused */
+        {"write_rate", ""},
+        {"write_rate", "0"},
+        {"write_rate", "-5"},
+        {"write_rate", "10/min"},
+        {"write_rate", "1000001"},
         /* corps: truncated, another shape, empty */
         {"corps", "[\"" CORP "\""},
         {"corps", "[\"" CORP "\","},

@@ -22,6 +22,7 @@
 
 #include "broker.h"
 #include "scope_events.h"
+#include "capability.h"
 #include "scope_map.h"
 
 #define B "contact:base:base"
@@ -942,6 +943,133 @@ test_names(void **state)
     assert_null(scope_param_kind_name((enum scope_param_kind)99));
 }
 
+/*---- Writes ----*/
+
+/* A one-write file whose body is body (a line of keys). */
+#define WMINI(ep, body)                                                        \
+    "{\"endpoints\": [{\n"                                                     \
+    "  \"path\": \"/cgi-bin/w\",\n"                                            \
+    "  \"method\": \"POST\",\n"                                                \
+    "  \"scope\": \"externalcontact:base:base\",\n"                            \
+    "  " ep "\n"                                                               \
+    "  \"body\": {" body "},\n"                                                \
+    "  \"response\": {\n"                                                      \
+    "    \"errcode\": {\"type\": \"integer\", \"perm\": \"always\"},\n"        \
+    "    \"errmsg\": {\"type\": \"string\", \"perm\": \"always\"}\n"           \
+    "  }\n"                                                                    \
+    "}]}\n"
+
+static void
+test_write_shipped(void **state)
+{
+    struct scope_map *m = load_shipped();
+    static const char *const writes[] = {
+        "/cgi-bin/externalcontact/remark",
+        "/cgi-bin/externalcontact/mark_tag",
+        "/cgi-bin/externalcontact/add_corp_tag",
+        "/cgi-bin/externalcontact/edit_corp_tag",
+        "/cgi-bin/externalcontact/del_corp_tag",
+        "/cgi-bin/externalcontact/send_welcome_msg",
+        "/cgi-bin/externalcontact/add_msg_template",
+        "/cgi-bin/externalcontact/add_contact_way",
+        "/cgi-bin/externalcontact/get_contact_way",
+        "/cgi-bin/externalcontact/update_contact_way",
+        "/cgi-bin/externalcontact/del_contact_way"};
+    const struct scope_endpoint *e;
+    const struct scope_body *b, *att;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < nitems(writes); i++) {
+        e = endpoint(m, writes[i]);
+        assert_true(e->write);
+        assert_non_null(capability_name(e->capability));
+        assert_true(e->body.nfields > 0);
+    }
+    e = endpoint(m, "/cgi-bin/externalcontact/get_corp_tag_list");
+    assert_false(e->write);
+    e = endpoint(m, "/cgi-bin/user/get");
+    assert_false(e->write);
+    assert_int_equal(e->body.nfields, 0);
+    e = endpoint(m, "/cgi-bin/externalcontact/remark");
+    assert_int_equal(e->capability, CAP_EXTERNAL_WRITE);
+    b = scope_body_field(&e->body, "userid", 6);
+    assert_non_null(b);
+    assert_true(b->required);
+    assert_int_equal(b->subject, SCOPE_S_MEMBER);
+    b = scope_body_field(&e->body, "remark", 6);
+    assert_int_equal(b->max_len, 20);
+    e = endpoint(m, "/cgi-bin/externalcontact/send_welcome_msg");
+    assert_int_equal(e->capability, CAP_EXTERNAL_WELCOME);
+    att = scope_body_field(&e->body, "attachments", 11);
+    assert_int_equal(att->max_items, 9);
+    b = scope_body_field(att->items, "msgtype", 7);
+    assert_int_equal(b->nenum, 5);
+    e = endpoint(m, "/cgi-bin/externalcontact/add_msg_template");
+    b = scope_body_field(&e->body, "external_userid", 15);
+    assert_int_equal(b->max_items, 10000);
+    assert_int_equal(b->subject, SCOPE_S_NONE);
+    assert_int_equal(b->items->subject, SCOPE_S_CUSTOMER);
+    e = endpoint(m, "/cgi-bin/externalcontact/add_contact_way");
+    assert_int_equal(e->creates, SCOPE_C_CONTACT_WAY);
+    b = scope_body_field(&e->body, "party", 5);
+    assert_int_equal(b->items->subject, SCOPE_S_DEPARTMENT);
+    assert_int_equal(b->items->type, SCOPE_T_INTEGER);
+    scope_map_free(m);
+}
+
+static void
+test_write_refusals(void **state)
+{
+    (void)state;
+    expect_mini_error(
+        "w_nocap.json",
+        WMINI("\"write\": true,", "\"a\": {\"type\": \"string\"}"),
+        "{\n  \"path\"", "a write declares \"capability\"");
+    expect_mini_error("w_badcap.json",
+                      WMINI("\"write\": true, \"capability\": \"external.rw\",",
+                            "\"a\": {\"type\": \"string\"}"),
+                      "\"capability\"", "unknown capability \"external.rw\"");
+    expect_mini_error(
+        "w_readbody.json",
+        WMINI("\"capability\": \"external.write\",",
+              "\"a\": {\"type\": \"string\"}"),
+        "\"capability\"",
+        "only a write (\"write\": true) declares \"capability\", \"body\" "
+        "or \"creates\"");
+    expect_mini_error(
+        "w_maxlen.json",
+        WMINI("\"write\": true, \"capability\": \"external.write\",",
+              "\"a\": {\"type\": \"integer\", \"max_len\": 3}"),
+        "\"max_len\"", "\"max_len\" is for strings");
+    expect_mini_error(
+        "w_subject_type.json",
+        WMINI("\"write\": true, \"capability\": \"external.write\",",
+              "\"a\": {\"type\": \"string\", \"subject\": \"department\"}"),
+        "\"type\": \"string\", \"subject\"", "a department must be integer");
+    expect_mini_error(
+        "w_list_on_scalar.json",
+        WMINI("\"write\": true, \"capability\": \"external.write\",",
+              "\"a\": {\"type\": \"string\", \"subject\": \"member_list\"}"),
+        "\"subject\"", "a list subject is for arrays");
+    expect_mini_error(
+        "w_enum_type.json",
+        WMINI("\"write\": true, \"capability\": \"external.write\",",
+              "\"a\": {\"type\": \"string\", \"enum\": [1]}"),
+        "\"enum\"", "enum values must be strings");
+    expect_mini_error(
+        "w_unknown.json",
+        WMINI("\"write\": true, \"capability\": \"external.write\",",
+              "\"a\": {\"type\": \"string\", \"perm\": \"always\"}"),
+        "\"perm\"", "unknown key \"perm\"");
+    expect_mini_error(
+        "w_item_required.json",
+        WMINI("\"write\": true, \"capability\": \"external.write\",",
+              "\"a\": {\"type\": \"array\", \"items\": {\"type\": "
+              "\"string\", \"required\": true}}"),
+        "\"required\"", "array items cannot be \"required\"");
+}
+
 /*---- Refusals, each with its message ----*/
 
 static void
@@ -1412,6 +1540,8 @@ main(void)
         cmocka_unit_test(test_data_invalid_cases),
         cmocka_unit_test(test_alloc_failure_dir),
         cmocka_unit_test(test_alloc_failure_file),
+        cmocka_unit_test(test_write_shipped),
+        cmocka_unit_test(test_write_refusals),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,42 @@
+/*
+ * mock-wecom serve: WeCom's customer write APIs (SPEC §5b), with WeCom's
+ * rules for a third-party app: the API's permission (48002), members and
+ * departments in the app's visible range (60011), the customer followed
+ * by the member (84061), corp tags and contact ways changed only by the
+ * app that created them (the corp admin's own tags: 48002), WelcomeCodes
+ * valid 20 s and once (41050, 41051), and WeCom's limits (40058).
+ */
+#ifndef SERVE_WRITE_H
+#define SERVE_WRITE_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "broker.h"
+#include "fixture.h"
+
+struct mock_writes;
+
+enum brk_err mock_writes_new(struct mock_writes **out) BRK_WUR;
+void mock_writes_free(struct mock_writes *w);
+
+/* Nonzero when path is one of the write APIs served here. */
+int mock_write_path(const char *path);
+
+/*
+ * WeCom's answer to a call of path with body (a JSON object) from the
+ * app installed in corp (index corp, fixture c): the errcode, 0 when it
+ * succeeds, and then *reply (new) the members to add to errcode/errmsg,
+ * or NULL. -1 when out of memory.
+ */
+long mock_write_call(struct mock_writes *w, const struct fixture_corp *c,
+                     long corp, const char *path, const json_t *body,
+                     json_t **reply);
+
+/* Mint a WelcomeCode of corp (as WeCom pushes one with an
+ * add_external_contact event), valid 20 s from now, into buf. */
+enum brk_err mock_write_welcome_code(struct mock_writes *w, long corp,
+                                     char *buf, size_t len) BRK_WUR;
+
+#endif /* SERVE_WRITE_H */
