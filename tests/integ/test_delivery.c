@@ -1202,6 +1202,64 @@ test_contact_events_filtered_and_ranged(void **state)
     rcv_stop(ext);
 }
 
+/* change_external_tag names no member: only to services without a range
+ * of their own; the external grant is needed. */
+static void
+test_external_tag_whole_tenant_only(void **state)
+{
+    struct rcv *wide = rcv_start(0, M_OK), *narrow = rcv_start(0, M_OK);
+    struct rcv *noext = rcv_start(0, M_OK);
+    static const char *const member[] = {"UserID", "evt-tagcheck",
+                                         "Department", "2"};
+    const char *kv[12];
+    char ts[24], *sec;
+    size_t n = 0;
+
+    (void)state;
+    sec = tc_svc_add("x-wide", "external.customers", NULL, NULL);
+    free(sec);
+    sec = tc_svc_add("x-narrow", "external.customers,contacts.read",
+                     "--parties", CORP6 ":2");
+    free(sec);
+    sec = tc_svc_add("x-none", "contacts.read", NULL, NULL);
+    free(sec);
+    deliver(wide, "x-wide", wide->port, NULL, NULL);
+    deliver(narrow, "x-narrow", narrow->port, NULL, NULL);
+    deliver(noext, "x-none", noext->port, NULL, NULL);
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP6 "\",\"app_permissions\":["
+             "\"contact:base:base\",\"externalcontact:base:base\"]}");
+    tc_install(S1, CORP6, (long)time(NULL));
+    tc_wait_status(S1, CORP6, "active", 30000);
+    assert_true(wait_for(narrow, "create_auth", CORP6, 1, 10000));
+
+    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
+    kv[n++] = "SuiteId";
+    kv[n++] = S1;
+    kv[n++] = "AuthCorpId";
+    kv[n++] = CORP6;
+    kv[n++] = "InfoType";
+    kv[n++] = "change_external_tag";
+    kv[n++] = "TimeStamp";
+    kv[n++] = ts;
+    kv[n++] = "ChangeType";
+    kv[n++] = "create";
+    kv[n++] = "Id";
+    kv[n++] = "etTAG0001";
+    tc_post_event(S1, kv, n / 2);
+    contact_event(CORP6, "create_user", member, NITEMS(member) / 2);
+    assert_true(wait_ct(wide, "change_external_tag", "create", 1, 15000));
+    /* the narrowed service's queue is in order: the member's event after
+     * the tag's proves the tag's was decided */
+    assert_true(wait_ct(narrow, "change_contact", "create_user", 1, 15000));
+    assert_true(wait_ct(noext, "change_contact", "create_user", 1, 15000));
+    assert_int_equal(rcv_count(narrow, "change_external_tag", NULL), 0);
+    assert_int_equal(rcv_count(noext, "change_external_tag", NULL), 0);
+    rcv_stop(wide);
+    rcv_stop(narrow);
+    rcv_stop(noext);
+}
+
 int
 main(void)
 {
@@ -1212,6 +1270,7 @@ main(void)
         cmocka_unit_test(test_down_then_up_and_purge),
         cmocka_unit_test(test_hostile_receivers_delay_no_other),
         cmocka_unit_test(test_contact_events_filtered_and_ranged),
+        cmocka_unit_test(test_external_tag_whole_tenant_only),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
