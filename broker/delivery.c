@@ -369,9 +369,9 @@ subjects_encode(const struct evfilter_result *res)
     for (i = 0; i < res->nsubjects; i++) {
         if (!res->subjects[i].checked)
             continue;
-        if (json_array_append_new(
-                a, json_pack("[is]", (int)res->subjects[i].kind,
-                             res->subjects[i].id)) != 0)
+        if (json_array_append_new(a,
+                                  json_pack("[is]", (int)res->subjects[i].kind,
+                                            res->subjects[i].id)) != 0)
             goto out;
     }
     out = json_dumps(a, JSON_COMPACT);
@@ -1311,7 +1311,7 @@ audit_delivery(struct lane *l, const char *result)
               : is_routed(l)  ? ""
                               : "SuiteId,AuthCorpId,InfoType,TimeStamp";
     kv[n++] = "removed";
-    kv[n++] = l->removed != NULL            ? l->removed
+    kv[n++] = l->removed != NULL        ? l->removed
               : entry_get(l, "removed") ? entry_get(l, "removed")
                                         : "";
     kv[n++] = "attempts";
@@ -1586,7 +1586,8 @@ send_in_range(void *arg, enum scope_record kind, const char *id)
     const json_t *e;
     size_t i;
 
-    json_array_foreach(r->subj, i, e) {
+    json_array_foreach(r->subj, i, e)
+    {
         if (json_integer_value(json_array_get(e, 0)) == (json_int_t)kind &&
             json_is_string(json_array_get(e, 1)) &&
             strcmp(json_string_value(json_array_get(e, 1)), id) == 0)

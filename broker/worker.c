@@ -773,8 +773,7 @@ worker_load_tenant(struct job *j, job_step *next)
 {
     char keys[4][KEYS_MAX];
     const char *argv[7];
-    static const char *const sub[3] = {"dir:parents", "dir:users",
-                                       "dir:tags"};
+    static const char *const sub[3] = {"dir:parents", "dir:users", "dir:tags"};
     int i;
 
     if (keys_tenant(keys[0], sizeof(keys[0]), worker_prefix(j), j->corp,

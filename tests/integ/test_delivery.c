@@ -1128,9 +1128,9 @@ test_contact_events_filtered_and_ranged(void **state)
 {
     struct rcv *wide = rcv_start(0, M_OK), *narrow = rcv_start(0, M_OK);
     struct rcv *sens = rcv_start(0, M_OK), *ext = rcv_start(0, M_OK);
-    static const char *const outside[] = {
-        "UserID", "evt-outside", "Department", "1", "Gender", "1",
-        "Mobile", "13912345678"};
+    static const char *const outside[] = {"UserID", "evt-outside", "Department",
+                                          "1",      "Gender",      "1",
+                                          "Mobile", "13912345678"};
     static const char *const inside[] = {"UserID", "evt-inside", "Department",
                                          "2",      "Gender",     "2"};
     static const char *const gone[] = {"UserID", "evt-inside"};
@@ -1209,8 +1209,8 @@ test_external_tag_whole_tenant_only(void **state)
 {
     struct rcv *wide = rcv_start(0, M_OK), *narrow = rcv_start(0, M_OK);
     struct rcv *noext = rcv_start(0, M_OK);
-    static const char *const member[] = {"UserID", "evt-tagcheck",
-                                         "Department", "2"};
+    static const char *const member[] = {"UserID", "evt-tagcheck", "Department",
+                                         "2"};
     const char *kv[12];
     char ts[24], *sec;
     size_t n = 0;
