@@ -25,11 +25,14 @@
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "audit.h"
 #include "config.h"
+#include "capability.h"
 #include "datakey.h"
 #include "delivery.h"
+#include "evfilter.h"
 #include "keyring.h"
 #include "keys.h"
 #include "log.h"
@@ -37,6 +40,8 @@
 #include "record.h"
 #include "scripts.h"
 #include "store.h"
+#include "suites.h"
+#include "visible_range.h"
 #include "wecom_api.h"
 #include "wecom_crypto.h"
 
@@ -52,6 +57,7 @@
 #define BACKLOG_PEEK        1000 /* tenants counted per service and round */
 #define UNDECODABLE_WAIT_MS 5000
 #define STALE_WAIT_MS       200 /* a service read before its entry was queued */
+#define WELCOME_MS          20000 /* a WelcomeCode is usable this long */
 
 struct dsvc;
 
@@ -70,6 +76,9 @@ struct lane {
     int ended;  /* unlisted */
     struct event *refresh;
     char status[16]; /* the last reply's status, for logs and the audit */
+    int data;        /* the head entry is a data callback */
+    char *kept;      /* the head entry's field names delivered, removed */
+    char *removed;   /* (routed events: owned, for the audit) */
 };
 
 /* A service as this instance knows it. */
@@ -100,6 +109,8 @@ struct delivery {
     const struct keyring *kr;
     struct store *st;
     struct audit *audit;
+    const struct scope_map *scopes;
+    struct suites *suites;
     struct wecom_api *http;
     char me[160];
     struct dsvc *svcs;
@@ -148,6 +159,7 @@ eval(struct delivery *d, store_reply_cb *cb, void *arg, enum script_id id,
 struct fan_svc {
     struct fanout *f;
     char id[SERVICE_ID_LEN + 1];
+    char *subj; /* routed: the subjects found in range (JSON); owned */
 };
 
 struct fanout {
@@ -167,12 +179,28 @@ struct fanout {
     unsigned pending;
     enum brk_err err;
     unsigned queued;
+    /* routed events */
+    int routed, data;
+    char *enc;   /* WeCom's ciphertext; owned */
+    char *plain; /* the inner XML; owned, wiped */
+    size_t plain_len;
+    struct record_tenant *ten; /* one reference */
+    char agentid[24];
+    char owner[RECORD_USER_MAX + 1];
 };
 
 static void
 fan_free(struct fanout *f)
 {
+    size_t i;
+
+    for (i = 0; f->svcs != NULL && i < f->nsvcs; i++)
+        brk_free(f->svcs[i].subj);
     brk_free(f->svcs);
+    brk_free(f->enc);
+    if (f->plain != NULL)
+        brk_free_secret(f->plain, f->plain_len);
+    record_tenant_unref(f->ten);
     brk_free(f);
 }
 
@@ -243,9 +271,23 @@ fan_push(struct fan_svc *fs, const struct record_service *s)
     args[n++] = ttl;
     args[n++] = k.member;
     args[n++] = rcv;
-    /* a lifecycle notice: its fields, no personal data in any of them */
-    args[n++] = "kind";
-    args[n++] = "notice";
+    if (f->routed) {
+        /* WeCom's ciphertext and what opens it; no plaintext */
+        args[n++] = "kind";
+        args[n++] = "event";
+        args[n++] = "cb";
+        args[n++] = f->data ? "data" : "command";
+        args[n++] = "enc";
+        args[n++] = f->enc;
+        args[n++] = "agent";
+        args[n++] = f->agentid;
+        args[n++] = "subj";
+        args[n++] = fs->subj != NULL ? fs->subj : "[]";
+    } else {
+        /* a lifecycle notice: its fields, no personal data in any */
+        args[n++] = "kind";
+        args[n++] = "notice";
+    }
     args[n++] = "ev";
     args[n++] = f->event_id;
     args[n++] = "it";
@@ -262,9 +304,143 @@ fan_push(struct fan_svc *fs, const struct record_service *s)
     args[n++] = rcv;
     args[n++] = "at";
     args[n++] = at;
-    args[n++] = "removed";
-    args[n++] = f->removed;
+    if (!f->routed) {
+        args[n++] = "removed";
+        args[n++] = f->removed;
+    }
     return eval(d, on_fan_pushed, fs, SCRIPT_DLV_PUSH, keys, 6, args, n);
+}
+
+/*---- The range of a routed event ----*/
+
+/* Is id of kind in v? Chats and customers are not members: 0. */
+static int
+range_has(const struct vrange *v, enum scope_record kind, const char *id)
+{
+    char *end;
+    long n;
+
+    if (v == NULL || id == NULL || id[0] == '\0')
+        return 0;
+    switch (kind) {
+    case SCOPE_REC_MEMBER:
+    case SCOPE_REC_FOLLOW_USER:
+    case SCOPE_REC_CHAT_MEMBER:
+        return vrange_has_member(v, id, strlen(id));
+    case SCOPE_REC_DEPARTMENT:
+    case SCOPE_REC_TAG:
+        if (strspn(id, "0123456789") != strlen(id) || strlen(id) > 10)
+            return 0;
+        n = strtol(id, &end, 10);
+        return kind == SCOPE_REC_DEPARTMENT ? vrange_has_department(v, n)
+                                            : vrange_has_tag(v, n);
+    default:
+        return 0;
+    }
+}
+
+/* At fan-out: the service's range of the tenant as the worker read it;
+ * a chat by its owner from the index. */
+struct fan_range {
+    const struct vrange *v;
+    const char *owner;
+};
+
+static int
+fan_in_range(void *arg, enum scope_record kind, const char *id)
+{
+    const struct fan_range *r = arg;
+
+    if (kind == SCOPE_REC_CHAT)
+        return range_has(r->v, SCOPE_REC_MEMBER, r->owner);
+    return range_has(r->v, kind, id);
+}
+
+/* The subjects found in range, as stored with the entry: [[kind, id]]. */
+static char *
+subjects_encode(const struct evfilter_result *res)
+{
+    json_t *a = json_array();
+    char *out = NULL;
+    size_t i;
+
+    if (a == NULL)
+        return NULL;
+    for (i = 0; i < res->nsubjects; i++) {
+        if (!res->subjects[i].checked)
+            continue;
+        if (json_array_append_new(a,
+                                  json_pack("[is]", (int)res->subjects[i].kind,
+                                            res->subjects[i].id)) != 0)
+            goto out;
+    }
+    out = json_dumps(a, JSON_COMPACT);
+out:
+    json_decref(a);
+    return out;
+}
+
+/*
+ * The fan-out decision of a routed event for service s: what the
+ * lifecycle notices need (s may serve the tenant and takes the event),
+ * then the event filter with the effective grant and the range of the
+ * tenant as the worker read it. Nonzero to queue; *subj (owned) the
+ * subjects found in range.
+ */
+static int
+fan_routed_decide(struct fanout *f, const struct record_service *s,
+                  const struct record_delivery *rd, char **subj)
+{
+    struct delivery_event ev;
+    const struct scope_map *m = f->d->scopes;
+    struct vrange *owned = NULL;
+    struct fan_range fr = {NULL, f->owner};
+    struct evfilter_ask ask;
+    struct evfilter_result res;
+    enum brk_err err;
+    int ok = 0;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.suite = f->suite;
+    ev.corp = f->corp;
+    ev.info_type = f->info_type;
+    ev.change_type = f->change_type;
+    if (m == NULL || f->ten == NULL || !f->ten->active ||
+        !delivery_decide_lifecycle(&ev, s, rd, NULL))
+        return 0;
+    err = record_effective_range(s, f->ten, f->corp, &owned, &fr.v);
+    if (err) {
+        log_warn("delivery: service %s: no range of corp %s (%s); event %s "
+                 "not queued for it",
+                 s->name, f->corp, brk_strerror(err), f->event_id);
+        return 0;
+    }
+    memset(&ask, 0, sizeof(ask));
+    ask.callback = f->data ? SCOPE_CB_DATA : SCOPE_CB_COMMAND;
+    ask.corpid = f->corp;
+    ask.tenant = &f->ten->grant;
+    ask.service = &s->grant;
+    ask.caps = s->caps;
+    ask.own_range = owned != NULL;
+    ask.in_range = fan_in_range;
+    ask.arg = &fr;
+    err = evfilter_apply(m, f->plain, f->plain_len, &ask, &res);
+    if (err) {
+        log_warn("delivery: event %s (%s) refused by the event filter: %s",
+                 f->event_id, f->info_type, brk_strerror(err));
+        vrange_free(owned);
+        return 0;
+    }
+    if (res.reason == EVFILTER_DELIVER) {
+        *subj = subjects_encode(&res);
+        ok = *subj != NULL;
+    } else {
+        log_debug("delivery: event %s not for service %s: %s", f->event_id,
+                  s->name, evfilter_reason_name(res.reason));
+    }
+    evfilter_result_free(&res);
+    vrange_free(owned);
+    return ok;
 }
 
 /* The records of one service are in: decide, and queue when it takes
@@ -275,6 +451,7 @@ fan_decide(struct fan_svc *fs, const redisReply *svc, const redisReply *dlv)
     struct fanout *f = fs->f;
     struct record_service *s = NULL;
     struct record_delivery rd;
+    struct delivery_event ev;
     enum brk_err err;
 
     err = record_service_decode(fs->id, svc, &s);
@@ -298,11 +475,17 @@ fan_decide(struct fan_svc *fs, const redisReply *svc, const redisReply *dlv)
         fan_settle(f, BRK_OK);
         return;
     }
-    if (!f->decide(&(struct delivery_event){f->suite, f->corp, f->info_type,
-                                            f->change_type, f->timestamp,
-                                            f->src_id, f->received_ms,
-                                            f->removed},
-                   s, &rd, f->decide_arg)) {
+    memset(&ev, 0, sizeof(ev));
+    ev.suite = f->suite;
+    ev.corp = f->corp;
+    ev.info_type = f->info_type;
+    ev.change_type = f->change_type;
+    ev.timestamp = f->timestamp;
+    ev.src_id = f->src_id;
+    ev.received_ms = f->received_ms;
+    ev.removed = f->removed;
+    if (f->routed ? !fan_routed_decide(f, s, &rd, &fs->subj)
+                  : !f->decide(&ev, s, &rd, f->decide_arg)) {
         record_service_unref(s);
         fan_settle(f, BRK_OK);
         return;
@@ -372,17 +555,17 @@ on_fan_members(enum brk_err err, struct redisReply *r, void *arg)
     fan_settle(f, BRK_OK);
 }
 
-enum brk_err
-delivery_fanout(struct delivery *d, const struct delivery_event *ev,
-                delivery_decide_fn *decide, void *decide_arg,
-                delivery_done_cb *cb, void *arg)
+static enum brk_err
+fan_start(struct delivery *d, const struct delivery_event *ev, int routed,
+          delivery_decide_fn *decide, void *decide_arg, delivery_done_cb *cb,
+          void *arg)
 {
     struct fanout *f;
     char key[KEYS_MAX];
     const char *argv[2];
     enum brk_err err;
 
-    if (d == NULL || ev == NULL || decide == NULL || cb == NULL ||
+    if (d == NULL || ev == NULL || (decide == NULL && !routed) || cb == NULL ||
         !keys_id_ok(ev->suite) || !keys_id_ok(ev->corp) ||
         ev->info_type == NULL || ev->timestamp == NULL || ev->src_id == NULL)
         return BRK_ERR_INVAL;
@@ -410,6 +593,29 @@ delivery_fanout(struct delivery *d, const struct delivery_event *ev,
         return BRK_ERR_INVAL;
     }
     f->d = d;
+    if (routed) {
+        f->routed = 1;
+        f->data = ev->data;
+        f->ten = record_tenant_ref(ev->tenant);
+        f->enc = brk_strdup(ev->encrypt);
+        f->plain = brk_malloc(ev->plain_len + 1);
+        if (f->enc == NULL || f->plain == NULL) {
+            fan_free(f);
+            return BRK_ERR_NOMEM;
+        }
+        memcpy(f->plain, ev->plain, ev->plain_len);
+        f->plain[ev->plain_len] = '\0';
+        f->plain_len = ev->plain_len;
+        if (snprintf(f->agentid, sizeof(f->agentid), "%s",
+                     ev->agentid ? ev->agentid : "") >=
+                (int)sizeof(f->agentid) ||
+            snprintf(f->owner, sizeof(f->owner), "%s",
+                     ev->chat_owner ? ev->chat_owner : "") >=
+                (int)sizeof(f->owner)) {
+            fan_free(f);
+            return BRK_ERR_INVAL;
+        }
+    }
     f->received_ms = ev->received_ms;
     f->decide = decide;
     f->decide_arg = decide_arg;
@@ -420,8 +626,16 @@ delivery_fanout(struct delivery *d, const struct delivery_event *ev,
     argv[1] = key;
     err = store_cmd_argv(d->st, on_fan_members, f, 2, argv, NULL);
     if (err)
-        brk_free(f);
+        fan_free(f);
     return err;
+}
+
+enum brk_err
+delivery_fanout(struct delivery *d, const struct delivery_event *ev,
+                delivery_decide_fn *decide, void *decide_arg,
+                delivery_done_cb *cb, void *arg)
+{
+    return fan_start(d, ev, 0, decide, decide_arg, cb, arg);
 }
 
 int
@@ -469,15 +683,10 @@ delivery_route(struct delivery *d, const struct delivery_event *ev,
         return BRK_ERR_INVAL;
     if (delivery_is_lifecycle(ev->info_type))
         return delivery_fanout(d, ev, delivery_decide_lifecycle, NULL, cb, arg);
-    /*
-     * change_contact, change_external_* and data callbacks are routed
-     * here once the event filter lands: a decision per service
-     * (evfilter_apply: its effective grant, its range, for a deletion the
-     * range before it) given to delivery_fanout, the queue entry holding
-     * WeCom's envelope as received (still encrypted), and the filtered
-     * inner XML made per service when it is sent. Until then they go to
-     * no one.
-     */
+    if (d->scopes != NULL && ev->encrypt != NULL && ev->plain != NULL &&
+        ev->tenant != NULL && ev->plain_len <= EVFILTER_MAX_BYTES)
+        return fan_start(d, ev, 1, NULL, NULL, cb, arg);
+    /* nothing to decide with: no one gets it */
     r = brk_calloc(1, sizeof(*r));
     if (r == NULL)
         return BRK_ERR_NOMEM;
@@ -886,6 +1095,11 @@ lane_clear_entry(struct lane *l)
         brk_free(l->f[i]);
     l->nf = 0;
     l->id[0] = '\0';
+    l->data = 0;
+    brk_free(l->kept);
+    brk_free(l->removed);
+    l->kept = NULL;
+    l->removed = NULL;
 }
 
 static void
@@ -932,6 +1146,15 @@ entry_get(const struct lane *l, const char *name)
         if (strcmp(l->f[i], name) == 0)
             return l->f[i + 1];
     return NULL;
+}
+
+/* The entry is a routed event (WeCom's ciphertext), not a notice. */
+static int
+is_routed(const struct lane *l)
+{
+    const char *kind = entry_get(l, "kind");
+
+    return kind != NULL && strcmp(kind, "event") == 0;
 }
 
 /* Every Redis step of a lane: err, reply, and the lane (one reference). */
@@ -1084,9 +1307,13 @@ audit_delivery(struct lane *l, const char *result)
     kv[n++] = "result";
     kv[n++] = result;
     kv[n++] = "fields";
-    kv[n++] = "SuiteId,AuthCorpId,InfoType,TimeStamp";
+    kv[n++] = l->kept != NULL ? l->kept
+              : is_routed(l)  ? ""
+                              : "SuiteId,AuthCorpId,InfoType,TimeStamp";
     kv[n++] = "removed";
-    kv[n++] = entry_get(l, "removed") ? entry_get(l, "removed") : "";
+    kv[n++] = l->removed != NULL        ? l->removed
+              : entry_get(l, "removed") ? entry_get(l, "removed")
+                                        : "";
     kv[n++] = "attempts";
     kv[n++] = attempts;
     kv[n++] = "status";
@@ -1226,7 +1453,8 @@ on_sent(enum brk_err err, long status, const char *body, size_t len,
                                                   : "no_reply");
     else
         snprintf(l->status, sizeof(l->status), "%ld", status);
-    if (!err && status == 200 && is_success(body, len)) {
+    /* a data callback is delivered by any 200, as WeCom's */
+    if (!err && status == 200 && (l->data || is_success(body, len))) {
         count(l, "delivered");
         if (rms > 0)
             metrics_observe(METRICS_DELIVERY_SECONDS,
@@ -1275,36 +1503,34 @@ lane_drop_entry(struct lane *l, const char *why)
     lane_ack(l);
 }
 
-/* Send the head entry, with a fresh timestamp, nonce and signature. */
+/*
+ * POST inner (the inner XML) to the service, encrypted for receiveid with
+ * its key, in WeCom's envelope: ToUserName receiveid, AgentID agentid
+ * ("" for a command callback); a fresh timestamp, nonce and signature.
+ */
 static void
-lane_send(struct lane *l)
+lane_post(struct lane *l, const char *inner, size_t inner_len,
+          const char *receiveid, const char *agentid)
 {
     struct dsvc *s = l->s;
     struct delivery *d = s->d;
-    const char *kind = entry_get(l, "kind"), *ev = entry_get(l, "ev");
-    const char *suite = entry_get(l, "suite");
-    char inner[1024], ts[24], nonce[17], sig[WECOM_CRYPTO_SIG_SIZE];
+    const char *ev = entry_get(l, "ev");
+    char ts[24], nonce[17], sig[WECOM_CRYPTO_SIG_SIZE];
     char hdr[64], *enc = NULL, *url = NULL, *body = NULL;
     const char *headers[1] = {hdr};
     struct wecom_api_post p;
     size_t ulen, blen;
     enum brk_err err;
 
-    if (kind == NULL || strcmp(kind, "notice") != 0 || ev == NULL ||
-        strlen(ev) != DELIVERY_EVENT_ID_LEN || suite == NULL ||
-        notice_xml(l, inner, sizeof(inner)) != BRK_OK) {
-        lane_drop_entry(l, "an entry of an unknown shape");
-        return;
-    }
     snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
     if (delivery_random_alnum(nonce, 16) != BRK_OK ||
-        wecom_crypto_encrypt(s->crypto, inner, strlen(inner), suite, &enc) ||
+        wecom_crypto_encrypt(s->crypto, inner, inner_len, receiveid, &enc) ||
         wecom_crypto_sign(s->crypto, ts, nonce, enc, sig)) {
         err = BRK_ERR_CRYPTO;
         goto fail;
     }
     ulen = strlen(s->dlv.url) + 128;
-    blen = strlen(enc) + strlen(suite) + 160;
+    blen = strlen(enc) + strlen(receiveid) + strlen(agentid) + 160;
     url = brk_malloc(ulen);
     body = brk_malloc(blen);
     if (url == NULL || body == NULL) {
@@ -1317,8 +1543,8 @@ lane_send(struct lane *l)
     snprintf(body, blen,
              "<xml><ToUserName><![CDATA[%s]]></ToUserName>"
              "<Encrypt><![CDATA[%s]]></Encrypt>"
-             "<AgentID><![CDATA[]]></AgentID></xml>",
-             suite, enc);
+             "<AgentID><![CDATA[%s]]></AgentID></xml>",
+             receiveid, enc, agentid);
     snprintf(hdr, sizeof(hdr), "X-Broker-Event-Id: %s", ev);
     memset(&p, 0, sizeof(p));
     p.url = url;
@@ -1344,6 +1570,195 @@ fail:
     brk_free(body);
     snprintf(l->status, sizeof(l->status), "%s", brk_strerror(err));
     lane_failed(l);
+}
+
+/* At send time: a subject stored with the entry was in range when the
+ * event took effect; anything else (list items) by the current range. */
+struct send_range {
+    json_t *subj;
+    const struct vrange *v;
+};
+
+static int
+send_in_range(void *arg, enum scope_record kind, const char *id)
+{
+    const struct send_range *r = arg;
+    const json_t *e;
+    size_t i;
+
+    json_array_foreach(r->subj, i, e)
+    {
+        if (json_integer_value(json_array_get(e, 0)) == (json_int_t)kind &&
+            json_is_string(json_array_get(e, 1)) &&
+            strcmp(json_string_value(json_array_get(e, 1)), id) == 0)
+            return 1;
+    }
+    if (kind == SCOPE_REC_CHAT)
+        return 0;
+    return range_has(r->v, kind, id);
+}
+
+/* The tenant as it is now is in: decrypt, filter for the service's
+ * current grant, and send; or drop the entry when it may not have it. */
+static void
+on_send_tenant(struct lane *l, enum brk_err err, redisReply *r)
+{
+    struct dsvc *s = l->s;
+    struct delivery *d = s->d;
+    const char *suite = entry_get(l, "suite"), *corp = entry_get(l, "corp");
+    const char *enc = entry_get(l, "enc"), *agent = entry_get(l, "agent");
+    const char *rcv = entry_get(l, "rcv");
+    const char *rid_ok[1];
+    struct record_tenant *t = NULL;
+    struct suite_rt *su;
+    struct vrange *owned = NULL;
+    struct send_range sr = {NULL, NULL};
+    struct evfilter_ask ask;
+    struct evfilter_result res;
+    char *plain = NULL, *rid = NULL, why[96];
+    size_t plen = 0, which;
+    int have_res = 0;
+
+    if (d->stopping || l->ending) {
+        lane_end(l);
+        return;
+    }
+    if (err) {
+        snprintf(l->status, sizeof(l->status), "%s", "store");
+        lane_failed(l);
+        return;
+    }
+    err = record_tenant_decode(r, now_ms() / 1000, &t);
+    if (err == BRK_ERR_NOTFOUND || (err == BRK_OK && !t->active)) {
+        lane_drop_entry(l, "the tenant is no longer active");
+        goto out;
+    }
+    if (err) {
+        snprintf(l->status, sizeof(l->status), "%s", "tenant");
+        lane_failed(l);
+        goto out;
+    }
+    l->data = strcmp(entry_get(l, "cb"), "data") == 0;
+    rid_ok[0] = l->data ? corp : suite;
+    su = d->suites != NULL ? suites_find(d->suites, suite) : NULL;
+    if (su == NULL || su->crypto == NULL ||
+        wecom_crypto_decrypt(su->crypto, enc, strlen(enc), &plain, &plen,
+                             &rid) ||
+        wecom_crypto_check_receiveid(rid, rid_ok, 1, &which)) {
+        lane_drop_entry(l, "the stored event does not open");
+        goto out;
+    }
+    err = record_effective_range(s->rec, t, corp, &owned, &sr.v);
+    if (err) {
+        snprintf(l->status, sizeof(l->status), "%s", "range");
+        lane_failed(l);
+        goto out;
+    }
+    sr.subj = json_loads(entry_get(l, "subj"), 0, NULL);
+    memset(&ask, 0, sizeof(ask));
+    ask.callback = l->data ? SCOPE_CB_DATA : SCOPE_CB_COMMAND;
+    ask.corpid = corp;
+    ask.tenant = &t->grant;
+    ask.service = &s->rec->grant;
+    ask.caps = s->rec->caps;
+    /* a WelcomeCode past its life is delivered without it */
+    if (rcv == NULL || now_ms() - strtoll(rcv, NULL, 10) > WELCOME_MS)
+        ask.caps &= ~(unsigned)CAP_EXTERNAL_WELCOME;
+    ask.own_range = owned != NULL;
+    ask.in_range = send_in_range;
+    ask.arg = &sr;
+    if (d->scopes == NULL || !json_is_array(sr.subj) ||
+        evfilter_apply(d->scopes, plain, plen, &ask, &res) != BRK_OK) {
+        lane_drop_entry(l, "the event filter refuses the stored event");
+        goto out;
+    }
+    have_res = 1;
+    if (res.reason != EVFILTER_DELIVER) {
+        snprintf(why, sizeof(why), "the service may no longer have it (%s)",
+                 evfilter_reason_name(res.reason));
+        lane_drop_entry(l, why);
+        goto out;
+    }
+    l->kept = res.kept;
+    l->removed = res.removed;
+    res.kept = NULL;
+    res.removed = NULL;
+    lane_post(l, res.xml, res.xml_len, rid_ok[0], l->data ? agent : "");
+out:
+    if (have_res)
+        evfilter_result_free(&res);
+    if (plain != NULL)
+        brk_free_secret(plain, plen);
+    brk_free(rid);
+    json_decref(sr.subj);
+    vrange_free(owned);
+    record_tenant_unref(t);
+}
+
+/* A routed event: the service may still serve the tenant and take the
+ * event; then the tenant's current record. */
+static void
+lane_send_event(struct lane *l)
+{
+    struct dsvc *s = l->s;
+    struct delivery *d = s->d;
+    const char *suite = entry_get(l, "suite"), *corp = entry_get(l, "corp");
+    const char *it = entry_get(l, "it"), *ct = entry_get(l, "ct");
+    const char *cb = entry_get(l, "cb");
+    char keys[4][KEYS_MAX];
+    const char *kp[4] = {keys[0], keys[1], keys[2], keys[3]};
+    struct delivery_event ev;
+
+    if (suite == NULL || corp == NULL || it == NULL || cb == NULL ||
+        entry_get(l, "enc") == NULL || entry_get(l, "subj") == NULL ||
+        entry_get(l, "agent") == NULL || !keys_id_ok(suite) ||
+        !keys_id_ok(corp) ||
+        keys_tenant(keys[0], sizeof(keys[0]), d->cfg->key_prefix, corp,
+                    suite) ||
+        keys_tenant_sub(keys[1], sizeof(keys[1]), d->cfg->key_prefix, corp,
+                        suite, "dir:parents") ||
+        keys_tenant_sub(keys[2], sizeof(keys[2]), d->cfg->key_prefix, corp,
+                        suite, "dir:users") ||
+        keys_tenant_sub(keys[3], sizeof(keys[3]), d->cfg->key_prefix, corp,
+                        suite, "dir:tags")) {
+        lane_drop_entry(l, "an entry of an unknown shape");
+        return;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.suite = suite;
+    ev.corp = corp;
+    ev.info_type = it;
+    ev.change_type = ct;
+    if (!delivery_decide_lifecycle(&ev, s->rec, &s->dlv, NULL)) {
+        lane_drop_entry(l, "the service may no longer serve the tenant");
+        return;
+    }
+    lane_eval(l, SCRIPT_TENANT_LOAD, kp, 4, NULL, 0, on_send_tenant);
+}
+
+/* Send the head entry. */
+static void
+lane_send(struct lane *l)
+{
+    const char *kind = entry_get(l, "kind"), *ev = entry_get(l, "ev");
+    const char *suite = entry_get(l, "suite");
+    char inner[1024];
+
+    if (kind == NULL || ev == NULL || strlen(ev) != DELIVERY_EVENT_ID_LEN ||
+        suite == NULL) {
+        lane_drop_entry(l, "an entry of an unknown shape");
+        return;
+    }
+    if (strcmp(kind, "event") == 0) {
+        lane_send_event(l);
+        return;
+    }
+    if (strcmp(kind, "notice") != 0 ||
+        notice_xml(l, inner, sizeof(inner)) != BRK_OK) {
+        lane_drop_entry(l, "an entry of an unknown shape");
+        return;
+    }
+    lane_post(l, inner, strlen(inner), suite, "");
 }
 
 static void
@@ -1627,6 +2042,18 @@ void
 delivery_set_audit(struct delivery *d, struct audit *a)
 {
     d->audit = a;
+}
+
+void
+delivery_set_scopes(struct delivery *d, const struct scope_map *m)
+{
+    d->scopes = m;
+}
+
+void
+delivery_set_suites(struct delivery *d, struct suites *s)
+{
+    d->suites = s;
 }
 
 void

@@ -358,6 +358,7 @@ reload_scopes(struct daemon *d, const struct config *nc, char *part, size_t len)
     }
     d->scopes = sm;
     proxy_set_scopes(d->proxy, sm);
+    delivery_set_scopes(d->dlv, sm);
     retire(d, old, NULL);
     snprintf(part, len, "scopes %zu endpoints", scope_map_count(sm));
     return 0;
@@ -844,6 +845,8 @@ start(struct daemon *d)
     if (err)
         goto out;
     delivery_set_audit(d->dlv, d->audit);
+    delivery_set_scopes(d->dlv, d->scopes);
+    delivery_set_suites(d->dlv, d->suites);
     worker_set_delivery(d->worker, d->dlv);
     err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
     if (err)

@@ -285,6 +285,7 @@ enum brk_err
 proxy_effective_range(struct preq *q)
 {
     const struct record_parties *mine = NULL;
+    const struct vrange *range = NULL;
     struct vrange *v = NULL;
     struct range_ref *ref;
     char key[200];
@@ -304,11 +305,8 @@ proxy_effective_range(struct preq *q)
         q->range = ref->v;
         return BRK_OK;
     }
-    err = vrange_build(q->ten->priv, q->ten->parents, q->ten->users,
-                       q->ten->tags, &v);
-    if (!err)
-        err = vrange_narrow(v, mine->ids, mine->n);
-    ref = err ? NULL : brk_calloc(1, sizeof(*ref));
+    err = record_effective_range(q->svc, q->ten, q->tr.corp, &v, &range);
+    ref = err || v == NULL ? NULL : brk_calloc(1, sizeof(*ref));
     if (ref == NULL) {
         vrange_free(v);
         return err ? err : BRK_ERR_NOMEM;

@@ -26,7 +26,8 @@ purge_kind_of(const char *key)
     if (strcmp(p, "token") == 0 || strcmp(p, "btoks") == 0 ||
         strncmp(p, "svccur:", 7) == 0)
         return 2;
-    if (strncmp(p, "dir:", 4) == 0)
+    /* the directory, and the index of chat owners that goes with it */
+    if (strncmp(p, "dir:", 4) == 0 || strcmp(p, "chatowner") == 0)
         return 3;
     if (strncmp(p, "lock:", 5) == 0)
         return 4;

@@ -907,3 +907,35 @@ out:
     brk_wipe(&c, sizeof(c));
     return err;
 }
+
+enum brk_err
+record_effective_range(const struct record_service *s,
+                       const struct record_tenant *t, const char *corp,
+                       struct vrange **owned, const struct vrange **range)
+{
+    const struct record_parties *mine = NULL;
+    struct vrange *v = NULL;
+    enum brk_err err;
+
+    if (s == NULL || t == NULL || t->range == NULL || owned == NULL ||
+        range == NULL)
+        return BRK_ERR_INVAL;
+    err = record_service_parties(s, corp, &mine);
+    if (err)
+        return err;
+    if (mine == NULL) {
+        *owned = NULL;
+        *range = t->range;
+        return BRK_OK;
+    }
+    err = vrange_build(t->priv, t->parents, t->users, t->tags, &v);
+    if (!err)
+        err = vrange_narrow(v, mine->ids, mine->n);
+    if (err) {
+        vrange_free(v);
+        return err;
+    }
+    *owned = v;
+    *range = v;
+    return BRK_OK;
+}

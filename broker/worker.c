@@ -67,6 +67,10 @@ job_reset_state(struct job *j)
     wecom_xml_free(j->ev);
     j->ev = NULL;
     j->info_type = NULL;
+    record_tenant_unref(j->ten);
+    j->ten = NULL;
+    j->ten_loaded = 0;
+    j->chat_owner[0] = '\0';
     json_decref(j->exchange);
     j->exchange = NULL;
     brk_free_secret_str(j->pcode);
@@ -719,6 +723,18 @@ worker_deliver(struct job *j, const char *result)
     ev.received_ms = j->received_ms;
     /* create_auth's AuthCode is never delivered; its AuthCorpId is added */
     ev.removed = strcmp(j->info_label, "create_auth") == 0 ? "AuthCode" : "";
+    if (!delivery_is_lifecycle(j->info_label)) {
+        /* stored as WeCom sent it; the inner XML only decides */
+        ev.encrypt = j->enc;
+        ev.plain = j->plain;
+        ev.plain_len = j->plainlen;
+        ev.tenant = j->ten;
+        ev.data = strcmp(j->kind, "data") == 0;
+        ev.agentid = ev.data && j->ev ? wecom_xml_get(j->ev, "AgentID") : NULL;
+        ev.chat_owner = j->chat_owner[0] ? j->chat_owner : NULL;
+        if (ev.data)
+            ev.change_type = NULL;
+    }
     j->deliver_result = result;
     err = delivery_route(j->w->delivery, &ev, on_delivered, j);
     if (err) {
@@ -726,6 +742,58 @@ worker_deliver(struct job *j, const char *result)
         worker_job_fail(j, err, 0, "cannot queue the event for services: %s",
                         brk_strerror(err));
     }
+}
+
+static void
+on_tenant_loaded(struct job *j, struct redisReply *r)
+{
+    job_step *next = j->after_tenant;
+    enum brk_err err;
+
+    j->after_tenant = NULL;
+    record_tenant_unref(j->ten);
+    j->ten = NULL;
+    err = record_tenant_decode(r, worker_wall_s(), &j->ten);
+    if (err && err != BRK_ERR_NOTFOUND) {
+        worker_job_fail(j, err, 0, "the tenant's record does not decode: %s",
+                        brk_strerror(err));
+        return;
+    }
+    j->ten_loaded = 1;
+    next(j);
+}
+
+/*
+ * Read the tenant (grant, privilege, directory) into j->ten as it is now:
+ * the range the services' delivery is decided against. NULL when there is
+ * no tenant (the event then goes to no one). Then next.
+ */
+void
+worker_load_tenant(struct job *j, job_step *next)
+{
+    char keys[4][KEYS_MAX];
+    const char *argv[7];
+    static const char *const sub[3] = {"dir:parents", "dir:users", "dir:tags"};
+    int i;
+
+    if (keys_tenant(keys[0], sizeof(keys[0]), worker_prefix(j), j->corp,
+                    worker_suite_id(j))) {
+        worker_job_reject(j, "key names too long");
+        return;
+    }
+    for (i = 0; i < 3; i++)
+        if (keys_tenant_sub(keys[i + 1], sizeof(keys[i + 1]), worker_prefix(j),
+                            j->corp, worker_suite_id(j), sub[i])) {
+            worker_job_reject(j, "key names too long");
+            return;
+        }
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
+    argv[2] = "4";
+    for (i = 0; i < 4; i++)
+        argv[3 + i] = keys[i];
+    j->after_tenant = next;
+    worker_job_redis(j, 7, argv, NULL, on_tenant_loaded);
 }
 
 enum brk_err

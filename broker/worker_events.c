@@ -3,8 +3,15 @@
  * (see worker.c for the engine).
  * The callback chains run here, in order:
  *   change_contact: worker_tenant_state -> worker_on_contact_state ->
- *     on_contact_applied -> worker_deliver -> worker_job_done
- *   change_external_*: worker_external_event -> worker_deliver ->
+ *     [a deletion: worker_load_tenant ->] contact_apply ->
+ *     on_contact_applied -> [else: worker_load_tenant ->] contact_done ->
+ *     worker_deliver -> worker_job_done
+ *   change_external_*: worker_external_event -> worker_tenant_state ->
+ *     on_external_state -> one of
+ *       chat create/update: groupchat/get -> on_groupchat ->
+ *         on_owner_stored (the owner index)
+ *       chat dismiss: on_owner_read -> on_owner_dropped
+ *     -> worker_load_tenant -> external_deliver -> worker_deliver ->
  *     worker_job_done (worker_deliver hands each to delivery_route)
  *   data (change_app_admin): worker_data_event -> worker_open_event ->
  *     on_agentid -> worker_tenant_state -> on_admin_state ->
@@ -24,35 +31,52 @@ field_or_empty(const struct job *j, const char *name)
     return v ? v : "";
 }
 
+/* A deletion is decided against the range before it: a member, a
+ * department, or members and departments taken out of a tag. */
+static int
+contact_is_deletion(const struct job *j)
+{
+    const char *ct = field_or_empty(j, "ChangeType");
+
+    if (strcmp(ct, "delete_user") == 0 || strcmp(ct, "delete_party") == 0)
+        return 1;
+    return strcmp(ct, "update_tag") == 0 &&
+           (field_or_empty(j, "DelUserItems")[0] != '\0' ||
+            field_or_empty(j, "DelPartyItems")[0] != '\0');
+}
+
 static void
-on_contact_applied(struct job *j, struct redisReply *r)
+contact_done(struct job *j)
 {
     const char *ct = field_or_empty(j, "ChangeType");
     const char *kv[4] = {"info_type", "change_contact", "change_type", ct};
 
-    (void)r;
     worker_publish_change(j);
     worker_audit(j, "directory_changed", kv, 4);
     worker_deliver(j, "stored");
 }
 
-void
-worker_on_contact_state(struct job *j, struct redisReply *r)
+static void
+on_contact_applied(struct job *j, struct redisReply *r)
+{
+    (void)r;
+    /* a deletion's range was read before it; anything else's after */
+    if (j->ten_loaded)
+        contact_done(j);
+    else
+        worker_load_tenant(j, contact_done);
+}
+
+static void
+contact_apply(struct job *j)
 {
     char keys[3][KEYS_MAX], now[24];
     const char *argv[19];
     struct dir_contact c;
     int i;
 
-    if (worker_tenant_gate(j, r) != 0)
-        return;
     if (dir_contact_read(j->ev, &c) != BRK_OK) {
-        /* a change the directory cannot apply is never guessed at, nor
-         * lost: the directory is read again from WeCom instead */
-        log_warn("event %s: change_contact %s of corp %s names no usable "
-                 "id; the directory is synced again",
-                 j->id, field_or_empty(j, "ChangeType"), j->corp);
-        worker_load_tdk(j, 0, worker_on_tdk_for_pcode);
+        worker_job_reject(j, "change_contact names no usable id");
         return;
     }
     for (i = 0; i < 3; i++)
@@ -84,7 +108,154 @@ worker_on_contact_state(struct job *j, struct redisReply *r)
     worker_job_redis(j, 19, argv, NULL, on_contact_applied);
 }
 
-/*---- external contact events: audit only ----*/
+void
+worker_on_contact_state(struct job *j, struct redisReply *r)
+{
+    struct dir_contact c;
+
+    if (worker_tenant_gate(j, r) != 0)
+        return;
+    if (dir_contact_read(j->ev, &c) != BRK_OK) {
+        /* a change the directory cannot apply is never guessed at, nor
+         * lost: the directory is read again from WeCom instead */
+        log_warn("event %s: change_contact %s of corp %s names no usable "
+                 "id; the directory is synced again",
+                 j->id, field_or_empty(j, "ChangeType"), j->corp);
+        worker_load_tdk(j, 0, worker_on_tdk_for_pcode);
+        return;
+    }
+    if (contact_is_deletion(j))
+        worker_load_tenant(j, contact_apply);
+    else
+        contact_apply(j);
+}
+
+/*---- External contact events ----*/
+
+static void
+external_deliver(struct job *j)
+{
+    worker_deliver(j, "recorded");
+}
+
+static enum brk_err
+chat_owners_key(struct job *j, char *out, size_t len)
+{
+    return keys_tenant_sub(out, len, worker_prefix(j), j->corp,
+                           worker_suite_id(j), "chatowner");
+}
+
+static void
+on_owner_stored(struct job *j, struct redisReply *r)
+{
+    (void)r;
+    worker_load_tenant(j, external_deliver);
+}
+
+/* Note the chat's owner in the index, so its dismissal can be decided. */
+static void
+on_groupchat(struct job *j, json_t *body)
+{
+    const char *owner = json_string_value(
+        json_object_get(json_object_get(body, "group_chat"), "owner"));
+    const char *chat = wecom_xml_get(j->ev, "ChatId");
+    char key[KEYS_MAX];
+    const char *argv[4];
+
+    if (owner == NULL || owner[0] == '\0' ||
+        strlen(owner) >= sizeof(j->chat_owner) || chat == NULL ||
+        chat_owners_key(j, key, sizeof(key))) {
+        log_warn("event %s: the owner of a chat of corp %s is not known; "
+                 "range-narrowed services do not get it",
+                 j->id, j->corp);
+        worker_load_tenant(j, external_deliver);
+        return;
+    }
+    snprintf(j->chat_owner, sizeof(j->chat_owner), "%s", owner);
+    argv[0] = "HSET";
+    argv[1] = key;
+    argv[2] = chat;
+    argv[3] = owner;
+    worker_job_redis(j, 4, argv, NULL, on_owner_stored);
+}
+
+/* WeCom does not know the chat (any more): no owner, decided without. */
+static int
+on_groupchat_error(struct job *j, long errcode)
+{
+    log_warn("event %s: externalcontact/groupchat/get: errcode %ld; the "
+             "chat's owner is not known",
+             j->id, errcode);
+    worker_load_tenant(j, external_deliver);
+    return 1;
+}
+
+static void
+on_owner_dropped(struct job *j, struct redisReply *r)
+{
+    (void)r;
+    worker_load_tenant(j, external_deliver);
+}
+
+static void
+on_owner_read(struct job *j, struct redisReply *r)
+{
+    const char *chat = wecom_xml_get(j->ev, "ChatId");
+    char key[KEYS_MAX];
+    const char *argv[3];
+
+    if (r->type == REDIS_REPLY_STRING && r->len < sizeof(j->chat_owner))
+        snprintf(j->chat_owner, sizeof(j->chat_owner), "%s", r->str);
+    if (chat_owners_key(j, key, sizeof(key))) {
+        worker_job_reject(j, "key names too long");
+        return;
+    }
+    /* a dismissed chat is gone for good */
+    argv[0] = "HDEL";
+    argv[1] = key;
+    argv[2] = chat;
+    worker_job_redis(j, 3, argv, NULL, on_owner_dropped);
+}
+
+static void
+on_external_state(struct job *j, struct redisReply *r)
+{
+    const char *ct = field_or_empty(j, "ChangeType");
+    const char *chat = wecom_xml_get(j->ev, "ChatId");
+    char key[KEYS_MAX];
+    const char *argv[3];
+    json_t *req;
+    const char *status;
+    long long ets, gone;
+
+    if (worker_tenant_gate(j, r) != 0)
+        return;
+    /* only an active tenant has a corp token, and services */
+    if (worker_state_of(r, &status, &ets, &gone) != 0 ||
+        strcmp(status, "active") != 0 ||
+        strcmp(j->info_label, "change_external_chat") != 0 || chat == NULL ||
+        chat[0] == '\0' || strlen(chat) > 128) {
+        worker_load_tenant(j, external_deliver);
+        return;
+    }
+    if (strcmp(ct, "dismiss") == 0) {
+        if (chat_owners_key(j, key, sizeof(key))) {
+            worker_job_reject(j, "key names too long");
+            return;
+        }
+        argv[0] = "HGET";
+        argv[1] = key;
+        argv[2] = chat;
+        worker_job_redis(j, 3, argv, NULL, on_owner_read);
+        return;
+    }
+    /* create, update: WeCom says who owns it (budgeted like a sync) */
+    req = json_pack("{s:s,s:i}", "chat_id", chat, "need_name", 0);
+    j->api_on_wecom = on_groupchat_error;
+    worker_job_api(j, "externalcontact/groupchat/get", "POST",
+                   "/cgi-bin/externalcontact/groupchat/get", TOK_CORP_Q, req,
+                   on_groupchat);
+}
 
 void
 worker_external_event(struct job *j)
@@ -107,7 +278,7 @@ worker_external_event(struct job *j)
     }
     worker_audit(j, "external_change", kv, n);
     worker_publish_change(j);
-    worker_deliver(j, "recorded");
+    worker_tenant_state(j, on_external_state);
 }
 
 /*---- Data callbacks: the app's admins ----*/

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "purge.h"
+#include "record.h"
 #include "scripts.h"
 #include "store.h"
 #include "suites.h"
@@ -191,6 +192,12 @@ struct job {
     struct event *keepalive;
     int attempts;
     const char *deliver_result; /* static: the result once delivered */
+    /* the tenant the services' range is decided against (one reference;
+     * NULL: not loaded, or no tenant) and whether it was loaded */
+    struct record_tenant *ten;
+    int ten_loaded;
+    job_step *after_tenant;
+    char chat_owner[RECORD_USER_MAX + 1]; /* change_external_chat */
 };
 
 /* worker.c: job lifetime, shared steps, dispatch */
@@ -212,6 +219,7 @@ void worker_job_reject(struct job *j, const char *reason);
 enum brk_err worker_gone_key(struct job *j, char *out, size_t len);
 void worker_publish_change(struct job *j);
 void worker_deliver(struct job *j, const char *result);
+void worker_load_tenant(struct job *j, job_step *next);
 void worker_audit(struct job *j, const char *event, const char *const *kv,
                   size_t n);
 enum brk_err worker_seal_field(struct job *j, const char *field,

@@ -40,7 +40,10 @@ struct event_base;
 struct keyring;
 struct record_delivery;
 struct record_service;
+struct record_tenant;
+struct scope_map;
 struct store;
+struct suites;
 struct delivery;
 
 /* One receiver's reply is awaited this long (connect and total). */
@@ -64,6 +67,18 @@ struct delivery_event {
     /* the names of the fields WeCom sent that are not delivered,
      * comma-separated ("" when none), for the audit trail */
     const char *removed;
+    /* Every event but the lifecycle notices (else NULL, 0): */
+    const char *encrypt; /* WeCom's Encrypt as received: what is stored */
+    const char *plain;   /* its inner XML: decided on, never stored */
+    size_t plain_len;
+    /* the tenant the range is decided against: for a deletion as it was
+     * before, else as it is after the change (borrowed; the fan-out
+     * takes a reference of its own) */
+    struct record_tenant *tenant;
+    int data;               /* a data callback (receiveid the corp) */
+    const char *agentid;    /* a data callback's AgentID */
+    const char *chat_owner; /* change_external_chat: the owner, from the
+                               broker's index (NULL: not known) */
 };
 
 /* Per service: nonzero to queue ev for s, whose delivery setting is d. */
@@ -86,6 +101,12 @@ enum brk_err delivery_new(struct event_base *base, const struct config *cfg,
 void delivery_set_audit(struct delivery *d, struct audit *a);
 /* Use kr (borrowed) from now on. */
 void delivery_set_keyring(struct delivery *d, const struct keyring *kr);
+/* Decide and filter routed events against m (borrowed; the latest set is
+ * used for each decision, so a reload may free the one before once it is
+ * replaced). NULL: routed events go to no one. */
+void delivery_set_scopes(struct delivery *d, const struct scope_map *m);
+/* The suites whose crypto opens the stored events (borrowed). */
+void delivery_set_suites(struct delivery *d, struct suites *s);
 /* Start (or resume after a Redis reconnect) sending. */
 void delivery_start(struct delivery *d);
 /* Stop taking queues; sends in flight end with the client (delivery_free
@@ -99,9 +120,16 @@ void delivery_free(struct delivery *d);
  * The one place where the workers hand over an event that has taken
  * effect. Routes it by InfoType: the lifecycle notices go to every service
  * allowed the tenant (its suite, its --corps, not revoked, delivery on,
- * its --events); every other event ends here with BRK_OK until the event
- * filter decides per service what of it each may get. Returns BRK_OK (cb
- * runs once, later) or an error (cb never runs).
+ * its --events); every other event, given with its ciphertext, inner XML
+ * and tenant, goes to the services evfilter_apply delivers it to (the
+ * effective grant, capabilities, the range of ev->tenant), each queue
+ * entry holding WeCom's ciphertext and the subjects found in range, never
+ * the plaintext. At send time the entry is decrypted and filtered again
+ * with the service's and the tenant's current grant (range decided by the
+ * stored subjects; list items by the current range) and dropped when the
+ * service may no longer have it. A routed event without ciphertext, inner
+ * XML or tenant goes to no one. Returns BRK_OK (cb runs once, later) or an
+ * error (cb never runs).
  */
 enum brk_err delivery_route(struct delivery *d, const struct delivery_event *ev,
                             delivery_done_cb *cb, void *arg) BRK_WUR;

@@ -182,6 +182,20 @@ enum brk_err record_tenant_decode(const struct redisReply *r, long long now_s,
 struct record_tenant *record_tenant_ref(struct record_tenant *t);
 void record_tenant_unref(struct record_tenant *t);
 
+/*
+ * The range a service sees of an active tenant t in corp: the tenant's
+ * range when the service has no departments of its own there (*owned
+ * NULL, *range borrowed from t), else the tenant's range narrowed to them
+ * (*owned the new range, vrange_free; *range the same). Both written only
+ * on success. BRK_ERR_INVAL when t has no range or the service's
+ * departments name corp in other letter cases only, else what building the
+ * range returned.
+ */
+enum brk_err record_effective_range(const struct record_service *s,
+                                    const struct record_tenant *t,
+                                    const char *corp, struct vrange **owned,
+                                    const struct vrange **range) BRK_WUR;
+
 /*---- Browser flows ----*/
 
 /* A browser flow's state, as saved when the flow started. */

@@ -56,6 +56,8 @@ struct hit {
     int verified; /* signature and decryption as WeCom's code checks */
     int has_authcode;
     long long at_ms; /* when it arrived */
+    char change_type[32];
+    char msg[2048]; /* the decrypted inner XML (cut) */
 };
 
 struct rcv {
@@ -274,6 +276,10 @@ handle(struct rcv *r, int fd)
                 xml_text(msg, "AuthCorpId", h.corp, sizeof(h.corp)) == 0) {
                 h.verified = 1;
                 h.has_authcode = strstr(msg, "AuthCode") != NULL;
+                (void)xml_text(msg, "ChangeType", h.change_type,
+                               sizeof(h.change_type));
+                memcpy(h.msg, msg, sizeof(h.msg) - 1);
+                h.msg[sizeof(h.msg) - 1] = '\0';
             }
         }
     }
@@ -1035,6 +1041,225 @@ test_down_then_up_and_purge(void **state)
     rcv_stop(r);
 }
 
+/* The n-th verified hit of (info_type, change_type), copied; 0 or -1. */
+static int
+rcv_hit(struct rcv *r, const char *it, const char *ct, int n, struct hit *out)
+{
+    int i, k = 0, rc = -1;
+
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < r->nhits; i++)
+        if (r->hits[i].verified && strcmp(r->hits[i].info_type, it) == 0 &&
+            strcmp(r->hits[i].change_type, ct) == 0 && k++ == n) {
+            *out = r->hits[i];
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+static int
+rcv_count_ct(struct rcv *r, const char *it, const char *ct)
+{
+    struct hit h;
+    int n = 0;
+
+    while (rcv_hit(r, it, ct, n, &h) == 0)
+        n++;
+    return n;
+}
+
+struct want_ct {
+    struct rcv *r;
+    const char *it, *ct;
+    int n;
+};
+
+static int
+have_ct(void *arg)
+{
+    struct want_ct *w = arg;
+
+    return rcv_count_ct(w->r, w->it, w->ct) >= w->n;
+}
+
+static int
+wait_ct(struct rcv *r, const char *it, const char *ct, int n, long ms)
+{
+    struct want_ct w = {r, it, ct, n};
+
+    if (h_wait(have_ct, &w, ms))
+        return 1;
+    dump_log();
+    return 0;
+}
+
+/* A change_contact event for corp, with up to four more fields. */
+static void
+contact_event(const char *corp, const char *ct, const char *const *kv,
+              size_t npairs)
+{
+    char ts[24];
+    const char *all[24];
+    size_t n = 0, i;
+
+    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
+    all[n++] = "SuiteId";
+    all[n++] = S1;
+    all[n++] = "AuthCorpId";
+    all[n++] = corp;
+    all[n++] = "InfoType";
+    all[n++] = "change_contact";
+    all[n++] = "TimeStamp";
+    all[n++] = ts;
+    all[n++] = "ChangeType";
+    all[n++] = ct;
+    for (i = 0; i < 2 * npairs && n + 2 <= NITEMS(all); i++)
+        all[n++] = kv[i];
+    tc_post_event(S1, all, n / 2);
+}
+
+/* change_contact reaches the services whose grant and range allow it,
+ * with only the fields they may see; a deletion by the range before it;
+ * the queue holds no plaintext. */
+static void
+test_contact_events_filtered_and_ranged(void **state)
+{
+    struct rcv *wide = rcv_start(0, M_OK), *narrow = rcv_start(0, M_OK);
+    struct rcv *sens = rcv_start(0, M_OK), *ext = rcv_start(0, M_OK);
+    static const char *const outside[] = {"UserID", "evt-outside", "Department",
+                                          "1",      "Gender",      "1",
+                                          "Mobile", "13912345678"};
+    static const char *const inside[] = {"UserID", "evt-inside", "Department",
+                                         "2",      "Gender",     "2"};
+    static const char *const gone[] = {"UserID", "evt-inside"};
+    char *sec, *text;
+    struct hit h;
+
+    (void)state;
+    sec = tc_svc_add("c-wide", "contacts.read", NULL, NULL);
+    free(sec);
+    /* the tenant's range is department 2; this service's a department
+     * outside it */
+    sec = tc_svc_add("c-narrow", "contacts.read", "--parties", CORP5 ":3");
+    free(sec);
+    sec = tc_svc_add("c-sens", "contacts.read,member.sensitive", NULL, NULL);
+    free(sec);
+    sec = tc_svc_add("c-ext", "external.customers", NULL, NULL);
+    free(sec);
+    deliver(wide, "c-wide", wide->port, NULL, NULL);
+    deliver(narrow, "c-narrow", narrow->port, NULL, NULL);
+    deliver(sens, "c-sens", sens->port, NULL, NULL);
+    deliver(ext, "c-ext", ext->port, NULL, NULL);
+    /* the tenant grants the gender: only the service's scopes decide */
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP5 "\",\"app_permissions\":["
+             "\"contact:base:base\",\"contact:sensitive:gender\"]}");
+    tc_install(S1, CORP5, (long)time(NULL));
+    tc_wait_status(S1, CORP5, "active", 30000);
+    assert_true(wait_for(wide, "create_auth", CORP5, 1, 10000));
+
+    contact_event(CORP5, "create_user", outside, NITEMS(outside) / 2);
+    contact_event(CORP5, "create_user", inside, NITEMS(inside) / 2);
+    assert_true(wait_ct(wide, "change_contact", "create_user", 1, 15000));
+    assert_true(wait_ct(sens, "change_contact", "create_user", 1, 15000));
+    /* the member and what contacts.read allows; no gender, never a mobile */
+    assert_int_equal(rcv_hit(wide, "change_contact", "create_user", 0, &h), 0);
+    assert_non_null(strstr(h.msg, "evt-inside"));
+    assert_non_null(strstr(h.msg, "<Department>"));
+    assert_null(strstr(h.msg, "Gender"));
+    assert_null(strstr(h.msg, "13912345678"));
+    /* member.sensitive: the gender too */
+    assert_int_equal(rcv_hit(sens, "change_contact", "create_user", 0, &h), 0);
+    assert_non_null(strstr(h.msg, "<Gender>"));
+    assert_null(strstr(h.msg, "13912345678"));
+    /* a service without the contact grant gets none of it */
+    assert_int_equal(rcv_count(ext, "change_contact", NULL), 0);
+
+    /* the deletion: by the range before it, though the member is gone */
+    contact_event(CORP5, "delete_user", gone, 1);
+    assert_true(wait_ct(wide, "change_contact", "delete_user", 1, 15000));
+    assert_true(wait_ct(sens, "change_contact", "delete_user", 1, 15000));
+    /* the member outside the tenant's range reached no one; the narrowed
+     * service nothing of the tenant's department; each event once */
+    assert_int_equal(rcv_count_ct(wide, "change_contact", "create_user"), 1);
+    assert_int_equal(rcv_count_ct(sens, "change_contact", "create_user"), 1);
+    assert_int_equal(rcv_count(narrow, "change_contact", NULL), 0);
+    assert_int_equal(rcv_count(ext, "change_contact", NULL), 0);
+
+    /* queued as WeCom's ciphertext: no value of the event in Redis */
+    text = tc_redis_text();
+    assert_null(strstr(text, "13912345678"));
+    free(text);
+    /* audited with the names delivered and removed */
+    text = tc_redis_text();
+    assert_non_null(strstr(text, "Gender"));
+    free(text);
+    rcv_stop(wide);
+    rcv_stop(narrow);
+    rcv_stop(sens);
+    rcv_stop(ext);
+}
+
+/* change_external_tag names no member: only to services without a range
+ * of their own; the external grant is needed. */
+static void
+test_external_tag_whole_tenant_only(void **state)
+{
+    struct rcv *wide = rcv_start(0, M_OK), *narrow = rcv_start(0, M_OK);
+    struct rcv *noext = rcv_start(0, M_OK);
+    static const char *const member[] = {"UserID", "evt-tagcheck", "Department",
+                                         "2"};
+    const char *kv[12];
+    char ts[24], *sec;
+    size_t n = 0;
+
+    (void)state;
+    sec = tc_svc_add("x-wide", "external.customers", NULL, NULL);
+    free(sec);
+    sec = tc_svc_add("x-narrow", "external.customers,contacts.read",
+                     "--parties", CORP6 ":2");
+    free(sec);
+    sec = tc_svc_add("x-none", "contacts.read", NULL, NULL);
+    free(sec);
+    deliver(wide, "x-wide", wide->port, NULL, NULL);
+    deliver(narrow, "x-narrow", narrow->port, NULL, NULL);
+    deliver(noext, "x-none", noext->port, NULL, NULL);
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP6 "\",\"app_permissions\":["
+             "\"contact:base:base\",\"externalcontact:base:base\"]}");
+    tc_install(S1, CORP6, (long)time(NULL));
+    tc_wait_status(S1, CORP6, "active", 30000);
+    assert_true(wait_for(narrow, "create_auth", CORP6, 1, 10000));
+
+    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
+    kv[n++] = "SuiteId";
+    kv[n++] = S1;
+    kv[n++] = "AuthCorpId";
+    kv[n++] = CORP6;
+    kv[n++] = "InfoType";
+    kv[n++] = "change_external_tag";
+    kv[n++] = "TimeStamp";
+    kv[n++] = ts;
+    kv[n++] = "ChangeType";
+    kv[n++] = "create";
+    kv[n++] = "Id";
+    kv[n++] = "etTAG0001";
+    tc_post_event(S1, kv, n / 2);
+    contact_event(CORP6, "create_user", member, NITEMS(member) / 2);
+    assert_true(wait_ct(wide, "change_external_tag", "create", 1, 15000));
+    /* the narrowed service's queue is in order: the member's event after
+     * the tag's proves the tag's was decided */
+    assert_true(wait_ct(narrow, "change_contact", "create_user", 1, 15000));
+    assert_true(wait_ct(noext, "change_contact", "create_user", 1, 15000));
+    assert_int_equal(rcv_count(narrow, "change_external_tag", NULL), 0);
+    assert_int_equal(rcv_count(noext, "change_external_tag", NULL), 0);
+    rcv_stop(wide);
+    rcv_stop(narrow);
+    rcv_stop(noext);
+}
+
 int
 main(void)
 {
@@ -1044,6 +1269,8 @@ main(void)
         cmocka_unit_test(test_browser_install_notifies),
         cmocka_unit_test(test_down_then_up_and_purge),
         cmocka_unit_test(test_hostile_receivers_delay_no_other),
+        cmocka_unit_test(test_contact_events_filtered_and_ranged),
+        cmocka_unit_test(test_external_tag_whole_tenant_only),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
