@@ -34,26 +34,30 @@ struct receiver {
     struct wecom_crypto *crypto;
     const char *suite;
     long count; /* stop after this many events; 0: never */
+    int raw;    /* also print the query and the Encrypt as received */
     long got;
 };
 
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: mock-wecom receive --token T --aes-key K --suite S\n"
-               "                          [--port P] [--port-file FILE]\n"
-               "                          [--count N]\n"
-               "\n"
-               "A service's event receiver: listens on 127.0.0.1:P (0 picks a\n"
-               "port, the default), verifies each POST as WeCom's callback\n"
-               "rules say (msg_signature over the sorted token, timestamp,\n"
-               "nonce and Encrypt; AES-256-CBC with the EncodingAESKey; the\n"
-               "receiveid must be S), prints the X-Broker-Event-Id and the\n"
-               "decrypted XML of each, and answers `success`. Anything that\n"
-               "fails a check is answered 400 or 403 with the reason.\n"
-               "T and K are what `brokerctl service deliver` printed. Exits 0\n"
-               "after N events (--count) or on SIGTERM/SIGINT, 1 on a runtime\n"
-               "failure, 2 on usage errors.\n");
+    fprintf(f,
+            "usage: mock-wecom receive --token T --aes-key K --suite S\n"
+            "                          [--port P] [--port-file FILE]\n"
+            "                          [--count N] [--raw]\n"
+            "\n"
+            "A service's event receiver: listens on 127.0.0.1:P (0 picks a\n"
+            "port, the default), verifies each POST as WeCom's callback\n"
+            "rules say (msg_signature over the sorted token, timestamp,\n"
+            "nonce and Encrypt; AES-256-CBC with the EncodingAESKey; the\n"
+            "receiveid must be S), prints the X-Broker-Event-Id and the\n"
+            "decrypted XML of each, and answers `success`. Anything that\n"
+            "fails a check is answered 400 or 403 with the reason.\n"
+            "--raw also prints, before each event, the query (\"query ...\")\n"
+            "and the Encrypt text (\"encrypt ...\") as received.\n"
+            "T and K are what `brokerctl service deliver` printed. Exits 0\n"
+            "after N events (--count) or on SIGTERM/SIGINT, 1 on a runtime\n"
+            "failure, 2 on usage errors.\n");
 }
 
 static void
@@ -132,6 +136,8 @@ on_request(struct evhttp_request *req, void *arg)
         refuse(req, 403, "receiveid is not the suite");
         goto out;
     }
+    if (r->raw)
+        printf("query %s\nencrypt %s\n", evhttp_uri_get_query(uri), enc);
     print_event(evhttp_find_header(evhttp_request_get_input_headers(req),
                                    "X-Broker-Event-Id"),
                 msg, msglen);
@@ -181,6 +187,7 @@ receive_main(int argc, char **argv)
         {"port", required_argument, NULL, 'p'},
         {"port-file", required_argument, NULL, 'P'},
         {"count", required_argument, NULL, 'n'},
+        {"raw", no_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -222,6 +229,9 @@ receive_main(int argc, char **argv)
                 fprintf(stderr, "mock-wecom: --count wants a number\n");
                 return 2;
             }
+            break;
+        case 'r':
+            r.raw = 1;
             break;
         case 'h':
             usage(stdout);
