@@ -52,7 +52,7 @@ port_written(void *arg)
 {
     const char *path = arg;
     char *s = h_slurp(path);
-    int ok = s != NULL && atoi(s) > 0;
+    int ok = s != NULL && strtol(s, NULL, 10) > 0;
 
     free(s);
     return ok;
@@ -72,7 +72,7 @@ rcv_start(struct rcv *r, const char *token, const char *key, const char *suite)
     assert_true(r->pid > 0);
     assert_true(h_wait(port_written, pf, 10000));
     s = h_slurp(pf);
-    r->port = atoi(s);
+    r->port = (int)strtol(s, NULL, 10);
     free(s);
 }
 
