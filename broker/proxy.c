@@ -33,6 +33,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "agent_range.h"
 #include "audit.h"
 #include "budget.h"
 #include "cache.h"
@@ -291,6 +292,25 @@ proxy_reply_filtered(struct preq *q)
         proxy_reply_error(q, ERRCODE_OUT_OF_RANGE,
                           "no privilege to access/modify contact/party/agent");
         return;
+    }
+    /* a range-narrowed service reads its own range from agent/get */
+    if (q->narrowed != NULL && strcmp(q->path, AGENT_RANGE_PATH) == 0) {
+        char *rw = NULL;
+        size_t rwlen = 0;
+        unsigned long more = 0;
+        enum brk_err err =
+            agent_range_rewrite(out, len, q->range, &rw, &rwlen, &more);
+
+        brk_free(out);
+        if (err) {
+            proxy_reply_error(q, ERRCODE_UNAVAILABLE,
+                              "agent range not narrowed (%s)",
+                              brk_strerror(err));
+            return;
+        }
+        out = rw;
+        len = rwlen;
+        dropped += more;
     }
     snprintf(n, sizeof(n), "%lu", stripped);
     evhttp_add_header(hdr, "X-Broker-Stripped", n);

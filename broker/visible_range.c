@@ -1200,6 +1200,56 @@ vrange_has_tag(const struct vrange *v, long id)
     return tag_find(&v->tags, (uint32_t)id) != NULL;
 }
 
+/* See visible_range.h. */
+enum brk_err
+vrange_top_departments(const struct vrange *v, long **out, size_t *n)
+{
+    const struct vr_tree *t = &v->tree;
+    unsigned char *covered = NULL;
+    uint32_t *tops = NULL, id;
+    long *res = NULL;
+    size_t i, k, c, idx, count = 0;
+    enum brk_err err = BRK_ERR_NOMEM;
+
+    covered = brk_calloc(t->n ? t->n : 1, 1);
+    tops = brk_malloc((v->dept.n ? v->dept.n : 1) * sizeof(*tops));
+    if (covered == NULL || tops == NULL)
+        goto out;
+    /* a child is covered when it and its parent are both visible */
+    for (i = 0; i < t->n; i++) {
+        if (!idset_has(&v->dept, t->id[i]))
+            continue;
+        for (k = t->start[i]; k < t->start[i + 1]; k++) {
+            c = t->child[k];
+            if (c != i && idset_has(&v->dept, t->id[c]))
+                covered[c] = 1;
+        }
+    }
+    for (i = 0; i < v->dept.cap; i++) {
+        if (v->dept.slot[i] == 0)
+            continue;
+        id = (uint32_t)(v->dept.slot[i] - 1);
+        idx = tree_find(t, id);
+        if (idx == SIZE_MAX || !covered[idx])
+            tops[count++] = id;
+    }
+    count = sort_unique(tops, count);
+    if (count > 0) {
+        res = brk_malloc(count * sizeof(*res));
+        if (res == NULL)
+            goto out;
+        for (i = 0; i < count; i++)
+            res[i] = (long)tops[i];
+    }
+    *out = res;
+    *n = count;
+    err = BRK_OK;
+out:
+    brk_free(covered);
+    brk_free(tops);
+    return err;
+}
+
 /* The number of visible members. Cannot fail. */
 size_t
 vrange_members(const struct vrange *v)

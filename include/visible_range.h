@@ -48,6 +48,14 @@ enum brk_err vrange_narrow(struct vrange *v, const long *parties,
 int vrange_has_member(const struct vrange *v, const char *userid, size_t len);
 int vrange_has_department(const struct vrange *v, long id);
 int vrange_has_tag(const struct vrange *v, long id);
+/*
+ * The visible departments whose parent is not visible: the tops of the
+ * range, each visible subtree named by its top once (a department in a
+ * cycle of parents has a visible parent and is never a top). Ascending
+ * into *out (owned, brk_free; NULL when *n is 0). BRK_ERR_NOMEM.
+ */
+enum brk_err vrange_top_departments(const struct vrange *v, long **out,
+                                    size_t *n) BRK_WUR;
 /* Counts, for brokerctl and metrics. */
 size_t vrange_members(const struct vrange *v);
 size_t vrange_departments(const struct vrange *v);

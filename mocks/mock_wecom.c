@@ -19,6 +19,7 @@
 #include "codec.h"
 #include "config.h"
 #include "dynbuf.h"
+#include "receive.h"
 #include "serve.h"
 #include "wecom_crypto.h"
 #include "wecom_xml.h"
@@ -537,6 +538,8 @@ usage(FILE *f)
                "\n"
                "  callback   sign, encrypt and send a callback to the broker\n"
                "  serve      simulate the WeCom server API\n"
+               "  receive    a service's event receiver: verify, decrypt, "
+               "print\n"
                "\n"
                "mock-wecom COMMAND --help shows a command's options.\n");
 }
@@ -552,6 +555,8 @@ main(int argc, char **argv)
         return cmd_callback(argc - 1, argv + 1);
     if (strcmp(argv[1], "serve") == 0)
         return serve_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "receive") == 0)
+        return receive_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);

@@ -11,6 +11,7 @@ CORP=wwmockcorp0001
 CB=18080
 INT=18081
 MOCK=19000
+RCV=19001
 d=$(mktemp -d /tmp/wecom-broker-demo.XXXXXX)
 pids=""
 cleanup() {
@@ -124,6 +125,19 @@ curl -s -X POST "http://127.0.0.1:$INT/cgi-bin/auth/getuserdetail?access_token=$
 echo "the same ticket for the contacts.read-only service:"
 curl -s -X POST "http://127.0.0.1:$INT/cgi-bin/auth/getuserdetail?access_token=$TOKEN" -d "{\"user_ticket\":\"$TICKET\"}"; echo
 
+step "The service receives events: a receiver, as a service runs one with WeCom's callback code"
+# the token and EncodingAESKey are printed once; the receiver verifies the
+# signature, decrypts with the key, checks the receiveid (the suite id)
+DLV=$(ctl --json service deliver crm --url "http://127.0.0.1:$RCV/wecom/events")
+echo "brokerctl service deliver crm --url http://127.0.0.1:$RCV/wecom/events"
+echo "$DLV" | sed -e 's/"token":"[^"]*"/"token":"…"/' -e 's/"encoding_aes_key":"[^"]*"/"encoding_aes_key":"…"/'
+DTOKEN=$(echo "$DLV" | sed 's/.*"token":"\([^"]*\)".*/\1/')
+DKEY=$(echo "$DLV" | sed 's/.*"encoding_aes_key":"\([^"]*\)".*/\1/')
+bin/mock-wecom receive --token "$DTOKEN" --aes-key "$DKEY" --suite "$SUITE" \
+    --port "$RCV" >"$d/received.txt" 2>"$d/receive.log" &
+pids="$pids $!"
+wait_for "the receiver" grep -q receiving "$d/received.txt"
+
 step "The admin narrows the visible range to department 3: change_auth"
 curl -s -X POST "http://127.0.0.1:$MOCK/__mock/privilege" \
     -d "{\"corpid\":\"$CORP\",\"allow_party\":[3],\"allow_user\":[],\"allow_tag\":[]}" >/dev/null
@@ -131,6 +145,9 @@ send change_auth --corp "$CORP"
 wait_for "the new grant" sh -c \
     "bin/brokerctl -c '$d/broker.conf' --json tenant show $CORP | grep -q '\"parties\":\\[3\\]'"
 ctl --json tenant show "$CORP" | sed 's/.*"visible":\({[^}]*}\).*/visible range now: \1/'
+wait_for "the change_auth delivery" grep -q "<InfoType><!\\[CDATA\\[change_auth" "$d/received.txt"
+echo "the service's receiver verified, decrypted and answered success:"
+grep -A1 '^event ' "$d/received.txt" | sed 's/^/    /'
 echo "the service now asks for u00001 (department 2, no longer visible):"
 sleep 1
 curl -s "http://127.0.0.1:$INT/cgi-bin/user/get?access_token=$TOKEN&userid=u00001"; echo
@@ -140,6 +157,10 @@ send cancel_auth --corp "$CORP"
 wait_for "the purge" sh -c \
     "bin/brokerctl -c '$d/broker.conf' --json tenant show $CORP | grep -q cancelled"
 ctl tenant show "$CORP"
+wait_for "the cancel_auth delivery" grep -q "cancel_auth" "$d/received.txt"
+echo "and the service was told (no AuthCode, nothing personal):"
+grep -A1 '^event ' "$d/received.txt" | tail -1 | sed 's/^/    /'
+ctl deliveries crm
 
 step "The audit trail: which service saw what, never a value"
 ctl audit --since 10m | cut -c1-160
