@@ -267,11 +267,9 @@ external_custidx(struct job *j, const char *ct)
                             j->corp, pair, 1, on_custidx, j)
               : custidx_del(j->w->st, worker_prefix(j), worker_suite_id(j),
                             j->corp, pair, 1, on_custidx, j);
-    if (err) {
+    if (err)
         worker_job_fail(j, err, 0, "the customer index is not updated: %s",
                         brk_strerror(err));
-        return 1;
-    }
     return 1;
 }
 
