@@ -62,10 +62,9 @@ struct pending {
     struct suite_rt *su;
     char info_type[32]; /* metric label: a queued type, suite_ticket or data */
     int is_ticket;
-    /* a data callback waits for the tenant check before it is queued (or
-     * dropped); the entry to write is kept until then */
+    /* a data callback waits for the tenant check before it is queued;
+     * the entry to write is kept until then */
     int data;
-    int drop;
     char corp[80];
     char seen[KEYS_MAX];
     char *kv[12];
@@ -624,13 +623,11 @@ push(struct pending *p)
     }
 }
 
-/* A data callback's corp is a tenant: queue it, or drop what no one may
- * receive. */
+/* A data callback's corp is a tenant: queue it. */
 static void
 on_tenant_checked(enum brk_err err, struct redisReply *reply, void *arg)
 {
     struct pending *p = arg;
-    char labels[160];
 
     if (err || reply->type != REDIS_REPLY_INTEGER) {
         on_written(err ? err : BRK_ERR_STORE, reply, p);
@@ -643,21 +640,6 @@ on_tenant_checked(enum brk_err err, struct redisReply *reply, void *arg)
         pending_free(p);
         return;
     }
-    if (p->drop) {
-        /* members' messages and app events no service can receive: never
-         * kept for nobody */
-        metrics_inc(METRICS_CALLBACKS,
-                    metrics_labels(labels, sizeof(labels), "suite",
-                                   p->su->conf->suite_id, "info_type", "data",
-                                   "result", "dropped", NULL));
-        log_req(LOG_LVL_INFO, p->r->id,
-                "data callback acknowledged and dropped: suite=%s (no "
-                "service receives it)",
-                p->su->conf->suite_id);
-        httpd_reply_text(p->r, 200, "success");
-        pending_free(p);
-        return;
-    }
     push(p);
 }
 
@@ -665,13 +647,12 @@ on_tenant_checked(enum brk_err err, struct redisReply *reply, void *arg)
  * Queue an event as WeCom sent it (still encrypted), with a dedupe mark
  * keyed by its decrypted content. corp names the tenant queue (NULL: the
  * suite stream, for events that name no corp yet). A data callback (data)
- * is first checked to come from a tenant; drop acknowledges it without
- * storing anything.
+ * is first checked to come from a tenant.
  */
 static void
 enqueue(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
         const struct query *q, const char *encrypt, const char *msg, int data,
-        int drop, const char *corp, const char *info_type)
+        const char *corp, const char *info_type)
 {
     const struct config *cfg = cb->cfg;
     char tenant[KEYS_MAX], hmac[65], rcv[24];
@@ -705,7 +686,6 @@ enqueue(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
     p->r = r;
     p->su = su;
     p->data = data;
-    p->drop = drop;
     snprintf(p->corp, sizeof(p->corp), "%s", corp ? corp : "");
     snprintf(p->info_type, sizeof(p->info_type), "%s", info_type);
     snprintf(rcv, sizeof(rcv), "%lld", brk_wall_ms());
@@ -764,13 +744,13 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
         return;
     }
     if (data) {
-        /* inside a tenant: the app's admin list changed is ours to
-         * apply; what members send waits for no one (no service receives
-         * data callbacks in this version) */
+        /* inside a tenant, in its order: the app's admin list changed is
+         * ours to apply; what members send goes to the services that may
+         * receive it (the worker routes it) */
         const char *event = wecom_xml_get(m.ev, "Event");
         int admin = event != NULL && strcmp(event, "change_app_admin") == 0;
 
-        enqueue(cb, r, su, q, m.encrypt, m.msg, 1, !admin, m.receiveid,
+        enqueue(cb, r, su, q, m.encrypt, m.msg, 1, m.receiveid,
                 admin ? "change_app_admin" : "data");
         goto out;
     }
@@ -806,7 +786,7 @@ handle_event(struct callback *cb, struct httpd_req *r, struct suite_rt *su,
         strcmp(type, "reset_permanent_code") == 0 || corp == NULL ||
         !keys_id_ok(corp))
         corp = NULL;
-    enqueue(cb, r, su, q, m.encrypt, m.msg, 0, 0, corp, type);
+    enqueue(cb, r, su, q, m.encrypt, m.msg, 0, corp, type);
 out:
     callback_msg_clear(&m);
 }

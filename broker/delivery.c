@@ -44,6 +44,7 @@
 #include "visible_range.h"
 #include "wecom_api.h"
 #include "wecom_crypto.h"
+#include "write_store.h"
 
 #define TICK_MS             100  /* how often ready queues are looked for */
 #define SERVICES_MS         1000 /* how often the services are read again */
@@ -57,7 +58,7 @@
 #define BACKLOG_PEEK        1000 /* tenants counted per service and round */
 #define UNDECODABLE_WAIT_MS 5000
 #define STALE_WAIT_MS       200 /* a service read before its entry was queued */
-#define WELCOME_MS          20000 /* a WelcomeCode is usable this long */
+#define WELCOME_MS          WELCOME_WINDOW_MS /* a WelcomeCode lives so long */
 
 struct dsvc;
 
@@ -79,6 +80,11 @@ struct lane {
     int data;        /* the head entry is a data callback */
     char *kept;      /* the head entry's field names delivered, removed */
     char *removed;   /* (routed events: owned, for the audit) */
+    int prio;        /* the head entry goes ahead of the queue (a
+                        WelcomeCode inside its window) */
+    /* the SHA-256 of the WelcomeCode the head entry carries to the
+     * service ("" when none): recorded once it is delivered */
+    char welcome[65];
 };
 
 /* A service as this instance knows it. */
@@ -160,6 +166,7 @@ struct fan_svc {
     struct fanout *f;
     char id[SERVICE_ID_LEN + 1];
     char *subj; /* routed: the subjects found in range (JSON); owned */
+    int prio;   /* it carries the WelcomeCode to this service */
 };
 
 struct fanout {
@@ -252,7 +259,7 @@ fan_push(struct fan_svc *fs, const struct record_service *s)
     struct delivery *d = f->d;
     struct delivery_keys k;
     char seen[KEYS_MAX], ttl[16], rcv[24], at[24];
-    const char *keys[6], *args[3 + 2 * ENTRY_FIELDS];
+    const char *keys[8], *args[3 + 2 * ENTRY_FIELDS];
     size_t n = 0;
 
     if (delivery_keys(&k, d->cfg->key_prefix, s->id, f->suite, f->corp) ||
@@ -268,6 +275,8 @@ fan_push(struct fan_svc *fs, const struct record_service *s)
     keys[3] = k.ready;
     keys[4] = k.seq;
     keys[5] = k.tenants;
+    keys[6] = k.qa;
+    keys[7] = k.lease;
     args[n++] = ttl;
     args[n++] = k.member;
     args[n++] = rcv;
@@ -308,7 +317,11 @@ fan_push(struct fan_svc *fs, const struct record_service *s)
         args[n++] = "removed";
         args[n++] = f->removed;
     }
-    return eval(d, on_fan_pushed, fs, SCRIPT_DLV_PUSH, keys, 6, args, n);
+    if (fs->prio) {
+        args[n++] = "prio";
+        args[n++] = "1";
+    }
+    return eval(d, on_fan_pushed, fs, SCRIPT_DLV_PUSH, keys, 8, args, n);
 }
 
 /*---- The range of a routed event ----*/
@@ -389,7 +402,7 @@ out:
  */
 static int
 fan_routed_decide(struct fanout *f, const struct record_service *s,
-                  const struct record_delivery *rd, char **subj)
+                  const struct record_delivery *rd, char **subj, int *prio)
 {
     struct delivery_event ev;
     const struct scope_map *m = f->d->scopes;
@@ -434,6 +447,9 @@ fan_routed_decide(struct fanout *f, const struct record_service *s,
     if (res.reason == EVFILTER_DELIVER) {
         *subj = subjects_encode(&res);
         ok = *subj != NULL;
+        /* the WelcomeCode goes ahead of the queue while it is usable */
+        *prio = res.welcome_code && (s->caps & CAP_EXTERNAL_WELCOME) &&
+                now_ms() - f->received_ms <= WELCOME_MS;
     } else {
         log_debug("delivery: event %s not for service %s: %s", f->event_id,
                   s->name, evfilter_reason_name(res.reason));
@@ -484,7 +500,7 @@ fan_decide(struct fan_svc *fs, const redisReply *svc, const redisReply *dlv)
     ev.src_id = f->src_id;
     ev.received_ms = f->received_ms;
     ev.removed = f->removed;
-    if (f->routed ? !fan_routed_decide(f, s, &rd, &fs->subj)
+    if (f->routed ? !fan_routed_decide(f, s, &rd, &fs->subj, &fs->prio)
                   : !f->decide(&ev, s, &rd, f->decide_arg)) {
         record_service_unref(s);
         fan_settle(f, BRK_OK);
@@ -1096,6 +1112,8 @@ lane_clear_entry(struct lane *l)
     l->nf = 0;
     l->id[0] = '\0';
     l->data = 0;
+    l->prio = 0;
+    l->welcome[0] = '\0';
     brk_free(l->kept);
     brk_free(l->removed);
     l->kept = NULL;
@@ -1402,6 +1420,17 @@ on_attempt(struct lane *l, enum brk_err err, redisReply *r)
     /* one more attempt when the age runs out, then the dead letters */
     if (delay > left)
         delay = left;
+    if (l->prio) {
+        /* ahead of the queue only while the code is usable: then it waits
+         * its turn, without the code */
+        const char *rcv = entry_get(l, "rcv");
+        long long end = (rcv ? strtoll(rcv, NULL, 10) : 0) + WELCOME_MS;
+
+        if (delay > end - now_ms() + 1)
+            delay = end - now_ms() + 1;
+        if (delay < 0)
+            delay = 0;
+    }
     log_info("delivery: event %s to service %s failed (%s), attempt %d; "
              "again in %lld ms",
              entry_get(l, "ev") ? entry_get(l, "ev") : "-", svc_name(l->s),
@@ -1428,6 +1457,47 @@ is_success(const char *body, size_t len)
     while (len > 0 && strchr(" \t\r\n", body[len - 1]) != NULL)
         len--;
     return len == 7 && memcmp(body, "success", 7) == 0;
+}
+
+static void
+on_welcome_recorded(struct lane *l, enum brk_err err, redisReply *r)
+{
+    (void)r;
+    if (err)
+        log_warn("delivery: service %s: the WelcomeCode of event %s it got "
+                 "is not recorded (%s); send_welcome_msg will refuse it",
+                 svc_name(l->s), entry_get(l, "ev") ? entry_get(l, "ev") : "-",
+                 brk_strerror(err));
+    lane_ack(l);
+}
+
+/* The WelcomeCode reached the service: from now on it, and only it, may
+ * use it (write_store.h keeps the record). */
+static void
+lane_welcome_record(struct lane *l)
+{
+    struct delivery *d = l->s->d;
+    const char *rcv = entry_get(l, "rcv");
+    struct lane_cmd *c = brk_calloc(1, sizeof(*c));
+    enum brk_err err = BRK_ERR_NOMEM;
+
+    if (c != NULL) {
+        c->l = l;
+        c->next = on_welcome_recorded;
+        l->refs++;
+        err = welcome_record(d->st, d->cfg->key_prefix, entry_get(l, "suite"),
+                             entry_get(l, "corp"), l->welcome, l->s->id,
+                             rcv ? strtoll(rcv, NULL, 10) : 0, on_lane_cmd, c);
+        if (err) {
+            l->refs--;
+            brk_free(c);
+        }
+    }
+    if (err) {
+        l->refs++;
+        on_welcome_recorded(l, err, NULL);
+        lane_unref(l);
+    }
 }
 
 static void
@@ -1462,7 +1532,10 @@ on_sent(enum brk_err err, long status, const char *body, size_t len,
                                            svc_name(l->s), NULL),
                             (double)(now_ms() - rms) / 1000.0);
         audit_delivery(l, "delivered");
-        lane_ack(l);
+        if (l->welcome[0] != '\0')
+            lane_welcome_record(l);
+        else
+            lane_ack(l);
     } else {
         if (!err && status == 200)
             snprintf(l->status, sizeof(l->status), "200_not_success");
@@ -1570,6 +1643,42 @@ fail:
     brk_free(body);
     snprintf(l->status, sizeof(l->status), "%s", brk_strerror(err));
     lane_failed(l);
+}
+
+/* Whether the comma-separated names list holds name. */
+static int
+names_have(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = list;
+
+    while (p != NULL && *p != '\0') {
+        if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+        p = strchr(p, ',');
+        if (p != NULL)
+            p++;
+    }
+    return 0;
+}
+
+/* The SHA-256 of the WelcomeCode in the filtered XML (the filter writes
+ * strings as CDATA) into out; -1 when there is none. */
+static int
+welcome_hash(const char *xml, size_t len, char out[65])
+{
+    static const char open[] = "<WelcomeCode><![CDATA[";
+    const char *p, *end;
+
+    p = memmem(xml, len, open, sizeof(open) - 1);
+    if (p == NULL)
+        return -1;
+    p += sizeof(open) - 1;
+    end = memmem(p, len - (size_t)(p - xml), "]]>", 3);
+    if (end == NULL || end == p ||
+        write_store_sha256(p, (size_t)(end - p), out) != BRK_OK)
+        return -1;
+    return 0;
 }
 
 /* At send time: a subject stored with the entry was in range when the
@@ -1683,6 +1792,9 @@ on_send_tenant(struct lane *l, enum brk_err err, redisReply *r)
     l->removed = res.removed;
     res.kept = NULL;
     res.removed = NULL;
+    if (names_have(l->kept, "WelcomeCode") &&
+        welcome_hash(res.xml, res.xml_len, l->welcome) != 0)
+        l->welcome[0] = '\0';
     lane_post(l, res.xml, res.xml_len, rid_ok[0], l->data ? agent : "");
 out:
     if (have_res)
@@ -1765,7 +1877,7 @@ static void
 on_head(struct lane *l, enum brk_err err, redisReply *r)
 {
     const redisReply *e, *f;
-    const char *at;
+    const char *at, *rcv;
     long long queued;
     size_t i;
 
@@ -1805,6 +1917,9 @@ on_head(struct lane *l, enum brk_err err, redisReply *r)
     }
     l->attempts = 0;
     l->status[0] = '\0';
+    rcv = entry_get(l, "rcv");
+    l->prio = entry_get(l, "prio") != NULL && rcv != NULL &&
+              now_ms() - strtoll(rcv, NULL, 10) <= WELCOME_MS;
     at = entry_get(l, "at");
     queued = at ? strtoll(at, NULL, 10) : 0;
     switch (l->s->state) {
@@ -1832,16 +1947,20 @@ on_head(struct lane *l, enum brk_err err, redisReply *r)
     }
 }
 
+/* The next entry: a WelcomeCode inside its window first, else the head. */
 static void
 lane_next(struct lane *l)
 {
-    const char *argv[6] = {"XRANGE", l->k.q, "-", "+", "COUNT", "1"};
+    const char *keys[2] = {l->k.q, l->k.qa};
+    char win[16];
+    const char *args[1] = {win};
 
     if (l->ending || l->s->d->stopping) {
         lane_release(l);
         return;
     }
-    lane_cmd(l, 6, argv, on_head);
+    snprintf(win, sizeof(win), "%d", WELCOME_MS);
+    lane_eval(l, SCRIPT_DLV_HEAD, keys, 2, args, 1, on_head);
 }
 
 static void

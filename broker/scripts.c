@@ -680,8 +680,12 @@ static const char dlv_read_lua[] = "return {redis.call('HGETALL', KEYS[1]),"
                                    " redis.call('HGETALL', KEYS[2])}\n";
 
 /* Queues one event for a service, once, if its delivery is on and was
- * stored before the event was acknowledged.
- * KEYS: delivery, seen marker, queue, ready zset, seq hash, tenants set.
+ * stored before the event was acknowledged. An entry with a field 'prio'
+ * (a WelcomeCode) is also noted in the attempts hash as 'p:<entry id>' ->
+ * acknowledged at, for dlv_head to take first, and makes an idle queue
+ * (not leased: none or waiting out a backoff) ready now.
+ * KEYS: delivery, seen marker, queue, ready zset, seq hash, tenants set,
+ * queue attempts, lease hash.
  * ARGV: marker ttl (s), member, acknowledged at (ms), field/value pairs.
  * Returns -1 (delivery off or newer than the event), 0 (queued before) or
  * 1. */
@@ -692,11 +696,49 @@ static const char dlv_push_lua[] =
             " tonumber(ARGV[3]) then return -1 end\n"
             "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then"
             " return 0 end\n"
-            "redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))\n"
+            "local id = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))\n"
             "redis.call('HINCRBY', KEYS[5], ARGV[2], 1)\n"
             "redis.call('ZADD', KEYS[4], 'NX', ms(now), ARGV[2])\n"
             "redis.call('SADD', KEYS[6], ARGV[2])\n"
+            "for i = 4, #ARGV - 1, 2 do\n"
+            "  if ARGV[i] == 'prio' then\n"
+            "    redis.call('HSET', KEYS[7], 'p:' .. id, ARGV[3])\n"
+            "    if redis.call('HEXISTS', KEYS[8], ARGV[2]) == 0 then\n"
+            "      redis.call('ZADD', KEYS[4], ms(now), ARGV[2])\n"
+            "    end\n"
+            "  end\n"
+            "end\n"
             "return 1\n";
+
+/* The entry of a (service, tenant) queue to send next: the oldest
+ * priority entry still queued and inside its window, else the head.
+ * Priority notes of entries gone or past their window are dropped (such
+ * an entry is then sent in its place in the queue).
+ * KEYS: queue, queue attempts. ARGV: window (ms). Returns what XRANGE
+ * returns: the entry, or none when the queue is empty. */
+static const char dlv_head_lua[] = LUA_NOW
+    "local function older(a, b)\n"
+    "  local am, as = string.match(a, '^(%d+)-(%d+)$')\n"
+    "  local bm, bs = string.match(b, '^(%d+)-(%d+)$')\n"
+    "  if #am ~= #bm then return #am < #bm end\n"
+    "  if am ~= bm then return am < bm end\n"
+    "  return tonumber(as) < tonumber(bs)\n"
+    "end\n"
+    "local h = redis.call('HGETALL', KEYS[2])\n"
+    "local best\n"
+    "for i = 1, #h - 1, 2 do\n"
+    "  if string.sub(h[i], 1, 2) == 'p:' then\n"
+    "    local id = string.sub(h[i], 3)\n"
+    "    local ok = string.match(id, '^%d+-%d+$') and"
+    " tonumber(h[i + 1]) and"
+    " now - tonumber(h[i + 1]) <= tonumber(ARGV[1]) and"
+    " #redis.call('XRANGE', KEYS[1], id, id) == 1\n"
+    "    if not ok then redis.call('HDEL', KEYS[2], h[i])\n"
+    "    elseif not best or older(id, best) then best = id end\n"
+    "  end\n"
+    "end\n"
+    "if best then return redis.call('XRANGE', KEYS[1], best, best) end\n"
+    "return redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n";
 
 /* Ends my lease of a (service, tenant) queue; an emptied queue whose seq
  * is unchanged is dropped (and the tenant forgotten when it has no dead
@@ -941,6 +983,7 @@ static const struct {
     [SCRIPT_DLV_SET] = {"dlv_set", dlv_set_lua},
     [SCRIPT_DLV_READ] = {"dlv_read", dlv_read_lua},
     [SCRIPT_DLV_PUSH] = {"dlv_push", dlv_push_lua},
+    [SCRIPT_DLV_HEAD] = {"dlv_head", dlv_head_lua},
     [SCRIPT_DLV_RELEASE] = {"dlv_release", dlv_release_lua},
     [SCRIPT_DLV_DEAD] = {"dlv_dead", dlv_dead_lua},
     [SCRIPT_DLV_RETRY] = {"dlv_retry", dlv_retry_lua},

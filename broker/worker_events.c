@@ -8,6 +8,8 @@
  *     worker_deliver -> worker_job_done
  *   change_external_*: worker_external_event -> worker_tenant_state ->
  *     on_external_state -> one of
+ *       contact add/edit/delete: custidx_add / custidx_del -> on_custidx
+ *         (the customer index, write_store.h)
  *       chat create/update: groupchat/get -> on_groupchat ->
  *         on_owner_stored (the owner index)
  *       chat dismiss: on_owner_read -> on_owner_dropped
@@ -17,9 +19,13 @@
  *     on_agentid -> worker_tenant_state -> on_admin_state ->
  *     agent/get_admin_list -> on_admin_list -> on_admins_stored ->
  *     worker_job_done
+ *   data (anything else): worker_data_event -> worker_open_event ->
+ *     worker_tenant_state -> on_data_state -> worker_load_tenant ->
+ *     data_deliver -> worker_deliver
  */
 
 #include "worker_int.h"
+#include "write_store.h"
 
 /*---- change_contact ----*/
 
@@ -218,6 +224,56 @@ on_owner_read(struct job *j, struct redisReply *r)
 }
 
 static void
+on_custidx(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct job *j = arg;
+
+    if (!err && r->type == REDIS_REPLY_ERROR)
+        err = BRK_ERR_STORE;
+    if (err) {
+        worker_job_fail(j, err, 0, "the customer index is not updated: %s",
+                        brk_strerror(err));
+        return;
+    }
+    worker_load_tenant(j, external_deliver);
+}
+
+/*
+ * The customer index follows WeCom's relations (wecom-protocol.md §2.15):
+ * a customer added or edited by a member has that member as a follow
+ * user; deleted by the member, or the member deleted by the customer, no
+ * more. A failed transfer changes no relation. 1 when a command was sent
+ * (on_custidx goes on), 0 when the event changes nothing in the index.
+ */
+static int
+external_custidx(struct job *j, const char *ct)
+{
+    const char *pair[2];
+    int add;
+    enum brk_err err;
+
+    add = strcmp(ct, "add_external_contact") == 0 ||
+          strcmp(ct, "add_half_external_contact") == 0 ||
+          strcmp(ct, "edit_external_contact") == 0;
+    if (!add && strcmp(ct, "del_external_contact") != 0 &&
+        strcmp(ct, "del_follow_user") != 0)
+        return 0;
+    pair[0] = field_or_empty(j, "ExternalUserID");
+    pair[1] = field_or_empty(j, "UserID");
+    if (pair[0][0] == '\0' || pair[1][0] == '\0' || strlen(pair[0]) > 128 ||
+        strlen(pair[1]) > 128)
+        return 0;
+    err = add ? custidx_add(j->w->st, worker_prefix(j), worker_suite_id(j),
+                            j->corp, pair, 1, on_custidx, j)
+              : custidx_del(j->w->st, worker_prefix(j), worker_suite_id(j),
+                            j->corp, pair, 1, on_custidx, j);
+    if (err)
+        worker_job_fail(j, err, 0, "the customer index is not updated: %s",
+                        brk_strerror(err));
+    return 1;
+}
+
+static void
 on_external_state(struct job *j, struct redisReply *r)
 {
     const char *ct = field_or_empty(j, "ChangeType");
@@ -230,7 +286,12 @@ on_external_state(struct job *j, struct redisReply *r)
 
     if (worker_tenant_gate(j, r) != 0)
         return;
-    /* only an active tenant has a corp token, and services */
+    /* only an active tenant has a corp token, services and an index */
+    if (worker_state_of(r, &status, &ets, &gone) == 0 &&
+        strcmp(status, "active") == 0 &&
+        strcmp(j->info_label, "change_external_contact") == 0 &&
+        external_custidx(j, ct))
+        return;
     if (worker_state_of(r, &status, &ets, &gone) != 0 ||
         strcmp(status, "active") != 0 ||
         strcmp(j->info_label, "change_external_chat") != 0 || chat == NULL ||
@@ -353,15 +414,41 @@ on_agentid(struct job *j, struct redisReply *r)
     worker_tenant_state(j, on_admin_state);
 }
 
+static void
+data_deliver(struct job *j)
+{
+    worker_deliver(j, "routed");
+}
+
+static void
+on_data_state(struct job *j, struct redisReply *r)
+{
+    const char *status;
+    long long ets, gone;
+
+    if (worker_state_of(r, &status, &ets, &gone) != 0) {
+        worker_job_fail(j, BRK_ERR_STORE, 0, "unexpected tenant state reply");
+        return;
+    }
+    if (strcmp(status, "active") != 0) {
+        worker_job_done(j, status[0] ? "not_active" : "not_a_tenant");
+        return;
+    }
+    worker_load_tenant(j, data_deliver);
+}
+
 /*
- * A data callback in a tenant's queue (receiveid the corp). Only the
- * change of the app's admins is queued in this version: re-read them.
+ * A data callback in a tenant's queue (receiveid the corp). The change of
+ * the app's admins: re-read them. Anything else (what members send the
+ * app): to the services with the messages capability whose range holds
+ * the sender (delivery_route decides).
  */
 void
 worker_data_event(struct job *j)
 {
-    const char *event;
+    const char *event, *msgtype;
     const char *argv[3];
+    int admin;
 
     if (j->lane == NULL) {
         /* queued by an earlier version, for no one */
@@ -371,16 +458,26 @@ worker_data_event(struct job *j)
     if (worker_open_event(j, j->lane->corp) != 0)
         return;
     event = wecom_xml_get(j->ev, "Event");
-    if (event == NULL || strcmp(event, "change_app_admin") != 0) {
-        worker_job_done(j, "ignored");
-        return;
-    }
-    snprintf(j->info_label, sizeof(j->info_label), "change_app_admin");
+    admin = event != NULL && strcmp(event, "change_app_admin") == 0;
+    msgtype = wecom_xml_get(j->ev, "MsgType");
+    /* a label for metrics and the audit: WeCom's MsgType when it is one */
+    if (admin)
+        snprintf(j->info_label, sizeof(j->info_label), "change_app_admin");
+    else if (msgtype != NULL && msgtype[0] != '\0' &&
+             strlen(msgtype) < sizeof(j->info_label) &&
+             strspn(msgtype, "abcdefghijklmnopqrstuvwxyz_") == strlen(msgtype))
+        snprintf(j->info_label, sizeof(j->info_label), "%s", msgtype);
+    else
+        snprintf(j->info_label, sizeof(j->info_label), "data");
     snprintf(j->corp, sizeof(j->corp), "%s", j->lane->corp);
     j->event_ts = brk_wall_ms() / 1000;
     if (keys_tenant(j->tenant_key, sizeof(j->tenant_key), worker_prefix(j),
                     j->corp, worker_suite_id(j))) {
         worker_job_reject(j, "key names too long");
+        return;
+    }
+    if (!admin) {
+        worker_tenant_state(j, on_data_state);
         return;
     }
     argv[0] = "HGET";

@@ -12,6 +12,8 @@
  *   <prefix>svc:{<id>}:dq:<suite>:<corp>   stream, one (service, tenant)
  *                                        queue, in order
  *   <prefix>svc:{<id>}:dqa:<suite>:<corp>  hash entry id -> failed attempts
+ *                                        and "p:<entry id>" -> ack ms: a
+ *                                        WelcomeCode sent ahead of the queue
  *   <prefix>svc:{<id>}:dd:<suite>:<corp>   stream of dead letters
  *   <prefix>svc:{<id>}:dready            zset "<suite>:<corp>" -> ms after
  *                                        which it may be sent (while

@@ -54,8 +54,8 @@ enum brk_err custidx_add(struct store *st, const char *prefix,
                          const char *suite, const char *corp,
                          const char *const *pairs, size_t npairs,
                          store_reply_cb *cb, void *arg) BRK_WUR;
-/* Forget pairs the same way (a userid "" forgets the customer: a
- * del_external_contact event, or its last follow user gone). */
+/* Forget pairs the same way (a userid "" forgets the customer; a
+ * customer whose last follow user goes is forgotten). */
 enum brk_err custidx_del(struct store *st, const char *prefix,
                          const char *suite, const char *corp,
                          const char *const *pairs, size_t npairs,

@@ -11,10 +11,14 @@
 #   5. the directory sync of a 5,000-department, 100,000-member tenant at
 #      the default upstream budget, 50 ms of simulator latency per call,
 #      and the Redis memory its directory takes per member
+#   6. event delivery: row 4's change_contact update_user events, each
+#      delivered to 5 services (build/bench/bench_receiver answering
+#      `success`); p99 from the acknowledgement to WeCom to the service's
+#      `success`, from the broker's delivery histogram
 #
 # Everything runs in a temporary directory (embedded Redis, the WeCom
 # simulator, the broker, nginx) and stops at the end. Not part of
-# `make test`. Knobs (environment): BENCH_PORT_BASE (21400; seven ports
+# `make test`. Knobs (environment): BENCH_PORT_BASE (21400; eight ports
 # from there), BENCH_SYNC (non-empty by default; empty skips row 5), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNECTIONS
 # (32), BENCH_CALLBACK_RATE (200), BENCH_KEEP (non-empty: keep the
 # temporary directory).
@@ -30,6 +34,7 @@ NGX=$((BASE + 3))
 S_CB=$((BASE + 4))
 S_INT=$((BASE + 5))
 S_MOCK=$((BASE + 6))
+RCV=$((BASE + 7))
 SECS=${BENCH_SECONDS:-10}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-32}
@@ -89,7 +94,7 @@ cp bin/wecom-broker bin/brokerctl bin/mock-wecom "$d/bin/"
 B=$d/bin
 
 # curl exits 7 when nothing listens
-for p in $CB $INT $MOCK $NGX $S_CB $S_INT $S_MOCK; do
+for p in $CB $INT $MOCK $NGX $S_CB $S_INT $S_MOCK $RCV; do
     rc=0
     curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || rc=$?
     [ "$rc" -eq 7 ] ||
@@ -333,6 +338,26 @@ P_B99=$(calc "$(field "$d/broker.txt" p99_us) / 1000")
 P_BAD="$(field "$d/broker.txt" bad)/$(field "$d/nginx.txt" bad)"
 P_RSS1=$(rss_kb VmRSS)
 
+# ---- 6. Event delivery: set up now, row 4's load is its load -------------
+
+D_P99="" D_GOT="" D_WANT="" D_GE=""
+if [ -x build/bench/bench_receiver ]; then
+    cp build/bench/bench_receiver "$B/"
+    "$B/bench_receiver" "$RCV" >"$d/receiver.log" 2>&1 &
+    pids="$pids $!"
+    wait_for "the receiver" curl -sf "http://127.0.0.1:$RCV/count"
+    for i in 1 2 3 4 5; do
+        "$B/brokerctl" -c "$d/broker.conf" service add "dlv$i" \
+            --scopes contacts.read --json >/dev/null
+        "$B/brokerctl" -c "$d/broker.conf" service deliver "dlv$i" \
+            --url "http://127.0.0.1:$RCV/svc$i" --json >/dev/null
+    done
+    # the broker reads the services every second
+    sleep 1.5
+else
+    say "build/bench/bench_receiver did not build: no delivery row"
+fi
+
 # ---- 4. Callbacks ---------------------------------------------------------
 
 NCB=$((RATE * SECS))
@@ -362,6 +387,47 @@ C_RATE=$(calc %.0f "$C_N / $(field "$d/cb.txt" seconds)")
 C_50=$(calc "$(field "$d/cb.txt" p50_us) / 1000")
 C_99=$(calc "$(field "$d/cb.txt" p99_us) / 1000")
 C_BAD=$(field "$d/cb.txt" bad)
+
+if [ -x "$B/bench_receiver" ]; then
+    # every event to 5 services; wait (at most 30 s) while they arrive
+    D_WANT=$((5 * C_N))
+    last=-1 same=0 i=0
+    while [ $i -lt 60 ]; do
+        D_GOT=$(curl -sf "http://127.0.0.1:$RCV/count" || echo 0)
+        [ "$D_GOT" -ge "$D_WANT" ] && break
+        if [ "$D_GOT" -eq "$last" ]; then
+            same=$((same + 1))
+            [ $same -ge 6 ] && break
+        else
+            same=0
+        fi
+        last=$D_GOT
+        i=$((i + 1))
+        sleep 0.5
+    done
+    # p99 of the histogram summed over the services, linear within its
+    # bucket; past the last finite bucket: that bound, as a floor
+    D_P99=$(curl -sf "http://127.0.0.1:$INT/metrics" |
+        sed -n 's/^wecom_broker_delivery_seconds_bucket{.*le="\([^"]*\)".*} \([0-9]*\)$/\1 \2/p' |
+        awk '{ n[$1] += $2; if (!($1 in seen)) { seen[$1] = 1; o[++k] = $1 } }
+             END {
+                 t = n["+Inf"]
+                 if (t == 0) { print ""; exit }
+                 p = 0; c = 0
+                 for (i = 1; i <= k; i++) {
+                     if (o[i] == "+Inf") { printf "%.0f+", p * 1000; exit }
+                     if (n[o[i]] >= 0.99 * t) {
+                         f = (0.99 * t - c) / (n[o[i]] - c)
+                         printf "%.0f", (p + f * (o[i] - p)) * 1000
+                         exit
+                     }
+                     p = o[i]; c = n[o[i]]
+                 }
+             }')
+    case "$D_P99" in
+    *+) D_P99=${D_P99%+} D_GE=">=" ;;
+    esac
+fi
 
 # ---- 5. Directory sync ----------------------------------------------------
 
@@ -480,6 +546,14 @@ row 3 "user/list peak RSS growth" "$L_GROW MB" "output $L_OUTMB MB" \
 row 4 "callbacks success p50" "$C_50 ms" "-" "-" "-" "info"
 row 4 "callbacks success p99" "$C_99 ms" "-" "-" "<= 20 ms" \
     "$(verdict "$C_99 <= 20")"
+if [ -n "$D_P99" ]; then
+    d_ok=MISSED
+    [ -z "$D_GE" ] && awk "BEGIN { exit !($D_P99 <= 1000) }" && d_ok=met
+    row 6 "delivery p99 success->receipt" "$D_GE$D_P99 ms" "-" \
+        "$D_GE$(calc "$D_P99 / 1000")x of 1 s" "<= 1 s" "$d_ok"
+elif [ -x "$B/bench_receiver" ]; then
+    row 6 "delivery p99 success->receipt" "none" "-" "-" "<= 1 s" "MISSED"
+fi
 if [ -n "$Y_S" ]; then
     row 5 "sync 5k depts, 100k members" "$Y_S s" "-" "-" "<= 300 s" \
         "$(verdict "$Y_S <= 300")"
@@ -509,6 +583,11 @@ echo "4: $C_N distinct signed change_contact callbacks at $C_RATE/s" \
     "(wrk -t1 -c$CB_CONNS, ${CB_PAUSE} ms pause per connection)," \
     "queued and applied by the workers meanwhile; replies other than" \
     "200 success: $C_BAD."
+[ -z "$D_WANT" ] || echo "6: row 4's events, each to 5 services with" \
+    "contacts.read and the whole corp in range (about $((C_RATE * 5))" \
+    "deliveries/s); $D_GOT of $D_WANT deliveries received; p99 of the" \
+    "broker's wecom_broker_delivery_seconds (acknowledgement to WeCom to" \
+    "the receiver's success), interpolated within its bucket."
 [ -z "$Y_S" ] || echo "5: create_auth to active against a simulator of" \
     "5,000 departments and 100,000 members, the whole corp in range," \
     "50 ms added to every call; the default upstream budget (a sync uses" \

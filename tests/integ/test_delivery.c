@@ -29,6 +29,7 @@
 
 #include "harness.h"
 #include "simclient.h"
+#include "svcclient.h"
 #include "tenantclient.h"
 
 #define S1        H_SUITE
@@ -39,6 +40,8 @@
 #define CORP4     "wwmockcorp0004"
 #define CORP5     "wwmockcorp0005"
 #define CORP6     "wwmockcorp0006"
+#define CORP7     "wwmockcorp0007"
+#define CORP8     "wwmockcorp0008"
 #define MAX_AGE   6 /* delivery_max_age of the broker under test */
 #define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -48,7 +51,15 @@ static int MockPort;
 
 /*---- A receiver, as a service runs one ----*/
 
-enum mode { M_OK, M_OK_NL, M_GARBAGE, M_REDIRECT, M_HANG, M_500 };
+enum mode {
+    M_OK,
+    M_OK_NL,
+    M_GARBAGE,
+    M_REDIRECT,
+    M_HANG,
+    M_500,
+    M_FAIL_AUTH /* 500 to create_auth, success to anything else */
+};
 
 struct hit {
     char info_type[32], corp[80], suite[80], event_id[64], nonce[64];
@@ -58,6 +69,7 @@ struct hit {
     long long at_ms; /* when it arrived */
     char change_type[32];
     char msg[2048]; /* the decrypted inner XML (cut) */
+    int data;       /* a data callback: receiveid the corp, AgentID set */
 };
 
 struct rcv {
@@ -266,14 +278,32 @@ handle(struct rcv *r, int fd)
             xml_text(hdr_end + 4, "Encrypt", enc, sizeof(enc)) == 0 &&
             xml_text(hdr_end + 4, "ToUserName", to, sizeof(to)) == 0 &&
             labs(strtol(ts, NULL, 10) - (long)time(NULL)) < 60) {
+            char agent[32];
+
             sign(r->token, ts, h.nonce, enc, calc);
             if (strcmp(calc, h.sig) == 0 &&
                 decrypt(r->aes, enc, to, msg, sizeof(msg)) == 0 &&
-                xml_text(msg, "SuiteId", h.suite, sizeof(h.suite)) == 0 &&
-                strcmp(h.suite, to) == 0 &&
-                xml_text(msg, "InfoType", h.info_type, sizeof(h.info_type)) ==
+                xml_text(msg, "SuiteId", h.suite, sizeof(h.suite)) != 0 &&
+                xml_text(msg, "MsgType", h.info_type, sizeof(h.info_type)) ==
                     0 &&
-                xml_text(msg, "AuthCorpId", h.corp, sizeof(h.corp)) == 0) {
+                xml_text(msg, "ToUserName", h.corp, sizeof(h.corp)) == 0 &&
+                strcmp(h.corp, to) == 0 &&
+                xml_text(hdr_end + 4, "AgentID", agent, sizeof(agent)) == 0 &&
+                agent[0] != '\0') {
+                /* a data callback: WeCom's data envelope */
+                h.verified = 1;
+                h.data = 1;
+                memcpy(h.msg, msg, sizeof(h.msg) - 1);
+                h.msg[sizeof(h.msg) - 1] = '\0';
+            } else if (strcmp(calc, h.sig) == 0 &&
+                       decrypt(r->aes, enc, to, msg, sizeof(msg)) == 0 &&
+                       xml_text(msg, "SuiteId", h.suite, sizeof(h.suite)) ==
+                           0 &&
+                       strcmp(h.suite, to) == 0 &&
+                       xml_text(msg, "InfoType", h.info_type,
+                                sizeof(h.info_type)) == 0 &&
+                       xml_text(msg, "AuthCorpId", h.corp, sizeof(h.corp)) ==
+                           0) {
                 h.verified = 1;
                 h.has_authcode = strstr(msg, "AuthCode") != NULL;
                 (void)xml_text(msg, "ChangeType", h.change_type,
@@ -288,7 +318,8 @@ handle(struct rcv *r, int fd)
     if (r->nhits < (int)NITEMS(r->hits))
         r->hits[r->nhits++] = h;
     pthread_mutex_unlock(&r->mu);
-    if (!h.verified && (r->mode == M_OK || r->mode == M_OK_NL)) {
+    if (!h.verified &&
+        (r->mode == M_OK || r->mode == M_OK_NL || r->mode == M_FAIL_AUTH)) {
         /* what a service's WeCom code does with a bad signature */
         snprintf(out, sizeof(out),
                  "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
@@ -297,6 +328,16 @@ handle(struct rcv *r, int fd)
         return;
     }
     switch (r->mode) {
+    case M_FAIL_AUTH:
+        if (strcmp(h.info_type, "create_auth") == 0) {
+            snprintf(out, sizeof(out),
+                     "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n");
+            (void)!write(fd, out, strlen(out));
+            return;
+        }
+        reply = "success";
+        break;
     case M_OK:
         reply = "success";
         break;
@@ -528,7 +569,7 @@ static int
 setup(void **state)
 {
     const char *extra[] = {
-        "--suite", H_SUITE ":" H_SECRET, "--corps", "6", "--members",
+        "--suite", H_SUITE ":" H_SECRET, "--corps", "8", "--members",
         "20",      "--departments",      "4",       NULL};
     char conf[1024];
     FILE *f;
@@ -1260,6 +1301,350 @@ test_external_tag_whole_tenant_only(void **state)
     rcv_stop(noext);
 }
 
+/*---- External contact events, the WelcomeCode, data callbacks ----*/
+
+/* brokerctl service add with capabilities (may be NULL); the secret. */
+static char *
+svc_caps(const char *name, const char *scopes, const char *caps,
+         const char *parties)
+{
+    json_t *v;
+    char *sec;
+    int rc;
+
+    v = tc_ctl(&rc, "service", "add", name, "--scopes", scopes,
+               caps ? "--capabilities" : NULL, caps,
+               parties ? "--parties" : NULL, parties, (const char *)NULL);
+    assert_int_equal(rc, 0);
+    sec = strdup(h_str(v, "secret"));
+    json_decref(v);
+    return sec;
+}
+
+/* POST body to externalcontact/API through the broker: the errcode. */
+static long
+ext_write(const char *tok, const char *api, const char *body)
+{
+    struct sc_resp r;
+    long e;
+
+    sc_resp_init(&r);
+    sc_call(&r, H.int_port, "POST", body,
+            "/cgi-bin/externalcontact/%s?access_token=%s", api, tok);
+    e = sc_ecode(&r);
+    sc_resp_free(&r);
+    return e;
+}
+
+/* A change_external_contact event of corp. */
+static void
+external_event(const char *corp, const char *ct, const char *user,
+               const char *cust, const char *code)
+{
+    char ts[24];
+    const char *kv[16];
+    size_t n = 0;
+
+    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
+    kv[n++] = "SuiteId";
+    kv[n++] = S1;
+    kv[n++] = "AuthCorpId";
+    kv[n++] = corp;
+    kv[n++] = "InfoType";
+    kv[n++] = "change_external_contact";
+    kv[n++] = "TimeStamp";
+    kv[n++] = ts;
+    kv[n++] = "ChangeType";
+    kv[n++] = ct;
+    kv[n++] = "UserID";
+    kv[n++] = user;
+    kv[n++] = "ExternalUserID";
+    kv[n++] = cust;
+    if (code != NULL) {
+        kv[n++] = "WelcomeCode";
+        kv[n++] = code;
+    }
+    tc_post_event(S1, kv, n / 2);
+}
+
+/* The index of the first verified hit of (it, ct) in r's hits, -1. */
+static int
+hit_index(struct rcv *r, const char *it, const char *ct)
+{
+    int i, at = -1;
+
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < r->nhits && at < 0; i++)
+        if (r->hits[i].verified && strcmp(r->hits[i].info_type, it) == 0 &&
+            strcmp(r->hits[i].change_type, ct) == 0)
+            at = i;
+    pthread_mutex_unlock(&r->mu);
+    return at;
+}
+
+/* Requests of (it) after hit index i. */
+static int
+requests_after(struct rcv *r, const char *it, int i)
+{
+    int k, n = 0;
+
+    pthread_mutex_lock(&r->mu);
+    for (k = i + 1; k < r->nhits; k++)
+        if (strcmp(r->hits[k].info_type, it) == 0)
+            n++;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+struct after {
+    struct rcv *r;
+    const char *it;
+    int i;
+};
+
+static int
+have_after(void *arg)
+{
+    struct after *a = arg;
+
+    return requests_after(a->r, a->it, a->i) > 0;
+}
+
+struct welcome_try {
+    const char *tok, *body;
+    long code;
+};
+
+/* send_welcome_msg until the broker knows the code was delivered (its
+ * record follows the receiver's success). */
+static int
+welcome_taken(void *arg)
+{
+    struct welcome_try *w = arg;
+
+    w->code = ext_write(w->tok, "send_welcome_msg", w->body);
+    return w->code != 41050;
+}
+
+/*
+ * change_external_contact reaches the services whose range holds the follow
+ * user; an event carrying a WelcomeCode goes to the welcome service ahead
+ * of its backlog, to the others without the code, and send_welcome_msg
+ * takes the code delivered, once; the customer index follows the events.
+ */
+static void
+test_external_contact_welcome_and_index(void **state)
+{
+    struct rcv *wel = rcv_start(0, M_FAIL_AUTH), *oth = rcv_start(0, M_OK);
+    struct rcv *nar = rcv_start(0, M_OK);
+    static const char cust[] = "wmEVTCUSTOMER0000000000000001";
+    char *wsec, *osec, *nsec, *wtok, *otok, code[80], body[512], tag[80];
+    struct welcome_try wt;
+    struct after af;
+    struct hit h;
+    json_t *j;
+    size_t before;
+    int add_at;
+
+    (void)state;
+    wsec = svc_caps("e-wel",
+                    "external.customers,externalcontact:contact:welcome_msg",
+                    "external.welcome", NULL);
+    osec = svc_caps("e-oth", "external.customers,externalcontact:contact:tag",
+                    "external.write", NULL);
+    nsec =
+        svc_caps("e-nar", "external.customers,contacts.read", NULL, CORP7 ":3");
+    deliver(wel, "e-wel", wel->port, NULL, NULL);
+    deliver(oth, "e-oth", oth->port, NULL, NULL);
+    deliver(nar, "e-nar", nar->port, NULL, NULL);
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP7 "\",\"app_permissions\":["
+             "\"contact:base:base\",\"externalcontact:base:base\","
+             "\"externalcontact:contact:tag\","
+             "\"externalcontact:contact:welcome_msg\"]}");
+    tc_install(S1, CORP7, (long)time(NULL));
+    tc_wait_status(S1, CORP7, "active", 30000);
+    assert_true(wait_for(oth, "create_auth", CORP7, 1, 10000));
+    /* the welcome service's backlog: create_auth, failing */
+    {
+        struct want w = {wel, NULL, NULL, 1};
+
+        assert_true(h_wait(requests_at_least, &w, 10000));
+    }
+    wtok = tc_token_for(0, wsec, CORP7);
+    otok = tc_token_for(0, osec, CORP7);
+
+    /* a customer known to the broker from no event yet: out of range */
+    snprintf(body, sizeof(body),
+             "{\"userid\":\"u00001\",\"external_userid\":\"%s\","
+             "\"add_tag\":[\"etNOSUCHTAG\"]}",
+             cust);
+    assert_int_equal(ext_write(otok, "mark_tag", body), 60011);
+
+    /* a follow user outside the tenant's range: no one */
+    external_event(CORP7, "edit_external_contact", "zz-outside", cust, NULL);
+    j = h_sim_json(MockPort, "POST", "/__mock/welcome_code",
+                   "{\"corpid\":\"" CORP7 "\"}");
+    h_copy_str(code, sizeof(code), h_need_str(j, "welcome_code"));
+    json_decref(j);
+    external_event(CORP7, "add_external_contact", "u00001", cust, code);
+
+    /* ahead of the backlog: create_auth is still being retried after */
+    assert_true(wait_ct(wel, "change_external_contact", "add_external_contact",
+                        1, 15000));
+    add_at = hit_index(wel, "change_external_contact", "add_external_contact");
+    af.r = wel;
+    af.it = "create_auth";
+    af.i = add_at;
+    if (!h_wait(have_after, &af, 10000))
+        dump_log();
+    assert_true(requests_after(wel, "create_auth", add_at) > 0);
+    assert_int_equal(
+        rcv_hit(wel, "change_external_contact", "add_external_contact", 0, &h),
+        0);
+    assert_non_null(strstr(h.msg, code));
+    /* the others: without the code; the narrowed service nothing */
+    assert_true(wait_ct(oth, "change_external_contact", "add_external_contact",
+                        1, 15000));
+    assert_int_equal(
+        rcv_hit(oth, "change_external_contact", "add_external_contact", 0, &h),
+        0);
+    assert_non_null(strstr(h.msg, cust));
+    assert_null(strstr(h.msg, "WelcomeCode"));
+    assert_null(strstr(h.msg, code));
+    assert_int_equal(
+        rcv_count_ct(oth, "change_external_contact", "edit_external_contact"),
+        0);
+    /* the narrowed service: as its range holds the follow user or not */
+    if (tc_user_get_errcode(nsec, CORP7, "u00001") == 0) {
+        assert_true(wait_ct(nar, "change_external_contact",
+                            "add_external_contact", 1, 15000));
+        assert_int_equal(rcv_hit(nar, "change_external_contact",
+                                 "add_external_contact", 0, &h),
+                         0);
+        assert_null(strstr(h.msg, code));
+    } else {
+        assert_int_equal(rcv_count_ct(nar, "change_external_contact",
+                                      "add_external_contact"),
+                         0);
+    }
+    assert_int_equal(
+        rcv_count_ct(nar, "change_external_contact", "edit_external_contact"),
+        0);
+
+    /* the code, from the service it was delivered to, once */
+    snprintf(body, sizeof(body),
+             "{\"welcome_code\":\"%s\",\"text\":{\"content\":\"hi\"}}", code);
+    wt.tok = wtok;
+    wt.body = body;
+    wt.code = -1;
+    assert_true(h_wait(welcome_taken, &wt, 10000));
+    assert_int_equal(wt.code, 0);
+    assert_int_equal(ext_write(wtok, "send_welcome_msg", body), 41051);
+    /* a code the service was never given */
+    assert_int_equal(
+        ext_write(wtok, "send_welcome_msg",
+                  "{\"welcome_code\":\"WCnotdelivered\",\"text\":{\"content\":"
+                  "\"hi\"}}"),
+        41050);
+
+    /* the customer, known from the event, may be tagged */
+    j = NULL;
+    {
+        struct sc_resp r;
+
+        sc_resp_init(&r);
+        sc_call(&r, H.int_port, "POST",
+                "{\"group_name\":\"evt\",\"tag\":[{\"name\":\"gold\"}]}",
+                "/cgi-bin/externalcontact/add_corp_tag?access_token=%s", otok);
+        assert_int_equal(sc_ecode(&r), 0);
+        h_copy_str(
+            tag, sizeof(tag),
+            json_string_value(json_object_get(
+                json_array_get(json_object_get(
+                                   json_object_get(r.json, "tag_group"), "tag"),
+                               0),
+                "id")));
+        sc_resp_free(&r);
+    }
+    snprintf(body, sizeof(body),
+             "{\"userid\":\"u00001\",\"external_userid\":\"%s\","
+             "\"add_tag\":[\"%s\"]}",
+             cust, tag);
+    before = tc_mock_count("/cgi-bin/externalcontact/mark_tag", NULL);
+    /* passed on to WeCom (which knows no such customer in the simulator:
+     * its own errcode), not refused by the broker */
+    assert_int_not_equal(ext_write(otok, "mark_tag", body), 60011);
+    assert_int_equal(tc_mock_count("/cgi-bin/externalcontact/mark_tag", NULL),
+                     before + 1);
+    /* the customer deleted the member: no more */
+    external_event(CORP7, "del_follow_user", "u00001", cust, NULL);
+    assert_true(
+        wait_ct(oth, "change_external_contact", "del_follow_user", 1, 15000));
+    assert_int_equal(ext_write(otok, "mark_tag", body), 60011);
+    assert_int_equal(tc_mock_count("/cgi-bin/externalcontact/mark_tag", NULL),
+                     before + 1);
+    free(wsec);
+    free(osec);
+    free(nsec);
+    free(wtok);
+    free(otok);
+    rcv_stop(wel);
+    rcv_stop(oth);
+    rcv_stop(nar);
+}
+
+/* A data callback reaches the messages service in WeCom's data envelope,
+ * and no other. */
+static void
+test_data_callback_to_messages_service(void **state)
+{
+    struct rcv *msg = rcv_start(0, M_OK), *plain = rcv_start(0, M_OK);
+    static const char *const member[] = {"UserID", "evt-after-data",
+                                         "Department", "2"};
+    char ts[24], *sec;
+    const char *text[] = {"ToUserName", CORP8,       "FromUserName", "u00001",
+                          "CreateTime", ts,          "MsgType",      "text",
+                          "Content",    "evt-hello", "MsgId",        "77",
+                          "AgentID",    "1000002"};
+    struct hit h;
+    int i, n = 0;
+
+    (void)state;
+    sec = svc_caps("m-msg", "contacts.read", "messages", NULL);
+    free(sec);
+    sec = svc_caps("m-plain", "contacts.read", NULL, NULL);
+    free(sec);
+    deliver(msg, "m-msg", msg->port, NULL, NULL);
+    deliver(plain, "m-plain", plain->port, NULL, NULL);
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP8 "\",\"app_permissions\":["
+             "\"contact:base:base\"]}");
+    tc_install(S1, CORP8, (long)time(NULL));
+    tc_wait_status(S1, CORP8, "active", 30000);
+    assert_true(wait_for(plain, "create_auth", CORP8, 1, 10000));
+    snprintf(ts, sizeof(ts), "%ld", (long)time(NULL));
+    tc_post_data(S1, CORP8, text, NITEMS(text) / 2);
+    /* the order of the plain service's queue: the member's event after
+     * the message proves the message was decided for it */
+    contact_event(CORP8, "create_user", member, NITEMS(member) / 2);
+    assert_true(wait_ct(plain, "change_contact", "create_user", 1, 15000));
+    assert_true(wait_for(msg, "text", CORP8, 1, 15000));
+    pthread_mutex_lock(&msg->mu);
+    for (i = 0; i < msg->nhits; i++)
+        if (msg->hits[i].verified && msg->hits[i].data) {
+            h = msg->hits[i];
+            n++;
+        }
+    pthread_mutex_unlock(&msg->mu);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(h.msg, "evt-hello"));
+    assert_non_null(strstr(h.msg, "u00001"));
+    assert_int_equal(rcv_count(plain, "text", NULL), 0);
+    rcv_stop(msg);
+    rcv_stop(plain);
+}
+
 int
 main(void)
 {
@@ -1271,6 +1656,8 @@ main(void)
         cmocka_unit_test(test_hostile_receivers_delay_no_other),
         cmocka_unit_test(test_contact_events_filtered_and_ranged),
         cmocka_unit_test(test_external_tag_whole_tenant_only),
+        cmocka_unit_test(test_external_contact_welcome_and_index),
+        cmocka_unit_test(test_data_callback_to_messages_service),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

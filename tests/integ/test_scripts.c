@@ -1180,7 +1180,7 @@ test_crc16_known_slots(void **state)
 #define P     "wb:"
 #define SUITE "ww0123456789abcdef"
 #define CORP  "wwcorp42"
-#define MAXK  7
+#define MAXK  8
 
 struct script_keys {
     enum script_id id;
@@ -1417,6 +1417,11 @@ test_keys_share_a_slot(void **state)
         snprintf(K(s), KEYS_MAX, "%s", dk.ready);
         snprintf(K(s), KEYS_MAX, "%s", dk.seq);
         snprintf(K(s), KEYS_MAX, "%s", dk.tenants);
+        snprintf(K(s), KEYS_MAX, "%s", dk.qa);
+        snprintf(K(s), KEYS_MAX, "%s", dk.lease);
+        s = add(t, &n, SCRIPT_DLV_HEAD);
+        snprintf(K(s), KEYS_MAX, "%s", dk.q);
+        snprintf(K(s), KEYS_MAX, "%s", dk.qa);
         s = add(t, &n, SCRIPT_DLV_RELEASE);
         snprintf(K(s), KEYS_MAX, "%s", dk.ready);
         snprintf(K(s), KEYS_MAX, "%s", dk.lease);
