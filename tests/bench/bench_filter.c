@@ -36,7 +36,8 @@
 
 #define LEAF(n, t, p)                                                          \
     {                                                                          \
-        (char *)(uintptr_t)(n), (t), (p), NULL, 0, NULL, SCOPE_REC_NONE, NULL  \
+        .name = (char *)(uintptr_t)(n), .type = (t), .perm = (p),              \
+        .record = SCOPE_REC_NONE                                               \
     }
 
 static struct scope_node int_item = LEAF(NULL, SCOPE_T_INTEGER, 0);
