@@ -139,8 +139,9 @@ print_line(json_t *o)
     static const char *const shown[] = {
         "id",       "type",  "at",      "service",  "corpid",
         "endpoint", "event", "errcode", "stripped", "dropped"};
-    char when[32], code[24] = "-", counts[48] = "-", buf[64];
+    char when[32], code[24] = "-", counts[48] = "-", buf[64], what[96];
     const char *type = ctl_str_of(o, "type", "?"), *k;
+    int delivery = strcmp(type, "delivery") == 0;
     long long at = json_integer_value(json_object_get(o, "at"));
     json_t *v;
     size_t i;
@@ -166,8 +167,16 @@ print_line(json_t *o)
             ctl_str_of(o, "corpid", "-")[0] ? ctl_str_of(o, "corpid", "-")
                                             : "-",
             W_CORP + 2);
-    ctl_pad(stdout, ctl_str_of(o, "endpoint", ctl_str_of(o, "event", "-")),
-            W_WHAT + 2);
+    /* a delivery names its event as explain does: event:INFO[/CHANGE] */
+    if (delivery)
+        snprintf(what, sizeof(what), "event:%s%s%s",
+                 ctl_str_of(o, "info_type", ""),
+                 ctl_str_of(o, "change_type", "")[0] ? "/" : "",
+                 ctl_str_of(o, "change_type", ""));
+    else
+        snprintf(what, sizeof(what), "%s",
+                 ctl_str_of(o, "endpoint", ctl_str_of(o, "event", "-")));
+    ctl_pad(stdout, what, W_WHAT + 2);
     ctl_pad(stdout, code, W_CODE + 2);
     ctl_pad(stdout, counts, W_COUNTS + 2);
     /* whatever else the entry names: the request id, the suite, ... */
@@ -178,6 +187,9 @@ print_line(json_t *o)
                 break;
         if (i < nitems(shown))
             continue;
+        if (delivery &&
+            (strcmp(k, "info_type") == 0 || strcmp(k, "change_type") == 0))
+            continue; /* in the ENDPOINT/EVENT column */
         if (json_is_string(v)) {
             printf("%s%s=", first ? "" : " ", k);
             ctl_sanitize(stdout, json_string_value(v));

@@ -1306,6 +1306,16 @@ test_audit_filters(void **state)
         ctl(&out, "audit", "--service", "nosuchservice", (char *)NULL), 1);
     expect_in(out, "no service called nosuchservice");
     free(out);
+    /* a delivery names its event in the table as explain does */
+    (void)h_redis_int(&H,
+                      "XADD wb:audit * type delivery service reader corpid %s "
+                      "info_type change_contact change_type update_user "
+                      "result delivered",
+                      CORP5);
+    assert_int_equal(ctl(&out, "audit", "--corp", CORP5, (char *)NULL), 0);
+    expect_in(out, "event:change_contact/update_user");
+    expect_in(out, "result=delivered");
+    free(out);
 }
 
 struct grep {
