@@ -96,69 +96,189 @@ deliver_usage(const char *msg)
     return ctl_usage("%s", msg);
 }
 
-/* service deliver NAME --url URL [--events A,B] [--suite ID] [--rotate-key]
- * | --off | --rotate-key */
-int
-ctl_service_deliver(struct ctl *c, int argc, char **argv)
-{
-    const char *name, *url = NULL, *events = NULL, *op;
-    char id[SERVICE_ID_LEN + 1], token[DELIVERY_TOKEN_LEN + 1] = "";
-    char aes[DELIVERY_AES_KEY_LEN + 1] = "", ctx[KEYS_MAX + 16];
-    char now_ms[24], now_s[24], *st = NULL, *sk = NULL;
-    unsigned char dk[KEYRING_KEY_LEN];
-    struct delivery_keys k;
-    struct record_service *s = NULL;
-    const char *suite_id;
-    int off = 0, rotate = 0, i, rc = 1, dk_ok = 0;
-    redisReply *r = NULL;
-    char ksvc[KEYS_MAX];
-    json_t *out;
+/* What `service deliver` was asked to do. */
+struct deliver_args {
+    const char *name, *url, *events;
+    int off, rotate;
+};
 
+/*
+ * Parse and check the arguments into a; 0, or the exit status of a usage
+ * error (printed). Nothing is read from Redis here.
+ */
+static int
+deliver_parse(struct ctl *c, int argc, char **argv, struct deliver_args *a)
+{
+    int i;
+
+    memset(a, 0, sizeof(*a));
     if (argc < 1)
         return deliver_usage("service deliver needs a NAME");
-    name = argv[0];
+    a->name = argv[0];
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--off") == 0) {
-            off = 1;
+            a->off = 1;
         } else if (strcmp(argv[i], "--rotate-key") == 0) {
-            rotate = 1;
+            a->rotate = 1;
         } else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc &&
-                   url == NULL) {
-            url = argv[++i];
+                   a->url == NULL) {
+            a->url = argv[++i];
         } else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc &&
-                   events == NULL) {
-            events = argv[++i];
+                   a->events == NULL) {
+            a->events = argv[++i];
         } else {
             return deliver_usage("unknown, repeated or incomplete option");
         }
     }
-    if (!service_name_ok(name))
+    if (!service_name_ok(a->name))
         return deliver_usage("a NAME is 1..64 of [A-Za-z0-9_.-]");
-    if (off && (rotate || url != NULL || events != NULL || c->suite != NULL))
+    if (a->off &&
+        (a->rotate || a->url != NULL || a->events != NULL || c->suite != NULL))
         return deliver_usage("--off takes no other option");
-    if (!off && !rotate && url == NULL)
+    if (!a->off && !a->rotate && a->url == NULL)
         return deliver_usage("service deliver needs --url URL, --off or "
                              "--rotate-key");
-    if (url == NULL && (events != NULL || c->suite != NULL))
+    if (a->url == NULL && (a->events != NULL || c->suite != NULL))
         return deliver_usage("--events and --suite go with --url");
-    if (url != NULL && !delivery_url_ok(url))
+    if (a->url != NULL && !delivery_url_ok(a->url))
         return deliver_usage("--url takes an http:// or https:// URL of at "
                              "most 2048 printable characters, with a host, "
                              "no user or password and no #fragment");
-    if (events != NULL && delivery_events_check(events) != BRK_OK)
+    if (a->events != NULL && delivery_events_check(a->events) != BRK_OK)
         return deliver_usage("--events takes InfoType or InfoType/ChangeType "
                              "of known events (create_auth, change_auth, "
                              "cancel_auth, change_contact, "
                              "change_external_contact, change_external_chat, "
                              "change_external_tag), comma-separated, each "
                              "once");
-    if (ctl_service_id(c, name, id))
+    return 0;
+}
+
+/* A fresh token and key into token and aes, sealed under the service's
+ * data key into *st and *sk (owned). 0, or 1 after saying why. */
+static int
+deliver_new_key(struct ctl *c, const struct delivery_keys *k, const char *id,
+                char *token, char *aes, char **st, char **sk)
+{
+    unsigned char dk[KEYRING_KEY_LEN];
+    char ctx[KEYS_MAX + 16];
+    int rc = 1;
+
+    if (delivery_random_alnum(token, DELIVERY_TOKEN_LEN) != BRK_OK ||
+        delivery_aes_key_new(aes) != BRK_OK) {
+        fprintf(stderr, "brokerctl: the random generator failed\n");
+        return 1;
+    }
+    if (service_dk(c, k, id, dk))
+        return 1;
+    if (keys_seal_ctx(ctx, sizeof(ctx), k->dlv, "token") ||
+        keyring_seal(dk, ctx, token, strlen(token), st, NULL) ||
+        keys_seal_ctx(ctx, sizeof(ctx), k->dlv, "key") ||
+        keyring_seal(dk, ctx, aes, strlen(aes), sk, NULL))
+        fprintf(stderr, "brokerctl: cannot seal the key\n");
+    else
+        rc = 0;
+    brk_wipe(dk, sizeof(dk));
+    return rc;
+}
+
+/* The dlv_set script for op: its reply (owned), or NULL (said why). */
+static redisReply *
+deliver_set(struct ctl *c, const char *ksvc, const struct delivery_keys *k,
+            const char *op, const struct deliver_args *a, const char *st,
+            const char *sk)
+{
+    char now_ms[24], now_s[24];
+    const char *argv[13];
+
+    snprintf(now_ms, sizeof(now_ms), "%lld", brk_wall_ms());
+    snprintf(now_s, sizeof(now_s), "%lld", (long long)time(NULL));
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_DLV_SET);
+    argv[2] = "2";
+    argv[3] = ksvc;
+    argv[4] = k->dlv;
+    argv[5] = op;
+    argv[6] = a->url ? a->url : "";
+    argv[7] = a->events ? a->events : "";
+    argv[8] = c->suite ? c->suite : "";
+    argv[9] = st ? st : "";
+    argv[10] = sk ? sk : "";
+    argv[11] = now_ms;
+    argv[12] = now_s;
+    return ctl_cmd_argv(c, 13, argv);
+}
+
+/* What was done, for people or as JSON. stored: 2 when the new token and
+ * key were stored, 1 when the service's key was kept. */
+static void
+deliver_print(struct ctl *c, const struct deliver_args *a, const char *suite_id,
+              long long stored, const char *token, const char *aes)
+{
+    json_t *out = NULL;
+
+    if (a->off) {
+        if (c->json)
+            out = json_pack("{s:s, s:s}", "name", a->name, "delivery", "off");
+        else
+            printf("delivery to service %s is off; what was queued for it "
+                   "is dropped\n",
+                   a->name);
+    } else if (stored == 2) {
+        if (c->json)
+            out = json_pack("{s:s, s:s, s:s}", "suite_id", suite_id, "token",
+                            token, "encoding_aes_key", aes);
+        else
+            printf("service %s receives events%s%s\n"
+                   "callback token and EncodingAESKey, shown only now — "
+                   "configure the receiver with them:\n"
+                   "  suite_id:         %s\n  token:            %s\n"
+                   "  encoding_aes_key: %s\n",
+                   a->name, a->url ? " at " : "", a->url ? a->url : "",
+                   suite_id[0] ? suite_id
+                               : "(each event carries its own suite's id)",
+                   token, aes);
+    } else {
+        if (c->json)
+            out = json_pack("{s:s, s:s, s:b}", "suite_id", suite_id, "url",
+                            a->url ? a->url : "", "key_kept", 1);
+        else
+            printf("service %s receives events at %s; its token and key are "
+                   "unchanged\n",
+                   a->name, a->url ? a->url : "");
+    }
+    if (out != NULL) {
+        ctl_print_json(out);
+        json_decref(out);
+    }
+}
+
+/* service deliver NAME --url URL [--events A,B] [--suite ID] [--rotate-key]
+ * | --off | --rotate-key */
+int
+ctl_service_deliver(struct ctl *c, int argc, char **argv)
+{
+    char id[SERVICE_ID_LEN + 1], token[DELIVERY_TOKEN_LEN + 1] = "";
+    char aes[DELIVERY_AES_KEY_LEN + 1] = "", ksvc[KEYS_MAX];
+    char *st = NULL, *sk = NULL;
+    struct deliver_args a;
+    struct delivery_keys k;
+    struct record_service *s = NULL;
+    redisReply *r = NULL;
+    long long v;
+    int rc;
+
+    rc = deliver_parse(c, argc, argv, &a);
+    if (rc != 0)
+        return rc;
+    rc = 1;
+    if (ctl_service_id(c, a.name, id))
         return 1;
     s = service_record(c, id);
     if (s == NULL)
         return 1;
     if (s->revoked) {
-        fprintf(stderr, "brokerctl: service %s is revoked\n", name);
+        fprintf(stderr, "brokerctl: service %s is revoked\n", a.name);
         goto out;
     }
     if (c->suite != NULL && s->suite[0] != '\0' &&
@@ -169,122 +289,45 @@ ctl_service_deliver(struct ctl *c, int argc, char **argv)
     if (delivery_keys(&k, c->cfg->key_prefix, id, NULL, NULL) != BRK_OK ||
         keys_service(ksvc, sizeof(ksvc), c->cfg->key_prefix, id, NULL))
         goto out;
-    if (!off) {
-        /* offered; stored only when the service has none yet, or to
-         * rotate */
-        if (delivery_random_alnum(token, DELIVERY_TOKEN_LEN) != BRK_OK ||
-            delivery_aes_key_new(aes) != BRK_OK) {
-            fprintf(stderr, "brokerctl: the random generator failed\n");
-            goto out;
-        }
-        if (service_dk(c, &k, id, dk))
-            goto out;
-        dk_ok = 1;
-        if (keys_seal_ctx(ctx, sizeof(ctx), k.dlv, "token") ||
-            keyring_seal(dk, ctx, token, strlen(token), &st, NULL) ||
-            keys_seal_ctx(ctx, sizeof(ctx), k.dlv, "key") ||
-            keyring_seal(dk, ctx, aes, strlen(aes), &sk, NULL)) {
-            fprintf(stderr, "brokerctl: cannot seal the key\n");
-            goto out;
-        }
-    }
-    op = off ? "off" : url != NULL ? "set" : "rotate";
-    snprintf(now_ms, sizeof(now_ms), "%lld", brk_wall_ms());
-    snprintf(now_s, sizeof(now_s), "%lld", (long long)time(NULL));
-    {
-        const char *argv2[13] = {"EVAL",
-                                 scripts_text(SCRIPT_DLV_SET),
-                                 "2",
-                                 ksvc,
-                                 k.dlv,
-                                 op,
-                                 url ? url : "",
-                                 events ? events : "",
-                                 c->suite ? c->suite : "",
-                                 st ? st : "",
-                                 sk ? sk : "",
-                                 now_ms,
-                                 now_s};
-
-        r = ctl_cmd_argv(c, 13, argv2);
-    }
+    /* offered; stored only when the service has none yet, or to rotate */
+    if (!a.off && deliver_new_key(c, &k, id, token, aes, &st, &sk))
+        goto out;
+    r = deliver_set(c, ksvc, &k,
+                    a.off           ? "off"
+                    : a.url != NULL ? "set"
+                                    : "rotate",
+                    &a, st, sk);
     if (r == NULL)
         goto out;
-    if (r->type != REDIS_REPLY_INTEGER || r->integer < 1) {
-        long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-
-        fprintf(stderr, "brokerctl: service %s %s\n", name,
+    v = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    if (v < 1) {
+        fprintf(stderr, "brokerctl: service %s %s\n", a.name,
                 v == -1   ? "has no record"
                 : v == -2 ? "is revoked"
                 : v == -3 ? "has no delivery set (use --url)"
                           : "could not be set");
         goto out;
     }
-    if (rotate && url != NULL && r->integer == 1) {
+    if (a.rotate && a.url != NULL && v == 1) {
         /* set kept the stored key: rotate it too */
-        const char *argv3[13] = {"EVAL", scripts_text(SCRIPT_DLV_SET),
-                                 "2",    ksvc,
-                                 k.dlv,  "rotate",
-                                 "",     "",
-                                 "",     st,
-                                 sk,     now_ms,
-                                 now_s};
+        struct deliver_args rot = {a.name, NULL, NULL, 0, 1};
 
         freeReplyObject(r);
-        r = ctl_cmd_argv(c, 13, argv3);
+        r = deliver_set(c, ksvc, &k, "rotate", &rot, st, sk);
         if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 2) {
-            fprintf(stderr, "brokerctl: the key of %s was not rotated\n", name);
+            fprintf(stderr, "brokerctl: the key of %s was not rotated\n",
+                    a.name);
             goto out;
         }
+        v = 2;
     }
-    suite_id = c->suite ? c->suite : s->suite;
-    if (off) {
-        if (c->json) {
-            out = json_pack("{s:s, s:s}", "name", name, "delivery", "off");
-            ctl_print_json(out);
-            json_decref(out);
-        } else {
-            printf("delivery to service %s is off; what was queued for it "
-                   "is dropped\n",
-                   name);
-        }
-    } else if (r->integer == 2) {
-        if (c->json) {
-            out = json_pack("{s:s, s:s, s:s}", "suite_id", suite_id, "token",
-                            token, "encoding_aes_key", aes);
-            ctl_print_json(out);
-            json_decref(out);
-        } else {
-            printf("service %s receives events%s%s\n"
-                   "callback token and EncodingAESKey, shown only now — "
-                   "configure the receiver with them:\n"
-                   "  suite_id:         %s\n  token:            %s\n"
-                   "  encoding_aes_key: %s\n",
-                   name, url ? " at " : "", url ? url : "",
-                   suite_id[0] ? suite_id
-                               : "(each event carries its own suite's id)",
-                   token, aes);
-        }
-    } else {
-        if (c->json) {
-            out = json_pack("{s:s, s:s, s:b}", "suite_id", suite_id, "url",
-                            url ? url : "", "key_kept", 1);
-            ctl_print_json(out);
-            json_decref(out);
-        } else {
-            printf("service %s receives events at %s; its token and key are "
-                   "unchanged\n",
-                   name, url ? url : "");
-        }
-    }
+    deliver_print(c, &a, c->suite ? c->suite : s->suite, v, token, aes);
     rc = 0;
 out:
     brk_wipe(token, sizeof(token));
     brk_wipe(aes, sizeof(aes));
-    if (dk_ok)
-        brk_wipe(dk, sizeof(dk));
-    brk_free(st);
-    brk_free(sk);
+    brk_free_secret_str(st);
+    brk_free_secret_str(sk);
     if (r != NULL)
         freeReplyObject(r);
     record_service_unref(s);
