@@ -217,32 +217,44 @@ write_rate_parse(const char *s, char *out, size_t len)
     return 0;
 }
 
-static int
-cmd_add(struct ctl *c, int argc, char **argv)
-{
-    const char *name, *scopes = NULL, *suite = NULL, *corps = NULL;
-    const char *parties = NULL, *capabilities = NULL, *wrate = NULL;
-    char id[SERVICE_ID_LEN + 1], secret[SERVICE_SECRET_LEN + 1], rate[16] = "";
-    char caps_s[CAPABILITY_LIST_MAX];
-    unsigned caps = 0;
-    char salt[SERVICE_SALT_LEN + 1], hash[SERVICE_HASH_LEN + 1];
-    char kname[KEYS_MAX], ksvc[KEYS_MAX], kall[KEYS_MAX], now[24];
-    char full[SERVICE_ID_LEN + SERVICE_SECRET_LEN + 2];
-    json_t *sl = NULL, *cl = NULL, *pl = NULL, *out;
-    char *corps_s = NULL, *parties_s = NULL;
-    redisReply *r = NULL;
-    int i, rc = 1;
+/* What `service add` was asked for, checked; cl and pl owned. */
+struct add_args {
+    const char *name, *scopes, *suite;
+    char caps[CAPABILITY_LIST_MAX];
+    unsigned capbits;
+    char rate[16];   /* "" without --write-rate */
+    json_t *cl, *pl; /* --corps, --parties; NULL when not given */
+};
 
+static void
+add_args_clear(struct add_args *a)
+{
+    json_decref(a->cl);
+    json_decref(a->pl);
+    a->cl = a->pl = NULL;
+}
+
+/* Parse and check the arguments into a: 0, or the exit status of a usage
+ * error (printed; nothing owned left in a). */
+static int
+add_parse(struct ctl *c, int argc, char **argv, struct add_args *a)
+{
+    const char *corps = NULL, *parties = NULL, *capabilities = NULL;
+    const char *wrate = NULL;
+    json_t *sl;
+    int i;
+
+    memset(a, 0, sizeof(*a));
     if (argc < 1)
         return usage_error("service add needs a NAME");
-    name = argv[0];
+    a->name = argv[0];
     for (i = 1; i < argc; i++) {
         const char **dst = NULL;
 
         if (strcmp(argv[i], "--scopes") == 0)
-            dst = &scopes;
+            dst = &a->scopes;
         else if (strcmp(argv[i], "--suite") == 0)
-            dst = &suite;
+            dst = &a->suite;
         else if (strcmp(argv[i], "--corps") == 0)
             dst = &corps;
         else if (strcmp(argv[i], "--parties") == 0)
@@ -255,55 +267,60 @@ cmd_add(struct ctl *c, int argc, char **argv)
             return usage_error("unknown or incomplete option");
         *dst = argv[++i];
     }
-    if (suite == NULL)
-        suite = c->suite;
-    if (!service_name_ok(name))
+    if (a->suite == NULL)
+        a->suite = c->suite;
+    if (!service_name_ok(a->name))
         return usage_error("a NAME is 1..64 of [A-Za-z0-9_.-]");
-    if (scopes == NULL || (sl = split_list(scopes, scope_ok)) == NULL)
+    if (a->scopes == NULL || (sl = split_list(a->scopes, scope_ok)) == NULL)
         return usage_error("--scopes takes known scopes, comma-separated "
                            "(see brokerctl scopes list)");
+    json_decref(sl);
     if (capabilities != NULL &&
         (capabilities[0] == '\0' ||
-         capability_parse(capabilities, &caps) != BRK_OK)) {
-        json_decref(sl);
+         capability_parse(capabilities, &a->capbits) != BRK_OK))
         return usage_error("--capabilities takes external.write, "
                            "external.welcome, external.message, messages, "
                            "comma-separated, each once");
-    }
-    if (wrate != NULL && write_rate_parse(wrate, rate, sizeof(rate)) != 0) {
-        json_decref(sl);
+    capability_format(a->capbits, a->caps, sizeof(a->caps));
+    if (wrate != NULL && write_rate_parse(wrate, a->rate, sizeof(a->rate)) != 0)
         return usage_error("--write-rate takes N/min, N from 1 to 1000000");
-    }
-    if (suite != NULL && config_find_suite(c->cfg, suite) == NULL) {
-        json_decref(sl);
+    if (a->suite != NULL && config_find_suite(c->cfg, a->suite) == NULL)
         return usage_error("--suite names no configured suite");
-    }
-    if (corps != NULL && (cl = split_list(corps, keys_id_ok)) == NULL) {
-        json_decref(sl);
+    if (corps != NULL && (a->cl = split_list(corps, keys_id_ok)) == NULL)
         return usage_error("--corps takes corpids, comma-separated");
-    }
-    if (parties != NULL && (pl = parse_parties(parties)) == NULL) {
-        json_decref(sl);
-        json_decref(cl);
+    if (parties != NULL && (a->pl = parse_parties(parties)) == NULL) {
+        add_args_clear(a);
         return usage_error("--parties takes CORPID:DEPARTMENT_ID,...");
     }
-    if ((caps & CAP_EXTERNAL_WELCOME) != 0 && welcome_taken(c, suite, cl))
-        goto out;
-    capability_format(caps, caps_s, sizeof(caps_s));
-    if (service_credentials_new(id, secret, salt, hash) != BRK_OK ||
-        keys_service_name(kname, sizeof(kname), c->cfg->key_prefix, name) ||
+    return 0;
+}
+
+/*
+ * Store the service under id with the secret's salt and hash: three
+ * slots, three steps (see the service_add script) — the record, then the
+ * name (taken: the record is deleted), then the index. 0, or 1 after
+ * saying why.
+ */
+static int
+add_store(struct ctl *c, const struct add_args *a, const char *id,
+          const char *salt, const char *hash)
+{
+    char kname[KEYS_MAX], ksvc[KEYS_MAX], kall[KEYS_MAX], now[24];
+    char *corps_s = NULL, *parties_s = NULL;
+    redisReply *r = NULL;
+    int rc = 1;
+
+    if (keys_service_name(kname, sizeof(kname), c->cfg->key_prefix, a->name) ||
         keys_service(ksvc, sizeof(ksvc), c->cfg->key_prefix, id, NULL) ||
         keys_services(kall, sizeof(kall), c->cfg->key_prefix))
-        goto out;
+        return 1;
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-    /* stored as given, "a,b", for the broker's quick parse */
-    corps_s = cl ? json_dumps(cl, JSON_COMPACT) : NULL;
-    parties_s = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
-    /* three slots, three steps (see the script): record, name, index */
+    corps_s = a->cl ? json_dumps(a->cl, JSON_COMPACT) : NULL;
+    parties_s = a->pl ? json_dumps(a->pl, JSON_COMPACT) : NULL;
     r = ctl_cmd(c, "EVAL %s 1 %s %s %s %s %s %s %s %s %s %s %s %s",
-                scripts_text(SCRIPT_SERVICE_ADD), ksvc, id, name, salt, hash,
-                scopes, suite ? suite : "", corps_s ? corps_s : "",
-                parties_s ? parties_s : "", now, caps_s, rate);
+                scripts_text(SCRIPT_SERVICE_ADD), ksvc, id, a->name, salt, hash,
+                a->scopes, a->suite ? a->suite : "", corps_s ? corps_s : "",
+                parties_s ? parties_s : "", now, a->caps, a->rate);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
@@ -317,35 +334,57 @@ cmd_add(struct ctl *c, int argc, char **argv)
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
         freeReplyObject(r);
         r = ctl_cmd(c, "DEL %s", ksvc);
-        fprintf(stderr, "brokerctl: a service called %s exists\n", name);
+        fprintf(stderr, "brokerctl: a service called %s exists\n", a->name);
         goto out;
     }
     freeReplyObject(r);
     r = ctl_cmd(c, "SADD %s %s", kall, id);
-    if (r == NULL)
+    if (r != NULL)
+        rc = 0;
+out:
+    if (r != NULL)
+        freeReplyObject(r);
+    free(corps_s); /* from jansson */
+    free(parties_s);
+    return rc;
+}
+
+static int
+cmd_add(struct ctl *c, int argc, char **argv)
+{
+    char id[SERVICE_ID_LEN + 1], secret[SERVICE_SECRET_LEN + 1];
+    char salt[SERVICE_SALT_LEN + 1], hash[SERVICE_HASH_LEN + 1];
+    char full[SERVICE_ID_LEN + SERVICE_SECRET_LEN + 2] = "";
+    struct add_args a;
+    json_t *out;
+    int rc;
+
+    rc = add_parse(c, argc, argv, &a);
+    if (rc != 0)
+        return rc;
+    rc = 1;
+    if ((a.capbits & CAP_EXTERNAL_WELCOME) != 0 &&
+        welcome_taken(c, a.suite, a.cl))
+        goto out;
+    if (service_credentials_new(id, secret, salt, hash) != BRK_OK ||
+        add_store(c, &a, id, salt, hash))
         goto out;
     snprintf(full, sizeof(full), "%s.%s", id, secret);
     if (c->json) {
-        out = json_pack("{s:s, s:s}", "name", name, "secret", full);
+        out = json_pack("{s:s, s:s}", "name", a.name, "secret", full);
         ctl_print_json(out);
         json_decref(out);
     } else {
         printf("service %s created (id %s)\n"
                "secret, shown only now — store it in the service's secret "
                "store:\n  %s\n",
-               name, id, full);
+               a.name, id, full);
     }
     rc = 0;
 out:
     brk_wipe(secret, sizeof(secret));
     brk_wipe(full, sizeof(full));
-    if (r != NULL)
-        freeReplyObject(r);
-    free(corps_s); /* from jansson */
-    free(parties_s);
-    json_decref(sl);
-    json_decref(cl);
-    json_decref(pl);
+    add_args_clear(&a);
     return rc;
 }
 
