@@ -709,54 +709,73 @@ print_purge(json_t *o)
            ctl_str_of(o, "aof_rewrite", ""), ctl_str_of(o, "corpid", ""));
 }
 
+/*
+ * The one suite of corp with something left to purge into *suite: 0, or
+ * the exit status after saying why (several: a usage error; none: 1).
+ */
 static int
-tenant_purge(struct ctl *c, const char *corp)
+purge_suite(struct ctl *c, const char *corp, const char **suite)
 {
-    const char *suite = NULL;
-    char gone[KEYS_MAX], tkey[KEYS_MAX], dk[KEYS_MAX], pat[KEYS_MAX];
-    char btoks[KEYS_MAX];
-    char idx[KEYS_MAX], chan[KEYS_MAX], member[200], now[24], ts[24];
-    char report[512], aof[160];
-    long long counts[PK_COUNT] = {0}, t = (long long)time(NULL), ets = 0;
-    redisReply *r = NULL;
-    json_t *out = NULL;
-    size_t i, n = 0, o;
-    int rc = 1;
+    json_t *gone = NULL;
+    size_t i, n = 0;
 
-    if (ctl_keyring(c) == NULL)
-        return 1;
     for (i = 0; i < c->cfg->nsuites; i++) {
         const char *s = c->cfg->suites[i].suite_id;
 
         if ((c->suite == NULL || strcmp(c->suite, s) == 0) &&
             has_remains(c, s, corp)) {
-            suite = s;
+            *suite = s;
             n++;
         }
     }
     if (n > 1)
         return ctl_usage("%s installed several suites; give --suite", corp);
-    if (n == 0) {
-        for (i = 0; i < c->cfg->nsuites && out == NULL; i++)
-            if (c->suite == NULL ||
-                strcmp(c->suite, c->cfg->suites[i].suite_id) == 0)
-                out = gone_json(c, c->cfg->suites[i].suite_id, corp);
-        fprintf(stderr, "brokerctl: %s is not a tenant%s%s\n", corp,
-                c->suite ? " of that suite" : "",
-                out ? " (it was purged already; see tenant show)" : "");
-        json_decref(out);
+    if (n == 1)
+        return 0;
+    for (i = 0; i < c->cfg->nsuites && gone == NULL; i++)
+        if (c->suite == NULL ||
+            strcmp(c->suite, c->cfg->suites[i].suite_id) == 0)
+            gone = gone_json(c, c->cfg->suites[i].suite_id, corp);
+    fprintf(stderr, "brokerctl: %s is not a tenant%s%s\n", corp,
+            c->suite ? " of that suite" : "",
+            gone ? " (it was purged already; see tenant show)" : "");
+    json_decref(gone);
+    return 1;
+}
+
+/* An integer reply's value added to *count; the reply freed. 0, or 1 when
+ * there was none (Redis failed, said by ctl_cmd). */
+static int
+add_count(redisReply *r, long long *count)
+{
+    if (r == NULL)
         return 1;
-    }
-    if (gone_key(c, suite, corp, gone, sizeof(gone)) ||
-        keys_tenant(tkey, sizeof(tkey), c->cfg->key_prefix, corp, suite) ||
-        keys_tenant_sub(dk, sizeof(dk), c->cfg->key_prefix, corp, suite,
-                        "dk") ||
-        keys_tenant_sub(btoks, sizeof(btoks), c->cfg->key_prefix, corp, suite,
-                        "btoks") ||
-        keys_tenant_pattern(pat, sizeof(pat), c->cfg->key_prefix, corp,
-                            suite) ||
-        keys_tenants(idx, sizeof(idx), c->cfg->key_prefix) ||
-        ctl_inval_channel(c, chan, sizeof(chan)))
+    if (r->type == REDIS_REPLY_INTEGER)
+        *count += r->integer;
+    freeReplyObject(r);
+    return 0;
+}
+
+/*
+ * Delete every key of (suite, corp) after marking it gone, counting them
+ * by kind into counts, and ask for an AOF rewrite (its answer into aof).
+ * 0, or 1 after saying why.
+ */
+static int
+purge_delete(struct ctl *c, const char *suite, const char *corp,
+             const char *gone, long long counts[PK_COUNT], char *aof,
+             size_t aoflen)
+{
+    char tkey[KEYS_MAX], dk[KEYS_MAX], pat[KEYS_MAX], btoks[KEYS_MAX];
+    char now[24], ts[24];
+    long long t = (long long)time(NULL), ets = 0, dn;
+    const char *prefix = c->cfg->key_prefix;
+    redisReply *r;
+
+    if (keys_tenant(tkey, sizeof(tkey), prefix, corp, suite) ||
+        keys_tenant_sub(dk, sizeof(dk), prefix, corp, suite, "dk") ||
+        keys_tenant_sub(btoks, sizeof(btoks), prefix, corp, suite, "btoks") ||
+        keys_tenant_pattern(pat, sizeof(pat), prefix, corp, suite))
         return 1;
     /* cancelled as of now, or as of the event that installed it when
      * WeCom's clock runs ahead of ours */
@@ -772,60 +791,62 @@ tenant_purge(struct ctl *c, const char *corp)
                 scripts_text(SCRIPT_PURGE_MARK_GONE), gone, tkey, ts, now,
                 suite);
     if (r == NULL)
-        goto out;
+        return 1;
     if (r->type == REDIS_REPLY_INTEGER && r->integer == -3) {
         fprintf(stderr,
                 "brokerctl: %s was installed again meanwhile; "
                 "run the purge again\n",
                 corp);
-        goto out;
+        freeReplyObject(r);
+        return 1;
     }
     freeReplyObject(r);
-    r = NULL;
     /* the data key first: once it is gone, copies of the sealed values
      * (backups, an AOF not yet rewritten) are unreadable */
-    r = ctl_cmd(c, "UNLINK %s", dk);
-    if (r == NULL)
-        goto out;
-    if (r->type == REDIS_REPLY_INTEGER)
-        counts[PK_DATA_KEY] += r->integer;
-    freeReplyObject(r);
-    r = ctl_cmd(c, "EVAL %s 1 %s %s", scripts_text(SCRIPT_PURGE_BROKER_TOKENS),
-                btoks, c->cfg->key_prefix);
-    if (r == NULL)
-        goto out;
-    if (r->type == REDIS_REPLY_INTEGER)
-        counts[PK_TOKEN] += r->integer;
-    freeReplyObject(r);
-    r = NULL;
-    if (unlink_matching(c, pat, counts) != 0)
-        goto out;
-    /* the corp's budget counters (counts only) */
-    if (keys_budget_pattern(pat, sizeof(pat), c->cfg->key_prefix, corp) ||
+    if (add_count(ctl_cmd(c, "UNLINK %s", dk), &counts[PK_DATA_KEY]) ||
+        add_count(ctl_cmd(c, "EVAL %s 1 %s %s",
+                          scripts_text(SCRIPT_PURGE_BROKER_TOKENS), btoks,
+                          prefix),
+                  &counts[PK_TOKEN]) ||
         unlink_matching(c, pat, counts) != 0)
-        goto out;
+        return 1;
+    /* the corp's budget counters (counts only) */
+    if (keys_budget_pattern(pat, sizeof(pat), prefix, corp) ||
+        unlink_matching(c, pat, counts) != 0)
+        return 1;
     /* its pending deliveries and dead letters, for every service */
-    {
-        long long dn = ctl_deliveries_purge(c, suite, corp);
-
-        if (dn < 0)
-            goto out;
-        counts[PK_COUNT - 1] += dn;
-    }
+    dn = ctl_deliveries_purge(c, suite, corp);
+    if (dn < 0)
+        return 1;
+    counts[PK_COUNT - 1] += dn;
     /* "already in progress" is fine: that rewrite, or the next, drops the
      * values */
     r = redisCommand(c->rc, "BGREWRITEAOF");
     if (r == NULL) {
         fprintf(stderr, "brokerctl: Redis: %s\n", c->rc->errstr);
-        goto out;
+        return 1;
     }
-    snprintf(aof, sizeof(aof), "%s",
+    snprintf(aof, aoflen, "%s",
              r->type == REDIS_REPLY_ERROR ? r->str : "started");
     if (r->type == REDIS_REPLY_STATUS && strstr(r->str, "scheduled"))
-        snprintf(aof, sizeof(aof), "scheduled");
+        snprintf(aof, aoflen, "scheduled");
     freeReplyObject(r);
-    r = NULL;
-    o = 0;
+    return 0;
+}
+
+/* The tenant out of the index, the deletion report stored (it marks the
+ * purge done) and every instance told. 0, or 1 (said by ctl_cmd). */
+static int
+purge_finish(struct ctl *c, const char *suite, const char *corp,
+             const char *gone, const long long counts[PK_COUNT])
+{
+    char idx[KEYS_MAX], chan[KEYS_MAX], member[200], report[512];
+    size_t i, o = 0;
+    redisReply *r;
+
+    if (keys_tenants(idx, sizeof(idx), c->cfg->key_prefix) ||
+        ctl_inval_channel(c, chan, sizeof(chan)))
+        return 1;
     report[o++] = '{';
     for (i = 0; i < PK_COUNT; i++)
         o += (size_t)snprintf(report + o, sizeof(report) - o, "%s\"%s\":%lld",
@@ -835,33 +856,50 @@ tenant_purge(struct ctl *c, const char *corp)
     /* the index (its own slot) first; the report marks the purge done */
     r = ctl_cmd(c, "SREM %s %s", idx, member);
     if (r == NULL)
-        goto out;
+        return 1;
     freeReplyObject(r);
     r = ctl_cmd(c, "EVAL %s 1 %s %s", scripts_text(SCRIPT_PURGE_REPORT), gone,
                 report);
     if (r == NULL)
-        goto out;
+        return 1;
     freeReplyObject(r);
     r = ctl_cmd(c, "PUBLISH %s %s", chan, member);
     if (r == NULL)
-        goto out;
+        return 1;
     freeReplyObject(r);
-    r = NULL;
+    return 0;
+}
+
+static int
+tenant_purge(struct ctl *c, const char *corp)
+{
+    const char *suite = NULL;
+    char gone[KEYS_MAX], aof[160], now[24];
+    long long counts[PK_COUNT] = {0};
+    json_t *out;
+    int rc;
+
+    if (ctl_keyring(c) == NULL)
+        return 1;
+    rc = purge_suite(c, corp, &suite);
+    if (rc != 0)
+        return rc;
+    if (gone_key(c, suite, corp, gone, sizeof(gone)) ||
+        purge_delete(c, suite, corp, gone, counts, aof, sizeof(aof)) ||
+        purge_finish(c, suite, corp, gone, counts))
+        return 1;
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     audit_purge(c, suite, corp, now);
     out = gone_json(c, suite, corp);
     if (out == NULL)
-        goto out;
+        return 1;
     json_object_set_new(out, "aof_rewrite", json_string(aof));
     if (c->json)
         ctl_print_json(out);
     else
         print_purge(out);
-    rc = 0;
-out:
-    if (r != NULL)
-        freeReplyObject(r);
     json_decref(out);
-    return rc;
+    return 0;
 }
 
 /* tenant show CORPID | tenant purge CORPID --yes */
