@@ -696,6 +696,26 @@ consumer_name(const struct daemon *d, char *out, size_t len)
     snprintf(out, len, "%s/%s", host, d->cfg->internal_listen);
 }
 
+/*
+ * An event loop whose epoll backend batches changes: a socket switched
+ * from reading to writing and back within one turn (a request read, its
+ * reply written) costs one epoll_ctl, or none, instead of one per switch.
+ * No descriptor is ever dup()ed into a loop, which the changelist needs.
+ */
+static struct event_base *
+loop_new(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *base = NULL;
+
+    if (ec != NULL &&
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0)
+        base = event_base_new_with_config(ec);
+    if (ec != NULL)
+        event_config_free(ec);
+    return base != NULL ? base : event_base_new();
+}
+
 static int
 start(struct daemon *d)
 {
@@ -730,7 +750,7 @@ start(struct daemon *d)
             goto out;
         }
     }
-    d->base = event_base_new();
+    d->base = loop_new();
     if (d->base == NULL) {
         log_error("cannot create the event loop");
         goto out;
@@ -772,7 +792,7 @@ start(struct daemon *d)
         goto out;
     /* an unwritable audit_file is no reason to stop: logged, counted, a
      * readyz reason, tried again at the next SIGHUP and write */
-    err = audit_new(d->st, d->cfg->key_prefix, d->cfg->audit_max_len,
+    err = audit_new(d->base, d->st, d->cfg->key_prefix, d->cfg->audit_max_len,
                     d->cfg->audit_file, &d->audit);
     if (err && err != BRK_ERR_IO)
         goto out;

@@ -615,6 +615,21 @@ static const char tenant_exists_lua[] =
     "return redis.call('EXISTS', KEYS[1], KEYS[3]) +"
     " redis.call('SISMEMBER', KEYS[2], ARGV[1])\n";
 
+/* A batch of audit entries, one XADD each, in order.
+ * KEYS: the audit stream. ARGV: MAXLEN, then per entry the count N of its
+ * name/value strings followed by those N strings. Returns the entries
+ * added. */
+static const char audit_append_lua[] =
+    "local i, added, m, k = 2, 0, ARGV[1], KEYS[1]\n"
+    "while i <= #ARGV do\n"
+    "  local n = tonumber(ARGV[i])\n"
+    "  redis.call('XADD', k, 'MAXLEN', '~', m, '*',"
+    " unpack(ARGV, i + 1, i + n))\n"
+    "  added = added + 1\n"
+    "  i = i + n + 1\n"
+    "end\n"
+    "return added\n";
+
 static const struct {
     const char *name;
     const char *text;
@@ -671,6 +686,7 @@ static const struct {
     [SCRIPT_SERVICE_ADD] = {"service_add", service_add_lua},
     [SCRIPT_SERVICE_END] = {"service_end", service_end_lua},
     [SCRIPT_TENANT_EXISTS] = {"tenant_exists", tenant_exists_lua},
+    [SCRIPT_AUDIT_APPEND] = {"audit_append", audit_append_lua},
 };
 
 const char *

@@ -1349,6 +1349,8 @@ test_keys_share_a_slot(void **state)
     OK(keys_tenant(K(s), KEYS_MAX, P, CORP, SUITE));
     OK(keys_tenants(K(s), KEYS_MAX, P));
     OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "dk"));
+    s = add(t, &n, SCRIPT_AUDIT_APPEND, 1);
+    snprintf(K(s), KEYS_MAX, "%saudit", P);
 
     for (i = 0; i < n; i++) {
         int got = distinct_slots(&t[i]);
