@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -552,9 +553,20 @@ on_conn_closed(struct evhttp_connection *evcon, void *arg)
     maybe_drained(h);
 }
 
-void
-httpd_reply(struct httpd_req *r, int status, const char *content_type,
-            const char *body, size_t len)
+/* evbuffer cleanup of a body handed over by httpd_reply_take */
+static void
+body_release(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    brk_free((void *)(uintptr_t)data);
+}
+
+/* The reply, with body copied, or taken when owned is set (sent from
+ * where it lies and freed once written). */
+static void
+reply_send(struct httpd_req *r, int status, const char *content_type,
+           const char *body, size_t len, char *owned)
 {
     struct httpd_listener *l = r->listener;
     struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
@@ -582,8 +594,16 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
             l->h->closing++;
         }
     }
-    if (len > 0)
+    if (owned != NULL) {
+        if (len == 0 ||
+            evbuffer_add_reference(buf, owned, len, body_release, NULL) != 0) {
+            if (len > 0)
+                evbuffer_add(buf, owned, len);
+            brk_free(owned);
+        }
+    } else if (len > 0) {
         evbuffer_add(buf, body, len);
+    }
     /* libevent answers HEAD itself without the body */
     evhttp_send_reply(r->req, status, NULL, NULL);
 
@@ -603,6 +623,22 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
     update_gauge(l);
     brk_free(r);
     maybe_drained(l->h);
+}
+
+void
+httpd_reply(struct httpd_req *r, int status, const char *content_type,
+            const char *body, size_t len)
+{
+    reply_send(r, status, content_type, body, len, NULL);
+}
+
+/* httpd_reply without a copy: body (owned, brk_malloc'd) is consumed on
+ * every path. */
+void
+httpd_reply_take(struct httpd_req *r, int status, const char *content_type,
+                 char *body, size_t len)
+{
+    reply_send(r, status, content_type, body, len, body);
 }
 
 void

@@ -308,8 +308,8 @@ proxy_reply_filtered(struct preq *q)
         brk_free(kept);
         brk_free(removed);
     }
-    httpd_reply(q->r, 200, "application/json; charset=utf-8", out, len);
-    brk_free(out);
+    /* the filtered reply leaves from where the filter wrote it */
+    httpd_reply_take(q->r, 200, "application/json; charset=utf-8", out, len);
     proxy_preq_free(q);
 }
 

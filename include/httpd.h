@@ -99,6 +99,10 @@ enum brk_err httpd_set_tls(struct httpd *h, const char *name,
 /* Send a reply with body (copied) and free the request context. */
 void httpd_reply(struct httpd_req *r, int status, const char *content_type,
                  const char *body, size_t len);
+/* httpd_reply without copying: body (brk_malloc'd, or NULL with len 0)
+ * is consumed on every path and freed once written. */
+void httpd_reply_take(struct httpd_req *r, int status, const char *content_type,
+                      char *body, size_t len);
 /* httpd_reply with text/plain and a NUL-terminated body. */
 void httpd_reply_text(struct httpd_req *r, int status, const char *body);
 
