@@ -57,6 +57,8 @@
 
 #define MAX_PARAMS    32
 #define CACHE_ENTRIES 100000
+/* how often expired cache entries are dropped, seconds */
+#define PROXY_EXPIRE_S 1
 
 /*---- Replies ----*/
 
@@ -76,7 +78,8 @@ void
 proxy_preq_free(struct preq *q)
 {
     budget_done(q, -1);
-    q->p->inflight--;
+    /* read by other threads (a reload's scope-map retirement) */
+    __atomic_sub_fetch(&q->p->inflight, 1, __ATOMIC_RELEASE);
     query_free(q->q);
     json_decref(q->body);
     record_service_unref(q->svc);
@@ -592,7 +595,7 @@ proxy_handle(struct httpd_req *r, void *arg)
     q->gen = p->gen;
     q->r = r;
     q->scopes = p->scopes;
-    p->inflight++;
+    __atomic_add_fetch(&p->inflight, 1, __ATOMIC_ACQUIRE);
     snprintf(q->path, sizeof(q->path), "%s", path);
     if (strlen(path) >= sizeof(q->path) || strncmp(path, "/cgi-bin/", 9)) {
         proxy_reply_error(q, ERRCODE_API_FORBIDDEN,
@@ -729,13 +732,54 @@ proxy_set_scopes(struct proxy *p, const struct scope_map *m)
 unsigned
 proxy_inflight(const struct proxy *p)
 {
-    return p->inflight;
+    return __atomic_load_n(&p->inflight, __ATOMIC_ACQUIRE);
 }
 
 static void
 tok_free(void *v)
 {
     brk_free(v);
+}
+
+static size_t
+tok_size(const void *v)
+{
+    (void)v;
+    return sizeof(struct record_token);
+}
+
+static void
+on_expire(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *p = arg;
+    long long now = brk_mono_ms();
+
+    (void)fd;
+    (void)what;
+    /* entries nobody asks for again give their bytes back to the shared
+     * budget instead of waiting for the next put here */
+    cache_expire(p->tokens, now);
+    cache_expire(p->services, now);
+    cache_expire(p->tenants, now);
+    cache_expire(p->ranges, now);
+}
+
+/* Count every cache of p against b (borrowed, outlives p); before the
+ * first request. Expired entries are dropped once a second from then on.
+ * Cannot fail (without a timer, entries still go at their next put). */
+void
+proxy_set_cache_budget(struct proxy *p, struct cache_budget *b)
+{
+    struct timeval tv = {PROXY_EXPIRE_S, 0};
+
+    cache_set_budget(p->tokens, b, tok_size);
+    cache_set_budget(p->services, b, proxy_svc_size);
+    cache_set_budget(p->tenants, b, proxy_tenant_size);
+    cache_set_budget(p->ranges, b, proxy_range_size);
+    if (p->expire == NULL)
+        p->expire = event_new(p->base, -1, EV_PERSIST, on_expire, p);
+    if (p->expire == NULL || event_add(p->expire, &tv) != 0)
+        log_warn("proxy: no cache expiry timer");
 }
 
 enum brk_err
@@ -788,6 +832,8 @@ proxy_free(struct proxy *p)
     if (p == NULL)
         return;
     proxy_oauth_free();
+    if (p->expire != NULL)
+        event_free(p->expire);
     cache_free(p->tokens);
     cache_free(p->services);
     cache_free(p->tenants);

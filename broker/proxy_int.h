@@ -44,7 +44,8 @@ struct proxy {
     struct cache *tenants;  /* "suite corp" -> record_tenant */
     struct cache *ranges;   /* "suite corp svc" -> vrange (narrowed) */
     struct tload *loads;    /* tenant loads under way */
-    unsigned inflight;
+    struct event *expire;   /* drops expired cache entries */
+    unsigned inflight;      /* atomic: read from other threads */
     /* bumped by every change notice and reconnect: a record read before
      * the latest one may serve the request that read it, but is not
      * cached, so a revoked service or token never serves again */
@@ -112,6 +113,10 @@ void proxy_preq_free(struct preq *q);
 void proxy_svc_unref(void *v);
 void proxy_tenant_unref(void *v);
 void proxy_range_unref(void *v);
+/* and what their values hold, for the byte budget (cache.h) */
+size_t proxy_svc_size(const void *v);
+size_t proxy_tenant_size(const void *v);
+size_t proxy_range_size(const void *v);
 void proxy_load_service(struct preq *q, const char *id, preq_step *next);
 void proxy_load_tenant(struct preq *q, preq_step *next);
 enum grant_refusal proxy_decide(struct preq *q, long token_gen, int need);

@@ -11,6 +11,7 @@
  *                       | EVAL tenant load -> on_tenant -> each waiter's next
  *   proxy_decide, proxy_effective_range: synchronous, no reply
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +42,69 @@ void
 proxy_tenant_unref(void *v)
 {
     record_tenant_unref(v);
+}
+
+/* Bytes of a JSON value, roughly as jansson holds it: bounded work per
+ * node, done once per cache put of a tenant. */
+static size_t
+json_bytes(const json_t *j)
+{
+    const char *k;
+    json_t *v;
+    size_t n = 48, i;
+
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)(uintptr_t)j, k, v) n +=
+            64 + strlen(k) + json_bytes(v);
+        return n;
+    case JSON_ARRAY:
+        for (i = 0; i < json_array_size(j); i++)
+            n += 8 + json_bytes(json_array_get(j, i));
+        return n;
+    case JSON_STRING:
+        return n + json_string_length(j) + 1;
+    default:
+        return n;
+    }
+}
+
+size_t
+proxy_svc_size(const void *v)
+{
+    const struct record_service *s = v;
+    size_t n = sizeof(*s) + s->ncorps * sizeof(*s->corps), i;
+
+    for (i = 0; i < s->nparties; i++)
+        n += sizeof(s->parties[i]) + s->parties[i].n * sizeof(long);
+    return n;
+}
+
+size_t
+proxy_tenant_size(const void *v)
+{
+    const struct record_tenant *t = v;
+    size_t n = sizeof(*t);
+
+    if (t->range != NULL)
+        n += vrange_memory(t->range);
+    if (t->priv != NULL)
+        n += json_bytes(t->priv);
+    if (t->parents != NULL)
+        n += json_bytes(t->parents);
+    if (t->users != NULL)
+        n += json_bytes(t->users);
+    if (t->tags != NULL)
+        n += json_bytes(t->tags);
+    return n;
+}
+
+size_t
+proxy_range_size(const void *v)
+{
+    const struct range_ref *r = v;
+
+    return sizeof(*r) + (r->v != NULL ? vrange_memory(r->v) : 0);
 }
 
 static struct range_ref *
