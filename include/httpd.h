@@ -72,6 +72,22 @@ enum brk_err httpd_listen(struct httpd *h, const char *name,
                           const char *hostport, size_t max_body,
                           httpd_handler *handler, void *arg) BRK_WUR;
 
+/*
+ * n listening sockets on "host:port" in one SO_REUSEPORT group, for n
+ * event loops serving one listener (workers = N): the kernel spreads new
+ * connections over them. Port 0 picks one free port for the whole group.
+ * Only processes of the same user can join a group. fds[0..n) owned,
+ * each consumed by httpd_listen_fd. BRK_ERR_CONFIG, BRK_ERR_IO (errno).
+ */
+enum brk_err httpd_bind_group(const char *hostport, size_t n, int *fds) BRK_WUR;
+/*
+ * Like httpd_listen on a socket of a group of group sockets (fd consumed
+ * on every path): the listener's connection cap is its share.
+ */
+enum brk_err httpd_listen_fd(struct httpd *h, const char *name, int fd,
+                             size_t group, size_t max_body,
+                             httpd_handler *handler, void *arg) BRK_WUR;
+
 /* Port actually bound (useful with port 0). */
 int httpd_listener_port(const struct httpd *h, const char *name);
 
