@@ -90,9 +90,14 @@ done
 
 d=$(mktemp -d /tmp/wecom-broker-bench.XXXXXX)
 pids=""
+# the reply nginx serves from a file: its workers run as another user,
+# which may not enter $d (it holds keys)
+pub=$(mktemp -d /tmp/wecom-broker-bench-pub.XXXXXX)
+chmod 0755 "$pub"
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null || true; done
     for p in $pids; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$pub"
     if [ -n "${BENCH_KEEP:-}" ]; then say "kept $d"; else rm -rf "$d"; fi
 }
 trap cleanup EXIT
@@ -272,7 +277,7 @@ corpid=$CORP" | jq -r .access_token)
 
 # nginx_conf DIR WORKERS PORT [FILEPORT]: proxy_pass to the simulator on
 # PORT; with FILEPORT, a server there that answers user/list from
-# DIR/raw.json and passes everything else on
+# $pub/raw.json and passes everything else on
 nginx_conf() {
     mkdir -p "$1"
     {
@@ -307,7 +312,7 @@ EOF
         listen 127.0.0.1:$4;
         location = /cgi-bin/user/list {
             default_type application/json;
-            alias $1/raw.json;
+            alias $pub/raw.json;
         }
         location / {
             proxy_pass http://wecom;
@@ -324,9 +329,10 @@ $ON0 nginx -c "$d/nginx/nginx.conf" -p "$d/nginx" 2>"$d/nginx.log" &
 pids="$pids $!"
 nginx_conf "$d/nginx2" 2 $NGX2 $NGXF
 # what the file server answers: the simulator's reply, fetched once
-curl -sf -o "$d/nginx2/raw.json" "http://127.0.0.1:$MOCK/cgi-bin/user/list\
+curl -sf -o "$pub/raw.json" "http://127.0.0.1:$MOCK/cgi-bin/user/list\
 ?department_id=1&fetch_child=1&access_token=$CTOKEN" ||
     die "cannot fetch the user/list reply"
+chmod 0644 "$pub/raw.json"
 nginx -c "$d/nginx2/nginx.conf" -p "$d/nginx2" 2>"$d/nginx2.log" &
 pids="$pids $!"
 
@@ -337,7 +343,7 @@ broker_conf() {
         -e "s/^internal_listen = .*/internal_listen = 127.0.0.1:$3/" \
         -e "s/^workers = .*/workers = $4/" \
         -e "s|^wecom_api_base = .*|wecom_api_base = http://127.0.0.1:$5|" \
-        -e "s|^redis = .*|redis = unix://$SOCK|" \
+        -e "s|^redis =.*|redis = unix://$SOCK|" \
         "$d/broker.conf" >"$1"
 }
 broker_conf "$d/broker-w2.conf" $W_CB $W_INT 2 $MOCK
