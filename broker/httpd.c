@@ -106,6 +106,10 @@ struct httpd {
     struct conn **by_fd; /* tracked connections by descriptor */
     size_t nby_fd;
     struct event *sweep;
+    /* random bytes for request ids, drawn a block at a time: one
+     * RAND_bytes (and its fork check, a getpid) per 64 requests */
+    unsigned char rnd[512];
+    size_t rnd_left;
 };
 
 /* The trusted proxies, process-wide (see httpd.h); borrowed. */
@@ -538,8 +542,13 @@ dispatch(struct evhttp_request *req, void *arg)
     r->listener = l;
     r->route = "other";
     clock_gettime(CLOCK_MONOTONIC, &r->start);
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-        memset(rnd, 0, sizeof(rnd));
+    if (l->h->rnd_left < sizeof(rnd)) {
+        if (RAND_bytes(l->h->rnd, sizeof(l->h->rnd)) != 1)
+            memset(l->h->rnd, 0, sizeof(l->h->rnd));
+        l->h->rnd_left = sizeof(l->h->rnd);
+    }
+    l->h->rnd_left -= sizeof(rnd);
+    memcpy(rnd, l->h->rnd + l->h->rnd_left, sizeof(rnd));
     codec_hex_encode(rnd, sizeof(rnd), r->id);
     l->inflight++;
     l->h->inflight++;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -305,6 +306,77 @@ test_sighup_reopens_every_loop(void **state)
     free(tok);
 }
 
+struct rid {
+    char id[40];
+};
+
+static size_t
+on_header(char *buf, size_t size, size_t n, void *arg)
+{
+    struct rid *r = arg;
+    size_t len = size * n;
+    static const char name[] = "X-Request-Id: ";
+
+    if (len > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0)
+        snprintf(r->id, sizeof(r->id), "%.*s", (int)(len - sizeof(name) + 1),
+                 buf + sizeof(name) - 1);
+    r->id[strcspn(r->id, "\r\n")] = '\0';
+    return len;
+}
+
+static size_t
+discard(char *buf, size_t size, size_t n, void *arg)
+{
+    (void)buf;
+    (void)arg;
+    return size * n;
+}
+
+/* Request ids come from blocks of random bytes per loop: every one of
+ * them distinct, 16 hex digits, whichever loop answered. */
+static void
+test_request_ids_distinct(void **state)
+{
+    static struct rid ids[3 * NCONN];
+    CURL *e[NCONN];
+    CURLM *m;
+    char url[200];
+    int round, i, j, running;
+
+    (void)state;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", H.int_port);
+    for (round = 0; round < 3; round++) {
+        m = curl_multi_init();
+        for (i = 0; i < NCONN; i++) {
+            e[i] = curl_easy_init();
+            curl_easy_setopt(e[i], CURLOPT_URL, url);
+            curl_easy_setopt(e[i], CURLOPT_FRESH_CONNECT, 1L);
+            curl_easy_setopt(e[i], CURLOPT_FORBID_REUSE, 1L);
+            curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
+            curl_easy_setopt(e[i], CURLOPT_HEADERFUNCTION, on_header);
+            curl_easy_setopt(e[i], CURLOPT_HEADERDATA, &ids[round * NCONN + i]);
+            curl_multi_add_handle(m, e[i]);
+        }
+        running = 1;
+        while (running) {
+            curl_multi_perform(m, &running);
+            if (running)
+                curl_multi_poll(m, NULL, 0, 100, NULL);
+        }
+        for (i = 0; i < NCONN; i++) {
+            curl_multi_remove_handle(m, e[i]);
+            curl_easy_cleanup(e[i]);
+        }
+        curl_multi_cleanup(m);
+    }
+    for (i = 0; i < 3 * NCONN; i++) {
+        assert_int_equal(strlen(ids[i].id), 16);
+        assert_int_equal(strspn(ids[i].id, "0123456789abcdef"), 16);
+        for (j = 0; j < i; j++)
+            assert_string_not_equal(ids[i].id, ids[j].id);
+    }
+}
+
 static void
 test_stops_cleanly(void **state)
 {
@@ -325,6 +397,7 @@ main(void)
         cmocka_unit_test(test_four_loops_serve_and_audit),
         cmocka_unit_test(test_revoke_reaches_every_loop),
         cmocka_unit_test(test_sighup_reopens_every_loop),
+        cmocka_unit_test(test_request_ids_distinct),
         cmocka_unit_test(test_stops_cleanly),
     };
 
