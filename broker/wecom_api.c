@@ -26,8 +26,11 @@
 #define MAXCONNECTS 256
 /* beyond this many connections to WeCom, transfers wait for one */
 #define MAX_HOST_CONNS 256
-/* easy handles kept for reuse */
-#define EASY_POOL_MAX     256
+/* easy handles kept for reuse, each with its receive buffer */
+#define EASY_POOL_MAX 64
+/* curl's receive buffer: a large reply reaches the filter in fewer,
+ * larger chunks (16 KiB by default) */
+#define RECV_BUFFER       65536L
 #define RATE_BUCKETS      4096
 #define RATE_MAX_KEYS_DEF 65536UL
 #define RATE_KEY_MAX      256
@@ -522,6 +525,7 @@ xfer_setup(struct xfer *x, int post)
          * connection to finish instead) */
         (rc = curl_easy_setopt(e, CURLOPT_PIPEWAIT, api->tls ? 1L : 0L)) ||
         (rc = curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT)) ||
+        (rc = curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER)) ||
         (rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER,
                                post ? api->hdr_post : api->hdr_get)) ||
         (rc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb)) ||
