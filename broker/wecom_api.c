@@ -524,7 +524,6 @@ xfer_setup(struct xfer *x, int post)
          * rather than open another (plain HTTP/1.1 would wait for a busy
          * connection to finish instead) */
         (rc = curl_easy_setopt(e, CURLOPT_PIPEWAIT, api->tls ? 1L : 0L)) ||
-        (rc = curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT)) ||
         (rc = curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER)) ||
         (rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER,
                                post ? api->hdr_post : api->hdr_get)) ||
@@ -1012,11 +1011,20 @@ base_url_ok(const char *s, size_t len)
 static enum brk_err
 header_lists(struct wecom_api *api)
 {
-    static const char *const common[] = {"Expect:", "Accept: application/json"};
+    char host[300];
+    const char *common[4] = {"Expect:", "Accept: application/json",
+                             "User-Agent: " USER_AGENT, host};
+    const char *auth = strstr(api->base_url, "://") + 3;
+    size_t i, n = 3, alen = strcspn(auth, "/");
     struct curl_slist *l;
-    size_t i;
 
-    for (i = 0; i < 2; i++) {
+    /* Host and User-Agent given here, once, rather than formatted by curl
+     * for every request; an authority with user info is left to curl */
+    if (memchr(auth, '@', alen) == NULL &&
+        (size_t)snprintf(host, sizeof(host), "Host: %.*s", (int)alen, auth) <
+            sizeof(host))
+        n = 4;
+    for (i = 0; i < n; i++) {
         l = curl_slist_append(api->hdr_get, common[i]);
         if (l == NULL)
             return BRK_ERR_NOMEM;

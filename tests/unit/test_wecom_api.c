@@ -78,6 +78,7 @@ struct fx {
     char method[8];
     char ctype[64];
     char ua[64];
+    char host[64];
     int has_expect;
     char uri[512];
     char body[8192];
@@ -287,6 +288,8 @@ record_echo(struct fx *fx, struct evhttp_request *req)
     snprintf(fx->ctype, sizeof(fx->ctype), "%s", v != NULL ? v : "");
     v = evhttp_find_header(h, "User-Agent");
     snprintf(fx->ua, sizeof(fx->ua), "%s", v != NULL ? v : "");
+    v = evhttp_find_header(h, "Host");
+    snprintf(fx->host, sizeof(fx->host), "%s", v != NULL ? v : "");
     fx->has_expect = evhttp_find_header(h, "Expect") != NULL;
     snprintf(fx->uri, sizeof(fx->uri), "%s", evhttp_request_get_uri(req));
     n = evbuffer_get_length(in);
@@ -1140,6 +1143,9 @@ test_pooled_handle_starts_clean(void **state)
         assert_int_equal(fx->body_len, 0);
         assert_string_equal(fx->uri, "/echo?b=2");
         assert_int_equal(fx->has_expect, 0);
+        /* Host and User-Agent, given once for every call */
+        assert_string_equal(fx->host, fx->url + strlen("http://"));
+        assert_true(strncmp(fx->ua, "wecom-broker/", 13) == 0);
     }
     call_one(fx, "POST", "/echo", NULL, &r);
     assert_int_equal(r.err, BRK_OK);
