@@ -214,6 +214,22 @@ make_room(struct cache *c, size_t cost, long long now_ms)
     return 0;
 }
 
+void *
+cache_get_age(struct cache *c, const char *key, long long now_ms,
+              long long *age_ms)
+{
+    struct centry *e = find(c, key, hash_of(key));
+
+    if (e == NULL)
+        return NULL;
+    if (expired(c, e, now_ms)) {
+        unlink_entry(c, e);
+        return NULL;
+    }
+    *age_ms = now_ms - e->at;
+    return e->value;
+}
+
 enum brk_err
 cache_put(struct cache *c, const char *key, void *value, long long now_ms)
 {

@@ -3,9 +3,11 @@
  * lifetime. A request is a chain of steps over one context; every step
  * either continues or ends the request with exactly one reply through
  * proxy_reply_error / proxy_reply_filtered. In steady state the chain
- * touches Redis once (the audit entry): tokens, services, grants and
- * ranges come from in-process caches that live at most cache_max_age and
- * are dropped on change notices and reconnects.
+ * waits for Redis not once: tokens, services, grants and ranges come from
+ * in-process caches that live at most cache_max_age, are read again in
+ * the background past half of it (proxy_records.c) and are dropped on
+ * change notices and reconnects; the audit entry joins the loop turn's
+ * batch (audit.c).
  *
  * The chain, in order:
  *   proxy_handle
@@ -542,6 +544,7 @@ data_path(struct preq *q)
     struct record_token *t;
     char key[KEYS_MAX];
     const char *argv[2];
+    long long age = 0;
 
     /* an empty token is none, as at WeCom */
     if (query_count(q->q, "access_token") == 0 ||
@@ -560,9 +563,10 @@ data_path(struct preq *q)
         return;
     }
     service_token_hash(tok, strlen(tok), q->token_hash);
-    t = cache_get(q->p->tokens, q->token_hash, brk_mono_ms());
+    t = cache_get_age(q->p->tokens, q->token_hash, brk_mono_ms(), &age);
     if (t != NULL) {
         q->tr = *t;
+        proxy_refresh_token(q->p, q->token_hash, age);
         have_token(q);
         return;
     }
@@ -832,6 +836,7 @@ proxy_free(struct proxy *p)
     if (p == NULL)
         return;
     proxy_oauth_free();
+    proxy_records_orphan(p);
     if (p->expire != NULL)
         event_free(p->expire);
     cache_free(p->tokens);

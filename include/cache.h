@@ -48,6 +48,9 @@ void cache_expire(struct cache *c, long long now_ms);
 /* The value for key (borrowed until the next call that changes the
  * cache), or NULL when absent or older than max_age. */
 void *cache_get(struct cache *c, const char *key, long long now_ms);
+/* cache_get, and the entry's age in ms into *age_ms on a hit. */
+void *cache_get_age(struct cache *c, const char *key, long long now_ms,
+                    long long *age_ms);
 /* Store value (consumed, even on error) under key, replacing any. */
 enum brk_err cache_put(struct cache *c, const char *key, void *value,
                        long long now_ms) BRK_WUR;

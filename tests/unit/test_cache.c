@@ -759,6 +759,29 @@ test_put_failure_keeps_cache_usable(void **state)
     assert_int_equal(destroyed, 2);
 }
 
+static void
+test_get_age(void **state)
+{
+    struct cache *c = NULL;
+    struct val v = {0};
+    long long age = -1;
+
+    (void)state;
+    assert_int_equal(cache_new(4, 100, val_free, &c), BRK_OK);
+    assert_int_equal(cache_put(c, "k", &v, 1000), BRK_OK);
+    assert_ptr_equal(cache_get_age(c, "k", 1040, &age), &v);
+    assert_int_equal(age, 40);
+    /* a miss leaves age alone */
+    age = -1;
+    assert_null(cache_get_age(c, "other", 1040, &age));
+    assert_int_equal(age, -1);
+    /* past max_age: a miss, and the entry goes */
+    assert_null(cache_get_age(c, "k", 1101, &age));
+    assert_int_equal(age, -1);
+    assert_int_equal(v.freed, 1);
+    cache_free(c);
+}
+
 /*---- Byte budget ----*/
 
 /* Values whose size is what they say. */
@@ -1001,6 +1024,7 @@ main(void)
         cmocka_unit_test_setup(test_put_new_key_alloc_failures, reset),
         cmocka_unit_test_setup(test_put_replace_alloc_failures, reset),
         cmocka_unit_test_setup(test_put_failure_keeps_cache_usable, reset),
+        cmocka_unit_test_setup(test_get_age, reset),
         cmocka_unit_test_setup(test_budget_shared_by_caches, reset),
         cmocka_unit_test_setup(test_budget_value_larger_than_all, reset),
         cmocka_unit_test_setup(test_budget_expired_go_first, reset),
