@@ -220,21 +220,6 @@ loop_free(struct loop *lp)
     memset(lp, 0, sizeof(*lp));
 }
 
-static struct event_base *
-loop_base(void)
-{
-    struct event_config *ec = event_config_new();
-    struct event_base *base = NULL;
-
-    /* see main.c: batched epoll changes */
-    if (ec != NULL &&
-        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0)
-        base = event_base_new_with_config(ec);
-    if (ec != NULL)
-        event_config_free(ec);
-    return base != NULL ? base : event_base_new();
-}
-
 /* Build loop lp serving fd (consumed). */
 static enum brk_err
 loop_build(struct loops *ls, struct loop *lp, const struct loops_opts *o,
@@ -246,7 +231,8 @@ loop_build(struct loops *ls, struct loop *lp, const struct loops_opts *o,
     enum brk_err err = BRK_ERR_NOMEM;
 
     lp->ls = ls;
-    lp->base = loop_base();
+    /* no batched epoll changes with several threads: see main.c */
+    lp->base = event_base_new();
     if (lp->base == NULL)
         goto fail;
     lp->mailbox = event_new(lp->base, -1, 0, on_mail, lp);

@@ -700,11 +700,15 @@ consumer_name(const struct daemon *d, char *out, size_t len)
  * from reading to writing and back within one turn (a request read, its
  * reply written) costs one epoll_ctl, or none, instead of one per switch.
  * No descriptor is ever dup()ed into a loop, which the changelist needs.
+ * Only with one loop: a batched removal reaches epoll after the close,
+ * and with several threads the number may by then name another thread's
+ * new socket (harmless to epoll, which refuses it, but a window we do not
+ * keep open); the loops of workers = N change their epoll sets at once.
  */
 static struct event_base *
-loop_new(void)
+loop_new(int batched)
 {
-    struct event_config *ec = event_config_new();
+    struct event_config *ec = batched ? event_config_new() : NULL;
     struct event_base *base = NULL;
 
     if (ec != NULL &&
@@ -795,7 +799,7 @@ start(struct daemon *d)
         log_error("cannot make the event loops thread-safe");
         goto out;
     }
-    d->base = loop_new();
+    d->base = loop_new(d->cfg->workers == 1);
     if (d->base == NULL) {
         log_error("cannot create the event loop");
         goto out;
