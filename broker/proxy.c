@@ -5,7 +5,7 @@
  * proxy_reply_error / proxy_reply_filtered. In steady state the chain
  * waits for Redis not once: tokens, services, grants and ranges come from
  * in-process caches that live at most cache_max_age, are read again in
- * the background past half of it (proxy_records.c) and are dropped on
+ * the background past 3/4 of it (proxy_records.c) and are dropped on
  * change notices and reconnects; the audit entry joins the loop turn's
  * batch (audit.c).
  *

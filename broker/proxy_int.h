@@ -120,7 +120,7 @@ size_t proxy_svc_size(const void *v);
 size_t proxy_tenant_size(const void *v);
 size_t proxy_range_size(const void *v);
 void proxy_load_service(struct preq *q, const char *id, preq_step *next);
-/* A cached token (by hash) or service past half its cache_max_age is read
+/* A cached token (by hash) or service past 3/4 of its cache_max_age is read
  * again in the background, so that requests keep finding it cached and
  * never wait for Redis when it would have expired; one read per key at a
  * time. Cannot fail (a read not started leaves the entry to expire). */

@@ -1,6 +1,6 @@
 /*
  * Refresh-ahead of the service API's caches: a tenant, service or token
- * served from the cache past half of cache_max_age is read again in the
+ * served from the cache past 3/4 of cache_max_age is read again in the
  * background, so a hot entry is replaced before it expires and requests
  * do not wait for Redis when it would have. Seen from outside: a change
  * stored without a change notice (none is published here) is picked up
@@ -28,8 +28,8 @@
 #include "tenantclient.h"
 
 #define S1 H_SUITE
-/* seconds: half of it is when a hit reads ahead */
-#define MAX_AGE 4
+/* seconds: 3/4 of it is when a hit reads ahead */
+#define MAX_AGE 6
 
 static struct harness H;
 static pid_t Mock;
@@ -131,10 +131,10 @@ test_tenant_read_ahead_of_expiry(void **state)
     t0 = h_now_ms();
     assert_int_equal(tag_list(tok), 0);
     set_status_quietly(corp, "cancelled");
-    /* within the first half the cached tenant serves, as before */
+    /* within the first 3/4 the cached tenant serves, as before */
     assert_int_equal(tag_list(tok), 0);
-    /* past half: this hit reads the tenant again in the background */
-    sleep_until(t0 + MAX_AGE * 1000 / 2 + 100);
+    /* past 3/4: this hit reads the tenant again in the background */
+    sleep_until(t0 + MAX_AGE * 1000 * 3 / 4 + 100);
     tag_list(tok);
     while (h_now_ms() < t0 + MAX_AGE * 1000 + 2000) {
         if (tag_list(tok) == 48004) {
@@ -166,7 +166,7 @@ test_never_older_than_max_age(void **state)
     t0 = h_now_ms();
     assert_int_equal(tag_list(tok), 0);
     set_status_quietly(corp, "cancelled");
-    /* no hit past half: nothing read ahead, and still the entry goes at
+    /* no hit past 3/4: nothing read ahead, and still the entry goes at
      * cache_max_age */
     sleep_until(t0 + MAX_AGE * 1000 + 100);
     seen = tag_list(tok);
