@@ -2,8 +2,8 @@
 # test and ends with "N passed, M failed", `make check` repeats it under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 
-PKGS      := libevent libevent_openssl libcurl jansson hiredis openssl expat \
-             yajl inih
+PKGS      := libevent libevent_openssl libevent_pthreads libcurl jansson \
+             hiredis openssl expat yajl inih
 TEST_PKGS := cmocka
 CC        ?= cc
 WERROR    ?= 1
@@ -33,7 +33,7 @@ TEST_LIBS   = $(eval TEST_LIBS := \
 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) -MMD -MP
-LDLIBS    += $(PKG_LIBS) -lm
+LDLIBS    += $(PKG_LIBS) -lm -pthread
 ifneq ($(SANITIZE),)
 CFLAGS    += -fsanitize=address,undefined -fno-sanitize-recover=all \
              -fno-omit-frame-pointer -O1

@@ -1,41 +1,70 @@
 /*
- * The audit trail (see audit.h). The file is written with one write(2) per
- * entry on an O_APPEND descriptor, so lines from one process never
- * interleave and a crash loses at most the entry being written.
+ * The audit trail (see audit.h). Entries are batched per event-loop turn:
+ * the first entry of a batch activates the flush event, which runs once
+ * the callbacks already due in this turn have run, and sends the whole
+ * batch as one Redis command (the audit_append script, one XADD per
+ * entry, in order) and one write(2) of its JSON lines on an O_APPEND
+ * descriptor, so lines of one batch never interleave with another's. A
+ * batch that reaches AUDIT_BATCH_MAX entries or AUDIT_BATCH_BYTES goes at
+ * once. So a crash loses at most the entries of the current loop turn
+ * (at most AUDIT_BATCH_MAX), on top of what was in flight to Redis.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "audit.h"
+#include "dynbuf.h"
 #include "log.h"
 #include "metrics.h"
+#include "scripts.h"
 #include "store.h"
 
 #define LINE_MAX_BYTES 16384
 #define KEY_MAX_BYTES  256
+/* the argv of a batch: EVAL, script, numkeys, key, maxlen, then per
+ * entry its count and its strings */
+#define BATCH_ARGV_MAX (5 + AUDIT_BATCH_MAX * (1 + 2 * AUDIT_MAX_FIELDS))
 
 struct audit {
     struct store *st;
+    struct event *flush; /* NULL: every entry goes at once */
     char key[KEY_MAX_BYTES];
     char maxlen[24];
     char *path; /* NULL: no file */
     int fd;     /* -1 while closed */
     int file_ok;
     long long last_warn_ms;
+    /* the batch: its strings back to back (NUL-terminated), their
+     * offsets, and its JSON lines for the file */
+    struct dynbuf strs;
+    size_t offs[BATCH_ARGV_MAX];
+    size_t noffs;
+    size_t nentries;
+    struct dynbuf lines;
+    size_t nlines;
+    const char *argv[BATCH_ARGV_MAX];
 };
 
 static void
-count(const char *sink, const char *result)
+count_n(const char *sink, const char *result, size_t n)
 {
     char labels[96];
 
-    metrics_inc(METRICS_AUDIT_WRITES,
+    if (n == 0)
+        return;
+    metrics_add(METRICS_AUDIT_WRITES,
                 metrics_labels(labels, sizeof(labels), "sink", sink, "result",
-                               result, NULL));
+                               result, NULL),
+                (double)n);
 }
+
+static void on_flush(evutil_socket_t fd, short what, void *arg);
 
 static enum brk_err
 open_file(struct audit *a)
@@ -59,8 +88,8 @@ open_file(struct audit *a)
 }
 
 enum brk_err
-audit_new(struct store *st, const char *key_prefix, long long max_len,
-          const char *path, struct audit **out)
+audit_new(struct event_base *base, struct store *st, const char *key_prefix,
+          long long max_len, const char *path, struct audit **out)
 {
     struct audit *a = brk_calloc(1, sizeof(*a));
     enum brk_err err;
@@ -70,15 +99,26 @@ audit_new(struct store *st, const char *key_prefix, long long max_len,
     a->st = st;
     a->fd = -1;
     a->file_ok = 1;
+    dynbuf_init(&a->strs, AUDIT_BATCH_BYTES + LINE_MAX_BYTES);
+    dynbuf_init(&a->lines, AUDIT_BATCH_BYTES + LINE_MAX_BYTES);
     if ((size_t)snprintf(a->key, sizeof(a->key), "%saudit", key_prefix) >=
         sizeof(a->key)) {
         brk_free(a);
         return BRK_ERR_TOOBIG;
     }
+    if (base != NULL) {
+        a->flush = event_new(base, -1, 0, on_flush, a);
+        if (a->flush == NULL) {
+            brk_free(a);
+            return BRK_ERR_NOMEM;
+        }
+    }
     snprintf(a->maxlen, sizeof(a->maxlen), "%lld", max_len);
     if (path != NULL && path[0] != '\0') {
         a->path = brk_strdup(path);
         if (a->path == NULL) {
+            if (a->flush != NULL)
+                event_free(a->flush);
             brk_free(a);
             return BRK_ERR_NOMEM;
         }
@@ -88,11 +128,22 @@ audit_new(struct store *st, const char *key_prefix, long long max_len,
     return err;
 }
 
+static void batch_drop_redis(struct audit *a);
+static void flush_file(struct audit *a, const char *req);
+
+/* What is still batched goes to the file; the store may be gone by now,
+ * so its share counts as not written. */
 void
 audit_free(struct audit *a)
 {
     if (a == NULL)
         return;
+    flush_file(a, NULL);
+    batch_drop_redis(a);
+    if (a->flush != NULL)
+        event_free(a->flush);
+    dynbuf_free(&a->strs);
+    dynbuf_free(&a->lines);
     if (a->fd >= 0)
         close(a->fd);
     brk_free(a->path);
@@ -102,6 +153,8 @@ audit_free(struct audit *a)
 enum brk_err
 audit_reopen(struct audit *a, const char *path)
 {
+    /* the lines batched so far belong to the file they were made for */
+    flush_file(a, NULL);
     if (path != NULL) {
         char *p = path[0] ? brk_strdup(path) : NULL;
 
@@ -202,69 +255,188 @@ audit_json_line(long long at_ms, const char *const *kv, size_t nkv, char *buf,
 }
 
 static void
-on_xadd(enum brk_err err, struct redisReply *r, void *arg)
+on_batch(enum brk_err err, struct redisReply *r, void *arg)
 {
+    size_t n = (size_t)(uintptr_t)arg;
+
     (void)r;
-    (void)arg;
-    count("redis", err ? "error" : "ok");
+    if (err)
+        log_warn("audit: %zu entr%s not written to Redis (%s)", n,
+                 n == 1 ? "y" : "ies", brk_strerror(err));
+    count_n("redis", err ? "error" : "ok", n);
 }
 
 static void
-write_file(struct audit *a, const char *req, const char *const *kv, size_t nkv)
+batch_drop_redis(struct audit *a)
 {
-    char line[LINE_MAX_BYTES];
-    size_t n = audit_json_line(brk_wall_ms(), kv, nkv, line, sizeof(line));
-    ssize_t w;
-    long long now;
+    count_n("redis", "error", a->nentries);
+    dynbuf_reset(&a->strs);
+    a->noffs = 0;
+    a->nentries = 0;
+}
 
-    if (a->fd < 0 && a->file_ok)
-        (void)open_file(a);
-    w = n == 0 || a->fd < 0 ? -1 : write(a->fd, line, n);
-    if (w == (ssize_t)n) {
-        count("file", "ok");
-        a->file_ok = 1;
+/* The batch's entries as one command; they count as written or not when
+ * Redis answers. */
+static void
+flush_redis(struct audit *a, const char *req)
+{
+    size_t i, n = a->nentries;
+    int argc = 0;
+
+    if (n == 0)
+        return;
+    a->argv[argc++] = "EVAL";
+    a->argv[argc++] = scripts_text(SCRIPT_AUDIT_APPEND);
+    a->argv[argc++] = "1";
+    a->argv[argc++] = a->key;
+    a->argv[argc++] = a->maxlen;
+    for (i = 0; i < a->noffs; i++)
+        a->argv[argc++] = a->strs.buf + a->offs[i];
+    if (store_cmd_argv(a->st, on_batch, (void *)(uintptr_t)n, argc, a->argv,
+                       NULL) != BRK_OK) {
+        log_req(LOG_LVL_WARN, req, "audit: %zu entr%s not written to Redis", n,
+                n == 1 ? "y" : "ies");
+        batch_drop_redis(a);
         return;
     }
-    count("file", "error");
+    dynbuf_reset(&a->strs);
+    a->noffs = 0;
+    a->nentries = 0;
+}
+
+static void
+file_failed(struct audit *a, const char *req, size_t n, const char *why)
+{
+    long long now;
+
+    count_n("file", "error", n);
     a->file_ok = 0;
     now = brk_mono_ms();
     /* one line a minute at most: a full disk must not flood the log */
     if (now - a->last_warn_ms >= 60000 || a->last_warn_ms == 0) {
         a->last_warn_ms = now;
         log_req(LOG_LVL_ERROR, req,
-                "audit_file %s: entry not written (%s); the Redis trail "
-                "keeps it",
-                a->path,
-                n == 0  ? "entry too large"
-                : w < 0 ? strerror(errno)
-                        : "short write");
+                "audit_file %s: %zu entr%s not written (%s); the Redis "
+                "trail keeps %s",
+                a->path, n, n == 1 ? "y" : "ies", why, n == 1 ? "it" : "them");
     }
+}
+
+/* The batch's lines in one write(2). */
+static void
+flush_file(struct audit *a, const char *req)
+{
+    size_t n = a->nlines;
+    ssize_t w;
+
+    if (n == 0)
+        return;
+    if (a->fd < 0 && a->file_ok)
+        (void)open_file(a);
+    w = a->fd < 0 ? -1 : write(a->fd, a->lines.buf, a->lines.len);
+    if (w == (ssize_t)a->lines.len) {
+        count_n("file", "ok", n);
+        a->file_ok = 1;
+    } else {
+        file_failed(a, req, n, w < 0 ? strerror(errno) : "short write");
+    }
+    dynbuf_reset(&a->lines);
+    a->nlines = 0;
+}
+
+static void
+flush_all(struct audit *a, const char *req)
+{
+    if (a->flush != NULL)
+        event_del(a->flush);
+    flush_redis(a, req);
+    flush_file(a, req);
+}
+
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_all(arg, NULL);
+}
+
+/* Copy s into the batch's strings; -1 when it does not fit. */
+static int
+batch_str(struct audit *a, const char *s)
+{
+    if (a->noffs == BATCH_ARGV_MAX)
+        return -1;
+    a->offs[a->noffs] = a->strs.len;
+    if (dynbuf_add(&a->strs, s, strlen(s) + 1) != BRK_OK)
+        return -1;
+    a->noffs++;
+    return 0;
+}
+
+static int
+batch_entry(struct audit *a, const char *const *kv, size_t nkv)
+{
+    char n[24];
+    size_t i, noffs = a->noffs, len = a->strs.len;
+
+    snprintf(n, sizeof(n), "%zu", nkv);
+    if (batch_str(a, n) != 0)
+        goto undo;
+    for (i = 0; i < nkv; i++)
+        if (batch_str(a, kv[i]) != 0)
+            goto undo;
+    a->nentries++;
+    return 0;
+undo:
+    /* a failed add emptied the buffer (dynbuf): drop the batch's start
+     * only when it is intact */
+    if (a->strs.len >= len && a->strs.buf != NULL) {
+        a->strs.len = len;
+        a->strs.buf[len] = '\0';
+        a->noffs = noffs;
+    } else {
+        count_n("redis", "error", a->nentries);
+        a->noffs = 0;
+        a->nentries = 0;
+    }
+    return -1;
 }
 
 void
 audit_append(struct audit *a, const char *req, const char *const *kv,
              size_t nkv)
 {
-    const char *argv[6 + 2 * AUDIT_MAX_FIELDS];
-    int argc = 0;
-    size_t i;
+    char line[LINE_MAX_BYTES];
+    size_t i, size = 0, n = 0;
 
     if (nkv % 2 != 0 || nkv > 2 * AUDIT_MAX_FIELDS) {
         log_req(LOG_LVL_WARN, req, "audit entry malformed; not written");
         return;
     }
-    argv[argc++] = "XADD";
-    argv[argc++] = a->key;
-    argv[argc++] = "MAXLEN";
-    argv[argc++] = "~";
-    argv[argc++] = a->maxlen;
-    argv[argc++] = "*";
     for (i = 0; i < nkv; i++)
-        argv[argc++] = kv[i];
-    if (store_cmd_argv(a->st, on_xadd, NULL, argc, argv, NULL) != BRK_OK) {
-        count("redis", "error");
+        size += strlen(kv[i]) + 1;
+    if (a->path != NULL)
+        n = audit_json_line(brk_wall_ms(), kv, nkv, line, sizeof(line));
+    /* room for this entry, or the batch goes first */
+    if (a->nentries > 0 && (a->nentries >= AUDIT_BATCH_MAX ||
+                            a->strs.len + size + 24 > AUDIT_BATCH_BYTES ||
+                            a->lines.len + n > AUDIT_BATCH_BYTES))
+        flush_all(a, req);
+    if (batch_entry(a, kv, nkv) != 0) {
+        count_n("redis", "error", 1);
         log_req(LOG_LVL_WARN, req, "audit entry not written to Redis");
     }
-    if (a->path != NULL)
-        write_file(a, req, kv, nkv);
+    if (a->path != NULL) {
+        if (n == 0)
+            file_failed(a, req, 1, "entry too large");
+        else if (dynbuf_add(&a->lines, line, n) == BRK_OK)
+            a->nlines++;
+        else
+            file_failed(a, req, 1 + a->nlines, "out of memory");
+    }
+    if (a->flush == NULL)
+        flush_all(a, req);
+    else if (a->nentries + a->nlines > 0)
+        event_active(a->flush, EV_TIMEOUT, 0);
 }

@@ -105,6 +105,10 @@ static const struct opt broker_opts[] = {
     {"audit_max_age", OPT_LLONG, 0, B(audit_max_age), 60, 10LL * 365 * 86400,
      "86400"},
     {"cache_max_age", OPT_LONG, 0, B(cache_max_age), 0, 3600, "5"},
+    /* every in-process cache of every loop together (cache.h) */
+    {"cache_max_bytes", OPT_LLONG, 0, B(cache_max_bytes), 1048576,
+     1024LL * 1024 * 1024 * 1024, "268435456"},
+    {"workers", OPT_LONG, 0, B(workers), 1, 64, "1"},
     {"event_claim_idle", OPT_LONG, 0, B(event_claim_idle), 1, 86400, "60"},
     {"event_max_attempts", OPT_LONG, 0, B(event_max_attempts), 1, 1000, "10"},
     {"event_concurrency", OPT_LONG, 0, B(event_concurrency), 1, 4096, "32"},

@@ -5,11 +5,14 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -103,6 +106,10 @@ struct httpd {
     struct conn **by_fd; /* tracked connections by descriptor */
     size_t nby_fd;
     struct event *sweep;
+    /* random bytes for request ids, drawn a block at a time: one
+     * RAND_bytes (and its fork check, a getpid) per 64 requests */
+    unsigned char rnd[512];
+    size_t rnd_left;
 };
 
 /* The trusted proxies, process-wide (see httpd.h); borrowed. */
@@ -162,15 +169,17 @@ httpd_set_trusted_proxies(const struct netaddr_list *l)
     httpd_trusted = l;
 }
 
+/* By steps, not by value: the loops of a process (workers = N) each
+ * serve a share of one listener and add into the same series. */
 static void
-update_gauge(struct httpd_listener *l)
+update_gauge(struct httpd_listener *l, int delta)
 {
     char labels[64];
 
-    metrics_set(
+    metrics_add(
         METRICS_INFLIGHT,
         metrics_labels(labels, sizeof(labels), "listener", l->name, NULL),
-        (double)l->inflight);
+        (double)delta);
 }
 
 static void
@@ -533,12 +542,17 @@ dispatch(struct evhttp_request *req, void *arg)
     r->listener = l;
     r->route = "other";
     clock_gettime(CLOCK_MONOTONIC, &r->start);
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-        memset(rnd, 0, sizeof(rnd));
+    if (l->h->rnd_left < sizeof(rnd)) {
+        if (RAND_bytes(l->h->rnd, sizeof(l->h->rnd)) != 1)
+            memset(l->h->rnd, 0, sizeof(l->h->rnd));
+        l->h->rnd_left = sizeof(l->h->rnd);
+    }
+    l->h->rnd_left -= sizeof(rnd);
+    memcpy(rnd, l->h->rnd + l->h->rnd_left, sizeof(rnd));
     codec_hex_encode(rnd, sizeof(rnd), r->id);
     l->inflight++;
     l->h->inflight++;
-    update_gauge(l);
+    update_gauge(l, 1);
     l->handler(r, l->arg);
 }
 
@@ -552,9 +566,20 @@ on_conn_closed(struct evhttp_connection *evcon, void *arg)
     maybe_drained(h);
 }
 
-void
-httpd_reply(struct httpd_req *r, int status, const char *content_type,
-            const char *body, size_t len)
+/* evbuffer cleanup of a body handed over by httpd_reply_take */
+static void
+body_release(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    brk_free((void *)(uintptr_t)data);
+}
+
+/* The reply, with body copied, or taken when owned is set (sent from
+ * where it lies and freed once written). */
+static void
+reply_send(struct httpd_req *r, int status, const char *content_type,
+           const char *body, size_t len, char *owned)
 {
     struct httpd_listener *l = r->listener;
     struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
@@ -582,8 +607,16 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
             l->h->closing++;
         }
     }
-    if (len > 0)
+    if (owned != NULL) {
+        if (len == 0 ||
+            evbuffer_add_reference(buf, owned, len, body_release, NULL) != 0) {
+            if (len > 0)
+                evbuffer_add(buf, owned, len);
+            brk_free(owned);
+        }
+    } else if (len > 0) {
         evbuffer_add(buf, body, len);
+    }
     /* libevent answers HEAD itself without the body */
     evhttp_send_reply(r->req, status, NULL, NULL);
 
@@ -600,9 +633,25 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
                     secs);
     l->inflight--;
     l->h->inflight--;
-    update_gauge(l);
+    update_gauge(l, -1);
     brk_free(r);
     maybe_drained(l->h);
+}
+
+void
+httpd_reply(struct httpd_req *r, int status, const char *content_type,
+            const char *body, size_t len)
+{
+    reply_send(r, status, content_type, body, len, NULL);
+}
+
+/* httpd_reply without a copy: body (owned, brk_malloc'd) is consumed on
+ * every path. */
+void
+httpd_reply_take(struct httpd_req *r, int status, const char *content_type,
+                 char *body, size_t len)
+{
+    reply_send(r, status, content_type, body, len, body);
 }
 
 void
@@ -738,7 +787,8 @@ on_accept_error(struct evconnlistener *lev, void *arg)
  * address. Also sizes the table of connections by descriptor.
  */
 static enum brk_err
-listener_limits(struct httpd *h, struct httpd_listener *l, const char *name)
+listener_limits(struct httpd *h, struct httpd_listener *l, const char *name,
+                size_t group)
 {
     struct rlimit rl;
     size_t nofile = 1024, want;
@@ -759,7 +809,10 @@ listener_limits(struct httpd *h, struct httpd_listener *l, const char *name)
                       &l->per_addr) != BRK_OK)
             return BRK_ERR_NOMEM;
     } else {
-        l->max_conns = nofile / 4;
+        /* the loops sharing a listener share its quarter */
+        l->max_conns = nofile / 4 / (group ? group : 1);
+        if (l->max_conns < 16)
+            l->max_conns = 16;
     }
     want = nofile;
     if (want > h->nby_fd) {
@@ -780,22 +833,16 @@ listener_limits(struct httpd *h, struct httpd_listener *l, const char *name)
     return BRK_OK;
 }
 
-/*
- * Bind a listener (see httpd.h). Returns BRK_OK, BRK_ERR_CONFIG for a bad
- * address, BRK_ERR_IO when binding fails, BRK_ERR_TOOBIG past the table.
- */
-enum brk_err
-httpd_listen(struct httpd *h, const char *name, const char *hostport,
-             size_t max_body, httpd_handler *handler, void *arg)
+/* A listener on h serving through evhttp, not yet bound; NULL when out
+ * of memory or of slots. */
+static struct httpd_listener *
+listener_begin(struct httpd *h, const char *name, size_t max_body,
+               httpd_handler *handler, void *arg)
 {
     struct httpd_listener *l;
-    char host[256];
-    int port;
 
     if (h->nlisteners == MAX_LISTENERS)
-        return BRK_ERR_TOOBIG;
-    if (config_parse_listen(hostport, host, sizeof(host), &port, 1))
-        return BRK_ERR_CONFIG;
+        return NULL;
     l = &h->listeners[h->nlisteners];
     memset(l, 0, sizeof(*l));
     l->h = h;
@@ -804,7 +851,7 @@ httpd_listen(struct httpd *h, const char *name, const char *hostport,
     l->arg = arg;
     l->http = evhttp_new(h->base);
     if (l->http == NULL)
-        return BRK_ERR_NOMEM;
+        return NULL;
     /* above our own limits, so the handler sees, logs and counts */
     evhttp_set_max_body_size(l->http, (ev_ssize_t)(max_body * 4 + 4096));
     evhttp_set_max_headers_size(l->http, HEADERS_MAX);
@@ -814,16 +861,18 @@ httpd_listen(struct httpd *h, const char *name, const char *hostport,
                      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                      EVHTTP_REQ_PATCH);
     evhttp_set_gencb(l->http, dispatch, l);
-    l->sock = evhttp_bind_socket_with_handle(l->http, host, (ev_uint16_t)port);
-    if (l->sock == NULL) {
-        evhttp_free(l->http);
-        l->http = NULL;
-        return BRK_ERR_IO;
-    }
+    return l;
+}
+
+/* The bound listener l made ready, or undone (BRK_ERR_NOMEM). */
+static enum brk_err
+listener_finish(struct httpd *h, struct httpd_listener *l, const char *name,
+                const char *host, size_t group)
+{
     l->resume = evtimer_new(h->base, on_resume, l);
     l->admit = event_new(h->base, -1, 0, on_admit, l);
     if (l->resume == NULL || l->admit == NULL ||
-        listener_limits(h, l, name) != BRK_OK) {
+        listener_limits(h, l, name, group) != BRK_OK) {
         if (l->resume != NULL)
             event_free(l->resume);
         if (l->admit != NULL)
@@ -846,6 +895,144 @@ httpd_listen(struct httpd *h, const char *name, const char *hostport,
         log_info("%s listener on %s:%d (at most %zu connections)", name, host,
                  httpd_listener_port(h, name), l->max_conns);
     return BRK_OK;
+}
+
+/*
+ * Bind a listener (see httpd.h). Returns BRK_OK, BRK_ERR_CONFIG for a bad
+ * address, BRK_ERR_IO when binding fails, BRK_ERR_TOOBIG past the table.
+ */
+enum brk_err
+httpd_listen(struct httpd *h, const char *name, const char *hostport,
+             size_t max_body, httpd_handler *handler, void *arg)
+{
+    struct httpd_listener *l;
+    char host[256];
+    int port;
+
+    if (h->nlisteners == MAX_LISTENERS)
+        return BRK_ERR_TOOBIG;
+    if (config_parse_listen(hostport, host, sizeof(host), &port, 1))
+        return BRK_ERR_CONFIG;
+    l = listener_begin(h, name, max_body, handler, arg);
+    if (l == NULL)
+        return BRK_ERR_NOMEM;
+    l->sock = evhttp_bind_socket_with_handle(l->http, host, (ev_uint16_t)port);
+    if (l->sock == NULL) {
+        evhttp_free(l->http);
+        l->http = NULL;
+        return BRK_ERR_IO;
+    }
+    return listener_finish(h, l, name, host, 1);
+}
+
+/*
+ * Serve a listening socket of a group (see httpd.h). fd is consumed on
+ * every path. Returns BRK_OK, BRK_ERR_TOOBIG past the table,
+ * BRK_ERR_NOMEM.
+ */
+enum brk_err
+httpd_listen_fd(struct httpd *h, const char *name, int fd, size_t group,
+                size_t max_body, httpd_handler *handler, void *arg)
+{
+    struct httpd_listener *l;
+
+    if (h->nlisteners == MAX_LISTENERS) {
+        close(fd);
+        return BRK_ERR_TOOBIG;
+    }
+    l = listener_begin(h, name, max_body, handler, arg);
+    if (l == NULL) {
+        close(fd);
+        return BRK_ERR_NOMEM;
+    }
+    l->sock = evhttp_accept_socket_with_handle(l->http, fd);
+    if (l->sock == NULL) {
+        close(fd);
+        evhttp_free(l->http);
+        l->http = NULL;
+        return BRK_ERR_NOMEM;
+    }
+    return listener_finish(h, l, name, "a shared socket, port", group);
+}
+
+/* One socket of a SO_REUSEPORT group, bound to ai with port, listening. */
+static int
+group_socket(const struct evutil_addrinfo *ai, int port)
+{
+    struct sockaddr_storage ss;
+    int fd, on = 1;
+
+    if (ai->ai_addrlen > sizeof(ss))
+        return -1;
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    else if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    else
+        return -1;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, (socklen_t)ai->ai_addrlen) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * n listening sockets on hostport in one SO_REUSEPORT group (see
+ * httpd.h); port 0 picks one port for all. Returns BRK_OK with fds[0..n)
+ * (owned: each goes to httpd_listen_fd or close), BRK_ERR_CONFIG,
+ * BRK_ERR_IO with errno set by the failing call.
+ */
+enum brk_err
+httpd_bind_group(const char *hostport, size_t n, int *fds)
+{
+    struct evutil_addrinfo hints, *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[256], portstr[8];
+    int port, saved;
+    size_t i, made = 0;
+    enum brk_err err = BRK_ERR_IO;
+
+    if (n == 0 || config_parse_listen(hostport, host, sizeof(host), &port, 1))
+        return BRK_ERR_CONFIG;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (evutil_getaddrinfo(host, portstr, &hints, &ai) != 0 || ai == NULL)
+        return BRK_ERR_IO;
+    for (i = 0; i < n; i++) {
+        fds[i] = group_socket(ai, port);
+        if (fds[i] < 0)
+            goto out;
+        made++;
+        /* the port the first one got is every other one's */
+        if (i == 0 && port == 0) {
+            if (getsockname(fds[0], (struct sockaddr *)&ss, &len) != 0)
+                goto out;
+            port = ss.ss_family == AF_INET6
+                       ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    err = BRK_OK;
+out:
+    saved = errno;
+    if (err)
+        while (made > 0)
+            close(fds[--made]);
+    evutil_freeaddrinfo(ai);
+    errno = saved;
+    return err;
 }
 
 int

@@ -20,8 +20,9 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 void
 log_init(enum log_level level, int json)
 {
-    log_level_current = level;
-    log_json = json;
+    /* a reload sets them while other loops read them */
+    __atomic_store_n(&log_level_current, level, __ATOMIC_RELAXED);
+    __atomic_store_n(&log_json, json, __ATOMIC_RELAXED);
 }
 
 void
@@ -84,7 +85,7 @@ log_emit(enum log_level level, const char *reqid, const char *fmt, ...)
     struct timespec now;
     struct tm tm;
     va_list ap;
-    int n;
+    int n, json;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -95,10 +96,11 @@ log_emit(enum log_level level, const char *reqid, const char *fmt, ...)
     n = (int)strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof(ts) - (size_t)n, ".%03ldZ", now.tv_nsec / 1000000);
 
-    escape(esc, sizeof(esc), msg, log_json);
+    json = __atomic_load_n(&log_json, __ATOMIC_RELAXED);
+    escape(esc, sizeof(esc), msg, json);
     if (reqid != NULL)
-        escape(rid, sizeof(rid), reqid, log_json);
-    if (log_json)
+        escape(rid, sizeof(rid), reqid, json);
+    if (json)
         n = snprintf(line, sizeof(line),
                      "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":\"%s\"%s%s%s,"
                      "\"msg\":\"%s\"}\n",

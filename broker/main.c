@@ -15,10 +15,12 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <hiredis/hiredis.h>
 
 #include "browser.h"
 #include "budget.h"
+#include "cache.h"
 #include "callback.h"
 #include "config.h"
 #include "delivery.h"
@@ -28,6 +30,7 @@
 #include "keyring.h"
 #include "keys.h"
 #include "log.h"
+#include "loops.h"
 #include "metrics.h"
 #include "redis_embed.h"
 #include "sentinel.h"
@@ -84,6 +87,8 @@ struct daemon {
     struct internal_api api;
     struct retired *retired;
     struct event *retired_timer;
+    struct cache_budget *cache_budget; /* every loop's caches together */
+    struct loops *loops;               /* loops 1..workers-1; NULL: none */
     int exit_code;
     int stopping;
 };
@@ -126,6 +131,7 @@ begin_stop(struct daemon *d, const char *why)
     if (d->worker != NULL)
         worker_stop(d->worker);
     delivery_stop(d->dlv);
+    loops_stop(d->loops);
     httpd_drain(d->http, DRAIN_TIMEOUT_MS, on_drained, d);
 }
 
@@ -141,7 +147,8 @@ sweep_retired(struct daemon *d, int all)
 
     while ((r = *pp) != NULL) {
         /* a request keeps the map it started with until it ends */
-        if (r->scopes != NULL && (all || proxy_inflight(d->proxy) == 0)) {
+        if (r->scopes != NULL && (all || (proxy_inflight(d->proxy) == 0 &&
+                                          loops_scopes_idle(d->loops)))) {
             scope_map_free(r->scopes);
             r->scopes = NULL;
             log_debug("reload: freed the replaced scope map");
@@ -288,6 +295,10 @@ restart_changes(const struct config *a, const struct config *b, char *buf,
         list_add(buf, len, "audit_max_age");
     if (a->cache_max_age != b->cache_max_age)
         list_add(buf, len, "cache_max_age");
+    if (a->cache_max_bytes != b->cache_max_bytes)
+        list_add(buf, len, "cache_max_bytes");
+    if (a->workers != b->workers)
+        list_add(buf, len, "workers");
     if (a->event_claim_idle != b->event_claim_idle)
         list_add(buf, len, "event_claim_idle");
     if (a->event_max_attempts != b->event_max_attempts)
@@ -359,6 +370,7 @@ reload_scopes(struct daemon *d, const struct config *nc, char *part, size_t len)
     d->scopes = sm;
     proxy_set_scopes(d->proxy, sm);
     delivery_set_scopes(d->dlv, sm);
+    loops_set_scopes(d->loops, sm);
     retire(d, old, NULL);
     snprintf(part, len, "scopes %zu endpoints", scope_map_count(sm));
     return 0;
@@ -406,6 +418,7 @@ reload_keys(struct daemon *d, const struct config *nc, char *part, size_t len)
     worker_set_keyring(d->worker, kr);
     delivery_set_keyring(d->dlv, kr);
     proxy_set_keyring(d->proxy, kr);
+    loops_set_keyring(d->loops, kr);
     callback_set_keyring(d->cb, kr);
     browser_set_keyring(d->browser, kr);
     retire(d, NULL, old);
@@ -478,6 +491,7 @@ reload(struct daemon *d)
     /* logrotate moved the file, or the path changed: open it anew */
     if (d->audit != NULL && audit_reopen(d->audit, nc->audit_file) != BRK_OK)
         failed = 1;
+    loops_audit_reopen(d->loops, nc->audit_file);
     restart_changes(d->cfg, nc, later, sizeof(later));
     if (failed)
         log_error("reload incomplete: %s, %s, %s (errors above)%s%s", scopes,
@@ -666,23 +680,8 @@ static void
 on_change_notice(const char *msg, size_t len, void *arg)
 {
     struct daemon *d = arg;
-    char suite[80], corp[80];
-    const char *sp = memchr(msg, ' ', len);
-    size_t blen = strlen(BUDGET_NOTICE_PREFIX);
 
-    if (len >= blen && memcmp(msg, BUDGET_NOTICE_PREFIX, blen) == 0) {
-        budget_notice(d->budget, msg, len);
-        return;
-    }
-    if (sp == NULL || (size_t)(sp - msg) >= sizeof(suite) ||
-        len - (size_t)(sp - msg) - 1 >= sizeof(corp))
-        return;
-    memcpy(suite, msg, (size_t)(sp - msg));
-    suite[sp - msg] = '\0';
-    memcpy(corp, sp + 1, len - (size_t)(sp - msg) - 1);
-    corp[len - (size_t)(sp - msg) - 1] = '\0';
-    tokens_forget_tenant(d->tok, suite, corp);
-    proxy_notice(d->proxy, msg, len);
+    loops_notice(d->tok, d->budget, d->proxy, msg, len);
 }
 
 static void
@@ -743,6 +742,71 @@ consumer_name(const struct daemon *d, char *out, size_t len)
     snprintf(out, len, "%s/%s", host, d->cfg->internal_listen);
 }
 
+/*
+ * An event loop whose epoll backend batches changes: a socket switched
+ * from reading to writing and back within one turn (a request read, its
+ * reply written) costs one epoll_ctl, or none, instead of one per switch.
+ * No descriptor is ever dup()ed into a loop, which the changelist needs.
+ * Only with one loop: a batched removal reaches epoll after the close,
+ * and with several threads the number may by then name another thread's
+ * new socket (harmless to epoll, which refuses it, but a window we do not
+ * keep open); the loops of workers = N change their epoll sets at once.
+ */
+static struct event_base *
+loop_new(int batched)
+{
+    struct event_config *ec = batched ? event_config_new() : NULL;
+    struct event_base *base = NULL;
+
+    if (ec != NULL &&
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0)
+        base = event_base_new_with_config(ec);
+    if (ec != NULL)
+        event_config_free(ec);
+    return base != NULL ? base : event_base_new();
+}
+
+/*
+ * workers = N: the internal listener as a SO_REUSEPORT group of N
+ * sockets, the first served here (loop 0), the others by loops 1..N-1.
+ */
+static enum brk_err
+start_loops(struct daemon *d, const char *redis_url, const char *channel)
+{
+    struct loops_opts o;
+    int fds[64];
+    size_t n = (size_t)d->cfg->workers;
+    enum brk_err err;
+
+    if (n > nitems(fds))
+        return BRK_ERR_CONFIG;
+    err = httpd_bind_group(d->cfg->internal_listen, n, fds);
+    if (err)
+        return err;
+    memset(&o, 0, sizeof(o));
+    o.cfg = d->cfg;
+    o.redis_url = redis_url;
+    o.redis_timeout_ms = REDIS_CMD_TIMEOUT;
+    o.channel = channel;
+    o.kr = d->kr;
+    o.scopes = d->scopes;
+    o.cache_budget = d->cache_budget;
+    o.max_body = INTERNAL_MAX_BODY;
+    o.drain_ms = DRAIN_TIMEOUT_MS;
+    err = loops_start(&o, fds + 1, n - 1, &d->loops);
+    if (err) {
+        close(fds[0]);
+        return err;
+    }
+    err = httpd_listen_fd(d->http, "internal", fds[0], n, INTERNAL_MAX_BODY,
+                          internal_api_handle, &d->api);
+    if (!err)
+        log_info("workers = %zu: the internal listener is served by %zu "
+                 "event loops",
+                 n, n);
+    return err;
+}
+
 static int
 start(struct daemon *d)
 {
@@ -777,7 +841,12 @@ start(struct daemon *d)
             goto out;
         }
     }
-    d->base = event_base_new();
+    /* loops post to each other's mailboxes: libevent must lock */
+    if (d->cfg->workers > 1 && evthread_use_pthreads() != 0) {
+        log_error("cannot make the event loops thread-safe");
+        goto out;
+    }
+    d->base = loop_new(d->cfg->workers == 1);
     if (d->base == NULL) {
         log_error("cannot create the event loop");
         goto out;
@@ -819,7 +888,7 @@ start(struct daemon *d)
         goto out;
     /* an unwritable audit_file is no reason to stop: logged, counted, a
      * readyz reason, tried again at the next SIGHUP and write */
-    err = audit_new(d->st, d->cfg->key_prefix, d->cfg->audit_max_len,
+    err = audit_new(d->base, d->st, d->cfg->key_prefix, d->cfg->audit_max_len,
                     d->cfg->audit_file, &d->audit);
     if (err && err != BRK_ERR_IO)
         goto out;
@@ -834,6 +903,11 @@ start(struct daemon *d)
     proxy_set_budget(d->proxy, d->budget);
     proxy_set_audit(d->proxy, d->audit);
     proxy_set_scopes(d->proxy, d->scopes);
+    err = cache_budget_new((unsigned long long)d->cfg->cache_max_bytes,
+                           &d->cache_budget);
+    if (err)
+        goto out;
+    proxy_set_cache_budget(d->proxy, d->cache_budget);
     consumer_name(d, consumer, sizeof(consumer));
     err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
                      consumer, &d->worker);
@@ -899,8 +973,11 @@ start(struct daemon *d)
             goto out;
         log_info("callback listener speaks HTTPS (%s)", d->cfg->tls_cert_file);
     }
-    err = httpd_listen(d->http, "internal", d->cfg->internal_listen,
-                       INTERNAL_MAX_BODY, internal_api_handle, &d->api);
+    if (d->cfg->workers > 1)
+        err = start_loops(d, embedded ? url : d->cfg->redis, channel);
+    else
+        err = httpd_listen(d->http, "internal", d->cfg->internal_listen,
+                           INTERNAL_MAX_BODY, internal_api_handle, &d->api);
     if (err) {
         log_error("cannot listen on internal_listen %s: %s",
                   d->cfg->internal_listen, strerror(errno));
@@ -916,6 +993,10 @@ out:
 static void
 teardown(struct daemon *d)
 {
+    /* the other loops first: they borrow the keys, scopes and caches'
+     * budget freed below */
+    loops_free(d->loops);
+    d->loops = NULL;
     /* requests are drained; answer any Redis callback still pending
      * before the state it points at goes away */
     httpd_free(d->http);
@@ -951,6 +1032,7 @@ teardown(struct daemon *d)
         event_base_free(d->base);
     keyring_free(d->kr);
     scope_map_free(d->scopes);
+    cache_budget_free(d->cache_budget);
     config_free(d->cfg);
 }
 

@@ -1,8 +1,11 @@
 /*
  * Metrics registry and Prometheus text rendering (see metrics.h). Series
  * live in a fixed-size open-addressing table: no allocation after the
- * first observation of a series, and a hard cap on cardinality.
+ * first observation of a series, and a hard cap on cardinality. One
+ * mutex guards the table: every event loop of the process (workers = N)
+ * counts into it, and a scrape reads it whole.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -141,6 +144,7 @@ struct series {
 
 static struct series table[MAX_SERIES];
 static unsigned long dropped;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned
 hash(enum metrics_id id, const char *labels)
@@ -184,10 +188,13 @@ lookup(enum metrics_id id, const char *labels)
 void
 metrics_add(enum metrics_id id, const char *labels, double v)
 {
-    struct series *s = lookup(id, labels);
+    struct series *s;
 
+    pthread_mutex_lock(&lock);
+    s = lookup(id, labels);
     if (s != NULL)
         s->value += v;
+    pthread_mutex_unlock(&lock);
 }
 
 void
@@ -199,25 +206,31 @@ metrics_inc(enum metrics_id id, const char *labels)
 void
 metrics_set(enum metrics_id id, const char *labels, double v)
 {
-    struct series *s = lookup(id, labels);
+    struct series *s;
 
+    pthread_mutex_lock(&lock);
+    s = lookup(id, labels);
     if (s != NULL)
         s->value = v;
+    pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_observe(enum metrics_id id, const char *labels, double v)
 {
-    struct series *s = lookup(id, labels);
+    struct series *s;
     size_t i;
 
-    if (s == NULL)
-        return;
-    s->value += v;
-    s->count++;
-    for (i = 0; i < NBUCKETS; i++)
-        if (v <= buckets[i])
-            s->bucket[i]++;
+    pthread_mutex_lock(&lock);
+    s = lookup(id, labels);
+    if (s != NULL) {
+        s->value += v;
+        s->count++;
+        for (i = 0; i < NBUCKETS; i++)
+            if (v <= buckets[i])
+                s->bucket[i]++;
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 const char *
@@ -293,6 +306,7 @@ metrics_render(struct dynbuf *out)
     enum brk_err err = BRK_OK;
     size_t f, i;
 
+    pthread_mutex_lock(&lock);
     for (f = 0; f < METRICS__COUNT && !err; f++) {
         err = dynbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
                             families[f].name, families[f].help,
@@ -309,12 +323,15 @@ metrics_render(struct dynbuf *out)
                             "counter\nwecom_broker_metrics_dropped_total "
                             "%lu\n",
                             dropped);
+    pthread_mutex_unlock(&lock);
     return err;
 }
 
 void
 metrics_reset(void)
 {
+    pthread_mutex_lock(&lock);
     memset(table, 0, sizeof(table));
     dropped = 0;
+    pthread_mutex_unlock(&lock);
 }

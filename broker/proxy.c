@@ -3,9 +3,11 @@
  * lifetime. A request is a chain of steps over one context; every step
  * either continues or ends the request with exactly one reply through
  * proxy_reply_error / proxy_reply_filtered. In steady state the chain
- * touches Redis once (the audit entry): tokens, services, grants and
- * ranges come from in-process caches that live at most cache_max_age and
- * are dropped on change notices and reconnects.
+ * waits for Redis not once: tokens, services, grants and ranges come from
+ * in-process caches that live at most cache_max_age, are read again in
+ * the background past 3/4 of it (proxy_records.c) and are dropped on
+ * change notices and reconnects; the audit entry joins the loop turn's
+ * batch (audit.c).
  *
  * The chain, in order:
  *   proxy_handle
@@ -59,6 +61,8 @@
 
 #define MAX_PARAMS    32
 #define CACHE_ENTRIES 100000
+/* how often expired cache entries are dropped, seconds */
+#define PROXY_EXPIRE_S 1
 
 /*---- Replies ----*/
 
@@ -79,7 +83,8 @@ proxy_preq_free(struct preq *q)
 {
     budget_done(q, -1);
     proxy_write_free(q);
-    q->p->inflight--;
+    /* read by other threads (a reload's scope-map retirement) */
+    __atomic_sub_fetch(&q->p->inflight, 1, __ATOMIC_RELEASE);
     query_free(q->q);
     json_decref(q->body);
     record_service_unref(q->svc);
@@ -330,8 +335,8 @@ proxy_reply_filtered(struct preq *q)
         brk_free(kept);
         brk_free(removed);
     }
-    httpd_reply(q->r, 200, "application/json; charset=utf-8", out, len);
-    brk_free(out);
+    /* the filtered reply leaves from where the filter wrote it */
+    httpd_reply_take(q->r, 200, "application/json; charset=utf-8", out, len);
     proxy_preq_free(q);
 }
 
@@ -565,6 +570,7 @@ data_path(struct preq *q)
     struct record_token *t;
     char key[KEYS_MAX];
     const char *argv[2];
+    long long age = 0;
 
     /* an empty token is none, as at WeCom */
     if (query_count(q->q, "access_token") == 0 ||
@@ -583,9 +589,10 @@ data_path(struct preq *q)
         return;
     }
     service_token_hash(tok, strlen(tok), q->token_hash);
-    t = cache_get(q->p->tokens, q->token_hash, brk_mono_ms());
+    t = cache_get_age(q->p->tokens, q->token_hash, brk_mono_ms(), &age);
     if (t != NULL) {
         q->tr = *t;
+        proxy_refresh_token(q->p, q->token_hash, age);
         have_token(q);
         return;
     }
@@ -618,7 +625,7 @@ proxy_handle(struct httpd_req *r, void *arg)
     q->gen = p->gen;
     q->r = r;
     q->scopes = p->scopes;
-    p->inflight++;
+    __atomic_add_fetch(&p->inflight, 1, __ATOMIC_ACQUIRE);
     snprintf(q->path, sizeof(q->path), "%s", path);
     if (strlen(path) >= sizeof(q->path) || strncmp(path, "/cgi-bin/", 9)) {
         proxy_reply_error(q, ERRCODE_API_FORBIDDEN,
@@ -760,13 +767,54 @@ proxy_set_scopes(struct proxy *p, const struct scope_map *m)
 unsigned
 proxy_inflight(const struct proxy *p)
 {
-    return p->inflight;
+    return __atomic_load_n(&p->inflight, __ATOMIC_ACQUIRE);
 }
 
 static void
 tok_free(void *v)
 {
     brk_free(v);
+}
+
+static size_t
+tok_size(const void *v)
+{
+    (void)v;
+    return sizeof(struct record_token);
+}
+
+static void
+on_expire(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *p = arg;
+    long long now = brk_mono_ms();
+
+    (void)fd;
+    (void)what;
+    /* entries nobody asks for again give their bytes back to the shared
+     * budget instead of waiting for the next put here */
+    cache_expire(p->tokens, now);
+    cache_expire(p->services, now);
+    cache_expire(p->tenants, now);
+    cache_expire(p->ranges, now);
+}
+
+/* Count every cache of p against b (borrowed, outlives p); before the
+ * first request. Expired entries are dropped once a second from then on.
+ * Cannot fail (without a timer, entries still go at their next put). */
+void
+proxy_set_cache_budget(struct proxy *p, struct cache_budget *b)
+{
+    struct timeval tv = {PROXY_EXPIRE_S, 0};
+
+    cache_set_budget(p->tokens, b, tok_size);
+    cache_set_budget(p->services, b, proxy_svc_size);
+    cache_set_budget(p->tenants, b, proxy_tenant_size);
+    cache_set_budget(p->ranges, b, proxy_range_size);
+    if (p->expire == NULL)
+        p->expire = event_new(p->base, -1, EV_PERSIST, on_expire, p);
+    if (p->expire == NULL || event_add(p->expire, &tv) != 0)
+        log_warn("proxy: no cache expiry timer");
 }
 
 enum brk_err
@@ -819,6 +867,9 @@ proxy_free(struct proxy *p)
     if (p == NULL)
         return;
     proxy_oauth_free();
+    proxy_records_orphan(p);
+    if (p->expire != NULL)
+        event_free(p->expire);
     cache_free(p->tokens);
     cache_free(p->services);
     cache_free(p->tenants);

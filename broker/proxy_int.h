@@ -39,12 +39,14 @@ struct proxy {
     struct budget *budget; /* NULL: every WeCom call is refused */
     struct audit *audit;   /* NULL: no audit trail (tests) */
     const struct scope_map *scopes;
-    struct cache *tokens;   /* token hash -> record_token */
-    struct cache *services; /* id -> record_service */
-    struct cache *tenants;  /* "suite corp" -> record_tenant */
-    struct cache *ranges;   /* "suite corp svc" -> vrange (narrowed) */
-    struct tload *loads;    /* tenant loads under way */
-    unsigned inflight;
+    struct cache *tokens;       /* token hash -> record_token */
+    struct cache *services;     /* id -> record_service */
+    struct cache *tenants;      /* "suite corp" -> record_tenant */
+    struct cache *ranges;       /* "suite corp svc" -> vrange (narrowed) */
+    struct tload *loads;        /* tenant loads under way */
+    struct prefresh *refreshes; /* token and service reads ahead of expiry */
+    struct event *expire;       /* drops expired cache entries */
+    unsigned inflight;          /* atomic: read from other threads */
     /* bumped by every change notice and reconnect: a record read before
      * the latest one may serve the request that read it, but is not
      * cached, so a revoked service or token never serves again */
@@ -52,6 +54,7 @@ struct proxy {
 };
 
 struct tload;
+struct prefresh;
 
 struct preq {
     struct proxy *p;
@@ -115,7 +118,19 @@ void proxy_start_upstream(struct preq *q);
 void proxy_svc_unref(void *v);
 void proxy_tenant_unref(void *v);
 void proxy_range_unref(void *v);
+/* and what their values hold, for the byte budget (cache.h) */
+size_t proxy_svc_size(const void *v);
+size_t proxy_tenant_size(const void *v);
+size_t proxy_range_size(const void *v);
 void proxy_load_service(struct preq *q, const char *id, preq_step *next);
+/* A cached token (by hash) or service past 3/4 of its cache_max_age is read
+ * again in the background, so that requests keep finding it cached and
+ * never wait for Redis when it would have expired; one read per key at a
+ * time. Cannot fail (a read not started leaves the entry to expire). */
+void proxy_refresh_token(struct proxy *p, const char *hash, long long age_ms);
+/* Once nothing of p may be answered any more (proxy_free): reads still
+ * under way drop their result. */
+void proxy_records_orphan(struct proxy *p);
 void proxy_load_tenant(struct preq *q, preq_step *next);
 enum grant_refusal proxy_decide(struct preq *q, long token_gen, int need);
 enum brk_err proxy_effective_range(struct preq *q);

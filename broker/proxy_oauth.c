@@ -9,6 +9,7 @@
  *     -> getuserdetail: EVAL ticket read -> on_ticket
  *        -> filter -> proxy_reply_filtered
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,10 @@
 
 /*---- Member OAuth, service side ----*/
 
-/* The fields a member's consent can release, and what each needs. */
+/* The fields a member's consent can release, and what each needs; built
+ * by whichever event loop asks first. */
 static struct scope_node *detail_tree;
+static pthread_mutex_t detail_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 node_set(struct scope_node *n, const char *name, enum scope_type t,
@@ -75,22 +78,27 @@ detail_root(void)
     struct scope_node *root;
     size_t i;
 
-    if (detail_tree != NULL)
-        return detail_tree;
+    pthread_mutex_lock(&detail_lock);
+    root = detail_tree;
+    if (root != NULL)
+        goto out;
     root = brk_calloc(1, sizeof(*root));
     if (root == NULL)
-        return NULL;
+        goto out;
     root->type = SCOPE_T_OBJECT;
     root->perm = SCOPE_PERM_ALWAYS;
     root->fields = brk_calloc(nitems(f), sizeof(*root->fields));
     if (root->fields == NULL) {
         brk_free(root);
-        return NULL;
+        root = NULL;
+        goto out;
     }
     root->nfields = nitems(f);
     for (i = 0; i < nitems(f); i++)
         node_set(&root->fields[i], f[i].name, f[i].type, f[i].perm);
     detail_tree = root;
+out:
+    pthread_mutex_unlock(&detail_lock);
     return root;
 }
 
@@ -338,6 +346,7 @@ proxy_oauth_free(void)
 {
     size_t i;
 
+    /* at teardown, once no loop runs */
     if (detail_tree != NULL) {
         for (i = 0; i < detail_tree->nfields; i++)
             brk_free(detail_tree->fields[i].name);

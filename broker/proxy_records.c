@@ -9,8 +9,14 @@
  *   proxy_load_tenant  -> [cache hit -> next]
  *                       | [a load under way: wait for it]
  *                       | EVAL tenant load -> on_tenant -> each waiter's next
+ *   A hit past 3/4 of cache_max_age also starts a read of the same record
+ *   in the background (refresh-ahead: HGETALL -> on_refresh, or a tenant
+ *   load without waiters), so that in steady state a request never waits
+ *   for Redis: when a hot entry would have expired, a newer one is there.
+ *   The entry served meanwhile is never older than cache_max_age.
  *   proxy_decide, proxy_effective_range: synchronous, no reply
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +49,69 @@ proxy_tenant_unref(void *v)
     record_tenant_unref(v);
 }
 
+/* Bytes of a JSON value, roughly as jansson holds it: bounded work per
+ * node, done once per cache put of a tenant. */
+static size_t
+json_bytes(const json_t *j)
+{
+    const char *k;
+    json_t *v;
+    size_t n = 48, i;
+
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)(uintptr_t)j, k, v) n +=
+            64 + strlen(k) + json_bytes(v);
+        return n;
+    case JSON_ARRAY:
+        for (i = 0; i < json_array_size(j); i++)
+            n += 8 + json_bytes(json_array_get(j, i));
+        return n;
+    case JSON_STRING:
+        return n + json_string_length(j) + 1;
+    default:
+        return n;
+    }
+}
+
+size_t
+proxy_svc_size(const void *v)
+{
+    const struct record_service *s = v;
+    size_t n = sizeof(*s) + s->ncorps * sizeof(*s->corps), i;
+
+    for (i = 0; i < s->nparties; i++)
+        n += sizeof(s->parties[i]) + s->parties[i].n * sizeof(long);
+    return n;
+}
+
+size_t
+proxy_tenant_size(const void *v)
+{
+    const struct record_tenant *t = v;
+    size_t n = sizeof(*t);
+
+    if (t->range != NULL)
+        n += vrange_memory(t->range);
+    if (t->priv != NULL)
+        n += json_bytes(t->priv);
+    if (t->parents != NULL)
+        n += json_bytes(t->parents);
+    if (t->users != NULL)
+        n += json_bytes(t->users);
+    if (t->tags != NULL)
+        n += json_bytes(t->tags);
+    return n;
+}
+
+size_t
+proxy_range_size(const void *v)
+{
+    const struct range_ref *r = v;
+
+    return sizeof(*r) + (r->v != NULL ? vrange_memory(r->v) : 0);
+}
+
 static struct range_ref *
 range_ref(struct range_ref *r)
 {
@@ -59,6 +128,124 @@ proxy_range_unref(void *v)
         return;
     vrange_free(r->v);
     brk_free(r);
+}
+
+/*---- Reading ahead of expiry ----*/
+
+/* A background read of a token or a service. */
+struct prefresh {
+    struct proxy *p; /* NULL once the proxy is gone */
+    unsigned long gen;
+    int service; /* else a token */
+    char key[80];
+    struct prefresh *link;
+};
+
+/* Past 3/4 of its life: time to read it again. Not earlier: decoding a
+ * large tenant's directory holds the loop for a while, and reading at
+ * half the age would do it twice as often as expiry did. */
+static int
+refresh_due(const struct proxy *p, long long age_ms)
+{
+    return p->cfg->cache_max_age > 0 &&
+           age_ms * 4 >= p->cfg->cache_max_age * 3000LL;
+}
+
+static void
+refresh_unlink(struct prefresh *r)
+{
+    struct prefresh **pp;
+
+    if (r->p == NULL)
+        return;
+    for (pp = &r->p->refreshes; *pp != r; pp = &(*pp)->link)
+        ;
+    *pp = r->link;
+}
+
+static void
+on_refresh(enum brk_err err, struct redisReply *rep, void *arg)
+{
+    struct prefresh *r = arg;
+    struct proxy *p = r->p;
+    struct record_service *s = NULL;
+    struct record_token tr, *t;
+    long long now = brk_mono_ms();
+
+    refresh_unlink(r);
+    /* a notice since the read started: the entry is gone or going */
+    if (p == NULL || err || r->gen != p->gen)
+        goto out;
+    if (r->service) {
+        err = record_service_decode(r->key, rep, &s);
+        if (err == BRK_OK) {
+            if (cache_put(p->services, r->key, s, now))
+                log_debug("service cache: entry not kept");
+        } else {
+            /* gone, or no longer readable: the next request finds out */
+            cache_remove(p->services, r->key);
+        }
+        goto out;
+    }
+    err = record_token_decode(rep, &tr);
+    t = err ? NULL : brk_malloc(sizeof(*t));
+    if (t != NULL) {
+        *t = tr;
+        if (cache_put(p->tokens, r->key, t, now))
+            log_debug("token cache: entry not kept");
+    } else {
+        cache_remove(p->tokens, r->key);
+    }
+out:
+    brk_free(r);
+}
+
+static void
+refresh_start(struct proxy *p, int service, const char *key, const char *rkey)
+{
+    struct prefresh *r;
+    const char *argv[2];
+
+    for (r = p->refreshes; r != NULL; r = r->link)
+        if (r->service == service && strcmp(r->key, key) == 0)
+            return;
+    if (strlen(key) >= sizeof(r->key))
+        return;
+    r = brk_calloc(1, sizeof(*r));
+    if (r == NULL)
+        return;
+    r->p = p;
+    r->gen = p->gen;
+    r->service = service;
+    snprintf(r->key, sizeof(r->key), "%s", key);
+    argv[0] = "HGETALL";
+    argv[1] = rkey;
+    if (store_cmd_argv(p->st, on_refresh, r, 2, argv, NULL)) {
+        brk_free(r);
+        return;
+    }
+    r->link = p->refreshes;
+    p->refreshes = r;
+}
+
+void
+proxy_refresh_token(struct proxy *p, const char *hash, long long age_ms)
+{
+    char key[KEYS_MAX];
+
+    if (refresh_due(p, age_ms) &&
+        keys_btoken(key, sizeof(key), p->cfg->key_prefix, hash) == BRK_OK)
+        refresh_start(p, 0, hash, key);
+}
+
+static void
+refresh_service(struct proxy *p, const char *id, long long age_ms)
+{
+    char key[KEYS_MAX];
+
+    if (refresh_due(p, age_ms) &&
+        keys_service(key, sizeof(key), p->cfg->key_prefix, id, NULL) == BRK_OK)
+        refresh_start(p, 1, id, key);
 }
 
 /*---- Loading services and tenants ----*/
@@ -102,13 +289,16 @@ on_service(enum brk_err err, struct redisReply *r, void *arg)
 void
 proxy_load_service(struct preq *q, const char *id, preq_step *next)
 {
-    struct record_service *s = cache_get(q->p->services, id, brk_mono_ms());
+    long long age = 0;
+    struct record_service *s =
+        cache_get_age(q->p->services, id, brk_mono_ms(), &age);
     struct load_ctx *c;
     char key[KEYS_MAX];
     const char *argv[2];
 
     if (s != NULL) {
         q->svc = record_service_ref(s);
+        refresh_service(q->p, id, age);
         next(q);
         return;
     }
@@ -139,7 +329,7 @@ struct tload_waiter {
 };
 
 struct tload {
-    struct proxy *p;
+    struct proxy *p;   /* NULL once the proxy is gone */
     unsigned long gen; /* p->gen when the load started */
     char key[200];
     struct tload_waiter *waiters;
@@ -155,6 +345,15 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
     struct record_tenant *t = NULL;
     enum brk_err derr = BRK_OK;
 
+    if (p == NULL) {
+        /* the proxy is gone, and what waited with it */
+        for (w = l->waiters; w != NULL; w = next) {
+            next = w->link;
+            brk_free(w);
+        }
+        brk_free(l);
+        return;
+    }
     for (pp = &p->loads; *pp != l; pp = &(*pp)->link)
         ;
     *pp = l->link;
@@ -187,21 +386,78 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
     brk_free(l);
 }
 
+/* Start loading the tenant (suite, corp) under cache key ck, with no
+ * waiter yet; NULL when it cannot start. */
+static struct tload *
+tload_start(struct proxy *p, const char *suite, const char *corp,
+            const char *ck)
+{
+    const struct config *cfg = p->cfg;
+    char keys[4][KEYS_MAX];
+    struct tload *l;
+    const char *argv[7];
+
+    l = brk_calloc(1, sizeof(*l));
+    if (l == NULL ||
+        keys_tenant(keys[0], sizeof(keys[0]), cfg->key_prefix, corp, suite) ||
+        keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix, corp, suite,
+                        "dir:parents") ||
+        keys_tenant_sub(keys[2], sizeof(keys[2]), cfg->key_prefix, corp, suite,
+                        "dir:users") ||
+        keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix, corp, suite,
+                        "dir:tags")) {
+        brk_free(l);
+        return NULL;
+    }
+    l->p = p;
+    l->gen = p->gen;
+    snprintf(l->key, sizeof(l->key), "%s", ck);
+    argv[0] = "EVAL";
+    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
+    argv[2] = "4";
+    argv[3] = keys[0];
+    argv[4] = keys[1];
+    argv[5] = keys[2];
+    argv[6] = keys[3];
+    if (store_cmd_argv(p->st, on_tenant, l, 7, argv, NULL)) {
+        brk_free(l);
+        return NULL;
+    }
+    l->link = p->loads;
+    p->loads = l;
+    return l;
+}
+
+static struct tload *
+tload_find(struct proxy *p, const char *ck)
+{
+    struct tload *l;
+
+    for (l = p->loads; l != NULL; l = l->link)
+        if (strcmp(l->key, ck) == 0)
+            return l;
+    return NULL;
+}
+
 /* Load the tenant (suite, corp) of q->tr into q->ten (NULL: none). */
 void
 proxy_load_tenant(struct preq *q, preq_step *next)
 {
-    const struct config *cfg = q->p->cfg;
-    char ck[200], keys[4][KEYS_MAX];
+    struct proxy *p = q->p;
     struct record_tenant *t;
-    struct tload *l;
     struct tload_waiter *w;
-    const char *argv[7];
+    struct tload *l;
+    long long age = 0;
+    char ck[200];
 
     snprintf(ck, sizeof(ck), "%s %s", q->tr.suite, q->tr.corp);
-    t = cache_get(q->p->tenants, ck, brk_mono_ms());
+    t = cache_get_age(p->tenants, ck, brk_mono_ms(), &age);
     if (t != NULL) {
         q->ten = record_tenant_ref(t);
+        /* a failed start leaves the entry to expire as before */
+        if (refresh_due(p, age) && tload_find(p, ck) == NULL &&
+            tload_start(p, q->tr.suite, q->tr.corp, ck) == NULL)
+            log_debug("tenant %s: not read ahead", ck);
         next(q);
         return;
     }
@@ -212,46 +468,31 @@ proxy_load_tenant(struct preq *q, preq_step *next)
     }
     w->q = q;
     w->next = next;
-    for (l = q->p->loads; l != NULL; l = l->link)
-        if (strcmp(l->key, ck) == 0) {
-            w->link = l->waiters;
-            l->waiters = w;
-            return;
-        }
-    l = brk_calloc(1, sizeof(*l));
-    if (l == NULL ||
-        keys_tenant(keys[0], sizeof(keys[0]), cfg->key_prefix, q->tr.corp,
-                    q->tr.suite) ||
-        keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix, q->tr.corp,
-                        q->tr.suite, "dir:parents") ||
-        keys_tenant_sub(keys[2], sizeof(keys[2]), cfg->key_prefix, q->tr.corp,
-                        q->tr.suite, "dir:users") ||
-        keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix, q->tr.corp,
-                        q->tr.suite, "dir:tags")) {
-        brk_free(l);
-        brk_free(w);
-        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
-        return;
-    }
-    l->p = q->p;
-    l->gen = q->p->gen;
-    snprintf(l->key, sizeof(l->key), "%s", ck);
-    l->waiters = w;
-    argv[0] = "EVAL";
-    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
-    argv[2] = "4";
-    argv[3] = keys[0];
-    argv[4] = keys[1];
-    argv[5] = keys[2];
-    argv[6] = keys[3];
-    if (store_cmd_argv(q->p->st, on_tenant, l, 7, argv, NULL)) {
-        brk_free(l);
+    l = tload_find(p, ck);
+    if (l == NULL)
+        l = tload_start(p, q->tr.suite, q->tr.corp, ck);
+    if (l == NULL) {
         brk_free(w);
         proxy_reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");
         return;
     }
-    l->link = q->p->loads;
-    q->p->loads = l;
+    w->link = l->waiters;
+    l->waiters = w;
+}
+
+/* Reads under way answer into nothing once p is gone. Cannot fail. */
+void
+proxy_records_orphan(struct proxy *p)
+{
+    struct prefresh *r;
+    struct tload *l;
+
+    for (r = p->refreshes; r != NULL; r = r->link)
+        r->p = NULL;
+    p->refreshes = NULL;
+    for (l = p->loads; l != NULL; l = l->link)
+        l->p = NULL;
+    p->loads = NULL;
 }
 
 /*---- The grant ----*/

@@ -2,12 +2,19 @@
  * Asynchronous WeCom HTTP client (see wecom_api.h): libcurl's multi_socket
  * interface driven by libevent, one easy handle per call over the multi's
  * shared connection cache. URLs carry tokens, so logs show the path only.
+ * The hot path allocates little: finished easy handles are reset and
+ * pooled, the header lists are built once, and a socket's event stays
+ * registered while its connection idles in curl's cache (curl says
+ * CURL_POLL_REMOVE between transfers and adds it again for the next), so
+ * a reused keep-alive connection costs no epoll_ctl.
  */
 #include <float.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -16,17 +23,32 @@
 #include "log.h"
 #include "wecom_api.h"
 
-#define MAXCONNECTS       64
+#define MAXCONNECTS 256
+/* beyond this many connections to WeCom, transfers wait for one */
+#define MAX_HOST_CONNS 256
+/* easy handles kept for reuse, each with its receive buffer */
+#define EASY_POOL_MAX 64
+/* curl's receive buffer: a large reply reaches the filter in fewer,
+ * larger chunks (16 KiB by default) */
+#define RECV_BUFFER       65536L
 #define RATE_BUCKETS      4096
 #define RATE_MAX_KEYS_DEF 65536UL
 #define RATE_KEY_MAX      256
 #define USER_AGENT        "wecom-broker/" BROKER_VERSION
 
-/* One socket curl asked us to watch. */
+/*
+ * One socket curl asked us to watch, by descriptor. It lives until curl
+ * closes the socket (close_cb): between transfers curl forgets it
+ * (CURL_POLL_REMOVE) while its connection waits in the cache, and we keep
+ * watching it for reading, so that taking it up again changes nothing.
+ */
 struct sock_ctx {
     struct wecom_api *api;
     struct sock_ctx *prev, *next;
     struct event *ev;
+    curl_socket_t fd;
+    short kind;  /* the events ev is added with; 0: not added */
+    int curl_on; /* curl watches it (not between transfers) */
 };
 
 /* Rate state of one key: the GCRA "theoretical arrival time". */
@@ -41,7 +63,6 @@ struct xfer {
     struct wecom_api *api;
     struct xfer *prev, *next;
     CURL *easy;
-    struct curl_slist *headers;
     struct event *timer; /* rate delay, deferred start or failure */
     char *url;           /* wiped on free: the query carries tokens */
     char *body;          /* wiped on free: may carry a suite_secret */
@@ -51,6 +72,7 @@ struct xfer {
     struct dynbuf resp;
     wecom_api_chunk_cb *on_data;
     wecom_api_post_cb *post_cb; /* a wecom_api_post: cb unused */
+    struct curl_slist *headers; /* a wecom_api_post's own; NULL otherwise */
     size_t max_reply;
     wecom_api_cb *cb;
     void *arg;
@@ -69,6 +91,7 @@ struct wecom_api {
     struct event *timer; /* curl's single timeout */
     char *base_url;
     size_t base_len;
+    int tls; /* https: HTTP/2 may multiplex */
     long timeout_ms;
     size_t max_body;
     long rate;
@@ -79,7 +102,12 @@ struct wecom_api {
     struct xfer *xfers;
     unsigned inflight;
     struct sock_ctx *socks;
-    int in_curl;          /* inside curl_multi_socket_action */
+    struct sock_ctx **by_fd; /* socks by descriptor */
+    size_t nby_fd;
+    CURL *pool[EASY_POOL_MAX]; /* reset easy handles for the next calls */
+    size_t npool;
+    struct curl_slist *hdr_get, *hdr_post; /* shared by every call */
+    int in_curl;                           /* inside curl_multi_socket_action */
     int free_pending;     /* wecom_api_free called from a chunk callback */
     int freeing;          /* wecom_api_free has started */
     unsigned dispatching; /* our event callbacks on the stack */
@@ -248,6 +276,21 @@ xfer_unlink(struct wecom_api *api, struct xfer *x)
     api->inflight--;
 }
 
+/* A finished handle goes back to the pool, its options reset (the URL
+ * with its token among them). */
+static void
+easy_put(struct wecom_api *api, CURL *e)
+{
+    if (e == NULL)
+        return;
+    if (api->npool < EASY_POOL_MAX && !api->freeing) {
+        curl_easy_reset(e);
+        api->pool[api->npool++] = e;
+        return;
+    }
+    curl_easy_cleanup(e);
+}
+
 static void
 xfer_free(struct xfer *x)
 {
@@ -255,8 +298,7 @@ xfer_free(struct xfer *x)
         return;
     if (x->timer != NULL)
         event_free(x->timer);
-    if (x->easy != NULL)
-        curl_easy_cleanup(x->easy);
+    easy_put(x->api, x->easy); /* reset: no longer names x->headers */
     curl_slist_free_all(x->headers);
     brk_free_secret_str(x->url);
     if (x->body != NULL)
@@ -477,7 +519,21 @@ xfer_complete(struct xfer *x, enum brk_err err)
     json_decref(body);
 }
 
-/* Make the easy handle; every option fixed for the life of the call. */
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose,
+                             struct curl_sockaddr *addr);
+static int close_cb(void *clientp, curl_socket_t fd);
+static void on_socket(evutil_socket_t fd, short what, void *arg);
+
+/* Take a pooled easy handle or make one. */
+static CURL *
+easy_get(struct wecom_api *api)
+{
+    if (api->npool > 0)
+        return api->pool[--api->npool];
+    return curl_easy_init();
+}
+
+/* Set up the easy handle; every option fixed for the life of the call. */
 static enum brk_err
 xfer_setup(struct xfer *x, int post)
 {
@@ -486,24 +542,12 @@ xfer_setup(struct xfer *x, int post)
     CURLcode rc;
     CURL *e;
 
-    e = x->easy = curl_easy_init();
+    e = x->easy = easy_get(api);
     if (e == NULL)
         return BRK_ERR_NOMEM;
-    x->headers = curl_slist_append(x->headers, "Expect:");
-    if (x->headers == NULL)
+    if (x->post_cb != NULL &&
+        (x->headers = curl_slist_append(x->headers, "Expect:")) == NULL)
         return BRK_ERR_NOMEM;
-    if (x->post_cb != NULL) {
-        /* a wecom_api_post's own headers were added by the caller */
-    } else if ((x->headers = curl_slist_append(
-                    x->headers, "Accept: application/json")) == NULL) {
-        return BRK_ERR_NOMEM;
-    } else if (post) {
-        /* also for an empty body: curl would say form-urlencoded */
-        x->headers =
-            curl_slist_append(x->headers, "Content-Type: application/json");
-        if (x->headers == NULL)
-            return BRK_ERR_NOMEM;
-    }
     /* curl_off_t is 64-bit signed on every platform we build for */
     maxfs = api->max_body > (size_t)INT64_MAX ? (curl_off_t)INT64_MAX
                                               : (curl_off_t)api->max_body;
@@ -519,10 +563,23 @@ xfer_setup(struct xfer *x, int post)
              curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, api->timeout_ms)) ||
         (rc = curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, maxfs)) ||
         (rc = curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L)) ||
-        (rc = curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT)) ||
-        (rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers)) ||
+        /* HTTP/2 to WeCom: wait for a connection that can multiplex
+         * rather than open another (plain HTTP/1.1 would wait for a busy
+         * connection to finish instead) */
+        (rc = curl_easy_setopt(e, CURLOPT_PIPEWAIT, api->tls ? 1L : 0L)) ||
+        (rc = curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER)) ||
+        /* WeCom calls share the instance's header lists; a post to a
+         * service's receiver carries its own */
+        (rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER,
+                               x->post_cb != NULL ? x->headers
+                               : post             ? api->hdr_post
+                                                  : api->hdr_get)) ||
         (rc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb)) ||
-        (rc = curl_easy_setopt(e, CURLOPT_WRITEDATA, x)))
+        (rc = curl_easy_setopt(e, CURLOPT_WRITEDATA, x)) ||
+        (rc = curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb)) ||
+        (rc = curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, api)) ||
+        (rc = curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb)) ||
+        (rc = curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, api)))
         goto fail;
     if (post) {
         if ((rc = curl_easy_setopt(e, CURLOPT_POST, 1L)) ||
@@ -729,6 +786,13 @@ on_socket(evutil_socket_t fd, short what, void *arg)
     struct sock_ctx *sc = arg;
     int flags = 0;
 
+    if (!sc->curl_on) {
+        /* an idle keep-alive connection closed by WeCom, or sent bytes
+         * nobody asked for: curl finds out when it takes it up again */
+        event_del(sc->ev);
+        sc->kind = 0;
+        return;
+    }
     if (what & EV_READ)
         flags |= CURL_CSELECT_IN;
     if (what & EV_WRITE)
@@ -773,14 +837,98 @@ sock_ctx_free(struct wecom_api *api, struct sock_ctx *sc)
         api->socks = sc->next;
     if (sc->next != NULL)
         sc->next->prev = sc->prev;
+    if (sc->fd >= 0 && (size_t)sc->fd < api->nby_fd && api->by_fd[sc->fd] == sc)
+        api->by_fd[sc->fd] = NULL;
     event_free(sc->ev);
     brk_free(sc);
+}
+
+static struct sock_ctx *
+sock_of_fd(const struct wecom_api *api, curl_socket_t fd)
+{
+    if (fd < 0 || (size_t)fd >= api->nby_fd)
+        return NULL;
+    return api->by_fd[fd];
+}
+
+/* A new watch for fd, in the table; NULL when out of memory. */
+static struct sock_ctx *
+sock_ctx_new(struct wecom_api *api, curl_socket_t fd)
+{
+    struct sock_ctx *sc, **p;
+    size_t n;
+
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= api->nby_fd) {
+        n = api->nby_fd ? api->nby_fd : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        p = brk_realloc(api->by_fd, n * sizeof(*p));
+        if (p == NULL)
+            return NULL;
+        memset(p + api->nby_fd, 0, (n - api->nby_fd) * sizeof(*p));
+        api->by_fd = p;
+        api->nby_fd = n;
+    }
+    sc = brk_calloc(1, sizeof(*sc));
+    if (sc == NULL)
+        return NULL;
+    sc->api = api;
+    sc->fd = fd;
+    sc->ev = event_new(api->base, fd, EV_PERSIST, on_socket, sc);
+    if (sc->ev == NULL) {
+        brk_free(sc);
+        return NULL;
+    }
+    sc->next = api->socks;
+    if (api->socks != NULL)
+        api->socks->prev = sc;
+    api->socks = sc;
+    /* a watch left over from a descriptor closed behind our back */
+    sock_ctx_free(api, sock_of_fd(api, fd));
+    api->by_fd[fd] = sc;
+    return sc;
+}
+
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: the connection's socket, made as curl
+ * would, and known to us from now until close_cb, so that its watch can
+ * outlive a transfer. Sockets curl makes otherwise (its resolver's) are
+ * watched only while curl asks.
+ */
+static curl_socket_t
+open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct wecom_api *api = clientp;
+    curl_socket_t fd;
+
+    (void)purpose;
+    fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    /* no table entry: the socket is then watched like any other */
+    if (sock_ctx_new(api, fd) == NULL)
+        log_warn("wecom_api: out of memory tracking a socket");
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the watch goes before the descriptor. */
+static int
+close_cb(void *clientp, curl_socket_t fd)
+{
+    struct wecom_api *api = clientp;
+
+    sock_ctx_free(api, sock_of_fd(api, fd));
+    return close(fd);
 }
 
 /*
  * CURLMOPT_SOCKETFUNCTION. Returning -1 would mark the whole multi handle
  * dead for good, so an allocation failure here is logged and the socket
- * left unwatched: its transfer then ends at its own timeout.
+ * left unwatched: its transfer then ends at its own timeout. A socket of
+ * ours (open_cb) stays watched for reading between transfers; any other
+ * is forgotten when curl says so.
  */
 static int
 sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -790,8 +938,20 @@ sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     short kind;
 
     (void)easy;
+    if (sc == NULL)
+        sc = sock_of_fd(api, fd);
     if (what == CURL_POLL_REMOVE) {
-        sock_ctx_free(api, sc);
+        if (sc == NULL)
+            return 0;
+        if (sock_of_fd(api, fd) != sc) {
+            sock_ctx_free(api, sc);
+            return 0;
+        }
+        sc->curl_on = 0;
+        if (sc->kind != 0 && sc->kind != (EV_READ | EV_PERSIST)) {
+            event_del(sc->ev);
+            sc->kind = 0;
+        }
         return 0;
     }
     kind = EV_PERSIST;
@@ -800,11 +960,13 @@ sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     if (what & CURL_POLL_OUT)
         kind |= EV_WRITE;
     if (sc == NULL) {
+        /* not ours: watched under no descriptor entry */
         sc = brk_calloc(1, sizeof(*sc));
         if (sc == NULL)
             goto nomem;
         sc->api = api;
-        sc->ev = event_new(api->base, fd, kind, on_socket, sc);
+        sc->fd = -1;
+        sc->ev = event_new(api->base, fd, EV_PERSIST, on_socket, sc);
         if (sc->ev == NULL) {
             brk_free(sc);
             goto nomem;
@@ -813,13 +975,21 @@ sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
         if (api->socks != NULL)
             api->socks->prev = sc;
         api->socks = sc;
-        curl_multi_assign(api->multi, fd, sc);
-    } else {
-        event_del(sc->ev);
-        event_assign(sc->ev, api->base, fd, kind, on_socket, sc);
     }
-    if ((kind & (EV_READ | EV_WRITE)) && event_add(sc->ev, NULL) != 0)
+    if (!sc->curl_on) {
+        curl_multi_assign(api->multi, fd, sc);
+        sc->curl_on = 1;
+    }
+    if (sc->kind == kind)
+        return 0;
+    if (sc->kind != 0)
+        event_del(sc->ev);
+    event_assign(sc->ev, api->base, fd, kind, on_socket, sc);
+    sc->kind = kind;
+    if (event_add(sc->ev, NULL) != 0) {
+        sc->kind = 0;
         log_error("wecom_api: cannot watch a socket");
+    }
     return 0;
 nomem:
     log_error("wecom_api: out of memory watching a socket");
@@ -854,6 +1024,11 @@ destroy(struct wecom_api *api)
         curl_multi_cleanup(api->multi); /* may report sockets removed */
     while (api->socks != NULL)
         sock_ctx_free(api, api->socks);
+    brk_free(api->by_fd);
+    while (api->npool > 0)
+        curl_easy_cleanup(api->pool[--api->npool]);
+    curl_slist_free_all(api->hdr_get);
+    curl_slist_free_all(api->hdr_post);
     if (api->timer != NULL)
         event_free(api->timer);
     rate_free(api);
@@ -880,6 +1055,39 @@ base_url_ok(const char *s, size_t len)
             return 0;
     }
     return 1;
+}
+
+static enum brk_err
+header_lists(struct wecom_api *api)
+{
+    char host[300];
+    const char *common[4] = {"Expect:", "Accept: application/json",
+                             "User-Agent: " USER_AGENT, host};
+    const char *auth = strstr(api->base_url, "://") + 3;
+    size_t i, n = 3, alen = strcspn(auth, "/");
+    struct curl_slist *l;
+
+    /* Host and User-Agent given here, once, rather than formatted by curl
+     * for every request; an authority with user info is left to curl */
+    if (memchr(auth, '@', alen) == NULL &&
+        (size_t)snprintf(host, sizeof(host), "Host: %.*s", (int)alen, auth) <
+            sizeof(host))
+        n = 4;
+    for (i = 0; i < n; i++) {
+        l = curl_slist_append(api->hdr_get, common[i]);
+        if (l == NULL)
+            return BRK_ERR_NOMEM;
+        api->hdr_get = l;
+        l = curl_slist_append(api->hdr_post, common[i]);
+        if (l == NULL)
+            return BRK_ERR_NOMEM;
+        api->hdr_post = l;
+    }
+    l = curl_slist_append(api->hdr_post, "Content-Type: application/json");
+    if (l == NULL)
+        return BRK_ERR_NOMEM;
+    api->hdr_post = l;
+    return BRK_OK;
 }
 
 /*
@@ -920,8 +1128,14 @@ wecom_api_new(struct event_base *base, const struct wecom_api_opts *opts,
             goto out;
     }
     api->base_len = len;
+    api->tls =
+        opts->base != NULL && strncasecmp(opts->base, "https://", 8) == 0;
     api->timer = evtimer_new(base, on_timeout, api);
     if (api->timer == NULL)
+        goto out;
+    /* the same for every call; a POST's empty body too is JSON, where
+     * curl would say form-urlencoded */
+    if (api->base_url != NULL && header_lists(api) != BRK_OK)
         goto out;
     api->multi = curl_multi_init();
     if (api->multi == NULL)
@@ -931,7 +1145,9 @@ wecom_api_new(struct event_base *base, const struct wecom_api_opts *opts,
         curl_multi_setopt(api->multi, CURLMOPT_TIMERFUNCTION, timer_cb) ||
         curl_multi_setopt(api->multi, CURLMOPT_TIMERDATA, api) ||
         curl_multi_setopt(api->multi, CURLMOPT_MAXCONNECTS,
-                          (long)MAXCONNECTS)) {
+                          (long)MAXCONNECTS) ||
+        curl_multi_setopt(api->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          (long)MAX_HOST_CONNS)) {
         err = BRK_ERR_INVAL;
         goto out;
     }

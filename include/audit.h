@@ -14,23 +14,32 @@
 
 #include "broker.h"
 
+struct event_base;
 struct store;
 struct audit;
 
 #define AUDIT_MAX_FIELDS 24 /* name/value pairs per entry */
+/* A batch goes to Redis and the file at the end of the event-loop turn
+ * that began it, or at once when it holds this many entries or bytes:
+ * what a crash can lose beyond what was in flight. */
+#define AUDIT_BATCH_MAX   128
+#define AUDIT_BATCH_BYTES (256 * 1024)
 
 /* key_prefix and max_len as configured; path "" for no file. The file is
- * opened (created 0600) now. Owned: audit_free. BRK_ERR_IO when the file
- * cannot be opened is not fatal: the result is still written to *out and
- * the file is tried again at the next audit_reopen. */
-enum brk_err audit_new(struct store *st, const char *key_prefix,
-                       long long max_len, const char *path,
-                       struct audit **out) BRK_WUR;
+ * opened (created 0600) now. Entries are batched per turn of base (NULL:
+ * each entry is sent at once). Owned: audit_free, which writes what is
+ * still batched to the file but not to Redis (the store may be gone by
+ * then: it is never touched). BRK_ERR_IO when the file cannot be
+ * opened is not fatal: the result is still written to *out and the file
+ * is tried again at the next audit_reopen. */
+enum brk_err audit_new(struct event_base *base, struct store *st,
+                       const char *key_prefix, long long max_len,
+                       const char *path, struct audit **out) BRK_WUR;
 void audit_free(struct audit *a);
 
-/* Append one entry of nkv/2 name/value pairs ("type" among them). Never
- * fails the caller: a Redis or file failure is logged and counted. req is
- * a request id for the log, or NULL. */
+/* Append one entry of nkv/2 name/value pairs ("type" among them) to the
+ * batch (copied). Never fails the caller: a Redis or file failure is
+ * logged and counted. req is a request id for the log, or NULL. */
 void audit_append(struct audit *a, const char *req, const char *const *kv,
                   size_t nkv);
 

@@ -65,8 +65,10 @@ struct config {
     long upstream_rate_per_corp, upstream_rate_per_corp_hour,
         upstream_rate_per_api, upstream_rate_per_api_hour;
     long long upstream_max_body, audit_max_len, audit_max_age;
-    int log_level; /* enum log_level from log.h */
-    int log_json;  /* log_format json=1, text=0 */
+    long long cache_max_bytes; /* every in-process cache together */
+    long workers;              /* event-loop threads serving the listeners */
+    int log_level;             /* enum log_level from log.h */
+    int log_json;              /* log_format json=1, text=0 */
     struct suite_conf *suites;
     size_t nsuites;
 };

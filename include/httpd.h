@@ -72,6 +72,22 @@ enum brk_err httpd_listen(struct httpd *h, const char *name,
                           const char *hostport, size_t max_body,
                           httpd_handler *handler, void *arg) BRK_WUR;
 
+/*
+ * n listening sockets on "host:port" in one SO_REUSEPORT group, for n
+ * event loops serving one listener (workers = N): the kernel spreads new
+ * connections over them. Port 0 picks one free port for the whole group.
+ * Only processes of the same user can join a group. fds[0..n) owned,
+ * each consumed by httpd_listen_fd. BRK_ERR_CONFIG, BRK_ERR_IO (errno).
+ */
+enum brk_err httpd_bind_group(const char *hostport, size_t n, int *fds) BRK_WUR;
+/*
+ * Like httpd_listen on a socket of a group of group sockets (fd consumed
+ * on every path): the listener's connection cap is its share.
+ */
+enum brk_err httpd_listen_fd(struct httpd *h, const char *name, int fd,
+                             size_t group, size_t max_body,
+                             httpd_handler *handler, void *arg) BRK_WUR;
+
 /* Port actually bound (useful with port 0). */
 int httpd_listener_port(const struct httpd *h, const char *name);
 
@@ -99,6 +115,10 @@ enum brk_err httpd_set_tls(struct httpd *h, const char *name,
 /* Send a reply with body (copied) and free the request context. */
 void httpd_reply(struct httpd_req *r, int status, const char *content_type,
                  const char *body, size_t len);
+/* httpd_reply without copying: body (brk_malloc'd, or NULL with len 0)
+ * is consumed on every path and freed once written. */
+void httpd_reply_take(struct httpd_req *r, int status, const char *content_type,
+                      char *body, size_t len);
 /* httpd_reply with text/plain and a NUL-terminated body. */
 void httpd_reply_text(struct httpd_req *r, int status, const char *body);
 

@@ -33,7 +33,8 @@ void log_emit(enum log_level level, const char *reqid, const char *fmt, ...)
 
 #define LOG_AT(lvl, reqid, ...)                                                \
     do {                                                                       \
-        if ((lvl) <= log_level_current)                                        \
+        if ((int)(lvl) <=                                                      \
+            (int)__atomic_load_n(&log_level_current, __ATOMIC_RELAXED))        \
             log_emit((lvl), (reqid), __VA_ARGS__);                             \
     } while (0)
 

@@ -42,6 +42,11 @@ void proxy_set_keyring(struct proxy *p, const struct keyring *kr);
 /* Use this budget (borrowed) for every WeCom call; unset, calls are
  * refused with -1/503. */
 void proxy_set_budget(struct proxy *p, struct budget *b);
+/* Count the in-process caches against b (borrowed, shared by every
+ * proxy of the process: cache_max_bytes) and drop expired entries once a
+ * second. Before the first request. */
+struct cache_budget;
+void proxy_set_cache_budget(struct proxy *p, struct cache_budget *b);
 /* Write the audit trail through a (borrowed; NULL: none). */
 struct audit;
 void proxy_set_audit(struct proxy *p, struct audit *a);

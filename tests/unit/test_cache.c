@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -758,6 +759,234 @@ test_put_failure_keeps_cache_usable(void **state)
     assert_int_equal(destroyed, 2);
 }
 
+static void
+test_get_age(void **state)
+{
+    struct cache *c = NULL;
+    struct val v = {0};
+    long long age = -1;
+
+    (void)state;
+    assert_int_equal(cache_new(4, 100, val_free, &c), BRK_OK);
+    assert_int_equal(cache_put(c, "k", &v, 1000), BRK_OK);
+    assert_ptr_equal(cache_get_age(c, "k", 1040, &age), &v);
+    assert_int_equal(age, 40);
+    /* a miss leaves age alone */
+    age = -1;
+    assert_null(cache_get_age(c, "other", 1040, &age));
+    assert_int_equal(age, -1);
+    /* past max_age: a miss, and the entry goes */
+    assert_null(cache_get_age(c, "k", 1101, &age));
+    assert_int_equal(age, -1);
+    assert_int_equal(v.freed, 1);
+    cache_free(c);
+}
+
+/*---- Byte budget ----*/
+
+/* Values whose size is what they say. */
+struct sized {
+    size_t bytes;
+    int freed;
+};
+
+static size_t
+sized_size(const void *v)
+{
+    return ((const struct sized *)v)->bytes;
+}
+
+static void
+sized_free(void *v)
+{
+    ((struct sized *)v)->freed++;
+    destroyed++;
+}
+
+/* What an entry of key with a value of n bytes costs, measured. */
+static size_t
+entry_cost(const char *key, size_t n)
+{
+    struct cache_budget *b = NULL;
+    struct cache *c = NULL;
+    struct sized v = {n, 0};
+    size_t cost;
+
+    assert_int_equal(cache_budget_new(1 << 30, &b), BRK_OK);
+    assert_int_equal(cache_new(10, 1000, sized_free, &c), BRK_OK);
+    cache_set_budget(c, b, sized_size);
+    assert_int_equal(cache_put(c, key, &v, 0), BRK_OK);
+    cost = (size_t)cache_budget_used(b);
+    cache_free(c);
+    assert_int_equal(cache_budget_used(b), 0);
+    cache_budget_free(b);
+    return cost;
+}
+
+static void
+test_budget_shared_by_caches(void **state)
+{
+    struct cache_budget *b = NULL;
+    struct cache *c1 = NULL, *c2 = NULL;
+    struct sized v[6];
+    size_t cost = entry_cost("k0", 1000);
+    int i;
+
+    (void)state;
+    memset(v, 0, sizeof(v));
+    for (i = 0; i < 6; i++)
+        v[i].bytes = 1000;
+    assert_true(cost >= 1000 + 3);
+    /* room for three entries in all */
+    assert_int_equal(cache_budget_new(3 * cost, &b), BRK_OK);
+    assert_int_equal(cache_new(100, 1000, sized_free, &c1), BRK_OK);
+    assert_int_equal(cache_new(100, 1000, sized_free, &c2), BRK_OK);
+    cache_set_budget(c1, b, sized_size);
+    cache_set_budget(c2, b, sized_size);
+    assert_int_equal(cache_put(c1, "k0", &v[0], 0), BRK_OK);
+    assert_int_equal(cache_put(c1, "k1", &v[1], 0), BRK_OK);
+    assert_int_equal(cache_put(c1, "k2", &v[2], 0), BRK_OK);
+    assert_int_equal(cache_budget_used(b), 3 * cost);
+    /* c2 holds nothing it could let go of: refused, c1 untouched */
+    assert_int_equal(cache_put(c2, "k3", &v[3], 1), BRK_ERR_TOOBIG);
+    assert_int_equal(v[3].freed, 1);
+    assert_int_equal(cache_count(c1), 3);
+    assert_int_equal(cache_count(c2), 0);
+    /* c1 past the budget: its own oldest goes */
+    assert_int_equal(cache_put(c1, "k4", &v[4], 2), BRK_OK);
+    assert_int_equal(v[0].freed, 1);
+    assert_int_equal(v[1].freed + v[2].freed, 0);
+    assert_int_equal(cache_budget_used(b), 3 * cost);
+    /* removal gives the bytes back, to any cache */
+    cache_remove(c1, "k1");
+    assert_int_equal(cache_put(c2, "k5", &v[5], 3), BRK_OK);
+    assert_int_equal(cache_budget_used(b), 3 * cost);
+    assert_int_equal(cache_count(c2), 1);
+    cache_free(c1);
+    cache_free(c2);
+    assert_int_equal(cache_budget_used(b), 0);
+    cache_budget_free(b);
+}
+
+static void
+test_budget_value_larger_than_all(void **state)
+{
+    struct cache_budget *b = NULL;
+    struct cache *c = NULL;
+    struct sized big = {1 << 20, 0}, small = {10, 0};
+
+    (void)state;
+    assert_int_equal(cache_budget_new(4096, &b), BRK_OK);
+    assert_int_equal(cache_new(10, 1000, sized_free, &c), BRK_OK);
+    cache_set_budget(c, b, sized_size);
+    assert_int_equal(cache_put(c, "small", &small, 0), BRK_OK);
+    assert_int_equal(cache_put(c, "big", &big, 0), BRK_ERR_TOOBIG);
+    assert_int_equal(big.freed, 1);
+    assert_null(cache_get(c, "big", 0));
+    assert_true(cache_budget_used(b) <= 4096);
+    cache_free(c);
+    assert_int_equal(cache_budget_used(b), 0);
+    cache_budget_free(b);
+}
+
+static void
+test_budget_expired_go_first(void **state)
+{
+    struct cache_budget *b = NULL;
+    struct cache *c = NULL;
+    struct sized v[3];
+    size_t cost = entry_cost("a", 100);
+
+    (void)state;
+    memset(v, 0, sizeof(v));
+    v[0].bytes = v[1].bytes = v[2].bytes = 100;
+    assert_int_equal(cache_budget_new(2 * cost, &b), BRK_OK);
+    assert_int_equal(cache_new(10, 50, sized_free, &c), BRK_OK);
+    cache_set_budget(c, b, sized_size);
+    assert_int_equal(cache_put(c, "a", &v[0], 0), BRK_OK);
+    assert_int_equal(cache_put(c, "b", &v[1], 40), BRK_OK);
+    /* at 60, "a" has expired: it goes, "b" stays */
+    assert_int_equal(cache_put(c, "c", &v[2], 60), BRK_OK);
+    assert_int_equal(v[0].freed, 1);
+    assert_int_equal(v[1].freed, 0);
+    assert_non_null(cache_get(c, "b", 60));
+    /* a cache nobody reads lets go of what expired */
+    cache_expire(c, 200);
+    assert_int_equal(cache_count(c), 0);
+    assert_int_equal(cache_budget_used(b), 0);
+    cache_free(c);
+    cache_budget_free(b);
+}
+
+#define RACE_THREADS 4
+#define RACE_PUTS    20000
+
+struct race {
+    struct cache_budget *b;
+    int id;
+    unsigned long long max;
+    int over; /* the budget was seen passed */
+};
+
+static size_t
+fixed_size(const void *v)
+{
+    (void)v;
+    return 200;
+}
+
+static void *
+race_run(void *arg)
+{
+    struct race *r = arg;
+    struct cache *c = NULL;
+    char key[32];
+    int i;
+
+    if (cache_new(1000, 1000000, NULL, &c) != BRK_OK)
+        return NULL;
+    cache_set_budget(c, r->b, fixed_size);
+    for (i = 0; i < RACE_PUTS; i++) {
+        snprintf(key, sizeof(key), "t%d-%d", r->id, i % 300);
+        if (cache_put(c, key, NULL, i) != BRK_OK &&
+            cache_budget_used(r->b) + 200 <= r->max / 2)
+            r->over = 1; /* refused with room to spare */
+        if (cache_budget_used(r->b) > r->max)
+            r->over = 1;
+        if (i % 97 == 0)
+            cache_remove(c, key);
+    }
+    cache_free(c);
+    return NULL;
+}
+
+/* Caches on several threads under one budget never pass it together,
+ * and give every byte back. */
+static void
+test_budget_across_threads(void **state)
+{
+    struct cache_budget *b = NULL;
+    struct race r[RACE_THREADS];
+    pthread_t t[RACE_THREADS];
+    int i;
+
+    (void)state;
+    assert_int_equal(cache_budget_new(64 * 1024, &b), BRK_OK);
+    for (i = 0; i < RACE_THREADS; i++) {
+        r[i].b = b;
+        r[i].id = i;
+        r[i].max = 64 * 1024;
+        r[i].over = 0;
+        assert_int_equal(pthread_create(&t[i], NULL, race_run, &r[i]), 0);
+    }
+    for (i = 0; i < RACE_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].over, 0);
+    }
+    assert_int_equal(cache_budget_used(b), 0);
+    cache_budget_free(b);
+}
+
 int
 main(void)
 {
@@ -795,6 +1024,11 @@ main(void)
         cmocka_unit_test_setup(test_put_new_key_alloc_failures, reset),
         cmocka_unit_test_setup(test_put_replace_alloc_failures, reset),
         cmocka_unit_test_setup(test_put_failure_keeps_cache_usable, reset),
+        cmocka_unit_test_setup(test_get_age, reset),
+        cmocka_unit_test_setup(test_budget_shared_by_caches, reset),
+        cmocka_unit_test_setup(test_budget_value_larger_than_all, reset),
+        cmocka_unit_test_setup(test_budget_expired_go_first, reset),
+        cmocka_unit_test_setup(test_budget_across_threads, reset),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

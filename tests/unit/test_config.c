@@ -278,6 +278,8 @@ check_broker_defaults(const struct config *cfg)
     assert_int_equal(cfg->audit_max_len, 1000000);
     assert_int_equal(cfg->audit_max_age, 86400);
     assert_int_equal(cfg->cache_max_age, 5);
+    assert_int_equal(cfg->cache_max_bytes, 268435456LL);
+    assert_int_equal(cfg->workers, 1);
     assert_int_equal(cfg->event_claim_idle, 60);
     assert_int_equal(cfg->event_max_attempts, 10);
     assert_int_equal(cfg->event_concurrency, 32);
@@ -953,6 +955,9 @@ test_number_bounds(void **state)
         {"audit_max_len", "1000", "1000000000", "999", "1000000001"},
         {"audit_max_age", "60", "315360000", "59", "315360001"},
         {"cache_max_age", "0", "3600", "-1", "3601"},
+        {"cache_max_bytes", "1048576", "1099511627776", "1048575",
+         "1099511627777"},
+        {"workers", "1", "64", "0", "65"},
         {"event_claim_idle", "1", "86400", "0", "86401"},
         {"event_max_attempts", "1", "1000", "0", "1001"},
     };
@@ -1714,6 +1719,8 @@ test_example_sets_every_key(void **state)
         "audit_file",
         "event_concurrency",
         "cache_max_age",
+        "cache_max_bytes",
+        "workers",
         "event_claim_idle",
         "event_max_attempts",
         "tls_cert_file",

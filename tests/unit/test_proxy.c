@@ -350,6 +350,14 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
 }
 
 void
+httpd_reply_take(struct httpd_req *r, int status, const char *content_type,
+                 char *body, size_t len)
+{
+    httpd_reply(r, status, content_type, body, len);
+    brk_free(body);
+}
+
+void
 httpd_reply_text(struct httpd_req *r, int status, const char *body)
 {
     httpd_reply(r, status, "text/plain", body, strlen(body));

@@ -78,6 +78,7 @@ struct fx {
     char method[8];
     char ctype[64];
     char ua[64];
+    char host[64];
     int has_expect;
     char uri[512];
     char body[8192];
@@ -287,6 +288,8 @@ record_echo(struct fx *fx, struct evhttp_request *req)
     snprintf(fx->ctype, sizeof(fx->ctype), "%s", v != NULL ? v : "");
     v = evhttp_find_header(h, "User-Agent");
     snprintf(fx->ua, sizeof(fx->ua), "%s", v != NULL ? v : "");
+    v = evhttp_find_header(h, "Host");
+    snprintf(fx->host, sizeof(fx->host), "%s", v != NULL ? v : "");
     fx->has_expect = evhttp_find_header(h, "Expect") != NULL;
     snprintf(fx->uri, sizeof(fx->uri), "%s", evhttp_request_get_uri(req));
     n = evbuffer_get_length(in);
@@ -1123,6 +1126,66 @@ test_keepalive_reuses_connection(void **state)
     assert_true(fx->conns_accepted <= 2);
 }
 
+/* A reused (pooled) handle starts clean: a GET after a POST sends no
+ * body and no JSON content type, and the next POST its own body. */
+static void
+test_pooled_handle_starts_clean(void **state)
+{
+    struct fx *fx = *state;
+    struct rec r;
+    int i;
+
+    make_api(fx, 2000, 4096, 0);
+    for (i = 0; i < 3; i++) {
+        call_one(fx, "POST", "/echo?a=1", "{\"k\":1}", &r);
+        assert_int_equal(r.err, BRK_OK);
+        assert_string_equal(fx->method, "POST");
+        assert_string_equal(fx->ctype, "application/json");
+        assert_string_equal(fx->body, "{\"k\":1}");
+        call_one(fx, "GET", "/echo?b=2", NULL, &r);
+        assert_int_equal(r.err, BRK_OK);
+        assert_string_equal(fx->method, "GET");
+        assert_string_equal(fx->ctype, "");
+        assert_int_equal(fx->body_len, 0);
+        assert_string_equal(fx->uri, "/echo?b=2");
+        assert_int_equal(fx->has_expect, 0);
+        /* Host and User-Agent, given once for every call */
+        assert_string_equal(fx->host, fx->url + strlen("http://"));
+        assert_true(strncmp(fx->ua, "wecom-broker/", 13) == 0);
+    }
+    call_one(fx, "POST", "/echo", NULL, &r);
+    assert_int_equal(r.err, BRK_OK);
+    assert_int_equal(fx->body_len, 0);
+    assert_string_equal(fx->ctype, "application/json");
+}
+
+/* Connections idling between calls stay watched; when WeCom closes them
+ * the watch goes quietly and the next calls open a new one. */
+static void
+test_idle_connection_closed_by_upstream(void **state)
+{
+    struct fx *fx = *state;
+    struct rec r;
+    int i;
+
+    make_api(fx, 2000, 4096, 0);
+    for (i = 0; i < 3; i++) {
+        call_one(fx, "GET", "/ok", NULL, &r);
+        assert_int_equal(r.err, BRK_OK);
+    }
+    assert_int_equal(fx->conns_accepted, 1);
+    while (fx->nlive > 0)
+        evhttp_connection_free(fx->live[0]);
+    /* the client sees the close while nothing is under way */
+    run_for(fx, 100);
+    for (i = 0; i < 3; i++) {
+        call_one(fx, "GET", "/ok", NULL, &r);
+        assert_int_equal(r.err, BRK_OK);
+    }
+    assert_int_equal(fx->requests, 6);
+    assert_int_equal(fx->conns_accepted, 2);
+}
+
 static void
 test_call_from_result_callback(void **state)
 {
@@ -1665,6 +1728,8 @@ main(void)
         T(test_get_sends_no_body),
         T(test_fifty_concurrent_calls),
         T(test_keepalive_reuses_connection),
+        T(test_pooled_handle_starts_clean),
+        T(test_idle_connection_closed_by_upstream),
         T(test_call_from_result_callback),
         T(test_rate_limit_order_and_delay),
         T(test_rate_limit_per_key),
