@@ -648,6 +648,7 @@ on_store_state(int up, void *arg)
     /* a message published while we were away is lost: start clean */
     tokens_drop_cache(d->tok);
     proxy_drop_caches(d->proxy);
+    delivery_drop_caches(d->dlv);
     if (up) {
         metrics_inc(METRICS_REDIS_CONNECTS, NULL);
         suites_store_up(d->suites);
@@ -683,6 +684,7 @@ on_change_notice(const char *msg, size_t len, void *arg)
     corp[len - (size_t)(sp - msg) - 1] = '\0';
     tokens_forget_tenant(d->tok, suite, corp);
     proxy_notice(d->proxy, msg, len);
+    delivery_notice(d->dlv, msg, len);
 }
 
 static void
@@ -694,6 +696,7 @@ on_sub_state(int up, void *arg)
     (void)up;
     tokens_drop_cache(d->tok);
     proxy_drop_caches(d->proxy);
+    delivery_drop_caches(d->dlv);
     budget_reset(d->budget);
 }
 
