@@ -32,6 +32,7 @@
 #include "capability.h"
 #include "datakey.h"
 #include "delivery.h"
+#include "delivery_tenant.h"
 #include "evfilter.h"
 #include "keyring.h"
 #include "keys.h"
@@ -59,6 +60,9 @@
 #define UNDECODABLE_WAIT_MS 5000
 #define STALE_WAIT_MS       200 /* a service read before its entry was queued */
 #define WELCOME_MS          WELCOME_WINDOW_MS /* a WelcomeCode lives so long */
+/* the decoded tenants kept for sending (delivery_tenant.h) */
+#define TENANTS_MAX       256
+#define TENANTS_MAX_BYTES ((size_t)256 << 20)
 
 struct dsvc;
 
@@ -101,6 +105,7 @@ struct dsvc {
                       -2 does not decode (hold its queues) */
     long long loaded_ms;
     struct record_service *rec;
+    unsigned long gen; /* bumped whenever rec is replaced */
     struct record_delivery dlv;
     int have_dlv;
     struct wecom_crypto *crypto; /* of dlv.gen / dlv.token */
@@ -118,6 +123,7 @@ struct delivery {
     const struct scope_map *scopes;
     struct suites *suites;
     struct wecom_api *http;
+    struct delivery_tenants *tens;
     char me[160];
     struct dsvc *svcs;
     size_t nsvcs;
@@ -852,6 +858,7 @@ svc_set_state(struct dsvc *s, int state, struct record_service *rec,
 {
     record_service_unref(s->rec);
     s->rec = rec;
+    s->gen++;
     s->have_dlv = dlv != NULL;
     if (dlv != NULL)
         s->dlv = *dlv;
@@ -1707,10 +1714,12 @@ send_in_range(void *arg, enum scope_record kind, const char *id)
     return range_has(r->v, kind, id);
 }
 
-/* The tenant as it is now is in: decrypt, filter for the service's
- * current grant, and send; or drop the entry when it may not have it. */
+/* The tenant as it is now is in (t, and v the range the service sees of
+ * it, narrowed when own): decrypt, filter for the service's current grant,
+ * and send; or drop the entry when it may not have it. */
 static void
-on_send_tenant(struct lane *l, enum brk_err err, redisReply *r)
+lane_send_tenant(struct lane *l, enum brk_err err,
+                 const struct record_tenant *t, const struct vrange *v, int own)
 {
     struct dsvc *s = l->s;
     struct delivery *d = s->d;
@@ -1718,9 +1727,7 @@ on_send_tenant(struct lane *l, enum brk_err err, redisReply *r)
     const char *enc = entry_get(l, "enc"), *agent = entry_get(l, "agent");
     const char *rcv = entry_get(l, "rcv");
     const char *rid_ok[1];
-    struct record_tenant *t = NULL;
     struct suite_rt *su;
-    struct vrange *owned = NULL;
     struct send_range sr = {NULL, NULL};
     struct evfilter_ask ask;
     struct evfilter_result res;
@@ -1732,12 +1739,11 @@ on_send_tenant(struct lane *l, enum brk_err err, redisReply *r)
         lane_end(l);
         return;
     }
-    if (err) {
+    if (err == BRK_ERR_STORE || err == BRK_ERR_SHUTDOWN) {
         snprintf(l->status, sizeof(l->status), "%s", "store");
         lane_failed(l);
         return;
     }
-    err = record_tenant_decode(r, now_ms() / 1000, &t);
     if (err == BRK_ERR_NOTFOUND || (err == BRK_OK && !t->active)) {
         lane_drop_entry(l, "the tenant is no longer active");
         goto out;
@@ -1757,12 +1763,7 @@ on_send_tenant(struct lane *l, enum brk_err err, redisReply *r)
         lane_drop_entry(l, "the stored event does not open");
         goto out;
     }
-    err = record_effective_range(s->rec, t, corp, &owned, &sr.v);
-    if (err) {
-        snprintf(l->status, sizeof(l->status), "%s", "range");
-        lane_failed(l);
-        goto out;
-    }
+    sr.v = v;
     sr.subj = json_loads(entry_get(l, "subj"), 0, NULL);
     memset(&ask, 0, sizeof(ask));
     ask.callback = l->data ? SCOPE_CB_DATA : SCOPE_CB_COMMAND;
@@ -1773,7 +1774,7 @@ on_send_tenant(struct lane *l, enum brk_err err, redisReply *r)
     /* a WelcomeCode past its life is delivered without it */
     if (rcv == NULL || now_ms() - strtoll(rcv, NULL, 10) > WELCOME_MS)
         ask.caps &= ~(unsigned)CAP_EXTERNAL_WELCOME;
-    ask.own_range = owned != NULL;
+    ask.own_range = own;
     ask.in_range = send_in_range;
     ask.arg = &sr;
     if (d->scopes == NULL || !json_is_array(sr.subj) ||
@@ -1803,8 +1804,16 @@ out:
         brk_free_secret(plain, plen);
     brk_free(rid);
     json_decref(sr.subj);
-    vrange_free(owned);
-    record_tenant_unref(t);
+}
+
+static void
+on_send_tenant(enum brk_err err, const struct record_tenant *t,
+               const struct vrange *v, int own, void *arg)
+{
+    struct lane *l = arg;
+
+    lane_send_tenant(l, err, t, v, own);
+    lane_unref(l);
 }
 
 /* A routed event: the service may still serve the tenant and take the
@@ -1817,22 +1826,13 @@ lane_send_event(struct lane *l)
     const char *suite = entry_get(l, "suite"), *corp = entry_get(l, "corp");
     const char *it = entry_get(l, "it"), *ct = entry_get(l, "ct");
     const char *cb = entry_get(l, "cb");
-    char keys[4][KEYS_MAX];
-    const char *kp[4] = {keys[0], keys[1], keys[2], keys[3]};
     struct delivery_event ev;
+    enum brk_err err;
 
     if (suite == NULL || corp == NULL || it == NULL || cb == NULL ||
         entry_get(l, "enc") == NULL || entry_get(l, "subj") == NULL ||
         entry_get(l, "agent") == NULL || !keys_id_ok(suite) ||
-        !keys_id_ok(corp) ||
-        keys_tenant(keys[0], sizeof(keys[0]), d->cfg->key_prefix, corp,
-                    suite) ||
-        keys_tenant_sub(keys[1], sizeof(keys[1]), d->cfg->key_prefix, corp,
-                        suite, "dir:parents") ||
-        keys_tenant_sub(keys[2], sizeof(keys[2]), d->cfg->key_prefix, corp,
-                        suite, "dir:users") ||
-        keys_tenant_sub(keys[3], sizeof(keys[3]), d->cfg->key_prefix, corp,
-                        suite, "dir:tags")) {
+        !keys_id_ok(corp)) {
         lane_drop_entry(l, "an entry of an unknown shape");
         return;
     }
@@ -1845,7 +1845,15 @@ lane_send_event(struct lane *l)
         lane_drop_entry(l, "the service may no longer serve the tenant");
         return;
     }
-    lane_eval(l, SCRIPT_TENANT_LOAD, kp, 4, NULL, 0, on_send_tenant);
+    /* the tenant from the engine's copies: one read and decode serves
+     * every send of it until it changes */
+    l->refs++;
+    err = delivery_tenant_get(d->tens, suite, corp, s->rec, s->gen,
+                              on_send_tenant, l);
+    if (err) {
+        lane_send_tenant(l, err, NULL, NULL, 0);
+        lane_unref(l);
+    }
 }
 
 /* Send the head entry. */
@@ -2147,8 +2155,17 @@ delivery_new(struct event_base *base, const struct config *cfg,
         brk_free(d);
         return err;
     }
+    err =
+        delivery_tenant_new(st, cfg->key_prefix, TENANTS_MAX, TENANTS_MAX_BYTES,
+                            cfg->cache_max_age * 1000LL, &d->tens);
+    if (err) {
+        wecom_api_free(d->http);
+        brk_free(d);
+        return err;
+    }
     d->tick = evtimer_new(base, on_tick, d);
     if (d->tick == NULL) {
+        delivery_tenant_free(d->tens);
         wecom_api_free(d->http);
         brk_free(d);
         return BRK_ERR_NOMEM;
@@ -2224,6 +2241,8 @@ delivery_free(struct delivery *d)
     wecom_api_free(d->http);
     while (d->lanes != NULL)
         lane_end(d->lanes);
+    /* sends waiting for a tenant end here, while their services exist */
+    delivery_tenant_free(d->tens);
     while ((s = d->svcs) != NULL) {
         d->svcs = s->next;
         record_service_unref(s->rec);
@@ -2233,4 +2252,36 @@ delivery_free(struct delivery *d)
     if (d->tick != NULL)
         event_free(d->tick);
     brk_free(d);
+}
+
+void
+delivery_notice(struct delivery *d, const char *msg, size_t len)
+{
+    char buf[200];
+    const char *sp;
+    struct dsvc *s;
+
+    if (d == NULL || len >= sizeof(buf))
+        return;
+    memcpy(buf, msg, len);
+    buf[len] = '\0';
+    if (strncmp(buf, "svc ", 4) == 0) {
+        /* read the service now rather than at its next round */
+        s = svc_find(d, buf + 4);
+        if (s != NULL && d->running && !d->stopping)
+            svc_load(s);
+        return;
+    }
+    sp = strchr(buf, ' ');
+    if (sp == NULL)
+        return;
+    buf[sp - buf] = '\0';
+    delivery_tenant_changed(d->tens, buf, sp + 1, now_ms());
+}
+
+void
+delivery_drop_caches(struct delivery *d)
+{
+    if (d != NULL)
+        delivery_tenant_clear(d->tens);
 }

@@ -662,6 +662,7 @@ on_store_state(int up, void *arg)
     /* a message published while we were away is lost: start clean */
     tokens_drop_cache(d->tok);
     proxy_drop_caches(d->proxy);
+    delivery_drop_caches(d->dlv);
     if (up) {
         metrics_inc(METRICS_REDIS_CONNECTS, NULL);
         suites_store_up(d->suites);
@@ -682,6 +683,7 @@ on_change_notice(const char *msg, size_t len, void *arg)
     struct daemon *d = arg;
 
     loops_notice(d->tok, d->budget, d->proxy, msg, len);
+    delivery_notice(d->dlv, msg, len);
 }
 
 static void
@@ -693,6 +695,7 @@ on_sub_state(int up, void *arg)
     (void)up;
     tokens_drop_cache(d->tok);
     proxy_drop_caches(d->proxy);
+    delivery_drop_caches(d->dlv);
     budget_reset(d->budget);
 }
 

@@ -128,6 +128,13 @@ static const struct {
     [METRICS_DELIVERY_BACKLOG] = {"wecom_broker_delivery_backlog", T_GAUGE,
                                   "Deliveries queued for a service, dead "
                                   "letters not counted, by service."},
+    [METRICS_DELIVERY_TENANT_READS] = {"wecom_broker_delivery_tenant_reads_"
+                                       "total",
+                                       T_COUNTER,
+                                       "Tenants read and decoded for event "
+                                       "delivery (the rest of the sends are "
+                                       "served from the copies kept), by "
+                                       "result (ok, error)."},
     [METRICS_WRITES] = {"wecom_broker_writes_total", T_COUNTER,
                         "Service writes, by endpoint, result (refused, "
                         "replayed, forwarded) and errcode."},

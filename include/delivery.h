@@ -107,6 +107,13 @@ void delivery_set_keyring(struct delivery *d, const struct keyring *kr);
 void delivery_set_scopes(struct delivery *d, const struct scope_map *m);
 /* The suites whose crypto opens the stored events (borrowed). */
 void delivery_set_suites(struct delivery *d, struct suites *s);
+/* A change notice as published on the change channel: "<suite> <corp>"
+ * (the tenant's copy is read again before it is used for long, see
+ * delivery_tenant.h) or "svc <id>" (the service is read again now). */
+void delivery_notice(struct delivery *d, const char *msg, size_t len);
+/* Forget every tenant kept (the Redis connection or the subscription was
+ * re-established: notices may have been lost). */
+void delivery_drop_caches(struct delivery *d);
 /* Start (or resume after a Redis reconnect) sending. */
 void delivery_start(struct delivery *d);
 /* Stop taking queues; sends in flight end with the client (delivery_free

@@ -1645,6 +1645,127 @@ test_data_callback_to_messages_service(void **state)
     rcv_stop(plain);
 }
 
+/*---- The engine's tenant copies ----*/
+
+#define TENANT_READS "wecom_broker_delivery_tenant_reads_total{result=\"ok\"}"
+
+/* One create_user in the tenant's range (department 2), gender given. */
+static void
+member_created(const char *corp, int i)
+{
+    char uid[32];
+    const char *kv[6] = {"UserID", uid, "Department", "2", "Gender", "1"};
+
+    snprintf(uid, sizeof(uid), "cache-m%03d", i);
+    contact_event(corp, "create_user", kv, 3);
+}
+
+/* A grant narrowed by change_auth applies to the sends after it though
+ * the tenant was just read for the same service: every delivery arriving
+ * more than 1 s after the change was stored goes without the field. */
+static void
+test_narrowed_grant_applies_with_copy_warm(void **state)
+{
+    struct rcv *r = rcv_start(0, M_OK);
+    struct hit h;
+    char *sec;
+    long long stored_ms = 0, last_ms = 0;
+    int i, n, sent = 0, after = 0;
+
+    (void)state;
+    sec = tc_svc_add("k-sens", "contacts.read,member.sensitive", "--corps",
+                     CORP4);
+    free(sec);
+    deliver(r, "k-sens", r->port, NULL, NULL);
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP4 "\",\"app_permissions\":["
+             "\"contact:base:base\",\"contact:sensitive:gender\"]}");
+    tc_install(S1, CORP4, (long)time(NULL));
+    tc_wait_status(S1, CORP4, "active", 30000);
+    assert_true(wait_for(r, "create_auth", CORP4, 1, 10000));
+    /* warm: the tenant read for these sends, the gender granted */
+    for (i = 0; i < 3; i++) {
+        member_created(CORP4, sent++);
+        assert_true(wait_ct(r, "change_contact", "create_user", sent, 15000));
+        assert_int_equal(rcv_hit(r, "change_contact", "create_user", i, &h), 0);
+        assert_non_null(strstr(h.msg, "<Gender>"));
+    }
+
+    /* the gender taken away; change_auth is delivered once it is stored */
+    h_sim_ok(MockPort, "POST", "/__mock/permissions",
+             "{\"corpid\":\"" CORP4 "\",\"app_permissions\":["
+             "\"contact:base:base\"]}");
+    tc_corp_event(S1, "change_auth", CORP4, (long)time(NULL) + 1, NULL, NULL);
+    assert_true(wait_for(r, "change_auth", CORP4, 1, 20000));
+    n = rcv_count(r, "change_auth", CORP4);
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < r->nhits; i++)
+        if (strcmp(r->hits[i].info_type, "change_auth") == 0)
+            stored_ms = r->hits[i].at_ms;
+    pthread_mutex_unlock(&r->mu);
+    assert_int_equal(n, 1);
+    assert_true(stored_ms > 0);
+
+    /* sends for 3 s after it: each one past 1 s without the gender */
+    while (last_ms < stored_ms + 3000 && sent < 200) {
+        member_created(CORP4, sent++);
+        assert_true(wait_ct(r, "change_contact", "create_user", sent, 15000));
+        assert_int_equal(
+            rcv_hit(r, "change_contact", "create_user", sent - 1, &h), 0);
+        last_ms = h.at_ms;
+        if (h.at_ms >= stored_ms + 1000) {
+            after++;
+            if (strstr(h.msg, "<Gender>") != NULL) {
+                print_message("# the gender was delivered %lld ms after the "
+                              "change was stored\n",
+                              h.at_ms - stored_ms);
+                fail();
+            }
+        }
+    }
+    assert_true(after > 0);
+    rcv_stop(r);
+}
+
+/* Five services, one tenant: it is read and decoded far less often than
+ * it is sent (before, once per send). */
+static void
+test_tenant_read_once_for_many_sends(void **state)
+{
+    static const char *const names[] = {"k-a", "k-b", "k-c", "k-d", "k-e"};
+    struct rcv *rs[NITEMS(names)];
+    long before, reads;
+    char *sec;
+    size_t i;
+    int j, events = 20;
+
+    (void)state;
+    for (i = 0; i < NITEMS(names); i++) {
+        rs[i] = rcv_start(0, M_OK);
+        sec = tc_svc_add(names[i], "contacts.read", "--corps", CORP4);
+        free(sec);
+        deliver(rs[i], names[i], rs[i]->port, NULL, NULL);
+    }
+    /* every service read by the engine before the count starts */
+    member_created(CORP4, 500);
+    for (i = 0; i < NITEMS(names); i++)
+        assert_true(wait_ct(rs[i], "change_contact", "create_user", 1, 15000));
+    before = tc_metric(TENANT_READS);
+    for (j = 0; j < events; j++)
+        member_created(CORP4, 501 + j);
+    for (i = 0; i < NITEMS(names); i++)
+        assert_true(
+            wait_ct(rs[i], "change_contact", "create_user", events + 1, 30000));
+    reads = tc_metric(TENANT_READS) - before;
+    print_message("# %d events to %zu services: %ld tenant reads\n", events,
+                  NITEMS(names), reads);
+    /* a read per change notice at most, never one per send */
+    assert_true(before > 0);
+    assert_true(reads >= 0 && reads <= events);
+    for (i = 0; i < NITEMS(names); i++)
+        rcv_stop(rs[i]);
+}
+
 int
 main(void)
 {
@@ -1658,6 +1779,8 @@ main(void)
         cmocka_unit_test(test_external_tag_whole_tenant_only),
         cmocka_unit_test(test_external_contact_welcome_and_index),
         cmocka_unit_test(test_data_callback_to_messages_service),
+        cmocka_unit_test(test_narrowed_grant_applies_with_copy_warm),
+        cmocka_unit_test(test_tenant_read_once_for_many_sends),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
