@@ -431,6 +431,41 @@ parse_db(const char *s, size_t n, long max, long *out)
 }
 
 /*
+ * The optional "[user]:password@" at p (before end, the authority's end)
+ * of a redis:// or sentinel:// URL into r->user and r->password (owned).
+ * One '@' only (the store splits at the first), a non-empty password, user
+ * < 128 and password < 256 bytes. *after is where the host starts. BRK_OK,
+ * BRK_ERR_INVAL or BRK_ERR_NOMEM (r as it was, nothing owned added).
+ */
+enum brk_err
+config_redis_userinfo(const char *p, const char *end, struct config_redis *r,
+                      const char **after)
+{
+    const char *at = memchr(p, '@', (size_t)(end - p)), *colon;
+    char *user = NULL;
+
+    if (at == NULL) {
+        *after = p;
+        return BRK_OK;
+    }
+    colon = memchr(p, ':', (size_t)(at - p));
+    if (colon == NULL || at == colon + 1 || (size_t)(colon - p) >= 128 ||
+        (size_t)(at - colon - 1) >= 256 ||
+        memchr(at + 1, '@', (size_t)(end - at - 1)) != NULL)
+        return BRK_ERR_INVAL;
+    if (colon > p && (user = brk_strndup(p, (size_t)(colon - p))) == NULL)
+        return BRK_ERR_NOMEM;
+    r->password = brk_strndup(colon + 1, (size_t)(at - colon - 1));
+    if (r->password == NULL) {
+        brk_free(user);
+        return BRK_ERR_NOMEM;
+    }
+    r->user = user;
+    *after = at + 1;
+    return BRK_OK;
+}
+
+/*
  * Split a non-empty redis value, in the grammar the store accepts:
  * "redis://[[user]:password@]host[:port][/db]" (port 6379 by default,
  * no IPv6 literal, no '@' or '/' in the password) or
@@ -444,7 +479,7 @@ config_redis_parse(const char *url, struct config_redis *out)
 {
     struct config_redis r;
     char host[256];
-    const char *p, *at, *end, *colon, *q;
+    const char *p, *end, *q;
     size_t n;
     enum brk_err err = BRK_ERR_INVAL;
 
@@ -472,28 +507,10 @@ config_redis_parse(const char *url, struct config_redis *out)
         goto out;
     p = url + 8;
     end = p + strcspn(p, "/");
-    at = memchr(p, '@', (size_t)(end - p));
-    if (at != NULL) {
-        colon = memchr(p, ':', (size_t)(at - p));
-        /* one '@' only: the store splits at the first one */
-        if (colon == NULL || at == colon + 1 || (size_t)(colon - p) >= 128 ||
-            (size_t)(at - colon - 1) >= 256 ||
-            memchr(at + 1, '@', (size_t)(end - at - 1)) != NULL)
-            goto out;
-        if (colon > p) {
-            r.user = brk_strndup(p, (size_t)(colon - p));
-            if (r.user == NULL) {
-                err = BRK_ERR_NOMEM;
-                goto out;
-            }
-        }
-        r.password = brk_strndup(colon + 1, (size_t)(at - colon - 1));
-        if (r.password == NULL) {
-            err = BRK_ERR_NOMEM;
-            goto out;
-        }
-        p = at + 1;
-    }
+    err = config_redis_userinfo(p, end, &r, &p);
+    if (err)
+        goto out;
+    err = BRK_ERR_INVAL;
     if (p < end && *p == '[')
         goto out;
     if (split_hostport(p, (size_t)(end - p), 0, 0, host, sizeof(host),

@@ -1972,3 +1972,23 @@ scope_map_event_set(const struct scope_map *m)
 {
     return m != NULL ? m->evs : NULL;
 }
+
+int
+scope_type_matches(enum scope_type t, const json_t *v)
+{
+    switch (t) {
+    case SCOPE_T_STRING:
+        return json_is_string(v);
+    case SCOPE_T_INTEGER:
+        return json_is_integer(v);
+    case SCOPE_T_NUMBER:
+        return json_is_number(v);
+    case SCOPE_T_BOOL:
+        return json_is_boolean(v);
+    case SCOPE_T_OBJECT:
+        return json_is_object(v);
+    case SCOPE_T_ARRAY:
+        return json_is_array(v);
+    }
+    return 0;
+}

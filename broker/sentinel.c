@@ -108,7 +108,7 @@ enum brk_err
 sentinel_url_parse(const char *url, struct config_redis *out)
 {
     struct config_redis r;
-    const char *p, *end, *at, *colon, *name, *slash, *c;
+    const char *p, *end, *name, *slash, *c;
     enum brk_err err = BRK_ERR_INVAL;
 
     memset(&r, 0, sizeof(r));
@@ -121,29 +121,11 @@ sentinel_url_parse(const char *url, struct config_redis *out)
     end = p + strcspn(p, "/");
     if (*end != '/')
         goto out; /* the master's name is required */
-    at = memchr(p, '@', (size_t)(end - p));
-    if (at != NULL) {
-        /* the same userinfo rules as redis://: one '@', a non-empty
-         * password, no '/' in it */
-        colon = memchr(p, ':', (size_t)(at - p));
-        if (colon == NULL || at == colon + 1 || (size_t)(colon - p) >= 128 ||
-            (size_t)(at - colon - 1) >= 256 ||
-            memchr(at + 1, '@', (size_t)(end - at - 1)) != NULL)
-            goto out;
-        if (colon > p) {
-            r.user = brk_strndup(p, (size_t)(colon - p));
-            if (r.user == NULL) {
-                err = BRK_ERR_NOMEM;
-                goto out;
-            }
-        }
-        r.password = brk_strndup(colon + 1, (size_t)(at - colon - 1));
-        if (r.password == NULL) {
-            err = BRK_ERR_NOMEM;
-            goto out;
-        }
-        p = at + 1;
-    }
+    /* the same userinfo rules as redis:// */
+    err = config_redis_userinfo(p, end, &r, &p);
+    if (err)
+        goto out;
+    err = BRK_ERR_INVAL;
     r.sentinels = brk_calloc(SENTINEL_MAX_NODES, sizeof(*r.sentinels));
     if (r.sentinels == NULL) {
         err = BRK_ERR_NOMEM;

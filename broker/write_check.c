@@ -94,26 +94,6 @@ chars(const char *s, size_t len)
 }
 
 static int
-type_ok(enum scope_type t, const json_t *v)
-{
-    switch (t) {
-    case SCOPE_T_STRING:
-        return json_is_string(v);
-    case SCOPE_T_INTEGER:
-        return json_is_integer(v);
-    case SCOPE_T_NUMBER:
-        return json_is_number(v);
-    case SCOPE_T_BOOL:
-        return json_is_boolean(v);
-    case SCOPE_T_OBJECT:
-        return json_is_object(v);
-    case SCOPE_T_ARRAY:
-        return json_is_array(v);
-    }
-    return 0;
-}
-
-static int
 enum_ok(const struct scope_body *d, const json_t *v)
 {
     size_t i;
@@ -142,7 +122,7 @@ walk_value(struct walk *k, const struct scope_body *d, json_t *v,
     json_t *e, *o, *c;
     size_t i;
 
-    if (!type_ok(d->type, v))
+    if (!scope_type_matches(d->type, v))
         return fail(k, ERRCODE_INVALID_VALUE, "invalid parameter: wrong type",
                     path);
     switch (d->type) {

@@ -117,6 +117,11 @@ enum brk_err config_parse_listen(const char *s, char *host, size_t hostlen,
 /* Split a non-empty `redis` value into its parts. */
 enum brk_err config_redis_parse(const char *url,
                                 struct config_redis *out) BRK_WUR;
+/* The "[user]:password@" of a redis:// or sentinel:// authority (p up
+ * to end) into r; *after where the host starts (see config.c). */
+enum brk_err config_redis_userinfo(const char *p, const char *end,
+                                   struct config_redis *r,
+                                   const char **after) BRK_WUR;
 /* Release what config_redis_parse filled in, wiping the password. */
 void config_redis_clear(struct config_redis *r);
 

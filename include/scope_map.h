@@ -63,6 +63,11 @@ struct scope_node {
     unsigned cap;              /* enum capability bits the field needs */
 };
 
+/* Nonzero when the JSON value v (jansson's) is of type t; an array's
+ * items are the caller's to check. */
+struct json_t;
+int scope_type_matches(enum scope_type t, const struct json_t *v);
+
 /* The child of an object node named name (len bytes), or NULL. */
 const struct scope_node *scope_node_field(const struct scope_node *obj,
                                           const char *name, size_t len);
