@@ -330,11 +330,26 @@ userdetail(const char *tok, const char *ticket)
 static char *
 snap_without(const char *const *skip)
 {
-    char *s = h_snapshot(&H), *out, *line, *nl;
+    char *s = h_snapshot(&H), *next, *out, *line, *nl;
     size_t o = 0, i;
+    long end = h_now_ms() + 5000;
     int drop;
 
     assert_non_null(s);
+    /* settled: a write still in flight from an earlier step (the broker
+     * answers a browser before its last Redis step may land) must not
+     * count as this request's */
+    for (;;) {
+        usleep(100 * 1000); /* polling for two equal snapshots */
+        next = h_snapshot(&H);
+        assert_non_null(next);
+        if (strcmp(s, next) == 0 || h_now_ms() > end) {
+            free(next);
+            break;
+        }
+        free(s);
+        s = next;
+    }
     out = malloc(strlen(s) + 1);
     assert_non_null(out);
     for (line = s; *line != '\0'; line = nl + 1) {
