@@ -282,20 +282,21 @@ test_headers(void **state)
     n = 300 + MULTIPART_FILENAME_MAX;
     big = malloc(n + 200);
     assert_non_null(big);
-    p = big + sprintf(big, "--XyZ\r\nContent-Disposition: form-data; "
-                           "name=\"media\"; filename=\"");
+    p = big + snprintf(big, n + 200,
+                       "--XyZ\r\nContent-Disposition: form-data; "
+                       "name=\"media\"; filename=\"");
     memset(p, 'a', MULTIPART_FILENAME_MAX + 1);
     p += MULTIPART_FILENAME_MAX + 1;
-    sprintf(p, "\"\r\n" PNG "\r\n\r\nabcdefg\r\n--XyZ--");
+    snprintf(p, 100, "\"\r\n" PNG "\r\n\r\nabcdefg\r\n--XyZ--");
     expect(CT, big, ERRCODE_INVALID_VALUE);
     free(big);
     /* a header block over MULTIPART_HEADERS_MAX, even if one follows */
     big = malloc(2 * MULTIPART_HEADERS_MAX + 200);
     assert_non_null(big);
-    p = big + sprintf(big, "--XyZ\r\n" CD "\r\n" PNG "\r\nX-Pad: ");
+    p = big + snprintf(big, 200, "--XyZ\r\n" CD "\r\n" PNG "\r\nX-Pad: ");
     memset(p, 'a', MULTIPART_HEADERS_MAX);
     p += MULTIPART_HEADERS_MAX;
-    sprintf(p, "\r\n\r\nabcdefg\r\n--XyZ--");
+    snprintf(p, 100, "\r\n\r\nabcdefg\r\n--XyZ--");
     expect(CT, big, ERRCODE_INVALID_VALUE);
     free(big);
 }
