@@ -255,6 +255,42 @@ test_served_to_any_writer(void **state)
                        "application/octet-stream", 6));
 }
 
+/* The same upload with the same idempotency key: WeCom called once, the
+ * stored reply replayed (the broker's body is the same for the same media) */
+static void
+test_idempotent_retry(void **state)
+{
+    struct sc_resp r;
+    size_t before = tc_mock_count(UPLOAD, NULL), len;
+    char *b = body_of("media", "b.png", "image/png", 3000, &len);
+    struct curl_slist *hl;
+    char url[512], first[128];
+    CURL *c;
+    int i;
+
+    (void)state;
+    snprintf(url, sizeof(url),
+             "http://127.0.0.1:%d" UPLOAD "?type=image&access_token=%s",
+             H.int_port, WriterTok);
+    for (i = 0; i < 2; i++) {
+        sc_resp_init(&r);
+        c = sc_easy(&r, "POST", url, b, len, NULL);
+        hl = curl_slist_append(NULL, CT);
+        hl = curl_slist_append(hl, "X-Broker-Idempotency-Key: upload-7");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+        sc_perform(c, &r);
+        curl_slist_free_all(hl);
+        SC_EXPECT(&r, 200, 0);
+        if (i == 0)
+            h_copy_str(first, sizeof(first), h_str(r.json, "media_id"));
+        else
+            assert_string_equal(h_str(r.json, "media_id"), first);
+        sc_resp_free(&r);
+    }
+    free(b);
+    assert_int_equal(tc_mock_count(UPLOAD, NULL), before + 1);
+}
+
 static void
 test_no_capability(void **state)
 {
@@ -459,6 +495,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_served_to_any_writer),
+        cmocka_unit_test(test_idempotent_retry),
         cmocka_unit_test(test_no_capability),
         cmocka_unit_test(test_refused_before_wecom),
         cmocka_unit_test(test_media_id_in_msg_template),
