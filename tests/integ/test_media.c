@@ -16,12 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "broker.h"
 #include "harness.h"
 #include "simclient.h"
+#include "store.h"
 #include "svcclient.h"
 #include "tenantclient.h"
 #include "write_store.h"
@@ -39,6 +41,8 @@ static int MockPort;
 static char *Writer, *Messenger, *Welcomer, *Plain;
 static char WriterTok[128], MessengerTok[128], WelcomerTok[128], PlainTok[128];
 static char Cust[80];
+static char WelcomerId[32];
+static struct event_base *Base;
 
 static char *
 svc_add(const char *name, const char *scopes, const char *caps)
@@ -149,6 +153,7 @@ setup(void **state)
     char broker[256], body[512], pq[512];
     struct sc_resp r;
     json_t *list;
+    int rc;
 
     (void)state;
     if (h_setup(&H) != 0)
@@ -165,6 +170,7 @@ setup(void **state)
     snprintf(body, sizeof(body),
              "{\"corpid\":\"%s\",\"app_permissions\":[\"contact:base:base\","
              "\"externalcontact:base:base\","
+             "\"externalcontact:contact:welcome_msg\","
              "\"externalcontact:contact:group_msg\"]}",
              CORP);
     h_sim_ok(MockPort, "POST", "/__mock/permissions", body);
@@ -172,12 +178,18 @@ setup(void **state)
     tc_wait_status(S1, CORP, "active", 30000);
     Writer = svc_add("writer", SCOPES, "external.write");
     Messenger = svc_add("messenger", SCOPES, "external.message");
-    Welcomer = svc_add("welcomer", SCOPES, "external.welcome");
+    Welcomer =
+        svc_add("welcomer", SCOPES ",externalcontact:contact:welcome_msg",
+                "external.welcome");
     Plain = svc_add("plain", SCOPES, NULL);
     token(Writer, WriterTok);
     token(Messenger, MessengerTok);
     token(Welcomer, WelcomerTok);
     token(Plain, PlainTok);
+    list = tc_ctl(&rc, "service", "show", "welcomer", (const char *)NULL);
+    assert_int_equal(rc, 0);
+    h_copy_str(WelcomerId, sizeof(WelcomerId), h_str(list, "id"));
+    json_decref(list);
     /* a customer of u00001, read through the broker (feeds its index) */
     sc_resp_init(&r);
     sc_call(&r, H.int_port, "GET", NULL,
@@ -409,6 +421,88 @@ test_media_id_in_msg_template(void **state)
     sc_resp_free(&r);
 }
 
+struct done {
+    int calls;
+    enum brk_err err;
+};
+
+static void
+on_done(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct done *d = arg;
+
+    (void)r;
+    d->calls++;
+    d->err = err;
+}
+
+static int
+is_up(void *arg)
+{
+    event_base_loop(Base, EVLOOP_NONBLOCK);
+    return store_is_up(arg);
+}
+
+static int
+answered(void *arg)
+{
+    event_base_loop(Base, EVLOOP_NONBLOCK);
+    return ((struct done *)arg)->calls > 0;
+}
+
+/* A WelcomeCode the simulator minted, recorded as delivered to the
+ * welcomer just now (as the event delivery does). */
+static void
+record_code(char *code, size_t len)
+{
+    struct store *st = NULL;
+    struct done d = {0, BRK_OK};
+    char url[400], hash[65], body[128];
+    json_t *j;
+
+    snprintf(body, sizeof(body), "{\"corpid\":\"%s\"}", CORP);
+    j = h_sim_json(MockPort, "POST", "/__mock/welcome_code", body);
+    h_copy_str(code, len, h_need_str(j, "welcome_code"));
+    json_decref(j);
+    snprintf(url, sizeof(url), "unix://%s", H.redis_sock);
+    assert_int_equal(store_new(Base, url, 2000, &st), BRK_OK);
+    assert_true(h_wait(is_up, st, 5000));
+    assert_int_equal(write_store_sha256(code, strlen(code), hash), BRK_OK);
+    assert_int_equal(welcome_record(st, "wb:", S1, CORP, hash, WelcomerId,
+                                    brk_wall_ms(), on_done, &d),
+                     BRK_OK);
+    assert_true(h_wait(answered, &d, 5000));
+    assert_int_equal(d.err, BRK_OK);
+    store_free(st);
+}
+
+static void
+test_media_id_in_welcome(void **state)
+{
+    char code[80], body[512];
+    struct sc_resp r;
+    json_t *j;
+
+    (void)state;
+    Base = event_base_new();
+    assert_non_null(Base);
+    j = served(WelcomerTok, "image", "hello.jpg", "image/jpeg", 2048);
+    record_code(code, sizeof(code));
+    snprintf(body, sizeof(body),
+             "{\"welcome_code\":\"%s\",\"attachments\":[{\"msgtype\":"
+             "\"image\",\"image\":{\"media_id\":\"%s\"}}]}",
+             code, h_str(j, "media_id"));
+    json_decref(j);
+    sc_resp_init(&r);
+    sc_call(&r, H.int_port, "POST", body,
+            "/cgi-bin/externalcontact/send_welcome_msg?access_token=%s",
+            WelcomerTok);
+    SC_EXPECT(&r, 200, 0);
+    sc_resp_free(&r);
+    event_base_free(Base);
+    Base = NULL;
+}
+
 /* The value of field in an audit entry (a stream entry's field list). */
 static const char *
 field(const redisReply *f, const char *name)
@@ -499,6 +593,7 @@ main(void)
         cmocka_unit_test(test_no_capability),
         cmocka_unit_test(test_refused_before_wecom),
         cmocka_unit_test(test_media_id_in_msg_template),
+        cmocka_unit_test(test_media_id_in_welcome),
         cmocka_unit_test(test_audit),
         cmocka_unit_test(test_scopes_list),
     };
