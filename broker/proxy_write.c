@@ -575,9 +575,11 @@ proxy_write_tenant(struct preq *q)
         return;
     }
     if ((q->svc->caps & q->ep->capability) == 0) {
-        snprintf(msg, sizeof(msg),
-                 "api forbidden: the service lacks the capability %s",
-                 capability_format(q->ep->capability, caps, sizeof(caps)));
+        capability_format(q->ep->capability, caps, sizeof(caps));
+        snprintf(msg, sizeof(msg), "api forbidden: the service lacks %s%s",
+                 strchr(caps, ',') ? "all of the capabilities "
+                                   : "the capability ",
+                 caps);
         refuse(q, ERRCODE_API_FORBIDDEN, msg);
         return;
     }
