@@ -32,6 +32,7 @@
 #include "log.h"
 #include "loops.h"
 #include "metrics.h"
+#include "multipart.h"
 #include "redis_embed.h"
 #include "sentinel.h"
 #include "proxy.h"
@@ -45,7 +46,8 @@
 #define DRAIN_TIMEOUT_MS  10000
 #define REDIS_CMD_TIMEOUT 800 /* ms: keeps an ack well inside WeCom's 1 s */
 #define REDIS_START_WAIT  30000
-#define INTERNAL_MAX_BODY (1024 * 1024)
+/* media/upload's 20 MB file and its framing (proxy.c keeps JSON at 1 MB) */
+#define INTERNAL_MAX_BODY MULTIPART_BODY_MAX
 /* A replaced keyring is freed this long after the swap: the work that may
  * still hold it (a data-key load: at most three Redis commands, each with
  * its REDIS_CMD_TIMEOUT) is long over by then. */

@@ -92,7 +92,8 @@ proxy_preq_free(struct preq *q)
     proxy_range_unref(q->narrowed);
     brk_free(q->upstream_qs);
     if (q->upstream_body != NULL) {
-        brk_wipe(q->upstream_body, strlen(q->upstream_body));
+        brk_wipe(q->upstream_body,
+                 q->upstream_len ? q->upstream_len : strlen(q->upstream_body));
         free(q->upstream_body);
     }
     brk_free_secret_str(q->corp_token);
@@ -414,7 +415,11 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
              q->upstream_qs ? q->upstream_qs : "");
     q->seen = 0;
     err = filter_new(&q->ep->root, &q->grant, in_range, q, NULL, &q->filter);
-    if (!err)
+    if (!err && q->upstream_len > 0)
+        err = wecom_api_stream_body(q->p->api, url, q->upstream_ctype,
+                                    q->upstream_body, q->upstream_len, NULL,
+                                    on_chunk, on_upstream, q);
+    else if (!err)
         err =
             wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url,
                              q->upstream_body, NULL, on_chunk, on_upstream, q);
@@ -688,6 +693,12 @@ proxy_handle(struct httpd_req *r, void *arg)
         q->ep = NULL;
         proxy_reply_error(q, ERRCODE_API_FORBIDDEN,
                           "api forbidden: not declared in scopes");
+        return;
+    }
+    /* the listener takes media/upload's 20 MB: JSON bodies stay small */
+    if (!q->ep->multipart && httpd_body_len(r) > PROXY_JSON_BODY_MAX) {
+        proxy_reply_error(q, ERRCODE_INVALID_VALUE,
+                          "invalid parameter: body too large");
         return;
     }
     /* a write's body is checked whole once the caller is known */

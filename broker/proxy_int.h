@@ -80,6 +80,10 @@ struct preq {
     enum grant_refusal why;
     char *upstream_qs;
     char *upstream_body;
+    /* a body that is not JSON (media/upload): its length and its
+     * "Content-Type: ..." line; upstream_len 0 for JSON */
+    size_t upstream_len;
+    char upstream_ctype[128];
     char *corp_token;
     int retried;
     int budget_held; /* a call the budget allowed, not yet reported */
@@ -157,11 +161,30 @@ void proxy_write_tenant(struct preq *q);
  * idempotent reply are stored; a customer read feeds the customer index.
  * Sends nothing to the service; cannot fail. */
 void proxy_write_replied(struct preq *q, const char *out, size_t len);
-/* The write's audit fields (body key names, body SHA-256) appended to kv
- * at n; returns the new n (at most 4 more). */
+/* The write's audit fields (body key names, body SHA-256; media/upload:
+ * the media's content type, size and SHA-256) appended to kv at n;
+ * returns the new n (at most 6 more). */
 size_t proxy_write_audit(const struct preq *q, const char **kv, size_t n);
 /* Frees q->wr, releasing an idempotency key left pending. */
 void proxy_write_free(struct preq *q);
+
+/*---- media/upload (proxy_media.c) ----*/
+
+/* The body forwarded for a media/upload and what the audit says of it. */
+struct proxy_media {
+    char *body; /* owned: the multipart body the broker built */
+    size_t len;
+    char ctype_line[128]; /* "Content-Type: multipart/form-data; ..." */
+    char part_ctype[128]; /* the media's content type */
+    size_t size;          /* the media's bytes */
+    char sha[65];         /* SHA-256 of the media, hex */
+};
+
+/* The request's body and type checked (multipart.h) and the forwarded body
+ * built into *out; ERRCODE_OK, or the errcode and msg to refuse with.
+ * *out is written only on success. */
+enum errcode proxy_media_build(struct preq *q, struct proxy_media *out,
+                               char *msg, size_t msglen);
 
 /*---- Member OAuth, service side (proxy_oauth.c) ----*/
 

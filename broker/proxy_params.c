@@ -86,6 +86,18 @@ typed_value(const struct scope_param *p, const char *s)
     return NULL;
 }
 
+/* Is v one of p's enum values (any value when p declares none)? */
+static int
+in_enum(const struct scope_param *p, const char *v)
+{
+    size_t i;
+
+    for (i = 0; i < p->nenums; i++)
+        if (strcmp(p->enums[i], v) == 0)
+            return 1;
+    return p->nenums == 0;
+}
+
 /* GET: every parameter declared, once, well-typed; subjects in range.
  * Builds the query passed upstream from declared parameters only. */
 enum errcode
@@ -115,6 +127,15 @@ proxy_check_query(struct preq *q, char *msg, size_t msglen)
             dynbuf_free(&qs);
             snprintf(msg, msglen, "invalid parameter: %s", name);
             return ERRCODE_INVALID_PARAMETER;
+        }
+        if (!in_enum(p, q->q->params[i].value)) {
+            json_decref(v);
+            dynbuf_free(&qs);
+            snprintf(msg, msglen,
+                     "invalid parameter: %s is not an allowed "
+                     "value",
+                     name);
+            return ERRCODE_INVALID_VALUE;
         }
         if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v)) {
             json_decref(v);

@@ -60,6 +60,8 @@ enum stage {
 
 struct pwrite {
     struct write_checked *wc;
+    struct proxy_media media; /* media/upload's; size 0 otherwise */
+    char media_size[24];
     char sha[65];        /* of the forwarded body */
     char idem[KEYS_MAX]; /* the key's record, "" without a key */
     int idem_held;       /* a pending record is ours to finish */
@@ -102,6 +104,16 @@ proxy_write_audit(const struct preq *q, const char **kv, size_t n)
 
     if (w == NULL || w->wc == NULL)
         return n;
+    if (q->ep->multipart) {
+        /* the media's type, size and digest; never its bytes or name */
+        kv[n++] = "media_type";
+        kv[n++] = w->media.part_ctype;
+        kv[n++] = "media_size";
+        kv[n++] = w->media_size;
+        kv[n++] = "media_sha256";
+        kv[n++] = w->media.sha;
+        return n;
+    }
     kv[n++] = "body_keys";
     kv[n++] = w->wc->keys;
     kv[n++] = "body_sha256";
@@ -431,7 +443,16 @@ step(struct preq *q)
         w->stage = ST_UPSTREAM;
         /* fall through */
     case ST_UPSTREAM:
-        q->upstream_body = brk_strdup(w->wc->body);
+        if (q->ep->multipart) {
+            /* up to 20 MB: handed over, not copied */
+            q->upstream_body = w->wc->body;
+            q->upstream_len = w->wc->body_len;
+            w->wc->body = NULL;
+            snprintf(q->upstream_ctype, sizeof(q->upstream_ctype), "%s",
+                     w->media.ctype_line);
+        } else {
+            q->upstream_body = brk_strdup(w->wc->body);
+        }
         if (q->upstream_body == NULL)
             goto fail;
         w->result = "forwarded";
@@ -504,10 +525,38 @@ range_ok(const struct preq *q)
     return 0;
 }
 
+/* media/upload's body as a checked write: the body the broker built, no
+ * subjects, its one key "media". */
+static enum errcode
+media_checked(struct preq *q, char *msg, size_t msglen)
+{
+    struct pwrite *w = q->wr;
+    struct proxy_media m;
+    enum errcode e;
+
+    e = proxy_media_build(q, &m, msg, msglen);
+    if (e != ERRCODE_OK)
+        return e;
+    w->wc = brk_calloc(1, sizeof(*w->wc));
+    if (w->wc == NULL || (w->wc->keys = brk_strdup("media")) == NULL) {
+        brk_free(w->wc);
+        w->wc = NULL;
+        brk_free(m.body);
+        snprintf(msg, msglen, "out of memory");
+        return ERRCODE_UNAVAILABLE;
+    }
+    w->wc->body = m.body;
+    w->wc->body_len = m.len;
+    m.body = NULL;
+    w->media = m;
+    snprintf(w->media_size, sizeof(w->media_size), "%zu", m.size);
+    return ERRCODE_OK;
+}
+
 void
 proxy_write_tenant(struct preq *q)
 {
-    char msg[256];
+    char msg[256], caps[CAPABILITY_LIST_MAX];
     enum errcode e;
     enum brk_err err;
 
@@ -526,9 +575,11 @@ proxy_write_tenant(struct preq *q)
         return;
     }
     if ((q->svc->caps & q->ep->capability) == 0) {
-        snprintf(msg, sizeof(msg),
-                 "api forbidden: the service lacks the capability %s",
-                 capability_name(q->ep->capability));
+        capability_format(q->ep->capability, caps, sizeof(caps));
+        snprintf(msg, sizeof(msg), "api forbidden: the service lacks %s%s",
+                 strchr(caps, ',') ? "all of the capabilities "
+                                   : "the capability ",
+                 caps);
         refuse(q, ERRCODE_API_FORBIDDEN, msg);
         return;
     }
@@ -555,8 +606,11 @@ proxy_write_tenant(struct preq *q)
                " is 1..64 of [A-Za-z0-9_.-], once");
         return;
     }
-    e = write_check(&q->ep->body, httpd_body(q->r), httpd_body_len(q->r),
-                    &q->wr->wc, msg, sizeof(msg));
+    if (q->ep->multipart)
+        e = media_checked(q, msg, sizeof(msg));
+    else
+        e = write_check(&q->ep->body, httpd_body(q->r), httpd_body_len(q->r),
+                        &q->wr->wc, msg, sizeof(msg));
     if (e != ERRCODE_OK) {
         refuse(q, e, msg);
         return;

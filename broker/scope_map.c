@@ -156,12 +156,16 @@ static void scope_body_clear(struct scope_body *b);
 static void
 endpoint_clear(struct scope_endpoint *e)
 {
-    size_t i;
+    size_t i, j;
 
     brk_free(e->path);
     brk_free(e->method);
-    for (i = 0; i < e->nparams; i++)
+    for (i = 0; i < e->nparams; i++) {
         brk_free(e->params[i].name);
+        for (j = 0; j < e->params[i].nenums; j++)
+            brk_free(e->params[i].enums[j]);
+        brk_free(e->params[i].enums);
+    }
     brk_free(e->params);
     node_clear(&e->root);
     scope_body_clear(&e->body);
@@ -952,9 +956,10 @@ load_param(struct loader *ld, const char *name, const json_t *j,
            struct scope_param *p, int is_get)
 {
     const char *k, *tname = NULL, *subject = NULL, *note = NULL;
-    const json_t *v, *req = NULL;
+    const json_t *v, *req = NULL, *en = NULL, *x;
     enum brk_err err;
     int t, kind = SCOPE_P_PLAIN;
+    size_t i;
 
     if (strcmp(name, "access_token") == 0)
         return ld_fail(ld, "access_token is implicit; do not declare it");
@@ -976,8 +981,12 @@ load_param(struct loader *ld, const char *name, const json_t *j,
             err = str_key(ld, k, v, &note);
         else if (strcmp(k, "required") == 0)
             req = v;
+        else if (strcmp(k, "enum") == 0)
+            en = v;
         else
             err = ld_fail(ld, "unknown key \"%s\"", k);
+        if (err == BRK_OK && en == v && !json_is_array(v))
+            err = ld_fail(ld, "\"enum\" is an array of strings");
         if (err == BRK_OK && req == v && !json_is_boolean(v))
             err = ld_fail(ld, "\"required\" must be true or false");
         if (err)
@@ -1006,6 +1015,26 @@ load_param(struct loader *ld, const char *name, const json_t *j,
     p->type = (enum scope_type)t;
     p->kind = (enum scope_param_kind)kind;
     p->required = req != NULL && json_is_true(req);
+    if (en == NULL)
+        return BRK_OK;
+    push_key(ld, "enum");
+    if (t != SCOPE_T_STRING || json_array_size(en) == 0 ||
+        json_array_size(en) > 64)
+        return ld_fail(ld, "an enum is 1..64 strings of a string parameter");
+    p->enums = brk_calloc(json_array_size(en), sizeof(*p->enums));
+    if (p->enums == NULL)
+        return nomem(ld->info);
+    json_array_foreach(en, i, x)
+    {
+        if (!json_is_string(x) || json_string_length(x) == 0 ||
+            json_string_length(x) > 64)
+            return ld_fail(ld, "an enum value is a string of 1..64 bytes");
+        p->enums[i] = brk_strdup(json_string_value(x));
+        if (p->enums[i] == NULL)
+            return nomem(ld->info);
+        p->nenums++;
+    }
+    pop(ld);
     return BRK_OK;
 }
 
@@ -1140,7 +1169,8 @@ load_endpoint(struct loader *ld, const json_t *j, struct scope_endpoint *e)
         else if (strcmp(k, "response") == 0)
             response = v;
         else if (strcmp(k, "write") == 0 || strcmp(k, "capability") == 0 ||
-                 strcmp(k, "body") == 0 || strcmp(k, "creates") == 0)
+                 strcmp(k, "body") == 0 || strcmp(k, "creates") == 0 ||
+                 strcmp(k, "multipart") == 0)
             ; /* load_write reads them */
         else
             err = ld_fail(ld, "unknown key \"%s\"", k);
@@ -1508,9 +1538,47 @@ load_body_fields(struct loader *ld, const json_t *map, struct scope_body *b,
 }
 
 /*
+ * The capability of a write: one name, or an array of names of which any
+ * one suffices (media/upload serves every writer), into *out.
+ */
+static enum brk_err
+load_capability(struct loader *ld, const json_t *cap, unsigned *out)
+{
+    const json_t *x;
+    unsigned bits = 0, b;
+    size_t i;
+
+    if (json_is_string(cap)) {
+        b = capability_bit(json_string_value(cap));
+        if (capability_name(b) == NULL)
+            return ld_fail_at(ld, "capability", "unknown capability \"%s\"",
+                              json_string_value(cap));
+        *out = b;
+        return BRK_OK;
+    }
+    if (!json_is_array(cap) || json_array_size(cap) == 0)
+        return ld_fail_at(ld, "capability",
+                          "\"capability\" is a name or an array of names");
+    json_array_foreach(cap, i, x)
+    {
+        b = json_is_string(x) ? capability_bit(json_string_value(x)) : 0;
+        if (capability_name(b) == NULL)
+            return ld_fail_at(ld, "capability", "unknown capability \"%s\"",
+                              json_is_string(x) ? json_string_value(x) : "?");
+        if (bits & b)
+            return ld_fail_at(ld, "capability", "capability \"%s\" repeated",
+                              json_string_value(x));
+        bits |= b;
+    }
+    *out = bits;
+    return BRK_OK;
+}
+
+/*
  * The write keys of an endpoint object j: "write": true with "capability"
- * (one capability name), "body" (the request body's keys) and optionally
- * "creates"; none of them on a read.
+ * (a capability name, or an array of them: any one suffices), "body" (the
+ * request body's keys) or "multipart": true (media/upload's one part), and
+ * optionally "creates"; none of them on a read.
  */
 static enum brk_err
 load_write(struct loader *ld, const json_t *j, struct scope_endpoint *e)
@@ -1519,6 +1587,7 @@ load_write(struct loader *ld, const json_t *j, struct scope_endpoint *e)
     const json_t *cap = json_object_get(j, "capability");
     const json_t *body = json_object_get(j, "body");
     const json_t *cr = json_object_get(j, "creates");
+    const json_t *mp = json_object_get(j, "multipart");
     const char *method = json_string_value(json_object_get(j, "method"));
     enum brk_err err;
     int c;
@@ -1526,26 +1595,29 @@ load_write(struct loader *ld, const json_t *j, struct scope_endpoint *e)
     if (w != NULL && !json_is_boolean(w))
         return ld_fail_at(ld, "write", "\"write\" must be true or false");
     if (w == NULL || !json_is_true(w)) {
-        if (cap != NULL || body != NULL || cr != NULL)
+        if (cap != NULL || body != NULL || cr != NULL || mp != NULL)
             return ld_fail_at(ld,
                               cap    ? "capability"
                               : body ? "body"
-                                     : "creates",
+                              : cr   ? "creates"
+                                     : "multipart",
                               "only a write (\"write\": true) declares "
-                              "\"capability\", \"body\" or \"creates\"");
+                              "\"capability\", \"body\", \"multipart\" or "
+                              "\"creates\"");
         return BRK_OK;
     }
     if (method == NULL || strcmp(method, "POST") != 0)
         return ld_fail_at(ld, "method", "a write is a POST");
-    if (cap == NULL || body == NULL)
-        return ld_fail(ld, "a write declares \"%s\"",
-                       cap == NULL ? "capability" : "body");
-    if (!json_is_string(cap) ||
-        capability_name(capability_bit(json_string_value(cap))) == NULL)
-        return ld_fail_at(ld, "capability", "unknown capability \"%s\"",
-                          json_is_string(cap) ? json_string_value(cap) : "?");
+    if (mp != NULL && !json_is_true(mp))
+        return ld_fail_at(ld, "multipart", "\"multipart\" is true or absent");
+    if (cap == NULL || (body == NULL) == (mp == NULL))
+        return ld_fail(ld, "a write declares %s",
+                       cap == NULL ? "\"capability\""
+                                   : "one of \"body\" and \"multipart\"");
+    err = load_capability(ld, cap, &e->capability);
+    if (err)
+        return err;
     e->write = 1;
-    e->capability = capability_bit(json_string_value(cap));
     if (cr != NULL) {
         c = json_is_string(cr)
                 ? name_index(creates_names, nitems(creates_names),
@@ -1558,6 +1630,10 @@ load_write(struct loader *ld, const json_t *j, struct scope_endpoint *e)
         e->creates = (enum scope_creates)c;
     }
     e->body.type = SCOPE_T_OBJECT;
+    if (mp != NULL) {
+        e->multipart = 1;
+        return BRK_OK;
+    }
     push_key(ld, "body");
     err = load_body_fields(ld, body, &e->body, 1);
     if (err)

@@ -67,6 +67,7 @@ struct xfer {
     char *url;           /* wiped on free: the query carries tokens */
     char *body;          /* wiped on free: may carry a suite_secret */
     size_t body_len;
+    const char *ctype; /* a data-path POST's own Content-Type; NULL: JSON */
     const char *method;
     size_t path_len; /* the path part of the URL after the base, for logs */
     struct dynbuf resp;
@@ -548,6 +549,19 @@ xfer_setup(struct xfer *x, int post)
     if (x->post_cb != NULL &&
         (x->headers = curl_slist_append(x->headers, "Expect:")) == NULL)
         return BRK_ERR_NOMEM;
+    if (x->post_cb == NULL && x->ctype != NULL) {
+        /* a WeCom call with a body of its own type (media/upload): its
+         * own list, as the shared ones say JSON */
+        static const char *const hdrs[] = {"Expect:",
+                                           "Accept: application/json"};
+        size_t i;
+
+        for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
+            if ((x->headers = curl_slist_append(x->headers, hdrs[i])) == NULL)
+                return BRK_ERR_NOMEM;
+        if ((x->headers = curl_slist_append(x->headers, x->ctype)) == NULL)
+            return BRK_ERR_NOMEM;
+    }
     /* curl_off_t is 64-bit signed on every platform we build for */
     maxfs = api->max_body > (size_t)INT64_MAX ? (curl_off_t)INT64_MAX
                                               : (curl_off_t)api->max_body;
@@ -571,7 +585,7 @@ xfer_setup(struct xfer *x, int post)
         /* WeCom calls share the instance's header lists; a post to a
          * service's receiver carries its own */
         (rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER,
-                               x->post_cb != NULL ? x->headers
+                               x->headers != NULL ? x->headers
                                : post             ? api->hdr_post
                                                   : api->hdr_get)) ||
         (rc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb)) ||
@@ -622,10 +636,19 @@ path_query_ok(const char *pq)
     return 1;
 }
 
+/* A body of len bytes sent as ctype ("Content-Type: ..." line); NULL:
+ * json_body as JSON. */
+struct xfer_body {
+    const char *ctype;
+    const char *data;
+    size_t len;
+};
+
 static enum brk_err
 xfer_begin(struct wecom_api *api, const char *method, const char *path_query,
-           const char *json_body, const char *rate_key,
-           wecom_api_chunk_cb *on_data, wecom_api_cb *cb, void *arg)
+           const char *json_body, const struct xfer_body *raw,
+           const char *rate_key, wecom_api_chunk_cb *on_data, wecom_api_cb *cb,
+           void *arg)
 {
     struct xfer *x = NULL;
     struct timeval tv;
@@ -669,7 +692,17 @@ xfer_begin(struct wecom_api *api, const char *method, const char *path_query,
     memcpy(x->url, api->base_url, api->base_len);
     memcpy(x->url + api->base_len, path_query, pq_len + 1);
     x->path_len = strcspn(path_query, "?");
-    if (post) {
+    if (post && raw != NULL) {
+        x->ctype = raw->ctype;
+        x->body = brk_malloc(raw->len + 1);
+        if (x->body == NULL) {
+            err = BRK_ERR_NOMEM;
+            goto out;
+        }
+        memcpy(x->body, raw->data, raw->len);
+        x->body[raw->len] = '\0';
+        x->body_len = raw->len;
+    } else if (post) {
         x->body = brk_strdup(json_body != NULL ? json_body : "");
         if (x->body == NULL) {
             err = BRK_ERR_NOMEM;
@@ -1203,8 +1236,8 @@ wecom_api_call(struct wecom_api *api, const char *method,
                const char *path_query, const char *json_body,
                const char *rate_key, wecom_api_cb *cb, void *arg)
 {
-    return xfer_begin(api, method, path_query, json_body, rate_key, NULL, cb,
-                      arg);
+    return xfer_begin(api, method, path_query, json_body, NULL, rate_key, NULL,
+                      cb, arg);
 }
 
 /*
@@ -1223,7 +1256,28 @@ wecom_api_stream(struct wecom_api *api, const char *method,
 {
     if (on_data == NULL)
         return BRK_ERR_INVAL;
-    return xfer_begin(api, method, path_query, json_body, rate_key, on_data,
+    return xfer_begin(api, method, path_query, json_body, NULL, rate_key,
+                      on_data, done, arg);
+}
+
+/*
+ * A streamed POST whose body is not JSON (media/upload's multipart): like
+ * wecom_api_stream, with body (len bytes, copied) sent under the header
+ * line content_type ("Content-Type: ...", copied).
+ */
+enum brk_err
+wecom_api_stream_body(struct wecom_api *api, const char *path_query,
+                      const char *content_type, const char *body, size_t len,
+                      const char *rate_key, wecom_api_chunk_cb *on_data,
+                      wecom_api_cb *done, void *arg)
+{
+    struct xfer_body raw = {content_type, body, len};
+
+    if (on_data == NULL || content_type == NULL ||
+        strncmp(content_type, "Content-Type: ", 14) != 0 ||
+        strpbrk(content_type, "\r\n") != NULL || (body == NULL && len > 0))
+        return BRK_ERR_INVAL;
+    return xfer_begin(api, "POST", path_query, NULL, &raw, rate_key, on_data,
                       done, arg);
 }
 

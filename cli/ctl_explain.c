@@ -438,14 +438,23 @@ print_header(const struct explain *x, const struct scope_endpoint *e,
              const char *svc_name, const json_t *perms,
              const struct record_parties *parties)
 {
+    char caps[CAPABILITY_LIST_MAX];
+
     printf("%s %s   scope %s   (%s)\n", e->method, e->path,
            scope_perm_name(e->scope), e->file);
     print_parties(x, corp, suite, ten, svc_name, perms, parties);
-    if (e->write)
+    if (e->multipart)
+        printf("write:    needs any of the capabilities %s; the body is one "
+               "multipart part named media within WeCom's limits for the "
+               "type (no part, another name or a second part 40035; "
+               "malformed, wrong type, too large 40058); the broker builds "
+               "the body WeCom gets\n",
+               capability_format(e->capability, caps, sizeof(caps)));
+    else if (e->write)
         printf("write:    needs the capability %s; body keys are checked "
                "(undeclared or repeated 40035, bad value 40058) and only "
                "declared ones are forwarded (rows body:...)\n",
-               capability_name(e->capability));
+               capability_format(e->capability, caps, sizeof(caps)));
     if (x->refused)
         printf("result:   refused with errcode %ld before WeCom is called: "
                "%s\n\n",

@@ -221,6 +221,28 @@ body_json(const struct scope_endpoint *e)
     return a;
 }
 
+/* "a" for one capability, "any of a, b, c" for several. */
+static void
+any_of(unsigned caps, char *buf, size_t len)
+{
+    char names[CAPABILITY_LIST_MAX];
+    const char *p;
+    size_t o;
+
+    capability_format(caps, names, sizeof(names));
+    if (strchr(names, ',') == NULL) {
+        snprintf(buf, len, "%s", names);
+        return;
+    }
+    o = (size_t)snprintf(buf, len, "any of ");
+    for (p = names; *p != '\0' && o + 3 < len; p++) {
+        buf[o++] = *p;
+        if (*p == ',')
+            buf[o++] = ' ';
+    }
+    buf[o < len ? o : len - 1] = '\0';
+}
+
 static int
 scopes_list(struct ctl *c)
 {
@@ -228,7 +250,7 @@ scopes_list(struct ctl *c)
     struct scope_map *m = NULL;
     struct ctl_table *t = NULL;
     json_t *arr, *o, *ps;
-    char params[512], cap[CAPABILITY_LIST_MAX];
+    char params[512], cap[CAPABILITY_LIST_MAX + 16];
     size_t i, k;
     static const char *const heads[] = {
         "PATH", "METHOD", "SCOPE",
@@ -251,11 +273,16 @@ scopes_list(struct ctl *c)
             const char *row[5];
 
             /* a write's parameters are its body's keys */
-            if (e->write)
+            if (e->multipart) {
+                params_summary(e, params, sizeof(params) - 32);
+                snprintf(params + strlen(params), 32,
+                         "; body: multipart media*");
+            } else if (e->write) {
                 body_summary(e, params, sizeof(params));
-            else
+            } else {
                 params_summary(e, params, sizeof(params));
-            capability_format(e->capability, cap, sizeof(cap));
+            }
+            any_of(e->capability, cap, sizeof(cap));
             row[0] = e->path;
             row[1] = e->method;
             row[2] = scope_perm_name(e->scope);
@@ -272,12 +299,15 @@ scopes_list(struct ctl *c)
                           "type", scope_type_name(e->params[k].type), "subject",
                           scope_param_kind_name(e->params[k].kind), "required",
                           e->params[k].required));
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:s?, s:o?}", "path",
-                      e->path, "method", e->method, "scope",
-                      scope_perm_name(e->scope), "file", e->file, "params", ps,
-                      "write", e->write, "capability",
-                      e->write ? capability_name(e->capability) : NULL, "body",
-                      e->write ? body_json(e) : NULL);
+        /* "capability": one name, or several comma-separated of which
+         * any one suffices */
+        o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:o, s:b, s:s?, s:o?, s:b}", "path", e->path,
+            "method", e->method, "scope", scope_perm_name(e->scope), "file",
+            e->file, "params", ps, "write", e->write, "capability",
+            e->write ? capability_format(e->capability, cap, sizeof(cap))
+                     : NULL,
+            "body", e->write ? body_json(e) : NULL, "multipart", e->multipart);
         json_array_append_new(arr, o);
     }
     if (c->json) {

@@ -29,6 +29,9 @@ struct proxy;
 #define PROXY_TOKEN_TTL 7200
 /* gettoken hands out the current token while more than this remains. */
 #define PROXY_TOKEN_REUSE_S 300
+/* Largest JSON body of a request; media/upload's multipart body has its
+ * own limit (MULTIPART_BODY_MAX), which the listener is sized for. */
+#define PROXY_JSON_BODY_MAX (1024 * 1024)
 
 /* Everything borrowed must outlive the proxy. Owned: proxy_free. */
 enum brk_err proxy_new(struct event_base *base, const struct config *cfg,

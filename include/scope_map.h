@@ -91,6 +91,10 @@ struct scope_param {
     enum scope_type type;
     enum scope_param_kind kind;
     int required;
+    /* "enum": the allowed string values (a write's query: another is
+     * 40058); none when nenums is 0 */
+    char **enums;
+    size_t nenums;
 };
 
 /*---- Write bodies (SPEC §5b) ----*/
@@ -146,11 +150,14 @@ struct scope_endpoint {
     size_t nparams;
     struct scope_node root; /* the response object */
     char *file;             /* file it came from (for messages) */
-    /* writes ("write": true): the capability ops must have granted (one
-     * enum capability bit), the request body, what the reply creates;
-     * params of a write are query parameters */
+    /* writes ("write": true): the capabilities ops must have granted
+     * (enum capability bits: any one of them suffices), the request body,
+     * what the reply creates; params of a write are query parameters.
+     * multipart: the body is media/upload's one "media" part
+     * (multipart.h), not JSON, and body is empty */
     int write;
     unsigned capability;
+    int multipart;
     struct scope_body body;
     enum scope_creates creates;
 };

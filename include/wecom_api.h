@@ -63,6 +63,15 @@ enum brk_err wecom_api_stream(struct wecom_api *api, const char *method,
                               const char *rate_key, wecom_api_chunk_cb *on_data,
                               wecom_api_cb *done, void *arg) BRK_WUR;
 
+/* A streamed POST of a body that is not JSON (len bytes, copied), sent
+ * under content_type, a whole "Content-Type: ..." line (copied); otherwise as
+ * wecom_api_stream. */
+enum brk_err wecom_api_stream_body(struct wecom_api *api,
+                                   const char *path_query,
+                                   const char *content_type, const char *body,
+                                   size_t len, const char *rate_key,
+                                   wecom_api_chunk_cb *on_data,
+                                   wecom_api_cb *done, void *arg) BRK_WUR;
 /*
  * A POST to an absolute URL that is not WeCom's (a service's event
  * receiver): the body as given, the reply kept raw, never parsed, at most

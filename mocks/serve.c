@@ -51,12 +51,14 @@
 #include "config.h"
 #include "dynbuf.h"
 #include "fixture.h"
+#include "multipart.h"
 #include "query.h"
 #include "serve.h"
 #include "serve_write.h"
 
 #define LISTEN_DEFAULT  "127.0.0.1:9000"
-#define MAX_BODY        (1024 * 1024)
+#define MAX_BODY        MULTIPART_BODY_MAX
+#define MEDIA_PATH      "/cgi-bin/media/upload"
 #define MAX_HEADERS     (64 * 1024)
 #define MAX_QUERY_PARAM 64
 #define MAX_SUITES      16
@@ -1550,6 +1552,32 @@ api_write(struct server *s, struct call *k)
     reply_json(k, r);
 }
 
+/* media/upload: a multipart body, WeCom's limits (serve_write.c). */
+static void
+api_media(struct server *s, struct call *k)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(k->req);
+    json_t *extra = NULL, *r;
+    long e = mock_write_media(s->writes, k->corp, query_get(k->q, "type"),
+                              evhttp_find_header(h, "Content-Type"), k->body,
+                              k->blen, &extra);
+
+    if (e != 0) {
+        reply_err(k, e);
+        if (e == -1)
+            k->status = 500;
+        return;
+    }
+    r = json_pack("{s:i,s:s}", "errcode", 0, "errmsg", "ok");
+    if (r != NULL && json_object_update(r, extra) != 0) {
+        json_decref(r);
+        r = NULL;
+    }
+    json_decref(extra);
+    k->errcode = 0;
+    reply_json(k, r);
+}
+
 static const struct route {
     const char *path;
     enum evhttp_cmd_type method;
@@ -1630,6 +1658,7 @@ static const struct route {
      api_write},
     {"/cgi-bin/externalcontact/del_contact_way", EVHTTP_REQ_POST, AUTH_CORP,
      api_write},
+    {MEDIA_PATH, EVHTTP_REQ_POST, AUTH_CORP, api_media},
 };
 
 /* Parse the body of a POST as a JSON object ("" is {}); 0 on success. */
@@ -1687,7 +1716,8 @@ api(struct server *s, struct call *k)
             return;
         }
     }
-    if (r->method == EVHTTP_REQ_POST && parse_body(k) != 0) {
+    if (r->method == EVHTTP_REQ_POST && r->fn != api_media &&
+        parse_body(k) != 0) {
         reply_err(k, 40058);
         return;
     }
@@ -1779,6 +1809,25 @@ method_name(enum evhttp_cmd_type m)
     }
 }
 
+/* What the log keeps of a media/upload body: its framing and the part's
+ * headers, never its bytes. */
+static json_t *
+media_summary(const struct call *k)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(k->req);
+    const char *ct = evhttp_find_header(h, "Content-Type");
+    struct multipart_media m;
+    char msg[160];
+
+    if (multipart_parse(ct, k->body, k->blen, &m, msg, sizeof(msg)) !=
+        ERRCODE_OK)
+        return json_pack("{s:b,s:s?,s:I}", "parsed", 0, "content_type", ct,
+                         "bytes", (json_int_t)k->blen);
+    return json_pack("{s:b,s:s,s:s,s:s,s:I}", "parsed", 1, "content_type", ct,
+                     "filename", m.filename, "media_content_type",
+                     m.content_type, "size", (json_int_t)m.len);
+}
+
 static void
 record(struct server *s, const struct call *k)
 {
@@ -1789,11 +1838,14 @@ record(struct server *s, const struct call *k)
     l.method = brk_strdup(method_name(k->method));
     l.path = brk_strdup(k->path);
     l.query = mask_query(k->rawq);
-    if (k->blen > 0)
+    if (strcmp(k->path, MEDIA_PATH) == 0)
+        l.body = media_summary(k);
+    else if (k->blen > 0)
         l.body = json_loadb(k->body, k->blen, JSON_REJECT_DUPLICATES, &jerr);
     l.ts_ms = wall_ms();
     l.bytes =
-        k->blen + strlen(k->path) + (k->rawq ? strlen(k->rawq) : 0) + sizeof(l);
+        (l.body != NULL && strcmp(k->path, MEDIA_PATH) == 0 ? 256 : k->blen) +
+        strlen(k->path) + (k->rawq ? strlen(k->rawq) : 0) + sizeof(l);
     if (l.method == NULL || l.path == NULL || l.query == NULL) {
         logged_clear(&l);
         return;

@@ -10,10 +10,14 @@
 
 #include <openssl/rand.h>
 
+#include "multipart.h"
 #include "serve_write.h"
 
 #define MAX_MADE     4096
 #define MAX_WELCOME  1024
+#define MAX_MEDIA    1024
+#define MEDIA_MS     (3LL * 24 * 3600 * 1000)
+#define E_BAD_MEDIA  40007L
 #define ID_MAX       64
 #define WELCOME_MS   20000
 #define E_FORBIDDEN  48002L
@@ -44,7 +48,15 @@ struct welcome {
     int used;
 };
 
+struct media {
+    long corp;
+    char id[ID_MAX + 1];
+    long long created_ms;
+};
+
 struct mock_writes {
+    struct media media[MAX_MEDIA];
+    unsigned long nmedia; /* uploaded so far; ring index */
     struct made made[MAX_MADE];
     size_t nmade;
     struct welcome welcome[MAX_WELCOME];
@@ -360,6 +372,72 @@ contact_way(struct mock_writes *w, const struct fixture_corp *c, long corp,
     return 0;
 }
 
+/* A media_id of corp uploaded within its 3 days? */
+static int
+media_known(const struct mock_writes *w, long corp, const char *id)
+{
+    size_t i, n = w->nmedia < MAX_MEDIA ? w->nmedia : MAX_MEDIA;
+
+    for (i = 0; id != NULL && i < n; i++)
+        if (w->media[i].corp == corp && strcmp(w->media[i].id, id) == 0)
+            return now_ms() - w->media[i].created_ms <= MEDIA_MS;
+    return 0;
+}
+
+/* Every image, video or file attachment names a media of corp (an image
+ * may give a pic_url instead); 0, or WeCom's 40007. */
+static long
+attachments_ok(const struct mock_writes *w, long corp, const json_t *b)
+{
+    const json_t *a, *m;
+    const char *t;
+    size_t i;
+
+    json_array_foreach(json_object_get(b, "attachments"), i, a)
+    {
+        t = jstr(a, "msgtype");
+        if (t == NULL || (strcmp(t, "image") != 0 && strcmp(t, "video") != 0 &&
+                          strcmp(t, "file") != 0))
+            continue;
+        m = json_object_get(a, t);
+        if (strcmp(t, "image") == 0 && jstr(m, "media_id") == NULL &&
+            jstr(m, "pic_url") != NULL)
+            continue;
+        if (!media_known(w, corp, jstr(m, "media_id")))
+            return E_BAD_MEDIA;
+    }
+    return 0;
+}
+
+long
+mock_write_media(struct mock_writes *w, long corp, const char *type,
+                 const char *content_type, const char *body, size_t len,
+                 json_t **reply)
+{
+    struct multipart_media m;
+    struct media *md;
+    char msg[160], at[24];
+    enum errcode e;
+
+    *reply = NULL;
+    e = multipart_parse(content_type, body, len, &m, msg, sizeof(msg));
+    if (e == ERRCODE_OK)
+        e = multipart_media_check(type, &m, msg, sizeof(msg));
+    if (e != ERRCODE_OK)
+        return errcodes_code(e);
+    md = &w->media[w->nmedia++ % MAX_MEDIA];
+    md->corp = corp;
+    md->created_ms = now_ms();
+    new_id(w, "3m", md->id, sizeof(md->id));
+    snprintf(at, sizeof(at), "%lld", md->created_ms / 1000);
+    /* what the log shows of the body: never its bytes */
+    *reply = json_pack(
+        "{s:s,s:s,s:s,s:{s:s,s:s,s:I}}", "type", type, "media_id", md->id,
+        "created_at", at, "mock_internal_media", "filename", m.filename,
+        "content_type", m.content_type, "size", (json_int_t)m.len);
+    return *reply != NULL ? 0 : -1;
+}
+
 static long
 welcome(struct mock_writes *w, long corp, const json_t *b)
 {
@@ -370,6 +448,8 @@ welcome(struct mock_writes *w, long corp, const json_t *b)
         (json_object_get(b, "text") == NULL &&
          json_object_get(b, "attachments") == NULL))
         return E_BAD_VALUE;
+    if (attachments_ok(w, corp, b) != 0)
+        return E_BAD_MEDIA;
     for (i = 0; code != NULL && i < n; i++) {
         struct welcome *c = &w->welcome[i];
 
@@ -470,6 +550,8 @@ mock_write_call(struct mock_writes *w, const struct fixture_corp *c, long corp,
             return e;
         if (json_array_size(json_object_get(b, "external_userid")) > 10000)
             return E_BAD_VALUE;
+        if ((e = attachments_ok(w, corp, b)) != 0)
+            return e;
         *reply = json_pack("{s:[],s:s}", "fail_list", "msgid", "msgmock");
         return *reply != NULL ? 0 : -1;
     }

@@ -34,6 +34,18 @@ long mock_write_call(struct mock_writes *w, const struct fixture_corp *c,
                      long corp, const char *path, const json_t *body,
                      json_t **reply);
 
+/*
+ * media/upload of corp: body (len bytes, multipart with the header
+ * content_type) parsed and held to WeCom's limits for type as the broker
+ * does (multipart.h: 40035, 40058); 0 and *reply (new) with type,
+ * media_id and created_at, and "mock_internal_media" (the part's
+ * filename, content type and size) for the request log. The media_id is
+ * known to send_welcome_msg and add_msg_template for 3 days (else 40007).
+ * -1 when out of memory.
+ */
+long mock_write_media(struct mock_writes *w, long corp, const char *type,
+                      const char *content_type, const char *body, size_t len,
+                      json_t **reply);
 /* Mint a WelcomeCode of corp (as WeCom pushes one with an
  * add_external_contact event), valid 20 s from now, into buf. */
 enum brk_err mock_write_welcome_code(struct mock_writes *w, long corp,

@@ -51,6 +51,10 @@ static char current[4096];
 #include "../fuzz/fuzz_write_check.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_multipart
+#include "../fuzz/fuzz_multipart.c"
+#undef LLVMFuzzerTestOneInput
+
 #define LLVMFuzzerTestOneInput fuzz_one_config
 #include "../fuzz/fuzz_config.c"
 #undef LLVMFuzzerTestOneInput
@@ -190,6 +194,13 @@ test_corpus_write_check(void **state)
     replay("write_check", fuzz_one_write_check);
 }
 
+static void
+test_corpus_multipart(void **state)
+{
+    (void)state;
+    replay("multipart", fuzz_one_multipart);
+}
+
 int
 main(void)
 {
@@ -203,6 +214,7 @@ main(void)
         cmocka_unit_test(test_corpus_dirsync),
         cmocka_unit_test(test_corpus_evfilter),
         cmocka_unit_test(test_corpus_write_check),
+        cmocka_unit_test(test_corpus_multipart),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -296,6 +296,20 @@ wecom_api_stream(struct wecom_api *api, const char *method,
     return BRK_OK;
 }
 
+/* media/upload's call: recorded as any other */
+enum brk_err
+wecom_api_stream_body(struct wecom_api *api, const char *path_query,
+                      const char *content_type, const char *body, size_t len,
+                      const char *rate_key, wecom_api_chunk_cb *on_data,
+                      wecom_api_cb *done, void *arg)
+{
+    (void)content_type;
+    (void)body;
+    (void)len;
+    return wecom_api_stream(api, "POST", path_query, NULL, rate_key, on_data,
+                            done, arg);
+}
+
 /* Hand every waiting request its corp token. */
 static void
 give_corp_tokens(void)

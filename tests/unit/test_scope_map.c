@@ -1035,8 +1035,8 @@ test_write_refusals(void **state)
         WMINI("\"capability\": \"external.write\",",
               "\"a\": {\"type\": \"string\"}"),
         "\"capability\"",
-        "only a write (\"write\": true) declares \"capability\", \"body\" "
-        "or \"creates\"");
+        "only a write (\"write\": true) declares \"capability\", \"body\", "
+        "\"multipart\" or \"creates\"");
     expect_mini_error(
         "w_maxlen.json",
         WMINI("\"write\": true, \"capability\": \"external.write\",",
@@ -1068,6 +1068,105 @@ test_write_refusals(void **state)
               "\"a\": {\"type\": \"array\", \"items\": {\"type\": "
               "\"string\", \"required\": true}}"),
         "\"required\"", "array items cannot be \"required\"");
+}
+
+/* media/upload: a multipart write any writer may call, its type an enum */
+static void
+test_write_media(void **state)
+{
+    struct scope_map *m = load_shipped();
+    const struct scope_endpoint *e = endpoint(m, "/cgi-bin/media/upload");
+    const struct scope_param *p;
+
+    (void)state;
+    assert_true(e->write);
+    assert_true(e->multipart);
+    assert_int_equal(e->body.nfields, 0);
+    assert_int_equal(e->capability, CAP_EXTERNAL_WRITE | CAP_EXTERNAL_MESSAGE |
+                                        CAP_EXTERNAL_WELCOME);
+    p = scope_endpoint_param(e, "type");
+    assert_non_null(p);
+    assert_true(p->required);
+    assert_int_equal(p->nenums, 4);
+    assert_string_equal(p->enums[0], "image");
+    assert_string_equal(p->enums[3], "file");
+    assert_int_equal(endpoint(m, "/cgi-bin/externalcontact/remark")->multipart,
+                     0);
+    scope_map_free(m);
+}
+
+/* A one-write file with ep's keys and no body. */
+#define WMP(ep)                                                                \
+    "{\"endpoints\": [{\n"                                                     \
+    "  \"path\": \"/cgi-bin/w\",\n"                                            \
+    "  \"method\": \"POST\",\n"                                                \
+    "  \"scope\": \"always\",\n"                                               \
+    "  " ep "\n"                                                               \
+    "  \"response\": {\n"                                                      \
+    "    \"errcode\": {\"type\": \"integer\", \"perm\": \"always\"},\n"        \
+    "    \"errmsg\": {\"type\": \"string\", \"perm\": \"always\"}\n"           \
+    "  }\n"                                                                    \
+    "}]}\n"
+
+static void
+test_write_media_refusals(void **state)
+{
+    (void)state;
+    expect_mini_error("mp_both.json",
+                      WMINI("\"write\": true, \"capability\": "
+                            "\"external.write\", \"multipart\": true,",
+                            "\"a\": {\"type\": \"string\"}"),
+                      "{\n  \"path\"",
+                      "a write declares one of \"body\" and \"multipart\"");
+    expect_mini_error("mp_neither.json",
+                      WMP("\"write\": true, \"capability\": "
+                          "\"external.write\","),
+                      "{\n  \"path\"",
+                      "a write declares one of \"body\" and \"multipart\"");
+    expect_mini_error("mp_false.json",
+                      WMP("\"write\": true, \"capability\": "
+                          "\"external.write\", \"multipart\": false,"),
+                      "\"multipart\"", "\"multipart\" is true or absent");
+    expect_mini_error("mp_read.json", WMP("\"multipart\": true,"),
+                      "\"multipart\"",
+                      "only a write (\"write\": true) declares "
+                      "\"capability\", \"body\", \"multipart\" or "
+                      "\"creates\"");
+    expect_mini_error("cap_empty.json",
+                      WMP("\"write\": true, \"capability\": [], "
+                          "\"multipart\": true,"),
+                      "\"capability\"",
+                      "\"capability\" is a name or an array of names");
+    expect_mini_error("cap_unknown.json",
+                      WMP("\"write\": true, \"capability\": "
+                          "[\"external.write\", \"external.rw\"], "
+                          "\"multipart\": true,"),
+                      "\"capability\"", "unknown capability \"external.rw\"");
+    expect_mini_error("cap_twice.json",
+                      WMP("\"write\": true, \"capability\": "
+                          "[\"external.write\", \"external.write\"], "
+                          "\"multipart\": true,"),
+                      "\"capability\"",
+                      "capability \"external.write\" repeated");
+    expect_mini_error("enum_int.json",
+                      WMP("\"write\": true, \"capability\": "
+                          "\"external.write\", \"multipart\": true, "
+                          "\"params\": {\"t\": {\"type\": \"integer\", "
+                          "\"enum\": [\"a\"]}},"),
+                      "\"enum\"",
+                      "an enum is 1..64 strings of a string parameter");
+    expect_mini_error("enum_obj.json",
+                      WMP("\"write\": true, \"capability\": "
+                          "\"external.write\", \"multipart\": true, "
+                          "\"params\": {\"t\": {\"type\": \"string\", "
+                          "\"enum\": \"a\"}},"),
+                      "\"enum\"", "\"enum\" is an array of strings");
+    expect_mini_error("enum_val.json",
+                      WMP("\"write\": true, \"capability\": "
+                          "\"external.write\", \"multipart\": true, "
+                          "\"params\": {\"t\": {\"type\": \"string\", "
+                          "\"enum\": [\"\"]}},"),
+                      "\"enum\"", "an enum value is a string of 1..64 bytes");
 }
 
 /*---- Refusals, each with its message ----*/
@@ -1542,6 +1641,8 @@ main(void)
         cmocka_unit_test(test_alloc_failure_file),
         cmocka_unit_test(test_write_shipped),
         cmocka_unit_test(test_write_refusals),
+        cmocka_unit_test(test_write_media),
+        cmocka_unit_test(test_write_media_refusals),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

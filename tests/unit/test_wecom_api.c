@@ -1068,6 +1068,43 @@ test_post_without_body(void **state)
     assert_string_equal(fx->ctype, "application/json");
 }
 
+/* media/upload's call: a binary body (a NUL inside) under its own
+ * Content-Type, streamed back */
+static void
+test_stream_body(void **state)
+{
+    struct fx *fx = *state;
+    static const char body[] = "--b\r\n\r\nab\0cd\r\n--b--\r\n";
+    struct rec r;
+
+    make_api(fx, 2000, 4096, 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(wecom_api_stream_body(fx->api, "/ok", "Content-Type: x/y",
+                                           body, sizeof(body) - 1, NULL, NULL,
+                                           on_result, &r),
+                     BRK_ERR_INVAL);
+    assert_int_equal(wecom_api_stream_body(fx->api, "/ok", "x/y", body,
+                                           sizeof(body) - 1, NULL, on_chunk,
+                                           on_result, &r),
+                     BRK_ERR_INVAL);
+    assert_int_equal(wecom_api_stream_body(
+                         fx->api, "/ok", "Content-Type: x/y\r\nX-A: 1", body,
+                         sizeof(body) - 1, NULL, on_chunk, on_result, &r),
+                     BRK_ERR_INVAL);
+    assert_int_equal(wecom_api_stream_body(
+                         fx->api, "/echo",
+                         "Content-Type: multipart/form-data; boundary=b", body,
+                         sizeof(body) - 1, NULL, on_chunk, on_result, &r),
+                     BRK_OK);
+    assert_true(run_until(fx, 1, 2000));
+    assert_int_equal(r.err, BRK_OK);
+    assert_string_equal(fx->method, "POST");
+    assert_string_equal(fx->ctype, "multipart/form-data; boundary=b");
+    assert_int_equal(fx->body_len, sizeof(body) - 1);
+    assert_memory_equal(fx->body, body, sizeof(body) - 1);
+    assert_true(r.chunks > 0);
+}
+
 static void
 test_get_sends_no_body(void **state)
 {
@@ -1725,6 +1762,7 @@ main(void)
         T(test_post_body_and_headers),
         T(test_post_large_body_no_expect),
         T(test_post_without_body),
+        T(test_stream_body),
         T(test_get_sends_no_body),
         T(test_fifty_concurrent_calls),
         T(test_keepalive_reuses_connection),
