@@ -152,6 +152,16 @@ echo "the service now asks for u00001 (department 2, no longer visible):"
 sleep 1
 curl -s "http://127.0.0.1:$INT/cgi-bin/user/get?access_token=$TOKEN&userid=u00001"; echo
 
+step "A member's details change: change_contact reaches the service filtered"
+UID3=$(curl -s "http://127.0.0.1:$INT/cgi-bin/user/simplelist?access_token=$TOKEN&department_id=3" |
+    sed -n 's/.*"userid":"\([^"]*\)".*/\1/p' | head -1)
+send change_contact --corp "$CORP" ChangeType=update_user UserID="$UID3" \
+    Mobile=13800000000 Gender=2 Position=manager
+wait_for "the change_contact delivery" grep -q "update_user" "$d/received.txt"
+echo "WeCom sent UserID $UID3 with Mobile, Gender and Position; the crm service"
+echo "(contacts.read) received, after verifying and decrypting:"
+grep -A1 '^event ' "$d/received.txt" | grep update_user | tail -1 | sed 's/^/    /'
+
 step "The enterprise removes the app: cancel_auth purges the tenant"
 send cancel_auth --corp "$CORP"
 wait_for "the purge" sh -c \
