@@ -18,6 +18,7 @@
 #include "record.h"
 #include "scripts.h"
 #include "store.h"
+#include "tenant_load.h"
 #include "visible_range.h"
 
 #define DTEN_KEY_MAX (2 * RECORD_ID_MAX + 2)
@@ -279,43 +280,25 @@ serve_waiters(struct dten *e, long long now)
     record_tenant_unref(t);
 }
 
-/* Approximate bytes a decoded tenant holds: its reply's strings twice
- * (JSON trees) and its range. */
-static size_t
-reply_bytes(const redisReply *r)
-{
-    size_t n = 0, i;
-
-    if (r == NULL)
-        return 0;
-    if (r->type == REDIS_REPLY_STRING)
-        return r->len + 32;
-    for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
-        n += reply_bytes(r->element[i]);
-    return n;
-}
-
 static void
-on_read(enum brk_err err, struct redisReply *r, void *arg)
+on_read(enum brk_err err, struct record_tenant *t, int renewed, void *arg)
 {
     struct dten *e = arg;
     struct delivery_tenants *c = e->c;
-    struct record_tenant *t = NULL;
     long long now = brk_wall_ms();
 
     e->reading = 0;
     c->inflight--;
     if (c->freed) {
+        record_tenant_unref(t);
         fail_waiters(e, BRK_ERR_SHUTDOWN);
         entry_free(e);
         if (c->inflight == 0)
             brk_free(c);
         return;
     }
-    if (!err && r->type == REDIS_REPLY_ERROR)
-        err = BRK_ERR_STORE;
-    if (!err)
-        err = record_tenant_decode(r, now / 1000, &t);
+    if (!err && t == NULL)
+        err = BRK_ERR_NOTFOUND;
     metrics_inc(METRICS_DELIVERY_TENANT_READS,
                 err == BRK_OK || err == BRK_ERR_NOTFOUND ? "result=\"ok\""
                                                          : "result=\"error\"");
@@ -325,13 +308,17 @@ on_read(enum brk_err err, struct redisReply *r, void *arg)
         enforce(c, NULL);
         return;
     }
-    copy_drop(e);
-    e->t = t;
+    if (renewed && e->t == t) {
+        /* unchanged: the copy, its range and narrowed ranges stay */
+        record_tenant_unref(t);
+    } else {
+        copy_drop(e);
+        e->t = t;
+        e->bytes = record_tenant_bytes(t);
+        c->bytes += e->bytes;
+    }
     e->read_ms = e->read_start_ms;
     e->dirty_ms = e->gen == e->read_gen ? 0 : e->notice_since_ms;
-    e->bytes = 2 * reply_bytes(r) + sizeof(*t) +
-               (t->range != NULL ? vrange_memory(t->range) : 0);
-    c->bytes += e->bytes;
     serve_waiters(e, now);
     if (c->max_age_ms == 0 || e->bytes > c->max_bytes)
         copy_drop(e);
@@ -342,28 +329,8 @@ static void
 read_start(struct dten *e, long long now)
 {
     struct delivery_tenants *c = e->c;
-    char keys[4][KEYS_MAX], n[4];
-    const char *argv[7];
     enum brk_err err;
 
-    if (keys_tenant(keys[0], sizeof(keys[0]), c->prefix, e->corp, e->suite) ||
-        keys_tenant_sub(keys[1], sizeof(keys[1]), c->prefix, e->corp, e->suite,
-                        "dir:parents") ||
-        keys_tenant_sub(keys[2], sizeof(keys[2]), c->prefix, e->corp, e->suite,
-                        "dir:users") ||
-        keys_tenant_sub(keys[3], sizeof(keys[3]), c->prefix, e->corp, e->suite,
-                        "dir:tags")) {
-        fail_waiters(e, BRK_ERR_INVAL);
-        return;
-    }
-    snprintf(n, sizeof(n), "%d", 4);
-    argv[0] = "EVAL";
-    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
-    argv[2] = n;
-    argv[3] = keys[0];
-    argv[4] = keys[1];
-    argv[5] = keys[2];
-    argv[6] = keys[3];
     e->reading = 1;
     e->read_gen = e->gen;
     e->read_start_ms = now;
@@ -371,11 +338,14 @@ read_start(struct dten *e, long long now)
     e->notice_since_ms = 0;
     c->inflight++;
     c->reads++;
-    err = store_cmd_argv(c->st, on_read, e, 7, argv, NULL);
+    /* a copy no notice has touched is asked about first (its generation);
+     * after a notice only a full read will do */
+    err = tenant_load_start(c->st, c->prefix, e->suite, e->corp,
+                            e->dirty_ms == 0 ? e->t : NULL, on_read, e);
     if (err) {
         e->reading = 0;
         c->inflight--;
-        fail_waiters(e, err);
+        fail_waiters(e, err == BRK_ERR_TOOBIG ? BRK_ERR_INVAL : err);
     }
 }
 

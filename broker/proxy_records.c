@@ -8,11 +8,13 @@
  *                       | HGETALL service -> on_service -> next
  *   proxy_load_tenant  -> [cache hit -> next]
  *                       | [a load under way: wait for it]
- *                       | EVAL tenant load -> on_tenant -> each waiter's next
+ *                       | tenant_load -> on_tenant -> each waiter's next
  *   A hit past 3/4 of cache_max_age also starts a read of the same record
  *   in the background (refresh-ahead: HGETALL -> on_refresh, or a tenant
- *   load without waiters), so that in steady state a request never waits
- *   for Redis: when a hot entry would have expired, a newer one is there.
+ *   load without waiters that first asks whether the copy's generation is
+ *   still the stored one: if so the copy, decoded directory and all, is
+ *   kept for another cache_max_age), so that in steady state a request never
+ * waits for Redis: when a hot entry would have expired, a newer one is there.
  *   The entry served meanwhile is never older than cache_max_age.
  *   proxy_decide, proxy_effective_range: synchronous, no reply
  */
@@ -32,6 +34,7 @@
 #include "scripts.h"
 #include "service.h"
 #include "store.h"
+#include "tenant_load.h"
 #include "visible_range.h"
 
 /*---- Records ----*/
@@ -49,31 +52,6 @@ proxy_tenant_unref(void *v)
     record_tenant_unref(v);
 }
 
-/* Bytes of a JSON value, roughly as jansson holds it: bounded work per
- * node, done once per cache put of a tenant. */
-static size_t
-json_bytes(const json_t *j)
-{
-    const char *k;
-    json_t *v;
-    size_t n = 48, i;
-
-    switch (json_typeof(j)) {
-    case JSON_OBJECT:
-        json_object_foreach((json_t *)(uintptr_t)j, k, v) n +=
-            64 + strlen(k) + json_bytes(v);
-        return n;
-    case JSON_ARRAY:
-        for (i = 0; i < json_array_size(j); i++)
-            n += 8 + json_bytes(json_array_get(j, i));
-        return n;
-    case JSON_STRING:
-        return n + json_string_length(j) + 1;
-    default:
-        return n;
-    }
-}
-
 size_t
 proxy_svc_size(const void *v)
 {
@@ -88,20 +66,7 @@ proxy_svc_size(const void *v)
 size_t
 proxy_tenant_size(const void *v)
 {
-    const struct record_tenant *t = v;
-    size_t n = sizeof(*t);
-
-    if (t->range != NULL)
-        n += vrange_memory(t->range);
-    if (t->priv != NULL)
-        n += json_bytes(t->priv);
-    if (t->parents != NULL)
-        n += json_bytes(t->parents);
-    if (t->users != NULL)
-        n += json_bytes(t->users);
-    if (t->tags != NULL)
-        n += json_bytes(t->tags);
-    return n;
+    return record_tenant_bytes(v);
 }
 
 size_t
@@ -337,13 +302,11 @@ struct tload {
 };
 
 static void
-on_tenant(enum brk_err err, struct redisReply *r, void *arg)
+on_tenant(enum brk_err err, struct record_tenant *t, int renewed, void *arg)
 {
     struct tload *l = arg, **pp;
     struct proxy *p = l->p;
     struct tload_waiter *w, *next;
-    struct record_tenant *t = NULL;
-    enum brk_err derr = BRK_OK;
 
     if (p == NULL) {
         /* the proxy is gone, and what waited with it */
@@ -351,29 +314,30 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
             next = w->link;
             brk_free(w);
         }
+        record_tenant_unref(t);
         brk_free(l);
         return;
     }
     for (pp = &p->loads; *pp != l; pp = &(*pp)->link)
         ;
     *pp = l->link;
-    if (!err) {
-        derr = record_tenant_decode(r, brk_wall_ms() / 1000, &t);
-        if (derr == BRK_ERR_NOTFOUND)
-            derr = BRK_OK;
-        else if (derr)
-            log_warn("tenant %s: stored record unusable (%s)", l->key,
-                     brk_strerror(derr));
-    }
-    /* the cache's own reference: a failed put has dropped it already */
+    if (err && err != BRK_ERR_STORE && err != BRK_ERR_TIMEOUT &&
+        err != BRK_ERR_SHUTDOWN)
+        log_warn("tenant %s: stored record unusable (%s)", l->key,
+                 brk_strerror(err));
+    /* the cache's own reference: a failed put has dropped it already; a
+     * renewed copy keeps its decoded directory and range */
     if (t != NULL && l->gen == p->gen &&
         cache_put(p->tenants, l->key, record_tenant_ref(t), brk_mono_ms()))
         log_debug("tenant cache: entry not kept");
+    if (renewed)
+        log_debug("tenant %s: unchanged, kept", l->key);
     for (w = l->waiters; w != NULL; w = next) {
         next = w->link;
-        if (err) {
+        if (err == BRK_ERR_STORE || err == BRK_ERR_TIMEOUT ||
+            err == BRK_ERR_SHUTDOWN) {
             proxy_reply_error(w->q, ERRCODE_UNAVAILABLE, "store unavailable");
-        } else if (derr) {
+        } else if (err) {
             proxy_reply_error(w->q, ERRCODE_UNAVAILABLE,
                               "stored record unusable");
         } else {
@@ -387,39 +351,22 @@ on_tenant(enum brk_err err, struct redisReply *r, void *arg)
 }
 
 /* Start loading the tenant (suite, corp) under cache key ck, with no
- * waiter yet; NULL when it cannot start. */
+ * waiter yet: copy (borrowed, may be NULL) is revalidated first (see
+ * tenant_load.h). NULL when it cannot start. */
 static struct tload *
 tload_start(struct proxy *p, const char *suite, const char *corp,
-            const char *ck)
+            const char *ck, struct record_tenant *copy)
 {
-    const struct config *cfg = p->cfg;
-    char keys[4][KEYS_MAX];
     struct tload *l;
-    const char *argv[7];
 
     l = brk_calloc(1, sizeof(*l));
-    if (l == NULL ||
-        keys_tenant(keys[0], sizeof(keys[0]), cfg->key_prefix, corp, suite) ||
-        keys_tenant_sub(keys[1], sizeof(keys[1]), cfg->key_prefix, corp, suite,
-                        "dir:parents") ||
-        keys_tenant_sub(keys[2], sizeof(keys[2]), cfg->key_prefix, corp, suite,
-                        "dir:users") ||
-        keys_tenant_sub(keys[3], sizeof(keys[3]), cfg->key_prefix, corp, suite,
-                        "dir:tags")) {
-        brk_free(l);
+    if (l == NULL)
         return NULL;
-    }
     l->p = p;
     l->gen = p->gen;
     snprintf(l->key, sizeof(l->key), "%s", ck);
-    argv[0] = "EVAL";
-    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
-    argv[2] = "4";
-    argv[3] = keys[0];
-    argv[4] = keys[1];
-    argv[5] = keys[2];
-    argv[6] = keys[3];
-    if (store_cmd_argv(p->st, on_tenant, l, 7, argv, NULL)) {
+    if (tenant_load_start(p->st, p->cfg->key_prefix, suite, corp, copy,
+                          on_tenant, l)) {
         brk_free(l);
         return NULL;
     }
@@ -456,7 +403,7 @@ proxy_load_tenant(struct preq *q, preq_step *next)
         q->ten = record_tenant_ref(t);
         /* a failed start leaves the entry to expire as before */
         if (refresh_due(p, age) && tload_find(p, ck) == NULL &&
-            tload_start(p, q->tr.suite, q->tr.corp, ck) == NULL)
+            tload_start(p, q->tr.suite, q->tr.corp, ck, t) == NULL)
             log_debug("tenant %s: not read ahead", ck);
         next(q);
         return;
@@ -470,7 +417,7 @@ proxy_load_tenant(struct preq *q, preq_step *next)
     w->next = next;
     l = tload_find(p, ck);
     if (l == NULL)
-        l = tload_start(p, q->tr.suite, q->tr.corp, ck);
+        l = tload_start(p, q->tr.suite, q->tr.corp, ck, NULL);
     if (l == NULL) {
         brk_free(w);
         proxy_reply_error(q, ERRCODE_UNAVAILABLE, "store unavailable");

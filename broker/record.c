@@ -648,9 +648,11 @@ record_tenant_unref(struct record_tenant *t)
     brk_free(t);
 }
 
-/* The unexpired permissions of [{"name","expires_at"}] into g. */
+/* The unexpired permissions of [{"name","expires_at"}] into g, and the
+ * first expiry after now_s into *until (0: none). */
 static enum brk_err
-grant_decode(const char *text, long long now_s, struct scope_grant *g)
+grant_decode(const char *text, long long now_s, struct scope_grant *g,
+             long long *until)
 {
     struct jread j = {text, text + strlen(text)};
     char key[16], name[160];
@@ -658,6 +660,7 @@ grant_decode(const char *text, long long now_s, struct scope_grant *g)
     int have_name, have_exp, id;
 
     scope_grant_clear(g);
+    *until = 0;
     if (jr_char(&j, '['))
         return BRK_ERR_INVAL;
     if (jr_peek(&j, ']'))
@@ -685,6 +688,8 @@ grant_decode(const char *text, long long now_s, struct scope_grant *g)
             return BRK_ERR_INVAL;
         if (exp != 0 && exp <= now_s)
             continue;
+        if (exp != 0 && (*until == 0 || exp < *until))
+            *until = exp;
         /* a permission WeCom has and this broker does not know grants
          * nothing */
         id = scope_perm_id(name);
@@ -726,6 +731,91 @@ hash_object(const struct redisReply *r, json_t **out)
     return BRK_OK;
 }
 
+/* Bytes of a JSON value, roughly as jansson holds it: bounded work per
+ * node, done once per cache put of a tenant. */
+static size_t
+json_bytes(const json_t *j)
+{
+    const char *k;
+    json_t *v;
+    size_t n = 48, i;
+
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)(uintptr_t)j, k, v) n +=
+            64 + strlen(k) + json_bytes(v);
+        return n;
+    case JSON_ARRAY:
+        for (i = 0; i < json_array_size(j); i++)
+            n += 8 + json_bytes(json_array_get(j, i));
+        return n;
+    case JSON_STRING:
+        return n + json_string_length(j) + 1;
+    default:
+        return n;
+    }
+}
+
+/* Bytes t holds, roughly (see record.h). */
+size_t
+record_tenant_bytes(const struct record_tenant *t)
+{
+    size_t n = sizeof(*t);
+
+    if (t->range != NULL)
+        n += vrange_memory(t->range);
+    if (t->priv != NULL)
+        n += json_bytes(t->priv);
+    if (t->parents != NULL)
+        n += json_bytes(t->parents);
+    if (t->users != NULL)
+        n += json_bytes(t->users);
+    if (t->tags != NULL)
+        n += json_bytes(t->tags);
+    return n;
+}
+
+/* A generation: 1 to 20 decimal digits, no sign, within 64 bits. Returns
+ * BRK_OK with *out, else BRK_ERR_INVAL. */
+static enum brk_err
+gen_parse(const char *s, unsigned long long *out)
+{
+    unsigned long long v = 0;
+    size_t i, n = strlen(s);
+
+    if (n == 0 || n > 20)
+        return BRK_ERR_INVAL;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' ||
+            v > (ULLONG_MAX - (unsigned)(s[i] - '0')) / 10)
+            return BRK_ERR_INVAL;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    *out = v;
+    return BRK_OK;
+}
+
+/* Current when the stored generation and status are t's and none of t's
+ * permissions has expired since it was decoded (see record.h). */
+int
+record_tenant_current(const struct record_tenant *t, const struct redisReply *r,
+                      long long now_s)
+{
+    const struct redisReply *g, *s;
+    unsigned long long v;
+
+    if (t == NULL || t->gen == 0 || r == NULL || r->type != REDIS_REPLY_ARRAY ||
+        r->elements != 2)
+        return 0;
+    g = r->element[0];
+    s = r->element[1];
+    if (g->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING ||
+        strlen(g->str) != g->len || gen_parse(g->str, &v) || v != t->gen ||
+        strlen(s->str) != s->len || strcmp(s->str, t->status) != 0)
+        return 0;
+    return t->grant_until_s == 0 || now_s < t->grant_until_s;
+}
+
 /*
  * Decode a tenant (see record.h). Returns BRK_OK, BRK_ERR_NOTFOUND,
  * BRK_ERR_INVAL, BRK_ERR_TOOBIG or BRK_ERR_NOMEM; *out (one reference)
@@ -737,7 +827,8 @@ record_tenant_decode(const struct redisReply *r, long long now_s,
 {
     struct record_tenant *t = NULL;
     const struct redisReply *h;
-    const char *status, *perms, *priv;
+    const char *status, *perms, *priv, *gen;
+    unsigned long long g = 0;
     enum brk_err err = BRK_ERR_INVAL;
     int bad = 0;
 
@@ -750,19 +841,22 @@ record_tenant_decode(const struct redisReply *r, long long now_s,
     status = hash_get(h, "status", &bad);
     perms = hash_get(h, "permissions", &bad);
     priv = hash_get(h, "privilege", &bad);
-    if (bad || status == NULL || status[0] == '\0')
+    gen = hash_get(h, KEYS_TENANT_GEN, &bad);
+    if (bad || status == NULL || status[0] == '\0' ||
+        (gen != NULL && gen_parse(gen, &g)))
         return BRK_ERR_INVAL;
     t = brk_calloc(1, sizeof(*t));
     if (t == NULL)
         return BRK_ERR_NOMEM;
     t->refs = 1;
+    t->gen = g;
     if (copy_str(t->status, sizeof(t->status), status))
         goto out;
     t->active = strcmp(status, "active") == 0;
     if (t->active) {
         if (perms == NULL || priv == NULL)
             goto out;
-        err = grant_decode(perms, now_s, &t->grant);
+        err = grant_decode(perms, now_s, &t->grant, &t->grant_until_s);
         if (!err) {
             json_error_t jerr;
 

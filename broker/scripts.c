@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "keys.h"
 #include "scripts.h"
 
 /* The server's clock in ms, as a string ZADD takes without rounding. */
@@ -14,6 +15,18 @@
     "local t = redis.call('TIME')\n"                                           \
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"  \
     "local function ms(x) return string.format('%.0f', x) end\n"
+
+/* Raises tenant hash k's generation (KEYS_TENANT_GEN) by one: every script
+ * that writes a tenant's status, grant, privilege or directory runs it in
+ * the same step. A hash without one starts at the server's clock in us,
+ * so a tenant purged and installed again never repeats a generation a
+ * cache may still hold. */
+#define LUA_TENANT_GEN_BUMP(k)                                                 \
+    "if redis.call('HINCRBY', " k ", '" KEYS_TENANT_GEN "', 1) == 1 then\n"    \
+    "  local tg = redis.call('TIME')\n"                                        \
+    "  redis.call('HSET', " k ", '" KEYS_TENANT_GEN "', string.format('%.0f'," \
+    " tonumber(tg[1]) * 1000000 + tonumber(tg[2])))\n"                         \
+    "end\n"
 
 /*
  * The event queues (evqueue.c): a suite's event stream and per-tenant queues,
@@ -268,8 +281,8 @@ static const char directory_activate_lua[] =
     "  end\n"
     "end\n"
     "if redis.call('EXISTS', KEYS[7]) == 0 then return -1 end\n"
-    "redis.call('HSET', KEYS[7], unpack(ARGV))\n"
-    "return 1\n";
+    "redis.call('HSET', KEYS[7], unpack(ARGV))\n" LUA_TENANT_GEN_BUMP(
+        "KEYS[7]") "return 1\n";
 
 /* Records that a tenant whose install was lost
  * must be installed again, unless it exists. One slot: the caller reads
@@ -280,8 +293,8 @@ static const char directory_activate_lua[] =
 static const char tenant_reinstall_mark_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', 'reinstall_required',"
-    " 'updated_at', ARGV[1], 'event_ts', ARGV[2])\n"
-    "return 1\n";
+    " 'updated_at', ARGV[1], 'event_ts', ARGV[2])\n" LUA_TENANT_GEN_BUMP(
+        "KEYS[1]") "return 1\n";
 
 /* The status and event_ts of the tenant, and the
  * cancel marker's TimeStamp, in one round trip (the marker is tagged into
@@ -315,13 +328,16 @@ static const char tenant_install_lua[] =
     "  return 1\n"
     "end\n"
     "if not st or st == 'reinstall_required' then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'installing')\n"
-    "end\n"
-    "redis.call('HSETNX', KEYS[1], 'authorized_at', ARGV[4])\n"
-    "redis.call('HSET', KEYS[1], 'pcode', ARGV[2], 'corp_name', ARGV[3],"
-    " 'updated_at', ARGV[4], 'event_ts', ARGV[1], 'suite_id', ARGV[7],"
-    " 'corpid', ARGV[8])\n"
-    "return 1\n";
+    "  redis.call('HSET', KEYS[1], 'status', "
+    "'installing')\n" LUA_TENANT_GEN_BUMP(
+        "KEYS[1]") "end\n"
+                   "redis.call('HSETNX', KEYS[1], 'authorized_at', ARGV[4])\n"
+                   "redis.call('HSET', KEYS[1], 'pcode', ARGV[2], 'corp_name', "
+                   "ARGV[3],"
+                   " 'updated_at', ARGV[4], 'event_ts', ARGV[1], 'suite_id', "
+                   "ARGV[7],"
+                   " 'corpid', ARGV[8])\n"
+                   "return 1\n";
 
 /* Counts an install whose exchange was lost, unless
  * the exchange is still pending.
@@ -385,8 +401,8 @@ static const char contact_apply_lua[] =
     "else\n"
     "  return 0\n"
     "end\n"
-    "redis.call('HSET', KEYS[4], 'updated_at', ARGV[12])\n"
-    "return 1\n";
+    "redis.call('HSET', KEYS[4], 'updated_at', ARGV[12])\n" LUA_TENANT_GEN_BUMP(
+        "KEYS[4]") "return 1\n";
 
 /* Stores the admin list only while the tenant
  * exists, so a purge is never undone.

@@ -212,8 +212,8 @@ is_eval(int argc, const char **argv, const size_t *argvlen)
 }
 
 static enum brk_err
-send_cmd(struct store *s, store_reply_cb *cb, void *arg, int argc,
-         const char **argv, const size_t *argvlen)
+send_cmd(struct store *s, long timeout_ms, store_reply_cb *cb, void *arg,
+         int argc, const char **argv, const size_t *argvlen)
 {
     struct store_cmd *c;
     struct timeval tv;
@@ -243,8 +243,8 @@ send_cmd(struct store *s, store_reply_cb *cb, void *arg, int argc,
         cmd_free(c);
         return err;
     }
-    tv.tv_sec = s->timeout_ms / 1000;
-    tv.tv_usec = (s->timeout_ms % 1000) * 1000;
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
     evtimer_add(c->timer, &tv);
     return BRK_OK;
 }
@@ -261,7 +261,20 @@ store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg, int argc,
         return BRK_ERR_INVAL;
     if (!s->up)
         return BRK_ERR_STORE;
-    return send_cmd(s, cb, arg, argc, argv, argvlen);
+    return send_cmd(s, s->timeout_ms, cb, arg, argc, argv, argvlen);
+}
+
+/* store_cmd_argv with a deadline of its own (see store.h). */
+enum brk_err
+store_cmd_argv_timeout(struct store *s, long timeout_ms, store_reply_cb *cb,
+                       void *arg, int argc, const char **argv,
+                       const size_t *argvlen)
+{
+    if (s->sub_channel != NULL || timeout_ms <= 0)
+        return BRK_ERR_INVAL;
+    if (!s->up)
+        return BRK_ERR_STORE;
+    return send_cmd(s, timeout_ms, cb, arg, argc, argv, argvlen);
 }
 
 /*---- Connection state ----*/
@@ -351,7 +364,8 @@ load_scripts(struct store *s)
 
     for (i = 0; i < SCRIPT_COUNT; i++) {
         argv[2] = scripts_text((enum script_id)i);
-        if (send_cmd(s, on_script_loaded, s, 3, argv, NULL) != BRK_OK)
+        if (send_cmd(s, s->timeout_ms, on_script_loaded, s, 3, argv, NULL) !=
+            BRK_OK)
             return;
     }
 }
@@ -446,8 +460,8 @@ start_session(struct store *s)
     }
     load_scripts(s);
     s->ping_in_flight = 1;
-    if (send_cmd(s, on_handshake, s, 1, s->url.master ? role : ping, NULL) !=
-        BRK_OK) {
+    if (send_cmd(s, s->timeout_ms, on_handshake, s, 1,
+                 s->url.master ? role : ping, NULL) != BRK_OK) {
         s->ping_in_flight = 0;
         store_drop(s, "out of memory");
     }
@@ -493,7 +507,8 @@ on_connect(const redisAsyncContext *ac, int status)
         return;
     }
     if (s->url.master != NULL) {
-        if (send_cmd(s, on_first_role, s, 1, role, NULL) != BRK_OK)
+        if (send_cmd(s, s->timeout_ms, on_first_role, s, 1, role, NULL) !=
+            BRK_OK)
             store_drop(s, "out of memory");
         return;
     }
@@ -538,14 +553,14 @@ dial(struct store *s)
         if (s->url.user != NULL)
             argv[argc++] = s->url.user;
         argv[argc++] = s->url.password;
-        if (send_cmd(s, on_auth, s, argc, argv, NULL) != BRK_OK)
+        if (send_cmd(s, s->timeout_ms, on_auth, s, argc, argv, NULL) != BRK_OK)
             goto fail;
     }
     if (s->url.db != 0) {
         snprintf(db, sizeof(db), "%ld", s->url.db);
         argv[0] = "SELECT";
         argv[1] = db;
-        if (send_cmd(s, on_auth, s, 2, argv, NULL) != BRK_OK)
+        if (send_cmd(s, s->timeout_ms, on_auth, s, 2, argv, NULL) != BRK_OK)
             goto fail;
     }
     return;
@@ -830,8 +845,8 @@ on_ping_timer(evutil_socket_t fd, short what, void *arg)
      * when no request is in flight */
     if (s->up && !s->ping_in_flight && s->sub_channel == NULL) {
         s->ping_in_flight = 1;
-        if (send_cmd(s, on_handshake, s, 1, s->url.master ? role : ping,
-                     NULL) != BRK_OK)
+        if (send_cmd(s, s->timeout_ms, on_handshake, s, 1,
+                     s->url.master ? role : ping, NULL) != BRK_OK)
             s->ping_in_flight = 0;
     }
     evtimer_add(s->ping_timer, &tv);

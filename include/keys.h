@@ -27,6 +27,11 @@ enum brk_err keys_suite_seen(char *out, size_t len, const char *prefix,
 /* <prefix>{<corpid>}:<suite>:tenant — the tenant record (hash) */
 enum brk_err keys_tenant(char *out, size_t len, const char *prefix,
                          const char *corpid, const char *suite) BRK_WUR;
+/* The tenant record's generation field: a decimal counter raised by every
+ * write of the tenant's status, grant, privilege or directory (scripts.c,
+ * LUA_TENANT_GEN_BUMP), so that a reader can tell that nothing changed
+ * from this one field. */
+#define KEYS_TENANT_GEN "gen"
 
 /* <prefix>{<suite>}:<what> — any other key of a suite (token, lost,
  * dead, attempts, authx:<hmac>, lock:<name>) */

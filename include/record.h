@@ -164,6 +164,11 @@ struct record_tenant {
      * service (active only; NULL otherwise) */
     json_t *priv, *parents, *users, *tags;
     struct vrange *range; /* the tenant's visible range (active only) */
+    /* KEYS_TENANT_GEN as stored (0: the record has none: never current) */
+    unsigned long long gen;
+    /* the first permission expiry after decoding, in s (0: none): the
+     * grant must be decoded again from then on */
+    long long grant_until_s;
 };
 
 /*
@@ -173,12 +178,23 @@ struct record_tenant {
  * array of {"name": string, "expires_at": integer}; unknown names grant
  * nothing) and privilege (a JSON object), and a directory from which its
  * visible range builds; for any other status only the status is read.
+ * The generation (KEYS_TENANT_GEN), when present, is a decimal integer.
  * Returns BRK_OK with *out (one reference: record_tenant_unref),
  * BRK_ERR_NOTFOUND when the tenant hash is empty, BRK_ERR_INVAL,
  * BRK_ERR_TOOBIG (a directory past the resolver's bounds), BRK_ERR_NOMEM.
  */
 enum brk_err record_tenant_decode(const struct redisReply *r, long long now_s,
                                   struct record_tenant **out) BRK_WUR;
+/*
+ * Whether t still holds what the tenant record holds, from the reply to
+ * "HMGET <tenant> gen status" (KEYS_TENANT_GEN first): the same non-zero
+ * generation and status, and no permission of t expired by now_s. 1 when
+ * current, else 0 (a record without a generation never is). Pure.
+ */
+int record_tenant_current(const struct record_tenant *t,
+                          const struct redisReply *r, long long now_s);
+/* Bytes t holds (its JSON as jansson keeps it, its range), roughly. */
+size_t record_tenant_bytes(const struct record_tenant *t);
 struct record_tenant *record_tenant_ref(struct record_tenant *t);
 void record_tenant_unref(struct record_tenant *t);
 

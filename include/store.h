@@ -65,5 +65,15 @@ unsigned long store_generation(const struct store *s);
 enum brk_err store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg,
                             int argc, const char **argv,
                             const size_t *argvlen) BRK_WUR;
+/*
+ * store_cmd_argv with a deadline of timeout_ms (> 0, else BRK_ERR_INVAL)
+ * instead of the connection's: for a reply known to be large (a big
+ * tenant's directory). As with any command, passing it drops the
+ * connection, and what was sent after it waits for its reply.
+ */
+enum brk_err store_cmd_argv_timeout(struct store *s, long timeout_ms,
+                                    store_reply_cb *cb, void *arg, int argc,
+                                    const char **argv,
+                                    const size_t *argvlen) BRK_WUR;
 
 #endif /* STORE_H */

@@ -769,6 +769,61 @@ tenant_refused(const char *tf, const char *tv, int dk, const char *dkey,
     freeReplyObject(r);
 }
 
+/* The stored generation is kept, and a copy is current only while the
+ * generation and status Redis answers are its own and none of its
+ * permissions has expired. */
+static void
+test_tenant_generation(void **state)
+{
+    redisReply *r = tenant_reply("active", "gen", "42", 0, NULL, NULL);
+    redisReply *same = resp_s("*2\r\n$2\r\n42\r\n$6\r\nactive\r\n");
+    redisReply *moved = resp_s("*2\r\n$2\r\n43\r\n$6\r\nactive\r\n");
+    redisReply *status = resp_s("*2\r\n$2\r\n42\r\n$10\r\ninstalling\r\n");
+    redisReply *gone = resp_s("*2\r\n$-1\r\n$-1\r\n");
+    static const char nul_text[] = "*2\r\n$3\r\n4\0"
+                                   "2\r\n$6\r\nactive\r\n";
+    redisReply *nul = resp(nul_text, sizeof(nul_text) - 1);
+    redisReply *flat = resp_s("$2\r\n42\r\n");
+    struct record_tenant *t = NULL, *old = NULL;
+
+    (void)state;
+    assert_int_equal(record_tenant_decode(r, 500, &t), BRK_OK);
+    assert_true(t->gen == 42);
+    assert_int_equal(t->grant_until_s, 1000);
+    assert_int_equal(record_tenant_current(t, same, 500), 1);
+    assert_int_equal(record_tenant_current(t, same, 999), 1);
+    /* the mobile permission expired: the grant must be decoded again */
+    assert_int_equal(record_tenant_current(t, same, 1000), 0);
+    assert_int_equal(record_tenant_current(t, moved, 500), 0);
+    assert_int_equal(record_tenant_current(t, status, 500), 0);
+    assert_int_equal(record_tenant_current(t, gone, 500), 0);
+    assert_int_equal(record_tenant_current(t, nul, 500), 0);
+    assert_int_equal(record_tenant_current(t, flat, 500), 0);
+    assert_int_equal(record_tenant_current(t, NULL, 500), 0);
+    assert_int_equal(record_tenant_current(NULL, same, 500), 0);
+    record_tenant_unref(t);
+    freeReplyObject(r);
+    /* a record written before generations: never current */
+    r = tenant_reply("active", NULL, NULL, 0, NULL, NULL);
+    assert_int_equal(record_tenant_decode(r, 500, &old), BRK_OK);
+    assert_true(old->gen == 0);
+    assert_int_equal(record_tenant_current(old, same, 500), 0);
+    record_tenant_unref(old);
+    freeReplyObject(r);
+    /* the largest generation there is */
+    r = tenant_reply("active", "gen", "18446744073709551615", 0, NULL, NULL);
+    assert_int_equal(record_tenant_decode(r, 500, &t), BRK_OK);
+    assert_true(t->gen == 18446744073709551615ULL);
+    record_tenant_unref(t);
+    freeReplyObject(r);
+    freeReplyObject(same);
+    freeReplyObject(moved);
+    freeReplyObject(status);
+    freeReplyObject(gone);
+    freeReplyObject(nul);
+    freeReplyObject(flat);
+}
+
 static void
 test_tenant_refusals(void **state)
 {
@@ -795,6 +850,12 @@ test_tenant_refusals(void **state)
     tenant_refused("permissions", "[{\"name\":\"a\",\"expires_at\":0,\"x\":1}]",
                    0, NULL, NULL);
     /* the privilege */
+    tenant_refused("gen", "", 0, NULL, NULL);
+    tenant_refused("gen", "-1", 0, NULL, NULL);
+    tenant_refused("gen", "1x", 0, NULL, NULL);
+    tenant_refused("gen", " 1", 0, NULL, NULL);
+    tenant_refused("gen", "18446744073709551616", 0, NULL, NULL);
+    tenant_refused("gen", "123456789012345678901", 0, NULL, NULL);
     tenant_refused("privilege", NULL, 0, NULL, NULL);
     tenant_refused("privilege", "{\"allow_party\":[2", 0, NULL, NULL);
     tenant_refused("privilege", "[]", 0, NULL, NULL);
@@ -1054,6 +1115,7 @@ main(void)
         cmocka_unit_test(test_service_encode_round_trip),
         cmocka_unit_test(test_token),
         cmocka_unit_test(test_tenant_valid),
+        cmocka_unit_test(test_tenant_generation),
         cmocka_unit_test(test_tenant_refusals),
         cmocka_unit_test(test_tenant_reply_shapes),
         cmocka_unit_test(test_tenant_out_of_memory),
