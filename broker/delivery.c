@@ -9,12 +9,13 @@
  *            purge_end
  *   sending: on_tick -> services_list -> on_services -> svc_load ->
  *            on_svc_record (two) -> [datakey_load -> on_svc_dk] ->
- *            svc_claim -> on_claimed -> lane_start -> lane_next -> on_head
- *            -> lane_send -> on_sent -> one of
- *              lane_ack -> on_acked -> lane_next
- *              on_attempt -> lane_dead -> on_dead -> lane_next
+ *            svc_claim -> on_claimed -> lane_start -> lane_next_after ->
+ *            on_head -> lane_send -> on_sent -> one of
+ *              lane_ack -> lane_next_after -> on_head (acknowledged in the
+ *                          same script that reads the next entries)
+ *              on_attempt -> lane_dead -> on_dead -> lane_next_after
  *                         -> lane_backoff -> on_lane_given (the lane ends)
- *              lane_drop_entry -> on_acked -> lane_next
+ *              lane_drop_entry -> lane_ack
  *            on_head (empty) -> lane_release -> on_lane_given
  *   a lane's lease: on_refresh_timer -> on_refreshed
  */
@@ -55,6 +56,7 @@
 #define SEEN_TTL_S          (8 * 86400)
 #define CLAIM_MAX           16
 #define ENTRY_FIELDS        16 /* name/value pairs of a queue entry */
+#define HEAD_BATCH          16 /* queue entries read at once by a lane */
 #define MAX_SERVICES        4096
 #define BACKLOG_PEEK        1000 /* tenants counted per service and round */
 #define UNDECODABLE_WAIT_MS 5000
@@ -65,6 +67,14 @@
 #define TENANTS_MAX_BYTES ((size_t)256 << 20)
 
 struct dsvc;
+
+/* A queue entry read ahead, not yet sent. */
+struct held {
+    char id[48];
+    char *f[2 * ENTRY_FIELDS]; /* owned */
+    size_t nf;
+    int bad; /* not of an entry's shape: dropped when its turn comes */
+};
 
 /* One (service, tenant) queue this instance is sending. */
 struct lane {
@@ -89,6 +99,11 @@ struct lane {
     /* the SHA-256 of the WelcomeCode the head entry carries to the
      * service ("" when none): recorded once it is delivered */
     char welcome[65];
+    /* the entries after the head, in queue order, read with it: sent
+     * one by one while the queue's head is still held[next] */
+    struct held held[HEAD_BATCH];
+    size_t nheld, taken;
+    int acking; /* the read also acknowledges the entry sent */
 };
 
 /* A service as this instance knows it. */
@@ -833,7 +848,7 @@ delivery_purge_tenant(struct delivery *d, const char *suite, const char *corp,
 /*---- Services: the ones whose queues this instance sends ----*/
 
 static void svc_claim(struct dsvc *s);
-static void lane_next(struct lane *l);
+static void lane_next_after(struct lane *l, const char *ack);
 
 static const char *
 svc_name(const struct dsvc *s)
@@ -1128,11 +1143,24 @@ lane_clear_entry(struct lane *l)
 }
 
 static void
+lane_clear_held(struct lane *l)
+{
+    size_t i, j;
+
+    for (i = 0; i < l->nheld; i++)
+        for (j = 0; j < l->held[i].nf; j++)
+            brk_free(l->held[i].f[j]);
+    l->nheld = 0;
+    l->taken = 0;
+}
+
+static void
 lane_unref(struct lane *l)
 {
     if (--l->refs > 0)
         return;
     lane_clear_entry(l);
+    lane_clear_held(l);
     if (l->refresh != NULL)
         event_free(l->refresh);
     brk_free(l);
@@ -1348,27 +1376,11 @@ audit_delivery(struct lane *l, const char *result)
     audit_append(d->audit, NULL, kv, n);
 }
 
-static void
-on_acked(struct lane *l, enum brk_err err, redisReply *r)
-{
-    (void)r;
-    if (err) {
-        /* the entry stays: sent again later (the receiver de-duplicates
-         * by X-Broker-Event-Id) */
-        lane_backoff(l, 1000);
-        return;
-    }
-    lane_clear_entry(l);
-    lane_next(l);
-}
-
+/* Acknowledge the entry sent (or dropped) and go on with the next. */
 static void
 lane_ack(struct lane *l)
 {
-    const char *keys[2] = {l->k.q, l->k.qa};
-    const char *args[1] = {l->id};
-
-    lane_eval(l, SCRIPT_EVQ_TENANT_ACK, keys, 2, args, 1, on_acked);
+    lane_next_after(l, l->id);
 }
 
 static void
@@ -1380,7 +1392,7 @@ on_dead(struct lane *l, enum brk_err err, redisReply *r)
         return;
     }
     lane_clear_entry(l);
-    lane_next(l);
+    lane_next_after(l, "");
 }
 
 static void
@@ -1881,14 +1893,79 @@ lane_send(struct lane *l)
     lane_post(l, inner, strlen(inner), suite, "");
 }
 
+/* Copy the entries of an XRANGE reply into the lane's held entries;
+ * nonzero when the reply is not of that shape. */
+static int
+lane_hold(struct lane *l, const redisReply *r)
+{
+    const redisReply *e, *f;
+    struct held *h;
+    size_t i, j;
+
+    lane_clear_held(l);
+    if (r->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (i = 0; i < r->elements && i < HEAD_BATCH; i++) {
+        e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[0]->len >= sizeof(h->id) ||
+            e->element[1]->type != REDIS_REPLY_ARRAY)
+            return -1;
+        h = &l->held[l->nheld++];
+        memcpy(h->id, e->element[0]->str, e->element[0]->len + 1);
+        h->nf = 0;
+        h->bad = 0;
+        f = e->element[1];
+        for (j = 0; j < f->elements && h->nf < nitems(h->f); j++) {
+            if (f->element[j]->type != REDIS_REPLY_STRING)
+                break;
+            h->f[h->nf] = brk_strndup(f->element[j]->str, f->element[j]->len);
+            if (h->f[h->nf] == NULL)
+                break;
+            h->nf++;
+        }
+        h->bad = j < f->elements || h->nf % 2 != 0;
+    }
+    return 0;
+}
+
+/* The next held entry becomes the lane's entry; nonzero when none. */
+static int
+lane_take(struct lane *l)
+{
+    struct held *h;
+
+    if (l->taken >= l->nheld)
+        return -1;
+    h = &l->held[l->taken++];
+    lane_clear_entry(l);
+    memcpy(l->id, h->id, sizeof(l->id));
+    memcpy(l->f, h->f, h->nf * sizeof(h->f[0]));
+    l->nf = h->nf;
+    h->nf = 0;
+    return h->bad;
+}
+
 static void
 on_head(struct lane *l, enum brk_err err, redisReply *r)
 {
-    const redisReply *e, *f;
     const char *at, *rcv;
+    char labels[160];
     long long queued;
-    size_t i;
+    int bad;
 
+    if (err && l->acking && !l->ending && !l->s->d->stopping) {
+        /* the entry stays: sent again later (the receiver de-duplicates
+         * by X-Broker-Event-Id) */
+        lane_backoff(l, 1000);
+        return;
+    }
+    if (!err && l->acking && (l->ending || l->s->d->stopping)) {
+        /* acknowledged; the queue is given back */
+        lane_release(l);
+        return;
+    }
     if (err || l->ending || l->s->d->stopping) {
         if (err)
             log_warn("delivery: service %s: cannot read a queue: %s",
@@ -1896,30 +1973,33 @@ on_head(struct lane *l, enum brk_err err, redisReply *r)
         lane_end(l);
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
-        lane_release(l);
-        return;
-    }
-    e = r->element[0];
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING ||
-        e->element[0]->len >= sizeof(l->id) ||
-        e->element[1]->type != REDIS_REPLY_ARRAY) {
+    lane_clear_entry(l);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
         lane_end(l);
         return;
     }
-    lane_clear_entry(l);
-    memcpy(l->id, e->element[0]->str, e->element[0]->len + 1);
-    f = e->element[1];
-    for (i = 0; i < f->elements && l->nf < nitems(l->f); i++) {
-        if (f->element[i]->type != REDIS_REPLY_STRING)
-            break;
-        l->f[l->nf] = brk_strndup(f->element[i]->str, f->element[i]->len);
-        if (l->f[l->nf] == NULL)
-            break;
-        l->nf++;
+    if (r->element[0]->integer != 0) {
+        if (r->elements != 2 || lane_hold(l, r->element[1])) {
+            lane_clear_held(l);
+            lane_end(l);
+            return;
+        }
+        metrics_inc(METRICS_DELIVERY_HEAD_READS,
+                    metrics_labels(labels, sizeof(labels), "service",
+                                   svc_name(l->s), NULL));
     }
-    if (i < f->elements || l->nf % 2 != 0) {
+    if (l->taken >= l->nheld) {
+        if (r->element[0]->integer == 0) {
+            /* told to go on with entries it does not hold */
+            lane_end(l);
+            return;
+        }
+        lane_release(l);
+        return;
+    }
+    bad = lane_take(l);
+    if (bad) {
         lane_drop_entry(l, "an entry of an unknown shape");
         return;
     }
@@ -1955,20 +2035,28 @@ on_head(struct lane *l, enum brk_err err, redisReply *r)
     }
 }
 
-/* The next entry: a WelcomeCode inside its window first, else the head. */
+/* Acknowledge ack ("" none), then the next entry: a WelcomeCode inside
+ * its window first, else the held entry when it is still the head, else
+ * the head and those after it, read again. */
 static void
-lane_next(struct lane *l)
+lane_next_after(struct lane *l, const char *ack)
 {
     const char *keys[2] = {l->k.q, l->k.qa};
-    char win[16];
-    const char *args[1] = {win};
+    char win[16], n[16], id[48];
+    const char *args[4] = {win, n, id, ""};
 
-    if (l->ending || l->s->d->stopping) {
+    if (ack[0] == '\0' && (l->ending || l->s->d->stopping)) {
         lane_release(l);
         return;
     }
+    /* ack may be l->id, which the reply replaces */
+    snprintf(id, sizeof(id), "%s", ack);
     snprintf(win, sizeof(win), "%d", WELCOME_MS);
-    lane_eval(l, SCRIPT_DLV_HEAD, keys, 2, args, 1, on_head);
+    snprintf(n, sizeof(n), "%d", HEAD_BATCH);
+    if (l->taken < l->nheld)
+        args[3] = l->held[l->taken].id;
+    l->acking = ack[0] != '\0';
+    lane_eval(l, SCRIPT_DLV_HEAD, keys, 2, args, 4, on_head);
 }
 
 static void
@@ -2027,7 +2115,7 @@ lane_start(struct dsvc *s, const char *member, const char *seq)
     d->lanes = l;
     d->nlanes++;
     s->lanes++;
-    lane_next(l);
+    lane_next_after(l, "");
 }
 
 static void

@@ -135,6 +135,13 @@ static const struct {
                                        "delivery (the rest of the sends are "
                                        "served from the copies kept), by "
                                        "result (ok, error)."},
+    [METRICS_DELIVERY_HEAD_READS] = {"wecom_broker_delivery_head_reads_total",
+                                     T_COUNTER,
+                                     "Reads of a (service, tenant) queue's "
+                                     "next entries for sending, each of up "
+                                     "to 16 entries; an acknowledgement "
+                                     "that finds the next entry held reads "
+                                     "none; by service."},
     [METRICS_WRITES] = {"wecom_broker_writes_total", T_COUNTER,
                         "Service writes, by endpoint, result (refused, "
                         "replayed, forwarded) and errcode."},

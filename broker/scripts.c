@@ -726,13 +726,24 @@ static const char dlv_push_lua[] =
             "end\n"
             "return 1\n";
 
-/* The entry of a (service, tenant) queue to send next: the oldest
- * priority entry still queued and inside its window, else the head.
+/* Acknowledges the entry just handled (when one is named) and says which
+ * entries of a (service, tenant) queue are sent next: the oldest priority
+ * entry still queued and inside its window, else the queue from its head.
  * Priority notes of entries gone or past their window are dropped (such
- * an entry is then sent in its place in the queue).
- * KEYS: queue, queue attempts. ARGV: window (ms). Returns what XRANGE
- * returns: the entry, or none when the queue is empty. */
+ * an entry is then sent in its place in the queue). When the head is the
+ * entry the caller holds next, nothing is read: the caller goes on with
+ * the entries it holds (entries leave a queue only through its lease
+ * holder or all at once, so the head names what follows it).
+ * KEYS: queue, queue attempts. ARGV: window (ms), entries read at most,
+ * entry id to acknowledge ('' none), entry id held next ('' none).
+ * Returns {0} (go on with the entries held) or {1, entries} as XRANGE
+ * returns them: one priority entry, or up to ARGV[2] from the head, none
+ * when the queue is empty. */
 static const char dlv_head_lua[] = LUA_NOW
+    "if ARGV[3] ~= '' then\n"
+    "  redis.call('XDEL', KEYS[1], ARGV[3])\n"
+    "  redis.call('HDEL', KEYS[2], ARGV[3], 'p:' .. ARGV[3])\n"
+    "end\n"
     "local function older(a, b)\n"
     "  local am, as = string.match(a, '^(%d+)-(%d+)$')\n"
     "  local bm, bs = string.match(b, '^(%d+)-(%d+)$')\n"
@@ -753,8 +764,13 @@ static const char dlv_head_lua[] = LUA_NOW
     "    elseif not best or older(id, best) then best = id end\n"
     "  end\n"
     "end\n"
-    "if best then return redis.call('XRANGE', KEYS[1], best, best) end\n"
-    "return redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n";
+    "if best then return {1, redis.call('XRANGE', KEYS[1], best, best)} end\n"
+    "local n = math.max(1, math.min(tonumber(ARGV[2]) or 1, 100))\n"
+    "if ARGV[4] ~= '' then\n"
+    "  local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
+    "  if e[1] and e[1][1] == ARGV[4] then return {0} end\n"
+    "end\n"
+    "return {1, redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', n)}\n";
 
 /* Ends my lease of a (service, tenant) queue; an emptied queue whose seq
  * is unchanged is dropped (and the tenant forgotten when it has no dead

@@ -1766,6 +1766,80 @@ test_tenant_read_once_for_many_sends(void **state)
         rcv_stop(rs[i]);
 }
 
+/*---- A backlog is read in batches ----*/
+
+#define HEAD_READS "wecom_broker_delivery_head_reads_total{service=\"k-bl\"}"
+#define BACKLOG_N  48
+
+struct want_uid {
+    struct rcv *r;
+    char uid[32];
+};
+
+/* uid has been received (sent only once those before it succeeded) */
+static int
+have_uid(void *arg)
+{
+    struct want_uid *w = arg;
+    struct hit h;
+    int i;
+
+    for (i = 0; rcv_hit(w->r, "change_contact", "create_user", i, &h) == 0; i++)
+        if (strstr(h.msg, w->uid) != NULL)
+            return 1;
+    return 0;
+}
+
+/* A backlog of BACKLOG_N entries for one (service, tenant), its receiver
+ * failing while it builds up, is sent in queue order once the receiver
+ * answers, with far fewer queue reads than entries (before: one per
+ * entry, plus one acknowledgement each). */
+static void
+test_backlog_read_in_batches(void **state)
+{
+    struct rcv *r = rcv_start(0, M_500);
+    struct want w = {r, NULL, NULL, 1};
+    struct want_uid wu;
+    struct hit h;
+    char *sec, uid[32];
+    long before, reads;
+    int i, next = 0, n = 0;
+
+    (void)state;
+    sec = tc_svc_add("k-bl", "contacts.read", "--corps", CORP4);
+    free(sec);
+    deliver(r, "k-bl", r->port, NULL, NULL);
+    for (i = 0; i < BACKLOG_N; i++)
+        member_created(CORP4, 600 + i);
+    /* the first entry failed: the rest wait behind it */
+    assert_true(h_wait(requests_at_least, &w, 20000));
+    before = tc_metric(HEAD_READS);
+    assert_true(before > 0);
+    r->mode = M_OK;
+    wu.r = r;
+    snprintf(wu.uid, sizeof(wu.uid), "cache-m%03d", 600 + BACKLOG_N - 1);
+    assert_true(h_wait(have_uid, &wu, 60000));
+    reads = tc_metric(HEAD_READS) - before;
+    print_message("# a backlog of %d entries: %ld queue reads\n", BACKLOG_N,
+                  reads);
+    /* one read per HEAD_BATCH (16) entries, and a few for the retries */
+    assert_true(reads >= 1 && reads <= BACKLOG_N / 4);
+    /* in queue order: retries repeat an entry, nothing goes back */
+    for (i = 0; rcv_hit(r, "change_contact", "create_user", i, &h) == 0; i++) {
+        snprintf(uid, sizeof(uid), "cache-m%03d", 600 + next);
+        if (strstr(h.msg, uid) != NULL) {
+            next++;
+            n++;
+            continue;
+        }
+        snprintf(uid, sizeof(uid), "cache-m%03d", 600 + next - 1);
+        assert_true(next > 0 && strstr(h.msg, uid) != NULL);
+    }
+    assert_int_equal(next, BACKLOG_N);
+    assert_int_equal(n, BACKLOG_N);
+    rcv_stop(r);
+}
+
 int
 main(void)
 {
@@ -1781,6 +1855,7 @@ main(void)
         cmocka_unit_test(test_data_callback_to_messages_service),
         cmocka_unit_test(test_narrowed_grant_applies_with_copy_warm),
         cmocka_unit_test(test_tenant_read_once_for_many_sends),
+        cmocka_unit_test(test_backlog_read_in_batches),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

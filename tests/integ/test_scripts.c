@@ -1470,6 +1470,57 @@ test_keys_share_a_slot(void **state)
     }
 }
 
+/* dlv_head: up to n entries from the head; {0} while the head is the
+ * entry held next; the acknowledged entry and its attempts go; a
+ * WelcomeCode inside its window alone and first. */
+static void
+test_dlv_head_batches_and_acks(void **state)
+{
+    char id[5][64], now[24];
+    redisReply *r;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 5; i++)
+        snprintf(id[i], sizeof(id[i]), "%s", cmds("XADD q * n %d", i));
+    /* nothing held: the first three */
+    r = EVR(SCRIPT_DLV_HEAD, 2, "q", "qa", "20000", "3", "", "");
+    assert_int_equal(r->elements, 2);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->elements, 3);
+    assert_string_equal(r->element[1]->element[2]->element[0]->str, id[2]);
+    /* ack the first, id[1] held next: nothing read */
+    cmd("HSET qa %s 2", id[0]);
+    r = EVR(SCRIPT_DLV_HEAD, 2, "q", "qa", "20000", "3", id[0], id[1]);
+    assert_int_equal(r->elements, 1);
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_int_equal(cmdi("XLEN q"), 4);
+    assert_int_equal(cmdi("HEXISTS qa %s", id[0]), 0);
+    /* the held entry is not the head (the queue changed): read again */
+    r = EVR(SCRIPT_DLV_HEAD, 2, "q", "qa", "20000", "3", id[1], id[3]);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->elements, 3);
+    assert_string_equal(r->element[1]->element[0]->element[0]->str, id[2]);
+    /* a WelcomeCode inside its window: it alone, though another is held */
+    snprintf(now, sizeof(now), "%lld", now_ms());
+    cmd("HSET qa p:%s %s", id[4], now);
+    r = EVR(SCRIPT_DLV_HEAD, 2, "q", "qa", "20000", "3", id[2], id[3]);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->elements, 1);
+    assert_string_equal(r->element[1]->element[0]->element[0]->str, id[4]);
+    /* acknowledged, its note goes too; then the head again */
+    r = EVR(SCRIPT_DLV_HEAD, 2, "q", "qa", "20000", "3", id[4], "");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->elements, 1);
+    assert_string_equal(r->element[1]->element[0]->element[0]->str, id[3]);
+    assert_int_equal(cmdi("HEXISTS qa p:%s", id[4]), 0);
+    /* emptied: none */
+    r = EVR(SCRIPT_DLV_HEAD, 2, "q", "qa", "20000", "3", id[3], "");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->elements, 0);
+    assert_int_equal(cmdi("XLEN q"), 0);
+}
+
 int
 main(void)
 {
@@ -1483,6 +1534,7 @@ main(void)
         cmocka_unit_test_setup(test_evq_push_and_handover, flush),
         cmocka_unit_test_setup(test_evq_leases, flush),
         cmocka_unit_test_setup(test_evq_release, flush),
+        cmocka_unit_test_setup(test_dlv_head_batches_and_acks, flush),
         cmocka_unit_test_setup(test_evq_ack_and_dead, flush),
         cmocka_unit_test_setup(test_stream_ack_and_dead, flush),
         cmocka_unit_test_setup(test_suite_ticket_newest_wins, flush),

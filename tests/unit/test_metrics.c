@@ -47,7 +47,7 @@ static const struct {
 
 /*---- A Prometheus text-format checker ----*/
 
-#define MAX_TYPED 32
+#define MAX_TYPED 48
 
 struct exposition {
     char typed[MAX_TYPED][96];
