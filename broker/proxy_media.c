@@ -23,7 +23,7 @@ proxy_media_build(struct preq *q, struct proxy_media *out, char *msg,
     struct evkeyvalq *in = evhttp_request_get_input_headers(q->r->req);
     struct multipart_media m;
     const char *type = query_get(q->q, "type");
-    char boundary[48], sha[65];
+    char boundary[64], sha[65]; /* "wecom-broker-" 24 digest chars, an int */
     enum errcode e;
     size_t n, cap;
     char *b;
