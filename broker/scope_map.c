@@ -1059,9 +1059,11 @@ load_params(struct loader *ld, const json_t *map, struct scope_endpoint *e,
     {
         push_key(ld, k);
         err = load_param(ld, k, v, &e->params[e->nparams], is_get);
+        /* counted either way: what a failed one holds is freed with
+         * the endpoint */
+        e->nparams++;
         if (err)
             return err;
-        e->nparams++;
         pop(ld);
     }
     qsort(e->params, e->nparams, sizeof(e->params[0]), param_cmp);

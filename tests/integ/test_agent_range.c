@@ -253,6 +253,8 @@ test_whole_corp_narrowed(void **state)
     assert_true(wide_stripped >= 0);
     assert_int_equal(r.dropped, 0);
     assert_declared_shape(&r);
+    sc_resp_free(&r);
+    sc_resp_init(&r);
 
     agent_get(&r, sec, CORP1);
     ids_text(r.json, "allow_partys", "partyid", buf, sizeof(buf));
@@ -308,6 +310,8 @@ test_tenant_department_inside_service(void **state)
     wide_stripped = r.stripped;
     assert_int_equal(r.dropped, 0);
     assert_declared_shape(&r);
+    sc_resp_free(&r);
+    sc_resp_init(&r);
 
     agent_get(&r, sec, CORP2);
     ids_text(r.json, "allow_partys", "partyid", buf, sizeof(buf));
