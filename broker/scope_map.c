@@ -110,26 +110,43 @@ name_cmp(const char *a, size_t alen, const char *b)
  * The child of obj called name (len bytes, no terminator needed) by binary
  * search, or NULL (also when obj is not an object). Borrowed from obj.
  */
-const struct scope_node *
-scope_node_field(const struct scope_node *obj, const char *name, size_t len)
+/*
+ * The index of the element named name (len bytes) among n elements of
+ * stride bytes sorted by name, whose name pointer sits name_off bytes
+ * into each (response and body trees share the search); -1 when none.
+ */
+static long
+field_find(const void *base, size_t n, size_t stride, size_t name_off,
+           const char *name, size_t len)
 {
-    size_t lo = 0, hi, mid;
+    size_t lo = 0, hi = n, mid;
+    const char *elt;
     int c;
 
-    if (obj == NULL || name == NULL || obj->type != SCOPE_T_OBJECT)
-        return NULL;
-    hi = obj->nfields;
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
-        c = name_cmp(name, len, obj->fields[mid].name);
+        elt = (const char *)base + mid * stride;
+        c = name_cmp(name, len, *(char *const *)(elt + name_off));
         if (c == 0)
-            return &obj->fields[mid];
+            return (long)mid;
         if (c < 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return NULL;
+    return -1;
+}
+
+const struct scope_node *
+scope_node_field(const struct scope_node *obj, const char *name, size_t len)
+{
+    long i;
+
+    if (obj == NULL || name == NULL || obj->type != SCOPE_T_OBJECT)
+        return NULL;
+    i = field_find(obj->fields, obj->nfields, sizeof(obj->fields[0]),
+                   offsetof(struct scope_node, name), name, len);
+    return i < 0 ? NULL : &obj->fields[i];
 }
 
 static void
@@ -1282,23 +1299,13 @@ scope_body_clear(struct scope_body *b)
 const struct scope_body *
 scope_body_field(const struct scope_body *obj, const char *name, size_t len)
 {
-    size_t lo = 0, hi, mid;
-    int c;
+    long i;
 
     if (obj == NULL || name == NULL || obj->type != SCOPE_T_OBJECT)
         return NULL;
-    hi = obj->nfields;
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        c = name_cmp(name, len, obj->fields[mid].name);
-        if (c == 0)
-            return &obj->fields[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    i = field_find(obj->fields, obj->nfields, sizeof(obj->fields[0]),
+                   offsetof(struct scope_body, name), name, len);
+    return i < 0 ? NULL : &obj->fields[i];
 }
 
 static int
