@@ -39,12 +39,20 @@ struct vr_idset {
     size_t n;
 };
 
+/* A member named by the privilege or a visible tag: visible whatever its
+ * departments. */
+#define VRM_LISTED 1u
+/* A member no longer visible after vrange_set_member: kept in the table
+ * (indices stay valid) until the next repack, answered as absent. */
+#define VRM_GONE 2u
+
 struct vr_member {
     uint32_t name_off; /* into arena */
     uint32_t name_len;
     uint32_t dept_off; /* into dept */
     uint32_t dept_n;
     uint32_t hash;
+    uint32_t flags; /* VRM_* */
 };
 
 /* Visible members: names in one arena, an index table over them. */
@@ -57,6 +65,8 @@ struct vr_members {
     size_t slot_cap;
     uint32_t *dept; /* each member's departments, back to back */
     size_t ndept, dept_cap;
+    size_t dept_used; /* of ndept, still some member's */
+    size_t gone;      /* entries marked VRM_GONE */
 };
 
 struct vr_tag {
@@ -86,6 +96,7 @@ struct vrange {
     struct vr_idset dept;
     struct vr_tags tags;
     struct vr_tree tree;
+    int narrowed; /* vrange_narrow ran: members are not set one by one */
 };
 
 struct vr_vec {
@@ -374,6 +385,7 @@ member_insert(struct vr_members *m, const char *s, size_t len, uint32_t h,
     e->dept_off = 0;
     e->dept_n = 0;
     e->hash = h;
+    e->flags = 0;
     m->arena_len += len;
     slot_put(m->slot, m->slot_cap, h, m->n);
     *idx = m->n++;
@@ -441,6 +453,7 @@ members_copy(struct vr_members *dst, const struct vr_members *src,
         d->dept_off = (uint32_t)dst->ndept;
         d->dept_n = e->dept_n;
         d->hash = e->hash;
+        d->flags = e->flags;
         dst->arena_len += e->name_len;
         dst->ndept += e->dept_n;
         slot_put(dst->slot, dst->slot_cap, d->hash, dst->n);
@@ -448,6 +461,7 @@ members_copy(struct vr_members *dst, const struct vr_members *src,
             remap[i] = (uint32_t)dst->n;
         dst->n++;
     }
+    dst->dept_used = dst->ndept;
     return BRK_OK;
 }
 
@@ -467,6 +481,7 @@ members_add_list(struct vr_members *m, const json_t *arr)
         err = member_add(m, json_string_value(x), json_string_length(x), &idx);
         if (err)
             return err;
+        m->ent[idx].flags |= VRM_LISTED;
     }
     return BRK_OK;
 }
@@ -788,6 +803,7 @@ tag_entry(struct vrange *v, struct vr_vec *roots, const char *key, size_t klen,
                          &idx);
         if (err)
             goto out;
+        v->mem.ent[idx].flags |= VRM_LISTED;
         tg->ref[tg->nref++] = (uint32_t)idx;
     }
     json_array_foreach(parties, i, x)
@@ -1085,6 +1101,161 @@ out:
     return err;
 }
 
+/*---- One member changed ----*/
+
+/* Members set one by one leave gone entries and unused department
+ * slots behind; past these the table is packed again. */
+#define VR_SLACK_MIN 4096
+
+/*
+ * Pack v's members: drop the gone ones and the unused department slots,
+ * renumbering the tags' member references. On failure v is unchanged.
+ */
+static enum brk_err
+members_repack(struct vrange *v)
+{
+    struct vr_members nm = {0};
+    uint32_t *remap;
+    size_t i, j;
+    struct vr_tag *t;
+    enum brk_err err = BRK_ERR_NOMEM;
+
+    remap = brk_malloc((v->mem.n ? v->mem.n : 1) * sizeof(*remap));
+    if (remap == NULL)
+        return err;
+    for (i = 0; i < v->mem.n; i++)
+        remap[i] = v->mem.ent[i].flags & VRM_GONE ? VR_NONE : 0;
+    err = members_copy(&nm, &v->mem, remap);
+    if (err) {
+        members_free(&nm);
+        brk_free(remap);
+        return err;
+    }
+    /* a tag's users are listed members, never gone */
+    for (i = 0; i < v->tags.n; i++) {
+        t = &v->tags.t[i];
+        for (j = 0; j < t->users_n; j++)
+            v->tags.ref[t->ref_off + j] = remap[v->tags.ref[t->ref_off + j]];
+    }
+    members_free(&v->mem);
+    v->mem = nm;
+    brk_free(remap);
+    return BRK_OK;
+}
+
+/*
+ * Parse "d1,d2,..." (len bytes) into a new array *out of *n ids; *vis
+ * when one of them is a visible department. BRK_ERR_INVAL when an id does
+ * not parse.
+ */
+static enum brk_err
+depts_parse(const struct vrange *v, const char *s, size_t len, uint32_t **out,
+            size_t *n, int *vis)
+{
+    const char *end = s + len, *comma;
+    uint32_t *ids;
+    size_t k = 1, i;
+
+    for (i = 0; i < len; i++)
+        k += s[i] == ',';
+    if (k > VR_MAX_ENTRIES)
+        return BRK_ERR_TOOBIG;
+    ids = brk_malloc(k * sizeof(*ids));
+    if (ids == NULL)
+        return BRK_ERR_NOMEM;
+    *vis = 0;
+    for (i = 0;; i++) {
+        comma = memchr(s, ',', (size_t)(end - s));
+        if (comma == NULL)
+            comma = end;
+        if (!parse_id(s, (size_t)(comma - s), &ids[i])) {
+            brk_free(ids);
+            return BRK_ERR_INVAL;
+        }
+        if (idset_has(&v->dept, ids[i]))
+            *vis = 1;
+        if (comma == end)
+            break;
+        s = comma + 1;
+    }
+    *out = ids;
+    *n = i + 1;
+    return BRK_OK;
+}
+
+/*
+ * The member userid now has departments depts, or has left the directory
+ * (depts NULL): v answers as vrange_build over the directory so changed
+ * would (see visible_range.h). Each step that can fail comes before the
+ * first change, so on failure v is unchanged.
+ */
+enum brk_err
+vrange_set_member(struct vrange *v, const char *userid, size_t len,
+                  const char *depts, size_t dlen)
+{
+    struct vr_members *m;
+    struct vr_member *e;
+    uint32_t *ids = NULL, h;
+    size_t n = 0, idx;
+    void *np;
+    int vis = 0;
+    enum brk_err err;
+
+    if (v == NULL || v->narrowed || userid == NULL || !userid_ok(userid, len) ||
+        (depts != NULL && dlen == 0))
+        return BRK_ERR_INVAL;
+    m = &v->mem;
+    if (depts != NULL) {
+        err = depts_parse(v, depts, dlen, &ids, &n, &vis);
+        if (err)
+            return err;
+    }
+    h = hash_str(userid, len);
+    idx = member_find(m, userid, len, h);
+    if (idx == SIZE_MAX && !vis) {
+        brk_free(ids);
+        return BRK_OK; /* not visible before, nor now */
+    }
+    err = reserve(m->dept, &m->dept_cap, m->ndept + n, sizeof(*m->dept),
+                  VR_MAX_LINKS, &np);
+    if (err)
+        goto out;
+    m->dept = np;
+    if (idx == SIZE_MAX) {
+        err = member_insert(m, userid, len, h, &idx);
+        if (err)
+            goto out;
+    }
+    e = &m->ent[idx];
+    m->dept_used -= e->dept_n;
+    if ((e->flags & VRM_LISTED) || vis) {
+        if (e->flags & VRM_GONE)
+            m->gone--;
+        e->flags &= ~VRM_GONE;
+        if (n > 0)
+            memcpy(m->dept + m->ndept, ids, n * sizeof(*ids));
+        e->dept_off = (uint32_t)m->ndept;
+        e->dept_n = (uint32_t)n;
+        m->ndept += n;
+        m->dept_used += n;
+    } else {
+        if (!(e->flags & VRM_GONE))
+            m->gone++;
+        e->flags |= VRM_GONE;
+        e->dept_off = 0;
+        e->dept_n = 0;
+    }
+    /* the change is made; packing is housekeeping that may wait */
+    if ((m->gone > VR_SLACK_MIN && m->gone * 2 > m->n) ||
+        (m->ndept - m->dept_used > VR_SLACK_MIN &&
+         m->ndept - m->dept_used > m->dept_used))
+        (void)members_repack(v);
+    err = BRK_OK;
+out:
+    brk_free(ids);
+    return err;
+}
+
 /*---- Narrow and queries ----*/
 
 /*
@@ -1160,6 +1331,7 @@ vrange_narrow(struct vrange *v, const long *parties, size_t n)
     tags_free(&v->tags);
     v->tags = nt;
     memset(&nt, 0, sizeof(nt));
+    v->narrowed = 1;
 out:
     brk_free(roots);
     brk_free(remap);
@@ -1177,9 +1349,12 @@ out:
 int
 vrange_has_member(const struct vrange *v, const char *userid, size_t len)
 {
+    size_t i;
+
     if (v == NULL || userid == NULL || len == 0)
         return 0;
-    return member_find(&v->mem, userid, len, hash_str(userid, len)) != SIZE_MAX;
+    i = member_find(&v->mem, userid, len, hash_str(userid, len));
+    return i != SIZE_MAX && !(v->mem.ent[i].flags & VRM_GONE);
 }
 
 /* Whether department id is visible; NULL v answers 0. Cannot fail. */
@@ -1254,7 +1429,7 @@ out:
 size_t
 vrange_members(const struct vrange *v)
 {
-    return v ? v->mem.n : 0;
+    return v ? v->mem.n - v->mem.gone : 0;
 }
 
 /* The number of visible departments. Cannot fail. */

@@ -40,6 +40,19 @@ enum brk_err vrange_build(const json_t *privilege, const json_t *parents,
                           const json_t *users, const json_t *tags,
                           struct vrange **out) BRK_WUR;
 
+/*
+ * The member userid (len bytes) now has the departments depts
+ * ("d1,d2,...", dlen > 0 bytes) in the directory, or has left it (depts
+ * NULL). Afterwards v answers every question as vrange_build over the
+ * directory so changed would: departments and tags are not changed by a
+ * member's change, so only this member's visibility can move. Not for a
+ * narrowed range (BRK_ERR_INVAL). BRK_ERR_INVAL for a userid or a list
+ * that would not build, BRK_ERR_TOOBIG, BRK_ERR_NOMEM; on failure v is
+ * unchanged.
+ */
+enum brk_err vrange_set_member(struct vrange *v, const char *userid, size_t len,
+                               const char *depts, size_t dlen) BRK_WUR;
+
 /* Narrow to the subtrees of parties (a service's own range). n == 0
  * leaves everything out. */
 enum brk_err vrange_narrow(struct vrange *v, const long *parties,

@@ -1305,6 +1305,198 @@ test_random_cross_check(void **state)
     }
 }
 
+/* One member changed in d and in v the same way: new departments, or
+ * out of the directory. */
+static void
+random_member_change(struct ref_dir *d, struct vrange *v)
+{
+    char name[16], val[64];
+    size_t off;
+    int u = (int)rnd(R_USERS), j;
+
+    rname(u, name, sizeof(name));
+    if (rnd(4) == 0) {
+        d->listed[u] = 0;
+        d->nd[u] = 0;
+        assert_int_equal(vrange_set_member(v, name, strlen(name), NULL, 0),
+                         BRK_OK);
+        return;
+    }
+    d->listed[u] = 1;
+    d->nd[u] = (int)(1 + rnd(3));
+    for (j = 0, off = 0; j < d->nd[u]; j++) {
+        d->dept[u][j] = (int)(1 + rnd(R_DEPTS - 1));
+        off += (size_t)snprintf(val + off, sizeof(val) - off, "%s%d",
+                                j ? "," : "", d->dept[u][j]);
+    }
+    assert_int_equal(vrange_set_member(v, name, strlen(name), val, off),
+                     BRK_OK);
+}
+
+/* A range changed member by member answers as one built over the changed
+ * directory, and narrows the same way. */
+static void
+test_random_member_changes(void **state)
+{
+    struct ref_dir d;
+    struct ref_view r;
+    struct vrange *v;
+    json_t *priv, *parents, *users, *tags;
+    long parties[4];
+    size_t np, k;
+    unsigned round, step;
+
+    (void)state;
+    rng_state = 0x2545f4914f6cdd1dULL;
+    for (round = 0; round < 1000; round++) {
+        random_dir(&d);
+        random_json(&d, &priv, &parents, &users, &tags);
+        v = NULL;
+        assert_int_equal(vrange_build(priv, parents, users, tags, &v), BRK_OK);
+        for (step = 0; step < 30; step++) {
+            random_member_change(&d, v);
+            ref_build(&d, &r);
+            compare(v, &r, round);
+        }
+        np = rnd(4);
+        for (k = 0; k < np; k++)
+            parties[k] = (long)rnd(R_DEPTS);
+        assert_int_equal(vrange_narrow(v, parties, np), BRK_OK);
+        ref_narrow(&d, &r, parties, np);
+        compare(v, &r, round);
+        /* a narrowed range is built again, never changed in place */
+        assert_int_equal(vrange_set_member(v, "r1", 2, "1", 1), BRK_ERR_INVAL);
+        compare(v, &r, round);
+        vrange_free(v);
+        json_decref(priv);
+        json_decref(parents);
+        json_decref(users);
+        json_decref(tags);
+    }
+}
+
+/* Hostile changes are refused and change nothing. */
+static void
+test_set_member_refused(void **state)
+{
+    struct vrange *v = build("{\"allow_party\":[1],\"allow_user\":[\"u17\"],"
+                             "\"allow_tag\":[100,200,300]}");
+    const char *bad[] = {"",  ",",  "1,",  ",1",         "1,,2",
+                         "x", "-1", "1 2", "4294967296", "01"};
+    char longid[300];
+    size_t i, before = vrange_members(v);
+
+    (void)state;
+    for (i = 0; i < nitems(bad); i++)
+        assert_int_equal(vrange_set_member(v, "u01", 3, bad[i], strlen(bad[i])),
+                         BRK_ERR_INVAL);
+    assert_int_equal(vrange_set_member(v, "", 0, "1", 1), BRK_ERR_INVAL);
+    assert_int_equal(vrange_set_member(v, "a\0b", 3, "1", 1), BRK_ERR_INVAL);
+    memset(longid, 'a', sizeof(longid));
+    assert_int_equal(vrange_set_member(v, longid, sizeof(longid), "1", 1),
+                     BRK_ERR_INVAL);
+    assert_int_equal(vrange_set_member(NULL, "u01", 3, "1", 1), BRK_ERR_INVAL);
+    assert_int_equal(vrange_members(v), before);
+    assert_true(vrange_has_member(v, "u01", 3));
+    vrange_free(v);
+}
+
+/* Out of memory at any step leaves the range as it was. */
+static void
+test_alloc_failures_set_member(void **state)
+{
+    struct vrange *v = build("{\"allow_party\":[1],\"allow_user\":[\"u17\"],"
+                             "\"allow_tag\":[100,200,300]}");
+    enum brk_err err;
+    unsigned long n;
+    int failed;
+    size_t before = vrange_members(v);
+
+    (void)state;
+    for (n = 1;; n++) {
+        brk_alloc_fail_at(n);
+        err = vrange_set_member(v, "newcomer", 8, "3,4", 3);
+        failed = brk_alloc_failed();
+        brk_alloc_fail_at(0);
+        if (!failed) {
+            assert_int_equal(err, BRK_OK);
+            break;
+        }
+        assert_int_equal(err, BRK_ERR_NOMEM);
+        assert_int_equal(vrange_members(v), before);
+        assert_false(vrange_has_member(v, "newcomer", 8));
+        assert_true(n < 100);
+    }
+    assert_int_equal(vrange_members(v), before + 1);
+    assert_true(vrange_has_member(v, "newcomer", 8));
+    vrange_free(v);
+}
+
+/* Thousands of members leaving, coming back and moving: the table is
+ * packed again on the way (tags keep their members) and stays exact. */
+static void
+test_set_member_repacks(void **state)
+{
+    json_t *parents = json_object(), *users = json_object();
+    json_t *tags = json_object(), *priv;
+    struct vrange *v = NULL;
+    char key[32];
+    size_t before, first = 0;
+    int i, round;
+
+    (void)state;
+    json_object_set_new(parents, "1", json_string("0"));
+    json_object_set_new(parents, "2", json_string("0"));
+    for (i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "m%05d", i);
+        json_object_set_new(users, key, json_string("1"));
+    }
+    json_object_set_new(
+        tags, "7",
+        json_pack("{s:[s,s],s:[]}", "users", "m00003", "outsider", "parties"));
+    priv = jparse("{\"allow_party\":[1],\"allow_tag\":[7]}");
+    assert_int_equal(vrange_build(priv, parents, users, tags, &v), BRK_OK);
+    before = vrange_members(v);
+    assert_int_equal(before, 20001);
+    before = vrange_memory(v);
+    for (round = 0; round < 10; round++) {
+        /* every member to the department out of range, then back */
+        for (i = 0; i < 20000; i++) {
+            snprintf(key, sizeof(key), "m%05d", i);
+            assert_int_equal(vrange_set_member(v, key, strlen(key), "2", 1),
+                             BRK_OK);
+        }
+        /* m00003 and outsider stay: the tag lists them */
+        assert_int_equal(vrange_members(v), 2);
+        assert_true(vrange_has_member(v, "m00003", 6));
+        assert_true(vrange_has_member(v, "outsider", 8));
+        assert_false(vrange_has_member(v, "m00004", 6));
+        assert_true(vrange_has_tag(v, 7));
+        for (i = 0; i < 20000; i++) {
+            snprintf(key, sizeof(key), "m%05d", i);
+            assert_int_equal(vrange_set_member(v, key, strlen(key),
+                                               i % 2 ? "2,1" : "1",
+                                               i % 2 ? 3 : 1),
+                             BRK_OK);
+        }
+        assert_int_equal(vrange_members(v), 20001);
+        assert_true(vrange_has_member(v, "m19999", 6));
+        assert_int_equal(vrange_set_member(v, "outsider", 8, NULL, 0), BRK_OK);
+        assert_true(vrange_has_member(v, "outsider", 8));
+        if (round == 0)
+            first = vrange_memory(v);
+    }
+    /* packed on the way: not ten rounds of garbage */
+    print_message("range: %zu bytes built, %zu after a round, %zu after ten\n",
+                  before, first, vrange_memory(v));
+    assert_true(vrange_memory(v) < first * 2);
+    vrange_free(v);
+    json_decref(priv);
+    json_decref(parents);
+    json_decref(users);
+    json_decref(tags);
+}
+
 /*---- Size ----*/
 
 static double
@@ -1482,6 +1674,10 @@ main(void)
         cmocka_unit_test(test_alloc_failures_build_string_tags),
         cmocka_unit_test(test_alloc_failures_narrow),
         cmocka_unit_test(test_random_cross_check),
+        cmocka_unit_test(test_random_member_changes),
+        cmocka_unit_test(test_set_member_refused),
+        cmocka_unit_test(test_alloc_failures_set_member),
+        cmocka_unit_test(test_set_member_repacks),
         cmocka_unit_test(test_size_100k_members),
     };
 
