@@ -665,6 +665,7 @@ on_store_state(int up, void *arg)
     tokens_drop_cache(d->tok);
     proxy_drop_caches(d->proxy);
     delivery_drop_caches(d->dlv);
+    worker_drop_caches(d->worker);
     if (up) {
         metrics_inc(METRICS_REDIS_CONNECTS, NULL);
         suites_store_up(d->suites);

@@ -135,6 +135,14 @@ static const struct {
                                        "delivery (the rest of the sends are "
                                        "served from the copies kept), by "
                                        "result (ok, error)."},
+    [METRICS_EVENT_TENANT_READS] = {"wecom_broker_event_tenant_reads_total",
+                                    T_COUNTER,
+                                    "Tenants the event workers decided "
+                                    "events with, by result: applied (a "
+                                    "member's change applied to the copy "
+                                    "kept), current (the copy kept, its "
+                                    "generation checked), read (read "
+                                    "whole), error."},
     [METRICS_DELIVERY_HEAD_READS] = {"wecom_broker_delivery_head_reads_total",
                                      T_COUNTER,
                                      "Reads of a (service, tenant) queue's "

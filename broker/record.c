@@ -889,6 +889,69 @@ out:
     return err;
 }
 
+/* One member written by contact_apply: its departments set in the range
+ * and the stored directory t keeps, or the member gone from both. */
+static enum brk_err
+tenant_apply_member(struct record_tenant *t, const struct redisReply *uid,
+                    const struct redisReply *depts)
+{
+    json_t *v;
+    enum brk_err err;
+
+    if (uid->type != REDIS_REPLY_STRING || depts->type != REDIS_REPLY_STRING ||
+        strlen(uid->str) != uid->len)
+        return BRK_ERR_INVAL;
+    /* the range checks the id and the list first: the JSON follows it */
+    err = vrange_set_member(t->range, uid->str, uid->len,
+                            depts->len ? depts->str : NULL, depts->len);
+    if (err)
+        return err;
+    if (depts->len == 0) {
+        (void)json_object_del(t->users, uid->str);
+        return BRK_OK;
+    }
+    v = json_stringn_nocheck(depts->str, depts->len);
+    if (v == NULL || json_object_set_new(t->users, uid->str, v) != 0)
+        return BRK_ERR_NOMEM;
+    return BRK_OK;
+}
+
+/* See record.h. */
+enum brk_err
+record_tenant_apply(struct record_tenant *t, const struct redisReply *r,
+                    long long now_s)
+{
+    const struct redisReply *g0, *g1;
+    unsigned long long before, after;
+    size_t i;
+    enum brk_err err;
+
+    if (t == NULL || r == NULL || r->type != REDIS_REPLY_ARRAY ||
+        r->elements < 3 || r->elements % 2 == 0 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER)
+        return BRK_ERR_INVAL;
+    g0 = r->element[1];
+    g1 = r->element[2];
+    if (g0->type != REDIS_REPLY_STRING || g1->type != REDIS_REPLY_STRING ||
+        strlen(g0->str) != g0->len || strlen(g1->str) != g1->len)
+        return BRK_ERR_INVAL;
+    /* only a copy no one else holds, exactly the one the change was made
+     * to, still granted, and only for members' changes */
+    if (r->element[0]->integer != 1 || t->refs != 1 || !t->active ||
+        t->range == NULL || t->users == NULL || t->gen == 0 ||
+        gen_parse(g0->str, &before) || before != t->gen ||
+        gen_parse(g1->str, &after) || after <= before ||
+        (t->grant_until_s != 0 && now_s >= t->grant_until_s))
+        return BRK_ERR_NOTFOUND;
+    for (i = 3; i + 1 < r->elements; i += 2) {
+        err = tenant_apply_member(t, r->element[i], r->element[i + 1]);
+        if (err)
+            return err;
+    }
+    t->gen = after;
+    return BRK_OK;
+}
+
 /*---- Browser flows ----*/
 
 /*

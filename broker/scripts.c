@@ -352,57 +352,74 @@ static const char tenant_lost_count_lua[] =
 /* Applies one change_contact to the directory. A tag's
  * value is written by hand, like dir_tag_value writes it: cjson encodes an
  * empty list as an object, which the visible range refuses.
- * KEYS: users, parties, tags, tenant. ARGV: change type, userid, new
+ * KEYS: parties, users, tags, tenant. ARGV: change type, userid, new
  * userid, user's departments, party id, party's parent, tag id, users
- * added, users removed, parties added, parties removed, now. Returns 0
- * for an unknown type, else 1. */
+ * added, users removed, parties added, parties removed, now. Returns
+ * {kind, generation before, generation after, then for kind 1 a userid
+ * and its stored departments ("": not in the directory) per member
+ * written}: kind 0 for an unknown type (nothing written), 1 when only
+ * members changed, 2 when a department or a tag did. So a reader holding
+ * the tenant at the generation before can apply the same change instead
+ * of reading the directory again (record_tenant_apply). */
 static const char contact_apply_lua[] =
     "local t = ARGV[1]\n"
+    "local g0 = redis.call('HGET', KEYS[4], '" KEYS_TENANT_GEN "') or ''\n"
+    "local kind, out = 1, {}\n"
     "if t == 'create_user' or t == 'update_user' then\n"
     "  local uid = ARGV[2]\n"
     "  if ARGV[3] ~= '' and ARGV[3] ~= uid then\n"
     "    local old = redis.call('HGET', KEYS[2], uid)\n"
     "    redis.call('HDEL', KEYS[2], uid)\n"
+    "    out = {uid, ''}\n"
     "    uid = ARGV[3]\n"
     "    if old and ARGV[4] == '' then redis.call('HSET', KEYS[2], uid, old)"
     " end\n"
     "  end\n"
     "  if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], uid, ARGV[4]) end\n"
+    "  table.insert(out, uid)\n"
+    "  table.insert(out, redis.call('HGET', KEYS[2], uid) or '')\n"
     "elseif t == 'delete_user' then\n"
     "  redis.call('HDEL', KEYS[2], ARGV[2])\n"
+    "  out = {ARGV[2], ''}\n"
     "elseif t == 'create_party' or t == 'update_party' then\n"
+    "  kind = 2\n"
     "  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])\n"
     "  elseif t == 'create_party' then"
     " redis.call('HSET', KEYS[1], ARGV[5], '1') end\n"
     "elseif t == 'delete_party' then\n"
+    "  kind = 2\n"
     "  redis.call('HDEL', KEYS[1], ARGV[5])\n"
     "elseif t == 'update_tag' then\n"
+    "  kind = 2\n"
     "  local cur = redis.call('HGET', KEYS[3], ARGV[7])\n"
     "  local v = {users = {}, parties = {}}\n"
     "  if cur then v = cjson.decode(cur) end\n"
     "  local function edit(list, add, del, quote)\n"
-    "    local gone, seen, out = {}, {}, {}\n"
+    "    local gone, seen, res = {}, {}, {}\n"
     "    for x in string.gmatch(del, '[^,]+') do gone[x] = true end\n"
     "    local function put(x)\n"
     "      if not gone[x] and not seen[x] then\n"
     "        seen[x] = true\n"
-    "        table.insert(out, quote and cjson.encode(x) or x)\n"
+    "        table.insert(res, quote and cjson.encode(x) or x)\n"
     "      end\n"
     "    end\n"
     "    if type(list) == 'table' then\n"
     "      for _, x in ipairs(list) do put(tostring(x)) end\n"
     "    end\n"
     "    for x in string.gmatch(add, '[^,]+') do put(x) end\n"
-    "    return '[' .. table.concat(out, ',') .. ']'\n"
+    "    return '[' .. table.concat(res, ',') .. ']'\n"
     "  end\n"
     "  redis.call('HSET', KEYS[3], ARGV[7], '{\"users\":' ..\n"
     "    edit(v.users, ARGV[8], ARGV[9], true) .. ',\"parties\":' ..\n"
     "    edit(v.parties, ARGV[10], ARGV[11], false) .. '}')\n"
     "else\n"
-    "  return 0\n"
+    "  return {0, g0, g0}\n"
     "end\n"
     "redis.call('HSET', KEYS[4], 'updated_at', ARGV[12])\n" LUA_TENANT_GEN_BUMP(
-        "KEYS[4]") "return 1\n";
+        "KEYS[4]") "local res = {kind, g0,"
+                   " redis.call('HGET', KEYS[4], '" KEYS_TENANT_GEN "')}\n"
+                   "for _, x in ipairs(out) do table.insert(res, x) end\n"
+                   "return res\n";
 
 /* Stores the admin list only while the tenant
  * exists, so a purge is never undone.
@@ -452,12 +469,6 @@ static const char purge_report_lua[] =
     "return 1\n";
 
 /*---- The service API (proxy.c) ----*/
-
-/* Loads every part of a tenant in one round trip.
- * KEYS: tenant, users, parties, tags. Returns the four HGETALLs. */
-static const char tenant_load_lua[] =
-    "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),"
-    " redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}\n";
 
 /* Returns the current token of (service, corp), or
  * (ARGV[7] = 1) makes the fresh nonce current: the token itself is never
@@ -1010,7 +1021,6 @@ static const struct {
     [SCRIPT_PURGE_BROKER_TOKENS] = {"purge_broker_tokens",
                                     purge_broker_tokens_lua},
     [SCRIPT_PURGE_REPORT] = {"purge_report", purge_report_lua},
-    [SCRIPT_TENANT_LOAD] = {"tenant_load", tenant_load_lua},
     [SCRIPT_SERVICE_TOKEN_MINT] = {"service_token_mint",
                                    service_token_mint_lua},
     [SCRIPT_OAUTH_CODE_TAKE] = {"oauth_code_take", oauth_code_take_lua},

@@ -744,58 +744,6 @@ worker_deliver(struct job *j, const char *result)
     }
 }
 
-static void
-on_tenant_loaded(struct job *j, struct redisReply *r)
-{
-    job_step *next = j->after_tenant;
-    enum brk_err err;
-
-    j->after_tenant = NULL;
-    record_tenant_unref(j->ten);
-    j->ten = NULL;
-    err = record_tenant_decode(r, worker_wall_s(), &j->ten);
-    if (err && err != BRK_ERR_NOTFOUND) {
-        worker_job_fail(j, err, 0, "the tenant's record does not decode: %s",
-                        brk_strerror(err));
-        return;
-    }
-    j->ten_loaded = 1;
-    next(j);
-}
-
-/*
- * Read the tenant (grant, privilege, directory) into j->ten as it is now:
- * the range the services' delivery is decided against. NULL when there is
- * no tenant (the event then goes to no one). Then next.
- */
-void
-worker_load_tenant(struct job *j, job_step *next)
-{
-    char keys[4][KEYS_MAX];
-    const char *argv[7];
-    static const char *const sub[3] = {"dir:parents", "dir:users", "dir:tags"};
-    int i;
-
-    if (keys_tenant(keys[0], sizeof(keys[0]), worker_prefix(j), j->corp,
-                    worker_suite_id(j))) {
-        worker_job_reject(j, "key names too long");
-        return;
-    }
-    for (i = 0; i < 3; i++)
-        if (keys_tenant_sub(keys[i + 1], sizeof(keys[i + 1]), worker_prefix(j),
-                            j->corp, worker_suite_id(j), sub[i])) {
-            worker_job_reject(j, "key names too long");
-            return;
-        }
-    argv[0] = "EVAL";
-    argv[1] = scripts_text(SCRIPT_TENANT_LOAD);
-    argv[2] = "4";
-    for (i = 0; i < 4; i++)
-        argv[3 + i] = keys[i];
-    j->after_tenant = next;
-    worker_job_redis(j, 7, argv, NULL, on_tenant_loaded);
-}
-
 enum brk_err
 worker_seal_field(struct job *j, const char *field, const char *value,
                   char **out)
@@ -1614,7 +1562,8 @@ worker_new(struct event_base *base, const struct config *cfg,
     w->api = api;
     snprintf(w->consumer, sizeof(w->consumer), "%s", consumer);
     w->q = brk_calloc(suites->n, sizeof(*w->q));
-    if (w->q == NULL) {
+    if (w->q == NULL || worker_tenants_new(&w->tens) != BRK_OK) {
+        brk_free(w->q);
         brk_free(w);
         return BRK_ERR_NOMEM;
     }
@@ -1703,5 +1652,15 @@ worker_free(struct worker *w)
             event_free(q->claim);
     }
     brk_free(w->q);
+    worker_tenants_free(w->tens);
     brk_free(w);
+}
+
+/* Forget the tenants kept (a reconnect: the store may have lost writes,
+ * so a generation may come back with other contents). */
+void
+worker_drop_caches(struct worker *w)
+{
+    if (w != NULL)
+        worker_tenants_clear(w->tens);
 }

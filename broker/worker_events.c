@@ -4,7 +4,8 @@
  * The callback chains run here, in order:
  *   change_contact: worker_tenant_state -> worker_on_contact_state ->
  *     [a deletion: worker_load_tenant ->] contact_apply ->
- *     on_contact_applied -> [else: worker_load_tenant ->] contact_done ->
+ *     on_contact_applied -> [else: worker_tenant_apply (the tenant kept,
+ *     changed as Redis was) or worker_load_tenant ->] contact_done ->
  *     worker_deliver -> worker_job_done
  *   change_external_*: worker_external_event -> worker_tenant_state ->
  *     on_external_state -> one of
@@ -65,9 +66,14 @@ contact_done(struct job *j)
 static void
 on_contact_applied(struct job *j, struct redisReply *r)
 {
-    (void)r;
-    /* a deletion's range was read before it; anything else's after */
-    if (j->ten_loaded)
+    /* a deletion's range was read before it; anything else's after: the
+     * copy kept with the change applied, or read again */
+    if (j->ten_loaded) {
+        (void)worker_tenant_apply(j, r); /* drops the copy it cannot use */
+        contact_done(j);
+        return;
+    }
+    if (worker_tenant_apply(j, r) == 0)
         contact_done(j);
     else
         worker_load_tenant(j, contact_done);

@@ -1,8 +1,8 @@
 /*
  * Private to the event workers: the job and lane types and the steps the
  * worker sources share. Included only by broker/worker.c, worker_install.c,
- * worker_purge.c and worker_events.c; everything else goes through worker.h.
- * Its includes are what the four sources need between them.
+ * worker_purge.c, worker_events.c and worker_tenant.c; everything else goes
+ * through worker.h. Its includes are what the sources need between them.
  */
 #ifndef WORKER_INT_H
 #define WORKER_INT_H
@@ -104,6 +104,7 @@ struct worker {
     struct budget *budget;     /* NULL: calls are not budgeted */
     struct audit *audit;       /* NULL: no audit trail */
     struct delivery *delivery; /* NULL: events go to no service */
+    struct worker_tenants *tens; /* worker_tenant.c */
     char consumer[128];
     struct squeue *q;
     size_t nq;
@@ -219,7 +220,6 @@ void worker_job_reject(struct job *j, const char *reason);
 enum brk_err worker_gone_key(struct job *j, char *out, size_t len);
 void worker_publish_change(struct job *j);
 void worker_deliver(struct job *j, const char *result);
-void worker_load_tenant(struct job *j, job_step *next);
 void worker_audit(struct job *j, const char *event, const char *const *kv,
                   size_t n);
 enum brk_err worker_seal_field(struct job *j, const char *field,
@@ -243,6 +243,15 @@ void worker_authx_event(struct job *j);
 
 /* worker_purge.c: cancel_auth */
 void worker_cancel(struct job *j);
+
+/* worker_tenant.c: the tenants kept decoded */
+struct worker_tenants;
+enum brk_err worker_tenants_new(struct worker_tenants **out) BRK_WUR;
+void worker_tenants_clear(struct worker_tenants *c);
+void worker_tenants_free(struct worker_tenants *c);
+size_t worker_tenants_count(const struct worker_tenants *c);
+void worker_load_tenant(struct job *j, job_step *next);
+int worker_tenant_apply(struct job *j, const struct redisReply *r);
 
 /* worker_events.c: contact, external and data events */
 void worker_on_contact_state(struct job *j, struct redisReply *r);

@@ -1,6 +1,6 @@
 /*
  * The delivery engine's tenants (SPEC §5, §6b): each tenant a send needs,
- * read with the TENANT_LOAD script and decoded once, then kept with the
+ * read through tenant_load.h and decoded once, then kept with the
  * ranges narrowed for the services it was sent to, so a send does not
  * read and decode a whole directory again.
  *

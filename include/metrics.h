@@ -41,6 +41,7 @@ enum metrics_id {
     METRICS_DELIVERY_BACKLOG,     /* gauge {service}: queued deliveries */
     METRICS_DELIVERY_TENANT_READS, /* {result} tenants read for sending */
     METRICS_DELIVERY_HEAD_READS,   /* {service} reads of next entries */
+    METRICS_EVENT_TENANT_READS,    /* {result} tenants for event workers */
     METRICS_WRITES, /* {endpoint,result,errcode} service writes (§5b) */
     METRICS__COUNT
 };

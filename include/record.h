@@ -193,6 +193,21 @@ enum brk_err record_tenant_decode(const struct redisReply *r, long long now_s,
  */
 int record_tenant_current(const struct record_tenant *t,
                           const struct redisReply *r, long long now_s);
+/*
+ * Apply to t, in place, the change the contact_apply script reports it
+ * made (its reply r, scripts.c), so a reader holding the tenant need not
+ * read the directory again: t must be held by the caller alone (refs 1),
+ * active, at the generation before the change and with no permission
+ * expired by now_s, and the change must be of members only. Returns
+ * BRK_OK when t is now the tenant at the generation after;
+ * BRK_ERR_NOTFOUND when t is not such a copy (nothing changed: read the
+ * tenant again); BRK_ERR_INVAL for a reply of another shape or a member
+ * the range refuses, BRK_ERR_TOOBIG, BRK_ERR_NOMEM. After an error other
+ * than BRK_ERR_NOTFOUND t may be changed in part: drop it.
+ */
+enum brk_err record_tenant_apply(struct record_tenant *t,
+                                 const struct redisReply *r,
+                                 long long now_s) BRK_WUR;
 /* Bytes t holds (its JSON as jansson keeps it, its range), roughly. */
 size_t record_tenant_bytes(const struct record_tenant *t);
 struct record_tenant *record_tenant_ref(struct record_tenant *t);

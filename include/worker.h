@@ -41,6 +41,8 @@ void worker_start(struct worker *w);
  * resumed later from the pending list. */
 void worker_stop(struct worker *w);
 void worker_free(struct worker *w);
+/* Forget the tenants kept decoded (every Redis reconnect). NULL ok. */
+void worker_drop_caches(struct worker *w);
 /* Draw every corp-token call on b (borrowed; NULL: none), as background
  * work: at most half of a tenant's budget. */
 void worker_set_budget(struct worker *w, struct budget *b);

@@ -1766,6 +1766,89 @@ test_tenant_read_once_for_many_sends(void **state)
         rcv_stop(rs[i]);
 }
 
+/*---- The event workers keep the tenant ----*/
+
+#define EV_READ    "wecom_broker_event_tenant_reads_total{result=\"read\"}"
+#define EV_APPLIED "wecom_broker_event_tenant_reads_total{result=\"applied\"}"
+
+static void
+member_event(const char *corp, const char *ct, const char *uid,
+             const char *dept)
+{
+    const char *kv[4] = {"UserID", uid, "Department", dept};
+
+    contact_event(corp, ct, kv, dept ? 2 : 1);
+}
+
+/* The nth update_user the receiver got names uid. */
+static int
+update_names(struct rcv *r, int n, const char *uid)
+{
+    struct hit h;
+    char want[64];
+
+    if (rcv_hit(r, "change_contact", "update_user", n, &h) != 0)
+        return 0;
+    snprintf(want, sizeof(want), "<UserID><![CDATA[%s]]>", uid);
+    return strstr(h.msg, want) != NULL;
+}
+
+/* A stream of members' changes to one tenant is decided with the tenant
+ * the worker keeps, each change applied to it as Redis applied it: no
+ * whole read per event (before: one per event, the whole directory), and
+ * the range after each change is the one Redis holds. A deletion, decided
+ * with the range before it, makes the next event read the tenant again. */
+static void
+test_member_changes_applied_to_tenant_kept(void **state)
+{
+    struct rcv *r = rcv_start(0, M_OK);
+    long reads0, applied0, reads, applied;
+    char *sec, uid[32];
+    int j, events = 20;
+
+    (void)state;
+    sec = tc_svc_add("k-apply", "contacts.read", "--corps", CORP4);
+    free(sec);
+    deliver(r, "k-apply", r->port, NULL, NULL);
+    member_created(CORP4, 700);
+    assert_true(wait_ct(r, "change_contact", "create_user", 1, 15000));
+    reads0 = tc_metric(EV_READ);
+    applied0 = tc_metric(EV_APPLIED);
+    for (j = 0; j < events; j++)
+        member_created(CORP4, 701 + j);
+    assert_true(wait_ct(r, "change_contact", "create_user", events + 1, 30000));
+    reads = tc_metric(EV_READ) - reads0;
+    applied = tc_metric(EV_APPLIED) - applied0;
+    print_message("# %d member events: %ld whole reads, %ld applied to the "
+                  "tenant kept\n",
+                  events, reads, applied);
+    assert_int_equal(reads, 0);
+    assert_int_equal(applied, events);
+
+    /* out of the range (department 1), then one into it: the first is
+     * not sent, so the first update the service gets is the second */
+    member_event(CORP4, "update_user", "cache-m701", "1");
+    member_event(CORP4, "update_user", "cache-m702", "1,2");
+    assert_true(wait_ct(r, "change_contact", "update_user", 1, 15000));
+    assert_true(update_names(r, 0, "cache-m702"));
+    /* back into the range: sent again */
+    member_event(CORP4, "update_user", "cache-m701", "2");
+    assert_true(wait_ct(r, "change_contact", "update_user", 2, 15000));
+    assert_true(update_names(r, 1, "cache-m701"));
+    assert_int_equal(tc_metric(EV_READ) - reads0, 0);
+
+    /* a deletion is decided with the range before it; the change after
+     * it reads the tenant whole once */
+    member_event(CORP4, "delete_user", "cache-m703", NULL);
+    assert_true(wait_ct(r, "change_contact", "delete_user", 1, 15000));
+    snprintf(uid, sizeof(uid), "cache-m%03d", 750);
+    member_event(CORP4, "update_user", uid, "2");
+    assert_true(wait_ct(r, "change_contact", "update_user", 3, 15000));
+    assert_true(update_names(r, 2, uid));
+    assert_true(tc_metric(EV_READ) - reads0 >= 1);
+    rcv_stop(r);
+}
+
 /*---- A backlog is read in batches ----*/
 
 #define HEAD_READS "wecom_broker_delivery_head_reads_total{service=\"k-bl\"}"
@@ -1855,6 +1938,7 @@ main(void)
         cmocka_unit_test(test_data_callback_to_messages_service),
         cmocka_unit_test(test_narrowed_grant_applies_with_copy_warm),
         cmocka_unit_test(test_tenant_read_once_for_many_sends),
+        cmocka_unit_test(test_member_changes_applied_to_tenant_kept),
         cmocka_unit_test(test_backlog_read_in_batches),
     };
 

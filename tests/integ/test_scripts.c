@@ -734,65 +734,101 @@ test_tenant_lost_and_reinstall(void **state)
     assert_string_equal(cmds("HGET tenant event_ts"), "100");
 }
 
-static long long
+/* The reply of contact_apply: "kind gen-moved userid deps ..." with
+ * gen-moved "+" when the generation after is past the one before. */
+static const char *
 contact(const char *type, const char *user, const char *new_user,
         const char *depts, const char *party, const char *parent,
         const char *tag, const char *add_u, const char *del_u,
         const char *add_p, const char *del_p)
 {
-    return EVI(SCRIPT_CONTACT_APPLY, 4, "parties", "users", "tags", "tenant",
-               type, user, new_user, depts, party, parent, tag, add_u, del_u,
-               add_p, del_p, "77");
+    static char buf[256];
+    redisReply *r;
+    size_t i, off;
+
+    r = EVR(SCRIPT_CONTACT_APPLY, 4, "parties", "users", "tags", "tenant", type,
+            user, new_user, depts, party, parent, tag, add_u, del_u, add_p,
+            del_p, "77");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_true(r->elements >= 3);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_INTEGER);
+    off = (size_t)snprintf(
+        buf, sizeof(buf), "%lld %s", r->element[0]->integer,
+        strtoull(elem(r, 2), NULL, 10) > strtoull(elem(r, 1), NULL, 10) ? "+"
+                                                                        : "=");
+    for (i = 3; i < r->elements; i++)
+        off += (size_t)snprintf(buf + off, sizeof(buf) - off, " %s",
+                                elem(r, i)[0] ? elem(r, i) : "-");
+    return buf;
 }
 
 static void
 test_contact_apply(void **state)
 {
     (void)state;
-    assert_int_equal(
-        contact("create_user", "u1", "", "[1]", "", "", "", "", "", "", ""), 1);
-    assert_string_equal(cmds("HGET users u1"), "[1]");
+    assert_string_equal(
+        contact("create_user", "u1", "", "1,2", "", "", "", "", "", "", ""),
+        "1 + u1 1,2");
+    assert_string_equal(cmds("HGET users u1"), "1,2");
     assert_string_equal(cmds("HGET tenant updated_at"), "77");
     /* renamed, departments unchanged: the old value moves */
-    assert_int_equal(
-        contact("update_user", "u1", "u2", "", "", "", "", "", "", "", ""), 1);
+    assert_string_equal(
+        contact("update_user", "u1", "u2", "", "", "", "", "", "", "", ""),
+        "1 + u1 - u2 1,2");
     assert_int_equal(cmdi("HEXISTS users u1"), 0);
-    assert_string_equal(cmds("HGET users u2"), "[1]");
-    assert_int_equal(
-        contact("update_user", "u2", "u3", "[2]", "", "", "", "", "", "", ""),
-        1);
-    assert_string_equal(cmds("HGET users u3"), "[2]");
-    assert_int_equal(
-        contact("delete_user", "u3", "", "", "", "", "", "", "", "", ""), 1);
+    assert_string_equal(cmds("HGET users u2"), "1,2");
+    assert_string_equal(
+        contact("update_user", "u2", "u3", "2", "", "", "", "", "", "", ""),
+        "1 + u2 - u3 2");
+    assert_string_equal(cmds("HGET users u3"), "2");
+    /* an update of a member the directory does not hold, without
+     * departments, stores nothing and says so */
+    assert_string_equal(
+        contact("update_user", "nobody", "", "", "", "", "", "", "", "", ""),
+        "1 + nobody -");
+    assert_int_equal(cmdi("HEXISTS users nobody"), 0);
+    assert_string_equal(
+        contact("delete_user", "u3", "", "", "", "", "", "", "", "", ""),
+        "1 + u3 -");
     assert_int_equal(cmdi("HLEN users"), 0);
 
-    assert_int_equal(
-        contact("create_party", "", "", "", "5", "", "", "", "", "", ""), 1);
+    assert_string_equal(
+        contact("create_party", "", "", "", "5", "", "", "", "", "", ""),
+        "2 +");
     assert_string_equal(cmds("HGET parties 5"), "1");
-    assert_int_equal(
-        contact("update_party", "", "", "", "5", "3", "", "", "", "", ""), 1);
+    assert_string_equal(
+        contact("update_party", "", "", "", "5", "3", "", "", "", "", ""),
+        "2 +");
     assert_string_equal(cmds("HGET parties 5"), "3");
     /* an update without a parent leaves it */
-    assert_int_equal(
-        contact("update_party", "", "", "", "5", "", "", "", "", "", ""), 1);
+    assert_string_equal(
+        contact("update_party", "", "", "", "5", "", "", "", "", "", ""),
+        "2 +");
     assert_string_equal(cmds("HGET parties 5"), "3");
-    assert_int_equal(
-        contact("delete_party", "", "", "", "5", "", "", "", "", "", ""), 1);
+    assert_string_equal(
+        contact("delete_party", "", "", "", "5", "", "", "", "", "", ""),
+        "2 +");
     assert_int_equal(cmdi("HLEN parties"), 0);
 
-    assert_int_equal(
+    assert_string_equal(
         contact("update_tag", "", "", "", "", "", "9", "a,b", "", "1,2", ""),
-        1);
+        "2 +");
     assert_string_equal(cmds("HGET tags 9"),
                         "{\"users\":[\"a\",\"b\"],\"parties\":[1,2]}");
-    assert_int_equal(
+    assert_string_equal(
         contact("update_tag", "", "", "", "", "", "9", "b,c", "a", "", "1,2"),
-        1);
+        "2 +");
     assert_string_equal(cmds("HGET tags 9"),
                         "{\"users\":[\"b\",\"c\"],\"parties\":[]}");
+    /* the generations reported are the stored ones, one apart */
+    cmd("HSET tenant gen 41");
+    assert_string_equal(
+        contact("delete_user", "u9", "", "", "", "", "", "", "", "", ""),
+        "1 + u9 -");
+    assert_string_equal(cmds("HGET tenant gen"), "42");
     cmd("DEL tenant");
-    assert_int_equal(
-        contact("nonsense", "u1", "", "[1]", "", "", "", "", "", "", ""), 0);
+    assert_string_equal(
+        contact("nonsense", "u1", "", "1", "", "", "", "", "", "", ""), "0 =");
     assert_int_equal(cmdi("EXISTS tenant"), 0);
 }
 
@@ -839,24 +875,6 @@ test_purge_steps(void **state)
 }
 
 /*---- The service API ----*/
-
-static void
-test_tenant_load(void **state)
-{
-    redisReply *r;
-
-    (void)state;
-    cmd("HSET tenant status active");
-    cmd("HSET users u1 x");
-    r = EVR(SCRIPT_TENANT_LOAD, 4, "tenant", "parties", "users", "tags");
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(r->elements, 4);
-    assert_int_equal(r->element[0]->elements, 2);
-    assert_int_equal(r->element[1]->elements, 0);
-    assert_int_equal(r->element[2]->elements, 2);
-    assert_string_equal(r->element[2]->element[0]->str, "u1");
-    assert_int_equal(r->element[3]->elements, 0);
-}
 
 static redisReply *
 mint(const char *now, const char *nonce, const char *reuse, const char *gen,
@@ -1343,10 +1361,6 @@ test_keys_share_a_slot(void **state)
     s = add(t, &n, SCRIPT_PURGE_REPORT);
     OK(keys_gone(K(s), KEYS_MAX, P, CORP, gone_h));
 
-    s = add(t, &n, SCRIPT_TENANT_LOAD);
-    OK(keys_tenant(K(s), KEYS_MAX, P, CORP, SUITE));
-    for (i = 0; i < 3; i++)
-        OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, dirs[i]));
     s = add(t, &n, SCRIPT_SERVICE_TOKEN_MINT);
     OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "svccur:svc1"));
     OK(keys_tenant_sub(K(s), KEYS_MAX, P, CORP, SUITE, "btoks"));
@@ -1546,7 +1560,6 @@ main(void)
         cmocka_unit_test_setup(test_contact_apply, flush),
         cmocka_unit_test_setup(test_tenant_admins, flush),
         cmocka_unit_test_setup(test_purge_steps, flush),
-        cmocka_unit_test_setup(test_tenant_load, flush),
         cmocka_unit_test_setup(test_service_token_mint, flush),
         cmocka_unit_test_setup(test_oauth_code_and_ticket, flush),
         cmocka_unit_test_setup(test_browser_states, flush),

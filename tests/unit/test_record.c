@@ -824,6 +824,82 @@ test_tenant_generation(void **state)
     freeReplyObject(flat);
 }
 
+/* A change contact_apply reports is applied to a copy held alone at the
+ * generation before, exactly as decoding the changed directory would
+ * give; any other copy or reply is left alone. */
+static void
+test_tenant_apply(void **state)
+{
+    redisReply *r = tenant_reply("active", "gen", "42", 0, NULL, NULL);
+    redisReply *want = tenant_reply("active", "gen", "45", 2, "u2", "2");
+    redisReply *moved = resp_s("*5\r\n:1\r\n$2\r\n42\r\n$2\r\n43\r\n"
+                               "$2\r\nu2\r\n$1\r\n2\r\n");
+    redisReply *away = resp_s("*5\r\n:1\r\n$2\r\n43\r\n$2\r\n44\r\n"
+                              "$2\r\nu1\r\n$1\r\n3\r\n");
+    redisReply *left = resp_s("*5\r\n:1\r\n$2\r\n44\r\n$2\r\n45\r\n"
+                              "$2\r\nu3\r\n$0\r\n\r\n");
+    redisReply *party = resp_s("*3\r\n:2\r\n$2\r\n45\r\n$2\r\n46\r\n");
+    redisReply *stale = resp_s("*5\r\n:1\r\n$2\r\n40\r\n$2\r\n41\r\n"
+                               "$2\r\nu1\r\n$1\r\n2\r\n");
+    redisReply *back = resp_s("*5\r\n:1\r\n$2\r\n45\r\n$2\r\n45\r\n"
+                              "$2\r\nu1\r\n$1\r\n2\r\n");
+    redisReply *even = resp_s("*4\r\n:1\r\n$2\r\n45\r\n$2\r\n46\r\n"
+                              "$2\r\nu1\r\n");
+    redisReply *badlist = resp_s("*5\r\n:1\r\n$2\r\n45\r\n$2\r\n46\r\n"
+                                 "$2\r\nu1\r\n$3\r\n2,x\r\n");
+    redisReply *flat = resp_s(":1\r\n");
+    struct record_tenant *t = NULL, *w = NULL, *other;
+
+    (void)state;
+    assert_int_equal(record_tenant_decode(r, 500, &t), BRK_OK);
+    assert_int_equal(record_tenant_decode(want, 500, &w), BRK_OK);
+    assert_false(vrange_has_member(t->range, "u2", 2));
+    assert_int_equal(record_tenant_apply(t, moved, 500), BRK_OK);
+    assert_true(t->gen == 43);
+    assert_true(vrange_has_member(t->range, "u2", 2));
+    assert_string_equal(json_string_value(json_object_get(t->users, "u2")),
+                        "2");
+    /* u1 was seen through its department only; u3 is listed by name */
+    assert_int_equal(record_tenant_apply(t, away, 500), BRK_OK);
+    assert_false(vrange_has_member(t->range, "u1", 2));
+    assert_int_equal(record_tenant_apply(t, left, 500), BRK_OK);
+    assert_true(vrange_has_member(t->range, "u3", 2));
+    assert_null(json_object_get(t->users, "u3"));
+    assert_true(t->gen == 45);
+    /* the decoded changed directory answers the same */
+    assert_int_equal(vrange_has_member(w->range, "u2", 2), 1);
+    assert_int_equal(vrange_members(t->range),
+                     vrange_members(w->range) - 1); /* want still has u1 */
+    /* not this copy's change: nothing applied */
+    assert_int_equal(record_tenant_apply(t, party, 500), BRK_ERR_NOTFOUND);
+    assert_int_equal(record_tenant_apply(t, stale, 500), BRK_ERR_NOTFOUND);
+    assert_int_equal(record_tenant_apply(t, back, 500), BRK_ERR_NOTFOUND);
+    assert_int_equal(record_tenant_apply(t, moved, 1000), BRK_ERR_NOTFOUND);
+    other = record_tenant_ref(t);
+    assert_int_equal(record_tenant_apply(t, moved, 500), BRK_ERR_NOTFOUND);
+    record_tenant_unref(other);
+    assert_true(t->gen == 45);
+    assert_false(vrange_has_member(t->range, "u1", 2));
+    /* replies of another shape */
+    assert_int_equal(record_tenant_apply(t, even, 500), BRK_ERR_INVAL);
+    assert_int_equal(record_tenant_apply(t, flat, 500), BRK_ERR_INVAL);
+    assert_int_equal(record_tenant_apply(NULL, moved, 500), BRK_ERR_INVAL);
+    assert_int_equal(record_tenant_apply(t, badlist, 500), BRK_ERR_INVAL);
+    record_tenant_unref(t);
+    record_tenant_unref(w);
+    freeReplyObject(r);
+    freeReplyObject(want);
+    freeReplyObject(moved);
+    freeReplyObject(away);
+    freeReplyObject(left);
+    freeReplyObject(party);
+    freeReplyObject(stale);
+    freeReplyObject(back);
+    freeReplyObject(even);
+    freeReplyObject(badlist);
+    freeReplyObject(flat);
+}
+
 static void
 test_tenant_refusals(void **state)
 {
@@ -1117,6 +1193,7 @@ main(void)
         cmocka_unit_test(test_tenant_valid),
         cmocka_unit_test(test_tenant_generation),
         cmocka_unit_test(test_tenant_refusals),
+        cmocka_unit_test(test_tenant_apply),
         cmocka_unit_test(test_tenant_reply_shapes),
         cmocka_unit_test(test_tenant_out_of_memory),
         cmocka_unit_test(test_reference_survives_failed_put),
