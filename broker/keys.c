@@ -1,7 +1,9 @@
 /*
  * Redis key names (see keys.h).
  */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,20 +96,65 @@ crc16(const char *buf, size_t len)
     return crc;
 }
 
+#define SLOTS        16384
+#define SLOT_TAG_MAX (1u << 20)
+
+/* For each slot the smallest n whose tag "s<hex of n>" falls in it; every
+ * slot has one below SLOT_TAG_MAX. Built once: a search per call cost
+ * thousands of CRCs. */
+static uint32_t SlotFirst[SLOTS];
+static pthread_once_t SlotOnce = PTHREAD_ONCE_INIT;
+
+static size_t
+slot_tag_text(char *tag, uint32_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char rev[8];
+    size_t k = 0, i = 0;
+
+    do {
+        rev[k++] = hex[n & 15];
+        n >>= 4;
+    } while (n != 0);
+    tag[i++] = 's';
+    while (k > 0)
+        tag[i++] = rev[--k];
+    tag[i] = '\0';
+    return i;
+}
+
+static void
+slot_table_build(void)
+{
+    char tag[16];
+    size_t filled = 0, len;
+    uint32_t n;
+    unsigned s;
+
+    for (s = 0; s < SLOTS; s++)
+        SlotFirst[s] = UINT32_MAX;
+    for (n = 0; n < SLOT_TAG_MAX && filled < SLOTS; n++) {
+        len = slot_tag_text(tag, n);
+        s = crc16(tag, len) & (SLOTS - 1);
+        if (SlotFirst[s] == UINT32_MAX) {
+            SlotFirst[s] = n;
+            filled++;
+        }
+    }
+}
+
 enum brk_err
 keys_slot_tag(char *out, size_t len, const char *id)
 {
-    unsigned want = crc16(id, strlen(id)) & 16383, n;
+    unsigned want = crc16(id, strlen(id)) & (SLOTS - 1);
     char tag[16];
 
-    /* the first "s<hex>" in that slot: every slot has one below 2^20, so
-     * the search ends (and gives the same tag on every instance) */
-    for (n = 0; n < (1u << 20); n++) {
-        snprintf(tag, sizeof(tag), "s%x", n);
-        if ((crc16(tag, strlen(tag)) & 16383) == want)
-            return fmt(out, len, "%s", tag);
-    }
-    return BRK_ERR_INVAL;
+    /* the same tag on every instance: the first in the slot */
+    pthread_once(&SlotOnce, slot_table_build);
+    if (SlotFirst[want] == UINT32_MAX)
+        return BRK_ERR_INVAL;
+    slot_tag_text(tag, SlotFirst[want]);
+    return fmt(out, len, "%s", tag);
 }
 
 enum brk_err

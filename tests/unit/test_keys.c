@@ -288,6 +288,42 @@ slot(const char *key)
     return crc & 16383;
 }
 
+/* The slot's first "s<hex>" tag, searched the plain way: markers stored
+ * by any version must keep their names. */
+static void
+first_tag(const char *id, char *out, size_t len)
+{
+    char t[16];
+    unsigned n;
+
+    for (n = 0; n < (1u << 20); n++) {
+        snprintf(t, sizeof(t), "s%x", n);
+        if (slot(t) == slot(id)) {
+            snprintf(out, len, "%s", t);
+            return;
+        }
+    }
+    fail();
+}
+
+static void
+test_slot_tag_is_the_first_in_the_slot(void **state)
+{
+    static const char *const ids[] = {
+        "wwcorp42",       "ww0",   "s0",    "x", "wwmockcorp0004",
+        "wx9f8e7d6c5b4a", "corpA", "a-b_c", "0"};
+    char want[16], tag[16];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        first_tag(ids[i], want, sizeof(want));
+        assert_int_equal(keys_slot_tag(tag, sizeof(tag), ids[i]), BRK_OK);
+        assert_string_equal(tag, want);
+    }
+    assert_int_equal(keys_slot_tag(tag, 2, "wwcorp42"), BRK_ERR_TOOBIG);
+}
+
 /* The cancel marker sits in the tenant's slot without naming the corp. */
 static void
 test_gone_in_the_tenant_slot(void **state)
@@ -331,6 +367,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_suite_dk),
         cmocka_unit_test(test_gone_in_the_tenant_slot),
+        cmocka_unit_test(test_slot_tag_is_the_first_in_the_slot),
         cmocka_unit_test(test_suite_ticket),
         cmocka_unit_test(test_suite_events),
         cmocka_unit_test(test_suite_seen),
