@@ -640,10 +640,6 @@ record_tenant_unref(struct record_tenant *t)
 {
     if (t == NULL || --t->refs > 0)
         return;
-    json_decref(t->priv);
-    json_decref(t->parents);
-    json_decref(t->users);
-    json_decref(t->tags);
     vrange_free(t->range);
     brk_free(t);
 }
@@ -731,31 +727,6 @@ hash_object(const struct redisReply *r, json_t **out)
     return BRK_OK;
 }
 
-/* Bytes of a JSON value, roughly as jansson holds it: bounded work per
- * node, done once per cache put of a tenant. */
-static size_t
-json_bytes(const json_t *j)
-{
-    const char *k;
-    json_t *v;
-    size_t n = 48, i;
-
-    switch (json_typeof(j)) {
-    case JSON_OBJECT:
-        json_object_foreach((json_t *)(uintptr_t)j, k, v) n +=
-            64 + strlen(k) + json_bytes(v);
-        return n;
-    case JSON_ARRAY:
-        for (i = 0; i < json_array_size(j); i++)
-            n += 8 + json_bytes(json_array_get(j, i));
-        return n;
-    case JSON_STRING:
-        return n + json_string_length(j) + 1;
-    default:
-        return n;
-    }
-}
-
 /* Bytes t holds, roughly (see record.h). */
 size_t
 record_tenant_bytes(const struct record_tenant *t)
@@ -764,14 +735,6 @@ record_tenant_bytes(const struct record_tenant *t)
 
     if (t->range != NULL)
         n += vrange_memory(t->range);
-    if (t->priv != NULL)
-        n += json_bytes(t->priv);
-    if (t->parents != NULL)
-        n += json_bytes(t->parents);
-    if (t->users != NULL)
-        n += json_bytes(t->users);
-    if (t->tags != NULL)
-        n += json_bytes(t->tags);
     return n;
 }
 
@@ -817,6 +780,59 @@ record_tenant_current(const struct record_tenant *t, const struct redisReply *r,
 }
 
 /*
+ * The visible range of privilege (WeCom's object, whose values the range
+ * resolver checks) over the directory hashes of r (parents, users, tags):
+ * the members straight from the reply, the rest as JSON for the
+ * resolver, none of it kept.
+ */
+static enum brk_err
+tenant_range(const char *priv, const struct redisReply *r, struct vrange **out)
+{
+    const struct redisReply *u = r->element[2];
+    struct vrange_entry *users = NULL;
+    json_t *p = NULL, *parents = NULL, *tags = NULL;
+    json_error_t jerr;
+    size_t i, n = 0;
+    enum brk_err err;
+
+    p = json_loads(priv, JSON_REJECT_DUPLICATES, &jerr);
+    if (p == NULL || !json_is_object(p)) {
+        err = p == NULL && json_error_code(&jerr) == json_error_out_of_memory
+                  ? BRK_ERR_NOMEM
+                  : BRK_ERR_INVAL;
+        goto out;
+    }
+    err = hash_object(r->element[1], &parents);
+    if (!err)
+        err = hash_object(r->element[3], &tags);
+    if (!err && !is_hash(u))
+        err = BRK_ERR_INVAL;
+    if (err)
+        goto out;
+    if (u->elements > 0) {
+        users = brk_malloc(u->elements / 2 * sizeof(*users));
+        if (users == NULL) {
+            err = BRK_ERR_NOMEM;
+            goto out;
+        }
+    }
+    for (i = 0; i + 1 < u->elements; i += 2) {
+        users[n].key = u->element[i]->str;
+        users[n].klen = u->element[i]->len;
+        users[n].val = u->element[i + 1]->str;
+        users[n].vlen = u->element[i + 1]->len;
+        n++;
+    }
+    err = vrange_build_entries(p, parents, users, n, tags, out);
+out:
+    brk_free(users);
+    json_decref(p);
+    json_decref(parents);
+    json_decref(tags);
+    return err;
+}
+
+/*
  * Decode a tenant (see record.h). Returns BRK_OK, BRK_ERR_NOTFOUND,
  * BRK_ERR_INVAL, BRK_ERR_TOOBIG or BRK_ERR_NOMEM; *out (one reference)
  * only on success.
@@ -857,27 +873,8 @@ record_tenant_decode(const struct redisReply *r, long long now_s,
         if (perms == NULL || priv == NULL)
             goto out;
         err = grant_decode(perms, now_s, &t->grant, &t->grant_until_s);
-        if (!err) {
-            json_error_t jerr;
-
-            /* WeCom's own object, for the range resolver: its values are
-             * checked there */
-            t->priv = json_loads(priv, JSON_REJECT_DUPLICATES, &jerr);
-            if (t->priv == NULL || !json_is_object(t->priv))
-                err = t->priv == NULL &&
-                              json_error_code(&jerr) == json_error_out_of_memory
-                          ? BRK_ERR_NOMEM
-                          : BRK_ERR_INVAL;
-        }
         if (!err)
-            err = hash_object(r->element[1], &t->parents);
-        if (!err)
-            err = hash_object(r->element[2], &t->users);
-        if (!err)
-            err = hash_object(r->element[3], &t->tags);
-        if (!err)
-            err =
-                vrange_build(t->priv, t->parents, t->users, t->tags, &t->range);
+            err = tenant_range(priv, r, &t->range);
         if (err)
             goto out;
     }
@@ -889,31 +886,16 @@ out:
     return err;
 }
 
-/* One member written by contact_apply: its departments set in the range
- * and the stored directory t keeps, or the member gone from both. */
+/* One member written by contact_apply: its departments set in the range,
+ * or the member gone from the directory. */
 static enum brk_err
 tenant_apply_member(struct record_tenant *t, const struct redisReply *uid,
                     const struct redisReply *depts)
 {
-    json_t *v;
-    enum brk_err err;
-
-    if (uid->type != REDIS_REPLY_STRING || depts->type != REDIS_REPLY_STRING ||
-        strlen(uid->str) != uid->len)
+    if (uid->type != REDIS_REPLY_STRING || depts->type != REDIS_REPLY_STRING)
         return BRK_ERR_INVAL;
-    /* the range checks the id and the list first: the JSON follows it */
-    err = vrange_set_member(t->range, uid->str, uid->len,
-                            depts->len ? depts->str : NULL, depts->len);
-    if (err)
-        return err;
-    if (depts->len == 0) {
-        (void)json_object_del(t->users, uid->str);
-        return BRK_OK;
-    }
-    v = json_stringn_nocheck(depts->str, depts->len);
-    if (v == NULL || json_object_set_new(t->users, uid->str, v) != 0)
-        return BRK_ERR_NOMEM;
-    return BRK_OK;
+    return vrange_set_member(t->range, uid->str, uid->len,
+                             depts->len ? depts->str : NULL, depts->len);
 }
 
 /* See record.h. */
@@ -938,9 +920,8 @@ record_tenant_apply(struct record_tenant *t, const struct redisReply *r,
     /* only a copy no one else holds, exactly the one the change was made
      * to, still granted, and only for members' changes */
     if (r->element[0]->integer != 1 || t->refs != 1 || !t->active ||
-        t->range == NULL || t->users == NULL || t->gen == 0 ||
-        gen_parse(g0->str, &before) || before != t->gen ||
-        gen_parse(g1->str, &after) || after <= before ||
+        t->range == NULL || t->gen == 0 || gen_parse(g0->str, &before) ||
+        before != t->gen || gen_parse(g1->str, &after) || after <= before ||
         (t->grant_until_s != 0 && now_s >= t->grant_until_s))
         return BRK_ERR_NOTFOUND;
     for (i = 3; i + 1 < r->elements; i += 2) {
@@ -1085,7 +1066,7 @@ record_effective_range(const struct record_service *s,
         *range = t->range;
         return BRK_OK;
     }
-    err = vrange_build(t->priv, t->parents, t->users, t->tags, &v);
+    err = vrange_copy(t->range, &v);
     if (!err)
         err = vrange_narrow(v, mine->ids, mine->n);
     if (err) {

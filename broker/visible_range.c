@@ -976,53 +976,82 @@ parse_depts(struct vr_members *m, const struct vr_idset *dept, const char *s,
 }
 
 /*
- * Walk the users map: a member already visible (listed by the privilege
- * or a tag) gets its departments; another becomes visible when one of its
+ * Walk the users: a member already visible (listed by the privilege or a
+ * tag) gets its departments; another becomes visible when one of its
  * departments is.
  */
 static enum brk_err
-users_pass(struct vrange *v, const json_t *users)
+users_pass(struct vrange *v, const struct vrange_entry *users, size_t n)
 {
-    json_t *obj = (json_t *)(uintptr_t)users;
     struct vr_members *m = &v->mem;
-    const json_t *val;
-    const char *key;
-    size_t klen, mark, idx;
+    size_t i, mark, idx;
     uint32_t h;
-    void *it;
     int vis;
     enum brk_err err;
 
-    if (users == NULL)
-        return BRK_OK;
-    if (json_object_size(users) > VR_MAX_ENTRIES)
+    if (n > VR_MAX_ENTRIES)
         return BRK_ERR_TOOBIG;
-    for (it = json_object_iter(obj); it != NULL;
-         it = json_object_iter_next(obj, it)) {
-        key = json_object_iter_key(it);
-        klen = json_object_iter_key_len(it);
-        val = json_object_iter_value(it);
-        if (!userid_ok(key, klen) || !json_is_string(val))
+    for (i = 0; i < n; i++) {
+        const struct vrange_entry *u = &users[i];
+
+        if (u->key == NULL || u->val == NULL || !userid_ok(u->key, u->klen))
             return BRK_ERR_INVAL;
         mark = m->ndept;
-        err = parse_depts(m, &v->dept, json_string_value(val),
-                          json_string_length(val), &vis);
+        err = parse_depts(m, &v->dept, u->val, u->vlen, &vis);
         if (err)
             return err;
-        h = hash_str(key, klen);
-        idx = member_find(m, key, klen, h);
+        h = hash_str(u->key, u->klen);
+        idx = member_find(m, u->key, u->klen, h);
         if (idx == SIZE_MAX && !vis) {
             m->ndept = mark;
             continue;
         }
         if (idx == SIZE_MAX) {
-            err = member_insert(m, key, klen, h, &idx);
+            err = member_insert(m, u->key, u->klen, h, &idx);
             if (err)
                 return err;
         }
         m->ent[idx].dept_off = (uint32_t)mark;
         m->ent[idx].dept_n = (uint32_t)(m->ndept - mark);
     }
+    return BRK_OK;
+}
+
+/* The users map as entries borrowing its strings (*out owned, brk_free;
+ * NULL when empty). BRK_ERR_INVAL for a value that is not a string. */
+static enum brk_err
+users_entries(const json_t *users, struct vrange_entry **out, size_t *n)
+{
+    json_t *obj = (json_t *)(uintptr_t)users;
+    struct vrange_entry *e = NULL;
+    const json_t *val;
+    size_t k = 0, cnt = json_object_size(users);
+    void *it;
+
+    *out = NULL;
+    *n = 0;
+    if (users == NULL || cnt == 0)
+        return BRK_OK;
+    if (cnt > VR_MAX_ENTRIES)
+        return BRK_ERR_TOOBIG;
+    e = brk_malloc(cnt * sizeof(*e));
+    if (e == NULL)
+        return BRK_ERR_NOMEM;
+    for (it = json_object_iter(obj); it != NULL && k < cnt;
+         it = json_object_iter_next(obj, it)) {
+        val = json_object_iter_value(it);
+        if (!json_is_string(val)) {
+            brk_free(e);
+            return BRK_ERR_INVAL;
+        }
+        e[k].key = json_object_iter_key(it);
+        e[k].klen = json_object_iter_key_len(it);
+        e[k].val = json_string_value(val);
+        e[k].vlen = json_string_length(val);
+        k++;
+    }
+    *out = e;
+    *n = k;
     return BRK_OK;
 }
 
@@ -1036,8 +1065,9 @@ users_pass(struct vrange *v, const json_t *users)
  * vrange_free.
  */
 enum brk_err
-vrange_build(const json_t *privilege, const json_t *parents,
-             const json_t *users, const json_t *tags, struct vrange **out)
+vrange_build_entries(const json_t *privilege, const json_t *parents,
+                     const struct vrange_entry *users, size_t nusers,
+                     const json_t *tags, struct vrange **out)
 {
     static const char *const names[6] = {"allow_party", "extra_party",
                                          "allow_user",  "extra_user",
@@ -1051,7 +1081,7 @@ vrange_build(const json_t *privilege, const json_t *parents,
 
     if (!json_is_object(privilege) ||
         (parents != NULL && !json_is_object(parents)) ||
-        (users != NULL && !json_is_object(users)) ||
+        (users == NULL && nusers > 0) ||
         (tags != NULL && !json_is_object(tags)))
         goto out;
     for (i = 0; i < nitems(names); i++) {
@@ -1082,7 +1112,7 @@ vrange_build(const json_t *privilege, const json_t *parents,
     err = subtree_set(&v->tree, roots.v, roots.n, &v->dept);
     if (err)
         goto out;
-    err = users_pass(v, users);
+    err = users_pass(v, users, nusers);
     if (err)
         goto out;
     /* Growth left slack; keep the cached copy exact. */
@@ -1099,6 +1129,92 @@ out:
     members_free(&packed);
     vrange_free(v);
     return err;
+}
+
+/* See visible_range.h: the users map as entries, then the same build. */
+enum brk_err
+vrange_build(const json_t *privilege, const json_t *parents,
+             const json_t *users, const json_t *tags, struct vrange **out)
+{
+    struct vrange_entry *e = NULL;
+    size_t n = 0;
+    enum brk_err err;
+
+    if (users != NULL && !json_is_object(users))
+        return BRK_ERR_INVAL;
+    err = users_entries(users, &e, &n);
+    if (!err)
+        err = vrange_build_entries(privilege, parents, e, n, tags, out);
+    brk_free(e);
+    return err;
+}
+
+/* A copy of n elements of size sz at p into *out (NULL when n is 0). */
+static int
+dup_array(const void *p, size_t n, size_t sz, void *out)
+{
+    void *q = NULL;
+
+    if (n > 0) {
+        q = brk_malloc(n * sz);
+        if (q == NULL)
+            return -1;
+        memcpy(q, p, n * sz);
+    }
+    memcpy(out, &q, sizeof(q));
+    return 0;
+}
+
+/* See visible_range.h. */
+enum brk_err
+vrange_copy(const struct vrange *v, struct vrange **out)
+{
+    struct vrange *c;
+    int bad = 0;
+
+    if (v == NULL)
+        return BRK_ERR_INVAL;
+    c = brk_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return BRK_ERR_NOMEM;
+    *c = *v;
+    c->mem.arena = NULL;
+    c->mem.ent = NULL;
+    c->mem.slot = NULL;
+    c->mem.dept = NULL;
+    c->dept.slot = NULL;
+    c->tags.t = NULL;
+    c->tags.ref = NULL;
+    c->tree.id = NULL;
+    c->tree.start = NULL;
+    c->tree.child = NULL;
+    /* capacities become the lengths copied */
+    bad |= dup_array(v->mem.arena, v->mem.arena_len, 1, &c->mem.arena);
+    c->mem.arena_cap = v->mem.arena_len;
+    bad |= dup_array(v->mem.ent, v->mem.n, sizeof(*v->mem.ent), &c->mem.ent);
+    c->mem.cap = v->mem.n;
+    bad |= dup_array(v->mem.slot, v->mem.slot_cap, sizeof(*v->mem.slot),
+                     &c->mem.slot);
+    bad |= dup_array(v->mem.dept, v->mem.ndept, sizeof(*v->mem.dept),
+                     &c->mem.dept);
+    c->mem.dept_cap = v->mem.ndept;
+    bad |= dup_array(v->dept.slot, v->dept.cap, sizeof(*v->dept.slot),
+                     &c->dept.slot);
+    bad |= dup_array(v->tags.t, v->tags.n, sizeof(*v->tags.t), &c->tags.t);
+    bad |= dup_array(v->tags.ref, v->tags.nref, sizeof(*v->tags.ref),
+                     &c->tags.ref);
+    c->tags.ref_cap = v->tags.nref;
+    bad |= dup_array(v->tree.id, v->tree.n, sizeof(*v->tree.id), &c->tree.id);
+    bad |= dup_array(v->tree.start, v->tree.n + 1, sizeof(*v->tree.start),
+                     &c->tree.start);
+    bad |= dup_array(v->tree.child, v->tree.nchild, sizeof(*v->tree.child),
+                     &c->tree.child);
+    if (bad) {
+        vrange_free(c);
+        return BRK_ERR_NOMEM;
+    }
+    *out = c;
+    return BRK_OK;
 }
 
 /*---- One member changed ----*/

@@ -160,10 +160,9 @@ struct record_tenant {
     char status[32];
     int active;               /* status "active" */
     struct scope_grant grant; /* unexpired permissions (active only) */
-    /* the stored privilege and directory, kept to narrow the range for a
-     * service (active only; NULL otherwise) */
-    json_t *priv, *parents, *users, *tags;
-    struct vrange *range; /* the tenant's visible range (active only) */
+    /* the tenant's visible range (active only), copied and narrowed for a
+     * service with departments of its own */
+    struct vrange *range;
     /* KEYS_TENANT_GEN as stored (0: the record has none: never current) */
     unsigned long long gen;
     /* the first permission expiry after decoding, in s (0: none): the
@@ -208,7 +207,7 @@ int record_tenant_current(const struct record_tenant *t,
 enum brk_err record_tenant_apply(struct record_tenant *t,
                                  const struct redisReply *r,
                                  long long now_s) BRK_WUR;
-/* Bytes t holds (its JSON as jansson keeps it, its range), roughly. */
+/* Bytes t holds (its range, the record), roughly. */
 size_t record_tenant_bytes(const struct record_tenant *t);
 struct record_tenant *record_tenant_ref(struct record_tenant *t);
 void record_tenant_unref(struct record_tenant *t);

@@ -40,6 +40,30 @@ enum brk_err vrange_build(const json_t *privilege, const json_t *parents,
                           const json_t *users, const json_t *tags,
                           struct vrange **out) BRK_WUR;
 
+/* One member of the users map: userid -> "d1,d2,..." (borrowed bytes, no
+ * NUL needed). */
+struct vrange_entry {
+    const char *key;
+    size_t klen;
+    const char *val;
+    size_t vlen;
+};
+
+/*
+ * vrange_build with the users map given as nusers entries (users NULL
+ * when nusers is 0), so a directory read from Redis is resolved without
+ * becoming JSON first. The same rules and errors.
+ */
+enum brk_err vrange_build_entries(const json_t *privilege,
+                                  const json_t *parents,
+                                  const struct vrange_entry *users,
+                                  size_t nusers, const json_t *tags,
+                                  struct vrange **out) BRK_WUR;
+
+/* A copy of v answering everything as v does (owned: vrange_free), e.g.
+ * to narrow for a service. BRK_ERR_INVAL for NULL, BRK_ERR_NOMEM. */
+enum brk_err vrange_copy(const struct vrange *v, struct vrange **out) BRK_WUR;
+
 /*
  * The member userid (len bytes) now has the departments depts
  * ("d1,d2,...", dlen > 0 bytes) in the directory, or has left it (depts

@@ -1340,7 +1340,7 @@ test_random_member_changes(void **state)
 {
     struct ref_dir d;
     struct ref_view r;
-    struct vrange *v;
+    struct vrange *v, *c;
     json_t *priv, *parents, *users, *tags;
     long parties[4];
     size_t np, k;
@@ -1361,9 +1361,16 @@ test_random_member_changes(void **state)
         np = rnd(4);
         for (k = 0; k < np; k++)
             parties[k] = (long)rnd(R_DEPTS);
+        /* a copy narrows as the range itself would; the range stays */
+        c = NULL;
+        assert_int_equal(vrange_copy(v, &c), BRK_OK);
+        assert_int_equal(vrange_narrow(c, parties, np), BRK_OK);
+        compare(v, &r, round);
         assert_int_equal(vrange_narrow(v, parties, np), BRK_OK);
         ref_narrow(&d, &r, parties, np);
         compare(v, &r, round);
+        compare(c, &r, round);
+        vrange_free(c);
         /* a narrowed range is built again, never changed in place */
         assert_int_equal(vrange_set_member(v, "r1", 2, "1", 1), BRK_ERR_INVAL);
         compare(v, &r, round);
@@ -1430,6 +1437,41 @@ test_alloc_failures_set_member(void **state)
     assert_int_equal(vrange_members(v), before + 1);
     assert_true(vrange_has_member(v, "newcomer", 8));
     vrange_free(v);
+}
+
+/* A copy that runs out of memory is no copy; one that does not answers
+ * as the range, and outlives it. */
+static void
+test_alloc_failures_copy(void **state)
+{
+    struct vrange *v = build("{\"allow_party\":[1],\"allow_user\":[\"u17\"],"
+                             "\"allow_tag\":[100,200,300]}");
+    struct vrange *c = NULL;
+    enum brk_err err;
+    unsigned long n;
+    int failed;
+
+    (void)state;
+    for (n = 1;; n++) {
+        brk_alloc_fail_at(n);
+        err = vrange_copy(v, &c);
+        failed = brk_alloc_failed();
+        brk_alloc_fail_at(0);
+        if (!failed) {
+            assert_int_equal(err, BRK_OK);
+            break;
+        }
+        assert_int_equal(err, BRK_ERR_NOMEM);
+        assert_null(c);
+        assert_true(n < 100);
+    }
+    assert_true(n > 5);
+    vrange_free(v);
+    assert_int_equal(vrange_members(c), 19);
+    assert_int_equal(vrange_departments(c), 10);
+    expect_tags(c, "100 200 300");
+    assert_int_equal(vrange_copy(NULL, &c), BRK_ERR_INVAL);
+    vrange_free(c);
 }
 
 /* Thousands of members leaving, coming back and moving: the table is
@@ -1678,6 +1720,7 @@ main(void)
         cmocka_unit_test(test_set_member_refused),
         cmocka_unit_test(test_alloc_failures_set_member),
         cmocka_unit_test(test_set_member_repacks),
+        cmocka_unit_test(test_alloc_failures_copy),
         cmocka_unit_test(test_size_100k_members),
     };
 
