@@ -49,6 +49,9 @@ struct audit {
     struct dynbuf lines;
     size_t nlines;
     const char *argv[BATCH_ARGV_MAX];
+    size_t lens[BATCH_ARGV_MAX]; /* argv's lengths: the store needs no
+                                    strlen of the batch */
+    size_t script_len, key_len;
 };
 
 static void
@@ -114,6 +117,8 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
         }
     }
     snprintf(a->maxlen, sizeof(a->maxlen), "%lld", max_len);
+    a->script_len = strlen(scripts_text(SCRIPT_AUDIT_APPEND));
+    a->key_len = strlen(a->key);
     if (path != NULL && path[0] != '\0') {
         a->path = brk_strdup(path);
         if (a->path == NULL) {
@@ -285,15 +290,24 @@ flush_redis(struct audit *a, const char *req)
 
     if (n == 0)
         return;
+    a->lens[argc] = 4;
     a->argv[argc++] = "EVAL";
+    a->lens[argc] = a->script_len;
     a->argv[argc++] = scripts_text(SCRIPT_AUDIT_APPEND);
+    a->lens[argc] = 1;
     a->argv[argc++] = "1";
+    a->lens[argc] = a->key_len;
     a->argv[argc++] = a->key;
+    a->lens[argc] = strlen(a->maxlen);
     a->argv[argc++] = a->maxlen;
-    for (i = 0; i < a->noffs; i++)
+    /* the strings lie back to back, each with its NUL */
+    for (i = 0; i < a->noffs; i++) {
+        a->lens[argc] =
+            (i + 1 < a->noffs ? a->offs[i + 1] : a->strs.len) - a->offs[i] - 1;
         a->argv[argc++] = a->strs.buf + a->offs[i];
+    }
     if (store_cmd_argv(a->st, on_batch, (void *)(uintptr_t)n, argc, a->argv,
-                       NULL) != BRK_OK) {
+                       a->lens) != BRK_OK) {
         log_req(LOG_LVL_WARN, req, "audit: %zu entr%s not written to Redis", n,
                 n == 1 ? "y" : "ies");
         batch_drop_redis(a);

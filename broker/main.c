@@ -813,16 +813,233 @@ start_loops(struct daemon *d, const char *redis_url, const char *channel)
     return err;
 }
 
+/* The keys, the scope files and, with no redis configured, the embedded
+ * Redis (*url its URL, owned; written only on success). */
+static int
+start_inputs(struct daemon *d, int embedded, char **url)
+{
+    struct brk_errinfo info = {"", 0, -1};
+    char *u = NULL;
+    enum brk_err err;
+
+    if (load_keys(d, embedded) != 0)
+        return -1;
+    if (scope_map_load(d->cfg->scopes_dir, &d->scopes, &info) != BRK_OK) {
+        log_error("scopes: %s", info.msg);
+        return -1;
+    }
+    if (embedded) {
+        err = redis_embed_start(d->cfg->state_dir, REDIS_START_WAIT, &d->embed,
+                                &u, &info);
+        if (err) {
+            log_error("embedded Redis: %s", info.msg);
+            return -1;
+        }
+    }
+    *url = u;
+    return 0;
+}
+
+/* The event loop and its main Redis connection. */
+static int
+start_loop(struct daemon *d, const char *redis_url)
+{
+    enum brk_err err;
+
+    /* loops post to each other's mailboxes: libevent must lock */
+    if (d->cfg->workers > 1 && evthread_use_pthreads() != 0) {
+        log_error("cannot make the event loops thread-safe");
+        return -1;
+    }
+    d->base = loop_new(d->cfg->workers == 1);
+    if (d->base == NULL) {
+        log_error("cannot create the event loop");
+        return -1;
+    }
+    err = store_new(d->base, redis_url, REDIS_CMD_TIMEOUT, &d->st);
+    if (err) {
+        log_error("redis: bad URL");
+        return -1;
+    }
+    return 0;
+}
+
+/* WeCom's side: the suites, the WeCom client, the tokens, the upstream
+ * budget every instance shares (its notices on channel), the audit
+ * trail. */
+static int
+start_upstream(struct daemon *d, const char *channel)
+{
+    struct wecom_api_opts api_opts;
+    struct budget_opts budget_opts;
+    enum brk_err err;
+
+    err = suites_new(d->cfg, d->kr, d->st, &d->suites);
+    if (err)
+        return -1;
+    api_opts.base = d->cfg->wecom_api_base;
+    api_opts.timeout_ms = d->cfg->upstream_timeout_ms;
+    api_opts.max_body = (size_t)d->cfg->upstream_max_body;
+    /* the shared budget (below) limits WeCom calls, not a per-process
+     * bucket */
+    api_opts.rate_per_key = 0;
+    err = wecom_api_new(d->base, &api_opts, &d->wx);
+    if (err) {
+        log_error("cannot create the WeCom client: %s", brk_strerror(err));
+        return -1;
+    }
+    err = tokens_new(d->base, d->cfg, d->kr, d->st, d->suites, d->wx, &d->tok);
+    if (err)
+        return -1;
+    memset(&budget_opts, 0, sizeof(budget_opts));
+    budget_opts.key_prefix = d->cfg->key_prefix;
+    budget_opts.channel = channel;
+    budget_opts.per_corp = d->cfg->upstream_rate_per_corp;
+    budget_opts.per_corp_hour = d->cfg->upstream_rate_per_corp_hour;
+    budget_opts.per_api = d->cfg->upstream_rate_per_api;
+    budget_opts.per_api_hour = d->cfg->upstream_rate_per_api_hour;
+    err = budget_new(d->base, d->st, &budget_opts, &d->budget);
+    if (err)
+        return -1;
+    /* an unwritable audit_file is no reason to stop: logged, counted, a
+     * readyz reason, tried again at the next SIGHUP and write */
+    err = audit_new(d->base, d->st, d->cfg->key_prefix, d->cfg->audit_max_len,
+                    d->cfg->audit_file, &d->audit);
+    if (err && err != BRK_ERR_IO)
+        return -1;
+    if (d->cfg->audit_file[0] == '\0')
+        log_warn("audit_file is not set: the audit trail lasts only "
+                 "audit_max_age (%lld s) in Redis",
+                 d->cfg->audit_max_age);
+    return 0;
+}
+
+/* What serves: the service API and its caches' budget, the event workers
+ * and delivery, the callbacks (with redis_min_replica_acks, their own
+ * Redis connection and the replica poll), the browser flows. */
+static int
+start_services(struct daemon *d, const char *redis_url)
+{
+    char consumer[128];
+    enum brk_err err;
+
+    err = proxy_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
+                    &d->proxy);
+    if (err)
+        return -1;
+    proxy_set_budget(d->proxy, d->budget);
+    proxy_set_audit(d->proxy, d->audit);
+    proxy_set_scopes(d->proxy, d->scopes);
+    err = cache_budget_new((unsigned long long)d->cfg->cache_max_bytes,
+                           &d->cache_budget);
+    if (err)
+        return -1;
+    proxy_set_cache_budget(d->proxy, d->cache_budget);
+    consumer_name(d, consumer, sizeof(consumer));
+    err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
+                     consumer, &d->worker);
+    if (err)
+        return -1;
+    worker_set_budget(d->worker, d->budget);
+    worker_set_audit(d->worker, d->audit);
+    err = delivery_new(d->base, d->cfg, d->kr, d->st, consumer, &d->dlv);
+    if (err)
+        return -1;
+    delivery_set_audit(d->dlv, d->audit);
+    delivery_set_scopes(d->dlv, d->scopes);
+    delivery_set_suites(d->dlv, d->suites);
+    worker_set_delivery(d->worker, d->dlv);
+    err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
+    if (err)
+        return -1;
+    if (d->cfg->redis_min_replica_acks > 0) {
+        struct timeval now = {0, 0};
+
+        err = store_new(d->base, redis_url, REDIS_CMD_TIMEOUT, &d->ack_st);
+        if (err)
+            return -1;
+        callback_set_ack_store(d->cb, d->ack_st,
+                               d->cfg->redis_min_replica_acks);
+        d->replica_timer = evtimer_new(d->base, on_replica_timer, d);
+        if (d->replica_timer == NULL)
+            return -1;
+        evtimer_add(d->replica_timer, &now);
+    }
+    d->api.min_replica_acks = d->cfg->redis_min_replica_acks;
+    d->api.replicas = -1;
+    d->api.ack_st = d->ack_st;
+    err = browser_new(d->cfg, d->kr, d->st, d->tok, d->wx, &d->browser);
+    if (err)
+        return -1;
+    callback_set_browser(d->cb, d->browser);
+    return 0;
+}
+
+/* The change notices on channel, the store's state, and what the internal
+ * API reads. */
+static int
+start_notices(struct daemon *d, const char *redis_url, const char *channel)
+{
+    if (store_new_subscriber(d->base, redis_url, channel, on_change_notice, d,
+                             &d->sub) != BRK_OK)
+        return -1;
+    store_set_state_cb(d->sub, on_sub_state, d);
+    store_set_state_cb(d->st, on_store_state, d);
+    d->api.st = d->st;
+    d->api.suites = d->suites;
+    d->api.proxy = d->proxy;
+    d->api.audit = d->audit;
+    return 0;
+}
+
+/* The listeners: callback_listen (HTTPS with *tls, which it takes) and
+ * internal_listen (with workers = N, its group of N event loops). */
+static int
+start_listeners(struct daemon *d, struct httpd_tls **tls, const char *redis_url,
+                const char *channel)
+{
+    enum brk_err err;
+
+    if (httpd_new(d->base, &d->http) != BRK_OK)
+        return -1;
+    err = httpd_listen(d->http, "callback", d->cfg->callback_listen,
+                       CALLBACK_MAX_BODY, callback_handle, d->cb);
+    if (err) {
+        log_error("cannot listen on callback_listen %s: %s",
+                  d->cfg->callback_listen, strerror(errno));
+        return -1;
+    }
+    if (*tls != NULL) {
+        /* the loop has not run yet: no connection was accepted plain */
+        err = httpd_set_tls(d->http, "callback", *tls);
+        *tls = NULL;
+        if (err)
+            return -1;
+        log_info("callback listener speaks HTTPS (%s)", d->cfg->tls_cert_file);
+    }
+    if (d->cfg->workers > 1)
+        err = start_loops(d, redis_url, channel);
+    else
+        err = httpd_listen(d->http, "internal", d->cfg->internal_listen,
+                           INTERNAL_MAX_BODY, internal_api_handle, &d->api);
+    if (err) {
+        log_error("cannot listen on internal_listen %s: %s",
+                  d->cfg->internal_listen, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything the loop runs, in order; on failure the caller tears down
+ * what was set up. */
 static int
 start(struct daemon *d)
 {
     struct brk_errinfo info = {"", 0, -1};
-    struct wecom_api_opts api_opts;
-    struct budget_opts budget_opts;
     struct httpd_tls *tls = NULL;
-    char *url = NULL, consumer[128], channel[160];
+    char *url = NULL, channel[160];
+    const char *redis_url;
     int embedded = d->cfg->redis[0] == '\0';
-    enum brk_err err;
     int rc = -1;
 
     /* a certificate that does not load fails the start, before anything
@@ -833,162 +1050,16 @@ start(struct daemon *d)
         log_error("%s", info.msg);
         goto out;
     }
-    if (load_keys(d, embedded) != 0)
+    if (start_inputs(d, embedded, &url) != 0)
         goto out;
-    if (scope_map_load(d->cfg->scopes_dir, &d->scopes, &info) != BRK_OK) {
-        log_error("scopes: %s", info.msg);
-        goto out;
-    }
-    if (embedded) {
-        err = redis_embed_start(d->cfg->state_dir, REDIS_START_WAIT, &d->embed,
-                                &url, &info);
-        if (err) {
-            log_error("embedded Redis: %s", info.msg);
-            goto out;
-        }
-    }
-    /* loops post to each other's mailboxes: libevent must lock */
-    if (d->cfg->workers > 1 && evthread_use_pthreads() != 0) {
-        log_error("cannot make the event loops thread-safe");
-        goto out;
-    }
-    d->base = loop_new(d->cfg->workers == 1);
-    if (d->base == NULL) {
-        log_error("cannot create the event loop");
-        goto out;
-    }
-    err = store_new(d->base, embedded ? url : d->cfg->redis, REDIS_CMD_TIMEOUT,
-                    &d->st);
-    if (err) {
-        log_error("redis: bad URL");
-        goto out;
-    }
-    err = suites_new(d->cfg, d->kr, d->st, &d->suites);
-    if (err)
-        goto out;
-    api_opts.base = d->cfg->wecom_api_base;
-    api_opts.timeout_ms = d->cfg->upstream_timeout_ms;
-    api_opts.max_body = (size_t)d->cfg->upstream_max_body;
-    /* the shared budget (below) limits WeCom calls, not a per-process
-     * bucket */
-    api_opts.rate_per_key = 0;
-    err = wecom_api_new(d->base, &api_opts, &d->wx);
-    if (err) {
-        log_error("cannot create the WeCom client: %s", brk_strerror(err));
-        goto out;
-    }
-    err = tokens_new(d->base, d->cfg, d->kr, d->st, d->suites, d->wx, &d->tok);
-    if (err)
-        goto out;
+    redis_url = embedded ? url : d->cfg->redis;
     snprintf(channel, sizeof(channel), "%s%s", d->cfg->key_prefix,
              WORKER_INVAL_CHANNEL);
-    memset(&budget_opts, 0, sizeof(budget_opts));
-    budget_opts.key_prefix = d->cfg->key_prefix;
-    budget_opts.channel = channel;
-    budget_opts.per_corp = d->cfg->upstream_rate_per_corp;
-    budget_opts.per_corp_hour = d->cfg->upstream_rate_per_corp_hour;
-    budget_opts.per_api = d->cfg->upstream_rate_per_api;
-    budget_opts.per_api_hour = d->cfg->upstream_rate_per_api_hour;
-    err = budget_new(d->base, d->st, &budget_opts, &d->budget);
-    if (err)
+    if (start_loop(d, redis_url) != 0 || start_upstream(d, channel) != 0 ||
+        start_services(d, redis_url) != 0 ||
+        start_notices(d, redis_url, channel) != 0 ||
+        start_listeners(d, &tls, redis_url, channel) != 0)
         goto out;
-    /* an unwritable audit_file is no reason to stop: logged, counted, a
-     * readyz reason, tried again at the next SIGHUP and write */
-    err = audit_new(d->base, d->st, d->cfg->key_prefix, d->cfg->audit_max_len,
-                    d->cfg->audit_file, &d->audit);
-    if (err && err != BRK_ERR_IO)
-        goto out;
-    if (d->cfg->audit_file[0] == '\0')
-        log_warn("audit_file is not set: the audit trail lasts only "
-                 "audit_max_age (%lld s) in Redis",
-                 d->cfg->audit_max_age);
-    err = proxy_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
-                    &d->proxy);
-    if (err)
-        goto out;
-    proxy_set_budget(d->proxy, d->budget);
-    proxy_set_audit(d->proxy, d->audit);
-    proxy_set_scopes(d->proxy, d->scopes);
-    err = cache_budget_new((unsigned long long)d->cfg->cache_max_bytes,
-                           &d->cache_budget);
-    if (err)
-        goto out;
-    proxy_set_cache_budget(d->proxy, d->cache_budget);
-    consumer_name(d, consumer, sizeof(consumer));
-    err = worker_new(d->base, d->cfg, d->kr, d->st, d->suites, d->tok, d->wx,
-                     consumer, &d->worker);
-    if (err)
-        goto out;
-    worker_set_budget(d->worker, d->budget);
-    worker_set_audit(d->worker, d->audit);
-    err = delivery_new(d->base, d->cfg, d->kr, d->st, consumer, &d->dlv);
-    if (err)
-        goto out;
-    delivery_set_audit(d->dlv, d->audit);
-    delivery_set_scopes(d->dlv, d->scopes);
-    delivery_set_suites(d->dlv, d->suites);
-    worker_set_delivery(d->worker, d->dlv);
-    err = callback_new(d->cfg, d->kr, d->st, d->suites, &d->cb);
-    if (err)
-        goto out;
-    if (d->cfg->redis_min_replica_acks > 0) {
-        struct timeval now = {0, 0};
-
-        err = store_new(d->base, embedded ? url : d->cfg->redis,
-                        REDIS_CMD_TIMEOUT, &d->ack_st);
-        if (err)
-            goto out;
-        callback_set_ack_store(d->cb, d->ack_st,
-                               d->cfg->redis_min_replica_acks);
-        d->replica_timer = evtimer_new(d->base, on_replica_timer, d);
-        if (d->replica_timer == NULL)
-            goto out;
-        evtimer_add(d->replica_timer, &now);
-    }
-    d->api.min_replica_acks = d->cfg->redis_min_replica_acks;
-    d->api.replicas = -1;
-    d->api.ack_st = d->ack_st;
-    err = browser_new(d->cfg, d->kr, d->st, d->tok, d->wx, &d->browser);
-    if (err)
-        goto out;
-    callback_set_browser(d->cb, d->browser);
-    err = store_new_subscriber(d->base, embedded ? url : d->cfg->redis, channel,
-                               on_change_notice, d, &d->sub);
-    if (err)
-        goto out;
-    store_set_state_cb(d->sub, on_sub_state, d);
-    store_set_state_cb(d->st, on_store_state, d);
-    d->api.st = d->st;
-    d->api.suites = d->suites;
-    d->api.proxy = d->proxy;
-    d->api.audit = d->audit;
-    if (httpd_new(d->base, &d->http) != BRK_OK)
-        goto out;
-    err = httpd_listen(d->http, "callback", d->cfg->callback_listen,
-                       CALLBACK_MAX_BODY, callback_handle, d->cb);
-    if (err) {
-        log_error("cannot listen on callback_listen %s: %s",
-                  d->cfg->callback_listen, strerror(errno));
-        goto out;
-    }
-    if (tls != NULL) {
-        /* the loop has not run yet: no connection was accepted plain */
-        err = httpd_set_tls(d->http, "callback", tls);
-        tls = NULL;
-        if (err)
-            goto out;
-        log_info("callback listener speaks HTTPS (%s)", d->cfg->tls_cert_file);
-    }
-    if (d->cfg->workers > 1)
-        err = start_loops(d, embedded ? url : d->cfg->redis, channel);
-    else
-        err = httpd_listen(d->http, "internal", d->cfg->internal_listen,
-                           INTERNAL_MAX_BODY, internal_api_handle, &d->api);
-    if (err) {
-        log_error("cannot listen on internal_listen %s: %s",
-                  d->cfg->internal_listen, strerror(errno));
-        goto out;
-    }
     rc = 0;
 out:
     httpd_tls_free(tls);

@@ -4,7 +4,9 @@
  * evtimer and a lost connection is re-dialled from a backoff timer. An
  * EVAL is sent as EVALSHA of its script, loaded when the connection comes
  * up, and sent again as EVAL when Redis answers NOSCRIPT (a restart or a
- * failover empties its script cache).
+ * failover empties its script cache). The digests of scripts.c's scripts
+ * are computed once per store, and the EVALSHA is formatted once: the EVAL
+ * of a NOSCRIPT answer is spliced from it.
  *
  * With a sentinel:// URL the address to dial comes from the sentinels
  * (the Sentinel client protocol: ask each in turn, check ROLE on what it
@@ -43,8 +45,21 @@ struct store_cmd {
     store_reply_cb *cb; /* NULL once the caller has been answered */
     void *arg;
     struct event *timer;
-    char *eval;      /* an EVAL sent as EVALSHA: the EVAL, hiredis-formatted */
-    size_t eval_len; /* (redisFreeCommand), until its reply */
+    /* an EVAL sent as EVALSHA, until its reply: the EVALSHA as sent
+     * (owned), where its arguments after the digest start, and the script
+     * for a NOSCRIPT answer (one of scripts.c's, else a copy in
+     * script_own) */
+    char *evalsha;
+    size_t evalsha_len, tail;
+    const char *script;
+    size_t script_len;
+    char *script_own;
+};
+
+/* A script of scripts.c's: its length and digest, computed on first use. */
+struct store_script {
+    size_t len;
+    char sha[SCRIPTS_SHA1_HEX + 1]; /* "" until computed */
 };
 
 struct store {
@@ -74,10 +89,12 @@ struct store {
     redisAsyncContext *watch; /* SUBSCRIBEd to +switch-master; or NULL */
     size_t watch_next;
     struct event *watch_timer;
+    struct store_script scripts[SCRIPT_COUNT];
 };
 
 static void store_connect(struct store *s);
 static void store_drop(struct store *s, const char *why);
+static enum brk_err send_eval_again(struct store_cmd *c);
 
 /*---- Commands ----*/
 
@@ -86,8 +103,8 @@ cmd_free(struct store_cmd *c)
 {
     if (c->timer != NULL)
         event_free(c->timer);
-    if (c->eval != NULL)
-        redisFreeCommand(c->eval);
+    brk_free(c->evalsha);
+    brk_free(c->script_own);
     brk_free(c);
 }
 
@@ -110,19 +127,11 @@ on_reply(redisAsyncContext *ac, void *r, void *privdata)
     enum brk_err err;
 
     if (cb != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-        c->eval != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
-        c->s->ac != NULL) {
-        /* not loaded (yet, or any more): send the script itself, which
+        c->evalsha != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+        c->s->ac != NULL && send_eval_again(c) == BRK_OK) {
+        /* not loaded (yet, or any more): the script itself went, which
          * loads it; the command's deadline still runs */
-        char *eval = c->eval;
-
-        c->eval = NULL;
-        if (redisAsyncFormattedCommand(c->s->ac, on_reply, c, eval,
-                                       c->eval_len) == REDIS_OK) {
-            redisFreeCommand(eval);
-            return;
-        }
-        redisFreeCommand(eval);
+        return;
     }
     c->cb = NULL;
     if (cb != NULL) {
@@ -160,47 +169,180 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
     store_drop(s, "command timed out");
 }
 
+/* The decimal digits of n. */
+static size_t
+digits(size_t n)
+{
+    size_t d = 1;
+
+    while (n >= 10) {
+        n /= 10;
+        d++;
+    }
+    return d;
+}
+
+/* The bytes of a RESP bulk string of len bytes. */
+static size_t
+bulk_size(size_t len)
+{
+    return 1 + digits(len) + 2 + len + 2;
+}
+
+/* Write kind ('*' or '$'), n and CRLF at p; returns the end. */
+static char *
+put_len(char *p, char kind, size_t n)
+{
+    size_t d = digits(n), i;
+
+    *p++ = kind;
+    for (i = d; i > 0; i--) {
+        p[i - 1] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    p += d;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* Write s (len bytes) as a RESP bulk string at p; returns the end. */
+static char *
+put_bulk(char *p, const char *s, size_t len)
+{
+    p = put_len(p, '$', len);
+    memcpy(p, s, len);
+    p += len;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
 /*
- * Send "EVAL script numkeys ..." as "EVALSHA digest numkeys ...", keeping
- * the EVAL formatted in c for a NOSCRIPT answer. Returns BRK_ERR_NOMEM,
- * BRK_ERR_CRYPTO (no digest) or BRK_ERR_STORE, else BRK_OK.
+ * The script text (given: its length; NULL: NUL-terminated): its length
+ * into *len, its digest into sha, and whether it is one of scripts.c's,
+ * found by its address (*known 1: static, so c may keep the pointer).
+ * Theirs are measured and digested once per store; any other text each
+ * time. Returns BRK_ERR_CRYPTO when OpenSSL cannot compute a digest.
+ */
+static enum brk_err
+script_digest(struct store *s, const char *text, const size_t *given,
+              size_t *len, char sha[SCRIPTS_SHA1_HEX + 1], int *known)
+{
+    struct store_script *sc;
+    size_t n;
+    int i;
+
+    for (i = 0; i < SCRIPT_COUNT; i++) {
+        if (text != scripts_text((enum script_id)i))
+            continue;
+        sc = &s->scripts[i];
+        if (sc->sha[0] == '\0') {
+            sc->len = strlen(text);
+            if (scripts_sha1(text, sc->len, sc->sha) != BRK_OK) {
+                sc->sha[0] = '\0';
+                return BRK_ERR_CRYPTO;
+            }
+        }
+        /* a part of it is some other text */
+        if (given != NULL && *given != sc->len)
+            break;
+        memcpy(sha, sc->sha, sizeof(sc->sha));
+        *len = sc->len;
+        *known = 1;
+        return BRK_OK;
+    }
+    n = given != NULL ? *given : strlen(text);
+    if (scripts_sha1(text, n, sha) != BRK_OK)
+        return BRK_ERR_CRYPTO;
+    *len = n;
+    *known = 0;
+    return BRK_OK;
+}
+
+/*
+ * Send "EVAL script numkeys ..." as "EVALSHA digest numkeys ...",
+ * formatted once, here; c keeps it and the script for a NOSCRIPT answer.
+ * Returns BRK_ERR_NOMEM, BRK_ERR_CRYPTO (no digest) or BRK_ERR_STORE,
+ * else BRK_OK.
  */
 static enum brk_err
 send_evalsha(struct store *s, struct store_cmd *c, int argc, const char **argv,
              const size_t *argvlen)
 {
     char sha[SCRIPTS_SHA1_HEX + 1];
-    const char **sargv = NULL;
-    size_t *slen = NULL;
+    size_t size;
     enum brk_err err;
-    int len, i;
+    int known = 0, i;
+    char *p;
 
-    err = scripts_sha1(argv[1], argvlen ? argvlen[1] : strlen(argv[1]), sha);
+    err = script_digest(s, argv[1], argvlen ? &argvlen[1] : NULL,
+                        &c->script_len, sha, &known);
     if (err)
         return err;
-    len = redisFormatCommandArgv(&c->eval, argc, argv, argvlen);
-    sargv = brk_calloc((size_t)argc, sizeof(*sargv));
-    slen = brk_calloc((size_t)argc, sizeof(*slen));
-    if (len < 0 || sargv == NULL || slen == NULL) {
-        err = BRK_ERR_NOMEM;
-        goto out;
+    if (known) {
+        c->script = argv[1];
+    } else {
+        /* the caller's text is borrowed for this call only */
+        c->script_own = brk_malloc(c->script_len + 1);
+        if (c->script_own == NULL)
+            return BRK_ERR_NOMEM;
+        memcpy(c->script_own, argv[1], c->script_len);
+        c->script_own[c->script_len] = '\0';
+        c->script = c->script_own;
     }
-    c->eval_len = (size_t)len;
-    sargv[0] = "EVALSHA";
-    slen[0] = 7;
-    sargv[1] = sha;
-    slen[1] = SCRIPTS_SHA1_HEX;
-    for (i = 2; i < argc; i++) {
-        sargv[i] = argv[i];
-        slen[i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    size = 1 + digits((size_t)argc) + 2 + bulk_size(7) +
+           bulk_size(SCRIPTS_SHA1_HEX);
+    for (i = 2; i < argc; i++)
+        size += bulk_size(argvlen ? argvlen[i] : strlen(argv[i]));
+    c->evalsha = brk_malloc(size);
+    if (c->evalsha == NULL)
+        return BRK_ERR_NOMEM;
+    p = put_len(c->evalsha, '*', (size_t)argc);
+    p = put_bulk(p, "EVALSHA", 7);
+    p = put_bulk(p, sha, SCRIPTS_SHA1_HEX);
+    c->tail = (size_t)(p - c->evalsha);
+    for (i = 2; i < argc; i++)
+        p = put_bulk(p, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
+    c->evalsha_len = (size_t)(p - c->evalsha);
+    return redisAsyncFormattedCommand(s->ac, on_reply, c, c->evalsha,
+                                      c->evalsha_len) == REDIS_OK
+               ? BRK_OK
+               : BRK_ERR_STORE;
+}
+
+/*
+ * Redis answered c's EVALSHA with NOSCRIPT: send the command again as
+ * EVAL of its script (which loads it), the arguments copied from the
+ * EVALSHA as sent. c keeps neither afterwards: a second NOSCRIPT is the
+ * caller's answer. Returns BRK_ERR_NOMEM or BRK_ERR_STORE, else BRK_OK.
+ */
+static enum brk_err
+send_eval_again(struct store_cmd *c)
+{
+    const char *nl = memchr(c->evalsha, '\n', c->evalsha_len);
+    size_t count = (size_t)(nl - c->evalsha) + 1; /* "*argc\r\n" */
+    size_t rest = c->evalsha_len - c->tail;
+    size_t size = count + bulk_size(4) + bulk_size(c->script_len) + rest;
+    char *eval = brk_malloc(size), *p;
+    enum brk_err err = BRK_ERR_NOMEM;
+
+    if (eval != NULL) {
+        memcpy(eval, c->evalsha, count);
+        p = put_bulk(eval + count, "EVAL", 4);
+        p = put_bulk(p, c->script, c->script_len);
+        memcpy(p, c->evalsha + c->tail, rest);
+        err = redisAsyncFormattedCommand(c->s->ac, on_reply, c, eval, size) ==
+                      REDIS_OK
+                  ? BRK_OK
+                  : BRK_ERR_STORE;
+        brk_free(eval);
     }
-    err =
-        redisAsyncCommandArgv(s->ac, on_reply, c, argc, sargv, slen) == REDIS_OK
-            ? BRK_OK
-            : BRK_ERR_STORE;
-out:
-    brk_free(sargv);
-    brk_free(slen);
+    brk_free(c->evalsha);
+    brk_free(c->script_own);
+    c->evalsha = NULL;
+    c->script_own = NULL;
+    c->script = NULL;
     return err;
 }
 

@@ -6,6 +6,15 @@
  *              -> SET lock NX -> won:  fetch from WeCom, write if the lock
  *                                      is still ours (fencing), done
  *                             -> lost: poll Redis until the winner writes
+ *
+ * A cached token serves requests until its hard margin (the last eighth
+ * of its life, at most TOKENS_REFRESH_MARGIN_S) or cache_max_age. Ahead of
+ * either, the request that finds it due starts the same chain in the
+ * background and is answered from the cache, as everyone is while the
+ * chain runs: past the last quarter of its life the chain wants a newer
+ * token than the one it has (Redis's, if another instance renewed it,
+ * else WeCom's under the lock); past 3/4 of cache_max_age it reads Redis
+ * again. So a hot token is replaced before anyone has to wait for it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +43,15 @@
 #define POLL_MS     100
 #define WAIT_MAX_MS (TOKENS_LOCK_MS + 5000)
 #define TOKEN_MAX   2048
+/* WeCom's token life (expires_in) until a fetch says otherwise */
+#define LIFE_MS (7200 * 1000LL)
+/* after a chain in the background, the next not before this (at most) */
+#define AHEAD_PAUSE_MS 30000
 
 enum tok_kind { TOK_SUITE, TOK_CORP };
+
+/* What a chain in the background is for (0: a request waits for it). */
+enum tok_ahead { AHEAD_NONE, AHEAD_REREAD, AHEAD_RENEW };
 
 struct waiter {
     tokens_cb *cb;
@@ -54,7 +70,10 @@ struct tok_entry {
     long long exp_ms;    /* wall-clock expiry */
     long long cached_ms; /* monotonic time it was cached */
     struct waiter *waiters;
-    int busy; /* a refresh chain is running */
+    int busy;                   /* a refresh chain is running */
+    enum tok_ahead ahead;       /* the running chain's, in the background */
+    long long ahead_not_before; /* monotonic */
+    struct event *serve;        /* answers waiters from the cache */
     int have_lock;
     int suite_retried;
     long long wait_until;
@@ -74,6 +93,7 @@ struct tokens {
     struct suites *suites;
     struct wecom_api *api;
     struct tok_entry *entries;
+    long long life_ms[2]; /* per kind: the last expires_in WeCom gave */
     int freeing;
 };
 
@@ -113,31 +133,83 @@ cache_clear(struct tok_entry *e)
     e->exp_ms = 0;
 }
 
+/* A token with this little left (ms) is not used: the last eighth of its
+ * life, at most TOKENS_REFRESH_MARGIN_S. */
+static long long
+hard_margin(const struct tok_entry *e)
+{
+    long long life = e->t->life_ms[e->kind];
+
+    return life / 8 < TOKENS_REFRESH_MARGIN_S * 1000LL
+               ? life / 8
+               : TOKENS_REFRESH_MARGIN_S * 1000LL;
+}
+
+/* The cached token may be handed out: not within its hard margin, never
+ * older than cache_max_age. */
 static int
 cache_fresh(const struct tok_entry *e)
 {
     long long age = brk_mono_ms() - e->cached_ms;
 
-    return e->token != NULL &&
-           e->exp_ms - brk_wall_ms() > TOKENS_REFRESH_MARGIN_S * 1000LL &&
+    return e->token != NULL && e->exp_ms - brk_wall_ms() > hard_margin(e) &&
            age <= (long long)e->t->cfg->cache_max_age * 1000;
+}
+
+/* Whether a fresh cached token is due for a chain in the background, and
+ * what for: the last quarter of its life, or 3/4 of cache_max_age. */
+static enum tok_ahead
+cache_due(const struct tok_entry *e)
+{
+    long long now = brk_mono_ms();
+
+    if (e->busy || now < e->ahead_not_before)
+        return AHEAD_NONE;
+    if (e->exp_ms - brk_wall_ms() <= e->t->life_ms[e->kind] / 4)
+        return AHEAD_RENEW;
+    if ((now - e->cached_ms) * 4 > (long long)e->t->cfg->cache_max_age * 3000)
+        return AHEAD_REREAD;
+    return AHEAD_NONE;
 }
 
 /*---- Completion ----*/
 
+static void answer(struct tok_entry *e, enum brk_err err, long errcode);
+
+/* The chain is over: its state goes, every waiter gets its result. */
 static void
 deliver(struct tok_entry *e, enum brk_err err, long errcode)
 {
-    struct waiter *w = e->waiters, *next;
-    char *tok = NULL;
-
-    e->waiters = NULL;
     e->busy = 0;
+    if (e->ahead != AHEAD_NONE &&
+        (err != BRK_OK ||
+         (e->ahead == AHEAD_RENEW &&
+          e->exp_ms - brk_wall_ms() <= e->t->life_ms[e->kind] / 4))) {
+        long long pause = e->t->life_ms[e->kind] / 16;
+
+        /* a chain in the background that failed, or a renewal WeCom
+         * answered with the token it had: the requests that follow do
+         * not start one each */
+        e->ahead_not_before =
+            brk_mono_ms() + (pause < AHEAD_PAUSE_MS ? pause : AHEAD_PAUSE_MS);
+    }
+    e->ahead = AHEAD_NONE;
     e->suite_retried = 0;
     brk_free_secret_str(e->suite_token);
     e->suite_token = NULL;
     brk_wipe(e->dk, sizeof(e->dk));
     e->dk_ok = 0;
+    answer(e, err, errcode);
+}
+
+/* Answer every waiter: the cached token on BRK_OK. */
+static void
+answer(struct tok_entry *e, enum brk_err err, long errcode)
+{
+    struct waiter *w = e->waiters, *next;
+    char *tok = NULL;
+
+    e->waiters = NULL;
     /* a waiter may ask again from its callback: hand out a private copy */
     if (err == BRK_OK && e->token != NULL) {
         tok = brk_strdup(e->token);
@@ -209,6 +281,7 @@ succeed(struct tok_entry *e, const char *token, long long exp_ms)
     deliver(e, BRK_OK, 0);
 }
 
+/* The chain's timer: polling Redis while another instance refreshes. */
 static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -216,17 +289,39 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!e->busy) { /* deferred delivery of a cached token */
-        if (cache_fresh(e))
-            deliver(e, BRK_OK, 0);
-        else if (e->waiters != NULL) {
-            e->busy = 1;
-            e->wait_until = brk_mono_ms() + WAIT_MAX_MS;
-            read_stored(e);
-        }
-        return;
+    if (e->busy)
+        read_stored(e);
+}
+
+/* Start the chain: for the waiters (AHEAD_NONE) or in the background. */
+static void
+chain_start(struct tok_entry *e, enum tok_ahead ahead)
+{
+    e->busy = 1;
+    e->ahead = ahead;
+    e->wait_until = brk_mono_ms() + WAIT_MAX_MS;
+    read_stored(e);
+}
+
+/* Requests are answered from the event loop: from the cache while it may
+ * serve (a chain started behind it when it is due), else by the chain
+ * they wait for. */
+static void
+on_serve(evutil_socket_t fd, short what, void *arg)
+{
+    struct tok_entry *e = arg;
+    enum tok_ahead due;
+
+    (void)fd;
+    (void)what;
+    if (cache_fresh(e)) {
+        due = cache_due(e);
+        answer(e, BRK_OK, 0);
+        if (due != AHEAD_NONE && !e->busy)
+            chain_start(e, due);
+    } else if (!e->busy && e->waiters != NULL) {
+        chain_start(e, AHEAD_NONE);
     }
-    read_stored(e); /* polling while another instance refreshes */
 }
 
 static void
@@ -341,7 +436,9 @@ on_stored(enum brk_err err, struct redisReply *r, void *arg)
         return;
     }
     exp = strtoll(r->element[1]->str, NULL, 10);
-    if (exp - brk_wall_ms() <= TOKENS_REFRESH_MARGIN_S * 1000LL) {
+    /* a renewal wants a newer token than the one it has */
+    if (exp - brk_wall_ms() <= hard_margin(e) ||
+        (e->ahead == AHEAD_RENEW && exp <= e->exp_ms)) {
         on_miss(e);
         return;
     }
@@ -471,6 +568,8 @@ store_fetched(struct tok_entry *e, const char *token, long expires_in)
     if (expires_in <= 0 || expires_in > 86400 * 30)
         expires_in = 7200;
     exp_ms = brk_wall_ms() + expires_in * 1000LL;
+    /* every token of this kind lives so long: its margins follow */
+    e->t->life_ms[e->kind] = expires_in * 1000LL;
     if (e->kind == TOK_SUITE) {
         su = suites_find(e->t->suites, e->suite);
         dk = su && su->dk_loaded ? su->dk : NULL;
@@ -808,7 +907,10 @@ get_entry(struct tokens *t, enum tok_kind kind, const char *suite,
                                   corp, suite, "lock:token");
     }
     e->timer = err ? NULL : evtimer_new(t->base, on_timer, e);
-    if (e->timer == NULL) {
+    e->serve = e->timer == NULL ? NULL : evtimer_new(t->base, on_serve, e);
+    if (e->serve == NULL) {
+        if (e->timer != NULL)
+            event_free(e->timer);
         brk_free(e);
         return err ? err : BRK_ERR_NOMEM;
     }
@@ -840,8 +942,12 @@ request(struct tokens *t, enum tok_kind kind, const char *suite,
     w->arg = arg;
     w->next = e->waiters;
     e->waiters = w;
-    if (!e->busy)
-        arm(e, 0); /* answer from the cache or start a refresh, later */
+    if (!e->busy || cache_fresh(e)) {
+        struct timeval now = {0, 0};
+
+        /* answer from the cache or start a refresh, later */
+        evtimer_add(e->serve, &now);
+    }
     return BRK_OK;
 }
 
@@ -941,6 +1047,8 @@ tokens_new(struct event_base *base, const struct config *cfg,
     t->st = st;
     t->suites = suites;
     t->api = api;
+    t->life_ms[TOK_SUITE] = LIFE_MS;
+    t->life_ms[TOK_CORP] = LIFE_MS;
     *out = t;
     return BRK_OK;
 }
@@ -971,6 +1079,7 @@ tokens_free(struct tokens *t)
         next = e->next;
         cache_clear(e);
         event_free(e->timer);
+        event_free(e->serve);
         brk_free(e);
     }
     brk_free(t);

@@ -18,7 +18,9 @@ struct suites;
 struct wecom_api;
 struct tokens;
 
-/* Refresh a token once less than this remains. */
+/* A token is not handed out once less than this remains (or less than
+ * an eighth of its life, when that is shorter); a quarter of its life
+ * before its end, the next request renews it in the background. */
 #define TOKENS_REFRESH_MARGIN_S 300
 /* How long a refresher may hold the cross-instance lock. */
 #define TOKENS_LOCK_MS 15000

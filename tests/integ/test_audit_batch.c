@@ -4,7 +4,7 @@
  * order, and the file gets the same entries; a batch past AUDIT_BATCH_MAX
  * goes in more than one command; entries of a later turn are not held
  * back; a store that is down loses the batch, counted, and the next one
- * goes through.
+ * goes through; a batch that meets NOSCRIPT goes again as EVAL, whole.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -303,6 +303,165 @@ test_store_down_then_up(void **state)
     store_free(s);
 }
 
+/* Every entry of the stream as "n=<n> v=<v>\n" lines in stream order
+ * (owned). */
+static char *
+stream_nv(void)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+    char *out = calloc(1, 1);
+    size_t i, j, len = 0;
+
+    assert_non_null(c);
+    assert_non_null(out);
+    r = redisCommand(c, "XRANGE t:audit - +");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    for (i = 0; i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        const char *n = "", *v = "";
+        size_t add;
+
+        for (j = 0; j + 1 < f->elements; j += 2) {
+            if (strcmp(f->element[j]->str, "n") == 0)
+                n = f->element[j + 1]->str;
+            else if (strcmp(f->element[j]->str, "v") == 0)
+                v = f->element[j + 1]->str;
+        }
+        add = strlen(n) + strlen(v) + 6;
+        out = realloc(out, len + add + 1);
+        assert_non_null(out);
+        snprintf(out + len, add + 1, "n=%s v=%s\n", n, v);
+        len += add;
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return out;
+}
+
+/* Values that would show a batch cut or spliced wrong: RESP's own
+ * framing, an empty string, a long one, UTF-8. */
+static const char *const Odd[] = {
+    "",         "*3\r\n$4\r\nEVAL\r\n",        "$40\r\n", "\r\n\r\n",
+    "企业微信", "NOSCRIPT No matching script",
+};
+
+static void
+append_odd(struct audit *a, int from, int count)
+{
+    char n[24], big[3000];
+    const char *kv[6] = {"type", "request", "n", n, "v", NULL};
+    int i;
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    for (i = from; i < from + count; i++) {
+        snprintf(n, sizeof(n), "%d", i);
+        kv[5] = i % 7 == 6 ? big : Odd[i % 7 % nitems(Odd)];
+        audit_append(a, NULL, kv, 6);
+    }
+}
+
+static void
+on_odd_turn(evutil_socket_t fd, short what, void *arg)
+{
+    struct turn *t = arg;
+
+    (void)fd;
+    (void)what;
+    append_odd(t->a, t->from, t->count);
+}
+
+static void
+odd_in_one_turn(struct audit *a, int from, int count)
+{
+    static struct turn t;
+    struct timeval zero = {0, 0};
+
+    t.a = a;
+    t.from = from;
+    t.count = count;
+    assert_int_equal(
+        event_base_once(Base, -1, EV_TIMEOUT, on_odd_turn, &t, &zero), 0);
+}
+
+/* What the batches of entries from..from+count-1 must have left in the
+ * stream, after the lines of earlier ones (out, owned). */
+static char *
+odd_expected(char *out, int from, int count)
+{
+    char big[3000], line[3100];
+    size_t len = out ? strlen(out) : 0;
+    int i;
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    for (i = from; i < from + count; i++) {
+        snprintf(line, sizeof(line), "n=%d v=%s\n", i,
+                 i % 7 == 6 ? big : Odd[i % 7 % nitems(Odd)]);
+        out = realloc(out, len + strlen(line) + 1);
+        assert_non_null(out);
+        memcpy(out + len, line, strlen(line) + 1);
+        len += strlen(line);
+    }
+    return out;
+}
+
+/* Redis lost its scripts (a restart, a failover, SCRIPT FLUSH): the batch
+ * that meets NOSCRIPT goes again as EVAL, whole, in order, byte for
+ * byte; the next one runs by digest again. */
+static void
+test_batch_survives_noscript(void **state)
+{
+    struct store *s = NULL;
+    struct audit *a = NULL;
+    long long eval0, evalsha0;
+    char *want = NULL, *got;
+    int total = AUDIT_BATCH_MAX + 9;
+
+    (void)state;
+    redis_do("DEL t:audit");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    assert_int_equal(audit_new(Base, s, "t:", 100000, "", &a), BRK_OK);
+
+    redis_do("SCRIPT FLUSH");
+    eval0 = cmd_calls("eval");
+    evalsha0 = cmd_calls("evalsha");
+    odd_in_one_turn(a, 0, 40);
+    Want = 40;
+    assert_true(until(stream_has_want, NULL, 5000));
+    /* by digest, refused, then the script itself: once each */
+    assert_int_equal(cmd_calls("evalsha") - evalsha0, 1);
+    assert_int_equal(cmd_calls("eval") - eval0, 1);
+    want = odd_expected(want, 0, 40);
+    got = stream_nv();
+    assert_string_equal(got, want);
+    free(got);
+
+    /* loaded by that EVAL: the next batch runs by digest alone */
+    odd_in_one_turn(a, 40, 5);
+    Want = 45;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_int_equal(cmd_calls("evalsha") - evalsha0, 2);
+    assert_int_equal(cmd_calls("eval") - eval0, 1);
+
+    /* flushed again under batches that fill up: each goes through */
+    redis_do("SCRIPT FLUSH");
+    odd_in_one_turn(a, 45, total);
+    Want = 45 + total;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_int_equal(h_redis_int(&H, "XLEN %s", "t:audit"), 45 + total);
+    want = odd_expected(want, 40, 5 + total);
+    got = stream_nv();
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    audit_free(a);
+    store_free(s);
+}
+
 int
 main(void)
 {
@@ -311,6 +470,7 @@ main(void)
         cmocka_unit_test(test_full_batch_goes_at_once),
         cmocka_unit_test(test_later_turns_not_held_back),
         cmocka_unit_test(test_store_down_then_up),
+        cmocka_unit_test(test_batch_survives_noscript),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,7 +1,8 @@
 /*
  * The Redis connection layer against a real redis-server: commands and
  * error replies, deadlines when Redis stops answering, reconnection after a
- * restart, and a subscriber that resubscribes after one.
+ * restart, a subscriber that resubscribes after one, and an EVAL sent
+ * by digest and again as itself with the same arguments.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 
 #include "harness.h"
 #include "log.h"
+#include "scripts.h"
 #include "store.h"
 
 static struct harness H;
@@ -31,6 +33,8 @@ struct result {
     enum brk_err err;
     int type;
     long long integer;
+    char str[64]; /* a string reply, as received */
+    size_t len;
 };
 
 static void
@@ -42,6 +46,12 @@ on_reply(enum brk_err err, struct redisReply *r, void *arg)
     res->err = err;
     res->type = r ? r->type : -1;
     res->integer = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    res->len = 0;
+    if (r != NULL && r->type == REDIS_REPLY_STRING &&
+        r->len <= sizeof(res->str)) {
+        memcpy(res->str, r->str, r->len);
+        res->len = r->len;
+    }
 }
 
 static int
@@ -248,6 +258,107 @@ test_subscriber_resubscribes(void **state)
     store_free(s);
 }
 
+/* A direct command on a connection of our own; asserts it is answered. */
+static void
+redis_do(const char *cmd)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+
+    assert_non_null(c);
+    r = redisCommand(c, cmd);
+    assert_non_null(r);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+static struct result
+eval_once(struct store *s, int argc, const char **argv, const size_t *lens)
+{
+    struct result r;
+
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(store_cmd_argv(s, on_reply, &r, argc, argv, lens), BRK_OK);
+    assert_true(until(answered, &r, 5000));
+    return r;
+}
+
+/*
+ * An EVAL goes by digest and, on NOSCRIPT, again as EVAL: the arguments
+ * of the second send are the first's, byte for byte, whatever they hold
+ * (RESP's own framing, a NUL, nothing), with lengths given or not; a
+ * script given by a part of one of scripts.c's texts is that part.
+ */
+static void
+test_eval_again_keeps_arguments(void **state)
+{
+    static const char echo[] = "return {ARGV[1], ARGV[2], ARGV[3]}";
+    static const char odd[] = "a\0\r\n$7\r\nEVALSHA\r\n";
+    struct store *s = NULL;
+    const char *argv[6] = {"EVAL", echo, "0", odd, "", "*2\r\n"};
+    size_t lens[6] = {4, sizeof(echo) - 1, 1, sizeof(odd) - 1, 0, 4};
+    const char *rel[5] = {"EVAL", scripts_text(SCRIPT_TOKEN_LOCK_RELEASE), "1",
+                          "lock", "f1"};
+    size_t rel_lens[5] = {4, 0, 1, 4, 2};
+    struct result r;
+    int round;
+
+    (void)state;
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    for (round = 0; round < 2; round++) {
+        /* round 0: not loaded (EVALSHA, NOSCRIPT, EVAL); round 1: loaded */
+        if (round == 0)
+            redis_do("SCRIPT FLUSH");
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(store_cmd_argv(s, on_reply, &r, 6, argv, lens),
+                         BRK_OK);
+        assert_true(until(answered, &r, 5000));
+        assert_int_equal(r.calls, 1);
+        assert_int_equal(r.err, BRK_OK);
+        assert_int_equal(r.type, REDIS_REPLY_ARRAY);
+    }
+    /* the array's strings, checked through a script that compares them */
+    {
+        static const char cmp[] =
+            "return (ARGV[1] == ARGV[4] and ARGV[2] == '' and "
+            "ARGV[3] == '*2\\r\\n') and 1 or 0";
+        const char *cargv[8] = {"EVAL", cmp, "0", odd, "", "*2\r\n", odd};
+        size_t clens[8] = {4, sizeof(cmp) - 1, 1, sizeof(odd) - 1, 0,
+                           4, sizeof(odd) - 1};
+
+        redis_do("SCRIPT FLUSH");
+        r = eval_once(s, 7, cargv, clens);
+        assert_int_equal(r.err, BRK_OK);
+        assert_int_equal(r.integer, 1);
+        /* the same without lengths: up to the first NUL */
+        redis_do("SCRIPT FLUSH");
+        cargv[3] = "a";
+        cargv[6] = "a";
+        r = eval_once(s, 7, cargv, NULL);
+        assert_int_equal(r.err, BRK_OK);
+        assert_int_equal(r.integer, 1);
+    }
+    /* the whole script (loaded by now) releases the lock; a part of it
+     * is not that script, whatever its address: it does not compile, and
+     * the lock stays (sent by the whole one's digest it would go) */
+    redis_do("SET lock f1");
+    r = eval_once(s, 5, rel, NULL);
+    assert_int_equal(r.err, BRK_OK);
+    assert_int_equal(r.integer, 1);
+    redis_do("SET lock f1");
+    rel_lens[1] = strlen(rel[1]) / 2;
+    r = eval_once(s, 5, rel, rel_lens);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, BRK_ERR_STORE);
+    assert_int_equal(h_redis_int(&H, "EXISTS %s", "lock"), 1);
+    rel_lens[1] = strlen(rel[1]);
+    r = eval_once(s, 5, rel, rel_lens);
+    assert_int_equal(r.err, BRK_OK);
+    assert_int_equal(r.integer, 1);
+    store_free(s);
+}
+
 int
 main(void)
 {
@@ -257,6 +368,7 @@ main(void)
         cmocka_unit_test(test_deadline_when_redis_hangs),
         cmocka_unit_test(test_reconnects_after_restart_and_fails_pending),
         cmocka_unit_test(test_subscriber_resubscribes),
+        cmocka_unit_test(test_eval_again_keeps_arguments),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
