@@ -655,7 +655,7 @@ static const char service_end_lua[] =
 static const char tenant_exists_lua[] =
     "return redis.call('EXISTS', KEYS[1], KEYS[2])\n";
 
-/*---- Event delivery to services (delivery.c, brokerctl) ----*/
+/*---- Event delivery to services (delivery*.c, brokerctl) ----*/
 
 /*
  * Every key of these is a service's (delivery_def.h), under its hash

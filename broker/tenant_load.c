@@ -35,7 +35,7 @@ struct tl {
     void *arg;
     int tries, pending;
     enum brk_err err;             /* the first failure of this round */
-    redisReply *part[PARTS];      /* owned copies (reply_free) */
+    redisReply *part[PARTS];      /* owned copies (reply_dup: brk_free) */
     unsigned long long gen_after; /* 0: none stored */
     int gen_after_bad;
     struct tl_cmd cmd[PARTS + 1];
@@ -43,56 +43,60 @@ struct tl {
 
 /*---- Keeping replies past their callback ----*/
 
-static void
-reply_free(redisReply *r)
-{
-    size_t i;
-
-    if (r == NULL)
-        return;
-    for (i = 0; i < r->elements; i++)
-        reply_free(r->element[i]);
-    brk_free(r->element);
-    brk_free(r->str);
-    brk_free(r);
-}
-
-/* A copy of r (a hash reply: depth <= 1), or NULL (out of memory). */
+/*
+ * A copy of r (a reply of depth <= 1: an HGETALL) in one allocation: the
+ * reply, its element pointers, its elements, then every string, so a
+ * directory of many thousand fields costs one malloc and one free, not
+ * two per field. Free with brk_free. NULL: out of memory, or deeper.
+ */
 static redisReply *
-reply_dup(const redisReply *r, int depth)
+reply_dup(const redisReply *r)
 {
-    redisReply *c = brk_calloc(1, sizeof(*c));
-    size_t i;
+    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    size_t head, bytes, i;
+    redisReply *c, *e;
+    char *p;
 
+    head = sizeof(*c) + n * (sizeof(*c->element) + sizeof(*c));
+    bytes = r->str != NULL ? r->len + 1 : 0;
+    for (i = 0; i < n; i++) {
+        if (r->element[i]->type == REDIS_REPLY_ARRAY)
+            return NULL;
+        if (r->element[i]->str != NULL)
+            bytes += r->element[i]->len + 1;
+    }
+    c = brk_malloc(head + bytes);
     if (c == NULL)
         return NULL;
+    memset(c, 0, head);
     c->type = r->type;
     c->integer = r->integer;
+    c->elements = n;
+    c->element = n > 0 ? (redisReply **)(c + 1) : NULL;
+    e = (redisReply *)((char *)(c + 1) + n * sizeof(*c->element));
+    p = (char *)c + head;
     if (r->str != NULL) {
-        c->str = brk_malloc(r->len + 1);
-        if (c->str == NULL)
-            goto fail;
-        memcpy(c->str, r->str, r->len);
-        c->str[r->len] = '\0';
+        memcpy(p, r->str, r->len);
+        p[r->len] = '\0';
+        c->str = p;
         c->len = r->len;
+        p += r->len + 1;
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        if (depth > 0)
-            goto fail;
-        c->element = brk_calloc(r->elements, sizeof(*c->element));
-        if (c->element == NULL)
-            goto fail;
-        for (i = 0; i < r->elements; i++) {
-            c->element[i] = reply_dup(r->element[i], depth + 1);
-            if (c->element[i] == NULL)
-                goto fail;
-            c->elements = i + 1;
+    for (i = 0; i < n; i++) {
+        const redisReply *s = r->element[i];
+
+        c->element[i] = &e[i];
+        e[i].type = s->type;
+        e[i].integer = s->integer;
+        if (s->str != NULL) {
+            memcpy(p, s->str, s->len);
+            p[s->len] = '\0';
+            e[i].str = p;
+            e[i].len = s->len;
+            p += s->len + 1;
         }
     }
     return c;
-fail:
-    reply_free(c);
-    return NULL;
 }
 
 /*---- The generation ----*/
@@ -142,7 +146,7 @@ parts_free(struct tl *l)
     int i;
 
     for (i = 0; i < PARTS; i++) {
-        reply_free(l->part[i]);
+        brk_free(l->part[i]);
         l->part[i] = NULL;
     }
 }
@@ -246,7 +250,7 @@ on_part(enum brk_err err, struct redisReply *r, void *arg)
         l->err = err;
     if (!err && !l->err) {
         if (c->i < PARTS) {
-            l->part[c->i] = reply_dup(r, 0);
+            l->part[c->i] = reply_dup(r);
             if (l->part[c->i] == NULL)
                 l->err = BRK_ERR_NOMEM;
         } else if (r->type == REDIS_REPLY_STRING) {
