@@ -5,10 +5,14 @@
  * opens one when the origin has fewer than max_conns, or waits in the
  * origin's queue. Its request goes out in one write: on a plain connection
  * straight to the socket when nothing is queued (no write event, no
- * epoll_ctl), else through the bufferevent. An idle connection stays
- * registered for reading, so a close by the peer is seen and the
- * connection dropped; a reused connection that fails before any byte of
- * the response is tried once more on a new one.
+ * epoll_ctl), else through the bufferevent. A plain connection is read
+ * by an event of its own, one recv(2) into the client's buffer per
+ * readiness (a bufferevent would first ask the socket's size with an
+ * ioctl), and parsed in place; TLS connections are read by their
+ * bufferevent. Either stays registered for reading while idle, so a close
+ * by the peer is seen and the connection dropped; a reused connection
+ * that fails before any byte of the response is tried once more on a new
+ * one.
  *
  * Re-entrancy: user callbacks may cancel calls or free the client from
  * anywhere. Every entry from the loop or the API counts itself in
@@ -85,6 +89,8 @@ struct conn {
     int idle;
     int dead;
     int got_bytes; /* a byte of the current call's response arrived */
+    int rev_on;    /* rev added: a plain connection, once connected */
+    struct event rev;
     double idle_since;
     struct http1 parser; /* the current call's response */
 };
@@ -117,6 +123,7 @@ struct upclient {
     struct upclient_call *calls;
     struct upclient_call *dead_calls;
     struct conn *dead_conns;
+    char *rbuf; /* READ_MAX bytes: what one recv on a plain connection got */
     unsigned depth;
     int freeing;
 };
@@ -319,6 +326,10 @@ conn_close(struct conn *n)
         list_del(&o->busy, n);
     }
     o->nconns--;
+    if (n->rev_on) {
+        event_del(&n->rev);
+        n->rev_on = 0;
+    }
     if (n->call != NULL && n->call->conn == n)
         n->call->conn = NULL;
     n->call = NULL;
@@ -413,7 +424,9 @@ conn_open(struct upclient *c, struct origin *o, const char **why)
     bufferevent_set_max_single_read(bev, READ_MAX);
     ms_tv(&tv, c->opts.connect_timeout_ms);
     bufferevent_set_timeouts(bev, &tv, &tv);
-    if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) {
+    /* a plain connection is read by its own event once connected */
+    if (bufferevent_enable(bev, o->tls ? EV_READ | EV_WRITE : EV_WRITE) !=
+        0) {
         *why = "cannot watch a socket";
         goto fail;
     }
@@ -770,6 +783,17 @@ response_done(struct conn *n, struct upclient_call *k, int leftover)
     origin_kick(o);
 }
 
+/* Bytes on a connection no call waits on: it is out of step. */
+static void
+conn_unasked(struct conn *n)
+{
+    struct origin *o = n->o;
+
+    conn_close(n);
+    origin_kick(o);
+}
+
+/* TLS: the bufferevent's input, parsed where it lies. */
 static void
 conn_readcb(struct bufferevent *bev, void *arg)
 {
@@ -784,9 +808,7 @@ conn_readcb(struct bufferevent *bev, void *arg)
 
     enter(c);
     if (k == NULL) {
-        /* bytes nobody asked for: the connection is no longer in step */
-        conn_close(n);
-        origin_kick(o);
+        conn_unasked(n);
         goto out;
     }
     n->got_bytes = 1;
@@ -811,33 +833,29 @@ out:
     leave(c);
 }
 
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+
+/* The end of input, a reset or a failed set-up (BEV_EVENT_* in what). */
 static void
-conn_eventcb(struct bufferevent *bev, short what, void *arg)
+conn_failed(struct conn *n, short what)
 {
-    struct conn *n = arg;
+    struct bufferevent *bev = n->bev;
     struct origin *o = n->o;
-    struct upclient *c = o->c;
     struct upclient_call *k = n->call;
     enum brk_err err = BRK_ERR_UPSTREAM;
     const char *why = "connection closed";
 
-    enter(c);
-    if (what & BEV_EVENT_CONNECTED) {
-        n->connected = 1;
-        bufferevent_set_timeouts(bev, NULL, NULL);
-        goto out;
-    }
     if (k == NULL) {
         /* an idle connection closed by the peer */
         conn_close(n);
         origin_kick(o);
-        goto out;
+        return;
     }
     if ((what & BEV_EVENT_EOF) && n->got_bytes) {
         /* the close ends a close-delimited body; anything else is cut */
         if (http1_eof(&n->parser) == HTTP1_DONE) {
             response_done(n, k, 0);
-            goto out;
+            return;
         }
         err = BRK_ERR_UPSTREAM_BAD;
         why = http1_strwhy(n->parser.why);
@@ -850,7 +868,7 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
         n->call = NULL;
         conn_close(n);
         call_assign(k, 1);
-        goto out;
+        return;
     } else if (what & BEV_EVENT_TIMEOUT) {
         err = BRK_ERR_UPSTREAM_TIMEOUT;
         why = "connect timed out";
@@ -864,6 +882,64 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
     ERR_clear_error();
     call_end(k, err, n->parser.status, why);
     origin_kick(o);
+}
+
+static void
+conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *n = arg;
+    struct upclient *c = n->o->c;
+
+    enter(c);
+    if (!(what & BEV_EVENT_CONNECTED)) {
+        conn_failed(n, what);
+    } else {
+        n->connected = 1;
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        if (!n->o->tls) {
+            event_assign(&n->rev, c->base, bufferevent_getfd(bev),
+                         EV_READ | EV_PERSIST, on_readable, n);
+            if (event_add(&n->rev, NULL) == 0)
+                n->rev_on = 1;
+            else
+                conn_failed(n, BEV_EVENT_ERROR);
+        }
+    }
+    leave(c);
+}
+
+/* A plain connection: one recv, parsed in place. */
+static void
+on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *n = arg;
+    struct origin *o = n->o;
+    struct upclient *c = o->c;
+    struct upclient_call *k = n->call;
+    size_t took;
+    ssize_t r;
+    int done = 0;
+
+    (void)what;
+    enter(c);
+    r = recv(fd, c->rbuf, READ_MAX, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        goto out;
+    if (r <= 0) {
+        conn_failed(n, r == 0 ? BEV_EVENT_EOF | BEV_EVENT_READING
+                              : BEV_EVENT_ERROR | BEV_EVENT_READING);
+        goto out;
+    }
+    if (k == NULL) {
+        conn_unasked(n);
+        goto out;
+    }
+    n->got_bytes = 1;
+    took = feed(n, k, c->rbuf, (size_t)r, &done);
+    if (took == (size_t)-1)
+        origin_kick(o);
+    else if (done)
+        response_done(n, k, took < (size_t)r);
 out:
     leave(c);
 }
@@ -928,8 +1004,9 @@ upclient_new(struct event_base *base, const struct upclient_opts *opts,
     if (opts->ca_file != NULL &&
         (c->ca_file = brk_strdup(opts->ca_file)) == NULL)
         goto fail;
+    c->rbuf = brk_malloc(READ_MAX);
     c->sweep = evtimer_new(base, on_sweep, c);
-    if (c->sweep == NULL)
+    if (c->rbuf == NULL || c->sweep == NULL)
         goto fail;
     ms_tv(&tv, c->opts.timeout_ms);
     c->call_tv = event_base_init_common_timeout(base, &tv);
@@ -940,6 +1017,7 @@ upclient_new(struct event_base *base, const struct upclient_opts *opts,
 fail:
     if (c->sweep != NULL)
         event_free(c->sweep);
+    brk_free(c->rbuf);
     brk_free(c->ca_file);
     brk_free(c);
     return BRK_ERR_NOMEM;
@@ -959,6 +1037,7 @@ destroy(struct upclient *c)
     if (c->ssl_ctx != NULL)
         SSL_CTX_free(c->ssl_ctx);
     event_free(c->sweep);
+    brk_free_secret(c->rbuf, READ_MAX);
     brk_free(c->ca_file);
     brk_free(c);
 }

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -32,7 +33,9 @@
 #include <openssl/x509v3.h>
 
 #include "broker.h"
+#include "log.h"
 #include "upclient.h"
+#include "wecom_api.h"
 
 #define MAX_SCONNS 64
 #define BODY_MAX   (512 * 1024)
@@ -1060,6 +1063,86 @@ test_tls_untrusted_refused(void **state)
     assert_int_equal(fx->requests, 0);
 }
 
+/*---- Through wecom_api's data path ----*/
+
+struct wrec {
+    int calls;
+    enum brk_err err;
+    long status;
+    size_t nbody;
+    char body[64];
+};
+
+static void
+on_wdone(const struct wecom_api_result *res, void *arg)
+{
+    struct wrec *w = arg;
+
+    w->calls++;
+    g_done++;
+    w->err = res->err;
+    w->status = res->http_status;
+}
+
+static int
+on_wchunk(const char *data, size_t len, void *arg)
+{
+    struct wrec *w = arg;
+
+    if (w->nbody + len <= sizeof(w->body)) {
+        memcpy(w->body + w->nbody, data, len);
+    }
+    w->nbody += len;
+    return 0;
+}
+
+static void
+wstream(struct fx *fx, struct wecom_api *api, const char *pq, struct wrec *w)
+{
+    memset(w, 0, sizeof(*w));
+    assert_int_equal(wecom_api_stream(api, "GET", pq, NULL, NULL, on_wchunk,
+                                      on_wdone, w),
+                     BRK_OK);
+    assert_true(run_until(fx, g_done + 1, 5000));
+    assert_int_equal(w->calls, 1);
+}
+
+/* wecom_api_stream goes through upclient: kept-alive connections, and
+ * framing curl would accept (Content-Length beside chunked) refused
+ * before a byte reaches the reader. */
+static void
+test_wecom_api_stream_uses_upclient(void **state)
+{
+    struct fx *fx = *state;
+    struct wecom_api_opts o = {fx->origin, 2000, 4096, 0, 0};
+    struct wecom_api *api = NULL;
+    struct wrec w;
+    int i;
+
+    assert_int_equal(wecom_api_new(fx->base, &o, &api), BRK_OK);
+    for (i = 0; i < 5; i++) {
+        wstream(fx, api, "/chunked?access_token=t", &w);
+        assert_int_equal(w.err, BRK_OK);
+        assert_int_equal(w.status, 200);
+        assert_int_equal(w.nbody, 11);
+        assert_memory_equal(w.body, "hello world", 11);
+    }
+    assert_int_equal(fx->accepts, 1);
+    assert_non_null(strstr(fx->last_req, "\r\nUser-Agent: wecom-broker/"));
+    assert_non_null(strstr(fx->last_req, "\r\nAccept: application/json\r\n"));
+    wstream(fx, api, "/both", &w);
+    assert_int_equal(w.err, BRK_ERR_UPSTREAM_BAD);
+    assert_int_equal(w.nbody, 0);
+    wstream(fx, api, "/status500", &w);
+    assert_int_equal(w.err, BRK_ERR_UPSTREAM_BAD);
+    assert_int_equal(w.status, 500);
+    assert_int_equal(w.nbody, 0);
+    wstream(fx, api, "/garbage", &w);
+    assert_int_equal(w.err, BRK_ERR_UPSTREAM_BAD);
+    assert_int_equal(w.nbody, 0);
+    wecom_api_free(api);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -1091,8 +1174,15 @@ main(void)
         T(test_tls),
         T(test_tls_wrong_name_refused),
         T(test_tls_untrusted_refused),
+        T(test_wecom_api_stream_uses_upclient),
     };
+    int rc;
 
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    log_init(LOG_LVL_ERROR, 0);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 1;
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
 }
