@@ -1076,6 +1076,15 @@ upclient_free(struct upclient *c)
     leave(c);
 }
 
+/* Append n bytes to k's request (its room was reckoned beforehand). */
+static void
+put(struct upclient_call *k, const char *p, size_t n)
+{
+    if (n > 0)
+        memcpy(k->req + k->req_len, p, n);
+    k->req_len += n;
+}
+
 enum brk_err
 upclient_start(struct upclient *c, const struct upclient_req *r,
                upclient_data_cb *on_data, upclient_done_cb *done, void *arg,
@@ -1084,6 +1093,7 @@ upclient_start(struct upclient *c, const struct upclient_req *r,
     struct upclient_call *k;
     struct origin *o;
     size_t tlen, hlen, blen, cap;
+    char len_line[48];
     int post, n;
     const char *t;
 
@@ -1117,19 +1127,20 @@ upclient_start(struct upclient *c, const struct upclient_req *r,
     if (k == NULL)
         return BRK_ERR_NOMEM;
     memset(k, 0, sizeof(*k));
-    n = snprintf(k->req, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n", r->method,
-                 r->target, o->authority);
-    k->req_len = (size_t)n;
-    memcpy(k->req + k->req_len, r->headers != NULL ? r->headers : "", hlen);
-    k->req_len += hlen;
-    if (post)
-        k->req_len += (size_t)snprintf(k->req + k->req_len, cap - k->req_len,
-                                       "Content-Length: %zu\r\n", blen);
-    memcpy(k->req + k->req_len, "\r\n", 2);
-    k->req_len += 2;
-    if (blen > 0)
-        memcpy(k->req + k->req_len, r->body, blen);
-    k->req_len += blen;
+    /* pieces copied, not formatted: this runs for every data call */
+    put(k, post ? "POST " : "GET ", post ? 5 : 4);
+    put(k, r->target, tlen);
+    put(k, " HTTP/1.1\r\nHost: ", 17);
+    put(k, o->authority, strlen(o->authority));
+    put(k, "\r\n", 2);
+    put(k, r->headers, hlen);
+    if (post) {
+        n = snprintf(len_line, sizeof(len_line), "Content-Length: %zu\r\n",
+                     blen);
+        put(k, len_line, (size_t)n);
+    }
+    put(k, "\r\n", 2);
+    put(k, r->body, blen);
     k->c = c;
     k->o = o;
     k->on_data = on_data;
