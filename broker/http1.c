@@ -29,8 +29,7 @@ enum {
     S_ERROR,
 };
 
-const struct http1_limits http1_limits_default = {HTTP1_LINE_MAX, 100,
-                                                  65536};
+const struct http1_limits http1_limits_default = {HTTP1_LINE_MAX, 100, 65536};
 
 void
 http1_init(struct http1 *p, const struct http1_limits *lim)
@@ -233,8 +232,8 @@ field_line(struct http1 *p, const char *s, size_t n, int interpret)
     while (i < n && is_tchar((unsigned char)s[i]))
         i++;
     if (i == 0 || i == n || s[i] != ':')
-        return fail(p, ctl_why((unsigned char)(i < n ? s[i] : 0),
-                               HTTP1_E_FIELD));
+        return fail(p,
+                    ctl_why((unsigned char)(i < n ? s[i] : 0), HTTP1_E_FIELD));
     name_len = i;
     if (++p->nfields > p->lim.fields)
         return fail(p, HTTP1_E_FIELDS);
@@ -429,8 +428,8 @@ http1_parse(struct http1 *p, const char *in, size_t len, size_t *used,
             if (!head_room(p, n))
                 return fail(p, HTTP1_E_HEAD_BIG);
             if (n > 0) {
-                ev = field_line(p, line, n, p->state == S_FIELD &&
-                                                p->status != 100);
+                ev = field_line(p, line, n,
+                                p->state == S_FIELD && p->status != 100);
             } else if (p->state == S_TRAILER) {
                 p->state = S_DONE;
                 ev = HTTP1_MORE;

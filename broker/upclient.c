@@ -66,7 +66,7 @@ struct upclient_call {
     upclient_done_cb *done;
     void *arg;
     long want_status;
-    size_t received; /* body bytes handed out */
+    size_t received;      /* body bytes handed out */
     enum brk_err pending; /* end with this once the data callback returns */
     const char *pending_why;
     int queued;
@@ -243,8 +243,8 @@ origin_parse(const char *s, struct origin *o)
 
         snprintf(hp, sizeof(hp), *a == '[' ? "[%s]:%d" : "%s:%d", o->host,
                  o->port);
-        o->numeric = evutil_parse_sockaddr_port(
-                         hp, (struct sockaddr *)&o->sa, &o->salen) == 0;
+        o->numeric = evutil_parse_sockaddr_port(hp, (struct sockaddr *)&o->sa,
+                                                &o->salen) == 0;
     }
     if (*a == '[' && !o->numeric)
         return 0;
@@ -425,8 +425,7 @@ conn_open(struct upclient *c, struct origin *o, const char **why)
     ms_tv(&tv, c->opts.connect_timeout_ms);
     bufferevent_set_timeouts(bev, &tv, &tv);
     /* a plain connection is read by its own event once connected */
-    if (bufferevent_enable(bev, o->tls ? EV_READ | EV_WRITE : EV_WRITE) !=
-        0) {
+    if (bufferevent_enable(bev, o->tls ? EV_READ | EV_WRITE : EV_WRITE) != 0) {
         *why = "cannot watch a socket";
         goto fail;
     }
@@ -435,9 +434,9 @@ conn_open(struct upclient *c, struct origin *o, const char **why)
                                         o->salen);
     } else {
         if (c->dns == NULL)
-            c->dns = evdns_base_new(c->base,
-                                    EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                        EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+            c->dns =
+                evdns_base_new(c->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         if (c->dns == NULL) {
             *why = "no resolver";
             goto fail;
@@ -664,7 +663,10 @@ call_assign(struct upclient_call *k, int fresh)
     }
     n = conn_open(c, o, &why);
     if (n == NULL) {
-        call_fail_soon(k, BRK_ERR_UPSTREAM, why);
+        call_fail_soon(k,
+                       strcmp(why, "out of memory") == 0 ? BRK_ERR_NOMEM
+                                                         : BRK_ERR_UPSTREAM,
+                       why);
         return;
     }
     call_send(k, n);
@@ -874,8 +876,8 @@ conn_failed(struct conn *n, short what)
         why = "connect timed out";
     } else if (!n->connected) {
         why = bufferevent_socket_get_dns_error(bev) != 0 ? "cannot resolve"
-              : o->tls                                  ? "connect or TLS failed"
-                                                        : "connect failed";
+              : o->tls ? "connect or TLS failed"
+                       : "connect failed";
     } else if (what & BEV_EVENT_ERROR) {
         why = "connection reset";
     }

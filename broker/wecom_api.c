@@ -92,7 +92,7 @@ struct xfer {
     long status;
     int running; /* added to the multi handle */
     double started;
-    int up;                 /* a data-path call through upclient */
+    int up;                   /* a data-path call through upclient */
     struct upclient_call *uc; /* while upclient runs it */
     const char *up_why;       /* upclient's static detail, for the log */
     char *up_hdrs;            /* its own header lines (a raw body's type) */
@@ -120,12 +120,12 @@ struct wecom_api {
     CURL *pool[EASY_POOL_MAX]; /* reset easy handles for the next calls */
     size_t npool;
     struct curl_slist *hdr_get, *hdr_post; /* shared by every call */
-    struct upclient *up;   /* the data path's client; NULL: curl's */
-    char *origin;          /* scheme://authority of base_url */
+    struct upclient *up; /* the data path's client; NULL: curl's */
+    char *origin;        /* scheme://authority of base_url */
     size_t origin_len;
     char *up_hdr_get, *up_hdr_post; /* header lines upclient sends */
-    int in_chunk;          /* inside an upclient call's chunk callback */
-    int in_curl;                           /* inside curl_multi_socket_action */
+    int in_chunk;         /* inside an upclient call's chunk callback */
+    int in_curl;          /* inside curl_multi_socket_action */
     int free_pending;     /* wecom_api_free called from a chunk callback */
     int freeing;          /* wecom_api_free has started */
     unsigned dispatching; /* our event callbacks on the stack */
@@ -647,9 +647,9 @@ up_start(struct xfer *x)
     q.origin = api->origin;
     q.method = x->method;
     q.target = x->url + api->origin_len;
-    q.headers = x->up_hdrs != NULL   ? x->up_hdrs
-                : x->body != NULL    ? api->up_hdr_post
-                                     : api->up_hdr_get;
+    q.headers = x->up_hdrs != NULL ? x->up_hdrs
+                : x->body != NULL  ? api->up_hdr_post
+                                   : api->up_hdr_get;
     q.body = x->body;
     q.len = x->body != NULL ? x->body_len : 0;
     /* an error page is not data: nothing of it reaches the reader */
@@ -1236,11 +1236,11 @@ up_setup(struct wecom_api *api)
     static const char *const proxies[] = {"http_proxy",  "HTTP_PROXY",
                                           "https_proxy", "HTTPS_PROXY",
                                           "all_proxy",   "ALL_PROXY"};
-    static const char get[] = "User-Agent: " USER_AGENT
-                              "\r\nAccept: application/json\r\n";
-    static const char post[] = "User-Agent: " USER_AGENT
-                               "\r\nAccept: application/json\r\n"
-                               "Content-Type: application/json\r\n";
+    static const char get[] =
+        "User-Agent: " USER_AGENT "\r\nAccept: application/json\r\n";
+    static const char post[] =
+        "User-Agent: " USER_AGENT "\r\nAccept: application/json\r\n"
+        "Content-Type: application/json\r\n";
     struct upclient_opts o;
     const char *auth, *v;
     size_t i;

@@ -37,9 +37,9 @@
 #define HTTP1_LINE_MAX 8192
 
 struct http1_limits {
-    size_t line_max;    /* bytes of one line with its CRLF; <= LINE_MAX */
-    unsigned fields;    /* header fields (or trailer fields) at most */
-    size_t head_max;    /* bytes of all heads (interim ones too) */
+    size_t line_max; /* bytes of one line with its CRLF; <= LINE_MAX */
+    unsigned fields; /* header fields (or trailer fields) at most */
+    size_t head_max; /* bytes of all heads (interim ones too) */
 };
 
 /* What one step of http1_parse found. */
@@ -82,12 +82,12 @@ enum http1_framing {
 /* One response being parsed; set up with http1_init, no other cleanup. */
 struct http1 {
     /* results, valid from HTTP1_HEAD on */
-    int status;                 /* 200..599 */
-    int minor;                  /* HTTP/1.minor */
-    int keep_alive;             /* the connection may carry another call */
+    int status;     /* 200..599 */
+    int minor;      /* HTTP/1.minor */
+    int keep_alive; /* the connection may carry another call */
     enum http1_framing framing;
-    uint64_t length;            /* Content-Length when framing is LENGTH */
-    enum http1_why why;         /* the refusal, after HTTP1_ERROR */
+    uint64_t length;    /* Content-Length when framing is LENGTH */
+    enum http1_why why; /* the refusal, after HTTP1_ERROR */
     /* private */
     struct http1_limits lim;
     int state;

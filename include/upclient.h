@@ -50,17 +50,17 @@ typedef int upclient_data_cb(const char *data, size_t len, void *arg);
 typedef void upclient_done_cb(const struct upclient_result *res, void *arg);
 
 struct upclient_req {
-    const char *origin;     /* "http://host[:port]" or "https://...",
-                               no user info, no path */
-    const char *method;     /* "GET" or "POST" */
-    const char *target;     /* "/path?query", printable ASCII */
-    const char *headers;    /* "Name: value\r\n" lines sent as given
-                               (trusted: not checked); NULL: none. Host and
-                               Content-Length are the client's own. */
-    const char *body;       /* POST only; copied */
+    const char *origin;  /* "http://host[:port]" or "https://...",
+                            no user info, no path */
+    const char *method;  /* "GET" or "POST" */
+    const char *target;  /* "/path?query", printable ASCII */
+    const char *headers; /* "Name: value\r\n" lines sent as given
+                            (trusted: not checked); NULL: none. Host and
+                            Content-Length are the client's own. */
+    const char *body;    /* POST only; copied */
     size_t len;
-    long want_status;       /* nonzero: any other status ends the call
-                               with BRK_ERR_UPSTREAM_BAD, no body out */
+    long want_status; /* nonzero: any other status ends the call
+                         with BRK_ERR_UPSTREAM_BAD, no body out */
 };
 
 /* A client on base; owned, free with upclient_free. BRK_ERR_INVAL for bad

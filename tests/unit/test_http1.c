@@ -105,8 +105,8 @@ parse_lim(const char *in, size_t len, int eof, const struct http1_limits *lim)
         if (g_split.end != g_whole.end || g_split.why != g_whole.why ||
             g_split.status != g_whole.status ||
             g_split.keep_alive != g_whole.keep_alive ||
-            g_split.heads != g_whole.heads ||
-            g_split.nbody != g_whole.nbody || g_split.rest != g_whole.rest ||
+            g_split.heads != g_whole.heads || g_split.nbody != g_whole.nbody ||
+            g_split.rest != g_whole.rest ||
             memcmp(g_split.body, g_whole.body, g_whole.nbody) != 0)
             fail_msg("pieces of %zu disagree with the whole: end %d/%d "
                      "why %d/%d body %zu/%zu",
@@ -141,8 +141,7 @@ expect_refused(const char *in, int eof, enum http1_why why)
     parse_s(in, eof);
     if (g_whole.end != HTTP1_ERROR || g_whole.why != why)
         fail_msg("want refusal %s, got end %d why %s for: %s",
-                 http1_strwhy(why), g_whole.end, http1_strwhy(g_whole.why),
-                 in);
+                 http1_strwhy(why), g_whole.end, http1_strwhy(g_whole.why), in);
 }
 
 /*---- Framing ----*/
@@ -160,8 +159,7 @@ test_content_length(void **state)
                 "2\r\n\r\nok",
                 0, 200, "ok", 1);
     /* zero: no body, nothing more awaited */
-    expect_body("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 200, "",
-                1);
+    expect_body("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 200, "", 1);
     assert_int_equal(g_whole.framing, HTTP1_BODY_NONE);
     /* leading zeros are digits */
     expect_body("HTTP/1.1 200 OK\r\nContent-Length: 003\r\n\r\nabc", 0, 200,
@@ -308,8 +306,7 @@ test_line_ends(void **state)
     expect_refused("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n", 0,
                    HTTP1_E_LINE_END);
     /* a bare CR inside a value, and one ending a name */
-    expect_refused("HTTP/1.1 200 OK\r\nX-A: a\rb\r\n\r\n", 0,
-                   HTTP1_E_LINE_END);
+    expect_refused("HTTP/1.1 200 OK\r\nX-A: a\rb\r\n\r\n", 0, HTTP1_E_LINE_END);
     expect_refused("HTTP/1.1 200 OK\r\nX-A\r: a\r\n\r\n", 0, HTTP1_E_LINE_END);
     expect_refused("HTTP/1.1 200 OK\r\nX-A: a\r\r\n\r\n", 0, HTTP1_E_LINE_END);
 }

@@ -184,13 +184,15 @@ s_reply(struct sconn *s, const char *path)
     } else if (strcmp(path, "/garbage") == 0) {
         s_writes(s, "<html><body>system busy</body></html>\r\n\r\n");
     } else if (strcmp(path, "/both") == 0) {
-        s_writes(s, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
-                    "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        s_writes(s,
+                 "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     } else if (strcmp(path, "/truncated") == 0) {
         s_writes(s, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
         s->close_after = 2;
     } else if (strcmp(path, "/status500") == 0) {
-        s_writes(s, "HTTP/1.1 500 Oops\r\nContent-Length: 9\r\n\r\n{\"e\":500}");
+        s_writes(s,
+                 "HTTP/1.1 500 Oops\r\nContent-Length: 9\r\n\r\n{\"e\":500}");
     } else if (strcmp(path, "/extra") == 0) {
         /* bytes after the response: the connection is out of step */
         s_writes(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK");
@@ -435,19 +437,21 @@ run_for(struct fx *fx, long ms)
 static void
 make_client(struct fx *fx, long timeout_ms, size_t max_body, unsigned conns)
 {
-    struct upclient_opts o = {timeout_ms, 0, max_body, conns, 0, 0,
-                              fx->ca_path};
+    struct upclient_opts o = {timeout_ms, 0, max_body,   conns,
+                              0,          0, fx->ca_path};
 
     assert_int_equal(upclient_new(fx->base, &o, &fx->c), BRK_OK);
 }
 
 static enum brk_err
-start(struct fx *fx, const char *origin, const char *method,
-      const char *target, const char *body, long want, struct rec *r)
+start(struct fx *fx, const char *origin, const char *method, const char *target,
+      const char *body, long want, struct rec *r)
 {
-    struct upclient_req q = {origin, method, target,
-                             "User-Agent: t\r\nAccept: application/json\r\n",
-                             body, body != NULL ? strlen(body) : 0, want};
+    struct upclient_req q = {
+        origin, method,
+        target, "User-Agent: t\r\nAccept: application/json\r\n",
+        body,   body != NULL ? strlen(body) : 0,
+        want};
     enum brk_err err;
 
     r->fx = fx;
@@ -484,9 +488,8 @@ listen_on(struct fx *fx, int *port)
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
                                 (struct sockaddr *)&sin, sizeof(sin));
     assert_non_null(l);
-    assert_int_equal(getsockname(evconnlistener_get_fd(l),
-                                 (struct sockaddr *)&sin, &sl),
-                     0);
+    assert_int_equal(
+        getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &sl), 0);
     *port = ntohs(sin.sin_port);
     return l;
 }
@@ -730,15 +733,106 @@ test_max_conns_queues(void **state)
     memset(r, 0, sizeof(r));
     make_client(fx, 5000, 4096, 1);
     for (i = 0; i < 5; i++)
-        assert_int_equal(start(fx, fx->origin, "GET", "/chunked", NULL, 200,
-                               &r[i]),
-                         BRK_OK);
+        assert_int_equal(
+            start(fx, fx->origin, "GET", "/chunked", NULL, 200, &r[i]), BRK_OK);
     assert_true(run_until(fx, 5, 5000));
     for (i = 0; i < 5; i++) {
         assert_int_equal(r[i].err, BRK_OK);
         BODY_IS(&r[i], "hello world");
     }
     assert_int_equal(fx->accepts, 1);
+}
+
+static void
+test_idle_pool_bounded_and_timed(void **state)
+{
+    struct fx *fx = *state;
+    struct upclient_opts o = {5000, 0, 4096, 0, 2, 200, fx->ca_path};
+    static struct rec r[5];
+    unsigned idle = 0;
+    int i;
+
+    assert_int_equal(upclient_new(fx->base, &o, &fx->c), BRK_OK);
+    memset(r, 0, sizeof(r));
+    /* five at once: five connections, two kept */
+    for (i = 0; i < 5; i++)
+        assert_int_equal(
+            start(fx, fx->origin, "GET", "/slow", NULL, 200, &r[i]), BRK_OK);
+    assert_true(run_until(fx, 5, 3000));
+    for (i = 0; i < 5; i++)
+        assert_int_equal(r[i].err, BRK_OK);
+    assert_int_equal(fx->accepts, 5);
+    assert_int_equal(upclient_conns(fx->c, &idle), 2);
+    assert_int_equal(idle, 2);
+    /* idle past idle_timeout_ms: closed */
+    run_for(fx, 600);
+    assert_int_equal(upclient_conns(fx->c, &idle), 0);
+    assert_int_equal(idle, 0);
+}
+
+static void
+test_new_rejects_bad_options(void **state)
+{
+    struct fx *fx = *state;
+    struct upclient *c = (struct upclient *)fx; /* a sentinel */
+    struct upclient_opts o = {1000, 0, 4096, 0, 0, 0, NULL};
+
+    assert_int_equal(upclient_new(NULL, &o, &c), BRK_ERR_INVAL);
+    assert_int_equal(upclient_new(fx->base, NULL, &c), BRK_ERR_INVAL);
+    assert_int_equal(upclient_new(fx->base, &o, NULL), BRK_ERR_INVAL);
+    o.timeout_ms = 0;
+    assert_int_equal(upclient_new(fx->base, &o, &c), BRK_ERR_INVAL);
+    o.timeout_ms = 1000;
+    o.max_body = 0;
+    assert_int_equal(upclient_new(fx->base, &o, &c), BRK_ERR_INVAL);
+    o.max_body = 1;
+    o.connect_timeout_ms = -1;
+    assert_int_equal(upclient_new(fx->base, &o, &c), BRK_ERR_INVAL);
+    assert_ptr_equal(c, (struct upclient *)fx);
+    upclient_free(NULL);
+    upclient_cancel(NULL);
+    assert_int_equal(upclient_conns(NULL, NULL), 0);
+}
+
+static void
+test_alloc_failures(void **state)
+{
+    struct fx *fx = *state;
+    struct upclient_opts o = {2000, 0, 4096, 0, 0, 0, NULL};
+    struct upclient *c = NULL;
+    unsigned long n;
+    enum brk_err err;
+    struct rec r;
+
+    for (n = 1; n < 20; n++) {
+        brk_alloc_fail_at(n);
+        err = upclient_new(fx->base, &o, &c);
+        brk_alloc_fail_at(0);
+        if (err == BRK_OK)
+            break;
+        assert_int_equal(err, BRK_ERR_NOMEM);
+    }
+    assert_true(n > 1 && n < 20);
+    fx->c = c;
+    for (n = 1; n < 20; n++) {
+        memset(&r, 0, sizeof(r));
+        g_done = 0;
+        brk_alloc_fail_at(n);
+        err = start(fx, fx->origin, "GET", "/len", NULL, 200, &r);
+        brk_alloc_fail_at(0);
+        if (err != BRK_OK) {
+            assert_int_equal(err, BRK_ERR_NOMEM);
+            run_for(fx, 10);
+            assert_int_equal(r.calls, 0);
+            continue;
+        }
+        assert_true(run_until(fx, 1, 3000));
+        assert_int_equal(r.calls, 1);
+        if (r.err == BRK_OK)
+            break;
+        assert_int_equal(r.err, BRK_ERR_NOMEM);
+    }
+    assert_true(n > 1 && n < 20);
 }
 
 /*---- Failures ----*/
@@ -832,7 +926,8 @@ test_connection_refused(void **state)
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
-    snprintf(origin, sizeof(origin), "http://127.0.0.1:%d", ntohs(sin.sin_port));
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%d",
+             ntohs(sin.sin_port));
     make_client(fx, 2000, 4096, 0);
     memset(&r, 0, sizeof(r));
     assert_int_equal(start(fx, origin, "GET", "/len", NULL, 200, &r), BRK_OK);
@@ -897,10 +992,9 @@ test_bad_arguments(void **state)
 {
     struct fx *fx = *state;
     static const char *const bad_origins[] = {
-        "ftp://127.0.0.1",      "http://",          "http://u@h",
-        "http://h/path",        "http://h:0",       "http://h:65536",
-        "http://h:x",           "http://h h",       "http://[::1",
-        "http://[zz]:80",       "127.0.0.1:80",     "",
+        "ftp://127.0.0.1", "http://",        "http://u@h",   "http://h/path",
+        "http://h:0",      "http://h:65536", "http://h:x",   "http://h h",
+        "http://[::1",     "http://[zz]:80", "127.0.0.1:80", "",
     };
     struct rec r;
     size_t i;
@@ -941,9 +1035,8 @@ test_free_with_calls_in_flight(void **state)
     memset(r, 0, sizeof(r));
     make_client(fx, 5000, 4096, 0);
     for (i = 0; i < 3; i++)
-        assert_int_equal(start(fx, fx->origin, "GET", "/never", NULL, 200,
-                               &r[i]),
-                         BRK_OK);
+        assert_int_equal(
+            start(fx, fx->origin, "GET", "/never", NULL, 200, &r[i]), BRK_OK);
     run_for(fx, 100);
     assert_int_equal(fx->requests, 3);
     upclient_free(fx->c);
@@ -1012,8 +1105,7 @@ static void
 tls_get(struct fx *fx, struct rec *r)
 {
     memset(r, 0, sizeof(r[0]));
-    assert_int_equal(start(fx, fx->tls_origin, "GET", "/chunked", NULL, 200,
-                           r),
+    assert_int_equal(start(fx, fx->tls_origin, "GET", "/chunked", NULL, 200, r),
                      BRK_OK);
     assert_true(run_until(fx, g_done + 1, 5000));
     assert_int_equal(r->early, 0);
@@ -1100,9 +1192,9 @@ static void
 wstream(struct fx *fx, struct wecom_api *api, const char *pq, struct wrec *w)
 {
     memset(w, 0, sizeof(*w));
-    assert_int_equal(wecom_api_stream(api, "GET", pq, NULL, NULL, on_wchunk,
-                                      on_wdone, w),
-                     BRK_OK);
+    assert_int_equal(
+        wecom_api_stream(api, "GET", pq, NULL, NULL, on_wchunk, on_wdone, w),
+        BRK_OK);
     assert_true(run_until(fx, g_done + 1, 5000));
     assert_int_equal(w->calls, 1);
 }
@@ -1140,6 +1232,21 @@ test_wecom_api_stream_uses_upclient(void **state)
     wstream(fx, api, "/garbage", &w);
     assert_int_equal(w.err, BRK_ERR_UPSTREAM_BAD);
     assert_int_equal(w.nbody, 0);
+    /* media/upload's call: its own type, its body, the same client */
+    memset(&w, 0, sizeof(w));
+    assert_int_equal(wecom_api_stream_body(api, "/len?access_token=t",
+                                           "Content-Type: x/y; b=1", "ab\0c", 4,
+                                           NULL, on_wchunk, on_wdone, &w),
+                     BRK_OK);
+    assert_true(run_until(fx, g_done + 1, 5000));
+    assert_int_equal(w.err, BRK_OK);
+    assert_int_equal(w.nbody, 5);
+    assert_non_null(strstr(fx->last_req, "POST /len?access_token=t HTTP/1.1"));
+    assert_non_null(strstr(fx->last_req, "\r\nContent-Type: x/y; b=1\r\n"));
+    assert_non_null(strstr(fx->last_req, "\r\nContent-Length: 4\r\n\r\n"));
+    assert_int_equal(fx->last_req_len,
+                     (size_t)(strstr(fx->last_req, "\r\n\r\n") - fx->last_req) +
+                         4 + 4);
     wecom_api_free(api);
 }
 
@@ -1160,6 +1267,9 @@ main(void)
         T(test_fresh_connection_not_retried),
         T(test_out_of_step_connections_dropped),
         T(test_max_conns_queues),
+        T(test_idle_pool_bounded_and_timed),
+        T(test_new_rejects_bad_options),
+        T(test_alloc_failures),
         T(test_garbage_and_bad_framing),
         T(test_unwanted_status_sends_no_data),
         T(test_never_answers_times_out),
