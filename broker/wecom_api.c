@@ -7,9 +7,16 @@
  * registered while its connection idles in curl's cache (curl says
  * CURL_POLL_REMOVE between transfers and adds it again for the next), so
  * a reused keep-alive connection costs no epoll_ctl.
+ *
+ * The data path (wecom_api_stream*) goes through upclient.c instead: a
+ * keep-alive HTTP/1.1 client on bufferevents that writes a request in one
+ * go on an already watched socket. It is used unless the base names user
+ * info or a proxy is configured in the environment (curl's business).
  */
 #include <float.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -21,6 +28,7 @@
 
 #include "dynbuf.h"
 #include "log.h"
+#include "upclient.h"
 #include "wecom_api.h"
 
 #define MAXCONNECTS 256
@@ -84,6 +92,10 @@ struct xfer {
     long status;
     int running; /* added to the multi handle */
     double started;
+    int up;                   /* a data-path call through upclient */
+    struct upclient_call *uc; /* while upclient runs it */
+    const char *up_why;       /* upclient's static detail, for the log */
+    char *up_hdrs;            /* its own header lines (a raw body's type) */
 };
 
 struct wecom_api {
@@ -108,7 +120,12 @@ struct wecom_api {
     CURL *pool[EASY_POOL_MAX]; /* reset easy handles for the next calls */
     size_t npool;
     struct curl_slist *hdr_get, *hdr_post; /* shared by every call */
-    int in_curl;                           /* inside curl_multi_socket_action */
+    struct upclient *up; /* the data path's client; NULL: curl's */
+    char *origin;        /* scheme://authority of base_url */
+    size_t origin_len;
+    char *up_hdr_get, *up_hdr_post; /* header lines upclient sends */
+    int in_chunk;         /* inside an upclient call's chunk callback */
+    int in_curl;          /* inside curl_multi_socket_action */
     int free_pending;     /* wecom_api_free called from a chunk callback */
     int freeing;          /* wecom_api_free has started */
     unsigned dispatching; /* our event callbacks on the stack */
@@ -302,6 +319,7 @@ xfer_free(struct xfer *x)
     easy_put(x->api, x->easy); /* reset: no longer names x->headers */
     curl_slist_free_all(x->headers);
     brk_free_secret_str(x->url);
+    brk_free(x->up_hdrs);
     if (x->body != NULL)
         brk_free_secret(x->body, x->body_len + 1);
     dynbuf_free(&x->resp);
@@ -459,6 +477,7 @@ log_result(const struct xfer *x, const struct wecom_api_result *res)
         log_warn("wecom_api: %s %.*s: %s (%s) status=%ld %.3fs", x->method,
                  plen, path, brk_strerror(res->err),
                  x->curl_code != CURLE_OK ? curl_easy_strerror(x->curl_code)
+                 : x->up_why != NULL      ? x->up_why
                                           : "-",
                  res->http_status, res->seconds);
         break;
@@ -482,6 +501,10 @@ xfer_complete(struct xfer *x, enum brk_err err)
     if (x->running) {
         curl_multi_remove_handle(api->multi, x->easy);
         x->running = 0;
+    }
+    if (x->uc != NULL) {
+        upclient_cancel(x->uc);
+        x->uc = NULL;
     }
     if (x->post_cb != NULL) {
         wecom_api_post_cb *pcb = x->post_cb;
@@ -609,11 +632,42 @@ fail:
     return rc == CURLE_OUT_OF_MEMORY ? BRK_ERR_NOMEM : BRK_ERR_INVAL;
 }
 
+static int up_data(const char *data, size_t len, void *arg);
+static void up_done(const struct upclient_result *res, void *arg);
+
+/* A data-path call through upclient: the same request curl would send. */
+static enum brk_err
+up_start(struct xfer *x)
+{
+    struct wecom_api *api = x->api;
+    struct upclient_req q;
+    enum brk_err err;
+
+    memset(&q, 0, sizeof(q));
+    q.origin = api->origin;
+    q.method = x->method;
+    q.target = x->url + api->origin_len;
+    q.headers = x->up_hdrs != NULL ? x->up_hdrs
+                : x->body != NULL  ? api->up_hdr_post
+                                   : api->up_hdr_get;
+    q.body = x->body;
+    q.len = x->body != NULL ? x->body_len : 0;
+    /* an error page is not data: nothing of it reaches the reader */
+    q.want_status = 200;
+    err = upclient_start(api->up, &q, up_data, up_done, x, &x->uc);
+    if (err)
+        return err;
+    x->started = now_s();
+    return BRK_OK;
+}
+
 static enum brk_err
 xfer_start(struct xfer *x)
 {
     CURLMcode mc;
 
+    if (x->up)
+        return up_start(x);
     mc = curl_multi_add_handle(x->api->multi, x->easy);
     if (mc != CURLM_OK)
         return mc == CURLM_OUT_OF_MEMORY ? BRK_ERR_NOMEM : BRK_ERR_UPSTREAM;
@@ -715,7 +769,18 @@ xfer_begin(struct wecom_api *api, const char *method, const char *path_query,
         err = BRK_ERR_NOMEM;
         goto out;
     }
-    err = xfer_setup(x, post);
+    x->up = on_data != NULL && api->up != NULL;
+    if (x->up && x->ctype != NULL) {
+        size_t n = strlen(api->up_hdr_get) + strlen(x->ctype) + 3;
+
+        x->up_hdrs = brk_malloc(n);
+        if (x->up_hdrs == NULL) {
+            err = BRK_ERR_NOMEM;
+            goto out;
+        }
+        snprintf(x->up_hdrs, n, "%s%s\r\n", api->up_hdr_get, x->ctype);
+    }
+    err = x->up ? BRK_OK : xfer_setup(x, post);
     if (err)
         goto out;
     err = rate_reserve(api, rate_key, now_s(), &delay);
@@ -731,7 +796,7 @@ xfer_begin(struct wecom_api *api, const char *method, const char *path_query,
         if (err)
             x->pending_err = err;
     }
-    if (!x->running) {
+    if (!x->running && x->uc == NULL) {
         set_timeval(&tv, delay);
         if (evtimer_add(x->timer, &tv) != 0) {
             err = BRK_ERR_IO;
@@ -856,6 +921,39 @@ on_xfer_timer(evutil_socket_t fd, short what, void *arg)
         err = xfer_start(x);
     if (err)
         xfer_complete(x, err);
+    leave(api);
+}
+
+/* upclient's chunk callback: the caller's, with wecom_api_free from in
+ * there turned into the end of this call. */
+static int
+up_data(const char *data, size_t len, void *arg)
+{
+    struct xfer *x = arg;
+    struct wecom_api *api = x->api;
+    int rc;
+
+    api->in_chunk = 1;
+    rc = x->on_data(data, len, x->arg);
+    api->in_chunk = 0;
+    if (rc == 0 && api->free_pending)
+        rc = BRK_ERR_SHUTDOWN;
+    return rc;
+}
+
+static void
+up_done(const struct upclient_result *res, void *arg)
+{
+    struct xfer *x = arg;
+    struct wecom_api *api = x->api;
+
+    x->uc = NULL;
+    x->status = res->status;
+    x->up_why = res->why;
+    enter(api);
+    xfer_complete(x, res->err);
+    if (api->free_pending)
+        wecom_api_free(api);
     leave(api);
 }
 
@@ -1053,6 +1151,10 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 static void
 destroy(struct wecom_api *api)
 {
+    upclient_free(api->up); /* its calls all ended with their transfers */
+    brk_free(api->origin);
+    brk_free(api->up_hdr_get);
+    brk_free(api->up_hdr_post);
     if (api->multi != NULL)
         curl_multi_cleanup(api->multi); /* may report sockets removed */
     while (api->socks != NULL)
@@ -1124,6 +1226,45 @@ header_lists(struct wecom_api *api)
 }
 
 /*
+ * The data path's own client, unless the base needs curl: user info in
+ * it, or a proxy named in the environment. BRK_OK too when curl keeps the
+ * data path.
+ */
+static enum brk_err
+up_setup(struct wecom_api *api)
+{
+    static const char *const proxies[] = {"http_proxy",  "HTTP_PROXY",
+                                          "https_proxy", "HTTPS_PROXY",
+                                          "all_proxy",   "ALL_PROXY"};
+    static const char get[] =
+        "User-Agent: " USER_AGENT "\r\nAccept: application/json\r\n";
+    static const char post[] =
+        "User-Agent: " USER_AGENT "\r\nAccept: application/json\r\n"
+        "Content-Type: application/json\r\n";
+    struct upclient_opts o;
+    const char *auth, *v;
+    size_t i;
+
+    for (i = 0; i < nitems(proxies); i++)
+        if ((v = getenv(proxies[i])) != NULL && *v != '\0')
+            return BRK_OK;
+    auth = strstr(api->base_url, "://") + 3;
+    api->origin_len = (size_t)(auth - api->base_url) + strcspn(auth, "/");
+    api->origin = brk_strndup(api->base_url, api->origin_len);
+    api->up_hdr_get = brk_strdup(get);
+    api->up_hdr_post = brk_strdup(post);
+    if (api->origin == NULL || api->up_hdr_get == NULL ||
+        api->up_hdr_post == NULL)
+        return BRK_ERR_NOMEM;
+    if (!upclient_origin_ok(api->origin))
+        return BRK_OK;
+    memset(&o, 0, sizeof(o));
+    o.timeout_ms = api->timeout_ms;
+    o.max_body = api->max_body;
+    return upclient_new(api->base, &o, &api->up);
+}
+
+/*
  * Create a client whose calls run on base. opts->base is copied (a trailing
  * '/' is dropped). The program must have called curl_global_init().
  * Returns BRK_OK, BRK_ERR_INVAL for bad options, or BRK_ERR_NOMEM. *out is
@@ -1170,6 +1311,9 @@ wecom_api_new(struct event_base *base, const struct wecom_api_opts *opts,
      * curl would say form-urlencoded */
     if (api->base_url != NULL && header_lists(api) != BRK_OK)
         goto out;
+    if (api->base_url != NULL && (err = up_setup(api)) != BRK_OK)
+        goto out;
+    err = BRK_ERR_NOMEM;
     api->multi = curl_multi_init();
     if (api->multi == NULL)
         goto out;
@@ -1206,8 +1350,9 @@ wecom_api_free(struct wecom_api *api)
 {
     if (api == NULL || api->freeing)
         return;
-    if (api->in_curl) {
-        /* curl forbids removing handles from its callbacks */
+    if (api->in_curl || api->in_chunk) {
+        /* curl forbids removing handles from its callbacks; an upclient
+         * call ends once its chunk callback has returned */
         api->free_pending = 1;
         return;
     }

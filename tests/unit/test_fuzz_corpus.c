@@ -71,6 +71,10 @@ static char current[4096];
 #include "../fuzz/fuzz_evfilter.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_http1
+#include "../fuzz/fuzz_http1.c"
+#undef LLVMFuzzerTestOneInput
+
 typedef int fuzz_entry(const uint8_t *data, size_t size);
 
 /* Read path whole into an owned buffer (one spare byte); NULL on error. */
@@ -201,6 +205,13 @@ test_corpus_multipart(void **state)
     replay("multipart", fuzz_one_multipart);
 }
 
+static void
+test_corpus_http1(void **state)
+{
+    (void)state;
+    replay("http1", fuzz_one_http1);
+}
+
 int
 main(void)
 {
@@ -215,6 +226,7 @@ main(void)
         cmocka_unit_test(test_corpus_evfilter),
         cmocka_unit_test(test_corpus_write_check),
         cmocka_unit_test(test_corpus_multipart),
+        cmocka_unit_test(test_corpus_http1),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
