@@ -156,8 +156,8 @@ void delivery_lane_ack(struct lane *l);
 void delivery_lane_next_after(struct lane *l, const char *ack);
 
 /* delivery_route.c: fan-out */
-int delivery_range_has(const struct vrange *v, enum scope_record kind,
-                       const char *id);
+int delivery_range_has(const struct vrange *v, const struct vrange_view *w,
+                       enum scope_record kind, const char *id);
 
 /* delivery_send.c: the head entry sent, retried, dead-lettered, dropped */
 void delivery_lane_send(struct lane *l);

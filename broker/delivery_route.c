@@ -182,28 +182,32 @@ fan_push(struct fan_svc *fs, const struct record_service *s)
 
 /*---- The range of a routed event ----*/
 
-/* Is id of kind in v? Chats and customers are not members: 0. */
+/* Is id of kind in v, or in w when w is not NULL (a view of v narrowed
+ * for the service)? Chats and customers are not members: 0. */
 int
-delivery_range_has(const struct vrange *v, enum scope_record kind,
-                   const char *id)
+delivery_range_has(const struct vrange *v, const struct vrange_view *w,
+                   enum scope_record kind, const char *id)
 {
     char *end;
     long n;
 
-    if (v == NULL || id == NULL || id[0] == '\0')
+    if ((v == NULL && w == NULL) || id == NULL || id[0] == '\0')
         return 0;
     switch (kind) {
     case SCOPE_REC_MEMBER:
     case SCOPE_REC_FOLLOW_USER:
     case SCOPE_REC_CHAT_MEMBER:
-        return vrange_has_member(v, id, strlen(id));
+        return w ? vrange_view_has_member(w, id, strlen(id))
+                 : vrange_has_member(v, id, strlen(id));
     case SCOPE_REC_DEPARTMENT:
     case SCOPE_REC_TAG:
         if (strspn(id, "0123456789") != strlen(id) || strlen(id) > 10)
             return 0;
         n = strtol(id, &end, 10);
-        return kind == SCOPE_REC_DEPARTMENT ? vrange_has_department(v, n)
-                                            : vrange_has_tag(v, n);
+        if (kind == SCOPE_REC_DEPARTMENT)
+            return w ? vrange_view_has_department(w, n)
+                     : vrange_has_department(v, n);
+        return w ? vrange_view_has_tag(w, n) : vrange_has_tag(v, n);
     default:
         return 0;
     }
@@ -213,6 +217,7 @@ delivery_range_has(const struct vrange *v, enum scope_record kind,
  * a chat by its owner from the index. */
 struct fan_range {
     const struct vrange *v;
+    const struct vrange_view *w; /* narrowed for the service, or NULL */
     const char *owner;
 };
 
@@ -222,8 +227,8 @@ fan_in_range(void *arg, enum scope_record kind, const char *id)
     const struct fan_range *r = arg;
 
     if (kind == SCOPE_REC_CHAT)
-        return delivery_range_has(r->v, SCOPE_REC_MEMBER, r->owner);
-    return delivery_range_has(r->v, kind, id);
+        return delivery_range_has(r->v, r->w, SCOPE_REC_MEMBER, r->owner);
+    return delivery_range_has(r->v, r->w, kind, id);
 }
 
 /* The subjects found in range, as stored with the entry: [[kind, id]]. */
@@ -263,8 +268,8 @@ fan_routed_decide(struct fanout *f, const struct record_service *s,
 {
     struct delivery_event ev;
     const struct scope_map *m = f->d->scopes;
-    struct vrange *owned = NULL;
-    struct fan_range fr = {NULL, f->owner};
+    struct vrange_view *owned = NULL;
+    struct fan_range fr = {NULL, NULL, f->owner};
     struct evfilter_ask ask;
     struct evfilter_result res;
     enum brk_err err;
@@ -278,7 +283,10 @@ fan_routed_decide(struct fanout *f, const struct record_service *s,
     if (m == NULL || f->ten == NULL || !f->ten->active ||
         !delivery_decide_lifecycle(&ev, s, rd, NULL))
         return 0;
-    err = record_effective_range(s, f->ten, f->corp, &owned, &fr.v);
+    /* a view, not a copy: an event is decided once per service */
+    err = record_effective_view(s, f->ten, f->corp, &owned);
+    fr.v = f->ten->range;
+    fr.w = owned;
     if (err) {
         log_warn("delivery: service %s: no range of corp %s (%s); event %s "
                  "not queued for it",
@@ -298,7 +306,7 @@ fan_routed_decide(struct fanout *f, const struct record_service *s,
     if (err) {
         log_warn("delivery: event %s (%s) refused by the event filter: %s",
                  f->event_id, f->info_type, brk_strerror(err));
-        vrange_free(owned);
+        vrange_view_free(owned);
         return 0;
     }
     if (res.reason == EVFILTER_DELIVER) {
@@ -312,7 +320,7 @@ fan_routed_decide(struct fanout *f, const struct record_service *s,
                   s->name, evfilter_reason_name(res.reason));
     }
     evfilter_result_free(&res);
-    vrange_free(owned);
+    vrange_view_free(owned);
     return ok;
 }
 

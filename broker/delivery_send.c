@@ -437,7 +437,7 @@ send_in_range(void *arg, enum scope_record kind, const char *id)
     }
     if (kind == SCOPE_REC_CHAT)
         return 0;
-    return delivery_range_has(r->v, kind, id);
+    return delivery_range_has(r->v, NULL, kind, id);
 }
 
 /* The tenant as it is now is in (t, and v the range the service sees of

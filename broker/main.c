@@ -941,6 +941,7 @@ start_services(struct daemon *d, const char *redis_url)
     if (err)
         return -1;
     worker_set_budget(d->worker, d->budget);
+    worker_set_cache_budget(d->worker, d->cache_budget);
     worker_set_audit(d->worker, d->audit);
     err = delivery_new(d->base, d->cfg, d->kr, d->st, consumer, &d->dlv);
     if (err)

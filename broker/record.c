@@ -1047,6 +1047,26 @@ out:
 }
 
 enum brk_err
+record_effective_view(const struct record_service *s,
+                      const struct record_tenant *t, const char *corp,
+                      struct vrange_view **owned)
+{
+    const struct record_parties *mine = NULL;
+    struct vrange_view *w = NULL;
+    enum brk_err err;
+
+    if (s == NULL || t == NULL || t->range == NULL || owned == NULL)
+        return BRK_ERR_INVAL;
+    err = record_service_parties(s, corp, &mine);
+    if (!err && mine != NULL)
+        err = vrange_view_new(t->range, mine->ids, mine->n, &w);
+    if (err)
+        return err;
+    *owned = w;
+    return BRK_OK;
+}
+
+enum brk_err
 record_effective_range(const struct record_service *s,
                        const struct record_tenant *t, const char *corp,
                        struct vrange **owned, const struct vrange **range)

@@ -851,35 +851,58 @@ tag_refs(const struct vr_tags *tg, const struct vr_tag *t)
     return t->users_n + t->parties_n > 0 ? tg->ref + t->ref_off : NULL;
 }
 
-/* A tag survives narrowing when all its users and parties do. */
+/* Whether member i of v stays when v is narrowed to the subtrees a: one
+ * of its departments is in them (a gone member has none). */
 static int
-tag_keeps(const struct vr_tags *tg, const struct vr_tag *t,
-          const uint32_t *remap, const struct vr_idset *dept)
+member_under(const struct vrange *v, size_t i, const struct vr_idset *a)
 {
-    const uint32_t *r = tag_refs(tg, t);
+    const struct vr_member *e = &v->mem.ent[i];
+    size_t j;
+
+    for (j = 0; j < e->dept_n; j++)
+        if (idset_has(a, v->mem.dept[e->dept_off + j]))
+            return 1;
+    return 0;
+}
+
+/* Whether a visible department stays: it is in the subtrees a. */
+static int
+dept_under(const struct vrange *v, uint32_t id, const struct vr_idset *a)
+{
+    return idset_has(&v->dept, id) && idset_has(a, id);
+}
+
+/* A tag stays when all its users and parties do. */
+static int
+tag_under(const struct vrange *v, const struct vr_tag *t,
+          const struct vr_idset *a)
+{
+    const uint32_t *r = tag_refs(&v->tags, t);
     size_t j;
 
     for (j = 0; j < t->users_n; j++)
-        if (remap[r[j]] == VR_NONE)
+        if (!member_under(v, r[j], a))
             return 0;
     for (j = 0; j < t->parties_n; j++)
-        if (!idset_has(dept, r[t->users_n + j]))
+        if (!dept_under(v, r[t->users_n + j], a))
             return 0;
     return 1;
 }
 
-/* The tags of src kept by narrowing, with member indices remapped. */
+/* The tags of v kept by narrowing to a, with member indices remapped;
+ * none when none. */
 static enum brk_err
-tags_narrow(struct vr_tags *dst, const struct vr_tags *src,
-            const uint32_t *remap, const struct vr_idset *dept, int none)
+tags_narrow(struct vr_tags *dst, const struct vrange *v, const uint32_t *remap,
+            const struct vr_idset *a, int none)
 {
+    const struct vr_tags *src = &v->tags;
     const struct vr_tag *t;
     struct vr_tag *d;
     const uint32_t *r;
     size_t i, j, n = 0, nref = 0;
 
     for (i = 0; i < src->n && !none; i++) {
-        if (tag_keeps(src, &src->t[i], remap, dept)) {
+        if (tag_under(v, &src->t[i], a)) {
             n++;
             nref += src->t[i].users_n + src->t[i].parties_n;
         }
@@ -891,7 +914,7 @@ tags_narrow(struct vr_tags *dst, const struct vr_tags *src,
     dst->ref_cap = nref;
     for (i = 0; i < src->n && !none; i++) {
         t = &src->t[i];
-        if (!tag_keeps(src, t, remap, dept))
+        if (!tag_under(v, t, a))
             continue;
         d = &dst->t[dst->n++];
         *d = *t;
@@ -903,6 +926,35 @@ tags_narrow(struct vr_tags *dst, const struct vr_tags *src,
             dst->ref[dst->nref++] = r[t->users_n + j];
     }
     return BRK_OK;
+}
+
+/*
+ * The subtrees of parties (n of them) in v's whole tree, into *a (owned
+ * slot array). BRK_ERR_TOOBIG, BRK_ERR_INVAL for an id outside
+ * 0..4294967295, BRK_ERR_NOMEM.
+ */
+static enum brk_err
+parties_subtrees(const struct vrange *v, const long *parties, size_t n,
+                 struct vr_idset *a)
+{
+    uint32_t *roots;
+    size_t i, nroots;
+    enum brk_err err;
+
+    if (n > VR_MAX_ENTRIES)
+        return BRK_ERR_TOOBIG;
+    for (i = 0; i < n; i++)
+        if (parties[i] < 0 || (unsigned long)parties[i] > UINT32_MAX)
+            return BRK_ERR_INVAL;
+    roots = brk_malloc((n ? n : 1) * sizeof(*roots));
+    if (roots == NULL)
+        return BRK_ERR_NOMEM;
+    for (i = 0; i < n; i++)
+        roots[i] = (uint32_t)parties[i];
+    nroots = sort_unique(roots, n);
+    err = subtree_set(&v->tree, roots, nroots, a);
+    brk_free(roots);
+    return err;
 }
 
 /*---- Build ----*/
@@ -1388,39 +1440,20 @@ vrange_narrow(struct vrange *v, const long *parties, size_t n)
     struct vr_idset a = {0}, nd = {0};
     struct vr_members nm = {0};
     struct vr_tags nt = {0};
-    const struct vr_member *e;
-    uint32_t *roots = NULL, *remap = NULL;
-    size_t i, j, count = 0, nroots;
-    enum brk_err err = BRK_ERR_TOOBIG;
+    uint32_t *remap = NULL;
+    size_t i, count = 0;
+    enum brk_err err;
 
     assert(v != NULL && (parties != NULL || n == 0));
-    if (n > VR_MAX_ENTRIES)
-        goto out;
-    err = BRK_ERR_INVAL;
-    for (i = 0; i < n; i++)
-        if (parties[i] < 0 || (unsigned long)parties[i] > UINT32_MAX)
-            goto out;
-    err = BRK_ERR_NOMEM;
-    roots = brk_malloc(n * sizeof(*roots));
-    remap = brk_malloc(v->mem.n * sizeof(*remap));
-    if (roots == NULL || remap == NULL)
-        goto out;
-    for (i = 0; i < n; i++)
-        roots[i] = (uint32_t)parties[i];
-    nroots = sort_unique(roots, n);
-    err = subtree_set(&v->tree, roots, nroots, &a);
+    err = parties_subtrees(v, parties, n, &a);
     if (err)
         goto out;
-    for (i = 0; i < v->mem.n; i++) {
-        e = &v->mem.ent[i];
-        remap[i] = VR_NONE;
-        for (j = 0; j < e->dept_n; j++) {
-            if (idset_has(&a, v->mem.dept[e->dept_off + j])) {
-                remap[i] = 0;
-                break;
-            }
-        }
-    }
+    err = BRK_ERR_NOMEM;
+    remap = brk_malloc((v->mem.n ? v->mem.n : 1) * sizeof(*remap));
+    if (remap == NULL)
+        goto out;
+    for (i = 0; i < v->mem.n; i++)
+        remap[i] = member_under(v, i, &a) ? 0 : VR_NONE;
     err = members_copy(&nm, &v->mem, remap);
     if (err)
         goto out;
@@ -1435,7 +1468,7 @@ vrange_narrow(struct vrange *v, const long *parties, size_t n)
         if (v->dept.slot[i] != 0 &&
             idset_has(&a, (uint32_t)(v->dept.slot[i] - 1)))
             idset_add(&nd, (uint32_t)(v->dept.slot[i] - 1));
-    err = tags_narrow(&nt, &v->tags, remap, &nd, n == 0);
+    err = tags_narrow(&nt, v, remap, &a, n == 0);
     if (err)
         goto out;
     members_free(&v->mem);
@@ -1449,13 +1482,86 @@ vrange_narrow(struct vrange *v, const long *parties, size_t n)
     memset(&nt, 0, sizeof(nt));
     v->narrowed = 1;
 out:
-    brk_free(roots);
     brk_free(remap);
     brk_free(a.slot);
     brk_free(nd.slot);
     members_free(&nm);
     tags_free(&nt);
     return err;
+}
+
+/*---- Narrowed without a copy ----*/
+
+struct vrange_view {
+    const struct vrange *v;
+    struct vr_idset a; /* the subtrees of the parties, whole tree */
+    int none;          /* no parties: nothing is seen */
+};
+
+/* See visible_range.h: the subtrees only; each answer is vrange_narrow's
+ * rule (member_under, dept_under, tag_under) asked of v. */
+enum brk_err
+vrange_view_new(const struct vrange *v, const long *parties, size_t n,
+                struct vrange_view **out)
+{
+    struct vrange_view *w;
+    enum brk_err err;
+
+    if (v == NULL || v->narrowed || (parties == NULL && n > 0))
+        return BRK_ERR_INVAL;
+    w = brk_calloc(1, sizeof(*w));
+    if (w == NULL)
+        return BRK_ERR_NOMEM;
+    w->v = v;
+    w->none = n == 0;
+    err = parties_subtrees(v, parties, n, &w->a);
+    if (err) {
+        vrange_view_free(w);
+        return err;
+    }
+    *out = w;
+    return BRK_OK;
+}
+
+void
+vrange_view_free(struct vrange_view *w)
+{
+    if (w == NULL)
+        return;
+    brk_free(w->a.slot);
+    brk_free(w);
+}
+
+int
+vrange_view_has_member(const struct vrange_view *w, const char *userid,
+                       size_t len)
+{
+    size_t i;
+
+    if (w == NULL || userid == NULL || len == 0)
+        return 0;
+    i = member_find(&w->v->mem, userid, len, hash_str(userid, len));
+    return i != SIZE_MAX && !(w->v->mem.ent[i].flags & VRM_GONE) &&
+           member_under(w->v, i, &w->a);
+}
+
+int
+vrange_view_has_department(const struct vrange_view *w, long id)
+{
+    if (w == NULL || id < 0 || (unsigned long)id > UINT32_MAX)
+        return 0;
+    return dept_under(w->v, (uint32_t)id, &w->a);
+}
+
+int
+vrange_view_has_tag(const struct vrange_view *w, long id)
+{
+    const struct vr_tag *t;
+
+    if (w == NULL || w->none || id < 0 || (unsigned long)id > UINT32_MAX)
+        return 0;
+    t = tag_find(&w->v->tags, (uint32_t)id);
+    return t != NULL && tag_under(w->v, t, &w->a);
 }
 
 /*

@@ -1656,6 +1656,14 @@ worker_free(struct worker *w)
     brk_free(w);
 }
 
+/* Count the tenants kept against b (borrowed, outlives w); before the
+ * worker starts. */
+void
+worker_set_cache_budget(struct worker *w, struct cache_budget *b)
+{
+    worker_tenants_set_budget(w->tens, b);
+}
+
 /* Forget the tenants kept (a reconnect: the store may have lost writes,
  * so a generation may come back with other contents). */
 void

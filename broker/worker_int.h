@@ -247,6 +247,9 @@ void worker_cancel(struct job *j);
 /* worker_tenant.c: the tenants kept decoded */
 struct worker_tenants;
 enum brk_err worker_tenants_new(struct worker_tenants **out) BRK_WUR;
+struct cache_budget;
+void worker_tenants_set_budget(struct worker_tenants *c,
+                               struct cache_budget *b);
 void worker_tenants_clear(struct worker_tenants *c);
 void worker_tenants_free(struct worker_tenants *c);
 size_t worker_tenants_count(const struct worker_tenants *c);

@@ -11,28 +11,22 @@
  *     job's tenant; else the copy is dropped and worker_load_tenant reads
  *     the tenant
  * A copy is changed in place only while no job or delivery holds it, so a
- * tenant handed to delivery_route never changes under it. Bounded:
- * WTEN_MAX tenants and about WTEN_MAX_BYTES, least recently used out
- * first; a Redis reconnect forgets them all (worker_tenants_clear).
+ * tenant handed to delivery_route never changes under it. Kept in a
+ * cache.h cache: WTEN_MAX tenants, counted against cache_max_bytes with
+ * the service API's caches; a Redis reconnect forgets them all
+ * (worker_tenants_clear).
  */
 
+#include "cache.h"
 #include "tenant_load.h"
 #include "worker_int.h"
 
-#define WTEN_MAX       32
-#define WTEN_MAX_BYTES ((size_t)256 << 20)
-#define WTEN_ID_MAX    (RECORD_ID_MAX + 1)
-
-struct wten {
-    struct wten *prev, *next;
-    char suite[WTEN_ID_MAX], corp[WTEN_ID_MAX];
-    struct record_tenant *t; /* one reference */
-    size_t bytes;
-};
+#define WTEN_MAX 32
+/* A copy is revalidated on every use; the age only lets an idle one go. */
+#define WTEN_MAX_AGE_MS (3600LL * 1000)
 
 struct worker_tenants {
-    struct wten *head, *tail; /* most recently used first */
-    size_t n, bytes;
+    struct cache *c; /* "suite corp" -> struct record_tenant (a reference) */
     unsigned long epoch; /* cleared this many times */
 };
 
@@ -42,6 +36,18 @@ struct wload {
     unsigned long epoch;
 };
 
+static void
+wten_free(void *v)
+{
+    record_tenant_unref(v);
+}
+
+static size_t
+wten_size(const void *v)
+{
+    return record_tenant_bytes(v);
+}
+
 enum brk_err
 worker_tenants_new(struct worker_tenants **out)
 {
@@ -49,32 +55,18 @@ worker_tenants_new(struct worker_tenants **out)
 
     if (c == NULL)
         return BRK_ERR_NOMEM;
+    if (cache_new(WTEN_MAX, WTEN_MAX_AGE_MS, wten_free, &c->c) != BRK_OK) {
+        brk_free(c);
+        return BRK_ERR_NOMEM;
+    }
     *out = c;
     return BRK_OK;
 }
 
-static void
-wten_unlink(struct worker_tenants *c, struct wten *e)
+void
+worker_tenants_set_budget(struct worker_tenants *c, struct cache_budget *b)
 {
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void
-wten_drop(struct worker_tenants *c, struct wten *e)
-{
-    wten_unlink(c, e);
-    c->n--;
-    c->bytes -= e->bytes;
-    record_tenant_unref(e->t);
-    brk_free(e);
+    cache_set_budget(c->c, b, wten_size);
 }
 
 void
@@ -82,78 +74,65 @@ worker_tenants_clear(struct worker_tenants *c)
 {
     if (c == NULL)
         return;
-    while (c->head != NULL)
-        wten_drop(c, c->head);
+    cache_clear(c->c);
     c->epoch++;
 }
 
 void
 worker_tenants_free(struct worker_tenants *c)
 {
-    worker_tenants_clear(c);
+    if (c == NULL)
+        return;
+    cache_free(c->c);
     brk_free(c);
 }
 
-static struct wten *
-wten_find(struct worker_tenants *c, const char *suite, const char *corp)
+/* The cache key of the job's tenant; 0, or -1 when too long to keep. */
+static int
+wten_key(const struct job *j, char *out, size_t len)
 {
-    struct wten *e;
+    int n = snprintf(out, len, "%s %s", worker_suite_id(j), j->corp);
 
-    for (e = c->head; e != NULL; e = e->next)
-        if (strcmp(e->corp, corp) == 0 && strcmp(e->suite, suite) == 0)
-            return e;
-    return NULL;
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static struct record_tenant *
+wten_find(struct worker_tenants *c, const struct job *j)
+{
+    char key[2 * RECORD_ID_MAX + 2];
+
+    if (wten_key(j, key, sizeof(key)))
+        return NULL;
+    return cache_get(c->c, key, brk_mono_ms());
 }
 
 static void
-wten_touch(struct worker_tenants *c, struct wten *e)
+wten_drop(struct worker_tenants *c, const struct job *j)
 {
-    if (c->head == e)
-        return;
-    wten_unlink(c, e);
-    e->next = c->head;
-    if (c->head != NULL)
-        c->head->prev = e;
-    c->head = e;
-    if (c->tail == NULL)
-        c->tail = e;
+    char key[2 * RECORD_ID_MAX + 2];
+
+    if (!wten_key(j, key, sizeof(key)))
+        cache_remove(c->c, key);
 }
 
-/* Keep t (a reference is taken) as the copy of (suite, corp); none kept
- * when t is NULL, not active, or alone past the byte bound. */
+/* Keep t (a reference is taken) as the copy of the job's tenant; none
+ * kept when t is NULL or not active, or past the byte budget. */
 static void
-wten_keep(struct worker_tenants *c, const char *suite, const char *corp,
+wten_keep(struct worker_tenants *c, const struct job *j,
           struct record_tenant *t)
 {
-    struct wten *e = wten_find(c, suite, corp);
-    size_t bytes;
+    char key[2 * RECORD_ID_MAX + 2];
 
-    if (e != NULL)
-        wten_drop(c, e);
-    if (t == NULL || !t->active || t->gen == 0 ||
-        strlen(suite) >= sizeof(e->suite) || strlen(corp) >= sizeof(e->corp))
+    if (wten_key(j, key, sizeof(key)))
         return;
-    bytes = record_tenant_bytes(t);
-    if (bytes > WTEN_MAX_BYTES)
+    if (t == NULL || !t->active || t->gen == 0) {
+        cache_remove(c->c, key);
         return;
-    e = brk_calloc(1, sizeof(*e));
-    if (e == NULL)
-        return; /* only a copy not kept */
-    snprintf(e->suite, sizeof(e->suite), "%s", suite);
-    snprintf(e->corp, sizeof(e->corp), "%s", corp);
-    e->t = record_tenant_ref(t);
-    e->bytes = bytes;
-    e->next = c->head;
-    if (c->head != NULL)
-        c->head->prev = e;
-    c->head = e;
-    if (c->tail == NULL)
-        c->tail = e;
-    c->n++;
-    c->bytes += bytes;
-    while (c->tail != NULL && c->tail != e &&
-           (c->n > WTEN_MAX || c->bytes > WTEN_MAX_BYTES))
-        wten_drop(c, c->tail);
+    }
+    /* refused past the budget: only a copy not kept */
+    if (cache_put(c->c, key, record_tenant_ref(t), brk_mono_ms()) != BRK_OK)
+        log_debug("the tenant of corp %s is not kept: past the cache budget",
+                  j->corp);
 }
 
 static void
@@ -174,7 +153,7 @@ on_loaded(enum brk_err err, struct record_tenant *t, int renewed, void *arg)
     job_step *next = j->after_tenant;
 
     if (l->epoch == c->epoch && !err)
-        wten_keep(c, worker_suite_id(j), j->corp, t);
+        wten_keep(c, j, t);
     brk_free(l);
     if (j->w->stopping && err == BRK_ERR_SHUTDOWN) {
         worker_job_end(j);
@@ -208,7 +187,7 @@ void
 worker_load_tenant(struct job *j, job_step *next)
 {
     struct worker_tenants *c = j->w->tens;
-    struct wten *e = wten_find(c, worker_suite_id(j), j->corp);
+    struct record_tenant *copy = wten_find(c, j);
     struct wload *l;
     enum brk_err err;
 
@@ -219,11 +198,9 @@ worker_load_tenant(struct job *j, job_step *next)
     }
     l->j = j;
     l->epoch = c->epoch;
-    if (e != NULL)
-        wten_touch(c, e);
     j->after_tenant = next;
     err = tenant_load_start(j->w->st, worker_prefix(j), worker_suite_id(j),
-                            j->corp, e ? e->t : NULL, on_loaded, l);
+                            j->corp, copy, on_loaded, l);
     if (err) {
         brk_free(l);
         j->after_tenant = NULL;
@@ -241,24 +218,23 @@ int
 worker_tenant_apply(struct job *j, const struct redisReply *r)
 {
     struct worker_tenants *c = j->w->tens;
-    struct wten *e = wten_find(c, worker_suite_id(j), j->corp);
+    struct record_tenant *t = wten_find(c, j);
     enum brk_err err;
 
-    if (e == NULL)
+    if (t == NULL)
         return -1;
-    err = record_tenant_apply(e->t, r, worker_wall_s());
+    err = record_tenant_apply(t, r, worker_wall_s());
     if (err) {
         if (err != BRK_ERR_NOTFOUND)
             log_warn("event %s: the change of corp %s is not applied to the "
                      "tenant kept (%s); it is read again",
                      j->id, j->corp, brk_strerror(err));
-        wten_drop(c, e);
+        wten_drop(c, j);
         return -1;
     }
-    wten_touch(c, e);
     count_read("applied");
     record_tenant_unref(j->ten);
-    j->ten = record_tenant_ref(e->t);
+    j->ten = record_tenant_ref(t);
     j->ten_loaded = 1;
     return 0;
 }
@@ -266,5 +242,5 @@ worker_tenant_apply(struct job *j, const struct redisReply *r)
 size_t
 worker_tenants_count(const struct worker_tenants *c)
 {
-    return c ? c->n : 0;
+    return c ? cache_count(c->c) : 0;
 }

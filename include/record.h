@@ -28,6 +28,7 @@
 
 struct redisReply;
 struct vrange;
+struct vrange_view;
 
 /* Longest corpid or suite id a record may name (keys_id_ok: 64). */
 #define RECORD_ID_MAX 64
@@ -225,6 +226,17 @@ enum brk_err record_effective_range(const struct record_service *s,
                                     const struct record_tenant *t,
                                     const char *corp, struct vrange **owned,
                                     const struct vrange **range) BRK_WUR;
+
+/*
+ * record_effective_range without a copy: *owned NULL when the service
+ * sees the tenant's range (t->range), else a view of it narrowed to the
+ * service's departments (vrange_view_free), valid while t is. Written
+ * only on success; the errors of record_effective_range.
+ */
+enum brk_err record_effective_view(const struct record_service *s,
+                                   const struct record_tenant *t,
+                                   const char *corp,
+                                   struct vrange_view **owned) BRK_WUR;
 
 /*---- Browser flows ----*/
 

@@ -82,6 +82,24 @@ enum brk_err vrange_set_member(struct vrange *v, const char *userid, size_t len,
 enum brk_err vrange_narrow(struct vrange *v, const long *parties,
                            size_t n) BRK_WUR;
 
+/*
+ * A range narrowed to the subtrees of parties without copying it: the
+ * view answers every question as vrange_narrow(v, parties, n) would,
+ * from v (borrowed; the view must not outlive it, and v may change only
+ * through vrange_set_member meanwhile). Costs the subtrees, not the
+ * members: for deciding one event per service. BRK_ERR_INVAL (NULL or
+ * narrowed v, an id outside 0..4294967295), BRK_ERR_TOOBIG,
+ * BRK_ERR_NOMEM. Owned: vrange_view_free.
+ */
+struct vrange_view;
+enum brk_err vrange_view_new(const struct vrange *v, const long *parties,
+                             size_t n, struct vrange_view **out) BRK_WUR;
+int vrange_view_has_member(const struct vrange_view *w, const char *userid,
+                           size_t len);
+int vrange_view_has_department(const struct vrange_view *w, long id);
+int vrange_view_has_tag(const struct vrange_view *w, long id);
+void vrange_view_free(struct vrange_view *w);
+
 int vrange_has_member(const struct vrange *v, const char *userid, size_t len);
 int vrange_has_department(const struct vrange *v, long id);
 int vrange_has_tag(const struct vrange *v, long id);

@@ -41,6 +41,10 @@ void worker_start(struct worker *w);
  * resumed later from the pending list. */
 void worker_stop(struct worker *w);
 void worker_free(struct worker *w);
+/* Count the tenants the workers keep decoded against b (borrowed,
+ * outliving w: cache_max_bytes); before worker_start. */
+struct cache_budget;
+void worker_set_cache_budget(struct worker *w, struct cache_budget *b);
 /* Forget the tenants kept decoded (every Redis reconnect). NULL ok. */
 void worker_drop_caches(struct worker *w);
 /* Draw every corp-token call on b (borrowed; NULL: none), as background

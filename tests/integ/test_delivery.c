@@ -1801,7 +1801,7 @@ update_names(struct rcv *r, int n, const char *uid)
 static void
 test_member_changes_applied_to_tenant_kept(void **state)
 {
-    struct rcv *r = rcv_start(0, M_OK);
+    struct rcv *r = rcv_start(0, M_OK), *nr = rcv_start(0, M_OK);
     long reads0, applied0, reads, applied;
     char *sec, uid[32];
     int j, events = 20;
@@ -1810,8 +1810,14 @@ test_member_changes_applied_to_tenant_kept(void **state)
     sec = tc_svc_add("k-apply", "contacts.read", "--corps", CORP4);
     free(sec);
     deliver(r, "k-apply", r->port, NULL, NULL);
+    /* a service narrowed to department 2, decided through a view of the
+     * tenant's range */
+    sec = tc_svc_add("k-narrow2", "contacts.read", "--parties", CORP4 ":2");
+    free(sec);
+    deliver(nr, "k-narrow2", nr->port, NULL, NULL);
     member_created(CORP4, 700);
     assert_true(wait_ct(r, "change_contact", "create_user", 1, 15000));
+    assert_true(wait_ct(nr, "change_contact", "create_user", 1, 15000));
     reads0 = tc_metric(EV_READ);
     applied0 = tc_metric(EV_APPLIED);
     for (j = 0; j < events; j++)
@@ -1836,6 +1842,12 @@ test_member_changes_applied_to_tenant_kept(void **state)
     assert_true(wait_ct(r, "change_contact", "update_user", 2, 15000));
     assert_true(update_names(r, 1, "cache-m701"));
     assert_int_equal(tc_metric(EV_READ) - reads0, 0);
+    /* the narrowed service got the same, by its own range */
+    assert_true(
+        wait_ct(nr, "change_contact", "create_user", events + 1, 15000));
+    assert_true(wait_ct(nr, "change_contact", "update_user", 2, 15000));
+    assert_true(update_names(nr, 0, "cache-m702"));
+    assert_true(update_names(nr, 1, "cache-m701"));
 
     /* a deletion is decided with the range before it; the change after
      * it reads the tenant whole once */
@@ -1847,6 +1859,7 @@ test_member_changes_applied_to_tenant_kept(void **state)
     assert_true(update_names(r, 2, uid));
     assert_true(tc_metric(EV_READ) - reads0 >= 1);
     rcv_stop(r);
+    rcv_stop(nr);
 }
 
 /*---- A backlog is read in batches ----*/

@@ -1269,12 +1269,40 @@ compare(const struct vrange *v, const struct ref_view *r, unsigned round)
     assert_int_equal(vrange_departments(v), nd);
 }
 
+/* The view answers as the narrowed range (r, its reference) does. */
+static void
+compare_view(const struct vrange_view *w, const struct ref_view *r,
+             unsigned round)
+{
+    char name[16];
+    int i;
+
+    for (i = 0; i < R_USERS; i++) {
+        rname(i, name, sizeof(name));
+        if (vrange_view_has_member(w, name, strlen(name)) != r->mem[i])
+            print_error("round %u: view member %s\n", round, name);
+        assert_int_equal(vrange_view_has_member(w, name, strlen(name)),
+                         r->mem[i]);
+    }
+    for (i = 0; i < R_DEPTS; i++)
+        assert_int_equal(vrange_view_has_department(w, i), r->dept[i]);
+    for (i = 0; i < R_TAGS; i++) {
+        if (vrange_view_has_tag(w, i) != r->tag[i])
+            print_error("round %u: view tag %d\n", round, i);
+        assert_int_equal(vrange_view_has_tag(w, i), r->tag[i]);
+    }
+    assert_int_equal(vrange_view_has_member(w, "nobody", 6), 0);
+    assert_int_equal(vrange_view_has_department(w, -1), 0);
+    assert_int_equal(vrange_view_has_tag(w, 4294967296L), 0);
+}
+
 static void
 test_random_cross_check(void **state)
 {
     struct ref_dir d;
     struct ref_view r;
     struct vrange *v;
+    struct vrange_view *w;
     json_t *priv, *parents, *users, *tags;
     long parties[4];
     size_t np, k;
@@ -1293,9 +1321,15 @@ test_random_cross_check(void **state)
         np = rnd(4);
         for (k = 0; k < np; k++)
             parties[k] = (long)rnd(R_DEPTS);
-        assert_int_equal(vrange_narrow(v, parties, np), BRK_OK);
+        w = NULL;
+        assert_int_equal(vrange_view_new(v, parties, np, &w), BRK_OK);
         ref_narrow(&d, &r, parties, np);
+        compare_view(w, &r, round);
+        vrange_view_free(w);
+        assert_int_equal(vrange_narrow(v, parties, np), BRK_OK);
         compare(v, &r, round);
+        /* a narrowed range is not narrowed again through a view */
+        assert_int_equal(vrange_view_new(v, parties, np, &w), BRK_ERR_INVAL);
 
         vrange_free(v);
         json_decref(priv);
@@ -1361,6 +1395,16 @@ test_random_member_changes(void **state)
         np = rnd(4);
         for (k = 0; k < np; k++)
             parties[k] = (long)rnd(R_DEPTS);
+        /* so does a view of the range changed member by member */
+        {
+            struct ref_view rn = r;
+            struct vrange_view *w = NULL;
+
+            ref_narrow(&d, &rn, parties, np);
+            assert_int_equal(vrange_view_new(v, parties, np, &w), BRK_OK);
+            compare_view(w, &rn, round);
+            vrange_view_free(w);
+        }
         /* a copy narrows as the range itself would; the range stays */
         c = NULL;
         assert_int_equal(vrange_copy(v, &c), BRK_OK);
@@ -1472,6 +1516,49 @@ test_alloc_failures_copy(void **state)
     expect_tags(c, "100 200 300");
     assert_int_equal(vrange_copy(NULL, &c), BRK_ERR_INVAL);
     vrange_free(c);
+}
+
+/* A view of parties that cannot be ids is refused; out of memory it is
+ * no view; made, it answers as the narrowed range. */
+static void
+test_view_refused_and_alloc_failures(void **state)
+{
+    struct vrange *v = build("{\"allow_party\":[1],\"allow_user\":[\"u17\"],"
+                             "\"allow_tag\":[100,200,300]}");
+    const long bad[] = {3, -1}, big[] = {4294967296L}, parties[] = {3, 4};
+    struct vrange_view *w = NULL;
+    enum brk_err err;
+    unsigned long n;
+    int failed;
+
+    (void)state;
+    assert_int_equal(vrange_view_new(v, bad, 2, &w), BRK_ERR_INVAL);
+    assert_int_equal(vrange_view_new(v, big, 1, &w), BRK_ERR_INVAL);
+    assert_int_equal(vrange_view_new(NULL, parties, 2, &w), BRK_ERR_INVAL);
+    assert_int_equal(vrange_view_new(v, NULL, 2, &w), BRK_ERR_INVAL);
+    assert_null(w);
+    for (n = 1;; n++) {
+        brk_alloc_fail_at(n);
+        err = vrange_view_new(v, parties, 2, &w);
+        failed = brk_alloc_failed();
+        brk_alloc_fail_at(0);
+        if (!failed) {
+            assert_int_equal(err, BRK_OK);
+            break;
+        }
+        assert_int_equal(err, BRK_ERR_NOMEM);
+        assert_null(w);
+        assert_true(n < 100);
+    }
+    /* as test_alloc_failures_narrow's narrowed range answers */
+    assert_true(vrange_view_has_department(w, 3));
+    assert_false(vrange_view_has_department(w, 1));
+    assert_true(vrange_view_has_tag(w, 200));
+    assert_false(vrange_view_has_tag(w, 100));
+    assert_true(vrange_view_has_member(w, "u03", 3));
+    assert_false(vrange_view_has_member(w, "u17", 3));
+    vrange_view_free(w);
+    vrange_free(v);
 }
 
 /* Thousands of members leaving, coming back and moving: the table is
@@ -1721,6 +1808,7 @@ main(void)
         cmocka_unit_test(test_alloc_failures_set_member),
         cmocka_unit_test(test_set_member_repacks),
         cmocka_unit_test(test_alloc_failures_copy),
+        cmocka_unit_test(test_view_refused_and_alloc_failures),
         cmocka_unit_test(test_size_100k_members),
     };
 
