@@ -404,7 +404,7 @@ echo "simulator: $LAT ms added per call; the upstream_rate_* budgets" \
     "is ignored for third-party apps) $W_LISTRPS req/s; failed replies" \
     "as the broker logged them: $(cat "$d/whyfailed.txt")."
 echo "cache expiry: one user/get of $BIGUSER 6 s after the last request" \
-    "reloads the tenant's record and whole directory (one script of four" \
+    "reads the tenant's record and whole directory again (four pipelined" \
     "HGETALLs, the longest command in the slow log) and decodes it" \
     "(bench_tenant_mem: $TM_BIGMS ms alone); every request of the" \
     "tenant waits for it, every cache_max_age."
@@ -413,8 +413,8 @@ echo "RSS: VmRSS before touching $(calc %.1f "$R0 / 1024") MB; VmHWM" \
     "$(calc %.1f "$H3 / 1024") MB after each round; each touch is" \
     "gettoken + user/get u00001 per tenant ($T_SECS s for the first" \
     "$BIGN, then $(field "$d/touch3.txt" seconds) s again). The tenants" \
-    "cache (10,000 entries, expired ones freed only when looked up again" \
-    "or pushed out) holds each tenant's decoded directory and range:" \
+    "cache (10,000 entries within cache_max_bytes, expired ones dropped" \
+    "each second) holds each tenant's decoded range:" \
     "bench_tenant_mem measures $(calc %.1f "$TM_110 / 1024") KB for 110" \
     "members, $(calc %.1f "$TM_BIG / 1048576") MB for $BIG."
 echo "purge: brokerctl tenant purge --yes, wall time; $P_TOTAL keys removed" \
