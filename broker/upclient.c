@@ -128,15 +128,6 @@ struct upclient {
     int freeing;
 };
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 ms_tv(struct timeval *tv, long ms)
 {
@@ -570,7 +561,7 @@ conn_release(struct conn *n)
     list_add(&o->idle, n);
     n->idle = 1;
     o->nidle++;
-    n->idle_since = now_s();
+    n->idle_since = brk_mono_s();
     if (!evtimer_pending(c->sweep, NULL)) {
         ms_tv(&tv, c->opts.idle_timeout_ms / 2 + 1);
         evtimer_add(c->sweep, &tv);
@@ -952,7 +943,7 @@ static void
 on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct upclient *c = arg;
-    double limit = now_s() - (double)c->opts.idle_timeout_ms / 1000.0;
+    double limit = brk_mono_s() - (double)c->opts.idle_timeout_ms / 1000.0;
     struct origin *o;
     struct conn *n, *next;
     struct timeval tv;

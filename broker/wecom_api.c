@@ -131,15 +131,6 @@ struct wecom_api {
     unsigned dispatching; /* our event callbacks on the stack */
 };
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 set_timeval(struct timeval *tv, double seconds)
 {
@@ -508,7 +499,7 @@ xfer_complete(struct xfer *x, enum brk_err err)
     }
     if (x->post_cb != NULL) {
         wecom_api_post_cb *pcb = x->post_cb;
-        double secs = x->started > 0 ? now_s() - x->started : 0;
+        double secs = x->started > 0 ? brk_mono_s() - x->started : 0;
         long status = x->status;
         struct dynbuf body_buf = x->resp;
 
@@ -532,7 +523,7 @@ xfer_complete(struct xfer *x, enum brk_err err)
         err = BRK_ERR_UPSTREAM_BAD;
     res.http_status = x->status;
     if (x->started > 0)
-        res.seconds = now_s() - x->started;
+        res.seconds = brk_mono_s() - x->started;
     if (err == BRK_OK && x->on_data == NULL)
         err = parse_reply(x, &body, &res);
     res.err = err;
@@ -657,7 +648,7 @@ up_start(struct xfer *x)
     err = upclient_start(api->up, &q, up_data, up_done, x, &x->uc);
     if (err)
         return err;
-    x->started = now_s();
+    x->started = brk_mono_s();
     return BRK_OK;
 }
 
@@ -672,7 +663,7 @@ xfer_start(struct xfer *x)
     if (mc != CURLM_OK)
         return mc == CURLM_OUT_OF_MEMORY ? BRK_ERR_NOMEM : BRK_ERR_UPSTREAM;
     x->running = 1;
-    x->started = now_s();
+    x->started = brk_mono_s();
     return BRK_OK;
 }
 
@@ -783,7 +774,7 @@ xfer_begin(struct wecom_api *api, const char *method, const char *path_query,
     err = x->up ? BRK_OK : xfer_setup(x, post);
     if (err)
         goto out;
-    err = rate_reserve(api, rate_key, now_s(), &delay);
+    err = rate_reserve(api, rate_key, brk_mono_s(), &delay);
     if (err)
         goto out;
 

@@ -86,6 +86,8 @@ int brk_alloc_failed(void);
 
 /* Milliseconds of the monotonic clock (intervals, deadlines). */
 long long brk_mono_ms(void);
+/* The monotonic clock in seconds, to the nanosecond (durations). */
+double brk_mono_s(void);
 /* Milliseconds since the epoch (timestamps stored or compared with
  * other hosts). */
 long long brk_wall_ms(void);
