@@ -641,19 +641,31 @@ tc_world_start(struct harness *h, pid_t *mock, int *mock_port, char *secret,
     const char *extra[] = {
         "--suite", H_SUITE ":" H_SECRET, "--corps", "10", "--members",
         "60",      "--departments",      "15",      NULL};
-    char broker[256], *sec;
+
+    return tc_world_start_with(h, extra,
+                               "event_claim_idle = 3\n"
+                               "event_max_attempts = 3\n",
+                               mock, mock_port, secret, len);
+}
+
+int
+tc_world_start_with(struct harness *h, const char *const *mock_args,
+                    const char *conf, pid_t *mock, int *mock_port, char *secret,
+                    size_t len)
+{
+    char broker[1024], *sec;
+    int n;
 
     if (h_setup(h) != 0)
         return -1;
-    *mock = h_mock_start(h->dir, extra, mock_port);
+    *mock = h_mock_start(h->dir, mock_args, mock_port);
     if (*mock == 0)
         return -1;
-    snprintf(broker, sizeof(broker),
-             "wecom_api_base = http://127.0.0.1:%d\n"
-             "event_claim_idle = 3\n"
-             "event_max_attempts = 3\n",
-             *mock_port);
-    if (h_write_conf(h, 0, broker) != 0 || h_broker_start(h) != 0)
+    n = snprintf(broker, sizeof(broker),
+                 "wecom_api_base = http://127.0.0.1:%d\n%s", *mock_port,
+                 conf ? conf : "");
+    if (n < 0 || (size_t)n >= sizeof(broker) ||
+        h_write_conf(h, 0, broker) != 0 || h_broker_start(h) != 0)
         return -1;
     tc_init(h, *mock_port);
     tc_push_ticket(H_SUITE);

@@ -99,6 +99,11 @@ long tc_expected_members(const char *suite, const char *corp);
  */
 int tc_world_start(struct harness *h, pid_t *mock, int *mock_port,
                    char *secret, size_t len);
+/* tc_world_start with the simulator's arguments (NULL-terminated, its
+ * --suite included) and broker.conf lines after wecom_api_base. */
+int tc_world_start_with(struct harness *h, const char *const *mock_args,
+                        const char *conf, pid_t *mock, int *mock_port,
+                        char *secret, size_t len);
 void tc_world_stop(struct harness *h, pid_t mock);
 
 #endif

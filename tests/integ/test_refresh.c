@@ -30,6 +30,8 @@
 #define S1 H_SUITE
 /* seconds: 3/4 of it is when a hit reads ahead */
 #define MAX_AGE 6
+#define STR_(x) #x
+#define STR(x)  STR_(x)
 
 static struct harness H;
 static pid_t Mock;
@@ -43,37 +45,17 @@ setup(void **state)
     const char *extra[] = {
         "--suite", H_SUITE ":" H_SECRET, "--corps", "4", "--members",
         "30",      "--departments",      "6",       NULL};
-    char broker[512];
-    char *sec;
 
     (void)state;
-    if (h_setup(&H) != 0)
-        return -1;
-    Mock = h_mock_start(H.dir, extra, &MockPort);
-    if (Mock == 0)
-        return -1;
-    snprintf(broker, sizeof(broker),
-             "wecom_api_base = http://127.0.0.1:%d\n"
-             "cache_max_age = %d\n",
-             MockPort, MAX_AGE);
-    if (h_write_conf(&H, 0, broker) != 0 || h_broker_start(&H) != 0)
-        return -1;
-    tc_init(&H, MockPort);
-    tc_push_ticket(S1);
-    sec = tc_svc_add("reader", "contacts.read", NULL, NULL);
-    snprintf(Secret, sizeof(Secret), "%s", sec);
-    free(sec);
-    return 0;
+    return tc_world_start_with(&H, extra, "cache_max_age = " STR(MAX_AGE) "\n",
+                               &Mock, &MockPort, Secret, sizeof(Secret));
 }
 
 static int
 teardown(void **state)
 {
     (void)state;
-    tc_done();
-    if (Mock > 0)
-        h_stop(Mock, SIGTERM);
-    h_teardown(&H);
+    tc_world_stop(&H, Mock);
     return 0;
 }
 

@@ -57,38 +57,18 @@ setup(void **state)
                            "--token-lifetime",
                            STR(TOKEN_LIFE),
                            NULL};
-    char broker[512];
-    char *sec;
 
     (void)state;
-    if (h_setup(&H) != 0)
-        return -1;
-    Mock = h_mock_start(H.dir, extra, &MockPort);
-    if (Mock == 0)
-        return -1;
     /* a short cache_max_age: the cache is read again ahead of it too */
-    snprintf(broker, sizeof(broker),
-             "wecom_api_base = http://127.0.0.1:%d\n"
-             "cache_max_age = 4\n",
-             MockPort);
-    if (h_write_conf(&H, 0, broker) != 0 || h_broker_start(&H) != 0)
-        return -1;
-    tc_init(&H, MockPort);
-    tc_push_ticket(S1);
-    sec = tc_svc_add("reader", "contacts.read", NULL, NULL);
-    snprintf(Secret, sizeof(Secret), "%s", sec);
-    free(sec);
-    return 0;
+    return tc_world_start_with(&H, extra, "cache_max_age = 4\n", &Mock,
+                               &MockPort, Secret, sizeof(Secret));
 }
 
 static int
 teardown(void **state)
 {
     (void)state;
-    tc_done();
-    if (Mock > 0)
-        h_stop(Mock, SIGTERM);
-    h_teardown(&H);
+    tc_world_stop(&H, Mock);
     return 0;
 }
 
