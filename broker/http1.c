@@ -491,6 +491,12 @@ http1_strwhy(enum http1_why why)
         [HTTP1_E_CHUNK_EXT] = "bad chunk extension",
         [HTTP1_E_CHUNK_END] = "chunk not ended by CRLF",
         [HTTP1_E_TRUNCATED] = "truncated",
+        [HTTP1_E_REQUEST_LINE] = "bad request line",
+        [HTTP1_E_METHOD] = "bad method",
+        [HTTP1_E_TARGET] = "bad request target",
+        [HTTP1_E_URI_LONG] = "request line too long",
+        [HTTP1_E_BODY_BIG] = "body too big",
+        [HTTP1_E_EXPECT] = "unsupported Expect",
     };
 
     if ((unsigned)why >= nitems(names))
