@@ -1,8 +1,19 @@
 /*
- * HTTP/1.1 response parser (see http1.h). Lines are found with memchr and
- * read in place when a piece of input holds them whole; a line split over
- * pieces is gathered in the parser's own bounded buffer. Body bytes are
- * never copied. Every refusal is final.
+ * HTTP/1.1 parser (see http1.h), both sides over one set of rules: the
+ * predicates for tokens and field text, the field line, Content-Length,
+ * Transfer-Encoding, Connection and chunk-size lines are each written once
+ * below and called by both sides. Every refusal is final.
+ *
+ * Responses: lines are found with memchr and read in place when a piece of
+ * input holds them whole; a line split over pieces is gathered in the
+ * parser's own bounded buffer. Body bytes are never copied.
+ *
+ * Requests: the caller keeps the whole head in one buffer, so lines are
+ * read in place; each byte is judged as it arrives (one pass, resumed where
+ * the last call stopped) so that a broken request is refused at its first
+ * bad byte, and each whole field line then goes through the shared field
+ * rules. Chunked request bodies are decoded in place, their lines found
+ * with memchr from where the last call stopped.
  */
 #include <stddef.h>
 #include <string.h>
@@ -176,11 +187,16 @@ value_is(const char *v, size_t n, const char *word)
     return n == wl && strncasecmp(v, word, n) == 0;
 }
 
-/* Connection: a list of tokens; only "close" matters. */
-static void
-connection_tokens(struct http1 *p, const char *v, size_t n)
+/*
+ * Connection: a comma list of tokens (empty elements skipped); sets
+ * *close and *keep for "close" and "keep-alive". Returns 0 when an element
+ * is not a token.
+ */
+static int
+connection_list(const char *v, size_t n, int *close, int *keep)
 {
-    size_t i = 0, start, end;
+    size_t i = 0, start, end, k;
+    int ok = 1;
 
     while (i < n) {
         while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
@@ -191,75 +207,116 @@ connection_tokens(struct http1 *p, const char *v, size_t n)
         end = i;
         while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
             end--;
+        for (k = start; k < end; k++)
+            if (!is_tchar((unsigned char)v[k]))
+                ok = 0;
         if (value_is(v + start, end - start, "close"))
-            p->close = 1;
+            *close = 1;
+        else if (value_is(v + start, end - start, "keep-alive"))
+            *keep = 1;
     }
+    return ok;
 }
 
-static enum http1_ev
-content_length(struct http1 *p, const char *v, size_t n)
+/* Content-Length: plain digits without overflow, and the same value as
+ * any one before (*has). */
+static enum http1_why
+length_value(const char *v, size_t n, int *has, uint64_t *length)
 {
     uint64_t val = 0;
     size_t i;
 
     if (n == 0)
-        return fail(p, HTTP1_E_LENGTH);
+        return HTTP1_E_LENGTH;
     for (i = 0; i < n; i++) {
         if (v[i] < '0' || v[i] > '9')
-            return fail(p, HTTP1_E_LENGTH);
+            return HTTP1_E_LENGTH;
         if (val > (UINT64_MAX - (uint64_t)(v[i] - '0')) / 10)
-            return fail(p, HTTP1_E_LENGTH);
+            return HTTP1_E_LENGTH;
         val = val * 10 + (uint64_t)(v[i] - '0');
     }
-    if (p->has_length && p->length != val)
-        return fail(p, HTTP1_E_LENGTHS);
-    p->has_length = 1;
-    p->length = val;
-    return HTTP1_MORE;
+    if (*has && *length != val)
+        return HTTP1_E_LENGTHS;
+    *has = 1;
+    *length = val;
+    return HTTP1_OK;
+}
+
+/* Transfer-Encoding: one coding, chunked, said once (*saw): anything else
+ * may be framed differently by someone else on the path. */
+static enum http1_why
+coding_value(const char *v, size_t n, int *saw)
+{
+    if (*saw || !value_is(v, n, "chunked"))
+        return HTTP1_E_CODING;
+    *saw = 1;
+    return HTTP1_OK;
 }
 
 /*
- * One header or trailer line, not empty. interpret: a final response's
- * header (framing and Connection are read); otherwise only checked.
+ * One header or trailer line s[0..n), n > 0, CRLF removed: not obs-fold,
+ * a token name right before the colon, counted in *nfields against max,
+ * a value of text. *name_len, and the value trimmed of SP/HTAB as
+ * [*vs, *ve), are written on success.
+ */
+static enum http1_why
+field_check(const char *s, size_t n, unsigned *nfields, unsigned max,
+            size_t *name_len, size_t *vs, size_t *ve)
+{
+    size_t i = 0, name, b, e;
+
+    if (s[0] == ' ' || s[0] == '\t')
+        return HTTP1_E_FOLD;
+    while (i < n && is_tchar((unsigned char)s[i]))
+        i++;
+    if (i == 0 || i == n || s[i] != ':')
+        return ctl_why((unsigned char)(i < n ? s[i] : 0), HTTP1_E_FIELD);
+    name = i;
+    if (++*nfields > max)
+        return HTTP1_E_FIELDS;
+    b = i + 1;
+    while (b < n && (s[b] == ' ' || s[b] == '\t'))
+        b++;
+    e = n;
+    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
+        e--;
+    for (i = b; i < e; i++)
+        if (!is_text((unsigned char)s[i]))
+            return ctl_why((unsigned char)s[i], HTTP1_E_FIELD);
+    *name_len = name;
+    *vs = b;
+    *ve = e;
+    return HTTP1_OK;
+}
+
+/*
+ * One response header or trailer line, not empty. interpret: a final
+ * response's header (framing and Connection are read); otherwise only
+ * checked.
  */
 static enum http1_ev
 field_line(struct http1 *p, const char *s, size_t n, int interpret)
 {
-    size_t i = 0, name_len, vs, ve;
+    enum http1_why why;
+    size_t name_len, vs, ve;
+    int keep = 0;
 
-    if (s[0] == ' ' || s[0] == '\t')
-        return fail(p, HTTP1_E_FOLD);
-    while (i < n && is_tchar((unsigned char)s[i]))
-        i++;
-    if (i == 0 || i == n || s[i] != ':')
-        return fail(p,
-                    ctl_why((unsigned char)(i < n ? s[i] : 0), HTTP1_E_FIELD));
-    name_len = i;
-    if (++p->nfields > p->lim.fields)
-        return fail(p, HTTP1_E_FIELDS);
-    vs = i + 1;
-    while (vs < n && (s[vs] == ' ' || s[vs] == '\t'))
-        vs++;
-    ve = n;
-    while (ve > vs && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
-        ve--;
-    for (i = vs; i < ve; i++)
-        if (!is_text((unsigned char)s[i]))
-            return fail(p, ctl_why((unsigned char)s[i], HTTP1_E_FIELD));
+    why = field_check(s, n, &p->nfields, p->lim.fields, &name_len, &vs, &ve);
+    if (why != HTTP1_OK)
+        return fail(p, why);
     if (!interpret)
         return HTTP1_MORE;
+    why = HTTP1_OK;
     if (value_is(s, name_len, "content-length"))
-        return content_length(p, s + vs, ve - vs);
-    if (value_is(s, name_len, "transfer-encoding")) {
-        /* one coding, chunked, said once: anything else may be framed
-         * differently by someone else on the path */
-        if (p->saw_te || !value_is(s + vs, ve - vs, "chunked"))
-            return fail(p, HTTP1_E_CODING);
-        p->saw_te = p->chunked = 1;
-        return HTTP1_MORE;
-    }
-    if (value_is(s, name_len, "connection"))
-        connection_tokens(p, s + vs, ve - vs);
+        why = length_value(s + vs, ve - vs, &p->has_length, &p->length);
+    else if (value_is(s, name_len, "transfer-encoding"))
+        why = coding_value(s + vs, ve - vs, &p->saw_te);
+    else if (value_is(s, name_len, "connection"))
+        /* a response's list is not judged: only "close" matters */
+        (void)connection_list(s + vs, ve - vs, &p->close, &keep);
+    if (why != HTTP1_OK)
+        return fail(p, why);
+    p->chunked = p->saw_te;
     return HTTP1_MORE;
 }
 
@@ -290,8 +347,10 @@ head_end(struct http1 *p)
     return HTTP1_HEAD;
 }
 
-static enum http1_ev
-chunk_size(struct http1 *p, const char *s, size_t n)
+/* A chunk-size line s[0..n), CRLF removed: hex digits (at most 16, the
+ * size at most CHUNK_SIZE_MAX), optional SP/HTAB, extensions of text. */
+static enum http1_why
+chunk_size_line(const char *s, size_t n, uint64_t *size)
 {
     uint64_t val = 0;
     size_t i = 0;
@@ -305,19 +364,32 @@ chunk_size(struct http1 *p, const char *s, size_t n)
         else
             break;
         if (i >= CHUNK_DIGITS_MAX)
-            return fail(p, HTTP1_E_CHUNK_SIZE);
+            return HTTP1_E_CHUNK_SIZE;
         val = val * 16 + (uint64_t)d;
     }
     if (i == 0 || val > CHUNK_SIZE_MAX)
-        return fail(p, HTTP1_E_CHUNK_SIZE);
+        return HTTP1_E_CHUNK_SIZE;
     while (i < n && (s[i] == ' ' || s[i] == '\t'))
         i++;
     if (i < n && s[i] != ';')
-        return fail(p, ctl_why((unsigned char)s[i], HTTP1_E_CHUNK_SIZE));
+        return ctl_why((unsigned char)s[i], HTTP1_E_CHUNK_SIZE);
     /* extensions are ignored, but must be text */
     for (; i < n; i++)
         if (!is_text((unsigned char)s[i]))
-            return fail(p, ctl_why((unsigned char)s[i], HTTP1_E_CHUNK_EXT));
+            return ctl_why((unsigned char)s[i], HTTP1_E_CHUNK_EXT);
+    *size = val;
+    return HTTP1_OK;
+}
+
+static enum http1_ev
+chunk_size(struct http1 *p, const char *s, size_t n)
+{
+    enum http1_why why;
+    uint64_t val = 0;
+
+    why = chunk_size_line(s, n, &val);
+    if (why != HTTP1_OK)
+        return fail(p, why);
     if (val == 0) {
         p->nfields = 0;
         p->state = S_TRAILER;
@@ -502,4 +574,473 @@ http1_strwhy(enum http1_why why)
     if ((unsigned)why >= nitems(names))
         return "unknown";
     return names[why];
+}
+
+/*---- Requests ----*/
+
+enum {
+    Q_START,    /* a line before the request line starts */
+    Q_BLANK_LF, /* an empty line before the request line: CR seen */
+    Q_METHOD,
+    Q_TARGET0, /* the target's first byte */
+    Q_TARGET,
+    Q_VERSION,
+    Q_LINE_LF, /* the request line's CR seen */
+    Q_FIELD0,  /* a field line (or the final empty line) starts */
+    Q_NAME,
+    Q_VALUE,
+    Q_FIELD_LF, /* a field line's CR seen */
+    Q_END_LF,   /* the final empty line's CR seen */
+    Q_HEAD,
+    Q_ERROR,
+};
+
+static const char req_version[] = "HTTP/1.";
+
+void
+http1_req_init(struct http1_req *q, const struct http1_limits *lim)
+{
+    /* the fields need no clearing: nfields says how many are set */
+    memset(q, 0, offsetof(struct http1_req, fields));
+    memset(&q->why, 0, sizeof(*q) - offsetof(struct http1_req, why));
+    q->lim = lim != NULL ? *lim : http1_limits_default;
+    if (q->lim.line_max == 0 || q->lim.line_max > HTTP1_LINE_MAX)
+        q->lim.line_max = HTTP1_LINE_MAX;
+    if (q->lim.fields > HTTP1_REQ_FIELDS_MAX)
+        q->lim.fields = HTTP1_REQ_FIELDS_MAX;
+    /* spans are 32-bit offsets */
+    if (q->lim.head_max > UINT32_MAX)
+        q->lim.head_max = UINT32_MAX;
+    q->state = Q_START;
+}
+
+static enum http1_ev
+req_fail(struct http1_req *q, enum http1_why why)
+{
+    q->state = Q_ERROR;
+    q->why = why;
+    return HTTP1_ERROR;
+}
+
+static enum http1_method
+req_method(const char *s, size_t n)
+{
+    static const struct {
+        const char *name;
+        enum http1_method m;
+    } methods[] = {
+        {"GET", HTTP1_M_GET},       {"HEAD", HTTP1_M_HEAD},
+        {"POST", HTTP1_M_POST},     {"PUT", HTTP1_M_PUT},
+        {"DELETE", HTTP1_M_DELETE}, {"OPTIONS", HTTP1_M_OPTIONS},
+        {"PATCH", HTTP1_M_PATCH},
+    };
+    size_t i;
+
+    /* methods are case-sensitive */
+    for (i = 0; i < nitems(methods); i++)
+        if (strlen(methods[i].name) == n && memcmp(methods[i].name, s, n) == 0)
+            return methods[i].m;
+    return HTTP1_M_OTHER;
+}
+
+/* A whole field line buf[q->line..end) (CRLF removed): the shared field
+ * rules, then what the server needs from it. */
+static enum http1_ev
+req_field(struct http1_req *q, const char *buf, size_t end)
+{
+    const char *s = buf + q->line, *v;
+    size_t n = end - q->line, name_len, vs, ve, vn;
+    unsigned count = q->nfields;
+    struct http1_field *f;
+    enum http1_why why;
+
+    why = field_check(s, n, &count, q->lim.fields, &name_len, &vs, &ve);
+    if (why != HTTP1_OK)
+        return req_fail(q, why);
+    f = &q->fields[q->nfields++];
+    f->name.off = (uint32_t)q->line;
+    f->name.len = (uint32_t)name_len;
+    f->value.off = (uint32_t)(q->line + vs);
+    f->value.len = (uint32_t)(ve - vs);
+    v = s + vs;
+    vn = ve - vs;
+    if (value_is(s, name_len, "content-length")) {
+        why = length_value(v, vn, &q->has_length, &q->length);
+        if (why == HTTP1_OK && q->saw_te)
+            why = HTTP1_E_FRAMING;
+    } else if (value_is(s, name_len, "transfer-encoding")) {
+        why = coding_value(v, vn, &q->saw_te);
+        /* a body framed two ways, or one that a 1.0 hop would frame by
+         * the close, is read differently by someone on the path */
+        if (why == HTTP1_OK && (q->has_length || q->minor == 0))
+            why = HTTP1_E_FRAMING;
+    } else if (value_is(s, name_len, "connection")) {
+        if (!connection_list(v, vn, &q->close, &q->keep))
+            why = HTTP1_E_FIELD;
+    } else if (value_is(s, name_len, "expect")) {
+        if (!value_is(v, vn, "100-continue"))
+            why = HTTP1_E_EXPECT;
+        else if (q->minor == 1) /* a 1.0 client waits for no 100 */
+            q->expect_continue = 1;
+    }
+    if (why != HTTP1_OK)
+        return req_fail(q, why);
+    return HTTP1_MORE;
+}
+
+/* The empty line after the fields: buf[0..end) is the head. */
+static enum http1_ev
+req_head_end(struct http1_req *q, size_t end)
+{
+    q->head_len = end;
+    if (q->saw_te)
+        q->framing = HTTP1_BODY_CHUNKED;
+    else if (q->has_length && q->length > 0)
+        q->framing = HTTP1_BODY_LENGTH;
+    else
+        q->framing = HTTP1_BODY_NONE;
+    q->keep_alive = q->minor == 1 ? !q->close : q->keep && !q->close;
+    q->state = Q_HEAD;
+    return HTTP1_HEAD;
+}
+
+/*
+ * One byte c at pos of a request head (not the last LF): whether it may be
+ * there, and where it leads. Returns HTTP1_MORE to go on.
+ */
+static enum http1_ev
+req_byte(struct http1_req *q, const char *buf, size_t pos)
+{
+    unsigned char c = (unsigned char)buf[pos];
+    size_t k;
+
+    switch (q->state) {
+    case Q_START:
+        if (c == '\r') {
+            q->state = Q_BLANK_LF;
+        } else if (is_tchar(c)) {
+            q->state = Q_METHOD;
+        } else {
+            return req_fail(q, c == '\n'  ? HTTP1_E_LINE_END
+                               : c == ' ' ? HTTP1_E_REQUEST_LINE
+                                          : HTTP1_E_METHOD);
+        }
+        return HTTP1_MORE;
+    case Q_BLANK_LF:
+        if (c != '\n')
+            return req_fail(q, HTTP1_E_LINE_END);
+        if (++q->blank > HTTP1_REQ_BLANK_MAX)
+            return req_fail(q, HTTP1_E_REQUEST_LINE);
+        q->line = pos + 1;
+        q->state = Q_START;
+        return HTTP1_MORE;
+    case Q_METHOD:
+        if (c == ' ')
+            q->state = Q_TARGET0;
+        else if (!is_tchar(c))
+            return req_fail(q, c == '\n'   ? HTTP1_E_LINE_END
+                               : c == '\r' ? HTTP1_E_REQUEST_LINE
+                                           : HTTP1_E_METHOD);
+        return HTTP1_MORE;
+    case Q_TARGET0:
+    case Q_TARGET:
+        if (c >= 0x21 && c <= 0x7e) {
+            if (q->state == Q_TARGET0)
+                q->target.off = (uint32_t)pos;
+            q->state = Q_TARGET;
+            return HTTP1_MORE;
+        }
+        if (c == ' ' && q->state == Q_TARGET) {
+            q->target.len = (uint32_t)(pos - q->target.off);
+            q->state = Q_VERSION;
+            return HTTP1_MORE;
+        }
+        /* a CR here is a line without a version (HTTP/0.9) */
+        return req_fail(q, c == '\n'               ? HTTP1_E_LINE_END
+                           : c == '\r' || c == ' ' ? HTTP1_E_REQUEST_LINE
+                                                   : HTTP1_E_TARGET);
+    case Q_VERSION:
+        k = pos - (q->target.off + q->target.len + 1);
+        if (c == '\n')
+            return req_fail(q, HTTP1_E_LINE_END);
+        if (k < sizeof(req_version) - 1    ? c == (unsigned char)req_version[k]
+            : k == sizeof(req_version) - 1 ? c == '0' || c == '1'
+                                           : c == '\r') {
+            if (k == sizeof(req_version) - 1)
+                q->minor = c - '0';
+            else if (k == sizeof(req_version))
+                q->state = Q_LINE_LF;
+            return HTTP1_MORE;
+        }
+        return req_fail(q, HTTP1_E_VERSION);
+    case Q_LINE_LF:
+        if (c != '\n')
+            return req_fail(q, HTTP1_E_LINE_END);
+        q->method = req_method(buf + q->line, q->target.off - 1 - q->line);
+        q->line = pos + 1;
+        q->state = Q_FIELD0;
+        return HTTP1_MORE;
+    case Q_FIELD0:
+        if (c == '\r') {
+            q->state = Q_END_LF;
+            return HTTP1_MORE;
+        }
+        if (c == ' ' || c == '\t')
+            return req_fail(q, HTTP1_E_FOLD);
+        if (!is_tchar(c))
+            return req_fail(q, ctl_why(c, HTTP1_E_FIELD));
+        if (q->nfields >= q->lim.fields)
+            return req_fail(q, HTTP1_E_FIELDS);
+        q->state = Q_NAME;
+        return HTTP1_MORE;
+    case Q_NAME:
+        if (c == ':')
+            q->state = Q_VALUE;
+        else if (!is_tchar(c)) /* a CR too: a line without a colon */
+            return req_fail(q, c == '\n' ? HTTP1_E_LINE_END : HTTP1_E_FIELD);
+        return HTTP1_MORE;
+    case Q_VALUE:
+        if (c == '\r')
+            q->state = Q_FIELD_LF;
+        else if (!is_text(c))
+            return req_fail(q, ctl_why(c, HTTP1_E_FIELD));
+        return HTTP1_MORE;
+    case Q_FIELD_LF:
+        if (c != '\n')
+            return req_fail(q, HTTP1_E_LINE_END);
+        if (req_field(q, buf, pos - 1) != HTTP1_MORE)
+            return HTTP1_ERROR;
+        q->line = pos + 1;
+        q->state = Q_FIELD0;
+        return HTTP1_MORE;
+    default: /* Q_END_LF */
+        if (c != '\n')
+            return req_fail(q, HTTP1_E_LINE_END);
+        return req_head_end(q, pos + 1);
+    }
+}
+
+enum http1_ev
+http1_req_head(struct http1_req *q, const char *buf, size_t len)
+{
+    enum http1_ev ev;
+    size_t pos;
+
+    if (q->state == Q_HEAD)
+        return HTTP1_HEAD;
+    if (q->state == Q_ERROR)
+        return HTTP1_ERROR;
+    for (pos = q->pos; pos < len; pos++) {
+        q->examined++;
+        /* a byte other than LF means the line goes on past it: refuse it
+         * as soon as it cannot end within line_max; the head as soon as
+         * it is over head_max */
+        if (buf[pos] != '\n' && pos - q->line + 2 > q->lim.line_max) {
+            q->pos = pos;
+            return req_fail(q, q->state <= Q_LINE_LF && q->state != Q_BLANK_LF
+                                   ? HTTP1_E_URI_LONG
+                                   : HTTP1_E_LINE_LONG);
+        }
+        if (pos + 1 > q->lim.head_max) {
+            q->pos = pos;
+            return req_fail(q, HTTP1_E_HEAD_BIG);
+        }
+        ev = req_byte(q, buf, pos);
+        if (ev != HTTP1_MORE) {
+            q->pos = ev == HTTP1_HEAD ? pos + 1 : pos;
+            return ev;
+        }
+    }
+    q->pos = pos;
+    return HTTP1_MORE;
+}
+
+const char *
+http1_req_field(const struct http1_req *q, const char *buf, const char *name,
+                size_t *n)
+{
+    size_t nl = strlen(name);
+    unsigned i;
+
+    for (i = 0; i < q->nfields; i++) {
+        const struct http1_field *f = &q->fields[i];
+
+        if (f->name.len == nl &&
+            strncasecmp(buf + f->name.off, name, nl) == 0) {
+            *n = f->value.len;
+            return buf + f->value.off;
+        }
+    }
+    return NULL;
+}
+
+/*---- Chunked request bodies ----*/
+
+enum {
+    D_SIZE,    /* a chunk-size line */
+    D_DATA,    /* chunk data */
+    D_DATA_CR, /* the CRLF after chunk data */
+    D_DATA_LF,
+    D_TRAILER, /* a trailer line, or the final empty line */
+    D_DONE,
+    D_ERROR,
+};
+
+void
+http1_dechunk_init(struct http1_dechunk *d, uint64_t max,
+                   const struct http1_limits *lim)
+{
+    memset(d, 0, sizeof(*d));
+    d->lim = lim != NULL ? *lim : http1_limits_default;
+    if (d->lim.line_max == 0 || d->lim.line_max > HTTP1_LINE_MAX)
+        d->lim.line_max = HTTP1_LINE_MAX;
+    d->max = max;
+    d->state = D_SIZE;
+}
+
+static enum http1_ev
+dc_fail(struct http1_dechunk *d, enum http1_why why)
+{
+    d->state = D_ERROR;
+    d->why = why;
+    return HTTP1_ERROR;
+}
+
+/*
+ * The line starting at d->in, looked for from d->scan on: 1 with *n (CRLF
+ * removed) when it is whole, 0 when more is needed, -1 after a refusal.
+ */
+static int
+dc_line(struct http1_dechunk *d, const char *buf, size_t len, size_t *n)
+{
+    const char *lf = memchr(buf + d->scan, '\n', len - d->scan);
+    size_t end;
+
+    if (lf == NULL) {
+        if (len - d->in >= d->lim.line_max) {
+            dc_fail(d, HTTP1_E_LINE_LONG);
+            return -1;
+        }
+        d->scan = len;
+        return 0;
+    }
+    end = (size_t)(lf - buf);
+    if (end + 1 - d->in > d->lim.line_max) {
+        dc_fail(d, HTTP1_E_LINE_LONG);
+        return -1;
+    }
+    if (end == d->in || buf[end - 1] != '\r') {
+        dc_fail(d, HTTP1_E_LINE_END);
+        return -1;
+    }
+    *n = end - 1 - d->in;
+    return 1;
+}
+
+/* A whole line buf[d->in..d->in + n) of the chunked framing. */
+static enum http1_ev
+dc_take_line(struct http1_dechunk *d, const char *s, size_t n)
+{
+    enum http1_why why;
+    size_t name_len, vs, ve;
+    uint64_t size = 0;
+
+    if (d->state == D_SIZE) {
+        why = chunk_size_line(s, n, &size);
+        if (why != HTTP1_OK)
+            return dc_fail(d, why);
+        if (size > d->max - d->out)
+            return dc_fail(d, HTTP1_E_BODY_BIG);
+        d->left = size;
+        d->state = size > 0 ? D_DATA : D_TRAILER;
+    } else {
+        if (n + 2 > d->lim.head_max - d->trailer_bytes)
+            return dc_fail(d, HTTP1_E_HEAD_BIG);
+        d->trailer_bytes += n + 2;
+        if (n == 0) {
+            d->state = D_DONE;
+        } else {
+            why = field_check(s, n, &d->nfields, d->lim.fields, &name_len, &vs,
+                              &ve);
+            if (why != HTTP1_OK)
+                return dc_fail(d, why);
+        }
+    }
+    d->in += n + 2;
+    d->scan = d->in;
+    return HTTP1_MORE;
+}
+
+enum http1_ev
+http1_dechunk(struct http1_dechunk *d, char *buf, size_t len)
+{
+    enum http1_ev ev;
+    size_t k, n = 0;
+    int r;
+
+    for (;;) {
+        switch (d->state) {
+        case D_DONE:
+            return HTTP1_DONE;
+        case D_ERROR:
+            return HTTP1_ERROR;
+        case D_DATA:
+            k = len - d->in;
+            if (k == 0)
+                return HTTP1_MORE;
+            if ((uint64_t)k > d->left)
+                k = (size_t)d->left;
+            if (d->out != d->in)
+                memmove(buf + d->out, buf + d->in, k);
+            d->out += k;
+            d->in += k;
+            d->left -= k;
+            if (d->left == 0)
+                d->state = D_DATA_CR;
+            continue;
+        case D_DATA_CR:
+        case D_DATA_LF:
+            if (d->in == len)
+                return HTTP1_MORE;
+            if (buf[d->in] != (d->state == D_DATA_CR ? '\r' : '\n'))
+                return dc_fail(d, HTTP1_E_CHUNK_END);
+            d->in++;
+            d->state = d->state == D_DATA_CR ? D_DATA_LF : D_SIZE;
+            d->scan = d->in;
+            continue;
+        default: /* D_SIZE, D_TRAILER */
+            if (d->scan < d->in)
+                d->scan = d->in;
+            if (d->scan >= len)
+                return HTTP1_MORE;
+            r = dc_line(d, buf, len, &n);
+            if (r <= 0)
+                return r < 0 ? HTTP1_ERROR : HTTP1_MORE;
+            ev = dc_take_line(d, buf + d->in, n);
+            if (ev != HTTP1_MORE)
+                return ev;
+            continue;
+        }
+    }
+}
+
+int
+http1_req_status(enum http1_why why)
+{
+    switch (why) {
+    case HTTP1_E_BODY_BIG:
+        return 413;
+    case HTTP1_E_URI_LONG:
+        return 414;
+    case HTTP1_E_HEAD_BIG:
+    case HTTP1_E_FIELDS:
+    case HTTP1_E_LINE_LONG:
+        return 431;
+    case HTTP1_E_CODING:
+        return 501;
+    case HTTP1_E_EXPECT:
+        return 417;
+    default:
+        return 400;
+    }
 }
