@@ -10,8 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <openssl/rand.h>
@@ -175,10 +173,13 @@ page(struct breq *q, int status, const char *title, const char *fmt, ...)
 static void
 redirect(struct breq *q, const char *url)
 {
-    struct evkeyvalq *hdr = evhttp_request_get_output_headers(q->r->req);
-
-    evhttp_add_header(hdr, "Location", url);
-    evhttp_add_header(hdr, "Referrer-Policy", "no-referrer");
+    if (httpd_add_header(q->r, "Location", url) != BRK_OK ||
+        httpd_add_header(q->r, "Referrer-Policy", "no-referrer") != BRK_OK) {
+        /* a URL that cannot be a header is not followed */
+        httpd_reply_text(q->r, 500, "redirect refused\n");
+        breq_free(q);
+        return;
+    }
     httpd_reply(q->r, 302, "text/plain; charset=utf-8", "", 0);
     breq_free(q);
 }
@@ -200,32 +201,26 @@ bucket_free(void *v)
 static enum brk_err
 client_of(struct breq *q)
 {
-    struct evhttp_connection *c = evhttp_request_get_connection(q->r->req);
-    struct evkeyvalq *in = evhttp_request_get_input_headers(q->r->req);
-    const struct sockaddr *sa = c ? evhttp_connection_get_addr(c) : NULL;
+    size_t salen = 0, pos = 0;
+    const struct sockaddr *sa = httpd_peer(q->r, &salen);
     struct netaddr peer, client;
-    struct evkeyval *h;
+    const char *v;
     struct dynbuf xff;
     const char *parts[2];
     enum brk_err err = BRK_OK;
     int any = 0;
 
-    if (sa == NULL || netaddr_from_sockaddr(sa,
-                                            sa->sa_family == AF_INET6
-                                                ? sizeof(struct sockaddr_in6)
-                                                : sizeof(struct sockaddr_in),
-                                            &peer) != BRK_OK) {
+    if (sa == NULL ||
+        netaddr_from_sockaddr(sa, (socklen_t)salen, &peer) != BRK_OK) {
         /* no peer to speak of (a unix socket): one shared budget */
         snprintf(q->client, sizeof(q->client), "?");
         goto hash;
     }
     dynbuf_init(&xff, 8192);
-    /* every X-Forwarded-For header, in order (evkeyvalq is a TAILQ) */
-    for (h = netaddr_list_has(q->b->trusted, &peer) ? in->tqh_first : NULL;
-         h != NULL && !err; h = h->next.tqe_next) {
-        if (strcasecmp(h->key, "X-Forwarded-For") != 0)
-            continue;
-        if (dynbuf_printf(&xff, "%s%s", any ? "," : "", h->value))
+    /* every X-Forwarded-For header, in order */
+    while (!err && netaddr_list_has(q->b->trusted, &peer) &&
+           (v = httpd_header_next(q->r, "X-Forwarded-For", &pos)) != NULL) {
+        if (dynbuf_printf(&xff, "%s%s", any ? "," : "", v))
             err = BRK_ERR_INVAL;
         any = 1;
     }

@@ -1,25 +1,32 @@
 /*
- * evhttp listeners (see httpd.h). Every reply goes through httpd_reply,
- * which also counts the metric and the in-flight gauge. A listener may
- * speak TLS through libevent_openssl bufferevents.
+ * The broker's HTTP/1.1 server (see httpd.h). Connections are read and
+ * written here, not by a library: a plain connection keeps one persistent
+ * read event for its whole life and answers with one sendmsg, so a
+ * request on a kept-alive connection costs a recv and a send and no
+ * change of the epoll set; a TLS connection goes through a
+ * libevent_openssl bufferevent. Requests are parsed by http1.c; one is
+ * served at a time per connection, later (pipelined) bytes wait in its
+ * buffer. Every reply goes through reply_send, which also counts the
+ * metric and the in-flight gauge.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -29,63 +36,98 @@
 #include "cache.h"
 #include "codec.h"
 #include "config.h"
+#include "http1.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
 
-#define MAX_LISTENERS  4
-#define HEADERS_MAX    (64 * 1024)
-#define READ_TIMEOUT_S 30
+#define MAX_LISTENERS 4
+/* A request's head (request line and fields) at most. */
+#define HEAD_MAX (64 * 1024)
+/* A request line or a field line at most. */
+#define LINE_MAX_REQ HTTP1_LINE_MAX
+/* A connection's input buffer to begin with, and what it shrinks back to
+ * once a large request is done. */
+#define IN_INITIAL (16 * 1024)
 /* accept() out of descriptors: pause the listener this long */
 #define ACCEPT_PAUSE_MS 200
-/* How often connections that never completed a request are checked. */
-#define SWEEP_MS 1000
 /* Warn when the certificate has fewer days left than this. */
 #define TLS_EXPIRY_WARN_DAYS 14
 /* TLS 1.2 suites with forward secrecy and AEAD; 1.3 keeps its defaults. */
 #define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+/* The head of a reply beyond the handler's extra lines. */
+#define REPLY_HEAD_BASE 512
 
 struct httpd_tls {
     SSL_CTX *ctx;
 };
 
+/* Where a connection is with its current request. */
+enum conn_state {
+    CS_HEAD,  /* reading a request's head */
+    CS_BODY,  /* reading its body */
+    CS_SERVE, /* the handler has it */
+    CS_WRITE, /* its reply is being written */
+    CS_LINGER, /* the last reply sent: reading until the client closes */
+};
+
 /*
- * A connection we track, from accept until it closes. Its bufferevent is
- * ours (made in conn_bevcb) but owned by evhttp; we learn the socket once
- * evhttp has set it, and the connection (to hear of its close) once a
- * request on it is complete. A connection that closes before that is
- * noticed by the sweep, or when its descriptor is accepted again: the
- * socket's inode tells a reused descriptor from the one we admitted.
+ * One accepted connection, owned by its listener from accept to close.
+ * While a request is served (CS_SERVE) its buffer is never moved: the
+ * request's path, headers and body point into it.
  */
-struct conn {
+struct httpd_conn {
     struct httpd_listener *l;
-    struct bufferevent *bev; /* a reference while pending, then identity */
     evutil_socket_t fd;
-    ino_t ino;
-    char addr[NETADDR_KEY_MAX];      /* "" when not counted per address */
-    struct evhttp_connection *evcon; /* once a request is complete */
-    struct event *deadline;          /* for the request being read */
-    int pending;                     /* accepted, not yet admitted */
-    int closing;                     /* counted in h->closing */
-    struct conn *prev, *next;        /* every connection of the listener */
-    struct conn *pnext;              /* the pending ones */
+    struct event *rev;       /* plain: persistent read event */
+    struct event *wev;       /* plain: added only while a reply waits */
+    struct bufferevent *bev; /* TLS: owns fd */
+    struct event *deadline;  /* request or write deadline */
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    char addr[NETADDR_KEY_MAX]; /* "" when not counted per address */
+    enum conn_state state;
+
+    /* input: in[0..in_len), the current request first */
+    char *in;
+    size_t in_len, in_cap;
+    size_t req_len; /* bytes of the current request once whole */
+    struct http1_req q;
+    struct http1_dechunk dc;
+    int continued;   /* 100 Continue sent for this request */
+    size_t lingered; /* bytes thrown away in CS_LINGER */
+
+    /* output: head then body; body owned when body_owned */
+    char *out;
+    size_t out_len, out_off, out_cap;
+    const char *body;
+    char *body_owned;
+    size_t body_len, body_off;
+
+    struct httpd_req r; /* the request being served */
+    int reading;        /* rev added (plain) or EV_READ enabled (TLS) */
+    int writing;        /* wev added (plain) */
+    int eof;            /* the client closed its side */
+    int close_after;    /* close once the reply is written */
+    int dead;           /* to be freed once no handler holds r */
+    int busy;           /* inside conn_run: do not recurse */
+    int again;          /* conn_run: something changed, step again */
+    struct httpd_conn *prev, *next;
 };
 
 struct httpd_listener {
     struct httpd *h;
     char name[16];
-    struct evhttp *http;
-    struct evhttp_bound_socket *sock;
+    struct evconnlistener *lev;
     httpd_handler *handler;
     void *arg;
+    size_t max_body;  /* what the server itself reads at most */
     unsigned inflight;
     struct httpd_tls *tls; /* NULL: plain HTTP */
     struct event *resume;  /* re-enables accepting after a pause */
     unsigned long paused;  /* accept pauses so far */
-    struct event *admit;   /* admits the connections just accepted */
-    struct conn *conns;    /* every tracked connection */
-    struct conn *pending;  /* accepted, not yet admitted */
+    struct httpd_conn *conns;
     size_t nconns, max_conns;
     size_t per_addr_max;    /* 0: no cap per client address */
     struct cache *per_addr; /* address key -> size_t count */
@@ -98,26 +140,31 @@ struct httpd {
     struct httpd_listener listeners[MAX_LISTENERS];
     size_t nlisteners;
     unsigned inflight;
-    unsigned closing; /* connections told to close, not yet closed */
+    size_t nconns; /* across listeners */
     int draining;
     struct event *drain_timer;
     void (*drain_done)(void *);
     void *drain_arg;
-    struct conn **by_fd; /* tracked connections by descriptor */
-    size_t nby_fd;
-    struct event *sweep;
     /* random bytes for request ids, drawn a block at a time: one
      * RAND_bytes (and its fork check, a getpid) per 64 requests */
     unsigned char rnd[512];
     size_t rnd_left;
+    /* the Date header's value, for the second it was made */
+    time_t date_sec;
+    char date[40];
+};
+
+static const struct http1_limits req_limits = {
+    .line_max = LINE_MAX_REQ,
+    .fields = HTTP1_REQ_FIELDS_MAX,
+    .head_max = HEAD_MAX,
 };
 
 /* The trusted proxies, process-wide (see httpd.h); borrowed. */
 static const struct netaddr_list *httpd_trusted;
 
-static void accept_owner_set(struct httpd_listener *l, int on);
-static void conn_forget(struct conn *c);
-static void conns_free(struct httpd_listener *l);
+static void conn_run(struct httpd_conn *c);
+static void conn_kill(struct httpd_conn *c);
 
 enum brk_err
 httpd_new(struct event_base *base, struct httpd **out)
@@ -129,37 +176,6 @@ httpd_new(struct event_base *base, struct httpd **out)
     h->base = base;
     *out = h;
     return BRK_OK;
-}
-
-void
-httpd_free(struct httpd *h)
-{
-    size_t i;
-
-    if (h == NULL)
-        return;
-    for (i = 0; i < h->nlisteners; i++) {
-        struct httpd_listener *l = &h->listeners[i];
-
-        accept_owner_set(l, 0);
-        if (l->resume != NULL)
-            event_free(l->resume);
-        if (l->admit != NULL)
-            event_free(l->admit);
-        /* evhttp closes its connections and tells us of each; its
-         * listening socket goes with it */
-        l->sock = NULL;
-        evhttp_free(l->http);
-        conns_free(l);
-        cache_free(l->per_addr);
-        httpd_tls_free(l->tls);
-    }
-    if (h->drain_timer != NULL)
-        event_free(h->drain_timer);
-    if (h->sweep != NULL)
-        event_free(h->sweep);
-    brk_free(h->by_fd);
-    brk_free(h);
 }
 
 /* Process-wide trusted proxies (see httpd.h). Cannot fail. */
@@ -187,94 +203,11 @@ maybe_drained(struct httpd *h)
 {
     void (*done)(void *) = h->drain_done;
 
-    if (!h->draining || h->inflight > 0 || h->closing > 0 || done == NULL)
+    if (!h->draining || h->inflight > 0 || h->nconns > 0 || done == NULL)
         return;
     h->drain_done = NULL;
     event_del(h->drain_timer);
     done(h->drain_arg);
-}
-
-/*---- Connections: caps, deadlines ----*/
-
-static struct conn *
-conn_of_fd(struct httpd *h, evutil_socket_t fd)
-{
-    if (fd < 0 || (size_t)fd >= h->nby_fd)
-        return NULL;
-    return h->by_fd[fd];
-}
-
-/* The inode of the socket fd, or 0 when fd is not open. */
-static ino_t
-fd_inode(evutil_socket_t fd)
-{
-    struct stat st;
-
-    return fstat(fd, &st) == 0 ? st.st_ino : 0;
-}
-
-/* Nonzero when c's descriptor is still the socket we admitted. */
-static int
-conn_alive(const struct conn *c)
-{
-    return c->fd >= 0 && c->ino != 0 && fd_inode(c->fd) == c->ino;
-}
-
-/* Accept again once below the cap (unless paused or draining). */
-static void
-listener_refill(struct httpd_listener *l)
-{
-    if (!l->full || l->nconns >= l->max_conns || l->sock == NULL)
-        return;
-    l->full = 0;
-    if (!evtimer_pending(l->resume, NULL))
-        evconnlistener_enable(evhttp_bound_socket_get_listener(l->sock));
-}
-
-/* Stop counting c and free it. */
-static void
-conn_forget(struct conn *c)
-{
-    struct httpd_listener *l = c->l;
-    struct httpd *h = l->h;
-    size_t *n;
-    struct conn **pp;
-
-    if (c->pending) {
-        for (pp = &l->pending; *pp != c; pp = &(*pp)->pnext)
-            ;
-        *pp = c->pnext;
-        bufferevent_decref(c->bev);
-    }
-    if (c->addr[0] != '\0') {
-        n = cache_get(l->per_addr, c->addr, 0);
-        if (n != NULL && --*n == 0)
-            cache_remove(l->per_addr, c->addr);
-    }
-    if (conn_of_fd(h, c->fd) == c)
-        h->by_fd[c->fd] = NULL;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        l->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    l->nconns--;
-    if (c->closing) {
-        h->closing--;
-        maybe_drained(h);
-    }
-    if (c->deadline != NULL)
-        event_free(c->deadline);
-    brk_free(c);
-    listener_refill(l);
-}
-
-static void
-on_conn_closed_tracked(struct evhttp_connection *evcon, void *arg)
-{
-    (void)evcon;
-    conn_forget(arg);
 }
 
 /* One warning per 100 refusals, with the reason. */
@@ -292,278 +225,479 @@ conn_refused(struct httpd_listener *l, const char *reason)
                                    "reason", reason, NULL));
 }
 
-/* The request being read on c passed its deadline: close the socket's
- * both ways, so evhttp sees the end of it and frees the connection. */
+/*---- Connections: accept, caps, close ----*/
+
+/* Accept again once below the cap (unless paused or draining). */
+static void
+listener_refill(struct httpd_listener *l)
+{
+    if (!l->full || l->nconns >= l->max_conns || l->lev == NULL)
+        return;
+    l->full = 0;
+    if (!evtimer_pending(l->resume, NULL))
+        evconnlistener_enable(l->lev);
+}
+
+/* Free c now: no handler holds its request. */
+static void
+conn_free(struct httpd_conn *c)
+{
+    struct httpd_listener *l = c->l;
+    struct httpd *h = l->h;
+    size_t *n;
+
+    if (c->addr[0] != '\0') {
+        n = cache_get(l->per_addr, c->addr, 0);
+        if (n != NULL && --*n == 0)
+            cache_remove(l->per_addr, c->addr);
+    }
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    l->nconns--;
+    h->nconns--;
+    if (c->rev != NULL)
+        event_free(c->rev);
+    if (c->wev != NULL)
+        event_free(c->wev);
+    if (c->deadline != NULL)
+        event_free(c->deadline);
+    if (c->bev != NULL)
+        bufferevent_free(c->bev); /* closes fd */
+    else if (c->fd >= 0)
+        close(c->fd);
+    brk_free(c->in);
+    brk_free(c->out);
+    brk_free(c->body_owned);
+    brk_free(c);
+    listener_refill(l);
+    maybe_drained(h);
+}
+
+/* Close c: at once, or once the handler holding its request replies. */
+static void
+conn_kill(struct httpd_conn *c)
+{
+    c->dead = 1;
+    if (c->busy || c->state == CS_SERVE) {
+        /* stop hearing from the socket meanwhile */
+        if (c->rev != NULL)
+            event_del(c->rev);
+        if (c->wev != NULL)
+            event_del(c->wev);
+        if (c->bev != NULL)
+            bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        c->reading = c->writing = 0;
+        if (c->deadline != NULL)
+            evtimer_del(c->deadline);
+        return;
+    }
+    conn_free(c);
+}
+
 static void
 on_deadline(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct httpd_conn *c = arg;
 
     (void)fd;
     (void)what;
-    if (!conn_alive(c)) {
-        conn_forget(c);
-        return;
-    }
-    conn_refused(c->l, "request_deadline");
-    shutdown(c->fd, SHUT_RDWR);
+    /* an idle kept-alive connection closing is routine; a request that
+     * did not arrive whole, or a reply not read, is counted */
+    if (c->state == CS_LINGER)
+        ;
+    else if (c->state == CS_WRITE)
+        conn_refused(c->l, "write_deadline");
+    else if (c->in_len > 0)
+        conn_refused(c->l, "request_deadline");
+    conn_kill(c);
 }
 
 static void
-deadline_arm(struct conn *c)
+deadline_arm(struct httpd_conn *c, int secs)
 {
-    struct timeval tv = {HTTPD_REQUEST_DEADLINE_S, 0};
+    struct timeval tv = {secs, 0};
 
-    if (c->deadline != NULL)
-        evtimer_add(c->deadline, &tv);
+    evtimer_add(c->deadline, &tv);
 }
 
-/* The connection of a complete request: no deadline while it is served,
- * and its close is heard from now on. */
-static void
-conn_dispatched(struct httpd_listener *l, struct evhttp_request *req)
+/* Count c against its client address on a capped listener; 0, or -1
+ * when the address already holds its share (or cannot be counted). */
+static int
+conn_count_addr(struct httpd_conn *c)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct conn *c;
-
-    if (evcon == NULL)
-        return;
-    c = conn_of_fd(l->h,
-                   bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)));
-    if (c == NULL || c->l != l)
-        return;
-    if (c->deadline != NULL)
-        evtimer_del(c->deadline);
-    if (c->evcon == NULL) {
-        c->evcon = evcon;
-        evhttp_connection_set_closecb(evcon, on_conn_closed_tracked, c);
-    }
-}
-
-/* A reply has been queued on req: the next request on its connection
- * gets a deadline of its own. Returns the tracked connection or NULL. */
-static struct conn *
-conn_replied(struct httpd_listener *l, struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct conn *c;
-
-    if (evcon == NULL)
-        return NULL;
-    c = conn_of_fd(l->h,
-                   bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)));
-    if (c == NULL || c->evcon != evcon)
-        return NULL;
-    deadline_arm(c);
-    return c;
-}
-
-/*
- * Admit the connections evhttp has just set up: learn their socket and
- * client, enforce the caps, start the deadline of their first request.
- * Runs before any of them is read.
- */
-static void
-on_admit(evutil_socket_t unused, short what, void *arg)
-{
-    struct httpd_listener *l = arg;
-    struct httpd *h = l->h;
-    struct conn *c, *old;
-    struct sockaddr_storage ss;
-    socklen_t sslen;
+    struct httpd_listener *l = c->l;
     struct netaddr peer;
-    bufferevent_data_cb readcb = NULL;
     size_t *n;
 
-    (void)unused;
-    (void)what;
-    while ((c = l->pending) != NULL) {
-        l->pending = c->pnext;
-        c->pnext = NULL;
-        c->pending = 0;
-        /* evhttp drops the callbacks of a bufferevent it has freed */
-        bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
-        c->fd = readcb != NULL ? bufferevent_getfd(c->bev) : -1;
-        bufferevent_decref(c->bev);
-        c->ino = c->fd >= 0 ? fd_inode(c->fd) : 0;
-        if (c->ino == 0 || (size_t)c->fd >= h->nby_fd) {
-            c->fd = -1;
-            conn_forget(c);
-            continue;
-        }
-        /* a descriptor closed before anything was complete on it, and
-         * accepted again */
-        old = conn_of_fd(h, c->fd);
-        if (old != NULL)
-            conn_forget(old);
-        h->by_fd[c->fd] = c;
-        sslen = sizeof(ss);
-        if (l->per_addr_max > 0 &&
-            getpeername(c->fd, (struct sockaddr *)&ss, &sslen) == 0 &&
-            netaddr_from_sockaddr((struct sockaddr *)&ss, sslen, &peer) ==
-                BRK_OK &&
-            !netaddr_list_has(httpd_trusted, &peer)) {
-            netaddr_key(&peer, c->addr);
-            n = cache_get(l->per_addr, c->addr, 0);
-            if (n != NULL && *n >= l->per_addr_max) {
-                c->addr[0] = '\0';
-                conn_refused(l, "too_many_connections");
-                shutdown(c->fd, SHUT_RDWR);
-                continue;
-            }
-            if (n == NULL) {
-                n = brk_calloc(1, sizeof(*n));
-                if (n == NULL ||
-                    cache_put(l->per_addr, c->addr, n, 0) != BRK_OK) {
-                    /* not counted: refused rather than let through */
-                    c->addr[0] = '\0';
-                    shutdown(c->fd, SHUT_RDWR);
-                    continue;
-                }
-            }
-            ++*n;
-        }
-        deadline_arm(c);
+    if (l->per_addr_max == 0 ||
+        netaddr_from_sockaddr((struct sockaddr *)&c->peer, c->peerlen,
+                              &peer) != BRK_OK ||
+        netaddr_list_has(httpd_trusted, &peer))
+        return 0;
+    netaddr_key(&peer, c->addr);
+    n = cache_get(l->per_addr, c->addr, 0);
+    if (n != NULL && *n >= l->per_addr_max) {
+        c->addr[0] = '\0';
+        conn_refused(l, "too_many_connections");
+        return -1;
     }
+    if (n == NULL) {
+        n = brk_calloc(1, sizeof(*n));
+        if (n == NULL || cache_put(l->per_addr, c->addr, n, 0) != BRK_OK) {
+            /* not counted: refused rather than let through */
+            c->addr[0] = '\0';
+            return -1;
+        }
+    }
+    ++*n;
+    return 0;
 }
 
-/*
- * evhttp's constructor of each accepted connection's bufferevent: TLS or
- * plain, and tracked. The socket is not set yet; on_admit reads it.
- */
-static struct bufferevent *
-conn_bevcb(struct event_base *base, void *arg)
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_tls_read(struct bufferevent *bev, void *arg);
+static void on_tls_write(struct bufferevent *bev, void *arg);
+static void on_tls_event(struct bufferevent *bev, short what, void *arg);
+
+/* Set up c's transport on fd (consumed on every path); 0 or -1. */
+static int
+conn_transport(struct httpd_conn *c, evutil_socket_t fd)
 {
-    struct httpd_listener *l = arg;
-    struct bufferevent *bev;
-    struct conn *c;
+    struct event_base *base = c->l->h->base;
     SSL *ssl;
 
-    if (l->tls != NULL) {
-        ssl = SSL_new(l->tls->ctx);
-        if (ssl == NULL) {
-            /* evhttp falls back to a plain bufferevent, which dispatch
-             * refuses */
-            ERR_clear_error();
-            return NULL;
-        }
-        /* on failure libevent may already have freed ssl with the
-         * half-built bufferevent: freeing it here could be a double
-         * free */
-        bev = bufferevent_openssl_socket_new(
-            base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-        if (bev == NULL)
-            return NULL;
-        /* clients that close without close_notify are routine */
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    } else {
-        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-        if (bev == NULL)
-            return NULL;
+    if (c->l->tls == NULL) {
+        c->fd = fd;
+        c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
+        c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+        if (c->rev == NULL || c->wev == NULL || event_add(c->rev, NULL) != 0)
+            return -1;
+        c->reading = 1;
+        return 0;
     }
+    ssl = SSL_new(c->l->tls->ctx);
+    if (ssl == NULL) {
+        ERR_clear_error();
+        close(fd);
+        return -1;
+    }
+    /* on failure libevent may already have freed ssl with the half-built
+     * bufferevent: freeing it here could be a double free */
+    c->bev = bufferevent_openssl_socket_new(base, fd, ssl,
+                                            BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        close(fd);
+        return -1;
+    }
+    /* clients that close without close_notify are routine */
+    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    bufferevent_setcb(c->bev, on_tls_read, on_tls_write, on_tls_event, c);
+    if (bufferevent_enable(c->bev, EV_READ) != 0)
+        return -1;
+    c->reading = 1;
+    return 0;
+}
+
+static void
+on_accept(struct evconnlistener *lev, evutil_socket_t fd,
+          struct sockaddr *sa, int salen, void *arg)
+{
+    struct httpd_listener *l = arg;
+    struct httpd_conn *c;
+    int on = 1;
+
+    (void)lev;
     c = brk_calloc(1, sizeof(*c));
-    if (c == NULL)
-        return bev; /* served, not counted */
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
     c->l = l;
-    c->bev = bev;
     c->fd = -1;
-    c->pending = 1;
-    c->deadline = evtimer_new(l->h->base, on_deadline, c);
-    /* held until on_admit: evhttp frees it if setting it up fails */
-    bufferevent_incref(bev);
+    http1_req_init(&c->q, &req_limits);
+    if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
+        memcpy(&c->peer, sa, (size_t)salen);
+        c->peerlen = (socklen_t)salen;
+    }
     c->next = l->conns;
     if (l->conns != NULL)
         l->conns->prev = c;
     l->conns = c;
-    c->pnext = l->pending;
-    l->pending = c;
-    if (++l->nconns >= l->max_conns && l->sock != NULL) {
+    l->nconns++;
+    l->h->nconns++;
+    if (l->nconns >= l->max_conns && l->lev != NULL) {
         /* the rest wait in the kernel's backlog */
         l->full = 1;
-        evconnlistener_disable(evhttp_bound_socket_get_listener(l->sock));
+        evconnlistener_disable(l->lev);
     }
-    event_active(l->admit, EV_TIMEOUT, 0);
-    return bev;
-}
-
-/* Forget the connections that closed before a request was complete on
- * them (their close is not heard otherwise). */
-static void
-on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-    struct httpd *h = arg;
-    struct conn *c, *next;
-    size_t i;
-
-    (void)fd;
-    (void)what;
-    for (i = 0; i < h->nlisteners; i++)
-        for (c = h->listeners[i].conns; c != NULL; c = next) {
-            next = c->next;
-            if (!c->pending && c->evcon == NULL && !conn_alive(c))
-                conn_forget(c);
-        }
-}
-
-/* At exit, after evhttp_free: whatever it did not report closed. */
-static void
-conns_free(struct httpd_listener *l)
-{
-    while (l->conns != NULL)
-        conn_forget(l->conns);
-}
-
-static void
-dispatch(struct evhttp_request *req, void *arg)
-{
-    struct httpd_listener *l = arg;
-    struct httpd_req *r;
-    unsigned char rnd[8];
-    struct evhttp_connection *evcon;
-
-    if (l->tls != NULL) {
-        /* fail closed: a connection that somehow is not TLS (see
-         * conn_bevcb) is never served */
-        evcon = evhttp_request_get_connection(req);
-        if (evcon == NULL ||
-            bufferevent_openssl_get_ssl(
-                evhttp_connection_get_bufferevent(evcon)) == NULL) {
-            evhttp_send_error(req, 400, "TLS required");
-            return;
-        }
-    }
-    r = brk_calloc(1, sizeof(*r));
-    if (r == NULL) {
-        evhttp_send_error(req, 503, "Service Unavailable");
+    if (conn_count_addr(c) != 0) {
+        c->fd = fd;
+        conn_free(c);
         return;
     }
-    conn_dispatched(l, req);
-    r->req = req;
-    r->listener = l;
-    r->route = "other";
-    clock_gettime(CLOCK_MONOTONIC, &r->start);
-    if (l->h->rnd_left < sizeof(rnd)) {
-        if (RAND_bytes(l->h->rnd, sizeof(l->h->rnd)) != 1)
-            memset(l->h->rnd, 0, sizeof(l->h->rnd));
-        l->h->rnd_left = sizeof(l->h->rnd);
+    /* replies go out in one send; nothing is gained by waiting */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    c->deadline = evtimer_new(l->h->base, on_deadline, c);
+    if (c->deadline == NULL || conn_transport(c, fd) != 0) {
+        conn_free(c);
+        return;
     }
-    l->h->rnd_left -= sizeof(rnd);
-    memcpy(rnd, l->h->rnd + l->h->rnd_left, sizeof(rnd));
-    codec_hex_encode(rnd, sizeof(rnd), r->id);
-    l->inflight++;
-    l->h->inflight++;
-    update_gauge(l, 1);
-    l->handler(r, l->arg);
+    deadline_arm(c, HTTPD_REQUEST_DEADLINE_S);
+}
+
+/*---- Transport: reading and writing ----*/
+
+static void
+reading_set(struct httpd_conn *c, int on)
+{
+    if (c->reading == on || c->dead)
+        return;
+    if (c->bev != NULL) {
+        if (on)
+            bufferevent_enable(c->bev, EV_READ);
+        else
+            bufferevent_disable(c->bev, EV_READ);
+    } else if (on) {
+        event_add(c->rev, NULL);
+    } else {
+        event_del(c->rev);
+    }
+    c->reading = on;
 }
 
 static void
-on_conn_closed(struct evhttp_connection *evcon, void *arg)
+writing_set(struct httpd_conn *c, int on)
 {
-    struct httpd *h = arg;
+    if (c->bev != NULL || c->writing == on || c->dead)
+        return;
+    if (on)
+        event_add(c->wev, NULL);
+    else
+        event_del(c->wev);
+    c->writing = on;
+}
 
-    (void)evcon;
-    h->closing--;
-    maybe_drained(h);
+/* The most the input buffer may hold in c's state: while a request is
+ * served or answered its bytes stay put, later ones wait for room. */
+static size_t
+in_limit(const struct httpd_conn *c)
+{
+    const struct httpd_listener *l = c->l;
+
+    switch (c->state) {
+    case CS_HEAD:
+        /* the parser refuses a head past HEAD_MAX: room to see it */
+        return HEAD_MAX + 1;
+    case CS_BODY:
+        if (c->q.framing == HTTP1_BODY_CHUNKED)
+            /* the framing of reasonable chunks on top of the body */
+            return c->q.head_len + l->max_body + l->max_body / 8 + 4096;
+        return c->q.head_len + (size_t)c->q.length;
+    default:
+        return c->in_cap;
+    }
+}
+
+/* Room for at least one more byte in c's input: 0, or -1 when none can
+ * be made now (a full buffer at its state's limit, or out of memory). */
+static int
+in_room(struct httpd_conn *c)
+{
+    size_t lim = in_limit(c), cap;
+    char *p;
+
+    if (c->in_len < c->in_cap)
+        return 0;
+    if (c->in_cap >= lim)
+        return -1;
+    cap = c->in_cap == 0 ? IN_INITIAL : c->in_cap * 2;
+    if (cap > lim)
+        cap = lim;
+    p = brk_realloc(c->in, cap);
+    if (p == NULL)
+        return -1;
+    c->in = p;
+    c->in_cap = cap;
+    return 0;
+}
+
+/* Make the input buffer at least n bytes (a whole body is coming). */
+static int
+in_reserve(struct httpd_conn *c, size_t n)
+{
+    char *p;
+
+    if (c->in_cap >= n)
+        return 0;
+    p = brk_realloc(c->in, n);
+    if (p == NULL)
+        return -1;
+    c->in = p;
+    c->in_cap = n;
+    return 0;
+}
+
+/* Bytes read after a final reply, before the close: thrown away. */
+#define LINGER_MAX (1024 * 1024)
+#define LINGER_S   2
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpd_conn *c = arg;
+    char sink[4096];
+    ssize_t n;
+
+    (void)what;
+    if (c->state == CS_LINGER) {
+        /* after the last reply (see reply_written) */
+        n = recv(fd, sink, sizeof(sink), 0);
+        if (n > 0 && (c->lingered += (size_t)n) < LINGER_MAX)
+            return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_kill(c);
+        return;
+    }
+    if (in_room(c) != 0) {
+        /* later bytes wait in the kernel until this request is done */
+        reading_set(c, 0);
+        conn_run(c);
+        return;
+    }
+    n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (n > 0) {
+        c->in_len += (size_t)n;
+        conn_run(c);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        conn_kill(c);
+        return;
+    }
+    c->eof = 1;
+    reading_set(c, 0);
+    conn_run(c);
+}
+
+static void
+on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_run(arg);
+}
+
+/* Move what the TLS layer has decrypted into c's input, as room allows. */
+static void
+tls_pull(struct httpd_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    int n;
+
+    while (evbuffer_get_length(in) > 0) {
+        if (in_room(c) != 0) {
+            reading_set(c, 0);
+            return;
+        }
+        n = evbuffer_remove(in, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n <= 0)
+            return;
+        c->in_len += (size_t)n;
+    }
+}
+
+static void
+on_tls_read(struct bufferevent *bev, void *arg)
+{
+    struct httpd_conn *c = arg;
+
+    (void)bev;
+    if (!c->dead)
+        conn_run(c);
+}
+
+static void
+on_tls_write(struct bufferevent *bev, void *arg)
+{
+    struct httpd_conn *c = arg;
+
+    (void)bev;
+    if (!c->dead)
+        conn_run(c);
+}
+
+static void
+on_tls_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct httpd_conn *c = arg;
+
+    (void)bev;
+    if (c->dead)
+        return;
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        c->eof = 1;
+        reading_set(c, 0);
+        conn_run(c);
+        return;
+    }
+    ERR_clear_error();
+    conn_kill(c);
+}
+
+/* Write what c has to send: 1 all sent, 0 waiting for the socket, -1 the
+ * connection failed. */
+static int
+conn_flush(struct httpd_conn *c)
+{
+    struct iovec iov[2];
+    struct msghdr m;
+    size_t k;
+    ssize_t n;
+
+    if (c->bev != NULL)
+        return evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+    for (;;) {
+        k = 0;
+        if (c->out_off < c->out_len) {
+            iov[k].iov_base = c->out + c->out_off;
+            iov[k++].iov_len = c->out_len - c->out_off;
+        }
+        if (c->body_off < c->body_len) {
+            iov[k].iov_base = (char *)(uintptr_t)(c->body + c->body_off);
+            iov[k++].iov_len = c->body_len - c->body_off;
+        }
+        if (k == 0)
+            return 1;
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = iov;
+        m.msg_iovlen = k;
+        n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        }
+        k = (size_t)n;
+        if (c->out_off < c->out_len) {
+            size_t h = c->out_len - c->out_off;
+
+            if (k < h) {
+                c->out_off += k;
+                continue;
+            }
+            c->out_off = c->out_len;
+            k -= h;
+        }
+        c->body_off += k;
+    }
 }
 
 /* evbuffer cleanup of a body handed over by httpd_reply_take */
@@ -575,51 +709,484 @@ body_release(const void *data, size_t len, void *arg)
     brk_free((void *)(uintptr_t)data);
 }
 
+/* Hand the queued reply to the TLS layer (which owns it from now on);
+ * 0 or -1. */
+static int
+tls_queue(struct httpd_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    int fail = 0;
+
+    fail |= evbuffer_add(out, c->out, c->out_len) != 0;
+    if (c->body_owned != NULL && c->body_len > 0) {
+        if (evbuffer_add_reference(out, c->body_owned, c->body_len,
+                                   body_release, NULL) == 0)
+            c->body_owned = NULL;
+        else
+            fail = 1;
+    } else if (c->body_len > 0) {
+        fail |= evbuffer_add(out, c->body, c->body_len) != 0;
+    }
+    c->out_off = c->out_len;
+    c->body_off = c->body_len;
+    return fail ? -1 : 0;
+}
+
+/*---- Requests ----*/
+
+static const char *
+reason_of(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "";
+    }
+}
+
+/* Append n bytes at p; returns the end. The caller sized the buffer. */
+static char *
+put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *
+put_str(char *p, const char *s)
+{
+    return put(p, s, strlen(s));
+}
+
+static char *
+put_uint(char *p, size_t v)
+{
+    char d[24];
+    size_t n = sizeof(d);
+
+    do {
+        d[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return put(p, d + n, sizeof(d) - n);
+}
+
+/* The Date header's value for now, made once a second. */
+static const char *
+date_now(struct httpd *h)
+{
+    struct timeval tv;
+    struct tm tm;
+
+    if (event_base_gettimeofday_cached(h->base, &tv) != 0)
+        gettimeofday(&tv, NULL);
+    if (tv.tv_sec != h->date_sec || h->date[0] == '\0') {
+        h->date_sec = tv.tv_sec;
+        if (gmtime_r(&h->date_sec, &tm) == NULL ||
+            strftime(h->date, sizeof(h->date), "%a, %d %b %Y %H:%M:%S GMT",
+                     &tm) == 0)
+            h->date[0] = '\0';
+    }
+    return h->date;
+}
+
+/* Room for n bytes of reply head (and body) in c->out. */
+static int
+out_reserve(struct httpd_conn *c, size_t n)
+{
+    char *p;
+
+    if (c->out_cap >= n)
+        return 0;
+    p = brk_realloc(c->out, n);
+    if (p == NULL)
+        return -1;
+    c->out = p;
+    c->out_cap = n;
+    return 0;
+}
+
+/*
+ * Queue c's reply: the status line, the fixed fields, extra (n bytes of
+ * "Name: value\r\n" lines), then the body: owned (sent from where it lies,
+ * then freed) or copied after the head. No body for HEAD. -1 when out of
+ * memory (owned is then freed).
+ */
+static int
+reply_queue(struct httpd_conn *c, int status, const char *ctype,
+            const char *id, const char *extra, size_t nextra,
+            const char *body, size_t len, char *owned, int no_body)
+{
+    struct httpd *h = c->l->h;
+    size_t need = REPLY_HEAD_BASE + strlen(ctype) + nextra;
+    char *p;
+
+    if (status < 100 || status > 599)
+        status = 500;
+    if (owned == NULL && !no_body)
+        need += len;
+    if (out_reserve(c, need) != 0) {
+        brk_free(owned);
+        return -1;
+    }
+    p = PUT_LIT(c->out, "HTTP/1.1 ");
+    p = put_uint(p, (size_t)status);
+    *p++ = ' ';
+    p = put_str(p, reason_of(status));
+    p = PUT_LIT(p, "\r\nContent-Type: ");
+    p = put_str(p, ctype);
+    p = PUT_LIT(p, "\r\nContent-Length: ");
+    p = put_uint(p, len);
+    if (id != NULL) {
+        p = PUT_LIT(p, "\r\nX-Request-Id: ");
+        p = put_str(p, id);
+    }
+    p = PUT_LIT(p, "\r\nCache-Control: no-store\r\nDate: ");
+    p = put_str(p, date_now(h));
+    p = PUT_LIT(p, "\r\n");
+    p = put(p, extra, nextra);
+    if (c->close_after)
+        p = PUT_LIT(p, "Connection: close\r\n");
+    else if (c->q.minor == 0)
+        p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    p = PUT_LIT(p, "\r\n");
+    c->body = NULL;
+    c->body_len = c->body_off = 0;
+    if (no_body) {
+        brk_free(owned);
+    } else if (owned != NULL) {
+        c->body = c->body_owned = owned;
+        c->body_len = len;
+    } else if (len > 0) {
+        p = put(p, body, len);
+    }
+    c->out_len = (size_t)(p - c->out);
+    c->out_off = 0;
+    c->state = CS_WRITE;
+    return c->bev != NULL ? tls_queue(c) : 0;
+}
+
+/* Refuse what c is reading with status and close after the answer. */
+static void
+refuse(struct httpd_conn *c, int status, const char *why)
+{
+    const char *text = reason_of(status);
+    char body[128];
+    int n;
+
+    if (c->l->per_addr_max > 0)
+        conn_refused(c->l, "bad_request");
+    log_debug("%s listener: request refused with %d: %s", c->l->name, status,
+              why);
+    n = snprintf(body, sizeof(body), "%s\n", text[0] ? text : "Refused");
+    c->close_after = 1;
+    reading_set(c, 0);
+    if (reply_queue(c, status, "text/plain; charset=utf-8", NULL, NULL, 0,
+                    body, (size_t)n, NULL, 0) != 0) {
+        conn_kill(c);
+        return;
+    }
+    c->again = 1;
+}
+
+/* The request whole in c's buffer: hand it to the listener's handler. */
+static void
+dispatch(struct httpd_conn *c, const char *body, size_t body_len)
+{
+    struct httpd_listener *l = c->l;
+    struct httpd *h = l->h;
+    struct httpd_req *r = &c->r;
+    char *t = c->in + c->q.target.off, *qm;
+    unsigned char rnd[8];
+    unsigned i;
+
+    /* the request line's SP after the target, each field's CR (or OWS)
+     * after its value: the parser is done with them */
+    t[c->q.target.len] = '\0';
+    qm = memchr(t, '?', c->q.target.len);
+    if (qm != NULL)
+        *qm = '\0';
+    for (i = 0; i < c->q.nfields; i++)
+        c->in[c->q.fields[i].value.off + c->q.fields[i].value.len] = '\0';
+    r->conn = c;
+    r->listener = l;
+    r->route = "other";
+    r->path = t;
+    r->query = qm != NULL ? qm + 1 : NULL;
+    r->body = body_len > 0 ? body : NULL;
+    r->body_len = body_len;
+    r->method = (int)c->q.method;
+    r->nextra = 0;
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    if (h->rnd_left < sizeof(rnd)) {
+        if (RAND_bytes(h->rnd, sizeof(h->rnd)) != 1)
+            memset(h->rnd, 0, sizeof(h->rnd));
+        h->rnd_left = sizeof(h->rnd);
+    }
+    h->rnd_left -= sizeof(rnd);
+    memcpy(rnd, h->rnd + h->rnd_left, sizeof(rnd));
+    codec_hex_encode(rnd, sizeof(rnd), r->id);
+    c->state = CS_SERVE;
+    evtimer_del(c->deadline);
+    l->inflight++;
+    h->inflight++;
+    update_gauge(l, 1);
+    l->handler(r, l->arg);
+}
+
+/* "HTTP/1.1 100 Continue": the client waits for it before the body. */
+static void
+send_continue(struct httpd_conn *c)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    c->continued = 1;
+    if (c->bev != NULL)
+        bufferevent_write(c->bev, line, sizeof(line) - 1);
+    else
+        /* a full socket buffer this early: the client sends anyway
+         * after its own wait */
+        (void)send(c->fd, line, sizeof(line) - 1, MSG_NOSIGNAL);
+}
+
+/* The head of c's request is whole: check what the server decides
+ * itself and get ready for the body. 0, or -1 when refused. */
+static int
+head_done(struct httpd_conn *c)
+{
+    struct httpd_listener *l = c->l;
+
+    if (c->q.method == HTTP1_M_OTHER) {
+        refuse(c, 501, "method");
+        return -1;
+    }
+    if (c->q.framing == HTTP1_BODY_LENGTH) {
+        if (c->q.length > l->max_body) {
+            refuse(c, 413, "declared body over the limit");
+            return -1;
+        }
+        if (in_reserve(c, c->q.head_len + (size_t)c->q.length) != 0) {
+            refuse(c, 503, "out of memory");
+            return -1;
+        }
+    } else if (c->q.framing == HTTP1_BODY_CHUNKED) {
+        http1_dechunk_init(&c->dc, l->max_body, &req_limits);
+    }
+    c->state = CS_BODY;
+    return 0;
+}
+
+/* c's reply has left: close (after a linger), or get ready for the next
+ * request, whose first bytes may be read already. */
+static void
+reply_written(struct httpd_conn *c)
+{
+    char *p;
+
+    brk_free(c->body_owned);
+    c->body_owned = NULL;
+    c->body = NULL;
+    c->body_len = c->body_off = 0;
+    c->out_len = c->out_off = 0;
+    if (c->close_after) {
+        /* closing with unread input would reset the connection and could
+         * destroy the reply before the client reads it: stop sending,
+         * read until the client closes, for a bounded time and size */
+        if (c->bev != NULL || c->eof || shutdown(c->fd, SHUT_WR) != 0) {
+            conn_kill(c);
+            return;
+        }
+        c->state = CS_LINGER;
+        c->lingered = 0;
+        reading_set(c, 1);
+        deadline_arm(c, LINGER_S);
+        return;
+    }
+    if (c->req_len < c->in_len)
+        memmove(c->in, c->in + c->req_len, c->in_len - c->req_len);
+    c->in_len -= c->req_len;
+    c->req_len = 0;
+    if (c->in_cap > IN_INITIAL && c->in_len <= IN_INITIAL) {
+        /* a large request's buffer is not kept for an idle connection */
+        p = brk_realloc(c->in, IN_INITIAL);
+        if (p != NULL) {
+            c->in = p;
+            c->in_cap = IN_INITIAL;
+        }
+    }
+    c->state = CS_HEAD;
+    http1_req_init(&c->q, &req_limits);
+    c->continued = 0;
+    if (c->in_len == 0 && c->eof) {
+        conn_kill(c);
+        return;
+    }
+    deadline_arm(c, HTTPD_REQUEST_DEADLINE_S);
+    c->again = 1;
+}
+
+/* One step of c's state machine; sets c->again when it should be called
+ * once more. */
+static void
+conn_step(struct httpd_conn *c)
+{
+    const char *body;
+    enum http1_ev ev;
+    int k;
+
+    if (c->dead)
+        return;
+    if (c->bev != NULL && (c->state == CS_HEAD || c->state == CS_BODY))
+        tls_pull(c);
+    switch (c->state) {
+    case CS_SERVE:
+    case CS_LINGER:
+        return;
+    case CS_WRITE:
+        k = conn_flush(c);
+        if (k < 0) {
+            conn_kill(c);
+        } else if (k == 0) {
+            writing_set(c, 1);
+            deadline_arm(c, HTTPD_WRITE_DEADLINE_S);
+        } else {
+            writing_set(c, 0);
+            reply_written(c);
+        }
+        return;
+    case CS_HEAD:
+        ev = http1_req_head(&c->q, c->in, c->in_len);
+        if (ev == HTTP1_ERROR) {
+            refuse(c, http1_req_status(c->q.why), http1_strwhy(c->q.why));
+            return;
+        }
+        if (ev != HTTP1_HEAD) {
+            if (c->eof)
+                conn_kill(c);
+            else if (c->in_len == c->in_cap && in_room(c) != 0)
+                refuse(c, 431, "head over the limit");
+            else
+                reading_set(c, 1);
+            return;
+        }
+        if (head_done(c) != 0)
+            return;
+        break;
+    case CS_BODY:
+        break;
+    }
+    /* CS_BODY */
+    body = c->in + c->q.head_len;
+    switch (c->q.framing) {
+    case HTTP1_BODY_LENGTH:
+        if (c->in_len - c->q.head_len < c->q.length)
+            goto more;
+        c->req_len = c->q.head_len + (size_t)c->q.length;
+        dispatch(c, body, (size_t)c->q.length);
+        return;
+    case HTTP1_BODY_CHUNKED:
+        ev = http1_dechunk(&c->dc, c->in + c->q.head_len,
+                           c->in_len - c->q.head_len);
+        if (ev == HTTP1_ERROR) {
+            refuse(c, http1_req_status(c->dc.why), http1_strwhy(c->dc.why));
+            return;
+        }
+        if (ev != HTTP1_DONE) {
+            if (c->in_len == c->in_cap && in_room(c) != 0) {
+                refuse(c, 413, "chunked body over the limit");
+                return;
+            }
+            goto more;
+        }
+        c->req_len = c->q.head_len + c->dc.in;
+        dispatch(c, body, (size_t)c->dc.out);
+        return;
+    default:
+        c->req_len = c->q.head_len;
+        dispatch(c, NULL, 0);
+        return;
+    }
+more:
+    if (c->eof) {
+        conn_kill(c);
+        return;
+    }
+    if (c->q.expect_continue && !c->continued && c->q.minor == 1)
+        send_continue(c);
+    reading_set(c, 1);
+}
+
+/* Run c's state machine until it waits; free c if it died meanwhile and
+ * no handler holds its request. Handlers replying at once re-enter here:
+ * they only mark the machine to step again. */
+static void
+conn_run(struct httpd_conn *c)
+{
+    if (c->busy) {
+        c->again = 1;
+        return;
+    }
+    c->busy = 1;
+    do {
+        c->again = 0;
+        conn_step(c);
+    } while (c->again && !c->dead);
+    c->busy = 0;
+    if (c->dead && c->state != CS_SERVE)
+        conn_free(c);
+}
+
+/*---- Replies and the request's parts ----*/
+
 /* The reply, with body copied, or taken when owned is set (sent from
  * where it lies and freed once written). */
 static void
 reply_send(struct httpd_req *r, int status, const char *content_type,
            const char *body, size_t len, char *owned)
 {
-    struct httpd_listener *l = r->listener;
-    struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
-    struct evbuffer *buf = evhttp_request_get_output_buffer(r->req);
+    struct httpd_conn *c = r->conn;
+    struct httpd_listener *l = c->l;
+    struct httpd *h = l->h;
     struct timespec now;
     char labels[128], code[8];
     double secs;
-    struct conn *c;
 
-    evhttp_add_header(hdr, "Content-Type", content_type);
-    evhttp_add_header(hdr, "X-Request-Id", r->id);
-    evhttp_add_header(hdr, "Cache-Control", "no-store");
-    c = conn_replied(l, r->req);
-    if (l->h->draining) {
-        /* finish only once the reply has left: libevent closes the
-         * connection after writing it */
-        struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
-
-        evhttp_add_header(hdr, "Connection", "close");
-        if (c != NULL && !c->closing) {
-            c->closing = 1;
-            l->h->closing++;
-        } else if (c == NULL && evcon != NULL) {
-            evhttp_connection_set_closecb(evcon, on_conn_closed, l->h);
-            l->h->closing++;
-        }
+    if (c->state != CS_SERVE) {
+        log_error("%s listener: a second reply to request %s ignored", l->name,
+                r->id);
+        brk_free(owned);
+        return;
     }
-    if (owned != NULL) {
-        if (len == 0 ||
-            evbuffer_add_reference(buf, owned, len, body_release, NULL) != 0) {
-            if (len > 0)
-                evbuffer_add(buf, owned, len);
-            brk_free(owned);
-        }
-    } else if (len > 0) {
-        evbuffer_add(buf, body, len);
-    }
-    /* libevent answers HEAD itself without the body */
-    evhttp_send_reply(r->req, status, NULL, NULL);
-
     clock_gettime(CLOCK_MONOTONIC, &now);
     secs = (double)(now.tv_sec - r->start.tv_sec) +
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
@@ -632,10 +1199,22 @@ reply_send(struct httpd_req *r, int status, const char *content_type,
                                    "route", r->route, NULL),
                     secs);
     l->inflight--;
-    l->h->inflight--;
+    h->inflight--;
     update_gauge(l, -1);
-    brk_free(r);
-    maybe_drained(l->h);
+    if (!c->q.keep_alive || h->draining)
+        c->close_after = 1;
+    if (c->dead) {
+        /* the client is gone */
+        brk_free(owned);
+    } else if (reply_queue(c, status, content_type, r->id, r->extra,
+                           r->nextra, body, len, owned,
+                           c->q.method == HTTP1_M_HEAD) != 0) {
+        c->dead = 1;
+    }
+    if (c->dead)
+        c->state = CS_HEAD; /* no handler holds it: conn_run frees it */
+    conn_run(c);
+    maybe_drained(h);
 }
 
 void
@@ -663,33 +1242,28 @@ httpd_reply_text(struct httpd_req *r, int status, const char *body)
 const char *
 httpd_path(const struct httpd_req *r)
 {
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->req);
-    const char *p = u ? evhttp_uri_get_path(u) : NULL;
-
-    return p ? p : "";
+    return r->path;
 }
 
 const char *
 httpd_raw_query(const struct httpd_req *r)
 {
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->req);
-
-    return u ? evhttp_uri_get_query(u) : NULL;
+    return r->query;
 }
 
 const char *
 httpd_method(const struct httpd_req *r)
 {
-    switch (evhttp_request_get_command(r->req)) {
-    case EVHTTP_REQ_GET:
+    switch (r->method) {
+    case HTTP1_M_GET:
         return "GET";
-    case EVHTTP_REQ_POST:
+    case HTTP1_M_POST:
         return "POST";
-    case EVHTTP_REQ_HEAD:
+    case HTTP1_M_HEAD:
         return "HEAD";
-    case EVHTTP_REQ_PUT:
+    case HTTP1_M_PUT:
         return "PUT";
-    case EVHTTP_REQ_DELETE:
+    case HTTP1_M_DELETE:
         return "DELETE";
     default:
         return "OTHER";
@@ -699,40 +1273,86 @@ httpd_method(const struct httpd_req *r)
 size_t
 httpd_body_len(const struct httpd_req *r)
 {
-    return evbuffer_get_length(evhttp_request_get_input_buffer(r->req));
+    return r->body_len;
 }
 
 const char *
 httpd_body(struct httpd_req *r)
 {
-    struct evbuffer *b = evhttp_request_get_input_buffer(r->req);
-
-    if (evbuffer_get_length(b) == 0)
-        return NULL;
-    return (const char *)evbuffer_pullup(b, -1);
+    return r->body;
 }
 
-/*---- Accept errors ----*/
-
-/* libevent gives the error callback the evhttp as its argument, not our
- * listener: this maps one to the other (a process has a few listeners). */
-#define ACCEPT_OWNERS_MAX 16
-static struct httpd_listener *accept_owners[ACCEPT_OWNERS_MAX];
-
-static void
-accept_owner_set(struct httpd_listener *l, int on)
+const char *
+httpd_header_next(const struct httpd_req *r, const char *name, size_t *pos)
 {
-    size_t i;
+    const struct httpd_conn *c = r->conn;
+    const struct http1_field *f;
+    size_t n = strlen(name);
 
-    for (i = 0; i < ACCEPT_OWNERS_MAX; i++) {
-        if (on && accept_owners[i] == NULL) {
-            accept_owners[i] = l;
-            return;
-        }
-        if (!on && accept_owners[i] == l)
-            accept_owners[i] = NULL;
+    while (*pos < c->q.nfields) {
+        f = &c->q.fields[(*pos)++];
+        if (f->name.len == n && strncasecmp(c->in + f->name.off, name, n) == 0)
+            return c->in + f->value.off;
     }
+    return NULL;
 }
+
+const char *
+httpd_header(const struct httpd_req *r, const char *name)
+{
+    size_t pos = 0;
+
+    return httpd_header_next(r, name, &pos);
+}
+
+/* RFC 9110 tchar */
+static int
+is_tchar(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+           (ch >= 'A' && ch <= 'Z') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+enum brk_err
+httpd_add_header(struct httpd_req *r, const char *name, const char *value)
+{
+    size_t nn = strlen(name), nv = strlen(value), i;
+    char *p;
+
+    if (nn == 0)
+        return BRK_ERR_INVAL;
+    for (i = 0; i < nn; i++)
+        if (!is_tchar((unsigned char)name[i]))
+            return BRK_ERR_INVAL;
+    for (i = 0; i < nv; i++)
+        if (((unsigned char)value[i] < 0x20 && value[i] != '\t') ||
+            value[i] == 0x7f)
+            return BRK_ERR_INVAL;
+    if (nn + nv + 4 > sizeof(r->extra) - r->nextra)
+        return BRK_ERR_TOOBIG;
+    p = r->extra + r->nextra;
+    p = put(p, name, nn);
+    p = PUT_LIT(p, ": ");
+    p = put(p, value, nv);
+    p = PUT_LIT(p, "\r\n");
+    r->nextra = (size_t)(p - r->extra);
+    return BRK_OK;
+}
+
+const struct sockaddr *
+httpd_peer(const struct httpd_req *r, size_t *len)
+{
+    const struct httpd_conn *c = r->conn;
+
+    if (c->peerlen == 0 || (c->peer.ss_family != AF_INET &&
+                            c->peer.ss_family != AF_INET6))
+        return NULL;
+    *len = c->peerlen;
+    return (const struct sockaddr *)&c->peer;
+}
+
+/*---- Listeners ----*/
 
 static void
 on_resume(evutil_socket_t fd, short what, void *arg)
@@ -741,8 +1361,8 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (l->sock != NULL && !l->full)
-        evconnlistener_enable(evhttp_bound_socket_get_listener(l->sock));
+    if (l->lev != NULL && !l->full)
+        evconnlistener_enable(l->lev);
 }
 
 /*
@@ -754,16 +1374,10 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 static void
 on_accept_error(struct evconnlistener *lev, void *arg)
 {
-    struct httpd_listener *l = NULL;
+    struct httpd_listener *l = arg;
     int err = EVUTIL_SOCKET_ERROR();
     struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-    size_t i;
 
-    for (i = 0; i < ACCEPT_OWNERS_MAX && l == NULL; i++)
-        if (accept_owners[i] != NULL && accept_owners[i]->http == arg)
-            l = accept_owners[i];
-    if (l == NULL)
-        return;
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
         log_warn("%s listener: accept: %s", l->name,
                  evutil_socket_error_to_string(err));
@@ -784,15 +1398,13 @@ on_accept_error(struct evconnlistener *lev, void *arg)
  * public listener may hold half of the descriptors, the internal one a
  * quarter, so a flood of either leaves a quarter to the other listener,
  * Redis, WeCom calls and files. The public one also caps each client
- * address. Also sizes the table of connections by descriptor.
+ * address.
  */
 static enum brk_err
-listener_limits(struct httpd *h, struct httpd_listener *l, const char *name,
-                size_t group)
+listener_limits(struct httpd_listener *l, const char *name, size_t group)
 {
     struct rlimit rl;
-    size_t nofile = 1024, want;
-    void *p;
+    size_t nofile = 1024;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         nofile = (size_t)rl.rlim_cur;
@@ -814,125 +1426,15 @@ listener_limits(struct httpd *h, struct httpd_listener *l, const char *name,
         if (l->max_conns < 16)
             l->max_conns = 16;
     }
-    want = nofile;
-    if (want > h->nby_fd) {
-        p = brk_realloc(h->by_fd, want * sizeof(*h->by_fd));
-        if (p == NULL)
-            return BRK_ERR_NOMEM;
-        h->by_fd = p;
-        memset(h->by_fd + h->nby_fd, 0, (want - h->nby_fd) * sizeof(*h->by_fd));
-        h->nby_fd = want;
-    }
-    if (h->sweep == NULL) {
-        struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
-
-        h->sweep = event_new(h->base, -1, EV_PERSIST, on_sweep, h);
-        if (h->sweep == NULL || event_add(h->sweep, &tv) != 0)
-            return BRK_ERR_NOMEM;
-    }
     return BRK_OK;
 }
 
-/* A listener on h serving through evhttp, not yet bound; NULL when out
- * of memory or of slots. */
-static struct httpd_listener *
-listener_begin(struct httpd *h, const char *name, size_t max_body,
-               httpd_handler *handler, void *arg)
-{
-    struct httpd_listener *l;
-
-    if (h->nlisteners == MAX_LISTENERS)
-        return NULL;
-    l = &h->listeners[h->nlisteners];
-    memset(l, 0, sizeof(*l));
-    l->h = h;
-    snprintf(l->name, sizeof(l->name), "%s", name);
-    l->handler = handler;
-    l->arg = arg;
-    l->http = evhttp_new(h->base);
-    if (l->http == NULL)
-        return NULL;
-    /* above our own limits, so the handler sees, logs and counts */
-    evhttp_set_max_body_size(l->http, (ev_ssize_t)(max_body * 4 + 4096));
-    evhttp_set_max_headers_size(l->http, HEADERS_MAX);
-    evhttp_set_timeout(l->http, READ_TIMEOUT_S);
-    evhttp_set_allowed_methods(
-        l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                     EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(l->http, dispatch, l);
-    return l;
-}
-
-/* The bound listener l made ready, or undone (BRK_ERR_NOMEM). */
+/* Serve the listening socket fd (consumed on every path) as listener
+ * name on h. BRK_ERR_TOOBIG past the table, BRK_ERR_NOMEM. */
 static enum brk_err
-listener_finish(struct httpd *h, struct httpd_listener *l, const char *name,
-                const char *host, size_t group)
-{
-    l->resume = evtimer_new(h->base, on_resume, l);
-    l->admit = event_new(h->base, -1, 0, on_admit, l);
-    if (l->resume == NULL || l->admit == NULL ||
-        listener_limits(h, l, name, group) != BRK_OK) {
-        if (l->resume != NULL)
-            event_free(l->resume);
-        if (l->admit != NULL)
-            event_free(l->admit);
-        evhttp_free(l->http);
-        memset(l, 0, sizeof(*l));
-        return BRK_ERR_NOMEM;
-    }
-    evhttp_set_bevcb(l->http, conn_bevcb, l);
-    accept_owner_set(l, 1);
-    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->sock),
-                                on_accept_error);
-    h->nlisteners++;
-    if (l->per_addr_max > 0)
-        log_info("%s listener on %s:%d (at most %zu connections, %zu per "
-                 "client address)",
-                 name, host, httpd_listener_port(h, name), l->max_conns,
-                 l->per_addr_max);
-    else
-        log_info("%s listener on %s:%d (at most %zu connections)", name, host,
-                 httpd_listener_port(h, name), l->max_conns);
-    return BRK_OK;
-}
-
-/*
- * Bind a listener (see httpd.h). Returns BRK_OK, BRK_ERR_CONFIG for a bad
- * address, BRK_ERR_IO when binding fails, BRK_ERR_TOOBIG past the table.
- */
-enum brk_err
-httpd_listen(struct httpd *h, const char *name, const char *hostport,
-             size_t max_body, httpd_handler *handler, void *arg)
-{
-    struct httpd_listener *l;
-    char host[256];
-    int port;
-
-    if (h->nlisteners == MAX_LISTENERS)
-        return BRK_ERR_TOOBIG;
-    if (config_parse_listen(hostport, host, sizeof(host), &port, 1))
-        return BRK_ERR_CONFIG;
-    l = listener_begin(h, name, max_body, handler, arg);
-    if (l == NULL)
-        return BRK_ERR_NOMEM;
-    l->sock = evhttp_bind_socket_with_handle(l->http, host, (ev_uint16_t)port);
-    if (l->sock == NULL) {
-        evhttp_free(l->http);
-        l->http = NULL;
-        return BRK_ERR_IO;
-    }
-    return listener_finish(h, l, name, host, 1);
-}
-
-/*
- * Serve a listening socket of a group (see httpd.h). fd is consumed on
- * every path. Returns BRK_OK, BRK_ERR_TOOBIG past the table,
- * BRK_ERR_NOMEM.
- */
-enum brk_err
-httpd_listen_fd(struct httpd *h, const char *name, int fd, size_t group,
-                size_t max_body, httpd_handler *handler, void *arg)
+listener_start(struct httpd *h, const char *name, int fd, size_t group,
+               size_t max_body, httpd_handler *handler, void *arg,
+               const char *where)
 {
     struct httpd_listener *l;
 
@@ -940,24 +1442,46 @@ httpd_listen_fd(struct httpd *h, const char *name, int fd, size_t group,
         close(fd);
         return BRK_ERR_TOOBIG;
     }
-    l = listener_begin(h, name, max_body, handler, arg);
-    if (l == NULL) {
+    l = &h->listeners[h->nlisteners];
+    memset(l, 0, sizeof(*l));
+    l->h = h;
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    l->handler = handler;
+    l->arg = arg;
+    /* above our own limits, so the handler sees, logs and counts */
+    l->max_body = max_body * 4 + 4096;
+    l->resume = evtimer_new(h->base, on_resume, l);
+    l->lev = evconnlistener_new(h->base, on_accept, l, LEV_OPT_CLOSE_ON_FREE,
+                                -1, fd);
+    if (l->lev == NULL)
         close(fd);
+    if (l->resume == NULL || l->lev == NULL ||
+        listener_limits(l, name, group) != BRK_OK) {
+        if (l->resume != NULL)
+            event_free(l->resume);
+        if (l->lev != NULL)
+            evconnlistener_free(l->lev);
+        cache_free(l->per_addr);
+        memset(l, 0, sizeof(*l));
         return BRK_ERR_NOMEM;
     }
-    l->sock = evhttp_accept_socket_with_handle(l->http, fd);
-    if (l->sock == NULL) {
-        close(fd);
-        evhttp_free(l->http);
-        l->http = NULL;
-        return BRK_ERR_NOMEM;
-    }
-    return listener_finish(h, l, name, "a shared socket, port", group);
+    evconnlistener_set_error_cb(l->lev, on_accept_error);
+    h->nlisteners++;
+    if (l->per_addr_max > 0)
+        log_info("%s listener on %s:%d (at most %zu connections, %zu per "
+                 "client address)",
+                 name, where, httpd_listener_port(h, name), l->max_conns,
+                 l->per_addr_max);
+    else
+        log_info("%s listener on %s:%d (at most %zu connections)", name, where,
+                 httpd_listener_port(h, name), l->max_conns);
+    return BRK_OK;
 }
 
-/* One socket of a SO_REUSEPORT group, bound to ai with port, listening. */
+/* One socket bound to ai with port, listening; in a SO_REUSEPORT group
+ * when group is set. */
 static int
-group_socket(const struct evutil_addrinfo *ai, int port)
+bind_socket(const struct evutil_addrinfo *ai, int port, int group)
 {
     struct sockaddr_storage ss;
     int fd, on = 1;
@@ -975,7 +1499,8 @@ group_socket(const struct evutil_addrinfo *ai, int port)
     if (fd < 0)
         return -1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (group &&
+         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         bind(fd, (struct sockaddr *)&ss, (socklen_t)ai->ai_addrlen) != 0 ||
         listen(fd, SOMAXCONN) != 0) {
         close(fd);
@@ -985,13 +1510,12 @@ group_socket(const struct evutil_addrinfo *ai, int port)
 }
 
 /*
- * n listening sockets on hostport in one SO_REUSEPORT group (see
- * httpd.h); port 0 picks one port for all. Returns BRK_OK with fds[0..n)
- * (owned: each goes to httpd_listen_fd or close), BRK_ERR_CONFIG,
- * BRK_ERR_IO with errno set by the failing call.
+ * n listening sockets on hostport, in one SO_REUSEPORT group when group
+ * is set; port 0 picks one port for all. Returns BRK_OK with fds[0..n)
+ * (owned), BRK_ERR_CONFIG, BRK_ERR_IO with errno set by the failing call.
  */
-enum brk_err
-httpd_bind_group(const char *hostport, size_t n, int *fds)
+static enum brk_err
+bind_sockets(const char *hostport, size_t n, int group, int *fds)
 {
     struct evutil_addrinfo hints, *ai = NULL;
     struct sockaddr_storage ss;
@@ -1011,7 +1535,7 @@ httpd_bind_group(const char *hostport, size_t n, int *fds)
     if (evutil_getaddrinfo(host, portstr, &hints, &ai) != 0 || ai == NULL)
         return BRK_ERR_IO;
     for (i = 0; i < n; i++) {
-        fds[i] = group_socket(ai, port);
+        fds[i] = bind_socket(ai, port, group);
         if (fds[i] < 0)
             goto out;
         made++;
@@ -1035,20 +1559,62 @@ out:
     return err;
 }
 
+
+/* A SO_REUSEPORT group (see httpd.h). */
+enum brk_err
+httpd_bind_group(const char *hostport, size_t n, int *fds)
+{
+    return bind_sockets(hostport, n, 1, fds);
+}
+
+/*
+ * Bind a listener (see httpd.h). Returns BRK_OK, BRK_ERR_CONFIG for a bad
+ * address, BRK_ERR_IO when binding fails, BRK_ERR_TOOBIG past the table.
+ */
+enum brk_err
+httpd_listen(struct httpd *h, const char *name, const char *hostport,
+             size_t max_body, httpd_handler *handler, void *arg)
+{
+    char host[256];
+    int port, fd;
+    enum brk_err err;
+
+    if (h->nlisteners == MAX_LISTENERS)
+        return BRK_ERR_TOOBIG;
+    if (config_parse_listen(hostport, host, sizeof(host), &port, 1))
+        return BRK_ERR_CONFIG;
+    err = bind_sockets(hostport, 1, 0, &fd);
+    if (err)
+        return err;
+    return listener_start(h, name, fd, 1, max_body, handler, arg, host);
+}
+
+/*
+ * Serve a listening socket of a group (see httpd.h). fd is consumed on
+ * every path. Returns BRK_OK, BRK_ERR_TOOBIG past the table,
+ * BRK_ERR_NOMEM.
+ */
+enum brk_err
+httpd_listen_fd(struct httpd *h, const char *name, int fd, size_t group,
+                size_t max_body, httpd_handler *handler, void *arg)
+{
+    return listener_start(h, name, fd, group, max_body, handler, arg,
+                          "a shared socket, port");
+}
+
 int
 httpd_listener_port(const struct httpd *h, const char *name)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    evutil_socket_t fd;
     size_t i;
 
     for (i = 0; i < h->nlisteners; i++) {
         if (strcmp(h->listeners[i].name, name) != 0 ||
-            h->listeners[i].sock == NULL)
+            h->listeners[i].lev == NULL)
             continue;
-        fd = evhttp_bound_socket_get_fd(h->listeners[i].sock);
-        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        if (getsockname(evconnlistener_get_fd(h->listeners[i].lev),
+                        (struct sockaddr *)&ss, &len) != 0)
             return -1;
         if (ss.ss_family == AF_INET)
             return ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -1195,6 +1761,7 @@ httpd_tls_free(struct httpd_tls *t)
     brk_free(t);
 }
 
+
 /*
  * Switch a listener to TLS (see httpd.h). Consumes t (not NULL) on every
  * path. Returns BRK_OK or BRK_ERR_NOTFOUND.
@@ -1234,26 +1801,35 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     done(h->drain_arg);
 }
 
+/* Stop accepting; close the connections waiting for a request; the others
+ * close after their reply (see reply_send). */
 void
 httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *), void *arg)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    struct httpd_conn *c, *next;
     size_t i;
 
     if (h->draining)
         return;
     h->draining = 1;
-    for (i = 0; i < h->nlisteners; i++) {
-        if (h->listeners[i].resume != NULL)
-            event_del(h->listeners[i].resume);
-        if (h->listeners[i].sock != NULL) {
-            evhttp_del_accept_socket(h->listeners[i].http,
-                                     h->listeners[i].sock);
-            h->listeners[i].sock = NULL;
-        }
-    }
     h->drain_done = done;
     h->drain_arg = arg;
+    for (i = 0; i < h->nlisteners; i++) {
+        struct httpd_listener *l = &h->listeners[i];
+
+        if (l->resume != NULL)
+            event_del(l->resume);
+        if (l->lev != NULL) {
+            evconnlistener_free(l->lev);
+            l->lev = NULL;
+        }
+        for (c = l->conns; c != NULL; c = next) {
+            next = c->next;
+            if (c->state == CS_HEAD && c->in_len == 0)
+                conn_kill(c);
+        }
+    }
     h->drain_timer = evtimer_new(h->base, on_drain_timeout, h);
     if (h->drain_timer != NULL)
         evtimer_add(h->drain_timer, &tv);
@@ -1265,4 +1841,32 @@ unsigned
 httpd_inflight(const struct httpd *h)
 {
     return h->inflight;
+}
+
+/* Close everything: requests still held by handlers are gone with their
+ * connections (nothing may reply after this). */
+void
+httpd_free(struct httpd *h)
+{
+    size_t i;
+
+    if (h == NULL)
+        return;
+    h->drain_done = NULL;
+    for (i = 0; i < h->nlisteners; i++) {
+        struct httpd_listener *l = &h->listeners[i];
+
+        if (l->lev != NULL)
+            evconnlistener_free(l->lev);
+        l->lev = NULL;
+        if (l->resume != NULL)
+            event_free(l->resume);
+        while (l->conns != NULL)
+            conn_free(l->conns);
+        cache_free(l->per_addr);
+        httpd_tls_free(l->tls);
+    }
+    if (h->drain_timer != NULL)
+        event_free(h->drain_timer);
+    brk_free(h);
 }

@@ -30,8 +30,6 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
@@ -260,7 +258,6 @@ in_range(enum scope_record kind, const char *id, size_t len, void *arg)
 void
 proxy_reply_filtered(struct preq *q)
 {
-    struct evkeyvalq *hdr = evhttp_request_get_output_headers(q->r->req);
     char *out = NULL, n[24];
     size_t len = 0;
     unsigned long stripped = filter_stripped(q->filter);
@@ -319,9 +316,9 @@ proxy_reply_filtered(struct preq *q)
         dropped += more;
     }
     snprintf(n, sizeof(n), "%lu", stripped);
-    evhttp_add_header(hdr, "X-Broker-Stripped", n);
+    httpd_add_header(q->r, "X-Broker-Stripped", n);
     snprintf(n, sizeof(n), "%lu", dropped);
-    evhttp_add_header(hdr, "X-Broker-Dropped", n);
+    httpd_add_header(q->r, "X-Broker-Dropped", n);
     metrics_add(METRICS_FIELDS_STRIPPED, NULL, (double)stripped);
     metrics_add(METRICS_RECORDS_DROPPED, NULL, (double)dropped);
     proxy_write_replied(q, out, len);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <event2/http.h>
 
 #include "multipart.h"
 #include "proxy_int.h"
@@ -20,7 +19,6 @@ enum errcode
 proxy_media_build(struct preq *q, struct proxy_media *out, char *msg,
                   size_t msglen)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(q->r->req);
     struct multipart_media m;
     const char *type = query_get(q->q, "type");
     char boundary[64], sha[65]; /* "wecom-broker-" 24 digest chars, an int */
@@ -33,7 +31,7 @@ proxy_media_build(struct preq *q, struct proxy_media *out, char *msg,
         snprintf(msg, msglen, "invalid parameter: type missing");
         return ERRCODE_INVALID_PARAMETER;
     }
-    e = multipart_parse(evhttp_find_header(in, "Content-Type"),
+    e = multipart_parse(httpd_header(q->r, "Content-Type"),
                         httpd_body(q->r), httpd_body_len(q->r), &m, msg,
                         msglen);
     if (e != ERRCODE_OK)

@@ -29,8 +29,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
@@ -214,7 +212,6 @@ on_idem(enum brk_err err, struct redisReply *r, void *arg)
 {
     struct preq *q = arg;
     const char *what;
-    struct evkeyvalq *hdr;
     json_t *v;
     json_error_t jerr;
     long code;
@@ -247,8 +244,7 @@ on_idem(enum brk_err err, struct redisReply *r, void *arg)
     v = json_loadb(r->element[1]->str, r->element[1]->len, 0, &jerr);
     code = (long)json_integer_value(json_object_get(v, "errcode"));
     json_decref(v);
-    hdr = evhttp_request_get_output_headers(q->r->req);
-    evhttp_add_header(hdr, "X-Broker-Idempotent-Replay", "1");
+    httpd_add_header(q->r, "X-Broker-Idempotent-Replay", "1");
     count(q, "replayed", code);
     proxy_count_request(q, code);
     proxy_audit(q, code, 0, 0);
@@ -470,19 +466,17 @@ fail:
 static int
 idem_key(struct preq *q)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(q->r->req);
-    struct evkeyval *h;
-    const char *v = NULL;
+    const char *v = NULL, *h;
+    size_t pos = 0;
     char buf[SERVICE_ID_LEN + IDEM_KEY_MAX + 2], hash[65], what[80];
     size_t n;
     int seen = 0;
 
-    /* every header of that name (evkeyvalq is a TAILQ): one only */
-    for (h = in->tqh_first; h != NULL; h = h->next.tqe_next)
-        if (strcasecmp(h->key, IDEM_HEADER) == 0) {
-            v = h->value;
-            seen++;
-        }
+    /* every header of that name: one only */
+    while ((h = httpd_header_next(q->r, IDEM_HEADER, &pos)) != NULL) {
+        v = h;
+        seen++;
+    }
     if (seen == 0)
         return 0;
     n = v != NULL ? strlen(v) : 0;

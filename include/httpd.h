@@ -1,6 +1,8 @@
 /*
- * HTTP listeners on evhttp: request contexts with ids and timing, the only
- * functions that send replies, limits, and draining for a graceful stop.
+ * The broker's HTTP/1.1 server: listeners, connections read and written
+ * by the server itself (requests parsed by http1.c), request contexts
+ * with ids and timing, the only functions that send replies, limits, and
+ * draining for a graceful stop.
  */
 #ifndef HTTPD_H
 #define HTTPD_H
@@ -11,20 +13,32 @@
 #include "broker.h"
 
 struct event_base;
-struct evhttp_request;
+struct sockaddr;
 struct httpd;
+struct httpd_conn;
 struct httpd_listener;
 /* A TLS server context built from a certificate chain and a key. */
 struct httpd_tls;
 
+/* Bytes of "Name: value\r\n" lines a handler may add to one reply. */
+#define HTTPD_EXTRA_MAX 4096
+
 /* One request, from dispatch to reply. Borrowed by handlers until they
- * call httpd_reply*, after which it is gone. */
+ * call httpd_reply*, after which it is gone (its memory serves the next
+ * request of the connection). */
 struct httpd_req {
-    struct evhttp_request *req;
+    struct httpd_conn *conn; /* the connection it came on (private) */
     struct httpd_listener *listener;
     char id[17];       /* random hex request id, in logs and headers */
     const char *route; /* metric label set by the handler (static) */
     struct timespec start;
+    /* private: set by the server */
+    const char *path, *query; /* NUL-terminated, in the connection's buffer */
+    const char *body;         /* in the connection's buffer; NULL if empty */
+    size_t body_len;
+    int method; /* enum http1_method */
+    size_t nextra;
+    char extra[HTTPD_EXTRA_MAX]; /* headers added by the handler */
 };
 
 /* Called for every request on a listener; must reply exactly once, now or
@@ -44,6 +58,9 @@ typedef void httpd_handler(struct httpd_req *r, void *arg);
  * HTTPD_PER_ADDR_MAX, unless the address is a trusted proxy.
  */
 #define HTTPD_REQUEST_DEADLINE_S 10
+/* A reply the client does not read within this long closes the
+ * connection. */
+#define HTTPD_WRITE_DEADLINE_S 30
 #define HTTPD_PER_ADDR_MAX       64
 #define HTTPD_PUBLIC_LISTENER    "callback"
 /* Descriptors tracked at most (a larger limit is treated as this). */
@@ -64,9 +81,11 @@ void httpd_set_trusted_proxies(const struct netaddr_list *l);
 
 /*
  * Listen on "host:port" under a name used in logs and metrics ("callback",
- * "internal"). evhttp's own body limit is set above max_body so oversized
- * requests still reach the handler, which refuses them itself (logged and
- * counted). Returns BRK_ERR_IO when the address cannot be bound.
+ * "internal"). The server's own body limit is set above max_body
+ * (4 * max_body + 4 KiB) so oversized requests still reach the handler,
+ * which refuses them itself (logged and counted); past that limit the
+ * server answers 413 and closes. Returns BRK_ERR_IO when the address
+ * cannot be bound.
  */
 enum brk_err httpd_listen(struct httpd *h, const char *name,
                           const char *hostport, size_t max_body,
@@ -128,9 +147,32 @@ const char *httpd_path(const struct httpd_req *r);
 const char *httpd_raw_query(const struct httpd_req *r);
 /* "GET", "POST", ... or "OTHER". */
 const char *httpd_method(const struct httpd_req *r);
-/* Body length, and a pointer to it linearised (borrowed; NULL if empty). */
+/* Body length, and a pointer to it (borrowed; NULL if empty). */
 size_t httpd_body_len(const struct httpd_req *r);
 const char *httpd_body(struct httpd_req *r);
+
+/*
+ * The value of the first request header named name (ASCII
+ * case-insensitive), NUL-terminated and borrowed until the reply; NULL
+ * when there is none. httpd_header_next walks every header of that name
+ * in order: *pos starts at 0.
+ */
+const char *httpd_header(const struct httpd_req *r, const char *name);
+const char *httpd_header_next(const struct httpd_req *r, const char *name,
+                              size_t *pos);
+
+/*
+ * Add "name: value" to r's reply. BRK_ERR_INVAL for a name that is not a
+ * token or a value with a control byte (CR, LF, NUL...), BRK_ERR_TOOBIG
+ * past HTTPD_EXTRA_MAX; nothing is added then. A fixed header of a few
+ * bytes cannot fail: its result may be ignored.
+ */
+enum brk_err httpd_add_header(struct httpd_req *r, const char *name,
+                              const char *value);
+
+/* The client's address (the TCP peer) and its length, borrowed; NULL
+ * when the socket has no address to speak of. */
+const struct sockaddr *httpd_peer(const struct httpd_req *r, size_t *len);
 
 /* Stop accepting, then call done(arg) once no request is in flight (or
  * after timeout_ms). */

@@ -1540,7 +1540,9 @@ HOSTILE(cb_nul_in_request_line, CB, b_nul_in_request_line, 0, 0)
 HOSTILE(cb_percent_nul, CB, b_cb_pct_nul, 0, 0)
 HOSTILE(cb_nul_in_body, CB, b_cb_nul_body, 0, 0)
 HOSTILE(cb_non_utf8_body, CB, b_cb_non_utf8, 0, 0)
-HOSTILE(cb_non_utf8_path, CB, b_cb_non_utf8_path, 0, 404)
+/* raw bytes >= 0x80 in a request target are not HTTP: the server refuses
+ * them before any route is looked at */
+HOSTILE(cb_non_utf8_path, CB, b_cb_non_utf8_path, 0, 400)
 HOSTILE(cb_http10_unsigned, CB, b_cb_http10, 0, 0)
 HOSTILE(cb_http09, CB, b_http09, 0, 0)
 HOSTILE(cb_pipelined_garbage, CB, b_pipelined_garbage, 0, 0)
