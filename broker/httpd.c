@@ -397,6 +397,8 @@ conn_transport(struct httpd_conn *c, evutil_socket_t fd)
     /* clients that close without close_notify are routine */
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     bufferevent_setcb(c->bev, on_tls_read, on_tls_write, on_tls_event, c);
+    /* what the TLS layer decrypts ahead of the server is bounded too */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, IN_INITIAL * 4);
     if (bufferevent_enable(c->bev, EV_READ) != 0)
         return -1;
     c->reading = 1;
@@ -640,8 +642,8 @@ on_tls_event(struct bufferevent *bev, short what, void *arg)
     struct httpd_conn *c = arg;
 
     (void)bev;
-    if (c->dead)
-        return;
+    if (c->dead || (what & BEV_EVENT_CONNECTED))
+        return; /* the handshake is done: requests come as reads */
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->eof = 1;
         reading_set(c, 0);
