@@ -65,10 +65,10 @@ struct httpd_tls {
 
 /* Where a connection is with its current request. */
 enum conn_state {
-    CS_HEAD,  /* reading a request's head */
-    CS_BODY,  /* reading its body */
-    CS_SERVE, /* the handler has it */
-    CS_WRITE, /* its reply is being written */
+    CS_HEAD,   /* reading a request's head */
+    CS_BODY,   /* reading its body */
+    CS_SERVE,  /* the handler has it */
+    CS_WRITE,  /* its reply is being written */
     CS_LINGER, /* the last reply sent: reading until the client closes */
 };
 
@@ -122,7 +122,7 @@ struct httpd_listener {
     struct evconnlistener *lev;
     httpd_handler *handler;
     void *arg;
-    size_t max_body;  /* what the server itself reads at most */
+    size_t max_body; /* what the server itself reads at most */
     unsigned inflight;
     struct httpd_tls *tls; /* NULL: plain HTTP */
     struct event *resume;  /* re-enables accepting after a pause */
@@ -334,8 +334,8 @@ conn_count_addr(struct httpd_conn *c)
     size_t *n;
 
     if (l->per_addr_max == 0 ||
-        netaddr_from_sockaddr((struct sockaddr *)&c->peer, c->peerlen,
-                              &peer) != BRK_OK ||
+        netaddr_from_sockaddr((struct sockaddr *)&c->peer, c->peerlen, &peer) !=
+            BRK_OK ||
         netaddr_list_has(httpd_trusted, &peer))
         return 0;
     netaddr_key(&peer, c->addr);
@@ -387,9 +387,8 @@ conn_transport(struct httpd_conn *c, evutil_socket_t fd)
     }
     /* on failure libevent may already have freed ssl with the half-built
      * bufferevent: freeing it here could be a double free */
-    c->bev = bufferevent_openssl_socket_new(base, fd, ssl,
-                                            BUFFEREVENT_SSL_ACCEPTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
+    c->bev = bufferevent_openssl_socket_new(
+        base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         close(fd);
         return -1;
@@ -406,8 +405,8 @@ conn_transport(struct httpd_conn *c, evutil_socket_t fd)
 }
 
 static void
-on_accept(struct evconnlistener *lev, evutil_socket_t fd,
-          struct sockaddr *sa, int salen, void *arg)
+on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+          int salen, void *arg)
 {
     struct httpd_listener *l = arg;
     struct httpd_conn *c;
@@ -740,37 +739,68 @@ static const char *
 reason_of(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "";
     }
 }
 
@@ -845,9 +875,9 @@ out_reserve(struct httpd_conn *c, size_t n)
  * memory (owned is then freed).
  */
 static int
-reply_queue(struct httpd_conn *c, int status, const char *ctype,
-            const char *id, const char *extra, size_t nextra,
-            const char *body, size_t len, char *owned, int no_body)
+reply_queue(struct httpd_conn *c, int status, const char *ctype, const char *id,
+            const char *extra, size_t nextra, const char *body, size_t len,
+            char *owned, int no_body)
 {
     struct httpd *h = c->l->h;
     size_t need = REPLY_HEAD_BASE + strlen(ctype) + nextra;
@@ -876,7 +906,8 @@ reply_queue(struct httpd_conn *c, int status, const char *ctype,
     p = PUT_LIT(p, "\r\nCache-Control: no-store\r\nDate: ");
     p = put_str(p, date_now(h));
     p = PUT_LIT(p, "\r\n");
-    p = put(p, extra, nextra);
+    if (nextra > 0)
+        p = put(p, extra, nextra);
     if (c->close_after)
         p = PUT_LIT(p, "Connection: close\r\n");
     else if (c->q.minor == 0)
@@ -913,8 +944,8 @@ refuse(struct httpd_conn *c, int status, const char *why)
     n = snprintf(body, sizeof(body), "%s\n", text[0] ? text : "Refused");
     c->close_after = 1;
     reading_set(c, 0);
-    if (reply_queue(c, status, "text/plain; charset=utf-8", NULL, NULL, 0,
-                    body, (size_t)n, NULL, 0) != 0) {
+    if (reply_queue(c, status, "text/plain; charset=utf-8", NULL, NULL, 0, body,
+                    (size_t)n, NULL, 0) != 0) {
         conn_kill(c);
         return;
     }
@@ -1185,7 +1216,7 @@ reply_send(struct httpd_req *r, int status, const char *content_type,
 
     if (c->state != CS_SERVE) {
         log_error("%s listener: a second reply to request %s ignored", l->name,
-                r->id);
+                  r->id);
         brk_free(owned);
         return;
     }
@@ -1208,8 +1239,8 @@ reply_send(struct httpd_req *r, int status, const char *content_type,
     if (c->dead) {
         /* the client is gone */
         brk_free(owned);
-    } else if (reply_queue(c, status, content_type, r->id, r->extra,
-                           r->nextra, body, len, owned,
+    } else if (reply_queue(c, status, content_type, r->id, r->extra, r->nextra,
+                           body, len, owned,
                            c->q.method == HTTP1_M_HEAD) != 0) {
         c->dead = 1;
     }
@@ -1347,8 +1378,8 @@ httpd_peer(const struct httpd_req *r, size_t *len)
 {
     const struct httpd_conn *c = r->conn;
 
-    if (c->peerlen == 0 || (c->peer.ss_family != AF_INET &&
-                            c->peer.ss_family != AF_INET6))
+    if (c->peerlen == 0 ||
+        (c->peer.ss_family != AF_INET && c->peer.ss_family != AF_INET6))
         return NULL;
     *len = c->peerlen;
     return (const struct sockaddr *)&c->peer;
@@ -1561,7 +1592,6 @@ out:
     return err;
 }
 
-
 /* A SO_REUSEPORT group (see httpd.h). */
 enum brk_err
 httpd_bind_group(const char *hostport, size_t n, int *fds)
@@ -1762,7 +1792,6 @@ httpd_tls_free(struct httpd_tls *t)
     SSL_CTX_free(t->ctx);
     brk_free(t);
 }
-
 
 /*
  * Switch a listener to TLS (see httpd.h). Consumes t (not NULL) on every

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 #include "multipart.h"
 #include "proxy_int.h"
 #include "write_store.h"
@@ -31,9 +30,8 @@ proxy_media_build(struct preq *q, struct proxy_media *out, char *msg,
         snprintf(msg, msglen, "invalid parameter: type missing");
         return ERRCODE_INVALID_PARAMETER;
     }
-    e = multipart_parse(httpd_header(q->r, "Content-Type"),
-                        httpd_body(q->r), httpd_body_len(q->r), &m, msg,
-                        msglen);
+    e = multipart_parse(httpd_header(q->r, "Content-Type"), httpd_body(q->r),
+                        httpd_body_len(q->r), &m, msg, msglen);
     if (e != ERRCODE_OK)
         return e;
     e = multipart_media_check(type, &m, msg, msglen);

@@ -61,8 +61,8 @@ typedef void httpd_handler(struct httpd_req *r, void *arg);
 /* A reply the client does not read within this long closes the
  * connection. */
 #define HTTPD_WRITE_DEADLINE_S 30
-#define HTTPD_PER_ADDR_MAX       64
-#define HTTPD_PUBLIC_LISTENER    "callback"
+#define HTTPD_PER_ADDR_MAX     64
+#define HTTPD_PUBLIC_LISTENER  "callback"
 /* Descriptors tracked at most (a larger limit is treated as this). */
 #define HTTPD_FD_TABLE_MAX (1 << 20)
 
