@@ -906,8 +906,7 @@ reply_queue(struct httpd_conn *c, int status, const char *ctype, const char *id,
     p = PUT_LIT(p, "\r\nCache-Control: no-store\r\nDate: ");
     p = put_str(p, date_now(h));
     p = PUT_LIT(p, "\r\n");
-    if (nextra > 0)
-        p = put(p, extra, nextra);
+    p = put(p, extra, nextra);
     if (c->close_after)
         p = PUT_LIT(p, "Connection: close\r\n");
     else if (c->q.minor == 0)
@@ -944,7 +943,7 @@ refuse(struct httpd_conn *c, int status, const char *why)
     n = snprintf(body, sizeof(body), "%s\n", text[0] ? text : "Refused");
     c->close_after = 1;
     reading_set(c, 0);
-    if (reply_queue(c, status, "text/plain; charset=utf-8", NULL, NULL, 0, body,
+    if (reply_queue(c, status, "text/plain; charset=utf-8", NULL, "", 0, body,
                     (size_t)n, NULL, 0) != 0) {
         conn_kill(c);
         return;
