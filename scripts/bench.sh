@@ -30,7 +30,12 @@
 # more, user/list >= 300 MB/s with peak RSS <= output + 16 MB. Knobs
 # (environment): BENCH_PORT_BASE (21400; fourteen ports from there), BENCH_SYNC (non-empty by default; empty skips row 5), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNECTIONS
 # (32), BENCH_CALLBACK_RATE (200), BENCH_KEEP (non-empty: keep the
-# temporary directory).
+# temporary directory), BENCH_COMPARE (another wecom-broker binary, e.g.
+# one built from an earlier commit: row 2s compares it with this build
+# side by side, BENCH_ROUNDS (5) alternating rounds of 5 s of nginx, this
+# build and that one on the same CPU, and prints the medians; load from
+# other work shifts all three alike, so the ratio between the builds
+# holds where absolute rates do not).
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -50,6 +55,8 @@ L_CB=$((BASE + 10)) # the user/list broker, WeCom's reply from a file
 L_INT=$((BASE + 11))
 NGXF=$((BASE + 12)) # nginx: that file, everything else to the simulator
 RCV=$((BASE + 13)) # the event receiver of row 6
+O_CB=$((BASE + 14)) # BENCH_COMPARE's broker
+O_INT=$((BASE + 15))
 SECS=${BENCH_SECONDS:-10}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-32}
@@ -73,6 +80,9 @@ need jq jq
 need wrk wrk
 need nginx nginx-light
 need redis-server redis-server
+if [ -n "${BENCH_COMPARE:-}" ] && [ ! -x "$BENCH_COMPARE" ]; then
+    die "BENCH_COMPARE=$BENCH_COMPARE is not an executable"
+fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         say "missing packages:$missing"
@@ -115,7 +125,7 @@ B=$d/bin
 
 # curl exits 7 when nothing listens
 for p in $CB $INT $MOCK $NGX $S_CB $S_INT $S_MOCK $W_CB $W_INT $NGX2 $L_CB \
-    $L_INT $NGXF $RCV; do
+    $L_INT $NGXF $RCV $O_CB $O_INT; do
     rc=0
     curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || rc=$?
     [ "$rc" -eq 7 ] ||
@@ -432,6 +442,42 @@ say "proxy, per worker: nginx proxy_pass, ${SECS}s"
 run_wrk "$d/nginx.txt" "$SECS" "$N_URL" "$ON1"
 say "proxy, per worker: broker, ${SECS}s"
 run_wrk "$d/broker.txt" "$SECS" "$B_URL" "$ON1"
+
+# ---- 2s. Side by side with another build (BENCH_COMPARE) -----------------
+
+S_ROWS=""
+if [ -n "${BENCH_COMPARE:-}" ]; then
+    cp "$BENCH_COMPARE" "$B/wecom-broker-other"
+    broker_conf "$d/broker-other.conf" $O_CB $O_INT 1 $MOCK
+    $ON0 "$B/wecom-broker-other" -c "$d/broker-other.conf" \
+        2>"$d/broker-other.log" &
+    pids="$pids $!"
+    wait_for "the BENCH_COMPARE broker" \
+        curl -sf "http://127.0.0.1:$O_INT/readyz"
+    O_URL="http://127.0.0.1:$O_INT$Q=$TOKEN"
+    run_wrk "$d/warm-o.txt" 2 "$O_URL" "$ON1"
+    : >"$d/side.txt"
+    rounds=${BENCH_ROUNDS:-5}
+    i=0
+    while [ $i -lt "$rounds" ]; do
+        i=$((i + 1))
+        say "side by side: round $i of $rounds (nginx, this build, BENCH_COMPARE)"
+        for w in n:"$N_URL" b:"$B_URL" o:"$O_URL"; do
+            run_wrk "$d/side-${w%%:*}.txt" 5 "${w#*:}" "$ON1"
+            f=$d/side-${w%%:*}.txt
+            echo "${w%%:*} $(calc %.0f "$(field "$f" requests) / \
+$(field "$f" seconds)") $(calc "$(field "$f" p99_us) / 1000")" >>"$d/side.txt"
+        done
+    done
+    med() { # med KIND COLUMN: the median over the rounds
+        awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$d/side.txt" |
+            sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+    }
+    S_N=$(med n 2) S_B=$(med b 2) S_O=$(med o 2)
+    S_N99=$(med n 3) S_B99=$(med b 3) S_O99=$(med o 3)
+    S_ROWS=1
+fi
+
 W_BURL="http://127.0.0.1:$W_INT$Q=$TOKEN"
 W_NURL="http://127.0.0.1:$NGX2$Q=$CTOKEN"
 say "proxy, whole machine: warming up"
@@ -676,6 +722,14 @@ row 2 "user/get req/s, machine" "$W_BRPS" "nginx $W_NRPS" "${r}x" \
     ">= 0.5x, 4+ CPUs" "$v"
 row 2 "user/get p99, machine" "$W_B99 ms" "nginx $W_N99 ms" \
     "$(calc %+.2f "$W_B99 - $W_N99") ms" "<= nginx + 1 ms" "$v99"
+if [ -n "$S_ROWS" ]; then
+    row 2s "user/get req/s, A/B" "$S_B" "other $S_O" \
+        "$(calc "$S_B / $S_O")x" "-" "info"
+    row 2s "user/get vs nginx, A/B" "$(calc "$S_B / $S_N")x" \
+        "other $(calc "$S_O / $S_N")x" "-" "-" "info"
+    row 2s "user/get p99, A/B" "$S_B99 ms" "other $S_O99 ms" \
+        "-" "-" "info"
+fi
 row 3 "user/list 20k, one request" "$L_MS ms" "file $L_FILEMS ms" \
     "$(calc "$L_T * 1000 / ($L_FILEMS > 0 ? $L_FILEMS : 1)")x" "-" "info"
 row 3 "user/list 20k, throughput" "$L_MBS MB/s" "-" "-" ">= 300 MB/s" \
@@ -716,6 +770,12 @@ echo "2: wrk -t$THREADS -c$CONNS -d${SECS}s after a 2 s warm-up each;" \
     "9,000 calls a minute). Broker RSS" \
     "$(calc %.1f "$P_RSS0 / 1024") MB before the load," \
     "$(calc %.1f "$P_RSS1 / 1024") MB after."
+[ -z "$S_ROWS" ] || echo "2s: BENCH_COMPARE=$BENCH_COMPARE as \"other\"," \
+    "both workers = 1 on the same CPU and Redis as row 2's broker;" \
+    "medians of ${BENCH_ROUNDS:-5} alternating rounds of 5 s each of" \
+    "nginx (median $S_N req/s, p99 $S_N99 ms), this build (b) and the" \
+    "other (o); every round, req/s and p99: $(awk '{ printf "%s%s %s/%s ms",
+        (NR > 1 ? ", " : ""), $1, $2, $3 }' "$d/side.txt")."
 echo "3: department 1 with fetch_child, the whole corp in range:" \
     "$L_N members, $(calc "$L_RAW / 1e6") MB: the simulator's reply" \
     "($L_RAWMS ms from it) served from a file by nginx ($L_FILEMS ms" \
