@@ -1490,6 +1490,17 @@ filter_free(struct filter *f)
     brk_free(f);
 }
 
+/* name to a comma-separated list (once per request per name: no printf) */
+static enum brk_err
+name_add(struct dynbuf *d, const char *name)
+{
+    enum brk_err err = BRK_OK;
+
+    if (d->len > 0)
+        err = dynbuf_add(d, ",", 1);
+    return err ? err : dynbuf_add_str(d, name);
+}
+
 static enum brk_err
 names_of(const struct scope_node *const *set, size_t n, char **out)
 {
@@ -1498,9 +1509,10 @@ names_of(const struct scope_node *const *set, size_t n, char **out)
 
     dynbuf_init(&d, 64 * 1024);
     for (i = 0; i < n; i++)
-        if (set[i]->name != NULL &&
-            dynbuf_printf(&d, "%s%s", d.len ? "," : "", set[i]->name))
+        if (set[i]->name != NULL && name_add(&d, set[i]->name)) {
+            dynbuf_free(&d);
             return BRK_ERR_NOMEM;
+        }
     return dynbuf_take(&d, out, NULL);
 }
 
@@ -1524,7 +1536,7 @@ filter_names(const struct filter *f, char **kept, char **removed)
         dynbuf_init(&d, 64 * 1024);
         err = dynbuf_add_str(&d, r);
         for (i = 0; !err && i < f->nunknown; i++)
-            err = dynbuf_printf(&d, "%s%s", d.len ? "," : "", f->unknown[i]);
+            err = name_add(&d, f->unknown[i]);
         brk_free(r);
         r = NULL;
         if (!err)
