@@ -236,7 +236,7 @@ test-browser: all $(B)/tests/browser_echo
 .SECONDARY: $(FUZZ_OBJ)
 
 FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth dirsync \
-                  evfilter write_check multipart http1
+                  evfilter write_check multipart http1 http1_req
 FUZZ_SECONDS   ?= 60
 FUZZ_CC        ?= clang
 FUZZ_FLAGS     ?=
@@ -257,6 +257,7 @@ FUZZ_MAXLEN_evfilter  := 8192
 FUZZ_MAXLEN_write_check := 8192
 FUZZ_MAXLEN_multipart := 8192
 FUZZ_MAXLEN_http1     := 4096
+FUZZ_MAXLEN_http1_req := 4096
 
 $(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -75,6 +75,10 @@ static char current[4096];
 #include "../fuzz/fuzz_http1.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_http1_req
+#include "../fuzz/fuzz_http1_req.c"
+#undef LLVMFuzzerTestOneInput
+
 typedef int fuzz_entry(const uint8_t *data, size_t size);
 
 /* Read path whole into an owned buffer (one spare byte); NULL on error. */
@@ -212,6 +216,13 @@ test_corpus_http1(void **state)
     replay("http1", fuzz_one_http1);
 }
 
+static void
+test_corpus_http1_req(void **state)
+{
+    (void)state;
+    replay("http1_req", fuzz_one_http1_req);
+}
+
 int
 main(void)
 {
@@ -227,6 +238,7 @@ main(void)
         cmocka_unit_test(test_corpus_write_check),
         cmocka_unit_test(test_corpus_multipart),
         cmocka_unit_test(test_corpus_http1),
+        cmocka_unit_test(test_corpus_http1_req),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
