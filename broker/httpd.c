@@ -527,22 +527,6 @@ in_room(struct httpd_conn *c)
     return 0;
 }
 
-/* Make the input buffer at least n bytes (a whole body is coming). */
-static int
-in_reserve(struct httpd_conn *c, size_t n)
-{
-    char *p;
-
-    if (c->in_cap >= n)
-        return 0;
-    p = brk_realloc(c->in, n);
-    if (p == NULL)
-        return -1;
-    c->in = p;
-    c->in_cap = n;
-    return 0;
-}
-
 /* Bytes read after a final reply, before the close: thrown away. */
 #define LINGER_MAX (1024 * 1024)
 #define LINGER_S   2
@@ -1023,12 +1007,10 @@ head_done(struct httpd_conn *c)
         return -1;
     }
     if (c->q.framing == HTTP1_BODY_LENGTH) {
+        /* the buffer grows as the body arrives (in_room), not on the
+         * client's word */
         if (c->q.length > l->max_body) {
             refuse(c, 413, "declared body over the limit");
-            return -1;
-        }
-        if (in_reserve(c, c->q.head_len + (size_t)c->q.length) != 0) {
-            refuse(c, 503, "out of memory");
             return -1;
         }
     } else if (c->q.framing == HTTP1_BODY_CHUNKED) {
