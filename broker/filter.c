@@ -469,20 +469,48 @@ utf8_seq(const unsigned char *s, size_t avail)
 #define BYTES_01 0x0101010101010101ULL
 #define BYTES_80 0x8080808080808080ULL
 
+/* Eight bytes below 0x80 (and, unless nul_ok, none 0): with the high bits
+ * clear, (w - 0x01..) has a high bit set exactly when a byte is 0. */
+static int
+ascii_word(uint64_t w, int nul_ok)
+{
+    return (w & BYTES_80) == 0 && (nul_ok || ((w - BYTES_01) & BYTES_80) == 0);
+}
+
 /* Well-formed UTF-8 (see utf8_seq); with nul_ok 0, no NUL byte either. */
 static int
 utf8_check(const unsigned char *s, size_t n, int nul_ok)
 {
     size_t i = 0, k;
     uint64_t w;
+    uint32_t a, b;
 
+    /* all ASCII, the usual case: whole words, the last one overlapping
+     * (short strings: the bytes, padded with 0x01) */
+    for (; n - i >= 8; i += 8) {
+        memcpy(&w, s + i, 8);
+        if (!ascii_word(w, nul_ok))
+            goto slow;
+    }
+    if (i == n)
+        return 1;
+    if (n >= 8) {
+        memcpy(&w, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        w = (uint64_t)a << 32 | b;
+    } else {
+        w = 0x0101010101000000ULL | s[0] | (uint64_t)s[n / 2] << 8 |
+            (uint64_t)s[n - 1] << 16;
+    }
+    if (ascii_word(w, nul_ok))
+        return 1;
+slow:
     while (i < n) {
-        /* ASCII eight bytes at a time; with the high bits clear,
-         * (w - 0x01..) has a high bit set exactly when a byte is 0 */
         if (n - i >= 8) {
             memcpy(&w, s + i, 8);
-            if ((w & BYTES_80) == 0 &&
-                (nul_ok || ((w - BYTES_01) & BYTES_80) == 0)) {
+            if (ascii_word(w, nul_ok)) {
                 i += 8;
                 continue;
             }
@@ -1037,6 +1065,13 @@ on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
     if (f->depth == 0)
         return fail(f, BRK_ERR_UPSTREAM_BAD);
     t = top(f);
+    /* inside a removed subtree nothing is written or decided: only the
+     * string's check remains */
+    if (!t->emit && t->node == NULL && !(t->is_obj && t->krole != 0)) {
+        if (vt == VT_STRING && !utf8_valid((const unsigned char *)text, len))
+            return fail(f, BRK_ERR_UPSTREAM_BAD);
+        return 1;
+    }
     if (t->is_obj && t->krole != 0) {
         if (vt == VT_STRING && !utf8_valid((const unsigned char *)text, len))
             return fail(f, BRK_ERR_UPSTREAM_BAD);

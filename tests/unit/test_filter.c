@@ -1478,6 +1478,48 @@ test_three_byte_utf8_edges(void **state)
     root_free(root);
 }
 
+/* A non-ASCII byte at any place of a short or long string, written,
+ * removed or a key: checked wherever it falls among the words read. */
+static void
+test_utf8_checked_at_every_place(void **state)
+{
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    char str[64], in[160], want[160];
+    size_t len, pos, i, k;
+
+    (void)state;
+    for (len = 1; len <= 20; len++) {
+        for (pos = 0; pos < len; pos++) {
+            /* a lone continuation byte: refused */
+            for (i = 0; i < len; i++)
+                str[i] = i == pos ? '\x80' : 's';
+            str[len] = '\0';
+            snprintf(in, sizeof(in), "{\"name\":\"%s\"}", str);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            snprintf(in, sizeof(in), "{\"zz\":[\"%s\"]}", str);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            snprintf(in, sizeof(in), "{\"%s\":1}", str);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            /* a two-byte character there: kept as is */
+            for (i = k = 0; i < len; i++) {
+                if (i == pos) {
+                    str[k++] = '\xc3';
+                    str[k++] = '\xa9';
+                } else {
+                    str[k++] = 's';
+                }
+            }
+            str[k] = '\0';
+            snprintf(in, sizeof(in), "{\"name\":\"%s\",\"zz\":\"%s\"}", str,
+                     str);
+            snprintf(want, sizeof(want), "{\"name\":\"%s\"}", str);
+            expect_out(root, &g, in, want, 1, 0);
+        }
+    }
+    root_free(root);
+}
+
 /* Declared names are written escaped when they need it. */
 static void
 test_declared_names_escaped(void **state)
@@ -2230,6 +2272,7 @@ static const struct CMUnitTest api_tests[] = {
     T(test_near_miss_of_declared_name),
     T(test_nul_anywhere_in_key),
     T(test_three_byte_utf8_edges),
+    T(test_utf8_checked_at_every_place),
     T(test_declared_names_escaped),
     T(test_names_for_the_audit),
     T(test_top_level_must_be_object),
