@@ -65,7 +65,8 @@ struct frame {
     unsigned long save_dropped;
     const char *id1, *id2; /* record id "id1" or "id1.id2" */
     size_t id1len, id2len;
-    int cust;      /* index of the customer frame to credit, or -1 */
+    uint64_t id1pre, id2pre; /* their key_prefix */
+    int cust;                /* index of the customer frame to credit, or -1 */
     uint32_t last; /* 1 + index of the last declared key, 0 at first */
     unsigned char is_obj;
     unsigned char emit;     /* this container is being written */
@@ -119,12 +120,15 @@ union yblock {
 #define NAME_LEN    48
 #define NODE_CACHE  64 /* entries of the per-node caches below */
 
-/* A declared name as written: its length, and whether it needs no
- * escaping (then it is copied as is). */
+#define NAME_TEXT 32 /* "name": of up to 29 bytes kept written out */
+
+/* A declared name as written: when it needs no escaping and is short,
+ * the text "name": itself (copied whole), else only its length. */
 struct name_ent {
     const struct scope_node *node;
-    size_t len;
-    int plain;
+    size_t len;  /* of the name */
+    size_t tlen; /* of text, 0 when not kept */
+    char text[NAME_TEXT];
 };
 
 struct filter {
@@ -346,7 +350,7 @@ field_find(const struct scope_node *obj, const char *key, size_t len)
  * rest zero), read with at most three loads: equal words of two keys of
  * one length up to 8 mean equal keys.
  */
-static uint64_t
+static inline uint64_t
 key_prefix(const char *s, size_t n)
 {
     uint64_t w;
@@ -542,6 +546,18 @@ utf8_valid(const unsigned char *s, size_t n)
     return utf8_check(s, n, 1);
 }
 
+/* Eight bytes of class 0: ASCII, none below 0x20, none '"' or '\\'. A
+ * byte below 0x20 is a byte below 0x20 after the subtraction (no borrow
+ * comes into it from a lower byte unless that one matched already). */
+static int
+plain_word(uint64_t w)
+{
+    uint64_t q = w ^ (BYTES_01 * '"'), b = w ^ (BYTES_01 * '\\');
+
+    return ((w | (w - BYTES_01 * 0x20) | (q - BYTES_01) | (b - BYTES_01)) &
+            BYTES_80) == 0;
+}
+
 /*
  * Write s as the inside of a JSON string at d, which has room for 6n
  * bytes: '"' and '\\' escaped, control characters as \u00XX, UTF-8 kept.
@@ -553,8 +569,19 @@ escape_into(char *d, const unsigned char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     size_t i = 0, k;
     unsigned char c;
+    uint64_t w;
 
     while (i < n) {
+        /* eight bytes that need no escaping are copied at once */
+        if (n - i >= 8) {
+            memcpy(&w, s + i, 8);
+            if (plain_word(w)) {
+                memcpy(d, &w, 8);
+                d += 8;
+                i += 8;
+                continue;
+            }
+        }
         c = s[i];
         if (cls[c] == 0) {
             *d++ = (char)c;
@@ -718,22 +745,35 @@ put_lead(struct filter *f, struct frame *t, const struct scope_node *n)
     if (e->node != n) {
         e->node = n;
         e->len = strlen(n->name);
-        e->plain = 1;
+        e->tlen = e->len + 3 <= NAME_TEXT ? e->len + 3 : 0;
         for (i = 0; i < e->len; i++)
             if (cls[(unsigned char)n->name[i]] != 0)
-                e->plain = 0;
+                e->tlen = 0;
+        if (e->tlen != 0) {
+            memset(e->text, 0, NAME_TEXT);
+            e->text[0] = '"';
+            memcpy(e->text + 1, n->name, e->len);
+            e->text[e->len + 1] = '"';
+            e->text[e->len + 2] = ':';
+        }
     }
-    if (!e->plain)
+    if (e->tlen == 0)
         return put_string(f, (const unsigned char *)n->name, e->len) &&
                put_char(f, ':');
-    /* printable ASCII: the escaped form is the name itself */
-    if (!OUT_ROOM(f, e->len + 3) && !out_grow(f, e->len + 3))
-        return 0;
-    f->out[f->len] = '"';
-    memcpy(f->out + f->len + 1, n->name, e->len);
-    f->len += e->len + 1;
-    f->out[f->len++] = '"';
-    f->out[f->len++] = ':';
+    /* the whole entry is copied where there is room for it, the text
+     * counted; near the end of the room, the text alone (asking for no
+     * more room than the text needs: the limits are exact) */
+    if (!OUT_ROOM(f, NAME_TEXT)) {
+        if (!OUT_ROOM(f, e->tlen) && !out_grow(f, e->tlen))
+            return 0;
+        if (!OUT_ROOM(f, NAME_TEXT)) {
+            memcpy(f->out + f->len, e->text, e->tlen);
+            f->len += e->tlen;
+            return 1;
+        }
+    }
+    memcpy(f->out + f->len, e->text, NAME_TEXT);
+    f->len += e->tlen;
     return 1;
 }
 
@@ -849,7 +889,9 @@ rec_setup(struct frame *c, const struct scope_node *n)
         c->id1len = (size_t)(dot - rid);
         c->id2 = dot + 1;
         c->id2len = strlen(dot + 1);
+        c->id2pre = key_prefix(c->id2, c->id2len);
     }
+    c->id1pre = key_prefix(c->id1, c->id1len);
 }
 
 /*---- Repeated keys ----*/
@@ -1299,7 +1341,8 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
     t->kchild = c;
     t->krole = 0;
     if (t->rec != 0) {
-        if (t->id1 != NULL && len == t->id1len && memcmp(key, t->id1, len) == 0)
+        if (t->id1 != NULL && len == t->id1len && pre == t->id1pre &&
+            (len <= 8 || memcmp(key + 8, t->id1 + 8, len - 8) == 0))
             t->krole |= t->id2 != NULL ? KR_ID_OBJ : KR_ID;
         if (t->rec == SCOPE_REC_CHAT_MEMBER && len == 4 &&
             memcmp(key, "type", 4) == 0)
@@ -1307,7 +1350,8 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
     }
     if (t->idobj) {
         p = t - 1;
-        if (len == p->id2len && memcmp(key, p->id2, len) == 0)
+        if (len == p->id2len && pre == p->id2pre &&
+            (len <= 8 || memcmp(key + 8, p->id2 + 8, len - 8) == 0))
             t->krole |= KR_SUB_ID;
     }
     return 1;

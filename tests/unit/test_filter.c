@@ -1520,6 +1520,53 @@ test_utf8_checked_at_every_place(void **state)
     root_free(root);
 }
 
+/* Characters that need escaping, at any place of a written string: the
+ * writer copies eight plain bytes at once and must stop at each. */
+static void
+test_escapes_at_every_place(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } sp[] = {
+        {"\\\"", "\\\""},
+        {"\\\\", "\\\\"},
+        {"\\u0001", "\\u0001"},
+        {"\\u001f", "\\u001f"},
+        {"\\n", "\\u000a"},
+        {"\\u0020", " "},
+        {"\x7f", "\x7f"},
+        {"\\/", "/"},
+        {"!", "!"},
+        {"\\u005d", "]"},
+        {"\\u005b", "["},
+        {"\\u0021", "!"},
+        {"#", "#"},
+        {"\\u0000", "\\u0000"},
+    };
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    char in[256], want[256], a[128], b[128];
+    size_t len, pos, si, i, ka, kb;
+
+    (void)state;
+    for (si = 0; si < nitems(sp); si++) {
+        for (len = 1; len <= 20; len++) {
+            for (pos = 0; pos < len; pos++) {
+                for (i = ka = kb = 0; i < len; i++) {
+                    ka += (size_t)snprintf(a + ka, sizeof(a) - ka, "%s",
+                                           i == pos ? sp[si].in : "w");
+                    kb += (size_t)snprintf(b + kb, sizeof(b) - kb, "%s",
+                                           i == pos ? sp[si].out : "w");
+                }
+                snprintf(in, sizeof(in), "{\"name\":\"%s\"}", a);
+                snprintf(want, sizeof(want), "{\"name\":\"%s\"}", b);
+                expect_out(root, &g, in, want, 0, 0);
+            }
+        }
+    }
+    root_free(root);
+}
+
 /* Declared names are written escaped when they need it. */
 static void
 test_declared_names_escaped(void **state)
@@ -2273,6 +2320,7 @@ static const struct CMUnitTest api_tests[] = {
     T(test_nul_anywhere_in_key),
     T(test_three_byte_utf8_edges),
     T(test_utf8_checked_at_every_place),
+    T(test_escapes_at_every_place),
     T(test_declared_names_escaped),
     T(test_names_for_the_audit),
     T(test_top_level_must_be_object),
