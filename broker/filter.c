@@ -118,7 +118,7 @@ union yblock {
 #define NAMES_MAX   128
 #define UNKNOWN_MAX 16
 #define NAME_LEN    48
-#define NODE_CACHE  64 /* entries of the per-node caches below */
+#define NODE_CACHE  128 /* entries of the per-node caches below */
 
 #define NAME_TEXT 32 /* "name": of up to 29 bytes kept written out */
 
@@ -721,11 +721,11 @@ put_string(struct filter *f, const unsigned char *s, size_t n)
     return 1;
 }
 
+/* The fields of one object are one array: consecutive entries. */
 static size_t
 node_slot(const struct scope_node *n)
 {
-    return (size_t)(((uint64_t)(uintptr_t)n * 0x9e3779b97f4a7c15ULL) >> 58) %
-           NODE_CACHE;
+    return (size_t)((uintptr_t)n / sizeof(*n)) % NODE_CACHE;
 }
 
 /* The separator and, inside an object, the declared key of the element
