@@ -267,7 +267,7 @@ test_corpus(void **state)
         if (buf == NULL)
             fail_msg("%s: cannot read", current);
         if (corpus_digest(buf, len, &h)) {
-            char name[NAME_MAX_LEN];
+            char name[sizeof(de->d_name) + 8];
 
             snprintf(name, sizeof(name), "corpus/%s", de->d_name);
             compared += (size_t)golden_check(name, h);
