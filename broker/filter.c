@@ -25,6 +25,7 @@
 #define NO_HOLD            SIZE_MAX
 #define KEYS_LINEAR        16 /* keys of one object searched linearly */
 #define OUT_MIN_CAP        4096
+#define OUT_DOUBLE_MAX     ((size_t)8 * 1024 * 1024)
 #define PRED_SIZE          256 /* entries of the next-key cache */
 
 /*---- State ----*/
@@ -64,7 +65,8 @@ struct frame {
     unsigned long save_dropped;
     const char *id1, *id2; /* record id "id1" or "id1.id2" */
     size_t id1len, id2len;
-    int cust;      /* index of the customer frame to credit, or -1 */
+    uint64_t id1pre, id2pre; /* their key_prefix */
+    int cust;                /* index of the customer frame to credit, or -1 */
     uint32_t last; /* 1 + index of the last declared key, 0 at first */
     unsigned char is_obj;
     unsigned char emit;     /* this container is being written */
@@ -77,7 +79,10 @@ struct frame {
     unsigned char idobj;        /* holds the id "b" of the parent record */
 };
 
+/* A key of an open object: its first bytes (up to 8, zero-padded) settle
+ * most comparisons; the hash is only computed once the object is indexed. */
 struct key_ent {
+    uint64_t pre;
     uint32_t hash;
     uint32_t len;
     size_t off;
@@ -98,6 +103,7 @@ struct pred {
     const struct scope_node *node;
     uint32_t last, next;
     size_t nlen;
+    uint64_t pre; /* key_prefix of that field's name */
 };
 
 /* Header of every block handed to yajl, so all can be freed after an
@@ -112,6 +118,18 @@ union yblock {
 #define NAMES_MAX   128
 #define UNKNOWN_MAX 16
 #define NAME_LEN    48
+#define NODE_CACHE  128 /* entries of the per-node caches below */
+
+#define NAME_TEXT 32 /* "name": of up to 29 bytes kept written out */
+
+/* A declared name as written: when it needs no escaping and is short,
+ * the text "name": itself (copied whole), else only its length. */
+struct name_ent {
+    const struct scope_node *node;
+    size_t len;  /* of the name */
+    size_t tlen; /* of text, 0 when not kept */
+    char text[NAME_TEXT];
+};
 
 struct filter {
     const struct scope_node *root;
@@ -154,9 +172,13 @@ struct filter {
     /* names for the audit trail: which keys were written and removed */
     const struct scope_node *kept[NAMES_MAX], *rem[NAMES_MAX];
     size_t nkept, nrem;
+    /* nodes already passed to note_node for kept and rem */
+    const struct scope_node *kept_seen[NODE_CACHE], *rem_seen[NODE_CACHE];
+    struct name_ent names[NODE_CACHE];
     char unknown[UNKNOWN_MAX][NAME_LEN];
     size_t nunknown;
-    char lastkey[NAME_LEN]; /* the last undeclared key, cut */
+    unsigned char lastkey[NAME_LEN]; /* the last undeclared key, cut */
+    size_t lastkey_len;
 };
 
 /*---- yajl allocations ----*/
@@ -323,16 +345,48 @@ field_find(const struct scope_node *obj, const char *key, size_t len)
     return NULL;
 }
 
-/* field_find through the next-key cache of frame t's node. */
+/*
+ * The first min(n, 8) bytes of s, each at its own place of the word (the
+ * rest zero), read with at most three loads: equal words of two keys of
+ * one length up to 8 mean equal keys.
+ */
+static inline uint64_t
+key_prefix(const char *s, size_t n)
+{
+    uint64_t w;
+    uint32_t a, b;
+
+    if (n >= 8) {
+        memcpy(&w, s, 8);
+        return w;
+    }
+    if (n >= 4) {
+        /* two loads overlapping by 8 - n bytes, which agree */
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        return (uint64_t)a | (uint64_t)b << (8 * (n - 4));
+    }
+    if (n == 0)
+        return 0;
+    return (uint64_t)(unsigned char)s[0] |
+           (uint64_t)(unsigned char)s[n / 2] << (8 * (n / 2)) |
+           (uint64_t)(unsigned char)s[n - 1] << (8 * (n - 1));
+}
+
+/* field_find through the next-key cache of frame t's node; pre is
+ * key_prefix(key, len). */
 static const struct scope_node *
-field_lookup(struct filter *f, struct frame *t, const char *key, size_t len)
+field_lookup(struct filter *f, struct frame *t, const char *key, size_t len,
+             uint64_t pre)
 {
     const struct scope_node *node = t->node, *c;
     struct pred *p;
 
     p = &f->pred[(((uintptr_t)node >> 4) ^ (t->last * 37u)) % PRED_SIZE];
     if (p->node == node && p->last == t->last && p->nlen == len &&
-        memcmp(node->fields[p->next].name, key, len) == 0) {
+        p->pre == pre &&
+        (len <= 8 ||
+         memcmp(node->fields[p->next].name + 8, key + 8, len - 8) == 0)) {
         t->last = p->next + 1;
         return &node->fields[p->next];
     }
@@ -343,6 +397,7 @@ field_lookup(struct filter *f, struct frame *t, const char *key, size_t len)
     p->last = t->last;
     p->next = (uint32_t)(c - node->fields);
     p->nlen = len;
+    p->pre = pre;
     t->last = p->next + 1;
     return c;
 }
@@ -415,23 +470,66 @@ utf8_seq(const unsigned char *s, size_t avail)
     return 0;
 }
 
+#define BYTES_01 0x0101010101010101ULL
+#define BYTES_80 0x8080808080808080ULL
+
+/* Eight bytes below 0x80 (and, unless nul_ok, none 0): with the high bits
+ * clear, (w - 0x01..) has a high bit set exactly when a byte is 0. */
 static int
-utf8_valid(const unsigned char *s, size_t n)
+ascii_word(uint64_t w, int nul_ok)
+{
+    return (w & BYTES_80) == 0 && (nul_ok || ((w - BYTES_01) & BYTES_80) == 0);
+}
+
+/* Well-formed UTF-8 (see utf8_seq); with nul_ok 0, no NUL byte either. */
+static int
+utf8_check(const unsigned char *s, size_t n, int nul_ok)
 {
     size_t i = 0, k;
     uint64_t w;
+    uint32_t a, b;
 
+    /* all ASCII, the usual case: whole words, the last one overlapping
+     * (short strings: the bytes, padded with 0x01) */
+    for (; n - i >= 8; i += 8) {
+        memcpy(&w, s + i, 8);
+        if (!ascii_word(w, nul_ok))
+            goto slow;
+    }
+    if (i == n)
+        return 1;
+    if (n >= 8) {
+        memcpy(&w, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        w = (uint64_t)a << 32 | b;
+    } else {
+        w = 0x0101010101000000ULL | s[0] | (uint64_t)s[n / 2] << 8 |
+            (uint64_t)s[n - 1] << 16;
+    }
+    if (ascii_word(w, nul_ok))
+        return 1;
+slow:
     while (i < n) {
-        /* ASCII eight bytes at a time */
         if (n - i >= 8) {
             memcpy(&w, s + i, 8);
-            if ((w & 0x8080808080808080ULL) == 0) {
+            if (ascii_word(w, nul_ok)) {
                 i += 8;
                 continue;
             }
         }
         if (s[i] < 0x80) {
+            if (s[i] == 0 && !nul_ok)
+                return 0;
             i++;
+            continue;
+        }
+        /* the common three-byte forms (CJK): leads other than e0 and ed
+         * take any two continuation bytes */
+        if (s[i] >= 0xe1 && s[i] <= 0xef && s[i] != 0xed && n - i >= 3 &&
+            (s[i + 1] & 0xc0) == 0x80 && (s[i + 2] & 0xc0) == 0x80) {
+            i += 3;
             continue;
         }
         k = utf8_seq(s + i, n - i);
@@ -440,6 +538,24 @@ utf8_valid(const unsigned char *s, size_t n)
         i += k;
     }
     return 1;
+}
+
+static int
+utf8_valid(const unsigned char *s, size_t n)
+{
+    return utf8_check(s, n, 1);
+}
+
+/* Eight bytes of class 0: ASCII, none below 0x20, none '"' or '\\'. A
+ * byte below 0x20 is a byte below 0x20 after the subtraction (no borrow
+ * comes into it from a lower byte unless that one matched already). */
+static int
+plain_word(uint64_t w)
+{
+    uint64_t q = w ^ (BYTES_01 * '"'), b = w ^ (BYTES_01 * '\\');
+
+    return ((w | (w - BYTES_01 * 0x20) | (q - BYTES_01) | (b - BYTES_01)) &
+            BYTES_80) == 0;
 }
 
 /*
@@ -453,8 +569,19 @@ escape_into(char *d, const unsigned char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     size_t i = 0, k;
     unsigned char c;
+    uint64_t w;
 
     while (i < n) {
+        /* eight bytes that need no escaping are copied at once */
+        if (n - i >= 8) {
+            memcpy(&w, s + i, 8);
+            if (plain_word(w)) {
+                memcpy(d, &w, 8);
+                d += 8;
+                i += 8;
+                continue;
+            }
+        }
         c = s[i];
         if (cls[c] == 0) {
             *d++ = (char)c;
@@ -513,8 +640,9 @@ out_grow(struct filter *f, size_t n)
     need = f->len + n + 1;
     if (need <= f->cap)
         return 1;
-    /* grow by a quarter: the output may be most of the memory in use */
-    ncap = f->cap + f->cap / 4;
+    /* double while small (each step copies what was written), then grow
+     * by a quarter: a large output may be most of the memory in use */
+    ncap = f->cap < OUT_DOUBLE_MAX ? 2 * f->cap : f->cap + f->cap / 4;
     if (ncap < OUT_MIN_CAP)
         ncap = OUT_MIN_CAP;
     if (ncap < need)
@@ -593,18 +721,60 @@ put_string(struct filter *f, const unsigned char *s, size_t n)
     return 1;
 }
 
+/* The fields of one object are one array: consecutive entries. */
+static size_t
+node_slot(const struct scope_node *n)
+{
+    return (size_t)((uintptr_t)n / sizeof(*n)) % NODE_CACHE;
+}
+
 /* The separator and, inside an object, the declared key of the element
  * about to be written in frame t. */
 static int
 put_lead(struct filter *f, struct frame *t, const struct scope_node *n)
 {
+    struct name_ent *e;
+    size_t i;
+
     if (t->wrote && !put_char(f, ','))
         return 0;
     t->wrote = 1;
     if (!t->is_obj)
         return 1;
-    return put_string(f, (const unsigned char *)n->name, strlen(n->name)) &&
-           put_char(f, ':');
+    e = &f->names[node_slot(n)];
+    if (e->node != n) {
+        e->node = n;
+        e->len = strlen(n->name);
+        e->tlen = e->len + 3 <= NAME_TEXT ? e->len + 3 : 0;
+        for (i = 0; i < e->len; i++)
+            if (cls[(unsigned char)n->name[i]] != 0)
+                e->tlen = 0;
+        if (e->tlen != 0) {
+            memset(e->text, 0, NAME_TEXT);
+            e->text[0] = '"';
+            memcpy(e->text + 1, n->name, e->len);
+            e->text[e->len + 1] = '"';
+            e->text[e->len + 2] = ':';
+        }
+    }
+    if (e->tlen == 0)
+        return put_string(f, (const unsigned char *)n->name, e->len) &&
+               put_char(f, ':');
+    /* the whole entry is copied where there is room for it, the text
+     * counted; near the end of the room, the text alone (asking for no
+     * more room than the text needs: the limits are exact) */
+    if (!OUT_ROOM(f, NAME_TEXT)) {
+        if (!OUT_ROOM(f, e->tlen) && !out_grow(f, e->tlen))
+            return 0;
+        if (!OUT_ROOM(f, NAME_TEXT)) {
+            memcpy(f->out + f->len, e->text, e->tlen);
+            f->len += e->tlen;
+            return 1;
+        }
+    }
+    memcpy(f->out + f->len, e->text, NAME_TEXT);
+    f->len += e->tlen;
+    return 1;
 }
 
 /*---- Records ----*/
@@ -719,7 +889,9 @@ rec_setup(struct frame *c, const struct scope_node *n)
         c->id1len = (size_t)(dot - rid);
         c->id2 = dot + 1;
         c->id2len = strlen(dot + 1);
+        c->id2pre = key_prefix(c->id2, c->id2len);
     }
+    c->id1pre = key_prefix(c->id1, c->id1len);
 }
 
 /*---- Repeated keys ----*/
@@ -728,6 +900,7 @@ static int
 keys_index(struct filter *f, struct frame *t, struct key_tab *tab, size_t count)
 {
     size_t size = 64, i, j;
+    struct key_ent *e;
     uint32_t *slot;
 
     while (size < 4 * count)
@@ -739,6 +912,12 @@ keys_index(struct filter *f, struct frame *t, struct key_tab *tab, size_t count)
         tab->slot = slot;
         tab->cap = size;
     }
+    /* the keys of an object read linearly so far have no hash yet */
+    if (tab->size == 0)
+        for (i = 0; i < count; i++) {
+            e = &f->ks[t->kbase + i];
+            e->hash = key_hash(f->kt + e->off, e->len);
+        }
     memset(tab->slot, 0, size * sizeof(*tab->slot));
     tab->size = size;
     for (i = 0; i < count; i++) {
@@ -750,13 +929,15 @@ keys_index(struct filter *f, struct frame *t, struct key_tab *tab, size_t count)
     return 1;
 }
 
-/* Add key to the keys of object t; BRK_ERR_UPSTREAM_BAD if present. */
+/* Add key (pre: its key_prefix) to the keys of object t;
+ * BRK_ERR_UPSTREAM_BAD if present. */
 static int
-keys_add(struct filter *f, struct frame *t, const char *key, size_t len)
+keys_add(struct filter *f, struct frame *t, const char *key, size_t len,
+         uint64_t pre)
 {
     struct key_tab *tab = &f->tabs[t - f->fr];
     size_t count = f->ks_len - t->kbase, i, j, ncap;
-    uint32_t h = key_hash(key, len);
+    uint32_t h = 0;
     struct key_ent *e, *nks;
     char *nkt;
 
@@ -765,11 +946,12 @@ keys_add(struct filter *f, struct frame *t, const char *key, size_t len)
     if (tab->size == 0) {
         for (i = t->kbase; i < f->ks_len; i++) {
             e = &f->ks[i];
-            if (e->hash == h && e->len == len &&
-                memcmp(f->kt + e->off, key, len) == 0)
+            if (e->pre == pre && e->len == len &&
+                (len <= 8 || memcmp(f->kt + e->off + 8, key + 8, len - 8) == 0))
                 return fail(f, BRK_ERR_UPSTREAM_BAD);
         }
     } else {
+        h = key_hash(key, len);
         j = h & (tab->size - 1);
         while (tab->slot[j] != 0) {
             e = &f->ks[t->kbase + tab->slot[j] - 1];
@@ -803,6 +985,7 @@ keys_add(struct filter *f, struct frame *t, const char *key, size_t len)
         f->kt_cap = ncap;
     }
     e = &f->ks[f->ks_len++];
+    e->pre = pre;
     e->hash = h;
     e->len = (uint32_t)len;
     e->off = f->kt_len;
@@ -838,11 +1021,16 @@ declared(const struct frame *t)
     return t->node != NULL ? t->node->items : NULL;
 }
 
+/* Add x to set unless there (seen: the nodes already passed here). */
 static void
-note_node(const struct scope_node **set, size_t *n, const struct scope_node *x)
+note_node(const struct scope_node **set, size_t *n,
+          const struct scope_node **seen, const struct scope_node *x)
 {
-    size_t i;
+    size_t i, h = node_slot(x);
 
+    if (seen[h] == x)
+        return;
+    seen[h] = x;
     for (i = 0; i < *n; i++)
         if (set[i] == x)
             return;
@@ -854,17 +1042,25 @@ note_node(const struct scope_node **set, size_t *n, const struct scope_node *x)
 static void
 note_removed(struct filter *f, const struct scope_node *n)
 {
+    char name[NAME_LEN];
+    unsigned char b;
     size_t i;
 
     if (n != NULL) {
-        note_node(f->rem, &f->nrem, n);
+        note_node(f->rem, &f->nrem, f->rem_seen, n);
         return;
     }
+    /* printable ASCII only */
+    for (i = 0; i < f->lastkey_len; i++) {
+        b = f->lastkey[i];
+        name[i] = b > ' ' && b < 0x7f && b != ',' ? (char)b : '?';
+    }
+    name[f->lastkey_len] = '\0';
     for (i = 0; i < f->nunknown; i++)
-        if (strcmp(f->unknown[i], f->lastkey) == 0)
+        if (strcmp(f->unknown[i], name) == 0)
             return;
     if (f->nunknown < UNKNOWN_MAX)
-        memcpy(f->unknown[f->nunknown++], f->lastkey, NAME_LEN);
+        memcpy(f->unknown[f->nunknown++], name, f->lastkey_len + 1);
 }
 
 /* The node to write the element now arriving in t with, or NULL when it
@@ -882,7 +1078,7 @@ slot(struct filter *f, const struct frame *t, const struct scope_node *n,
         return NULL;
     }
     if (t->is_obj)
-        note_node(f->kept, &f->nkept, n);
+        note_node(f->kept, &f->nkept, f->kept_seen, n);
     return n;
 }
 
@@ -911,6 +1107,13 @@ on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
     if (f->depth == 0)
         return fail(f, BRK_ERR_UPSTREAM_BAD);
     t = top(f);
+    /* inside a removed subtree nothing is written or decided: only the
+     * string's check remains */
+    if (!t->emit && t->node == NULL && !(t->is_obj && t->krole != 0)) {
+        if (vt == VT_STRING && !utf8_valid((const unsigned char *)text, len))
+            return fail(f, BRK_ERR_UPSTREAM_BAD);
+        return 1;
+    }
     if (t->is_obj && t->krole != 0) {
         if (vt == VT_STRING && !utf8_valid((const unsigned char *)text, len))
             return fail(f, BRK_ERR_UPSTREAM_BAD);
@@ -1113,10 +1316,10 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
     const char *key = (const char *)ukey;
     const struct scope_node *c = NULL;
     const struct frame *p;
-    uint64_t bit;
+    uint64_t bit, pre = key_prefix(key, len);
 
     if (t->node != NULL)
-        c = field_lookup(f, t, key, len);
+        c = field_lookup(f, t, key, len, pre);
     if (c != NULL && t->node->nfields <= 64) {
         bit = (uint64_t)1 << (c - t->node->fields);
         if (t->seen & bit)
@@ -1124,25 +1327,22 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
         t->seen |= bit;
     } else {
         /* NUL cannot be part of a key anyone downstream compares */
-        if (c == NULL &&
-            (memchr(key, '\0', len) != NULL || !utf8_valid(ukey, len)))
+        if (c == NULL && !utf8_check(ukey, len, 0))
             return fail(f, BRK_ERR_UPSTREAM_BAD);
-        if (!keys_add(f, t, key, len))
+        if (!keys_add(f, t, key, len, pre))
             return 0;
     }
     if (c == NULL) {
-        /* kept for the audit's names; printable ASCII only */
-        size_t i, m = len < NAME_LEN - 1 ? len : NAME_LEN - 1;
-
-        for (i = 0; i < m; i++)
-            f->lastkey[i] =
-                key[i] > ' ' && key[i] < 0x7f && key[i] != ',' ? key[i] : '?';
-        f->lastkey[m] = '\0';
+        /* kept for the audit's names, cut; made printable when used */
+        f->lastkey_len = len < NAME_LEN - 1 ? len : NAME_LEN - 1;
+        if (f->lastkey_len > 0)
+            memcpy(f->lastkey, key, f->lastkey_len);
     }
     t->kchild = c;
     t->krole = 0;
     if (t->rec != 0) {
-        if (t->id1 != NULL && len == t->id1len && memcmp(key, t->id1, len) == 0)
+        if (t->id1 != NULL && len == t->id1len && pre == t->id1pre &&
+            (len <= 8 || memcmp(key + 8, t->id1 + 8, len - 8) == 0))
             t->krole |= t->id2 != NULL ? KR_ID_OBJ : KR_ID;
         if (t->rec == SCOPE_REC_CHAT_MEMBER && len == 4 &&
             memcmp(key, "type", 4) == 0)
@@ -1150,7 +1350,8 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
     }
     if (t->idobj) {
         p = t - 1;
-        if (len == p->id2len && memcmp(key, p->id2, len) == 0)
+        if (len == p->id2len && pre == p->id2pre &&
+            (len <= 8 || memcmp(key + 8, p->id2 + 8, len - 8) == 0))
             t->krole |= KR_SUB_ID;
     }
     return 1;

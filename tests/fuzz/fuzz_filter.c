@@ -313,62 +313,82 @@ flt_str_eq(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    struct fuzz_in in = {data, size};
-    struct scope_map *own = NULL;
-    const struct scope_map *map = flt_shipped;
+/* One decoded input: the endpoint, grant, range, limits, chunk seed and
+ * document. */
+struct flt_case {
+    struct scope_map *own; /* the input's scope file, or NULL */
     const struct scope_endpoint *ep;
     struct scope_grant g;
     struct flt_range range;
-    struct filter_limits lim, *limp = NULL;
-    struct flt_result whole, split;
-    const uint8_t *gb, *tree, *doc;
-    uint8_t sel, lb;
+    struct filter_limits lim, *limp;
     uint32_t rng;
-    size_t n, tlen, dlen, i;
+    const uint8_t *doc; /* borrowed from the input */
+    size_t dlen;
+};
+
+/* Decode an input (layout above); 0 when it names no endpoint. A case
+ * decoded is released with scope_map_free(c->own). */
+static int
+flt_decode(const uint8_t *data, size_t size, struct flt_case *c)
+{
+    struct fuzz_in in = {data, size};
+    const struct scope_map *map;
+    const uint8_t *gb, *tree;
+    uint8_t sel, lb;
+    size_t n, tlen, i;
 
     flt_init();
+    memset(c, 0, sizeof(*c));
     map = flt_shipped;
     sel = fuzz_byte(&in);
     gb = fuzz_take(&in, 16, &n);
     if (n != 16)
         return 0;
-    scope_grant_clear(&g);
+    scope_grant_clear(&c->g);
     for (i = 0; i < 16; i++)
-        g.bits[i / 8] |= (uint64_t)gb[i] << (8 * (i % 8));
-    range.mode = fuzz_byte(&in);
-    range.seed = (uint8_t)(range.mode >> 2);
-    range.mode = range.mode < 2 ? range.mode : 2;
+        c->g.bits[i / 8] |= (uint64_t)gb[i] << (8 * (i % 8));
+    c->range.mode = fuzz_byte(&in);
+    c->range.seed = (uint8_t)(c->range.mode >> 2);
+    c->range.mode = c->range.mode < 2 ? c->range.mode : 2;
     lb = fuzz_byte(&in);
     if (lb & 1) {
-        lim.max_depth = 1 + ((lb >> 1) & 7);
-        lim.max_output = (size_t)16 << ((lb >> 4) & 7);
-        lim.max_record = (size_t)8 << ((lb >> 5) & 7);
-        limp = &lim;
+        c->lim.max_depth = 1 + ((lb >> 1) & 7);
+        c->lim.max_output = (size_t)16 << ((lb >> 4) & 7);
+        c->lim.max_record = (size_t)8 << ((lb >> 5) & 7);
+        c->limp = &c->lim;
     }
-    rng = 0x9e3779b9u * (1u + fuzz_byte(&in));
+    c->rng = 0x9e3779b9u * (1u + fuzz_byte(&in));
     if (sel & 0x80) {
         tlen = (size_t)fuzz_byte(&in) << 8;
         tlen |= fuzz_byte(&in);
         tree = fuzz_take(&in, tlen, &tlen);
-        own = flt_load_tree(tree, tlen);
-        if (own == NULL)
+        c->own = flt_load_tree(tree, tlen);
+        if (c->own == NULL)
             return 0;
-        map = own;
+        map = c->own;
     }
     if (scope_map_count(map) == 0) {
-        scope_map_free(own);
+        scope_map_free(c->own);
+        c->own = NULL;
         return 0;
     }
-    ep = scope_map_at(map, (sel & 0x7f) % scope_map_count(map));
-    doc = fuzz_take(&in, in.n, &dlen);
+    c->ep = scope_map_at(map, (sel & 0x7f) % scope_map_count(map));
+    c->doc = fuzz_take(&in, in.n, &c->dlen);
+    return 1;
+}
 
-    flt_run(&ep->root, &g, &range, limp, doc, dlen, 0, &whole);
-    flt_run(&ep->root, &g, &range, limp, doc, dlen, rng, &split);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct flt_case c;
+    struct flt_result whole, split;
+
+    if (!flt_decode(data, size, &c))
+        return 0;
+    flt_run(&c.ep->root, &c.g, &c.range, c.limp, c.doc, c.dlen, 0, &whole);
+    flt_run(&c.ep->root, &c.g, &c.range, c.limp, c.doc, c.dlen, c.rng, &split);
     FUZZ_CHECK(whole.err == split.err);
     FUZZ_CHECK(whole.len == split.len);
     FUZZ_CHECK(whole.len == 0 || memcmp(whole.out, split.out, whole.len) == 0);
@@ -377,10 +397,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(whole.dropped == split.dropped);
         FUZZ_CHECK(flt_str_eq(whole.kept, split.kept));
         FUZZ_CHECK(flt_str_eq(whole.removed, split.removed));
-        flt_check_output(&whole, &ep->root, &g, &range);
+        flt_check_output(&whole, &c.ep->root, &c.g, &c.range);
     }
     flt_result_free(&whole);
     flt_result_free(&split);
-    scope_map_free(own);
+    scope_map_free(c.own);
     return 0;
 }

@@ -1313,6 +1313,325 @@ test_nul_in_key(void **state)
     root_free(root);
 }
 
+/* Keys of one length that differ in a single byte, at every place, are
+ * distinct keys; the same key again is a repeat. Undeclared keys, in
+ * objects small enough to be searched linearly and large enough to be
+ * indexed. */
+static void
+test_keys_differing_in_one_byte(void **state)
+{
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    static const size_t fill[] = {0, 14, 15, 40};
+    const size_t cap = 16384;
+    char *in = brk_malloc(cap), *p, *end;
+    size_t len, pos, fi, i;
+    struct run r;
+
+    (void)state;
+    assert_non_null(in);
+    end = in + cap;
+    for (len = 1; len <= 20; len++) {
+        for (fi = 0; fi < nitems(fill); fi++) {
+            /* {"zz":{FILL..., "aaa", "baa", "aba", "aab", ...}} */
+            p = in;
+            p += snprintf(p, (size_t)(end - p), "{\"zz\":{");
+            for (i = 0; i < fill[fi]; i++)
+                p += snprintf(p, (size_t)(end - p), "\"f%zu\":0,", i);
+            p += snprintf(p, (size_t)(end - p), "\"%.*s\":1", (int)len,
+                          "aaaaaaaaaaaaaaaaaaaaaaaa");
+            for (pos = 0; pos < len; pos++) {
+                p += snprintf(p, (size_t)(end - p), ",\"");
+                for (i = 0; i < len; i++)
+                    *p++ = i == pos ? 'b' : 'a';
+                p += snprintf(p, (size_t)(end - p), "\":1");
+            }
+            snprintf(p, (size_t)(end - p), "}}");
+            r = run1(root, &g, in);
+            if (r.err != BRK_OK)
+                fail_msg("length %zu, %zu more keys: %s", len, fill[fi],
+                         brk_strerror(r.err));
+            assert_string_equal(r.out, "{}");
+            brk_free(r.out);
+            /* the last of them once more */
+            p += snprintf(p, (size_t)(end - p), ",\"");
+            for (i = 0; i < len; i++)
+                *p++ = i == len - 1 ? 'b' : 'a';
+            snprintf(p, (size_t)(end - p), "\":2}}");
+            r = run1(root, &g, in);
+            if (r.err != BRK_ERR_UPSTREAM_BAD)
+                fail_msg("length %zu, %zu more keys: repeat not refused", len,
+                         fill[fi]);
+        }
+    }
+    brk_free(in);
+    root_free(root);
+}
+
+/* A key that differs from a declared name in one byte is not that field,
+ * also when objects of one kind have taught the filter which key comes
+ * next. */
+static void
+test_near_miss_of_declared_name(void **state)
+{
+    static const char base[] = "abcdefghijklmnop";
+    char name[32], other[32], in[256], want[128];
+    struct scope_node *root;
+    struct scope_grant g = grant_of(1, P_BASE);
+    size_t len, pos;
+
+    (void)state;
+    for (len = 1; len < sizeof(base); len++) {
+        memcpy(name, base, len);
+        name[len] = '\0';
+        root = ROOT(array("items", P_BASE,
+                          OBJ(NULL, SCOPE_PERM_ALWAYS,
+                              leaf(name, SCOPE_T_INTEGER, P_BASE),
+                              leaf("z", SCOPE_T_INTEGER, P_BASE))));
+        for (pos = 0; pos < len; pos++) {
+            memcpy(other, name, len + 1);
+            other[pos] = 'Z';
+            snprintf(in, sizeof(in),
+                     "{\"items\":[{\"%s\":1,\"z\":2},{\"%s\":1,\"z\":2},"
+                     "{\"%s\":3,\"z\":4}]}",
+                     name, name, other);
+            snprintf(want, sizeof(want),
+                     "{\"items\":[{\"%s\":1,\"z\":2},{\"%s\":1,\"z\":2},"
+                     "{\"z\":4}]}",
+                     name, name);
+            expect_out(root, &g, in, want, 1, 0);
+        }
+        root_free(root);
+    }
+}
+
+/* NUL anywhere in a key, short or long, declared level or removed. */
+static void
+test_nul_anywhere_in_key(void **state)
+{
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    char in[256], key[128];
+    size_t len, pos, i, k;
+
+    (void)state;
+    for (len = 1; len <= 20; len++) {
+        for (pos = 0; pos < len; pos++) {
+            for (i = k = 0; i < len; i++)
+                k += (size_t)snprintf(key + k, sizeof(key) - k, "%s",
+                                      i == pos ? "\\u0000" : "k");
+            snprintf(in, sizeof(in), "{\"%s\":1}", key);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            snprintf(in, sizeof(in), "{\"zz\":{\"%s\":1}}", key);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+        }
+    }
+    root_free(root);
+}
+
+/* UTF-8 three-byte forms: each lead with continuation bytes at and
+ * around the edges, in written and removed strings and in keys, against
+ * the rule (no overlong forms, no surrogates). */
+static void
+test_three_byte_utf8_edges(void **state)
+{
+    static const unsigned char second[] = {0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0};
+    static const unsigned char third[] = {0x41, 0x80, 0xbf, 0xc0};
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    char in[128], want[128], s[16];
+    unsigned lead;
+    size_t i, j;
+    int valid;
+
+    (void)state;
+    for (lead = 0xe0; lead <= 0xef; lead++) {
+        for (i = 0; i < nitems(second); i++) {
+            for (j = 0; j < nitems(third); j++) {
+                valid = second[i] >= (lead == 0xe0 ? 0xa0 : 0x80) &&
+                        second[i] <= (lead == 0xed ? 0x9f : 0xbf) &&
+                        third[j] >= 0x80 && third[j] <= 0xbf;
+                /* after eight ASCII bytes, then alone */
+                snprintf(s, sizeof(s), "abcdefgh%c%c%cx", (char)lead,
+                         (char)second[i], (char)third[j]);
+                snprintf(in, sizeof(in), "{\"name\":\"%s\"}", s);
+                if (valid) {
+                    snprintf(want, sizeof(want), "{\"name\":\"%s\"}", s);
+                    expect_out(root, &g, in, want, 0, 0);
+                } else {
+                    expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+                }
+                snprintf(in, sizeof(in), "{\"zz\":\"%s\",\"z%s\":1}", s + 8,
+                         s + 8);
+                if (valid)
+                    expect_out(root, &g, in, "{}", 2, 0);
+                else
+                    expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            }
+        }
+        /* cut short at the end of the string */
+        snprintf(in, sizeof(in), "{\"name\":\"ab%c\\u0041\"}", (char)lead);
+        expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+        snprintf(in, sizeof(in), "{\"zz\":\"%c\x80\"}", (char)lead);
+        expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+    }
+    root_free(root);
+}
+
+/* A non-ASCII byte at any place of a short or long string, written,
+ * removed or a key: checked wherever it falls among the words read. */
+static void
+test_utf8_checked_at_every_place(void **state)
+{
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    char str[64], in[160], want[160];
+    size_t len, pos, i, k;
+
+    (void)state;
+    for (len = 1; len <= 20; len++) {
+        for (pos = 0; pos < len; pos++) {
+            /* a lone continuation byte: refused */
+            for (i = 0; i < len; i++)
+                str[i] = i == pos ? '\x80' : 's';
+            str[len] = '\0';
+            snprintf(in, sizeof(in), "{\"name\":\"%s\"}", str);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            snprintf(in, sizeof(in), "{\"zz\":[\"%s\"]}", str);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            snprintf(in, sizeof(in), "{\"%s\":1}", str);
+            expect_err(root, &g, in, BRK_ERR_UPSTREAM_BAD);
+            /* a two-byte character there: kept as is */
+            for (i = k = 0; i < len; i++) {
+                if (i == pos) {
+                    str[k++] = '\xc3';
+                    str[k++] = '\xa9';
+                } else {
+                    str[k++] = 's';
+                }
+            }
+            str[k] = '\0';
+            snprintf(in, sizeof(in), "{\"name\":\"%s\",\"zz\":\"%s\"}", str,
+                     str);
+            snprintf(want, sizeof(want), "{\"name\":\"%s\"}", str);
+            expect_out(root, &g, in, want, 1, 0);
+        }
+    }
+    root_free(root);
+}
+
+/* Characters that need escaping, at any place of a written string: the
+ * writer copies eight plain bytes at once and must stop at each. */
+static void
+test_escapes_at_every_place(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } sp[] = {
+        {"\\\"", "\\\""},
+        {"\\\\", "\\\\"},
+        {"\\u0001", "\\u0001"},
+        {"\\u001f", "\\u001f"},
+        {"\\n", "\\u000a"},
+        {"\\u0020", " "},
+        {"\x7f", "\x7f"},
+        {"\\/", "/"},
+        {"!", "!"},
+        {"\\u005d", "]"},
+        {"\\u005b", "["},
+        {"\\u0021", "!"},
+        {"#", "#"},
+        {"\\u0000", "\\u0000"},
+    };
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    char in[256], want[256], a[128], b[128];
+    size_t len, pos, si, i, ka, kb;
+
+    (void)state;
+    for (si = 0; si < nitems(sp); si++) {
+        for (len = 1; len <= 20; len++) {
+            for (pos = 0; pos < len; pos++) {
+                for (i = ka = kb = 0; i < len; i++) {
+                    ka += (size_t)snprintf(a + ka, sizeof(a) - ka, "%s",
+                                           i == pos ? sp[si].in : "w");
+                    kb += (size_t)snprintf(b + kb, sizeof(b) - kb, "%s",
+                                           i == pos ? sp[si].out : "w");
+                }
+                snprintf(in, sizeof(in), "{\"name\":\"%s\"}", a);
+                snprintf(want, sizeof(want), "{\"name\":\"%s\"}", b);
+                expect_out(root, &g, in, want, 0, 0);
+            }
+        }
+    }
+    root_free(root);
+}
+
+/* Declared names are written escaped when they need it. */
+static void
+test_declared_names_escaped(void **state)
+{
+    struct scope_node *root =
+        ROOT(leaf("q\"uote", SCOPE_T_INTEGER, P_BASE),
+             leaf("tab\t", SCOPE_T_INTEGER, P_BASE),
+             leaf("b\\s", SCOPE_T_INTEGER, P_BASE),
+             leaf("\xc3\xa9t\xc3\xa9", SCOPE_T_INTEGER, P_BASE),
+             leaf("plain", SCOPE_T_INTEGER, P_BASE));
+    struct scope_grant g = grant_of(1, P_BASE);
+
+    (void)state;
+    expect_out(root, &g,
+               "{\"q\\\"uote\":1,\"tab\\t\":2,\"b\\\\s\":3,"
+               "\"\xc3\xa9t\xc3\xa9\":4,\"plain\":5}",
+               "{\"q\\\"uote\":1,\"tab\\u0009\":2,\"b\\\\s\":3,"
+               "\"\xc3\xa9t\xc3\xa9\":4,\"plain\":5}",
+               0, 0);
+    root_free(root);
+}
+
+/* The audit's names: written and removed declared keys by name, once;
+ * undeclared keys cut to 47 bytes, anything but printable ASCII (and the
+ * comma) as '?'. */
+static void
+test_names_for_the_audit(void **state)
+{
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    char *kept = NULL, *removed = NULL;
+    static const char in[] =
+        "{\"name\":\"a\",\"mobile\":\"1\",\"a,b\":1,\"x y\":2,"
+        "\"\xc3\xa9\":3,\"t\\u0001\":4,\"a,b\":0,"
+        "\"0123456789012345678901234567890123456789012345678901234\":5,"
+        "\"zz\":{\"inner\":1},\"items\":[{\"k\":\"k\",\"q\":1}],"
+        "\"name2\":1,\"mobile\":\"2\"}";
+    static const char in2[] =
+        "{\"name\":\"a\",\"mobile\":\"1\",\"a,b\":1,\"x y\":2,"
+        "\"\xc3\xa9\":3,\"t\\u0001\":4,"
+        "\"0123456789012345678901234567890123456789012345678901234\":5,"
+        "\"zz\":{\"inner\":1},\"items\":[{\"k\":\"k\",\"q\":1}],"
+        "\"name2\":1}";
+
+    (void)state;
+    /* a repeated key is refused before any name counts */
+    assert_int_equal(filter_new(root, &g, NULL, NULL, NULL, &f), BRK_OK);
+    assert_int_equal(filter_feed(f, in, strlen(in)), BRK_ERR_UPSTREAM_BAD);
+    filter_free(f);
+    assert_int_equal(filter_new(root, &g, NULL, NULL, NULL, &f), BRK_OK);
+    assert_int_equal(filter_feed(f, in2, strlen(in2)), BRK_OK);
+    assert_int_equal(filter_finish(f), BRK_OK);
+    assert_int_equal(filter_names(f, &kept, &removed), BRK_OK);
+    assert_string_equal(kept, "name,items,k");
+    assert_string_equal(removed,
+                        "mobile,a?b,x?y,??,t?,"
+                        "01234567890123456789012345678901234567890123456,"
+                        "zz,q,name2");
+    brk_free(kept);
+    brk_free(removed);
+    filter_free(f);
+    root_free(root);
+}
+
 static void
 test_top_level_must_be_object(void **state)
 {
@@ -1996,6 +2315,14 @@ static const struct CMUnitTest api_tests[] = {
     T(test_bad_utf8),
     T(test_bad_surrogate_escapes),
     T(test_nul_in_key),
+    T(test_keys_differing_in_one_byte),
+    T(test_near_miss_of_declared_name),
+    T(test_nul_anywhere_in_key),
+    T(test_three_byte_utf8_edges),
+    T(test_utf8_checked_at_every_place),
+    T(test_escapes_at_every_place),
+    T(test_declared_names_escaped),
+    T(test_names_for_the_audit),
     T(test_top_level_must_be_object),
     T(test_depth_limit_exact),
     T(test_default_depth_limit),
