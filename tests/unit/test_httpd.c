@@ -244,12 +244,16 @@ now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* set when a pump woke for the watched descriptor, not the deadline */
+static int g_ready;
+
 static void
 nop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
-    (void)what;
     (void)arg;
+    if (what & (EV_READ | EV_WRITE))
+        g_ready = 1;
 }
 
 /* Read what c's socket holds now into c->buf. */
@@ -1549,20 +1553,20 @@ tls_wait(struct fx *fx, SSL *ssl, int rc, long long deadline)
     return 0;
 }
 
-static void
-test_tls(void **state)
-{
-    struct fx *fx = *state;
-    struct httpd_tls *t = NULL;
-    struct brk_errinfo info;
+struct tls_cl {
     SSL_CTX *ctx;
     SSL *ssl;
-    struct cl c, plain;
-    static const char req[] = "GET /secure?q=1 HTTP/1.1\r\nHost: x\r\n\r\n";
-    char buf[4096] = "";
-    size_t got = 0;
-    int n;
-    long long deadline;
+    struct cl c;
+    char buf[8192];
+    size_t got;
+};
+
+/* Serve "callback" over TLS with a fresh certificate. */
+static void
+serve_tls(struct fx *fx)
+{
+    struct httpd_tls *t = NULL;
+    struct brk_errinfo info;
 
     make_cert(fx);
     serve(fx, "callback");
@@ -1570,50 +1574,330 @@ test_tls(void **state)
     assert_int_equal(httpd_tls_load(fx->cert_path, fx->key_path, &t, &info),
                      BRK_OK);
     assert_int_equal(httpd_set_tls(fx->h, "callback", t), BRK_OK);
+}
 
-    ctx = SSL_CTX_new(TLS_client_method());
-    assert_non_null(ctx);
-    assert_int_equal(SSL_CTX_load_verify_locations(ctx, fx->cert_path, NULL),
-                     1);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    ssl = SSL_new(ctx);
-    assert_non_null(ssl);
+/* A TLS client that checks the server's certificate, handshake done. */
+static void
+tls_open(struct fx *fx, struct tls_cl *tc)
+{
+    long long deadline = now_ms() + WAIT_MS;
+
+    memset(tc, 0, sizeof(*tc));
+    tc->ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(tc->ctx);
     assert_int_equal(
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1"), 1);
-    cl_open(fx, &c);
-    assert_int_equal(SSL_set_fd(ssl, c.fd), 1);
-    deadline = now_ms() + WAIT_MS;
-    while (!tls_wait(fx, ssl, SSL_connect(ssl), deadline))
+        SSL_CTX_load_verify_locations(tc->ctx, fx->cert_path, NULL), 1);
+    SSL_CTX_set_verify(tc->ctx, SSL_VERIFY_PEER, NULL);
+    tc->ssl = SSL_new(tc->ctx);
+    assert_non_null(tc->ssl);
+    assert_int_equal(
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tc->ssl), "127.0.0.1"), 1);
+    cl_open(fx, &tc->c);
+    assert_int_equal(SSL_set_fd(tc->ssl, tc->c.fd), 1);
+    while (!tls_wait(fx, tc->ssl, SSL_connect(tc->ssl), deadline))
         ;
-    assert_int_equal(SSL_get_verify_result(ssl), X509_V_OK);
-    while (
-        !tls_wait(fx, ssl, SSL_write(ssl, req, (int)sizeof(req) - 1), deadline))
+    assert_int_equal(SSL_get_verify_result(tc->ssl), X509_V_OK);
+}
+
+static void
+tls_close(struct tls_cl *tc)
+{
+    SSL_free(tc->ssl);
+    SSL_CTX_free(tc->ctx);
+    cl_close(&tc->c);
+}
+
+static void
+tls_send(struct fx *fx, struct tls_cl *tc, const void *p, size_t n)
+{
+    long long deadline = now_ms() + WAIT_MS;
+
+    while (!tls_wait(fx, tc->ssl, SSL_write(tc->ssl, p, (int)n), deadline))
         ;
-    /* read until the whole reply is there */
-    while (strstr(buf, "reply to /secure") == NULL) {
-        assert_true(got < sizeof(buf) - 1);
-        n = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got));
-        if (tls_wait(fx, ssl, n, deadline)) {
-            got += (size_t)n;
-            buf[got] = '\0';
+}
+
+/* Read over TLS until the text want has arrived; the bytes read so far
+ * are in tc->buf (NUL-terminated), emptied first. */
+static void
+tls_read_until(struct fx *fx, struct tls_cl *tc, const char *want)
+{
+    long long deadline = now_ms() + WAIT_MS;
+    int n;
+
+    tc->got = 0;
+    tc->buf[0] = '\0';
+    while (strstr(tc->buf, want) == NULL) {
+        assert_true(tc->got < sizeof(tc->buf) - 1);
+        n = SSL_read(tc->ssl, tc->buf + tc->got,
+                     (int)(sizeof(tc->buf) - 1 - tc->got));
+        if (tls_wait(fx, tc->ssl, n, deadline)) {
+            tc->got += (size_t)n;
+            tc->buf[tc->got] = '\0';
         }
     }
-    assert_int_equal(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17), 0);
-    assert_non_null(strstr(buf, "\r\nContent-Length: 16\r\n"));
+}
+
+static void
+test_tls(void **state)
+{
+    struct fx *fx = *state;
+    static const char req[] = "GET /secure?q=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct tls_cl tc;
+
+    serve_tls(fx);
+    tls_open(fx, &tc);
+    tls_send(fx, &tc, req, sizeof(req) - 1);
+    tls_read_until(fx, &tc, "reply to /secure");
+    assert_int_equal(strncmp(tc.buf, "HTTP/1.1 200 OK\r\n", 17), 0);
+    assert_non_null(strstr(tc.buf, "\r\nContent-Length: 16\r\n"));
     assert_int_equal(fx->calls, 1);
     assert_string_equal(fx->seen[0].path, "/secure");
     assert_string_equal(fx->seen[0].query, "q=1");
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    cl_close(&c);
+    /* kept alive: a second request on the same connection */
+    tls_send(fx, &tc, "GET /again HTTP/1.1\r\n\r\n", 25);
+    tls_read_until(fx, &tc, "reply to /again");
+    assert_int_equal(fx->calls, 2);
+    assert_int_equal(fx->seen[0].port, fx->seen[1].port);
+    tls_close(&tc);
+}
 
-    /* plain text to the TLS listener: no HTTP reply, closed */
+/* A body at the server's limit over TLS, and a request pipelined after
+ * it in the same write. */
+static void
+test_tls_body(void **state)
+{
+    struct fx *fx = *state;
+    struct tls_cl tc;
+    char *req = malloc(SERVER_MAX + 256);
+    size_t n;
+
+    assert_non_null(req);
+    serve_tls(fx);
+    tls_open(fx, &tc);
+    n = (size_t)snprintf(req, 256,
+                         "POST /tb HTTP/1.1\r\nContent-Length: %d\r\n\r\n",
+                         SERVER_MAX);
+    memset(req + n, 't', SERVER_MAX);
+    n += SERVER_MAX;
+    n += (size_t)snprintf(req + n, 64, "GET /tb2 HTTP/1.1\r\n\r\n");
+    tls_send(fx, &tc, req, n);
+    tls_read_until(fx, &tc, "reply to /tb2");
+    assert_non_null(strstr(tc.buf, "reply to /tb"));
+    assert_int_equal(fx->calls, 2);
+    assert_int_equal(fx->seen[0].body_len, SERVER_MAX);
+    assert_int_equal(fx->seen[0].body[SERVER_MAX - 1], 't');
+    assert_string_equal(fx->seen[1].path, "/tb2");
+    free(req);
+    tls_close(&tc);
+}
+
+static void
+test_tls_refuses_plain(void **state)
+{
+    struct fx *fx = *state;
+    struct cl plain;
+
+    serve_tls(fx);
     cl_open(fx, &plain);
     cl_sends(fx, &plain, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_not_equal(wait_eof(fx, &plain, WAIT_MS), 0);
     assert_true(plain.len < 5 || memcmp(plain.buf, "HTTP/", 5) != 0);
-    assert_int_equal(fx->calls, 1);
+    assert_int_equal(fx->calls, 0);
     cl_close(&plain);
+}
+
+/*---- What the server reads while a request is held ----*/
+
+/* Bytes a client may push while its request is held before the server's
+ * share must have stopped it: the kernel's buffers on both ends of a
+ * loopback connection hold a few MB. */
+#define HELD_PUSH_MAX (48 * 1024 * 1024)
+
+/*
+ * Write chunks of 1 MB with send (ssl NULL) or over TLS until the socket
+ * stays full for 200 ms or HELD_PUSH_MAX is reached; returns the bytes
+ * written.
+ */
+static size_t
+push_until_full(struct fx *fx, struct cl *c, SSL *ssl)
+{
+    static char chunk[1024 * 1024];
+    long long deadline = now_ms() + 4 * WAIT_MS, full_at;
+    size_t total = 0, off = 0;
+    int n, e;
+
+    memset(chunk, 'p', sizeof(chunk));
+    while (total < HELD_PUSH_MAX) {
+        if (ssl != NULL) {
+            n = SSL_write(ssl, chunk, (int)sizeof(chunk));
+            if (n > 0) {
+                total += (size_t)n;
+                continue;
+            }
+            e = SSL_get_error(ssl, n);
+            assert_true(e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ);
+        } else {
+            n = (int)send(c->fd, chunk + off, sizeof(chunk) - off,
+                          MSG_NOSIGNAL);
+            if (n > 0) {
+                total += (size_t)n;
+                off = (off + (size_t)n) % sizeof(chunk);
+                continue;
+            }
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+        }
+        /* the server runs meanwhile: full means no room for 200 ms */
+        assert_true(now_ms() < deadline);
+        g_ready = 0;
+        full_at = now_ms() + 200;
+        while (!g_ready && now_ms() < full_at)
+            assert_true(pump_fd(fx, c->fd, EV_WRITE,
+                                full_at < deadline ? full_at : deadline));
+        if (!g_ready)
+            break;
+    }
+    return total;
+}
+
+static void
+held_input_bounded(struct fx *fx, int tls)
+{
+    struct tls_cl tc;
+    struct cl plain, *c;
+    size_t pushed;
+
+    fx->mode = M_HOLD;
+    if (tls) {
+        serve_tls(fx);
+        tls_open(fx, &tc);
+        c = &tc.c;
+        tls_send(fx, &tc, "GET /held HTTP/1.1\r\n\r\n", 24);
+    } else {
+        serve(fx, "callback");
+        cl_open(fx, &plain);
+        c = &plain;
+        cl_sends(fx, c, "GET /held HTTP/1.1\r\n\r\n");
+    }
+    assert_true(run_until(fx, &fx->calls, 1, WAIT_MS));
+    pushed = push_until_full(fx, c, tls ? tc.ssl : NULL);
+    assert_true(pushed < HELD_PUSH_MAX);
+    release(fx);
+    settle(fx);
+    assert_int_equal(httpd_inflight(fx->h), 0);
+    if (tls)
+        tls_close(&tc);
+    else
+        cl_close(&plain);
+}
+
+/* While the handler holds a request, later bytes wait in the kernel: the
+ * server does not buffer what the client goes on sending. */
+static void
+test_held_input_bounded(void **state)
+{
+    held_input_bounded(*state, 0);
+}
+
+static void
+test_tls_held_input_bounded(void **state)
+{
+    held_input_bounded(*state, 1);
+}
+
+/*---- The listener's connection cap ----*/
+
+/* With 64 descriptors at listen time the internal listener holds 16
+ * connections; a 17th waits in the backlog until one closes. */
+static void
+test_conn_cap_backlog(void **state)
+{
+    struct fx *fx = *state;
+    struct rlimit saved, low;
+    struct cl cs[17];
+    struct rep r;
+    int i;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = 64;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    serve(fx, "internal");
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    for (i = 0; i < 16; i++) {
+        cl_open(fx, &cs[i]);
+        roundtrip(fx, &cs[i], "GET /c HTTP/1.1\r\n\r\n", &r);
+        rep_free(&r);
+    }
+    cl_open(fx, &cs[16]);
+    cl_sends(fx, &cs[16], "GET /waiting HTTP/1.1\r\n\r\n");
+    settle(fx);
+    cl_fill(&cs[16]);
+    assert_int_equal(cs[16].len, 0);
+    assert_int_equal(cs[16].eof, 0);
+    assert_int_equal(fx->calls, 16);
+    cl_close(&cs[0]);
+    assert_true(wait_rep(fx, &cs[16], &r, 0));
+    assert_string_equal(r.body, "reply to /waiting");
+    rep_free(&r);
+    for (i = 1; i < 17; i++)
+        cl_close(&cs[i]);
+}
+
+/*---- The server's own body limit ----*/
+
+static void
+test_body_limits(void **state)
+{
+    struct fx *fx = *state;
+    struct cl c;
+    struct rep r;
+    char *req = malloc(SERVER_MAX + 256);
+    size_t n;
+
+    assert_non_null(req);
+    serve(fx, "internal");
+    /* exactly the limit, by Content-Length: the handler has it all */
+    n = (size_t)snprintf(req, 256,
+                         "POST /max HTTP/1.1\r\nContent-Length: %d\r\n\r\n",
+                         SERVER_MAX);
+    memset(req + n, 'm', SERVER_MAX);
+    cl_open(fx, &c);
+    assert_int_equal(cl_send(fx, &c, req, n + SERVER_MAX), 0);
+    assert_true(wait_rep(fx, &c, &r, 0));
+    assert_int_equal(r.status, 200);
+    rep_free(&r);
+    assert_int_equal(fx->seen[0].body_len, SERVER_MAX);
+    assert_int_equal(fx->seen[0].body[SERVER_MAX - 1], 'm');
+    /* and chunked, in two chunks */
+    n = (size_t)snprintf(req, 256,
+                         "POST /maxc HTTP/1.1\r\nTransfer-Encoding: chunked"
+                         "\r\n\r\n%x\r\n",
+                         SERVER_MAX - 1);
+    memset(req + n, 'c', SERVER_MAX - 1);
+    n += SERVER_MAX - 1;
+    n += (size_t)snprintf(req + n, 64, "\r\n1\r\nc\r\n0\r\n\r\n");
+    assert_int_equal(cl_send(fx, &c, req, n), 0);
+    assert_true(wait_rep(fx, &c, &r, 0));
+    assert_int_equal(r.status, 200);
+    rep_free(&r);
+    assert_int_equal(fx->seen[1].body_len, SERVER_MAX);
+    cl_close(&c);
+    free(req);
+    fx->calls = 0;
+
+    /* one byte over, declared: 413 before any body */
+    n = (size_t)snprintf(req = malloc(256), 256,
+                         "POST /over HTTP/1.1\r\nContent-Length: %d\r\n\r\n",
+                         SERVER_MAX + 1);
+    refused(fx, req, n, 413);
+    /* chunked: a chunk that takes the body over */
+    n = (size_t)snprintf(req, 256,
+                         "POST /overc HTTP/1.1\r\nTransfer-Encoding: chunked"
+                         "\r\n\r\n%x\r\n",
+                         SERVER_MAX + 1);
+    refused(fx, req, n, 413);
+    free(req);
+    fx->calls = 0;
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1648,6 +1932,12 @@ main(void)
         T(test_no_cap_internal),
         T(test_drain),
         T(test_tls),
+        T(test_tls_body),
+        T(test_tls_refuses_plain),
+        T(test_held_input_bounded),
+        T(test_tls_held_input_bounded),
+        T(test_conn_cap_backlog),
+        T(test_body_limits),
     };
 
     signal(SIGPIPE, SIG_IGN);
