@@ -173,6 +173,19 @@ release(struct fx *fx)
     reply_default(fx, r);
 }
 
+/* Start counting the handler's calls again. */
+static void
+forget_calls(struct fx *fx)
+{
+    int i;
+
+    for (i = 0; i < fx->calls; i++) {
+        free(fx->seen[i].body);
+        fx->seen[i].body = NULL;
+    }
+    fx->calls = 0;
+}
+
 static void
 serve(struct fx *fx, const char *name)
 {
@@ -202,12 +215,10 @@ static int
 teardown(void **state)
 {
     struct fx *fx = *state;
-    int i;
 
     httpd_free(fx->h);
     event_free(fx->timer);
-    for (i = 0; i < fx->calls; i++)
-        free(fx->seen[i].body);
+    forget_calls(fx);
     if (fx->cert_path[0] != '\0')
         unlink(fx->cert_path);
     if (fx->key_path[0] != '\0')
@@ -1038,7 +1049,7 @@ test_hostile_sizes(void **state)
         rep_free(&r);
         cl_close(&c);
         assert_int_equal(fx->calls, 1);
-        fx->calls = 0;
+        forget_calls(fx);
     }
 
     /* a head over 64 KiB in 20 fields of 4000 bytes */
@@ -1616,6 +1627,12 @@ tls_send(struct fx *fx, struct tls_cl *tc, const void *p, size_t n)
         ;
 }
 
+static void
+tls_sends(struct fx *fx, struct tls_cl *tc, const char *s)
+{
+    tls_send(fx, tc, s, strlen(s));
+}
+
 /* Read over TLS until the text want has arrived; the bytes read so far
  * are in tc->buf (NUL-terminated), emptied first. */
 static void
@@ -1654,7 +1671,7 @@ test_tls(void **state)
     assert_string_equal(fx->seen[0].path, "/secure");
     assert_string_equal(fx->seen[0].query, "q=1");
     /* kept alive: a second request on the same connection */
-    tls_send(fx, &tc, "GET /again HTTP/1.1\r\n\r\n", 25);
+    tls_sends(fx, &tc, "GET /again HTTP/1.1\r\n\r\n");
     tls_read_until(fx, &tc, "reply to /again");
     assert_int_equal(fx->calls, 2);
     assert_int_equal(fx->seen[0].port, fx->seen[1].port);
@@ -1771,7 +1788,7 @@ held_input_bounded(struct fx *fx, int tls)
         serve_tls(fx);
         tls_open(fx, &tc);
         c = &tc.c;
-        tls_send(fx, &tc, "GET /held HTTP/1.1\r\n\r\n", 24);
+        tls_sends(fx, &tc, "GET /held HTTP/1.1\r\n\r\n");
     } else {
         serve(fx, "callback");
         cl_open(fx, &plain);
@@ -1883,7 +1900,7 @@ test_body_limits(void **state)
     assert_int_equal(fx->seen[1].body_len, SERVER_MAX);
     cl_close(&c);
     free(req);
-    fx->calls = 0;
+    forget_calls(fx);
 
     /* one byte over, declared: 413 before any body */
     n = (size_t)snprintf(req = malloc(256), 256,
@@ -1897,7 +1914,7 @@ test_body_limits(void **state)
                          SERVER_MAX + 1);
     refused(fx, req, n, 413);
     free(req);
-    fx->calls = 0;
+    forget_calls(fx);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
