@@ -642,6 +642,9 @@ on_tls_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (c->dead)
         return;
+    /* the handshake is done: the request comes through on_tls_read */
+    if (what == BEV_EVENT_CONNECTED)
+        return;
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->eof = 1;
         reading_set(c, 0);
