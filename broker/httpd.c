@@ -620,8 +620,14 @@ on_tls_read(struct bufferevent *bev, void *arg)
     struct httpd_conn *c = arg;
 
     (void)bev;
-    if (!c->dead)
-        conn_run(c);
+    if (c->dead)
+        return;
+    if (c->state != CS_HEAD && c->state != CS_BODY) {
+        /* later bytes wait in the kernel while a request is served */
+        reading_set(c, 0);
+        return;
+    }
+    conn_run(c);
 }
 
 static void
