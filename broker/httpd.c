@@ -920,7 +920,7 @@ refuse(struct httpd_conn *c, int status, const char *why)
     n = snprintf(body, sizeof(body), "%s\n", text[0] ? text : "Refused");
     c->close_after = 1;
     reading_set(c, 0);
-    if (reply_queue(c, status, "text/plain; charset=utf-8", NULL, NULL, 0,
+    if (reply_queue(c, status, "text/plain; charset=utf-8", NULL, "", 0,
                     body, (size_t)n, NULL, 0) != 0) {
         conn_kill(c);
         return;
