@@ -396,8 +396,6 @@ conn_transport(struct httpd_conn *c, evutil_socket_t fd)
     /* clients that close without close_notify are routine */
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     bufferevent_setcb(c->bev, on_tls_read, on_tls_write, on_tls_event, c);
-    /* what the TLS layer decrypts ahead of the server is bounded too */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, IN_INITIAL * 4);
     if (bufferevent_enable(c->bev, EV_READ) != 0)
         return -1;
     c->reading = 1;
@@ -605,8 +603,14 @@ on_tls_read(struct bufferevent *bev, void *arg)
     struct httpd_conn *c = arg;
 
     (void)bev;
-    if (!c->dead)
-        conn_run(c);
+    if (c->dead)
+        return;
+    if (c->state != CS_HEAD && c->state != CS_BODY) {
+        /* later bytes wait in the kernel while a request is served */
+        reading_set(c, 0);
+        return;
+    }
+    conn_run(c);
 }
 
 static void
