@@ -56,6 +56,8 @@
 #define TLS_EXPIRY_WARN_DAYS 14
 /* TLS 1.2 suites with forward secrecy and AEAD; 1.3 keeps its defaults. */
 #define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+/* A connection's reply buffer kept between replies at most. */
+#define OUT_KEEP (16 * 1024)
 /* The head of a reply beyond the handler's extra lines. */
 #define REPLY_HEAD_BASE 512
 
@@ -885,8 +887,13 @@ reply_queue(struct httpd_conn *c, int status, const char *ctype, const char *id,
     p = put_str(p, reason_of(status));
     p = PUT_LIT(p, "\r\nContent-Type: ");
     p = put_str(p, ctype);
-    p = PUT_LIT(p, "\r\nContent-Length: ");
-    p = put_uint(p, len);
+    if (status == 204 || status == 304) {
+        /* neither has a body, nor (204) a length to speak of */
+        no_body = 1;
+    } else {
+        p = PUT_LIT(p, "\r\nContent-Length: ");
+        p = put_uint(p, len);
+    }
     if (id != NULL) {
         p = PUT_LIT(p, "\r\nX-Request-Id: ");
         p = put_str(p, id);
@@ -1036,6 +1043,12 @@ reply_written(struct httpd_conn *c)
     c->body = NULL;
     c->body_len = c->body_off = 0;
     c->out_len = c->out_off = 0;
+    if (c->out_cap > OUT_KEEP) {
+        /* a large copied reply's room is not kept for an idle connection */
+        brk_free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
     if (c->close_after) {
         /* closing with unread input would reset the connection and could
          * destroy the reply before the client reads it: stop sending,
