@@ -900,6 +900,40 @@ test_head(void **state)
     cl_close(&c);
 }
 
+/* a 204 whatever the handler passes: no body, no Content-Length */
+static void
+reply_204(struct fx *fx, struct httpd_req *r)
+{
+    fx->unanswered--;
+    httpd_reply(r, 204, "text/plain", "ignored", 7);
+}
+
+static void
+test_no_content(void **state)
+{
+    struct fx *fx = *state;
+    struct cl c;
+    struct rep r;
+
+    fx->custom = reply_204;
+    serve(fx, "internal");
+    cl_open(fx, &c);
+    cl_sends(fx, &c, "DELETE /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(wait_rep(fx, &c, &r, 1));
+    assert_int_equal(r.status, 204);
+    assert_null(strcasestr(r.head, "Content-Length"));
+    rep_free(&r);
+    /* nothing of "ignored" on the wire: the next reply starts at once */
+    fx->custom = NULL;
+    cl_sends(fx, &c, "GET /hw HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(wait_rep(fx, &c, &r, 0));
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "reply to /hw");
+    rep_free(&r);
+    assert_int_equal(c.len, 0);
+    cl_close(&c);
+}
+
 /*---- 6. HTTP/1.0 and Connection ----*/
 
 static void
@@ -1933,6 +1967,7 @@ main(void)
         T(test_expect_continue),
         T(test_expect_over_limit),
         T(test_head),
+        T(test_no_content),
         T(test_http10_closes),
         T(test_http10_keepalive),
         T(test_http11_connection_close),
