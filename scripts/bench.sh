@@ -341,7 +341,8 @@ EOF
 }
 nginx_conf "$d/nginx" 1 $NGX
 $ON0 nginx -c "$d/nginx/nginx.conf" -p "$d/nginx" 2>"$d/nginx.log" &
-pids="$pids $!"
+NGINX1=$!
+pids="$pids $NGINX1"
 nginx_conf "$d/nginx2" 2 $NGX2 $NGXF
 # what the file server answers: the simulator's reply, fetched once
 curl -sf -o "$pub/raw.json" "http://127.0.0.1:$MOCK/cgi-bin/user/list\
@@ -438,10 +439,32 @@ P_RSS0=$(rss_kb VmRSS)
 say "proxy, per worker: warming up"
 run_wrk "$d/warm-n.txt" 2 "$N_URL" "$ON1"
 run_wrk "$d/warm-b.txt" 2 "$B_URL" "$ON1"
+# ticks PID: the CPU time (user + system, clock ticks) a process has used,
+# its threads included
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpustat: "busy total" jiffies of CPU 0 and of CPU 1
+cpustat() {
+    awk '/^cpu[01] / { b = 0; t = 0; for (i = 2; i <= NF; i++) { t += $i;
+        if (i != 5 && i != 6) b += $i }; printf "%s %s ", b, t }' /proc/stat
+}
+# measured OUT SECONDS URL PID: run_wrk on CPU 1, then OUT.cpu holds the
+# CPU PID used per 1,000 requests (ms) and how busy each CPU was (%)
+measured() {
+    t0=$(ticks "$4")
+    c0=$(cpustat)
+    run_wrk "$1" "$2" "$3" "$ON1"
+    c1=$(cpustat)
+    t1=$(ticks "$4")
+    echo "$c0 $c1" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
+        -v n="$(field "$1" requests)" '{ printf "%.1f %.0f %.0f\n",
+        t / hz * 1000 / (n / 1000), 100 * ($5 - $1) / ($6 - $2),
+        100 * ($7 - $3) / ($8 - $4) }' >"$1.cpu"
+}
+NGINX1_W=$(pgrep -P "$NGINX1" | head -1)
 say "proxy, per worker: nginx proxy_pass, ${SECS}s"
-run_wrk "$d/nginx.txt" "$SECS" "$N_URL" "$ON1"
+measured "$d/nginx.txt" "$SECS" "$N_URL" "${NGINX1_W:-$NGINX1}"
 say "proxy, per worker: broker, ${SECS}s"
-run_wrk "$d/broker.txt" "$SECS" "$B_URL" "$ON1"
+measured "$d/broker.txt" "$SECS" "$B_URL" "$BROKER"
 
 # ---- 2s. Side by side with another build (BENCH_COMPARE) -----------------
 
@@ -451,7 +474,8 @@ if [ -n "${BENCH_COMPARE:-}" ]; then
     broker_conf "$d/broker-other.conf" $O_CB $O_INT 1 $MOCK
     $ON0 "$B/wecom-broker-other" -c "$d/broker-other.conf" \
         2>"$d/broker-other.log" &
-    pids="$pids $!"
+    OTHER=$!
+    pids="$pids $OTHER"
     wait_for "the BENCH_COMPARE broker" \
         curl -sf "http://127.0.0.1:$O_INT/readyz"
     O_URL="http://127.0.0.1:$O_INT$Q=$TOKEN"
@@ -462,11 +486,15 @@ if [ -n "${BENCH_COMPARE:-}" ]; then
     while [ $i -lt "$rounds" ]; do
         i=$((i + 1))
         say "side by side: round $i of $rounds (nginx, this build, BENCH_COMPARE)"
-        for w in n:"$N_URL" b:"$B_URL" o:"$O_URL"; do
-            run_wrk "$d/side-${w%%:*}.txt" 5 "${w#*:}" "$ON1"
-            f=$d/side-${w%%:*}.txt
-            echo "${w%%:*} $(calc %.0f "$(field "$f" requests) / \
-$(field "$f" seconds)") $(calc "$(field "$f" p99_us) / 1000")" >>"$d/side.txt"
+        for w in n:"${NGINX1_W:-$NGINX1}":"$N_URL" b:"$BROKER":"$B_URL" \
+            o:"$OTHER":"$O_URL"; do
+            k=${w%%:*}
+            w=${w#*:}
+            f=$d/side-$k.txt
+            measured "$f" 5 "${w#*:}" "${w%%:*}"
+            echo "$k $(calc %.0f "$(field "$f" requests) / \
+$(field "$f" seconds)") $(calc "$(field "$f" p99_us) / 1000") \
+$(awk '{ print $1 }' "$f.cpu")" >>"$d/side.txt"
         done
     done
     med() { # med KIND COLUMN: the median over the rounds
@@ -475,6 +503,7 @@ $(field "$f" seconds)") $(calc "$(field "$f" p99_us) / 1000")" >>"$d/side.txt"
     }
     S_N=$(med n 2) S_B=$(med b 2) S_O=$(med o 2)
     S_N99=$(med n 3) S_B99=$(med b 3) S_O99=$(med o 3)
+    S_NC=$(med n 4) S_BC=$(med b 4) S_OC=$(med o 4)
     S_ROWS=1
 fi
 
@@ -710,6 +739,10 @@ row 2 "user/get p50, per worker" "$P_B50 ms" "nginx $P_N50 ms" \
 row 2 "user/get p99, per worker" "$P_B99 ms" "nginx $P_N99 ms" \
     "$(calc %+.2f "$P_B99 - $P_N99") ms" "<= nginx + 1 ms" \
     "$(gate "$P_B99 <= $P_N99 + 1")"
+read -r P_BCPU P_B0 P_B1 <"$d/broker.txt.cpu"
+read -r P_NCPU P_N0 P_N1 <"$d/nginx.txt.cpu"
+row 2 "user/get CPU / 1k req" "$P_BCPU ms" "nginx $P_NCPU ms" \
+    "$(calc "$P_NCPU / $P_BCPU")x" "-" "info"
 r=$(calc "$W_BRPS / $W_NRPS")
 if [ "$NCPU" -ge 4 ]; then
     v=$(gate "$r >= 0.5")
@@ -729,6 +762,8 @@ if [ -n "$S_ROWS" ]; then
         "other $(calc "$S_O / $S_N")x" "-" "-" "info"
     row 2s "user/get p99, A/B" "$S_B99 ms" "other $S_O99 ms" \
         "-" "-" "info"
+    row 2s "user/get CPU / 1k req, A/B" "$S_BC ms" "other $S_OC ms" \
+        "$(calc "$S_OC / $S_BC")x" "-" "info"
 fi
 row 3 "user/list 20k, one request" "$L_MS ms" "file $L_FILEMS ms" \
     "$(calc "$L_T * 1000 / ($L_FILEMS > 0 ? $L_FILEMS : 1)")x" "-" "info"
@@ -767,15 +802,21 @@ echo "2: wrk -t$THREADS -c$CONNS -d${SECS}s after a 2 s warm-up each;" \
     "worker_processes 2, nothing pinned. Replies without" \
     "errcode 0 (broker/nginx): $P_BAD. The upstream_rate_* budgets" \
     "raised to their maximum (the defaults would cap the broker at" \
-    "9,000 calls a minute). Broker RSS" \
+    "9,000 calls a minute). CPU / 1k req: the CPU time of the broker" \
+    "(every thread) or of the nginx worker per 1,000 requests answered," \
+    "its ratio the per-core efficiency; CPU 0 / CPU 1 busy during the" \
+    "broker's run $P_B0% / $P_B1%, nginx's $P_N0% / $P_N1% (a run whose" \
+    "CPU 1 is near 100% measured the load generator and the simulator," \
+    "not the proxy). Broker RSS" \
     "$(calc %.1f "$P_RSS0 / 1024") MB before the load," \
     "$(calc %.1f "$P_RSS1 / 1024") MB after."
 [ -z "$S_ROWS" ] || echo "2s: BENCH_COMPARE=$BENCH_COMPARE as \"other\"," \
     "both workers = 1 on the same CPU and Redis as row 2's broker;" \
     "medians of ${BENCH_ROUNDS:-5} alternating rounds of 5 s each of" \
     "nginx (median $S_N req/s, p99 $S_N99 ms), this build (b) and the" \
-    "other (o); every round, req/s and p99: $(awk '{ printf "%s%s %s/%s ms",
-        (NR > 1 ? ", " : ""), $1, $2, $3 }' "$d/side.txt")."
+    "other (o), nginx's worker ${S_NC} ms of CPU / 1k req; every round," \
+    "req/s, p99 and CPU / 1k req: $(awk '{ printf "%s%s %s/%s/%s ms",
+        (NR > 1 ? ", " : ""), $1, $2, $3, $4 }' "$d/side.txt")."
 echo "3: department 1 with fetch_child, the whole corp in range:" \
     "$L_N members, $(calc "$L_RAW / 1e6") MB: the simulator's reply" \
     "($L_RAWMS ms from it) served from a file by nginx ($L_FILEMS ms" \
