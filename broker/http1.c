@@ -42,14 +42,24 @@ enum {
 
 const struct http1_limits http1_limits_default = {HTTP1_LINE_MAX, 100, 65536};
 
+/* lim, or the defaults when NULL, with a line no longer than the parsers
+ * can hold */
+static struct http1_limits
+limits_of(const struct http1_limits *lim)
+{
+    struct http1_limits l = lim != NULL ? *lim : http1_limits_default;
+
+    if (l.line_max == 0 || l.line_max > HTTP1_LINE_MAX)
+        l.line_max = HTTP1_LINE_MAX;
+    return l;
+}
+
 void
 http1_init(struct http1 *p, const struct http1_limits *lim)
 {
     /* the line buffer needs no clearing: nline says what is in it */
     memset(p, 0, offsetof(struct http1, line));
-    p->lim = lim != NULL ? *lim : http1_limits_default;
-    if (p->lim.line_max == 0 || p->lim.line_max > HTTP1_LINE_MAX)
-        p->lim.line_max = HTTP1_LINE_MAX;
+    p->lim = limits_of(lim);
     p->state = S_STATUS;
 }
 
@@ -603,9 +613,7 @@ http1_req_init(struct http1_req *q, const struct http1_limits *lim)
     /* the fields need no clearing: nfields says how many are set */
     memset(q, 0, offsetof(struct http1_req, fields));
     memset(&q->why, 0, sizeof(*q) - offsetof(struct http1_req, why));
-    q->lim = lim != NULL ? *lim : http1_limits_default;
-    if (q->lim.line_max == 0 || q->lim.line_max > HTTP1_LINE_MAX)
-        q->lim.line_max = HTTP1_LINE_MAX;
+    q->lim = limits_of(lim);
     if (q->lim.fields > HTTP1_REQ_FIELDS_MAX)
         q->lim.fields = HTTP1_REQ_FIELDS_MAX;
     /* spans are 32-bit offsets */
@@ -891,9 +899,7 @@ http1_dechunk_init(struct http1_dechunk *d, uint64_t max,
                    const struct http1_limits *lim)
 {
     memset(d, 0, sizeof(*d));
-    d->lim = lim != NULL ? *lim : http1_limits_default;
-    if (d->lim.line_max == 0 || d->lim.line_max > HTTP1_LINE_MAX)
-        d->lim.line_max = HTTP1_LINE_MAX;
+    d->lim = limits_of(lim);
     d->max = max;
     d->state = D_SIZE;
 }
