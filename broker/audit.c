@@ -2,12 +2,15 @@
  * The audit trail (see audit.h). Entries are batched per event-loop turn:
  * the first entry of a batch activates the flush event, which runs once
  * the callbacks already due in this turn have run, and sends the whole
- * batch as one Redis command (the audit_append script, one XADD per
- * entry, in order) and one write(2) of its JSON lines on an O_APPEND
- * descriptor, so lines of one batch never interleave with another's. A
- * batch that reaches AUDIT_BATCH_MAX entries or AUDIT_BATCH_BYTES goes at
- * once. So a crash loses at most the entries of the current loop turn
- * (at most AUDIT_BATCH_MAX), on top of what was in flight to Redis.
+ * batch to Redis as one XADD per entry, in order, back to back on the
+ * store's connection (a pipeline: no script, whose call costs Redis
+ * several times the XADDs themselves), and one write(2) of its JSON lines
+ * on an O_APPEND descriptor, so lines of one batch never interleave with
+ * another's. Only the last XADD's reply is waited for: it comes after the
+ * others' and stands for the batch. A batch that reaches AUDIT_BATCH_MAX
+ * entries or AUDIT_BATCH_BYTES goes at once. So a crash loses at most the
+ * entries of the current loop turn (at most AUDIT_BATCH_MAX), on top of
+ * what was in flight to Redis.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,14 +25,14 @@
 #include "dynbuf.h"
 #include "log.h"
 #include "metrics.h"
-#include "scripts.h"
 #include "store.h"
 
 #define LINE_MAX_BYTES 16384
 #define KEY_MAX_BYTES  256
-/* the argv of a batch: EVAL, script, numkeys, key, maxlen, then per
- * entry its count and its strings */
-#define BATCH_ARGV_MAX (5 + AUDIT_BATCH_MAX * (1 + 2 * AUDIT_MAX_FIELDS))
+/* the strings of a batch's entries */
+#define BATCH_STRS_MAX (AUDIT_BATCH_MAX * 2 * AUDIT_MAX_FIELDS)
+/* one entry's command: XADD key MAXLEN ~ maxlen * and its strings */
+#define XADD_ARGV_MAX (6 + 2 * AUDIT_MAX_FIELDS)
 
 struct audit {
     struct store *st;
@@ -41,17 +44,20 @@ struct audit {
     int file_ok;
     long long last_warn_ms;
     /* the batch: its strings back to back (NUL-terminated), their
-     * offsets, and its JSON lines for the file */
+     * offsets, each entry's first string, and its JSON lines for the
+     * file */
     struct dynbuf strs;
-    size_t offs[BATCH_ARGV_MAX];
+    size_t offs[BATCH_STRS_MAX];
     size_t noffs;
+    size_t first[AUDIT_BATCH_MAX];
     size_t nentries;
     struct dynbuf lines;
     size_t nlines;
-    const char *argv[BATCH_ARGV_MAX];
-    size_t lens[BATCH_ARGV_MAX]; /* argv's lengths: the store needs no
-                                    strlen of the batch */
-    size_t script_len, key_len;
+    /* one entry's XADD as it is sent (the store copies it) */
+    const char *argv[XADD_ARGV_MAX];
+    size_t lens[XADD_ARGV_MAX]; /* argv's lengths: the store needs no
+                                   strlen of the batch */
+    size_t key_len, maxlen_len;
 };
 
 static void
@@ -117,7 +123,7 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
         }
     }
     snprintf(a->maxlen, sizeof(a->maxlen), "%lld", max_len);
-    a->script_len = strlen(scripts_text(SCRIPT_AUDIT_APPEND));
+    a->maxlen_len = strlen(a->maxlen);
     a->key_len = strlen(a->key);
     if (path != NULL && path[0] != '\0') {
         a->path = brk_strdup(path);
@@ -280,36 +286,61 @@ batch_drop_redis(struct audit *a)
     a->nentries = 0;
 }
 
-/* The batch's entries as one command; they count as written or not when
- * Redis answers. */
-static void
-flush_redis(struct audit *a, const char *req)
+/* Entry e's XADD into a->argv and a->lens; its argc. */
+static int
+entry_argv(struct audit *a, size_t e)
 {
-    size_t i, n = a->nentries;
+    size_t i, end = e + 1 < a->nentries ? a->first[e + 1] : a->noffs;
     int argc = 0;
 
-    if (n == 0)
-        return;
     a->lens[argc] = 4;
-    a->argv[argc++] = "EVAL";
-    a->lens[argc] = a->script_len;
-    a->argv[argc++] = scripts_text(SCRIPT_AUDIT_APPEND);
-    a->lens[argc] = 1;
-    a->argv[argc++] = "1";
+    a->argv[argc++] = "XADD";
     a->lens[argc] = a->key_len;
     a->argv[argc++] = a->key;
-    a->lens[argc] = strlen(a->maxlen);
+    a->lens[argc] = 6;
+    a->argv[argc++] = "MAXLEN";
+    a->lens[argc] = 1;
+    a->argv[argc++] = "~";
+    a->lens[argc] = a->maxlen_len;
     a->argv[argc++] = a->maxlen;
+    a->lens[argc] = 1;
+    a->argv[argc++] = "*";
     /* the strings lie back to back, each with its NUL */
-    for (i = 0; i < a->noffs; i++) {
+    for (i = a->first[e]; i < end; i++) {
         a->lens[argc] =
             (i + 1 < a->noffs ? a->offs[i + 1] : a->strs.len) - a->offs[i] - 1;
         a->argv[argc++] = a->strs.buf + a->offs[i];
     }
-    if (store_cmd_argv(a->st, on_batch, (void *)(uintptr_t)n, argc, a->argv,
-                       a->lens) != BRK_OK) {
-        log_req(LOG_LVL_WARN, req, "audit: %zu entr%s not written to Redis", n,
-                n == 1 ? "y" : "ies");
+    return argc;
+}
+
+/* The batch's entries as one XADD each, in order; the last one's reply
+ * counts them all as written or not. When one cannot be queued, none
+ * after it is and no reply will come for those before it (sent, but
+ * unconfirmed): the whole batch counts as not written, here and only
+ * here. */
+static void
+flush_redis(struct audit *a, const char *req)
+{
+    size_t e, n = a->nentries;
+    enum brk_err err = BRK_OK;
+    int argc;
+
+    if (n == 0)
+        return;
+    for (e = 0; e < n && err == BRK_OK; e++) {
+        argc = entry_argv(a, e);
+        if (e + 1 < n)
+            err = store_cmd_argv_noreply(a->st, argc, a->argv, a->lens);
+        else
+            err = store_cmd_argv(a->st, on_batch, (void *)(uintptr_t)n, argc,
+                                 a->argv, a->lens);
+    }
+    if (err) {
+        log_req(LOG_LVL_WARN, req,
+                "audit: %zu entr%s not written to Redis (%s; %zu sent "
+                "unconfirmed)",
+                n, n == 1 ? "y" : "ies", brk_strerror(err), e - 1);
         batch_drop_redis(a);
         return;
     }
@@ -379,7 +410,7 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 static int
 batch_str(struct audit *a, const char *s)
 {
-    if (a->noffs == BATCH_ARGV_MAX)
+    if (a->noffs == BATCH_STRS_MAX)
         return -1;
     a->offs[a->noffs] = a->strs.len;
     if (dynbuf_add(&a->strs, s, strlen(s) + 1) != BRK_OK)
@@ -391,12 +422,11 @@ batch_str(struct audit *a, const char *s)
 static int
 batch_entry(struct audit *a, const char *const *kv, size_t nkv)
 {
-    char n[24];
     size_t i, noffs = a->noffs, len = a->strs.len;
 
-    snprintf(n, sizeof(n), "%zu", nkv);
-    if (batch_str(a, n) != 0)
-        goto undo;
+    if (a->nentries == AUDIT_BATCH_MAX)
+        return -1;
+    a->first[a->nentries] = noffs;
     for (i = 0; i < nkv; i++)
         if (batch_str(a, kv[i]) != 0)
             goto undo;
@@ -424,7 +454,8 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
     char line[LINE_MAX_BYTES];
     size_t i, size = 0, n = 0;
 
-    if (nkv % 2 != 0 || nkv > 2 * AUDIT_MAX_FIELDS) {
+    /* an XADD needs a field: an empty entry would be refused */
+    if (nkv == 0 || nkv % 2 != 0 || nkv > 2 * AUDIT_MAX_FIELDS) {
         log_req(LOG_LVL_WARN, req, "audit entry malformed; not written");
         return;
     }

@@ -967,21 +967,6 @@ static const char write_rate_lua[] =
     "redis.call('EXPIRE', KEYS[1], 120)\n"
     "return 1\n";
 
-/* A batch of audit entries, one XADD each, in order.
- * KEYS: the audit stream. ARGV: MAXLEN, then per entry the count N of its
- * name/value strings followed by those N strings. Returns the entries
- * added. */
-static const char audit_append_lua[] =
-    "local i, added, m, k = 2, 0, ARGV[1], KEYS[1]\n"
-    "while i <= #ARGV do\n"
-    "  local n = tonumber(ARGV[i])\n"
-    "  redis.call('XADD', k, 'MAXLEN', '~', m, '*',"
-    " unpack(ARGV, i + 1, i + n))\n"
-    "  added = added + 1\n"
-    "  i = i + n + 1\n"
-    "end\n"
-    "return added\n";
-
 static const struct {
     const char *name;
     const char *text;
@@ -1052,7 +1037,6 @@ static const struct {
     [SCRIPT_IDEM_BEGIN] = {"idem_begin", idem_begin_lua},
     [SCRIPT_IDEM_FINISH] = {"idem_finish", idem_finish_lua},
     [SCRIPT_WRITE_RATE] = {"write_rate", write_rate_lua},
-    [SCRIPT_AUDIT_APPEND] = {"audit_append", audit_append_lua},
 };
 
 const char *

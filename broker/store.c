@@ -406,6 +406,22 @@ store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg, int argc,
     return send_cmd(s, s->timeout_ms, cb, arg, argc, argv, argvlen);
 }
 
+/* A command whose reply is dropped (see store.h): hiredis reads it and,
+ * with no callback, frees it. */
+enum brk_err
+store_cmd_argv_noreply(struct store *s, int argc, const char **argv,
+                       const size_t *argvlen)
+{
+    if (s->sub_channel != NULL || is_eval(argc, argv, argvlen))
+        return BRK_ERR_INVAL;
+    if (!s->up || s->ac == NULL)
+        return BRK_ERR_STORE;
+    return redisAsyncCommandArgv(s->ac, NULL, NULL, argc, argv, argvlen) ==
+                   REDIS_OK
+               ? BRK_OK
+               : BRK_ERR_STORE;
+}
+
 /* store_cmd_argv with a deadline of its own (see store.h). */
 enum brk_err
 store_cmd_argv_timeout(struct store *s, long timeout_ms, store_reply_cb *cb,

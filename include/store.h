@@ -66,6 +66,21 @@ enum brk_err store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg,
                             int argc, const char **argv,
                             const size_t *argvlen) BRK_WUR;
 /*
+ * Queue a command whose reply is read and dropped: no callback, no
+ * deadline of its own, nothing allocated here beyond hiredis's copy of
+ * the command. For a group of commands sent back to back (a pipeline):
+ * the caller must follow the group with store_cmd_argv, whose reply comes
+ * after theirs (replies come in order on the one connection) and stands
+ * for the group: its deadline covers them, and an error reply or a lost
+ * connection there is the group's answer. An error reply to one of them
+ * alone is not seen. Not for EVAL (BRK_ERR_INVAL: it needs the digest's
+ * reply) nor on a subscriber. BRK_ERR_STORE when not connected or hiredis
+ * refuses the command; nothing is queued then.
+ */
+enum brk_err store_cmd_argv_noreply(struct store *s, int argc,
+                                    const char **argv,
+                                    const size_t *argvlen) BRK_WUR;
+/*
  * store_cmd_argv with a deadline of timeout_ms (> 0, else BRK_ERR_INVAL)
  * instead of the connection's: for a reply known to be large (a big
  * tenant's directory). As with any command, passing it drops the

@@ -1,14 +1,21 @@
 /*
  * What the audit trail's Redis side costs the broker's CPU: batches of
  * request-shaped entries (audit_append, then the flush that sends the
- * batch as one audit_append script) through the store to an embedded
- * redis-server, all answered. Prints the process's own CPU time per
- * batch (the redis-server child is not counted). Not part of `make test`.
+ * batch) through the store to an embedded redis-server, all answered.
+ * Prints the process's own CPU time per batch (the redis-server child is
+ * not counted), then what Redis spent: its INFO commandstats for XADD,
+ * EVALSHA and EVAL (an XADD run inside a script is counted both in XADD
+ * and in the script's own time) and its own CPU time per entry (INFO cpu:
+ * reading, parsing and replying included). Not part of `make test`.
  *
- *   bench_audit [BATCHES [ENTRIES]]
+ *   bench_audit [BATCHES [ENTRIES | LO-HI]]
  *
- * Defaults: 20000 batches of 8 entries. One line:
- * "BENCH batches=B entries=E cpu_us_per_batch=C wall_s=W".
+ * Defaults: 20000 batches of 8 entries; LO-HI makes batches of LO, LO+1,
+ * .. HI entries in turn. Two lines:
+ * "BENCH batches=B entries=E cpu_us_per_batch=C wall_s=W" and
+ * "REDIS xadd=N/U evalsha=N/U eval=N/U cmd_us_per_entry=X
+ * cpu_us_per_entry=Y" (N calls taking U µs in all; X: the µs of the
+ * commands the broker sent, per entry).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +75,60 @@ append_request(struct audit *a, long n)
     audit_append(a, id, kv, sizeof(kv) / sizeof(kv[0]));
 }
 
+struct redis_stats {
+    long long calls[3], usec[3]; /* xadd, evalsha, eval */
+    double cpu_s;                /* used_cpu_sys + used_cpu_user */
+};
+
+static const char *const Cmds[3] = {"xadd", "evalsha", "eval"};
+
+/* A number after needle in text; 0 when absent. */
+static double
+info_num(const char *text, const char *needle)
+{
+    const char *p = strstr(text, needle);
+
+    return p != NULL ? strtod(p + strlen(needle), NULL) : 0;
+}
+
+/* Redis's command statistics and CPU time so far; -1 on failure. With
+ * reset, its command statistics are zeroed first. */
+static int
+redis_stats(const char *sock, int reset, struct redis_stats *st)
+{
+    redisContext *c = redisConnectUnix(sock);
+    redisReply *r = NULL;
+    char needle[64];
+    int i, rc = -1;
+
+    if (c == NULL || c->err)
+        goto out;
+    if (reset) {
+        r = redisCommand(c, "CONFIG RESETSTAT");
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "INFO all");
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        goto out;
+    for (i = 0; i < 3; i++) {
+        snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", Cmds[i]);
+        st->calls[i] = (long long)info_num(r->str, needle);
+        snprintf(needle, sizeof(needle), "cmdstat_%s:", Cmds[i]);
+        /* usec= follows calls= on the same line */
+        st->usec[i] = strstr(r->str, needle) != NULL
+                          ? (long long)info_num(strstr(r->str, needle), "usec=")
+                          : 0;
+    }
+    st->cpu_s =
+        info_num(r->str, "used_cpu_sys:") + info_num(r->str, "used_cpu_user:");
+    rc = 0;
+out:
+    freeReplyObject(r);
+    if (c != NULL)
+        redisFree(c);
+    return rc;
+}
+
 /* The stream's length, through a connection of our own. */
 static long long
 xlen(const char *sock)
@@ -92,7 +153,8 @@ int
 main(int argc, char **argv)
 {
     long batches = argc > 1 ? strtol(argv[1], NULL, 10) : 20000;
-    long entries = argc > 2 ? strtol(argv[2], NULL, 10) : 8;
+    char *end = NULL;
+    long lo = argc > 2 ? strtol(argv[2], &end, 10) : 8, hi = lo;
     char dir[] = "/tmp/bench-audit.XXXXXX";
     struct brk_errinfo info = {"", 0, -1};
     struct redis_embed *re = NULL;
@@ -100,11 +162,15 @@ main(int argc, char **argv)
     struct store *st = NULL;
     struct audit *a = NULL;
     char *url = NULL;
-    long long c0, w0, want, deadline;
+    struct redis_stats r0, r1;
+    const char *sock;
+    long long c0, w0, want, deadline, cmd_us;
     long b, e, n = 0;
     int rc = 1;
 
-    if (batches <= 0 || entries <= 0 || entries > AUDIT_BATCH_MAX)
+    if (end != NULL && *end == '-')
+        hi = strtol(end + 1, NULL, 10);
+    if (batches <= 0 || lo <= 0 || hi < lo || hi > AUDIT_BATCH_MAX)
         return 2;
     log_init(LOG_LVL_ERROR, 0);
     if (mkdtemp(dir) == NULL ||
@@ -119,33 +185,48 @@ main(int argc, char **argv)
     while (!store_is_up(st) && wall_us() < deadline)
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     if (!store_is_up(st) ||
-        audit_new(base, st, "b:", batches * entries + 1, "", &a) != BRK_OK)
+        audit_new(base, st, "b:", batches * hi + 1, "", &a) != BRK_OK)
+        goto out;
+    sock = url + strlen("unix://");
+    if (redis_stats(sock, 1, &r0) != 0)
         goto out;
     c0 = cpu_us();
     w0 = wall_us();
     for (b = 0; b < batches; b++) {
         /* one loop turn's entries, then the turn ends: the flush runs */
-        for (e = 0; e < entries; e++)
+        for (e = lo + b % (hi - lo + 1); e > 0; e--)
             append_request(a, n++);
         event_base_loop(base, EVLOOP_NONBLOCK);
     }
     /* every batch answered */
-    want = batches * entries;
+    want = n;
     deadline = wall_us() + 60000000;
-    while (xlen(url + strlen("unix://")) < want && wall_us() < deadline) {
+    while (xlen(sock) < want && wall_us() < deadline) {
         struct timeval tv = {0, 50000};
 
         /* the replies, then a look at the stream now and then */
         event_base_loopexit(base, &tv);
         event_base_dispatch(base);
     }
-    if (xlen(url + strlen("unix://")) < want) {
+    if (xlen(sock) < want) {
         fprintf(stderr, "bench_audit: entries lost\n");
         goto out;
     }
     printf("BENCH batches=%ld entries=%ld cpu_us_per_batch=%.2f wall_s=%.2f\n",
-           batches, entries, (double)(cpu_us() - c0) / (double)batches,
+           batches, n, (double)(cpu_us() - c0) / (double)batches,
            (double)(wall_us() - w0) / 1e6);
+    if (redis_stats(sock, 0, &r1) != 0)
+        goto out;
+    /* what the broker sent: the scripts (their XADDs inside them), or
+     * the XADDs themselves when no script ran */
+    cmd_us = r1.usec[1] + r1.usec[2];
+    if (r1.calls[1] + r1.calls[2] == 0)
+        cmd_us = r1.usec[0];
+    printf("REDIS xadd=%lld/%lld evalsha=%lld/%lld eval=%lld/%lld "
+           "cmd_us_per_entry=%.2f cpu_us_per_entry=%.2f\n",
+           r1.calls[0], r1.usec[0], r1.calls[1], r1.usec[1], r1.calls[2],
+           r1.usec[2], (double)cmd_us / (double)n,
+           (r1.cpu_s - r0.cpu_s) * 1e6 / (double)n);
     rc = 0;
 out:
     audit_free(a);

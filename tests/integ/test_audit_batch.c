@@ -1,10 +1,14 @@
 /*
  * The audit trail's batching against a real redis-server: entries made in
- * one event-loop turn reach Redis as one command, every one of them in
- * order, and the file gets the same entries; a batch past AUDIT_BATCH_MAX
- * goes in more than one command; entries of a later turn are not held
- * back; a store that is down loses the batch, counted, and the next one
- * goes through; a batch that meets NOSCRIPT goes again as EVAL, whole.
+ * one event-loop turn reach Redis as one pipeline of XADDs of which only
+ * the last is answered, every one of them in order, byte for byte, and
+ * the file gets the same entries; a batch past AUDIT_BATCH_MAX goes in
+ * more than one pipeline, trimmed to MAXLEN; entries of a later turn are
+ * not held back; a store that is down, a Redis that dies with a batch
+ * unanswered, a stream key of the wrong type and an XADD that cannot be
+ * queued each count the whole batch as not written, once, and the next
+ * batch goes through. And store_cmd_argv_noreply itself: its commands
+ * run in order before the answered one that follows them.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +16,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,17 +24,76 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "audit.h"
+#include "dynbuf.h"
 #include "harness.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 static struct harness H;
 static struct event_base *Base;
 static char Url[400];
+
+/* The XADDs the store queued on hiredis: without a callback (their reply
+ * dropped) and with one (answered); FailXadd > 0 makes the FailXadd-th
+ * XADD from now refused, as hiredis refuses a command it cannot queue. */
+static long XaddNoreply, XaddAnswered;
+static int FailXadd;
+
+typedef int argv_cmd_fn(redisAsyncContext *ac, redisCallbackFn *fn,
+                        void *privdata, int argc, const char **argv,
+                        const size_t *argvlen);
+
+/* Stands in for hiredis's (the store calls this one), counts and calls
+ * it. */
+int
+redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
+                      void *privdata, int argc, const char **argv,
+                      const size_t *argvlen)
+{
+    static argv_cmd_fn *real;
+
+    if (real == NULL) {
+        void *sym = dlsym(RTLD_NEXT, "redisAsyncCommandArgv");
+
+        assert_non_null(sym);
+        memcpy(&real, &sym, sizeof(real));
+    }
+    if (argc > 0 && strcmp(argv[0], "XADD") == 0) {
+        if (FailXadd > 0 && --FailXadd == 0)
+            return REDIS_ERR;
+        if (fn == NULL)
+            XaddNoreply++;
+        else
+            XaddAnswered++;
+    }
+    return real(ac, fn, privdata, argc, argv, argvlen);
+}
+
+/* wecom_broker_audit_writes_total{sink="redis",result=...} so far. */
+static long long
+redis_count(const char *result)
+{
+    struct dynbuf d;
+    char needle[128];
+    const char *p;
+    long long v = 0;
+
+    dynbuf_init(&d, 1 << 22);
+    assert_int_equal(metrics_render(&d), BRK_OK);
+    snprintf(needle, sizeof(needle),
+             "wecom_broker_audit_writes_total{sink=\"redis\",result=\"%s\"} ",
+             result);
+    if (d.buf != NULL && (p = strstr(d.buf, needle)) != NULL)
+        v = strtoll(p + strlen(needle), NULL, 10);
+    dynbuf_free(&d);
+    return v;
+}
 
 static int
 until(int (*cond)(void *), void *arg, long ms)
@@ -47,6 +111,12 @@ static int
 is_up(void *arg)
 {
     return store_is_up(arg);
+}
+
+static int
+is_down(void *arg)
+{
+    return !store_is_up(arg);
 }
 
 /* A Redis INFO commandstats count, "calls=N" of cmd; 0 when absent. */
@@ -159,6 +229,19 @@ in_one_turn(struct audit *a, int from, int count)
                      0);
 }
 
+struct want_count {
+    long long ok, error;
+};
+
+/* The Redis side's counts are exactly these. */
+static int
+counted(void *arg)
+{
+    const struct want_count *w = arg;
+
+    return redis_count("ok") == w->ok && redis_count("error") == w->error;
+}
+
 static int
 setup(void **state)
 {
@@ -182,12 +265,12 @@ teardown(void **state)
 }
 
 static void
-test_one_turn_is_one_command(void **state)
+test_one_turn_is_one_pipeline(void **state)
 {
     struct store *s = NULL;
     struct audit *a = NULL;
-    long long xadd0, eval0, evalsha0;
-    long n[64];
+    long long xadd0, eval0, evalsha0, ok0, err0;
+    long n[64], noreply0, answered0;
     char path[400], *text, *p;
     size_t i, lines = 0;
 
@@ -200,18 +283,25 @@ test_one_turn_is_one_command(void **state)
     xadd0 = cmd_calls("xadd");
     eval0 = cmd_calls("eval");
     evalsha0 = cmd_calls("evalsha");
+    noreply0 = XaddNoreply;
+    answered0 = XaddAnswered;
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
 
     in_one_turn(a, 0, 40);
     Want = 40;
     assert_true(until(stream_has_want, NULL, 5000));
-    /* forty entries, one command (EVALSHA, or EVAL once if the script
-     * was not loaded) */
+    /* forty entries, forty XADDs and no script; only the last one is
+     * answered, and it counts the forty */
     assert_int_equal(cmd_calls("xadd") - xadd0, 40);
     assert_int_equal(
-        cmd_calls("eval") - eval0 + cmd_calls("evalsha") - evalsha0, 1);
+        cmd_calls("eval") - eval0 + cmd_calls("evalsha") - evalsha0, 0);
+    assert_int_equal(XaddNoreply - noreply0, 39);
+    assert_int_equal(XaddAnswered - answered0, 1);
     assert_int_equal(stream_ns(n, 64), 40);
     for (i = 0; i < 40; i++)
         assert_int_equal(n[i], (long)i);
+    assert_true(until(counted, &(struct want_count){ok0 + 40, err0}, 5000));
 
     /* the file got the same entries, whole JSON lines */
     text = h_slurp(path);
@@ -226,31 +316,71 @@ test_one_turn_is_one_command(void **state)
     store_free(s);
 }
 
+/* Redis has run at least *arg XADDs. */
+static int
+xadds_done(void *arg)
+{
+    return cmd_calls("xadd") >= *(long long *)arg;
+}
+
+static struct audit *Empty;
+static const struct timeval Zero = {0, 0};
+
+/* One entry, then one without a field, then one more, in one turn. */
+static void
+on_empty_turn(evutil_socket_t fd, short what, void *arg)
+{
+    const char **kv = arg;
+
+    (void)fd;
+    (void)what;
+    audit_append(Empty, NULL, kv, 2);
+    audit_append(Empty, NULL, kv, 0);
+    audit_append(Empty, NULL, kv, 2);
+}
+
 static void
 test_full_batch_goes_at_once(void **state)
 {
     struct store *s = NULL;
     struct audit *a = NULL;
-    long long eval0, evalsha0, cmds;
-    long n[AUDIT_BATCH_MAX * 3];
+    long long eval0, evalsha0, xadd0, len, ok0;
+    long n[AUDIT_BATCH_MAX * 3], answered0, noreply0;
     size_t i, total = AUDIT_BATCH_MAX * 2 + 5;
 
     (void)state;
     redis_do("DEL t:audit");
     assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
     assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 100000, "", &a), BRK_OK);
+    /* a stream of at most about 10 entries: Redis trims whole nodes of
+     * stream-node-max-entries (100) */
+    assert_int_equal(audit_new(Base, s, "t:", 10, "", &a), BRK_OK);
     eval0 = cmd_calls("eval");
     evalsha0 = cmd_calls("evalsha");
+    xadd0 = cmd_calls("xadd");
+    answered0 = XaddAnswered;
+    noreply0 = XaddNoreply;
+    ok0 = redis_count("ok");
     in_one_turn(a, 0, (int)total);
-    Want = (long long)total;
-    assert_true(until(stream_has_want, NULL, 5000));
-    cmds = cmd_calls("eval") - eval0 + cmd_calls("evalsha") - evalsha0;
-    /* two full batches sent as they filled, the rest at the turn's end */
-    assert_int_equal(cmds, 3);
-    assert_int_equal(stream_ns(n, AUDIT_BATCH_MAX * 3), total);
-    for (i = 0; i < total; i++)
-        assert_int_equal(n[i], (long)i);
+    assert_true(
+        until(xadds_done, &(long long){xadd0 + (long long)total}, 5000));
+    assert_true(until(
+        counted,
+        &(struct want_count){ok0 + (long long)total, redis_count("error")},
+        5000));
+    /* two full batches sent as they filled, the rest at the turn's end:
+     * three answered XADDs */
+    assert_int_equal(XaddAnswered - answered0, 3);
+    assert_int_equal(XaddNoreply - noreply0, (long)total - 3);
+    assert_int_equal(
+        cmd_calls("eval") - eval0 + cmd_calls("evalsha") - evalsha0, 0);
+    /* trimmed, and what is left is the newest, in order */
+    len = h_redis_int(&H, "XLEN %s", "t:audit");
+    assert_true(len >= 10);
+    assert_true(len <= 10 + 100);
+    assert_int_equal(stream_ns(n, AUDIT_BATCH_MAX * 3), (size_t)len);
+    for (i = 0; i < (size_t)len; i++)
+        assert_int_equal(n[i], (long)(total - (size_t)len + i));
     audit_free(a);
     store_free(s);
 }
@@ -282,6 +412,7 @@ test_store_down_then_up(void **state)
 {
     struct store *s = NULL;
     struct audit *a = NULL;
+    long long ok0, err0;
 
     (void)state;
     redis_do("DEL t:audit");
@@ -289,6 +420,8 @@ test_store_down_then_up(void **state)
     assert_true(until(is_up, s, 5000));
     assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
     h_redis_stop(&H);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
     in_one_turn(a, 0, 3);
     /* the batch is tried, refused (not connected) and dropped: the loop
      * goes on */
@@ -298,6 +431,167 @@ test_store_down_then_up(void **state)
     in_one_turn(a, 10, 2);
     Want = 2;
     assert_true(until(stream_has_want, NULL, 5000));
+    assert_int_equal(h_redis_int(&H, "XLEN %s", "t:audit"), 2);
+    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 3}, 5000));
+    audit_free(a);
+    store_free(s);
+}
+
+/* Redis stops answering with a whole batch sent (stopped), then dies:
+ * the batch's one answer is the lost connection, which counts all of it
+ * as not written, once; after a restart the next batch goes through. */
+static void
+test_redis_gone_mid_batch(void **state)
+{
+    struct store *s = NULL;
+    struct audit *a = NULL;
+    long long ok0, err0, end;
+
+    (void)state;
+    redis_do("DEL t:audit");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
+    assert_int_equal(kill(H.redis_pid, SIGSTOP), 0);
+    in_one_turn(a, 0, 7);
+    /* the turn, its flush and the writes of the pipeline */
+    end = h_now_ms() + 200;
+    while (h_now_ms() < end) {
+        event_base_loop(Base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    assert_int_equal(redis_count("ok"), ok0);
+    assert_int_equal(redis_count("error"), err0);
+    h_redis_stop(&H);
+    assert_true(until(counted, &(struct want_count){ok0, err0 + 7}, 5000));
+    assert_int_equal(h_redis_start(&H), 0);
+    assert_true(until(is_up, s, 10000));
+    in_one_turn(a, 10, 2);
+    Want = 2;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 7}, 5000));
+    audit_free(a);
+    store_free(s);
+}
+
+/* The stream's key holds a string: every XADD is refused; the batch's
+ * answer (the last one's WRONGTYPE) counts it all as not written, the
+ * connection stays up, and once the key is a stream again the next batch
+ * goes in. */
+static void
+test_wrong_type_key(void **state)
+{
+    struct store *s = NULL;
+    struct audit *a = NULL;
+    long long ok0, err0;
+    unsigned long gen;
+    long n[8];
+
+    (void)state;
+    redis_do("DEL t:audit");
+    redis_do("SET t:audit not-a-stream");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    gen = store_generation(s);
+    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
+    in_one_turn(a, 0, 5);
+    assert_true(until(counted, &(struct want_count){ok0, err0 + 5}, 5000));
+    assert_true(store_is_up(s));
+    assert_int_equal(store_generation(s), gen);
+
+    redis_do("DEL t:audit");
+    in_one_turn(a, 5, 3);
+    Want = 3;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 3, err0 + 5}, 5000));
+    assert_int_equal(stream_ns(n, 8), 3);
+    assert_int_equal(n[0], 5);
+    assert_int_equal(n[2], 7);
+    assert_int_equal(store_generation(s), gen);
+    audit_free(a);
+    store_free(s);
+}
+
+/* hiredis refuses an XADD of the batch: in the middle (the ones before
+ * it went unanswered, the rest never go) or the last, answered one.
+ * Either way the whole batch counts as not written, exactly once, and
+ * the next batch goes through and counts as written. */
+static void
+test_queue_fails_midway(void **state)
+{
+    struct store *s = NULL;
+    struct audit *a = NULL;
+    long long ok0, err0;
+    long n[32];
+
+    (void)state;
+    redis_do("DEL t:audit");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
+
+    /* the 4th of 9 refused: 3 sent unanswered, 9 counted as errors */
+    FailXadd = 4;
+    in_one_turn(a, 0, 9);
+    assert_true(until(counted, &(struct want_count){ok0, err0 + 9}, 5000));
+    assert_int_equal(FailXadd, 0);
+    /* the next batch's answer comes after those 3 (which did go in) */
+    in_one_turn(a, 100, 2);
+    Want = 5;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 9}, 5000));
+    assert_int_equal(stream_ns(n, 32), 5);
+    assert_int_equal(n[2], 2);
+    assert_int_equal(n[3], 100);
+
+    /* the last one, the answered one, refused */
+    FailXadd = 6;
+    in_one_turn(a, 200, 6);
+    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 15}, 5000));
+    assert_int_equal(FailXadd, 0);
+    /* one entry alone, refused: its batch is that one */
+    FailXadd = 1;
+    in_one_turn(a, 300, 1);
+    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 16}, 5000));
+    in_one_turn(a, 400, 4);
+    Want = 5 + 5 + 4;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 6, err0 + 16}, 5000));
+    assert_int_equal(stream_ns(n, 32), 14);
+    assert_int_equal(n[13], 403);
+    audit_free(a);
+    store_free(s);
+}
+
+/* An entry without a field is refused alone (an XADD needs one): the
+ * others of its batch go in and count as written. */
+static void
+test_empty_entry_alone_refused(void **state)
+{
+    struct store *s = NULL;
+    struct audit *a = NULL;
+    const char *kv[2] = {"type", "request"};
+    long long ok0, err0;
+
+    (void)state;
+    redis_do("DEL t:audit");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
+    Empty = a;
+    assert_int_equal(
+        event_base_once(Base, -1, EV_TIMEOUT, on_empty_turn, kv, &Zero), 0);
+    Want = 2;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 2, err0}, 5000));
     assert_int_equal(h_redis_int(&H, "XLEN %s", "t:audit"), 2);
     audit_free(a);
     store_free(s);
@@ -408,15 +702,15 @@ odd_expected(char *out, int from, int count)
     return out;
 }
 
-/* Redis lost its scripts (a restart, a failover, SCRIPT FLUSH): the batch
- * that meets NOSCRIPT goes again as EVAL, whole, in order, byte for
- * byte; the next one runs by digest again. */
+/* Values that would show an entry cut or spliced wrong across the
+ * pipeline (the strings' lengths come from their offsets): empty ones
+ * among them, long ones, UTF-8, RESP's own framing; in batches that fill
+ * up. Each lands byte for byte, in order. */
 static void
-test_batch_survives_noscript(void **state)
+test_odd_values_byte_for_byte(void **state)
 {
     struct store *s = NULL;
     struct audit *a = NULL;
-    long long eval0, evalsha0;
     char *want = NULL, *got;
     int total = AUDIT_BATCH_MAX + 9;
 
@@ -426,34 +720,19 @@ test_batch_survives_noscript(void **state)
     assert_true(until(is_up, s, 5000));
     assert_int_equal(audit_new(Base, s, "t:", 100000, "", &a), BRK_OK);
 
-    redis_do("SCRIPT FLUSH");
-    eval0 = cmd_calls("eval");
-    evalsha0 = cmd_calls("evalsha");
     odd_in_one_turn(a, 0, 40);
     Want = 40;
     assert_true(until(stream_has_want, NULL, 5000));
-    /* by digest, refused, then the script itself: once each */
-    assert_int_equal(cmd_calls("evalsha") - evalsha0, 1);
-    assert_int_equal(cmd_calls("eval") - eval0, 1);
     want = odd_expected(want, 0, 40);
     got = stream_nv();
     assert_string_equal(got, want);
     free(got);
 
-    /* loaded by that EVAL: the next batch runs by digest alone */
-    odd_in_one_turn(a, 40, 5);
-    Want = 45;
+    odd_in_one_turn(a, 40, total);
+    Want = 40 + total;
     assert_true(until(stream_has_want, NULL, 5000));
-    assert_int_equal(cmd_calls("evalsha") - evalsha0, 2);
-    assert_int_equal(cmd_calls("eval") - eval0, 1);
-
-    /* flushed again under batches that fill up: each goes through */
-    redis_do("SCRIPT FLUSH");
-    odd_in_one_turn(a, 45, total);
-    Want = 45 + total;
-    assert_true(until(stream_has_want, NULL, 5000));
-    assert_int_equal(h_redis_int(&H, "XLEN %s", "t:audit"), 45 + total);
-    want = odd_expected(want, 40, 5 + total);
+    assert_int_equal(h_redis_int(&H, "XLEN %s", "t:audit"), 40 + total);
+    want = odd_expected(want, 40, total);
     got = stream_nv();
     assert_string_equal(got, want);
     free(got);
@@ -462,15 +741,107 @@ test_batch_survives_noscript(void **state)
     store_free(s);
 }
 
+struct reply_seen {
+    int calls;
+    enum brk_err err;
+    char text[256];
+};
+
+static void
+on_reply_seen(enum brk_err err, struct redisReply *r, void *arg)
+{
+    struct reply_seen *seen = arg;
+    size_t i, o = 0;
+
+    seen->calls++;
+    seen->err = err;
+    seen->text[0] = '\0';
+    if (r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < r->elements && o + 2 < sizeof(seen->text); i++)
+            o += (size_t)snprintf(seen->text + o, sizeof(seen->text) - o, "%s,",
+                                  r->element[i]->str);
+    } else if (r->type == REDIS_REPLY_INTEGER) {
+        snprintf(seen->text, sizeof(seen->text), "int %lld", r->integer);
+    } else if (r->str != NULL) {
+        snprintf(seen->text, sizeof(seen->text), "%s", r->str);
+    }
+}
+
+static int
+seen_once(void *arg)
+{
+    return ((struct reply_seen *)arg)->calls > 0;
+}
+
+/* store_cmd_argv_noreply: the commands run in order, an error among them
+ * is dropped with its reply, and the answered command that follows gets
+ * its own reply (not one of theirs) after they all ran. EVAL and a store
+ * that is down are refused. */
+static void
+test_noreply_then_answered(void **state)
+{
+    struct store *s = NULL;
+    struct reply_seen seen = {0, BRK_OK, ""};
+    const char *push[3] = {"RPUSH", "t:l", NULL};
+    const char *bad[2] = {"INCR", "t:s"};
+    const char *range[4] = {"LRANGE", "t:l", "0", "-1"};
+    const char *eval[3] = {"EVAL", "return 1", "0"};
+    const char *vals[4] = {"a", "b\r\n$1\r\nx", "", "d"};
+    size_t vlens[3];
+    long long gen;
+    int i;
+
+    (void)state;
+    redis_do("DEL t:l");
+    redis_do("SET t:s text");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    gen = (long long)store_generation(s);
+    for (i = 0; i < 4; i++) {
+        push[2] = vals[i];
+        vlens[0] = 5;
+        vlens[1] = 3;
+        vlens[2] = strlen(vals[i]);
+        assert_int_equal(store_cmd_argv_noreply(s, 3, push, vlens), BRK_OK);
+        /* a refused command among them: its error reply is dropped */
+        if (i == 1)
+            assert_int_equal(store_cmd_argv_noreply(s, 2, bad, NULL), BRK_OK);
+    }
+    assert_int_equal(store_cmd_argv(s, on_reply_seen, &seen, 4, range, NULL),
+                     BRK_OK);
+    assert_true(until(seen_once, &seen, 5000));
+    assert_int_equal(seen.calls, 1);
+    assert_int_equal(seen.err, BRK_OK);
+    assert_string_equal(seen.text, "a,b\r\n$1\r\nx,,d,");
+    assert_int_equal((long long)store_generation(s), gen);
+    assert_true(store_is_up(s));
+
+    assert_int_equal(store_cmd_argv_noreply(s, 3, eval, NULL), BRK_ERR_INVAL);
+    h_redis_stop(&H);
+    assert_true(until(is_down, s, 5000));
+    push[2] = "e";
+    assert_int_equal(store_cmd_argv_noreply(s, 3, push, NULL), BRK_ERR_STORE);
+    assert_int_equal(h_redis_start(&H), 0);
+    assert_true(until(is_up, s, 10000));
+    store_free(s);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_one_turn_is_one_command),
+        cmocka_unit_test(test_one_turn_is_one_pipeline),
         cmocka_unit_test(test_full_batch_goes_at_once),
         cmocka_unit_test(test_later_turns_not_held_back),
         cmocka_unit_test(test_store_down_then_up),
-        cmocka_unit_test(test_batch_survives_noscript),
+        cmocka_unit_test(test_odd_values_byte_for_byte),
+        cmocka_unit_test(test_redis_gone_mid_batch),
+        cmocka_unit_test(test_wrong_type_key),
+        cmocka_unit_test(test_queue_fails_midway),
+        cmocka_unit_test(test_empty_entry_alone_refused),
+        cmocka_unit_test(test_noreply_then_answered),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1463,8 +1463,6 @@ test_keys_share_a_slot(void **state)
         snprintf(K(s), KEYS_MAX, "%s", dk.seq);
         snprintf(K(s), KEYS_MAX, "%s", dk.tenants);
     }
-    s = add(t, &n, SCRIPT_AUDIT_APPEND);
-    snprintf(K(s), KEYS_MAX, "%saudit", P);
 
     for (i = 0; i < n; i++) {
         int got = distinct_slots(&t[i]);

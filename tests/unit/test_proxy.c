@@ -127,6 +127,18 @@ store_cmd_argv_timeout(struct store *s, long timeout_ms, store_reply_cb *cb,
     return store_cmd_argv(s, cb, arg, argc, argv, argvlen);
 }
 
+/* the audit's pipelined XADDs: no audit is made here, so never called */
+enum brk_err
+store_cmd_argv_noreply(struct store *s, int argc, const char **argv,
+                       const size_t *argvlen)
+{
+    (void)s;
+    (void)argc;
+    (void)argv;
+    (void)argvlen;
+    return BRK_ERR_STORE;
+}
+
 enum brk_err
 datakey_load(struct store *s, const struct keyring *kr, const char *redis_key,
              const char *context, int create, datakey_cb *cb, void *arg)
