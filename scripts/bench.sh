@@ -6,9 +6,8 @@
 #      doing the same projection of the same input (build/bench/bench_jq_prep)
 #   2. proxy: user/get through the broker vs nginx proxy_pass to the same
 #      simulator, the same wrk load: per worker (broker workers = 1 and
-#      nginx worker_processes 1, each pinned to CPU 0 with taskset, the
-#      broker with its embedded Redis; wrk and the simulator on CPU 1),
-#      and the whole
+#      nginx worker_processes 1, each pinned to CPU 0 with taskset; wrk,
+#      the simulator and the broker's Redis on CPU 1), and the whole
 #      machine (workers = 2 against worker_processes 2, unpinned; a target
 #      only on 4 CPUs or more)
 #   3. a 20,000-member user/list through the broker: time, MB/s, peak RSS;
@@ -237,7 +236,7 @@ sed -e "s/^callback_listen = .*/callback_listen = 127.0.0.1:$CB/" \
     broker.conf.example >"$d/broker.conf"
 
 # Per worker: the broker (and nginx) on CPU 0; wrk, the simulator and the
-# broker's own Redis on CPU 0 with it. One CPU: nothing is pinned.
+# broker's own Redis on CPU 1. One CPU: nothing is pinned.
 NCPU=$(nproc)
 if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
     ON0="taskset -c 0"
@@ -257,10 +256,13 @@ BROKER=$!
 pids="$pids $BROKER"
 wait_for "the simulator" curl -sf "http://127.0.0.1:$MOCK/__mock/corps"
 wait_for "the broker" curl -sf "http://127.0.0.1:$INT/readyz"
-# the embedded Redis stays on the broker's CPU: what the broker needs is
-# charged to its core (its audit trail is Redis work on every request),
-# and the load's side is the same for the broker and for nginx
-REDIS=$(ps -o pid= --ppid "$BROKER" | head -1 | tr -d ' ')
+# the embedded Redis started on the broker's CPU: a service of its own,
+# moved to the load's side
+if [ -n "$ON1" ]; then
+    for c in $(ps -o pid= --ppid "$BROKER"); do
+        taskset -p -c 1 "$c" >/dev/null 2>&1 || true
+    done
+fi
 SOCK=$(find "$d/var" -name '*.sock' | head -1)
 [ -n "$SOCK" ] || die "no embedded Redis socket under $d/var"
 
@@ -437,27 +439,22 @@ P_RSS0=$(rss_kb VmRSS)
 say "proxy, per worker: warming up"
 run_wrk "$d/warm-n.txt" 2 "$N_URL" "$ON1"
 run_wrk "$d/warm-b.txt" 2 "$B_URL" "$ON1"
-# ticks PID...: the CPU time (user + system, clock ticks) the processes
-# have used, their threads included
-ticks() {
-    for p in "$@"; do cat "/proc/$p/stat"; done |
-        awk '{ t += $14 + $15 } END { print t }'
-}
+# ticks PID: the CPU time (user + system, clock ticks) a process has used,
+# its threads included
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # cpustat: "busy total" jiffies of CPU 0 and of CPU 1
 cpustat() {
     awk '/^cpu[01] / { b = 0; t = 0; for (i = 2; i <= NF; i++) { t += $i;
         if (i != 5 && i != 6) b += $i }; printf "%s %s ", b, t }' /proc/stat
 }
-# measured OUT SECONDS URL "PID...": run_wrk on CPU 1, then OUT.cpu holds
-# the CPU the PIDs used per 1,000 requests (ms) and how busy each CPU was
+# measured OUT SECONDS URL PID: run_wrk on CPU 1, then OUT.cpu holds the
+# CPU PID used per 1,000 requests (ms) and how busy each CPU was (%)
 measured() {
-    # shellcheck disable=SC2086
-    t0=$(ticks $4)
+    t0=$(ticks "$4")
     c0=$(cpustat)
     run_wrk "$1" "$2" "$3" "$ON1"
     c1=$(cpustat)
-    # shellcheck disable=SC2086
-    t1=$(ticks $4)
+    t1=$(ticks "$4")
     echo "$c0 $c1" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
         -v n="$(field "$1" requests)" '{ printf "%.1f %.0f %.0f\n",
         t / hz * 1000 / (n / 1000), 100 * ($5 - $1) / ($6 - $2),
@@ -467,7 +464,7 @@ NGINX1_W=$(pgrep -P "$NGINX1" | head -1)
 say "proxy, per worker: nginx proxy_pass, ${SECS}s"
 measured "$d/nginx.txt" "$SECS" "$N_URL" "${NGINX1_W:-$NGINX1}"
 say "proxy, per worker: broker, ${SECS}s"
-measured "$d/broker.txt" "$SECS" "$B_URL" "$BROKER $REDIS"
+measured "$d/broker.txt" "$SECS" "$B_URL" "$BROKER"
 
 # ---- 2s. Side by side with another build (BENCH_COMPARE) -----------------
 
@@ -489,8 +486,8 @@ if [ -n "${BENCH_COMPARE:-}" ]; then
     while [ $i -lt "$rounds" ]; do
         i=$((i + 1))
         say "side by side: round $i of $rounds (nginx, this build, BENCH_COMPARE)"
-        for w in n:"${NGINX1_W:-$NGINX1}":"$N_URL" b:"$BROKER $REDIS":"$B_URL" \
-            o:"$OTHER $REDIS":"$O_URL"; do
+        for w in n:"${NGINX1_W:-$NGINX1}":"$N_URL" b:"$BROKER":"$B_URL" \
+            o:"$OTHER":"$O_URL"; do
             k=${w%%:*}
             w=${w#*:}
             f=$d/side-$k.txt
@@ -801,13 +798,12 @@ echo "2: wrk -t$THREADS -c$CONNS -d${SECS}s after a 2 s warm-up each;" \
     "broker: token check + upstream call + filter; nginx: upstream" \
     "keep-alive, passes the raw reply. Per worker: broker workers = 1" \
     "and nginx worker_processes 1${ON0:+ on CPU 0, wrk, the simulator" \
-    "on CPU 1, the broker's Redis with the broker}; machine: workers = 2 and" \
+    "and the broker's Redis on CPU 1}; machine: workers = 2 and" \
     "worker_processes 2, nothing pinned. Replies without" \
     "errcode 0 (broker/nginx): $P_BAD. The upstream_rate_* budgets" \
     "raised to their maximum (the defaults would cap the broker at" \
     "9,000 calls a minute). CPU / 1k req: the CPU time of the broker" \
-    "(every thread) and its Redis, or of the nginx worker, per 1,000" \
-    "requests answered," \
+    "(every thread) or of the nginx worker per 1,000 requests answered," \
     "its ratio the per-core efficiency; CPU 0 / CPU 1 busy during the" \
     "broker's run $P_B0% / $P_B1%, nginx's $P_N0% / $P_N1% (a run whose" \
     "CPU 1 is near 100% measured the load generator and the simulator," \
