@@ -208,7 +208,8 @@ maybe_drained(struct httpd *h)
     if (!h->draining || h->inflight > 0 || h->nconns > 0 || done == NULL)
         return;
     h->drain_done = NULL;
-    event_del(h->drain_timer);
+    if (h->drain_timer != NULL)
+        event_del(h->drain_timer);
     done(h->drain_arg);
 }
 
@@ -1844,6 +1845,11 @@ httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *), void *arg)
     h->draining = 1;
     h->drain_done = done;
     h->drain_arg = arg;
+    /* before any connection is closed: the last one may end the drain */
+    h->drain_timer = evtimer_new(h->base, on_drain_timeout, h);
+    if (h->drain_timer != NULL)
+        evtimer_add(h->drain_timer, &tv);
+    log_info("stopped accepting; %u request(s) in flight", h->inflight);
     for (i = 0; i < h->nlisteners; i++) {
         struct httpd_listener *l = &h->listeners[i];
 
@@ -1859,10 +1865,6 @@ httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *), void *arg)
                 conn_kill(c);
         }
     }
-    h->drain_timer = evtimer_new(h->base, on_drain_timeout, h);
-    if (h->drain_timer != NULL)
-        evtimer_add(h->drain_timer, &tv);
-    log_info("stopped accepting; %u request(s) in flight", h->inflight);
     maybe_drained(h);
 }
 

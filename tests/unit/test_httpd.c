@@ -1533,6 +1533,32 @@ test_drain(void **state)
     assert_int_equal(fx->drained, 1);
 }
 
+/* Only idle connections: closing the last one ends the drain inside
+ * httpd_drain itself. */
+static void
+test_drain_idle_only(void **state)
+{
+    struct fx *fx = *state;
+    struct cl a, b;
+    struct rep r;
+
+    serve(fx, "internal");
+    cl_open(fx, &a);
+    roundtrip(fx, &a, "GET /a HTTP/1.1\r\n\r\n", &r);
+    rep_free(&r);
+    cl_open(fx, &b);
+    roundtrip(fx, &b, "GET /b HTTP/1.1\r\n\r\n", &r);
+    rep_free(&r);
+    httpd_drain(fx->h, 10000, on_drained, fx);
+    assert_int_equal(fx->drained, 1);
+    assert_int_equal(wait_eof(fx, &a, 2000), 1);
+    assert_int_equal(wait_eof(fx, &b, 2000), 1);
+    cl_close(&a);
+    cl_close(&b);
+    settle(fx);
+    assert_int_equal(fx->drained, 1);
+}
+
 /*---- 13. TLS ----*/
 
 static void
@@ -1983,6 +2009,7 @@ main(void)
         T(test_per_addr_cap),
         T(test_no_cap_internal),
         T(test_drain),
+        T(test_drain_idle_only),
         T(test_tls),
         T(test_tls_body),
         T(test_tls_refuses_plain),
