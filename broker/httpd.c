@@ -241,12 +241,11 @@ listener_refill(struct httpd_listener *l)
         evconnlistener_enable(l->lev);
 }
 
-/* Free c now: no handler holds its request. */
+/* Take c off its listener's books and close its socket. */
 static void
-conn_free(struct httpd_conn *c)
+conn_unlink(struct httpd_conn *c)
 {
     struct httpd_listener *l = c->l;
-    struct httpd *h = l->h;
     size_t *n;
 
     if (c->addr[0] != '\0') {
@@ -261,23 +260,41 @@ conn_free(struct httpd_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     l->nconns--;
-    h->nconns--;
+    l->h->nconns--;
     if (c->rev != NULL)
         event_free(c->rev);
     if (c->wev != NULL)
         event_free(c->wev);
     if (c->deadline != NULL)
         event_free(c->deadline);
+    c->rev = c->wev = c->deadline = NULL;
     if (c->bev != NULL)
         bufferevent_free(c->bev); /* closes fd */
     else if (c->fd >= 0)
         close(c->fd);
+    c->bev = NULL;
+    c->fd = -1;
+}
+
+static void
+conn_release(struct httpd_conn *c)
+{
     brk_free(c->in);
     brk_free(c->out);
     brk_free(c->body_owned);
     brk_free(c);
+}
+
+/* Free c now: no handler holds its request. */
+static void
+conn_free(struct httpd_conn *c)
+{
+    struct httpd_listener *l = c->l;
+
+    conn_unlink(c);
+    conn_release(c);
     listener_refill(l);
-    maybe_drained(h);
+    maybe_drained(l->h);
 }
 
 /* Close c: at once, or once the handler holding its request replies. */
@@ -1208,11 +1225,18 @@ reply_send(struct httpd_req *r, int status, const char *content_type,
 {
     struct httpd_conn *c = r->conn;
     struct httpd_listener *l = c->l;
-    struct httpd *h = l->h;
+    struct httpd *h;
     struct timespec now;
     char labels[128], code[8];
     double secs;
 
+    if (l == NULL) {
+        /* the server was freed while this request was held */
+        brk_free(owned);
+        conn_release(c);
+        return;
+    }
+    h = l->h;
     if (c->state != CS_SERVE) {
         log_error("%s listener: a second reply to request %s ignored", l->name,
                   r->id);
@@ -1879,6 +1903,7 @@ httpd_inflight(const struct httpd *h)
 void
 httpd_free(struct httpd *h)
 {
+    struct httpd_conn *c;
     size_t i;
 
     if (h == NULL)
@@ -1892,8 +1917,17 @@ httpd_free(struct httpd *h)
         l->lev = NULL;
         if (l->resume != NULL)
             event_free(l->resume);
-        while (l->conns != NULL)
-            conn_free(l->conns);
+        while ((c = l->conns) != NULL) {
+            if (c->state != CS_SERVE) {
+                conn_free(c);
+                continue;
+            }
+            /* a handler holds its request and may still answer it (a
+             * call cancelled at exit): the connection outlives the
+             * server until then, with nothing to send to */
+            conn_unlink(c);
+            c->l = NULL;
+        }
         cache_free(l->per_addr);
         httpd_tls_free(l->tls);
     }

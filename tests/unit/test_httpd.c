@@ -1559,6 +1559,42 @@ test_drain_idle_only(void **state)
     assert_int_equal(fx->drained, 1);
 }
 
+/* The server freed while handlers hold requests (a call cancelled at
+ * exit answers after it): the replies send nothing and free everything
+ * (ASan in make check), the clients see their connections closed. */
+static void
+test_free_with_requests_held(void **state)
+{
+    struct fx *fx = *state;
+    struct cl a, b;
+    struct httpd_req *r;
+    char *owned;
+
+    serve(fx, "internal");
+    fx->mode = M_HOLD;
+    cl_open(fx, &a);
+    cl_sends(fx, &a, "GET /held HTTP/1.1\r\n\r\n");
+    cl_open(fx, &b);
+    cl_sends(fx, &b, "GET /taken HTTP/1.1\r\n\r\n");
+    assert_true(run_until(fx, &fx->calls, 2, WAIT_MS));
+    assert_int_equal(fx->nheld, 2);
+    httpd_free(fx->h);
+    fx->h = NULL;
+    assert_int_equal(wait_eof(fx, &a, 2000), 1);
+    assert_int_equal(wait_eof(fx, &b, 2000), 1);
+    assert_int_equal(a.len, 0);
+    release(fx);
+    r = fx->held[0];
+    fx->nheld = 0;
+    owned = brk_malloc(5);
+    assert_non_null(owned);
+    memcpy(owned, "taken", 5);
+    fx->unanswered--;
+    httpd_reply_take(r, 200, "text/plain", owned, 5);
+    cl_close(&a);
+    cl_close(&b);
+}
+
 /*---- 13. TLS ----*/
 
 static void
@@ -2010,6 +2046,7 @@ main(void)
         T(test_no_cap_internal),
         T(test_drain),
         T(test_drain_idle_only),
+        T(test_free_with_requests_held),
         T(test_tls),
         T(test_tls_body),
         T(test_tls_refuses_plain),
