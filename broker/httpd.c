@@ -1898,8 +1898,8 @@ httpd_inflight(const struct httpd *h)
     return h->inflight;
 }
 
-/* Close everything: requests still held by handlers are gone with their
- * connections (nothing may reply after this). */
+/* Close everything (see httpd.h); a connection whose request a handler
+ * holds is released by that handler's reply. */
 void
 httpd_free(struct httpd *h)
 {

@@ -69,6 +69,9 @@ typedef void httpd_handler(struct httpd_req *r, void *arg);
 struct netaddr_list;
 
 enum brk_err httpd_new(struct event_base *base, struct httpd **out) BRK_WUR;
+/* Close every listener and connection. A request a handler still holds
+ * keeps its context until the handler answers it (the answer goes
+ * nowhere), so cancelled work may still call httpd_reply. */
 void httpd_free(struct httpd *h);
 
 /*
