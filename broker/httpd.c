@@ -151,6 +151,7 @@ struct httpd {
      * RAND_bytes (and its fork check, a getpid) per 64 requests */
     unsigned char rnd[512];
     size_t rnd_left;
+    long request_ms, write_ms, linger_ms; /* see httpd_set_deadlines */
     /* the Date header's value, for the second it was made */
     time_t date_sec;
     char date[40];
@@ -176,8 +177,24 @@ httpd_new(struct event_base *base, struct httpd **out)
     if (h == NULL)
         return BRK_ERR_NOMEM;
     h->base = base;
+    h->request_ms = HTTPD_REQUEST_DEADLINE_S * 1000L;
+    h->write_ms = HTTPD_WRITE_DEADLINE_S * 1000L;
+    h->linger_ms = HTTPD_LINGER_MS;
     *out = h;
     return BRK_OK;
+}
+
+/* Other deadlines for connections accepted from now on (see httpd.h). */
+void
+httpd_set_deadlines(struct httpd *h, long request_ms, long write_ms,
+                    long linger_ms)
+{
+    if (request_ms > 0)
+        h->request_ms = request_ms;
+    if (write_ms > 0)
+        h->write_ms = write_ms;
+    if (linger_ms > 0)
+        h->linger_ms = linger_ms;
 }
 
 /* Process-wide trusted proxies (see httpd.h). Cannot fail. */
@@ -337,9 +354,9 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-deadline_arm(struct httpd_conn *c, int secs)
+deadline_arm(struct httpd_conn *c, long ms)
 {
-    struct timeval tv = {secs, 0};
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     evtimer_add(c->deadline, &tv);
 }
@@ -466,7 +483,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
         conn_free(c);
         return;
     }
-    deadline_arm(c, HTTPD_REQUEST_DEADLINE_S);
+    deadline_arm(c, c->l->h->request_ms);
 }
 
 /*---- Transport: reading and writing ----*/
@@ -547,7 +564,6 @@ in_room(struct httpd_conn *c)
 
 /* Bytes read after a final reply, before the close: thrown away. */
 #define LINGER_MAX (1024 * 1024)
-#define LINGER_S   2
 
 static void
 on_read(evutil_socket_t fd, short what, void *arg)
@@ -1078,7 +1094,7 @@ reply_written(struct httpd_conn *c)
         c->state = CS_LINGER;
         c->lingered = 0;
         reading_set(c, 1);
-        deadline_arm(c, LINGER_S);
+        deadline_arm(c, c->l->h->linger_ms);
         return;
     }
     if (c->req_len < c->in_len)
@@ -1100,7 +1116,7 @@ reply_written(struct httpd_conn *c)
         conn_kill(c);
         return;
     }
-    deadline_arm(c, HTTPD_REQUEST_DEADLINE_S);
+    deadline_arm(c, c->l->h->request_ms);
     c->again = 1;
 }
 
@@ -1127,7 +1143,7 @@ conn_step(struct httpd_conn *c)
             conn_kill(c);
         } else if (k == 0) {
             writing_set(c, 1);
-            deadline_arm(c, HTTPD_WRITE_DEADLINE_S);
+            deadline_arm(c, c->l->h->write_ms);
         } else {
             writing_set(c, 0);
             reply_written(c);

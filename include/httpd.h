@@ -61,14 +61,26 @@ typedef void httpd_handler(struct httpd_req *r, void *arg);
 /* A reply the client does not read within this long closes the
  * connection. */
 #define HTTPD_WRITE_DEADLINE_S 30
-#define HTTPD_PER_ADDR_MAX     64
-#define HTTPD_PUBLIC_LISTENER  "callback"
+/* After a final reply (Connection: close, a refusal) the server stops
+ * sending and reads what the client still sends, so that closing does
+ * not reset the connection before the reply is read: at most this long
+ * (and 1 MiB). */
+#define HTTPD_LINGER_MS       2000
+#define HTTPD_PER_ADDR_MAX    64
+#define HTTPD_PUBLIC_LISTENER "callback"
 /* Descriptors tracked at most (a larger limit is treated as this). */
 #define HTTPD_FD_TABLE_MAX (1 << 20)
 
 struct netaddr_list;
 
 enum brk_err httpd_new(struct event_base *base, struct httpd **out) BRK_WUR;
+/*
+ * Deadlines other than the defaults above (a request, a blocked reply,
+ * the linger after a final reply), in milliseconds; 0 keeps one. They
+ * apply to deadlines armed from now on. Cannot fail.
+ */
+void httpd_set_deadlines(struct httpd *h, long request_ms, long write_ms,
+                         long linger_ms);
 /* Close every listener and connection. A request a handler still holds
  * keeps its context until the handler answers it (the answer goes
  * nowhere), so cancelled work may still call httpd_reply. */

@@ -1595,6 +1595,80 @@ test_free_with_requests_held(void **state)
     cl_close(&b);
 }
 
+/* The deadlines, shortened: a request that never completes and an idle
+ * kept-alive connection are closed after the request deadline (the
+ * handler never sees the first); a reply the client does not read is cut
+ * off after the write deadline; a client that stays after a final reply
+ * is closed after the linger. */
+static void
+test_deadlines(void **state)
+{
+    struct fx *fx = *state;
+    struct cl a, b, c, d;
+    struct rep r;
+    int rcv = 16 * 1024, n;
+    long long t0, deadline;
+
+    serve(fx, "internal");
+    httpd_set_deadlines(fx->h, 300, 300, 300);
+    cl_open(fx, &a);
+    cl_sends(fx, &a, "GET /never HT");
+    t0 = now_ms();
+    assert_int_equal(wait_eof(fx, &a, 3000), 1);
+    assert_true(now_ms() - t0 >= 250);
+    assert_int_equal(fx->calls, 0);
+    cl_close(&a);
+
+    cl_open(fx, &b);
+    roundtrip(fx, &b, "GET /one HTTP/1.1\r\n\r\n", &r);
+    rep_free(&r);
+    t0 = now_ms();
+    assert_int_equal(wait_eof(fx, &b, 3000), 1);
+    assert_true(now_ms() - t0 >= 250);
+    cl_close(&b);
+
+    fx->custom = reply_big;
+    cl_open(fx, &c);
+    assert_int_equal(setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)),
+                     0);
+    cl_sends(fx, &c, "GET /big HTTP/1.1\r\n\r\n");
+    /* the server runs, the client does not read, well past the deadline */
+    deadline = now_ms() + 1200;
+    while (pump_slice(fx, -1, 0, deadline, 10))
+        ;
+    n = wait_eof(fx, &c, 3000);
+    assert_true(n != 0);
+    assert_true(c.len < BIG_REPLY);
+    cl_close(&c);
+    fx->custom = NULL;
+
+    /* asked to close, the client reads the reply and stays */
+    cl_open(fx, &d);
+    cl_sends(fx, &d, "GET /bye HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_true(wait_rep(fx, &d, &r, 0));
+    assert_string_equal(r.body, "reply to /bye");
+    rep_free(&r);
+    /* the server's FIN at once; while it lingers, what the client still
+     * sends is read and dropped (no reset) */
+    assert_int_equal(wait_eof(fx, &d, 3000), 1);
+    assert_int_equal(send(d.fd, "more", 4, MSG_NOSIGNAL), 4);
+    deadline = now_ms() + 50;
+    while (pump_slice(fx, -1, 0, deadline, 10))
+        ;
+    assert_int_equal(send(d.fd, "more", 4, MSG_NOSIGNAL), 4);
+    /* past the linger the socket is gone: the next bytes meet a reset */
+    deadline = now_ms() + 700;
+    while (pump_slice(fx, -1, 0, deadline, 10))
+        ;
+    (void)send(d.fd, "late", 4, MSG_NOSIGNAL);
+    deadline = now_ms() + 100;
+    while (pump_slice(fx, -1, 0, deadline, 10))
+        ;
+    assert_int_equal(send(d.fd, "late", 4, MSG_NOSIGNAL), -1);
+    assert_true(errno == EPIPE || errno == ECONNRESET);
+    cl_close(&d);
+}
+
 /*---- 13. TLS ----*/
 
 static void
@@ -2047,6 +2121,7 @@ main(void)
         T(test_drain),
         T(test_drain_idle_only),
         T(test_free_with_requests_held),
+        T(test_deadlines),
         T(test_tls),
         T(test_tls_body),
         T(test_tls_refuses_plain),
