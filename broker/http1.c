@@ -71,9 +71,9 @@ fail(struct http1 *p, enum http1_why why)
     return HTTP1_ERROR;
 }
 
-/* RFC 9110 tchar */
-static int
-is_tchar(unsigned char c)
+/* RFC 9110 tchar (see http1.h) */
+int
+http1_is_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
         (c >= '0' && c <= '9'))
@@ -218,7 +218,7 @@ connection_list(const char *v, size_t n, int *close, int *keep)
         while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
             end--;
         for (k = start; k < end; k++)
-            if (!is_tchar((unsigned char)v[k]))
+            if (!http1_is_tchar((unsigned char)v[k]))
                 ok = 0;
         if (value_is(v + start, end - start, "close"))
             *close = 1;
@@ -277,7 +277,7 @@ field_check(const char *s, size_t n, unsigned *nfields, unsigned max,
 
     if (s[0] == ' ' || s[0] == '\t')
         return HTTP1_E_FOLD;
-    while (i < n && is_tchar((unsigned char)s[i]))
+    while (i < n && http1_is_tchar((unsigned char)s[i]))
         i++;
     if (i == 0 || i == n || s[i] != ':')
         return ctl_why((unsigned char)(i < n ? s[i] : 0), HTTP1_E_FIELD);
@@ -726,7 +726,7 @@ req_byte(struct http1_req *q, const char *buf, size_t pos)
     case Q_START:
         if (c == '\r') {
             q->state = Q_BLANK_LF;
-        } else if (is_tchar(c)) {
+        } else if (http1_is_tchar(c)) {
             q->state = Q_METHOD;
         } else {
             return req_fail(q, c == '\n'  ? HTTP1_E_LINE_END
@@ -745,7 +745,7 @@ req_byte(struct http1_req *q, const char *buf, size_t pos)
     case Q_METHOD:
         if (c == ' ')
             q->state = Q_TARGET0;
-        else if (!is_tchar(c))
+        else if (!http1_is_tchar(c))
             return req_fail(q, c == '\n'   ? HTTP1_E_LINE_END
                                : c == '\r' ? HTTP1_E_REQUEST_LINE
                                            : HTTP1_E_METHOD);
@@ -795,7 +795,7 @@ req_byte(struct http1_req *q, const char *buf, size_t pos)
         }
         if (c == ' ' || c == '\t')
             return req_fail(q, HTTP1_E_FOLD);
-        if (!is_tchar(c))
+        if (!http1_is_tchar(c))
             return req_fail(q, ctl_why(c, HTTP1_E_FIELD));
         if (q->nfields >= q->lim.fields)
             return req_fail(q, HTTP1_E_FIELDS);
@@ -804,7 +804,7 @@ req_byte(struct http1_req *q, const char *buf, size_t pos)
     case Q_NAME:
         if (c == ':')
             q->state = Q_VALUE;
-        else if (!is_tchar(c)) /* a CR too: a line without a colon */
+        else if (!http1_is_tchar(c)) /* a CR too: a line without a colon */
             return req_fail(q, c == '\n' ? HTTP1_E_LINE_END : HTTP1_E_FIELD);
         return HTTP1_MORE;
     case Q_VALUE:

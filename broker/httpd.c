@@ -1377,15 +1377,6 @@ httpd_header(const struct httpd_req *r, const char *name)
     return httpd_header_next(r, name, &pos);
 }
 
-/* RFC 9110 tchar */
-static int
-is_tchar(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-           (ch >= 'A' && ch <= 'Z') ||
-           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 enum brk_err
 httpd_add_header(struct httpd_req *r, const char *name, const char *value)
 {
@@ -1395,7 +1386,7 @@ httpd_add_header(struct httpd_req *r, const char *name, const char *value)
     if (nn == 0)
         return BRK_ERR_INVAL;
     for (i = 0; i < nn; i++)
-        if (!is_tchar((unsigned char)name[i]))
+        if (!http1_is_tchar((unsigned char)name[i]))
             return BRK_ERR_INVAL;
     for (i = 0; i < nv; i++)
         if (((unsigned char)value[i] < 0x20 && value[i] != '\t') ||

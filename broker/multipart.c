@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http1.h"
 #include "multipart.h"
 
 #define CRLF "\r\n"
@@ -35,13 +36,6 @@ static enum errcode BRK_PRINTF(4, 5)
 }
 
 #define BAD(...) mp_fail(msg, msglen, ERRCODE_INVALID_VALUE, __VA_ARGS__)
-
-static int
-is_tchar(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-           (c >= 'A' && c <= 'Z') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
 
 /* RFC 2046 bcharsnospace */
 static int
@@ -77,7 +71,7 @@ next_param(const char **sp, const char *end, char *name, size_t namelen,
     if (*s != ';')
         return -1;
     s = skip_ows(s + 1, end);
-    for (n = s; s < end && is_tchar((unsigned char)*s); s++)
+    for (n = s; s < end && http1_is_tchar((unsigned char)*s); s++)
         ;
     k = (size_t)(s - n);
     if (k == 0 || k >= namelen || s == end || *s != '=')
@@ -97,7 +91,7 @@ next_param(const char **sp, const char *end, char *name, size_t namelen,
         *vlen = (size_t)(s - *v);
         s++;
     } else {
-        for (*v = s; s < end && is_tchar((unsigned char)*s); s++)
+        for (*v = s; s < end && http1_is_tchar((unsigned char)*s); s++)
             ;
         *vlen = (size_t)(s - *v);
         if (*vlen == 0)
@@ -205,14 +199,14 @@ content_type(const char *s, const char *end, struct mp_part *p, char *msg,
     const char *t = s;
     size_t n, i;
 
-    while (s < end && is_tchar((unsigned char)*s))
+    while (s < end && http1_is_tchar((unsigned char)*s))
         s++;
     if (s == t || s == end || *s != '/')
         return BAD("invalid parameter: the part's Content-Type");
     s++;
-    if (s == end || !is_tchar((unsigned char)*s))
+    if (s == end || !http1_is_tchar((unsigned char)*s))
         return BAD("invalid parameter: the part's Content-Type");
-    while (s < end && is_tchar((unsigned char)*s))
+    while (s < end && http1_is_tchar((unsigned char)*s))
         s++;
     n = (size_t)(s - t);
     if (n > MULTIPART_CTYPE_MAX)
@@ -251,7 +245,7 @@ part_headers(const char *s, size_t n, struct mp_part *p, char *msg,
         if (colon == NULL || colon == s)
             return BAD("invalid parameter: the part's headers");
         for (v = s; v < colon; v++)
-            if (!is_tchar((unsigned char)*v))
+            if (!http1_is_tchar((unsigned char)*v))
                 return BAD("invalid parameter: header name");
         k = (size_t)(colon - s);
         v = skip_ows(colon + 1, eol);

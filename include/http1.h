@@ -135,6 +135,10 @@ enum http1_ev http1_eof(struct http1 *p);
 /* Nonzero once any byte of the response has been taken. */
 int http1_started(const struct http1 *p);
 
+/* Nonzero when c may stand in a token (RFC 9110 tchar): a method, a
+ * field name, a media type; never NUL. */
+int http1_is_tchar(unsigned char c);
+
 /* A short fixed description of why, for logs. */
 const char *http1_strwhy(enum http1_why why);
 
