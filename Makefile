@@ -3,8 +3,9 @@
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 
 PKGS      := libevent libevent_openssl libevent_pthreads libcurl jansson \
-             hiredis openssl expat yajl inih
-TEST_PKGS := cmocka
+             hiredis openssl expat inih
+# yajl: the reference the JSON tokenizer's fuzz harness holds it against
+TEST_PKGS := cmocka yajl
 CC        ?= cc
 WERROR    ?= 1
 SANITIZE  ?=
@@ -236,7 +237,7 @@ test-browser: all $(B)/tests/browser_echo
 .SECONDARY: $(FUZZ_OBJ)
 
 FUZZ_TARGETS   ?= envelope xml filter scope_map config oauth dirsync \
-                  evfilter write_check multipart http1 http1_req
+                  evfilter write_check multipart http1 http1_req jsontok
 FUZZ_SECONDS   ?= 60
 FUZZ_CC        ?= clang
 FUZZ_FLAGS     ?=
@@ -258,6 +259,7 @@ FUZZ_MAXLEN_write_check := 8192
 FUZZ_MAXLEN_multipart := 8192
 FUZZ_MAXLEN_http1     := 4096
 FUZZ_MAXLEN_http1_req := 4096
+FUZZ_MAXLEN_jsontok   := 8192
 
 $(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -269,13 +271,13 @@ $(FUZZ_LIB): $(FUZZ_OBJ)
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) \
-	    $(LDLIBS)
+	    $(LDLIBS) $(TEST_LIBS)
 
 $(B)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/standalone.c \
                     tests/fuzz/fuzz.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< \
-	    tests/fuzz/standalone.c $(LIB) $(LDLIBS)
+	    tests/fuzz/standalone.c $(LIB) $(LDLIBS) $(TEST_LIBS)
 
 fuzz-replay: $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 	@for t in $(FUZZ_TARGETS); do \

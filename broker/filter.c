@@ -1,27 +1,26 @@
 /*
- * The streaming allow-list filter (see filter.h). yajl events drive a stack
+ * The streaming allow-list filter (see filter.h). Tokens drive a stack
  * of frames that follows the scope tree; what may pass is written straight
  * into one output buffer by a small JSON writer. A record whose id is not
  * known yet is written too and cut back to its mark when it turns out to
  * be out of range, so nothing is copied twice and at most one undecided
  * record is held beyond what will be returned.
  */
-#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_parse.h>
-
-#include "codec.h"
 #include "dynbuf.h"
 #include "filter.h"
+#include "jsontok.h"
+#include "swar.h"
 
 #define DEFAULT_MAX_DEPTH  32
 #define DEFAULT_MAX_OUTPUT ((size_t)64 * 1024 * 1024)
 #define DEFAULT_MAX_RECORD ((size_t)4 * 1024 * 1024)
 #define MAX_DEPTH_CAP      4096
+#define TOKEN_MIN          ((size_t)16 * 1024 * 1024)
 #define NO_HOLD            SIZE_MAX
 #define KEYS_LINEAR        16 /* keys of one object searched linearly */
 #define OUT_MIN_CAP        4096
@@ -106,15 +105,6 @@ struct pred {
     uint64_t pre; /* key_prefix of that field's name */
 };
 
-/* Header of every block handed to yajl, so all can be freed after an
- * allocation failure aborted a parse half-way. */
-union yblock {
-    struct {
-        union yblock *prev, *next;
-    } l;
-    max_align_t align;
-};
-
 #define NAMES_MAX   128
 #define UNKNOWN_MAX 16
 #define NAME_LEN    48
@@ -139,10 +129,7 @@ struct filter {
     size_t max_depth, max_output, max_record;
     size_t hard; /* no valid output is longer: max_output + max_record */
 
-    yajl_handle yh;
-    union yblock *yblocks;
-    jmp_buf jmp;
-    int jmp_armed;
+    struct jsontok *tok;
 
     struct frame *fr;
     size_t depth;
@@ -160,12 +147,6 @@ struct filter {
     char *kt;
     size_t kt_len, kt_cap;
 
-    /* escape scanner for \u surrogates (state across chunks) */
-    unsigned char sc_state, sc_n, sc_low;
-    unsigned sc_val;
-
-    size_t tail; /* where the root ended in the chunk that ended it */
-
     enum brk_err err;
     unsigned char started, done, finished, taken;
 
@@ -181,106 +162,9 @@ struct filter {
     size_t lastkey_len;
 };
 
-/*---- yajl allocations ----*/
-
-static void *
-y_nomem(struct filter *f)
-{
-    if (!f->err)
-        f->err = BRK_ERR_NOMEM;
-    /* yajl 2.1 does not check its allocations: never return NULL to it,
-     * leave the parse instead (every block is on f->yblocks) */
-    if (f->jmp_armed)
-        longjmp(f->jmp, 1);
-    abort();
-}
-
-static void
-y_link(struct filter *f, union yblock *b)
-{
-    b->l.prev = NULL;
-    b->l.next = f->yblocks;
-    if (f->yblocks != NULL)
-        f->yblocks->l.prev = b;
-    f->yblocks = b;
-}
-
-static void
-y_unlink(struct filter *f, union yblock *b)
-{
-    if (b->l.prev != NULL)
-        b->l.prev->l.next = b->l.next;
-    else
-        f->yblocks = b->l.next;
-    if (b->l.next != NULL)
-        b->l.next->l.prev = b->l.prev;
-}
-
-static void *
-y_malloc(void *ctx, size_t n)
-{
-    struct filter *f = ctx;
-    union yblock *b;
-
-    if (n > SIZE_MAX - sizeof(*b))
-        return y_nomem(f);
-    b = brk_malloc(sizeof(*b) + n);
-    if (b == NULL)
-        return y_nomem(f);
-    y_link(f, b);
-    return b + 1;
-}
-
-static void *
-y_realloc(void *ctx, void *p, size_t n)
-{
-    struct filter *f = ctx;
-    union yblock *b, *nb;
-
-    if (p == NULL)
-        return y_malloc(ctx, n);
-    if (n > SIZE_MAX - sizeof(*b))
-        return y_nomem(f);
-    b = (union yblock *)p - 1;
-    y_unlink(f, b);
-    nb = brk_realloc(b, sizeof(*b) + n);
-    if (nb == NULL) {
-        y_link(f, b);
-        return y_nomem(f);
-    }
-    y_link(f, nb);
-    return nb + 1;
-}
-
-static void
-y_free(void *ctx, void *p)
-{
-    struct filter *f = ctx;
-    union yblock *b;
-
-    if (p == NULL)
-        return;
-    b = (union yblock *)p - 1;
-    y_unlink(f, b);
-    brk_free(b);
-}
-
-/* After a longjmp the handle is half-updated: drop it without yajl. */
-static void
-y_abandon(struct filter *f)
-{
-    union yblock *b;
-
-    while ((b = f->yblocks) != NULL) {
-        f->yblocks = b->l.next;
-        brk_free(b);
-    }
-    f->yh = NULL;
-}
-
 /*---- Errors and small helpers ----*/
 
-/* Record the first error; callbacks return 0 to stop yajl. */
+/* Record the first error; token handlers return 0 to stop. */
 static int
 fail(struct filter *f, enum brk_err err)
 {
@@ -439,7 +323,7 @@ static const unsigned char cls[256] = {
 /*
  * Length of the well-formed UTF-8 sequence at s[0] (a lead byte of class
  * 3..5), or 0: no overlong forms, no surrogates, nothing above U+10FFFF
- * (yajl checks less, and a reader downstream may check more).
+ * (the tokenizer checks none, and a reader downstream may check more).
  */
 static size_t
 utf8_seq(const unsigned char *s, size_t avail)
@@ -470,17 +354,6 @@ utf8_seq(const unsigned char *s, size_t avail)
     return 0;
 }
 
-#define BYTES_01 0x0101010101010101ULL
-#define BYTES_80 0x8080808080808080ULL
-
-/* Eight bytes below 0x80 (and, unless nul_ok, none 0): with the high bits
- * clear, (w - 0x01..) has a high bit set exactly when a byte is 0. */
-static int
-ascii_word(uint64_t w, int nul_ok)
-{
-    return (w & BYTES_80) == 0 && (nul_ok || ((w - BYTES_01) & BYTES_80) == 0);
-}
-
 /* Well-formed UTF-8 (see utf8_seq); with nul_ok 0, no NUL byte either. */
 static int
 utf8_check(const unsigned char *s, size_t n, int nul_ok)
@@ -493,7 +366,7 @@ utf8_check(const unsigned char *s, size_t n, int nul_ok)
      * (short strings: the bytes, padded with 0x01) */
     for (; n - i >= 8; i += 8) {
         memcpy(&w, s + i, 8);
-        if (!ascii_word(w, nul_ok))
+        if (!swar_ascii(w, nul_ok))
             goto slow;
     }
     if (i == n)
@@ -508,13 +381,13 @@ utf8_check(const unsigned char *s, size_t n, int nul_ok)
         w = 0x0101010101000000ULL | s[0] | (uint64_t)s[n / 2] << 8 |
             (uint64_t)s[n - 1] << 16;
     }
-    if (ascii_word(w, nul_ok))
+    if (swar_ascii(w, nul_ok))
         return 1;
 slow:
     while (i < n) {
         if (n - i >= 8) {
             memcpy(&w, s + i, 8);
-            if (ascii_word(w, nul_ok)) {
+            if (swar_ascii(w, nul_ok)) {
                 i += 8;
                 continue;
             }
@@ -546,18 +419,6 @@ utf8_valid(const unsigned char *s, size_t n)
     return utf8_check(s, n, 1);
 }
 
-/* Eight bytes of class 0: ASCII, none below 0x20, none '"' or '\\'. A
- * byte below 0x20 is a byte below 0x20 after the subtraction (no borrow
- * comes into it from a lower byte unless that one matched already). */
-static int
-plain_word(uint64_t w)
-{
-    uint64_t q = w ^ (BYTES_01 * '"'), b = w ^ (BYTES_01 * '\\');
-
-    return ((w | (w - BYTES_01 * 0x20) | (q - BYTES_01) | (b - BYTES_01)) &
-            BYTES_80) == 0;
-}
-
 /*
  * Write s as the inside of a JSON string at d, which has room for 6n
  * bytes: '"' and '\\' escaped, control characters as \u00XX, UTF-8 kept.
@@ -575,7 +436,7 @@ escape_into(char *d, const unsigned char *s, size_t n)
         /* eight bytes that need no escaping are copied at once */
         if (n - i >= 8) {
             memcpy(&w, s + i, 8);
-            if (plain_word(w)) {
+            if (swar_str_ascii(w)) {
                 memcpy(d, &w, 8);
                 d += 8;
                 i += 8;
@@ -1004,7 +865,7 @@ keys_add(struct filter *f, struct frame *t, const char *key, size_t len,
     return 1;
 }
 
-/*---- yajl callbacks ----*/
+/*---- Token handlers ----*/
 
 static struct frame *
 top(struct filter *f)
@@ -1158,35 +1019,6 @@ on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
 }
 
 static int
-cb_null(void *ctx)
-{
-    return on_scalar(ctx, VT_NULL, "null", 4);
-}
-
-static int
-cb_boolean(void *ctx, int v)
-{
-    return on_scalar(ctx, VT_BOOL, v ? "true" : "false", v ? 4 : 5);
-}
-
-static int
-cb_number(void *ctx, const char *s, size_t len)
-{
-    size_t i;
-
-    for (i = 0; i < len; i++)
-        if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')
-            return on_scalar(ctx, VT_REAL, s, len);
-    return on_scalar(ctx, VT_INTEGER, s, len);
-}
-
-static int
-cb_string(void *ctx, const unsigned char *s, size_t len)
-{
-    return on_scalar(ctx, VT_STRING, (const char *)s, len);
-}
-
-static int
 on_start(struct filter *f, int is_obj)
 {
     const struct scope_node *d, *n;
@@ -1265,18 +1097,6 @@ on_start(struct filter *f, int is_obj)
 }
 
 static int
-cb_start_map(void *ctx)
-{
-    return on_start(ctx, 1);
-}
-
-static int
-cb_start_array(void *ctx)
-{
-    return on_start(ctx, 0);
-}
-
-static int
 on_end(struct filter *f, char close)
 {
     struct frame *t = top(f);
@@ -1289,31 +1109,15 @@ on_end(struct filter *f, char close)
     f->ks_len = t->kbase;
     f->kt_len = t->tbase;
     f->depth--;
-    if (f->depth == 0) {
+    if (f->depth == 0)
         f->done = 1;
-        f->tail = yajl_get_bytes_consumed(f->yh);
-    }
     return out_check(f);
 }
 
 static int
-cb_end_map(void *ctx)
+on_key(struct filter *f, const char *key, size_t len)
 {
-    return on_end(ctx, '}');
-}
-
-static int
-cb_end_array(void *ctx)
-{
-    return on_end(ctx, ']');
-}
-
-static int
-cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
-{
-    struct filter *f = ctx;
     struct frame *t = top(f);
-    const char *key = (const char *)ukey;
     const struct scope_node *c = NULL;
     const struct frame *p;
     uint64_t bit, pre = key_prefix(key, len);
@@ -1327,7 +1131,7 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
         t->seen |= bit;
     } else {
         /* NUL cannot be part of a key anyone downstream compares */
-        if (c == NULL && !utf8_check(ukey, len, 0))
+        if (c == NULL && !utf8_check((const unsigned char *)key, len, 0))
             return fail(f, BRK_ERR_UPSTREAM_BAD);
         if (!keys_add(f, t, key, len, pre))
             return 0;
@@ -1357,129 +1161,46 @@ cb_map_key(void *ctx, const unsigned char *ukey, size_t len)
     return 1;
 }
 
-static const yajl_callbacks callbacks = {
-    cb_null,    cb_boolean,     NULL,         NULL,
-    cb_number,  cb_string,      cb_start_map, cb_map_key,
-    cb_end_map, cb_start_array, cb_end_array,
-};
-
-/*---- Surrogate escapes ----*/
-
-/*
- * yajl turns a lone high surrogate escape into '?' and pairs a high one
- * with any following \u escape, so the raw text is checked for those
- * escapes before yajl sees it. Backslashes only appear inside strings in
- * valid JSON, where they pair up exactly as here. The scan returns the
- * number of bytes before the one that shows an escape is bad (len when
- * none is), and yajl still reads those: an error earlier in the body
- * (output too big, a repeated key) wins however the body was split.
- */
-enum { SC_NORM, SC_BS, SC_HEX, SC_WANT_BS, SC_WANT_U };
-
-/*
- * Only whitespace may follow the root object. yajl misses an unfinished
- * string there (its lexer waits for the rest, and finishing ignores it).
- */
+/* Hand one token to its handler: 0 when the filter failed. */
 static int
-only_whitespace(const char *p, size_t n)
+on_token(struct filter *f, enum jsontok_type tt, const char *s, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
-            return 0;
-    return 1;
-}
-
-static size_t
-scan_escapes(struct filter *f, const char *buf, size_t len)
-{
-    const char *p = buf, *end = buf + len, *q;
-    unsigned char c;
-    int h;
-
-    while (p < end) {
-        if (f->sc_state == SC_NORM) {
-            q = memchr(p, '\\', (size_t)(end - p));
-            if (q == NULL)
-                return len;
-            p = q + 1;
-            f->sc_state = SC_BS;
-            continue;
-        }
-        c = (unsigned char)*p++;
-        switch (f->sc_state) {
-        case SC_BS:
-            if (c == 'u') {
-                f->sc_state = SC_HEX;
-                f->sc_n = 0;
-                f->sc_val = 0;
-            } else {
-                f->sc_state = SC_NORM;
-            }
-            break;
-        case SC_HEX:
-            h = codec_hex_val(c);
-            if (h < 0) {
-                f->sc_state = SC_NORM; /* yajl reports it */
-                break;
-            }
-            f->sc_val = f->sc_val * 16 + (unsigned)h;
-            if (++f->sc_n < 4)
-                break;
-            if (f->sc_low) {
-                f->sc_low = 0;
-                if (f->sc_val < 0xdc00 || f->sc_val > 0xdfff)
-                    return (size_t)(p - 1 - buf);
-                f->sc_state = SC_NORM;
-            } else if (f->sc_val >= 0xd800 && f->sc_val <= 0xdbff) {
-                f->sc_state = SC_WANT_BS;
-            } else if (f->sc_val >= 0xdc00 && f->sc_val <= 0xdfff) {
-                return (size_t)(p - 1 - buf);
-            } else {
-                f->sc_state = SC_NORM;
-            }
-            break;
-        case SC_WANT_BS:
-            if (c != '\\')
-                return (size_t)(p - 1 - buf);
-            f->sc_state = SC_WANT_U;
-            break;
-        case SC_WANT_U:
-            if (c != 'u')
-                return (size_t)(p - 1 - buf);
-            f->sc_state = SC_HEX;
-            f->sc_low = 1;
-            f->sc_n = 0;
-            f->sc_val = 0;
-            break;
-        }
+    /* the most frequent first, ahead of the switch's indirect jump */
+    if (tt == JSONTOK_KEY)
+        return on_key(f, s, n);
+    if (tt == JSONTOK_STRING)
+        return on_scalar(f, VT_STRING, s, n);
+    switch (tt) {
+    case JSONTOK_NULL:
+        return on_scalar(f, VT_NULL, "null", 4);
+    case JSONTOK_TRUE:
+        return on_scalar(f, VT_BOOL, "true", 4);
+    case JSONTOK_FALSE:
+        return on_scalar(f, VT_BOOL, "false", 5);
+    case JSONTOK_INTEGER:
+        return on_scalar(f, VT_INTEGER, s, n);
+    case JSONTOK_REAL:
+        return on_scalar(f, VT_REAL, s, n);
+    case JSONTOK_STRING:
+        return on_scalar(f, VT_STRING, s, n);
+    case JSONTOK_KEY:
+        return on_key(f, s, n);
+    case JSONTOK_OBJ_START:
+        return on_start(f, 1);
+    case JSONTOK_ARR_START:
+        return on_start(f, 0);
+    case JSONTOK_OBJ_END:
+        return on_end(f, '}');
+    case JSONTOK_ARR_END:
+        return on_end(f, ']');
+    case JSONTOK_MORE:
+    case JSONTOK_ERROR:
+        break;
     }
-    return len;
+    return fail(f, BRK_ERR_UPSTREAM_BAD);
 }
 
 /*---- API ----*/
-
-/* The yajl handle, its allocations routed to brk_malloc through f. */
-static enum brk_err
-make_parser(struct filter *f)
-{
-    yajl_alloc_funcs afs = {y_malloc, y_realloc, y_free, NULL};
-
-    afs.ctx = f;
-    if (setjmp(f->jmp) != 0) {
-        y_abandon(f);
-        f->jmp_armed = 0;
-        return BRK_ERR_NOMEM;
-    }
-    f->jmp_armed = 1;
-    f->yh = yajl_alloc(&callbacks, &afs, f);
-    if (f->yh != NULL)
-        /* strings are checked here, more strictly than yajl does */
-        yajl_config(f->yh, yajl_dont_validate_strings, 1);
-    f->jmp_armed = 0;
-    return f->yh != NULL ? BRK_OK : BRK_ERR_NOMEM;
-}
 
 /*
  * A filter writing what root declares and grant allows, asking in_range
@@ -1532,7 +1253,11 @@ filter_new(const struct scope_node *root, const struct scope_grant *grant,
         err = BRK_ERR_NOMEM;
         goto out;
     }
-    err = make_parser(f);
+    /* the tokenizer's own depth bound is never the one reached first; a
+     * removed string is read whole too, so a token may be as long as the
+     * output may be, and at least TOKEN_MIN */
+    err = jsontok_new(f->max_depth + 1,
+                      f->hard > TOKEN_MIN ? f->hard : TOKEN_MIN, &f->tok);
 out:
     if (err) {
         filter_free(f);
@@ -1540,15 +1265,6 @@ out:
     }
     *out = f;
     return BRK_OK;
-}
-
-/* Map a finished yajl call to the filter's result. */
-static enum brk_err
-parse_result(struct filter *f, yajl_status st)
-{
-    if (st != yajl_status_ok && !f->err)
-        f->err = BRK_ERR_UPSTREAM_BAD;
-    return f->err;
 }
 
 /*
@@ -1560,36 +1276,25 @@ parse_result(struct filter *f, yajl_status st)
 enum brk_err
 filter_feed(struct filter *f, const char *buf, size_t len)
 {
-    yajl_status st;
-    size_t good;
+    enum jsontok_type tt;
+    const char *s = NULL;
+    size_t n = 0;
 
     if (f->err)
         return f->err;
     if (f->finished)
         return BRK_ERR_INVAL;
-    if (len == 0)
-        return BRK_OK;
-    if (f->done) {
-        if (!only_whitespace(buf, len))
-            f->err = BRK_ERR_UPSTREAM_BAD;
-        return f->err;
+    jsontok_input(f->tok, buf, len);
+    while ((tt = jsontok_next(f->tok, &s, &n)) != JSONTOK_MORE) {
+        /* fail() keeps an error a handler recorded first */
+        if (tt == JSONTOK_ERROR)
+            fail(f, jsontok_error(f->tok));
+        else if (!on_token(f, tt, s, n))
+            fail(f, BRK_ERR_UPSTREAM_BAD);
+        if (f->err)
+            return f->err;
     }
-    good = scan_escapes(f, buf, len);
-    if (setjmp(f->jmp) != 0) {
-        y_abandon(f);
-        f->jmp_armed = 0;
-        return f->err;
-    }
-    f->jmp_armed = 1;
-    st = yajl_parse(f->yh, (const unsigned char *)buf, good);
-    f->jmp_armed = 0;
-    if (st == yajl_status_ok && f->done &&
-        (f->tail > good || !only_whitespace(buf + f->tail, good - f->tail)))
-        f->err = BRK_ERR_UPSTREAM_BAD;
-    /* a bad surrogate escape, unless yajl found an error before it */
-    if (good < len && !f->err)
-        f->err = BRK_ERR_UPSTREAM_BAD;
-    return parse_result(f, st);
+    return BRK_OK;
 }
 
 /*
@@ -1600,23 +1305,11 @@ filter_feed(struct filter *f, const char *buf, size_t len)
 enum brk_err
 filter_finish(struct filter *f)
 {
-    yajl_status st;
-
     if (f->err)
         return f->err;
     if (f->finished)
         return BRK_ERR_INVAL;
-    if (setjmp(f->jmp) != 0) {
-        y_abandon(f);
-        f->jmp_armed = 0;
-        return f->err;
-    }
-    f->jmp_armed = 1;
-    st = yajl_complete_parse(f->yh);
-    f->jmp_armed = 0;
-    if (parse_result(f, st))
-        return f->err;
-    if (!f->done || f->sc_state != SC_NORM)
+    if (jsontok_finish(f->tok) != BRK_OK || !f->done)
         return f->err = BRK_ERR_UPSTREAM_BAD;
     if (f->len > f->max_output)
         return f->err = BRK_ERR_TOOBIG;
@@ -1677,9 +1370,7 @@ filter_free(struct filter *f)
 
     if (f == NULL)
         return;
-    if (f->yh != NULL)
-        yajl_free(f->yh);
-    y_abandon(f);
+    jsontok_free(f->tok);
     if (f->tabs != NULL)
         for (i = 0; i < f->max_depth; i++)
             brk_free(f->tabs[i].slot);

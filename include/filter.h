@@ -1,6 +1,6 @@
 /*
  * The streaming allow-list filter. It parses WeCom's JSON body as it
- * arrives (yajl) and writes only what the scope tree declares and the
+ * arrives (jsontok.h) and writes only what the scope tree declares and the
  * effective grant allows, dropping records outside the visible range.
  * It never builds a tree of the whole response; the output is held until
  * the input is complete, so a malformed tail still becomes an error.

@@ -1792,8 +1792,8 @@ test_every_split_same_output(void **state)
     root_free(root);
 }
 
-/* A long string split across chunks makes yajl buffer; many keys grow the
- * key index; escapes use yajl's decode buffer. */
+/* A long string split across chunks makes the tokenizer buffer; many keys
+ * grow the key index; escapes use the tokenizer's decode buffer. */
 static char *
 alloc_doc(void)
 {

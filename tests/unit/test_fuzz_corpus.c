@@ -79,6 +79,10 @@ static char current[4096];
 #include "../fuzz/fuzz_http1_req.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_one_jsontok
+#include "../fuzz/fuzz_jsontok.c"
+#undef LLVMFuzzerTestOneInput
+
 typedef int fuzz_entry(const uint8_t *data, size_t size);
 
 /* Read path whole into an owned buffer (one spare byte); NULL on error. */
@@ -223,6 +227,13 @@ test_corpus_http1_req(void **state)
     replay("http1_req", fuzz_one_http1_req);
 }
 
+static void
+test_corpus_jsontok(void **state)
+{
+    (void)state;
+    replay("jsontok", fuzz_one_jsontok);
+}
+
 int
 main(void)
 {
@@ -239,6 +250,7 @@ main(void)
         cmocka_unit_test(test_corpus_multipart),
         cmocka_unit_test(test_corpus_http1),
         cmocka_unit_test(test_corpus_http1_req),
+        cmocka_unit_test(test_corpus_jsontok),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
