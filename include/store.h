@@ -101,7 +101,8 @@ enum brk_err store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
  * Queue one command of the batch (arguments copied). BRK_ERR_STORE when
  * the connection is gone or hiredis refuses it, BRK_ERR_INVAL for EVAL
  * (its NOSCRIPT answer needs a command of its own) or after
- * store_batch_end: nothing is queued then, and no reply of it is counted;
+ * store_batch_end (in the same turn: once answered, the batch is freed):
+ * nothing is queued then, and no reply of it is counted;
  * what was queued before still is, and the batch can still be ended.
  * Replies come in order, so a command sent after the batch is answered
  * after every command of it.
