@@ -6,15 +6,17 @@
  * store's connection (a pipeline: no script, whose call costs Redis
  * several times the XADDs themselves), and one write(2) of its JSON lines
  * on an O_APPEND descriptor, so lines of one batch never interleave with
- * another's. Only the last XADD's reply is waited for: it comes after the
- * others' and stands for the batch. A batch that reaches AUDIT_BATCH_MAX
- * entries or AUDIT_BATCH_BYTES goes at once. So a crash loses at most the
- * entries of the current loop turn (at most AUDIT_BATCH_MAX), on top of
- * what was in flight to Redis.
+ * another's. Every XADD's reply is judged (a store batch: one deadline
+ * for the batch, no timer per entry): an entry refused (the key's type
+ * changed, maxmemory reached midway, a replica's READONLY) or left
+ * unanswered by a lost connection counts as not written, the others as
+ * written. A batch that reaches AUDIT_BATCH_MAX entries or
+ * AUDIT_BATCH_BYTES goes at once. So a crash loses at most the entries of
+ * the current loop turn (at most AUDIT_BATCH_MAX), on top of what was in
+ * flight to Redis.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -265,16 +267,19 @@ audit_json_line(long long at_ms, const char *const *kv, size_t nkv, char *buf,
     return o;
 }
 
+/* A batch's replies, every entry judged on its own: an error reply or
+ * none (the connection lost, the deadline passed) is an entry not
+ * written. No audit is touched: it may be freed by now. */
 static void
-on_batch(enum brk_err err, struct redisReply *r, void *arg)
+on_batch(size_t ok, size_t failed, enum brk_err err, const char *why, void *arg)
 {
-    size_t n = (size_t)(uintptr_t)arg;
-
-    (void)r;
-    if (err)
-        log_warn("audit: %zu entr%s not written to Redis (%s)", n,
-                 n == 1 ? "y" : "ies", brk_strerror(err));
-    count_n("redis", err ? "error" : "ok", n);
+    (void)arg;
+    count_n("redis", "ok", ok);
+    count_n("redis", "error", failed);
+    if (failed > 0)
+        log_warn("audit: %zu of %zu entr%s not written to Redis (%s)", failed,
+                 ok + failed, ok + failed == 1 ? "y" : "ies",
+                 why != NULL ? why : brk_strerror(err));
 }
 
 static void
@@ -314,35 +319,33 @@ entry_argv(struct audit *a, size_t e)
     return argc;
 }
 
-/* The batch's entries as one XADD each, in order; the last one's reply
- * counts them all as written or not. When one cannot be queued, none
- * after it is and no reply will come for those before it (sent, but
- * unconfirmed): the whole batch counts as not written, here and only
- * here. */
+/* The batch's entries as one XADD each, in order, in one store batch:
+ * each reply counts its own entry (on_batch). When one cannot be queued,
+ * none after it is: those count as not written here, and the ones
+ * already sent are counted by their replies. */
 static void
 flush_redis(struct audit *a, const char *req)
 {
-    size_t e, n = a->nentries;
-    enum brk_err err = BRK_OK;
-    int argc;
+    struct store_batch *b = NULL;
+    size_t e = 0, n = a->nentries;
+    enum brk_err err;
 
     if (n == 0)
         return;
-    for (e = 0; e < n && err == BRK_OK; e++) {
-        argc = entry_argv(a, e);
-        if (e + 1 < n)
-            err = store_cmd_argv_noreply(a->st, argc, a->argv, a->lens);
-        else
-            err = store_cmd_argv(a->st, on_batch, (void *)(uintptr_t)n, argc,
-                                 a->argv, a->lens);
+    err = store_batch_begin(a->st, on_batch, NULL, &b);
+    while (err == BRK_OK && e < n) {
+        err = store_batch_add(b, entry_argv(a, e), a->argv, a->lens);
+        if (err == BRK_OK)
+            e++;
     }
-    if (err) {
+    if (b != NULL)
+        store_batch_end(b);
+    if (e < n) {
+        count_n("redis", "error", n - e);
         log_req(LOG_LVL_WARN, req,
-                "audit: %zu entr%s not written to Redis (%s; %zu sent "
-                "unconfirmed)",
-                n, n == 1 ? "y" : "ies", brk_strerror(err), e - 1);
-        batch_drop_redis(a);
-        return;
+                "audit: %zu of %zu entr%s not written to Redis (%s; the "
+                "%zu sent count by their replies)",
+                n - e, n, n == 1 ? "y" : "ies", brk_strerror(err), e);
     }
     dynbuf_reset(&a->strs);
     a->noffs = 0;

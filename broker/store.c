@@ -1,12 +1,13 @@
 /*
  * Redis through hiredis async on libevent (see store.h). hiredis 0.14 has
  * no command timeouts and no reconnect, so every command carries its own
- * evtimer and a lost connection is re-dialled from a backoff timer. An
- * EVAL is sent as EVALSHA of its script, loaded when the connection comes
- * up, and sent again as EVAL when Redis answers NOSCRIPT (a restart or a
- * failover empties its script cache). The digests of scripts.c's scripts
- * are computed once per store, and the EVALSHA is formatted once: the EVAL
- * of a NOSCRIPT answer is spliced from it.
+ * evtimer (a batch's commands share one) and a lost connection is
+ * re-dialled from a backoff timer. An EVAL is sent as EVALSHA of its
+ * script, loaded when the connection comes up, and sent again as EVAL when
+ * Redis answers NOSCRIPT (a restart or a failover empties its script
+ * cache). The digests of scripts.c's scripts are computed once per store,
+ * and the EVALSHA is formatted once: the EVAL of a NOSCRIPT answer is
+ * spliced from it.
  *
  * With a sentinel:// URL the address to dial comes from the sentinels
  * (the Sentinel client protocol: ask each in turn, check ROLE on what it
@@ -406,20 +407,146 @@ store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg, int argc,
     return send_cmd(s, s->timeout_ms, cb, arg, argc, argv, argvlen);
 }
 
-/* A command whose reply is dropped (see store.h): hiredis reads it and,
- * with no callback, frees it. */
-enum brk_err
-store_cmd_argv_noreply(struct store *s, int argc, const char **argv,
-                       const size_t *argvlen)
+/*---- Batches ----*/
+
+/* A batch (see store.h): hiredis holds it as every queued command's
+ * privdata and calls on_batch_reply once per command, with its reply or
+ * with NULL when the context is torn down, so the counts always reach
+ * queued. */
+struct store_batch {
+    struct store *s;
+    redisAsyncContext *ac; /* the connection its commands went on */
+    store_batch_cb *cb;
+    void *arg;
+    struct event *timer;
+    size_t queued, ok, failed;
+    int ended, timed_out;
+    enum brk_err err; /* the first failure's */
+    char why[STORE_WHY_MAX];
+};
+
+/* Answer the caller once every command is answered and no more can come. */
+static void
+batch_settle(struct store_batch *b)
 {
-    if (s->sub_channel != NULL || is_eval(argc, argv, argvlen))
+    if (!b->ended || b->ok + b->failed < b->queued)
+        return;
+    b->cb(b->ok, b->failed, b->failed ? b->err : BRK_OK,
+          b->why[0] ? b->why : NULL, b->arg);
+    event_free(b->timer);
+    brk_free(b);
+}
+
+static void
+on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct store_batch *b = privdata;
+    struct store *s = b->s;
+    redisReply *reply = r;
+
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+        b->ok++;
+        batch_settle(b);
+        return;
+    }
+    if (b->failed++ == 0) {
+        if (reply != NULL)
+            b->err = BRK_ERR_STORE;
+        else
+            b->err = b->timed_out ? BRK_ERR_TIMEOUT
+                     : s->freeing ? BRK_ERR_SHUTDOWN
+                                  : BRK_ERR_STORE;
+        if (reply != NULL && reply->str != NULL)
+            snprintf(b->why, sizeof(b->why), "%s", reply->str);
+    }
+    /* as on_reply: a replica refused a write; find the primary again.
+     * Whatever of the batch is still unanswered then counts as failed. */
+    if (reply != NULL && is_readonly(reply->str) && s->ac == ac && !s->freeing)
+        store_drop(s, "a write was answered READONLY");
+    batch_settle(b);
+}
+
+static void
+on_batch_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_batch *b = arg;
+    struct store *s = b->s;
+
+    (void)fd;
+    (void)what;
+    if (b->ok + b->failed == b->queued) {
+        batch_settle(b);
+        return;
+    }
+    /* replies come in order: a stuck one blocks every later one. Dropping
+     * the connection answers each pending command with NULL (counted as
+     * failed), which settles the batch. Unanswered commands always sit on
+     * the current connection: a connection torn down answers its own. */
+    b->timed_out = 1;
+    if (s->ac == b->ac)
+        store_drop(s, "a batch timed out");
+}
+
+enum brk_err
+store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
+                  struct store_batch **out)
+{
+    struct store_batch *b;
+
+    if (s->sub_channel != NULL)
         return BRK_ERR_INVAL;
     if (!s->up || s->ac == NULL)
         return BRK_ERR_STORE;
-    return redisAsyncCommandArgv(s->ac, NULL, NULL, argc, argv, argvlen) ==
-                   REDIS_OK
-               ? BRK_OK
-               : BRK_ERR_STORE;
+    b = brk_calloc(1, sizeof(*b));
+    if (b == NULL)
+        return BRK_ERR_NOMEM;
+    b->timer = evtimer_new(s->base, on_batch_timeout, b);
+    if (b->timer == NULL) {
+        brk_free(b);
+        return BRK_ERR_NOMEM;
+    }
+    b->s = s;
+    b->ac = s->ac;
+    b->cb = cb;
+    b->arg = arg;
+    *out = b;
+    return BRK_OK;
+}
+
+enum brk_err
+store_batch_add(struct store_batch *b, int argc, const char **argv,
+                const size_t *argvlen)
+{
+    if (b->ended || is_eval(argc, argv, argvlen))
+        return BRK_ERR_INVAL;
+    if (b->s->ac == NULL || b->s->ac != b->ac)
+        return BRK_ERR_STORE;
+    if (redisAsyncCommandArgv(b->ac, on_batch_reply, b, argc, argv, argvlen) !=
+        REDIS_OK)
+        return BRK_ERR_STORE;
+    b->queued++;
+    return BRK_OK;
+}
+
+void
+store_batch_end(struct store_batch *b)
+{
+    long ms = b->s->timeout_ms;
+    struct timeval tv;
+
+    if (b->queued == 0) {
+        event_free(b->timer);
+        brk_free(b);
+        return;
+    }
+    b->ended = 1;
+    /* answered already (ended in a later turn than it was sent): the
+     * caller is answered from the loop, not from here */
+    if (b->ok + b->failed == b->queued)
+        ms = 0;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(b->timer, &tv);
 }
 
 /* store_cmd_argv with a deadline of its own (see store.h). */

@@ -66,20 +66,57 @@ enum brk_err store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg,
                             int argc, const char **argv,
                             const size_t *argvlen) BRK_WUR;
 /*
- * Queue a command whose reply is read and dropped: no callback, no
- * deadline of its own, nothing allocated here beyond hiredis's copy of
- * the command. For a group of commands sent back to back (a pipeline):
- * the caller must follow the group with store_cmd_argv, whose reply comes
- * after theirs (replies come in order on the one connection) and stands
- * for the group: its deadline covers them, and an error reply or a lost
- * connection there is the group's answer. An error reply to one of them
- * alone is not seen. Not for EVAL (BRK_ERR_INVAL: it needs the digest's
- * reply) nor on a subscriber. BRK_ERR_STORE when not connected or hiredis
- * refuses the command; nothing is queued then.
+ * A batch: commands sent back to back on the connection (a pipeline: one
+ * write) whose replies are only judged, each as ok or failed, and counted
+ * for one callback. Per command nothing is allocated here beyond
+ * hiredis's copy of it and its place in hiredis's reply queue; per batch
+ * one struct and one deadline (the connection's command timeout, from
+ * store_batch_end). For writes whose replies say nothing but "done" (the
+ * audit's XADDs).
+ *
+ * Called exactly once per batch that queued a command, once every one of
+ * them has its answer: ok commands answered with anything but an error
+ * reply, failed ones answered with an error reply or never (the
+ * connection lost, the deadline passed, the store freed). err is BRK_OK
+ * when failed is 0, else what the first failure was: BRK_ERR_STORE (an
+ * error reply, or the connection lost), BRK_ERR_TIMEOUT or
+ * BRK_ERR_SHUTDOWN; why is that first error reply's text (cut at
+ * STORE_WHY_MAX - 1 bytes), or NULL when it was none; borrowed for the
+ * call.
  */
-enum brk_err store_cmd_argv_noreply(struct store *s, int argc,
-                                    const char **argv,
-                                    const size_t *argvlen) BRK_WUR;
+struct store_batch;
+#define STORE_WHY_MAX 128
+typedef void store_batch_cb(size_t ok, size_t failed, enum brk_err err,
+                            const char *why, void *arg);
+
+/*
+ * Start a batch. BRK_ERR_STORE when not connected, BRK_ERR_INVAL on a
+ * subscriber, BRK_ERR_NOMEM; *out only on BRK_OK. The batch is the
+ * caller's until store_batch_end, which must follow in the same event-loop
+ * turn (nothing is sent before the loop runs).
+ */
+enum brk_err store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
+                               struct store_batch **out) BRK_WUR;
+/*
+ * Queue one command of the batch (arguments copied). BRK_ERR_STORE when
+ * the connection is gone or hiredis refuses it, BRK_ERR_INVAL for EVAL
+ * (its NOSCRIPT answer needs a command of its own) or after
+ * store_batch_end (in the same turn: once answered, the batch is freed):
+ * nothing is queued then, and no reply of it is counted;
+ * what was queued before still is, and the batch can still be ended.
+ * Replies come in order, so a command sent after the batch is answered
+ * after every command of it.
+ */
+enum brk_err store_batch_add(struct store_batch *b, int argc, const char **argv,
+                             const size_t *argvlen) BRK_WUR;
+/*
+ * No more commands; the batch's deadline starts. With one or more queued,
+ * cb is called exactly once, never before this returns; the batch is then
+ * the store's (freed after cb). With none queued the batch is freed here
+ * and cb is never called. Passing the deadline drops the connection, as
+ * for any command: every command still unanswered counts as failed.
+ */
+void store_batch_end(struct store_batch *b);
 /*
  * store_cmd_argv with a deadline of timeout_ms (> 0, else BRK_ERR_INVAL)
  * instead of the connection's: for a reply known to be large (a big

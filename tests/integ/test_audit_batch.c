@@ -1,14 +1,19 @@
 /*
  * The audit trail's batching against a real redis-server: entries made in
- * one event-loop turn reach Redis as one pipeline of XADDs of which only
- * the last is answered, every one of them in order, byte for byte, and
- * the file gets the same entries; a batch past AUDIT_BATCH_MAX goes in
- * more than one pipeline, trimmed to MAXLEN; entries of a later turn are
- * not held back; a store that is down, a Redis that dies with a batch
- * unanswered, a stream key of the wrong type and an XADD that cannot be
- * queued each count the whole batch as not written, once, and the next
- * batch goes through. And store_cmd_argv_noreply itself: its commands
- * run in order before the answered one that follows them.
+ * one event-loop turn reach Redis as one pipeline of XADDs (one write),
+ * every one of them in order, byte for byte, and every one's reply judged
+ * on its own; the file gets the same entries; a batch past
+ * AUDIT_BATCH_MAX goes in more than one pipeline, trimmed to MAXLEN;
+ * entries of a later turn are not held back. An entry Redis refuses (the
+ * key of another type, maxmemory reached midway) counts as not written and
+ * the rest of its batch as written; a store that is down, a Redis that
+ * dies with a batch unanswered and a stream key of the wrong type count
+ * each entry not written, once; an XADD that cannot be queued counts the
+ * entries not sent as not written and those sent by their replies; the
+ * next batch goes through. And the store's batches themselves: every
+ * reply judged, in order, before a command sent after them; a lost
+ * connection, a deadline passed and a store freed with replies pending
+ * count each pending command once and answer the batch exactly once.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,14 +45,23 @@ static struct event_base *Base;
 static char Url[400];
 
 /* The XADDs the store queued on hiredis: without a callback (their reply
- * dropped) and with one (answered); FailXadd > 0 makes the FailXadd-th
- * XADD from now refused, as hiredis refuses a command it cannot queue. */
-static long XaddNoreply, XaddAnswered;
-static int FailXadd;
+ * unseen) and with one (judged), and how many runs of consecutive XADDs
+ * share one callback argument (a store batch). FailXadd > 0 makes the
+ * FailXadd-th XADD from now refused, as hiredis refuses a command it
+ * cannot queue; StringXadd > 0 sends the StringXadd-th XADD from now to
+ * t:string, a string key, which Redis refuses (WRONGTYPE) as it would an
+ * entry whose key changed type under it. */
+static long XaddUnjudged, XaddJudged, XaddRuns;
+static int FailXadd, StringXadd;
+static void *LastPriv;
+/* the store's Redis socket, and the writes to it that carried XADDs */
+static int RedisFd = -1;
+static long XaddWrites;
 
 typedef int argv_cmd_fn(redisAsyncContext *ac, redisCallbackFn *fn,
                         void *privdata, int argc, const char **argv,
                         const size_t *argvlen);
+typedef ssize_t write_fn(int fd, const void *buf, size_t len);
 
 /* Stands in for hiredis's (the store calls this one), counts and calls
  * it. */
@@ -57,6 +71,8 @@ redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
                       const size_t *argvlen)
 {
     static argv_cmd_fn *real;
+    const char *swapped[64];
+    size_t swapped_len[64];
 
     if (real == NULL) {
         void *sym = dlsym(RTLD_NEXT, "redisAsyncCommandArgv");
@@ -64,15 +80,50 @@ redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
         assert_non_null(sym);
         memcpy(&real, &sym, sizeof(real));
     }
-    if (argc > 0 && strcmp(argv[0], "XADD") == 0) {
+    if (argc > 1 && strcmp(argv[0], "XADD") == 0) {
         if (FailXadd > 0 && --FailXadd == 0)
             return REDIS_ERR;
-        if (fn == NULL)
-            XaddNoreply++;
-        else
-            XaddAnswered++;
+        RedisFd = ac->c.fd;
+        if (fn == NULL) {
+            XaddUnjudged++;
+        } else {
+            XaddJudged++;
+            if (privdata != LastPriv)
+                XaddRuns++;
+            LastPriv = privdata;
+        }
+        if (StringXadd > 0 && --StringXadd == 0) {
+            assert_true(argc <= 64);
+            assert_non_null(argvlen);
+            memcpy(swapped, argv, sizeof(*argv) * (size_t)argc);
+            memcpy(swapped_len, argvlen, sizeof(*argvlen) * (size_t)argc);
+            swapped[1] = "t:string";
+            swapped_len[1] = strlen(swapped[1]);
+            return real(ac, fn, privdata, argc, swapped, swapped_len);
+        }
+    } else {
+        LastPriv = NULL;
     }
     return real(ac, fn, privdata, argc, argv, argvlen);
+}
+
+/* Stands in for libc's (hiredis calls this one to send): counts the
+ * writes to the store's Redis socket that carry an XADD. */
+ssize_t
+write(int fd, const void *buf, size_t len)
+{
+    static write_fn *real;
+
+    if (real == NULL) {
+        void *sym = dlsym(RTLD_NEXT, "write");
+
+        if (sym == NULL)
+            abort();
+        memcpy(&real, &sym, sizeof(real));
+    }
+    if (fd == RedisFd && fd >= 0 && memmem(buf, len, "$4\r\nXADD\r\n", 10))
+        XaddWrites++;
+    return real(fd, buf, len);
 }
 
 /* wecom_broker_audit_writes_total{sink="redis",result=...} so far. */
@@ -270,7 +321,7 @@ test_one_turn_is_one_pipeline(void **state)
     struct store *s = NULL;
     struct audit *a = NULL;
     long long xadd0, eval0, evalsha0, ok0, err0;
-    long n[64], noreply0, answered0;
+    long n[64], unjudged0, judged0, runs0, writes0;
     char path[400], *text, *p;
     size_t i, lines = 0;
 
@@ -283,21 +334,26 @@ test_one_turn_is_one_pipeline(void **state)
     xadd0 = cmd_calls("xadd");
     eval0 = cmd_calls("eval");
     evalsha0 = cmd_calls("evalsha");
-    noreply0 = XaddNoreply;
-    answered0 = XaddAnswered;
+    unjudged0 = XaddUnjudged;
+    judged0 = XaddJudged;
+    runs0 = XaddRuns;
+    writes0 = XaddWrites;
+    LastPriv = NULL;
     ok0 = redis_count("ok");
     err0 = redis_count("error");
 
     in_one_turn(a, 0, 40);
     Want = 40;
     assert_true(until(stream_has_want, NULL, 5000));
-    /* forty entries, forty XADDs and no script; only the last one is
-     * answered, and it counts the forty */
+    /* forty entries, forty XADDs and no script, sent in one write as one
+     * batch; every reply is judged, and they count the forty */
     assert_int_equal(cmd_calls("xadd") - xadd0, 40);
     assert_int_equal(
         cmd_calls("eval") - eval0 + cmd_calls("evalsha") - evalsha0, 0);
-    assert_int_equal(XaddNoreply - noreply0, 39);
-    assert_int_equal(XaddAnswered - answered0, 1);
+    assert_int_equal(XaddUnjudged - unjudged0, 0);
+    assert_int_equal(XaddJudged - judged0, 40);
+    assert_int_equal(XaddRuns - runs0, 1);
+    assert_int_equal(XaddWrites - writes0, 1);
     assert_int_equal(stream_ns(n, 64), 40);
     for (i = 0; i < 40; i++)
         assert_int_equal(n[i], (long)i);
@@ -345,7 +401,7 @@ test_full_batch_goes_at_once(void **state)
     struct store *s = NULL;
     struct audit *a = NULL;
     long long eval0, evalsha0, xadd0, len, ok0;
-    long n[AUDIT_BATCH_MAX * 3], answered0, noreply0;
+    long n[AUDIT_BATCH_MAX * 3], judged0, unjudged0, runs0;
     size_t i, total = AUDIT_BATCH_MAX * 2 + 5;
 
     (void)state;
@@ -358,8 +414,10 @@ test_full_batch_goes_at_once(void **state)
     eval0 = cmd_calls("eval");
     evalsha0 = cmd_calls("evalsha");
     xadd0 = cmd_calls("xadd");
-    answered0 = XaddAnswered;
-    noreply0 = XaddNoreply;
+    judged0 = XaddJudged;
+    unjudged0 = XaddUnjudged;
+    runs0 = XaddRuns;
+    LastPriv = NULL;
     ok0 = redis_count("ok");
     in_one_turn(a, 0, (int)total);
     assert_true(
@@ -369,9 +427,10 @@ test_full_batch_goes_at_once(void **state)
         &(struct want_count){ok0 + (long long)total, redis_count("error")},
         5000));
     /* two full batches sent as they filled, the rest at the turn's end:
-     * three answered XADDs */
-    assert_int_equal(XaddAnswered - answered0, 3);
-    assert_int_equal(XaddNoreply - noreply0, (long)total - 3);
+     * three batches, every XADD judged */
+    assert_int_equal(XaddRuns - runs0, 3);
+    assert_int_equal(XaddJudged - judged0, (long)total);
+    assert_int_equal(XaddUnjudged - unjudged0, 0);
     assert_int_equal(
         cmd_calls("eval") - eval0 + cmd_calls("evalsha") - evalsha0, 0);
     /* trimmed, and what is left is the newest, in order */
@@ -438,8 +497,8 @@ test_store_down_then_up(void **state)
 }
 
 /* Redis stops answering with a whole batch sent (stopped), then dies:
- * the batch's one answer is the lost connection, which counts all of it
- * as not written, once; after a restart the next batch goes through. */
+ * every entry's answer is the lost connection, which counts each as not
+ * written, once; after a restart the next batch goes through. */
 static void
 test_redis_gone_mid_batch(void **state)
 {
@@ -476,10 +535,9 @@ test_redis_gone_mid_batch(void **state)
     store_free(s);
 }
 
-/* The stream's key holds a string: every XADD is refused; the batch's
- * answer (the last one's WRONGTYPE) counts it all as not written, the
- * connection stays up, and once the key is a stream again the next batch
- * goes in. */
+/* The stream's key holds a string: every XADD is refused, and each
+ * WRONGTYPE counts its entry as not written; the connection stays up, and
+ * once the key is a stream again the next batch goes in. */
 static void
 test_wrong_type_key(void **state)
 {
@@ -516,10 +574,10 @@ test_wrong_type_key(void **state)
     store_free(s);
 }
 
-/* hiredis refuses an XADD of the batch: in the middle (the ones before
- * it went unanswered, the rest never go) or the last, answered one.
- * Either way the whole batch counts as not written, exactly once, and
- * the next batch goes through and counts as written. */
+/* hiredis refuses an XADD of the batch: in the middle or the last one.
+ * The ones before it were sent: their replies count them (written); the
+ * refused one and the rest never go and count as not written, once. The
+ * next batch goes through and counts as written. */
 static void
 test_queue_fails_midway(void **state)
 {
@@ -536,34 +594,37 @@ test_queue_fails_midway(void **state)
     ok0 = redis_count("ok");
     err0 = redis_count("error");
 
-    /* the 4th of 9 refused: 3 sent unanswered, 9 counted as errors */
+    /* the 4th of 9 refused: 3 sent and written, 6 not */
     FailXadd = 4;
     in_one_turn(a, 0, 9);
-    assert_true(until(counted, &(struct want_count){ok0, err0 + 9}, 5000));
+    Want = 3;
+    assert_true(until(stream_has_want, NULL, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 3, err0 + 6}, 5000));
     assert_int_equal(FailXadd, 0);
-    /* the next batch's answer comes after those 3 (which did go in) */
     in_one_turn(a, 100, 2);
     Want = 5;
     assert_true(until(stream_has_want, NULL, 5000));
-    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 9}, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 5, err0 + 6}, 5000));
     assert_int_equal(stream_ns(n, 32), 5);
     assert_int_equal(n[2], 2);
     assert_int_equal(n[3], 100);
 
-    /* the last one, the answered one, refused */
+    /* the last one refused: the 5 before it written */
     FailXadd = 6;
     in_one_turn(a, 200, 6);
-    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 15}, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 10, err0 + 7}, 5000));
     assert_int_equal(FailXadd, 0);
-    /* one entry alone, refused: its batch is that one */
+    /* one entry alone, refused: its batch is that one, nothing sent */
     FailXadd = 1;
     in_one_turn(a, 300, 1);
-    assert_true(until(counted, &(struct want_count){ok0 + 2, err0 + 16}, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 10, err0 + 8}, 5000));
     in_one_turn(a, 400, 4);
     Want = 5 + 5 + 4;
     assert_true(until(stream_has_want, NULL, 5000));
-    assert_true(until(counted, &(struct want_count){ok0 + 6, err0 + 16}, 5000));
+    assert_true(until(counted, &(struct want_count){ok0 + 14, err0 + 8}, 5000));
     assert_int_equal(stream_ns(n, 32), 14);
+    assert_int_equal(n[9], 204);
+    assert_int_equal(n[10], 400);
     assert_int_equal(n[13], 403);
     audit_free(a);
     store_free(s);
@@ -741,8 +802,176 @@ test_odd_values_byte_for_byte(void **state)
     store_free(s);
 }
 
+/* An entry Redis refuses, not the batch's last: the 3rd of 8 goes to
+ * t:string (StringXadd) and is answered WRONGTYPE. It counts as not
+ * written and the other seven as written, which the stream confirms; the
+ * connection stays up. Then the first of a batch of five. (When only the
+ * last reply was judged, all eight counted as written.) */
+static void
+test_error_on_earlier_entry(void **state)
+{
+    struct store *s = NULL;
+    struct audit *a = NULL;
+    long long ok0, err0;
+    unsigned long gen;
+    long n[16];
+    size_t i;
+    static const long want[] = {0, 1, 3, 4, 5, 6, 7, 11, 12, 13, 14};
+
+    (void)state;
+    redis_do("DEL t:audit");
+    redis_do("SET t:string text");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    gen = store_generation(s);
+    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
+
+    StringXadd = 3;
+    in_one_turn(a, 0, 8);
+    assert_true(until(counted, &(struct want_count){ok0 + 7, err0 + 1}, 5000));
+    assert_int_equal(StringXadd, 0);
+    assert_int_equal(stream_ns(n, 16), 7);
+
+    StringXadd = 1;
+    in_one_turn(a, 10, 5);
+    assert_true(until(counted, &(struct want_count){ok0 + 11, err0 + 2}, 5000));
+    assert_int_equal(stream_ns(n, 16), nitems(want));
+    for (i = 0; i < nitems(want); i++)
+        assert_int_equal(n[i], want[i]);
+    assert_true(store_is_up(s));
+    assert_int_equal(store_generation(s), gen);
+    audit_free(a);
+    store_free(s);
+}
+
+static struct audit *Big;
+
+/* Entries from *arg on, VALUE_BIG bytes of value each, in one turn. */
+#define BIG_ENTRIES 120
+#define VALUE_BIG   2000
+static void
+on_big_turn(evutil_socket_t fd, short what, void *arg)
+{
+    static char big[VALUE_BIG + 1];
+    char n[24];
+    const char *kv[6] = {"type", "request", "n", n, "v", big};
+    int i, from = *(int *)arg;
+
+    (void)fd;
+    (void)what;
+    memset(big, 'x', VALUE_BIG);
+    for (i = from; i < from + BIG_ENTRIES; i++) {
+        snprintf(n, sizeof(n), "%d", i);
+        audit_append(Big, NULL, kv, 6);
+    }
+}
+
+/* The Redis side has counted this many entries in all. */
+static int
+counted_total(void *arg)
+{
+    return redis_count("ok") + redis_count("error") == *(long long *)arg;
+}
+
+static long long
+used_memory(void)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+    const char *p;
+    long long v = -1;
+
+    assert_non_null(c);
+    r = redisCommand(c, "INFO memory");
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_STRING &&
+        (p = strstr(r->str, "used_memory:")) != NULL)
+        v = strtoll(p + strlen("used_memory:"), NULL, 10);
+    freeReplyObject(r);
+    redisFree(c);
+    assert_true(v > 0);
+    return v;
+}
+
+static int
+no_maxmemory(void **state)
+{
+    (void)state;
+    redis_do("CONFIG SET maxmemory 0");
+    return 0;
+}
+
+/* Redis itself refuses the later entries of a batch, nothing interposed:
+ * maxmemory (noeviction) 96 KiB above what Redis uses now, then one batch
+ * of 120 entries of 2,000 bytes each (one batch: under AUDIT_BATCH_BYTES).
+ * Redis checks maxmemory before each write command, so the XADDs that fit
+ * go in and every one after the stream has grown past the limit is
+ * answered OOM. Reliable both ways: the margin is well under the 240 KB
+ * the batch adds (about 50 entries fit), so some entries are always
+ * refused, and well over what else grows in Redis meanwhile (the store's
+ * connection and its query buffer, a few tens of KiB; nothing else runs),
+ * so some always go in. Each counts once, as written or not, and the
+ * written ones are the batch's first, in order. (When only the last reply
+ * was judged, all of them counted as not written.) */
+static void
+test_maxmemory_midway(void **state)
+{
+    struct store *s = NULL;
+    long long ok0, err0, ok, total, len;
+    static long n[BIG_ENTRIES];
+    static int from;
+    char cmd[64];
+    size_t i;
+
+    (void)state;
+    redis_do("DEL t:audit");
+    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    assert_int_equal(audit_new(Base, s, "t:", 100000, "", &Big), BRK_OK);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
+    redis_do("CONFIG SET maxmemory-policy noeviction");
+    snprintf(cmd, sizeof(cmd), "CONFIG SET maxmemory %lld",
+             used_memory() + 96 * 1024);
+    redis_do(cmd);
+
+    from = 0;
+    assert_int_equal(
+        event_base_once(Base, -1, EV_TIMEOUT, on_big_turn, &from, &Zero), 0);
+    total = ok0 + err0 + BIG_ENTRIES;
+    assert_true(until(counted_total, &total, 5000));
+    redis_do("CONFIG SET maxmemory 0");
+    ok = redis_count("ok") - ok0;
+    assert_true(ok >= 1);
+    assert_true(ok < BIG_ENTRIES);
+    len = h_redis_int(&H, "XLEN %s", "t:audit");
+    assert_int_equal(len, ok);
+    assert_int_equal(stream_ns(n, BIG_ENTRIES), (size_t)ok);
+    for (i = 0; i < (size_t)ok; i++)
+        assert_int_equal(n[i], (long)i);
+
+    /* room again: the next batch goes in whole */
+    from = 1000;
+    assert_int_equal(
+        event_base_once(Base, -1, EV_TIMEOUT, on_big_turn, &from, &Zero), 0);
+    total += BIG_ENTRIES;
+    assert_true(until(counted_total, &total, 5000));
+    assert_int_equal(redis_count("ok"), ok0 + ok + BIG_ENTRIES);
+    assert_int_equal(h_redis_int(&H, "XLEN %s", "t:audit"), ok + BIG_ENTRIES);
+    assert_true(store_is_up(s));
+    audit_free(Big);
+    Big = NULL;
+    store_free(s);
+}
+
+/*---- The store's batches ----*/
+
+static int Seq; /* orders the callbacks below */
+
 struct reply_seen {
-    int calls;
+    int calls, order;
     enum brk_err err;
     char text[256];
 };
@@ -754,6 +983,7 @@ on_reply_seen(enum brk_err err, struct redisReply *r, void *arg)
     size_t i, o = 0;
 
     seen->calls++;
+    seen->order = ++Seq;
     seen->err = err;
     seen->text[0] = '\0';
     if (r == NULL)
@@ -775,22 +1005,96 @@ seen_once(void *arg)
     return ((struct reply_seen *)arg)->calls > 0;
 }
 
-/* store_cmd_argv_noreply: the commands run in order, an error among them
- * is dropped with its reply, and the answered command that follows gets
- * its own reply (not one of theirs) after they all ran. EVAL and a store
- * that is down are refused. */
+struct batch_seen {
+    int calls, order;
+    size_t ok, failed;
+    enum brk_err err;
+    int has_why;
+    char why[STORE_WHY_MAX];
+};
+
 static void
-test_noreply_then_answered(void **state)
+on_batch_seen(size_t ok, size_t failed, enum brk_err err, const char *why,
+              void *arg)
+{
+    struct batch_seen *seen = arg;
+
+    seen->calls++;
+    seen->order = ++Seq;
+    seen->ok = ok;
+    seen->failed = failed;
+    seen->err = err;
+    seen->has_why = why != NULL;
+    snprintf(seen->why, sizeof(seen->why), "%s", why ? why : "");
+}
+
+static int
+batch_seen_once(void *arg)
+{
+    return ((struct batch_seen *)arg)->calls > 0;
+}
+
+/* A PING through s answered: what the loop had to deliver before it has
+ * been delivered. */
+static void
+round_trip(struct store *s)
+{
+    const char *ping[1] = {"PING"};
+    struct reply_seen seen = {0, 0, BRK_OK, ""};
+
+    assert_int_equal(store_cmd_argv(s, on_reply_seen, &seen, 1, ping, NULL),
+                     BRK_OK);
+    assert_true(until(seen_once, &seen, 5000));
+    assert_int_equal(seen.err, BRK_OK);
+}
+
+/* Redis's blocked_clients is *arg. */
+static int
+blocked_is(void *arg)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+    const char *p;
+    long long v = -1;
+
+    assert_non_null(c);
+    r = redisCommand(c, "INFO clients");
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_STRING &&
+        (p = strstr(r->str, "blocked_clients:")) != NULL)
+        v = strtoll(p + strlen("blocked_clients:"), NULL, 10);
+    freeReplyObject(r);
+    redisFree(c);
+    return v == *(long long *)arg;
+}
+
+static void
+batch_add(struct store_batch *b, int argc, const char **argv)
+{
+    assert_int_equal(store_batch_add(b, argc, argv, NULL), BRK_OK);
+}
+
+/* Every reply of a batch judged on its own: two error replies among six
+ * commands (neither the last) make 4 ok and 2 failed, the first error's
+ * text given; the commands ran in order, and a command sent after the
+ * batch is answered after it, with its own reply. EVAL, a command after
+ * the end, a batch with nothing queued and a store that is down are
+ * refused or never answered. */
+static void
+test_batch_each_reply_judged(void **state)
 {
     struct store *s = NULL;
-    struct reply_seen seen = {0, BRK_OK, ""};
+    struct store_batch *b = NULL, *none = NULL;
+    struct reply_seen seen = {0, 0, BRK_OK, ""};
+    struct batch_seen bs = {0}, empty = {0};
     const char *push[3] = {"RPUSH", "t:l", NULL};
-    const char *bad[2] = {"INCR", "t:s"};
+    const char *incr[2] = {"INCR", "t:s"};
+    const char *xadd[5] = {"XADD", "t:s", "*", "f", "v"};
     const char *range[4] = {"LRANGE", "t:l", "0", "-1"};
     const char *eval[3] = {"EVAL", "return 1", "0"};
     const char *vals[4] = {"a", "b\r\n$1\r\nx", "", "d"};
-    size_t vlens[3];
-    long long gen;
+    size_t vlens[3] = {5, 3, 0};
+    unsigned long gen;
     int i;
 
     (void)state;
@@ -798,34 +1102,165 @@ test_noreply_then_answered(void **state)
     redis_do("SET t:s text");
     assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
     assert_true(until(is_up, s, 5000));
-    gen = (long long)store_generation(s);
+    gen = store_generation(s);
+    assert_int_equal(store_batch_begin(s, on_batch_seen, &bs, &b), BRK_OK);
+    assert_non_null(b);
     for (i = 0; i < 4; i++) {
         push[2] = vals[i];
-        vlens[0] = 5;
-        vlens[1] = 3;
         vlens[2] = strlen(vals[i]);
-        assert_int_equal(store_cmd_argv_noreply(s, 3, push, vlens), BRK_OK);
-        /* a refused command among them: its error reply is dropped */
-        if (i == 1)
-            assert_int_equal(store_cmd_argv_noreply(s, 2, bad, NULL), BRK_OK);
+        assert_int_equal(store_batch_add(b, 3, push, vlens), BRK_OK);
+        if (i == 0)
+            batch_add(b, 2, incr);
+        if (i == 2)
+            batch_add(b, 5, xadd);
     }
+    assert_int_equal(store_batch_add(b, 3, eval, NULL), BRK_ERR_INVAL);
+    store_batch_end(b);
+    assert_int_equal(store_batch_add(b, 3, push, NULL), BRK_ERR_INVAL);
+    assert_int_equal(bs.calls, 0);
     assert_int_equal(store_cmd_argv(s, on_reply_seen, &seen, 4, range, NULL),
                      BRK_OK);
     assert_true(until(seen_once, &seen, 5000));
-    assert_int_equal(seen.calls, 1);
+    assert_int_equal(bs.calls, 1);
+    assert_true(bs.order < seen.order);
+    assert_int_equal(bs.ok, 4);
+    assert_int_equal(bs.failed, 2);
+    assert_int_equal(bs.err, BRK_ERR_STORE);
+    assert_true(bs.has_why);
+    assert_non_null(strstr(bs.why, "not an integer"));
     assert_int_equal(seen.err, BRK_OK);
     assert_string_equal(seen.text, "a,b\r\n$1\r\nx,,d,");
-    assert_int_equal((long long)store_generation(s), gen);
     assert_true(store_is_up(s));
+    assert_int_equal(store_generation(s), gen);
 
-    assert_int_equal(store_cmd_argv_noreply(s, 3, eval, NULL), BRK_ERR_INVAL);
+    /* nothing queued: never answered */
+    assert_int_equal(store_batch_begin(s, on_batch_seen, &empty, &none),
+                     BRK_OK);
+    store_batch_end(none);
+    round_trip(s);
+    round_trip(s);
+    assert_int_equal(empty.calls, 0);
+    assert_int_equal(bs.calls, 1);
+
     h_redis_stop(&H);
     assert_true(until(is_down, s, 5000));
-    push[2] = "e";
-    assert_int_equal(store_cmd_argv_noreply(s, 3, push, NULL), BRK_ERR_STORE);
+    none = NULL;
+    assert_int_equal(store_batch_begin(s, on_batch_seen, &empty, &none),
+                     BRK_ERR_STORE);
+    assert_null(none);
     assert_int_equal(h_redis_start(&H), 0);
     assert_true(until(is_up, s, 10000));
     store_free(s);
+}
+
+/* A batch whose third command blocks (BLPOP on an empty list): the two
+ * before it are answered; Redis does not read the three after it while
+ * the client is blocked. Redis has written those two replies before it
+ * answers the INFO that shows the client blocked, so they are read before
+ * the close that CLIENT KILL then makes. The batch is answered once: 2 ok,
+ * 4 failed (each pending command once), no error text; the store
+ * reconnects and nothing more comes. */
+static void
+test_batch_connection_lost(void **state)
+{
+    struct store *s = NULL;
+    struct store_batch *b = NULL;
+    struct batch_seen bs = {0};
+    const char *push[3] = {"RPUSH", "t:l", "x"};
+    const char *blpop[3] = {"BLPOP", "t:never", "0"};
+    long long zero = 0, one = 1;
+    int i;
+
+    (void)state;
+    redis_do("DEL t:l t:never");
+    assert_true(until(blocked_is, &zero, 5000));
+    assert_int_equal(store_new(Base, Url, 5000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    assert_int_equal(store_batch_begin(s, on_batch_seen, &bs, &b), BRK_OK);
+    for (i = 0; i < 6; i++)
+        batch_add(b, 3, i == 2 ? blpop : push);
+    store_batch_end(b);
+    assert_true(until(blocked_is, &one, 5000));
+    redis_do("CLIENT KILL TYPE normal");
+    assert_true(until(batch_seen_once, &bs, 5000));
+    assert_int_equal(bs.ok, 2);
+    assert_int_equal(bs.failed, 4);
+    assert_int_equal(bs.err, BRK_ERR_STORE);
+    assert_false(bs.has_why);
+    assert_int_equal(h_redis_int(&H, "LLEN %s", "t:l"), 2);
+    assert_true(until(is_up, s, 10000));
+    round_trip(s);
+    assert_int_equal(bs.calls, 1);
+    store_free(s);
+    assert_int_equal(bs.calls, 1);
+}
+
+/* The same blocked batch with a short deadline and no kill: the deadline
+ * drops the connection, and the batch is answered once, BRK_ERR_TIMEOUT,
+ * the one answer before the block ok, the two from it on failed. */
+static void
+test_batch_deadline(void **state)
+{
+    struct store *s = NULL;
+    struct store_batch *b = NULL;
+    struct batch_seen bs = {0};
+    const char *push[3] = {"RPUSH", "t:l", "x"};
+    const char *blpop[3] = {"BLPOP", "t:never", "0"};
+    long long zero = 0;
+    unsigned long gen;
+
+    (void)state;
+    redis_do("DEL t:l t:never");
+    assert_true(until(blocked_is, &zero, 5000));
+    assert_int_equal(store_new(Base, Url, 300, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    gen = store_generation(s);
+    assert_int_equal(store_batch_begin(s, on_batch_seen, &bs, &b), BRK_OK);
+    batch_add(b, 3, push);
+    batch_add(b, 3, blpop);
+    batch_add(b, 3, push);
+    store_batch_end(b);
+    assert_true(until(batch_seen_once, &bs, 5000));
+    assert_int_equal(bs.ok, 1);
+    assert_int_equal(bs.failed, 2);
+    assert_int_equal(bs.err, BRK_ERR_TIMEOUT);
+    assert_true(until(is_up, s, 10000));
+    assert_true(store_generation(s) > gen);
+    round_trip(s);
+    assert_int_equal(bs.calls, 1);
+    assert_int_equal(h_redis_int(&H, "LLEN %s", "t:l"), 1);
+    store_free(s);
+}
+
+/* The store freed with a batch unanswered: answered once, from
+ * store_free, BRK_ERR_SHUTDOWN, every command failed. */
+static void
+test_batch_store_freed(void **state)
+{
+    struct store *s = NULL;
+    struct store_batch *b = NULL;
+    struct batch_seen bs = {0};
+    const char *push[3] = {"RPUSH", "t:l", "x"};
+    const char *blpop[3] = {"BLPOP", "t:never", "0"};
+    long long zero = 0, one = 1;
+
+    (void)state;
+    redis_do("DEL t:never");
+    assert_true(until(blocked_is, &zero, 5000));
+    assert_int_equal(store_new(Base, Url, 5000, &s), BRK_OK);
+    assert_true(until(is_up, s, 5000));
+    assert_int_equal(store_batch_begin(s, on_batch_seen, &bs, &b), BRK_OK);
+    batch_add(b, 3, blpop);
+    batch_add(b, 3, push);
+    store_batch_end(b);
+    assert_true(until(blocked_is, &one, 5000));
+    assert_int_equal(bs.calls, 0);
+    store_free(s);
+    assert_int_equal(bs.calls, 1);
+    assert_int_equal(bs.ok, 0);
+    assert_int_equal(bs.failed, 2);
+    assert_int_equal(bs.err, BRK_ERR_SHUTDOWN);
+    assert_true(until(blocked_is, &zero, 5000));
 }
 
 int
@@ -841,7 +1276,12 @@ main(void)
         cmocka_unit_test(test_wrong_type_key),
         cmocka_unit_test(test_queue_fails_midway),
         cmocka_unit_test(test_empty_entry_alone_refused),
-        cmocka_unit_test(test_noreply_then_answered),
+        cmocka_unit_test(test_error_on_earlier_entry),
+        cmocka_unit_test_teardown(test_maxmemory_midway, no_maxmemory),
+        cmocka_unit_test(test_batch_each_reply_judged),
+        cmocka_unit_test(test_batch_connection_lost),
+        cmocka_unit_test(test_batch_deadline),
+        cmocka_unit_test(test_batch_store_freed),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -127,16 +127,33 @@ store_cmd_argv_timeout(struct store *s, long timeout_ms, store_reply_cb *cb,
     return store_cmd_argv(s, cb, arg, argc, argv, argvlen);
 }
 
-/* the audit's pipelined XADDs: no audit is made here, so never called */
+/* the audit's batch of XADDs: no audit is made here, so never called */
 enum brk_err
-store_cmd_argv_noreply(struct store *s, int argc, const char **argv,
-                       const size_t *argvlen)
+store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
+                  struct store_batch **out)
 {
     (void)s;
+    (void)cb;
+    (void)arg;
+    (void)out;
+    return BRK_ERR_STORE;
+}
+
+enum brk_err
+store_batch_add(struct store_batch *b, int argc, const char **argv,
+                const size_t *argvlen)
+{
+    (void)b;
     (void)argc;
     (void)argv;
     (void)argvlen;
     return BRK_ERR_STORE;
+}
+
+void
+store_batch_end(struct store_batch *b)
+{
+    (void)b;
 }
 
 enum brk_err
