@@ -6,6 +6,7 @@
  * be out of range, so nothing is copied twice and at most one undecided
  * record is held beyond what will be returned.
  */
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -149,6 +150,9 @@ struct filter {
 
     enum brk_err err;
     unsigned char started, done, finished, taken;
+    /* the top-level "errcode": its value comes next; seen */
+    unsigned char at_errcode, errcode_seen;
+    long errcode;
 
     /* names for the audit trail: which keys were written and removed */
     const struct scope_node *kept[NAMES_MAX], *rem[NAMES_MAX];
@@ -958,6 +962,24 @@ role_scalar(struct filter *f, struct frame *t, enum vtype vt, const char *text,
     return 1;
 }
 
+/* The top-level errcode's text (an integer by the grammar); one too
+ * large for a long is not WeCom's and is left unseen. */
+static void
+note_errcode(struct filter *f, const char *text, size_t len)
+{
+    const char *p = text, *end = text + len;
+    int neg = *p == '-';
+    long v = 0;
+
+    for (p += neg; p < end; p++) {
+        if (v > (LONG_MAX - 9) / 10)
+            return;
+        v = v * 10 + (*p - '0');
+    }
+    f->errcode = neg ? -v : v;
+    f->errcode_seen = 1;
+}
+
 static int
 on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
 {
@@ -968,6 +990,11 @@ on_scalar(struct filter *f, enum vtype vt, const char *text, size_t len)
     if (f->depth == 0)
         return fail(f, BRK_ERR_UPSTREAM_BAD);
     t = top(f);
+    if (f->at_errcode) {
+        f->at_errcode = 0;
+        if (vt == VT_INTEGER)
+            note_errcode(f, text, len);
+    }
     /* inside a removed subtree nothing is written or decided: only the
      * string's check remains */
     if (!t->emit && t->node == NULL && !(t->is_obj && t->krole != 0)) {
@@ -1045,6 +1072,7 @@ on_start(struct filter *f, int is_obj)
     }
     if (f->depth >= f->max_depth)
         return fail(f, BRK_ERR_UPSTREAM_BAD);
+    f->at_errcode = 0;
     t = top(f);
     d = declared(t);
     if (d != NULL && !type_ok(d->type, vt))
@@ -1144,6 +1172,8 @@ on_key(struct filter *f, const char *key, size_t len)
     }
     t->kchild = c;
     t->krole = 0;
+    if (f->depth == 1)
+        f->at_errcode = len == 7 && memcmp(key, "errcode", 7) == 0;
     if (t->rec != 0) {
         if (t->id1 != NULL && len == t->id1len && pre == t->id1pre &&
             (len <= 8 || memcmp(key + 8, t->id1 + 8, len - 8) == 0))
@@ -1346,6 +1376,16 @@ filter_take_output(struct filter *f, char **out, size_t *len)
     f->cap = f->len = 0;
     f->taken = 1;
     return BRK_OK;
+}
+
+/* The top-level errcode (see filter.h). */
+int
+filter_errcode(const struct filter *f, long *code)
+{
+    if (f == NULL || !f->errcode_seen)
+        return 0;
+    *code = f->errcode;
+    return 1;
 }
 
 /* Keys removed so far (a removed subtree counts once). Cannot fail. */

@@ -263,22 +263,15 @@ proxy_reply_filtered(struct preq *q)
     unsigned long stripped = filter_stripped(q->filter);
     unsigned long dropped = filter_dropped(q->filter);
     long errcode = 0;
-    json_t *v;
-    json_error_t jerr;
 
     if (filter_take_output(q->filter, &out, &len) != BRK_OK) {
         proxy_reply_error(q, ERRCODE_BAD_GATEWAY,
                           "upstream reply could not be filtered");
         return;
     }
-    /* small replies may be WeCom errors: a refused corp token is
-     * refreshed and the call repeated once; a reply about a customer or
-     * chat that showed nothing of it in range is read whatever its size */
-    if (len < 512 || (q->must_see != SCOPE_REC_NONE && !q->seen)) {
-        v = json_loadb(out, len, 0, &jerr);
-        errcode = (long)json_integer_value(json_object_get(v, "errcode"));
-        json_decref(v);
-    }
+    /* WeCom's errcode as the filter read it (none: 0): a refused corp
+     * token is refreshed and the call repeated once */
+    (void)filter_errcode(q->filter, &errcode);
     /* a 45009 or 45033 is the budget's business too */
     budget_done(q, errcode);
     if (tokens_is_corp_token_error(errcode) && !q->retried) {

@@ -66,6 +66,10 @@ enum brk_err filter_finish(struct filter *f) BRK_WUR;
 /* After a successful finish: move the output out (owned, brk_free). */
 enum brk_err filter_take_output(struct filter *f, char **out,
                                 size_t *len) BRK_WUR;
+/* WeCom's errcode: 1 with *code when the top-level object held an
+ * integer "errcode" (read from the input, written out or not), else 0
+ * with *code untouched. */
+int filter_errcode(const struct filter *f, long *code);
 /* Keys removed and records dropped so far. */
 unsigned long filter_stripped(const struct filter *f);
 unsigned long filter_dropped(const struct filter *f);

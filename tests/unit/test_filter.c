@@ -468,6 +468,67 @@ test_errors_are_sticky(void **state)
     root_free(root);
 }
 
+/* The top-level errcode as read, whatever is written, split anywhere. */
+static long
+errcode_of(const struct scope_node *root, const struct scope_grant *g,
+           const char *doc, size_t cut, int *seen)
+{
+    struct filter *f = NULL;
+    long code = 12345;
+
+    assert_int_equal(filter_new(root, g, NULL, NULL, NULL, &f), BRK_OK);
+    assert_int_equal(filter_feed(f, doc, cut), BRK_OK);
+    assert_int_equal(filter_feed(f, doc + cut, strlen(doc) - cut), BRK_OK);
+    assert_int_equal(filter_finish(f), BRK_OK);
+    *seen = filter_errcode(f, &code);
+    filter_free(f);
+    return code;
+}
+
+static void
+test_errcode(void **state)
+{
+    static const struct {
+        const char *doc;
+        int seen;
+        long code;
+    } cases[] = {
+        {"{\"errcode\":0,\"errmsg\":\"ok\"}", 1, 0},
+        {"{\"errmsg\":\"x\",\"errcode\": 42001 }", 1, 42001},
+        {"{\"errcode\":-1}", 1, -1},
+        {"{\"err\\u0063ode\":60011}", 1, 60011},
+        {"{\"errmsg\":\"ok\"}", 0, 0},
+        /* not an integer, not at the top, too large: not WeCom's */
+        {"{\"errcode\":\"40014\"}", 0, 0},
+        {"{\"errcode\":4.0e4}", 0, 0},
+        {"{\"errcode\":{\"errcode\":1}}", 0, 0},
+        {"{\"info\":{\"errcode\":45009},\"tags\":[]}", 0, 0},
+        {"{\"errcode\":99999999999999999999}", 0, 0},
+        {"{\"errcode\":[1],\"count\":2}", 0, 0},
+        {"{\"errcodes\":1}", 0, 0},
+    };
+    struct scope_node *root = basic_tree();
+    struct scope_grant none = grant_of(0), all = grant_of(2, P_BASE, P_SENS);
+    size_t i, cut, n;
+    int seen;
+    long code;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        n = strlen(cases[i].doc);
+        for (cut = 0; cut <= n; cut++) {
+            code = errcode_of(root, cut % 2 ? &none : &all, cases[i].doc, cut,
+                              &seen);
+            if (seen != cases[i].seen || (seen && code != cases[i].code) ||
+                (!seen && code != 12345))
+                fail_msg("%s cut at %zu: seen %d code %ld", cases[i].doc, cut,
+                         seen, code);
+        }
+    }
+    assert_int_equal(filter_errcode(NULL, &code), 0);
+    root_free(root);
+}
+
 /*---- Keys and types ----*/
 
 static void
@@ -2276,6 +2337,7 @@ collect_cases(void)
 static const struct CMUnitTest api_tests[] = {
     T(test_new_rejects_null),
     T(test_call_order),
+    T(test_errcode),
     T(test_errors_are_sticky),
     T(test_declared_keys_pass),
     T(test_whitespace_is_not_copied),
