@@ -7,7 +7,10 @@
  * libevent_openssl bufferevent. Requests are parsed by http1.c; one is
  * served at a time per connection, later (pipelined) bytes wait in its
  * buffer. Every reply goes through reply_send, which also counts the
- * metric and the in-flight gauge.
+ * metric and the in-flight gauge. After a final reply both kinds linger:
+ * the server stops sending (FIN; over TLS close_notify first) and throws
+ * away what the client still sends, for a bounded time and size, so the
+ * client reads the reply instead of a reset.
  */
 #include <errno.h>
 #include <limits.h>
@@ -83,7 +86,8 @@ struct httpd_conn {
     struct httpd_listener *l;
     evutil_socket_t fd;
     struct event *rev;       /* plain: persistent read event */
-    struct event *wev;       /* plain: added only while a reply waits */
+    struct event *wev;       /* plain: added only while a reply waits;
+                              * TLS: once, while close_notify waits */
     struct bufferevent *bev; /* TLS: owns fd */
     struct event *deadline;  /* request or write deadline */
     struct sockaddr_storage peer;
@@ -633,6 +637,20 @@ tls_pull(struct httpd_conn *c)
     }
 }
 
+/* Throw away what the TLS layer has decrypted after the last reply;
+ * past LINGER_MAX the connection closes. */
+static void
+tls_discard(struct httpd_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+
+    evbuffer_drain(in, n);
+    c->lingered += n;
+    if (c->lingered >= LINGER_MAX)
+        conn_kill(c);
+}
+
 static void
 on_tls_read(struct bufferevent *bev, void *arg)
 {
@@ -641,6 +659,11 @@ on_tls_read(struct bufferevent *bev, void *arg)
     (void)bev;
     if (c->dead)
         return;
+    if (c->state == CS_LINGER) {
+        /* after the last reply (see tls_linger) */
+        tls_discard(c);
+        return;
+    }
     if (c->state != CS_HEAD && c->state != CS_BODY) {
         /* later bytes wait in the kernel while a request is served */
         reading_set(c, 0);
@@ -667,6 +690,13 @@ on_tls_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (c->dead || (what & BEV_EVENT_CONNECTED))
         return; /* the handshake is done: requests come as reads */
+    if (c->state == CS_LINGER) {
+        /* the client's close_notify, its FIN or an error: the linger is
+         * over */
+        ERR_clear_error();
+        conn_kill(c);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         c->eof = 1;
         reading_set(c, 0);
@@ -1065,6 +1095,91 @@ head_done(struct httpd_conn *c)
     return 0;
 }
 
+static void on_tls_notify(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Send c's close_notify, then a FIN once it is out: the client's reads
+ * end cleanly while the server goes on reading. The first SSL_shutdown
+ * sends the alert. Only when the socket had no room for it is it called
+ * again, once writable (within the linger deadline), and then it only
+ * resends the alert: reads in between send nothing. Called once the
+ * alert is out it would read for the client's close_notify and fail on
+ * the data before it; that is left to the bufferevent's reads.
+ */
+static void
+tls_notify(struct httpd_conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    int rc, e;
+
+    ERR_clear_error();
+    rc = SSL_shutdown(ssl);
+    e = rc < 0 ? SSL_get_error(ssl, rc) : SSL_ERROR_NONE;
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_WRITE) {
+        if (c->wev == NULL)
+            c->wev = event_new(c->l->h->base, fd, EV_WRITE, on_tls_notify, c);
+        if (c->wev == NULL || event_add(c->wev, NULL) != 0)
+            conn_kill(c);
+        return;
+    }
+    if (rc < 0 || fd < 0) {
+        conn_kill(c);
+        return;
+    }
+    if (rc == 1) {
+        /* the client's close_notify came first: both sides are done */
+        conn_kill(c);
+        return;
+    }
+    (void)shutdown(fd, SHUT_WR);
+}
+
+static void
+on_tls_notify(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpd_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (!c->dead && c->state == CS_LINGER)
+        tls_notify(c);
+}
+
+/*
+ * The lingering close of a TLS connection whose final reply the TLS layer
+ * has written out: close_notify and FIN (tls_notify), then what the
+ * client still sends is decrypted and thrown away (tls_discard) until its
+ * close_notify, its FIN, LINGER_MAX or the linger deadline. The input
+ * is emptied on every read rather than bounded by a read watermark (one
+ * on a bufferevent_openssl has been seen to spin in libevent 2.1).
+ */
+static void
+tls_linger(struct httpd_conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+    if (c->eof) {
+        /* nothing more can come; answer a clean close in kind */
+        if (SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN) {
+            ERR_clear_error();
+            (void)SSL_shutdown(ssl);
+            ERR_clear_error();
+        }
+        conn_kill(c);
+        return;
+    }
+    c->state = CS_LINGER;
+    c->lingered = 0;
+    deadline_arm(c, c->l->h->linger_ms);
+    reading_set(c, 1);
+    /* what was decrypted before the reply left counts as lingered */
+    tls_discard(c);
+    if (!c->dead)
+        tls_notify(c);
+}
+
 /* c's reply has left: close (after a linger), or get ready for the next
  * request, whose first bytes may be read already. */
 static void
@@ -1087,7 +1202,11 @@ reply_written(struct httpd_conn *c)
         /* closing with unread input would reset the connection and could
          * destroy the reply before the client reads it: stop sending,
          * read until the client closes, for a bounded time and size */
-        if (c->bev != NULL || c->eof || shutdown(c->fd, SHUT_WR) != 0) {
+        if (c->bev != NULL) {
+            tls_linger(c);
+            return;
+        }
+        if (c->eof || shutdown(c->fd, SHUT_WR) != 0) {
             conn_kill(c);
             return;
         }

@@ -62,9 +62,10 @@ typedef void httpd_handler(struct httpd_req *r, void *arg);
  * connection. */
 #define HTTPD_WRITE_DEADLINE_S 30
 /* After a final reply (Connection: close, a refusal) the server stops
- * sending and reads what the client still sends, so that closing does
- * not reset the connection before the reply is read: at most this long
- * (and 1 MiB). */
+ * sending (FIN; over TLS close_notify first) and reads what the client
+ * still sends, thrown away, so that closing does not reset the
+ * connection before the reply is read: at most this long (and 1 MiB), or
+ * until the client closes (over TLS: its close_notify or FIN). */
 #define HTTPD_LINGER_MS       2000
 #define HTTPD_PER_ADDR_MAX    64
 #define HTTPD_PUBLIC_LISTENER "callback"
@@ -189,8 +190,9 @@ enum brk_err httpd_add_header(struct httpd_req *r, const char *name,
  * when the socket has no address to speak of. */
 const struct sockaddr *httpd_peer(const struct httpd_req *r, size_t *len);
 
-/* Stop accepting, then call done(arg) once no request is in flight (or
- * after timeout_ms). */
+/* Stop accepting, then call done(arg) once no request is in flight and
+ * every connection has closed (one lingering after its final reply
+ * within the linger deadline), or after timeout_ms. */
 void httpd_drain(struct httpd *h, long timeout_ms, void (*done)(void *),
                  void *arg);
 /* Requests currently in flight across listeners. */

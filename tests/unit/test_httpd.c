@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1893,6 +1894,249 @@ test_tls_refuses_plain(void **state)
     cl_close(&plain);
 }
 
+/*---- TLS: the lingering close after a final reply ----*/
+
+/* Read over TLS until the server's close_notify: 1, -1 when the
+ * connection ends any other way (a reset, a FIN without close_notify), 0
+ * at the deadline. What was read is appended to tc->buf (NUL-terminated,
+ * the rest dropped). */
+static int
+tls_read_closed(struct fx *fx, struct tls_cl *tc, long ms)
+{
+    long long deadline = now_ms() + ms;
+    char sink[4096];
+    size_t k;
+    int n, e;
+
+    for (;;) {
+        ERR_clear_error();
+        n = SSL_read(tc->ssl, sink, (int)sizeof(sink));
+        if (n > 0) {
+            k = (size_t)n;
+            if (k > sizeof(tc->buf) - 1 - tc->got)
+                k = sizeof(tc->buf) - 1 - tc->got;
+            memcpy(tc->buf + tc->got, sink, k);
+            tc->got += k;
+            tc->buf[tc->got] = '\0';
+            continue;
+        }
+        e = SSL_get_error(tc->ssl, n);
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 1;
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            ERR_clear_error();
+            return -1;
+        }
+        if (!pump_slice(fx, SSL_get_fd(tc->ssl),
+                        e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE, deadline,
+                        WAIT_MS))
+            return 0;
+    }
+}
+
+/* Send the head of a body declared far over the limit and pre bytes of
+ * the body, and read the 413 it earns; the connection lingers. */
+static void
+tls_refused(struct fx *fx, struct tls_cl *tc, size_t pre)
+{
+    static const char head[] = "POST /up HTTP/1.1\r\nHost: x\r\n"
+                               "Content-Length: 20971520\r\n\r\n";
+    char *req = malloc(sizeof(head) + pre);
+
+    assert_non_null(req);
+    memcpy(req, head, sizeof(head) - 1);
+    memset(req + sizeof(head) - 1, 'b', pre);
+    tls_send(fx, tc, req, sizeof(head) - 1 + pre);
+    free(req);
+    tls_read_until(fx, tc, "\r\n\r\nContent Too Large\n");
+    assert_int_equal(strncmp(tc->buf, "HTTP/1.1 413 ", 13), 0);
+    assert_non_null(strstr(tc->buf, "\r\nConnection: close\r\n"));
+}
+
+/* Run the loop (the server) for ms, the client idle. */
+static void
+idle(struct fx *fx, long ms)
+{
+    long long deadline = now_ms() + ms;
+
+    while (pump_slice(fx, -1, 0, deadline, 10))
+        ;
+}
+
+/*
+ * Over TLS, a 20 MB upload refused with 413 at its head: the client reads
+ * the 413, then goes on sending 1 MB of its body, as a client busy writing
+ * does. The server reads and throws that away: every write succeeds, the
+ * client reads the server's close_notify (not a reset), and once the
+ * client's own close_notify arrives behind the megabyte the connection is
+ * closed at once, not at the linger deadline.
+ */
+static void
+test_tls_refusal_lingers(void **state)
+{
+    struct fx *fx = *state;
+    size_t body = 1000 * 1000, off = 0, n;
+    char *junk = malloc(body);
+    struct tls_cl tc;
+    long long t0;
+
+    assert_non_null(junk);
+    memset(junk, 'j', body);
+    httpd_set_deadlines(fx->h, 0, 0, 4000);
+    serve_tls(fx);
+    tls_open(fx, &tc);
+    /* some of the body is on its way when the refusal comes */
+    tls_refused(fx, &tc, 16384);
+    tc.got = 0;
+    while (off < body) {
+        n = body - off < 16384 ? body - off : 16384;
+        tls_send(fx, &tc, junk + off, n);
+        off += n;
+    }
+    assert_int_equal(tls_read_closed(fx, &tc, WAIT_MS), 1);
+    assert_int_equal(tc.got, 0);
+    assert_int_equal(fx->calls, 0);
+    httpd_drain(fx->h, 10000, on_drained, fx);
+    settle(fx);
+    assert_int_equal(fx->drained, 0);
+    t0 = now_ms();
+    assert_int_equal(SSL_shutdown(tc.ssl), 1);
+    assert_true(run_until(fx, &fx->drained, 1, WAIT_MS));
+    assert_true(now_ms() - t0 < 2000);
+    free(junk);
+    tls_close(&tc);
+}
+
+/* The server's FIN has reached c (the data before it left unread): 1, or
+ * 0 at the deadline. */
+static int
+wait_rdhup(struct fx *fx, int fd, long ms)
+{
+    long long deadline = now_ms() + ms;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+
+    for (;;) {
+        p.revents = 0;
+        if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP)))
+            return 1;
+        if (!pump_slice(fx, -1, 0, deadline, 5))
+            return 0;
+    }
+}
+
+/* CPU time of this process so far, user and system. */
+static long long
+cpu_ms(void)
+{
+    struct rusage ru;
+
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+/*
+ * A TLS client refused that then does nothing, reads nothing, closes
+ * nothing: the server sends close_notify and FIN at once, still takes
+ * what the client sends while it lingers, and closes at the linger
+ * deadline (the client's next bytes then meet a reset).
+ */
+static void
+test_tls_linger_deadline(void **state)
+{
+    struct fx *fx = *state;
+    struct tls_cl tc;
+    long long t0, wall, cpu;
+
+    httpd_set_deadlines(fx->h, 0, 0, 600);
+    serve_tls(fx);
+    tls_open(fx, &tc);
+    tls_sends(fx, &tc,
+              "POST /up HTTP/1.1\r\nHost: x\r\n"
+              "Content-Length: 20971520\r\n\r\n");
+    assert_true(wait_rdhup(fx, tc.c.fd, WAIT_MS));
+    t0 = now_ms();
+    /* lingering: what comes is read and dropped, no reset */
+    tls_sends(fx, &tc, "more of the body");
+    idle(fx, 50);
+    tls_sends(fx, &tc, "more of the body");
+    idle(fx, 50);
+    tls_sends(fx, &tc, "more of the body");
+    assert_true(now_ms() - t0 < 450);
+    /* past the deadline the socket is gone; the wait costs next to no
+     * CPU (no busy loop on the lingering connection) */
+    wall = now_ms();
+    cpu = cpu_ms();
+    idle(fx, 600 - (long)(now_ms() - t0) + 200);
+    assert_true((cpu_ms() - cpu) * 4 < now_ms() - wall);
+    (void)send(tc.c.fd, "late", 4, MSG_NOSIGNAL);
+    idle(fx, 100);
+    assert_int_equal(send(tc.c.fd, "late", 4, MSG_NOSIGNAL), -1);
+    assert_true(errno == EPIPE || errno == ECONNRESET);
+    assert_int_equal(fx->calls, 0);
+    tls_close(&tc);
+}
+
+/*
+ * A drain (the SIGTERM path) with a TLS connection lingering, its client
+ * silent: the drain waits for it and completes at its linger deadline,
+ * well within the drain's own timeout.
+ */
+static void
+test_tls_linger_drain(void **state)
+{
+    struct fx *fx = *state;
+    struct tls_cl a;
+    long long t0;
+
+    httpd_set_deadlines(fx->h, 0, 0, 400);
+    serve_tls(fx);
+    tls_open(fx, &a);
+    tls_refused(fx, &a, 0);
+    t0 = now_ms();
+    httpd_drain(fx->h, 10000, on_drained, fx);
+    settle(fx);
+    assert_int_equal(fx->drained, 0);
+    assert_true(run_until(fx, &fx->drained, 1, WAIT_MS));
+    assert_true(now_ms() - t0 < 2000);
+    a.got = 0;
+    assert_int_equal(tls_read_closed(fx, &a, WAIT_MS), 1);
+    tls_close(&a);
+}
+
+/*
+ * With a long linger, one client answers the server's close_notify with
+ * its own and another closes its socket: each ends its linger, and a
+ * drain waiting for them completes at once.
+ */
+static void
+test_tls_linger_ends_early(void **state)
+{
+    struct fx *fx = *state;
+    struct tls_cl a, b;
+    long long t0;
+
+    httpd_set_deadlines(fx->h, 0, 0, 8000);
+    serve_tls(fx);
+    tls_open(fx, &a);
+    tls_refused(fx, &a, 0);
+    tls_open(fx, &b);
+    tls_refused(fx, &b, 0);
+    httpd_drain(fx->h, 20000, on_drained, fx);
+    settle(fx);
+    assert_int_equal(fx->drained, 0);
+    t0 = now_ms();
+    a.got = 0;
+    assert_int_equal(tls_read_closed(fx, &a, WAIT_MS), 1);
+    assert_int_equal(SSL_shutdown(a.ssl), 1);
+    idle(fx, 50);
+    assert_int_equal(fx->drained, 0);
+    tls_close(&b);
+    assert_true(run_until(fx, &fx->drained, 1, WAIT_MS));
+    assert_true(now_ms() - t0 < 2000);
+    tls_close(&a);
+}
+
 /*---- What the server reads while a request is held ----*/
 
 /* Bytes a client may push while its request is held before the server's
@@ -2125,6 +2369,10 @@ main(void)
         T(test_tls),
         T(test_tls_body),
         T(test_tls_refuses_plain),
+        T(test_tls_refusal_lingers),
+        T(test_tls_linger_deadline),
+        T(test_tls_linger_drain),
+        T(test_tls_linger_ends_early),
         T(test_held_input_bounded),
         T(test_tls_held_input_bounded),
         T(test_conn_cap_backlog),
