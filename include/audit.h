@@ -30,7 +30,7 @@ struct audit;
  */
 #define AUDIT_BATCH_MAX   128
 #define AUDIT_BATCH_BYTES (256 * 1024)
-#define AUDIT_WINDOW_MS   5
+#define AUDIT_WINDOW_MS   2
 
 /* key_prefix and max_len as configured; path "" for no file. The file is
  * opened (created 0600) now. Entries are batched on base as above (NULL:
