@@ -23,7 +23,9 @@
  *   filter asks in_range for SCOPE_REC_FOLLOW_USER ids found in it.
  * - Malformed JSON, a key repeated within one object, nesting deeper than
  *   the limit, or a top level that is not an object: BRK_ERR_UPSTREAM_BAD.
- *   Output over max_output, or one record over max_record: BRK_ERR_TOOBIG.
+ *   Output over max_output, one record over max_record, or one string or
+ *   number longer than max_output + max_record (16 MiB at least, kept or
+ *   removed: it is read whole): BRK_ERR_TOOBIG.
  * - Numbers are copied as written; strings are re-encoded (escapes in the
  *   input, \u in keys included, are decoded before keys are compared).
  */

@@ -529,6 +529,47 @@ test_errcode(void **state)
     root_free(root);
 }
 
+/* One string is read whole even when removed: with small output limits
+ * it may still be 16 MiB, not a byte more, fed whole or in pieces. */
+static void
+test_token_limit(void **state)
+{
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter_limits lim = {0, 1024, 1024};
+    size_t big = (size_t)16 * 1024 * 1024, n, off, piece, k;
+    struct filter *f;
+    enum brk_err err;
+    char *doc;
+    int extra, split;
+
+    (void)state;
+    doc = malloc(big + 64);
+    assert_non_null(doc);
+    for (extra = 0; extra <= 1; extra++)
+        for (split = 0; split <= 1; split++) {
+            n = (size_t)sprintf(doc, "{\"secret\":\"");
+            memset(doc + n, 'x', big + (size_t)extra);
+            n += big + (size_t)extra;
+            n += (size_t)sprintf(doc + n, "\",\"name\":\"a\"}");
+            f = NULL;
+            assert_int_equal(filter_new(root, &g, NULL, NULL, &lim, &f),
+                             BRK_OK);
+            err = BRK_OK;
+            piece = split ? 65536 : n;
+            for (off = 0; off < n && err == BRK_OK; off += k) {
+                k = n - off < piece ? n - off : piece;
+                err = filter_feed(f, doc + off, k);
+            }
+            if (err == BRK_OK)
+                err = filter_finish(f);
+            assert_int_equal(err, extra ? BRK_ERR_TOOBIG : BRK_OK);
+            filter_free(f);
+        }
+    free(doc);
+    root_free(root);
+}
+
 /*---- Keys and types ----*/
 
 static void
@@ -2338,6 +2379,7 @@ static const struct CMUnitTest api_tests[] = {
     T(test_new_rejects_null),
     T(test_call_order),
     T(test_errcode),
+    T(test_token_limit),
     T(test_errors_are_sticky),
     T(test_declared_keys_pass),
     T(test_whitespace_is_not_copied),
