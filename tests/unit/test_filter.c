@@ -536,6 +536,7 @@ test_token_limit(void **state)
 {
     struct scope_node *root = basic_tree();
     struct scope_grant g = grant_of(1, P_BASE);
+    static const char head[] = "{\"secret\":\"", tail[] = "\",\"name\":\"a\"}";
     struct filter_limits lim = {0, 1024, 1024};
     size_t big = (size_t)16 * 1024 * 1024, n, off, piece, k;
     struct filter *f;
@@ -548,10 +549,12 @@ test_token_limit(void **state)
     assert_non_null(doc);
     for (extra = 0; extra <= 1; extra++)
         for (split = 0; split <= 1; split++) {
-            n = (size_t)sprintf(doc, "{\"secret\":\"");
+            n = strlen(head);
+            memcpy(doc, head, n);
             memset(doc + n, 'x', big + (size_t)extra);
             n += big + (size_t)extra;
-            n += (size_t)sprintf(doc + n, "\",\"name\":\"a\"}");
+            memcpy(doc + n, tail, strlen(tail));
+            n += strlen(tail);
             f = NULL;
             assert_int_equal(filter_new(root, &g, NULL, NULL, &lim, &f),
                              BRK_OK);
