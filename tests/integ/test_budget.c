@@ -942,6 +942,21 @@ test_brokers_spend_one_budget(void **state)
     free(url);
 }
 
+/* The other instance refuses department/list for corp 1 (paused). */
+static int
+b_paused(void *arg)
+{
+    struct sc_resp r;
+    int paused;
+
+    (void)arg;
+    sc_call(&r, Bport, "GET", NULL, "/cgi-bin/department/list?access_token=%s",
+            Tok1);
+    paused = r.status == 200 && sc_ecode(&r) == 45009;
+    sc_resp_free(&r);
+    return paused;
+}
+
 static void
 test_wecom_45009_pauses_every_instance(void **state)
 {
@@ -960,6 +975,9 @@ test_wecom_45009_pauses_every_instance(void **state)
             Tok1);
     SC_EXPECT(&r, 200, 45009);
     sc_resp_free(&r);
+    /* the pause reaches the other instance through Redis, an instant after
+     * this one answered: until then a block it holds may still pass */
+    assert_true(h_wait(b_paused, NULL, 5000));
     before = mock_calls("/cgi-bin/department/list", NULL);
     /* the other instance, and this one, refuse without calling WeCom */
     for (i = 0; i < 4; i++) {
