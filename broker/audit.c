@@ -1,9 +1,7 @@
 /*
- * The audit trail (see audit.h). Entries are batched: the first entry of
- * a batch activates the flush event, which runs once the callbacks
- * already due in this turn have run (or, when the last batch went less
- * than the window ago, sets it to run when the window has passed), and
- * sends the whole
+ * The audit trail (see audit.h). Entries are batched per event-loop turn:
+ * the first entry of a batch activates the flush event, which runs once
+ * the callbacks already due in this turn have run, and sends the whole
  * batch to Redis as one XADD per entry, in order, back to back on the
  * store's connection (a pipeline: no script, whose call costs Redis
  * several times the XADDs themselves), and one write(2) of its JSON lines
@@ -62,11 +60,6 @@ struct audit {
     size_t lens[XADD_ARGV_MAX]; /* argv's lengths: the store needs no
                                    strlen of the batch */
     size_t key_len, maxlen_len;
-    /* the batching window (0: every loop turn), the last flush, and
-     * whether the flush event is set for this batch */
-    long window_ms;
-    long long last_flush_ms;
-    int armed;
 };
 
 static void
@@ -131,7 +124,6 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
             return BRK_ERR_NOMEM;
         }
     }
-    a->window_ms = AUDIT_WINDOW_MS;
     snprintf(a->maxlen, sizeof(a->maxlen), "%lld", max_len);
     a->maxlen_len = strlen(a->maxlen);
     a->key_len = strlen(a->key);
@@ -405,8 +397,6 @@ flush_all(struct audit *a, const char *req)
 {
     if (a->flush != NULL)
         event_del(a->flush);
-    a->armed = 0;
-    a->last_flush_ms = brk_mono_ms();
     flush_redis(a, req);
     flush_file(a, req);
 }
@@ -417,40 +407,6 @@ on_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     flush_all(arg, NULL);
-}
-
-/*
- * Set the flush for a batch just begun: at the end of this loop turn when
- * the last flush is a window or more ago (an entry now and then goes at
- * once), else when the window since the last flush ends (under load, one
- * batch a window).
- */
-static void
-arm(struct audit *a)
-{
-    long long since = brk_mono_ms() - a->last_flush_ms;
-    struct timeval tv;
-
-    a->armed = 1;
-    if (a->window_ms <= 0 || since < 0 || since >= a->window_ms) {
-        event_active(a->flush, EV_TIMEOUT, 0);
-        return;
-    }
-    tv.tv_sec = (time_t)((a->window_ms - since) / 1000);
-    tv.tv_usec = (suseconds_t)((a->window_ms - since) % 1000 * 1000);
-    event_add(a->flush, &tv);
-}
-
-void
-audit_set_window(struct audit *a, long window_ms)
-{
-    if (a == NULL)
-        return;
-    a->window_ms = window_ms > 0 ? window_ms : 0;
-    if (a->flush == NULL || !a->armed)
-        return;
-    event_del(a->flush);
-    arm(a);
 }
 
 /* Copy s into the batch's strings; -1 when it does not fit. */
@@ -529,6 +485,6 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
     }
     if (a->flush == NULL)
         flush_all(a, req);
-    else if (a->nentries + a->nlines > 0 && !a->armed)
-        arm(a);
+    else if (a->nentries + a->nlines > 0)
+        event_active(a->flush, EV_TIMEOUT, 0);
 }

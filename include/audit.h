@@ -19,21 +19,14 @@ struct store;
 struct audit;
 
 #define AUDIT_MAX_FIELDS 24 /* name/value pairs per entry */
-/*
- * A batch goes to Redis and the file at the end of the event-loop turn
- * that began it when the last batch went AUDIT_WINDOW_MS or more before;
- * under load, once that window since the last batch has passed (one
- * pipeline per window instead of one per turn: Redis's cost per entry is
- * mostly its cost per pipeline); at once when it holds AUDIT_BATCH_MAX
- * entries or AUDIT_BATCH_BYTES. So a crash loses at most the entries of
- * the last window (at most AUDIT_BATCH_MAX), beyond what was in flight.
- */
+/* A batch goes to Redis and the file at the end of the event-loop turn
+ * that began it, or at once when it holds this many entries or bytes:
+ * what a crash can lose beyond what was in flight. */
 #define AUDIT_BATCH_MAX   128
 #define AUDIT_BATCH_BYTES (256 * 1024)
-#define AUDIT_WINDOW_MS   2
 
 /* key_prefix and max_len as configured; path "" for no file. The file is
- * opened (created 0600) now. Entries are batched on base as above (NULL:
+ * opened (created 0600) now. Entries are batched per turn of base (NULL:
  * each entry is sent at once). Owned: audit_free, which writes what is
  * still batched to the file but not to Redis (the store may be gone by
  * then: it is never touched). BRK_ERR_IO when the file cannot be
@@ -49,11 +42,6 @@ void audit_free(struct audit *a);
  * logged and counted. req is a request id for the log, or NULL. */
 void audit_append(struct audit *a, const char *req, const char *const *kv,
                   size_t nkv);
-
-/* The batching window from now on (ms; 0: every batch at the end of
- * its loop turn, as when stopping). A batch already waiting is sent by
- * the new window's rule. NULL is a no-op. */
-void audit_set_window(struct audit *a, long window_ms);
 
 /* Close and open the file again (logrotate's SIGHUP), or switch to path
  * (NULL: the same). BRK_ERR_IO when it cannot be opened. */

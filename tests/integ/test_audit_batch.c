@@ -4,9 +4,7 @@
  * every one of them in order, byte for byte, and every one's reply judged
  * on its own; the file gets the same entries; a batch past
  * AUDIT_BATCH_MAX goes in more than one pipeline, trimmed to MAXLEN;
- * entries of a later turn are not held back past the window; under load
- * the turns within one window go as one batch, when it ends; a window set
- * to 0 (a stop) sends a waiting batch in its turn. An entry Redis refuses (the
+ * entries of a later turn are not held back. An entry Redis refuses (the
  * key of another type, maxmemory reached midway) counts as not written and
  * the rest of its batch as written; a store that is down, a Redis that
  * dies with a batch unanswered and a stream key of the wrong type count
@@ -464,99 +462,6 @@ test_later_turns_not_held_back(void **state)
     in_one_turn(a, 1, 1);
     Want = 2;
     assert_true(until(stream_has_want, NULL, 5000));
-    audit_free(a);
-    store_free(s);
-}
-
-/* Entries in the stream now. */
-static size_t
-stream_len(void)
-{
-    return (size_t)h_redis_int(&H, "XLEN %s", "t:audit");
-}
-
-/* Run the loop for ms, whatever happens. */
-static void
-run_for(long ms)
-{
-    long end = h_now_ms() + ms;
-
-    while (h_now_ms() < end) {
-        event_base_loop(Base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        usleep(1000);
-    }
-}
-
-/* Under load one pipeline a window: a lone entry goes with its own turn;
- * entries of later turns within the window of that batch wait for its end
- * and go together, as one batch. */
-static void
-test_window_gathers_turns(void **state)
-{
-    struct store *s = NULL;
-    struct audit *a = NULL;
-    long runs0, start;
-    int i;
-
-    (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
-    /* wide enough that the loop's own delays cannot reach it */
-    audit_set_window(a, 1500);
-    runs0 = XaddRuns;
-    in_one_turn(a, 0, 1);
-    Want = 1;
-    assert_true(until(stream_has_want, NULL, 1000));
-    start = h_now_ms();
-    for (i = 1; i <= 3; i++) {
-        in_one_turn(a, i, 1);
-        run_for(20);
-    }
-    /* held: the last batch went less than the window ago */
-    run_for(200);
-    if (h_now_ms() - start < 1400)
-        assert_int_equal(stream_len(), 1);
-    Want = 4;
-    assert_true(until(stream_has_want, NULL, 3000));
-    /* not before the window since the first batch has passed */
-    assert_true(h_now_ms() - start >= 1300);
-    assert_int_equal(XaddRuns - runs0, 2);
-    audit_free(a);
-    store_free(s);
-}
-
-/* A window set to 0 (a stop) sends a waiting batch in this turn, and every
- * later one with its own turn. */
-static void
-test_window_zero_sends_now(void **state)
-{
-    struct store *s = NULL;
-    struct audit *a = NULL;
-    long start;
-
-    (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
-    audit_set_window(a, 60000);
-    in_one_turn(a, 0, 1);
-    Want = 1;
-    assert_true(until(stream_has_want, NULL, 1000));
-    in_one_turn(a, 1, 2);
-    run_for(100);
-    assert_int_equal(stream_len(), 1);
-    start = h_now_ms();
-    audit_set_window(a, 0);
-    Want = 3;
-    assert_true(until(stream_has_want, NULL, 5000));
-    in_one_turn(a, 3, 1);
-    Want = 4;
-    assert_true(until(stream_has_want, NULL, 5000));
-    assert_true(h_now_ms() - start < 5000);
-    audit_set_window(NULL, 0);
     audit_free(a);
     store_free(s);
 }
@@ -1365,8 +1270,6 @@ main(void)
         cmocka_unit_test(test_one_turn_is_one_pipeline),
         cmocka_unit_test(test_full_batch_goes_at_once),
         cmocka_unit_test(test_later_turns_not_held_back),
-        cmocka_unit_test(test_window_gathers_turns),
-        cmocka_unit_test(test_window_zero_sends_now),
         cmocka_unit_test(test_store_down_then_up),
         cmocka_unit_test(test_odd_values_byte_for_byte),
         cmocka_unit_test(test_redis_gone_mid_batch),
