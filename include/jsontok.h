@@ -10,8 +10,8 @@
  *   missing fraction or exponent digit, '+' before it, a lone '-');
  * - a literal other than true, false and null;
  * - in a string: a byte below 0x20, an escape other than \" \\ \/ \b \f
- *   \n \r \t \uXXXX, a high surrogate escape not followed at once by a
- *   low one, a low one alone;
+ *   \n \r \t and \u with four hex digits; a high surrogate escape not
+ *   followed at once by a low one, a low one alone;
  * - a token where the grammar does not allow it (a missing or extra comma
  *   or colon, a key that is not a string, a closing bracket that does not
  *   match), nesting deeper than max_depth;
@@ -75,9 +75,6 @@ void jsontok_input(struct jsontok *t, const char *buf, size_t len);
  * had: see jsontok_error).
  */
 enum jsontok_type jsontok_next(struct jsontok *t, const char **s, size_t *len);
-
-/* Bytes of the current piece consumed so far. */
-size_t jsontok_offset(const struct jsontok *t);
 
 /* 1 once the top-level value is complete (only whitespace may follow). */
 int jsontok_done(const struct jsontok *t);
