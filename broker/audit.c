@@ -1,22 +1,33 @@
 /*
- * The audit trail (see audit.h). Entries are batched per event-loop turn:
- * the first entry of a batch activates the flush event, which runs once
- * the callbacks already due in this turn have run, and sends the whole
- * batch to Redis as one XADD per entry, in order, back to back on the
- * store's connection (a pipeline: no script, whose call costs Redis
- * several times the XADDs themselves), and one write(2) of its JSON lines
- * on an O_APPEND descriptor, so lines of one batch never interleave with
- * another's. Every XADD's reply is judged (a store batch: one deadline
- * for the batch, no timer per entry): an entry refused (the key's type
- * changed, maxmemory reached midway, a replica's READONLY) or left
- * unanswered by a lost connection counts as not written, the others as
- * written. A batch that reaches AUDIT_BATCH_MAX entries or
- * AUDIT_BATCH_BYTES goes at once. So a crash loses at most the entries of
- * the current loop turn (at most AUDIT_BATCH_MAX), on top of what was in
- * flight to Redis.
+ * The audit trail (see audit.h). Entries are batched: the first entry of
+ * a batch activates the flush event, which runs once the callbacks already
+ * due in this turn have run (or, when the last batch went less than the
+ * window ago, when the window has passed), and sends the whole batch to
+ * Redis as one XADD per entry, in order, back to back on the store's
+ * connection (a pipeline: no script, whose call costs Redis several times
+ * the XADDs themselves), and one write(2) of its JSON lines on an
+ * O_APPEND descriptor, so lines of one batch never interleave with
+ * another's.
+ *
+ * Every XADD's reply is judged (a store batch: one deadline for the
+ * batch, no timer per entry). An entry Redis refuses (the key's type
+ * changed, maxmemory reached) counts as not written. An entry Redis did
+ * not answer (the connection lost, the deadline passed, a replica's
+ * READONLY), one that could not be queued and every entry made while Redis
+ * is away is held, in order, and sent again ahead of newer ones once
+ * Redis is back (tried every AUDIT_RETRY_MS), up to AUDIT_HOLD_BYTES;
+ * past that, new entries count as not written. An entry Redis applied
+ * whose reply was lost is then written twice (both copies carry the same
+ * fields). A batch that reaches AUDIT_BATCH_MAX entries or
+ * AUDIT_BATCH_BYTES goes at once.
+ *
+ * A batch sent is a struct sent that owns its entries until every reply
+ * is in, so the unanswered ones can be held; one freed audit's batches
+ * still in flight are only counted.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,35 +42,60 @@
 
 #define LINE_MAX_BYTES 16384
 #define KEY_MAX_BYTES  256
-/* the strings of a batch's entries */
-#define BATCH_STRS_MAX (AUDIT_BATCH_MAX * 2 * AUDIT_MAX_FIELDS)
 /* one entry's command: XADD key MAXLEN ~ maxlen * and its strings */
 #define XADD_ARGV_MAX (6 + 2 * AUDIT_MAX_FIELDS)
+/* one log line a minute at most for each kind of trouble: an outage
+ * under load must not flood the log */
+#define WARN_EVERY_MS 60000
+
+/*
+ * Entries as a queue keeps them, back to back: each is its string count
+ * (one byte) and then every string as its length (4 bytes, host order)
+ * and its bytes. n counts the entries.
+ */
+struct queue {
+    struct dynbuf recs;
+    size_t n;
+};
+
+struct sent;
 
 struct audit {
     struct store *st;
     struct event *flush; /* NULL: every entry goes at once */
+    struct event *retry; /* held entries tried again; NULL as flush */
     char key[KEY_MAX_BYTES];
     char maxlen[24];
     char *path; /* NULL: no file */
     int fd;     /* -1 while closed */
     int file_ok;
     long long last_warn_ms;
-    /* the batch: its strings back to back (NUL-terminated), their
-     * offsets, each entry's first string, and its JSON lines for the
-     * file */
-    struct dynbuf strs;
-    size_t offs[BATCH_STRS_MAX];
-    size_t noffs;
-    size_t first[AUDIT_BATCH_MAX];
-    size_t nentries;
+    struct queue cur;    /* the batch being made */
+    struct queue held;   /* not taken by Redis: sent again first */
+    struct dynbuf spare; /* a sent batch's buffer, kept for the next */
+    struct sent *inflight;
+    size_t held_total; /* entries held since Redis last took them all */
+    long long refused_warn_ms, hold_warn_ms;
     struct dynbuf lines;
     size_t nlines;
+    /* the batching window (0: every loop turn), the last flush, and
+     * whether the flush event is set for this batch */
+    long window_ms;
+    long long last_flush_ms;
+    int armed;
     /* one entry's XADD as it is sent (the store copies it) */
     const char *argv[XADD_ARGV_MAX];
-    size_t lens[XADD_ARGV_MAX]; /* argv's lengths: the store needs no
-                                   strlen of the batch */
+    size_t lens[XADD_ARGV_MAX]; /* the store needs no strlen */
     size_t key_len, maxlen_len;
+};
+
+/* A batch in flight: its entries, of which the first nsent were queued
+ * on the store (the rest could not be), until the store's answer. */
+struct sent {
+    struct audit *a; /* NULL once the audit is freed */
+    struct sent *prev, *next;
+    struct queue q;
+    size_t nsent;
 };
 
 static void
@@ -75,7 +111,20 @@ count_n(const char *sink, const char *result, size_t n)
                 (double)n);
 }
 
+/* Whether a rate-limited line is due now (and if so, the next is not). */
+static int
+warn_due(long long *last_ms)
+{
+    long long now = brk_mono_ms();
+
+    if (*last_ms != 0 && now - *last_ms < WARN_EVERY_MS)
+        return 0;
+    *last_ms = now;
+    return 1;
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg);
+static void on_retry(evutil_socket_t fd, short what, void *arg);
 
 static enum brk_err
 open_file(struct audit *a)
@@ -98,6 +147,15 @@ open_file(struct audit *a)
     return BRK_OK;
 }
 
+static void
+audit_free_events(struct audit *a)
+{
+    if (a->flush != NULL)
+        event_free(a->flush);
+    if (a->retry != NULL)
+        event_free(a->retry);
+}
+
 enum brk_err
 audit_new(struct event_base *base, struct store *st, const char *key_prefix,
           long long max_len, const char *path, struct audit **out)
@@ -110,7 +168,10 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
     a->st = st;
     a->fd = -1;
     a->file_ok = 1;
-    dynbuf_init(&a->strs, AUDIT_BATCH_BYTES + LINE_MAX_BYTES);
+    a->window_ms = AUDIT_WINDOW_MS;
+    dynbuf_init(&a->cur.recs, AUDIT_BATCH_BYTES);
+    dynbuf_init(&a->held.recs, AUDIT_HOLD_BYTES);
+    dynbuf_init(&a->spare, AUDIT_BATCH_BYTES);
     dynbuf_init(&a->lines, AUDIT_BATCH_BYTES + LINE_MAX_BYTES);
     if ((size_t)snprintf(a->key, sizeof(a->key), "%saudit", key_prefix) >=
         sizeof(a->key)) {
@@ -119,7 +180,9 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
     }
     if (base != NULL) {
         a->flush = event_new(base, -1, 0, on_flush, a);
-        if (a->flush == NULL) {
+        a->retry = evtimer_new(base, on_retry, a);
+        if (a->flush == NULL || a->retry == NULL) {
+            audit_free_events(a);
             brk_free(a);
             return BRK_ERR_NOMEM;
         }
@@ -130,8 +193,7 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
     if (path != NULL && path[0] != '\0') {
         a->path = brk_strdup(path);
         if (a->path == NULL) {
-            if (a->flush != NULL)
-                event_free(a->flush);
+            audit_free_events(a);
             brk_free(a);
             return BRK_ERR_NOMEM;
         }
@@ -141,21 +203,31 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
     return err;
 }
 
-static void batch_drop_redis(struct audit *a);
 static void flush_file(struct audit *a, const char *req);
 
 /* What is still batched goes to the file; the store may be gone by now,
- * so its share counts as not written. */
+ * so what Redis has not taken counts as not written, and the batches in
+ * flight are only counted when answered. */
 void
 audit_free(struct audit *a)
 {
+    struct sent *s;
+    size_t lost;
+
     if (a == NULL)
         return;
     flush_file(a, NULL);
-    batch_drop_redis(a);
-    if (a->flush != NULL)
-        event_free(a->flush);
-    dynbuf_free(&a->strs);
+    lost = a->cur.n + a->held.n;
+    count_n("redis", "error", lost);
+    if (a->held.n > 0)
+        log_error("audit: %zu entr%s held for Redis not written at stop",
+                  a->held.n, a->held.n == 1 ? "y" : "ies");
+    for (s = a->inflight; s != NULL; s = s->next)
+        s->a = NULL;
+    audit_free_events(a);
+    dynbuf_free(&a->cur.recs);
+    dynbuf_free(&a->held.recs);
+    dynbuf_free(&a->spare);
     dynbuf_free(&a->lines);
     if (a->fd >= 0)
         close(a->fd);
@@ -267,35 +339,29 @@ audit_json_line(long long at_ms, const char *const *kv, size_t nkv, char *buf,
     return o;
 }
 
-/* A batch's replies, every entry judged on its own: an error reply or
- * none (the connection lost, the deadline passed) is an entry not
- * written. No audit is touched: it may be freed by now. */
-static void
-on_batch(size_t ok, size_t failed, enum brk_err err, const char *why, void *arg)
+/*---- Queues of entries ----*/
+
+/* The size of the entry at off of q (its bytes up to the next). */
+static size_t
+rec_size(const struct dynbuf *d, size_t off)
 {
-    (void)arg;
-    count_n("redis", "ok", ok);
-    count_n("redis", "error", failed);
-    if (failed > 0)
-        log_warn("audit: %zu of %zu entr%s not written to Redis (%s)", failed,
-                 ok + failed, ok + failed == 1 ? "y" : "ies",
-                 why != NULL ? why : brk_strerror(err));
+    size_t o = off + 1, i, nstr = (unsigned char)d->buf[off];
+    uint32_t len;
+
+    for (i = 0; i < nstr; i++) {
+        memcpy(&len, d->buf + o, sizeof(len));
+        o += sizeof(len) + len;
+    }
+    return o - off;
 }
 
-static void
-batch_drop_redis(struct audit *a)
-{
-    count_n("redis", "error", a->nentries);
-    dynbuf_reset(&a->strs);
-    a->noffs = 0;
-    a->nentries = 0;
-}
-
-/* Entry e's XADD into a->argv and a->lens; its argc. */
+/* Entry at *off of d as its XADD into a->argv and a->lens; its argc. *off
+ * moves past it. */
 static int
-entry_argv(struct audit *a, size_t e)
+entry_argv(struct audit *a, const struct dynbuf *d, size_t *off)
 {
-    size_t i, end = e + 1 < a->nentries ? a->first[e + 1] : a->noffs;
+    size_t o = *off + 1, i, nstr = (unsigned char)d->buf[*off];
+    uint32_t len;
     int argc = 0;
 
     a->lens[argc] = 4;
@@ -310,46 +376,218 @@ entry_argv(struct audit *a, size_t e)
     a->argv[argc++] = a->maxlen;
     a->lens[argc] = 1;
     a->argv[argc++] = "*";
-    /* the strings lie back to back, each with its NUL */
-    for (i = a->first[e]; i < end; i++) {
-        a->lens[argc] =
-            (i + 1 < a->noffs ? a->offs[i + 1] : a->strs.len) - a->offs[i] - 1;
-        a->argv[argc++] = a->strs.buf + a->offs[i];
+    for (i = 0; i < nstr; i++) {
+        memcpy(&len, d->buf + o, sizeof(len));
+        o += sizeof(len);
+        a->lens[argc] = len;
+        a->argv[argc++] = d->buf + o;
+        o += len;
     }
+    *off = o;
     return argc;
 }
 
-/* The batch's entries as one XADD each, in order, in one store batch:
- * each reply counts its own entry (on_batch). When one cannot be queued,
- * none after it is: those count as not written here, and the ones
- * already sent are counted by their replies. */
+/* Hold entries [from, n) of q (their bytes from off on) to send again,
+ * after those held already; what does not fit counts as not written.
+ * behind: they are only queued behind the held ones, to go with them now
+ * (not counted as held). */
 static void
-flush_redis(struct audit *a, const char *req)
+hold_from(struct audit *a, const struct queue *q, size_t from, size_t off,
+          int behind)
+{
+    size_t i, size, kept = 0, lost = 0;
+
+    for (i = from; i < q->n; i++, off += size) {
+        size = rec_size(&q->recs, off);
+        if (lost == 0 && a->held.recs.len + size <= AUDIT_HOLD_BYTES &&
+            dynbuf_add(&a->held.recs, q->recs.buf + off, size) == BRK_OK) {
+            a->held.n++;
+            kept++;
+            continue;
+        }
+        if (lost == 0 && a->held.recs.buf == NULL) {
+            /* a failed add emptied the hold (out of memory) */
+            lost += a->held.n;
+            a->held.n = 0;
+        }
+        lost++;
+    }
+    if (!behind) {
+        count_n("redis", "held", kept);
+        a->held_total += kept;
+    }
+    count_n("redis", "error", lost);
+    if (lost > 0 && warn_due(&a->hold_warn_ms))
+        log_error("audit: %zu entr%s not written: Redis is not taking "
+                  "entries and %zu are held already (%zu bytes, at most "
+                  "%d)",
+                  lost, lost == 1 ? "y" : "ies", a->held.n, a->held.recs.len,
+                  AUDIT_HOLD_BYTES);
+}
+
+/* Entry [from, n) of q: where its bytes begin. */
+static size_t
+rec_offset(const struct queue *q, size_t from)
+{
+    size_t i, off = 0;
+
+    for (i = 0; i < from; i++)
+        off += rec_size(&q->recs, off);
+    return off;
+}
+
+static void
+arm_retry(struct audit *a)
+{
+    struct timeval tv = {AUDIT_RETRY_MS / 1000, AUDIT_RETRY_MS % 1000 * 1000};
+
+    if (a->retry != NULL && a->held.n > 0 && !evtimer_pending(a->retry, NULL))
+        evtimer_add(a->retry, &tv);
+}
+
+/*---- Sending to Redis ----*/
+
+static void
+sent_free(struct sent *s)
+{
+    struct audit *a = s->a;
+
+    if (a != NULL) {
+        if (s->prev != NULL)
+            s->prev->next = s->next;
+        else
+            a->inflight = s->next;
+        if (s->next != NULL)
+            s->next->prev = s->prev;
+        /* its buffer serves the next batch */
+        if (a->spare.buf == NULL && s->q.recs.cap <= 2 * AUDIT_BATCH_BYTES) {
+            dynbuf_reset(&s->q.recs);
+            a->spare = s->q.recs;
+            a->spare.limit = AUDIT_BATCH_BYTES;
+            brk_free(s);
+            return;
+        }
+    }
+    dynbuf_free(&s->q.recs);
+    brk_free(s);
+}
+
+/*
+ * A batch's replies: the refused count as not written; the unanswered
+ * (always the last ones sent) and those never queued are held, ahead of
+ * anything made since (made since, they are behind them in the hold or
+ * still batched), and tried again.
+ */
+static void
+on_batch(size_t ok, size_t failed, size_t unanswered, enum brk_err err,
+         const char *why, void *arg)
+{
+    struct sent *s = arg;
+    struct audit *a = s->a;
+    size_t again = unanswered + (s->q.n - s->nsent);
+
+    count_n("redis", "ok", ok);
+    count_n("redis", "error", failed);
+    if (a == NULL) {
+        count_n("redis", "error", again);
+        sent_free(s);
+        return;
+    }
+    if (failed > 0 && warn_due(&a->refused_warn_ms))
+        log_error("audit: Redis refused %zu of %zu entr%s (%s); not "
+                  "written",
+                  failed, s->q.n, s->q.n == 1 ? "y" : "ies",
+                  why != NULL ? why : brk_strerror(err));
+    if (again > 0) {
+        if (a->held_total == 0)
+            log_warn("audit: Redis did not take %zu entr%s (%s); holding "
+                     "them to send again",
+                     again, again == 1 ? "y" : "ies",
+                     err != BRK_OK ? brk_strerror(err) : "not queued");
+        hold_from(a, &s->q, s->nsent - unanswered,
+                  rec_offset(&s->q, s->nsent - unanswered), 0);
+        arm_retry(a);
+    } else if (a->held.n == 0 && a->held_total > 0) {
+        log_info("audit: Redis is taking entries again; the %zu held were "
+                 "sent again",
+                 a->held_total);
+        a->held_total = 0;
+    }
+    sent_free(s);
+}
+
+/* Move q's entries into a new struct sent (q is left empty, with the
+ * spare buffer); NULL when out of memory (q unchanged). */
+static struct sent *
+sent_take(struct audit *a, struct queue *q)
+{
+    struct sent *s = brk_calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->a = a;
+    s->q = *q;
+    q->recs = a->spare;
+    q->recs.limit = q == &a->held ? AUDIT_HOLD_BYTES : AUDIT_BATCH_BYTES;
+    q->n = 0;
+    dynbuf_init(&a->spare, AUDIT_BATCH_BYTES);
+    s->next = a->inflight;
+    if (s->next != NULL)
+        s->next->prev = s;
+    a->inflight = s;
+    return s;
+}
+
+/*
+ * The held entries and then the batch, as one XADD each, in order, in one
+ * store batch: each reply counts its own entry (on_batch). When Redis is
+ * away everything is held; when an XADD cannot be queued, none after it
+ * is, and those are held with the batch's unanswered ones.
+ */
+static void
+flush_redis(struct audit *a)
 {
     struct store_batch *b = NULL;
-    size_t e = 0, n = a->nentries;
+    struct queue *q = &a->cur;
+    struct sent *s;
+    size_t off = 0;
     enum brk_err err;
 
-    if (n == 0)
+    if (a->held.n > 0) {
+        /* behind what is held already, to keep the order */
+        if (a->cur.n > 0) {
+            hold_from(a, &a->cur, 0, 0, store_is_up(a->st));
+            dynbuf_reset(&a->cur.recs);
+            a->cur.n = 0;
+        }
+        q = &a->held;
+    }
+    if (q->n == 0)
         return;
-    err = store_batch_begin(a->st, on_batch, NULL, &b);
-    while (err == BRK_OK && e < n) {
-        err = store_batch_add(b, entry_argv(a, e), a->argv, a->lens);
+    if (!store_is_up(a->st) || (s = sent_take(a, q)) == NULL) {
+        if (q == &a->cur) {
+            if (a->held_total == 0)
+                log_warn("audit: Redis is away; holding entries to send "
+                         "when it is back");
+            hold_from(a, &a->cur, 0, 0, 0);
+            dynbuf_reset(&a->cur.recs);
+            a->cur.n = 0;
+        }
+        arm_retry(a);
+        return;
+    }
+    err = store_batch_begin(a->st, on_batch, s, &b);
+    while (err == BRK_OK && s->nsent < s->q.n) {
+        err = store_batch_add(b, entry_argv(a, &s->q.recs, &off), a->argv,
+                              a->lens);
         if (err == BRK_OK)
-            e++;
+            s->nsent++;
     }
     if (b != NULL)
         store_batch_end(b);
-    if (e < n) {
-        count_n("redis", "error", n - e);
-        log_req(LOG_LVL_WARN, req,
-                "audit: %zu of %zu entr%s not written to Redis (%s; the "
-                "%zu sent count by their replies)",
-                n - e, n, n == 1 ? "y" : "ies", brk_strerror(err), e);
-    }
-    dynbuf_reset(&a->strs);
-    a->noffs = 0;
-    a->nentries = 0;
+    /* nothing queued: no answer comes; all of it is held again */
+    if (s->nsent == 0)
+        on_batch(0, 0, 0, err, NULL, s);
 }
 
 static void
@@ -397,7 +635,9 @@ flush_all(struct audit *a, const char *req)
 {
     if (a->flush != NULL)
         event_del(a->flush);
-    flush_redis(a, req);
+    a->armed = 0;
+    a->last_flush_ms = brk_mono_ms();
+    flush_redis(a);
     flush_file(a, req);
 }
 
@@ -409,43 +649,78 @@ on_flush(evutil_socket_t fd, short what, void *arg)
     flush_all(arg, NULL);
 }
 
-/* Copy s into the batch's strings; -1 when it does not fit. */
-static int
-batch_str(struct audit *a, const char *s)
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
 {
-    if (a->noffs == BATCH_STRS_MAX)
-        return -1;
-    a->offs[a->noffs] = a->strs.len;
-    if (dynbuf_add(&a->strs, s, strlen(s) + 1) != BRK_OK)
-        return -1;
-    a->noffs++;
-    return 0;
+    (void)fd;
+    (void)what;
+    flush_redis(arg);
 }
 
+/*
+ * Set the flush for a batch just begun: at the end of this loop turn when
+ * the last flush is a window or more ago (an entry now and then goes at
+ * once), else when the window since the last flush ends (under load, one
+ * batch a window).
+ */
+static void
+arm(struct audit *a)
+{
+    long long since = brk_mono_ms() - a->last_flush_ms;
+    struct timeval tv;
+
+    a->armed = 1;
+    if (a->window_ms <= 0 || since < 0 || since >= a->window_ms) {
+        event_active(a->flush, EV_TIMEOUT, 0);
+        return;
+    }
+    tv.tv_sec = (time_t)((a->window_ms - since) / 1000);
+    tv.tv_usec = (suseconds_t)((a->window_ms - since) % 1000 * 1000);
+    event_add(a->flush, &tv);
+}
+
+void
+audit_set_window(struct audit *a, long window_ms)
+{
+    if (a == NULL)
+        return;
+    a->window_ms = window_ms > 0 ? window_ms : 0;
+    if (a->flush == NULL || !a->armed)
+        return;
+    event_del(a->flush);
+    arm(a);
+}
+
+/* Append the entry to the batch as a queue keeps it (struct queue);
+ * -1 when it cannot be (the batch is then as it was, or, out of memory,
+ * gone and counted). */
 static int
 batch_entry(struct audit *a, const char *const *kv, size_t nkv)
 {
-    size_t i, noffs = a->noffs, len = a->strs.len;
+    struct dynbuf *d = &a->cur.recs;
+    unsigned char nstr = (unsigned char)nkv;
+    size_t i, len = d->len;
+    uint32_t n;
 
-    if (a->nentries == AUDIT_BATCH_MAX)
-        return -1;
-    a->first[a->nentries] = noffs;
-    for (i = 0; i < nkv; i++)
-        if (batch_str(a, kv[i]) != 0)
-            goto undo;
-    a->nentries++;
+    if (dynbuf_add(d, &nstr, 1) != BRK_OK)
+        goto fail;
+    for (i = 0; i < nkv; i++) {
+        n = (uint32_t)strlen(kv[i]);
+        if (dynbuf_add(d, &n, sizeof(n)) != BRK_OK ||
+            dynbuf_add(d, kv[i], n) != BRK_OK)
+            goto fail;
+    }
+    a->cur.n++;
     return 0;
-undo:
-    /* a failed add emptied the buffer (dynbuf): drop the batch's start
-     * only when it is intact */
-    if (a->strs.len >= len && a->strs.buf != NULL) {
-        a->strs.len = len;
-        a->strs.buf[len] = '\0';
-        a->noffs = noffs;
+fail:
+    /* a failed add emptied the buffer (dynbuf): drop the entry alone
+     * when the batch is intact */
+    if (d->buf != NULL && d->len >= len) {
+        d->len = len;
+        d->buf[len] = '\0';
     } else {
-        count_n("redis", "error", a->nentries);
-        a->noffs = 0;
-        a->nentries = 0;
+        count_n("redis", "error", a->cur.n);
+        a->cur.n = 0;
     }
     return -1;
 }
@@ -455,7 +730,7 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
              size_t nkv)
 {
     char line[LINE_MAX_BYTES];
-    size_t i, size = 0, n = 0;
+    size_t i, size = 1, n = 0;
 
     /* an XADD needs a field: an empty entry would be refused */
     if (nkv == 0 || nkv % 2 != 0 || nkv > 2 * AUDIT_MAX_FIELDS) {
@@ -463,15 +738,16 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
         return;
     }
     for (i = 0; i < nkv; i++)
-        size += strlen(kv[i]) + 1;
+        size += strlen(kv[i]) + sizeof(uint32_t);
     if (a->path != NULL)
         n = audit_json_line(brk_wall_ms(), kv, nkv, line, sizeof(line));
     /* room for this entry, or the batch goes first */
-    if (a->nentries > 0 && (a->nentries >= AUDIT_BATCH_MAX ||
-                            a->strs.len + size + 24 > AUDIT_BATCH_BYTES ||
-                            a->lines.len + n > AUDIT_BATCH_BYTES))
+    if (a->cur.n + a->nlines > 0 &&
+        (a->cur.n >= AUDIT_BATCH_MAX ||
+         a->cur.recs.len + size > AUDIT_BATCH_BYTES ||
+         a->lines.len + n > AUDIT_BATCH_BYTES))
         flush_all(a, req);
-    if (batch_entry(a, kv, nkv) != 0) {
+    if (size > AUDIT_BATCH_BYTES || batch_entry(a, kv, nkv) != 0) {
         count_n("redis", "error", 1);
         log_req(LOG_LVL_WARN, req, "audit entry not written to Redis");
     }
@@ -480,11 +756,14 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
             file_failed(a, req, 1, "entry too large");
         else if (dynbuf_add(&a->lines, line, n) == BRK_OK)
             a->nlines++;
-        else
+        else {
+            /* the failed add emptied the lines (dynbuf) */
             file_failed(a, req, 1 + a->nlines, "out of memory");
+            a->nlines = 0;
+        }
     }
     if (a->flush == NULL)
         flush_all(a, req);
-    else if (a->nentries + a->nlines > 0)
-        event_active(a->flush, EV_TIMEOUT, 0);
+    else if (a->cur.n + a->nlines > 0 && !a->armed)
+        arm(a);
 }

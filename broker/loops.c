@@ -180,8 +180,10 @@ on_mail(evutil_socket_t fd, short what, void *arg)
             log_error("loop %u: audit_file %s not reopened", lp->id, path);
         brk_free(path);
     }
-    if (mail & MAIL_STOP)
+    if (mail & MAIL_STOP) {
+        audit_set_window(lp->audit, 0);
         httpd_drain(lp->http, ls->drain_ms, on_drained, lp);
+    }
 }
 
 /* Post mail to every loop. */

@@ -130,6 +130,8 @@ begin_stop(struct daemon *d, const char *why)
         return;
     d->stopping = 1;
     log_info("stopping: %s", why);
+    /* from now on no entry waits for others */
+    audit_set_window(d->audit, 0);
     if (d->worker != NULL)
         worker_stop(d->worker);
     delivery_stop(d->dlv);

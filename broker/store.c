@@ -419,7 +419,7 @@ struct store_batch {
     store_batch_cb *cb;
     void *arg;
     struct event *timer;
-    size_t queued, ok, failed;
+    size_t queued, ok, failed, unanswered;
     int ended, timed_out;
     enum brk_err err; /* the first failure's */
     char why[STORE_WHY_MAX];
@@ -429,9 +429,10 @@ struct store_batch {
 static void
 batch_settle(struct store_batch *b)
 {
-    if (!b->ended || b->ok + b->failed < b->queued)
+    if (!b->ended || b->ok + b->failed + b->unanswered < b->queued)
         return;
-    b->cb(b->ok, b->failed, b->failed ? b->err : BRK_OK,
+    b->cb(b->ok, b->failed, b->unanswered,
+          b->failed + b->unanswered ? b->err : BRK_OK,
           b->why[0] ? b->why : NULL, b->arg);
     event_free(b->timer);
     brk_free(b);
@@ -443,13 +444,22 @@ on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct store_batch *b = privdata;
     struct store *s = b->s;
     redisReply *reply = r;
+    int readonly = reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+                   is_readonly(reply->str);
 
-    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
-        b->ok++;
-        batch_settle(b);
-        return;
+    /* once one is unanswered, every later one is counted so too, whatever
+     * comes: the unanswered stay the batch's last commands */
+    if (b->unanswered == 0 && reply != NULL && !readonly) {
+        if (reply->type != REDIS_REPLY_ERROR) {
+            b->ok++;
+            batch_settle(b);
+            return;
+        }
+        b->failed++;
+    } else {
+        b->unanswered++;
     }
-    if (b->failed++ == 0) {
+    if (b->failed + b->unanswered == 1) {
         if (reply != NULL)
             b->err = BRK_ERR_STORE;
         else
@@ -460,8 +470,8 @@ on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
             snprintf(b->why, sizeof(b->why), "%s", reply->str);
     }
     /* as on_reply: a replica refused a write; find the primary again.
-     * Whatever of the batch is still unanswered then counts as failed. */
-    if (reply != NULL && is_readonly(reply->str) && s->ac == ac && !s->freeing)
+     * Whatever of the batch is still unanswered then stays so. */
+    if (readonly && s->ac == ac && !s->freeing)
         store_drop(s, "a write was answered READONLY");
     batch_settle(b);
 }
@@ -474,7 +484,7 @@ on_batch_timeout(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (b->ok + b->failed == b->queued) {
+    if (b->ok + b->failed + b->unanswered == b->queued) {
         batch_settle(b);
         return;
     }
@@ -542,7 +552,7 @@ store_batch_end(struct store_batch *b)
     b->ended = 1;
     /* answered already (ended in a later turn than it was sent): the
      * caller is answered from the loop, not from here */
-    if (b->ok + b->failed == b->queued)
+    if (b->ok + b->failed + b->unanswered == b->queued)
         ms = 0;
     tv.tv_sec = ms / 1000;
     tv.tv_usec = (ms % 1000) * 1000;

@@ -76,18 +76,23 @@ enum brk_err store_cmd_argv(struct store *s, store_reply_cb *cb, void *arg,
  *
  * Called exactly once per batch that queued a command, once every one of
  * them has its answer: ok commands answered with anything but an error
- * reply, failed ones answered with an error reply or never (the
- * connection lost, the deadline passed, the store freed). err is BRK_OK
- * when failed is 0, else what the first failure was: BRK_ERR_STORE (an
- * error reply, or the connection lost), BRK_ERR_TIMEOUT or
- * BRK_ERR_SHUTDOWN; why is that first error reply's text (cut at
- * STORE_WHY_MAX - 1 bytes), or NULL when it was none; borrowed for the
- * call.
+ * reply; failed ones refused with an error reply (a command Redis will
+ * refuse again: a key of another type, maxmemory); unanswered ones never
+ * answered (the connection lost, the deadline passed, the store freed) or
+ * answered READONLY (a replica: the primary moved). The unanswered are
+ * always the batch's last commands: from the first one on, every later
+ * command counts so, whatever its reply, so a caller that sends those
+ * again keeps their order (a command that was applied but whose reply was
+ * lost may then be applied twice). err is BRK_OK when all are ok, else
+ * what the first failure was: BRK_ERR_STORE (an error reply, or the
+ * connection lost), BRK_ERR_TIMEOUT or BRK_ERR_SHUTDOWN; why is that
+ * first error reply's text (cut at STORE_WHY_MAX - 1 bytes), or NULL when
+ * it was none; borrowed for the call.
  */
 struct store_batch;
 #define STORE_WHY_MAX 128
-typedef void store_batch_cb(size_t ok, size_t failed, enum brk_err err,
-                            const char *why, void *arg);
+typedef void store_batch_cb(size_t ok, size_t failed, size_t unanswered,
+                            enum brk_err err, const char *why, void *arg);
 
 /*
  * Start a batch. BRK_ERR_STORE when not connected, BRK_ERR_INVAL on a
