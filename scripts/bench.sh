@@ -5,11 +5,13 @@
 #   1. filter: build/bench/bench_filter (MB/s, ×jansson, peak heap) and jq
 #      doing the same projection of the same input (build/bench/bench_jq_prep)
 #   2. proxy: user/get through the broker vs nginx proxy_pass to the same
-#      simulator, the same wrk load: per worker (broker workers = 1 and
+#      upstream, the same wrk load: per worker (broker workers = 1 and
 #      nginx worker_processes 1, each pinned to CPU 0 with taskset; wrk,
-#      the simulator and the broker's Redis on CPU 1), and the whole
-#      machine (workers = 2 against worker_processes 2, unpinned; a target
-#      only on 4 CPUs or more)
+#      the upstream and the broker's Redis on CPU 1; the upstream is an
+#      nginx answering user/get with the simulator's reply from a file,
+#      as WeCom's own cost is not on the proxy's machine), and the whole
+#      machine (workers = 2 against worker_processes 2, unpinned, against
+#      the simulator itself; a target only on 4 CPUs or more)
 #   3. a 20,000-member user/list through the broker: time, MB/s, peak RSS;
 #      WeCom's reply served from a file by nginx, so that the broker, not
 #      the simulator's JSON generation, is what is measured
@@ -28,7 +30,7 @@
 # MISSED): user/get per worker >= 0.5x nginx (the aim is 0.8x) and p99
 # within nginx's + 1 ms, the whole-machine ratio likewise on 4 CPUs or
 # more, user/list >= 300 MB/s with peak RSS <= output + 16 MB. Knobs
-# (environment): BENCH_PORT_BASE (21400; fourteen ports from there), BENCH_SYNC (non-empty by default; empty skips row 5), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNECTIONS
+# (environment): BENCH_PORT_BASE (21400; nineteen ports from there), BENCH_SYNC (non-empty by default; empty skips row 5), BENCH_SECONDS (10), BENCH_THREADS (2), BENCH_CONNECTIONS
 # (32), BENCH_CALLBACK_RATE (200), BENCH_KEEP (non-empty: keep the
 # temporary directory), BENCH_COMPARE (another wecom-broker binary, e.g.
 # one built from an earlier commit: row 2s compares it with this build
@@ -57,6 +59,9 @@ NGXF=$((BASE + 12)) # nginx: that file, everything else to the simulator
 RCV=$((BASE + 13)) # the event receiver of row 6
 O_CB=$((BASE + 14)) # BENCH_COMPARE's broker
 O_INT=$((BASE + 15))
+P_CB=$((BASE + 16)) # the per-worker broker, WeCom's user/get from a file
+P_INT=$((BASE + 17))
+NGXU=$((BASE + 18)) # nginx on CPU 1: that file, everything else to the simulator
 SECS=${BENCH_SECONDS:-10}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-32}
@@ -290,9 +295,11 @@ corpid=$CORP" | jq -r .access_token)
 [ -n "$TOKEN" ] && [ "$TOKEN" != null ] || die "no broker token"
 [ -n "$CTOKEN" ] && [ "$CTOKEN" != null ] || die "no corp token"
 
-# nginx_conf DIR WORKERS PORT [FILEPORT]: proxy_pass to the simulator on
-# PORT; with FILEPORT, a server there that answers user/list from
-# $pub/raw.json and passes everything else on
+# nginx_conf DIR WORKERS PORT UPSTREAM [FILEPORT]: on PORT, proxy_pass to
+# UPSTREAM (a port); with FILEPORT, a server there that answers user/list
+# from $pub/raw.json and passes everything else on. No limit on requests
+# per connection (nginx's default closes every 1,000th, which the broker
+# does not).
 nginx_conf() {
     mkdir -p "$1"
     {
@@ -304,13 +311,14 @@ error_log $1/error.log warn;
 events { worker_connections 1024; }
 http {
     access_log off;
+    keepalive_requests 1000000;
     client_body_temp_path $1/body;
     proxy_temp_path $1/proxy;
     fastcgi_temp_path $1/fastcgi;
     uwsgi_temp_path $1/uwsgi;
     scgi_temp_path $1/scgi;
     upstream wecom {
-        server 127.0.0.1:$MOCK;
+        server 127.0.0.1:$4;
         keepalive 64;
     }
     server {
@@ -322,9 +330,9 @@ http {
         }
     }
 EOF
-        [ -z "${4:-}" ] || cat <<EOF
+        [ -z "${5:-}" ] || cat <<EOF
     server {
-        listen 127.0.0.1:$4;
+        listen 127.0.0.1:$5;
         location = /cgi-bin/user/list {
             default_type application/json;
             alias $pub/raw.json;
@@ -339,11 +347,66 @@ EOF
         echo "}"
     } >"$1/nginx.conf"
 }
-nginx_conf "$d/nginx" 1 $NGX
+# upstream_conf DIR: on NGXU, one worker that answers user/get of MEMBER
+# with $pub/user-get.json (the simulator's reply, fetched once) and passes
+# everything else to the simulator
+upstream_conf() {
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    map \$arg_userid \$from_file { "$MEMBER" 1; default 0; }
+    upstream wecom {
+        server 127.0.0.1:$MOCK;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGXU;
+        location = /cgi-bin/user/get {
+            if (\$from_file) {
+                rewrite ^ /bench/user-get.json last;
+            }
+            proxy_pass http://wecom;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location = /bench/user-get.json {
+            internal;
+            default_type application/json;
+            alias $pub/user-get.json;
+        }
+        location / {
+            proxy_pass http://wecom;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+curl -sf -o "$pub/user-get.json" "http://127.0.0.1:$MOCK/cgi-bin/user/get\
+?userid=$MEMBER&access_token=$CTOKEN" && grep -q '"errcode":0,' \
+    "$pub/user-get.json" || die "cannot fetch the user/get reply"
+chmod 0644 "$pub/user-get.json"
+upstream_conf "$d/nginxu"
+$ON1 nginx -c "$d/nginxu/nginx.conf" -p "$d/nginxu" 2>"$d/nginxu.log" &
+pids="$pids $!"
+nginx_conf "$d/nginx" 1 $NGX $NGXU
 $ON0 nginx -c "$d/nginx/nginx.conf" -p "$d/nginx" 2>"$d/nginx.log" &
 NGINX1=$!
 pids="$pids $NGINX1"
-nginx_conf "$d/nginx2" 2 $NGX2 $NGXF
+nginx_conf "$d/nginx2" 2 $NGX2 $MOCK $NGXF
 # what the file server answers: the simulator's reply, fetched once
 curl -sf -o "$pub/raw.json" "http://127.0.0.1:$MOCK/cgi-bin/user/list\
 ?department_id=1&fetch_child=1&access_token=$CTOKEN" ||
@@ -362,6 +425,10 @@ broker_conf() {
         -e "s|^redis =.*|redis = unix://$SOCK|" \
         "$d/broker.conf" >"$1"
 }
+broker_conf "$d/broker-pw.conf" $P_CB $P_INT 1 $NGXU
+$ON0 "$B/wecom-broker" -c "$d/broker-pw.conf" 2>"$d/broker-pw.log" &
+PBROKER=$!
+pids="$pids $PBROKER"
 broker_conf "$d/broker-w2.conf" $W_CB $W_INT 2 $MOCK
 "$B/wecom-broker" -c "$d/broker-w2.conf" 2>"$d/broker-w2.log" &
 BROKER2=$!
@@ -372,9 +439,10 @@ BROKER3=$!
 pids="$pids $BROKER3"
 wait_for "the workers = 2 broker" curl -sf "http://127.0.0.1:$W_INT/readyz"
 wait_for "the user/list broker" curl -sf "http://127.0.0.1:$L_INT/readyz"
+wait_for "the per-worker broker" curl -sf "http://127.0.0.1:$P_INT/readyz"
 
 Q="/cgi-bin/user/get?userid=$MEMBER&access_token"
-B_URL="http://127.0.0.1:$INT$Q=$TOKEN"
+B_URL="http://127.0.0.1:$P_INT$Q=$TOKEN"
 N_URL="http://127.0.0.1:$NGX$Q=$CTOKEN"
 wait_for "nginx" curl -sf "$N_URL"
 curl -sf "$B_URL" | grep -q '"errcode":0,' ||
@@ -400,7 +468,7 @@ curl -sf -o /dev/null -w '%{time_total}\n' \
     "http://127.0.0.1:$NGXF$L_PATH&access_token=$CTOKEN" >"$d/rawf.txt"
 L_FILEMS=$(calc %.0f "$(cat "$d/rawf.txt") * 1000")
 rss_kb() { # rss_kb KEY [PID]
-    awk -v k="$1:" '$1 == k { print $2 }' "/proc/${2:-$BROKER}/status"
+    awk -v k="$1:" '$1 == k { print $2 }' "/proc/${2:-$PBROKER}/status"
 }
 L_RSS0=$(rss_kb VmRSS "$BROKER3")
 # reset the high-water mark to the current resident size
@@ -464,14 +532,14 @@ NGINX1_W=$(pgrep -P "$NGINX1" | head -1)
 say "proxy, per worker: nginx proxy_pass, ${SECS}s"
 measured "$d/nginx.txt" "$SECS" "$N_URL" "${NGINX1_W:-$NGINX1}"
 say "proxy, per worker: broker, ${SECS}s"
-measured "$d/broker.txt" "$SECS" "$B_URL" "$BROKER"
+measured "$d/broker.txt" "$SECS" "$B_URL" "$PBROKER"
 
 # ---- 2s. Side by side with another build (BENCH_COMPARE) -----------------
 
 S_ROWS=""
 if [ -n "${BENCH_COMPARE:-}" ]; then
     cp "$BENCH_COMPARE" "$B/wecom-broker-other"
-    broker_conf "$d/broker-other.conf" $O_CB $O_INT 1 $MOCK
+    broker_conf "$d/broker-other.conf" $O_CB $O_INT 1 $NGXU
     $ON0 "$B/wecom-broker-other" -c "$d/broker-other.conf" \
         2>"$d/broker-other.log" &
     OTHER=$!
@@ -486,7 +554,7 @@ if [ -n "${BENCH_COMPARE:-}" ]; then
     while [ $i -lt "$rounds" ]; do
         i=$((i + 1))
         say "side by side: round $i of $rounds (nginx, this build, BENCH_COMPARE)"
-        for w in n:"${NGINX1_W:-$NGINX1}":"$N_URL" b:"$BROKER":"$B_URL" \
+        for w in n:"${NGINX1_W:-$NGINX1}":"$N_URL" b:"$PBROKER":"$B_URL" \
             o:"$OTHER":"$O_URL"; do
             k=${w%%:*}
             w=${w#*:}
@@ -797,16 +865,20 @@ echo "1: a generated user/list, ${JQ_INMB:-?} MB (bench_filter:" \
 echo "2: wrk -t$THREADS -c$CONNS -d${SECS}s after a 2 s warm-up each;" \
     "broker: token check + upstream call + filter; nginx: upstream" \
     "keep-alive, passes the raw reply. Per worker: broker workers = 1" \
-    "and nginx worker_processes 1${ON0:+ on CPU 0, wrk, the simulator" \
-    "and the broker's Redis on CPU 1}; machine: workers = 2 and" \
-    "worker_processes 2, nothing pinned. Replies without" \
+    "and nginx worker_processes 1${ON0:+ on CPU 0, wrk, the upstream" \
+    "and the broker's Redis on CPU 1}; the upstream: an nginx worker" \
+    "answering user/get with the simulator's reply saved to a file" \
+    "($(wc -c <"$pub/user-get.json") bytes; everything else passed to" \
+    "the simulator), so that WeCom's cost, not on the proxy's machine in" \
+    "production, does not set the rate; machine: workers = 2 and" \
+    "worker_processes 2, nothing pinned, against the simulator. Replies without" \
     "errcode 0 (broker/nginx): $P_BAD. The upstream_rate_* budgets" \
     "raised to their maximum (the defaults would cap the broker at" \
     "9,000 calls a minute). CPU / 1k req: the CPU time of the broker" \
     "(every thread) or of the nginx worker per 1,000 requests answered," \
     "its ratio the per-core efficiency; CPU 0 / CPU 1 busy during the" \
     "broker's run $P_B0% / $P_B1%, nginx's $P_N0% / $P_N1% (a run whose" \
-    "CPU 1 is near 100% measured the load generator and the simulator," \
+    "CPU 1 is near 100% measured the load generator and the upstream," \
     "not the proxy). Broker RSS" \
     "$(calc %.1f "$P_RSS0 / 1024") MB before the load," \
     "$(calc %.1f "$P_RSS1 / 1024") MB after."
