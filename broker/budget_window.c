@@ -52,6 +52,13 @@ budget_lease_has(const struct budget_lease *l, long long window)
 }
 
 int
+budget_lease_low(const struct budget_lease *l, long long window)
+{
+    return budget_lease_has(l, window) &&
+           l->left <= l->block / BUDGET_LOW_SHARE;
+}
+
+int
 budget_lease_spend(struct budget_lease *l, long long window)
 {
     if (l->window != window)
@@ -115,6 +122,13 @@ int
 budget_lease_refused(const struct budget_lease *l, long long wall_ms)
 {
     return wall_ms < l->refused_until;
+}
+
+int
+budget_lease_spent(const struct budget_lease *l, long long window,
+                   long long wall_ms)
+{
+    return budget_lease_refused(l, wall_ms) && !budget_lease_has(l, window);
 }
 
 void

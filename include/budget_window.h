@@ -1,7 +1,8 @@
 /*
  * The upstream budget's arithmetic, without I/O: fixed windows, the
- * background class's half, leases of calls taken from a shared window and
- * the size of the next block, and the concurrency a 45033 leaves. The
+ * background class's half, leases of calls taken from a shared window,
+ * when to ask for the next block and its size, and the concurrency a
+ * 45033 leaves. The
  * caller passes the time; budget.c keeps the shared counters in Redis.
  */
 #ifndef BUDGET_WINDOW_H
@@ -20,6 +21,9 @@
  * one that lasted longer than BUDGET_QUIET_MS asks for half. */
 #define BUDGET_HOT_MS   1000LL
 #define BUDGET_QUIET_MS 10000LL
+/* The next block is asked for ahead once no more than 1/N of the block
+ * is left, so takes go on from what is left while Redis answers. */
+#define BUDGET_LOW_SHARE 4
 /* After a 45033 the allowed concurrency grows by one every this many
  * ms, until it is back where the 45033 came: then it is unlimited. */
 #define BUDGET_CONC_RECOVER_MS 5000LL
@@ -50,8 +54,11 @@ void budget_lease_init(struct budget_lease *l);
 int budget_lease_spend(struct budget_lease *l, long long window);
 /* Nonzero when a unit of window is at hand. */
 int budget_lease_has(const struct budget_lease *l, long long window);
-/* Units to ask for when waiting calls wait: the block, raised to the
- * waiting calls, never over budget_block_max(limit). */
+/* Nonzero when units of window are at hand but no more than
+ * 1/BUDGET_LOW_SHARE of the block: time to ask for the next one. */
+int budget_lease_low(const struct budget_lease *l, long long window);
+/* Units to ask for: the block, raised to the waiting calls (0 when
+ * asking ahead), never over budget_block_max(limit). */
 long budget_lease_want(const struct budget_lease *l, long limit,
                        unsigned long waiting);
 /* got units (>= 0) were granted for window at now_ms (monotonic): add
@@ -63,6 +70,11 @@ void budget_lease_granted(struct budget_lease *l, long long window, long got,
 void budget_lease_refuse(struct budget_lease *l, long long until);
 /* Nonzero while a refusal holds at wall_ms. */
 int budget_lease_refused(const struct budget_lease *l, long long wall_ms);
+/* Nonzero when a take in window at wall_ms is refused as spent: a
+ * refusal holds and no unit of window is at hand (units granted were
+ * within the limit, so they are spent first). */
+int budget_lease_spent(const struct budget_lease *l, long long window,
+                       long long wall_ms);
 /* Forget the units held (they stay counted as spent in Redis). */
 void budget_lease_drop(struct budget_lease *l);
 

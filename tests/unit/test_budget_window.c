@@ -3,7 +3,9 @@
  * the background half, leases that spend exactly what was granted and
  * never a unit of another window, block sizing from how hot a key is,
  * several instances leasing from one shared window never passing its
- * limit, and the concurrency a 45033 leaves and its recovery.
+ * limit, asking for the next block ahead once a quarter is left (no take
+ * waits in steady state, and a refusal leaves held units spendable), and
+ * the concurrency a 45033 leaves and its recovery.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -262,6 +264,207 @@ test_instances_never_pass_the_shared_limit(void **state)
     assert_true(run_instances(9000, BUDGET_BACKGROUND, 20000, 1) <= 4500);
 }
 
+/*---- Refilling ahead ----*/
+
+static void
+test_low_at_a_quarter_of_the_block(void **state)
+{
+    struct budget_lease l;
+    int i;
+
+    (void)state;
+    budget_lease_init(&l);
+    /* nothing held: the take waits and asks, nothing to do ahead */
+    assert_false(budget_lease_low(&l, 7));
+    budget_lease_granted(&l, 7, 20, 9000, 0);
+    l.block = 20;
+    for (i = 0; i < 14; i++) {
+        assert_true(budget_lease_spend(&l, 7));
+        assert_false(budget_lease_low(&l, 7));
+    }
+    /* 5 of a block of 20 left: ask for the next one */
+    assert_true(budget_lease_spend(&l, 7));
+    assert_int_equal(l.left, 5);
+    assert_true(budget_lease_low(&l, 7));
+    for (i = 0; i < 4; i++) {
+        assert_true(budget_lease_spend(&l, 7));
+        assert_true(budget_lease_low(&l, 7));
+    }
+    /* none left: not low but empty (the waiting path asks) */
+    assert_true(budget_lease_spend(&l, 7));
+    assert_false(budget_lease_low(&l, 7));
+    /* units of another window are no units */
+    budget_lease_granted(&l, 7, 1, 9000, 0);
+    assert_true(budget_lease_low(&l, 7));
+    assert_false(budget_lease_low(&l, 8));
+    /* a block under four never has a quarter left: asked for when spent,
+     * so a limit of a few hundred or less is shared one call at a time */
+    budget_lease_init(&l);
+    budget_lease_granted(&l, 1, 1, 20, 0);
+    assert_int_equal(l.block, 1);
+    assert_false(budget_lease_low(&l, 1));
+    l.block = 3;
+    assert_false(budget_lease_low(&l, 1));
+    l.block = 4;
+    assert_true(budget_lease_low(&l, 1));
+    /* a grant on top of what is left is not low any more */
+    budget_lease_granted(&l, 1, 4, 9000, 5000);
+    assert_int_equal(l.left, 5);
+    assert_false(budget_lease_low(&l, 1));
+}
+
+static void
+test_spent_refusal_leaves_held_units_spendable(void **state)
+{
+    struct budget_lease l;
+    long long end = budget_window_end(5, BUDGET_MINUTE_MS);
+    long long now = 5 * BUDGET_MINUTE_MS + 30000;
+    int i;
+
+    (void)state;
+    budget_lease_init(&l);
+    assert_false(budget_lease_spent(&l, 5, now));
+    /* the answer to the request asked ahead: spent; 3 units held */
+    budget_lease_granted(&l, 5, 3, 9000, 0);
+    budget_lease_refuse(&l, end);
+    assert_true(budget_lease_refused(&l, now));
+    for (i = 0; i < 3; i++) {
+        assert_false(budget_lease_spent(&l, 5, now));
+        assert_true(budget_lease_spend(&l, 5));
+    }
+    /* the held units are gone: now a take is refused */
+    assert_true(budget_lease_spent(&l, 5, now));
+    assert_true(budget_lease_spent(&l, 5, end - 1));
+    /* the next window is another budget */
+    assert_false(budget_lease_spent(&l, 6, end));
+    /* an hour spent: units of the minute at hand were within the hour's
+     * limit too, so they are spent first */
+    budget_lease_init(&l);
+    budget_lease_granted(&l, 5, 2, 9000, 0);
+    budget_lease_refuse(&l, budget_window_end(0, BUDGET_HOUR_MS));
+    assert_false(budget_lease_spent(&l, 5, now));
+    /* units of an older window do not hold a refusal off */
+    assert_true(budget_lease_spent(&l, 6, end));
+    budget_lease_drop(&l);
+    assert_true(budget_lease_spent(&l, 5, now));
+}
+
+/*
+ * Three instances share one minute the way budget.c takes: a take spends
+ * a held unit when there is one, asks for the next block ahead when what
+ * is left is low, and otherwise waits for a request. Requests are
+ * answered by the shared window delay_ms after they are sent; a "spent"
+ * answer refuses only once the held units are gone. One take a ms, over
+ * the instances in turn. *waited: takes that found no unit after the
+ * first second (in steady state: none); *spent_held: "spent" answers
+ * that came while units were held.
+ */
+struct sim {
+    struct budget_lease l;
+    int pending;
+    long want;
+    long long answer_at;
+};
+
+static long
+run_ahead(long limit, long calls, long long delay_ms, long *waited,
+          long *spent_held)
+{
+    struct shared sh = {0, limit};
+    struct sim in[3];
+    long served = 0, i, got;
+    long long t;
+    int k, j;
+
+    *waited = 0;
+    *spent_held = 0;
+    for (k = 0; k < 3; k++) {
+        memset(&in[k], 0, sizeof(in[k]));
+        budget_lease_init(&in[k].l);
+    }
+    for (i = 0, t = 0; i < calls; i++, t++) {
+        for (j = 0; j < 3; j++) {
+            if (!in[j].pending || in[j].answer_at > t)
+                continue;
+            in[j].pending = 0;
+            got = grant(&sh, in[j].want);
+            if (got > 0) {
+                budget_lease_granted(&in[j].l, 0, got, limit, t);
+                continue;
+            }
+            if (budget_lease_has(&in[j].l, 0))
+                (*spent_held)++;
+            budget_lease_refuse(&in[j].l,
+                                budget_window_end(0, BUDGET_MINUTE_MS));
+        }
+        k = (int)(i % 3);
+        if (budget_lease_spent(&in[k].l, 0, t))
+            continue;
+        if (budget_lease_spend(&in[k].l, 0)) {
+            served++;
+            if (!in[k].pending && !budget_lease_refused(&in[k].l, t) &&
+                budget_lease_low(&in[k].l, 0)) {
+                in[k].pending = 1;
+                in[k].want = budget_lease_want(&in[k].l, limit, 0);
+                in[k].answer_at = t + delay_ms;
+            }
+            continue;
+        }
+        /* dropped here; budget.c queues it until the answer */
+        if (t >= 1000)
+            (*waited)++;
+        if (!in[k].pending) {
+            in[k].pending = 1;
+            in[k].want = budget_lease_want(&in[k].l, limit, 1);
+            in[k].answer_at = t + delay_ms;
+        }
+    }
+    /* every unit granted was spent: none was left unspent at a refusal */
+    assert_int_equal(served, sh.used);
+    assert_true(sh.used <= limit);
+    return served;
+}
+
+static void
+test_refilled_ahead_no_take_waits_and_the_limit_is_exact(void **state)
+{
+    long waited, spent_held;
+    int k;
+
+    (void)state;
+    /* 9,000 a minute, demand over it, answers after 5 ms: exactly the
+     * limit passes, no take waits once blocks have grown, and the last
+     * answer asked ahead was a refusal while units were held */
+    assert_int_equal(run_ahead(9000, 20000, 5, &waited, &spent_held), 9000);
+    assert_int_equal(waited, 0);
+    assert_true(spent_held >= 1);
+    assert_int_equal(run_ahead(1000, 5000, 5, &waited, &spent_held), 1000);
+    assert_true(spent_held >= 1);
+    /* blocks of one (small limits): no refill ahead, exact as before */
+    assert_int_equal(run_ahead(20, 1000, 5, &waited, &spent_held), 20);
+    assert_int_equal(spent_held, 0);
+    /* under the limit every take is served, and blocks still grow to
+     * the max: a block asked for ahead lasts as long as the one before */
+    {
+        struct shared sh = {0, 36000};
+        struct budget_lease l;
+        long long t = 0, asked = -1;
+
+        budget_lease_init(&l);
+        for (k = 0; k < 2000; k++, t++) {
+            if (asked >= 0 && t >= asked + 2) {
+                budget_lease_granted(&l, 0, grant(&sh, l.block), 36000, t);
+                asked = -1;
+            }
+            if (!budget_lease_spend(&l, 0) && asked < 0)
+                asked = t;
+            else if (asked < 0 && budget_lease_low(&l, 0))
+                asked = t;
+        }
+        assert_int_equal(l.block, budget_block_max(36000));
+    }
+}
+
 /*---- Concurrency after 45033 ----*/
 
 static void
@@ -329,6 +532,10 @@ main(void)
         cmocka_unit_test(test_block_grows_when_hot_and_shrinks_when_quiet),
         cmocka_unit_test(test_want_covers_waiting_calls_within_the_max),
         cmocka_unit_test(test_instances_never_pass_the_shared_limit),
+        cmocka_unit_test(test_low_at_a_quarter_of_the_block),
+        cmocka_unit_test(test_spent_refusal_leaves_held_units_spendable),
+        cmocka_unit_test(
+            test_refilled_ahead_no_take_waits_and_the_limit_is_exact),
         cmocka_unit_test(test_45033_halves_concurrency_then_recovers),
         cmocka_unit_test(test_45033_with_one_call_under_way),
     };
