@@ -7,20 +7,30 @@
  * and bg). The per-API budget counts every instance as one egress
  * address: right behind one NAT address, conservative otherwise. An
  * instance takes a block of calls at a time with one script that never
- * grants past a limit, and spends the block locally: most takes touch no
- * Redis. Windows are numbered from the epoch by each instance's clock
- * (keep clocks in step); being fixed, up to twice a minute's budget can
- * pass within a few seconds around an edge. Units unspent when their
- * window ends are lost, which only ever errs low; a block is at most
- * 1/BUDGET_BLOCK_SHARE of a minute's budget. The keys hold counts only
- * and expire two windows after their last use.
+ * grants past a limit, and spends the block locally. A take needs a unit
+ * of two leases (the tenant's for its class, and the API's); when one
+ * leaves a quarter of its block or less, the next block is asked for in
+ * the background and takes go on from what is left, so a hot key's takes
+ * touch no Redis and wait for none. A take waits for a round trip only
+ * when it finds no unit: the first of a key or of a minute, or one that
+ * outran the refill (a block under four units is asked for only then).
+ * A block is twice the last one when that lasted under a second, half
+ * when over ten, at most 1/BUDGET_BLOCK_SHARE of a minute's budget.
+ * "Spent" marks the lease refused until its window ends; units it still
+ * holds were granted within the limit and are spent first. Windows are
+ * numbered from the epoch by each instance's clock (keep clocks in
+ * step); being fixed, up to twice a minute's budget can pass within a
+ * few seconds around an edge. Units unspent when their window ends are
+ * lost, which only ever errs low. The keys hold counts only and expire
+ * two windows after their last use.
  *
  * A 45009 from WeCom sets {corpid}:budget:<api>:pause for 60 s, which the
  * lease script checks, and announces it on the change-notice channel so
  * instances holding a block stop at once. A 45033 halves what that
  * (corpid, API) may have under way in this process; calls over it are
  * refused at once (BUDGET_BUSY, errcode 45033) rather than queued, like a
- * spent budget. With Redis down every take is refused (fail closed).
+ * spent budget. With Redis down every take is refused (fail closed),
+ * units at hand or not.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -477,10 +487,24 @@ fail_waiters(struct budget *b, struct slot *s, enum budget_result res,
         finish(b, t, res, why);
 }
 
+/* What is left of s's units for window win is low and nothing stops
+ * asking: ask for the next block now, while takes go on from what is left
+ * (a failure to send leaves them to the waiting path). */
+static void
+refill_ahead(struct budget *b, struct entry *e, struct slot *s,
+             enum budget_class cls, long long win, long long wall)
+{
+    if (s->pending || budget_lease_refused(&s->l, wall) ||
+        !budget_lease_low(&s->l, win))
+        return;
+    (void)lease_request(b, e, s, cls, wall);
+}
+
 /*
  * Decide t now if the local state allows (a refusal, or a unit of both
  * its leases at hand), else queue it on the first lease it lacks and make
- * sure a request for that lease is under way.
+ * sure a request for that lease is under way. A unit at hand is spent
+ * even when a refusal came since it was granted: it was within the limit.
  */
 static void
 decide(struct budget *b, struct take *t)
@@ -497,11 +521,12 @@ decide(struct budget *b, struct take *t)
         finish(b, t, BUDGET_PAUSED, WHY_PAUSED);
         return;
     }
-    if (budget_lease_refused(&ts->l, wall)) {
+    win = budget_window_of(wall, BUDGET_MINUTE_MS);
+    if (budget_lease_spent(&ts->l, win, wall)) {
         finish(b, t, BUDGET_SPENT, ts->spent_why);
         return;
     }
-    if (budget_lease_refused(&as->l, wall)) {
+    if (budget_lease_spent(&as->l, win, wall)) {
         finish(b, t, BUDGET_SPENT, as->spent_why);
         return;
     }
@@ -510,11 +535,12 @@ decide(struct budget *b, struct take *t)
         finish(b, t, BUDGET_BUSY, WHY_BUSY);
         return;
     }
-    win = budget_window_of(wall, BUDGET_MINUTE_MS);
     if (budget_lease_has(&ts->l, win) && budget_lease_has(&as->l, win)) {
         budget_lease_spend(&ts->l, win);
         budget_lease_spend(&as->l, win);
         t->ten->inflight++;
+        refill_ahead(b, t->ten, ts, t->cls, win, wall);
+        refill_ahead(b, t->api, as, t->cls, win, wall);
         finish(b, t, BUDGET_OK, WHY_NONE);
         return;
     }

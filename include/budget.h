@@ -1,8 +1,9 @@
 /*
  * The upstream budget (SPEC §5): WeCom's call limits per (corpid, API)
  * and per API, per minute and per hour, kept across every broker instance
- * in Redis. An instance leases blocks of calls and spends them locally, so
- * the hot path normally makes no Redis call for its budget. A 45009 from
+ * in Redis. An instance leases blocks of calls, spends them locally and
+ * asks for the next block before one runs out, so the hot path normally
+ * makes no Redis call for its budget and waits for none. A 45009 from
  * WeCom pauses that (corpid, API) on every instance; a 45033 lowers that
  * (corpid, API)'s concurrency in this process.
  */

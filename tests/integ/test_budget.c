@@ -2,12 +2,14 @@
  * The shared upstream budget (SPEC §5) against a real redis-server: first
  * budget.c itself, two budgets on one Redis standing for two instances
  * (exact limits, the background half, the hour and per-API budgets, a
- * 45009 pause announced to an instance holding a block, 45033, hostile
- * notices, Redis down); then two broker instances in front of the WeCom
- * simulator, hammered through both: at most the budget reaches WeCom and
- * the rest gets 45009 at once; WeCom's 45009 pauses the other instance
- * too while another tenant goes on; a 45033 lowers concurrency; Redis
- * stopped is -1/503, never an unlimited pass.
+ * 45009 pause announced to an instance holding a block, the next block
+ * asked for ahead so no take waits for Redis, a refusal of it leaving the
+ * units held spendable, 45033, hostile notices, Redis down); then two
+ * broker instances in front of the WeCom simulator, hammered through both:
+ * at most the budget reaches WeCom and the rest gets 45009 at once;
+ * WeCom's 45009 pauses the other instance too while another tenant goes
+ * on; a 45033 lowers concurrency; Redis stopped is -1/503, never an
+ * unlimited pass.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +31,7 @@
 #include <jansson.h>
 
 #include "budget.h"
+#include "budget_window.h"
 #include "harness.h"
 #include "keys.h"
 #include "metrics.h"
@@ -519,6 +522,211 @@ test_45009_pauses_an_instance_holding_a_block(void **state)
     assert_int_equal(t.n[BUDGET_PAUSED], 1);
     inst_stop(&a);
     inst_stop(&b);
+}
+
+/* Lease answers of scope ("corp" or "api") with result ("granted",
+ * "spent", "paused", "error") so far in this process. */
+static long
+leases(const char *scope, const char *result)
+{
+    struct dynbuf out;
+    char *m = NULL, *p, pat[128];
+    long n = 0;
+
+    snprintf(pat, sizeof(pat),
+             "wecom_broker_budget_leases_total{scope=\"%s\","
+             "result=\"%s\"} ",
+             scope, result);
+    dynbuf_init(&out, 1 << 20);
+    assert_int_equal(metrics_render(&out), BRK_OK);
+    assert_int_equal(dynbuf_take(&out, &m, NULL), BRK_OK);
+    p = strstr(m, pat);
+    if (p != NULL)
+        n = strtol(p + strlen(pat), NULL, 10);
+    brk_free(m);
+    return n;
+}
+
+struct want_leases {
+    const char *scope, *result;
+    long n;
+};
+
+static int
+leases_at_least(void *arg)
+{
+    struct want_leases *w = arg;
+
+    return leases(w->scope, w->result) >= w->n;
+}
+
+/* Units held of both budgets of (CORP1, api): leased in Redis, not taken. */
+struct held {
+    const char *api;
+    long long taken;
+    long long want;
+    long long corp, all;
+};
+
+static int
+holds_both(void *arg)
+{
+    struct held *h = arg;
+
+    h->corp = redis_count(CORP1, h->api, "all") - h->taken;
+    h->all = redis_count(NULL, h->api, "all") - h->taken;
+    return h->corp >= h->want && h->all >= h->want;
+}
+
+static int
+ping_any(void *arg)
+{
+    redisContext *c = h_redis(&H);
+    redisReply *r;
+    int ok;
+
+    (void)arg;
+    r = c != NULL ? redisCommand(c, "PING") : NULL;
+    ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/*
+ * With a warm lease the next block is asked for ahead, while a quarter of
+ * the one held is left: with Redis unable to answer, a whole block of
+ * takes is answered at once from the units held, and none waits.
+ */
+static void
+test_warm_lease_never_waits_for_redis(void **state)
+{
+    struct inst a;
+    struct taken t = {{0}, 0};
+    struct want_calls w;
+    struct held h;
+    long block = budget_block_max(9000), round;
+    long long t0, answered_ms, paused_ms;
+    redisContext *c;
+    redisReply *r;
+    int at_once;
+
+    (void)state;
+    inst_start(&a, 9000, 140000, 36000, 1100000);
+    /* bursts of takes, as a hot key sees: blocks grow to the max, and
+     * one asked for ahead comes while units of the one before are left */
+    memset(&h, 0, sizeof(h));
+    h.api = "externalcontact/get";
+    h.want = block;
+    for (round = 0; round < 60; round++) {
+        take_n(&a, NULL, CORP1, h.api, BUDGET_SERVICE, 10, &t);
+        wait_calls(&t, (int)(round + 1) * 10);
+        h.taken = t.n[BUDGET_OK];
+        if (loop_until(holds_both, &h, 50))
+            break;
+    }
+    assert_int_equal(t.n[BUDGET_OK], t.calls);
+    fprintf(stderr,
+            "# after %d takes: %lld held of the tenant's budget, %lld of "
+            "the API's\n",
+            t.calls, h.corp, h.all);
+    /* Redis answers no one for 600 ms */
+    c = h_redis(&H);
+    assert_non_null(c);
+    r = redisCommand(c, "CLIENT PAUSE 600");
+    t0 = h_now_ms();
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+    memset(&t, 0, sizeof(t));
+    take_n(&a, NULL, CORP1, h.api, BUDGET_SERVICE, (int)block, &t);
+    w.t = &t;
+    w.calls = (int)block;
+    at_once = loop_until(calls_done, &w, 250);
+    answered_ms = h_now_ms() - t0;
+    /* the pause was real: Redis answers again only after it */
+    assert_true(h_wait(ping_any, NULL, 5000));
+    paused_ms = h_now_ms() - t0;
+    wait_calls(&t, (int)block);
+    fprintf(stderr,
+            "# %ld takes with Redis paused: %s answered after %lld ms, "
+            "Redis back after %lld ms\n",
+            block, at_once ? "all" : "not all", answered_ms, paused_ms);
+    inst_stop(&a);
+    assert_true(paused_ms >= 500);
+    assert_true(at_once);
+    assert_true(answered_ms < paused_ms);
+    assert_int_equal(t.n[BUDGET_OK], block);
+}
+
+/*
+ * A "spent" answer to a block asked for ahead comes while units are still
+ * held: they were granted within the limit, so they are spent, and only
+ * then are takes refused. Exactly the limit passes over two instances.
+ */
+static void
+test_spent_answer_ahead_leaves_held_units(void **state)
+{
+    const char *api = "externalcontact/list_id";
+    const long limit = 2000;
+    struct inst a, b;
+    struct taken ta = {{0}, 0}, tb = {{0}, 0}, tc = {{0}, 0};
+    struct held h;
+    long long held;
+    long spent_before, seen_at = -1,
+                       low = budget_block_max(limit) / BUDGET_LOW_SHARE;
+    int i;
+
+    (void)state;
+    inst_start(&a, limit, 100000, 100000, 1000000);
+    inst_start(&b, limit, 100000, 100000, 1000000);
+    /* a warms up: its blocks grow, and it holds some units */
+    for (i = 0; i < 8; i++) {
+        take_n(&a, NULL, CORP1, api, BUDGET_SERVICE, 10, &ta);
+        wait_calls(&ta, (i + 1) * 10);
+    }
+    memset(&h, 0, sizeof(h));
+    h.api = api;
+    h.want = low + 2;
+    h.taken = ta.n[BUDGET_OK];
+    assert_true(loop_until(holds_both, &h, 2000));
+    /* b spends the rest of the window, until it is refused */
+    for (i = 0; i < 100 && tb.n[BUDGET_SPENT] == 0; i++) {
+        take_n(&b, NULL, CORP1, api, BUDGET_SERVICE, 50, &tb);
+        wait_calls(&tb, (i + 1) * 50);
+    }
+    assert_true(tb.n[BUDGET_SPENT] > 0);
+    assert_int_equal(redis_count(CORP1, api, "all"), limit);
+    held = limit - ta.n[BUDGET_OK] - tb.n[BUDGET_OK];
+    fprintf(stderr, "# a: %d taken, %lld held; b: %d taken\n", ta.n[BUDGET_OK],
+            held, tb.n[BUDGET_OK]);
+    assert_true(held > low);
+    /* a spends what it holds, one take at a time; the block it asks for
+     * ahead is refused while units are left */
+    spent_before = leases("corp", "spent");
+    for (i = 0; i < held + 5 && tc.n[BUDGET_SPENT] == 0; i++) {
+        take_n(&a, NULL, CORP1, api, BUDGET_SERVICE, 1, &tc);
+        wait_calls(&tc, i + 1);
+        if (seen_at < 0 && held - tc.n[BUDGET_OK] <= low) {
+            struct want_leases wl = {"corp", "spent", spent_before + 1};
+
+            if (loop_until(leases_at_least, &wl, 200))
+                seen_at = tc.n[BUDGET_OK];
+        }
+    }
+    fprintf(stderr,
+            "# a: refused ahead after %ld of the %lld held; %d taken in "
+            "all\n",
+            seen_at, held, tc.n[BUDGET_OK]);
+    inst_stop(&a);
+    inst_stop(&b);
+    assert_true(seen_at >= 0 && seen_at < held);
+    assert_int_equal(tc.n[BUDGET_OK], held);
+    assert_int_equal(tc.n[BUDGET_SPENT], 1);
+    assert_int_equal(ta.n[BUDGET_OK] + tb.n[BUDGET_OK] + tc.n[BUDGET_OK],
+                     limit);
+    assert_int_equal(redis_count(CORP1, api, "all"), limit);
 }
 
 static void
@@ -1098,6 +1306,10 @@ main(void)
         cmocka_unit_test_setup(test_hour_and_api_budgets, direct_setup),
         cmocka_unit_test_setup(test_script_keys_share_a_hash_tag, direct_setup),
         cmocka_unit_test_setup(test_45009_pauses_an_instance_holding_a_block,
+                               direct_setup),
+        cmocka_unit_test_setup(test_warm_lease_never_waits_for_redis,
+                               direct_setup),
+        cmocka_unit_test_setup(test_spent_answer_ahead_leaves_held_units,
                                direct_setup),
         cmocka_unit_test_setup(test_45033_lowers_concurrency, direct_setup),
         cmocka_unit_test_setup(test_hostile_input_refused, direct_setup),
