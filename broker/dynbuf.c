@@ -1,6 +1,7 @@
 /*
  * Bounded growable buffer (see dynbuf.h).
  */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,15 +24,49 @@ dynbuf_init_secret(struct dynbuf *d, size_t limit)
     d->secret = 1;
 }
 
+/* Back to the first storage (inline buffers) or to none, empty. */
+static void
+restart(struct dynbuf *d)
+{
+    d->buf = d->first;
+    d->cap = d->first != NULL ? d->first_cap : 0;
+    d->len = 0;
+    if (d->buf != NULL)
+        d->buf[0] = '\0';
+}
+
+void
+dynbuf_init_inline(struct dynbuf *d, char *first, size_t first_cap,
+                   size_t limit)
+{
+    assert(first != NULL && first_cap > 0);
+    dynbuf_init(d, limit);
+    d->first = first;
+    d->first_cap = first_cap;
+    restart(d);
+}
+
+void
+dynbuf_init_inline_secret(struct dynbuf *d, char *first, size_t first_cap,
+                          size_t limit)
+{
+    dynbuf_init_inline(d, first, first_cap, limit);
+    d->secret = 1;
+}
+
 void
 dynbuf_free(struct dynbuf *d)
 {
-    if (d->secret)
+    if (d->buf == d->first) {
+        /* never freed: only the bytes go, when secret */
+        if (d->secret)
+            brk_wipe(d->buf, d->cap);
+    } else if (d->secret) {
         brk_free_secret(d->buf, d->cap);
-    else
+    } else {
         brk_free(d->buf);
-    d->buf = NULL;
-    d->len = d->cap = 0;
+    }
+    restart(d);
 }
 
 void
@@ -62,7 +97,15 @@ grow(struct dynbuf *d, size_t need)
         ncap *= 2;
     if (ncap > d->limit + 1)
         ncap = d->limit + 1;
-    if (d->secret) {
+    if (d->buf != NULL && d->buf == d->first) {
+        /* leaving the first storage: copied, never freed */
+        nb = brk_malloc(ncap);
+        if (nb != NULL) {
+            memcpy(nb, d->buf, d->len + 1);
+            if (d->secret)
+                brk_wipe(d->buf, d->cap);
+        }
+    } else if (d->secret) {
         /* realloc could leave a copy of the secret behind: move by hand */
         nb = brk_malloc(ncap);
         if (nb != NULL && d->buf != NULL)
@@ -147,6 +190,7 @@ enum brk_err
 dynbuf_take(struct dynbuf *d, char **out, size_t *len)
 {
     enum brk_err err;
+    char *p;
 
     if (d->buf == NULL) {
         err = grow(d, 0);
@@ -154,10 +198,23 @@ dynbuf_take(struct dynbuf *d, char **out, size_t *len)
             return err;
         d->buf[0] = '\0';
     }
-    *out = d->buf;
+    if (d->buf == d->first) {
+        /* the caller's storage stays with the caller: a copy goes out */
+        p = brk_malloc(d->len + 1);
+        if (p == NULL) {
+            dynbuf_free(d);
+            return BRK_ERR_NOMEM;
+        }
+        memcpy(p, d->buf, d->len + 1);
+    } else {
+        p = d->buf;
+        d->buf = NULL;
+    }
+    *out = p;
     if (len != NULL)
         *len = d->len;
-    d->buf = NULL;
-    d->len = d->cap = 0;
+    if (d->buf != NULL && d->secret)
+        brk_wipe(d->buf, d->len);
+    restart(d);
     return BRK_OK;
 }

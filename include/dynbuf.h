@@ -1,6 +1,8 @@
 /*
  * A growable byte buffer with a hard limit set at init. A failed append
- * frees the contents, so callers need only check the result.
+ * frees the contents, so callers need only check the result. A buffer
+ * may start in storage its caller provides (dynbuf_init_inline): bytes
+ * that fit there cost no allocation.
  */
 #ifndef DYNBUF_H
 #define DYNBUF_H
@@ -15,12 +17,28 @@ struct dynbuf {
     size_t cap;
     size_t limit; /* appends that would pass it fail with BRK_ERR_TOOBIG */
     int secret;   /* wipe on free and on growth */
+    /* the caller's storage the buffer starts in (dynbuf_init_inline), or
+     * NULL; borrowed, buf points there until the bytes outgrow it */
+    char *first;
+    size_t first_cap;
 };
 
 /* Initialise an empty buffer that may hold up to limit bytes. */
 void dynbuf_init(struct dynbuf *d, size_t limit);
 /* Same, for contents that must be wiped when released. */
 void dynbuf_init_secret(struct dynbuf *d, size_t limit);
+/*
+ * Initialise an empty buffer that may hold up to limit bytes, starting in
+ * first (first_cap bytes, at least 1; borrowed: it must stay valid as long
+ * as d is used, e.g. an array beside d in the same struct or frame).
+ * Beyond first_cap - 1 bytes the contents move to the heap. Such a buffer
+ * is never NULL: freed or taken, it is first again, empty.
+ */
+void dynbuf_init_inline(struct dynbuf *d, char *first, size_t first_cap,
+                        size_t limit);
+/* Same, for contents that must be wiped when released (first included). */
+void dynbuf_init_inline_secret(struct dynbuf *d, char *first, size_t first_cap,
+                               size_t limit);
 /* Release the contents; the buffer is empty and reusable. */
 void dynbuf_free(struct dynbuf *d);
 /* Append bytes; BRK_ERR_TOOBIG or BRK_ERR_NOMEM free the contents. */
@@ -32,7 +50,8 @@ enum brk_err dynbuf_printf(struct dynbuf *d, const char *fmt, ...)
 void dynbuf_reset(struct dynbuf *d);
 /*
  * Move the bytes out: *out is owned by the caller (brk_free), NUL-terminated,
- * *len (may be NULL) its length; the buffer is empty afterwards.
+ * *len (may be NULL) its length; the buffer is empty afterwards. Bytes in
+ * a buffer's first storage are copied out (BRK_ERR_NOMEM frees them).
  */
 enum brk_err dynbuf_take(struct dynbuf *d, char **out, size_t *len) BRK_WUR;
 

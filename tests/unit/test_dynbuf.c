@@ -1,7 +1,9 @@
 /*
  * Tests for the bounded buffer: the limit is exact, a refused append frees
  * the contents, take moves ownership, secret buffers behave the same, and
- * no size arithmetic wraps.
+ * no size arithmetic wraps. A buffer started in its caller's storage
+ * allocates nothing while its bytes fit there, moves to the heap when they
+ * outgrow it, never frees that storage, and wipes it when secret.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -465,6 +467,218 @@ test_free_twice(void **state)
     assert_freed(&d);
 }
 
+/*---- Buffers that start in the caller's storage ----*/
+
+typedef void inline_fn(struct dynbuf *d, char *first, size_t first_cap,
+                       size_t limit);
+
+/* empty and back in its first storage */
+static void
+assert_at_first(const struct dynbuf *d, const char *first, size_t first_cap)
+{
+    assert_ptr_equal(d->buf, first);
+    assert_int_equal(d->cap, first_cap);
+    assert_int_equal(d->len, 0);
+    assert_int_equal(d->buf[0], '\0');
+}
+
+static void
+check_inline_fits(inline_fn *init)
+{
+    char first[16];
+    struct dynbuf d;
+
+    init(&d, first, sizeof(first), 100);
+    assert_at_first(&d, first, sizeof(first));
+    /* fifteen bytes and the NUL fit: no allocation at all */
+    brk_alloc_fail_at(1);
+    assert_int_equal(dynbuf_add_str(&d, "0123456789"), BRK_OK);
+    assert_int_equal(dynbuf_printf(&d, "%s%d", "ab", 123), BRK_OK);
+    assert_false(brk_alloc_failed());
+    brk_alloc_fail_at(0);
+    assert_ptr_equal(d.buf, first);
+    assert_holds(&d, "0123456789ab123");
+    dynbuf_reset(&d);
+    assert_at_first(&d, first, sizeof(first));
+    dynbuf_free(&d);
+    assert_at_first(&d, first, sizeof(first));
+}
+
+static void
+check_inline_outgrows(inline_fn *init)
+{
+    char first[8], big[100];
+    struct dynbuf d;
+
+    memset(big, 'q', sizeof(big));
+    init(&d, first, sizeof(first), 1000);
+    assert_int_equal(dynbuf_add_str(&d, "abcdefg"), BRK_OK);
+    assert_ptr_equal(d.buf, first);
+    /* the eighth byte needs the heap; what was written comes along */
+    assert_int_equal(dynbuf_add(&d, "h", 1), BRK_OK);
+    assert_ptr_not_equal(d.buf, first);
+    assert_holds(&d, "abcdefgh");
+    assert_int_equal(dynbuf_add(&d, big, sizeof(big)), BRK_OK);
+    assert_int_equal(d.len, 108);
+    assert_memory_equal(d.buf + 8, big, sizeof(big));
+    /* the heap block goes, the first storage is used again (under the
+     * sanitizers, freeing the array would be an error) */
+    dynbuf_free(&d);
+    assert_at_first(&d, first, sizeof(first));
+    assert_int_equal(dynbuf_add_str(&d, "again"), BRK_OK);
+    assert_ptr_equal(d.buf, first);
+    assert_holds(&d, "again");
+    dynbuf_free(&d);
+}
+
+static void
+check_inline_limit(inline_fn *init)
+{
+    char first[64];
+    struct dynbuf d;
+
+    /* the limit holds even where the first storage has room */
+    init(&d, first, sizeof(first), 5);
+    assert_int_equal(dynbuf_add_str(&d, "12345"), BRK_OK);
+    assert_int_equal(dynbuf_add_str(&d, "6"), BRK_ERR_TOOBIG);
+    assert_at_first(&d, first, sizeof(first));
+    assert_int_equal(dynbuf_printf(&d, "%s", "123456"), BRK_ERR_TOOBIG);
+    assert_at_first(&d, first, sizeof(first));
+    dynbuf_free(&d);
+    /* and past it, on the heap */
+    init(&d, first, 4, 10);
+    assert_int_equal(dynbuf_add_str(&d, "0123456789"), BRK_OK);
+    assert_int_equal(d.cap, 11);
+    assert_int_equal(dynbuf_add_str(&d, "x"), BRK_ERR_TOOBIG);
+    assert_at_first(&d, first, 4);
+}
+
+static void
+check_inline_take(inline_fn *init)
+{
+    char first[16], *out = NULL;
+    struct dynbuf d;
+    size_t len = 0;
+
+    /* from the first storage: a copy the caller owns */
+    init(&d, first, sizeof(first), 100);
+    assert_int_equal(dynbuf_add_str(&d, "short"), BRK_OK);
+    assert_int_equal(dynbuf_take(&d, &out, &len), BRK_OK);
+    assert_ptr_not_equal(out, first);
+    assert_string_equal(out, "short");
+    assert_int_equal(len, 5);
+    assert_at_first(&d, first, sizeof(first));
+    brk_free(out);
+    /* from the heap: the block itself */
+    assert_int_equal(dynbuf_add_str(&d, "longer than sixteen"), BRK_OK);
+    assert_int_equal(dynbuf_take(&d, &out, &len), BRK_OK);
+    assert_string_equal(out, "longer than sixteen");
+    assert_int_equal(len, 19);
+    assert_at_first(&d, first, sizeof(first));
+    brk_free(out);
+    /* a copy that cannot be had: the contents go, nothing is written */
+    out = NULL;
+    len = 777;
+    assert_int_equal(dynbuf_add_str(&d, "short"), BRK_OK);
+    brk_alloc_fail_at(1);
+    assert_int_equal(dynbuf_take(&d, &out, &len), BRK_ERR_NOMEM);
+    brk_alloc_fail_at(0);
+    assert_null(out);
+    assert_int_equal(len, 777);
+    assert_at_first(&d, first, sizeof(first));
+}
+
+static void
+check_inline_alloc_failure(inline_fn *init)
+{
+    char first[8];
+    struct dynbuf d;
+
+    init(&d, first, sizeof(first), 100);
+    assert_int_equal(dynbuf_add_str(&d, "abc"), BRK_OK);
+    brk_alloc_fail_at(1);
+    assert_int_equal(dynbuf_add_str(&d, "defghijk"), BRK_ERR_NOMEM);
+    assert_true(brk_alloc_failed());
+    brk_alloc_fail_at(0);
+    assert_at_first(&d, first, sizeof(first));
+    assert_int_equal(dynbuf_add_str(&d, "defghijk"), BRK_OK);
+    assert_holds(&d, "defghijk");
+    dynbuf_free(&d);
+}
+
+#define INLINE_TEST(check)                                                     \
+    static void test_##check(void **state)                                     \
+    {                                                                          \
+        (void)state;                                                           \
+        check_##check(dynbuf_init_inline);                                     \
+    }                                                                          \
+    static void test_secret_##check(void **state)                              \
+    {                                                                          \
+        (void)state;                                                           \
+        check_##check(dynbuf_init_inline_secret);                              \
+    }
+
+INLINE_TEST(inline_fits)
+INLINE_TEST(inline_outgrows)
+INLINE_TEST(inline_limit)
+INLINE_TEST(inline_take)
+INLINE_TEST(inline_alloc_failure)
+
+/* A secret's bytes leave nothing behind in the first storage: not when
+ * they move to the heap, are freed, reset or taken. */
+static void
+test_inline_secret_wipes(void **state)
+{
+    static const char zero[16];
+    char first[16], *out = NULL;
+    struct dynbuf d;
+
+    (void)state;
+    dynbuf_init_inline_secret(&d, first, sizeof(first), 100);
+    assert_int_equal(dynbuf_add_str(&d, "s3cret-s3cret"), BRK_OK);
+    assert_int_equal(dynbuf_add_str(&d, " and more"), BRK_OK);
+    assert_ptr_not_equal(d.buf, first);
+    assert_memory_equal(first, zero, sizeof(first));
+    dynbuf_free(&d);
+
+    assert_int_equal(dynbuf_add_str(&d, "s3cret-s3cret"), BRK_OK);
+    dynbuf_free(&d);
+    assert_memory_equal(first, zero, sizeof(first));
+
+    assert_int_equal(dynbuf_add_str(&d, "s3cret-s3cret"), BRK_OK);
+    dynbuf_reset(&d);
+    assert_memory_equal(first, zero, sizeof(first));
+
+    assert_int_equal(dynbuf_add_str(&d, "s3cret-s3cret"), BRK_OK);
+    assert_int_equal(dynbuf_take(&d, &out, NULL), BRK_OK);
+    assert_string_equal(out, "s3cret-s3cret");
+    assert_memory_equal(first, zero, sizeof(first));
+    brk_free_secret_str(out);
+}
+
+/* A plain buffer keeps its first storage's bytes (nothing to wipe), and
+ * dynbuf_init leaves a buffer without one. */
+static void
+test_inline_flags(void **state)
+{
+    char first[4];
+    struct dynbuf d;
+
+    (void)state;
+    memset(&d, 0x5a, sizeof(d));
+    dynbuf_init(&d, 9);
+    assert_null(d.first);
+    assert_int_equal(d.first_cap, 0);
+    memset(&d, 0x5a, sizeof(d));
+    dynbuf_init_inline(&d, first, sizeof(first), 9);
+    assert_ptr_equal(d.first, first);
+    assert_int_equal(d.first_cap, 4);
+    assert_int_equal(d.limit, 9);
+    assert_int_equal(d.secret, 0);
+    dynbuf_init_inline_secret(&d, first, sizeof(first), 9);
+    assert_int_not_equal(d.secret, 0);
+}
+
 #define BOTH_TESTS(check)                                                      \
     cmocka_unit_test(test_##check), cmocka_unit_test(test_secret_##check)
 
@@ -491,6 +705,13 @@ main(void)
         BOTH_TESTS(size_max_unbounded),
         BOTH_TESTS(alloc_failures),
         BOTH_TESTS(take_alloc_failure),
+        BOTH_TESTS(inline_fits),
+        BOTH_TESTS(inline_outgrows),
+        BOTH_TESTS(inline_limit),
+        BOTH_TESTS(inline_take),
+        BOTH_TESTS(inline_alloc_failure),
+        cmocka_unit_test(test_inline_secret_wipes),
+        cmocka_unit_test(test_inline_flags),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
