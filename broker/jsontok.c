@@ -14,6 +14,8 @@
 #include "swar.h"
 
 #define BUF_MIN 256
+/* a reset keeps a buffer up to this size for the next document */
+#define KEEP_MAX ((size_t)64 * 1024)
 
 /* What may come next. */
 enum state {
@@ -594,6 +596,38 @@ jsontok_new(size_t max_depth, size_t max_token, struct jsontok **out)
     t->pend = P_NONE;
     *out = t;
     return BRK_OK;
+}
+
+/*
+ * Start over on a new document, with the limits t was made with: every
+ * piece of state is cleared as jsontok_new leaves it (struct copied field
+ * by field would miss a field added later, so all of it is zeroed and only
+ * the allocations put back). Buffers over KEEP_MAX go: one huge token does
+ * not pin its buffer for good. Cannot fail.
+ */
+void
+jsontok_reset(struct jsontok *t)
+{
+    struct jsontok old = *t;
+
+    memset(t, 0, sizeof(*t));
+    t->stack = old.stack;
+    t->max_depth = old.max_depth;
+    t->max_token = old.max_token;
+    if (old.buf_cap <= KEEP_MAX) {
+        t->buf = old.buf;
+        t->buf_cap = old.buf_cap;
+    } else {
+        brk_free(old.buf);
+    }
+    if (old.dec_cap <= KEEP_MAX) {
+        t->dec = old.dec;
+        t->dec_cap = old.dec_cap;
+    } else {
+        brk_free(old.dec);
+    }
+    t->state = ST_VALUE;
+    t->pend = P_NONE;
 }
 
 void

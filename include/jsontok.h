@@ -62,6 +62,13 @@ struct jsontok;
 enum brk_err jsontok_new(size_t max_depth, size_t max_token,
                          struct jsontok **out) BRK_WUR;
 
+/*
+ * Make t ready for a new document, as jsontok_new with the same limits
+ * would: nothing of the documents before (pending token, depth, error)
+ * remains; its buffers are kept for reuse, up to 64 KiB each. Cannot fail.
+ */
+void jsontok_reset(struct jsontok *t);
+
 /* The next piece of the document, borrowed until jsontok_next has
  * returned JSONTOK_MORE or JSONTOK_ERROR. Call after JSONTOK_MORE (or
  * first); len 0 is allowed. */

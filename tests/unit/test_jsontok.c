@@ -3,7 +3,10 @@
  * value, the same fed whole, one byte per piece and split at every two
  * positions; every refusal the header lists; the depth and token bounds at
  * exactly their value and one past, whole and in pieces; strings handed
- * out in place; errors final; allocation failures.
+ * out in place; errors final; allocation failures. A reset tokenizer,
+ * whatever it was in the middle of (an error, a cut token, an unclosed
+ * container), reads the next document exactly as a new one does, keeps
+ * its buffers for it and lets a huge one go.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,18 +56,20 @@ log_tok(struct run *r, enum jsontok_type tt, const char *s, size_t n)
     r->log[r->len] = '\0';
 }
 
-/* Feed doc in pieces ending at cuts[0] < cuts[1] < ... (ncuts of them). */
+/* Feed doc in pieces ending at cuts[0] < cuts[1] < ... (ncuts of them)
+ * to t (NULL: a new tokenizer with depth and max_token, freed after). */
 static void
-run_cuts(const char *doc, size_t n, const size_t *cuts, size_t ncuts,
-         size_t depth, size_t max_token, struct run *r)
+run_on(struct jsontok *reused, const char *doc, size_t n, const size_t *cuts,
+       size_t ncuts, size_t depth, size_t max_token, struct run *r)
 {
-    struct jsontok *t = NULL;
+    struct jsontok *t = reused;
     enum jsontok_type tt = JSONTOK_MORE;
     const char *s;
     size_t len, off = 0, i, end;
 
     memset(r, 0, sizeof(*r));
-    assert_int_equal(jsontok_new(depth, max_token, &t), BRK_OK);
+    if (t == NULL)
+        assert_int_equal(jsontok_new(depth, max_token, &t), BRK_OK);
     for (i = 0; i <= ncuts; i++) {
         end = i < ncuts ? cuts[i] : n;
         jsontok_input(t, doc + off, end - off);
@@ -82,7 +87,15 @@ run_cuts(const char *doc, size_t n, const size_t *cuts, size_t ncuts,
     } else {
         r->err = jsontok_finish(t);
     }
-    jsontok_free(t);
+    if (reused == NULL)
+        jsontok_free(t);
+}
+
+static void
+run_cuts(const char *doc, size_t n, const size_t *cuts, size_t ncuts,
+         size_t depth, size_t max_token, struct run *r)
+{
+    run_on(NULL, doc, n, cuts, ncuts, depth, max_token, r);
 }
 
 /* Whole, a byte per piece, and cut at every two positions: one result. */
@@ -404,6 +417,155 @@ test_alloc_failures(void **state)
     assert_true(hit > 0);
 }
 
+/*---- Reset ----*/
+
+#define RESET_DEPTH 4
+#define RESET_TOKEN 16
+
+/* Documents that leave a tokenizer in every kind of state, done or not. */
+static const char *const reset_docs[] = {
+    "{\"a\":[1,-2.5e3,{\"b\":\"x\\u00e9\"}],\"c\":null}",
+    "[[[[[1]]]]]",                    /* one deeper than RESET_DEPTH */
+    "\"0123456789abcdefXYZ\"",        /* a token over RESET_TOKEN */
+    "{\"a\":1,}",                     /* malformed midway */
+    "[1, tru",                        /* a literal cut off */
+    "\"abc\\",                        /* a pending backslash */
+    "-12.5e",                         /* a number cut in its exponent */
+    "{\"k\":\"\\ud83d",               /* a high surrogate, the low not yet */
+    "{\"\\u00e9\":\"caf\\u00e9\"} [", /* done, then garbage */
+    "  ",
+    "[{\"a\":{\"b\":[\"deep\",", /* containers left open */
+};
+
+/* The first `upto` bytes of doc fed to t, in two pieces cut at `cut`. */
+static void
+feed_part(struct jsontok *t, const char *doc, size_t upto, size_t cut)
+{
+    enum jsontok_type tt;
+    const char *s;
+    size_t len;
+
+    if (cut > upto)
+        cut = upto;
+    jsontok_input(t, doc, cut);
+    while ((tt = jsontok_next(t, &s, &len)) > JSONTOK_MORE)
+        ;
+    if (tt == JSONTOK_ERROR)
+        return;
+    jsontok_input(t, doc + cut, upto - cut);
+    while ((tt = jsontok_next(t, &s, &len)) > JSONTOK_MORE)
+        ;
+}
+
+/*
+ * Whatever a tokenizer read before (every prefix of every document above,
+ * the last byte cut off from the rest), once reset it gives every document
+ * the tokens and the verdict a new tokenizer gives, whole and a byte per
+ * piece.
+ */
+static void
+test_reset_as_new(void **state)
+{
+    size_t a, b, upto, na, nb, i, bytes[64];
+    struct run fresh, reused;
+    struct jsontok *t = NULL;
+
+    (void)state;
+    assert_int_equal(jsontok_new(RESET_DEPTH, RESET_TOKEN, &t), BRK_OK);
+    for (a = 0; a < nitems(reset_docs); a++) {
+        na = strlen(reset_docs[a]);
+        for (upto = 0; upto <= na; upto++)
+            for (b = 0; b < nitems(reset_docs); b++) {
+                nb = strlen(reset_docs[b]);
+                assert_true(nb < nitems(bytes));
+                for (i = 1; i < nb; i++)
+                    bytes[i - 1] = i;
+                feed_part(t, reset_docs[a], upto, upto > 0 ? upto - 1 : 0);
+                jsontok_reset(t);
+                run_on(t, reset_docs[b], nb, NULL, 0, 0, 0, &reused);
+                run_cuts(reset_docs[b], nb, NULL, 0, RESET_DEPTH, RESET_TOKEN,
+                         &fresh);
+                assert_int_equal(reused.err, fresh.err);
+                assert_string_equal(reused.log, fresh.log);
+
+                feed_part(t, reset_docs[a], upto, upto / 2);
+                jsontok_reset(t);
+                run_on(t, reset_docs[b], nb, bytes, nb > 0 ? nb - 1 : 0, 0, 0,
+                       &reused);
+                assert_int_equal(reused.err, fresh.err);
+                assert_string_equal(reused.log, fresh.log);
+            }
+    }
+    jsontok_free(t);
+}
+
+/* A tokenizer that failed for want of memory reads the next document. */
+static void
+test_reset_after_nomem(void **state)
+{
+    static const char cut_doc[] = "{\"a\":\"cut here\"}";
+    struct jsontok *t = NULL;
+    struct run r;
+
+    (void)state;
+    assert_int_equal(jsontok_new(8, 64, &t), BRK_OK);
+    brk_alloc_fail_at(1);
+    feed_part(t, cut_doc, strlen(cut_doc), 10);
+    assert_true(brk_alloc_failed());
+    brk_alloc_fail_at(0);
+    assert_int_equal(jsontok_error(t), BRK_ERR_NOMEM);
+    jsontok_reset(t);
+    assert_int_equal(jsontok_error(t), BRK_OK);
+    run_on(t, cut_doc, strlen(cut_doc), (const size_t[]){10}, 1, 0, 0, &r);
+    assert_int_equal(r.err, BRK_OK);
+    assert_string_equal(r.log, "O\nk a\ns cut here\no\n");
+    jsontok_free(t);
+}
+
+/* Cut and escaped tokens, once their buffers are had, cost no allocation
+ * after a reset; a buffer grown past 64 KiB is let go by it. */
+static void
+test_reset_keeps_buffers(void **state)
+{
+    static const char doc[] = "{\"k\\n\":\"a cut string\",\"n\":12345}";
+    struct jsontok *t = NULL;
+    char *big;
+    size_t n = 100 * 1024;
+    struct run r;
+
+    (void)state;
+    assert_int_equal(jsontok_new(8, 1 << 20, &t), BRK_OK);
+    feed_part(t, doc, strlen(doc), 14);
+    assert_int_equal(jsontok_finish(t), BRK_OK);
+    jsontok_reset(t);
+    brk_alloc_fail_at(1);
+    run_on(t, doc, strlen(doc), (const size_t[]){14}, 1, 0, 0, &r);
+    assert_false(brk_alloc_failed());
+    brk_alloc_fail_at(0);
+    assert_int_equal(r.err, BRK_OK);
+    assert_string_equal(r.log,
+                        "O\nk k\\x0a\ns a cut string\nk n\ni 12345\no\n");
+
+    /* a 100 KiB string cut in two grows the buffer past what is kept */
+    big = malloc(n + 3);
+    assert_non_null(big);
+    big[0] = '"';
+    memset(big + 1, 'x', n);
+    big[n + 1] = '"';
+    big[n + 2] = '\0';
+    jsontok_reset(t);
+    feed_part(t, big, n + 2, n / 2);
+    assert_int_equal(jsontok_finish(t), BRK_OK);
+    free(big);
+    jsontok_reset(t);
+    brk_alloc_fail_at(1);
+    feed_part(t, doc, strlen(doc), 14);
+    assert_true(brk_alloc_failed());
+    brk_alloc_fail_at(0);
+    assert_int_equal(jsontok_error(t), BRK_ERR_NOMEM);
+    jsontok_free(t);
+}
+
 int
 main(void)
 {
@@ -417,6 +579,9 @@ main(void)
         cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_new_refuses),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_reset_as_new),
+        cmocka_unit_test(test_reset_after_nomem),
+        cmocka_unit_test(test_reset_keeps_buffers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
