@@ -27,6 +27,10 @@
 #define OUT_MIN_CAP        4096
 #define OUT_DOUBLE_MAX     ((size_t)8 * 1024 * 1024)
 #define PRED_SIZE          256 /* entries of the next-key cache */
+/* a cleared filter keeps a buffer up to this size for its next document */
+#define KEEP_MAX ((size_t)64 * 1024)
+/* bytes of the names of kept (or removed) keys for the audit trail */
+#define NAMES_TEXT_MAX ((size_t)64 * 1024)
 
 /*---- State ----*/
 
@@ -164,6 +168,9 @@ struct filter {
     size_t nunknown;
     unsigned char lastkey[NAME_LEN]; /* the last undeclared key, cut */
     size_t lastkey_len;
+    /* filter_names_get's lists, kept with their allocations by a clear */
+    struct dynbuf names_kept, names_rem;
+    unsigned char cleared; /* by filter_clear, nothing read since */
 };
 
 /*---- Errors and small helpers ----*/
@@ -1277,6 +1284,8 @@ filter_new(const struct scope_node *root, const struct scope_grant *grant,
         f->max_record = SIZE_MAX / 4;
     f->hard = f->max_output + f->max_record;
     f->hold = NO_HOLD;
+    dynbuf_init(&f->names_kept, NAMES_TEXT_MAX);
+    dynbuf_init(&f->names_rem, NAMES_TEXT_MAX);
     f->fr = brk_calloc(f->max_depth, sizeof(*f->fr));
     f->tabs = brk_calloc(f->max_depth, sizeof(*f->tabs));
     if (f->fr == NULL || f->tabs == NULL) {
@@ -1348,6 +1357,25 @@ filter_finish(struct filter *f)
 }
 
 /*
+ * The output after a successful filter_finish, without moving it:
+ * *out (NUL-terminated) and *len, borrowed until filter_take_output,
+ * filter_clear, filter_reset or filter_free. Returns BRK_OK, the filter's
+ * error, or BRK_ERR_INVAL before finish or once taken.
+ */
+enum brk_err
+filter_output(struct filter *f, const char **out, size_t *len)
+{
+    if (f->err)
+        return f->err;
+    if (!f->finished || f->taken || f->out == NULL)
+        return BRK_ERR_INVAL;
+    f->out[f->len] = '\0';
+    *out = f->out;
+    *len = f->len;
+    return BRK_OK;
+}
+
+/*
  * Move the output out after a successful filter_finish: *out is owned
  * (brk_free), NUL-terminated, *len its length. Returns BRK_OK, the
  * filter's error, or BRK_ERR_INVAL before finish or when already taken.
@@ -1402,6 +1430,118 @@ filter_dropped(const struct filter *f)
     return f != NULL ? f->dropped : 0;
 }
 
+/* A buffer kept by a clear when it is not over KEEP_MAX bytes, else
+ * freed: one huge document does not pin its memory in a reused filter. */
+static void *
+keep_or_free(void *p, size_t bytes)
+{
+    if (bytes <= KEEP_MAX)
+        return p;
+    brk_free(p);
+    return NULL;
+}
+
+/*
+ * Forget the document f read: its output (taken or not), counts, names,
+ * errcode, error, the tree, grant and range callback it was given and
+ * every cache keyed by them. The whole struct is zeroed as filter_new's
+ * calloc left it and only the allocations and limits are put back, so no
+ * field, present or added later, carries anything over; the pointers the
+ * caches hold could otherwise match nodes of another tree placed where a
+ * freed one was. Buffers are kept (up to KEEP_MAX bytes each) for the next
+ * document. Until filter_reset, every call returns BRK_ERR_INVAL. Cannot
+ * fail; NULL is a no-op.
+ */
+void
+filter_clear(struct filter *f)
+{
+    struct jsontok *tok;
+    struct frame *fr;
+    struct key_tab *tabs;
+    struct key_ent *ks;
+    char *out, *kt;
+    size_t cap, ks_cap, kt_cap, max_depth, max_output, max_record, hard, i;
+    struct dynbuf nk, nr;
+
+    if (f == NULL || f->cleared)
+        return;
+    tok = f->tok;
+    fr = f->fr;
+    tabs = f->tabs;
+    ks = f->ks;
+    ks_cap = f->ks_cap;
+    kt = f->kt;
+    kt_cap = f->kt_cap;
+    out = f->out;
+    cap = f->cap;
+    max_depth = f->max_depth;
+    max_output = f->max_output;
+    max_record = f->max_record;
+    hard = f->hard;
+    nk = f->names_kept;
+    nr = f->names_rem;
+
+    memset(f, 0, sizeof(*f));
+    f->max_depth = max_depth;
+    f->max_output = max_output;
+    f->max_record = max_record;
+    f->hard = hard;
+    f->hold = NO_HOLD;
+    f->tok = tok;
+    jsontok_reset(tok);
+    f->fr = fr;
+    memset(fr, 0, max_depth * sizeof(*fr));
+    f->tabs = tabs;
+    for (i = 0; i < max_depth; i++) {
+        tabs[i].size = 0;
+        tabs[i].slot =
+            keep_or_free(tabs[i].slot, tabs[i].cap * sizeof(*tabs[i].slot));
+        if (tabs[i].slot == NULL)
+            tabs[i].cap = 0;
+    }
+    f->ks = keep_or_free(ks, ks_cap * sizeof(*ks));
+    f->ks_cap = f->ks != NULL ? ks_cap : 0;
+    f->kt = keep_or_free(kt, kt_cap);
+    f->kt_cap = f->kt != NULL ? kt_cap : 0;
+    f->out = keep_or_free(out, cap);
+    f->cap = f->out != NULL ? cap : 0;
+    if (nk.cap > KEEP_MAX)
+        dynbuf_free(&nk);
+    if (nr.cap > KEEP_MAX)
+        dynbuf_free(&nr);
+    dynbuf_reset(&nk);
+    dynbuf_reset(&nr);
+    f->names_kept = nk;
+    f->names_rem = nr;
+    f->err = BRK_ERR_INVAL;
+    f->cleared = 1;
+}
+
+/*
+ * Make f (from filter_new) filter a new document as filter_new(root,
+ * grant, in_range, arg) with f's limits would: filter_clear, then the
+ * tree. Borrowed as in filter_new. Returns BRK_OK, or BRK_ERR_INVAL for a
+ * NULL root or grant (f is then cleared and refuses every document).
+ */
+enum brk_err
+filter_reset(struct filter *f, const struct scope_node *root,
+             const struct scope_grant *grant, filter_range_cb *in_range,
+             void *arg)
+{
+    if (f == NULL)
+        return BRK_ERR_INVAL;
+    filter_clear(f);
+    if (root == NULL || grant == NULL)
+        return BRK_ERR_INVAL;
+    f->root = root;
+    f->grant = grant;
+    f->in_range = in_range;
+    f->arg = arg;
+    f->err = BRK_OK;
+    f->cleared = 0;
+    return BRK_OK;
+}
+
 /* Free the filter and anything not taken; NULL is a no-op. */
 void
 filter_free(struct filter *f)
@@ -1411,6 +1551,8 @@ filter_free(struct filter *f)
     if (f == NULL)
         return;
     jsontok_free(f->tok);
+    dynbuf_free(&f->names_kept);
+    dynbuf_free(&f->names_rem);
     if (f->tabs != NULL)
         for (i = 0; i < f->max_depth; i++)
             brk_free(f->tabs[i].slot);
@@ -1433,19 +1575,23 @@ name_add(struct dynbuf *d, const char *name)
     return err ? err : dynbuf_add_str(d, name);
 }
 
+/* The names of kept keys to k, of removed ones to r (both empty). */
 static enum brk_err
-names_of(const struct scope_node *const *set, size_t n, char **out)
+names_into(const struct filter *f, struct dynbuf *k, struct dynbuf *r)
 {
-    struct dynbuf d;
+    enum brk_err err = BRK_OK;
     size_t i;
 
-    dynbuf_init(&d, 64 * 1024);
-    for (i = 0; i < n; i++)
-        if (set[i]->name != NULL && name_add(&d, set[i]->name)) {
-            dynbuf_free(&d);
-            return BRK_ERR_NOMEM;
-        }
-    return dynbuf_take(&d, out, NULL);
+    for (i = 0; !err && i < f->nkept; i++)
+        if (f->kept[i]->name != NULL)
+            err = name_add(k, f->kept[i]->name);
+    for (i = 0; !err && i < f->nrem; i++)
+        if (f->rem[i]->name != NULL)
+            err = name_add(r, f->rem[i]->name);
+    for (i = 0; !err && i < f->nunknown; i++)
+        err = name_add(r, f->unknown[i]);
+    /* a dynbuf that failed freed itself; one never written may be NULL */
+    return err == BRK_ERR_TOOBIG ? BRK_ERR_NOMEM : err;
 }
 
 /*
@@ -1456,30 +1602,47 @@ names_of(const struct scope_node *const *set, size_t n, char **out)
 enum brk_err
 filter_names(const struct filter *f, char **kept, char **removed)
 {
-    struct dynbuf d;
-    char *k = NULL, *r = NULL;
-    size_t i;
+    struct dynbuf k, r;
+    char *ko = NULL, *ro = NULL;
     enum brk_err err;
 
-    err = names_of(f->kept, f->nkept, &k);
+    dynbuf_init(&k, NAMES_TEXT_MAX);
+    dynbuf_init(&r, NAMES_TEXT_MAX);
+    err = names_into(f, &k, &r);
     if (!err)
-        err = names_of(f->rem, f->nrem, &r);
-    if (!err) {
-        dynbuf_init(&d, 64 * 1024);
-        err = dynbuf_add_str(&d, r);
-        for (i = 0; !err && i < f->nunknown; i++)
-            err = name_add(&d, f->unknown[i]);
-        brk_free(r);
-        r = NULL;
-        if (!err)
-            err = dynbuf_take(&d, &r, NULL);
-    }
+        err = dynbuf_take(&k, &ko, NULL);
+    if (!err)
+        err = dynbuf_take(&r, &ro, NULL);
+    dynbuf_free(&k);
+    dynbuf_free(&r);
     if (err) {
-        brk_free(k);
-        brk_free(r);
+        brk_free(ko);
+        brk_free(ro);
         return err;
     }
-    *kept = k;
-    *removed = r;
+    *kept = ko;
+    *removed = ro;
     return BRK_OK;
+}
+
+/*
+ * filter_names without a copy: *kept and *removed are borrowed, written in
+ * buffers the filter keeps (no allocation once they are large enough),
+ * valid until the next filter_names_get, filter_clear, filter_reset or
+ * filter_free. Returns BRK_OK or BRK_ERR_NOMEM.
+ */
+enum brk_err
+filter_names_get(struct filter *f, const char **kept, const char **removed)
+{
+    enum brk_err err;
+
+    dynbuf_reset(&f->names_kept);
+    dynbuf_reset(&f->names_rem);
+    err = names_into(f, &f->names_kept, &f->names_rem);
+    /* never written: no buffer yet, and "" is the list */
+    if (!err)
+        *kept = f->names_kept.buf != NULL ? f->names_kept.buf : "";
+    if (!err)
+        *removed = f->names_rem.buf != NULL ? f->names_rem.buf : "";
+    return err;
 }

@@ -68,6 +68,10 @@ enum brk_err filter_finish(struct filter *f) BRK_WUR;
 /* After a successful finish: move the output out (owned, brk_free). */
 enum brk_err filter_take_output(struct filter *f, char **out,
                                 size_t *len) BRK_WUR;
+/* After a successful finish: the output where it lies (borrowed until the
+ * filter is taken from, cleared, reset or freed). */
+enum brk_err filter_output(struct filter *f, const char **out,
+                           size_t *len) BRK_WUR;
 /* WeCom's errcode: 1 with *code when the top-level object held an
  * integer "errcode" (read from the input, written out or not), else 0
  * with *code untouched. */
@@ -79,6 +83,24 @@ unsigned long filter_dropped(const struct filter *f);
  * for the audit trail: never a value. Owned results, brk_free. */
 enum brk_err filter_names(const struct filter *f, char **kept,
                           char **removed) BRK_WUR;
+/* The same, borrowed (no copy; valid until the next call, or the filter
+ * is cleared, reset or freed). */
+enum brk_err filter_names_get(struct filter *f, const char **kept,
+                              const char **removed) BRK_WUR;
+
+/*
+ * Reuse. filter_clear forgets everything of the document read (output not
+ * taken, counts, names, errcode, error, the tree, grant and callback) and
+ * keeps the buffers, up to 64 KiB each, for the next one; a cleared filter
+ * refuses every call with BRK_ERR_INVAL until filter_reset gives it a tree
+ * (borrowed as in filter_new; BRK_ERR_INVAL for a NULL root or grant).
+ * A reset filter reads a document exactly as filter_new's would with the
+ * same limits, and allocates nothing until it outgrows what it kept.
+ */
+void filter_clear(struct filter *f);
+enum brk_err filter_reset(struct filter *f, const struct scope_node *root,
+                          const struct scope_grant *grant,
+                          filter_range_cb *in_range, void *arg) BRK_WUR;
 void filter_free(struct filter *f);
 
 #endif /* FILTER_H */

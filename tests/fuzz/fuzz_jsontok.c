@@ -5,7 +5,8 @@
  *
  * Properties:
  * - fed whole and fed in pieces, the tokens, their text and the result are
- *   the same;
+ *   the same, and so they are on one tokenizer reused from input to input
+ *   (jsontok_reset), left done, failed or half-way through by the last;
  * - a number is JSONTOK_REAL exactly when it has '.', 'e' or 'E';
  * - what the tokenizer accepts, yajl accepts, with the same events
  *   (strings decoded alike, numbers as written);
@@ -173,11 +174,16 @@ jtk_yajl(const uint8_t *doc, size_t n, struct jtk_log *l)
     return st == yajl_status_ok;
 }
 
-/* The tokenizer's side, in pieces from the seed (0: whole); its result. */
+/* The tokenizer reused from input to input. */
+static struct jsontok *jtk_reused;
+
+/* The tokenizer's side, in pieces from the seed (0: whole); its result.
+ * On reuse (not NULL) that tokenizer is reset and left as it ends. */
 static enum brk_err
-jtk_run(const uint8_t *doc, size_t n, unsigned seed, struct jtk_log *l)
+jtk_run(struct jsontok *reuse, const uint8_t *doc, size_t n, unsigned seed,
+        struct jtk_log *l)
 {
-    struct jsontok *t = NULL;
+    struct jsontok *t = reuse;
     enum jsontok_type tt;
     enum brk_err err;
     const char *s;
@@ -185,7 +191,9 @@ jtk_run(const uint8_t *doc, size_t n, unsigned seed, struct jtk_log *l)
     uint32_t rng = 2654435761u * (seed + 1);
     int real;
 
-    if (jsontok_new(JTK_DEPTH, JTK_MAX_TOKEN, &t) != BRK_OK)
+    if (reuse != NULL)
+        jsontok_reset(t);
+    else if (jsontok_new(JTK_DEPTH, JTK_MAX_TOKEN, &t) != BRK_OK)
         abort();
     do {
         piece = n - off;
@@ -255,7 +263,8 @@ jtk_run(const uint8_t *doc, size_t n, unsigned seed, struct jtk_log *l)
         FUZZ_CHECK(err == BRK_OK || err == BRK_ERR_UPSTREAM_BAD);
         FUZZ_CHECK((err == BRK_OK) == jsontok_done(t));
     }
-    jsontok_free(t);
+    if (reuse == NULL)
+        jsontok_free(t);
     return err;
 }
 
@@ -321,10 +330,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     seed = data[0];
     data++;
     size--;
-    e1 = jtk_run(data, size, 0, &whole);
-    e2 = jtk_run(data, size, seed | 1u, &split);
+    e1 = jtk_run(NULL, data, size, 0, &whole);
+    e2 = jtk_run(NULL, data, size, seed | 1u, &split);
     FUZZ_CHECK(e1 == e2);
     FUZZ_CHECK(whole.len == split.len && jtk_prefix(&whole, &split));
+    if (jtk_reused != NULL ||
+        jsontok_new(JTK_DEPTH, JTK_MAX_TOKEN, &jtk_reused) == BRK_OK) {
+        struct jtk_log again = {0};
+        const char *s;
+        size_t len;
+
+        e2 = jtk_run(jtk_reused, data, size, seed | 1u, &again);
+        FUZZ_CHECK(e1 == e2);
+        FUZZ_CHECK(whole.len == again.len && jtk_prefix(&whole, &again));
+        free(again.p);
+        /* now and then left half-way through for the next input */
+        if (seed & 2) {
+            jsontok_reset(jtk_reused);
+            jsontok_input(jtk_reused, (const char *)data, size / 2);
+            while (jsontok_next(jtk_reused, &s, &len) > JSONTOK_MORE)
+                ;
+        }
+    }
     yok = jtk_yajl(data, size, &y);
     if (e1 == BRK_OK) {
         FUZZ_CHECK(yok);

@@ -5,6 +5,13 @@
  * tests/data/filter (or $FILTER_DATA): a scope file or an endpoint of
  * scopes/, a grant, a visible range, the input, and the expected output
  * with its counts or the expected error.
+ *
+ * Every run with the default limits is repeated on one filter shared by
+ * all tests and reset for each (filter_reset): whatever tree, grant and
+ * range it read last (trees are freed and built again, so a new tree may
+ * lie where a freed one was), wherever that stopped (an error, a limit, a
+ * finish), and whether its output was taken or left, it must give the
+ * new filter's output, error, counts, names and errcode.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -285,22 +292,45 @@ struct run {
 static filter_range_cb *cur_cb = test_range;
 static const struct filter_limits *cur_limits;
 
+/* The filter every test shares (default limits), and whether run_split
+ * repeats its runs on it (not while allocations are made to fail). */
+static struct filter *shared;
+static int shared_check = 1;
+static unsigned long shared_runs;
+
+/* What a run ends with besides its output. */
+struct run_more {
+    char *kept, *removed; /* the names, after a finish */
+    long errcode;         /* -12345: none */
+};
+
 /*
  * Feed in as pieces: chunk 0 whole; otherwise chunk bytes at a time, or,
- * when split is nonzero, the two pieces [0, split) and [split, len).
+ * when split is nonzero, the two pieces [0, split) and [split, len). On
+ * reuse (not NULL) instead of a new filter, reset, not freed; its output is
+ * taken or copied from where it lies every other run.
  */
 static struct run
-run_split(const struct scope_node *root, const struct scope_grant *g,
-          const char *in, size_t len, size_t chunk, size_t split)
+run_on(struct filter *reuse, const struct scope_node *root,
+       const struct scope_grant *g, filter_range_cb *cb, void *arg,
+       const struct filter_limits *lim, const char *in, size_t len,
+       size_t chunk, size_t split, struct run_more *more)
 {
     struct run r;
-    struct filter *f = NULL;
+    struct filter *f = reuse;
     size_t off = 0, n;
+    const char *k, *rm, *o;
 
     memset(&r, 0, sizeof(r));
-    r.err = filter_new(root, g, cur_cb, NULL, cur_limits, &f);
+    if (more != NULL)
+        memset(more, 0, sizeof(*more));
+    if (reuse != NULL)
+        r.err = filter_reset(f, root, g, cb, arg);
+    else
+        r.err = filter_new(root, g, cb, arg, lim, &f);
     if (r.err != BRK_OK) {
-        assert_null(f);
+        if (reuse == NULL)
+            assert_null(f);
         return r;
     }
     while (off < len && r.err == BRK_OK) {
@@ -313,14 +343,92 @@ run_split(const struct scope_node *root, const struct scope_grant *g,
     }
     if (r.err == BRK_OK)
         r.err = filter_finish(f);
-    if (r.err == BRK_OK)
+    if (r.err == BRK_OK && more != NULL) {
+        if (reuse == NULL) {
+            assert_int_equal(filter_names(f, &more->kept, &more->removed),
+                             BRK_OK);
+        } else {
+            assert_int_equal(filter_names_get(f, &k, &rm), BRK_OK);
+            more->kept = brk_strdup(k);
+            more->removed = brk_strdup(rm);
+        }
+    }
+    if (r.err == BRK_OK && (reuse == NULL || shared_runs++ % 2 == 0)) {
         r.err = filter_take_output(f, &r.out, &r.len);
+    } else if (r.err == BRK_OK) {
+        r.err = filter_output(f, &o, &r.len);
+        if (r.err == BRK_OK) {
+            r.out = brk_malloc(r.len + 1);
+            assert_non_null(r.out);
+            memcpy(r.out, o, r.len + 1);
+        }
+    }
     r.stripped = filter_stripped(f);
     r.dropped = filter_dropped(f);
-    filter_free(f);
+    if (more != NULL && !filter_errcode(f, &more->errcode))
+        more->errcode = -12345;
+    if (reuse == NULL)
+        filter_free(f);
     if (r.err == BRK_OK) {
         assert_non_null(r.out);
         assert_int_equal(r.out[r.len], '\0');
+    }
+    return r;
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+    return (a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0);
+}
+
+/* The run once more on the shared filter, which must agree with fresh
+ * (a new filter's run) in everything. */
+static void
+check_shared(const struct scope_node *root, const struct scope_grant *g,
+             filter_range_cb *cb, void *arg, const char *in, size_t len,
+             size_t chunk, size_t split, const struct run *fresh,
+             const struct run_more *fm)
+{
+    struct run r;
+    struct run_more m;
+
+    if (shared == NULL)
+        assert_int_equal(filter_new(root, g, cb, arg, NULL, &shared), BRK_OK);
+    r = run_on(shared, root, g, cb, arg, NULL, in, len, chunk, split, &m);
+    if (r.err != fresh->err || r.len != fresh->len ||
+        (fresh->out != NULL && memcmp(r.out, fresh->out, r.len) != 0) ||
+        r.stripped != fresh->stripped || r.dropped != fresh->dropped ||
+        m.errcode != fm->errcode || !same_str(m.kept, fm->kept) ||
+        !same_str(m.removed, fm->removed))
+        fail_msg("input %.*s: a reused filter gives %s %s (stripped %lu "
+                 "dropped %lu names %s / %s errcode %ld), a new one %s %s "
+                 "(stripped %lu dropped %lu names %s / %s errcode %ld)",
+                 (int)len, in, brk_strerror(r.err), r.out ? r.out : "-",
+                 r.stripped, r.dropped, m.kept ? m.kept : "-",
+                 m.removed ? m.removed : "-", m.errcode,
+                 brk_strerror(fresh->err), fresh->out ? fresh->out : "-",
+                 fresh->stripped, fresh->dropped, fm->kept ? fm->kept : "-",
+                 fm->removed ? fm->removed : "-", fm->errcode);
+    brk_free(r.out);
+    brk_free(m.kept);
+    brk_free(m.removed);
+}
+
+static struct run
+run_split(const struct scope_node *root, const struct scope_grant *g,
+          const char *in, size_t len, size_t chunk, size_t split)
+{
+    struct run r;
+    struct run_more m;
+    int check = shared_check && cur_limits == NULL;
+
+    r = run_on(NULL, root, g, cur_cb, NULL, cur_limits, in, len, chunk, split,
+               check ? &m : NULL);
+    if (check) {
+        check_shared(root, g, cur_cb, NULL, in, len, chunk, split, &r, &m);
+        brk_free(m.kept);
+        brk_free(m.removed);
     }
     return r;
 }
@@ -393,6 +501,7 @@ reset(void **state)
     (void)state;
     cur_cb = test_range;
     cur_limits = NULL;
+    shared_check = 1;
     memset(&rlog, 0, sizeof(rlog));
     brk_alloc_fail_at(0);
     return 0;
@@ -1934,6 +2043,8 @@ test_alloc_failure_loop(void **state)
     ref = run_split(root, &g, doc, strlen(doc), 0, 0);
     assert_int_equal(ref.err, BRK_OK);
     want = ref.out;
+    /* the shared filter's run would take allocations of the count */
+    shared_check = 0;
     for (chunk = 1; chunk <= 4096; chunk *= 64) {
         for (n = 1;; n++) {
             brk_alloc_fail_at(n);
@@ -1984,6 +2095,235 @@ test_alloc_failure_in_new(void **state)
         assert_null(f);
     }
     assert_true(n > 2);
+    filter_free(f);
+    root_free(root);
+}
+
+/*---- Reuse ----*/
+
+/* A filter's whole result: output, counts, names, errcode. */
+static void
+result_text(struct filter *f, enum brk_err err, char *buf, size_t cap)
+{
+    const char *out = "-", *k = "-", *r = "-";
+    size_t len = 1;
+    long code = -12345;
+
+    if (err == BRK_OK)
+        err = filter_finish(f);
+    if (err == BRK_OK)
+        assert_int_equal(filter_names_get(f, &k, &r), BRK_OK);
+    if (err == BRK_OK)
+        err = filter_output(f, &out, &len);
+    (void)filter_errcode(f, &code);
+    snprintf(buf, cap, "%s %.*s s%lu d%lu [%s] [%s] %ld", brk_strerror(err),
+             (int)len, out, filter_stripped(f), filter_dropped(f), k, r, code);
+}
+
+/* doc through a new filter and through f reset for the same (root, g):
+ * the same result, returned (static). */
+static const char *
+expect_as_new(struct filter *f, const struct scope_node *root,
+              const struct scope_grant *g, const char *doc)
+{
+    struct filter *n = NULL;
+    static char got[1024];
+    char want[1024];
+
+    assert_int_equal(filter_new(root, g, test_range, NULL, NULL, &n), BRK_OK);
+    result_text(n, filter_feed(n, doc, strlen(doc)), want, sizeof(want));
+    filter_free(n);
+    assert_int_equal(filter_reset(f, root, g, test_range, NULL), BRK_OK);
+    result_text(f, filter_feed(f, doc, strlen(doc)), got, sizeof(got));
+    assert_string_equal(got, want);
+    return got;
+}
+
+/*
+ * A tree rebuilt where the last one lay: the same node addresses, other
+ * names, order and permissions. What a filter remembers by node (the
+ * next-key guess, a name's text, the names noted for the audit) must not
+ * survive a reset, or "b" is taken for the field that was "b" before.
+ */
+static void
+test_reset_same_addresses(void **state)
+{
+    static struct scope_node fields[4], root;
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    char got[1024];
+
+    (void)state;
+    memset(&root, 0, sizeof(root));
+    root.type = SCOPE_T_OBJECT;
+    root.perm = SCOPE_PERM_ALWAYS;
+    root.fields = fields;
+    root.nfields = 3;
+    fields[0] = leaf("a", SCOPE_T_STRING, P_BASE);
+    fields[1] = leaf("b", SCOPE_T_STRING, P_BASE);
+    fields[2] = leaf("c", SCOPE_T_INTEGER, P_BASE);
+    assert_int_equal(filter_new(&root, &g, test_range, NULL, NULL, &f), BRK_OK);
+    result_text(f, filter_feed(f, "{\"a\":\"x\",\"b\":\"y\",\"c\":1}", 23), got,
+                sizeof(got));
+    assert_string_equal(got,
+                        "ok {\"a\":\"x\",\"b\":\"y\",\"c\":1} s0 d0 [a,b,c] "
+                        "[] -12345");
+
+    root.nfields = 4;
+    fields[0] = leaf("aa", SCOPE_T_STRING, P_BASE);
+    fields[1] = leaf("ab", SCOPE_T_STRING, P_SENS);
+    fields[2] = leaf("b", SCOPE_T_INTEGER, P_BASE);
+    fields[3] = leaf("c", SCOPE_T_STRING, P_BASE);
+    assert_string_equal(
+        expect_as_new(f, &root, &g,
+                      "{\"aa\":\"x\",\"b\":2,\"c\":\"z\",\"ab\":\"s\"}"),
+        "ok {\"aa\":\"x\",\"b\":2,\"c\":\"z\"} s1 d0 "
+        "[aa,b,c] [ab] -12345");
+    filter_free(f);
+}
+
+/* After an error midway (malformed, a repeated key, too deep, too big) or
+ * a body left half read, for one grant and range, the next document for
+ * another grant comes out as from a new filter. */
+static void
+test_reset_after_error_midway(void **state)
+{
+    static const char *const first[] = {
+        "{\"name\":\"a\",\"mobile\":\"m\",\"info\":{\"a\":1,",
+        "{\"name\":\"a\",\"name\":\"b\"}",
+        "{\"errcode\":40001,\"info\":{\"deep\":{\"x\":[[[[[[[[[[[[[[[[[[[[[[["
+        "[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}}",
+        "{\"items\":[{\"k\":\"\\ud800\"}]}",
+        "{\"errcode\":0,\"name\":\"a\",\"tags\":[\"t1\",\"t2\"],\"mobile\":\"1",
+        "[1]",
+    };
+    struct scope_node *basic = basic_tree(), *rec = record_tree();
+    struct scope_grant g1 = grant_of(2, P_BASE, P_SENS),
+                       g2 = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    enum brk_err err;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(filter_new(basic, &g1, test_range, NULL, NULL, &f),
+                     BRK_OK);
+    for (i = 0; i < nitems(first); i++) {
+        assert_int_equal(filter_reset(f, basic, &g1, test_range, NULL), BRK_OK);
+        /* an error or not: it stops there */
+        err = filter_feed(f, first[i], strlen(first[i]));
+        assert_true(err == BRK_OK || err == BRK_ERR_UPSTREAM_BAD);
+        expect_as_new(f, rec, &g2,
+                      "{\"errcode\":0,\"name\":\"n\",\"userlist\":[{\"userid\":"
+                      "\"in1\",\"mobile\":\"m\",\"name\":\"x\"},{\"userid\":"
+                      "\"out\"}],\"dept_ids\":[1,2,3]}");
+        expect_as_new(f, basic, &g2,
+                      "{\"errcode\":7,\"name\":\"n\",\"mobile\":\"m\","
+                      "\"info\":{\"b\":\"s\",\"deep\":{\"x\":1}},\"zz\":1}");
+    }
+    filter_free(f);
+    root_free(basic);
+    root_free(rec);
+}
+
+/* A cleared filter refuses everything until it is reset with a tree. */
+static void
+test_cleared_refuses(void **state)
+{
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    const char *o;
+    char *out = NULL;
+    size_t len = 0;
+
+    (void)state;
+    assert_int_equal(filter_new(root, &g, NULL, NULL, NULL, &f), BRK_OK);
+    assert_int_equal(filter_feed(f, "{\"name\":\"a\"}", 12), BRK_OK);
+    assert_int_equal(filter_finish(f), BRK_OK);
+    filter_clear(f);
+    filter_clear(f);
+    filter_clear(NULL);
+    assert_int_equal(filter_output(f, &o, &len), BRK_ERR_INVAL);
+    assert_int_equal(filter_take_output(f, &out, &len), BRK_ERR_INVAL);
+    assert_int_equal(filter_feed(f, "{}", 2), BRK_ERR_INVAL);
+    assert_int_equal(filter_finish(f), BRK_ERR_INVAL);
+    assert_int_equal(filter_stripped(f), 0);
+    assert_int_equal(filter_reset(f, NULL, &g, NULL, NULL), BRK_ERR_INVAL);
+    assert_int_equal(filter_feed(f, "{}", 2), BRK_ERR_INVAL);
+    assert_int_equal(filter_reset(f, root, NULL, NULL, NULL), BRK_ERR_INVAL);
+    assert_int_equal(filter_feed(f, "{}", 2), BRK_ERR_INVAL);
+    assert_int_equal(filter_reset(NULL, root, &g, NULL, NULL), BRK_ERR_INVAL);
+    assert_null(out);
+    assert_int_equal(filter_reset(f, root, &g, NULL, NULL), BRK_OK);
+    assert_int_equal(filter_feed(f, "{\"name\":\"b\"}", 12), BRK_OK);
+    assert_int_equal(filter_finish(f), BRK_OK);
+    assert_int_equal(filter_output(f, &o, &len), BRK_OK);
+    assert_string_equal(o, "{\"name\":\"b\"}");
+    /* borrowed, then taken: the borrowed view is gone with it */
+    assert_int_equal(filter_take_output(f, &out, &len), BRK_OK);
+    assert_int_equal(filter_output(f, &o, &len), BRK_ERR_INVAL);
+    brk_free(out);
+    filter_free(f);
+    root_free(root);
+}
+
+/* A reset filter that kept its buffers filters a user/get-sized reply
+ * without a single allocation; one whose output grew past 64 KiB has let
+ * it go and needs one again. */
+static void
+test_reset_keeps_buffers(void **state)
+{
+    static const char doc[] =
+        "{\"errcode\":0,\"errmsg\":\"ok\",\"name\":\"n\",\"mobile\":\"m\","
+        "\"info\":{\"a\":\"x\",\"b\":\"y\",\"deep\":{\"x\":1},\"q\":2},"
+        "\"tags\":[\"a\",\"b\\u00e9\"],\"items\":[{\"k\":\"k1\",\"v\":1},"
+        "{\"k\":\"k2\",\"v\":2}],\"zz\":{\"a\":[1,2,3]}}";
+    struct scope_node *root = basic_tree();
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    const char *o, *k, *r;
+    char *big;
+    size_t len, i, n = 100 * 1024;
+    int failed;
+
+    (void)state;
+    assert_int_equal(filter_new(root, &g, NULL, NULL, NULL, &f), BRK_OK);
+    for (i = 0; i < 2; i++) {
+        brk_alloc_fail_at(i == 0 ? 0 : 1);
+        assert_int_equal(filter_reset(f, root, &g, NULL, NULL), BRK_OK);
+        assert_int_equal(filter_feed(f, doc, 60), BRK_OK);
+        assert_int_equal(filter_feed(f, doc + 60, strlen(doc) - 60), BRK_OK);
+        assert_int_equal(filter_finish(f), BRK_OK);
+        assert_int_equal(filter_names_get(f, &k, &r), BRK_OK);
+        assert_int_equal(filter_output(f, &o, &len), BRK_OK);
+        failed = brk_alloc_failed();
+        brk_alloc_fail_at(0);
+        assert_false(failed);
+        assert_string_equal(k,
+                            "errcode,errmsg,name,info,a,deep,x,tags,items,k");
+        assert_string_equal(r, "mobile,b,v,q,zz");
+        assert_string_equal(o,
+                            "{\"errcode\":0,\"errmsg\":\"ok\",\"name\":\"n\","
+                            "\"info\":{\"a\":\"x\",\"deep\":{\"x\":1}},"
+                            "\"tags\":[\"a\",\"b\xc3\xa9\"],\"items\":"
+                            "[{\"k\":\"k1\"},{\"k\":\"k2\"}]}");
+    }
+
+    /* a 100 KiB output left in the filter */
+    big = brk_malloc(n + 32);
+    assert_non_null(big);
+    memcpy(big, "{\"name\":\"", 9);
+    memset(big + 9, 'x', n);
+    memcpy(big + 9 + n, "\"}", 3);
+    assert_int_equal(filter_reset(f, root, &g, NULL, NULL), BRK_OK);
+    assert_int_equal(filter_feed(f, big, strlen(big)), BRK_OK);
+    assert_int_equal(filter_finish(f), BRK_OK);
+    brk_free(big);
+    assert_int_equal(filter_reset(f, root, &g, NULL, NULL), BRK_OK);
+    brk_alloc_fail_at(1);
+    assert_int_equal(filter_feed(f, doc, strlen(doc)), BRK_ERR_NOMEM);
+    brk_alloc_fail_at(0);
+    expect_as_new(f, root, &g, doc);
     filter_free(f);
     root_free(root);
 }
@@ -2277,6 +2617,23 @@ test_data_case(void **state)
             r.err = filter_take_output(f, &r.out, &r.len);
         r.stripped = filter_stripped(f);
         r.dropped = filter_dropped(f);
+        if (lim.max_depth == 0 && lim.max_output == 0 && lim.max_record == 0) {
+            struct run_more fm;
+            char *k = NULL, *rm = NULL;
+
+            memset(&fm, 0, sizeof(fm));
+            if (!filter_errcode(f, &fm.errcode))
+                fm.errcode = -12345;
+            if (r.err == BRK_OK) {
+                assert_int_equal(filter_names(f, &k, &rm), BRK_OK);
+                fm.kept = k;
+                fm.removed = rm;
+            }
+            check_shared(&ep->root, &g, case_in_range, &range, input, inlen,
+                         chunk, 0, &r, &fm);
+            brk_free(k);
+            brk_free(rm);
+        }
         filter_free(f);
         if (errname != NULL) {
             if (strcmp(brk_strerror(r.err), trim(errname)) != 0)
@@ -2380,6 +2737,10 @@ collect_cases(void)
 
 static const struct CMUnitTest api_tests[] = {
     T(test_new_rejects_null),
+    T(test_reset_same_addresses),
+    T(test_reset_after_error_midway),
+    T(test_cleared_refuses),
+    T(test_reset_keeps_buffers),
     T(test_call_order),
     T(test_errcode),
     T(test_token_limit),
@@ -2474,6 +2835,7 @@ main(void)
         all[nitems(api_tests) + i].initial_state = &cases[i];
     }
     rc = _cmocka_run_group_tests("filter", all, n, NULL, NULL);
+    filter_free(shared);
     for (i = 0; i < ncases; i++) {
         brk_free(cases[i].dir);
         brk_free(cases[i].name);

@@ -232,8 +232,10 @@ corpus_digest(const uint8_t *data, size_t size, uint64_t *out)
 
     if (!flt_decode(data, size, &c))
         return 0;
-    flt_run(&c.ep->root, &c.g, &c.range, c.limp, c.doc, c.dlen, 0, &whole);
-    flt_run(&c.ep->root, &c.g, &c.range, c.limp, c.doc, c.dlen, c.rng, &split);
+    flt_run(NULL, &c.ep->root, &c.g, &c.range, c.limp, c.doc, c.dlen, 0,
+            &whole);
+    flt_run(NULL, &c.ep->root, &c.g, &c.range, c.limp, c.doc, c.dlen, c.rng,
+            &split);
     *out = result_digest(&whole);
     if (result_digest(&split) != *out)
         fail_msg("%s: fed in pieces, another result", current);

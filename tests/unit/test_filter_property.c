@@ -5,7 +5,12 @@
  * a reference model written separately on jansson from the rules in
  * filter.h: same output (as JSON, keys in order), same counts, same
  * verdict on malformed input. The output is also checked on its own: no
- * key outside the grant, no record outside the range.
+ * key outside the grant, no record outside the range. Every case is also
+ * run on a reused filter (filter_reset) that read the case before it with
+ * the same depth limit, whatever tree, grant and range that had, wherever
+ * it stopped (an error, a body left half read) and whether its output was
+ * taken or not: its result must be the new filter's, byte for byte, with
+ * the same counts, names and errcode.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1193,20 +1198,44 @@ struct result {
     char *out;
     size_t len;
     unsigned long stripped, dropped;
+    char *kept, *removed; /* filter_names' after a finish (may be NULL) */
+    long errcode;         /* filter_errcode's, -12345 for none */
 };
 
-/* mode 0: whole; 1: a byte at a time; 2: random pieces. */
+static void
+result_free(struct result *res)
+{
+    brk_free(res->out);
+    brk_free(res->kept);
+    brk_free(res->removed);
+    res->out = res->kept = res->removed = NULL;
+}
+
+/* Filters reused from case to case, one per depth limit (see one_case). */
+static struct filter *reused[33];
+
+/*
+ * mode 0: whole; 1: a byte at a time; 2: random pieces. On reuse (not
+ * NULL) instead of a new filter, reset, left to the next run; its output
+ * is taken when take is set, else copied from where it lies, and its names
+ * are filter_names_get's.
+ */
 static struct result
-run_filter(const struct scope_node *root, const struct scope_grant *g,
-           filter_range_cb *cb, const struct filter_limits *lim, const char *in,
-           size_t len, int mode, struct rng *r)
+run_on(struct filter *reuse, int take, const struct scope_node *root,
+       const struct scope_grant *g, filter_range_cb *cb,
+       const struct filter_limits *lim, const char *in, size_t len, int mode,
+       struct rng *r)
 {
     struct result res;
-    struct filter *f = NULL;
+    struct filter *f = reuse;
     size_t off = 0, n;
+    const char *k, *rm, *o;
 
     memset(&res, 0, sizeof(res));
-    assert_int_equal(filter_new(root, g, cb, NULL, lim, &f), BRK_OK);
+    if (reuse != NULL)
+        assert_int_equal(filter_reset(f, root, g, cb, NULL), BRK_OK);
+    else
+        assert_int_equal(filter_new(root, g, cb, NULL, lim, &f), BRK_OK);
     while (off < len && res.err == BRK_OK) {
         if (mode == 0)
             n = len;
@@ -1221,12 +1250,44 @@ run_filter(const struct scope_node *root, const struct scope_grant *g,
     }
     if (res.err == BRK_OK)
         res.err = filter_finish(f);
-    if (res.err == BRK_OK)
+    if (res.err == BRK_OK) {
+        if (reuse == NULL) {
+            assert_int_equal(filter_names(f, &res.kept, &res.removed), BRK_OK);
+        } else {
+            assert_int_equal(filter_names_get(f, &k, &rm), BRK_OK);
+            res.kept = brk_strdup(k);
+            res.removed = brk_strdup(rm);
+        }
+    }
+    if (res.err == BRK_OK && (reuse == NULL || take)) {
         res.err = filter_take_output(f, &res.out, &res.len);
+    } else if (res.err == BRK_OK) {
+        res.err = filter_output(f, &o, &res.len);
+        res.out = brk_malloc(res.len + 1);
+        assert_non_null(res.out);
+        memcpy(res.out, o, res.len + 1);
+    }
     res.stripped = filter_stripped(f);
     res.dropped = filter_dropped(f);
-    filter_free(f);
+    if (!filter_errcode(f, &res.errcode))
+        res.errcode = -12345;
+    if (reuse == NULL)
+        filter_free(f);
     return res;
+}
+
+static struct result
+run_filter(const struct scope_node *root, const struct scope_grant *g,
+           filter_range_cb *cb, const struct filter_limits *lim, const char *in,
+           size_t len, int mode, struct rng *r)
+{
+    return run_on(NULL, 0, root, g, cb, lim, in, len, mode, r);
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+    return (a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0);
 }
 
 struct stats {
@@ -1251,6 +1312,42 @@ report_failure(unsigned long idx, const struct scope_node *root,
              (unsigned long long)range_seed, len, (int)len, in,
              want ? want : "(error)", ms, md, got ? got : "(none)",
              brk_strerror(res->err), res->stripped, res->dropped);
+}
+
+/*
+ * The case once more on the reused filter for its depth limit: the same
+ * result as res (the new filter's). Every fifth case then leaves that
+ * filter half-way through its body, for the next case to reset.
+ */
+static void
+check_reused(unsigned long idx, const struct scope_node *root,
+             const struct scope_grant *g, filter_range_cb *cb,
+             const struct filter_limits *lim, const char *in, size_t len,
+             int mode, const struct result *res)
+{
+    struct filter **slot = &reused[lim->max_depth];
+    struct result again;
+    enum brk_err err;
+
+    if (*slot == NULL)
+        assert_int_equal(filter_new(root, g, cb, NULL, lim, slot), BRK_OK);
+    again = run_on(*slot, (int)(idx & 1), root, g, cb, lim, in, len,
+                   mode == 1 ? 1 : 0, NULL);
+    if (again.err != res->err || again.len != res->len ||
+        (res->out != NULL &&
+         (again.out == NULL || memcmp(again.out, res->out, res->len) != 0)) ||
+        again.stripped != res->stripped || again.dropped != res->dropped ||
+        again.errcode != res->errcode || !same_str(again.kept, res->kept) ||
+        !same_str(again.removed, res->removed))
+        report_failure(idx, root, g, lim->max_depth, in, len,
+                       "a reused filter differs from a new one", res->out,
+                       again.out, res->stripped, res->dropped, &again);
+    result_free(&again);
+    if (idx % 5 == 0) {
+        assert_int_equal(filter_reset(*slot, root, g, cb, NULL), BRK_OK);
+        err = filter_feed(*slot, in, len / 2);
+        (void)err;
+    }
 }
 
 static void
@@ -1313,6 +1410,7 @@ one_case(unsigned long idx, struct rng *r, const struct scope_node *root,
     if (mode == 1)
         st->bytewise++;
     res = run_filter(root, &g, cb, &lim, t.p, t.len, mode, r);
+    check_reused(idx, root, &g, cb, &lim, t.p, t.len, mode, &res);
     st->cases++;
     st->bytes += t.len;
     if (want == NULL) {
@@ -1360,14 +1458,14 @@ one_case(unsigned long idx, struct rng *r, const struct scope_node *root,
             report_failure(idx, root, &g, lim.max_depth, t.p, t.len,
                            "max_output = output length fails", ws_, gs,
                            m.stripped, m.dropped, &res2);
-        brk_free(res2.out);
+        result_free(&res2);
         lim.max_output = res.len - 1;
         res2 = run_filter(root, &g, cb, &lim, t.p, t.len, 2, r);
         if (res2.err != BRK_ERR_TOOBIG)
             report_failure(idx, root, &g, lim.max_depth, t.p, t.len,
                            "max_output one short is not too_big", ws_, gs,
                            m.stripped, m.dropped, &res2);
-        brk_free(res2.out);
+        result_free(&res2);
         st->tooBig_checked++;
     }
 out:
@@ -1376,7 +1474,7 @@ out:
     json_decref(got);
     json_decref(want);
     json_decref(parsed);
-    brk_free(res.out);
+    result_free(&res);
     brk_free(t.p);
 }
 
@@ -1472,6 +1570,8 @@ test_random_cases(void **state)
         one_case(i, &r, root, &st);
     }
     tree_free(root);
+    for (i = 0; i < nitems(reused); i++)
+        filter_free(reused[i]);
     print_message("%lu cases: %lu refused (%lu malformed or repeated keys, "
                   "%lu too deep, %lu not an object), %lu outputs checked "
                   "(%lu with stripped keys, %lu with dropped records), %lu "
