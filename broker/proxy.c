@@ -24,6 +24,7 @@
  *           (a refused corp token: proxy_start_upstream once more)
  *     (a write: proxy_write_tenant, proxy_write.c, after the tenant)
  */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #include "cache.h"
 #include "codec.h"
 #include "config.h"
+#include "dynbuf.h"
 #include "errcodes.h"
 #include "filter.h"
 #include "grant.h"
@@ -61,6 +63,14 @@
 #define CACHE_ENTRIES 100000
 /* how often expired cache entries are dropped, seconds */
 #define PROXY_EXPIRE_S 1
+/* A filtered reply up to this size is copied into the connection's own
+ * buffer (httpd keeps 16 KiB of it between replies) and the filter keeps
+ * its output buffer for the next request; a larger one is handed over. */
+#define REPLY_COPY_MAX (8 * 1024)
+/* The upstream URL: the path, the corp token percent-encoded (up to
+ * 2048 bytes, tokens.c) and the query (64 KiB, proxy_params.c). */
+#define URL_MAX    (96 * 1024)
+#define URL_INLINE 1024
 
 /*---- Replies ----*/
 
@@ -88,16 +98,81 @@ proxy_preq_free(struct preq *q)
     record_service_unref(q->svc);
     record_tenant_unref(q->ten);
     proxy_range_unref(q->narrowed);
-    brk_free(q->upstream_qs);
+    dynbuf_free(&q->upstream_qs);
     if (q->upstream_body != NULL) {
         brk_wipe(q->upstream_body,
                  q->upstream_len ? q->upstream_len : strlen(q->upstream_body));
         free(q->upstream_body);
     }
-    brk_free_secret_str(q->corp_token);
-    filter_free(q->filter);
+    dynbuf_free(&q->corp_token);
+    proxy_filter_put(q->p, q->filter);
     brk_wipe(q->tdk, sizeof(q->tdk));
     brk_free(q);
+}
+
+/*---- Filters and strings without allocations ----*/
+
+/*
+ * A loop's requests reuse its filters: one is taken idle (or made) when
+ * the upstream call starts and given back, cleared, when the request ends,
+ * so a steady stream of data calls makes none. A filter is only ever used
+ * by the loop of the proxy it belongs to.
+ */
+enum brk_err
+proxy_filter_get(struct preq *q, const struct scope_node *root,
+                 filter_range_cb *in_range)
+{
+    struct proxy *p = q->p;
+    struct filter *f;
+    enum brk_err err;
+
+    assert(q->filter == NULL);
+    if (p->nidle_filters == 0)
+        return filter_new(root, &q->grant, in_range, q, NULL, &q->filter);
+    f = p->idle_filters[--p->nidle_filters];
+    err = filter_reset(f, root, &q->grant, in_range, q);
+    if (err) {
+        proxy_filter_put(p, f);
+        return err;
+    }
+    q->filter = f;
+    return BRK_OK;
+}
+
+void
+proxy_filter_put(struct proxy *p, struct filter *f)
+{
+    if (f == NULL)
+        return;
+    if (p->nidle_filters == PROXY_IDLE_FILTERS) {
+        filter_free(f);
+        return;
+    }
+    /* nothing of this request's reply stays readable in it */
+    filter_clear(f);
+    p->idle_filters[p->nidle_filters++] = f;
+}
+
+enum brk_err
+proxy_pct_append(struct dynbuf *d, const char *s)
+{
+    char in[128], out[3 * sizeof(in) + 1];
+    enum brk_err err = BRK_OK;
+    size_t n;
+
+    while (*s != '\0' && !err) {
+        n = strnlen(s, sizeof(in) - 1);
+        memcpy(in, s, n);
+        in[n] = '\0';
+        codec_pct_encode(in, out);
+        err = dynbuf_add_str(d, out);
+        s += n;
+    }
+    if (d->secret) {
+        brk_wipe(in, sizeof(in));
+        brk_wipe(out, sizeof(out));
+    }
+    return err;
 }
 
 static void
@@ -258,17 +333,23 @@ in_range(enum scope_record kind, const char *id, size_t len, void *arg)
 void
 proxy_reply_filtered(struct preq *q)
 {
-    char *out = NULL, n[24];
+    const char *out = NULL, *kept = NULL, *removed = NULL;
+    char *owned = NULL, n[24];
     size_t len = 0;
     unsigned long stripped = filter_stripped(q->filter);
     unsigned long dropped = filter_dropped(q->filter);
     long errcode = 0;
 
-    if (filter_take_output(q->filter, &out, &len) != BRK_OK) {
+    /* out is the filter's (borrowed) or owned; owned is NULL or out */
+    if (filter_output(q->filter, &out, &len) != BRK_OK ||
+        (len > REPLY_COPY_MAX &&
+         filter_take_output(q->filter, &owned, &len) != BRK_OK)) {
         proxy_reply_error(q, ERRCODE_BAD_GATEWAY,
                           "upstream reply could not be filtered");
         return;
     }
+    if (owned != NULL)
+        out = owned;
     /* WeCom's errcode as the filter read it (none: 0): a refused corp
      * token is refreshed and the call repeated once */
     (void)filter_errcode(q->filter, &errcode);
@@ -276,15 +357,16 @@ proxy_reply_filtered(struct preq *q)
     budget_done(q, errcode);
     if (tokens_is_corp_token_error(errcode) && !q->retried) {
         q->retried = 1;
-        tokens_corp_rejected(q->p->tok, q->tr.suite, q->tr.corp, q->corp_token);
-        brk_free(out);
-        filter_free(q->filter);
+        tokens_corp_rejected(q->p->tok, q->tr.suite, q->tr.corp,
+                             q->corp_token.buf);
+        brk_free(owned);
+        proxy_filter_put(q->p, q->filter);
         q->filter = NULL;
         proxy_start_upstream(q);
         return;
     }
     if (errcode == 0 && q->must_see != SCOPE_REC_NONE && !q->seen) {
-        brk_free(out);
+        brk_free(owned);
         proxy_reply_error(q, ERRCODE_OUT_OF_RANGE,
                           "no privilege to access/modify contact/party/agent");
         return;
@@ -297,14 +379,15 @@ proxy_reply_filtered(struct preq *q)
         enum brk_err err =
             agent_range_rewrite(out, len, q->range, &rw, &rwlen, &more);
 
-        brk_free(out);
+        brk_free(owned);
+        owned = NULL;
         if (err) {
             proxy_reply_error(q, ERRCODE_UNAVAILABLE,
                               "agent range not narrowed (%s)",
                               brk_strerror(err));
             return;
         }
-        out = rw;
+        out = owned = rw;
         len = rwlen;
         dropped += more;
     }
@@ -316,18 +399,17 @@ proxy_reply_filtered(struct preq *q)
     metrics_add(METRICS_RECORDS_DROPPED, NULL, (double)dropped);
     proxy_write_replied(q, out, len);
     proxy_count_request(q, errcode);
-    {
-        char *kept = NULL, *removed = NULL;
-
-        /* names of the fields returned and removed, never a value */
-        if (filter_names(q->filter, &kept, &removed) != BRK_OK)
-            kept = removed = NULL;
-        audit_names(q, errcode, stripped, dropped, kept, removed);
-        brk_free(kept);
-        brk_free(removed);
-    }
-    /* the filtered reply leaves from where the filter wrote it */
-    httpd_reply_take(q->r, 200, "application/json; charset=utf-8", out, len);
+    /* names of the fields returned and removed, never a value */
+    if (filter_names_get(q->filter, &kept, &removed) != BRK_OK)
+        kept = removed = NULL;
+    audit_names(q, errcode, stripped, dropped, kept, removed);
+    /* a large reply leaves from where it was written; a small one is
+     * copied, and the filter's buffer serves the next request */
+    if (owned != NULL)
+        httpd_reply_take(q->r, 200, "application/json; charset=utf-8", owned,
+                         len);
+    else
+        httpd_reply(q->r, 200, "application/json; charset=utf-8", out, len);
     proxy_preq_free(q);
 }
 
@@ -374,8 +456,8 @@ static void
 on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
 {
     struct preq *q = arg;
-    char *enc = NULL, *url = NULL;
-    size_t n;
+    struct dynbuf url;
+    char first[URL_INLINE];
 
     if (err) {
         if (err == BRK_ERR_WECOM)
@@ -387,34 +469,39 @@ on_corp_token(enum brk_err err, const char *token, long errcode, void *arg)
                               "no corp token (%s)", brk_strerror(err));
         return;
     }
-    brk_free_secret_str(q->corp_token);
-    q->corp_token = brk_strdup(token);
-    n = strlen(token) * 3 + strlen(q->path) +
-        (q->upstream_qs ? strlen(q->upstream_qs) : 0) + 32;
-    enc = brk_malloc(strlen(token) * 3 + 1);
-    url = brk_malloc(n);
-    if (q->corp_token == NULL || enc == NULL || url == NULL) {
-        brk_free(enc);
-        brk_free(url);
-        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "out of memory");
+    /* path?access_token=TOKEN[&query], on the stack while it fits (the
+     * WeCom client copies it) */
+    dynbuf_init_inline_secret(&url, first, sizeof(first), URL_MAX);
+    dynbuf_reset(&q->corp_token);
+    err = dynbuf_add_str(&q->corp_token, token);
+    if (!err)
+        err = dynbuf_add_str(&url, q->path);
+    if (!err)
+        err = dynbuf_add_str(&url, "?access_token=");
+    if (!err)
+        err = proxy_pct_append(&url, token);
+    if (!err && q->upstream_qs.len > 0)
+        err = dynbuf_add(&url, "&", 1);
+    if (!err)
+        err = dynbuf_add(&url, q->upstream_qs.buf, q->upstream_qs.len);
+    if (err) {
+        dynbuf_free(&url);
+        proxy_reply_error(q, ERRCODE_UNAVAILABLE, "%s",
+                          err == BRK_ERR_NOMEM ? "out of memory"
+                                               : "upstream URL too long");
         return;
     }
-    codec_pct_encode(token, enc);
-    snprintf(url, n, "%s?access_token=%s%s%s", q->path, enc,
-             q->upstream_qs && q->upstream_qs[0] ? "&" : "",
-             q->upstream_qs ? q->upstream_qs : "");
     q->seen = 0;
-    err = filter_new(&q->ep->root, &q->grant, in_range, q, NULL, &q->filter);
+    err = proxy_filter_get(q, &q->ep->root, in_range);
     if (!err && q->upstream_len > 0)
-        err = wecom_api_stream_body(q->p->api, url, q->upstream_ctype,
+        err = wecom_api_stream_body(q->p->api, url.buf, q->upstream_ctype,
                                     q->upstream_body, q->upstream_len, NULL,
                                     on_chunk, on_upstream, q);
     else if (!err)
         err =
-            wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url,
+            wecom_api_stream(q->p->api, q->post ? "POST" : "GET", url.buf,
                              q->upstream_body, NULL, on_chunk, on_upstream, q);
-    brk_free_secret_str(enc);
-    brk_free_secret_str(url);
+    dynbuf_free(&url);
     if (err)
         proxy_reply_error(q, ERRCODE_UNAVAILABLE, "cannot call WeCom (%s)",
                           brk_strerror(err));
@@ -620,6 +707,10 @@ proxy_handle(struct httpd_req *r, void *arg)
     q->gen = p->gen;
     q->r = r;
     q->scopes = p->scopes;
+    dynbuf_init_inline(&q->upstream_qs, q->upstream_qs_first,
+                       sizeof(q->upstream_qs_first), PROXY_QS_MAX);
+    dynbuf_init_inline_secret(&q->corp_token, q->corp_token_first,
+                              sizeof(q->corp_token_first), PROXY_TOKEN_MAX);
     __atomic_add_fetch(&p->inflight, 1, __ATOMIC_ACQUIRE);
     snprintf(q->path, sizeof(q->path), "%s", path);
     if (strlen(path) >= sizeof(q->path) || strncmp(path, "/cgi-bin/", 9)) {
@@ -869,6 +960,8 @@ proxy_free(struct proxy *p)
         return;
     proxy_oauth_free();
     proxy_records_orphan(p);
+    while (p->nidle_filters > 0)
+        filter_free(p->idle_filters[--p->nidle_filters]);
     if (p->expire != NULL)
         event_free(p->expire);
     cache_free(p->tokens);

@@ -12,7 +12,9 @@
 
 #include <jansson.h>
 
+#include "dynbuf.h"
 #include "errcodes.h"
+#include "filter.h"
 #include "grant.h"
 #include "httpd.h"
 #include "keyring.h"
@@ -21,6 +23,18 @@
 #include "record.h"
 #include "scope_map.h"
 #include "visible_range.h"
+
+/* Filters a loop keeps for its next requests: what a burst of concurrent
+ * data calls needs (about 32 KB each while idle, 1 MB at most a loop). */
+#define PROXY_IDLE_FILTERS 32
+/* Bytes of a request's own storage for its upstream query and its copy of
+ * the corp token: what most need, so neither allocates (longer ones move
+ * to the heap). WeCom's tokens are up to 512 bytes. */
+#define PREQ_QS_INLINE    256
+#define PREQ_TOKEN_INLINE 513
+/* Their bounds: the query as forwarded, a corp token (tokens.c: 2048). */
+#define PROXY_QS_MAX    (64 * 1024)
+#define PROXY_TOKEN_MAX 4096
 
 /* A narrowed range shared by the cache and requests in flight. */
 struct range_ref {
@@ -46,7 +60,10 @@ struct proxy {
     struct tload *loads;        /* tenant loads under way */
     struct prefresh *refreshes; /* token and service reads ahead of expiry */
     struct event *expire;       /* drops expired cache entries */
-    unsigned inflight;          /* atomic: read from other threads */
+    /* filters requests gave back, cleared, for the next ones (owned) */
+    struct filter *idle_filters[PROXY_IDLE_FILTERS];
+    size_t nidle_filters;
+    unsigned inflight; /* atomic: read from other threads */
     /* bumped by every change notice and reconnect: a record read before
      * the latest one may serve the request that read it, but is not
      * cached, so a revoked service or token never serves again */
@@ -78,16 +95,22 @@ struct preq {
     const struct scope_endpoint *ep;
     struct scope_grant grant;
     enum grant_refusal why;
-    char *upstream_qs;
+    /* the query WeCom is called with (declared parameters, as checked),
+     * in upstream_qs_first while it fits */
+    struct dynbuf upstream_qs;
+    char upstream_qs_first[PREQ_QS_INLINE];
     char *upstream_body;
     /* a body that is not JSON (media/upload): its length and its
      * "Content-Type: ..." line; upstream_len 0 for JSON */
     size_t upstream_len;
     char upstream_ctype[128];
-    char *corp_token;
+    /* the corp token of the call under way (secret, wiped when freed);
+     * told back to the token manager if WeCom refuses it */
+    struct dynbuf corp_token;
+    char corp_token_first[PREQ_TOKEN_INLINE];
     int retried;
-    int budget_held; /* a call the budget allowed, not yet reported */
-    struct filter *filter;
+    int budget_held;       /* a call the budget allowed, not yet reported */
+    struct filter *filter; /* owned: from proxy_filter_get, given back */
     /* a customer or chat subject: in range only if the reply shows a
      * record of this kind in range (a follow user, the chat's owner) */
     enum scope_record must_see;
@@ -115,6 +138,19 @@ void proxy_audit(struct preq *q, long errcode, unsigned long stripped,
 void proxy_preq_free(struct preq *q);
 /* The upstream call (budget, corp token, WeCom, filter), replying. */
 void proxy_start_upstream(struct preq *q);
+/* q->filter for root with q's grant and in_range (arg q): an idle one of
+ * q's loop, reset, or a new one. Returns BRK_OK, BRK_ERR_NOMEM, or
+ * BRK_ERR_INVAL for a NULL root. q->filter must be NULL. */
+enum brk_err proxy_filter_get(struct preq *q, const struct scope_node *root,
+                              filter_range_cb *in_range) BRK_WUR;
+/* Give f (owned, may be NULL) back to p: cleared and kept idle, or freed
+ * when PROXY_IDLE_FILTERS are. Cannot fail. */
+void proxy_filter_put(struct proxy *p, struct filter *f);
+/* Append the percent-encoding of s to d (codec_pct_encode's, a piece at a
+ * time: no buffer of 3 * strlen(s)); the pieces are wiped when d is
+ * secret. Returns BRK_OK, BRK_ERR_TOOBIG or BRK_ERR_NOMEM (d then
+ * emptied, as any failed append). */
+enum brk_err proxy_pct_append(struct dynbuf *d, const char *s) BRK_WUR;
 
 /*---- Records and caches (proxy_records.c) ----*/
 

@@ -244,7 +244,7 @@ on_ticket(enum brk_err err, struct redisReply *r, void *arg)
     }
     /* filtered like any response: sensitive fields need the service's
      * member.sensitive and the tenant's contact:sensitive:* grant */
-    if (filter_new(root, &q->grant, NULL, NULL, NULL, &q->filter) ||
+    if (proxy_filter_get(q, root, NULL) ||
         filter_feed(q->filter, fields, len) || filter_finish(q->filter)) {
         brk_free_secret(fields, len);
         proxy_reply_error(q, ERRCODE_BAD_GATEWAY, "stored details unusable");

@@ -10,7 +10,6 @@
 
 #include <jansson.h>
 
-#include "codec.h"
 #include "dynbuf.h"
 #include "proxy_int.h"
 #include "query.h"
@@ -62,28 +61,110 @@ subject_ok(const struct preq *q, enum scope_param_kind kind, const json_t *v)
 }
 
 /*
- * A query value as the JSON value its declared type says; NULL if it is
- * not one. An integer must be written the one way it is forwarded ("2";
- * not " 2", "+2", "02" or "-0"), so WeCom is asked about what was
- * checked.
+ * Is s well-formed UTF-8 (RFC 3629: no overlong form, surrogate or code
+ * point past U+10FFFF)? The strings jansson's json_string accepts, which
+ * decided it before.
  */
-static json_t *
-typed_value(const struct scope_param *p, const char *s)
+static int
+utf8_ok(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned char lo, hi;
+    size_t more;
+
+    while (*s != '\0') {
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        /* the second byte's range narrows for E0, ED, F0 and F4 */
+        lo = 0x80;
+        hi = 0xbf;
+        if (*s >= 0xc2 && *s <= 0xdf) {
+            more = 1;
+        } else if (*s >= 0xe0 && *s <= 0xef) {
+            more = 2;
+            if (*s == 0xe0)
+                lo = 0xa0;
+            else if (*s == 0xed)
+                hi = 0x9f;
+        } else if (*s >= 0xf0 && *s <= 0xf4) {
+            more = 3;
+            if (*s == 0xf0)
+                lo = 0x90;
+            else if (*s == 0xf4)
+                hi = 0x8f;
+        } else {
+            return 0;
+        }
+        for (s++; more > 0; more--, s++) {
+            /* the terminating NUL is below lo */
+            if (*s < lo || *s > hi)
+                return 0;
+            lo = 0x80;
+            hi = 0xbf;
+        }
+    }
+    return 1;
+}
+
+/* A query value read as its declared type. */
+struct qvalue {
+    int is_int;
+    long long n; /* when is_int */
+};
+
+/*
+ * Read s as p's declared type into *v; 0 if it is not one. An integer
+ * must be written the one way it is forwarded ("2"; not " 2", "+2", "02"
+ * or "-0"), so WeCom is asked about what was checked; a string must be
+ * UTF-8.
+ */
+static int
+typed_value(const struct scope_param *p, const char *s, struct qvalue *v)
 {
     const char *d = s[0] == '-' ? s + 1 : s;
-    long long n;
 
     if (p->type == SCOPE_T_INTEGER) {
         if (*d == '\0' || strlen(d) > 18 ||
             strspn(d, "0123456789") != strlen(d) ||
             (d[0] == '0' && (d[1] != '\0' || d != s)))
-            return NULL;
-        n = strtoll(s, NULL, 10);
-        return json_integer(n);
+            return 0;
+        v->is_int = 1;
+        v->n = strtoll(s, NULL, 10);
+        return 1;
     }
-    if (p->type == SCOPE_T_STRING)
-        return json_string(s);
-    return NULL;
+    if (p->type == SCOPE_T_STRING && utf8_ok(s)) {
+        v->is_int = 0;
+        v->n = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* subject_ok for a query value s read as v: a string names a member, an
+ * integer a department or tag, and a list is never a query value. */
+static int
+query_subject_ok(const struct preq *q, enum scope_param_kind kind,
+                 const char *s, const struct qvalue *v)
+{
+    const struct vrange *r = q->range;
+
+    if (r == NULL)
+        return 0;
+    switch (kind) {
+    case SCOPE_P_MEMBER:
+        return !v->is_int && vrange_has_member(r, s, strlen(s));
+    case SCOPE_P_DEPARTMENT:
+        return v->is_int && vrange_has_department(r, (long)v->n);
+    case SCOPE_P_TAG:
+        return v->is_int && vrange_has_tag(r, (long)v->n);
+    case SCOPE_P_MEMBER_LIST:
+        return 0;
+    default:
+        /* customers and chats: decided on the reply (follow users, owner) */
+        return 1;
+    }
 }
 
 /* Is v one of p's enum values (any value when p declares none)? */
@@ -99,84 +180,78 @@ in_enum(const struct scope_param *p, const char *v)
 }
 
 /* GET: every parameter declared, once, well-typed; subjects in range.
- * Builds the query passed upstream from declared parameters only. */
+ * Builds the query passed upstream (q->upstream_qs, in q's own storage
+ * while it fits) from declared parameters only. */
 enum errcode
 proxy_check_query(struct preq *q, char *msg, size_t msglen)
 {
-    struct dynbuf qs;
+    struct dynbuf *qs = &q->upstream_qs;
     const struct scope_param *p;
+    struct qvalue v;
     size_t i;
-    json_t *v;
-    char *enc, num[24] = "";
+    char num[24];
+    const char *value;
+    enum brk_err err;
 
-    dynbuf_init(&qs, 64 * 1024);
+    dynbuf_reset(qs);
     for (i = 0; i < q->q->n; i++) {
         const char *name = q->q->params[i].name;
 
+        value = q->q->params[i].value;
         if (strcmp(name, "access_token") == 0)
             continue;
         p = scope_endpoint_param(q->ep, name);
         if (p == NULL || query_count(q->q, name) != 1) {
-            dynbuf_free(&qs);
             snprintf(msg, msglen, "invalid parameter: %s %s",
                      p ? "repeated" : "undeclared", name);
             return ERRCODE_INVALID_PARAMETER;
         }
-        v = typed_value(p, q->q->params[i].value);
-        if (v == NULL) {
-            dynbuf_free(&qs);
+        if (!typed_value(p, value, &v)) {
             snprintf(msg, msglen, "invalid parameter: %s", name);
             return ERRCODE_INVALID_PARAMETER;
         }
-        if (!in_enum(p, q->q->params[i].value)) {
-            json_decref(v);
-            dynbuf_free(&qs);
+        if (!in_enum(p, value)) {
             snprintf(msg, msglen,
                      "invalid parameter: %s is not an allowed "
                      "value",
                      name);
             return ERRCODE_INVALID_VALUE;
         }
-        if (p->kind != SCOPE_P_PLAIN && !subject_ok(q, p->kind, v)) {
-            json_decref(v);
-            dynbuf_free(&qs);
+        if (p->kind != SCOPE_P_PLAIN &&
+            !query_subject_ok(q, p->kind, value, &v)) {
             snprintf(msg, msglen,
                      "no privilege to access/modify contact/party/agent");
             return ERRCODE_OUT_OF_RANGE;
         }
         note_subject(q, p->kind);
         /* what goes upstream is the value that was checked */
-        if (json_is_integer(v))
-            snprintf(num, sizeof(num), "%lld",
-                     (long long)json_integer_value(v));
-        json_decref(v);
-        enc = brk_malloc(strlen(q->q->params[i].value) * 3 + 1);
-        if (enc == NULL) {
-            dynbuf_free(&qs);
+        if (v.is_int) {
+            snprintf(num, sizeof(num), "%lld", v.n);
+            value = num;
+        }
+        err = qs->len > 0 ? dynbuf_add(qs, "&", 1) : BRK_OK;
+        if (!err)
+            err = dynbuf_add_str(qs, name);
+        if (!err)
+            err = dynbuf_add(qs, "=", 1);
+        if (!err)
+            err = proxy_pct_append(qs, value);
+        if (err == BRK_ERR_NOMEM) {
             snprintf(msg, msglen, "out of memory");
             return ERRCODE_UNAVAILABLE;
         }
-        codec_pct_encode(
-            p->type == SCOPE_T_INTEGER ? num : q->q->params[i].value, enc);
-        if (dynbuf_printf(&qs, "%s%s=%s", qs.len ? "&" : "", name, enc)) {
-            brk_free(enc);
+        if (err) {
             snprintf(msg, msglen, "invalid parameter: too long");
             return ERRCODE_INVALID_PARAMETER;
         }
-        brk_free(enc);
     }
     for (i = 0; i < q->ep->nparams; i++)
         if (q->ep->params[i].required &&
             query_count(q->q, q->ep->params[i].name) == 0 && !q->post) {
-            dynbuf_free(&qs);
             snprintf(msg, msglen, "invalid parameter: %s missing",
                      q->ep->params[i].name);
             return ERRCODE_INVALID_PARAMETER;
         }
-    if (dynbuf_take(&qs, &q->upstream_qs, NULL)) {
-        snprintf(msg, msglen, "out of memory");
-        return ERRCODE_UNAVAILABLE;
-    }
     return ERRCODE_OK;
 }
 

@@ -8,6 +8,12 @@
  * lack of memory (every allocation failing in turn, with two requests waiting
  * on one tenant load), the form in which checked subject parameters reach
  * WeCom, and a reply read before a change notice never being cached after it.
+ * Then the reuse of a loop's filters and request storage: a warm request's
+ * upstream call and reply make no allocation, a filter given back after a
+ * failed reply serves the next exactly as a new one, large replies are
+ * handed over and small ones copied, a corp token and URL longer than the
+ * request's own storage still reach WeCom and the token manager whole, and
+ * a query value's UTF-8 is judged as jansson judged it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -304,6 +310,8 @@ tokens_corp(struct tokens *t, const char *suite_id, const char *corpid,
     return BRK_OK;
 }
 
+static char rejected_token[4096];
+
 void
 tokens_corp_rejected(struct tokens *t, const char *suite_id, const char *corpid,
                      const char *token)
@@ -311,7 +319,7 @@ tokens_corp_rejected(struct tokens *t, const char *suite_id, const char *corpid,
     (void)t;
     (void)suite_id;
     (void)corpid;
-    (void)token;
+    snprintf(rejected_token, sizeof(rejected_token), "%s", token);
 }
 
 int
@@ -321,7 +329,7 @@ tokens_is_corp_token_error(long errcode)
 }
 
 struct call {
-    char url[1024];
+    char url[4096];
     wecom_api_chunk_cb *on_data;
     wecom_api_cb *done;
     void *arg;
@@ -364,15 +372,21 @@ wecom_api_stream_body(struct wecom_api *api, const char *path_query,
                             done, arg);
 }
 
-/* Hand every waiting request its corp token. */
+/* Hand every waiting request this corp token. */
 static void
-give_corp_tokens(void)
+give_corp_token(const char *token)
 {
     size_t i, n = ncorp_waits;
 
     ncorp_waits = 0;
     for (i = 0; i < n; i++)
-        corp_waits[i].cb(BRK_OK, "corp-token", 0, corp_waits[i].arg);
+        corp_waits[i].cb(BRK_OK, token, 0, corp_waits[i].arg);
+}
+
+static void
+give_corp_tokens(void)
+{
+    give_corp_token("corp-token");
 }
 
 /* Finish WeCom call i with body (NULL: WeCom unreachable). */
@@ -398,8 +412,10 @@ struct treq {
     char path[256];
     char query[1024];
     long status;
-    char body[8192];
+    char body[16384];
+    size_t len;
     int replied;
+    int taken; /* the body was handed over, not copied */
 };
 
 void
@@ -412,6 +428,7 @@ httpd_reply(struct httpd_req *r, int status, const char *content_type,
     assert_false(t->replied);
     t->replied = 1;
     t->status = status;
+    t->len = len;
     snprintf(t->body, sizeof(t->body), "%.*s", (int)len, body);
 }
 
@@ -420,6 +437,7 @@ httpd_reply_take(struct httpd_req *r, int status, const char *content_type,
                  char *body, size_t len)
 {
     httpd_reply(r, status, content_type, body, len);
+    ((struct treq *)r)->taken = 1;
     brk_free(body);
 }
 
@@ -716,7 +734,7 @@ test_integer_subjects_forwarded_as_checked(void **state)
         "",
         "99999999999999999999",
     };
-    char url[1024], q[128];
+    char url[4096], q[128];
     size_t i;
 
     (void)state;
@@ -829,6 +847,247 @@ test_no_stale_cache_after_notice(void **state)
     proxy_free(p);
 }
 
+/*---- 10. Filters and request storage reused ----*/
+
+#define USER_REPLY                                                             \
+    "{\"errcode\":0,\"errmsg\":\"ok\",\"userid\":\"u1\",\"name\":\"n1\","      \
+    "\"mobile\":\"13800000000\",\"department\":[2],\"extattr\":{\"a\":1}}"
+
+/* user/get of u1 on p, its token, service and tenant read if not cached,
+ * WeCom answering body; the reply in *t. With no_alloc, every allocation
+ * from the corp token on fails: 1 when none was tried. */
+static int
+get_u1(struct proxy *p, struct treq *t, const char *body, int no_alloc)
+{
+    int failed;
+
+    ncalls = 0;
+    start(p, t, "/cgi-bin/user/get", "userid=u1");
+    if (pending("HGETALL", "btok") >= 0)
+        answer_token();
+    if (pending("HGETALL", "svc:") >= 0)
+        answer_service("");
+    if (pending("HGETALL", ":tenant") >= 0)
+        answer_tenant();
+    if (ncorp_waits != 1)
+        fail_msg("no corp token asked for: %s", t->replied ? t->body : "-");
+    brk_alloc_fail_at(no_alloc ? 1 : 0);
+    give_corp_tokens();
+    failed = brk_alloc_failed();
+    if (failed) {
+        brk_alloc_fail_at(0);
+        return 0;
+    }
+    assert_int_equal(ncalls, 1);
+    finish_call(0, body);
+    failed = brk_alloc_failed();
+    brk_alloc_fail_at(0);
+    assert_true(t->replied);
+    return !failed;
+}
+
+/*
+ * Once a loop has served one data call, the next one's upstream call
+ * (the URL, the corp token's copy, the filter) and its reply (the output,
+ * the audit's names) take no memory at all, and answer the same.
+ */
+static void
+test_warm_call_allocates_nothing(void **state)
+{
+    struct treq a, b;
+    struct proxy *p;
+    int none;
+
+    (void)state;
+    reset_fakes();
+    p = proxy_for_test();
+    (void)get_u1(p, &a, USER_REPLY, 0);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.body, "{\"errcode\":0,\"errmsg\":\"ok\",\"userid\":"
+                                "\"u1\",\"department\":[2]}");
+    none = get_u1(p, &b, USER_REPLY, 1);
+    assert_int_equal(b.status, 200);
+    assert_string_equal(b.body, a.body);
+    assert_false(b.taken);
+    assert_true(none);
+    assert_int_equal(proxy_inflight(p), 0);
+    proxy_free(p);
+}
+
+/* A filter given back after a reply that failed midway (malformed, cut
+ * short, a repeated key) serves the next request as a new filter would. */
+static void
+test_filter_reused_after_failure(void **state)
+{
+    static const char *const bad[] = {
+        "{\"errcode\":0,\"userid\":\"u1\",\"name\":",
+        "{\"errcode\":0,\"userid\":\"u1\",\"userid\":\"u1\"}",
+        "{\"errcode\":0,\"department\":[2,{\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[["
+        "[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}",
+        "[\"not an object\"]",
+    };
+    struct treq a, b, fresh;
+    struct proxy *p, *p2;
+    size_t i;
+
+    (void)state;
+    reset_fakes();
+    p2 = proxy_for_test();
+    (void)get_u1(p2, &fresh, USER_REPLY, 0);
+    assert_int_equal(fresh.status, 200);
+    proxy_free(p2);
+    for (i = 0; i < nitems(bad); i++) {
+        reset_fakes();
+        p = proxy_for_test();
+        (void)get_u1(p, &a, bad[i], 0);
+        assert_int_equal(a.status, 502);
+        (void)get_u1(p, &b, USER_REPLY, 0);
+        assert_int_equal(b.status, 200);
+        assert_string_equal(b.body, fresh.body);
+        proxy_free(p);
+    }
+}
+
+/* A reply over 8 KiB is handed to the front as written; the next, small
+ * one is copied, whole. */
+static void
+test_large_reply_handed_over(void **state)
+{
+    static char body[12000];
+    struct treq a, b;
+    struct proxy *p;
+    size_t n;
+
+    (void)state;
+    n = (size_t)snprintf(body, sizeof(body),
+                         "{\"errcode\":0,\"name\":\"n\",\"errmsg\":\"");
+    memset(body + n, 'x', 10000);
+    n += 10000;
+    snprintf(body + n, sizeof(body) - n, "\"}");
+    reset_fakes();
+    p = proxy_for_test();
+    (void)get_u1(p, &a, body, 0);
+    assert_int_equal(a.status, 200);
+    assert_true(a.taken);
+    /* all but the name, which a third-party app does not see */
+    assert_int_equal(a.len, strlen(body) - strlen(",\"name\":\"n\""));
+    assert_int_equal(a.len, strlen(a.body));
+    assert_non_null(strstr(a.body, "{\"errcode\":0,\"errmsg\":\"xxxx"));
+    (void)get_u1(p, &b, USER_REPLY, 0);
+    assert_int_equal(b.status, 200);
+    assert_false(b.taken);
+    assert_string_equal(b.body, "{\"errcode\":0,\"errmsg\":\"ok\",\"userid\":"
+                                "\"u1\",\"department\":[2]}");
+    proxy_free(p);
+}
+
+/* A corp token longer than a request keeps by itself (and a URL longer
+ * than the stack's first kilobyte) reaches WeCom percent-encoded and, when
+ * WeCom refuses it, the token manager whole; the retry uses the next. */
+static void
+test_long_corp_token(void **state)
+{
+    static char token[701], enc[2200];
+    struct treq t;
+    struct proxy *p;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 700; i++)
+        token[i] = "ab+/"[i % 4];
+    token[700] = '\0';
+    for (i = 0; i < 700; i++)
+        snprintf(enc + strlen(enc), sizeof(enc) - strlen(enc), "%s",
+                 token[i] == '+'   ? "%2B"
+                 : token[i] == '/' ? "%2F"
+                                   : (char[2]){token[i], 0});
+    reset_fakes();
+    rejected_token[0] = '\0';
+    p = proxy_for_test();
+    start(p, &t, "/cgi-bin/user/get", "userid=u1");
+    answer_token();
+    answer_service("");
+    answer_tenant();
+    give_corp_token(token);
+    assert_int_equal(ncalls, 1);
+    assert_int_equal(
+        strncmp(calls[0].url, "/cgi-bin/user/get?access_token=", 31), 0);
+    assert_string_equal(calls[0].url + 31 + strlen(enc), "&userid=u1");
+    assert_int_equal(strncmp(calls[0].url + 31, enc, strlen(enc)), 0);
+    finish_call(0, "{\"errcode\":42001,\"errmsg\":\"expired\"}");
+    assert_false(t.replied);
+    assert_string_equal(rejected_token, token);
+    give_corp_tokens();
+    assert_int_equal(ncalls, 2);
+    assert_string_equal(calls[1].url,
+                        "/cgi-bin/user/get?access_token=corp-token&userid=u1");
+    finish_call(1, USER_REPLY);
+    assert_int_equal(t.status, 200);
+    proxy_free(p);
+}
+
+/* The UTF-8 a string parameter must be: whatever json_string accepted
+ * (the check before), over every one- and two-byte value and every
+ * three- and four-byte one at the edges of the continuation ranges. */
+static void
+test_query_utf8_as_jansson(void **state)
+{
+    static const unsigned char edge[] = {
+        0x01, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0,
+        0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff};
+    unsigned char v[4];
+    char q[64];
+    struct treq t;
+    struct proxy *p;
+    json_t *j;
+    size_t n, i, a, b, c, d, checked = 0, valid = 0;
+    long want, got;
+
+    (void)state;
+    reset_fakes();
+    p = proxy_for_test();
+    /* the token, service and tenant cached */
+    (void)get_u1(p, &t, USER_REPLY, 0);
+    for (a = 1; a < 256; a++)
+        for (b = 0; b < 256 + nitems(edge) * nitems(edge) * 2; b++) {
+            /* b < 256: two bytes; then three and four from the edges */
+            if (b < 256) {
+                v[0] = (unsigned char)a;
+                v[1] = (unsigned char)b;
+                n = b == 0 ? 1 : 2;
+            } else {
+                i = b - 256;
+                c = i % nitems(edge);
+                d = (i / nitems(edge)) % nitems(edge);
+                v[0] = (unsigned char)a;
+                v[1] = edge[c];
+                v[2] = edge[d];
+                v[3] = edge[(c + d) % nitems(edge)];
+                n = i < nitems(edge) * nitems(edge) ? 3 : 4;
+            }
+            /* the one member in range would be called for */
+            if (n == 2 && v[0] == 'u' && v[1] == '1')
+                continue;
+            memcpy(q, "userid=", 7);
+            for (i = 0; i < n; i++)
+                snprintf(q + 7 + 3 * i, 4, "%%%02X", v[i]);
+            j = json_stringn((const char *)v, n);
+            want = j != NULL ? 60011 : 40035;
+            json_decref(j);
+            start(p, &t, "/cgi-bin/user/get", q);
+            assert_true(t.replied);
+            got = errcode_of(&t);
+            if (got != want)
+                fail_msg("userid bytes %02x %02x %02x %02x (%zu): errcode "
+                         "%ld, want %ld",
+                         v[0], v[1], v[2], v[3], n, got, want);
+            checked++;
+            valid += want == 60011;
+        }
+    assert_true(valid > 1000 && checked - valid > 1000);
+    proxy_free(p);
+}
+
 int
 main(void)
 {
@@ -838,6 +1097,11 @@ main(void)
         cmocka_unit_test(test_service_shared_through_failed_cache_put),
         cmocka_unit_test(test_integer_subjects_forwarded_as_checked),
         cmocka_unit_test(test_no_stale_cache_after_notice),
+        cmocka_unit_test(test_warm_call_allocates_nothing),
+        cmocka_unit_test(test_filter_reused_after_failure),
+        cmocka_unit_test(test_large_reply_handed_over),
+        cmocka_unit_test(test_long_corp_token),
+        cmocka_unit_test(test_query_utf8_as_jansson),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
