@@ -51,6 +51,11 @@
 #define HOST_MAX         256
 #define ORIGIN_MAX       300
 #define HEAD_FIXED       512 /* request line and Host, beside the target */
+/* A call whose request fits in a block of CALL_BLOCK bytes (a GET, most
+ * POSTs) gets one, and gives it back for the next call when it ends: up
+ * to CALLS_SPARE are kept, wiped (requests carry the corp token). */
+#define CALL_BLOCK  2048
+#define CALLS_SPARE 32
 
 struct origin;
 struct conn;
@@ -74,6 +79,7 @@ struct upclient_call {
     int in_data;
     int finished; /* done ran, or cancelled */
     int reused;
+    int block;      /* its memory is a CALL_BLOCK, reusable */
     size_t req_len; /* the request follows, wiped on free */
     char req[];
 };
@@ -122,6 +128,8 @@ struct upclient {
     struct origin *origins;
     struct upclient_call *calls;
     struct upclient_call *dead_calls;
+    struct upclient_call *spare_calls; /* CALL_BLOCKs, wiped, for calls */
+    unsigned nspare;
     struct conn *dead_conns;
     char *rbuf; /* READ_MAX bytes: what one recv on a plain connection got */
     unsigned depth;
@@ -145,6 +153,45 @@ enter(struct upclient *c)
     c->depth++;
 }
 
+/* A call's memory for a request of n bytes: a CALL_BLOCK (spare or new)
+ * when it fits, else its own; NULL when out of memory. */
+static struct upclient_call *
+call_alloc(struct upclient *c, size_t n)
+{
+    struct upclient_call *k;
+
+    if (n > CALL_BLOCK - sizeof(*k))
+        k = brk_malloc(sizeof(*k) + n);
+    else if ((k = c->spare_calls) != NULL) {
+        c->spare_calls = k->next;
+        c->nspare--;
+    } else {
+        k = brk_malloc(CALL_BLOCK);
+    }
+    if (k == NULL)
+        return NULL;
+    memset(k, 0, sizeof(*k));
+    k->block = n <= CALL_BLOCK - sizeof(*k);
+    return k;
+}
+
+/* The end of k's memory: wiped (the request holds the corp token), then
+ * kept spare or freed. */
+static void
+call_release(struct upclient *c, struct upclient_call *k)
+{
+    int keep = k->block && c->nspare < CALLS_SPARE && !c->freeing;
+
+    brk_wipe(k, sizeof(*k) + k->req_len);
+    if (keep) {
+        k->next = c->spare_calls;
+        c->spare_calls = k;
+        c->nspare++;
+        return;
+    }
+    brk_free(k);
+}
+
 /* The outermost frame frees what ended beneath it; c may be gone after. */
 static void
 leave(struct upclient *c)
@@ -156,7 +203,7 @@ leave(struct upclient *c)
         return;
     while ((k = c->dead_calls) != NULL) {
         c->dead_calls = k->next;
-        brk_free_secret(k, sizeof(*k) + k->req_len);
+        call_release(c, k);
     }
     while ((n = c->dead_conns) != NULL) {
         c->dead_conns = n->dnext;
@@ -1020,7 +1067,12 @@ static void
 destroy(struct upclient *c)
 {
     struct origin *o;
+    struct upclient_call *k;
 
+    while ((k = c->spare_calls) != NULL) {
+        c->spare_calls = k->next;
+        brk_free(k);
+    }
     while ((o = c->origins) != NULL) {
         c->origins = o->next;
         brk_free(o);
@@ -1116,10 +1168,9 @@ upclient_start(struct upclient *c, const struct upclient_req *r,
     cap = HEAD_FIXED + strlen(o->authority) + tlen + hlen;
     if (blen > SIZE_MAX - cap - sizeof(*k))
         return BRK_ERR_INVAL;
-    k = brk_malloc(sizeof(*k) + cap + blen);
+    k = call_alloc(c, cap + blen);
     if (k == NULL)
         return BRK_ERR_NOMEM;
-    memset(k, 0, sizeof(*k));
     /* pieces copied, not formatted: this runs for every data call */
     put(k, post ? "POST " : "GET ", post ? 5 : 4);
     put(k, r->target, tlen);
@@ -1142,7 +1193,7 @@ upclient_start(struct upclient *c, const struct upclient_req *r,
     k->want_status = r->want_status;
     event_assign(&k->timer, c->base, -1, 0, on_call_timer, k);
     if (event_add(&k->timer, c->call_tv) != 0) {
-        brk_free_secret(k, sizeof(*k) + k->req_len);
+        call_release(c, k);
         return BRK_ERR_IO;
     }
     enter(c);

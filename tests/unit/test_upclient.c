@@ -4,7 +4,8 @@
  * that answers by Content-Length, chunked, close-delimited, slowly, with
  * garbage or conflicting framing, closes kept-alive connections, or never
  * answers. Counts accepted connections to check keep-alive and the one
- * retry.
+ * retry, and that a call's memory is reused without a trace of the call
+ * before.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -987,6 +988,71 @@ test_request_as_sent(void **state)
     assert_true(strncmp(fx->last_req, "GET /len HTTP/1.1\r\n", 19) == 0);
 }
 
+/* One call on the plain upstream started while every allocation fails:
+ * BRK_OK when it needed none, then run to its end. */
+static enum brk_err
+start_without_alloc(struct fx *fx, const char *method, const char *target,
+                    const char *body, struct rec *r)
+{
+    enum brk_err err;
+    int target_done = g_done + 1;
+
+    memset(r, 0, sizeof(*r));
+    brk_alloc_fail_at(1);
+    err = start(fx, fx->origin, method, target, body, 200, r);
+    brk_alloc_fail_at(0);
+    if (err == BRK_OK) {
+        assert_true(run_until(fx, target_done, 5000));
+        assert_int_equal(r->err, BRK_OK);
+    }
+    return err;
+}
+
+/*
+ * A finished call's memory serves the next one: a GET on a kept-alive
+ * connection allocates nothing, and its request holds nothing of the
+ * longer one before; a request too large for that memory gets its own,
+ * and the reusable memory stays for the calls after it.
+ */
+static void
+test_call_memory_reused(void **state)
+{
+    struct fx *fx = *state;
+    char target[1100], want[256], body[3001];
+    struct rec r;
+    int i;
+
+    make_client(fx, 2000, 4096, 0);
+    snprintf(target, sizeof(target), "/len?t=");
+    memset(target + 7, 'a', 1000);
+    target[1007] = '\0';
+    get(fx, target, &r);
+    assert_int_equal(r.err, BRK_OK);
+    snprintf(want, sizeof(want),
+             "GET /len?i=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+             "User-Agent: t\r\nAccept: application/json\r\n\r\n",
+             fx->port);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(start_without_alloc(fx, "GET", "/len?i=1", NULL, &r),
+                         BRK_OK);
+        assert_string_equal(fx->last_req, want);
+    }
+    memset(body, 'b', 3000);
+    body[3000] = '\0';
+    assert_int_equal(start_without_alloc(fx, "POST", "/len", body, &r),
+                     BRK_ERR_NOMEM);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(start(fx, fx->origin, "POST", "/len", body, 200, &r),
+                     BRK_OK);
+    assert_true(run_until(fx, g_done + 1, 5000));
+    assert_int_equal(r.err, BRK_OK);
+    assert_non_null(strstr(fx->last_req, "\r\n\r\nbbbb"));
+    assert_int_equal(start_without_alloc(fx, "GET", "/len?i=1", NULL, &r),
+                     BRK_OK);
+    assert_string_equal(fx->last_req, want);
+    assert_int_equal(fx->accepts, 1);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -1277,6 +1343,7 @@ main(void)
         T(test_connection_refused),
         T(test_reader_aborts),
         T(test_request_as_sent),
+        T(test_call_memory_reused),
         T(test_bad_arguments),
         T(test_free_with_calls_in_flight),
         T(test_free_from_data_callback),
