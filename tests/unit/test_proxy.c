@@ -1045,8 +1045,11 @@ test_query_utf8_as_jansson(void **state)
 
     (void)state;
     reset_fakes();
+    /* the token, service and tenant cached for the whole test, however
+     * slowly it runs (under the sanitizers) */
+    Cfg.cache_max_age = 3600;
     p = proxy_for_test();
-    /* the token, service and tenant cached */
+    Cfg.cache_max_age = 5;
     (void)get_u1(p, &t, USER_REPLY, 0);
     for (a = 1; a < 256; a++)
         for (b = 0; b < 256 + nitems(edge) * nitems(edge) * 2; b++) {
