@@ -1,6 +1,7 @@
 /*
  * Service credentials (see service.h).
  */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -9,6 +10,29 @@
 
 #include "codec.h"
 #include "service.h"
+
+/*
+ * SHA-256 fetched once for the process: EVP_sha256() is an implicit fetch,
+ * a lookup in the provider's store on every digest that cost more than
+ * hashing a token itself (every request hashes its token). Never freed:
+ * it lives as long as the process; NULL when the fetch failed, and the
+ * implicit fetch is used instead.
+ */
+static EVP_MD *Sha256;
+static pthread_once_t Sha256Once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+    Sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
+
+static const EVP_MD *
+sha256(void)
+{
+    pthread_once(&Sha256Once, sha256_fetch);
+    return Sha256 != NULL ? Sha256 : EVP_sha256();
+}
 
 static const char alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -65,7 +89,7 @@ service_secret_hash(const char *salt, const char *secret, size_t len,
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, sha256(), NULL) != 1 ||
         EVP_DigestUpdate(ctx, salt, strlen(salt)) != 1 ||
         EVP_DigestUpdate(ctx, secret, len) != 1 ||
         EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
@@ -147,7 +171,7 @@ service_token_hash(const char *token, size_t len, char *out)
     unsigned char md[32];
     unsigned int mdlen = 0;
 
-    if (EVP_Digest(token, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(token, len, md, &mdlen, sha256(), NULL) != 1) {
         memset(out, 'x', 64);
         out[64] = '\0';
         return;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -331,6 +332,35 @@ test_secret_hash_known_vector(void **state)
     service_secret_hash("00112233445566778899aabbccddeeff", "abc", 3, got);
     assert_string_equal(got, "b32ea5818c6d41e6b64d3fc5b23ab465"
                              "24586238e8168f27296d9b580cef1a0c");
+}
+
+/* The token digest is plain SHA-256 of the token's bytes (FIPS 180-2's
+ * "abc" vector), the same from every thread of the process: the
+ * algorithm is fetched once and shared. */
+static void *
+token_hash_abc(void *arg)
+{
+    char *got = arg;
+
+    service_token_hash("abcdef", 3, got);
+    return NULL;
+}
+
+static void
+test_token_hash_known_vector(void **state)
+{
+    static const char want[] = "ba7816bf8f01cfea414140de5dae2223"
+                               "b00361a396177a9cb410ff61f20015ad";
+    char got[65], other[65];
+    pthread_t th;
+
+    (void)state;
+    service_token_hash("abc", 3, got);
+    assert_string_equal(got, want);
+    memset(other, 0, sizeof(other));
+    assert_int_equal(pthread_create(&th, NULL, token_hash_abc, other), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_string_equal(other, want);
 }
 
 static void
@@ -799,6 +829,7 @@ main(void)
         cmocka_unit_test(test_no_broker_allocations),
         cmocka_unit_test(test_secret_hash_matches_evp),
         cmocka_unit_test(test_secret_hash_known_vector),
+        cmocka_unit_test(test_token_hash_known_vector),
         cmocka_unit_test(test_secret_hash_uses_len),
         cmocka_unit_test(test_secret_hash_empty_secret),
         cmocka_unit_test(test_check_right_secret),
