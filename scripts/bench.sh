@@ -262,10 +262,10 @@ pids="$pids $BROKER"
 wait_for "the simulator" curl -sf "http://127.0.0.1:$MOCK/__mock/corps"
 wait_for "the broker" curl -sf "http://127.0.0.1:$INT/readyz"
 # the embedded Redis started on the broker's CPU: a service of its own,
-# moved to the load's side
+# moved to the load's side, every thread of it (its AOF fsync thread too)
 if [ -n "$ON1" ]; then
     for c in $(ps -o pid= --ppid "$BROKER"); do
-        taskset -p -c 1 "$c" >/dev/null 2>&1 || true
+        taskset -a -p -c 1 "$c" >/dev/null 2>&1 || true
     done
 fi
 SOCK=$(find "$d/var" -name '*.sock' | head -1)
