@@ -6,102 +6,88 @@
 #include "codec.h"
 #include "query.h"
 
+/* The query, its parameters and their decoded text are one block. */
 void
 query_free(struct query *q)
 {
-    size_t i;
-
-    if (q == NULL)
-        return;
-    for (i = 0; i < q->n; i++) {
-        brk_free(q->params[i].name);
-        brk_free(q->params[i].value);
-    }
-    brk_free(q->params);
     brk_free(q);
 }
 
-static enum brk_err
-decode(const char *s, size_t n, char **out, size_t *outlen)
+/* How many non-empty '&'-separated segments raw has, up to limit + 1. */
+static size_t
+count_params(const char *raw, size_t limit)
 {
-    char *d = brk_malloc(n + 1);
-    size_t len;
-    enum brk_err err;
+    const char *p = raw;
+    size_t n = 0;
 
-    if (d == NULL)
-        return BRK_ERR_NOMEM;
-    err = codec_pct_decode(s, n, d, &len);
-    if (err) {
-        brk_free(d);
-        return err;
+    while (*p != '\0' && n <= limit) {
+        size_t seglen = strcspn(p, "&");
+
+        n += seglen > 0;
+        p += seglen;
+        if (*p == '&')
+            p++;
     }
-    *out = d;
-    if (outlen != NULL)
-        *outlen = len;
-    return BRK_OK;
+    return n;
 }
 
 /*
- * Parse a raw query (see query.h). Returns BRK_OK, BRK_ERR_INVAL,
- * BRK_ERR_TOOBIG or BRK_ERR_NOMEM; *out is written only on success.
+ * Parse a raw query (see query.h) into one allocation: the struct, the
+ * parameter array, then every name and value decoded after it (decoding
+ * never lengthens text, so the raw length plus two NULs a parameter is
+ * room enough). Returns BRK_OK, BRK_ERR_INVAL, BRK_ERR_TOOBIG or
+ * BRK_ERR_NOMEM; *out is written only on success.
  */
 enum brk_err
 query_parse(const char *raw, size_t max_params, struct query **out)
 {
-    struct query *q = NULL;
-    const char *p, *amp, *eq;
-    size_t cap = 0, seglen;
+    struct query *q;
     struct query_param *np;
-    enum brk_err err = BRK_OK;
+    const char *p = raw ? raw : "", *eq;
+    size_t n = count_params(p, max_params), rawlen = strlen(p), seglen, len;
+    char *text;
+    enum brk_err err;
 
-    q = brk_calloc(1, sizeof(*q));
+    if (n > max_params)
+        return BRK_ERR_TOOBIG;
+    q = brk_malloc(sizeof(*q) + n * sizeof(*np) + rawlen + 2 * n + 1);
     if (q == NULL)
         return BRK_ERR_NOMEM;
-    p = raw ? raw : "";
+    q->params = (struct query_param *)(q + 1);
+    q->n = 0;
+    text = (char *)(q->params + n);
     while (*p != '\0') {
-        amp = strchr(p, '&');
-        seglen = amp ? (size_t)(amp - p) : strlen(p);
-        if (seglen == 0) { /* "a=1&&b=2": tolerate empty segments */
-            p += amp ? 1 : 0;
-            if (amp == NULL)
-                break;
-            continue;
-        }
-        if (q->n == max_params) {
-            err = BRK_ERR_TOOBIG;
-            goto fail;
-        }
-        if (q->n == cap) {
-            cap = cap ? cap * 2 : 8;
-            np = brk_realloc(q->params, cap * sizeof(*np));
-            if (np == NULL) {
-                err = BRK_ERR_NOMEM;
+        seglen = strcspn(p, "&");
+        if (seglen > 0) {
+            eq = memchr(p, '=', seglen);
+            np = &q->params[q->n];
+            np->name = text;
+            err =
+                codec_pct_decode(p, eq ? (size_t)(eq - p) : seglen, text, &len);
+            if (err)
                 goto fail;
+            text += len + 1;
+            np->value = text;
+            np->value_len = 0;
+            if (eq != NULL) {
+                err = codec_pct_decode(eq + 1, seglen - (size_t)(eq - p) - 1,
+                                       text, &np->value_len);
+                if (err)
+                    goto fail;
+            } else {
+                text[0] = '\0';
             }
-            q->params = np;
+            text += np->value_len + 1;
+            q->n++;
         }
-        eq = memchr(p, '=', seglen);
-        np = &q->params[q->n];
-        memset(np, 0, sizeof(*np));
-        err = decode(p, eq ? (size_t)(eq - p) : seglen, &np->name, NULL);
-        if (err)
-            goto fail;
-        err = eq ? decode(eq + 1, seglen - (size_t)(eq - p) - 1, &np->value,
-                          &np->value_len)
-                 : decode("", 0, &np->value, &np->value_len);
-        if (err) {
-            brk_free(np->name);
-            goto fail;
-        }
-        q->n++;
-        if (amp == NULL)
-            break;
-        p = amp + 1;
+        p += seglen;
+        if (*p == '&')
+            p++;
     }
     *out = q;
     return BRK_OK;
 fail:
-    query_free(q);
+    brk_free(q);
     return err;
 }
 
