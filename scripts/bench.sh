@@ -295,15 +295,10 @@ corpid=$CORP" | jq -r .access_token)
 [ -n "$TOKEN" ] && [ "$TOKEN" != null ] || die "no broker token"
 [ -n "$CTOKEN" ] && [ "$CTOKEN" != null ] || die "no corp token"
 
-# nginx_conf DIR WORKERS PORT UPSTREAM [FILEPORT]: on PORT, proxy_pass to
-# UPSTREAM (a port); with FILEPORT, a server there that answers user/list
-# from $pub/raw.json and passes everything else on. No limit on requests
-# per connection (nginx's default closes every 1,000th, which the broker
-# does not).
-nginx_conf() {
-    mkdir -p "$1"
-    {
-        cat <<EOF
+# nginx_head DIR WORKERS UPSTREAM: what every nginx here begins with, up
+# to its upstream "wecom" (UPSTREAM, a port) inside http { }
+nginx_head() {
+    cat <<EOF
 worker_processes $2;
 daemon off;
 pid $1/nginx.pid;
@@ -318,9 +313,21 @@ http {
     uwsgi_temp_path $1/uwsgi;
     scgi_temp_path $1/scgi;
     upstream wecom {
-        server 127.0.0.1:$4;
+        server 127.0.0.1:$3;
         keepalive 64;
     }
+EOF
+}
+# nginx_conf DIR WORKERS PORT UPSTREAM [FILEPORT]: on PORT, proxy_pass to
+# UPSTREAM (a port); with FILEPORT, a server there that answers user/list
+# from $pub/raw.json and passes everything else on. No limit on requests
+# per connection (nginx's default closes every 1,000th, which the broker
+# does not).
+nginx_conf() {
+    mkdir -p "$1"
+    {
+        nginx_head "$1" "$2" "$4"
+        cat <<EOF
     server {
         listen 127.0.0.1:$3;
         location / {
@@ -352,25 +359,10 @@ EOF
 # everything else to the simulator
 upstream_conf() {
     mkdir -p "$1"
-    cat >"$1/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $1/body;
-    proxy_temp_path $1/proxy;
-    fastcgi_temp_path $1/fastcgi;
-    uwsgi_temp_path $1/uwsgi;
-    scgi_temp_path $1/scgi;
+    {
+        nginx_head "$1" 1 "$MOCK"
+        cat <<EOF
     map \$arg_userid \$from_file { "$MEMBER" 1; default 0; }
-    upstream wecom {
-        server 127.0.0.1:$MOCK;
-        keepalive 64;
-    }
     server {
         listen 127.0.0.1:$NGXU;
         location = /cgi-bin/user/get {
@@ -394,6 +386,7 @@ http {
     }
 }
 EOF
+    } >"$1/nginx.conf"
 }
 curl -sf -o "$pub/user-get.json" "http://127.0.0.1:$MOCK/cgi-bin/user/get\
 ?userid=$MEMBER&access_token=$CTOKEN" && grep -q '"errcode":0,' \

@@ -296,6 +296,17 @@ counted(void *arg)
     return redis_count("ok") == w->ok && redis_count("error") == w->error;
 }
 
+/* An empty t:audit, a store on the test's Redis, up, and an audit on it
+ * keeping maxlen entries, without a file. */
+static void
+fresh_audit(long long maxlen, struct store **s, struct audit **a)
+{
+    redis_do("DEL t:audit");
+    assert_int_equal(store_new(Base, Url, 2000, s), BRK_OK);
+    assert_true(until(is_up, *s, 5000));
+    assert_int_equal(audit_new(Base, *s, "t:", maxlen, "", a), BRK_OK);
+}
+
 static int
 setup(void **state)
 {
@@ -454,10 +465,7 @@ test_later_turns_not_held_back(void **state)
     struct audit *a = NULL;
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     /* a lone entry goes with its own turn, not with some later one */
     in_one_turn(a, 0, 1);
     Want = 1;
@@ -500,10 +508,7 @@ test_window_gathers_turns(void **state)
     int i;
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     /* wide enough that the loop's own delays cannot reach it */
     audit_set_window(a, 1500);
     runs0 = XaddRuns;
@@ -538,10 +543,7 @@ test_window_zero_sends_now(void **state)
     long start;
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     audit_set_window(a, 60000);
     in_one_turn(a, 0, 1);
     Want = 1;
@@ -594,10 +596,7 @@ test_store_down_then_up(void **state)
     static const long want[] = {0, 1, 2, 10, 11};
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     h_redis_stop(&H);
     assert_true(until(is_down, s, 5000));
     ok0 = redis_count("ok");
@@ -632,10 +631,7 @@ test_held_sent_without_new_entries(void **state)
     static const long want[] = {0, 1, 2, 3};
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     h_redis_stop(&H);
     assert_true(until(is_down, s, 5000));
     ok0 = redis_count("ok");
@@ -664,10 +660,7 @@ test_redis_gone_mid_batch(void **state)
     static const long want[] = {0, 1, 2, 3, 4, 5, 6, 10, 11};
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     ok0 = redis_count("ok");
     err0 = redis_count("error");
     held0 = held_count();
@@ -831,10 +824,7 @@ test_queue_fails_midway(void **state)
                                 205, 300, 400, 401, 402, 403};
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     ok0 = redis_count("ok");
     err0 = redis_count("error");
     held0 = held_count();
@@ -883,10 +873,7 @@ test_empty_entry_alone_refused(void **state)
     long long ok0, err0;
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 1000, "", &a), BRK_OK);
+    fresh_audit(1000, &s, &a);
     ok0 = redis_count("ok");
     err0 = redis_count("error");
     Empty = a;
@@ -1018,10 +1005,7 @@ test_odd_values_byte_for_byte(void **state)
     int total = AUDIT_BATCH_MAX + 9;
 
     (void)state;
-    redis_do("DEL t:audit");
-    assert_int_equal(store_new(Base, Url, 2000, &s), BRK_OK);
-    assert_true(until(is_up, s, 5000));
-    assert_int_equal(audit_new(Base, s, "t:", 100000, "", &a), BRK_OK);
+    fresh_audit(100000, &s, &a);
 
     odd_in_one_turn(a, 0, 40);
     Want = 40;
