@@ -42,8 +42,8 @@
 
 #define LINE_MAX_BYTES 16384
 #define KEY_MAX_BYTES  256
-/* one entry's command: XADD key MAXLEN ~ maxlen * and its strings */
-#define XADD_ARGV_MAX (6 + 2 * AUDIT_MAX_FIELDS)
+/* "XADD key MAXLEN ~ maxlen *" in RESP, without the array's count */
+#define XADD_HEAD_MAX (KEY_MAX_BYTES + 96)
 /* one log line a minute at most for each kind of trouble: an outage
  * under load must not flood the log */
 #define WARN_EVERY_MS 60000
@@ -83,10 +83,12 @@ struct audit {
     long window_ms;
     long long last_flush_ms;
     int armed;
-    /* one entry's XADD as it is sent (the store copies it) */
-    const char *argv[XADD_ARGV_MAX];
-    size_t lens[XADD_ARGV_MAX]; /* the store needs no strlen */
-    size_t key_len, maxlen_len;
+    /* one entry's XADD as it is sent, in RESP (the store copies it): the
+     * broker writes it, as hiredis's formatting of 30 arguments cost more
+     * than the rest of the entry's way to Redis */
+    char head[XADD_HEAD_MAX];
+    size_t head_len;
+    struct dynbuf resp;
 };
 
 /* A batch in flight: its entries, of which the first nsent were queued
@@ -188,8 +190,13 @@ audit_new(struct event_base *base, struct store *st, const char *key_prefix,
         }
     }
     snprintf(a->maxlen, sizeof(a->maxlen), "%lld", max_len);
-    a->maxlen_len = strlen(a->maxlen);
-    a->key_len = strlen(a->key);
+    a->head_len = (size_t)snprintf(
+        a->head, sizeof(a->head),
+        "$4\r\nXADD\r\n$%zu\r\n%s\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n$%zu\r\n%s"
+        "\r\n$1\r\n*\r\n",
+        strlen(a->key), a->key, strlen(a->maxlen), a->maxlen);
+    dynbuf_init(&a->resp, AUDIT_BATCH_BYTES + XADD_HEAD_MAX +
+                              (2 * AUDIT_MAX_FIELDS + 1) * 16);
     if (path != NULL && path[0] != '\0') {
         a->path = brk_strdup(path);
         if (a->path == NULL) {
@@ -228,6 +235,7 @@ audit_free(struct audit *a)
     dynbuf_free(&a->cur.recs);
     dynbuf_free(&a->held.recs);
     dynbuf_free(&a->spare);
+    dynbuf_free(&a->resp);
     dynbuf_free(&a->lines);
     if (a->fd >= 0)
         close(a->fd);
@@ -355,36 +363,51 @@ rec_size(const struct dynbuf *d, size_t off)
     return o - off;
 }
 
-/* Entry at *off of d as its XADD into a->argv and a->lens; its argc. *off
- * moves past it. */
-static int
-entry_argv(struct audit *a, const struct dynbuf *d, size_t *off)
+/* Append "<c><n>\r\n" to d (RESP's array count or bulk length). */
+static enum brk_err
+put_count(struct dynbuf *d, char c, size_t n)
+{
+    char buf[32];
+    size_t i = sizeof(buf);
+
+    buf[--i] = '\n';
+    buf[--i] = '\r';
+    do {
+        buf[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    buf[--i] = c;
+    return dynbuf_add(d, buf + i, sizeof(buf) - i);
+}
+
+/*
+ * Entry at *off of d as its XADD in RESP, in a->resp (replacing what was
+ * there); *off moves past it. BRK_ERR_NOMEM or BRK_ERR_TOOBIG when it does
+ * not fit (never: the entry is at most AUDIT_BATCH_BYTES).
+ */
+static enum brk_err
+entry_resp(struct audit *a, const struct dynbuf *d, size_t *off)
 {
     size_t o = *off + 1, i, nstr = (unsigned char)d->buf[*off];
     uint32_t len;
-    int argc = 0;
+    enum brk_err err;
 
-    a->lens[argc] = 4;
-    a->argv[argc++] = "XADD";
-    a->lens[argc] = a->key_len;
-    a->argv[argc++] = a->key;
-    a->lens[argc] = 6;
-    a->argv[argc++] = "MAXLEN";
-    a->lens[argc] = 1;
-    a->argv[argc++] = "~";
-    a->lens[argc] = a->maxlen_len;
-    a->argv[argc++] = a->maxlen;
-    a->lens[argc] = 1;
-    a->argv[argc++] = "*";
-    for (i = 0; i < nstr; i++) {
+    dynbuf_reset(&a->resp);
+    err = put_count(&a->resp, '*', 6 + nstr);
+    if (!err)
+        err = dynbuf_add(&a->resp, a->head, a->head_len);
+    for (i = 0; i < nstr && !err; i++) {
         memcpy(&len, d->buf + o, sizeof(len));
         o += sizeof(len);
-        a->lens[argc] = len;
-        a->argv[argc++] = d->buf + o;
+        err = put_count(&a->resp, '$', len);
+        if (!err)
+            err = dynbuf_add(&a->resp, d->buf + o, len);
+        if (!err)
+            err = dynbuf_add(&a->resp, "\r\n", 2);
         o += len;
     }
     *off = o;
-    return argc;
+    return err;
 }
 
 /* Hold entries [from, n) of q (their bytes from off on) to send again,
@@ -578,8 +601,9 @@ flush_redis(struct audit *a)
     }
     err = store_batch_begin(a->st, on_batch, s, &b);
     while (err == BRK_OK && s->nsent < s->q.n) {
-        err = store_batch_add(b, entry_argv(a, &s->q.recs, &off), a->argv,
-                              a->lens);
+        err = entry_resp(a, &s->q.recs, &off);
+        if (!err)
+            err = store_batch_add_resp(b, a->resp.buf, a->resp.len);
         if (err == BRK_OK)
             s->nsent++;
     }

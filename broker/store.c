@@ -538,6 +538,20 @@ store_batch_add(struct store_batch *b, int argc, const char **argv,
     return BRK_OK;
 }
 
+enum brk_err
+store_batch_add_resp(struct store_batch *b, const char *cmd, size_t len)
+{
+    if (b->ended || len == 0 || cmd[0] != '*')
+        return BRK_ERR_INVAL;
+    if (b->s->ac == NULL || b->s->ac != b->ac)
+        return BRK_ERR_STORE;
+    if (redisAsyncFormattedCommand(b->ac, on_batch_reply, b, cmd, len) !=
+        REDIS_OK)
+        return BRK_ERR_STORE;
+    b->queued++;
+    return BRK_OK;
+}
+
 void
 store_batch_end(struct store_batch *b)
 {

@@ -115,6 +115,14 @@ enum brk_err store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
 enum brk_err store_batch_add(struct store_batch *b, int argc, const char **argv,
                              const size_t *argvlen) BRK_WUR;
 /*
+ * store_batch_add with the command already in RESP (an array of bulk
+ * strings, as hiredis would format it; copied): for a caller that formats
+ * many commands faster than hiredis, vouching for the framing. Not for
+ * EVAL (nothing here looks inside). BRK_ERR_INVAL when it is not an array.
+ */
+enum brk_err store_batch_add_resp(struct store_batch *b, const char *cmd,
+                                  size_t len) BRK_WUR;
+/*
  * No more commands; the batch's deadline starts. With one or more queued,
  * cb is called exactly once, never before this returns; the batch is then
  * the store's (freed after cb). With none queued the batch is freed here

@@ -64,18 +64,18 @@ static long XaddWrites;
 typedef int argv_cmd_fn(redisAsyncContext *ac, redisCallbackFn *fn,
                         void *privdata, int argc, const char **argv,
                         const size_t *argvlen);
+typedef int fmt_cmd_fn(redisAsyncContext *ac, redisCallbackFn *fn,
+                       void *privdata, const char *cmd, size_t len);
 typedef ssize_t write_fn(int fd, const void *buf, size_t len);
 
-/* Stands in for hiredis's (the store calls this one), counts and calls
- * it. */
+/* Stands in for hiredis's: any other command the store sends ends a run
+ * of XADDs (the audit's go through the one below). */
 int
 redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
                       void *privdata, int argc, const char **argv,
                       const size_t *argvlen)
 {
     static argv_cmd_fn *real;
-    const char *swapped[64];
-    size_t swapped_len[64];
 
     if (real == NULL) {
         void *sym = dlsym(RTLD_NEXT, "redisAsyncCommandArgv");
@@ -83,31 +83,58 @@ redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
         assert_non_null(sym);
         memcpy(&real, &sym, sizeof(real));
     }
-    if (argc > 1 && strcmp(argv[0], "XADD") == 0) {
-        if (FailXadd > 0 && --FailXadd == 0)
-            return REDIS_ERR;
-        RedisFd = ac->c.fd;
-        if (fn == NULL) {
-            XaddUnjudged++;
-        } else {
-            XaddJudged++;
-            if (privdata != LastPriv)
-                XaddRuns++;
-            LastPriv = privdata;
-        }
-        if (StringXadd > 0 && --StringXadd == 0) {
-            assert_true(argc <= 64);
-            assert_non_null(argvlen);
-            memcpy(swapped, argv, sizeof(*argv) * (size_t)argc);
-            memcpy(swapped_len, argvlen, sizeof(*argvlen) * (size_t)argc);
-            swapped[1] = "t:string";
-            swapped_len[1] = strlen(swapped[1]);
-            return real(ac, fn, privdata, argc, swapped, swapped_len);
-        }
-    } else {
-        LastPriv = NULL;
-    }
+    LastPriv = NULL;
     return real(ac, fn, privdata, argc, argv, argvlen);
+}
+
+/* Stands in for hiredis's (the store sends the audit's XADDs, which the
+ * audit formats itself, through this one): counts them, refuses the
+ * FailXadd-th as hiredis refuses a command it cannot queue, and sends the
+ * StringXadd-th to t:string. */
+int
+redisAsyncFormattedCommand(redisAsyncContext *ac, redisCallbackFn *fn,
+                           void *privdata, const char *cmd, size_t len)
+{
+    static fmt_cmd_fn *real;
+    static const char key[] = "$7\r\nt:audit\r\n";
+    static const char other[] = "$8\r\nt:string\r\n";
+    static char swapped[1 << 20];
+    const char *k;
+    size_t pre;
+
+    if (real == NULL) {
+        void *sym = dlsym(RTLD_NEXT, "redisAsyncFormattedCommand");
+
+        assert_non_null(sym);
+        memcpy(&real, &sym, sizeof(real));
+    }
+    if (memmem(cmd, len < 24 ? len : 24, "$4\r\nXADD\r\n", 10) == NULL) {
+        LastPriv = NULL;
+        return real(ac, fn, privdata, cmd, len);
+    }
+    if (FailXadd > 0 && --FailXadd == 0)
+        return REDIS_ERR;
+    RedisFd = ac->c.fd;
+    if (fn == NULL) {
+        XaddUnjudged++;
+    } else {
+        XaddJudged++;
+        if (privdata != LastPriv)
+            XaddRuns++;
+        LastPriv = privdata;
+    }
+    if (StringXadd > 0 && --StringXadd == 0) {
+        k = memmem(cmd, len, key, sizeof(key) - 1);
+        assert_non_null(k);
+        assert_true(len + 1 <= sizeof(swapped));
+        pre = (size_t)(k - cmd);
+        memcpy(swapped, cmd, pre);
+        memcpy(swapped + pre, other, sizeof(other) - 1);
+        memcpy(swapped + pre + sizeof(other) - 1, k + sizeof(key) - 1,
+               len - pre - (sizeof(key) - 1));
+        return real(ac, fn, privdata, swapped, len + 1);
+    }
+    return real(ac, fn, privdata, cmd, len);
 }
 
 /* Stands in for libc's (hiredis calls this one to send): counts the

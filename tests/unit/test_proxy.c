@@ -156,6 +156,15 @@ store_batch_add(struct store_batch *b, int argc, const char **argv,
     return BRK_ERR_STORE;
 }
 
+enum brk_err
+store_batch_add_resp(struct store_batch *b, const char *cmd, size_t len)
+{
+    (void)b;
+    (void)cmd;
+    (void)len;
+    return BRK_ERR_STORE;
+}
+
 void
 store_batch_end(struct store_batch *b)
 {
