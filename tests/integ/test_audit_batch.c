@@ -598,6 +598,13 @@ held_count(void)
     return redis_count("held");
 }
 
+/* At least *arg entries have been held so far. */
+static int
+counted_held(void *arg)
+{
+    return held_count() >= *(long long *)arg;
+}
+
 /* The stream's "n" fields are exactly want[0..n). */
 static void
 stream_is(const long *want, size_t n)
@@ -766,6 +773,49 @@ test_hold_is_bounded(void **state)
     assert_int_equal(stream_ns(got, 4), 4);
     assert_int_equal(got[0], 0);
     assert_int_equal(got[3], 3);
+    audit_free(a);
+    store_free(s);
+}
+
+static int
+not_replica(void **state)
+{
+    (void)state;
+    redis_do("REPLICAOF NO ONE");
+    return 0;
+}
+
+/* Redis turned replica (its primary unreachable) answers the batch's
+ * XADDs READONLY: nothing is written, so the entries are held, not
+ * counted as refused; every retry meets READONLY again and keeps them;
+ * once it is a primary again they go in, in order, each counted once. */
+static void
+test_readonly_held(void **state)
+{
+    struct store *s = NULL;
+    struct audit *a = NULL;
+    long long ok0, err0, held0;
+    static const long want[] = {0, 1, 2, 10};
+
+    (void)state;
+    fresh_audit(1000, &s, &a);
+    ok0 = redis_count("ok");
+    err0 = redis_count("error");
+    held0 = held_count();
+    redis_do("REPLICAOF 127.0.0.1 1");
+    in_one_turn(a, 0, 3);
+    assert_true(until(counted_held, &(long long){held0 + 3}, 5000));
+    /* the retries meet READONLY too: still held, nothing refused */
+    run_for(700);
+    assert_int_equal(redis_count("error"), err0);
+    assert_int_equal(redis_count("ok"), ok0);
+    assert_int_equal(h_redis_int(&H, "XLEN %s", "t:audit"), 0);
+    redis_do("REPLICAOF NO ONE");
+    in_one_turn(a, 10, 1);
+    Want = 4;
+    assert_true(until(stream_has_want, NULL, 10000));
+    assert_true(until(counted, &(struct want_count){ok0 + 4, err0}, 5000));
+    stream_is(want, nitems(want));
     audit_free(a);
     store_free(s);
 }
@@ -1535,6 +1585,7 @@ main(void)
         cmocka_unit_test(test_held_sent_without_new_entries),
         cmocka_unit_test(test_hold_is_bounded),
         cmocka_unit_test(test_free_with_held),
+        cmocka_unit_test_teardown(test_readonly_held, not_replica),
         cmocka_unit_test(test_odd_values_byte_for_byte),
         cmocka_unit_test(test_redis_gone_mid_batch),
         cmocka_unit_test(test_wrong_type_key),
