@@ -523,25 +523,20 @@ store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
     return BRK_OK;
 }
 
-enum brk_err
-store_batch_add(struct store_batch *b, int argc, const char **argv,
-                const size_t *argvlen)
+/* Whether a RESP command ("*N\r\n$L\r\nNAME\r\n...") is an EVAL. */
+static int
+resp_is_eval(const char *cmd, size_t len)
 {
-    if (b->ended || is_eval(argc, argv, argvlen))
-        return BRK_ERR_INVAL;
-    if (b->s->ac == NULL || b->s->ac != b->ac)
-        return BRK_ERR_STORE;
-    if (redisAsyncCommandArgv(b->ac, on_batch_reply, b, argc, argv, argvlen) !=
-        REDIS_OK)
-        return BRK_ERR_STORE;
-    b->queued++;
-    return BRK_OK;
+    const char *nl = memchr(cmd, '\n', len);
+    size_t at = nl != NULL ? (size_t)(nl + 1 - cmd) : len;
+
+    return len - at >= 10 && memcmp(cmd + at, "$4\r\nEVAL\r\n", 10) == 0;
 }
 
 enum brk_err
 store_batch_add_resp(struct store_batch *b, const char *cmd, size_t len)
 {
-    if (b->ended || len == 0 || cmd[0] != '*')
+    if (b->ended || len == 0 || cmd[0] != '*' || resp_is_eval(cmd, len))
         return BRK_ERR_INVAL;
     if (b->s->ac == NULL || b->s->ac != b->ac)
         return BRK_ERR_STORE;

@@ -103,22 +103,16 @@ typedef void store_batch_cb(size_t ok, size_t failed, size_t unanswered,
 enum brk_err store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
                                struct store_batch **out) BRK_WUR;
 /*
- * Queue one command of the batch (arguments copied). BRK_ERR_STORE when
- * the connection is gone or hiredis refuses it, BRK_ERR_INVAL for EVAL
- * (its NOSCRIPT answer needs a command of its own) or after
- * store_batch_end (in the same turn: once answered, the batch is freed):
- * nothing is queued then, and no reply of it is counted;
- * what was queued before still is, and the batch can still be ended.
- * Replies come in order, so a command sent after the batch is answered
- * after every command of it.
- */
-enum brk_err store_batch_add(struct store_batch *b, int argc, const char **argv,
-                             const size_t *argvlen) BRK_WUR;
-/*
- * store_batch_add with the command already in RESP (an array of bulk
- * strings, as hiredis would format it; copied): for a caller that formats
- * many commands faster than hiredis, vouching for the framing. Not for
- * EVAL (nothing here looks inside). BRK_ERR_INVAL when it is not an array.
+ * Queue one command of the batch, already in RESP (an array of bulk
+ * strings, as hiredis would format it; copied): the caller writes it, as
+ * formatting many arguments is what hiredis spends most on, and vouches
+ * for the framing. BRK_ERR_STORE when the connection is gone or hiredis
+ * refuses it, BRK_ERR_INVAL when it is not an array, for EVAL (its
+ * NOSCRIPT answer needs a command of its own) or after store_batch_end
+ * (in the same turn: once answered, the batch is freed): nothing is
+ * queued then, and no reply of it is counted; what was queued before
+ * still is, and the batch can still be ended. Replies come in order, so a
+ * command sent after the batch is answered after every command of it.
  */
 enum brk_err store_batch_add_resp(struct store_batch *b, const char *cmd,
                                   size_t len) BRK_WUR;

@@ -1372,18 +1372,34 @@ blocked_is(void *arg)
     return v == *(long long *)arg;
 }
 
+/* Queue a command given as arguments: formatted by hiredis, as the
+ * store's batches take commands in RESP. */
+static enum brk_err
+batch_try(struct store_batch *b, int argc, const char **argv,
+          const size_t *lens)
+{
+    char *cmd = NULL;
+    long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    enum brk_err err;
+
+    assert_true(len > 0);
+    err = store_batch_add_resp(b, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return err;
+}
+
 static void
 batch_add(struct store_batch *b, int argc, const char **argv)
 {
-    assert_int_equal(store_batch_add(b, argc, argv, NULL), BRK_OK);
+    assert_int_equal(batch_try(b, argc, argv, NULL), BRK_OK);
 }
 
 /* Every reply of a batch judged on its own: two error replies among six
  * commands (neither the last) make 4 ok and 2 failed, the first error's
  * text given; the commands ran in order, and a command sent after the
- * batch is answered after it, with its own reply. EVAL, a command after
- * the end, a batch with nothing queued and a store that is down are
- * refused or never answered. */
+ * batch is answered after it, with its own reply. EVAL, an inline command, a
+ * command after the end, a batch with nothing queued and a store that is down
+ * are refused or never answered. */
 static void
 test_batch_each_reply_judged(void **state)
 {
@@ -1412,15 +1428,17 @@ test_batch_each_reply_judged(void **state)
     for (i = 0; i < 4; i++) {
         push[2] = vals[i];
         vlens[2] = strlen(vals[i]);
-        assert_int_equal(store_batch_add(b, 3, push, vlens), BRK_OK);
+        assert_int_equal(batch_try(b, 3, push, vlens), BRK_OK);
         if (i == 0)
             batch_add(b, 2, incr);
         if (i == 2)
             batch_add(b, 5, xadd);
     }
-    assert_int_equal(store_batch_add(b, 3, eval, NULL), BRK_ERR_INVAL);
+    assert_int_equal(batch_try(b, 3, eval, NULL), BRK_ERR_INVAL);
+    /* an inline command, not an array of bulk strings */
+    assert_int_equal(store_batch_add_resp(b, "PING\r\n", 6), BRK_ERR_INVAL);
     store_batch_end(b);
-    assert_int_equal(store_batch_add(b, 3, push, NULL), BRK_ERR_INVAL);
+    assert_int_equal(batch_try(b, 3, push, NULL), BRK_ERR_INVAL);
     assert_int_equal(bs.calls, 0);
     assert_int_equal(store_cmd_argv(s, on_reply_seen, &seen, 4, range, NULL),
                      BRK_OK);

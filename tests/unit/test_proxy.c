@@ -146,17 +146,6 @@ store_batch_begin(struct store *s, store_batch_cb *cb, void *arg,
 }
 
 enum brk_err
-store_batch_add(struct store_batch *b, int argc, const char **argv,
-                const size_t *argvlen)
-{
-    (void)b;
-    (void)argc;
-    (void)argv;
-    (void)argvlen;
-    return BRK_ERR_STORE;
-}
-
-enum brk_err
 store_batch_add_resp(struct store_batch *b, const char *cmd, size_t len)
 {
     (void)b;
