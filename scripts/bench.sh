@@ -437,7 +437,8 @@ broker_conf "$d/broker-w2.conf" $W_CB $W_INT 2 $MOCK
 BROKER2=$!
 pids="$pids $BROKER2"
 broker_conf "$d/broker-list.conf" $L_CB $L_INT 1 $NGXF
-"$B/wecom-broker" -c "$d/broker-list.conf" 2>"$d/broker-list.log" &
+# on the proxy's CPU, its client on the load's, as for the per-worker rows
+$ON0 "$B/wecom-broker" -c "$d/broker-list.conf" 2>"$d/broker-list.log" &
 BROKER3=$!
 pids="$pids $BROKER3"
 wait_for "the workers = 2 broker" curl -sf "http://127.0.0.1:$W_INT/readyz"
@@ -478,7 +479,7 @@ L_RSS0=$(rss_kb VmRSS "$BROKER3")
 echo 5 >"/proc/$BROKER3/clear_refs" 2>/dev/null || true
 : >"$d/list.txt"
 for _ in 1 2 3; do
-    curl -sf -o "$d/list.json" -D "$d/list.h" \
+    $ON1 curl -sf -o "$d/list.json" -D "$d/list.h" \
         -w '%{size_download} %{time_total}\n' \
         "http://127.0.0.1:$L_INT$L_PATH&access_token=$TOKEN" >>"$d/list.txt"
 done
@@ -574,6 +575,21 @@ wait_for "Redis's AOF rewrite" aof_idle
 rcli BGREWRITEAOF >/dev/null
 sleep 0.2
 wait_for "Redis's AOF rewrite" aof_idle
+
+# A fixed loop timed on each CPU: a host can run one virtual CPU much
+# slower than the other, which the footnote should say
+looptime() {
+    s0=$(date +%s%N)
+    taskset -c "$1" awk 'BEGIN { for (i = 0; i < 3000000; i++) s += i }'
+    s1=$(date +%s%N)
+    echo $(((s1 - s0) / 1000000))
+}
+LOOPS=""
+if [ -n "$ON0" ]; then
+    LOOPS=" A fixed loop took $(looptime 0) ms on CPU 0 and $(looptime 1)"
+    LOOPS="$LOOPS ms on CPU 1 before the rounds (a host can run one"
+    LOOPS="$LOOPS virtual CPU slower than the other)."
+fi
 
 # Per worker: ROUNDS alternating rounds of RSECS each of nginx, this build
 # (and BENCH_COMPARE's), the medians reported: the host's own load moves
@@ -940,7 +956,7 @@ echo "2: wrk -t$THREADS -c$CONNS after a 2 s warm-up each;" \
     "its ratio the per-core efficiency; CPU 0 / CPU 1 busy during the" \
     "broker's rounds $P_B0% / $P_B1%, nginx's $P_N0% / $P_N1% (a round" \
     "whose CPU 1 is near 100% measured the load generator and the" \
-    "upstream, not the proxy). Broker RSS" \
+    "upstream, not the proxy).$LOOPS Broker RSS" \
     "$(calc %.1f "$P_RSS0 / 1024") MB before the load," \
     "$(calc %.1f "$P_RSS1 / 1024") MB after. Paced: every connection" \
     "pausing $PACE ms before its next request, nginx $Q_NRPS req/s and" \
