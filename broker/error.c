@@ -199,6 +199,33 @@ brk_mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+char *
+brk_decu(char *buf, unsigned long long v)
+{
+    char tmp[BRK_DEC_MAX];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + (int)(v % 10));
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return buf;
+}
+
+char *
+brk_dec(char *buf, long long v)
+{
+    if (v >= 0)
+        return brk_decu(buf, (unsigned long long)v);
+    buf[0] = '-';
+    /* LLONG_MIN's magnitude does not fit a long long: negate unsigned */
+    brk_decu(buf + 1, 0ULL - (unsigned long long)v);
+    return buf;
+}
+
 long long
 brk_wall_ms(void)
 {

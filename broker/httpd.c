@@ -1362,7 +1362,7 @@ reply_send(struct httpd_req *r, int status, const char *content_type,
     struct httpd_listener *l = c->l;
     struct httpd *h;
     struct timespec now;
-    char labels[128], code[8];
+    char labels[128], code[BRK_DEC_MAX];
     double secs;
 
     if (l == NULL) {
@@ -1381,7 +1381,7 @@ reply_send(struct httpd_req *r, int status, const char *content_type,
     clock_gettime(CLOCK_MONOTONIC, &now);
     secs = (double)(now.tv_sec - r->start.tv_sec) +
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
-    snprintf(code, sizeof(code), "%d", status);
+    brk_dec(code, status);
     metrics_inc(METRICS_HTTP_REQUESTS,
                 metrics_labels(labels, sizeof(labels), "listener", l->name,
                                "route", r->route, "status", code, NULL));

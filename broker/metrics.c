@@ -260,7 +260,7 @@ metrics_labels(char *buf, size_t len, ...)
 {
     va_list ap;
     const char *k, *v;
-    size_t o = 0;
+    size_t o = 0, kl;
     int first = 1;
 
     buf[0] = '\0';
@@ -269,9 +269,16 @@ metrics_labels(char *buf, size_t len, ...)
         v = va_arg(ap, const char *);
         if (v == NULL)
             v = "";
-        if (o + strlen(k) + 4 >= len)
+        kl = strlen(k);
+        if (o + kl + 4 >= len)
             break;
-        o += (size_t)snprintf(buf + o, len - o, "%s%s=\"", first ? "" : ",", k);
+        /* by hand, not snprintf: several label sets are made per request */
+        if (!first)
+            buf[o++] = ',';
+        memcpy(buf + o, k, kl);
+        o += kl;
+        buf[o++] = '=';
+        buf[o++] = '"';
         first = 0;
         for (; *v && o + 4 < len; v++) {
             if (*v == '"' || *v == '\\') {

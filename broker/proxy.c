@@ -179,14 +179,14 @@ static void
 audit_names(struct preq *q, long errcode, unsigned long stripped,
             unsigned long dropped, const char *returned, const char *removed)
 {
-    char now[24], code[24], sn[24], dn[24];
+    char now[BRK_DEC_MAX], code[BRK_DEC_MAX], sn[BRK_DEC_MAX], dn[BRK_DEC_MAX];
     const char *kv[32];
     size_t n = 0;
 
-    snprintf(now, sizeof(now), "%lld", brk_wall_ms() / 1000);
-    snprintf(code, sizeof(code), "%ld", errcode);
-    snprintf(sn, sizeof(sn), "%lu", stripped);
-    snprintf(dn, sizeof(dn), "%lu", dropped);
+    brk_dec(now, brk_wall_ms() / 1000);
+    brk_dec(code, errcode);
+    brk_decu(sn, stripped);
+    brk_decu(dn, dropped);
     kv[n++] = "type";
     kv[n++] = q->ep != NULL && q->ep->write ? "write" : "request";
     kv[n++] = "req";
@@ -226,9 +226,9 @@ proxy_audit(struct preq *q, long errcode, unsigned long stripped,
 void
 proxy_count_request(struct preq *q, long errcode)
 {
-    char labels[192], code[24];
+    char labels[192], code[BRK_DEC_MAX];
 
-    snprintf(code, sizeof(code), "%ld", errcode);
+    brk_dec(code, errcode);
     metrics_inc(METRICS_API_REQUESTS,
                 metrics_labels(labels, sizeof(labels), "endpoint",
                                q->ep ? q->ep->path : "other", "errcode", code,
@@ -334,7 +334,7 @@ void
 proxy_reply_filtered(struct preq *q)
 {
     const char *out = NULL, *kept = NULL, *removed = NULL;
-    char *owned = NULL, n[24];
+    char *owned = NULL, n[BRK_DEC_MAX];
     size_t len = 0;
     unsigned long stripped = filter_stripped(q->filter);
     unsigned long dropped = filter_dropped(q->filter);
@@ -391,10 +391,8 @@ proxy_reply_filtered(struct preq *q)
         len = rwlen;
         dropped += more;
     }
-    snprintf(n, sizeof(n), "%lu", stripped);
-    httpd_add_header(q->r, "X-Broker-Stripped", n);
-    snprintf(n, sizeof(n), "%lu", dropped);
-    httpd_add_header(q->r, "X-Broker-Dropped", n);
+    httpd_add_header(q->r, "X-Broker-Stripped", brk_decu(n, stripped));
+    httpd_add_header(q->r, "X-Broker-Dropped", brk_decu(n, dropped));
     metrics_add(METRICS_FIELDS_STRIPPED, NULL, (double)stripped);
     metrics_add(METRICS_RECORDS_DROPPED, NULL, (double)dropped);
     proxy_write_replied(q, out, len);

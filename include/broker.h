@@ -92,6 +92,14 @@ double brk_mono_s(void);
  * other hosts). */
 long long brk_wall_ms(void);
 
+/* Bytes a long long or an unsigned long long takes in decimal, with its
+ * sign and the NUL. */
+#define BRK_DEC_MAX 21
+/* v in decimal into buf (BRK_DEC_MAX bytes at least); returns buf. Without
+ * printf: the request path formats several numbers per request. */
+char *brk_dec(char *buf, long long v);
+char *brk_decu(char *buf, unsigned long long v);
+
 /* Overwrite a buffer holding secret material; never optimised out. */
 void brk_wipe(void *p, size_t n);
 /* brk_wipe then brk_free; NULL is a no-op. */
