@@ -14,6 +14,16 @@
 
 #include "broker.h"
 
+/* got: what brk_dec or brk_decu returned for buf, which was all 'x' */
+static void
+check_out(const char *buf, const char *got, const char *want)
+{
+    assert_ptr_equal(got, buf);
+    assert_string_equal(buf, want);
+    /* nothing written past the NUL */
+    assert_int_equal(buf[strlen(want) + 1], 'x');
+}
+
 static void
 check_signed(long long v)
 {
@@ -21,10 +31,7 @@ check_signed(long long v)
 
     snprintf(want, sizeof(want), "%lld", v);
     memset(buf, 'x', sizeof(buf));
-    assert_ptr_equal(brk_dec(buf, v), buf);
-    assert_string_equal(buf, want);
-    /* nothing written past the NUL */
-    assert_int_equal(buf[strlen(want) + 1], 'x');
+    check_out(buf, brk_dec(buf, v), want);
 }
 
 static void
@@ -34,9 +41,7 @@ check_unsigned(unsigned long long v)
 
     snprintf(want, sizeof(want), "%llu", v);
     memset(buf, 'x', sizeof(buf));
-    assert_ptr_equal(brk_decu(buf, v), buf);
-    assert_string_equal(buf, want);
-    assert_int_equal(buf[strlen(want) + 1], 'x');
+    check_out(buf, brk_decu(buf, v), want);
 }
 
 static void
