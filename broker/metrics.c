@@ -1,9 +1,14 @@
 /*
  * Metrics registry and Prometheus text rendering (see metrics.h). Series
  * live in a fixed-size open-addressing table: no allocation after the
- * first observation of a series, and a hard cap on cardinality. One
- * mutex guards the table: every event loop of the process (workers = N)
- * counts into it, and a scrape reads it whole.
+ * first observation of a series, and a hard cap on cardinality. The
+ * table names the series; a slot, once used, keeps its name until
+ * metrics_reset, so a lookup finds it without the lock. What is added
+ * goes into the calling thread's shard (values by slot, its own mutex),
+ * so the event loops of a process (workers = N) never take a lock in
+ * common on the request path; a new series, a set gauge and a scrape
+ * take the table's lock, then the shards' (always in that order). A
+ * thread that ends folds its shard into the table.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -156,7 +161,7 @@ static const struct {
 };
 
 struct series {
-    int used;
+    int used; /* read without the lock: atomic, set last */
     enum metrics_id id;
     char labels[LABELS_MAX];
     double value; /* counter/gauge value, histogram sum */
@@ -164,9 +169,28 @@ struct series {
     unsigned long bucket[NBUCKETS];
 };
 
+/* One thread's additions, by slot of the table. */
+struct sval {
+    double value;
+    unsigned long count;
+    unsigned long bucket[NBUCKETS];
+};
+
+struct shard {
+    pthread_mutex_t mu;
+    struct shard *next;
+    struct sval v[MAX_SERIES];
+};
+
 static struct series table[MAX_SERIES];
 static unsigned long dropped;
+/* guards the table's naming, the set values, dropped and the shard list */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shard *shards;
+static pthread_key_t shard_key;
+static pthread_once_t shard_once = PTHREAD_ONCE_INIT;
+static int shard_key_ok;
+static __thread struct shard *my_shard;
 
 static unsigned
 hash(enum metrics_id id, const char *labels)
@@ -178,45 +202,177 @@ hash(enum metrics_id id, const char *labels)
     return h;
 }
 
-static struct series *
-lookup(enum metrics_id id, const char *labels)
+static int
+slot_used(const struct series *s)
 {
-    unsigned h, i, n;
+    return __atomic_load_n(&s->used, __ATOMIC_ACQUIRE);
+}
+
+/* The slot of (id, labels), without the lock; -1 when not named yet. */
+static long
+find(enum metrics_id id, const char *labels, unsigned h)
+{
+    unsigned i, n;
+    const struct series *s;
+
+    for (n = 0; n < MAX_SERIES; n++) {
+        i = (h + n) & (MAX_SERIES - 1);
+        s = &table[i];
+        if (!slot_used(s))
+            return -1;
+        if (s->id == id && strcmp(s->labels, labels) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* The slot of (id, labels), named now if need be; -1 (counted) when the
+ * table is full. Called with the lock held. */
+static long
+lookup_locked(enum metrics_id id, const char *labels, unsigned h)
+{
+    unsigned i, n;
     struct series *s;
 
-    if (labels == NULL)
-        labels = "";
-    if (strlen(labels) >= LABELS_MAX) {
-        dropped++;
-        return NULL;
-    }
-    h = hash(id, labels);
     for (n = 0; n < MAX_SERIES; n++) {
         i = (h + n) & (MAX_SERIES - 1);
         s = &table[i];
         if (!s->used) {
-            s->used = 1;
             s->id = id;
             memcpy(s->labels, labels, strlen(labels) + 1);
-            return s;
+            __atomic_store_n(&s->used, 1, __ATOMIC_RELEASE);
+            return (long)i;
         }
         if (s->id == id && strcmp(s->labels, labels) == 0)
-            return s;
+            return (long)i;
     }
     dropped++;
-    return NULL;
+    return -1;
+}
+
+/* The slot of a series; -1 when it cannot be stored (counted). */
+static long
+slot_of(enum metrics_id id, const char *labels)
+{
+    unsigned h;
+    long i;
+
+    if (labels == NULL)
+        labels = "";
+    if (strlen(labels) >= LABELS_MAX) {
+        pthread_mutex_lock(&lock);
+        dropped++;
+        pthread_mutex_unlock(&lock);
+        return -1;
+    }
+    h = hash(id, labels);
+    i = find(id, labels, h);
+    if (i >= 0)
+        return i;
+    pthread_mutex_lock(&lock);
+    i = lookup_locked(id, labels, h);
+    pthread_mutex_unlock(&lock);
+    return i;
+}
+
+/* A thread's end: its additions go into the table, its shard away. */
+static void
+shard_retire(void *arg)
+{
+    struct shard *sh = arg, **pp;
+    size_t i, b;
+
+    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&sh->mu);
+    for (i = 0; i < MAX_SERIES; i++) {
+        if (!table[i].used)
+            continue;
+        table[i].value += sh->v[i].value;
+        table[i].count += sh->v[i].count;
+        for (b = 0; b < NBUCKETS; b++)
+            table[i].bucket[b] += sh->v[i].bucket[b];
+    }
+    for (pp = &shards; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == sh) {
+            *pp = sh->next;
+            break;
+        }
+    pthread_mutex_unlock(&sh->mu);
+    pthread_mutex_unlock(&lock);
+    pthread_mutex_destroy(&sh->mu);
+    brk_free(sh);
+    /* a later destructor of this thread may count again: a new shard */
+    my_shard = NULL;
+}
+
+static void
+shard_key_init(void)
+{
+    shard_key_ok = pthread_key_create(&shard_key, shard_retire) == 0;
+}
+
+/* This thread's shard, made on its first addition; NULL when out of
+ * memory (the addition is then counted as dropped). */
+static struct shard *
+shard_get(void)
+{
+    struct shard *sh;
+
+    if (my_shard != NULL)
+        return my_shard;
+    pthread_once(&shard_once, shard_key_init);
+    sh = brk_calloc(1, sizeof(*sh));
+    if (sh == NULL)
+        return NULL;
+    if (pthread_mutex_init(&sh->mu, NULL) != 0) {
+        brk_free(sh);
+        return NULL;
+    }
+    if (shard_key_ok)
+        pthread_setspecific(shard_key, sh);
+    pthread_mutex_lock(&lock);
+    sh->next = shards;
+    shards = sh;
+    pthread_mutex_unlock(&lock);
+    my_shard = sh;
+    return sh;
+}
+
+/* The calling thread's additions to slot i, locked; NULL (counted as
+ * dropped) without a shard. Unlock with shard_put. */
+static struct sval *
+shard_slot(long i)
+{
+    struct shard *sh;
+
+    if (i < 0)
+        return NULL;
+    sh = shard_get();
+    if (sh == NULL) {
+        pthread_mutex_lock(&lock);
+        dropped++;
+        pthread_mutex_unlock(&lock);
+        return NULL;
+    }
+    pthread_mutex_lock(&sh->mu);
+    return &sh->v[i];
+}
+
+static void
+shard_put(void)
+{
+    pthread_mutex_unlock(&my_shard->mu);
 }
 
 void
 metrics_add(enum metrics_id id, const char *labels, double v)
 {
-    struct series *s;
+    struct sval *x = shard_slot(slot_of(id, labels));
 
-    pthread_mutex_lock(&lock);
-    s = lookup(id, labels);
-    if (s != NULL)
-        s->value += v;
-    pthread_mutex_unlock(&lock);
+    if (x == NULL)
+        return;
+    x->value += v;
+    shard_put();
 }
 
 void
@@ -228,31 +384,44 @@ metrics_inc(enum metrics_id id, const char *labels)
 void
 metrics_set(enum metrics_id id, const char *labels, double v)
 {
-    struct series *s;
+    struct shard *sh;
+    long i;
 
+    if (labels == NULL)
+        labels = "";
     pthread_mutex_lock(&lock);
-    s = lookup(id, labels);
-    if (s != NULL)
-        s->value = v;
+    if (strlen(labels) >= LABELS_MAX) {
+        dropped++;
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    i = lookup_locked(id, labels, hash(id, labels));
+    if (i >= 0) {
+        /* a set replaces what was added before it, in every thread */
+        table[i].value = v;
+        for (sh = shards; sh != NULL; sh = sh->next) {
+            pthread_mutex_lock(&sh->mu);
+            sh->v[i].value = 0;
+            pthread_mutex_unlock(&sh->mu);
+        }
+    }
     pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_observe(enum metrics_id id, const char *labels, double v)
 {
-    struct series *s;
+    struct sval *x = shard_slot(slot_of(id, labels));
     size_t i;
 
-    pthread_mutex_lock(&lock);
-    s = lookup(id, labels);
-    if (s != NULL) {
-        s->value += v;
-        s->count++;
-        for (i = 0; i < NBUCKETS; i++)
-            if (v <= buckets[i])
-                s->bucket[i]++;
-    }
-    pthread_mutex_unlock(&lock);
+    if (x == NULL)
+        return;
+    x->value += v;
+    x->count++;
+    for (i = 0; i < NBUCKETS; i++)
+        if (v <= buckets[i])
+            x->bucket[i]++;
+    shard_put();
 }
 
 const char *
@@ -328,22 +497,58 @@ render_series(struct dynbuf *out, const char *name, const struct series *s)
     return err;
 }
 
+/* Slot i as a scrape sees it: the table's values and every shard's.
+ * Called with the lock and every shard's held. */
+static void
+merged(size_t i, struct series *out)
+{
+    const struct shard *sh;
+    size_t b;
+
+    *out = table[i];
+    for (sh = shards; sh != NULL; sh = sh->next) {
+        out->value += sh->v[i].value;
+        out->count += sh->v[i].count;
+        for (b = 0; b < NBUCKETS; b++)
+            out->bucket[b] += sh->v[i].bucket[b];
+    }
+}
+
+static void
+shards_lock(int on)
+{
+    struct shard *sh;
+
+    for (sh = shards; sh != NULL; sh = sh->next) {
+        if (on)
+            pthread_mutex_lock(&sh->mu);
+        else
+            pthread_mutex_unlock(&sh->mu);
+    }
+}
+
 enum brk_err
 metrics_render(struct dynbuf *out)
 {
     static const char *const tnames[] = {"counter", "gauge", "histogram"};
+    struct series s;
     enum brk_err err = BRK_OK;
     size_t f, i;
 
     pthread_mutex_lock(&lock);
+    shards_lock(1);
     for (f = 0; f < METRICS__COUNT && !err; f++) {
         err = dynbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
                             families[f].name, families[f].help,
                             families[f].name, tnames[families[f].type]);
-        for (i = 0; i < MAX_SERIES && !err; i++)
-            if (table[i].used && table[i].id == f)
-                err = render_series(out, families[f].name, &table[i]);
+        for (i = 0; i < MAX_SERIES && !err; i++) {
+            if (!table[i].used || table[i].id != f)
+                continue;
+            merged(i, &s);
+            err = render_series(out, families[f].name, &s);
+        }
     }
+    shards_lock(0);
     if (!err)
         err = dynbuf_printf(out,
                             "# HELP wecom_broker_metrics_dropped_total "
@@ -359,8 +564,15 @@ metrics_render(struct dynbuf *out)
 void
 metrics_reset(void)
 {
+    struct shard *sh;
+
     pthread_mutex_lock(&lock);
     memset(table, 0, sizeof(table));
     dropped = 0;
+    for (sh = shards; sh != NULL; sh = sh->next) {
+        pthread_mutex_lock(&sh->mu);
+        memset(sh->v, 0, sizeof(sh->v));
+        pthread_mutex_unlock(&sh->mu);
+    }
     pthread_mutex_unlock(&lock);
 }

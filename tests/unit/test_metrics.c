@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -895,6 +896,203 @@ test_reset_after_cap(void **state)
     brk_free(out);
 }
 
+/*---- Threads (workers = N): each counts into its own shard ----*/
+
+#define THREADS    4
+#define PER_THREAD 50000
+
+static void *
+count_many(void *arg)
+{
+    int i;
+
+    (void)arg;
+    for (i = 0; i < PER_THREAD; i++) {
+        metrics_inc(METRICS_REDIS_ERRORS, "kind=\"shared\"");
+        metrics_observe(METRICS_HTTP_SECONDS, "route=\"t\"", 0.002);
+    }
+    return NULL;
+}
+
+static void
+test_threads_add_up(void **state)
+{
+    pthread_t t[THREADS];
+    double last = 0, v;
+    char *out;
+    int i, done = 0;
+
+    (void)state;
+    for (i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, count_many, NULL), 0);
+    /* scrapes while they count: every one parses, and never goes down */
+    for (i = 0; i < 50; i++) {
+        out = render(NULL);
+        if (has_sample(out, "wecom_broker_redis_errors_total{")) {
+            v = sample_value(out, "wecom_broker_redis_errors_total"
+                                  "{kind=\"shared\"}");
+            assert_true(v >= last);
+            last = v;
+        }
+        brk_free(out);
+    }
+    for (i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    done = THREADS * PER_THREAD;
+    out = render(NULL);
+    assert_true(
+        sample_value(out, "wecom_broker_redis_errors_total{kind=\"shared\"}") ==
+        done);
+    assert_true(sample_value(out, "wecom_broker_http_request_duration_seconds"
+                                  "_count{route=\"t\"}") == done);
+    assert_true(sample_value(out,
+                             "wecom_broker_http_request_duration_seconds"
+                             "_bucket{route=\"t\",le=\"0.0025\"}") == done);
+    assert_true(sample_value(out, "wecom_broker_http_request_duration_seconds"
+                                  "_bucket{route=\"t\",le=\"0.001\"}") == 0);
+    assert_true(
+        fabs(sample_value(out, "wecom_broker_http_request_duration_seconds"
+                               "_sum{route=\"t\"}") -
+             done * 0.002) < 1e-6);
+    assert_int_equal(sample_value(out, DROPPED), 0);
+    brk_free(out);
+}
+
+static void *
+count_ten_and_end(void *arg)
+{
+    int i;
+
+    (void)arg;
+    for (i = 0; i < 10; i++)
+        metrics_inc(METRICS_REDIS_CONNECTS, NULL);
+    metrics_add(METRICS_INFLIGHT, "listener=\"x\"", 3);
+    return NULL;
+}
+
+static void
+test_thread_end_keeps_counts(void **state)
+{
+    pthread_t t;
+    char *out;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, count_ten_and_end, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    metrics_inc(METRICS_REDIS_CONNECTS, NULL);
+    out = render(NULL);
+    assert_true(sample_value(out, "wecom_broker_redis_connects_total") == 11);
+    assert_true(sample_value(out, "wecom_broker_http_in_flight"
+                                  "{listener=\"x\"}") == 3);
+    brk_free(out);
+    /* a second thread's shard after the first was folded */
+    assert_int_equal(pthread_create(&t, NULL, count_ten_and_end, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    out = render(NULL);
+    assert_true(sample_value(out, "wecom_broker_redis_connects_total") == 21);
+    assert_true(sample_value(out, "wecom_broker_http_in_flight"
+                                  "{listener=\"x\"}") == 6);
+    brk_free(out);
+}
+
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int step;
+};
+
+static void
+gate_wait(struct gate *g, int step)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->step < step)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void
+gate_open(struct gate *g, int step)
+{
+    pthread_mutex_lock(&g->mu);
+    g->step = step;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* adds 4, lets the main thread set, then adds 1, staying alive between */
+static void *
+add_around_set(void *arg)
+{
+    struct gate *g = arg;
+
+    metrics_add(METRICS_INFLIGHT, "listener=\"g\"", 4);
+    gate_open(g, 1);
+    gate_wait(g, 2);
+    metrics_add(METRICS_INFLIGHT, "listener=\"g\"", 1);
+    gate_open(g, 3);
+    return NULL;
+}
+
+static void
+test_set_replaces_other_threads_adds(void **state)
+{
+    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    pthread_t t;
+    char *out;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, add_around_set, &g), 0);
+    gate_wait(&g, 1);
+    metrics_add(METRICS_INFLIGHT, "listener=\"g\"", 2);
+    out = render(NULL);
+    assert_true(sample_value(out, "wecom_broker_http_in_flight"
+                                  "{listener=\"g\"}") == 6);
+    brk_free(out);
+    metrics_set(METRICS_INFLIGHT, "listener=\"g\"", 10);
+    gate_open(&g, 2);
+    gate_wait(&g, 3);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    out = render(NULL);
+    assert_true(sample_value(out, "wecom_broker_http_in_flight"
+                                  "{listener=\"g\"}") == 11);
+    brk_free(out);
+}
+
+/* the cap is the process's, whichever thread names a series */
+static void *
+fill_table(void *arg)
+{
+    char lab[64];
+    size_t i;
+
+    (void)arg;
+    for (i = 0; i < SERIES_CAP; i++) {
+        snprintf(lab, sizeof(lab), "kind=\"k%zu\"", i);
+        metrics_inc(METRICS_REDIS_ERRORS, lab);
+    }
+    return NULL;
+}
+
+static void
+test_cap_across_threads(void **state)
+{
+    pthread_t t;
+    char *out;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, fill_table, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    metrics_inc(METRICS_REDIS_ERRORS, "kind=\"k5\"");
+    metrics_inc(METRICS_REDIS_ERRORS, "kind=\"new\"");
+    out = render(NULL);
+    assert_int_equal(count_lines_with(out, "wecom_broker_redis_errors_total{"),
+                     SERIES_CAP);
+    assert_true(
+        sample_value(out, "wecom_broker_redis_errors_total{kind=\"k5\"}") == 2);
+    assert_int_equal(sample_value(out, DROPPED), 1);
+    brk_free(out);
+}
+
 #define T(f) cmocka_unit_test_setup(f, reset)
 
 int
@@ -921,6 +1119,10 @@ main(void)
         T(test_histogram_series_apart),
         T(test_series_cap),
         T(test_reset_after_cap),
+        T(test_threads_add_up),
+        T(test_thread_end_keeps_counts),
+        T(test_set_replaces_other_threads_adds),
+        T(test_cap_across_threads),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
