@@ -108,6 +108,7 @@ struct pred {
     uint32_t last, next;
     size_t nlen;
     uint64_t pre; /* key_prefix of that field's name */
+    uint32_t gen; /* the filter's tgen when written */
 };
 
 #define NAMES_MAX   128
@@ -121,9 +122,33 @@ struct pred {
  * the text "name": itself (copied whole), else only its length. */
 struct name_ent {
     const struct scope_node *node;
-    size_t len;  /* of the name */
-    size_t tlen; /* of text, 0 when not kept */
+    size_t len;   /* of the name */
+    size_t tlen;  /* of text, 0 when not kept */
+    uint32_t gen; /* the filter's tgen when written */
     char text[NAME_TEXT];
+};
+
+/* A node already passed to note_node in the document of generation gen. */
+struct seen {
+    const struct scope_node *node;
+    uint32_t gen;
+};
+
+/*
+ * What a filter learns of its tree (pred, names: valid while their gen is
+ * the filter's tgen, which changes with the tree) and of one document
+ * (kept_seen, rem_seen: while theirs is dgen, which changes with every
+ * document), and the names for the audit trail (as many as nkept, nrem
+ * and nunknown say). A clear keeps it all and moves a generation on, so it
+ * writes a few words where it would zero 20 kB, and a stream of documents
+ * on one tree finds its keys and names learned.
+ */
+struct memo {
+    struct pred pred[PRED_SIZE];
+    struct name_ent names[NODE_CACHE];
+    struct seen kept_seen[NODE_CACHE], rem_seen[NODE_CACHE];
+    const struct scope_node *kept[NAMES_MAX], *rem[NAMES_MAX];
+    char unknown[UNKNOWN_MAX][NAME_LEN];
 };
 
 struct filter {
@@ -138,6 +163,7 @@ struct filter {
 
     struct frame *fr;
     size_t depth;
+    size_t fr_used;       /* frames written since the last clear */
     struct key_tab *tabs; /* per depth */
 
     char *out;
@@ -145,7 +171,9 @@ struct filter {
     size_t hold; /* mark of the outermost undecided record, or NO_HOLD */
     unsigned long stripped, dropped;
 
-    struct pred pred[PRED_SIZE];
+    struct memo *m;
+    uint64_t tree;       /* root->tree of the tree tgen is for */
+    uint32_t tgen, dgen; /* generations of the memo's entries, never 0 */
 
     struct key_ent *ks;
     size_t ks_len, ks_cap;
@@ -158,14 +186,9 @@ struct filter {
     unsigned char at_errcode, errcode_seen;
     long errcode;
 
-    /* names for the audit trail: which keys were written and removed */
-    const struct scope_node *kept[NAMES_MAX], *rem[NAMES_MAX];
-    size_t nkept, nrem;
-    /* nodes already passed to note_node for kept and rem */
-    const struct scope_node *kept_seen[NODE_CACHE], *rem_seen[NODE_CACHE];
-    struct name_ent names[NODE_CACHE];
-    char unknown[UNKNOWN_MAX][NAME_LEN];
-    size_t nunknown;
+    /* names for the audit trail (in the memo): which keys were written and
+     * removed */
+    size_t nkept, nrem, nunknown;
     unsigned char lastkey[NAME_LEN]; /* the last undeclared key, cut */
     size_t lastkey_len;
     /* filter_names_get's lists, kept with their allocations by a clear */
@@ -277,9 +300,9 @@ field_lookup(struct filter *f, struct frame *t, const char *key, size_t len,
     const struct scope_node *node = t->node, *c;
     struct pred *p;
 
-    p = &f->pred[(((uintptr_t)node >> 4) ^ (t->last * 37u)) % PRED_SIZE];
-    if (p->node == node && p->last == t->last && p->nlen == len &&
-        p->pre == pre &&
+    p = &f->m->pred[(((uintptr_t)node >> 4) ^ (t->last * 37u)) % PRED_SIZE];
+    if (p->node == node && p->gen == f->tgen && p->last == t->last &&
+        p->nlen == len && p->pre == pre &&
         (len <= 8 ||
          memcmp(node->fields[p->next].name + 8, key + 8, len - 8) == 0)) {
         t->last = p->next + 1;
@@ -289,6 +312,7 @@ field_lookup(struct filter *f, struct frame *t, const char *key, size_t len,
     if (c == NULL)
         return NULL;
     p->node = node;
+    p->gen = f->tgen;
     p->last = t->last;
     p->next = (uint32_t)(c - node->fields);
     p->nlen = len;
@@ -613,9 +637,10 @@ put_lead(struct filter *f, struct frame *t, const struct scope_node *n)
     t->wrote = 1;
     if (!t->is_obj)
         return 1;
-    e = &f->names[node_slot(n)];
-    if (e->node != n) {
+    e = &f->m->names[node_slot(n)];
+    if (e->node != n || e->gen != f->tgen) {
         e->node = n;
+        e->gen = f->tgen;
         e->len = strlen(n->name);
         e->tlen = e->len + 3 <= NAME_TEXT ? e->len + 3 : 0;
         for (i = 0; i < e->len; i++)
@@ -895,14 +920,15 @@ declared(const struct frame *t)
 
 /* Add x to set unless there (seen: the nodes already passed here). */
 static void
-note_node(const struct scope_node **set, size_t *n,
-          const struct scope_node **seen, const struct scope_node *x)
+note_node(const struct scope_node **set, size_t *n, struct seen *seen,
+          uint32_t gen, const struct scope_node *x)
 {
     size_t i, h = node_slot(x);
 
-    if (seen[h] == x)
+    if (seen[h].node == x && seen[h].gen == gen)
         return;
-    seen[h] = x;
+    seen[h].node = x;
+    seen[h].gen = gen;
     for (i = 0; i < *n; i++)
         if (set[i] == x)
             return;
@@ -919,7 +945,7 @@ note_removed(struct filter *f, const struct scope_node *n)
     size_t i;
 
     if (n != NULL) {
-        note_node(f->rem, &f->nrem, f->rem_seen, n);
+        note_node(f->m->rem, &f->nrem, f->m->rem_seen, f->dgen, n);
         return;
     }
     /* printable ASCII only */
@@ -929,10 +955,10 @@ note_removed(struct filter *f, const struct scope_node *n)
     }
     name[f->lastkey_len] = '\0';
     for (i = 0; i < f->nunknown; i++)
-        if (strcmp(f->unknown[i], name) == 0)
+        if (strcmp(f->m->unknown[i], name) == 0)
             return;
     if (f->nunknown < UNKNOWN_MAX)
-        memcpy(f->unknown[f->nunknown++], name, f->lastkey_len + 1);
+        memcpy(f->m->unknown[f->nunknown++], name, f->lastkey_len + 1);
 }
 
 /* The node to write the element now arriving in t with, or NULL when it
@@ -950,7 +976,7 @@ slot(struct filter *f, const struct frame *t, const struct scope_node *n,
         return NULL;
     }
     if (t->is_obj)
-        note_node(f->kept, &f->nkept, f->kept_seen, n);
+        note_node(f->m->kept, &f->nkept, f->m->kept_seen, f->dgen, n);
     return n;
 }
 
@@ -1067,6 +1093,8 @@ on_start(struct filter *f, int is_obj)
         f->started = 1;
         c = &f->fr[0];
         memset(c, 0, sizeof(*c));
+        if (f->fr_used == 0)
+            f->fr_used = 1;
         c->node = f->root;
         c->is_obj = 1;
         c->emit = 1;
@@ -1087,6 +1115,8 @@ on_start(struct filter *f, int is_obj)
     n = slot(f, t, d, vt);
     pc = cust_pending(f, t->cust) ? t->cust : -1;
     c = &f->fr[f->depth];
+    if (f->fr_used <= f->depth)
+        f->fr_used = f->depth + 1;
     c->kchild = NULL;
     c->seen = 0;
     c->last = 0;
@@ -1284,11 +1314,15 @@ filter_new(const struct scope_node *root, const struct scope_grant *grant,
         f->max_record = SIZE_MAX / 4;
     f->hard = f->max_output + f->max_record;
     f->hold = NO_HOLD;
+    f->tree = root->tree;
+    f->tgen = 1;
+    f->dgen = 1;
     dynbuf_init(&f->names_kept, NAMES_TEXT_MAX);
     dynbuf_init(&f->names_rem, NAMES_TEXT_MAX);
     f->fr = brk_calloc(f->max_depth, sizeof(*f->fr));
     f->tabs = brk_calloc(f->max_depth, sizeof(*f->tabs));
-    if (f->fr == NULL || f->tabs == NULL) {
+    f->m = brk_calloc(1, sizeof(*f->m));
+    if (f->fr == NULL || f->tabs == NULL || f->m == NULL) {
         err = BRK_ERR_NOMEM;
         goto out;
     }
@@ -1441,16 +1475,36 @@ keep_or_free(void *p, size_t bytes)
     return NULL;
 }
 
+/* The next generation of the memo's entries (gen, of what at): an entry
+ * written under another is not read. On a wrap, every entry is zeroed
+ * so no old one can match again. */
+static void
+next_gen(struct memo *m, uint32_t *gen, int tree)
+{
+    if (++*gen != 0)
+        return;
+    if (tree) {
+        memset(m->pred, 0, sizeof(m->pred));
+        memset(m->names, 0, sizeof(m->names));
+    } else {
+        memset(m->kept_seen, 0, sizeof(m->kept_seen));
+        memset(m->rem_seen, 0, sizeof(m->rem_seen));
+    }
+    *gen = 1;
+}
+
 /*
  * Forget the document f read: its output (taken or not), counts, names,
- * errcode, error, the tree, grant and range callback it was given and
- * every cache keyed by them. The whole struct is zeroed as filter_new's
- * calloc left it and only the allocations and limits are put back, so no
- * field, present or added later, carries anything over; the pointers the
- * caches hold could otherwise match nodes of another tree placed where a
- * freed one was. Buffers are kept (up to KEEP_MAX bytes each) for the next
- * document. Until filter_reset, every call returns BRK_ERR_INVAL. Cannot
- * fail; NULL is a no-op.
+ * errcode, error, the tree, grant and range callback it was given. The
+ * whole struct is zeroed as filter_new's calloc left it and only the
+ * allocations, limits and the memo's generations are put back, so no
+ * field, present or added later, carries anything over. What the memo
+ * learned of the document is dropped by its generation; what it learned of
+ * the tree is kept for filter_reset to judge: a node's pointer could match
+ * a node of another tree placed where a freed one was, so it is only read
+ * again under the same root->tree. Buffers are kept (up to KEEP_MAX bytes
+ * each) for the next document. Until filter_reset, every call returns
+ * BRK_ERR_INVAL. Cannot fail; NULL is a no-op.
  */
 void
 filter_clear(struct filter *f)
@@ -1459,14 +1513,23 @@ filter_clear(struct filter *f)
     struct frame *fr;
     struct key_tab *tabs;
     struct key_ent *ks;
+    struct memo *m;
     char *out, *kt;
     size_t cap, ks_cap, kt_cap, max_depth, max_output, max_record, hard, i;
+    size_t fr_used;
+    uint64_t tree;
+    uint32_t tgen, dgen;
     struct dynbuf nk, nr;
 
     if (f == NULL || f->cleared)
         return;
     tok = f->tok;
     fr = f->fr;
+    fr_used = f->fr_used;
+    m = f->m;
+    tree = f->tree;
+    tgen = f->tgen;
+    dgen = f->dgen;
     tabs = f->tabs;
     ks = f->ks;
     ks_cap = f->ks_cap;
@@ -1490,9 +1553,16 @@ filter_clear(struct filter *f)
     f->tok = tok;
     jsontok_reset(tok);
     f->fr = fr;
-    memset(fr, 0, max_depth * sizeof(*fr));
+    memset(fr, 0, fr_used * sizeof(*fr));
+    f->m = m;
+    f->tree = tree;
+    f->tgen = tgen;
+    f->dgen = dgen;
+    next_gen(m, &f->dgen, 0);
     f->tabs = tabs;
-    for (i = 0; i < max_depth; i++) {
+    /* the tables of depths no frame reached are as the last clear left
+     * them */
+    for (i = 0; i < fr_used; i++) {
         tabs[i].size = 0;
         tabs[i].slot =
             keep_or_free(tabs[i].slot, tabs[i].cap * sizeof(*tabs[i].slot));
@@ -1533,6 +1603,10 @@ filter_reset(struct filter *f, const struct scope_node *root,
     filter_clear(f);
     if (root == NULL || grant == NULL)
         return BRK_ERR_INVAL;
+    if (root->tree == 0 || root->tree != f->tree) {
+        f->tree = root->tree;
+        next_gen(f->m, &f->tgen, 1);
+    }
     f->root = root;
     f->grant = grant;
     f->in_range = in_range;
@@ -1558,6 +1632,7 @@ filter_free(struct filter *f)
             brk_free(f->tabs[i].slot);
     brk_free(f->tabs);
     brk_free(f->fr);
+    brk_free(f->m);
     brk_free(f->ks);
     brk_free(f->kt);
     brk_free(f->out);
@@ -1583,13 +1658,13 @@ names_into(const struct filter *f, struct dynbuf *k, struct dynbuf *r)
     size_t i;
 
     for (i = 0; !err && i < f->nkept; i++)
-        if (f->kept[i]->name != NULL)
-            err = name_add(k, f->kept[i]->name);
+        if (f->m->kept[i]->name != NULL)
+            err = name_add(k, f->m->kept[i]->name);
     for (i = 0; !err && i < f->nrem; i++)
-        if (f->rem[i]->name != NULL)
-            err = name_add(r, f->rem[i]->name);
+        if (f->m->rem[i]->name != NULL)
+            err = name_add(r, f->m->rem[i]->name);
     for (i = 0; !err && i < f->nunknown; i++)
-        err = name_add(r, f->unknown[i]);
+        err = name_add(r, f->m->unknown[i]);
     /* a dynbuf that failed freed itself; one never written may be NULL */
     return err == BRK_ERR_TOOBIG ? BRK_ERR_NOMEM : err;
 }

@@ -1821,10 +1821,16 @@ out:
 static enum brk_err
 finish(struct scope_map *m, struct scope_map **out, struct brk_errinfo *info)
 {
+    static uint64_t serial;
+    uint64_t tree = __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED);
+    size_t i;
+
     (void)info;
     /* a file of events alone has no endpoint array */
     if (m->n > 1)
         qsort(m->eps, m->n, sizeof(m->eps[0]), endpoint_cmp);
+    for (i = 0; i < m->n; i++)
+        m->eps[i].root.tree = tree;
     scope_events_set_sort(m->evs);
     *out = m;
     return BRK_OK;

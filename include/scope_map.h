@@ -61,6 +61,10 @@ struct scope_node {
     enum scope_record subject; /* a scalar naming the event's subject */
     char separator;            /* array written as one text, e.g. "1,2,3" */
     unsigned cap;              /* enum capability bits the field needs */
+    /* endpoint roots: a number no other map this process loads has, so a
+     * filter may keep what it learned of the tree from one document to the
+     * next while it is the same; 0 elsewhere (nothing is kept) */
+    uint64_t tree;
 };
 
 /* Nonzero when the JSON value v (jansson's) is of type t; an array's

@@ -2146,15 +2146,15 @@ expect_as_new(struct filter *f, const struct scope_node *root,
  * survive a reset, or "b" is taken for the field that was "b" before.
  */
 static void
-test_reset_same_addresses(void **state)
+same_addresses(uint64_t tree1, uint64_t tree2)
 {
     static struct scope_node fields[4], root;
     struct scope_grant g = grant_of(1, P_BASE);
     struct filter *f = NULL;
     char got[1024];
 
-    (void)state;
     memset(&root, 0, sizeof(root));
+    root.tree = tree1;
     root.type = SCOPE_T_OBJECT;
     root.perm = SCOPE_PERM_ALWAYS;
     root.fields = fields;
@@ -2169,6 +2169,7 @@ test_reset_same_addresses(void **state)
                         "ok {\"a\":\"x\",\"b\":\"y\",\"c\":1} s0 d0 [a,b,c] "
                         "[] -12345");
 
+    root.tree = tree2;
     root.nfields = 4;
     fields[0] = leaf("aa", SCOPE_T_STRING, P_BASE);
     fields[1] = leaf("ab", SCOPE_T_STRING, P_SENS);
@@ -2179,6 +2180,50 @@ test_reset_same_addresses(void **state)
                       "{\"aa\":\"x\",\"b\":2,\"c\":\"z\",\"ab\":\"s\"}"),
         "ok {\"aa\":\"x\",\"b\":2,\"c\":\"z\"} s1 d0 "
         "[aa,b,c] [ab] -12345");
+    filter_free(f);
+}
+
+/* Trees built by hand (tree 0: nothing is kept from one document to the
+ * next), and a map's trees, whose serial changes with the map */
+static void
+test_reset_same_addresses(void **state)
+{
+    (void)state;
+    same_addresses(0, 0);
+    same_addresses(7, 8);
+}
+
+/*
+ * On one tree (the same serial) what is learned of the tree is kept from
+ * one document to the next, and nothing of a document: a name removed or
+ * kept in every document is named in every one, and only there.
+ */
+static void
+test_reset_same_tree_names_each_document(void **state)
+{
+    static struct scope_node fields[3], root;
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    int i;
+
+    (void)state;
+    memset(&root, 0, sizeof(root));
+    root.tree = 42;
+    root.type = SCOPE_T_OBJECT;
+    root.perm = SCOPE_PERM_ALWAYS;
+    root.fields = fields;
+    root.nfields = 3;
+    fields[0] = leaf("a", SCOPE_T_STRING, P_BASE);
+    fields[1] = leaf("b", SCOPE_T_INTEGER, P_BASE);
+    fields[2] = leaf("s", SCOPE_T_STRING, P_SENS);
+    assert_int_equal(filter_new(&root, &g, test_range, NULL, NULL, &f), BRK_OK);
+    for (i = 0; i < 3; i++) {
+        assert_string_equal(
+            expect_as_new(f, &root, &g, "{\"a\":\"x\",\"s\":\"y\",\"u\":1}"),
+            "ok {\"a\":\"x\"} s2 d0 [a] [s,u] -12345");
+        assert_string_equal(expect_as_new(f, &root, &g, "{\"b\":1}"),
+                            "ok {\"b\":1} s0 d0 [b] [] -12345");
+    }
     filter_free(f);
 }
 
@@ -2738,6 +2783,7 @@ collect_cases(void)
 static const struct CMUnitTest api_tests[] = {
     T(test_new_rejects_null),
     T(test_reset_same_addresses),
+    T(test_reset_same_tree_names_each_document),
     T(test_reset_after_error_midway),
     T(test_cleared_refuses),
     T(test_reset_keeps_buffers),
