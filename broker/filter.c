@@ -105,10 +105,10 @@ struct key_tab {
  */
 struct pred {
     const struct scope_node *node;
-    uint32_t last, next;
-    size_t nlen;
     uint64_t pre; /* key_prefix of that field's name */
-    uint32_t gen; /* the filter's tgen when written */
+    uint32_t last, next;
+    uint32_t nlen; /* its length (longer keys are never guessed) */
+    uint32_t gen;  /* the filter's tgen when written */
 };
 
 #define NAMES_MAX   128
@@ -293,6 +293,12 @@ key_prefix(const char *s, size_t n)
 
 /* field_find through the next-key cache of frame t's node; pre is
  * key_prefix(key, len). */
+static uint32_t
+pred_base(const struct scope_node *node)
+{
+    return (uint32_t)((uintptr_t)node / sizeof(*node)) * 2654435761u >> 24;
+}
+
 static const struct scope_node *
 field_lookup(struct filter *f, struct frame *t, const char *key, size_t len,
              uint64_t pre)
@@ -300,7 +306,9 @@ field_lookup(struct filter *f, struct frame *t, const char *key, size_t len,
     const struct scope_node *node = t->node, *c;
     struct pred *p;
 
-    p = &f->m->pred[(((uintptr_t)node >> 4) ^ (t->last * 37u)) % PRED_SIZE];
+    /* an object's guesses lie side by side, in the order its keys come:
+     * a document touches few lines of the table */
+    p = &f->m->pred[(pred_base(node) + t->last) % PRED_SIZE];
     if (p->node == node && p->gen == f->tgen && p->last == t->last &&
         p->nlen == len && p->pre == pre &&
         (len <= 8 ||
@@ -311,11 +319,15 @@ field_lookup(struct filter *f, struct frame *t, const char *key, size_t len,
     c = field_find(node, key, len);
     if (c == NULL)
         return NULL;
+    if (len > UINT32_MAX) {
+        t->last = (uint32_t)(c - node->fields) + 1;
+        return c;
+    }
     p->node = node;
     p->gen = f->tgen;
     p->last = t->last;
     p->next = (uint32_t)(c - node->fields);
-    p->nlen = len;
+    p->nlen = (uint32_t)len;
     p->pre = pre;
     t->last = p->next + 1;
     return c;
