@@ -78,7 +78,26 @@ http1_is_tchar(unsigned char c)
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
         (c >= '0' && c <= '9'))
         return 1;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* field-vchar, SP, HTAB and obs-text: every byte but the other controls */
@@ -828,17 +847,59 @@ req_byte(struct http1_req *q, const char *buf, size_t pos)
     }
 }
 
+/*
+ * The bytes from pos, short of end, that leave q where it is (inside a
+ * target, a field name or a field value): how many. Each is one req_byte
+ * would take without a change of state.
+ */
+static size_t
+req_run(const struct http1_req *q, const char *buf, size_t pos, size_t end)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t i = pos;
+
+    switch (q->state) {
+    case Q_TARGET:
+        while (i < end && b[i] >= 0x21 && b[i] <= 0x7e)
+            i++;
+        break;
+    case Q_NAME:
+        while (i < end && http1_is_tchar(b[i]))
+            i++;
+        break;
+    case Q_VALUE:
+        while (i < end && b[i] != '\r' && is_text(b[i]))
+            i++;
+        break;
+    default:
+        break;
+    }
+    return i - pos;
+}
+
 enum http1_ev
 http1_req_head(struct http1_req *q, const char *buf, size_t len)
 {
     enum http1_ev ev;
-    size_t pos;
+    size_t pos, end, n;
 
     if (q->state == Q_HEAD)
         return HTTP1_HEAD;
     if (q->state == Q_ERROR)
         return HTTP1_ERROR;
     for (pos = q->pos; pos < len; pos++) {
+        /* inside a target, name or value, up to the first byte that
+         * changes the state or reaches a limit, which is judged below */
+        if (q->lim.line_max >= 2) {
+            end = q->line + q->lim.line_max - 1;
+            if (end > q->lim.head_max)
+                end = q->lim.head_max;
+            n = req_run(q, buf, pos, end < len ? end : len);
+            q->examined += n;
+            pos += n;
+            if (pos == len)
+                break;
+        }
         q->examined++;
         /* a byte other than LF means the line goes on past it: refuse it
          * as soon as it cannot end within line_max; the head as soon as
