@@ -363,11 +363,24 @@ rec_size(const struct dynbuf *d, size_t off)
     return o - off;
 }
 
-/* Append "<c><n>\r\n" to d (RESP's array count or bulk length). */
-static enum brk_err
-put_count(struct dynbuf *d, char c, size_t n)
+/* The length of "<c><n>\r\n" (RESP's array count or bulk length). */
+static size_t
+count_len(size_t n)
 {
-    char buf[32];
+    size_t k = 3;
+
+    do {
+        k++;
+        n /= 10;
+    } while (n > 0);
+    return k;
+}
+
+/* "<c><n>\r\n" at p: its length. */
+static size_t
+count_at(char *p, char c, size_t n)
+{
+    char buf[24];
     size_t i = sizeof(buf);
 
     buf[--i] = '\n';
@@ -377,37 +390,53 @@ put_count(struct dynbuf *d, char c, size_t n)
         n /= 10;
     } while (n > 0);
     buf[--i] = c;
-    return dynbuf_add(d, buf + i, sizeof(buf) - i);
+    memcpy(p, buf + i, sizeof(buf) - i);
+    return sizeof(buf) - i;
 }
 
 /*
  * Entry at *off of d as its XADD in RESP, in a->resp (replacing what was
- * there); *off moves past it. BRK_ERR_NOMEM or BRK_ERR_TOOBIG when it does
- * not fit (never: the entry is at most AUDIT_BATCH_BYTES).
+ * there), written after one reservation of its whole size; *off moves past
+ * it. BRK_ERR_NOMEM or BRK_ERR_TOOBIG when it does not fit (never: the
+ * entry is at most AUDIT_BATCH_BYTES).
  */
 static enum brk_err
 entry_resp(struct audit *a, const struct dynbuf *d, size_t *off)
 {
     size_t o = *off + 1, i, nstr = (unsigned char)d->buf[*off];
+    size_t need = count_len(6 + nstr) + a->head_len, w;
     uint32_t len;
     enum brk_err err;
+    char *p;
 
+    for (i = 0; i < nstr; i++) {
+        memcpy(&len, d->buf + o, sizeof(len));
+        o += sizeof(len) + len;
+        need += count_len(len) + len + 2;
+    }
     dynbuf_reset(&a->resp);
-    err = put_count(&a->resp, '*', 6 + nstr);
-    if (!err)
-        err = dynbuf_add(&a->resp, a->head, a->head_len);
-    for (i = 0; i < nstr && !err; i++) {
+    err = dynbuf_reserve(&a->resp, need);
+    if (err)
+        return err;
+    p = a->resp.buf;
+    o = *off + 1;
+    w = count_at(p, '*', 6 + nstr);
+    memcpy(p + w, a->head, a->head_len);
+    w += a->head_len;
+    for (i = 0; i < nstr; i++) {
         memcpy(&len, d->buf + o, sizeof(len));
         o += sizeof(len);
-        err = put_count(&a->resp, '$', len);
-        if (!err)
-            err = dynbuf_add(&a->resp, d->buf + o, len);
-        if (!err)
-            err = dynbuf_add(&a->resp, "\r\n", 2);
+        w += count_at(p + w, '$', len);
+        memcpy(p + w, d->buf + o, len);
+        w += len;
+        p[w++] = '\r';
+        p[w++] = '\n';
         o += len;
     }
+    a->resp.len = w;
+    p[w] = '\0';
     *off = o;
-    return err;
+    return BRK_OK;
 }
 
 /* Hold entries [from, n) of q (their bytes from off on) to send again,

@@ -144,6 +144,16 @@ dynbuf_add(struct dynbuf *d, const void *p, size_t n)
 }
 
 enum brk_err
+dynbuf_reserve(struct dynbuf *d, size_t n)
+{
+    if (n > d->limit || d->len > d->limit - n) {
+        dynbuf_free(d);
+        return BRK_ERR_TOOBIG;
+    }
+    return grow(d, d->len + n);
+}
+
+enum brk_err
 dynbuf_add_str(struct dynbuf *d, const char *s)
 {
     return dynbuf_add(d, s, strlen(s));

@@ -44,6 +44,9 @@ void dynbuf_free(struct dynbuf *d);
 /* Append bytes; BRK_ERR_TOOBIG or BRK_ERR_NOMEM free the contents. */
 enum brk_err dynbuf_add(struct dynbuf *d, const void *p, size_t n) BRK_WUR;
 enum brk_err dynbuf_add_str(struct dynbuf *d, const char *s) BRK_WUR;
+/* Room for n more bytes after len (and the NUL), for the caller to write
+ * at buf + len and then set len and the NUL; errors as dynbuf_add. */
+enum brk_err dynbuf_reserve(struct dynbuf *d, size_t n) BRK_WUR;
 enum brk_err dynbuf_printf(struct dynbuf *d, const char *fmt, ...)
     BRK_PRINTF(2, 3) BRK_WUR;
 /* Drop the contents but keep the allocation. */

@@ -378,6 +378,36 @@ check_take_alloc_failure(init_fn *init)
     assert_freed(&d);
 }
 
+/* Room is made for what the caller writes itself, within the limit; past
+ * it, the buffer is freed as by a failed add. */
+static void
+check_reserve(init_fn *init)
+{
+    struct dynbuf d;
+
+    init(&d, 10);
+    assert_int_equal(dynbuf_add(&d, "abc", 3), BRK_OK);
+    assert_int_equal(dynbuf_reserve(&d, 7), BRK_OK);
+    assert_holds(&d, "abc");
+    assert_true(d.cap >= 11);
+    memcpy(d.buf + d.len, "defghij", 7);
+    d.len += 7;
+    d.buf[d.len] = '\0';
+    assert_holds(&d, "abcdefghij");
+    assert_int_equal(dynbuf_reserve(&d, 0), BRK_OK);
+    assert_int_equal(dynbuf_reserve(&d, 1), BRK_ERR_TOOBIG);
+    assert_freed(&d);
+
+    init(&d, 10);
+    assert_int_equal(dynbuf_reserve(&d, SIZE_MAX), BRK_ERR_TOOBIG);
+    assert_freed(&d);
+    init(&d, 10);
+    brk_alloc_fail_at(1);
+    assert_int_equal(dynbuf_reserve(&d, 4), BRK_ERR_NOMEM);
+    brk_alloc_fail_at(0);
+    assert_freed(&d);
+}
+
 /*---- Test entry points ----*/
 
 #define BOTH(check)                                                            \
@@ -407,6 +437,7 @@ BOTH(size_max)
 BOTH(size_max_unbounded)
 BOTH(alloc_failures)
 BOTH(take_alloc_failure)
+BOTH(reserve)
 
 static void
 test_init_flags(void **state)
@@ -705,6 +736,7 @@ main(void)
         BOTH_TESTS(size_max_unbounded),
         BOTH_TESTS(alloc_failures),
         BOTH_TESTS(take_alloc_failure),
+        BOTH_TESTS(reserve),
         BOTH_TESTS(inline_fits),
         BOTH_TESTS(inline_outgrows),
         BOTH_TESTS(inline_limit),
