@@ -748,7 +748,8 @@ audit_set_window(struct audit *a, long window_ms)
  * -1 when it cannot be (the batch is then as it was, or, out of memory,
  * gone and counted). */
 static int
-batch_entry(struct audit *a, const char *const *kv, size_t nkv)
+batch_entry(struct audit *a, const char *const *kv, const uint32_t *kvlen,
+            size_t nkv)
 {
     struct dynbuf *d = &a->cur.recs;
     unsigned char nstr = (unsigned char)nkv;
@@ -758,7 +759,7 @@ batch_entry(struct audit *a, const char *const *kv, size_t nkv)
     if (dynbuf_add(d, &nstr, 1) != BRK_OK)
         goto fail;
     for (i = 0; i < nkv; i++) {
-        n = (uint32_t)strlen(kv[i]);
+        n = kvlen[i];
         if (dynbuf_add(d, &n, sizeof(n)) != BRK_OK ||
             dynbuf_add(d, kv[i], n) != BRK_OK)
             goto fail;
@@ -783,15 +784,20 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
              size_t nkv)
 {
     char line[LINE_MAX_BYTES];
-    size_t i, size = 1, n = 0;
+    uint32_t kvlen[2 * AUDIT_MAX_FIELDS];
+    size_t i, size = 1, n = 0, l;
 
     /* an XADD needs a field: an empty entry would be refused */
     if (nkv == 0 || nkv % 2 != 0 || nkv > 2 * AUDIT_MAX_FIELDS) {
         log_req(LOG_LVL_WARN, req, "audit entry malformed; not written");
         return;
     }
-    for (i = 0; i < nkv; i++)
-        size += strlen(kv[i]) + sizeof(uint32_t);
+    for (i = 0; i < nkv; i++) {
+        l = strlen(kv[i]);
+        /* one over the batch's bytes is not batched (below) */
+        kvlen[i] = l < UINT32_MAX ? (uint32_t)l : UINT32_MAX;
+        size += l + sizeof(uint32_t);
+    }
     if (a->path != NULL)
         n = audit_json_line(brk_wall_ms(), kv, nkv, line, sizeof(line));
     /* room for this entry, or the batch goes first */
@@ -800,7 +806,7 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
          a->cur.recs.len + size > AUDIT_BATCH_BYTES ||
          a->lines.len + n > AUDIT_BATCH_BYTES))
         flush_all(a, req);
-    if (size > AUDIT_BATCH_BYTES || batch_entry(a, kv, nkv) != 0) {
+    if (size > AUDIT_BATCH_BYTES || batch_entry(a, kv, kvlen, nkv) != 0) {
         count_n("redis", "error", 1);
         log_req(LOG_LVL_WARN, req, "audit entry not written to Redis");
     }

@@ -930,18 +930,21 @@ declared(const struct frame *t)
     return t->node != NULL ? t->node->items : NULL;
 }
 
-/* Add x to set unless there (seen: the nodes already passed here). */
+/* Add x to set unless there (seen: the nodes already passed here in the
+ * document of generation gen, by slot). */
 static void
 note_node(const struct scope_node **set, size_t *n, struct seen *seen,
           uint32_t gen, const struct scope_node *x)
 {
     size_t i, h = node_slot(x);
+    /* no node of x's slot passed yet: x is not in set */
+    int fresh = seen[h].gen != gen;
 
-    if (seen[h].node == x && seen[h].gen == gen)
+    if (!fresh && seen[h].node == x)
         return;
     seen[h].node = x;
     seen[h].gen = gen;
-    for (i = 0; i < *n; i++)
+    for (i = 0; !fresh && i < *n; i++)
         if (set[i] == x)
             return;
     if (*n < NAMES_MAX)

@@ -2194,6 +2194,44 @@ test_reset_same_addresses(void **state)
 }
 
 /*
+ * Fields far enough apart to share a slot of the filter's per-node caches
+ * (130 fields: the first and the 129th), kept in every item: each is named
+ * once, wherever the other came between.
+ */
+static void
+test_names_once_when_nodes_share_a_slot(void **state)
+{
+    static char names[130][8];
+    struct scope_node fs[130], *root;
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    const char *k, *r;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 130; i++) {
+        snprintf(names[i], sizeof(names[i]), "f%03zu", i);
+        fs[i] = leaf(names[i], SCOPE_T_INTEGER, P_BASE);
+    }
+    root = ROOT(array("items", P_BASE,
+                      object_n(NULL, P_BASE, SCOPE_REC_NONE, NULL, 130, fs)));
+    assert_int_equal(filter_new(root, &g, test_range, NULL, NULL, &f), BRK_OK);
+    for (i = 0; i < 2; i++) {
+        const char *doc = "{\"items\":[{\"f000\":1,\"f128\":2},"
+                          "{\"f128\":3,\"f000\":4},{\"f000\":5}]}";
+
+        assert_int_equal(filter_reset(f, root, &g, test_range, NULL), BRK_OK);
+        assert_int_equal(filter_feed(f, doc, strlen(doc)), BRK_OK);
+        assert_int_equal(filter_finish(f), BRK_OK);
+        assert_int_equal(filter_names_get(f, &k, &r), BRK_OK);
+        assert_string_equal(k, "items,f000,f128");
+        assert_string_equal(r, "");
+    }
+    filter_free(f);
+    root_free(root);
+}
+
+/*
  * On one tree (the same serial) what is learned of the tree is kept from
  * one document to the next, and nothing of a document: a name removed or
  * kept in every document is named in every one, and only there.
@@ -2784,6 +2822,7 @@ static const struct CMUnitTest api_tests[] = {
     T(test_new_rejects_null),
     T(test_reset_same_addresses),
     T(test_reset_same_tree_names_each_document),
+    T(test_names_once_when_nodes_share_a_slot),
     T(test_reset_after_error_midway),
     T(test_cleared_refuses),
     T(test_reset_keeps_buffers),
