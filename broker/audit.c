@@ -744,39 +744,34 @@ audit_set_window(struct audit *a, long window_ms)
     arm(a);
 }
 
-/* Append the entry to the batch as a queue keeps it (struct queue);
- * -1 when it cannot be (the batch is then as it was, or, out of memory,
- * gone and counted). */
+/* Append the entry (size bytes, as a queue keeps it: struct queue) to the
+ * batch, room for it made first; -1 when it cannot be (out of memory: the
+ * batch is gone, and counted). */
 static int
 batch_entry(struct audit *a, const char *const *kv, const uint32_t *kvlen,
-            size_t nkv)
+            size_t nkv, size_t size)
 {
     struct dynbuf *d = &a->cur.recs;
-    unsigned char nstr = (unsigned char)nkv;
-    size_t i, len = d->len;
-    uint32_t n;
+    size_t i, o;
 
-    if (dynbuf_add(d, &nstr, 1) != BRK_OK)
-        goto fail;
-    for (i = 0; i < nkv; i++) {
-        n = kvlen[i];
-        if (dynbuf_add(d, &n, sizeof(n)) != BRK_OK ||
-            dynbuf_add(d, kv[i], n) != BRK_OK)
-            goto fail;
-    }
-    a->cur.n++;
-    return 0;
-fail:
-    /* a failed add emptied the buffer (dynbuf): drop the entry alone
-     * when the batch is intact */
-    if (d->buf != NULL && d->len >= len) {
-        d->len = len;
-        d->buf[len] = '\0';
-    } else {
+    if (dynbuf_reserve(d, size) != BRK_OK) {
+        /* the failed reservation emptied the buffer (dynbuf) */
         count_n("redis", "error", a->cur.n);
         a->cur.n = 0;
+        return -1;
     }
-    return -1;
+    o = d->len;
+    d->buf[o++] = (char)(unsigned char)nkv;
+    for (i = 0; i < nkv; i++) {
+        memcpy(d->buf + o, &kvlen[i], sizeof(kvlen[i]));
+        o += sizeof(kvlen[i]);
+        memcpy(d->buf + o, kv[i], kvlen[i]);
+        o += kvlen[i];
+    }
+    d->len = o;
+    d->buf[o] = '\0';
+    a->cur.n++;
+    return 0;
 }
 
 void
@@ -806,7 +801,7 @@ audit_append(struct audit *a, const char *req, const char *const *kv,
          a->cur.recs.len + size > AUDIT_BATCH_BYTES ||
          a->lines.len + n > AUDIT_BATCH_BYTES))
         flush_all(a, req);
-    if (size > AUDIT_BATCH_BYTES || batch_entry(a, kv, kvlen, nkv) != 0) {
+    if (size > AUDIT_BATCH_BYTES || batch_entry(a, kv, kvlen, nkv, size) != 0) {
         count_n("redis", "error", 1);
         log_req(LOG_LVL_WARN, req, "audit entry not written to Redis");
     }

@@ -1658,11 +1658,17 @@ filter_free(struct filter *f)
 static enum brk_err
 name_add(struct dynbuf *d, const char *name)
 {
-    enum brk_err err = BRK_OK;
+    size_t n = strlen(name), comma = d->len > 0;
+    enum brk_err err = dynbuf_reserve(d, comma + n);
 
-    if (d->len > 0)
-        err = dynbuf_add(d, ",", 1);
-    return err ? err : dynbuf_add_str(d, name);
+    if (err)
+        return err;
+    if (comma)
+        d->buf[d->len++] = ',';
+    memcpy(d->buf + d->len, name, n);
+    d->len += n;
+    d->buf[d->len] = '\0';
+    return BRK_OK;
 }
 
 /* The names of kept keys to k, of removed ones to r (both empty). */
