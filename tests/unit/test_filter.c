@@ -2145,6 +2145,20 @@ expect_as_new(struct filter *f, const struct scope_node *root,
  * next-key guess, a name's text, the names noted for the audit) must not
  * survive a reset, or "b" is taken for the field that was "b" before.
  */
+/* root as a map's endpoint root (tree: its serial) over n fields, which
+ * the caller fills in place */
+static void
+flat_root(struct scope_node *root, struct scope_node *fields, size_t n,
+          uint64_t tree)
+{
+    memset(root, 0, sizeof(*root));
+    root->tree = tree;
+    root->type = SCOPE_T_OBJECT;
+    root->perm = SCOPE_PERM_ALWAYS;
+    root->fields = fields;
+    root->nfields = n;
+}
+
 static void
 same_addresses(uint64_t tree1, uint64_t tree2)
 {
@@ -2153,12 +2167,7 @@ same_addresses(uint64_t tree1, uint64_t tree2)
     struct filter *f = NULL;
     char got[1024];
 
-    memset(&root, 0, sizeof(root));
-    root.tree = tree1;
-    root.type = SCOPE_T_OBJECT;
-    root.perm = SCOPE_PERM_ALWAYS;
-    root.fields = fields;
-    root.nfields = 3;
+    flat_root(&root, fields, 3, tree1);
     fields[0] = leaf("a", SCOPE_T_STRING, P_BASE);
     fields[1] = leaf("b", SCOPE_T_STRING, P_BASE);
     fields[2] = leaf("c", SCOPE_T_INTEGER, P_BASE);
@@ -2245,12 +2254,7 @@ test_reset_same_tree_names_each_document(void **state)
     int i;
 
     (void)state;
-    memset(&root, 0, sizeof(root));
-    root.tree = 42;
-    root.type = SCOPE_T_OBJECT;
-    root.perm = SCOPE_PERM_ALWAYS;
-    root.fields = fields;
-    root.nfields = 3;
+    flat_root(&root, fields, 3, 42);
     fields[0] = leaf("a", SCOPE_T_STRING, P_BASE);
     fields[1] = leaf("b", SCOPE_T_INTEGER, P_BASE);
     fields[2] = leaf("s", SCOPE_T_STRING, P_SENS);
