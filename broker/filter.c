@@ -142,6 +142,11 @@ struct seen {
  * and nunknown say). A clear keeps it all and moves a generation on, so it
  * writes a few words where it would zero 20 kB, and a stream of documents
  * on one tree finds its keys and names learned.
+ *
+ * The text filter_names_get wrote last (the filter's names_kept and
+ * names_rem) is kept with the lists it was written from (tk, tr, tu: as
+ * many as ntk, ntr, ntu say) and the tgen they were noted under: the same
+ * lists under the same tree give the same text, which is given again.
  */
 struct memo {
     struct pred pred[PRED_SIZE];
@@ -149,6 +154,10 @@ struct memo {
     struct seen kept_seen[NODE_CACHE], rem_seen[NODE_CACHE];
     const struct scope_node *kept[NAMES_MAX], *rem[NAMES_MAX];
     char unknown[UNKNOWN_MAX][NAME_LEN];
+    const struct scope_node *tk[NAMES_MAX], *tr[NAMES_MAX];
+    char tu[UNKNOWN_MAX][NAME_LEN];
+    size_t ntk, ntr, ntu;
+    uint32_t tgen; /* of the lists; 0: no text written */
 };
 
 struct filter {
@@ -1501,6 +1510,7 @@ next_gen(struct memo *m, uint32_t *gen, int tree)
     if (tree) {
         memset(m->pred, 0, sizeof(m->pred));
         memset(m->names, 0, sizeof(m->names));
+        m->tgen = 0;
     } else {
         memset(m->kept_seen, 0, sizeof(m->kept_seen));
         memset(m->rem_seen, 0, sizeof(m->rem_seen));
@@ -1515,9 +1525,10 @@ next_gen(struct memo *m, uint32_t *gen, int tree)
  * allocations, limits and the memo's generations are put back, so no
  * field, present or added later, carries anything over. What the memo
  * learned of the document is dropped by its generation; what it learned of
- * the tree is kept for filter_reset to judge: a node's pointer could match
- * a node of another tree placed where a freed one was, so it is only read
- * again under the same root->tree. Buffers are kept (up to KEEP_MAX bytes
+ * the tree, and the text of the names it wrote last, is kept for
+ * filter_reset to judge: a node's pointer could match a node of another
+ * tree placed where a freed one was, so it is only read again under the
+ * same root->tree. Buffers are kept (up to KEEP_MAX bytes
  * each) for the next document. Until filter_reset, every call returns
  * BRK_ERR_INVAL. Cannot fail; NULL is a no-op.
  */
@@ -1590,12 +1601,12 @@ filter_clear(struct filter *f)
     f->kt_cap = f->kt != NULL ? kt_cap : 0;
     f->out = keep_or_free(out, cap);
     f->cap = f->out != NULL ? cap : 0;
-    if (nk.cap > KEEP_MAX)
+    /* the names' text stays for the same lists (struct memo) */
+    if (nk.cap > KEEP_MAX || nr.cap > KEEP_MAX) {
         dynbuf_free(&nk);
-    if (nr.cap > KEEP_MAX)
         dynbuf_free(&nr);
-    dynbuf_reset(&nk);
-    dynbuf_reset(&nr);
+        m->tgen = 0;
+    }
     f->names_kept = nk;
     f->names_rem = nr;
     f->err = BRK_ERR_INVAL;
@@ -1721,6 +1732,25 @@ filter_names(const struct filter *f, char **kept, char **removed)
     return BRK_OK;
 }
 
+/* Whether the names noted now are those the kept text was written from,
+ * under the same tree. */
+static int
+names_same(const struct filter *f)
+{
+    const struct memo *m = f->m;
+    size_t i;
+
+    if (m->tgen == 0 || m->tgen != f->tgen || m->ntk != f->nkept ||
+        m->ntr != f->nrem || m->ntu != f->nunknown ||
+        memcmp(m->tk, m->kept, f->nkept * sizeof(m->tk[0])) != 0 ||
+        memcmp(m->tr, m->rem, f->nrem * sizeof(m->tr[0])) != 0)
+        return 0;
+    for (i = 0; i < f->nunknown; i++)
+        if (strcmp(m->tu[i], m->unknown[i]) != 0)
+            return 0;
+    return 1;
+}
+
 /*
  * filter_names without a copy: *kept and *removed are borrowed, written in
  * buffers the filter keeps (no allocation once they are large enough),
@@ -1730,15 +1760,28 @@ filter_names(const struct filter *f, char **kept, char **removed)
 enum brk_err
 filter_names_get(struct filter *f, const char **kept, const char **removed)
 {
+    struct memo *m = f->m;
     enum brk_err err;
+    size_t i;
 
-    dynbuf_reset(&f->names_kept);
-    dynbuf_reset(&f->names_rem);
-    err = names_into(f, &f->names_kept, &f->names_rem);
+    if (!names_same(f)) {
+        m->tgen = 0;
+        dynbuf_reset(&f->names_kept);
+        dynbuf_reset(&f->names_rem);
+        err = names_into(f, &f->names_kept, &f->names_rem);
+        if (err)
+            return err;
+        memcpy(m->tk, m->kept, f->nkept * sizeof(m->tk[0]));
+        memcpy(m->tr, m->rem, f->nrem * sizeof(m->tr[0]));
+        for (i = 0; i < f->nunknown; i++)
+            memcpy(m->tu[i], m->unknown[i], NAME_LEN);
+        m->ntk = f->nkept;
+        m->ntr = f->nrem;
+        m->ntu = f->nunknown;
+        m->tgen = f->tgen;
+    }
     /* never written: no buffer yet, and "" is the list */
-    if (!err)
-        *kept = f->names_kept.buf != NULL ? f->names_kept.buf : "";
-    if (!err)
-        *removed = f->names_rem.buf != NULL ? f->names_rem.buf : "";
-    return err;
+    *kept = f->names_kept.buf != NULL ? f->names_kept.buf : "";
+    *removed = f->names_rem.buf != NULL ? f->names_rem.buf : "";
+    return BRK_OK;
 }

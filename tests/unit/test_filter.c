@@ -2203,6 +2203,45 @@ test_reset_same_addresses(void **state)
 }
 
 /*
+ * The text of the names is given again for the same noted lists on the
+ * same tree, and only then: a repeated document, one that differs only by
+ * an undeclared key, and the same node renamed under a new serial.
+ */
+static void
+test_names_text_reused_only_for_the_same_lists(void **state)
+{
+    static struct scope_node fields[2], root;
+    struct scope_grant g = grant_of(1, P_BASE);
+    struct filter *f = NULL;
+    int i;
+
+    (void)state;
+    flat_root(&root, fields, 2, 42);
+    fields[0] = leaf("a", SCOPE_T_STRING, P_BASE);
+    fields[1] = leaf("s", SCOPE_T_STRING, P_SENS);
+    assert_int_equal(filter_new(&root, &g, test_range, NULL, NULL, &f), BRK_OK);
+    for (i = 0; i < 2; i++)
+        assert_string_equal(
+            expect_as_new(f, &root, &g, "{\"a\":\"x\",\"u\":1}"),
+            "ok {\"a\":\"x\"} s1 d0 [a] [u] -12345");
+    assert_string_equal(expect_as_new(f, &root, &g, "{\"a\":\"x\",\"v\":1}"),
+                        "ok {\"a\":\"x\"} s1 d0 [a] [v] -12345");
+    assert_string_equal(
+        expect_as_new(f, &root, &g, "{\"s\":\"y\",\"a\":\"x\"}"),
+        "ok {\"a\":\"x\"} s1 d0 [a] [s] -12345");
+    assert_string_equal(
+        expect_as_new(f, &root, &g, "{\"a\":\"x\",\"s\":\"y\"}"),
+        "ok {\"a\":\"x\"} s1 d0 [a] [s] -12345");
+    /* the same node, another name, the next map */
+    root.tree = 43;
+    fields[0] = leaf("b", SCOPE_T_STRING, P_BASE);
+    assert_string_equal(
+        expect_as_new(f, &root, &g, "{\"b\":\"x\",\"s\":\"y\"}"),
+        "ok {\"b\":\"x\"} s1 d0 [b] [s] -12345");
+    filter_free(f);
+}
+
+/*
  * Fields far enough apart to share a slot of the filter's per-node caches
  * (130 fields: the first and the 129th), kept in every item: each is named
  * once, wherever the other came between.
@@ -2827,6 +2866,7 @@ static const struct CMUnitTest api_tests[] = {
     T(test_reset_same_addresses),
     T(test_reset_same_tree_names_each_document),
     T(test_names_once_when_nodes_share_a_slot),
+    T(test_names_text_reused_only_for_the_same_lists),
     T(test_reset_after_error_midway),
     T(test_cleared_refuses),
     T(test_reset_keeps_buffers),
