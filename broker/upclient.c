@@ -14,6 +14,12 @@
  * that fails before any byte of the response is tried once more on a new
  * one.
  *
+ * Host names: one lookup per origin at a time; the connections opened
+ * meanwhile wait for it (as their connect timeout runs) and hear of its end
+ * from the loop, never from inside conn_open. A connection not yet
+ * connected moves to the next address on any failure, with a new socket
+ * (and TLS session) and its request written again.
+ *
  * Re-entrancy: user callbacks may cancel calls or free the client from
  * anywhere. Every entry from the loop or the API counts itself in
  * c->depth; calls and connections that end are unlinked at once but freed
@@ -22,6 +28,7 @@
  * callback is safe in libevent (it holds a reference for the callback).
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +53,7 @@
 #define MAX_CONNS_DEF    256
 #define MAX_IDLE_DEF     64
 #define IDLE_TIMEOUT_DEF 30000L
+#define DNS_TTL_DEF      60000L
 #define READ_MAX         65536 /* one read of a large body */
 #define PEEK_IOV         8
 #define HOST_MAX         256
@@ -94,8 +102,12 @@ struct conn {
     int connected;
     int idle;
     int dead;
-    int got_bytes; /* a byte of the current call's response arrived */
-    int rev_on;    /* rev added: a plain connection, once connected */
+    int got_bytes;  /* a byte of the current call's response arrived */
+    int waiting;    /* for its origin's addresses */
+    int wake;       /* the lookup it waited for has ended */
+    int dns_err;    /* its origin's name did not resolve */
+    unsigned tried; /* addresses tried, the current one included */
+    int rev_on;     /* rev added: a plain connection, once connected */
     struct event rev;
     double idle_since;
     struct http1 parser; /* the current call's response */
@@ -112,6 +124,10 @@ struct origin {
     int numeric;
     struct sockaddr_storage sa;
     int salen;
+    struct evutil_addrinfo *addrs; /* a host name's; NULL: none known */
+    double addrs_until;            /* brk_mono_s() they are used until */
+    struct lookup *lk;             /* the lookup under way; NULL: none */
+    struct event resolved;         /* wakes the connections waiting */
     struct conn *idle, *busy;
     unsigned nconns, nidle;
     struct upclient_call *qhead, *qtail;
@@ -123,7 +139,8 @@ struct upclient {
     char *ca_file;
     const struct timeval *call_tv; /* a common timeout: O(1) add and del */
     struct event *sweep;
-    struct evdns_base *dns; /* made on the first host name */
+    struct evdns_base *dns; /* given, or made on the first host name */
+    int own_dns;            /* dns is the client's to free */
     SSL_CTX *ssl_ctx;       /* made on the first https origin */
     struct origin *origins;
     struct upclient_call *calls;
@@ -297,6 +314,8 @@ upclient_origin_ok(const char *origin)
     return origin != NULL && origin_parse(origin, &o);
 }
 
+static void on_resolved(evutil_socket_t fd, short what, void *arg);
+
 static struct origin *
 origin_get(struct upclient *c, const char *s)
 {
@@ -313,6 +332,7 @@ origin_get(struct upclient *c, const char *s)
         return NULL;
     }
     o->c = c;
+    event_assign(&o->resolved, c->base, -1, 0, on_resolved, o);
     o->next = c->origins;
     c->origins = o;
     return o;
@@ -421,28 +441,23 @@ tls_new(struct upclient *c, struct origin *o)
 }
 
 /*
- * Open a connection to o; NULL with *why when that fails at once (later
- * failures arrive as events).
+ * A new bufferevent for n (a fresh socket, and TLS session, for each
+ * address tried), replacing the one it had. BRK_OK, or an error with *why
+ * (n unchanged).
  */
-static struct conn *
-conn_open(struct upclient *c, struct origin *o, const char **why)
+static enum brk_err
+conn_bev(struct upclient *c, struct conn *n, const char **why)
 {
-    struct bufferevent *bev = NULL;
+    struct origin *o = n->o;
+    struct bufferevent *bev;
     struct timeval tv;
-    struct conn *n;
     SSL *ssl = NULL;
-    int rc;
 
-    n = brk_calloc(1, sizeof(*n));
-    if (n == NULL) {
-        *why = "out of memory";
-        return NULL;
-    }
     if (o->tls) {
         ssl = tls_new(c, o);
         if (ssl == NULL) {
             *why = "TLS set-up failed";
-            goto fail;
+            return BRK_ERR_IO;
         }
         bev = bufferevent_openssl_socket_new(c->base, -1, ssl,
                                              BUFFEREVENT_SSL_CONNECTING,
@@ -454,44 +469,199 @@ conn_open(struct upclient *c, struct origin *o, const char **why)
     }
     if (bev == NULL) {
         *why = "out of memory";
-        goto fail;
+        return BRK_ERR_NOMEM;
     }
-    n->o = o;
-    n->bev = bev;
     bufferevent_setcb(bev, conn_readcb, NULL, conn_eventcb, n);
     bufferevent_set_max_single_read(bev, READ_MAX);
+    /* one connect timeout per address; a lookup waits under the first */
     ms_tv(&tv, c->opts.connect_timeout_ms);
     bufferevent_set_timeouts(bev, &tv, &tv);
     /* a plain connection is read by its own event once connected */
     if (bufferevent_enable(bev, o->tls ? EV_READ | EV_WRITE : EV_WRITE) != 0) {
+        bufferevent_free(bev);
         *why = "cannot watch a socket";
-        goto fail;
+        return BRK_ERR_IO;
     }
-    if (o->numeric) {
-        rc = bufferevent_socket_connect(bev, (struct sockaddr *)&o->sa,
-                                        o->salen);
-    } else {
-        if (c->dns == NULL)
-            c->dns =
-                evdns_base_new(c->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (n->bev != NULL)
+        bufferevent_free(n->bev);
+    n->bev = bev;
+    return BRK_OK;
+}
+
+/*---- Host names ----*/
+
+struct lookup {
+    struct origin *o; /* NULL once the origin is gone: the answer is dropped */
+    struct evdns_getaddrinfo_request *req;
+    int starting; /* inside evdns_getaddrinfo */
+    int answered; /* its answer came from inside evdns_getaddrinfo */
+};
+
+static const struct evutil_addrinfo *
+addr_nth(const struct evutil_addrinfo *ai, unsigned i)
+{
+    while (ai != NULL && i-- > 0)
+        ai = ai->ai_next;
+    return ai;
+}
+
+static void
+origin_forget(struct origin *o)
+{
+    if (o->addrs != NULL)
+        evutil_freeaddrinfo(o->addrs);
+    o->addrs = NULL;
+}
+
+/*
+ * A lookup's answer (res owned): once per lookup, from the loop or from
+ * inside evdns_getaddrinfo. The connections waiting hear of it from the
+ * loop (on_resolved), never from inside conn_open.
+ */
+static void
+on_addrs(int err, struct evutil_addrinfo *res, void *arg)
+{
+    struct lookup *lk = arg;
+    struct origin *o = lk->o;
+
+    if (o != NULL) {
+        o->lk = NULL;
+        if (err == 0 && res != NULL) {
+            origin_forget(o);
+            o->addrs = res;
+            res = NULL;
+        }
+        /* a failed lookup keeps the addresses it was to replace: they
+         * are forgotten only when none of them connects */
+        if (o->addrs != NULL)
+            o->addrs_until =
+                brk_mono_s() + (double)o->c->opts.dns_ttl_ms / 1000.0;
+        event_active(&o->resolved, EV_TIMEOUT, 1);
+    }
+    if (res != NULL)
+        evutil_freeaddrinfo(res);
+    if (lk->starting)
+        lk->answered = 1;
+    else
+        brk_free(lk);
+}
+
+/* Look o's host name up, unless a lookup is under way. */
+static enum brk_err
+origin_lookup(struct upclient *c, struct origin *o, const char **why)
+{
+    struct evdns_getaddrinfo_request *req;
+    struct evutil_addrinfo hints;
+    struct lookup *lk;
+    char port[8];
+
+    if (o->lk != NULL)
+        return BRK_OK;
+    if (c->dns == NULL) {
+        c->dns = evdns_base_new(c->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         if (c->dns == NULL) {
             *why = "no resolver";
+            return BRK_ERR_IO;
+        }
+        c->own_dns = 1;
+    }
+    lk = brk_calloc(1, sizeof(*lk));
+    if (lk == NULL) {
+        *why = "out of memory";
+        return BRK_ERR_NOMEM;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    snprintf(port, sizeof(port), "%d", o->port);
+    lk->o = o;
+    lk->starting = 1;
+    o->lk = lk;
+    req = evdns_getaddrinfo(c->dns, o->host, port, &hints, on_addrs, lk);
+    lk->starting = 0;
+    if (lk->answered) {
+        brk_free(lk);
+        return BRK_OK;
+    }
+    if (req == NULL) {
+        o->lk = NULL;
+        brk_free(lk);
+        *why = "no resolver";
+        return BRK_ERR_IO;
+    }
+    lk->req = req;
+    return BRK_OK;
+}
+
+/*
+ * Connect n to the next of its origin's addresses: 1 when a connect is
+ * under way, 0 when none is left (the origin's addresses are then
+ * forgotten: the next connection looks the name up again).
+ */
+static int
+conn_next(struct conn *n)
+{
+    struct origin *o = n->o;
+    const struct evutil_addrinfo *ai;
+    const char *why;
+
+    while ((ai = addr_nth(o->addrs, n->tried)) != NULL) {
+        n->tried++;
+        /* the request waits unsent in the bufferevent it replaces */
+        if (n->tried > 1 &&
+            (conn_bev(o->c, n, &why) != BRK_OK ||
+             (n->call != NULL &&
+              bufferevent_write(n->bev, n->call->req, n->call->req_len) != 0)))
+            break;
+        if (bufferevent_socket_connect(n->bev, ai->ai_addr,
+                                       (int)ai->ai_addrlen) == 0)
+            return 1;
+    }
+    origin_forget(o);
+    return 0;
+}
+
+/*
+ * Open a connection to o; NULL with *why when that fails at once (later
+ * failures arrive as events).
+ */
+static struct conn *
+conn_open(struct upclient *c, struct origin *o, const char **why)
+{
+    struct conn *n;
+
+    n = brk_calloc(1, sizeof(*n));
+    if (n == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+    n->o = o;
+    if (conn_bev(c, n, why) != BRK_OK)
+        goto fail;
+    if (o->numeric) {
+        if (bufferevent_socket_connect(n->bev, (struct sockaddr *)&o->sa,
+                                       o->salen) != 0) {
+            *why = "connect failed";
             goto fail;
         }
-        rc = bufferevent_socket_connect_hostname(bev, c->dns, AF_UNSPEC,
-                                                 o->host, o->port);
-    }
-    if (rc != 0) {
-        *why = "connect failed";
-        goto fail;
+    } else if (o->addrs != NULL && brk_mono_s() < o->addrs_until) {
+        if (!conn_next(n)) {
+            *why = "connect failed";
+            goto fail;
+        }
+    } else {
+        if (origin_lookup(c, o, why) != BRK_OK)
+            goto fail;
+        n->waiting = 1;
     }
     list_add(&o->busy, n);
     o->nconns++;
     return n;
 fail:
-    if (bev != NULL)
-        bufferevent_free(bev);
+    if (n->bev != NULL)
+        bufferevent_free(n->bev);
     brk_free(n);
     return NULL;
 }
@@ -879,7 +1049,6 @@ static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void
 conn_failed(struct conn *n, short what)
 {
-    struct bufferevent *bev = n->bev;
     struct origin *o = n->o;
     struct upclient_call *k = n->call;
     enum brk_err err = BRK_ERR_UPSTREAM;
@@ -891,6 +1060,10 @@ conn_failed(struct conn *n, short what)
         origin_kick(o);
         return;
     }
+    /* not connected yet: the name's next address, if it has one */
+    if (!n->connected && !n->waiting && !n->dns_err && !o->numeric &&
+        conn_next(n))
+        return;
     if ((what & BEV_EVENT_EOF) && n->got_bytes) {
         /* the close ends a close-delimited body; anything else is cut */
         if (http1_eof(&n->parser) == HTTP1_DONE) {
@@ -911,11 +1084,11 @@ conn_failed(struct conn *n, short what)
         return;
     } else if (what & BEV_EVENT_TIMEOUT) {
         err = BRK_ERR_UPSTREAM_TIMEOUT;
-        why = "connect timed out";
+        why = n->waiting ? "lookup timed out" : "connect timed out";
     } else if (!n->connected) {
-        why = bufferevent_socket_get_dns_error(bev) != 0 ? "cannot resolve"
-              : o->tls ? "connect or TLS failed"
-                       : "connect failed";
+        why = n->dns_err ? "cannot resolve"
+              : o->tls   ? "connect or TLS failed"
+                         : "connect failed";
     } else if (what & BEV_EVENT_ERROR) {
         why = "connection reset";
     }
@@ -944,6 +1117,37 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
             else
                 conn_failed(n, BEV_EVENT_ERROR);
         }
+    }
+    leave(c);
+}
+
+/* o's lookup has ended: the connections that waited for it connect or
+ * fail. */
+static void
+on_resolved(evutil_socket_t fd, short what, void *arg)
+{
+    struct origin *o = arg;
+    struct upclient *c = o->c;
+    struct conn *n;
+
+    (void)fd;
+    (void)what;
+    enter(c);
+    for (n = o->busy; n != NULL; n = n->next)
+        n->wake = n->waiting;
+    /* a call that fails may start others: look again each time */
+    while (!c->freeing) {
+        for (n = o->busy; n != NULL && !n->wake; n = n->next)
+            ;
+        if (n == NULL)
+            break;
+        n->wake = 0;
+        n->waiting = 0;
+        if (o->addrs == NULL)
+            n->dns_err = 1;
+        else if (conn_next(n))
+            continue;
+        conn_failed(n, BEV_EVENT_ERROR);
     }
     leave(c);
 }
@@ -1025,7 +1229,7 @@ upclient_new(struct event_base *base, const struct upclient_opts *opts,
 
     if (base == NULL || opts == NULL || out == NULL || opts->timeout_ms <= 0 ||
         opts->connect_timeout_ms < 0 || opts->max_body == 0 ||
-        opts->idle_timeout_ms < 0)
+        opts->idle_timeout_ms < 0 || opts->dns_ttl_ms < 0)
         return BRK_ERR_INVAL;
     c = brk_calloc(1, sizeof(*c));
     if (c == NULL)
@@ -1040,6 +1244,9 @@ upclient_new(struct event_base *base, const struct upclient_opts *opts,
         c->opts.max_idle = MAX_IDLE_DEF;
     if (c->opts.idle_timeout_ms == 0)
         c->opts.idle_timeout_ms = IDLE_TIMEOUT_DEF;
+    if (c->opts.dns_ttl_ms == 0)
+        c->opts.dns_ttl_ms = DNS_TTL_DEF;
+    c->dns = opts->dns;
     c->opts.ca_file = NULL;
     if (opts->ca_file != NULL &&
         (c->ca_file = brk_strdup(opts->ca_file)) == NULL)
@@ -1064,10 +1271,20 @@ fail:
 }
 
 static void
+dns_free_later(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evdns_base_free(arg, 0);
+}
+
+static void
 destroy(struct upclient *c)
 {
+    struct timeval now = {0, 0};
     struct origin *o;
     struct upclient_call *k;
+    int cancelled = 0;
 
     while ((k = c->spare_calls) != NULL) {
         c->spare_calls = k->next;
@@ -1075,9 +1292,21 @@ destroy(struct upclient *c)
     }
     while ((o = c->origins) != NULL) {
         c->origins = o->next;
+        if (o->lk != NULL) {
+            /* its answer, still to come, is dropped */
+            o->lk->o = NULL;
+            evdns_getaddrinfo_cancel(o->lk->req);
+            cancelled = 1;
+        }
+        event_del(&o->resolved);
+        origin_forget(o);
         brk_free(o);
     }
-    if (c->dns != NULL)
+    /* a cancelled lookup still calls back from the loop, and needs its
+     * resolver then */
+    if (c->dns != NULL && c->own_dns &&
+        (!cancelled || event_base_once(c->base, -1, EV_TIMEOUT, dns_free_later,
+                                       c->dns, &now) != 0))
         evdns_base_free(c->dns, 0);
     if (c->ssl_ctx != NULL)
         SSL_CTX_free(c->ssl_ctx);

@@ -3,9 +3,12 @@
  * calls: per origin (scheme, host, port) a bounded pool of idle keep-alive
  * connections, TLS through bufferevent_openssl (peer and host name
  * verified, SNI), one request written at once, the response parsed by
- * http1.c and its body handed out as it arrives. No redirects, no proxies,
- * no HTTP/2. One client belongs to one event_base (one loop); nothing in
- * it is shared across loops.
+ * http1.c and its body handed out as it arrives. A host name is looked up
+ * once per origin and its addresses kept for dns_ttl_ms; a connection tries
+ * them in turn until one connects (an origin whose every address failed is
+ * looked up again). No redirects, no proxies, no HTTP/2. One client
+ * belongs to one event_base (one loop); nothing in it is shared across
+ * loops.
  */
 #ifndef UPCLIENT_H
 #define UPCLIENT_H
@@ -15,6 +18,7 @@
 #include "broker.h"
 
 struct event_base;
+struct evdns_base;
 struct upclient;
 struct upclient_call;
 
@@ -26,6 +30,11 @@ struct upclient_opts {
     unsigned max_idle;       /* idle connections kept per origin; 0: 64 */
     long idle_timeout_ms;    /* an idle connection closes after; 0: 30000 */
     const char *ca_file;     /* PEM trust anchors; NULL: the system's */
+    /* The resolver for host names, borrowed (it must outlive the client);
+     * NULL: one of the client's own, from the system's resolv.conf and
+     * hosts file, made on the first host name. */
+    struct evdns_base *dns;
+    long dns_ttl_ms; /* an origin's addresses are used this long; 0: 60000 */
 };
 
 /* How a call ended; borrowed for the done callback. */

@@ -20,12 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/evp.h>
@@ -438,8 +440,8 @@ run_for(struct fx *fx, long ms)
 static void
 make_client(struct fx *fx, long timeout_ms, size_t max_body, unsigned conns)
 {
-    struct upclient_opts o = {timeout_ms, 0, max_body,   conns,
-                              0,          0, fx->ca_path};
+    struct upclient_opts o = {timeout_ms, 0,           max_body, conns, 0,
+                              0,          fx->ca_path, NULL,     0};
 
     assert_int_equal(upclient_new(fx->base, &o, &fx->c), BRK_OK);
 }
@@ -748,7 +750,7 @@ static void
 test_idle_pool_bounded_and_timed(void **state)
 {
     struct fx *fx = *state;
-    struct upclient_opts o = {5000, 0, 4096, 0, 2, 200, fx->ca_path};
+    struct upclient_opts o = {5000, 0, 4096, 0, 2, 200, fx->ca_path, NULL, 0};
     static struct rec r[5];
     unsigned idle = 0;
     int i;
@@ -776,7 +778,7 @@ test_new_rejects_bad_options(void **state)
 {
     struct fx *fx = *state;
     struct upclient *c = (struct upclient *)fx; /* a sentinel */
-    struct upclient_opts o = {1000, 0, 4096, 0, 0, 0, NULL};
+    struct upclient_opts o = {1000, 0, 4096, 0, 0, 0, NULL, NULL, 0};
 
     assert_int_equal(upclient_new(NULL, &o, &c), BRK_ERR_INVAL);
     assert_int_equal(upclient_new(fx->base, NULL, &c), BRK_ERR_INVAL);
@@ -799,7 +801,7 @@ static void
 test_alloc_failures(void **state)
 {
     struct fx *fx = *state;
-    struct upclient_opts o = {2000, 0, 4096, 0, 0, 0, NULL};
+    struct upclient_opts o = {2000, 0, 4096, 0, 0, 0, NULL, NULL, 0};
     struct upclient *c = NULL;
     unsigned long n;
     enum brk_err err;
@@ -1211,7 +1213,7 @@ static void
 test_tls_untrusted_refused(void **state)
 {
     struct fx *fx = *state;
-    struct upclient_opts o = {3000, 0, 4096, 0, 0, 0, NULL};
+    struct upclient_opts o = {3000, 0, 4096, 0, 0, 0, NULL, NULL, 0};
     struct rec r;
 
     /* the system's trust anchors do not know the test's certificate */
@@ -1316,6 +1318,326 @@ test_wecom_api_stream_uses_upclient(void **state)
     wecom_api_free(api);
 }
 
+/*---- Host names ----*/
+
+/* dns's hosts are now lines (and nothing else). */
+static void
+set_hosts(struct evdns_base *dns, const char *lines)
+{
+    char path[] = "/tmp/test_upclient_hosts.XXXXXX";
+    int fd = mkstemp(path);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, lines, strlen(lines)), (ssize_t)strlen(lines));
+    close(fd);
+    evdns_base_clear_host_addresses(dns);
+    assert_int_equal(evdns_base_load_hosts(dns, path), 0);
+    unlink(path);
+}
+
+/* A resolver of this loop that knows only the given hosts lines (no
+ * name server: an unknown name fails); owned by the caller. */
+static struct evdns_base *
+hosts_resolver(struct fx *fx, const char *lines)
+{
+    struct evdns_base *dns = evdns_base_new(fx->base, 0);
+
+    assert_non_null(dns);
+    set_hosts(dns, lines);
+    return dns;
+}
+
+static void
+make_named_client(struct fx *fx, struct evdns_base *dns, long ttl_ms,
+                  long connect_ms)
+{
+    struct upclient_opts o = {2000, connect_ms, 4096, 0,     0,
+                              0,    NULL,       dns,  ttl_ms};
+
+    assert_int_equal(upclient_new(fx->base, &o, &fx->c), BRK_OK);
+}
+
+static void
+named_get(struct fx *fx, const char *host, const char *target, struct rec *r)
+{
+    char origin[96];
+
+    snprintf(origin, sizeof(origin), "http://%s:%d", host, fx->port);
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(start(fx, origin, "GET", target, NULL, 200, r), BRK_OK);
+    assert_true(run_until(fx, g_done + 1, 5000));
+    assert_int_equal(r->calls, 1);
+    assert_int_equal(r->early, 0);
+}
+
+static void
+on_first_addr(int err, struct evutil_addrinfo *res, void *arg)
+{
+    char *out = arg;
+    const struct sockaddr_in *sin;
+
+    assert_int_equal(err, 0);
+    assert_non_null(res);
+    assert_int_equal(res->ai_family, AF_INET);
+    sin = (const struct sockaddr_in *)res->ai_addr;
+    inet_ntop(AF_INET, &sin->sin_addr, out, 16);
+    evutil_freeaddrinfo(res);
+}
+
+/* The address a resolver gives first for name. */
+static void
+first_addr(struct evdns_base *dns, const char *name, char out[16])
+{
+    struct evutil_addrinfo hints;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    out[0] = '\0';
+    evdns_getaddrinfo(dns, name, "80", &hints, on_first_addr, out);
+    assert_true(out[0] != '\0');
+}
+
+static void
+test_host_name_next_address(void **state)
+{
+    struct fx *fx = *state;
+    struct evdns_base *dns =
+        hosts_resolver(fx, "127.0.0.2 up.test\n127.0.0.1 up.test\n");
+    char first[16];
+    char host[64];
+    struct rec r;
+
+    /* nothing listens on 127.0.0.2: the first address is refused */
+    first_addr(dns, "up.test", first);
+    assert_string_equal(first, "127.0.0.2");
+    make_named_client(fx, dns, 0, 0);
+    named_get(fx, "up.test", "/len", &r);
+    assert_int_equal(r.err, BRK_OK);
+    BODY_IS(&r, "hello");
+    assert_int_equal(fx->accepts, 1);
+    snprintf(host, sizeof(host), "\r\nHost: up.test:%d\r\n", fx->port);
+    assert_non_null(strstr(fx->last_req, host));
+    /* the request went out once, on the address that answered */
+    assert_int_equal(fx->requests, 1);
+    upclient_free(fx->c);
+    fx->c = NULL;
+    evdns_base_free(dns, 0);
+}
+
+static void
+test_host_name_every_address_refused(void **state)
+{
+    struct fx *fx = *state;
+    struct evdns_base *dns =
+        hosts_resolver(fx, "127.0.0.2 down.test\n127.0.0.3 down.test\n");
+    struct rec r;
+
+    make_named_client(fx, dns, 0, 0);
+    named_get(fx, "down.test", "/len", &r);
+    assert_int_equal(r.err, BRK_ERR_UPSTREAM);
+    assert_string_equal(r.why, "connect failed");
+    assert_int_equal(fx->accepts, 0);
+    assert_int_equal(upclient_conns(fx->c, NULL), 0);
+    upclient_free(fx->c);
+    fx->c = NULL;
+    evdns_base_free(dns, 0);
+}
+
+static void
+on_dns_query(struct evdns_server_request *req, void *arg)
+{
+    (void)arg;
+    evdns_server_request_respond(req, DNS_ERR_NOTEXIST);
+}
+
+/* A UDP socket on 127.0.0.1; "127.0.0.1:port" in ns. */
+static int
+udp_socket(char ns[32])
+{
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    snprintf(ns, 32, "127.0.0.1:%d", ntohs(sin.sin_port));
+    return fd;
+}
+
+/* A name server that says no name exists. */
+static void
+test_host_name_unknown(void **state)
+{
+    struct fx *fx = *state;
+    struct evdns_base *dns = hosts_resolver(fx, "127.0.0.1 up.test\n");
+    struct evdns_server_port *server;
+    char ns[32];
+    struct rec r;
+    int fd = udp_socket(ns);
+
+    evutil_make_socket_nonblocking(fd);
+    server =
+        evdns_add_server_port_with_base(fx->base, fd, 0, on_dns_query, NULL);
+    assert_non_null(server);
+    assert_int_equal(evdns_base_nameserver_ip_add(dns, ns), 0);
+    make_named_client(fx, dns, 0, 0);
+    named_get(fx, "nowhere.test", "/len", &r);
+    assert_int_equal(r.err, BRK_ERR_UPSTREAM);
+    assert_string_equal(r.why, "cannot resolve");
+    assert_int_equal(fx->accepts, 0);
+    assert_int_equal(upclient_conns(fx->c, NULL), 0);
+    upclient_free(fx->c);
+    fx->c = NULL;
+    evdns_base_free(dns, 0);
+    evdns_close_server_port(server);
+    close(fd);
+}
+
+/* A name server that never answers: the lookup is bounded by the
+ * connect timeout, not only by the call's. */
+static void
+test_host_name_lookup_timed_out(void **state)
+{
+    struct fx *fx = *state;
+    struct evdns_base *dns = hosts_resolver(fx, "127.0.0.1 up.test\n");
+    char ns[32];
+    struct rec r;
+    struct timespec t0, t1;
+    long ms;
+    int fd = udp_socket(ns);
+
+    assert_int_equal(evdns_base_nameserver_ip_add(dns, ns), 0);
+    make_named_client(fx, dns, 0, 300);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    named_get(fx, "silent.test", "/len", &r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_int_equal(r.err, BRK_ERR_UPSTREAM_TIMEOUT);
+    assert_string_equal(r.why, "lookup timed out");
+    assert_true(ms < 1500);
+    assert_int_equal(upclient_conns(fx->c, NULL), 0);
+    /* the lookup is still under way: freeing the client cancels it */
+    upclient_free(fx->c);
+    fx->c = NULL;
+    run_for(fx, 20);
+    evdns_base_free(dns, 0);
+    close(fd);
+}
+
+/* An origin's addresses are kept for the TTL, looked up again after it,
+ * and forgotten at once when none of them connects. */
+static void
+test_host_name_addresses_kept(void **state)
+{
+    struct fx *fx = *state;
+    struct evdns_base *dns = hosts_resolver(fx, "127.0.0.1 up.test\n");
+    struct rec r;
+
+    make_named_client(fx, dns, 60000, 0);
+    named_get(fx, "up.test", "/close", &r);
+    assert_int_equal(r.err, BRK_OK);
+    /* the name moves: a new connection still uses what was looked up */
+    set_hosts(dns, "127.0.0.2 up.test\n");
+    named_get(fx, "up.test", "/len", &r);
+    assert_int_equal(r.err, BRK_OK);
+    assert_int_equal(fx->accepts, 2);
+    upclient_free(fx->c);
+    fx->c = NULL;
+
+    /* a TTL of 1 ms: the next connection looks the name up again */
+    make_named_client(fx, dns, 1, 0);
+    set_hosts(dns, "127.0.0.1 up.test\n");
+    named_get(fx, "up.test", "/close", &r);
+    assert_int_equal(r.err, BRK_OK);
+    set_hosts(dns, "127.0.0.2 up.test\n");
+    usleep(5000);
+    named_get(fx, "up.test", "/len", &r);
+    assert_int_equal(r.err, BRK_ERR_UPSTREAM);
+    assert_string_equal(r.why, "connect failed");
+    upclient_free(fx->c);
+    fx->c = NULL;
+
+    /* addresses none of which connects are forgotten before their TTL */
+    make_named_client(fx, dns, 60000, 0);
+    named_get(fx, "up.test", "/len", &r);
+    assert_int_equal(r.err, BRK_ERR_UPSTREAM);
+    set_hosts(dns, "127.0.0.1 up.test\n");
+    named_get(fx, "up.test", "/len", &r);
+    assert_int_equal(r.err, BRK_OK);
+    BODY_IS(&r, "hello");
+    upclient_free(fx->c);
+    fx->c = NULL;
+    evdns_base_free(dns, 0);
+}
+
+/* Calls that arrive while the name is looked up wait for the one lookup;
+ * a client freed meanwhile ends them. */
+static void
+test_host_name_calls_share_a_lookup(void **state)
+{
+    struct fx *fx = *state;
+    struct evdns_base *dns = hosts_resolver(fx, "127.0.0.1 up.test\n");
+    struct rec r[3];
+    char origin[96];
+    int i;
+
+    make_named_client(fx, dns, 0, 0);
+    snprintf(origin, sizeof(origin), "http://up.test:%d", fx->port);
+    for (i = 0; i < 3; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        assert_int_equal(start(fx, origin, "GET", "/len", NULL, 200, &r[i]),
+                         BRK_OK);
+    }
+    assert_true(run_until(fx, 3, 5000));
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].early, 0);
+        assert_int_equal(r[i].err, BRK_OK);
+        BODY_IS(&r[i], "hello");
+    }
+    upclient_free(fx->c);
+    fx->c = NULL;
+
+    /* freed before the waiting calls heard of the answer */
+    make_named_client(fx, dns, 0, 0);
+    memset(&r[0], 0, sizeof(r[0]));
+    assert_int_equal(start(fx, origin, "GET", "/len", NULL, 200, &r[0]),
+                     BRK_OK);
+    upclient_free(fx->c);
+    fx->c = NULL;
+    assert_int_equal(r[0].calls, 1);
+    assert_int_equal(r[0].err, BRK_ERR_SHUTDOWN);
+    run_for(fx, 20);
+    evdns_base_free(dns, 0);
+}
+
+/* The client's own resolver (the system's name servers), freed with a
+ * lookup under way: the call ends, and the lookup's late answer finds
+ * nothing freed under it. */
+static void
+test_free_during_own_lookup(void **state)
+{
+    struct fx *fx = *state;
+    struct rec r;
+
+    make_client(fx, 2000, 4096, 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(
+        start(fx, "http://lookup.invalid:9", "GET", "/len", NULL, 200, &r),
+        BRK_OK);
+    upclient_free(fx->c);
+    fx->c = NULL;
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, BRK_ERR_SHUTDOWN);
+    run_for(fx, 50);
+    assert_int_equal(r.calls, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -1352,6 +1674,13 @@ main(void)
         T(test_tls_wrong_name_refused),
         T(test_tls_untrusted_refused),
         T(test_wecom_api_stream_uses_upclient),
+        T(test_host_name_next_address),
+        T(test_host_name_every_address_refused),
+        T(test_host_name_unknown),
+        T(test_host_name_lookup_timed_out),
+        T(test_host_name_addresses_kept),
+        T(test_host_name_calls_share_a_lookup),
+        T(test_free_during_own_lookup),
     };
     int rc;
 
