@@ -1638,6 +1638,21 @@ test_free_during_own_lookup(void **state)
     assert_int_equal(r.calls, 1);
 }
 
+/* The client's own resolver reads the system's hosts file: localhost,
+ * whatever order its addresses are listed in, reaches 127.0.0.1. */
+static void
+test_own_resolver_localhost(void **state)
+{
+    struct fx *fx = *state;
+    struct rec r;
+
+    make_client(fx, 5000, 4096, 0);
+    named_get(fx, "localhost", "/len", &r);
+    assert_int_equal(r.err, BRK_OK);
+    BODY_IS(&r, "hello");
+    assert_int_equal(fx->accepts, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -1681,6 +1696,7 @@ main(void)
         T(test_host_name_addresses_kept),
         T(test_host_name_calls_share_a_lookup),
         T(test_free_during_own_lookup),
+        T(test_own_resolver_localhost),
     };
     int rc;
 
