@@ -217,6 +217,27 @@ value_is(const char *v, size_t n, const char *word)
 }
 
 /*
+ * Host: empty, or a host (a name, an IPv4 address or a bracketed IP
+ * literal) and an optional port: the characters of a URI's authority
+ * without user info.
+ */
+static int
+host_value(const char *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') ||
+              (c != '\0' && strchr("-._~!$&'()*+,;=%:[]", c) != NULL)))
+            return 0;
+    }
+    return 1;
+}
+
+/*
  * Connection: a comma list of tokens (empty elements skipped); sets
  * *close and *keep for "close" and "keep-alive". Returns 0 when an element
  * is not a token.
@@ -598,6 +619,7 @@ http1_strwhy(enum http1_why why)
         [HTTP1_E_URI_LONG] = "request line too long",
         [HTTP1_E_BODY_BIG] = "body too big",
         [HTTP1_E_EXPECT] = "unsupported Expect",
+        [HTTP1_E_HOST] = "bad or repeated Host",
     };
 
     if ((unsigned)why >= nitems(names))
@@ -704,6 +726,11 @@ req_field(struct http1_req *q, const char *buf, size_t end)
     } else if (value_is(s, name_len, "connection")) {
         if (!connection_list(v, vn, &q->close, &q->keep))
             why = HTTP1_E_FIELD;
+    } else if (value_is(s, name_len, "host")) {
+        /* two Hosts may be read differently by two hops */
+        if (q->has_host || !host_value(v, vn))
+            why = HTTP1_E_HOST;
+        q->has_host = 1;
     } else if (value_is(s, name_len, "expect")) {
         if (!value_is(v, vn, "100-continue"))
             why = HTTP1_E_EXPECT;

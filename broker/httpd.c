@@ -1283,6 +1283,11 @@ conn_step(struct httpd_conn *c)
                 reading_set(c, 1);
             return;
         }
+        /* RFC 9112 3.2: an HTTP/1.1 request names its Host */
+        if (c->q.minor == 1 && !c->q.has_host) {
+            refuse(c, 400, "no Host");
+            return;
+        }
         if (head_done(c) != 0)
             return;
         break;

@@ -82,6 +82,7 @@ enum http1_why {
     HTTP1_E_URI_LONG,     /* the request line over line_max */
     HTTP1_E_BODY_BIG,     /* a chunked body over its bound */
     HTTP1_E_EXPECT,       /* an Expect other than 100-continue */
+    HTTP1_E_HOST,         /* a second Host, or one that is not host[:port] */
 };
 
 enum http1_framing {
@@ -204,6 +205,7 @@ struct http1_req {
      * "keep-alive" (and no "close") */
     int keep_alive;
     int expect_continue; /* Expect: 100-continue in an HTTP/1.1 request */
+    int has_host;        /* a Host field (one at most: a second is refused) */
     /* HTTP1_BODY_NONE, _LENGTH or _CHUNKED only (never _CLOSE) */
     enum http1_framing framing;
     uint64_t length; /* Content-Length when framing is LENGTH */

@@ -25,7 +25,7 @@ struct res {
     size_t at; /* the length given when the parse ended */
     enum http1_method method;
     struct http1_span target;
-    int minor, keep_alive, expect_continue;
+    int minor, keep_alive, expect_continue, has_host;
     enum http1_framing framing;
     uint64_t length;
     size_t head_len;
@@ -67,6 +67,7 @@ record(const struct http1_req *q, enum http1_ev ev, size_t at, struct res *r)
     r->minor = q->minor;
     r->keep_alive = q->keep_alive;
     r->expect_continue = q->expect_continue;
+    r->has_host = q->has_host;
     r->framing = q->framing;
     r->length = q->length;
     r->head_len = q->head_len;
@@ -103,8 +104,9 @@ same(const struct res *a, const struct res *b)
            memcmp(&a->target, &b->target, sizeof(a->target)) == 0 &&
            a->minor == b->minor && a->keep_alive == b->keep_alive &&
            a->expect_continue == b->expect_continue &&
-           a->framing == b->framing && a->length == b->length &&
-           a->head_len == b->head_len && a->nfields == b->nfields &&
+           a->has_host == b->has_host && a->framing == b->framing &&
+           a->length == b->length && a->head_len == b->head_len &&
+           a->nfields == b->nfields &&
            memcmp(a->fields, b->fields, a->nfields * sizeof(a->fields[0])) == 0;
 }
 
@@ -335,7 +337,7 @@ test_fields(void **state)
                              "X-Empty:\r\n"
                              "X-Spaces: \t a  b \t \r\n"
                              "X-Text: caf\xc3\xa9 \"q\"\t;x\r\n"
-                             "host: second\r\n\r\n";
+                             "x-text: second\r\n\r\n";
     const char *v;
     size_t n = 99;
 
@@ -363,6 +365,43 @@ test_fields(void **state)
     assert_int_equal(n, 77);
     assert_null(http1_req_field(&g_q, in, "Hos", &n));
     assert_null(http1_req_field(&g_q, in, "Hostt", &n));
+}
+
+/* Host: one at most, of an authority's characters; its absence is the
+ * server's to judge (HTTP/1.0 may omit it). */
+static void
+test_host_field(void **state)
+{
+    static const char *const good[] = {
+        "GET / HTTP/1.1\r\nHost: h.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h.example:8443\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: 127.0.0.1:80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:9000\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a-b_c~d%41\r\n\r\n",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        expect_head(good[i]);
+        assert_int_equal(g_whole.has_host, 1);
+    }
+    expect_head("GET / HTTP/1.1\r\nX-Host: h\r\n\r\n");
+    assert_int_equal(g_whole.has_host, 0);
+    expect_head("GET / HTTP/1.0\r\n\r\n");
+    assert_int_equal(g_whole.has_host, 0);
+    /* a second Host, even the same, and values no authority has */
+    expect_refused("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                   HTTP1_E_HOST);
+    expect_refused("GET / HTTP/1.1\r\nHost: a\r\nhOST: b\r\n\r\n",
+                   HTTP1_E_HOST);
+    expect_refused("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", HTTP1_E_HOST);
+    expect_refused("GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", HTTP1_E_HOST);
+    expect_refused("GET / HTTP/1.1\r\nHost: h/x\r\n\r\n", HTTP1_E_HOST);
+    expect_refused("GET / HTTP/1.1\r\nHost: h,\"x\"\r\n\r\n", HTTP1_E_HOST);
+    expect_refused("GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n", HTTP1_E_HOST);
+    assert_int_equal(http1_req_status(HTTP1_E_HOST), 400);
 }
 
 static void
@@ -759,7 +798,7 @@ test_status_and_strwhy(void **state)
     assert_int_equal(http1_req_status(HTTP1_E_REQUEST_LINE), 400);
     assert_int_equal(http1_req_status(HTTP1_E_FRAMING), 400);
     assert_int_equal(http1_req_status(HTTP1_E_CHUNK_SIZE), 400);
-    for (w = HTTP1_OK; w <= HTTP1_E_EXPECT; w++)
+    for (w = HTTP1_OK; w <= HTTP1_E_HOST; w++)
         assert_string_not_equal(http1_strwhy((enum http1_why)w), "unknown");
 }
 
@@ -1034,6 +1073,7 @@ main(void)
         cmocka_unit_test(test_leading_empty_lines),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_host_field),
         cmocka_unit_test(test_content_length),
         cmocka_unit_test(test_transfer_encoding),
         cmocka_unit_test(test_expect),

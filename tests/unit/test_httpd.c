@@ -692,7 +692,9 @@ test_pipelining_held(void **state)
     fx->mode = M_HOLD;
     serve(fx, "internal");
     cl_open(fx, &c);
-    cl_sends(fx, &c, "GET /h0 HTTP/1.1\r\n\r\nGET /h1 HTTP/1.1\r\n\r\n");
+    cl_sends(fx, &c,
+             "GET /h0 HTTP/1.1\r\nHost: x\r\n\r\nGET /h1 HTTP/1.1\r\nHost: "
+             "x\r\n\r\n");
     assert_true(run_until(fx, &fx->calls, 1, WAIT_MS));
     settle(fx);
     assert_int_equal(fx->calls, 1);
@@ -754,7 +756,7 @@ test_body_chunked(void **state)
     /* a request right after it on the same connection: the framing was
      * taken whole, the trailer included */
     cl_sends(fx, &c, chunked_req);
-    cl_sends(fx, &c, "GET /after HTTP/1.1\r\n\r\n");
+    cl_sends(fx, &c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_true(wait_rep(fx, &c, &r, 0));
     assert_string_equal(r.body, "reply to /c");
     rep_free(&r);
@@ -839,7 +841,7 @@ test_expect_continue(void **state)
 
     /* the server's own limit exactly: still let through */
     snprintf(req, sizeof(req),
-             "POST /lim HTTP/1.1\r\nContent-Length: %d\r\n"
+             "POST /lim HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
              "Expect: 100-continue\r\n\r\n",
              SERVER_MAX);
     cl_sends(fx, &c, req);
@@ -986,7 +988,8 @@ test_http11_connection_close(void **state)
 
     serve(fx, "internal");
     cl_open(fx, &c);
-    roundtrip(fx, &c, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n", &r);
+    roundtrip(fx, &c, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              &r);
     assert_int_equal(r.status, 200);
     assert_hdr(&r, "Connection", "close");
     assert_int_equal(rep_count(&r, "Connection"), 1);
@@ -1041,13 +1044,19 @@ test_hostile_framing(void **state)
                 "POST /both HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
                 400);
-    refused_str(fx,
-                "POST /both HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-                "Content-Length: 5\r\n\r\n0\r\n\r\n",
-                400);
+    refused_str(
+        fx,
+        "POST /both HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Length: 5\r\n\r\n0\r\n\r\n",
+        400);
     refused(fx, nul, sizeof(nul) - 1, 400);
     refused_str(fx, "BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501);
     refused_str(fx, "get /lower HTTP/1.1\r\nHost: x\r\n\r\n", 501);
+    /* HTTP/1.1 names one Host, of an authority's characters (1.0 need
+     * not: test_http10_closes) */
+    refused_str(fx, "GET /nohost HTTP/1.1\r\n\r\n", 400);
+    refused_str(fx, "GET /two HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400);
+    refused_str(fx, "GET /user HTTP/1.1\r\nHost: u@h\r\n\r\n", 400);
     assert_int_equal(httpd_inflight(fx->h), 0);
 }
 
@@ -1062,15 +1071,15 @@ test_hostile_sizes(void **state)
     assert_non_null(req);
     serve(fx, "internal");
     /* 101 fields */
-    n = (size_t)snprintf(req, 64, "GET /f HTTP/1.1\r\n");
+    n = (size_t)snprintf(req, 64, "GET /f HTTP/1.1\r\nHost: x\r\n");
     for (i = 0; i < 101; i++)
         n += (size_t)snprintf(req + n, 64, "X-F%d: v\r\n", i);
     n += (size_t)snprintf(req + n, 8, "\r\n");
     refused(fx, req, n, 431);
 
-    /* 100 fields are fine */
-    n = (size_t)snprintf(req, 64, "GET /f100 HTTP/1.1\r\n");
-    for (i = 0; i < 100; i++)
+    /* 100 fields are fine (Host and 99 more) */
+    n = (size_t)snprintf(req, 64, "GET /f100 HTTP/1.1\r\nHost: x\r\n");
+    for (i = 0; i < 99; i++)
         n += (size_t)snprintf(req + n, 64, "X-F%d: v\r\n", i);
     n += (size_t)snprintf(req + n, 8, "\r\n");
     {
@@ -1088,7 +1097,7 @@ test_hostile_sizes(void **state)
     }
 
     /* a head over 64 KiB in 20 fields of 4000 bytes */
-    n = (size_t)snprintf(req, 64, "GET /h HTTP/1.1\r\n");
+    n = (size_t)snprintf(req, 64, "GET /h HTTP/1.1\r\nHost: x\r\n");
     for (i = 0; i < 20; i++) {
         n += (size_t)snprintf(req + n, 16, "X-H%d: ", i);
         memset(req + n, 'v', 4000);
@@ -1183,7 +1192,7 @@ client_gone(struct fx *fx, int reset, int take)
         struct rep r;
 
         cl_open(fx, &c);
-        roundtrip(fx, &c, "GET /next HTTP/1.1\r\n\r\n", &r);
+        roundtrip(fx, &c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n", &r);
         assert_string_equal(r.body, "reply to /next");
         rep_free(&r);
         cl_close(&c);
@@ -1276,7 +1285,7 @@ test_large_reply_slow_reader(void **state)
             break;
     assert_int_equal(i, BIG_REPLY);
     rep_free(&r);
-    roundtrip(fx, &c, "GET /small HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &c, "GET /small HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     assert_string_equal(r.body, "small");
     rep_free(&r);
     assert_int_equal(fx->calls, 2);
@@ -1387,7 +1396,7 @@ test_headers(void **state)
     rep_free(&r);
     /* the extra headers were the first request's only */
     fx->custom = NULL;
-    roundtrip(fx, &c, "GET /plain HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &c, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     assert_int_equal(rep_count(&r, "X-Good"), 0);
     assert_int_equal(rep_count(&r, "X-Last"), 0);
     rep_free(&r);
@@ -1426,7 +1435,7 @@ test_per_addr_cap(void **state)
     serve(fx, HTTPD_PUBLIC_LISTENER);
     for (i = 0; i < cap; i++) {
         cl_open(fx, &cs[i]);
-        roundtrip(fx, &cs[i], "GET /c HTTP/1.1\r\n\r\n", &r);
+        roundtrip(fx, &cs[i], "GET /c HTTP/1.1\r\nHost: x\r\n\r\n", &r);
         assert_int_equal(r.status, 200);
         rep_free(&r);
     }
@@ -1436,14 +1445,14 @@ test_per_addr_cap(void **state)
     assert_int_equal(extra.len, 0);
     cl_close(&extra);
     /* the others are still served */
-    roundtrip(fx, &cs[cap - 1], "GET /still HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &cs[cap - 1], "GET /still HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     assert_string_equal(r.body, "reply to /still");
     rep_free(&r);
     /* one closes: its place is free again */
     cl_close(&cs[0]);
     settle(fx);
     cl_open(fx, &cs[0]);
-    roundtrip(fx, &cs[0], "GET /again HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &cs[0], "GET /again HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     assert_string_equal(r.body, "reply to /again");
     rep_free(&r);
     for (i = 0; i < cap; i++)
@@ -1464,7 +1473,7 @@ test_no_cap_internal(void **state)
     serve(fx, "internal");
     for (i = 0; i < n; i++) {
         cl_open(fx, &cs[i]);
-        roundtrip(fx, &cs[i], "GET /c HTTP/1.1\r\n\r\n", &r);
+        roundtrip(fx, &cs[i], "GET /c HTTP/1.1\r\nHost: x\r\n\r\n", &r);
         assert_int_equal(r.status, 200);
         rep_free(&r);
     }
@@ -1495,11 +1504,11 @@ test_drain(void **state)
     serve(fx, "internal");
     port = fx->port;
     cl_open(fx, &idle);
-    roundtrip(fx, &idle, "GET /i HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &idle, "GET /i HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     rep_free(&r);
     fx->mode = M_HOLD;
     cl_open(fx, &busy);
-    cl_sends(fx, &busy, "GET /busy HTTP/1.1\r\n\r\n");
+    cl_sends(fx, &busy, "GET /busy HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_true(run_until(fx, &fx->calls, 2, WAIT_MS));
     assert_int_equal(httpd_inflight(fx->h), 1);
 
@@ -1545,10 +1554,10 @@ test_drain_idle_only(void **state)
 
     serve(fx, "internal");
     cl_open(fx, &a);
-    roundtrip(fx, &a, "GET /a HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     rep_free(&r);
     cl_open(fx, &b);
-    roundtrip(fx, &b, "GET /b HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &b, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     rep_free(&r);
     httpd_drain(fx->h, 10000, on_drained, fx);
     assert_int_equal(fx->drained, 1);
@@ -1574,9 +1583,9 @@ test_free_with_requests_held(void **state)
     serve(fx, "internal");
     fx->mode = M_HOLD;
     cl_open(fx, &a);
-    cl_sends(fx, &a, "GET /held HTTP/1.1\r\n\r\n");
+    cl_sends(fx, &a, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
     cl_open(fx, &b);
-    cl_sends(fx, &b, "GET /taken HTTP/1.1\r\n\r\n");
+    cl_sends(fx, &b, "GET /taken HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_true(run_until(fx, &fx->calls, 2, WAIT_MS));
     assert_int_equal(fx->nheld, 2);
     httpd_free(fx->h);
@@ -1621,7 +1630,7 @@ test_deadlines(void **state)
     cl_close(&a);
 
     cl_open(fx, &b);
-    roundtrip(fx, &b, "GET /one HTTP/1.1\r\n\r\n", &r);
+    roundtrip(fx, &b, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     rep_free(&r);
     t0 = now_ms();
     assert_int_equal(wait_eof(fx, &b, 3000), 1);
@@ -1632,7 +1641,7 @@ test_deadlines(void **state)
     cl_open(fx, &c);
     assert_int_equal(setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)),
                      0);
-    cl_sends(fx, &c, "GET /big HTTP/1.1\r\n\r\n");
+    cl_sends(fx, &c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
     /* the server runs, the client does not read, well past the deadline */
     deadline = now_ms() + 1200;
     while (pump_slice(fx, -1, 0, deadline, 10))
@@ -1645,7 +1654,8 @@ test_deadlines(void **state)
 
     /* asked to close, the client reads the reply and stays */
     cl_open(fx, &d);
-    cl_sends(fx, &d, "GET /bye HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cl_sends(fx, &d,
+             "GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_true(wait_rep(fx, &d, &r, 0));
     assert_string_equal(r.body, "reply to /bye");
     rep_free(&r);
@@ -1842,7 +1852,7 @@ test_tls(void **state)
     assert_string_equal(fx->seen[0].path, "/secure");
     assert_string_equal(fx->seen[0].query, "q=1");
     /* kept alive: a second request on the same connection */
-    tls_sends(fx, &tc, "GET /again HTTP/1.1\r\n\r\n");
+    tls_sends(fx, &tc, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
     tls_read_until(fx, &tc, "reply to /again");
     assert_int_equal(fx->calls, 2);
     assert_int_equal(fx->seen[0].port, fx->seen[1].port);
@@ -1862,12 +1872,12 @@ test_tls_body(void **state)
     assert_non_null(req);
     serve_tls(fx);
     tls_open(fx, &tc);
-    n = (size_t)snprintf(req, 256,
-                         "POST /tb HTTP/1.1\r\nContent-Length: %d\r\n\r\n",
-                         SERVER_MAX);
+    n = (size_t)snprintf(
+        req, 256, "POST /tb HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+        SERVER_MAX);
     memset(req + n, 't', SERVER_MAX);
     n += SERVER_MAX;
-    n += (size_t)snprintf(req + n, 64, "GET /tb2 HTTP/1.1\r\n\r\n");
+    n += (size_t)snprintf(req + n, 64, "GET /tb2 HTTP/1.1\r\nHost: x\r\n\r\n");
     tls_send(fx, &tc, req, n);
     tls_read_until(fx, &tc, "reply to /tb2");
     assert_non_null(strstr(tc.buf, "reply to /tb"));
@@ -2202,12 +2212,12 @@ held_input_bounded(struct fx *fx, int tls)
         serve_tls(fx);
         tls_open(fx, &tc);
         c = &tc.c;
-        tls_sends(fx, &tc, "GET /held HTTP/1.1\r\n\r\n");
+        tls_sends(fx, &tc, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
     } else {
         serve(fx, "callback");
         cl_open(fx, &plain);
         c = &plain;
-        cl_sends(fx, c, "GET /held HTTP/1.1\r\n\r\n");
+        cl_sends(fx, c, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
     }
     assert_true(run_until(fx, &fx->calls, 1, WAIT_MS));
     pushed = push_until_full(fx, c, tls ? tc.ssl : NULL);
@@ -2256,11 +2266,11 @@ test_conn_cap_backlog(void **state)
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
     for (i = 0; i < 16; i++) {
         cl_open(fx, &cs[i]);
-        roundtrip(fx, &cs[i], "GET /c HTTP/1.1\r\n\r\n", &r);
+        roundtrip(fx, &cs[i], "GET /c HTTP/1.1\r\nHost: x\r\n\r\n", &r);
         rep_free(&r);
     }
     cl_open(fx, &cs[16]);
-    cl_sends(fx, &cs[16], "GET /waiting HTTP/1.1\r\n\r\n");
+    cl_sends(fx, &cs[16], "GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n");
     settle(fx);
     cl_fill(&cs[16]);
     assert_int_equal(cs[16].len, 0);
@@ -2288,9 +2298,9 @@ test_body_limits(void **state)
     assert_non_null(req);
     serve(fx, "internal");
     /* exactly the limit, by Content-Length: the handler has it all */
-    n = (size_t)snprintf(req, 256,
-                         "POST /max HTTP/1.1\r\nContent-Length: %d\r\n\r\n",
-                         SERVER_MAX);
+    n = (size_t)snprintf(
+        req, 256, "POST /max HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+        SERVER_MAX);
     memset(req + n, 'm', SERVER_MAX);
     cl_open(fx, &c);
     assert_int_equal(cl_send(fx, &c, req, n + SERVER_MAX), 0);
@@ -2300,10 +2310,11 @@ test_body_limits(void **state)
     assert_int_equal(fx->seen[0].body_len, SERVER_MAX);
     assert_int_equal(fx->seen[0].body[SERVER_MAX - 1], 'm');
     /* and chunked, in two chunks */
-    n = (size_t)snprintf(req, 256,
-                         "POST /maxc HTTP/1.1\r\nTransfer-Encoding: chunked"
-                         "\r\n\r\n%x\r\n",
-                         SERVER_MAX - 1);
+    n = (size_t)snprintf(
+        req, 256,
+        "POST /maxc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+        "\r\n\r\n%x\r\n",
+        SERVER_MAX - 1);
     memset(req + n, 'c', SERVER_MAX - 1);
     n += SERVER_MAX - 1;
     n += (size_t)snprintf(req + n, 64, "\r\n1\r\nc\r\n0\r\n\r\n");
@@ -2317,15 +2328,17 @@ test_body_limits(void **state)
     forget_calls(fx);
 
     /* one byte over, declared: 413 before any body */
-    n = (size_t)snprintf(req = malloc(256), 256,
-                         "POST /over HTTP/1.1\r\nContent-Length: %d\r\n\r\n",
-                         SERVER_MAX + 1);
+    n = (size_t)snprintf(
+        req = malloc(256), 256,
+        "POST /over HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+        SERVER_MAX + 1);
     refused(fx, req, n, 413);
     /* chunked: a chunk that takes the body over */
-    n = (size_t)snprintf(req, 256,
-                         "POST /overc HTTP/1.1\r\nTransfer-Encoding: chunked"
-                         "\r\n\r\n%x\r\n",
-                         SERVER_MAX + 1);
+    n = (size_t)snprintf(
+        req, 256,
+        "POST /overc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+        "\r\n\r\n%x\r\n",
+        SERVER_MAX + 1);
     refused(fx, req, n, 413);
     free(req);
     forget_calls(fx);
