@@ -103,6 +103,7 @@ struct conn {
     int idle;
     int dead;
     int got_bytes;  /* a byte of the current call's response arrived */
+    int sess_kept;  /* its TLS session was offered to the origin */
     int waiting;    /* for its origin's addresses */
     int wake;       /* the lookup it waited for has ended */
     int dns_err;    /* its origin's name did not resolve */
@@ -128,6 +129,7 @@ struct origin {
     double addrs_until;            /* brk_mono_s() they are used until */
     struct lookup *lk;             /* the lookup under way; NULL: none */
     struct event resolved;         /* wakes the connections waiting */
+    SSL_SESSION *tls_sess; /* offered to resume; NULL: a full handshake */
     struct conn *idle, *busy;
     unsigned nconns, nidle;
     struct upclient_call *qhead, *qtail;
@@ -397,6 +399,24 @@ conn_close(struct conn *n)
     c->dead_conns = n;
 }
 
+/*
+ * Close n, which is in step (no call, or its response read whole): over
+ * TLS with a close_notify first, without which OpenSSL would take the
+ * session as cut short and never offer it again.
+ */
+static void
+conn_close_clean(struct conn *n)
+{
+    SSL *ssl;
+
+    if (!n->dead && n->o->tls && n->connected &&
+        (ssl = bufferevent_openssl_get_ssl(n->bev)) != NULL) {
+        SSL_shutdown(ssl);
+        ERR_clear_error();
+    }
+    conn_close(n);
+}
+
 static SSL_CTX *
 tls_ctx(struct upclient *c)
 {
@@ -430,6 +450,10 @@ tls_new(struct upclient *c, struct origin *o)
     if (ctx == NULL || (ssl = SSL_new(ctx)) == NULL)
         return NULL;
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    /* resumed only with a session this origin's name was verified for;
+     * a session refused falls back to a full handshake */
+    if (o->tls_sess != NULL && SSL_set_session(ssl, o->tls_sess) != 1)
+        ERR_clear_error();
     if (o->numeric
             ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o->host) != 1
             : (SSL_set_tlsext_host_name(ssl, o->host) != 1 ||
@@ -762,7 +786,7 @@ conn_release(struct conn *n)
 
     n->call = NULL;
     if (c->freeing) {
-        conn_close(n);
+        conn_close_clean(n);
         return;
     }
     if ((k = o->qhead) != NULL) {
@@ -771,7 +795,7 @@ conn_release(struct conn *n)
         return;
     }
     if (o->nidle >= c->opts.max_idle) {
-        conn_close(n);
+        conn_close_clean(n);
         return;
     }
     list_del(&o->busy, n);
@@ -976,6 +1000,34 @@ feed(struct conn *n, struct upclient_call *k, const char *in, size_t len,
     }
 }
 
+static void
+origin_drop_session(struct origin *o)
+{
+    if (o->tls_sess != NULL)
+        SSL_SESSION_free(o->tls_sess);
+    o->tls_sess = NULL;
+}
+
+/* After its first response (TLS 1.3 tickets come after the handshake):
+ * n's session, if resumable, is the one the origin's next connection
+ * offers. */
+static void
+conn_keep_session(struct conn *n)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(n->bev);
+    SSL_SESSION *s;
+
+    n->sess_kept = 1;
+    if (ssl == NULL || (s = SSL_get1_session(ssl)) == NULL)
+        return;
+    if (!SSL_SESSION_is_resumable(s)) {
+        SSL_SESSION_free(s);
+        return;
+    }
+    origin_drop_session(n->o);
+    n->o->tls_sess = s;
+}
+
 /* The response is complete: keep or close the connection, then end. */
 static void
 response_done(struct conn *n, struct upclient_call *k, int leftover)
@@ -983,10 +1035,14 @@ response_done(struct conn *n, struct upclient_call *k, int leftover)
     long status = n->parser.status;
     struct origin *o = n->o;
 
+    if (o->tls && !n->sess_kept)
+        conn_keep_session(n);
     k->conn = NULL;
     n->call = NULL;
     if (n->parser.keep_alive && !leftover)
         conn_release(n);
+    else if (!leftover)
+        conn_close_clean(n);
     else
         conn_close(n);
     call_end(k, BRK_OK, status, NULL);
@@ -1086,6 +1142,8 @@ conn_failed(struct conn *n, short what)
         err = BRK_ERR_UPSTREAM_TIMEOUT;
         why = n->waiting ? "lookup timed out" : "connect timed out";
     } else if (!n->connected) {
+        /* a handshake that failed offers no session again */
+        origin_drop_session(o);
         why = n->dns_err ? "cannot resolve"
               : o->tls   ? "connect or TLS failed"
                          : "connect failed";
@@ -1207,7 +1265,7 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
         for (n = o->idle; n != NULL; n = next) {
             next = n->next;
             if (n->idle_since <= limit)
-                conn_close(n);
+                conn_close_clean(n);
         }
         any |= o->idle != NULL;
     }
@@ -1300,6 +1358,7 @@ destroy(struct upclient *c)
         }
         event_del(&o->resolved);
         origin_forget(o);
+        origin_drop_session(o);
         brk_free(o);
     }
     /* a cancelled lookup still calls back from the loop, and needs its
@@ -1343,7 +1402,7 @@ upclient_free(struct upclient *c)
     }
     for (o = c->origins; o != NULL; o = o->next) {
         while (o->idle != NULL)
-            conn_close(o->idle);
+            conn_close_clean(o->idle);
         while (o->busy != NULL && o->busy->call == NULL)
             conn_close(o->busy);
     }

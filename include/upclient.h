@@ -2,8 +2,9 @@
  * A small HTTP/1.1 client on libevent bufferevents for streamed upstream
  * calls: per origin (scheme, host, port) a bounded pool of idle keep-alive
  * connections, TLS through bufferevent_openssl (peer and host name
- * verified, SNI), one request written at once, the response parsed by
- * http1.c and its body handed out as it arrives. A host name is looked up
+ * verified, SNI; a new connection resumes the origin's last session), one
+ * request written at once, the response parsed by http1.c and its body
+ * handed out as it arrives. A host name is looked up
  * once per origin and its addresses kept for dns_ttl_ms; a connection tries
  * them in turn until one connects (an origin whose every address failed is
  * looked up again). No redirects, no proxies, no HTTP/2. One client

@@ -71,6 +71,7 @@ struct fx {
     int nconns;
     int accepts;
     int requests;
+    int resumed;   /* requests on a TLS connection that resumed a session */
     int drop_next; /* close the connection of the next request unanswered */
     char last_req[4096];
     size_t last_req_len;
@@ -244,6 +245,9 @@ s_readcb(struct bufferevent *bev, void *arg)
         fx->last_req[fx->last_req_len] = '\0';
         evbuffer_drain(in, total - fx->last_req_len);
         fx->requests++;
+        if (bufferevent_openssl_get_ssl(bev) != NULL &&
+            SSL_session_reused(bufferevent_openssl_get_ssl(bev)))
+            fx->resumed++;
         if (fx->drop_next) {
             fx->drop_next = 0;
             sconn_free(s);
@@ -1195,6 +1199,46 @@ test_tls(void **state)
     assert_int_equal(fx->accepts, 1);
 }
 
+/* A new connection to an origin resumes the session of the one before
+ * (one full handshake per origin while it lasts). */
+static void
+test_tls_session_resumed(void **state)
+{
+    struct fx *fx = *state;
+    struct rec r;
+    int i;
+
+    make_client(fx, 3000, 4096, 0);
+    for (i = 0; i < 3; i++) {
+        memset(&r, 0, sizeof(r));
+        /* an HTTP/1.0 reply: the client keeps no connection after it */
+        assert_int_equal(
+            start(fx, fx->tls_origin, "GET", "/http10", NULL, 200, &r), BRK_OK);
+        assert_true(run_until(fx, g_done + 1, 5000));
+        assert_int_equal(r.err, BRK_OK);
+        BODY_IS(&r, "ok");
+        assert_int_equal(r.reused, 0);
+        assert_int_equal(fx->resumed, i);
+    }
+    assert_int_equal(fx->accepts, 3);
+
+    /* a handshake that fails (here a server of another name, which cannot
+     * resume) leaves no session to offer: the next one is full */
+    fx->tls_use = fx->tls_bad;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(start(fx, fx->tls_origin, "GET", "/http10", NULL, 200, &r),
+                     BRK_OK);
+    assert_true(run_until(fx, g_done + 1, 5000));
+    assert_int_equal(r.err, BRK_ERR_UPSTREAM);
+    fx->tls_use = fx->tls_good;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(start(fx, fx->tls_origin, "GET", "/http10", NULL, 200, &r),
+                     BRK_OK);
+    assert_true(run_until(fx, g_done + 1, 5000));
+    assert_int_equal(r.err, BRK_OK);
+    assert_int_equal(fx->resumed, 2);
+}
+
 static void
 test_tls_wrong_name_refused(void **state)
 {
@@ -1686,6 +1730,7 @@ main(void)
         T(test_free_from_data_callback),
         T(test_cancel_from_data_callback),
         T(test_tls),
+        T(test_tls_session_resumed),
         T(test_tls_wrong_name_refused),
         T(test_tls_untrusted_refused),
         T(test_wecom_api_stream_uses_upclient),
