@@ -1401,6 +1401,15 @@ make_named_client(struct fx *fx, struct evdns_base *dns, long ttl_ms,
     assert_int_equal(upclient_new(fx->base, &o, &fx->c), BRK_OK);
 }
 
+/* The client, then the resolver it borrowed. */
+static void
+free_named(struct fx *fx, struct evdns_base *dns)
+{
+    upclient_free(fx->c);
+    fx->c = NULL;
+    evdns_base_free(dns, 0);
+}
+
 static void
 named_get(struct fx *fx, const char *host, const char *target, struct rec *r)
 {
@@ -1464,9 +1473,7 @@ test_host_name_next_address(void **state)
     assert_non_null(strstr(fx->last_req, host));
     /* the request went out once, on the address that answered */
     assert_int_equal(fx->requests, 1);
-    upclient_free(fx->c);
-    fx->c = NULL;
-    evdns_base_free(dns, 0);
+    free_named(fx, dns);
 }
 
 static void
@@ -1483,9 +1490,7 @@ test_host_name_every_address_refused(void **state)
     assert_string_equal(r.why, "connect failed");
     assert_int_equal(fx->accepts, 0);
     assert_int_equal(upclient_conns(fx->c, NULL), 0);
-    upclient_free(fx->c);
-    fx->c = NULL;
-    evdns_base_free(dns, 0);
+    free_named(fx, dns);
 }
 
 static void
@@ -1535,9 +1540,7 @@ test_host_name_unknown(void **state)
     assert_string_equal(r.why, "cannot resolve");
     assert_int_equal(fx->accepts, 0);
     assert_int_equal(upclient_conns(fx->c, NULL), 0);
-    upclient_free(fx->c);
-    fx->c = NULL;
-    evdns_base_free(dns, 0);
+    free_named(fx, dns);
     evdns_close_server_port(server);
     close(fd);
 }
@@ -1614,9 +1617,7 @@ test_host_name_addresses_kept(void **state)
     named_get(fx, "up.test", "/len", &r);
     assert_int_equal(r.err, BRK_OK);
     BODY_IS(&r, "hello");
-    upclient_free(fx->c);
-    fx->c = NULL;
-    evdns_base_free(dns, 0);
+    free_named(fx, dns);
 }
 
 /* Calls that arrive while the name is looked up wait for the one lookup;
