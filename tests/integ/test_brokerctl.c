@@ -234,8 +234,10 @@ setup(void **state)
     Mock = h_mock_start(H.dir, extra, &MockPort);
     if (Mock == 0)
         return -1;
+    /* a host name: the data path's own resolver and libcurl (installs,
+     * tokens) both look it up, from the system's hosts file */
     snprintf(broker, sizeof(broker),
-             "wecom_api_base = http://127.0.0.1:%d\n"
+             "wecom_api_base = http://localhost:%d\n"
              "event_claim_idle = 3\n"
              "event_max_attempts = 3\n"
              "upstream_timeout_ms = 2000\n",
