@@ -74,6 +74,17 @@ reply_whole(const struct pconn *c)
     return c->len >= head + strtoul(cl + 17, NULL, 10);
 }
 
+/* argv's number: 0 with *out, or -1 when it is not one whole number. */
+static int
+num(const char *s, double *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtod(s, &end);
+    return end == s || *end != '\0' || errno != 0 ? -1 : 0;
+}
+
 static int
 usage(void)
 {
@@ -88,20 +99,24 @@ main(int argc, char **argv)
     struct sockaddr_in sin;
     struct epoll_event ev[64];
     struct pconn *cs;
-    double *lat, *late_at, pause, slow, t0, end, t, wake, d;
+    double *lat, *late_at, pause, slow, secs, t0, end, t, wake, d, v;
     size_t n = 0, nlate = 0, i, j, moments = 0, run;
     char req[2048];
     int port, conns, reqlen, ep, k, to, one = 1;
 
     if (argc != 7)
         return usage();
-    port = atoi(argv[1]);
-    conns = atoi(argv[3]);
-    pause = atof(argv[4]) * 1000.0;
-    slow = atof(argv[6]);
-    if (port <= 0 || port > 65535 || argv[2][0] != '/' || conns <= 0 ||
-        conns > CONNS_MAX || pause < 0 || atof(argv[5]) <= 0 || slow <= 0)
+    if (num(argv[1], &v) != 0 || v < 1 || v > 65535)
         return usage();
+    port = (int)v;
+    if (num(argv[3], &v) != 0 || v < 1 || v > CONNS_MAX)
+        return usage();
+    conns = (int)v;
+    if (num(argv[4], &pause) != 0 || pause < 0 || pause > 60000 ||
+        num(argv[5], &secs) != 0 || secs <= 0 || secs > 3600 ||
+        num(argv[6], &slow) != 0 || slow <= 0 || argv[2][0] != '/')
+        return usage();
+    pause *= 1000.0;
     reqlen = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
                       argv[2]);
     if (reqlen <= 0 || (size_t)reqlen >= sizeof(req))
@@ -135,7 +150,7 @@ main(int argc, char **argv)
         cs[k].next = t0 + pause * k / conns;
     }
     t0 = now_us();
-    end = t0 + atof(argv[5]) * 1e6;
+    end = t0 + secs * 1e6;
     while ((t = now_us()) < end) {
         wake = end;
         for (k = 0; k < conns; k++) {
@@ -212,7 +227,7 @@ main(int argc, char **argv)
     fprintf(stderr,
             "replies=%zu rate=%.0f p50=%.0f p90=%.0f p99=%.0f p99.9=%.0f "
             "max=%.0f late_moments=%zu\n",
-            n, (double)n / atof(argv[5]), lat[n / 2], lat[n * 9 / 10],
-            lat[n * 99 / 100], lat[n * 999 / 1000], lat[n - 1], moments);
+            n, (double)n / secs, lat[n / 2], lat[n * 9 / 10], lat[n * 99 / 100],
+            lat[n * 999 / 1000], lat[n - 1], moments);
     return 0;
 }
